@@ -1,0 +1,194 @@
+//! The agent's configuration file.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tocsin_model::{is_valid_label_name, Labels};
+
+use crate::{parse_duration, ConfigError, Problems, RawSecret, Secret};
+
+pub const DEFAULT_INTERVAL: &str = "10s";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9761";
+pub const DEFAULT_COLLECTOR_URL: &str = "http://127.0.0.1:9760/api/v1/write";
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgentConfig {
+    /// Name of this host: the `host` label of every series (default: the system hostname).
+    pub host: Option<String>,
+    /// Time between two samples of the host (default 10s, at least 1s).
+    pub interval: Option<String>,
+    /// Address of the agent's own `/metrics` and `/healthz` (default 127.0.0.1:9761).
+    pub listen: Option<String>,
+    /// Static labels added to every series.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Directory of `*.prom` files read each cycle, as node_exporter's textfile collector.
+    pub textfile_dir: Option<PathBuf>,
+    /// Where and how samples are shipped.
+    #[serde(default)]
+    pub collector: RawShipping,
+    /// Longest time one `statfs` may take before that mount is skipped (default 2s).
+    pub statfs_timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShipping {
+    /// Remote-write URL (default http://127.0.0.1:9760/api/v1/write).
+    pub url: Option<String>,
+    /// Bearer token sent with every write: a literal, `{env: NAME}` or `{file: PATH}`.
+    pub token: Option<RawSecret>,
+    /// Time limit of one write request (default 10s).
+    pub timeout: Option<String>,
+    /// Batches kept in memory while the collector is unreachable (default 8640: a day at 10s).
+    pub queue_max_batches: Option<usize>,
+    /// Longest wait between two retries (default 30s).
+    pub max_backoff: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub host: String,
+    pub interval: Duration,
+    pub listen: SocketAddr,
+    pub labels: Labels,
+    pub textfile_dir: Option<PathBuf>,
+    pub shipping: ShippingConfig,
+    pub statfs_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ShippingConfig {
+    pub url: String,
+    pub token: Option<Secret>,
+    pub timeout: Duration,
+    pub queue_max_batches: usize,
+    pub max_backoff: Duration,
+}
+
+impl RawAgentConfig {
+    /// Validates everything and reports every problem at once.
+    pub fn validate(self) -> Result<AgentConfig, ConfigError> {
+        let mut p = Problems::default();
+        let host = match self.host {
+            Some(h) if h.trim().is_empty() => {
+                p.push("host: must not be empty");
+                String::new()
+            }
+            Some(h) => h,
+            None => system_hostname(),
+        };
+        let interval = p
+            .take("interval", parse_duration(self.interval.as_deref().unwrap_or(DEFAULT_INTERVAL)))
+            .unwrap_or_default();
+        if !interval.is_zero() && interval < Duration::from_secs(1) {
+            p.push(format!(
+                "interval: {} is below the minimum of 1s",
+                crate::format_duration(interval)
+            ));
+        }
+        let listen = p.take(
+            "listen",
+            self.listen
+                .as_deref()
+                .unwrap_or(DEFAULT_LISTEN)
+                .parse::<SocketAddr>()
+                .map_err(|e| format!("{e}, expected HOST:PORT such as 127.0.0.1:9761")),
+        );
+        let mut labels = Labels::new();
+        for (k, v) in self.labels {
+            if !is_valid_label_name(&k) || k.starts_with("__") {
+                p.push(format!("labels: invalid label name {k:?}"));
+            } else if k == "host" {
+                p.push("labels: \"host\" is set by the `host` setting, not in labels");
+            } else if v.is_empty() {
+                p.push(format!("labels: label {k:?} has an empty value"));
+            } else {
+                labels.set(k, v);
+            }
+        }
+        labels.set("host", host.clone());
+        let c = self.collector;
+        let url = c.url.unwrap_or_else(|| DEFAULT_COLLECTOR_URL.to_string());
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            p.push(format!("collector.url: {url:?} must start with http:// or https://"));
+        }
+        let token = c.token.and_then(|t| p.take("collector.token", t.resolve()));
+        let timeout = p
+            .take("collector.timeout", parse_duration(c.timeout.as_deref().unwrap_or("10s")))
+            .unwrap_or_default();
+        let max_backoff = p
+            .take(
+                "collector.max_backoff",
+                parse_duration(c.max_backoff.as_deref().unwrap_or("30s")),
+            )
+            .unwrap_or_default();
+        let queue_max_batches = c.queue_max_batches.unwrap_or(8640);
+        if queue_max_batches == 0 {
+            p.push("collector.queue_max_batches: must be at least 1");
+        }
+        let statfs_timeout = p
+            .take(
+                "statfs_timeout",
+                parse_duration(self.statfs_timeout.as_deref().unwrap_or("2s")),
+            )
+            .unwrap_or_default();
+        let listen = listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+        p.finish(|| AgentConfig {
+            host,
+            interval,
+            listen,
+            labels,
+            textfile_dir: self.textfile_dir,
+            shipping: ShippingConfig {
+                url,
+                token,
+                timeout,
+                queue_max_batches,
+                max_backoff,
+            },
+            statfs_timeout,
+        })
+    }
+}
+
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse_yaml;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = RawAgentConfig::default().validate().unwrap();
+        assert_eq!(c.interval, Duration::from_secs(10));
+        assert_eq!(c.labels.get("host"), Some(c.host.as_str()));
+    }
+
+    #[test]
+    fn every_problem_at_once() {
+        let raw: RawAgentConfig = parse_yaml(
+            "interval: 100ms\nlisten: nowhere\nlabels: {host: x, \"bad-name\": y}\ncollector: {url: ftp://x}\n",
+        )
+        .unwrap();
+        let e = raw.validate().unwrap_err();
+        assert_eq!(e.problems.len(), 5, "{e}");
+        assert!(e.problems[0].starts_with("interval: 100ms is below the minimum of 1s"));
+    }
+
+    #[test]
+    fn unknown_field_has_a_line() {
+        let e = parse_yaml::<RawAgentConfig>("host: a\nintervall: 5s\n").unwrap_err();
+        assert!(e.starts_with("2:1: unknown field `intervall`"), "{e}");
+    }
+}

@@ -1,0 +1,264 @@
+//! The collector's configuration file.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::{parse_duration, parse_size, ConfigError, Problems, RawSecret, Secret};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9760";
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCollectorConfig {
+    /// Address of the HTTP API, remote-write receiver and `/metrics` (default 127.0.0.1:9760).
+    pub listen: Option<String>,
+    /// Directory of the SQLite database and the default alert log (default ./data).
+    pub data_dir: Option<PathBuf>,
+    /// Rule files or directories of `*.yaml` rule files (default: ./rules).
+    #[serde(default)]
+    pub rules: Vec<PathBuf>,
+    /// How long samples are kept (default 30d).
+    pub retention: Option<String>,
+    /// How often the in-memory head is written out as compressed chunks (default 5m).
+    pub checkpoint_interval: Option<String>,
+    /// An alert whose series sends nothing for this long is resolved (default 5m).
+    pub stale_after: Option<String>,
+    /// URL under which people reach this collector, used in links (default http://LISTEN).
+    pub external_url: Option<String>,
+    /// Remote-write receiver settings.
+    #[serde(default)]
+    pub ingest: RawIngest,
+    /// Where notifications go. Default: one `log` receiver writing `DATA_DIR/alerts.log`.
+    #[serde(default)]
+    pub receivers: Vec<RawReceiver>,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIngest {
+    /// Bearer token agents must present: a literal, `{env: NAME}` or `{file: PATH}`.
+    pub token: Option<RawSecret>,
+    /// Largest accepted (compressed) request body (default 16MiB).
+    pub max_body: Option<String>,
+    /// Largest decompressed request (default 64MiB).
+    pub max_decompressed: Option<String>,
+    /// Most samples in one request (default 1000000).
+    pub max_samples_per_request: Option<usize>,
+    /// Most labels on one series (default 64).
+    pub max_labels_per_series: Option<usize>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReceiver {
+    /// Unique name, used in logs and metrics.
+    pub name: String,
+    /// Alertmanager-compatible webhook.
+    pub webhook: Option<RawWebhook>,
+    /// Append each notification as one JSON line to a file.
+    pub log: Option<RawLog>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    pub url: String,
+    /// Time limit of one request (default 10s).
+    pub timeout: Option<String>,
+    /// Attempts before a notification is dead-lettered (default 20).
+    pub max_attempts: Option<u32>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// File to append to; relative paths are under data_dir.
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct CollectorConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub rules: Vec<PathBuf>,
+    pub retention: Duration,
+    pub checkpoint_interval: Duration,
+    pub stale_after: Duration,
+    pub external_url: String,
+    pub ingest: IngestConfig,
+    pub receivers: Vec<ReceiverConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub token: Option<Secret>,
+    pub max_body_bytes: usize,
+    pub max_decompressed_bytes: usize,
+    pub max_samples_per_request: usize,
+    pub max_labels_per_series: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReceiverConfig {
+    pub name: String,
+    pub kind: ReceiverKind,
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone)]
+pub enum ReceiverKind {
+    Webhook { url: String, timeout: Duration },
+    Log { path: PathBuf },
+}
+
+impl RawCollectorConfig {
+    pub fn validate(self) -> Result<CollectorConfig, ConfigError> {
+        let mut p = Problems::default();
+        let dur = |p: &mut Problems, field: &str, v: &Option<String>, d: &str| {
+            p.take(field, parse_duration(v.as_deref().unwrap_or(d)))
+                .unwrap_or_default()
+        };
+        let listen = p
+            .take(
+                "listen",
+                self.listen
+                    .as_deref()
+                    .unwrap_or(DEFAULT_LISTEN)
+                    .parse::<SocketAddr>()
+                    .map_err(|e| format!("{e}, expected HOST:PORT such as 127.0.0.1:9760")),
+            )
+            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("data"));
+        let rules = if self.rules.is_empty() {
+            vec![PathBuf::from("rules")]
+        } else {
+            self.rules
+        };
+        let retention = dur(&mut p, "retention", &self.retention, "30d");
+        let checkpoint_interval =
+            dur(&mut p, "checkpoint_interval", &self.checkpoint_interval, "5m");
+        let stale_after = dur(&mut p, "stale_after", &self.stale_after, "5m");
+        if retention < Duration::from_secs(3600) {
+            p.push("retention: must be at least 1h");
+        }
+        let external_url = self
+            .external_url
+            .unwrap_or_else(|| format!("http://{listen}"));
+
+        let i = self.ingest;
+        let size = |p: &mut Problems, field: &str, v: &Option<String>, d: &str| {
+            p.take(field, parse_size(v.as_deref().unwrap_or(d)))
+                .unwrap_or_default() as usize
+        };
+        let ingest = IngestConfig {
+            token: i.token.and_then(|t| p.take("ingest.token", t.resolve())),
+            max_body_bytes: size(&mut p, "ingest.max_body", &i.max_body, "16MiB"),
+            max_decompressed_bytes: size(
+                &mut p,
+                "ingest.max_decompressed",
+                &i.max_decompressed,
+                "64MiB",
+            ),
+            max_samples_per_request: i.max_samples_per_request.unwrap_or(1_000_000),
+            max_labels_per_series: i.max_labels_per_series.unwrap_or(64),
+        };
+
+        let mut receivers = Vec::new();
+        let mut names = BTreeSet::new();
+        for (idx, r) in self.receivers.into_iter().enumerate() {
+            let at = format!("receivers[{idx}] ({:?})", r.name);
+            if r.name.is_empty() {
+                p.push(format!("receivers[{idx}]: name must not be empty"));
+            }
+            if !names.insert(r.name.clone()) {
+                p.push(format!("{at}: duplicate receiver name"));
+            }
+            let kind = match (r.webhook, r.log) {
+                (Some(w), None) => {
+                    if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                        p.push(format!("{at}: webhook.url {:?} must be http(s)", w.url));
+                    }
+                    let timeout = dur(&mut p, &format!("{at}: webhook.timeout"), &w.timeout, "10s");
+                    Some((
+                        ReceiverKind::Webhook { url: w.url, timeout },
+                        w.max_attempts.unwrap_or(20),
+                    ))
+                }
+                (None, Some(l)) => Some((
+                    ReceiverKind::Log {
+                        path: if l.path.is_absolute() {
+                            l.path
+                        } else {
+                            data_dir.join(l.path)
+                        },
+                    },
+                    20,
+                )),
+                _ => {
+                    p.push(format!("{at}: set exactly one of `webhook` or `log`"));
+                    None
+                }
+            };
+            if let Some((kind, max_attempts)) = kind {
+                if max_attempts == 0 {
+                    p.push(format!("{at}: max_attempts must be at least 1"));
+                }
+                receivers.push(ReceiverConfig {
+                    name: r.name,
+                    kind,
+                    max_attempts,
+                });
+            }
+        }
+        if receivers.is_empty() && names.is_empty() {
+            receivers.push(ReceiverConfig {
+                name: "log".into(),
+                kind: ReceiverKind::Log {
+                    path: data_dir.join("alerts.log"),
+                },
+                max_attempts: 20,
+            });
+        }
+        p.finish(|| CollectorConfig {
+            listen,
+            data_dir,
+            rules,
+            retention,
+            checkpoint_interval,
+            stale_after,
+            external_url,
+            ingest,
+            receivers,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse_yaml;
+
+    #[test]
+    fn defaults() {
+        let c = RawCollectorConfig::default().validate().unwrap();
+        assert_eq!(c.receivers.len(), 1);
+        assert!(matches!(&c.receivers[0].kind, ReceiverKind::Log { path } if path.ends_with("alerts.log")));
+        assert_eq!(c.ingest.max_body_bytes, 16 << 20);
+    }
+
+    #[test]
+    fn receiver_problems_all_reported() {
+        let raw: RawCollectorConfig = parse_yaml(
+            "receivers:\n- name: a\n- name: a\n  webhook: {url: x}\nretention: 1m\n",
+        )
+        .unwrap();
+        let e = raw.validate().unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("retention: must be at least 1h"), "{text}");
+        assert!(text.contains("receivers[0] (\"a\"): set exactly one of"), "{text}");
+        assert!(text.contains("receivers[1] (\"a\"): duplicate receiver name"), "{text}");
+        assert!(text.contains("must be http(s)"), "{text}");
+    }
+}

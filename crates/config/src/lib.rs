@@ -1,0 +1,100 @@
+//! tocsin's configuration files: `Raw*` serde structs (unknown fields rejected) validated into
+//! typed config, reporting every problem at once. Reading flags is the binaries' job.
+
+pub mod agent;
+pub mod collector;
+mod units;
+
+pub use units::{parse_duration, parse_size, format_duration, Secret, RawSecret};
+
+use std::path::{Path, PathBuf};
+
+/// Every problem found in one configuration, each a full sentence; `path` when from a file.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub path: Option<PathBuf>,
+    pub problems: Vec<String>,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let prefix = self
+            .path
+            .as_ref()
+            .map(|p| format!("{}: ", p.display()))
+            .unwrap_or_default();
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{prefix}{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and deserializes a YAML file; syntax and unknown-field errors carry `path:line:col`.
+pub fn read_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        path: Some(path.to_path_buf()),
+        problems: vec![format!("cannot read: {e}")],
+    })?;
+    parse_yaml(&text).map_err(|problem| ConfigError {
+        path: None,
+        problems: vec![format!("{}:{problem}", path.display())],
+    })
+}
+
+/// Deserializes YAML text; the error starts with `line:col: ` when the parser knows the place.
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    // An empty file means "all defaults", as an empty mapping would.
+    let text = if text.trim().is_empty() { "{}" } else { text };
+    serde_yaml_ng::from_str(text).map_err(|e| yaml_error_message(&e))
+}
+
+/// `line:col: message` with the location suffix serde_yaml adds removed.
+pub fn yaml_error_message(e: &serde_yaml_ng::Error) -> String {
+    let msg = e.to_string();
+    match e.location() {
+        Some(loc) => {
+            let msg = match msg.rfind(" at line ") {
+                Some(i) => msg[..i].to_string(),
+                None => msg,
+            };
+            format!("{}:{}: {}", loc.line(), loc.column(), msg)
+        }
+        None => msg,
+    }
+}
+
+/// Collects problems while validating, then yields the value or every problem at once.
+#[derive(Debug, Default)]
+pub struct Problems(Vec<String>);
+
+impl Problems {
+    pub fn push(&mut self, p: impl Into<String>) {
+        self.0.push(p.into());
+    }
+
+    /// Records an error of `r` under `field` and returns its value if any.
+    pub fn take<T, E: std::fmt::Display>(&mut self, field: &str, r: Result<T, E>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0.push(format!("{field}: {e}"));
+                None
+            }
+        }
+    }
+
+    pub fn finish<T>(self, value: impl FnOnce() -> T) -> Result<T, ConfigError> {
+        if self.0.is_empty() {
+            Ok(value())
+        } else {
+            Err(ConfigError {
+                path: None,
+                problems: self.0,
+            })
+        }
+    }
+}

@@ -1,0 +1,220 @@
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The reserved label holding a series' metric name.
+pub const METRIC_NAME: &str = "__name__";
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Label {
+    pub name: String,
+    pub value: String,
+}
+
+/// A set of labels kept sorted by name, so equal sets compare and hash equal.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Labels(Vec<Label>);
+
+impl Labels {
+    pub fn new() -> Self {
+        Self(Vec::new())
+    }
+
+    /// Builds from pairs in any order; a later duplicate name replaces an earlier one.
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let mut l = Labels::new();
+        for (k, v) in pairs {
+            l.set(k, v);
+        }
+        l
+    }
+
+    /// Takes labels that may be unsorted; returns the first duplicated name as an error.
+    pub fn from_vec(mut v: Vec<Label>) -> Result<Self, String> {
+        v.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        for w in v.windows(2) {
+            if w[0].name == w[1].name {
+                return Err(w[0].name.clone());
+            }
+        }
+        Ok(Self(v))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|l| l.name.as_str().cmp(name))
+            .ok()
+            .map(|i| self.0[i].value.as_str())
+    }
+
+    pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        let name = name.into();
+        let value = value.into();
+        match self.0.binary_search_by(|l| l.name.cmp(&name)) {
+            Ok(i) => self.0[i].value = value,
+            Err(i) => self.0.insert(i, Label { name, value }),
+        }
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<String> {
+        match self.0.binary_search_by(|l| l.name.as_str().cmp(name)) {
+            Ok(i) => Some(self.0.remove(i).value),
+            Err(_) => None,
+        }
+    }
+
+    pub fn metric_name(&self) -> Option<&str> {
+        self.get(METRIC_NAME)
+    }
+
+    /// A copy without the metric name: the identity two series share in a binary expression.
+    pub fn without_name(&self) -> Labels {
+        Labels(
+            self.0
+                .iter()
+                .filter(|l| l.name != METRIC_NAME)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Label> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn as_slice(&self) -> &[Label] {
+        &self.0
+    }
+
+    /// A stable 64-bit hash (xxh3) of the label set, identical across runs and machines.
+    pub fn fingerprint(&self) -> u64 {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for l in &self.0 {
+            h.update(l.name.as_bytes());
+            h.update(&[0xff]);
+            h.update(l.value.as_bytes());
+            h.update(&[0xff]);
+        }
+        h.digest()
+    }
+
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.0
+            .iter()
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .collect()
+    }
+}
+
+impl serde::Serialize for Labels {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for l in &self.0 {
+            m.serialize_entry(&l.name, &l.value)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Labels {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let m = BTreeMap::<String, String>::deserialize(d)?;
+        Ok(Labels(
+            m.into_iter()
+                .map(|(name, value)| Label { name, value })
+                .collect(),
+        ))
+    }
+}
+
+/// Prometheus text form: `name{a="x", b="y"}`.
+impl fmt::Display for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(n) = self.metric_name() {
+            f.write_str(n)?;
+        }
+        f.write_str("{")?;
+        let mut first = true;
+        for l in self.0.iter().filter(|l| l.name != METRIC_NAME) {
+            if !first {
+                f.write_str(", ")?;
+            }
+            first = false;
+            write!(f, "{}={:?}", l.name, l.value)?;
+        }
+        f.write_str("}")
+    }
+}
+
+/// `[a-zA-Z_][a-zA-Z0-9_]*`, as Prometheus requires.
+pub fn is_valid_label_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+/// `[a-zA-Z_:][a-zA-Z0-9_:]*`, as Prometheus requires.
+pub fn is_valid_metric_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_' || c == b':')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b':')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorted_and_stable() {
+        let a = Labels::from_pairs([("b", "2"), ("a", "1"), (METRIC_NAME, "m")]);
+        let b = Labels::from_pairs([(METRIC_NAME, "m"), ("a", "1"), ("b", "2")]);
+        assert_eq!(a, b);
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_eq!(a.to_string(), r#"m{a="1", b="2"}"#);
+        assert_eq!(a.without_name().get(METRIC_NAME), None);
+        // Name/value boundaries matter: {a="bc"} differs from {ab="c"}.
+        assert_ne!(
+            Labels::from_pairs([("a", "bc")]).fingerprint(),
+            Labels::from_pairs([("ab", "c")]).fingerprint()
+        );
+    }
+
+    #[test]
+    fn duplicates_rejected() {
+        let v = vec![
+            Label { name: "x".into(), value: "1".into() },
+            Label { name: "x".into(), value: "2".into() },
+        ];
+        assert_eq!(Labels::from_vec(v).unwrap_err(), "x");
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_valid_label_name("host_1"));
+        assert!(!is_valid_label_name("1host"));
+        assert!(!is_valid_label_name("a:b"));
+        assert!(is_valid_metric_name("job:rate5m"));
+        assert!(!is_valid_metric_name(""));
+    }
+
+    #[test]
+    fn serde_as_map() {
+        let a = Labels::from_pairs([("b", "2"), ("a", "1")]);
+        let j = serde_json::to_string(&a).unwrap();
+        assert_eq!(j, r#"{"a":"1","b":"2"}"#);
+        assert_eq!(serde_json::from_str::<Labels>(&j).unwrap(), a);
+    }
+}

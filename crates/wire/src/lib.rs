@@ -1,0 +1,189 @@
+//! The agent → collector protocol: Prometheus remote-write 1.0 (protobuf in a snappy block),
+//! encoding, decoding and validation into model types. Transport (HTTP) lives elsewhere.
+
+mod proto;
+
+pub use proto::{Label, MetricMetadata, MetricType, Sample, TimeSeries, WriteRequest};
+
+use prost::Message;
+use tocsin_model::{is_valid_label_name, is_valid_metric_name, Labels, SeriesSamples, METRIC_NAME};
+
+/// Header values a remote-write 1.0 sender sets.
+pub const CONTENT_TYPE: &str = "application/x-protobuf";
+pub const CONTENT_ENCODING: &str = "snappy";
+pub const VERSION_HEADER: &str = "X-Prometheus-Remote-Write-Version";
+pub const VERSION: &str = "0.1.0";
+
+/// Bounds applied while decoding a request; each breach is a distinct error.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_decompressed_bytes: usize,
+    pub max_samples: usize,
+    pub max_labels_per_series: usize,
+    pub max_label_name_len: usize,
+    pub max_label_value_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_decompressed_bytes: 64 << 20,
+            max_samples: 1_000_000,
+            max_labels_per_series: 64,
+            max_label_name_len: 256,
+            max_label_value_len: 4096,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum WireError {
+    #[error("body is not a valid snappy block: {0}")]
+    Snappy(String),
+    #[error("decompressed body would be {size} bytes, over the limit of {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error("body is not a valid remote-write protobuf: {0}")]
+    Protobuf(String),
+    #[error("request holds {count} samples, over the limit of {limit}")]
+    TooManySamples { count: usize, limit: usize },
+    #[error("series {index}: {reason}")]
+    InvalidSeries { index: usize, reason: String },
+}
+
+impl WireError {
+    /// A short, fixed reason for counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WireError::Snappy(_) => "snappy",
+            WireError::TooLarge { .. } => "too_large",
+            WireError::Protobuf(_) => "protobuf",
+            WireError::TooManySamples { .. } => "too_many_samples",
+            WireError::InvalidSeries { .. } => "invalid_series",
+        }
+    }
+}
+
+/// Protobuf-encodes and snappy-compresses a request, ready to POST.
+pub fn encode(req: &WriteRequest) -> Vec<u8> {
+    let raw = req.encode_to_vec();
+    snap::raw::Encoder::new()
+        .compress_vec(&raw)
+        .expect("snappy compression of an in-memory buffer cannot fail")
+}
+
+/// Builds a request from model series.
+pub fn to_request(series: &[SeriesSamples]) -> WriteRequest {
+    WriteRequest {
+        timeseries: series
+            .iter()
+            .map(|s| TimeSeries {
+                labels: s
+                    .labels
+                    .iter()
+                    .map(|l| Label {
+                        name: l.name.clone(),
+                        value: l.value.clone(),
+                    })
+                    .collect(),
+                samples: s
+                    .samples
+                    .iter()
+                    .map(|x| Sample {
+                        value: x.value,
+                        timestamp: x.timestamp_ms,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        metadata: Vec::new(),
+    }
+}
+
+/// Decompresses, decodes and validates a request body.
+pub fn decode(body: &[u8], limits: &Limits) -> Result<Vec<SeriesSamples>, WireError> {
+    let size = snap::raw::decompress_len(body).map_err(|e| WireError::Snappy(e.to_string()))?;
+    if size > limits.max_decompressed_bytes {
+        return Err(WireError::TooLarge {
+            size,
+            limit: limits.max_decompressed_bytes,
+        });
+    }
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| WireError::Snappy(e.to_string()))?;
+    let req = WriteRequest::decode(raw.as_slice()).map_err(|e| WireError::Protobuf(e.to_string()))?;
+    validate(req, limits)
+}
+
+fn validate(req: WriteRequest, limits: &Limits) -> Result<Vec<SeriesSamples>, WireError> {
+    let count: usize = req.timeseries.iter().map(|t| t.samples.len()).sum();
+    if count > limits.max_samples {
+        return Err(WireError::TooManySamples {
+            count,
+            limit: limits.max_samples,
+        });
+    }
+    let mut out = Vec::with_capacity(req.timeseries.len());
+    for (index, ts) in req.timeseries.into_iter().enumerate() {
+        let bad = |reason: String| WireError::InvalidSeries { index, reason };
+        if ts.labels.len() > limits.max_labels_per_series {
+            return Err(bad(format!(
+                "{} labels, over the limit of {}",
+                ts.labels.len(),
+                limits.max_labels_per_series
+            )));
+        }
+        for l in &ts.labels {
+            if l.name.len() > limits.max_label_name_len {
+                return Err(bad(format!(
+                    "label name of {} bytes, over the limit of {}",
+                    l.name.len(),
+                    limits.max_label_name_len
+                )));
+            }
+            if l.value.len() > limits.max_label_value_len {
+                return Err(bad(format!(
+                    "label {:?} has a value of {} bytes, over the limit of {}",
+                    l.name,
+                    l.value.len(),
+                    limits.max_label_value_len
+                )));
+            }
+            if l.name != METRIC_NAME && !is_valid_label_name(&l.name) {
+                return Err(bad(format!("invalid label name {:?}", l.name)));
+            }
+            if l.value.is_empty() {
+                return Err(bad(format!("label {:?} has an empty value", l.name)));
+            }
+        }
+        let labels = Labels::from_vec(
+            ts.labels
+                .into_iter()
+                .map(|l| tocsin_model::Label {
+                    name: l.name,
+                    value: l.value,
+                })
+                .collect(),
+        )
+        .map_err(|dup| bad(format!("duplicate label name {dup:?}")))?;
+        match labels.metric_name() {
+            None => return Err(bad("no __name__ label".to_string())),
+            Some(n) if !is_valid_metric_name(n) => {
+                return Err(bad(format!("invalid metric name {n:?}")))
+            }
+            Some(_) => {}
+        }
+        out.push(SeriesSamples {
+            labels,
+            samples: ts
+                .samples
+                .into_iter()
+                .map(|s| tocsin_model::Sample::new(s.timestamp, s.value))
+                .collect(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;
