@@ -1,1 +1,409 @@
-//! stub
+//! tocsin's storage, the only crate that speaks SQL: one SQLite file holding series, a durable
+//! ingest log, compressed chunks, alert state, the notification outbox and host liveness.
+//! Samples are made durable as one log row per group commit, kept in an in-memory head of
+//! compressed chunks, and moved to the `chunks` table at each checkpoint (like Prometheus's WAL,
+//! head and blocks). It knows nothing of rules, HTTP or delivery.
+
+pub mod chunk;
+mod error;
+mod head;
+mod outbox;
+mod schema;
+
+pub use error::StoreError;
+pub use outbox::{Outbox, OutboxItem, OutboxStatus};
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tocsin_model::{Labels, Sample, SeriesSamples, TimestampMs};
+
+use head::Head;
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Identifies a series inside one store.
+pub type SeriesId = u32;
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Fsync every commit (`synchronous=FULL`): acknowledged data survives power loss, not only
+    /// a crash of the process.
+    pub fsync: bool,
+    /// Samples further in the future than this are rejected.
+    pub max_future_ms: i64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            fsync: true,
+            max_future_ms: 10 * 60 * 1000,
+        }
+    }
+}
+
+/// What one append did, by outcome.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AppendStats {
+    pub accepted: usize,
+    /// Timestamp not after the series' newest stored sample (a retry, or out of order).
+    pub out_of_order: usize,
+    pub too_far_in_future: usize,
+    pub new_series: usize,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CheckpointStats {
+    pub chunks_written: usize,
+    pub samples_written: usize,
+    pub log_rows_removed: usize,
+    pub chunks_expired: usize,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    opts: StoreOptions,
+    index: SeriesIndex,
+    head: Head,
+}
+
+#[derive(Default)]
+struct SeriesIndex {
+    by_fp: HashMap<u64, SeriesId>,
+    /// Second-chance map for the (astronomically rare) fingerprint collision.
+    collided: HashMap<Labels, SeriesId>,
+    labels: Vec<Option<Labels>>,
+}
+
+impl SeriesIndex {
+    fn lookup(&self, fp: u64, labels: &Labels) -> Option<SeriesId> {
+        let id = *self.by_fp.get(&fp)?;
+        if self.labels[id as usize].as_ref() == Some(labels) {
+            Some(id)
+        } else {
+            self.collided.get(labels).copied()
+        }
+    }
+
+    fn insert(&mut self, fp: u64, id: SeriesId, labels: Labels) {
+        let i = id as usize;
+        if self.labels.len() <= i {
+            self.labels.resize(i + 1, None);
+        }
+        if self.by_fp.contains_key(&fp) {
+            self.collided.insert(labels.clone(), id);
+        } else {
+            self.by_fp.insert(fp, id);
+        }
+        self.labels[i] = Some(labels);
+    }
+}
+
+impl Store {
+    /// Opens or creates the database, then rebuilds the head from the ingest log.
+    pub fn open(path: &Path, opts: StoreOptions) -> Result<Store> {
+        let conn = Connection::open(path).map_err(|e| StoreError::open(path, e))?;
+        schema::prepare(&conn, opts.fsync).map_err(|e| StoreError::open(path, e))?;
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+            opts,
+            index: SeriesIndex::default(),
+            head: Head::default(),
+        };
+        store.load()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn load(&mut self) -> Result<()> {
+        let mut series = Vec::new();
+        {
+            let mut st = self.conn.prepare("SELECT id, labels FROM series")?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                let id: i64 = r.get(0)?;
+                let text: String = r.get(1)?;
+                let labels: Labels = serde_json::from_str(&text)
+                    .map_err(|e| StoreError::Corrupt(format!("series {id} labels: {e}")))?;
+                series.push((id as SeriesId, labels));
+            }
+        }
+        {
+            let mut last = self.conn.prepare(
+                "SELECT end_ms FROM chunks WHERE series_id = ?1 ORDER BY start_ms DESC LIMIT 1",
+            )?;
+            for (id, labels) in series {
+                let last_ts: Option<i64> = last.query_row([id], |r| r.get(0)).optional()?;
+                self.index.insert(labels.fingerprint(), id, labels);
+                self.head.ensure(id, last_ts);
+            }
+        }
+        let mut st = self.conn.prepare("SELECT id, data FROM wal ORDER BY id")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            let data: Vec<u8> = r.get(1)?;
+            let entries = head::decode_log(&data)
+                .ok_or_else(|| StoreError::Corrupt(format!("ingest log row {id} is corrupt")))?;
+            for (sid, s) in entries {
+                self.head.ensure(sid, None);
+                self.head.append(sid, s);
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts an immediate transaction; everything done through it lands together or not at all.
+    pub fn begin(&mut self) -> Result<Txn<'_>> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(Txn {
+            store: self,
+            log: Vec::new(),
+            staged: Vec::new(),
+            new_series: Vec::new(),
+            pending: HashMap::new(),
+            hosts: HashMap::new(),
+            finished: false,
+        })
+    }
+
+    pub fn series_count(&self) -> usize {
+        self.index.labels.iter().filter(|l| l.is_some()).count()
+    }
+
+    pub fn head_samples(&self) -> u64 {
+        self.head.samples()
+    }
+
+    /// Series whose labels satisfy `pred`.
+    pub fn select(&self, pred: impl Fn(&Labels) -> bool) -> Vec<(SeriesId, Labels)> {
+        self.index
+            .labels
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.as_ref().filter(|l| pred(l)).map(|l| (i as SeriesId, l.clone())))
+            .collect()
+    }
+
+    /// Samples of one series with `from <= t <= to`, in time order.
+    pub fn query(&self, id: SeriesId, from: TimestampMs, to: TimestampMs) -> Result<Vec<Sample>> {
+        let mut out = Vec::new();
+        let mut st = self.conn.prepare_cached(
+            "SELECT data FROM chunks WHERE series_id = ?1 AND end_ms >= ?2 AND start_ms <= ?3 ORDER BY start_ms",
+        )?;
+        let mut rows = st.query(params![id, from, to])?;
+        while let Some(r) = rows.next()? {
+            let data: Vec<u8> = r.get(0)?;
+            let samples = chunk::decode(&data)
+                .map_err(|e| StoreError::Corrupt(format!("series {id}: {e}")))?;
+            out.extend(samples.into_iter().filter(|s| s.timestamp_ms >= from && s.timestamp_ms <= to));
+        }
+        if let Some(b) = self.head.chunk_bytes(id) {
+            let samples = chunk::decode(b).map_err(|e| StoreError::Corrupt(format!("head {id}: {e}")))?;
+            out.extend(samples.into_iter().filter(|s| s.timestamp_ms >= from && s.timestamp_ms <= to));
+        }
+        Ok(out)
+    }
+
+    /// Moves the head into `chunks`, empties the ingest log and drops data older than `cutoff`.
+    pub fn checkpoint(&mut self, expire_before: TimestampMs) -> Result<CheckpointStats> {
+        let mut stats = CheckpointStats::default();
+        let tx = self.conn.transaction()?;
+        {
+            let mut ins = tx.prepare_cached(
+                "INSERT OR REPLACE INTO chunks (series_id, start_ms, end_ms, count, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for (id, c) in self.head.chunks() {
+                ins.execute(params![id, c.first_ts(), c.last_ts(), c.count(), c.bytes()])?;
+                stats.chunks_written += 1;
+                stats.samples_written += c.count() as usize;
+            }
+            stats.log_rows_removed = tx.execute("DELETE FROM wal", [])?;
+            stats.chunks_expired =
+                tx.execute("DELETE FROM chunks WHERE end_ms < ?1", [expire_before])?;
+            tx.execute(
+                "DELETE FROM outbox WHERE status != 'pending' AND created_ms < ?1",
+                [expire_before],
+            )?;
+        }
+        tx.commit()?;
+        self.head.reset_chunks();
+        // Keep SQLite's own WAL file from growing without bound.
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(stats)
+    }
+
+    /// Every persisted alert state, as `(key, json)`.
+    pub fn alert_states(&self) -> Result<Vec<(String, String)>> {
+        let mut st = self.conn.prepare("SELECT key, data FROM alert_state ORDER BY key")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Hosts with the last time any of their data arrived.
+    pub fn hosts(&self) -> Result<Vec<(String, TimestampMs)>> {
+        let mut st = self.conn.prepare("SELECT host, last_seen_ms FROM hosts ORDER BY host")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+/// One write transaction. Dropping it without `commit` rolls everything back, including the
+/// in-memory effects, which are only applied after SQLite has committed.
+pub struct Txn<'a> {
+    store: &'a mut Store,
+    log: Vec<u8>,
+    staged: Vec<(SeriesId, Sample)>,
+    new_series: Vec<(u64, SeriesId, Labels)>,
+    /// Newest timestamp per series staged in this transaction.
+    pending: HashMap<SeriesId, TimestampMs>,
+    hosts: HashMap<String, TimestampMs>,
+    finished: bool,
+}
+
+impl Txn<'_> {
+    /// Stages samples; drops, in place, those it rejects, so `batch` afterwards holds exactly the
+    /// accepted samples. Returns the series id of each entry of `batch`.
+    pub fn append(
+        &mut self,
+        batch: &mut [SeriesSamples],
+        now: TimestampMs,
+    ) -> Result<(Vec<SeriesId>, AppendStats)> {
+        let mut stats = AppendStats::default();
+        let mut ids = Vec::with_capacity(batch.len());
+        let max_ts = now.saturating_add(self.store.opts.max_future_ms);
+        for s in batch.iter_mut() {
+            let id = self.series_id(&s.labels, &mut stats)?;
+            ids.push(id);
+            let mut last = self
+                .pending
+                .get(&id)
+                .copied()
+                .or_else(|| self.store.head.last_ts(id))
+                .unwrap_or(i64::MIN);
+            let before = s.samples.len();
+            s.samples.retain(|x| {
+                if x.timestamp_ms > max_ts {
+                    stats.too_far_in_future += 1;
+                    false
+                } else if x.timestamp_ms <= last {
+                    stats.out_of_order += 1;
+                    false
+                } else {
+                    last = x.timestamp_ms;
+                    true
+                }
+            });
+            if s.samples.is_empty() {
+                continue;
+            }
+            stats.accepted += s.samples.len();
+            debug_assert!(s.samples.len() <= before);
+            self.pending.insert(id, last);
+            head::encode_log(&mut self.log, id, &s.samples);
+            self.staged.extend(s.samples.iter().map(|&x| (id, x)));
+            if let Some(h) = s.labels.get("host") {
+                match self.hosts.get_mut(h) {
+                    Some(t) => *t = now,
+                    None => {
+                        self.hosts.insert(h.to_string(), now);
+                    }
+                }
+            }
+        }
+        Ok((ids, stats))
+    }
+
+    fn series_id(&mut self, labels: &Labels, stats: &mut AppendStats) -> Result<SeriesId> {
+        let fp = labels.fingerprint();
+        if let Some(id) = self.store.index.lookup(fp, labels) {
+            return Ok(id);
+        }
+        if let Some((_, id, _)) = self
+            .new_series
+            .iter()
+            .find(|(f, _, l)| *f == fp && l == labels)
+        {
+            return Ok(*id);
+        }
+        let text = serde_json::to_string(labels).expect("labels serialize");
+        self.store.conn.execute(
+            "INSERT INTO series (labels, metric, host) VALUES (?1, ?2, ?3)",
+            params![text, labels.metric_name(), labels.get("host")],
+        )?;
+        let id = SeriesId::try_from(self.store.conn.last_insert_rowid())
+            .map_err(|_| StoreError::Corrupt("series id space exhausted".into()))?;
+        self.new_series.push((fp, id, labels.clone()));
+        stats.new_series += 1;
+        Ok(id)
+    }
+
+    /// Replaces (or with `None` removes) one persisted alert state.
+    pub fn put_alert_state(&mut self, key: &str, json: Option<&str>) -> Result<()> {
+        match json {
+            Some(j) => self.store.conn.execute(
+                "INSERT INTO alert_state (key, data) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET data = excluded.data",
+                params![key, j],
+            )?,
+            None => self
+                .store
+                .conn
+                .execute("DELETE FROM alert_state WHERE key = ?1", [key])?,
+        };
+        Ok(())
+    }
+
+    /// Queues a notification for `receiver`; it is sent only after this transaction commits.
+    pub fn enqueue(&mut self, receiver: &str, payload: &str, now: TimestampMs) -> Result<i64> {
+        self.store.conn.execute(
+            "INSERT INTO outbox (receiver, created_ms, next_attempt_ms, payload) VALUES (?1, ?2, ?2, ?3)",
+            params![receiver, now, payload],
+        )?;
+        Ok(self.store.conn.last_insert_rowid())
+    }
+
+    pub fn commit(mut self) -> Result<()> {
+        let conn = &self.store.conn;
+        if !self.log.is_empty() {
+            conn.prepare_cached("INSERT INTO wal (data) VALUES (?1)")?
+                .execute([&self.log])?;
+        }
+        for (h, t) in &self.hosts {
+            conn.prepare_cached(
+                "INSERT INTO hosts (host, last_seen_ms) VALUES (?1, ?2) ON CONFLICT(host) DO UPDATE SET last_seen_ms = max(last_seen_ms, excluded.last_seen_ms)",
+            )?
+            .execute(params![h, t])?;
+        }
+        conn.execute_batch("COMMIT")?;
+        self.finished = true;
+        for (fp, id, labels) in self.new_series.drain(..) {
+            self.store.index.insert(fp, id, labels);
+            self.store.head.ensure(id, None);
+        }
+        for &(id, s) in &self.staged {
+            self.store.head.append(id, s);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Txn<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            if let Err(e) = self.store.conn.execute_batch("ROLLBACK") {
+                tracing::error!(error = %e, "rollback failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

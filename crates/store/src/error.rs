@@ -1,0 +1,35 @@
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    pub(crate) fn open(path: &Path, source: rusqlite::Error) -> Self {
+        StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    /// True when retrying later may succeed (disk full, locked database): callers answer 503.
+    pub fn is_transient(&self) -> bool {
+        use rusqlite::ErrorCode::*;
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                DiskFull | DatabaseBusy | DatabaseLocked | SystemIoFailure | OutOfMemory
+            ),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The notification outbox, read and updated by delivery workers over their own connection.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection};
+use tocsin_model::TimestampMs;
+
+use crate::{schema, Result, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxStatus {
+    Pending,
+    Delivered,
+    Dead,
+}
+
+impl OutboxStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::Pending => "pending",
+            OutboxStatus::Delivered => "delivered",
+            OutboxStatus::Dead => "dead",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub receiver: String,
+    pub attempts: u32,
+    pub payload: String,
+}
+
+pub struct Outbox {
+    conn: Connection,
+}
+
+impl Outbox {
+    pub fn open(path: &Path, fsync: bool) -> Result<Outbox> {
+        let conn = Connection::open(path).map_err(|e| StoreError::open(path, e))?;
+        schema::prepare(&conn, fsync).map_err(|e| StoreError::open(path, e))?;
+        Ok(Outbox { conn })
+    }
+
+    /// The oldest pending items of `receiver` due at `now`, in the order they were queued.
+    pub fn due(&self, receiver: &str, now: TimestampMs, limit: usize) -> Result<Vec<OutboxItem>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, receiver, attempts, payload FROM outbox
+             WHERE receiver = ?1 AND status = 'pending' AND next_attempt_ms <= ?2
+             ORDER BY id LIMIT ?3",
+        )?;
+        let rows = st.query_map(params![receiver, now, limit as i64], |r| {
+            Ok(OutboxItem {
+                id: r.get(0)?,
+                receiver: r.get(1)?,
+                attempts: r.get(2)?,
+                payload: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The earliest time any pending item of `receiver` is due.
+    pub fn next_due(&self, receiver: &str) -> Result<Option<TimestampMs>> {
+        Ok(self.conn.query_row(
+            "SELECT min(next_attempt_ms) FROM outbox WHERE receiver = ?1 AND status = 'pending'",
+            [receiver],
+            |r| r.get(0),
+        )?)
+    }
+
+    pub fn mark_delivered(&self, id: i64) -> Result<()> {
+        self.set(id, OutboxStatus::Delivered, None, None)
+    }
+
+    /// Records a failed attempt: retry at `retry_at`, or dead-letter when it is `None`.
+    pub fn mark_failed(&self, id: i64, error: &str, retry_at: Option<TimestampMs>) -> Result<()> {
+        match retry_at {
+            Some(t) => self.set(id, OutboxStatus::Pending, Some(error), Some(t)),
+            None => self.set(id, OutboxStatus::Dead, Some(error), None),
+        }
+    }
+
+    fn set(
+        &self,
+        id: i64,
+        status: OutboxStatus,
+        error: Option<&str>,
+        next: Option<TimestampMs>,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE outbox SET status = ?2, attempts = attempts + (?2 != 'delivered'),
+                 last_error = coalesce(?3, last_error), next_attempt_ms = coalesce(?4, next_attempt_ms)
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, status.as_str(), error, next])?;
+        Ok(())
+    }
+
+    /// Items by status for `receiver`.
+    pub fn count(&self, receiver: &str, status: OutboxStatus) -> Result<u64> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM outbox WHERE receiver = ?1 AND status = ?2",
+            params![receiver, status.as_str()],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+}

@@ -1,0 +1,65 @@
+use rusqlite::Connection;
+
+const VERSION: i64 = 1;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE series (
+    id      INTEGER PRIMARY KEY,
+    labels  TEXT NOT NULL UNIQUE,
+    metric  TEXT NOT NULL,
+    host    TEXT
+);
+CREATE INDEX series_metric ON series (metric);
+CREATE INDEX series_host ON series (host);
+-- Compressed samples of one series over [start_ms, end_ms] (see chunk.rs).
+CREATE TABLE chunks (
+    series_id INTEGER NOT NULL,
+    start_ms  INTEGER NOT NULL,
+    end_ms    INTEGER NOT NULL,
+    count     INTEGER NOT NULL,
+    data      BLOB NOT NULL,
+    PRIMARY KEY (series_id, start_ms)
+) WITHOUT ROWID;
+CREATE INDEX chunks_end ON chunks (end_ms);
+-- Durable ingest log: samples acknowledged but not yet in chunks, one row per commit.
+CREATE TABLE wal (
+    id   INTEGER PRIMARY KEY,
+    data BLOB NOT NULL
+);
+CREATE TABLE alert_state (
+    key  TEXT PRIMARY KEY,
+    data TEXT NOT NULL
+);
+CREATE TABLE outbox (
+    id              INTEGER PRIMARY KEY,
+    receiver        TEXT NOT NULL,
+    created_ms      INTEGER NOT NULL,
+    next_attempt_ms INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    status          TEXT NOT NULL DEFAULT 'pending',
+    last_error      TEXT,
+    payload         TEXT NOT NULL
+);
+CREATE INDEX outbox_due ON outbox (receiver, status, next_attempt_ms);
+CREATE TABLE hosts (
+    host         TEXT PRIMARY KEY,
+    last_seen_ms INTEGER NOT NULL
+);
+";
+
+pub(crate) fn prepare(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
+    conn.execute_batch(if fsync {
+        "PRAGMA synchronous=FULL;"
+    } else {
+        "PRAGMA synchronous=NORMAL;"
+    })?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < 1 {
+        conn.execute_batch(&format!(
+            "BEGIN; {SCHEMA_V1} PRAGMA user_version = {VERSION}; COMMIT;"
+        ))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,126 @@
+use super::*;
+use tocsin_model::METRIC_NAME;
+
+fn s(name: &str, host: &str, pts: &[(i64, f64)]) -> SeriesSamples {
+    SeriesSamples {
+        labels: Labels::from_pairs([(METRIC_NAME, name), ("host", host)]),
+        samples: pts.iter().map(|&(t, v)| Sample::new(t, v)).collect(),
+    }
+}
+
+const NOW: i64 = 1_700_000_000_000;
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open(&dir.path().join("t.db"), StoreOptions::default()).unwrap()
+}
+
+fn all(store: &Store, name: &str) -> Vec<Sample> {
+    let sel = store.select(|l| l.metric_name() == Some(name));
+    assert_eq!(sel.len(), 1);
+    store.query(sel[0].0, i64::MIN, i64::MAX).unwrap()
+}
+
+#[test]
+fn append_dedups_and_survives_reopen_and_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    let mut b = vec![s("up", "a", &[(NOW, 1.0), (NOW + 10, 2.0)])];
+    let mut tx = store.begin().unwrap();
+    let (_, st) = tx.append(&mut b, NOW).unwrap();
+    tx.commit().unwrap();
+    assert_eq!(st.accepted, 2);
+    assert_eq!(st.new_series, 1);
+
+    // A retry of the same batch is entirely dropped, plus one new sample accepted.
+    let mut b = vec![s("up", "a", &[(NOW, 1.0), (NOW + 10, 2.0), (NOW + 20, 3.0)])];
+    let mut tx = store.begin().unwrap();
+    let (_, st) = tx.append(&mut b, NOW).unwrap();
+    tx.commit().unwrap();
+    assert_eq!((st.accepted, st.out_of_order), (1, 2));
+    assert_eq!(b[0].samples.len(), 1);
+    drop(store);
+
+    // Reopen: head rebuilt from the log.
+    let mut store = open(&dir);
+    assert_eq!(all(&store, "up").len(), 3);
+    let cs = store.checkpoint(0).unwrap();
+    assert_eq!((cs.chunks_written, cs.samples_written, cs.log_rows_removed), (1, 3, 2));
+    drop(store);
+
+    // Reopen after checkpoint: data in chunks, and dedup still knows the last timestamp.
+    let mut store = open(&dir);
+    assert_eq!(all(&store, "up").iter().map(|x| x.value).collect::<Vec<_>>(), vec![1.0, 2.0, 3.0]);
+    let mut b = vec![s("up", "a", &[(NOW + 20, 3.0), (NOW + 30, 4.0)])];
+    let mut tx = store.begin().unwrap();
+    let (_, st) = tx.append(&mut b, NOW).unwrap();
+    tx.commit().unwrap();
+    assert_eq!((st.accepted, st.out_of_order), (1, 1));
+    assert_eq!(all(&store, "up").len(), 4);
+    assert_eq!(store.hosts().unwrap(), vec![("a".to_string(), NOW)]);
+}
+
+#[test]
+fn rollback_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    {
+        let mut tx = store.begin().unwrap();
+        let mut b = vec![s("up", "a", &[(NOW, 1.0)])];
+        tx.append(&mut b, NOW).unwrap();
+        tx.put_alert_state("k", Some("{}")).unwrap();
+        // dropped without commit
+    }
+    assert_eq!(store.series_count(), 0);
+    assert!(store.alert_states().unwrap().is_empty());
+    let mut tx = store.begin().unwrap();
+    let mut b = vec![s("up", "a", &[(NOW, 1.0)])];
+    let (_, st) = tx.append(&mut b, NOW).unwrap();
+    tx.commit().unwrap();
+    assert_eq!(st.accepted, 1);
+    assert_eq!(all(&store, "up").len(), 1);
+}
+
+#[test]
+fn future_and_unordered_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    let mut tx = store.begin().unwrap();
+    let mut b = vec![s("up", "a", &[(NOW + 10, 1.0), (NOW + 5, 1.0), (NOW + 3_600_000, 1.0)])];
+    let (_, st) = tx.append(&mut b, NOW).unwrap();
+    tx.commit().unwrap();
+    assert_eq!((st.accepted, st.out_of_order, st.too_far_in_future), (1, 1, 1));
+}
+
+#[test]
+fn retention_expires_old_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    let mut tx = store.begin().unwrap();
+    tx.append(&mut [s("up", "a", &[(1000, 1.0), (2000, 1.0)])], NOW).unwrap();
+    tx.commit().unwrap();
+    store.checkpoint(0).unwrap();
+    let cs = store.checkpoint(5000).unwrap();
+    assert_eq!(cs.chunks_expired, 1);
+    assert!(all(&store, "up").is_empty());
+}
+
+#[test]
+fn outbox_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    let mut tx = store.begin().unwrap();
+    tx.enqueue("hook", "{\"a\":1}", NOW).unwrap();
+    tx.enqueue("other", "{}", NOW).unwrap();
+    tx.commit().unwrap();
+    let ob = Outbox::open(store.path(), true).unwrap();
+    let due = ob.due("hook", NOW, 10).unwrap();
+    assert_eq!(due.len(), 1);
+    ob.mark_failed(due[0].id, "refused", Some(NOW + 1000)).unwrap();
+    assert!(ob.due("hook", NOW, 10).unwrap().is_empty());
+    assert_eq!(ob.next_due("hook").unwrap(), Some(NOW + 1000));
+    let due = ob.due("hook", NOW + 1000, 10).unwrap();
+    assert_eq!(due[0].attempts, 1);
+    ob.mark_delivered(due[0].id).unwrap();
+    assert_eq!(ob.count("hook", OutboxStatus::Delivered).unwrap(), 1);
+    assert_eq!(ob.count("other", OutboxStatus::Pending).unwrap(), 1);
+}
