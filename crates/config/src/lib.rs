@@ -56,15 +56,26 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Strin
 pub fn yaml_error_message(e: &serde_yaml_ng::Error) -> String {
     let msg = e.to_string();
     match e.location() {
-        Some(loc) => {
-            let msg = match msg.rfind(" at line ") {
-                Some(i) => msg[..i].to_string(),
-                None => msg,
-            };
-            format!("{}:{}: {}", loc.line(), loc.column(), msg)
-        }
+        Some(loc) => format!("{}:{}: {}", loc.line(), loc.column(), strip_location(&msg)),
         None => msg,
     }
+}
+
+/// Removes every ` at line N column M` the YAML parser writes into its messages.
+fn strip_location(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find(" at line ") {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i + " at line ".len()..];
+        let tail = tail.trim_start_matches(|c: char| c.is_ascii_digit());
+        rest = match tail.strip_prefix(" column ") {
+            Some(t) => t.trim_start_matches(|c: char| c.is_ascii_digit()),
+            None => tail,
+        };
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Collects problems while validating, then yields the value or every problem at once.

@@ -1,0 +1,481 @@
+//! The streaming evaluator: samples in, alert state changes out. Pure: time is a parameter,
+//! nothing is sent or stored here; the caller persists `take_changes()` and delivers
+//! `Transition`s.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use tocsin_model::{Labels, Level, SeriesSamples, TimestampMs};
+
+use crate::rule::Rule;
+
+#[derive(Debug, Clone, Copy)]
+pub struct EngineOptions {
+    /// Inputs older than this are not evaluated, and an alert whose inputs stop for this long
+    /// resolves.
+    pub stale_after_ms: i64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            stale_after_ms: 5 * 60 * 1000,
+        }
+    }
+}
+
+/// Everything the engine remembers about one (rule, series): persisted across restarts.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AlertState {
+    pub rule: String,
+    /// Fingerprint of the input series' labels less `__name__`: the alert's key within the rule.
+    pub key: u64,
+    /// Identity: input labels (less `__name__`), the rule's labels and `alertname`.
+    pub labels: Labels,
+    /// The level it fires at; `None` while pending.
+    pub level: Option<Level>,
+    /// Per level, since when its condition has held without a break.
+    pub holding_since: [Option<TimestampMs>; 3],
+    /// When it started firing.
+    pub active_at: Option<TimestampMs>,
+    pub level_since: Option<TimestampMs>,
+    pub value: f64,
+    /// Collector time of the last evaluation from fresh input.
+    pub last_seen_ms: TimestampMs,
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl AlertState {
+    /// Key under which the state is persisted.
+    pub fn storage_key(&self) -> String {
+        storage_key(&self.rule, self.key)
+    }
+
+    pub fn fingerprint(&self) -> u64 {
+        self.labels.fingerprint()
+    }
+
+    pub fn pending_since(&self) -> Option<TimestampMs> {
+        self.holding_since.iter().flatten().min().copied()
+    }
+}
+
+fn storage_key(rule: &str, key: u64) -> String {
+    format!("{rule}/{key:016x}")
+}
+
+/// A persisted-state update: `state` is `None` when the alert is gone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateChange {
+    pub key: String,
+    pub state: Option<AlertState>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransitionKind {
+    Firing,
+    LevelChanged { from: Level },
+    Resolved,
+}
+
+/// A notifiable event: the alert as it is after the change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub kind: TransitionKind,
+    pub rule: String,
+    pub labels: Labels,
+    pub annotations: BTreeMap<String, String>,
+    /// The level it fires at, or fired at before resolving.
+    pub level: Level,
+    pub value: f64,
+    /// The condition of `level`, e.g. `> 90`.
+    pub threshold: String,
+    pub starts_at: TimestampMs,
+    pub ends_at: Option<TimestampMs>,
+    pub at: TimestampMs,
+    /// Why it resolved when not by its condition: `stale` or `rule removed`.
+    pub reason: Option<&'static str>,
+}
+
+struct LeafSeries {
+    /// (timestamp, value), oldest first; one entry unless the leaf is a range function.
+    window: VecDeque<(TimestampMs, f64)>,
+}
+
+pub struct Engine {
+    opts: EngineOptions,
+    rules: Vec<Arc<Rule>>,
+    by_metric: HashMap<String, Vec<(usize, usize)>>,
+    /// [rule][leaf]: series key → recent samples.
+    leaves: Vec<Vec<HashMap<u64, LeafSeries>>>,
+    alerts: HashMap<(usize, u64), AlertState>,
+    changes: BTreeMap<String, Option<AlertState>>,
+    evaluations: u64,
+}
+
+impl Engine {
+    pub fn new(rules: Vec<Rule>, opts: EngineOptions) -> Self {
+        let mut e = Engine {
+            opts,
+            rules: Vec::new(),
+            by_metric: HashMap::new(),
+            leaves: Vec::new(),
+            alerts: HashMap::new(),
+            changes: BTreeMap::new(),
+            evaluations: 0,
+        };
+        e.install(rules.into_iter().map(Arc::new).collect());
+        e
+    }
+
+    fn install(&mut self, rules: Vec<Arc<Rule>>) {
+        self.by_metric.clear();
+        self.leaves = rules
+            .iter()
+            .map(|r| r.expr.leaves.iter().map(|_| HashMap::new()).collect())
+            .collect();
+        for (ri, r) in rules.iter().enumerate() {
+            for (li, leaf) in r.expr.leaves.iter().enumerate() {
+                self.by_metric
+                    .entry(leaf.selector.metric.clone())
+                    .or_default()
+                    .push((ri, li));
+            }
+        }
+        self.rules = rules;
+    }
+
+    pub fn rules(&self) -> &[Arc<Rule>] {
+        &self.rules
+    }
+
+    /// Evaluations run since start (one per (rule, series) touched by a batch or a tick).
+    pub fn evaluations(&self) -> u64 {
+        self.evaluations
+    }
+
+    /// Swaps the rule set. Alerts of rules that remain keep their state; alerts of removed
+    /// rules resolve. Inputs of rules whose expression is unchanged are kept.
+    pub fn replace_rules(&mut self, rules: Vec<Rule>, now: TimestampMs) -> Vec<Transition> {
+        let old_rules = std::mem::take(&mut self.rules);
+        let mut old_leaves = std::mem::take(&mut self.leaves);
+        let new: Vec<Arc<Rule>> = rules.into_iter().map(Arc::new).collect();
+        self.install(new);
+        let index: HashMap<String, usize> = self
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.clone(), i))
+            .collect();
+        for (oi, old) in old_rules.iter().enumerate() {
+            if let Some(&ni) = index.get(old.name.as_str()) {
+                if self.rules[ni].expr_text == old.expr_text {
+                    self.leaves[ni] = std::mem::take(&mut old_leaves[oi]);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let alerts = std::mem::take(&mut self.alerts);
+        for ((oi, key), st) in alerts {
+            match index.get(old_rules[oi].name.as_str()) {
+                Some(&ni) => {
+                    self.alerts.insert((ni, key), st);
+                }
+                None => {
+                    if let Some(t) = self.resolve(&old_rules[oi], st, now, Some("rule removed")) {
+                        out.push(t);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Loads persisted states; those of rules no longer loaded resolve at once.
+    pub fn restore(&mut self, states: Vec<AlertState>, now: TimestampMs) -> Vec<Transition> {
+        let mut out = Vec::new();
+        for mut st in states {
+            // Give every restored alert a full staleness window to hear from its series again.
+            st.last_seen_ms = now;
+            match self.rules.iter().position(|r| r.name == st.rule) {
+                Some(ri) => {
+                    self.alerts.insert((ri, st.key), st);
+                }
+                None => {
+                    let gone = Arc::new(placeholder_rule(&st.rule));
+                    if let Some(t) = self.resolve(&gone, st, now, Some("rule removed")) {
+                        out.push(t);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Feeds a batch of samples; evaluates each touched (rule, series) once, on its newest
+    /// sample, if that sample is fresh.
+    pub fn ingest(&mut self, batch: &[SeriesSamples], now: TimestampMs) -> Vec<Transition> {
+        let mut touched: HashMap<(usize, u64), (Labels, TimestampMs)> = HashMap::new();
+        for s in batch {
+            let Some(name) = s.labels.metric_name() else {
+                continue;
+            };
+            let Some(targets) = self.by_metric.get(name) else {
+                continue;
+            };
+            let Some(newest) = s.samples.iter().map(|x| x.timestamp_ms).max() else {
+                continue;
+            };
+            let mut key: Option<(Labels, u64)> = None;
+            for &(ri, li) in targets {
+                let leaf = &self.rules[ri].expr.leaves[li];
+                if !leaf.selector.matches(&s.labels) {
+                    continue;
+                }
+                let (kl, kfp) = key.get_or_insert_with(|| {
+                    let l = s.labels.without_name();
+                    let fp = l.fingerprint();
+                    (l, fp)
+                });
+                let range = leaf.func.map(|(_, r)| r);
+                let ls = self.leaves[ri][li]
+                    .entry(*kfp)
+                    .or_insert_with(|| LeafSeries {
+                        window: VecDeque::new(),
+                    });
+                for x in &s.samples {
+                    if x.value.is_nan() {
+                        continue;
+                    }
+                    if ls.window.back().is_some_and(|b| b.0 >= x.timestamp_ms) {
+                        continue;
+                    }
+                    ls.window.push_back((x.timestamp_ms, x.value));
+                }
+                let keep_from = match range {
+                    Some(r) => newest - r,
+                    None => newest,
+                };
+                while ls.window.len() > 1 && ls.window.front().is_some_and(|f| f.0 < keep_from) {
+                    ls.window.pop_front();
+                }
+                // Evaluation reads the window as one slice.
+                ls.window.make_contiguous();
+                if newest >= now - self.opts.stale_after_ms {
+                    let e = touched.entry((ri, *kfp)).or_insert_with(|| (kl.clone(), newest));
+                    e.1 = e.1.max(newest);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for ((ri, kfp), (key_labels, ts)) in touched {
+            let rule = Arc::clone(&self.rules[ri]);
+            let leaves = &self.leaves[ri];
+            let stale = self.opts.stale_after_ms;
+            let value = rule.expr.eval(&mut |li| {
+                let ls = leaves[li].get(&kfp)?;
+                let newest = ls.window.back()?;
+                if ts - newest.0 > stale {
+                    return None;
+                }
+                match rule.expr.leaves[li].func {
+                    None => Some(newest.1),
+                    Some((f, _)) => f.apply(ls.window.as_slices().0),
+                }
+            });
+            let Some(v) = value else { continue };
+            self.evaluations += 1;
+            let st = self.alerts.entry((ri, kfp)).or_insert_with(|| {
+                let mut labels = key_labels;
+                for l in rule.labels.iter() {
+                    labels.set(l.name.clone(), l.value.clone());
+                }
+                labels.set("alertname", rule.name.clone());
+                AlertState {
+                    rule: rule.name.clone(),
+                    key: kfp,
+                    labels,
+                    level: None,
+                    holding_since: [None; 3],
+                    active_at: None,
+                    level_since: None,
+                    value: v,
+                    last_seen_ms: now,
+                    annotations: BTreeMap::new(),
+                }
+            });
+            st.last_seen_ms = now;
+            if let Some(t) = self.step(ri, kfp, v, now) {
+                out.push(t);
+            }
+        }
+        out
+    }
+
+    /// Advances time: fires pending alerts whose `for` has elapsed and resolves stale ones.
+    pub fn tick(&mut self, now: TimestampMs) -> Vec<Transition> {
+        let mut out = Vec::new();
+        let keys: Vec<(usize, u64)> = self.alerts.keys().copied().collect();
+        for k in keys {
+            let st = &self.alerts[&k];
+            if now - st.last_seen_ms > self.opts.stale_after_ms {
+                let st = self.alerts.remove(&k).expect("present");
+                let rule = Arc::clone(&self.rules[k.0]);
+                if let Some(t) = self.resolve(&rule, st, now, Some("stale")) {
+                    out.push(t);
+                }
+            } else if st.level.is_none() || st.holding_since.iter().any(Option::is_some) {
+                let v = st.value;
+                if let Some(t) = self.step(k.0, k.1, v, now) {
+                    out.push(t);
+                }
+            }
+        }
+        out
+    }
+
+    /// Runs the level state machine for one alert on value `v`.
+    fn step(&mut self, ri: usize, key: u64, v: f64, now: TimestampMs) -> Option<Transition> {
+        let rule = Arc::clone(&self.rules[ri]);
+        let st = self.alerts.get_mut(&(ri, key))?;
+        let prev = st.level;
+        let prev_holding = st.holding_since.map(|h| h.is_some());
+        st.value = v;
+        for (l, spec) in rule.defined_levels() {
+            let active = prev.is_some_and(|p| p >= l);
+            let h = &mut st.holding_since[l.index()];
+            *h = if spec.holds(v, active) {
+                Some(h.unwrap_or(now))
+            } else {
+                None
+            };
+        }
+        let new = rule
+            .defined_levels()
+            .rev()
+            .find(|(l, spec)| match st.holding_since[l.index()] {
+                Some(since) => {
+                    prev.is_some_and(|p| p >= *l)
+                        || now - since >= spec.for_ms.unwrap_or(rule.for_ms)
+                }
+                None => false,
+            })
+            .map(|(l, _)| l);
+        let changed = new != prev || prev_holding != st.holding_since.map(|h| h.is_some());
+        let kind = match (prev, new) {
+            (None, Some(_)) => {
+                st.active_at = Some(now);
+                st.level_since = Some(now);
+                Some(TransitionKind::Firing)
+            }
+            (Some(a), Some(b)) if a != b => {
+                st.level_since = Some(now);
+                Some(TransitionKind::LevelChanged { from: a })
+            }
+            (Some(_), None) => Some(TransitionKind::Resolved),
+            _ => None,
+        };
+        st.level = new;
+        let idle = new.is_none() && st.holding_since.iter().all(Option::is_none);
+        let transition = kind.map(|k| {
+            let level = new.or(prev).expect("a transition has a level");
+            render(&rule, st, k, level, now, None)
+        });
+        if let Some(t) = &transition {
+            st.annotations = t.annotations.clone();
+        }
+        if idle {
+            let st = self.alerts.remove(&(ri, key)).expect("present");
+            self.changes.insert(st.storage_key(), None);
+        } else if changed {
+            let st = st.clone();
+            self.changes.insert(st.storage_key(), Some(st));
+        }
+        transition
+    }
+
+    fn resolve(
+        &mut self,
+        rule: &Rule,
+        st: AlertState,
+        now: TimestampMs,
+        reason: Option<&'static str>,
+    ) -> Option<Transition> {
+        self.changes.insert(st.storage_key(), None);
+        let level = st.level?;
+        Some(render(rule, &st, TransitionKind::Resolved, level, now, reason))
+    }
+
+    /// State updates since the last call, to persist together with the batch that caused them.
+    pub fn take_changes(&mut self) -> Vec<StateChange> {
+        std::mem::take(&mut self.changes)
+            .into_iter()
+            .map(|(key, state)| StateChange { key, state })
+            .collect()
+    }
+
+    /// Alerts pending or firing now.
+    pub fn alerts(&self) -> impl Iterator<Item = &AlertState> {
+        self.alerts.values()
+    }
+}
+
+fn render(
+    rule: &Rule,
+    st: &AlertState,
+    kind: TransitionKind,
+    level: Level,
+    now: TimestampMs,
+    reason: Option<&'static str>,
+) -> Transition {
+    let threshold = rule
+        .level(level)
+        .map(|s| s.when.to_string())
+        .unwrap_or_default();
+    let ctx = minijinja::context! {
+        labels => st.labels.to_map(),
+        host => st.labels.get("host").unwrap_or(""),
+        value => st.value,
+        level => level.as_str(),
+        threshold => threshold.as_str(),
+        rule => rule.name.as_str(),
+    };
+    let env = minijinja::Environment::new();
+    let annotations = rule
+        .annotations
+        .iter()
+        .map(|(k, t)| {
+            let text = env
+                .render_str(t, &ctx)
+                .unwrap_or_else(|e| format!("(template error: {e})"));
+            (k.clone(), text)
+        })
+        .collect();
+    Transition {
+        kind,
+        rule: rule.name.clone(),
+        labels: st.labels.clone(),
+        annotations,
+        level,
+        value: st.value,
+        threshold,
+        starts_at: st.active_at.unwrap_or(now),
+        ends_at: (kind == TransitionKind::Resolved).then_some(now),
+        at: now,
+        reason,
+    }
+}
+
+/// Stands in for a rule that no longer exists, so its alerts can be resolved and rendered.
+fn placeholder_rule(name: &str) -> Rule {
+    Rule {
+        name: name.to_string(),
+        source: String::new(),
+        expr_text: String::new(),
+        expr: crate::expr::parse("absent_rule").expect("valid"),
+        levels: [None, None, None],
+        for_ms: 0,
+        labels: Labels::new(),
+        annotations: BTreeMap::new(),
+    }
+}

@@ -1,0 +1,294 @@
+//! Rule files: YAML → checked `Rule`s, with every problem reported as `path:line: …`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_yaml_ng::Value;
+use tocsin_model::{is_valid_label_name, Labels, Level};
+
+use crate::expr;
+use crate::rule::{Condition, LevelSpec, Rule};
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    rules: Vec<RawRule>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    /// The alert's name (`alertname` label); unique across all loaded files.
+    name: String,
+    /// What to compute: see `expr.rs` for the language.
+    expr: String,
+    /// How long a level's condition must hold before the alert fires at it (default 0s).
+    #[serde(rename = "for")]
+    for_: Option<String>,
+    /// `warning`, `critical`, `emergency`: a condition such as `"> 90"`, or
+    /// `{when: "> 90", recover: "< 85", for: 1m}`.
+    levels: BTreeMap<String, Value>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    /// Templates: `{{ host }}`, `{{ value }}`, `{{ level }}`, `{{ threshold }}`, `{{ labels.x }}`.
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+/// Parses one file's text. `path` is used only in messages.
+pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
+    let raw: RawFile = match tocsin_config::parse_yaml(text) {
+        Ok(r) => r,
+        Err(e) => return Err(vec![format!("{path}:{e}")]),
+    };
+    let loc = Locator::new(text);
+    let mut rules = Vec::new();
+    let mut problems = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, r) in raw.rules.into_iter().enumerate() {
+        let at = |field: &[&str]| {
+            let line = loc.line(i, field);
+            format!("{path}:{line}: rule {:?}", r.name)
+        };
+        let before = problems.len();
+        if r.name.is_empty() || !is_valid_label_name(&r.name) {
+            problems.push(format!(
+                "{}: name must match [a-zA-Z_][a-zA-Z0-9_]*",
+                at(&["name"])
+            ));
+        }
+        if let Some(first) = seen.insert(r.name.clone(), i) {
+            problems.push(format!(
+                "{}: duplicate rule name (first defined as rule {})",
+                at(&["name"]),
+                first + 1
+            ));
+        }
+        let compiled = expr::parse(&r.expr)
+            .map_err(|e| problems.push(format!("{}: expr: {e}", at(&["expr"]))))
+            .ok();
+        let for_ms = parse_for(r.for_.as_deref())
+            .map_err(|e| problems.push(format!("{}: for: {e}", at(&["for"]))))
+            .unwrap_or(0);
+
+        let mut levels: [Option<LevelSpec>; 3] = [None, None, None];
+        if r.levels.is_empty() {
+            problems.push(format!(
+                "{}: levels: at least one of warning, critical, emergency is required",
+                at(&["levels"])
+            ));
+        }
+        for (name, v) in &r.levels {
+            let here = || at(&["levels", name]);
+            match name.parse::<Level>() {
+                Err(e) => problems.push(format!("{}: levels: {e}", here())),
+                Ok(l) => match parse_level(v) {
+                    Ok(spec) => levels[l.index()] = Some(spec),
+                    Err(e) => problems.push(format!("{}: levels.{name}: {e}", here())),
+                },
+            }
+        }
+        if let Err(e) = check_levels(&levels) {
+            problems.push(format!("{}: levels: {e}", at(&["levels"])));
+        }
+
+        let mut labels = Labels::new();
+        for (k, v) in &r.labels {
+            if !is_valid_label_name(k) || k.starts_with("__") {
+                problems.push(format!("{}: labels: invalid label name {k:?}", at(&["labels", k])));
+            } else if matches!(k.as_str(), "alertname" | "level") {
+                problems.push(format!(
+                    "{}: labels: {k:?} is set by tocsin and cannot be overridden",
+                    at(&["labels", k])
+                ));
+            } else {
+                labels.set(k.clone(), v.clone());
+            }
+        }
+        let env = minijinja::Environment::new();
+        for (k, t) in &r.annotations {
+            if let Err(e) = env.template_from_str(t) {
+                problems.push(format!(
+                    "{}: annotations.{k}: invalid template: {}",
+                    at(&["annotations", k]),
+                    e.detail().unwrap_or("syntax error")
+                ));
+            }
+        }
+        if problems.len() == before {
+            rules.push(Rule {
+                name: r.name,
+                source: format!("{path}:{}", loc.line(i, &[])),
+                expr_text: r.expr,
+                expr: compiled.expect("no problems means the expression parsed"),
+                levels,
+                for_ms,
+                labels,
+                annotations: r.annotations,
+            });
+        }
+    }
+    if problems.is_empty() {
+        Ok(rules)
+    } else {
+        Err(problems)
+    }
+}
+
+fn parse_for(s: Option<&str>) -> Result<i64, String> {
+    s.map(tocsin_config::parse_duration)
+        .transpose()
+        .map(|d| d.map(|d| d.as_millis() as i64).unwrap_or(0))
+}
+
+fn parse_level(v: &Value) -> Result<LevelSpec, String> {
+    match v {
+        Value::String(s) => Ok(LevelSpec {
+            when: Condition::parse(s)?,
+            recover: None,
+            for_ms: None,
+        }),
+        Value::Mapping(m) => {
+            let mut when = None;
+            let mut recover = None;
+            let mut for_ms = None;
+            for (k, v) in m {
+                let key = k.as_str().unwrap_or("");
+                let text = v
+                    .as_str()
+                    .ok_or_else(|| format!("{key}: expected a quoted string"))?;
+                match key {
+                    "when" => when = Some(Condition::parse(text)?),
+                    "recover" => recover = Some(Condition::parse(text)?),
+                    "for" => for_ms = Some(parse_for(Some(text))?),
+                    other => {
+                        return Err(format!(
+                            "unknown field `{other}`, expected one of `when`, `recover`, `for`"
+                        ))
+                    }
+                }
+            }
+            let when = when.ok_or("missing field `when`")?;
+            if let Some(r) = recover {
+                let bad = match when.op.direction() {
+                    1 => r.op.direction() != -1 || r.threshold > when.threshold,
+                    -1 => r.op.direction() != 1 || r.threshold < when.threshold,
+                    _ => false,
+                };
+                if bad {
+                    return Err(format!(
+                        "recover {:?} must be on the safe side of when {:?} (e.g. when \"> 90\", recover \"< 85\")",
+                        r.to_string(),
+                        when.to_string()
+                    ));
+                }
+            }
+            Ok(LevelSpec {
+                when,
+                recover,
+                for_ms,
+            })
+        }
+        Value::Number(n) => Err(format!(
+            "expected a condition such as \"> {n}\", found a bare number"
+        )),
+        _ => Err("expected a condition string or a mapping with `when`".to_string()),
+    }
+}
+
+/// Levels of one rule must point the same way and grow more severe in order.
+fn check_levels(levels: &[Option<LevelSpec>; 3]) -> Result<(), String> {
+    let defined: Vec<(Level, &LevelSpec)> = Level::ALL
+        .into_iter()
+        .filter_map(|l| levels[l.index()].as_ref().map(|s| (l, s)))
+        .collect();
+    let dirs: Vec<i8> = defined.iter().map(|(_, s)| s.when.op.direction()).collect();
+    if dirs.windows(2).any(|w| w[0] != w[1]) {
+        return Err("all levels must compare in the same direction".to_string());
+    }
+    for w in defined.windows(2) {
+        let ((la, a), (lb, b)) = (w[0], w[1]);
+        let ok = match a.when.op.direction() {
+            1 => b.when.threshold > a.when.threshold,
+            -1 => b.when.threshold < a.when.threshold,
+            _ => true,
+        };
+        if !ok {
+            return Err(format!(
+                "{lb} ({}) must be beyond {la} ({})",
+                b.when, a.when
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Finds the line of rule `i` (and a field inside it) in the source text, by indentation.
+struct Locator<'a> {
+    lines: Vec<&'a str>,
+    items: Vec<usize>,
+}
+
+fn indent(l: &str) -> usize {
+    l.len() - l.trim_start().len()
+}
+
+fn is_blank(l: &str) -> bool {
+    let t = l.trim_start();
+    t.is_empty() || t.starts_with('#')
+}
+
+impl<'a> Locator<'a> {
+    fn new(text: &'a str) -> Self {
+        let lines: Vec<&str> = text.lines().collect();
+        let mut items = Vec::new();
+        if let Some(start) = lines.iter().position(|l| l.starts_with("rules:")) {
+            let mut item_indent = None;
+            for (n, l) in lines.iter().enumerate().skip(start + 1) {
+                if is_blank(l) {
+                    continue;
+                }
+                if indent(l) == 0 && !l.starts_with('-') {
+                    break;
+                }
+                let t = l.trim_start();
+                if t.starts_with("- ") || t == "-" {
+                    let ind = indent(l);
+                    if *item_indent.get_or_insert(ind) == ind {
+                        items.push(n);
+                    }
+                }
+            }
+        }
+        Locator { lines, items }
+    }
+
+    /// 1-based line of `field` path inside rule `i`, else of the rule, else 1.
+    fn line(&self, i: usize, path: &[&str]) -> usize {
+        let Some(&start) = self.items.get(i) else {
+            return 1;
+        };
+        let end = self.items.get(i + 1).copied().unwrap_or(self.lines.len());
+        let mut from = start;
+        let mut min_indent = indent(self.lines[start]);
+        for key in path {
+            let found = (from..end).find(|&n| {
+                let l = self.lines[n];
+                let t = l.trim_start().trim_start_matches("- ");
+                (n == start || indent(l) > min_indent)
+                    && t.strip_prefix(key)
+                        .is_some_and(|r| r.trim_start().starts_with(':'))
+                    || t.strip_prefix(&format!("\"{key}\""))
+                        .is_some_and(|r| r.trim_start().starts_with(':'))
+            });
+            match found {
+                Some(n) => {
+                    from = n;
+                    min_indent = indent(self.lines[n]);
+                }
+                None => break,
+            }
+        }
+        from + 1
+    }
+}

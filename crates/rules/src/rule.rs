@@ -1,0 +1,138 @@
+//! Rules as the engine uses them, and their thresholds.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use tocsin_model::{Labels, Level};
+
+use crate::expr::Compiled;
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    /// `path:line` where the rule is defined.
+    pub source: String,
+    pub expr_text: String,
+    pub expr: Compiled,
+    /// Indexed by `Level::index()`; at least one is set.
+    pub levels: [Option<LevelSpec>; 3],
+    pub for_ms: i64,
+    pub labels: Labels,
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Rule {
+    pub fn level(&self, l: Level) -> Option<&LevelSpec> {
+        self.levels[l.index()].as_ref()
+    }
+
+    pub fn defined_levels(&self) -> impl DoubleEndedIterator<Item = (Level, &LevelSpec)> {
+        Level::ALL
+            .into_iter()
+            .filter_map(|l| self.level(l).map(|s| (l, s)))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LevelSpec {
+    pub when: Condition,
+    /// Hysteresis: once firing at this level it stays until this holds. `None`: until `when`
+    /// no longer holds.
+    pub recover: Option<Condition>,
+    /// Overrides the rule's `for` for this level.
+    pub for_ms: Option<i64>,
+}
+
+impl LevelSpec {
+    /// Whether the level's condition holds, given whether the alert already fires at or above it.
+    pub fn holds(&self, v: f64, active: bool) -> bool {
+        match (&self.recover, active) {
+            (Some(r), true) => !r.holds(v),
+            _ => self.when.holds(v),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    Eq,
+    Ne,
+}
+
+impl CmpOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Eq => "==",
+            CmpOp::Ne => "!=",
+        }
+    }
+
+    /// +1 for "above is bad", -1 for "below is bad", 0 for equality tests.
+    pub fn direction(self) -> i8 {
+        match self {
+            CmpOp::Gt | CmpOp::Ge => 1,
+            CmpOp::Lt | CmpOp::Le => -1,
+            CmpOp::Eq | CmpOp::Ne => 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Condition {
+    pub op: CmpOp,
+    pub threshold: f64,
+}
+
+impl Condition {
+    pub fn holds(&self, v: f64) -> bool {
+        let t = self.threshold;
+        match self.op {
+            CmpOp::Gt => v > t,
+            CmpOp::Ge => v >= t,
+            CmpOp::Lt => v < t,
+            CmpOp::Le => v <= t,
+            CmpOp::Eq => v == t,
+            CmpOp::Ne => v != t,
+        }
+    }
+
+    /// Parses `"> 80"`, `">=0.9"`, `"== 0"`.
+    pub fn parse(s: &str) -> Result<Condition, String> {
+        let t = s.trim();
+        let (op, rest) = [
+            (">=", CmpOp::Ge),
+            ("<=", CmpOp::Le),
+            ("==", CmpOp::Eq),
+            ("!=", CmpOp::Ne),
+            (">", CmpOp::Gt),
+            ("<", CmpOp::Lt),
+        ]
+        .iter()
+        .find_map(|(p, op)| t.strip_prefix(p).map(|r| (*op, r)))
+        .ok_or_else(|| {
+            format!("condition {s:?} must start with one of >, >=, <, <=, ==, != followed by a number")
+        })?;
+        let threshold: f64 = rest
+            .trim()
+            .parse()
+            .map_err(|_| format!("condition {s:?}: {:?} is not a number", rest.trim()))?;
+        if !threshold.is_finite() {
+            return Err(format!("condition {s:?}: threshold must be finite"));
+        }
+        Ok(Condition { op, threshold })
+    }
+}
+
+impl fmt::Display for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.op.as_str(), self.threshold)
+    }
+}

@@ -1,0 +1,207 @@
+use super::*;
+use tocsin_model::{Labels, Level, Sample, SeriesSamples, METRIC_NAME};
+
+const T0: i64 = 1_700_000_000_000;
+const S: i64 = 1000;
+
+fn rules(yaml: &str) -> Vec<Rule> {
+    parse_file("test.yaml", yaml).unwrap_or_else(|e| panic!("{}", e.join("\n")))
+}
+
+fn two_level(extra: &str) -> Vec<Rule> {
+    rules(&format!(
+        r#"
+rules:
+  - name: Busy
+    expr: cpu_busy * 100
+    {extra}
+    levels:
+      warning: "> 80"
+      critical: {{ when: "> 90", recover: "< 85" }}
+    labels: {{ category: host }}
+    annotations:
+      summary: "{{{{ host }}}} at {{{{ value|round(1) }}}}% ({{{{ level }}}}, {{{{ threshold }}}})"
+"#
+    ))
+}
+
+fn sample(name: &str, host: &str, t: i64, v: f64) -> SeriesSamples {
+    SeriesSamples {
+        labels: Labels::from_pairs([(METRIC_NAME, name), ("host", host)]),
+        samples: vec![Sample::new(t, v)],
+    }
+}
+
+fn feed(e: &mut Engine, t: i64, v: f64) -> Vec<Transition> {
+    e.ingest(&[sample("cpu_busy", "web1", t, v)], t)
+}
+
+fn kinds(ts: &[Transition]) -> Vec<(TransitionKind, Level)> {
+    ts.iter().map(|t| (t.kind, t.level)).collect()
+}
+
+#[test]
+fn fires_escalates_and_resolves() {
+    let mut e = Engine::new(two_level(""), EngineOptions::default());
+    assert!(feed(&mut e, T0, 0.5).is_empty());
+    let t = feed(&mut e, T0 + 10 * S, 0.85);
+    assert_eq!(kinds(&t), vec![(TransitionKind::Firing, Level::Warning)]);
+    assert_eq!(t[0].annotations["summary"], "web1 at 85.0% (warning, > 80)");
+    assert_eq!(t[0].labels.get("alertname"), Some("Busy"));
+    assert_eq!(t[0].labels.get("category"), Some("host"));
+    assert_eq!(t[0].labels.get(METRIC_NAME), None);
+    let t = feed(&mut e, T0 + 20 * S, 0.95);
+    assert_eq!(
+        kinds(&t),
+        vec![(TransitionKind::LevelChanged { from: Level::Warning }, Level::Critical)]
+    );
+    assert!(feed(&mut e, T0 + 30 * S, 0.95).is_empty(), "no repeat while unchanged");
+    let t = feed(&mut e, T0 + 40 * S, 0.5);
+    assert_eq!(kinds(&t), vec![(TransitionKind::Resolved, Level::Critical)]);
+    assert_eq!(t[0].starts_at, T0 + 10 * S);
+    assert_eq!(t[0].ends_at, Some(T0 + 40 * S));
+    assert_eq!(e.alerts().count(), 0);
+}
+
+#[test]
+fn hysteresis_holds_level_until_recovery() {
+    let mut e = Engine::new(two_level(""), EngineOptions::default());
+    assert_eq!(kinds(&feed(&mut e, T0, 0.95)), vec![(TransitionKind::Firing, Level::Critical)]);
+    // 88 is below the trigger (90) but above recovery (85): stays critical.
+    assert!(feed(&mut e, T0 + S, 0.88).is_empty());
+    assert!(feed(&mut e, T0 + 2 * S, 0.86).is_empty());
+    // Below recovery: down to warning, which still holds (> 80).
+    assert_eq!(
+        kinds(&feed(&mut e, T0 + 3 * S, 0.84)),
+        vec![(TransitionKind::LevelChanged { from: Level::Critical }, Level::Warning)]
+    );
+}
+
+#[test]
+fn for_delays_firing_and_tick_promotes() {
+    let mut e = Engine::new(two_level("for: 30s"), EngineOptions::default());
+    assert!(feed(&mut e, T0, 0.85).is_empty());
+    assert_eq!(e.alerts().next().unwrap().level, None, "pending");
+    assert!(feed(&mut e, T0 + 10 * S, 0.85).is_empty());
+    assert!(e.tick(T0 + 29 * S).is_empty());
+    assert_eq!(kinds(&e.tick(T0 + 30 * S)), vec![(TransitionKind::Firing, Level::Warning)]);
+    // A dip resets pending for the higher level.
+    assert!(feed(&mut e, T0 + 31 * S, 0.95).is_empty());
+    assert!(feed(&mut e, T0 + 40 * S, 0.82).is_empty());
+    assert!(feed(&mut e, T0 + 65 * S, 0.95).is_empty());
+    assert!(e.tick(T0 + 94 * S).is_empty());
+    assert_eq!(
+        kinds(&e.tick(T0 + 95 * S)),
+        vec![(TransitionKind::LevelChanged { from: Level::Warning }, Level::Critical)]
+    );
+}
+
+#[test]
+fn pending_that_clears_never_fires() {
+    let mut e = Engine::new(two_level("for: 30s"), EngineOptions::default());
+    feed(&mut e, T0, 0.85);
+    assert!(feed(&mut e, T0 + 10 * S, 0.5).is_empty());
+    assert_eq!(e.alerts().count(), 0);
+    assert!(e.tick(T0 + 60 * S).is_empty());
+}
+
+#[test]
+fn stale_series_resolves() {
+    let mut e = Engine::new(two_level(""), EngineOptions { stale_after_ms: 60 * S });
+    feed(&mut e, T0, 0.95);
+    assert!(e.tick(T0 + 60 * S).is_empty());
+    let t = e.tick(T0 + 61 * S);
+    assert_eq!(kinds(&t), vec![(TransitionKind::Resolved, Level::Critical)]);
+    assert_eq!(t[0].reason, Some("stale"));
+    // Old samples (a replayed backlog) are stored but not evaluated.
+    assert!(e.ingest(&[sample("cpu_busy", "web1", T0, 0.95)], T0 + 120 * S).is_empty());
+}
+
+#[test]
+fn ratio_of_two_series_and_rate() {
+    let r = rules(
+        r#"
+rules:
+  - name: DiskFull
+    expr: 100 * (1 - avail / size)
+    levels: { warning: "> 80" }
+  - name: Errors
+    expr: rate(errors_total[1m])
+    levels: { critical: "> 1" }
+"#,
+    );
+    let mut e = Engine::new(r, EngineOptions::default());
+    let disk = |t, a| {
+        vec![
+            SeriesSamples {
+                labels: Labels::from_pairs([(METRIC_NAME, "avail"), ("host", "h"), ("mount", "/")]),
+                samples: vec![Sample::new(t, a)],
+            },
+            SeriesSamples {
+                labels: Labels::from_pairs([(METRIC_NAME, "size"), ("host", "h"), ("mount", "/")]),
+                samples: vec![Sample::new(t, 100.0)],
+            },
+        ]
+    };
+    assert!(e.ingest(&disk(T0, 50.0), T0).is_empty());
+    let t = e.ingest(&disk(T0 + S, 10.0), T0 + S);
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].labels.get("mount"), Some("/"));
+    assert!((t[0].value - 90.0).abs() < 1e-9);
+
+    let c = |t, v| vec![sample("errors_total", "h", t, v)];
+    assert!(e.ingest(&c(T0, 0.0), T0).is_empty(), "one sample: no rate yet");
+    assert!(e.ingest(&c(T0 + 10 * S, 5.0), T0 + 10 * S).is_empty());
+    let t = e.ingest(&c(T0 + 20 * S, 50.0), T0 + 20 * S);
+    assert_eq!(kinds(&t), vec![(TransitionKind::Firing, Level::Critical)]);
+    assert!((t[0].value - 2.5).abs() < 1e-9, "{}", t[0].value);
+}
+
+#[test]
+fn restart_restores_without_renotifying() {
+    let mut e = Engine::new(two_level(""), EngineOptions::default());
+    feed(&mut e, T0, 0.85);
+    let saved: Vec<AlertState> = e.take_changes().into_iter().filter_map(|c| c.state).collect();
+    assert_eq!(saved.len(), 1);
+    let json = serde_json::to_string(&saved[0]).unwrap();
+
+    let mut e2 = Engine::new(two_level(""), EngineOptions::default());
+    let back: AlertState = serde_json::from_str(&json).unwrap();
+    assert!(e2.restore(vec![back], T0 + S).is_empty());
+    assert!(feed(&mut e2, T0 + 10 * S, 0.86).is_empty(), "still warning: nothing new");
+    let t = feed(&mut e2, T0 + 20 * S, 0.1);
+    assert_eq!(kinds(&t), vec![(TransitionKind::Resolved, Level::Warning)]);
+    assert_eq!(t[0].starts_at, T0, "keeps the original start");
+    let ch = e2.take_changes();
+    assert_eq!(ch.len(), 1);
+    assert!(ch[0].state.is_none(), "resolved state is deleted");
+}
+
+#[test]
+fn removed_rule_resolves_its_alerts() {
+    let mut e = Engine::new(two_level(""), EngineOptions::default());
+    feed(&mut e, T0, 0.95);
+    let t = e.replace_rules(Vec::new(), T0 + S);
+    assert_eq!(kinds(&t), vec![(TransitionKind::Resolved, Level::Critical)]);
+    assert_eq!(t[0].reason, Some("rule removed"));
+}
+
+#[test]
+fn reload_keeps_state_of_surviving_rules() {
+    let mut e = Engine::new(two_level(""), EngineOptions::default());
+    feed(&mut e, T0, 0.95);
+    assert!(e.replace_rules(two_level(""), T0 + S).is_empty());
+    assert!(feed(&mut e, T0 + 2 * S, 0.95).is_empty());
+    assert_eq!(kinds(&feed(&mut e, T0 + 3 * S, 0.1)), vec![(TransitionKind::Resolved, Level::Critical)]);
+}
+
+#[test]
+fn unique_names_across_files() {
+    let mut a = rules("rules:\n  - name: X\n    expr: up\n    levels: { warning: \"< 1\" }\n");
+    let b = parse_file("b.yaml", "rules:\n  - name: X\n    expr: up\n    levels: { warning: \"< 1\" }\n").unwrap();
+    a.extend(b);
+    assert_eq!(
+        check_unique(&a).unwrap_err(),
+        vec!["b.yaml:2: rule \"X\": duplicate rule name (first defined at test.yaml:2)"]
+    );
+}
