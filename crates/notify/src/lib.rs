@@ -1,1 +1,10 @@
-//! stub
+//! Delivery: turns alert transitions into notification payloads (Alertmanager webhook v4 JSON)
+//! and runs one worker per receiver that drains the durable outbox in order, with retries,
+//! exponential backoff and a dead-letter state. Rule evaluation never calls into this crate;
+//! the collector joins the two.
+
+mod payload;
+mod worker;
+
+pub use payload::{format_rfc3339, webhook_payload};
+pub use worker::{backoff_ms, spawn_workers, DeliveryMetrics};

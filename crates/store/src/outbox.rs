@@ -29,6 +29,7 @@ pub struct OutboxItem {
     pub id: i64,
     pub receiver: String,
     pub attempts: u32,
+    pub next_attempt_ms: TimestampMs,
     pub payload: String,
 }
 
@@ -43,31 +44,23 @@ impl Outbox {
         Ok(Outbox { conn })
     }
 
-    /// The oldest pending items of `receiver` due at `now`, in the order they were queued.
-    pub fn due(&self, receiver: &str, now: TimestampMs, limit: usize) -> Result<Vec<OutboxItem>> {
+    /// The oldest pending items of `receiver`, in the order they were queued. Delivery keeps
+    /// that order: a later item waits while an earlier one is being retried.
+    pub fn pending(&self, receiver: &str, limit: usize) -> Result<Vec<OutboxItem>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT id, receiver, attempts, payload FROM outbox
-             WHERE receiver = ?1 AND status = 'pending' AND next_attempt_ms <= ?2
-             ORDER BY id LIMIT ?3",
+            "SELECT id, receiver, attempts, next_attempt_ms, payload FROM outbox
+             WHERE receiver = ?1 AND status = 'pending' ORDER BY id LIMIT ?2",
         )?;
-        let rows = st.query_map(params![receiver, now, limit as i64], |r| {
+        let rows = st.query_map(params![receiver, limit as i64], |r| {
             Ok(OutboxItem {
                 id: r.get(0)?,
                 receiver: r.get(1)?,
                 attempts: r.get(2)?,
-                payload: r.get(3)?,
+                next_attempt_ms: r.get(3)?,
+                payload: r.get(4)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// The earliest time any pending item of `receiver` is due.
-    pub fn next_due(&self, receiver: &str) -> Result<Option<TimestampMs>> {
-        Ok(self.conn.query_row(
-            "SELECT min(next_attempt_ms) FROM outbox WHERE receiver = ?1 AND status = 'pending'",
-            [receiver],
-            |r| r.get(0),
-        )?)
     }
 
     pub fn mark_delivered(&self, id: i64) -> Result<()> {

@@ -1,0 +1,251 @@
+//! One delivery worker per receiver, draining that receiver's outbox rows in order.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use tocsin_config::collector::{ReceiverConfig, ReceiverKind};
+use tocsin_model::now_ms;
+use tocsin_store::{Outbox, OutboxItem, OutboxStatus};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn, Instrument};
+
+#[derive(Clone)]
+pub struct DeliveryMetrics {
+    sent: IntCounterVec,
+    pending: IntGaugeVec,
+}
+
+impl DeliveryMetrics {
+    pub fn new(reg: &Registry) -> prometheus::Result<Self> {
+        let sent = IntCounterVec::new(
+            Opts::new(
+                "tocsin_notifications_total",
+                "Notification delivery attempts by receiver and result (delivered, failed, dead).",
+            ),
+            &["receiver", "result"],
+        )?;
+        let pending = IntGaugeVec::new(
+            Opts::new(
+                "tocsin_notifications_pending",
+                "Notifications waiting in the outbox, by receiver.",
+            ),
+            &["receiver"],
+        )?;
+        reg.register(Box::new(sent.clone()))?;
+        reg.register(Box::new(pending.clone()))?;
+        Ok(Self { sent, pending })
+    }
+}
+
+/// Delay before attempt `attempts + 1`: 1 s doubling to 5 min, with ±20 % jitter.
+pub fn backoff_ms(attempts: u32) -> i64 {
+    let base = 1000i64.saturating_mul(1 << attempts.min(9)).min(300_000);
+    let jitter = (base as f64 * (fastrand::f64() * 0.4 - 0.2)) as i64;
+    base + jitter
+}
+
+enum Channel {
+    Webhook {
+        client: reqwest::Client,
+        url: String,
+    },
+    Log {
+        path: PathBuf,
+    },
+}
+
+impl Channel {
+    async fn send(&self, payload: &str) -> Result<(), String> {
+        match self {
+            Channel::Webhook { client, url } => {
+                let resp = client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(payload.to_string())
+                    .send()
+                    .await
+                    .map_err(|e| format!("{e}"))?;
+                let status = resp.status();
+                if status.is_success() {
+                    Ok(())
+                } else {
+                    let body = resp.text().await.unwrap_or_default();
+                    Err(format!(
+                        "HTTP {status}: {}",
+                        body.chars().take(200).collect::<String>()
+                    ))
+                }
+            }
+            Channel::Log { path } => {
+                let path = path.clone();
+                let line = format!("{payload}\n");
+                tokio::task::spawn_blocking(move || append_line(&path, &line))
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+        }
+    }
+}
+
+fn append_line(path: &Path, line: &str) -> Result<(), String> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    f.write_all(line.as_bytes())
+        .and_then(|_| f.sync_data())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Starts one worker per receiver on `tracker`. `wake` changes after every commit that queued
+/// notifications.
+pub fn spawn_workers(
+    receivers: &[ReceiverConfig],
+    db: &Path,
+    wake: watch::Receiver<u64>,
+    metrics: DeliveryMetrics,
+    cancel: CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<(), String> {
+    for r in receivers {
+        let channel = match &r.kind {
+            ReceiverKind::Webhook { url, timeout } => Channel::Webhook {
+                client: reqwest::Client::builder()
+                    .timeout(*timeout)
+                    .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| format!("receiver {}: {e}", r.name))?,
+                url: url.clone(),
+            },
+            ReceiverKind::Log { path } => Channel::Log { path: path.clone() },
+        };
+        let outbox = Outbox::open(db, true).map_err(|e| format!("receiver {}: {e}", r.name))?;
+        let w = Worker {
+            name: r.name.clone(),
+            max_attempts: r.max_attempts,
+            channel,
+            outbox: Arc::new(Mutex::new(outbox)),
+            metrics: metrics.clone(),
+        };
+        let span = tracing::info_span!("receiver", name = %r.name);
+        tracker.spawn(w.run(wake.clone(), cancel.clone()).instrument(span));
+    }
+    Ok(())
+}
+
+struct Worker {
+    name: String,
+    max_attempts: u32,
+    channel: Channel,
+    outbox: Arc<Mutex<Outbox>>,
+    metrics: DeliveryMetrics,
+}
+
+impl Worker {
+    async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Outbox) -> tocsin_store::Result<T> + Send + 'static,
+    ) -> Result<T, String> {
+        let ob = Arc::clone(&self.outbox);
+        tokio::task::spawn_blocking(move || {
+            let ob = ob.lock().unwrap_or_else(|p| p.into_inner());
+            f(&ob)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+    }
+
+    async fn run(self, mut wake: watch::Receiver<u64>, cancel: CancellationToken) {
+        let mut wake_alive = true;
+        loop {
+            let wait = match self.drain().await {
+                Ok(w) => w,
+                Err(e) => {
+                    warn!(error = %e, "outbox unavailable");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = wake.changed(), if wake_alive => wake_alive = r.is_ok(),
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Sends what is due, in order; returns how long to wait before looking again.
+    async fn drain(&self) -> Result<Duration, String> {
+        loop {
+            let name = self.name.clone();
+            let items: Vec<OutboxItem> = self.db(move |o| o.pending(&name, 32)).await?;
+            let name = self.name.clone();
+            let n = self
+                .db(move |o| o.count(&name, OutboxStatus::Pending))
+                .await?;
+            self.metrics
+                .pending
+                .with_label_values(&[&self.name])
+                .set(n as i64);
+            if items.is_empty() {
+                return Ok(Duration::from_secs(5));
+            }
+            for it in items {
+                let now = now_ms();
+                if it.next_attempt_ms > now {
+                    return Ok(Duration::from_millis((it.next_attempt_ms - now) as u64));
+                }
+                match self.channel.send(&it.payload).await {
+                    Ok(()) => {
+                        self.db(move |o| o.mark_delivered(it.id)).await?;
+                        self.metrics
+                            .sent
+                            .with_label_values(&[&self.name, "delivered"])
+                            .inc();
+                    }
+                    Err(e) => {
+                        let attempts = it.attempts + 1;
+                        let dead = attempts >= self.max_attempts;
+                        let retry = (!dead).then(|| now_ms() + backoff_ms(attempts - 1));
+                        let result = if dead { "dead" } else { "failed" };
+                        self.metrics
+                            .sent
+                            .with_label_values(&[&self.name, result])
+                            .inc();
+                        if dead {
+                            warn!(id = it.id, attempts, error = %e, "notification dead-lettered");
+                        } else {
+                            info!(id = it.id, attempts, error = %e, "notification failed, will retry");
+                        }
+                        let err = e.clone();
+                        self.db(move |o| o.mark_failed(it.id, &err, retry)).await?;
+                        if !dead {
+                            // Keep order: nothing after this item goes out before it does.
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        for a in 0..20 {
+            let b = backoff_ms(a);
+            let base = (1000i64 << a.min(9)).min(300_000);
+            assert!(b >= base * 8 / 10 && b <= base * 12 / 10, "{a}: {b}");
+        }
+    }
+}
