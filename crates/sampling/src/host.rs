@@ -1,0 +1,477 @@
+//! Host samplers. Parsers take file contents, so tests feed them fixed text.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::family::Family;
+use crate::fs::FsSampler;
+
+/// One sampler's outcome in one cycle.
+#[derive(Debug)]
+pub struct SamplerRun {
+    pub name: &'static str,
+    pub duration: Duration,
+    pub result: Result<Vec<Family>, String>,
+}
+
+/// CPU jiffies by mode, in /proc/stat's order.
+const MODES: [&str; 8] = [
+    "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
+];
+
+pub struct HostSampler {
+    proc: PathBuf,
+    ticks: f64,
+    prev_cpu: Option<[u64; 8]>,
+    fs: FsSampler,
+}
+
+impl HostSampler {
+    /// `statfs_timeout` bounds each filesystem's `statfs`, so a hung mount is skipped.
+    pub fn new(statfs_timeout: Duration) -> Self {
+        Self {
+            proc: PathBuf::from("/proc"),
+            ticks: rustix::param::clock_ticks_per_second() as f64,
+            prev_cpu: None,
+            fs: FsSampler::new(statfs_timeout),
+        }
+    }
+
+    fn read(&self, rel: &str) -> Result<String, String> {
+        let p = self.proc.join(rel);
+        std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))
+    }
+
+    /// Runs every sampler once. Blocking: call from a blocking thread.
+    pub fn sample(&mut self) -> Vec<SamplerRun> {
+        let mut runs = Vec::new();
+        let mut run = |name: &'static str, f: &mut dyn FnMut() -> Result<Vec<Family>, String>| {
+            let t = Instant::now();
+            let result = f();
+            runs.push(SamplerRun {
+                name,
+                duration: t.elapsed(),
+                result,
+            });
+        };
+        run("cpu", &mut || {
+            let text = self.read("stat")?;
+            let (fams, totals) = parse_stat(&text, self.ticks, self.prev_cpu)?;
+            self.prev_cpu = Some(totals);
+            Ok(fams)
+        });
+        run("load", &mut || {
+            let l = sysinfo::System::load_average().map_err(|e| format!("load average: {e}"))?;
+            let boot = sysinfo::System::boot_time().map_err(|e| format!("boot time: {e}"))?;
+            let mut f = vec![
+                Family::gauge("node_load1", "1m load average.").with([], l.one),
+                Family::gauge("node_load5", "5m load average.").with([], l.five),
+                Family::gauge("node_load15", "15m load average.").with([], l.fifteen),
+                Family::gauge("node_boot_time_seconds", "Node boot time, in unixtime.")
+                    .with([], boot as f64),
+                Family::gauge("node_time_seconds", "System time in seconds since epoch (1970).")
+                    .with([], unix_now()),
+            ];
+            f.extend(parse_loadavg_threads(&self.read("loadavg")?)?);
+            Ok(f)
+        });
+        run("memory", &mut || parse_meminfo(&self.read("meminfo")?));
+        run("pressure", &mut || {
+            let mut out = Vec::new();
+            for res in ["cpu", "memory", "io"] {
+                // Kernels without PSI (or with it disabled) have no such files: not an error.
+                if let Ok(t) = self.read(&format!("pressure/{res}")) {
+                    out.extend(parse_pressure(res, &t));
+                }
+            }
+            Ok(out)
+        });
+        run("filesystem", &mut || {
+            let mounts = self.read("self/mounts")?;
+            Ok(self.fs.sample(&mounts))
+        });
+        run("diskstats", &mut || parse_diskstats(&self.read("diskstats")?));
+        run("netdev", &mut || parse_netdev(&self.read("net/dev")?));
+        run("filefd", &mut || parse_filefd(&self.read("sys/fs/file-nr")?));
+        run("processes", &mut || {
+            let pids = std::fs::read_dir(&self.proc)
+                .map_err(|e| format!("{}: {e}", self.proc.display()))?
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+                .count();
+            Ok(vec![Family::gauge("node_processes_pids", "Number of PIDs.").with([], pids as f64)])
+        });
+        runs
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn num<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, String> {
+    s.parse()
+        .map_err(|_| format!("{what}: cannot parse {s:?} as a number"))
+}
+
+/// Parses /proc/stat. Returns the families and the aggregate jiffies for the next call's
+/// utilisation ratio (the first call reports utilisation since boot).
+pub(crate) fn parse_stat(
+    text: &str,
+    ticks: f64,
+    prev: Option<[u64; 8]>,
+) -> Result<(Vec<Family>, [u64; 8]), String> {
+    let mut secs = Family::counter(
+        "node_cpu_seconds_total",
+        "Seconds the CPUs spent in each mode.",
+    );
+    let mut total = None;
+    let mut cores = 0usize;
+    let mut other = Vec::new();
+    for line in text.lines() {
+        let mut it = line.split_ascii_whitespace();
+        let Some(key) = it.next() else { continue };
+        if let Some(cpu) = key.strip_prefix("cpu") {
+            let mut v = [0u64; 8];
+            for (i, f) in it.take(8).enumerate() {
+                v[i] = num(f, "/proc/stat")?;
+            }
+            if cpu.is_empty() {
+                total = Some(v);
+            } else {
+                cores += 1;
+                for (i, m) in MODES.iter().enumerate() {
+                    secs.push([("cpu", cpu), ("mode", m)], v[i] as f64 / ticks);
+                }
+            }
+        } else {
+            let val = |it: &mut std::str::SplitAsciiWhitespace<'_>| -> Result<f64, String> {
+                num(it.next().unwrap_or(""), "/proc/stat")
+            };
+            match key {
+                "ctxt" => other.push(
+                    Family::counter("node_context_switches_total", "Total number of context switches.")
+                        .with([], val(&mut it)?),
+                ),
+                "intr" => other.push(
+                    Family::counter("node_intr_total", "Total number of interrupts serviced.")
+                        .with([], val(&mut it)?),
+                ),
+                "procs_running" => other.push(
+                    Family::gauge("node_procs_running", "Number of processes in runnable state.")
+                        .with([], val(&mut it)?),
+                ),
+                "procs_blocked" => other.push(
+                    Family::gauge("node_procs_blocked", "Number of processes blocked waiting for I/O to complete.")
+                        .with([], val(&mut it)?),
+                ),
+                "processes" => other.push(
+                    Family::counter("node_forks_total", "Total number of forks.")
+                        .with([], val(&mut it)?),
+                ),
+                _ => {}
+            }
+        }
+    }
+    let total = total.ok_or("/proc/stat: no aggregate cpu line")?;
+    let busy_idle = |v: &[u64; 8]| {
+        let idle = v[3] + v[4];
+        let all: u64 = v.iter().sum();
+        (all.saturating_sub(idle), all)
+    };
+    let (b1, a1) = busy_idle(&total);
+    let (b0, a0) = prev.map(|p| busy_idle(&p)).unwrap_or((0, 0));
+    let ratio = if a1 > a0 {
+        b1.saturating_sub(b0) as f64 / (a1 - a0) as f64
+    } else {
+        0.0
+    };
+    let mut out = vec![
+        secs,
+        Family::gauge(
+            "host_cpu_utilisation_ratio",
+            "Share of CPU time not idle or waiting for I/O since the previous sample, all cores.",
+        )
+        .with([], ratio.clamp(0.0, 1.0)),
+        Family::gauge("host_cpu_count", "Number of online CPUs.").with([], cores as f64),
+    ];
+    out.extend(other);
+    Ok((out, total))
+}
+
+pub(crate) fn parse_loadavg_threads(text: &str) -> Result<Vec<Family>, String> {
+    let f = text
+        .split_ascii_whitespace()
+        .nth(3)
+        .and_then(|x| x.split_once('/'))
+        .ok_or("/proc/loadavg: no running/total field")?;
+    Ok(vec![Family::gauge(
+        "node_processes_threads",
+        "Allocated threads in system.",
+    )
+    .with([], num(f.1, "/proc/loadavg")?)])
+}
+
+pub(crate) fn parse_meminfo(text: &str) -> Result<Vec<Family>, String> {
+    let mut out = Vec::new();
+    let mut kv = HashMap::new();
+    for line in text.lines() {
+        let Some((k, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let mut it = rest.split_ascii_whitespace();
+        let v: f64 = num(it.next().unwrap_or(""), "/proc/meminfo")?;
+        let (v, suffix) = match it.next() {
+            Some("kB") => (v * 1024.0, "_bytes"),
+            _ => (v, ""),
+        };
+        let key = k.replace(['(', ')'], "_").trim_end_matches('_').to_string();
+        kv.insert(key.clone(), v);
+        out.push(
+            Family::gauge(
+                format!("node_memory_{key}{suffix}"),
+                format!("Memory information field {key}{suffix}."),
+            )
+            .with([], v),
+        );
+    }
+    let total = kv.get("MemTotal").copied().ok_or("/proc/meminfo: no MemTotal")?;
+    let avail = kv
+        .get("MemAvailable")
+        .copied()
+        .unwrap_or_else(|| kv.get("MemFree").copied().unwrap_or(0.0));
+    if total > 0.0 {
+        out.push(
+            Family::gauge("host_memory_used_ratio", "Share of memory not available (1 - MemAvailable/MemTotal).")
+                .with([], 1.0 - avail / total),
+        );
+    }
+    if let (Some(&st), Some(&sf)) = (kv.get("SwapTotal"), kv.get("SwapFree")) {
+        out.push(
+            Family::gauge("host_swap_used_ratio", "Share of swap in use; 0 without swap.")
+                .with([], if st > 0.0 { 1.0 - sf / st } else { 0.0 }),
+        );
+    }
+    Ok(out)
+}
+
+pub(crate) fn parse_pressure(res: &str, text: &str) -> Vec<Family> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut it = line.split_ascii_whitespace();
+        let kind = it.next();
+        let Some(total) = it.find_map(|f| f.strip_prefix("total=")) else {
+            continue;
+        };
+        let Ok(us) = total.parse::<f64>() else {
+            continue;
+        };
+        let (name, help) = match kind {
+            Some("some") => ("waiting", "waiting"),
+            Some("full") if res != "cpu" => ("stalled", "stalled"),
+            _ => continue,
+        };
+        out.push(
+            Family::counter(
+                format!("node_pressure_{res}_{name}_seconds_total"),
+                format!("Total time in seconds that processes have {help} for {res}."),
+            )
+            .with([], us / 1e6),
+        );
+    }
+    out
+}
+
+/// Whole disks only, like node_exporter's default device exclusion.
+fn skip_disk(name: &str) -> bool {
+    let base = name.trim_end_matches(|c: char| c.is_ascii_digit());
+    let is_partition = base != name
+        && (((base.starts_with("sd") || base.starts_with("vd") || base.starts_with("hd") || base.starts_with("xvd"))
+            && base.len() >= 3)
+            || (name.starts_with("nvme") && base.ends_with('p')));
+    name.starts_with("loop")
+        || name.starts_with("ram")
+        || name.starts_with("zram")
+        || name.starts_with("fd")
+        || is_partition
+}
+
+pub(crate) fn parse_diskstats(text: &str) -> Result<Vec<Family>, String> {
+    let mut fams = [
+        Family::counter("node_disk_reads_completed_total", "The total number of reads completed successfully."),
+        Family::counter("node_disk_read_bytes_total", "The total number of bytes read successfully."),
+        Family::counter("node_disk_read_time_seconds_total", "The total number of seconds spent by all reads."),
+        Family::counter("node_disk_writes_completed_total", "The total number of writes completed successfully."),
+        Family::counter("node_disk_written_bytes_total", "The total number of bytes written successfully."),
+        Family::counter("node_disk_write_time_seconds_total", "This is the total number of seconds spent by all writes."),
+        Family::gauge("node_disk_io_now", "The number of I/Os currently in progress."),
+        Family::counter("node_disk_io_time_seconds_total", "Total seconds spent doing I/Os."),
+        Family::counter("node_disk_io_time_weighted_seconds_total", "The weighted # of seconds spent doing I/Os."),
+    ];
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_ascii_whitespace().collect();
+        if f.len() < 14 {
+            continue;
+        }
+        let dev = f[2];
+        if skip_disk(dev) {
+            continue;
+        }
+        let n = |i: usize| num::<f64>(f[i], "/proc/diskstats");
+        let vals = [
+            n(3)?,
+            n(5)? * 512.0,
+            n(6)? / 1000.0,
+            n(7)?,
+            n(9)? * 512.0,
+            n(10)? / 1000.0,
+            n(11)?,
+            n(12)? / 1000.0,
+            n(13)? / 1000.0,
+        ];
+        for (fam, v) in fams.iter_mut().zip(vals) {
+            fam.push([("device", dev)], v);
+        }
+    }
+    Ok(fams.into_iter().collect())
+}
+
+pub(crate) fn parse_netdev(text: &str) -> Result<Vec<Family>, String> {
+    const COLS: [(usize, &str, &str); 8] = [
+        (0, "receive_bytes", "bytes received"),
+        (1, "receive_packets", "packets received"),
+        (2, "receive_errs", "receive errors"),
+        (3, "receive_drop", "received packets dropped"),
+        (8, "transmit_bytes", "bytes transmitted"),
+        (9, "transmit_packets", "packets transmitted"),
+        (10, "transmit_errs", "transmit errors"),
+        (11, "transmit_drop", "transmitted packets dropped"),
+    ];
+    let mut fams: Vec<Family> = COLS
+        .iter()
+        .map(|(_, n, h)| {
+            Family::counter(
+                format!("node_network_{n}_total"),
+                format!("Network device statistic: {h}."),
+            )
+        })
+        .collect();
+    for line in text.lines().skip(2) {
+        let Some((dev, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let dev = dev.trim();
+        let v: Vec<&str> = rest.split_ascii_whitespace().collect();
+        if v.len() < 16 {
+            return Err(format!("/proc/net/dev: short line for {dev}"));
+        }
+        for (fam, (i, _, _)) in fams.iter_mut().zip(COLS) {
+            fam.push([("device", dev)], num(v[i], "/proc/net/dev")?);
+        }
+    }
+    Ok(fams)
+}
+
+pub(crate) fn parse_filefd(text: &str) -> Result<Vec<Family>, String> {
+    let f: Vec<&str> = text.split_ascii_whitespace().collect();
+    if f.len() < 3 {
+        return Err("/proc/sys/fs/file-nr: expected three fields".into());
+    }
+    Ok(vec![
+        Family::gauge("node_filefd_allocated", "File descriptor statistics: allocated.")
+            .with([], num(f[0], "file-nr")?),
+        Family::gauge("node_filefd_maximum", "File descriptor statistics: maximum.")
+            .with([], num(f[2], "file-nr")?),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get<'a>(fams: &'a [Family], name: &str) -> &'a Family {
+        fams.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("{name} missing"))
+    }
+
+    #[test]
+    fn stat_and_utilisation() {
+        let t1 = "cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 50 0 50 350 50 0 0 0 0 0\ncpu1 50 0 50 350 50 0 0 0 0 0\nctxt 42\nprocs_running 3\n";
+        let (f, tot) = parse_stat(t1, 100.0, None).unwrap();
+        let secs = get(&f, "node_cpu_seconds_total");
+        assert_eq!(secs.samples.len(), 16);
+        assert_eq!(secs.samples[0].0.get("mode"), Some("user"));
+        assert_eq!(secs.samples[0].1, 0.5);
+        assert_eq!(get(&f, "host_cpu_count").samples[0].1, 2.0);
+        assert!((get(&f, "host_cpu_utilisation_ratio").samples[0].1 - 0.2).abs() < 1e-9);
+        let t2 = "cpu  190 0 110 800 100 0 0 0 0 0\n";
+        let (f, _) = parse_stat(t2, 100.0, Some(tot)).unwrap();
+        // +100 busy, +100 idle since the previous sample.
+        assert!((get(&f, "host_cpu_utilisation_ratio").samples[0].1 - 0.5).abs() < 1e-9);
+        assert!(parse_stat("cpu0 x\n", 100.0, None).is_err());
+    }
+
+    #[test]
+    fn meminfo() {
+        let t = "MemTotal:       1000 kB\nMemFree:         100 kB\nMemAvailable:    250 kB\nActive(anon):     10 kB\nSwapTotal:         0 kB\nSwapFree:          0 kB\nHugePages_Total:   0\n";
+        let f = parse_meminfo(t).unwrap();
+        assert_eq!(get(&f, "node_memory_MemTotal_bytes").samples[0].1, 1_024_000.0);
+        get(&f, "node_memory_Active_anon_bytes");
+        get(&f, "node_memory_HugePages_Total");
+        assert_eq!(get(&f, "host_memory_used_ratio").samples[0].1, 0.75);
+        assert_eq!(get(&f, "host_swap_used_ratio").samples[0].1, 0.0);
+    }
+
+    #[test]
+    fn pressure() {
+        let t = "some avg10=0.00 avg60=0.00 avg300=0.00 total=1500000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=500000\n";
+        let f = parse_pressure("io", t);
+        assert_eq!(get(&f, "node_pressure_io_waiting_seconds_total").samples[0].1, 1.5);
+        assert_eq!(get(&f, "node_pressure_io_stalled_seconds_total").samples[0].1, 0.5);
+        assert_eq!(parse_pressure("cpu", t).len(), 1, "cpu full is not exported");
+    }
+
+    #[test]
+    fn disks_skip_partitions_and_loops() {
+        let t = "   8       0 sda 10 0 8 5 20 0 16 7 0 30 40 0 0 0 0\n   8       1 sda1 1 0 1 1 1 0 1 1 0 1 1 0 0 0 0\n   7       0 loop0 1 0 1 1 1 0 1 1 0 1 1\n 259 0 nvme0n1 1 0 2 3 4 0 6 7 0 9 10\n 259 1 nvme0n1p1 1 0 2 3 4 0 6 7 0 9 10\n";
+        let f = parse_diskstats(t).unwrap();
+        let r = get(&f, "node_disk_read_bytes_total");
+        let devs: Vec<_> = r.samples.iter().map(|s| s.0.get("device").unwrap()).collect();
+        assert_eq!(devs, vec!["sda", "nvme0n1"]);
+        assert_eq!(r.samples[0].1, 8.0 * 512.0);
+        assert_eq!(get(&f, "node_disk_io_time_seconds_total").samples[0].1, 0.03);
+    }
+
+    #[test]
+    fn netdev() {
+        let t = "Inter-|   Receive |  Transmit\n face |bytes packets errs drop fifo frame compressed multicast|bytes packets errs drop fifo colls carrier compressed\n    lo: 100 2 0 0 0 0 0 0 100 2 0 0 0 0 0 0\n  eth0: 5000 40 1 2 0 0 0 0 7000 50 3 4 0 0 0 0\n";
+        let f = parse_netdev(t).unwrap();
+        let tx = get(&f, "node_network_transmit_drop_total");
+        assert_eq!(tx.samples[1].0.get("device"), Some("eth0"));
+        assert_eq!(tx.samples[1].1, 4.0);
+    }
+
+    #[test]
+    fn real_host_samples() {
+        let mut s = HostSampler::new(Duration::from_secs(2));
+        let runs = s.sample();
+        for r in &runs {
+            assert!(r.result.is_ok(), "{}: {:?}", r.name, r.result);
+        }
+        let all: Vec<Family> = runs.into_iter().flat_map(|r| r.result.unwrap()).collect();
+        for name in [
+            "node_cpu_seconds_total",
+            "node_load1",
+            "node_memory_MemAvailable_bytes",
+            "node_filesystem_avail_bytes",
+            "node_network_receive_bytes_total",
+            "node_filefd_allocated",
+            "node_processes_pids",
+        ] {
+            assert!(!get(&all, name).samples.is_empty(), "{name}");
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The textfile source: every `*.prom` file of a directory, in Prometheus' text format, read each
+//! cycle and shipped like any other series (node_exporter's textfile collector). A malformed
+//! file is skipped whole and reported with `path:line`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use tocsin_model::{is_valid_label_name, is_valid_metric_name, Labels};
+
+use crate::family::{Family, MetricKind};
+
+/// The families read, and one message per file that could not be used.
+#[derive(Debug, Default)]
+pub struct TextfileOutput {
+    pub families: Vec<Family>,
+    pub errors: Vec<String>,
+}
+
+pub fn read_dir(dir: &Path) -> TextfileOutput {
+    let mut out = TextfileOutput::default();
+    let mut mtimes = Family::gauge(
+        "node_textfile_mtime_seconds",
+        "Unixtime mtime of textfiles successfully read.",
+    );
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            out.errors.push(format!("{}: {e}", dir.display()));
+            out.families.push(scrape_error(1.0));
+            return out;
+        }
+    };
+    let mut paths: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "prom"))
+        .collect();
+    paths.sort();
+    let mut merged: BTreeMap<String, Family> = BTreeMap::new();
+    for p in paths {
+        let shown = p.display().to_string();
+        let text = match std::fs::read_to_string(&p) {
+            Ok(t) => t,
+            Err(e) => {
+                out.errors.push(format!("{shown}: {e}"));
+                continue;
+            }
+        };
+        match parse(&shown, &text) {
+            Ok(fams) => {
+                for f in fams {
+                    match merged.get_mut(&f.name) {
+                        Some(m) => m.samples.extend(f.samples),
+                        None => {
+                            merged.insert(f.name.clone(), f);
+                        }
+                    }
+                }
+                if let Some(t) = std::fs::metadata(&p)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                {
+                    let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                    mtimes.push([("file", name.as_str())], t.as_secs_f64());
+                }
+            }
+            Err(e) => out.errors.push(e),
+        }
+    }
+    out.families.extend(merged.into_values());
+    out.families.push(mtimes);
+    out.families.push(scrape_error(if out.errors.is_empty() { 0.0 } else { 1.0 }));
+    out
+}
+
+fn scrape_error(v: f64) -> Family {
+    Family::gauge(
+        "node_textfile_scrape_error",
+        "1 if there was an error opening or reading a file, 0 otherwise",
+    )
+    .with([], v)
+}
+
+/// Parses one file; `path` is used in messages.
+pub fn parse(path: &str, text: &str) -> Result<Vec<Family>, String> {
+    let mut fams: Vec<Family> = Vec::new();
+    let mut meta: BTreeMap<String, (Option<String>, Option<MetricKind>)> = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let err = |m: String| format!("{path}:{}: {m}", i + 1);
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(c) = line.strip_prefix('#') {
+            let mut it = c.trim_start().splitn(3, ' ');
+            match (it.next(), it.next(), it.next()) {
+                (Some("HELP"), Some(name), help) => {
+                    meta.entry(name.to_string()).or_default().0 =
+                        Some(help.unwrap_or("").replace("\\n", "\n").replace("\\\\", "\\"));
+                }
+                (Some("TYPE"), Some(name), Some(t)) => {
+                    let kind = match t.trim() {
+                        "counter" => MetricKind::Counter,
+                        "gauge" => MetricKind::Gauge,
+                        "untyped" => MetricKind::Untyped,
+                        other => {
+                            return Err(err(format!(
+                                "type {other:?} is not supported here (counter, gauge, untyped)"
+                            )))
+                        }
+                    };
+                    meta.entry(name.to_string()).or_default().1 = Some(kind);
+                }
+                _ => {}
+            }
+            continue;
+        }
+        let (name, labels, value) = parse_sample(line).map_err(err)?;
+        match fams.iter_mut().find(|f| f.name == name) {
+            Some(f) => {
+                if f.samples.iter().any(|(l, _)| *l == labels) {
+                    return Err(err(format!("duplicate series {name}{labels}")));
+                }
+                f.samples.push((labels, value));
+            }
+            None => {
+                let mut f = Family::new(name, "", MetricKind::Untyped);
+                f.samples.push((labels, value));
+                fams.push(f);
+            }
+        }
+    }
+    for f in &mut fams {
+        let (help, kind) = meta.remove(&f.name).unwrap_or_default();
+        f.help = help.unwrap_or_else(|| format!("Metric read from {path}"));
+        f.kind = kind.unwrap_or(MetricKind::Untyped);
+    }
+    Ok(fams)
+}
+
+fn parse_sample(line: &str) -> Result<(String, Labels, f64), String> {
+    let name_end = line
+        .find(|c: char| c == '{' || c.is_ascii_whitespace())
+        .ok_or_else(|| format!("expected `name value`, found {line:?}"))?;
+    let name = &line[..name_end];
+    if !is_valid_metric_name(name) {
+        return Err(format!("invalid metric name {name:?}"));
+    }
+    let mut rest = &line[name_end..];
+    let mut labels = Vec::new();
+    if let Some(r) = rest.strip_prefix('{') {
+        rest = r;
+        loop {
+            rest = rest.trim_start();
+            if let Some(r) = rest.strip_prefix('}') {
+                rest = r;
+                break;
+            }
+            let eq = rest.find('=').ok_or("expected label=\"value\"")?;
+            let lname = rest[..eq].trim();
+            if !is_valid_label_name(lname) {
+                return Err(format!("invalid label name {lname:?}"));
+            }
+            rest = rest[eq + 1..].trim_start();
+            rest = rest
+                .strip_prefix('"')
+                .ok_or_else(|| format!("label {lname}: value must be quoted"))?;
+            let mut value = String::new();
+            let mut chars = rest.char_indices();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => match chars.next() {
+                        Some((_, 'n')) => value.push('\n'),
+                        Some((_, e)) => value.push(e),
+                        None => break,
+                    },
+                    '"' => {
+                        end = Some(i);
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            let end = end.ok_or_else(|| format!("label {lname}: unterminated value"))?;
+            rest = rest[end + 1..].trim_start();
+            labels.push(tocsin_model::Label {
+                name: lname.to_string(),
+                value,
+            });
+            if let Some(r) = rest.strip_prefix(',') {
+                rest = r;
+            } else if !rest.starts_with('}') {
+                return Err("expected ',' or '}' after a label".into());
+            }
+        }
+    }
+    let mut fields = rest.split_ascii_whitespace();
+    let v = fields.next().ok_or("missing value")?;
+    let value = match v {
+        "+Inf" | "Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        "NaN" => f64::NAN,
+        _ => v.parse().map_err(|_| format!("invalid value {v:?}"))?,
+    };
+    if let Some(extra) = fields.nth(1) {
+        return Err(format!("unexpected {extra:?} after the timestamp"));
+    }
+    // Empty label values mean "no label" in Prometheus.
+    labels.retain(|l| !l.value.is_empty());
+    let labels = Labels::from_vec(labels).map_err(|d| format!("duplicate label {d:?}"))?;
+    Ok((name.to_string(), labels, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_format() {
+        let t = "# HELP app_temp Temperature.\n# TYPE app_temp gauge\napp_temp{room=\"a b\",x=\"q\\\"\"} 21.5\napp_temp{room=\"c\"} -Inf 1700000000\nplain 3\n";
+        let f = parse("t.prom", t).unwrap();
+        assert_eq!(f[0].name, "app_temp");
+        assert_eq!(f[0].kind, MetricKind::Gauge);
+        assert_eq!(f[0].help, "Temperature.");
+        assert_eq!(f[0].samples[0].0.get("x"), Some("q\""));
+        assert_eq!(f[0].samples[1].1, f64::NEG_INFINITY);
+        assert_eq!(f[1].help, "Metric read from t.prom");
+    }
+
+    #[test]
+    fn errors_have_lines() {
+        let cases = [
+            ("ok 1\nbad-name 2\n", "t.prom:2: invalid metric name \"bad-name\""),
+            ("m{a=b} 1\n", "t.prom:1: label a: value must be quoted"),
+            ("m{a=\"b\"}\n", "t.prom:1: missing value"),
+            ("m 1\nm 2\n", "t.prom:2: duplicate series m{}"),
+            ("m one\n", "t.prom:1: invalid value \"one\""),
+            ("# TYPE m histogram\n", "t.prom:1: type \"histogram\" is not supported here (counter, gauge, untyped)"),
+        ];
+        for (t, want) in cases {
+            assert_eq!(parse("t.prom", t).unwrap_err(), want, "{t}");
+        }
+    }
+
+    #[test]
+    fn dir_skips_bad_files_and_reports() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a.prom"), "good 1\n").unwrap();
+        std::fs::write(d.path().join("b.prom"), "bad{\n").unwrap();
+        std::fs::write(d.path().join("c.txt"), "ignored 1\n").unwrap();
+        let out = read_dir(d.path());
+        assert_eq!(out.errors.len(), 1);
+        assert!(out.families.iter().any(|f| f.name == "good"));
+        assert!(!out.families.iter().any(|f| f.name == "ignored"));
+        let err = out.families.iter().find(|f| f.name == "node_textfile_scrape_error").unwrap();
+        assert_eq!(err.samples[0].1, 1.0);
+    }
+}
