@@ -1,1 +1,11 @@
-//! stub
+//! The collector's wiring: command line, HTTP API, the writer thread that joins storage and rule
+//! evaluation, rule-file loading and reloading. The capabilities themselves live in the
+//! `tocsin-*` library crates.
+
+pub mod cli;
+pub mod http;
+pub mod rulefiles;
+mod telemetry;
+pub mod writer;
+
+pub use telemetry::Telemetry;

@@ -1,0 +1,286 @@
+//! Command line: `tocsin-collector [FLAGS]` runs the collector; subcommands do one-off jobs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tocsin_config::collector::{CollectorConfig, RawCollectorConfig, ReceiverKind};
+use tocsin_rules::EngineOptions;
+use tocsin_store::{Store, StoreOptions};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info};
+
+use crate::http::{app, AppState};
+use crate::writer::{Msg, View, Writer};
+use crate::{rulefiles, Telemetry};
+
+#[derive(Parser)]
+#[command(name = "tocsin-collector", version, about = "Receives samples, stores history, evaluates rules and sends alerts.")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Configuration file (YAML). Without one, built-in defaults apply; flags override both.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address for the HTTP API and remote-write receiver [default: 127.0.0.1:9760].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Directory for the SQLite database and the default alert log [default: ./data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Rule file or directory of rule files; repeat for several [default: ./rules].
+    #[arg(long = "rules", value_name = "PATH")]
+    rules: Vec<PathBuf>,
+    /// Log filter, e.g. `info` or `tocsin_collector=debug` (also from TOCSIN_LOG).
+    #[arg(long, env = "TOCSIN_LOG", default_value = "info", value_name = "FILTER")]
+    log: String,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Check rule files and exit: 0 when all are valid, 1 with every problem otherwise.
+    CheckRules {
+        /// Rule files or directories.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Some(Cmd::CheckRules { paths }) => check_rules(&paths),
+        None => {
+            init_logging(&cli.run.log);
+            match run(cli.run) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    error!("{e:#}");
+                    eprintln!("tocsin-collector: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn check_rules(paths: &[PathBuf]) -> ExitCode {
+    match rulefiles::load(paths) {
+        Ok((rules, files)) => {
+            println!("{} rules in {files} files: valid", rules.len());
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            eprintln!("{} problems found", problems.len());
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load_config(args: &RunArgs) -> anyhow::Result<CollectorConfig> {
+    let mut raw: RawCollectorConfig = match &args.config {
+        Some(p) => tocsin_config::read_yaml(p)?,
+        None => RawCollectorConfig::default(),
+    };
+    if let Some(l) = &args.listen {
+        raw.listen = Some(l.clone());
+    }
+    if let Some(d) = &args.data_dir {
+        raw.data_dir = Some(d.clone());
+    }
+    if !args.rules.is_empty() {
+        raw.rules = args.rules.clone();
+    }
+    raw.validate().map_err(|mut e| {
+        e.path = args.config.clone();
+        anyhow::anyhow!("invalid configuration:\n{e}")
+    })
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let cfg = load_config(&args)?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create data directory {}", cfg.data_dir.display()))?;
+    let (rules, files) = rulefiles::load(&cfg.rules)
+        .map_err(|p| anyhow::anyhow!("invalid rules:\n{}", p.join("\n")))?;
+    let db = cfg.data_dir.join("tocsin.db");
+    let store = Store::open(&db, StoreOptions::default())?;
+
+    info!(
+        listen = %cfg.listen,
+        data_dir = %cfg.data_dir.display(),
+        rules = rules.len(),
+        rule_files = files,
+        retention = %tocsin_config::format_duration(cfg.retention),
+        stale_after = %tocsin_config::format_duration(cfg.stale_after),
+        auth = if cfg.ingest.token.is_some() { "bearer token" } else { "none" },
+        "starting tocsin-collector {}",
+        env!("CARGO_PKG_VERSION")
+    );
+    for r in &cfg.receivers {
+        match &r.kind {
+            ReceiverKind::Webhook { url, .. } => info!(receiver = %r.name, url, "webhook receiver"),
+            ReceiverKind::Log { path } => info!(receiver = %r.name, path = %path.display(), "log receiver"),
+        }
+    }
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tocsin-collector")
+        .build()?;
+    rt.block_on(serve(cfg, store, rules, db))
+}
+
+async fn serve(
+    cfg: CollectorConfig,
+    store: Store,
+    rules: Vec<tocsin_rules::Rule>,
+    db: PathBuf,
+) -> anyhow::Result<()> {
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let tel = Telemetry::new();
+    let view = Arc::new(RwLock::new(View::default()));
+    let (wake_tx, wake_rx) = watch::channel(0u64);
+    let (tx, rx) = mpsc::channel::<Msg>(1024);
+
+    let writer = Writer::new(
+        store,
+        rules,
+        EngineOptions {
+            stale_after_ms: cfg.stale_after.as_millis() as i64,
+        },
+        &cfg.receivers,
+        cfg.external_url.clone(),
+        Arc::clone(&view),
+        wake_tx,
+        tel.clone(),
+        cfg.retention,
+        cfg.checkpoint_interval,
+    )?;
+    let writer_thread = std::thread::Builder::new()
+        .name("tocsin-writer".into())
+        .spawn(move || writer.run(rx))?;
+
+    let metrics = tocsin_notify::DeliveryMetrics::new(&tel.registry)?;
+    tocsin_notify::spawn_workers(&cfg.receivers, &db, wake_rx, metrics, cancel.clone(), &tracker)
+        .map_err(|e| anyhow::anyhow!(e))?;
+
+    // A tick drives `for`, staleness, views and checkpoints.
+    {
+        let tx = tx.clone();
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            let mut iv = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = iv.tick() => { if tx.send(Msg::Tick).await.is_err() { return } }
+                }
+            }
+        });
+    }
+
+    let (reload_tx, mut reload_rx) = mpsc::channel(4);
+    let _watcher = rulefiles::watch(cfg.rules.clone(), reload_tx, cancel.clone())
+        .context("cannot watch rule files")?;
+    {
+        let tx = tx.clone();
+        let tel = tel.clone();
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            loop {
+                let r = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    r = reload_rx.recv() => match r { Some(r) => r, None => return },
+                };
+                match r {
+                    Ok(rules) => {
+                        tel.rule_reloads.with_label_values(&["success"]).inc();
+                        if tx.send(Msg::Reload(rules)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => tel.rule_reloads.with_label_values(&["failure"]).inc(),
+                }
+            }
+        });
+    }
+
+    let state = AppState {
+        writer: tx,
+        view,
+        tel,
+        token: cfg.ingest.token.clone(),
+        limits: tocsin_wire::Limits {
+            max_decompressed_bytes: cfg.ingest.max_decompressed_bytes,
+            max_samples: cfg.ingest.max_samples_per_request,
+            max_labels_per_series: cfg.ingest.max_labels_per_series,
+            ..tocsin_wire::Limits::default()
+        },
+        max_body_bytes: cfg.ingest.max_body_bytes,
+    };
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    // Machine-readable start line on stdout (tests and scripts read the port from it).
+    println!("tocsin-collector listening on http://{addr}");
+    info!(%addr, "listening");
+
+    let shutdown = cancel.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("shutting down");
+        shutdown.cancel();
+    });
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(cancel.clone().cancelled_owned())
+        .await?;
+
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+        .await
+        .is_err()
+    {
+        error!("tasks did not stop within 10s");
+    }
+    // Every sender is gone now: the writer drains, checkpoints and returns.
+    tokio::task::spawn_blocking(move || writer_thread.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
+    info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,234 @@
+//! The collector's HTTP surface: remote-write receiver, JSON API, own metrics and health.
+
+use std::sync::{Arc, RwLock};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tocsin_config::Secret;
+use tocsin_model::now_ms;
+use tocsin_notify::format_rfc3339;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::writer::{Msg, View, WriteError};
+use crate::Telemetry;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub writer: mpsc::Sender<Msg>,
+    pub view: Arc<RwLock<View>>,
+    pub tel: Telemetry,
+    pub token: Option<Secret>,
+    pub limits: tocsin_wire::Limits,
+    pub max_body_bytes: usize,
+}
+
+pub fn app(state: AppState) -> Router {
+    let max_body = state.max_body_bytes;
+    Router::new()
+        .route(
+            "/api/v1/write",
+            post(write).layer(DefaultBodyLimit::max(max_body)),
+        )
+        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/hosts", get(hosts))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(state)
+}
+
+/// An error answer: status plus a message for the client, never internals.
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    retry_after: Option<u32>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (
+            self.status,
+            Json(json!({ "status": "error", "error": self.message })),
+        )
+            .into_response();
+        if let Some(s) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        r
+    }
+}
+
+/// Compares in time independent of where the inputs differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn write(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let result = write_inner(&st, &headers, body).await;
+    let code = match &result {
+        Ok(c) => *c,
+        Err(e) => e.status,
+    };
+    st.tel
+        .requests
+        .with_label_values(&[code.as_str()])
+        .inc();
+    result
+}
+
+async fn write_inner(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    if let Some(token) = &st.token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.expose().as_bytes())) {
+            st.tel.ingest_rejected("unauthorized", "missing or wrong bearer token");
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token",
+            ));
+        }
+    }
+    if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
+        if enc.as_bytes() != tocsin_wire::CONTENT_ENCODING.as_bytes() {
+            let msg = format!(
+                "unsupported Content-Encoding {:?}: remote-write bodies are snappy-compressed",
+                String::from_utf8_lossy(enc.as_bytes())
+            );
+            st.tel.ingest_rejected("encoding", &msg);
+            return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, msg));
+        }
+    }
+    let batch = tocsin_wire::decode(&body, &st.limits).map_err(|e| {
+        let msg = e.to_string();
+        st.tel.ingest_rejected(e.kind(), &msg);
+        let status = match e {
+            tocsin_wire::WireError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, msg)
+    })?;
+    if batch.is_empty() {
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    let (reply, rx) = oneshot::channel();
+    if let Err(e) = st.writer.try_send(Msg::Ingest { batch, reply }) {
+        let (status, msg) = match e {
+            mpsc::error::TrySendError::Full(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "ingest queue is full; retry later",
+            ),
+            mpsc::error::TrySendError::Closed(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "collector is shutting down")
+            }
+        };
+        st.tel.ingest_rejected("backpressure", msg);
+        let mut err = ApiError::new(status, msg);
+        err.retry_after = Some(1);
+        return Err(err);
+    }
+    match rx.await {
+        Ok(Ok(_)) => Ok(StatusCode::NO_CONTENT),
+        Ok(Err(WriteError::Unavailable(e))) => {
+            let mut err = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("storage temporarily unavailable: {e}"),
+            );
+            err.retry_after = Some(5);
+            Err(err)
+        }
+        Ok(Err(WriteError::Failed(_))) | Err(_) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "samples could not be stored",
+        )),
+    }
+}
+
+async fn alerts(State(st): State<AppState>) -> Json<Value> {
+    let view = st.view.read().unwrap_or_else(|p| p.into_inner());
+    let mut list: Vec<Value> = view
+        .alerts
+        .iter()
+        .map(|a| {
+            json!({
+                "rule": a.rule,
+                "state": if a.level.is_some() { "firing" } else { "pending" },
+                "level": a.level.map(|l| l.as_str()),
+                "labels": a.labels,
+                "annotations": a.annotations,
+                "since": a.active_at.or(a.pending_since()).map(format_rfc3339),
+                "levelSince": a.level_since.map(format_rfc3339),
+                "value": a.value,
+                "fingerprint": format!("{:016x}", a.fingerprint()),
+            })
+        })
+        .collect();
+    list.sort_by(|a, b| a["rule"].as_str().cmp(&b["rule"].as_str()).then(a["fingerprint"].as_str().cmp(&b["fingerprint"].as_str())));
+    Json(json!({ "status": "success", "data": { "alerts": list } }))
+}
+
+async fn hosts(State(st): State<AppState>) -> Json<Value> {
+    let now = now_ms();
+    let view = st.view.read().unwrap_or_else(|p| p.into_inner());
+    let list: Vec<Value> = view
+        .hosts
+        .iter()
+        .map(|(h, t)| {
+            json!({
+                "host": h,
+                "lastSeen": format_rfc3339(*t),
+                "lastSeenAgeSeconds": ((now - t).max(0) as f64) / 1000.0,
+            })
+        })
+        .collect();
+    Json(json!({ "status": "success", "data": { "hosts": list } }))
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    let families = st.tel.registry.gather();
+    let mut buf = String::new();
+    match prometheus::TextEncoder::new().encode_utf8(&families, &mut buf) {
+        Ok(()) => (
+            [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+            buf,
+        )
+            .into_response(),
+        Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

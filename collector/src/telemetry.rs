@@ -1,0 +1,121 @@
+//! The collector's own metrics and the events that both log and count, so logs and metrics
+//! never disagree.
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+use tracing::warn;
+
+#[derive(Clone)]
+pub struct Telemetry {
+    pub registry: Registry,
+    pub requests: IntCounterVec,
+    pub rejected: IntCounterVec,
+    pub samples: IntCounterVec,
+    pub commit_seconds: Histogram,
+    pub series: IntGauge,
+    pub head_samples: IntGauge,
+    pub checkpoints: IntCounter,
+    pub rules_loaded: IntGauge,
+    pub rule_reloads: IntCounterVec,
+    pub evaluations: IntCounter,
+    pub alerts: IntGaugeVec,
+    pub transitions: IntCounterVec,
+    pub storage_errors: IntCounter,
+}
+
+fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
+    r.register(Box::new(c.clone()))
+        .expect("metric names are unique");
+    c
+}
+
+impl Telemetry {
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let cv = |n: &str, h: &str, l: &[&str]| {
+            reg(&r, IntCounterVec::new(Opts::new(n, h), l).expect("valid metric"))
+        };
+        let g = |n: &str, h: &str| reg(&r, IntGauge::new(n, h).expect("valid metric"));
+        Telemetry {
+            requests: cv(
+                "tocsin_ingest_requests_total",
+                "Remote-write requests by HTTP status code.",
+                &["code"],
+            ),
+            rejected: cv(
+                "tocsin_ingest_rejected_requests_total",
+                "Remote-write requests refused, by reason.",
+                &["reason"],
+            ),
+            samples: cv(
+                "tocsin_ingest_samples_total",
+                "Samples received, by outcome (accepted, out_of_order, too_far_in_future).",
+                &["result"],
+            ),
+            commit_seconds: reg(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "tocsin_ingest_commit_duration_seconds",
+                        "Time to make one group of write requests durable.",
+                    )
+                    .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14).expect("valid")),
+                )
+                .expect("valid metric"),
+            ),
+            series: g("tocsin_storage_series", "Series known to the store."),
+            head_samples: g(
+                "tocsin_storage_head_samples",
+                "Samples in the in-memory head, not yet in chunks.",
+            ),
+            checkpoints: reg(
+                &r,
+                IntCounter::new("tocsin_storage_checkpoints_total", "Checkpoints of the head into chunks.")
+                    .expect("valid metric"),
+            ),
+            storage_errors: reg(
+                &r,
+                IntCounter::new("tocsin_storage_errors_total", "Failed storage transactions.")
+                    .expect("valid metric"),
+            ),
+            rules_loaded: g("tocsin_rules_loaded", "Rules currently loaded."),
+            rule_reloads: cv(
+                "tocsin_rule_reloads_total",
+                "Rule reloads by result (success, failure).",
+                &["result"],
+            ),
+            evaluations: reg(
+                &r,
+                IntCounter::new("tocsin_rule_evaluations_total", "Rule evaluations of one series.")
+                    .expect("valid metric"),
+            ),
+            alerts: reg(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new("tocsin_alerts_active", "Alerts by state (pending, firing) and level."),
+                    &["state", "level"],
+                )
+                .expect("valid metric"),
+            ),
+            transitions: cv(
+                "tocsin_alert_transitions_total",
+                "Alert transitions by kind (firing, level_changed, resolved).",
+                &["kind"],
+            ),
+            registry: r,
+        }
+    }
+
+    /// A refused write request: one log line and one count.
+    pub fn ingest_rejected(&self, reason: &'static str, detail: &str) {
+        self.rejected.with_label_values(&[reason]).inc();
+        warn!(reason, detail, "remote-write request rejected");
+    }
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,342 @@
+//! The writer thread: owns the store and the rule engine, so that each group commit makes
+//! samples, alert states and the notifications they cause durable together, before any write
+//! request is acknowledged.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tocsin_config::collector::ReceiverConfig;
+use tocsin_model::{now_ms, SeriesSamples, TimestampMs};
+use tocsin_rules::{AlertState, Engine, EngineOptions, Rule, Transition, TransitionKind};
+use tocsin_store::{AppendStats, Store, StoreError};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{error, info, warn};
+
+use crate::Telemetry;
+
+pub enum Msg {
+    Ingest {
+        batch: Vec<SeriesSamples>,
+        reply: oneshot::Sender<Result<AppendStats, WriteError>>,
+    },
+    Tick,
+    Reload(Vec<Rule>),
+}
+
+#[derive(Debug, Clone)]
+pub enum WriteError {
+    /// Retry later: the store is temporarily unable to write (disk full, locked).
+    Unavailable(String),
+    Failed(String),
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteError::Unavailable(e) => write!(f, "storage temporarily unavailable: {e}"),
+            WriteError::Failed(e) => write!(f, "storage failed: {e}"),
+        }
+    }
+}
+
+/// What the HTTP API reads: refreshed by the writer after each change.
+#[derive(Default)]
+pub struct View {
+    pub alerts: Vec<AlertState>,
+    pub hosts: Vec<(String, TimestampMs)>,
+}
+
+pub struct Writer {
+    store: Store,
+    engine: Engine,
+    receivers: Vec<String>,
+    external_url: String,
+    view: Arc<RwLock<View>>,
+    wake: watch::Sender<u64>,
+    tel: Telemetry,
+    retention_ms: i64,
+    checkpoint_every: Duration,
+    last_checkpoint: Instant,
+    engine_opts: EngineOptions,
+}
+
+/// The most one group commit takes in, so a flood still gets acknowledged in steps.
+const GROUP_MAX_REQUESTS: usize = 256;
+const GROUP_MAX_SAMPLES: usize = 1_000_000;
+
+impl Writer {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Store,
+        rules: Vec<Rule>,
+        engine_opts: EngineOptions,
+        receivers: &[ReceiverConfig],
+        external_url: String,
+        view: Arc<RwLock<View>>,
+        wake: watch::Sender<u64>,
+        tel: Telemetry,
+        retention: Duration,
+        checkpoint_every: Duration,
+    ) -> Result<Self, StoreError> {
+        tel.rules_loaded.set(rules.len() as i64);
+        let mut w = Writer {
+            engine: Engine::new(rules, engine_opts),
+            store,
+            receivers: receivers.iter().map(|r| r.name.clone()).collect(),
+            external_url,
+            view,
+            wake,
+            tel,
+            retention_ms: retention.as_millis() as i64,
+            checkpoint_every,
+            last_checkpoint: Instant::now(),
+            engine_opts,
+        };
+        let restored = w.restore_engine()?;
+        info!(alerts = restored, "alert states restored");
+        w.refresh_view(true);
+        Ok(w)
+    }
+
+    fn restore_engine(&mut self) -> Result<usize, StoreError> {
+        let rules: Vec<Rule> = self.engine.rules().iter().map(|r| (**r).clone()).collect();
+        self.engine = Engine::new(rules, self.engine_opts);
+        let mut states = Vec::new();
+        for (key, json) in self.store.alert_states()? {
+            match serde_json::from_str::<AlertState>(&json) {
+                Ok(s) => states.push(s),
+                Err(e) => error!(key, error = %e, "unreadable alert state dropped"),
+            }
+        }
+        let n = states.len();
+        let gone = self.engine.restore(states, now_ms());
+        if !gone.is_empty() {
+            // Alerts of rules removed while we were down: resolve them now, durably.
+            self.commit(gone)?;
+        }
+        Ok(n)
+    }
+
+    /// Runs until every sender is gone, then checkpoints.
+    pub fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut msgs = vec![first];
+            let mut samples = 0usize;
+            while msgs.len() < GROUP_MAX_REQUESTS && samples < GROUP_MAX_SAMPLES {
+                match rx.try_recv() {
+                    Ok(m) => {
+                        if let Msg::Ingest { batch, .. } = &m {
+                            samples += batch.iter().map(|s| s.samples.len()).sum::<usize>();
+                        }
+                        msgs.push(m);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.handle(msgs);
+        }
+        match self.store.checkpoint(now_ms() - self.retention_ms) {
+            Ok(s) => info!(samples = s.samples_written, "final checkpoint written"),
+            Err(e) => error!(error = %e, "final checkpoint failed; the ingest log still holds the data"),
+        }
+    }
+
+    fn handle(&mut self, msgs: Vec<Msg>) {
+        let started = Instant::now();
+        let now = now_ms();
+        let mut replies = Vec::new();
+        let mut transitions = Vec::new();
+        let mut ticked = false;
+        let result = (|| -> Result<(), StoreError> {
+            let mut tx = self.store.begin()?;
+            for m in msgs {
+                match m {
+                    Msg::Ingest { mut batch, reply } => {
+                        let (_, stats) = tx.append(&mut batch, now)?;
+                        transitions.extend(self.engine.ingest(&batch, now));
+                        replies.push((reply, stats));
+                    }
+                    Msg::Tick => {
+                        ticked = true;
+                        transitions.extend(self.engine.tick(now));
+                    }
+                    Msg::Reload(rules) => {
+                        self.tel.rules_loaded.set(rules.len() as i64);
+                        transitions.extend(self.engine.replace_rules(rules, now));
+                    }
+                }
+            }
+            Self::stage(&mut self.engine, &self.receivers, &self.external_url, &mut tx, &transitions, now)?;
+            tx.commit()
+        })();
+        match result {
+            Ok(()) => {
+                self.tel.commit_seconds.observe(started.elapsed().as_secs_f64());
+                for (reply, stats) in replies {
+                    self.count(&stats);
+                    let _ = reply.send(Ok(stats));
+                }
+                self.after_commit(&transitions);
+            }
+            Err(e) => {
+                self.tel.storage_errors.inc();
+                error!(error = %e, "storage transaction failed; write requests refused");
+                let err = if e.is_transient() {
+                    WriteError::Unavailable(e.to_string())
+                } else {
+                    WriteError::Failed(e.to_string())
+                };
+                for (reply, _) in replies {
+                    let _ = reply.send(Err(err.clone()));
+                }
+                // The engine ran ahead of what was stored: rewind it to the durable state.
+                if let Err(e) = self.restore_engine() {
+                    error!(error = %e, "cannot reload alert states");
+                }
+            }
+        }
+        if ticked {
+            self.refresh_view(true);
+            if self.last_checkpoint.elapsed() >= self.checkpoint_every {
+                self.checkpoint();
+            }
+        }
+    }
+
+    /// Persists engine state changes and queues notifications in the open transaction.
+    fn stage(
+        engine: &mut Engine,
+        receivers: &[String],
+        external_url: &str,
+        tx: &mut tocsin_store::Txn<'_>,
+        transitions: &[Transition],
+        now: TimestampMs,
+    ) -> Result<(), StoreError> {
+        for c in engine.take_changes() {
+            let json = c
+                .state
+                .as_ref()
+                .map(|s| serde_json::to_string(s).expect("state serializes"));
+            tx.put_alert_state(&c.key, json.as_deref())?;
+        }
+        for t in transitions {
+            for r in receivers {
+                let body = tocsin_notify::webhook_payload(t, r, external_url);
+                tx.enqueue(r, &body.to_string(), now)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits transitions produced outside `handle` (at start-up).
+    fn commit(&mut self, transitions: Vec<Transition>) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.store.begin()?;
+        Self::stage(&mut self.engine, &self.receivers, &self.external_url, &mut tx, &transitions, now)?;
+        tx.commit()?;
+        self.after_commit(&transitions);
+        Ok(())
+    }
+
+    fn after_commit(&mut self, transitions: &[Transition]) {
+        if transitions.is_empty() {
+            return;
+        }
+        for t in transitions {
+            let kind = match t.kind {
+                TransitionKind::Firing => "firing",
+                TransitionKind::LevelChanged { .. } => "level_changed",
+                TransitionKind::Resolved => "resolved",
+            };
+            self.tel.transitions.with_label_values(&[kind]).inc();
+            info!(
+                alert = %t.rule,
+                labels = %t.labels,
+                event = kind,
+                level = %t.level,
+                value = t.value,
+                reason = t.reason.unwrap_or(""),
+                "alert transition"
+            );
+        }
+        if !self.receivers.is_empty() {
+            self.wake.send_modify(|n| *n += 1);
+        }
+        self.refresh_view(false);
+    }
+
+    fn count(&self, s: &AppendStats) {
+        let c = |r: &str, n: usize| {
+            if n > 0 {
+                self.tel.samples.with_label_values(&[r]).inc_by(n as u64);
+            }
+        };
+        c("accepted", s.accepted);
+        c("out_of_order", s.out_of_order);
+        c("too_far_in_future", s.too_far_in_future);
+        if s.out_of_order > 0 || s.too_far_in_future > 0 {
+            // Retries after a lost acknowledgement land here too: worth a debug line, not a warning.
+            tracing::debug!(
+                out_of_order = s.out_of_order,
+                future = s.too_far_in_future,
+                "samples not stored"
+            );
+        }
+    }
+
+    fn refresh_view(&mut self, with_hosts: bool) {
+        let alerts: Vec<AlertState> = self.engine.alerts().cloned().collect();
+        let mut counts: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+        for a in &alerts {
+            let state = if a.level.is_some() { "firing" } else { "pending" };
+            let level = a.level.map(|l| l.as_str()).unwrap_or("");
+            *counts.entry((state, level)).or_default() += 1;
+        }
+        self.tel.alerts.reset();
+        for ((s, l), n) in counts {
+            self.tel.alerts.with_label_values(&[s, l]).set(n);
+        }
+        self.tel.series.set(self.store.series_count() as i64);
+        self.tel.head_samples.set(self.store.head_samples() as i64);
+        let delta = self.engine.evaluations().saturating_sub(self.tel.evaluations.get());
+        self.tel.evaluations.inc_by(delta);
+        let hosts = if with_hosts {
+            match self.store.hosts() {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    warn!(error = %e, "cannot read hosts");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mut v = self.view.write().unwrap_or_else(|p| p.into_inner());
+        v.alerts = alerts;
+        if let Some(h) = hosts {
+            v.hosts = h;
+        }
+    }
+
+    fn checkpoint(&mut self) {
+        let t = Instant::now();
+        match self.store.checkpoint(now_ms() - self.retention_ms) {
+            Ok(s) => {
+                self.tel.checkpoints.inc();
+                info!(
+                    chunks = s.chunks_written,
+                    samples = s.samples_written,
+                    expired = s.chunks_expired,
+                    ms = t.elapsed().as_millis() as u64,
+                    "checkpoint"
+                );
+            }
+            Err(e) => {
+                self.tel.storage_errors.inc();
+                error!(error = %e, "checkpoint failed; will retry");
+            }
+        }
+        self.last_checkpoint = Instant::now();
+    }
+}
