@@ -1,1 +1,8 @@
-//! stub
+//! The agent's wiring: command line, the sampling schedule, the shipping queue and the agent's
+//! own `/metrics`. What is measured lives in `tocsin-sampling`, the protocol in `tocsin-wire`.
+
+pub mod cli;
+pub mod ship;
+mod telemetry;
+
+pub use telemetry::Telemetry;

@@ -1,0 +1,241 @@
+//! Command line and the agent's main loop.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use clap::Parser;
+use tocsin_config::agent::{AgentConfig, RawAgentConfig};
+use tocsin_model::now_ms;
+use tocsin_sampling::{textfile, Family, HostSampler};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::ship::{self, Batch, Queue};
+use crate::Telemetry;
+
+#[derive(Parser)]
+#[command(name = "tocsin-agent", version, about = "Samples this host and ships the samples to a tocsin collector.")]
+struct Cli {
+    /// Configuration file (YAML). Without one, built-in defaults apply; flags override both.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Remote-write URL of the collector [default: http://127.0.0.1:9760/api/v1/write].
+    #[arg(long, value_name = "URL")]
+    collector: Option<String>,
+    /// Address of the agent's own /metrics and /healthz [default: 127.0.0.1:9761].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Time between samples, e.g. 10s [default: 10s, minimum 1s].
+    #[arg(long, value_name = "DURATION")]
+    interval: Option<String>,
+    /// Directory of *.prom files to ship each cycle (node_exporter textfile format).
+    #[arg(long, value_name = "DIR")]
+    textfile_dir: Option<PathBuf>,
+    /// Host name for the `host` label [default: the system host name].
+    #[arg(long, value_name = "NAME")]
+    host: Option<String>,
+    /// Log filter, e.g. `info` or `tocsin_agent=debug` (also from TOCSIN_LOG).
+    #[arg(long, env = "TOCSIN_LOG", default_value = "info", value_name = "FILTER")]
+    log: String,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("tocsin-agent: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<AgentConfig> {
+    let mut raw: RawAgentConfig = match &cli.config {
+        Some(p) => tocsin_config::read_yaml(p)?,
+        None => RawAgentConfig::default(),
+    };
+    if let Some(v) = &cli.collector {
+        raw.collector.url = Some(v.clone());
+    }
+    if let Some(v) = &cli.listen {
+        raw.listen = Some(v.clone());
+    }
+    if let Some(v) = &cli.interval {
+        raw.interval = Some(v.clone());
+    }
+    if let Some(v) = &cli.textfile_dir {
+        raw.textfile_dir = Some(v.clone());
+    }
+    if let Some(v) = &cli.host {
+        raw.host = Some(v.clone());
+    }
+    raw.validate().map_err(|mut e| {
+        e.path = cli.config.clone();
+        anyhow::anyhow!("invalid configuration:\n{e}")
+    })
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let cfg = load_config(&cli)?;
+    info!(
+        host = %cfg.host,
+        interval = %tocsin_config::format_duration(cfg.interval),
+        collector = %cfg.shipping.url,
+        listen = %cfg.listen,
+        textfile_dir = %cfg.textfile_dir.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into()),
+        labels = %cfg.labels,
+        "starting tocsin-agent {}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(4)
+        .enable_all()
+        .thread_name("tocsin-agent")
+        .build()?;
+    rt.block_on(serve(cfg))
+}
+
+async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
+    let cancel = CancellationToken::new();
+    let tel = Telemetry::new();
+    let queue = Queue::new(cfg.shipping.queue_max_batches, tel.clone());
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    println!("tocsin-agent listening on http://{addr}");
+
+    let shipper = tokio::spawn(ship::run(
+        cfg.shipping.clone(),
+        Arc::clone(&queue),
+        tel.clone(),
+        cancel.clone(),
+    ));
+    let sampler = tokio::spawn(sample_loop(cfg.clone(), Arc::clone(&queue), tel.clone(), cancel.clone()));
+
+    let registry = tel.registry.clone();
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let registry = registry.clone();
+                async move {
+                    let mut buf = String::new();
+                    let _ = prometheus::TextEncoder::new().encode_utf8(&registry.gather(), &mut buf);
+                    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], buf).into_response()
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }));
+
+    let shutdown = cancel.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        info!("shutting down");
+        shutdown.cancel();
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(cancel.clone().cancelled_owned())
+        .await?;
+    let _ = sampler.await;
+    let _ = shipper.await;
+    if !queue.is_empty() {
+        warn!(batches = queue.len(), "unsent batches lost at shutdown (in-memory queue)");
+    }
+    Ok(())
+}
+
+/// Samples at start, then every interval on a fixed grid (no drift), each cycle shifted by a
+/// small random jitter so that many agents do not hit the collector in the same instant.
+async fn sample_loop(cfg: AgentConfig, queue: Arc<Queue>, tel: Telemetry, cancel: CancellationToken) {
+    let host = Arc::new(Mutex::new(HostSampler::new(cfg.statfs_timeout)));
+    let start = tokio::time::Instant::now();
+    let max_jitter = (cfg.interval / 20).min(Duration::from_millis(500));
+    let mut k: u32 = 0;
+    loop {
+        let ts = now_ms();
+        let t0 = Instant::now();
+        let host = Arc::clone(&host);
+        let textfile_dir = cfg.textfile_dir.clone();
+        let tel2 = tel.clone();
+        let fams = tokio::task::spawn_blocking(move || collect(&host, textfile_dir.as_deref(), &tel2)).await;
+        match fams {
+            Ok(fams) => {
+                let series = tocsin_sampling::to_series(&fams, &cfg.labels, ts);
+                let samples = series.len();
+                let body = tocsin_wire::encode(&tocsin_wire::to_request(&series));
+                queue.push(Batch { body: Arc::new(body), samples });
+            }
+            Err(e) => error!(error = %e, "sampling task failed"),
+        }
+        tel.cycles.inc();
+        tel.cycle_seconds.observe(t0.elapsed().as_secs_f64());
+
+        // Next slot on the grid after now; slots missed by a slow cycle are skipped.
+        let elapsed = start.elapsed();
+        k = k.max((elapsed.as_nanos() / cfg.interval.as_nanos()) as u32) + 1;
+        let jitter = if max_jitter.is_zero() {
+            Duration::ZERO
+        } else {
+            max_jitter.mul_f64(fastrand::f64())
+        };
+        let next = start + cfg.interval * k + jitter;
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep_until(next) => {}
+        }
+    }
+}
+
+fn collect(host: &Mutex<HostSampler>, textfile_dir: Option<&std::path::Path>, tel: &Telemetry) -> Vec<Family> {
+    let mut out = Vec::new();
+    let runs = host.lock().unwrap_or_else(|p| p.into_inner()).sample();
+    for r in runs {
+        tel.sampler_seconds
+            .with_label_values(&[r.name])
+            .set(r.duration.as_secs_f64());
+        match r.result {
+            Ok(f) => out.extend(f),
+            Err(e) => {
+                tel.sampler_errors.with_label_values(&[r.name]).inc();
+                warn!(sampler = r.name, error = %e, "sampler failed");
+            }
+        }
+    }
+    if let Some(dir) = textfile_dir {
+        let t = Instant::now();
+        let tf = textfile::read_dir(dir);
+        tel.sampler_seconds
+            .with_label_values(&["textfile"])
+            .set(t.elapsed().as_secs_f64());
+        for e in &tf.errors {
+            tel.sampler_errors.with_label_values(&["textfile"]).inc();
+            warn!(sampler = "textfile", error = %e, "textfile skipped");
+        }
+        out.extend(tf.families);
+    }
+    out
+}

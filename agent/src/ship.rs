@@ -1,0 +1,181 @@
+//! Shipping: a bounded queue of encoded batches and the task that sends them in order with
+//! retries. The queue is in memory; a durable on-disk buffer can take its place behind the same
+//! push / front / pop interface.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tocsin_config::agent::ShippingConfig;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::Telemetry;
+
+/// One remote-write request body, ready to send.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub body: Arc<Vec<u8>>,
+    pub samples: usize,
+}
+
+/// Bounded FIFO; when full the oldest batch is dropped and counted.
+pub struct Queue {
+    inner: Mutex<VecDeque<Batch>>,
+    max: usize,
+    ready: Notify,
+    tel: Telemetry,
+}
+
+impl Queue {
+    pub fn new(max: usize, tel: Telemetry) -> Arc<Self> {
+        Arc::new(Queue {
+            inner: Mutex::new(VecDeque::new()),
+            max,
+            ready: Notify::new(),
+            tel,
+        })
+    }
+
+    pub fn push(&self, b: Batch) {
+        let mut q = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        while q.len() >= self.max {
+            if let Some(old) = q.pop_front() {
+                self.tel
+                    .dropped_samples
+                    .with_label_values(&["queue_full"])
+                    .inc_by(old.samples as u64);
+                warn!(samples = old.samples, "shipping queue full; oldest batch dropped");
+            }
+        }
+        q.push_back(b);
+        self.tel.queue_batches.set(q.len() as i64);
+        drop(q);
+        self.ready.notify_one();
+    }
+
+    fn front(&self) -> Option<Batch> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .front()
+            .cloned()
+    }
+
+    fn pop(&self) {
+        let mut q = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        q.pop_front();
+        self.tel.queue_batches.set(q.len() as i64);
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+enum Outcome {
+    Sent,
+    /// The collector will never accept it (4xx other than 429): drop it.
+    Rejected(String),
+    Retry(&'static str, String, Option<Duration>),
+}
+
+/// Sends queued batches in order until cancelled; on cancel, tries once to flush what is left.
+pub async fn run(cfg: ShippingConfig, queue: Arc<Queue>, tel: Telemetry, cancel: CancellationToken) {
+    let client = match reqwest::Client::builder()
+        .timeout(cfg.timeout)
+        .user_agent(concat!("tocsin-agent/", env!("CARGO_PKG_VERSION")))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "cannot build HTTP client; nothing will be shipped");
+            return;
+        }
+    };
+    let mut failures = 0u32;
+    loop {
+        let Some(batch) = queue.front() else {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = queue.ready.notified() => continue,
+            }
+        };
+        match send(&client, &cfg, &batch).await {
+            Outcome::Sent => {
+                if failures > 0 {
+                    info!(after_failures = failures, "collector reachable again");
+                }
+                failures = 0;
+                tel.samples_sent.inc_by(batch.samples as u64);
+                queue.pop();
+            }
+            Outcome::Rejected(why) => {
+                warn!(reason = %why, samples = batch.samples, "batch rejected by the collector; dropped");
+                tel.send_errors.with_label_values(&["status_4xx"]).inc();
+                tel.dropped_samples
+                    .with_label_values(&["rejected"])
+                    .inc_by(batch.samples as u64);
+                queue.pop();
+            }
+            Outcome::Retry(kind, why, after) => {
+                failures += 1;
+                tel.send_errors.with_label_values(&[kind]).inc();
+                let base = Duration::from_millis(500)
+                    .saturating_mul(1 << failures.min(10))
+                    .min(cfg.max_backoff);
+                let wait = after.unwrap_or(base).min(cfg.max_backoff.max(Duration::from_secs(1)));
+                let wait = wait.mul_f64(0.8 + fastrand::f64() * 0.4);
+                if failures == 1 || failures.is_power_of_two() {
+                    warn!(reason = %why, failures, retry_in_ms = wait.as_millis() as u64, queued = queue.len(), "write failed; will retry");
+                }
+                if cancel.is_cancelled() {
+                    return;
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn send(client: &reqwest::Client, cfg: &ShippingConfig, b: &Batch) -> Outcome {
+    let mut req = client
+        .post(&cfg.url)
+        .header("Content-Type", tocsin_wire::CONTENT_TYPE)
+        .header("Content-Encoding", tocsin_wire::CONTENT_ENCODING)
+        .header(tocsin_wire::VERSION_HEADER, tocsin_wire::VERSION)
+        .body(b.body.as_ref().clone());
+    if let Some(t) = &cfg.token {
+        req = req.bearer_auth(t.expose());
+    }
+    match req.send().await {
+        Ok(r) if r.status().is_success() => Outcome::Sent,
+        Ok(r) => {
+            let status = r.status();
+            let after = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let text = r.text().await.unwrap_or_default();
+            let why = format!("HTTP {status}: {}", text.trim().chars().take(300).collect::<String>());
+            match status.as_u16() {
+                429 => Outcome::Retry("throttled", why, after),
+                // Auth problems are fixed by people, not by dropping data: keep retrying.
+                401 | 403 => Outcome::Retry("unauthorized", why, after),
+                _ if status.is_server_error() => Outcome::Retry("status_5xx", why, after),
+                _ => Outcome::Rejected(why),
+            }
+        }
+        Err(e) => Outcome::Retry("connect", format!("{e}"), None),
+    }
+}

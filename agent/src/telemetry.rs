@@ -1,0 +1,110 @@
+use prometheus::{
+    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+
+/// The agent's own health, served on its `/metrics`.
+#[derive(Clone)]
+pub struct Telemetry {
+    pub registry: Registry,
+    pub sampler_seconds: GaugeVec,
+    pub sampler_errors: IntCounterVec,
+    pub cycle_seconds: Histogram,
+    pub cycles: IntCounter,
+    pub samples_sent: IntCounter,
+    pub send_errors: IntCounterVec,
+    pub queue_batches: IntGauge,
+    pub dropped_samples: IntCounterVec,
+}
+
+fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
+    r.register(Box::new(c.clone()))
+        .expect("metric names are unique");
+    c
+}
+
+impl Telemetry {
+    pub fn new() -> Self {
+        let r = Registry::new();
+        Telemetry {
+            sampler_seconds: reg(
+                &r,
+                GaugeVec::new(
+                    Opts::new(
+                        "tocsin_agent_sampler_duration_seconds",
+                        "Time the last cycle spent in each sampler.",
+                    ),
+                    &["sampler"],
+                )
+                .expect("valid"),
+            ),
+            sampler_errors: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new("tocsin_agent_sampler_errors_total", "Sampler runs that failed."),
+                    &["sampler"],
+                )
+                .expect("valid"),
+            ),
+            cycle_seconds: reg(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "tocsin_agent_cycle_duration_seconds",
+                        "Time to take one full sample of the host.",
+                    )
+                    .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14).expect("valid")),
+                )
+                .expect("valid"),
+            ),
+            cycles: reg(
+                &r,
+                IntCounter::new("tocsin_agent_cycles_total", "Sampling cycles run.").expect("valid"),
+            ),
+            samples_sent: reg(
+                &r,
+                IntCounter::new(
+                    "tocsin_agent_samples_sent_total",
+                    "Samples the collector acknowledged.",
+                )
+                .expect("valid"),
+            ),
+            send_errors: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tocsin_agent_send_errors_total",
+                        "Failed write requests by reason (connect, status_4xx, status_5xx, throttled).",
+                    ),
+                    &["reason"],
+                )
+                .expect("valid"),
+            ),
+            queue_batches: reg(
+                &r,
+                IntGauge::new(
+                    "tocsin_agent_queue_batches",
+                    "Batches waiting to be shipped.",
+                )
+                .expect("valid"),
+            ),
+            dropped_samples: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tocsin_agent_dropped_samples_total",
+                        "Samples given up, by reason (queue_full, rejected).",
+                    ),
+                    &["reason"],
+                )
+                .expect("valid"),
+            ),
+            registry: r,
+        }
+    }
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
