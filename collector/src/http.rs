@@ -113,7 +113,7 @@ async fn write_inner(
             ));
         }
     }
-    if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
+    for enc in headers.get_all(header::CONTENT_ENCODING) {
         if enc.as_bytes() != tocsin_wire::CONTENT_ENCODING.as_bytes() {
             let msg = format!(
                 "unsupported Content-Encoding {:?}: remote-write bodies are snappy-compressed",

@@ -1,1 +1,226 @@
-//! stub
+//! Helpers for end-to-end tests: start the real binaries on free ports with temp dirs, a
+//! recording webhook receiver, and waiting on conditions with deadlines.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// End-to-end tests share two cores: run them one at a time so timings mean something.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Path of a workspace binary, built by `cargo test --workspace` (the agent and collector
+/// packages have integration tests of their own, which makes cargo build the binaries).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>/deps");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo test --workspace` (or `cargo build --workspace`) first",
+        p.display()
+    );
+    p
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` at the deadline.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > end {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A running binary; killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub addr: String,
+    pub stderr_path: PathBuf,
+}
+
+impl Proc {
+    /// Starts `bin` with `args`; its stderr goes to `log`; waits for the "listening on" line.
+    pub fn start(bin: &str, args: &[&str], log: &Path) -> Proc {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log file");
+        let mut child = Command::new(binary(bin))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .env("TOCSIN_LOG", "info,tocsin_collector=debug")
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(l)) = lines.next() {
+                let _ = tx.send(l);
+            }
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "{bin} did not start; its log:\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+        };
+        let addr = line
+            .rsplit("http://")
+            .next()
+            .expect("listening line")
+            .trim()
+            .to_string();
+        Proc {
+            child,
+            addr,
+            stderr_path: log.to_path_buf(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(Instant::now() < end, "process did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A webhook receiver on 127.0.0.1 that records every JSON body with its arrival time.
+pub struct Webhook {
+    pub url: String,
+    received: Arc<Mutex<Vec<(Instant, Value)>>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Webhook {
+    pub fn start() -> Webhook {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let received: Arc<Mutex<Vec<(Instant, Value)>>> = Arc::default();
+        let rec = Arc::clone(&received);
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let rec = Arc::clone(&rec);
+                async move {
+                    let v: Value = serde_json::from_slice(&body).expect("webhook body is JSON");
+                    rec.lock().unwrap().push((Instant::now(), v));
+                    "ok"
+                }
+            }),
+        );
+        rt.spawn(async move { axum::serve(listener, app).await });
+        Webhook {
+            url: format!("http://{addr}/hook"),
+            received,
+            _rt: rt,
+        }
+    }
+
+    pub fn all(&self) -> Vec<(Instant, Value)> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// (event, level) of every notification so far, e.g. `("firing", "warning")`.
+    pub fn events(&self) -> Vec<(String, String)> {
+        self.all()
+            .iter()
+            .map(|(_, v)| {
+                (
+                    v["tocsin"]["event"].as_str().unwrap_or("").to_string(),
+                    v["alerts"][0]["labels"]["level"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Waits for the `n`-th notification (1-based) and returns its arrival time and body.
+    pub fn wait_nth(&self, n: usize, timeout: Duration) -> (Instant, Value) {
+        wait_for(&format!("webhook notification #{n}"), timeout, || {
+            self.all().get(n - 1).cloned()
+        })
+    }
+}
+
+/// Writes a textfile atomically (write + rename), as node_exporter's docs recommend.
+pub fn write_textfile(dir: &Path, name: &str, content: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, content).expect("write textfile");
+    std::fs::rename(&tmp, dir.join(name)).expect("rename textfile");
+}
+
+/// Whether a tool is on PATH. In CI a missing tool is a failure, elsewhere a loud skip.
+pub fn require_tool(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{tool} is required in CI (apt-get install it in .ci/run)"
+        );
+        eprintln!("SKIPPED: {tool} is not installed");
+    }
+    found
+}

@@ -1,0 +1,260 @@
+//! The whole path with real binaries: textfile → agent → remote-write → collector → rule →
+//! outbox → webhook.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tocsin_e2e::{require_tool, serial, wait_for, write_textfile, Proc, Webhook};
+
+const INTERVAL: Duration = Duration::from_secs(1);
+
+const RULES: &str = r#"
+rules:
+  - name: E2eValue
+    expr: e2e_value
+    levels:
+      warning: "> 50"
+      critical: { when: "> 80", recover: "< 75" }
+    labels: { category: service }
+    annotations:
+      summary: "e2e value {{ value }} on {{ host }} ({{ level }})"
+"#;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    hook: Webhook,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["rules", "tf", "data"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        std::fs::write(dir.path().join("rules/e2e.yaml"), RULES).unwrap();
+        let hook = Webhook::start();
+        std::fs::write(
+            dir.path().join("collector.yaml"),
+            format!(
+                "receivers:\n  - name: hook\n    webhook: {{ url: \"{}\", timeout: 2s }}\nstale_after: 1m\n",
+                hook.url
+            ),
+        )
+        .unwrap();
+        Setup { dir, hook }
+    }
+
+    fn p(&self, rel: &str) -> String {
+        self.dir.path().join(rel).display().to_string()
+    }
+
+    fn set_value(&self, v: f64) {
+        write_textfile(&self.dir.path().join("tf"), "e2e.prom", &format!("e2e_value {v}\n"));
+    }
+
+    fn collector(&self, listen: &str) -> Proc {
+        Proc::start(
+            "tocsin-collector",
+            &[
+                "--config", &self.p("collector.yaml"),
+                "--listen", listen,
+                "--data-dir", &self.p("data"),
+                "--rules", &self.p("rules"),
+            ],
+            Path::new(&self.p("collector.log")),
+        )
+    }
+
+    fn agent(&self, collector: &Proc) -> Proc {
+        Proc::start(
+            "tocsin-agent",
+            &[
+                "--collector", &collector.url("/api/v1/write"),
+                "--listen", "127.0.0.1:0",
+                "--interval", "1s",
+                "--textfile-dir", &self.p("tf"),
+                "--host", "e2e-host",
+            ],
+            Path::new(&self.p("agent.log")),
+        )
+    }
+}
+
+fn get_json(url: &str) -> serde_json::Value {
+    reqwest::blocking::get(url).unwrap().json().unwrap()
+}
+
+/// Value of a counter in a collector's /metrics, 0 when absent.
+fn metric(p: &Proc, series: &str) -> f64 {
+    let text = reqwest::blocking::get(p.url("/metrics")).unwrap().text().unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// Waits until the collector has acknowledged `n` more write requests than now.
+fn wait_writes(c: &Proc, n: f64) {
+    let base = metric(c, "tocsin_ingest_requests_total{code=\"204\"}");
+    wait_for("agent writes", Duration::from_secs(15), || {
+        (metric(c, "tocsin_ingest_requests_total{code=\"204\"}") >= base + n).then_some(())
+    });
+}
+
+fn wait_host(c: &Proc) {
+    wait_for("the agent's host in /api/v1/hosts", Duration::from_secs(15), || {
+        let v = get_json(&c.url("/api/v1/hosts"));
+        (v["data"]["hosts"][0]["host"] == "e2e-host").then_some(())
+    });
+}
+
+fn ev(a: &str, b: &str) -> (String, String) {
+    (a.to_string(), b.to_string())
+}
+
+#[test]
+fn two_level_rule_fires_escalates_and_resolves() {
+    let _g = serial();
+    let s = Setup::new();
+    s.set_value(10.0);
+    let c = s.collector("127.0.0.1:0");
+    let _a = s.agent(&c);
+    wait_host(&c);
+    let limit = INTERVAL * 2;
+
+    let t = Instant::now();
+    s.set_value(60.0);
+    let (at, body) = s.hook.wait_nth(1, Duration::from_secs(10));
+    let latency = at - t;
+    assert!(latency <= limit, "warning took {latency:?}, limit {limit:?}");
+    assert_eq!(body["version"], "4");
+    assert_eq!(body["status"], "firing");
+    let alert = &body["alerts"][0];
+    assert_eq!(alert["labels"]["alertname"], "E2eValue");
+    assert_eq!(alert["labels"]["host"], "e2e-host");
+    assert_eq!(alert["labels"]["category"], "service");
+    assert_eq!(alert["annotations"]["summary"], "e2e value 60.0 on e2e-host (warning)");
+    let api = get_json(&c.url("/api/v1/alerts"));
+    assert_eq!(api["data"]["alerts"][0]["level"], "warning");
+    assert_eq!(api["data"]["alerts"][0]["state"], "firing");
+
+    let t = Instant::now();
+    s.set_value(90.0);
+    let (at, _) = s.hook.wait_nth(2, Duration::from_secs(10));
+    assert!(at - t <= limit, "critical took {:?}", at - t);
+
+    let t = Instant::now();
+    s.set_value(10.0);
+    let (at, body) = s.hook.wait_nth(3, Duration::from_secs(10));
+    assert!(at - t <= limit, "resolve took {:?}", at - t);
+    assert_eq!(body["status"], "resolved");
+    assert_ne!(body["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
+
+    // Two more cycles at the resolved value bring nothing new.
+    wait_writes(&c, 2.0);
+    assert_eq!(
+        s.hook.events(),
+        vec![ev("firing", "warning"), ev("level_changed", "critical"), ev("resolved", "critical")]
+    );
+    assert!(get_json(&c.url("/api/v1/alerts"))["data"]["alerts"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn collector_restart_while_firing_neither_repeats_nor_loses_the_resolve() {
+    let _g = serial();
+    let s = Setup::new();
+    s.set_value(60.0);
+    let mut c = s.collector("127.0.0.1:0");
+    let addr = c.addr.clone();
+    let _a = s.agent(&c);
+    s.hook.wait_nth(1, Duration::from_secs(10));
+
+    c.kill9();
+    let c = s.collector(&addr);
+    wait_writes(&c, 3.0);
+    let api = get_json(&c.url("/api/v1/alerts"));
+    assert_eq!(api["data"]["alerts"][0]["state"], "firing", "{api}");
+    assert_eq!(s.hook.events(), vec![ev("firing", "warning")], "no duplicate after restart");
+
+    s.set_value(10.0);
+    s.hook.wait_nth(2, Duration::from_secs(10));
+    wait_writes(&c, 2.0);
+    assert_eq!(s.hook.events(), vec![ev("firing", "warning"), ev("resolved", "warning")]);
+}
+
+#[test]
+fn graceful_restart_keeps_history_and_state() {
+    let _g = serial();
+    let s = Setup::new();
+    s.set_value(90.0);
+    let mut c = s.collector("127.0.0.1:0");
+    let addr = c.addr.clone();
+    let mut a = s.agent(&c);
+    s.hook.wait_nth(1, Duration::from_secs(10));
+    assert!(a.terminate().success(), "agent exits 0 on SIGTERM");
+    assert!(c.terminate().success(), "collector exits 0 on SIGTERM:\n{}", c.log());
+    assert!(c.log().contains("final checkpoint written"), "{}", c.log());
+
+    let c = s.collector(&addr);
+    let api = get_json(&c.url("/api/v1/alerts"));
+    assert_eq!(api["data"]["alerts"][0]["level"], "critical", "{api}");
+    let hosts = get_json(&c.url("/api/v1/hosts"));
+    assert_eq!(hosts["data"]["hosts"][0]["host"], "e2e-host");
+}
+
+#[test]
+fn agent_metrics_pass_promtool() {
+    let _g = serial();
+    if !require_tool("promtool") {
+        return;
+    }
+    let s = Setup::new();
+    s.set_value(1.0);
+    let c = s.collector("127.0.0.1:0");
+    let a = s.agent(&c);
+    wait_host(&c);
+    for p in [&a, &c] {
+        let text = reqwest::blocking::get(p.url("/metrics")).unwrap().text().unwrap();
+        assert!(text.contains("tocsin_"), "{text}");
+        let mut child = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool rejected {}:\n{}{}",
+            p.addr,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = reqwest::blocking::get(a.url("/metrics")).unwrap().text().unwrap();
+    for m in ["tocsin_agent_sampler_duration_seconds{sampler=\"cpu\"}", "tocsin_agent_samples_sent_total", "tocsin_agent_cycle_duration_seconds_count"] {
+        assert!(text.contains(m), "{m} missing");
+    }
+}
+
+#[test]
+fn default_log_receiver_records_alerts() {
+    let _g = serial();
+    let s = Setup::new();
+    s.set_value(95.0);
+    // No config file: the default receiver appends to DATA_DIR/alerts.log.
+    let c = Proc::start(
+        "tocsin-collector",
+        &["--listen", "127.0.0.1:0", "--data-dir", &s.p("data"), "--rules", &s.p("rules")],
+        Path::new(&s.p("collector.log")),
+    );
+    let _a = s.agent(&c);
+    let line = wait_for("alerts.log", Duration::from_secs(10), || {
+        std::fs::read_to_string(s.p("data/alerts.log")).ok().filter(|t| t.ends_with('\n'))
+    });
+    let v: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+    assert_eq!(v["alerts"][0]["labels"]["level"], "critical");
+    assert_eq!(v["receiver"], "log");
+}
