@@ -21,7 +21,11 @@ use crate::ship::{self, Batch, Queue};
 use crate::Telemetry;
 
 #[derive(Parser)]
-#[command(name = "tocsin-agent", version, about = "Samples this host and ships the samples to a tocsin collector.")]
+#[command(
+    name = "tocsin-agent",
+    version,
+    about = "Samples this host and ships the samples to a tocsin collector."
+)]
 struct Cli {
     /// Configuration file (YAML). Without one, built-in defaults apply; flags override both.
     #[arg(long, short = 'c', value_name = "FILE")]
@@ -42,7 +46,12 @@ struct Cli {
     #[arg(long, value_name = "NAME")]
     host: Option<String>,
     /// Log filter, e.g. `info` or `tocsin_agent=debug` (also from TOCSIN_LOG).
-    #[arg(long, env = "TOCSIN_LOG", default_value = "info", value_name = "FILTER")]
+    #[arg(
+        long,
+        env = "TOCSIN_LOG",
+        default_value = "info",
+        value_name = "FILTER"
+    )]
     log: String,
 }
 
@@ -129,7 +138,12 @@ async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
         tel.clone(),
         cancel.clone(),
     ));
-    let sampler = tokio::spawn(sample_loop(cfg.clone(), Arc::clone(&queue), tel.clone(), cancel.clone()));
+    let sampler = tokio::spawn(sample_loop(
+        cfg.clone(),
+        Arc::clone(&queue),
+        tel.clone(),
+        cancel.clone(),
+    ));
 
     let registry = tel.registry.clone();
     let app = Router::new()
@@ -139,7 +153,8 @@ async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
                 let registry = registry.clone();
                 async move {
                     let mut buf = String::new();
-                    let _ = prometheus::TextEncoder::new().encode_utf8(&registry.gather(), &mut buf);
+                    let _ =
+                        prometheus::TextEncoder::new().encode_utf8(&registry.gather(), &mut buf);
                     ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], buf).into_response()
                 }
             }),
@@ -163,14 +178,22 @@ async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
     let _ = sampler.await;
     let _ = shipper.await;
     if !queue.is_empty() {
-        warn!(batches = queue.len(), "unsent batches lost at shutdown (in-memory queue)");
+        warn!(
+            batches = queue.len(),
+            "unsent batches lost at shutdown (in-memory queue)"
+        );
     }
     Ok(())
 }
 
 /// Samples at start, then every interval on a fixed grid (no drift), each cycle shifted by a
 /// small random jitter so that many agents do not hit the collector in the same instant.
-async fn sample_loop(cfg: AgentConfig, queue: Arc<Queue>, tel: Telemetry, cancel: CancellationToken) {
+async fn sample_loop(
+    cfg: AgentConfig,
+    queue: Arc<Queue>,
+    tel: Telemetry,
+    cancel: CancellationToken,
+) {
     let host = Arc::new(Mutex::new(HostSampler::new(cfg.statfs_timeout)));
     let start = tokio::time::Instant::now();
     let max_jitter = (cfg.interval / 20).min(Duration::from_millis(500));
@@ -181,13 +204,18 @@ async fn sample_loop(cfg: AgentConfig, queue: Arc<Queue>, tel: Telemetry, cancel
         let host = Arc::clone(&host);
         let textfile_dir = cfg.textfile_dir.clone();
         let tel2 = tel.clone();
-        let fams = tokio::task::spawn_blocking(move || collect(&host, textfile_dir.as_deref(), &tel2)).await;
+        let fams =
+            tokio::task::spawn_blocking(move || collect(&host, textfile_dir.as_deref(), &tel2))
+                .await;
         match fams {
             Ok(fams) => {
                 let series = tocsin_sampling::to_series(&fams, &cfg.labels, ts);
                 let samples = series.len();
                 let body = tocsin_wire::encode(&tocsin_wire::to_request(&series));
-                queue.push(Batch { body: Arc::new(body), samples });
+                queue.push(Batch {
+                    body: Arc::new(body),
+                    samples,
+                });
             }
             Err(e) => error!(error = %e, "sampling task failed"),
         }
@@ -210,7 +238,11 @@ async fn sample_loop(cfg: AgentConfig, queue: Arc<Queue>, tel: Telemetry, cancel
     }
 }
 
-fn collect(host: &Mutex<HostSampler>, textfile_dir: Option<&std::path::Path>, tel: &Telemetry) -> Vec<Family> {
+fn collect(
+    host: &Mutex<HostSampler>,
+    textfile_dir: Option<&std::path::Path>,
+    tel: &Telemetry,
+) -> Vec<Family> {
     let mut out = Vec::new();
     let runs = host.lock().unwrap_or_else(|p| p.into_inner()).sample();
     for r in runs {

@@ -46,7 +46,10 @@ impl Queue {
                     .dropped_samples
                     .with_label_values(&["queue_full"])
                     .inc_by(old.samples as u64);
-                warn!(samples = old.samples, "shipping queue full; oldest batch dropped");
+                warn!(
+                    samples = old.samples,
+                    "shipping queue full; oldest batch dropped"
+                );
             }
         }
         q.push_back(b);
@@ -86,7 +89,12 @@ enum Outcome {
 }
 
 /// Sends queued batches in order until cancelled; on cancel, tries once to flush what is left.
-pub async fn run(cfg: ShippingConfig, queue: Arc<Queue>, tel: Telemetry, cancel: CancellationToken) {
+pub async fn run(
+    cfg: ShippingConfig,
+    queue: Arc<Queue>,
+    tel: Telemetry,
+    cancel: CancellationToken,
+) {
     let client = match reqwest::Client::builder()
         .timeout(cfg.timeout)
         .user_agent(concat!("tocsin-agent/", env!("CARGO_PKG_VERSION")))
@@ -129,7 +137,9 @@ pub async fn run(cfg: ShippingConfig, queue: Arc<Queue>, tel: Telemetry, cancel:
                 let base = Duration::from_millis(500)
                     .saturating_mul(1 << failures.min(10))
                     .min(cfg.max_backoff);
-                let wait = after.unwrap_or(base).min(cfg.max_backoff.max(Duration::from_secs(1)));
+                let wait = after
+                    .unwrap_or(base)
+                    .min(cfg.max_backoff.max(Duration::from_secs(1)));
                 let wait = wait.mul_f64(0.8 + fastrand::f64() * 0.4);
                 if failures == 1 || failures.is_power_of_two() {
                     warn!(reason = %why, failures, retry_in_ms = wait.as_millis() as u64, queued = queue.len(), "write failed; will retry");
@@ -167,7 +177,10 @@ async fn send(client: &reqwest::Client, cfg: &ShippingConfig, b: &Batch) -> Outc
                 .and_then(|v| v.parse::<u64>().ok())
                 .map(Duration::from_secs);
             let text = r.text().await.unwrap_or_default();
-            let why = format!("HTTP {status}: {}", text.trim().chars().take(300).collect::<String>());
+            let why = format!(
+                "HTTP {status}: {}",
+                text.trim().chars().take(300).collect::<String>()
+            );
             match status.as_u16() {
                 429 => Outcome::Retry("throttled", why, after),
                 // Auth problems are fixed by people, not by dropping data: keep retrying.

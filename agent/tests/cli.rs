@@ -13,7 +13,14 @@ fn version_and_help() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("tocsin-agent "));
     let help = String::from_utf8(agent().arg("--help").output().unwrap().stdout).unwrap();
-    for flag in ["--config", "--collector", "--listen", "--interval", "--textfile-dir", "--host"] {
+    for flag in [
+        "--config",
+        "--collector",
+        "--listen",
+        "--interval",
+        "--textfile-dir",
+        "--host",
+    ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
 }
@@ -21,12 +28,28 @@ fn version_and_help() {
 #[test]
 fn invalid_flags_are_refused_with_every_problem() {
     let out = agent()
-        .args(["--interval", "100ms", "--collector", "ftp://x", "--listen", "nowhere"])
+        .args([
+            "--interval",
+            "100ms",
+            "--collector",
+            "ftp://x",
+            "--listen",
+            "nowhere",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("interval: 100ms is below the minimum of 1s"), "{err}");
-    assert!(err.contains("collector.url: \"ftp://x\" must start with http:// or https://"), "{err}");
-    assert!(err.contains("listen: invalid socket address syntax"), "{err}");
+    assert!(
+        err.contains("interval: 100ms is below the minimum of 1s"),
+        "{err}"
+    );
+    assert!(
+        err.contains("collector.url: \"ftp://x\" must start with http:// or https://"),
+        "{err}"
+    );
+    assert!(
+        err.contains("listen: invalid socket address syntax"),
+        "{err}"
+    );
 }

@@ -20,7 +20,11 @@ use crate::writer::{Msg, View, Writer};
 use crate::{rulefiles, Telemetry};
 
 #[derive(Parser)]
-#[command(name = "tocsin-collector", version, about = "Receives samples, stores history, evaluates rules and sends alerts.")]
+#[command(
+    name = "tocsin-collector",
+    version,
+    about = "Receives samples, stores history, evaluates rules and sends alerts."
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,
@@ -43,7 +47,12 @@ struct RunArgs {
     #[arg(long = "rules", value_name = "PATH")]
     rules: Vec<PathBuf>,
     /// Log filter, e.g. `info` or `tocsin_collector=debug` (also from TOCSIN_LOG).
-    #[arg(long, env = "TOCSIN_LOG", default_value = "info", value_name = "FILTER")]
+    #[arg(
+        long,
+        env = "TOCSIN_LOG",
+        default_value = "info",
+        value_name = "FILTER"
+    )]
     log: String,
 }
 
@@ -144,7 +153,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     for r in &cfg.receivers {
         match &r.kind {
             ReceiverKind::Webhook { url, .. } => info!(receiver = %r.name, url, "webhook receiver"),
-            ReceiverKind::Log { path } => info!(receiver = %r.name, path = %path.display(), "log receiver"),
+            ReceiverKind::Log { path } => {
+                info!(receiver = %r.name, path = %path.display(), "log receiver")
+            }
         }
     }
 
@@ -187,8 +198,15 @@ async fn serve(
         .spawn(move || writer.run(rx))?;
 
     let metrics = tocsin_notify::DeliveryMetrics::new(&tel.registry)?;
-    tocsin_notify::spawn_workers(&cfg.receivers, &db, wake_rx, metrics, cancel.clone(), &tracker)
-        .map_err(|e| anyhow::anyhow!(e))?;
+    tocsin_notify::spawn_workers(
+        &cfg.receivers,
+        &db,
+        wake_rx,
+        metrics,
+        cancel.clone(),
+        &tracker,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
 
     // A tick drives `for`, staleness, views and checkpoints.
     {

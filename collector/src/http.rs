@@ -88,10 +88,7 @@ async fn write(
         Ok(c) => *c,
         Err(e) => e.status,
     };
-    st.tel
-        .requests
-        .with_label_values(&[code.as_str()])
-        .inc();
+    st.tel.requests.with_label_values(&[code.as_str()]).inc();
     result
 }
 
@@ -106,7 +103,8 @@ async fn write_inner(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.expose().as_bytes())) {
-            st.tel.ingest_rejected("unauthorized", "missing or wrong bearer token");
+            st.tel
+                .ingest_rejected("unauthorized", "missing or wrong bearer token");
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong bearer token",
@@ -142,9 +140,10 @@ async fn write_inner(
                 StatusCode::TOO_MANY_REQUESTS,
                 "ingest queue is full; retry later",
             ),
-            mpsc::error::TrySendError::Closed(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "collector is shutting down")
-            }
+            mpsc::error::TrySendError::Closed(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "collector is shutting down",
+            ),
         };
         st.tel.ingest_rejected("backpressure", msg);
         let mut err = ApiError::new(status, msg);
@@ -187,7 +186,12 @@ async fn alerts(State(st): State<AppState>) -> Json<Value> {
             })
         })
         .collect();
-    list.sort_by(|a, b| a["rule"].as_str().cmp(&b["rule"].as_str()).then(a["fingerprint"].as_str().cmp(&b["fingerprint"].as_str())));
+    list.sort_by(|a, b| {
+        a["rule"]
+            .as_str()
+            .cmp(&b["rule"].as_str())
+            .then(a["fingerprint"].as_str().cmp(&b["fingerprint"].as_str()))
+    });
     Json(json!({ "status": "success", "data": { "alerts": list } }))
 }
 
@@ -212,11 +216,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
     let families = st.tel.registry.gather();
     let mut buf = String::new();
     match prometheus::TextEncoder::new().encode_utf8(&families, &mut buf) {
-        Ok(()) => (
-            [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
-            buf,
-        )
-            .into_response(),
+        Ok(()) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], buf).into_response(),
         Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }

@@ -20,8 +20,7 @@ pub fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Vec<String>> {
                     let mut v: Vec<PathBuf> = rd
                         .filter_map(|e| e.ok().map(|e| e.path()))
                         .filter(|f| {
-                            f.is_file()
-                                && f.extension().is_some_and(|x| x == "yaml" || x == "yml")
+                            f.is_file() && f.extension().is_some_and(|x| x == "yaml" || x == "yml")
                         })
                         .collect();
                     v.sort();
@@ -84,7 +83,9 @@ pub fn watch(
         let target: &Path = if p.is_dir() {
             p
         } else {
-            p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."))
+            p.parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
         };
         watcher.watch(target, RecursiveMode::NonRecursive)?;
     }

@@ -34,7 +34,10 @@ impl Telemetry {
     pub fn new() -> Self {
         let r = Registry::new();
         let cv = |n: &str, h: &str, l: &[&str]| {
-            reg(&r, IntCounterVec::new(Opts::new(n, h), l).expect("valid metric"))
+            reg(
+                &r,
+                IntCounterVec::new(Opts::new(n, h), l).expect("valid metric"),
+            )
         };
         let g = |n: &str, h: &str| reg(&r, IntGauge::new(n, h).expect("valid metric"));
         Telemetry {
@@ -71,13 +74,19 @@ impl Telemetry {
             ),
             checkpoints: reg(
                 &r,
-                IntCounter::new("tocsin_storage_checkpoints_total", "Checkpoints of the head into chunks.")
-                    .expect("valid metric"),
+                IntCounter::new(
+                    "tocsin_storage_checkpoints_total",
+                    "Checkpoints of the head into chunks.",
+                )
+                .expect("valid metric"),
             ),
             storage_errors: reg(
                 &r,
-                IntCounter::new("tocsin_storage_errors_total", "Failed storage transactions.")
-                    .expect("valid metric"),
+                IntCounter::new(
+                    "tocsin_storage_errors_total",
+                    "Failed storage transactions.",
+                )
+                .expect("valid metric"),
             ),
             rules_loaded: g("tocsin_rules_loaded", "Rules currently loaded."),
             rule_reloads: cv(
@@ -87,13 +96,19 @@ impl Telemetry {
             ),
             evaluations: reg(
                 &r,
-                IntCounter::new("tocsin_rule_evaluations_total", "Rule evaluations of one series.")
-                    .expect("valid metric"),
+                IntCounter::new(
+                    "tocsin_rule_evaluations_total",
+                    "Rule evaluations of one series.",
+                )
+                .expect("valid metric"),
             ),
             alerts: reg(
                 &r,
                 IntGaugeVec::new(
-                    Opts::new("tocsin_alerts_active", "Alerts by state (pending, firing) and level."),
+                    Opts::new(
+                        "tocsin_alerts_active",
+                        "Alerts by state (pending, firing) and level.",
+                    ),
                     &["state", "level"],
                 )
                 .expect("valid metric"),

@@ -138,7 +138,9 @@ impl Writer {
         }
         match self.store.checkpoint(now_ms() - self.retention_ms) {
             Ok(s) => info!(samples = s.samples_written, "final checkpoint written"),
-            Err(e) => error!(error = %e, "final checkpoint failed; the ingest log still holds the data"),
+            Err(e) => {
+                error!(error = %e, "final checkpoint failed; the ingest log still holds the data")
+            }
         }
     }
 
@@ -167,12 +169,21 @@ impl Writer {
                     }
                 }
             }
-            Self::stage(&mut self.engine, &self.receivers, &self.external_url, &mut tx, &transitions, now)?;
+            Self::stage(
+                &mut self.engine,
+                &self.receivers,
+                &self.external_url,
+                &mut tx,
+                &transitions,
+                now,
+            )?;
             tx.commit()
         })();
         match result {
             Ok(()) => {
-                self.tel.commit_seconds.observe(started.elapsed().as_secs_f64());
+                self.tel
+                    .commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
                 for (reply, stats) in replies {
                     self.count(&stats);
                     let _ = reply.send(Ok(stats));
@@ -233,7 +244,14 @@ impl Writer {
     fn commit(&mut self, transitions: Vec<Transition>) -> Result<(), StoreError> {
         let now = now_ms();
         let mut tx = self.store.begin()?;
-        Self::stage(&mut self.engine, &self.receivers, &self.external_url, &mut tx, &transitions, now)?;
+        Self::stage(
+            &mut self.engine,
+            &self.receivers,
+            &self.external_url,
+            &mut tx,
+            &transitions,
+            now,
+        )?;
         tx.commit()?;
         self.after_commit(&transitions);
         Ok(())
@@ -289,7 +307,11 @@ impl Writer {
         let alerts: Vec<AlertState> = self.engine.alerts().cloned().collect();
         let mut counts: BTreeMap<(&str, &str), i64> = BTreeMap::new();
         for a in &alerts {
-            let state = if a.level.is_some() { "firing" } else { "pending" };
+            let state = if a.level.is_some() {
+                "firing"
+            } else {
+                "pending"
+            };
             let level = a.level.map(|l| l.as_str()).unwrap_or("");
             *counts.entry((state, level)).or_default() += 1;
         }
@@ -299,7 +321,10 @@ impl Writer {
         }
         self.tel.series.set(self.store.series_count() as i64);
         self.tel.head_samples.set(self.store.head_samples() as i64);
-        let delta = self.engine.evaluations().saturating_sub(self.tel.evaluations.get());
+        let delta = self
+            .engine
+            .evaluations()
+            .saturating_sub(self.tel.evaluations.get());
         self.tel.evaluations.inc_by(delta);
         let hosts = if with_hosts {
             match self.store.hosts() {

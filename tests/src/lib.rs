@@ -186,7 +186,10 @@ impl Webhook {
             .map(|(_, v)| {
                 (
                     v["tocsin"]["event"].as_str().unwrap_or("").to_string(),
-                    v["alerts"][0]["labels"]["level"].as_str().unwrap_or("").to_string(),
+                    v["alerts"][0]["labels"]["level"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
                 )
             })
             .collect()

@@ -49,17 +49,25 @@ impl Setup {
     }
 
     fn set_value(&self, v: f64) {
-        write_textfile(&self.dir.path().join("tf"), "e2e.prom", &format!("e2e_value {v}\n"));
+        write_textfile(
+            &self.dir.path().join("tf"),
+            "e2e.prom",
+            &format!("e2e_value {v}\n"),
+        );
     }
 
     fn collector(&self, listen: &str) -> Proc {
         Proc::start(
             "tocsin-collector",
             &[
-                "--config", &self.p("collector.yaml"),
-                "--listen", listen,
-                "--data-dir", &self.p("data"),
-                "--rules", &self.p("rules"),
+                "--config",
+                &self.p("collector.yaml"),
+                "--listen",
+                listen,
+                "--data-dir",
+                &self.p("data"),
+                "--rules",
+                &self.p("rules"),
             ],
             Path::new(&self.p("collector.log")),
         )
@@ -69,11 +77,16 @@ impl Setup {
         Proc::start(
             "tocsin-agent",
             &[
-                "--collector", &collector.url("/api/v1/write"),
-                "--listen", "127.0.0.1:0",
-                "--interval", "1s",
-                "--textfile-dir", &self.p("tf"),
-                "--host", "e2e-host",
+                "--collector",
+                &collector.url("/api/v1/write"),
+                "--listen",
+                "127.0.0.1:0",
+                "--interval",
+                "1s",
+                "--textfile-dir",
+                &self.p("tf"),
+                "--host",
+                "e2e-host",
             ],
             Path::new(&self.p("agent.log")),
         )
@@ -86,7 +99,10 @@ fn get_json(url: &str) -> serde_json::Value {
 
 /// Value of a counter in a collector's /metrics, 0 when absent.
 fn metric(p: &Proc, series: &str) -> f64 {
-    let text = reqwest::blocking::get(p.url("/metrics")).unwrap().text().unwrap();
+    let text = reqwest::blocking::get(p.url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
     text.lines()
         .find_map(|l| l.strip_prefix(series).and_then(|r| r.trim().parse().ok()))
         .unwrap_or(0.0)
@@ -101,10 +117,14 @@ fn wait_writes(c: &Proc, n: f64) {
 }
 
 fn wait_host(c: &Proc) {
-    wait_for("the agent's host in /api/v1/hosts", Duration::from_secs(15), || {
-        let v = get_json(&c.url("/api/v1/hosts"));
-        (v["data"]["hosts"][0]["host"] == "e2e-host").then_some(())
-    });
+    wait_for(
+        "the agent's host in /api/v1/hosts",
+        Duration::from_secs(15),
+        || {
+            let v = get_json(&c.url("/api/v1/hosts"));
+            (v["data"]["hosts"][0]["host"] == "e2e-host").then_some(())
+        },
+    );
 }
 
 fn ev(a: &str, b: &str) -> (String, String) {
@@ -125,14 +145,20 @@ fn two_level_rule_fires_escalates_and_resolves() {
     s.set_value(60.0);
     let (at, body) = s.hook.wait_nth(1, Duration::from_secs(10));
     let latency = at - t;
-    assert!(latency <= limit, "warning took {latency:?}, limit {limit:?}");
+    assert!(
+        latency <= limit,
+        "warning took {latency:?}, limit {limit:?}"
+    );
     assert_eq!(body["version"], "4");
     assert_eq!(body["status"], "firing");
     let alert = &body["alerts"][0];
     assert_eq!(alert["labels"]["alertname"], "E2eValue");
     assert_eq!(alert["labels"]["host"], "e2e-host");
     assert_eq!(alert["labels"]["category"], "service");
-    assert_eq!(alert["annotations"]["summary"], "e2e value 60.0 on e2e-host (warning)");
+    assert_eq!(
+        alert["annotations"]["summary"],
+        "e2e value 60.0 on e2e-host (warning)"
+    );
     let api = get_json(&c.url("/api/v1/alerts"));
     assert_eq!(api["data"]["alerts"][0]["level"], "warning");
     assert_eq!(api["data"]["alerts"][0]["state"], "firing");
@@ -153,9 +179,16 @@ fn two_level_rule_fires_escalates_and_resolves() {
     wait_writes(&c, 2.0);
     assert_eq!(
         s.hook.events(),
-        vec![ev("firing", "warning"), ev("level_changed", "critical"), ev("resolved", "critical")]
+        vec![
+            ev("firing", "warning"),
+            ev("level_changed", "critical"),
+            ev("resolved", "critical")
+        ]
     );
-    assert!(get_json(&c.url("/api/v1/alerts"))["data"]["alerts"].as_array().unwrap().is_empty());
+    assert!(get_json(&c.url("/api/v1/alerts"))["data"]["alerts"]
+        .as_array()
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -173,12 +206,19 @@ fn collector_restart_while_firing_neither_repeats_nor_loses_the_resolve() {
     wait_writes(&c, 3.0);
     let api = get_json(&c.url("/api/v1/alerts"));
     assert_eq!(api["data"]["alerts"][0]["state"], "firing", "{api}");
-    assert_eq!(s.hook.events(), vec![ev("firing", "warning")], "no duplicate after restart");
+    assert_eq!(
+        s.hook.events(),
+        vec![ev("firing", "warning")],
+        "no duplicate after restart"
+    );
 
     s.set_value(10.0);
     s.hook.wait_nth(2, Duration::from_secs(10));
     wait_writes(&c, 2.0);
-    assert_eq!(s.hook.events(), vec![ev("firing", "warning"), ev("resolved", "warning")]);
+    assert_eq!(
+        s.hook.events(),
+        vec![ev("firing", "warning"), ev("resolved", "warning")]
+    );
 }
 
 #[test]
@@ -191,7 +231,11 @@ fn graceful_restart_keeps_history_and_state() {
     let mut a = s.agent(&c);
     s.hook.wait_nth(1, Duration::from_secs(10));
     assert!(a.terminate().success(), "agent exits 0 on SIGTERM");
-    assert!(c.terminate().success(), "collector exits 0 on SIGTERM:\n{}", c.log());
+    assert!(
+        c.terminate().success(),
+        "collector exits 0 on SIGTERM:\n{}",
+        c.log()
+    );
     assert!(c.log().contains("final checkpoint written"), "{}", c.log());
 
     let c = s.collector(&addr);
@@ -213,7 +257,10 @@ fn agent_metrics_pass_promtool() {
     let a = s.agent(&c);
     wait_host(&c);
     for p in [&a, &c] {
-        let text = reqwest::blocking::get(p.url("/metrics")).unwrap().text().unwrap();
+        let text = reqwest::blocking::get(p.url("/metrics"))
+            .unwrap()
+            .text()
+            .unwrap();
         assert!(text.contains("tocsin_"), "{text}");
         let mut child = std::process::Command::new("promtool")
             .args(["check", "metrics"])
@@ -223,7 +270,12 @@ fn agent_metrics_pass_promtool() {
             .spawn()
             .unwrap();
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
         assert!(
             out.status.success(),
@@ -233,8 +285,15 @@ fn agent_metrics_pass_promtool() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let text = reqwest::blocking::get(a.url("/metrics")).unwrap().text().unwrap();
-    for m in ["tocsin_agent_sampler_duration_seconds{sampler=\"cpu\"}", "tocsin_agent_samples_sent_total", "tocsin_agent_cycle_duration_seconds_count"] {
+    let text = reqwest::blocking::get(a.url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    for m in [
+        "tocsin_agent_sampler_duration_seconds{sampler=\"cpu\"}",
+        "tocsin_agent_samples_sent_total",
+        "tocsin_agent_cycle_duration_seconds_count",
+    ] {
         assert!(text.contains(m), "{m} missing");
     }
 }
@@ -247,14 +306,61 @@ fn default_log_receiver_records_alerts() {
     // No config file: the default receiver appends to DATA_DIR/alerts.log.
     let c = Proc::start(
         "tocsin-collector",
-        &["--listen", "127.0.0.1:0", "--data-dir", &s.p("data"), "--rules", &s.p("rules")],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &s.p("data"),
+            "--rules",
+            &s.p("rules"),
+        ],
         Path::new(&s.p("collector.log")),
     );
     let _a = s.agent(&c);
     let line = wait_for("alerts.log", Duration::from_secs(10), || {
-        std::fs::read_to_string(s.p("data/alerts.log")).ok().filter(|t| t.ends_with('\n'))
+        std::fs::read_to_string(s.p("data/alerts.log"))
+            .ok()
+            .filter(|t| t.ends_with('\n'))
     });
     let v: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
     assert_eq!(v["alerts"][0]["labels"]["level"], "critical");
     assert_eq!(v["receiver"], "log");
+}
+
+#[test]
+fn rule_files_hot_reload_and_broken_edits_are_rejected() {
+    let _g = serial();
+    let s = Setup::new();
+    s.set_value(40.0);
+    let c = s.collector("127.0.0.1:0");
+    let _a = s.agent(&c);
+    wait_host(&c);
+
+    // Lower the warning threshold below the current value: the new rule fires.
+    std::fs::write(s.p("rules/e2e.yaml"), RULES.replace("\"> 50\"", "\"> 30\"")).unwrap();
+    let (_, body) = s.hook.wait_nth(1, Duration::from_secs(15));
+    assert_eq!(body["alerts"][0]["labels"]["level"], "warning");
+
+    // A broken edit is rejected and counted; the previous rules keep working.
+    std::fs::write(
+        s.p("rules/e2e.yaml"),
+        "rules:\n  - name: E2eValue\n    expr: rate(\n    levels: { warning: \"> 1\" }\n",
+    )
+    .unwrap();
+    wait_for("a rejected reload", Duration::from_secs(15), || {
+        (metric(&c, "tocsin_rule_reloads_total{result=\"failure\"}") >= 1.0).then_some(())
+    });
+    assert!(c
+        .log()
+        .contains("rule reload rejected; previous rules stay active"));
+    assert!(
+        c.log().contains("e2e.yaml:3: rule \"E2eValue\": expr:"),
+        "{}",
+        c.log()
+    );
+    wait_writes(&c, 2.0);
+    assert_eq!(s.hook.events(), vec![ev("firing", "warning")]);
+    s.set_value(10.0);
+    let (_, body) = s.hook.wait_nth(2, Duration::from_secs(15));
+    assert_eq!(body["status"], "resolved");
 }

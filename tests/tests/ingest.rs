@@ -29,27 +29,67 @@ fn post(c: &Proc, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, String) {
 fn bad_requests_get_clear_4xx_and_are_counted() {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("c.yaml"), "ingest:\n  token: s3cret\n  max_body: 64KiB\n").unwrap();
+    std::fs::write(
+        dir.path().join("c.yaml"),
+        "ingest:\n  token: s3cret\n  max_body: 64KiB\n",
+    )
+    .unwrap();
     let d = |r: &str| dir.path().join(r).display().to_string();
     std::fs::create_dir(dir.path().join("rules")).unwrap();
     let c = Proc::start(
         "tocsin-collector",
-        &["--config", &d("c.yaml"), "--listen", "127.0.0.1:0", "--data-dir", &d("data"), "--rules", &d("rules")],
+        &[
+            "--config",
+            &d("c.yaml"),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &d("data"),
+            "--rules",
+            &d("rules"),
+        ],
         Path::new(&d("c.log")),
     );
     let auth = ("Authorization", "Bearer s3cret");
-    let cases: Vec<(&str, Vec<u8>, Vec<(&str, &str)>, u16, &str)> = vec![
-        ("no token", body(), vec![], 401, "missing or wrong bearer token"),
-        ("wrong token", body(), vec![("Authorization", "Bearer nope")], 401, "missing or wrong bearer token"),
-        ("not snappy", b"\xff\xff\xff\xff\xff\xff".to_vec(), vec![auth], 400, "body is not a valid snappy block"),
+    type Case<'a> = (&'a str, Vec<u8>, Vec<(&'a str, &'a str)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "no token",
+            body(),
+            vec![],
+            401,
+            "missing or wrong bearer token",
+        ),
+        (
+            "wrong token",
+            body(),
+            vec![("Authorization", "Bearer nope")],
+            401,
+            "missing or wrong bearer token",
+        ),
+        (
+            "not snappy",
+            b"\xff\xff\xff\xff\xff\xff".to_vec(),
+            vec![auth],
+            400,
+            "body is not a valid snappy block",
+        ),
         (
             "snappy, not protobuf",
-            snap::raw::Encoder::new().compress_vec(b"\x0a\xff\xff").unwrap(),
+            snap::raw::Encoder::new()
+                .compress_vec(b"\x0a\xff\xff")
+                .unwrap(),
             vec![auth],
             400,
             "body is not a valid remote-write protobuf",
         ),
-        ("gzip", body(), vec![auth, ("Content-Encoding", "gzip")], 415, "unsupported Content-Encoding"),
+        (
+            "gzip",
+            body(),
+            vec![auth, ("Content-Encoding", "gzip")],
+            415,
+            "unsupported Content-Encoding",
+        ),
         ("too large", vec![0u8; 100 * 1024], vec![auth], 413, ""),
         ("good", body(), vec![auth], 204, ""),
     ];
@@ -58,7 +98,10 @@ fn bad_requests_get_clear_4xx_and_are_counted() {
         assert_eq!(code, want, "{name}: {text}");
         assert!(text.contains(msg), "{name}: {text}");
     }
-    let metrics = reqwest::blocking::get(c.url("/metrics")).unwrap().text().unwrap();
+    let metrics = reqwest::blocking::get(c.url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
     for line in [
         "tocsin_ingest_rejected_requests_total{reason=\"unauthorized\"} 2",
         "tocsin_ingest_rejected_requests_total{reason=\"snappy\"} 1",

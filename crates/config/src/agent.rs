@@ -82,7 +82,10 @@ impl RawAgentConfig {
             None => system_hostname(),
         };
         let interval = p
-            .take("interval", parse_duration(self.interval.as_deref().unwrap_or(DEFAULT_INTERVAL)))
+            .take(
+                "interval",
+                parse_duration(self.interval.as_deref().unwrap_or(DEFAULT_INTERVAL)),
+            )
             .unwrap_or_default();
         if !interval.is_zero() && interval < Duration::from_secs(1) {
             p.push(format!(
@@ -114,11 +117,16 @@ impl RawAgentConfig {
         let c = self.collector;
         let url = c.url.unwrap_or_else(|| DEFAULT_COLLECTOR_URL.to_string());
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            p.push(format!("collector.url: {url:?} must start with http:// or https://"));
+            p.push(format!(
+                "collector.url: {url:?} must start with http:// or https://"
+            ));
         }
         let token = c.token.and_then(|t| p.take("collector.token", t.resolve()));
         let timeout = p
-            .take("collector.timeout", parse_duration(c.timeout.as_deref().unwrap_or("10s")))
+            .take(
+                "collector.timeout",
+                parse_duration(c.timeout.as_deref().unwrap_or("10s")),
+            )
             .unwrap_or_default();
         let max_backoff = p
             .take(

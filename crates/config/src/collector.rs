@@ -137,8 +137,12 @@ impl RawCollectorConfig {
             self.rules
         };
         let retention = dur(&mut p, "retention", &self.retention, "30d");
-        let checkpoint_interval =
-            dur(&mut p, "checkpoint_interval", &self.checkpoint_interval, "5m");
+        let checkpoint_interval = dur(
+            &mut p,
+            "checkpoint_interval",
+            &self.checkpoint_interval,
+            "5m",
+        );
         let stale_after = dur(&mut p, "stale_after", &self.stale_after, "5m");
         if retention < Duration::from_secs(3600) {
             p.push("retention: must be at least 1h");
@@ -182,7 +186,10 @@ impl RawCollectorConfig {
                     }
                     let timeout = dur(&mut p, &format!("{at}: webhook.timeout"), &w.timeout, "10s");
                     Some((
-                        ReceiverKind::Webhook { url: w.url, timeout },
+                        ReceiverKind::Webhook {
+                            url: w.url,
+                            timeout,
+                        },
                         w.max_attempts.unwrap_or(20),
                     ))
                 }
@@ -244,21 +251,28 @@ mod tests {
     fn defaults() {
         let c = RawCollectorConfig::default().validate().unwrap();
         assert_eq!(c.receivers.len(), 1);
-        assert!(matches!(&c.receivers[0].kind, ReceiverKind::Log { path } if path.ends_with("alerts.log")));
+        assert!(
+            matches!(&c.receivers[0].kind, ReceiverKind::Log { path } if path.ends_with("alerts.log"))
+        );
         assert_eq!(c.ingest.max_body_bytes, 16 << 20);
     }
 
     #[test]
     fn receiver_problems_all_reported() {
-        let raw: RawCollectorConfig = parse_yaml(
-            "receivers:\n- name: a\n- name: a\n  webhook: {url: x}\nretention: 1m\n",
-        )
-        .unwrap();
+        let raw: RawCollectorConfig =
+            parse_yaml("receivers:\n- name: a\n- name: a\n  webhook: {url: x}\nretention: 1m\n")
+                .unwrap();
         let e = raw.validate().unwrap_err();
         let text = e.to_string();
         assert!(text.contains("retention: must be at least 1h"), "{text}");
-        assert!(text.contains("receivers[0] (\"a\"): set exactly one of"), "{text}");
-        assert!(text.contains("receivers[1] (\"a\"): duplicate receiver name"), "{text}");
+        assert!(
+            text.contains("receivers[0] (\"a\"): set exactly one of"),
+            "{text}"
+        );
+        assert!(
+            text.contains("receivers[1] (\"a\"): duplicate receiver name"),
+            "{text}"
+        );
         assert!(text.contains("must be http(s)"), "{text}");
     }
 }

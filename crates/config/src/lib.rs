@@ -5,7 +5,7 @@ pub mod agent;
 pub mod collector;
 mod units;
 
-pub use units::{parse_duration, parse_size, format_duration, Secret, RawSecret};
+pub use units::{format_duration, parse_duration, parse_size, RawSecret, Secret};
 
 use std::path::{Path, PathBuf};
 

@@ -7,8 +7,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if t.is_empty() {
         return Err("empty duration, expected e.g. \"30s\"".into());
     }
-    humantime::parse_duration(t)
-        .map_err(|e| format!("invalid duration {s:?} ({e}), expected e.g. \"30s\", \"5m\", \"1h30m\""))
+    humantime::parse_duration(t).map_err(|e| {
+        format!("invalid duration {s:?} ({e}), expected e.g. \"30s\", \"5m\", \"1h30m\"")
+    })
 }
 
 pub fn format_duration(d: Duration) -> String {
@@ -93,7 +94,9 @@ mod tests {
         assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert!(parse_duration("ten").unwrap_err().contains("invalid duration \"ten\""));
+        assert!(parse_duration("ten")
+            .unwrap_err()
+            .contains("invalid duration \"ten\""));
     }
 
     #[test]
@@ -108,8 +111,10 @@ mod tests {
     fn secrets_redacted() {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?}"), "<redacted>");
-        assert!(RawSecret::Env { env: "TOCSIN_SURELY_UNSET_VAR".into() }
-            .resolve()
-            .is_err());
+        assert!(RawSecret::Env {
+            env: "TOCSIN_SURELY_UNSET_VAR".into()
+        }
+        .resolve()
+        .is_err());
     }
 }

@@ -4,7 +4,9 @@ use std::fmt;
 /// The reserved label holding a series' metric name.
 pub const METRIC_NAME: &str = "__name__";
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Label {
     pub name: String,
     pub value: String,
@@ -195,8 +197,14 @@ mod tests {
     #[test]
     fn duplicates_rejected() {
         let v = vec![
-            Label { name: "x".into(), value: "1".into() },
-            Label { name: "x".into(), value: "2".into() },
+            Label {
+                name: "x".into(),
+                value: "1".into(),
+            },
+            Label {
+                name: "x".into(),
+                value: "2".into(),
+            },
         ];
         assert_eq!(Labels::from_vec(v).unwrap_err(), "x");
     }

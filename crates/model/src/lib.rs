@@ -19,7 +19,10 @@ pub struct Sample {
 
 impl Sample {
     pub const fn new(timestamp_ms: TimestampMs, value: f64) -> Self {
-        Self { timestamp_ms, value }
+        Self {
+            timestamp_ms,
+            value,
+        }
     }
 }
 

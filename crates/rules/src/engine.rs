@@ -262,7 +262,9 @@ impl Engine {
                 // Evaluation reads the window as one slice.
                 ls.window.make_contiguous();
                 if newest >= now - self.opts.stale_after_ms {
-                    let e = touched.entry((ri, *kfp)).or_insert_with(|| (kl.clone(), newest));
+                    let e = touched
+                        .entry((ri, *kfp))
+                        .or_insert_with(|| (kl.clone(), newest));
                     e.1 = e.1.max(newest);
                 }
             }
@@ -403,7 +405,14 @@ impl Engine {
     ) -> Option<Transition> {
         self.changes.insert(st.storage_key(), None);
         let level = st.level?;
-        Some(render(rule, &st, TransitionKind::Resolved, level, now, reason))
+        Some(render(
+            rule,
+            &st,
+            TransitionKind::Resolved,
+            level,
+            now,
+            reason,
+        ))
     }
 
     /// State updates since the last call, to persist together with the batch that caused them.

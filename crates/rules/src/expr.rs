@@ -114,7 +114,7 @@ impl RangeFunc {
                 let d = if b.1 < a.1 { b.1 } else { b.1 - a.1 };
                 (b.0 > a.0).then(|| d / secs(a.0, b.0))
             }
-            RangeFunc::Delta => (w.len() >= 2).then(|| last.1 - first.1),
+            RangeFunc::Delta => (w.len() >= 2).then_some(last.1 - first.1),
             RangeFunc::AvgOverTime => Some(w.iter().map(|x| x.1).sum::<f64>() / w.len() as f64),
             RangeFunc::MinOverTime => w.iter().map(|x| x.1).reduce(f64::min),
             RangeFunc::MaxOverTime => w.iter().map(|x| x.1).reduce(f64::max),
@@ -204,7 +204,11 @@ impl Compiled {
                 self.write(x, out, 3);
             }
             Expr::Binary(op, a, b) => {
-                let prec = if matches!(op, BinOp::Add | BinOp::Sub) { 1 } else { 2 };
+                let prec = if matches!(op, BinOp::Add | BinOp::Sub) {
+                    1
+                } else {
+                    2
+                };
                 if prec < parent_prec {
                     out.push('(');
                 }
@@ -455,10 +459,11 @@ impl<'a> Parser<'a> {
 
     fn number(&mut self) -> Result<Expr, ExprError> {
         let start = self.pos;
-        while self
-            .peek()
-            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '.' || ((c == '+' || c == '-') && self.src[..self.pos].ends_with(['e', 'E'])))
-        {
+        while self.peek().is_some_and(|c| {
+            c.is_ascii_alphanumeric()
+                || c == '.'
+                || ((c == '+' || c == '-') && self.src[..self.pos].ends_with(['e', 'E']))
+        }) {
             self.pos += 1;
         }
         let text = &self.src[start..self.pos];
@@ -597,13 +602,19 @@ mod tests {
         assert_eq!(c.eval(&mut |i| Some(vals[i])), Some(75.0));
         let c = p("a - 3 - -b");
         assert_eq!(c.eval(&mut |i| Some([10.0, 2.0][i])), Some(9.0));
-        assert_eq!(c.eval(&mut |i| [Some(1.0), None][i]), None, "missing input: no value");
+        assert_eq!(
+            c.eval(&mut |i| [Some(1.0), None][i]),
+            None,
+            "missing input: no value"
+        );
         assert_eq!(p("a / b").eval(&mut |_| Some(0.0)), None, "NaN is no value");
     }
 
     #[test]
     fn selectors_and_functions() {
-        let c = p(r#"rate(http_errors_total{code=~"5..", job!="x"}[5m]) / rate(http_requests_total[5m])"#);
+        let c = p(
+            r#"rate(http_errors_total{code=~"5..", job!="x"}[5m]) / rate(http_requests_total[5m])"#,
+        );
         assert_eq!(c.leaves[0].func, Some((RangeFunc::Rate, 300_000)));
         let l = Labels::from_pairs([("__name__", "http_errors_total"), ("code", "503")]);
         assert!(c.leaves[0].selector.matches(&l));

@@ -95,7 +95,10 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
         let mut labels = Labels::new();
         for (k, v) in &r.labels {
             if !is_valid_label_name(k) || k.starts_with("__") {
-                problems.push(format!("{}: labels: invalid label name {k:?}", at(&["labels", k])));
+                problems.push(format!(
+                    "{}: labels: invalid label name {k:?}",
+                    at(&["labels", k])
+                ));
             } else if matches!(k.as_str(), "alertname" | "level") {
                 problems.push(format!(
                     "{}: labels: {k:?} is set by tocsin and cannot be overridden",

@@ -118,7 +118,9 @@ impl Condition {
         .iter()
         .find_map(|(p, op)| t.strip_prefix(p).map(|r| (*op, r)))
         .ok_or_else(|| {
-            format!("condition {s:?} must start with one of >, >=, <, <=, ==, != followed by a number")
+            format!(
+                "condition {s:?} must start with one of >, >=, <, <=, ==, != followed by a number"
+            )
         })?;
         let threshold: f64 = rest
             .trim()

@@ -53,9 +53,17 @@ fn fires_escalates_and_resolves() {
     let t = feed(&mut e, T0 + 20 * S, 0.95);
     assert_eq!(
         kinds(&t),
-        vec![(TransitionKind::LevelChanged { from: Level::Warning }, Level::Critical)]
+        vec![(
+            TransitionKind::LevelChanged {
+                from: Level::Warning
+            },
+            Level::Critical
+        )]
     );
-    assert!(feed(&mut e, T0 + 30 * S, 0.95).is_empty(), "no repeat while unchanged");
+    assert!(
+        feed(&mut e, T0 + 30 * S, 0.95).is_empty(),
+        "no repeat while unchanged"
+    );
     let t = feed(&mut e, T0 + 40 * S, 0.5);
     assert_eq!(kinds(&t), vec![(TransitionKind::Resolved, Level::Critical)]);
     assert_eq!(t[0].starts_at, T0 + 10 * S);
@@ -66,14 +74,22 @@ fn fires_escalates_and_resolves() {
 #[test]
 fn hysteresis_holds_level_until_recovery() {
     let mut e = Engine::new(two_level(""), EngineOptions::default());
-    assert_eq!(kinds(&feed(&mut e, T0, 0.95)), vec![(TransitionKind::Firing, Level::Critical)]);
+    assert_eq!(
+        kinds(&feed(&mut e, T0, 0.95)),
+        vec![(TransitionKind::Firing, Level::Critical)]
+    );
     // 88 is below the trigger (90) but above recovery (85): stays critical.
     assert!(feed(&mut e, T0 + S, 0.88).is_empty());
     assert!(feed(&mut e, T0 + 2 * S, 0.86).is_empty());
     // Below recovery: down to warning, which still holds (> 80).
     assert_eq!(
         kinds(&feed(&mut e, T0 + 3 * S, 0.84)),
-        vec![(TransitionKind::LevelChanged { from: Level::Critical }, Level::Warning)]
+        vec![(
+            TransitionKind::LevelChanged {
+                from: Level::Critical
+            },
+            Level::Warning
+        )]
     );
 }
 
@@ -84,7 +100,10 @@ fn for_delays_firing_and_tick_promotes() {
     assert_eq!(e.alerts().next().unwrap().level, None, "pending");
     assert!(feed(&mut e, T0 + 10 * S, 0.85).is_empty());
     assert!(e.tick(T0 + 29 * S).is_empty());
-    assert_eq!(kinds(&e.tick(T0 + 30 * S)), vec![(TransitionKind::Firing, Level::Warning)]);
+    assert_eq!(
+        kinds(&e.tick(T0 + 30 * S)),
+        vec![(TransitionKind::Firing, Level::Warning)]
+    );
     // A dip resets pending for the higher level.
     assert!(feed(&mut e, T0 + 31 * S, 0.95).is_empty());
     assert!(feed(&mut e, T0 + 40 * S, 0.82).is_empty());
@@ -92,7 +111,12 @@ fn for_delays_firing_and_tick_promotes() {
     assert!(e.tick(T0 + 94 * S).is_empty());
     assert_eq!(
         kinds(&e.tick(T0 + 95 * S)),
-        vec![(TransitionKind::LevelChanged { from: Level::Warning }, Level::Critical)]
+        vec![(
+            TransitionKind::LevelChanged {
+                from: Level::Warning
+            },
+            Level::Critical
+        )]
     );
 }
 
@@ -107,14 +131,21 @@ fn pending_that_clears_never_fires() {
 
 #[test]
 fn stale_series_resolves() {
-    let mut e = Engine::new(two_level(""), EngineOptions { stale_after_ms: 60 * S });
+    let mut e = Engine::new(
+        two_level(""),
+        EngineOptions {
+            stale_after_ms: 60 * S,
+        },
+    );
     feed(&mut e, T0, 0.95);
     assert!(e.tick(T0 + 60 * S).is_empty());
     let t = e.tick(T0 + 61 * S);
     assert_eq!(kinds(&t), vec![(TransitionKind::Resolved, Level::Critical)]);
     assert_eq!(t[0].reason, Some("stale"));
     // Old samples (a replayed backlog) are stored but not evaluated.
-    assert!(e.ingest(&[sample("cpu_busy", "web1", T0, 0.95)], T0 + 120 * S).is_empty());
+    assert!(e
+        .ingest(&[sample("cpu_busy", "web1", T0, 0.95)], T0 + 120 * S)
+        .is_empty());
 }
 
 #[test]
@@ -150,7 +181,10 @@ rules:
     assert!((t[0].value - 90.0).abs() < 1e-9);
 
     let c = |t, v| vec![sample("errors_total", "h", t, v)];
-    assert!(e.ingest(&c(T0, 0.0), T0).is_empty(), "one sample: no rate yet");
+    assert!(
+        e.ingest(&c(T0, 0.0), T0).is_empty(),
+        "one sample: no rate yet"
+    );
     assert!(e.ingest(&c(T0 + 10 * S, 5.0), T0 + 10 * S).is_empty());
     let t = e.ingest(&c(T0 + 20 * S, 50.0), T0 + 20 * S);
     assert_eq!(kinds(&t), vec![(TransitionKind::Firing, Level::Critical)]);
@@ -161,14 +195,21 @@ rules:
 fn restart_restores_without_renotifying() {
     let mut e = Engine::new(two_level(""), EngineOptions::default());
     feed(&mut e, T0, 0.85);
-    let saved: Vec<AlertState> = e.take_changes().into_iter().filter_map(|c| c.state).collect();
+    let saved: Vec<AlertState> = e
+        .take_changes()
+        .into_iter()
+        .filter_map(|c| c.state)
+        .collect();
     assert_eq!(saved.len(), 1);
     let json = serde_json::to_string(&saved[0]).unwrap();
 
     let mut e2 = Engine::new(two_level(""), EngineOptions::default());
     let back: AlertState = serde_json::from_str(&json).unwrap();
     assert!(e2.restore(vec![back], T0 + S).is_empty());
-    assert!(feed(&mut e2, T0 + 10 * S, 0.86).is_empty(), "still warning: nothing new");
+    assert!(
+        feed(&mut e2, T0 + 10 * S, 0.86).is_empty(),
+        "still warning: nothing new"
+    );
     let t = feed(&mut e2, T0 + 20 * S, 0.1);
     assert_eq!(kinds(&t), vec![(TransitionKind::Resolved, Level::Warning)]);
     assert_eq!(t[0].starts_at, T0, "keeps the original start");
@@ -192,13 +233,20 @@ fn reload_keeps_state_of_surviving_rules() {
     feed(&mut e, T0, 0.95);
     assert!(e.replace_rules(two_level(""), T0 + S).is_empty());
     assert!(feed(&mut e, T0 + 2 * S, 0.95).is_empty());
-    assert_eq!(kinds(&feed(&mut e, T0 + 3 * S, 0.1)), vec![(TransitionKind::Resolved, Level::Critical)]);
+    assert_eq!(
+        kinds(&feed(&mut e, T0 + 3 * S, 0.1)),
+        vec![(TransitionKind::Resolved, Level::Critical)]
+    );
 }
 
 #[test]
 fn unique_names_across_files() {
     let mut a = rules("rules:\n  - name: X\n    expr: up\n    levels: { warning: \"< 1\" }\n");
-    let b = parse_file("b.yaml", "rules:\n  - name: X\n    expr: up\n    levels: { warning: \"< 1\" }\n").unwrap();
+    let b = parse_file(
+        "b.yaml",
+        "rules:\n  - name: X\n    expr: up\n    levels: { warning: \"< 1\" }\n",
+    )
+    .unwrap();
     a.extend(b);
     assert_eq!(
         check_unique(&a).unwrap_err(),

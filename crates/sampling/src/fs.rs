@@ -10,16 +10,50 @@ use crate::family::Family;
 
 /// Filesystem types that hold no user data (node_exporter's default exclusions).
 const PSEUDO_FS: &[&str] = &[
-    "autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs", "devpts",
-    "devtmpfs", "fusectl", "hugetlbfs", "iso9660", "mqueue", "nsfs", "proc", "procfs",
-    "pstore", "rpc_pipefs", "securityfs", "selinuxfs", "squashfs", "erofs", "sysfs", "tracefs",
-    "fuse.lxcfs", "fuse.portal", "ramfs", "efivarfs",
+    "autofs",
+    "binfmt_misc",
+    "bpf",
+    "cgroup",
+    "cgroup2",
+    "configfs",
+    "debugfs",
+    "devpts",
+    "devtmpfs",
+    "fusectl",
+    "hugetlbfs",
+    "iso9660",
+    "mqueue",
+    "nsfs",
+    "proc",
+    "procfs",
+    "pstore",
+    "rpc_pipefs",
+    "securityfs",
+    "selinuxfs",
+    "squashfs",
+    "erofs",
+    "sysfs",
+    "tracefs",
+    "fuse.lxcfs",
+    "fuse.portal",
+    "ramfs",
+    "efivarfs",
 ];
 
 fn skip_mountpoint(m: &str) -> bool {
-    ["/dev", "/proc", "/sys", "/run/credentials/", "/var/lib/docker/", "/var/lib/containers/storage/", "/var/lib/kubelet/"]
-        .iter()
-        .any(|p| m == p.trim_end_matches('/') || m.starts_with(&format!("{}/", p.trim_end_matches('/'))))
+    [
+        "/dev",
+        "/proc",
+        "/sys",
+        "/run/credentials/",
+        "/var/lib/docker/",
+        "/var/lib/containers/storage/",
+        "/var/lib/kubelet/",
+    ]
+    .iter()
+    .any(|p| {
+        m == p.trim_end_matches('/') || m.starts_with(&format!("{}/", p.trim_end_matches('/')))
+    })
 }
 
 pub(crate) struct FsSampler {
@@ -48,12 +82,24 @@ impl FsSampler {
     pub(crate) fn sample(&self, mounts: &str) -> Vec<Family> {
         let mut fams = [
             Family::gauge("node_filesystem_size_bytes", "Filesystem size in bytes."),
-            Family::gauge("node_filesystem_free_bytes", "Filesystem free space in bytes."),
-            Family::gauge("node_filesystem_avail_bytes", "Filesystem space available to non-root users in bytes."),
+            Family::gauge(
+                "node_filesystem_free_bytes",
+                "Filesystem free space in bytes.",
+            ),
+            Family::gauge(
+                "node_filesystem_avail_bytes",
+                "Filesystem space available to non-root users in bytes.",
+            ),
             Family::gauge("node_filesystem_files", "Filesystem total file nodes."),
-            Family::gauge("node_filesystem_files_free", "Filesystem total free file nodes."),
+            Family::gauge(
+                "node_filesystem_files_free",
+                "Filesystem total free file nodes.",
+            ),
             Family::gauge("node_filesystem_readonly", "Filesystem read-only status."),
-            Family::gauge("node_filesystem_device_error", "Whether an error occurred while getting statistics for the given device."),
+            Family::gauge(
+                "node_filesystem_device_error",
+                "Whether an error occurred while getting statistics for the given device.",
+            ),
         ];
         let mut seen = HashSet::new();
         for line in mounts.lines() {
@@ -65,10 +111,22 @@ impl FsSampler {
             if PSEUDO_FS.contains(&fstype) || skip_mountpoint(&mp) || !seen.insert(mp.clone()) {
                 continue;
             }
-            let labels = [("device", dev), ("mountpoint", mp.as_str()), ("fstype", fstype)];
+            let labels = [
+                ("device", dev),
+                ("mountpoint", mp.as_str()),
+                ("fstype", fstype),
+            ];
             match self.statfs(&mp) {
                 Some(s) => {
-                    let vals = [s.size, s.free, s.avail, s.files, s.files_free, f64::from(u8::from(s.readonly)), 0.0];
+                    let vals = [
+                        s.size,
+                        s.free,
+                        s.avail,
+                        s.files,
+                        s.files_free,
+                        f64::from(u8::from(s.readonly)),
+                        0.0,
+                    ];
                     for (fam, v) in fams.iter_mut().zip(vals) {
                         fam.push(labels, v);
                     }
@@ -95,7 +153,10 @@ impl FsSampler {
                 let r = rustix::fs::statvfs(path.as_str());
                 if tx.send(r).is_err() {
                     // The caller gave up on us: the mount is usable again now.
-                    stuck.lock().unwrap_or_else(|p| p.into_inner()).remove(&path);
+                    stuck
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&path);
                 }
             });
         if spawned.is_err() {
@@ -115,7 +176,10 @@ impl FsSampler {
             }
             Ok(Err(_)) => None,
             Err(_) => {
-                tracing::warn!(mountpoint = mp, "statfs timed out; skipping this mount until it answers");
+                tracing::warn!(
+                    mountpoint = mp,
+                    "statfs timed out; skipping this mount until it answers"
+                );
                 self.stuck
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())

@@ -70,8 +70,11 @@ impl HostSampler {
                 Family::gauge("node_load15", "15m load average.").with([], l.fifteen),
                 Family::gauge("node_boot_time_seconds", "Node boot time, in unixtime.")
                     .with([], boot as f64),
-                Family::gauge("node_time_seconds", "System time in seconds since epoch (1970).")
-                    .with([], unix_now()),
+                Family::gauge(
+                    "node_time_seconds",
+                    "System time in seconds since epoch (1970).",
+                )
+                .with([], unix_now()),
             ];
             f.extend(parse_loadavg_threads(&self.read("loadavg")?)?);
             Ok(f)
@@ -91,16 +94,29 @@ impl HostSampler {
             let mounts = self.read("self/mounts")?;
             Ok(self.fs.sample(&mounts))
         });
-        run("diskstats", &mut || parse_diskstats(&self.read("diskstats")?));
+        run("diskstats", &mut || {
+            parse_diskstats(&self.read("diskstats")?)
+        });
         run("netdev", &mut || parse_netdev(&self.read("net/dev")?));
-        run("filefd", &mut || parse_filefd(&self.read("sys/fs/file-nr")?));
+        run("filefd", &mut || {
+            parse_filefd(&self.read("sys/fs/file-nr")?)
+        });
         run("processes", &mut || {
             let pids = std::fs::read_dir(&self.proc)
                 .map_err(|e| format!("{}: {e}", self.proc.display()))?
                 .filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                })
                 .count();
-            Ok(vec![Family::gauge("node_processes_pids", "Number of PIDs.").with([], pids as f64)])
+            Ok(vec![Family::gauge(
+                "node_processes_pids",
+                "Number of PIDs.",
+            )
+            .with([], pids as f64)])
         });
         runs
     }
@@ -154,20 +170,29 @@ pub(crate) fn parse_stat(
             };
             match key {
                 "ctxt" => other.push(
-                    Family::counter("node_context_switches_total", "Total number of context switches.")
-                        .with([], val(&mut it)?),
+                    Family::counter(
+                        "node_context_switches_total",
+                        "Total number of context switches.",
+                    )
+                    .with([], val(&mut it)?),
                 ),
                 "intr" => other.push(
                     Family::counter("node_intr_total", "Total number of interrupts serviced.")
                         .with([], val(&mut it)?),
                 ),
                 "procs_running" => other.push(
-                    Family::gauge("node_procs_running", "Number of processes in runnable state.")
-                        .with([], val(&mut it)?),
+                    Family::gauge(
+                        "node_procs_running",
+                        "Number of processes in runnable state.",
+                    )
+                    .with([], val(&mut it)?),
                 ),
                 "procs_blocked" => other.push(
-                    Family::gauge("node_procs_blocked", "Number of processes blocked waiting for I/O to complete.")
-                        .with([], val(&mut it)?),
+                    Family::gauge(
+                        "node_procs_blocked",
+                        "Number of processes blocked waiting for I/O to complete.",
+                    )
+                    .with([], val(&mut it)?),
                 ),
                 "processes" => other.push(
                     Family::counter("node_forks_total", "Total number of forks.")
@@ -239,21 +264,30 @@ pub(crate) fn parse_meminfo(text: &str) -> Result<Vec<Family>, String> {
             .with([], v),
         );
     }
-    let total = kv.get("MemTotal").copied().ok_or("/proc/meminfo: no MemTotal")?;
+    let total = kv
+        .get("MemTotal")
+        .copied()
+        .ok_or("/proc/meminfo: no MemTotal")?;
     let avail = kv
         .get("MemAvailable")
         .copied()
         .unwrap_or_else(|| kv.get("MemFree").copied().unwrap_or(0.0));
     if total > 0.0 {
         out.push(
-            Family::gauge("host_memory_used_ratio", "Share of memory not available (1 - MemAvailable/MemTotal).")
-                .with([], 1.0 - avail / total),
+            Family::gauge(
+                "host_memory_used_ratio",
+                "Share of memory not available (1 - MemAvailable/MemTotal).",
+            )
+            .with([], 1.0 - avail / total),
         );
     }
     if let (Some(&st), Some(&sf)) = (kv.get("SwapTotal"), kv.get("SwapFree")) {
         out.push(
-            Family::gauge("host_swap_used_ratio", "Share of swap in use; 0 without swap.")
-                .with([], if st > 0.0 { 1.0 - sf / st } else { 0.0 }),
+            Family::gauge(
+                "host_swap_used_ratio",
+                "Share of swap in use; 0 without swap.",
+            )
+            .with([], if st > 0.0 { 1.0 - sf / st } else { 0.0 }),
         );
     }
     Ok(out)
@@ -290,7 +324,10 @@ pub(crate) fn parse_pressure(res: &str, text: &str) -> Vec<Family> {
 fn skip_disk(name: &str) -> bool {
     let base = name.trim_end_matches(|c: char| c.is_ascii_digit());
     let is_partition = base != name
-        && (((base.starts_with("sd") || base.starts_with("vd") || base.starts_with("hd") || base.starts_with("xvd"))
+        && (((base.starts_with("sd")
+            || base.starts_with("vd")
+            || base.starts_with("hd")
+            || base.starts_with("xvd"))
             && base.len() >= 3)
             || (name.starts_with("nvme") && base.ends_with('p')));
     name.starts_with("loop")
@@ -302,15 +339,42 @@ fn skip_disk(name: &str) -> bool {
 
 pub(crate) fn parse_diskstats(text: &str) -> Result<Vec<Family>, String> {
     let mut fams = [
-        Family::counter("node_disk_reads_completed_total", "The total number of reads completed successfully."),
-        Family::counter("node_disk_read_bytes_total", "The total number of bytes read successfully."),
-        Family::counter("node_disk_read_time_seconds_total", "The total number of seconds spent by all reads."),
-        Family::counter("node_disk_writes_completed_total", "The total number of writes completed successfully."),
-        Family::counter("node_disk_written_bytes_total", "The total number of bytes written successfully."),
-        Family::counter("node_disk_write_time_seconds_total", "This is the total number of seconds spent by all writes."),
-        Family::gauge("node_disk_io_now", "The number of I/Os currently in progress."),
-        Family::counter("node_disk_io_time_seconds_total", "Total seconds spent doing I/Os."),
-        Family::counter("node_disk_io_time_weighted_seconds_total", "The weighted # of seconds spent doing I/Os."),
+        Family::counter(
+            "node_disk_reads_completed_total",
+            "The total number of reads completed successfully.",
+        ),
+        Family::counter(
+            "node_disk_read_bytes_total",
+            "The total number of bytes read successfully.",
+        ),
+        Family::counter(
+            "node_disk_read_time_seconds_total",
+            "The total number of seconds spent by all reads.",
+        ),
+        Family::counter(
+            "node_disk_writes_completed_total",
+            "The total number of writes completed successfully.",
+        ),
+        Family::counter(
+            "node_disk_written_bytes_total",
+            "The total number of bytes written successfully.",
+        ),
+        Family::counter(
+            "node_disk_write_time_seconds_total",
+            "This is the total number of seconds spent by all writes.",
+        ),
+        Family::gauge(
+            "node_disk_io_now",
+            "The number of I/Os currently in progress.",
+        ),
+        Family::counter(
+            "node_disk_io_time_seconds_total",
+            "Total seconds spent doing I/Os.",
+        ),
+        Family::counter(
+            "node_disk_io_time_weighted_seconds_total",
+            "The weighted # of seconds spent doing I/Os.",
+        ),
     ];
     for line in text.lines() {
         let f: Vec<&str> = line.split_ascii_whitespace().collect();
@@ -382,10 +446,16 @@ pub(crate) fn parse_filefd(text: &str) -> Result<Vec<Family>, String> {
         return Err("/proc/sys/fs/file-nr: expected three fields".into());
     }
     Ok(vec![
-        Family::gauge("node_filefd_allocated", "File descriptor statistics: allocated.")
-            .with([], num(f[0], "file-nr")?),
-        Family::gauge("node_filefd_maximum", "File descriptor statistics: maximum.")
-            .with([], num(f[2], "file-nr")?),
+        Family::gauge(
+            "node_filefd_allocated",
+            "File descriptor statistics: allocated.",
+        )
+        .with([], num(f[0], "file-nr")?),
+        Family::gauge(
+            "node_filefd_maximum",
+            "File descriptor statistics: maximum.",
+        )
+        .with([], num(f[2], "file-nr")?),
     ])
 }
 
@@ -394,7 +464,9 @@ mod tests {
     use super::*;
 
     fn get<'a>(fams: &'a [Family], name: &str) -> &'a Family {
-        fams.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("{name} missing"))
+        fams.iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("{name} missing"))
     }
 
     #[test]
@@ -418,7 +490,10 @@ mod tests {
     fn meminfo() {
         let t = "MemTotal:       1000 kB\nMemFree:         100 kB\nMemAvailable:    250 kB\nActive(anon):     10 kB\nSwapTotal:         0 kB\nSwapFree:          0 kB\nHugePages_Total:   0\n";
         let f = parse_meminfo(t).unwrap();
-        assert_eq!(get(&f, "node_memory_MemTotal_bytes").samples[0].1, 1_024_000.0);
+        assert_eq!(
+            get(&f, "node_memory_MemTotal_bytes").samples[0].1,
+            1_024_000.0
+        );
         get(&f, "node_memory_Active_anon_bytes");
         get(&f, "node_memory_HugePages_Total");
         assert_eq!(get(&f, "host_memory_used_ratio").samples[0].1, 0.75);
@@ -429,9 +504,19 @@ mod tests {
     fn pressure() {
         let t = "some avg10=0.00 avg60=0.00 avg300=0.00 total=1500000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=500000\n";
         let f = parse_pressure("io", t);
-        assert_eq!(get(&f, "node_pressure_io_waiting_seconds_total").samples[0].1, 1.5);
-        assert_eq!(get(&f, "node_pressure_io_stalled_seconds_total").samples[0].1, 0.5);
-        assert_eq!(parse_pressure("cpu", t).len(), 1, "cpu full is not exported");
+        assert_eq!(
+            get(&f, "node_pressure_io_waiting_seconds_total").samples[0].1,
+            1.5
+        );
+        assert_eq!(
+            get(&f, "node_pressure_io_stalled_seconds_total").samples[0].1,
+            0.5
+        );
+        assert_eq!(
+            parse_pressure("cpu", t).len(),
+            1,
+            "cpu full is not exported"
+        );
     }
 
     #[test]
@@ -439,10 +524,17 @@ mod tests {
         let t = "   8       0 sda 10 0 8 5 20 0 16 7 0 30 40 0 0 0 0\n   8       1 sda1 1 0 1 1 1 0 1 1 0 1 1 0 0 0 0\n   7       0 loop0 1 0 1 1 1 0 1 1 0 1 1\n 259 0 nvme0n1 1 0 2 3 4 0 6 7 0 9 10\n 259 1 nvme0n1p1 1 0 2 3 4 0 6 7 0 9 10\n";
         let f = parse_diskstats(t).unwrap();
         let r = get(&f, "node_disk_read_bytes_total");
-        let devs: Vec<_> = r.samples.iter().map(|s| s.0.get("device").unwrap()).collect();
+        let devs: Vec<_> = r
+            .samples
+            .iter()
+            .map(|s| s.0.get("device").unwrap())
+            .collect();
         assert_eq!(devs, vec!["sda", "nvme0n1"]);
         assert_eq!(r.samples[0].1, 8.0 * 512.0);
-        assert_eq!(get(&f, "node_disk_io_time_seconds_total").samples[0].1, 0.03);
+        assert_eq!(
+            get(&f, "node_disk_io_time_seconds_total").samples[0].1,
+            0.03
+        );
     }
 
     #[test]

@@ -60,7 +60,10 @@ pub fn read_dir(dir: &Path) -> TextfileOutput {
                     .ok()
                     .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 {
-                    let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                    let name = p
+                        .file_name()
+                        .map(|n| n.to_string_lossy().to_string())
+                        .unwrap_or_default();
                     mtimes.push([("file", name.as_str())], t.as_secs_f64());
                 }
             }
@@ -69,7 +72,8 @@ pub fn read_dir(dir: &Path) -> TextfileOutput {
     }
     out.families.extend(merged.into_values());
     out.families.push(mtimes);
-    out.families.push(scrape_error(if out.errors.is_empty() { 0.0 } else { 1.0 }));
+    out.families
+        .push(scrape_error(if out.errors.is_empty() { 0.0 } else { 1.0 }));
     out
 }
 
@@ -95,8 +99,11 @@ pub fn parse(path: &str, text: &str) -> Result<Vec<Family>, String> {
             let mut it = c.trim_start().splitn(3, ' ');
             match (it.next(), it.next(), it.next()) {
                 (Some("HELP"), Some(name), help) => {
-                    meta.entry(name.to_string()).or_default().0 =
-                        Some(help.unwrap_or("").replace("\\n", "\n").replace("\\\\", "\\"));
+                    meta.entry(name.to_string()).or_default().0 = Some(
+                        help.unwrap_or("")
+                            .replace("\\n", "\n")
+                            .replace("\\\\", "\\"),
+                    );
                 }
                 (Some("TYPE"), Some(name), Some(t)) => {
                     let kind = match t.trim() {
@@ -231,12 +238,18 @@ mod tests {
     #[test]
     fn errors_have_lines() {
         let cases = [
-            ("ok 1\nbad-name 2\n", "t.prom:2: invalid metric name \"bad-name\""),
+            (
+                "ok 1\nbad-name 2\n",
+                "t.prom:2: invalid metric name \"bad-name\"",
+            ),
             ("m{a=b} 1\n", "t.prom:1: label a: value must be quoted"),
             ("m{a=\"b\"}\n", "t.prom:1: missing value"),
             ("m 1\nm 2\n", "t.prom:2: duplicate series m{}"),
             ("m one\n", "t.prom:1: invalid value \"one\""),
-            ("# TYPE m histogram\n", "t.prom:1: type \"histogram\" is not supported here (counter, gauge, untyped)"),
+            (
+                "# TYPE m histogram\n",
+                "t.prom:1: type \"histogram\" is not supported here (counter, gauge, untyped)",
+            ),
         ];
         for (t, want) in cases {
             assert_eq!(parse("t.prom", t).unwrap_err(), want, "{t}");
@@ -253,7 +266,11 @@ mod tests {
         assert_eq!(out.errors.len(), 1);
         assert!(out.families.iter().any(|f| f.name == "good"));
         assert!(!out.families.iter().any(|f| f.name == "ignored"));
-        let err = out.families.iter().find(|f| f.name == "node_textfile_scrape_error").unwrap();
+        let err = out
+            .families
+            .iter()
+            .find(|f| f.name == "node_textfile_scrape_error")
+            .unwrap();
         assert_eq!(err.samples[0].1, 1.0);
     }
 }

@@ -93,10 +93,13 @@ impl SeriesIndex {
         if self.labels.len() <= i {
             self.labels.resize(i + 1, None);
         }
-        if self.by_fp.contains_key(&fp) {
-            self.collided.insert(labels.clone(), id);
-        } else {
-            self.by_fp.insert(fp, id);
+        match self.by_fp.entry(fp) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.collided.insert(labels.clone(), id);
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(id);
+            }
         }
         self.labels[i] = Some(labels);
     }
@@ -188,7 +191,11 @@ impl Store {
             .labels
             .iter()
             .enumerate()
-            .filter_map(|(i, l)| l.as_ref().filter(|l| pred(l)).map(|l| (i as SeriesId, l.clone())))
+            .filter_map(|(i, l)| {
+                l.as_ref()
+                    .filter(|l| pred(l))
+                    .map(|l| (i as SeriesId, l.clone()))
+            })
             .collect()
     }
 
@@ -203,11 +210,20 @@ impl Store {
             let data: Vec<u8> = r.get(0)?;
             let samples = chunk::decode(&data)
                 .map_err(|e| StoreError::Corrupt(format!("series {id}: {e}")))?;
-            out.extend(samples.into_iter().filter(|s| s.timestamp_ms >= from && s.timestamp_ms <= to));
+            out.extend(
+                samples
+                    .into_iter()
+                    .filter(|s| s.timestamp_ms >= from && s.timestamp_ms <= to),
+            );
         }
         if let Some(b) = self.head.chunk_bytes(id) {
-            let samples = chunk::decode(b).map_err(|e| StoreError::Corrupt(format!("head {id}: {e}")))?;
-            out.extend(samples.into_iter().filter(|s| s.timestamp_ms >= from && s.timestamp_ms <= to));
+            let samples =
+                chunk::decode(b).map_err(|e| StoreError::Corrupt(format!("head {id}: {e}")))?;
+            out.extend(
+                samples
+                    .into_iter()
+                    .filter(|s| s.timestamp_ms >= from && s.timestamp_ms <= to),
+            );
         }
         Ok(out)
     }
@@ -243,14 +259,18 @@ impl Store {
 
     /// Every persisted alert state, as `(key, json)`.
     pub fn alert_states(&self) -> Result<Vec<(String, String)>> {
-        let mut st = self.conn.prepare("SELECT key, data FROM alert_state ORDER BY key")?;
+        let mut st = self
+            .conn
+            .prepare("SELECT key, data FROM alert_state ORDER BY key")?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Hosts with the last time any of their data arrived.
     pub fn hosts(&self) -> Result<Vec<(String, TimestampMs)>> {
-        let mut st = self.conn.prepare("SELECT host, last_seen_ms FROM hosts ORDER BY host")?;
+        let mut st = self
+            .conn
+            .prepare("SELECT host, last_seen_ms FROM hosts ORDER BY host")?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }

@@ -32,7 +32,11 @@ fn append_dedups_and_survives_reopen_and_checkpoint() {
     assert_eq!(st.new_series, 1);
 
     // A retry of the same batch is entirely dropped, plus one new sample accepted.
-    let mut b = vec![s("up", "a", &[(NOW, 1.0), (NOW + 10, 2.0), (NOW + 20, 3.0)])];
+    let mut b = vec![s(
+        "up",
+        "a",
+        &[(NOW, 1.0), (NOW + 10, 2.0), (NOW + 20, 3.0)],
+    )];
     let mut tx = store.begin().unwrap();
     let (_, st) = tx.append(&mut b, NOW).unwrap();
     tx.commit().unwrap();
@@ -44,12 +48,21 @@ fn append_dedups_and_survives_reopen_and_checkpoint() {
     let mut store = open(&dir);
     assert_eq!(all(&store, "up").len(), 3);
     let cs = store.checkpoint(0).unwrap();
-    assert_eq!((cs.chunks_written, cs.samples_written, cs.log_rows_removed), (1, 3, 2));
+    assert_eq!(
+        (cs.chunks_written, cs.samples_written, cs.log_rows_removed),
+        (1, 3, 2)
+    );
     drop(store);
 
     // Reopen after checkpoint: data in chunks, and dedup still knows the last timestamp.
     let mut store = open(&dir);
-    assert_eq!(all(&store, "up").iter().map(|x| x.value).collect::<Vec<_>>(), vec![1.0, 2.0, 3.0]);
+    assert_eq!(
+        all(&store, "up")
+            .iter()
+            .map(|x| x.value)
+            .collect::<Vec<_>>(),
+        vec![1.0, 2.0, 3.0]
+    );
     let mut b = vec![s("up", "a", &[(NOW + 20, 3.0), (NOW + 30, 4.0)])];
     let mut tx = store.begin().unwrap();
     let (_, st) = tx.append(&mut b, NOW).unwrap();
@@ -85,10 +98,17 @@ fn future_and_unordered_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(&dir);
     let mut tx = store.begin().unwrap();
-    let mut b = vec![s("up", "a", &[(NOW + 10, 1.0), (NOW + 5, 1.0), (NOW + 3_600_000, 1.0)])];
+    let mut b = vec![s(
+        "up",
+        "a",
+        &[(NOW + 10, 1.0), (NOW + 5, 1.0), (NOW + 3_600_000, 1.0)],
+    )];
     let (_, st) = tx.append(&mut b, NOW).unwrap();
     tx.commit().unwrap();
-    assert_eq!((st.accepted, st.out_of_order, st.too_far_in_future), (1, 1, 1));
+    assert_eq!(
+        (st.accepted, st.out_of_order, st.too_far_in_future),
+        (1, 1, 1)
+    );
 }
 
 #[test]
@@ -96,7 +116,8 @@ fn retention_expires_old_chunks() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(&dir);
     let mut tx = store.begin().unwrap();
-    tx.append(&mut [s("up", "a", &[(1000, 1.0), (2000, 1.0)])], NOW).unwrap();
+    tx.append(&mut [s("up", "a", &[(1000, 1.0), (2000, 1.0)])], NOW)
+        .unwrap();
     tx.commit().unwrap();
     store.checkpoint(0).unwrap();
     let cs = store.checkpoint(5000).unwrap();
@@ -115,7 +136,8 @@ fn outbox_flow() {
     let ob = Outbox::open(store.path(), true).unwrap();
     let due = ob.pending("hook", 10).unwrap();
     assert_eq!(due.len(), 1);
-    ob.mark_failed(due[0].id, "refused", Some(NOW + 1000)).unwrap();
+    ob.mark_failed(due[0].id, "refused", Some(NOW + 1000))
+        .unwrap();
     let due = ob.pending("hook", 10).unwrap();
     assert_eq!((due[0].attempts, due[0].next_attempt_ms), (1, NOW + 1000));
     ob.mark_delivered(due[0].id).unwrap();

@@ -111,7 +111,8 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Vec<SeriesSamples>, WireEr
     let raw = snap::raw::Decoder::new()
         .decompress_vec(body)
         .map_err(|e| WireError::Snappy(e.to_string()))?;
-    let req = WriteRequest::decode(raw.as_slice()).map_err(|e| WireError::Protobuf(e.to_string()))?;
+    let req =
+        WriteRequest::decode(raw.as_slice()).map_err(|e| WireError::Protobuf(e.to_string()))?;
     validate(req, limits)
 }
 

@@ -28,7 +28,9 @@ fn garbage_is_a_snappy_error() {
 
 #[test]
 fn snappy_of_garbage_is_a_protobuf_error() {
-    let body = snap::raw::Encoder::new().compress_vec(b"\x0a\xff\xff").unwrap();
+    let body = snap::raw::Encoder::new()
+        .compress_vec(b"\x0a\xff\xff")
+        .unwrap();
     let e = decode(&body, &Limits::default()).unwrap_err();
     assert_eq!(e.kind(), "protobuf");
 }

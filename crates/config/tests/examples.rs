@@ -1,0 +1,26 @@
+//! Every example configuration in the repository loads and validates.
+
+use std::path::Path;
+
+use tocsin_config::agent::RawAgentConfig;
+use tocsin_config::collector::RawCollectorConfig;
+
+fn example(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name)
+}
+
+#[test]
+fn collector_example_is_valid() {
+    let raw: RawCollectorConfig = tocsin_config::read_yaml(&example("collector.yaml")).unwrap();
+    let c = raw.validate().unwrap();
+    assert_eq!(c.receivers.len(), 2);
+}
+
+#[test]
+fn agent_example_is_valid() {
+    let raw: RawAgentConfig = tocsin_config::read_yaml(&example("agent.yaml")).unwrap();
+    let c = raw.validate().unwrap();
+    assert_eq!(c.labels.get("env"), Some("prod"));
+}
