@@ -6,8 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use axum::http::header;
-use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use clap::Parser;
@@ -57,28 +55,12 @@ struct Cli {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            error!("{e:#}");
-            eprintln!("tocsin-agent: {e:#}");
-            ExitCode::from(1)
-        }
-    }
+    tocsin_runtime::init_logging(&cli.log);
+    tocsin_runtime::exit_code("tocsin-agent", run(cli))
 }
 
 fn load_config(cli: &Cli) -> anyhow::Result<AgentConfig> {
-    let mut raw: RawAgentConfig = match &cli.config {
-        Some(p) => tocsin_config::read_yaml(p)?,
-        None => RawAgentConfig::default(),
-    };
+    let mut raw: RawAgentConfig = tocsin_config::read_yaml_or_default(cli.config.as_deref())?;
     if let Some(v) = &cli.collector {
         raw.collector.url = Some(v.clone());
     }
@@ -151,25 +133,14 @@ async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
             "/metrics",
             get(move || {
                 let registry = registry.clone();
-                async move {
-                    let mut buf = String::new();
-                    let _ =
-                        prometheus::TextEncoder::new().encode_utf8(&registry.gather(), &mut buf);
-                    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], buf).into_response()
-                }
+                async move { tocsin_runtime::metrics_response(&registry) }
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }));
 
     let shutdown = cancel.clone();
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler installs");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        info!("shutting down");
+        tocsin_runtime::shutdown_signal().await;
         shutdown.cancel();
     });
     axum::serve(listener, app)

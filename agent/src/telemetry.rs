@@ -16,11 +16,7 @@ pub struct Telemetry {
     pub dropped_samples: IntCounterVec,
 }
 
-fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
-    r.register(Box::new(c.clone()))
-        .expect("metric names are unique");
-    c
-}
+use tocsin_runtime::register as reg;
 
 impl Telemetry {
     pub fn new() -> Self {

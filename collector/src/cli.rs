@@ -71,27 +71,10 @@ pub fn main() -> ExitCode {
     match cli.cmd {
         Some(Cmd::CheckRules { paths }) => check_rules(&paths),
         None => {
-            init_logging(&cli.run.log);
-            match run(cli.run) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    error!("{e:#}");
-                    eprintln!("tocsin-collector: {e:#}");
-                    ExitCode::from(1)
-                }
-            }
+            tocsin_runtime::init_logging(&cli.run.log);
+            tocsin_runtime::exit_code("tocsin-collector", run(cli.run))
         }
     }
-}
-
-fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }
 
 fn check_rules(paths: &[PathBuf]) -> ExitCode {
@@ -111,10 +94,7 @@ fn check_rules(paths: &[PathBuf]) -> ExitCode {
 }
 
 fn load_config(args: &RunArgs) -> anyhow::Result<CollectorConfig> {
-    let mut raw: RawCollectorConfig = match &args.config {
-        Some(p) => tocsin_config::read_yaml(p)?,
-        None => RawCollectorConfig::default(),
-    };
+    let mut raw: RawCollectorConfig = tocsin_config::read_yaml_or_default(args.config.as_deref())?;
     if let Some(l) = &args.listen {
         raw.listen = Some(l.clone());
     }
@@ -272,8 +252,7 @@ async fn serve(
 
     let shutdown = cancel.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
-        info!("shutting down");
+        tocsin_runtime::shutdown_signal().await;
         shutdown.cancel();
     });
     axum::serve(listener, app(state))
@@ -293,13 +272,4 @@ async fn serve(
         .map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
     info!("stopped");
     Ok(())
-}
-
-async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler installs");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

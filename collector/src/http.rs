@@ -213,12 +213,7 @@ async fn hosts(State(st): State<AppState>) -> Json<Value> {
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {
-    let families = st.tel.registry.gather();
-    let mut buf = String::new();
-    match prometheus::TextEncoder::new().encode_utf8(&families, &mut buf) {
-        Ok(()) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], buf).into_response(),
-        Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    }
+    tocsin_runtime::metrics_response(&st.tel.registry)
 }
 
 #[cfg(test)]

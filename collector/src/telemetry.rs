@@ -24,11 +24,7 @@ pub struct Telemetry {
     pub storage_errors: IntCounter,
 }
 
-fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
-    r.register(Box::new(c.clone()))
-        .expect("metric names are unique");
-    c
-}
+use tocsin_runtime::register as reg;
 
 impl Telemetry {
     pub fn new() -> Self {

@@ -59,6 +59,9 @@ pub struct Writer {
     checkpoint_every: Duration,
     last_checkpoint: Instant,
     engine_opts: EngineOptions,
+    /// Transitions produced outside a message (alerts of rules removed while the collector was
+    /// down), committed with the next group.
+    carry: Vec<Transition>,
 }
 
 /// The most one group commit takes in, so a flood still gets acknowledged in steps.
@@ -92,6 +95,7 @@ impl Writer {
             checkpoint_every,
             last_checkpoint: Instant::now(),
             engine_opts,
+            carry: Vec::new(),
         };
         let restored = w.restore_engine()?;
         info!(alerts = restored, "alert states restored");
@@ -110,11 +114,7 @@ impl Writer {
             }
         }
         let n = states.len();
-        let gone = self.engine.restore(states, now_ms());
-        if !gone.is_empty() {
-            // Alerts of rules removed while we were down: resolve them now, durably.
-            self.commit(gone)?;
-        }
+        self.carry = self.engine.restore(states, now_ms());
         Ok(n)
     }
 
@@ -148,7 +148,7 @@ impl Writer {
         let started = Instant::now();
         let now = now_ms();
         let mut replies = Vec::new();
-        let mut transitions = Vec::new();
+        let mut transitions = std::mem::take(&mut self.carry);
         let mut ticked = false;
         let result = (|| -> Result<(), StoreError> {
             let mut tx = self.store.begin()?;
@@ -237,23 +237,6 @@ impl Writer {
                 tx.enqueue(r, &body.to_string(), now)?;
             }
         }
-        Ok(())
-    }
-
-    /// Commits transitions produced outside `handle` (at start-up).
-    fn commit(&mut self, transitions: Vec<Transition>) -> Result<(), StoreError> {
-        let now = now_ms();
-        let mut tx = self.store.begin()?;
-        Self::stage(
-            &mut self.engine,
-            &self.receivers,
-            &self.external_url,
-            &mut tx,
-            &transitions,
-            now,
-        )?;
-        tx.commit()?;
-        self.after_commit(&transitions);
         Ok(())
     }
 

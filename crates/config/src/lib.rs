@@ -45,6 +45,13 @@ pub fn read_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Confi
     })
 }
 
+/// Reads `path` when given, else the defaults of `T`.
+pub fn read_yaml_or_default<T: serde::de::DeserializeOwned + Default>(
+    path: Option<&Path>,
+) -> Result<T, ConfigError> {
+    path.map(read_yaml).unwrap_or_else(|| Ok(T::default()))
+}
+
 /// Deserializes YAML text; the error starts with `line:col: ` when the parser knows the place.
 pub fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
     // An empty file means "all defaults", as an empty mapping would.

@@ -1,0 +1,75 @@
+//! Process plumbing shared by the tocsin binaries: logging set-up, mapping errors to exit codes,
+//! waiting for a shutdown signal, and serving a process's own metrics registry. Nothing
+//! tocsin-specific lives here.
+
+use std::process::ExitCode;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+/// Logs to stderr with `filter` (falling back to `info` when it does not parse); colours only
+/// on a terminal.
+pub fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// Runs `f`; an error is logged, printed as `name: error` and exits 1.
+pub fn exit_code(name: &str, r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("{name}: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}
+
+/// Registers a collector and hands it back, for building metric structs in one expression.
+pub fn register<T: prometheus::core::Collector + Clone + 'static>(
+    r: &prometheus::Registry,
+    c: T,
+) -> T {
+    r.register(Box::new(c.clone()))
+        .expect("metric names are unique within a process");
+    c
+}
+
+/// The Prometheus text exposition of `registry`.
+pub fn metrics_response(registry: &prometheus::Registry) -> Response {
+    let mut buf = String::new();
+    match prometheus::TextEncoder::new().encode_utf8(&registry.gather(), &mut buf) {
+        Ok(()) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], buf).into_response(),
+        Err(e) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode metrics: {e}"),
+        )
+            .into_response(),
+    }
+}
