@@ -32,6 +32,9 @@ pub struct RawAgentConfig {
     pub collector: RawShipping,
     /// Longest time one `statfs` may take before that mount is skipped (default 2s).
     pub statfs_timeout: Option<String>,
+    /// Service probes, each on its own schedule.
+    #[serde(default)]
+    pub probes: Vec<crate::probes::RawProbe>,
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -58,6 +61,7 @@ pub struct AgentConfig {
     pub textfile_dir: Option<PathBuf>,
     pub shipping: ShippingConfig,
     pub statfs_timeout: Duration,
+    pub probes: Vec<crate::probes::ProbeConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -145,6 +149,8 @@ impl RawAgentConfig {
             )
             .unwrap_or_default();
         let listen = listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+        let probes =
+            crate::probes::validate(&mut p, self.probes, interval.max(Duration::from_secs(1)));
         p.finish(|| AgentConfig {
             host,
             interval,
@@ -159,6 +165,7 @@ impl RawAgentConfig {
                 max_backoff,
             },
             statfs_timeout,
+            probes,
         })
     }
 }

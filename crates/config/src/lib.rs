@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod collector;
+pub mod probes;
 mod units;
 
 pub use units::{format_duration, parse_duration, parse_size, RawSecret, Secret};

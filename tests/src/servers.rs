@@ -1,0 +1,341 @@
+//! Real servers for integration tests, each on a free 127.0.0.1 port, stopped when dropped:
+//! Redis and PostgreSQL from Debian packages, and small HTTP(S)/TCP servers of our own.
+
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::{require_tool, wait_for};
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+        .is_ok()
+}
+
+pub struct Server {
+    pub port: u16,
+    child: Child,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `redis-server` on a free port; `password` sets `requirepass`. `None` when not installed
+/// outside CI.
+pub fn redis(password: Option<&str>) -> Option<Server> {
+    if !require_tool("redis-server") {
+        return None;
+    }
+    let port = free_port();
+    let mut args = vec![
+        "--port".to_string(),
+        port.to_string(),
+        "--bind".into(),
+        "127.0.0.1".into(),
+        "--save".into(),
+        "".into(),
+        "--appendonly".into(),
+        "no".into(),
+    ];
+    if let Some(p) = password {
+        args.extend(["--requirepass".into(), p.to_string()]);
+    }
+    let child = Command::new("redis-server")
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start redis-server");
+    wait_for("redis-server to listen", Duration::from_secs(10), || {
+        port_open(port).then_some(())
+    });
+    Some(Server {
+        port,
+        child,
+        _dir: None,
+    })
+}
+
+fn pg_bin(name: &str) -> Option<PathBuf> {
+    let found = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("bin").join(name))
+        .find(|p| p.exists());
+    found.or_else(|| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {name}")])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+    })
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false)
+}
+
+/// Runs as the `postgres` user when we are root (PostgreSQL refuses to run as root).
+fn as_pg(bin: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    }
+}
+
+/// A fresh PostgreSQL cluster (trust authentication) on a free port.
+pub fn postgres() -> Option<Server> {
+    let (Some(initdb), Some(pg)) = (pg_bin("initdb"), pg_bin("postgres")) else {
+        require_tool("initdb");
+        return None;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    if is_root() {
+        Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        // The temp dir's parent must be traversable by the postgres user.
+        Command::new("chmod")
+            .args(["755"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+    }
+    let out = as_pg(&initdb)
+        .args(["-A", "trust", "-U", "postgres", "-D"])
+        .arg(&data)
+        .output()
+        .expect("run initdb");
+    assert!(
+        out.status.success(),
+        "initdb failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = free_port();
+    let child = as_pg(&pg)
+        .arg("-D")
+        .arg(&data)
+        .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start postgres");
+    wait_for("postgres to listen", Duration::from_secs(30), || {
+        port_open(port).then_some(())
+    });
+    Some(Server {
+        port,
+        child,
+        _dir: Some(dir),
+    })
+}
+
+/// A self-signed certificate for `localhost`/127.0.0.1 valid until `not_after` (Unix seconds).
+pub struct SelfSigned {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub not_after: i64,
+}
+
+pub fn self_signed(not_after: i64) -> SelfSigned {
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("params");
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = time_from_unix(not_after);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("cert");
+    SelfSigned {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        not_after,
+    }
+}
+
+fn time_from_unix(t: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(t).expect("valid time")
+}
+
+/// How the test HTTP server answers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    /// 200 with body "all good".
+    Ok,
+    /// 500 with body "error".
+    Fail,
+    /// Accept and never answer.
+    Hang,
+}
+
+/// A tiny HTTP/1.1 server (optionally TLS) whose behaviour can be switched while it runs.
+pub struct HttpServer {
+    pub port: u16,
+    mode: Arc<AtomicU16>,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl HttpServer {
+    pub fn start(tls: Option<&SelfSigned>) -> HttpServer {
+        Self::start_on(0, tls)
+    }
+
+    pub fn start_on(port: u16, tls: Option<&SelfSigned>) -> HttpServer {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
+            .expect("bind");
+        let port = listener.local_addr().unwrap().port();
+        let mode = Arc::new(AtomicU16::new(0));
+        let acceptor = tls.map(|t| {
+            let certs = rustls_pemfile_certs(&t.cert_pem);
+            use rustls::pki_types::pem::PemObject;
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(t.key_pem.as_bytes())
+                .expect("key");
+            let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("server cert");
+            tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
+        });
+        let m = Arc::clone(&mode);
+        rt.spawn(async move {
+            loop {
+                let Ok((s, _)) = listener.accept().await else {
+                    continue;
+                };
+                let m = Arc::clone(&m);
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    match acceptor {
+                        Some(a) => {
+                            if let Ok(s) = a.accept(s).await {
+                                serve(s, &m).await;
+                            }
+                        }
+                        None => serve(s, &m).await,
+                    }
+                });
+            }
+        });
+        HttpServer {
+            port,
+            mode,
+            rt: Some(rt),
+        }
+    }
+
+    pub fn set(&self, m: Mode) {
+        self.mode.store(m as u16, Ordering::SeqCst);
+    }
+
+    pub fn url(&self, scheme: &str) -> String {
+        format!("{scheme}://127.0.0.1:{}/health", self.port)
+    }
+
+    /// Stops listening and closes the port.
+    pub fn stop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn rustls_pemfile_certs(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .expect("certs")
+}
+
+async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut s: S,
+    mode: &AtomicU16,
+) {
+    let mut buf = vec![0u8; 8192];
+    let mut got = Vec::new();
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let m = mode.load(Ordering::SeqCst);
+    let (status, body) = match m {
+        0 => ("200 OK", "all good"),
+        1 => ("500 Internal Server Error", "error"),
+        _ => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            return;
+        }
+    };
+    let resp = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = s.write_all(resp.as_bytes()).await;
+    let _ = s.shutdown().await;
+}

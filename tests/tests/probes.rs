@@ -1,0 +1,372 @@
+//! Every probe kind against real servers on 127.0.0.1: a success and each failure reason.
+
+use std::time::Duration;
+
+use tocsin_config::agent::RawAgentConfig;
+use tocsin_e2e::servers::{self, free_port, HttpServer, Mode};
+use tocsin_probes::{Outcome, Prober};
+use tocsin_sampling::Family;
+
+fn prober(yaml: &str) -> Prober {
+    let raw: RawAgentConfig = tocsin_config::parse_yaml(&format!("probes:\n{yaml}"))
+        .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let mut cfg = raw.validate().unwrap_or_else(|e| panic!("{e}"));
+    Prober::new(cfg.probes.remove(0)).expect("prober")
+}
+
+fn run(p: &mut Prober) -> Outcome {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(p.run())
+}
+
+fn reason(o: &Outcome) -> &'static str {
+    match &o.result {
+        Ok(()) => "ok",
+        Err(f) => f.reason.as_str(),
+    }
+}
+
+fn value(fams: &[Family], name: &str) -> Option<f64> {
+    fams.iter().find(|f| f.name == name).map(|f| f.samples[0].1)
+}
+
+fn http(url: &str, extra: &str) -> Prober {
+    prober(&format!(
+        "  - name: web\n    kind: http\n    target: \"{url}\"\n    timeout: 1s\n{extra}"
+    ))
+}
+
+#[test]
+fn http_success_and_each_failure() {
+    let srv = HttpServer::start(None);
+    let url = srv.url("http");
+    let mut p = http(
+        &url,
+        "    http: { body_matches: \"good\", body_not_matches: \"error\" }\n",
+    );
+    let o = run(&mut p);
+    assert_eq!(reason(&o), "ok", "{:?}", o.result);
+    let fams = p.families(&o);
+    assert_eq!(value(&fams, "probe_success"), Some(1.0));
+    assert_eq!(value(&fams, "probe_http_status_code"), Some(200.0));
+    let phases = fams
+        .iter()
+        .find(|f| f.name == "probe_http_duration_seconds")
+        .unwrap();
+    let names: Vec<_> = phases
+        .samples
+        .iter()
+        .map(|s| s.0.get("phase").unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["resolve", "connect", "tls", "processing", "transfer"]
+    );
+    assert_eq!(phases.samples[0].0.get("probe"), Some("web"));
+    assert_eq!(phases.samples[0].0.get("kind"), Some("http"));
+
+    srv.set(Mode::Fail);
+    let o = run(&mut p);
+    assert_eq!(reason(&o), "status");
+    let fams = p.families(&o);
+    assert_eq!(value(&fams, "probe_success"), Some(0.0));
+    let info = fams
+        .iter()
+        .find(|f| f.name == "probe_failure_info")
+        .unwrap();
+    assert_eq!(info.samples[0].0.get("reason"), Some("status"));
+
+    let mut p2 = http(
+        &url,
+        "    http: { expect_status: [500], body_matches: \"good\" }\n",
+    );
+    assert_eq!(reason(&run(&mut p2)), "body");
+
+    srv.set(Mode::Hang);
+    let t = std::time::Instant::now();
+    assert_eq!(reason(&run(&mut p)), "timeout");
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "timeout enforced"
+    );
+
+    let mut closed = http(&format!("http://127.0.0.1:{}/", free_port()), "");
+    assert_eq!(reason(&run(&mut closed)), "refused");
+
+    let mut nowhere = http("http://no-such-host.invalid/", "");
+    assert_eq!(reason(&run(&mut nowhere)), "dns");
+}
+
+#[test]
+fn https_reports_certificate_expiry_and_verifies() {
+    let not_after = 1_900_000_000; // 2030-03-17
+    let cert = servers::self_signed(not_after);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &cert.cert_pem).unwrap();
+    let srv = HttpServer::start(Some(&cert));
+    let url = srv.url("https");
+
+    let mut trusted = http(
+        &url,
+        &format!("    http: {{ tls: {{ ca_file: \"{}\" }} }}\n", ca.display()),
+    );
+    let o = run(&mut trusted);
+    assert_eq!(reason(&o), "ok", "{:?}", o.result);
+    let fams = trusted.families(&o);
+    assert_eq!(
+        value(&fams, "probe_ssl_earliest_cert_expiry"),
+        Some(not_after as f64)
+    );
+    assert_eq!(value(&fams, "probe_http_ssl"), Some(1.0));
+
+    let mut untrusted = http(&url, "");
+    let o = run(&mut untrusted);
+    assert_eq!(reason(&o), "tls", "{:?}", o.result);
+
+    let mut insecure = http(&url, "    http: { tls: { insecure_skip_verify: true } }\n");
+    let o = run(&mut insecure);
+    assert_eq!(reason(&o), "ok");
+    assert_eq!(
+        value(&insecure.families(&o), "probe_ssl_earliest_cert_expiry"),
+        Some(not_after as f64)
+    );
+
+    // TCP with TLS reports the same expiry.
+    let mut tcp = prober(&format!(
+        "  - name: tls\n    kind: tcp\n    target: 127.0.0.1:{}\n    tcp: {{ tls: true, tls_config: {{ ca_file: \"{}\", server_name: localhost }} }}\n",
+        srv.port,
+        ca.display()
+    ));
+    let o = run(&mut tcp);
+    assert_eq!(reason(&o), "ok", "{:?}", o.result);
+    assert_eq!(
+        value(&tcp.families(&o), "probe_ssl_earliest_cert_expiry"),
+        Some(not_after as f64)
+    );
+}
+
+#[test]
+fn tcp_connect_send_expect() {
+    let srv = HttpServer::start(None);
+    let tcp = |extra: &str, port: u16| {
+        prober(&format!(
+            "  - name: t\n    kind: tcp\n    target: 127.0.0.1:{port}\n    timeout: 1s\n{extra}"
+        ))
+    };
+    let mut ok = tcp("    tcp: { send: \"GET / HTTP/1.1\\\\r\\\\nHost: x\\\\r\\\\n\\\\r\\\\n\", expect: \"^HTTP/1.1 200\" }\n", srv.port);
+    let o = run(&mut ok);
+    assert_eq!(reason(&o), "ok", "{:?}", o.result);
+    assert!(value(&ok.families(&o), "probe_tcp_connect_duration_seconds").is_some());
+
+    let mut wrong = tcp("    tcp: { send: \"GET / HTTP/1.1\\\\r\\\\nHost: x\\\\r\\\\n\\\\r\\\\n\", expect: \"^SSH-\" }\n", srv.port);
+    assert_eq!(reason(&run(&mut wrong)), "expect");
+
+    srv.set(Mode::Hang);
+    let mut hang = tcp(
+        "    tcp: { send: \"GET / HTTP/1.1\\\\r\\\\n\\\\r\\\\n\", expect: \"200\" }\n",
+        srv.port,
+    );
+    assert_eq!(reason(&run(&mut hang)), "timeout");
+
+    let mut closed = tcp("", free_port());
+    assert_eq!(reason(&run(&mut closed)), "refused");
+}
+
+#[test]
+fn command_exit_codes_and_timeout_kills_the_group() {
+    let cmd = |argv: &str, timeout: &str| {
+        prober(&format!("  - name: c\n    kind: command\n    timeout: {timeout}\n    command: {{ argv: {argv} }}\n"))
+    };
+    assert_eq!(reason(&run(&mut cmd("[\"true\"]", "2s"))), "ok");
+    let mut f = cmd("[\"sh\", \"-c\", \"echo broken >&2; exit 3\"]", "2s");
+    let o = run(&mut f);
+    assert_eq!(reason(&o), "exit");
+    assert_eq!(o.result.as_ref().unwrap_err().message, "exit 3: broken");
+    assert_eq!(value(&f.families(&o), "probe_command_exit_code"), Some(3.0));
+
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("grandchild-alive");
+    // The grandchild would write the marker after 1.5 s unless the whole group is killed.
+    let script = format!("(sleep 1.5; touch {}) & sleep 30", marker.display());
+    let t = std::time::Instant::now();
+    assert_eq!(
+        reason(&run(&mut cmd(
+            &format!("[\"sh\", \"-c\", \"{script}\"]"),
+            "500ms"
+        ))),
+        "timeout"
+    );
+    assert!(t.elapsed() < Duration::from_secs(1));
+    std::thread::sleep(Duration::from_millis(1800));
+    assert!(!marker.exists(), "the process group was not killed");
+
+    assert_eq!(
+        reason(&run(&mut cmd("[\"/nonexistent/program\"]", "1s"))),
+        "error"
+    );
+}
+
+#[test]
+fn process_count_restarts_and_missing() {
+    let tag = format!("tocsin-probe-test-{}", std::process::id());
+    let spawn = || {
+        std::process::Command::new("bash")
+            .args(["-c", "exec -a \"$0\" sleep 60", &tag])
+            .spawn()
+            .unwrap()
+    };
+    let mut child = spawn();
+    let mut p = prober(&format!(
+        "  - name: p\n    kind: process\n    process: {{ cmdline: \"^{tag}\" }}\n"
+    ));
+    wait_until_found(&mut p);
+    let o = run(&mut p);
+    assert_eq!(value(&p.families(&o), "probe_process_count"), Some(1.0));
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let o = run(&mut p);
+    assert_eq!(reason(&o), "missing");
+    let mut child2 = spawn();
+    wait_until_found(&mut p);
+    child2.kill().unwrap();
+    child2.wait().unwrap();
+    let mut child3 = spawn();
+    wait_until_found(&mut p);
+    let o = run(&mut p);
+    assert_eq!(
+        value(&p.families(&o), "probe_process_restarts_total"),
+        Some(2.0),
+        "child → child2 → child3"
+    );
+    child3.kill().unwrap();
+    child3.wait().unwrap();
+}
+
+fn wait_until_found(p: &mut Prober) {
+    tocsin_e2e::wait_for("the process to appear", Duration::from_secs(5), || {
+        run(p).success().then_some(())
+    });
+}
+
+#[test]
+fn process_death_is_seen_through_the_pidfd() {
+    let tag = format!("tocsin-pidfd-test-{}", std::process::id());
+    let mut child = std::process::Command::new("bash")
+        .args(["-c", "exec -a \"$0\" sleep 60", &tag])
+        .spawn()
+        .unwrap();
+    let mut p = prober(&format!(
+        "  - name: p\n    kind: process\n    process: {{ cmdline: \"^{tag}\" }}\n"
+    ));
+    wait_until_found(&mut p);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let killed = std::time::Instant::now();
+    child.kill().unwrap();
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(2), p.changed())
+            .await
+            .expect("pidfd wakes on exit")
+    });
+    assert!(killed.elapsed() < Duration::from_millis(500));
+    child.wait().unwrap();
+    assert_eq!(reason(&rt.block_on(p.run())), "missing");
+}
+
+#[test]
+fn redis_ping_auth_and_down() {
+    let Some(r) = servers::redis(None) else {
+        return;
+    };
+    let mut p = prober(&format!(
+        "  - name: r\n    kind: redis\n    target: {}\n",
+        r.addr()
+    ));
+    let o = run(&mut p);
+    assert_eq!(reason(&o), "ok", "{:?}", o.result);
+    assert_eq!(value(&p.families(&o), "probe_redis_replica"), Some(0.0));
+
+    let Some(secured) = servers::redis(Some("pw")) else {
+        return;
+    };
+    let mut noauth = prober(&format!(
+        "  - name: r\n    kind: redis\n    target: {}\n",
+        secured.addr()
+    ));
+    assert_eq!(reason(&run(&mut noauth)), "auth");
+    let mut wrong = prober(&format!(
+        "  - name: r\n    kind: redis\n    target: {}\n    redis: {{ password: nope }}\n",
+        secured.addr()
+    ));
+    assert_eq!(reason(&run(&mut wrong)), "auth");
+    let mut right = prober(&format!(
+        "  - name: r\n    kind: redis\n    target: {}\n    redis: {{ password: pw }}\n",
+        secured.addr()
+    ));
+    assert_eq!(reason(&run(&mut right)), "ok");
+
+    let addr = r.addr();
+    drop(r);
+    let mut down = prober(&format!(
+        "  - name: r\n    kind: redis\n    target: {addr}\n"
+    ));
+    assert_eq!(reason(&run(&mut down)), "refused");
+}
+
+#[test]
+fn postgres_select_auth_and_down() {
+    let Some(pg) = servers::postgres() else {
+        return;
+    };
+    let mut p = prober(&format!(
+        "  - name: db\n    kind: postgres\n    target: {}\n",
+        pg.addr()
+    ));
+    let o = run(&mut p);
+    assert_eq!(reason(&o), "ok", "{:?}", o.result);
+    assert_eq!(
+        value(&p.families(&o), "probe_postgres_in_recovery"),
+        Some(0.0)
+    );
+
+    let mut nouser = prober(&format!(
+        "  - name: db\n    kind: postgres\n    target: {}\n    postgres: {{ user: nobody_here }}\n",
+        pg.addr()
+    ));
+    assert_eq!(reason(&run(&mut nouser)), "auth");
+
+    let addr = pg.addr();
+    drop(pg);
+    assert_eq!(
+        reason(&run(&mut prober(&format!(
+            "  - name: db\n    kind: postgres\n    target: {addr}\n"
+        )))),
+        "refused"
+    );
+}
+
+#[test]
+fn probe_config_problems_are_reported_together() {
+    let raw: RawAgentConfig = tocsin_config::parse_yaml(
+        "probes:\n  - { name: a, kind: http, target: \"ftp://x\" }\n  - { name: a, kind: gopher }\n  - { name: b, kind: tcp, target: nohost, http: {} }\n  - { name: c, kind: process }\n",
+    )
+    .unwrap();
+    let e = raw.validate().unwrap_err().to_string();
+    for want in [
+        "probes[0] (\"a\"): target \"ftp://x\" must be an http:// or https:// URL",
+        "probes[1] (\"a\"): duplicate probe name",
+        "probes[1] (\"a\"): unknown kind \"gopher\"",
+        "probes[2] (\"b\"): section `http` does not apply to kind \"tcp\"",
+        "probes[2] (\"b\"): target \"nohost\" must be HOST:PORT",
+        "probes[3] (\"c\"): set exactly one of process.name or process.cmdline",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in\n{e}");
+    }
+}
