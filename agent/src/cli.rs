@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use axum::routing::get;
@@ -11,10 +11,13 @@ use axum::Router;
 use clap::Parser;
 use tocsin_config::agent::{AgentConfig, RawAgentConfig};
 use tocsin_model::now_ms;
+use tocsin_probes::Prober;
 use tocsin_sampling::{textfile, Family, HostSampler};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::probes::{probe_loop, Pending};
+use crate::schedule::Grid;
 use crate::ship::{self, Batch, Queue};
 use crate::Telemetry;
 
@@ -91,6 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         listen = %cfg.listen,
         textfile_dir = %cfg.textfile_dir.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into()),
         labels = %cfg.labels,
+        probes = cfg.probes.len(),
         "starting tocsin-agent {}",
         env!("CARGO_PKG_VERSION")
     );
@@ -120,9 +124,29 @@ async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
         tel.clone(),
         cancel.clone(),
     ));
+    let pending = Pending::default();
+    let mut probers = Vec::new();
+    for p in &cfg.probes {
+        probers
+            .push(Prober::new(p.clone()).map_err(|e| anyhow::anyhow!("probe {:?}: {e}", p.name))?);
+    }
+    let probes: Vec<_> = probers
+        .into_iter()
+        .map(|p| {
+            tokio::spawn(probe_loop(
+                p,
+                cfg.labels.clone(),
+                Arc::clone(&queue),
+                pending.clone(),
+                tel.clone(),
+                cancel.clone(),
+            ))
+        })
+        .collect();
     let sampler = tokio::spawn(sample_loop(
         cfg.clone(),
         Arc::clone(&queue),
+        pending,
         tel.clone(),
         cancel.clone(),
     ));
@@ -147,6 +171,9 @@ async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
         .with_graceful_shutdown(cancel.clone().cancelled_owned())
         .await?;
     let _ = sampler.await;
+    for p in probes {
+        let _ = p.await;
+    }
     let _ = shipper.await;
     if !queue.is_empty() {
         warn!(
@@ -162,13 +189,13 @@ async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
 async fn sample_loop(
     cfg: AgentConfig,
     queue: Arc<Queue>,
+    probe_pending: Pending,
     tel: Telemetry,
     cancel: CancellationToken,
 ) {
     let host = Arc::new(Mutex::new(HostSampler::new(cfg.statfs_timeout)));
-    let start = tokio::time::Instant::now();
-    let max_jitter = (cfg.interval / 20).min(Duration::from_millis(500));
-    let mut k: u32 = 0;
+    let mut grid = Grid::new(cfg.interval);
+    let interval_secs = cfg.interval.as_secs_f64();
     loop {
         let ts = now_ms();
         let t0 = Instant::now();
@@ -179,32 +206,25 @@ async fn sample_loop(
             tokio::task::spawn_blocking(move || collect(&host, textfile_dir.as_deref(), &tel2))
                 .await;
         match fams {
-            Ok(fams) => {
-                let series = tocsin_sampling::to_series(&fams, &cfg.labels, ts);
-                let samples = series.len();
-                let body = tocsin_wire::encode(&tocsin_wire::to_request(&series));
-                queue.push(Batch {
-                    body: Arc::new(body),
-                    samples,
-                });
+            Ok(mut fams) => {
+                fams.push(
+                    Family::gauge(
+                        "tocsin_agent_interval_seconds",
+                        "The agent's sampling interval; the collector judges liveness by it.",
+                    )
+                    .with([], interval_secs),
+                );
+                let mut series = probe_pending.take();
+                series.extend(tocsin_sampling::to_series(&fams, &cfg.labels, ts));
+                queue.push(Batch::new(&series));
             }
             Err(e) => error!(error = %e, "sampling task failed"),
         }
         tel.cycles.inc();
         tel.cycle_seconds.observe(t0.elapsed().as_secs_f64());
-
-        // Next slot on the grid after now; slots missed by a slow cycle are skipped.
-        let elapsed = start.elapsed();
-        k = k.max((elapsed.as_nanos() / cfg.interval.as_nanos()) as u32) + 1;
-        let jitter = if max_jitter.is_zero() {
-            Duration::ZERO
-        } else {
-            max_jitter.mul_f64(fastrand::f64())
-        };
-        let next = start + cfg.interval * k + jitter;
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep_until(next) => {}
+            _ = grid.wait() => {}
         }
     }
 }

@@ -2,6 +2,8 @@
 //! own `/metrics`. What is measured lives in `tocsin-sampling`, the protocol in `tocsin-wire`.
 
 pub mod cli;
+mod probes;
+mod schedule;
 pub mod ship;
 mod telemetry;
 

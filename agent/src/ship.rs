@@ -20,6 +20,15 @@ pub struct Batch {
     pub samples: usize,
 }
 
+impl Batch {
+    pub fn new(series: &[tocsin_model::SeriesSamples]) -> Self {
+        Batch {
+            body: Arc::new(tocsin_wire::encode(&tocsin_wire::to_request(series))),
+            samples: series.iter().map(|s| s.samples.len()).sum(),
+        }
+    }
+}
+
 /// Bounded FIFO; when full the oldest batch is dropped and counted.
 pub struct Queue {
     inner: Mutex<VecDeque<Batch>>,

@@ -14,6 +14,7 @@ pub struct Telemetry {
     pub send_errors: IntCounterVec,
     pub queue_batches: IntGauge,
     pub dropped_samples: IntCounterVec,
+    pub probe_runs: IntCounterVec,
 }
 
 use tocsin_runtime::register as reg;
@@ -91,6 +92,14 @@ impl Telemetry {
                         "Samples given up, by reason (queue_full, rejected).",
                     ),
                     &["reason"],
+                )
+                .expect("valid"),
+            ),
+            probe_runs: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new("tocsin_agent_probe_runs_total", "Probe runs by probe and result."),
+                    &["probe", "result"],
                 )
                 .expect("valid"),
             ),

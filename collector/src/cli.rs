@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info};
 
 use crate::http::{app, AppState};
-use crate::writer::{Msg, View, Writer};
+use crate::writer::{Msg, Settings, View, Writer};
 use crate::{rulefiles, Telemetry};
 
 #[derive(Parser)]
@@ -159,19 +159,24 @@ async fn serve(
     let (wake_tx, wake_rx) = watch::channel(0u64);
     let (tx, rx) = mpsc::channel::<Msg>(1024);
 
+    let settings = Settings {
+        engine: EngineOptions {
+            stale_after_ms: cfg.stale_after.as_millis() as i64,
+        },
+        receivers: cfg.receivers.iter().map(|r| r.name.clone()).collect(),
+        external_url: cfg.external_url.clone(),
+        retention: cfg.retention,
+        checkpoint_every: cfg.checkpoint_interval,
+        host_down_after: cfg.host_down_after,
+        host_forget_after: cfg.host_forget_after,
+    };
     let writer = Writer::new(
         store,
         rules,
-        EngineOptions {
-            stale_after_ms: cfg.stale_after.as_millis() as i64,
-        },
-        &cfg.receivers,
-        cfg.external_url.clone(),
+        settings,
         Arc::clone(&view),
         wake_tx,
         tel.clone(),
-        cfg.retention,
-        cfg.checkpoint_interval,
     )?;
     let writer_thread = std::thread::Builder::new()
         .name("tocsin-writer".into())

@@ -201,11 +201,13 @@ async fn hosts(State(st): State<AppState>) -> Json<Value> {
     let list: Vec<Value> = view
         .hosts
         .iter()
-        .map(|(h, t)| {
+        .map(|h| {
             json!({
-                "host": h,
-                "lastSeen": format_rfc3339(*t),
-                "lastSeenAgeSeconds": ((now - t).max(0) as f64) / 1000.0,
+                "host": h.host,
+                "up": h.up,
+                "lastSeen": format_rfc3339(h.last_seen),
+                "lastSeenAgeSeconds": ((now - h.last_seen).max(0) as f64) / 1000.0,
+                "intervalSeconds": h.interval_ms.map(|i| i as f64 / 1000.0),
             })
         })
         .collect();

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod http;
+pub mod liveness;
 pub mod rulefiles;
 mod telemetry;
 pub mod writer;

@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use tocsin_config::collector::ReceiverConfig;
 use tocsin_model::{now_ms, SeriesSamples, TimestampMs};
 use tocsin_rules::{AlertState, Engine, EngineOptions, Rule, Transition, TransitionKind};
 use tocsin_store::{AppendStats, Store, StoreError};
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
+use crate::liveness::{HostView, Liveness};
 use crate::Telemetry;
 
 pub enum Msg {
@@ -44,7 +44,7 @@ impl std::fmt::Display for WriteError {
 #[derive(Default)]
 pub struct View {
     pub alerts: Vec<AlertState>,
-    pub hosts: Vec<(String, TimestampMs)>,
+    pub hosts: Vec<HostView>,
 }
 
 pub struct Writer {
@@ -62,6 +62,19 @@ pub struct Writer {
     /// Transitions produced outside a message (alerts of rules removed while the collector was
     /// down), committed with the next group.
     carry: Vec<Transition>,
+    liveness: Liveness,
+}
+
+/// What the writer needs from the configuration.
+pub struct Settings {
+    pub engine: EngineOptions,
+    /// Names of the receivers every notification goes to.
+    pub receivers: Vec<String>,
+    pub external_url: String,
+    pub retention: Duration,
+    pub checkpoint_every: Duration,
+    pub host_down_after: Option<Duration>,
+    pub host_forget_after: Duration,
 }
 
 /// The most one group commit takes in, so a flood still gets acknowledged in steps.
@@ -69,33 +82,34 @@ const GROUP_MAX_REQUESTS: usize = 256;
 const GROUP_MAX_SAMPLES: usize = 1_000_000;
 
 impl Writer {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
         rules: Vec<Rule>,
-        engine_opts: EngineOptions,
-        receivers: &[ReceiverConfig],
-        external_url: String,
+        settings: Settings,
         view: Arc<RwLock<View>>,
         wake: watch::Sender<u64>,
         tel: Telemetry,
-        retention: Duration,
-        checkpoint_every: Duration,
     ) -> Result<Self, StoreError> {
         tel.rules_loaded.set(rules.len() as i64);
+        let liveness = Liveness::new(
+            settings.host_down_after.map(|d| d.as_millis() as i64),
+            settings.host_forget_after.as_millis() as i64,
+            store.hosts()?,
+        );
         let mut w = Writer {
-            engine: Engine::new(rules, engine_opts),
+            engine: Engine::new(rules, settings.engine),
             store,
-            receivers: receivers.iter().map(|r| r.name.clone()).collect(),
-            external_url,
+            receivers: settings.receivers,
+            external_url: settings.external_url,
             view,
             wake,
             tel,
-            retention_ms: retention.as_millis() as i64,
-            checkpoint_every,
+            retention_ms: settings.retention.as_millis() as i64,
+            checkpoint_every: settings.checkpoint_every,
             last_checkpoint: Instant::now(),
-            engine_opts,
+            engine_opts: settings.engine,
             carry: Vec::new(),
+            liveness,
         };
         let restored = w.restore_engine()?;
         info!(alerts = restored, "alert states restored");
@@ -150,17 +164,25 @@ impl Writer {
         let mut replies = Vec::new();
         let mut transitions = std::mem::take(&mut self.carry);
         let mut ticked = false;
+        let mut seen: Vec<(String, TimestampMs)> = Vec::new();
         let result = (|| -> Result<(), StoreError> {
             let mut tx = self.store.begin()?;
             for m in msgs {
                 match m {
                     Msg::Ingest { mut batch, reply } => {
                         let (_, stats) = tx.append(&mut batch, now)?;
+                        self.liveness.observe(&batch);
                         transitions.extend(self.engine.ingest(&batch, now));
                         replies.push((reply, stats));
                     }
                     Msg::Tick => {
                         ticked = true;
+                        for (h, t) in tx.hosts_seen() {
+                            self.liveness.seen(h, t);
+                        }
+                        let mut derived = self.liveness.judge(now);
+                        tx.append_derived(&mut derived, now)?;
+                        transitions.extend(self.engine.ingest(&derived, now));
                         transitions.extend(self.engine.tick(now));
                     }
                     Msg::Reload(rules) => {
@@ -177,6 +199,7 @@ impl Writer {
                 &transitions,
                 now,
             )?;
+            seen.extend(tx.hosts_seen().map(|(h, t)| (h.to_string(), t)));
             tx.commit()
         })();
         match result {
@@ -184,6 +207,9 @@ impl Writer {
                 self.tel
                     .commit_seconds
                     .observe(started.elapsed().as_secs_f64());
+                for (h, t) in &seen {
+                    self.liveness.seen(h, *t);
+                }
                 for (reply, stats) in replies {
                     self.count(&stats);
                     let _ = reply.send(Ok(stats));
@@ -309,17 +335,7 @@ impl Writer {
             .evaluations()
             .saturating_sub(self.tel.evaluations.get());
         self.tel.evaluations.inc_by(delta);
-        let hosts = if with_hosts {
-            match self.store.hosts() {
-                Ok(h) => Some(h),
-                Err(e) => {
-                    warn!(error = %e, "cannot read hosts");
-                    None
-                }
-            }
-        } else {
-            None
-        };
+        let hosts = with_hosts.then(|| self.liveness.view());
         let mut v = self.view.write().unwrap_or_else(|p| p.into_inner());
         v.alerts = alerts;
         if let Some(h) = hosts {

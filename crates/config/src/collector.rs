@@ -27,6 +27,11 @@ pub struct RawCollectorConfig {
     pub stale_after: Option<String>,
     /// URL under which people reach this collector, used in links (default http://LISTEN).
     pub external_url: Option<String>,
+    /// A host that sends nothing for this long is down (`tocsin_host_up` 0). Default: three of
+    /// the agent's intervals (30s when the interval is unknown).
+    pub host_down_after: Option<String>,
+    /// A host silent for this long is forgotten: no longer judged, no longer listed (default 7d).
+    pub host_forget_after: Option<String>,
     /// Remote-write receiver settings.
     #[serde(default)]
     pub ingest: RawIngest,
@@ -87,6 +92,8 @@ pub struct CollectorConfig {
     pub checkpoint_interval: Duration,
     pub stale_after: Duration,
     pub external_url: String,
+    pub host_down_after: Option<Duration>,
+    pub host_forget_after: Duration,
     pub ingest: IngestConfig,
     pub receivers: Vec<ReceiverConfig>,
 }
@@ -147,6 +154,11 @@ impl RawCollectorConfig {
         if retention < Duration::from_secs(3600) {
             p.push("retention: must be at least 1h");
         }
+        let host_down_after = self
+            .host_down_after
+            .as_ref()
+            .and_then(|s| p.take("host_down_after", parse_duration(s)));
+        let host_forget_after = dur(&mut p, "host_forget_after", &self.host_forget_after, "7d");
         let external_url = self
             .external_url
             .unwrap_or_else(|| format!("http://{listen}"));
@@ -236,6 +248,8 @@ impl RawCollectorConfig {
             checkpoint_interval,
             stale_after,
             external_url,
+            host_down_after,
+            host_forget_after,
             ingest,
             receivers,
         })

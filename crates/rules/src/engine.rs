@@ -36,6 +36,9 @@ pub struct AlertState {
     pub level: Option<Level>,
     /// Per level, since when its condition has held without a break.
     pub holding_since: [Option<TimestampMs>; 3],
+    /// Per level, for how many consecutive evaluations of fresh input it has held.
+    #[serde(default)]
+    pub holding_runs: [u32; 3],
     /// When it started firing.
     pub active_at: Option<TimestampMs>,
     pub level_since: Option<TimestampMs>,
@@ -274,7 +277,7 @@ impl Engine {
             let rule = Arc::clone(&self.rules[ri]);
             let leaves = &self.leaves[ri];
             let stale = self.opts.stale_after_ms;
-            let value = rule.expr.eval(&mut |li| {
+            let value = rule.expr.eval(ts as f64 / 1000.0, &mut |li| {
                 let ls = leaves[li].get(&kfp)?;
                 let newest = ls.window.back()?;
                 if ts - newest.0 > stale {
@@ -299,6 +302,7 @@ impl Engine {
                     labels,
                     level: None,
                     holding_since: [None; 3],
+                    holding_runs: [0; 3],
                     active_at: None,
                     level_since: None,
                     value: v,
@@ -307,7 +311,7 @@ impl Engine {
                 }
             });
             st.last_seen_ms = now;
-            if let Some(t) = self.step(ri, kfp, v, now) {
+            if let Some(t) = self.step(ri, kfp, v, now, true) {
                 out.push(t);
             }
         }
@@ -328,7 +332,7 @@ impl Engine {
                 }
             } else if st.level.is_none() || st.holding_since.iter().any(Option::is_some) {
                 let v = st.value;
-                if let Some(t) = self.step(k.0, k.1, v, now) {
+                if let Some(t) = self.step(k.0, k.1, v, now, false) {
                     out.push(t);
                 }
             }
@@ -336,8 +340,16 @@ impl Engine {
         out
     }
 
-    /// Runs the level state machine for one alert on value `v`.
-    fn step(&mut self, ri: usize, key: u64, v: f64, now: TimestampMs) -> Option<Transition> {
+    /// Runs the level state machine for one alert on value `v`; `fresh` when `v` comes from new
+    /// input (counts as a run), not a re-check on the clock.
+    fn step(
+        &mut self,
+        ri: usize,
+        key: u64,
+        v: f64,
+        now: TimestampMs,
+        fresh: bool,
+    ) -> Option<Transition> {
         let rule = Arc::clone(&self.rules[ri]);
         let st = self.alerts.get_mut(&(ri, key))?;
         let prev = st.level;
@@ -345,12 +357,16 @@ impl Engine {
         st.value = v;
         for (l, spec) in rule.defined_levels() {
             let active = prev.is_some_and(|p| p >= l);
-            let h = &mut st.holding_since[l.index()];
-            *h = if spec.holds(v, active) {
-                Some(h.unwrap_or(now))
+            let i = l.index();
+            if spec.holds(v, active) {
+                st.holding_since[i] = Some(st.holding_since[i].unwrap_or(now));
+                if fresh {
+                    st.holding_runs[i] = st.holding_runs[i].saturating_add(1);
+                }
             } else {
-                None
-            };
+                st.holding_since[i] = None;
+                st.holding_runs[i] = 0;
+            }
         }
         let new = rule
             .defined_levels()
@@ -358,7 +374,8 @@ impl Engine {
             .find(|(l, spec)| match st.holding_since[l.index()] {
                 Some(since) => {
                     prev.is_some_and(|p| p >= *l)
-                        || now - since >= spec.for_ms.unwrap_or(rule.for_ms)
+                        || (now - since >= spec.for_ms.unwrap_or(rule.for_ms)
+                            && st.holding_runs[l.index()] >= spec.for_runs.unwrap_or(rule.for_runs))
                 }
                 None => false,
             })
@@ -484,6 +501,7 @@ fn placeholder_rule(name: &str) -> Rule {
         expr: crate::expr::parse("absent_rule").expect("valid"),
         levels: [None, None, None],
         for_ms: 0,
+        for_runs: 1,
         labels: Labels::new(),
         annotations: BTreeMap::new(),
     }

@@ -19,6 +19,8 @@ use tocsin_model::{is_valid_label_name, is_valid_metric_name, Labels};
 #[derive(Debug, Clone)]
 pub enum Expr {
     Number(f64),
+    /// `time()`: the evaluation time in Unix seconds.
+    Time,
     /// Index into the rule's leaves.
     Leaf(usize),
     Neg(Box<Expr>),
@@ -184,8 +186,8 @@ pub struct Compiled {
 impl Compiled {
     /// Evaluates with `leaf(i)` giving each leaf's value; `None` when any input is missing or
     /// the result is not a finite number.
-    pub fn eval(&self, leaf: &mut dyn FnMut(usize) -> Option<f64>) -> Option<f64> {
-        eval(&self.root, leaf).filter(|v| v.is_finite())
+    pub fn eval(&self, time: f64, leaf: &mut dyn FnMut(usize) -> Option<f64>) -> Option<f64> {
+        eval(&self.root, time, leaf).filter(|v| v.is_finite())
     }
 
     /// PromQL text of the expression (every construct here is valid PromQL).
@@ -198,6 +200,7 @@ impl Compiled {
     fn write(&self, e: &Expr, out: &mut String, parent_prec: u8) {
         match e {
             Expr::Number(n) => out.push_str(&n.to_string()),
+            Expr::Time => out.push_str("time()"),
             Expr::Leaf(i) => out.push_str(&self.leaves[*i].to_string()),
             Expr::Neg(x) => {
                 out.push('-');
@@ -248,13 +251,14 @@ impl fmt::Display for Leaf {
     }
 }
 
-fn eval(e: &Expr, leaf: &mut dyn FnMut(usize) -> Option<f64>) -> Option<f64> {
+fn eval(e: &Expr, time: f64, leaf: &mut dyn FnMut(usize) -> Option<f64>) -> Option<f64> {
     Some(match e {
         Expr::Number(n) => *n,
+        Expr::Time => time,
         Expr::Leaf(i) => leaf(*i)?,
-        Expr::Neg(x) => -eval(x, leaf)?,
+        Expr::Neg(x) => -eval(x, time, leaf)?,
         Expr::Binary(op, a, b) => {
-            let (a, b) = (eval(a, leaf)?, eval(b, leaf)?);
+            let (a, b) = (eval(a, time, leaf)?, eval(b, time, leaf)?);
             match op {
                 BinOp::Add => a + b,
                 BinOp::Sub => a - b,
@@ -402,6 +406,11 @@ impl<'a> Parser<'a> {
                 let start = self.pos;
                 let name = self.ident();
                 self.skip_ws();
+                if name == "time" && self.peek() == Some('(') {
+                    self.expect('(')?;
+                    self.expect(')')?;
+                    return Ok(Expr::Time);
+                }
                 if self.peek() == Some('(') {
                     let Some(func) = RangeFunc::from_name(name) else {
                         self.pos = start;
@@ -599,15 +608,22 @@ mod tests {
             "100 * (1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes)"
         );
         let vals = [25.0, 100.0];
-        assert_eq!(c.eval(&mut |i| Some(vals[i])), Some(75.0));
+        assert_eq!(c.eval(0.0, &mut |i| Some(vals[i])), Some(75.0));
         let c = p("a - 3 - -b");
-        assert_eq!(c.eval(&mut |i| Some([10.0, 2.0][i])), Some(9.0));
+        assert_eq!(c.eval(0.0, &mut |i| Some([10.0, 2.0][i])), Some(9.0));
         assert_eq!(
-            c.eval(&mut |i| [Some(1.0), None][i]),
+            c.eval(0.0, &mut |i| [Some(1.0), None][i]),
             None,
             "missing input: no value"
         );
-        assert_eq!(p("a / b").eval(&mut |_| Some(0.0)), None, "NaN is no value");
+        assert_eq!(
+            p("a / b").eval(0.0, &mut |_| Some(0.0)),
+            None,
+            "NaN is no value"
+        );
+        let c = p("(expiry - time()) / 86400");
+        assert_eq!(c.eval(86400.0, &mut |_| Some(3.0 * 86400.0)), Some(2.0));
+        assert_eq!(c.to_promql(), "(expiry - time()) / 86400");
     }
 
     #[test]

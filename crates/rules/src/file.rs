@@ -25,6 +25,9 @@ struct RawRule {
     /// How long a level's condition must hold before the alert fires at it (default 0s).
     #[serde(rename = "for")]
     for_: Option<String>,
+    /// Consecutive evaluations a level's condition must hold before it fires (default 1): with
+    /// probes, "failing for N runs".
+    for_runs: Option<u32>,
     /// `warning`, `critical`, `emergency`: a condition such as `"> 90"`, or
     /// `{when: "> 90", recover: "< 85", for: 1m}`.
     levels: BTreeMap<String, Value>,
@@ -126,6 +129,7 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
                 expr: compiled.expect("no problems means the expression parsed"),
                 levels,
                 for_ms,
+                for_runs: r.for_runs.unwrap_or(1).max(1),
                 labels,
                 annotations: r.annotations,
             });
@@ -150,13 +154,23 @@ fn parse_level(v: &Value) -> Result<LevelSpec, String> {
             when: Condition::parse(s)?,
             recover: None,
             for_ms: None,
+            for_runs: None,
         }),
         Value::Mapping(m) => {
             let mut when = None;
             let mut recover = None;
             let mut for_ms = None;
+            let mut for_runs = None;
             for (k, v) in m {
                 let key = k.as_str().unwrap_or("");
+                if key == "for_runs" {
+                    let n = v
+                        .as_u64()
+                        .filter(|n| (1..=u64::from(u32::MAX)).contains(n))
+                        .ok_or("for_runs: expected a whole number of at least 1")?;
+                    for_runs = Some(n as u32);
+                    continue;
+                }
                 let text = v
                     .as_str()
                     .ok_or_else(|| format!("{key}: expected a quoted string"))?;
@@ -166,7 +180,7 @@ fn parse_level(v: &Value) -> Result<LevelSpec, String> {
                     "for" => for_ms = Some(parse_for(Some(text))?),
                     other => {
                         return Err(format!(
-                            "unknown field `{other}`, expected one of `when`, `recover`, `for`"
+                            "unknown field `{other}`, expected one of `when`, `recover`, `for`, `for_runs`"
                         ))
                     }
                 }
@@ -190,6 +204,7 @@ fn parse_level(v: &Value) -> Result<LevelSpec, String> {
                 when,
                 recover,
                 for_ms,
+                for_runs,
             })
         }
         Value::Number(n) => Err(format!(

@@ -17,6 +17,8 @@ pub struct Rule {
     /// Indexed by `Level::index()`; at least one is set.
     pub levels: [Option<LevelSpec>; 3],
     pub for_ms: i64,
+    /// Consecutive evaluations (probe runs, samples) a level's condition must hold; 1 = any.
+    pub for_runs: u32,
     pub labels: Labels,
     pub annotations: BTreeMap<String, String>,
 }
@@ -41,6 +43,8 @@ pub struct LevelSpec {
     pub recover: Option<Condition>,
     /// Overrides the rule's `for` for this level.
     pub for_ms: Option<i64>,
+    /// Overrides the rule's `for_runs` for this level.
+    pub for_runs: Option<u32>,
 }
 
 impl LevelSpec {

@@ -253,3 +253,55 @@ fn unique_names_across_files() {
         vec!["b.yaml:2: rule \"X\": duplicate rule name (first defined at test.yaml:2)"]
     );
 }
+
+#[test]
+fn for_runs_counts_fresh_evaluations_only() {
+    let r = rules(
+        r#"
+rules:
+  - name: Down
+    expr: probe_success
+    for_runs: 2
+    levels: { critical: "< 1" }
+"#,
+    );
+    let mut e = Engine::new(r, EngineOptions::default());
+    let f = |e: &mut Engine, t: i64, v: f64| e.ingest(&[sample("probe_success", "h", t, v)], t);
+    assert!(f(&mut e, T0, 0.0).is_empty(), "one failed run");
+    assert!(e.tick(T0 + 60 * S).is_empty(), "time alone is not a run");
+    assert_eq!(
+        kinds(&f(&mut e, T0 + 61 * S, 0.0)),
+        vec![(TransitionKind::Firing, Level::Critical)]
+    );
+    assert_eq!(
+        kinds(&f(&mut e, T0 + 62 * S, 1.0)),
+        vec![(TransitionKind::Resolved, Level::Critical)]
+    );
+    // A success in between resets the count.
+    f(&mut e, T0 + 63 * S, 0.0);
+    f(&mut e, T0 + 64 * S, 1.0);
+    assert!(f(&mut e, T0 + 65 * S, 0.0).is_empty());
+}
+
+#[test]
+fn time_function_for_certificate_expiry() {
+    let r = rules(
+        r#"
+rules:
+  - name: CertExpiry
+    expr: (probe_ssl_earliest_cert_expiry - time()) / 86400
+    levels:
+      warning: "< 30"
+      critical: "< 14"
+      emergency: "< 3"
+"#,
+    );
+    let mut e = Engine::new(r, EngineOptions::default());
+    let expiry = (T0 / 1000 + 10 * 86400) as f64;
+    let t = e.ingest(
+        &[sample("probe_ssl_earliest_cert_expiry", "h", T0, expiry)],
+        T0,
+    );
+    assert_eq!(kinds(&t), vec![(TransitionKind::Firing, Level::Critical)]);
+    assert!((t[0].value - 10.0).abs() < 1e-9);
+}

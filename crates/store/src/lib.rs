@@ -297,6 +297,25 @@ impl Txn<'_> {
         batch: &mut [SeriesSamples],
         now: TimestampMs,
     ) -> Result<(Vec<SeriesId>, AppendStats)> {
+        self.append_inner(batch, now, true)
+    }
+
+    /// As `append`, for series the collector derives itself: they do not count as a sign of
+    /// life from their `host`.
+    pub fn append_derived(
+        &mut self,
+        batch: &mut [SeriesSamples],
+        now: TimestampMs,
+    ) -> Result<AppendStats> {
+        self.append_inner(batch, now, false).map(|(_, s)| s)
+    }
+
+    fn append_inner(
+        &mut self,
+        batch: &mut [SeriesSamples],
+        now: TimestampMs,
+        touch_hosts: bool,
+    ) -> Result<(Vec<SeriesId>, AppendStats)> {
         let mut stats = AppendStats::default();
         let mut ids = Vec::with_capacity(batch.len());
         let max_ts = now.saturating_add(self.store.opts.max_future_ms);
@@ -330,7 +349,7 @@ impl Txn<'_> {
             self.pending.insert(id, last);
             head::encode_log(&mut self.log, id, &s.samples);
             self.staged.extend(s.samples.iter().map(|&x| (id, x)));
-            if let Some(h) = s.labels.get("host") {
+            if let Some(h) = s.labels.get("host").filter(|_| touch_hosts) {
                 match self.hosts.get_mut(h) {
                     Some(t) => *t = now,
                     None => {
@@ -388,6 +407,11 @@ impl Txn<'_> {
             params![receiver, now, payload],
         )?;
         Ok(self.store.conn.last_insert_rowid())
+    }
+
+    /// Hosts that sent data in this transaction, with the time.
+    pub fn hosts_seen(&self) -> impl Iterator<Item = (&str, TimestampMs)> {
+        self.hosts.iter().map(|(h, t)| (h.as_str(), *t))
     }
 
     pub fn commit(mut self) -> Result<()> {

@@ -1,0 +1,79 @@
+//! Runs each probe on its own schedule. A result that flips (success ↔ failure) is shipped at
+//! once, together with everything pending, so that detection does not wait for the next host
+//! cycle; unchanged results ride along with the next host cycle. A new failure is confirmed by a
+//! second run after a quarter interval (at most 250 ms).
+
+use std::sync::{Arc, Mutex};
+
+use tocsin_model::{now_ms, Labels, SeriesSamples};
+use tocsin_probes::Prober;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::schedule::Grid;
+use crate::ship::{Batch, Queue};
+use crate::Telemetry;
+
+/// Probe samples waiting for the next batch.
+#[derive(Clone, Default)]
+pub(crate) struct Pending(Arc<Mutex<Vec<SeriesSamples>>>);
+
+impl Pending {
+    pub(crate) fn take(&self) -> Vec<SeriesSamples> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn add(&self, s: Vec<SeriesSamples>) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend(s);
+    }
+}
+
+pub(crate) async fn probe_loop(
+    mut prober: Prober,
+    base: Labels,
+    queue: Arc<Queue>,
+    pending: Pending,
+    tel: Telemetry,
+    cancel: CancellationToken,
+) {
+    let name = prober.config().name.clone();
+    let mut grid = Grid::new(prober.config().interval);
+    let mut last: Option<bool> = None;
+    loop {
+        let ts = now_ms();
+        let outcome = prober.run().await;
+        let ok = outcome.success();
+        tel.probe_runs
+            .with_label_values(&[name.as_str(), if ok { "success" } else { "failure" }])
+            .inc();
+        let series = tocsin_sampling::to_series(&prober.families(&outcome), &base, ts);
+        let changed = last.is_some_and(|l| l != ok) || (last.is_none() && !ok);
+        match &outcome.result {
+            Err(f) if changed => {
+                warn!(probe = %name, reason = f.reason.as_str(), message = %f.message, "probe failing")
+            }
+            Ok(()) if changed => info!(probe = %name, "probe recovered"),
+            _ => {}
+        }
+        last = Some(ok);
+        // A fresh failure is confirmed by a quick second run rather than a full interval later,
+        // so rules that want two failed runs decide within one interval.
+        let confirm = changed && !ok;
+        if changed {
+            // Older pending samples go first, in the same request, so nothing arrives out of order.
+            let mut all = pending.take();
+            all.extend(series);
+            queue.push(Batch::new(&all));
+        } else {
+            pending.add(series);
+        }
+        let confirm_delay =
+            (prober.config().interval / 4).min(std::time::Duration::from_millis(250));
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(confirm_delay), if confirm => {}
+            _ = grid.wait(), if !confirm => {}
+            _ = prober.changed() => {}
+        }
+    }
+}

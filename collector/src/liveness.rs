@@ -1,0 +1,160 @@
+//! Host liveness: when each host last sent anything, at what interval it samples, and from that
+//! the derived series `tocsin_host_up{host}` (1 or 0), which rules judge like any other series
+//! (the shipped `HostDown` rule fires on 0).
+
+use std::collections::BTreeMap;
+
+use tocsin_model::{Labels, Sample, SeriesSamples, TimestampMs, METRIC_NAME};
+
+pub const UP_METRIC: &str = "tocsin_host_up";
+pub const INTERVAL_METRIC: &str = "tocsin_agent_interval_seconds";
+/// Used when a host's interval is unknown (data from Prometheus or another sender).
+const DEFAULT_INTERVAL_MS: i64 = 10_000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostView {
+    pub host: String,
+    pub last_seen: TimestampMs,
+    pub interval_ms: Option<i64>,
+    pub up: bool,
+}
+
+#[derive(Debug)]
+pub struct Liveness {
+    down_after_ms: Option<i64>,
+    forget_after_ms: i64,
+    hosts: BTreeMap<String, HostView>,
+}
+
+impl Liveness {
+    pub fn new(
+        down_after_ms: Option<i64>,
+        forget_after_ms: i64,
+        known: Vec<(String, TimestampMs)>,
+    ) -> Self {
+        let hosts = known
+            .into_iter()
+            .map(|(h, t)| {
+                (
+                    h.clone(),
+                    HostView {
+                        host: h,
+                        last_seen: t,
+                        interval_ms: None,
+                        up: true,
+                    },
+                )
+            })
+            .collect();
+        Liveness {
+            down_after_ms,
+            forget_after_ms,
+            hosts,
+        }
+    }
+
+    pub fn seen(&mut self, host: &str, t: TimestampMs) {
+        match self.hosts.get_mut(host) {
+            Some(h) => h.last_seen = h.last_seen.max(t),
+            None => {
+                self.hosts.insert(
+                    host.to_string(),
+                    HostView {
+                        host: host.to_string(),
+                        last_seen: t,
+                        interval_ms: None,
+                        up: true,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Learns each agent's interval from the series it ships.
+    pub fn observe(&mut self, batch: &[SeriesSamples]) {
+        for s in batch {
+            if s.labels.metric_name() != Some(INTERVAL_METRIC) {
+                continue;
+            }
+            let (Some(host), Some(last)) = (s.labels.get("host"), s.samples.last()) else {
+                continue;
+            };
+            if let Some(h) = self.hosts.get_mut(host) {
+                if last.value.is_finite() && last.value > 0.0 {
+                    h.interval_ms = Some((last.value * 1000.0) as i64);
+                }
+            }
+        }
+    }
+
+    fn down_after(&self, h: &HostView) -> i64 {
+        self.down_after_ms
+            .unwrap_or_else(|| 3 * h.interval_ms.unwrap_or(DEFAULT_INTERVAL_MS))
+    }
+
+    /// Judges every host at `now`: one `tocsin_host_up` sample each. Hosts silent for longer
+    /// than `forget_after` are dropped.
+    pub fn judge(&mut self, now: TimestampMs) -> Vec<SeriesSamples> {
+        let forget = self.forget_after_ms;
+        self.hosts.retain(|_, h| now - h.last_seen <= forget);
+        let downs: Vec<(String, bool)> = self
+            .hosts
+            .values()
+            .map(|h| (h.host.clone(), now - h.last_seen <= self.down_after(h)))
+            .collect();
+        downs
+            .into_iter()
+            .map(|(host, up)| {
+                if let Some(h) = self.hosts.get_mut(&host) {
+                    h.up = up;
+                }
+                SeriesSamples {
+                    labels: Labels::from_pairs([(METRIC_NAME, UP_METRIC), ("host", host.as_str())]),
+                    samples: vec![Sample::new(now, if up { 1.0 } else { 0.0 })],
+                }
+            })
+            .collect()
+    }
+
+    pub fn view(&self) -> Vec<HostView> {
+        self.hosts.values().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn down_after_three_intervals_and_forgotten_later() {
+        let mut l = Liveness::new(None, 1_000_000, vec![("old".into(), 0)]);
+        l.seen("a", 1_000_000);
+        l.observe(&[SeriesSamples {
+            labels: Labels::from_pairs([(METRIC_NAME, INTERVAL_METRIC), ("host", "a")]),
+            samples: vec![Sample::new(1_000_000, 1.0)],
+        }]);
+        let up = |v: &[SeriesSamples], h: &str| {
+            v.iter()
+                .find(|s| s.labels.get("host") == Some(h))
+                .map(|s| s.samples[0].value)
+        };
+        let j = l.judge(1_003_000);
+        assert_eq!(up(&j, "a"), Some(1.0));
+        assert_eq!(
+            up(&j, "old"),
+            None,
+            "silent for longer than forget_after: forgotten"
+        );
+        assert_eq!(up(&l.judge(1_003_001), "a"), Some(0.0));
+        assert!(!l.view()[0].up);
+        l.seen("a", 1_004_000);
+        assert_eq!(up(&l.judge(1_004_500), "a"), Some(1.0));
+    }
+
+    #[test]
+    fn explicit_down_after_wins() {
+        let mut l = Liveness::new(Some(500), 3_600_000, vec![]);
+        l.seen("a", 0);
+        assert_eq!(l.judge(501)[0].samples[0].value, 0.0);
+    }
+}

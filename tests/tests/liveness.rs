@@ -1,0 +1,230 @@
+//! Probes and liveness end to end, with the shipped rules: a service stops and starts, an
+//! agent dies and comes back, a hanging target does not slow host sampling.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tocsin_e2e::servers::{HttpServer, Mode};
+use tocsin_e2e::{serial, wait_for, Proc, Webhook};
+
+struct Env {
+    dir: tempfile::TempDir,
+    hook: Webhook,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let hook = Webhook::start();
+        std::fs::write(
+            dir.path().join("collector.yaml"),
+            format!(
+                "receivers:\n  - name: hook\n    webhook: {{ url: \"{}\", timeout: 2s }}\n",
+                hook.url
+            ),
+        )
+        .unwrap();
+        Env { dir, hook }
+    }
+
+    fn p(&self, rel: &str) -> String {
+        self.dir.path().join(rel).display().to_string()
+    }
+
+    fn collector(&self, listen: &str) -> Proc {
+        let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
+        Proc::start(
+            "tocsin-collector",
+            &[
+                "--config",
+                &self.p("collector.yaml"),
+                "--listen",
+                listen,
+                "--data-dir",
+                &self.p("data"),
+                "--rules",
+                rules,
+            ],
+            Path::new(&self.p("collector.log")),
+        )
+    }
+
+    fn agent(&self, c: &Proc, probes: &str) -> Proc {
+        std::fs::write(
+            self.p("agent.yaml"),
+            format!("host: live-host\ninterval: 1s\nprobes:\n{probes}"),
+        )
+        .unwrap();
+        Proc::start(
+            "tocsin-agent",
+            &[
+                "--config",
+                &self.p("agent.yaml"),
+                "--collector",
+                &c.url("/api/v1/write"),
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            Path::new(&self.p("agent.log")),
+        )
+    }
+
+    /// Notifications of one alert, as (event, level).
+    fn events(&self, alertname: &str) -> Vec<(Instant, String, String)> {
+        self.hook
+            .all()
+            .into_iter()
+            .filter(|(_, v)| v["alerts"][0]["labels"]["alertname"] == alertname)
+            .map(|(t, v)| {
+                (
+                    t,
+                    v["tocsin"]["event"].as_str().unwrap().to_string(),
+                    v["alerts"][0]["labels"]["level"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                )
+            })
+            .collect()
+    }
+
+    fn wait_event(
+        &self,
+        alertname: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> (Instant, String, String) {
+        wait_for(&format!("{alertname} notification #{n}"), timeout, || {
+            self.events(alertname).get(n - 1).cloned()
+        })
+    }
+}
+
+fn hosts(c: &Proc) -> Value {
+    reqwest::blocking::get(c.url("/api/v1/hosts"))
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+#[test]
+fn stopped_http_service_alerts_critical_and_resolves_when_back() {
+    let _g = serial();
+    let env = Env::new();
+    let mut svc = HttpServer::start(None);
+    let port = svc.port;
+    let c = env.collector("127.0.0.1:0");
+    let _a = env.agent(&c, &format!("  - {{ name: shop, kind: http, target: \"http://127.0.0.1:{port}/health\", interval: 1s, timeout: 500ms, labels: {{ service: shop }} }}\n"));
+    wait_for("the probe to succeed once", Duration::from_secs(15), || {
+        let m = reqwest::blocking::get(c.url("/metrics"))
+            .unwrap()
+            .text()
+            .unwrap();
+        m.contains("tocsin_ingest_samples_total{result=\"accepted\"}")
+            .then_some(())
+    });
+    wait_for("host up", Duration::from_secs(10), || {
+        (hosts(&c)["data"]["hosts"][0]["up"] == true).then_some(())
+    });
+
+    let stopped = Instant::now();
+    svc.stop();
+    let (at, event, level) = env.wait_event("ServiceDown", 1, Duration::from_secs(10));
+    let took = at - stopped;
+    eprintln!("ServiceDown after {took:?}");
+    assert_eq!((event.as_str(), level.as_str()), ("firing", "critical"));
+    assert!(
+        took <= Duration::from_secs(2),
+        "critical took {took:?}, more than two probe intervals"
+    );
+    let body = &env
+        .hook
+        .all()
+        .into_iter()
+        .find(|(_, v)| v["alerts"][0]["labels"]["alertname"] == "ServiceDown")
+        .unwrap()
+        .1;
+    let labels = &body["alerts"][0]["labels"];
+    assert_eq!(labels["category"], "service");
+    assert_eq!(labels["service"], "shop");
+    assert_eq!(labels["probe"], "shop");
+
+    let started = Instant::now();
+    let _svc = HttpServer::start_on(port, None);
+    let (at, event, _) = env.wait_event("ServiceDown", 2, Duration::from_secs(10));
+    assert_eq!(event, "resolved");
+    assert!(
+        at - started <= Duration::from_secs(2),
+        "resolve took {:?}",
+        at - started
+    );
+}
+
+#[test]
+fn killed_agent_fires_host_down_and_resolves_on_return() {
+    let _g = serial();
+    let env = Env::new();
+    let c = env.collector("127.0.0.1:0");
+    let mut a = env.agent(&c, "  []\n");
+    wait_for("host up with its interval", Duration::from_secs(15), || {
+        let h = hosts(&c);
+        (h["data"]["hosts"][0]["intervalSeconds"] == 1.0 && h["data"]["hosts"][0]["up"] == true)
+            .then_some(())
+    });
+    let killed = Instant::now();
+    a.kill9();
+    let (at, event, level) = env.wait_event("HostDown", 1, Duration::from_secs(15));
+    let took = at - killed;
+    eprintln!("HostDown after {took:?}");
+    assert_eq!((event.as_str(), level.as_str()), ("firing", "critical"));
+    // Three 1 s intervals, plus up to one collector tick and one agent interval of slack.
+    assert!(
+        took >= Duration::from_secs(2) && took <= Duration::from_millis(5500),
+        "host_down after {took:?}"
+    );
+    assert_eq!(hosts(&c)["data"]["hosts"][0]["up"], false);
+
+    let _a = env.agent(&c, "  []\n");
+    let (_, event, _) = env.wait_event("HostDown", 2, Duration::from_secs(10));
+    assert_eq!(event, "resolved");
+    assert_eq!(env.events("HostDown").len(), 2);
+}
+
+#[test]
+fn hanging_probe_target_does_not_delay_host_sampling() {
+    let _g = serial();
+    let env = Env::new();
+    let hang = HttpServer::start(None);
+    hang.set(Mode::Hang);
+    let c = env.collector("127.0.0.1:0");
+    let a = env.agent(
+        &c,
+        &format!("  - {{ name: stuck, kind: tcp, target: \"127.0.0.1:{}\", interval: 1s, timeout: 5s, tcp: {{ send: \"GET / HTTP/1.1\\\\r\\\\n\\\\r\\\\n\", expect: \"200\" }} }}\n", hang.port),
+    );
+    let metric = |name: &str| -> f64 {
+        let t = reqwest::blocking::get(a.url("/metrics"))
+            .unwrap()
+            .text()
+            .unwrap();
+        t.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    };
+    wait_for("a first cycle", Duration::from_secs(10), || {
+        (metric("tocsin_agent_cycles_total") >= 1.0).then_some(())
+    });
+    let start = Instant::now();
+    let base = metric("tocsin_agent_cycles_total");
+    wait_for("six more host cycles", Duration::from_secs(12), || {
+        (metric("tocsin_agent_cycles_total") >= base + 6.0).then_some(())
+    });
+    let took = start.elapsed();
+    assert!(
+        took <= Duration::from_millis(7200),
+        "6 cycles at 1s took {took:?}"
+    );
+    // Meanwhile the probe finished at most one run: it hangs until its 5 s timeout.
+    let runs = metric("tocsin_agent_probe_runs_total{probe=\"stuck\",result=\"failure\"}");
+    assert!(runs <= 2.0, "{runs} probe runs");
+}
