@@ -39,8 +39,15 @@ pub(crate) async fn probe_loop(
     let name = prober.config().name.clone();
     let mut grid = Grid::new(prober.config().interval);
     let mut last: Option<bool> = None;
+    // Whether this run confirms a failure just seen, and whether an event triggered it.
+    let mut confirming = false;
+    let mut by_event = false;
+    let mut last_ts = 0;
     loop {
-        let ts = now_ms();
+        // Strictly increasing, even for a confirmation run in the same millisecond: the
+        // collector drops a sample that is not newer than the series' last one.
+        let ts = now_ms().max(last_ts + 1);
+        last_ts = ts;
         let outcome = prober.run().await;
         let ok = outcome.success();
         tel.probe_runs
@@ -57,9 +64,10 @@ pub(crate) async fn probe_loop(
         }
         last = Some(ok);
         // A fresh failure is confirmed by a quick second run rather than a full interval later,
-        // so rules that want two failed runs decide within one interval.
+        // so rules that want two failed runs decide within one interval. A death reported by
+        // the kernel (pidfd) is confirmed at once.
         let confirm = changed && !ok;
-        if changed {
+        if changed || confirming {
             // Older pending samples go first, in the same request, so nothing arrives out of order.
             let mut all = pending.take();
             all.extend(series);
@@ -67,13 +75,18 @@ pub(crate) async fn probe_loop(
         } else {
             pending.add(series);
         }
-        let confirm_delay =
-            (prober.config().interval / 4).min(std::time::Duration::from_millis(250));
+        let confirm_delay = if by_event {
+            std::time::Duration::ZERO
+        } else {
+            (prober.config().interval / 4).min(std::time::Duration::from_millis(250))
+        };
+        confirming = confirm;
+        by_event = false;
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(confirm_delay), if confirm => {}
             _ = grid.wait(), if !confirm => {}
-            _ = prober.changed() => {}
+            _ = prober.changed() => by_event = true,
         }
     }
 }
