@@ -370,3 +370,29 @@ fn probe_config_problems_are_reported_together() {
         assert!(e.contains(want), "missing {want:?} in\n{e}");
     }
 }
+
+#[test]
+fn icmp_echo_to_loopback() {
+    let mut p = prober("  - name: ping\n    kind: icmp\n    target: 127.0.0.1\n    timeout: 2s\n    icmp: { count: 3, spacing: 50ms }\n");
+    let o = run(&mut p);
+    if let Err(f) = &o.result {
+        // Neither a ping socket nor a raw socket: only acceptable outside CI, and said clearly.
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{}", f.message);
+        assert!(f.message.contains("ping_group_range"), "{}", f.message);
+        eprintln!("SKIPPED: {}", f.message);
+        return;
+    }
+    let fams = p.families(&o);
+    assert_eq!(value(&fams, "probe_icmp_packets_sent"), Some(3.0));
+    assert_eq!(value(&fams, "probe_icmp_packet_loss_ratio"), Some(0.0));
+    let (min, avg, max) = (
+        value(&fams, "probe_icmp_rtt_min_seconds").unwrap(),
+        value(&fams, "probe_icmp_rtt_avg_seconds").unwrap(),
+        value(&fams, "probe_icmp_rtt_max_seconds").unwrap(),
+    );
+    assert!(min > 0.0 && min <= avg && avg <= max && max < 0.5, "{min} {avg} {max}");
+    assert!(value(&fams, "probe_icmp_jitter_seconds").is_some());
+
+    let mut nowhere = prober("  - name: ping\n    kind: icmp\n    target: no-such-host.invalid\n");
+    assert_eq!(reason(&run(&mut nowhere)), "dns");
+}

@@ -9,14 +9,14 @@ use tocsin_model::{is_valid_label_name, Labels};
 use crate::{parse_duration, Problems, RawSecret, Secret};
 
 /// Probe kinds, the value of `kind`.
-pub const KINDS: &[&str] = &["http", "tcp", "command", "process", "redis", "postgres"];
+pub const KINDS: &[&str] = &["http", "tcp", "icmp", "command", "process", "redis", "postgres"];
 
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProbe {
     /// Unique name: the `probe` label.
     pub name: String,
-    /// One of http, tcp, command, process, redis, postgres.
+    /// One of http, tcp, icmp, command, process, redis, postgres.
     pub kind: String,
     /// What is checked: a URL for http, HOST:PORT for tcp, redis and postgres; a name for
     /// process and command probes (defaults to the probe name).
@@ -30,6 +30,7 @@ pub struct RawProbe {
     pub labels: BTreeMap<String, String>,
     pub http: Option<RawHttp>,
     pub tcp: Option<RawTcp>,
+    pub icmp: Option<RawIcmp>,
     pub command: Option<RawCommand>,
     pub process: Option<RawProcess>,
     pub redis: Option<RawRedis>,
@@ -89,6 +90,17 @@ pub struct RawTcp {
     pub tls_config: RawTls,
 }
 
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIcmp {
+    /// Echo requests per run (default 3).
+    pub count: Option<u32>,
+    /// Time between two requests of a run (default 100ms).
+    pub spacing: Option<String>,
+    /// `any` (default), `ipv4` or `ipv6`.
+    pub ip: Option<String>,
+}
+
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCommand {
@@ -139,6 +151,7 @@ impl ProbeConfig {
         match self.spec {
             ProbeSpec::Http(_) => "http",
             ProbeSpec::Tcp(_) => "tcp",
+            ProbeSpec::Icmp(_) => "icmp",
             ProbeSpec::Command(_) => "command",
             ProbeSpec::Process(_) => "process",
             ProbeSpec::Redis(_) => "redis",
@@ -151,6 +164,7 @@ impl ProbeConfig {
 pub enum ProbeSpec {
     Http(HttpProbe),
     Tcp(TcpProbe),
+    Icmp(IcmpProbe),
     Command(CommandProbe),
     Process(ProcessProbe),
     Redis(RedisProbe),
@@ -196,6 +210,14 @@ pub struct TcpProbe {
 }
 
 #[derive(Debug, Clone)]
+pub struct IcmpProbe {
+    pub host: String,
+    pub count: u32,
+    pub spacing: Duration,
+    pub ip: IpChoice,
+}
+
+#[derive(Debug, Clone)]
 pub struct CommandProbe {
     pub argv: Vec<String>,
 }
@@ -225,6 +247,18 @@ pub struct PostgresProbe {
     pub user: String,
     pub password: Option<Secret>,
     pub dbname: String,
+}
+
+fn ip_choice(p: &mut Problems, at: &str, field: &str, v: Option<&str>) -> IpChoice {
+    match v {
+        None | Some("any") => IpChoice::Any,
+        Some("ipv4") => IpChoice::V4,
+        Some("ipv6") => IpChoice::V6,
+        Some(o) => {
+            p.push(format!("{at}: {field} {o:?} must be any, ipv4 or ipv6"));
+            IpChoice::Any
+        }
+    }
 }
 
 fn unescape(s: &str) -> Vec<u8> {
@@ -301,6 +335,7 @@ pub(crate) fn validate(
         let sections = [
             ("http", r.http.is_some()),
             ("tcp", r.tcp.is_some()),
+            ("icmp", r.icmp.is_some()),
             ("command", r.command.is_some()),
             ("process", r.process.is_some()),
             ("redis", r.redis.is_some()),
@@ -355,15 +390,7 @@ pub(crate) fn validate(
                         "{at}: target {url:?} must be an http:// or https:// URL"
                     ));
                 }
-                let ip = match h.ip.as_deref() {
-                    None | Some("any") => IpChoice::Any,
-                    Some("ipv4") => IpChoice::V4,
-                    Some("ipv6") => IpChoice::V6,
-                    Some(o) => {
-                        p.push(format!("{at}: http.ip {o:?} must be any, ipv4 or ipv6"));
-                        IpChoice::Any
-                    }
-                };
+                let ip = ip_choice(p, &at, "http.ip", h.ip.as_deref());
                 let method = h
                     .method
                     .unwrap_or_else(|| "GET".into())
@@ -391,6 +418,30 @@ pub(crate) fn validate(
                     send: t.send.as_deref().map(unescape),
                     expect,
                     tls: t.tls.then(|| tls(p, &at, t.tls_config)),
+                })
+            }
+            "icmp" => {
+                let c = r.icmp.unwrap_or_default();
+                let host = match &r.target {
+                    Some(t) if !t.is_empty() => t.clone(),
+                    _ => {
+                        p.push(format!("{at}: target (a host name or address) is required"));
+                        String::new()
+                    }
+                };
+                let count = c.count.unwrap_or(3);
+                if !(1..=100).contains(&count) {
+                    p.push(format!("{at}: icmp.count must be 1 to 100"));
+                }
+                let spacing = match &c.spacing {
+                    Some(s) => p.take(&format!("{at}: icmp.spacing"), parse_duration(s)).unwrap_or_default(),
+                    None => Duration::from_millis(100),
+                };
+                ProbeSpec::Icmp(IcmpProbe {
+                    host,
+                    count,
+                    spacing,
+                    ip: ip_choice(p, &at, "icmp.ip", c.ip.as_deref()),
                 })
             }
             "command" => match r.command {

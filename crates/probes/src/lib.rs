@@ -4,6 +4,7 @@
 
 mod command;
 mod http;
+mod icmp;
 mod postgres;
 mod process;
 mod redis;
@@ -132,6 +133,7 @@ impl Prober {
                 (ProbeSpec::Http(spec), State::Http(h)) => h.run(spec, &mut metrics).await,
                 (ProbeSpec::Tcp(spec), State::Tcp(t)) => t.run(spec, &mut metrics).await,
                 (ProbeSpec::Command(spec), _) => command::run(spec, timeout, &mut metrics).await,
+                (ProbeSpec::Icmp(spec), _) => icmp::run(spec, timeout, &mut metrics).await,
                 (ProbeSpec::Process(_), State::Process(p)) => p.run(&mut metrics).await,
                 (ProbeSpec::Redis(spec), _) => redis::run(spec, &mut metrics).await,
                 (ProbeSpec::Postgres(spec), _) => postgres::run(spec, &mut metrics).await,
