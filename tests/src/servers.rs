@@ -339,3 +339,37 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     let _ = s.write_all(resp.as_bytes()).await;
     let _ = s.shutdown().await;
 }
+
+/// `dnsmasq` answering `svc.tocsin.test` with 10.9.8.7 (and NXDOMAIN for other names in
+/// `tocsin.test`) on a free port.
+pub fn dnsmasq() -> Option<Server> {
+    if !require_tool("dnsmasq") {
+        return None;
+    }
+    let port = free_port();
+    let child = Command::new("dnsmasq")
+        .args([
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--pid-file=",
+            &format!("--port={port}"),
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+            "--address=/svc.tocsin.test/10.9.8.7",
+            "--local=/tocsin.test/",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start dnsmasq");
+    wait_for("dnsmasq to listen", Duration::from_secs(10), || {
+        port_open(port).then_some(())
+    });
+    Some(Server {
+        port,
+        child,
+        _dir: None,
+    })
+}

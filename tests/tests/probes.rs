@@ -377,7 +377,11 @@ fn icmp_echo_to_loopback() {
     let o = run(&mut p);
     if let Err(f) = &o.result {
         // Neither a ping socket nor a raw socket: only acceptable outside CI, and said clearly.
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{}", f.message);
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{}",
+            f.message
+        );
         assert!(f.message.contains("ping_group_range"), "{}", f.message);
         eprintln!("SKIPPED: {}", f.message);
         return;
@@ -390,9 +394,39 @@ fn icmp_echo_to_loopback() {
         value(&fams, "probe_icmp_rtt_avg_seconds").unwrap(),
         value(&fams, "probe_icmp_rtt_max_seconds").unwrap(),
     );
-    assert!(min > 0.0 && min <= avg && avg <= max && max < 0.5, "{min} {avg} {max}");
+    assert!(
+        min > 0.0 && min <= avg && avg <= max && max < 0.5,
+        "{min} {avg} {max}"
+    );
     assert!(value(&fams, "probe_icmp_jitter_seconds").is_some());
 
     let mut nowhere = prober("  - name: ping\n    kind: icmp\n    target: no-such-host.invalid\n");
     assert_eq!(reason(&run(&mut nowhere)), "dns");
+}
+
+#[test]
+fn dns_answers_nxdomain_mismatch_and_refused() {
+    let Some(d) = servers::dnsmasq() else { return };
+    let dns = |name: &str, extra: &str| {
+        prober(&format!("  - name: d\n    kind: dns\n    target: {name}\n    timeout: 1s\n    dns: {{ server: \"{}\"{extra} }}\n", d.addr()))
+    };
+    let mut ok = dns("svc.tocsin.test", ", expect: [10.9.8.7]");
+    let o = run(&mut ok);
+    assert_eq!(reason(&o), "ok", "{:?}", o.result);
+    let fams = ok.families(&o);
+    assert_eq!(value(&fams, "probe_dns_answer_rrs"), Some(1.0));
+    assert!(value(&fams, "probe_dns_lookup_time_seconds").unwrap() < 1.0);
+
+    assert_eq!(
+        reason(&run(&mut dns("svc.tocsin.test", ", expect: [10.0.0.1]"))),
+        "expect"
+    );
+    let o = run(&mut dns("missing.tocsin.test", ""));
+    assert_eq!(reason(&o), "dns");
+    assert!(o.result.unwrap_err().message.contains("NXDOMAIN"));
+
+    let addr = d.addr();
+    drop(d);
+    let mut gone = prober(&format!("  - name: d\n    kind: dns\n    target: svc.tocsin.test\n    timeout: 1s\n    dns: {{ server: \"{addr}\" }}\n"));
+    assert_eq!(reason(&run(&mut gone)), "refused");
 }

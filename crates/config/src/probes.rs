@@ -9,14 +9,16 @@ use tocsin_model::{is_valid_label_name, Labels};
 use crate::{parse_duration, Problems, RawSecret, Secret};
 
 /// Probe kinds, the value of `kind`.
-pub const KINDS: &[&str] = &["http", "tcp", "icmp", "command", "process", "redis", "postgres"];
+pub const KINDS: &[&str] = &[
+    "http", "tcp", "icmp", "dns", "command", "process", "redis", "postgres",
+];
 
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProbe {
     /// Unique name: the `probe` label.
     pub name: String,
-    /// One of http, tcp, icmp, command, process, redis, postgres.
+    /// One of http, tcp, icmp, dns, command, process, redis, postgres.
     pub kind: String,
     /// What is checked: a URL for http, HOST:PORT for tcp, redis and postgres; a name for
     /// process and command probes (defaults to the probe name).
@@ -31,6 +33,7 @@ pub struct RawProbe {
     pub http: Option<RawHttp>,
     pub tcp: Option<RawTcp>,
     pub icmp: Option<RawIcmp>,
+    pub dns: Option<RawDns>,
     pub command: Option<RawCommand>,
     pub process: Option<RawProcess>,
     pub redis: Option<RawRedis>,
@@ -101,6 +104,19 @@ pub struct RawIcmp {
     pub ip: Option<String>,
 }
 
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    /// Resolver to ask, HOST:PORT (default: the first nameserver of /etc/resolv.conf, port 53).
+    pub server: Option<String>,
+    /// A, AAAA, CNAME, MX, NS, TXT, PTR or SOA (default A).
+    #[serde(rename = "type")]
+    pub qtype: Option<String>,
+    /// Answers that must all be present (addresses, names, or text).
+    #[serde(default)]
+    pub expect: Vec<String>,
+}
+
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCommand {
@@ -152,6 +168,7 @@ impl ProbeConfig {
             ProbeSpec::Http(_) => "http",
             ProbeSpec::Tcp(_) => "tcp",
             ProbeSpec::Icmp(_) => "icmp",
+            ProbeSpec::Dns(_) => "dns",
             ProbeSpec::Command(_) => "command",
             ProbeSpec::Process(_) => "process",
             ProbeSpec::Redis(_) => "redis",
@@ -165,6 +182,7 @@ pub enum ProbeSpec {
     Http(HttpProbe),
     Tcp(TcpProbe),
     Icmp(IcmpProbe),
+    Dns(DnsProbe),
     Command(CommandProbe),
     Process(ProcessProbe),
     Redis(RedisProbe),
@@ -217,6 +235,26 @@ pub struct IcmpProbe {
     pub ip: IpChoice,
 }
 
+/// Query types the DNS probe asks.
+pub const DNS_TYPES: &[(&str, u16)] = &[
+    ("A", 1),
+    ("NS", 2),
+    ("CNAME", 5),
+    ("SOA", 6),
+    ("PTR", 12),
+    ("MX", 15),
+    ("TXT", 16),
+    ("AAAA", 28),
+];
+
+#[derive(Debug, Clone)]
+pub struct DnsProbe {
+    pub name: String,
+    pub server: String,
+    pub qtype: u16,
+    pub expect: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct CommandProbe {
     pub argv: Vec<String>,
@@ -259,6 +297,19 @@ fn ip_choice(p: &mut Problems, at: &str, field: &str, v: Option<&str>) -> IpChoi
             IpChoice::Any
         }
     }
+}
+
+/// The first `nameserver` of /etc/resolv.conf, port 53 (127.0.0.1:53 when none).
+fn system_resolver() -> String {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .filter_map(|l| l.trim().strip_prefix("nameserver"))
+                .find_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+        })
+        .map(|ip| std::net::SocketAddr::new(ip, 53).to_string())
+        .unwrap_or_else(|| "127.0.0.1:53".into())
 }
 
 fn unescape(s: &str) -> Vec<u8> {
@@ -336,6 +387,7 @@ pub(crate) fn validate(
             ("http", r.http.is_some()),
             ("tcp", r.tcp.is_some()),
             ("icmp", r.icmp.is_some()),
+            ("dns", r.dns.is_some()),
             ("command", r.command.is_some()),
             ("process", r.process.is_some()),
             ("redis", r.redis.is_some()),
@@ -434,7 +486,9 @@ pub(crate) fn validate(
                     p.push(format!("{at}: icmp.count must be 1 to 100"));
                 }
                 let spacing = match &c.spacing {
-                    Some(s) => p.take(&format!("{at}: icmp.spacing"), parse_duration(s)).unwrap_or_default(),
+                    Some(s) => p
+                        .take(&format!("{at}: icmp.spacing"), parse_duration(s))
+                        .unwrap_or_default(),
                     None => Duration::from_millis(100),
                 };
                 ProbeSpec::Icmp(IcmpProbe {
@@ -442,6 +496,38 @@ pub(crate) fn validate(
                     count,
                     spacing,
                     ip: ip_choice(p, &at, "icmp.ip", c.ip.as_deref()),
+                })
+            }
+            "dns" => {
+                let d = r.dns.unwrap_or_default();
+                let name = r.target.clone().unwrap_or_default();
+                if name.is_empty() {
+                    p.push(format!("{at}: target (the name to look up) is required"));
+                }
+                let t = d.qtype.as_deref().unwrap_or("A").to_ascii_uppercase();
+                let qtype = match DNS_TYPES.iter().find(|(n, _)| *n == t) {
+                    Some((_, v)) => *v,
+                    None => {
+                        p.push(format!("{at}: dns.type {t:?} is not one of A, AAAA, CNAME, MX, NS, TXT, PTR, SOA"));
+                        1
+                    }
+                };
+                let server = match d.server {
+                    Some(s) if s.parse::<std::net::SocketAddr>().is_ok() => s,
+                    Some(s) => match s.parse::<std::net::IpAddr>() {
+                        Ok(ip) => std::net::SocketAddr::new(ip, 53).to_string(),
+                        Err(_) => {
+                            p.push(format!("{at}: dns.server {s:?} must be an IP address, optionally with :PORT"));
+                            String::new()
+                        }
+                    },
+                    None => system_resolver(),
+                };
+                ProbeSpec::Dns(DnsProbe {
+                    name,
+                    server,
+                    qtype,
+                    expect: d.expect,
                 })
             }
             "command" => match r.command {

@@ -100,7 +100,11 @@ impl Pinger {
     }
 }
 
-pub(crate) async fn run(spec: &IcmpProbe, timeout: Duration, out: &mut Vec<Family>) -> Result<(), Failure> {
+pub(crate) async fn run(
+    spec: &IcmpProbe,
+    timeout: Duration,
+    out: &mut Vec<Family>,
+) -> Result<(), Failure> {
     let addr = crate::http::resolve(&spec.host, 0, spec.ip).await?.ip();
     let v6 = matches!(addr, IpAddr::V6(_));
     let pinger = open(v6)?;
@@ -141,8 +145,16 @@ pub(crate) async fn run(spec: &IcmpProbe, timeout: Duration, out: &mut Vec<Famil
     }
     let ok: Vec<f64> = rtts.iter().flatten().map(Duration::as_secs_f64).collect();
     let loss = 1.0 - ok.len() as f64 / rtts.len() as f64;
-    out.push(gauge("probe_icmp_packets_sent", "Echo requests sent in the run.", rtts.len() as f64));
-    out.push(gauge("probe_icmp_packet_loss_ratio", "Share of echo requests without a reply.", loss));
+    out.push(gauge(
+        "probe_icmp_packets_sent",
+        "Echo requests sent in the run.",
+        rtts.len() as f64,
+    ));
+    out.push(gauge(
+        "probe_icmp_packet_loss_ratio",
+        "Share of echo requests without a reply.",
+        loss,
+    ));
     if !ok.is_empty() {
         let min = ok.iter().copied().fold(f64::INFINITY, f64::min);
         let max = ok.iter().copied().fold(0.0, f64::max);
@@ -152,13 +164,32 @@ pub(crate) async fn run(spec: &IcmpProbe, timeout: Duration, out: &mut Vec<Famil
         } else {
             0.0
         };
-        out.push(gauge("probe_icmp_rtt_min_seconds", "Shortest round trip of the run.", min));
-        out.push(gauge("probe_icmp_rtt_avg_seconds", "Mean round trip of the run.", avg));
-        out.push(gauge("probe_icmp_rtt_max_seconds", "Longest round trip of the run.", max));
-        out.push(gauge("probe_icmp_jitter_seconds", "Mean difference between consecutive round trips.", jitter));
+        out.push(gauge(
+            "probe_icmp_rtt_min_seconds",
+            "Shortest round trip of the run.",
+            min,
+        ));
+        out.push(gauge(
+            "probe_icmp_rtt_avg_seconds",
+            "Mean round trip of the run.",
+            avg,
+        ));
+        out.push(gauge(
+            "probe_icmp_rtt_max_seconds",
+            "Longest round trip of the run.",
+            max,
+        ));
+        out.push(gauge(
+            "probe_icmp_jitter_seconds",
+            "Mean difference between consecutive round trips.",
+            jitter,
+        ));
     }
     if ok.is_empty() {
-        Err(Failure::new(Reason::Timeout, format!("no reply from {addr} to {} echo requests", rtts.len())))
+        Err(Failure::new(
+            Reason::Timeout,
+            format!("no reply from {addr} to {} echo requests", rtts.len()),
+        ))
     } else {
         Ok(())
     }

@@ -3,6 +3,7 @@
 //! Scheduling and shipping belong to the agent.
 
 mod command;
+mod dns;
 mod http;
 mod icmp;
 mod postgres;
@@ -134,6 +135,7 @@ impl Prober {
                 (ProbeSpec::Tcp(spec), State::Tcp(t)) => t.run(spec, &mut metrics).await,
                 (ProbeSpec::Command(spec), _) => command::run(spec, timeout, &mut metrics).await,
                 (ProbeSpec::Icmp(spec), _) => icmp::run(spec, timeout, &mut metrics).await,
+                (ProbeSpec::Dns(spec), _) => dns::run(spec, &mut metrics).await,
                 (ProbeSpec::Process(_), State::Process(p)) => p.run(&mut metrics).await,
                 (ProbeSpec::Redis(spec), _) => redis::run(spec, &mut metrics).await,
                 (ProbeSpec::Postgres(spec), _) => postgres::run(spec, &mut metrics).await,
