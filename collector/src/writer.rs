@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use tocsin_model::{now_ms, SeriesSamples, TimestampMs};
-use tocsin_rules::{AlertState, Engine, EngineOptions, Rule, Transition, TransitionKind};
+use tocsin_rules::{AlertState, Engine, EngineOptions, Rule, Transition};
 use tocsin_store::{AppendStats, Store, StoreError};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info};
@@ -271,11 +271,7 @@ impl Writer {
             return;
         }
         for t in transitions {
-            let kind = match t.kind {
-                TransitionKind::Firing => "firing",
-                TransitionKind::LevelChanged { .. } => "level_changed",
-                TransitionKind::Resolved => "resolved",
-            };
+            let kind = t.kind.as_str();
             self.tel.transitions.with_label_values(&[kind]).inc();
             info!(
                 alert = %t.rule,

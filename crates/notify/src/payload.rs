@@ -20,8 +20,11 @@ fn map(l: &Labels) -> Map<String, Value> {
 /// The body of one webhook notification in Alertmanager's version-4 format, with one alert,
 /// plus a `tocsin` object saying what changed.
 pub fn webhook_payload(t: &Transition, receiver: &str, external_url: &str) -> Value {
-    let resolved = t.kind == TransitionKind::Resolved;
-    let status = if resolved { "resolved" } else { "firing" };
+    let status = if t.kind.firing() {
+        "firing"
+    } else {
+        "resolved"
+    };
     let mut labels = t.labels.clone();
     labels.set("level", t.level.as_str());
     let labels = map(&labels);
@@ -30,10 +33,10 @@ pub fn webhook_payload(t: &Transition, receiver: &str, external_url: &str) -> Va
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
-    let (event, previous) = match t.kind {
-        TransitionKind::Firing => ("firing", None),
-        TransitionKind::LevelChanged { from } => ("level_changed", Some(from.as_str())),
-        TransitionKind::Resolved => ("resolved", None),
+    let event = t.kind.as_str();
+    let previous = match t.kind {
+        TransitionKind::LevelChanged { from } => Some(from.as_str()),
+        _ => None,
     };
     json!({
         "version": "4",

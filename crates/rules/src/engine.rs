@@ -46,9 +46,22 @@ pub struct AlertState {
     /// Collector time of the last evaluation from fresh input.
     pub last_seen_ms: TimestampMs,
     pub annotations: BTreeMap<String, String>,
+    /// Times of recent state changes, for flapping detection.
+    #[serde(default)]
+    pub changes: Vec<TimestampMs>,
+    #[serde(default)]
+    pub flapping: bool,
+    /// The level it fired at most recently.
+    #[serde(default)]
+    pub last_level: Option<Level>,
 }
 
 impl AlertState {
+    /// Pending or firing (an alert remembered only for flapping detection is neither).
+    pub fn is_active(&self) -> bool {
+        self.level.is_some() || self.holding_since.iter().any(Option::is_some)
+    }
+
     /// Key under which the state is persisted.
     pub fn storage_key(&self) -> String {
         storage_key(&self.rule, self.key)
@@ -77,8 +90,37 @@ pub struct StateChange {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransitionKind {
     Firing,
-    LevelChanged { from: Level },
+    LevelChanged {
+        from: Level,
+    },
     Resolved,
+    /// Changed state too often: notified once, then quiet while it lasts.
+    Flapping,
+    /// Calm again; `firing` says in which state it settled.
+    FlappingEnded {
+        firing: bool,
+    },
+}
+
+impl TransitionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransitionKind::Firing => "firing",
+            TransitionKind::LevelChanged { .. } => "level_changed",
+            TransitionKind::Resolved => "resolved",
+            TransitionKind::Flapping => "flapping",
+            TransitionKind::FlappingEnded { .. } => "flapping_ended",
+        }
+    }
+
+    /// Whether the alert is firing after this transition.
+    pub fn firing(self) -> bool {
+        match self {
+            TransitionKind::Resolved => false,
+            TransitionKind::FlappingEnded { firing } => firing,
+            _ => true,
+        }
+    }
 }
 
 /// A notifiable event: the alert as it is after the change.
@@ -308,6 +350,9 @@ impl Engine {
                     value: v,
                     last_seen_ms: now,
                     annotations: BTreeMap::new(),
+                    changes: Vec::new(),
+                    flapping: false,
+                    last_level: None,
                 }
             });
             st.last_seen_ms = now;
@@ -330,12 +375,49 @@ impl Engine {
                 if let Some(t) = self.resolve(&rule, st, now, Some("stale")) {
                     out.push(t);
                 }
-            } else if st.level.is_none() || st.holding_since.iter().any(Option::is_some) {
-                let v = st.value;
-                if let Some(t) = self.step(k.0, k.1, v, now, false) {
+            } else {
+                if st.level.is_none() || st.holding_since.iter().any(Option::is_some) {
+                    let v = st.value;
+                    if let Some(t) = self.step(k.0, k.1, v, now, false) {
+                        out.push(t);
+                    }
+                }
+                if let Some(t) = self.calm(k, now) {
                     out.push(t);
                 }
             }
+        }
+        out
+    }
+
+    /// Forgets old state changes; ends flapping once calm; drops what is no longer needed.
+    fn calm(&mut self, k: (usize, u64), now: TimestampMs) -> Option<Transition> {
+        let rule = Arc::clone(&self.rules[k.0]);
+        let st = self.alerts.get_mut(&k)?;
+        let before = (st.changes.len(), st.flapping);
+        let mut out = None;
+        match rule.flapping {
+            Some(f) => {
+                st.changes.retain(|&t| now - t < f.window_ms);
+                if st.flapping && st.changes.len() as u32 <= f.changes / 2 {
+                    st.flapping = false;
+                    let firing = st.level.is_some();
+                    let kind = TransitionKind::FlappingEnded { firing };
+                    let level = st.level.or(st.last_level)?;
+                    out = Some(render(&rule, st, kind, level, now, None));
+                }
+            }
+            None => {
+                st.changes.clear();
+                st.flapping = false;
+            }
+        }
+        if !st.is_active() && st.changes.is_empty() && !st.flapping {
+            let st = self.alerts.remove(&k).expect("present");
+            self.changes.insert(st.storage_key(), None);
+        } else if before != (st.changes.len(), st.flapping) {
+            let st = st.clone();
+            self.changes.insert(st.storage_key(), Some(st));
         }
         out
     }
@@ -395,7 +477,24 @@ impl Engine {
             _ => None,
         };
         st.level = new;
-        let idle = new.is_none() && st.holding_since.iter().all(Option::is_none);
+        if new.is_some() {
+            st.last_level = new;
+        }
+        let mut kind = kind;
+        let mut changed = changed;
+        if let (Some(_), Some(f)) = (kind, rule.flapping) {
+            st.changes.retain(|&t| now - t < f.window_ms);
+            st.changes.push(now);
+            changed = true;
+            if st.flapping {
+                // Already announced: the state moves on quietly.
+                kind = None;
+            } else if st.changes.len() as u32 >= f.changes {
+                st.flapping = true;
+                kind = Some(TransitionKind::Flapping);
+            }
+        }
+        let idle = !st.is_active() && st.changes.is_empty() && !st.flapping;
         let transition = kind.map(|k| {
             let level = new.or(prev).expect("a transition has a level");
             render(&rule, st, k, level, now, None)
@@ -442,7 +541,7 @@ impl Engine {
 
     /// Alerts pending or firing now.
     pub fn alerts(&self) -> impl Iterator<Item = &AlertState> {
-        self.alerts.values()
+        self.alerts.values().filter(|a| a.is_active())
     }
 }
 
@@ -486,7 +585,7 @@ fn render(
         value: st.value,
         threshold,
         starts_at: st.active_at.unwrap_or(now),
-        ends_at: (kind == TransitionKind::Resolved).then_some(now),
+        ends_at: (!kind.firing()).then_some(now),
         at: now,
         reason,
     }
@@ -502,6 +601,7 @@ fn placeholder_rule(name: &str) -> Rule {
         levels: [None, None, None],
         for_ms: 0,
         for_runs: 1,
+        flapping: None,
         labels: Labels::new(),
         annotations: BTreeMap::new(),
     }

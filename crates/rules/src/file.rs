@@ -6,7 +6,7 @@ use serde_yaml_ng::Value;
 use tocsin_model::{is_valid_label_name, Labels, Level};
 
 use crate::expr;
-use crate::rule::{Condition, LevelSpec, Rule};
+use crate::rule::{Condition, Flapping, LevelSpec, Rule};
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +28,8 @@ struct RawRule {
     /// Consecutive evaluations a level's condition must hold before it fires (default 1): with
     /// probes, "failing for N runs".
     for_runs: Option<u32>,
+    /// Flapping detection: `{changes: 6, window: 10m}` (the default); `changes: 0` switches it off.
+    flapping: Option<RawFlapping>,
     /// `warning`, `critical`, `emergency`: a condition such as `"> 90"`, or
     /// `{when: "> 90", recover: "< 85", for: 1m}`.
     levels: BTreeMap<String, Value>,
@@ -36,6 +38,13 @@ struct RawRule {
     /// Templates: `{{ host }}`, `{{ value }}`, `{{ level }}`, `{{ threshold }}`, `{{ labels.x }}`.
     #[serde(default)]
     annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlapping {
+    changes: Option<u32>,
+    window: Option<String>,
 }
 
 /// Parses one file's text. `path` is used only in messages.
@@ -74,6 +83,31 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
             .map_err(|e| problems.push(format!("{}: for: {e}", at(&["for"]))))
             .unwrap_or(0);
 
+        let flapping = match &r.flapping {
+            None => Some(Flapping::default()),
+            Some(f) => {
+                let d = Flapping::default();
+                let window_ms = match &f.window {
+                    Some(w) => parse_for(Some(w))
+                        .map_err(|e| {
+                            problems.push(format!("{}: flapping.window: {e}", at(&["flapping"])))
+                        })
+                        .unwrap_or(d.window_ms),
+                    None => d.window_ms,
+                };
+                match f.changes.unwrap_or(d.changes) {
+                    0 => None,
+                    1 => {
+                        problems.push(format!(
+                            "{}: flapping.changes must be 0 (off) or at least 2",
+                            at(&["flapping"])
+                        ));
+                        None
+                    }
+                    changes => Some(Flapping { changes, window_ms }),
+                }
+            }
+        };
         let mut levels: [Option<LevelSpec>; 3] = [None, None, None];
         if r.levels.is_empty() {
             problems.push(format!(
@@ -130,6 +164,7 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
                 levels,
                 for_ms,
                 for_runs: r.for_runs.unwrap_or(1).max(1),
+                flapping,
                 labels,
                 annotations: r.annotations,
             });

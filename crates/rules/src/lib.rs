@@ -9,7 +9,7 @@ mod rule;
 
 pub use engine::{AlertState, Engine, EngineOptions, StateChange, Transition, TransitionKind};
 pub use file::parse_file;
-pub use rule::{CmpOp, Condition, LevelSpec, Rule};
+pub use rule::{CmpOp, Condition, Flapping, LevelSpec, Rule};
 
 /// Checks that rule names are unique across files (each file is checked on its own by
 /// `parse_file`).

@@ -19,6 +19,8 @@ pub struct Rule {
     pub for_ms: i64,
     /// Consecutive evaluations (probe runs, samples) a level's condition must hold; 1 = any.
     pub for_runs: u32,
+    /// Flapping detection; `None` when switched off.
+    pub flapping: Option<Flapping>,
     pub labels: Labels,
     pub annotations: BTreeMap<String, String>,
 }
@@ -32,6 +34,23 @@ impl Rule {
         Level::ALL
             .into_iter()
             .filter_map(|l| self.level(l).map(|s| (l, s)))
+    }
+}
+
+/// An alert that changes state `changes` times within `window_ms` is flapping: notified once,
+/// then quiet until it has changed at most half as often over a whole window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flapping {
+    pub changes: u32,
+    pub window_ms: i64,
+}
+
+impl Default for Flapping {
+    fn default() -> Self {
+        Flapping {
+            changes: 6,
+            window_ms: 10 * 60 * 1000,
+        }
     }
 }
 

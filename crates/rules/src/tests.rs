@@ -215,7 +215,13 @@ fn restart_restores_without_renotifying() {
     assert_eq!(t[0].starts_at, T0, "keeps the original start");
     let ch = e2.take_changes();
     assert_eq!(ch.len(), 1);
-    assert!(ch[0].state.is_none(), "resolved state is deleted");
+    let kept = ch[0].state.as_ref().expect("kept for flapping detection");
+    assert!(!kept.is_active());
+    assert_eq!(e2.alerts().count(), 0);
+    // Once the flapping window has passed, it is forgotten.
+    assert!(e2.tick(T0 + 20 * S + 10 * 60 * S).is_empty());
+    let ch = e2.take_changes();
+    assert!(ch[0].state.is_none(), "forgotten after the window");
 }
 
 #[test]
@@ -304,4 +310,51 @@ rules:
     );
     assert_eq!(kinds(&t), vec![(TransitionKind::Firing, Level::Critical)]);
     assert!((t[0].value - 10.0).abs() < 1e-9);
+}
+
+#[test]
+fn flapping_is_notified_once_then_quiet_until_calm() {
+    let r = rules(
+        r#"
+rules:
+  - name: Flappy
+    expr: probe_success
+    flapping: { changes: 4, window: 1m }
+    levels: { critical: "< 1" }
+"#,
+    );
+    let mut e = Engine::new(r, EngineOptions::default());
+    let f = |e: &mut Engine, t: i64, v: f64| e.ingest(&[sample("probe_success", "h", t, v)], t);
+    let mut seen = Vec::new();
+    for i in 0..10 {
+        seen.extend(kinds(&f(
+            &mut e,
+            T0 + i * S,
+            if i % 2 == 0 { 0.0 } else { 1.0 },
+        )));
+    }
+    use TransitionKind::*;
+    assert_eq!(
+        seen,
+        vec![
+            (Firing, Level::Critical),
+            (Resolved, Level::Critical),
+            (Firing, Level::Critical),
+            (Flapping, Level::Critical),
+        ],
+        "three changes notified, the fourth announces flapping, the rest are quiet"
+    );
+    assert!(e.alerts().next().is_none() || e.alerts().all(|a| a.flapping));
+    // Calm: stays firing; after a window with at most two changes, flapping ends, firing.
+    f(&mut e, T0 + 10 * S, 0.0);
+    assert!(e.tick(T0 + 40 * S).is_empty(), "still within the window");
+    let t = e.tick(T0 + 70 * S);
+    assert_eq!(
+        kinds(&t),
+        vec![(FlappingEnded { firing: true }, Level::Critical)]
+    );
+    assert_eq!(
+        kinds(&f(&mut e, T0 + 71 * S, 1.0)),
+        vec![(Resolved, Level::Critical)]
+    );
 }
