@@ -55,6 +55,10 @@ pub struct RawHttp {
     pub body_matches: Option<String>,
     /// Regex the body must not match.
     pub body_not_matches: Option<String>,
+    /// The body must be JSON holding these values, by dotted path (`status: UP`,
+    /// `checks.db.status: ok`); compared as text.
+    #[serde(default)]
+    pub expect_json: BTreeMap<String, String>,
     /// Follow up to 10 redirects (default false: a 3xx is judged as is).
     #[serde(default)]
     pub follow_redirects: bool,
@@ -214,6 +218,7 @@ pub struct HttpProbe {
     pub expect_status: Vec<u16>,
     pub body_matches: Option<regex::Regex>,
     pub body_not_matches: Option<regex::Regex>,
+    pub expect_json: Vec<(String, String)>,
     pub follow_redirects: bool,
     pub ip: IpChoice,
     pub tls: TlsOptions,
@@ -455,6 +460,7 @@ pub(crate) fn validate(
                     expect_status: h.expect_status,
                     body_matches: re(p, "http.body_matches", &h.body_matches),
                     body_not_matches: re(p, "http.body_not_matches", &h.body_not_matches),
+                    expect_json: h.expect_json.into_iter().collect(),
                     follow_redirects: h.follow_redirects,
                     ip,
                     tls: tls(p, &at, h.tls),

@@ -100,6 +100,9 @@ impl Http {
                     ));
                 }
             }
+            if !spec.expect_json.is_empty() {
+                check_json(&resp.body, &spec.expect_json)?;
+            }
             return Ok(());
         }
     }
@@ -192,6 +195,30 @@ impl Http {
             exchange(TokioIo::new(tcp), req, ph).await
         }
     }
+}
+
+/// Health endpoints answer JSON such as `{"status":"UP","checks":{"db":{"status":"UP"}}}`.
+fn check_json(body: &[u8], expect: &[(String, String)]) -> Result<(), Failure> {
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| Failure::new(Reason::Body, format!("body is not JSON: {e}")))?;
+    for (path, want) in expect {
+        let got = path.split('.').try_fold(&v, |v, k| match v {
+            serde_json::Value::Array(a) => k.parse::<usize>().ok().and_then(|i| a.get(i)),
+            _ => v.get(k),
+        });
+        let text = match got {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => return Err(Failure::new(Reason::Body, format!("JSON has no {path:?}"))),
+        };
+        if &text != want {
+            return Err(Failure::new(
+                Reason::Body,
+                format!("JSON {path} is {text:?}, expected {want:?}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 struct Response {
@@ -290,4 +317,31 @@ pub(crate) async fn resolve(host: &str, port: u16, ip: IpChoice) -> Result<Socke
         })
         .copied()
         .ok_or_else(|| Failure::new(Reason::Dns, format!("{host} has no {ip:?} address")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_paths() {
+        let body = br#"{"status":"UP","checks":{"db":{"status":"DOWN","latency":3}},"nodes":[{"ok":true}]}"#;
+        let e = |p: &str, v: &str| vec![(p.to_string(), v.to_string())];
+        assert!(check_json(body, &e("status", "UP")).is_ok());
+        assert!(check_json(body, &e("checks.db.latency", "3")).is_ok());
+        assert!(check_json(body, &e("nodes.0.ok", "true")).is_ok());
+        let f = check_json(body, &e("checks.db.status", "UP")).unwrap_err();
+        assert_eq!(
+            f.message,
+            "JSON checks.db.status is \"DOWN\", expected \"UP\""
+        );
+        assert_eq!(
+            check_json(body, &e("nope", "x")).unwrap_err().message,
+            "JSON has no \"nope\""
+        );
+        assert_eq!(
+            check_json(b"<html>", &e("a", "b")).unwrap_err().reason,
+            Reason::Body
+        );
+    }
 }
