@@ -373,3 +373,73 @@ pub fn dnsmasq() -> Option<Server> {
         _dir: None,
     })
 }
+
+/// A fresh MariaDB server on a free port, with `root` (no password) and `probe` / `pw`.
+pub fn mariadb() -> Option<Server> {
+    if !require_tool("mariadbd") || !require_tool("mariadb-install-db") {
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let user = if is_root() {
+        "root".to_string()
+    } else {
+        std::env::var("USER").unwrap_or_default()
+    };
+    let out = Command::new("mariadb-install-db")
+        .args([
+            "--no-defaults",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+        ])
+        .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--user={user}"))
+        .output()
+        .expect("run mariadb-install-db");
+    assert!(
+        out.status.success(),
+        "mariadb-install-db: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = free_port();
+    let sock = dir.path().join("sock");
+    let child = Command::new("mariadbd")
+        .arg("--no-defaults")
+        .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--user={user}"))
+        .arg(format!("--port={port}"))
+        .arg(format!("--socket={}", sock.display()))
+        .args([
+            "--bind-address=127.0.0.1",
+            "--skip-log-bin",
+            "--innodb-buffer-pool-size=16M",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start mariadbd");
+    wait_for("mariadbd to listen", Duration::from_secs(30), || {
+        port_open(port).then_some(())
+    });
+    let sql = Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "-h127.0.0.1",
+            &format!("-P{port}"),
+            "-uroot",
+            "-e",
+        ])
+        .arg("CREATE USER 'probe'@'%' IDENTIFIED BY 'pw'")
+        .output()
+        .expect("run mariadb client");
+    assert!(
+        sql.status.success(),
+        "create user: {}",
+        String::from_utf8_lossy(&sql.stderr)
+    );
+    Some(Server {
+        port,
+        child,
+        _dir: Some(dir),
+    })
+}

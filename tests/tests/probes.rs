@@ -430,3 +430,28 @@ fn dns_answers_nxdomain_mismatch_and_refused() {
     let mut gone = prober(&format!("  - name: d\n    kind: dns\n    target: svc.tocsin.test\n    timeout: 1s\n    dns: {{ server: \"{addr}\" }}\n"));
     assert_eq!(reason(&run(&mut gone)), "refused");
 }
+
+#[test]
+fn mariadb_handshake_auth_ping_and_down() {
+    let Some(db) = servers::mariadb() else { return };
+    let my = |extra: &str| {
+        prober(&format!(
+            "  - name: m\n    kind: mysql\n    target: {}\n    timeout: 2s\n{extra}",
+            db.addr()
+        ))
+    };
+    let o = run(&mut my(""));
+    assert_eq!(reason(&o), "ok", "root without password: {:?}", o.result);
+    let o = run(&mut my("    mysql: { user: probe, password: pw }\n"));
+    assert_eq!(reason(&o), "ok", "{:?}", o.result);
+    let o = run(&mut my("    mysql: { user: probe, password: wrong }\n"));
+    assert_eq!(reason(&o), "auth");
+    assert!(o.result.unwrap_err().message.starts_with("error 1045"));
+
+    let addr = db.addr();
+    drop(db);
+    let mut down = prober(&format!(
+        "  - name: m\n    kind: mysql\n    target: {addr}\n"
+    ));
+    assert_eq!(reason(&run(&mut down)), "refused");
+}

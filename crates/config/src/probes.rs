@@ -10,7 +10,7 @@ use crate::{parse_duration, Problems, RawSecret, Secret};
 
 /// Probe kinds, the value of `kind`.
 pub const KINDS: &[&str] = &[
-    "http", "tcp", "icmp", "dns", "command", "process", "redis", "postgres",
+    "http", "tcp", "icmp", "dns", "command", "process", "redis", "postgres", "mysql",
 ];
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -18,7 +18,7 @@ pub const KINDS: &[&str] = &[
 pub struct RawProbe {
     /// Unique name: the `probe` label.
     pub name: String,
-    /// One of http, tcp, icmp, dns, command, process, redis, postgres.
+    /// One of http, tcp, icmp, dns, command, process, redis, postgres, mysql.
     pub kind: String,
     /// What is checked: a URL for http, HOST:PORT for tcp, redis and postgres; a name for
     /// process and command probes (defaults to the probe name).
@@ -38,6 +38,7 @@ pub struct RawProbe {
     pub process: Option<RawProcess>,
     pub redis: Option<RawRedis>,
     pub postgres: Option<RawPostgres>,
+    pub mysql: Option<RawMysql>,
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -156,6 +157,14 @@ pub struct RawPostgres {
     pub dbname: Option<String>,
 }
 
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMysql {
+    /// Default root.
+    pub user: Option<String>,
+    pub password: Option<RawSecret>,
+}
+
 #[derive(Debug, Clone)]
 pub struct ProbeConfig {
     pub name: String,
@@ -177,6 +186,7 @@ impl ProbeConfig {
             ProbeSpec::Process(_) => "process",
             ProbeSpec::Redis(_) => "redis",
             ProbeSpec::Postgres(_) => "postgres",
+            ProbeSpec::Mysql(_) => "mysql",
         }
     }
 }
@@ -191,6 +201,7 @@ pub enum ProbeSpec {
     Process(ProcessProbe),
     Redis(RedisProbe),
     Postgres(PostgresProbe),
+    Mysql(MysqlProbe),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,6 +301,13 @@ pub struct PostgresProbe {
     pub user: String,
     pub password: Option<Secret>,
     pub dbname: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct MysqlProbe {
+    pub address: String,
+    pub user: String,
+    pub password: Option<Secret>,
 }
 
 fn ip_choice(p: &mut Problems, at: &str, field: &str, v: Option<&str>) -> IpChoice {
@@ -397,6 +415,7 @@ pub(crate) fn validate(
             ("process", r.process.is_some()),
             ("redis", r.redis.is_some()),
             ("postgres", r.postgres.is_some()),
+            ("mysql", r.mysql.is_some()),
         ];
         for (s, present) in sections {
             if present && s != r.kind {
@@ -585,6 +604,16 @@ pub(crate) fn validate(
                     password: pg
                         .password
                         .and_then(|s| p.take(&format!("{at}: postgres.password"), s.resolve())),
+                })
+            }
+            "mysql" => {
+                let m = r.mysql.unwrap_or_default();
+                ProbeSpec::Mysql(MysqlProbe {
+                    address: host_port(p, &at, &r.target),
+                    user: m.user.unwrap_or_else(|| "root".into()),
+                    password: m
+                        .password
+                        .and_then(|s| p.take(&format!("{at}: mysql.password"), s.resolve())),
                 })
             }
             _ => unreachable!("kind checked above"),

@@ -6,6 +6,7 @@ mod command;
 mod dns;
 mod http;
 mod icmp;
+mod mysql;
 mod postgres;
 mod process;
 mod redis;
@@ -139,6 +140,7 @@ impl Prober {
                 (ProbeSpec::Process(_), State::Process(p)) => p.run(&mut metrics).await,
                 (ProbeSpec::Redis(spec), _) => redis::run(spec, &mut metrics).await,
                 (ProbeSpec::Postgres(spec), _) => postgres::run(spec, &mut metrics).await,
+                (ProbeSpec::Mysql(spec), _) => mysql::run(spec, &mut metrics).await,
                 _ => Err(Failure::new(
                     Reason::Error,
                     "probe state does not match its kind",
