@@ -1,5 +1,6 @@
 //! Every probe kind against real servers on 127.0.0.1: a success and each failure reason.
 
+use std::path::Path;
 use std::time::Duration;
 
 use tocsin_config::agent::RawAgentConfig;
@@ -454,4 +455,25 @@ fn mariadb_handshake_auth_ping_and_down() {
         "  - name: m\n    kind: mysql\n    target: {addr}\n"
     ));
     assert_eq!(reason(&run(&mut down)), "refused");
+}
+
+#[test]
+fn systemd_unit_state_or_a_clear_error_without_systemd() {
+    let mut p = prober("  - name: journald\n    kind: systemd\n    target: systemd-journald.service\n    timeout: 5s\n");
+    let o = run(&mut p);
+    if Path::new("/run/systemd/system").exists() {
+        assert_eq!(reason(&o), "ok", "{:?}", o.result);
+        assert_eq!(
+            value(&p.families(&o), "probe_systemd_unit_active"),
+            Some(1.0)
+        );
+        let mut missing =
+            prober("  - name: x\n    kind: systemd\n    target: tocsin-no-such-unit.service\n");
+        assert_eq!(reason(&run(&mut missing)), "missing");
+    } else {
+        // No systemd as PID 1 here (a container): the probe fails with the reason, not a panic.
+        let f = o.result.unwrap_err();
+        assert_eq!(f.reason.as_str(), "error");
+        assert!(f.message.contains("systemctl"), "{}", f.message);
+    }
 }

@@ -10,7 +10,7 @@ use crate::{parse_duration, Problems, RawSecret, Secret};
 
 /// Probe kinds, the value of `kind`.
 pub const KINDS: &[&str] = &[
-    "http", "tcp", "icmp", "dns", "command", "process", "redis", "postgres", "mysql",
+    "http", "tcp", "icmp", "dns", "command", "process", "redis", "postgres", "mysql", "systemd",
 ];
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -18,7 +18,7 @@ pub const KINDS: &[&str] = &[
 pub struct RawProbe {
     /// Unique name: the `probe` label.
     pub name: String,
-    /// One of http, tcp, icmp, dns, command, process, redis, postgres, mysql.
+    /// One of http, tcp, icmp, dns, command, process, redis, postgres, mysql, systemd.
     pub kind: String,
     /// What is checked: a URL for http, HOST:PORT for tcp, redis and postgres; a name for
     /// process and command probes (defaults to the probe name).
@@ -40,6 +40,9 @@ pub struct RawProbe {
     pub postgres: Option<RawPostgres>,
     pub mysql: Option<RawMysql>,
 }
+
+/// A systemd unit probe has no section: `target` is the unit name (e.g. `nginx.service`).
+pub const SYSTEMCTL: &str = "systemctl";
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -187,6 +190,7 @@ impl ProbeConfig {
             ProbeSpec::Redis(_) => "redis",
             ProbeSpec::Postgres(_) => "postgres",
             ProbeSpec::Mysql(_) => "mysql",
+            ProbeSpec::Systemd(_) => "systemd",
         }
     }
 }
@@ -202,6 +206,7 @@ pub enum ProbeSpec {
     Redis(RedisProbe),
     Postgres(PostgresProbe),
     Mysql(MysqlProbe),
+    Systemd(SystemdProbe),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -301,6 +306,11 @@ pub struct PostgresProbe {
     pub user: String,
     pub password: Option<Secret>,
     pub dbname: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SystemdProbe {
+    pub unit: String,
 }
 
 #[derive(Debug, Clone)]
@@ -616,6 +626,17 @@ pub(crate) fn validate(
                         .and_then(|s| p.take(&format!("{at}: mysql.password"), s.resolve())),
                 })
             }
+            "systemd" => match &r.target {
+                Some(u) if !u.is_empty() && !u.contains(char::is_whitespace) => {
+                    ProbeSpec::Systemd(SystemdProbe { unit: u.clone() })
+                }
+                _ => {
+                    p.push(format!(
+                        "{at}: target (a unit name such as nginx.service) is required"
+                    ));
+                    continue;
+                }
+            },
             _ => unreachable!("kind checked above"),
         };
         out.push(ProbeConfig {

@@ -10,6 +10,7 @@ mod mysql;
 mod postgres;
 mod process;
 mod redis;
+mod systemd;
 mod tcp;
 mod tls;
 
@@ -141,6 +142,7 @@ impl Prober {
                 (ProbeSpec::Redis(spec), _) => redis::run(spec, &mut metrics).await,
                 (ProbeSpec::Postgres(spec), _) => postgres::run(spec, &mut metrics).await,
                 (ProbeSpec::Mysql(spec), _) => mysql::run(spec, &mut metrics).await,
+                (ProbeSpec::Systemd(spec), _) => systemd::run(spec, &mut metrics).await,
                 _ => Err(Failure::new(
                     Reason::Error,
                     "probe state does not match its kind",
