@@ -6,6 +6,7 @@ pub mod cli;
 pub mod http;
 pub mod liveness;
 pub mod rulefiles;
+pub mod services;
 mod telemetry;
 pub mod writer;
 

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info};
 
 use crate::liveness::{HostView, Liveness};
+use crate::services::Services;
 use crate::Telemetry;
 
 pub enum Msg {
@@ -63,6 +64,7 @@ pub struct Writer {
     /// down), committed with the next group.
     carry: Vec<Transition>,
     liveness: Liveness,
+    services: Services,
 }
 
 /// What the writer needs from the configuration.
@@ -110,6 +112,7 @@ impl Writer {
             engine_opts: settings.engine,
             carry: Vec::new(),
             liveness,
+            services: Services::default(),
         };
         let restored = w.restore_engine()?;
         info!(alerts = restored, "alert states restored");
@@ -172,6 +175,7 @@ impl Writer {
                     Msg::Ingest { mut batch, reply } => {
                         let (_, stats) = tx.append(&mut batch, now)?;
                         self.liveness.observe(&batch);
+                        self.services.observe(&batch, now);
                         transitions.extend(self.engine.ingest(&batch, now));
                         replies.push((reply, stats));
                     }
@@ -181,6 +185,7 @@ impl Writer {
                             self.liveness.seen(h, t);
                         }
                         let mut derived = self.liveness.judge(now);
+                        derived.extend(self.services.judge(now, self.engine_opts.stale_after_ms));
                         tx.append_derived(&mut derived, now)?;
                         transitions.extend(self.engine.ingest(&derived, now));
                         transitions.extend(self.engine.tick(now));

@@ -149,6 +149,24 @@ fn stopped_http_service_alerts_critical_and_resolves_when_back() {
     assert_eq!(labels["category"], "service");
     assert_eq!(labels["service"], "shop");
     assert_eq!(labels["probe"], "shop");
+    // All (one) of the service's probes failing: the service-level rule says complete outage.
+    let (_, event, level) = env.wait_event("ServiceOutage", 1, Duration::from_secs(10));
+    assert_eq!((event.as_str(), level.as_str()), ("firing", "critical"));
+    let outage = env
+        .hook
+        .all()
+        .into_iter()
+        .find(|(_, v)| v["alerts"][0]["labels"]["alertname"] == "ServiceOutage")
+        .unwrap()
+        .1;
+    assert_eq!(
+        outage["alerts"][0]["annotations"]["summary"],
+        "shop: 100.0% of its probes failing"
+    );
+    assert_eq!(
+        outage["alerts"][0]["annotations"]["description"],
+        "Service shop is completely down: 0.0% of its probes succeed."
+    );
 
     let started = Instant::now();
     let _svc = HttpServer::start_on(port, None);
