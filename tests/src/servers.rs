@@ -217,7 +217,8 @@ pub enum Mode {
     Hang,
 }
 
-/// A tiny HTTP/1.1 server (optionally TLS) whose behaviour can be switched while it runs.
+/// A tiny HTTP/1.1 server (optionally TLS) whose behaviour can be switched while it runs;
+/// `GET /old` always redirects to `/health`.
 pub struct HttpServer {
     pub port: u16,
     mode: Arc<AtomicU16>,
@@ -322,6 +323,12 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
             Ok(0) | Err(_) => return,
             Ok(n) => got.extend_from_slice(&buf[..n]),
         }
+    }
+    if got.starts_with(b"GET /old ") {
+        let resp = "HTTP/1.1 302 Found\r\nLocation: /health\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        let _ = s.write_all(resp.as_bytes()).await;
+        let _ = s.shutdown().await;
+        return;
     }
     let m = mode.load(Ordering::SeqCst);
     let (status, body) = match m {

@@ -94,6 +94,27 @@ fn http_success_and_each_failure() {
         "timeout enforced"
     );
 
+    srv.set(Mode::Ok);
+    let old = url.replace("/health", "/old");
+    let mut follow = http(&old, "    http: { follow_redirects: true }\n");
+    let o = run(&mut follow);
+    assert_eq!(reason(&o), "ok", "{:?}", o.result);
+    assert_eq!(
+        value(&follow.families(&o), "probe_http_redirects"),
+        Some(1.0)
+    );
+    let mut stay = http(&old, "");
+    let o = run(&mut stay);
+    assert_eq!(
+        reason(&o),
+        "status",
+        "a 302 is judged as is without follow_redirects"
+    );
+    assert_eq!(
+        value(&stay.families(&o), "probe_http_status_code"),
+        Some(302.0)
+    );
+
     let mut closed = http(&format!("http://127.0.0.1:{}/", free_port()), "");
     assert_eq!(reason(&run(&mut closed)), "refused");
 
