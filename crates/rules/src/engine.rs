@@ -147,10 +147,28 @@ struct LeafSeries {
     window: VecDeque<(TimestampMs, f64)>,
 }
 
+impl LeafSeries {
+    /// Adds a sample newer than the window's newest and trims to the range; false when the
+    /// sample is not used (NaN, or not newer).
+    fn push(&mut self, ts: TimestampMs, v: f64, range: Option<i64>) -> bool {
+        if v.is_nan() || self.window.back().is_some_and(|b| b.0 >= ts) {
+            return false;
+        }
+        self.window.push_back((ts, v));
+        let keep_from = ts - range.unwrap_or(0);
+        while self.window.len() > 1 && self.window.front().is_some_and(|f| f.0 < keep_from) {
+            self.window.pop_front();
+        }
+        // Evaluation reads the window as one slice.
+        self.window.make_contiguous();
+        true
+    }
+}
+
 pub struct Engine {
     opts: EngineOptions,
     rules: Vec<Arc<Rule>>,
-    by_metric: HashMap<String, Vec<(usize, usize)>>,
+    by_metric: HashMap<String, Arc<[(usize, usize)]>>,
     /// [rule][leaf]: series key → recent samples.
     leaves: Vec<Vec<HashMap<u64, LeafSeries>>>,
     alerts: HashMap<(usize, u64), AlertState>,
@@ -174,19 +192,20 @@ impl Engine {
     }
 
     fn install(&mut self, rules: Vec<Arc<Rule>>) {
-        self.by_metric.clear();
+        let mut by_metric: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
         self.leaves = rules
             .iter()
             .map(|r| r.expr.leaves.iter().map(|_| HashMap::new()).collect())
             .collect();
         for (ri, r) in rules.iter().enumerate() {
             for (li, leaf) in r.expr.leaves.iter().enumerate() {
-                self.by_metric
+                by_metric
                     .entry(leaf.selector.metric.clone())
                     .or_default()
                     .push((ri, li));
             }
         }
+        self.by_metric = by_metric.into_iter().map(|(k, v)| (k, v.into())).collect();
         self.rules = rules;
     }
 
@@ -260,107 +279,114 @@ impl Engine {
     /// Feeds a batch of samples; evaluates each touched (rule, series) once, on its newest
     /// sample, if that sample is fresh.
     pub fn ingest(&mut self, batch: &[SeriesSamples], now: TimestampMs) -> Vec<Transition> {
+        let mut out = Vec::new();
+        let fresh_from = now - self.opts.stale_after_ms;
+        // Rules over several series are evaluated once per batch, when all inputs are in.
         let mut touched: HashMap<(usize, u64), (Labels, TimestampMs)> = HashMap::new();
         for s in batch {
             let Some(name) = s.labels.metric_name() else {
                 continue;
             };
-            let Some(targets) = self.by_metric.get(name) else {
-                continue;
-            };
-            let Some(newest) = s.samples.iter().map(|x| x.timestamp_ms).max() else {
+            let Some(targets) = self.by_metric.get(name).map(Arc::clone) else {
                 continue;
             };
             let mut key: Option<(Labels, u64)> = None;
-            for &(ri, li) in targets {
+            for &(ri, li) in targets.iter() {
                 let leaf = &self.rules[ri].expr.leaves[li];
                 if !leaf.selector.matches(&s.labels) {
                     continue;
                 }
+                let range = leaf.func.map(|(_, r)| r);
+                let single = self.rules[ri].expr.leaves.len() == 1;
                 let (kl, kfp) = key.get_or_insert_with(|| {
                     let l = s.labels.without_name();
                     let fp = l.fingerprint();
                     (l, fp)
                 });
-                let range = leaf.func.map(|(_, r)| r);
-                let ls = self.leaves[ri][li]
-                    .entry(*kfp)
-                    .or_insert_with(|| LeafSeries {
-                        window: VecDeque::new(),
-                    });
+                let (kl, kfp) = (&*kl, *kfp);
                 for x in &s.samples {
-                    if x.value.is_nan() {
+                    let ls = self.leaves[ri][li]
+                        .entry(kfp)
+                        .or_insert_with(|| LeafSeries {
+                            window: VecDeque::new(),
+                        });
+                    if !ls.push(x.timestamp_ms, x.value, range) {
                         continue;
                     }
-                    if ls.window.back().is_some_and(|b| b.0 >= x.timestamp_ms) {
+                    if x.timestamp_ms < fresh_from {
                         continue;
                     }
-                    ls.window.push_back((x.timestamp_ms, x.value));
-                }
-                let keep_from = match range {
-                    Some(r) => newest - r,
-                    None => newest,
-                };
-                while ls.window.len() > 1 && ls.window.front().is_some_and(|f| f.0 < keep_from) {
-                    ls.window.pop_front();
-                }
-                // Evaluation reads the window as one slice.
-                ls.window.make_contiguous();
-                if newest >= now - self.opts.stale_after_ms {
-                    let e = touched
-                        .entry((ri, *kfp))
-                        .or_insert_with(|| (kl.clone(), newest));
-                    e.1 = e.1.max(newest);
+                    if single {
+                        // Each sample is one run: rules over one series see every one of them.
+                        if let Some(t) = self.evaluate(ri, kfp, kl, x.timestamp_ms, now) {
+                            out.push(t);
+                        }
+                    } else {
+                        let e = touched
+                            .entry((ri, kfp))
+                            .or_insert_with(|| (kl.clone(), x.timestamp_ms));
+                        e.1 = e.1.max(x.timestamp_ms);
+                    }
                 }
             }
         }
-        let mut out = Vec::new();
         for ((ri, kfp), (key_labels, ts)) in touched {
-            let rule = Arc::clone(&self.rules[ri]);
-            let leaves = &self.leaves[ri];
-            let stale = self.opts.stale_after_ms;
-            let value = rule.expr.eval(ts as f64 / 1000.0, &mut |li| {
-                let ls = leaves[li].get(&kfp)?;
-                let newest = ls.window.back()?;
-                if ts - newest.0 > stale {
-                    return None;
-                }
-                match rule.expr.leaves[li].func {
-                    None => Some(newest.1),
-                    Some((f, _)) => f.apply(ls.window.as_slices().0),
-                }
-            });
-            let Some(v) = value else { continue };
-            self.evaluations += 1;
-            let st = self.alerts.entry((ri, kfp)).or_insert_with(|| {
-                let mut labels = key_labels;
-                for l in rule.labels.iter() {
-                    labels.set(l.name.clone(), l.value.clone());
-                }
-                labels.set("alertname", rule.name.clone());
-                AlertState {
-                    rule: rule.name.clone(),
-                    key: kfp,
-                    labels,
-                    level: None,
-                    holding_since: [None; 3],
-                    holding_runs: [0; 3],
-                    active_at: None,
-                    level_since: None,
-                    value: v,
-                    last_seen_ms: now,
-                    annotations: BTreeMap::new(),
-                    changes: Vec::new(),
-                    flapping: false,
-                    last_level: None,
-                }
-            });
-            st.last_seen_ms = now;
-            if let Some(t) = self.step(ri, kfp, v, now, true) {
+            if let Some(t) = self.evaluate(ri, kfp, &key_labels, ts, now) {
                 out.push(t);
             }
         }
         out
+    }
+
+    /// Evaluates rule `ri` for series key `kfp` as of sample time `ts`, and steps its alert.
+    fn evaluate(
+        &mut self,
+        ri: usize,
+        kfp: u64,
+        key_labels: &Labels,
+        ts: TimestampMs,
+        now: TimestampMs,
+    ) -> Option<Transition> {
+        let rule = Arc::clone(&self.rules[ri]);
+        let leaves = &self.leaves[ri];
+        let stale = self.opts.stale_after_ms;
+        let v = rule.expr.eval(ts as f64 / 1000.0, &mut |li| {
+            let ls = leaves[li].get(&kfp)?;
+            let newest = ls.window.back()?;
+            if ts - newest.0 > stale {
+                return None;
+            }
+            match rule.expr.leaves[li].func {
+                None => Some(newest.1),
+                Some((f, _)) => f.apply(ls.window.as_slices().0),
+            }
+        })?;
+        self.evaluations += 1;
+        let st = self.alerts.entry((ri, kfp)).or_insert_with(|| {
+            let mut labels = key_labels.clone();
+            for l in rule.labels.iter() {
+                labels.set(l.name.clone(), l.value.clone());
+            }
+            labels.set("alertname", rule.name.clone());
+            AlertState {
+                rule: rule.name.clone(),
+                key: kfp,
+                labels,
+                level: None,
+                holding_since: [None; 3],
+                holding_runs: [0; 3],
+                active_at: None,
+                level_since: None,
+                value: v,
+                last_seen_ms: now,
+                annotations: BTreeMap::new(),
+                changes: Vec::new(),
+                flapping: false,
+                last_level: None,
+            }
+        });
+        st.last_seen_ms = now;
+        self.step(ri, kfp, v, now, true)
     }
 
     /// Advances time: fires pending alerts whose `for` has elapsed and resolves stale ones.

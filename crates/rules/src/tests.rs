@@ -358,3 +358,21 @@ rules:
         vec![(Resolved, Level::Critical)]
     );
 }
+
+#[test]
+fn every_sample_of_a_batch_is_a_run() {
+    let r = rules("rules:\n  - name: Slow\n    expr: latency\n    for_runs: 3\n    levels: { warning: \"> 1\" }\n");
+    let mut e = Engine::new(r, EngineOptions::default());
+    let batch = SeriesSamples {
+        labels: Labels::from_pairs([(METRIC_NAME, "latency"), ("host", "h")]),
+        samples: vec![
+            Sample::new(T0, 2.0),
+            Sample::new(T0 + S, 2.0),
+            Sample::new(T0 + 2 * S, 2.0),
+        ],
+    };
+    assert_eq!(
+        kinds(&e.ingest(&[batch], T0 + 2 * S)),
+        vec![(TransitionKind::Firing, Level::Warning)]
+    );
+}
