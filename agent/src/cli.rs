@@ -46,19 +46,13 @@ struct Cli {
     /// Host name for the `host` label [default: the system host name].
     #[arg(long, value_name = "NAME")]
     host: Option<String>,
-    /// Log filter, e.g. `info` or `tocsin_agent=debug` (also from TOCSIN_LOG).
-    #[arg(
-        long,
-        env = "TOCSIN_LOG",
-        default_value = "info",
-        value_name = "FILTER"
-    )]
-    log: String,
+    #[command(flatten)]
+    log: tocsin_runtime::LogArgs,
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tocsin_runtime::init_logging(&cli.log);
+    tocsin_runtime::init_logging(&cli.log.filter);
     tocsin_runtime::exit_code("tocsin-agent", run(cli))
 }
 

@@ -46,14 +46,8 @@ struct RunArgs {
     /// Rule file or directory of rule files; repeat for several [default: ./rules].
     #[arg(long = "rules", value_name = "PATH")]
     rules: Vec<PathBuf>,
-    /// Log filter, e.g. `info` or `tocsin_collector=debug` (also from TOCSIN_LOG).
-    #[arg(
-        long,
-        env = "TOCSIN_LOG",
-        default_value = "info",
-        value_name = "FILTER"
-    )]
-    log: String,
+    #[command(flatten)]
+    log: tocsin_runtime::LogArgs,
 }
 
 #[derive(Subcommand)]
@@ -71,7 +65,7 @@ pub fn main() -> ExitCode {
     match cli.cmd {
         Some(Cmd::CheckRules { paths }) => check_rules(&paths),
         None => {
-            tocsin_runtime::init_logging(&cli.run.log);
+            tocsin_runtime::init_logging(&cli.run.log.filter);
             tocsin_runtime::exit_code("tocsin-collector", run(cli.run))
         }
     }

@@ -229,3 +229,86 @@ pub fn require_tool(tool: &str) -> bool {
     }
     found
 }
+
+/// A temp directory, a recording webhook, and the collector and agent started against them.
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    pub hook: Webhook,
+}
+
+impl Stack {
+    /// Writes `collector.yaml` sending every notification to the webhook, plus `extra` YAML.
+    pub fn new(extra: &str) -> Stack {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hook = Webhook::start();
+        std::fs::write(
+            dir.path().join("collector.yaml"),
+            format!(
+                "receivers:\n  - name: hook\n    webhook: {{ url: \"{}\", timeout: 2s }}\n{extra}",
+                hook.url
+            ),
+        )
+        .expect("write collector.yaml");
+        Stack { dir, hook }
+    }
+
+    pub fn p(&self, rel: &str) -> String {
+        self.dir.path().join(rel).display().to_string()
+    }
+
+    /// The collector on `listen`, data under `data/`, rules from `rules`.
+    pub fn collector(&self, listen: &str, rules: &str) -> Proc {
+        Proc::start(
+            "tocsin-collector",
+            &[
+                "--config",
+                &self.p("collector.yaml"),
+                "--listen",
+                listen,
+                "--data-dir",
+                &self.p("data"),
+                "--rules",
+                rules,
+            ],
+            Path::new(&self.p("collector.log")),
+        )
+    }
+
+    /// An agent writing to `collector`, with its own /metrics on a free port, plus `args`.
+    pub fn agent(&self, collector: &Proc, args: &[&str]) -> Proc {
+        let url = collector.url("/api/v1/write");
+        let mut all = vec!["--collector", &url, "--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        Proc::start("tocsin-agent", &all, Path::new(&self.p("agent.log")))
+    }
+
+    /// Notifications of one alert: arrival, event and level.
+    pub fn events(&self, alertname: &str) -> Vec<(Instant, String, String)> {
+        self.hook
+            .all()
+            .into_iter()
+            .filter(|(_, v)| v["alerts"][0]["labels"]["alertname"] == alertname)
+            .map(|(t, v)| {
+                (
+                    t,
+                    v["tocsin"]["event"].as_str().unwrap_or("").to_string(),
+                    v["alerts"][0]["labels"]["level"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                )
+            })
+            .collect()
+    }
+
+    pub fn wait_event(
+        &self,
+        alertname: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> (Instant, String, String) {
+        wait_for(&format!("{alertname} notification #{n}"), timeout, || {
+            self.events(alertname).get(n - 1).cloned()
+        })
+    }
+}

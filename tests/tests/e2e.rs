@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tocsin_e2e::{require_tool, serial, wait_for, write_textfile, Proc, Webhook};
+use tocsin_e2e::{require_tool, serial, wait_for, write_textfile, Proc, Stack};
 
 const INTERVAL: Duration = Duration::from_secs(1);
 
@@ -20,32 +20,23 @@ rules:
       summary: "e2e value {{ value }} on {{ host }} ({{ level }})"
 "#;
 
-struct Setup {
-    dir: tempfile::TempDir,
-    hook: Webhook,
+struct Setup(Stack);
+
+impl std::ops::Deref for Setup {
+    type Target = Stack;
+    fn deref(&self) -> &Stack {
+        &self.0
+    }
 }
 
 impl Setup {
     fn new() -> Setup {
-        let dir = tempfile::tempdir().unwrap();
+        let s = Stack::new("stale_after: 1m\n");
         for d in ["rules", "tf", "data"] {
-            std::fs::create_dir(dir.path().join(d)).unwrap();
+            std::fs::create_dir(s.dir.path().join(d)).unwrap();
         }
-        std::fs::write(dir.path().join("rules/e2e.yaml"), RULES).unwrap();
-        let hook = Webhook::start();
-        std::fs::write(
-            dir.path().join("collector.yaml"),
-            format!(
-                "receivers:\n  - name: hook\n    webhook: {{ url: \"{}\", timeout: 2s }}\nstale_after: 1m\n",
-                hook.url
-            ),
-        )
-        .unwrap();
-        Setup { dir, hook }
-    }
-
-    fn p(&self, rel: &str) -> String {
-        self.dir.path().join(rel).display().to_string()
+        std::fs::write(s.dir.path().join("rules/e2e.yaml"), RULES).unwrap();
+        Setup(s)
     }
 
     fn set_value(&self, v: f64) {
@@ -57,30 +48,13 @@ impl Setup {
     }
 
     fn collector(&self, listen: &str) -> Proc {
-        Proc::start(
-            "tocsin-collector",
-            &[
-                "--config",
-                &self.p("collector.yaml"),
-                "--listen",
-                listen,
-                "--data-dir",
-                &self.p("data"),
-                "--rules",
-                &self.p("rules"),
-            ],
-            Path::new(&self.p("collector.log")),
-        )
+        self.0.collector(listen, &self.p("rules"))
     }
 
     fn agent(&self, collector: &Proc) -> Proc {
-        Proc::start(
-            "tocsin-agent",
+        self.0.agent(
+            collector,
             &[
-                "--collector",
-                &collector.url("/api/v1/write"),
-                "--listen",
-                "127.0.0.1:0",
                 "--interval",
                 "1s",
                 "--textfile-dir",
@@ -88,7 +62,6 @@ impl Setup {
                 "--host",
                 "e2e-host",
             ],
-            Path::new(&self.p("agent.log")),
         )
     }
 }

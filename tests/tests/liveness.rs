@@ -1,103 +1,40 @@
 //! Probes and liveness end to end, with the shipped rules: a service stops and starts, an
 //! agent dies and comes back, a hanging target does not slow host sampling.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tocsin_e2e::servers::{HttpServer, Mode};
-use tocsin_e2e::{serial, wait_for, Proc, Webhook};
+use tocsin_e2e::{serial, wait_for, Proc, Stack};
 
-struct Env {
-    dir: tempfile::TempDir,
-    hook: Webhook,
+struct Env(Stack);
+
+impl std::ops::Deref for Env {
+    type Target = Stack;
+    fn deref(&self) -> &Stack {
+        &self.0
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let hook = Webhook::start();
-        std::fs::write(
-            dir.path().join("collector.yaml"),
-            format!(
-                "receivers:\n  - name: hook\n    webhook: {{ url: \"{}\", timeout: 2s }}\n",
-                hook.url
-            ),
-        )
-        .unwrap();
-        Env { dir, hook }
+        Env(Stack::new(""))
     }
 
-    fn p(&self, rel: &str) -> String {
-        self.dir.path().join(rel).display().to_string()
-    }
-
+    /// The collector with the shipped rules.
     fn collector(&self, listen: &str) -> Proc {
-        let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
-        Proc::start(
-            "tocsin-collector",
-            &[
-                "--config",
-                &self.p("collector.yaml"),
-                "--listen",
-                listen,
-                "--data-dir",
-                &self.p("data"),
-                "--rules",
-                rules,
-            ],
-            Path::new(&self.p("collector.log")),
-        )
+        self.0
+            .collector(listen, concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"))
     }
 
     fn agent(&self, c: &Proc, probes: &str) -> Proc {
+        let cfg = self.p("agent.yaml");
         std::fs::write(
-            self.p("agent.yaml"),
+            &cfg,
             format!("host: live-host\ninterval: 1s\nprobes:\n{probes}"),
         )
         .unwrap();
-        Proc::start(
-            "tocsin-agent",
-            &[
-                "--config",
-                &self.p("agent.yaml"),
-                "--collector",
-                &c.url("/api/v1/write"),
-                "--listen",
-                "127.0.0.1:0",
-            ],
-            Path::new(&self.p("agent.log")),
-        )
-    }
-
-    /// Notifications of one alert, as (event, level).
-    fn events(&self, alertname: &str) -> Vec<(Instant, String, String)> {
-        self.hook
-            .all()
-            .into_iter()
-            .filter(|(_, v)| v["alerts"][0]["labels"]["alertname"] == alertname)
-            .map(|(t, v)| {
-                (
-                    t,
-                    v["tocsin"]["event"].as_str().unwrap().to_string(),
-                    v["alerts"][0]["labels"]["level"]
-                        .as_str()
-                        .unwrap()
-                        .to_string(),
-                )
-            })
-            .collect()
-    }
-
-    fn wait_event(
-        &self,
-        alertname: &str,
-        n: usize,
-        timeout: Duration,
-    ) -> (Instant, String, String) {
-        wait_for(&format!("{alertname} notification #{n}"), timeout, || {
-            self.events(alertname).get(n - 1).cloned()
-        })
+        self.0.agent(c, &["--config", &cfg])
     }
 }
 

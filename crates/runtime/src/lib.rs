@@ -7,6 +7,19 @@ use std::process::ExitCode;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
+/// The logging flag both binaries take.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// Log filter, e.g. `info`, `debug` or `info,tocsin_probes=debug` (also from TOCSIN_LOG).
+    #[arg(
+        long = "log",
+        env = "TOCSIN_LOG",
+        default_value = "info",
+        value_name = "FILTER"
+    )]
+    pub filter: String,
+}
+
 /// Logs to stderr with `filter` (falling back to `info` when it does not parse); colours only
 /// on a terminal.
 pub fn init_logging(filter: &str) {
