@@ -54,7 +54,7 @@ fn main() {
             .unwrap()
     };
     let mut target = spawn();
-    let _a = Proc::start(
+    let a = Proc::start(
         "tocsin-agent",
         &[
             "--config",
@@ -76,8 +76,19 @@ fn main() {
             .map(|(t, _)| *t)
             .collect::<Vec<Instant>>()
     };
-    // Let the agent see the process once before the first kill.
-    std::thread::sleep(Duration::from_secs(3));
+    // Let the agent see the process before the first kill.
+    wait_for(
+        "the probe to see the process",
+        Duration::from_secs(10),
+        || {
+            let m = reqwest::blocking::get(a.url("/metrics"))
+                .ok()?
+                .text()
+                .ok()?;
+            m.contains("tocsin_agent_probe_runs_total{probe=\"target\",result=\"success\"}")
+                .then_some(())
+        },
+    );
     let mut lat = Vec::new();
     for i in 1..=trials {
         let killed = Instant::now();

@@ -210,21 +210,29 @@ fn command_exit_codes_and_timeout_kills_the_group() {
     assert_eq!(o.result.as_ref().unwrap_err().message, "exit 3: broken");
     assert_eq!(value(&f.families(&o), "probe_command_exit_code"), Some(3.0));
 
-    let dir = tempfile::tempdir().unwrap();
-    let marker = dir.path().join("grandchild-alive");
-    // The grandchild would write the marker after 1.5 s unless the whole group is killed.
-    let script = format!("(sleep 1.5; touch {}) & sleep 30", marker.display());
+    // A background grandchild would outlive a kill of the command alone; the whole process
+    // group must go.
+    let tag = format!("tocsin-cmd-grandchild-{}", std::process::id());
+    let script = format!("(exec -a {tag} sleep 30) & exec sleep 30");
     let t = std::time::Instant::now();
     assert_eq!(
         reason(&run(&mut cmd(
-            &format!("[\"sh\", \"-c\", \"{script}\"]"),
+            &format!("[\"bash\", \"-c\", \"{script}\"]"),
             "500ms"
         ))),
         "timeout"
     );
     assert!(t.elapsed() < Duration::from_secs(1));
-    std::thread::sleep(Duration::from_millis(1800));
-    assert!(!marker.exists(), "the process group was not killed");
+    tocsin_e2e::wait_for(
+        "the grandchild to be killed with its group",
+        Duration::from_secs(3),
+        || {
+            let alive = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+                std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c.starts_with(tag.as_bytes()))
+            });
+            (!alive).then_some(())
+        },
+    );
 
     assert_eq!(
         reason(&run(&mut cmd("[\"/nonexistent/program\"]", "1s"))),
