@@ -1,0 +1,194 @@
+//! The detector: an ensemble of simple, robust online statistics.
+//!
+//! - **Point deviation**: distance of the value from a fast exponentially weighted level, in
+//!   units of the exponentially weighted mean absolute deviation (a robust scale).
+//! - **Level shift**: distance of a short-term mean from a long-term mean, in long-term scale.
+//!
+//! The score is the larger of the two, mapped to [0, 1).
+
+/// Tunables; defaults are chosen on the NAB tuning subset (docs/DYNAMIC.md).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DetectorConfig {
+    /// Samples before any score is given.
+    pub min_history: u32,
+    pub alpha_level: f64,
+    pub alpha_dev: f64,
+    pub alpha_short: f64,
+    pub alpha_long: f64,
+    /// Deviation (in scale units) that maps to a score of about 0.63.
+    pub point_k: f64,
+    pub shift_k: f64,
+    /// Smoothing of the raw surprise before it is compared with its own history.
+    pub alpha_surprise_short: f64,
+    /// Memory of the surprise distribution.
+    pub alpha_surprise_long: f64,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        DetectorConfig {
+            min_history: 30,
+            alpha_level: 0.1,
+            alpha_dev: 0.01,
+            alpha_short: 0.3,
+            alpha_long: 0.005,
+            point_k: 6.0,
+            shift_k: 6.0,
+            alpha_surprise_short: 0.5,
+            alpha_surprise_long: 0.002,
+        }
+    }
+}
+
+/// One evaluation: the score and the band the model expected the value in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Output {
+    pub score: f64,
+    pub expected: f64,
+    pub lower: f64,
+    pub upper: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Detector {
+    cfg: DetectorConfig,
+    n: u64,
+    level: f64,
+    dev: f64,
+    short: f64,
+    long: f64,
+    long_dev: f64,
+    s_short: f64,
+    s_mean: f64,
+    s_var: f64,
+}
+
+impl Detector {
+    pub fn new(cfg: DetectorConfig) -> Self {
+        Detector {
+            cfg,
+            n: 0,
+            level: 0.0,
+            dev: 0.0,
+            short: 0.0,
+            long: 0.0,
+            long_dev: 0.0,
+            s_short: 0.0,
+            s_mean: 0.0,
+            s_var: 0.0,
+        }
+    }
+
+    /// Scores `x` against the past, then learns from it.
+    pub fn update(&mut self, x: f64) -> Output {
+        let c = self.cfg;
+        if self.n == 0 {
+            self.level = x;
+            self.short = x;
+            self.long = x;
+        }
+        // A floor for the scale, so a perfectly flat series does not score infinite deviations
+        // for tiny changes.
+        let floor = 1e-6 + 1e-3 * self.long.abs();
+        let scale = self.dev.max(floor);
+        let long_scale = self.long_dev.max(floor);
+        let point = (x - self.level).abs() / scale;
+        let short_next = self.short + c.alpha_short * (x - self.short);
+        let shift = (short_next - self.long).abs() / long_scale;
+        let z = (point / c.point_k).max(shift / c.shift_k);
+        // How unusual is this surprise for this series? Compare its short-term average with
+        // its long-term distribution (the idea of Numenta's anomaly likelihood).
+        let raw = (1.0 + z).ln();
+        let s_short = self.s_short + c.alpha_surprise_short * (raw - self.s_short);
+        let sd = self.s_var.sqrt().max(1e-3);
+        let tail = gaussian_tail((s_short - self.s_mean) / sd);
+        let score = if self.n < u64::from(c.min_history) {
+            0.0
+        } else {
+            // Spread the values near 1 apart (as HTM's log likelihood does).
+            ((1.0 + 1e-10 - (1.0 - tail)).ln() / (1e-10f64).ln()).clamp(0.0, 1.0)
+        };
+        let d = raw - self.s_mean;
+        self.s_mean += c.alpha_surprise_long * d;
+        self.s_var = (1.0 - c.alpha_surprise_long) * (self.s_var + c.alpha_surprise_long * d * d);
+        self.s_short = s_short;
+        let band = c.point_k * scale;
+        let out = Output {
+            score,
+            expected: self.level,
+            lower: self.level - band,
+            upper: self.level + band,
+        };
+        // Learn.
+        let r = (x - self.level).abs();
+        self.dev += c.alpha_dev * (r - self.dev);
+        self.level += c.alpha_level * (x - self.level);
+        self.short = short_next;
+        let lr = (x - self.long).abs();
+        self.long_dev += c.alpha_long * (lr - self.long_dev);
+        self.long += c.alpha_long * (x - self.long);
+        self.n += 1;
+        out
+    }
+}
+
+/// P(Z > z) for a standard normal Z (Abramowitz–Stegun 7.1.26 on erfc).
+fn gaussian_tail(z: f64) -> f64 {
+    if z < 0.0 {
+        return 1.0 - gaussian_tail(-z);
+    }
+    let x = z / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.3275911 * x);
+    let poly = t
+        * (0.254829592
+            + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+    0.5 * poly * (-x * x).exp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noise(i: u64) -> f64 {
+        // Deterministic pseudo-noise in [-1, 1].
+        let x = i
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((x >> 33) as f64 / (1u64 << 31) as f64) - 1.0
+    }
+
+    #[test]
+    fn spike_scores_far_above_noise() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let mut max_normal: f64 = 0.0;
+        for i in 0..2000 {
+            let o = d.update(50.0 + noise(i));
+            if i > 500 {
+                max_normal = max_normal.max(o.score);
+            }
+        }
+        let spike = d.update(80.0).score;
+        assert!(spike > 0.9, "spike {spike}");
+        assert!(spike > max_normal, "spike {spike} vs noise {max_normal}");
+    }
+
+    #[test]
+    fn quiet_during_cold_start_and_bounded_state() {
+        let mut d = Detector::new(DetectorConfig::default());
+        for i in 0..30 {
+            assert_eq!(d.update(i as f64 * 100.0).score, 0.0);
+        }
+        assert!(std::mem::size_of::<Detector>() <= 4096);
+    }
+
+    #[test]
+    fn state_round_trips() {
+        let mut d = Detector::new(DetectorConfig::default());
+        for i in 0..100 {
+            d.update(noise(i));
+        }
+        let json = serde_json::to_string(&d).unwrap();
+        let mut back: Detector = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.update(3.0), d.update(3.0));
+    }
+}
