@@ -22,6 +22,17 @@ pub struct DetectorConfig {
     pub alpha_surprise_short: f64,
     /// Memory of the surprise distribution.
     pub alpha_surprise_long: f64,
+    /// Learning rate of the time-of-day profile (one step per bucket visit, i.e. per day).
+    pub alpha_season: f64,
+    /// Days a bucket must have seen before the profile is trusted.
+    pub season_min_days: f64,
+    /// Seasonal deviation (in bucket scale units) scoring like `point_k` (used alone, for
+    /// anomalies that break the daily shape without a sudden jump).
+    pub season_k: f64,
+    /// Decay per sample of the remembered peak score; a score below the remembered peak is an
+    /// echo of an event already reported and is damped by `echo_damp`.
+    pub peak_decay: f64,
+    pub echo_damp: f64,
 }
 
 impl Default for DetectorConfig {
@@ -36,6 +47,11 @@ impl Default for DetectorConfig {
             shift_k: 6.0,
             alpha_surprise_short: 0.5,
             alpha_surprise_long: 0.002,
+            alpha_season: 0.1,
+            season_min_days: 5.0,
+            season_k: 6.0,
+            peak_decay: 0.999,
+            echo_damp: 0.5,
         }
     }
 }
@@ -61,7 +77,15 @@ pub struct Detector {
     s_short: f64,
     s_mean: f64,
     s_var: f64,
+    /// Time-of-day profile: per bucket, visits, mean and mean absolute deviation.
+    season: Vec<[f32; 3]>,
+    last_ts: i64,
+    peak: f64,
 }
+
+/// Buckets of the daily profile: 15 minutes each.
+const BUCKETS: usize = 96;
+const DAY_MS: i64 = 86_400_000;
 
 impl Detector {
     pub fn new(cfg: DetectorConfig) -> Self {
@@ -76,11 +100,19 @@ impl Detector {
             s_short: 0.0,
             s_mean: 0.0,
             s_var: 0.0,
+            season: vec![[0.0; 3]; BUCKETS],
+            last_ts: 0,
+            peak: 0.0,
         }
     }
 
-    /// Scores `x` against the past, then learns from it.
-    pub fn update(&mut self, x: f64) -> Output {
+    /// Memory held for one series, heap included.
+    pub fn state_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.season.capacity() * std::mem::size_of::<[f32; 3]>()
+    }
+
+    /// Scores `x` observed at `ts_ms` against the past, then learns from it.
+    pub fn update(&mut self, ts_ms: i64, x: f64) -> Output {
         let c = self.cfg;
         if self.n == 0 {
             self.level = x;
@@ -95,7 +127,28 @@ impl Detector {
         let point = (x - self.level).abs() / scale;
         let short_next = self.short + c.alpha_short * (x - self.short);
         let shift = (short_next - self.long).abs() / long_scale;
-        let z = (point / c.point_k).max(shift / c.shift_k);
+        let b = (ts_ms.rem_euclid(DAY_MS) * BUCKETS as i64 / DAY_MS) as usize;
+        let [visits, s_mean, s_dev] = self.season[b].map(f64::from);
+        let seasonal = (visits >= c.season_min_days)
+            .then(|| (x - s_mean).abs() / s_dev.max(floor));
+        // A jump the daily shape predicts is not a surprise; a shape the day never had is.
+        let z = match seasonal {
+            Some(sz) => (point.min(sz) / c.point_k)
+                .max(sz / c.season_k)
+                .max(shift / c.shift_k),
+            None => (point / c.point_k).max(shift / c.shift_k),
+        };
+        {
+            let e = &mut self.season[b];
+            let a = if visits < 1.0 { 1.0 } else { c.alpha_season.max(1.0 / (visits + 1.0)) };
+            let r = (x - s_mean).abs();
+            let dev = if visits < 1.0 { 0.0 } else { s_dev + a * (r - s_dev) };
+            // Several samples fall in one bucket each day: count a visit per day, roughly.
+            e[0] = (visits + (1.0 / samples_per_bucket(self.last_ts, ts_ms))) as f32;
+            e[1] = (s_mean + a * (x - s_mean)) as f32;
+            e[2] = dev as f32;
+        }
+        self.last_ts = ts_ms;
         // How unusual is this surprise for this series? Compare its short-term average with
         // its long-term distribution (the idea of Numenta's anomaly likelihood).
         let raw = (1.0 + z).ln();
@@ -112,6 +165,13 @@ impl Detector {
         self.s_mean += c.alpha_surprise_long * d;
         self.s_var = (1.0 - c.alpha_surprise_long) * (self.s_var + c.alpha_surprise_long * d * d);
         self.s_short = s_short;
+        let score = if score >= self.peak {
+            self.peak = score;
+            score
+        } else {
+            self.peak *= c.peak_decay;
+            score * c.echo_damp
+        };
         let band = c.point_k * scale;
         let out = Output {
             score,
@@ -130,6 +190,12 @@ impl Detector {
         self.n += 1;
         out
     }
+}
+
+/// How many samples land in one bucket per day, judged from the sampling step.
+fn samples_per_bucket(prev: i64, now: i64) -> f64 {
+    let step = (now - prev).clamp(1_000, DAY_MS);
+    ((DAY_MS / BUCKETS as i64) as f64 / step as f64).max(1.0)
 }
 
 /// P(Z > z) for a standard normal Z (Abramowitz–Stegun 7.1.26 on erfc).
@@ -162,12 +228,12 @@ mod tests {
         let mut d = Detector::new(DetectorConfig::default());
         let mut max_normal: f64 = 0.0;
         for i in 0..2000 {
-            let o = d.update(50.0 + noise(i));
+            let o = d.update(i as i64 * 300_000, 50.0 + noise(i));
             if i > 500 {
                 max_normal = max_normal.max(o.score);
             }
         }
-        let spike = d.update(80.0).score;
+        let spike = d.update(2000 * 300_000, 80.0).score;
         assert!(spike > 0.9, "spike {spike}");
         assert!(spike > max_normal, "spike {spike} vs noise {max_normal}");
     }
@@ -176,19 +242,19 @@ mod tests {
     fn quiet_during_cold_start_and_bounded_state() {
         let mut d = Detector::new(DetectorConfig::default());
         for i in 0..30 {
-            assert_eq!(d.update(i as f64 * 100.0).score, 0.0);
+            assert_eq!(d.update(i * 300_000, i as f64 * 100.0).score, 0.0);
         }
-        assert!(std::mem::size_of::<Detector>() <= 4096);
+        assert!(d.state_bytes() <= 4096, "{} bytes", d.state_bytes());
     }
 
     #[test]
     fn state_round_trips() {
         let mut d = Detector::new(DetectorConfig::default());
         for i in 0..100 {
-            d.update(noise(i));
+            d.update(i as i64 * 300_000, noise(i));
         }
         let json = serde_json::to_string(&d).unwrap();
         let mut back: Detector = serde_json::from_str(&json).unwrap();
-        assert_eq!(back.update(3.0), d.update(3.0));
+        assert_eq!(back.update(100 * 300_000, 3.0), d.update(100 * 300_000, 3.0));
     }
 }
