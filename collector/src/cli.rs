@@ -52,6 +52,22 @@ struct RunArgs {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Replay a CSV of `timestamp,value` through one rule and write, per row,
+    /// `timestamp,value,anomaly_score,level`; prints a summary on stderr.
+    Backtest {
+        /// Rule file holding the rule.
+        #[arg(long, value_name = "FILE")]
+        rules: PathBuf,
+        /// Name of the rule to replay.
+        #[arg(long, value_name = "NAME")]
+        rule: String,
+        /// Input CSV with a `timestamp,value` header (NAB format).
+        #[arg(long, value_name = "INPUT.csv")]
+        csv: PathBuf,
+        /// Output CSV [default: standard output].
+        #[arg(long, value_name = "OUT.csv")]
+        out: Option<PathBuf>,
+    },
     /// Check rule files and exit: 0 when all are valid, 1 with every problem otherwise.
     CheckRules {
         /// Rule files or directories.
@@ -64,6 +80,12 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Some(Cmd::CheckRules { paths }) => check_rules(&paths),
+        Some(Cmd::Backtest {
+            rules,
+            rule,
+            csv,
+            out,
+        }) => backtest(&rules, &rule, &csv, out.as_deref()),
         None => {
             tocsin_runtime::init_logging(&cli.run.log.filter);
             tocsin_runtime::exit_code("tocsin-collector", run(cli.run))
@@ -82,6 +104,43 @@ fn check_rules(paths: &[PathBuf]) -> ExitCode {
                 eprintln!("{p}");
             }
             eprintln!("{} problems found", problems.len());
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn backtest(
+    rules: &std::path::Path,
+    rule: &str,
+    csv: &std::path::Path,
+    out: Option<&std::path::Path>,
+) -> ExitCode {
+    let result = match out {
+        Some(p) => std::fs::File::create(p)
+            .map_err(|e| format!("{}: {e}", p.display()))
+            .and_then(|f| {
+                let mut w = std::io::BufWriter::new(f);
+                let r = crate::backtest::run(rules, rule, csv, &mut w);
+                std::io::Write::flush(&mut w).map_err(|e| e.to_string())?;
+                r
+            }),
+        None => crate::backtest::run(rules, rule, csv, &mut std::io::stdout().lock()),
+    };
+    match result {
+        Ok(s) => {
+            eprintln!(
+                "{} rows; alerts fired: warning {}, critical {}, emergency {}; first {}, last {}",
+                s.rows,
+                s.alerts[0],
+                s.alerts[1],
+                s.alerts[2],
+                s.first.as_deref().unwrap_or("-"),
+                s.last.as_deref().unwrap_or("-")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tocsin-collector backtest: {e}");
             ExitCode::from(1)
         }
     }

@@ -2,6 +2,7 @@
 //! evaluation, rule-file loading and reloading. The capabilities themselves live in the
 //! `tocsin-*` library crates.
 
+pub mod backtest;
 pub mod cli;
 pub mod http;
 pub mod liveness;

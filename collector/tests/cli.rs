@@ -88,3 +88,78 @@ fn invalid_config_is_refused_with_every_problem() {
         "{err}"
     );
 }
+
+#[test]
+fn backtest_writes_one_row_per_input_and_flags_the_spike() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("r.yaml");
+    std::fs::write(
+        &rules,
+        "rules:\n  - name: Unusual\n    expr: value\n    dynamic: { sensitivity: medium }\n    levels: { emergency: \"> 1000\" }\n",
+    )
+    .unwrap();
+    let csv = dir.path().join("in.csv");
+    let mut text = String::from("timestamp,value\n");
+    for i in 0..600 {
+        let v = if i == 500 {
+            90.0
+        } else {
+            50.0 + ((i * 7919) % 13) as f64 / 10.0
+        };
+        let (h, m) = ((i * 5) / 60, (i * 5) % 60);
+        text.push_str(&format!(
+            "2014-04-{:02} {:02}:{:02}:00,{v}\n",
+            1 + h / 24,
+            h % 24,
+            m
+        ));
+    }
+    std::fs::write(&csv, &text).unwrap();
+    let out = dir.path().join("out.csv");
+    let o = collector()
+        .args([
+            "backtest",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--rule",
+            "Unusual",
+        ])
+        .args([
+            "--csv",
+            csv.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let result = std::fs::read_to_string(&out).unwrap();
+    let rows: Vec<&str> = result.lines().collect();
+    assert_eq!(rows[0], "timestamp,value,anomaly_score,level");
+    assert_eq!(rows.len(), 601, "one row per input row");
+    let spike: Vec<&str> = rows[501].split(',').collect();
+    assert_eq!(spike[1], "90");
+    assert!(spike[2].parse::<f64>().unwrap() > 0.57, "{}", rows[501]);
+    assert!(matches!(spike[3], "warning" | "critical"), "{}", rows[501]);
+    assert!(
+        rows[1..400].iter().all(|r| r.ends_with(',')),
+        "quiet before the spike"
+    );
+    let summary = String::from_utf8_lossy(&o.stderr);
+    assert!(summary.starts_with("600 rows; alerts fired:"), "{summary}");
+
+    let o = collector()
+        .args([
+            "backtest",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--rule",
+            "Nope",
+            "--csv",
+            csv.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no rule \"Nope\" (rules: Unusual)"));
+}

@@ -49,17 +49,6 @@ fn main() {
     }
 }
 
-/// `YYYY-MM-DD HH:MM:SS` as Unix milliseconds (UTC).
 fn parse_ts(s: &str) -> i64 {
-    let n = |a: usize, b: usize| s[a..b].parse::<i64>().unwrap();
-    let (y, m, d) = (n(0, 4), n(5, 7), n(8, 10));
-    let (hh, mm, ss) = (n(11, 13), n(14, 16), n(17, 19));
-    // Days from civil (Howard Hinnant).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    ((days * 86400) + hh * 3600 + mm * 60 + ss) * 1000
+    tocsin_model::parse_timestamp(s).expect("timestamp")
 }

@@ -129,8 +129,7 @@ impl Detector {
         let shift = (short_next - self.long).abs() / long_scale;
         let b = (ts_ms.rem_euclid(DAY_MS) * BUCKETS as i64 / DAY_MS) as usize;
         let [visits, s_mean, s_dev] = self.season[b].map(f64::from);
-        let seasonal = (visits >= c.season_min_days)
-            .then(|| (x - s_mean).abs() / s_dev.max(floor));
+        let seasonal = (visits >= c.season_min_days).then(|| (x - s_mean).abs() / s_dev.max(floor));
         // A jump the daily shape predicts is not a surprise; a shape the day never had is.
         let z = match seasonal {
             Some(sz) => (point.min(sz) / c.point_k)
@@ -140,9 +139,17 @@ impl Detector {
         };
         {
             let e = &mut self.season[b];
-            let a = if visits < 1.0 { 1.0 } else { c.alpha_season.max(1.0 / (visits + 1.0)) };
+            let a = if visits < 1.0 {
+                1.0
+            } else {
+                c.alpha_season.max(1.0 / (visits + 1.0))
+            };
             let r = (x - s_mean).abs();
-            let dev = if visits < 1.0 { 0.0 } else { s_dev + a * (r - s_dev) };
+            let dev = if visits < 1.0 {
+                0.0
+            } else {
+                s_dev + a * (r - s_dev)
+            };
             // Several samples fall in one bucket each day: count a visit per day, roughly.
             e[0] = (visits + (1.0 / samples_per_bucket(self.last_ts, ts_ms))) as f32;
             e[1] = (s_mean + a * (x - s_mean)) as f32;
@@ -255,6 +262,9 @@ mod tests {
         }
         let json = serde_json::to_string(&d).unwrap();
         let mut back: Detector = serde_json::from_str(&json).unwrap();
-        assert_eq!(back.update(100 * 300_000, 3.0), d.update(100 * 300_000, 3.0));
+        assert_eq!(
+            back.update(100 * 300_000, 3.0),
+            d.update(100 * 300_000, 3.0)
+        );
     }
 }

@@ -40,3 +40,60 @@ pub fn now_ms() -> TimestampMs {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// Parses `YYYY-MM-DD HH:MM:SS` (or with a `T`, optional fraction and `Z`) as UTC, or a plain
+/// number of Unix seconds, into milliseconds.
+pub fn parse_timestamp(s: &str) -> Option<TimestampMs> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        return Some((secs * 1000.0) as i64);
+    }
+    let b = s.as_bytes();
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b' ' || b[10] == b'T') {
+        return None;
+    }
+    let n = |a: usize, z: usize| s.get(a..z)?.parse::<i64>().ok();
+    let (y, m, d) = (n(0, 4)?, n(5, 7)?, n(8, 10)?);
+    let (hh, mm, ss) = (n(11, 13)?, n(14, 16)?, n(17, 19)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    let mut ms = 0;
+    if let Some(frac) = s.get(19..).and_then(|r| r.strip_prefix('.')) {
+        let digits: String = frac
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .take(3)
+            .collect();
+        ms = format!("{digits:0<3}").parse::<i64>().ok()?;
+    }
+    // Days from the civil date (H. Hinnant's algorithm).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400) + hh * 3600 + mm * 60 + ss) * 1000 + ms)
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::parse_timestamp;
+
+    #[test]
+    fn formats() {
+        assert_eq!(parse_timestamp("1970-01-01 00:00:00"), Some(0));
+        assert_eq!(
+            parse_timestamp("2014-04-10 07:15:00"),
+            Some(1_397_114_100_000)
+        );
+        assert_eq!(
+            parse_timestamp("2014-04-10T07:15:00.25Z"),
+            Some(1_397_114_100_250)
+        );
+        assert_eq!(parse_timestamp("1397114100"), Some(1_397_114_100_000));
+        assert_eq!(parse_timestamp("2014-13-10 07:15:00"), None);
+        assert_eq!(parse_timestamp("yesterday"), None);
+    }
+}

@@ -54,6 +54,11 @@ pub struct AlertState {
     /// The level it fired at most recently.
     #[serde(default)]
     pub last_level: Option<Level>,
+    /// Dynamic rules: the anomaly score and the band the baseline expected.
+    #[serde(default)]
+    pub score: f64,
+    #[serde(default)]
+    pub band: Option<[f64; 3]>,
 }
 
 impl AlertState {
@@ -165,8 +170,19 @@ impl LeafSeries {
     }
 }
 
+/// The outcome of the latest evaluation, for backtests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation {
+    pub value: f64,
+    pub score: f64,
+    pub level: Option<Level>,
+}
+
 pub struct Engine {
     opts: EngineOptions,
+    /// Learned baselines of dynamic rules, per (rule, series).
+    detectors: HashMap<(usize, u64), tocsin_baseline::Detector>,
+    last_eval: Option<Evaluation>,
     rules: Vec<Arc<Rule>>,
     by_metric: HashMap<String, Arc<[(usize, usize)]>>,
     /// [rule][leaf]: series key → recent samples.
@@ -180,6 +196,8 @@ impl Engine {
     pub fn new(rules: Vec<Rule>, opts: EngineOptions) -> Self {
         let mut e = Engine {
             opts,
+            detectors: HashMap::new(),
+            last_eval: None,
             rules: Vec::new(),
             by_metric: HashMap::new(),
             leaves: Vec::new(),
@@ -231,13 +249,19 @@ impl Engine {
             .enumerate()
             .map(|(i, r)| (r.name.clone(), i))
             .collect();
+        let mut same: HashMap<usize, usize> = HashMap::new();
         for (oi, old) in old_rules.iter().enumerate() {
             if let Some(&ni) = index.get(old.name.as_str()) {
                 if self.rules[ni].expr_text == old.expr_text {
                     self.leaves[ni] = std::mem::take(&mut old_leaves[oi]);
+                    same.insert(oi, ni);
                 }
             }
         }
+        self.detectors = std::mem::take(&mut self.detectors)
+            .into_iter()
+            .filter_map(|((oi, k), d)| same.get(&oi).map(|&ni| ((ni, k), d)))
+            .collect();
         let mut out = Vec::new();
         let alerts = std::mem::take(&mut self.alerts);
         for ((oi, key), st) in alerts {
@@ -362,6 +386,27 @@ impl Engine {
             }
         })?;
         self.evaluations += 1;
+        let (score, band) = match &rule.dynamic {
+            Some(d) => {
+                let det = self
+                    .detectors
+                    .entry((ri, kfp))
+                    .or_insert_with(|| tocsin_baseline::Detector::new(d.detector));
+                let o = det.update(ts, v);
+                let dev = v - o.expected;
+                let gated = match d.direction {
+                    crate::rule::Direction::Up => dev <= 0.0,
+                    crate::rule::Direction::Down => dev >= 0.0,
+                    crate::rule::Direction::Both => false,
+                } || dev.abs() < d.min_abs_deviation
+                    || dev.abs() < d.min_rel_deviation * o.expected.abs();
+                (
+                    if gated { 0.0 } else { o.score },
+                    Some([o.expected, o.lower, o.upper]),
+                )
+            }
+            None => (0.0, None),
+        };
         let st = self.alerts.entry((ri, kfp)).or_insert_with(|| {
             let mut labels = key_labels.clone();
             for l in rule.labels.iter() {
@@ -383,10 +428,20 @@ impl Engine {
                 changes: Vec::new(),
                 flapping: false,
                 last_level: None,
+                score: 0.0,
+                band: None,
             }
         });
         st.last_seen_ms = now;
-        self.step(ri, kfp, v, now, true)
+        st.score = score;
+        st.band = band;
+        let t = self.step(ri, kfp, v, now, true);
+        self.last_eval = Some(Evaluation {
+            value: v,
+            score,
+            level: self.alerts.get(&(ri, kfp)).and_then(|a| a.level),
+        });
+        t
     }
 
     /// Advances time: fires pending alerts whose `for` has elapsed and resolves stale ones.
@@ -466,7 +521,7 @@ impl Engine {
         for (l, spec) in rule.defined_levels() {
             let active = prev.is_some_and(|p| p >= l);
             let i = l.index();
-            if spec.holds(v, active) {
+            if spec.holds_for(v, st.score, active) {
                 st.holding_since[i] = Some(st.holding_since[i].unwrap_or(now));
                 if fresh {
                     st.holding_runs[i] = st.holding_runs[i].saturating_add(1);
@@ -565,6 +620,12 @@ impl Engine {
             .collect()
     }
 
+    /// The latest evaluation of any rule since the last call (backtests feed one series and
+    /// read it per sample).
+    pub fn take_last_evaluation(&mut self) -> Option<Evaluation> {
+        self.last_eval.take()
+    }
+
     /// Alerts pending or firing now.
     pub fn alerts(&self) -> impl Iterator<Item = &AlertState> {
         self.alerts.values().filter(|a| a.is_active())
@@ -590,6 +651,10 @@ fn render(
         level => level.as_str(),
         threshold => threshold.as_str(),
         rule => rule.name.as_str(),
+        score => st.score,
+        expected => st.band.map(|b| b[0]),
+        lower => st.band.map(|b| b[1]),
+        upper => st.band.map(|b| b[2]),
     };
     let env = minijinja::Environment::new();
     let annotations = rule
@@ -628,6 +693,7 @@ fn placeholder_rule(name: &str) -> Rule {
         for_ms: 0,
         for_runs: 1,
         flapping: None,
+        dynamic: None,
         labels: Labels::new(),
         annotations: BTreeMap::new(),
     }

@@ -6,7 +6,7 @@ use serde_yaml_ng::Value;
 use tocsin_model::{is_valid_label_name, Labels, Level};
 
 use crate::expr;
-use crate::rule::{Condition, Flapping, LevelSpec, Rule};
+use crate::rule::{Condition, Direction, Dynamic, Flapping, LevelSpec, Rule};
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,14 +30,35 @@ struct RawRule {
     for_runs: Option<u32>,
     /// Flapping detection: `{changes: 6, window: 10m}` (the default); `changes: 0` switches it off.
     flapping: Option<RawFlapping>,
+    /// Dynamic thresholds learned from each series' own history (docs/DYNAMIC.md).
+    dynamic: Option<RawDynamic>,
     /// `warning`, `critical`, `emergency`: a condition such as `"> 90"`, or
     /// `{when: "> 90", recover: "< 85", for: 1m}`.
+    #[serde(default)]
     levels: BTreeMap<String, Value>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
     /// Templates: `{{ host }}`, `{{ value }}`, `{{ level }}`, `{{ threshold }}`, `{{ labels.x }}`.
     #[serde(default)]
     annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDynamic {
+    /// low, medium (default) or high.
+    sensitivity: Option<String>,
+    /// up, down or both (default).
+    direction: Option<String>,
+    #[serde(default)]
+    min_abs_deviation: f64,
+    #[serde(default)]
+    min_rel_deviation: f64,
+    /// Samples learned before anything fires (default 30); until then the rule stays quiet.
+    min_history: Option<u32>,
+    /// Levels judged dynamically (default warning and critical); a level also given under
+    /// `levels` is judged statically.
+    levels: Option<Vec<String>>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -109,7 +130,7 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
             }
         };
         let mut levels: [Option<LevelSpec>; 3] = [None, None, None];
-        if r.levels.is_empty() {
+        if r.levels.is_empty() && r.dynamic.is_none() {
             problems.push(format!(
                 "{}: levels: at least one of warning, critical, emergency is required",
                 at(&["levels"])
@@ -128,6 +149,72 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
         if let Err(e) = check_levels(&levels) {
             problems.push(format!("{}: levels: {e}", at(&["levels"])));
         }
+        let dynamic = r.dynamic.as_ref().and_then(|d| {
+            let here = || at(&["dynamic"]);
+            let sens = d.sensitivity.as_deref().unwrap_or("medium");
+            let Some(cutoffs) = crate::rule::score_cutoffs(sens) else {
+                problems.push(format!(
+                    "{}: dynamic.sensitivity {sens:?} must be low, medium or high",
+                    here()
+                ));
+                return None;
+            };
+            let direction = match d.direction.as_deref().unwrap_or("both") {
+                "up" => Direction::Up,
+                "down" => Direction::Down,
+                "both" => Direction::Both,
+                o => {
+                    problems.push(format!(
+                        "{}: dynamic.direction {o:?} must be up, down or both",
+                        here()
+                    ));
+                    return None;
+                }
+            };
+            let names = d
+                .levels
+                .clone()
+                .unwrap_or_else(|| vec!["warning".into(), "critical".into()]);
+            for n in &names {
+                match n.parse::<Level>() {
+                    Ok(l) if levels[l.index()].is_none() => {
+                        let cut = cutoffs[l.index()];
+                        levels[l.index()] = Some(LevelSpec {
+                            when: Condition {
+                                op: crate::rule::CmpOp::Ge,
+                                threshold: cut,
+                            },
+                            // Hysteresis on the score, so one borderline sample does not resolve.
+                            recover: Some(Condition {
+                                op: crate::rule::CmpOp::Lt,
+                                threshold: cut * 0.7,
+                            }),
+                            for_ms: None,
+                            for_runs: None,
+                            on_score: true,
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(e) => problems.push(format!("{}: dynamic.levels: {e}", here())),
+                }
+            }
+            if d.min_abs_deviation < 0.0 || d.min_rel_deviation < 0.0 {
+                problems.push(format!(
+                    "{}: dynamic: minimum deviations must not be negative",
+                    here()
+                ));
+            }
+            let mut detector = tocsin_baseline::DetectorConfig::default();
+            if let Some(h) = d.min_history {
+                detector.min_history = h;
+            }
+            Some(Dynamic {
+                detector,
+                direction,
+                min_abs_deviation: d.min_abs_deviation,
+                min_rel_deviation: d.min_rel_deviation,
+            })
+        });
 
         let mut labels = Labels::new();
         for (k, v) in &r.labels {
@@ -165,6 +252,7 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
                 for_ms,
                 for_runs: r.for_runs.unwrap_or(1).max(1),
                 flapping,
+                dynamic,
                 labels,
                 annotations: r.annotations,
             });
@@ -190,6 +278,7 @@ fn parse_level(v: &Value) -> Result<LevelSpec, String> {
             recover: None,
             for_ms: None,
             for_runs: None,
+            on_score: false,
         }),
         Value::Mapping(m) => {
             let mut when = None;
@@ -240,6 +329,7 @@ fn parse_level(v: &Value) -> Result<LevelSpec, String> {
                 recover,
                 for_ms,
                 for_runs,
+                on_score: false,
             })
         }
         Value::Number(n) => Err(format!(
@@ -254,6 +344,7 @@ fn check_levels(levels: &[Option<LevelSpec>; 3]) -> Result<(), String> {
     let defined: Vec<(Level, &LevelSpec)> = Level::ALL
         .into_iter()
         .filter_map(|l| levels[l.index()].as_ref().map(|s| (l, s)))
+        .filter(|(_, s)| !s.on_score)
         .collect();
     let dirs: Vec<i8> = defined.iter().map(|(_, s)| s.when.op.direction()).collect();
     if dirs.windows(2).any(|w| w[0] != w[1]) {

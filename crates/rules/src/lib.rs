@@ -7,9 +7,11 @@ pub mod expr;
 mod file;
 mod rule;
 
-pub use engine::{AlertState, Engine, EngineOptions, StateChange, Transition, TransitionKind};
+pub use engine::{
+    AlertState, Engine, EngineOptions, Evaluation, StateChange, Transition, TransitionKind,
+};
 pub use file::parse_file;
-pub use rule::{CmpOp, Condition, Flapping, LevelSpec, Rule};
+pub use rule::{score_cutoffs, CmpOp, Condition, Direction, Dynamic, Flapping, LevelSpec, Rule};
 
 /// Checks that rule names are unique across files (each file is checked on its own by
 /// `parse_file`).

@@ -21,6 +21,8 @@ pub struct Rule {
     pub for_runs: u32,
     /// Flapping detection; `None` when switched off.
     pub flapping: Option<Flapping>,
+    /// Dynamic thresholds: levels judged on the anomaly score of a learned baseline.
+    pub dynamic: Option<Dynamic>,
     pub labels: Labels,
     pub annotations: BTreeMap<String, String>,
 }
@@ -34,6 +36,34 @@ impl Rule {
         Level::ALL
             .into_iter()
             .filter_map(|l| self.level(l).map(|s| (l, s)))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Up,
+    Down,
+    Both,
+}
+
+/// How a rule learns and judges each series' own normal.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dynamic {
+    pub detector: tocsin_baseline::DetectorConfig,
+    pub direction: Direction,
+    /// Deviations from the expected value smaller than this never fire.
+    pub min_abs_deviation: f64,
+    /// ... nor smaller than this share of the expected value.
+    pub min_rel_deviation: f64,
+}
+
+/// Anomaly-score cutoffs per level for a sensitivity (low, medium, high).
+pub fn score_cutoffs(sensitivity: &str) -> Option<[f64; 3]> {
+    match sensitivity {
+        "low" => Some([0.70, 0.90, 0.98]),
+        "medium" => Some([0.57, 0.80, 0.95]),
+        "high" => Some([0.45, 0.70, 0.90]),
+        _ => None,
     }
 }
 
@@ -64,10 +94,16 @@ pub struct LevelSpec {
     pub for_ms: Option<i64>,
     /// Overrides the rule's `for_runs` for this level.
     pub for_runs: Option<u32>,
+    /// Judged on the anomaly score of a dynamic rule instead of the value.
+    pub on_score: bool,
 }
 
 impl LevelSpec {
     /// Whether the level's condition holds, given whether the alert already fires at or above it.
+    pub fn holds_for(&self, v: f64, score: f64, active: bool) -> bool {
+        self.holds(if self.on_score { score } else { v }, active)
+    }
+
     pub fn holds(&self, v: f64, active: bool) -> bool {
         match (&self.recover, active) {
             (Some(r), true) => !r.holds(v),

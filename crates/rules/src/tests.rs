@@ -376,3 +376,51 @@ fn every_sample_of_a_batch_is_a_run() {
         vec![(TransitionKind::Firing, Level::Warning)]
     );
 }
+
+#[test]
+fn dynamic_levels_combine_with_a_static_emergency() {
+    let r = rules(
+        r#"
+rules:
+  - name: Disk
+    expr: used
+    dynamic: { sensitivity: medium, direction: up, min_abs_deviation: 5 }
+    levels:
+      emergency: "> 98"
+    annotations:
+      summary: "{{ value }} vs expected {{ expected|round(1) }}"
+"#,
+    );
+    assert!(r[0].level(Level::Warning).unwrap().on_score);
+    assert!(!r[0].level(Level::Emergency).unwrap().on_score);
+    let mut e = Engine::new(r, EngineOptions::default());
+    let f = |e: &mut Engine, i: i64, v: f64| {
+        e.ingest(&[sample("used", "h", T0 + i * 60 * S, v)], T0 + i * 60 * S)
+    };
+    for i in 0..300 {
+        assert!(
+            f(&mut e, i, 40.0 + (i % 3) as f64 * 0.1).is_empty(),
+            "quiet while learning and steady"
+        );
+    }
+    // A drop is ignored (direction up); a small rise is below min_abs_deviation.
+    assert!(f(&mut e, 300, 10.0).is_empty());
+    e.take_last_evaluation();
+    assert!(f(&mut e, 301, 43.0).is_empty());
+    // A large unusual rise fires dynamically and says what was expected.
+    let t = f(&mut e, 302, 70.0);
+    assert_eq!(t.len(), 1, "{t:?}");
+    assert!(t[0].level >= Level::Warning && t[0].level <= Level::Critical);
+    assert!(
+        t[0].annotations["summary"].starts_with("70.0 vs expected"),
+        "{}",
+        t[0].annotations["summary"]
+    );
+    // The static emergency still applies.
+    let t = f(&mut e, 303, 99.0);
+    assert!(
+        matches!(t[0].kind, TransitionKind::LevelChanged { .. }),
+        "{t:?}"
+    );
+    assert_eq!(t[0].level, Level::Emergency);
+}

@@ -20,7 +20,14 @@ const BAD: &[(&str, &[&str])] = &[
     ),
     (
         "unknown_field.bad.yaml",
-        &["fixtures/unknown_field.bad.yaml:4:5: rules[0]: unknown field `levles`, expected one of `name`, `expr`, `for`, `for_runs`, `flapping`, `levels`, `labels`, `annotations`"],
+        &["fixtures/unknown_field.bad.yaml:4:5: rules[0]: unknown field `levles`, expected one of `name`, `expr`, `for`, `for_runs`, `flapping`, `dynamic`, `levels`, `labels`, `annotations`"],
+    ),
+    (
+        "dynamic.bad.yaml",
+        &[
+            "fixtures/dynamic.bad.yaml:4: rule \"Bad\": dynamic.sensitivity \"extreme\" must be low, medium or high",
+            "fixtures/dynamic.bad.yaml:8: rule \"Bad2\": dynamic.direction \"sideways\" must be up, down or both",
+        ],
     ),
     (
         "nolevels.bad.yaml",
