@@ -132,6 +132,10 @@ impl Writer {
         }
         let n = states.len();
         self.carry = self.engine.restore(states, now_ms());
+        let b = self.engine.restore_baselines(self.store.baselines()?);
+        if b > 0 {
+            info!(baselines = b, "learned baselines restored");
+        }
         Ok(n)
     }
 
@@ -152,6 +156,9 @@ impl Writer {
                 }
             }
             self.handle(msgs);
+        }
+        if let Err(e) = self.store.save_baselines(&self.engine.baselines()) {
+            error!(error = %e, "cannot save learned baselines");
         }
         match self.store.checkpoint(now_ms() - self.retention_ms) {
             Ok(s) => info!(samples = s.samples_written, "final checkpoint written"),
@@ -346,6 +353,10 @@ impl Writer {
 
     fn checkpoint(&mut self) {
         let t = Instant::now();
+        if let Err(e) = self.store.save_baselines(&self.engine.baselines()) {
+            self.tel.storage_errors.inc();
+            error!(error = %e, "cannot save learned baselines");
+        }
         match self.store.checkpoint(now_ms() - self.retention_ms) {
             Ok(s) => {
                 self.tel.checkpoints.inc();

@@ -620,6 +620,43 @@ impl Engine {
             .collect()
     }
 
+    /// Learned baselines of dynamic rules, as `(key, json)` to persist.
+    pub fn baselines(&self) -> Vec<(String, String)> {
+        self.detectors
+            .iter()
+            .map(|((ri, k), d)| {
+                let json = serde_json::to_string(d).expect("detector serializes");
+                (storage_key(&self.rules[*ri].name, *k), json)
+            })
+            .collect()
+    }
+
+    /// Restores baselines saved by `baselines`; those of rules no longer loaded, no longer
+    /// dynamic, or unreadable are dropped. Returns how many were restored.
+    pub fn restore_baselines(&mut self, items: Vec<(String, String)>) -> usize {
+        let index: HashMap<&str, usize> = self
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.dynamic.is_some())
+            .map(|(i, r)| (r.name.as_str(), i))
+            .collect();
+        let mut n = 0;
+        for (key, json) in items {
+            let Some((rule, k)) = key.rsplit_once('/') else {
+                continue;
+            };
+            let (Some(&ri), Ok(k)) = (index.get(rule), u64::from_str_radix(k, 16)) else {
+                continue;
+            };
+            if let Ok(d) = serde_json::from_str(&json) {
+                self.detectors.insert((ri, k), d);
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// The latest evaluation of any rule since the last call (backtests feed one series and
     /// read it per sample).
     pub fn take_last_evaluation(&mut self) -> Option<Evaluation> {

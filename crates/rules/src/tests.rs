@@ -424,3 +424,31 @@ rules:
     );
     assert_eq!(t[0].level, Level::Emergency);
 }
+
+#[test]
+fn learned_baselines_survive_a_restart() {
+    let yaml = "rules:\n  - name: U\n    expr: v\n    dynamic: {}\n";
+    let mut a = Engine::new(rules(yaml), EngineOptions::default());
+    let f = |e: &mut Engine, i: i64, v: f64| {
+        e.ingest(&[sample("v", "h", T0 + i * 60 * S, v)], T0 + i * 60 * S);
+        e.take_last_evaluation().unwrap().score
+    };
+    for i in 0..200 {
+        f(&mut a, i, 10.0 + (i % 5) as f64);
+    }
+    let saved = a.baselines();
+    assert_eq!(saved.len(), 1);
+    let mut b = Engine::new(rules(yaml), EngineOptions::default());
+    assert_eq!(b.restore_baselines(saved.clone()), 1);
+    // Same state, same verdict on the next sample; a fresh engine would still be learning.
+    assert_eq!(f(&mut a, 200, 30.0), f(&mut b, 200, 30.0));
+    assert!(f(&mut a, 201, 60.0) > 0.0);
+    let mut fresh = Engine::new(rules(yaml), EngineOptions::default());
+    assert_eq!(f(&mut fresh, 201, 60.0), 0.0);
+    // Baselines of a rule that is gone are dropped.
+    let mut other = Engine::new(
+        rules("rules:\n  - name: X\n    expr: v\n    dynamic: {}\n"),
+        EngineOptions::default(),
+    );
+    assert_eq!(other.restore_baselines(saved), 0);
+}

@@ -266,6 +266,26 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Replaces every stored baseline with `items` (`(key, json)`), in one transaction.
+    pub fn save_baselines(&mut self, items: &[(String, String)]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM baselines", [])?;
+        {
+            let mut ins = tx.prepare_cached("INSERT INTO baselines (key, data) VALUES (?1, ?2)")?;
+            for (k, d) in items {
+                ins.execute(params![k, d])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn baselines(&self) -> Result<Vec<(String, String)>> {
+        let mut st = self.conn.prepare("SELECT key, data FROM baselines")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Hosts with the last time any of their data arrived.
     pub fn hosts(&self) -> Result<Vec<(String, TimestampMs)>> {
         let mut st = self

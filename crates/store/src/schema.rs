@@ -1,6 +1,6 @@
 use rusqlite::Connection;
 
-const VERSION: i64 = 1;
+const VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE series (
@@ -47,6 +47,14 @@ CREATE TABLE hosts (
 );
 ";
 
+/// Learned baselines of dynamic rules, written at each checkpoint.
+const SCHEMA_V2: &str = "
+CREATE TABLE baselines (
+    key  TEXT PRIMARY KEY,
+    data TEXT NOT NULL
+);
+";
+
 pub(crate) fn prepare(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
@@ -58,7 +66,11 @@ pub(crate) fn prepare(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version < 1 {
         conn.execute_batch(&format!(
-            "BEGIN; {SCHEMA_V1} PRAGMA user_version = {VERSION}; COMMIT;"
+            "BEGIN; {SCHEMA_V1} {SCHEMA_V2} PRAGMA user_version = {VERSION}; COMMIT;"
+        ))?;
+    } else if version < 2 {
+        conn.execute_batch(&format!(
+            "BEGIN; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"
         ))?;
     }
     Ok(())

@@ -145,3 +145,39 @@ fn outbox_flow() {
     assert_eq!(ob.count("other", OutboxStatus::Pending).unwrap(), 1);
     assert!(ob.pending("hook", 10).unwrap().is_empty());
 }
+
+#[test]
+fn baselines_replace_and_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    store
+        .save_baselines(&[("a/1".into(), "{}".into()), ("b/2".into(), "[]".into())])
+        .unwrap();
+    store
+        .save_baselines(&[("a/1".into(), "{\"x\":1}".into())])
+        .unwrap();
+    drop(store);
+    let store = open(&dir);
+    assert_eq!(
+        store.baselines().unwrap(),
+        vec![("a/1".to_string(), "{\"x\":1}".to_string())]
+    );
+}
+
+#[test]
+fn version_1_databases_are_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch("CREATE TABLE series (id INTEGER PRIMARY KEY, labels TEXT NOT NULL UNIQUE, metric TEXT NOT NULL, host TEXT);
+            CREATE TABLE chunks (series_id INTEGER NOT NULL, start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL, count INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (series_id, start_ms)) WITHOUT ROWID;
+            CREATE TABLE wal (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
+            CREATE TABLE alert_state (key TEXT PRIMARY KEY, data TEXT NOT NULL);
+            CREATE TABLE outbox (id INTEGER PRIMARY KEY, receiver TEXT NOT NULL, created_ms INTEGER NOT NULL, next_attempt_ms INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL DEFAULT 'pending', last_error TEXT, payload TEXT NOT NULL);
+            CREATE TABLE hosts (host TEXT PRIMARY KEY, last_seen_ms INTEGER NOT NULL);
+            PRAGMA user_version = 1;").unwrap();
+    }
+    let mut store = Store::open(&path, StoreOptions::default()).unwrap();
+    store.save_baselines(&[("k".into(), "{}".into())]).unwrap();
+}
