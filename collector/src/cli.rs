@@ -235,6 +235,10 @@ async fn serve(
         .name("tocsin-writer".into())
         .spawn(move || writer.run(rx))?;
 
+    tel.registry
+        .register(Box::new(crate::baselines::Baselines::new(Arc::clone(
+            &view,
+        ))))?;
     let metrics = tocsin_notify::DeliveryMetrics::new(&tel.registry)?;
     tocsin_notify::spawn_workers(
         &cfg.receivers,

@@ -3,6 +3,7 @@
 //! `tocsin-*` library crates.
 
 pub mod backtest;
+mod baselines;
 pub mod cli;
 pub mod http;
 pub mod liveness;

@@ -46,6 +46,8 @@ impl std::fmt::Display for WriteError {
 pub struct View {
     pub alerts: Vec<AlertState>,
     pub hosts: Vec<HostView>,
+    /// Dynamic rules' bands: rule, series labels, [expected, lower, upper].
+    pub bands: Vec<(String, tocsin_model::Labels, [f64; 3])>,
 }
 
 pub struct Writer {
@@ -344,10 +346,19 @@ impl Writer {
             .saturating_sub(self.tel.evaluations.get());
         self.tel.evaluations.inc_by(delta);
         let hosts = with_hosts.then(|| self.liveness.view());
+        let bands = with_hosts.then(|| {
+            self.engine
+                .bands()
+                .map(|(r, l, b)| (r.to_string(), l.clone(), b))
+                .collect::<Vec<_>>()
+        });
         let mut v = self.view.write().unwrap_or_else(|p| p.into_inner());
         v.alerts = alerts;
         if let Some(h) = hosts {
             v.hosts = h;
+        }
+        if let Some(b) = bands {
+            v.bands = b;
         }
     }
 

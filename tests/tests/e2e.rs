@@ -337,3 +337,56 @@ fn rule_files_hot_reload_and_broken_edits_are_rejected() {
     let (_, body) = s.hook.wait_nth(2, Duration::from_secs(15));
     assert_eq!(body["status"], "resolved");
 }
+
+#[test]
+fn dynamic_rule_bands_are_exported_as_series() {
+    let _g = serial();
+    let s = Setup::new();
+    std::fs::write(
+        s.p("rules/dyn.yaml"),
+        "rules:\n  - name: E2eDyn\n    expr: e2e_value\n    dynamic: { min_history: 3 }\n",
+    )
+    .unwrap();
+    s.set_value(10.0);
+    let c = s.collector("127.0.0.1:0");
+    let _a = s.agent(&c);
+    let text = wait_for("tocsin_baseline_expected", Duration::from_secs(15), || {
+        let t = reqwest::blocking::get(c.url("/metrics"))
+            .unwrap()
+            .text()
+            .unwrap();
+        t.contains("tocsin_baseline_expected{").then_some(t)
+    });
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("tocsin_baseline_expected{"))
+        .unwrap();
+    assert!(
+        line.contains("rule=\"E2eDyn\"") && line.contains("host=\"e2e-host\""),
+        "{line}"
+    );
+    assert!(text.contains("tocsin_baseline_lower{") && text.contains("tocsin_baseline_upper{"));
+    if require_tool("promtool") {
+        let mut child = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

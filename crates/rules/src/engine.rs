@@ -182,6 +182,8 @@ pub struct Engine {
     opts: EngineOptions,
     /// Learned baselines of dynamic rules, per (rule, series).
     detectors: HashMap<(usize, u64), tocsin_baseline::Detector>,
+    /// The latest band of each dynamic (rule, series): its labels and expected, lower, upper.
+    bands: HashMap<(usize, u64), (Labels, [f64; 3])>,
     last_eval: Option<Evaluation>,
     rules: Vec<Arc<Rule>>,
     by_metric: HashMap<String, Arc<[(usize, usize)]>>,
@@ -197,6 +199,7 @@ impl Engine {
         let mut e = Engine {
             opts,
             detectors: HashMap::new(),
+            bands: HashMap::new(),
             last_eval: None,
             rules: Vec::new(),
             by_metric: HashMap::new(),
@@ -261,6 +264,10 @@ impl Engine {
         self.detectors = std::mem::take(&mut self.detectors)
             .into_iter()
             .filter_map(|((oi, k), d)| same.get(&oi).map(|&ni| ((ni, k), d)))
+            .collect();
+        self.bands = std::mem::take(&mut self.bands)
+            .into_iter()
+            .filter_map(|((oi, k), b)| same.get(&oi).map(|&ni| ((ni, k), b)))
             .collect();
         let mut out = Vec::new();
         let alerts = std::mem::take(&mut self.alerts);
@@ -400,10 +407,14 @@ impl Engine {
                     crate::rule::Direction::Both => false,
                 } || dev.abs() < d.min_abs_deviation
                     || dev.abs() < d.min_rel_deviation * o.expected.abs();
-                (
-                    if gated { 0.0 } else { o.score },
-                    Some([o.expected, o.lower, o.upper]),
-                )
+                let band = [o.expected, o.lower, o.upper];
+                match self.bands.get_mut(&(ri, kfp)) {
+                    Some(b) => b.1 = band,
+                    None => {
+                        self.bands.insert((ri, kfp), (key_labels.clone(), band));
+                    }
+                }
+                (if gated { 0.0 } else { o.score }, Some(band))
             }
             None => (0.0, None),
         };
@@ -661,6 +672,13 @@ impl Engine {
     /// read it per sample).
     pub fn take_last_evaluation(&mut self) -> Option<Evaluation> {
         self.last_eval.take()
+    }
+
+    /// The latest expected value and band of every series of every dynamic rule.
+    pub fn bands(&self) -> impl Iterator<Item = (&str, &Labels, [f64; 3])> {
+        self.bands
+            .iter()
+            .map(|((ri, _), (l, b))| (self.rules[*ri].name.as_str(), l, *b))
     }
 
     /// Alerts pending or firing now.
