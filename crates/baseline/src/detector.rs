@@ -113,6 +113,40 @@ impl Detector {
 
     /// Scores `x` observed at `ts_ms` against the past, then learns from it.
     pub fn update(&mut self, ts_ms: i64, x: f64) -> Output {
+        if !x.is_finite() {
+            // Nothing to learn from, nothing to judge.
+            return Output {
+                score: 0.0,
+                expected: self.level,
+                lower: self.level,
+                upper: self.level,
+            };
+        }
+        let out = self.update_finite(ts_ms, x);
+        let state = [
+            self.level,
+            self.dev,
+            self.short,
+            self.long,
+            self.long_dev,
+            self.s_mean,
+            self.s_var,
+        ];
+        if state.iter().any(|v| !v.is_finite()) {
+            // Values beyond f64's range broke the arithmetic: start learning afresh.
+            *self = Detector::new(self.cfg);
+        }
+        Output {
+            score: if out.score.is_finite() {
+                out.score.clamp(0.0, 1.0)
+            } else {
+                0.0
+            },
+            ..out
+        }
+    }
+
+    fn update_finite(&mut self, ts_ms: i64, x: f64) -> Output {
         let c = self.cfg;
         if self.n == 0 {
             self.level = x;
@@ -266,5 +300,78 @@ mod tests {
             back.update(100 * 300_000, 3.0),
             d.update(100 * 300_000, 3.0)
         );
+    }
+}
+
+#[cfg(test)]
+mod behaviour {
+    use super::*;
+
+    const STEP: i64 = 300_000; // 5 minutes
+
+    fn daily(i: i64) -> f64 {
+        // Busy 08:00–20:00, quiet otherwise: a square wave over the day.
+        let minute = (i * STEP / 60_000) % 1440;
+        if (480..1200).contains(&minute) {
+            100.0
+        } else {
+            20.0
+        }
+    }
+
+    #[test]
+    fn learned_seasonality_stops_the_daily_jumps_from_scoring() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let per_day = 288;
+        let mut first_day_max: f64 = 0.0;
+        let mut late_max: f64 = 0.0;
+        for i in 0..per_day * 14 {
+            let s = d.update(i * STEP, daily(i)).score;
+            if (per_day / 3..per_day).contains(&i) {
+                first_day_max = first_day_max.max(s);
+            }
+            if i >= per_day * 10 {
+                late_max = late_max.max(s);
+            }
+        }
+        assert!(
+            first_day_max > 0.5,
+            "an unknown jump is a surprise: {first_day_max}"
+        );
+        assert!(late_max < 0.3, "a learned daily jump is not: {late_max}");
+        // The day that fails to rise is caught.
+        let mut broken: f64 = 0.0;
+        for i in per_day * 14..per_day * 15 {
+            broken = broken.max(d.update(i * STEP, 20.0).score);
+        }
+        assert!(broken > 0.5, "a broken daily shape scores: {broken}");
+    }
+
+    #[test]
+    fn a_level_shift_is_caught_then_absorbed() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let noise = |i: i64| ((i * 7919) % 11) as f64 / 10.0;
+        for i in 0..2000 {
+            d.update(i * STEP, 50.0 + noise(i));
+        }
+        let mut scores = Vec::new();
+        for i in 2000..4000 {
+            scores.push(d.update(i * STEP, 80.0 + noise(i)).score);
+        }
+        let early = scores[..20].iter().copied().fold(0.0, f64::max);
+        let late = scores[1500..].iter().copied().fold(0.0, f64::max);
+        assert!(early > 0.5, "the shift is reported: {early}");
+        assert!(late < 0.2, "the new level is normal after a while: {late}");
+    }
+
+    #[test]
+    fn scores_stay_in_range_for_hostile_input() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let vals = [0.0, 1e300, -1e300, 1e-300, 5.0, f64::MAX / 2.0, 0.0, 7.0];
+        for i in 0..5000i64 {
+            let v = vals[(i as usize * 31) % vals.len()];
+            let o = d.update(i * 1000, v);
+            assert!((0.0..=1.0).contains(&o.score), "{} at {i}", o.score);
+        }
     }
 }
