@@ -394,6 +394,7 @@ impl Engine {
         })?;
         self.evaluations += 1;
         let (score, band) = match &rule.dynamic {
+            Some(d) if d.exclude.iter().any(|e| e.contains(ts)) => (0.0, None),
             Some(d) => {
                 let det = self
                     .detectors

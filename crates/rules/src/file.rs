@@ -6,7 +6,7 @@ use serde_yaml_ng::Value;
 use tocsin_model::{is_valid_label_name, Labels, Level};
 
 use crate::expr;
-use crate::rule::{Condition, Direction, Dynamic, Flapping, LevelSpec, Rule};
+use crate::rule::{Condition, Direction, Dynamic, Exclusion, Flapping, LevelSpec, Rule};
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,6 +59,76 @@ struct RawDynamic {
     /// Levels judged dynamically (default warning and critical); a level also given under
     /// `levels` is judged statically.
     levels: Option<Vec<String>>,
+    /// Times the baseline ignores: `{days: [sun], from: "02:00", to: "04:00"}` (weekly, UTC)
+    /// or `{start: "2026-11-23 10:00:00", end: "2026-11-23 11:00:00"}` (once).
+    #[serde(default)]
+    exclude: Vec<RawExclusion>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExclusion {
+    days: Option<Vec<String>>,
+    from: Option<String>,
+    to: Option<String>,
+    start: Option<String>,
+    end: Option<String>,
+}
+
+fn parse_exclusion(e: &RawExclusion) -> Result<Exclusion, String> {
+    let hm = |s: &str| -> Result<u32, String> {
+        let (h, m) = s
+            .split_once(':')
+            .and_then(|(h, m)| Some((h.parse::<u32>().ok()?, m.parse::<u32>().ok()?)))
+            .filter(|&(h, m)| h <= 24 && m < 60 && h * 60 + m <= 1440)
+            .ok_or_else(|| format!("{s:?} is not a time of day HH:MM"))?;
+        Ok(h * 60 + m)
+    };
+    match e {
+        RawExclusion {
+            start: Some(a),
+            end: Some(b),
+            days: None,
+            from: None,
+            to: None,
+        } => {
+            let t = |s: &str| {
+                tocsin_model::parse_timestamp(s)
+                    .ok_or_else(|| format!("{s:?} is not a time like 2026-11-23 10:00:00"))
+            };
+            let (start_ms, end_ms) = (t(a)?, t(b)?);
+            if end_ms <= start_ms {
+                return Err("end must be after start".into());
+            }
+            Ok(Exclusion::Once { start_ms, end_ms })
+        }
+        RawExclusion {
+            from: Some(f),
+            to: Some(t),
+            start: None,
+            end: None,
+            days,
+        } => {
+            const NAMES: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+            let mut mask = 0u8;
+            for d in days
+                .clone()
+                .unwrap_or_else(|| NAMES.iter().map(|s| s.to_string()).collect())
+            {
+                let i = NAMES
+                    .iter()
+                    .position(|n| d.to_ascii_lowercase().starts_with(n))
+                    .ok_or_else(|| format!("{d:?} is not a day (sun, mon, …)"))?;
+                mask |= 1 << i;
+            }
+            Ok(Exclusion::Weekly {
+                days: mask,
+                from_min: hm(f)?,
+                to_min: hm(t)?,
+            })
+        }
+        _ => Err("give either `from` and `to` (with optional `days`) or `start` and `end`".into()),
+    }
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -208,11 +278,19 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
             if let Some(h) = d.min_history {
                 detector.min_history = h;
             }
+            let mut exclude = Vec::new();
+            for (i, e) in d.exclude.iter().enumerate() {
+                match parse_exclusion(e) {
+                    Ok(x) => exclude.push(x),
+                    Err(msg) => problems.push(format!("{}: dynamic.exclude[{i}]: {msg}", here())),
+                }
+            }
             Some(Dynamic {
                 detector,
                 direction,
                 min_abs_deviation: d.min_abs_deviation,
                 min_rel_deviation: d.min_rel_deviation,
+                exclude,
             })
         });
 

@@ -11,7 +11,9 @@ pub use engine::{
     AlertState, Engine, EngineOptions, Evaluation, StateChange, Transition, TransitionKind,
 };
 pub use file::parse_file;
-pub use rule::{score_cutoffs, CmpOp, Condition, Direction, Dynamic, Flapping, LevelSpec, Rule};
+pub use rule::{
+    score_cutoffs, CmpOp, Condition, Direction, Dynamic, Exclusion, Flapping, LevelSpec, Rule,
+};
 
 /// Checks that rule names are unique across files (each file is checked on its own by
 /// `parse_file`).

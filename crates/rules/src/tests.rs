@@ -452,3 +452,57 @@ fn learned_baselines_survive_a_restart() {
     );
     assert_eq!(other.restore_baselines(saved), 0);
 }
+
+#[test]
+fn excluded_windows_neither_learn_nor_fire() {
+    use crate::rule::Exclusion;
+    // 2023-11-12 was a Sunday.
+    let sunday_0230 = tocsin_model::parse_timestamp("2023-11-12 02:30:00").unwrap();
+    let w = Exclusion::Weekly {
+        days: 1,
+        from_min: 120,
+        to_min: 240,
+    };
+    assert!(w.contains(sunday_0230));
+    assert!(!w.contains(sunday_0230 + 86_400_000), "Monday");
+    let night = Exclusion::Weekly {
+        days: 1 << 6,
+        from_min: 23 * 60,
+        to_min: 60,
+    };
+    assert!(
+        night.contains(tocsin_model::parse_timestamp("2023-11-12 00:30:00").unwrap()),
+        "Saturday night into Sunday"
+    );
+
+    let r = rules(
+        "rules:\n  - name: U\n    expr: v\n    dynamic:\n      exclude:\n        - { days: [sun], from: \"02:00\", to: \"04:00\" }\n",
+    );
+    let mut e = Engine::new(r, EngineOptions::default());
+    let base = sunday_0230 - 7 * 86_400_000;
+    for i in 0..(7 * 288) {
+        e.ingest(
+            &[sample("v", "h", base + i * 300_000, 10.0 + (i % 4) as f64)],
+            base + i * 300_000,
+        );
+    }
+    // A deploy spike inside the window: nothing fires, and nothing is learned from it.
+    let t = e.ingest(&[sample("v", "h", sunday_0230, 500.0)], sunday_0230);
+    assert!(t.is_empty());
+    assert_eq!(e.take_last_evaluation().unwrap().score, 0.0);
+    let after = sunday_0230 + 2 * 3_600_000;
+    let t = e.ingest(&[sample("v", "h", after, 500.0)], after);
+    assert_eq!(t.len(), 1, "the same spike outside the window fires");
+
+    let bad = parse_file(
+        "x.yaml",
+        "rules:\n  - name: U\n    expr: v\n    dynamic:\n      exclude:\n        - { days: [funday], from: \"02:00\", to: \"04:00\" }\n        - { from: \"25:00\", to: \"04:00\" }\n        - { start: \"2026-01-02 00:00:00\", end: \"2026-01-01 00:00:00\" }\n",
+    )
+    .unwrap_err();
+    assert_eq!(bad.len(), 3, "{bad:?}");
+    assert!(
+        bad[0].ends_with("dynamic.exclude[0]: \"funday\" is not a day (sun, mon, …)"),
+        "{}",
+        bad[0]
+    );
+}
