@@ -19,7 +19,8 @@ pub struct Summary {
     pub last: Option<String>,
 }
 
-pub fn run(rules: &Path, rule: &str, csv: &Path, out: &mut dyn Write) -> Result<Summary, String> {
+/// Loads one rule that reads one series.
+fn load_rule(rules: &Path, rule: &str) -> Result<tocsin_rules::Rule, String> {
     let text = std::fs::read_to_string(rules).map_err(|e| format!("{}: {e}", rules.display()))?;
     let all =
         tocsin_rules::parse_file(&rules.display().to_string(), &text).map_err(|p| p.join("\n"))?;
@@ -37,7 +38,11 @@ pub fn run(rules: &Path, rule: &str, csv: &Path, out: &mut dyn Write) -> Result<
             r.expr.leaves.len()
         ));
     }
-    // The one series the rule selects, with the labels its matchers ask for.
+    Ok(r)
+}
+
+/// Labels for a CSV series: the rule's metric and the labels its matchers ask for.
+fn csv_labels(r: &tocsin_rules::Rule) -> Labels {
     let sel = &r.expr.leaves[0].selector;
     let mut labels = Labels::from_pairs([(METRIC_NAME, sel.metric.as_str()), ("host", "backtest")]);
     for m in &sel.matchers {
@@ -45,12 +50,72 @@ pub fn run(rules: &Path, rule: &str, csv: &Path, out: &mut dyn Write) -> Result<
             labels.set(m.name.clone(), m.value.clone());
         }
     }
-    let mut engine = Engine::new(
-        vec![r],
-        EngineOptions {
-            stale_after_ms: i64::MAX / 4,
-        },
-    );
+    labels
+}
+
+/// Feeds samples one at a time and writes one output row each.
+struct Replay<'a> {
+    engine: Engine,
+    labels: Labels,
+    out: &'a mut dyn Write,
+    sum: Summary,
+}
+
+impl<'a> Replay<'a> {
+    fn new(
+        rule: tocsin_rules::Rule,
+        labels: Labels,
+        out: &'a mut dyn Write,
+    ) -> Result<Self, String> {
+        writeln!(out, "timestamp,value,anomaly_score,level").map_err(|e| e.to_string())?;
+        Ok(Replay {
+            engine: Engine::new(
+                vec![rule],
+                EngineOptions {
+                    stale_after_ms: i64::MAX / 4,
+                },
+            ),
+            labels,
+            out,
+            sum: Summary::default(),
+        })
+    }
+
+    fn row(&mut self, ts: i64, v: f64, ts_text: &str, v_text: &str) -> Result<(), String> {
+        let batch = [SeriesSamples {
+            labels: self.labels.clone(),
+            samples: vec![Sample::new(ts, v)],
+        }];
+        let mut transitions = self.engine.ingest(&batch, ts);
+        transitions.extend(self.engine.tick(ts));
+        for t in &transitions {
+            let counts = match t.kind {
+                TransitionKind::Firing | TransitionKind::Flapping => true,
+                TransitionKind::LevelChanged { from } => t.level > from,
+                _ => false,
+            };
+            if counts {
+                self.sum.alerts[t.level.index()] += 1;
+                self.sum.first.get_or_insert_with(|| ts_text.to_string());
+                self.sum.last = Some(ts_text.to_string());
+            }
+        }
+        let e = self.engine.take_last_evaluation();
+        let (score, level) = e.map(|e| (e.score, e.level)).unwrap_or((0.0, None));
+        writeln!(
+            self.out,
+            "{ts_text},{v_text},{score},{}",
+            level.map(Level::as_str).unwrap_or("")
+        )
+        .map_err(|e| e.to_string())?;
+        self.sum.rows += 1;
+        Ok(())
+    }
+}
+
+pub fn run(rules: &Path, rule: &str, csv: &Path, out: &mut dyn Write) -> Result<Summary, String> {
+    let r = load_rule(rules, rule)?;
+    let labels = csv_labels(&r);
     let f = std::fs::File::open(csv).map_err(|e| format!("{}: {e}", csv.display()))?;
     let mut lines = std::io::BufReader::new(f).lines();
     let header = lines
@@ -64,11 +129,9 @@ pub fn run(rules: &Path, rule: &str, csv: &Path, out: &mut dyn Write) -> Result<
             csv.display()
         ));
     }
-    let io = |e: std::io::Error| e.to_string();
-    writeln!(out, "timestamp,value,anomaly_score,level").map_err(io)?;
-    let mut sum = Summary::default();
+    let mut replay = Replay::new(r, labels, out)?;
     for (i, line) in lines.enumerate() {
-        let line = line.map_err(io)?;
+        let line = line.map_err(|e| e.to_string())?;
         let at = || format!("{}:{}", csv.display(), i + 2);
         let (ts_text, v_text) = line
             .split_once(',')
@@ -79,34 +142,52 @@ pub fn run(rules: &Path, rule: &str, csv: &Path, out: &mut dyn Write) -> Result<
             .trim()
             .parse()
             .map_err(|_| format!("{}: invalid value {v_text:?}", at()))?;
-        let batch = [SeriesSamples {
-            labels: labels.clone(),
-            samples: vec![Sample::new(ts, v)],
-        }];
-        let mut transitions = engine.ingest(&batch, ts);
-        transitions.extend(engine.tick(ts));
-        for t in &transitions {
-            let counts = match t.kind {
-                TransitionKind::Firing | TransitionKind::Flapping => true,
-                TransitionKind::LevelChanged { from } => t.level > from,
-                _ => false,
-            };
-            if counts {
-                sum.alerts[t.level.index()] += 1;
-                sum.first.get_or_insert_with(|| ts_text.to_string());
-                sum.last = Some(ts_text.to_string());
-            }
-        }
-        let e = engine.take_last_evaluation();
-        let (score, level) = e.map(|e| (e.score, e.level)).unwrap_or((0.0, None));
-        writeln!(
-            out,
-            "{ts_text},{},{score},{}",
-            v_text.trim(),
-            level.map(Level::as_str).unwrap_or("")
-        )
-        .map_err(io)?;
-        sum.rows += 1;
+        replay.row(ts, v, ts_text, v_text.trim())?;
     }
-    Ok(sum)
+    Ok(replay.sum)
+}
+
+/// Replays the collector's own stored history of the one series the rule selects (narrowed by
+/// `host`) between `from` and `to`.
+pub fn run_stored(
+    rules: &Path,
+    rule: &str,
+    data_dir: &Path,
+    range: (&str, &str),
+    host: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<Summary, String> {
+    let r = load_rule(rules, rule)?;
+    let t = |s: &str| tocsin_model::parse_timestamp(s).ok_or_else(|| format!("invalid time {s:?}"));
+    let (from, to) = (t(range.0)?, t(range.1)?);
+    let store = tocsin_store::Store::open(
+        &data_dir.join("tocsin.db"),
+        tocsin_store::StoreOptions::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    let sel = r.expr.leaves[0].selector.clone();
+    let found = store.select(|l| sel.matches(l) && host.is_none_or(|h| l.get("host") == Some(h)));
+    let (id, series) = match found.as_slice() {
+        [one] => one.clone(),
+        [] => return Err(format!("no stored series matches {}", r.expr_text)),
+        many => {
+            let list: Vec<String> = many.iter().take(10).map(|(_, l)| l.to_string()).collect();
+            return Err(format!(
+                "{} stored series match; narrow with --host or the rule's matchers: {}",
+                many.len(),
+                list.join(", ")
+            ));
+        }
+    };
+    let samples = store.query(id, from, to).map_err(|e| e.to_string())?;
+    let mut replay = Replay::new(r, series, out)?;
+    for s in samples {
+        replay.row(
+            s.timestamp_ms,
+            s.value,
+            &tocsin_notify::format_rfc3339(s.timestamp_ms),
+            &s.value.to_string(),
+        )?;
+    }
+    Ok(replay.sum)
 }

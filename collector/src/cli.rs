@@ -62,8 +62,25 @@ enum Cmd {
         #[arg(long, value_name = "NAME")]
         rule: String,
         /// Input CSV with a `timestamp,value` header (NAB format).
-        #[arg(long, value_name = "INPUT.csv")]
-        csv: PathBuf,
+        #[arg(
+            long,
+            value_name = "INPUT.csv",
+            required_unless_present = "data_dir",
+            conflicts_with = "data_dir"
+        )]
+        csv: Option<PathBuf>,
+        /// Replay the collector's stored history instead, from this data directory.
+        #[arg(long, value_name = "DIR", requires_all = ["from", "to"])]
+        data_dir: Option<PathBuf>,
+        /// Start of the stored history to replay, e.g. "2026-11-23 00:00:00" (UTC).
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// End of the stored history to replay.
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+        /// With --data-dir: the host whose series to replay.
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
         /// Output CSV [default: standard output].
         #[arg(long, value_name = "OUT.csv")]
         out: Option<PathBuf>,
@@ -84,8 +101,24 @@ pub fn main() -> ExitCode {
             rules,
             rule,
             csv,
+            data_dir,
+            from,
+            to,
+            host,
             out,
-        }) => backtest(&rules, &rule, &csv, out.as_deref()),
+        }) => {
+            let source = match (csv, data_dir) {
+                (Some(c), _) => Source::Csv(c),
+                (None, Some(d)) => Source::Stored {
+                    data_dir: d,
+                    from: from.unwrap_or_default(),
+                    to: to.unwrap_or_default(),
+                    host,
+                },
+                (None, None) => unreachable!("clap requires one of --csv and --data-dir"),
+            };
+            backtest(&rules, &rule, &source, out.as_deref())
+        }
         None => {
             tocsin_runtime::init_logging(&cli.run.log.filter);
             tocsin_runtime::exit_code("tocsin-collector", run(cli.run))
@@ -109,22 +142,41 @@ fn check_rules(paths: &[PathBuf]) -> ExitCode {
     }
 }
 
+enum Source {
+    Csv(PathBuf),
+    Stored {
+        data_dir: PathBuf,
+        from: String,
+        to: String,
+        host: Option<String>,
+    },
+}
+
 fn backtest(
     rules: &std::path::Path,
     rule: &str,
-    csv: &std::path::Path,
+    source: &Source,
     out: Option<&std::path::Path>,
 ) -> ExitCode {
+    let go = |w: &mut dyn std::io::Write| match source {
+        Source::Csv(c) => crate::backtest::run(rules, rule, c, w),
+        Source::Stored {
+            data_dir,
+            from,
+            to,
+            host,
+        } => crate::backtest::run_stored(rules, rule, data_dir, (from, to), host.as_deref(), w),
+    };
     let result = match out {
         Some(p) => std::fs::File::create(p)
             .map_err(|e| format!("{}: {e}", p.display()))
             .and_then(|f| {
                 let mut w = std::io::BufWriter::new(f);
-                let r = crate::backtest::run(rules, rule, csv, &mut w);
+                let r = go(&mut w);
                 std::io::Write::flush(&mut w).map_err(|e| e.to_string())?;
                 r
             }),
-        None => crate::backtest::run(rules, rule, csv, &mut std::io::stdout().lock()),
+        None => go(&mut std::io::stdout().lock()),
     };
     match result {
         Ok(s) => {

@@ -163,3 +163,83 @@ fn backtest_writes_one_row_per_input_and_flags_the_spike() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no rule \"Nope\" (rules: Unusual)"));
 }
+
+#[test]
+fn backtest_over_stored_history() {
+    use tocsin_model::{Labels, Sample, SeriesSamples, METRIC_NAME};
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = tocsin_model::parse_timestamp("2026-11-01 00:00:00").unwrap();
+    {
+        let mut store =
+            tocsin_store::Store::open(&dir.path().join("tocsin.db"), Default::default()).unwrap();
+        let series = |host: &str| SeriesSamples {
+            labels: Labels::from_pairs([(METRIC_NAME, "load"), ("host", host)]),
+            samples: (0..100)
+                .map(|i| {
+                    Sample::new(
+                        t0 + i * 60_000,
+                        if i == 80 {
+                            50.0
+                        } else {
+                            1.0 + (i % 3) as f64 * 0.01
+                        },
+                    )
+                })
+                .collect(),
+        };
+        let mut tx = store.begin().unwrap();
+        tx.append(&mut [series("a"), series("b")], t0 + 100 * 60_000)
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let rules = dir.path().join("r.yaml");
+    std::fs::write(
+        &rules,
+        "rules:\n  - name: U\n    expr: load\n    dynamic: { min_history: 10 }\n",
+    )
+    .unwrap();
+    let args = |host: Option<&str>| {
+        let mut c = collector();
+        c.args([
+            "backtest",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--rule",
+            "U",
+        ])
+        .args(["--data-dir", dir.path().to_str().unwrap()])
+        .args([
+            "--from",
+            "2026-11-01 00:10:00",
+            "--to",
+            "2026-11-01 01:30:00",
+        ]);
+        if let Some(h) = host {
+            c.args(["--host", h]);
+        }
+        c.output().unwrap()
+    };
+    let o = args(None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("2 stored series match; narrow with --host")
+    );
+    let o = args(Some("a"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8(o.stdout).unwrap();
+    let rows: Vec<&str> = out.lines().collect();
+    assert_eq!(rows.len(), 1 + 81, "minutes 10..=90");
+    assert!(
+        rows[1].starts_with("2026-11-01T00:10:00.000Z,"),
+        "{}",
+        rows[1]
+    );
+    let spike = rows
+        .iter()
+        .find(|r| r.starts_with("2026-11-01T01:20:00"))
+        .unwrap();
+    assert!(
+        spike.ends_with("warning") || spike.ends_with("critical"),
+        "{spike}"
+    );
+}
