@@ -45,7 +45,7 @@ impl Default for DetectorConfig {
             alpha_long: 0.005,
             point_k: 6.0,
             shift_k: 6.0,
-            alpha_surprise_short: 0.5,
+            alpha_surprise_short: 0.8,
             alpha_surprise_long: 0.002,
             alpha_season: 0.1,
             season_min_days: 5.0,
@@ -80,7 +80,9 @@ pub struct Detector {
     /// Time-of-day profile: per bucket, visits, mean and mean absolute deviation.
     season: Vec<[f32; 3]>,
     last_ts: i64,
-    peak: f64,
+    /// Remembered peak scores of deviations upwards and downwards: an echo of a drop does not
+    /// damp a rise.
+    peak: [f64; 2],
 }
 
 /// Buckets of the daily profile: 15 minutes each.
@@ -102,7 +104,7 @@ impl Detector {
             s_var: 0.0,
             season: vec![[0.0; 3]; BUCKETS],
             last_ts: 0,
-            peak: 0.0,
+            peak: [0.0; 2],
         }
     }
 
@@ -206,11 +208,12 @@ impl Detector {
         self.s_mean += c.alpha_surprise_long * d;
         self.s_var = (1.0 - c.alpha_surprise_long) * (self.s_var + c.alpha_surprise_long * d * d);
         self.s_short = s_short;
-        let score = if score >= self.peak {
-            self.peak = score;
+        let side = usize::from(x < self.level);
+        let score = if score >= self.peak[side] {
+            self.peak[side] = score;
             score
         } else {
-            self.peak *= c.peak_decay;
+            self.peak[side] *= c.peak_decay;
             score * c.echo_damp
         };
         let band = c.point_k * scale;
@@ -362,6 +365,22 @@ mod behaviour {
         let late = scores[1500..].iter().copied().fold(0.0, f64::max);
         assert!(early > 0.5, "the shift is reported: {early}");
         assert!(late < 0.2, "the new level is normal after a while: {late}");
+    }
+
+    #[test]
+    fn a_second_event_soon_after_a_first_still_scores() {
+        // Being desensitised by one incident would hide the next: both must score.
+        let mut d = Detector::new(DetectorConfig::default());
+        let noise = |i: i64| ((i * 7919) % 11) as f64 / 10.0;
+        for i in 0..1000 {
+            d.update(i * STEP, 40.0 + noise(i));
+        }
+        let drop = d.update(1000 * STEP, 5.0).score;
+        for i in 1001..1010 {
+            d.update(i * STEP, 40.0 + noise(i));
+        }
+        let rise = d.update(1010 * STEP, 90.0).score;
+        assert!(drop > 0.9 && rise > 0.9, "drop {drop}, rise {rise}");
     }
 
     #[test]

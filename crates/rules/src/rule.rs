@@ -100,9 +100,9 @@ impl Exclusion {
 /// Anomaly-score cutoffs per level for a sensitivity (low, medium, high).
 pub fn score_cutoffs(sensitivity: &str) -> Option<[f64; 3]> {
     match sensitivity {
-        "low" => Some([0.70, 0.90, 0.98]),
-        "medium" => Some([0.57, 0.80, 0.95]),
-        "high" => Some([0.45, 0.70, 0.90]),
+        "low" => Some([0.78, 0.92, 0.99]),
+        "medium" => Some([0.65, 0.85, 0.97]),
+        "high" => Some([0.50, 0.75, 0.92]),
         _ => None,
     }
 }

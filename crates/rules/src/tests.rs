@@ -384,7 +384,7 @@ fn dynamic_levels_combine_with_a_static_emergency() {
 rules:
   - name: Disk
     expr: used
-    dynamic: { sensitivity: medium, direction: up, min_abs_deviation: 5 }
+    dynamic: { sensitivity: medium, direction: up, min_abs_deviation: 10 }
     levels:
       emergency: "> 98"
     annotations:
