@@ -506,3 +506,51 @@ fn excluded_windows_neither_learn_nor_fire() {
         bad[0]
     );
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the values, notifications tell a consistent story: fire before anything
+        /// else, level changes only while firing and always to a different level, resolve only
+        /// what fired, and a quiet value at the end leaves nothing active.
+        #[test]
+        fn transitions_are_consistent(values in proptest::collection::vec(0.0f64..1.2, 1..300)) {
+            let mut e = Engine::new(two_level(""), EngineOptions::default());
+            let mut firing: Option<Level> = None;
+            for (i, v) in values.iter().enumerate() {
+                for t in feed(&mut e, T0 + i as i64 * S, *v) {
+                    match t.kind {
+                        TransitionKind::Firing => {
+                            prop_assert!(firing.is_none());
+                            firing = Some(t.level);
+                        }
+                        TransitionKind::LevelChanged { from } => {
+                            prop_assert_eq!(firing, Some(from));
+                            prop_assert_ne!(from, t.level);
+                            firing = Some(t.level);
+                        }
+                        TransitionKind::Resolved => {
+                            prop_assert_eq!(firing, Some(t.level));
+                            firing = None;
+                        }
+                        // Flapping is announced once; the alert's state then moves on quietly
+                        // until the flapping ends and says where it settled.
+                        TransitionKind::Flapping => {}
+                        TransitionKind::FlappingEnded { firing: f } => {
+                            firing = f.then_some(t.level);
+                        }
+                    }
+                    // Critical is only ever entered above its trigger (hysteresis keeps it, it
+                    // never starts it).
+                    if t.level == Level::Critical && matches!(t.kind, TransitionKind::Firing) {
+                        prop_assert!(*v > 0.9);
+                    }
+                }
+            }
+            feed(&mut e, T0 + values.len() as i64 * S, 0.0);
+            prop_assert_eq!(e.alerts().count(), 0);
+        }
+    }
+}
