@@ -183,18 +183,7 @@ impl Webhook {
 
     /// (event, level) of every notification so far, e.g. `("firing", "warning")`.
     pub fn events(&self) -> Vec<(String, String)> {
-        self.all()
-            .iter()
-            .map(|(_, v)| {
-                (
-                    v["tocsin"]["event"].as_str().unwrap_or("").to_string(),
-                    v["alerts"][0]["labels"]["level"]
-                        .as_str()
-                        .unwrap_or("")
-                        .to_string(),
-                )
-            })
-            .collect()
+        self.all().iter().map(|(_, v)| event_of(v)).collect()
     }
 
     /// Waits for the `n`-th notification (1-based) and returns its arrival time and body.
@@ -202,6 +191,43 @@ impl Webhook {
         wait_for(&format!("webhook notification #{n}"), timeout, || {
             self.all().get(n - 1).cloned()
         })
+    }
+}
+
+/// The `tocsin.event` and alert level of one notification body.
+fn event_of(v: &Value) -> (String, String) {
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    (
+        text(&v["tocsin"]["event"]),
+        text(&v["alerts"][0]["labels"]["level"]),
+    )
+}
+
+/// Runs `promtool check metrics` on an exposition; the error holds promtool's complaints.
+pub fn promtool_check(text: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run promtool: {e}"))?;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(text.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 
@@ -289,14 +315,8 @@ impl Stack {
             .into_iter()
             .filter(|(_, v)| v["alerts"][0]["labels"]["alertname"] == alertname)
             .map(|(t, v)| {
-                (
-                    t,
-                    v["tocsin"]["event"].as_str().unwrap_or("").to_string(),
-                    v["alerts"][0]["labels"]["level"]
-                        .as_str()
-                        .unwrap_or("")
-                        .to_string(),
-                )
+                let (event, level) = event_of(&v);
+                (t, event, level)
             })
             .collect()
     }

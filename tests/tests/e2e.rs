@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tocsin_e2e::{require_tool, serial, wait_for, write_textfile, Proc, Stack};
+use tocsin_e2e::{promtool_check, require_tool, serial, wait_for, write_textfile, Proc, Stack};
 
 const INTERVAL: Duration = Duration::from_secs(1);
 
@@ -235,28 +235,9 @@ fn agent_metrics_pass_promtool() {
             .text()
             .unwrap();
         assert!(text.contains("tocsin_"), "{text}");
-        let mut child = std::process::Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "promtool rejected {}:\n{}{}",
-            p.addr,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if let Err(e) = promtool_check(&text) {
+            panic!("promtool rejected {}:\n{e}", p.addr);
+        }
     }
     let text = reqwest::blocking::get(a.url("/metrics"))
         .unwrap()
@@ -367,26 +348,6 @@ fn dynamic_rule_bands_are_exported_as_series() {
     );
     assert!(text.contains("tocsin_baseline_lower{") && text.contains("tocsin_baseline_upper{"));
     if require_tool("promtool") {
-        let mut child = std::process::Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        promtool_check(&text).unwrap();
     }
 }
