@@ -84,7 +84,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     info!(
         host = %cfg.host,
         interval = %tocsin_config::format_duration(cfg.interval),
-        collector = %cfg.shipping.url,
+        collectors = %cfg.shipping.urls.join(", "),
         listen = %cfg.listen,
         textfile_dir = %cfg.textfile_dir.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into()),
         labels = %cfg.labels,

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tocsin_config::agent::ShippingConfig;
 use tokio::sync::Notify;
@@ -116,6 +116,10 @@ pub async fn run(
         }
     };
     let mut failures = 0u32;
+    // Index of the collector in use; 0 is the preferred one.
+    let mut active = 0usize;
+    let mut tried_in_cycle = 0usize;
+    let mut last_preferred_try = Instant::now();
     loop {
         let Some(batch) = queue.front() else {
             tokio::select! {
@@ -123,8 +127,21 @@ pub async fn run(
                 _ = queue.ready.notified() => continue,
             }
         };
-        match send(&client, &cfg, &batch).await {
+        // While on a fallback, look back at the preferred collector now and then.
+        let target = if active != 0 && last_preferred_try.elapsed() >= cfg.preferred_retry {
+            last_preferred_try = Instant::now();
+            0
+        } else {
+            active
+        };
+        match send(&client, &cfg.urls[target], &cfg, &batch).await {
             Outcome::Sent => {
+                if target != active {
+                    info!(url = %cfg.urls[target], "preferred collector is back; returning to it");
+                    active = target;
+                }
+                tel.collector_index.set(active as i64);
+                tried_in_cycle = 0;
                 if failures > 0 {
                     info!(after_failures = failures, "collector reachable again");
                 }
@@ -141,8 +158,22 @@ pub async fn run(
                 queue.pop();
             }
             Outcome::Retry(kind, why, after) => {
-                failures += 1;
                 tel.send_errors.with_label_values(&[kind]).inc();
+                if target != active {
+                    // The preferred collector is still down: carry on with the fallback.
+                    continue;
+                }
+                let unreachable = matches!(kind, "connect" | "status_5xx");
+                if unreachable && tried_in_cycle + 1 < cfg.urls.len() {
+                    tried_in_cycle += 1;
+                    active = (active + 1) % cfg.urls.len();
+                    last_preferred_try = Instant::now();
+                    tel.collector_index.set(active as i64);
+                    warn!(reason = %why, next = %cfg.urls[active], "collector unreachable; failing over");
+                    continue;
+                }
+                tried_in_cycle = 0;
+                failures += 1;
                 let base = Duration::from_millis(500)
                     .saturating_mul(1 << failures.min(10))
                     .min(cfg.max_backoff);
@@ -165,9 +196,9 @@ pub async fn run(
     }
 }
 
-async fn send(client: &reqwest::Client, cfg: &ShippingConfig, b: &Batch) -> Outcome {
+async fn send(client: &reqwest::Client, url: &str, cfg: &ShippingConfig, b: &Batch) -> Outcome {
     let mut req = client
-        .post(&cfg.url)
+        .post(url)
         .header("Content-Type", tocsin_wire::CONTENT_TYPE)
         .header("Content-Encoding", tocsin_wire::CONTENT_ENCODING)
         .header(tocsin_wire::VERSION_HEADER, tocsin_wire::VERSION)

@@ -15,6 +15,7 @@ pub struct Telemetry {
     pub queue_batches: IntGauge,
     pub dropped_samples: IntCounterVec,
     pub probe_runs: IntCounterVec,
+    pub collector_index: IntGauge,
 }
 
 use tocsin_runtime::register as reg;
@@ -100,6 +101,14 @@ impl Telemetry {
                 IntCounterVec::new(
                     Opts::new("tocsin_agent_probe_runs_total", "Probe runs by probe and result."),
                     &["probe", "result"],
+                )
+                .expect("valid"),
+            ),
+            collector_index: reg(
+                &r,
+                IntGauge::new(
+                    "tocsin_agent_collector_index",
+                    "Collector in use: 0 the preferred one, 1.. the fallbacks in order.",
                 )
                 .expect("valid"),
             ),

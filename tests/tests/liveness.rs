@@ -183,3 +183,72 @@ fn hanging_probe_target_does_not_delay_host_sampling() {
     let runs = metric("tocsin_agent_probe_runs_total{probe=\"stuck\",result=\"failure\"}");
     assert!(runs <= 2.0, "{runs} probe runs");
 }
+
+#[test]
+fn agent_fails_over_to_the_next_collector_and_returns() {
+    let _g = serial();
+    let a_env = Env::new();
+    let b_env = Env::new();
+    let mut a = a_env.collector("127.0.0.1:0");
+    let a_addr = a.addr.clone();
+    let b = b_env.collector("127.0.0.1:0");
+    let cfg = a_env.p("agent.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "host: fo-host\ninterval: 1s\ncollector:\n  fallback_urls: [\"{}\"]\n  preferred_retry: 1s\n",
+            b.url("/api/v1/write")
+        ),
+    )
+    .unwrap();
+    let agent = a_env.0.agent(&a, &["--config", &cfg]);
+    let accepted = |c: &Proc| -> f64 {
+        let t = reqwest::blocking::get(c.url("/metrics"))
+            .map(|r| r.text().unwrap_or_default())
+            .unwrap_or_default();
+        t.lines()
+            .find_map(|l| {
+                l.strip_prefix("tocsin_ingest_samples_total{result=\"accepted\"}")
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
+    };
+    wait_for(
+        "data at the preferred collector",
+        Duration::from_secs(10),
+        || (accepted(&a) > 0.0).then_some(()),
+    );
+    assert_eq!(
+        accepted(&b),
+        0.0,
+        "the fallback is idle while the preferred one works"
+    );
+
+    a.kill9();
+    wait_for("data at the fallback", Duration::from_secs(15), || {
+        (accepted(&b) > 0.0).then_some(())
+    });
+    let index = || {
+        let t = reqwest::blocking::get(agent.url("/metrics"))
+            .unwrap()
+            .text()
+            .unwrap();
+        t.lines().find_map(|l| {
+            l.strip_prefix("tocsin_agent_collector_index ")
+                .map(|v| v.trim().to_string())
+        })
+    };
+    assert_eq!(index().as_deref(), Some("1"));
+
+    let a2 = a_env.collector(&a_addr);
+    wait_for(
+        "data back at the preferred collector",
+        Duration::from_secs(15),
+        || (accepted(&a2) > 0.0).then_some(()),
+    );
+    wait_for(
+        "the agent back on the preferred collector",
+        Duration::from_secs(5),
+        || (index().as_deref() == Some("0")).then_some(()),
+    );
+}

@@ -42,6 +42,11 @@ pub struct RawAgentConfig {
 pub struct RawShipping {
     /// Remote-write URL (default http://127.0.0.1:9760/api/v1/write).
     pub url: Option<String>,
+    /// Further collectors to fail over to, in order, while the first is unreachable.
+    #[serde(default)]
+    pub fallback_urls: Vec<String>,
+    /// While on a fallback, how often to try the preferred collector again (default 30s).
+    pub preferred_retry: Option<String>,
     /// Bearer token sent with every write: a literal, `{env: NAME}` or `{file: PATH}`.
     pub token: Option<RawSecret>,
     /// Time limit of one write request (default 10s).
@@ -66,7 +71,9 @@ pub struct AgentConfig {
 
 #[derive(Debug, Clone)]
 pub struct ShippingConfig {
-    pub url: String,
+    /// The preferred collector first, then the fallbacks.
+    pub urls: Vec<String>,
+    pub preferred_retry: Duration,
     pub token: Option<Secret>,
     pub timeout: Duration,
     pub queue_max_batches: usize,
@@ -120,6 +127,13 @@ impl RawAgentConfig {
         labels.set("host", host.clone());
         let c = self.collector;
         let url = c.url.unwrap_or_else(|| DEFAULT_COLLECTOR_URL.to_string());
+        for f in &c.fallback_urls {
+            if !(f.starts_with("http://") || f.starts_with("https://")) {
+                p.push(format!(
+                    "collector.fallback_urls: {f:?} must start with http:// or https://"
+                ));
+            }
+        }
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             p.push(format!(
                 "collector.url: {url:?} must start with http:// or https://"
@@ -136,6 +150,12 @@ impl RawAgentConfig {
             .take(
                 "collector.max_backoff",
                 parse_duration(c.max_backoff.as_deref().unwrap_or("30s")),
+            )
+            .unwrap_or_default();
+        let preferred_retry = p
+            .take(
+                "collector.preferred_retry",
+                parse_duration(c.preferred_retry.as_deref().unwrap_or("30s")),
             )
             .unwrap_or_default();
         let queue_max_batches = c.queue_max_batches.unwrap_or(8640);
@@ -158,7 +178,8 @@ impl RawAgentConfig {
             labels,
             textfile_dir: self.textfile_dir,
             shipping: ShippingConfig {
-                url,
+                urls: std::iter::once(url).chain(c.fallback_urls).collect(),
+                preferred_retry,
                 token,
                 timeout,
                 queue_max_batches,
