@@ -115,3 +115,88 @@ fn bad_requests_get_clear_4xx_and_are_counted() {
     let health = reqwest::blocking::get(c.url("/healthz")).unwrap();
     assert_eq!(health.status().as_u16(), 200);
 }
+
+#[test]
+fn special_values_and_times_have_defined_outcomes() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let d = |r: &str| dir.path().join(r).display().to_string();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    let c = Proc::start(
+        "tocsin-collector",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &d("data"),
+            "--rules",
+            &d("rules"),
+        ],
+        Path::new(&d("c.log")),
+    );
+    let now = tocsin_model::now_ms();
+    let series = |name: &str, pts: &[(i64, f64)]| SeriesSamples {
+        labels: Labels::from_pairs([(METRIC_NAME, name), ("host", "h")]),
+        samples: pts.iter().map(|&(t, v)| Sample::new(t, v)).collect(),
+    };
+    let batch = vec![
+        // NaN (Prometheus' stale marker) and infinities are stored as they are.
+        series(
+            "special",
+            &[
+                (now - 3000, f64::NAN),
+                (now - 2000, f64::INFINITY),
+                (now - 1000, f64::NEG_INFINITY),
+            ],
+        ),
+        // More than 10 minutes ahead: refused per sample.
+        series("future", &[(now + 3_600_000, 1.0)]),
+        // Older than, or equal to, what the series already has: dropped as out of order.
+        series(
+            "order",
+            &[(now - 1000, 1.0), (now - 2000, 2.0), (now - 1000, 3.0)],
+        ),
+    ];
+    let (code, text) = post(
+        &c,
+        tocsin_wire::encode(&tocsin_wire::to_request(&batch)),
+        &[],
+    );
+    assert_eq!(code, 204, "{text}");
+    // Invalid UTF-8 in a label value is a protobuf error (strings must be UTF-8).
+    let mut raw = prost_like_series_with_bad_utf8();
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&std::mem::take(&mut raw))
+        .unwrap();
+    let (code, text) = post(&c, body, &[]);
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("not a valid remote-write protobuf"), "{text}");
+
+    let m = reqwest::blocking::get(c.url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    for line in [
+        "tocsin_ingest_samples_total{result=\"accepted\"} 4",
+        "tocsin_ingest_samples_total{result=\"too_far_in_future\"} 1",
+        "tocsin_ingest_samples_total{result=\"out_of_order\"} 2",
+        "tocsin_ingest_rejected_requests_total{reason=\"protobuf\"} 1",
+    ] {
+        assert!(m.contains(line), "missing {line}");
+    }
+}
+
+/// A WriteRequest with one series whose label value is not UTF-8, encoded by hand.
+fn prost_like_series_with_bad_utf8() -> Vec<u8> {
+    // Label { name: "__name__" (field 1), value: 0xff 0xfe (field 2) }
+    let mut label = vec![0x0a, 8];
+    label.extend_from_slice(b"__name__");
+    label.extend_from_slice(&[0x12, 2, 0xff, 0xfe]);
+    // TimeSeries { labels (field 1) }
+    let mut ts = vec![0x0a, label.len() as u8];
+    ts.extend_from_slice(&label);
+    // WriteRequest { timeseries (field 1) }
+    let mut req = vec![0x0a, ts.len() as u8];
+    req.extend_from_slice(&ts);
+    req
+}
