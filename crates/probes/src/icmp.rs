@@ -109,8 +109,14 @@ pub(crate) async fn run(
     let v6 = matches!(addr, IpAddr::V6(_));
     let pinger = open(v6)?;
     let dest = SocketAddr::new(addr, 0);
-    // Each reply may take until the run's deadline, less what the remaining sends need.
-    let deadline = Instant::now() + timeout.saturating_sub(Duration::from_millis(20));
+    // Each request gets an equal share of the run's budget, after the spacing between them,
+    // so that a silent target still yields loss and round-trip series before the timeout.
+    let n = spec.count.max(1);
+    let per_wait = (timeout
+        .saturating_sub(Duration::from_millis(50))
+        .saturating_sub(spec.spacing * (n - 1))
+        / n)
+        .max(Duration::from_millis(10));
     let mut rtts: Vec<Option<Duration>> = Vec::new();
     let mut buf = [0u8; 1500];
     for seq in 0..spec.count as u16 {
@@ -123,11 +129,7 @@ pub(crate) async fn run(
             .send_to(&echo_request(v6, pinger.ident, seq), dest)
             .await
             .map_err(|e| Failure::new(Reason::of_io(&e), format!("send to {addr}: {e}")))?;
-        let remaining_sends = u32::from(spec.count as u16 - seq - 1);
-        let wait_until = deadline
-            .checked_sub(spec.spacing * remaining_sends)
-            .unwrap_or(deadline)
-            .max(sent + Duration::from_millis(10));
+        let wait_until = sent + per_wait;
         let got = tokio::time::timeout_at(wait_until.into(), async {
             loop {
                 let (n, _) = pinger.sock.recv_from(&mut buf).await?;
