@@ -288,9 +288,11 @@ async fn serve(
         .spawn(move || writer.run(rx))?;
 
     tel.registry
-        .register(Box::new(crate::baselines::Baselines::new(Arc::clone(
+        .register(Box::new(crate::exposition::Baselines::new(Arc::clone(
             &view,
         ))))?;
+    tel.registry
+        .register(Box::new(crate::exposition::Alerts::new(Arc::clone(&view))))?;
     let metrics = tocsin_notify::DeliveryMetrics::new(&tel.registry)?;
     tocsin_notify::spawn_workers(
         &cfg.receivers,

@@ -3,8 +3,8 @@
 //! `tocsin-*` library crates.
 
 pub mod backtest;
-mod baselines;
 pub mod cli;
+mod exposition;
 pub mod http;
 pub mod liveness;
 pub mod rulefiles;

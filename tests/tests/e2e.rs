@@ -135,6 +135,21 @@ fn two_level_rule_fires_escalates_and_resolves() {
     let api = get_json(&c.url("/api/v1/alerts"));
     assert_eq!(api["data"]["alerts"][0]["level"], "warning");
     assert_eq!(api["data"]["alerts"][0]["state"], "firing");
+    // The same alert as a series, like Prometheus' ALERTS, for dashboards.
+    let metrics = wait_for("tocsin_alerts", Duration::from_secs(5), || {
+        let t = reqwest::blocking::get(c.url("/metrics"))
+            .unwrap()
+            .text()
+            .unwrap();
+        t.contains("tocsin_alerts{").then_some(t)
+    });
+    assert!(
+        metrics.contains("tocsin_alerts{alertname=\"E2eValue\",alertstate=\"firing\",category=\"service\",host=\"e2e-host\",level=\"warning\"} 1"),
+        "{metrics}"
+    );
+    if require_tool("promtool") {
+        promtool_check(&metrics).unwrap();
+    }
 
     let t = Instant::now();
     s.set_value(90.0);

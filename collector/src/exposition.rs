@@ -1,5 +1,6 @@
-//! `tocsin_baseline_expected`, `_lower` and `_upper`: the band each dynamic rule expects each
-//! of its series in, so that a dashboard can draw it around the value.
+//! Series the collector exposes about its own judgement, for dashboards: alert states as
+//! `tocsin_alerts` (like Prometheus' `ALERTS`), and the band each dynamic rule expects each of
+//! its series in (`tocsin_baseline_expected`, `_lower`, `_upper`).
 
 use std::sync::{Arc, RwLock};
 
@@ -91,4 +92,67 @@ fn label(name: &str, value: &str) -> LabelPair {
     l.set_name(name.to_string());
     l.set_value(value.to_string());
     l
+}
+
+/// `tocsin_alerts{alertname, alertstate, level, …} 1` for every pending or firing alert.
+pub(crate) struct Alerts {
+    view: Arc<RwLock<View>>,
+    desc: Desc,
+}
+
+impl Alerts {
+    pub(crate) fn new(view: Arc<RwLock<View>>) -> Self {
+        let desc = Desc::new(
+            "tocsin_alerts".into(),
+            "Alerts pending or firing, one series each, with the alert's labels, its state and level.".into(),
+            vec![],
+            Default::default(),
+        )
+        .expect("valid desc");
+        Alerts { view, desc }
+    }
+}
+
+impl Collector for Alerts {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+        let mut mf = MetricFamily::default();
+        mf.set_name("tocsin_alerts".into());
+        mf.set_help(self.desc.help.clone());
+        mf.set_field_type(MetricType::GAUGE);
+        let metrics = view
+            .alerts
+            .iter()
+            .map(|a| {
+                let mut pairs: Vec<LabelPair> = a
+                    .labels
+                    .iter()
+                    .filter(|l| !matches!(l.name.as_str(), "alertstate" | "level"))
+                    .map(|l| label(&l.name, &l.value))
+                    .collect();
+                pairs.push(label(
+                    "alertstate",
+                    if a.level.is_some() {
+                        "firing"
+                    } else {
+                        "pending"
+                    },
+                ));
+                pairs.push(label("level", a.level.map(|l| l.as_str()).unwrap_or("")));
+                pairs.sort_by(|x, y| x.name().cmp(y.name()));
+                let mut g = Gauge::default();
+                g.set_value(1.0);
+                let mut m = Metric::default();
+                m.set_label(pairs);
+                m.set_gauge(g);
+                m
+            })
+            .collect();
+        mf.set_metric(metrics);
+        vec![mf]
+    }
 }
