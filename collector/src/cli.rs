@@ -241,6 +241,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             ReceiverKind::Log { path } => {
                 info!(receiver = %r.name, path = %path.display(), "log receiver")
             }
+            ReceiverKind::DingTalk { locale, .. } => {
+                info!(receiver = %r.name, locale = ?locale, "DingTalk robot receiver")
+            }
         }
     }
 

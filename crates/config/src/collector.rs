@@ -64,6 +64,24 @@ pub struct RawReceiver {
     pub webhook: Option<RawWebhook>,
     /// Append each notification as one JSON line to a file.
     pub log: Option<RawLog>,
+    /// DingTalk custom robot (markdown, signed).
+    pub dingtalk: Option<RawDingTalk>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDingTalk {
+    /// The robot's webhook URL, with its access_token.
+    pub url: String,
+    /// The robot's signing secret (SEC…), for the "sign" security setting.
+    pub secret: Option<RawSecret>,
+    /// Mobile numbers to @ in every message.
+    #[serde(default)]
+    pub at_mobiles: Vec<String>,
+    /// zh-CN (default) or en.
+    pub locale: Option<String>,
+    /// Time limit of one request (default 10s).
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -116,8 +134,37 @@ pub struct ReceiverConfig {
 
 #[derive(Debug, Clone)]
 pub enum ReceiverKind {
-    Webhook { url: String, timeout: Duration },
-    Log { path: PathBuf },
+    Webhook {
+        url: String,
+        timeout: Duration,
+    },
+    Log {
+        path: PathBuf,
+    },
+    DingTalk {
+        url: String,
+        secret: Option<Secret>,
+        at_mobiles: Vec<String>,
+        locale: Locale,
+        timeout: Duration,
+    },
+}
+
+/// Language of messages people read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locale {
+    ZhCn,
+    En,
+}
+
+impl Locale {
+    pub fn parse(s: Option<&str>) -> Result<Locale, String> {
+        match s.unwrap_or("zh-CN") {
+            "zh-CN" | "zh" => Ok(Locale::ZhCn),
+            "en" | "en-US" => Ok(Locale::En),
+            o => Err(format!("locale {o:?} must be zh-CN or en")),
+        }
+    }
 }
 
 impl RawCollectorConfig {
@@ -191,8 +238,46 @@ impl RawCollectorConfig {
             if !names.insert(r.name.clone()) {
                 p.push(format!("{at}: duplicate receiver name"));
             }
-            let kind = match (r.webhook, r.log) {
-                (Some(w), None) => {
+            let set = [r.webhook.is_some(), r.log.is_some(), r.dingtalk.is_some()]
+                .iter()
+                .filter(|b| **b)
+                .count();
+            let kind = match (r.webhook, r.log, r.dingtalk) {
+                _ if set != 1 => {
+                    p.push(format!(
+                        "{at}: set exactly one of `webhook`, `log` or `dingtalk`"
+                    ));
+                    None
+                }
+                (None, None, Some(d)) => {
+                    if !(d.url.starts_with("http://") || d.url.starts_with("https://")) {
+                        p.push(format!("{at}: dingtalk.url {:?} must be http(s)", d.url));
+                    }
+                    let timeout = dur(
+                        &mut p,
+                        &format!("{at}: dingtalk.timeout"),
+                        &d.timeout,
+                        "10s",
+                    );
+                    let secret = d
+                        .secret
+                        .and_then(|s| p.take(&format!("{at}: dingtalk.secret"), s.resolve()));
+                    let locale = p.take(
+                        &format!("{at}: dingtalk"),
+                        Locale::parse(d.locale.as_deref()),
+                    );
+                    Some((
+                        ReceiverKind::DingTalk {
+                            url: d.url,
+                            secret,
+                            at_mobiles: d.at_mobiles,
+                            locale: locale.unwrap_or(Locale::ZhCn),
+                            timeout,
+                        },
+                        20,
+                    ))
+                }
+                (Some(w), None, None) => {
                     if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
                         p.push(format!("{at}: webhook.url {:?} must be http(s)", w.url));
                     }
@@ -205,7 +290,7 @@ impl RawCollectorConfig {
                         w.max_attempts.unwrap_or(20),
                     ))
                 }
-                (None, Some(l)) => Some((
+                (None, Some(l), None) => Some((
                     ReceiverKind::Log {
                         path: if l.path.is_absolute() {
                             l.path
@@ -215,10 +300,7 @@ impl RawCollectorConfig {
                     },
                     20,
                 )),
-                _ => {
-                    p.push(format!("{at}: set exactly one of `webhook` or `log`"));
-                    None
-                }
+                _ => None,
             };
             if let Some((kind, max_attempts)) = kind {
                 if max_attempts == 0 {

@@ -13,9 +13,10 @@ fn example(name: &str) -> std::path::PathBuf {
 
 #[test]
 fn collector_example_is_valid() {
+    std::env::set_var("DINGTALK_SECRET", "SECexample");
     let raw: RawCollectorConfig = tocsin_config::read_yaml(&example("collector.yaml")).unwrap();
     let c = raw.validate().unwrap();
-    assert_eq!(c.receivers.len(), 2);
+    assert_eq!(c.receivers.len(), 3);
 }
 
 #[test]

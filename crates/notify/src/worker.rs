@@ -57,6 +57,13 @@ enum Channel {
     Log {
         path: PathBuf,
     },
+    DingTalk {
+        client: reqwest::Client,
+        url: String,
+        secret: Option<tocsin_config::Secret>,
+        at_mobiles: Vec<String>,
+        locale: tocsin_config::collector::Locale,
+    },
 }
 
 impl Channel {
@@ -80,6 +87,34 @@ impl Channel {
                         body.chars().take(200).collect::<String>()
                     ))
                 }
+            }
+            Channel::DingTalk {
+                client,
+                url,
+                secret,
+                at_mobiles,
+                locale,
+            } => {
+                let n: serde_json::Value =
+                    serde_json::from_str(payload).map_err(|e| format!("stored payload: {e}"))?;
+                let msg = crate::dingtalk::message(&n, *locale, at_mobiles);
+                let target =
+                    crate::dingtalk::signed_url(url, secret.as_ref().map(|s| s.expose()), now_ms());
+                let resp = client
+                    .post(target)
+                    .json(&msg)
+                    .send()
+                    .await
+                    .map_err(|e| format!("{e}"))?;
+                let status = resp.status();
+                let body = resp.text().await.unwrap_or_default();
+                if !status.is_success() {
+                    return Err(format!(
+                        "HTTP {status}: {}",
+                        body.chars().take(200).collect::<String>()
+                    ));
+                }
+                crate::dingtalk::check_reply(&body)
             }
             Channel::Log { path } => {
                 let path = path.clone();
@@ -124,6 +159,23 @@ pub fn spawn_workers(
                 url: url.clone(),
             },
             ReceiverKind::Log { path } => Channel::Log { path: path.clone() },
+            ReceiverKind::DingTalk {
+                url,
+                secret,
+                at_mobiles,
+                locale,
+                timeout,
+            } => Channel::DingTalk {
+                client: reqwest::Client::builder()
+                    .timeout(*timeout)
+                    .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| format!("receiver {}: {e}", r.name))?,
+                url: url.clone(),
+                secret: secret.clone(),
+                at_mobiles: at_mobiles.clone(),
+                locale: *locale,
+            },
         };
         let outbox = Outbox::open(db, true).map_err(|e| format!("receiver {}: {e}", r.name))?;
         let w = Worker {
