@@ -241,8 +241,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             ReceiverKind::Log { path } => {
                 info!(receiver = %r.name, path = %path.display(), "log receiver")
             }
-            ReceiverKind::DingTalk { locale, .. } => {
-                info!(receiver = %r.name, locale = ?locale, "DingTalk robot receiver")
+            ReceiverKind::Chat { vendor, locale, .. } => {
+                info!(receiver = %r.name, vendor = vendor.name(), locale = ?locale, "chat robot receiver")
             }
         }
     }

@@ -1,20 +1,91 @@
-//! Vendor channels against local stand-ins that check the documented wire format and verify the
-//! signature with an implementation of their own (hmac + sha2 here; ring in tocsin).
+//! Chat channels against local stand-ins that check each vendor's documented wire format and
+//! verify signatures with an implementation of their own (hmac + sha2 here; ring in tocsin).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tocsin_e2e::{serial, wait_for, write_textfile, Proc};
 
-/// What the DingTalk stand-in saw: query parameters and body of each request it accepted.
-type Seen = Arc<Mutex<Vec<(std::collections::HashMap<String, String>, Value)>>>;
+const DING_SECRET: &str = "SECtest-secret";
+const FEISHU_SECRET: &str = "feishu-secret";
 
-/// A DingTalk robot stand-in on 127.0.0.1: verifies access_token, timestamp and sign as the
-/// vendor documents them; answers errcode 310000 on a bad signature, like DingTalk.
-fn dingtalk_standin(secret: &'static str) -> (String, Seen, tokio::runtime::Runtime) {
+/// (path, query, body) of every request a stand-in accepted.
+type Seen = Arc<Mutex<Vec<(String, HashMap<String, String>, Value)>>>;
+
+fn hmac_b64(key: &[u8], msg: &[u8]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(msg);
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+fn fresh(ts_ms: i64) -> bool {
+    (tocsin_model::now_ms() - ts_ms).abs() < 3_600_000
+}
+
+/// Answers like the vendors: DingTalk and WeCom `errcode`, Feishu `code`, Slack `ok`, with the
+/// vendors' error codes when a signature or token does not check out.
+async fn vendor(
+    path: String,
+    q: HashMap<String, String>,
+    body: Value,
+    seen: Seen,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let accept = |seen: &Seen| {
+        seen.lock()
+            .unwrap()
+            .push((path.clone(), q.clone(), body.clone()))
+    };
+    if path == "/robot/send" {
+        let ts: i64 = q.get("timestamp").and_then(|t| t.parse().ok()).unwrap_or(0);
+        let want = hmac_b64(
+            DING_SECRET.as_bytes(),
+            format!("{ts}\n{DING_SECRET}").as_bytes(),
+        );
+        // The query is URL-decoded already.
+        let ok = q.get("access_token").map(String::as_str) == Some("tok123")
+            && fresh(ts)
+            && q.get("sign") == Some(&want);
+        if !ok {
+            return axum::Json(json!({"errcode": 310000, "errmsg": "sign not match"}))
+                .into_response();
+        }
+        accept(&seen);
+        axum::Json(json!({"errcode": 0, "errmsg": "ok"})).into_response()
+    } else if path == "/cgi-bin/webhook/send" {
+        if q.get("key").map(String::as_str) != Some("wecom-key") {
+            return axum::Json(json!({"errcode": 93000, "errmsg": "invalid webhook url"}))
+                .into_response();
+        }
+        accept(&seen);
+        axum::Json(json!({"errcode": 0, "errmsg": "ok"})).into_response()
+    } else if path.starts_with("/open-apis/bot/v2/hook/") {
+        let ts: i64 = body["timestamp"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        let want = hmac_b64(format!("{ts}\n{FEISHU_SECRET}").as_bytes(), b"");
+        if !(fresh(ts * 1000) && body["sign"].as_str() == Some(want.as_str())) {
+            return axum::Json(json!({"code": 19021, "msg": "sign match fail or timestamp is not within one hour from current time"})).into_response();
+        }
+        accept(&seen);
+        axum::Json(json!({"code": 0, "msg": "success"})).into_response()
+    } else if path.starts_with("/services/") {
+        if !body["text"].is_string() {
+            return (axum::http::StatusCode::BAD_REQUEST, "invalid_payload").into_response();
+        }
+        accept(&seen);
+        "ok".into_response()
+    } else {
+        axum::http::StatusCode::NOT_FOUND.into_response()
+    }
+}
+
+fn standin() -> (String, Seen, tokio::runtime::Runtime) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -26,47 +97,26 @@ fn dingtalk_standin(secret: &'static str) -> (String, Seen, tokio::runtime::Runt
     let addr = listener.local_addr().unwrap();
     let seen: Seen = Arc::default();
     let s2 = Arc::clone(&seen);
-    let app = axum::Router::new().route(
-        "/robot/send",
-        axum::routing::post(
-            move |q: axum::extract::Query<std::collections::HashMap<String, String>>,
-                  body: axum::body::Bytes| {
-                let seen = Arc::clone(&s2);
-                async move {
-                    let q = q.0;
-                    let ok_token = q.get("access_token").map(String::as_str) == Some("tok123");
-                    let ts: i64 = q.get("timestamp").and_then(|t| t.parse().ok()).unwrap_or(0);
-                    let fresh = (tocsin_model::now_ms() - ts).abs() < 3_600_000;
-                    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-                    mac.update(format!("{ts}\n{secret}").as_bytes());
-                    let want = base64::engine::general_purpose::STANDARD
-                        .encode(mac.finalize().into_bytes());
-                    // axum has URL-decoded the query already.
-                    let signed = q.get("sign") == Some(&want);
-                    if !(ok_token && fresh && signed) {
-                        return axum::Json(
-                            serde_json::json!({"errcode": 310000, "errmsg": "sign not match"}),
-                        );
-                    }
-                    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    seen.lock().unwrap().push((q, v));
-                    axum::Json(serde_json::json!({"errcode": 0, "errmsg": "ok"}))
-                }
-            },
-        ),
+    let app = axum::Router::new().fallback(
+        move |uri: axum::http::Uri,
+              q: axum::extract::Query<HashMap<String, String>>,
+              body: axum::body::Bytes| {
+            let seen = Arc::clone(&s2);
+            async move {
+                assert!(!body.is_empty(), "POST with a JSON body");
+                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                vendor(uri.path().to_string(), q.0, v, seen).await
+            }
+        },
     );
     rt.spawn(async move { axum::serve(listener, app).await });
-    (
-        format!("http://{addr}/robot/send?access_token=tok123"),
-        seen,
-        rt,
-    )
+    (format!("http://{addr}"), seen, rt)
 }
 
 #[test]
-fn dingtalk_markdown_signed_and_at_mentions() {
+fn chat_robots_get_their_documented_format_and_signatures() {
     let _g = serial();
-    let (url, seen, _rt) = dingtalk_standin("SECtest-secret");
+    let (base, seen, _rt) = standin();
     let dir = tempfile::tempdir().unwrap();
     let p = |r: &str| dir.path().join(r).display().to_string();
     for d in ["rules", "tf"] {
@@ -80,7 +130,18 @@ fn dingtalk_markdown_signed_and_at_mentions() {
     std::fs::write(
         p("c.yaml"),
         format!(
-            "receivers:\n  - name: ding\n    dingtalk: {{ url: \"{url}\", secret: SECtest-secret, at_mobiles: [\"13800000000\"] }}\n  - name: ding-badsign\n    dingtalk: {{ url: \"{url}\", secret: SECwrong, locale: en }}\n"
+            "receivers:
+  - name: ding
+    dingtalk: {{ url: \"{base}/robot/send?access_token=tok123\", secret: {DING_SECRET}, at_mobiles: [\"13800000000\"] }}
+  - name: ding-badsign
+    dingtalk: {{ url: \"{base}/robot/send?access_token=tok123\", secret: SECwrong, locale: en }}
+  - name: wecom
+    wecom: {{ url: \"{base}/cgi-bin/webhook/send?key=wecom-key\", at_mobiles: [\"13900000000\"] }}
+  - name: feishu
+    feishu: {{ url: \"{base}/open-apis/bot/v2/hook/abc-123\", secret: {FEISHU_SECRET} }}
+  - name: slack
+    slack: {{ url: \"{base}/services/T000/B000/XXXX\" }}
+"
         ),
     )
     .unwrap();
@@ -115,19 +176,73 @@ fn dingtalk_markdown_signed_and_at_mentions() {
         ],
         std::path::Path::new(&p("a.log")),
     );
-    let (q, body) = wait_for("a DingTalk message", Duration::from_secs(15), || {
-        seen.lock().unwrap().first().cloned()
+    let all = wait_for("every chat message", Duration::from_secs(15), || {
+        let s = seen.lock().unwrap().clone();
+        (s.len() >= 5).then_some(s)
     });
-    assert_eq!(q.get("access_token").map(String::as_str), Some("tok123"));
-    assert_eq!(body["msgtype"], "markdown");
-    let title = body["markdown"]["title"].as_str().unwrap();
-    let text = body["markdown"]["text"].as_str().unwrap();
-    assert_eq!(title, "【告警】严重 DiskAlmostFull");
-    assert!(text.contains("- **摘要**：磁盘使用率 95.0%"), "{text}");
-    assert!(text.contains("- **主机**：db-1"), "{text}");
-    assert!(text.contains("@13800000000"), "{text}");
-    assert_eq!(body["at"]["atMobiles"][0], "13800000000");
-    assert_eq!(body["at"]["isAtAll"], false);
+    let by = |prefix: &str| -> Vec<Value> {
+        all.iter()
+            .filter(|(p, _, _)| p.starts_with(prefix))
+            .map(|(_, _, b)| b.clone())
+            .collect()
+    };
+
+    let ding = by("/robot/send");
+    assert_eq!(
+        ding.len(),
+        1,
+        "only the correctly signed DingTalk message got through"
+    );
+    assert_eq!(ding[0]["msgtype"], "markdown");
+    assert_eq!(ding[0]["markdown"]["title"], "【告警】严重 DiskAlmostFull");
+    let text = ding[0]["markdown"]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(
+            "### 【告警】严重 DiskAlmostFull\n- 摘要：磁盘使用率 95.0%\n- 主机：db-1\n"
+        ),
+        "{text}"
+    );
+    assert!(text.ends_with(" @13800000000"), "{text}");
+    assert_eq!(
+        ding[0]["at"],
+        json!({"atMobiles": ["13800000000"], "isAtAll": false})
+    );
+
+    let wecom = by("/cgi-bin/webhook/send");
+    assert_eq!(
+        wecom.len(),
+        2,
+        "markdown, then a text that mentions by mobile"
+    );
+    assert_eq!(wecom[0]["msgtype"], "markdown");
+    assert!(wecom[0]["markdown"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("> 主机：db-1"));
+    assert_eq!(wecom[1]["msgtype"], "text");
+    assert_eq!(
+        wecom[1]["text"]["mentioned_mobile_list"],
+        json!(["13900000000"])
+    );
+
+    let feishu = by("/open-apis/bot/v2/hook/abc-123");
+    assert_eq!(feishu.len(), 1);
+    assert_eq!(feishu[0]["msg_type"], "text");
+    assert!(feishu[0]["content"]["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("【告警】严重 DiskAlmostFull\n摘要：磁盘使用率 95.0%"));
+
+    let slack = by("/services/T000/B000/XXXX");
+    assert_eq!(slack.len(), 1);
+    assert!(
+        slack[0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("*[FIRING] CRITICAL DiskAlmostFull*\n• Summary: 磁盘使用率 95.0%"),
+        "{}",
+        slack[0]["text"]
+    );
 
     // The receiver with the wrong secret is refused (errcode 310000): counted as failed, retried.
     wait_for("a failed DingTalk attempt", Duration::from_secs(10), || {
@@ -139,9 +254,4 @@ fn dingtalk_markdown_signed_and_at_mentions() {
             .then_some(())
     });
     assert!(c.log().contains("errcode 310000"), "{}", c.log());
-    assert_eq!(
-        seen.lock().unwrap().len(),
-        1,
-        "only the correctly signed message got through"
-    );
 }

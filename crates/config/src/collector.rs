@@ -65,20 +65,27 @@ pub struct RawReceiver {
     /// Append each notification as one JSON line to a file.
     pub log: Option<RawLog>,
     /// DingTalk custom robot (markdown, signed).
-    pub dingtalk: Option<RawDingTalk>,
+    pub dingtalk: Option<RawChat>,
+    /// WeCom (企业微信) group robot (markdown, mentioned mobiles).
+    pub wecom: Option<RawChat>,
+    /// Feishu / Lark custom bot (text, signed).
+    pub feishu: Option<RawChat>,
+    /// Slack incoming webhook.
+    pub slack: Option<RawChat>,
 }
 
+/// A chat robot: DingTalk, WeCom, Feishu or Slack.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawDingTalk {
-    /// The robot's webhook URL, with its access_token.
+pub struct RawChat {
+    /// The robot's webhook URL (with its token or key).
     pub url: String,
-    /// The robot's signing secret (SEC…), for the "sign" security setting.
+    /// Signing secret, for DingTalk ("SEC…") and Feishu robots with signature checks on.
     pub secret: Option<RawSecret>,
     /// Mobile numbers to @ in every message.
     #[serde(default)]
     pub at_mobiles: Vec<String>,
-    /// zh-CN (default) or en.
+    /// zh-CN (default; en for Slack) or en.
     pub locale: Option<String>,
     /// Time limit of one request (default 10s).
     pub timeout: Option<String>,
@@ -141,13 +148,33 @@ pub enum ReceiverKind {
     Log {
         path: PathBuf,
     },
-    DingTalk {
+    Chat {
+        vendor: Vendor,
         url: String,
         secret: Option<Secret>,
         at_mobiles: Vec<String>,
         locale: Locale,
         timeout: Duration,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vendor {
+    DingTalk,
+    WeCom,
+    Feishu,
+    Slack,
+}
+
+impl Vendor {
+    pub fn name(self) -> &'static str {
+        match self {
+            Vendor::DingTalk => "dingtalk",
+            Vendor::WeCom => "wecom",
+            Vendor::Feishu => "feishu",
+            Vendor::Slack => "slack",
+        }
+    }
 }
 
 /// Language of messages people read.
@@ -158,8 +185,8 @@ pub enum Locale {
 }
 
 impl Locale {
-    pub fn parse(s: Option<&str>) -> Result<Locale, String> {
-        match s.unwrap_or("zh-CN") {
+    pub fn parse(s: Option<&str>, default: &str) -> Result<Locale, String> {
+        match s.unwrap_or(default) {
             "zh-CN" | "zh" => Ok(Locale::ZhCn),
             "en" | "en-US" => Ok(Locale::En),
             o => Err(format!("locale {o:?} must be zh-CN or en")),
@@ -238,36 +265,46 @@ impl RawCollectorConfig {
             if !names.insert(r.name.clone()) {
                 p.push(format!("{at}: duplicate receiver name"));
             }
-            let set = [r.webhook.is_some(), r.log.is_some(), r.dingtalk.is_some()]
-                .iter()
-                .filter(|b| **b)
+            let chats = [
+                (Vendor::DingTalk, r.dingtalk),
+                (Vendor::WeCom, r.wecom),
+                (Vendor::Feishu, r.feishu),
+                (Vendor::Slack, r.slack),
+            ];
+            let set = [r.webhook.is_some(), r.log.is_some()]
+                .into_iter()
+                .chain(chats.iter().map(|(_, c)| c.is_some()))
+                .filter(|b| *b)
                 .count();
-            let kind = match (r.webhook, r.log, r.dingtalk) {
+            let chat = chats.into_iter().find_map(|(v, c)| c.map(|c| (v, c)));
+            let kind = match (r.webhook, r.log, chat) {
                 _ if set != 1 => {
                     p.push(format!(
-                        "{at}: set exactly one of `webhook`, `log` or `dingtalk`"
+                        "{at}: set exactly one of `webhook`, `log`, `dingtalk`, `wecom`, `feishu` or `slack`"
                     ));
                     None
                 }
-                (None, None, Some(d)) => {
+                (None, None, Some((vendor, d))) => {
+                    let v = vendor.name();
                     if !(d.url.starts_with("http://") || d.url.starts_with("https://")) {
-                        p.push(format!("{at}: dingtalk.url {:?} must be http(s)", d.url));
+                        p.push(format!("{at}: {v}.url {:?} must be http(s)", d.url));
                     }
-                    let timeout = dur(
-                        &mut p,
-                        &format!("{at}: dingtalk.timeout"),
-                        &d.timeout,
-                        "10s",
-                    );
+                    let timeout = dur(&mut p, &format!("{at}: {v}.timeout"), &d.timeout, "10s");
                     let secret = d
                         .secret
-                        .and_then(|s| p.take(&format!("{at}: dingtalk.secret"), s.resolve()));
+                        .and_then(|s| p.take(&format!("{at}: {v}.secret"), s.resolve()));
+                    let default_locale = if vendor == Vendor::Slack {
+                        "en"
+                    } else {
+                        "zh-CN"
+                    };
                     let locale = p.take(
-                        &format!("{at}: dingtalk"),
-                        Locale::parse(d.locale.as_deref()),
+                        &format!("{at}: {v}"),
+                        Locale::parse(d.locale.as_deref(), default_locale),
                     );
                     Some((
-                        ReceiverKind::DingTalk {
+                        ReceiverKind::Chat {
+                            vendor,
                             url: d.url,
                             secret,
                             at_mobiles: d.at_mobiles,

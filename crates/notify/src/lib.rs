@@ -3,7 +3,7 @@
 //! exponential backoff and a dead-letter state. Rule evaluation never calls into this crate;
 //! the collector joins the two.
 
-pub mod dingtalk;
+pub mod chat;
 mod payload;
 mod worker;
 

@@ -57,8 +57,9 @@ enum Channel {
     Log {
         path: PathBuf,
     },
-    DingTalk {
+    Chat {
         client: reqwest::Client,
+        vendor: tocsin_config::collector::Vendor,
         url: String,
         secret: Option<tocsin_config::Secret>,
         at_mobiles: Vec<String>,
@@ -88,8 +89,9 @@ impl Channel {
                     ))
                 }
             }
-            Channel::DingTalk {
+            Channel::Chat {
                 client,
+                vendor,
                 url,
                 secret,
                 at_mobiles,
@@ -97,24 +99,27 @@ impl Channel {
             } => {
                 let n: serde_json::Value =
                     serde_json::from_str(payload).map_err(|e| format!("stored payload: {e}"))?;
-                let msg = crate::dingtalk::message(&n, *locale, at_mobiles);
-                let target =
-                    crate::dingtalk::signed_url(url, secret.as_ref().map(|s| s.expose()), now_ms());
-                let resp = client
-                    .post(target)
-                    .json(&msg)
-                    .send()
-                    .await
-                    .map_err(|e| format!("{e}"))?;
-                let status = resp.status();
-                let body = resp.text().await.unwrap_or_default();
-                if !status.is_success() {
-                    return Err(format!(
-                        "HTTP {status}: {}",
-                        body.chars().take(200).collect::<String>()
-                    ));
+                let secret = secret.as_ref().map(|s| s.expose());
+                let requests =
+                    crate::chat::requests(*vendor, url, secret, at_mobiles, *locale, &n, now_ms());
+                for (target, body) in requests {
+                    let resp = client
+                        .post(target)
+                        .json(&body)
+                        .send()
+                        .await
+                        .map_err(|e| format!("{e}"))?;
+                    let status = resp.status();
+                    let text = resp.text().await.unwrap_or_default();
+                    if !status.is_success() {
+                        return Err(format!(
+                            "HTTP {status}: {}",
+                            text.chars().take(200).collect::<String>()
+                        ));
+                    }
+                    crate::chat::check_reply(*vendor, &text)?;
                 }
-                crate::dingtalk::check_reply(&body)
+                Ok(())
             }
             Channel::Log { path } => {
                 let path = path.clone();
@@ -159,18 +164,20 @@ pub fn spawn_workers(
                 url: url.clone(),
             },
             ReceiverKind::Log { path } => Channel::Log { path: path.clone() },
-            ReceiverKind::DingTalk {
+            ReceiverKind::Chat {
+                vendor,
                 url,
                 secret,
                 at_mobiles,
                 locale,
                 timeout,
-            } => Channel::DingTalk {
+            } => Channel::Chat {
                 client: reqwest::Client::builder()
                     .timeout(*timeout)
                     .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
                     .build()
                     .map_err(|e| format!("receiver {}: {e}", r.name))?,
+                vendor: *vendor,
                 url: url.clone(),
                 secret: secret.clone(),
                 at_mobiles: at_mobiles.clone(),

@@ -1,0 +1,258 @@
+//! Chat robots: DingTalk, WeCom (企业微信), Feishu / Lark and Slack. Each stored notification
+//! (Alertmanager v4 JSON with a `tocsin` object) is rendered into the vendor's message format,
+//! in zh-CN or en, and signed as the vendor documents:
+//!
+//! - DingTalk: `timestamp` (ms) and `sign = urlencode(base64(HMAC-SHA256(key = secret,
+//!   msg = "{timestamp}\n{secret}")))` in the query; reply `errcode` 0.
+//! - Feishu: `timestamp` (s) and `sign = base64(HMAC-SHA256(key = "{timestamp}\n{secret}",
+//!   msg = empty))` in the body; reply `code` (or older `StatusCode`) 0.
+//! - WeCom: the key is in the URL; reply `errcode` 0. Markdown cannot mention by mobile, so a
+//!   text message carrying `mentioned_mobile_list` follows when mobiles are configured.
+//! - Slack: incoming webhook with `text` in mrkdwn; reply `ok`.
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+use tocsin_config::collector::{Locale, Vendor};
+use tocsin_model::TimestampMs;
+
+fn hmac_b64(key: &[u8], msg: &[u8]) -> String {
+    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    base64::engine::general_purpose::STANDARD.encode(ring::hmac::sign(&k, msg).as_ref())
+}
+
+/// DingTalk's signature for `timestamp_ms`, URL-encoded.
+pub fn dingtalk_sign(secret: &str, timestamp_ms: TimestampMs) -> String {
+    let raw = hmac_b64(
+        secret.as_bytes(),
+        format!("{timestamp_ms}\n{secret}").as_bytes(),
+    );
+    urlencoding::encode(&raw).into_owned()
+}
+
+/// Feishu's signature for `timestamp_s`.
+pub fn feishu_sign(secret: &str, timestamp_s: i64) -> String {
+    hmac_b64(format!("{timestamp_s}\n{secret}").as_bytes(), b"")
+}
+
+fn level_word(level: &str, locale: Locale) -> String {
+    match (locale, level) {
+        (Locale::ZhCn, "warning") => "警告".into(),
+        (Locale::ZhCn, "critical") => "严重".into(),
+        (Locale::ZhCn, "emergency") => "紧急".into(),
+        (_, other) => other.to_uppercase(),
+    }
+}
+
+/// The title and the lines people read, shared by every vendor.
+pub fn render(n: &Value, locale: Locale) -> (String, Vec<String>) {
+    let a = &n["alerts"][0];
+    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let alertname = s(&a["labels"]["alertname"]);
+    let lw = level_word(&s(&n["tocsin"]["level"]), locale);
+    let event = s(&n["tocsin"]["event"]);
+    let resolved = n["status"] == "resolved";
+    let value = n["tocsin"]["value"]
+        .as_f64()
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    let threshold = s(&n["tocsin"]["threshold"]);
+    let (head, labels) = match locale {
+        Locale::ZhCn => (
+            match (resolved, event.as_str()) {
+                (true, _) => "【已恢复】",
+                (false, "level_changed") => "【级别变化】",
+                (false, "flapping") => "【频繁抖动】",
+                _ => "【告警】",
+            },
+            ["摘要", "主机", "当前值", "阈值", "开始时间", "恢复时间"],
+        ),
+        Locale::En => (
+            match (resolved, event.as_str()) {
+                (true, _) => "[RESOLVED] ",
+                (false, "level_changed") => "[LEVEL CHANGED] ",
+                (false, "flapping") => "[FLAPPING] ",
+                _ => "[FIRING] ",
+            },
+            [
+                "Summary",
+                "Host",
+                "Value",
+                "threshold",
+                "Since",
+                "Resolved at",
+            ],
+        ),
+    };
+    let sep = if locale == Locale::ZhCn { "：" } else { ": " };
+    let mut lines = vec![
+        format!("{}{sep}{}", labels[0], s(&a["annotations"]["summary"])),
+        format!("{}{sep}{}", labels[1], s(&a["labels"]["host"])),
+        format!("{}{sep}{value} ({} {threshold})", labels[2], labels[3]),
+        format!("{}{sep}{}", labels[4], s(&a["startsAt"])),
+    ];
+    if resolved {
+        lines.push(format!("{}{sep}{}", labels[5], s(&a["endsAt"])));
+    }
+    (format!("{head}{lw} {alertname}"), lines)
+}
+
+/// The HTTP requests (URL, JSON body) that deliver one notification through `vendor`.
+pub fn requests(
+    vendor: Vendor,
+    url: &str,
+    secret: Option<&str>,
+    at_mobiles: &[String],
+    locale: Locale,
+    n: &Value,
+    now: TimestampMs,
+) -> Vec<(String, Value)> {
+    let (title, lines) = render(n, locale);
+    match vendor {
+        Vendor::DingTalk => {
+            let mut text = format!(
+                "### {title}\n{}",
+                lines
+                    .iter()
+                    .map(|l| format!("- {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            // DingTalk only notifies the people whose numbers also appear in the text.
+            for m in at_mobiles {
+                text.push_str(&format!(" @{m}"));
+            }
+            let target = match secret {
+                Some(s) => {
+                    let sep = if url.contains('?') { '&' } else { '?' };
+                    format!("{url}{sep}timestamp={now}&sign={}", dingtalk_sign(s, now))
+                }
+                None => url.to_string(),
+            };
+            vec![(
+                target,
+                json!({
+                    "msgtype": "markdown",
+                    "markdown": { "title": title, "text": text },
+                    "at": { "atMobiles": at_mobiles, "isAtAll": false },
+                }),
+            )]
+        }
+        Vendor::WeCom => {
+            let content = format!(
+                "### {title}\n{}",
+                lines
+                    .iter()
+                    .map(|l| format!("> {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            let mut out = vec![(
+                url.to_string(),
+                json!({ "msgtype": "markdown", "markdown": { "content": content } }),
+            )];
+            if !at_mobiles.is_empty() {
+                out.push((
+                    url.to_string(),
+                    json!({ "msgtype": "text", "text": { "content": title, "mentioned_mobile_list": at_mobiles } }),
+                ));
+            }
+            out
+        }
+        Vendor::Feishu => {
+            let mut body = json!({
+                "msg_type": "text",
+                "content": { "text": format!("{title}\n{}", lines.join("\n")) },
+            });
+            if let Some(s) = secret {
+                let ts = now / 1000;
+                body["timestamp"] = json!(ts.to_string());
+                body["sign"] = json!(feishu_sign(s, ts));
+            }
+            vec![(url.to_string(), body)]
+        }
+        Vendor::Slack => {
+            let text = format!(
+                "*{title}*\n{}",
+                lines
+                    .iter()
+                    .map(|l| format!("• {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            vec![(url.to_string(), json!({ "text": text }))]
+        }
+    }
+}
+
+/// Whether a 2xx reply body means the vendor accepted the message.
+pub fn check_reply(vendor: Vendor, body: &str) -> Result<(), String> {
+    let short = || body.chars().take(200).collect::<String>();
+    if vendor == Vendor::Slack {
+        return if body.trim() == "ok" {
+            Ok(())
+        } else {
+            Err(format!("reply: {}", short()))
+        };
+    }
+    let v: Value =
+        serde_json::from_str(body).map_err(|_| format!("unexpected reply: {}", short()))?;
+    let code = v["errcode"]
+        .as_i64()
+        .or(v["code"].as_i64())
+        .or(v["StatusCode"].as_i64());
+    let msg = v["errmsg"]
+        .as_str()
+        .or(v["msg"].as_str())
+        .or(v["StatusMessage"].as_str())
+        .unwrap_or("");
+    match code {
+        Some(0) => Ok(()),
+        Some(c) => Err(format!("errcode {c}: {msg}")),
+        None => Err(format!("reply without a code: {}", short())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signs_are_base64_and_dingtalk_is_urlencoded() {
+        let s = dingtalk_sign("SECabc", 1_700_000_000_000);
+        assert!(
+            !s.contains('+') && !s.contains('/') && !s.contains('='),
+            "{s}"
+        );
+        let f = feishu_sign("abc", 1_599_360_473);
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD
+                .decode(&f)
+                .unwrap()
+                .len(),
+            32
+        );
+    }
+
+    #[test]
+    fn replies() {
+        assert!(check_reply(Vendor::DingTalk, r#"{"errcode":0,"errmsg":"ok"}"#).is_ok());
+        assert_eq!(
+            check_reply(
+                Vendor::DingTalk,
+                r#"{"errcode":310000,"errmsg":"sign not match"}"#
+            )
+            .unwrap_err(),
+            "errcode 310000: sign not match"
+        );
+        assert!(check_reply(Vendor::Feishu, r#"{"code":0,"msg":"success"}"#).is_ok());
+        assert!(check_reply(
+            Vendor::Feishu,
+            r#"{"StatusCode":0,"StatusMessage":"success"}"#
+        )
+        .is_ok());
+        assert!(check_reply(Vendor::Feishu, r#"{"code":19021,"msg":"sign match fail"}"#).is_err());
+        assert!(check_reply(Vendor::Slack, "ok").is_ok());
+        assert!(check_reply(Vendor::Slack, "invalid_payload").is_err());
+        assert!(check_reply(Vendor::WeCom, "<html>").is_err());
+    }
+}
