@@ -238,6 +238,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     for r in &cfg.receivers {
         match &r.kind {
             ReceiverKind::Webhook { url, .. } => info!(receiver = %r.name, url, "webhook receiver"),
+            ReceiverKind::Alertmanager { url, .. } => {
+                info!(receiver = %r.name, url, "Alertmanager receiver")
+            }
             ReceiverKind::Log { path } => {
                 info!(receiver = %r.name, path = %path.display(), "log receiver")
             }

@@ -450,3 +450,48 @@ pub fn mariadb() -> Option<Server> {
         _dir: Some(dir),
     })
 }
+
+/// A Prometheus Alertmanager (Debian's prometheus-alertmanager) on a free port, clustering off.
+pub fn alertmanager() -> Option<Server> {
+    let bin = ["prometheus-alertmanager", "alertmanager"]
+        .into_iter()
+        .find(|b| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {b}")])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+    let Some(bin) = bin else {
+        require_tool("prometheus-alertmanager");
+        return None;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("am.yml");
+    std::fs::write(
+        &cfg,
+        "route:\n  receiver: sink\nreceivers:\n  - name: sink\n",
+    )
+    .expect("write config");
+    let port = free_port();
+    let child = Command::new(bin)
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!(
+            "--storage.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start alertmanager");
+    wait_for("alertmanager to listen", Duration::from_secs(20), || {
+        port_open(port).then_some(())
+    });
+    Some(Server {
+        port,
+        child,
+        _dir: Some(dir),
+    })
+}

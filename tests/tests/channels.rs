@@ -255,3 +255,88 @@ fn chat_robots_get_their_documented_format_and_signatures() {
     });
     assert!(c.log().contains("errcode 310000"), "{}", c.log());
 }
+
+#[test]
+fn alerts_are_forwarded_to_a_real_alertmanager() {
+    let _g = serial();
+    let Some(am) = tocsin_e2e::servers::alertmanager() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let p = |r: &str| dir.path().join(r).display().to_string();
+    for d in ["rules", "tf"] {
+        std::fs::create_dir(dir.path().join(d)).unwrap();
+    }
+    std::fs::write(
+        p("rules/r.yaml"),
+        "rules:\n  - name: QueueBacklog\n    expr: queue_depth\n    levels: { warning: \"> 100\" }\n    labels: { team: payments }\n    annotations: { summary: \"{{ value }} jobs waiting\" }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p("c.yaml"),
+        format!(
+            "receivers:\n  - name: am\n    alertmanager: {{ url: \"http://{}\" }}\n",
+            am.addr()
+        ),
+    )
+    .unwrap();
+    write_textfile(&dir.path().join("tf"), "q.prom", "queue_depth 500\n");
+    let c = Proc::start(
+        "tocsin-collector",
+        &[
+            "--config",
+            &p("c.yaml"),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &p("data"),
+            "--rules",
+            &p("rules"),
+        ],
+        std::path::Path::new(&p("c.log")),
+    );
+    let _a = Proc::start(
+        "tocsin-agent",
+        &[
+            "--collector",
+            &c.url("/api/v1/write"),
+            "--listen",
+            "127.0.0.1:0",
+            "--interval",
+            "1s",
+            "--textfile-dir",
+            &p("tf"),
+            "--host",
+            "worker-7",
+        ],
+        std::path::Path::new(&p("a.log")),
+    );
+    let alerts = |am: &tocsin_e2e::servers::Server| -> Vec<Value> {
+        reqwest::blocking::get(format!("http://{}/api/v2/alerts", am.addr()))
+            .and_then(|r| r.json::<Vec<Value>>())
+            .unwrap_or_default()
+    };
+    let got = wait_for("the alert in Alertmanager", Duration::from_secs(20), || {
+        alerts(&am)
+            .into_iter()
+            .find(|a| a["labels"]["alertname"] == "QueueBacklog")
+    });
+    assert_eq!(got["labels"]["host"], "worker-7");
+    assert_eq!(got["labels"]["level"], "warning");
+    assert_eq!(got["labels"]["team"], "payments");
+    assert_eq!(got["annotations"]["summary"], "500.0 jobs waiting");
+    assert_eq!(got["status"]["state"], "active");
+
+    // Resolving in tocsin resolves it in Alertmanager.
+    write_textfile(&dir.path().join("tf"), "q.prom", "queue_depth 3\n");
+    wait_for(
+        "the alert resolved in Alertmanager",
+        Duration::from_secs(20),
+        || {
+            (!alerts(&am)
+                .iter()
+                .any(|a| a["labels"]["alertname"] == "QueueBacklog"))
+            .then_some(())
+        },
+    );
+}

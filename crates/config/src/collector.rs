@@ -72,6 +72,17 @@ pub struct RawReceiver {
     pub feishu: Option<RawChat>,
     /// Slack incoming webhook.
     pub slack: Option<RawChat>,
+    /// Forward alerts to a Prometheus Alertmanager (`POST /api/v2/alerts`).
+    pub alertmanager: Option<RawAlertmanager>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlertmanager {
+    /// Base URL, e.g. http://alertmanager:9093.
+    pub url: String,
+    /// Time limit of one request (default 10s).
+    pub timeout: Option<String>,
 }
 
 /// A chat robot: DingTalk, WeCom, Feishu or Slack.
@@ -142,6 +153,10 @@ pub struct ReceiverConfig {
 #[derive(Debug, Clone)]
 pub enum ReceiverKind {
     Webhook {
+        url: String,
+        timeout: Duration,
+    },
+    Alertmanager {
         url: String,
         timeout: Duration,
     },
@@ -271,18 +286,44 @@ impl RawCollectorConfig {
                 (Vendor::Feishu, r.feishu),
                 (Vendor::Slack, r.slack),
             ];
-            let set = [r.webhook.is_some(), r.log.is_some()]
-                .into_iter()
-                .chain(chats.iter().map(|(_, c)| c.is_some()))
-                .filter(|b| *b)
-                .count();
+            let set = [
+                r.webhook.is_some(),
+                r.log.is_some(),
+                r.alertmanager.is_some(),
+            ]
+            .into_iter()
+            .chain(chats.iter().map(|(_, c)| c.is_some()))
+            .filter(|b| *b)
+            .count();
             let chat = chats.into_iter().find_map(|(v, c)| c.map(|c| (v, c)));
             let kind = match (r.webhook, r.log, chat) {
                 _ if set != 1 => {
                     p.push(format!(
-                        "{at}: set exactly one of `webhook`, `log`, `dingtalk`, `wecom`, `feishu` or `slack`"
+                        "{at}: set exactly one of `webhook`, `log`, `alertmanager`, `dingtalk`, `wecom`, `feishu` or `slack`"
                     ));
                     None
+                }
+                _ if r.alertmanager.is_some() => {
+                    let am = r.alertmanager.expect("checked");
+                    if !(am.url.starts_with("http://") || am.url.starts_with("https://")) {
+                        p.push(format!(
+                            "{at}: alertmanager.url {:?} must be http(s)",
+                            am.url
+                        ));
+                    }
+                    let timeout = dur(
+                        &mut p,
+                        &format!("{at}: alertmanager.timeout"),
+                        &am.timeout,
+                        "10s",
+                    );
+                    Some((
+                        ReceiverKind::Alertmanager {
+                            url: am.url.trim_end_matches('/').to_string(),
+                            timeout,
+                        },
+                        20,
+                    ))
                 }
                 (None, None, Some((vendor, d))) => {
                     let v = vendor.name();

@@ -57,6 +57,11 @@ enum Channel {
     Log {
         path: PathBuf,
     },
+    /// `POST {url}/api/v2/alerts` with the alert in Alertmanager's API format.
+    Alertmanager {
+        client: reqwest::Client,
+        url: String,
+    },
     Chat {
         client: reqwest::Client,
         vendor: tocsin_config::collector::Vendor,
@@ -121,6 +126,38 @@ impl Channel {
                 }
                 Ok(())
             }
+            Channel::Alertmanager { client, url } => {
+                let n: serde_json::Value =
+                    serde_json::from_str(payload).map_err(|e| format!("stored payload: {e}"))?;
+                let a = &n["alerts"][0];
+                // Resolved alerts carry their end time; firing ones an empty one, so that
+                // Alertmanager keeps them active until resolve_timeout.
+                let mut alert = serde_json::json!({
+                    "labels": a["labels"],
+                    "annotations": a["annotations"],
+                    "startsAt": a["startsAt"],
+                    "generatorURL": a["generatorURL"],
+                });
+                if n["status"] == "resolved" {
+                    alert["endsAt"] = a["endsAt"].clone();
+                }
+                let resp = client
+                    .post(format!("{url}/api/v2/alerts"))
+                    .json(&serde_json::json!([alert]))
+                    .send()
+                    .await
+                    .map_err(|e| format!("{e}"))?;
+                let status = resp.status();
+                if status.is_success() {
+                    Ok(())
+                } else {
+                    let body = resp.text().await.unwrap_or_default();
+                    Err(format!(
+                        "HTTP {status}: {}",
+                        body.chars().take(200).collect::<String>()
+                    ))
+                }
+            }
             Channel::Log { path } => {
                 let path = path.clone();
                 let line = format!("{payload}\n");
@@ -164,6 +201,14 @@ pub fn spawn_workers(
                 url: url.clone(),
             },
             ReceiverKind::Log { path } => Channel::Log { path: path.clone() },
+            ReceiverKind::Alertmanager { url, timeout } => Channel::Alertmanager {
+                client: reqwest::Client::builder()
+                    .timeout(*timeout)
+                    .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| format!("receiver {}: {e}", r.name))?,
+                url: url.clone(),
+            },
             ReceiverKind::Chat {
                 vendor,
                 url,
