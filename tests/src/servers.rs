@@ -495,3 +495,51 @@ pub fn alertmanager() -> Option<Server> {
         _dir: Some(dir),
     })
 }
+
+/// A real SMTP server (Python's aiosmtpd) on a free port, delivering into a maildir; returns
+/// the server and the maildir's `new/` folder.
+pub fn smtp() -> Option<(Server, PathBuf)> {
+    let has = Command::new("python3")
+        .args(["-c", "import aiosmtpd"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "aiosmtpd is required in CI (pip install it in .ci/run)"
+        );
+        eprintln!("SKIPPED: python3 module aiosmtpd is not installed");
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let maildir = dir.path().join("mail");
+    let port = free_port();
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            &format!("127.0.0.1:{port}"),
+            "-c",
+            "aiosmtpd.handlers.Mailbox",
+        ])
+        .arg(&maildir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start aiosmtpd");
+    wait_for("aiosmtpd to listen", Duration::from_secs(20), || {
+        port_open(port).then_some(())
+    });
+    Some((
+        Server {
+            port,
+            child,
+            _dir: Some(dir),
+        },
+        maildir.join("new"),
+    ))
+}

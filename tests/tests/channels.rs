@@ -340,3 +340,91 @@ fn alerts_are_forwarded_to_a_real_alertmanager() {
         },
     );
 }
+
+#[test]
+fn email_reaches_a_real_smtp_server() {
+    let _g = serial();
+    let Some((smtp, maildir)) = tocsin_e2e::servers::smtp() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let p = |r: &str| dir.path().join(r).display().to_string();
+    for d in ["rules", "tf"] {
+        std::fs::create_dir(dir.path().join(d)).unwrap();
+    }
+    std::fs::write(
+        p("rules/r.yaml"),
+        "rules:\n  - name: DiskAlmostFull\n    expr: disk_used_percent\n    levels: { critical: \"> 90\" }\n    annotations: { summary: \"disk {{ value }}% <full>\" }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p("c.yaml"),
+        format!(
+            "receivers:\n  - name: mail\n    email: {{ smarthost: \"{}\", tls: none, from: \"tocsin <alerts@example.test>\", to: [\"oncall@example.test\", \"lead@example.test\"], locale: en }}\n",
+            smtp.addr()
+        ),
+    )
+    .unwrap();
+    write_textfile(&dir.path().join("tf"), "d.prom", "disk_used_percent 95\n");
+    let c = Proc::start(
+        "tocsin-collector",
+        &[
+            "--config",
+            &p("c.yaml"),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &p("data"),
+            "--rules",
+            &p("rules"),
+        ],
+        std::path::Path::new(&p("c.log")),
+    );
+    let _a = Proc::start(
+        "tocsin-agent",
+        &[
+            "--collector",
+            &c.url("/api/v1/write"),
+            "--listen",
+            "127.0.0.1:0",
+            "--interval",
+            "1s",
+            "--textfile-dir",
+            &p("tf"),
+            "--host",
+            "db-1",
+        ],
+        std::path::Path::new(&p("a.log")),
+    );
+    let mail = wait_for("a delivered e-mail", Duration::from_secs(20), || {
+        let e = std::fs::read_dir(&maildir).ok()?.flatten().next()?;
+        std::fs::read_to_string(e.path()).ok()
+    });
+    assert!(
+        mail.contains("Subject: [FIRING] CRITICAL DiskAlmostFull"),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("To: oncall@example.test, lead@example.test"),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("From: tocsin <alerts@example.test>"),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("Content-Type: multipart/alternative"),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("Summary: disk 95.0% <full>"),
+        "text part: {mail}"
+    );
+    // The HTML part is quoted-printable: undo its soft line breaks before looking.
+    let unfolded = mail.replace("=\n", "");
+    assert!(
+        unfolded.contains("<li>Summary: disk 95.0% &lt;full&gt;</li>"),
+        "escaped HTML part: {mail}"
+    );
+    assert!(mail.contains("Host: db-1"), "{mail}");
+}

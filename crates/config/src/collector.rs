@@ -74,6 +74,25 @@ pub struct RawReceiver {
     pub slack: Option<RawChat>,
     /// Forward alerts to a Prometheus Alertmanager (`POST /api/v2/alerts`).
     pub alertmanager: Option<RawAlertmanager>,
+    /// E-mail over SMTP.
+    pub email: Option<RawEmail>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmail {
+    /// SMTP server, HOST:PORT.
+    pub smarthost: String,
+    pub from: String,
+    pub to: Vec<String>,
+    /// starttls (default), tls, or none (plain, for a local relay only).
+    pub tls: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<RawSecret>,
+    /// zh-CN (default) or en.
+    pub locale: Option<String>,
+    /// Time limit of one delivery (default 30s).
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -160,6 +179,7 @@ pub enum ReceiverKind {
         url: String,
         timeout: Duration,
     },
+    Email(EmailConfig),
     Log {
         path: PathBuf,
     },
@@ -190,6 +210,26 @@ impl Vendor {
             Vendor::Slack => "slack",
         }
     }
+}
+
+#[derive(Debug, Clone)]
+pub struct EmailConfig {
+    pub host: String,
+    pub port: u16,
+    pub from: String,
+    pub to: Vec<String>,
+    pub tls: EmailTls,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub locale: Locale,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailTls {
+    StartTls,
+    Tls,
+    None,
 }
 
 /// Language of messages people read.
@@ -290,6 +330,7 @@ impl RawCollectorConfig {
                 r.webhook.is_some(),
                 r.log.is_some(),
                 r.alertmanager.is_some(),
+                r.email.is_some(),
             ]
             .into_iter()
             .chain(chats.iter().map(|(_, c)| c.is_some()))
@@ -299,9 +340,61 @@ impl RawCollectorConfig {
             let kind = match (r.webhook, r.log, chat) {
                 _ if set != 1 => {
                     p.push(format!(
-                        "{at}: set exactly one of `webhook`, `log`, `alertmanager`, `dingtalk`, `wecom`, `feishu` or `slack`"
+                        "{at}: set exactly one of `webhook`, `log`, `email`, `alertmanager`, `dingtalk`, `wecom`, `feishu` or `slack`"
                     ));
                     None
+                }
+                _ if r.email.is_some() => {
+                    let e = r.email.expect("checked");
+                    let hp = e
+                        .smarthost
+                        .rsplit_once(':')
+                        .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)));
+                    if hp.is_none() {
+                        p.push(format!(
+                            "{at}: email.smarthost {:?} must be HOST:PORT",
+                            e.smarthost
+                        ));
+                    }
+                    if e.to.is_empty() {
+                        p.push(format!("{at}: email.to needs at least one address"));
+                    }
+                    let tls = match e.tls.as_deref().unwrap_or("starttls") {
+                        "starttls" => EmailTls::StartTls,
+                        "tls" => EmailTls::Tls,
+                        "none" => EmailTls::None,
+                        o => {
+                            p.push(format!(
+                                "{at}: email.tls {o:?} must be starttls, tls or none"
+                            ));
+                            EmailTls::StartTls
+                        }
+                    };
+                    let password = e
+                        .password
+                        .and_then(|s| p.take(&format!("{at}: email.password"), s.resolve()));
+                    let locale = p
+                        .take(
+                            &format!("{at}: email"),
+                            Locale::parse(e.locale.as_deref(), "zh-CN"),
+                        )
+                        .unwrap_or(Locale::ZhCn);
+                    let timeout = dur(&mut p, &format!("{at}: email.timeout"), &e.timeout, "30s");
+                    let (host, port) = hp.unwrap_or_default();
+                    Some((
+                        ReceiverKind::Email(EmailConfig {
+                            host,
+                            port,
+                            from: e.from,
+                            to: e.to,
+                            tls,
+                            username: e.username,
+                            password,
+                            locale,
+                            timeout,
+                        }),
+                        20,
+                    ))
                 }
                 _ if r.alertmanager.is_some() => {
                     let am = r.alertmanager.expect("checked");

@@ -4,6 +4,7 @@
 //! the collector joins the two.
 
 pub mod chat;
+mod email;
 mod payload;
 mod worker;
 

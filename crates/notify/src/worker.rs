@@ -57,6 +57,7 @@ enum Channel {
     Log {
         path: PathBuf,
     },
+    Email(crate::email::Mailer),
     /// `POST {url}/api/v2/alerts` with the alert in Alertmanager's API format.
     Alertmanager {
         client: reqwest::Client,
@@ -125,6 +126,11 @@ impl Channel {
                     crate::chat::check_reply(*vendor, &text)?;
                 }
                 Ok(())
+            }
+            Channel::Email(m) => {
+                let n: serde_json::Value =
+                    serde_json::from_str(payload).map_err(|e| format!("stored payload: {e}"))?;
+                m.send(&n).await
             }
             Channel::Alertmanager { client, url } => {
                 let n: serde_json::Value =
@@ -201,6 +207,9 @@ pub fn spawn_workers(
                 url: url.clone(),
             },
             ReceiverKind::Log { path } => Channel::Log { path: path.clone() },
+            ReceiverKind::Email(c) => Channel::Email(
+                crate::email::Mailer::new(c).map_err(|e| format!("receiver {}: {e}", r.name))?,
+            ),
             ReceiverKind::Alertmanager { url, timeout } => Channel::Alertmanager {
                 client: reqwest::Client::builder()
                     .timeout(*timeout)

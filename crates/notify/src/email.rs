@@ -1,0 +1,72 @@
+//! E-mail over SMTP (lettre): the same rendered title and lines as the chat robots, as a text
+//! and an HTML part.
+
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use tocsin_config::collector::{EmailConfig, EmailTls, Locale};
+
+pub(crate) struct Mailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+    locale: Locale,
+}
+
+impl Mailer {
+    pub(crate) fn new(c: &EmailConfig) -> Result<Self, String> {
+        let builder = match c.tls {
+            EmailTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.host),
+            EmailTls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&c.host)
+                .map_err(|e| e.to_string())?,
+            EmailTls::Tls => {
+                AsyncSmtpTransport::<Tokio1Executor>::relay(&c.host).map_err(|e| e.to_string())?
+            }
+        };
+        let mut builder = builder.port(c.port).timeout(Some(c.timeout));
+        if let (Some(u), Some(p)) = (&c.username, &c.password) {
+            builder = builder.credentials(Credentials::new(u.clone(), p.expose().to_string()));
+        }
+        let parse = |a: &str| {
+            a.parse::<Mailbox>()
+                .map_err(|e| format!("address {a:?}: {e}"))
+        };
+        Ok(Mailer {
+            transport: builder.build(),
+            from: parse(&c.from)?,
+            to: c.to.iter().map(|a| parse(a)).collect::<Result<_, _>>()?,
+            locale: c.locale,
+        })
+    }
+
+    pub(crate) async fn send(&self, n: &serde_json::Value) -> Result<(), String> {
+        let (title, lines) = crate::chat::render(n, self.locale);
+        let text = format!("{title}\n\n{}\n", lines.join("\n"));
+        let html = format!(
+            "<html><body><h3>{}</h3><ul>{}</ul></body></html>",
+            escape(&title),
+            lines
+                .iter()
+                .map(|l| format!("<li>{}</li>", escape(l)))
+                .collect::<String>()
+        );
+        let mut b = Message::builder().from(self.from.clone()).subject(title);
+        for t in &self.to {
+            b = b.to(t.clone());
+        }
+        let msg = b
+            .multipart(MultiPart::alternative_plain_html(text, html))
+            .map_err(|e| e.to_string())?;
+        self.transport
+            .send(msg)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
