@@ -113,39 +113,17 @@ fn standin() -> (String, Seen, tokio::runtime::Runtime) {
     (format!("http://{addr}"), seen, rt)
 }
 
-#[test]
-fn chat_robots_get_their_documented_format_and_signatures() {
-    let _g = serial();
-    let (base, seen, _rt) = standin();
+/// A collector with one rule and the given receivers, and an agent feeding it `metric` from a
+/// textfile as host `host`. Returns the temp dir (kept alive), the collector and the agent.
+fn stack(rule: &str, receivers: &str, metric: &str, host: &str) -> (tempfile::TempDir, Proc, Proc) {
     let dir = tempfile::tempdir().unwrap();
     let p = |r: &str| dir.path().join(r).display().to_string();
     for d in ["rules", "tf"] {
         std::fs::create_dir(dir.path().join(d)).unwrap();
     }
-    std::fs::write(
-        p("rules/r.yaml"),
-        "rules:\n  - name: DiskAlmostFull\n    expr: disk_used_percent\n    levels: { critical: \"> 90\" }\n    annotations: { summary: \"磁盘使用率 {{ value }}%\" }\n",
-    )
-    .unwrap();
-    std::fs::write(
-        p("c.yaml"),
-        format!(
-            "receivers:
-  - name: ding
-    dingtalk: {{ url: \"{base}/robot/send?access_token=tok123\", secret: {DING_SECRET}, at_mobiles: [\"13800000000\"] }}
-  - name: ding-badsign
-    dingtalk: {{ url: \"{base}/robot/send?access_token=tok123\", secret: SECwrong, locale: en }}
-  - name: wecom
-    wecom: {{ url: \"{base}/cgi-bin/webhook/send?key=wecom-key\", at_mobiles: [\"13900000000\"] }}
-  - name: feishu
-    feishu: {{ url: \"{base}/open-apis/bot/v2/hook/abc-123\", secret: {FEISHU_SECRET} }}
-  - name: slack
-    slack: {{ url: \"{base}/services/T000/B000/XXXX\" }}
-"
-        ),
-    )
-    .unwrap();
-    write_textfile(&dir.path().join("tf"), "d.prom", "disk_used_percent 95\n");
+    std::fs::write(p("rules/r.yaml"), format!("rules:\n{rule}")).unwrap();
+    std::fs::write(p("c.yaml"), format!("receivers:\n{receivers}")).unwrap();
+    write_textfile(&dir.path().join("tf"), "m.prom", metric);
     let c = Proc::start(
         "tocsin-collector",
         &[
@@ -160,7 +138,7 @@ fn chat_robots_get_their_documented_format_and_signatures() {
         ],
         std::path::Path::new(&p("c.log")),
     );
-    let _a = Proc::start(
+    let a = Proc::start(
         "tocsin-agent",
         &[
             "--collector",
@@ -172,10 +150,36 @@ fn chat_robots_get_their_documented_format_and_signatures() {
             "--textfile-dir",
             &p("tf"),
             "--host",
-            "db-1",
+            host,
         ],
         std::path::Path::new(&p("a.log")),
     );
+    (dir, c, a)
+}
+
+const DISK_RULE: &str =
+    "  - name: DiskAlmostFull\n    expr: disk_used_percent\n    levels: { critical: \"> 90\" }\n";
+
+#[test]
+fn chat_robots_get_their_documented_format_and_signatures() {
+    let _g = serial();
+    let (base, seen, _rt) = standin();
+    let receivers = format!(
+        "  - name: ding
+    dingtalk: {{ url: \"{base}/robot/send?access_token=tok123\", secret: {DING_SECRET}, at_mobiles: [\"13800000000\"] }}
+  - name: ding-badsign
+    dingtalk: {{ url: \"{base}/robot/send?access_token=tok123\", secret: SECwrong, locale: en }}
+  - name: wecom
+    wecom: {{ url: \"{base}/cgi-bin/webhook/send?key=wecom-key\", at_mobiles: [\"13900000000\"] }}
+  - name: feishu
+    feishu: {{ url: \"{base}/open-apis/bot/v2/hook/abc-123\", secret: {FEISHU_SECRET} }}
+  - name: slack
+    slack: {{ url: \"{base}/services/T000/B000/XXXX\" }}
+"
+    );
+    let rule =
+        format!("{DISK_RULE}    annotations: {{ summary: \"磁盘使用率 {{{{ value }}}}%\" }}\n");
+    let (_dir, c, _a) = stack(&rule, &receivers, "disk_used_percent 95\n", "db-1");
     let all = wait_for("every chat message", Duration::from_secs(15), || {
         let s = seen.lock().unwrap().clone();
         (s.len() >= 5).then_some(s)
@@ -262,54 +266,11 @@ fn alerts_are_forwarded_to_a_real_alertmanager() {
     let Some(am) = tocsin_e2e::servers::alertmanager() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let p = |r: &str| dir.path().join(r).display().to_string();
-    for d in ["rules", "tf"] {
-        std::fs::create_dir(dir.path().join(d)).unwrap();
-    }
-    std::fs::write(
-        p("rules/r.yaml"),
-        "rules:\n  - name: QueueBacklog\n    expr: queue_depth\n    levels: { warning: \"> 100\" }\n    labels: { team: payments }\n    annotations: { summary: \"{{ value }} jobs waiting\" }\n",
-    )
-    .unwrap();
-    std::fs::write(
-        p("c.yaml"),
-        format!(
-            "receivers:\n  - name: am\n    alertmanager: {{ url: \"http://{}\" }}\n",
-            am.addr()
-        ),
-    )
-    .unwrap();
-    write_textfile(&dir.path().join("tf"), "q.prom", "queue_depth 500\n");
-    let c = Proc::start(
-        "tocsin-collector",
-        &[
-            "--config",
-            &p("c.yaml"),
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            &p("data"),
-            "--rules",
-            &p("rules"),
-        ],
-        std::path::Path::new(&p("c.log")),
-    );
-    let _a = Proc::start(
-        "tocsin-agent",
-        &[
-            "--collector",
-            &c.url("/api/v1/write"),
-            "--listen",
-            "127.0.0.1:0",
-            "--interval",
-            "1s",
-            "--textfile-dir",
-            &p("tf"),
-            "--host",
-            "worker-7",
-        ],
-        std::path::Path::new(&p("a.log")),
+    let (dir, _c, _a) = stack(
+        "  - name: QueueBacklog\n    expr: queue_depth\n    levels: { warning: \"> 100\" }\n    labels: { team: payments }\n    annotations: { summary: \"{{ value }} jobs waiting\" }\n",
+        &format!("  - name: am\n    alertmanager: {{ url: \"http://{}\" }}\n", am.addr()),
+        "queue_depth 500\n",
+        "worker-7",
     );
     let alerts = |am: &tocsin_e2e::servers::Server| -> Vec<Value> {
         reqwest::blocking::get(format!("http://{}/api/v2/alerts", am.addr()))
@@ -328,7 +289,7 @@ fn alerts_are_forwarded_to_a_real_alertmanager() {
     assert_eq!(got["status"]["state"], "active");
 
     // Resolving in tocsin resolves it in Alertmanager.
-    write_textfile(&dir.path().join("tf"), "q.prom", "queue_depth 3\n");
+    write_textfile(&dir.path().join("tf"), "m.prom", "queue_depth 3\n");
     wait_for(
         "the alert resolved in Alertmanager",
         Duration::from_secs(20),
@@ -347,55 +308,13 @@ fn email_reaches_a_real_smtp_server() {
     let Some((smtp, maildir)) = tocsin_e2e::servers::smtp() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let p = |r: &str| dir.path().join(r).display().to_string();
-    for d in ["rules", "tf"] {
-        std::fs::create_dir(dir.path().join(d)).unwrap();
-    }
-    std::fs::write(
-        p("rules/r.yaml"),
-        "rules:\n  - name: DiskAlmostFull\n    expr: disk_used_percent\n    levels: { critical: \"> 90\" }\n    annotations: { summary: \"disk {{ value }}% <full>\" }\n",
-    )
-    .unwrap();
-    std::fs::write(
-        p("c.yaml"),
-        format!(
-            "receivers:\n  - name: mail\n    email: {{ smarthost: \"{}\", tls: none, from: \"tocsin <alerts@example.test>\", to: [\"oncall@example.test\", \"lead@example.test\"], locale: en }}\n",
-            smtp.addr()
-        ),
-    )
-    .unwrap();
-    write_textfile(&dir.path().join("tf"), "d.prom", "disk_used_percent 95\n");
-    let c = Proc::start(
-        "tocsin-collector",
-        &[
-            "--config",
-            &p("c.yaml"),
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            &p("data"),
-            "--rules",
-            &p("rules"),
-        ],
-        std::path::Path::new(&p("c.log")),
+    let receivers = format!(
+        "  - name: mail\n    email: {{ smarthost: \"{}\", tls: none, from: \"tocsin <alerts@example.test>\", to: [\"oncall@example.test\", \"lead@example.test\"], locale: en }}\n",
+        smtp.addr()
     );
-    let _a = Proc::start(
-        "tocsin-agent",
-        &[
-            "--collector",
-            &c.url("/api/v1/write"),
-            "--listen",
-            "127.0.0.1:0",
-            "--interval",
-            "1s",
-            "--textfile-dir",
-            &p("tf"),
-            "--host",
-            "db-1",
-        ],
-        std::path::Path::new(&p("a.log")),
-    );
+    let rule =
+        format!("{DISK_RULE}    annotations: {{ summary: \"disk {{{{ value }}}}% <full>\" }}\n");
+    let (_dir, _c, _a) = stack(&rule, &receivers, "disk_used_percent 95\n", "db-1");
     let mail = wait_for("a delivered e-mail", Duration::from_secs(20), || {
         let e = std::fs::read_dir(&maildir).ok()?.flatten().next()?;
         std::fs::read_to_string(e.path()).ok()

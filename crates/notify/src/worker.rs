@@ -73,28 +73,46 @@ enum Channel {
     },
 }
 
+/// POSTs a JSON body; the reply body on 2xx, the status and the start of the body otherwise.
+async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+) -> Result<String, String> {
+    let resp = client
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| format!("{e}"))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if status.is_success() {
+        Ok(text)
+    } else {
+        Err(format!(
+            "HTTP {status}: {}",
+            text.chars().take(200).collect::<String>()
+        ))
+    }
+}
+
+/// An HTTP client for one receiver.
+fn http_client(name: &str, timeout: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("receiver {name}: {e}"))
+}
+
 impl Channel {
     async fn send(&self, payload: &str) -> Result<(), String> {
+        let parsed = || -> Result<serde_json::Value, String> {
+            serde_json::from_str(payload).map_err(|e| format!("stored payload: {e}"))
+        };
         match self {
-            Channel::Webhook { client, url } => {
-                let resp = client
-                    .post(url)
-                    .header("content-type", "application/json")
-                    .body(payload.to_string())
-                    .send()
-                    .await
-                    .map_err(|e| format!("{e}"))?;
-                let status = resp.status();
-                if status.is_success() {
-                    Ok(())
-                } else {
-                    let body = resp.text().await.unwrap_or_default();
-                    Err(format!(
-                        "HTTP {status}: {}",
-                        body.chars().take(200).collect::<String>()
-                    ))
-                }
-            }
+            Channel::Webhook { client, url } => post_json(client, url, &parsed()?).await.map(drop),
             Channel::Chat {
                 client,
                 vendor,
@@ -103,41 +121,22 @@ impl Channel {
                 at_mobiles,
                 locale,
             } => {
-                let n: serde_json::Value =
-                    serde_json::from_str(payload).map_err(|e| format!("stored payload: {e}"))?;
+                let n = parsed()?;
                 let secret = secret.as_ref().map(|s| s.expose());
                 let requests =
                     crate::chat::requests(*vendor, url, secret, at_mobiles, *locale, &n, now_ms());
                 for (target, body) in requests {
-                    let resp = client
-                        .post(target)
-                        .json(&body)
-                        .send()
-                        .await
-                        .map_err(|e| format!("{e}"))?;
-                    let status = resp.status();
-                    let text = resp.text().await.unwrap_or_default();
-                    if !status.is_success() {
-                        return Err(format!(
-                            "HTTP {status}: {}",
-                            text.chars().take(200).collect::<String>()
-                        ));
-                    }
-                    crate::chat::check_reply(*vendor, &text)?;
+                    let reply = post_json(client, &target, &body).await?;
+                    crate::chat::check_reply(*vendor, &reply)?;
                 }
                 Ok(())
             }
-            Channel::Email(m) => {
-                let n: serde_json::Value =
-                    serde_json::from_str(payload).map_err(|e| format!("stored payload: {e}"))?;
-                m.send(&n).await
-            }
+            Channel::Email(m) => m.send(&parsed()?).await,
             Channel::Alertmanager { client, url } => {
-                let n: serde_json::Value =
-                    serde_json::from_str(payload).map_err(|e| format!("stored payload: {e}"))?;
+                let n = parsed()?;
                 let a = &n["alerts"][0];
-                // Resolved alerts carry their end time; firing ones an empty one, so that
-                // Alertmanager keeps them active until resolve_timeout.
+                // Resolved alerts carry their end time; firing ones none, so that Alertmanager
+                // keeps them active until its resolve_timeout.
                 let mut alert = serde_json::json!({
                     "labels": a["labels"],
                     "annotations": a["annotations"],
@@ -147,22 +146,10 @@ impl Channel {
                 if n["status"] == "resolved" {
                     alert["endsAt"] = a["endsAt"].clone();
                 }
-                let resp = client
-                    .post(format!("{url}/api/v2/alerts"))
-                    .json(&serde_json::json!([alert]))
-                    .send()
+                let url = format!("{url}/api/v2/alerts");
+                post_json(client, &url, &serde_json::json!([alert]))
                     .await
-                    .map_err(|e| format!("{e}"))?;
-                let status = resp.status();
-                if status.is_success() {
-                    Ok(())
-                } else {
-                    let body = resp.text().await.unwrap_or_default();
-                    Err(format!(
-                        "HTTP {status}: {}",
-                        body.chars().take(200).collect::<String>()
-                    ))
-                }
+                    .map(drop)
             }
             Channel::Log { path } => {
                 let path = path.clone();
@@ -199,11 +186,7 @@ pub fn spawn_workers(
     for r in receivers {
         let channel = match &r.kind {
             ReceiverKind::Webhook { url, timeout } => Channel::Webhook {
-                client: reqwest::Client::builder()
-                    .timeout(*timeout)
-                    .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
-                    .build()
-                    .map_err(|e| format!("receiver {}: {e}", r.name))?,
+                client: http_client(&r.name, *timeout)?,
                 url: url.clone(),
             },
             ReceiverKind::Log { path } => Channel::Log { path: path.clone() },
@@ -211,11 +194,7 @@ pub fn spawn_workers(
                 crate::email::Mailer::new(c).map_err(|e| format!("receiver {}: {e}", r.name))?,
             ),
             ReceiverKind::Alertmanager { url, timeout } => Channel::Alertmanager {
-                client: reqwest::Client::builder()
-                    .timeout(*timeout)
-                    .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
-                    .build()
-                    .map_err(|e| format!("receiver {}: {e}", r.name))?,
+                client: http_client(&r.name, *timeout)?,
                 url: url.clone(),
             },
             ReceiverKind::Chat {
@@ -226,11 +205,7 @@ pub fn spawn_workers(
                 locale,
                 timeout,
             } => Channel::Chat {
-                client: reqwest::Client::builder()
-                    .timeout(*timeout)
-                    .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
-                    .build()
-                    .map_err(|e| format!("receiver {}: {e}", r.name))?,
+                client: http_client(&r.name, *timeout)?,
                 vendor: *vendor,
                 url: url.clone(),
                 secret: secret.clone(),
