@@ -241,6 +241,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             ReceiverKind::Alertmanager { url, .. } => {
                 info!(receiver = %r.name, url, "Alertmanager receiver")
             }
+            ReceiverKind::AliyunSms(a) => {
+                info!(receiver = %r.name, template = %a.template_code, to = ?a.phone_numbers, "Aliyun SMS receiver")
+            }
             ReceiverKind::Email(e) => {
                 info!(receiver = %r.name, host = %e.host, port = e.port, to = ?e.to, "e-mail receiver")
             }

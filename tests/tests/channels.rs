@@ -347,3 +347,90 @@ fn email_reaches_a_real_smtp_server() {
     );
     assert!(mail.contains("Host: db-1"), "{mail}");
 }
+
+/// Aliyun's RFC 3986 encoding, written again here.
+fn pct(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn aliyun_sms_is_signed_and_maps_alert_fields_onto_the_template() {
+    let _g = serial();
+    const SECRET: &str = "aliyun-secret";
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let got: Arc<Mutex<Vec<HashMap<String, String>>>> = Arc::default();
+    let g2 = Arc::clone(&got);
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::post(move |form: axum::extract::Form<HashMap<String, String>>| {
+            let got = Arc::clone(&g2);
+            async move {
+                let mut p = form.0;
+                let sig = p.remove("Signature").unwrap_or_default();
+                // Signature v1 as Aliyun documents it, computed with hmac + sha1 here.
+                let mut keys: Vec<&String> = p.keys().collect();
+                keys.sort();
+                let canonical = keys.iter().map(|k| format!("{}={}", pct(k), pct(&p[*k]))).collect::<Vec<_>>().join("&");
+                let to_sign = format!("POST&%2F&{}", pct(&canonical));
+                let mut mac = Hmac::<sha1::Sha1>::new_from_slice(format!("{SECRET}&").as_bytes()).unwrap();
+                mac.update(to_sign.as_bytes());
+                let want = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+                if sig != want {
+                    return axum::Json(json!({"Code": "SignatureDoesNotMatch", "Message": "Specified signature is not matched"}));
+                }
+                got.lock().unwrap().push(p);
+                axum::Json(json!({"Code": "OK", "Message": "OK", "BizId": "900619746936498440^0", "RequestId": "F655A8D5-B967-440B-8683-DAD6FF8DE990"}))
+            }
+        }),
+    );
+    rt.spawn(async move { axum::serve(listener, app).await });
+
+    let receivers = format!(
+        "  - name: sms
+    aliyun_sms:
+      endpoint: \"http://{addr}/\"
+      access_key_id: testId
+      access_key_secret: {SECRET}
+      sign_name: 运维告警
+      template_code: SMS_71390007
+      phone_numbers: [\"13800000000\", \"13900000000\"]
+"
+    );
+    let (_dir, _c, _a) = stack(DISK_RULE, &receivers, "disk_used_percent 95\n", "db-1");
+    let p = wait_for("a signed SendSms call", Duration::from_secs(15), || {
+        got.lock().unwrap().first().cloned()
+    });
+    assert_eq!(p["Action"], "SendSms");
+    assert_eq!(p["Version"], "2017-05-25");
+    assert_eq!(p["AccessKeyId"], "testId");
+    assert_eq!(p["SignatureMethod"], "HMAC-SHA1");
+    assert_eq!(p["SignatureVersion"], "1.0");
+    assert_eq!(p["SignName"], "运维告警");
+    assert_eq!(p["TemplateCode"], "SMS_71390007");
+    assert_eq!(p["PhoneNumbers"], "13800000000,13900000000");
+    assert!(
+        p["Timestamp"].ends_with('Z') && p["Timestamp"].len() == 20,
+        "{}",
+        p["Timestamp"]
+    );
+    let tp: Value = serde_json::from_str(&p["TemplateParam"]).unwrap();
+    assert_eq!(
+        tp,
+        json!({"alert": "DiskAlmostFull", "host": "db-1", "level": "critical", "value": "95.0"})
+    );
+}

@@ -76,6 +76,27 @@ pub struct RawReceiver {
     pub alertmanager: Option<RawAlertmanager>,
     /// E-mail over SMTP.
     pub email: Option<RawEmail>,
+    /// SMS through Aliyun (阿里云短信 SendSms).
+    pub aliyun_sms: Option<RawAliyunSms>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAliyunSms {
+    /// Default https://dysmsapi.aliyuncs.com/.
+    pub endpoint: Option<String>,
+    pub access_key_id: String,
+    pub access_key_secret: RawSecret,
+    /// The approved signature name (签名).
+    pub sign_name: String,
+    /// The approved template (模板 CODE), e.g. SMS_123456.
+    pub template_code: String,
+    pub phone_numbers: Vec<String>,
+    /// Template parameter → alert field (alertname, host, level, status, value, summary,
+    /// threshold, or any label). Default: alert, host, level, value.
+    pub template_params: Option<std::collections::BTreeMap<String, String>>,
+    /// Time limit of one request (default 10s).
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -180,6 +201,7 @@ pub enum ReceiverKind {
         timeout: Duration,
     },
     Email(EmailConfig),
+    AliyunSms(AliyunSmsConfig),
     Log {
         path: PathBuf,
     },
@@ -222,6 +244,18 @@ pub struct EmailConfig {
     pub username: Option<String>,
     pub password: Option<Secret>,
     pub locale: Locale,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AliyunSmsConfig {
+    pub endpoint: String,
+    pub access_key_id: String,
+    pub access_key_secret: Secret,
+    pub sign_name: String,
+    pub template_code: String,
+    pub phone_numbers: Vec<String>,
+    pub template_params: std::collections::BTreeMap<String, String>,
     pub timeout: Duration,
 }
 
@@ -331,6 +365,7 @@ impl RawCollectorConfig {
                 r.log.is_some(),
                 r.alertmanager.is_some(),
                 r.email.is_some(),
+                r.aliyun_sms.is_some(),
             ]
             .into_iter()
             .chain(chats.iter().map(|(_, c)| c.is_some()))
@@ -340,9 +375,61 @@ impl RawCollectorConfig {
             let kind = match (r.webhook, r.log, chat) {
                 _ if set != 1 => {
                     p.push(format!(
-                        "{at}: set exactly one of `webhook`, `log`, `email`, `alertmanager`, `dingtalk`, `wecom`, `feishu` or `slack`"
+                        "{at}: set exactly one of `webhook`, `log`, `email`, `aliyun_sms`, `alertmanager`, `dingtalk`, `wecom`, `feishu` or `slack`"
                     ));
                     None
+                }
+                _ if r.aliyun_sms.is_some() => {
+                    let a = r.aliyun_sms.expect("checked");
+                    let endpoint = a
+                        .endpoint
+                        .unwrap_or_else(|| "https://dysmsapi.aliyuncs.com/".into());
+                    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                        p.push(format!(
+                            "{at}: aliyun_sms.endpoint {endpoint:?} must be http(s)"
+                        ));
+                    }
+                    if a.phone_numbers.is_empty() {
+                        p.push(format!(
+                            "{at}: aliyun_sms.phone_numbers needs at least one number"
+                        ));
+                    }
+                    let secret = p.take(
+                        &format!("{at}: aliyun_sms.access_key_secret"),
+                        a.access_key_secret.resolve(),
+                    );
+                    let timeout = dur(
+                        &mut p,
+                        &format!("{at}: aliyun_sms.timeout"),
+                        &a.timeout,
+                        "10s",
+                    );
+                    let template_params = a.template_params.unwrap_or_else(|| {
+                        [
+                            ("alert", "alertname"),
+                            ("host", "host"),
+                            ("level", "level"),
+                            ("value", "value"),
+                        ]
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                    });
+                    secret.map(|access_key_secret| {
+                        (
+                            ReceiverKind::AliyunSms(AliyunSmsConfig {
+                                endpoint,
+                                access_key_id: a.access_key_id,
+                                access_key_secret,
+                                sign_name: a.sign_name,
+                                template_code: a.template_code,
+                                phone_numbers: a.phone_numbers,
+                                template_params,
+                                timeout,
+                            }),
+                            20,
+                        )
+                    })
                 }
                 _ if r.email.is_some() => {
                     let e = r.email.expect("checked");

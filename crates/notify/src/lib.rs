@@ -6,6 +6,7 @@
 pub mod chat;
 mod email;
 mod payload;
+pub mod sms;
 mod worker;
 
 pub use payload::{format_rfc3339, webhook_payload};
