@@ -241,6 +241,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             ReceiverKind::Alertmanager { url, .. } => {
                 info!(receiver = %r.name, url, "Alertmanager receiver")
             }
+            ReceiverKind::TencentSms(t) => {
+                info!(receiver = %r.name, template = %t.template_id, to = ?t.phone_numbers, "Tencent SMS receiver")
+            }
             ReceiverKind::AliyunSms(a) => {
                 info!(receiver = %r.name, template = %a.template_code, to = ?a.phone_numbers, "Aliyun SMS receiver")
             }

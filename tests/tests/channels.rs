@@ -434,3 +434,92 @@ fn aliyun_sms_is_signed_and_maps_alert_fields_onto_the_template() {
         json!({"alert": "DiskAlmostFull", "host": "db-1", "level": "critical", "value": "95.0"})
     );
 }
+
+#[test]
+fn tencent_sms_is_signed_with_tc3() {
+    let _g = serial();
+    const KEY: &str = "tencent-key";
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let got: Arc<Mutex<Vec<(axum::http::HeaderMap, Value)>>> = Arc::default();
+    let g2 = Arc::clone(&got);
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let got = Arc::clone(&g2);
+            async move {
+                let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+                let sha = |b: &[u8]| {
+                    use sha2::Digest;
+                    hex(&sha2::Sha256::digest(b))
+                };
+                let mac = |k: &[u8], m: &str| {
+                    let mut m2 = Hmac::<sha2::Sha256>::new_from_slice(k).unwrap();
+                    m2.update(m.as_bytes());
+                    m2.finalize().into_bytes().to_vec()
+                };
+                // TC3-HMAC-SHA256 as Tencent Cloud documents it.
+                let ts: i64 = h("x-tc-timestamp").parse().unwrap_or(0);
+                let date = {
+                    let t = time::OffsetDateTime::from_unix_timestamp(ts).unwrap();
+                    format!("{:04}-{:02}-{:02}", t.year(), t.month() as u8, t.day())
+                };
+                let canonical = format!(
+                    "POST\n/\n\ncontent-type:{}\nhost:{}\n\ncontent-type;host\n{}",
+                    h("content-type"),
+                    h("host"),
+                    sha(&body)
+                );
+                let to_sign = format!("TC3-HMAC-SHA256\n{ts}\n{date}/sms/tc3_request\n{}", sha(canonical.as_bytes()));
+                let k = mac(&mac(&mac(format!("TC3{KEY}").as_bytes(), &date), "sms"), "tc3_request");
+                let want = format!(
+                    "TC3-HMAC-SHA256 Credential=AKIDtest/{date}/sms/tc3_request, SignedHeaders=content-type;host, Signature={}",
+                    hex(&mac(&k, &to_sign))
+                );
+                let fresh = (tocsin_model::now_ms() / 1000 - ts).abs() < 300;
+                if h("authorization") != want || !fresh || h("x-tc-action") != "SendSms" || h("x-tc-version") != "2021-01-11" {
+                    return axum::Json(json!({"Response": {"Error": {"Code": "AuthFailure.SignatureFailure", "Message": "The provided credentials could not be validated."}, "RequestId": "x"}}));
+                }
+                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                got.lock().unwrap().push((headers.clone(), v));
+                axum::Json(json!({"Response": {"SendStatusSet": [{"Code": "Ok", "Message": "send success"}], "RequestId": "y"}}))
+            }
+        }),
+    );
+    rt.spawn(async move { axum::serve(listener, app).await });
+    let receivers = format!(
+        "  - name: sms
+    tencent_sms:
+      endpoint: \"http://{addr}/\"
+      secret_id: AKIDtest
+      secret_key: {KEY}
+      app_id: \"1400006666\"
+      sign_name: 运维告警
+      template_id: \"449739\"
+      phone_numbers: [\"+8613800000000\"]
+"
+    );
+    let (_dir, _c, _a) = stack(DISK_RULE, &receivers, "disk_used_percent 95\n", "db-1");
+    let (headers, body) = wait_for("a signed SendSms call", Duration::from_secs(15), || {
+        got.lock().unwrap().first().cloned()
+    });
+    assert_eq!(headers["x-tc-region"], "ap-guangzhou");
+    assert_eq!(
+        body,
+        json!({
+            "PhoneNumberSet": ["+8613800000000"],
+            "SmsSdkAppId": "1400006666",
+            "SignName": "运维告警",
+            "TemplateId": "449739",
+            "TemplateParamSet": ["DiskAlmostFull", "db-1", "critical", "95.0"],
+        })
+    );
+}

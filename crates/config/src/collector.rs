@@ -78,6 +78,29 @@ pub struct RawReceiver {
     pub email: Option<RawEmail>,
     /// SMS through Aliyun (阿里云短信 SendSms).
     pub aliyun_sms: Option<RawAliyunSms>,
+    /// SMS through Tencent Cloud (腾讯云短信 SendSms, TC3-HMAC-SHA256).
+    pub tencent_sms: Option<RawTencentSms>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTencentSms {
+    /// Default https://sms.tencentcloudapi.com/.
+    pub endpoint: Option<String>,
+    pub secret_id: String,
+    pub secret_key: RawSecret,
+    /// SmsSdkAppId.
+    pub app_id: String,
+    pub sign_name: String,
+    pub template_id: String,
+    /// E.164, e.g. +8613800000000.
+    pub phone_numbers: Vec<String>,
+    /// Alert fields for the template's {1}, {2}, … in order. Default: alertname, host, level,
+    /// value.
+    pub template_params: Option<Vec<String>>,
+    /// Default ap-guangzhou.
+    pub region: Option<String>,
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -202,6 +225,7 @@ pub enum ReceiverKind {
     },
     Email(EmailConfig),
     AliyunSms(AliyunSmsConfig),
+    TencentSms(TencentSmsConfig),
     Log {
         path: PathBuf,
     },
@@ -256,6 +280,20 @@ pub struct AliyunSmsConfig {
     pub template_code: String,
     pub phone_numbers: Vec<String>,
     pub template_params: std::collections::BTreeMap<String, String>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TencentSmsConfig {
+    pub endpoint: String,
+    pub secret_id: String,
+    pub secret_key: Secret,
+    pub app_id: String,
+    pub sign_name: String,
+    pub template_id: String,
+    pub phone_numbers: Vec<String>,
+    pub template_params: Vec<String>,
+    pub region: String,
     pub timeout: Duration,
 }
 
@@ -366,6 +404,7 @@ impl RawCollectorConfig {
                 r.alertmanager.is_some(),
                 r.email.is_some(),
                 r.aliyun_sms.is_some(),
+                r.tencent_sms.is_some(),
             ]
             .into_iter()
             .chain(chats.iter().map(|(_, c)| c.is_some()))
@@ -375,9 +414,56 @@ impl RawCollectorConfig {
             let kind = match (r.webhook, r.log, chat) {
                 _ if set != 1 => {
                     p.push(format!(
-                        "{at}: set exactly one of `webhook`, `log`, `email`, `aliyun_sms`, `alertmanager`, `dingtalk`, `wecom`, `feishu` or `slack`"
+                        "{at}: set exactly one of `webhook`, `log`, `email`, `aliyun_sms`, `tencent_sms`, `alertmanager`, `dingtalk`, `wecom`, `feishu` or `slack`"
                     ));
                     None
+                }
+                _ if r.tencent_sms.is_some() => {
+                    let t = r.tencent_sms.expect("checked");
+                    let endpoint = t
+                        .endpoint
+                        .unwrap_or_else(|| "https://sms.tencentcloudapi.com/".into());
+                    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                        p.push(format!(
+                            "{at}: tencent_sms.endpoint {endpoint:?} must be http(s)"
+                        ));
+                    }
+                    if t.phone_numbers.is_empty() {
+                        p.push(format!(
+                            "{at}: tencent_sms.phone_numbers needs at least one number"
+                        ));
+                    }
+                    let key = p.take(
+                        &format!("{at}: tencent_sms.secret_key"),
+                        t.secret_key.resolve(),
+                    );
+                    let timeout = dur(
+                        &mut p,
+                        &format!("{at}: tencent_sms.timeout"),
+                        &t.timeout,
+                        "10s",
+                    );
+                    key.map(|secret_key| {
+                        (
+                            ReceiverKind::TencentSms(TencentSmsConfig {
+                                endpoint,
+                                secret_id: t.secret_id,
+                                secret_key,
+                                app_id: t.app_id,
+                                sign_name: t.sign_name,
+                                template_id: t.template_id,
+                                phone_numbers: t.phone_numbers,
+                                template_params: t.template_params.unwrap_or_else(|| {
+                                    ["alertname", "host", "level", "value"]
+                                        .map(String::from)
+                                        .to_vec()
+                                }),
+                                region: t.region.unwrap_or_else(|| "ap-guangzhou".into()),
+                                timeout,
+                            }),
+                            20,
+                        )
+                    })
                 }
                 _ if r.aliyun_sms.is_some() => {
                     let a = r.aliyun_sms.expect("checked");

@@ -62,6 +62,10 @@ enum Channel {
         client: reqwest::Client,
         cfg: tocsin_config::collector::AliyunSmsConfig,
     },
+    TencentSms {
+        client: reqwest::Client,
+        cfg: tocsin_config::collector::TencentSmsConfig,
+    },
     /// `POST {url}/api/v2/alerts` with the alert in Alertmanager's API format.
     Alertmanager {
         client: reqwest::Client,
@@ -136,6 +140,51 @@ impl Channel {
                 Ok(())
             }
             Channel::Email(m) => m.send(&parsed()?).await,
+            Channel::TencentSms { client, cfg } => {
+                let n = parsed()?;
+                let params: Vec<String> = cfg
+                    .template_params
+                    .iter()
+                    .map(|f| crate::sms::field(&n, f))
+                    .collect();
+                let body = crate::sms::tencent::body(
+                    &cfg.app_id,
+                    &cfg.sign_name,
+                    &cfg.template_id,
+                    &cfg.phone_numbers,
+                    &params,
+                )
+                .to_string();
+                let url = reqwest::Url::parse(&cfg.endpoint).map_err(|e| e.to_string())?;
+                let host = match (url.host_str(), url.port()) {
+                    (Some(h), Some(p)) => format!("{h}:{p}"),
+                    (Some(h), None) => h.to_string(),
+                    _ => return Err("endpoint has no host".into()),
+                };
+                let ts = now_ms() / 1000;
+                let auth = crate::sms::tencent::authorization(
+                    &cfg.secret_id,
+                    cfg.secret_key.expose(),
+                    &host,
+                    &body,
+                    ts,
+                );
+                let resp = client
+                    .post(url)
+                    .header("Authorization", auth)
+                    .header("Content-Type", crate::sms::tencent::CONTENT_TYPE)
+                    .header("Host", host)
+                    .header("X-TC-Action", "SendSms")
+                    .header("X-TC-Timestamp", ts.to_string())
+                    .header("X-TC-Version", "2021-01-11")
+                    .header("X-TC-Region", &cfg.region)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| format!("{e}"))?;
+                let text = resp.text().await.unwrap_or_default();
+                crate::sms::tencent::check(&text)
+            }
             Channel::AliyunSms { client, cfg } => {
                 let n = parsed()?;
                 let now = now_ms();
@@ -229,6 +278,10 @@ pub fn spawn_workers(
                 url: url.clone(),
             },
             ReceiverKind::Log { path } => Channel::Log { path: path.clone() },
+            ReceiverKind::TencentSms(c) => Channel::TencentSms {
+                client: http_client(&r.name, c.timeout)?,
+                cfg: c.clone(),
+            },
             ReceiverKind::AliyunSms(c) => Channel::AliyunSms {
                 client: http_client(&r.name, c.timeout)?,
                 cfg: c.clone(),
