@@ -283,7 +283,7 @@ async fn serve(
         engine: EngineOptions {
             stale_after_ms: cfg.stale_after.as_millis() as i64,
         },
-        receivers: cfg.receivers.iter().map(|r| r.name.clone()).collect(),
+        route: cfg.route.clone(),
         external_url: cfg.external_url.clone(),
         retention: cfg.retention,
         checkpoint_every: cfg.checkpoint_interval,

@@ -53,7 +53,7 @@ pub struct View {
 pub struct Writer {
     store: Store,
     engine: Engine,
-    receivers: Vec<String>,
+    route: tocsin_config::route::Route,
     external_url: String,
     view: Arc<RwLock<View>>,
     wake: watch::Sender<u64>,
@@ -72,8 +72,8 @@ pub struct Writer {
 /// What the writer needs from the configuration.
 pub struct Settings {
     pub engine: EngineOptions,
-    /// Names of the receivers every notification goes to.
-    pub receivers: Vec<String>,
+    /// Which receivers get which notification.
+    pub route: tocsin_config::route::Route,
     pub external_url: String,
     pub retention: Duration,
     pub checkpoint_every: Duration,
@@ -103,7 +103,7 @@ impl Writer {
         let mut w = Writer {
             engine: Engine::new(rules, settings.engine),
             store,
-            receivers: settings.receivers,
+            route: settings.route,
             external_url: settings.external_url,
             view,
             wake,
@@ -207,7 +207,7 @@ impl Writer {
             }
             Self::stage(
                 &mut self.engine,
-                &self.receivers,
+                &self.route,
                 &self.external_url,
                 &mut tx,
                 &transitions,
@@ -258,7 +258,7 @@ impl Writer {
     /// Persists engine state changes and queues notifications in the open transaction.
     fn stage(
         engine: &mut Engine,
-        receivers: &[String],
+        route: &tocsin_config::route::Route,
         external_url: &str,
         tx: &mut tocsin_store::Txn<'_>,
         transitions: &[Transition],
@@ -272,9 +272,9 @@ impl Writer {
             tx.put_alert_state(&c.key, json.as_deref())?;
         }
         for t in transitions {
-            for r in receivers {
-                let body = tocsin_notify::webhook_payload(t, r, external_url);
-                tx.enqueue(r, &body.to_string(), now)?;
+            for r in route.receivers_for(&t.labels, t.level) {
+                let body = tocsin_notify::webhook_payload(t, &r, external_url);
+                tx.enqueue(&r, &body.to_string(), now)?;
             }
         }
         Ok(())
@@ -297,9 +297,7 @@ impl Writer {
                 "alert transition"
             );
         }
-        if !self.receivers.is_empty() {
-            self.wake.send_modify(|n| *n += 1);
-        }
+        self.wake.send_modify(|n| *n += 1);
         self.refresh_view(false);
     }
 

@@ -366,3 +366,53 @@ fn dynamic_rule_bands_are_exported_as_series() {
         promtool_check(&text).unwrap();
     }
 }
+
+#[test]
+fn route_tree_sends_each_level_to_its_receivers() {
+    let _g = serial();
+    let s = Setup::new();
+    let chat = tocsin_e2e::Webhook::start();
+    let pager = tocsin_e2e::Webhook::start();
+    std::fs::write(
+        s.p("collector.yaml"),
+        format!(
+            "receivers:
+  - name: chat
+    webhook: {{ url: \"{}\" }}
+  - name: pager
+    webhook: {{ url: \"{}\" }}
+route:
+  receivers: [chat]
+  routes:
+    - level: critical
+      receivers: [chat, pager]
+",
+            chat.url, pager.url
+        ),
+    )
+    .unwrap();
+    s.set_value(60.0);
+    let c = s.collector("127.0.0.1:0");
+    let _a = s.agent(&c);
+    chat.wait_nth(1, Duration::from_secs(10));
+    s.set_value(90.0);
+    chat.wait_nth(2, Duration::from_secs(10));
+    pager.wait_nth(1, Duration::from_secs(10));
+    s.set_value(10.0);
+    chat.wait_nth(3, Duration::from_secs(10));
+    pager.wait_nth(2, Duration::from_secs(10));
+    wait_writes(&c, 2.0);
+    assert_eq!(
+        chat.events(),
+        vec![
+            ev("firing", "warning"),
+            ev("level_changed", "critical"),
+            ev("resolved", "critical")
+        ]
+    );
+    assert_eq!(
+        pager.events(),
+        vec![ev("level_changed", "critical"), ev("resolved", "critical")],
+        "the pager hears only of critical"
+    );
+}

@@ -38,6 +38,8 @@ pub struct RawCollectorConfig {
     /// Where notifications go. Default: one `log` receiver writing `DATA_DIR/alerts.log`.
     #[serde(default)]
     pub receivers: Vec<RawReceiver>,
+    /// Which receivers get which alerts. Without it, every receiver gets every alert.
+    pub route: Option<crate::route::RawRoute>,
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -195,6 +197,7 @@ pub struct CollectorConfig {
     pub host_forget_after: Duration,
     pub ingest: IngestConfig,
     pub receivers: Vec<ReceiverConfig>,
+    pub route: crate::route::Route,
 }
 
 #[derive(Debug, Clone)]
@@ -666,6 +669,19 @@ impl RawCollectorConfig {
                 max_attempts: 20,
             });
         }
+        let known: Vec<String> = receivers.iter().map(|r| r.name.clone()).collect();
+        let route = match self.route {
+            Some(raw) => crate::route::validate(&mut p, raw, "route", &known),
+            // Every receiver gets every alert.
+            None => crate::route::Route {
+                matchers: Vec::new(),
+                match_re: Vec::new(),
+                level: None,
+                receivers: known.clone(),
+                continue_: false,
+                routes: Vec::new(),
+            },
+        };
         p.finish(|| CollectorConfig {
             listen,
             data_dir,
@@ -678,6 +694,7 @@ impl RawCollectorConfig {
             host_forget_after,
             ingest,
             receivers,
+            route,
         })
     }
 }

@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod collector;
 pub mod probes;
+pub mod route;
 mod units;
 
 pub use units::{format_duration, parse_duration, parse_size, RawSecret, Secret};
