@@ -365,6 +365,7 @@ async fn serve(
         view,
         tel,
         token: cfg.ingest.token.clone(),
+        admin_token: cfg.admin_token.clone(),
         limits: tocsin_wire::Limits {
             max_decompressed_bytes: cfg.ingest.max_decompressed_bytes,
             max_samples: cfg.ingest.max_samples_per_request,

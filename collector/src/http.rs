@@ -23,6 +23,7 @@ pub struct AppState {
     pub view: Arc<RwLock<View>>,
     pub tel: Telemetry,
     pub token: Option<Secret>,
+    pub admin_token: Option<Secret>,
     pub limits: tocsin_wire::Limits,
     pub max_body_bytes: usize,
 }
@@ -36,6 +37,11 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/hosts", get(hosts))
+        .route("/api/v1/silences", get(list_silences).post(add_silence))
+        .route(
+            "/api/v1/silences/{id}",
+            axum::routing::delete(expire_silence),
+        )
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(state)
@@ -165,6 +171,147 @@ async fn write_inner(
             "samples could not be stored",
         )),
     }
+}
+
+fn bearer_ok(headers: &HeaderMap, token: &Option<Secret>) -> bool {
+    let Some(token) = token else { return true };
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|g| constant_time_eq(g.as_bytes(), token.expose().as_bytes()))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct NewSilence {
+    matchers: Vec<tocsin_notify::silence::MatcherSpec>,
+    starts_at: Option<String>,
+    ends_at: Option<String>,
+    /// Instead of endsAt, e.g. "2h".
+    duration: Option<String>,
+    created_by: String,
+    comment: String,
+}
+
+async fn add_silence(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    if !bearer_ok(&headers, &st.admin_token) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong admin token",
+        ));
+    }
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
+    let n: NewSilence =
+        serde_json::from_slice(&body).map_err(|e| bad(format!("invalid silence: {e}")))?;
+    tocsin_notify::silence::validate(&n.matchers).map_err(bad)?;
+    let time = |s: &str| {
+        tocsin_model::parse_timestamp(s).ok_or_else(|| bad(format!("invalid time {s:?}")))
+    };
+    let now = now_ms();
+    let starts = n.starts_at.as_deref().map(time).transpose()?.unwrap_or(now);
+    let ends = match (&n.ends_at, &n.duration) {
+        (Some(e), None) => time(e)?,
+        (None, Some(d)) => {
+            starts + tocsin_config::parse_duration(d).map_err(bad)?.as_millis() as i64
+        }
+        _ => return Err(bad("give exactly one of endsAt and duration".into())),
+    };
+    if ends <= starts || ends <= now {
+        return Err(bad(
+            "the silence must end after it starts, and in the future".into(),
+        ));
+    }
+    if n.created_by.trim().is_empty() || n.comment.trim().is_empty() {
+        return Err(bad("createdBy and comment are required".into()));
+    }
+    let silence = tocsin_store::Silence {
+        id: 0,
+        matchers: serde_json::to_string(&n.matchers).expect("matchers serialize"),
+        starts_ms: starts,
+        ends_ms: ends,
+        author: n.created_by,
+        comment: n.comment,
+        created_ms: now,
+    };
+    let (reply, rx) = oneshot::channel();
+    st.writer
+        .send(Msg::AddSilence { silence, reply })
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "collector is shutting down",
+            )
+        })?;
+    match rx.await {
+        Ok(Ok(id)) => Ok(Json(
+            json!({ "status": "success", "data": { "silenceId": id } }),
+        )),
+        _ => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "silence could not be stored",
+        )),
+    }
+}
+
+async fn expire_silence(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    if !bearer_ok(&headers, &st.admin_token) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong admin token",
+        ));
+    }
+    let (reply, rx) = oneshot::channel();
+    st.writer
+        .send(Msg::ExpireSilence { id, reply })
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "collector is shutting down",
+            )
+        })?;
+    match rx.await {
+        Ok(Ok(true)) => Ok(Json(json!({ "status": "success" }))),
+        Ok(Ok(false)) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no silence {id}"),
+        )),
+        _ => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "silence could not be expired",
+        )),
+    }
+}
+
+async fn list_silences(State(st): State<AppState>) -> Json<Value> {
+    let now = now_ms();
+    let view = st.view.read().unwrap_or_else(|p| p.into_inner());
+    let list: Vec<Value> = view
+        .silences
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.id,
+                "matchers": serde_json::from_str::<Value>(&s.matchers).unwrap_or(Value::Null),
+                "startsAt": format_rfc3339(s.starts_ms),
+                "endsAt": format_rfc3339(s.ends_ms),
+                "createdBy": s.author,
+                "comment": s.comment,
+                "state": if s.starts_ms > now { "pending" } else if s.ends_ms <= now { "expired" } else { "active" },
+            })
+        })
+        .collect();
+    Json(json!({ "status": "success", "data": { "silences": list } }))
 }
 
 async fn alerts(State(st): State<AppState>) -> Json<Value> {

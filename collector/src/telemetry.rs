@@ -22,6 +22,7 @@ pub struct Telemetry {
     pub alerts: IntGaugeVec,
     pub transitions: IntCounterVec,
     pub storage_errors: IntCounter,
+    pub silenced: IntCounter,
 }
 
 use tocsin_runtime::register as reg;
@@ -81,6 +82,14 @@ impl Telemetry {
                 IntCounter::new(
                     "tocsin_storage_errors_total",
                     "Failed storage transactions.",
+                )
+                .expect("valid metric"),
+            ),
+            silenced: reg(
+                &r,
+                IntCounter::new(
+                    "tocsin_notifications_silenced_total",
+                    "Notifications not sent because a silence matched.",
                 )
                 .expect("valid metric"),
             ),

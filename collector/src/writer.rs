@@ -23,6 +23,14 @@ pub enum Msg {
     },
     Tick,
     Reload(Vec<Rule>),
+    AddSilence {
+        silence: tocsin_store::Silence,
+        reply: oneshot::Sender<Result<i64, String>>,
+    },
+    ExpireSilence {
+        id: i64,
+        reply: oneshot::Sender<Result<bool, String>>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +54,8 @@ impl std::fmt::Display for WriteError {
 pub struct View {
     pub alerts: Vec<AlertState>,
     pub hosts: Vec<HostView>,
+    /// Silences not yet ended, as stored.
+    pub silences: Vec<tocsin_store::Silence>,
     /// Dynamic rules' bands: rule, series labels, [expected, lower, upper].
     pub bands: Vec<(String, tocsin_model::Labels, [f64; 3])>,
 }
@@ -67,6 +77,7 @@ pub struct Writer {
     carry: Vec<Transition>,
     liveness: Liveness,
     services: Services,
+    silences: Vec<tocsin_notify::silence::Silence>,
 }
 
 /// What the writer needs from the configuration.
@@ -115,11 +126,31 @@ impl Writer {
             carry: Vec::new(),
             liveness,
             services: Services::default(),
+            silences: Vec::new(),
         };
+        w.load_silences()?;
         let restored = w.restore_engine()?;
         info!(alerts = restored, "alert states restored");
         w.refresh_view(true);
         Ok(w)
+    }
+
+    /// Reloads the silences not yet ended, for delivery and for the API.
+    fn load_silences(&mut self) -> Result<(), StoreError> {
+        let stored = self.store.silences(now_ms())?;
+        self.silences = stored
+            .iter()
+            .filter_map(|s| {
+                tocsin_notify::silence::Silence::new(s.id, &s.matchers, s.starts_ms, s.ends_ms)
+                    .map_err(|e| error!(id = s.id, error = %e, "unreadable silence ignored"))
+                    .ok()
+            })
+            .collect();
+        self.view
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .silences = stored;
+        Ok(())
     }
 
     fn restore_engine(&mut self) -> Result<usize, StoreError> {
@@ -171,6 +202,31 @@ impl Writer {
     }
 
     fn handle(&mut self, msgs: Vec<Msg>) {
+        // Silence changes are small writes of their own, done before the group.
+        let msgs: Vec<Msg> = msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                Msg::AddSilence { silence, reply } => {
+                    let r = self.store.add_silence(&silence).map_err(|e| e.to_string());
+                    let _ = self.load_silences();
+                    let _ = reply.send(r);
+                    None
+                }
+                Msg::ExpireSilence { id, reply } => {
+                    let r = self
+                        .store
+                        .expire_silence(id, now_ms())
+                        .map_err(|e| e.to_string());
+                    let _ = self.load_silences();
+                    let _ = reply.send(r);
+                    None
+                }
+                other => Some(other),
+            })
+            .collect();
+        if msgs.is_empty() {
+            return;
+        }
         let started = Instant::now();
         let now = now_ms();
         let mut replies = Vec::new();
@@ -203,11 +259,16 @@ impl Writer {
                         self.tel.rules_loaded.set(rules.len() as i64);
                         transitions.extend(self.engine.replace_rules(rules, now));
                     }
+                    Msg::AddSilence { .. } | Msg::ExpireSilence { .. } => {
+                        unreachable!("handled before the group")
+                    }
                 }
             }
             Self::stage(
                 &mut self.engine,
                 &self.route,
+                &self.silences,
+                &self.tel,
                 &self.external_url,
                 &mut tx,
                 &transitions,
@@ -248,6 +309,10 @@ impl Writer {
             }
         }
         if ticked {
+            let now = now_ms();
+            if self.silences.iter().any(|s| s.ends_ms < now) {
+                let _ = self.load_silences();
+            }
             self.refresh_view(true);
             if self.last_checkpoint.elapsed() >= self.checkpoint_every {
                 self.checkpoint();
@@ -259,6 +324,8 @@ impl Writer {
     fn stage(
         engine: &mut Engine,
         route: &tocsin_config::route::Route,
+        silences: &[tocsin_notify::silence::Silence],
+        tel: &Telemetry,
         external_url: &str,
         tx: &mut tocsin_store::Txn<'_>,
         transitions: &[Transition],
@@ -272,6 +339,12 @@ impl Writer {
             tx.put_alert_state(&c.key, json.as_deref())?;
         }
         for t in transitions {
+            if let Some(s) = silences.iter().find(|s| s.matches(&t.labels, now)) {
+                // Recorded (the alert state is stored above), not delivered.
+                tel.silenced.inc();
+                info!(alert = %t.rule, labels = %t.labels, silence = s.id, "notification silenced");
+                continue;
+            }
             for r in route.receivers_for(&t.labels, t.level) {
                 let body = tocsin_notify::webhook_payload(t, &r, external_url);
                 tx.enqueue(&r, &body.to_string(), now)?;

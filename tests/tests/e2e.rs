@@ -416,3 +416,83 @@ route:
         "the pager hears only of critical"
     );
 }
+
+#[test]
+fn silences_mute_delivery_but_not_the_record_and_the_later_resolve_is_sent() {
+    let _g = serial();
+    let s = Setup::new();
+    let cfg = std::fs::read_to_string(s.p("collector.yaml")).unwrap();
+    std::fs::write(s.p("collector.yaml"), format!("{cfg}admin_token: adm1n\n")).unwrap();
+    s.set_value(10.0);
+    let c = s.collector("127.0.0.1:0");
+    let _a = s.agent(&c);
+    wait_host(&c);
+    let client = reqwest::blocking::Client::new();
+    let silence = serde_json::json!({
+        "matchers": [{"name": "alertname", "value": "E2eValue"}, {"name": "host", "value": "e2e-.*", "isRegex": true}],
+        "duration": "1h",
+        "createdBy": "alice",
+        "comment": "planned maintenance",
+    });
+    let post = |token: Option<&str>, body: &serde_json::Value| {
+        let mut r = client.post(c.url("/api/v1/silences")).json(body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        let r = r.send().unwrap();
+        (r.status().as_u16(), r.json::<serde_json::Value>().unwrap())
+    };
+    assert_eq!(
+        post(None, &silence).0,
+        401,
+        "the admin API needs the admin token"
+    );
+    let (code, bad) = post(
+        Some("adm1n"),
+        &serde_json::json!({"matchers": [], "duration": "1h", "createdBy": "a", "comment": "c"}),
+    );
+    assert_eq!(code, 400);
+    assert_eq!(bad["error"], "a silence needs at least one matcher");
+    let (code, created) = post(Some("adm1n"), &silence);
+    assert_eq!(code, 200, "{created}");
+    let id = created["data"]["silenceId"].as_i64().unwrap();
+    let listed = get_json(&c.url("/api/v1/silences"));
+    assert_eq!(listed["data"]["silences"][0]["state"], "active");
+    assert_eq!(listed["data"]["silences"][0]["createdBy"], "alice");
+
+    // Fires while silenced: recorded (API) but not delivered.
+    s.set_value(60.0);
+    wait_for(
+        "the silenced alert in the API",
+        Duration::from_secs(10),
+        || {
+            (get_json(&c.url("/api/v1/alerts"))["data"]["alerts"][0]["state"] == "firing")
+                .then_some(())
+        },
+    );
+    wait_for("the silenced count", Duration::from_secs(10), || {
+        (metric(&c, "tocsin_notifications_silenced_total") >= 1.0).then_some(())
+    });
+    wait_writes(&c, 2.0);
+    assert!(
+        s.hook.events().is_empty(),
+        "nothing delivered while silenced"
+    );
+
+    // Silence ends; the resolve that follows is delivered.
+    let r = client
+        .delete(c.url(&format!("/api/v1/silences/{id}")))
+        .bearer_auth("adm1n")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    s.set_value(10.0);
+    s.hook.wait_nth(1, Duration::from_secs(10));
+    assert_eq!(s.hook.events(), vec![ev("resolved", "warning")]);
+    let r = client
+        .delete(c.url("/api/v1/silences/999"))
+        .bearer_auth("adm1n")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+}

@@ -40,6 +40,8 @@ pub struct RawCollectorConfig {
     pub receivers: Vec<RawReceiver>,
     /// Which receivers get which alerts. Without it, every receiver gets every alert.
     pub route: Option<crate::route::RawRoute>,
+    /// Bearer token required by the admin API (silences); without it the admin API is open.
+    pub admin_token: Option<RawSecret>,
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -198,6 +200,7 @@ pub struct CollectorConfig {
     pub ingest: IngestConfig,
     pub receivers: Vec<ReceiverConfig>,
     pub route: crate::route::Route,
+    pub admin_token: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -669,6 +672,9 @@ impl RawCollectorConfig {
                 max_attempts: 20,
             });
         }
+        let admin_token = self
+            .admin_token
+            .and_then(|t| p.take("admin_token", t.resolve()));
         let known: Vec<String> = receivers.iter().map(|r| r.name.clone()).collect();
         let route = match self.route {
             Some(raw) => crate::route::validate(&mut p, raw, "route", &known),
@@ -695,6 +701,7 @@ impl RawCollectorConfig {
             ingest,
             receivers,
             route,
+            admin_token,
         })
     }
 }

@@ -6,6 +6,7 @@
 pub mod chat;
 mod email;
 mod payload;
+pub mod silence;
 pub mod sms;
 mod worker;
 

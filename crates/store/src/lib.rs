@@ -44,6 +44,18 @@ impl Default for StoreOptions {
     }
 }
 
+/// A stored silence; `matchers` is the JSON the API received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Silence {
+    pub id: i64,
+    pub matchers: String,
+    pub starts_ms: TimestampMs,
+    pub ends_ms: TimestampMs,
+    pub author: String,
+    pub comment: String,
+    pub created_ms: TimestampMs,
+}
+
 /// What one append did, by outcome.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct AppendStats {
@@ -283,6 +295,43 @@ impl Store {
     pub fn baselines(&self) -> Result<Vec<(String, String)>> {
         let mut st = self.conn.prepare("SELECT key, data FROM baselines")?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Adds a silence; returns its id.
+    pub fn add_silence(&mut self, s: &Silence) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO silences (matchers, starts_ms, ends_ms, author, comment, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![s.matchers, s.starts_ms, s.ends_ms, s.author, s.comment, s.created_ms],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Ends a silence now (keeps it for the record); false when there is no such silence.
+    pub fn expire_silence(&mut self, id: i64, now: TimestampMs) -> Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE silences SET ends_ms = min(ends_ms, ?2) WHERE id = ?1",
+            params![id, now],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Silences that have not ended before `since`.
+    pub fn silences(&self, since: TimestampMs) -> Result<Vec<Silence>> {
+        let mut st = self.conn.prepare(
+            "SELECT id, matchers, starts_ms, ends_ms, author, comment, created_ms FROM silences WHERE ends_ms >= ?1 ORDER BY id",
+        )?;
+        let rows = st.query_map([since], |r| {
+            Ok(Silence {
+                id: r.get(0)?,
+                matchers: r.get(1)?,
+                starts_ms: r.get(2)?,
+                ends_ms: r.get(3)?,
+                author: r.get(4)?,
+                comment: r.get(5)?,
+                created_ms: r.get(6)?,
+            })
+        })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
