@@ -284,6 +284,7 @@ async fn serve(
             stale_after_ms: cfg.stale_after.as_millis() as i64,
         },
         route: cfg.route.clone(),
+        inhibit_rules: cfg.inhibit_rules.clone(),
         external_url: cfg.external_url.clone(),
         retention: cfg.retention,
         checkpoint_every: cfg.checkpoint_interval,

@@ -23,6 +23,7 @@ pub struct Telemetry {
     pub transitions: IntCounterVec,
     pub storage_errors: IntCounter,
     pub silenced: IntCounter,
+    pub inhibited: IntCounter,
 }
 
 use tocsin_runtime::register as reg;
@@ -82,6 +83,14 @@ impl Telemetry {
                 IntCounter::new(
                     "tocsin_storage_errors_total",
                     "Failed storage transactions.",
+                )
+                .expect("valid metric"),
+            ),
+            inhibited: reg(
+                &r,
+                IntCounter::new(
+                    "tocsin_notifications_inhibited_total",
+                    "Notifications not sent because a firing alert inhibits them.",
                 )
                 .expect("valid metric"),
             ),

@@ -64,6 +64,7 @@ pub struct Writer {
     store: Store,
     engine: Engine,
     route: tocsin_config::route::Route,
+    inhibit_rules: Vec<tocsin_config::inhibit::InhibitRule>,
     external_url: String,
     view: Arc<RwLock<View>>,
     wake: watch::Sender<u64>,
@@ -85,6 +86,7 @@ pub struct Settings {
     pub engine: EngineOptions,
     /// Which receivers get which notification.
     pub route: tocsin_config::route::Route,
+    pub inhibit_rules: Vec<tocsin_config::inhibit::InhibitRule>,
     pub external_url: String,
     pub retention: Duration,
     pub checkpoint_every: Duration,
@@ -115,6 +117,7 @@ impl Writer {
             engine: Engine::new(rules, settings.engine),
             store,
             route: settings.route,
+            inhibit_rules: settings.inhibit_rules,
             external_url: settings.external_url,
             view,
             wake,
@@ -268,6 +271,7 @@ impl Writer {
                 &mut self.engine,
                 &self.route,
                 &self.silences,
+                &self.inhibit_rules,
                 &self.tel,
                 &self.external_url,
                 &mut tx,
@@ -325,6 +329,7 @@ impl Writer {
         engine: &mut Engine,
         route: &tocsin_config::route::Route,
         silences: &[tocsin_notify::silence::Silence],
+        inhibit_rules: &[tocsin_config::inhibit::InhibitRule],
         tel: &Telemetry,
         external_url: &str,
         tx: &mut tocsin_store::Txn<'_>,
@@ -344,6 +349,23 @@ impl Writer {
                 tel.silenced.inc();
                 info!(alert = %t.rule, labels = %t.labels, silence = s.id, "notification silenced");
                 continue;
+            }
+            // Inhibited by another alert firing now (a resolve is never held back: whoever
+            // heard of the firing hears of its end).
+            if t.kind.firing() {
+                let firing: Vec<&tocsin_model::Labels> = engine
+                    .alerts()
+                    .filter(|a| a.level.is_some())
+                    .map(|a| &a.labels)
+                    .collect();
+                if inhibit_rules
+                    .iter()
+                    .any(|r| firing.iter().any(|src| r.inhibits(src, &t.labels)))
+                {
+                    tel.inhibited.inc();
+                    info!(alert = %t.rule, labels = %t.labels, "notification inhibited");
+                    continue;
+                }
             }
             for r in route.receivers_for(&t.labels, t.level) {
                 let body = tocsin_notify::webhook_payload(t, &r, external_url);

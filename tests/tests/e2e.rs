@@ -496,3 +496,51 @@ fn silences_mute_delivery_but_not_the_record_and_the_later_resolve_is_sent() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 404);
 }
+
+#[test]
+fn inhibition_holds_back_alerts_covered_by_a_firing_one() {
+    let _g = serial();
+    let s = Setup::new();
+    std::fs::write(
+        s.p("rules/e2e.yaml"),
+        "rules:
+  - name: Outage
+    expr: e2e_value
+    levels: { critical: \"> 80\" }
+  - name: Slow
+    expr: e2e_value
+    levels: { warning: \"> 50\" }
+",
+    )
+    .unwrap();
+    let cfg = std::fs::read_to_string(s.p("collector.yaml")).unwrap();
+    std::fs::write(
+        s.p("collector.yaml"),
+        format!(
+            "{cfg}inhibit_rules:\n  - {{ source_match: {{ alertname: Outage }}, equal: [host] }}\n"
+        ),
+    )
+    .unwrap();
+    s.set_value(10.0);
+    let c = s.collector("127.0.0.1:0");
+    let _a = s.agent(&c);
+    wait_host(&c);
+    s.set_value(90.0);
+    let (_, body) = s.hook.wait_nth(1, Duration::from_secs(10));
+    assert_eq!(body["alerts"][0]["labels"]["alertname"], "Outage");
+    wait_for("the inhibited count", Duration::from_secs(10), || {
+        (metric(&c, "tocsin_notifications_inhibited_total") >= 1.0).then_some(())
+    });
+    wait_writes(&c, 2.0);
+    assert_eq!(
+        s.hook.all().len(),
+        1,
+        "Slow is inhibited by Outage on the same host"
+    );
+    let api = get_json(&c.url("/api/v1/alerts"));
+    assert_eq!(
+        api["data"]["alerts"].as_array().unwrap().len(),
+        2,
+        "both are recorded"
+    );
+}

@@ -42,6 +42,9 @@ pub struct RawCollectorConfig {
     pub route: Option<crate::route::RawRoute>,
     /// Bearer token required by the admin API (silences); without it the admin API is open.
     pub admin_token: Option<RawSecret>,
+    /// While a source alert fires, matching target alerts are not notified. Default: `HostDown`
+    /// inhibits the other alerts of the same host; `[]` switches inhibition off.
+    pub inhibit_rules: Option<Vec<crate::inhibit::RawInhibitRule>>,
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -201,6 +204,7 @@ pub struct CollectorConfig {
     pub receivers: Vec<ReceiverConfig>,
     pub route: crate::route::Route,
     pub admin_token: Option<Secret>,
+    pub inhibit_rules: Vec<crate::inhibit::InhibitRule>,
 }
 
 #[derive(Debug, Clone)]
@@ -675,6 +679,7 @@ impl RawCollectorConfig {
         let admin_token = self
             .admin_token
             .and_then(|t| p.take("admin_token", t.resolve()));
+        let inhibit_rules = crate::inhibit::validate(&mut p, self.inhibit_rules);
         let known: Vec<String> = receivers.iter().map(|r| r.name.clone()).collect();
         let route = match self.route {
             Some(raw) => crate::route::validate(&mut p, raw, "route", &known),
@@ -702,6 +707,7 @@ impl RawCollectorConfig {
             receivers,
             route,
             admin_token,
+            inhibit_rules,
         })
     }
 }
