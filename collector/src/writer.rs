@@ -63,9 +63,7 @@ pub struct View {
 pub struct Writer {
     store: Store,
     engine: Engine,
-    route: tocsin_config::route::Route,
-    inhibit_rules: Vec<tocsin_config::inhibit::InhibitRule>,
-    external_url: String,
+    delivery: Delivery,
     view: Arc<RwLock<View>>,
     wake: watch::Sender<u64>,
     tel: Telemetry,
@@ -78,7 +76,14 @@ pub struct Writer {
     carry: Vec<Transition>,
     liveness: Liveness,
     services: Services,
+}
+
+/// Who gets a notification, and who does not.
+struct Delivery {
+    route: tocsin_config::route::Route,
+    inhibit_rules: Vec<tocsin_config::inhibit::InhibitRule>,
     silences: Vec<tocsin_notify::silence::Silence>,
+    external_url: String,
 }
 
 /// What the writer needs from the configuration.
@@ -116,9 +121,12 @@ impl Writer {
         let mut w = Writer {
             engine: Engine::new(rules, settings.engine),
             store,
-            route: settings.route,
-            inhibit_rules: settings.inhibit_rules,
-            external_url: settings.external_url,
+            delivery: Delivery {
+                route: settings.route,
+                inhibit_rules: settings.inhibit_rules,
+                silences: Vec::new(),
+                external_url: settings.external_url,
+            },
             view,
             wake,
             tel,
@@ -129,7 +137,6 @@ impl Writer {
             carry: Vec::new(),
             liveness,
             services: Services::default(),
-            silences: Vec::new(),
         };
         w.load_silences()?;
         let restored = w.restore_engine()?;
@@ -141,7 +148,7 @@ impl Writer {
     /// Reloads the silences not yet ended, for delivery and for the API.
     fn load_silences(&mut self) -> Result<(), StoreError> {
         let stored = self.store.silences(now_ms())?;
-        self.silences = stored
+        self.delivery.silences = stored
             .iter()
             .filter_map(|s| {
                 tocsin_notify::silence::Silence::new(s.id, &s.matchers, s.starts_ms, s.ends_ms)
@@ -269,11 +276,8 @@ impl Writer {
             }
             Self::stage(
                 &mut self.engine,
-                &self.route,
-                &self.silences,
-                &self.inhibit_rules,
+                &self.delivery,
                 &self.tel,
-                &self.external_url,
                 &mut tx,
                 &transitions,
                 now,
@@ -314,7 +318,7 @@ impl Writer {
         }
         if ticked {
             let now = now_ms();
-            if self.silences.iter().any(|s| s.ends_ms < now) {
+            if self.delivery.silences.iter().any(|s| s.ends_ms < now) {
                 let _ = self.load_silences();
             }
             self.refresh_view(true);
@@ -327,11 +331,8 @@ impl Writer {
     /// Persists engine state changes and queues notifications in the open transaction.
     fn stage(
         engine: &mut Engine,
-        route: &tocsin_config::route::Route,
-        silences: &[tocsin_notify::silence::Silence],
-        inhibit_rules: &[tocsin_config::inhibit::InhibitRule],
+        d: &Delivery,
         tel: &Telemetry,
-        external_url: &str,
         tx: &mut tocsin_store::Txn<'_>,
         transitions: &[Transition],
         now: TimestampMs,
@@ -344,7 +345,7 @@ impl Writer {
             tx.put_alert_state(&c.key, json.as_deref())?;
         }
         for t in transitions {
-            if let Some(s) = silences.iter().find(|s| s.matches(&t.labels, now)) {
+            if let Some(s) = d.silences.iter().find(|s| s.matches(&t.labels, now)) {
                 // Recorded (the alert state is stored above), not delivered.
                 tel.silenced.inc();
                 info!(alert = %t.rule, labels = %t.labels, silence = s.id, "notification silenced");
@@ -358,7 +359,7 @@ impl Writer {
                     .filter(|a| a.level.is_some())
                     .map(|a| &a.labels)
                     .collect();
-                if inhibit_rules
+                if d.inhibit_rules
                     .iter()
                     .any(|r| firing.iter().any(|src| r.inhibits(src, &t.labels)))
                 {
@@ -367,8 +368,8 @@ impl Writer {
                     continue;
                 }
             }
-            for r in route.receivers_for(&t.labels, t.level) {
-                let body = tocsin_notify::webhook_payload(t, &r, external_url);
+            for r in d.route.receivers_for(&t.labels, t.level) {
+                let body = tocsin_notify::webhook_payload(t, &r, &d.external_url);
                 tx.enqueue(&r, &body.to_string(), now)?;
             }
         }
