@@ -173,6 +173,40 @@ async fn write_inner(
     }
 }
 
+/// Admin endpoints need the admin token when one is configured.
+fn require_admin(headers: &HeaderMap, st: &AppState) -> Result<(), ApiError> {
+    if bearer_ok(headers, &st.admin_token) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong admin token",
+        ))
+    }
+}
+
+/// Sends a request to the writer thread and waits for its answer.
+async fn ask_writer<T>(
+    st: &AppState,
+    msg: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Msg,
+) -> Result<T, ApiError> {
+    let (reply, rx) = oneshot::channel();
+    st.writer.send(msg(reply)).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "collector is shutting down",
+        )
+    })?;
+    match rx.await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e)),
+        Err(_) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "no answer from the writer",
+        )),
+    }
+}
+
 fn bearer_ok(headers: &HeaderMap, token: &Option<Secret>) -> bool {
     let Some(token) = token else { return true };
     headers
@@ -199,12 +233,7 @@ async fn add_silence(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    if !bearer_ok(&headers, &st.admin_token) {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong admin token",
-        ));
-    }
+    require_admin(&headers, &st)?;
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
     let n: NewSilence =
         serde_json::from_slice(&body).map_err(|e| bad(format!("invalid silence: {e}")))?;
@@ -238,25 +267,10 @@ async fn add_silence(
         comment: n.comment,
         created_ms: now,
     };
-    let (reply, rx) = oneshot::channel();
-    st.writer
-        .send(Msg::AddSilence { silence, reply })
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "collector is shutting down",
-            )
-        })?;
-    match rx.await {
-        Ok(Ok(id)) => Ok(Json(
-            json!({ "status": "success", "data": { "silenceId": id } }),
-        )),
-        _ => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "silence could not be stored",
-        )),
-    }
+    let id = ask_writer(&st, |reply| Msg::AddSilence { silence, reply }).await?;
+    Ok(Json(
+        json!({ "status": "success", "data": { "silenceId": id } }),
+    ))
 }
 
 async fn expire_silence(
@@ -264,32 +278,14 @@ async fn expire_silence(
     headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    if !bearer_ok(&headers, &st.admin_token) {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong admin token",
-        ));
-    }
-    let (reply, rx) = oneshot::channel();
-    st.writer
-        .send(Msg::ExpireSilence { id, reply })
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "collector is shutting down",
-            )
-        })?;
-    match rx.await {
-        Ok(Ok(true)) => Ok(Json(json!({ "status": "success" }))),
-        Ok(Ok(false)) => Err(ApiError::new(
+    require_admin(&headers, &st)?;
+    if ask_writer(&st, |reply| Msg::ExpireSilence { id, reply }).await? {
+        Ok(Json(json!({ "status": "success" })))
+    } else {
+        Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no silence {id}"),
-        )),
-        _ => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "silence could not be expired",
-        )),
+        ))
     }
 }
 

@@ -85,7 +85,8 @@ async fn vendor(
     }
 }
 
-fn standin() -> (String, Seen, tokio::runtime::Runtime) {
+/// Serves `app` on a free 127.0.0.1 port from a runtime of its own (kept alive by the caller).
+fn serve(app: axum::Router) -> (std::net::SocketAddr, tokio::runtime::Runtime) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -95,6 +96,11 @@ fn standin() -> (String, Seen, tokio::runtime::Runtime) {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap();
+    rt.spawn(async move { axum::serve(listener, app).await });
+    (addr, rt)
+}
+
+fn standin() -> (String, Seen, tokio::runtime::Runtime) {
     let seen: Seen = Arc::default();
     let s2 = Arc::clone(&seen);
     let app = axum::Router::new().fallback(
@@ -109,7 +115,7 @@ fn standin() -> (String, Seen, tokio::runtime::Runtime) {
             }
         },
     );
-    rt.spawn(async move { axum::serve(listener, app).await });
+    let (addr, rt) = serve(app);
     (format!("http://{addr}"), seen, rt)
 }
 
@@ -364,15 +370,6 @@ fn pct(s: &str) -> String {
 fn aliyun_sms_is_signed_and_maps_alert_fields_onto_the_template() {
     let _g = serial();
     const SECRET: &str = "aliyun-secret";
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
     let got: Arc<Mutex<Vec<HashMap<String, String>>>> = Arc::default();
     let g2 = Arc::clone(&got);
     let app = axum::Router::new().route(
@@ -398,7 +395,7 @@ fn aliyun_sms_is_signed_and_maps_alert_fields_onto_the_template() {
             }
         }),
     );
-    rt.spawn(async move { axum::serve(listener, app).await });
+    let (addr, _rt) = serve(app);
 
     let receivers = format!(
         "  - name: sms
@@ -439,15 +436,6 @@ fn aliyun_sms_is_signed_and_maps_alert_fields_onto_the_template() {
 fn tencent_sms_is_signed_with_tc3() {
     let _g = serial();
     const KEY: &str = "tencent-key";
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
     let got: Arc<Mutex<Vec<(axum::http::HeaderMap, Value)>>> = Arc::default();
     let g2 = Arc::clone(&got);
     let app = axum::Router::new().route(
@@ -494,7 +482,7 @@ fn tencent_sms_is_signed_with_tc3() {
             }
         }),
     );
-    rt.spawn(async move { axum::serve(listener, app).await });
+    let (addr, _rt) = serve(app);
     let receivers = format!(
         "  - name: sms
     tencent_sms:
