@@ -91,12 +91,50 @@ enum Cmd {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
+    /// Manage silences on a running collector.
+    Silence {
+        /// The collector's URL.
+        #[arg(long, default_value = "http://127.0.0.1:9760", value_name = "URL")]
+        url: String,
+        /// Admin token (also from TOCSIN_ADMIN_TOKEN).
+        #[arg(
+            long,
+            env = "TOCSIN_ADMIN_TOKEN",
+            value_name = "TOKEN",
+            hide_env_values = true
+        )]
+        token: Option<String>,
+        #[command(subcommand)]
+        action: SilenceCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum SilenceCmd {
+    /// Add a silence: `silence add host=db-1 alertname=~Disk.* --duration 2h --author me --comment …`
+    Add {
+        /// Matchers `name=value` or `name=~regex`.
+        #[arg(required = true, value_name = "MATCHER")]
+        matchers: Vec<String>,
+        /// How long, e.g. 2h.
+        #[arg(long, default_value = "1h")]
+        duration: String,
+        #[arg(long)]
+        author: String,
+        #[arg(long)]
+        comment: String,
+    },
+    /// List silences that have not ended.
+    List,
+    /// End a silence now.
+    Expire { id: i64 },
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Some(Cmd::CheckRules { paths }) => check_rules(&paths),
+        Some(Cmd::Silence { url, token, action }) => silence(&url, token.as_deref(), action),
         Some(Cmd::Backtest {
             rules,
             rule,
@@ -122,6 +160,78 @@ pub fn main() -> ExitCode {
         None => {
             tocsin_runtime::init_logging(&cli.run.log.filter);
             tocsin_runtime::exit_code("tocsin-collector", run(cli.run))
+        }
+    }
+}
+
+/// Runs one silence command against the HTTP API; prints the answer's JSON.
+fn silence(url: &str, token: Option<&str>, action: SilenceCmd) -> ExitCode {
+    let base = url.trim_end_matches('/');
+    let run = async {
+        let client = reqwest::Client::new();
+        let auth = |r: reqwest::RequestBuilder| match token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        };
+        let req = match action {
+            SilenceCmd::Add {
+                matchers,
+                duration,
+                author,
+                comment,
+            } => {
+                let mut specs = Vec::new();
+                for m in &matchers {
+                    let (name, value, regex) = match m.split_once("=~") {
+                        Some((n, v)) => (n, v, true),
+                        None => match m.split_once('=') {
+                            Some((n, v)) => (n, v, false),
+                            None => {
+                                return Err(format!(
+                                    "matcher {m:?} must be name=value or name=~regex"
+                                ))
+                            }
+                        },
+                    };
+                    specs.push(serde_json::json!({"name": name, "value": value, "isRegex": regex}));
+                }
+                let body = serde_json::json!({
+                    "matchers": specs, "duration": duration, "createdBy": author, "comment": comment,
+                });
+                auth(client.post(format!("{base}/api/v1/silences")).json(&body))
+            }
+            SilenceCmd::List => client.get(format!("{base}/api/v1/silences")),
+            SilenceCmd::Expire { id } => {
+                auth(client.delete(format!("{base}/api/v1/silences/{id}")))
+            }
+        };
+        let resp = req.send().await.map_err(|e| format!("{base}: {e}"))?;
+        let ok = resp.status().is_success();
+        let text = resp.text().await.unwrap_or_default();
+        if ok {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tocsin-collector silence: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tocsin-collector silence: {e}");
+            ExitCode::from(1)
         }
     }
 }
