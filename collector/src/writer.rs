@@ -344,6 +344,22 @@ impl Writer {
                 .map(|s| serde_json::to_string(s).expect("state serializes"));
             tx.put_alert_state(&c.key, json.as_deref())?;
         }
+        // Firing alerts that can inhibit, found once per group: (rule index, labels).
+        let sources: Vec<(usize, tocsin_model::Labels)> = if transitions.is_empty() {
+            Vec::new()
+        } else {
+            engine
+                .alerts()
+                .filter(|a| a.level.is_some())
+                .flat_map(|a| {
+                    d.inhibit_rules
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| r.is_source(&a.labels))
+                        .map(|(i, _)| (i, a.labels.clone()))
+                })
+                .collect()
+        };
         for t in transitions {
             if let Some(s) = d.silences.iter().find(|s| s.matches(&t.labels, now)) {
                 // Recorded (the alert state is stored above), not delivered.
@@ -353,20 +369,14 @@ impl Writer {
             }
             // Inhibited by another alert firing now (a resolve is never held back: whoever
             // heard of the firing hears of its end).
-            if t.kind.firing() {
-                let firing: Vec<&tocsin_model::Labels> = engine
-                    .alerts()
-                    .filter(|a| a.level.is_some())
-                    .map(|a| &a.labels)
-                    .collect();
-                if d.inhibit_rules
+            if t.kind.firing()
+                && sources
                     .iter()
-                    .any(|r| firing.iter().any(|src| r.inhibits(src, &t.labels)))
-                {
-                    tel.inhibited.inc();
-                    info!(alert = %t.rule, labels = %t.labels, "notification inhibited");
-                    continue;
-                }
+                    .any(|(r, src)| d.inhibit_rules[*r].inhibits(src, &t.labels))
+            {
+                tel.inhibited.inc();
+                info!(alert = %t.rule, labels = %t.labels, "notification inhibited");
+                continue;
             }
             for r in d.route.receivers_for(&t.labels, t.level) {
                 let body = tocsin_notify::webhook_payload(t, &r, &d.external_url);

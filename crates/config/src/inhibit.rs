@@ -43,13 +43,17 @@ impl InhibitRule {
         }
     }
 
+    /// Whether a firing alert with these labels can inhibit others under this rule.
+    pub fn is_source(&self, source: &Labels) -> bool {
+        self.source_match
+            .iter()
+            .all(|(k, v)| source.get(k) == Some(v.as_str()))
+    }
+
     /// Whether firing `source` inhibits `target`.
     pub fn inhibits(&self, source: &Labels, target: &Labels) -> bool {
         source != target
-            && self
-                .source_match
-                .iter()
-                .all(|(k, v)| source.get(k) == Some(v.as_str()))
+            && self.is_source(source)
             && self
                 .target_match
                 .iter()
