@@ -138,6 +138,21 @@ impl Drop for Proc {
     }
 }
 
+/// Serves `app` on a free 127.0.0.1 port from a runtime of its own (kept alive by the caller).
+pub fn serve(app: axum::Router) -> (std::net::SocketAddr, tokio::runtime::Runtime) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    rt.spawn(async move { axum::serve(listener, app).await });
+    (addr, rt)
+}
+
 /// A webhook receiver on 127.0.0.1 that records every JSON body with its arrival time.
 pub struct Webhook {
     pub url: String,
@@ -147,17 +162,8 @@ pub struct Webhook {
 
 impl Webhook {
     pub fn start() -> Webhook {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
         let received: Arc<Mutex<Vec<(Instant, Value)>>> = Arc::default();
         let rec = Arc::clone(&received);
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let app = axum::Router::new().route(
             "/hook",
             axum::routing::post(move |body: axum::body::Bytes| {
@@ -169,7 +175,7 @@ impl Webhook {
                 }
             }),
         );
-        rt.spawn(async move { axum::serve(listener, app).await });
+        let (addr, rt) = serve(app);
         Webhook {
             url: format!("http://{addr}/hook"),
             received,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use tocsin_e2e::{serial, wait_for, write_textfile, Proc};
+use tocsin_e2e::{serial, serve, wait_for, write_textfile, Proc};
 
 const DING_SECRET: &str = "SECtest-secret";
 const FEISHU_SECRET: &str = "feishu-secret";
@@ -83,21 +83,6 @@ async fn vendor(
     } else {
         axum::http::StatusCode::NOT_FOUND.into_response()
     }
-}
-
-/// Serves `app` on a free 127.0.0.1 port from a runtime of its own (kept alive by the caller).
-fn serve(app: axum::Router) -> (std::net::SocketAddr, tokio::runtime::Runtime) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    rt.spawn(async move { axum::serve(listener, app).await });
-    (addr, rt)
 }
 
 fn standin() -> (String, Seen, tokio::runtime::Runtime) {

@@ -1,9 +1,15 @@
 //! The remote-write endpoint against bad and unauthorised requests, on the real binary.
 
-use std::path::Path;
-
-use tocsin_e2e::{serial, Proc};
+use tocsin_e2e::{serial, Proc, Stack};
 use tocsin_model::{Labels, Sample, SeriesSamples, METRIC_NAME};
+
+/// A collector with no rules and `extra` configuration; the stack stays alive with it.
+fn collector(extra: &str) -> (Stack, Proc) {
+    let s = Stack::new(extra);
+    std::fs::create_dir(s.dir.path().join("rules")).unwrap();
+    let c = s.collector("127.0.0.1:0", &s.p("rules"));
+    (s, c)
+}
 
 fn body() -> Vec<u8> {
     let s = vec![SeriesSamples {
@@ -28,28 +34,7 @@ fn post(c: &Proc, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, String) {
 #[test]
 fn bad_requests_get_clear_4xx_and_are_counted() {
     let _g = serial();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("c.yaml"),
-        "ingest:\n  token: s3cret\n  max_body: 64KiB\n",
-    )
-    .unwrap();
-    let d = |r: &str| dir.path().join(r).display().to_string();
-    std::fs::create_dir(dir.path().join("rules")).unwrap();
-    let c = Proc::start(
-        "tocsin-collector",
-        &[
-            "--config",
-            &d("c.yaml"),
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            &d("data"),
-            "--rules",
-            &d("rules"),
-        ],
-        Path::new(&d("c.log")),
-    );
+    let (_s, c) = collector("ingest:\n  token: s3cret\n  max_body: 64KiB\n");
     let auth = ("Authorization", "Bearer s3cret");
     type Case<'a> = (&'a str, Vec<u8>, Vec<(&'a str, &'a str)>, u16, &'a str);
     let cases: Vec<Case> = vec![
@@ -119,21 +104,7 @@ fn bad_requests_get_clear_4xx_and_are_counted() {
 #[test]
 fn special_values_and_times_have_defined_outcomes() {
     let _g = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let d = |r: &str| dir.path().join(r).display().to_string();
-    std::fs::create_dir(dir.path().join("rules")).unwrap();
-    let c = Proc::start(
-        "tocsin-collector",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            &d("data"),
-            "--rules",
-            &d("rules"),
-        ],
-        Path::new(&d("c.log")),
-    );
+    let (_s, c) = collector("");
     let now = tocsin_model::now_ms();
     let series = |name: &str, pts: &[(i64, f64)]| SeriesSamples {
         labels: Labels::from_pairs([(METRIC_NAME, name), ("host", "h")]),
