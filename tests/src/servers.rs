@@ -174,19 +174,23 @@ pub fn postgres() -> Option<Server> {
     // "the database system is starting up". pg_isready exits 0 only once it
     // accepts sessions.
     let isready = pg_bin("pg_isready");
-    wait_for("postgres to accept sessions", Duration::from_secs(30), || {
-        let open = port_open(port);
-        match (&isready, open) {
-            (_, false) => None,
-            (None, true) => Some(()),
-            (Some(bin), true) => Command::new(bin)
-                .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
-                .status()
-                .ok()
-                .filter(|s| s.success())
-                .map(|_| ()),
-        }
-    });
+    wait_for(
+        "postgres to accept sessions",
+        Duration::from_secs(30),
+        || {
+            let open = port_open(port);
+            match (&isready, open) {
+                (_, false) => None,
+                (None, true) => Some(()),
+                (Some(bin), true) => Command::new(bin)
+                    .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+                    .status()
+                    .ok()
+                    .filter(|s| s.success())
+                    .map(|_| ()),
+            }
+        },
+    );
     Some(Server {
         port,
         child,

@@ -45,6 +45,27 @@ pub struct RawCollectorConfig {
     /// While a source alert fires, matching target alerts are not notified. Default: `HostDown`
     /// inhibits the other alerts of the same host; `[]` switches inhibition off.
     pub inhibit_rules: Option<Vec<crate::inhibit::RawInhibitRule>>,
+    /// Step-by-step notification of alerts nobody acknowledges, referenced by routes.
+    #[serde(default)]
+    pub escalation_policies: Vec<crate::escalation::RawPolicy>,
+    /// Acknowledgement links placed in messages.
+    #[serde(default)]
+    pub ack: RawAck,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAck {
+    /// Key that signs acknowledgement links. Default: a random key kept in the database.
+    pub secret: Option<RawSecret>,
+    /// How long a link stays valid (default 24h).
+    pub link_ttl: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AckConfig {
+    pub secret: Option<Secret>,
+    pub link_ttl: Duration,
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -205,6 +226,8 @@ pub struct CollectorConfig {
     pub route: crate::route::Route,
     pub admin_token: Option<Secret>,
     pub inhibit_rules: Vec<crate::inhibit::InhibitRule>,
+    pub escalation_policies: Vec<crate::escalation::Policy>,
+    pub ack: AckConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -681,17 +704,29 @@ impl RawCollectorConfig {
             .and_then(|t| p.take("admin_token", t.resolve()));
         let inhibit_rules = crate::inhibit::validate(&mut p, self.inhibit_rules);
         let known: Vec<String> = receivers.iter().map(|r| r.name.clone()).collect();
+        let escalation_policies =
+            crate::escalation::validate(&mut p, self.escalation_policies, &known);
+        let policies: Vec<String> = escalation_policies.iter().map(|e| e.name.clone()).collect();
         let route = match self.route {
-            Some(raw) => crate::route::validate(&mut p, raw, "route", &known),
+            Some(raw) => crate::route::validate(
+                &mut p,
+                raw,
+                "route",
+                &crate::route::Known {
+                    receivers: &known,
+                    policies: &policies,
+                },
+                &crate::route::GroupOpts::default(),
+            ),
             // Every receiver gets every alert.
-            None => crate::route::Route {
-                matchers: Vec::new(),
-                match_re: Vec::new(),
-                level: None,
-                receivers: known.clone(),
-                continue_: false,
-                routes: Vec::new(),
-            },
+            None => crate::route::Route::to_all(known.clone()),
+        };
+        let ack = AckConfig {
+            secret: self
+                .ack
+                .secret
+                .and_then(|t| p.take("ack.secret", t.resolve())),
+            link_ttl: dur(&mut p, "ack.link_ttl", &self.ack.link_ttl, "24h"),
         };
         p.finish(|| CollectorConfig {
             listen,
@@ -708,6 +743,8 @@ impl RawCollectorConfig {
             route,
             admin_token,
             inhibit_rules,
+            escalation_policies,
+            ack,
         })
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod collector;
+pub mod escalation;
 pub mod inhibit;
 pub mod probes;
 pub mod route;

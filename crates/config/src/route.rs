@@ -1,10 +1,11 @@
 //! The routing tree: which receivers an alert goes to, by its labels and level.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use tocsin_model::{Labels, Level};
 
-use crate::Problems;
+use crate::{parse_duration, Problems};
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,6 +26,60 @@ pub struct RawRoute {
     pub continue_: bool,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    /// Labels whose values form a group; `[...]` (the default) groups nothing: every alert is
+    /// its own group. Inherited by child routes, like the timing settings below.
+    pub group_by: Option<Vec<String>>,
+    /// How long a new group waits for more alerts before its first notification (default 0s).
+    pub group_wait: Option<String>,
+    /// Least time between two notifications of a group that changed (default 0s).
+    pub group_interval: Option<String>,
+    /// An unchanged group still firing is notified again after this long (default 4h; `0s`
+    /// never repeats).
+    pub repeat_interval: Option<String>,
+    /// Most repeats of one unchanged group (default 0: no limit).
+    pub max_repeats: Option<u32>,
+    /// Each repeat waits this many times longer than the previous one (default 1).
+    pub repeat_backoff: Option<f64>,
+    /// Escalation policy that takes the alerts stopping at this node, step by step until
+    /// acknowledged.
+    pub escalation: Option<String>,
+}
+
+/// How the alerts stopping at one route node are grouped and repeated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupOpts {
+    /// `None`: every label (each alert its own group).
+    pub group_by: Option<Vec<String>>,
+    pub group_wait: Duration,
+    pub group_interval: Duration,
+    /// `None`: never repeat.
+    pub repeat_interval: Option<Duration>,
+    /// 0: no limit.
+    pub max_repeats: u32,
+    pub repeat_backoff: f64,
+}
+
+impl Default for GroupOpts {
+    fn default() -> Self {
+        GroupOpts {
+            group_by: None,
+            group_wait: Duration::ZERO,
+            group_interval: Duration::ZERO,
+            repeat_interval: Some(Duration::from_secs(4 * 3600)),
+            max_repeats: 0,
+            repeat_backoff: 1.0,
+        }
+    }
+}
+
+/// Where an alert goes: one matched route node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// The node's position in the tree, e.g. `route.routes[1]`: part of group keys.
+    pub node: String,
+    pub receivers: Vec<String>,
+    pub opts: GroupOpts,
+    pub escalation: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -35,6 +90,9 @@ pub struct Route {
     pub receivers: Vec<String>,
     pub continue_: bool,
     pub routes: Vec<Route>,
+    pub node: String,
+    pub opts: GroupOpts,
+    pub escalation: Option<String>,
 }
 
 impl Route {
@@ -50,18 +108,43 @@ impl Route {
                 .all(|(k, re)| re.is_match(labels.get(k).unwrap_or("")))
     }
 
-    /// Receivers for an alert, Alertmanager-style: descend into the first matching child (and
-    /// into later ones while `continue` is set); a node none of whose children match delivers to
-    /// its own receivers. Duplicates are removed, order kept.
-    pub fn receivers_for(&self, labels: &Labels, level: Level) -> Vec<String> {
+    /// A route that sends every alert to `receivers`, with default grouping.
+    pub fn to_all(receivers: Vec<String>) -> Route {
+        Route {
+            matchers: Vec::new(),
+            match_re: Vec::new(),
+            level: None,
+            receivers,
+            continue_: false,
+            routes: Vec::new(),
+            node: "route".into(),
+            opts: GroupOpts::default(),
+            escalation: None,
+        }
+    }
+
+    /// The nodes an alert stops at, Alertmanager-style: descend into the first matching child
+    /// (and into later ones while `continue` is set); a node none of whose children match is
+    /// where the alert stops.
+    pub fn targets(&self, labels: &Labels, level: Level) -> Vec<Target> {
         let mut out = Vec::new();
         self.walk(labels, level, &mut out);
+        out
+    }
+
+    /// Receivers for an alert over all its targets, duplicates removed, order kept.
+    pub fn receivers_for(&self, labels: &Labels, level: Level) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .targets(labels, level)
+            .into_iter()
+            .flat_map(|t| t.receivers)
+            .collect();
         let mut seen = std::collections::HashSet::new();
         out.retain(|r| seen.insert(r.clone()));
         out
     }
 
-    fn walk(&self, labels: &Labels, level: Level, out: &mut Vec<String>) {
+    fn walk(&self, labels: &Labels, level: Level, out: &mut Vec<Target>) {
         let mut matched = false;
         for child in &self.routes {
             if child.matches(labels, level) {
@@ -73,12 +156,75 @@ impl Route {
             }
         }
         if !matched {
-            out.extend(self.receivers.iter().cloned());
+            out.push(Target {
+                node: self.node.clone(),
+                receivers: self.receivers.clone(),
+                opts: self.opts.clone(),
+                escalation: self.escalation.clone(),
+            });
         }
     }
 }
 
-pub(crate) fn validate(p: &mut Problems, raw: RawRoute, at: &str, known: &[String]) -> Route {
+/// Names the route may refer to.
+pub(crate) struct Known<'a> {
+    pub receivers: &'a [String],
+    pub policies: &'a [String],
+}
+
+fn inherit(p: &mut Problems, raw: &RawRoute, at: &str, parent: &GroupOpts) -> GroupOpts {
+    let mut o = parent.clone();
+    let mut dur = |field: &str, v: &Option<String>, into: &mut Duration| {
+        if let Some(d) = v
+            .as_deref()
+            .and_then(|s| p.take(&format!("{at}.{field}"), parse_duration(s)))
+        {
+            *into = d;
+        }
+    };
+    dur("group_wait", &raw.group_wait, &mut o.group_wait);
+    dur("group_interval", &raw.group_interval, &mut o.group_interval);
+    let mut repeat = o.repeat_interval.unwrap_or_default();
+    dur("repeat_interval", &raw.repeat_interval, &mut repeat);
+    o.repeat_interval = (!repeat.is_zero()).then_some(repeat);
+    if let Some(g) = &raw.group_by {
+        o.group_by = if g.iter().any(|l| l == "...") {
+            if g.len() > 1 {
+                p.push(format!("{at}.group_by: \"...\" stands alone"));
+            }
+            None
+        } else {
+            Some(g.clone())
+        };
+    }
+    if let Some(m) = raw.max_repeats {
+        o.max_repeats = m;
+    }
+    if let Some(b) = raw.repeat_backoff {
+        if !(1.0..=10.0).contains(&b) {
+            p.push(format!(
+                "{at}.repeat_backoff: must be between 1 and 10, got {b}"
+            ));
+        } else {
+            o.repeat_backoff = b;
+        }
+    }
+    o
+}
+
+pub(crate) fn validate(
+    p: &mut Problems,
+    raw: RawRoute,
+    at: &str,
+    known: &Known<'_>,
+    parent: &GroupOpts,
+) -> Route {
+    let opts = inherit(p, &raw, at, parent);
+    if let Some(e) = &raw.escalation {
+        if !known.policies.contains(e) {
+            p.push(format!("{at}.escalation: no escalation policy named {e:?}"));
+        }
+    }
     let mut match_re = Vec::new();
     for (k, v) in raw.match_re {
         if let Some(re) = p.take(
@@ -93,7 +239,7 @@ pub(crate) fn validate(p: &mut Problems, raw: RawRoute, at: &str, known: &[Strin
         .as_deref()
         .and_then(|l| p.take(&format!("{at}.level"), l.parse::<Level>()));
     for r in &raw.receivers {
-        if !known.contains(r) {
+        if !known.receivers.contains(r) {
             p.push(format!("{at}.receivers: no receiver named {r:?}"));
         }
     }
@@ -101,7 +247,7 @@ pub(crate) fn validate(p: &mut Problems, raw: RawRoute, at: &str, known: &[Strin
         .routes
         .into_iter()
         .enumerate()
-        .map(|(i, c)| validate(p, c, &format!("{at}.routes[{i}]"), known))
+        .map(|(i, c)| validate(p, c, &format!("{at}.routes[{i}]"), known, &opts))
         .collect();
     Route {
         matchers: raw.matchers.into_iter().collect(),
@@ -110,6 +256,9 @@ pub(crate) fn validate(p: &mut Problems, raw: RawRoute, at: &str, known: &[Strin
         receivers: raw.receivers,
         continue_: raw.continue_,
         routes,
+        node: at.to_string(),
+        opts,
+        escalation: raw.escalation,
     }
 }
 
@@ -120,8 +269,13 @@ mod tests {
     fn route(yaml: &str, known: &[&str]) -> Route {
         let raw: RawRoute = crate::parse_yaml(yaml).unwrap();
         let known: Vec<String> = known.iter().map(|s| s.to_string()).collect();
+        let policies = vec!["oncall".to_string()];
+        let k = Known {
+            receivers: &known,
+            policies: &policies,
+        };
         let mut p = Problems::default();
-        let r = validate(&mut p, raw, "route", &known);
+        let r = validate(&mut p, raw, "route", &k, &GroupOpts::default());
         p.finish(|| r).unwrap()
     }
 
@@ -164,11 +318,15 @@ routes:
     #[test]
     fn unknown_receivers_and_bad_regexes_are_reported() {
         let raw: RawRoute = crate::parse_yaml(
-            "receivers: [nope]\nroutes:\n  - { match_re: { a: \"(\" }, level: fatal }\n",
+            "receivers: [nope]\nescalation: x\nrepeat_backoff: 0.5\nroutes:\n  - { match_re: { a: \"(\" }, level: fatal, group_wait: soon }\n",
         )
         .unwrap();
         let mut p = Problems::default();
-        validate(&mut p, raw, "route", &[]);
+        let k = Known {
+            receivers: &[],
+            policies: &[],
+        };
+        validate(&mut p, raw, "route", &k, &GroupOpts::default());
         let e = p.finish(|| ()).unwrap_err().to_string();
         assert!(
             e.contains("route.receivers: no receiver named \"nope\""),
@@ -179,5 +337,43 @@ routes:
             e.contains("route.routes[0].level: unknown level \"fatal\""),
             "{e}"
         );
+        assert!(e.contains("route.routes[0].group_wait:"), "{e}");
+        assert!(
+            e.contains("route.escalation: no escalation policy named \"x\""),
+            "{e}"
+        );
+        assert!(e.contains("route.repeat_backoff: must be between"), "{e}");
+    }
+
+    #[test]
+    fn group_settings_are_inherited() {
+        let r = route(
+            "receivers: [chat]
+group_by: [alertname]
+group_wait: 30s
+repeat_interval: 1h
+max_repeats: 3
+routes:
+  - level: critical
+    receivers: [sms]
+    group_by: [...]
+    repeat_interval: 0s
+    escalation: oncall
+",
+            &["chat", "sms"],
+        );
+        let l = Labels::from_pairs([("alertname", "A")]);
+        let t = r.targets(&l, Level::Warning);
+        assert_eq!(t[0].node, "route");
+        assert_eq!(t[0].opts.group_by, Some(vec!["alertname".to_string()]));
+        assert_eq!(t[0].opts.group_wait, Duration::from_secs(30));
+        assert_eq!(t[0].opts.repeat_interval, Some(Duration::from_secs(3600)));
+        let t = r.targets(&l, Level::Critical);
+        assert_eq!(t[0].node, "route.routes[0]");
+        assert_eq!(t[0].opts.group_by, None);
+        assert_eq!(t[0].opts.group_wait, Duration::from_secs(30));
+        assert_eq!(t[0].opts.repeat_interval, None);
+        assert_eq!(t[0].opts.max_repeats, 3);
+        assert_eq!(t[0].escalation.as_deref(), Some("oncall"));
     }
 }

@@ -1,0 +1,558 @@
+//! Notification policy, between rule evaluation and delivery: which notifications are due, and
+//! when. Alerts are grouped per receiver and route node (`group_by`, `group_wait`,
+//! `group_interval`), unchanged groups are repeated with a limit and optional backoff, alerts
+//! routed to an escalation policy walk its steps until acknowledged, and acknowledgements stop
+//! repeats and escalation for the acknowledged level.
+//!
+//! Everything here is a pure state machine over injected time: the caller feeds alert events,
+//! acknowledgements and ticks, persists what [`Dispatcher::take_changes`] returns in the same
+//! transaction as the notifications [`Dispatcher::tick`] produced, and restores both after a
+//! restart. Nothing here sends, stores or reads a clock.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use tocsin_config::escalation::Policy;
+use tocsin_config::route::{GroupOpts, Target};
+use tocsin_model::{Labels, Level, TimestampMs};
+use tocsin_rules::{Transition, TransitionKind};
+
+/// An alert as a notification shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertInfo {
+    /// The fingerprint of its labels, 16 hex digits: what acknowledgements name.
+    pub id: String,
+    pub rule: String,
+    pub labels: Labels,
+    pub annotations: BTreeMap<String, String>,
+    pub firing: bool,
+    /// What changed last: firing, level_changed, resolved, flapping, flapping_ended.
+    pub event: String,
+    pub level: Level,
+    pub previous_level: Option<Level>,
+    pub value: f64,
+    pub threshold: String,
+    pub starts_at: TimestampMs,
+    pub ends_at: Option<TimestampMs>,
+    pub at: TimestampMs,
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub ack: Option<Ack>,
+}
+
+impl AlertInfo {
+    pub fn from_transition(t: &Transition) -> AlertInfo {
+        AlertInfo {
+            id: alert_id(&t.labels),
+            rule: t.rule.clone(),
+            labels: t.labels.clone(),
+            annotations: t.annotations.clone(),
+            firing: t.kind.firing(),
+            event: t.kind.as_str().to_string(),
+            level: t.level,
+            previous_level: match t.kind {
+                TransitionKind::LevelChanged { from } => Some(from),
+                _ => None,
+            },
+            value: t.value,
+            threshold: t.threshold.clone(),
+            starts_at: t.starts_at,
+            ends_at: t.ends_at,
+            at: t.at,
+            reason: t.reason.map(str::to_string),
+            ack: None,
+        }
+    }
+}
+
+/// The identifier of the alert with these labels.
+pub fn alert_id(labels: &Labels) -> String {
+    format!("{:016x}", labels.fingerprint())
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    pub by: String,
+    pub comment: String,
+    pub at: TimestampMs,
+    /// The level acknowledged: a rise above it re-opens the alert.
+    pub level: Level,
+}
+
+/// Why a notification goes out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Why {
+    /// The group changed: alerts fired, changed level or resolved.
+    Changed,
+    /// The group is unchanged and still firing; `n`-th repeat.
+    Repeat { n: u32 },
+    /// An escalation step (1-based) of `policy`; `repeat` counts repeats of the last step.
+    Escalation {
+        policy: String,
+        step: usize,
+        repeat: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    pub receiver: String,
+    pub group_key: String,
+    pub group_labels: Labels,
+    pub why: Why,
+    /// Firing alerts first, then resolved ones; each as of now.
+    pub alerts: Vec<AlertInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Opts {
+    group_wait_ms: i64,
+    group_interval_ms: i64,
+    repeat_ms: Option<i64>,
+    max_repeats: u32,
+    backoff: f64,
+}
+
+impl From<&GroupOpts> for Opts {
+    fn from(o: &GroupOpts) -> Self {
+        Opts {
+            group_wait_ms: o.group_wait.as_millis() as i64,
+            group_interval_ms: o.group_interval.as_millis() as i64,
+            repeat_ms: o.repeat_interval.map(|d| d.as_millis() as i64),
+            max_repeats: o.max_repeats,
+            backoff: o.repeat_backoff,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Group {
+    receiver: String,
+    labels: Labels,
+    opts: Opts,
+    /// Alerts as they are now.
+    alerts: BTreeMap<String, AlertInfo>,
+    /// What this receiver last heard of each firing alert: its level.
+    sent: BTreeMap<String, Level>,
+    created: TimestampMs,
+    last_flush: Option<TimestampMs>,
+    next: Option<TimestampMs>,
+    changed: bool,
+    repeats: u32,
+}
+
+impl Group {
+    fn event(&mut self, a: AlertInfo, now: TimestampMs) {
+        let known = self.sent.contains_key(&a.id);
+        if !a.firing && !known && self.alerts.remove(&a.id).is_some() {
+            // Fired and resolved before anyone heard of it: nothing to say.
+            self.changed = self.alerts.keys().any(|id| !self.sent.contains_key(id));
+            self.next = self.next.min(Some(now)).or(Some(now));
+            return;
+        }
+        // A resolve of an alert this group never told (it fired while silenced, or before a
+        // route change) is still sent: whoever may have heard of it hears of its end.
+        self.alerts.insert(a.id.clone(), a);
+        self.changed = true;
+        let due = match self.last_flush {
+            None => self.created + self.opts.group_wait_ms,
+            Some(l) => (l + self.opts.group_interval_ms).max(now),
+        };
+        self.next = Some(self.next.map_or(due, |n| n.min(due)));
+    }
+
+    /// The notification due now, if any, and the group's next time.
+    fn flush(
+        &mut self,
+        key: &str,
+        now: TimestampMs,
+        acks: &BTreeMap<String, Ack>,
+    ) -> Option<Notification> {
+        let with_ack = |a: &AlertInfo| {
+            let mut a = a.clone();
+            a.ack = acks.get(&a.id).cloned();
+            a
+        };
+        let (why, alerts) = if self.changed {
+            // Firing first, then resolved; each part in label order.
+            let mut alerts: Vec<AlertInfo> = self.alerts.values().map(with_ack).collect();
+            alerts.sort_by(|a, b| (!a.firing, &a.labels).cmp(&(!b.firing, &b.labels)));
+            for a in &alerts {
+                if a.firing {
+                    self.sent.insert(a.id.clone(), a.level);
+                } else {
+                    self.sent.remove(&a.id);
+                }
+            }
+            self.alerts.retain(|_, a| a.firing);
+            self.changed = false;
+            self.repeats = 0;
+            self.last_flush = Some(now);
+            (Why::Changed, alerts)
+        } else {
+            let mut alerts: Vec<AlertInfo> = self
+                .alerts
+                .values()
+                .filter(|a| a.firing && !acks.contains_key(&a.id))
+                .map(with_ack)
+                .collect();
+            alerts.sort_by(|a, b| a.labels.cmp(&b.labels));
+            if alerts.is_empty() {
+                (Why::Changed, alerts)
+            } else {
+                self.repeats += 1;
+                self.last_flush = Some(now);
+                (Why::Repeat { n: self.repeats }, alerts)
+            }
+        };
+        self.next = match self.opts.repeat_ms {
+            Some(every)
+                if !self.alerts.is_empty()
+                    && (self.opts.max_repeats == 0 || self.repeats < self.opts.max_repeats) =>
+            {
+                let factor = self.opts.backoff.powi(self.repeats as i32);
+                Some(now + (every as f64 * factor) as i64)
+            }
+            _ => None,
+        };
+        (!alerts.is_empty()).then(|| Notification {
+            receiver: self.receiver.clone(),
+            group_key: key.to_string(),
+            group_labels: self.labels.clone(),
+            why,
+            alerts,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Escalation {
+    policy: String,
+    alert: AlertInfo,
+    /// When the current run of steps started: firing, or the last rise in level.
+    started: TimestampMs,
+    level: Level,
+    next_step: usize,
+    repeats: u32,
+    next: Option<TimestampMs>,
+    /// Receivers that heard of the firing, so they hear of its end.
+    notified: BTreeSet<String>,
+}
+
+/// The dispatcher's state and the policies it applies.
+#[derive(Debug, Default)]
+pub struct Dispatcher {
+    policies: BTreeMap<String, Policy>,
+    groups: BTreeMap<String, Group>,
+    escalations: BTreeMap<String, Escalation>,
+    acks: BTreeMap<String, Ack>,
+    /// Notifications ready before the next tick (resolves of escalated alerts).
+    ready: Vec<Notification>,
+    dirty: BTreeSet<String>,
+}
+
+/// Why an acknowledgement was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AckError {
+    /// The alert is not firing (resolved, or never existed).
+    NotFiring,
+    /// The link was for a lower level than the alert has now.
+    LevelRose { now: Level },
+}
+
+impl std::fmt::Display for AckError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AckError::NotFiring => write!(f, "the alert is not firing"),
+            AckError::LevelRose { now } => write!(
+                f,
+                "the alert has risen to {now} since; acknowledge the new level"
+            ),
+        }
+    }
+}
+
+fn group_key(receiver: &str, node: &str, labels: &Labels) -> String {
+    format!("{receiver}|{node}|{labels}")
+}
+
+impl Dispatcher {
+    pub fn new(policies: Vec<Policy>) -> Dispatcher {
+        Dispatcher {
+            policies: policies.into_iter().map(|p| (p.name.clone(), p)).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Takes in one alert event routed to `targets`.
+    pub fn event(&mut self, a: &AlertInfo, targets: &[Target], now: TimestampMs) {
+        if a.firing {
+            if let Some(ack) = self.acks.get(&a.id) {
+                if a.level > ack.level {
+                    self.acks.remove(&a.id);
+                    self.dirty.insert(format!("a:{}", a.id));
+                }
+            }
+        } else if self.acks.remove(&a.id).is_some() {
+            self.dirty.insert(format!("a:{}", a.id));
+        }
+        for t in targets {
+            let labels = match &t.opts.group_by {
+                None => a.labels.clone(),
+                Some(names) => Labels::from_pairs(
+                    names
+                        .iter()
+                        .filter_map(|n| a.labels.get(n).map(|v| (n.as_str(), v))),
+                ),
+            };
+            for r in &t.receivers {
+                let key = group_key(r, &t.node, &labels);
+                let g = self.groups.entry(key.clone()).or_insert_with(|| Group {
+                    receiver: r.clone(),
+                    labels: labels.clone(),
+                    opts: Opts::from(&t.opts),
+                    alerts: BTreeMap::new(),
+                    sent: BTreeMap::new(),
+                    created: now,
+                    last_flush: None,
+                    next: None,
+                    changed: false,
+                    repeats: 0,
+                });
+                g.opts = Opts::from(&t.opts);
+                g.event(a.clone(), now);
+                self.dirty.insert(format!("g:{key}"));
+            }
+            if let Some(p) = &t.escalation {
+                self.escalate(p, a, now);
+            }
+        }
+    }
+
+    fn escalate(&mut self, policy: &str, a: &AlertInfo, now: TimestampMs) {
+        let Some(p) = self.policies.get(policy) else {
+            return;
+        };
+        let key = format!("{policy}|{}", a.id);
+        self.dirty.insert(format!("e:{key}"));
+        if !a.firing {
+            if let Some(e) = self.escalations.remove(&key) {
+                for r in e.notified {
+                    self.ready.push(Notification {
+                        receiver: r,
+                        group_key: key.clone(),
+                        group_labels: a.labels.clone(),
+                        why: Why::Escalation {
+                            policy: policy.to_string(),
+                            step: e.next_step,
+                            repeat: e.repeats,
+                        },
+                        alerts: vec![a.clone()],
+                    });
+                }
+            }
+            return;
+        }
+        let first = p.steps.first().map_or(0, |s| s.after.as_millis() as i64);
+        match self.escalations.get_mut(&key) {
+            Some(e) if a.level <= e.level => e.alert = a.clone(),
+            Some(e) => {
+                // A rise in level starts the steps over.
+                e.alert = a.clone();
+                e.level = a.level;
+                e.started = now;
+                e.next_step = 0;
+                e.repeats = 0;
+                e.next = Some(now + first);
+            }
+            None => {
+                self.escalations.insert(
+                    key,
+                    Escalation {
+                        policy: policy.to_string(),
+                        alert: a.clone(),
+                        started: now,
+                        level: a.level,
+                        next_step: 0,
+                        repeats: 0,
+                        next: Some(now + first),
+                        notified: BTreeSet::new(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Acknowledges the firing alert `id` at `level` (its level now, or the level a link was
+    /// made for). Stops repeats and escalation until the alert rises above that level.
+    pub fn ack(
+        &mut self,
+        id: &str,
+        current: Option<Level>,
+        link_level: Option<Level>,
+        by: &str,
+        comment: &str,
+        now: TimestampMs,
+    ) -> Result<Ack, AckError> {
+        let Some(level) = current else {
+            return Err(AckError::NotFiring);
+        };
+        if let Some(l) = link_level {
+            if l < level {
+                return Err(AckError::LevelRose { now: level });
+            }
+        }
+        let ack = Ack {
+            by: by.to_string(),
+            comment: comment.to_string(),
+            at: now,
+            level,
+        };
+        self.acks.insert(id.to_string(), ack.clone());
+        self.dirty.insert(format!("a:{id}"));
+        for (key, e) in self.escalations.iter_mut() {
+            if e.alert.id == id {
+                e.next = None;
+                e.alert.ack = Some(ack.clone());
+                self.dirty.insert(format!("e:{key}"));
+            }
+        }
+        Ok(ack)
+    }
+
+    pub fn acks(&self) -> &BTreeMap<String, Ack> {
+        &self.acks
+    }
+
+    /// Notifications due at `now`, in a stable order.
+    pub fn tick(&mut self, now: TimestampMs) -> Vec<Notification> {
+        let mut out = std::mem::take(&mut self.ready);
+        let due: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.next.is_some_and(|n| n <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            let g = self.groups.get_mut(&key).expect("due group exists");
+            if let Some(n) = g.flush(&key, now, &self.acks) {
+                out.push(n);
+            }
+            if g.alerts.is_empty() && !g.changed {
+                self.groups.remove(&key);
+            }
+            self.dirty.insert(format!("g:{key}"));
+        }
+        let due: Vec<String> = self
+            .escalations
+            .iter()
+            .filter(|(_, e)| e.next.is_some_and(|n| n <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            let e = self
+                .escalations
+                .get_mut(&key)
+                .expect("due escalation exists");
+            let Some(p) = self.policies.get(&e.policy) else {
+                self.escalations.remove(&key);
+                self.dirty.insert(format!("e:{key}"));
+                continue;
+            };
+            // Catch up in order when late (e.g. after a restart): each step once.
+            while e.next.is_some_and(|n| n <= now) {
+                let (receivers, step, repeat) = if e.next_step < p.steps.len() {
+                    e.next_step += 1;
+                    (&p.steps[e.next_step - 1].receivers, e.next_step, 0)
+                } else {
+                    e.repeats += 1;
+                    (
+                        &p.steps[p.steps.len() - 1].receivers,
+                        p.steps.len(),
+                        e.repeats,
+                    )
+                };
+                for r in receivers {
+                    e.notified.insert(r.clone());
+                    let mut a = e.alert.clone();
+                    a.ack = self.acks.get(&a.id).cloned();
+                    out.push(Notification {
+                        receiver: r.clone(),
+                        group_key: key.clone(),
+                        group_labels: e.alert.labels.clone(),
+                        why: Why::Escalation {
+                            policy: e.policy.clone(),
+                            step,
+                            repeat,
+                        },
+                        alerts: vec![a],
+                    });
+                }
+                e.next = if e.next_step < p.steps.len() {
+                    Some(e.started + p.steps[e.next_step].after.as_millis() as i64)
+                } else {
+                    match p.repeat_last {
+                        Some((every, times)) if times == 0 || e.repeats < times => {
+                            Some(now.max(e.next.unwrap_or(now)) + every.as_millis() as i64)
+                        }
+                        _ => None,
+                    }
+                };
+            }
+            self.dirty.insert(format!("e:{key}"));
+        }
+        out
+    }
+
+    /// State rows changed since the last call: (key, JSON or `None` when gone).
+    pub fn take_changes(&mut self) -> Vec<(String, Option<String>)> {
+        let dirty = std::mem::take(&mut self.dirty);
+        dirty
+            .into_iter()
+            .map(|k| {
+                let json = match k.split_at(2) {
+                    ("g:", key) => self.groups.get(key).map(|v| serde_json::to_string(v)),
+                    ("e:", key) => self.escalations.get(key).map(|v| serde_json::to_string(v)),
+                    (_, id) => self.acks.get(id).map(|v| serde_json::to_string(v)),
+                };
+                (k, json.map(|j| j.expect("dispatch state serializes")))
+            })
+            .collect()
+    }
+
+    /// Restores state rows written by [`Dispatcher::take_changes`]; returns the unreadable
+    /// ones as (key, error).
+    pub fn restore(&mut self, rows: Vec<(String, String)>) -> Vec<(String, String)> {
+        let mut bad = Vec::new();
+        for (k, json) in rows {
+            let r = match k.get(..2) {
+                Some("g:") => serde_json::from_str(&json).map(|g| {
+                    self.groups.insert(k[2..].to_string(), g);
+                }),
+                Some("e:") => serde_json::from_str::<Escalation>(&json).map(|e| {
+                    self.escalations.insert(k[2..].to_string(), e);
+                }),
+                Some("a:") => serde_json::from_str(&json).map(|a| {
+                    self.acks.insert(k[2..].to_string(), a);
+                }),
+                _ => {
+                    bad.push((k, "unknown kind of row".to_string()));
+                    continue;
+                }
+            };
+            if let Err(e) = r {
+                bad.push((k, e.to_string()));
+            }
+        }
+        bad
+    }
+
+    /// Groups and escalations in flight, for metrics.
+    pub fn sizes(&self) -> (usize, usize) {
+        (self.groups.len(), self.escalations.len())
+    }
+}
+
+#[cfg(test)]
+mod tests;

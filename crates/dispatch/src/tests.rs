@@ -1,0 +1,351 @@
+use std::time::Duration;
+
+use tocsin_config::escalation::Step;
+
+use super::*;
+
+const S: i64 = 1000;
+const M: i64 = 60 * S;
+const H: i64 = 60 * M;
+
+fn alert(name: &str, host: &str, level: Level, firing: bool) -> AlertInfo {
+    let labels = Labels::from_pairs([("alertname", name), ("host", host)]);
+    AlertInfo {
+        id: alert_id(&labels),
+        rule: name.into(),
+        labels,
+        annotations: BTreeMap::new(),
+        firing,
+        event: if firing { "firing" } else { "resolved" }.into(),
+        level,
+        previous_level: None,
+        value: 1.0,
+        threshold: "> 0".into(),
+        starts_at: 0,
+        ends_at: None,
+        at: 0,
+        reason: None,
+        ack: None,
+    }
+}
+
+fn target(receivers: &[&str], opts: GroupOpts, escalation: Option<&str>) -> Target {
+    Target {
+        node: "route".into(),
+        receivers: receivers.iter().map(|s| s.to_string()).collect(),
+        opts,
+        escalation: escalation.map(str::to_string),
+    }
+}
+
+fn by_name(wait: i64, interval: i64) -> GroupOpts {
+    GroupOpts {
+        group_by: Some(vec!["alertname".into()]),
+        group_wait: Duration::from_millis(wait as u64),
+        group_interval: Duration::from_millis(interval as u64),
+        repeat_interval: None,
+        ..GroupOpts::default()
+    }
+}
+
+/// Ticks every second from `from` to `to`, collecting (time, notification).
+fn run(d: &mut Dispatcher, from: i64, to: i64) -> Vec<(i64, Notification)> {
+    let mut out = Vec::new();
+    let mut t = from;
+    while t <= to {
+        out.extend(d.tick(t).into_iter().map(|n| (t, n)));
+        t += S;
+    }
+    out
+}
+
+fn hosts(n: &Notification) -> Vec<(String, bool)> {
+    n.alerts
+        .iter()
+        .map(|a| (a.labels.get("host").unwrap().to_string(), a.firing))
+        .collect()
+}
+
+#[test]
+fn alerts_are_grouped_after_group_wait_and_changes_wait_for_group_interval() {
+    let mut d = Dispatcher::new(vec![]);
+    let t = [target(&["chat"], by_name(30 * S, 60 * S), None)];
+    d.event(&alert("Disk", "a", Level::Warning, true), &t, 0);
+    assert!(run(&mut d, 0, 4 * S).is_empty());
+    d.event(&alert("Disk", "b", Level::Warning, true), &t, 5 * S);
+    d.event(&alert("Disk", "c", Level::Warning, true), &t, 10 * S);
+    let sent = run(&mut d, 5 * S, 39 * S);
+    assert_eq!(sent.len(), 1, "one message for the three hosts");
+    assert_eq!(sent[0].0, 30 * S, "at group_wait after the first alert");
+    assert_eq!(
+        hosts(&sent[0].1),
+        vec![("a".into(), true), ("b".into(), true), ("c".into(), true)]
+    );
+    assert_eq!(sent[0].1.group_labels.to_string(), "{alertname=\"Disk\"}");
+    // A resolve soon after waits for group_interval since the last message.
+    d.event(&alert("Disk", "a", Level::Warning, false), &t, 40 * S);
+    let sent = run(&mut d, 40 * S, 120 * S);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, 90 * S);
+    assert_eq!(
+        hosts(&sent[0].1),
+        vec![("b".into(), true), ("c".into(), true), ("a".into(), false)],
+        "firing first, then the resolved one"
+    );
+    assert_eq!(sent[0].1.why, Why::Changed);
+}
+
+#[test]
+fn an_alert_resolved_before_anyone_heard_is_not_sent_but_an_unknown_resolve_is() {
+    let mut d = Dispatcher::new(vec![]);
+    let t = [target(&["chat"], by_name(30 * S, 0), None)];
+    d.event(&alert("Blip", "a", Level::Warning, true), &t, 0);
+    d.event(&alert("Blip", "a", Level::Warning, false), &t, 10 * S);
+    assert!(run(&mut d, 0, 60 * S).is_empty());
+    assert_eq!(d.sizes(), (0, 0), "the empty group is gone");
+    // Fired while silenced (never reached the dispatcher), resolved after: told.
+    d.event(&alert("Quiet", "a", Level::Warning, false), &t, 100 * S);
+    let sent = run(&mut d, 100 * S, 140 * S);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(hosts(&sent[0].1), vec![("a".into(), false)]);
+}
+
+#[test]
+fn level_changes_without_grouping_go_out_at_once() {
+    let mut d = Dispatcher::new(vec![]);
+    let t = [target(&["chat"], GroupOpts::default(), None)];
+    d.event(&alert("Cpu", "a", Level::Warning, true), &t, 0);
+    d.event(&alert("Cpu", "b", Level::Warning, true), &t, 0);
+    assert_eq!(d.tick(0).len(), 2, "each alert is its own group by default");
+    d.event(&alert("Cpu", "a", Level::Critical, true), &t, S);
+    let n = d.tick(S);
+    assert_eq!(n.len(), 1);
+    assert_eq!(n[0].alerts[0].level, Level::Critical);
+}
+
+#[test]
+fn repeats_stop_at_the_limit_and_back_off() {
+    let mut d = Dispatcher::new(vec![]);
+    let opts = GroupOpts {
+        repeat_interval: Some(Duration::from_secs(3600)),
+        max_repeats: 3,
+        repeat_backoff: 2.0,
+        ..GroupOpts::default()
+    };
+    let t = [target(&["chat"], opts, None)];
+    d.event(&alert("Cpu", "a", Level::Warning, true), &t, 0);
+    let mut times = Vec::new();
+    let mut now = 0;
+    while now <= 24 * H {
+        for n in d.tick(now) {
+            times.push((now / M, n.why));
+        }
+        now += M;
+    }
+    assert_eq!(
+        times,
+        vec![
+            (0, Why::Changed),
+            (60, Why::Repeat { n: 1 }),
+            (180, Why::Repeat { n: 2 }),
+            (420, Why::Repeat { n: 3 }),
+        ],
+        "1h, then 2h, then 4h later; then no more"
+    );
+    // A change starts the count over.
+    d.event(&alert("Cpu", "a", Level::Critical, true), &t, 24 * H);
+    assert_eq!(d.tick(24 * H).len(), 1);
+    assert_eq!(d.tick(25 * H)[0].why, Why::Repeat { n: 1 });
+}
+
+fn oncall() -> Policy {
+    Policy {
+        name: "oncall".into(),
+        steps: vec![
+            Step {
+                after: Duration::ZERO,
+                receivers: vec!["chat".into()],
+            },
+            Step {
+                after: Duration::from_secs(600),
+                receivers: vec!["lead".into()],
+            },
+            Step {
+                after: Duration::from_secs(1800),
+                receivers: vec!["manager".into()],
+            },
+        ],
+        repeat_last: None,
+    }
+}
+
+fn steps(sent: &[(i64, Notification)]) -> Vec<(i64, String, usize)> {
+    sent.iter()
+        .map(|(t, n)| {
+            let step = match &n.why {
+                Why::Escalation { step, .. } => *step,
+                _ => 0,
+            };
+            (t / M, n.receiver.clone(), step)
+        })
+        .collect()
+}
+
+#[test]
+fn escalation_walks_the_steps_in_order_until_acknowledged() {
+    let mut d = Dispatcher::new(vec![oncall()]);
+    let t = [target(&[], GroupOpts::default(), Some("oncall"))];
+    let a = alert("DbDown", "db1", Level::Critical, true);
+    d.event(&a, &t, 0);
+    let sent = run(&mut d, 0, 60 * M);
+    assert_eq!(
+        steps(&sent),
+        vec![
+            (0, "chat".into(), 1),
+            (10, "lead".into(), 2),
+            (30, "manager".into(), 3)
+        ]
+    );
+    // Resolve: everyone who heard of it hears of the end.
+    d.event(&alert("DbDown", "db1", Level::Critical, false), &t, 61 * M);
+    let ends = d.tick(61 * M);
+    let mut who: Vec<&str> = ends.iter().map(|n| n.receiver.as_str()).collect();
+    who.sort();
+    assert_eq!(who, vec!["chat", "lead", "manager"]);
+    assert!(ends.iter().all(|n| !n.alerts[0].firing));
+    assert_eq!(d.sizes(), (0, 0));
+}
+
+#[test]
+fn an_ack_stops_escalation_and_a_rise_in_level_reopens_it() {
+    let mut d = Dispatcher::new(vec![oncall()]);
+    let t = [target(&[], GroupOpts::default(), Some("oncall"))];
+    let a = alert("DbDown", "db1", Level::Warning, true);
+    d.event(&a, &t, 0);
+    let sent = run(&mut d, 0, 15 * M);
+    assert_eq!(
+        steps(&sent),
+        vec![(0, "chat".into(), 1), (10, "lead".into(), 2)]
+    );
+    let ack = d
+        .ack(
+            &a.id,
+            Some(Level::Warning),
+            None,
+            "alice",
+            "looking",
+            15 * M,
+        )
+        .unwrap();
+    assert_eq!(ack.level, Level::Warning);
+    assert!(
+        run(&mut d, 15 * M + S, 90 * M).is_empty(),
+        "no step 3 after the ack"
+    );
+    // A stale link for a lower level than now is refused, an unknown alert too.
+    assert_eq!(
+        d.ack(
+            &a.id,
+            Some(Level::Critical),
+            Some(Level::Warning),
+            "bob",
+            "",
+            90 * M
+        ),
+        Err(AckError::LevelRose {
+            now: Level::Critical
+        })
+    );
+    assert_eq!(
+        d.ack("0000", None, None, "bob", "", 90 * M),
+        Err(AckError::NotFiring)
+    );
+    // Critical now: the steps start over from the first.
+    d.event(&alert("DbDown", "db1", Level::Critical, true), &t, 100 * M);
+    assert!(d.acks().is_empty(), "the ack covered warning only");
+    let sent = run(&mut d, 100 * M, 140 * M);
+    assert_eq!(
+        steps(&sent),
+        vec![
+            (100, "chat".into(), 1),
+            (110, "lead".into(), 2),
+            (130, "manager".into(), 3)
+        ]
+    );
+}
+
+#[test]
+fn the_last_step_repeats_until_its_limit() {
+    let mut p = oncall();
+    p.repeat_last = Some((Duration::from_secs(600), 2));
+    let mut d = Dispatcher::new(vec![p]);
+    let t = [target(&[], GroupOpts::default(), Some("oncall"))];
+    d.event(&alert("DbDown", "db1", Level::Critical, true), &t, 0);
+    let sent = run(&mut d, 0, 120 * M);
+    let got: Vec<(i64, Why)> = sent.into_iter().map(|(t, n)| (t / M, n.why)).collect();
+    let esc = |step, repeat| Why::Escalation {
+        policy: "oncall".into(),
+        step,
+        repeat,
+    };
+    assert_eq!(
+        got,
+        vec![
+            (0, esc(1, 0)),
+            (10, esc(2, 0)),
+            (30, esc(3, 0)),
+            (40, esc(3, 1)),
+            (50, esc(3, 2)),
+        ]
+    );
+}
+
+#[test]
+fn acknowledged_alerts_are_not_repeated() {
+    let mut d = Dispatcher::new(vec![]);
+    let opts = GroupOpts {
+        group_by: Some(vec!["alertname".into()]),
+        repeat_interval: Some(Duration::from_secs(600)),
+        ..GroupOpts::default()
+    };
+    let t = [target(&["chat"], opts, None)];
+    let a = alert("Disk", "a", Level::Warning, true);
+    d.event(&a, &t, 0);
+    d.event(&alert("Disk", "b", Level::Warning, true), &t, 0);
+    assert_eq!(d.tick(0).len(), 1);
+    d.ack(&a.id, Some(Level::Warning), None, "alice", "", M)
+        .unwrap();
+    let n = d.tick(10 * M);
+    assert_eq!(
+        hosts(&n[0]),
+        vec![("b".into(), true)],
+        "only the unacknowledged"
+    );
+}
+
+#[test]
+fn state_survives_a_restart() {
+    let mut d = Dispatcher::new(vec![oncall()]);
+    let t = [
+        target(&["chat"], by_name(30 * S, 0), None),
+        target(&[], GroupOpts::default(), Some("oncall")),
+    ];
+    let a = alert("DbDown", "db1", Level::Critical, true);
+    d.event(&a, &t, 0);
+    run(&mut d, 0, 5 * M);
+    let rows: Vec<(String, String)> = d
+        .take_changes()
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+    let mut e = Dispatcher::new(vec![oncall()]);
+    assert!(e.restore(rows).is_empty());
+    // Nothing is sent twice; the next step comes on time.
+    let sent = run(&mut e, 5 * M, 15 * M);
+    assert_eq!(steps(&sent), vec![(10, "lead".into(), 2)]);
+    assert_eq!(
+        e.restore(vec![("g:x".into(), "{".into()), ("z:y".into(), "1".into())])
+            .len(),
+        2
+    );
+}
