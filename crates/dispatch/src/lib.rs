@@ -512,9 +512,9 @@ impl Dispatcher {
             .into_iter()
             .map(|k| {
                 let json = match k.split_at(2) {
-                    ("g:", key) => self.groups.get(key).map(|v| serde_json::to_string(v)),
-                    ("e:", key) => self.escalations.get(key).map(|v| serde_json::to_string(v)),
-                    (_, id) => self.acks.get(id).map(|v| serde_json::to_string(v)),
+                    ("g:", key) => self.groups.get(key).map(serde_json::to_string),
+                    ("e:", key) => self.escalations.get(key).map(serde_json::to_string),
+                    (_, id) => self.acks.get(id).map(serde_json::to_string),
                 };
                 (k, json.map(|j| j.expect("dispatch state serializes")))
             })
