@@ -378,7 +378,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 
 async fn serve(
     cfg: CollectorConfig,
-    store: Store,
+    mut store: Store,
     rules: Vec<tocsin_rules::Rule>,
     db: PathBuf,
 ) -> anyhow::Result<()> {
@@ -389,12 +389,24 @@ async fn serve(
     let (wake_tx, wake_rx) = watch::channel(0u64);
     let (tx, rx) = mpsc::channel::<Msg>(1024);
 
+    // Links must keep working across restarts: without a configured key, one random key is
+    // made once and kept in the database.
+    let ack_secret = Arc::new(match &cfg.ack.secret {
+        Some(s) => s.expose().as_bytes().to_vec(),
+        None => store
+            .meta_or_init("ack_secret", tocsin_notify::ack::new_secret)
+            .context("cannot read the acknowledgement key")?
+            .into_bytes(),
+    });
     let settings = Settings {
         engine: EngineOptions {
             stale_after_ms: cfg.stale_after.as_millis() as i64,
         },
         route: cfg.route.clone(),
         inhibit_rules: cfg.inhibit_rules.clone(),
+        escalation_policies: cfg.escalation_policies.clone(),
+        ack_secret: Arc::clone(&ack_secret),
+        ack_link_ttl: cfg.ack.link_ttl,
         external_url: cfg.external_url.clone(),
         retention: cfg.retention,
         checkpoint_every: cfg.checkpoint_interval,
@@ -484,6 +496,7 @@ async fn serve(
             ..tocsin_wire::Limits::default()
         },
         max_body_bytes: cfg.ingest.max_body_bytes,
+        ack_secret,
     };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

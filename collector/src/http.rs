@@ -14,7 +14,7 @@ use tocsin_model::now_ms;
 use tocsin_notify::format_rfc3339;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::writer::{Msg, View, WriteError};
+use crate::writer::{AckFailure, Msg, View, WriteError};
 use crate::Telemetry;
 
 #[derive(Clone)]
@@ -26,6 +26,8 @@ pub struct AppState {
     pub admin_token: Option<Secret>,
     pub limits: tocsin_wire::Limits,
     pub max_body_bytes: usize,
+    /// Verifies acknowledgement links.
+    pub ack_secret: Arc<Vec<u8>>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -42,6 +44,8 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/silences/{id}",
             axum::routing::delete(expire_silence),
         )
+        .route("/api/v1/alerts/{id}/ack", post(ack_api))
+        .route("/ack", get(ack_page).post(ack_link))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(state)
@@ -226,7 +230,12 @@ struct NewSilence {
     duration: Option<String>,
     created_by: String,
     comment: String,
+    /// A recurring window within startsAt..endsAt: a maintenance window.
+    schedule: Option<tocsin_notify::silence::ScheduleSpec>,
 }
+
+/// How far a recurring window with no end reaches.
+const FOREVER_MS: i64 = 100 * 365 * 24 * 3600 * 1000;
 
 async fn add_silence(
     State(st): State<AppState>,
@@ -243,11 +252,15 @@ async fn add_silence(
     };
     let now = now_ms();
     let starts = n.starts_at.as_deref().map(time).transpose()?.unwrap_or(now);
+    if let Some(sc) = &n.schedule {
+        tocsin_notify::silence::validate_schedule(sc).map_err(|e| bad(format!("schedule: {e}")))?;
+    }
     let ends = match (&n.ends_at, &n.duration) {
         (Some(e), None) => time(e)?,
         (None, Some(d)) => {
             starts + tocsin_config::parse_duration(d).map_err(bad)?.as_millis() as i64
         }
+        (None, None) if n.schedule.is_some() => starts + FOREVER_MS,
         _ => return Err(bad("give exactly one of endsAt and duration".into())),
     };
     if ends <= starts || ends <= now {
@@ -266,6 +279,10 @@ async fn add_silence(
         author: n.created_by,
         comment: n.comment,
         created_ms: now,
+        schedule: n
+            .schedule
+            .as_ref()
+            .map(|sc| serde_json::to_string(sc).expect("schedule serializes")),
     };
     let id = ask_writer(&st, |reply| Msg::AddSilence { silence, reply }).await?;
     Ok(Json(
@@ -303,6 +320,7 @@ async fn list_silences(State(st): State<AppState>) -> Json<Value> {
                 "endsAt": format_rfc3339(s.ends_ms),
                 "createdBy": s.author,
                 "comment": s.comment,
+                "schedule": s.schedule.as_deref().and_then(|j| serde_json::from_str::<Value>(j).ok()),
                 "state": if s.starts_ms > now { "pending" } else if s.ends_ms <= now { "expired" } else { "active" },
             })
         })
@@ -326,6 +344,8 @@ async fn alerts(State(st): State<AppState>) -> Json<Value> {
                 "levelSince": a.level_since.map(format_rfc3339),
                 "value": a.value,
                 "fingerprint": format!("{:016x}", a.fingerprint()),
+                "id": format!("{:016x}", a.fingerprint()),
+                "ack": view.acks.get(&format!("{:016x}", a.fingerprint())).map(ack_json),
             })
         })
         .collect();
@@ -370,5 +390,180 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}
+
+fn ack_json(a: &tocsin_dispatch::Ack) -> Value {
+    json!({
+        "by": a.by,
+        "comment": a.comment,
+        "at": format_rfc3339(a.at),
+        "level": a.level.as_str(),
+    })
+}
+
+/// Acknowledges through the writer; 404 when not firing, 409 when the level rose past a link.
+async fn acknowledge(
+    st: &AppState,
+    id: String,
+    link_level: Option<tocsin_model::Level>,
+    by: String,
+    comment: String,
+) -> Result<tocsin_dispatch::Ack, ApiError> {
+    let (reply, rx) = oneshot::channel();
+    let msg = Msg::Ack {
+        id,
+        link_level,
+        by,
+        comment,
+        reply,
+    };
+    let gone = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "collector is shutting down",
+        )
+    };
+    st.writer.send(msg).await.map_err(|_| gone())?;
+    match rx.await.map_err(|_| gone())? {
+        Ok(a) => Ok(a),
+        Err(AckFailure::Refused(e @ tocsin_dispatch::AckError::NotFiring)) => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, e.to_string()))
+        }
+        Err(AckFailure::Refused(e)) => Err(ApiError::new(StatusCode::CONFLICT, e.to_string())),
+        Err(AckFailure::Storage(e)) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e)),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    by: String,
+    #[serde(default)]
+    comment: String,
+}
+
+/// `POST /api/v1/alerts/{id}/ack` with `{"by": …, "comment": …}` (admin token if set).
+async fn ack_api(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&headers, &st)?;
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
+    let b: AckBody = serde_json::from_slice(&body).map_err(|e| bad(format!("invalid ack: {e}")))?;
+    if b.by.trim().is_empty() {
+        return Err(bad("by is required: who acknowledges".into()));
+    }
+    let a = acknowledge(&st, id, None, b.by, b.comment).await?;
+    Ok(Json(
+        json!({ "status": "success", "data": { "ack": ack_json(&a) } }),
+    ))
+}
+
+fn html(status: StatusCode, title: &str, body: &str) -> Response {
+    let page = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{title}</title></head><body><h2>{title}</h2>{body}</body></html>"
+    );
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        page,
+    )
+        .into_response()
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[derive(serde::Deserialize)]
+struct AckQuery {
+    t: String,
+}
+
+/// `GET /ack?t=TOKEN`: a confirmation page (link previews must not acknowledge anything).
+async fn ack_page(
+    State(st): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<AckQuery>,
+) -> Response {
+    match tocsin_notify::ack::verify(&st.ack_secret, &q.t, now_ms()) {
+        Err(e) => {
+            st.tel.ack_refused.inc();
+            html(
+                StatusCode::FORBIDDEN,
+                "Acknowledgement refused",
+                &escape(&e),
+            )
+        }
+        Ok((id, level)) => {
+            let view = st.view.read().unwrap_or_else(|p| p.into_inner());
+            let what = view
+                .alerts
+                .iter()
+                .find(|a| format!("{:016x}", a.fingerprint()) == id)
+                .map(|a| format!("{} {}", a.rule, a.labels))
+                .unwrap_or_else(|| id.clone());
+            html(
+                StatusCode::OK,
+                "Acknowledge alert / 确认告警",
+                &format!(
+                    "<p>{} ({})</p><form method=\"post\" action=\"ack\"><input type=\"hidden\" name=\"t\" value=\"{}\"><p><input name=\"by\" placeholder=\"name / 姓名\" required></p><p><input name=\"comment\" placeholder=\"comment / 备注\"></p><p><button type=\"submit\">Acknowledge / 确认</button></p></form>",
+                    escape(&what),
+                    level.as_str(),
+                    escape(&q.t)
+                ),
+            )
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct AckForm {
+    t: String,
+    by: String,
+    #[serde(default)]
+    comment: String,
+}
+
+/// `POST /ack` (form: t, by, comment): acknowledges with a signed link.
+async fn ack_link(State(st): State<AppState>, body: Bytes) -> Response {
+    let form: AckForm = match serde_urlencoded::from_bytes(&body) {
+        Ok(f) => f,
+        Err(e) => {
+            return html(
+                StatusCode::BAD_REQUEST,
+                "Acknowledgement refused",
+                &escape(&format!("invalid form: {e}")),
+            )
+        }
+    };
+    let (id, level) = match tocsin_notify::ack::verify(&st.ack_secret, &form.t, now_ms()) {
+        Ok(v) => v,
+        Err(e) => {
+            st.tel.ack_refused.inc();
+            return html(
+                StatusCode::FORBIDDEN,
+                "Acknowledgement refused",
+                &escape(&e),
+            );
+        }
+    };
+    let by = if form.by.trim().is_empty() {
+        "link".to_string()
+    } else {
+        form.by
+    };
+    match acknowledge(&st, id, Some(level), by, form.comment).await {
+        Ok(a) => html(
+            StatusCode::OK,
+            "Acknowledged / 已确认",
+            &escape(&format!("{} at {}", a.by, format_rfc3339(a.at))),
+        ),
+        Err(e) => html(e.status, "Acknowledgement refused", &escape(&e.message)),
     }
 }

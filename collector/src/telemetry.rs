@@ -23,6 +23,7 @@ pub struct Telemetry {
     pub transitions: IntCounterVec,
     pub storage_errors: IntCounter,
     pub silenced: IntCounter,
+    pub ack_refused: IntCounter,
     pub inhibited: IntCounter,
 }
 
@@ -99,6 +100,14 @@ impl Telemetry {
                 IntCounter::new(
                     "tocsin_notifications_silenced_total",
                     "Notifications not sent because a silence matched.",
+                )
+                .expect("valid metric"),
+            ),
+            ack_refused: reg(
+                &r,
+                IntCounter::new(
+                    "tocsin_ack_links_refused_total",
+                    "Acknowledgement links refused: forged, malformed or expired.",
                 )
                 .expect("valid metric"),
             ),

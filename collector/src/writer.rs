@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use tocsin_dispatch::{alert_id, AlertInfo, Dispatcher};
 use tocsin_model::{now_ms, SeriesSamples, TimestampMs};
 use tocsin_rules::{AlertState, Engine, EngineOptions, Rule, Transition};
 use tocsin_store::{AppendStats, Store, StoreError};
@@ -31,6 +32,21 @@ pub enum Msg {
         id: i64,
         reply: oneshot::Sender<Result<bool, String>>,
     },
+    /// Acknowledge the firing alert `id`; `link_level` when it comes from a signed link.
+    Ack {
+        id: String,
+        link_level: Option<tocsin_model::Level>,
+        by: String,
+        comment: String,
+        reply: oneshot::Sender<Result<tocsin_dispatch::Ack, AckFailure>>,
+    },
+}
+
+/// Why an acknowledgement did not take.
+#[derive(Debug)]
+pub enum AckFailure {
+    Refused(tocsin_dispatch::AckError),
+    Storage(String),
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +74,8 @@ pub struct View {
     pub silences: Vec<tocsin_store::Silence>,
     /// Dynamic rules' bands: rule, series labels, [expected, lower, upper].
     pub bands: Vec<(String, tocsin_model::Labels, [f64; 3])>,
+    /// Acknowledgements of firing alerts, by alert id.
+    pub acks: BTreeMap<String, tocsin_dispatch::Ack>,
 }
 
 pub struct Writer {
@@ -84,6 +102,11 @@ struct Delivery {
     inhibit_rules: Vec<tocsin_config::inhibit::InhibitRule>,
     silences: Vec<tocsin_notify::silence::Silence>,
     external_url: String,
+    policies: Vec<tocsin_config::escalation::Policy>,
+    dispatcher: Dispatcher,
+    /// Signs acknowledgement links.
+    ack_secret: Arc<Vec<u8>>,
+    ack_ttl_ms: i64,
 }
 
 /// What the writer needs from the configuration.
@@ -92,6 +115,10 @@ pub struct Settings {
     /// Which receivers get which notification.
     pub route: tocsin_config::route::Route,
     pub inhibit_rules: Vec<tocsin_config::inhibit::InhibitRule>,
+    pub escalation_policies: Vec<tocsin_config::escalation::Policy>,
+    /// Signs acknowledgement links.
+    pub ack_secret: Arc<Vec<u8>>,
+    pub ack_link_ttl: Duration,
     pub external_url: String,
     pub retention: Duration,
     pub checkpoint_every: Duration,
@@ -126,6 +153,10 @@ impl Writer {
                 inhibit_rules: settings.inhibit_rules,
                 silences: Vec::new(),
                 external_url: settings.external_url,
+                dispatcher: Dispatcher::new(settings.escalation_policies.clone()),
+                policies: settings.escalation_policies,
+                ack_secret: settings.ack_secret,
+                ack_ttl_ms: settings.ack_link_ttl.as_millis() as i64,
             },
             view,
             wake,
@@ -151,9 +182,15 @@ impl Writer {
         self.delivery.silences = stored
             .iter()
             .filter_map(|s| {
-                tocsin_notify::silence::Silence::new(s.id, &s.matchers, s.starts_ms, s.ends_ms)
-                    .map_err(|e| error!(id = s.id, error = %e, "unreadable silence ignored"))
-                    .ok()
+                tocsin_notify::silence::Silence::new(
+                    s.id,
+                    &s.matchers,
+                    s.schedule.as_deref(),
+                    s.starts_ms,
+                    s.ends_ms,
+                )
+                .map_err(|e| error!(id = s.id, error = %e, "unreadable silence ignored"))
+                .ok()
             })
             .collect();
         self.view
@@ -175,6 +212,14 @@ impl Writer {
         }
         let n = states.len();
         self.carry = self.engine.restore(states, now_ms());
+        self.delivery.dispatcher = Dispatcher::new(self.delivery.policies.clone());
+        for (key, e) in self
+            .delivery
+            .dispatcher
+            .restore(self.store.dispatch_rows()?)
+        {
+            error!(key, error = %e, "unreadable notification state dropped");
+        }
         let b = self.engine.restore_baselines(self.store.baselines()?);
         if b > 0 {
             info!(baselines = b, "learned baselines restored");
@@ -242,6 +287,7 @@ impl Writer {
         let mut replies = Vec::new();
         let mut transitions = std::mem::take(&mut self.carry);
         let mut ticked = false;
+        let mut ack_replies = Vec::new();
         let mut seen: Vec<(String, TimestampMs)> = Vec::new();
         let result = (|| -> Result<(), StoreError> {
             let mut tx = self.store.begin()?;
@@ -269,6 +315,27 @@ impl Writer {
                         self.tel.rules_loaded.set(rules.len() as i64);
                         transitions.extend(self.engine.replace_rules(rules, now));
                     }
+                    Msg::Ack {
+                        id,
+                        link_level,
+                        by,
+                        comment,
+                        reply,
+                    } => {
+                        let level = self
+                            .engine
+                            .alerts()
+                            .find(|a| alert_id(&a.labels) == id)
+                            .and_then(|a| a.level);
+                        let r = self
+                            .delivery
+                            .dispatcher
+                            .ack(&id, level, link_level, &by, &comment, now);
+                        if r.is_ok() {
+                            info!(alert = %id, by = %by, comment = %comment, "alert acknowledged");
+                        }
+                        ack_replies.push((reply, r));
+                    }
                     Msg::AddSilence { .. } | Msg::ExpireSilence { .. } => {
                         unreachable!("handled before the group")
                     }
@@ -276,7 +343,7 @@ impl Writer {
             }
             Self::stage(
                 &mut self.engine,
-                &self.delivery,
+                &mut self.delivery,
                 &self.tel,
                 &mut tx,
                 &transitions,
@@ -297,7 +364,11 @@ impl Writer {
                     self.count(&stats);
                     let _ = reply.send(Ok(stats));
                 }
-                self.after_commit(&transitions);
+                let acked = !ack_replies.is_empty();
+                for (reply, r) in ack_replies {
+                    let _ = reply.send(r.map_err(AckFailure::Refused));
+                }
+                self.after_commit(&transitions, acked);
             }
             Err(e) => {
                 self.tel.storage_errors.inc();
@@ -309,6 +380,9 @@ impl Writer {
                 };
                 for (reply, _) in replies {
                     let _ = reply.send(Err(err.clone()));
+                }
+                for (reply, _) in ack_replies {
+                    let _ = reply.send(Err(AckFailure::Storage(err.to_string())));
                 }
                 // The engine ran ahead of what was stored: rewind it to the durable state.
                 if let Err(e) = self.restore_engine() {
@@ -331,7 +405,7 @@ impl Writer {
     /// Persists engine state changes and queues notifications in the open transaction.
     fn stage(
         engine: &mut Engine,
-        d: &Delivery,
+        d: &mut Delivery,
         tel: &Telemetry,
         tx: &mut tocsin_store::Txn<'_>,
         transitions: &[Transition],
@@ -378,16 +452,40 @@ impl Writer {
                 info!(alert = %t.rule, labels = %t.labels, "notification inhibited");
                 continue;
             }
-            for r in d.route.receivers_for(&t.labels, t.level) {
-                let body = tocsin_notify::webhook_payload(t, &r, &d.external_url);
-                tx.enqueue(&r, &body.to_string(), now)?;
+            let targets = d.route.targets(&t.labels, t.level);
+            d.dispatcher
+                .event(&AlertInfo::from_transition(t), &targets, now);
+        }
+        let secret = &d.ack_secret;
+        let expires = now + d.ack_ttl_ms;
+        let external = d.external_url.trim_end_matches('/');
+        let link = |a: &AlertInfo| {
+            let token = tocsin_notify::ack::token(secret, &a.id, a.level, expires);
+            Some(format!("{external}/ack?t={token}"))
+        };
+        for mut n in d.dispatcher.tick(now) {
+            // A window may have begun since the alert fired: repeats, escalation steps and
+            // grouped firings due inside it stay quiet (resolves still go out).
+            let before = n.alerts.len();
+            n.alerts
+                .retain(|a| !a.firing || !d.silences.iter().any(|s| s.matches(&a.labels, now)));
+            if n.alerts.len() < before {
+                tel.silenced.inc_by((before - n.alerts.len()) as u64);
             }
+            if n.alerts.is_empty() {
+                continue;
+            }
+            let body = tocsin_notify::webhook_payload(&n, &d.external_url, &link);
+            tx.enqueue(&n.receiver, &body.to_string(), now)?;
+        }
+        for (key, json) in d.dispatcher.take_changes() {
+            tx.put_dispatch(&key, json.as_deref())?;
         }
         Ok(())
     }
 
-    fn after_commit(&mut self, transitions: &[Transition]) {
-        if transitions.is_empty() {
+    fn after_commit(&mut self, transitions: &[Transition], acked: bool) {
+        if transitions.is_empty() && !acked {
             return;
         }
         for t in transitions {
@@ -456,7 +554,9 @@ impl Writer {
                 .map(|(r, l, b)| (r.to_string(), l.clone(), b))
                 .collect::<Vec<_>>()
         });
+        let acks = self.delivery.dispatcher.acks().clone();
         let mut v = self.view.write().unwrap_or_else(|p| p.into_inner());
+        v.acks = acks;
         v.alerts = alerts;
         if let Some(h) = hosts {
             v.hosts = h;

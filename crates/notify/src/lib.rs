@@ -3,6 +3,7 @@
 //! exponential backoff and a dead-letter state. Rule evaluation never calls into this crate;
 //! the collector joins the two.
 
+pub mod ack;
 pub mod chat;
 mod email;
 mod payload;
@@ -10,5 +11,5 @@ pub mod silence;
 pub mod sms;
 mod worker;
 
-pub use payload::{format_rfc3339, webhook_payload};
+pub use payload::{format_rfc3339, webhook_payload, AckLinker};
 pub use worker::{backoff_ms, spawn_workers, DeliveryMetrics};

@@ -1,6 +1,6 @@
 use serde_json::{json, Map, Value};
+use tocsin_dispatch::{AlertInfo, Notification, Why};
 use tocsin_model::{Labels, TimestampMs};
-use tocsin_rules::{Transition, TransitionKind};
 
 /// RFC 3339 with milliseconds, UTC, as Alertmanager writes times.
 pub fn format_rfc3339(ms: TimestampMs) -> String {
@@ -17,56 +17,104 @@ fn map(l: &Labels) -> Map<String, Value> {
         .collect()
 }
 
-/// The body of one webhook notification in Alertmanager's version-4 format, with one alert,
-/// plus a `tocsin` object saying what changed.
-pub fn webhook_payload(t: &Transition, receiver: &str, external_url: &str) -> Value {
-    let status = if t.kind.firing() {
-        "firing"
-    } else {
-        "resolved"
-    };
-    let mut labels = t.labels.clone();
-    labels.set("level", t.level.as_str());
-    let labels = map(&labels);
-    let annotations: Map<String, Value> = t
-        .annotations
+/// Makes the acknowledgement link of an alert, if links are on.
+pub type AckLinker<'a> = &'a dyn Fn(&AlertInfo) -> Option<String>;
+
+fn alert_extras(a: &AlertInfo, ack_url: Option<String>) -> Value {
+    json!({
+        "id": a.id,
+        "event": a.event,
+        "level": a.level.as_str(),
+        "previousLevel": a.previous_level.map(|l| l.as_str()),
+        "value": a.value,
+        "threshold": a.threshold,
+        "rule": a.rule,
+        "at": format_rfc3339(a.at),
+        "reason": a.reason,
+        "ack": a.ack.as_ref().map(|k| json!({
+            "by": k.by,
+            "comment": k.comment,
+            "at": format_rfc3339(k.at),
+            "level": k.level.as_str(),
+        })),
+        "ackUrl": ack_url,
+    })
+}
+
+/// Labels (or annotations) every alert shares.
+fn common(maps: &[Map<String, Value>]) -> Map<String, Value> {
+    let mut out = maps.first().cloned().unwrap_or_default();
+    for m in &maps[1.min(maps.len())..] {
+        out.retain(|k, v| m.get(k) == Some(v));
+    }
+    out
+}
+
+/// The body of one notification in Alertmanager's webhook version-4 format, plus a `tocsin`
+/// object on each alert (event, level, value vs threshold, acknowledgement and its link) and on
+/// the notification (why it was sent, and the first alert's fields for simple consumers).
+pub fn webhook_payload(n: &Notification, external_url: &str, ack_link: AckLinker<'_>) -> Value {
+    let firing = n.alerts.iter().any(|a| a.firing);
+    let status = if firing { "firing" } else { "resolved" };
+    let mut label_maps = Vec::new();
+    let mut annotation_maps = Vec::new();
+    let alerts: Vec<Value> = n
+        .alerts
         .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .map(|a| {
+            let mut labels = a.labels.clone();
+            labels.set("level", a.level.as_str());
+            let labels = map(&labels);
+            let annotations: Map<String, Value> = a
+                .annotations
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            label_maps.push(labels.clone());
+            annotation_maps.push(annotations.clone());
+            let link = if a.firing { ack_link(a) } else { None };
+            json!({
+                "status": if a.firing { "firing" } else { "resolved" },
+                "labels": labels,
+                "annotations": annotations,
+                "startsAt": format_rfc3339(a.starts_at),
+                "endsAt": a.ends_at.map(format_rfc3339).unwrap_or_else(|| ZERO_TIME.to_string()),
+                "generatorURL": format!("{external_url}/api/v1/alerts"),
+                "fingerprint": a.id,
+                "tocsin": alert_extras(a, link),
+            })
+        })
         .collect();
-    let event = t.kind.as_str();
-    let previous = match t.kind {
-        TransitionKind::LevelChanged { from } => Some(from.as_str()),
-        _ => None,
+    let mut summary = alerts
+        .first()
+        .map(|a| a["tocsin"].clone())
+        .unwrap_or_else(|| json!({}));
+    let (kind, step, repeat, policy) = match &n.why {
+        Why::Changed => ("changed", None, 0, None),
+        Why::Repeat { n } => ("repeat", None, *n, None),
+        Why::Escalation {
+            policy,
+            step,
+            repeat,
+        } => ("escalation", Some(*step), *repeat, Some(policy.clone())),
     };
+    summary["kind"] = json!(kind);
+    summary["step"] = json!(step);
+    summary["repeat"] = json!(repeat);
+    summary["policy"] = json!(policy);
+    summary["alertCount"] = json!(alerts.len());
     json!({
         "version": "4",
-        "groupKey": format!("{{}}:{{alertname={:?}}}", t.rule),
+        "groupKey": n.group_key,
         "truncatedAlerts": 0,
         "status": status,
-        "receiver": receiver,
-        "groupLabels": { "alertname": t.rule },
-        "commonLabels": labels,
-        "commonAnnotations": annotations,
+        "receiver": n.receiver,
+        "groupLabels": map(&n.group_labels),
+        "commonLabels": common(&label_maps),
+        "commonAnnotations": common(&annotation_maps),
         "externalURL": external_url,
-        "alerts": [{
-            "status": status,
-            "labels": labels,
-            "annotations": annotations,
-            "startsAt": format_rfc3339(t.starts_at),
-            "endsAt": t.ends_at.map(format_rfc3339).unwrap_or_else(|| ZERO_TIME.to_string()),
-            "generatorURL": format!("{external_url}/api/v1/alerts"),
-            "fingerprint": format!("{:016x}", t.labels.fingerprint()),
-        }],
-        "tocsin": {
-            "event": event,
-            "level": t.level.as_str(),
-            "previousLevel": previous,
-            "value": t.value,
-            "threshold": t.threshold,
-            "rule": t.rule,
-            "at": format_rfc3339(t.at),
-            "reason": t.reason,
-        },
+        "alerts": alerts,
+        "tocsin": summary,
     })
 }
 
@@ -75,6 +123,7 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
     use tocsin_model::Level;
+    use tocsin_rules::{Transition, TransitionKind};
 
     #[test]
     fn alertmanager_shape() {
@@ -93,17 +142,37 @@ mod tests {
             at: 1_700_000_010_000,
             reason: None,
         };
-        let v = webhook_payload(&t, "ops", "http://c:9760");
+        let mut other = AlertInfo::from_transition(&t);
+        other.labels.set("host", "web2");
+        let n = Notification {
+            receiver: "ops".into(),
+            group_key: "ops|route|{alertname=\"Busy\"}".into(),
+            group_labels: Labels::from_pairs([("alertname", "Busy")]),
+            why: Why::Repeat { n: 2 },
+            alerts: vec![AlertInfo::from_transition(&t), other],
+        };
+        let link = |a: &AlertInfo| Some(format!("http://c/ack?t={}", a.id));
+        let v = webhook_payload(&n, "http://c:9760", &link);
         assert_eq!(v["version"], "4");
         assert_eq!(v["status"], "firing");
-        assert_eq!(v["groupKey"], "{}:{alertname=\"Busy\"}");
+        assert_eq!(v["groupLabels"]["alertname"], "Busy");
+        assert_eq!(v["commonLabels"]["alertname"], "Busy");
+        assert!(v["commonLabels"].get("host").is_none(), "hosts differ");
+        assert_eq!(v["commonAnnotations"]["summary"], "hot");
         let a = &v["alerts"][0];
         assert_eq!(a["labels"]["level"], "critical");
         assert_eq!(a["labels"]["host"], "web1");
         assert_eq!(a["startsAt"], "2023-11-14T22:13:20.000Z");
         assert_eq!(a["endsAt"], ZERO_TIME);
         assert_eq!(a["fingerprint"].as_str().unwrap().len(), 16);
+        assert!(a["tocsin"]["ackUrl"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://c/ack?t="));
         assert_eq!(v["tocsin"]["event"], "level_changed");
         assert_eq!(v["tocsin"]["previousLevel"], "warning");
+        assert_eq!(v["tocsin"]["kind"], "repeat");
+        assert_eq!(v["tocsin"]["repeat"], 2);
+        assert_eq!(v["tocsin"]["alertCount"], 2);
     }
 }

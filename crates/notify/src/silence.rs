@@ -1,4 +1,5 @@
-//! Silences: label matchers that mute notifications between two times. Alerts keep being
+//! Silences: label matchers that mute notifications between two times, optionally only within
+//! a recurring window ("Sundays 02:00–04:00"): a maintenance window. Alerts keep being
 //! evaluated and recorded while silenced; only delivery is skipped.
 
 use serde::{Deserialize, Serialize};
@@ -19,34 +20,135 @@ enum Matcher {
     Re(String, regex::Regex),
 }
 
+/// A recurring window as the API takes it: on `days` (mon … sun; empty: every day), from
+/// `start` to `end` (HH:MM, local to `utcOffset`, e.g. +08:00; default UTC). An `end` before
+/// `start` runs past midnight into the next day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ScheduleSpec {
+    #[serde(default)]
+    pub days: Vec<String>,
+    pub start: String,
+    pub end: String,
+    #[serde(default)]
+    pub utc_offset: Option<String>,
+}
+
+const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Schedule {
+    /// Bit i: weekday i (0 = Monday).
+    days: u8,
+    start_min: i64,
+    end_min: i64,
+    offset_min: i64,
+}
+
+fn hhmm(s: &str) -> Result<i64, String> {
+    let bad = || format!("invalid time of day {s:?}, expected HH:MM");
+    let (h, m) = s.split_once(':').ok_or_else(bad)?;
+    let (h, m): (i64, i64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if !(0..=24).contains(&h) || !(0..60).contains(&m) || (h == 24 && m != 0) {
+        return Err(bad());
+    }
+    Ok(h * 60 + m)
+}
+
+impl Schedule {
+    fn compile(spec: &ScheduleSpec) -> Result<Schedule, String> {
+        let mut days = 0u8;
+        for d in &spec.days {
+            let lower = d.to_ascii_lowercase();
+            let i = DAYS
+                .iter()
+                .position(|x| lower.starts_with(x))
+                .ok_or_else(|| format!("unknown day {d:?}, expected mon … sun"))?;
+            days |= 1 << i;
+        }
+        let offset_min = match spec.utc_offset.as_deref() {
+            None | Some("Z") | Some("UTC") => 0,
+            Some(o) => {
+                let (sign, rest) = match o.as_bytes().first() {
+                    Some(b'+') => (1, &o[1..]),
+                    Some(b'-') => (-1, &o[1..]),
+                    _ => return Err(format!("invalid utcOffset {o:?}, expected e.g. +08:00")),
+                };
+                sign * hhmm(rest).map_err(|_| format!("invalid utcOffset {o:?}"))?
+            }
+        };
+        let (start_min, end_min) = (hhmm(&spec.start)?, hhmm(&spec.end)?);
+        if start_min == end_min {
+            return Err("the window's start and end are the same time".into());
+        }
+        Ok(Schedule {
+            days: if days == 0 { 0x7f } else { days },
+            start_min,
+            end_min,
+            offset_min,
+        })
+    }
+
+    fn contains(&self, now: TimestampMs) -> bool {
+        let local_min = now.div_euclid(60_000) + self.offset_min;
+        let day = local_min.div_euclid(1440);
+        let minute = local_min.rem_euclid(1440);
+        // 1970-01-01 was a Thursday (index 3).
+        let weekday = |d: i64| (d + 3).rem_euclid(7) as u8;
+        let on = |d: i64| self.days & (1 << weekday(d)) != 0;
+        if self.start_min < self.end_min {
+            on(day) && (self.start_min..self.end_min).contains(&minute)
+        } else {
+            (on(day) && minute >= self.start_min) || (on(day - 1) && minute < self.end_min)
+        }
+    }
+}
+
+/// Checks a schedule as the API receives it.
+pub fn validate_schedule(spec: &ScheduleSpec) -> Result<(), String> {
+    Schedule::compile(spec).map(drop)
+}
+
 #[derive(Debug, Clone)]
 pub struct Silence {
     pub id: i64,
     pub starts_ms: TimestampMs,
     pub ends_ms: TimestampMs,
     matchers: Vec<Matcher>,
+    schedule: Option<Schedule>,
 }
 
 impl Silence {
-    /// Builds from the stored JSON matchers; an error names the bad matcher.
+    /// Builds from the stored JSON matchers and schedule; an error names the bad part.
     pub fn new(
         id: i64,
         matchers_json: &str,
+        schedule_json: Option<&str>,
         starts_ms: TimestampMs,
         ends_ms: TimestampMs,
     ) -> Result<Self, String> {
         let specs: Vec<MatcherSpec> =
             serde_json::from_str(matchers_json).map_err(|e| format!("matchers: {e}"))?;
+        let schedule = schedule_json
+            .map(|j| {
+                let spec: ScheduleSpec =
+                    serde_json::from_str(j).map_err(|e| format!("schedule: {e}"))?;
+                Schedule::compile(&spec)
+            })
+            .transpose()?;
         Ok(Silence {
             id,
             starts_ms,
             ends_ms,
             matchers: compile(&specs)?,
+            schedule,
         })
     }
 
+    /// Whether it mutes at `now`: between start and end, and inside its window if recurring.
     pub fn active(&self, now: TimestampMs) -> bool {
         (self.starts_ms..self.ends_ms).contains(&now)
+            && self.schedule.is_none_or(|s| s.contains(now))
     }
 
     pub fn matches(&self, labels: &Labels, now: TimestampMs) -> bool {
@@ -94,6 +196,7 @@ mod tests {
         let s = Silence::new(
             1,
             r#"[{"name":"host","value":"db-.*","isRegex":true},{"name":"alertname","value":"DiskFull"}]"#,
+            None,
             100,
             200,
         )
@@ -108,11 +211,86 @@ mod tests {
             &Labels::from_pairs([("host", "web-1"), ("alertname", "DiskFull")]),
             150
         ));
-        assert!(Silence::new(2, "[]", 0, 1).is_err());
+        assert!(Silence::new(2, "[]", None, 0, 1).is_err());
+        assert!(Silence::new(
+            3,
+            r#"[{"name":"a","value":"(","isRegex":true}]"#,
+            None,
+            0,
+            1
+        )
+        .unwrap_err()
+        .contains("invalid regex"));
+    }
+
+    /// Unix ms of a UTC date and time.
+    fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> TimestampMs {
+        // Days from civil (Howard Hinnant's algorithm).
+        let (y, mo) = if mo <= 2 { (y - 1, mo + 12) } else { (y, mo) };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * (mo as i32 - 3) + 2) / 5 + d as i32 - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = (era * 146_097 + doe - 719_468) as i64;
+        (days * 1440 + h as i64 * 60 + mi as i64) * 60_000
+    }
+
+    #[test]
+    fn recurring_windows() {
+        let sched = r#"{"days":["sun"],"start":"02:00","end":"04:00","utcOffset":"+08:00"}"#;
+        let s = Silence::new(
+            1,
+            r#"[{"name":"host","value":"db-.*","isRegex":true}]"#,
+            Some(sched),
+            0,
+            i64::MAX,
+        )
+        .unwrap();
+        let db = Labels::from_pairs([("host", "db-1")]);
+        // 2026-11-22 is a Sunday; 02:30 at +08:00 is 18:30 UTC on Saturday the 21st.
+        assert!(s.matches(&db, at(2026, 11, 21, 18, 30)));
+        assert!(!s.matches(&db, at(2026, 11, 21, 17, 59)), "01:59 local");
         assert!(
-            Silence::new(3, r#"[{"name":"a","value":"(","isRegex":true}]"#, 0, 1)
-                .unwrap_err()
-                .contains("invalid regex")
+            !s.matches(&db, at(2026, 11, 21, 20, 0)),
+            "04:00 local: ended"
         );
+        assert!(
+            !s.matches(&db, at(2026, 11, 28, 10, 30)),
+            "Saturday 18:30 local"
+        );
+        assert!(s.matches(&db, at(2026, 11, 28, 18, 30)), "next Sunday");
+        assert!(!s.matches(
+            &Labels::from_pairs([("host", "web-1")]),
+            at(2026, 11, 21, 18, 30)
+        ));
+        // Across midnight: Fridays 23:00–01:00 UTC covers Saturday 00:30, not Sunday 00:30.
+        let night = r#"{"days":["fri"],"start":"23:00","end":"01:00"}"#;
+        let n = Silence::new(
+            2,
+            r#"[{"name":"host","value":"x"}]"#,
+            Some(night),
+            0,
+            i64::MAX,
+        )
+        .unwrap();
+        let x = Labels::from_pairs([("host", "x")]);
+        assert!(n.matches(&x, at(2026, 11, 27, 23, 30)));
+        assert!(n.matches(&x, at(2026, 11, 28, 0, 30)));
+        assert!(!n.matches(&x, at(2026, 11, 29, 0, 30)));
+        for (bad, want) in [
+            (
+                r#"{"days":["funday"],"start":"02:00","end":"04:00"}"#,
+                "unknown day",
+            ),
+            (r#"{"start":"25:00","end":"04:00"}"#, "invalid time of day"),
+            (r#"{"start":"02:00","end":"02:00"}"#, "the same time"),
+            (
+                r#"{"start":"02:00","end":"03:00","utcOffset":"8"}"#,
+                "invalid utcOffset",
+            ),
+        ] {
+            let e = Silence::new(3, r#"[{"name":"a","value":"b"}]"#, Some(bad), 0, 1).unwrap_err();
+            assert!(e.contains(want), "{e}");
+        }
     }
 }

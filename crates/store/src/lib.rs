@@ -54,6 +54,8 @@ pub struct Silence {
     pub author: String,
     pub comment: String,
     pub created_ms: TimestampMs,
+    /// A recurring window (JSON) within `starts_ms..ends_ms`; `None` for a one-off silence.
+    pub schedule: Option<String>,
 }
 
 /// What one append did, by outcome.
@@ -301,8 +303,8 @@ impl Store {
     /// Adds a silence; returns its id.
     pub fn add_silence(&mut self, s: &Silence) -> Result<i64> {
         self.conn.execute(
-            "INSERT INTO silences (matchers, starts_ms, ends_ms, author, comment, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![s.matchers, s.starts_ms, s.ends_ms, s.author, s.comment, s.created_ms],
+            "INSERT INTO silences (matchers, starts_ms, ends_ms, author, comment, created_ms, schedule) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![s.matchers, s.starts_ms, s.ends_ms, s.author, s.comment, s.created_ms, s.schedule],
         )?;
         Ok(self.conn.last_insert_rowid())
     }
@@ -319,7 +321,7 @@ impl Store {
     /// Silences that have not ended before `since`.
     pub fn silences(&self, since: TimestampMs) -> Result<Vec<Silence>> {
         let mut st = self.conn.prepare(
-            "SELECT id, matchers, starts_ms, ends_ms, author, comment, created_ms FROM silences WHERE ends_ms >= ?1 ORDER BY id",
+            "SELECT id, matchers, starts_ms, ends_ms, author, comment, created_ms, schedule FROM silences WHERE ends_ms >= ?1 ORDER BY id",
         )?;
         let rows = st.query_map([since], |r| {
             Ok(Silence {
@@ -330,9 +332,34 @@ impl Store {
                 author: r.get(4)?,
                 comment: r.get(5)?,
                 created_ms: r.get(6)?,
+                schedule: r.get(7)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Notification dispatch state rows: (key, JSON).
+    pub fn dispatch_rows(&self) -> Result<Vec<(String, String)>> {
+        let mut st = self.conn.prepare("SELECT key, data FROM dispatch")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The setting `key`, created with `init()` the first time.
+    pub fn meta_or_init(&mut self, key: &str, init: impl FnOnce() -> String) -> Result<String> {
+        let found: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?;
+        if let Some(v) = found {
+            return Ok(v);
+        }
+        let v = init();
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+            params![key, v],
+        )?;
+        Ok(v)
     }
 
     /// Hosts with the last time any of their data arrived.
@@ -465,6 +492,21 @@ impl Txn<'_> {
                 .store
                 .conn
                 .execute("DELETE FROM alert_state WHERE key = ?1", [key])?,
+        };
+        Ok(())
+    }
+
+    /// Replaces (or with `None` removes) one row of notification dispatch state.
+    pub fn put_dispatch(&mut self, key: &str, json: Option<&str>) -> Result<()> {
+        match json {
+            Some(j) => self.store.conn.execute(
+                "INSERT INTO dispatch (key, data) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET data = excluded.data",
+                params![key, j],
+            )?,
+            None => self
+                .store
+                .conn
+                .execute("DELETE FROM dispatch WHERE key = ?1", [key])?,
         };
         Ok(())
     }

@@ -1,6 +1,6 @@
 use rusqlite::Connection;
 
-const VERSION: i64 = 3;
+const VERSION: i64 = 4;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE series (
@@ -68,6 +68,20 @@ CREATE TABLE silences (
 );
 ";
 
+/// Notification dispatch state (groups, escalations, acknowledgements), recurring schedules of
+/// maintenance windows, and small settings such as the key that signs acknowledgement links.
+const SCHEMA_V4: &str = "
+CREATE TABLE dispatch (
+    key  TEXT PRIMARY KEY,
+    data TEXT NOT NULL
+);
+ALTER TABLE silences ADD COLUMN schedule TEXT;
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
 pub(crate) fn prepare(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
@@ -77,21 +91,17 @@ pub(crate) fn prepare(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
         "PRAGMA synchronous=NORMAL;"
     })?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version < 1 {
-        conn.execute_batch(&format!(
-            "BEGIN; {SCHEMA_V1} {SCHEMA_V2} {SCHEMA_V3} PRAGMA user_version = {VERSION}; COMMIT;"
-        ))?;
-    } else {
-        if version < 2 {
-            conn.execute_batch(&format!(
-                "BEGIN; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"
-            ))?;
-        }
-        if version < 3 {
-            conn.execute_batch(&format!(
-                "BEGIN; {SCHEMA_V3} PRAGMA user_version = 3; COMMIT;"
-            ))?;
+    let steps = [
+        (1, SCHEMA_V1),
+        (2, SCHEMA_V2),
+        (3, SCHEMA_V3),
+        (4, SCHEMA_V4),
+    ];
+    for (v, sql) in steps {
+        if version < v {
+            conn.execute_batch(&format!("BEGIN; {sql} PRAGMA user_version = {v}; COMMIT;"))?;
         }
     }
+    debug_assert_eq!(steps.last().map(|s| s.0), Some(VERSION));
     Ok(())
 }
