@@ -91,38 +91,69 @@ enum Cmd {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
-    /// Manage silences on a running collector.
+    /// Manage silences and maintenance windows on a running collector.
     Silence {
-        /// The collector's URL.
-        #[arg(long, default_value = "http://127.0.0.1:9760", value_name = "URL")]
-        url: String,
-        /// Admin token (also from TOCSIN_ADMIN_TOKEN).
-        #[arg(
-            long,
-            env = "TOCSIN_ADMIN_TOKEN",
-            value_name = "TOKEN",
-            hide_env_values = true
-        )]
-        token: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
         #[command(subcommand)]
         action: SilenceCmd,
     },
+    /// Acknowledge a firing alert on a running collector: stops its escalation and repeats
+    /// until it rises a level.
+    Ack {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The alert's id (`id` in /api/v1/alerts, `fingerprint` in notifications).
+        id: String,
+        /// Who acknowledges.
+        #[arg(long)]
+        by: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+}
+
+/// How to reach a running collector's API.
+#[derive(clap::Args)]
+struct ApiArgs {
+    /// The collector's URL.
+    #[arg(long, default_value = "http://127.0.0.1:9760", value_name = "URL")]
+    url: String,
+    /// Admin token (also from TOCSIN_ADMIN_TOKEN).
+    #[arg(
+        long,
+        env = "TOCSIN_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
 }
 
 #[derive(Subcommand)]
 enum SilenceCmd {
-    /// Add a silence: `silence add host=db-1 alertname=~Disk.* --duration 2h --author me --comment …`
+    /// Add a silence: `silence add host=db-1 alertname=~Disk.* --duration 2h --author me --comment …`.
+    /// With --window it is a recurring maintenance window:
+    /// `silence add host=~db-.* --window 02:00-04:00 --days sun --utc-offset +08:00 …`.
     Add {
         /// Matchers `name=value` or `name=~regex`.
         #[arg(required = true, value_name = "MATCHER")]
         matchers: Vec<String>,
-        /// How long, e.g. 2h.
-        #[arg(long, default_value = "1h")]
-        duration: String,
+        /// How long, e.g. 2h [default: 1h; with --window: no end].
+        #[arg(long)]
+        duration: Option<String>,
         #[arg(long)]
         author: String,
         #[arg(long)]
         comment: String,
+        /// Recurring daily window HH:MM-HH:MM (an end before the start runs past midnight).
+        #[arg(long, value_name = "HH:MM-HH:MM")]
+        window: Option<String>,
+        /// With --window: the weekdays, e.g. sat,sun [default: every day].
+        #[arg(long, value_delimiter = ',', requires = "window")]
+        days: Vec<String>,
+        /// With --window: the UTC offset its times are in, e.g. +08:00 [default: UTC].
+        #[arg(long, requires = "window", allow_hyphen_values = true)]
+        utc_offset: Option<String>,
     },
     /// List silences that have not ended.
     List,
@@ -134,7 +165,18 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Some(Cmd::CheckRules { paths }) => check_rules(&paths),
-        Some(Cmd::Silence { url, token, action }) => silence(&url, token.as_deref(), action),
+        Some(Cmd::Silence { api, action }) => {
+            call_api("silence", &api, |c, base| silence_request(c, base, action))
+        }
+        Some(Cmd::Ack {
+            api,
+            id,
+            by,
+            comment,
+        }) => call_api("ack", &api, |c, base| {
+            Ok(c.post(format!("{base}/api/v1/alerts/{id}/ack"))
+                .json(&serde_json::json!({ "by": by, "comment": comment })))
+        }),
         Some(Cmd::Backtest {
             rules,
             rule,
@@ -164,47 +206,71 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Runs one silence command against the HTTP API; prints the answer's JSON.
-fn silence(url: &str, token: Option<&str>, action: SilenceCmd) -> ExitCode {
-    let base = url.trim_end_matches('/');
+/// The request of one silence command.
+fn silence_request(
+    client: &reqwest::Client,
+    base: &str,
+    action: SilenceCmd,
+) -> Result<reqwest::RequestBuilder, String> {
+    Ok(match action {
+        SilenceCmd::Add {
+            matchers,
+            duration,
+            author,
+            comment,
+            window,
+            days,
+            utc_offset,
+        } => {
+            let mut specs = Vec::new();
+            for m in &matchers {
+                let (name, value, regex) = match m.split_once("=~") {
+                    Some((n, v)) => (n, v, true),
+                    None => match m.split_once('=') {
+                        Some((n, v)) => (n, v, false),
+                        None => {
+                            return Err(format!("matcher {m:?} must be name=value or name=~regex"))
+                        }
+                    },
+                };
+                specs.push(serde_json::json!({"name": name, "value": value, "isRegex": regex}));
+            }
+            let mut body = serde_json::json!({
+                "matchers": specs, "createdBy": author, "comment": comment,
+            });
+            if let Some(w) = window {
+                let (start, end) = w
+                    .split_once('-')
+                    .ok_or_else(|| format!("--window {w:?} must be HH:MM-HH:MM"))?;
+                body["schedule"] = serde_json::json!({
+                    "days": days, "start": start, "end": end, "utcOffset": utc_offset,
+                });
+            } else if duration.is_none() {
+                body["duration"] = serde_json::json!("1h");
+            }
+            if let Some(d) = duration {
+                body["duration"] = serde_json::json!(d);
+            }
+            client.post(format!("{base}/api/v1/silences")).json(&body)
+        }
+        SilenceCmd::List => client.get(format!("{base}/api/v1/silences")),
+        SilenceCmd::Expire { id } => client.delete(format!("{base}/api/v1/silences/{id}")),
+    })
+}
+
+/// Sends one request to a running collector's API; prints the answer's JSON.
+fn call_api(
+    what: &str,
+    api: &ApiArgs,
+    request: impl FnOnce(&reqwest::Client, &str) -> Result<reqwest::RequestBuilder, String>,
+) -> ExitCode {
+    let base = api.url.trim_end_matches('/');
     let run = async {
         let client = reqwest::Client::new();
-        let auth = |r: reqwest::RequestBuilder| match token {
-            Some(t) => r.bearer_auth(t),
-            None => r,
-        };
-        let req = match action {
-            SilenceCmd::Add {
-                matchers,
-                duration,
-                author,
-                comment,
-            } => {
-                let mut specs = Vec::new();
-                for m in &matchers {
-                    let (name, value, regex) = match m.split_once("=~") {
-                        Some((n, v)) => (n, v, true),
-                        None => match m.split_once('=') {
-                            Some((n, v)) => (n, v, false),
-                            None => {
-                                return Err(format!(
-                                    "matcher {m:?} must be name=value or name=~regex"
-                                ))
-                            }
-                        },
-                    };
-                    specs.push(serde_json::json!({"name": name, "value": value, "isRegex": regex}));
-                }
-                let body = serde_json::json!({
-                    "matchers": specs, "duration": duration, "createdBy": author, "comment": comment,
-                });
-                auth(client.post(format!("{base}/api/v1/silences")).json(&body))
-            }
-            SilenceCmd::List => client.get(format!("{base}/api/v1/silences")),
-            SilenceCmd::Expire { id } => {
-                auth(client.delete(format!("{base}/api/v1/silences/{id}")))
-            }
-        };
+        let mut req = request(&client, base)?;
+        if let Some(t) = &api.token {
+            req = req.bearer_auth(t);
+        }
         let resp = req.send().await.map_err(|e| format!("{base}: {e}"))?;
         let ok = resp.status().is_success();
         let text = resp.text().await.unwrap_or_default();
@@ -220,7 +286,7 @@ fn silence(url: &str, token: Option<&str>, action: SilenceCmd) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("tocsin-collector silence: {e}");
+            eprintln!("tocsin-collector {what}: {e}");
             return ExitCode::from(1);
         }
     };
@@ -230,7 +296,7 @@ fn silence(url: &str, token: Option<&str>, action: SilenceCmd) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("tocsin-collector silence: {e}");
+            eprintln!("tocsin-collector {what}: {e}");
             ExitCode::from(1)
         }
     }
