@@ -432,6 +432,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             ReceiverKind::Chat { vendor, locale, .. } => {
                 info!(receiver = %r.name, vendor = vendor.name(), locale = ?locale, "chat robot receiver")
             }
+            ReceiverKind::SmsGateway(g) => {
+                info!(receiver = %r.name, url = %g.url, to = ?g.phone_numbers, "SMS gateway receiver")
+            }
         }
     }
 

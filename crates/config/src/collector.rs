@@ -108,6 +108,88 @@ pub struct RawReceiver {
     pub aliyun_sms: Option<RawAliyunSms>,
     /// SMS through Tencent Cloud (腾讯云短信 SendSms, TC3-HMAC-SHA256).
     pub tencent_sms: Option<RawTencentSms>,
+    /// SMS through any HTTP gateway: the request body is a template.
+    pub sms_gateway: Option<RawSmsGateway>,
+    /// Message templates (minijinja) for the title and the body of chat, e-mail and SMS
+    /// gateway messages; defaults per locale.
+    pub template: Option<RawTemplate>,
+    /// Most messages per period, e.g. `{count: 20, per: 1m}` (DingTalk and WeCom robots
+    /// default to 20 a minute, Feishu to 5 a second). Over the cap, waiting notifications
+    /// are merged into one digest message.
+    pub rate_limit: Option<RawRateLimit>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTemplate {
+    pub title: Option<String>,
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MessageTemplate {
+    pub title: Option<String>,
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub count: u32,
+    pub per: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub count: u32,
+    pub per: Duration,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmsGateway {
+    pub url: String,
+    /// POST (default) or PUT.
+    pub method: Option<String>,
+    /// Extra request headers, e.g. an API key.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, RawSecret>,
+    /// Content type of the body (default application/json).
+    pub content_type: Option<String>,
+    /// The body, a minijinja template over the message (`text`, `title`, `phone_numbers`,
+    /// `alerts`, …). Default: `{"to": [...], "text": "..."}`.
+    pub body: Option<String>,
+    pub phone_numbers: Vec<String>,
+    /// A regex the reply body must match for success (default: any 2xx reply).
+    pub success_match: Option<String>,
+    pub timeout: Option<String>,
+    /// zh-CN (default) or en.
+    pub locale: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmsGatewayConfig {
+    pub url: String,
+    pub method: String,
+    pub headers: Vec<(String, Secret)>,
+    pub content_type: String,
+    pub body: String,
+    pub phone_numbers: Vec<String>,
+    pub success_match: Option<regex::Regex>,
+    pub timeout: Duration,
+    pub locale: Locale,
+}
+
+/// The default body of an SMS gateway request.
+pub const SMS_GATEWAY_BODY: &str =
+    r#"{"to": {{ phone_numbers|tojson }}, "text": {{ text|tojson }}}"#;
+
+/// A syntax check of a message template.
+pub fn check_template(src: &str) -> Result<(), String> {
+    minijinja::Environment::new()
+        .template_from_str(src)
+        .map(drop)
+        .map_err(|e| format!("template: {e}"))
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -244,6 +326,8 @@ pub struct ReceiverConfig {
     pub name: String,
     pub kind: ReceiverKind,
     pub max_attempts: u32,
+    pub template: MessageTemplate,
+    pub rate_limit: Option<RateLimit>,
 }
 
 #[derive(Debug, Clone)]
@@ -270,6 +354,7 @@ pub enum ReceiverKind {
         locale: Locale,
         timeout: Duration,
     },
+    SmsGateway(SmsGatewayConfig),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,6 +366,20 @@ pub enum Vendor {
 }
 
 impl Vendor {
+    /// The vendor's documented cap: DingTalk and WeCom robots 20 messages a minute, Feishu
+    /// about 5 a second, Slack about 1 a second.
+    pub fn rate_limit(self) -> Option<RateLimit> {
+        let (count, secs) = match self {
+            Vendor::DingTalk | Vendor::WeCom => (20, 60),
+            Vendor::Feishu => (5, 1),
+            Vendor::Slack => (60, 60),
+        };
+        Some(RateLimit {
+            count,
+            per: Duration::from_secs(secs),
+        })
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Vendor::DingTalk => "dingtalk",
@@ -438,6 +537,7 @@ impl RawCollectorConfig {
                 r.email.is_some(),
                 r.aliyun_sms.is_some(),
                 r.tencent_sms.is_some(),
+                r.sms_gateway.is_some(),
             ]
             .into_iter()
             .chain(chats.iter().map(|(_, c)| c.is_some()))
@@ -447,9 +547,69 @@ impl RawCollectorConfig {
             let kind = match (r.webhook, r.log, chat) {
                 _ if set != 1 => {
                     p.push(format!(
-                        "{at}: set exactly one of `webhook`, `log`, `email`, `aliyun_sms`, `tencent_sms`, `alertmanager`, `dingtalk`, `wecom`, `feishu` or `slack`"
+                        "{at}: set exactly one of `webhook`, `log`, `email`, `aliyun_sms`, `tencent_sms`, `sms_gateway`, `alertmanager`, `dingtalk`, `wecom`, `feishu` or `slack`"
                     ));
                     None
+                }
+                _ if r.sms_gateway.is_some() => {
+                    let g = r.sms_gateway.expect("checked");
+                    if !(g.url.starts_with("http://") || g.url.starts_with("https://")) {
+                        p.push(format!("{at}: sms_gateway.url {:?} must be http(s)", g.url));
+                    }
+                    if g.phone_numbers.is_empty() {
+                        p.push(format!(
+                            "{at}: sms_gateway.phone_numbers needs at least one number"
+                        ));
+                    }
+                    let method = g.method.unwrap_or_else(|| "POST".into()).to_uppercase();
+                    if method != "POST" && method != "PUT" {
+                        p.push(format!("{at}: sms_gateway.method must be POST or PUT"));
+                    }
+                    let body = g.body.unwrap_or_else(|| SMS_GATEWAY_BODY.to_string());
+                    p.take(&format!("{at}: sms_gateway.body"), check_template(&body));
+                    let success_match = g.success_match.as_deref().and_then(|re| {
+                        p.take(
+                            &format!("{at}: sms_gateway.success_match"),
+                            regex::Regex::new(re),
+                        )
+                    });
+                    let headers = g
+                        .headers
+                        .into_iter()
+                        .filter_map(|(k, v)| {
+                            let s =
+                                p.take(&format!("{at}: sms_gateway.headers.{k}"), v.resolve())?;
+                            Some((k, s))
+                        })
+                        .collect();
+                    let timeout = dur(
+                        &mut p,
+                        &format!("{at}: sms_gateway.timeout"),
+                        &g.timeout,
+                        "10s",
+                    );
+                    let locale = p
+                        .take(
+                            &format!("{at}: sms_gateway"),
+                            Locale::parse(g.locale.as_deref(), "zh-CN"),
+                        )
+                        .unwrap_or(Locale::ZhCn);
+                    Some((
+                        ReceiverKind::SmsGateway(SmsGatewayConfig {
+                            url: g.url,
+                            method,
+                            headers,
+                            content_type: g
+                                .content_type
+                                .unwrap_or_else(|| "application/json".into()),
+                            body,
+                            phone_numbers: g.phone_numbers,
+                            success_match,
+                            timeout,
+                            locale,
+                        }),
+                        20,
+                    ))
                 }
                 _ if r.tencent_sms.is_some() => {
                     let t = r.tencent_sms.expect("checked");
@@ -679,6 +839,41 @@ impl RawCollectorConfig {
                 )),
                 _ => None,
             };
+            let mut template = MessageTemplate::default();
+            if let Some(t) = r.template {
+                for (field, src) in [("title", &t.title), ("body", &t.body)] {
+                    if let Some(src) = src {
+                        p.take(&format!("{at}: template.{field}"), check_template(src));
+                    }
+                }
+                template = MessageTemplate {
+                    title: t.title,
+                    body: t.body,
+                };
+            }
+            let rate_limit = match r.rate_limit {
+                Some(rl) => {
+                    let per = dur(
+                        &mut p,
+                        &format!("{at}: rate_limit.per"),
+                        &Some(rl.per),
+                        "1m",
+                    );
+                    if rl.count < 2 {
+                        p.push(format!(
+                            "{at}: rate_limit.count must be at least 2 (one is kept for a digest)"
+                        ));
+                    }
+                    Some(RateLimit {
+                        count: rl.count,
+                        per,
+                    })
+                }
+                None => match &kind {
+                    Some((ReceiverKind::Chat { vendor, .. }, _)) => vendor.rate_limit(),
+                    _ => None,
+                },
+            };
             if let Some((kind, max_attempts)) = kind {
                 if max_attempts == 0 {
                     p.push(format!("{at}: max_attempts must be at least 1"));
@@ -687,6 +882,8 @@ impl RawCollectorConfig {
                     name: r.name,
                     kind,
                     max_attempts,
+                    template,
+                    rate_limit,
                 });
             }
         }
@@ -697,6 +894,8 @@ impl RawCollectorConfig {
                     path: data_dir.join("alerts.log"),
                 },
                 max_attempts: 20,
+                template: MessageTemplate::default(),
+                rate_limit: None,
             });
         }
         let admin_token = self

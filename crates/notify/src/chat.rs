@@ -12,7 +12,7 @@
 
 use base64::Engine as _;
 use serde_json::{json, Value};
-use tocsin_config::collector::{Locale, Vendor};
+use tocsin_config::collector::Vendor;
 use tocsin_model::TimestampMs;
 
 fn hmac_b64(key: &[u8], msg: &[u8]) -> String {
@@ -34,79 +34,31 @@ pub fn feishu_sign(secret: &str, timestamp_s: i64) -> String {
     hmac_b64(format!("{timestamp_s}\n{secret}").as_bytes(), b"")
 }
 
-fn level_word(level: &str, locale: Locale) -> String {
-    match (locale, level) {
-        (Locale::ZhCn, "warning") => "警告".into(),
-        (Locale::ZhCn, "critical") => "严重".into(),
-        (Locale::ZhCn, "emergency") => "紧急".into(),
-        (_, other) => other.to_uppercase(),
-    }
-}
-
-/// The title and the lines people read, shared by every vendor.
-pub fn render(n: &Value, locale: Locale) -> (String, Vec<String>) {
-    let a = &n["alerts"][0];
-    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
-    let alertname = s(&a["labels"]["alertname"]);
-    let lw = level_word(&s(&n["tocsin"]["level"]), locale);
-    let event = s(&n["tocsin"]["event"]);
-    let resolved = n["status"] == "resolved";
-    let value = n["tocsin"]["value"]
-        .as_f64()
-        .map(|v| v.to_string())
-        .unwrap_or_default();
-    let threshold = s(&n["tocsin"]["threshold"]);
-    let (head, labels) = match locale {
-        Locale::ZhCn => (
-            match (resolved, event.as_str()) {
-                (true, _) => "【已恢复】",
-                (false, "level_changed") => "【级别变化】",
-                (false, "flapping") => "【频繁抖动】",
-                _ => "【告警】",
-            },
-            ["摘要", "主机", "当前值", "阈值", "开始时间", "恢复时间"],
-        ),
-        Locale::En => (
-            match (resolved, event.as_str()) {
-                (true, _) => "[RESOLVED] ",
-                (false, "level_changed") => "[LEVEL CHANGED] ",
-                (false, "flapping") => "[FLAPPING] ",
-                _ => "[FIRING] ",
-            },
-            [
-                "Summary",
-                "Host",
-                "Value",
-                "threshold",
-                "Since",
-                "Resolved at",
-            ],
-        ),
-    };
-    let sep = if locale == Locale::ZhCn { "：" } else { ": " };
-    let mut lines = vec![
-        format!("{}{sep}{}", labels[0], s(&a["annotations"]["summary"])),
-        format!("{}{sep}{}", labels[1], s(&a["labels"]["host"])),
-        format!("{}{sep}{value} ({} {threshold})", labels[2], labels[3]),
-        format!("{}{sep}{}", labels[4], s(&a["startsAt"])),
-    ];
-    if resolved {
-        lines.push(format!("{}{sep}{}", labels[5], s(&a["endsAt"])));
-    }
-    (format!("{head}{lw} {alertname}"), lines)
-}
-
 /// The HTTP requests (URL, JSON body) that deliver one notification through `vendor`.
 pub fn requests(
     vendor: Vendor,
     url: &str,
     secret: Option<&str>,
     at_mobiles: &[String],
-    locale: Locale,
+    templates: &crate::template::Templates,
     n: &Value,
     now: TimestampMs,
+) -> Result<Vec<(String, Value)>, String> {
+    let (title, lines) = templates.render(n)?;
+    Ok(requests_for(
+        vendor, url, secret, at_mobiles, &title, &lines, now,
+    ))
+}
+
+fn requests_for(
+    vendor: Vendor,
+    url: &str,
+    secret: Option<&str>,
+    at_mobiles: &[String],
+    title: &str,
+    lines: &[String],
+    now: TimestampMs,
 ) -> Vec<(String, Value)> {
-    let (title, lines) = render(n, locale);
     match vendor {
         Vendor::DingTalk => {
             let mut text = format!(

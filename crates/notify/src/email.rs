@@ -4,17 +4,17 @@
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use tocsin_config::collector::{EmailConfig, EmailTls, Locale};
+use tocsin_config::collector::{EmailConfig, EmailTls, MessageTemplate};
 
 pub(crate) struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     to: Vec<Mailbox>,
-    locale: Locale,
+    templates: crate::template::Templates,
 }
 
 impl Mailer {
-    pub(crate) fn new(c: &EmailConfig) -> Result<Self, String> {
+    pub(crate) fn new(c: &EmailConfig, template: &MessageTemplate) -> Result<Self, String> {
         let builder = match c.tls {
             EmailTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.host),
             EmailTls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&c.host)
@@ -35,12 +35,12 @@ impl Mailer {
             transport: builder.build(),
             from: parse(&c.from)?,
             to: c.to.iter().map(|a| parse(a)).collect::<Result<_, _>>()?,
-            locale: c.locale,
+            templates: crate::template::Templates::new(c.locale, template),
         })
     }
 
     pub(crate) async fn send(&self, n: &serde_json::Value) -> Result<(), String> {
-        let (title, lines) = crate::chat::render(n, self.locale);
+        let (title, lines) = self.templates.render(n)?;
         let text = format!("{title}\n\n{}\n", lines.join("\n"));
         let html = format!(
             "<html><body><h3>{}</h3><ul>{}</ul></body></html>",

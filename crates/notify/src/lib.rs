@@ -9,7 +9,8 @@ mod email;
 mod payload;
 pub mod silence;
 pub mod sms;
+pub mod template;
 mod worker;
 
-pub use payload::{format_rfc3339, webhook_payload, AckLinker};
-pub use worker::{backoff_ms, spawn_workers, DeliveryMetrics};
+pub use payload::{digest, format_rfc3339, webhook_payload, AckLinker};
+pub use worker::{backoff_ms, spawn_workers, DeliveryMetrics, RateLimiter};

@@ -118,6 +118,43 @@ pub fn webhook_payload(n: &Notification, external_url: &str, ack_link: AckLinker
     })
 }
 
+/// One message standing for several queued notifications, when a receiver's rate limit leaves
+/// room for only one more: every alert of every notification, in order, as one v4 body with
+/// `tocsin.kind = "digest"` and `tocsin.merged` = how many notifications it replaces.
+pub fn digest(items: &[Value]) -> Value {
+    let alerts: Vec<Value> = items
+        .iter()
+        .flat_map(|n| n["alerts"].as_array().cloned().unwrap_or_default())
+        .collect();
+    let firing = alerts.iter().any(|a| a["status"] == "firing");
+    let labels: Vec<Map<String, Value>> = alerts
+        .iter()
+        .map(|a| a["labels"].as_object().cloned().unwrap_or_default())
+        .collect();
+    let annotations: Vec<Map<String, Value>> = alerts
+        .iter()
+        .map(|a| a["annotations"].as_object().cloned().unwrap_or_default())
+        .collect();
+    let first = items.first().cloned().unwrap_or_else(|| json!({}));
+    let mut summary = first["tocsin"].clone();
+    summary["kind"] = json!("digest");
+    summary["merged"] = json!(items.len());
+    summary["alertCount"] = json!(alerts.len());
+    json!({
+        "version": "4",
+        "groupKey": "digest",
+        "truncatedAlerts": 0,
+        "status": if firing { "firing" } else { "resolved" },
+        "receiver": first["receiver"],
+        "groupLabels": {},
+        "commonLabels": common(&labels),
+        "commonAnnotations": common(&annotations),
+        "externalURL": first["externalURL"],
+        "alerts": alerts,
+        "tocsin": summary,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,42 @@ use tracing::{info, warn, Instrument};
 pub struct DeliveryMetrics {
     sent: IntCounterVec,
     pending: IntGaugeVec,
+    digested: IntCounterVec,
+}
+
+/// At most `count` messages in any `per`: a sliding window of send times.
+#[derive(Debug)]
+pub struct RateLimiter {
+    count: usize,
+    per_ms: i64,
+    sent: std::collections::VecDeque<i64>,
+}
+
+impl RateLimiter {
+    pub fn new(count: u32, per: Duration) -> RateLimiter {
+        RateLimiter {
+            count: count as usize,
+            per_ms: per.as_millis() as i64,
+            sent: Default::default(),
+        }
+    }
+
+    /// Messages that may go out at `now`.
+    pub fn available(&mut self, now: i64) -> usize {
+        while self.sent.front().is_some_and(|t| now - t >= self.per_ms) {
+            self.sent.pop_front();
+        }
+        self.count.saturating_sub(self.sent.len())
+    }
+
+    /// When the next message may go out (after `available` said none).
+    pub fn next_free(&self) -> i64 {
+        self.sent.front().map_or(0, |t| t + self.per_ms)
+    }
+
+    pub fn record(&mut self, now: i64) {
+        self.sent.push_back(now);
+    }
 }
 
 impl DeliveryMetrics {
@@ -36,9 +72,21 @@ impl DeliveryMetrics {
             ),
             &["receiver"],
         )?;
+        let digested = IntCounterVec::new(
+            Opts::new(
+                "tocsin_notifications_digested_total",
+                "Notifications merged into a digest message because the receiver's rate limit was reached.",
+            ),
+            &["receiver"],
+        )?;
         reg.register(Box::new(sent.clone()))?;
         reg.register(Box::new(pending.clone()))?;
-        Ok(Self { sent, pending })
+        reg.register(Box::new(digested.clone()))?;
+        Ok(Self {
+            sent,
+            pending,
+            digested,
+        })
     }
 }
 
@@ -77,7 +125,12 @@ enum Channel {
         url: String,
         secret: Option<tocsin_config::Secret>,
         at_mobiles: Vec<String>,
-        locale: tocsin_config::collector::Locale,
+        templates: crate::template::Templates,
+    },
+    SmsGateway {
+        client: reqwest::Client,
+        cfg: tocsin_config::collector::SmsGatewayConfig,
+        templates: crate::template::Templates,
     },
 }
 
@@ -127,12 +180,19 @@ impl Channel {
                 url,
                 secret,
                 at_mobiles,
-                locale,
+                templates,
             } => {
                 let n = parsed()?;
                 let secret = secret.as_ref().map(|s| s.expose());
-                let requests =
-                    crate::chat::requests(*vendor, url, secret, at_mobiles, *locale, &n, now_ms());
+                let requests = crate::chat::requests(
+                    *vendor,
+                    url,
+                    secret,
+                    at_mobiles,
+                    templates,
+                    &n,
+                    now_ms(),
+                )?;
                 for (target, body) in requests {
                     let reply = post_json(client, &target, &body).await?;
                     crate::chat::check_reply(*vendor, &reply)?;
@@ -140,6 +200,40 @@ impl Channel {
                 Ok(())
             }
             Channel::Email(m) => m.send(&parsed()?).await,
+            Channel::SmsGateway {
+                client,
+                cfg,
+                templates,
+            } => {
+                let n = parsed()?;
+                let body = templates.render_with(
+                    &cfg.body,
+                    &n,
+                    serde_json::json!({ "phone_numbers": cfg.phone_numbers }),
+                )?;
+                let mut req = if cfg.method == "PUT" {
+                    client.put(&cfg.url)
+                } else {
+                    client.post(&cfg.url)
+                };
+                req = req.header("content-type", &cfg.content_type);
+                for (k, v) in &cfg.headers {
+                    req = req.header(k.as_str(), v.expose());
+                }
+                let resp = req.body(body).send().await.map_err(|e| format!("{e}"))?;
+                let status = resp.status();
+                let text = resp.text().await.unwrap_or_default();
+                let short = || text.chars().take(200).collect::<String>();
+                if !status.is_success() {
+                    return Err(format!("HTTP {status}: {}", short()));
+                }
+                match &cfg.success_match {
+                    Some(re) if !re.is_match(&text) => {
+                        Err(format!("reply does not match success_match: {}", short()))
+                    }
+                    _ => Ok(()),
+                }
+            }
             Channel::TencentSms { client, cfg } => {
                 let n = parsed()?;
                 let params: Vec<String> = cfg
@@ -287,8 +381,14 @@ pub fn spawn_workers(
                 cfg: c.clone(),
             },
             ReceiverKind::Email(c) => Channel::Email(
-                crate::email::Mailer::new(c).map_err(|e| format!("receiver {}: {e}", r.name))?,
+                crate::email::Mailer::new(c, &r.template)
+                    .map_err(|e| format!("receiver {}: {e}", r.name))?,
             ),
+            ReceiverKind::SmsGateway(c) => Channel::SmsGateway {
+                client: http_client(&r.name, c.timeout)?,
+                cfg: c.clone(),
+                templates: crate::template::Templates::new(c.locale, &r.template),
+            },
             ReceiverKind::Alertmanager { url, timeout } => Channel::Alertmanager {
                 client: http_client(&r.name, *timeout)?,
                 url: url.clone(),
@@ -306,12 +406,15 @@ pub fn spawn_workers(
                 url: url.clone(),
                 secret: secret.clone(),
                 at_mobiles: at_mobiles.clone(),
-                locale: *locale,
+                templates: crate::template::Templates::new(*locale, &r.template),
             },
         };
         let outbox = Outbox::open(db, true).map_err(|e| format!("receiver {}: {e}", r.name))?;
         let w = Worker {
             name: r.name.clone(),
+            limiter: r
+                .rate_limit
+                .map(|l| Mutex::new(RateLimiter::new(l.count, l.per))),
             max_attempts: r.max_attempts,
             channel,
             outbox: Arc::new(Mutex::new(outbox)),
@@ -325,6 +428,7 @@ pub fn spawn_workers(
 
 struct Worker {
     name: String,
+    limiter: Option<Mutex<RateLimiter>>,
     max_attempts: u32,
     channel: Channel,
     outbox: Arc<Mutex<Outbox>>,
@@ -366,7 +470,7 @@ impl Worker {
 
     /// Sends what is due, in order; returns how long to wait before looking again.
     async fn drain(&self) -> Result<Duration, String> {
-        loop {
+        'fetch: loop {
             let name = self.name.clone();
             let items: Vec<OutboxItem> = self.db(move |o| o.pending(&name, 32)).await?;
             let name = self.name.clone();
@@ -385,36 +489,96 @@ impl Worker {
                 if it.next_attempt_ms > now {
                     return Ok(Duration::from_millis((it.next_attempt_ms - now) as u64));
                 }
-                match self.channel.send(&it.payload).await {
-                    Ok(()) => {
-                        self.db(move |o| o.mark_delivered(it.id)).await?;
-                        self.metrics
-                            .sent
-                            .with_label_values(&[&self.name, "delivered"])
-                            .inc();
+                if let Some(lim) = &self.limiter {
+                    let available = lim.lock().unwrap_or_else(|p| p.into_inner()).available(now);
+                    if available == 0 {
+                        let free = lim.lock().unwrap_or_else(|p| p.into_inner()).next_free();
+                        return Ok(Duration::from_millis((free - now).max(10) as u64));
                     }
-                    Err(e) => {
-                        let attempts = it.attempts + 1;
-                        let dead = attempts >= self.max_attempts;
-                        let retry = (!dead).then(|| now_ms() + backoff_ms(attempts - 1));
-                        let result = if dead { "dead" } else { "failed" };
-                        self.metrics
-                            .sent
-                            .with_label_values(&[&self.name, result])
-                            .inc();
-                        if dead {
-                            warn!(id = it.id, attempts, error = %e, "notification dead-lettered");
-                        } else {
-                            info!(id = it.id, attempts, error = %e, "notification failed, will retry");
-                        }
-                        let err = e.clone();
-                        self.db(move |o| o.mark_failed(it.id, &err, retry)).await?;
-                        if !dead {
-                            // Keep order: nothing after this item goes out before it does.
-                            break;
-                        }
+                    if available == 1 && n > 1 {
+                        // The last message this window allows: everything due goes in it.
+                        self.send_digest(it, now).await?;
+                        continue 'fetch;
                     }
+                    lim.lock().unwrap_or_else(|p| p.into_inner()).record(now);
                 }
+                let result = self.channel.send(&it.payload).await;
+                if !self.settle(&[it], result).await? {
+                    // Keep order: nothing after this item goes out before it does.
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Merges `first` and every other due item into one message and sends it.
+    async fn send_digest(&self, first: OutboxItem, now: i64) -> Result<(), String> {
+        let name = self.name.clone();
+        let mut items: Vec<OutboxItem> = self.db(move |o| o.pending(&name, 1000)).await?;
+        items.retain(|i| i.next_attempt_ms <= now);
+        if items.first().map(|i| i.id) != Some(first.id) {
+            items.insert(0, first);
+        }
+        let bodies: Vec<serde_json::Value> = items
+            .iter()
+            .filter_map(|i| serde_json::from_str(&i.payload).ok())
+            .collect();
+        let body = if items.len() == 1 {
+            items[0].payload.clone()
+        } else {
+            crate::payload::digest(&bodies).to_string()
+        };
+        if let Some(lim) = &self.limiter {
+            lim.lock().unwrap_or_else(|p| p.into_inner()).record(now);
+        }
+        info!(merged = items.len(), "rate limit reached: sending a digest");
+        let result = self.channel.send(&body).await;
+        if result.is_ok() && items.len() > 1 {
+            self.metrics
+                .digested
+                .with_label_values(&[&self.name])
+                .inc_by(items.len() as u64);
+        }
+        self.settle(&items, result).await.map(drop)
+    }
+
+    /// Records the outcome of one send standing for `items`; true when delivered (or
+    /// dead-lettered), false when it will be retried.
+    async fn settle(
+        &self,
+        items: &[OutboxItem],
+        result: Result<(), String>,
+    ) -> Result<bool, String> {
+        match result {
+            Ok(()) => {
+                let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
+                self.db(move |o| ids.iter().try_for_each(|id| o.mark_delivered(*id)))
+                    .await?;
+                self.metrics
+                    .sent
+                    .with_label_values(&[&self.name, "delivered"])
+                    .inc();
+                Ok(true)
+            }
+            Err(e) => {
+                // The first item carries the attempt count; the rest wait behind it.
+                let it = &items[0];
+                let attempts = it.attempts + 1;
+                let dead = attempts >= self.max_attempts;
+                let retry = (!dead).then(|| now_ms() + backoff_ms(attempts - 1));
+                let result = if dead { "dead" } else { "failed" };
+                self.metrics
+                    .sent
+                    .with_label_values(&[&self.name, result])
+                    .inc();
+                if dead {
+                    warn!(id = it.id, attempts, error = %e, "notification dead-lettered");
+                } else {
+                    info!(id = it.id, attempts, error = %e, "notification failed, will retry");
+                }
+                let id = it.id;
+                self.db(move |o| o.mark_failed(id, &e, retry)).await?;
+                Ok(dead)
             }
         }
     }
@@ -423,6 +587,19 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_limiter_window() {
+        let mut l = RateLimiter::new(3, Duration::from_secs(60));
+        assert_eq!(l.available(0), 3);
+        l.record(0);
+        l.record(1_000);
+        l.record(2_000);
+        assert_eq!(l.available(59_999), 0);
+        assert_eq!(l.next_free(), 60_000);
+        assert_eq!(l.available(60_000), 1);
+        assert_eq!(l.available(62_000), 3);
+    }
 
     #[test]
     fn backoff_grows_and_caps() {

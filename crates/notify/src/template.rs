@@ -1,0 +1,315 @@
+//! Message text: a title and lines rendered by minijinja templates from a stored notification
+//! (Alertmanager v4 JSON with `tocsin` objects), with default templates in zh-CN and en. Every
+//! text channel (chat robots, e-mail, SMS gateways) reads through here.
+//!
+//! Template variables: `head` (e.g. 【告警】 / [FIRING]), `level`, `level_word`, `alertname`,
+//! `count`, `status`, `kind` (changed, repeat, escalation, digest), `step`, `external_url`,
+//! `alerts` (each: `alertname`, `firing`, `status_word`, `event`, `level`, `level_word`, `host`,
+//! `summary`, `description`, `value`, `threshold`, `since`, `until`, `labels`, `annotations`,
+//! `ack` {by, comment}, `ack_url`) and `payload` (the whole notification).
+
+use serde_json::{json, Value};
+use tocsin_config::collector::{Locale, MessageTemplate};
+
+const TITLE_ZH: &str =
+    "{{ head }}{{ level_word }} {{ alertname }}{% if count > 1 %} 等{{ count }}条{% endif %}";
+const TITLE_EN: &str = "{{ head }}{{ level_word }} {{ alertname }}{% if count > 1 %} (+{{ count - 1 }} more){% endif %}";
+
+const BODY_ZH: &str = "
+{%- for a in alerts %}
+{%- if count > 1 %}
+{{ loop.index }}. {{ a.status_word }} {{ a.alertname }} {{ a.level_word }}
+{%- endif %}
+摘要：{{ a.summary }}
+主机：{{ a.host }}
+当前值：{{ a.value }} (阈值 {{ a.threshold }})
+开始时间：{{ a.since }}
+{%- if not a.firing %}
+恢复时间：{{ a.until }}
+{%- endif %}
+{%- if a.ack %}
+已确认：{{ a.ack.by }}{% if a.ack.comment %}（{{ a.ack.comment }}）{% endif %}
+{%- elif a.ack_url %}
+确认：{{ a.ack_url }}
+{%- endif %}
+{%- endfor %}";
+
+const BODY_EN: &str = "
+{%- for a in alerts %}
+{%- if count > 1 %}
+{{ loop.index }}. {{ a.status_word }} {{ a.alertname }} {{ a.level_word }}
+{%- endif %}
+Summary: {{ a.summary }}
+Host: {{ a.host }}
+Value: {{ a.value }} (threshold {{ a.threshold }})
+Since: {{ a.since }}
+{%- if not a.firing %}
+Resolved at: {{ a.until }}
+{%- endif %}
+{%- if a.ack %}
+Acknowledged by {{ a.ack.by }}{% if a.ack.comment %} ({{ a.ack.comment }}){% endif %}
+{%- elif a.ack_url %}
+Acknowledge: {{ a.ack_url }}
+{%- endif %}
+{%- endfor %}";
+
+/// A receiver's templates.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    locale: Locale,
+    title: String,
+    body: String,
+}
+
+fn level_word(level: &str, locale: Locale) -> String {
+    match (locale, level) {
+        (Locale::ZhCn, "warning") => "警告".into(),
+        (Locale::ZhCn, "critical") => "严重".into(),
+        (Locale::ZhCn, "emergency") => "紧急".into(),
+        (_, other) => other.to_uppercase(),
+    }
+}
+
+fn head(n: &Value, locale: Locale) -> String {
+    let t = &n["tocsin"];
+    let zh = locale == Locale::ZhCn;
+    let resolved = n["status"] == "resolved";
+    let step = t["step"].as_u64().unwrap_or(0);
+    match (resolved, t["kind"].as_str(), t["event"].as_str()) {
+        (true, _, _) => if zh { "【已恢复】" } else { "[RESOLVED] " }.into(),
+        (false, Some("digest"), _) => if zh { "【汇总】" } else { "[DIGEST] " }.into(),
+        (false, Some("escalation"), _) if step > 1 => {
+            if zh {
+                format!("【升级·第{step}级】")
+            } else {
+                format!("[ESCALATED L{step}] ")
+            }
+        }
+        (false, Some("repeat"), _) => if zh {
+            "【重复提醒】"
+        } else {
+            "[REPEAT] "
+        }
+        .into(),
+        (false, _, Some("level_changed")) => if zh {
+            "【级别变化】"
+        } else {
+            "[LEVEL CHANGED] "
+        }
+        .into(),
+        (false, _, Some("flapping")) => if zh {
+            "【频繁抖动】"
+        } else {
+            "[FLAPPING] "
+        }
+        .into(),
+        _ => if zh { "【告警】" } else { "[FIRING] " }.into(),
+    }
+}
+
+/// The variables templates see.
+pub fn context(n: &Value, locale: Locale) -> Value {
+    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let empty = vec![];
+    let alerts = n["alerts"].as_array().unwrap_or(&empty);
+    let items: Vec<Value> = alerts
+        .iter()
+        .map(|a| {
+            let firing = a["status"] == "firing";
+            let level = s(&a["labels"]["level"]);
+            let status_word = match (locale, firing) {
+                (Locale::ZhCn, true) => "告警",
+                (Locale::ZhCn, false) => "已恢复",
+                (_, true) => "FIRING",
+                (_, false) => "RESOLVED",
+            };
+            json!({
+                "alertname": a["labels"]["alertname"],
+                "firing": firing,
+                "status_word": status_word,
+                "event": a["tocsin"]["event"],
+                "level": level,
+                "level_word": level_word(&level, locale),
+                "host": s(&a["labels"]["host"]),
+                "summary": s(&a["annotations"]["summary"]),
+                "description": s(&a["annotations"]["description"]),
+                "value": a["tocsin"]["value"].as_f64().map(|v| v.to_string()).unwrap_or_default(),
+                "threshold": s(&a["tocsin"]["threshold"]),
+                "since": s(&a["startsAt"]),
+                "until": s(&a["endsAt"]),
+                "labels": a["labels"],
+                "annotations": a["annotations"],
+                "ack": a["tocsin"]["ack"],
+                "ack_url": a["tocsin"]["ackUrl"],
+            })
+        })
+        .collect();
+    // The title speaks of the highest level among firing alerts (or the first alert).
+    let rank = |l: &str| match l {
+        "emergency" => 3,
+        "critical" => 2,
+        "warning" => 1,
+        _ => 0,
+    };
+    let level = items
+        .iter()
+        .filter(|a| a["firing"] == true)
+        .map(|a| s(&a["level"]))
+        .max_by_key(|l| rank(l))
+        .or_else(|| items.first().map(|a| s(&a["level"])))
+        .unwrap_or_default();
+    let alertname = n["commonLabels"]["alertname"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| items.first().map(|a| s(&a["alertname"])))
+        .unwrap_or_default();
+    json!({
+        "head": head(n, locale),
+        "level": level,
+        "level_word": level_word(&level, locale),
+        "alertname": alertname,
+        "count": items.len(),
+        "status": n["status"],
+        "kind": n["tocsin"]["kind"],
+        "step": n["tocsin"]["step"],
+        "external_url": n["externalURL"],
+        "alerts": items,
+        "payload": n,
+    })
+}
+
+impl Templates {
+    pub fn new(locale: Locale, t: &MessageTemplate) -> Templates {
+        let (title, body) = match locale {
+            Locale::ZhCn => (TITLE_ZH, BODY_ZH),
+            Locale::En => (TITLE_EN, BODY_EN),
+        };
+        Templates {
+            locale,
+            title: t.title.clone().unwrap_or_else(|| title.to_string()),
+            body: t.body.clone().unwrap_or_else(|| body.to_string()),
+        }
+    }
+
+    pub fn locale(&self) -> Locale {
+        self.locale
+    }
+
+    /// The title and the non-empty lines of one notification.
+    pub fn render(&self, n: &Value) -> Result<(String, Vec<String>), String> {
+        let ctx = context(n, self.locale);
+        let env = minijinja::Environment::new();
+        let title = env
+            .render_str(&self.title, &ctx)
+            .map_err(|e| format!("title template: {e}"))?;
+        let body = env
+            .render_str(&self.body, &ctx)
+            .map_err(|e| format!("body template: {e}"))?;
+        let lines = body
+            .lines()
+            .map(str::trim_end)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+        Ok((title.trim().to_string(), lines))
+    }
+
+    /// Renders another template (e.g. an SMS gateway body) with the same variables plus
+    /// `title`, `text` (title and lines) and `extra`.
+    pub fn render_with(&self, src: &str, n: &Value, extra: Value) -> Result<String, String> {
+        let (title, lines) = self.render(n)?;
+        let mut ctx = context(n, self.locale);
+        ctx["title"] = json!(title);
+        ctx["text"] = json!(format!("{title}\n{}", lines.join("\n")));
+        if let Value::Object(m) = extra {
+            for (k, v) in m {
+                ctx[k] = v;
+            }
+        }
+        minijinja::Environment::new()
+            .render_str(src, &ctx)
+            .map_err(|e| format!("template: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(host: &str, level: &str, firing: bool) -> Value {
+        json!({
+            "status": if firing { "firing" } else { "resolved" },
+            "labels": { "alertname": "DiskFull", "host": host, "level": level },
+            "annotations": { "summary": format!("disk full on {host}") },
+            "startsAt": "2026-11-23T10:00:00.000Z",
+            "endsAt": "2026-11-23T10:05:00.000Z",
+            "tocsin": { "event": "firing", "value": 97.5, "threshold": "> 95",
+                        "ackUrl": "http://c/ack?t=x", "ack": null },
+        })
+    }
+
+    #[test]
+    fn one_alert_and_a_group() {
+        let t = Templates::new(Locale::ZhCn, &MessageTemplate::default());
+        let one = json!({ "status": "firing", "alerts": [alert("db-1", "critical", true)],
+                          "commonLabels": { "alertname": "DiskFull" },
+                          "tocsin": { "kind": "changed", "event": "firing" } });
+        let (title, lines) = t.render(&one).unwrap();
+        assert_eq!(title, "【告警】严重 DiskFull");
+        assert_eq!(
+            lines,
+            vec![
+                "摘要：disk full on db-1",
+                "主机：db-1",
+                "当前值：97.5 (阈值 > 95)",
+                "开始时间：2026-11-23T10:00:00.000Z",
+                "确认：http://c/ack?t=x",
+            ]
+        );
+        let group = json!({ "status": "firing",
+            "alerts": [alert("db-1", "warning", true), alert("db-2", "emergency", true), alert("db-3", "warning", false)],
+            "commonLabels": { "alertname": "DiskFull" },
+            "tocsin": { "kind": "digest" } });
+        let en = Templates::new(Locale::En, &MessageTemplate::default());
+        let (title, lines) = en.render(&group).unwrap();
+        assert_eq!(title, "[DIGEST] EMERGENCY DiskFull (+2 more)");
+        assert_eq!(lines[0], "1. FIRING DiskFull WARNING");
+        assert!(lines.contains(&"3. RESOLVED DiskFull WARNING".to_string()));
+        assert!(lines.contains(&"Resolved at: 2026-11-23T10:05:00.000Z".to_string()));
+    }
+
+    #[test]
+    fn custom_templates_and_errors() {
+        let t = Templates::new(
+            Locale::En,
+            &MessageTemplate {
+                title: Some("{{ alertname }}!".into()),
+                body: Some(
+                    "{% for a in alerts %}{{ a.host }}={{ a.labels.level }}\n{% endfor %}".into(),
+                ),
+            },
+        );
+        let n = json!({ "status": "firing", "alerts": [alert("db-1", "critical", true)],
+                        "tocsin": { "kind": "repeat" } });
+        assert_eq!(
+            t.render(&n).unwrap(),
+            ("DiskFull!".to_string(), vec!["db-1=critical".to_string()])
+        );
+        let body = t
+            .render_with(
+                "{{ phone_numbers|tojson }} {{ text|tojson }}",
+                &n,
+                json!({ "phone_numbers": ["1"] }),
+            )
+            .unwrap();
+        assert_eq!(body, "[\"1\"] \"DiskFull!\\ndb-1=critical\"");
+        let bad = Templates::new(
+            Locale::En,
+            &MessageTemplate {
+                title: None,
+                body: Some("{{ nope(1) }}".into()),
+            },
+        );
+        assert!(bad.render(&n).unwrap_err().starts_with("body template:"));
+    }
+}
