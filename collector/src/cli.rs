@@ -117,11 +117,17 @@ enum Cmd {
 #[derive(clap::Args)]
 struct ApiArgs {
     /// The collector's URL.
-    #[arg(long, default_value = "http://127.0.0.1:9760", value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "http://127.0.0.1:9760",
+        value_name = "URL"
+    )]
     url: String,
     /// Admin token (also from TOCSIN_ADMIN_TOKEN).
     #[arg(
         long,
+        global = true,
         env = "TOCSIN_ADMIN_TOKEN",
         value_name = "TOKEN",
         hide_env_values = true

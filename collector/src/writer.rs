@@ -288,6 +288,7 @@ impl Writer {
         let mut transitions = std::mem::take(&mut self.carry);
         let mut ticked = false;
         let mut ack_replies = Vec::new();
+        let mut queued = 0usize;
         let mut seen: Vec<(String, TimestampMs)> = Vec::new();
         let result = (|| -> Result<(), StoreError> {
             let mut tx = self.store.begin()?;
@@ -341,7 +342,7 @@ impl Writer {
                     }
                 }
             }
-            Self::stage(
+            queued = Self::stage(
                 &mut self.engine,
                 &mut self.delivery,
                 &self.tel,
@@ -368,7 +369,7 @@ impl Writer {
                 for (reply, r) in ack_replies {
                     let _ = reply.send(r.map_err(AckFailure::Refused));
                 }
-                self.after_commit(&transitions, acked);
+                self.after_commit(&transitions, acked, queued);
             }
             Err(e) => {
                 self.tel.storage_errors.inc();
@@ -410,7 +411,8 @@ impl Writer {
         tx: &mut tocsin_store::Txn<'_>,
         transitions: &[Transition],
         now: TimestampMs,
-    ) -> Result<(), StoreError> {
+    ) -> Result<usize, StoreError> {
+        let mut queued = 0;
         for c in engine.take_changes() {
             let json = c
                 .state
@@ -477,14 +479,19 @@ impl Writer {
             }
             let body = tocsin_notify::webhook_payload(&n, &d.external_url, &link);
             tx.enqueue(&n.receiver, &body.to_string(), now)?;
+            queued += 1;
         }
         for (key, json) in d.dispatcher.take_changes() {
             tx.put_dispatch(&key, json.as_deref())?;
         }
-        Ok(())
+        Ok(queued)
     }
 
-    fn after_commit(&mut self, transitions: &[Transition], acked: bool) {
+    /// Logs and counts what changed; wakes the delivery workers when something was queued.
+    fn after_commit(&mut self, transitions: &[Transition], acked: bool, queued: usize) {
+        if queued > 0 {
+            self.wake.send_modify(|n| *n += 1);
+        }
         if transitions.is_empty() && !acked {
             return;
         }
@@ -501,7 +508,6 @@ impl Writer {
                 "alert transition"
             );
         }
-        self.wake.send_modify(|n| *n += 1);
         self.refresh_view(false);
     }
 

@@ -140,13 +140,18 @@ impl Drop for Proc {
 
 /// Serves `app` on a free 127.0.0.1 port from a runtime of its own (kept alive by the caller).
 pub fn serve(app: axum::Router) -> (std::net::SocketAddr, tokio::runtime::Runtime) {
+    serve_on(0, app)
+}
+
+/// Serves `app` on 127.0.0.1:`port` (0: any free port).
+pub fn serve_on(port: u16, app: axum::Router) -> (std::net::SocketAddr, tokio::runtime::Runtime) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .expect("runtime");
     let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     rt.spawn(async move { axum::serve(listener, app).await });
@@ -162,6 +167,11 @@ pub struct Webhook {
 
 impl Webhook {
     pub fn start() -> Webhook {
+        Webhook::start_on(0)
+    }
+
+    /// A webhook on a given port, e.g. one a collector was told about while it was down.
+    pub fn start_on(port: u16) -> Webhook {
         let received: Arc<Mutex<Vec<(Instant, Value)>>> = Arc::default();
         let rec = Arc::clone(&received);
         let app = axum::Router::new().route(
@@ -175,7 +185,7 @@ impl Webhook {
                 }
             }),
         );
-        let (addr, rt) = serve(app);
+        let (addr, rt) = serve_on(port, app);
         Webhook {
             url: format!("http://{addr}/hook"),
             received,

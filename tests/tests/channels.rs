@@ -496,3 +496,63 @@ fn tencent_sms_is_signed_with_tc3() {
         })
     );
 }
+
+#[test]
+fn a_generic_sms_gateway_gets_the_templated_body_and_headers() {
+    let _g = serial();
+    let got: Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>> = Arc::default();
+    let g2 = Arc::clone(&got);
+    let app = axum::Router::new().route(
+        "/sms/send",
+        axum::routing::put(move |headers: axum::http::HeaderMap, body: String| {
+            let got = Arc::clone(&g2);
+            async move {
+                // Fails the first time, so the retry path and the success match are both used.
+                let mut g = got.lock().unwrap();
+                g.push((headers, body));
+                if g.len() == 1 {
+                    "status=busy".to_string()
+                } else {
+                    "status=queued id=42".to_string()
+                }
+            }
+        }),
+    );
+    let (addr, _rt) = serve(app);
+    let receivers = format!(
+        r#"  - name: gateway
+    sms_gateway:
+      url: "http://{addr}/sms/send"
+      method: PUT
+      content_type: application/x-www-form-urlencoded
+      headers: {{ X-Api-Key: k3y }}
+      body: "to={{{{ phone_numbers|join(',') }}}}&msg={{{{ text|urlencode }}}}"
+      phone_numbers: ["13800000000", "13900000000"]
+      success_match: "status=queued"
+      locale: en
+    template:
+      title: "{{{{ level_word }}}} {{{{ alertname }}}}"
+      body: "{{% for a in alerts %}}{{{{ a.host }}}} {{{{ a.value }}}}{{% endfor %}}"
+"#
+    );
+    let (_dir, c, _a) = stack(DISK_RULE, &receivers, "disk_used_percent 95\n", "db-1");
+    let (headers, body) = wait_for("a delivered SMS", Duration::from_secs(20), || {
+        got.lock().unwrap().get(1).cloned()
+    });
+    assert_eq!(headers["x-api-key"], "k3y");
+    assert_eq!(headers["content-type"], "application/x-www-form-urlencoded");
+    assert_eq!(
+        body,
+        "to=13800000000,13900000000&msg=CRITICAL%20DiskAlmostFull%0Adb-1%2095"
+    );
+    let first = got.lock().unwrap()[0].1.clone();
+    assert_eq!(first, body, "the retry sends the same message");
+    wait_for("the failure counted", Duration::from_secs(5), || {
+        let m = reqwest::blocking::get(c.url("/metrics"))
+            .unwrap()
+            .text()
+            .unwrap();
+        m.contains("tocsin_notifications_total{receiver=\"gateway\",result=\"failed\"} 1")
+            .then_some(())
+    });
+}

@@ -544,3 +544,383 @@ fn inhibition_holds_back_alerts_covered_by_a_firing_one() {
         "both are recorded"
     );
 }
+
+/// Writes collector.yaml with these webhooks as receivers (by name) plus `rest`.
+fn configure(s: &Setup, hooks: &[(&str, &tocsin_e2e::Webhook)], rest: &str) {
+    let mut cfg = String::from("stale_after: 1m\n");
+    if !hooks.is_empty() {
+        cfg.push_str("receivers:\n");
+    }
+    for (name, h) in hooks {
+        cfg.push_str(&format!(
+            "  - name: {name}\n    webhook: {{ url: \"{}\", timeout: 2s }}\n",
+            h.url
+        ));
+    }
+    cfg.push_str(rest);
+    std::fs::write(s.p("collector.yaml"), cfg).unwrap();
+}
+
+fn escalation_step(v: &serde_json::Value) -> (String, u64, String) {
+    (
+        v["tocsin"]["kind"].as_str().unwrap_or("").to_string(),
+        v["tocsin"]["step"].as_u64().unwrap_or(0),
+        v["alerts"][0]["labels"]["level"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+    )
+}
+
+#[test]
+fn escalation_steps_stop_when_acknowledged_by_link_api_or_cli() {
+    let _g = serial();
+    let s = Setup::new();
+    let chat = tocsin_e2e::Webhook::start();
+    let lead = tocsin_e2e::Webhook::start();
+    let boss = tocsin_e2e::Webhook::start();
+    configure(
+        &s,
+        &[("chat", &chat), ("lead", &lead), ("boss", &boss)],
+        "admin_token: adm1n
+ack: { secret: s3cret, link_ttl: 1h }
+escalation_policies:
+  - name: oncall
+    steps:
+      - { after: 0s, receivers: [chat] }
+      - { after: 2s, receivers: [lead] }
+      - { after: 4s, receivers: [boss] }
+route:
+  escalation: oncall
+",
+    );
+    s.set_value(10.0);
+    let c = s.collector("127.0.0.1:0");
+    let _a = s.agent(&c);
+    wait_host(&c);
+
+    s.set_value(60.0);
+    let (t1, first) = chat.wait_nth(1, Duration::from_secs(10));
+    assert_eq!(
+        escalation_step(&first),
+        ("escalation".into(), 1, "warning".into())
+    );
+    let (t2, second) = lead.wait_nth(1, Duration::from_secs(10));
+    assert_eq!(
+        escalation_step(&second),
+        ("escalation".into(), 2, "warning".into())
+    );
+    let gap = t2 - t1;
+    assert!(
+        gap >= Duration::from_millis(1500) && gap <= Duration::from_secs(4),
+        "step 2 about 2 s after step 1, got {gap:?}"
+    );
+
+    // The signed link: a page first (previews must not acknowledge), then the form's POST.
+    let url = second["alerts"][0]["tocsin"]["ackUrl"].as_str().unwrap();
+    let token = url.split("/ack?t=").nth(1).unwrap().to_string();
+    let client = reqwest::blocking::Client::new();
+    let page = client
+        .get(c.url(&format!("/ack?t={token}")))
+        .send()
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().unwrap().contains("<form method=\"post\""));
+    let forged = token.replacen("warning", "critical", 1);
+    let r = client
+        .get(c.url(&format!("/ack?t={forged}")))
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        403,
+        "a token edited to another level is refused"
+    );
+    assert!(metric(&c, "tocsin_ack_links_refused_total") >= 1.0);
+    let r = client
+        .post(c.url("/ack"))
+        .form(&[("t", token.as_str()), ("by", "alice"), ("comment", "on it")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.text().unwrap().contains("alice"));
+    let alerts = get_json(&c.url("/api/v1/alerts"));
+    let a = &alerts["data"]["alerts"][0];
+    assert_eq!(a["ack"]["by"], "alice");
+    assert_eq!(a["ack"]["comment"], "on it");
+    let id = a["id"].as_str().unwrap().to_string();
+    assert_eq!(id, second["alerts"][0]["fingerprint"]);
+
+    // Step 3 was due 4 s after the firing: it never comes.
+    wait_writes(&c, 5.0);
+    assert!(boss.all().is_empty(), "acknowledged before step 3");
+    assert_eq!(lead.all().len(), 1);
+
+    // The API: wrong token, unknown alert.
+    let r = client
+        .post(c.url("/api/v1/alerts/0000000000000000/ack"))
+        .bearer_auth("adm1n")
+        .json(&serde_json::json!({"by": "bob"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let r = client
+        .post(c.url(&format!("/api/v1/alerts/{id}/ack")))
+        .json(&serde_json::json!({"by": "bob"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+
+    // A rise to critical re-opens it: the steps start over at the new level.
+    s.set_value(90.0);
+    let (_, again) = chat.wait_nth(2, Duration::from_secs(10));
+    assert_eq!(
+        escalation_step(&again),
+        ("escalation".into(), 1, "critical".into())
+    );
+    // The old warning link no longer acknowledges.
+    let r = client
+        .post(c.url("/ack"))
+        .form(&[("t", token.as_str()), ("by", "alice")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 409, "{}", r.text().unwrap());
+    // The CLI acknowledges the critical level.
+    let out = std::process::Command::new(tocsin_e2e::binary("tocsin-collector"))
+        .args([
+            "ack",
+            &id,
+            "--by",
+            "bob",
+            "--comment",
+            "failing over",
+            "--url",
+        ])
+        .arg(c.url(""))
+        .args(["--token", "adm1n"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let alerts = get_json(&c.url("/api/v1/alerts"));
+    assert_eq!(alerts["data"]["alerts"][0]["ack"]["by"], "bob");
+    assert_eq!(alerts["data"]["alerts"][0]["ack"]["level"], "critical");
+    wait_writes(&c, 5.0);
+    assert!(boss.all().is_empty(), "no step 3 at critical either");
+
+    // The resolve reaches everyone who heard of the alert.
+    s.set_value(10.0);
+    wait_for("resolves", Duration::from_secs(10), || {
+        let last = |h: &tocsin_e2e::Webhook| h.all().last().map(|(_, v)| v["status"] == "resolved");
+        (last(&chat) == Some(true) && last(&lead) == Some(true)).then_some(())
+    });
+    assert!(boss.all().is_empty());
+}
+
+#[test]
+fn alerts_of_one_group_arrive_in_one_message() {
+    let _g = serial();
+    let s = Setup::new();
+    std::fs::write(
+        s.p("rules/e2e.yaml"),
+        "rules:
+  - { name: CpuHot, expr: e2e_value, levels: { warning: \"> 50\" } }
+  - { name: MemHot, expr: e2e_value, levels: { warning: \"> 50\" } }
+  - { name: DiskHot, expr: e2e_value, levels: { warning: \"> 50\" } }
+",
+    )
+    .unwrap();
+    configure(
+        &s,
+        &[("hook", &s.hook)],
+        "route:
+  receivers: [hook]
+  group_by: [host]
+  group_wait: 2s
+  group_interval: 1s
+",
+    );
+    s.set_value(10.0);
+    let c = s.collector("127.0.0.1:0");
+    let _a = s.agent(&c);
+    wait_host(&c);
+    s.set_value(60.0);
+    let (_, body) = s.hook.wait_nth(1, Duration::from_secs(10));
+    let names: Vec<&str> = body["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["labels"]["alertname"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["CpuHot", "DiskHot", "MemHot"]);
+    assert_eq!(body["groupLabels"], serde_json::json!({"host": "e2e-host"}));
+    assert_eq!(body["commonLabels"]["host"], "e2e-host");
+    s.set_value(10.0);
+    let (_, resolved) = s.hook.wait_nth(2, Duration::from_secs(10));
+    assert_eq!(resolved["status"], "resolved");
+    assert_eq!(resolved["alerts"].as_array().unwrap().len(), 3);
+    wait_writes(&c, 3.0);
+    assert_eq!(s.hook.all().len(), 2, "one message per change of the group");
+}
+
+#[test]
+fn a_maintenance_window_mutes_only_while_it_is_open() {
+    let _g = serial();
+    let s = Setup::new();
+    s.set_value(10.0);
+    let c = s.collector("127.0.0.1:0");
+    let _a = s.agent(&c);
+    wait_host(&c);
+    let now_min = tocsin_model::now_ms() / 60_000;
+    let hhmm = |m: i64| format!("{:02}:{:02}", m.rem_euclid(1440) / 60, m.rem_euclid(60));
+    let day = |m: i64| {
+        ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+            [(m.div_euclid(1440) + 3).rem_euclid(7) as usize]
+    };
+    let add = |from: i64, to: i64| {
+        let out = std::process::Command::new(tocsin_e2e::binary("tocsin-collector"))
+            .args([
+                "silence",
+                "add",
+                "host=~e2e-.*",
+                "--author",
+                "ops",
+                "--comment",
+                "db upgrade",
+            ])
+            .arg("--window")
+            .arg(format!("{}-{}", hhmm(from), hhmm(to)))
+            .args(["--days", day(from), "--utc-offset", "+00:00", "--url"])
+            .arg(c.url(""))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // Later today (or tomorrow): not open now.
+    add(now_min + 120, now_min + 180);
+    s.set_value(60.0);
+    s.hook.wait_nth(1, Duration::from_secs(10));
+    // Open now: the rise to critical stays quiet.
+    add(now_min - 1, now_min + 30);
+    let listed = get_json(&c.url("/api/v1/silences"));
+    assert_eq!(
+        listed["data"]["silences"][1]["schedule"]["days"][0],
+        day(now_min - 1)
+    );
+    s.set_value(90.0);
+    wait_for("the silenced count", Duration::from_secs(10), || {
+        (metric(&c, "tocsin_notifications_silenced_total") >= 1.0).then_some(())
+    });
+    wait_writes(&c, 2.0);
+    assert_eq!(s.hook.events(), vec![ev("firing", "warning")]);
+    assert_eq!(
+        get_json(&c.url("/api/v1/alerts"))["data"]["alerts"][0]["level"],
+        "critical",
+        "recorded all the same"
+    );
+}
+
+#[test]
+fn over_the_rate_limit_waiting_notifications_merge_into_one_digest() {
+    let _g = serial();
+    let s = Setup::new();
+    let rules: String = (1..=5)
+        .map(|i| {
+            format!("  - {{ name: Check{i}, expr: e2e_value, levels: {{ warning: \"> 50\" }} }}\n")
+        })
+        .collect();
+    std::fs::write(s.p("rules/e2e.yaml"), format!("rules:\n{rules}")).unwrap();
+    configure(
+        &s,
+        &[],
+        &format!(
+            "receivers:\n  - name: hook\n    webhook: {{ url: \"{}\" }}\n    rate_limit: {{ count: 2, per: 1m }}\n",
+            s.hook.url
+        ),
+    );
+    s.set_value(10.0);
+    let c = s.collector("127.0.0.1:0");
+    let _a = s.agent(&c);
+    wait_host(&c);
+    s.set_value(60.0);
+    let (_, digest) = s.hook.wait_nth(2, Duration::from_secs(10));
+    let first = &s.hook.all()[0].1;
+    assert_eq!(first["alerts"].as_array().unwrap().len(), 1);
+    assert_eq!(digest["tocsin"]["kind"], "digest");
+    assert_eq!(digest["tocsin"]["merged"], 4);
+    let mut names: Vec<String> = s
+        .hook
+        .all()
+        .iter()
+        .flat_map(|(_, v)| v["alerts"].as_array().unwrap().clone())
+        .map(|a| a["labels"]["alertname"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec!["Check1", "Check2", "Check3", "Check4", "Check5"],
+        "none dropped"
+    );
+    assert_eq!(
+        metric(&c, "tocsin_notifications_digested_total{receiver=\"hook\"}"),
+        4.0
+    );
+    // The minute's budget is spent: the resolves wait in the outbox, not on the floor.
+    s.set_value(10.0);
+    wait_for("resolves queued", Duration::from_secs(10), || {
+        (metric(&c, "tocsin_notifications_pending{receiver=\"hook\"}") >= 5.0).then_some(())
+    });
+    assert_eq!(s.hook.all().len(), 2);
+}
+
+#[test]
+fn sigkill_while_the_receiver_is_down_delivers_each_notification_exactly_once() {
+    let _g = serial();
+    let s = Setup::new();
+    let port = tocsin_e2e::servers::free_port();
+    configure(
+        &s,
+        &[],
+        &format!("receivers:\n  - name: down\n    webhook: {{ url: \"http://127.0.0.1:{port}/hook\", timeout: 1s }}\n"),
+    );
+    s.set_value(10.0);
+    let mut c = s.collector("127.0.0.1:0");
+    let mut a = s.agent(&c);
+    wait_host(&c);
+    s.set_value(60.0);
+    wait_for("a failed delivery", Duration::from_secs(15), || {
+        (metric(
+            &c,
+            "tocsin_notifications_total{receiver=\"down\",result=\"failed\"}",
+        ) >= 1.0)
+            .then_some(())
+    });
+    s.set_value(10.0);
+    wait_for("both queued", Duration::from_secs(15), || {
+        (metric(&c, "tocsin_notifications_pending{receiver=\"down\"}") >= 2.0).then_some(())
+    });
+    a.kill9();
+    c.kill9();
+    let c = s.collector("127.0.0.1:0");
+    let hook = tocsin_e2e::Webhook::start_on(port);
+    hook.wait_nth(2, Duration::from_secs(40));
+    wait_for("the outbox drained", Duration::from_secs(10), || {
+        (metric(&c, "tocsin_notifications_pending{receiver=\"down\"}") == 0.0).then_some(())
+    });
+    let delivered = metric(
+        &c,
+        "tocsin_notifications_total{receiver=\"down\",result=\"delivered\"}",
+    );
+    assert_eq!(delivered, 2.0);
+    assert_eq!(
+        hook.events(),
+        vec![ev("firing", "warning"), ev("resolved", "warning")]
+    );
+}

@@ -178,6 +178,29 @@ pub fn context(n: &Value, locale: Locale) -> Value {
     })
 }
 
+fn render(
+    title: &str,
+    body: &str,
+    n: &Value,
+    locale: Locale,
+) -> Result<(String, Vec<String>), String> {
+    let ctx = context(n, locale);
+    let env = minijinja::Environment::new();
+    let title = env
+        .render_str(title, &ctx)
+        .map_err(|e| format!("title template: {e}"))?;
+    let body = env
+        .render_str(body, &ctx)
+        .map_err(|e| format!("body template: {e}"))?;
+    let lines = body
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    Ok((title.trim().to_string(), lines))
+}
+
 impl Templates {
     pub fn new(locale: Locale, t: &MessageTemplate) -> Templates {
         let (title, body) = match locale {
@@ -195,23 +218,20 @@ impl Templates {
         self.locale
     }
 
-    /// The title and the non-empty lines of one notification.
+    /// The title and the non-empty lines of one notification. A custom template that fails
+    /// on this notification falls back to the default one, with the error as the last line:
+    /// a message is never lost to a template.
     pub fn render(&self, n: &Value) -> Result<(String, Vec<String>), String> {
-        let ctx = context(n, self.locale);
-        let env = minijinja::Environment::new();
-        let title = env
-            .render_str(&self.title, &ctx)
-            .map_err(|e| format!("title template: {e}"))?;
-        let body = env
-            .render_str(&self.body, &ctx)
-            .map_err(|e| format!("body template: {e}"))?;
-        let lines = body
-            .lines()
-            .map(str::trim_end)
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect();
-        Ok((title.trim().to_string(), lines))
+        match render(&self.title, &self.body, n, self.locale) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                let d = Templates::new(self.locale, &MessageTemplate::default());
+                let (title, mut lines) = render(&d.title, &d.body, n, self.locale)?;
+                tracing::warn!(error = %e, "message template failed; default used");
+                lines.push(format!("(template error: {e})"));
+                Ok((title, lines))
+            }
+        }
     }
 
     /// Renders another template (e.g. an SMS gateway body) with the same variables plus
@@ -310,6 +330,14 @@ mod tests {
                 body: Some("{{ nope(1) }}".into()),
             },
         );
-        assert!(bad.render(&n).unwrap_err().starts_with("body template:"));
+        let (title, lines) = bad.render(&n).unwrap();
+        assert_eq!(
+            title, "[REPEAT] CRITICAL DiskFull",
+            "the default, not nothing"
+        );
+        assert!(lines
+            .last()
+            .unwrap()
+            .starts_with("(template error: body template:"));
     }
 }
