@@ -482,6 +482,7 @@ async fn serve(
         escalation_policies: cfg.escalation_policies.clone(),
         ack_secret: Arc::clone(&ack_secret),
         ack_link_ttl: cfg.ack.link_ttl,
+        dashboard_url: cfg.dashboard_url.clone(),
         external_url: cfg.external_url.clone(),
         retention: cfg.retention,
         checkpoint_every: cfg.checkpoint_interval,
@@ -572,6 +573,9 @@ async fn serve(
         },
         max_body_bytes: cfg.ingest.max_body_bytes,
         ack_secret,
+        outbox: Arc::new(std::sync::Mutex::new(
+            tocsin_store::Outbox::open(&db, false).context("cannot open the outbox")?,
+        )),
     };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

@@ -28,6 +28,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Verifies acknowledgement links.
     pub ack_secret: Arc<Vec<u8>>,
+    /// Reads the notification outbox (its own database connection).
+    pub outbox: Arc<std::sync::Mutex<tocsin_store::Outbox>>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -45,6 +47,8 @@ pub fn app(state: AppState) -> Router {
             axum::routing::delete(expire_silence),
         )
         .route("/api/v1/alerts/{id}/ack", post(ack_api))
+        .route("/api/v1/notifications", get(notifications))
+        .route("/api/v1/notifications/{id}/retry", post(retry_notification))
         .route("/ack", get(ack_page).post(ack_link))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -565,5 +569,84 @@ async fn ack_link(State(st): State<AppState>, body: Bytes) -> Response {
             &escape(&format!("{} at {}", a.by, format_rfc3339(a.at))),
         ),
         Err(e) => html(e.status, "Acknowledgement refused", &escape(&e.message)),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotificationsQuery {
+    /// pending, delivered or dead.
+    status: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Runs `f` on the outbox connection off the async threads.
+async fn with_outbox<T: Send + 'static>(
+    st: &AppState,
+    f: impl FnOnce(&tocsin_store::Outbox) -> tocsin_store::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    let ob = Arc::clone(&st.outbox);
+    tokio::task::spawn_blocking(move || f(&ob.lock().unwrap_or_else(|p| p.into_inner())))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
+}
+
+/// `GET /api/v1/notifications?status=dead&limit=100`: the newest outbox rows.
+async fn notifications(
+    State(st): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<NotificationsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(s) = &q.status {
+        if !["pending", "delivered", "dead"].contains(&s.as_str()) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("status {s:?} must be pending, delivered or dead"),
+            ));
+        }
+    }
+    let limit = q.limit.unwrap_or(100).min(1000);
+    let rows = with_outbox(&st, move |o| o.list(q.status.as_deref(), limit)).await?;
+    let list: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            let body: Value = serde_json::from_str(&r.payload).unwrap_or(Value::Null);
+            let alerts: Vec<Value> = body["alerts"]
+                .as_array()
+                .map(|a| a.iter().map(|x| x["labels"].clone()).collect())
+                .unwrap_or_default();
+            json!({
+                "id": r.id,
+                "receiver": r.receiver,
+                "status": r.status,
+                "attempts": r.attempts,
+                "createdAt": format_rfc3339(r.created_ms),
+                "nextAttemptAt": format_rfc3339(r.next_attempt_ms),
+                "lastError": r.last_error,
+                "notificationStatus": body["status"],
+                "kind": body["tocsin"]["kind"],
+                "alerts": alerts,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "status": "success", "data": { "notifications": list } }),
+    ))
+}
+
+/// `POST /api/v1/notifications/{id}/retry`: a dead letter goes back in line (admin).
+async fn retry_notification(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&headers, &st)?;
+    if with_outbox(&st, move |o| o.retry_dead(id, now_ms())).await? {
+        Ok(Json(json!({ "status": "success" })))
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no dead-lettered notification {id}"),
+        ))
     }
 }

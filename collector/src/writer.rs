@@ -107,6 +107,7 @@ struct Delivery {
     /// Signs acknowledgement links.
     ack_secret: Arc<Vec<u8>>,
     ack_ttl_ms: i64,
+    dashboard_url: Option<String>,
 }
 
 /// What the writer needs from the configuration.
@@ -119,6 +120,7 @@ pub struct Settings {
     /// Signs acknowledgement links.
     pub ack_secret: Arc<Vec<u8>>,
     pub ack_link_ttl: Duration,
+    pub dashboard_url: Option<String>,
     pub external_url: String,
     pub retention: Duration,
     pub checkpoint_every: Duration,
@@ -157,6 +159,7 @@ impl Writer {
                 policies: settings.escalation_policies,
                 ack_secret: settings.ack_secret,
                 ack_ttl_ms: settings.ack_link_ttl.as_millis() as i64,
+                dashboard_url: settings.dashboard_url,
             },
             view,
             wake,
@@ -477,7 +480,12 @@ impl Writer {
             if n.alerts.is_empty() {
                 continue;
             }
-            let body = tocsin_notify::webhook_payload(&n, &d.external_url, &link);
+            let body = tocsin_notify::webhook_payload(
+                &n,
+                &d.external_url,
+                &link,
+                d.dashboard_url.as_deref(),
+            );
             tx.enqueue(&n.receiver, &body.to_string(), now)?;
             queued += 1;
         }

@@ -584,6 +584,7 @@ fn escalation_steps_stop_when_acknowledged_by_link_api_or_cli() {
         &[("chat", &chat), ("lead", &lead), ("boss", &boss)],
         "admin_token: adm1n
 ack: { secret: s3cret, link_ttl: 1h }
+dashboard_url: \"http://grafana.test/d/tocsin-host?var-host={{ host }}\"
 escalation_policies:
   - name: oncall
     steps:
@@ -923,4 +924,59 @@ fn sigkill_while_the_receiver_is_down_delivers_each_notification_exactly_once() 
         hook.events(),
         vec![ev("firing", "warning"), ev("resolved", "warning")]
     );
+}
+
+#[test]
+fn dead_letters_are_listed_and_can_be_put_back_in_line() {
+    let _g = serial();
+    let s = Setup::new();
+    let port = tocsin_e2e::servers::free_port();
+    configure(
+        &s,
+        &[],
+        &format!("admin_token: adm1n\nreceivers:\n  - name: down\n    webhook: {{ url: \"http://127.0.0.1:{port}/hook\", timeout: 1s, max_attempts: 1 }}\n"),
+    );
+    s.set_value(60.0);
+    let c = s.collector("127.0.0.1:0");
+    let _a = s.agent(&c);
+    let dead = wait_for("a dead letter", Duration::from_secs(15), || {
+        let v = get_json(&c.url("/api/v1/notifications?status=dead"));
+        v["data"]["notifications"]
+            .as_array()
+            .and_then(|l| l.first().cloned())
+    });
+    assert_eq!(dead["receiver"], "down");
+    assert_eq!(dead["attempts"], 1);
+    assert_eq!(dead["alerts"][0]["alertname"], "E2eValue");
+    assert!(
+        dead["lastError"].as_str().unwrap().contains("error"),
+        "{dead}"
+    );
+    assert_eq!(
+        metric(
+            &c,
+            "tocsin_notifications_total{receiver=\"down\",result=\"dead\"}"
+        ),
+        1.0
+    );
+    let r = reqwest::blocking::get(c.url("/api/v1/notifications?status=lost")).unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    // Back in line once the receiver is up again.
+    let hook = tocsin_e2e::Webhook::start_on(port);
+    let client = reqwest::blocking::Client::new();
+    let id = dead["id"].as_i64().unwrap();
+    let r = client
+        .post(c.url(&format!("/api/v1/notifications/{id}/retry")))
+        .bearer_auth("adm1n")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (_, body) = hook.wait_nth(1, Duration::from_secs(15));
+    assert_eq!(body["alerts"][0]["labels"]["alertname"], "E2eValue");
+    let r = client
+        .post(c.url(&format!("/api/v1/notifications/{id}/retry")))
+        .bearer_auth("adm1n")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404, "delivered now, not dead");
 }

@@ -51,6 +51,9 @@ pub struct RawCollectorConfig {
     /// Acknowledgement links placed in messages.
     #[serde(default)]
     pub ack: RawAck,
+    /// A dashboard link placed in messages: a template over the alert's labels, e.g.
+    /// `http://grafana:3000/d/tocsin-host?var-host={{ host }}`.
+    pub dashboard_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -310,6 +313,7 @@ pub struct CollectorConfig {
     pub inhibit_rules: Vec<crate::inhibit::InhibitRule>,
     pub escalation_policies: Vec<crate::escalation::Policy>,
     pub ack: AckConfig,
+    pub dashboard_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -927,6 +931,10 @@ impl RawCollectorConfig {
                 .and_then(|t| p.take("ack.secret", t.resolve())),
             link_ttl: dur(&mut p, "ack.link_ttl", &self.ack.link_ttl, "24h"),
         };
+        if let Some(t) = &self.dashboard_url {
+            p.take("dashboard_url", check_template(t));
+        }
+        let dashboard_url = self.dashboard_url;
         p.finish(|| CollectorConfig {
             listen,
             data_dir,
@@ -944,6 +952,7 @@ impl RawCollectorConfig {
             inhibit_rules,
             escalation_policies,
             ack,
+            dashboard_url,
         })
     }
 }

@@ -20,7 +20,18 @@ fn map(l: &Labels) -> Map<String, Value> {
 /// Makes the acknowledgement link of an alert, if links are on.
 pub type AckLinker<'a> = &'a dyn Fn(&AlertInfo) -> Option<String>;
 
-fn alert_extras(a: &AlertInfo, ack_url: Option<String>) -> Value {
+/// The dashboard link of an alert: `template` rendered with the alert's labels (and `level`).
+fn dashboard_url(template: Option<&str>, a: &AlertInfo) -> Option<String> {
+    let t = template?;
+    let mut ctx = a.labels.to_map();
+    ctx.insert("level".into(), a.level.as_str().into());
+    minijinja::Environment::new()
+        .render_str(t, &ctx)
+        .map_err(|e| tracing::warn!(error = %e, "dashboard link template failed"))
+        .ok()
+}
+
+fn alert_extras(a: &AlertInfo, ack_url: Option<String>, dashboard: Option<String>) -> Value {
     json!({
         "id": a.id,
         "event": a.event,
@@ -38,6 +49,7 @@ fn alert_extras(a: &AlertInfo, ack_url: Option<String>) -> Value {
             "level": k.level.as_str(),
         })),
         "ackUrl": ack_url,
+        "dashboardUrl": dashboard,
     })
 }
 
@@ -53,7 +65,12 @@ fn common(maps: &[Map<String, Value>]) -> Map<String, Value> {
 /// The body of one notification in Alertmanager's webhook version-4 format, plus a `tocsin`
 /// object on each alert (event, level, value vs threshold, acknowledgement and its link) and on
 /// the notification (why it was sent, and the first alert's fields for simple consumers).
-pub fn webhook_payload(n: &Notification, external_url: &str, ack_link: AckLinker<'_>) -> Value {
+pub fn webhook_payload(
+    n: &Notification,
+    external_url: &str,
+    ack_link: AckLinker<'_>,
+    dashboard: Option<&str>,
+) -> Value {
     let firing = n.alerts.iter().any(|a| a.firing);
     let status = if firing { "firing" } else { "resolved" };
     let mut label_maps = Vec::new();
@@ -81,7 +98,7 @@ pub fn webhook_payload(n: &Notification, external_url: &str, ack_link: AckLinker
                 "endsAt": a.ends_at.map(format_rfc3339).unwrap_or_else(|| ZERO_TIME.to_string()),
                 "generatorURL": format!("{external_url}/api/v1/alerts"),
                 "fingerprint": a.id,
-                "tocsin": alert_extras(a, link),
+                "tocsin": alert_extras(a, link, dashboard_url(dashboard, a)),
             })
         })
         .collect();
@@ -189,7 +206,16 @@ mod tests {
             alerts: vec![AlertInfo::from_transition(&t), other],
         };
         let link = |a: &AlertInfo| Some(format!("http://c/ack?t={}", a.id));
-        let v = webhook_payload(&n, "http://c:9760", &link);
+        let v = webhook_payload(
+            &n,
+            "http://c:9760",
+            &link,
+            Some("http://grafana/d/host?var-host={{ host }}&lvl={{ level }}"),
+        );
+        assert_eq!(
+            v["alerts"][1]["tocsin"]["dashboardUrl"],
+            "http://grafana/d/host?var-host=web2&lvl=critical"
+        );
         assert_eq!(v["version"], "4");
         assert_eq!(v["status"], "firing");
         assert_eq!(v["groupLabels"]["alertname"], "Busy");

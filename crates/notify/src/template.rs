@@ -6,7 +6,7 @@
 //! `count`, `status`, `kind` (changed, repeat, escalation, digest), `step`, `external_url`,
 //! `alerts` (each: `alertname`, `firing`, `status_word`, `event`, `level`, `level_word`, `host`,
 //! `summary`, `description`, `value`, `threshold`, `since`, `until`, `labels`, `annotations`,
-//! `ack` {by, comment}, `ack_url`) and `payload` (the whole notification).
+//! `ack` {by, comment}, `ack_url`, `dashboard_url`) and `payload` (the whole notification).
 
 use serde_json::{json, Value};
 use tocsin_config::collector::{Locale, MessageTemplate};
@@ -32,6 +32,9 @@ const BODY_ZH: &str = "
 {%- elif a.ack_url %}
 确认：{{ a.ack_url }}
 {%- endif %}
+{%- if a.dashboard_url %}
+看板：{{ a.dashboard_url }}
+{%- endif %}
 {%- endfor %}";
 
 const BODY_EN: &str = "
@@ -50,6 +53,9 @@ Resolved at: {{ a.until }}
 Acknowledged by {{ a.ack.by }}{% if a.ack.comment %} ({{ a.ack.comment }}){% endif %}
 {%- elif a.ack_url %}
 Acknowledge: {{ a.ack_url }}
+{%- endif %}
+{%- if a.dashboard_url %}
+Dashboard: {{ a.dashboard_url }}
 {%- endif %}
 {%- endfor %}";
 
@@ -141,6 +147,7 @@ pub fn context(n: &Value, locale: Locale) -> Value {
                 "annotations": a["annotations"],
                 "ack": a["tocsin"]["ack"],
                 "ack_url": a["tocsin"]["ackUrl"],
+                "dashboard_url": a["tocsin"]["dashboardUrl"],
             })
         })
         .collect();

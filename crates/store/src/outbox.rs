@@ -33,6 +33,19 @@ pub struct OutboxItem {
     pub payload: String,
 }
 
+/// One outbox row as the API shows it.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub receiver: String,
+    pub created_ms: TimestampMs,
+    pub next_attempt_ms: TimestampMs,
+    pub attempts: u32,
+    pub status: String,
+    pub last_error: Option<String>,
+    pub payload: String,
+}
+
 pub struct Outbox {
     conn: Connection,
 }
@@ -90,6 +103,37 @@ impl Outbox {
             )?
             .execute(params![id, status.as_str(), error, next])?;
         Ok(())
+    }
+
+    /// The newest rows, optionally of one status (pending, delivered, dead).
+    pub fn list(&self, status: Option<&str>, limit: usize) -> Result<Vec<OutboxRow>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, receiver, created_ms, next_attempt_ms, attempts, status, last_error, payload
+             FROM outbox WHERE ?1 IS NULL OR status = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![status, limit as i64], |r| {
+            Ok(OutboxRow {
+                id: r.get(0)?,
+                receiver: r.get(1)?,
+                created_ms: r.get(2)?,
+                next_attempt_ms: r.get(3)?,
+                attempts: r.get(4)?,
+                status: r.get(5)?,
+                last_error: r.get(6)?,
+                payload: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Puts a dead-lettered notification back in line; false when `id` is not dead.
+    pub fn retry_dead(&self, id: i64, now: TimestampMs) -> Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_ms = ?2
+             WHERE id = ?1 AND status = 'dead'",
+            params![id, now],
+        )?;
+        Ok(n > 0)
     }
 
     /// Items by status for `receiver`.
