@@ -1,0 +1,217 @@
+//! Runs a program (argv, never a shell) in a process group of its own, with a deadline. On
+//! timeout the whole group is killed. Output (stdout then stderr) is captured up to a bound and
+//! its tail kept. A program that exits while something it started still holds its output open
+//! (a daemon it restarted) is not waited for beyond a short grace, and that something is left
+//! alone.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Exited with this code (-1 when killed by a signal).
+    Exited(i32),
+    /// Still running at the deadline; its process group was killed.
+    TimedOut,
+    /// Could not be started.
+    SpawnFailed(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub status: Status,
+    /// The last `max_output` bytes of stdout followed by stderr, lossily decoded, trimmed.
+    pub output: String,
+    pub duration: Duration,
+}
+
+impl Outcome {
+    pub fn success(&self) -> bool {
+        self.status == Status::Exited(0)
+    }
+
+    /// One line for messages: `exit 0`, `exit 3: <output>`, `timed out after 5s; killed`.
+    pub fn summary(&self) -> String {
+        let tail = |s: &str| {
+            if s.is_empty() {
+                String::new()
+            } else {
+                format!(": {s}")
+            }
+        };
+        match &self.status {
+            Status::Exited(c) => format!("exit {c}{}", tail(&self.output)),
+            Status::TimedOut => format!("timed out after {:?}; killed", self.duration),
+            Status::SpawnFailed(e) => format!("cannot start: {e}"),
+        }
+    }
+}
+
+/// How long output is still read after the program exited.
+const GRACE: Duration = Duration::from_millis(200);
+
+fn keep_tail(buf: &mut Vec<u8>, max: usize) {
+    if buf.len() > max {
+        buf.drain(..buf.len() - max);
+    }
+}
+
+async fn read_bounded(mut r: impl tokio::io::AsyncRead + Unpin, max: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match r.read(&mut chunk).await {
+            Ok(0) | Err(_) => return out,
+            Ok(n) => {
+                out.extend_from_slice(&chunk[..n]);
+                keep_tail(&mut out, max);
+            }
+        }
+    }
+}
+
+/// Runs `argv` with `env` added, for at most `timeout`, keeping at most `max_output` bytes.
+pub async fn run(
+    argv: &[String],
+    env: &[(String, String)],
+    timeout: Duration,
+    max_output: usize,
+) -> Outcome {
+    let started = Instant::now();
+    let Some(program) = argv.first() else {
+        return Outcome {
+            status: Status::SpawnFailed("empty argv".into()),
+            output: String::new(),
+            duration: Duration::ZERO,
+        };
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(&argv[1..])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return Outcome {
+                status: Status::SpawnFailed(format!("{program:?}: {e}")),
+                output: String::new(),
+                duration: started.elapsed(),
+            }
+        }
+    };
+    let pid = child.id();
+    let out = tokio::spawn(read_bounded(
+        child.stdout.take().expect("piped"),
+        max_output,
+    ));
+    let err = tokio::spawn(read_bounded(
+        child.stderr.take().expect("piped"),
+        max_output,
+    ));
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(s)) => Status::Exited(s.code().unwrap_or(-1)),
+        Ok(Err(e)) => Status::SpawnFailed(format!("wait: {e}")),
+        Err(_) => {
+            if let Some(pid) = pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            }
+            let _ = child.wait().await;
+            Status::TimedOut
+        }
+    };
+    let duration = started.elapsed();
+    let collect = |h: tokio::task::JoinHandle<Vec<u8>>| async move {
+        match tokio::time::timeout(GRACE, h).await {
+            Ok(Ok(b)) => b,
+            // Something the program started still holds the pipe: what was read is lost with
+            // the reader, which is fine for a tail.
+            _ => Vec::new(),
+        }
+    };
+    let (mut o, e) = tokio::join!(collect(out), collect(err));
+    o.extend_from_slice(&e);
+    keep_tail(&mut o, max_output);
+    Outcome {
+        status,
+        output: String::from_utf8_lossy(&o).trim().to_string(),
+        duration,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn exit_codes_output_and_env() {
+        let o = run(
+            &argv(&["sh", "-c", "echo out; echo err >&2; echo $X; exit 3"]),
+            &[("X".into(), "y".into())],
+            Duration::from_secs(5),
+            1024,
+        )
+        .await;
+        assert_eq!(o.status, Status::Exited(3));
+        assert_eq!(o.output, "out\ny\nerr");
+        assert_eq!(o.summary(), "exit 3: out\ny\nerr");
+    }
+
+    #[tokio::test]
+    async fn output_is_bounded_to_its_tail() {
+        let o = run(
+            &argv(&["seq", "1", "10000"]),
+            &[],
+            Duration::from_secs(5),
+            11,
+        )
+        .await;
+        assert!(o.success());
+        assert_eq!(o.output, "9999\n10000");
+    }
+
+    #[tokio::test]
+    async fn a_hanging_group_is_killed_at_the_deadline() {
+        let t = Instant::now();
+        let o = run(
+            &argv(&["sh", "-c", "sleep 30 & sleep 30"]),
+            &[],
+            Duration::from_millis(300),
+            100,
+        )
+        .await;
+        assert_eq!(o.status, Status::TimedOut);
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        assert!(o.summary().starts_with("timed out after"));
+    }
+
+    #[tokio::test]
+    async fn a_daemon_left_running_does_not_hold_the_run() {
+        let t = Instant::now();
+        let o = run(
+            &argv(&["sh", "-c", "sleep 5 & echo started"]),
+            &[],
+            Duration::from_secs(3),
+            100,
+        )
+        .await;
+        assert!(o.success());
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    }
+
+    #[tokio::test]
+    async fn missing_programs_are_reported() {
+        let o = run(&argv(&["/nonexistent/x"]), &[], Duration::from_secs(1), 10).await;
+        assert!(matches!(o.status, Status::SpawnFailed(_)), "{o:?}");
+        assert!(!o.success());
+    }
+}
