@@ -35,6 +35,14 @@ pub struct RawAgentConfig {
     /// Service probes, each on its own schedule.
     #[serde(default)]
     pub probes: Vec<crate::probes::RawProbe>,
+    /// Remediation actions this agent will run when the collector asks: the allowlist.
+    #[serde(default)]
+    pub actions: BTreeMap<String, crate::actions::RawAction>,
+    /// Where the agent keeps the ids of actions it ran, so a replayed request does not run
+    /// twice (default ./tocsin-agent-state; e.g. /var/lib/tocsin-agent under systemd).
+    pub state_dir: Option<PathBuf>,
+    /// Most actions running at once (default 1).
+    pub max_concurrent_actions: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -67,6 +75,9 @@ pub struct AgentConfig {
     pub shipping: ShippingConfig,
     pub statfs_timeout: Duration,
     pub probes: Vec<crate::probes::ProbeConfig>,
+    pub actions: Vec<crate::actions::ActionSpec>,
+    pub state_dir: PathBuf,
+    pub max_concurrent_actions: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -171,6 +182,11 @@ impl RawAgentConfig {
         let listen = listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
         let probes =
             crate::probes::validate(&mut p, self.probes, interval.max(Duration::from_secs(1)));
+        let actions = crate::actions::validate(&mut p, self.actions, "actions");
+        let state_dir = self
+            .state_dir
+            .unwrap_or_else(|| PathBuf::from("tocsin-agent-state"));
+        let max_concurrent_actions = self.max_concurrent_actions.unwrap_or(1).max(1);
         p.finish(|| AgentConfig {
             host,
             interval,
@@ -187,6 +203,9 @@ impl RawAgentConfig {
             },
             statfs_timeout,
             probes,
+            actions,
+            state_dir,
+            max_concurrent_actions,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! tocsin's configuration files: `Raw*` serde structs (unknown fields rejected) validated into
 //! typed config, reporting every problem at once. Reading flags is the binaries' job.
 
+pub mod actions;
 pub mod agent;
 pub mod collector;
 pub mod escalation;

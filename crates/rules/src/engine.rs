@@ -752,5 +752,6 @@ fn placeholder_rule(name: &str) -> Rule {
         dynamic: None,
         labels: Labels::new(),
         annotations: BTreeMap::new(),
+        remediation: None,
     }
 }

@@ -6,7 +6,9 @@ use serde_yaml_ng::Value;
 use tocsin_model::{is_valid_label_name, Labels, Level};
 
 use crate::expr;
-use crate::rule::{Condition, Direction, Dynamic, Exclusion, Flapping, LevelSpec, Rule};
+use crate::rule::{
+    Condition, Direction, Dynamic, Exclusion, Flapping, LevelSpec, Remediation, Rule,
+};
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +43,38 @@ struct RawRule {
     /// Templates: `{{ host }}`, `{{ value }}`, `{{ level }}`, `{{ threshold }}`, `{{ labels.x }}`.
     #[serde(default)]
     annotations: BTreeMap<String, String>,
+    /// An allowlisted action to run when the alert fires (docs/REMEDIATION.md).
+    remediation: Option<RawRemediation>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemediation {
+    /// The action's name in the allowlist of the agent (or of the collector).
+    action: String,
+    /// `agent` (default: the agent of the alert's `host`) or `collector`.
+    on: Option<String>,
+    /// Action parameter → the alert label whose value it takes.
+    #[serde(default)]
+    params: BTreeMap<String, String>,
+    /// Least level that triggers it (default critical).
+    level: Option<String>,
+    /// How long the alert has to resolve after the action before it counts as failed (default 1m).
+    verify_within: Option<String>,
+    /// Least time between two attempts for the same alert (default 5m).
+    cooldown: Option<String>,
+    /// Most attempts per alert in `window` (default 3 in 1h).
+    max_attempts: Option<u32>,
+    window: Option<String>,
+    /// Consecutive failures that open the circuit breaker: no more attempts for `window`, and
+    /// the alert escalates (default 3).
+    breaker_after: Option<u32>,
+    /// Run only after somebody acknowledges the alert (default false).
+    #[serde(default)]
+    approval: bool,
+    /// Record what would run, run nothing (default false).
+    #[serde(default)]
+    dry_run: bool,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -310,6 +344,61 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
                 labels.set(k.clone(), v.clone());
             }
         }
+        let remediation = r.remediation.as_ref().and_then(|m| {
+            let here = || at(&["remediation"]);
+            let mut ok = true;
+            let mut dur = |field: &str, v: &Option<String>, d: i64| match v {
+                None => d,
+                Some(s) => parse_for(Some(s)).unwrap_or_else(|e| {
+                    problems.push(format!("{}: remediation.{field}: {e}", here()));
+                    ok = false;
+                    d
+                }),
+            };
+            let verify_within_ms = dur("verify_within", &m.verify_within, 60_000);
+            let cooldown_ms = dur("cooldown", &m.cooldown, 300_000);
+            let window_ms = dur("window", &m.window, 3_600_000);
+            let on_collector = match m.on.as_deref() {
+                None | Some("agent") => false,
+                Some("collector") => true,
+                Some(o) => {
+                    problems.push(format!(
+                        "{}: remediation.on {o:?} must be agent or collector",
+                        here()
+                    ));
+                    ok = false;
+                    false
+                }
+            };
+            let level = match m.level.as_deref().unwrap_or("critical").parse::<Level>() {
+                Ok(l) => l,
+                Err(e) => {
+                    problems.push(format!("{}: remediation.level: {e}", here()));
+                    ok = false;
+                    Level::Critical
+                }
+            };
+            if m.action.is_empty() || !is_valid_label_name(&m.action) {
+                problems.push(format!(
+                    "{}: remediation.action must name an action ([a-zA-Z_][a-zA-Z0-9_]*)",
+                    here()
+                ));
+                ok = false;
+            }
+            ok.then(|| Remediation {
+                action: m.action.clone(),
+                on_collector,
+                params: m.params.clone(),
+                level,
+                verify_within_ms,
+                cooldown_ms,
+                max_attempts: m.max_attempts.unwrap_or(3).max(1),
+                window_ms,
+                breaker_after: m.breaker_after.unwrap_or(3).max(1),
+                approval: m.approval,
+                dry_run: m.dry_run,
+            })
+        });
         let env = minijinja::Environment::new();
         for (k, t) in &r.annotations {
             if let Err(e) = env.template_from_str(t) {
@@ -333,6 +422,7 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
                 dynamic,
                 labels,
                 annotations: r.annotations,
+                remediation,
             });
         }
     }

@@ -25,6 +25,25 @@ pub struct Rule {
     pub dynamic: Option<Dynamic>,
     pub labels: Labels,
     pub annotations: BTreeMap<String, String>,
+    pub remediation: Option<Remediation>,
+}
+
+/// What to run when the alert fires, and the limits around it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Remediation {
+    pub action: String,
+    /// Run by the collector rather than the alert's agent.
+    pub on_collector: bool,
+    /// Action parameter → alert label.
+    pub params: BTreeMap<String, String>,
+    pub level: Level,
+    pub verify_within_ms: i64,
+    pub cooldown_ms: i64,
+    pub max_attempts: u32,
+    pub window_ms: i64,
+    pub breaker_after: u32,
+    pub approval: bool,
+    pub dry_run: bool,
 }
 
 impl Rule {

@@ -1,0 +1,290 @@
+//! Remediation actions: the allowlist an agent (or the collector) will run. Each action is a
+//! fixed argv (never a shell) whose elements may hold `{param}` placeholders; every parameter
+//! has a declared pattern its value must match in full, and every value must also pass a fixed
+//! safe alphabet. The side that runs an action checks the request against its own list, so a
+//! collector can never make an agent run anything else.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::{parse_duration, parse_size, Problems};
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAction {
+    /// Restart a systemd unit: `systemctl restart UNIT` (UNIT may be a `{param}`).
+    pub restart_service: Option<String>,
+    /// Run a local program: argv, no shell.
+    pub run: Option<Vec<String>>,
+    /// A failover script: argv; the parameters `primary` and `standby` are appended.
+    pub failover: Option<Vec<String>>,
+    /// Parameter name → pattern (a regex the whole value must match).
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// Kill the action's process group after this long (default 30s).
+    pub timeout: Option<String>,
+    /// Output kept (the tail), default 4KiB.
+    pub max_output: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ActionSpec {
+    pub name: String,
+    pub kind: ActionKind,
+    pub argv: Vec<String>,
+    pub params: Vec<(String, regex::Regex)>,
+    pub timeout: Duration,
+    pub max_output: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionKind {
+    RestartService,
+    Run,
+    Failover,
+}
+
+impl ActionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::RestartService => "restart_service",
+            ActionKind::Run => "run",
+            ActionKind::Failover => "failover",
+        }
+    }
+}
+
+/// Characters any parameter value may hold, whatever its pattern says.
+fn safe_value(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 256
+        && !v.starts_with('-')
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._:@/=+,-".contains(c))
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal(pub String);
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl ActionSpec {
+    /// The argv for these parameter values, or why not.
+    pub fn argv_for(&self, values: &BTreeMap<String, String>) -> Result<Vec<String>, Refusal> {
+        for k in values.keys() {
+            if !self.params.iter().any(|(n, _)| n == k) {
+                return Err(Refusal(format!(
+                    "action {:?} takes no parameter {k:?}",
+                    self.name
+                )));
+            }
+        }
+        for (name, re) in &self.params {
+            let v = values.get(name).ok_or_else(|| {
+                Refusal(format!("action {:?} needs parameter {name:?}", self.name))
+            })?;
+            if !safe_value(v) || !re.is_match(v) {
+                return Err(Refusal(format!(
+                    "parameter {name}={v:?} does not match the allowed pattern {:?}",
+                    re.as_str()
+                )));
+            }
+        }
+        Ok(self
+            .argv
+            .iter()
+            .map(|a| {
+                let mut out = a.clone();
+                for (k, v) in values {
+                    out = out.replace(&format!("{{{k}}}"), v);
+                }
+                out
+            })
+            .collect())
+    }
+}
+
+/// The placeholders `{name}` in `s`.
+fn placeholders(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('{') {
+        let tail = &rest[i + 1..];
+        match tail.find('}') {
+            Some(j) => {
+                out.push(tail[..j].to_string());
+                rest = &tail[j + 1..];
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+pub(crate) fn validate(
+    p: &mut Problems,
+    raw: BTreeMap<String, RawAction>,
+    at: &str,
+) -> Vec<ActionSpec> {
+    let mut out = Vec::new();
+    for (name, r) in raw {
+        let at = format!("{at}.{name}");
+        let (kind, mut argv) = match (r.restart_service, r.run, r.failover) {
+            (Some(unit), None, None) => (
+                ActionKind::RestartService,
+                vec!["systemctl".into(), "restart".into(), unit],
+            ),
+            (None, Some(argv), None) => (ActionKind::Run, argv),
+            (None, None, Some(mut argv)) => {
+                argv.push("{primary}".into());
+                argv.push("{standby}".into());
+                (ActionKind::Failover, argv)
+            }
+            _ => {
+                p.push(format!(
+                    "{at}: set exactly one of `restart_service`, `run` or `failover`"
+                ));
+                continue;
+            }
+        };
+        if argv.is_empty() || argv[0].is_empty() {
+            p.push(format!("{at}: the command is empty"));
+        } else if !argv[0].starts_with('/') && kind == ActionKind::Run {
+            p.push(format!(
+                "{at}: run[0] {:?} must be an absolute path",
+                argv[0]
+            ));
+        }
+        if !placeholders(argv.first().map(String::as_str).unwrap_or("")).is_empty() {
+            p.push(format!("{at}: the program itself cannot be a parameter"));
+        }
+        let mut params = Vec::new();
+        for (k, pat) in &r.params {
+            if let Some(re) = p.take(
+                &format!("{at}.params.{k}"),
+                regex::Regex::new(&format!("^(?:{pat})$")),
+            ) {
+                params.push((k.clone(), re));
+            }
+        }
+        if kind == ActionKind::Failover {
+            for need in ["primary", "standby"] {
+                if !r.params.contains_key(need) {
+                    p.push(format!(
+                        "{at}.params: a failover needs a pattern for {need:?}"
+                    ));
+                }
+            }
+        }
+        for a in &argv {
+            for ph in placeholders(a) {
+                if !r.params.contains_key(&ph) {
+                    p.push(format!(
+                        "{at}: {{{ph}}} is used but not declared under params"
+                    ));
+                }
+            }
+        }
+        argv.shrink_to_fit();
+        let timeout = p
+            .take(
+                &format!("{at}.timeout"),
+                parse_duration(r.timeout.as_deref().unwrap_or("30s")),
+            )
+            .unwrap_or(Duration::from_secs(30));
+        let max_output = p
+            .take(
+                &format!("{at}.max_output"),
+                parse_size(r.max_output.as_deref().unwrap_or("4KiB")),
+            )
+            .unwrap_or(4096) as usize;
+        out.push(ActionSpec {
+            name,
+            kind,
+            argv,
+            params,
+            timeout,
+            max_output,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn specs(yaml: &str) -> Result<Vec<ActionSpec>, String> {
+        let raw: BTreeMap<String, RawAction> = crate::parse_yaml(yaml).unwrap();
+        let mut p = Problems::default();
+        let s = validate(&mut p, raw, "actions");
+        p.finish(|| s).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn argv_from_checked_parameters() {
+        let s = specs(
+            "restart_web:
+  run: [/usr/local/bin/restart.sh, \"--unit={unit}\"]
+  params: { unit: \"[a-z0-9-]+\" }
+  timeout: 5s
+db_failover:
+  failover: [/opt/failover.sh]
+  params: { primary: \"db-[0-9]+\", standby: \"db-[0-9]+\" }
+",
+        )
+        .unwrap();
+        let web = s.iter().find(|a| a.name == "restart_web").unwrap();
+        let v = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        assert_eq!(
+            web.argv_for(&v(&[("unit", "web-1")])).unwrap(),
+            vec!["/usr/local/bin/restart.sh", "--unit=web-1"]
+        );
+        for bad in ["web;rm -rf /", "$(reboot)", "web 1", "-rf", "`id`", ""] {
+            assert!(
+                web.argv_for(&v(&[("unit", bad)])).is_err(),
+                "{bad:?} must be refused"
+            );
+        }
+        assert!(web.argv_for(&v(&[])).is_err(), "missing parameter");
+        assert!(web
+            .argv_for(&v(&[("unit", "web"), ("extra", "x")]))
+            .is_err());
+        let fo = s.iter().find(|a| a.name == "db_failover").unwrap();
+        assert_eq!(
+            fo.argv_for(&v(&[("primary", "db-1"), ("standby", "db-2")]))
+                .unwrap(),
+            vec!["/opt/failover.sh", "db-1", "db-2"]
+        );
+    }
+
+    #[test]
+    fn problems_are_reported() {
+        let e = specs(
+            "a: { run: [relative.sh, \"{x}\"] }
+b: { run: [/bin/true], restart_service: x }
+c: { failover: [/bin/f], params: { primary: \"(\" } }
+",
+        )
+        .unwrap_err();
+        for want in [
+            "actions.a: run[0] \"relative.sh\" must be an absolute path",
+            "actions.a: {x} is used but not declared under params",
+            "actions.b: set exactly one of",
+            "actions.c.params.primary:",
+            "actions.c.params: a failover needs a pattern for \"standby\"",
+        ] {
+            assert!(e.contains(want), "{want} not in {e}");
+        }
+    }
+}

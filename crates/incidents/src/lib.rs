@@ -1,0 +1,546 @@
+//! Incidents: firing alerts open or join an incident (grouped by labels, `host` by default),
+//! which keeps who and what was affected and a timeline of every event with second-precise
+//! times — fired, level changed, notified, escalated, acknowledged, remediation steps, notes,
+//! resolved. An incident resolves by itself when all its alerts have, and reopens when one
+//! fires again within `reopen_within`.
+//!
+//! Pure, over injected time: the caller persists [`Incidents::take_changes`] (incident rows and
+//! new timeline rows, append-only) in the transaction that caused them.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use tocsin_dispatch::AlertInfo;
+use tocsin_model::{Level, TimestampMs};
+
+mod report;
+mod stats;
+
+pub use report::report;
+pub use stats::{stats, Stats};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Labels whose values key an incident; the first present wins, else `alertname`.
+    pub group_by: Vec<String>,
+    pub reopen_within_ms: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            group_by: vec!["host".into(), "service".into()],
+            reopen_within_ms: 30 * 60_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Open,
+    Acknowledged,
+    Resolved,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Open => "open",
+            State::Acknowledged => "acknowledged",
+            State::Resolved => "resolved",
+        }
+    }
+}
+
+/// One alert's part in an incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertSpan {
+    pub rule: String,
+    pub host: Option<String>,
+    pub service: Option<String>,
+    pub category: String,
+    pub level: Level,
+    pub firing: bool,
+    /// (from, to) of each firing; the last `to` is `None` while it fires.
+    pub spans: Vec<(TimestampMs, Option<TimestampMs>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: String,
+    pub title: String,
+    pub key: String,
+    pub severity: Level,
+    /// host, network, service, dependency or performance.
+    pub category: String,
+    /// complete, partial, intermittent or degraded.
+    pub outage: String,
+    pub state: State,
+    pub hosts: BTreeSet<String>,
+    pub services: BTreeSet<String>,
+    pub probes: BTreeSet<String>,
+    pub alerts: BTreeMap<String, AlertSpan>,
+    pub opened_at: TimestampMs,
+    pub acked_at: Option<TimestampMs>,
+    pub acked_by: Option<String>,
+    pub resolved_at: Option<TimestampMs>,
+    /// `auto` (its alerts resolved), `remediation` (after a verified action, nobody involved)
+    /// or the person who resolved it.
+    pub resolved_by: Option<String>,
+    pub first_remediation_at: Option<TimestampMs>,
+    /// When a remediation was verified to have worked.
+    pub remediated_at: Option<TimestampMs>,
+    pub flapping: bool,
+    pub reopened: u32,
+}
+
+impl Incident {
+    pub fn time_to_ack_ms(&self) -> Option<i64> {
+        self.acked_at.map(|a| a - self.opened_at)
+    }
+
+    pub fn time_to_resolve_ms(&self) -> Option<i64> {
+        self.resolved_at.map(|r| r - self.opened_at)
+    }
+
+    pub fn time_to_remediate_ms(&self) -> Option<i64> {
+        self.remediated_at.map(|r| r - self.opened_at)
+    }
+}
+
+/// One timeline row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEvent {
+    pub incident: String,
+    pub at: TimestampMs,
+    pub kind: String,
+    pub text: String,
+}
+
+/// Why a request about an incident was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    NotFound,
+    Resolved,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refused::NotFound => "no such incident in memory (open or recently resolved)",
+            Refused::Resolved => "the incident is resolved already",
+        })
+    }
+}
+
+/// UTC time with seconds, e.g. `2026-11-23T10:15:42Z`.
+pub fn format_time(ms: TimestampMs) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+const CATEGORIES: [&str; 5] = ["host", "network", "service", "dependency", "performance"];
+
+fn category_of(a: &AlertInfo) -> String {
+    match a.labels.get("category") {
+        Some(c) if CATEGORIES.contains(&c) => c.to_string(),
+        _ if a.labels.get("service").is_some() => "service".into(),
+        _ => "host".into(),
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Incidents {
+    settings: Settings,
+    /// Open, acknowledged and recently resolved (for reopening), by id.
+    live: BTreeMap<String, Incident>,
+    /// Day (days since the epoch) and the last sequence number used that day.
+    day_seq: (i64, u32),
+    dirty: BTreeSet<String>,
+    events: Vec<TimelineEvent>,
+}
+
+impl Incidents {
+    pub fn new(settings: Settings) -> Incidents {
+        Incidents {
+            settings,
+            ..Default::default()
+        }
+    }
+
+    fn key_of(&self, a: &AlertInfo) -> String {
+        self.settings
+            .group_by
+            .iter()
+            .find_map(|l| a.labels.get(l).map(|v| format!("{l}={v}")))
+            .unwrap_or_else(|| format!("alertname={}", a.rule))
+    }
+
+    fn push(&mut self, id: &str, at: TimestampMs, kind: &str, text: String) {
+        self.events.push(TimelineEvent {
+            incident: id.to_string(),
+            at,
+            kind: kind.to_string(),
+            text,
+        });
+        self.dirty.insert(id.to_string());
+    }
+
+    fn new_id(&mut self, now: TimestampMs) -> String {
+        let day = now.div_euclid(86_400_000);
+        if self.day_seq.0 != day {
+            self.day_seq = (day, 0);
+        }
+        self.day_seq.1 += 1;
+        self.dirty.insert("#seq".into());
+        let date = format_time(now);
+        format!(
+            "INC-{}{}{}-{:04}",
+            &date[0..4],
+            &date[5..7],
+            &date[8..10],
+            self.day_seq.1
+        )
+    }
+
+    /// The incident an alert is part of (live ones only).
+    pub fn incident_of(&self, alert_id: &str) -> Option<&str> {
+        self.live
+            .values()
+            .filter(|i| i.alerts.contains_key(alert_id))
+            .max_by_key(|i| i.opened_at)
+            .map(|i| i.id.as_str())
+    }
+
+    /// Takes in an alert event; returns the incident it belongs to.
+    pub fn on_alert(&mut self, a: &AlertInfo, now: TimestampMs) -> Option<String> {
+        let host = a.labels.get("host").map(str::to_string);
+        let service = a.labels.get("service").map(str::to_string);
+        let who = match (&host, &service) {
+            (Some(h), Some(s)) => format!(" on {h} ({s})"),
+            (Some(h), None) => format!(" on {h}"),
+            (None, Some(s)) => format!(" ({s})"),
+            _ => String::new(),
+        };
+        let summary = a
+            .annotations
+            .get("summary")
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
+        if !a.firing {
+            let id = self
+                .live
+                .values()
+                .find(|i| {
+                    i.state != State::Resolved && i.alerts.get(&a.id).is_some_and(|s| s.firing)
+                })
+                .map(|i| i.id.clone())?;
+            let inc = self.live.get_mut(&id).expect("found");
+            let span = inc.alerts.get_mut(&a.id).expect("found");
+            span.firing = false;
+            if let Some(last) = span.spans.last_mut() {
+                last.1 = Some(now);
+            }
+            let all_done = inc.alerts.values().all(|s| !s.firing);
+            let reason = a
+                .reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            self.push(
+                &id,
+                now,
+                "alert_resolved",
+                format!("{} resolved{who}{reason}", a.rule),
+            );
+            if all_done {
+                self.close(&id, "auto", now);
+            }
+            return Some(id);
+        }
+        let existing = self
+            .live
+            .values()
+            .find(|i| i.state != State::Resolved && i.alerts.contains_key(&a.id))
+            .map(|i| i.id.clone());
+        let key = self.key_of(a);
+        let id = match existing {
+            Some(id) => id,
+            None => {
+                let open = self
+                    .live
+                    .values()
+                    .find(|i| i.state != State::Resolved && i.key == key)
+                    .map(|i| i.id.clone());
+                let recent = self
+                    .live
+                    .values()
+                    .filter(|i| {
+                        i.state == State::Resolved
+                            && i.key == key
+                            && i.resolved_at
+                                .is_some_and(|r| now - r <= self.settings.reopen_within_ms)
+                    })
+                    .max_by_key(|i| i.resolved_at)
+                    .map(|i| i.id.clone());
+                match (open, recent) {
+                    (Some(id), _) => id,
+                    (None, Some(id)) => {
+                        let inc = self.live.get_mut(&id).expect("found");
+                        inc.state = if inc.acked_at.is_some() {
+                            State::Acknowledged
+                        } else {
+                            State::Open
+                        };
+                        inc.resolved_at = None;
+                        inc.resolved_by = None;
+                        inc.reopened += 1;
+                        inc.outage = "intermittent".into();
+                        self.push(
+                            &id,
+                            now,
+                            "reopened",
+                            format!("reopened: {} fired again", a.rule),
+                        );
+                        id
+                    }
+                    (None, None) => {
+                        let id = self.new_id(now);
+                        let title = format!("{}{who}", a.rule);
+                        self.live.insert(
+                            id.clone(),
+                            Incident {
+                                id: id.clone(),
+                                title,
+                                key,
+                                severity: a.level,
+                                category: category_of(a),
+                                outage: String::new(),
+                                state: State::Open,
+                                hosts: BTreeSet::new(),
+                                services: BTreeSet::new(),
+                                probes: BTreeSet::new(),
+                                alerts: BTreeMap::new(),
+                                opened_at: now,
+                                acked_at: None,
+                                acked_by: None,
+                                resolved_at: None,
+                                resolved_by: None,
+                                first_remediation_at: None,
+                                remediated_at: None,
+                                flapping: false,
+                                reopened: 0,
+                            },
+                        );
+                        self.push(&id, now, "opened", format!("incident opened by {}", a.rule));
+                        id
+                    }
+                }
+            }
+        };
+        let inc = self.live.get_mut(&id).expect("exists");
+        inc.severity = inc.severity.max(a.level);
+        if let Some(h) = &host {
+            inc.hosts.insert(h.clone());
+        }
+        if let Some(s) = &service {
+            inc.services.insert(s.clone());
+        }
+        for l in ["probe", "instance", "target"] {
+            if let Some(p) = a.labels.get(l) {
+                inc.probes.insert(p.to_string());
+            }
+        }
+        if a.event == "flapping" {
+            inc.flapping = true;
+        }
+        let span = inc.alerts.entry(a.id.clone()).or_insert_with(|| AlertSpan {
+            rule: a.rule.clone(),
+            host: host.clone(),
+            service: service.clone(),
+            category: category_of(a),
+            level: a.level,
+            firing: false,
+            spans: Vec::new(),
+        });
+        span.level = span.level.max(a.level);
+        if !span.firing {
+            span.firing = true;
+            span.spans.push((now, None));
+        }
+        inc.outage = match a.labels.get("outage") {
+            Some(o @ ("complete" | "partial")) => o.to_string(),
+            _ if inc.flapping || inc.reopened > 0 => "intermittent".into(),
+            _ if inc.severity == Level::Warning => "degraded".into(),
+            _ => "complete".into(),
+        };
+        let (kind, text) = match (a.event.as_str(), a.previous_level) {
+            ("level_changed", Some(p)) => (
+                "level_changed",
+                format!("{} {p} → {}{who}{summary}", a.rule, a.level),
+            ),
+            ("flapping", _) => ("flapping", format!("{} is flapping{who}", a.rule)),
+            ("flapping_ended", _) => (
+                "flapping_ended",
+                format!("{} stopped flapping{who}", a.rule),
+            ),
+            _ => (
+                "alert_fired",
+                format!("{} fired at {}{who}{summary}", a.rule, a.level),
+            ),
+        };
+        self.push(&id, now, kind, text);
+        Some(id)
+    }
+
+    fn close(&mut self, id: &str, by: &str, now: TimestampMs) {
+        let inc = self.live.get_mut(id).expect("exists");
+        inc.state = State::Resolved;
+        inc.resolved_at = Some(now);
+        let by = if by == "auto" && inc.remediated_at.is_some() && inc.acked_at.is_none() {
+            "remediation"
+        } else {
+            by
+        };
+        inc.resolved_by = Some(by.to_string());
+        let took = (now - inc.opened_at) / 1000;
+        self.push(
+            id,
+            now,
+            "resolved",
+            format!("incident resolved ({by}) after {took} s"),
+        );
+    }
+
+    /// Records an event about an alert in its incident (notified, escalated, remediation …).
+    pub fn record(&mut self, alert_id: &str, kind: &str, text: String, now: TimestampMs) {
+        let Some(id) = self.incident_of(alert_id).map(str::to_string) else {
+            return;
+        };
+        let inc = self.live.get_mut(&id).expect("exists");
+        match kind {
+            "requested" | "dispatched" | "dry_run" | "awaiting_approval" => {
+                inc.first_remediation_at.get_or_insert(now);
+            }
+            "verified" => {
+                inc.remediated_at.get_or_insert(now);
+            }
+            _ => {}
+        }
+        self.push(&id, now, kind, text);
+    }
+
+    /// An alert was acknowledged: so is its incident (the first acknowledgement counts).
+    pub fn alert_acked(&mut self, alert_id: &str, by: &str, comment: &str, now: TimestampMs) {
+        if let Some(id) = self.incident_of(alert_id).map(str::to_string) {
+            let _ = self.ack(&id, by, comment, now);
+        }
+    }
+
+    pub fn ack(
+        &mut self,
+        id: &str,
+        by: &str,
+        comment: &str,
+        now: TimestampMs,
+    ) -> Result<(), Refused> {
+        let inc = self.live.get_mut(id).ok_or(Refused::NotFound)?;
+        if inc.state == State::Resolved {
+            return Err(Refused::Resolved);
+        }
+        if inc.acked_at.is_none() {
+            inc.acked_at = Some(now);
+            inc.acked_by = Some(by.to_string());
+        }
+        inc.state = State::Acknowledged;
+        let c = if comment.is_empty() {
+            String::new()
+        } else {
+            format!(": {comment}")
+        };
+        self.push(id, now, "acknowledged", format!("acknowledged by {by}{c}"));
+        Ok(())
+    }
+
+    /// Resolved by hand.
+    pub fn resolve(&mut self, id: &str, by: &str, now: TimestampMs) -> Result<(), Refused> {
+        let inc = self.live.get(id).ok_or(Refused::NotFound)?;
+        if inc.state == State::Resolved {
+            return Err(Refused::Resolved);
+        }
+        self.close(id, by, now);
+        Ok(())
+    }
+
+    pub fn note(
+        &mut self,
+        id: &str,
+        by: &str,
+        text: &str,
+        now: TimestampMs,
+    ) -> Result<(), Refused> {
+        if !self.live.contains_key(id) {
+            return Err(Refused::NotFound);
+        }
+        self.push(id, now, "note", format!("{by}: {text}"));
+        Ok(())
+    }
+
+    pub fn live(&self) -> impl Iterator<Item = &Incident> {
+        self.live.values()
+    }
+
+    /// Forgets resolved incidents past the reopen window (they stay in the store).
+    pub fn expire(&mut self, now: TimestampMs) {
+        let w = self.settings.reopen_within_ms;
+        self.live.retain(|_, i| {
+            i.state != State::Resolved || i.resolved_at.is_some_and(|r| now - r <= w)
+        });
+    }
+
+    /// Changed incidents (id, JSON) and the new timeline rows, since the last call.
+    pub fn take_changes(&mut self) -> (Vec<(String, String)>, Vec<TimelineEvent>) {
+        let rows = std::mem::take(&mut self.dirty)
+            .into_iter()
+            .filter_map(|k| {
+                if k == "#seq" {
+                    return Some((k, serde_json::to_string(&self.day_seq).expect("serializes")));
+                }
+                self.live
+                    .get(&k)
+                    .map(|i| (k, serde_json::to_string(i).expect("incident serializes")))
+            })
+            .collect();
+        (rows, std::mem::take(&mut self.events))
+    }
+
+    /// Restores live incidents and the id sequence; returns the unreadable rows.
+    pub fn restore(
+        &mut self,
+        rows: Vec<(String, String)>,
+        now: TimestampMs,
+    ) -> Vec<(String, String)> {
+        let mut bad = Vec::new();
+        for (k, json) in rows {
+            if k == "#seq" {
+                match serde_json::from_str(&json) {
+                    Ok(s) => self.day_seq = s,
+                    Err(e) => bad.push((k, e.to_string())),
+                }
+                continue;
+            }
+            match serde_json::from_str::<Incident>(&json) {
+                Ok(i) => {
+                    self.live.insert(k, i);
+                }
+                Err(e) => bad.push((k, e.to_string())),
+            }
+        }
+        self.expire(now);
+        bad
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,170 @@
+use std::collections::BTreeMap;
+
+use tocsin_model::Labels;
+
+use super::*;
+
+const S: i64 = 1000;
+const T0: i64 = 1_795_000_000_000; // 2026-11-18
+
+fn alert(rule: &str, host: &str, level: Level, firing: bool) -> AlertInfo {
+    let labels = Labels::from_pairs([("alertname", rule), ("host", host), ("service", "web")]);
+    AlertInfo {
+        id: tocsin_dispatch::alert_id(&labels),
+        rule: rule.into(),
+        labels,
+        annotations: BTreeMap::from([("summary".to_string(), "probe failed".to_string())]),
+        firing,
+        event: if firing { "firing" } else { "resolved" }.into(),
+        level,
+        previous_level: None,
+        value: 0.0,
+        threshold: "< 1".into(),
+        starts_at: 0,
+        ends_at: None,
+        at: 0,
+        reason: None,
+        ack: None,
+    }
+}
+
+#[test]
+fn alerts_join_an_incident_which_resolves_and_reopens() {
+    let mut inc = Incidents::new(Settings::default());
+    let a = alert("WebDown", "web-1", Level::Critical, true);
+    let id = inc.on_alert(&a, T0).unwrap();
+    assert_eq!(id, "INC-20261118-0001");
+    let b = alert("WebSlow", "web-1", Level::Warning, true);
+    assert_eq!(
+        inc.on_alert(&b, T0 + S).unwrap(),
+        id,
+        "same host: same incident"
+    );
+    let other = inc
+        .on_alert(&alert("WebDown", "web-2", Level::Critical, true), T0 + S)
+        .unwrap();
+    assert_eq!(other, "INC-20261118-0002");
+    inc.record(&a.id, "notified", "chat (webhook)".into(), T0 + 2 * S);
+    inc.alert_acked(&a.id, "alice", "looking", T0 + 10 * S);
+    inc.on_alert(
+        &alert("WebDown", "web-1", Level::Critical, false),
+        T0 + 20 * S,
+    );
+    let i = inc.live().find(|i| i.id == id).unwrap();
+    assert_eq!(i.state, State::Acknowledged, "WebSlow still fires");
+    inc.on_alert(
+        &alert("WebSlow", "web-1", Level::Warning, false),
+        T0 + 30 * S,
+    );
+    let i = inc.live().find(|i| i.id == id).unwrap().clone();
+    assert_eq!(i.state, State::Resolved);
+    assert_eq!(i.resolved_by.as_deref(), Some("auto"));
+    assert_eq!(i.time_to_ack_ms(), Some(10 * S));
+    assert_eq!(i.time_to_resolve_ms(), Some(30 * S));
+    assert_eq!(i.severity, Level::Critical);
+    assert_eq!(i.category, "service");
+    let (_, events) = inc.take_changes();
+    let mine: Vec<&str> = events
+        .iter()
+        .filter(|e| e.incident == id)
+        .map(|e| e.kind.as_str())
+        .collect();
+    assert_eq!(
+        mine,
+        vec![
+            "opened",
+            "alert_fired",
+            "alert_fired",
+            "notified",
+            "acknowledged",
+            "alert_resolved",
+            "alert_resolved",
+            "resolved"
+        ]
+    );
+    // Fires again within the window: the same incident reopens.
+    let again = inc.on_alert(&a, T0 + 60 * S).unwrap();
+    assert_eq!(again, id);
+    let i = inc.live().find(|i| i.id == id).unwrap();
+    assert_eq!(i.reopened, 1);
+    assert_eq!(i.outage, "intermittent");
+    // Much later: a new one.
+    inc.on_alert(
+        &alert("WebDown", "web-1", Level::Critical, false),
+        T0 + 70 * S,
+    );
+    let fresh = inc.on_alert(&a, T0 + 3_600 * S).unwrap();
+    assert_eq!(fresh, "INC-20261118-0003");
+}
+
+#[test]
+fn remediation_closes_without_a_human_and_stats_report_it() {
+    let mut inc = Incidents::new(Settings::default());
+    let a = alert("WebDown", "web-1", Level::Critical, true);
+    let id = inc.on_alert(&a, T0).unwrap();
+    inc.record(&a.id, "requested", "restart_web requested".into(), T0 + S);
+    inc.record(
+        &a.id,
+        "succeeded",
+        "restart_web ran: exit 0".into(),
+        T0 + 2 * S,
+    );
+    inc.record(&a.id, "verified", "restart_web worked".into(), T0 + 5 * S);
+    inc.on_alert(
+        &alert("WebDown", "web-1", Level::Critical, false),
+        T0 + 5 * S,
+    );
+    inc.note(&id, "bob", "the cache filled the disk", T0 + 100 * S)
+        .unwrap();
+    assert_eq!(
+        inc.resolve(&id, "bob", T0 + 101 * S),
+        Err(Refused::Resolved)
+    );
+    let i = inc.live().next().unwrap().clone();
+    assert_eq!(i.resolved_by.as_deref(), Some("remediation"));
+    assert_eq!(i.time_to_remediate_ms(), Some(5 * S));
+    let s = stats(&[i.clone()], T0 - 95 * S, T0 + 105 * S, T0 + 200 * S);
+    assert_eq!(s.count, 1);
+    assert_eq!(s.mttr_seconds, Some(5.0));
+    assert_eq!(s.mean_time_to_remediate_seconds, Some(5.0));
+    assert_eq!(s.auto_remediated_share, Some(1.0));
+    assert_eq!(s.availability_service["web"], 0.975, "5 s down in 200 s");
+    assert_eq!(s.noisy_rules, vec![("WebDown".to_string(), 1)]);
+    let (_, events) = inc.take_changes();
+    let md = report(&i, &events);
+    for want in [
+        "# INC-20261118-0001: WebDown on web-1 (web)",
+        "## Summary",
+        "| Time to resolve (MTTR) | 5 s |",
+        "| Time to remediate | 5 s |",
+        "## Impact",
+        "- Hosts: web-1",
+        "## Timeline",
+        "| 2026-11-18T",
+        "| verified | restart_web worked |",
+        "## Remediation",
+        "## Notes",
+        "bob: the cache filled the disk",
+        "## Follow-ups",
+    ] {
+        assert!(md.contains(want), "{want:?} not in\n{md}");
+    }
+}
+
+#[test]
+fn ids_count_per_day_and_state_round_trips() {
+    let mut inc = Incidents::new(Settings::default());
+    inc.on_alert(&alert("A", "h1", Level::Warning, true), T0);
+    let (rows, _) = inc.take_changes();
+    let mut again = Incidents::new(Settings::default());
+    assert!(again.restore(rows, T0 + S).is_empty());
+    assert_eq!(
+        again.on_alert(&alert("A", "h2", Level::Warning, true), T0 + S),
+        Some("INC-20261118-0002".into())
+    );
+    assert_eq!(
+        again.on_alert(&alert("A", "h3", Level::Warning, true), T0 + 86_400 * S),
+        Some("INC-20261119-0001".into())
+    );
+    assert_eq!(again.ack("INC-nope", "x", "", T0), Err(Refused::NotFound));
+}
