@@ -137,6 +137,11 @@ async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
             ))
         })
         .collect();
+    let remediation = tokio::spawn(crate::actions::action_loop(
+        cfg.clone(),
+        tel.clone(),
+        cancel.clone(),
+    ));
     let sampler = tokio::spawn(sample_loop(
         cfg.clone(),
         Arc::clone(&queue),
@@ -165,6 +170,7 @@ async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
         .with_graceful_shutdown(cancel.clone().cancelled_owned())
         .await?;
     let _ = sampler.await;
+    let _ = remediation.await;
     for p in probes {
         let _ = p.await;
     }

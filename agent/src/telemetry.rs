@@ -16,6 +16,7 @@ pub struct Telemetry {
     pub dropped_samples: IntCounterVec,
     pub probe_runs: IntCounterVec,
     pub collector_index: IntGauge,
+    pub actions: IntCounterVec,
 }
 
 use tocsin_runtime::register as reg;
@@ -51,6 +52,17 @@ impl Telemetry {
                         "Time to take one full sample of the host.",
                     )
                     .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14).expect("valid")),
+                )
+                .expect("valid"),
+            ),
+            actions: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tocsin_agent_actions_total",
+                        "Remediation requests by result (succeeded, failed, timed_out, refused, replayed).",
+                    ),
+                    &["result"],
                 )
                 .expect("valid"),
             ),

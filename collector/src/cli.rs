@@ -98,6 +98,13 @@ enum Cmd {
         #[command(subcommand)]
         action: SilenceCmd,
     },
+    /// Incidents on a running collector: list, show, ack, resolve, note, report, stats.
+    Incidents {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        action: IncidentCmd,
+    },
     /// Acknowledge a firing alert on a running collector: stops its escalation and repeats
     /// until it rises a level.
     Ack {
@@ -110,6 +117,62 @@ enum Cmd {
         by: String,
         #[arg(long, default_value = "")]
         comment: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum IncidentCmd {
+    /// List incidents (newest first).
+    List {
+        #[arg(long)]
+        state: Option<String>,
+        /// Least severity: warning, critical, emergency.
+        #[arg(long)]
+        severity: Option<String>,
+        #[arg(long)]
+        host: Option<String>,
+        /// Window start (RFC 3339 or Unix seconds) [default: 7 days ago].
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// One incident with its timeline.
+    Show { id: String },
+    /// Acknowledge an incident.
+    Ack {
+        id: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Resolve an incident by hand.
+    Resolve {
+        id: String,
+        #[arg(long)]
+        by: String,
+    },
+    /// Add a note to an incident's timeline.
+    Note {
+        id: String,
+        #[arg(long)]
+        by: String,
+        text: String,
+    },
+    /// Write the post-incident report (Markdown).
+    Report {
+        id: String,
+        /// Output file [default: standard output].
+        #[arg(long, value_name = "FILE.md")]
+        out: Option<PathBuf>,
+    },
+    /// Counts, MTTA, MTTR, time to remediate, availability over a window.
+    Stats {
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
     },
 }
 
@@ -171,18 +234,27 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Some(Cmd::CheckRules { paths }) => check_rules(&paths),
-        Some(Cmd::Silence { api, action }) => {
-            call_api("silence", &api, |c, base| silence_request(c, base, action))
-        }
+        Some(Cmd::Silence { api, action }) => call_api(
+            "silence",
+            &api,
+            |c, base| silence_request(c, base, action),
+            print_answer,
+        ),
+        Some(Cmd::Incidents { api, action }) => incidents(&api, action),
         Some(Cmd::Ack {
             api,
             id,
             by,
             comment,
-        }) => call_api("ack", &api, |c, base| {
-            Ok(c.post(format!("{base}/api/v1/alerts/{id}/ack"))
-                .json(&serde_json::json!({ "by": by, "comment": comment })))
-        }),
+        }) => call_api(
+            "ack",
+            &api,
+            |c, base| {
+                Ok(c.post(format!("{base}/api/v1/alerts/{id}/ack"))
+                    .json(&serde_json::json!({ "by": by, "comment": comment })))
+            },
+            print_answer,
+        ),
         Some(Cmd::Backtest {
             rules,
             rule,
@@ -210,6 +282,11 @@ pub fn main() -> ExitCode {
             tocsin_runtime::exit_code("tocsin-collector", run(cli.run))
         }
     }
+}
+
+fn print_answer(text: &str) -> Result<(), String> {
+    println!("{text}");
+    Ok(())
 }
 
 /// The request of one silence command.
@@ -264,11 +341,80 @@ fn silence_request(
     })
 }
 
+fn incidents(api: &ApiArgs, action: IncidentCmd) -> ExitCode {
+    let q = |pairs: &[(&str, &Option<String>)]| {
+        let p: Vec<String> = pairs
+            .iter()
+            .filter_map(|(k, v)| {
+                v.as_ref()
+                    .map(|v| format!("{k}={}", urlencoding::encode(v)))
+            })
+            .collect();
+        if p.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", p.join("&"))
+        }
+    };
+    let out_file = match &action {
+        IncidentCmd::Report { out, .. } => out.clone(),
+        _ => None,
+    };
+    call_api(
+        "incidents",
+        api,
+        |c, base| {
+            let b = format!("{base}/api/v1/incidents");
+            Ok(match action {
+                IncidentCmd::List {
+                    state,
+                    severity,
+                    host,
+                    from,
+                    to,
+                } => c.get(format!(
+                    "{b}{}",
+                    q(&[
+                        ("state", &state),
+                        ("severity", &severity),
+                        ("host", &host),
+                        ("from", &from),
+                        ("to", &to)
+                    ])
+                )),
+                IncidentCmd::Show { id } => c.get(format!("{b}/{id}")),
+                IncidentCmd::Ack { id, by, comment } => c
+                    .post(format!("{b}/{id}/ack"))
+                    .json(&serde_json::json!({ "by": by, "comment": comment })),
+                IncidentCmd::Resolve { id, by } => c
+                    .post(format!("{b}/{id}/resolve"))
+                    .json(&serde_json::json!({ "by": by })),
+                IncidentCmd::Note { id, by, text } => c
+                    .post(format!("{b}/{id}/notes"))
+                    .json(&serde_json::json!({ "by": by, "text": text })),
+                IncidentCmd::Report { id, .. } => c.get(format!("{b}/{id}/report")),
+                IncidentCmd::Stats { from, to } => {
+                    c.get(format!("{b}/stats{}", q(&[("from", &from), ("to", &to)])))
+                }
+            })
+        },
+        |text| match &out_file {
+            Some(path) => std::fs::write(path, text)
+                .map_err(|e| format!("cannot write {}: {e}", path.display())),
+            None => {
+                println!("{text}");
+                Ok(())
+            }
+        },
+    )
+}
+
 /// Sends one request to a running collector's API; prints the answer's JSON.
 fn call_api(
     what: &str,
     api: &ApiArgs,
     request: impl FnOnce(&reqwest::Client, &str) -> Result<reqwest::RequestBuilder, String>,
+    output: impl FnOnce(&str) -> Result<(), String>,
 ) -> ExitCode {
     let base = api.url.trim_end_matches('/');
     let run = async {
@@ -296,11 +442,8 @@ fn call_api(
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(run) {
-        Ok(text) => {
-            println!("{text}");
-            ExitCode::SUCCESS
-        }
+    match rt.block_on(run).and_then(|text| output(&text)) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tocsin-collector {what}: {e}");
             ExitCode::from(1)
@@ -473,6 +616,39 @@ async fn serve(
             .context("cannot read the acknowledgement key")?
             .into_bytes(),
     });
+    // Actions the collector runs itself (`on: collector`), from its own allowlist.
+    let (run_tx, mut run_rx) = mpsc::unbounded_channel::<tocsin_remedy::Request>();
+    {
+        let tx = tx.clone();
+        let allowlist = Arc::new(cfg.actions.clone());
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            loop {
+                let req = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    r = run_rx.recv() => match r { Some(r) => r, None => return },
+                };
+                let tx = tx.clone();
+                let allowlist = Arc::clone(&allowlist);
+                tokio::spawn(async move {
+                    info!(request = %req.id, action = %req.action, "running action on the collector");
+                    let r = tocsin_exec::run_action(&allowlist, &req.action, &req.params).await;
+                    let status = serde_json::from_value(serde_json::json!(r.status))
+                        .unwrap_or(tocsin_remedy::ResultStatus::Failed);
+                    let (reply, _) = tokio::sync::oneshot::channel();
+                    let _ = tx
+                        .send(Msg::ActionResult {
+                            id: req.id,
+                            status,
+                            summary: r.summary,
+                            output: r.output,
+                            reply,
+                        })
+                        .await;
+                });
+            }
+        });
+    }
     let settings = Settings {
         engine: EngineOptions {
             stale_after_ms: cfg.stale_after.as_millis() as i64,
@@ -488,6 +664,9 @@ async fn serve(
         checkpoint_every: cfg.checkpoint_interval,
         host_down_after: cfg.host_down_after,
         host_forget_after: cfg.host_forget_after,
+        incidents: cfg.incidents.clone(),
+        remediation: cfg.remediation.clone(),
+        runner: Some(run_tx),
     };
     let writer = Writer::new(
         store,

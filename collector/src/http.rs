@@ -14,7 +14,7 @@ use tocsin_model::now_ms;
 use tocsin_notify::format_rfc3339;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::writer::{AckFailure, Msg, View, WriteError};
+use crate::writer::{AckFailure, IncidentOp, Msg, View, WriteError};
 use crate::Telemetry;
 
 #[derive(Clone)]
@@ -48,6 +48,17 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/v1/alerts/{id}/ack", post(ack_api))
         .route("/api/v1/notifications", get(notifications))
+        .route("/api/v1/actions", get(list_actions))
+        .route("/api/v1/actions/poll", get(poll_actions))
+        .route("/api/v1/actions/{id}/result", post(action_result))
+        .route("/api/v1/audit", get(audit))
+        .route("/api/v1/incidents", get(list_incidents))
+        .route("/api/v1/incidents/stats", get(incident_stats))
+        .route("/api/v1/incidents/{id}", get(show_incident))
+        .route("/api/v1/incidents/{id}/report", get(incident_report))
+        .route("/api/v1/incidents/{id}/ack", post(incident_ack))
+        .route("/api/v1/incidents/{id}/resolve", post(incident_resolve))
+        .route("/api/v1/incidents/{id}/notes", post(incident_note))
         .route("/api/v1/notifications/{id}/retry", post(retry_notification))
         .route("/ack", get(ack_page).post(ack_link))
         .route("/metrics", get(metrics))
@@ -649,4 +660,370 @@ async fn retry_notification(
             format!("no dead-lettered notification {id}"),
         ))
     }
+}
+
+fn require_agent(headers: &HeaderMap, st: &AppState) -> Result<(), ApiError> {
+    if bearer_ok(headers, &st.token) {
+        Ok(())
+    } else {
+        st.tel
+            .ingest_rejected("unauthorized", "action API: missing or wrong bearer token");
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token",
+        ))
+    }
+}
+
+fn request_json(r: &tocsin_remedy::Request) -> Value {
+    json!({
+        "id": r.id,
+        "rule": r.rule,
+        "alert": r.alert_id,
+        "host": r.host,
+        "action": r.action,
+        "params": r.params,
+        "state": r.state.as_str(),
+        "createdAt": format_rfc3339(r.created),
+        "dispatchedAt": r.dispatched.map(format_rfc3339),
+        "finishedAt": r.finished.map(format_rfc3339),
+        "outcome": r.outcome,
+        "output": r.output,
+    })
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PollQuery {
+    host: String,
+}
+
+/// `GET /api/v1/actions/poll?host=H` (agent token): this host's action requests, each once.
+async fn poll_actions(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<PollQuery>,
+) -> Result<Json<Value>, ApiError> {
+    require_agent(&headers, &st)?;
+    let reqs = ask_writer(&st, |reply| Msg::PollActions {
+        host: q.host,
+        reply,
+    })
+    .await?;
+    let list: Vec<Value> = reqs
+        .iter()
+        .map(|r| json!({ "id": r.id, "action": r.action, "params": r.params }))
+        .collect();
+    Ok(Json(
+        json!({ "status": "success", "data": { "actions": list } }),
+    ))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResultBody {
+    status: tocsin_remedy::ResultStatus,
+    #[serde(default)]
+    summary: String,
+    #[serde(default)]
+    output: String,
+}
+
+/// `POST /api/v1/actions/{id}/result` (agent token): 409 when the request is not waiting for
+/// a result (unknown, or answered already).
+async fn action_result(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    require_agent(&headers, &st)?;
+    let b: ResultBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid result: {e}")))?;
+    let (reply, rx) = oneshot::channel();
+    let msg = Msg::ActionResult {
+        id,
+        status: b.status,
+        summary: b.summary.chars().take(1000).collect(),
+        output: b.output.chars().take(16_384).collect(),
+        reply,
+    };
+    let gone = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "collector is shutting down",
+        )
+    };
+    st.writer.send(msg).await.map_err(|_| gone())?;
+    match rx.await.map_err(|_| gone())? {
+        Ok(()) => Ok(Json(json!({ "status": "success" }))),
+        Err(e) => Err(ApiError::new(StatusCode::CONFLICT, e)),
+    }
+}
+
+async fn list_actions(State(st): State<AppState>) -> Json<Value> {
+    let view = st.view.read().unwrap_or_else(|p| p.into_inner());
+    let list: Vec<Value> = view.actions.iter().map(request_json).collect();
+    Json(json!({ "status": "success", "data": { "actions": list } }))
+}
+
+/// `GET /api/v1/audit?limit=N`: the newest rows of the append-only remediation audit log.
+async fn audit(
+    State(st): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<NotificationsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(100).min(1000);
+    let rows = with_outbox(&st, move |o| o.audit(limit)).await?;
+    let list: Vec<Value> = rows
+        .into_iter()
+        .map(|(at, actor, event, detail)| {
+            json!({
+                "at": format_rfc3339(at),
+                "actor": actor,
+                "event": event,
+                "detail": serde_json::from_str::<Value>(&detail).unwrap_or(Value::String(detail)),
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "status": "success", "data": { "audit": list } }),
+    ))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct IncidentQuery {
+    state: Option<String>,
+    severity: Option<String>,
+    host: Option<String>,
+    /// RFC 3339 or Unix seconds; default: 7 days ago.
+    from: Option<String>,
+    /// Default: now.
+    to: Option<String>,
+    limit: Option<usize>,
+}
+
+fn window(q: &IncidentQuery) -> Result<(i64, i64), ApiError> {
+    let now = now_ms();
+    let t = |s: &Option<String>, d: i64| match s {
+        None => Ok(d),
+        Some(s) => tocsin_model::parse_timestamp(s)
+            .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid time {s:?}"))),
+    };
+    let from = t(&q.from, now - 7 * 86_400_000)?;
+    let to = t(&q.to, now + 1)?;
+    if to <= from {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "to must be after from",
+        ));
+    }
+    Ok((from, to))
+}
+
+async fn load_incidents(
+    st: &AppState,
+    from: i64,
+    to: i64,
+    limit: usize,
+) -> Result<Vec<tocsin_incidents::Incident>, ApiError> {
+    let rows = with_outbox(st, move |o| o.incidents(from, to, limit)).await?;
+    Ok(rows
+        .iter()
+        .filter_map(|j| serde_json::from_str(j).ok())
+        .collect())
+}
+
+fn incident_json(i: &tocsin_incidents::Incident) -> Value {
+    let mut v = serde_json::to_value(i).unwrap_or(Value::Null);
+    v["opened_at"] = json!(tocsin_incidents::format_time(i.opened_at));
+    v["acked_at"] = json!(i.acked_at.map(tocsin_incidents::format_time));
+    v["resolved_at"] = json!(i.resolved_at.map(tocsin_incidents::format_time));
+    v["time_to_ack_seconds"] = json!(i.time_to_ack_ms().map(|m| m as f64 / 1000.0));
+    v["time_to_resolve_seconds"] = json!(i.time_to_resolve_ms().map(|m| m as f64 / 1000.0));
+    v["time_to_remediate_seconds"] = json!(i.time_to_remediate_ms().map(|m| m as f64 / 1000.0));
+    v
+}
+
+/// `GET /api/v1/incidents?state=&severity=&host=&from=&to=`.
+async fn list_incidents(
+    State(st): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<IncidentQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let (from, to) = window(&q)?;
+    let severity = match &q.severity {
+        None => None,
+        Some(s) => Some(
+            s.parse::<tocsin_model::Level>()
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?,
+        ),
+    };
+    let all = load_incidents(&st, from, to, q.limit.unwrap_or(200).min(5000)).await?;
+    let list: Vec<Value> = all
+        .iter()
+        .filter(|i| q.state.as_deref().is_none_or(|s| i.state.as_str() == s))
+        .filter(|i| severity.is_none_or(|l| i.severity >= l))
+        .filter(|i| q.host.as_ref().is_none_or(|h| i.hosts.contains(h)))
+        .map(incident_json)
+        .collect();
+    Ok(Json(
+        json!({ "status": "success", "data": { "incidents": list } }),
+    ))
+}
+
+async fn incident_with_timeline(
+    st: &AppState,
+    id: String,
+) -> Result<
+    (
+        tocsin_incidents::Incident,
+        Vec<tocsin_incidents::TimelineEvent>,
+    ),
+    ApiError,
+> {
+    let id2 = id.clone();
+    let (data, events) = with_outbox(st, move |o| {
+        Ok((o.incident(&id2)?, o.incident_events(&id2)?))
+    })
+    .await?;
+    let inc: tocsin_incidents::Incident = data
+        .and_then(|d| serde_json::from_str(&d).ok())
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no incident {id}")))?;
+    let events = events
+        .into_iter()
+        .map(|(at, kind, text)| tocsin_incidents::TimelineEvent {
+            incident: id.clone(),
+            at,
+            kind,
+            text,
+        })
+        .collect();
+    Ok((inc, events))
+}
+
+async fn show_incident(
+    State(st): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (inc, events) = incident_with_timeline(&st, id).await?;
+    let timeline: Vec<Value> = events
+        .iter()
+        .map(|e| json!({ "at": tocsin_incidents::format_time(e.at), "atMs": e.at, "kind": e.kind, "text": e.text }))
+        .collect();
+    let mut v = incident_json(&inc);
+    v["timeline"] = json!(timeline);
+    Ok(Json(json!({ "status": "success", "data": v })))
+}
+
+/// `GET /api/v1/incidents/{id}/report`: the post-incident report in Markdown.
+async fn incident_report(
+    State(st): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    let (inc, events) = incident_with_timeline(&st, id).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+        tocsin_incidents::report(&inc, &events),
+    )
+        .into_response())
+}
+
+/// `GET /api/v1/incidents/stats?from=&to=`.
+async fn incident_stats(
+    State(st): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<IncidentQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let (from, to) = window(&q)?;
+    // Incidents opened before the window may still be down inside it: look back a day more.
+    let all = load_incidents(&st, from - 86_400_000, to, 100_000).await?;
+    let s = tocsin_incidents::stats(&all, from, to, now_ms().min(to));
+    Ok(Json(json!({ "status": "success", "data": s })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IncidentBody {
+    by: String,
+    #[serde(default)]
+    comment: String,
+    #[serde(default)]
+    text: String,
+}
+
+async fn incident_op(
+    st: &AppState,
+    headers: &HeaderMap,
+    id: String,
+    body: &[u8],
+    op: impl FnOnce(IncidentBody) -> Result<IncidentOp, String>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(headers, st)?;
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
+    let b: IncidentBody =
+        serde_json::from_slice(body).map_err(|e| bad(format!("invalid body: {e}")))?;
+    if b.by.trim().is_empty() {
+        return Err(bad("by is required".into()));
+    }
+    let op = op(b).map_err(bad)?;
+    let (reply, rx) = oneshot::channel();
+    let gone = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "collector is shutting down",
+        )
+    };
+    st.writer
+        .send(Msg::Incident { id, op, reply })
+        .await
+        .map_err(|_| gone())?;
+    match rx.await.map_err(|_| gone())? {
+        Ok(()) => Ok(Json(json!({ "status": "success" }))),
+        Err(e) if e.contains("no such incident") => Err(ApiError::new(StatusCode::NOT_FOUND, e)),
+        Err(e) => Err(ApiError::new(StatusCode::CONFLICT, e)),
+    }
+}
+
+async fn incident_ack(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    incident_op(&st, &headers, id, &body, |b| {
+        Ok(IncidentOp::Ack {
+            by: b.by,
+            comment: b.comment,
+        })
+    })
+    .await
+}
+
+async fn incident_resolve(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    incident_op(&st, &headers, id, &body, |b| {
+        Ok(IncidentOp::Resolve { by: b.by })
+    })
+    .await
+}
+
+async fn incident_note(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    incident_op(&st, &headers, id, &body, |b| {
+        if b.text.trim().is_empty() {
+            return Err("text is required".into());
+        }
+        Ok(IncidentOp::Note {
+            by: b.by,
+            text: b.text,
+        })
+    })
+    .await
 }

@@ -24,6 +24,8 @@ pub struct Telemetry {
     pub storage_errors: IntCounter,
     pub silenced: IntCounter,
     pub ack_refused: IntCounter,
+    pub remediation: IntCounterVec,
+    pub incidents_open: IntGauge,
     pub inhibited: IntCounter,
 }
 
@@ -111,6 +113,12 @@ impl Telemetry {
                 )
                 .expect("valid metric"),
             ),
+            remediation: cv(
+                "tocsin_remediation_events_total",
+                "Remediation events by kind (requested, dispatched, succeeded, failed, verified, verify_failed, refused, skipped, breaker_open, lost, dry_run, …).",
+                &["kind"],
+            ),
+            incidents_open: g("tocsin_incidents_open", "Incidents open or acknowledged."),
             rules_loaded: g("tocsin_rules_loaded", "Rules currently loaded."),
             rule_reloads: cv(
                 "tocsin_rule_reloads_total",

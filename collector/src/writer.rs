@@ -6,12 +6,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use tocsin_dispatch::{alert_id, AlertInfo, Dispatcher};
+use tocsin_dispatch::{alert_id, AlertInfo, Dispatcher, Why};
+use tocsin_incidents::Incidents;
 use tocsin_model::{now_ms, SeriesSamples, TimestampMs};
+use tocsin_remedy::Remedy;
 use tocsin_rules::{AlertState, Engine, EngineOptions, Rule, Transition};
 use tocsin_store::{AppendStats, Store, StoreError};
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::liveness::{HostView, Liveness};
 use crate::services::Services;
@@ -40,6 +42,31 @@ pub enum Msg {
         comment: String,
         reply: oneshot::Sender<Result<tocsin_dispatch::Ack, AckFailure>>,
     },
+    /// An agent asks for the action requests of its host (each handed out once).
+    PollActions {
+        host: String,
+        reply: oneshot::Sender<Result<Vec<tocsin_remedy::Request>, String>>,
+    },
+    /// The result of an action request, from the agent or the collector's own runner.
+    ActionResult {
+        id: String,
+        status: tocsin_remedy::ResultStatus,
+        summary: String,
+        output: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Incident {
+        id: String,
+        op: IncidentOp,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// A change to an incident asked for over the API.
+pub enum IncidentOp {
+    Ack { by: String, comment: String },
+    Resolve { by: String },
+    Note { by: String, text: String },
 }
 
 /// Why an acknowledgement did not take.
@@ -76,6 +103,10 @@ pub struct View {
     pub bands: Vec<(String, tocsin_model::Labels, [f64; 3])>,
     /// Acknowledgements of firing alerts, by alert id.
     pub acks: BTreeMap<String, tocsin_dispatch::Ack>,
+    /// Open and recently resolved incidents.
+    pub incidents: Vec<tocsin_incidents::Incident>,
+    /// Action requests of the last day.
+    pub actions: Vec<tocsin_remedy::Request>,
 }
 
 pub struct Writer {
@@ -94,6 +125,7 @@ pub struct Writer {
     carry: Vec<Transition>,
     liveness: Liveness,
     services: Services,
+    runner: Option<mpsc::UnboundedSender<tocsin_remedy::Request>>,
 }
 
 /// Who gets a notification, and who does not.
@@ -108,6 +140,13 @@ struct Delivery {
     ack_secret: Arc<Vec<u8>>,
     ack_ttl_ms: i64,
     dashboard_url: Option<String>,
+    incidents: Incidents,
+    incident_settings: tocsin_incidents::Settings,
+    remedy: Remedy,
+    remedy_limits: tocsin_remedy::Limits,
+    dry_run: bool,
+    /// Collector-side action requests handed out in this group, run after the commit.
+    to_run: Vec<tocsin_remedy::Request>,
 }
 
 /// What the writer needs from the configuration.
@@ -121,6 +160,10 @@ pub struct Settings {
     pub ack_secret: Arc<Vec<u8>>,
     pub ack_link_ttl: Duration,
     pub dashboard_url: Option<String>,
+    pub incidents: tocsin_config::collector::IncidentsConfig,
+    pub remediation: tocsin_config::collector::RemediationLimits,
+    /// Where collector-side action requests go to be run.
+    pub runner: Option<mpsc::UnboundedSender<tocsin_remedy::Request>>,
     pub external_url: String,
     pub retention: Duration,
     pub checkpoint_every: Duration,
@@ -160,6 +203,19 @@ impl Writer {
                 ack_secret: settings.ack_secret,
                 ack_ttl_ms: settings.ack_link_ttl.as_millis() as i64,
                 dashboard_url: settings.dashboard_url,
+                incidents: Incidents::default(),
+                incident_settings: tocsin_incidents::Settings {
+                    group_by: settings.incidents.group_by.clone(),
+                    reopen_within_ms: settings.incidents.reopen_within.as_millis() as i64,
+                },
+                remedy: Remedy::default(),
+                remedy_limits: tocsin_remedy::Limits {
+                    max_concurrent: settings.remediation.max_concurrent,
+                    per_host: settings.remediation.per_host,
+                    answer_within_ms: settings.remediation.answer_within.as_millis() as i64,
+                },
+                dry_run: settings.remediation.dry_run,
+                to_run: Vec::new(),
             },
             view,
             wake,
@@ -171,6 +227,7 @@ impl Writer {
             carry: Vec::new(),
             liveness,
             services: Services::default(),
+            runner: settings.runner,
         };
         w.load_silences()?;
         let restored = w.restore_engine()?;
@@ -223,6 +280,20 @@ impl Writer {
         {
             error!(key, error = %e, "unreadable notification state dropped");
         }
+        let d = &mut self.delivery;
+        d.incidents = Incidents::new(d.incident_settings.clone());
+        let since = now_ms() - d.incident_settings.reopen_within_ms;
+        for (key, e) in d
+            .incidents
+            .restore(self.store.live_incidents(since)?, now_ms())
+        {
+            error!(key, error = %e, "unreadable incident dropped");
+        }
+        d.remedy = Remedy::new(d.remedy_limits);
+        for (key, e) in d.remedy.restore(self.store.remedy_rows()?) {
+            error!(key, error = %e, "unreadable remediation state dropped");
+        }
+        d.to_run.clear();
         let b = self.engine.restore_baselines(self.store.baselines()?);
         if b > 0 {
             info!(baselines = b, "learned baselines restored");
@@ -291,6 +362,7 @@ impl Writer {
         let mut transitions = std::mem::take(&mut self.carry);
         let mut ticked = false;
         let mut ack_replies = Vec::new();
+        let mut other_replies: Vec<Reply> = Vec::new();
         let mut queued = 0usize;
         let mut seen: Vec<(String, TimestampMs)> = Vec::new();
         let result = (|| -> Result<(), StoreError> {
@@ -337,8 +409,58 @@ impl Writer {
                             .ack(&id, level, link_level, &by, &comment, now);
                         if r.is_ok() {
                             info!(alert = %id, by = %by, comment = %comment, "alert acknowledged");
+                            let d = &mut self.delivery;
+                            d.incidents.alert_acked(&id, &by, &comment, now);
+                            let evs = d.remedy.approve(&id, &by, now);
+                            Self::remedy_events(d, &self.tel, &mut tx, evs, now)?;
                         }
                         ack_replies.push((reply, r));
+                    }
+                    Msg::PollActions { host, reply } => {
+                        let d = &mut self.delivery;
+                        let (reqs, evs) = d.remedy.take(Some(&host), now);
+                        Self::remedy_events(d, &self.tel, &mut tx, evs, now)?;
+                        other_replies.push(Reply::Poll(reply, reqs));
+                    }
+                    Msg::ActionResult {
+                        id,
+                        status,
+                        summary,
+                        output,
+                        reply,
+                    } => {
+                        let alert = self
+                            .delivery
+                            .remedy
+                            .requests()
+                            .find(|r| r.id == id)
+                            .map(|r| r.alert_id.clone());
+                        let firing = alert.is_some_and(|a| {
+                            self.engine
+                                .alerts()
+                                .any(|s| s.level.is_some() && alert_id(&s.labels) == a)
+                        });
+                        let d = &mut self.delivery;
+                        let r = d.remedy.result(&id, status, &summary, &output, firing, now);
+                        match r {
+                            Ok(evs) => {
+                                Self::remedy_events(d, &self.tel, &mut tx, evs, now)?;
+                                other_replies.push(Reply::Done(reply, Ok(())));
+                            }
+                            Err(e) => {
+                                warn!(request = %id, error = %e, "action result refused");
+                                other_replies.push(Reply::Done(reply, Err(e)));
+                            }
+                        }
+                    }
+                    Msg::Incident { id, op, reply } => {
+                        let inc = &mut self.delivery.incidents;
+                        let r = match op {
+                            IncidentOp::Ack { by, comment } => inc.ack(&id, &by, &comment, now),
+                            IncidentOp::Resolve { by } => inc.resolve(&id, &by, now),
+                            IncidentOp::Note { by, text } => inc.note(&id, &by, &text, now),
+                        };
+                        other_replies.push(Reply::Done(reply, r.map_err(|e| e.to_string())));
                     }
                     Msg::AddSilence { .. } | Msg::ExpireSilence { .. } => {
                         unreachable!("handled before the group")
@@ -368,9 +490,17 @@ impl Writer {
                     self.count(&stats);
                     let _ = reply.send(Ok(stats));
                 }
-                let acked = !ack_replies.is_empty();
+                let acked = !ack_replies.is_empty() || !other_replies.is_empty();
                 for (reply, r) in ack_replies {
                     let _ = reply.send(r.map_err(AckFailure::Refused));
+                }
+                for r in other_replies {
+                    r.send_ok();
+                }
+                if let Some(runner) = &self.runner {
+                    for req in self.delivery.to_run.drain(..) {
+                        let _ = runner.send(req);
+                    }
                 }
                 self.after_commit(&transitions, acked, queued);
             }
@@ -387,6 +517,9 @@ impl Writer {
                 }
                 for (reply, _) in ack_replies {
                     let _ = reply.send(Err(AckFailure::Storage(err.to_string())));
+                }
+                for r in other_replies {
+                    r.send_err(err.to_string());
                 }
                 // The engine ran ahead of what was stored: rewind it to the durable state.
                 if let Err(e) = self.restore_engine() {
@@ -440,6 +573,18 @@ impl Writer {
                 .collect()
         };
         for t in transitions {
+            let a = AlertInfo::from_transition(t);
+            d.incidents.on_alert(&a, now);
+            let rem = engine
+                .rules()
+                .iter()
+                .find(|r| r.name == t.rule)
+                .and_then(|r| r.remediation.clone());
+            if let Some(mut rem) = rem {
+                rem.dry_run |= d.dry_run;
+                let evs = d.remedy.on_alert(&a, &rem, now);
+                Self::remedy_events(d, tel, tx, evs, now)?;
+            }
             if let Some(s) = d.silences.iter().find(|s| s.matches(&t.labels, now)) {
                 // Recorded (the alert state is stored above), not delivered.
                 tel.silenced.inc();
@@ -461,6 +606,11 @@ impl Writer {
             d.dispatcher
                 .event(&AlertInfo::from_transition(t), &targets, now);
         }
+        let evs = d.remedy.tick(now);
+        Self::remedy_events(d, tel, tx, evs, now)?;
+        let (reqs, evs) = d.remedy.take(None, now);
+        Self::remedy_events(d, tel, tx, evs, now)?;
+        d.to_run.extend(reqs);
         let secret = &d.ack_secret;
         let expires = now + d.ack_ttl_ms;
         let external = d.external_url.trim_end_matches('/');
@@ -488,11 +638,73 @@ impl Writer {
             );
             tx.enqueue(&n.receiver, &body.to_string(), now)?;
             queued += 1;
+            let (kind, why) = match &n.why {
+                Why::Changed => ("notified", String::new()),
+                Why::Repeat { n } => ("repeated", format!(", repeat {n}")),
+                Why::Escalation { step, policy, .. } if *step > 1 => {
+                    ("escalated", format!(", {policy} step {step}"))
+                }
+                Why::Escalation { policy, .. } => ("notified", format!(", {policy} step 1")),
+            };
+            for a in &n.alerts {
+                let what = if a.firing { &a.event } else { "resolved" };
+                d.incidents.record(
+                    &a.id,
+                    kind,
+                    format!("{} {what} sent to {}{why}", a.rule, n.receiver),
+                    now,
+                );
+            }
         }
         for (key, json) in d.dispatcher.take_changes() {
             tx.put_dispatch(&key, json.as_deref())?;
         }
+        Self::persist_incidents(d, tx)?;
         Ok(queued)
+    }
+
+    fn persist_incidents(
+        d: &mut Delivery,
+        tx: &mut tocsin_store::Txn<'_>,
+    ) -> Result<(), StoreError> {
+        let (rows, events) = d.incidents.take_changes();
+        for (id, json) in rows {
+            tx.put_incident(&id, &json)?;
+        }
+        for e in events {
+            tx.add_incident_event(&e.incident, e.at, &e.kind, &e.text)?;
+        }
+        for (key, json) in d.remedy.take_changes() {
+            tx.put_remedy(&key, json.as_deref())?;
+        }
+        Ok(())
+    }
+
+    /// Records remediation events: the incident timeline, the audit log, metrics, and a bump
+    /// to the next notification tier when one failed.
+    fn remedy_events(
+        d: &mut Delivery,
+        tel: &Telemetry,
+        tx: &mut tocsin_store::Txn<'_>,
+        events: Vec<tocsin_remedy::Event>,
+        now: TimestampMs,
+    ) -> Result<(), StoreError> {
+        for e in events {
+            tel.remediation.with_label_values(&[e.kind]).inc();
+            info!(alert = %e.alert_id, request = e.request.as_deref().unwrap_or(""), event = e.kind, "{}", e.text);
+            d.incidents.record(&e.alert_id, e.kind, e.text.clone(), now);
+            let detail = serde_json::json!({
+                "alert": e.alert_id,
+                "request": e.request,
+                "incident": d.incidents.incident_of(&e.alert_id),
+                "text": e.text,
+            });
+            tx.audit(now, "collector", e.kind, &detail.to_string())?;
+            if e.escalate {
+                d.dispatcher.bump(&e.alert_id, "remediation_failed", now);
+            }
+        }
+        Ok(())
     }
 
     /// Logs and counts what changed; wakes the delivery workers when something was queued.
@@ -569,8 +781,21 @@ impl Writer {
                 .collect::<Vec<_>>()
         });
         let acks = self.delivery.dispatcher.acks().clone();
+        let now = now_ms();
+        self.delivery.incidents.expire(now);
+        let incidents: Vec<tocsin_incidents::Incident> =
+            self.delivery.incidents.live().cloned().collect();
+        let actions: Vec<tocsin_remedy::Request> =
+            self.delivery.remedy.requests().cloned().collect();
+        let open = incidents
+            .iter()
+            .filter(|i| i.state != tocsin_incidents::State::Resolved)
+            .count();
+        self.tel.incidents_open.set(open as i64);
         let mut v = self.view.write().unwrap_or_else(|p| p.into_inner());
         v.acks = acks;
+        v.incidents = incidents;
+        v.actions = actions;
         v.alerts = alerts;
         if let Some(h) = hosts {
             v.hosts = h;
@@ -603,5 +828,38 @@ impl Writer {
             }
         }
         self.last_checkpoint = Instant::now();
+    }
+}
+
+/// Replies sent after the group commits (or fails).
+enum Reply {
+    Poll(
+        oneshot::Sender<Result<Vec<tocsin_remedy::Request>, String>>,
+        Vec<tocsin_remedy::Request>,
+    ),
+    Done(oneshot::Sender<Result<(), String>>, Result<(), String>),
+}
+
+impl Reply {
+    fn send_ok(self) {
+        match self {
+            Reply::Poll(tx, reqs) => {
+                let _ = tx.send(Ok(reqs));
+            }
+            Reply::Done(tx, r) => {
+                let _ = tx.send(r);
+            }
+        }
+    }
+
+    fn send_err(self, e: String) {
+        match self {
+            Reply::Poll(tx, _) => {
+                let _ = tx.send(Err(e));
+            }
+            Reply::Done(tx, _) => {
+                let _ = tx.send(Err(e));
+            }
+        }
     }
 }

@@ -126,6 +126,15 @@ fn placeholders(s: &str) -> Vec<String> {
     out
 }
 
+/// Validates an allowlist on its own (e.g. in tests).
+pub fn validate_all(
+    raw: BTreeMap<String, RawAction>,
+) -> Result<Vec<ActionSpec>, crate::ConfigError> {
+    let mut p = Problems::default();
+    let s = validate(&mut p, raw, "actions");
+    p.finish(|| s)
+}
+
 pub(crate) fn validate(
     p: &mut Problems,
     raw: BTreeMap<String, RawAction>,

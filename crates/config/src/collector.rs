@@ -54,6 +54,52 @@ pub struct RawCollectorConfig {
     /// A dashboard link placed in messages: a template over the alert's labels, e.g.
     /// `http://grafana:3000/d/tocsin-host?var-host={{ host }}`.
     pub dashboard_url: Option<String>,
+    /// How alerts are grouped into incidents.
+    #[serde(default)]
+    pub incidents: RawIncidents,
+    /// Limits over all remediation.
+    #[serde(default)]
+    pub remediation: RawRemediationLimits,
+    /// Actions the collector itself runs (`on: collector` in a rule): its allowlist.
+    #[serde(default)]
+    pub actions: std::collections::BTreeMap<String, crate::actions::RawAction>,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIncidents {
+    /// Labels keying an incident, first present wins (default [host, service]).
+    pub group_by: Option<Vec<String>>,
+    /// A resolved incident whose key fires again within this reopens (default 30m).
+    pub reopen_within: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRemediationLimits {
+    /// Actions pending or running at once over all hosts (default 10).
+    pub max_concurrent: Option<usize>,
+    /// … on one host (default 1).
+    pub per_host: Option<usize>,
+    /// A dispatched action without a result after this is lost (default 10m).
+    pub answer_within: Option<String>,
+    /// Record every action as a dry run: nothing runs (default false).
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct IncidentsConfig {
+    pub group_by: Vec<String>,
+    pub reopen_within: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RemediationLimits {
+    pub max_concurrent: usize,
+    pub per_host: usize,
+    pub answer_within: Duration,
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -314,6 +360,9 @@ pub struct CollectorConfig {
     pub escalation_policies: Vec<crate::escalation::Policy>,
     pub ack: AckConfig,
     pub dashboard_url: Option<String>,
+    pub incidents: IncidentsConfig,
+    pub remediation: RemediationLimits,
+    pub actions: Vec<crate::actions::ActionSpec>,
 }
 
 #[derive(Debug, Clone)]
@@ -935,6 +984,31 @@ impl RawCollectorConfig {
             p.take("dashboard_url", check_template(t));
         }
         let dashboard_url = self.dashboard_url;
+        let incidents = IncidentsConfig {
+            group_by: self
+                .incidents
+                .group_by
+                .unwrap_or_else(|| vec!["host".into(), "service".into()]),
+            reopen_within: dur(
+                &mut p,
+                "incidents.reopen_within",
+                &self.incidents.reopen_within,
+                "30m",
+            ),
+        };
+        let rl = self.remediation;
+        let remediation = RemediationLimits {
+            max_concurrent: rl.max_concurrent.unwrap_or(10).max(1),
+            per_host: rl.per_host.unwrap_or(1).max(1),
+            answer_within: dur(
+                &mut p,
+                "remediation.answer_within",
+                &rl.answer_within,
+                "10m",
+            ),
+            dry_run: rl.dry_run,
+        };
+        let actions = crate::actions::validate(&mut p, self.actions, "actions");
         p.finish(|| CollectorConfig {
             listen,
             data_dir,
@@ -953,6 +1027,9 @@ impl RawCollectorConfig {
             escalation_policies,
             ack,
             dashboard_url,
+            incidents,
+            remediation,
+            actions,
         })
     }
 }

@@ -421,6 +421,35 @@ impl Dispatcher {
         Ok(ack)
     }
 
+    /// Sends alert `id` to its next tier now (a remediation failed): its escalation's next step
+    /// is due at once, and its groups notify again with `event` as the alert's last event.
+    /// Acknowledged alerts are left alone: somebody is on it.
+    pub fn bump(&mut self, id: &str, event: &str, now: TimestampMs) {
+        if self.acks.contains_key(id) {
+            return;
+        }
+        for (key, e) in self.escalations.iter_mut() {
+            if e.alert.id == id {
+                let p = self.policies.get(&e.policy);
+                let more =
+                    p.is_some_and(|p| e.next_step < p.steps.len() || p.repeat_last.is_some());
+                if more {
+                    e.next = Some(now);
+                }
+                e.alert.event = event.to_string();
+                self.dirty.insert(format!("e:{key}"));
+            }
+        }
+        for (key, g) in self.groups.iter_mut() {
+            if let Some(a) = g.alerts.get_mut(id).filter(|a| a.firing) {
+                a.event = event.to_string();
+                g.changed = true;
+                g.next = Some(now);
+                self.dirty.insert(format!("g:{key}"));
+            }
+        }
+    }
+
     pub fn acks(&self) -> &BTreeMap<String, Ack> {
         &self.acks
     }

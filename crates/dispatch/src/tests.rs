@@ -349,3 +349,30 @@ fn state_survives_a_restart() {
         2
     );
 }
+
+#[test]
+fn a_failed_remediation_bumps_the_alert_to_its_next_tier() {
+    let mut d = Dispatcher::new(vec![oncall()]);
+    let t = [
+        target(&["chat"], GroupOpts::default(), None),
+        target(&[], GroupOpts::default(), Some("oncall")),
+    ];
+    let a = alert("WebDown", "web1", Level::Critical, true);
+    d.event(&a, &t, 0);
+    assert_eq!(d.tick(0).len(), 2, "chat group + step 1");
+    d.bump(&a.id, "remediation_failed", M);
+    let sent = d.tick(M);
+    let mut got: Vec<(String, String)> = sent
+        .iter()
+        .map(|n| (n.receiver.clone(), n.alerts[0].event.clone()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("chat".into(), "remediation_failed".into()),
+            ("lead".into(), "remediation_failed".into())
+        ],
+        "step 2 now instead of at 10 minutes, and the group hears again"
+    );
+}

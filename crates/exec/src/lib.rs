@@ -144,6 +144,46 @@ pub async fn run(
     }
 }
 
+/// The end of one allowlisted action: `status` is succeeded, failed, timed_out or refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionResult {
+    pub status: &'static str,
+    pub summary: String,
+    pub output: String,
+}
+
+/// Runs `action` with `params` if `allowlist` defines it and the values pass its patterns;
+/// refuses otherwise. Never runs anything the allowlist does not name.
+pub async fn run_action(
+    allowlist: &[tocsin_config::actions::ActionSpec],
+    action: &str,
+    params: &std::collections::BTreeMap<String, String>,
+) -> ActionResult {
+    let refused = |summary: String| ActionResult {
+        status: "refused",
+        summary,
+        output: String::new(),
+    };
+    let Some(spec) = allowlist.iter().find(|a| a.name == action) else {
+        return refused(format!("action {action:?} is not in this host's allowlist"));
+    };
+    let argv = match spec.argv_for(params) {
+        Ok(a) => a,
+        Err(e) => return refused(e.0),
+    };
+    let o = run(&argv, &[], spec.timeout, spec.max_output).await;
+    let status = match o.status {
+        Status::Exited(0) => "succeeded",
+        Status::TimedOut => "timed_out",
+        _ => "failed",
+    };
+    ActionResult {
+        status,
+        summary: o.summary().lines().next().unwrap_or("").to_string(),
+        output: o.output,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,6 +246,27 @@ mod tests {
         .await;
         assert!(o.success());
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    }
+
+    #[tokio::test]
+    async fn only_allowlisted_actions_with_matching_parameters_run() {
+        let raw: std::collections::BTreeMap<String, tocsin_config::actions::RawAction> =
+            tocsin_config::parse_yaml(
+                "echo_unit: { run: [/bin/echo, \"{unit}\"], params: { unit: \"[a-z]+\" }, timeout: 2s }
+hang: { run: [/bin/sleep, \"30\"], timeout: 200ms }",
+            )
+            .unwrap();
+        let specs = tocsin_config::actions::validate_all(raw).unwrap();
+        let p = |v: &str| std::collections::BTreeMap::from([("unit".to_string(), v.to_string())]);
+        let ok = run_action(&specs, "echo_unit", &p("web")).await;
+        assert_eq!((ok.status, ok.output.as_str()), ("succeeded", "web"));
+        let r = run_action(&specs, "rm_rf", &p("web")).await;
+        assert_eq!(r.status, "refused");
+        assert!(r.summary.contains("not in this host's allowlist"));
+        let r = run_action(&specs, "echo_unit", &p("web;reboot")).await;
+        assert_eq!(r.status, "refused");
+        let r = run_action(&specs, "hang", &Default::default()).await;
+        assert_eq!(r.status, "timed_out");
     }
 
     #[tokio::test]

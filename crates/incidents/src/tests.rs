@@ -123,7 +123,12 @@ fn remediation_closes_without_a_human_and_stats_report_it() {
     let i = inc.live().next().unwrap().clone();
     assert_eq!(i.resolved_by.as_deref(), Some("remediation"));
     assert_eq!(i.time_to_remediate_ms(), Some(5 * S));
-    let s = stats(std::slice::from_ref(&i), T0 - 95 * S, T0 + 105 * S, T0 + 200 * S);
+    let s = stats(
+        std::slice::from_ref(&i),
+        T0 - 95 * S,
+        T0 + 105 * S,
+        T0 + 200 * S,
+    );
     assert_eq!(s.count, 1);
     assert_eq!(s.mttr_seconds, Some(5.0));
     assert_eq!(s.mean_time_to_remediate_seconds, Some(5.0));

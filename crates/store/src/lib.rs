@@ -345,6 +345,36 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Remediation state rows: (key, JSON).
+    pub fn remedy_rows(&self) -> Result<Vec<(String, String)>> {
+        let mut st = self.conn.prepare("SELECT key, data FROM remedy")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Incidents still live: not resolved, or resolved after `resolved_since` (for reopening);
+    /// (id, JSON), plus the incident id sequence as `#seq` when stored.
+    pub fn live_incidents(&self, opened_since: TimestampMs) -> Result<Vec<(String, String)>> {
+        let mut st = self.conn.prepare(
+            "SELECT id, data FROM incidents WHERE state != 'resolved' OR opened_ms >= ?1",
+        )?;
+        let mut rows: Vec<(String, String)> = st
+            .query_map([opened_since], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let seq: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'incident_seq'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(s) = seq {
+            rows.push(("#seq".into(), s));
+        }
+        Ok(rows)
+    }
+
     /// The setting `key`, created with `init()` the first time.
     pub fn meta_or_init(&mut self, key: &str, init: impl FnOnce() -> String) -> Result<String> {
         let found: Option<String> = self
@@ -508,6 +538,68 @@ impl Txn<'_> {
                 .conn
                 .execute("DELETE FROM dispatch WHERE key = ?1", [key])?,
         };
+        Ok(())
+    }
+
+    /// Replaces (or with `None` removes) one row of remediation state.
+    pub fn put_remedy(&mut self, key: &str, json: Option<&str>) -> Result<()> {
+        match json {
+            Some(j) => self.store.conn.execute(
+                "INSERT INTO remedy (key, data) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET data = excluded.data",
+                params![key, j],
+            )?,
+            None => self
+                .store
+                .conn
+                .execute("DELETE FROM remedy WHERE key = ?1", [key])?,
+        };
+        Ok(())
+    }
+
+    /// Writes one incident (`#seq`: the id sequence).
+    pub fn put_incident(&mut self, id: &str, json: &str) -> Result<()> {
+        if id == "#seq" {
+            self.store.conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('incident_seq', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [json],
+            )?;
+            return Ok(());
+        }
+        let v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+        self.store.conn.execute(
+            "INSERT INTO incidents (id, opened_ms, state, data) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(id) DO UPDATE SET state = excluded.state, data = excluded.data",
+            params![
+                id,
+                v["opened_at"].as_i64().unwrap_or(0),
+                v["state"].as_str().unwrap_or(""),
+                json
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Appends one row to an incident's timeline.
+    pub fn add_incident_event(
+        &mut self,
+        incident: &str,
+        at: TimestampMs,
+        kind: &str,
+        text: &str,
+    ) -> Result<()> {
+        self.store.conn.execute(
+            "INSERT INTO incident_events (incident, at_ms, kind, text) VALUES (?1, ?2, ?3, ?4)",
+            params![incident, at, kind, text],
+        )?;
+        Ok(())
+    }
+
+    /// Appends to the audit log.
+    pub fn audit(&mut self, at: TimestampMs, actor: &str, event: &str, detail: &str) -> Result<()> {
+        self.store.conn.execute(
+            "INSERT INTO audit (at_ms, actor, event, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![at, actor, event, detail],
+        )?;
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use tocsin_model::TimestampMs;
 
 use crate::{schema, Result, StoreError};
@@ -134,6 +134,50 @@ impl Outbox {
             params![id, now],
         )?;
         Ok(n > 0)
+    }
+
+    /// Incidents opened in [from, to), newest first, as stored JSON.
+    pub fn incidents(
+        &self,
+        from: TimestampMs,
+        to: TimestampMs,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT data FROM incidents WHERE opened_ms >= ?1 AND opened_ms < ?2
+             ORDER BY opened_ms DESC LIMIT ?3",
+        )?;
+        let rows = st.query_map(params![from, to, limit as i64], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn incident(&self, id: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT data FROM incidents WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    /// An incident's timeline, in order: (at, kind, text).
+    pub fn incident_events(&self, id: &str) -> Result<Vec<(TimestampMs, String, String)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT at_ms, kind, text FROM incident_events WHERE incident = ?1 ORDER BY seq",
+        )?;
+        let rows = st.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The newest audit rows: (at, actor, event, detail).
+    pub fn audit(&self, limit: usize) -> Result<Vec<(TimestampMs, String, String, String)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT at_ms, actor, event, detail FROM audit ORDER BY seq DESC LIMIT ?1",
+        )?;
+        let rows = st.query_map([limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Items by status for `receiver`.

@@ -1,6 +1,6 @@
 use rusqlite::Connection;
 
-const VERSION: i64 = 4;
+const VERSION: i64 = 5;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE series (
@@ -82,6 +82,39 @@ CREATE TABLE meta (
 );
 ";
 
+/// Incidents with their append-only timelines, remediation state, and the append-only audit
+/// log of remediation.
+const SCHEMA_V5: &str = "
+CREATE TABLE incidents (
+    id        TEXT PRIMARY KEY,
+    opened_ms INTEGER NOT NULL,
+    state     TEXT NOT NULL,
+    data      TEXT NOT NULL
+);
+CREATE INDEX incidents_opened ON incidents (opened_ms);
+CREATE TABLE incident_events (
+    seq      INTEGER PRIMARY KEY,
+    incident TEXT NOT NULL,
+    at_ms    INTEGER NOT NULL,
+    kind     TEXT NOT NULL,
+    text     TEXT NOT NULL
+);
+CREATE INDEX incident_events_by_incident ON incident_events (incident, seq);
+CREATE TABLE remedy (
+    key  TEXT PRIMARY KEY,
+    data TEXT NOT NULL
+);
+CREATE TABLE audit (
+    seq    INTEGER PRIMARY KEY,
+    at_ms  INTEGER NOT NULL,
+    actor  TEXT NOT NULL,
+    event  TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE TRIGGER audit_append_only_u BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
+CREATE TRIGGER audit_append_only_d BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
+";
+
 pub(crate) fn prepare(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
@@ -96,6 +129,7 @@ pub(crate) fn prepare(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
         (2, SCHEMA_V2),
         (3, SCHEMA_V3),
         (4, SCHEMA_V4),
+        (5, SCHEMA_V5),
     ];
     for (v, sql) in steps {
         if version < v {
