@@ -574,7 +574,11 @@ impl Writer {
         };
         for t in transitions {
             let a = AlertInfo::from_transition(t);
-            d.incidents.on_alert(&a, now);
+            // A firing opens the incident before remediation speaks of it; a resolve lets
+            // remediation verify its action before the incident closes.
+            if a.firing {
+                d.incidents.on_alert(&a, now);
+            }
             let rem = engine
                 .rules()
                 .iter()
@@ -584,6 +588,9 @@ impl Writer {
                 rem.dry_run |= d.dry_run;
                 let evs = d.remedy.on_alert(&a, &rem, now);
                 Self::remedy_events(d, tel, tx, evs, now)?;
+            }
+            if !a.firing {
+                d.incidents.on_alert(&a, now);
             }
             if let Some(s) = d.silences.iter().find(|s| s.matches(&t.labels, now)) {
                 // Recorded (the alert state is stored above), not delivered.
