@@ -2,7 +2,6 @@
 //! the agent's probe, allowlisted actions on the agent and on the collector, and the incident
 //! timeline, statistics and report that record it all.
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -309,4 +308,390 @@ actions:
     }
     let rows = md.lines().filter(|l| l.starts_with("| 20")).count();
     assert_eq!(rows, t.len(), "one table row per timeline event");
+}
+
+#[test]
+fn the_collector_fails_over_to_the_standby_when_the_primary_dies() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let svc = Services::new(tmp.path());
+    let (p1, p2) = (free_port(), free_port());
+    svc.start("primary", p1);
+    svc.start("standby", p2);
+    // The "load balancer": the port in `active` is where traffic (and the probe) goes.
+    std::fs::write(svc.dir.join("active"), p1.to_string()).unwrap();
+    script(
+        &svc.dir.join("failover.sh"),
+        r#"set -e
+dir=$(dirname "$0")
+cp "$dir/$2.port" "$dir/active.new" && mv "$dir/active.new" "$dir/active"
+echo "failover $1 -> $2" >> "$dir/actions.log"
+echo "traffic now on $2 (port $(cat "$dir/active"))"
+"#,
+    );
+    let check = format!(
+        "import urllib.request; urllib.request.urlopen('http://127.0.0.1:' + open('{}').read().strip() + '/', timeout=1)",
+        svc.path("active")
+    );
+    let rules = "rules:
+  - name: ShopDown
+    expr: probe_success{probe=\"shop\"}
+    for_runs: 2
+    levels: { critical: \"< 1\" }
+    labels: { category: service }
+    remediation:
+      action: shop_failover
+      on: collector
+      params: { primary: primary, standby: standby }
+      verify_within: 20s
+";
+    let collector = format!(
+        "actions:
+  shop_failover:
+    failover: [{}]
+    params: {{ primary: \"[a-z]+\", standby: \"[a-z]+\" }}
+    timeout: 10s
+",
+        svc.path("failover.sh")
+    );
+    let agent = format!(
+        "probes:
+  - name: shop
+    kind: command
+    target: lb
+    interval: 1s
+    timeout: 2s
+    labels: {{ service: shop, primary: primary, standby: standby }}
+    command: {{ argv: [python3, -c, {check:?}] }}
+"
+    );
+    let (_s, c, _a) = stack(rules, &collector, &agent);
+    wait_for("the host", Duration::from_secs(20), || {
+        (get(&c, "/api/v1/hosts")["data"]["hosts"][0]["up"] == true).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    svc.kill("primary");
+    let inc = resolved_incident(&c, Duration::from_secs(45));
+    assert_eq!(svc.actions_log(), "failover primary -> standby\n");
+    assert_eq!(
+        std::fs::read_to_string(svc.dir.join("active")).unwrap(),
+        p2.to_string()
+    );
+    assert_eq!(inc["resolved_by"], "remediation");
+    let t = timeline(&c, inc["id"].as_str().unwrap());
+    assert!(
+        in_order(
+            &t,
+            &[
+                "alert_fired",
+                "requested",
+                "dispatched",
+                "succeeded",
+                "verified",
+                "resolved"
+            ]
+        ),
+        "{t:#?}"
+    );
+    let req = t.iter().find(|(_, k, _)| k == "requested").unwrap();
+    assert_eq!(
+        req.2,
+        "shop_failover (primary=primary standby=standby) requested on the collector"
+    );
+    let ran = t.iter().find(|(_, k, _)| k == "succeeded").unwrap();
+    assert!(ran.2.contains("traffic now on standby"), "{}", ran.2);
+}
+
+#[test]
+fn actions_outside_the_allowlist_bad_parameters_and_hanging_scripts_are_refused_or_killed() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let pwned = tmp.path().join("pwned");
+    let closed = free_port();
+    let rules = "rules:
+  - name: GoneA
+    expr: probe_success{probe=\"a\"}
+    levels: { critical: \"< 1\" }
+    remediation: { action: wipe_disk, cooldown: 1h }
+  - name: GoneB
+    expr: probe_success{probe=\"b\"}
+    levels: { critical: \"< 1\" }
+    remediation: { action: restart_web, params: { service: service }, cooldown: 1h }
+  - name: GoneC
+    expr: probe_success{probe=\"c\"}
+    levels: { critical: \"< 1\" }
+    remediation: { action: hang, cooldown: 1h }
+";
+    let evil = format!("web;touch {}", pwned.display());
+    let agent = format!(
+        "probes:
+  - {{ name: a, kind: tcp, target: \"127.0.0.1:{closed}\", interval: 1s, timeout: 300ms }}
+  - {{ name: b, kind: tcp, target: \"127.0.0.1:{closed}\", interval: 1s, timeout: 300ms, labels: {{ service: {evil:?} }} }}
+  - {{ name: c, kind: tcp, target: \"127.0.0.1:{closed}\", interval: 1s, timeout: 300ms }}
+max_concurrent_actions: 3
+actions:
+  restart_web:
+    run: [/bin/echo, \"{{service}}\"]
+    params: {{ service: \"[a-z]+\" }}
+  hang:
+    run: [/bin/sleep, \"30\"]
+    timeout: 1s
+"
+    );
+    let (s, c, a) = stack(rules, "remediation: { per_host: 3 }\n", &agent);
+    let finished = |c: &Proc| {
+        let v = get(c, "/api/v1/actions");
+        v["data"]["actions"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .map(|r| {
+                        (
+                            r["action"].as_str().unwrap().to_string(),
+                            r["state"].as_str().unwrap().to_string(),
+                            r["outcome"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    let started = Instant::now();
+    let mut got = wait_for("three answered requests", Duration::from_secs(30), || {
+        let f = finished(&c);
+        (f.len() == 3
+            && f.iter()
+                .all(|(_, st, _)| st != "dispatched" && st != "pending"))
+        .then_some(f)
+    });
+    got.sort();
+    assert_eq!(got[0].0, "hang");
+    assert_eq!(got[0].1, "failed");
+    assert!(got[0].2.starts_with("timed out after"), "{got:?}");
+    assert_eq!(got[1].0, "restart_web");
+    assert_eq!(got[1].1, "refused");
+    assert!(
+        got[1].2.contains("does not match the allowed pattern"),
+        "{got:?}"
+    );
+    assert_eq!(got[2].0, "wipe_disk");
+    assert_eq!(got[2].1, "refused");
+    assert!(got[2].2.contains("not in this host's allowlist"), "{got:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "the hang was cut short"
+    );
+    assert!(!pwned.exists(), "nothing ran the injected command");
+    let m = a.url("/metrics");
+    assert_eq!(
+        metric(&m, "tocsin_agent_actions_total{result=\"refused\"}"),
+        2.0
+    );
+    assert_eq!(
+        metric(&m, "tocsin_agent_actions_total{result=\"timed_out\"}"),
+        1.0
+    );
+    // Each failure went to the next tier: the receivers heard of it again.
+    wait_for(
+        "remediation_failed notifications",
+        Duration::from_secs(10),
+        || {
+            let n = s
+                .hook
+                .all()
+                .iter()
+                .filter(|(_, v)| v["alerts"][0]["tocsin"]["event"] == "remediation_failed")
+                .count();
+            (n == 3).then_some(())
+        },
+    );
+    // A result sent again for a finished request is refused.
+    let id = get(&c, "/api/v1/actions")["data"]["actions"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = reqwest::blocking::Client::new()
+        .post(c.url(&format!("/api/v1/actions/{id}/result")))
+        .json(&serde_json::json!({"status": "succeeded"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+}
+
+#[test]
+fn a_flapping_service_trips_the_circuit_breaker_and_escalates() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let svc = Services::new(tmp.path());
+    let port = free_port();
+    svc.start("web", port);
+    let rules = "rules:
+  - name: WebDown
+    expr: probe_success{probe=\"web\"}
+    levels: { critical: \"< 1\" }
+    flapping: { changes: 0 }
+    remediation:
+      action: broken_restart
+      cooldown: 1s
+      breaker_after: 2
+      window: 1h
+";
+    let agent = format!(
+        "probes:
+  - {{ name: web, kind: http, target: \"http://127.0.0.1:{port}/\", interval: 1s, timeout: 500ms }}
+actions:
+  broken_restart:
+    run: [/bin/sh, -c, \"echo cannot restart >&2; exit 1\"]
+",
+    );
+    let (s, c, _a) = stack(rules, "", &agent);
+    wait_for("the host", Duration::from_secs(20), || {
+        (get(&c, "/api/v1/hosts")["data"]["hosts"][0]["up"] == true).then_some(())
+    });
+    let events = |c: &Proc| -> Vec<String> {
+        get(c, "/api/v1/audit")["data"]["audit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Down, up, down, up, down: each fall is a new firing of the alert.
+    for round in 0..3 {
+        svc.kill("web");
+        wait_for(&format!("firing {round}"), Duration::from_secs(15), || {
+            let a = get(&c, "/api/v1/alerts");
+            (a["data"]["alerts"][0]["state"] == "firing").then_some(())
+        });
+        let want = [1, 2, 3][round];
+        wait_for(
+            &format!("the action's result {round}"),
+            Duration::from_secs(15),
+            || {
+                let e = events(&c);
+                let n = e
+                    .iter()
+                    .filter(|k| *k == "failed" || *k == "skipped")
+                    .count();
+                (n >= want).then_some(())
+            },
+        );
+        svc.start("web", port);
+        wait_for(
+            &format!("resolved {round}"),
+            Duration::from_secs(15),
+            || {
+                let a = get(&c, "/api/v1/alerts");
+                (a["data"]["alerts"].as_array().unwrap().is_empty()).then_some(())
+            },
+        );
+        std::thread::sleep(Duration::from_millis(1100)); // past the cooldown
+    }
+    let e = events(&c);
+    let count = |k: &str| e.iter().filter(|x| *x == k).count();
+    assert_eq!(count("failed"), 2, "{e:?}");
+    assert_eq!(count("breaker_open"), 1, "{e:?}");
+    assert_eq!(
+        count("skipped"),
+        1,
+        "the third fall finds the breaker open: {e:?}"
+    );
+    let inc = get(&c, "/api/v1/incidents");
+    let id = inc["data"]["incidents"][0]["id"].as_str().unwrap();
+    let t = timeline(&c, id);
+    let open = t.iter().find(|(_, k, _)| k == "breaker_open").unwrap();
+    assert!(open.2.contains("2 failures in a row"), "{}", open.2);
+    assert!(t
+        .iter()
+        .any(|(_, k, x)| k == "skipped" && x.contains("circuit breaker open")));
+    assert!(
+        s.hook
+            .all()
+            .iter()
+            .any(|(_, v)| v["alerts"][0]["tocsin"]["event"] == "remediation_failed"),
+        "escalated to the receivers"
+    );
+}
+
+#[test]
+fn a_replayed_request_runs_once_even_across_agent_restarts() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = tmp.path().join("ran");
+    // A collector stand-in that hands out the same request on every poll, as a replay would.
+    let results = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let r2 = std::sync::Arc::clone(&results);
+    let app = axum::Router::new()
+        .route(
+            "/api/v1/actions/poll",
+            axum::routing::get(|| async {
+                axum::Json(
+                    serde_json::json!({"status": "success", "data": {"actions": [
+                        {"id": "act-1-1", "action": "mark", "params": {}}
+                    ]}}),
+                )
+            }),
+        )
+        .route(
+            "/api/v1/actions/{id}/result",
+            axum::routing::post(move |body: axum::Json<Value>| {
+                let r2 = std::sync::Arc::clone(&r2);
+                async move {
+                    r2.lock().unwrap().push(body.0);
+                    "ok"
+                }
+            }),
+        )
+        .route(
+            "/api/v1/write",
+            axum::routing::post(|| async { axum::http::StatusCode::NO_CONTENT }),
+        );
+    let (addr, _rt) = tocsin_e2e::serve(app);
+    let cfg = tmp.path().join("agent.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "host: replay-host\ninterval: 1s\nstate_dir: {}\ncollector: {{ url: \"http://{addr}/api/v1/write\" }}\nactions:\n  mark:\n    run: [/bin/sh, -c, \"echo x >> {}\"]\n",
+            tmp.path().join("state").display(),
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let log = tmp.path().join("agent.log");
+    let start = || {
+        Proc::start(
+            "tocsin-agent",
+            &["--config", cfg.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+            &log,
+        )
+    };
+    let a = start();
+    wait_for("replays refused", Duration::from_secs(15), || {
+        (metric(
+            &a.url("/metrics"),
+            "tocsin_agent_actions_total{result=\"replayed\"}",
+        ) >= 3.0)
+            .then_some(())
+    });
+    drop(a);
+    let a = start();
+    wait_for(
+        "replays refused after a restart",
+        Duration::from_secs(15),
+        || {
+            (metric(
+                &a.url("/metrics"),
+                "tocsin_agent_actions_total{result=\"replayed\"}",
+            ) >= 2.0)
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        "x\n",
+        "ran exactly once"
+    );
+    let r = results.lock().unwrap().clone();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0]["status"], "succeeded");
 }
