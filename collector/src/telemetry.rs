@@ -26,6 +26,9 @@ pub struct Telemetry {
     pub ack_refused: IntCounter,
     pub remediation: IntCounterVec,
     pub incidents_open: IntGauge,
+    pub incidents_resolved: IntCounterVec,
+    /// Seconds from opening to acknowledged / resolved / remediated, by what it measures.
+    pub incident_seconds: prometheus::HistogramVec,
     pub inhibited: IntCounter,
 }
 
@@ -119,6 +122,26 @@ impl Telemetry {
                 &["kind"],
             ),
             incidents_open: g("tocsin_incidents_open", "Incidents open or acknowledged."),
+            incidents_resolved: cv(
+                "tocsin_incidents_resolved_total",
+                "Incidents resolved, by category and by whom (auto, remediation, or a person).",
+                &["category", "resolved_by"],
+            ),
+            incident_seconds: reg(
+                &r,
+                prometheus::HistogramVec::new(
+                    HistogramOpts::new(
+                        "tocsin_incident_duration_seconds",
+                        "Per resolved incident: seconds from opening to acknowledgement (to=ack), to resolution (to=resolve) and to a verified remediation (to=remediate). MTTA and MTTR are sum/count.",
+                    )
+                    .buckets(vec![
+                        1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
+                        21600.0, 86400.0,
+                    ]),
+                    &["to"],
+                )
+                .expect("valid metric"),
+            ),
             rules_loaded: g("tocsin_rules_loaded", "Rules currently loaded."),
             rule_reloads: cv(
                 "tocsin_rule_reloads_total",

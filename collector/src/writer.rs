@@ -458,7 +458,23 @@ impl Writer {
                         let r = match op {
                             IncidentOp::Ack { by, comment } => inc.ack(&id, &by, &comment, now),
                             IncidentOp::Resolve { by } => inc.resolve(&id, &by, now),
-                            IncidentOp::Note { by, text } => inc.note(&id, &by, &text, now),
+                            IncidentOp::Note { by, text } => {
+                                match inc.note(&id, &by, &text, now) {
+                                    // Long resolved: notes still go on its stored timeline.
+                                    Err(tocsin_incidents::Refused::NotFound)
+                                        if tx.incident_exists(&id)? =>
+                                    {
+                                        tx.add_incident_event(
+                                            &id,
+                                            now,
+                                            "note",
+                                            &format!("{by}: {text}"),
+                                        )?;
+                                        Ok(())
+                                    }
+                                    r => r,
+                                }
+                            }
                         };
                         other_replies.push(Reply::Done(reply, r.map_err(|e| e.to_string())));
                     }
@@ -666,15 +682,38 @@ impl Writer {
         for (key, json) in d.dispatcher.take_changes() {
             tx.put_dispatch(&key, json.as_deref())?;
         }
-        Self::persist_incidents(d, tx)?;
+        Self::persist_incidents(d, tel, tx)?;
         Ok(queued)
     }
 
     fn persist_incidents(
         d: &mut Delivery,
+        tel: &Telemetry,
         tx: &mut tocsin_store::Txn<'_>,
     ) -> Result<(), StoreError> {
         let (rows, events) = d.incidents.take_changes();
+        for e in events.iter().filter(|e| e.kind == "resolved") {
+            if let Some(i) = d.incidents.live().find(|i| i.id == e.incident) {
+                let by = match i.resolved_by.as_deref() {
+                    Some(b @ ("auto" | "remediation")) => b,
+                    _ => "person",
+                };
+                tel.incidents_resolved
+                    .with_label_values(&[&i.category, by])
+                    .inc();
+                for (to, ms) in [
+                    ("ack", i.time_to_ack_ms()),
+                    ("resolve", i.time_to_resolve_ms()),
+                    ("remediate", i.time_to_remediate_ms()),
+                ] {
+                    if let Some(ms) = ms {
+                        tel.incident_seconds
+                            .with_label_values(&[to])
+                            .observe(ms as f64 / 1000.0);
+                    }
+                }
+            }
+        }
         for (id, json) in rows {
             tx.put_incident(&id, &json)?;
         }

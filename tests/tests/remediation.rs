@@ -281,6 +281,51 @@ actions:
         1.0
     );
 
+    // Filters, notes, and what a resolved incident refuses.
+    let q = |path: &str| get(&c, path)["data"]["incidents"].as_array().unwrap().len();
+    assert_eq!(
+        q("/api/v1/incidents?state=resolved&host=rem-host&severity=critical"),
+        1
+    );
+    assert_eq!(q("/api/v1/incidents?host=elsewhere"), 0);
+    assert_eq!(q("/api/v1/incidents?severity=emergency"), 0);
+    let client = reqwest::blocking::Client::new();
+    let r = client
+        .post(c.url(&format!("/api/v1/incidents/{id}/notes")))
+        .json(&serde_json::json!({"by": "alice", "text": "python died of SIGKILL in a test"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = client
+        .post(c.url(&format!("/api/v1/incidents/{id}/resolve")))
+        .json(&serde_json::json!({"by": "alice"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 409, "resolved already");
+    let r = client
+        .post(c.url("/api/v1/incidents/INC-19700101-0001/ack"))
+        .json(&serde_json::json!({"by": "alice"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let m = c.url("/metrics");
+    assert_eq!(
+        metric(
+            &m,
+            "tocsin_incident_duration_seconds_count{to=\"remediate\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "tocsin_incidents_resolved_total{category=\"service\",resolved_by=\"remediation\"}"
+        ),
+        1.0
+    );
+    let text = reqwest::blocking::get(&m).unwrap().text().unwrap();
+    tocsin_e2e::promtool_check(&text).unwrap();
+
     // The report, through the CLI.
     let out = s.p("report.md");
     let r = std::process::Command::new(tocsin_e2e::binary("tocsin-collector"))
@@ -302,12 +347,17 @@ actions:
         "| verified | restart_web worked: the alert resolved |".into(),
         "## Remediation".into(),
         "## Notes".into(),
+        "alice: python died of SIGKILL in a test".into(),
         "## Follow-ups".into(),
     ] {
         assert!(md.contains(&want), "{want:?} not in\n{md}");
     }
     let rows = md.lines().filter(|l| l.starts_with("| 20")).count();
-    assert_eq!(rows, t.len(), "one table row per timeline event");
+    assert_eq!(
+        rows,
+        t.len() + 1,
+        "one table row per timeline event, and the note"
+    );
 }
 
 #[test]

@@ -579,6 +579,16 @@ impl Txn<'_> {
         Ok(())
     }
 
+    /// Whether an incident with this id was ever stored.
+    pub fn incident_exists(&self, id: &str) -> Result<bool> {
+        Ok(self
+            .store
+            .conn
+            .query_row("SELECT 1 FROM incidents WHERE id = ?1", [id], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
     /// Appends one row to an incident's timeline.
     pub fn add_incident_event(
         &mut self,
