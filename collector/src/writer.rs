@@ -694,10 +694,11 @@ impl Writer {
         let (rows, events) = d.incidents.take_changes();
         for e in events.iter().filter(|e| e.kind == "resolved") {
             if let Some(i) = d.incidents.live().find(|i| i.id == e.incident) {
-                let by = match i.resolved_by.as_deref() {
-                    Some(b @ ("auto" | "remediation")) => b,
-                    _ => "person",
-                };
+                let by = i
+                    .resolved_by
+                    .as_deref()
+                    .filter(|b| matches!(*b, "auto" | "remediation"))
+                    .unwrap_or("person");
                 tel.incidents_resolved
                     .with_label_values(&[&i.category, by])
                     .inc();
