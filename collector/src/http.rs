@@ -193,6 +193,12 @@ async fn write_inner(
 }
 
 /// Admin endpoints need the admin token when one is configured.
+/// A JSON request body, or 400 saying what is wrong with it.
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid {what}: {e}")))
+}
+
 fn require_admin(headers: &HeaderMap, st: &AppState) -> Result<(), ApiError> {
     if bearer_ok(headers, &st.admin_token) {
         Ok(())
@@ -259,8 +265,7 @@ async fn add_silence(
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&headers, &st)?;
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
-    let n: NewSilence =
-        serde_json::from_slice(&body).map_err(|e| bad(format!("invalid silence: {e}")))?;
+    let n: NewSilence = json_body(&body, "silence")?;
     tocsin_notify::silence::validate(&n.matchers).map_err(bad)?;
     let time = |s: &str| {
         tocsin_model::parse_timestamp(s).ok_or_else(|| bad(format!("invalid time {s:?}")))
@@ -467,7 +472,7 @@ async fn ack_api(
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&headers, &st)?;
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
-    let b: AckBody = serde_json::from_slice(&body).map_err(|e| bad(format!("invalid ack: {e}")))?;
+    let b: AckBody = json_body(&body, "ack")?;
     if b.by.trim().is_empty() {
         return Err(bad("by is required: who acknowledges".into()));
     }
@@ -738,8 +743,7 @@ async fn action_result(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     require_agent(&headers, &st)?;
-    let b: ResultBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid result: {e}")))?;
+    let b: ResultBody = json_body(&body, "result")?;
     let (reply, rx) = oneshot::channel();
     let msg = Msg::ActionResult {
         id,

@@ -217,14 +217,15 @@ impl Remedy {
         let key = Self::track_key(&a.rule, &a.id);
         let track = self.tracks.entry(key.clone()).or_default();
         track.attempts.retain(|t| now - t < rem.window_ms);
-        let skip = |text: String| Event {
+        let note = |kind: &'static str, text: String| Event {
             at: now,
             alert_id: a.id.clone(),
             request: None,
-            kind: "skipped",
+            kind,
             text,
             escalate: false,
         };
+        let skip = |text: String| note("skipped", text);
         if let Some(until) = track.breaker_until.filter(|u| *u > now) {
             out.push(skip(format!(
                 "{}: circuit breaker open for {} s more",
@@ -256,14 +257,10 @@ impl Remedy {
                     params.insert(p.clone(), v.to_string());
                 }
                 None => {
-                    out.push(Event {
-                        at: now,
-                        alert_id: a.id.clone(),
-                        request: None,
-                        kind: "refused",
-                        text: format!("{}: the alert has no label {label:?} for {p}", rem.action),
-                        escalate: false,
-                    });
+                    out.push(note(
+                        "refused",
+                        format!("{}: the alert has no label {label:?} for {p}", rem.action),
+                    ));
                     return out;
                 }
             }
@@ -274,14 +271,10 @@ impl Remedy {
             match a.labels.get("host") {
                 Some(h) => Some(h.to_string()),
                 None => {
-                    out.push(Event {
-                        at: now,
-                        alert_id: a.id.clone(),
-                        request: None,
-                        kind: "refused",
-                        text: format!("{}: the alert has no host to run it on", rem.action),
-                        escalate: false,
-                    });
+                    out.push(note(
+                        "refused",
+                        format!("{}: the alert has no host to run it on", rem.action),
+                    ));
                     return out;
                 }
             }
