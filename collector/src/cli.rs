@@ -667,6 +667,7 @@ async fn serve(
         incidents: cfg.incidents.clone(),
         remediation: cfg.remediation.clone(),
         runner: Some(run_tx),
+        forward: crate::forward::start(&cfg.remote_write, &tel.registry, cancel.clone(), &tracker)?,
     };
     let writer = Writer::new(
         store,

@@ -5,6 +5,7 @@
 pub mod backtest;
 pub mod cli;
 mod exposition;
+pub mod forward;
 pub mod http;
 pub mod liveness;
 pub mod rulefiles;

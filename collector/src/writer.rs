@@ -126,6 +126,7 @@ pub struct Writer {
     liveness: Liveness,
     services: Services,
     runner: Option<mpsc::UnboundedSender<tocsin_remedy::Request>>,
+    forward: Vec<Arc<crate::forward::Target>>,
 }
 
 /// Who gets a notification, and who does not.
@@ -164,6 +165,8 @@ pub struct Settings {
     pub remediation: tocsin_config::collector::RemediationLimits,
     /// Where collector-side action requests go to be run.
     pub runner: Option<mpsc::UnboundedSender<tocsin_remedy::Request>>,
+    /// Remote-write targets fed with every committed group.
+    pub forward: Vec<Arc<crate::forward::Target>>,
     pub external_url: String,
     pub retention: Duration,
     pub checkpoint_every: Duration,
@@ -228,6 +231,7 @@ impl Writer {
             liveness,
             services: Services::default(),
             runner: settings.runner,
+            forward: settings.forward,
         };
         w.load_silences()?;
         let restored = w.restore_engine()?;
@@ -363,6 +367,8 @@ impl Writer {
         let mut ticked = false;
         let mut ack_replies = Vec::new();
         let mut other_replies: Vec<Reply> = Vec::new();
+        let forwarding = !self.forward.is_empty();
+        let mut to_forward: Vec<SeriesSamples> = Vec::new();
         let mut queued = 0usize;
         let mut seen: Vec<(String, TimestampMs)> = Vec::new();
         let result = (|| -> Result<(), StoreError> {
@@ -371,6 +377,9 @@ impl Writer {
                 match m {
                     Msg::Ingest { mut batch, reply } => {
                         let (_, stats) = tx.append(&mut batch, now)?;
+                        if forwarding {
+                            to_forward.extend(batch.iter().cloned());
+                        }
                         self.liveness.observe(&batch);
                         self.services.observe(&batch, now);
                         transitions.extend(self.engine.ingest(&batch, now));
@@ -384,6 +393,9 @@ impl Writer {
                         let mut derived = self.liveness.judge(now);
                         derived.extend(self.services.judge(now, self.engine_opts.stale_after_ms));
                         tx.append_derived(&mut derived, now)?;
+                        if forwarding {
+                            to_forward.extend(derived.iter().cloned());
+                        }
                         transitions.extend(self.engine.ingest(&derived, now));
                         transitions.extend(self.engine.tick(now));
                     }
@@ -512,6 +524,12 @@ impl Writer {
                 }
                 for r in other_replies {
                     r.send_ok();
+                }
+                if forwarding && !to_forward.is_empty() {
+                    let group = Arc::new(std::mem::take(&mut to_forward));
+                    for t in &self.forward {
+                        t.push(Arc::clone(&group));
+                    }
                 }
                 if let Some(runner) = &self.runner {
                     for req in self.delivery.to_run.drain(..) {

@@ -514,6 +514,51 @@ pub fn alertmanager() -> Option<Server> {
     })
 }
 
+/// A Prometheus (Debian's package) on a free port with its remote-write receiver on and
+/// `scrape_configs` (YAML list items, may be empty) in its configuration.
+pub fn prometheus(scrape_configs: &str) -> Option<Server> {
+    let found = Command::new("sh")
+        .args(["-c", "command -v prometheus"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        require_tool("prometheus");
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n{scrape_configs}"),
+    )
+    .expect("write config");
+    let port = free_port();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--web.enable-remote-write-receiver")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start prometheus");
+    wait_for("prometheus to be ready", Duration::from_secs(30), || {
+        reqwest::blocking::get(format!("http://127.0.0.1:{port}/-/ready"))
+            .ok()
+            .filter(|r| r.status().is_success())
+            .map(|_| ())
+    });
+    Some(Server {
+        port,
+        child,
+        _dir: Some(dir),
+    })
+}
+
 /// A real SMTP server (Python's aiosmtpd) on a free port, delivering into a maildir; returns
 /// the server and the maildir's `new/` folder.
 pub fn smtp() -> Option<(Server, PathBuf)> {

@@ -63,6 +63,37 @@ pub struct RawCollectorConfig {
     /// Actions the collector itself runs (`on: collector` in a rule): its allowlist.
     #[serde(default)]
     pub actions: std::collections::BTreeMap<String, crate::actions::RawAction>,
+    /// Forward everything ingested to Prometheus-compatible TSDBs over remote-write
+    /// (VictoriaMetrics, Mimir, Thanos, Prometheus with its receiver on).
+    #[serde(default)]
+    pub remote_write: Vec<RawRemoteWrite>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRemoteWrite {
+    /// Name in logs and metrics (default: the URL's host).
+    pub name: Option<String>,
+    pub url: String,
+    /// Bearer token: a literal, `{env: NAME}` or `{file: PATH}`.
+    pub bearer_token: Option<RawSecret>,
+    /// Time limit of one request (default 30s).
+    pub timeout: Option<String>,
+    /// Samples held while the target is slow or down; beyond it the oldest are dropped and
+    /// counted (default 10000000).
+    pub queue_max_samples: Option<usize>,
+    /// Most samples in one request (default 10000).
+    pub max_samples_per_send: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RemoteWriteConfig {
+    pub name: String,
+    pub url: String,
+    pub bearer_token: Option<Secret>,
+    pub timeout: Duration,
+    pub queue_max_samples: usize,
+    pub max_samples_per_send: usize,
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -363,6 +394,7 @@ pub struct CollectorConfig {
     pub incidents: IncidentsConfig,
     pub remediation: RemediationLimits,
     pub actions: Vec<crate::actions::ActionSpec>,
+    pub remote_write: Vec<RemoteWriteConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -1009,6 +1041,34 @@ impl RawCollectorConfig {
             dry_run: rl.dry_run,
         };
         let actions = crate::actions::validate(&mut p, self.actions, "actions");
+        let mut remote_write: Vec<RemoteWriteConfig> = Vec::new();
+        for (i, r) in self.remote_write.into_iter().enumerate() {
+            let at = format!("remote_write[{i}]");
+            if !(r.url.starts_with("http://") || r.url.starts_with("https://")) {
+                p.push(format!("{at}.url {:?} must be http(s)", r.url));
+            }
+            let name = r.name.unwrap_or_else(|| {
+                r.url
+                    .split("://")
+                    .nth(1)
+                    .and_then(|h| h.split('/').next())
+                    .unwrap_or("remote")
+                    .to_string()
+            });
+            if remote_write.iter().any(|o| o.name == name) {
+                p.push(format!("{at}: duplicate name {name:?}"));
+            }
+            remote_write.push(RemoteWriteConfig {
+                name,
+                url: r.url,
+                bearer_token: r
+                    .bearer_token
+                    .and_then(|t| p.take(&format!("{at}.bearer_token"), t.resolve())),
+                timeout: dur(&mut p, &format!("{at}.timeout"), &r.timeout, "30s"),
+                queue_max_samples: r.queue_max_samples.unwrap_or(10_000_000).max(1),
+                max_samples_per_send: r.max_samples_per_send.unwrap_or(10_000).max(1),
+            });
+        }
         p.finish(|| CollectorConfig {
             listen,
             data_dir,
@@ -1030,6 +1090,7 @@ impl RawCollectorConfig {
             incidents,
             remediation,
             actions,
+            remote_write,
         })
     }
 }

@@ -1,0 +1,275 @@
+//! Remote-write forwarding: everything the collector made durable is sent on to
+//! Prometheus-compatible TSDBs, each target with its own bounded queue, batching, retries with
+//! backoff (honouring `Retry-After`), and metrics on what is sent, queued, dropped and how far
+//! behind it is. A slow or dead target never holds up ingest: when its queue is full the oldest
+//! samples are dropped and counted.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use tocsin_config::collector::RemoteWriteConfig;
+use tocsin_model::{now_ms, SeriesSamples};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+#[derive(Clone)]
+struct Metrics {
+    samples: IntCounterVec,
+    queued: IntGaugeVec,
+    lag: IntGaugeVec,
+}
+
+impl Metrics {
+    fn new(reg: &Registry) -> prometheus::Result<Metrics> {
+        let samples = IntCounterVec::new(
+            Opts::new(
+                "tocsin_forward_samples_total",
+                "Samples forwarded over remote-write, by target and result (sent, dropped, rejected).",
+            ),
+            &["target", "result"],
+        )?;
+        let queued = IntGaugeVec::new(
+            Opts::new(
+                "tocsin_forward_queued_samples",
+                "Samples waiting to be forwarded.",
+            ),
+            &["target"],
+        )?;
+        let lag = IntGaugeVec::new(
+            Opts::new(
+                "tocsin_forward_lag_seconds",
+                "Age of the oldest sample batch waiting to be forwarded (0 when caught up).",
+            ),
+            &["target"],
+        )?;
+        reg.register(Box::new(samples.clone()))?;
+        reg.register(Box::new(queued.clone()))?;
+        reg.register(Box::new(lag.clone()))?;
+        Ok(Metrics {
+            samples,
+            queued,
+            lag,
+        })
+    }
+}
+
+/// (when it was queued, the series) per committed group.
+struct Queue {
+    items: VecDeque<(i64, Arc<Vec<SeriesSamples>>)>,
+    samples: usize,
+}
+
+/// One target's queue, fed by the writer after each commit.
+pub struct Target {
+    name: String,
+    max_samples: usize,
+    queue: Mutex<Queue>,
+    ready: Notify,
+    metrics: Metrics,
+}
+
+impl Target {
+    /// Queues a committed group; drops the oldest groups beyond the bound.
+    pub fn push(&self, batch: Arc<Vec<SeriesSamples>>) {
+        let n: usize = batch.iter().map(|s| s.samples.len()).sum();
+        if n == 0 {
+            return;
+        }
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.items.push_back((now_ms(), batch));
+        q.samples += n;
+        let mut dropped = 0;
+        while q.samples > self.max_samples && q.items.len() > 1 {
+            if let Some((_, old)) = q.items.pop_front() {
+                let m: usize = old.iter().map(|s| s.samples.len()).sum();
+                q.samples -= m;
+                dropped += m;
+            }
+        }
+        self.metrics
+            .queued
+            .with_label_values(&[&self.name])
+            .set(q.samples as i64);
+        drop(q);
+        if dropped > 0 {
+            self.metrics
+                .samples
+                .with_label_values(&[&self.name, "dropped"])
+                .inc_by(dropped as u64);
+            warn!(target = %self.name, dropped, "forwarding queue full; oldest samples dropped");
+        }
+        self.ready.notify_one();
+    }
+
+    /// Up to `max` samples from the front, without removing them; with how many groups that is.
+    fn peek(&self, max: usize) -> (Vec<SeriesSamples>, usize, usize, Option<i64>) {
+        let q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        let (mut n, mut groups) = (0usize, 0usize);
+        for (_, b) in &q.items {
+            let m: usize = b.iter().map(|s| s.samples.len()).sum();
+            if groups > 0 && n + m > max {
+                break;
+            }
+            out.extend(b.iter().cloned());
+            n += m;
+            groups += 1;
+        }
+        (out, n, groups, q.items.front().map(|(t, _)| *t))
+    }
+
+    fn pop(&self, groups: usize, samples: usize) {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        for _ in 0..groups {
+            q.items.pop_front();
+        }
+        q.samples = q.samples.saturating_sub(samples);
+        self.metrics
+            .queued
+            .with_label_values(&[&self.name])
+            .set(q.samples as i64);
+    }
+}
+
+/// Starts one sender per target; returns the queues the writer feeds.
+pub fn start(
+    targets: &[RemoteWriteConfig],
+    reg: &Registry,
+    cancel: CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<Vec<Arc<Target>>> {
+    if targets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let metrics = Metrics::new(reg)?;
+    let mut out = Vec::new();
+    for cfg in targets {
+        let t = Arc::new(Target {
+            name: cfg.name.clone(),
+            max_samples: cfg.queue_max_samples,
+            queue: Mutex::new(Queue {
+                items: VecDeque::new(),
+                samples: 0,
+            }),
+            ready: Notify::new(),
+            metrics: metrics.clone(),
+        });
+        let client = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .user_agent(concat!("tocsin-collector/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        info!(target = %cfg.name, url = %cfg.url, "forwarding over remote-write");
+        tracker.spawn(send_loop(
+            cfg.clone(),
+            Arc::clone(&t),
+            client,
+            cancel.clone(),
+        ));
+        out.push(t);
+    }
+    Ok(out)
+}
+
+enum Sent {
+    Ok,
+    Rejected(String),
+    Retry(String, Option<Duration>),
+}
+
+async fn send_once(client: &reqwest::Client, cfg: &RemoteWriteConfig, body: Vec<u8>) -> Sent {
+    let mut req = client
+        .post(&cfg.url)
+        .header("Content-Type", tocsin_wire::CONTENT_TYPE)
+        .header("Content-Encoding", tocsin_wire::CONTENT_ENCODING)
+        .header(tocsin_wire::VERSION_HEADER, tocsin_wire::VERSION)
+        .body(body);
+    if let Some(t) = &cfg.bearer_token {
+        req = req.bearer_auth(t.expose());
+    }
+    match req.send().await {
+        Ok(r) if r.status().is_success() => Sent::Ok,
+        Ok(r) => {
+            let status = r.status();
+            let after = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let text = r.text().await.unwrap_or_default();
+            let why = format!(
+                "HTTP {status}: {}",
+                text.trim().chars().take(200).collect::<String>()
+            );
+            if status.as_u16() == 429 || status.is_server_error() {
+                Sent::Retry(why, after)
+            } else {
+                Sent::Rejected(why)
+            }
+        }
+        Err(e) => Sent::Retry(e.to_string(), None),
+    }
+}
+
+async fn send_loop(
+    cfg: RemoteWriteConfig,
+    t: Arc<Target>,
+    client: reqwest::Client,
+    cancel: CancellationToken,
+) {
+    let mut failures = 0u32;
+    loop {
+        let (series, n, groups, oldest) = t.peek(cfg.max_samples_per_send);
+        t.metrics
+            .lag
+            .with_label_values(&[&t.name])
+            .set(oldest.map_or(0, |o| (now_ms() - o) / 1000));
+        if groups == 0 {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = t.ready.notified() => continue,
+            }
+        }
+        let body = tocsin_wire::encode(&tocsin_wire::to_request(&series));
+        match send_once(&client, &cfg, body).await {
+            Sent::Ok => {
+                if failures > 0 {
+                    info!(target = %t.name, after_failures = failures, "forwarding target reachable again");
+                }
+                failures = 0;
+                t.metrics
+                    .samples
+                    .with_label_values(&[&t.name, "sent"])
+                    .inc_by(n as u64);
+                t.pop(groups, n);
+            }
+            Sent::Rejected(why) => {
+                // Out-of-order or duplicate samples a TSDB refuses: retrying cannot help.
+                warn!(target = %t.name, reason = %why, samples = n, "forwarded samples rejected");
+                t.metrics
+                    .samples
+                    .with_label_values(&[&t.name, "rejected"])
+                    .inc_by(n as u64);
+                t.pop(groups, n);
+            }
+            Sent::Retry(why, after) => {
+                failures += 1;
+                let base = Duration::from_millis(500)
+                    .saturating_mul(1 << failures.min(7))
+                    .min(Duration::from_secs(60));
+                let wait = after.unwrap_or(base).min(Duration::from_secs(300));
+                if failures == 1 || failures.is_power_of_two() {
+                    warn!(target = %t.name, reason = %why, failures, "forwarding failed; will retry");
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(wait.mul_f64(0.8 + fastrand::f64() * 0.4)) => {}
+                }
+            }
+        }
+    }
+}
