@@ -1,6 +1,7 @@
 //! Series the collector exposes about its own judgement, for dashboards: alert states as
 //! `tocsin_alerts` (like Prometheus' `ALERTS`), and the band each dynamic rule expects each of
-//! its series in (`tocsin_baseline_expected`, `_lower`, `_upper`).
+//! its series in (`tocsin_baseline_expected`, `_lower`, `_upper`) with the series' value and
+//! anomaly score.
 
 use std::sync::{Arc, RwLock};
 
@@ -9,7 +10,7 @@ use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
 
 use crate::writer::View;
 
-const NAMES: [(&str, &str); 3] = [
+const NAMES: [(&str, &str); 5] = [
     (
         "tocsin_baseline_expected",
         "Value a dynamic rule expects for the series now.",
@@ -21,6 +22,14 @@ const NAMES: [(&str, &str); 3] = [
     (
         "tocsin_baseline_upper",
         "Upper edge of the band a dynamic rule expects the series in.",
+    ),
+    (
+        "tocsin_baseline_value",
+        "Latest value of the series a dynamic rule judges.",
+    ),
+    (
+        "tocsin_baseline_anomaly_score",
+        "Latest anomaly score (0..1) of the series a dynamic rule judges.",
     ),
 ];
 

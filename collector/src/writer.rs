@@ -99,8 +99,8 @@ pub struct View {
     pub hosts: Vec<HostView>,
     /// Silences not yet ended, as stored.
     pub silences: Vec<tocsin_store::Silence>,
-    /// Dynamic rules' bands: rule, series labels, [expected, lower, upper].
-    pub bands: Vec<(String, tocsin_model::Labels, [f64; 3])>,
+    /// Dynamic rules' bands: rule, series labels, [expected, lower, upper, value, score].
+    pub bands: Vec<(String, tocsin_model::Labels, [f64; 5])>,
     /// Acknowledgements of firing alerts, by alert id.
     pub acks: BTreeMap<String, tocsin_dispatch::Ack>,
     /// Open and recently resolved incidents.

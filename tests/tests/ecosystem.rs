@@ -84,3 +84,183 @@ fn everything_ingested_is_forwarded_to_a_real_prometheus() {
         0.0
     );
 }
+
+/// Every query of every panel (and every variable) of the shipped dashboards, run through a
+/// real Prometheus that scrapes the collector and receives its remote-write forwarding, with
+/// an agent sampling the host, probing HTTPS and ICMP, and a remediated, acknowledged incident
+/// behind it. A query that fails or returns nothing fails the test.
+#[test]
+fn every_dashboard_query_returns_data_through_prometheus() {
+    let _g = serial();
+    let cport = tocsin_e2e::servers::free_port();
+    let Some(prom) = tocsin_e2e::servers::prometheus(&format!(
+        "  - job_name: tocsin\n    static_configs: [{{ targets: [\"127.0.0.1:{cport}\"] }}]\n"
+    )) else {
+        return;
+    };
+    let cert = tocsin_e2e::servers::self_signed(tocsin_model::now_ms() / 1000 + 40 * 86_400);
+    let https = tocsin_e2e::servers::HttpServer::start(Some(&cert));
+    let s = Stack::new(&format!(
+        "remote_write:\n  - {{ name: prom, url: \"http://127.0.0.1:{}/api/v1/write\" }}\n",
+        prom.port
+    ));
+    for d in ["rules", "tf"] {
+        std::fs::create_dir(s.dir.path().join(d)).unwrap();
+    }
+    std::fs::write(
+        s.dir.path().join("rules/r.yaml"),
+        "rules:
+  - name: Busy
+    expr: e2e_value
+    levels: { warning: \"> 50\" }
+    remediation: { action: fix, level: warning, verify_within: 1m }
+  - name: Dyn
+    expr: e2e_flat
+    dynamic: { min_history: 3 }
+  - name: ShopWatch
+    expr: tocsin_service_probe_success_ratio{service=\"shop\"}
+    levels: { warning: \"> 0.5\" }
+",
+    )
+    .unwrap();
+    let tf = s.dir.path().join("tf");
+    write_textfile(&tf, "x.prom", "e2e_value 10\ne2e_flat 5\n");
+    let c = s.collector(&format!("127.0.0.1:{cport}"), &s.p("rules"));
+    let agent_cfg = s.p("agent.yaml");
+    std::fs::write(
+        &agent_cfg,
+        format!(
+            "host: dash-host
+interval: 1s
+textfile_dir: {}
+state_dir: {}
+probes:
+  - {{ name: shop-web, kind: http, target: \"{}\", interval: 1s, timeout: 1s, labels: {{ service: shop }}, http: {{ tls: {{ insecure_skip_verify: true }} }} }}
+  - {{ name: gateway, kind: icmp, target: 127.0.0.1, interval: 1s, timeout: 1s, labels: {{ service: shop }}, icmp: {{ count: 2, spacing: 50ms }} }}
+actions:
+  fix: {{ run: [/bin/true] }}
+",
+            tf.display(),
+            s.p("agent-state"),
+            https.url("https"),
+        ),
+    )
+    .unwrap();
+    let _a = s.agent(&c, &["--config", &agent_cfg]);
+    wait_for("the host", Duration::from_secs(20), || {
+        let v: Value = reqwest::blocking::get(c.url("/api/v1/hosts"))
+            .unwrap()
+            .json()
+            .unwrap();
+        (v["data"]["hosts"][0]["up"] == true).then_some(())
+    });
+    // An incident: Busy fires, the fix runs, somebody acknowledges, it resolves.
+    write_textfile(&tf, "x.prom", "e2e_value 60\ne2e_flat 5\n");
+    let id = wait_for("Busy firing", Duration::from_secs(15), || {
+        let v: Value = reqwest::blocking::get(c.url("/api/v1/alerts"))
+            .unwrap()
+            .json()
+            .unwrap();
+        v["data"]["alerts"]
+            .as_array()?
+            .iter()
+            .find(|a| a["rule"] == "Busy" && a["state"] == "firing")
+            .map(|a| a["id"].as_str().unwrap().to_string())
+    });
+    wait_for("the fix to run", Duration::from_secs(15), || {
+        let m = reqwest::blocking::get(c.url("/metrics"))
+            .unwrap()
+            .text()
+            .unwrap();
+        m.contains("tocsin_remediation_events_total{kind=\"succeeded\"} 1")
+            .then_some(())
+    });
+    let r = reqwest::blocking::Client::new()
+        .post(c.url(&format!("/api/v1/alerts/{id}/ack")))
+        .json(&serde_json::json!({"by": "ops"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    write_textfile(&tf, "x.prom", "e2e_value 10\ne2e_flat 5\n");
+    wait_for("the incident resolved", Duration::from_secs(15), || {
+        let m = reqwest::blocking::get(c.url("/metrics"))
+            .unwrap()
+            .text()
+            .unwrap();
+        m.contains("tocsin_incident_duration_seconds_count{to=\"ack\"} 1")
+            .then_some(())
+    });
+    // A few scrapes after the last change.
+    wait_for("Prometheus to scrape it", Duration::from_secs(20), || {
+        let r = query(prom.port, "tocsin_incident_duration_seconds_count");
+        r["data"]["result"]
+            .as_array()
+            .filter(|l| !l.is_empty())
+            .map(|_| ())
+    });
+
+    let subst = |q: &str| {
+        q.replace("$__rate_interval", "1m")
+            .replace("$__range", "1h")
+            .replace("$host", "dash-host")
+            .replace("$probe", ".+")
+            .replace("$rule", "Dyn")
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for name in [
+        "host-overview.json",
+        "probes.json",
+        "alerts-incidents.json",
+        "baselines.json",
+    ] {
+        let board: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap();
+        let mut queries: Vec<(String, String)> = Vec::new();
+        for v in board["templating"]["list"].as_array().unwrap() {
+            if v["type"] == "query" {
+                // label_values(SELECTOR, LABEL) → the selector must match something.
+                let def = v["definition"].as_str().unwrap();
+                let inner = def
+                    .trim_start_matches("label_values(")
+                    .trim_end_matches(')');
+                let (sel, label) = inner.rsplit_once(',').unwrap();
+                queries.push((
+                    format!("variable {}", v["name"]),
+                    format!("group by ({}) ({})", label.trim(), sel.trim()),
+                ));
+            }
+        }
+        for p in board["panels"].as_array().unwrap() {
+            assert!(
+                p["description"].as_str().is_some_and(|d| !d.is_empty()),
+                "{name}: panel {} has no description",
+                p["title"]
+            );
+            assert_eq!(p["datasource"]["uid"], "${datasource}");
+            for t in p["targets"].as_array().unwrap() {
+                queries.push((
+                    format!("panel {:?}", p["title"].as_str().unwrap()),
+                    t["expr"].as_str().unwrap().to_string(),
+                ));
+            }
+        }
+        for (what, q) in queries {
+            checked += 1;
+            let q = subst(&q);
+            let r = query(prom.port, &q);
+            let empty = r["data"]["result"].as_array().is_none_or(|l| l.is_empty());
+            if r["status"] != "success" || empty {
+                failures.push(format!("{name} {what}: {q} → {r}"));
+            }
+        }
+    }
+    assert!(checked >= 40, "{checked} queries");
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} queries failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

@@ -183,7 +183,8 @@ pub struct Engine {
     /// Learned baselines of dynamic rules, per (rule, series).
     detectors: HashMap<(usize, u64), tocsin_baseline::Detector>,
     /// The latest band of each dynamic (rule, series): its labels and expected, lower, upper.
-    bands: HashMap<(usize, u64), (Labels, [f64; 3])>,
+    /// Per dynamic series: [expected, lower, upper, last value, anomaly score].
+    bands: HashMap<(usize, u64), (Labels, [f64; 5])>,
     last_eval: Option<Evaluation>,
     rules: Vec<Arc<Rule>>,
     by_metric: HashMap<String, Arc<[(usize, usize)]>>,
@@ -409,10 +410,11 @@ impl Engine {
                 } || dev.abs() < d.min_abs_deviation
                     || dev.abs() < d.min_rel_deviation * o.expected.abs();
                 let band = [o.expected, o.lower, o.upper];
+                let full = [o.expected, o.lower, o.upper, v, o.score];
                 match self.bands.get_mut(&(ri, kfp)) {
-                    Some(b) => b.1 = band,
+                    Some(b) => b.1 = full,
                     None => {
-                        self.bands.insert((ri, kfp), (key_labels.clone(), band));
+                        self.bands.insert((ri, kfp), (key_labels.clone(), full));
                     }
                 }
                 (if gated { 0.0 } else { o.score }, Some(band))
@@ -676,7 +678,8 @@ impl Engine {
     }
 
     /// The latest expected value and band of every series of every dynamic rule.
-    pub fn bands(&self) -> impl Iterator<Item = (&str, &Labels, [f64; 3])> {
+    /// Dynamic series: rule, labels, [expected, lower, upper, last value, anomaly score].
+    pub fn bands(&self) -> impl Iterator<Item = (&str, &Labels, [f64; 5])> {
         self.bands
             .iter()
             .map(|((ri, _), (l, b))| (self.rules[*ri].name.as_str(), l, *b))
