@@ -85,6 +85,19 @@ enum Cmd {
         #[arg(long, value_name = "OUT.csv")]
         out: Option<PathBuf>,
     },
+    /// Write rule files as Prometheus alerting rules where an equivalent exists; what is left
+    /// out or changed is listed on standard error.
+    ExportRules {
+        /// Output format (only `prometheus` for now).
+        #[arg(long, default_value = "prometheus")]
+        format: String,
+        /// Output file [default: standard output].
+        #[arg(long, value_name = "FILE.yml")]
+        out: Option<PathBuf>,
+        /// Rule files or directories.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
     /// Check rule files and exit: 0 when all are valid, 1 with every problem otherwise.
     CheckRules {
         /// Rule files or directories.
@@ -234,6 +247,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Some(Cmd::CheckRules { paths }) => check_rules(&paths),
+        Some(Cmd::ExportRules { format, out, paths }) => {
+            export_rules(&format, out.as_deref(), &paths)
+        }
         Some(Cmd::Silence { api, action }) => call_api(
             "silence",
             &api,
@@ -446,6 +462,42 @@ fn call_api(
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tocsin-collector {what}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn export_rules(format: &str, out: Option<&std::path::Path>, paths: &[PathBuf]) -> ExitCode {
+    if format != "prometheus" {
+        eprintln!("tocsin-collector export-rules: unknown format {format:?} (prometheus)");
+        return ExitCode::from(2);
+    }
+    let rules = match rulefiles::load(paths) {
+        Ok((rules, _)) => rules,
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            return ExitCode::from(1);
+        }
+    };
+    let (yaml, notes) = crate::export::prometheus(&rules);
+    for n in &notes {
+        eprintln!("note: {n}");
+    }
+    let written = match out {
+        Some(p) => {
+            std::fs::write(p, &yaml).map_err(|e| format!("cannot write {}: {e}", p.display()))
+        }
+        None => {
+            print!("{yaml}");
+            Ok(())
+        }
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tocsin-collector export-rules: {e}");
             ExitCode::from(1)
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod backtest;
 pub mod cli;
+pub mod export;
 mod exposition;
 pub mod forward;
 pub mod http;

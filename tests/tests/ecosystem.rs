@@ -264,3 +264,41 @@ actions:
         failures.join("\n")
     );
 }
+
+#[test]
+fn shipped_rules_export_to_prometheus_rules_that_promtool_accepts() {
+    if !tocsin_e2e::require_tool("promtool") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tocsin.rules.yml");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let r = std::process::Command::new(tocsin_e2e::binary("tocsin-collector"))
+        .arg("export-rules")
+        .arg("--out")
+        .arg(&out)
+        .arg(root.join("rules"))
+        .arg(root.join("examples/rules"))
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let notes = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        notes.contains("ServiceDown (critical): for_runs is not exported"),
+        "{notes}"
+    );
+    let yaml = std::fs::read_to_string(&out).unwrap();
+    assert!(yaml.contains("alert: HostDown"), "{yaml}");
+    let check = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(said.contains("SUCCESS"), "{said}");
+}
