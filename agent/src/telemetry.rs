@@ -83,7 +83,7 @@ impl Telemetry {
                 IntCounterVec::new(
                     Opts::new(
                         "tocsin_agent_send_errors_total",
-                        "Failed write requests by reason (connect, status_4xx, status_5xx, throttled).",
+                        "Failed write requests by reason (connect, status_4xx, status_5xx, throttled, unauthorized).",
                     ),
                     &["reason"],
                 )

@@ -111,6 +111,13 @@ enum Cmd {
         #[command(subcommand)]
         action: SilenceCmd,
     },
+    /// Per-agent ingest tokens on a running collector: issue, list, revoke.
+    Tokens {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        action: TokenCmd,
+    },
     /// Incidents on a running collector: list, show, ack, resolve, note, report, stats.
     Incidents {
         #[command(flatten)]
@@ -189,6 +196,21 @@ enum IncidentCmd {
     },
 }
 
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Issue a token for one host's agent; it is printed once.
+    Issue {
+        #[arg(long)]
+        host: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// List tokens (hosts, dates; never the tokens).
+    List,
+    /// Revoke a token: its agent is refused from now on.
+    Revoke { id: i64 },
+}
+
 /// How to reach a running collector's API.
 #[derive(clap::Args)]
 struct ApiArgs {
@@ -257,6 +279,21 @@ pub fn main() -> ExitCode {
             print_answer,
         ),
         Some(Cmd::Incidents { api, action }) => incidents(&api, action),
+        Some(Cmd::Tokens { api, action }) => call_api(
+            "tokens",
+            &api,
+            |c, base| {
+                let b = format!("{base}/api/v1/tokens");
+                Ok(match action {
+                    TokenCmd::Issue { host, comment } => c
+                        .post(b)
+                        .json(&serde_json::json!({ "host": host, "comment": comment })),
+                    TokenCmd::List => c.get(b),
+                    TokenCmd::Revoke { id } => c.delete(format!("{b}/{id}")),
+                })
+            },
+            print_answer,
+        ),
         Some(Cmd::Ack {
             api,
             id,
@@ -791,6 +828,12 @@ async fn serve(
         });
     }
 
+    let outbox = Arc::new(std::sync::Mutex::new(
+        tocsin_store::Outbox::open(&db, false).context("cannot open the outbox")?,
+    ));
+    let agent_tokens =
+        crate::http::load_agent_tokens(&outbox.lock().unwrap_or_else(|p| p.into_inner()))
+            .context("cannot read agent tokens")?;
     let state = AppState {
         writer: tx,
         view,
@@ -805,9 +848,8 @@ async fn serve(
         },
         max_body_bytes: cfg.ingest.max_body_bytes,
         ack_secret,
-        outbox: Arc::new(std::sync::Mutex::new(
-            tocsin_store::Outbox::open(&db, false).context("cannot open the outbox")?,
-        )),
+        outbox: Arc::clone(&outbox),
+        agent_tokens: Arc::new(RwLock::new(agent_tokens)),
     };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

@@ -30,6 +30,68 @@ pub struct AppState {
     pub ack_secret: Arc<Vec<u8>>,
     /// Reads the notification outbox (its own database connection).
     pub outbox: Arc<std::sync::Mutex<tocsin_store::Outbox>>,
+    pub agent_tokens: Arc<RwLock<AgentTokens>>,
+}
+
+/// Per-agent tokens as the ingest path checks them.
+#[derive(Debug, Default)]
+pub struct AgentTokens {
+    /// SHA-256 hex of each live token → the host it may write for.
+    pub live: std::collections::HashMap<String, String>,
+    /// Once any token was issued (even if all are revoked now), writes need a token.
+    pub required: bool,
+}
+
+/// SHA-256 of a token, hex: what the store keeps.
+pub fn token_hash(token: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Loads the agent tokens from the store.
+pub fn load_agent_tokens(ob: &tocsin_store::Outbox) -> tocsin_store::Result<AgentTokens> {
+    let all = ob.tokens()?;
+    Ok(AgentTokens {
+        required: !all.is_empty(),
+        live: all
+            .into_iter()
+            .filter(|t| t.5.is_none())
+            .map(|t| (t.2, t.1))
+            .collect(),
+    })
+}
+
+/// Who is writing: `Ok(None)` may write for any host (the shared ingest token, or no
+/// authentication configured at all), `Ok(Some(host))` only for that host (a per-agent token).
+fn authenticate_agent(headers: &HeaderMap, st: &AppState) -> Result<Option<String>, ApiError> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let tokens = st.agent_tokens.read().unwrap_or_else(|p| p.into_inner());
+    if let (Some(shared), Some(g)) = (&st.token, given) {
+        if constant_time_eq(g.as_bytes(), shared.expose().as_bytes()) {
+            return Ok(None);
+        }
+    }
+    if let Some(g) = given {
+        // A map lookup on the hash: the lookup's timing says nothing about the token.
+        if let Some(host) = tokens.live.get(&token_hash(g)) {
+            return Ok(Some(host.clone()));
+        }
+    }
+    if st.token.is_none() && !tokens.required {
+        return Ok(None);
+    }
+    st.tel
+        .ingest_rejected("unauthorized", "missing, wrong or revoked bearer token");
+    Err(ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "missing, wrong or revoked bearer token",
+    ))
 }
 
 pub fn app(state: AppState) -> Router {
@@ -52,6 +114,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/actions/poll", get(poll_actions))
         .route("/api/v1/actions/{id}/result", post(action_result))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/tokens", get(list_tokens).post(issue_token))
+        .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/api/v1/incidents", get(list_incidents))
         .route("/api/v1/incidents/stats", get(incident_stats))
         .route("/api/v1/incidents/{id}", get(show_incident))
@@ -122,20 +186,7 @@ async fn write_inner(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    if let Some(token) = &st.token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.expose().as_bytes())) {
-            st.tel
-                .ingest_rejected("unauthorized", "missing or wrong bearer token");
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong bearer token",
-            ));
-        }
-    }
+    let bound = authenticate_agent(headers, st)?;
     for enc in headers.get_all(header::CONTENT_ENCODING) {
         if enc.as_bytes() != tocsin_wire::CONTENT_ENCODING.as_bytes() {
             let msg = format!(
@@ -155,6 +206,25 @@ async fn write_inner(
         };
         ApiError::new(status, msg)
     })?;
+    if let Some(host) = &bound {
+        if let Some(other) = batch
+            .iter()
+            .find_map(|s| s.labels.get("host").filter(|h| h != host))
+        {
+            let msg =
+                format!("this token belongs to host {host:?}; series for host {other:?} refused");
+            st.tel.ingest_rejected("wrong_host", &msg);
+            return Err(ApiError::new(StatusCode::FORBIDDEN, msg));
+        }
+        if let Some(s) = batch.iter().find(|s| s.labels.get("host").is_none()) {
+            let msg = format!(
+                "this token belongs to host {host:?}; every series needs that host label ({} has none)",
+                s.labels
+            );
+            st.tel.ingest_rejected("wrong_host", &msg);
+            return Err(ApiError::new(StatusCode::FORBIDDEN, msg));
+        }
+    }
     if batch.is_empty() {
         return Ok(StatusCode::NO_CONTENT);
     }
@@ -667,16 +737,14 @@ async fn retry_notification(
     }
 }
 
-fn require_agent(headers: &HeaderMap, st: &AppState) -> Result<(), ApiError> {
-    if bearer_ok(headers, &st.token) {
-        Ok(())
-    } else {
-        st.tel
-            .ingest_rejected("unauthorized", "action API: missing or wrong bearer token");
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token",
-        ))
+/// An agent on the action API; a per-agent token only for its own host.
+fn require_agent(headers: &HeaderMap, st: &AppState, host: Option<&str>) -> Result<(), ApiError> {
+    match (authenticate_agent(headers, st)?, host) {
+        (Some(bound), Some(h)) if bound != h => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("this token belongs to host {bound:?}, not {h:?}"),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -709,7 +777,7 @@ async fn poll_actions(
     headers: HeaderMap,
     axum::extract::Query(q): axum::extract::Query<PollQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    require_agent(&headers, &st)?;
+    require_agent(&headers, &st, Some(&q.host))?;
     let reqs = ask_writer(&st, |reply| Msg::PollActions {
         host: q.host,
         reply,
@@ -742,7 +810,14 @@ async fn action_result(
     axum::extract::Path(id): axum::extract::Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    require_agent(&headers, &st)?;
+    let host = {
+        let view = st.view.read().unwrap_or_else(|p| p.into_inner());
+        view.actions
+            .iter()
+            .find(|r| r.id == id)
+            .and_then(|r| r.host.clone())
+    };
+    require_agent(&headers, &st, Some(host.as_deref().unwrap_or("")))?;
     let b: ResultBody = json_body(&body, "result")?;
     let (reply, rx) = oneshot::channel();
     let msg = Msg::ActionResult {
@@ -1030,4 +1105,93 @@ async fn incident_note(
         })
     })
     .await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    host: String,
+    #[serde(default)]
+    comment: String,
+}
+
+fn reload_tokens(st: &AppState, ob: &tocsin_store::Outbox) -> tocsin_store::Result<()> {
+    let t = load_agent_tokens(ob)?;
+    *st.agent_tokens.write().unwrap_or_else(|p| p.into_inner()) = t;
+    Ok(())
+}
+
+/// `POST /api/v1/tokens` (admin) `{"host", "comment"}`: a new token for that host's agent,
+/// shown once; only its hash is kept.
+async fn issue_token(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&headers, &st)?;
+    let n: NewToken = json_body(&body, "token request")?;
+    if n.host.trim().is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "host is required"));
+    }
+    let token = format!("tcn_{}", tocsin_notify::ack::new_secret());
+    let hash = token_hash(&token);
+    let st2 = st.clone();
+    let host = n.host.clone();
+    let id = with_outbox(&st, move |o| {
+        let id = o.add_token(&host, &hash, &n.comment, now_ms())?;
+        reload_tokens(&st2, o)?;
+        Ok(id)
+    })
+    .await?;
+    tracing::info!(id, host = %n.host, "agent token issued");
+    Ok(Json(
+        json!({ "status": "success", "data": { "id": id, "host": n.host, "token": token } }),
+    ))
+}
+
+async fn list_tokens(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&headers, &st)?;
+    let rows = with_outbox(&st, |o| o.tokens()).await?;
+    let list: Vec<Value> = rows
+        .into_iter()
+        .map(|(id, host, _, comment, created, revoked)| {
+            json!({
+                "id": id,
+                "host": host,
+                "comment": comment,
+                "createdAt": format_rfc3339(created),
+                "revokedAt": revoked.map(format_rfc3339),
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "status": "success", "data": { "tokens": list } }),
+    ))
+}
+
+async fn revoke_token(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&headers, &st)?;
+    let st2 = st.clone();
+    let done = with_outbox(&st, move |o| {
+        let done = o.revoke_token(id, now_ms())?;
+        reload_tokens(&st2, o)?;
+        Ok(done)
+    })
+    .await?;
+    if done {
+        tracing::info!(id, "agent token revoked");
+        Ok(Json(json!({ "status": "success" })))
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no live token {id}"),
+        ))
+    }
 }

@@ -126,6 +126,60 @@ impl Outbox {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Stores a new agent token's hash for `host`; returns its id.
+    pub fn add_token(
+        &self,
+        host: &str,
+        hash: &str,
+        comment: &str,
+        now: TimestampMs,
+    ) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO agent_tokens (host, hash, comment, created_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![host, hash, comment, now],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Revokes a token; false when there is no such live token.
+    pub fn revoke_token(&self, id: i64, now: TimestampMs) -> Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE agent_tokens SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
+            params![id, now],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// All tokens: (id, host, hash, comment, created, revoked).
+    #[allow(clippy::type_complexity)]
+    pub fn tokens(
+        &self,
+    ) -> Result<
+        Vec<(
+            i64,
+            String,
+            String,
+            String,
+            TimestampMs,
+            Option<TimestampMs>,
+        )>,
+    > {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, host, hash, comment, created_ms, revoked_ms FROM agent_tokens ORDER BY id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Puts a dead-lettered notification back in line; false when `id` is not dead.
     pub fn retry_dead(&self, id: i64, now: TimestampMs) -> Result<bool> {
         let n = self.conn.execute(

@@ -1,6 +1,6 @@
 use rusqlite::Connection;
 
-const VERSION: i64 = 5;
+const VERSION: i64 = 6;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE series (
@@ -115,6 +115,18 @@ CREATE TRIGGER audit_append_only_u BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABO
 CREATE TRIGGER audit_append_only_d BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
 ";
 
+/// Per-agent ingest tokens, stored as SHA-256 hashes, bound to one host.
+const SCHEMA_V6: &str = "
+CREATE TABLE agent_tokens (
+    id         INTEGER PRIMARY KEY,
+    host       TEXT NOT NULL,
+    hash       TEXT NOT NULL UNIQUE,
+    comment    TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    revoked_ms INTEGER
+);
+";
+
 pub(crate) fn prepare(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
@@ -130,6 +142,7 @@ pub(crate) fn prepare(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
         (3, SCHEMA_V3),
         (4, SCHEMA_V4),
         (5, SCHEMA_V5),
+        (6, SCHEMA_V6),
     ];
     for (v, sql) in steps {
         if version < v {

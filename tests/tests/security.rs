@@ -1,0 +1,162 @@
+//! Who may write and act: per-agent tokens bound to their host, issued and revoked from the CLI.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tocsin_e2e::{serial, wait_for, Proc, Stack};
+use tocsin_model::{Labels, Sample, SeriesSamples};
+
+fn cli(c: &Proc, args: &[&str]) -> Value {
+    let out = std::process::Command::new(tocsin_e2e::binary("tocsin-collector"))
+        .args(args)
+        .arg("--url")
+        .arg(c.url(""))
+        .args(["--token", "adm1n"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn write(c: &Proc, token: Option<&str>, host: &str) -> (u16, String) {
+    let s = SeriesSamples {
+        labels: Labels::from_pairs([("__name__", "sec_test"), ("host", host)]),
+        samples: vec![Sample {
+            timestamp_ms: tocsin_model::now_ms(),
+            value: 1.0,
+        }],
+    };
+    let body = tocsin_wire::encode(&tocsin_wire::to_request(&[s]));
+    let mut r = reqwest::blocking::Client::new()
+        .post(c.url("/api/v1/write"))
+        .header("Content-Type", tocsin_wire::CONTENT_TYPE)
+        .header("Content-Encoding", tocsin_wire::CONTENT_ENCODING)
+        .body(body);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let r = r.send().unwrap();
+    (r.status().as_u16(), r.text().unwrap())
+}
+
+fn metric(url: &str, series: &str) -> f64 {
+    let text = reqwest::blocking::get(url).unwrap().text().unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn per_agent_tokens_are_bound_to_their_host_and_can_be_revoked() {
+    let _g = serial();
+    let s = Stack::new("admin_token: adm1n\n");
+    std::fs::create_dir(s.dir.path().join("rules")).unwrap();
+    let c = s.collector("127.0.0.1:0", &s.p("rules"));
+    // Open until the first token exists.
+    assert_eq!(write(&c, None, "any").0, 204);
+    let issued = cli(
+        &c,
+        &[
+            "tokens",
+            "issue",
+            "--host",
+            "tok-host",
+            "--comment",
+            "rack 7",
+        ],
+    );
+    let token = issued["data"]["token"].as_str().unwrap().to_string();
+    let id = issued["data"]["id"].as_i64().unwrap();
+    assert!(token.starts_with("tcn_") && token.len() > 40, "{token}");
+    let listed = cli(&c, &["tokens", "list"]);
+    let text = listed.to_string();
+    assert!(
+        !text.contains(&token[4..]),
+        "the token is never shown again"
+    );
+    let hash: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(token.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    assert!(!text.contains(&hash), "nor its hash");
+    assert_eq!(listed["data"]["tokens"][0]["host"], "tok-host");
+
+    assert_eq!(write(&c, None, "tok-host").0, 401, "no token");
+    assert_eq!(
+        write(&c, Some("tcn_forged"), "tok-host").0,
+        401,
+        "wrong token"
+    );
+    assert_eq!(write(&c, Some(&token), "tok-host").0, 204);
+    let (code, msg) = write(&c, Some(&token), "other-host");
+    assert_eq!(code, 403);
+    let msg: Value = serde_json::from_str(&msg).unwrap();
+    assert_eq!(
+        msg["error"],
+        "this token belongs to host \"tok-host\"; series for host \"other-host\" refused"
+    );
+    assert_eq!(
+        metric(
+            &c.url("/metrics"),
+            "tocsin_ingest_rejected_requests_total{reason=\"wrong_host\"}"
+        ),
+        1.0
+    );
+    // The action API: only its own host's requests.
+    let poll = |host: &str| {
+        reqwest::blocking::Client::new()
+            .get(c.url("/api/v1/actions/poll"))
+            .query(&[("host", host)])
+            .bearer_auth(&token)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(poll("tok-host"), 200);
+    assert_eq!(poll("other-host"), 403);
+
+    // A real agent with the token ships; after revocation it is refused.
+    let cfg = s.p("agent.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "host: tok-host\ninterval: 1s\ncollector: {{ url: \"{}\", token: {token} }}\n",
+            c.url("/api/v1/write")
+        ),
+    )
+    .unwrap();
+    let a = s.agent(&c, &["--config", &cfg]);
+    wait_for("the agent's host", Duration::from_secs(15), || {
+        let v: Value = reqwest::blocking::get(c.url("/api/v1/hosts"))
+            .unwrap()
+            .json()
+            .unwrap();
+        v["data"]["hosts"]
+            .as_array()?
+            .iter()
+            .any(|h| h["host"] == "tok-host" && h["up"] == true)
+            .then_some(())
+    });
+    cli(&c, &["tokens", "revoke", &id.to_string()]);
+    wait_for("the revoked agent refused", Duration::from_secs(15), || {
+        (metric(
+            &a.url("/metrics"),
+            "tocsin_agent_send_errors_total{reason=\"unauthorized\"}",
+        ) >= 1.0)
+            .then_some(())
+    });
+    assert_eq!(write(&c, Some(&token), "tok-host").0, 401);
+    assert_eq!(
+        write(&c, None, "tok-host").0,
+        401,
+        "revoking the last token does not open ingest again"
+    );
+}
