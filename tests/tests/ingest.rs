@@ -43,14 +43,14 @@ fn bad_requests_get_clear_4xx_and_are_counted() {
             body(),
             vec![],
             401,
-            "missing or wrong bearer token",
+            "missing, wrong or revoked bearer token",
         ),
         (
             "wrong token",
             body(),
             vec![("Authorization", "Bearer nope")],
             401,
-            "missing or wrong bearer token",
+            "missing, wrong or revoked bearer token",
         ),
         (
             "not snappy",
