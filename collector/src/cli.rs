@@ -636,7 +636,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let (rules, files) = rulefiles::load(&cfg.rules)
         .map_err(|p| anyhow::anyhow!("invalid rules:\n{}", p.join("\n")))?;
     let db = cfg.data_dir.join("tocsin.db");
-    let store = Store::open(&db, StoreOptions::default())?;
+    let store = Store::open(
+        &db,
+        StoreOptions {
+            max_series_per_host: cfg.ingest.max_series_per_host,
+            ..StoreOptions::default()
+        },
+    )?;
 
     info!(
         listen = %cfg.listen,

@@ -246,6 +246,16 @@ async fn write_inner(
         return Err(err);
     }
     match rx.await {
+        Ok(Ok(stats)) if stats.refused_series > 0 => {
+            // The rest of the request is stored; say what was not, so the sender does not
+            // retry it.
+            let msg = format!(
+                "{} new series ({} samples) refused: their host has reached ingest.max_series_per_host; {} samples accepted",
+                stats.refused_series, stats.over_limit, stats.accepted
+            );
+            st.tel.ingest_rejected("cardinality", &msg);
+            Err(ApiError::new(StatusCode::BAD_REQUEST, msg))
+        }
         Ok(Ok(_)) => Ok(StatusCode::NO_CONTENT),
         Ok(Err(WriteError::Unavailable(e))) => {
             let mut err = ApiError::new(

@@ -57,7 +57,7 @@ impl Telemetry {
             ),
             samples: cv(
                 "tocsin_ingest_samples_total",
-                "Samples received, by outcome (accepted, out_of_order, too_far_in_future).",
+                "Samples received, by outcome (accepted, out_of_order, too_far_in_future, over_series_limit).",
                 &["result"],
             ),
             commit_seconds: reg(

@@ -805,6 +805,7 @@ impl Writer {
         c("accepted", s.accepted);
         c("out_of_order", s.out_of_order);
         c("too_far_in_future", s.too_far_in_future);
+        c("over_series_limit", s.over_limit);
         if s.out_of_order > 0 || s.too_far_in_future > 0 {
             // Retries after a lost acknowledgement land here too: worth a debug line, not a warning.
             tracing::debug!(

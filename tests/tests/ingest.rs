@@ -34,7 +34,20 @@ fn post(c: &Proc, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, String) {
 #[test]
 fn bad_requests_get_clear_4xx_and_are_counted() {
     let _g = serial();
-    let (_s, c) = collector("ingest:\n  token: s3cret\n  max_body: 64KiB\n");
+    let (_s, c) =
+        collector("ingest:\n  token: s3cret\n  max_body: 64KiB\n  max_series_per_host: 3\n");
+    let many = {
+        let s: Vec<SeriesSamples> = (0..5)
+            .map(|i| SeriesSamples {
+                labels: Labels::from_pairs([
+                    (METRIC_NAME, format!("m{i}").as_str()),
+                    ("host", "h"),
+                ]),
+                samples: vec![Sample::new(tocsin_model::now_ms(), 1.0)],
+            })
+            .collect();
+        tocsin_wire::encode(&tocsin_wire::to_request(&s))
+    };
     let auth = ("Authorization", "Bearer s3cret");
     type Case<'a> = (&'a str, Vec<u8>, Vec<(&'a str, &'a str)>, u16, &'a str);
     let cases: Vec<Case> = vec![
@@ -77,6 +90,13 @@ fn bad_requests_get_clear_4xx_and_are_counted() {
         ),
         ("too large", vec![0u8; 100 * 1024], vec![auth], 413, ""),
         ("good", body(), vec![auth], 204, ""),
+        (
+            "over the host's series limit",
+            many,
+            vec![auth],
+            400,
+            "3 new series (3 samples) refused: their host has reached ingest.max_series_per_host; 2 samples accepted",
+        ),
     ];
     for (name, b, h, want, msg) in cases {
         let (code, text) = post(&c, b, &h);
@@ -92,7 +112,9 @@ fn bad_requests_get_clear_4xx_and_are_counted() {
         "tocsin_ingest_rejected_requests_total{reason=\"snappy\"} 1",
         "tocsin_ingest_rejected_requests_total{reason=\"protobuf\"} 1",
         "tocsin_ingest_rejected_requests_total{reason=\"encoding\"} 1",
-        "tocsin_ingest_samples_total{result=\"accepted\"} 1",
+        "tocsin_ingest_samples_total{result=\"accepted\"} 3",
+        "tocsin_ingest_samples_total{result=\"over_series_limit\"} 3",
+        "tocsin_ingest_rejected_requests_total{reason=\"cardinality\"} 1",
     ] {
         assert!(metrics.contains(line), "missing {line}");
     }

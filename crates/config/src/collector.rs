@@ -161,6 +161,9 @@ pub struct RawIngest {
     pub max_samples_per_request: Option<usize>,
     /// Most labels on one series (default 64).
     pub max_labels_per_series: Option<usize>,
+    /// Most series one host may have (cardinality); new series beyond it are refused with 400
+    /// (default 20000; 0: no limit).
+    pub max_series_per_host: Option<usize>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -404,6 +407,7 @@ pub struct IngestConfig {
     pub max_decompressed_bytes: usize,
     pub max_samples_per_request: usize,
     pub max_labels_per_series: usize,
+    pub max_series_per_host: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -597,6 +601,7 @@ impl RawCollectorConfig {
             ),
             max_samples_per_request: i.max_samples_per_request.unwrap_or(1_000_000),
             max_labels_per_series: i.max_labels_per_series.unwrap_or(64),
+            max_series_per_host: i.max_series_per_host.unwrap_or(20_000),
         };
 
         let mut receivers = Vec::new();

@@ -26,13 +26,15 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// Identifies a series inside one store.
 pub type SeriesId = u32;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct StoreOptions {
     /// Fsync every commit (`synchronous=FULL`): acknowledged data survives power loss, not only
     /// a crash of the process.
     pub fsync: bool,
     /// Samples further in the future than this are rejected.
     pub max_future_ms: i64,
+    /// Most series one `host` may have; new series beyond it are refused (0: no limit).
+    pub max_series_per_host: usize,
 }
 
 impl Default for StoreOptions {
@@ -40,6 +42,7 @@ impl Default for StoreOptions {
         Self {
             fsync: true,
             max_future_ms: 10 * 60 * 1000,
+            max_series_per_host: 0,
         }
     }
 }
@@ -66,6 +69,10 @@ pub struct AppendStats {
     pub out_of_order: usize,
     pub too_far_in_future: usize,
     pub new_series: usize,
+    /// New series refused because their host has reached `max_series_per_host`, and their
+    /// samples.
+    pub refused_series: usize,
+    pub over_limit: usize,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -90,6 +97,8 @@ struct SeriesIndex {
     /// Second-chance map for the (astronomically rare) fingerprint collision.
     collided: HashMap<Labels, SeriesId>,
     labels: Vec<Option<Labels>>,
+    /// Series per `host` label.
+    per_host: HashMap<String, usize>,
 }
 
 impl SeriesIndex {
@@ -114,6 +123,9 @@ impl SeriesIndex {
             std::collections::hash_map::Entry::Vacant(v) => {
                 v.insert(id);
             }
+        }
+        if let Some(h) = labels.get("host") {
+            *self.per_host.entry(h.to_string()).or_default() += 1;
         }
         self.labels[i] = Some(labels);
     }
@@ -446,7 +458,12 @@ impl Txn<'_> {
         let mut ids = Vec::with_capacity(batch.len());
         let max_ts = now.saturating_add(self.store.opts.max_future_ms);
         for s in batch.iter_mut() {
-            let id = self.series_id(&s.labels, &mut stats)?;
+            let Some(id) = self.series_id(&s.labels, &mut stats, touch_hosts)? else {
+                stats.refused_series += 1;
+                stats.over_limit += s.samples.len();
+                s.samples.clear();
+                continue;
+            };
             ids.push(id);
             let mut last = self
                 .pending
@@ -487,17 +504,36 @@ impl Txn<'_> {
         Ok((ids, stats))
     }
 
-    fn series_id(&mut self, labels: &Labels, stats: &mut AppendStats) -> Result<SeriesId> {
+    /// The series' id, created if new; `None` when it is new and its host is at its limit
+    /// (`limited`: ingest from agents, not series the collector derives).
+    fn series_id(
+        &mut self,
+        labels: &Labels,
+        stats: &mut AppendStats,
+        limited: bool,
+    ) -> Result<Option<SeriesId>> {
         let fp = labels.fingerprint();
         if let Some(id) = self.store.index.lookup(fp, labels) {
-            return Ok(id);
+            return Ok(Some(id));
         }
         if let Some((_, id, _)) = self
             .new_series
             .iter()
             .find(|(f, _, l)| *f == fp && l == labels)
         {
-            return Ok(*id);
+            return Ok(Some(*id));
+        }
+        let limit = self.store.opts.max_series_per_host;
+        if let (true, Some(h)) = (limited && limit > 0, labels.get("host")) {
+            let known = self.store.index.per_host.get(h).copied().unwrap_or(0);
+            let pending = self
+                .new_series
+                .iter()
+                .filter(|(_, _, l)| l.get("host") == Some(h))
+                .count();
+            if known + pending >= limit {
+                return Ok(None);
+            }
         }
         let text = serde_json::to_string(labels).expect("labels serialize");
         self.store.conn.execute(
@@ -508,7 +544,7 @@ impl Txn<'_> {
             .map_err(|_| StoreError::Corrupt("series id space exhausted".into()))?;
         self.new_series.push((fp, id, labels.clone()));
         stats.new_series += 1;
-        Ok(id)
+        Ok(Some(id))
     }
 
     /// Replaces (or with `None` removes) one persisted alert state.

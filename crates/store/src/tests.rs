@@ -181,3 +181,48 @@ fn version_1_databases_are_migrated() {
     let mut store = Store::open(&path, StoreOptions::default()).unwrap();
     store.save_baselines(&[("k".into(), "{}".into())]).unwrap();
 }
+
+#[test]
+fn series_per_host_are_limited_for_ingest_not_for_derived_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        max_series_per_host: 2,
+        ..StoreOptions::default()
+    };
+    let mut store = Store::open(&dir.path().join("t.db"), opts).unwrap();
+    let mut tx = store.begin().unwrap();
+    let mut b = vec![
+        s("a", "h1", &[(NOW, 1.0)]),
+        s("b", "h1", &[(NOW, 1.0)]),
+        s("c", "h1", &[(NOW, 1.0), (NOW + 1, 2.0)]),
+        s("a", "h2", &[(NOW, 1.0)]),
+    ];
+    let (_, st) = tx.append(&mut b, NOW).unwrap();
+    assert_eq!((st.accepted, st.refused_series, st.over_limit), (3, 1, 2));
+    tx.commit().unwrap();
+    // Known series still take samples; derived ones are not limited.
+    let mut tx = store.begin().unwrap();
+    let (_, st) = tx
+        .append(
+            &mut [
+                s("a", "h1", &[(NOW + 5, 1.0)]),
+                s("d", "h1", &[(NOW + 5, 1.0)]),
+            ],
+            NOW,
+        )
+        .unwrap();
+    assert_eq!((st.accepted, st.refused_series), (1, 1));
+    let st = tx
+        .append_derived(&mut [s("tocsin_host_up", "h1", &[(NOW + 5, 1.0)])], NOW)
+        .unwrap();
+    assert_eq!((st.accepted, st.refused_series), (1, 0));
+    tx.commit().unwrap();
+    drop(store);
+    // The count survives a reopen.
+    let mut store = Store::open(&dir.path().join("t.db"), opts).unwrap();
+    let mut tx = store.begin().unwrap();
+    let (_, st) = tx
+        .append(&mut [s("e", "h1", &[(NOW + 9, 1.0)])], NOW)
+        .unwrap();
+    assert_eq!(st.refused_series, 1);
+}
