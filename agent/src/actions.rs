@@ -92,11 +92,7 @@ pub(crate) async fn action_loop(cfg: AgentConfig, tel: Telemetry, cancel: Cancel
         actions = cfg.actions.len(),
         "remediation actions allowed on this host"
     );
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .user_agent(concat!("tocsin-agent/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
+    let client = match crate::ship::client(&cfg.shipping, Duration::from_secs(10)) {
         Ok(c) => c,
         Err(e) => {
             warn!(error = %e, "cannot build the HTTP client: remediation is off");

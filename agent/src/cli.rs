@@ -105,6 +105,8 @@ async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let tel = Telemetry::new();
     let queue = Queue::new(cfg.shipping.queue_max_batches, tel.clone());
+    // A CA or client certificate that cannot be used is a configuration error, found now.
+    crate::ship::client(&cfg.shipping, cfg.shipping.timeout).map_err(|e| anyhow::anyhow!(e))?;
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

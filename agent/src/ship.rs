@@ -97,6 +97,28 @@ enum Outcome {
     Retry(&'static str, String, Option<Duration>),
 }
 
+/// The HTTP client for the collector: its timeout, the collector's CA and the agent's client
+/// certificate when configured.
+pub(crate) fn client(cfg: &ShippingConfig, timeout: Duration) -> Result<reqwest::Client, String> {
+    let mut b = reqwest::Client::builder()
+        .timeout(timeout)
+        .user_agent(concat!("tocsin-agent/", env!("CARGO_PKG_VERSION")));
+    if let Some(ca) = &cfg.ca_pem {
+        for c in reqwest::Certificate::from_pem_bundle(ca)
+            .map_err(|e| format!("collector.ca_file: {e}"))?
+        {
+            b = b.add_root_certificate(c);
+        }
+    }
+    if let Some(id) = &cfg.identity_pem {
+        b = b.identity(
+            reqwest::Identity::from_pem(id)
+                .map_err(|e| format!("collector.cert_file/key_file: {e}"))?,
+        );
+    }
+    b.build().map_err(|e| e.to_string())
+}
+
 /// Sends queued batches in order until cancelled; on cancel, tries once to flush what is left.
 pub async fn run(
     cfg: ShippingConfig,
@@ -104,11 +126,7 @@ pub async fn run(
     tel: Telemetry,
     cancel: CancellationToken,
 ) {
-    let client = match reqwest::Client::builder()
-        .timeout(cfg.timeout)
-        .user_agent(concat!("tocsin-agent/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
+    let client = match client(&cfg, cfg.timeout) {
         Ok(c) => c,
         Err(e) => {
             warn!(error = %e, "cannot build HTTP client; nothing will be shipped");

@@ -843,7 +843,7 @@ async fn serve(
     let state = AppState {
         writer: tx,
         view,
-        tel,
+        tel: tel.clone(),
         token: cfg.ingest.token.clone(),
         admin_token: cfg.admin_token.clone(),
         limits: tocsin_wire::Limits {
@@ -862,7 +862,8 @@ async fn serve(
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     // Machine-readable start line on stdout (tests and scripts read the port from it).
-    println!("tocsin-collector listening on http://{addr}");
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+    println!("tocsin-collector listening on {scheme}://{addr}");
     info!(%addr, "listening");
 
     let shutdown = cancel.clone();
@@ -870,9 +871,17 @@ async fn serve(
         tocsin_runtime::shutdown_signal().await;
         shutdown.cancel();
     });
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(cancel.clone().cancelled_owned())
-        .await?;
+    match &cfg.tls {
+        Some(t) => {
+            let acceptor = crate::tls::acceptor(t).context("tls")?;
+            crate::tls::serve(listener, app(state), acceptor, tel.clone(), cancel.clone()).await;
+        }
+        None => {
+            axum::serve(listener, app(state))
+                .with_graceful_shutdown(cancel.clone().cancelled_owned())
+                .await?;
+        }
+    }
 
     tracker.close();
     if tokio::time::timeout(Duration::from_secs(10), tracker.wait())

@@ -12,6 +12,7 @@ pub mod liveness;
 pub mod rulefiles;
 pub mod services;
 mod telemetry;
+pub mod tls;
 pub mod writer;
 
 pub use telemetry::Telemetry;

@@ -26,6 +26,7 @@ pub struct Telemetry {
     pub ack_refused: IntCounter,
     pub remediation: IntCounterVec,
     pub incidents_open: IntGauge,
+    pub tls_handshake_failures: IntCounter,
     pub incidents_resolved: IntCounterVec,
     /// Seconds from opening to acknowledged / resolved / remediated, by what it measures.
     pub incident_seconds: prometheus::HistogramVec,
@@ -122,6 +123,14 @@ impl Telemetry {
                 &["kind"],
             ),
             incidents_open: g("tocsin_incidents_open", "Incidents open or acknowledged."),
+            tls_handshake_failures: reg(
+                &r,
+                IntCounter::new(
+                    "tocsin_tls_handshake_failures_total",
+                    "TLS handshakes that failed or timed out (wrong CA, missing client certificate, plain HTTP on the TLS port).",
+                )
+                .expect("valid metric"),
+            ),
             incidents_resolved: cv(
                 "tocsin_incidents_resolved_total",
                 "Incidents resolved, by category and by whom (auto, remediation, or a person).",

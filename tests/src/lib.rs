@@ -90,7 +90,7 @@ impl Proc {
             }
         };
         let addr = line
-            .rsplit("http://")
+            .rsplit("://")
             .next()
             .expect("listening line")
             .trim()

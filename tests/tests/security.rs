@@ -160,3 +160,95 @@ fn per_agent_tokens_are_bound_to_their_host_and_can_be_revoked() {
         "revoking the last token does not open ingest again"
     );
 }
+
+#[test]
+fn agents_ship_over_tls_and_a_wrong_ca_is_refused() {
+    let _g = serial();
+    let s = Stack::new("");
+    std::fs::create_dir(s.dir.path().join("rules")).unwrap();
+    let year = tocsin_model::now_ms() / 1000 + 365 * 86_400;
+    let cert = tocsin_e2e::servers::self_signed(year);
+    let other = tocsin_e2e::servers::self_signed(year);
+    for (f, pem) in [
+        ("cert.pem", &cert.cert_pem),
+        ("key.pem", &cert.key_pem),
+        ("other.pem", &other.cert_pem),
+    ] {
+        std::fs::write(s.p(f), pem).unwrap();
+    }
+    let cfg = std::fs::read_to_string(s.p("collector.yaml")).unwrap();
+    std::fs::write(
+        s.p("collector.yaml"),
+        format!(
+            "{cfg}tls: {{ cert_file: {}, key_file: {} }}\n",
+            s.p("cert.pem"),
+            s.p("key.pem")
+        ),
+    )
+    .unwrap();
+    let c = s.collector("127.0.0.1:0", &s.p("rules"));
+    let https = |path: &str| format!("https://{}{path}", c.addr);
+    let trusted = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let get = |path: &str| trusted.get(https(path)).send().unwrap().text().unwrap();
+    assert!(
+        reqwest::blocking::get(https("/healthz")).is_err(),
+        "the system roots do not trust a self-signed collector"
+    );
+    let agent = |host: &str, ca: &str| {
+        let cfg = s.p(&format!("{host}.yaml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "host: {host}\ninterval: 1s\ncollector: {{ url: \"{}\", ca_file: {} }}\n",
+                https("/api/v1/write"),
+                s.p(ca)
+            ),
+        )
+        .unwrap();
+        let log = s.p(&format!("{host}.log"));
+        Proc::start(
+            "tocsin-agent",
+            &["--config", &cfg, "--listen", "127.0.0.1:0"],
+            std::path::Path::new(&log),
+        )
+    };
+    let _good = agent("tls-host", "cert.pem");
+    let bad = agent("wrong-ca", "other.pem");
+    wait_for("the TLS agent's host", Duration::from_secs(15), || {
+        let v: Value = serde_json::from_str(&get("/api/v1/hosts")).unwrap();
+        v["data"]["hosts"]
+            .as_array()?
+            .iter()
+            .any(|h| h["host"] == "tls-host" && h["up"] == true)
+            .then_some(())
+    });
+    wait_for(
+        "the wrong-CA agent refused",
+        Duration::from_secs(15),
+        || {
+            (metric(
+                &bad.url("/metrics"),
+                "tocsin_agent_send_errors_total{reason=\"connect\"}",
+            ) >= 2.0)
+                .then_some(())
+        },
+    );
+    let hosts = get("/api/v1/hosts");
+    assert!(!hosts.contains("wrong-ca"), "{hosts}");
+    let m = get("/metrics");
+    let failures: f64 = m
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("tocsin_tls_handshake_failures_total ")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0);
+    assert!(
+        failures >= 1.0,
+        "handshakes refused by the agent are seen: {failures}"
+    );
+}

@@ -63,6 +63,12 @@ pub struct RawShipping {
     pub queue_max_batches: Option<usize>,
     /// Longest wait between two retries (default 30s).
     pub max_backoff: Option<String>,
+    /// CA certificate(s) (PEM) that sign the collector's certificate, for https:// collectors
+    /// with a private CA; the system's roots are trusted too.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) for collectors that require mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +95,10 @@ pub struct ShippingConfig {
     pub timeout: Duration,
     pub queue_max_batches: usize,
     pub max_backoff: Duration,
+    /// PEM read from `ca_file`.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Client certificate chain followed by its key, PEM, for mutual TLS.
+    pub identity_pem: Option<Vec<u8>>,
 }
 
 impl RawAgentConfig {
@@ -151,6 +161,31 @@ impl RawAgentConfig {
             ));
         }
         let token = c.token.and_then(|t| p.take("collector.token", t.resolve()));
+        let read = |p: &mut Problems, field: &str, f: &Option<PathBuf>| {
+            f.as_ref().and_then(|f| {
+                p.take(
+                    field,
+                    std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display())),
+                )
+            })
+        };
+        let ca_pem = read(&mut p, "collector.ca_file", &c.ca_file);
+        let identity_pem = match (&c.cert_file, &c.key_file) {
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                let cert = read(&mut p, "collector.cert_file", &c.cert_file);
+                let key = read(&mut p, "collector.key_file", &c.key_file);
+                cert.zip(key).map(|(mut c, k)| {
+                    c.push(b'\n');
+                    c.extend_from_slice(&k);
+                    c
+                })
+            }
+            _ => {
+                p.push("collector: cert_file and key_file go together");
+                None
+            }
+        };
         let timeout = p
             .take(
                 "collector.timeout",
@@ -200,6 +235,8 @@ impl RawAgentConfig {
                 timeout,
                 queue_max_batches,
                 max_backoff,
+                ca_pem,
+                identity_pem,
             },
             statfs_timeout,
             probes,

@@ -63,10 +63,29 @@ pub struct RawCollectorConfig {
     /// Actions the collector itself runs (`on: collector` in a rule): its allowlist.
     #[serde(default)]
     pub actions: std::collections::BTreeMap<String, crate::actions::RawAction>,
+    /// Serve HTTPS (remote-write and API) with this certificate; optionally require client
+    /// certificates signed by `client_ca_file` (mutual TLS).
+    pub tls: Option<RawServerTls>,
     /// Forward everything ingested to Prometheus-compatible TSDBs over remote-write
     /// (VictoriaMetrics, Mimir, Thanos, Prometheus with its receiver on).
     #[serde(default)]
     pub remote_write: Vec<RawRemoteWrite>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServerTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// PEM contents, read at validation so that a missing file is a configuration error.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    pub client_ca_pem: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -398,6 +417,7 @@ pub struct CollectorConfig {
     pub remediation: RemediationLimits,
     pub actions: Vec<crate::actions::ActionSpec>,
     pub remote_write: Vec<RemoteWriteConfig>,
+    pub tls: Option<ServerTls>,
 }
 
 #[derive(Debug, Clone)]
@@ -1074,6 +1094,25 @@ impl RawCollectorConfig {
                 max_samples_per_send: r.max_samples_per_send.unwrap_or(10_000).max(1),
             });
         }
+        let tls = self.tls.and_then(|t| {
+            let read = |p: &mut Problems, field: &str, f: &PathBuf| {
+                p.take(
+                    field,
+                    std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display())),
+                )
+            };
+            let cert_pem = read(&mut p, "tls.cert_file", &t.cert_file);
+            let key_pem = read(&mut p, "tls.key_file", &t.key_file);
+            let client_ca_pem = t
+                .client_ca_file
+                .as_ref()
+                .and_then(|f| read(&mut p, "tls.client_ca_file", f));
+            Some(ServerTls {
+                cert_pem: cert_pem?,
+                key_pem: key_pem?,
+                client_ca_pem,
+            })
+        });
         p.finish(|| CollectorConfig {
             listen,
             data_dir,
@@ -1096,6 +1135,7 @@ impl RawCollectorConfig {
             remediation,
             actions,
             remote_write,
+            tls,
         })
     }
 }
