@@ -162,6 +162,7 @@ pub fn serve_on(port: u16, app: axum::Router) -> (std::net::SocketAddr, tokio::r
 pub struct Webhook {
     pub url: String,
     received: Arc<Mutex<Vec<(Instant, Value)>>>,
+    ids: Arc<Mutex<Vec<String>>>,
     _rt: tokio::runtime::Runtime,
 }
 
@@ -173,24 +174,39 @@ impl Webhook {
     /// A webhook on a given port, e.g. one a collector was told about while it was down.
     pub fn start_on(port: u16) -> Webhook {
         let received: Arc<Mutex<Vec<(Instant, Value)>>> = Arc::default();
-        let rec = Arc::clone(&received);
+        let ids: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (rec, ids2) = (Arc::clone(&received), Arc::clone(&ids));
         let app = axum::Router::new().route(
             "/hook",
-            axum::routing::post(move |body: axum::body::Bytes| {
-                let rec = Arc::clone(&rec);
-                async move {
-                    let v: Value = serde_json::from_slice(&body).expect("webhook body is JSON");
-                    rec.lock().unwrap().push((Instant::now(), v));
-                    "ok"
-                }
-            }),
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let (rec, ids) = (Arc::clone(&rec), Arc::clone(&ids2));
+                    async move {
+                        let v: Value = serde_json::from_slice(&body).expect("webhook body is JSON");
+                        let id = headers
+                            .get("x-tocsin-notification-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string();
+                        ids.lock().unwrap().push(id);
+                        rec.lock().unwrap().push((Instant::now(), v));
+                        "ok"
+                    }
+                },
+            ),
         );
         let (addr, rt) = serve_on(port, app);
         Webhook {
             url: format!("http://{addr}/hook"),
             received,
+            ids,
             _rt: rt,
         }
+    }
+
+    /// The `X-Tocsin-Notification-Id` of every notification so far.
+    pub fn ids(&self) -> Vec<String> {
+        self.ids.lock().unwrap().clone()
     }
 
     pub fn all(&self) -> Vec<(Instant, Value)> {

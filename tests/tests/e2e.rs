@@ -188,6 +188,16 @@ fn collector_restart_while_firing_neither_repeats_nor_loses_the_resolve() {
     let addr = c.addr.clone();
     let _a = s.agent(&c);
     s.hook.wait_nth(1, Duration::from_secs(10));
+    // Delivery is at least once: a kill between the receiver's answer and the outbox update
+    // would send it again (receivers can deduplicate on X-Tocsin-Notification-Id). What this
+    // test is about is the alert state: wait for the delivery to be recorded.
+    wait_for("the delivery recorded", Duration::from_secs(10), || {
+        (metric(
+            &c,
+            "tocsin_notifications_total{receiver=\"hook\",result=\"delivered\"}",
+        ) >= 1.0)
+            .then_some(())
+    });
 
     c.kill9();
     let c = s.collector(&addr);
@@ -923,6 +933,11 @@ fn sigkill_while_the_receiver_is_down_delivers_each_notification_exactly_once() 
     assert_eq!(
         hook.events(),
         vec![ev("firing", "warning"), ev("resolved", "warning")]
+    );
+    let ids = hook.ids();
+    assert!(
+        ids.iter().all(|i| i.parse::<i64>().is_ok()) && ids[0] != ids[1],
+        "each notification carries its own id: {ids:?}"
     );
 }
 

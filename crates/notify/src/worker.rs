@@ -140,12 +140,20 @@ async fn post_json(
     url: &str,
     body: &serde_json::Value,
 ) -> Result<String, String> {
-    let resp = client
-        .post(url)
-        .json(body)
-        .send()
-        .await
-        .map_err(|e| format!("{e}"))?;
+    post_json_with(client, url, body, &[]).await
+}
+
+async fn post_json_with(
+    client: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+    headers: &[(&str, String)],
+) -> Result<String, String> {
+    let mut req = client.post(url).json(body);
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let resp = req.send().await.map_err(|e| format!("{e}"))?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     if status.is_success() {
@@ -168,12 +176,21 @@ fn http_client(name: &str, timeout: Duration) -> Result<reqwest::Client, String>
 }
 
 impl Channel {
-    async fn send(&self, payload: &str) -> Result<(), String> {
+    /// Sends one stored notification; `id` is its outbox id, stable across retries, which
+    /// webhooks get as `X-Tocsin-Notification-Id` to deduplicate the rare resend after a crash.
+    async fn send(&self, payload: &str, id: i64) -> Result<(), String> {
         let parsed = || -> Result<serde_json::Value, String> {
             serde_json::from_str(payload).map_err(|e| format!("stored payload: {e}"))
         };
         match self {
-            Channel::Webhook { client, url } => post_json(client, url, &parsed()?).await.map(drop),
+            Channel::Webhook { client, url } => post_json_with(
+                client,
+                url,
+                &parsed()?,
+                &[("X-Tocsin-Notification-Id", id.to_string())],
+            )
+            .await
+            .map(drop),
             Channel::Chat {
                 client,
                 vendor,
@@ -502,7 +519,7 @@ impl Worker {
                     }
                     lim.lock().unwrap_or_else(|p| p.into_inner()).record(now);
                 }
-                let result = self.channel.send(&it.payload).await;
+                let result = self.channel.send(&it.payload, it.id).await;
                 if !self.settle(&[it], result).await? {
                     // Keep order: nothing after this item goes out before it does.
                     break;
@@ -532,7 +549,7 @@ impl Worker {
             lim.lock().unwrap_or_else(|p| p.into_inner()).record(now);
         }
         info!(merged = items.len(), "rate limit reached: sending a digest");
-        let result = self.channel.send(&body).await;
+        let result = self.channel.send(&body, items[0].id).await;
         if result.is_ok() && items.len() > 1 {
             self.metrics
                 .digested
