@@ -856,6 +856,7 @@ async fn serve(
         ack_secret,
         outbox: Arc::clone(&outbox),
         agent_tokens: Arc::new(RwLock::new(agent_tokens)),
+        request_timeout: cfg.ingest.request_timeout,
     };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

@@ -31,6 +31,8 @@ pub struct AppState {
     /// Reads the notification outbox (its own database connection).
     pub outbox: Arc<std::sync::Mutex<tocsin_store::Outbox>>,
     pub agent_tokens: Arc<RwLock<AgentTokens>>,
+    /// The longest any request may take, body included.
+    pub request_timeout: std::time::Duration,
 }
 
 /// Per-agent tokens as the ingest path checks them.
@@ -127,7 +129,32 @@ pub fn app(state: AppState) -> Router {
         .route("/ack", get(ack_page).post(ack_link))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_deadline,
+        ))
         .with_state(state)
+}
+
+/// Cuts off a request (a slow client trickling its body, or anything else) that takes longer
+/// than `ingest.request_timeout`: 408 with a message, counted and logged.
+async fn request_deadline(
+    State(st): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path().to_string();
+    match tokio::time::timeout(st.request_timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => {
+            let msg = format!(
+                "request to {path} took longer than {:?}; cut off (slow client?)",
+                st.request_timeout
+            );
+            st.tel.ingest_rejected("timeout", &msg);
+            ApiError::new(StatusCode::REQUEST_TIMEOUT, msg).into_response()
+        }
+    }
 }
 
 /// An error answer: status plus a message for the client, never internals.

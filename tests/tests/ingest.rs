@@ -193,3 +193,39 @@ fn prost_like_series_with_bad_utf8() -> Vec<u8> {
     req.extend_from_slice(&ts);
     req
 }
+
+#[test]
+fn a_slow_client_is_cut_off_with_408() {
+    use std::io::{Read, Write};
+    let _g = serial();
+    let (_s, c) = collector("ingest:\n  request_timeout: 1s\n");
+    let mut tcp = std::net::TcpStream::connect(&c.addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    // Headers promise 1000 bytes; 10 arrive, then nothing.
+    tcp.write_all(
+        b"POST /api/v1/write HTTP/1.1\r\nHost: t\r\nContent-Encoding: snappy\r\nContent-Length: 1000\r\n\r\n0123456789",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 512];
+    let n = tcp.read(&mut buf).unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let metrics = reqwest::blocking::get(c.url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("tocsin_ingest_rejected_requests_total{reason=\"timeout\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(
+        reqwest::blocking::get(c.url("/healthz"))
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+}

@@ -174,6 +174,8 @@ pub struct RawIngest {
     pub token: Option<RawSecret>,
     /// Largest accepted (compressed) request body (default 16MiB).
     pub max_body: Option<String>,
+    /// The longest one request may take, body included; slower clients get 408 (default 30s).
+    pub request_timeout: Option<String>,
     /// Largest decompressed request (default 64MiB).
     pub max_decompressed: Option<String>,
     /// Most samples in one request (default 1000000).
@@ -424,6 +426,7 @@ pub struct CollectorConfig {
 pub struct IngestConfig {
     pub token: Option<Secret>,
     pub max_body_bytes: usize,
+    pub request_timeout: Duration,
     pub max_decompressed_bytes: usize,
     pub max_samples_per_request: usize,
     pub max_labels_per_series: usize,
@@ -613,6 +616,7 @@ impl RawCollectorConfig {
         let ingest = IngestConfig {
             token: i.token.and_then(|t| p.take("ingest.token", t.resolve())),
             max_body_bytes: size(&mut p, "ingest.max_body", &i.max_body, "16MiB"),
+            request_timeout: dur(&mut p, "ingest.request_timeout", &i.request_timeout, "30s"),
             max_decompressed_bytes: size(
                 &mut p,
                 "ingest.max_decompressed",
