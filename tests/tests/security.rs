@@ -252,3 +252,120 @@ fn agents_ship_over_tls_and_a_wrong_ca_is_refused() {
         "handshakes refused by the agent are seen: {failures}"
     );
 }
+
+/// A CA and a client certificate it signed: (ca_pem, client_cert_pem, client_key_pem).
+fn client_ca() -> (String, String, String) {
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "tocsin test agents CA");
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let mut leaf = rcgen::CertificateParams::new(vec!["mtls-host".to_string()]).unwrap();
+    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
+    (ca_cert.pem(), leaf_cert.pem(), leaf_key.serialize_pem())
+}
+
+#[test]
+fn mutual_tls_admits_only_agents_with_a_client_certificate_from_the_ca() {
+    let _g = serial();
+    let s = Stack::new("");
+    std::fs::create_dir(s.dir.path().join("rules")).unwrap();
+    let server = tocsin_e2e::servers::self_signed(tocsin_model::now_ms() / 1000 + 365 * 86_400);
+    let (ca, client_cert, client_key) = client_ca();
+    for (f, pem) in [
+        ("cert.pem", &server.cert_pem),
+        ("key.pem", &server.key_pem),
+        ("agents-ca.pem", &ca),
+        ("client.pem", &client_cert),
+        ("client-key.pem", &client_key),
+    ] {
+        std::fs::write(s.p(f), pem).unwrap();
+    }
+    let cfg = std::fs::read_to_string(s.p("collector.yaml")).unwrap();
+    std::fs::write(
+        s.p("collector.yaml"),
+        format!(
+            "{cfg}tls: {{ cert_file: {}, key_file: {}, client_ca_file: {} }}\n",
+            s.p("cert.pem"),
+            s.p("key.pem"),
+            s.p("agents-ca.pem")
+        ),
+    )
+    .unwrap();
+    let c = s.collector("127.0.0.1:0", &s.p("rules"));
+    let agent = |host: &str, with_cert: bool| {
+        let cfg = s.p(&format!("{host}.yaml"));
+        let ident = if with_cert {
+            format!(
+                ", cert_file: {}, key_file: {}",
+                s.p("client.pem"),
+                s.p("client-key.pem")
+            )
+        } else {
+            String::new()
+        };
+        std::fs::write(
+            &cfg,
+            format!(
+                "host: {host}\ninterval: 1s\ncollector: {{ url: \"https://{}/api/v1/write\", ca_file: {}{ident} }}\n",
+                c.addr,
+                s.p("cert.pem")
+            ),
+        )
+        .unwrap();
+        Proc::start(
+            "tocsin-agent",
+            &["--config", &cfg, "--listen", "127.0.0.1:0"],
+            std::path::Path::new(&s.p(&format!("{host}.log"))),
+        )
+    };
+    let _with = agent("mtls-host", true);
+    let without = agent("no-cert", false);
+    // The API needs a client certificate too: use the CA-signed one.
+    let mut pem = client_cert.clone().into_bytes();
+    pem.extend_from_slice(client_key.as_bytes());
+    let client = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(server.cert_pem.as_bytes()).unwrap())
+        .identity(reqwest::Identity::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    wait_for(
+        "the agent with a certificate",
+        Duration::from_secs(15),
+        || {
+            let v: Value = client
+                .get(format!("https://{}/api/v1/hosts", c.addr))
+                .send()
+                .ok()?
+                .json()
+                .ok()?;
+            v["data"]["hosts"]
+                .as_array()?
+                .iter()
+                .any(|h| h["host"] == "mtls-host")
+                .then_some(())
+        },
+    );
+    wait_for(
+        "the agent without one refused",
+        Duration::from_secs(15),
+        || {
+            let m = metric(
+                &without.url("/metrics"),
+                "tocsin_agent_send_errors_total{reason=\"connect\"}",
+            );
+            (m >= 2.0).then_some(())
+        },
+    );
+    let hosts = client
+        .get(format!("https://{}/api/v1/hosts", c.addr))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(!hosts.contains("no-cert"), "{hosts}");
+}
