@@ -138,6 +138,16 @@ impl Drop for Proc {
     }
 }
 
+/// The value of one series in a Prometheus text exposition at `url`, 0 when absent.
+pub fn metric(url: &str, series: &str) -> f64 {
+    let text = reqwest::blocking::get(url)
+        .and_then(|r| r.text())
+        .unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
 /// Serves `app` on a free 127.0.0.1 port from a runtime of its own (kept alive by the caller).
 pub fn serve(app: axum::Router) -> (std::net::SocketAddr, tokio::runtime::Runtime) {
     serve_on(0, app)

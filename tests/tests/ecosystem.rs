@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use tocsin_e2e::{serial, wait_for, write_textfile, Stack};
+use tocsin_e2e::{metric, serial, wait_for, write_textfile, Stack};
 
 fn query(prom: u16, q: &str) -> Value {
     reqwest::blocking::Client::new()
@@ -13,13 +13,6 @@ fn query(prom: u16, q: &str) -> Value {
         .unwrap()
         .json()
         .unwrap()
-}
-
-fn metric(url: &str, series: &str) -> f64 {
-    let text = reqwest::blocking::get(url).unwrap().text().unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|r| r.trim().parse().ok()))
-        .unwrap_or(0.0)
 }
 
 #[test]

@@ -3,14 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use tocsin_e2e::{serial, wait_for, write_textfile, Proc, Stack};
-
-fn metric(url: &str, series: &str) -> f64 {
-    let text = reqwest::blocking::get(url).unwrap().text().unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|r| r.trim().parse().ok()))
-        .unwrap_or(0.0)
-}
+use tocsin_e2e::{metric, serial, wait_for, write_textfile, Proc, Stack};
 
 #[test]
 fn a_two_minute_collector_outage_loses_nothing_and_stores_nothing_twice() {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tocsin_e2e::servers::free_port;
-use tocsin_e2e::{serial, wait_for, Proc, Stack};
+use tocsin_e2e::{metric, serial, wait_for, Proc, Stack};
 
 fn script(path: &Path, body: &str) {
     std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
@@ -94,13 +94,6 @@ impl Drop for Services {
 
 fn get(c: &Proc, path: &str) -> Value {
     reqwest::blocking::get(c.url(path)).unwrap().json().unwrap()
-}
-
-fn metric(url: &str, series: &str) -> f64 {
-    let text = reqwest::blocking::get(url).unwrap().text().unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|r| r.trim().parse().ok()))
-        .unwrap_or(0.0)
 }
 
 /// The collector with `rules` and `extra` config, the agent with `agent_extra` config.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use tocsin_e2e::{serial, wait_for, Proc, Stack};
+use tocsin_e2e::{metric, serial, wait_for, Proc, Stack};
 use tocsin_model::{Labels, Sample, SeriesSamples};
 
 fn cli(c: &Proc, args: &[&str]) -> Value {
@@ -41,13 +41,6 @@ fn write(c: &Proc, token: Option<&str>, host: &str) -> (u16, String) {
     }
     let r = r.send().unwrap();
     (r.status().as_u16(), r.text().unwrap())
-}
-
-fn metric(url: &str, series: &str) -> f64 {
-    let text = reqwest::blocking::get(url).unwrap().text().unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|r| r.trim().parse().ok()))
-        .unwrap_or(0.0)
 }
 
 #[test]
