@@ -318,25 +318,31 @@ fn require_admin(headers: &HeaderMap, st: &AppState) -> Result<(), ApiError> {
 }
 
 /// Sends a request to the writer thread and waits for its answer.
-async fn ask_writer<T>(
+/// Sends a request to the writer thread and waits for its reply, whatever its type; 503 when
+/// the writer is gone (shutting down) before it answers.
+async fn writer_reply<R>(
     st: &AppState,
-    msg: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Msg,
-) -> Result<T, ApiError> {
-    let (reply, rx) = oneshot::channel();
-    st.writer.send(msg(reply)).await.map_err(|_| {
+    msg: impl FnOnce(oneshot::Sender<R>) -> Msg,
+) -> Result<R, ApiError> {
+    let gone = || {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "collector is shutting down",
         )
-    })?;
-    match rx.await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e)),
-        Err(_) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "no answer from the writer",
-        )),
-    }
+    };
+    let (reply, rx) = oneshot::channel();
+    st.writer.send(msg(reply)).await.map_err(|_| gone())?;
+    rx.await.map_err(|_| gone())
+}
+
+/// Sends a request to the writer thread and waits for its answer; its error is a 500.
+async fn ask_writer<T>(
+    st: &AppState,
+    msg: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Msg,
+) -> Result<T, ApiError> {
+    writer_reply(st, msg)
+        .await?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))
 }
 
 fn bearer_ok(headers: &HeaderMap, token: &Option<Secret>) -> bool {
@@ -537,22 +543,15 @@ async fn acknowledge(
     by: String,
     comment: String,
 ) -> Result<tocsin_dispatch::Ack, ApiError> {
-    let (reply, rx) = oneshot::channel();
-    let msg = Msg::Ack {
+    let reply = writer_reply(st, |reply| Msg::Ack {
         id,
         link_level,
         by,
         comment,
         reply,
-    };
-    let gone = || {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "collector is shutting down",
-        )
-    };
-    st.writer.send(msg).await.map_err(|_| gone())?;
-    match rx.await.map_err(|_| gone())? {
+    })
+    .await?;
+    match reply {
         Ok(a) => Ok(a),
         Err(AckFailure::Refused(e @ tocsin_dispatch::AckError::NotFiring)) => {
             Err(ApiError::new(StatusCode::NOT_FOUND, e.to_string()))
@@ -856,22 +855,15 @@ async fn action_result(
     };
     require_agent(&headers, &st, Some(host.as_deref().unwrap_or("")))?;
     let b: ResultBody = json_body(&body, "result")?;
-    let (reply, rx) = oneshot::channel();
-    let msg = Msg::ActionResult {
+    let reply = writer_reply(&st, |reply| Msg::ActionResult {
         id,
         status: b.status,
         summary: b.summary.chars().take(1000).collect(),
         output: b.output.chars().take(16_384).collect(),
         reply,
-    };
-    let gone = || {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "collector is shutting down",
-        )
-    };
-    st.writer.send(msg).await.map_err(|_| gone())?;
-    match rx.await.map_err(|_| gone())? {
+    })
+    .await?;
+    match reply {
         Ok(()) => Ok(Json(json!({ "status": "success" }))),
         Err(e) => Err(ApiError::new(StatusCode::CONFLICT, e)),
     }
@@ -1075,24 +1067,12 @@ async fn incident_op(
 ) -> Result<Json<Value>, ApiError> {
     require_admin(headers, st)?;
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
-    let b: IncidentBody =
-        serde_json::from_slice(body).map_err(|e| bad(format!("invalid body: {e}")))?;
+    let b: IncidentBody = json_body(body, "body")?;
     if b.by.trim().is_empty() {
         return Err(bad("by is required".into()));
     }
     let op = op(b).map_err(bad)?;
-    let (reply, rx) = oneshot::channel();
-    let gone = || {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "collector is shutting down",
-        )
-    };
-    st.writer
-        .send(Msg::Incident { id, op, reply })
-        .await
-        .map_err(|_| gone())?;
-    match rx.await.map_err(|_| gone())? {
+    match writer_reply(st, |reply| Msg::Incident { id, op, reply }).await? {
         Ok(()) => Ok(Json(json!({ "status": "success" }))),
         Err(e) if e.contains("no such incident") => Err(ApiError::new(StatusCode::NOT_FOUND, e)),
         Err(e) => Err(ApiError::new(StatusCode::CONFLICT, e)),
