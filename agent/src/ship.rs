@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tocsin_config::agent::ShippingConfig;
+use tocsin_wire::client::Answer;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -215,38 +216,20 @@ pub async fn run(
 }
 
 async fn send(client: &reqwest::Client, url: &str, cfg: &ShippingConfig, b: &Batch) -> Outcome {
-    let mut req = client
-        .post(url)
-        .header("Content-Type", tocsin_wire::CONTENT_TYPE)
-        .header("Content-Encoding", tocsin_wire::CONTENT_ENCODING)
-        .header(tocsin_wire::VERSION_HEADER, tocsin_wire::VERSION)
-        .body(b.body.as_ref().clone());
-    if let Some(t) = &cfg.token {
-        req = req.bearer_auth(t.expose());
-    }
-    match req.send().await {
-        Ok(r) if r.status().is_success() => Outcome::Sent,
-        Ok(r) => {
-            let status = r.status();
-            let after = r
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
-                .map(Duration::from_secs);
-            let text = r.text().await.unwrap_or_default();
-            let why = format!(
-                "HTTP {status}: {}",
-                text.trim().chars().take(300).collect::<String>()
-            );
-            match status.as_u16() {
-                429 => Outcome::Retry("throttled", why, after),
-                // Auth problems are fixed by people, not by dropping data: keep retrying.
-                401 | 403 => Outcome::Retry("unauthorized", why, after),
-                _ if status.is_server_error() => Outcome::Retry("status_5xx", why, after),
-                _ => Outcome::Rejected(why),
-            }
-        }
-        Err(e) => Outcome::Retry("connect", format!("{e}"), None),
+    let token = cfg.token.as_ref().map(|t| t.expose());
+    match tocsin_wire::client::send(client, url, token, b.body.as_ref().clone()).await {
+        Answer::Accepted => Outcome::Sent,
+        Answer::Refused {
+            status,
+            retry_after,
+            message,
+        } => match status {
+            429 => Outcome::Retry("throttled", message, retry_after),
+            // Auth problems are fixed by people, not by dropping data: keep retrying.
+            401 | 403 => Outcome::Retry("unauthorized", message, retry_after),
+            500..=599 => Outcome::Retry("status_5xx", message, retry_after),
+            _ => Outcome::Rejected(message),
+        },
+        Answer::Unreachable(e) => Outcome::Retry("connect", e, None),
     }
 }

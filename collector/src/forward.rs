@@ -11,6 +11,7 @@ use std::time::Duration;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use tocsin_config::collector::RemoteWriteConfig;
 use tocsin_model::{now_ms, SeriesSamples};
+use tocsin_wire::client::Answer;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -181,37 +182,16 @@ enum Sent {
 }
 
 async fn send_once(client: &reqwest::Client, cfg: &RemoteWriteConfig, body: Vec<u8>) -> Sent {
-    let mut req = client
-        .post(&cfg.url)
-        .header("Content-Type", tocsin_wire::CONTENT_TYPE)
-        .header("Content-Encoding", tocsin_wire::CONTENT_ENCODING)
-        .header(tocsin_wire::VERSION_HEADER, tocsin_wire::VERSION)
-        .body(body);
-    if let Some(t) = &cfg.bearer_token {
-        req = req.bearer_auth(t.expose());
-    }
-    match req.send().await {
-        Ok(r) if r.status().is_success() => Sent::Ok,
-        Ok(r) => {
-            let status = r.status();
-            let after = r
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
-                .map(Duration::from_secs);
-            let text = r.text().await.unwrap_or_default();
-            let why = format!(
-                "HTTP {status}: {}",
-                text.trim().chars().take(200).collect::<String>()
-            );
-            if status.as_u16() == 429 || status.is_server_error() {
-                Sent::Retry(why, after)
-            } else {
-                Sent::Rejected(why)
-            }
-        }
-        Err(e) => Sent::Retry(e.to_string(), None),
+    let token = cfg.bearer_token.as_ref().map(|t| t.expose());
+    match tocsin_wire::client::send(client, &cfg.url, token, body).await {
+        Answer::Accepted => Sent::Ok,
+        Answer::Refused {
+            status,
+            retry_after,
+            message,
+        } if status == 429 || status >= 500 => Sent::Retry(message, retry_after),
+        Answer::Refused { message, .. } => Sent::Rejected(message),
+        Answer::Unreachable(e) => Sent::Retry(e, None),
     }
 }
 

@@ -1,6 +1,8 @@
 //! The agent → collector protocol: Prometheus remote-write 1.0 (protobuf in a snappy block),
 //! encoding, decoding and validation into model types. Transport (HTTP) lives elsewhere.
 
+#[cfg(feature = "client")]
+pub mod client;
 mod proto;
 
 pub use proto::{Label, MetricMetadata, MetricType, Sample, TimeSeries, WriteRequest};

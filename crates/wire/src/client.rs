@@ -1,0 +1,58 @@
+//! Sending one remote-write request: the protocol's headers, an optional bearer token, and what
+//! the endpoint answered, with its `Retry-After`. What to do about a refusal is the caller's.
+
+use std::time::Duration;
+
+/// What a remote-write endpoint answered.
+#[derive(Debug)]
+pub enum Answer {
+    Accepted,
+    /// A non-2xx status, the `Retry-After` it gave (seconds form) and the start of its body.
+    Refused {
+        status: u16,
+        retry_after: Option<Duration>,
+        message: String,
+    },
+    /// No answer: connection, TLS or timeout error.
+    Unreachable(String),
+}
+
+/// POSTs an encoded (snappy) remote-write body to `url`.
+pub async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    bearer: Option<&str>,
+    body: Vec<u8>,
+) -> Answer {
+    let mut req = client
+        .post(url)
+        .header("Content-Type", crate::CONTENT_TYPE)
+        .header("Content-Encoding", crate::CONTENT_ENCODING)
+        .header(crate::VERSION_HEADER, crate::VERSION)
+        .body(body);
+    if let Some(t) = bearer {
+        req = req.bearer_auth(t);
+    }
+    match req.send().await {
+        Ok(r) if r.status().is_success() => Answer::Accepted,
+        Ok(r) => {
+            let status = r.status();
+            let retry_after = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let text = r.text().await.unwrap_or_default();
+            Answer::Refused {
+                status: status.as_u16(),
+                retry_after,
+                message: format!(
+                    "HTTP {status}: {}",
+                    text.trim().chars().take(300).collect::<String>()
+                ),
+            }
+        }
+        Err(e) => Answer::Unreachable(e.to_string()),
+    }
+}
