@@ -285,9 +285,14 @@ impl Store {
 
     /// Every persisted alert state, as `(key, json)`.
     pub fn alert_states(&self) -> Result<Vec<(String, String)>> {
+        self.key_rows("alert_state")
+    }
+
+    /// Every (key, data) row of one of the key/JSON tables, by key.
+    fn key_rows(&self, table: &'static str) -> Result<Vec<(String, String)>> {
         let mut st = self
             .conn
-            .prepare("SELECT key, data FROM alert_state ORDER BY key")?;
+            .prepare_cached(&format!("SELECT key, data FROM {table} ORDER BY key"))?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -307,9 +312,7 @@ impl Store {
     }
 
     pub fn baselines(&self) -> Result<Vec<(String, String)>> {
-        let mut st = self.conn.prepare("SELECT key, data FROM baselines")?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.key_rows("baselines")
     }
 
     /// Adds a silence; returns its id.
@@ -352,16 +355,12 @@ impl Store {
 
     /// Notification dispatch state rows: (key, JSON).
     pub fn dispatch_rows(&self) -> Result<Vec<(String, String)>> {
-        let mut st = self.conn.prepare("SELECT key, data FROM dispatch")?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.key_rows("dispatch")
     }
 
     /// Remediation state rows: (key, JSON).
     pub fn remedy_rows(&self) -> Result<Vec<(String, String)>> {
-        let mut st = self.conn.prepare("SELECT key, data FROM remedy")?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.key_rows("remedy")
     }
 
     /// Incidents still live: not resolved, or resolved after `resolved_since` (for reopening);
@@ -547,49 +546,35 @@ impl Txn<'_> {
         Ok(Some(id))
     }
 
-    /// Replaces (or with `None` removes) one persisted alert state.
-    pub fn put_alert_state(&mut self, key: &str, json: Option<&str>) -> Result<()> {
+    /// Replaces (or with `None` removes) one row of one of the key/JSON tables.
+    fn put_key_row(&mut self, table: &'static str, key: &str, json: Option<&str>) -> Result<()> {
+        let conn = &self.store.conn;
         match json {
-            Some(j) => self.store.conn.execute(
-                "INSERT INTO alert_state (key, data) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET data = excluded.data",
-                params![key, j],
-            )?,
-            None => self
-                .store
-                .conn
-                .execute("DELETE FROM alert_state WHERE key = ?1", [key])?,
+            Some(j) => conn
+                .prepare_cached(&format!(
+                    "INSERT INTO {table} (key, data) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET data = excluded.data"
+                ))?
+                .execute(params![key, j])?,
+            None => conn
+                .prepare_cached(&format!("DELETE FROM {table} WHERE key = ?1"))?
+                .execute([key])?,
         };
         Ok(())
+    }
+
+    /// Replaces (or with `None` removes) one persisted alert state.
+    pub fn put_alert_state(&mut self, key: &str, json: Option<&str>) -> Result<()> {
+        self.put_key_row("alert_state", key, json)
     }
 
     /// Replaces (or with `None` removes) one row of notification dispatch state.
     pub fn put_dispatch(&mut self, key: &str, json: Option<&str>) -> Result<()> {
-        match json {
-            Some(j) => self.store.conn.execute(
-                "INSERT INTO dispatch (key, data) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET data = excluded.data",
-                params![key, j],
-            )?,
-            None => self
-                .store
-                .conn
-                .execute("DELETE FROM dispatch WHERE key = ?1", [key])?,
-        };
-        Ok(())
+        self.put_key_row("dispatch", key, json)
     }
 
     /// Replaces (or with `None` removes) one row of remediation state.
     pub fn put_remedy(&mut self, key: &str, json: Option<&str>) -> Result<()> {
-        match json {
-            Some(j) => self.store.conn.execute(
-                "INSERT INTO remedy (key, data) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET data = excluded.data",
-                params![key, j],
-            )?,
-            None => self
-                .store
-                .conn
-                .execute("DELETE FROM remedy WHERE key = ?1", [key])?,
-        };
-        Ok(())
+        self.put_key_row("remedy", key, json)
     }
 
     /// Writes one incident (`#seq`: the id sequence).
