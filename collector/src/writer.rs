@@ -495,12 +495,19 @@ impl Writer {
                     }
                 }
             }
+            // Due times (grouping, repeats, escalation steps, verification deadlines) are looked
+            // at on the ticks and whenever something changed, not on every ingest group.
+            let timers = ticked
+                || !transitions.is_empty()
+                || !ack_replies.is_empty()
+                || !other_replies.is_empty();
             queued = Self::stage(
                 &mut self.engine,
                 &mut self.delivery,
                 &self.tel,
                 &mut tx,
                 &transitions,
+                timers,
                 now,
             )?;
             seen.extend(tx.hosts_seen().map(|(h, t)| (h.to_string(), t)));
@@ -580,9 +587,9 @@ impl Writer {
         tel: &Telemetry,
         tx: &mut tocsin_store::Txn<'_>,
         transitions: &[Transition],
+        timers: bool,
         now: TimestampMs,
     ) -> Result<usize, StoreError> {
-        let mut queued = 0;
         for c in engine.take_changes() {
             let json = c
                 .state
@@ -647,6 +654,26 @@ impl Writer {
             d.dispatcher
                 .event(&AlertInfo::from_transition(t), &targets, now);
         }
+        let queued = if timers {
+            Self::due(d, tel, tx, now)?
+        } else {
+            0
+        };
+        for (key, json) in d.dispatcher.take_changes() {
+            tx.put_dispatch(&key, json.as_deref())?;
+        }
+        Self::persist_incidents(d, tel, tx)?;
+        Ok(queued)
+    }
+
+    /// Remediation deadlines and collector-side requests, then the notifications due now.
+    fn due(
+        d: &mut Delivery,
+        tel: &Telemetry,
+        tx: &mut tocsin_store::Txn<'_>,
+        now: TimestampMs,
+    ) -> Result<usize, StoreError> {
+        let mut queued = 0;
         let evs = d.remedy.tick(now);
         Self::remedy_events(d, tel, tx, evs, now)?;
         let (reqs, evs) = d.remedy.take(None, now);
@@ -697,10 +724,6 @@ impl Writer {
                 );
             }
         }
-        for (key, json) in d.dispatcher.take_changes() {
-            tx.put_dispatch(&key, json.as_deref())?;
-        }
-        Self::persist_incidents(d, tel, tx)?;
         Ok(queued)
     }
 
