@@ -102,6 +102,23 @@ impl Proc {
         }
     }
 
+    /// Runs `tocsin-collector ARGS --url <this collector> [--token TOKEN]`, which must succeed;
+    /// returns what it printed.
+    pub fn cli(&self, args: &[&str], token: Option<&str>) -> String {
+        let mut cmd = Command::new(binary("tocsin-collector"));
+        cmd.args(args).arg("--url").arg(self.url(""));
+        if let Some(t) = token {
+            cmd.args(["--token", t]);
+        }
+        let out = cmd.output().expect("run tocsin-collector");
+        assert!(
+            out.status.success(),
+            "tocsin-collector {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

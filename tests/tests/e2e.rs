@@ -697,24 +697,9 @@ route:
         .unwrap();
     assert_eq!(r.status().as_u16(), 409, "{}", r.text().unwrap());
     // The CLI acknowledges the critical level.
-    let out = std::process::Command::new(tocsin_e2e::binary("tocsin-collector"))
-        .args([
-            "ack",
-            &id,
-            "--by",
-            "bob",
-            "--comment",
-            "failing over",
-            "--url",
-        ])
-        .arg(c.url(""))
-        .args(["--token", "adm1n"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    c.cli(
+        &["ack", &id, "--by", "bob", "--comment", "failing over"],
+        Some("adm1n"),
     );
     let alerts = get_json(&c.url("/api/v1/alerts"));
     assert_eq!(alerts["data"]["alerts"][0]["ack"]["by"], "bob");
@@ -792,8 +777,9 @@ fn a_maintenance_window_mutes_only_while_it_is_open() {
             [(m.div_euclid(1440) + 3).rem_euclid(7) as usize]
     };
     let add = |from: i64, to: i64| {
-        let out = std::process::Command::new(tocsin_e2e::binary("tocsin-collector"))
-            .args([
+        let window = format!("{}-{}", hhmm(from), hhmm(to));
+        c.cli(
+            &[
                 "silence",
                 "add",
                 "host=~e2e-.*",
@@ -801,17 +787,14 @@ fn a_maintenance_window_mutes_only_while_it_is_open() {
                 "ops",
                 "--comment",
                 "db upgrade",
-            ])
-            .arg("--window")
-            .arg(format!("{}-{}", hhmm(from), hhmm(to)))
-            .args(["--days", day(from), "--utc-offset", "+00:00", "--url"])
-            .arg(c.url(""))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+                "--window",
+                &window,
+                "--days",
+                day(from),
+                "--utc-offset",
+                "+00:00",
+            ],
+            None,
         );
     };
     // Later today (or tomorrow): not open now.

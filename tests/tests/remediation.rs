@@ -321,12 +321,7 @@ actions:
 
     // The report, through the CLI.
     let out = s.p("report.md");
-    let r = std::process::Command::new(tocsin_e2e::binary("tocsin-collector"))
-        .args(["incidents", "report", &id, "--out", &out, "--url"])
-        .arg(c.url(""))
-        .output()
-        .unwrap();
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    c.cli(&["incidents", "report", &id, "--out", &out], None);
     let md = std::fs::read_to_string(&out).unwrap();
     for want in [
         format!("# {id}: WebDown on rem-host (web)"),

@@ -7,19 +7,7 @@ use tocsin_e2e::{metric, serial, wait_for, Proc, Stack};
 use tocsin_model::{Labels, Sample, SeriesSamples};
 
 fn cli(c: &Proc, args: &[&str]) -> Value {
-    let out = std::process::Command::new(tocsin_e2e::binary("tocsin-collector"))
-        .args(args)
-        .arg("--url")
-        .arg(c.url(""))
-        .args(["--token", "adm1n"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_str(&c.cli(args, Some("adm1n"))).unwrap()
 }
 
 fn write(c: &Proc, token: Option<&str>, host: &str) -> (u16, String) {
