@@ -9,7 +9,7 @@ mkdir -p data/textfile
 collector=$!
 trap 'kill $collector ${agent:-} 2>/dev/null || true; wait' EXIT INT TERM
 for _ in $(seq 50); do curl -sf http://127.0.0.1:9760/healthz >/dev/null 2>&1 && break; sleep 0.1; done
-./target/release/tocsin-agent --textfile-dir data/textfile &
+./target/release/tocsin-agent --textfile-dir data/textfile --state-dir data/agent-state &
 agent=$!
 cat <<MSG
 

@@ -25,7 +25,7 @@ sleep 1
 for run in $(seq "$RUNS"); do
     AP=$(free_port); NP=$(free_port)
     target/dist-agent/tocsin-agent --collector "http://127.0.0.1:$CP/api/v1/write" --listen 127.0.0.1:$AP \
-        --interval 1s --host bench-$run >"$TMP/a.out" 2>"$TMP/a.log" &
+        --interval 1s --host bench-$run --state-dir "$TMP/state-$run" >"$TMP/a.out" 2>"$TMP/a.log" &
     APID=$!
     prometheus-node-exporter --web.listen-address=127.0.0.1:$NP >"$TMP/n.log" 2>&1 &
     NPID=$!

@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 
 use crate::probes::{probe_loop, Pending};
 use crate::schedule::Grid;
-use crate::ship::{self, Batch, Queue};
+use crate::ship::{self, Batch, Buffer};
 use crate::Telemetry;
 
 #[derive(Parser)]
@@ -46,6 +46,10 @@ struct Cli {
     /// Host name for the `host` label [default: the system host name].
     #[arg(long, value_name = "NAME")]
     host: Option<String>,
+    /// Directory of the agent's state: its sample buffer and the ids of actions it ran
+    /// [default: ./tocsin-agent-state].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     #[command(flatten)]
     log: tocsin_runtime::LogArgs,
 }
@@ -72,6 +76,9 @@ fn load_config(cli: &Cli) -> anyhow::Result<AgentConfig> {
     }
     if let Some(v) = &cli.host {
         raw.host = Some(v.clone());
+    }
+    if let Some(v) = &cli.state_dir {
+        raw.state_dir = Some(v.clone());
     }
     raw.validate().map_err(|mut e| {
         e.path = cli.config.clone();
@@ -104,7 +111,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let tel = Telemetry::new();
-    let queue = Queue::new(cfg.shipping.queue_max_batches, tel.clone());
+    let queue = Buffer::open(&cfg.buffer, tel.clone())?;
     // A CA or client certificate that cannot be used is a configuration error, found now.
     crate::ship::client(&cfg.shipping, cfg.shipping.timeout).map_err(|e| anyhow::anyhow!(e))?;
 
@@ -114,8 +121,15 @@ async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     println!("tocsin-agent listening on http://{addr}");
 
+    let syncer = tokio::spawn(ship::sync_loop(
+        Arc::clone(&queue),
+        cfg.buffer.fsync_interval,
+        cancel.clone(),
+    ));
     let shipper = tokio::spawn(ship::run(
         cfg.shipping.clone(),
+        cfg.buffer.replay_rate,
+        cfg.buffer.fresh_first,
         Arc::clone(&queue),
         tel.clone(),
         cancel.clone(),
@@ -177,10 +191,12 @@ async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
         let _ = p.await;
     }
     let _ = shipper.await;
-    if !queue.is_empty() {
-        warn!(
-            batches = queue.len(),
-            "unsent batches lost at shutdown (in-memory queue)"
+    let _ = syncer.await;
+    let pending = queue.pending();
+    if pending > 0 {
+        info!(
+            batches = pending,
+            "unsent batches kept in the buffer for the next start"
         );
     }
     Ok(())
@@ -190,7 +206,7 @@ async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
 /// small random jitter so that many agents do not hit the collector in the same instant.
 async fn sample_loop(
     cfg: AgentConfig,
-    queue: Arc<Queue>,
+    queue: Arc<Buffer>,
     probe_pending: Pending,
     tel: Telemetry,
     cancel: CancellationToken,

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::schedule::Grid;
-use crate::ship::{Batch, Queue};
+use crate::ship::{Batch, Buffer};
 use crate::Telemetry;
 
 /// Probe samples waiting for the next batch.
@@ -31,7 +31,7 @@ impl Pending {
 pub(crate) async fn probe_loop(
     mut prober: Prober,
     base: Labels,
-    queue: Arc<Queue>,
+    queue: Arc<Buffer>,
     pending: Pending,
     tel: Telemetry,
     cancel: CancellationToken,

@@ -1,16 +1,18 @@
-//! Shipping: a bounded queue of encoded batches and the task that sends them in order with
-//! retries. The queue is in memory; a durable on-disk buffer can take its place behind the same
-//! push / front / pop interface.
+//! Shipping: every batch is appended to the durable buffer (`tocsin-spool`) first, then a task
+//! sends the buffer in order with retries, acknowledging records only once the collector has.
+//! While a backlog is being replayed (after an outage), each new batch also goes ahead of it as
+//! a live-only request, so alerting sees fresh data while the backlog fills history, throttled
+//! to `buffer.replay_rate`.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tocsin_config::agent::ShippingConfig;
+use tocsin_config::agent::{BufferConfig, ShippingConfig};
+use tocsin_spool::{Options, Spool};
 use tocsin_wire::client::Answer;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::Telemetry;
 
@@ -30,65 +32,232 @@ impl Batch {
     }
 }
 
-/// Bounded FIFO; when full the oldest batch is dropped and counted.
-pub struct Queue {
-    inner: Mutex<VecDeque<Batch>>,
-    max: usize,
+/// Most samples in one request read from the buffer.
+const MAX_REQUEST_SAMPLES: usize = 10_000;
+/// Most compressed bytes in one request read from the buffer.
+const MAX_REQUEST_BYTES: usize = 4 << 20;
+/// Records waiting beyond which the buffer counts as a backlog (fresh batches go first, the
+/// rest is throttled).
+const BACKLOG_RECORDS: u64 = 3;
+
+/// The durable buffer between the samplers and the shipping task.
+pub struct Buffer {
+    spool: Mutex<Spool>,
     ready: Notify,
+    /// The newest batch, not yet sent ahead of a backlog.
+    latest: Mutex<Option<Batch>>,
+    max_age_ms: i64,
+    sync_each: bool,
     tel: Telemetry,
 }
 
-impl Queue {
-    pub fn new(max: usize, tel: Telemetry) -> Arc<Self> {
-        Arc::new(Queue {
-            inner: Mutex::new(VecDeque::new()),
-            max,
+impl Buffer {
+    pub fn open(cfg: &BufferConfig, tel: Telemetry) -> anyhow::Result<Arc<Self>> {
+        let opts = Options {
+            max_bytes: cfg.max_bytes,
+            max_age_ms: cfg.max_age.as_millis() as i64,
+            segment_bytes: cfg.segment_bytes,
+        };
+        let spool = Spool::open(&cfg.dir, opts).map_err(|e| {
+            anyhow::anyhow!("cannot open the buffer in {}: {e}", cfg.dir.display())
+        })?;
+        let l = spool.losses();
+        if l.torn_bytes > 0 {
+            warn!(bytes = l.torn_bytes, "buffer: a torn last write was cut off");
+        }
+        if l.corrupt_records > 0 {
+            tel.buffer_corrupt.inc_by(l.corrupt_records);
+            warn!(
+                records = l.corrupt_records,
+                "buffer: corrupt records found; the rest of their segments is skipped"
+            );
+        }
+        info!(
+            dir = %cfg.dir.display(),
+            pending_samples = spool.pending_samples(),
+            bytes = spool.bytes(),
+            "buffer opened"
+        );
+        let b = Arc::new(Buffer {
+            spool: Mutex::new(spool),
             ready: Notify::new(),
+            latest: Mutex::new(None),
+            max_age_ms: opts.max_age_ms,
+            sync_each: cfg.fsync_interval.is_zero(),
             tel,
-        })
+        });
+        b.gauges(&b.lock());
+        Ok(b)
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Spool> {
+        self.spool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn gauges(&self, s: &Spool) {
+        self.tel.buffer_bytes.set(s.bytes() as i64);
+        self.tel.buffer_records.set(s.pending_records() as i64);
+        self.tel.buffer_samples.set(s.pending_samples() as i64);
+    }
+
+    /// Appends a batch to the buffer (durable at the next fsync) and wakes the shipper.
     pub fn push(&self, b: Batch) {
-        let mut q = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        while q.len() >= self.max {
-            if let Some(old) = q.pop_front() {
+        let mut s = self.lock();
+        match s.append(tocsin_model::now_ms(), b.samples as u32, &b.body) {
+            Ok(dropped) => {
+                if dropped > 0 {
+                    self.tel
+                        .buffer_dropped
+                        .with_label_values(&["full"])
+                        .inc_by(dropped);
+                    warn!(
+                        samples = dropped,
+                        "buffer full; its oldest samples were dropped"
+                    );
+                }
+                if self.sync_each {
+                    if let Err(e) = s.sync() {
+                        error!(error = %e, "buffer fsync failed");
+                    }
+                }
+            }
+            Err(e) => {
                 self.tel
-                    .dropped_samples
-                    .with_label_values(&["queue_full"])
-                    .inc_by(old.samples as u64);
-                warn!(
-                    samples = old.samples,
-                    "shipping queue full; oldest batch dropped"
-                );
+                    .buffer_dropped
+                    .with_label_values(&["write_error"])
+                    .inc_by(b.samples as u64);
+                error!(error = %e, samples = b.samples, "cannot write to the buffer; batch dropped");
+                return;
             }
         }
-        q.push_back(b);
-        self.tel.queue_batches.set(q.len() as i64);
-        drop(q);
+        self.gauges(&s);
+        drop(s);
+        *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(b);
         self.ready.notify_one();
     }
 
-    fn front(&self) -> Option<Batch> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .front()
-            .cloned()
+    /// fsyncs what was appended.
+    pub fn sync(&self) {
+        if let Err(e) = self.lock().sync() {
+            error!(error = %e, "buffer fsync failed");
+        }
     }
 
-    fn pop(&self) {
-        let mut q = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        q.pop_front();
-        self.tel.queue_batches.set(q.len() as i64);
+    /// Records waiting to be acknowledged.
+    pub fn pending(&self) -> u64 {
+        self.lock().pending_records()
     }
 
-    pub fn len(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).len()
+    fn backlog(&self) -> bool {
+        self.pending() > BACKLOG_RECORDS
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// The newest batch, once, when a backlog stands before it.
+    fn take_fresh(&self) -> Option<Batch> {
+        let backlog = self.backlog();
+        let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        if !backlog {
+            // It goes in order with the rest.
+            *latest = None;
+            return None;
+        }
+        latest.take()
     }
+
+    /// The next records in order, joined into one request body: (body, samples), or `None` when
+    /// everything has been read.
+    fn read_request(&self) -> Option<(Vec<u8>, usize)> {
+        let mut s = self.lock();
+        let now = tocsin_model::now_ms();
+        let mut bodies = Vec::new();
+        let (mut samples, mut bytes) = (0usize, 0usize);
+        let expired_before = s.losses().expired_samples;
+        let corrupt_before = s.losses().corrupt_records;
+        while samples < MAX_REQUEST_SAMPLES && bytes < MAX_REQUEST_BYTES {
+            match s.next(now) {
+                Ok(Some(r)) => {
+                    samples += r.samples as usize;
+                    bytes += r.body.len();
+                    bodies.push(r.body);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    error!(error = %e, "cannot read the buffer");
+                    break;
+                }
+            }
+        }
+        let l = s.losses();
+        if l.expired_samples > expired_before {
+            let n = l.expired_samples - expired_before;
+            self.tel
+                .buffer_dropped
+                .with_label_values(&["expired"])
+                .inc_by(n);
+            warn!(
+                samples = n,
+                max_age_ms = self.max_age_ms,
+                "buffered samples too old to ship; dropped"
+            );
+        }
+        if l.corrupt_records > corrupt_before {
+            self.tel
+                .buffer_corrupt
+                .inc_by(l.corrupt_records - corrupt_before);
+            warn!("corrupt record in the buffer; the rest of its segment is skipped");
+        }
+        if bodies.is_empty() {
+            // Expired records skipped at the cursor are acknowledged with nothing to send.
+            let _ = s.commit();
+            self.gauges(&s);
+            return None;
+        }
+        drop(s);
+        if bodies.len() == 1 {
+            return bodies.pop().map(|b| (b, samples));
+        }
+        match tocsin_wire::concat(bodies.iter().map(Vec::as_slice)) {
+            Ok(b) => Some((b, samples)),
+            Err(e) => {
+                // Records are checksummed, so this is a bug rather than damage: send them
+                // one by one instead.
+                error!(error = %e, "cannot join buffered requests");
+                self.rewind();
+                let mut s = self.lock();
+                let r = s.next(now).ok().flatten()?;
+                Some((r.body, r.samples as usize))
+            }
+        }
+    }
+
+    /// Everything read is acknowledged by the collector.
+    fn commit(&self) {
+        let mut s = self.lock();
+        if let Err(e) = s.commit() {
+            warn!(error = %e, "cannot save the buffer's cursor; samples may be sent twice");
+        }
+        self.gauges(&s);
+    }
+
+    fn rewind(&self) {
+        self.lock().rewind();
+    }
+}
+
+/// fsyncs the buffer every `every` until cancelled, then once more.
+pub async fn sync_loop(buffer: Arc<Buffer>, every: Duration, cancel: CancellationToken) {
+    if every.is_zero() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let b = Arc::clone(&buffer);
+        let _ = tokio::task::spawn_blocking(move || b.sync()).await;
+    }
+    buffer.sync();
 }
 
 enum Outcome {
@@ -120,10 +289,12 @@ pub(crate) fn client(cfg: &ShippingConfig, timeout: Duration) -> Result<reqwest:
     b.build().map_err(|e| e.to_string())
 }
 
-/// Sends queued batches in order until cancelled; on cancel, tries once to flush what is left.
+/// Sends the buffer in order until cancelled; whatever is left stays in the buffer.
 pub async fn run(
     cfg: ShippingConfig,
-    queue: Arc<Queue>,
+    replay_rate: u64,
+    fresh_first: bool,
+    buffer: Arc<Buffer>,
     tel: Telemetry,
     cancel: CancellationToken,
 ) {
@@ -139,13 +310,50 @@ pub async fn run(
     let mut active = 0usize;
     let mut tried_in_cycle = 0usize;
     let mut last_preferred_try = Instant::now();
+    // Replay throttle: when the next request of a backlog may go.
+    let mut next_replay = Instant::now();
     loop {
-        let Some(batch) = queue.front() else {
+        if cancel.is_cancelled() {
+            return;
+        }
+        if fresh_first && failures == 0 {
+            if let Some(b) = buffer.take_fresh() {
+                let token = cfg.token.as_ref().map(|t| t.expose());
+                let live = [(tocsin_wire::LIVE_HEADER, "1")];
+                match tocsin_wire::client::send_with(
+                    &client,
+                    &cfg.urls[active],
+                    token,
+                    b.body.as_ref().clone(),
+                    &live,
+                )
+                .await
+                {
+                    Answer::Accepted => tel.live_sent.inc_by(b.samples as u64),
+                    // It is in the buffer: the ordered replay delivers it anyway.
+                    _ => tel.send_errors.with_label_values(&["live"]).inc(),
+                }
+            }
+        }
+        let backlog = buffer.backlog();
+        if backlog && Instant::now() < next_replay {
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = queue.ready.notified() => continue,
+                _ = tokio::time::sleep_until(next_replay.into()) => {}
+                _ = buffer.ready.notified() => {}
+            }
+            continue;
+        }
+        let Some((body, samples)) = buffer.read_request() else {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = buffer.ready.notified() => continue,
             }
         };
+        if backlog {
+            next_replay =
+                Instant::now() + Duration::from_secs_f64(samples as f64 / replay_rate as f64);
+        }
         // While on a fallback, look back at the preferred collector now and then.
         let target = if active != 0 && last_preferred_try.elapsed() >= cfg.preferred_retry {
             last_preferred_try = Instant::now();
@@ -153,8 +361,9 @@ pub async fn run(
         } else {
             active
         };
-        match send(&client, &cfg.urls[target], &cfg, &batch).await {
+        match send(&client, &cfg.urls[target], &cfg, body).await {
             Outcome::Sent => {
+                buffer.commit();
                 if target != active {
                     info!(url = %cfg.urls[target], "preferred collector is back; returning to it");
                     active = target;
@@ -162,21 +371,21 @@ pub async fn run(
                 tel.collector_index.set(active as i64);
                 tried_in_cycle = 0;
                 if failures > 0 {
-                    info!(after_failures = failures, "collector reachable again");
+                    info!(after_failures = failures, pending = buffer.pending(), "collector reachable again");
                 }
                 failures = 0;
-                tel.samples_sent.inc_by(batch.samples as u64);
-                queue.pop();
+                tel.samples_sent.inc_by(samples as u64);
             }
             Outcome::Rejected(why) => {
-                warn!(reason = %why, samples = batch.samples, "batch rejected by the collector; dropped");
+                buffer.commit();
+                warn!(reason = %why, samples, "batch rejected by the collector; dropped");
                 tel.send_errors.with_label_values(&["status_4xx"]).inc();
                 tel.dropped_samples
                     .with_label_values(&["rejected"])
-                    .inc_by(batch.samples as u64);
-                queue.pop();
+                    .inc_by(samples as u64);
             }
             Outcome::Retry(kind, why, after) => {
+                buffer.rewind();
                 tel.send_errors.with_label_values(&[kind]).inc();
                 if target != active {
                     // The preferred collector is still down: carry on with the fallback.
@@ -201,10 +410,7 @@ pub async fn run(
                     .min(cfg.max_backoff.max(Duration::from_secs(1)));
                 let wait = wait.mul_f64(0.8 + fastrand::f64() * 0.4);
                 if failures == 1 || failures.is_power_of_two() {
-                    warn!(reason = %why, failures, retry_in_ms = wait.as_millis() as u64, queued = queue.len(), "write failed; will retry");
-                }
-                if cancel.is_cancelled() {
-                    return;
+                    warn!(reason = %why, failures, retry_in_ms = wait.as_millis() as u64, pending = buffer.pending(), "write failed; will retry");
                 }
                 tokio::select! {
                     _ = cancel.cancelled() => return,
@@ -215,9 +421,9 @@ pub async fn run(
     }
 }
 
-async fn send(client: &reqwest::Client, url: &str, cfg: &ShippingConfig, b: &Batch) -> Outcome {
+async fn send(client: &reqwest::Client, url: &str, cfg: &ShippingConfig, body: Vec<u8>) -> Outcome {
     let token = cfg.token.as_ref().map(|t| t.expose());
-    match tocsin_wire::client::send(client, url, token, b.body.as_ref().clone()).await {
+    match tocsin_wire::client::send(client, url, token, body).await {
         Answer::Accepted => Outcome::Sent,
         Answer::Refused {
             status,

@@ -12,7 +12,12 @@ pub struct Telemetry {
     pub cycles: IntCounter,
     pub samples_sent: IntCounter,
     pub send_errors: IntCounterVec,
-    pub queue_batches: IntGauge,
+    pub buffer_bytes: IntGauge,
+    pub buffer_records: IntGauge,
+    pub buffer_samples: IntGauge,
+    pub buffer_dropped: IntCounterVec,
+    pub buffer_corrupt: IntCounter,
+    pub live_sent: IntCounter,
     pub dropped_samples: IntCounterVec,
     pub probe_runs: IntCounterVec,
     pub collector_index: IntGauge,
@@ -89,11 +94,51 @@ impl Telemetry {
                 )
                 .expect("valid"),
             ),
-            queue_batches: reg(
+            buffer_bytes: reg(
+                &r,
+                IntGauge::new("tocsin_agent_buffer_bytes", "Bytes of the durable buffer on disk.")
+                    .expect("valid"),
+            ),
+            buffer_records: reg(
                 &r,
                 IntGauge::new(
-                    "tocsin_agent_queue_batches",
-                    "Batches waiting to be shipped.",
+                    "tocsin_agent_buffer_records",
+                    "Batches in the buffer not yet acknowledged by the collector.",
+                )
+                .expect("valid"),
+            ),
+            buffer_samples: reg(
+                &r,
+                IntGauge::new(
+                    "tocsin_agent_buffer_samples",
+                    "Samples in the buffer not yet acknowledged by the collector.",
+                )
+                .expect("valid"),
+            ),
+            buffer_dropped: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tocsin_agent_buffer_dropped_samples_total",
+                        "Buffered samples given up, by reason (full: over buffer.max_size; expired: older than buffer.max_age; write_error: the buffer could not be written).",
+                    ),
+                    &["reason"],
+                )
+                .expect("valid"),
+            ),
+            buffer_corrupt: reg(
+                &r,
+                IntCounter::new(
+                    "tocsin_agent_buffer_corrupt_records_total",
+                    "Records of the buffer that failed their checksum; the rest of their segment was skipped.",
+                )
+                .expect("valid"),
+            ),
+            live_sent: reg(
+                &r,
+                IntCounter::new(
+                    "tocsin_agent_live_samples_sent_total",
+                    "Fresh samples sent ahead of a backlog, for alerting only (stored later in order).",
                 )
                 .expect("valid"),
             ),
@@ -102,7 +147,7 @@ impl Telemetry {
                 IntCounterVec::new(
                     Opts::new(
                         "tocsin_agent_dropped_samples_total",
-                        "Samples given up, by reason (queue_full, rejected).",
+                        "Samples the collector refused for good (4xx other than 401/403/429), by reason.",
                     ),
                     &["reason"],
                 )

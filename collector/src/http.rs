@@ -256,7 +256,14 @@ async fn write_inner(
         return Ok(StatusCode::NO_CONTENT);
     }
     let (reply, rx) = oneshot::channel();
-    if let Err(e) = st.writer.try_send(Msg::Ingest { batch, reply }) {
+    let live = headers
+        .get(tocsin_wire::LIVE_HEADER)
+        .is_some_and(|v| v.as_bytes() == b"1");
+    if live {
+        let n = batch.iter().map(|s| s.samples.len() as u64).sum();
+        st.tel.samples.with_label_values(&["live"]).inc_by(n);
+    }
+    if let Err(e) = st.writer.try_send(Msg::Ingest { batch, live, reply }) {
         let (status, msg) = match e {
             mpsc::error::TrySendError::Full(_) => (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -299,13 +306,13 @@ async fn write_inner(
     }
 }
 
-/// Admin endpoints need the admin token when one is configured.
 /// A JSON request body, or 400 saying what is wrong with it.
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid {what}: {e}")))
 }
 
+/// Admin endpoints need the admin token when one is configured.
 fn require_admin(headers: &HeaderMap, st: &AppState) -> Result<(), ApiError> {
     if bearer_ok(headers, &st.admin_token) {
         Ok(())
@@ -317,7 +324,6 @@ fn require_admin(headers: &HeaderMap, st: &AppState) -> Result<(), ApiError> {
     }
 }
 
-/// Sends a request to the writer thread and waits for its answer.
 /// Sends a request to the writer thread and waits for its reply, whatever its type; 503 when
 /// the writer is gone (shutting down) before it answers.
 async fn writer_reply<R>(

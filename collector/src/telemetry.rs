@@ -58,7 +58,7 @@ impl Telemetry {
             ),
             samples: cv(
                 "tocsin_ingest_samples_total",
-                "Samples received, by outcome (accepted, out_of_order, too_far_in_future, over_series_limit).",
+                "Samples received, by outcome (accepted, out_of_order, too_far_in_future, over_series_limit; live: sent ahead of a backlog for rule evaluation only, stored when the backlog reaches them).",
                 &["result"],
             ),
             commit_seconds: reg(

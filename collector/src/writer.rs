@@ -22,6 +22,9 @@ use crate::Telemetry;
 pub enum Msg {
     Ingest {
         batch: Vec<SeriesSamples>,
+        /// For rule evaluation only: the sender stores these samples later, in order (see
+        /// `tocsin_wire::LIVE_HEADER`).
+        live: bool,
         reply: oneshot::Sender<Result<AppendStats, WriteError>>,
     },
     Tick,
@@ -375,11 +378,23 @@ impl Writer {
             let mut tx = self.store.begin()?;
             for m in msgs {
                 match m {
-                    Msg::Ingest { mut batch, reply } => {
-                        let (_, stats) = tx.append(&mut batch, now)?;
-                        if forwarding {
-                            to_forward.extend(batch.iter().cloned());
-                        }
+                    Msg::Ingest {
+                        mut batch,
+                        live,
+                        reply,
+                    } => {
+                        let stats = if live {
+                            for h in batch.iter().filter_map(|s| s.labels.get("host")) {
+                                self.liveness.seen(h, now);
+                            }
+                            AppendStats::default()
+                        } else {
+                            let (_, stats) = tx.append(&mut batch, now)?;
+                            if forwarding {
+                                to_forward.extend(batch.iter().cloned());
+                            }
+                            stats
+                        };
                         self.liveness.observe(&batch);
                         self.services.observe(&batch, now);
                         transitions.extend(self.engine.ingest(&batch, now));

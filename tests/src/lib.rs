@@ -55,6 +55,18 @@ pub struct Proc {
     pub stderr_path: PathBuf,
 }
 
+/// Whether an agent's arguments name its state directory, on the command line or in its
+/// configuration file.
+fn agent_has_state_dir(args: &[String]) -> bool {
+    args.iter().any(|a| a == "--state-dir")
+        || args
+            .windows(2)
+            .filter(|w| w[0] == "--config" || w[0] == "-c")
+            .any(|w| {
+                std::fs::read_to_string(&w[1]).is_ok_and(|t| t.lines().any(|l| l.starts_with("state_dir:")))
+            })
+}
+
 impl Proc {
     /// Starts `bin` with `args`; its stderr goes to `log`; waits for the "listening on" line.
     pub fn start(bin: &str, args: &[&str], log: &Path) -> Proc {
@@ -63,8 +75,17 @@ impl Proc {
             .append(true)
             .open(log)
             .expect("log file");
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        if bin == "tocsin-agent" && !agent_has_state_dir(&args) {
+            // Agents that share a state directory refuse to start: each gets its own.
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir = log.with_extension(format!("state-{n}"));
+            args.push("--state-dir".into());
+            args.push(dir.display().to_string());
+        }
         let mut child = Command::new(binary(bin))
-            .args(args)
+            .args(&args)
             .stdout(Stdio::piped())
             .stderr(stderr)
             .env("TOCSIN_LOG", "info,tocsin_collector=debug")

@@ -33,12 +33,12 @@ fn a_two_minute_collector_outage_loses_nothing_and_stores_nothing_twice() {
     c.terminate();
     let down = Instant::now();
     std::thread::sleep(Duration::from_secs(120));
-    let queued = metric(&agent_metrics, "tocsin_agent_queue_batches");
+    let queued = metric(&agent_metrics, "tocsin_agent_buffer_records");
     assert!(queued >= 115.0, "the agent kept its batches: {queued}");
     let c = s.collector(&addr, &s.p("rules"));
     let outage = down.elapsed();
     wait_for("the backlog replayed", Duration::from_secs(60), || {
-        (metric(&agent_metrics, "tocsin_agent_queue_batches") == 0.0).then_some(())
+        (metric(&agent_metrics, "tocsin_agent_buffer_records") == 0.0).then_some(())
     });
     // Stop sampling, then count what the store holds.
     let mut a = a;

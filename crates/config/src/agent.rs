@@ -43,6 +43,30 @@ pub struct RawAgentConfig {
     pub state_dir: Option<PathBuf>,
     /// Most actions running at once (default 1).
     pub max_concurrent_actions: Option<usize>,
+    /// The durable buffer between sampling and shipping.
+    #[serde(default)]
+    pub buffer: RawBuffer,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBuffer {
+    /// Directory of the buffer's segment files (default STATE_DIR/buffer).
+    pub dir: Option<PathBuf>,
+    /// Most bytes on disk; beyond it the oldest samples are dropped and counted (default 256MiB).
+    pub max_size: Option<String>,
+    /// Samples older than this are dropped and counted instead of shipped (default 24h).
+    pub max_age: Option<String>,
+    /// Size at which a segment file is closed and a new one started (default 8MiB).
+    pub segment_size: Option<String>,
+    /// How often written samples are fsynced; 0s: after every batch (default 1s).
+    pub fsync_interval: Option<String>,
+    /// Samples per second shipped from a backlog after an outage (default 10000).
+    pub replay_rate: Option<u64>,
+    /// While a backlog is replayed, send each new batch ahead of it for alerting only (the
+    /// collector evaluates rules on it, and stores it when the backlog reaches it). Needs a
+    /// tocsin collector; turn off when shipping to another remote-write receiver (default true).
+    pub fresh_first: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -59,8 +83,6 @@ pub struct RawShipping {
     pub token: Option<RawSecret>,
     /// Time limit of one write request (default 10s).
     pub timeout: Option<String>,
-    /// Batches kept in memory while the collector is unreachable (default 8640: a day at 10s).
-    pub queue_max_batches: Option<usize>,
     /// Longest wait between two retries (default 30s).
     pub max_backoff: Option<String>,
     /// CA certificate(s) (PEM) that sign the collector's certificate, for https:// collectors
@@ -84,6 +106,19 @@ pub struct AgentConfig {
     pub actions: Vec<crate::actions::ActionSpec>,
     pub state_dir: PathBuf,
     pub max_concurrent_actions: usize,
+    pub buffer: BufferConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct BufferConfig {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+    pub max_age: Duration,
+    pub segment_bytes: u64,
+    /// Zero: fsync after every batch.
+    pub fsync_interval: Duration,
+    pub replay_rate: u64,
+    pub fresh_first: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -93,7 +128,6 @@ pub struct ShippingConfig {
     pub preferred_retry: Duration,
     pub token: Option<Secret>,
     pub timeout: Duration,
-    pub queue_max_batches: usize,
     pub max_backoff: Duration,
     /// PEM read from `ca_file`.
     pub ca_pem: Option<Vec<u8>>,
@@ -204,10 +238,6 @@ impl RawAgentConfig {
                 parse_duration(c.preferred_retry.as_deref().unwrap_or("30s")),
             )
             .unwrap_or_default();
-        let queue_max_batches = c.queue_max_batches.unwrap_or(8640);
-        if queue_max_batches == 0 {
-            p.push("collector.queue_max_batches: must be at least 1");
-        }
         let statfs_timeout = p
             .take(
                 "statfs_timeout",
@@ -222,6 +252,7 @@ impl RawAgentConfig {
             .state_dir
             .unwrap_or_else(|| PathBuf::from("tocsin-agent-state"));
         let max_concurrent_actions = self.max_concurrent_actions.unwrap_or(1).max(1);
+        let buffer = validate_buffer(&mut p, self.buffer, &state_dir);
         p.finish(|| AgentConfig {
             host,
             interval,
@@ -233,7 +264,6 @@ impl RawAgentConfig {
                 preferred_retry,
                 token,
                 timeout,
-                queue_max_batches,
                 max_backoff,
                 ca_pem,
                 identity_pem,
@@ -243,7 +273,51 @@ impl RawAgentConfig {
             actions,
             state_dir,
             max_concurrent_actions,
+            buffer,
         })
+    }
+}
+
+fn validate_buffer(p: &mut Problems, b: RawBuffer, state_dir: &std::path::Path) -> BufferConfig {
+    let size = |p: &mut Problems, field: &str, v: &Option<String>, default: &str| {
+        p.take(
+            &format!("buffer.{field}"),
+            crate::units::parse_size(v.as_deref().unwrap_or(default)),
+        )
+        .unwrap_or_default()
+    };
+    let dur = |p: &mut Problems, field: &str, v: &Option<String>, default: &str| {
+        p.take(
+            &format!("buffer.{field}"),
+            parse_duration(v.as_deref().unwrap_or(default)),
+        )
+        .unwrap_or_default()
+    };
+    let max_bytes = size(p, "max_size", &b.max_size, "256MiB");
+    let segment_bytes = size(p, "segment_size", &b.segment_size, "8MiB");
+    let max_age = dur(p, "max_age", &b.max_age, "24h");
+    let fsync_interval = dur(p, "fsync_interval", &b.fsync_interval, "1s");
+    if max_bytes < 1 << 20 {
+        p.push("buffer.max_size: must be at least 1MiB");
+    }
+    if segment_bytes < 4096 || segment_bytes.saturating_mul(4) > max_bytes.max(4096 * 4) {
+        p.push("buffer.segment_size: must be at least 4KiB and at most a quarter of max_size");
+    }
+    if max_age < Duration::from_secs(60) {
+        p.push("buffer.max_age: must be at least 1m");
+    }
+    let replay_rate = b.replay_rate.unwrap_or(10_000);
+    if replay_rate == 0 {
+        p.push("buffer.replay_rate: must be at least 1 sample per second");
+    }
+    BufferConfig {
+        dir: b.dir.unwrap_or_else(|| state_dir.join("buffer")),
+        max_bytes,
+        max_age,
+        segment_bytes,
+        fsync_interval,
+        replay_rate,
+        fresh_first: b.fresh_first.unwrap_or(true),
     }
 }
 

@@ -80,6 +80,8 @@ struct Segment {
 }
 
 pub struct Spool {
+    /// Held (flock) while open: two processes never share a spool.
+    _lock: File,
     dir: PathBuf,
     opts: Options,
     /// Oldest first; the last is the one appended to. Never empty.
@@ -163,6 +165,21 @@ impl Spool {
     /// newest segment, and resumes at the stored cursor.
     pub fn open(dir: &Path, opts: Options) -> io::Result<Spool> {
         fs::create_dir_all(dir).map_err(|e| ctx(e, "cannot create", dir))?;
+        let lock_path = dir.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| ctx(e, "cannot open", &lock_path))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |_| {
+                io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!("{} is in use by another process", dir.display()),
+                )
+            },
+        )?;
         let mut ids: Vec<u64> = fs::read_dir(dir)
             .map_err(|e| ctx(e, "cannot list", dir))?
             .filter_map(|e| e.ok())
@@ -271,6 +288,7 @@ impl Spool {
             .open(&path)
             .map_err(|e| ctx(e, "cannot open", &path))?;
         Ok(Spool {
+            _lock: lock,
             dir: dir.to_path_buf(),
             opts,
             segments,

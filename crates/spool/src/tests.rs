@@ -243,9 +243,18 @@ fn a_damaged_cursor_file_never_skips_a_record() {
     std::fs::write(dir.path().join(CURSOR_FILE), format!("1 {}\n", off + 5)).unwrap();
     let mut s = Spool::open(dir.path(), opts()).unwrap();
     assert_eq!(drain(&mut s), (3..10).map(body).collect::<Vec<_>>());
+    drop(s);
     std::fs::write(dir.path().join(CURSOR_FILE), "garbage").unwrap();
     let mut s = Spool::open(dir.path(), opts()).unwrap();
     assert_eq!(drain(&mut s).len(), 10, "no cursor: from the start");
+}
+
+#[test]
+fn one_process_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let _s = Spool::open(dir.path(), opts()).unwrap();
+    let e = Spool::open(dir.path(), opts()).err().expect("locked");
+    assert!(e.to_string().contains("in use"), "{e}");
 }
 
 #[derive(Debug, Clone)]

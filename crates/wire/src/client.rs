@@ -24,12 +24,26 @@ pub async fn send(
     bearer: Option<&str>,
     body: Vec<u8>,
 ) -> Answer {
+    send_with(client, url, bearer, body, &[]).await
+}
+
+/// As `send`, with extra request headers.
+pub async fn send_with(
+    client: &reqwest::Client,
+    url: &str,
+    bearer: Option<&str>,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+) -> Answer {
     let mut req = client
         .post(url)
         .header("Content-Type", crate::CONTENT_TYPE)
         .header("Content-Encoding", crate::CONTENT_ENCODING)
         .header(crate::VERSION_HEADER, crate::VERSION)
         .body(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
     if let Some(t) = bearer {
         req = req.bearer_auth(t);
     }

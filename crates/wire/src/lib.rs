@@ -13,6 +13,10 @@ use tocsin_model::{is_valid_label_name, is_valid_metric_name, Labels, SeriesSamp
 /// Header values a remote-write 1.0 sender sets.
 pub const CONTENT_TYPE: &str = "application/x-protobuf";
 pub const CONTENT_ENCODING: &str = "snappy";
+/// Request header (value `1`) of a tocsin extension: the samples are for rule evaluation only,
+/// not to be stored; the sender will send them again, in order, to be stored. Agents use it to
+/// put fresh samples ahead of a backlog without writing history out of order.
+pub const LIVE_HEADER: &str = "X-Tocsin-Live";
 pub const VERSION_HEADER: &str = "X-Prometheus-Remote-Write-Version";
 pub const VERSION: &str = "0.1.0";
 
@@ -190,3 +194,19 @@ fn validate(req: WriteRequest, limits: &Limits) -> Result<Vec<SeriesSamples>, Wi
 
 #[cfg(test)]
 mod tests;
+
+/// Joins encoded requests into one, in order: protobuf messages concatenate into one whose
+/// repeated fields hold both, so only the snappy framing is redone.
+pub fn concat<'a>(bodies: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<u8>, WireError> {
+    let mut raw = Vec::new();
+    let mut dec = snap::raw::Decoder::new();
+    for b in bodies {
+        raw.extend_from_slice(
+            &dec.decompress_vec(b)
+                .map_err(|e| WireError::Snappy(e.to_string()))?,
+        );
+    }
+    Ok(snap::raw::Encoder::new()
+        .compress_vec(&raw)
+        .expect("snappy compression of an in-memory buffer cannot fail"))
+}

@@ -21,6 +21,19 @@ fn round_trip() {
 }
 
 #[test]
+fn concatenated_requests_decode_as_one_in_order() {
+    let a = vec![series("up", "a", &[(1000, 1.0)])];
+    let b = vec![
+        series("up", "a", &[(2000, 0.0)]),
+        series("x", "b", &[(5, 2.0)]),
+    ];
+    let body = concat([encode(&to_request(&a)).as_slice(), &encode(&to_request(&b))]).unwrap();
+    let got = decode(&body, &Limits::default()).unwrap();
+    assert_eq!(got, [a, b].concat());
+    assert_eq!(concat([b"\xff\xff".as_slice()]).unwrap_err().kind(), "snappy");
+}
+
+#[test]
 fn garbage_is_a_snappy_error() {
     let e = decode(b"\xff\xff\xff\xff\xff\xff", &Limits::default()).unwrap_err();
     assert_eq!(e.kind(), "snappy");
