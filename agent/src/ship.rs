@@ -58,12 +58,14 @@ impl Buffer {
             max_age_ms: cfg.max_age.as_millis() as i64,
             segment_bytes: cfg.segment_bytes,
         };
-        let spool = Spool::open(&cfg.dir, opts).map_err(|e| {
-            anyhow::anyhow!("cannot open the buffer in {}: {e}", cfg.dir.display())
-        })?;
+        let spool = Spool::open(&cfg.dir, opts)
+            .map_err(|e| anyhow::anyhow!("cannot open the buffer in {}: {e}", cfg.dir.display()))?;
         let l = spool.losses();
         if l.torn_bytes > 0 {
-            warn!(bytes = l.torn_bytes, "buffer: a torn last write was cut off");
+            warn!(
+                bytes = l.torn_bytes,
+                "buffer: a torn last write was cut off"
+            );
         }
         if l.corrupt_records > 0 {
             tel.buffer_corrupt.inc_by(l.corrupt_records);
@@ -166,14 +168,14 @@ impl Buffer {
 
     /// The next records in order, joined into one request body: (body, samples), or `None` when
     /// everything has been read.
-    fn read_request(&self) -> Option<(Vec<u8>, usize)> {
+    fn read_request(&self, max_samples: usize) -> Option<(Vec<u8>, usize)> {
         let mut s = self.lock();
         let now = tocsin_model::now_ms();
         let mut bodies = Vec::new();
         let (mut samples, mut bytes) = (0usize, 0usize);
         let expired_before = s.losses().expired_samples;
         let corrupt_before = s.losses().corrupt_records;
-        while samples < MAX_REQUEST_SAMPLES && bytes < MAX_REQUEST_BYTES {
+        while samples < max_samples && bytes < MAX_REQUEST_BYTES {
             match s.next(now) {
                 Ok(Some(r)) => {
                     samples += r.samples as usize;
@@ -344,7 +346,13 @@ pub async fn run(
             }
             continue;
         }
-        let Some((body, samples)) = buffer.read_request() else {
+        // A backlog goes in requests of at most one second's worth of the replay rate.
+        let max = if backlog {
+            (replay_rate as usize).clamp(1, MAX_REQUEST_SAMPLES)
+        } else {
+            MAX_REQUEST_SAMPLES
+        };
+        let Some((body, samples)) = buffer.read_request(max) else {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = buffer.ready.notified() => continue,
@@ -371,7 +379,11 @@ pub async fn run(
                 tel.collector_index.set(active as i64);
                 tried_in_cycle = 0;
                 if failures > 0 {
-                    info!(after_failures = failures, pending = buffer.pending(), "collector reachable again");
+                    info!(
+                        after_failures = failures,
+                        pending = buffer.pending(),
+                        "collector reachable again"
+                    );
                 }
                 failures = 0;
                 tel.samples_sent.inc_by(samples as u64);

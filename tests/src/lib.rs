@@ -63,7 +63,8 @@ fn agent_has_state_dir(args: &[String]) -> bool {
             .windows(2)
             .filter(|w| w[0] == "--config" || w[0] == "-c")
             .any(|w| {
-                std::fs::read_to_string(&w[1]).is_ok_and(|t| t.lines().any(|l| l.starts_with("state_dir:")))
+                std::fs::read_to_string(&w[1])
+                    .is_ok_and(|t| t.lines().any(|l| l.starts_with("state_dir:")))
             })
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use tocsin_model::{Labels, Sample, SeriesSamples, METRIC_NAME};
 
-#[derive(Parser)]
+#[derive(Parser, Clone)]
 #[command(name = "tocsin-loadgen", version, about)]
 struct Args {
     /// Remote-write URL.
@@ -36,9 +36,21 @@ struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Paced mode: every agent sends one request (one sample per series, timestamped now) every
+    /// this many seconds, spread evenly over the interval, like real agents, for
+    /// `--duration` seconds; reports request latency and any sample not acknowledged.
+    #[arg(long, value_name = "SECONDS")]
+    interval: Option<u64>,
+    /// Length of a paced run, in seconds.
+    #[arg(long, default_value_t = 600)]
+    duration: u64,
 }
 
 fn payload(agent: usize, round: usize, a: &Args, t0: i64) -> Vec<u8> {
+    payload_at(agent, round, a, |k| t0 + k * 10_000)
+}
+
+fn payload_at(agent: usize, round: usize, a: &Args, ts: impl Fn(i64) -> i64) -> Vec<u8> {
     let mut series = Vec::with_capacity(a.series);
     for s in 0..a.series {
         let labels = Labels::from_pairs([
@@ -60,7 +72,7 @@ fn payload(agent: usize, round: usize, a: &Args, t0: i64) -> Vec<u8> {
                 } else {
                     ((k + s as i64) % 97) as f64 * 0.5
                 };
-                Sample::new(t0 + k * 10_000, v)
+                Sample::new(ts(k), v)
             })
             .collect();
         series.push(SeriesSamples { labels, samples });
@@ -71,6 +83,9 @@ fn payload(agent: usize, round: usize, a: &Args, t0: i64) -> Vec<u8> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
+    if let Some(interval) = a.interval {
+        return paced(Arc::new(a), Duration::from_secs(interval.max(1))).await;
+    }
     // Start far enough back that every timestamp is in the past.
     let t0 = tocsin_model::now_ms() - (a.rounds * a.samples) as i64 * 10_000 - 60_000;
     let per_request = a.series * a.samples;
@@ -176,6 +191,126 @@ async fn main() -> anyhow::Result<()> {
     }
     if failed > 0 {
         anyhow::bail!("{failed} requests failed");
+    }
+    Ok(())
+}
+
+/// What one simulated agent saw in a paced run.
+#[derive(Default)]
+struct AgentRun {
+    /// Latency of each acknowledged request.
+    latency: Vec<Duration>,
+    acked_samples: usize,
+    /// Samples given up (a 4xx other than 429, or still failing after a minute of retries).
+    dropped_samples: usize,
+    /// Attempts answered 429/5xx or not answered, retried.
+    retries: usize,
+}
+
+async fn paced(a: Arc<Args>, interval: Duration) -> anyhow::Result<()> {
+    let rounds = (a.duration / interval.as_secs()).max(1) as usize;
+    let expected = a.agents * rounds * a.series;
+    eprintln!(
+        "{} agents x {} series every {}s for {} rounds: {:.0} samples/s offered",
+        a.agents,
+        a.series,
+        interval.as_secs(),
+        rounds,
+        (a.agents * a.series) as f64 / interval.as_secs_f64()
+    );
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let start = tokio::time::Instant::now();
+    let wall0 = tocsin_model::now_ms();
+    let mut tasks = Vec::new();
+    for agent in 0..a.agents {
+        let (a, client) = (Arc::clone(&a), client.clone());
+        // Agents start spread evenly over the first interval.
+        let offset = interval.mul_f64(agent as f64 / a.agents as f64);
+        tasks.push(tokio::spawn(async move {
+            let mut run = AgentRun::default();
+            for round in 0..rounds {
+                let due = start + offset + interval * round as u32;
+                tokio::time::sleep_until(due).await;
+                let ts = wall0 + (offset + interval * round as u32).as_millis() as i64;
+                let one = Args {
+                    samples: 1,
+                    ..(*a).clone()
+                };
+                let body = payload_at(agent, round, &one, |_| ts);
+                let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
+                loop {
+                    let t = Instant::now();
+                    let mut r = client
+                        .post(a.url.as_str())
+                        .header("Content-Encoding", "snappy")
+                        .header("Content-Type", "application/x-protobuf")
+                        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+                        .body(body.clone());
+                    if let Some(t) = &a.token {
+                        r = r.bearer_auth(t);
+                    }
+                    let retry = match r.send().await {
+                        Ok(resp) if resp.status().is_success() => {
+                            run.latency.push(t.elapsed());
+                            run.acked_samples += a.series;
+                            break;
+                        }
+                        Ok(resp)
+                            if resp.status().as_u16() == 429 || resp.status().is_server_error() =>
+                        {
+                            true
+                        }
+                        Ok(resp) => {
+                            eprintln!("agent {agent}: HTTP {}", resp.status());
+                            false
+                        }
+                        Err(_) => true,
+                    };
+                    if !retry || tokio::time::Instant::now() > give_up {
+                        run.dropped_samples += a.series;
+                        break;
+                    }
+                    run.retries += 1;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+            run
+        }));
+    }
+    let mut all = AgentRun::default();
+    for t in tasks {
+        let r = t.await?;
+        all.latency.extend(r.latency);
+        all.acked_samples += r.acked_samples;
+        all.dropped_samples += r.dropped_samples;
+        all.retries += r.retries;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let mut lat = all.latency;
+    lat.sort();
+    let q = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p) as usize)
+            .map(|d| d.as_secs_f64() * 1e3)
+            .unwrap_or(0.0)
+    };
+    println!(
+        "{}",
+        serde_json::json!({
+            "agents": a.agents, "series": a.series, "interval_s": interval.as_secs(),
+            "rounds": rounds, "seconds": secs,
+            "expected_samples": expected, "acked_samples": all.acked_samples,
+            "dropped_samples": all.dropped_samples, "retries": all.retries,
+            "requests": lat.len(),
+            "latency_ms_p50": q(0.5), "latency_ms_p99": q(0.99), "latency_ms_max": q(1.0),
+        })
+    );
+    if all.acked_samples != expected {
+        anyhow::bail!(
+            "{} of {expected} samples not acknowledged",
+            expected - all.acked_samples
+        );
     }
     Ok(())
 }

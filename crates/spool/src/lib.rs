@@ -406,7 +406,10 @@ impl Spool {
                     let path = self.dir.join(seg_name(id));
                     let mut f = File::open(&path).map_err(|e| ctx(e, "cannot open", &path))?;
                     f.seek(SeekFrom::Start(self.read.offset))?;
-                    &mut self.reader.insert((id, BufReader::with_capacity(1 << 16, f))).1
+                    &mut self
+                        .reader
+                        .insert((id, BufReader::with_capacity(1 << 16, f)))
+                        .1
                 }
             };
             match read_record(reader, &mut self.buf) {

@@ -88,7 +88,11 @@ fn segments_rotate_and_go_once_acknowledged() {
         .count();
     assert_eq!(files, s.segments());
     // 200 records take ~6.6 kB; what is left is the 50 pending plus part of one segment.
-    assert!(s.bytes() < 3000, "acknowledged segments deleted: {}", s.bytes());
+    assert!(
+        s.bytes() < 3000,
+        "acknowledged segments deleted: {}",
+        s.bytes()
+    );
     drop(s);
     let mut s = Spool::open(dir.path(), o).unwrap();
     assert_eq!(s.pending_records(), 50);

@@ -30,7 +30,10 @@ fn concatenated_requests_decode_as_one_in_order() {
     let body = concat([encode(&to_request(&a)).as_slice(), &encode(&to_request(&b))]).unwrap();
     let got = decode(&body, &Limits::default()).unwrap();
     assert_eq!(got, [a, b].concat());
-    assert_eq!(concat([b"\xff\xff".as_slice()]).unwrap_err().kind(), "snappy");
+    assert_eq!(
+        concat([b"\xff\xff".as_slice()]).unwrap_err().kind(),
+        "snappy"
+    );
 }
 
 #[test]
