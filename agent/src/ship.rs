@@ -443,6 +443,8 @@ async fn send(client: &reqwest::Client, url: &str, cfg: &ShippingConfig, body: V
             message,
         } => match status {
             429 => Outcome::Retry("throttled", message, retry_after),
+            // Timed out: nothing wrong with the data.
+            408 => Outcome::Retry("timeout", message, retry_after),
             // Auth problems are fixed by people, not by dropping data: keep retrying.
             401 | 403 => Outcome::Retry("unauthorized", message, retry_after),
             500..=599 => Outcome::Retry("status_5xx", message, retry_after),

@@ -136,16 +136,40 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Cuts off a request (a slow client trickling its body, or anything else) that takes longer
-/// than `ingest.request_timeout`: 408 with a message, counted and logged.
+/// Set once a request's body has been read in full.
+#[derive(Clone)]
+pub struct BodyReceived(Arc<std::sync::atomic::AtomicBool>);
+
+impl BodyReceived {
+    fn mark(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Cuts off a request that takes longer than `ingest.request_timeout`. A client still sending
+/// its body (slow, or trickling on purpose) gets 408; a request whose body is in but whose
+/// answer waits on slow storage gets 503 with `Retry-After`, so senders keep their data and
+/// retry (a retry of samples that did get stored is dropped as a duplicate). Counted and logged.
 async fn request_deadline(
     State(st): State<AppState>,
-    req: axum::extract::Request,
+    mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     let path = req.uri().path().to_string();
+    let received = BodyReceived(Arc::new(std::sync::atomic::AtomicBool::new(false)));
+    req.extensions_mut().insert(received.clone());
     match tokio::time::timeout(st.request_timeout, next.run(req)).await {
         Ok(r) => r,
+        Err(_) if received.0.load(std::sync::atomic::Ordering::Relaxed) => {
+            let msg = format!(
+                "request to {path} not answered within {:?}: storage is slow; retry later",
+                st.request_timeout
+            );
+            st.tel.ingest_rejected("storage_slow", &msg);
+            let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg);
+            e.retry_after = Some(5);
+            e.into_response()
+        }
         Err(_) => {
             let msg = format!(
                 "request to {path} took longer than {:?}; cut off (slow client?)",
@@ -196,9 +220,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 async fn write(
     State(st): State<AppState>,
+    received: Option<axum::Extension<BodyReceived>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
+    if let Some(r) = received {
+        r.mark();
+    }
     let result = write_inner(&st, &headers, body).await;
     let code = match &result {
         Ok(c) => *c,

@@ -197,6 +197,8 @@ impl Store {
             log: Vec::new(),
             staged: Vec::new(),
             new_series: Vec::new(),
+            new_by_fp: HashMap::new(),
+            new_per_host: HashMap::new(),
             pending: HashMap::new(),
             hosts: HashMap::new(),
             finished: false,
@@ -420,6 +422,10 @@ pub struct Txn<'a> {
     log: Vec<u8>,
     staged: Vec<(SeriesId, Sample)>,
     new_series: Vec<(u64, SeriesId, Labels)>,
+    /// Index into `new_series` by fingerprint, and new series per host: lookups stay O(1)
+    /// when one transaction creates many series (a fleet's first cycle).
+    new_by_fp: HashMap<u64, Vec<usize>>,
+    new_per_host: HashMap<String, usize>,
     /// Newest timestamp per series staged in this transaction.
     pending: HashMap<SeriesId, TimestampMs>,
     hosts: HashMap<String, TimestampMs>,
@@ -515,32 +521,36 @@ impl Txn<'_> {
         if let Some(id) = self.store.index.lookup(fp, labels) {
             return Ok(Some(id));
         }
-        if let Some((_, id, _)) = self
-            .new_series
-            .iter()
-            .find(|(f, _, l)| *f == fp && l == labels)
-        {
-            return Ok(Some(*id));
+        if let Some(id) = self.new_by_fp.get(&fp).and_then(|ix| {
+            ix.iter()
+                .map(|&i| &self.new_series[i])
+                .find(|(_, _, l)| l == labels)
+                .map(|(_, id, _)| *id)
+        }) {
+            return Ok(Some(id));
         }
         let limit = self.store.opts.max_series_per_host;
         if let (true, Some(h)) = (limited && limit > 0, labels.get("host")) {
             let known = self.store.index.per_host.get(h).copied().unwrap_or(0);
-            let pending = self
-                .new_series
-                .iter()
-                .filter(|(_, _, l)| l.get("host") == Some(h))
-                .count();
+            let pending = self.new_per_host.get(h).copied().unwrap_or(0);
             if known + pending >= limit {
                 return Ok(None);
             }
         }
         let text = serde_json::to_string(labels).expect("labels serialize");
-        self.store.conn.execute(
-            "INSERT INTO series (labels, metric, host) VALUES (?1, ?2, ?3)",
-            params![text, labels.metric_name(), labels.get("host")],
-        )?;
+        self.store
+            .conn
+            .prepare_cached("INSERT INTO series (labels, metric, host) VALUES (?1, ?2, ?3)")?
+            .execute(params![text, labels.metric_name(), labels.get("host")])?;
         let id = SeriesId::try_from(self.store.conn.last_insert_rowid())
             .map_err(|_| StoreError::Corrupt("series id space exhausted".into()))?;
+        self.new_by_fp
+            .entry(fp)
+            .or_default()
+            .push(self.new_series.len());
+        if let Some(h) = labels.get("host") {
+            *self.new_per_host.entry(h.to_string()).or_default() += 1;
+        }
         self.new_series.push((fp, id, labels.clone()));
         stats.new_series += 1;
         Ok(Some(id))
