@@ -28,7 +28,11 @@ fn requests(round: usize, t0: i64) -> Vec<Vec<SeriesSamples>> {
                         ("core", core.to_string()),
                     ]);
                     // A busy counter-like gauge with noise; a few series run hot.
-                    let base = if (host + core).is_multiple_of(97) { 95.0 } else { 40.0 };
+                    let base = if (host + core).is_multiple_of(97) {
+                        95.0
+                    } else {
+                        40.0
+                    };
                     let noise = ((host * 31 + core * 7 + round * 13) % 100) as f64 / 10.0;
                     SeriesSamples {
                         labels,
