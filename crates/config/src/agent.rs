@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tocsin_model::{is_valid_label_name, Labels};
 
-use crate::{parse_duration, ConfigError, Problems, RawSecret, Secret};
+use crate::{ConfigError, Problems, RawSecret, Secret};
 
 pub const DEFAULT_INTERVAL: &str = "10s";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9761";
@@ -147,12 +147,7 @@ impl RawAgentConfig {
             Some(h) => h,
             None => system_hostname(),
         };
-        let interval = p
-            .take(
-                "interval",
-                parse_duration(self.interval.as_deref().unwrap_or(DEFAULT_INTERVAL)),
-            )
-            .unwrap_or_default();
+        let interval = p.duration("interval", self.interval.as_deref(), DEFAULT_INTERVAL);
         if !interval.is_zero() && interval < Duration::from_secs(1) {
             p.push(format!(
                 "interval: {} is below the minimum of 1s",
@@ -220,30 +215,14 @@ impl RawAgentConfig {
                 None
             }
         };
-        let timeout = p
-            .take(
-                "collector.timeout",
-                parse_duration(c.timeout.as_deref().unwrap_or("10s")),
-            )
-            .unwrap_or_default();
-        let max_backoff = p
-            .take(
-                "collector.max_backoff",
-                parse_duration(c.max_backoff.as_deref().unwrap_or("30s")),
-            )
-            .unwrap_or_default();
-        let preferred_retry = p
-            .take(
-                "collector.preferred_retry",
-                parse_duration(c.preferred_retry.as_deref().unwrap_or("30s")),
-            )
-            .unwrap_or_default();
-        let statfs_timeout = p
-            .take(
-                "statfs_timeout",
-                parse_duration(self.statfs_timeout.as_deref().unwrap_or("2s")),
-            )
-            .unwrap_or_default();
+        let timeout = p.duration("collector.timeout", c.timeout.as_deref(), "10s");
+        let max_backoff = p.duration("collector.max_backoff", c.max_backoff.as_deref(), "30s");
+        let preferred_retry = p.duration(
+            "collector.preferred_retry",
+            c.preferred_retry.as_deref(),
+            "30s",
+        );
+        let statfs_timeout = p.duration("statfs_timeout", self.statfs_timeout.as_deref(), "2s");
         let listen = listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
         let probes =
             crate::probes::validate(&mut p, self.probes, interval.max(Duration::from_secs(1)));
@@ -279,24 +258,10 @@ impl RawAgentConfig {
 }
 
 fn validate_buffer(p: &mut Problems, b: RawBuffer, state_dir: &std::path::Path) -> BufferConfig {
-    let size = |p: &mut Problems, field: &str, v: &Option<String>, default: &str| {
-        p.take(
-            &format!("buffer.{field}"),
-            crate::units::parse_size(v.as_deref().unwrap_or(default)),
-        )
-        .unwrap_or_default()
-    };
-    let dur = |p: &mut Problems, field: &str, v: &Option<String>, default: &str| {
-        p.take(
-            &format!("buffer.{field}"),
-            parse_duration(v.as_deref().unwrap_or(default)),
-        )
-        .unwrap_or_default()
-    };
-    let max_bytes = size(p, "max_size", &b.max_size, "256MiB");
-    let segment_bytes = size(p, "segment_size", &b.segment_size, "8MiB");
-    let max_age = dur(p, "max_age", &b.max_age, "24h");
-    let fsync_interval = dur(p, "fsync_interval", &b.fsync_interval, "1s");
+    let max_bytes = p.size("buffer.max_size", b.max_size.as_deref(), "256MiB");
+    let segment_bytes = p.size("buffer.segment_size", b.segment_size.as_deref(), "8MiB");
+    let max_age = p.duration("buffer.max_age", b.max_age.as_deref(), "24h");
+    let fsync_interval = p.duration("buffer.fsync_interval", b.fsync_interval.as_deref(), "1s");
     if max_bytes < 1 << 20 {
         p.push("buffer.max_size: must be at least 1MiB");
     }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::{parse_duration, parse_size, ConfigError, Problems, RawSecret, Secret};
+use crate::{parse_duration, ConfigError, Problems, RawSecret, Secret};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9760";
 
@@ -568,10 +568,6 @@ impl Locale {
 impl RawCollectorConfig {
     pub fn validate(self) -> Result<CollectorConfig, ConfigError> {
         let mut p = Problems::default();
-        let dur = |p: &mut Problems, field: &str, v: &Option<String>, d: &str| {
-            p.take(field, parse_duration(v.as_deref().unwrap_or(d)))
-                .unwrap_or_default()
-        };
         let listen = p
             .take(
                 "listen",
@@ -588,14 +584,13 @@ impl RawCollectorConfig {
         } else {
             self.rules
         };
-        let retention = dur(&mut p, "retention", &self.retention, "30d");
-        let checkpoint_interval = dur(
-            &mut p,
+        let retention = p.duration("retention", self.retention.as_deref(), "30d");
+        let checkpoint_interval = p.duration(
             "checkpoint_interval",
-            &self.checkpoint_interval,
+            self.checkpoint_interval.as_deref(),
             "5m",
         );
-        let stale_after = dur(&mut p, "stale_after", &self.stale_after, "5m");
+        let stale_after = p.duration("stale_after", self.stale_after.as_deref(), "5m");
         if retention < Duration::from_secs(3600) {
             p.push("retention: must be at least 1h");
         }
@@ -603,26 +598,26 @@ impl RawCollectorConfig {
             .host_down_after
             .as_ref()
             .and_then(|s| p.take("host_down_after", parse_duration(s)));
-        let host_forget_after = dur(&mut p, "host_forget_after", &self.host_forget_after, "7d");
+        let host_forget_after =
+            p.duration("host_forget_after", self.host_forget_after.as_deref(), "7d");
         let external_url = self
             .external_url
             .unwrap_or_else(|| format!("http://{listen}"));
 
         let i = self.ingest;
-        let size = |p: &mut Problems, field: &str, v: &Option<String>, d: &str| {
-            p.take(field, parse_size(v.as_deref().unwrap_or(d)))
-                .unwrap_or_default() as usize
-        };
         let ingest = IngestConfig {
             token: i.token.and_then(|t| p.take("ingest.token", t.resolve())),
-            max_body_bytes: size(&mut p, "ingest.max_body", &i.max_body, "16MiB"),
-            request_timeout: dur(&mut p, "ingest.request_timeout", &i.request_timeout, "30s"),
-            max_decompressed_bytes: size(
-                &mut p,
-                "ingest.max_decompressed",
-                &i.max_decompressed,
-                "64MiB",
+            max_body_bytes: p.size("ingest.max_body", i.max_body.as_deref(), "16MiB") as usize,
+            request_timeout: p.duration(
+                "ingest.request_timeout",
+                i.request_timeout.as_deref(),
+                "30s",
             ),
+            max_decompressed_bytes: p.size(
+                "ingest.max_decompressed",
+                i.max_decompressed.as_deref(),
+                "64MiB",
+            ) as usize,
             max_samples_per_request: i.max_samples_per_request.unwrap_or(1_000_000),
             max_labels_per_series: i.max_labels_per_series.unwrap_or(64),
             max_series_per_host: i.max_series_per_host.unwrap_or(20_000),
@@ -696,10 +691,9 @@ impl RawCollectorConfig {
                             Some((k, s))
                         })
                         .collect();
-                    let timeout = dur(
-                        &mut p,
+                    let timeout = p.duration(
                         &format!("{at}: sms_gateway.timeout"),
-                        &g.timeout,
+                        g.timeout.as_deref(),
                         "10s",
                     );
                     let locale = p
@@ -744,10 +738,9 @@ impl RawCollectorConfig {
                         &format!("{at}: tencent_sms.secret_key"),
                         t.secret_key.resolve(),
                     );
-                    let timeout = dur(
-                        &mut p,
+                    let timeout = p.duration(
                         &format!("{at}: tencent_sms.timeout"),
-                        &t.timeout,
+                        t.timeout.as_deref(),
                         "10s",
                     );
                     key.map(|secret_key| {
@@ -791,10 +784,9 @@ impl RawCollectorConfig {
                         &format!("{at}: aliyun_sms.access_key_secret"),
                         a.access_key_secret.resolve(),
                     );
-                    let timeout = dur(
-                        &mut p,
+                    let timeout = p.duration(
                         &format!("{at}: aliyun_sms.timeout"),
-                        &a.timeout,
+                        a.timeout.as_deref(),
                         "10s",
                     );
                     let template_params = a.template_params.unwrap_or_else(|| {
@@ -859,7 +851,8 @@ impl RawCollectorConfig {
                             Locale::parse(e.locale.as_deref(), "zh-CN"),
                         )
                         .unwrap_or(Locale::ZhCn);
-                    let timeout = dur(&mut p, &format!("{at}: email.timeout"), &e.timeout, "30s");
+                    let timeout =
+                        p.duration(&format!("{at}: email.timeout"), e.timeout.as_deref(), "30s");
                     let (host, port) = hp.unwrap_or_default();
                     Some((
                         ReceiverKind::Email(EmailConfig {
@@ -884,10 +877,9 @@ impl RawCollectorConfig {
                             am.url
                         ));
                     }
-                    let timeout = dur(
-                        &mut p,
+                    let timeout = p.duration(
                         &format!("{at}: alertmanager.timeout"),
-                        &am.timeout,
+                        am.timeout.as_deref(),
                         "10s",
                     );
                     Some((
@@ -903,7 +895,8 @@ impl RawCollectorConfig {
                     if !(d.url.starts_with("http://") || d.url.starts_with("https://")) {
                         p.push(format!("{at}: {v}.url {:?} must be http(s)", d.url));
                     }
-                    let timeout = dur(&mut p, &format!("{at}: {v}.timeout"), &d.timeout, "10s");
+                    let timeout =
+                        p.duration(&format!("{at}: {v}.timeout"), d.timeout.as_deref(), "10s");
                     let secret = d
                         .secret
                         .and_then(|s| p.take(&format!("{at}: {v}.secret"), s.resolve()));
@@ -932,7 +925,11 @@ impl RawCollectorConfig {
                     if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
                         p.push(format!("{at}: webhook.url {:?} must be http(s)", w.url));
                     }
-                    let timeout = dur(&mut p, &format!("{at}: webhook.timeout"), &w.timeout, "10s");
+                    let timeout = p.duration(
+                        &format!("{at}: webhook.timeout"),
+                        w.timeout.as_deref(),
+                        "10s",
+                    );
                     Some((
                         ReceiverKind::Webhook {
                             url: w.url,
@@ -967,12 +964,7 @@ impl RawCollectorConfig {
             }
             let rate_limit = match r.rate_limit {
                 Some(rl) => {
-                    let per = dur(
-                        &mut p,
-                        &format!("{at}: rate_limit.per"),
-                        &Some(rl.per),
-                        "1m",
-                    );
+                    let per = p.duration(&format!("{at}: rate_limit.per"), Some(&rl.per), "1m");
                     if rl.count < 2 {
                         p.push(format!(
                             "{at}: rate_limit.count must be at least 2 (one is kept for a digest)"
@@ -1039,7 +1031,7 @@ impl RawCollectorConfig {
                 .ack
                 .secret
                 .and_then(|t| p.take("ack.secret", t.resolve())),
-            link_ttl: dur(&mut p, "ack.link_ttl", &self.ack.link_ttl, "24h"),
+            link_ttl: p.duration("ack.link_ttl", self.ack.link_ttl.as_deref(), "24h"),
         };
         if let Some(t) = &self.dashboard_url {
             p.take("dashboard_url", check_template(t));
@@ -1050,10 +1042,9 @@ impl RawCollectorConfig {
                 .incidents
                 .group_by
                 .unwrap_or_else(|| vec!["host".into(), "service".into()]),
-            reopen_within: dur(
-                &mut p,
+            reopen_within: p.duration(
                 "incidents.reopen_within",
-                &self.incidents.reopen_within,
+                self.incidents.reopen_within.as_deref(),
                 "30m",
             ),
         };
@@ -1061,10 +1052,9 @@ impl RawCollectorConfig {
         let remediation = RemediationLimits {
             max_concurrent: rl.max_concurrent.unwrap_or(10).max(1),
             per_host: rl.per_host.unwrap_or(1).max(1),
-            answer_within: dur(
-                &mut p,
+            answer_within: p.duration(
                 "remediation.answer_within",
-                &rl.answer_within,
+                rl.answer_within.as_deref(),
                 "10m",
             ),
             dry_run: rl.dry_run,
@@ -1093,7 +1083,7 @@ impl RawCollectorConfig {
                 bearer_token: r
                     .bearer_token
                     .and_then(|t| p.take(&format!("{at}.bearer_token"), t.resolve())),
-                timeout: dur(&mut p, &format!("{at}.timeout"), &r.timeout, "30s"),
+                timeout: p.duration(&format!("{at}.timeout"), r.timeout.as_deref(), "30s"),
                 queue_max_samples: r.queue_max_samples.unwrap_or(10_000_000).max(1),
                 max_samples_per_send: r.max_samples_per_send.unwrap_or(10_000).max(1),
             });

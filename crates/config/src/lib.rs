@@ -13,6 +13,7 @@ mod units;
 pub use units::{format_duration, parse_duration, parse_size, RawSecret, Secret};
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Every problem found in one configuration, each a full sentence; `path` when from a file.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +109,18 @@ impl Problems {
                 None
             }
         }
+    }
+
+    /// The duration in `v` (or `default`), with an error recorded under `field` if invalid.
+    pub fn duration(&mut self, field: &str, v: Option<&str>, default: &str) -> Duration {
+        self.take(field, parse_duration(v.unwrap_or(default)))
+            .unwrap_or_default()
+    }
+
+    /// The size in `v` (e.g. `"256MiB"`, or `default`), with an error recorded if invalid.
+    pub fn size(&mut self, field: &str, v: Option<&str>, default: &str) -> u64 {
+        self.take(field, units::parse_size(v.unwrap_or(default)))
+            .unwrap_or_default()
     }
 
     pub fn finish<T>(self, value: impl FnOnce() -> T) -> Result<T, ConfigError> {
