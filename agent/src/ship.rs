@@ -155,8 +155,7 @@ impl Buffer {
     }
 
     /// The newest batch, once, when a backlog stands before it.
-    fn take_fresh(&self) -> Option<Batch> {
-        let backlog = self.backlog();
+    fn take_fresh(&self, backlog: bool) -> Option<Batch> {
         let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
         if !backlog {
             // It goes in order with the rest.
@@ -318,8 +317,9 @@ pub async fn run(
         if cancel.is_cancelled() {
             return;
         }
+        let backlog = buffer.backlog();
         if fresh_first && failures == 0 {
-            if let Some(b) = buffer.take_fresh() {
+            if let Some(b) = buffer.take_fresh(backlog) {
                 let token = cfg.token.as_ref().map(|t| t.expose());
                 let live = [(tocsin_wire::LIVE_HEADER, "1")];
                 match tocsin_wire::client::send_with(
@@ -337,7 +337,6 @@ pub async fn run(
                 }
             }
         }
-        let backlog = buffer.backlog();
         if backlog && Instant::now() < next_replay {
             tokio::select! {
                 _ = cancel.cancelled() => return,

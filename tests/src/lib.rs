@@ -389,6 +389,24 @@ impl Stack {
         Proc::start("tocsin-agent", &all, Path::new(&self.p("agent.log")))
     }
 
+    /// Stored samples of every series matching `pred`, from the stack's database (the
+    /// collector must be stopped).
+    pub fn stored(
+        &self,
+        pred: impl Fn(&tocsin_model::Labels) -> bool,
+    ) -> Vec<Vec<tocsin_model::Sample>> {
+        let store = tocsin_store::Store::open(
+            &self.dir.path().join("data/tocsin.db"),
+            tocsin_store::StoreOptions::default(),
+        )
+        .expect("open the stack's store");
+        store
+            .select(pred)
+            .iter()
+            .map(|(id, _)| store.query(*id, i64::MIN, i64::MAX).expect("query"))
+            .collect()
+    }
+
     /// Notifications of one alert: arrival, event and level.
     pub fn events(&self, alertname: &str) -> Vec<(Instant, String, String)> {
         self.hook

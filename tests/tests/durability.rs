@@ -6,16 +6,11 @@ use std::time::{Duration, Instant};
 
 use tocsin_e2e::{metric, serial, wait_for, write_textfile, Proc, Stack};
 
-/// Stored samples of `metric{host}` in the stack's database (the collector must be stopped).
+/// Stored samples of the one series `name{host}` (the collector must be stopped).
 fn stored(s: &Stack, name: &str, host: &str) -> Vec<tocsin_model::Sample> {
-    let store = tocsin_store::Store::open(
-        &s.dir.path().join("data/tocsin.db"),
-        tocsin_store::StoreOptions::default(),
-    )
-    .unwrap();
-    let series = store.select(|l| l.metric_name() == Some(name) && l.get("host") == Some(host));
+    let mut series = s.stored(|l| l.metric_name() == Some(name) && l.get("host") == Some(host));
     assert_eq!(series.len(), 1, "{name}{{host={host}}}");
-    store.query(series[0].0, i64::MIN, i64::MAX).unwrap()
+    series.remove(0)
 }
 
 /// Gaps between consecutive samples, in ms.
@@ -202,19 +197,13 @@ fn collector_killed_under_load_keeps_every_acknowledged_sample_and_resolves_once
     c.terminate();
     for (h, acked) in hosts.iter().zip(acked_before) {
         for name in ["kill_alert", "kill_load"] {
-            let store = tocsin_store::Store::open(
-                &s.dir.path().join("data/tocsin.db"),
-                tocsin_store::StoreOptions::default(),
-            )
-            .unwrap();
-            let series = store.select(|l| {
+            let mut series = s.stored(|l| {
                 l.metric_name() == Some(name)
                     && l.get("host") == Some(h)
                     && (name == "kill_alert" || l.get("n") == Some("1234"))
             });
             assert_eq!(series.len(), 1);
-            let samples = store.query(series[0].0, i64::MIN, i64::MAX).unwrap();
-            let g = gaps(&samples);
+            let g = gaps(&series.remove(0));
             assert!(
                 g.iter().all(|g| *g > 0 && *g < 1_600),
                 "{name}{{host={h}}}: every sample once, none missing: largest gap {:?}",
@@ -222,18 +211,11 @@ fn collector_killed_under_load_keeps_every_acknowledged_sample_and_resolves_once
             );
         }
         // Acknowledged before the kill: each sample of each of the ~2,100 series.
-        let all: usize = {
-            let store = tocsin_store::Store::open(
-                &s.dir.path().join("data/tocsin.db"),
-                tocsin_store::StoreOptions::default(),
-            )
-            .unwrap();
-            store
-                .select(|l| l.get("host") == Some(h))
-                .iter()
-                .map(|(id, _)| store.query(*id, i64::MIN, i64::MAX).unwrap().len())
-                .sum()
-        };
+        let all: usize = s
+            .stored(|l| l.get("host") == Some(h))
+            .iter()
+            .map(Vec::len)
+            .sum();
         assert!(
             all as f64 >= acked,
             "host {h}: {all} stored, {acked} acknowledged before the kill"

@@ -45,16 +45,11 @@ fn a_two_minute_collector_outage_loses_nothing_and_stores_nothing_twice() {
     a.terminate();
     let mut c: Proc = c;
     c.terminate();
-    let store = tocsin_store::Store::open(
-        &s.dir.path().join("data/tocsin.db"),
-        tocsin_store::StoreOptions::default(),
-    )
-    .unwrap();
-    let series = store.select(|l| {
+    let mut series = s.stored(|l| {
         l.metric_name() == Some("outage_probe") && l.get("host") == Some("outage-host")
     });
     assert_eq!(series.len(), 1);
-    let samples = store.query(series[0].0, i64::MIN, i64::MAX).unwrap();
+    let samples = series.remove(0);
     let gaps: Vec<i64> = samples
         .windows(2)
         .map(|w| w[1].timestamp_ms - w[0].timestamp_ms)

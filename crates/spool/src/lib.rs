@@ -204,6 +204,7 @@ impl Spool {
         ids.retain(|&id| id >= cursor.segment);
         let mut segments = VecDeque::new();
         let mut front_done = (0, 0);
+        let mut aligned = 0u64;
         let mut buf = Vec::new();
         let last = ids.last().copied();
         for id in ids {
@@ -221,11 +222,14 @@ impl Spool {
             loop {
                 match read_record(&mut r, &mut buf) {
                     Ok(Some((_, samples, len))) => {
-                        if id == cursor.segment && seg.valid < cursor.offset {
+                        seg.valid += len as u64;
+                        // Records wholly before the cursor were acknowledged; a cursor between
+                        // records (a damaged cursor file) moves back to the last boundary.
+                        if id == cursor.segment && seg.valid <= cursor.offset {
                             front_done.0 += 1;
                             front_done.1 += u64::from(samples);
+                            aligned = seg.valid;
                         }
-                        seg.valid += len as u64;
                         seg.records += 1;
                         seg.samples += u64::from(samples);
                     }
@@ -246,9 +250,6 @@ impl Spool {
                     Err(e) => return Err(ctx(e, "cannot read", &path)),
                 }
             }
-            if id == cursor.segment && cursor.offset > seg.valid {
-                cursor.offset = seg.valid;
-            }
             segments.push_back(seg);
         }
         if segments.is_empty() {
@@ -264,22 +265,7 @@ impl Spool {
                 offset: 0,
             };
         }
-        // A cursor between records (a damaged cursor file) moves back to the previous record.
-        let front = &segments[0];
-        if cursor.offset != 0 && cursor.offset != front.valid {
-            let mut r = BufReader::new(File::open(dir.join(seg_name(front.id)))?);
-            let (mut at, mut done) = (0u64, (0u64, 0u64));
-            while let Ok(Some((_, s, len))) = read_record(&mut r, &mut buf) {
-                if at + len as u64 > cursor.offset {
-                    break;
-                }
-                at += len as u64;
-                done.0 += 1;
-                done.1 += u64::from(s);
-            }
-            cursor.offset = at;
-            front_done = done;
-        }
+        cursor.offset = aligned;
         let back = segments.back().expect("not empty");
         let path = dir.join(seg_name(back.id));
         let active = OpenOptions::new()
@@ -395,7 +381,8 @@ impl Spool {
                     offset: 0,
                 };
                 if at_cursor {
-                    self.advance_cursor_to_read();
+                    // Nothing read is outstanding: the cursor follows into the next segment.
+                    self.commit_inner();
                 }
                 continue;
             }
@@ -459,12 +446,6 @@ impl Spool {
         let seg = &mut self.segments[i];
         seg.valid = self.read.offset;
         self.reader = None;
-    }
-
-    /// Moves the cursor to the read position when nothing read is outstanding (it only crossed
-    /// into the next segment), deleting segments left behind.
-    fn advance_cursor_to_read(&mut self) {
-        self.commit_inner();
     }
 
     /// Acknowledges every record read so far: they will not be read again, even after a restart.
