@@ -202,8 +202,8 @@ async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Samples at start, then every interval on a fixed grid (no drift), each cycle shifted by a
-/// small random jitter so that many agents do not hit the collector in the same instant.
+/// Samples at start, then every interval on a fixed grid (no drift) shifted by a small random
+/// phase, so that many agents do not hit the collector in the same instant.
 async fn sample_loop(
     cfg: AgentConfig,
     queue: Arc<Buffer>,

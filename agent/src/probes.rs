@@ -1,7 +1,7 @@
 //! Runs each probe on its own schedule. A result that flips (success ↔ failure) is shipped at
 //! once, together with everything pending, so that detection does not wait for the next host
 //! cycle; unchanged results ride along with the next host cycle. A new failure is confirmed by a
-//! second run after a quarter interval (at most 250 ms).
+//! second run a twentieth of the interval later (at most 50 ms).
 
 use std::sync::{Arc, Mutex};
 
@@ -78,7 +78,7 @@ pub(crate) async fn probe_loop(
         let confirm_delay = if by_event {
             std::time::Duration::ZERO
         } else {
-            (prober.config().interval / 4).min(std::time::Duration::from_millis(250))
+            (prober.config().interval / 20).min(std::time::Duration::from_millis(50))
         };
         confirming = confirm;
         by_event = false;
