@@ -857,6 +857,7 @@ async fn serve(
         outbox: Arc::clone(&outbox),
         agent_tokens: Arc::new(RwLock::new(agent_tokens)),
         request_timeout: cfg.ingest.request_timeout,
+        federate: cfg.federate,
     };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

@@ -1,7 +1,7 @@
 //! Series the collector exposes about its own judgement, for dashboards: alert states as
 //! `tocsin_alerts` (like Prometheus' `ALERTS`), and the band each dynamic rule expects each of
 //! its series in (`tocsin_baseline_expected`, `_lower`, `_upper`) with the series' value and
-//! anomaly score.
+//! anomaly score. Optionally (`federate: true`), the newest sample of every stored series.
 
 use std::sync::{Arc, RwLock};
 
@@ -163,5 +163,94 @@ impl Collector for Alerts {
             .collect();
         mf.set_metric(metrics);
         vec![mf]
+    }
+}
+
+/// The text exposition of the newest sample of each series, with its timestamp, grouped by
+/// metric name (untyped); names in `skip` are left out so that they cannot clash with the
+/// collector's own families.
+pub(crate) fn federation<'a>(
+    latest: impl Iterator<Item = (&'a tocsin_model::Labels, tocsin_model::Sample)>,
+    skip: &std::collections::HashSet<String>,
+) -> String {
+    use std::fmt::Write;
+    let mut items: Vec<(&str, &tocsin_model::Labels, tocsin_model::Sample)> = latest
+        .filter_map(|(l, s)| Some((l.metric_name()?, l, s)))
+        .filter(|(n, _, _)| !skip.contains(*n))
+        .collect();
+    items.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out = String::new();
+    let mut family = "";
+    for (name, labels, s) in items {
+        if name != family {
+            let _ = writeln!(out, "# TYPE {name} untyped");
+            family = name;
+        }
+        out.push_str(name);
+        let mut sep = '{';
+        for l in labels
+            .iter()
+            .filter(|l| l.name != tocsin_model::METRIC_NAME)
+        {
+            out.push(sep);
+            sep = ',';
+            out.push_str(&l.name);
+            out.push_str("=\"");
+            for c in l.value.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '"' => out.push_str("\\\""),
+                    '\n' => out.push_str("\\n"),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+        if sep == ',' {
+            out.push('}');
+        }
+        let v = s.value;
+        let value = if v.is_nan() {
+            "NaN".to_string()
+        } else if v.is_infinite() {
+            if v > 0.0 { "+Inf" } else { "-Inf" }.to_string()
+        } else {
+            v.to_string()
+        };
+        let _ = writeln!(out, " {value} {}", s.timestamp_ms);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use tocsin_model::{Labels, Sample};
+
+    #[test]
+    fn federation_groups_by_name_escapes_and_skips() {
+        let a = Labels::from_pairs([("__name__", "load1"), ("host", "b")]);
+        let b = Labels::from_pairs([("__name__", "disk_free"), ("mount", "/x\"y\\z\nw")]);
+        let c = Labels::from_pairs([("__name__", "load1"), ("host", "a")]);
+        let own = Labels::from_pairs([("__name__", "tocsin_alerts"), ("host", "a")]);
+        let bare = Labels::from_pairs([("__name__", "up")]);
+        let items = [
+            (&a, Sample::new(1000, 0.5)),
+            (&b, Sample::new(2000, f64::INFINITY)),
+            (&own, Sample::new(3000, 1.0)),
+            (&c, Sample::new(4000, f64::NAN)),
+            (&bare, Sample::new(5000, 1e21)),
+        ];
+        let skip = ["tocsin_alerts".to_string()].into_iter().collect();
+        let text = super::federation(items.iter().map(|(l, s)| (*l, *s)), &skip);
+        assert_eq!(
+            text,
+            "# TYPE disk_free untyped\n\
+             disk_free{mount=\"/x\\\"y\\\\z\\nw\"} +Inf 2000\n\
+             # TYPE load1 untyped\n\
+             load1{host=\"b\"} 0.5 1000\n\
+             load1{host=\"a\"} NaN 4000\n\
+             # TYPE up untyped\n\
+             up 1000000000000000000000 5000\n"
+        );
     }
 }

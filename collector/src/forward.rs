@@ -67,6 +67,8 @@ struct Queue {
 /// One target's queue, fed by the writer after each commit.
 pub struct Target {
     name: String,
+    /// The other collector of a high-availability pair: gets only what agents sent.
+    pub peer: bool,
     max_samples: usize,
     queue: Mutex<Queue>,
     ready: Notify,
@@ -151,6 +153,7 @@ pub fn start(
     for cfg in targets {
         let t = Arc::new(Target {
             name: cfg.name.clone(),
+            peer: cfg.peer,
             max_samples: cfg.queue_max_samples,
             queue: Mutex::new(Queue {
                 items: VecDeque::new(),
@@ -183,7 +186,12 @@ enum Sent {
 
 async fn send_once(client: &reqwest::Client, cfg: &RemoteWriteConfig, body: Vec<u8>) -> Sent {
     let token = cfg.bearer_token.as_ref().map(|t| t.expose());
-    match tocsin_wire::client::send(client, &cfg.url, token, body).await {
+    let marks: &[(&str, &str)] = if cfg.peer {
+        &[(tocsin_wire::FORWARDED_HEADER, "1")]
+    } else {
+        &[]
+    };
+    match tocsin_wire::client::send_with(client, &cfg.url, token, body, marks).await {
         Answer::Accepted => Sent::Ok,
         Answer::Refused {
             status,

@@ -14,7 +14,7 @@ use tocsin_model::now_ms;
 use tocsin_notify::format_rfc3339;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::writer::{AckFailure, IncidentOp, Msg, View, WriteError};
+use crate::writer::{AckFailure, IncidentOp, Msg, Origin, View, WriteError};
 use crate::Telemetry;
 
 #[derive(Clone)]
@@ -33,6 +33,8 @@ pub struct AppState {
     pub agent_tokens: Arc<RwLock<AgentTokens>>,
     /// The longest any request may take, body included.
     pub request_timeout: std::time::Duration,
+    /// Whether /metrics carries the newest sample of every series too.
+    pub federate: bool,
 }
 
 /// Per-agent tokens as the ingest path checks them.
@@ -284,14 +286,23 @@ async fn write_inner(
         return Ok(StatusCode::NO_CONTENT);
     }
     let (reply, rx) = oneshot::channel();
-    let live = headers
-        .get(tocsin_wire::LIVE_HEADER)
-        .is_some_and(|v| v.as_bytes() == b"1");
-    if live {
+    let marked = |name: &str| headers.get(name).is_some_and(|v| v.as_bytes() == b"1");
+    let origin = if marked(tocsin_wire::LIVE_HEADER) {
+        Origin::Live
+    } else if marked(tocsin_wire::FORWARDED_HEADER) {
+        Origin::Peer
+    } else {
+        Origin::Sender
+    };
+    if origin == Origin::Live {
         let n = batch.iter().map(|s| s.samples.len() as u64).sum();
         st.tel.samples.with_label_values(&["live"]).inc_by(n);
     }
-    if let Err(e) = st.writer.try_send(Msg::Ingest { batch, live, reply }) {
+    if let Err(e) = st.writer.try_send(Msg::Ingest {
+        batch,
+        origin,
+        reply,
+    }) {
         let (status, msg) = match e {
             mpsc::error::TrySendError::Full(_) => (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -545,7 +556,30 @@ async fn hosts(State(st): State<AppState>) -> Json<Value> {
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {
-    tocsin_runtime::metrics_response(&st.tel.registry)
+    if !st.federate {
+        return tocsin_runtime::metrics_response(&st.tel.registry);
+    }
+    let families = st.tel.registry.gather();
+    let mut text = String::new();
+    if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&families, &mut text) {
+        return ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode metrics: {e}"),
+        )
+        .into_response();
+    }
+    let skip = families.iter().map(|f| f.name().to_string()).collect();
+    let (reply, rx) = oneshot::channel();
+    if st.writer.send(Msg::Federate { skip, reply }).await.is_err() {
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    match rx.await {
+        Ok(series) => {
+            text.push_str(&series);
+            ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response()
+        }
+        Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response(),
+    }
 }
 
 #[cfg(test)]

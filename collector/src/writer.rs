@@ -19,12 +19,23 @@ use crate::liveness::{HostView, Liveness};
 use crate::services::Services;
 use crate::Telemetry;
 
+/// Where an ingested batch comes from, which decides whether it is stored and forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// An agent or any remote-write sender: stored, then forwarded.
+    Sender,
+    /// For rule evaluation only: the sender stores these samples later, in order (see
+    /// `tocsin_wire::LIVE_HEADER`).
+    Live,
+    /// Forwarded by the other collector of a pair (`tocsin_wire::FORWARDED_HEADER`): stored,
+    /// not forwarded again.
+    Peer,
+}
+
 pub enum Msg {
     Ingest {
         batch: Vec<SeriesSamples>,
-        /// For rule evaluation only: the sender stores these samples later, in order (see
-        /// `tocsin_wire::LIVE_HEADER`).
-        live: bool,
+        origin: Origin,
         reply: oneshot::Sender<Result<AppendStats, WriteError>>,
     },
     Tick,
@@ -62,6 +73,12 @@ pub enum Msg {
         id: String,
         op: IncidentOp,
         reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// The newest sample of every series fresh within `stale_after`, in the text exposition
+    /// format, leaving out metric names in `skip` (the collector's own).
+    Federate {
+        skip: std::collections::HashSet<String>,
+        reply: oneshot::Sender<String>,
     },
 }
 
@@ -342,6 +359,14 @@ impl Writer {
         let msgs: Vec<Msg> = msgs
             .into_iter()
             .filter_map(|m| match m {
+                Msg::Federate { skip, reply } => {
+                    let since = now_ms() - self.engine_opts.stale_after_ms;
+                    let _ = reply.send(crate::exposition::federation(
+                        self.store.latest(since),
+                        &skip,
+                    ));
+                    None
+                }
                 Msg::AddSilence { silence, reply } => {
                     let r = self.store.add_silence(&silence).map_err(|e| e.to_string());
                     let _ = self.load_silences();
@@ -372,6 +397,8 @@ impl Writer {
         let mut other_replies: Vec<Reply> = Vec::new();
         let forwarding = !self.forward.is_empty();
         let mut to_forward: Vec<SeriesSamples> = Vec::new();
+        // Series this collector derives (liveness, services): not for a peer, which derives its own.
+        let mut derived_forward: Vec<SeriesSamples> = Vec::new();
         let mut queued = 0usize;
         let mut seen: Vec<(String, TimestampMs)> = Vec::new();
         let result = (|| -> Result<(), StoreError> {
@@ -380,17 +407,17 @@ impl Writer {
                 match m {
                     Msg::Ingest {
                         mut batch,
-                        live,
+                        origin,
                         reply,
                     } => {
-                        let stats = if live {
+                        let stats = if origin == Origin::Live {
                             for h in batch.iter().filter_map(|s| s.labels.get("host")) {
                                 self.liveness.seen(h, now);
                             }
                             AppendStats::default()
                         } else {
                             let (_, stats) = tx.append(&mut batch, now)?;
-                            if forwarding {
+                            if forwarding && origin == Origin::Sender {
                                 to_forward.extend(batch.iter().cloned());
                             }
                             stats
@@ -409,7 +436,7 @@ impl Writer {
                         derived.extend(self.services.judge(now, self.engine_opts.stale_after_ms));
                         tx.append_derived(&mut derived, now)?;
                         if forwarding {
-                            to_forward.extend(derived.iter().cloned());
+                            derived_forward.extend(derived.iter().cloned());
                         }
                         transitions.extend(self.engine.ingest(&derived, now));
                         transitions.extend(self.engine.tick(now));
@@ -505,7 +532,7 @@ impl Writer {
                         };
                         other_replies.push(Reply::Done(reply, r.map_err(|e| e.to_string())));
                     }
-                    Msg::AddSilence { .. } | Msg::ExpireSilence { .. } => {
+                    Msg::AddSilence { .. } | Msg::ExpireSilence { .. } | Msg::Federate { .. } => {
                         unreachable!("handled before the group")
                     }
                 }
@@ -547,10 +574,13 @@ impl Writer {
                 for r in other_replies {
                     r.send_ok();
                 }
-                if forwarding && !to_forward.is_empty() {
-                    let group = Arc::new(std::mem::take(&mut to_forward));
+                if forwarding && !(to_forward.is_empty() && derived_forward.is_empty()) {
+                    let sent = Arc::new(std::mem::take(&mut to_forward));
+                    let mut all = (*sent).clone();
+                    all.append(&mut derived_forward);
+                    let all = Arc::new(all);
                     for t in &self.forward {
-                        t.push(Arc::clone(&group));
+                        t.push(Arc::clone(if t.peer { &sent } else { &all }));
                     }
                 }
                 if let Some(runner) = &self.runner {

@@ -469,8 +469,14 @@ pub fn mariadb() -> Option<Server> {
     })
 }
 
-/// A Prometheus Alertmanager (Debian's prometheus-alertmanager) on a free port, clustering off.
+/// A Prometheus Alertmanager (Debian's prometheus-alertmanager) on a free port, clustering off,
+/// with a receiver that notifies nobody.
 pub fn alertmanager() -> Option<Server> {
+    alertmanager_with("route:\n  receiver: sink\nreceivers:\n  - name: sink\n")
+}
+
+/// As `alertmanager`, with the given configuration (YAML).
+pub fn alertmanager_with(config: &str) -> Option<Server> {
     let bin = ["prometheus-alertmanager", "alertmanager"]
         .into_iter()
         .find(|b| {
@@ -486,11 +492,7 @@ pub fn alertmanager() -> Option<Server> {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("am.yml");
-    std::fs::write(
-        &cfg,
-        "route:\n  receiver: sink\nreceivers:\n  - name: sink\n",
-    )
-    .expect("write config");
+    std::fs::write(&cfg, config).expect("write config");
     let port = free_port();
     let child = Command::new(bin)
         .arg(format!("--config.file={}", cfg.display()))

@@ -78,6 +78,51 @@ fn everything_ingested_is_forwarded_to_a_real_prometheus() {
     );
 }
 
+/// With `federate: true`, one Prometheus scrape of the collector carries the newest sample of
+/// every host series, with its timestamp and labels, next to the collector's own metrics.
+#[test]
+fn a_prometheus_scraping_a_federating_collector_gets_host_series() {
+    let _g = serial();
+    let s = Stack::new("federate: true\n");
+    std::fs::create_dir(s.dir.path().join("rules")).unwrap();
+    let c = s.collector("127.0.0.1:0", &s.p("rules"));
+    let Some(prom) = tocsin_e2e::servers::prometheus(&format!(
+        "  - job_name: tocsin\n    honor_labels: true\n    static_configs: [{{ targets: [\"{}\"] }}]\n",
+        c.addr
+    )) else {
+        return;
+    };
+    let _a = s.agent(&c, &["--interval", "1s", "--host", "fed-host"]);
+    for q in [
+        "node_load1{host=\"fed-host\"}",
+        "node_memory_MemTotal_bytes{host=\"fed-host\"}",
+        "tocsin_host_up{host=\"fed-host\"}",
+        "tocsin_ingest_samples_total",
+    ] {
+        wait_for(q, Duration::from_secs(30), || {
+            let r = query(prom.port, q);
+            r["data"]["result"]
+                .as_array()
+                .filter(|l| !l.is_empty())
+                .map(|_| ())
+        });
+    }
+    // The whole page is valid exposition, one family per name.
+    let text = reqwest::blocking::get(c.url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    tocsin_e2e::promtool_check(&text).unwrap_or_else(|e| {
+        // promtool lints too (e.g. untyped counters' names); only syntax errors fail here.
+        assert!(
+            !e.contains("error while linting") && !e.contains("parse"),
+            "{e}"
+        );
+    });
+    let scrape_failures = query(prom.port, "up{job=\"tocsin\"} == 0");
+    assert_eq!(scrape_failures["data"]["result"], serde_json::json!([]));
+}
+
 /// Every query of every panel (and every variable) of the shipped dashboards, run through a
 /// real Prometheus that scrapes the collector and receives its remote-write forwarding, with
 /// an agent sampling the host, probing HTTPS and ICMP, and a remediated, acknowledged incident

@@ -77,6 +77,12 @@ pub struct RawShipping {
     /// Further collectors to fail over to, in order, while the first is unreachable.
     #[serde(default)]
     pub fallback_urls: Vec<String>,
+    /// Instead of `url` and `fallback_urls`: every collector of a pool that shares the fleet.
+    /// Each agent ranks the pool by rendezvous hashing of its host name, ships to the first and
+    /// fails over in rank order; adding or removing a collector moves only the hosts it gains
+    /// or loses.
+    #[serde(default)]
+    pub pool: Vec<String>,
     /// While on a fallback, how often to try the preferred collector again (default 30s).
     pub preferred_retry: Option<String>,
     /// Bearer token sent with every write: a literal, `{env: NAME}` or `{file: PATH}`.
@@ -176,18 +182,34 @@ impl RawAgentConfig {
         }
         labels.set("host", host.clone());
         let c = self.collector;
-        let url = c.url.unwrap_or_else(|| DEFAULT_COLLECTOR_URL.to_string());
-        for f in &c.fallback_urls {
-            if !(f.starts_with("http://") || f.starts_with("https://")) {
+        let urls = if c.pool.is_empty() {
+            let url = c.url.unwrap_or_else(|| DEFAULT_COLLECTOR_URL.to_string());
+            std::iter::once(url).chain(c.fallback_urls).collect()
+        } else {
+            if c.url.is_some() || !c.fallback_urls.is_empty() {
+                p.push(
+                    "collector: `pool` replaces `url` and `fallback_urls`; set one or the other",
+                );
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for u in &c.pool {
+                if !seen.insert(u) {
+                    p.push(format!("collector.pool: {u:?} is listed twice"));
+                }
+            }
+            rendezvous_order(&host, &c.pool)
+        };
+        let field = if c.pool.is_empty() {
+            "collector.url"
+        } else {
+            "collector.pool"
+        };
+        for u in &urls {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
                 p.push(format!(
-                    "collector.fallback_urls: {f:?} must start with http:// or https://"
+                    "{field}: {u:?} must start with http:// or https://"
                 ));
             }
-        }
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            p.push(format!(
-                "collector.url: {url:?} must start with http:// or https://"
-            ));
         }
         let token = c.token.and_then(|t| p.take("collector.token", t.resolve()));
         let read = |p: &mut Problems, field: &str, f: &Option<PathBuf>| {
@@ -239,7 +261,7 @@ impl RawAgentConfig {
             labels,
             textfile_dir: self.textfile_dir,
             shipping: ShippingConfig {
-                urls: std::iter::once(url).chain(c.fallback_urls).collect(),
+                urls,
                 preferred_retry,
                 token,
                 timeout,
@@ -255,6 +277,28 @@ impl RawAgentConfig {
             buffer,
         })
     }
+}
+
+/// Orders a pool of collectors for one host by rendezvous (highest random weight) hashing: each
+/// member's weight is a hash of host and member, highest first. Every agent computes the same
+/// order whatever the order of the list, and removing a member moves only the hosts that ranked
+/// it first, each to its own second choice.
+pub fn rendezvous_order(host: &str, pool: &[String]) -> Vec<String> {
+    let weight = |member: &str| {
+        // FNV-1a 64 over host, a 0 byte and the member, then the SplitMix64 finaliser (FNV alone
+        // mixes the last bytes poorly, and pool members often differ only there).
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in host.bytes().chain([0]).chain(member.bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^ (h >> 31)
+    };
+    let mut ranked: Vec<(u64, &String)> = pool.iter().map(|m| (weight(m), m)).collect();
+    ranked.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    ranked.into_iter().map(|(_, m)| m.clone()).collect()
 }
 
 fn validate_buffer(p: &mut Problems, b: RawBuffer, state_dir: &std::path::Path) -> BufferConfig {
@@ -321,5 +365,57 @@ mod tests {
     fn unknown_field_has_a_line() {
         let e = parse_yaml::<RawAgentConfig>("host: a\nintervall: 5s\n").unwrap_err();
         assert!(e.starts_with("2:1: unknown field `intervall`"), "{e}");
+    }
+
+    #[test]
+    fn pool_order_is_stable_balanced_and_moves_little() {
+        let pool: Vec<String> = (1..=4)
+            .map(|i| format!("http://c{i}:9760/api/v1/write"))
+            .collect();
+        let hosts: Vec<String> = (0..4000).map(|i| format!("web-{i:04}")).collect();
+        let first = |pool: &[String], h: &str| rendezvous_order(h, pool)[0].clone();
+        // The same order whatever the order of the list.
+        let mut reversed = pool.clone();
+        reversed.reverse();
+        for h in &hosts[..100] {
+            assert_eq!(rendezvous_order(h, &pool), rendezvous_order(h, &reversed));
+        }
+        // Balanced: each member first for about a quarter of the hosts.
+        for m in &pool {
+            let n = hosts.iter().filter(|h| &first(&pool, h) == m).count();
+            assert!((850..=1150).contains(&n), "{m}: {n} of 4000");
+        }
+        // Removing a member moves only its hosts, each to its second choice.
+        let smaller: Vec<String> = pool[..3].to_vec();
+        for h in &hosts {
+            let before = rendezvous_order(h, &pool);
+            let after = first(&smaller, h);
+            if before[0] == pool[3] {
+                assert_eq!(after, before[1]);
+            } else {
+                assert_eq!(after, before[0], "{h} moved");
+            }
+        }
+    }
+
+    #[test]
+    fn pool_excludes_url_and_is_ranked_into_urls() {
+        let raw: RawAgentConfig = parse_yaml(
+            "host: db-7\ncollector: {pool: [\"http://b:1/w\", \"http://a:1/w\", \"http://b:1/w\", \"ftp://c\"], url: \"http://x/w\"}\n",
+        )
+        .unwrap();
+        let e = raw.validate().unwrap_err().to_string();
+        assert!(e.contains("`pool` replaces `url`"), "{e}");
+        assert!(e.contains("\"http://b:1/w\" is listed twice"), "{e}");
+        assert!(
+            e.contains("collector.pool: \"ftp://c\" must start with"),
+            "{e}"
+        );
+        let raw: RawAgentConfig =
+            parse_yaml("host: db-7\ncollector: {pool: [\"http://b:1/w\", \"http://a:1/w\"]}\n")
+                .unwrap();
+        let c = raw.validate().unwrap();
+        let pool = ["http://b:1/w".to_string(), "http://a:1/w".to_string()];
+        assert_eq!(c.shipping.urls, rendezvous_order("db-7", &pool));
     }
 }

@@ -25,6 +25,9 @@ pub struct RawCollectorConfig {
     pub checkpoint_interval: Option<String>,
     /// An alert whose series sends nothing for this long is resolved (default 5m).
     pub stale_after: Option<String>,
+    /// Also expose the newest sample of every series (seen within `stale_after`) on /metrics,
+    /// with its timestamp, so that one Prometheus scrape feeds dashboards (default false).
+    pub federate: Option<bool>,
     /// URL under which people reach this collector, used in links (default http://LISTEN).
     pub external_url: Option<String>,
     /// A host that sends nothing for this long is down (`tocsin_host_up` 0). Default: three of
@@ -103,6 +106,10 @@ pub struct RawRemoteWrite {
     pub queue_max_samples: Option<usize>,
     /// Most samples in one request (default 10000).
     pub max_samples_per_send: Option<usize>,
+    /// The target is the other collector of a high-availability pair (default false): only
+    /// what agents sent is forwarded (not the series this collector derives, which the peer
+    /// derives itself), marked so that the peer does not forward it again.
+    pub peer: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +120,7 @@ pub struct RemoteWriteConfig {
     pub timeout: Duration,
     pub queue_max_samples: usize,
     pub max_samples_per_send: usize,
+    pub peer: bool,
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -404,6 +412,7 @@ pub struct CollectorConfig {
     pub retention: Duration,
     pub checkpoint_interval: Duration,
     pub stale_after: Duration,
+    pub federate: bool,
     pub external_url: String,
     pub host_down_after: Option<Duration>,
     pub host_forget_after: Duration,
@@ -1086,6 +1095,7 @@ impl RawCollectorConfig {
                 timeout: p.duration(&format!("{at}.timeout"), r.timeout.as_deref(), "30s"),
                 queue_max_samples: r.queue_max_samples.unwrap_or(10_000_000).max(1),
                 max_samples_per_send: r.max_samples_per_send.unwrap_or(10_000).max(1),
+                peer: r.peer.unwrap_or(false),
             });
         }
         let tls = self.tls.and_then(|t| {
@@ -1114,6 +1124,7 @@ impl RawCollectorConfig {
             retention,
             checkpoint_interval,
             stale_after,
+            federate: self.federate.unwrap_or(false),
             external_url,
             host_down_after,
             host_forget_after,
@@ -1138,6 +1149,15 @@ impl RawCollectorConfig {
 mod tests {
     use super::*;
     use crate::parse_yaml;
+
+    #[test]
+    fn shipped_examples_parse() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/");
+        let text = std::fs::read_to_string(format!("{root}collector.yaml")).unwrap();
+        parse_yaml::<RawCollectorConfig>(&text).unwrap();
+        let text = std::fs::read_to_string(format!("{root}agent.yaml")).unwrap();
+        parse_yaml::<crate::agent::RawAgentConfig>(&text).unwrap();
+    }
 
     #[test]
     fn defaults() {

@@ -1,5 +1,5 @@
-//! The in-memory head: per series, the newest timestamp and a compressed chunk of the samples
-//! not yet checkpointed. Indexed by series id, which SQLite hands out densely.
+//! The in-memory head: per series, the newest timestamp (and value, once one arrived since the
+//! start) and a compressed chunk of the samples not yet checkpointed. Indexed by series id, which SQLite hands out densely.
 
 use tocsin_model::{Sample, TimestampMs};
 
@@ -14,6 +14,8 @@ pub(crate) struct Head {
 
 struct HeadSeries {
     last_ts: Option<TimestampMs>,
+    /// The newest sample, when it was appended since the start (a restart knows only its time).
+    last: Option<Sample>,
     chunk: ChunkEncoder,
 }
 
@@ -25,6 +27,7 @@ impl Head {
         }
         let s = self.series[i].get_or_insert_with(|| HeadSeries {
             last_ts: None,
+            last: None,
             chunk: ChunkEncoder::new(),
         });
         if last_ts > s.last_ts {
@@ -44,8 +47,13 @@ impl Head {
             }
             h.chunk.append(s);
             h.last_ts = Some(s.timestamp_ms);
+            h.last = Some(s);
             self.samples += 1;
         }
+    }
+
+    pub(crate) fn last(&self, id: SeriesId) -> Option<Sample> {
+        self.series.get(id as usize)?.as_ref()?.last
     }
 
     pub(crate) fn chunk_bytes(&self, id: SeriesId) -> Option<&[u8]> {

@@ -227,6 +227,19 @@ impl Store {
             .collect()
     }
 
+    /// The newest sample of every series that has one at or after `since` (samples appended
+    /// before a restart are not known here until the series gets a new one).
+    pub fn latest(&self, since: TimestampMs) -> impl Iterator<Item = (&Labels, Sample)> + '_ {
+        self.index
+            .labels
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, l)| {
+                let s = self.head.last(i as SeriesId)?;
+                (s.timestamp_ms >= since).then_some((l.as_ref()?, s))
+            })
+    }
+
     /// Samples of one series with `from <= t <= to`, in time order.
     pub fn query(&self, id: SeriesId, from: TimestampMs, to: TimestampMs) -> Result<Vec<Sample>> {
         let mut out = Vec::new();

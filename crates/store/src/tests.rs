@@ -226,3 +226,28 @@ fn series_per_host_are_limited_for_ingest_not_for_derived_series() {
         .unwrap();
     assert_eq!(st.refused_series, 1);
 }
+
+#[test]
+fn latest_holds_the_newest_sample_of_series_fresh_enough() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    let mut b = vec![
+        s("load", "a", &[(NOW, 1.0), (NOW + 10, 2.0)]),
+        s("load", "b", &[(NOW - 600_000, 7.0)]),
+    ];
+    let mut tx = store.begin().unwrap();
+    tx.append(&mut b, NOW).unwrap();
+    tx.commit().unwrap();
+    // A retry of an older sample does not replace the newest.
+    let mut b = vec![s("load", "a", &[(NOW + 5, 9.0)])];
+    let mut tx = store.begin().unwrap();
+    tx.append(&mut b, NOW).unwrap();
+    tx.commit().unwrap();
+    store.checkpoint(0).unwrap();
+    let got: Vec<(String, Sample)> = store
+        .latest(NOW - 60_000)
+        .map(|(l, s)| (l.get("host").unwrap().to_string(), s))
+        .collect();
+    assert_eq!(got, vec![("a".to_string(), Sample::new(NOW + 10, 2.0))]);
+    assert_eq!(store.latest(i64::MIN).count(), 2);
+}

@@ -17,6 +17,10 @@ pub const CONTENT_ENCODING: &str = "snappy";
 /// not to be stored; the sender will send them again, in order, to be stored. Agents use it to
 /// put fresh samples ahead of a backlog without writing history out of order.
 pub const LIVE_HEADER: &str = "X-Tocsin-Live";
+/// Request header (value `1`) of a tocsin extension: the samples were forwarded by the other
+/// collector of a high-availability pair, which already forwarded them wherever they go; the
+/// receiver stores and evaluates them but does not forward them again.
+pub const FORWARDED_HEADER: &str = "X-Tocsin-Forwarded";
 pub const VERSION_HEADER: &str = "X-Prometheus-Remote-Write-Version";
 pub const VERSION: &str = "0.1.0";
 
