@@ -1,33 +1,62 @@
 #!/usr/bin/env bash
-# Remote-write ingest into tocsin-collector: durable samples per second, collector pinned to
-# one core and then given both, for two request shapes. Each case runs RUNS times on a fresh
-# data directory; the median is reported.
+# Remote-write ingest side by side: tocsin-collector (durable: answered after the fsynced commit)
+# and Prometheus with its remote-write receiver on (answered after the append to its head and
+# write-ahead log, which is fsynced per segment, not per request), same payloads from the same
+# load generator, each server pinned to one core and then given both, for two request shapes.
+# Each case runs RUNS times on a fresh data directory; the median is reported, and the ratio.
 #   bench/ingest.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
+command -v prometheus >/dev/null || { echo "needs prometheus (Debian package)" >&2; exit 1; }
 cargo build --release --locked -q -p tocsin-collector -p tocsin-loadgen
 work=$(mktemp -d)
-trap 'pkill -f "tocsin-collector --listen 127.0.0.1:19799" || true; rm -rf "$work"' EXIT
+pid=
+trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
 mkdir -p "$work/rules"
 cp rules/*.yaml "$work/rules/"
+printf 'global: {}\nscrape_configs: []\n' >"$work/prometheus.yml"
 port=19799
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r)"
+echo "prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}')"
+
+start() { # server cores
+  rm -rf "$work/data"
+  case $1 in
+    tocsin)
+      taskset -c "$2" ./target/release/tocsin-collector --listen 127.0.0.1:$port \
+        --data-dir "$work/data" --rules "$work/rules" >"$work/out" 2>"$work/err" &
+      pid=$! ;;
+    prometheus)
+      taskset -c "$2" prometheus --config.file="$work/prometheus.yml" \
+        --storage.tsdb.path="$work/data" --web.listen-address=127.0.0.1:$port \
+        --web.enable-remote-write-receiver >"$work/out" 2>"$work/err" &
+      pid=$! ;;
+  esac
+  for _ in $(seq 200); do
+    curl -sf -o /dev/null "http://127.0.0.1:$port/-/ready" && return
+    curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && return
+    sleep 0.05
+  done
+  echo "$1 did not start" >&2; cat "$work/err" >&2; exit 1
+}
+
 for cores in 0 0,1; do
   for shape in "--series 500 --samples 4" "--series 2000 --samples 1"; do
-    rates=()
-    for _ in $(seq "$runs"); do
-      rm -rf "$work/data"
-      taskset -c "$cores" ./target/release/tocsin-collector --listen 127.0.0.1:$port \
-        --data-dir "$work/data" --rules "$work/rules" >"$work/out" 2>"$work/err" &
-      pid=$!
-      for _ in $(seq 100); do grep -q listening "$work/out" 2>/dev/null && break; sleep 0.05; done
-      r=$(./target/release/tocsin-loadgen --url http://127.0.0.1:$port/api/v1/write \
-            --agents 64 --rounds 40 --concurrency 8 $shape --json 2>/dev/null)
-      rates+=("$(echo "$r" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(int(d["samples_per_second"]), round(d["latency_ms_p99"],1))')")
-      kill -TERM $pid; wait $pid || true
+    declare -A med=()
+    for server in tocsin prometheus; do
+      rates=()
+      for _ in $(seq "$runs"); do
+        start $server "$cores"
+        r=$(./target/release/tocsin-loadgen --url http://127.0.0.1:$port/api/v1/write \
+              --agents 64 --rounds 40 --concurrency 8 $shape --json 2>/dev/null)
+        rates+=("$(echo "$r" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(int(d["samples_per_second"]), round(d["latency_ms_p99"],1), d["failed"])')")
+        kill -TERM $pid; wait $pid || true; pid=
+      done
+      median=$(printf '%s\n' "${rates[@]}" | sort -n | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}')
+      med[$server]=${median%% *}
+      echo "$server cores=$cores shape=[$shape] runs (samples/s p99-ms failed): $(printf '%s; ' "${rates[@]}") median: $median"
     done
-    median=$(printf '%s\n' "${rates[@]}" | sort -n | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}')
-    echo "collector cores=$cores shape=[$shape] runs: $(printf '%s; ' "${rates[@]}") median samples/s, p99 ms: $median"
+    echo "  ratio tocsin/prometheus: $(awk -v a="${med[tocsin]}" -v b="${med[prometheus]}" 'BEGIN {printf "%.2f", a/b}')"
   done
 done

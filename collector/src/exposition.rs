@@ -183,6 +183,7 @@ pub(crate) fn federation<'a>(
     let mut family = "";
     for (name, labels, s) in items {
         if name != family {
+            let _ = writeln!(out, "# HELP {name} Newest stored sample (federated).");
             let _ = writeln!(out, "# TYPE {name} untyped");
             family = name;
         }
@@ -244,11 +245,14 @@ mod tests {
         let text = super::federation(items.iter().map(|(l, s)| (*l, *s)), &skip);
         assert_eq!(
             text,
-            "# TYPE disk_free untyped\n\
+            "# HELP disk_free Newest stored sample (federated).\n\
+             # TYPE disk_free untyped\n\
              disk_free{mount=\"/x\\\"y\\\\z\\nw\"} +Inf 2000\n\
+             # HELP load1 Newest stored sample (federated).\n\
              # TYPE load1 untyped\n\
              load1{host=\"b\"} 0.5 1000\n\
              load1{host=\"a\"} NaN 4000\n\
+             # HELP up Newest stored sample (federated).\n\
              # TYPE up untyped\n\
              up 1000000000000000000000 5000\n"
         );
