@@ -13,8 +13,9 @@ pids=
 trap 'for p in $pids; do kill $p 2>/dev/null || true; done; rm -rf "$out"' EXIT
 fail() { echo "package check: $*" >&2; exit 1; }
 
-cargo deb --no-build --profile dev --fast --no-strip -p tocsin-collector -o "$out/" >/dev/null
-cargo deb --no-build --profile dev --fast --no-strip -p tocsin-agent -o "$out/" >/dev/null
+# (cargo-deb warns that the dev profile is meant for releases only; CI pins cargo-deb's version.)
+cargo deb --no-build --profile dev --fast --no-strip -p tocsin-collector -o "$out/" >/dev/null 2>"$out/deb.log" || { cat "$out/deb.log" >&2; fail "cargo deb failed"; }
+cargo deb --no-build --profile dev --fast --no-strip -p tocsin-agent -o "$out/" >/dev/null 2>"$out/deb.log" || { cat "$out/deb.log" >&2; fail "cargo deb failed"; }
 for pkg in collector agent; do
     deb=$(ls "$out"/tocsin-${pkg}_*.deb) || fail "no tocsin-$pkg package built"
     dpkg-deb --info "$deb" >"$out/$pkg.info"
@@ -24,7 +25,8 @@ for pkg in collector agent; do
     dpkg-deb --extract "$deb" "$out/root"
     grep -q "^ Depends:.*adduser" "$out/$pkg.info" || fail "$pkg: does not depend on adduser"
     grep -qx "/etc/tocsin/$pkg.yaml" "$out/$pkg.control/conffiles" || fail "$pkg: $pkg.yaml is not a conffile"
-    for f in /usr/bin/tocsin-$pkg /etc/tocsin/$pkg.yaml /lib/systemd/system/tocsin-$pkg.service \
+    grep -Eqx "(/usr)?/lib/systemd/system/tocsin-$pkg.service" "$out/$pkg.files" || fail "$pkg: no systemd unit"
+    for f in /usr/bin/tocsin-$pkg /etc/tocsin/$pkg.yaml \
              /usr/share/doc/tocsin-$pkg/examples/$pkg.yaml /usr/share/doc/tocsin-$pkg/OPERATIONS.md; do
         grep -qx "$f" "$out/$pkg.files" || fail "$pkg: $f missing; it holds: $(tr '\n' ' ' <"$out/$pkg.files")"
     done
