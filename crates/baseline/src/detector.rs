@@ -3,8 +3,12 @@
 //! - **Point deviation**: distance of the value from a fast exponentially weighted level, in
 //!   units of the exponentially weighted mean absolute deviation (a robust scale).
 //! - **Level shift**: distance of a short-term mean from a long-term mean, in long-term scale.
+//! - **Daily profile**: per 15-minute bucket of the day, a mean and deviation learned once a day.
 //!
-//! The score is the larger of the two, mapped to [0, 1).
+//! The largest deviation, log-compressed (the surprise), is judged against the series' own
+//! history of surprises: the tail probability is the larger of a Gaussian fitted to that
+//! history and its empirical distribution (so a jump the series makes every few hours is only
+//! as rare as it has been), then spread on a log scale to [0, 1].
 
 /// Tunables; defaults are chosen on the NAB tuning subset (docs/DYNAMIC.md).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -33,13 +37,17 @@ pub struct DetectorConfig {
     /// echo of an event already reported and is damped by `echo_damp`.
     pub peak_decay: f64,
     pub echo_damp: f64,
+    /// Memory of the empirical distribution of the surprise (0: off). A surprise this series
+    /// has often shown is only as rare as it has been, however far out a Gaussian puts it.
+    #[serde(default)]
+    pub tail_alpha: f64,
 }
 
 impl Default for DetectorConfig {
     fn default() -> Self {
         DetectorConfig {
             min_history: 30,
-            alpha_level: 0.1,
+            alpha_level: 0.2,
             alpha_dev: 0.01,
             alpha_short: 0.3,
             alpha_long: 0.005,
@@ -50,8 +58,9 @@ impl Default for DetectorConfig {
             alpha_season: 0.1,
             season_min_days: 5.0,
             season_k: 6.0,
-            peak_decay: 0.999,
+            peak_decay: 0.9995,
             echo_damp: 0.5,
+            tail_alpha: 0.001,
         }
     }
 }
@@ -83,7 +92,13 @@ pub struct Detector {
     /// Remembered peak scores of deviations upwards and downwards: an echo of a drop does not
     /// damp a rise.
     peak: [f64; 2],
+    /// Decayed histogram of the raw surprise, bins of `TAIL_BIN` from 0.
+    #[serde(default)]
+    tail: Vec<f32>,
 }
+
+const TAIL_BINS: usize = 24;
+const TAIL_BIN: f64 = 0.25;
 
 /// Buckets of the daily profile: 15 minutes each.
 const BUCKETS: usize = 96;
@@ -105,12 +120,21 @@ impl Detector {
             season: vec![[0.0; 3]; BUCKETS],
             last_ts: 0,
             peak: [0.0; 2],
+            tail: Vec::new(),
         }
+    }
+
+    /// Applies a configuration to learned state (a rule's current one to a baseline restored
+    /// from storage).
+    pub fn set_config(&mut self, cfg: DetectorConfig) {
+        self.cfg = cfg;
     }
 
     /// Memory held for one series, heap included.
     pub fn state_bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + self.season.capacity() * std::mem::size_of::<[f32; 3]>()
+        std::mem::size_of::<Self>()
+            + self.season.capacity() * std::mem::size_of::<[f32; 3]>()
+            + self.tail.capacity() * std::mem::size_of::<f32>()
     }
 
     /// Scores `x` observed at `ts_ms` against the past, then learns from it.
@@ -197,7 +221,24 @@ impl Detector {
         let raw = (1.0 + z).ln();
         let s_short = self.s_short + c.alpha_surprise_short * (raw - self.s_short);
         let sd = self.s_var.sqrt().max(1e-3);
-        let tail = gaussian_tail((s_short - self.s_mean) / sd);
+        let mut tail = gaussian_tail((s_short - self.s_mean) / sd);
+        if c.tail_alpha > 0.0 && self.tail.len() != TAIL_BINS {
+            self.tail = vec![0.0; TAIL_BINS];
+        }
+        if !self.tail.is_empty() {
+            let b = ((s_short / TAIL_BIN) as usize).min(TAIL_BINS - 1);
+            let total: f32 = self.tail.iter().sum();
+            if total > 0.0 {
+                let above: f32 = self.tail[b..].iter().sum();
+                tail = tail.max(f64::from(above / total));
+            }
+            let keep = (1.0 - c.tail_alpha) as f32;
+            for v in &mut self.tail {
+                *v *= keep;
+            }
+            let rb = ((raw / TAIL_BIN) as usize).min(TAIL_BINS - 1);
+            self.tail[rb] += c.tail_alpha as f32;
+        }
         let score = if self.n < u64::from(c.min_history) {
             0.0
         } else {
@@ -311,6 +352,9 @@ mod behaviour {
     use super::*;
 
     const STEP: i64 = 300_000; // 5 minutes
+    /// The medium sensitivity's warning and critical cutoffs (tocsin-rules).
+    const WARN: f64 = 0.2;
+    const CRIT: f64 = 0.4;
 
     fn daily(i: i64) -> f64 {
         // Busy 08:00–20:00, quiet otherwise: a square wave over the day.
@@ -338,16 +382,16 @@ mod behaviour {
             }
         }
         assert!(
-            first_day_max > 0.5,
+            first_day_max > CRIT,
             "an unknown jump is a surprise: {first_day_max}"
         );
-        assert!(late_max < 0.3, "a learned daily jump is not: {late_max}");
+        assert!(late_max < WARN, "a learned daily jump is not: {late_max}");
         // The day that fails to rise is caught.
         let mut broken: f64 = 0.0;
         for i in per_day * 14..per_day * 15 {
             broken = broken.max(d.update(i * STEP, 20.0).score);
         }
-        assert!(broken > 0.5, "a broken daily shape scores: {broken}");
+        assert!(broken > CRIT, "a broken daily shape scores: {broken}");
     }
 
     #[test]
@@ -363,13 +407,14 @@ mod behaviour {
         }
         let early = scores[..20].iter().copied().fold(0.0, f64::max);
         let late = scores[1500..].iter().copied().fold(0.0, f64::max);
-        assert!(early > 0.5, "the shift is reported: {early}");
-        assert!(late < 0.2, "the new level is normal after a while: {late}");
+        assert!(early > CRIT, "the shift is reported: {early}");
+        assert!(late < WARN, "the new level is normal after a while: {late}");
     }
 
     #[test]
     fn a_second_event_soon_after_a_first_still_scores() {
-        // Being desensitised by one incident would hide the next: both must score.
+        // One incident makes a second as large look less rare for a while (the empirical
+        // tail), but it must still warn.
         let mut d = Detector::new(DetectorConfig::default());
         let noise = |i: i64| ((i * 7919) % 11) as f64 / 10.0;
         for i in 0..1000 {
@@ -380,7 +425,33 @@ mod behaviour {
             d.update(i * STEP, 40.0 + noise(i));
         }
         let rise = d.update(1010 * STEP, 90.0).score;
-        assert!(drop > 0.9 && rise > 0.9, "drop {drop}, rise {rise}");
+        assert!(drop > 0.9 && rise > WARN, "drop {drop}, rise {rise}");
+    }
+
+    #[test]
+    fn routine_spikes_stop_scoring_but_a_larger_one_still_does() {
+        // A job doubles the value for one sample every 37 minutes; two days of minutes, so the
+        // daily profile (trusted after five days) is not involved.
+        const MINUTE: i64 = 60_000;
+        let mut d = Detector::new(DetectorConfig::default());
+        let noise = |i: i64| ((i * 7919) % 11) as f64 / 10.0;
+        let mut late_spikes: f64 = 0.0;
+        for i in 0..3000 {
+            let spike = i % 37 == 36;
+            let s = d
+                .update(i * MINUTE, if spike { 80.0 } else { 40.0 } + noise(i))
+                .score;
+            if spike && i > 2000 {
+                late_spikes = late_spikes.max(s);
+            }
+        }
+        assert!(late_spikes < WARN, "a routine spike: {late_spikes}");
+        let big = d.update(3000 * MINUTE, 400.0).score;
+        // It alerts; damped as an echo of the first, unlearned spikes, only at warning level.
+        assert!(
+            big > WARN && big > late_spikes,
+            "a spike ten times larger than the routine one: {big}"
+        );
     }
 
     #[test]

@@ -663,7 +663,10 @@ impl Engine {
             let (Some(&ri), Ok(k)) = (index.get(rule), u64::from_str_radix(k, 16)) else {
                 continue;
             };
-            if let Ok(d) = serde_json::from_str(&json) {
+            if let Ok(mut d) = serde_json::from_str::<tocsin_baseline::Detector>(&json) {
+                if let Some(dy) = &self.rules[ri].dynamic {
+                    d.set_config(dy.detector);
+                }
                 self.detectors.insert((ri, k), d);
                 n += 1;
             }

@@ -116,12 +116,14 @@ impl Exclusion {
     }
 }
 
-/// Anomaly-score cutoffs per level for a sensitivity (low, medium, high).
+/// Anomaly-score cutoffs per level (warning, critical, emergency) for a sensitivity. A score s
+/// stands for a tail probability of about 10^(-10·s): medium warns at 1 %, is critical at 0.01 %
+/// and an emergency at one in a million.
 pub fn score_cutoffs(sensitivity: &str) -> Option<[f64; 3]> {
     match sensitivity {
-        "low" => Some([0.78, 0.92, 0.99]),
-        "medium" => Some([0.65, 0.85, 0.97]),
-        "high" => Some([0.50, 0.75, 0.92]),
+        "low" => Some([0.3, 0.5, 0.7]),
+        "medium" => Some([0.2, 0.4, 0.6]),
+        "high" => Some([0.15, 0.3, 0.5]),
         _ => None,
     }
 }
