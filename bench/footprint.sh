@@ -1,6 +1,7 @@
 #!/bin/sh
 # Agent footprint side by side with prometheus-node-exporter, same machine, same run:
-# The agent is built as packaged (profile dist-agent: fat LTO, size-optimised). RSS after warm-up and CPU seconds per collection cycle (the agent samples and ships to a local
+# The agent is built as packaged (profile dist-agent: fat LTO, size-optimised, glibc linked
+# statically). RSS after warm-up and CPU seconds per collection cycle (the agent samples and ships to a local
 # collector every second; node_exporter is scraped every second). Medians of RUNS runs.
 #   bench/footprint.sh [RUNS=3] [CYCLES=60]
 set -eu
@@ -9,7 +10,7 @@ RUNS=${1:-3}
 CYCLES=${2:-60}
 command -v prometheus-node-exporter >/dev/null || { echo "needs prometheus-node-exporter" >&2; exit 1; }
 cargo build --release --locked -q -p tocsin-collector
-cargo build --profile dist-agent --locked -q -p tocsin-agent
+AGENT=$(packaging/build-agent.sh)
 TMP=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$TMP"' EXIT
 TICK=$(getconf CLK_TCK)
@@ -24,7 +25,7 @@ sleep 1
 : >"$TMP/agent.txt"; : >"$TMP/ne.txt"
 for run in $(seq "$RUNS"); do
     AP=$(free_port); NP=$(free_port)
-    target/dist-agent/tocsin-agent --collector "http://127.0.0.1:$CP/api/v1/write" --listen 127.0.0.1:$AP \
+    "$AGENT" --collector "http://127.0.0.1:$CP/api/v1/write" --listen 127.0.0.1:$AP \
         --interval 1s --host bench-$run --state-dir "$TMP/state-$run" >"$TMP/a.out" 2>"$TMP/a.log" &
     APID=$!
     prometheus-node-exporter --web.listen-address=127.0.0.1:$NP >"$TMP/n.log" 2>&1 &
