@@ -15,6 +15,19 @@ fn query(prom: u16, q: &str) -> Value {
         .unwrap()
 }
 
+/// Waits until every query returns at least one series.
+fn wait_all_nonempty(prom: u16, queries: &[&str]) {
+    for q in queries {
+        wait_for(q, Duration::from_secs(30), || {
+            let r = query(prom, q);
+            r["data"]["result"]
+                .as_array()
+                .filter(|l| !l.is_empty())
+                .map(|_| ())
+        });
+    }
+}
+
 #[test]
 fn everything_ingested_is_forwarded_to_a_real_prometheus() {
     let _g = serial();
@@ -49,19 +62,14 @@ fn everything_ingested_is_forwarded_to_a_real_prometheus() {
     });
     assert_eq!(v["value"][1], "42");
     // Host series and the collector's derived liveness series too.
-    for q in [
-        "node_load1{host=\"fwd-host\"}",
-        "node_memory_MemTotal_bytes{host=\"fwd-host\"}",
-        "tocsin_host_up{host=\"fwd-host\"}",
-    ] {
-        wait_for(q, Duration::from_secs(15), || {
-            let r = query(prom.port, q);
-            r["data"]["result"]
-                .as_array()
-                .filter(|l| !l.is_empty())
-                .map(|_| ())
-        });
-    }
+    wait_all_nonempty(
+        prom.port,
+        &[
+            "node_load1{host=\"fwd-host\"}",
+            "node_memory_MemTotal_bytes{host=\"fwd-host\"}",
+            "tocsin_host_up{host=\"fwd-host\"}",
+        ],
+    );
     let m = c.url("/metrics");
     assert!(
         metric(
@@ -93,20 +101,15 @@ fn a_prometheus_scraping_a_federating_collector_gets_host_series() {
         return;
     };
     let _a = s.agent(&c, &["--interval", "1s", "--host", "fed-host"]);
-    for q in [
-        "node_load1{host=\"fed-host\"}",
-        "node_memory_MemTotal_bytes{host=\"fed-host\"}",
-        "tocsin_host_up{host=\"fed-host\"}",
-        "tocsin_ingest_samples_total",
-    ] {
-        wait_for(q, Duration::from_secs(30), || {
-            let r = query(prom.port, q);
-            r["data"]["result"]
-                .as_array()
-                .filter(|l| !l.is_empty())
-                .map(|_| ())
-        });
-    }
+    wait_all_nonempty(
+        prom.port,
+        &[
+            "node_load1{host=\"fed-host\"}",
+            "node_memory_MemTotal_bytes{host=\"fed-host\"}",
+            "tocsin_host_up{host=\"fed-host\"}",
+            "tocsin_ingest_samples_total",
+        ],
+    );
     // The whole page is valid exposition, one family per name.
     let text = reqwest::blocking::get(c.url("/metrics"))
         .unwrap()

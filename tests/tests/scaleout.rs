@@ -223,36 +223,30 @@ fn an_ha_pair_notifies_once_through_alertmanager_and_either_can_be_lost() {
     // One outage, both collectors alert, the receiver hears of it once.
     let outage = |collectors: &[&Proc], round: usize| {
         let before: Vec<f64> = collectors.iter().map(|c| delivered(c)).collect();
+        // Every live collector has delivered `more` notifications to Alertmanager since `before`.
+        let told = |before: &[f64], more: f64| {
+            wait_for(
+                "every live collector told Alertmanager",
+                Duration::from_secs(20),
+                || {
+                    collectors
+                        .iter()
+                        .zip(before)
+                        .all(|(c, b)| delivered(c) >= b + more)
+                        .then_some(())
+                },
+            )
+        };
         down.store(true, Ordering::SeqCst);
         wait_for("the firing notification", Duration::from_secs(20), || {
             (notified("firing") == round).then_some(())
         });
-        wait_for(
-            "every live collector told Alertmanager",
-            Duration::from_secs(20),
-            || {
-                collectors
-                    .iter()
-                    .zip(&before)
-                    .all(|(c, b)| delivered(c) >= b + 1.0)
-                    .then_some(())
-            },
-        );
+        told(&before, 1.0);
         down.store(false, Ordering::SeqCst);
         wait_for("the resolved notification", Duration::from_secs(20), || {
             (notified("resolved") == round).then_some(())
         });
-        wait_for(
-            "every live collector told Alertmanager of the end",
-            Duration::from_secs(20),
-            || {
-                collectors
-                    .iter()
-                    .zip(&before)
-                    .all(|(c, b)| delivered(c) >= b + 2.0)
-                    .then_some(())
-            },
-        );
+        told(&before, 2.0);
     };
     outage(&[&a, &b], 1);
 
