@@ -12,7 +12,8 @@ command -v prometheus-node-exporter >/dev/null || { echo "needs prometheus-node-
 cargo build --release --locked -q -p tocsin-collector
 AGENT=$(packaging/build-agent.sh)
 TMP=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$TMP"' EXIT
+CPID=
+trap '[ -n "$CPID" ] && kill $CPID 2>/dev/null; rm -rf "$TMP"' EXIT
 TICK=$(getconf CLK_TCK)
 cpu_s() { awk -v t="$TICK" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
 rss_mb() { awk '/VmRSS/ {print $2 / 1024}' "/proc/$1/status"; }
@@ -21,6 +22,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 
 CP=$(free_port)
 target/release/tocsin-collector --listen 127.0.0.1:$CP --data-dir "$TMP/data" --rules rules >"$TMP/c.out" 2>"$TMP/c.log" &
+CPID=$!
 sleep 1
 : >"$TMP/agent.txt"; : >"$TMP/ne.txt"
 for run in $(seq "$RUNS"); do
