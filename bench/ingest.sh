@@ -4,6 +4,8 @@
 # write-ahead log, which is fsynced per segment, not per request), same payloads from the same
 # load generator, each server pinned to one core and then given both, for two request shapes.
 # Each case runs RUNS times on a fresh data directory; the median is reported, and the ratio.
+# VictoriaMetrics (single-node) joins when VM_BIN names its binary (it is not packaged for
+# Debian): VM_BIN=/path/to/victoria-metrics-prod bench/ingest.sh 3
 #   bench/ingest.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +29,10 @@ start() { # server cores
       taskset -c "$2" ./target/release/tocsin-collector --listen 127.0.0.1:$port \
         --data-dir "$work/data" --rules "$work/rules" >"$work/out" 2>"$work/err" &
       pid=$! ;;
+    victoriametrics)
+      taskset -c "$2" "$VM_BIN" -storageDataPath="$work/data" -httpListenAddr=127.0.0.1:$port \
+        >"$work/out" 2>"$work/err" &
+      pid=$! ;;
     prometheus)
       taskset -c "$2" prometheus --config.file="$work/prometheus.yml" \
         --storage.tsdb.path="$work/data" --web.listen-address=127.0.0.1:$port \
@@ -36,15 +42,18 @@ start() { # server cores
   for _ in $(seq 200); do
     curl -sf -o /dev/null "http://127.0.0.1:$port/-/ready" && return
     curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && return
+    curl -sf -o /dev/null "http://127.0.0.1:$port/health" && return
     sleep 0.05
   done
   echo "$1 did not start" >&2; cat "$work/err" >&2; exit 1
 }
 
+servers="tocsin prometheus"
+[ -n "${VM_BIN:-}" ] && servers="$servers victoriametrics"
 for cores in 0 0,1; do
   for shape in "--series 500 --samples 4" "--series 2000 --samples 1"; do
     declare -A med=()
-    for server in tocsin prometheus; do
+    for server in $servers; do
       rates=()
       for _ in $(seq "$runs"); do
         start $server "$cores"
@@ -57,6 +66,9 @@ for cores in 0 0,1; do
       med[$server]=${median%% *}
       echo "$server cores=$cores shape=[$shape] runs (samples/s p99-ms failed): $(printf '%s; ' "${rates[@]}") median: $median"
     done
-    echo "  ratio tocsin/prometheus: $(awk -v a="${med[tocsin]}" -v b="${med[prometheus]}" 'BEGIN {printf "%.2f", a/b}')"
+    for peer in $servers; do
+      [ "$peer" = tocsin ] && continue
+      echo "  ratio tocsin/$peer: $(awk -v a="${med[tocsin]}" -v b="${med[$peer]}" 'BEGIN {printf "%.2f", a/b}')"
+    done
   done
 done
