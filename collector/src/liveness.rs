@@ -10,6 +10,11 @@ pub const UP_METRIC: &str = "tocsin_host_up";
 pub const INTERVAL_METRIC: &str = "tocsin_agent_interval_seconds";
 /// Used when a host's interval is unknown (data from Prometheus or another sender).
 const DEFAULT_INTERVAL_MS: i64 = 10_000;
+/// After a start, hosts known from before get this long (or their down-after time, if longer)
+/// to report again before they are judged: their agents back off while the collector is away
+/// (`collector.max_backoff`, 30 s by default) and come back one by one, and a restart must not
+/// page for every host of the fleet.
+pub const RESTART_GRACE_MS: i64 = 60_000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostView {
@@ -23,6 +28,8 @@ pub struct HostView {
 pub struct Liveness {
     down_after_ms: Option<i64>,
     forget_after_ms: i64,
+    /// When this collector started: a host not seen since is not judged before its grace.
+    started: TimestampMs,
     hosts: BTreeMap<String, HostView>,
 }
 
@@ -31,6 +38,7 @@ impl Liveness {
         down_after_ms: Option<i64>,
         forget_after_ms: i64,
         known: Vec<(String, TimestampMs)>,
+        started: TimestampMs,
     ) -> Self {
         let hosts = known
             .into_iter()
@@ -49,6 +57,7 @@ impl Liveness {
         Liveness {
             down_after_ms,
             forget_after_ms,
+            started,
             hosts,
         }
     }
@@ -93,13 +102,18 @@ impl Liveness {
     }
 
     /// Judges every host at `now`: one `tocsin_host_up` sample each. Hosts silent for longer
-    /// than `forget_after` are dropped.
+    /// than `forget_after` are dropped; hosts not heard from since the start are left unjudged
+    /// (no sample: their alerts keep their state) for a grace after it.
     pub fn judge(&mut self, now: TimestampMs) -> Vec<SeriesSamples> {
         let forget = self.forget_after_ms;
         self.hosts.retain(|_, h| now - h.last_seen <= forget);
         let downs: Vec<(String, bool)> = self
             .hosts
             .values()
+            .filter(|h| {
+                h.last_seen >= self.started
+                    || now - self.started > RESTART_GRACE_MS.max(self.down_after(h))
+            })
             .map(|h| (h.host.clone(), now - h.last_seen <= self.down_after(h)))
             .collect();
         downs
@@ -127,7 +141,7 @@ mod tests {
 
     #[test]
     fn down_after_three_intervals_and_forgotten_later() {
-        let mut l = Liveness::new(None, 1_000_000, vec![("old".into(), 0)]);
+        let mut l = Liveness::new(None, 1_000_000, vec![("old".into(), 0)], 0);
         l.seen("a", 1_000_000);
         l.observe(&[SeriesSamples {
             labels: Labels::from_pairs([(METRIC_NAME, INTERVAL_METRIC), ("host", "a")]),
@@ -153,8 +167,39 @@ mod tests {
 
     #[test]
     fn explicit_down_after_wins() {
-        let mut l = Liveness::new(Some(500), 3_600_000, vec![]);
+        let mut l = Liveness::new(Some(500), 3_600_000, vec![], 0);
         l.seen("a", 0);
         assert_eq!(l.judge(501)[0].samples[0].value, 0.0);
+    }
+
+    #[test]
+    fn hosts_known_from_before_a_restart_get_a_grace() {
+        let start = 10_000_000;
+        // Two hosts last seen 5 minutes before the start; one reports again soon, one never.
+        let known = vec![
+            ("back".into(), start - 300_000),
+            ("gone".into(), start - 300_000),
+        ];
+        let mut l = Liveness::new(None, 3_600_000, known, start);
+        let judged = |v: &[SeriesSamples]| -> Vec<(String, f64)> {
+            v.iter()
+                .map(|s| {
+                    (
+                        s.labels.get("host").unwrap().to_string(),
+                        s.samples[0].value,
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(judged(&l.judge(start + 1_000)), vec![]);
+        l.seen("back", start + 20_000);
+        assert_eq!(
+            judged(&l.judge(start + 21_000)),
+            vec![("back".to_string(), 1.0)]
+        );
+        assert_eq!(
+            judged(&l.judge(start + RESTART_GRACE_MS + 1)),
+            vec![("back".to_string(), 0.0), ("gone".to_string(), 0.0)]
+        );
     }
 }

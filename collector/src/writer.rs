@@ -212,6 +212,7 @@ impl Writer {
             settings.host_down_after.map(|d| d.as_millis() as i64),
             settings.host_forget_after.as_millis() as i64,
             store.hosts()?,
+            now_ms(),
         );
         let mut w = Writer {
             engine: Engine::new(rules, settings.engine),

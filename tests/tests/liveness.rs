@@ -21,6 +21,11 @@ impl Env {
         Env(Stack::new(""))
     }
 
+    /// With extra collector configuration (YAML).
+    fn with(extra: &str) -> Env {
+        Env(Stack::new(extra))
+    }
+
     /// The collector with the shipped rules.
     fn collector(&self, listen: &str) -> Proc {
         self.0
@@ -144,6 +149,40 @@ fn killed_agent_fires_host_down_and_resolves_on_return() {
     let (_, event, _) = env.wait_event("HostDown", 2, Duration::from_secs(10));
     assert_eq!(event, "resolved");
     assert_eq!(env.events("HostDown").len(), 2);
+}
+
+#[test]
+fn a_collector_restart_does_not_page_for_hosts_whose_agents_come_back() {
+    let _g = serial();
+    // A restored host's interval is learned again from its next samples: until then its
+    // down-after time is fixed here, so that the restart finds it overdue.
+    let env = Env::with("host_down_after: 3s\n");
+    let listen = format!("127.0.0.1:{}", tocsin_e2e::servers::free_port());
+    let mut c = env.collector(&listen);
+    let _a = env.agent(&c, "  []\n");
+    wait_for("host up with its interval", Duration::from_secs(15), || {
+        let h = hosts(&c);
+        (h["data"]["hosts"][0]["intervalSeconds"] == 1.0 && h["data"]["hosts"][0]["up"] == true)
+            .then_some(())
+    });
+    c.terminate();
+    // The outage: longer than the host's down-after time (three 1 s intervals), so that on
+    // restart the host's last sample is old and its agent is still backing off.
+    std::thread::sleep(Duration::from_secs(6));
+    let c = env.collector(&listen);
+    wait_for("the agent reports again", Duration::from_secs(30), || {
+        let h = hosts(&c);
+        (h["data"]["hosts"][0]["lastSeenAgeSeconds"]
+            .as_f64()
+            .is_some_and(|a| a < 1.5)
+            && h["data"]["hosts"][0]["up"] == true)
+            .then_some(())
+    });
+    assert!(
+        env.events("HostDown").is_empty(),
+        "a restart paged: {:?}",
+        env.events("HostDown")
+    );
 }
 
 #[test]
