@@ -421,6 +421,20 @@ impl Engine {
             }
             None => (0.0, None),
         };
+        if !self.alerts.contains_key(&(ri, kfp))
+            && !rule
+                .defined_levels()
+                .any(|(_, spec)| spec.holds_for(v, score, false))
+        {
+            // Nothing holds and nothing is remembered (the common case: a healthy series): no
+            // state to create, step, persist and drop again.
+            self.last_eval = Some(Evaluation {
+                value: v,
+                score,
+                level: None,
+            });
+            return None;
+        }
         let st = self.alerts.entry((ri, kfp)).or_insert_with(|| {
             let mut labels = key_labels.clone();
             for l in rule.labels.iter() {
