@@ -108,26 +108,18 @@ impl Buffer {
         match s.append(tocsin_model::now_ms(), b.samples as u32, &b.body) {
             Ok(dropped) => {
                 if dropped > 0 {
-                    self.tel
-                        .buffer_dropped
-                        .with_label_values(&["full"])
-                        .inc_by(dropped);
+                    self.dropped("full", dropped);
                     warn!(
                         samples = dropped,
                         "buffer full; its oldest samples were dropped"
                     );
                 }
                 if self.sync_each {
-                    if let Err(e) = s.sync() {
-                        error!(error = %e, "buffer fsync failed");
-                    }
+                    fsync(&mut s);
                 }
             }
             Err(e) => {
-                self.tel
-                    .buffer_dropped
-                    .with_label_values(&["write_error"])
-                    .inc_by(b.samples as u64);
+                self.dropped("write_error", b.samples as u64);
                 error!(error = %e, samples = b.samples, "cannot write to the buffer; batch dropped");
                 return;
             }
@@ -140,9 +132,15 @@ impl Buffer {
 
     /// fsyncs what was appended.
     pub fn sync(&self) {
-        if let Err(e) = self.lock().sync() {
-            error!(error = %e, "buffer fsync failed");
-        }
+        fsync(&mut self.lock());
+    }
+
+    /// Counts samples the buffer lost, by reason (`tocsin_agent_buffer_dropped_samples_total`).
+    fn dropped(&self, reason: &str, samples: u64) {
+        self.tel
+            .buffer_dropped
+            .with_label_values(&[reason])
+            .inc_by(samples);
     }
 
     /// Records waiting to be acknowledged.
@@ -191,10 +189,7 @@ impl Buffer {
         let l = s.losses();
         if l.expired_samples > expired_before {
             let n = l.expired_samples - expired_before;
-            self.tel
-                .buffer_dropped
-                .with_label_values(&["expired"])
-                .inc_by(n);
+            self.dropped("expired", n);
             warn!(
                 samples = n,
                 max_age_ms = self.max_age_ms,
@@ -450,5 +445,11 @@ async fn send(client: &reqwest::Client, url: &str, cfg: &ShippingConfig, body: V
             _ => Outcome::Rejected(message),
         },
         Answer::Unreachable(e) => Outcome::Retry("connect", e, None),
+    }
+}
+
+fn fsync(s: &mut tocsin_spool::Spool) {
+    if let Err(e) = s.sync() {
+        error!(error = %e, "buffer fsync failed");
     }
 }

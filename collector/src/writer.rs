@@ -576,12 +576,17 @@ impl Writer {
                     r.send_ok();
                 }
                 if forwarding && !(to_forward.is_empty() && derived_forward.is_empty()) {
-                    let sent = Arc::new(std::mem::take(&mut to_forward));
-                    let mut all = (*sent).clone();
-                    all.append(&mut derived_forward);
-                    let all = Arc::new(all);
+                    // Peers get what agents sent; other targets that plus the derived series.
+                    // Copied only when both kinds of target want different things.
+                    let split = !derived_forward.is_empty() && self.forward.iter().any(|t| t.peer);
+                    let sent = split.then(|| Arc::new(to_forward.clone()));
+                    to_forward.append(&mut derived_forward);
+                    let all = Arc::new(std::mem::take(&mut to_forward));
                     for t in &self.forward {
-                        t.push(Arc::clone(if t.peer { &sent } else { &all }));
+                        match (&sent, t.peer) {
+                            (Some(sent), true) => t.push(Arc::clone(sent)),
+                            _ => t.push(Arc::clone(&all)),
+                        }
                     }
                 }
                 if let Some(runner) = &self.runner {

@@ -359,6 +359,17 @@ impl Stack {
         Stack { dir, hook }
     }
 
+    /// As `new`, plus an empty `rules/` directory and a textfile directory `tf/` holding
+    /// `x.prom` with `textfile` in it.
+    pub fn with_textfile(extra: &str, textfile: &str) -> Stack {
+        let s = Stack::new(extra);
+        for d in ["rules", "tf"] {
+            std::fs::create_dir(s.dir.path().join(d)).expect("mkdir");
+        }
+        write_textfile(&s.dir.path().join("tf"), "x.prom", textfile);
+        s
+    }
+
     pub fn p(&self, rel: &str) -> String {
         self.dir.path().join(rel).display().to_string()
     }

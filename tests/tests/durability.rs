@@ -24,11 +24,7 @@ fn gaps(samples: &[tocsin_model::Sample]) -> Vec<i64> {
 #[test]
 fn agent_killed_mid_backlog_loses_nothing_and_stores_nothing_twice() {
     let _g = serial();
-    let s = Stack::new("");
-    for d in ["rules", "tf"] {
-        std::fs::create_dir(s.dir.path().join(d)).unwrap();
-    }
-    write_textfile(&s.dir.path().join("tf"), "x.prom", "backlog_probe 1\n");
+    let s = Stack::with_textfile("", "backlog_probe 1\n");
     let mut c = s.collector("127.0.0.1:0", &s.p("rules"));
     let addr = c.addr.clone();
     // A slow replay, so the agent can be killed while the backlog is still going out.

@@ -34,14 +34,13 @@ fn everything_ingested_is_forwarded_to_a_real_prometheus() {
     let Some(prom) = tocsin_e2e::servers::prometheus("  []\n") else {
         return;
     };
-    let s = Stack::new(&format!(
-        "remote_write:\n  - {{ name: prom, url: \"http://127.0.0.1:{}/api/v1/write\" }}\n",
-        prom.port
-    ));
-    for d in ["rules", "tf"] {
-        std::fs::create_dir(s.dir.path().join(d)).unwrap();
-    }
-    write_textfile(&s.dir.path().join("tf"), "x.prom", "e2e_forwarded 42\n");
+    let s = Stack::with_textfile(
+        &format!(
+            "remote_write:\n  - {{ name: prom, url: \"http://127.0.0.1:{}/api/v1/write\" }}\n",
+            prom.port
+        ),
+        "e2e_forwarded 42\n",
+    );
     let c = s.collector("127.0.0.1:0", &s.p("rules"));
     let _a = s.agent(
         &c,

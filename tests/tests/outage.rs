@@ -3,16 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use tocsin_e2e::{metric, serial, wait_for, write_textfile, Proc, Stack};
+use tocsin_e2e::{metric, serial, wait_for, Proc, Stack};
 
 #[test]
 fn a_two_minute_collector_outage_loses_nothing_and_stores_nothing_twice() {
     let _g = serial();
-    let s = Stack::new("");
-    for d in ["rules", "tf"] {
-        std::fs::create_dir(s.dir.path().join(d)).unwrap();
-    }
-    write_textfile(&s.dir.path().join("tf"), "x.prom", "outage_probe 1\n");
+    let s = Stack::with_textfile("", "outage_probe 1\n");
     let mut c = s.collector("127.0.0.1:0", &s.p("rules"));
     let addr = c.addr.clone();
     let a = s.agent(

@@ -13,6 +13,13 @@ fn body(i: u32) -> Vec<u8> {
     format!("record-{i}-{}", "x".repeat((i % 7) as usize)).into_bytes()
 }
 
+/// Appends `body(i)` for each i in `range`, created at 0 ms, each of `samples` samples.
+fn fill(s: &mut Spool, range: std::ops::Range<u32>, samples: u32) {
+    for i in range {
+        s.append(0, samples, &body(i)).unwrap();
+    }
+}
+
 fn drain(s: &mut Spool) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     while let Some(r) = s.next(0).unwrap() {
@@ -46,9 +53,7 @@ fn records_come_back_in_order_once_committed_never_again() {
 fn what_was_read_but_not_committed_is_read_again_after_a_crash_or_rewind() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Spool::open(dir.path(), opts()).unwrap();
-    for i in 0..10 {
-        s.append(0, 1, &body(i)).unwrap();
-    }
+    fill(&mut s, 0..10, 1);
     for _ in 0..4 {
         s.next(0).unwrap().unwrap();
     }
@@ -72,9 +77,7 @@ fn segments_rotate_and_go_once_acknowledged() {
         ..opts()
     };
     let mut s = Spool::open(dir.path(), o).unwrap();
-    for i in 0..200 {
-        s.append(0, 2, &body(i)).unwrap();
-    }
+    fill(&mut s, 0..200, 2);
     assert!(s.segments() > 5, "{} segments", s.segments());
     for _ in 0..150 {
         s.next(0).unwrap().unwrap();
@@ -133,13 +136,9 @@ fn dropping_while_a_send_is_in_flight_rereads_from_the_new_front() {
         ..opts()
     };
     let mut s = Spool::open(dir.path(), o).unwrap();
-    for i in 0..60 {
-        s.append(0, 1, &body(i)).unwrap();
-    }
+    fill(&mut s, 0..60, 1);
     let first = s.next(0).unwrap().unwrap().body;
-    for i in 60..200 {
-        s.append(0, 1, &body(i)).unwrap();
-    }
+    fill(&mut s, 60..200, 1);
     s.commit().unwrap();
     let next = s.next(0).unwrap().unwrap().body;
     assert_ne!(first, next);
@@ -154,9 +153,7 @@ fn dropping_while_a_send_is_in_flight_rereads_from_the_new_front() {
 fn a_torn_last_write_is_cut_off_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Spool::open(dir.path(), opts()).unwrap();
-    for i in 0..5 {
-        s.append(0, 1, &body(i)).unwrap();
-    }
+    fill(&mut s, 0..5, 1);
     drop(s);
     let seg = dir.path().join(seg_name(1));
     let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
@@ -179,9 +176,7 @@ fn a_corrupt_sealed_segment_is_skipped_and_counted() {
         ..opts()
     };
     let mut s = Spool::open(dir.path(), o).unwrap();
-    for i in 0..40 {
-        s.append(0, 1, &body(i)).unwrap();
-    }
+    fill(&mut s, 0..40, 1);
     let segs = s.segments();
     assert!(segs >= 3);
     drop(s);
@@ -234,9 +229,7 @@ fn expired_records_are_skipped_and_counted() {
 fn a_damaged_cursor_file_never_skips_a_record() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Spool::open(dir.path(), opts()).unwrap();
-    for i in 0..10 {
-        s.append(0, 1, &body(i)).unwrap();
-    }
+    fill(&mut s, 0..10, 1);
     for _ in 0..3 {
         s.next(0).unwrap();
     }
