@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A short run of every fuzz target, from the seeds (CI). A crash, leak, out-of-memory or timeout
 # fails it: libFuzzer writes the input to artifacts/, and the end of its output and the input
-# (base64) are printed. A failure of the tooling with no input written (cargo-fuzz itself, the
-# build) is printed the same way and reported, but is not a finding about the code.
+# (base64) are printed; so does a target that does not compile. A failure of the tooling with
+# no input written (cargo-fuzz itself, a build killed for memory or disk) is printed the same
+# way and reported, but is not a finding about the code.
 #   fuzz/ci.sh [SECONDS_PER_TARGET]
 # Uses the nightly toolchain when there is one; otherwise the stable one with RUSTC_BOOTSTRAP=1
 # (cargo-fuzz needs a few unstable compiler flags). Installs cargo-fuzz when missing.
@@ -37,6 +38,8 @@ for t in remote_write rule_file config; do
       base64 -w 0 "$a"
       echo
     done
+    # A fuzz target that no longer compiles is a finding too.
+    grep -q 'error\[E[0-9]*\]' "$log" && found=1
     if [ "$found" -eq 1 ]; then
       failed=1
       echo "fuzz $t: FAILED"
