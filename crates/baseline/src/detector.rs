@@ -4,6 +4,8 @@
 //!   units of the exponentially weighted mean absolute deviation (a robust scale).
 //! - **Level shift**: distance of a short-term mean from a long-term mean, in long-term scale.
 //! - **Daily profile**: per 15-minute bucket of the day, a mean and deviation learned once a day.
+//! - **Weekly profile**: the same per hour of the week; it replaces the daily one for a series
+//!   it has predicted clearly better (one with a weekend).
 //!
 //! The largest deviation, log-compressed (the surprise), is judged against the series' own
 //! history of surprises: the tail probability is the larger of a Gaussian fitted to that
@@ -30,6 +32,10 @@ pub struct DetectorConfig {
     pub alpha_season: f64,
     /// Days a bucket must have seen before the profile is trusted.
     pub season_min_days: f64,
+    /// Weeks an hour-of-the-week bucket must have seen before the weekly profile is trusted
+    /// (0: no weekly profile).
+    #[serde(default = "default_week_min")]
+    pub season_min_weeks: f64,
     /// Seasonal deviation (in bucket scale units) scoring like `point_k` (used alone, for
     /// anomalies that break the daily shape without a sudden jump).
     pub season_k: f64,
@@ -57,12 +63,17 @@ impl Default for DetectorConfig {
             alpha_surprise_long: 0.002,
             alpha_season: 0.1,
             season_min_days: 5.0,
+            season_min_weeks: default_week_min(),
             season_k: 6.0,
             peak_decay: 0.9995,
             echo_damp: 0.5,
             tail_alpha: 0.001,
         }
     }
+}
+
+fn default_week_min() -> f64 {
+    3.0
 }
 
 /// One evaluation: the score and the band the model expected the value in.
@@ -88,6 +99,13 @@ pub struct Detector {
     s_var: f64,
     /// Time-of-day profile: per bucket, visits, mean and mean absolute deviation.
     season: Vec<[f32; 3]>,
+    /// Hour-of-the-week profile, the same per bucket (empty until the first sample).
+    #[serde(default)]
+    week: Vec<[f32; 3]>,
+    /// Running mean distance of the value from each profile's mean (daily, weekly), in the
+    /// series' scale, while both are trusted: the one that has predicted better is used.
+    #[serde(default)]
+    season_err: [f64; 2],
     last_ts: i64,
     /// Remembered peak scores of deviations upwards and downwards: an echo of a drop does not
     /// damp a rise.
@@ -103,6 +121,14 @@ const TAIL_BIN: f64 = 0.25;
 /// Buckets of the daily profile: 15 minutes each.
 const BUCKETS: usize = 96;
 const DAY_MS: i64 = 86_400_000;
+/// Buckets of the weekly profile: one hour each.
+const WEEK_BUCKETS: usize = 168;
+const WEEK_MS: i64 = 7 * DAY_MS;
+/// The weekly profile is used when its running deviation is below this share of the daily's.
+const WEEKLY_BETTER: f64 = 0.65;
+const SEASON_ERR_ALPHA: f64 = 0.01;
+/// Deviations are capped in that running mean, so one outage does not decide.
+const SEASON_ERR_CAP: f64 = 10.0;
 
 impl Detector {
     pub fn new(cfg: DetectorConfig) -> Self {
@@ -118,6 +144,8 @@ impl Detector {
             s_mean: 0.0,
             s_var: 0.0,
             season: vec![[0.0; 3]; BUCKETS],
+            week: Vec::new(),
+            season_err: [0.0; 2],
             last_ts: 0,
             peak: [0.0; 2],
             tail: Vec::new(),
@@ -133,7 +161,7 @@ impl Detector {
     /// Memory held for one series, heap included.
     pub fn state_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
-            + self.season.capacity() * std::mem::size_of::<[f32; 3]>()
+            + (self.season.capacity() + self.week.capacity()) * std::mem::size_of::<[f32; 3]>()
             + self.tail.capacity() * std::mem::size_of::<f32>()
     }
 
@@ -187,9 +215,41 @@ impl Detector {
         let point = (x - self.level).abs() / scale;
         let short_next = self.short + c.alpha_short * (x - self.short);
         let shift = (short_next - self.long).abs() / long_scale;
-        let b = (ts_ms.rem_euclid(DAY_MS) * BUCKETS as i64 / DAY_MS) as usize;
-        let [visits, s_mean, s_dev] = self.season[b].map(f64::from);
-        let seasonal = (visits >= c.season_min_days).then(|| (x - s_mean).abs() / s_dev.max(floor));
+        let per_visit = |bucket_ms: i64| 1.0 / samples_per_bucket(self.last_ts, ts_ms, bucket_ms);
+        let b = bucket(ts_ms, DAY_MS, BUCKETS);
+        let daily = profile_z(self.season[b], x, c.season_min_days, floor);
+        let daily_miss = (x - f64::from(self.season[b][1])).abs() / scale;
+        profile_learn(
+            &mut self.season[b],
+            x,
+            c.alpha_season,
+            per_visit(DAY_MS / BUCKETS as i64),
+        );
+        let weekly = if c.season_min_weeks > 0.0 {
+            if self.week.len() != WEEK_BUCKETS {
+                self.week = vec![[0.0; 3]; WEEK_BUCKETS];
+            }
+            let w = bucket(ts_ms, WEEK_MS, WEEK_BUCKETS);
+            let z = profile_z(self.week[w], x, c.season_min_weeks, floor)
+                .map(|z| (z, (x - f64::from(self.week[w][1])).abs() / scale));
+            let inc = per_visit(WEEK_MS / WEEK_BUCKETS as i64);
+            profile_learn(&mut self.week[w], x, c.alpha_season, inc);
+            z
+        } else {
+            None
+        };
+        // The weekly profile takes over once it has predicted clearly better than the daily
+        // one (a quiet weekend is normal for it).
+        let seasonal = match (daily, weekly) {
+            (Some(d), Some((w, weekly_miss))) => {
+                let e = &mut self.season_err;
+                let better = e[1] < WEEKLY_BETTER * e[0];
+                e[0] += SEASON_ERR_ALPHA * (daily_miss.min(SEASON_ERR_CAP) - e[0]);
+                e[1] += SEASON_ERR_ALPHA * (weekly_miss.min(SEASON_ERR_CAP) - e[1]);
+                Some(if better { w } else { d })
+            }
+            (d, _) => d,
+        };
         // A jump the daily shape predicts is not a surprise; a shape the day never had is.
         let z = match seasonal {
             Some(sz) => (point.min(sz) / c.point_k)
@@ -197,24 +257,6 @@ impl Detector {
                 .max(shift / c.shift_k),
             None => (point / c.point_k).max(shift / c.shift_k),
         };
-        {
-            let e = &mut self.season[b];
-            let a = if visits < 1.0 {
-                1.0
-            } else {
-                c.alpha_season.max(1.0 / (visits + 1.0))
-            };
-            let r = (x - s_mean).abs();
-            let dev = if visits < 1.0 {
-                0.0
-            } else {
-                s_dev + a * (r - s_dev)
-            };
-            // Several samples fall in one bucket each day: count a visit per day, roughly.
-            e[0] = (visits + (1.0 / samples_per_bucket(self.last_ts, ts_ms))) as f32;
-            e[1] = (s_mean + a * (x - s_mean)) as f32;
-            e[2] = dev as f32;
-        }
         self.last_ts = ts_ms;
         // How unusual is this surprise for this series? Compare its short-term average with
         // its long-term distribution (the idea of Numenta's anomaly likelihood).
@@ -277,10 +319,43 @@ impl Detector {
     }
 }
 
-/// How many samples land in one bucket per day, judged from the sampling step.
-fn samples_per_bucket(prev: i64, now: i64) -> f64 {
+/// The bucket of `ts_ms` in a period of `period_ms` cut into `n`.
+fn bucket(ts_ms: i64, period_ms: i64, n: usize) -> usize {
+    (ts_ms.rem_euclid(period_ms) as i128 * n as i128 / period_ms as i128) as usize
+}
+
+/// Deviation of `x` from a profile bucket (visits, mean, mean absolute deviation) in the
+/// bucket's scale, once the bucket has been visited `min_visits` times.
+fn profile_z(e: [f32; 3], x: f64, min_visits: f64, floor: f64) -> Option<f64> {
+    let [visits, mean, dev] = e.map(f64::from);
+    (visits >= min_visits).then(|| (x - mean).abs() / dev.max(floor))
+}
+
+/// Learns `x` into a profile bucket; `visit` is the share of one period's visit this sample is.
+fn profile_learn(e: &mut [f32; 3], x: f64, alpha: f64, visit: f64) {
+    let [visits, mean, dev] = e.map(f64::from);
+    let a = if visits < 1.0 {
+        1.0
+    } else {
+        alpha.max(1.0 / (visits + 1.0))
+    };
+    let dev = if visits < 1.0 {
+        0.0
+    } else {
+        dev + a * ((x - mean).abs() - dev)
+    };
+    *e = [
+        (visits + visit) as f32,
+        (mean + a * (x - mean)) as f32,
+        dev as f32,
+    ];
+}
+
+/// How many samples land in one bucket of `bucket_ms` per period, judged from the sampling
+/// step.
+fn samples_per_bucket(prev: i64, now: i64, bucket_ms: i64) -> f64 {
     let step = (now - prev).clamp(1_000, DAY_MS);
-    ((DAY_MS / BUCKETS as i64) as f64 / step as f64).max(1.0)
+    (bucket_ms as f64 / step as f64).max(1.0)
 }
 
 /// P(Z > z) for a standard normal Z (Abramowitz–Stegun 7.1.26 on erfc).
@@ -392,6 +467,54 @@ mod behaviour {
             broken = broken.max(d.update(i * STEP, 20.0).score);
         }
         assert!(broken > CRIT, "a broken daily shape scores: {broken}");
+    }
+
+    #[test]
+    fn a_weekly_shape_is_learned_and_a_weekday_that_looks_like_a_weekend_is_caught() {
+        // Busy on weekdays 08:00-20:00, quiet at night and all weekend; a sample every 15
+        // minutes.
+        const STEP: i64 = 900_000;
+        const DAY: i64 = 96;
+        const WEEK: i64 = 7 * DAY;
+        let noise = |i: i64| ((i * 7919) % 11) as f64 / 10.0;
+        let value = |i: i64| {
+            let busy = (i / DAY) % 7 < 5 && (8 * 4..20 * 4).contains(&(i % DAY));
+            (if busy { 100.0 } else { 20.0 }) + noise(i)
+        };
+        let mut d = Detector::new(DetectorConfig::default());
+        let mut late_max: f64 = 0.0;
+        for i in 0..WEEK * 8 {
+            let s = d.update(i * STEP, value(i)).score;
+            if i >= WEEK * 6 {
+                late_max = late_max.max(s);
+            }
+        }
+        assert!(late_max < WARN, "learned weekends are normal: {late_max}");
+        // A weekday (the first day of the ninth week) that stays quiet.
+        let mut broken: f64 = 0.0;
+        for i in WEEK * 8..WEEK * 8 + DAY {
+            broken = broken.max(d.update(i * STEP, 20.0 + noise(i)).score);
+        }
+        // It alerts. Not at critical: the weekends of the first weeks, surprises before the
+        // weekly profile was trusted, are still in the memory of the empirical tail.
+        assert!(
+            broken > WARN,
+            "a weekday without its traffic scores: {broken}"
+        );
+        // With the daily profile alone, weekend mornings are routine surprises, and so is a
+        // weekday that looks like one.
+        let mut daily_only = Detector::new(DetectorConfig {
+            season_min_weeks: 0.0,
+            ..DetectorConfig::default()
+        });
+        for i in 0..WEEK * 8 {
+            daily_only.update(i * STEP, value(i));
+        }
+        let missed = (WEEK * 8..WEEK * 8 + DAY)
+            .map(|i| daily_only.update(i * STEP, 20.0 + noise(i)).score)
+            .fold(0.0, f64::max);
+        assert!(missed < WARN, "the daily profile alone: {missed}");
+        assert!(d.state_bytes() <= 4096, "{} bytes", d.state_bytes());
     }
 
     #[test]
