@@ -399,6 +399,27 @@ mod tests {
     }
 
     #[test]
+    fn state_saved_before_the_weekly_profile_still_loads_and_learns() {
+        let mut d = Detector::new(DetectorConfig::default());
+        for i in 0..100 {
+            d.update(i as i64 * 300_000, noise(i));
+        }
+        let mut old = serde_json::to_value(&d).unwrap();
+        let fields = old.as_object_mut().unwrap();
+        fields.remove("week").unwrap();
+        fields.remove("season_err").unwrap();
+        fields["cfg"]
+            .as_object_mut()
+            .unwrap()
+            .remove("season_min_weeks");
+        let mut back: Detector = serde_json::from_value(old).unwrap();
+        assert!(back.week.is_empty());
+        back.update(100 * 300_000, 3.0);
+        assert_eq!(back.week.len(), WEEK_BUCKETS);
+        assert_eq!(back.cfg.season_min_weeks, 3.0);
+    }
+
+    #[test]
     fn quiet_during_cold_start_and_bounded_state() {
         let mut d = Detector::new(DetectorConfig::default());
         for i in 0..30 {
