@@ -109,6 +109,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
+    tocsin_runtime::survive_file_size_limit();
     let cancel = CancellationToken::new();
     let tel = Telemetry::new();
     let queue = Buffer::open(&cfg.buffer, tel.clone())?;

@@ -695,6 +695,7 @@ async fn serve(
     rules: Vec<tocsin_rules::Rule>,
     db: PathBuf,
 ) -> anyhow::Result<()> {
+    tocsin_runtime::survive_file_size_limit();
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let tel = Telemetry::new();

@@ -10,10 +10,11 @@ pub const UP_METRIC: &str = "tocsin_host_up";
 pub const INTERVAL_METRIC: &str = "tocsin_agent_interval_seconds";
 /// Used when a host's interval is unknown (data from Prometheus or another sender).
 const DEFAULT_INTERVAL_MS: i64 = 10_000;
-/// After a start, hosts known from before get this long (or their down-after time, if longer)
-/// to report again before they are judged: their agents back off while the collector is away
-/// (`collector.max_backoff`, 30 s by default) and come back one by one, and a restart must not
-/// page for every host of the fleet.
+/// After a start, or after the store refused writes (a full disk), hosts not heard from since
+/// get this long (or their down-after time, if longer) to report again before they are judged:
+/// their agents back off while the collector is away or answers 503 (`collector.max_backoff`,
+/// 30 s by default) and come back one by one, and the collector's trouble must not page for
+/// every host of the fleet.
 pub const RESTART_GRACE_MS: i64 = 60_000;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -28,8 +29,9 @@ pub struct HostView {
 pub struct Liveness {
     down_after_ms: Option<i64>,
     forget_after_ms: i64,
-    /// When this collector started: a host not seen since is not judged before its grace.
-    started: TimestampMs,
+    /// When this collector started or last refused writes: a host not seen since is not judged
+    /// before its grace.
+    away_since: TimestampMs,
     hosts: BTreeMap<String, HostView>,
 }
 
@@ -57,9 +59,14 @@ impl Liveness {
         Liveness {
             down_after_ms,
             forget_after_ms,
-            started,
+            away_since: started,
             hosts,
         }
+    }
+
+    /// The collector could not take what agents sent (its store refused writes) at `now`.
+    pub fn away(&mut self, now: TimestampMs) {
+        self.away_since = self.away_since.max(now);
     }
 
     pub fn seen(&mut self, host: &str, t: TimestampMs) {
@@ -102,8 +109,9 @@ impl Liveness {
     }
 
     /// Judges every host at `now`: one `tocsin_host_up` sample each. Hosts silent for longer
-    /// than `forget_after` are dropped; hosts not heard from since the start are left unjudged
-    /// (no sample: their alerts keep their state) for a grace after it.
+    /// than `forget_after` are dropped; hosts not heard from since the start (or the store's
+    /// last refusal) are left unjudged (no sample: their alerts keep their state) for a grace
+    /// after it.
     pub fn judge(&mut self, now: TimestampMs) -> Vec<SeriesSamples> {
         let forget = self.forget_after_ms;
         self.hosts.retain(|_, h| now - h.last_seen <= forget);
@@ -111,8 +119,8 @@ impl Liveness {
             .hosts
             .values()
             .filter(|h| {
-                h.last_seen >= self.started
-                    || now - self.started > RESTART_GRACE_MS.max(self.down_after(h))
+                h.last_seen >= self.away_since
+                    || now - self.away_since > RESTART_GRACE_MS.max(self.down_after(h))
             })
             .map(|h| (h.host.clone(), now - h.last_seen <= self.down_after(h)))
             .collect();
@@ -170,6 +178,29 @@ mod tests {
         let mut l = Liveness::new(Some(500), 3_600_000, vec![], 0);
         l.seen("a", 0);
         assert_eq!(l.judge(501)[0].samples[0].value, 0.0);
+    }
+
+    #[test]
+    fn hosts_get_a_grace_after_the_store_refused_writes() {
+        let t0 = 10_000_000;
+        let mut l = Liveness::new(None, 3_600_000, vec![], t0);
+        l.seen("web", t0 + 1_000);
+        l.seen("db", t0 + 1_000);
+        let up =
+            |v: Vec<SeriesSamples>| -> Vec<f64> { v.iter().map(|s| s.samples[0].value).collect() };
+        assert_eq!(up(l.judge(t0 + 2_000)), vec![1.0, 1.0]);
+        // A full disk from t0 + 5 s to t0 + 40 s: agents are answered 503 and back off.
+        for t in (5_000..=40_000).step_by(1_000) {
+            l.away(t0 + t);
+            assert!(up(l.judge(t0 + t)).is_empty(), "at {t}");
+        }
+        // One host comes back and is judged again; the other, silent, only after the grace.
+        l.seen("web", t0 + 45_000);
+        assert_eq!(up(l.judge(t0 + 46_000)), vec![1.0]);
+        assert_eq!(
+            up(l.judge(t0 + 40_000 + RESTART_GRACE_MS + 1)),
+            vec![0.0, 0.0]
+        );
     }
 
     #[test]

@@ -599,6 +599,8 @@ impl Writer {
             Err(e) => {
                 self.tel.storage_errors.inc();
                 error!(error = %e, "storage transaction failed; write requests refused");
+                // Agents told to retry later back off: as after a restart, they get a grace.
+                self.liveness.away(now);
                 let err = if e.is_transient() {
                     WriteError::Unavailable(e.to_string())
                 } else {

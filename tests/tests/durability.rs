@@ -1,6 +1,7 @@
 //! Kills with SIGKILL, mid-flight: the agent while it replays a backlog, the collector while
 //! several agents write to it. Nothing written to a buffer or acknowledged is lost, nothing is
-//! stored twice, and a firing alert still resolves exactly once.
+//! stored twice, and a firing alert still resolves exactly once. And a collector whose disk
+//! is full: it refuses, runs on, and stores everything once space returns.
 
 use std::time::{Duration, Instant};
 
@@ -217,4 +218,103 @@ fn collector_killed_under_load_keeps_every_acknowledged_sample_and_resolves_once
             "host {h}: {all} stored, {acked} acknowledged before the kill"
         );
     }
+}
+
+/// Sets the soft file size limit (RLIMIT_FSIZE) of a running process, with prlimit(1).
+fn set_file_size_limit(p: &Proc, limit: &str) {
+    let status = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &p.child.id().to_string(),
+            &format!("--fsize={limit}:"),
+        ])
+        .status()
+        .expect("prlimit (util-linux)");
+    assert!(status.success(), "prlimit --fsize={limit}");
+}
+
+#[test]
+fn a_full_disk_refuses_samples_without_losing_any_or_paging_for_the_host() {
+    let _g = serial();
+    let s = Stack::with_textfile("", "full_probe 1\n");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/liveness.yaml"),
+        s.dir.path().join("rules/liveness.yaml"),
+    )
+    .unwrap();
+    let mut c = s.collector("127.0.0.1:0", &s.p("rules"));
+    let cm = c.url("/metrics");
+    let a = s.agent(
+        &c,
+        &[
+            "--interval",
+            "1s",
+            "--host",
+            "full-host",
+            "--textfile-dir",
+            &s.p("tf"),
+        ],
+    );
+    let am = a.url("/metrics");
+    let hosts = || -> serde_json::Value {
+        reqwest::blocking::get(c.url("/api/v1/hosts"))
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    wait_for("the host known and up", Duration::from_secs(15), || {
+        (hosts()["data"]["hosts"][0]["up"] == true).then_some(())
+    });
+    // From now on every write past the first byte of a file fails, as on a full disk; the
+    // collector's database and its log included.
+    set_file_size_limit(&c, "1");
+    let full = Instant::now();
+    wait_for("writes refused", Duration::from_secs(30), || {
+        (metric(&cm, "tocsin_storage_errors_total") > 0.0).then_some(())
+    });
+    // Longer than the three intervals after which a silent host is down.
+    let mut judged_down = false;
+    while full.elapsed() < Duration::from_secs(8) {
+        judged_down |= hosts()["data"]["hosts"][0]["up"] != true;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let backlog = metric(&am, "tocsin_agent_buffer_records");
+    assert!(
+        backlog >= 5.0,
+        "the agent keeps what was refused: {backlog}"
+    );
+    assert!(
+        c.child.try_wait().unwrap().is_none(),
+        "the collector runs on"
+    );
+    set_file_size_limit(&c, "unlimited");
+    let freed = full.elapsed();
+    wait_for("the backlog delivered", Duration::from_secs(60), || {
+        (metric(&am, "tocsin_agent_buffer_records") == 0.0).then_some(())
+    });
+    let sent = metric(&am, "tocsin_agent_samples_sent_total");
+    wait_for("shipping as usual", Duration::from_secs(15), || {
+        (metric(&am, "tocsin_agent_samples_sent_total") > sent).then_some(())
+    });
+    assert!(
+        !judged_down,
+        "a host whose samples could not be stored is not down"
+    );
+    assert!(
+        s.events("HostDown").is_empty(),
+        "{:?}",
+        s.events("HostDown")
+    );
+    let mut a = a;
+    a.terminate();
+    c.terminate();
+    let samples = stored(&s, "full_probe", "full-host");
+    let g = gaps(&samples);
+    assert!(g.iter().all(|g| *g > 0), "strictly increasing");
+    let long: Vec<i64> = g.iter().copied().filter(|g| *g >= 1_600).collect();
+    assert!(
+        long.is_empty(),
+        "one sample a second, the {freed:?} of full disk included: long gaps {long:?}"
+    );
+    assert!(samples.len() >= 10, "{} samples", samples.len());
 }

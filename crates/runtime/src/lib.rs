@@ -1,5 +1,6 @@
 //! Process plumbing shared by the tocsin binaries: logging set-up, mapping errors to exit codes,
-//! waiting for a shutdown signal, and serving a process's own metrics registry. Nothing
+//! waiting for a shutdown signal, surviving a file size limit, and serving a process's own
+//! metrics registry. Nothing
 //! tocsin-specific lives here.
 
 use std::process::ExitCode;
@@ -21,7 +22,9 @@ pub struct LogArgs {
 }
 
 /// Logs to stderr with `filter` (falling back to `info` when it does not parse); colours only
-/// on a terminal.
+/// on a terminal. A log line that cannot be written (stderr on a full disk) is dropped: the
+/// default would report it with `eprintln!`, which panics when stderr fails, in whichever
+/// thread logged.
 pub fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -29,6 +32,7 @@ pub fn init_logging(filter: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .log_internal_errors(false)
         .init();
 }
 
@@ -62,6 +66,34 @@ pub async fn shutdown_signal() {
         _ = term => {}
     }
     tracing::info!("shutting down");
+}
+
+/// Keeps a write beyond the process's file size limit (`RLIMIT_FSIZE`, systemd's `LimitFSIZE=`)
+/// from ending the process: SIGXFSZ is caught, so the write fails with EFBIG and is handled like
+/// a full disk (retried, counted, answered 503). Logged at most once a minute. Needs a runtime.
+pub fn survive_file_size_limit() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let kind = SignalKind::from_raw(rustix::process::Signal::XFSZ.as_raw());
+    match signal(kind) {
+        Ok(mut s) => {
+            tokio::spawn(async move {
+                let mut logged: Option<std::time::Instant> = None;
+                while s.recv().await.is_some() {
+                    if logged.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {
+                        tracing::error!(
+                            "a write went past the file size limit (RLIMIT_FSIZE) and failed; \
+                             handled like a full disk"
+                        );
+                        logged = Some(std::time::Instant::now());
+                    }
+                }
+            });
+        }
+        Err(e) => tracing::warn!(
+            error = %e,
+            "cannot catch SIGXFSZ: a write past the file size limit would end the process"
+        ),
+    }
 }
 
 /// Registers a collector and hands it back, for building metric structs in one expression.

@@ -698,7 +698,8 @@ impl Txn<'_> {
 
 impl Drop for Txn<'_> {
     fn drop(&mut self) {
-        if !self.finished {
+        // After some errors (a write that failed for disk space) SQLite has rolled back already.
+        if !self.finished && !self.store.conn.is_autocommit() {
             if let Err(e) = self.store.conn.execute_batch("ROLLBACK") {
                 tracing::error!(error = %e, "rollback failed");
             }
