@@ -752,6 +752,16 @@ async fn serve(
         route: cfg.route.clone(),
         inhibit_rules: cfg.inhibit_rules.clone(),
         escalation_policies: cfg.escalation_policies.clone(),
+        resend: cfg
+            .receivers
+            .iter()
+            .filter_map(|r| match &r.kind {
+                ReceiverKind::Alertmanager {
+                    resend_interval, ..
+                } => Some((r.name.clone(), resend_interval.as_millis() as i64)),
+                _ => None,
+            })
+            .collect(),
         ack_secret: Arc::clone(&ack_secret),
         ack_link_ttl: cfg.ack.link_ttl,
         dashboard_url: cfg.dashboard_url.clone(),

@@ -156,6 +156,7 @@ struct Delivery {
     silences: Vec<tocsin_notify::silence::Silence>,
     external_url: String,
     policies: Vec<tocsin_config::escalation::Policy>,
+    resend: BTreeMap<String, i64>,
     dispatcher: Dispatcher,
     /// Signs acknowledgement links.
     ack_secret: Arc<Vec<u8>>,
@@ -177,6 +178,8 @@ pub struct Settings {
     pub route: tocsin_config::route::Route,
     pub inhibit_rules: Vec<tocsin_config::inhibit::InhibitRule>,
     pub escalation_policies: Vec<tocsin_config::escalation::Policy>,
+    /// Receivers whose firing alerts are sent again at least every so many ms.
+    pub resend: BTreeMap<String, i64>,
     /// Signs acknowledgement links.
     pub ack_secret: Arc<Vec<u8>>,
     pub ack_link_ttl: Duration,
@@ -222,8 +225,12 @@ impl Writer {
                 inhibit_rules: settings.inhibit_rules,
                 silences: Vec::new(),
                 external_url: settings.external_url,
-                dispatcher: Dispatcher::new(settings.escalation_policies.clone()),
+                dispatcher: Dispatcher::new(
+                    settings.escalation_policies.clone(),
+                    settings.resend.clone(),
+                ),
                 policies: settings.escalation_policies,
+                resend: settings.resend,
                 ack_secret: settings.ack_secret,
                 ack_ttl_ms: settings.ack_link_ttl.as_millis() as i64,
                 dashboard_url: settings.dashboard_url,
@@ -297,7 +304,8 @@ impl Writer {
         }
         let n = states.len();
         self.carry = self.engine.restore(states, now_ms());
-        self.delivery.dispatcher = Dispatcher::new(self.delivery.policies.clone());
+        self.delivery.dispatcher =
+            Dispatcher::new(self.delivery.policies.clone(), self.delivery.resend.clone());
         for (key, e) in self
             .delivery
             .dispatcher

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -290,6 +290,65 @@ fn alerts_are_forwarded_to_a_real_alertmanager() {
                 .any(|a| a["labels"]["alertname"] == "QueueBacklog"))
             .then_some(())
         },
+    );
+}
+
+#[test]
+fn alertmanager_keeps_every_alert_of_a_group_active_while_tocsin_resends_them() {
+    let _g = serial();
+    let Some(am) = tocsin_e2e::servers::alertmanager() else {
+        return;
+    };
+    // One group of two alerts, a route that would repeat only after 4h, and a lease of 4s:
+    // without resends Alertmanager would end both after four seconds.
+    let (dir, _c, _a) = stack(
+        "  - name: QueueBacklog\n    expr: queue_depth\n    levels: { warning: \"> 100\" }\n",
+        &format!(
+            "  - name: am\n    alertmanager: {{ url: \"http://{}\", resend_interval: 1s }}\nroute: {{ receivers: [am], group_by: [alertname], repeat_interval: 4h }}\n",
+            am.addr()
+        ),
+        "queue_depth{queue=\"a\"} 500\nqueue_depth{queue=\"b\"} 700\n",
+        "worker-8",
+    );
+    let active = |am: &tocsin_e2e::servers::Server| -> Vec<String> {
+        let all: Vec<Value> = reqwest::blocking::get(format!("http://{}/api/v2/alerts", am.addr()))
+            .and_then(|r| r.json())
+            .unwrap_or_default();
+        let mut q: Vec<String> = all
+            .iter()
+            .filter(|a| {
+                a["labels"]["alertname"] == "QueueBacklog" && a["status"]["state"] == "active"
+            })
+            .map(|a| {
+                a["labels"]["queue"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        q.sort();
+        q
+    };
+    wait_for(
+        "both alerts in Alertmanager",
+        Duration::from_secs(20),
+        || (active(&am) == ["a", "b"]).then_some(()),
+    );
+    let since = Instant::now();
+    while since.elapsed() < Duration::from_secs(10) {
+        assert_eq!(active(&am), ["a", "b"], "after {:?}", since.elapsed());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // One resolves: it ends in Alertmanager, the other stays.
+    write_textfile(
+        &dir.path().join("tf"),
+        "m.prom",
+        "queue_depth{queue=\"a\"} 500\nqueue_depth{queue=\"b\"} 3\n",
+    );
+    wait_for(
+        "b resolved in Alertmanager",
+        Duration::from_secs(20),
+        || (active(&am) == ["a"]).then_some(()),
     );
 }
 

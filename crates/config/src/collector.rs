@@ -368,6 +368,10 @@ pub struct RawAlertmanager {
     pub url: String,
     /// Time limit of one request (default 10s).
     pub timeout: Option<String>,
+    /// Firing alerts are sent again this often, whatever the route's `repeat_interval`, and
+    /// each is valid for four of these (`endsAt`), as Prometheus does: Alertmanager keeps them
+    /// active while tocsin lives and lets them end if it is gone (default 1m).
+    pub resend_interval: Option<String>,
 }
 
 /// A chat robot: DingTalk, WeCom, Feishu or Slack.
@@ -460,6 +464,7 @@ pub enum ReceiverKind {
     Alertmanager {
         url: String,
         timeout: Duration,
+        resend_interval: Duration,
     },
     Email(EmailConfig),
     AliyunSms(AliyunSmsConfig),
@@ -891,10 +896,21 @@ impl RawCollectorConfig {
                         am.timeout.as_deref(),
                         "10s",
                     );
+                    let resend_interval = p.duration(
+                        &format!("{at}: alertmanager.resend_interval"),
+                        am.resend_interval.as_deref(),
+                        "1m",
+                    );
+                    if resend_interval < Duration::from_secs(1) && !resend_interval.is_zero() {
+                        p.push(format!(
+                            "{at}: alertmanager.resend_interval must be at least 1s"
+                        ));
+                    }
                     Some((
                         ReceiverKind::Alertmanager {
                             url: am.url.trim_end_matches('/').to_string(),
                             timeout,
+                            resend_interval,
                         },
                         20,
                     ))

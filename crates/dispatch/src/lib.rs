@@ -112,17 +112,30 @@ struct Opts {
     repeat_ms: Option<i64>,
     max_repeats: u32,
     backoff: f64,
+    /// Repeats include acknowledged alerts (a receiver that keeps state in sync).
+    #[serde(default)]
+    keep_acked: bool,
 }
 
-impl From<&GroupOpts> for Opts {
-    fn from(o: &GroupOpts) -> Self {
-        Opts {
+impl Opts {
+    fn new(o: &GroupOpts, resend_ms: Option<i64>) -> Self {
+        let mut opts = Opts {
             group_wait_ms: o.group_wait.as_millis() as i64,
             group_interval_ms: o.group_interval.as_millis() as i64,
             repeat_ms: o.repeat_interval.map(|d| d.as_millis() as i64),
             max_repeats: o.max_repeats,
             backoff: o.repeat_backoff,
+            keep_acked: false,
+        };
+        if let Some(every) = resend_ms {
+            // A receiver that forgets alerts not sent again (Alertmanager) hears of every
+            // firing alert at least this often, without limit or backoff.
+            opts.repeat_ms = Some(opts.repeat_ms.map_or(every, |r| r.min(every)));
+            opts.max_repeats = 0;
+            opts.backoff = 1.0;
+            opts.keep_acked = true;
         }
+        opts
     }
 }
 
@@ -194,7 +207,7 @@ impl Group {
             let mut alerts: Vec<AlertInfo> = self
                 .alerts
                 .values()
-                .filter(|a| a.firing && !acks.contains_key(&a.id))
+                .filter(|a| a.firing && (self.opts.keep_acked || !acks.contains_key(&a.id)))
                 .map(with_ack)
                 .collect();
             alerts.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -250,6 +263,7 @@ pub struct Dispatcher {
     /// Notifications ready before the next tick (resolves of escalated alerts).
     ready: Vec<Notification>,
     dirty: BTreeSet<String>,
+    resend: BTreeMap<String, i64>,
 }
 
 /// Why an acknowledgement was refused.
@@ -278,9 +292,12 @@ fn group_key(receiver: &str, node: &str, labels: &Labels) -> String {
 }
 
 impl Dispatcher {
-    pub fn new(policies: Vec<Policy>) -> Dispatcher {
+    /// `resend`: receivers whose firing alerts must be sent again at least every so many ms,
+    /// whatever the route says (Alertmanager).
+    pub fn new(policies: Vec<Policy>, resend: BTreeMap<String, i64>) -> Dispatcher {
         Dispatcher {
             policies: policies.into_iter().map(|p| (p.name.clone(), p)).collect(),
+            resend,
             ..Default::default()
         }
     }
@@ -311,7 +328,7 @@ impl Dispatcher {
                 let g = self.groups.entry(key.clone()).or_insert_with(|| Group {
                     receiver: r.clone(),
                     labels: labels.clone(),
-                    opts: Opts::from(&t.opts),
+                    opts: Opts::new(&t.opts, self.resend.get(r).copied()),
                     alerts: BTreeMap::new(),
                     sent: BTreeMap::new(),
                     created: now,
@@ -320,7 +337,7 @@ impl Dispatcher {
                     changed: false,
                     repeats: 0,
                 });
-                g.opts = Opts::from(&t.opts);
+                g.opts = Opts::new(&t.opts, self.resend.get(r).copied());
                 g.event(a.clone(), now);
                 self.dirty.insert(format!("g:{key}"));
             }

@@ -68,7 +68,7 @@ fn hosts(n: &Notification) -> Vec<(String, bool)> {
 
 #[test]
 fn alerts_are_grouped_after_group_wait_and_changes_wait_for_group_interval() {
-    let mut d = Dispatcher::new(vec![]);
+    let mut d = Dispatcher::new(vec![], Default::default());
     let t = [target(&["chat"], by_name(30 * S, 60 * S), None)];
     d.event(&alert("Disk", "a", Level::Warning, true), &t, 0);
     assert!(run(&mut d, 0, 4 * S).is_empty());
@@ -97,7 +97,7 @@ fn alerts_are_grouped_after_group_wait_and_changes_wait_for_group_interval() {
 
 #[test]
 fn an_alert_resolved_before_anyone_heard_is_not_sent_but_an_unknown_resolve_is() {
-    let mut d = Dispatcher::new(vec![]);
+    let mut d = Dispatcher::new(vec![], Default::default());
     let t = [target(&["chat"], by_name(30 * S, 0), None)];
     d.event(&alert("Blip", "a", Level::Warning, true), &t, 0);
     d.event(&alert("Blip", "a", Level::Warning, false), &t, 10 * S);
@@ -112,7 +112,7 @@ fn an_alert_resolved_before_anyone_heard_is_not_sent_but_an_unknown_resolve_is()
 
 #[test]
 fn level_changes_without_grouping_go_out_at_once() {
-    let mut d = Dispatcher::new(vec![]);
+    let mut d = Dispatcher::new(vec![], Default::default());
     let t = [target(&["chat"], GroupOpts::default(), None)];
     d.event(&alert("Cpu", "a", Level::Warning, true), &t, 0);
     d.event(&alert("Cpu", "b", Level::Warning, true), &t, 0);
@@ -125,7 +125,7 @@ fn level_changes_without_grouping_go_out_at_once() {
 
 #[test]
 fn repeats_stop_at_the_limit_and_back_off() {
-    let mut d = Dispatcher::new(vec![]);
+    let mut d = Dispatcher::new(vec![], Default::default());
     let opts = GroupOpts {
         repeat_interval: Some(Duration::from_secs(3600)),
         max_repeats: 3,
@@ -193,7 +193,7 @@ fn steps(sent: &[(i64, Notification)]) -> Vec<(i64, String, usize)> {
 
 #[test]
 fn escalation_walks_the_steps_in_order_until_acknowledged() {
-    let mut d = Dispatcher::new(vec![oncall()]);
+    let mut d = Dispatcher::new(vec![oncall()], Default::default());
     let t = [target(&[], GroupOpts::default(), Some("oncall"))];
     let a = alert("DbDown", "db1", Level::Critical, true);
     d.event(&a, &t, 0);
@@ -218,7 +218,7 @@ fn escalation_walks_the_steps_in_order_until_acknowledged() {
 
 #[test]
 fn an_ack_stops_escalation_and_a_rise_in_level_reopens_it() {
-    let mut d = Dispatcher::new(vec![oncall()]);
+    let mut d = Dispatcher::new(vec![oncall()], Default::default());
     let t = [target(&[], GroupOpts::default(), Some("oncall"))];
     let a = alert("DbDown", "db1", Level::Warning, true);
     d.event(&a, &t, 0);
@@ -278,7 +278,7 @@ fn an_ack_stops_escalation_and_a_rise_in_level_reopens_it() {
 fn the_last_step_repeats_until_its_limit() {
     let mut p = oncall();
     p.repeat_last = Some((Duration::from_secs(600), 2));
-    let mut d = Dispatcher::new(vec![p]);
+    let mut d = Dispatcher::new(vec![p], Default::default());
     let t = [target(&[], GroupOpts::default(), Some("oncall"))];
     d.event(&alert("DbDown", "db1", Level::Critical, true), &t, 0);
     let sent = run(&mut d, 0, 120 * M);
@@ -302,7 +302,7 @@ fn the_last_step_repeats_until_its_limit() {
 
 #[test]
 fn acknowledged_alerts_are_not_repeated() {
-    let mut d = Dispatcher::new(vec![]);
+    let mut d = Dispatcher::new(vec![], Default::default());
     let opts = GroupOpts {
         group_by: Some(vec!["alertname".into()]),
         repeat_interval: Some(Duration::from_secs(600)),
@@ -324,8 +324,40 @@ fn acknowledged_alerts_are_not_repeated() {
 }
 
 #[test]
+fn a_resending_receiver_hears_of_every_firing_alert_often_acknowledged_or_not() {
+    // The route repeats after 4h at most twice; the Alertmanager receiver resends every minute.
+    let resend = BTreeMap::from([("am".to_string(), M)]);
+    let mut d = Dispatcher::new(vec![], resend);
+    let opts = GroupOpts {
+        group_by: Some(vec!["alertname".into()]),
+        repeat_interval: Some(Duration::from_secs(4 * 3600)),
+        max_repeats: 2,
+        repeat_backoff: 2.0,
+        ..GroupOpts::default()
+    };
+    let t = [target(&["chat", "am"], opts, None)];
+    let a = alert("Disk", "a", Level::Warning, true);
+    d.event(&a, &t, 0);
+    d.event(&alert("Disk", "b", Level::Warning, true), &t, 0);
+    assert_eq!(d.tick(0).len(), 2);
+    d.ack(&a.id, Some(Level::Warning), None, "alice", "", S)
+        .unwrap();
+    let sent = run(&mut d, S, 10 * M);
+    let to = |r: &str| -> Vec<(i64, Vec<(String, bool)>)> {
+        sent.iter()
+            .filter(|(_, n)| n.receiver == r)
+            .map(|(t, n)| (*t, hosts(n)))
+            .collect()
+    };
+    assert!(to("chat").is_empty(), "{:?}", to("chat"));
+    let am = to("am");
+    assert_eq!(am.len(), 10, "{am:?}");
+    assert!(am.iter().all(|(_, h)| h.len() == 2), "{am:?}");
+}
+
+#[test]
 fn state_survives_a_restart() {
-    let mut d = Dispatcher::new(vec![oncall()]);
+    let mut d = Dispatcher::new(vec![oncall()], Default::default());
     let t = [
         target(&["chat"], by_name(30 * S, 0), None),
         target(&[], GroupOpts::default(), Some("oncall")),
@@ -338,7 +370,7 @@ fn state_survives_a_restart() {
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))
         .collect();
-    let mut e = Dispatcher::new(vec![oncall()]);
+    let mut e = Dispatcher::new(vec![oncall()], Default::default());
     assert!(e.restore(rows).is_empty());
     // Nothing is sent twice; the next step comes on time.
     let sent = run(&mut e, 5 * M, 15 * M);
@@ -352,7 +384,7 @@ fn state_survives_a_restart() {
 
 #[test]
 fn a_failed_remediation_bumps_the_alert_to_its_next_tier() {
-    let mut d = Dispatcher::new(vec![oncall()]);
+    let mut d = Dispatcher::new(vec![oncall()], Default::default());
     let t = [
         target(&["chat"], GroupOpts::default(), None),
         target(&[], GroupOpts::default(), Some("oncall")),

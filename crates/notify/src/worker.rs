@@ -114,10 +114,12 @@ enum Channel {
         client: reqwest::Client,
         cfg: tocsin_config::collector::TencentSmsConfig,
     },
-    /// `POST {url}/api/v2/alerts` with the alert in Alertmanager's API format.
+    /// `POST {url}/api/v2/alerts` with the alerts in Alertmanager's API format.
     Alertmanager {
         client: reqwest::Client,
         url: String,
+        /// How long a firing alert stays active in Alertmanager without being sent again.
+        lease_ms: i64,
     },
     Chat {
         client: reqwest::Client,
@@ -164,6 +166,33 @@ async fn post_json_with(
             text.chars().take(200).collect::<String>()
         ))
     }
+}
+
+/// The alerts of a notification in Alertmanager's API format. Resolved alerts carry their end;
+/// firing ones end `lease_ms` from now, so Alertmanager keeps them active while they are sent
+/// again (every quarter lease) and lets them end if the sender is gone.
+fn alertmanager_alerts(n: &serde_json::Value, now: i64, lease_ms: i64) -> serde_json::Value {
+    let alerts = n["alerts"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    alerts
+        .iter()
+        .map(|a| {
+            let ends = if a["status"] == "resolved" {
+                a["endsAt"].clone()
+            } else {
+                crate::payload::format_rfc3339(now + lease_ms).into()
+            };
+            serde_json::json!({
+                "labels": a["labels"],
+                "annotations": a["annotations"],
+                "startsAt": a["startsAt"],
+                "endsAt": ends,
+                "generatorURL": a["generatorURL"],
+            })
+        })
+        .collect()
 }
 
 /// An HTTP client for one receiver.
@@ -331,24 +360,14 @@ impl Channel {
                 }
                 crate::sms::aliyun_check(&text)
             }
-            Channel::Alertmanager { client, url } => {
-                let n = parsed()?;
-                let a = &n["alerts"][0];
-                // Resolved alerts carry their end time; firing ones none, so that Alertmanager
-                // keeps them active until its resolve_timeout.
-                let mut alert = serde_json::json!({
-                    "labels": a["labels"],
-                    "annotations": a["annotations"],
-                    "startsAt": a["startsAt"],
-                    "generatorURL": a["generatorURL"],
-                });
-                if n["status"] == "resolved" {
-                    alert["endsAt"] = a["endsAt"].clone();
-                }
+            Channel::Alertmanager {
+                client,
+                url,
+                lease_ms,
+            } => {
+                let alerts = alertmanager_alerts(&parsed()?, now_ms(), *lease_ms);
                 let url = format!("{url}/api/v2/alerts");
-                post_json(client, &url, &serde_json::json!([alert]))
-                    .await
-                    .map(drop)
+                post_json(client, &url, &alerts).await.map(drop)
             }
             Channel::Log { path } => {
                 let path = path.clone();
@@ -406,9 +425,14 @@ pub fn spawn_workers(
                 cfg: c.clone(),
                 templates: crate::template::Templates::new(c.locale, &r.template),
             },
-            ReceiverKind::Alertmanager { url, timeout } => Channel::Alertmanager {
+            ReceiverKind::Alertmanager {
+                url,
+                timeout,
+                resend_interval,
+            } => Channel::Alertmanager {
                 client: http_client(&r.name, *timeout)?,
                 url: url.clone(),
+                lease_ms: 4 * resend_interval.as_millis() as i64,
             },
             ReceiverKind::Chat {
                 vendor,
@@ -604,6 +628,25 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alertmanager_gets_every_alert_firing_ones_on_a_lease() {
+        let n = serde_json::json!({ "alerts": [
+            { "status": "firing", "labels": { "alertname": "A", "q": "1" }, "annotations": {},
+              "startsAt": "2026-11-23T10:00:00.000Z", "endsAt": "0001-01-01T00:00:00Z",
+              "generatorURL": "http://c/api/v1/alerts" },
+            { "status": "resolved", "labels": { "alertname": "A", "q": "2" }, "annotations": {},
+              "startsAt": "2026-11-23T09:00:00.000Z", "endsAt": "2026-11-23T10:01:00.000Z",
+              "generatorURL": "http://c/api/v1/alerts" },
+        ]});
+        let now = 1_795_428_000_000; // 2026-11-23T10:00:00Z
+        let out = alertmanager_alerts(&n, now, 240_000);
+        assert_eq!(out.as_array().unwrap().len(), 2);
+        assert_eq!(out[0]["labels"]["q"], "1");
+        assert_eq!(out[0]["endsAt"], "2026-11-23T10:04:00.000Z");
+        assert_eq!(out[1]["endsAt"], "2026-11-23T10:01:00.000Z");
+        assert_eq!(out[1]["startsAt"], "2026-11-23T09:00:00.000Z");
+    }
 
     #[test]
     fn rate_limiter_window() {
