@@ -1,9 +1,13 @@
 //! Shipping: every batch is appended to the durable buffer (`tocsin-spool`) first, then a task
 //! sends the buffer in order with retries, acknowledging records only once the collector has.
+//! When the buffer cannot be written (the host's disk is full: exactly when its samples matter),
+//! batches wait in memory behind it, up to `MEMORY_MAX_BYTES`, and go out in the same order; they
+//! move into the buffer as soon as it can be written again.
 //! While a backlog is being replayed (after an outage), each new batch also goes ahead of it as
 //! a live-only request, so alerting sees fresh data while the backlog fills history, throttled
 //! to `buffer.replay_rate`.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,15 +44,50 @@ const MAX_REQUEST_BYTES: usize = 4 << 20;
 /// rest is throttled).
 const BACKLOG_RECORDS: u64 = 3;
 
+/// Most compressed bytes of batches held in memory while the buffer cannot be written.
+const MEMORY_MAX_BYTES: usize = 16 << 20;
+
 /// The durable buffer between the samplers and the shipping task.
 pub struct Buffer {
-    spool: Mutex<Spool>,
+    queue: Mutex<Queue>,
     ready: Notify,
     /// The newest batch, not yet sent ahead of a backlog.
     latest: Mutex<Option<Batch>>,
     max_age_ms: i64,
     sync_each: bool,
     tel: Telemetry,
+}
+
+/// The spool, then the batches that could not be written to it (all newer than anything in it).
+struct Queue {
+    spool: Spool,
+    mem: VecDeque<Batch>,
+    mem_bytes: usize,
+    /// Batches at the front of `mem` read by the shipper and not yet acknowledged.
+    mem_read: usize,
+}
+
+impl Queue {
+    fn pending_records(&self) -> u64 {
+        self.spool.pending_records() + self.mem.len() as u64
+    }
+
+    fn mem_samples(&self) -> u64 {
+        self.mem.iter().map(|b| b.samples as u64).sum()
+    }
+
+    /// Moves what waits in memory into the spool, in order, while it can be written (never a
+    /// batch the shipper has read from memory: it is being sent).
+    fn drain_mem(&mut self, now: i64) -> std::io::Result<u64> {
+        let mut dropped = 0;
+        while self.mem_read == 0 {
+            let Some(b) = self.mem.front() else { break };
+            dropped += self.spool.append(now, b.samples as u32, &b.body)?;
+            let b = self.mem.pop_front().expect("front exists");
+            self.mem_bytes -= b.body.len();
+        }
+        Ok(dropped)
+    }
 }
 
 impl Buffer {
@@ -81,7 +120,12 @@ impl Buffer {
             "buffer opened"
         );
         let b = Arc::new(Buffer {
-            spool: Mutex::new(spool),
+            queue: Mutex::new(Queue {
+                spool,
+                mem: VecDeque::new(),
+                mem_bytes: 0,
+                mem_read: 0,
+            }),
             ready: Notify::new(),
             latest: Mutex::new(None),
             max_age_ms: opts.max_age_ms,
@@ -92,20 +136,40 @@ impl Buffer {
         Ok(b)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Spool> {
-        self.spool.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn gauges(&self, s: &Spool) {
-        self.tel.buffer_bytes.set(s.bytes() as i64);
-        self.tel.buffer_records.set(s.pending_records() as i64);
-        self.tel.buffer_samples.set(s.pending_samples() as i64);
+    fn gauges(&self, q: &Queue) {
+        self.tel
+            .buffer_bytes
+            .set((q.spool.bytes() + q.mem_bytes as u64) as i64);
+        self.tel.buffer_records.set(q.pending_records() as i64);
+        let mem = q.mem_samples();
+        self.tel
+            .buffer_samples
+            .set((q.spool.pending_samples() + mem) as i64);
+        self.tel.buffer_memory_samples.set(mem as i64);
     }
 
-    /// Appends a batch to the buffer (durable at the next fsync) and wakes the shipper.
+    /// Appends a batch to the buffer (durable at the next fsync) and wakes the shipper. When
+    /// the buffer cannot be written, the batch waits in memory instead.
     pub fn push(&self, b: Batch) {
-        let mut s = self.lock();
-        match s.append(tocsin_model::now_ms(), b.samples as u32, &b.body) {
+        let mut q = self.lock();
+        let now = tocsin_model::now_ms();
+        let written = q.drain_mem(now).and_then(|dropped| {
+            if q.mem.is_empty() {
+                q.spool
+                    .append(now, b.samples as u32, &b.body)
+                    .map(|d| d + dropped)
+            } else {
+                // A batch read from memory is being sent: the next ones wait behind it.
+                Err(std::io::Error::other(
+                    "batches read from memory are in flight",
+                ))
+            }
+        });
+        match written {
             Ok(dropped) => {
                 if dropped > 0 {
                     self.dropped("full", dropped);
@@ -115,24 +179,34 @@ impl Buffer {
                     );
                 }
                 if self.sync_each {
-                    fsync(&mut s);
+                    fsync(&mut q.spool);
                 }
             }
             Err(e) => {
-                self.dropped("write_error", b.samples as u64);
-                error!(error = %e, samples = b.samples, "cannot write to the buffer; batch dropped");
-                return;
+                self.tel.buffer_write_errors.inc();
+                if q.mem.is_empty() {
+                    error!(error = %e, "cannot write to the buffer; batches wait in memory (not durable) until it can be written");
+                }
+                q.mem_bytes += b.body.len();
+                q.mem.push_back(b.clone());
+                // Over the bound, the oldest not being sent go.
+                while q.mem_bytes > MEMORY_MAX_BYTES && q.mem.len() > q.mem_read.max(1) {
+                    let at = q.mem_read;
+                    let old = q.mem.remove(at).expect("index within len");
+                    q.mem_bytes -= old.body.len();
+                    self.dropped("write_error", old.samples as u64);
+                }
             }
         }
-        self.gauges(&s);
-        drop(s);
+        self.gauges(&q);
+        drop(q);
         *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(b);
         self.ready.notify_one();
     }
 
     /// fsyncs what was appended.
     pub fn sync(&self) {
-        fsync(&mut self.lock());
+        fsync(&mut self.lock().spool);
     }
 
     /// Counts samples the buffer lost, by reason (`tocsin_agent_buffer_dropped_samples_total`).
@@ -166,10 +240,11 @@ impl Buffer {
     /// The next records in order, joined into one request body: (body, samples), or `None` when
     /// everything has been read.
     fn read_request(&self, max_samples: usize) -> Option<(Vec<u8>, usize)> {
-        let mut s = self.lock();
+        let mut q = self.lock();
         let now = tocsin_model::now_ms();
         let mut bodies = Vec::new();
         let (mut samples, mut bytes) = (0usize, 0usize);
+        let s = &mut q.spool;
         let expired_before = s.losses().expired_samples;
         let corrupt_before = s.losses().corrupt_records;
         while samples < max_samples && bytes < MAX_REQUEST_BYTES {
@@ -205,10 +280,22 @@ impl Buffer {
         if bodies.is_empty() {
             // Expired records skipped at the cursor are acknowledged with nothing to send.
             let _ = s.commit();
-            self.gauges(&s);
-            return None;
+            // Then what waits in memory, newer than anything in the spool.
+            while samples < max_samples && bytes < MAX_REQUEST_BYTES {
+                let Some(b) = q.mem.get(q.mem_read) else {
+                    break;
+                };
+                samples += b.samples;
+                bytes += b.body.len();
+                bodies.push(b.body.as_ref().clone());
+                q.mem_read += 1;
+            }
+            if bodies.is_empty() {
+                self.gauges(&q);
+                return None;
+            }
         }
-        drop(s);
+        drop(q);
         if bodies.len() == 1 {
             return bodies.pop().map(|b| (b, samples));
         }
@@ -219,24 +306,38 @@ impl Buffer {
                 // one by one instead.
                 error!(error = %e, "cannot join buffered requests");
                 self.rewind();
-                let mut s = self.lock();
-                let r = s.next(now).ok().flatten()?;
-                Some((r.body, r.samples as usize))
+                let mut q = self.lock();
+                match q.spool.next(now).ok().flatten() {
+                    Some(r) => Some((r.body, r.samples as usize)),
+                    None => {
+                        let b = q.mem.front()?.clone();
+                        q.mem_read = 1;
+                        Some((b.body.as_ref().clone(), b.samples))
+                    }
+                }
             }
         }
     }
 
     /// Everything read is acknowledged by the collector.
     fn commit(&self) {
-        let mut s = self.lock();
-        if let Err(e) = s.commit() {
+        let mut q = self.lock();
+        if let Err(e) = q.spool.commit() {
             warn!(error = %e, "cannot save the buffer's cursor; samples may be sent twice");
         }
-        self.gauges(&s);
+        for _ in 0..q.mem_read {
+            if let Some(b) = q.mem.pop_front() {
+                q.mem_bytes -= b.body.len();
+            }
+        }
+        q.mem_read = 0;
+        self.gauges(&q);
     }
 
     fn rewind(&self) {
-        self.lock().rewind();
+        let mut q = self.lock();
+        q.spool.rewind();
+        q.mem_read = 0;
     }
 }
 

@@ -15,6 +15,8 @@ pub struct Telemetry {
     pub buffer_bytes: IntGauge,
     pub buffer_records: IntGauge,
     pub buffer_samples: IntGauge,
+    pub buffer_memory_samples: IntGauge,
+    pub buffer_write_errors: IntCounter,
     pub buffer_dropped: IntCounterVec,
     pub buffer_corrupt: IntCounter,
     pub live_sent: IntCounter,
@@ -115,12 +117,28 @@ impl Telemetry {
                 )
                 .expect("valid"),
             ),
+            buffer_memory_samples: reg(
+                &r,
+                IntGauge::new(
+                    "tocsin_agent_buffer_memory_samples",
+                    "Of those, samples held in memory (not durable) because the buffer could not be written.",
+                )
+                .expect("valid"),
+            ),
+            buffer_write_errors: reg(
+                &r,
+                IntCounter::new(
+                    "tocsin_agent_buffer_write_errors_total",
+                    "Batches the buffer could not write (disk full, file size limit); they wait in memory.",
+                )
+                .expect("valid"),
+            ),
             buffer_dropped: reg(
                 &r,
                 IntCounterVec::new(
                     Opts::new(
                         "tocsin_agent_buffer_dropped_samples_total",
-                        "Buffered samples given up, by reason (full: over buffer.max_size; expired: older than buffer.max_age; write_error: the buffer could not be written).",
+                        "Buffered samples given up, by reason (full: over buffer.max_size; expired: older than buffer.max_age; write_error: the buffer could not be written and the memory bound was reached).",
                     ),
                     &["reason"],
                 )

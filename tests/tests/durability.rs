@@ -318,3 +318,66 @@ fn a_full_disk_refuses_samples_without_losing_any_or_paging_for_the_host() {
     );
     assert!(samples.len() >= 10, "{} samples", samples.len());
 }
+
+#[test]
+fn an_agent_whose_disk_is_full_ships_every_sample_from_memory() {
+    let _g = serial();
+    let s = Stack::with_textfile("", "agent_full_probe 1\n");
+    let mut c = s.collector("127.0.0.1:0", &s.p("rules"));
+    let a = s.agent(
+        &c,
+        &[
+            "--interval",
+            "1s",
+            "--host",
+            "agent-full",
+            "--textfile-dir",
+            &s.p("tf"),
+        ],
+    );
+    let am = a.url("/metrics");
+    wait_for("first samples sent", Duration::from_secs(15), || {
+        (metric(&am, "tocsin_agent_samples_sent_total") > 0.0).then_some(())
+    });
+    // The agent's buffer (and its log) can no longer be written.
+    set_file_size_limit(&a, "1");
+    wait_for("buffer writes failing", Duration::from_secs(15), || {
+        (metric(&am, "tocsin_agent_buffer_write_errors_total") >= 6.0).then_some(())
+    });
+    let sent = metric(&am, "tocsin_agent_samples_sent_total");
+    wait_for("samples still shipped", Duration::from_secs(15), || {
+        (metric(&am, "tocsin_agent_samples_sent_total") > sent).then_some(())
+    });
+    set_file_size_limit(&a, "unlimited");
+    let errors = metric(&am, "tocsin_agent_buffer_write_errors_total");
+    let sent = metric(&am, "tocsin_agent_samples_sent_total");
+    wait_for(
+        "buffered and shipped again",
+        Duration::from_secs(15),
+        || {
+            (metric(&am, "tocsin_agent_samples_sent_total") >= sent + 3.0
+                && metric(&am, "tocsin_agent_buffer_memory_samples") == 0.0)
+                .then_some(())
+        },
+    );
+    assert!(
+        metric(&am, "tocsin_agent_buffer_write_errors_total") <= errors + 1.0,
+        "the buffer is written again"
+    );
+    assert_eq!(
+        metric(
+            &am,
+            "tocsin_agent_buffer_dropped_samples_total{reason=\"write_error\"}"
+        ),
+        0.0
+    );
+    let mut a = a;
+    a.terminate();
+    c.terminate();
+    let samples = stored(&s, "agent_full_probe", "agent-full");
+    let g = gaps(&samples);
+    assert!(g.iter().all(|g| *g > 0), "strictly increasing");
+    let long: Vec<i64> = g.iter().copied().filter(|g| *g >= 1_600).collect();
+    assert!(long.is_empty(), "one sample a second: long gaps {long:?}");
+    assert!(samples.len() >= 6, "{} samples", samples.len());
+}
