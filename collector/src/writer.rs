@@ -767,6 +767,10 @@ impl Writer {
             );
             tx.enqueue(&n.receiver, &body.to_string(), now)?;
             queued += 1;
+            if matches!(n.why, Why::Repeat { .. }) && d.resend.contains_key(&n.receiver) {
+                // Keeping Alertmanager in sync, not telling anyone: not on the timeline.
+                continue;
+            }
             let (kind, why) = match &n.why {
                 Why::Changed => ("notified", String::new()),
                 Why::Repeat { n } => ("repeated", format!(", repeat {n}")),

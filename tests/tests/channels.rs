@@ -301,7 +301,7 @@ fn alertmanager_keeps_every_alert_of_a_group_active_while_tocsin_resends_them() 
     };
     // One group of two alerts, a route that would repeat only after 4h, and a lease of 4s:
     // without resends Alertmanager would end both after four seconds.
-    let (dir, _c, _a) = stack(
+    let (dir, c, _a) = stack(
         "  - name: QueueBacklog\n    expr: queue_depth\n    levels: { warning: \"> 100\" }\n",
         &format!(
             "  - name: am\n    alertmanager: {{ url: \"http://{}\", resend_interval: 1s }}\nroute: {{ receivers: [am], group_by: [alertname], repeat_interval: 4h }}\n",
@@ -339,6 +339,24 @@ fn alertmanager_keeps_every_alert_of_a_group_active_while_tocsin_resends_them() 
         assert_eq!(active(&am), ["a", "b"], "after {:?}", since.elapsed());
         std::thread::sleep(Duration::from_millis(250));
     }
+    // The resends keep Alertmanager in sync; the incident's timeline holds the first one only.
+    let get = |path: &str| -> Value {
+        reqwest::blocking::get(c.url(path))
+            .and_then(|r| r.json())
+            .unwrap()
+    };
+    let id = get("/api/v1/incidents")["data"]["incidents"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let kinds: Vec<String> = get(&format!("/api/v1/incidents/{id}"))["data"]["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert!(kinds.iter().any(|k| k == "notified"), "{kinds:?}");
+    assert!(!kinds.iter().any(|k| k == "repeated"), "{kinds:?}");
     // One resolves: it ends in Alertmanager, the other stays.
     write_textfile(
         &dir.path().join("tf"),
