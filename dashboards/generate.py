@@ -140,6 +140,9 @@ ALERTS = dashboard(
               [('topk(10, sum by (alertname) (count_over_time(tocsin_alerts{alertstate="firing"}[$__range])))', "{{alertname}}")], kind="bargauge", w=8),
         panel("Notifications", "Delivery attempts by receiver and result (delivered, failed, dead).",
               [("sum by (receiver, result) (tocsin_notifications_total)", "{{receiver}} {{result}}")], w=8),
+        panel("Collector intake and storage", "Samples received per second by outcome, and failed storage transactions (a full disk: writes answered 503, agents keep their data).",
+              [("sum by (result) (rate(tocsin_ingest_samples_total[$__rate_interval]))", "{{result}}"),
+               ("sum(rate(tocsin_storage_errors_total[$__rate_interval]))", "storage errors")], w=12),
     ])
 
 B = 'rule="$rule", host=~"$host"'

@@ -232,14 +232,21 @@ actions:
         m.contains("tocsin_incident_duration_seconds_count{to=\"ack\"} 1")
             .then_some(())
     });
-    // A few scrapes after the last change.
-    wait_for("Prometheus to scrape it", Duration::from_secs(20), || {
-        let r = query(prom.port, "tocsin_incident_duration_seconds_count");
-        r["data"]["result"]
-            .as_array()
-            .filter(|l| !l.is_empty())
-            .map(|_| ())
-    });
+    // Two scrapes after the last change, so that rates over the collector's counters exist.
+    wait_for(
+        "Prometheus to scrape it twice",
+        Duration::from_secs(20),
+        || {
+            let r = query(
+                prom.port,
+                "count_over_time(tocsin_incident_duration_seconds_count{to=\"ack\"}[1m]) >= 2",
+            );
+            r["data"]["result"]
+                .as_array()
+                .filter(|l| !l.is_empty())
+                .map(|_| ())
+        },
+    );
 
     let subst = |q: &str| {
         q.replace("$__rate_interval", "1m")
