@@ -128,14 +128,18 @@ impl Opts {
             keep_acked: false,
         };
         if let Some(every) = resend_ms {
-            // A receiver that forgets alerts not sent again (Alertmanager) hears of every
-            // firing alert at least this often, without limit or backoff.
-            opts.repeat_ms = Some(opts.repeat_ms.map_or(every, |r| r.min(every)));
-            opts.max_repeats = 0;
-            opts.backoff = 1.0;
-            opts.keep_acked = true;
+            opts.resend(every);
         }
         opts
+    }
+
+    /// A receiver that forgets alerts not sent again (Alertmanager) hears of every firing
+    /// alert at least every `every` ms, without limit or backoff.
+    fn resend(&mut self, every: i64) {
+        self.repeat_ms = Some(self.repeat_ms.map_or(every, |r| r.min(every)));
+        self.max_repeats = 0;
+        self.backoff = 1.0;
+        self.keep_acked = true;
     }
 }
 
@@ -573,7 +577,15 @@ impl Dispatcher {
         let mut bad = Vec::new();
         for (k, json) in rows {
             let r = match k.get(..2) {
-                Some("g:") => serde_json::from_str(&json).map(|g| {
+                Some("g:") => serde_json::from_str::<Group>(&json).map(|mut g| {
+                    if let Some(&every) = self.resend.get(&g.receiver) {
+                        // Settings of this version, and a resend at the first tick: the
+                        // receiver may have forgotten while this collector was away.
+                        g.opts.resend(every);
+                        if g.alerts.values().any(|a| a.firing) {
+                            g.next = Some(0);
+                        }
+                    }
                     self.groups.insert(k[2..].to_string(), g);
                 }),
                 Some("e:") => serde_json::from_str::<Escalation>(&json).map(|e| {

@@ -356,6 +356,31 @@ fn a_resending_receiver_hears_of_every_firing_alert_often_acknowledged_or_not() 
 }
 
 #[test]
+fn a_resending_receiver_is_resynced_after_a_restart_even_if_saved_without_resends() {
+    // Saved by a dispatcher that did not resend (an older version): repeats after 4h.
+    let mut d = Dispatcher::new(vec![], Default::default());
+    let opts = GroupOpts {
+        repeat_interval: Some(Duration::from_secs(4 * 3600)),
+        ..GroupOpts::default()
+    };
+    let t = [target(&["am"], opts, None)];
+    d.event(&alert("Disk", "a", Level::Warning, true), &t, 0);
+    assert_eq!(d.tick(0).len(), 1);
+    let rows: Vec<(String, String)> = d
+        .take_changes()
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+    let mut e = Dispatcher::new(vec![], BTreeMap::from([("am".to_string(), M)]));
+    assert!(e.restore(rows).is_empty());
+    let sent: Vec<i64> = run(&mut e, 10 * M, 13 * M)
+        .iter()
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(sent, vec![10 * M, 11 * M, 12 * M, 13 * M]);
+}
+
+#[test]
 fn state_survives_a_restart() {
     let mut d = Dispatcher::new(vec![oncall()], Default::default());
     let t = [
