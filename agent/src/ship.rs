@@ -76,17 +76,36 @@ impl Queue {
         self.mem.iter().map(|b| b.samples as u64).sum()
     }
 
-    /// Moves what waits in memory into the spool, in order, while it can be written (never a
-    /// batch the shipper has read from memory: it is being sent).
-    fn drain_mem(&mut self, now: i64) -> std::io::Result<u64> {
-        let mut dropped = 0;
-        while self.mem_read == 0 {
-            let Some(b) = self.mem.front() else { break };
-            dropped += self.spool.append(now, b.samples as u32, &b.body)?;
-            let b = self.mem.pop_front().expect("front exists");
-            self.mem_bytes -= b.body.len();
+    /// Appends `b` to the spool behind what waits in memory, moving that into the spool first,
+    /// in order; old samples the spool drops for space are added to `dropped`. `Ok(false)` when
+    /// a batch read from memory is being sent: `b` must wait behind it.
+    fn append(&mut self, now: i64, b: &Batch, dropped: &mut u64) -> std::io::Result<bool> {
+        loop {
+            let next = match self.mem.front() {
+                Some(_) if self.mem_read > 0 => return Ok(false),
+                Some(m) => m,
+                None => b,
+            };
+            *dropped += self.spool.append(now, next.samples as u32, &next.body)?;
+            match self.mem.pop_front() {
+                Some(m) => self.mem_bytes -= m.body.len(),
+                None => return Ok(true),
+            }
         }
-        Ok(dropped)
+    }
+
+    /// Keeps `b` in memory; over the bound the oldest not being sent go. Returns the samples
+    /// given up.
+    fn hold(&mut self, b: Batch) -> u64 {
+        self.mem_bytes += b.body.len();
+        self.mem.push_back(b);
+        let mut dropped = 0;
+        while self.mem_bytes > MEMORY_MAX_BYTES && self.mem.len() > self.mem_read.max(1) {
+            let old = self.mem.remove(self.mem_read).expect("index within len");
+            self.mem_bytes -= old.body.len();
+            dropped += old.samples as u64;
+        }
+        dropped
     }
 }
 
@@ -156,46 +175,36 @@ impl Buffer {
     /// the buffer cannot be written, the batch waits in memory instead.
     pub fn push(&self, b: Batch) {
         let mut q = self.lock();
-        let now = tocsin_model::now_ms();
-        let written = q.drain_mem(now).and_then(|dropped| {
-            if q.mem.is_empty() {
-                q.spool
-                    .append(now, b.samples as u32, &b.body)
-                    .map(|d| d + dropped)
-            } else {
-                // A batch read from memory is being sent: the next ones wait behind it.
-                Err(std::io::Error::other(
-                    "batches read from memory are in flight",
-                ))
-            }
-        });
-        match written {
-            Ok(dropped) => {
-                if dropped > 0 {
-                    self.dropped("full", dropped);
-                    warn!(
-                        samples = dropped,
-                        "buffer full; its oldest samples were dropped"
-                    );
-                }
+        let mut dropped = 0;
+        let written = q.append(tocsin_model::now_ms(), &b, &mut dropped);
+        if dropped > 0 {
+            self.dropped("full", dropped);
+            warn!(
+                samples = dropped,
+                "buffer full; its oldest samples were dropped"
+            );
+        }
+        let wait_in_memory = match written {
+            Ok(true) => {
                 if self.sync_each {
                     fsync(&mut q.spool);
                 }
+                false
             }
+            // Behind a batch being sent from memory.
+            Ok(false) => true,
             Err(e) => {
                 self.tel.buffer_write_errors.inc();
                 if q.mem.is_empty() {
                     error!(error = %e, "cannot write to the buffer; batches wait in memory (not durable) until it can be written");
                 }
-                q.mem_bytes += b.body.len();
-                q.mem.push_back(b.clone());
-                // Over the bound, the oldest not being sent go.
-                while q.mem_bytes > MEMORY_MAX_BYTES && q.mem.len() > q.mem_read.max(1) {
-                    let at = q.mem_read;
-                    let old = q.mem.remove(at).expect("index within len");
-                    q.mem_bytes -= old.body.len();
-                    self.dropped("write_error", old.samples as u64);
-                }
+                true
+            }
+        };
+        if wait_in_memory {
+            let lost = q.hold(b.clone());
+            if lost > 0 {
+                self.dropped("write_error", lost);
             }
         }
         self.gauges(&q);
