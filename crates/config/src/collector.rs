@@ -901,7 +901,7 @@ impl RawCollectorConfig {
                         am.resend_interval.as_deref(),
                         "1m",
                     );
-                    if resend_interval < Duration::from_secs(1) && !resend_interval.is_zero() {
+                    if resend_interval < Duration::from_secs(1) {
                         p.push(format!(
                             "{at}: alertmanager.resend_interval must be at least 1s"
                         ));
@@ -1202,5 +1202,18 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("must be http(s)"), "{text}");
+    }
+
+    #[test]
+    fn alertmanager_resend_interval_has_a_floor() {
+        let raw: RawCollectorConfig = parse_yaml(
+            "receivers:\n- name: am\n  alertmanager: {url: \"http://am:9093\", resend_interval: 0s}\n",
+        )
+        .unwrap();
+        let text = raw.validate().unwrap_err().to_string();
+        assert!(
+            text.contains("alertmanager.resend_interval must be at least 1s"),
+            "{text}"
+        );
     }
 }

@@ -1,7 +1,6 @@
 //! Process plumbing shared by the tocsin binaries: logging set-up, mapping errors to exit codes,
 //! waiting for a shutdown signal, surviving a file size limit, and serving a process's own
-//! metrics registry. Nothing
-//! tocsin-specific lives here.
+//! metrics registry. Nothing tocsin-specific lives here.
 
 use std::process::ExitCode;
 
