@@ -251,6 +251,13 @@ fn chat_robots_get_their_documented_format_and_signatures() {
     assert!(c.log().contains("errcode 310000"), "{}", c.log());
 }
 
+/// The alerts a real Alertmanager holds.
+fn alertmanager_alerts(am: &tocsin_e2e::servers::Server) -> Vec<Value> {
+    reqwest::blocking::get(format!("http://{}/api/v2/alerts", am.addr()))
+        .and_then(|r| r.json::<Vec<Value>>())
+        .unwrap_or_default()
+}
+
 #[test]
 fn alerts_are_forwarded_to_a_real_alertmanager() {
     let _g = serial();
@@ -263,13 +270,8 @@ fn alerts_are_forwarded_to_a_real_alertmanager() {
         "queue_depth 500\n",
         "worker-7",
     );
-    let alerts = |am: &tocsin_e2e::servers::Server| -> Vec<Value> {
-        reqwest::blocking::get(format!("http://{}/api/v2/alerts", am.addr()))
-            .and_then(|r| r.json::<Vec<Value>>())
-            .unwrap_or_default()
-    };
     let got = wait_for("the alert in Alertmanager", Duration::from_secs(20), || {
-        alerts(&am)
+        alertmanager_alerts(&am)
             .into_iter()
             .find(|a| a["labels"]["alertname"] == "QueueBacklog")
     });
@@ -285,7 +287,7 @@ fn alerts_are_forwarded_to_a_real_alertmanager() {
         "the alert resolved in Alertmanager",
         Duration::from_secs(20),
         || {
-            (!alerts(&am)
+            (!alertmanager_alerts(&am)
                 .iter()
                 .any(|a| a["labels"]["alertname"] == "QueueBacklog"))
             .then_some(())
@@ -311,10 +313,7 @@ fn alertmanager_keeps_every_alert_of_a_group_active_while_tocsin_resends_them() 
         "worker-8",
     );
     let active = |am: &tocsin_e2e::servers::Server| -> Vec<String> {
-        let all: Vec<Value> = reqwest::blocking::get(format!("http://{}/api/v2/alerts", am.addr()))
-            .and_then(|r| r.json())
-            .unwrap_or_default();
-        let mut q: Vec<String> = all
+        let mut q: Vec<String> = alertmanager_alerts(am)
             .iter()
             .filter(|a| {
                 a["labels"]["alertname"] == "QueueBacklog" && a["status"]["state"] == "active"

@@ -233,6 +233,35 @@ fn set_file_size_limit(p: &Proc, limit: &str) {
     assert!(status.success(), "prlimit --fsize={limit}");
 }
 
+/// An agent of `host` on `c`, shipping the stack's textfile every second.
+fn agent_every_second(s: &Stack, c: &Proc, host: &str) -> Proc {
+    s.agent(
+        c,
+        &[
+            "--interval",
+            "1s",
+            "--host",
+            host,
+            "--textfile-dir",
+            &s.p("tf"),
+        ],
+    )
+}
+
+/// The stored series `name{host}` (agent and collector stopped) has at least `min` samples,
+/// one a second with no gap.
+fn assert_every_second(s: &Stack, name: &str, host: &str, min: usize, during: &str) {
+    let samples = stored(s, name, host);
+    let g = gaps(&samples);
+    assert!(g.iter().all(|g| *g > 0), "strictly increasing");
+    let long: Vec<i64> = g.iter().copied().filter(|g| *g >= 1_600).collect();
+    assert!(
+        long.is_empty(),
+        "one sample a second{during}: long gaps {long:?}"
+    );
+    assert!(samples.len() >= min, "{} samples", samples.len());
+}
+
 #[test]
 fn a_full_disk_refuses_samples_without_losing_any_or_paging_for_the_host() {
     let _g = serial();
@@ -244,17 +273,7 @@ fn a_full_disk_refuses_samples_without_losing_any_or_paging_for_the_host() {
     .unwrap();
     let mut c = s.collector("127.0.0.1:0", &s.p("rules"));
     let cm = c.url("/metrics");
-    let a = s.agent(
-        &c,
-        &[
-            "--interval",
-            "1s",
-            "--host",
-            "full-host",
-            "--textfile-dir",
-            &s.p("tf"),
-        ],
-    );
+    let a = agent_every_second(&s, &c, "full-host");
     let am = a.url("/metrics");
     let hosts = || -> serde_json::Value {
         reqwest::blocking::get(c.url("/api/v1/hosts"))
@@ -308,15 +327,8 @@ fn a_full_disk_refuses_samples_without_losing_any_or_paging_for_the_host() {
     let mut a = a;
     a.terminate();
     c.terminate();
-    let samples = stored(&s, "full_probe", "full-host");
-    let g = gaps(&samples);
-    assert!(g.iter().all(|g| *g > 0), "strictly increasing");
-    let long: Vec<i64> = g.iter().copied().filter(|g| *g >= 1_600).collect();
-    assert!(
-        long.is_empty(),
-        "one sample a second, the {freed:?} of full disk included: long gaps {long:?}"
-    );
-    assert!(samples.len() >= 10, "{} samples", samples.len());
+    let during = format!(", the {freed:?} of full disk included");
+    assert_every_second(&s, "full_probe", "full-host", 10, &during);
 }
 
 #[test]
@@ -324,17 +336,7 @@ fn an_agent_whose_disk_is_full_ships_every_sample_from_memory() {
     let _g = serial();
     let s = Stack::with_textfile("", "agent_full_probe 1\n");
     let mut c = s.collector("127.0.0.1:0", &s.p("rules"));
-    let a = s.agent(
-        &c,
-        &[
-            "--interval",
-            "1s",
-            "--host",
-            "agent-full",
-            "--textfile-dir",
-            &s.p("tf"),
-        ],
-    );
+    let a = agent_every_second(&s, &c, "agent-full");
     let am = a.url("/metrics");
     wait_for("first samples sent", Duration::from_secs(15), || {
         (metric(&am, "tocsin_agent_samples_sent_total") > 0.0).then_some(())
@@ -374,10 +376,5 @@ fn an_agent_whose_disk_is_full_ships_every_sample_from_memory() {
     let mut a = a;
     a.terminate();
     c.terminate();
-    let samples = stored(&s, "agent_full_probe", "agent-full");
-    let g = gaps(&samples);
-    assert!(g.iter().all(|g| *g > 0), "strictly increasing");
-    let long: Vec<i64> = g.iter().copied().filter(|g| *g >= 1_600).collect();
-    assert!(long.is_empty(), "one sample a second: long gaps {long:?}");
-    assert!(samples.len() >= 6, "{} samples", samples.len());
+    assert_every_second(&s, "agent_full_probe", "agent-full", 6, "");
 }

@@ -59,6 +59,14 @@ fn run(d: &mut Dispatcher, from: i64, to: i64) -> Vec<(i64, Notification)> {
     out
 }
 
+/// The rows a dispatcher would save now (deleted ones left out), as `restore` takes them.
+fn saved(d: &mut Dispatcher) -> Vec<(String, String)> {
+    d.take_changes()
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
+}
+
 fn hosts(n: &Notification) -> Vec<(String, bool)> {
     n.alerts
         .iter()
@@ -366,11 +374,7 @@ fn a_resending_receiver_is_resynced_after_a_restart_even_if_saved_without_resend
     let t = [target(&["am"], opts, None)];
     d.event(&alert("Disk", "a", Level::Warning, true), &t, 0);
     assert_eq!(d.tick(0).len(), 1);
-    let rows: Vec<(String, String)> = d
-        .take_changes()
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect();
+    let rows = saved(&mut d);
     let mut e = Dispatcher::new(vec![], BTreeMap::from([("am".to_string(), M)]));
     assert!(e.restore(rows).is_empty());
     let sent: Vec<i64> = run(&mut e, 10 * M, 13 * M)
@@ -390,11 +394,7 @@ fn state_survives_a_restart() {
     let a = alert("DbDown", "db1", Level::Critical, true);
     d.event(&a, &t, 0);
     run(&mut d, 0, 5 * M);
-    let rows: Vec<(String, String)> = d
-        .take_changes()
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect();
+    let rows = saved(&mut d);
     let mut e = Dispatcher::new(vec![oncall()], Default::default());
     assert!(e.restore(rows).is_empty());
     // Nothing is sent twice; the next step comes on time.
