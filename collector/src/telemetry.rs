@@ -19,6 +19,7 @@ pub struct Telemetry {
     pub rules_loaded: IntGauge,
     pub rule_reloads: IntCounterVec,
     pub evaluations: IntCounter,
+    pub learned_late: IntCounter,
     pub alerts: IntGaugeVec,
     pub transitions: IntCounterVec,
     pub storage_errors: IntCounter,
@@ -162,6 +163,14 @@ impl Telemetry {
                 IntCounter::new(
                     "tocsin_rule_evaluations_total",
                     "Rule evaluations of one series.",
+                )
+                .expect("valid metric"),
+            ),
+            learned_late: reg(
+                &r,
+                IntCounter::new(
+                    "tocsin_baseline_backlog_samples_total",
+                    "Samples of a replayed backlog, too old to alert on, learned by the baselines of dynamic rules.",
                 )
                 .expect("valid metric"),
             ),

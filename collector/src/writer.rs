@@ -927,6 +927,11 @@ impl Writer {
             .evaluations()
             .saturating_sub(self.tel.evaluations.get());
         self.tel.evaluations.inc_by(delta);
+        let late = self
+            .engine
+            .learned_late()
+            .saturating_sub(self.tel.learned_late.get());
+        self.tel.learned_late.inc_by(late);
         let hosts = with_hosts.then(|| self.liveness.view());
         let bands = with_hosts.then(|| {
             self.engine

@@ -193,6 +193,8 @@ pub struct Engine {
     alerts: HashMap<(usize, u64), AlertState>,
     changes: BTreeMap<String, Option<AlertState>>,
     evaluations: u64,
+    /// Samples of a replayed backlog learned by dynamic baselines without being judged.
+    learned_late: u64,
 }
 
 impl Engine {
@@ -208,6 +210,7 @@ impl Engine {
             alerts: HashMap::new(),
             changes: BTreeMap::new(),
             evaluations: 0,
+            learned_late: 0,
         };
         e.install(rules.into_iter().map(Arc::new).collect());
         e
@@ -238,6 +241,11 @@ impl Engine {
     /// Evaluations run since start (one per (rule, series) touched by a batch or a tick).
     pub fn evaluations(&self) -> u64 {
         self.evaluations
+    }
+
+    /// Samples of replayed backlogs learned by dynamic baselines without being judged.
+    pub fn learned_late(&self) -> u64 {
+        self.learned_late
     }
 
     /// Swaps the rule set. Alerts of rules that remain keep their state; alerts of removed
@@ -346,6 +354,11 @@ impl Engine {
                         continue;
                     }
                     if x.timestamp_ms < fresh_from {
+                        // A replayed backlog: too old to alert on, but a learned baseline takes
+                        // it in, so an outage leaves no hole in what it knows of the series.
+                        if single {
+                            self.learn(ri, kfp, x.timestamp_ms);
+                        }
                         continue;
                     }
                     if single {
@@ -370,6 +383,58 @@ impl Engine {
         out
     }
 
+    /// The value of rule `ri`'s expression for series key `kfp` as of sample time `ts`; none
+    /// while an input is missing or stale.
+    fn value_at(&self, ri: usize, kfp: u64, ts: TimestampMs) -> Option<f64> {
+        let rule = &self.rules[ri];
+        let leaves = &self.leaves[ri];
+        let stale = self.opts.stale_after_ms;
+        rule.expr.eval(ts as f64 / 1000.0, &mut |li| {
+            let ls = leaves[li].get(&kfp)?;
+            let newest = ls.window.back()?;
+            if ts - newest.0 > stale {
+                return None;
+            }
+            match rule.expr.leaves[li].func {
+                None => Some(newest.1),
+                Some((f, _)) => f.apply(ls.window.as_slices().0),
+            }
+        })
+    }
+
+    /// Scores `v` with the learned baseline of (rule, series) and learns from it; none outside
+    /// dynamic rules and inside their excluded windows (which neither learn nor judge).
+    fn detect(
+        &mut self,
+        ri: usize,
+        kfp: u64,
+        ts: TimestampMs,
+        v: f64,
+    ) -> Option<tocsin_baseline::Output> {
+        let d = self.rules[ri].dynamic.as_ref()?;
+        if d.exclude.iter().any(|e| e.contains(ts)) {
+            return None;
+        }
+        let cfg = d.detector;
+        let det = self
+            .detectors
+            .entry((ri, kfp))
+            .or_insert_with(|| tocsin_baseline::Detector::new(cfg));
+        Some(det.update(ts, v))
+    }
+
+    /// Learns a sample too old to be judged (one of a replayed backlog) into the baseline of
+    /// a dynamic rule; nothing fires and the exported band stays the live one.
+    fn learn(&mut self, ri: usize, kfp: u64, ts: TimestampMs) {
+        if self.rules[ri].dynamic.is_none() {
+            return;
+        }
+        if let Some(v) = self.value_at(ri, kfp, ts) {
+            self.detect(ri, kfp, ts, v);
+            self.learned_late += 1;
+        }
+    }
+
     /// Evaluates rule `ri` for series key `kfp` as of sample time `ts`, and steps its alert.
     fn evaluate(
         &mut self,
@@ -380,45 +445,30 @@ impl Engine {
         now: TimestampMs,
     ) -> Option<Transition> {
         let rule = Arc::clone(&self.rules[ri]);
-        let leaves = &self.leaves[ri];
-        let stale = self.opts.stale_after_ms;
-        let v = rule.expr.eval(ts as f64 / 1000.0, &mut |li| {
-            let ls = leaves[li].get(&kfp)?;
-            let newest = ls.window.back()?;
-            if ts - newest.0 > stale {
-                return None;
-            }
-            match rule.expr.leaves[li].func {
-                None => Some(newest.1),
-                Some((f, _)) => f.apply(ls.window.as_slices().0),
-            }
-        })?;
+        let v = self.value_at(ri, kfp, ts)?;
         self.evaluations += 1;
         let (score, band) = match &rule.dynamic {
-            Some(d) if d.exclude.iter().any(|e| e.contains(ts)) => (0.0, None),
-            Some(d) => {
-                let det = self
-                    .detectors
-                    .entry((ri, kfp))
-                    .or_insert_with(|| tocsin_baseline::Detector::new(d.detector));
-                let o = det.update(ts, v);
-                let dev = v - o.expected;
-                let gated = match d.direction {
-                    crate::rule::Direction::Up => dev <= 0.0,
-                    crate::rule::Direction::Down => dev >= 0.0,
-                    crate::rule::Direction::Both => false,
-                } || dev.abs() < d.min_abs_deviation
-                    || dev.abs() < d.min_rel_deviation * o.expected.abs();
-                let band = [o.expected, o.lower, o.upper];
-                let full = [o.expected, o.lower, o.upper, v, o.score];
-                match self.bands.get_mut(&(ri, kfp)) {
-                    Some(b) => b.1 = full,
-                    None => {
-                        self.bands.insert((ri, kfp), (key_labels.clone(), full));
+            Some(d) => match self.detect(ri, kfp, ts, v) {
+                None => (0.0, None),
+                Some(o) => {
+                    let dev = v - o.expected;
+                    let gated = match d.direction {
+                        crate::rule::Direction::Up => dev <= 0.0,
+                        crate::rule::Direction::Down => dev >= 0.0,
+                        crate::rule::Direction::Both => false,
+                    } || dev.abs() < d.min_abs_deviation
+                        || dev.abs() < d.min_rel_deviation * o.expected.abs();
+                    let band = [o.expected, o.lower, o.upper];
+                    let full = [o.expected, o.lower, o.upper, v, o.score];
+                    match self.bands.get_mut(&(ri, kfp)) {
+                        Some(b) => b.1 = full,
+                        None => {
+                            self.bands.insert((ri, kfp), (key_labels.clone(), full));
+                        }
                     }
+                    (if gated { 0.0 } else { o.score }, Some(band))
                 }
-                (if gated { 0.0 } else { o.score }, Some(band))
-            }
+            },
             None => (0.0, None),
         };
         if !self.alerts.contains_key(&(ri, kfp))

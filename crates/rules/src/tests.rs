@@ -454,6 +454,50 @@ fn learned_baselines_survive_a_restart() {
 }
 
 #[test]
+fn a_replayed_backlog_is_learned_as_if_it_had_come_live_and_never_fires() {
+    let yaml = "rules:\n  - name: U\n    expr: v\n    dynamic: {}\n";
+    let at = |i: i64| T0 + i * 60 * S;
+    let value = |i: i64| 10.0 + (i % 5) as f64;
+    let live = |e: &mut Engine, i: i64, v: f64| e.ingest(&[sample("v", "h", at(i), v)], at(i));
+    let mut on_time = Engine::new(rules(yaml), EngineOptions::default());
+    let mut replayed = Engine::new(rules(yaml), EngineOptions::default());
+    let mut never = Engine::new(rules(yaml), EngineOptions::default());
+    for i in 0..200 {
+        for e in [&mut on_time, &mut replayed, &mut never] {
+            live(e, i, value(i));
+        }
+    }
+    // An hour the collector did not hear (an outage), with a spike in it.
+    let gap = |i: i64| if i == 230 { 500.0 } else { value(i) };
+    for i in 200..260 {
+        live(&mut on_time, i, gap(i));
+    }
+    // The agent ships it from its buffer two hours later, in batches, oldest first.
+    let late = at(380);
+    for chunk in (200..260).collect::<Vec<_>>().chunks(15) {
+        let batch: Vec<SeriesSamples> = chunk
+            .iter()
+            .map(|&i| sample("v", "h", at(i), gap(i)))
+            .collect();
+        assert!(
+            replayed.ingest(&batch, late).is_empty(),
+            "a backlog never fires"
+        );
+    }
+    assert_eq!(replayed.learned_late(), 60);
+    assert_eq!(replayed.alerts().count(), 0);
+    assert_eq!(
+        replayed.baselines(),
+        on_time.baselines(),
+        "learned as if it had come on time"
+    );
+    assert_ne!(replayed.baselines(), never.baselines());
+    // Too old for the band, too: the exported one is still that of the last live sample.
+    let band = |e: &Engine| e.bands().map(|(_, _, b)| b[3]).next();
+    assert_eq!(band(&replayed), Some(value(199)));
+}
+
+#[test]
 fn excluded_windows_neither_learn_nor_fire() {
     use crate::rule::Exclusion;
     // 2023-11-12 was a Sunday.
