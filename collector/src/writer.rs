@@ -143,6 +143,10 @@ pub struct Writer {
     /// Transitions produced outside a message (alerts of rules removed while the collector was
     /// down), committed with the next group.
     carry: Vec<Transition>,
+    /// Alerts firing, unsilenced since they fired: for the next batch to tell receivers.
+    unsilenced: Vec<Transition>,
+    /// Silences muting at the last tick.
+    muting: Vec<i64>,
     liveness: Liveness,
     services: Services,
     runner: Option<mpsc::UnboundedSender<tocsin_remedy::Request>>,
@@ -256,6 +260,8 @@ impl Writer {
             last_checkpoint: Instant::now(),
             engine_opts: settings.engine,
             carry: Vec::new(),
+            unsilenced: Vec::new(),
+            muting: Vec::new(),
             liveness,
             services: Services::default(),
             runner: settings.runner,
@@ -290,6 +296,22 @@ impl Writer {
             .unwrap_or_else(|p| p.into_inner())
             .silences = stored;
         Ok(())
+    }
+
+    /// Firing alerts that no silence covers now and that no receiver has heard of (a silence
+    /// held them back and has ended): the next batch tells them, as Alertmanager does.
+    fn find_unsilenced(&mut self) {
+        let now = now_ms();
+        let d = &self.delivery;
+        self.unsilenced = self
+            .engine
+            .firing(now)
+            .into_iter()
+            .filter(|t| {
+                !d.silences.iter().any(|s| s.matches(&t.labels, now))
+                    && !d.dispatcher.knows(&alert_id(&t.labels))
+            })
+            .collect();
     }
 
     fn restore_engine(&mut self) -> Result<usize, StoreError> {
@@ -327,6 +349,7 @@ impl Writer {
             error!(key, error = %e, "unreadable remediation state dropped");
         }
         d.to_run.clear();
+        self.find_unsilenced();
         let b = self.engine.restore_baselines(self.store.baselines()?);
         if b > 0 {
             info!(baselines = b, "learned baselines restored");
@@ -401,6 +424,7 @@ impl Writer {
         let now = now_ms();
         let mut replies = Vec::new();
         let mut transitions = std::mem::take(&mut self.carry);
+        let unsilenced = std::mem::take(&mut self.unsilenced);
         let mut ticked = false;
         let mut ack_replies = Vec::new();
         let mut other_replies: Vec<Reply> = Vec::new();
@@ -550,6 +574,7 @@ impl Writer {
             // at on the ticks and whenever something changed, not on every ingest group.
             let timers = ticked
                 || !transitions.is_empty()
+                || !unsilenced.is_empty()
                 || !ack_replies.is_empty()
                 || !other_replies.is_empty();
             queued = Self::stage(
@@ -558,6 +583,7 @@ impl Writer {
                 &self.tel,
                 &mut tx,
                 &transitions,
+                &unsilenced,
                 timers,
                 now,
             )?;
@@ -634,6 +660,16 @@ impl Writer {
             if self.delivery.silences.iter().any(|s| s.ends_ms < now) {
                 let _ = self.load_silences();
             }
+            // A silence expired, ran out or closed its maintenance window since the last tick:
+            // what it held back and still fires is told.
+            let muting: Vec<i64> = (self.delivery.silences.iter())
+                .filter(|s| s.active(now))
+                .map(|s| s.id)
+                .collect();
+            if self.muting.iter().any(|id| !muting.contains(id)) {
+                self.find_unsilenced();
+            }
+            self.muting = muting;
             self.refresh_view(true);
             if self.last_checkpoint.elapsed() >= self.checkpoint_every {
                 self.checkpoint();
@@ -648,6 +684,7 @@ impl Writer {
         tel: &Telemetry,
         tx: &mut tocsin_store::Txn<'_>,
         transitions: &[Transition],
+        unsilenced: &[Transition],
         timers: bool,
         now: TimestampMs,
     ) -> Result<usize, StoreError> {
@@ -659,21 +696,30 @@ impl Writer {
             tx.put_alert_state(&c.key, json.as_deref())?;
         }
         // Firing alerts that can inhibit, found once per group: (rule index, labels).
-        let sources: Vec<(usize, tocsin_model::Labels)> = if transitions.is_empty() {
-            Vec::new()
-        } else {
-            engine
-                .alerts()
-                .filter(|a| a.level.is_some())
-                .flat_map(|a| {
-                    d.inhibit_rules
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, r)| r.is_source(&a.labels))
-                        .map(|(i, _)| (i, a.labels.clone()))
-                })
-                .collect()
-        };
+        let sources: Vec<(usize, tocsin_model::Labels)> =
+            if transitions.is_empty() && unsilenced.is_empty() {
+                Vec::new()
+            } else {
+                engine
+                    .alerts()
+                    .filter(|a| a.level.is_some())
+                    .flat_map(|a| {
+                        d.inhibit_rules
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, r)| r.is_source(&a.labels))
+                            .map(|(i, _)| (i, a.labels.clone()))
+                    })
+                    .collect()
+            };
+        // Alerts a silence kept from receivers, firing still now that it has ended: told like
+        // a new firing (before this batch's transitions, which may resolve them).
+        for t in unsilenced {
+            if !d.dispatcher.knows(&alert_id(&t.labels)) {
+                info!(alert = %t.rule, labels = %t.labels, "silence ended while firing: notifying");
+                Self::notify(d, tel, &sources, t, now);
+            }
+        }
         for t in transitions {
             let a = AlertInfo::from_transition(t);
             // A firing opens the incident before remediation speaks of it; a resolve lets
@@ -694,26 +740,7 @@ impl Writer {
             if !a.firing {
                 d.incidents.on_alert(&a, now);
             }
-            if let Some(s) = d.silences.iter().find(|s| s.matches(&t.labels, now)) {
-                // Recorded (the alert state is stored above), not delivered.
-                tel.silenced.inc();
-                info!(alert = %t.rule, labels = %t.labels, silence = s.id, "notification silenced");
-                continue;
-            }
-            // Inhibited by another alert firing now (a resolve is never held back: whoever
-            // heard of the firing hears of its end).
-            if t.kind.firing()
-                && sources
-                    .iter()
-                    .any(|(r, src)| d.inhibit_rules[*r].inhibits(src, &t.labels))
-            {
-                tel.inhibited.inc();
-                info!(alert = %t.rule, labels = %t.labels, "notification inhibited");
-                continue;
-            }
-            let targets = d.route.targets(&t.labels, t.level);
-            d.dispatcher
-                .event(&AlertInfo::from_transition(t), &targets, now);
+            Self::notify(d, tel, &sources, t, now);
         }
         let queued = if timers {
             Self::due(d, tel, tx, now)?
@@ -725,6 +752,36 @@ impl Writer {
         }
         Self::persist_incidents(d, tel, tx)?;
         Ok(queued)
+    }
+
+    /// Hands a transition to the dispatcher unless a silence or a firing alert holds it back.
+    fn notify(
+        d: &mut Delivery,
+        tel: &Telemetry,
+        sources: &[(usize, tocsin_model::Labels)],
+        t: &Transition,
+        now: TimestampMs,
+    ) {
+        if let Some(s) = d.silences.iter().find(|s| s.matches(&t.labels, now)) {
+            // Recorded (the alert state is stored), not delivered.
+            tel.silenced.inc();
+            info!(alert = %t.rule, labels = %t.labels, silence = s.id, "notification silenced");
+            return;
+        }
+        // Inhibited by another alert firing now (a resolve is never held back: whoever heard
+        // of the firing hears of its end).
+        if t.kind.firing()
+            && sources
+                .iter()
+                .any(|(r, src)| d.inhibit_rules[*r].inhibits(src, &t.labels))
+        {
+            tel.inhibited.inc();
+            info!(alert = %t.rule, labels = %t.labels, "notification inhibited");
+            return;
+        }
+        let targets = d.route.targets(&t.labels, t.level);
+        d.dispatcher
+            .event(&AlertInfo::from_transition(t), &targets, now);
     }
 
     /// Remediation deadlines and collector-side requests, then the notifications due now.

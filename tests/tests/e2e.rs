@@ -428,7 +428,7 @@ route:
 }
 
 #[test]
-fn silences_mute_delivery_but_not_the_record_and_the_later_resolve_is_sent() {
+fn silences_mute_delivery_but_not_the_record_and_an_alert_firing_when_one_ends_is_told() {
     let _g = serial();
     let s = Setup::new();
     let cfg = std::fs::read_to_string(s.p("collector.yaml")).unwrap();
@@ -489,16 +489,40 @@ fn silences_mute_delivery_but_not_the_record_and_the_later_resolve_is_sent() {
         "nothing delivered while silenced"
     );
 
-    // Silence ends; the resolve that follows is delivered.
+    // The silence ends while the alert still fires: receivers hear of it now (as from
+    // Alertmanager), once, and of the resolve that follows.
     let r = client
         .delete(c.url(&format!("/api/v1/silences/{id}")))
         .bearer_auth("adm1n")
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    s.set_value(10.0);
     s.hook.wait_nth(1, Duration::from_secs(10));
-    assert_eq!(s.hook.events(), vec![ev("resolved", "warning")]);
+    assert_eq!(s.hook.events(), vec![ev("firing", "warning")]);
+    s.set_value(10.0);
+    s.hook.wait_nth(2, Duration::from_secs(10));
+    assert_eq!(
+        s.hook.events(),
+        vec![ev("firing", "warning"), ev("resolved", "warning")]
+    );
+    // A silence that runs out by itself does the same.
+    let short = serde_json::json!({
+        "matchers": [{"name": "alertname", "value": "E2eValue"}],
+        "duration": "4s",
+        "createdBy": "alice",
+        "comment": "a short window",
+    });
+    let silenced = metric(&c, "tocsin_notifications_silenced_total");
+    assert_eq!(post(Some("adm1n"), &short).0, 200);
+    s.set_value(60.0);
+    wait_for(
+        "the second silenced firing",
+        Duration::from_secs(10),
+        || (metric(&c, "tocsin_notifications_silenced_total") > silenced).then_some(()),
+    );
+    assert_eq!(s.hook.events().len(), 2, "nothing while the silence lasts");
+    s.hook.wait_nth(3, Duration::from_secs(15));
+    assert_eq!(s.hook.events()[2], ev("firing", "warning"));
     let r = client
         .delete(c.url("/api/v1/silences/999"))
         .bearer_auth("adm1n")

@@ -606,6 +606,13 @@ impl Dispatcher {
         bad
     }
 
+    /// Whether any group holds the alert `id` (to tell, or told and still firing).
+    pub fn knows(&self, id: &str) -> bool {
+        self.groups
+            .values()
+            .any(|g| g.alerts.contains_key(id) || g.sent.contains_key(id))
+    }
+
     /// Groups and escalations in flight, for metrics.
     pub fn sizes(&self) -> (usize, usize) {
         (self.groups.len(), self.escalations.len())

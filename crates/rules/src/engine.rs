@@ -690,6 +690,21 @@ impl Engine {
         ))
     }
 
+    /// A `firing` transition for each alert firing now (flapping ones aside, whose
+    /// notifications wait for the flapping to end), as of `now`: for receivers that did not
+    /// hear of it when it fired (a silence that has ended since).
+    pub fn firing(&self, now: TimestampMs) -> Vec<Transition> {
+        self.alerts
+            .values()
+            .filter(|st| !st.flapping)
+            .filter_map(|st| {
+                let level = st.level?;
+                let rule = self.rules.iter().find(|r| r.name == st.rule)?;
+                Some(render(rule, st, TransitionKind::Firing, level, now, None))
+            })
+            .collect()
+    }
+
     /// State updates since the last call, to persist together with the batch that caused them.
     pub fn take_changes(&mut self) -> Vec<StateChange> {
         std::mem::take(&mut self.changes)
