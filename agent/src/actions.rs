@@ -13,9 +13,13 @@ use std::time::Duration;
 use serde::Deserialize;
 use tocsin_config::agent::AgentConfig;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::Telemetry;
+
+/// How long an action's result is offered to a collector that cannot take it yet.
+const RESULT_RETRY_FOR: Duration = Duration::from_secs(600);
+const RESULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Deserialize)]
 struct Poll {
@@ -165,7 +169,11 @@ pub(crate) async fn action_loop(cfg: AgentConfig, tel: Telemetry, cancel: Cancel
                 let body = serde_json::json!({
                     "status": r.status, "summary": r.summary, "output": r.output,
                 });
-                for attempt in 0..5u32 {
+                // Sent until the collector has it stored (2xx) or refuses it for good (409:
+                // finished, or unknown); a collector that cannot store it now (503 with a full
+                // disk, 429, a cut) hears it again, backing off to 30 s, for ten minutes.
+                let deadline = std::time::Instant::now() + RESULT_RETRY_FOR;
+                for attempt in 0u32.. {
                     let mut req = client
                         .post(format!("{b}/api/v1/actions/{}/result", w.id))
                         .json(&body);
@@ -181,7 +189,13 @@ pub(crate) async fn action_loop(cfg: AgentConfig, tel: Telemetry, cancel: Cancel
                         }
                         Err(e) => warn!(request = %w.id, error = %e, "cannot report the result"),
                     }
-                    tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
+                    if std::time::Instant::now() >= deadline {
+                        tel.actions.with_label_values(&["unreported"]).inc();
+                        error!(request = %w.id, "result never taken by the collector: given up");
+                        return;
+                    }
+                    let wait = Duration::from_secs(1 << attempt.min(5)).min(RESULT_BACKOFF_MAX);
+                    tokio::time::sleep(wait).await;
                 }
             });
         }

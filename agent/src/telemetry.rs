@@ -67,7 +67,7 @@ impl Telemetry {
                 IntCounterVec::new(
                     Opts::new(
                         "tocsin_agent_actions_total",
-                        "Remediation requests by result (succeeded, failed, timed_out, refused, replayed).",
+                        "Remediation requests by result (succeeded, failed, timed_out, refused, replayed; unreported: the collector never took the result).",
                     ),
                     &["result"],
                 )

@@ -14,7 +14,7 @@ use tocsin_model::now_ms;
 use tocsin_notify::format_rfc3339;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::writer::{AckFailure, IncidentOp, Msg, Origin, View, WriteError};
+use crate::writer::{AckFailure, IncidentOp, Msg, OpFailure, Origin, View, WriteError};
 use crate::Telemetry;
 
 #[derive(Clone)]
@@ -377,7 +377,13 @@ async fn writer_reply<R>(
     };
     let (reply, rx) = oneshot::channel();
     st.writer.send(msg(reply)).await.map_err(|_| gone())?;
-    rx.await.map_err(|_| gone())
+    // The writer drops a request it could not answer: its batch failed to start or to write.
+    rx.await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage temporarily unavailable (or the collector is shutting down): try again",
+        )
+    })
 }
 
 /// Sends a request to the writer thread and waits for its answer; its error is a 500.
@@ -585,6 +591,23 @@ async fn metrics(State(st): State<AppState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_not_stored_is_answered_503_so_it_is_sent_again() {
+        let status = |e| op_error(e).status;
+        assert_eq!(
+            status(OpFailure::Storage("disk full".into())),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            status(OpFailure::Refused("finished".into())),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            status(OpFailure::NotFound("no such incident".into())),
+            StatusCode::NOT_FOUND
+        );
+    }
 
     #[test]
     fn constant_time() {
@@ -931,10 +954,20 @@ async fn action_result(
         reply,
     })
     .await?;
-    match reply {
-        Ok(()) => Ok(Json(json!({ "status": "success" }))),
-        Err(e) => Err(ApiError::new(StatusCode::CONFLICT, e)),
-    }
+    reply
+        .map(|()| Json(json!({ "status": "success" })))
+        .map_err(op_error)
+}
+
+/// The answer to a refused or failed request about an incident or an action: a storage
+/// failure is a 503, so the sender tries again.
+fn op_error(e: OpFailure) -> ApiError {
+    let status = match e {
+        OpFailure::NotFound(_) => StatusCode::NOT_FOUND,
+        OpFailure::Refused(_) => StatusCode::CONFLICT,
+        OpFailure::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    ApiError::new(status, e.to_string())
 }
 
 async fn list_actions(State(st): State<AppState>) -> Json<Value> {
@@ -1140,11 +1173,10 @@ async fn incident_op(
         return Err(bad("by is required".into()));
     }
     let op = op(b).map_err(bad)?;
-    match writer_reply(st, |reply| Msg::Incident { id, op, reply }).await? {
-        Ok(()) => Ok(Json(json!({ "status": "success" }))),
-        Err(e) if e.contains("no such incident") => Err(ApiError::new(StatusCode::NOT_FOUND, e)),
-        Err(e) => Err(ApiError::new(StatusCode::CONFLICT, e)),
-    }
+    writer_reply(st, |reply| Msg::Incident { id, op, reply })
+        .await?
+        .map(|()| Json(json!({ "status": "success" })))
+        .map_err(op_error)
 }
 
 async fn incident_ack(

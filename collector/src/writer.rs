@@ -67,12 +67,12 @@ pub enum Msg {
         status: tocsin_remedy::ResultStatus,
         summary: String,
         output: String,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), OpFailure>>,
     },
     Incident {
         id: String,
         op: IncidentOp,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), OpFailure>>,
     },
     /// The newest sample of every series fresh within `stale_after`, in the text exposition
     /// format, leaving out metric names in `skip` (the collector's own).
@@ -87,6 +87,27 @@ pub enum IncidentOp {
     Ack { by: String, comment: String },
     Resolve { by: String },
     Note { by: String, text: String },
+}
+
+/// Why a request about an incident or an action's result did not take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpFailure {
+    /// Nothing by that id.
+    NotFound(String),
+    /// The request contradicts the current state (a resolved incident, a finished action).
+    Refused(String),
+    /// Not written: the sender should try again.
+    Storage(String),
+}
+
+impl std::fmt::Display for OpFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpFailure::NotFound(e) | OpFailure::Refused(e) | OpFailure::Storage(e) => {
+                f.write_str(e)
+            }
+        }
+    }
 }
 
 /// Why an acknowledgement did not take.
@@ -536,7 +557,7 @@ impl Writer {
                             }
                             Err(e) => {
                                 warn!(request = %id, error = %e, "action result refused");
-                                other_replies.push(Reply::Done(reply, Err(e)));
+                                other_replies.push(Reply::Done(reply, Err(OpFailure::Refused(e))));
                             }
                         }
                     }
@@ -563,7 +584,15 @@ impl Writer {
                                 }
                             }
                         };
-                        other_replies.push(Reply::Done(reply, r.map_err(|e| e.to_string())));
+                        let r = r.map_err(|e| match e {
+                            tocsin_incidents::Refused::NotFound => {
+                                OpFailure::NotFound(e.to_string())
+                            }
+                            tocsin_incidents::Refused::Resolved => {
+                                OpFailure::Refused(e.to_string())
+                            }
+                        });
+                        other_replies.push(Reply::Done(reply, r));
                     }
                     Msg::AddSilence { .. } | Msg::ExpireSilence { .. } | Msg::Federate { .. } => {
                         unreachable!("handled before the group")
@@ -1053,7 +1082,10 @@ enum Reply {
         oneshot::Sender<Result<Vec<tocsin_remedy::Request>, String>>,
         Vec<tocsin_remedy::Request>,
     ),
-    Done(oneshot::Sender<Result<(), String>>, Result<(), String>),
+    Done(
+        oneshot::Sender<Result<(), OpFailure>>,
+        Result<(), OpFailure>,
+    ),
 }
 
 impl Reply {
@@ -1074,7 +1106,7 @@ impl Reply {
                 let _ = tx.send(Err(e));
             }
             Reply::Done(tx, _) => {
-                let _ = tx.send(Err(e));
+                let _ = tx.send(Err(OpFailure::Storage(e)));
             }
         }
     }

@@ -177,6 +177,20 @@ impl Drop for Proc {
     }
 }
 
+/// Sets the soft file size limit (RLIMIT_FSIZE) of a running process, with prlimit(1): past
+/// it every write fails as on a full disk (`"1"`), `"unlimited"` lifts it.
+pub fn set_file_size_limit(p: &Proc, limit: &str) {
+    let status = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &p.child.id().to_string(),
+            &format!("--fsize={limit}:"),
+        ])
+        .status()
+        .expect("prlimit (util-linux)");
+    assert!(status.success(), "prlimit --fsize={limit}");
+}
+
 /// The value of one series in a Prometheus text exposition at `url`, 0 when absent.
 pub fn metric(url: &str, series: &str) -> f64 {
     let text = reqwest::blocking::get(url)

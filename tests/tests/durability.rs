@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use tocsin_e2e::{metric, serial, wait_for, write_textfile, Proc, Stack};
+use tocsin_e2e::{metric, serial, set_file_size_limit, wait_for, write_textfile, Proc, Stack};
 
 /// Stored samples of the one series `name{host}` (the collector must be stopped).
 fn stored(s: &Stack, name: &str, host: &str) -> Vec<tocsin_model::Sample> {
@@ -218,19 +218,6 @@ fn collector_killed_under_load_keeps_every_acknowledged_sample_and_resolves_once
             "host {h}: {all} stored, {acked} acknowledged before the kill"
         );
     }
-}
-
-/// Sets the soft file size limit (RLIMIT_FSIZE) of a running process, with prlimit(1).
-fn set_file_size_limit(p: &Proc, limit: &str) {
-    let status = std::process::Command::new("prlimit")
-        .args([
-            "--pid",
-            &p.child.id().to_string(),
-            &format!("--fsize={limit}:"),
-        ])
-        .status()
-        .expect("prlimit (util-linux)");
-    assert!(status.success(), "prlimit --fsize={limit}");
 }
 
 /// An agent of `host` on `c`, shipping the stack's textfile every second.

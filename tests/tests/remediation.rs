@@ -733,3 +733,59 @@ fn a_replayed_request_runs_once_even_across_agent_restarts() {
     assert_eq!(r.len(), 1);
     assert_eq!(r[0]["status"], "succeeded");
 }
+
+#[test]
+fn an_action_result_the_collector_cannot_store_is_sent_again_and_lands() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (started, go) = (tmp.path().join("started"), tmp.path().join("go"));
+    let closed = free_port();
+    let rules = "rules:
+  - name: PortDown
+    expr: probe_success{probe=\"port\"}
+    levels: { critical: \"< 1\" }
+    remediation: { action: fix, verify_within: 1m }
+";
+    // The action holds until the test says go, so the collector's storage can fail meanwhile.
+    let agent = format!(
+        "probes:
+  - {{ name: port, kind: tcp, target: \"127.0.0.1:{closed}\", interval: 1s, timeout: 500ms }}
+actions:
+  fix:
+    run: [/bin/sh, -c, \"touch {s}; for i in $(seq 300); do [ -e {g} ] && echo fixed && exit 0; sleep 0.1; done; exit 1\"]
+    timeout: 40s
+",
+        s = started.display(),
+        g = go.display()
+    );
+    let (s, c, a) = stack(rules, "", &agent);
+    wait_for("the action to start", Duration::from_secs(30), || {
+        started.exists().then_some(())
+    });
+    let cm = c.url("/metrics");
+    let errors = metric(&cm, "tocsin_storage_errors_total");
+    // Another process holds the database's write lock (a backup, an operator's shell): every
+    // write of the collector fails after its busy timeout.
+    let db = rusqlite::Connection::open(s.dir.path().join("data/tocsin.db")).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    std::fs::write(&go, "").unwrap();
+    // The result arrives while nothing can be written: a 503, so the agent keeps it.
+    wait_for("the result refused", Duration::from_secs(30), || {
+        a.log().contains("result not taken").then_some(())
+    });
+    assert!(metric(&cm, "tocsin_storage_errors_total") > errors);
+    let action = || get(&c, "/api/v1/actions")["data"]["actions"][0].clone();
+    assert_eq!(action()["state"], "dispatched", "{}", action());
+    assert!(
+        a.log().contains("status=503 Service Unavailable"),
+        "{}",
+        a.log()
+    );
+    db.execute_batch("ROLLBACK").unwrap();
+    // The agent sends it again (backing off) and it is stored; the collector then waits for
+    // the alert to resolve (it will not: the port stays closed).
+    wait_for("the result stored", Duration::from_secs(40), || {
+        (action()["state"] == "verifying").then_some(())
+    });
+    assert_eq!(action()["output"], "fixed", "{}", action());
+}
