@@ -1,7 +1,8 @@
 //! Kills with SIGKILL, mid-flight: the agent while it replays a backlog, the collector while
 //! several agents write to it. Nothing written to a buffer or acknowledged is lost, nothing is
 //! stored twice, and a firing alert still resolves exactly once. And a collector whose disk
-//! is full: it refuses, runs on, and stores everything once space returns.
+//! is full: it refuses, runs on, and stores everything once space returns; a notification it
+//! delivered but cannot record is not sent again.
 
 use std::time::{Duration, Instant};
 
@@ -364,4 +365,77 @@ fn an_agent_whose_disk_is_full_ships_every_sample_from_memory() {
     a.terminate();
     c.terminate();
     assert_every_second(&s, "agent_full_probe", "agent-full", 6, "");
+}
+
+#[test]
+fn a_delivered_notification_the_outbox_cannot_record_is_not_sent_again() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let _g = serial();
+    // A receiver that holds its first answer until the test opens the gate.
+    let (calls, open) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let (c2, o2) = (Arc::clone(&calls), Arc::clone(&open));
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let (calls, open) = (Arc::clone(&c2), Arc::clone(&o2));
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                while !open.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                "ok"
+            }
+        }),
+    );
+    let (addr, _rt) = tocsin_e2e::serve(app);
+    let s = Stack::with_textfile("", "gate_value 90\n");
+    std::fs::write(
+        s.p("collector.yaml"),
+        format!("receivers:\n  - name: gated\n    webhook: {{ url: \"http://{addr}/hook\", timeout: 30s }}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        s.p("rules/gate.yaml"),
+        "rules:\n  - name: GateHigh\n    expr: gate_value\n    levels: { critical: \"> 50\" }\n",
+    )
+    .unwrap();
+    let c = s.collector("127.0.0.1:0", &s.p("rules"));
+    let _a = agent_every_second(&s, &c, "gate-host");
+    wait_for("the notification sent", Duration::from_secs(20), || {
+        (calls.load(Ordering::SeqCst) == 1).then_some(())
+    });
+    // While the receiver is answering, another process takes the database's write lock: the
+    // delivery cannot be recorded.
+    let db = rusqlite::Connection::open(s.dir.path().join("data/tocsin.db")).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    open.store(true, Ordering::SeqCst);
+    let cm = c.url("/metrics");
+    wait_for("the delivery counted", Duration::from_secs(10), || {
+        (metric(
+            &cm,
+            "tocsin_notifications_total{receiver=\"gated\",result=\"delivered\"}",
+        ) >= 1.0)
+            .then_some(())
+    });
+    // Several tries to record it later (each waits out the database's 5 s busy timeout).
+    let held = Instant::now();
+    while held.elapsed() < Duration::from_secs(14) {
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "sent again while unrecorded"
+        );
+    }
+    assert!(c.log().contains("cannot record a delivery"), "{}", c.log());
+    db.execute_batch("ROLLBACK").unwrap();
+    wait_for("the delivery recorded", Duration::from_secs(20), || {
+        (metric(&cm, "tocsin_notifications_pending{receiver=\"gated\"}") == 0.0).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "sent once");
 }

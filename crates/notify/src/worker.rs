@@ -460,6 +460,7 @@ pub fn spawn_workers(
             channel,
             outbox: Arc::new(Mutex::new(outbox)),
             metrics: metrics.clone(),
+            unsettled: Mutex::new(Vec::new()),
         };
         let span = tracing::info_span!("receiver", name = %r.name);
         tracker.spawn(w.run(wake.clone(), cancel.clone()).instrument(span));
@@ -474,6 +475,21 @@ struct Worker {
     channel: Channel,
     outbox: Arc<Mutex<Outbox>>,
     metrics: DeliveryMetrics,
+    /// Outcomes of sends that could not be recorded (the database refused the write: a full
+    /// disk, a lock). They are recorded before anything else is fetched, so a notification
+    /// already delivered is not sent again while the outbox cannot be written.
+    unsettled: Mutex<Vec<Outcome>>,
+}
+
+/// What one send means for its outbox rows.
+#[derive(Debug, Clone)]
+enum Outcome {
+    Delivered(Vec<i64>),
+    Failed {
+        id: i64,
+        error: String,
+        retry_at: Option<i64>,
+    },
 }
 
 impl Worker {
@@ -509,8 +525,41 @@ impl Worker {
         }
     }
 
+    /// Records the outcomes kept from sends whose record failed, oldest first.
+    async fn record_unsettled(&self) -> Result<(), String> {
+        loop {
+            let Some(first) = self
+                .unsettled
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .first()
+                .cloned()
+            else {
+                return Ok(());
+            };
+            self.record(first).await?;
+            self.unsettled
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(0);
+        }
+    }
+
+    async fn record(&self, outcome: Outcome) -> Result<(), String> {
+        self.db(move |o| match &outcome {
+            Outcome::Delivered(ids) => ids.iter().try_for_each(|id| o.mark_delivered(*id)),
+            Outcome::Failed {
+                id,
+                error,
+                retry_at,
+            } => o.mark_failed(*id, error, *retry_at),
+        })
+        .await
+    }
+
     /// Sends what is due, in order; returns how long to wait before looking again.
     async fn drain(&self) -> Result<Duration, String> {
+        self.record_unsettled().await?;
         'fetch: loop {
             let name = self.name.clone();
             let items: Vec<OutboxItem> = self.db(move |o| o.pending(&name, 32)).await?;
@@ -592,13 +641,12 @@ impl Worker {
     ) -> Result<bool, String> {
         match result {
             Ok(()) => {
-                let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
-                self.db(move |o| ids.iter().try_for_each(|id| o.mark_delivered(*id)))
-                    .await?;
                 self.metrics
                     .sent
                     .with_label_values(&[&self.name, "delivered"])
                     .inc();
+                let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
+                self.settle_with(Outcome::Delivered(ids)).await?;
                 Ok(true)
             }
             Err(e) => {
@@ -617,9 +665,29 @@ impl Worker {
                 } else {
                     info!(id = it.id, attempts, error = %e, "notification failed, will retry");
                 }
-                let id = it.id;
-                self.db(move |o| o.mark_failed(id, &e, retry)).await?;
+                self.settle_with(Outcome::Failed {
+                    id: it.id,
+                    error: e,
+                    retry_at: retry,
+                })
+                .await?;
                 Ok(dead)
+            }
+        }
+    }
+
+    /// Records an outcome, or keeps it for `record_unsettled` when the outbox cannot be
+    /// written now (an error, so the caller waits before fetching again).
+    async fn settle_with(&self, outcome: Outcome) -> Result<(), String> {
+        match self.record(outcome.clone()).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                warn!(error = %e, ?outcome, "cannot record a delivery: kept, not sent again");
+                self.unsettled
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(outcome);
+                Err(e)
             }
         }
     }
