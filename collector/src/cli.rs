@@ -745,6 +745,7 @@ async fn serve(
             }
         });
     }
+    let urgent = Arc::new(tocsin_notify::Urgent::default());
     let settings = Settings {
         engine: EngineOptions {
             stale_after_ms: cfg.stale_after.as_millis() as i64,
@@ -770,6 +771,8 @@ async fn serve(
         checkpoint_every: cfg.checkpoint_interval,
         host_down_after: cfg.host_down_after,
         host_forget_after: cfg.host_forget_after,
+        storage_alert_after: cfg.storage_alert_after,
+        urgent: Arc::clone(&urgent),
         incidents: cfg.incidents.clone(),
         remediation: cfg.remediation.clone(),
         runner: Some(run_tx),
@@ -797,6 +800,7 @@ async fn serve(
     tocsin_notify::spawn_workers(
         &cfg.receivers,
         &db,
+        &urgent,
         wake_rx,
         metrics,
         cancel.clone(),

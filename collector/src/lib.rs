@@ -11,6 +11,7 @@ pub mod http;
 pub mod liveness;
 pub mod rulefiles;
 pub mod services;
+mod storage_alert;
 mod telemetry;
 pub mod tls;
 pub mod writer;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tocsin_dispatch::{alert_id, AlertInfo, Dispatcher, Why};
 use tocsin_incidents::Incidents;
-use tocsin_model::{now_ms, SeriesSamples, TimestampMs};
+use tocsin_model::{now_ms, Labels, SeriesSamples, TimestampMs};
 use tocsin_remedy::Remedy;
 use tocsin_rules::{AlertState, Engine, EngineOptions, Rule, Transition};
 use tocsin_store::{AppendStats, Store, StoreError};
@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 
 use crate::liveness::{HostView, Liveness};
 use crate::services::Services;
+use crate::storage_alert::StorageAlert;
 use crate::Telemetry;
 
 /// Where an ingested batch comes from, which decides whether it is stored and forwarded.
@@ -172,6 +173,8 @@ pub struct Writer {
     services: Services,
     runner: Option<mpsc::UnboundedSender<tocsin_remedy::Request>>,
     forward: Vec<Arc<crate::forward::Target>>,
+    storage_alert: StorageAlert,
+    urgent: Arc<tocsin_notify::Urgent>,
 }
 
 /// Who gets a notification, and who does not.
@@ -220,6 +223,10 @@ pub struct Settings {
     pub checkpoint_every: Duration,
     pub host_down_after: Option<Duration>,
     pub host_forget_after: Duration,
+    /// Page about the collector's own storage after its writes fail this long.
+    pub storage_alert_after: Option<Duration>,
+    /// Where that page waits for the delivery workers (the outbox being unwritable).
+    pub urgent: Arc<tocsin_notify::Urgent>,
 }
 
 /// The most one group commit takes in, so a flood still gets acknowledged in steps.
@@ -242,6 +249,7 @@ impl Writer {
             store.hosts()?,
             now_ms(),
         );
+        let storage_alert = StorageAlert::new(settings.storage_alert_after, &settings.external_url);
         let mut w = Writer {
             engine: Engine::new(rules, settings.engine),
             store,
@@ -287,6 +295,8 @@ impl Writer {
             services: Services::default(),
             runner: settings.runner,
             forward: settings.forward,
+            storage_alert,
+            urgent: settings.urgent,
         };
         w.load_silences()?;
         let restored = w.restore_engine()?;
@@ -317,6 +327,42 @@ impl Writer {
             .unwrap_or_else(|p| p.into_inner())
             .silences = stored;
         Ok(())
+    }
+
+    /// Sends an alert about the collector itself to the receivers the route gives it, from
+    /// memory: used when the outbox, in the failing database, cannot take it.
+    fn page(&mut self, a: AlertInfo, now: TimestampMs) {
+        let d = &self.delivery;
+        if let Some(s) = d.silences.iter().find(|s| s.matches(&a.labels, now)) {
+            self.tel.silenced.inc();
+            info!(alert = %a.rule, silence = s.id, "notification silenced");
+            return;
+        }
+        let group_labels = Labels::from_pairs([("alertname", a.rule.as_str())]);
+        let mut sent = std::collections::BTreeSet::new();
+        for t in d.route.targets(&a.labels, a.level) {
+            for r in t.receivers {
+                if !sent.insert(r.clone()) {
+                    continue;
+                }
+                let n = tocsin_dispatch::Notification {
+                    receiver: r.clone(),
+                    group_key: format!("{}:{{alertname=\"{}\"}}", t.node, a.rule),
+                    group_labels: group_labels.clone(),
+                    why: Why::Changed,
+                    alerts: vec![a.clone()],
+                };
+                let body = tocsin_notify::webhook_payload(
+                    &n,
+                    &d.external_url,
+                    &|_| None,
+                    d.dashboard_url.as_deref(),
+                );
+                self.urgent.push(&r, body.to_string(), now);
+            }
+        }
+        info!(alert = %a.rule, firing = a.firing, receivers = sent.len(), "self-alert sent from memory");
+        self.wake.send_modify(|n| *n += 1);
     }
 
     /// Firing alerts that no silence covers now and that no receiver has heard of (a silence
@@ -658,10 +704,18 @@ impl Writer {
                     }
                 }
                 self.after_commit(&transitions, acked, queued);
+                if let Some(a) = self.storage_alert.committed(now) {
+                    info!("storage writes work again");
+                    self.page(a, now);
+                }
             }
             Err(e) => {
                 self.tel.storage_errors.inc();
                 error!(error = %e, "storage transaction failed; write requests refused");
+                if let Some(a) = self.storage_alert.failed(now, &e.to_string()) {
+                    error!("storage has refused every write for too long: paging");
+                    self.page(a, now);
+                }
                 // Agents told to retry later back off: as after a restart, they get a grace.
                 self.liveness.away(now);
                 let err = if e.is_transient() {

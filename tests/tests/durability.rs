@@ -439,3 +439,42 @@ fn a_delivered_notification_the_outbox_cannot_record_is_not_sent_again() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(calls.load(Ordering::SeqCst), 1, "sent once");
 }
+
+#[test]
+fn a_collector_whose_database_refuses_writes_pages_about_itself_and_says_when_it_is_back() {
+    let _g = serial();
+    let s = Stack::with_textfile("storage_alert_after: 2s\n", "self_probe 1\n");
+    let c = s.collector("127.0.0.1:0", &s.p("rules"));
+    let cm = c.url("/metrics");
+    let _a = agent_every_second(&s, &c, "self-host");
+    wait_for("samples stored", Duration::from_secs(15), || {
+        (metric(&cm, "tocsin_ingest_samples_total{result=\"accepted\"}") > 0.0).then_some(())
+    });
+    set_file_size_limit(&c, "1");
+    // The outbox is in the database that fails: the page goes out from memory.
+    let (_, page) = s.hook.wait_nth(1, Duration::from_secs(30));
+    assert_eq!(
+        page["alerts"][0]["labels"]["alertname"],
+        "TocsinStorageFailing"
+    );
+    assert_eq!(page["status"], "firing");
+    assert_eq!(page["alerts"][0]["labels"]["level"], "critical");
+    let text = page["alerts"][0]["annotations"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(text.contains("Samples are refused"), "{text}");
+    assert!(metric(&cm, "tocsin_storage_errors_total") > 0.0);
+    set_file_size_limit(&c, "unlimited");
+    let (_, back) = s.hook.wait_nth(2, Duration::from_secs(40));
+    assert_eq!(
+        back["alerts"][0]["labels"]["alertname"],
+        "TocsinStorageFailing"
+    );
+    assert_eq!(back["status"], "resolved");
+    assert_eq!(
+        back["alerts"][0]["fingerprint"], page["alerts"][0]["fingerprint"],
+        "the same alert"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(s.hook.all().len(), 2, "paged once, resolved once");
+}

@@ -35,6 +35,10 @@ pub struct RawCollectorConfig {
     pub host_down_after: Option<String>,
     /// A host silent for this long is forgotten: no longer judged, no longer listed (default 7d).
     pub host_forget_after: Option<String>,
+    /// The collector pages about itself when its database has refused every write for this
+    /// long (default 1m; 0s: never). The page goes to the receivers the route gives a critical
+    /// `TocsinStorageFailing` alert, straight from memory, since the outbox cannot be written.
+    pub storage_alert_after: Option<String>,
     /// Remote-write receiver settings.
     #[serde(default)]
     pub ingest: RawIngest,
@@ -420,6 +424,8 @@ pub struct CollectorConfig {
     pub external_url: String,
     pub host_down_after: Option<Duration>,
     pub host_forget_after: Duration,
+    /// None: the collector does not page about its own storage.
+    pub storage_alert_after: Option<Duration>,
     pub ingest: IngestConfig,
     pub receivers: Vec<ReceiverConfig>,
     pub route: crate::route::Route,
@@ -614,6 +620,12 @@ impl RawCollectorConfig {
             .and_then(|s| p.take("host_down_after", parse_duration(s)));
         let host_forget_after =
             p.duration("host_forget_after", self.host_forget_after.as_deref(), "7d");
+        let storage_alert_after = Some(p.duration(
+            "storage_alert_after",
+            self.storage_alert_after.as_deref(),
+            "1m",
+        ))
+        .filter(|d| !d.is_zero());
         let external_url = self
             .external_url
             .unwrap_or_else(|| format!("http://{listen}"));
@@ -1144,6 +1156,7 @@ impl RawCollectorConfig {
             external_url,
             host_down_after,
             host_forget_after,
+            storage_alert_after,
             ingest,
             receivers,
             route,

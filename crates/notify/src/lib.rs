@@ -13,4 +13,4 @@ pub mod template;
 mod worker;
 
 pub use payload::{digest, format_rfc3339, webhook_payload, AckLinker};
-pub use worker::{backoff_ms, spawn_workers, DeliveryMetrics, RateLimiter};
+pub use worker::{backoff_ms, spawn_workers, DeliveryMetrics, RateLimiter, Urgent};

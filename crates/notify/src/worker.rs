@@ -21,6 +21,63 @@ pub struct DeliveryMetrics {
     digested: IntCounterVec,
 }
 
+/// Notifications that cannot go through the outbox because the collector's own database
+/// cannot be written (the page that says so): held in memory per receiver and sent by that
+/// receiver's worker ahead of its outbox. Lost if the collector stops before sending them.
+#[derive(Debug, Default)]
+pub struct Urgent {
+    queue: Mutex<std::collections::BTreeMap<String, Vec<UrgentItem>>>,
+}
+
+#[derive(Debug, Clone)]
+struct UrgentItem {
+    /// Sent as `X-Tocsin-Notification-Id`: negative, so it never equals an outbox id.
+    id: i64,
+    payload: String,
+    attempts: u32,
+}
+
+/// Attempts at an urgent notification before it is dropped (counted as `dead`).
+const URGENT_ATTEMPTS: u32 = 10;
+
+impl Urgent {
+    pub fn push(&self, receiver: &str, payload: String, id: i64) {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(receiver.to_string())
+            .or_default()
+            .push(UrgentItem {
+                id: -id.abs().max(1),
+                payload,
+                attempts: 0,
+            });
+    }
+
+    fn take(&self, receiver: &str) -> Vec<UrgentItem> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(receiver)
+            .unwrap_or_default()
+    }
+
+    fn put_back(&self, receiver: &str, mut items: Vec<UrgentItem>) {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let e = q.entry(receiver.to_string()).or_default();
+        items.append(e);
+        *e = items;
+    }
+
+    fn waiting(&self, receiver: &str) -> bool {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(receiver)
+            .is_some_and(|v| !v.is_empty())
+    }
+}
+
 /// At most `count` messages in any `per`: a sliding window of send times.
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -396,6 +453,7 @@ fn append_line(path: &Path, line: &str) -> Result<(), String> {
 pub fn spawn_workers(
     receivers: &[ReceiverConfig],
     db: &Path,
+    urgent: &Arc<Urgent>,
     wake: watch::Receiver<u64>,
     metrics: DeliveryMetrics,
     cancel: CancellationToken,
@@ -461,6 +519,7 @@ pub fn spawn_workers(
             outbox: Arc::new(Mutex::new(outbox)),
             metrics: metrics.clone(),
             unsettled: Mutex::new(Vec::new()),
+            urgent: Arc::clone(urgent),
         };
         let span = tracing::info_span!("receiver", name = %r.name);
         tracker.spawn(w.run(wake.clone(), cancel.clone()).instrument(span));
@@ -479,6 +538,7 @@ struct Worker {
     /// disk, a lock). They are recorded before anything else is fetched, so a notification
     /// already delivered is not sent again while the outbox cannot be written.
     unsettled: Mutex<Vec<Outcome>>,
+    urgent: Arc<Urgent>,
 }
 
 /// What one send means for its outbox rows.
@@ -510,6 +570,7 @@ impl Worker {
     async fn run(self, mut wake: watch::Receiver<u64>, cancel: CancellationToken) {
         let mut wake_alive = true;
         loop {
+            self.send_urgent().await;
             let wait = match self.drain().await {
                 Ok(w) => w,
                 Err(e) => {
@@ -517,11 +578,45 @@ impl Worker {
                     Duration::from_secs(1)
                 }
             };
+            let wait = if self.urgent.waiting(&self.name) {
+                wait.min(Duration::from_secs(2))
+            } else {
+                wait
+            };
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 r = wake.changed(), if wake_alive => wake_alive = r.is_ok(),
                 _ = tokio::time::sleep(wait) => {}
             }
+        }
+    }
+
+    /// Sends the urgent notifications waiting for this receiver; failed ones wait for the next
+    /// round, up to `URGENT_ATTEMPTS`.
+    async fn send_urgent(&self) {
+        let mut keep = Vec::new();
+        for mut it in self.urgent.take(&self.name) {
+            let result = match self.channel.send(&it.payload, it.id).await {
+                Ok(()) => "delivered",
+                Err(e) => {
+                    it.attempts += 1;
+                    if it.attempts < URGENT_ATTEMPTS {
+                        info!(id = it.id, attempts = it.attempts, error = %e, "urgent notification failed, will retry");
+                        keep.push(it);
+                        "failed"
+                    } else {
+                        warn!(id = it.id, attempts = it.attempts, error = %e, "urgent notification dropped");
+                        "dead"
+                    }
+                }
+            };
+            self.metrics
+                .sent
+                .with_label_values(&[&self.name, result])
+                .inc();
+        }
+        if !keep.is_empty() {
+            self.urgent.put_back(&self.name, keep);
         }
     }
 
