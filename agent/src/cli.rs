@@ -193,6 +193,13 @@ async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
     }
     let _ = shipper.await;
     let _ = syncer.await;
+    let lost = queue.persist_memory();
+    if lost > 0 {
+        error!(
+            samples = lost,
+            "the buffer still cannot be written: samples held in memory are lost at shutdown"
+        );
+    }
     let pending = queue.pending();
     if pending > 0 {
         info!(

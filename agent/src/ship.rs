@@ -218,6 +218,42 @@ impl Buffer {
         fsync(&mut self.lock().spool);
     }
 
+    /// At shutdown, once nothing sends any more: moves the batches waiting in memory (the
+    /// buffer could not be written) into the buffer, in order, so the next start sends them.
+    /// Returns the samples that still cannot be written: they are lost with the process.
+    pub fn persist_memory(&self) -> u64 {
+        let mut q = self.lock();
+        // A batch the shipper was sending was not acknowledged: it goes too (the collector
+        // drops what it already stored).
+        q.mem_read = 0;
+        let now = tocsin_model::now_ms();
+        let mut dropped = 0;
+        while let Some(b) = q.mem.front().cloned() {
+            match q.spool.append(now, b.samples as u32, &b.body) {
+                Ok(d) => {
+                    dropped += d;
+                    q.mem.pop_front();
+                    q.mem_bytes -= b.body.len();
+                }
+                Err(e) => {
+                    self.tel.buffer_write_errors.inc();
+                    warn!(error = %e, "cannot write the batches held in memory to the buffer");
+                    break;
+                }
+            }
+        }
+        if dropped > 0 {
+            self.dropped("full", dropped);
+        }
+        fsync(&mut q.spool);
+        let lost = q.mem_samples();
+        if lost > 0 {
+            self.dropped("write_error", lost);
+        }
+        self.gauges(&q);
+        lost
+    }
+
     /// Counts samples the buffer lost, by reason (`tocsin_agent_buffer_dropped_samples_total`).
     fn dropped(&self, reason: &str, samples: u64) {
         self.tel
@@ -561,5 +597,47 @@ async fn send(client: &reqwest::Client, url: &str, cfg: &ShippingConfig, body: V
 fn fsync(s: &mut tocsin_spool::Spool) {
     if let Err(e) = s.sync() {
         error!(error = %e, "buffer fsync failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(v: f64) -> Batch {
+        Batch::new(&[tocsin_model::SeriesSamples {
+            labels: tocsin_model::Labels::from_pairs([("__name__", "m"), ("host", "h")]),
+            samples: vec![tocsin_model::Sample::new(1_700_000_000_000 + v as i64, v)],
+        }])
+    }
+
+    #[test]
+    fn batches_held_in_memory_reach_the_buffer_at_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = BufferConfig {
+            dir: dir.path().to_path_buf(),
+            max_bytes: 1 << 20,
+            max_age: Duration::from_secs(3600),
+            segment_bytes: 1 << 16,
+            fsync_interval: Duration::ZERO,
+            replay_rate: 1000,
+            fresh_first: true,
+        };
+        let buf = Buffer::open(&cfg, Telemetry::new()).unwrap();
+        {
+            // As while the buffer could not be written: batches wait in memory, the first
+            // of them being sent.
+            let mut q = buf.lock();
+            for v in [1.0, 2.0, 3.0] {
+                q.hold(batch(v));
+            }
+            q.mem_read = 1;
+        }
+        assert_eq!(buf.persist_memory(), 0, "nothing lost");
+        drop(buf);
+        let again = Buffer::open(&cfg, Telemetry::new()).unwrap();
+        assert_eq!(again.pending(), 3, "all three kept for the next start");
+        let (_, samples) = again.read_request(100).unwrap();
+        assert_eq!(samples, 3);
     }
 }
