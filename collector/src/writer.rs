@@ -370,15 +370,9 @@ impl Writer {
     fn find_unsilenced(&mut self) {
         let now = now_ms();
         let d = &self.delivery;
-        self.unsilenced = self
-            .engine
-            .firing(now)
-            .into_iter()
-            .filter(|t| {
-                !d.silences.iter().any(|s| s.matches(&t.labels, now))
-                    && !d.dispatcher.knows(&alert_id(&t.labels))
-            })
-            .collect();
+        self.unsilenced = self.engine.firing(now, |l| {
+            !d.silences.iter().any(|s| s.matches(l, now)) && !d.dispatcher.knows(&alert_id(l))
+        });
     }
 
     fn restore_engine(&mut self) -> Result<usize, StoreError> {
@@ -824,6 +818,21 @@ impl Writer {
                 d.incidents.on_alert(&a, now);
             }
             Self::notify(d, tel, &sources, t, now);
+        }
+        // An alert that resolved may have inhibited others: those still firing that no
+        // receiver has heard of are told now (as Alertmanager does at its next flush).
+        if !d.inhibit_rules.is_empty() && transitions.iter().any(|t| !t.kind.firing()) {
+            let freed = engine.firing(now, |l| {
+                !d.dispatcher.knows(&alert_id(l))
+                    && !d.silences.iter().any(|s| s.matches(l, now))
+                    && !sources
+                        .iter()
+                        .any(|(r, src)| d.inhibit_rules[*r].inhibits(src, l))
+            });
+            for t in &freed {
+                info!(alert = %t.rule, labels = %t.labels, "no longer inhibited: notifying");
+                Self::notify(d, tel, &sources, t, now);
+            }
         }
         let queued = if timers {
             Self::due(d, tel, tx, now)?

@@ -577,6 +577,31 @@ fn inhibition_holds_back_alerts_covered_by_a_firing_one() {
         2,
         "both are recorded"
     );
+    // The outage ends while the slowness goes on: now it is told, once.
+    s.set_value(60.0);
+    s.hook.wait_nth(3, Duration::from_secs(10));
+    let mut heard: Vec<(String, String)> = s.hook.all()[1..]
+        .iter()
+        .map(|(_, b)| {
+            (
+                b["alerts"][0]["labels"]["alertname"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                b["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    heard.sort();
+    assert_eq!(
+        heard,
+        vec![
+            ("Outage".to_string(), "resolved".to_string()),
+            ("Slow".to_string(), "firing".to_string())
+        ]
+    );
+    wait_writes(&c, 2.0);
+    assert_eq!(s.hook.all().len(), 3, "once");
 }
 
 /// Writes collector.yaml with these webhooks as receivers (by name) plus `rest`.
