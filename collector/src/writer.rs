@@ -370,8 +370,9 @@ impl Writer {
     fn find_unsilenced(&mut self) {
         let now = now_ms();
         let d = &self.delivery;
+        let known = d.dispatcher.known();
         self.unsilenced = self.engine.firing(now, |l| {
-            !d.silences.iter().any(|s| s.matches(l, now)) && !d.dispatcher.knows(&alert_id(l))
+            !d.silences.iter().any(|s| s.matches(l, now)) && !known.contains(alert_id(l).as_str())
         });
     }
 
@@ -791,8 +792,17 @@ impl Writer {
             };
         // Alerts a silence kept from receivers, firing still now that it has ended: told like
         // a new firing (before this batch's transitions, which may resolve them).
+        let known: std::collections::HashSet<String> = if unsilenced.is_empty() {
+            Default::default()
+        } else {
+            d.dispatcher
+                .known()
+                .into_iter()
+                .map(str::to_string)
+                .collect()
+        };
         for t in unsilenced {
-            if !d.dispatcher.knows(&alert_id(&t.labels)) {
+            if !known.contains(&alert_id(&t.labels)) {
                 info!(alert = %t.rule, labels = %t.labels, "silence ended while firing: notifying");
                 Self::notify(d, tel, &sources, t, now);
             }
@@ -822,8 +832,9 @@ impl Writer {
         // An alert that resolved may have inhibited others: those still firing that no
         // receiver has heard of are told now (as Alertmanager does at its next flush).
         if !d.inhibit_rules.is_empty() && transitions.iter().any(|t| !t.kind.firing()) {
+            let known = d.dispatcher.known();
             let freed = engine.firing(now, |l| {
-                !d.dispatcher.knows(&alert_id(l))
+                !known.contains(alert_id(l).as_str())
                     && !d.silences.iter().any(|s| s.matches(l, now))
                     && !sources
                         .iter()

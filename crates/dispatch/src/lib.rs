@@ -606,11 +606,13 @@ impl Dispatcher {
         bad
     }
 
-    /// Whether any group holds the alert `id` (to tell, or told and still firing).
-    pub fn knows(&self, id: &str) -> bool {
+    /// The alerts some group holds (to tell, or told and still firing), by id.
+    pub fn known(&self) -> std::collections::HashSet<&str> {
         self.groups
             .values()
-            .any(|g| g.alerts.contains_key(id) || g.sent.contains_key(id))
+            .flat_map(|g| g.alerts.keys().chain(g.sent.keys()))
+            .map(String::as_str)
+            .collect()
     }
 
     /// Groups and escalations in flight, for metrics.
