@@ -208,8 +208,8 @@ impl Detector {
             self.long = x;
         }
         // A floor for the scale, so a perfectly flat series does not score infinite deviations
-        // for tiny changes.
-        let floor = 1e-6 + 1e-3 * self.long.abs();
+        // for tiny changes. Relative only: the unit of a series must not change its scores.
+        let floor = (1e-3 * self.long.abs()).max(f64::MIN_POSITIVE);
         let scale = self.dev.max(floor);
         let long_scale = self.long_dev.max(floor);
         let point = (x - self.level).abs() / scale;
