@@ -333,7 +333,11 @@ impl Writer {
     /// memory: used when the outbox, in the failing database, cannot take it.
     fn page(&mut self, a: AlertInfo, now: TimestampMs) {
         let d = &self.delivery;
-        if let Some(s) = d.silences.iter().find(|s| s.matches(&a.labels, now)) {
+        // As for any alert, a silence mutes the firing, never the resolve.
+        let silence = a
+            .firing
+            .then(|| d.silences.iter().find(|s| s.matches(&a.labels, now)));
+        if let Some(s) = silence.flatten() {
             self.tel.silenced.inc();
             info!(alert = %a.rule, silence = s.id, "notification silenced");
             return;
