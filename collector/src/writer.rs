@@ -523,7 +523,11 @@ impl Writer {
                         };
                         self.liveness.observe(&batch);
                         self.services.observe(&batch, now);
-                        transitions.extend(self.engine.ingest(&batch, now));
+                        transitions.extend(if origin == Origin::Live {
+                            self.engine.ingest_live(&batch, now)
+                        } else {
+                            self.engine.ingest(&batch, now)
+                        });
                         replies.push((reply, stats));
                     }
                     Msg::Tick => {

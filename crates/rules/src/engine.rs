@@ -147,26 +147,57 @@ pub struct Transition {
     pub reason: Option<&'static str>,
 }
 
+#[derive(Clone, Default)]
 struct LeafSeries {
     /// (timestamp, value), oldest first; one entry unless the leaf is a range function.
     window: VecDeque<(TimestampMs, f64)>,
+    /// Samples judged ahead of a replayed backlog (sent live, stored later), all newer than
+    /// `window`: what the next live sample is judged with. Their stored copies replace them.
+    live: VecDeque<(TimestampMs, f64)>,
 }
 
 impl LeafSeries {
-    /// Adds a sample newer than the window's newest and trims to the range; false when the
-    /// sample is not used (NaN, or not newer).
+    /// Adds a stored sample newer than the window's newest and trims to the range; false when
+    /// the sample is not used (NaN, or not newer).
     fn push(&mut self, ts: TimestampMs, v: f64, range: Option<i64>) -> bool {
         if v.is_nan() || self.window.back().is_some_and(|b| b.0 >= ts) {
             return false;
         }
-        self.window.push_back((ts, v));
+        Self::add(&mut self.window, ts, v, range);
+        while self.live.front().is_some_and(|l| l.0 <= ts) {
+            self.live.pop_front();
+        }
+        true
+    }
+
+    /// Adds a live sample newer than anything held; false when it is not used.
+    fn push_live(&mut self, ts: TimestampMs, v: f64, range: Option<i64>) -> bool {
+        let newest = self.live.back().or(self.window.back());
+        if v.is_nan() || newest.is_some_and(|b| b.0 >= ts) {
+            return false;
+        }
+        Self::add(&mut self.live, ts, v, range);
+        true
+    }
+
+    /// What a live sample is judged with: the stored window and the live samples after it,
+    /// trimmed to the range.
+    fn with_live(&self, range: Option<i64>) -> LeafSeries {
+        let mut all = LeafSeries::default();
+        for &(ts, v) in self.window.iter().chain(&self.live) {
+            Self::add(&mut all.window, ts, v, range);
+        }
+        all
+    }
+
+    fn add(w: &mut VecDeque<(TimestampMs, f64)>, ts: TimestampMs, v: f64, range: Option<i64>) {
+        w.push_back((ts, v));
         let keep_from = ts - range.unwrap_or(0);
-        while self.window.len() > 1 && self.window.front().is_some_and(|f| f.0 < keep_from) {
-            self.window.pop_front();
+        while w.len() > 1 && w.front().is_some_and(|f| f.0 < keep_from) {
+            w.pop_front();
         }
         // Evaluation reads the window as one slice.
-        self.window.make_contiguous();
-        true
+        w.make_contiguous();
     }
 }
 
@@ -195,6 +226,9 @@ pub struct Engine {
     evaluations: u64,
     /// Samples of a replayed backlog learned by dynamic baselines without being judged.
     learned_late: u64,
+    /// Per (rule, series) of a rule over one series: the newest sample judged live, ahead of
+    /// its stored copy; stored samples up to it are learned, not judged again.
+    judged_live: HashMap<(usize, u64), TimestampMs>,
 }
 
 impl Engine {
@@ -211,6 +245,7 @@ impl Engine {
             changes: BTreeMap::new(),
             evaluations: 0,
             learned_late: 0,
+            judged_live: HashMap::new(),
         };
         e.install(rules.into_iter().map(Arc::new).collect());
         e
@@ -251,6 +286,8 @@ impl Engine {
     /// Swaps the rule set. Alerts of rules that remain keep their state; alerts of removed
     /// rules resolve. Inputs of rules whose expression is unchanged are kept.
     pub fn replace_rules(&mut self, rules: Vec<Rule>, now: TimestampMs) -> Vec<Transition> {
+        // Keyed by rule index; at worst a sample judged live is judged again when stored.
+        self.judged_live.clear();
         let old_rules = std::mem::take(&mut self.rules);
         let mut old_leaves = std::mem::take(&mut self.leaves);
         let new: Vec<Arc<Rule>> = rules.into_iter().map(Arc::new).collect();
@@ -319,6 +356,24 @@ impl Engine {
     /// Feeds a batch of samples; evaluates each touched (rule, series) once, on its newest
     /// sample, if that sample is fresh.
     pub fn ingest(&mut self, batch: &[SeriesSamples], now: TimestampMs) -> Vec<Transition> {
+        self.ingest_as(batch, now, false)
+    }
+
+    /// Feeds a batch sent ahead of a replayed backlog, to alert on now; its samples are stored
+    /// (and fed with `ingest`) when the replay reaches them. Rules over one series judge each
+    /// sample without learning from it or keeping it, so that their baselines learn the backlog
+    /// and then these samples in order, each once; rules over several series take the batch
+    /// as `ingest` does (their inputs skip the backlog).
+    pub fn ingest_live(&mut self, batch: &[SeriesSamples], now: TimestampMs) -> Vec<Transition> {
+        self.ingest_as(batch, now, true)
+    }
+
+    fn ingest_as(
+        &mut self,
+        batch: &[SeriesSamples],
+        now: TimestampMs,
+        live: bool,
+    ) -> Vec<Transition> {
         let mut out = Vec::new();
         let fresh_from = now - self.opts.stale_after_ms;
         // Rules over several series are evaluated once per batch, when all inputs are in.
@@ -345,32 +400,46 @@ impl Engine {
                 });
                 let (kl, kfp) = (&*kl, *kfp);
                 for x in &s.samples {
-                    let ls = self.leaves[ri][li]
-                        .entry(kfp)
-                        .or_insert_with(|| LeafSeries {
-                            window: VecDeque::new(),
-                        });
-                    if !ls.push(x.timestamp_ms, x.value, range) {
+                    let ts = x.timestamp_ms;
+                    let ls = self.leaves[ri][li].entry(kfp).or_default();
+                    if live && single {
+                        if !ls.push_live(ts, x.value, range) || ts < fresh_from {
+                            continue;
+                        }
+                        if let Some(t) = self.judge_live(ri, li, kfp, kl, ts, range, now) {
+                            out.push(t);
+                        }
                         continue;
                     }
-                    if x.timestamp_ms < fresh_from {
-                        // A replayed backlog: too old to alert on, but a learned baseline takes
-                        // it in, so an outage leaves no hole in what it knows of the series.
+                    if !ls.push(ts, x.value, range) {
+                        continue;
+                    }
+                    let judged = single
+                        && match self.judged_live.get(&(ri, kfp)) {
+                            Some(&j) if ts >= j => {
+                                self.judged_live.remove(&(ri, kfp));
+                                ts == j
+                            }
+                            Some(_) => true,
+                            None => false,
+                        };
+                    if ts < fresh_from || judged {
+                        // A replayed backlog, or the stored copy of a sample judged live: not
+                        // judged (again), but a learned baseline takes it in, in order, so an
+                        // outage leaves no hole in what it knows of the series.
                         if single {
-                            self.learn(ri, kfp, x.timestamp_ms);
+                            self.learn(ri, kfp, ts);
                         }
                         continue;
                     }
                     if single {
                         // Each sample is one run: rules over one series see every one of them.
-                        if let Some(t) = self.evaluate(ri, kfp, kl, x.timestamp_ms, now) {
+                        if let Some(t) = self.evaluate(ri, kfp, kl, ts, now) {
                             out.push(t);
                         }
                     } else {
-                        let e = touched
-                            .entry((ri, kfp))
-                            .or_insert_with(|| (kl.clone(), x.timestamp_ms));
-                        e.1 = e.1.max(x.timestamp_ms);
+                        let e = touched.entry((ri, kfp)).or_insert_with(|| (kl.clone(), ts));
+                        e.1 = e.1.max(ts);
                     }
                 }
             }
@@ -381,6 +450,36 @@ impl Engine {
             }
         }
         out
+    }
+
+    /// Judges a live sample (already in the leaf's live samples) of a rule over one series:
+    /// the alert steps as for any sample; the inputs and the learned baseline are left as
+    /// they were, for the stored copy to be learned in order.
+    #[allow(clippy::too_many_arguments)]
+    fn judge_live(
+        &mut self,
+        ri: usize,
+        li: usize,
+        kfp: u64,
+        key_labels: &Labels,
+        ts: TimestampMs,
+        range: Option<i64>,
+        now: TimestampMs,
+    ) -> Option<Transition> {
+        let ls = self.leaves[ri][li].get_mut(&kfp)?;
+        let view = ls.with_live(range);
+        let kept = std::mem::replace(ls, view);
+        let baseline = self.detectors.get(&(ri, kfp)).cloned();
+        let t = self.evaluate(ri, kfp, key_labels, ts, now);
+        if let Some(ls) = self.leaves[ri][li].get_mut(&kfp) {
+            *ls = kept;
+        }
+        match baseline {
+            Some(d) => self.detectors.insert((ri, kfp), d),
+            None => self.detectors.remove(&(ri, kfp)),
+        };
+        self.judged_live.insert((ri, kfp), ts);
+        t
     }
 
     /// The value of rule `ri`'s expression for series key `kfp` as of sample time `ts`; none

@@ -498,6 +498,59 @@ fn a_replayed_backlog_is_learned_as_if_it_had_come_live_and_never_fires() {
 }
 
 #[test]
+fn samples_sent_ahead_of_a_backlog_are_judged_once_and_learned_in_order() {
+    let yaml = "rules:\n  - name: U\n    expr: v\n    dynamic: {}\n  - name: Over\n    expr: v\n    levels: { warning: \"> 1000\" }\n";
+    let at = |i: i64| T0 + i * 60 * S;
+    let value = |i: i64| {
+        if i == 261 || i == 262 {
+            5000.0
+        } else {
+            10.0 + (i % 5) as f64
+        }
+    };
+    let mut on_time = Engine::new(rules(yaml), EngineOptions::default());
+    let mut ahead = Engine::new(rules(yaml), EngineOptions::default());
+    for i in 0..200 {
+        for e in [&mut on_time, &mut ahead] {
+            e.ingest(&[sample("v", "h", at(i), value(i))], at(i));
+        }
+    }
+    for i in 200..263 {
+        on_time.ingest(&[sample("v", "h", at(i), value(i))], at(i));
+    }
+    // After an outage of an hour, the agent replays it while sending each new sample ahead,
+    // and those are judged at once.
+    let mut live = Vec::new();
+    for i in 260..263 {
+        live.extend(ahead.ingest_live(&[sample("v", "h", at(i), value(i))], at(i)));
+    }
+    let over = |t: &[Transition]| {
+        let mine: Vec<Transition> = t.iter().filter(|t| t.rule == "Over").cloned().collect();
+        kinds(&mine)
+    };
+    assert_eq!(over(&live), vec![(TransitionKind::Firing, Level::Warning)]);
+    // The replay reaches its end: the backlog, then the stored copies of the live samples,
+    // all within the staleness window of the last ones. Judging them again would resolve and
+    // re-fire the alert on old values.
+    let now = at(263);
+    for i in 200..263 {
+        let t = ahead.ingest(&[sample("v", "h", at(i), value(i))], now);
+        assert!(t.is_empty(), "sample {i} is not judged again: {t:?}");
+    }
+    assert_eq!(
+        ahead.baselines(),
+        on_time.baselines(),
+        "learned in order, each sample once"
+    );
+    // What comes next is judged as usual.
+    for e in [&mut on_time, &mut ahead] {
+        let t = e.ingest(&[sample("v", "h", at(263), 12.0)], at(263));
+        assert_eq!(over(&t), vec![(TransitionKind::Resolved, Level::Warning)]);
+    }
+    assert_eq!(ahead.baselines(), on_time.baselines());
+}
+
+#[test]
 fn excluded_windows_neither_learn_nor_fire() {
     use crate::rule::Exclusion;
     // 2023-11-12 was a Sunday.
