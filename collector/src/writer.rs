@@ -165,8 +165,9 @@ pub struct Writer {
     /// Transitions produced outside a message (alerts of rules removed while the collector was
     /// down), committed with the next group.
     carry: Vec<Transition>,
-    /// Alerts firing, unsilenced since they fired: for the next batch to tell receivers.
-    unsilenced: Vec<Transition>,
+    /// Whether the next batch looks for firing alerts that no receiver has heard of and
+    /// nothing holds back any more (a silence ended, or the collector restarted).
+    recheck_held: bool,
     /// Silences muting at the last tick.
     muting: Vec<i64>,
     liveness: Liveness,
@@ -289,7 +290,7 @@ impl Writer {
             last_checkpoint: Instant::now(),
             engine_opts: settings.engine,
             carry: Vec::new(),
-            unsilenced: Vec::new(),
+            recheck_held: false,
             muting: Vec::new(),
             liveness,
             services: Services::default(),
@@ -369,17 +370,6 @@ impl Writer {
         self.wake.send_modify(|n| *n += 1);
     }
 
-    /// Firing alerts that no silence covers now and that no receiver has heard of (a silence
-    /// held them back and has ended): the next batch tells them, as Alertmanager does.
-    fn find_unsilenced(&mut self) {
-        let now = now_ms();
-        let d = &self.delivery;
-        let known = d.dispatcher.known();
-        self.unsilenced = self.engine.firing(now, |l| {
-            !d.silences.iter().any(|s| s.matches(l, now)) && !known.contains(alert_id(l).as_str())
-        });
-    }
-
     fn restore_engine(&mut self) -> Result<usize, StoreError> {
         let rules: Vec<Rule> = self.engine.rules().iter().map(|r| (**r).clone()).collect();
         self.engine = Engine::new(rules, self.engine_opts);
@@ -415,7 +405,7 @@ impl Writer {
             error!(key, error = %e, "unreadable remediation state dropped");
         }
         d.to_run.clear();
-        self.find_unsilenced();
+        self.recheck_held = true;
         let b = self.engine.restore_baselines(self.store.baselines()?);
         if b > 0 {
             info!(baselines = b, "learned baselines restored");
@@ -490,7 +480,7 @@ impl Writer {
         let now = now_ms();
         let mut replies = Vec::new();
         let mut transitions = std::mem::take(&mut self.carry);
-        let unsilenced = std::mem::take(&mut self.unsilenced);
+        let recheck_held = std::mem::take(&mut self.recheck_held);
         let mut ticked = false;
         let mut ack_replies = Vec::new();
         let mut other_replies: Vec<Reply> = Vec::new();
@@ -652,7 +642,7 @@ impl Writer {
             // at on the ticks and whenever something changed, not on every ingest group.
             let timers = ticked
                 || !transitions.is_empty()
-                || !unsilenced.is_empty()
+                || recheck_held
                 || !ack_replies.is_empty()
                 || !other_replies.is_empty();
             queued = Self::stage(
@@ -661,7 +651,7 @@ impl Writer {
                 &self.tel,
                 &mut tx,
                 &transitions,
-                &unsilenced,
+                recheck_held,
                 timers,
                 now,
             )?;
@@ -753,7 +743,7 @@ impl Writer {
                 .map(|s| s.id)
                 .collect();
             if self.muting.iter().any(|id| !muting.contains(id)) {
-                self.find_unsilenced();
+                self.recheck_held = true;
             }
             self.muting = muting;
             self.refresh_view(true);
@@ -770,7 +760,7 @@ impl Writer {
         tel: &Telemetry,
         tx: &mut tocsin_store::Txn<'_>,
         transitions: &[Transition],
-        unsilenced: &[Transition],
+        recheck_held: bool,
         timers: bool,
         now: TimestampMs,
     ) -> Result<usize, StoreError> {
@@ -782,39 +772,22 @@ impl Writer {
             tx.put_alert_state(&c.key, json.as_deref())?;
         }
         // Firing alerts that can inhibit, found once per group: (rule index, labels).
-        let sources: Vec<(usize, tocsin_model::Labels)> =
-            if transitions.is_empty() && unsilenced.is_empty() {
-                Vec::new()
-            } else {
-                engine
-                    .alerts()
-                    .filter(|a| a.level.is_some())
-                    .flat_map(|a| {
-                        d.inhibit_rules
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, r)| r.is_source(&a.labels))
-                            .map(|(i, _)| (i, a.labels.clone()))
-                    })
-                    .collect()
-            };
-        // Alerts a silence kept from receivers, firing still now that it has ended: told like
-        // a new firing (before this batch's transitions, which may resolve them).
-        let known: std::collections::HashSet<String> = if unsilenced.is_empty() {
-            Default::default()
+        let sources: Vec<(usize, tocsin_model::Labels)> = if transitions.is_empty() && !recheck_held
+        {
+            Vec::new()
         } else {
-            d.dispatcher
-                .known()
-                .into_iter()
-                .map(str::to_string)
+            engine
+                .alerts()
+                .filter(|a| a.level.is_some())
+                .flat_map(|a| {
+                    d.inhibit_rules
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| r.is_source(&a.labels))
+                        .map(|(i, _)| (i, a.labels.clone()))
+                })
                 .collect()
         };
-        for t in unsilenced {
-            if !known.contains(&alert_id(&t.labels)) {
-                info!(alert = %t.rule, labels = %t.labels, "silence ended while firing: notifying");
-                Self::notify(d, tel, &sources, t, now);
-            }
-        }
         for t in transitions {
             let a = AlertInfo::from_transition(t);
             // A firing opens the incident before remediation speaks of it; a resolve lets
@@ -837,9 +810,11 @@ impl Writer {
             }
             Self::notify(d, tel, &sources, t, now);
         }
-        // An alert that resolved may have inhibited others: those still firing that no
-        // receiver has heard of are told now (as Alertmanager does at its next flush).
-        if !d.inhibit_rules.is_empty() && transitions.iter().any(|t| !t.kind.firing()) {
+        // Alerts held back and firing still, now that nothing holds them (a silence ended, an
+        // inhibiting alert resolved, a restart), are told like a new firing, as Alertmanager
+        // does at its next flush.
+        let released = !d.inhibit_rules.is_empty() && transitions.iter().any(|t| !t.kind.firing());
+        if recheck_held || released {
             let known = d.dispatcher.known();
             let freed = engine.firing(now, |l| {
                 !known.contains(alert_id(l).as_str())
@@ -849,7 +824,7 @@ impl Writer {
                         .any(|(r, src)| d.inhibit_rules[*r].inhibits(src, l))
             });
             for t in &freed {
-                info!(alert = %t.rule, labels = %t.labels, "no longer inhibited: notifying");
+                info!(alert = %t.rule, labels = %t.labels, "no longer held back: notifying");
                 Self::notify(d, tel, &sources, t, now);
             }
         }
