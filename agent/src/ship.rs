@@ -80,18 +80,23 @@ impl Queue {
     /// in order; old samples the spool drops for space are added to `dropped`. `Ok(false)` when
     /// a batch read from memory is being sent: `b` must wait behind it.
     fn append(&mut self, now: i64, b: &Batch, dropped: &mut u64) -> std::io::Result<bool> {
-        loop {
-            let next = match self.mem.front() {
-                Some(_) if self.mem_read > 0 => return Ok(false),
-                Some(m) => m,
-                None => b,
-            };
-            *dropped += self.spool.append(now, next.samples as u32, &next.body)?;
-            match self.mem.pop_front() {
-                Some(m) => self.mem_bytes -= m.body.len(),
-                None => return Ok(true),
+        if self.mem_read > 0 && !self.mem.is_empty() {
+            return Ok(false);
+        }
+        self.move_mem(now, dropped)?;
+        *dropped += self.spool.append(now, b.samples as u32, &b.body)?;
+        Ok(true)
+    }
+
+    /// Moves the batches waiting in memory into the spool, oldest first, until one fails.
+    fn move_mem(&mut self, now: i64, dropped: &mut u64) -> std::io::Result<()> {
+        while let Some(m) = self.mem.front() {
+            *dropped += self.spool.append(now, m.samples as u32, &m.body)?;
+            if let Some(m) = self.mem.pop_front() {
+                self.mem_bytes -= m.body.len();
             }
         }
+        Ok(())
     }
 
     /// Keeps `b` in memory; over the bound the oldest not being sent go. Returns the samples
@@ -226,21 +231,10 @@ impl Buffer {
         // A batch the shipper was sending was not acknowledged: it goes too (the collector
         // drops what it already stored).
         q.mem_read = 0;
-        let now = tocsin_model::now_ms();
         let mut dropped = 0;
-        while let Some(b) = q.mem.front().cloned() {
-            match q.spool.append(now, b.samples as u32, &b.body) {
-                Ok(d) => {
-                    dropped += d;
-                    q.mem.pop_front();
-                    q.mem_bytes -= b.body.len();
-                }
-                Err(e) => {
-                    self.tel.buffer_write_errors.inc();
-                    warn!(error = %e, "cannot write the batches held in memory to the buffer");
-                    break;
-                }
-            }
+        if let Err(e) = q.move_mem(tocsin_model::now_ms(), &mut dropped) {
+            self.tel.buffer_write_errors.inc();
+            warn!(error = %e, "cannot write the batches held in memory to the buffer");
         }
         if dropped > 0 {
             self.dropped("full", dropped);
