@@ -813,7 +813,9 @@ impl Writer {
         // Alerts held back and firing still, now that nothing holds them (a silence ended, an
         // inhibiting alert resolved, a restart), are told like a new firing, as Alertmanager
         // does at its next flush.
-        let released = !d.inhibit_rules.is_empty() && transitions.iter().any(|t| !t.kind.firing());
+        let released = transitions
+            .iter()
+            .any(|t| !t.kind.firing() && d.inhibit_rules.iter().any(|r| r.is_source(&t.labels)));
         if recheck_held || released {
             let known = d.dispatcher.known();
             let freed = engine.firing(now, |l| {
