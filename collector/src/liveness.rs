@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use tocsin_model::{Labels, Sample, SeriesSamples, TimestampMs, METRIC_NAME};
+use tocsin_store::{Store, StoreError};
 
 pub const UP_METRIC: &str = "tocsin_host_up";
 pub const INTERVAL_METRIC: &str = "tocsin_agent_interval_seconds";
@@ -16,6 +17,8 @@ const DEFAULT_INTERVAL_MS: i64 = 10_000;
 /// 30 s by default) and come back one by one, and the collector's trouble must not page for
 /// every host of the fleet.
 pub const RESTART_GRACE_MS: i64 = 60_000;
+/// How far before a host's last sign of life its reported interval is looked for at a start.
+const INTERVAL_LOOKBACK_MS: i64 = 3_600_000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostView {
@@ -103,6 +106,35 @@ impl Liveness {
         }
     }
 
+    /// The liveness of the hosts `store` knows, each with the interval its agent last reported:
+    /// after a restart a host is judged by its own interval (an agent sampling every 2 minutes
+    /// is not down after 30 s), not by the default, before it reports again.
+    pub fn restore(
+        store: &Store,
+        down_after_ms: Option<i64>,
+        forget_after_ms: i64,
+        started: TimestampMs,
+    ) -> Result<Self, StoreError> {
+        let known = store.hosts()?;
+        let seen: BTreeMap<&str, TimestampMs> =
+            known.iter().map(|(h, t)| (h.as_str(), *t)).collect();
+        let mut intervals = Vec::new();
+        for (id, labels) in store.select(|l| l.metric_name() == Some(INTERVAL_METRIC)) {
+            let Some(&t) = labels.get("host").and_then(|h| seen.get(h)) else {
+                continue;
+            };
+            if let Some(&last) = store.query(id, t - INTERVAL_LOOKBACK_MS, t)?.last() {
+                intervals.push(SeriesSamples {
+                    labels,
+                    samples: vec![last],
+                });
+            }
+        }
+        let mut l = Liveness::new(down_after_ms, forget_after_ms, known, started);
+        l.observe(&intervals);
+        Ok(l)
+    }
+
     fn down_after(&self, h: &HostView) -> i64 {
         self.down_after_ms
             .unwrap_or_else(|| 3 * h.interval_ms.unwrap_or(DEFAULT_INTERVAL_MS))
@@ -171,6 +203,47 @@ mod tests {
         assert!(!l.view()[0].up);
         l.seen("a", 1_004_000);
         assert_eq!(up(&l.judge(1_004_500), "a"), Some(1.0));
+    }
+
+    #[test]
+    fn a_restart_judges_known_hosts_by_the_interval_they_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tocsin.db");
+        let start = tocsin_model::now_ms();
+        let last = start - 10_000;
+        {
+            let mut store = Store::open(&path, Default::default()).unwrap();
+            let mut txn = store.begin().unwrap();
+            let mut batch: Vec<SeriesSamples> = [("slow", 120.0), ("fast", 10.0)]
+                .into_iter()
+                .map(|(h, secs)| SeriesSamples {
+                    labels: Labels::from_pairs([(METRIC_NAME, INTERVAL_METRIC), ("host", h)]),
+                    samples: vec![Sample::new(last - 120_000, 1.0), Sample::new(last, secs)],
+                })
+                .collect();
+            txn.append(&mut batch, start).unwrap();
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path, Default::default()).unwrap();
+        let mut l = Liveness::restore(&store, None, 3_600_000, start).unwrap();
+        let intervals: Vec<_> = l.view().iter().map(|h| h.interval_ms).collect();
+        assert_eq!(intervals, vec![Some(10_000), Some(120_000)]);
+        // Past the grace, 70 s after their last batch: the 10 s agent has missed three beats,
+        // the 2-minute one not even one.
+        let judged: Vec<(String, f64)> = l
+            .judge(start + RESTART_GRACE_MS + 1)
+            .iter()
+            .map(|s| {
+                (
+                    s.labels.get("host").unwrap().to_string(),
+                    s.samples[0].value,
+                )
+            })
+            .collect();
+        assert_eq!(
+            judged,
+            vec![("fast".to_string(), 0.0), ("slow".to_string(), 1.0)]
+        );
     }
 
     #[test]

@@ -244,12 +244,12 @@ impl Writer {
         tel: Telemetry,
     ) -> Result<Self, StoreError> {
         tel.rules_loaded.set(rules.len() as i64);
-        let liveness = Liveness::new(
+        let liveness = Liveness::restore(
+            &store,
             settings.host_down_after.map(|d| d.as_millis() as i64),
             settings.host_forget_after.as_millis() as i64,
-            store.hosts()?,
             now_ms(),
-        );
+        )?;
         let storage_alert = StorageAlert::new(settings.storage_alert_after, &settings.external_url);
         let mut w = Writer {
             engine: Engine::new(rules, settings.engine),
