@@ -80,6 +80,8 @@ fn default_week_min() -> f64 {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Output {
     pub score: f64,
+    /// The baseline has not learned `min_history` samples yet: the score is 0 and means nothing.
+    pub warming: bool,
     pub expected: f64,
     pub lower: f64,
     pub upper: f64,
@@ -165,12 +167,18 @@ impl Detector {
             + self.tail.capacity() * std::mem::size_of::<f32>()
     }
 
+    /// Fewer than `min_history` samples learned: nothing is judged yet.
+    pub fn warming(&self) -> bool {
+        self.n < u64::from(self.cfg.min_history)
+    }
+
     /// Scores `x` observed at `ts_ms` against the past, then learns from it.
     pub fn update(&mut self, ts_ms: i64, x: f64) -> Output {
         if !x.is_finite() {
             // Nothing to learn from, nothing to judge.
             return Output {
                 score: 0.0,
+                warming: self.warming(),
                 expected: self.level,
                 lower: self.level,
                 upper: self.level,
@@ -281,7 +289,8 @@ impl Detector {
             let rb = ((raw / TAIL_BIN) as usize).min(TAIL_BINS - 1);
             self.tail[rb] += c.tail_alpha as f32;
         }
-        let score = if self.n < u64::from(c.min_history) {
+        let warming = self.warming();
+        let score = if warming {
             0.0
         } else {
             // Spread the values near 1 apart (as HTM's log likelihood does).
@@ -302,6 +311,7 @@ impl Detector {
         let band = c.point_k * scale;
         let out = Output {
             score,
+            warming,
             expected: self.level,
             lower: self.level - band,
             upper: self.level + band,

@@ -59,6 +59,10 @@ pub struct AlertState {
     pub score: f64,
     #[serde(default)]
     pub band: Option<[f64; 3]>,
+    /// The baseline was still warming up at the last evaluation: dynamic levels are judged by
+    /// their static stand-ins (`dynamic.cold_start`), if any.
+    #[serde(default)]
+    pub warming: bool,
 }
 
 impl AlertState {
@@ -546,9 +550,9 @@ impl Engine {
         let rule = Arc::clone(&self.rules[ri]);
         let v = self.value_at(ri, kfp, ts)?;
         self.evaluations += 1;
-        let (score, band) = match &rule.dynamic {
+        let (score, band, warming) = match &rule.dynamic {
             Some(d) => match self.detect(ri, kfp, ts, v) {
-                None => (0.0, None),
+                None => (0.0, None, false),
                 Some(o) => {
                     let dev = v - o.expected;
                     let gated = match d.direction {
@@ -565,15 +569,15 @@ impl Engine {
                             self.bands.insert((ri, kfp), (key_labels.clone(), full));
                         }
                     }
-                    (if gated { 0.0 } else { o.score }, Some(band))
+                    (if gated { 0.0 } else { o.score }, Some(band), o.warming)
                 }
             },
-            None => (0.0, None),
+            None => (0.0, None, false),
         };
         if !self.alerts.contains_key(&(ri, kfp))
             && !rule
                 .defined_levels()
-                .any(|(_, spec)| spec.holds_for(v, score, false))
+                .any(|(_, spec)| spec.holds_for(v, score, warming, false))
         {
             // Nothing holds and nothing is remembered (the common case: a healthy series): no
             // state to create, step, persist and drop again.
@@ -607,11 +611,13 @@ impl Engine {
                 last_level: None,
                 score: 0.0,
                 band: None,
+                warming: false,
             }
         });
         st.last_seen_ms = now;
         st.score = score;
         st.band = band;
+        st.warming = warming;
         let t = self.step(ri, kfp, v, now, true);
         self.last_eval = Some(Evaluation {
             value: v,
@@ -698,7 +704,7 @@ impl Engine {
         for (l, spec) in rule.defined_levels() {
             let active = prev.is_some_and(|p| p >= l);
             let i = l.index();
-            if spec.holds_for(v, st.score, active) {
+            if spec.holds_for(v, st.score, st.warming, active) {
                 st.holding_since[i] = Some(st.holding_since[i].unwrap_or(now));
                 if fresh {
                     st.holding_runs[i] = st.holding_runs[i].saturating_add(1);
@@ -883,7 +889,7 @@ fn render(
 ) -> Transition {
     let threshold = rule
         .level(level)
-        .map(|s| s.when.to_string())
+        .map(|s| s.in_force(st.warming).when.to_string())
         .unwrap_or_default();
     let ctx = minijinja::context! {
         labels => st.labels.to_map(),

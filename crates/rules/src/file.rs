@@ -93,6 +93,10 @@ struct RawDynamic {
     /// Levels judged dynamically (default warning and critical); a level also given under
     /// `levels` is judged statically.
     levels: Option<Vec<String>>,
+    /// Static stand-ins for dynamic levels while a series' baseline has fewer than
+    /// `min_history` samples (`warning: "> 80"`); a dynamic level without one stays quiet.
+    #[serde(default)]
+    cold_start: BTreeMap<String, Value>,
     /// Times the baseline ignores: `{days: [sun], from: "02:00", to: "04:00"}` (weekly, UTC)
     /// or `{start: "2026-11-23 10:00:00", end: "2026-11-23 11:00:00"}` (once).
     #[serde(default)]
@@ -296,10 +300,36 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
                             for_ms: None,
                             for_runs: None,
                             on_score: true,
+                            cold_start: None,
                         });
                     }
                     Ok(_) => {}
                     Err(e) => problems.push(format!("{}: dynamic.levels: {e}", here())),
+                }
+            }
+            for (name, v) in &d.cold_start {
+                let spec = name
+                    .parse::<Level>()
+                    .map_err(|e| e.to_string())
+                    .and_then(|l| match &mut levels[l.index()] {
+                        Some(dl) if dl.on_score => Ok(dl),
+                        _ => Err(format!(
+                            "{name} is not a dynamic level of this rule (dynamic.levels)"
+                        )),
+                    })
+                    .and_then(|dl| {
+                        let c = parse_level(v)?;
+                        if c.for_ms.is_some() || c.for_runs.is_some() {
+                            return Err("for and for_runs are the dynamic level's".to_string());
+                        }
+                        dl.cold_start = Some(Box::new(c));
+                        Ok(())
+                    });
+                if let Err(e) = spec {
+                    problems.push(format!(
+                        "{}: dynamic.cold_start.{name}: {e}",
+                        at(&["dynamic", "cold_start", name])
+                    ));
                 }
             }
             if d.min_abs_deviation < 0.0 || d.min_rel_deviation < 0.0 {
@@ -447,6 +477,7 @@ fn parse_level(v: &Value) -> Result<LevelSpec, String> {
             for_ms: None,
             for_runs: None,
             on_score: false,
+            cold_start: None,
         }),
         Value::Mapping(m) => {
             let mut when = None;
@@ -498,6 +529,7 @@ fn parse_level(v: &Value) -> Result<LevelSpec, String> {
                 for_ms,
                 for_runs,
                 on_score: false,
+                cold_start: None,
             })
         }
         Value::Number(n) => Err(format!(

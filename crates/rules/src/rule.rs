@@ -157,12 +157,30 @@ pub struct LevelSpec {
     pub for_runs: Option<u32>,
     /// Judged on the anomaly score of a dynamic rule instead of the value.
     pub on_score: bool,
+    /// A dynamic level's static stand-in (`when` and `recover` on the value) while the
+    /// series' baseline is still warming up; `None`: the level stays quiet until then.
+    pub cold_start: Option<Box<LevelSpec>>,
 }
 
 impl LevelSpec {
-    /// Whether the level's condition holds, given whether the alert already fires at or above it.
-    pub fn holds_for(&self, v: f64, score: f64, active: bool) -> bool {
-        self.holds(if self.on_score { score } else { v }, active)
+    /// Whether the level's condition holds for value `v` with anomaly score `score` (`warming`:
+    /// the baseline has too little history to score), given whether the alert already fires at
+    /// or above it.
+    pub fn holds_for(&self, v: f64, score: f64, warming: bool, active: bool) -> bool {
+        match (self.on_score, warming, &self.cold_start) {
+            (false, _, _) => self.holds(v, active),
+            (true, false, _) => self.holds(score, active),
+            (true, true, Some(c)) => c.holds(v, active),
+            (true, true, None) => false,
+        }
+    }
+
+    /// The condition in force: a dynamic level's static stand-in while its baseline warms up.
+    pub fn in_force(&self, warming: bool) -> &LevelSpec {
+        match &self.cold_start {
+            Some(c) if self.on_score && warming => c,
+            _ => self,
+        }
     }
 
     pub fn holds(&self, v: f64, active: bool) -> bool {

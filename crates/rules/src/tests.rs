@@ -604,6 +604,86 @@ fn excluded_windows_neither_learn_nor_fire() {
     );
 }
 
+#[test]
+fn dynamic_levels_fall_back_to_static_ones_while_the_baseline_warms_up() {
+    let yaml = r#"
+rules:
+  - name: Disk
+    expr: used
+    dynamic:
+      min_history: 60
+      cold_start:
+        warning: { when: "> 90", recover: "< 85" }
+    annotations:
+      summary: "{{ value }} ({{ threshold }})"
+  - name: Quiet
+    expr: used
+    dynamic: { min_history: 60 }
+"#;
+    let r = rules(yaml);
+    assert!(r[0].level(Level::Warning).unwrap().cold_start.is_some());
+    assert!(r[0].level(Level::Critical).unwrap().cold_start.is_none());
+    let mut e = Engine::new(r, EngineOptions::default());
+    let mut f = |i: i64, v: f64| {
+        let t = e.ingest(&[sample("used", "h", T0 + i * 60 * S, v)], T0 + i * 60 * S);
+        t.into_iter()
+            .map(|t| {
+                (
+                    t.rule.clone(),
+                    t.kind,
+                    t.level,
+                    t.annotations.get("summary").cloned().unwrap_or_default(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(f(0, 50.0).is_empty());
+    // Too little history to score: the static stand-in judges the value; the rule without one
+    // stays quiet, and the critical level has none.
+    let t = f(1, 95.0);
+    assert_eq!(
+        t,
+        vec![(
+            "Disk".to_string(),
+            TransitionKind::Firing,
+            Level::Warning,
+            "95.0 (> 90)".to_string()
+        )]
+    );
+    assert!(f(2, 88.0).is_empty(), "hysteresis: 88 is not below 85");
+    assert_eq!(f(3, 80.0)[0].1, TransitionKind::Resolved);
+    for i in 4..600 {
+        let v = 50.0 + (i % 3) as f64;
+        assert!(f(i, v).is_empty(), "steady at {i}");
+    }
+    // Once the baseline has its history, the score judges, for both rules alike: 85 is far
+    // out of the ordinary though below 90, and the threshold shown is the score's cutoff.
+    let t = f(600, 85.0);
+    assert_eq!(t.len(), 2, "{t:?}");
+    assert!(t.iter().all(|t| t.1 == TransitionKind::Firing), "{t:?}");
+    assert_eq!(t[0].3, "85.0 (>= 0.2)");
+
+    let bad = parse_file(
+        "x.yaml",
+        "rules:\n  - name: U\n    expr: v\n    levels: { emergency: \"> 99\" }\n    dynamic:\n      cold_start:\n        emergency: \"> 98\"\n        warning: { when: \"> 90\", for: 5m }\n",
+    )
+    .unwrap_err();
+    assert_eq!(bad.len(), 2, "{bad:?}");
+    assert!(
+        bad[0].ends_with(
+            "dynamic.cold_start.emergency: emergency is not a dynamic level of this rule (dynamic.levels)"
+        ),
+        "{}",
+        bad[0]
+    );
+    assert!(
+        bad[1].ends_with("dynamic.cold_start.warning: for and for_runs are the dynamic level's"),
+        "{}",
+        bad[1]
+    );
+    assert!(bad[1].starts_with("x.yaml:8"), "{}", bad[1]);
+}
+
 mod properties {
     use super::*;
     use proptest::prelude::*;
