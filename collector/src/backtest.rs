@@ -2,6 +2,7 @@
 //! the collector evaluates it (same engine, the sample times as the clock), and writes
 //! `timestamp,value,anomaly_score,level` per input row.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::Path;
 
@@ -19,7 +20,7 @@ pub struct Summary {
     pub last: Option<String>,
 }
 
-/// Loads one rule that reads one series.
+/// Loads one rule.
 fn load_rule(rules: &Path, rule: &str) -> Result<tocsin_rules::Rule, String> {
     let text = std::fs::read_to_string(rules).map_err(|e| format!("{}: {e}", rules.display()))?;
     let all =
@@ -32,12 +33,6 @@ fn load_rule(rules: &Path, rule: &str) -> Result<tocsin_rules::Rule, String> {
             names.join(", ")
         )
     })?;
-    if r.expr.leaves.len() != 1 {
-        return Err(format!(
-            "rule {rule:?} reads {} series; a backtest replays one",
-            r.expr.leaves.len()
-        ));
-    }
     Ok(r)
 }
 
@@ -81,12 +76,24 @@ impl<'a> Replay<'a> {
         })
     }
 
+    /// One CSV row: the value is the rule's one input.
     fn row(&mut self, ts: i64, v: f64, ts_text: &str, v_text: &str) -> Result<(), String> {
         let batch = [SeriesSamples {
             labels: self.labels.clone(),
             samples: vec![Sample::new(ts, v)],
         }];
-        let mut transitions = self.engine.ingest(&batch, ts);
+        let e = self.feed(&batch, ts, ts_text);
+        self.write(ts_text, v_text, e)
+    }
+
+    /// Feeds the inputs sampled at `ts`; the rule's evaluation, if it had all its inputs.
+    fn feed(
+        &mut self,
+        batch: &[SeriesSamples],
+        ts: i64,
+        ts_text: &str,
+    ) -> Option<tocsin_rules::Evaluation> {
+        let mut transitions = self.engine.ingest(batch, ts);
         transitions.extend(self.engine.tick(ts));
         for t in &transitions {
             let counts = match t.kind {
@@ -100,7 +107,15 @@ impl<'a> Replay<'a> {
                 self.sum.last = Some(ts_text.to_string());
             }
         }
-        let e = self.engine.take_last_evaluation();
+        self.engine.take_last_evaluation()
+    }
+
+    fn write(
+        &mut self,
+        ts_text: &str,
+        v_text: &str,
+        e: Option<tocsin_rules::Evaluation>,
+    ) -> Result<(), String> {
         let (score, level) = e.map(|e| (e.score, e.level)).unwrap_or((0.0, None));
         writeln!(
             self.out,
@@ -115,6 +130,12 @@ impl<'a> Replay<'a> {
 
 pub fn run(rules: &Path, rule: &str, csv: &Path, out: &mut dyn Write) -> Result<Summary, String> {
     let r = load_rule(rules, rule)?;
+    if r.expr.leaves.len() != 1 {
+        return Err(format!(
+            "rule {rule:?} reads {} series; a CSV holds one (replay stored history with --data-dir)",
+            r.expr.leaves.len()
+        ));
+    }
     let labels = csv_labels(&r);
     let f = std::fs::File::open(csv).map_err(|e| format!("{}: {e}", csv.display()))?;
     let mut lines = std::io::BufReader::new(f).lines();
@@ -147,8 +168,9 @@ pub fn run(rules: &Path, rule: &str, csv: &Path, out: &mut dyn Write) -> Result<
     Ok(replay.sum)
 }
 
-/// Replays the collector's own stored history of the one series the rule selects (narrowed by
-/// `host`) between `from` and `to`.
+/// Replays the collector's own stored history of the series the rule reads (narrowed by
+/// `host`) between `from` and `to`: one row per evaluation, its value the rule's (the expression
+/// over its inputs). The inputs must come down to one series key, as the engine joins them.
 pub fn run_stored(
     rules: &Path,
     rule: &str,
@@ -165,29 +187,79 @@ pub fn run_stored(
         tocsin_store::StoreOptions::default(),
     )
     .map_err(|e| e.to_string())?;
-    let sel = r.expr.leaves[0].selector.clone();
-    let found = store.select(|l| sel.matches(l) && host.is_none_or(|h| l.get("host") == Some(h)));
-    let (id, series) = match found.as_slice() {
-        [one] => one.clone(),
-        [] => return Err(format!("no stored series matches {}", r.expr_text)),
-        many => {
-            let list: Vec<String> = many.iter().take(10).map(|(_, l)| l.to_string()).collect();
+    // Per input, the stored series it selects, by the key the engine joins inputs on (their
+    // labels without the metric name); keys every input has.
+    let mut keys: Option<BTreeMap<u64, Labels>> = None;
+    let mut inputs = Vec::new();
+    for leaf in &r.expr.leaves {
+        let found = store
+            .select(|l| leaf.selector.matches(l) && host.is_none_or(|h| l.get("host") == Some(h)));
+        let these: BTreeMap<u64, Labels> = found
+            .iter()
+            .map(|(_, l)| {
+                let k = l.without_name();
+                (k.fingerprint(), k)
+            })
+            .collect();
+        keys = Some(match keys {
+            None => these,
+            Some(mut k) => {
+                k.retain(|fp, _| these.contains_key(fp));
+                k
+            }
+        });
+        inputs.push(found);
+    }
+    let keys = keys.unwrap_or_default();
+    let key = match keys.len() {
+        1 => *keys.keys().next().expect("one"),
+        0 if r.expr.leaves.len() == 1 => {
+            return Err(format!("no stored series matches {}", r.expr_text))
+        }
+        0 => {
             return Err(format!(
-                "{} stored series match; narrow with --host or the rule's matchers: {}",
-                many.len(),
+                "no stored series of the same labels for every input of {}",
+                r.expr_text
+            ))
+        }
+        n => {
+            let list: Vec<String> = keys.values().take(10).map(|l| l.to_string()).collect();
+            return Err(format!(
+                "{n} stored series match; narrow with --host or the rule's matchers: {}",
                 list.join(", ")
             ));
         }
     };
-    let samples = store.query(id, from, to).map_err(|e| e.to_string())?;
-    let mut replay = Replay::new(r, series, out)?;
-    for s in samples {
-        replay.row(
-            s.timestamp_ms,
-            s.value,
-            &tocsin_notify::format_rfc3339(s.timestamp_ms),
-            &s.value.to_string(),
-        )?;
+    // Every input sample of that key, in time order, fed as the agents' batches would be: the
+    // samples of one instant together.
+    let mut samples: Vec<(i64, usize, f64)> = Vec::new();
+    let mut series: Vec<Labels> = Vec::new();
+    for found in &inputs {
+        for (id, labels) in found {
+            if labels.without_name().fingerprint() != key || series.contains(labels) {
+                continue;
+            }
+            let at = series.len();
+            series.push(labels.clone());
+            let stored = store.query(*id, from, to).map_err(|e| e.to_string())?;
+            samples.extend(stored.into_iter().map(|s| (s.timestamp_ms, at, s.value)));
+        }
+    }
+    samples.sort_by_key(|&(ts, at, _)| (ts, at));
+    let mut replay = Replay::new(r, Labels::new(), out)?;
+    for instant in samples.chunk_by(|a, b| a.0 == b.0) {
+        let ts = instant[0].0;
+        let batch: Vec<SeriesSamples> = instant
+            .iter()
+            .map(|&(_, at, v)| SeriesSamples {
+                labels: series[at].clone(),
+                samples: vec![Sample::new(ts, v)],
+            })
+            .collect();
+        let ts_text = tocsin_notify::format_rfc3339(ts);
+        if let Some(e) = replay.feed(&batch, ts, &ts_text) {
+            replay.write(&ts_text, &e.value.to_string(), Some(e))?;
+        }
     }
     Ok(replay.sum)
 }

@@ -52,8 +52,9 @@ struct RunArgs {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Replay a CSV of `timestamp,value` through one rule and write, per row,
-    /// `timestamp,value,anomaly_score,level`; prints a summary on stderr.
+    /// Replay a CSV of `timestamp,value` (or the stored history of the series the rule reads)
+    /// through one rule and write, per row, `timestamp,value,anomaly_score,level`; prints a
+    /// summary on stderr.
     Backtest {
         /// Rule file holding the rule.
         #[arg(long, value_name = "FILE")]
@@ -69,7 +70,8 @@ enum Cmd {
             conflicts_with = "data_dir"
         )]
         csv: Option<PathBuf>,
-        /// Replay the collector's stored history instead, from this data directory.
+        /// Replay the collector's stored history instead, from this data directory: every
+        /// input of the rule (a rule over several series too), one row per evaluation.
         #[arg(long, value_name = "DIR", requires_all = ["from", "to"])]
         data_dir: Option<PathBuf>,
         /// Start of the stored history to replay, e.g. "2026-11-23 00:00:00" (UTC).

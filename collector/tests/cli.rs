@@ -243,3 +243,108 @@ fn backtest_over_stored_history() {
         "{spike}"
     );
 }
+
+#[test]
+fn backtest_over_stored_history_of_a_rule_over_several_series() {
+    use tocsin_model::{Labels, Sample, SeriesSamples, METRIC_NAME};
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = tocsin_model::parse_timestamp("2026-11-01 00:00:00").unwrap();
+    {
+        let mut store =
+            tocsin_store::Store::open(&dir.path().join("tocsin.db"), Default::default()).unwrap();
+        // Requests and errors of one host; the error ratio jumps at minute 80. Another host's
+        // errors alone (no requests) cannot be joined.
+        let series = |name: &str, host: &str, v: &dyn Fn(i64) -> f64| SeriesSamples {
+            labels: Labels::from_pairs([(METRIC_NAME, name), ("host", host)]),
+            samples: (0..100)
+                .map(|i| Sample::new(t0 + i * 60_000, v(i)))
+                .collect(),
+        };
+        let requests = |i: i64| 1000.0 + (i % 3) as f64;
+        let errors = |i: i64| {
+            if i == 80 {
+                400.0
+            } else {
+                10.0 + (i % 2) as f64
+            }
+        };
+        let mut tx = store.begin().unwrap();
+        tx.append(
+            &mut [
+                series("requests", "a", &requests),
+                series("errors", "a", &errors),
+                series("errors", "b", &errors),
+            ],
+            t0 + 100 * 60_000,
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let rules = dir.path().join("r.yaml");
+    std::fs::write(
+        &rules,
+        "rules:\n  - name: ErrorRatio\n    expr: errors / requests\n    dynamic: { min_history: 10, direction: up }\n",
+    )
+    .unwrap();
+    let o = collector()
+        .args(["backtest", "--rules", rules.to_str().unwrap()])
+        .args([
+            "--rule",
+            "ErrorRatio",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ])
+        .args([
+            "--from",
+            "2026-11-01 00:10:00",
+            "--to",
+            "2026-11-01 01:30:00",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8(o.stdout).unwrap();
+    let rows: Vec<&str> = out.lines().collect();
+    assert_eq!(rows.len(), 1 + 81, "one evaluation a minute, 10..=90");
+    // The value column is the rule's: errors over requests.
+    let first: Vec<&str> = rows[1].split(',').collect();
+    assert_eq!(first[0], "2026-11-01T00:10:00.000Z");
+    let expected = (10.0 + (10 % 2) as f64) / (1000.0 + (10 % 3) as f64);
+    assert!(
+        (first[1].parse::<f64>().unwrap() - expected).abs() < 1e-12,
+        "{}",
+        rows[1]
+    );
+    let flagged: Vec<&str> = rows[1..]
+        .iter()
+        .filter(|r| !r.ends_with(','))
+        .map(|r| &r[..19])
+        .collect();
+    assert_eq!(flagged, vec!["2026-11-01T01:20:00"], "{out}");
+
+    // Inputs with no series key in common cannot be joined.
+    let o = collector()
+        .args(["backtest", "--rules", rules.to_str().unwrap()])
+        .args([
+            "--rule",
+            "ErrorRatio",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ])
+        .args([
+            "--from",
+            "2026-11-01 00:10:00",
+            "--to",
+            "2026-11-01 01:30:00",
+        ])
+        .args(["--host", "b"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("no stored series of the same labels for every input of errors / requests"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
