@@ -4,13 +4,16 @@
 # write-ahead log, which is fsynced per segment, not per request), same payloads from the same
 # load generator, each server pinned to one core and then given both, for two request shapes.
 # Each case runs RUNS times on a fresh data directory; the median is reported, and the ratio.
-# VictoriaMetrics (single-node) joins when VM_BIN names its binary (it is not packaged for
-# Debian): VM_BIN=/path/to/victoria-metrics-prod bench/ingest.sh 3
+# and VictoriaMetrics single-node (Debian's `victoria-metrics`, or the binary VM_BIN names),
+# which answers once the samples are in its in-memory buffers (flushed to disk within a few
+# seconds, no fsync per request).
 #   bench/ingest.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
 command -v prometheus >/dev/null || { echo "needs prometheus (Debian package)" >&2; exit 1; }
+VM_BIN=${VM_BIN:-$(command -v victoria-metrics || true)}
+[ -n "$VM_BIN" ] || { echo "needs victoria-metrics (Debian package) or VM_BIN" >&2; exit 1; }
 cargo build --release --locked -q -p tocsin-collector -p tocsin-loadgen
 work=$(mktemp -d)
 pid=
@@ -21,6 +24,7 @@ printf 'global: {}\nscrape_configs: []\n' >"$work/prometheus.yml"
 port=19799
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r)"
 echo "prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}')"
+echo "victoria-metrics $(dpkg-query -W -f='${Version}' victoria-metrics 2>/dev/null || echo "$VM_BIN")"
 
 start() { # server cores
   rm -rf "$work/data"
@@ -48,8 +52,7 @@ start() { # server cores
   echo "$1 did not start" >&2; cat "$work/err" >&2; exit 1
 }
 
-servers="tocsin prometheus"
-[ -n "${VM_BIN:-}" ] && servers="$servers victoriametrics"
+servers="tocsin prometheus victoriametrics"
 for cores in 0 0,1; do
   for shape in "--series 500 --samples 4" "--series 2000 --samples 1"; do
     declare -A med=()

@@ -561,6 +561,43 @@ pub fn prometheus(scrape_configs: &str) -> Option<Server> {
     })
 }
 
+/// A VictoriaMetrics single-node server (Debian's `victoria-metrics`) on a free port, its
+/// remote-write receiver at `/api/v1/write`; what it has taken is queryable once flushed from
+/// its buffers (about a second; no latency offset).
+pub fn victoriametrics() -> Option<Server> {
+    if !crate::require_tool("victoria-metrics") {
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let child = Command::new("victoria-metrics")
+        .arg(format!(
+            "-storageDataPath={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+        .arg("-search.latencyOffset=0s")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start victoria-metrics");
+    wait_for(
+        "victoria-metrics to be ready",
+        Duration::from_secs(30),
+        || {
+            reqwest::blocking::get(format!("http://127.0.0.1:{port}/health"))
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
+        },
+    );
+    Some(Server {
+        port,
+        child,
+        _dir: Some(dir),
+    })
+}
+
 /// A real SMTP server (Python's aiosmtpd) on a free port, delivering into a maildir; returns
 /// the server and the maildir's `new/` folder.
 pub fn smtp() -> Option<(Server, PathBuf)> {

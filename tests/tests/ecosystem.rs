@@ -1,4 +1,5 @@
-//! tocsin in the Prometheus ecosystem: remote-write forwarding into a real Prometheus.
+//! tocsin in the Prometheus ecosystem: remote-write forwarding into a real Prometheus and a
+//! real VictoriaMetrics.
 
 use std::time::Duration;
 
@@ -34,11 +35,26 @@ fn everything_ingested_is_forwarded_to_a_real_prometheus() {
     let Some(prom) = tocsin_e2e::servers::prometheus("  []\n") else {
         return;
     };
+    forwarded_to(prom.port, "prom");
+}
+
+/// The same into VictoriaMetrics, the usual long-term store behind a fleet, queried through its
+/// Prometheus-compatible API.
+#[test]
+fn everything_ingested_is_forwarded_to_a_real_victoriametrics() {
+    let _g = serial();
+    let Some(vm) = tocsin_e2e::servers::victoriametrics() else {
+        return;
+    };
+    forwarded_to(vm.port, "vm");
+}
+
+/// Runs a collector forwarding to the TSDB on `port` (as target `name`) and an agent, and
+/// checks that a textfile sample, host series and the collector's derived series arrive, with
+/// nothing dropped.
+fn forwarded_to(port: u16, name: &str) {
     let s = Stack::with_textfile(
-        &format!(
-            "remote_write:\n  - {{ name: prom, url: \"http://127.0.0.1:{}/api/v1/write\" }}\n",
-            prom.port
-        ),
+        &format!("remote_write:\n  - {{ name: {name}, url: \"http://127.0.0.1:{port}/api/v1/write\" }}\n"),
         "e2e_forwarded 42\n",
     );
     let c = s.collector("127.0.0.1:0", &s.p("rules"));
@@ -53,8 +69,8 @@ fn everything_ingested_is_forwarded_to_a_real_prometheus() {
             "fwd-host",
         ],
     );
-    let v = wait_for("the sample in Prometheus", Duration::from_secs(30), || {
-        let r = query(prom.port, "e2e_forwarded{host=\"fwd-host\"}");
+    let v = wait_for("the sample in the TSDB", Duration::from_secs(30), || {
+        let r = query(port, "e2e_forwarded{host=\"fwd-host\"}");
         r["data"]["result"]
             .as_array()
             .and_then(|l| l.first().cloned())
@@ -62,7 +78,7 @@ fn everything_ingested_is_forwarded_to_a_real_prometheus() {
     assert_eq!(v["value"][1], "42");
     // Host series and the collector's derived liveness series too.
     wait_all_nonempty(
-        prom.port,
+        port,
         &[
             "node_load1{host=\"fwd-host\"}",
             "node_memory_MemTotal_bytes{host=\"fwd-host\"}",
@@ -73,13 +89,13 @@ fn everything_ingested_is_forwarded_to_a_real_prometheus() {
     assert!(
         metric(
             &m,
-            "tocsin_forward_samples_total{result=\"sent\",target=\"prom\"}"
+            &format!("tocsin_forward_samples_total{{result=\"sent\",target=\"{name}\"}}")
         ) > 0.0
     );
     assert_eq!(
         metric(
             &m,
-            "tocsin_forward_samples_total{result=\"dropped\",target=\"prom\"}"
+            &format!("tocsin_forward_samples_total{{result=\"dropped\",target=\"{name}\"}}")
         ),
         0.0
     );
