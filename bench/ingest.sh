@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Remote-write ingest side by side: tocsin-collector (durable: answered after the fsynced commit)
-# and Prometheus with its remote-write receiver on (answered after the append to its head and
-# write-ahead log, which is fsynced per segment, not per request), same payloads from the same
-# load generator, each server pinned to one core and then given both, for two request shapes.
-# Each case runs RUNS times on a fresh data directory; the median is reported, and the ratio.
-# and VictoriaMetrics single-node (Debian's `victoria-metrics`, or the binary VM_BIN names),
-# which answers once the samples are in its in-memory buffers (flushed to disk within a few
-# seconds, no fsync per request).
+# Remote-write ingest side by side: tocsin-collector (durable: answered after the fsynced commit),
+# Prometheus with its remote-write receiver on (answered after the append to its head and
+# write-ahead log, which is fsynced per segment, not per request) and VictoriaMetrics
+# single-node (Debian's `victoria-metrics`, or the binary VM_BIN names; answered once the
+# samples are in its in-memory buffers, flushed to disk within a few seconds, no fsync per
+# request), same payloads from the same load generator, each server pinned to one core and then
+# given both, for two request shapes. Each case runs RUNS times on a fresh data directory; the
+# median is reported, and the ratios.
 #   bench/ingest.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
