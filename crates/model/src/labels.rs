@@ -47,6 +47,16 @@ impl Labels {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
+        // Series carry a handful of labels: an equality scan (lengths first) is cheaper than
+        // the ordered comparisons of a binary search, which matters on the ingest path where
+        // every series is asked for its name and host.
+        if self.0.len() <= 16 {
+            return self
+                .0
+                .iter()
+                .find(|l| l.name == name)
+                .map(|l| l.value.as_str());
+        }
         self.0
             .binary_search_by(|l| l.name.as_str().cmp(name))
             .ok()
