@@ -3,12 +3,13 @@
 
 #[cfg(feature = "client")]
 pub mod client;
+mod decode;
 mod proto;
 
 pub use proto::{Label, MetricMetadata, MetricType, Sample, TimeSeries, WriteRequest};
 
 use prost::Message;
-use tocsin_model::{is_valid_label_name, is_valid_metric_name, Labels, SeriesSamples, METRIC_NAME};
+use tocsin_model::SeriesSamples;
 
 /// Header values a remote-write 1.0 sender sets.
 pub const CONTENT_TYPE: &str = "application/x-protobuf";
@@ -121,79 +122,7 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Vec<SeriesSamples>, WireEr
     let raw = snap::raw::Decoder::new()
         .decompress_vec(body)
         .map_err(|e| WireError::Snappy(e.to_string()))?;
-    let req =
-        WriteRequest::decode(raw.as_slice()).map_err(|e| WireError::Protobuf(e.to_string()))?;
-    validate(req, limits)
-}
-
-fn validate(req: WriteRequest, limits: &Limits) -> Result<Vec<SeriesSamples>, WireError> {
-    let count: usize = req.timeseries.iter().map(|t| t.samples.len()).sum();
-    if count > limits.max_samples {
-        return Err(WireError::TooManySamples {
-            count,
-            limit: limits.max_samples,
-        });
-    }
-    let mut out = Vec::with_capacity(req.timeseries.len());
-    for (index, ts) in req.timeseries.into_iter().enumerate() {
-        let bad = |reason: String| WireError::InvalidSeries { index, reason };
-        if ts.labels.len() > limits.max_labels_per_series {
-            return Err(bad(format!(
-                "{} labels, over the limit of {}",
-                ts.labels.len(),
-                limits.max_labels_per_series
-            )));
-        }
-        for l in &ts.labels {
-            if l.name.len() > limits.max_label_name_len {
-                return Err(bad(format!(
-                    "label name of {} bytes, over the limit of {}",
-                    l.name.len(),
-                    limits.max_label_name_len
-                )));
-            }
-            if l.value.len() > limits.max_label_value_len {
-                return Err(bad(format!(
-                    "label {:?} has a value of {} bytes, over the limit of {}",
-                    l.name,
-                    l.value.len(),
-                    limits.max_label_value_len
-                )));
-            }
-            if l.name != METRIC_NAME && !is_valid_label_name(&l.name) {
-                return Err(bad(format!("invalid label name {:?}", l.name)));
-            }
-            if l.value.is_empty() {
-                return Err(bad(format!("label {:?} has an empty value", l.name)));
-            }
-        }
-        let labels = Labels::from_vec(
-            ts.labels
-                .into_iter()
-                .map(|l| tocsin_model::Label {
-                    name: l.name,
-                    value: l.value,
-                })
-                .collect(),
-        )
-        .map_err(|dup| bad(format!("duplicate label name {dup:?}")))?;
-        match labels.metric_name() {
-            None => return Err(bad("no __name__ label".to_string())),
-            Some(n) if !is_valid_metric_name(n) => {
-                return Err(bad(format!("invalid metric name {n:?}")))
-            }
-            Some(_) => {}
-        }
-        out.push(SeriesSamples {
-            labels,
-            samples: ts
-                .samples
-                .into_iter()
-                .map(|s| tocsin_model::Sample::new(s.timestamp, s.value))
-                .collect(),
-        });
-    }
-    Ok(out)
+    decode::decode_request(&raw, limits)
 }
 
 #[cfg(test)]
