@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
+use rustc_hash::FxHashMap;
 use tocsin_model::{Labels, Sample, SeriesSamples, TimestampMs};
 
 use head::Head;
@@ -93,7 +94,8 @@ pub struct Store {
 
 #[derive(Default)]
 struct SeriesIndex {
-    by_fp: HashMap<u64, SeriesId>,
+    /// Keyed by fingerprint (already a hash): a cheap hasher, not SipHash, on the ingest path.
+    by_fp: FxHashMap<u64, SeriesId>,
     /// Second-chance map for the (astronomically rare) fingerprint collision.
     collided: HashMap<Labels, SeriesId>,
     labels: Vec<Option<Labels>>,
@@ -197,9 +199,9 @@ impl Store {
             log: Vec::new(),
             staged: Vec::new(),
             new_series: Vec::new(),
-            new_by_fp: HashMap::new(),
+            new_by_fp: FxHashMap::default(),
             new_per_host: HashMap::new(),
-            pending: HashMap::new(),
+            pending: FxHashMap::default(),
             hosts: HashMap::new(),
             finished: false,
         })
@@ -437,10 +439,10 @@ pub struct Txn<'a> {
     new_series: Vec<(u64, SeriesId, Labels)>,
     /// Index into `new_series` by fingerprint, and new series per host: lookups stay O(1)
     /// when one transaction creates many series (a fleet's first cycle).
-    new_by_fp: HashMap<u64, Vec<usize>>,
+    new_by_fp: FxHashMap<u64, Vec<usize>>,
     new_per_host: HashMap<String, usize>,
     /// Newest timestamp per series staged in this transaction.
-    pending: HashMap<SeriesId, TimestampMs>,
+    pending: FxHashMap<SeriesId, TimestampMs>,
     hosts: HashMap<String, TimestampMs>,
     finished: bool,
 }
@@ -475,6 +477,7 @@ impl Txn<'_> {
         let mut stats = AppendStats::default();
         let mut ids = Vec::with_capacity(batch.len());
         let max_ts = now.saturating_add(self.store.opts.max_future_ms);
+        let mut last_host: Option<&str> = None;
         for s in batch.iter_mut() {
             let Some(id) = self.series_id(&s.labels, &mut stats, touch_hosts)? else {
                 stats.refused_series += 1;
@@ -511,10 +514,14 @@ impl Txn<'_> {
             head::encode_log(&mut self.log, id, &s.samples);
             self.staged.extend(s.samples.iter().map(|&x| (id, x)));
             if let Some(h) = s.labels.get("host").filter(|_| touch_hosts) {
-                match self.hosts.get_mut(h) {
-                    Some(t) => *t = now,
-                    None => {
-                        self.hosts.insert(h.to_string(), now);
+                // A request mostly holds one host's series: look it up once per run of them.
+                if last_host != Some(h) {
+                    last_host = Some(h);
+                    match self.hosts.get_mut(h) {
+                        Some(t) => *t = now,
+                        None => {
+                            self.hosts.insert(h.to_string(), now);
+                        }
                     }
                 }
             }
