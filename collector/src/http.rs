@@ -318,7 +318,8 @@ async fn write_inner(
         err.retry_after = Some(1);
         return Err(err);
     }
-    match rx.await {
+    // The series come back with the answer, to be freed here.
+    match rx.await.map(|answer| answer.result) {
         Ok(Ok(stats)) if stats.refused_series > 0 => {
             // The rest of the request is stored; say what was not, so the sender does not
             // retry it.

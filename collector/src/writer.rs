@@ -33,11 +33,19 @@ pub enum Origin {
     Peer,
 }
 
+/// The writer's answer to an ingest request, with the request's series handed back: they are
+/// freed by the thread that decoded them (the allocator's cheap, local path) rather than on
+/// the writer's single thread, where dropping them was a seventh of its work.
+pub struct Ingested {
+    pub result: Result<AppendStats, WriteError>,
+    pub batch: Vec<SeriesSamples>,
+}
+
 pub enum Msg {
     Ingest {
         batch: Vec<SeriesSamples>,
         origin: Origin,
-        reply: oneshot::Sender<Result<AppendStats, WriteError>>,
+        reply: oneshot::Sender<Ingested>,
     },
     Tick,
     Reload(Vec<Rule>),
@@ -518,7 +526,7 @@ impl Writer {
                         } else {
                             self.engine.ingest(&batch, now)
                         });
-                        replies.push((reply, stats));
+                        replies.push((reply, stats, batch));
                     }
                     Msg::Tick => {
                         ticked = true;
@@ -666,9 +674,12 @@ impl Writer {
                 for (h, t) in &seen {
                     self.liveness.seen(h, *t);
                 }
-                for (reply, stats) in replies {
+                for (reply, stats, batch) in replies {
                     self.count(&stats);
-                    let _ = reply.send(Ok(stats));
+                    let _ = reply.send(Ingested {
+                        result: Ok(stats),
+                        batch,
+                    });
                 }
                 let acked = !ack_replies.is_empty() || !other_replies.is_empty();
                 for (reply, r) in ack_replies {
@@ -716,8 +727,11 @@ impl Writer {
                 } else {
                     WriteError::Failed(e.to_string())
                 };
-                for (reply, _) in replies {
-                    let _ = reply.send(Err(err.clone()));
+                for (reply, _, batch) in replies {
+                    let _ = reply.send(Ingested {
+                        result: Err(err.clone()),
+                        batch,
+                    });
                 }
                 for (reply, _) in ack_replies {
                     let _ = reply.send(Err(AckFailure::Storage(err.to_string())));
