@@ -169,19 +169,19 @@ impl Collector for Alerts {
 /// The text exposition of the newest sample of each series, with its timestamp, grouped by
 /// metric name (untyped); names in `skip` are left out so that they cannot clash with the
 /// collector's own families.
-pub(crate) fn federation<'a>(
-    latest: impl Iterator<Item = (&'a tocsin_model::Labels, tocsin_model::Sample)>,
+pub(crate) fn federation(
+    latest: impl Iterator<Item = (tocsin_model::Labels, tocsin_model::Sample)>,
     skip: &std::collections::HashSet<String>,
 ) -> String {
     use std::fmt::Write;
-    let mut items: Vec<(&str, &tocsin_model::Labels, tocsin_model::Sample)> = latest
-        .filter_map(|(l, s)| Some((l.metric_name()?, l, s)))
-        .filter(|(n, _, _)| !skip.contains(*n))
+    let mut items: Vec<(tocsin_model::Labels, tocsin_model::Sample)> = latest
+        .filter(|(l, _)| l.metric_name().is_some_and(|n| !skip.contains(n)))
         .collect();
-    items.sort_by(|a, b| a.0.cmp(b.0));
+    items.sort_by(|a, b| a.0.metric_name().cmp(&b.0.metric_name()));
     let mut out = String::new();
     let mut family = "";
-    for (name, labels, s) in items {
+    for (labels, s) in &items {
+        let name = labels.metric_name().unwrap_or_default();
         if name != family {
             let _ = writeln!(out, "# HELP {name} Newest stored sample (federated).");
             let _ = writeln!(out, "# TYPE {name} untyped");
@@ -242,7 +242,7 @@ mod tests {
             (&bare, Sample::new(5000, 1e21)),
         ];
         let skip = ["tocsin_alerts".to_string()].into_iter().collect();
-        let text = super::federation(items.iter().map(|(l, s)| (*l, *s)), &skip);
+        let text = super::federation(items.iter().map(|(l, s)| ((*l).clone(), *s)), &skip);
         assert_eq!(
             text,
             "# HELP disk_free Newest stored sample (federated).\n\

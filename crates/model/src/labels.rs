@@ -122,6 +122,50 @@ impl Labels {
         h.digest()
     }
 
+    /// The label set as one byte string (each name and value followed by 0xff, a byte UTF-8
+    /// never holds): a compact form to keep many label sets in memory, one allocation each.
+    pub fn key(&self) -> Box<[u8]> {
+        let len = self
+            .0
+            .iter()
+            .map(|l| l.name.len() + l.value.len() + 2)
+            .sum();
+        let mut k = Vec::with_capacity(len);
+        for l in &self.0 {
+            k.extend_from_slice(l.name.as_bytes());
+            k.push(0xff);
+            k.extend_from_slice(l.value.as_bytes());
+            k.push(0xff);
+        }
+        k.into_boxed_slice()
+    }
+
+    /// Whether `key` (from [`Labels::key`]) is this label set.
+    pub fn matches_key(&self, mut key: &[u8]) -> bool {
+        for l in &self.0 {
+            for part in [l.name.as_bytes(), l.value.as_bytes()] {
+                let n = part.len();
+                if key.len() <= n || key[n] != 0xff || &key[..n] != part {
+                    return false;
+                }
+                key = &key[n + 1..];
+            }
+        }
+        key.is_empty()
+    }
+
+    /// The label set a [`Labels::key`] was made from.
+    pub fn from_key(key: &[u8]) -> Labels {
+        let mut parts = key
+            .split(|&b| b == 0xff)
+            .map(|p| String::from_utf8_lossy(p).into_owned());
+        let mut v = Vec::with_capacity(key.iter().filter(|&&b| b == 0xff).count() / 2);
+        while let (Some(name), Some(value)) = (parts.next(), parts.next()) {
+            v.push(Label { name, value });
+        }
+        Labels(v)
+    }
+
     pub fn to_map(&self) -> BTreeMap<String, String> {
         self.0
             .iter()
@@ -202,6 +246,20 @@ mod tests {
             Labels::from_pairs([("a", "bc")]).fingerprint(),
             Labels::from_pairs([("ab", "c")]).fingerprint()
         );
+    }
+
+    #[test]
+    fn compact_key_round_trip() {
+        let a = Labels::from_pairs([(METRIC_NAME, "m"), ("a", "bc"), ("é", "")]);
+        let k = a.key();
+        assert_eq!(Labels::from_key(&k), a);
+        assert!(a.matches_key(&k));
+        // Boundaries matter, and so do missing and extra labels.
+        assert!(!Labels::from_pairs([(METRIC_NAME, "m"), ("ab", "c"), ("é", "")]).matches_key(&k));
+        assert!(!Labels::from_pairs([(METRIC_NAME, "m"), ("a", "bc")]).matches_key(&k));
+        assert!(!a.matches_key(&Labels::from_pairs([(METRIC_NAME, "m")]).key()));
+        assert!(Labels::new().matches_key(&Labels::new().key()));
+        assert_eq!(Labels::from_key(&Labels::new().key()), Labels::new());
     }
 
     #[test]

@@ -98,7 +98,9 @@ struct SeriesIndex {
     by_fp: FxHashMap<u64, SeriesId>,
     /// Second-chance map for the (astronomically rare) fingerprint collision.
     collided: HashMap<Labels, SeriesId>,
-    labels: Vec<Option<Labels>>,
+    /// Each series' labels in their compact form: one allocation, so that checking a
+    /// fingerprint's match touches one or two cache lines rather than every label's string.
+    labels: Vec<Option<Box<[u8]>>>,
     /// Series per `host` label.
     per_host: HashMap<String, usize>,
 }
@@ -106,7 +108,10 @@ struct SeriesIndex {
 impl SeriesIndex {
     fn lookup(&self, fp: u64, labels: &Labels) -> Option<SeriesId> {
         let id = *self.by_fp.get(&fp)?;
-        if self.labels[id as usize].as_ref() == Some(labels) {
+        if self.labels[id as usize]
+            .as_ref()
+            .is_some_and(|k| labels.matches_key(k))
+        {
             Some(id)
         } else {
             self.collided.get(labels).copied()
@@ -129,7 +134,7 @@ impl SeriesIndex {
         if let Some(h) = labels.get("host") {
             *self.per_host.entry(h.to_string()).or_default() += 1;
         }
-        self.labels[i] = Some(labels);
+        self.labels[i] = Some(labels.key());
     }
 }
 
@@ -221,24 +226,23 @@ impl Store {
             .labels
             .iter()
             .enumerate()
-            .filter_map(|(i, l)| {
-                l.as_ref()
-                    .filter(|l| pred(l))
-                    .map(|l| (i as SeriesId, l.clone()))
+            .filter_map(|(i, k)| {
+                let l = Labels::from_key(k.as_ref()?);
+                pred(&l).then_some((i as SeriesId, l))
             })
             .collect()
     }
 
     /// The newest sample of every series that has one at or after `since` (samples appended
     /// before a restart are not known here until the series gets a new one).
-    pub fn latest(&self, since: TimestampMs) -> impl Iterator<Item = (&Labels, Sample)> + '_ {
+    pub fn latest(&self, since: TimestampMs) -> impl Iterator<Item = (Labels, Sample)> + '_ {
         self.index
             .labels
             .iter()
             .enumerate()
-            .filter_map(move |(i, l)| {
-                let s = self.head.last(i as SeriesId)?;
-                (s.timestamp_ms >= since).then_some((l.as_ref()?, s))
+            .filter_map(move |(i, k)| {
+                let (k, s) = (k.as_ref()?, self.head.last(i as SeriesId)?);
+                (s.timestamp_ms >= since).then(|| (Labels::from_key(k), s))
             })
     }
 
