@@ -230,8 +230,8 @@ pub struct Engine {
     evaluations: u64,
     /// Samples of a replayed backlog learned by dynamic baselines without being judged.
     learned_late: u64,
-    /// Per (rule, series) of a rule over one series: the newest sample judged live, ahead of
-    /// its stored copy; stored samples up to it are learned, not judged again.
+    /// Per (rule, series): the newest instant judged live, ahead of its stored copy; stored
+    /// samples up to it are learned, not judged again.
     judged_live: HashMap<(usize, u64), TimestampMs>,
 }
 
@@ -364,10 +364,9 @@ impl Engine {
     }
 
     /// Feeds a batch sent ahead of a replayed backlog, to alert on now; its samples are stored
-    /// (and fed with `ingest`) when the replay reaches them. Rules over one series judge each
-    /// sample without learning from it or keeping it, so that their baselines learn the backlog
-    /// and then these samples in order, each once; rules over several series take the batch
-    /// as `ingest` does (their inputs skip the backlog).
+    /// (and fed with `ingest`) when the replay reaches them. Each (rule, series) is judged
+    /// without learning from the batch or keeping it, so that its baseline learns the backlog
+    /// and then these samples in order, each once.
     pub fn ingest_live(&mut self, batch: &[SeriesSamples], now: TimestampMs) -> Vec<Transition> {
         self.ingest_as(batch, now, true)
     }
@@ -380,8 +379,11 @@ impl Engine {
     ) -> Vec<Transition> {
         let mut out = Vec::new();
         let fresh_from = now - self.opts.stale_after_ms;
-        // Rules over several series are evaluated once per batch, when all inputs are in.
+        // Rules over several series are evaluated once per batch, when all inputs are in; their
+        // samples are taken in time order across inputs (a batch holds each series' samples in
+        // turn), so that each instant of a backlog is joined, and learned, as it was.
         let mut touched: HashMap<(usize, u64), (Labels, TimestampMs)> = HashMap::new();
+        let mut joined: Vec<(usize, u64, TimestampMs, usize, f64)> = Vec::new();
         for s in batch {
             let Some(name) = s.labels.metric_name() else {
                 continue;
@@ -403,14 +405,32 @@ impl Engine {
                     (l, fp)
                 });
                 let (kl, kfp) = (&*kl, *kfp);
+                if !single {
+                    let ls = self.leaves[ri][li].entry(kfp).or_default();
+                    let mut newest = None;
+                    for x in &s.samples {
+                        let ts = x.timestamp_ms;
+                        if !live {
+                            joined.push((ri, kfp, ts, li, x.value));
+                            newest = newest.max(Some(ts));
+                        } else if ls.push_live(ts, x.value, range) {
+                            newest = newest.max(Some(ts));
+                        }
+                    }
+                    if let Some(ts) = newest.filter(|&ts| ts >= fresh_from) {
+                        let e = touched.entry((ri, kfp)).or_insert_with(|| (kl.clone(), ts));
+                        e.1 = e.1.max(ts);
+                    }
+                    continue;
+                }
                 for x in &s.samples {
                     let ts = x.timestamp_ms;
                     let ls = self.leaves[ri][li].entry(kfp).or_default();
-                    if live && single {
+                    if live {
                         if !ls.push_live(ts, x.value, range) || ts < fresh_from {
                             continue;
                         }
-                        if let Some(t) = self.judge_live(ri, li, kfp, kl, ts, range, now) {
+                        if let Some(t) = self.judge_live(ri, kfp, kl, ts, now) {
                             out.push(t);
                         }
                         continue;
@@ -418,65 +438,94 @@ impl Engine {
                     if !ls.push(ts, x.value, range) {
                         continue;
                     }
-                    let judged = single
-                        && match self.judged_live.get(&(ri, kfp)) {
-                            Some(&j) if ts >= j => {
-                                self.judged_live.remove(&(ri, kfp));
-                                ts == j
-                            }
-                            Some(_) => true,
-                            None => false,
-                        };
-                    if ts < fresh_from || judged {
+                    if ts < fresh_from || self.judged_live(ri, kfp, ts) {
                         // A replayed backlog, or the stored copy of a sample judged live: not
                         // judged (again), but a learned baseline takes it in, in order, so an
                         // outage leaves no hole in what it knows of the series.
-                        if single {
-                            self.learn(ri, kfp, ts);
-                        }
+                        self.learn(ri, kfp, ts);
                         continue;
                     }
-                    if single {
-                        // Each sample is one run: rules over one series see every one of them.
-                        if let Some(t) = self.evaluate(ri, kfp, kl, ts, now) {
-                            out.push(t);
-                        }
-                    } else {
-                        let e = touched.entry((ri, kfp)).or_insert_with(|| (kl.clone(), ts));
-                        e.1 = e.1.max(ts);
+                    // Each sample is one run: rules over one series see every one of them.
+                    if let Some(t) = self.evaluate(ri, kfp, kl, ts, now) {
+                        out.push(t);
                     }
                 }
             }
         }
-        for ((ri, kfp), (key_labels, ts)) in touched {
-            if let Some(t) = self.evaluate(ri, kfp, &key_labels, ts, now) {
-                out.push(t);
+        if live {
+            for ((ri, kfp), (key_labels, ts)) in touched {
+                if let Some(t) = self.judge_live(ri, kfp, &key_labels, ts, now) {
+                    out.push(t);
+                }
+            }
+            return out;
+        }
+        // Rules over several series: instant by instant, oldest first.
+        joined.sort_by_key(|&(ri, kfp, ts, li, _)| (ri, kfp, ts, li));
+        let mut judge: HashMap<(usize, u64), TimestampMs> = HashMap::new();
+        for instant in joined.chunk_by(|a, b| (a.0, a.1, a.2) == (b.0, b.1, b.2)) {
+            let (ri, kfp, ts) = (instant[0].0, instant[0].1, instant[0].2);
+            let mut new = false;
+            for &(_, _, _, li, v) in instant {
+                let range = self.rules[ri].expr.leaves[li].func.map(|(_, r)| r);
+                let ls = self.leaves[ri][li].entry(kfp).or_default();
+                new |= ls.push(ts, v, range);
+            }
+            if !new {
+                continue;
+            }
+            if ts < fresh_from || self.judged_live(ri, kfp, ts) {
+                self.learn(ri, kfp, ts);
+            } else {
+                judge.insert((ri, kfp), ts);
+            }
+        }
+        for ((ri, kfp), (key_labels, _)) in touched {
+            if let Some(&ts) = judge.get(&(ri, kfp)) {
+                if let Some(t) = self.evaluate(ri, kfp, &key_labels, ts, now) {
+                    out.push(t);
+                }
             }
         }
         out
     }
 
-    /// Judges a live sample (already in the leaf's live samples) of a rule over one series:
-    /// the alert steps as for any sample; the inputs and the learned baseline are left as
-    /// they were, for the stored copy to be learned in order.
-    #[allow(clippy::too_many_arguments)]
+    /// Whether the stored sample at `ts` of (rule, series) was judged live already (it is
+    /// learned then, not judged again); forgets the mark once the replay has passed it.
+    fn judged_live(&mut self, ri: usize, kfp: u64, ts: TimestampMs) -> bool {
+        match self.judged_live.get(&(ri, kfp)) {
+            Some(&j) if ts >= j => {
+                self.judged_live.remove(&(ri, kfp));
+                ts == j
+            }
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// Judges the live samples of (rule, series) as of `ts` (they are in its inputs' live
+    /// samples): the alert steps as for any sample; the inputs and the learned baseline are
+    /// left as they were, for the stored copies to be learned in order.
     fn judge_live(
         &mut self,
         ri: usize,
-        li: usize,
         kfp: u64,
         key_labels: &Labels,
         ts: TimestampMs,
-        range: Option<i64>,
         now: TimestampMs,
     ) -> Option<Transition> {
-        let ls = self.leaves[ri][li].get_mut(&kfp)?;
-        let view = ls.with_live(range);
-        let kept = std::mem::replace(ls, view);
+        let rule = Arc::clone(&self.rules[ri]);
+        let mut kept = Vec::new();
+        for (li, leaf) in rule.expr.leaves.iter().enumerate() {
+            if let Some(ls) = self.leaves[ri][li].get_mut(&kfp) {
+                let view = ls.with_live(leaf.func.map(|(_, r)| r));
+                kept.push((li, std::mem::replace(ls, view)));
+            }
+        }
         let baseline = self.detectors.get(&(ri, kfp)).cloned();
         let t = self.evaluate(ri, kfp, key_labels, ts, now);
-        if let Some(ls) = self.leaves[ri][li].get_mut(&kfp) {
-            *ls = kept;
+        for (li, ls) in kept {
+            self.leaves[ri][li].insert(kfp, ls);
         }
         match baseline {
             Some(d) => self.detectors.insert((ri, kfp), d),

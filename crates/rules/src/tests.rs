@@ -550,6 +550,116 @@ fn samples_sent_ahead_of_a_backlog_are_judged_once_and_learned_in_order() {
     assert_eq!(ahead.baselines(), on_time.baselines());
 }
 
+/// A dynamic rule and a static one over the ratio of two series of one host.
+const RATIO: &str = "rules:\n  - name: R\n    expr: errors / requests\n    dynamic: {}\n  - name: Over\n    expr: errors / requests\n    levels: { warning: \"> 0.5\" }\n";
+
+/// Both inputs of `RATIO` over instants `is`, as an agent ships them: each series with its
+/// samples in turn.
+fn ratio_batch(
+    is: &[i64],
+    at: impl Fn(i64) -> i64,
+    value: impl Fn(i64) -> f64,
+) -> Vec<SeriesSamples> {
+    let series = |name: &str, v: &dyn Fn(i64) -> f64| SeriesSamples {
+        labels: Labels::from_pairs([(METRIC_NAME, name), ("host", "h")]),
+        samples: is.iter().map(|&i| Sample::new(at(i), v(i))).collect(),
+    };
+    vec![
+        series("errors", &|i| value(i)),
+        series("requests", &|_| 100.0),
+    ]
+}
+
+#[test]
+fn a_replayed_backlog_of_a_rule_over_several_series_is_learned_instant_by_instant() {
+    let at = |i: i64| T0 + i * 60 * S;
+    let value = |i: i64| {
+        if i == 230 {
+            90.0
+        } else {
+            10.0 + (i % 5) as f64
+        }
+    };
+    let live = |e: &mut Engine, i: i64| e.ingest(&ratio_batch(&[i], at, value), at(i));
+    let mut on_time = Engine::new(rules(RATIO), EngineOptions::default());
+    let mut replayed = Engine::new(rules(RATIO), EngineOptions::default());
+    let mut never = Engine::new(rules(RATIO), EngineOptions::default());
+    for i in 0..200 {
+        for e in [&mut on_time, &mut replayed, &mut never] {
+            live(e, i);
+        }
+    }
+    // An hour the collector did not hear, with a spike of errors in it; shipped two hours
+    // later in batches of 15 instants.
+    let mut fired = Vec::new();
+    for i in 200..260 {
+        fired.extend(live(&mut on_time, i));
+    }
+    assert!(
+        fired.iter().any(|t| t.kind == TransitionKind::Firing),
+        "the spike fired on time"
+    );
+    for chunk in (200..260).collect::<Vec<_>>().chunks(15) {
+        let t = replayed.ingest(&ratio_batch(chunk, at, value), at(380));
+        assert!(t.is_empty(), "a backlog never fires: {t:?}");
+    }
+    assert_eq!(replayed.learned_late(), 60, "one value per instant");
+    assert_eq!(replayed.alerts().count(), 0);
+    assert_eq!(
+        replayed.baselines(),
+        on_time.baselines(),
+        "learned as if it had come on time"
+    );
+    assert_ne!(replayed.baselines(), never.baselines());
+}
+
+#[test]
+fn a_rule_over_several_series_judges_what_is_sent_ahead_once_and_learns_it_in_order() {
+    let at = |i: i64| T0 + i * 60 * S;
+    let value = |i: i64| {
+        if i == 261 || i == 262 {
+            80.0
+        } else {
+            10.0 + (i % 5) as f64
+        }
+    };
+    let mut on_time = Engine::new(rules(RATIO), EngineOptions::default());
+    let mut ahead = Engine::new(rules(RATIO), EngineOptions::default());
+    for i in 0..263 {
+        on_time.ingest(&ratio_batch(&[i], at, value), at(i));
+        if i < 200 {
+            ahead.ingest(&ratio_batch(&[i], at, value), at(i));
+        }
+    }
+    let over = |t: &[Transition]| {
+        let mine: Vec<Transition> = t.iter().filter(|t| t.rule == "Over").cloned().collect();
+        kinds(&mine)
+    };
+    let mut live = Vec::new();
+    for i in 260..263 {
+        live.extend(ahead.ingest_live(&ratio_batch(&[i], at, value), at(i)));
+    }
+    assert_eq!(over(&live), vec![(TransitionKind::Firing, Level::Warning)]);
+    // The replay: the backlog, then the stored copies of what was judged live.
+    for chunk in (200..263).collect::<Vec<_>>().chunks(15) {
+        let t = ahead.ingest(&ratio_batch(chunk, at, value), at(263));
+        assert!(
+            t.is_empty(),
+            "instants {chunk:?} are not judged again: {t:?}"
+        );
+    }
+    assert_eq!(
+        ahead.baselines(),
+        on_time.baselines(),
+        "learned in order, each instant once"
+    );
+    for e in [&mut on_time, &mut ahead] {
+        let t = e.ingest(&ratio_batch(&[263], at, |_| 12.0), at(263));
+        assert_eq!(over(&t), vec![(TransitionKind::Resolved, Level::Warning)]);
+    }
+    assert_eq!(ahead.baselines(), on_time.baselines());
+}
+
 #[test]
 fn excluded_windows_neither_learn_nor_fire() {
     use crate::rule::Exclusion;
