@@ -339,9 +339,13 @@ async fn write_inner(
             err.retry_after = Some(5);
             Err(err)
         }
-        Ok(Err(WriteError::Failed(_))) | Err(_) => Err(ApiError::new(
+        Ok(Err(WriteError::Failed(e))) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "samples could not be stored",
+            format!("samples could not be stored: {e}"),
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the collector is shutting down: try again",
         )),
     }
 }
@@ -378,11 +382,12 @@ async fn writer_reply<R>(
     };
     let (reply, rx) = oneshot::channel();
     st.writer.send(msg(reply)).await.map_err(|_| gone())?;
-    // The writer drops a request it could not answer: its batch failed to start or to write.
+    // The writer answers every request it takes, a failed write too; it drops one only when
+    // it stops.
     rx.await.map_err(|_| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "storage temporarily unavailable (or the collector is shutting down): try again",
+            "the collector is shutting down: try again",
         )
     })
 }

@@ -498,9 +498,12 @@ impl Writer {
         let mut derived_forward: Vec<SeriesSamples> = Vec::new();
         let mut queued = 0usize;
         let mut seen: Vec<(String, TimestampMs)> = Vec::new();
+        // Each request's reply is kept before anything that can fail, and what a failure leaves
+        // unprocessed is answered too: every sender hears why (a dropped reply says nothing).
+        let mut pending = msgs.into_iter();
         let result = (|| -> Result<(), StoreError> {
             let mut tx = self.store.begin()?;
-            for m in msgs {
+            for m in pending.by_ref() {
                 match m {
                     Msg::Ingest {
                         mut batch,
@@ -513,7 +516,13 @@ impl Writer {
                             }
                             AppendStats::default()
                         } else {
-                            let (_, stats) = tx.append(&mut batch, now)?;
+                            let stats = match tx.append(&mut batch, now) {
+                                Ok((_, stats)) => stats,
+                                Err(e) => {
+                                    replies.push((reply, AppendStats::default(), batch));
+                                    return Err(e);
+                                }
+                            };
                             if forwarding && origin == Origin::Sender {
                                 to_forward.extend(batch.iter().cloned());
                             }
@@ -562,20 +571,24 @@ impl Writer {
                             .delivery
                             .dispatcher
                             .ack(&id, level, link_level, &by, &comment, now);
-                        if r.is_ok() {
+                        let staged = if r.is_ok() {
                             info!(alert = %id, by = %by, comment = %comment, "alert acknowledged");
                             let d = &mut self.delivery;
                             d.incidents.alert_acked(&id, &by, &comment, now);
                             let evs = d.remedy.approve(&id, &by, now);
-                            Self::remedy_events(d, &self.tel, &mut tx, evs, now)?;
-                        }
+                            Self::remedy_events(d, &self.tel, &mut tx, evs, now)
+                        } else {
+                            Ok(())
+                        };
                         ack_replies.push((reply, r));
+                        staged?;
                     }
                     Msg::PollActions { host, reply } => {
                         let d = &mut self.delivery;
                         let (reqs, evs) = d.remedy.take(Some(&host), now);
-                        Self::remedy_events(d, &self.tel, &mut tx, evs, now)?;
+                        let staged = Self::remedy_events(d, &self.tel, &mut tx, evs, now);
                         other_replies.push(Reply::Poll(reply, reqs));
+                        staged?;
                     }
                     Msg::ActionResult {
                         id,
@@ -599,8 +612,9 @@ impl Writer {
                         let r = d.remedy.result(&id, status, &summary, &output, firing, now);
                         match r {
                             Ok(evs) => {
-                                Self::remedy_events(d, &self.tel, &mut tx, evs, now)?;
+                                let staged = Self::remedy_events(d, &self.tel, &mut tx, evs, now);
                                 other_replies.push(Reply::Done(reply, Ok(())));
+                                staged?;
                             }
                             Err(e) => {
                                 warn!(request = %id, error = %e, "action result refused");
@@ -616,16 +630,23 @@ impl Writer {
                             IncidentOp::Note { by, text } => {
                                 match inc.note(&id, &by, &text, now) {
                                     // Long resolved: notes still go on its stored timeline.
-                                    Err(tocsin_incidents::Refused::NotFound)
-                                        if tx.incident_exists(&id)? =>
-                                    {
-                                        tx.add_incident_event(
-                                            &id,
-                                            now,
-                                            "note",
-                                            &format!("{by}: {text}"),
-                                        )?;
-                                        Ok(())
+                                    Err(tocsin_incidents::Refused::NotFound) => {
+                                        let stored = tx.incident_exists(&id).and_then(|found| {
+                                            if !found {
+                                                return Ok(false);
+                                            }
+                                            let note = format!("{by}: {text}");
+                                            tx.add_incident_event(&id, now, "note", &note)
+                                                .map(|_| true)
+                                        });
+                                        match stored {
+                                            Ok(true) => Ok(()),
+                                            Ok(false) => Err(tocsin_incidents::Refused::NotFound),
+                                            Err(e) => {
+                                                other_replies.push(Reply::Done(reply, Ok(())));
+                                                return Err(e);
+                                            }
+                                        }
                                     }
                                     r => r,
                                 }
@@ -714,6 +735,31 @@ impl Writer {
                 }
             }
             Err(e) => {
+                // What the failure left unprocessed: requests are refused with the rest (each
+                // answer below is the storage error; the placeholders are not sent), rule
+                // reloads are applied after the rewind.
+                let mut reloads = Vec::new();
+                for m in pending {
+                    match m {
+                        Msg::Ingest { batch, reply, .. } => {
+                            replies.push((reply, AppendStats::default(), batch))
+                        }
+                        Msg::Ack { reply, .. } => {
+                            ack_replies.push((reply, Err(tocsin_dispatch::AckError::NotFiring)))
+                        }
+                        Msg::PollActions { reply, .. } => {
+                            other_replies.push(Reply::Poll(reply, Vec::new()))
+                        }
+                        Msg::ActionResult { reply, .. } | Msg::Incident { reply, .. } => {
+                            other_replies.push(Reply::Done(reply, Ok(())))
+                        }
+                        Msg::Reload(rules) => reloads.push(rules),
+                        Msg::Tick => {}
+                        Msg::AddSilence { .. }
+                        | Msg::ExpireSilence { .. }
+                        | Msg::Federate { .. } => unreachable!("handled before the group"),
+                    }
+                }
                 self.tel.storage_errors.inc();
                 error!(error = %e, "storage transaction failed; write requests refused");
                 if let Some(a) = self.storage_alert.failed(now, &e.to_string()) {
@@ -742,6 +788,11 @@ impl Writer {
                 // The engine ran ahead of what was stored: rewind it to the durable state.
                 if let Err(e) = self.restore_engine() {
                     error!(error = %e, "cannot reload alert states");
+                }
+                for rules in reloads {
+                    self.tel.rules_loaded.set(rules.len() as i64);
+                    let t = self.engine.replace_rules(rules, now);
+                    self.carry.extend(t);
                 }
             }
         }

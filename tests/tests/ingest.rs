@@ -124,6 +124,48 @@ fn bad_requests_get_clear_4xx_and_are_counted() {
 }
 
 #[test]
+fn a_database_locked_by_another_process_answers_503_with_the_reason() {
+    let _g = serial();
+    let (s, c) = collector("");
+    assert_eq!(post(&c, body(), &[]).0, 204);
+    // Another process holds the database's write lock (a backup tool, a stray sqlite3 shell):
+    // the writer waits its busy timeout, then every request of the group is answered with why.
+    let db = rusqlite::Connection::open(s.dir.path().join("data/tocsin.db")).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let sender = |_| {
+        let url = c.url("/api/v1/write");
+        std::thread::spawn(move || {
+            let r = reqwest::blocking::Client::new()
+                .post(url)
+                .header("Content-Encoding", "snappy")
+                .body(body())
+                .send()
+                .unwrap();
+            let retry = r.headers().get("retry-after").is_some();
+            (r.status().as_u16(), retry, r.text().unwrap())
+        })
+    };
+    let senders: Vec<_> = (0..4).map(sender).collect();
+    let answers: Vec<_> = senders.into_iter().map(|h| h.join().unwrap()).collect();
+    for (code, retry, text) in &answers {
+        assert_eq!(*code, 503, "{text}");
+        assert!(*retry, "told when to come back: {text}");
+        assert!(
+            text.contains("storage temporarily unavailable") && text.contains("database is locked"),
+            "{text}"
+        );
+    }
+    db.execute_batch("COMMIT").unwrap();
+    drop(db);
+    tocsin_e2e::wait_for(
+        "samples accepted again",
+        std::time::Duration::from_secs(15),
+        || (post(&c, body(), &[]).0 == 204).then_some(()),
+    );
+    assert!(c.log().contains("storage transaction failed"));
+}
+
+#[test]
 fn special_values_and_times_have_defined_outcomes() {
     let _g = serial();
     let (_s, c) = collector("");
