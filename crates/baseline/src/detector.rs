@@ -47,6 +47,10 @@ pub struct DetectorConfig {
     /// has often shown is only as rare as it has been, however far out a Gaussian puts it.
     #[serde(default)]
     pub tail_alpha: f64,
+    /// A value beyond the range the series has shown by this share of that range is a record;
+    /// it scores by how rare such records have been (0: off).
+    #[serde(default = "default_record_margin")]
+    pub record_margin: f64,
 }
 
 impl Default for DetectorConfig {
@@ -68,12 +72,17 @@ impl Default for DetectorConfig {
             peak_decay: 0.9995,
             echo_damp: 0.5,
             tail_alpha: 0.001,
+            record_margin: default_record_margin(),
         }
     }
 }
 
 fn default_week_min() -> f64 {
     3.0
+}
+
+fn default_record_margin() -> f64 {
+    0.1
 }
 
 /// One evaluation: the score and the band the model expected the value in.
@@ -115,6 +124,62 @@ pub struct Detector {
     /// Decayed histogram of the raw surprise, bins of `TAIL_BIN` from 0.
     #[serde(default)]
     tail: Vec<f32>,
+    /// The range of values seen and how often it has been broken (none until the first sample
+    /// after a restore of state saved before it existed).
+    #[serde(default)]
+    records: Option<Records>,
+}
+
+/// The range of values a series has shown, forgetting slowly, and per side (above, below) the
+/// running rate at which values have broken it by the record margin.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Records {
+    lo: f64,
+    hi: f64,
+    n: u64,
+    rate: [f64; 2],
+}
+
+/// Samples the range must have seen before a record is judged.
+const RECORD_WARM: u64 = 100;
+/// Per sample, the range shrinks by this share towards its middle, so that one absurd value
+/// does not hide every later record for good (a time constant of 100,000 samples).
+const RANGE_FORGET: f64 = 1e-5;
+
+impl Records {
+    fn new(x: f64) -> Self {
+        Records {
+            lo: x,
+            hi: x,
+            n: 0,
+            rate: [0.0; 2],
+        }
+    }
+
+    /// The probability of a record as large as `x` breaks the range (none when it does not),
+    /// from how often records have happened: (records + 1) / (samples + 2) over the memory.
+    /// Then learns `x`.
+    fn update(&mut self, x: f64, margin: f64, min_alpha: f64) -> Option<f64> {
+        let m = margin * (self.hi - self.lo);
+        let broke = [x > self.hi + m, x < self.lo - m];
+        let n_eff = (self.n as f64).min(1.0 / min_alpha.max(1e-9));
+        let p = broke
+            .iter()
+            .position(|&b| b)
+            .filter(|_| self.n >= RECORD_WARM)
+            .map(|side| (self.rate[side] * n_eff + 1.0) / (n_eff + 2.0));
+        let a = (1.0 / (self.n as f64 + 1.0)).max(min_alpha);
+        for (r, b) in self.rate.iter_mut().zip(broke) {
+            *r += a * (f64::from(u8::from(b)) - *r);
+        }
+        self.n += 1;
+        self.hi = self.hi.max(x);
+        self.lo = self.lo.min(x);
+        let mid = self.lo + (self.hi - self.lo) / 2.0;
+        self.hi -= RANGE_FORGET * (self.hi - mid);
+        self.lo += RANGE_FORGET * (mid - self.lo);
+        p
+    }
 }
 
 const TAIL_BINS: usize = 24;
@@ -151,6 +216,7 @@ impl Detector {
             last_ts: 0,
             peak: [0.0; 2],
             tail: Vec::new(),
+            records: None,
         }
     }
 
@@ -289,13 +355,16 @@ impl Detector {
             let rb = ((raw / TAIL_BIN) as usize).min(TAIL_BINS - 1);
             self.tail[rb] += c.tail_alpha as f32;
         }
+        // A value the series has never come near is as rare as such records have been, however
+        // routine a surprise of its size is.
+        if c.record_margin > 0.0 {
+            let r = self.records.get_or_insert_with(|| Records::new(x));
+            if let Some(p) = r.update(x, c.record_margin, c.tail_alpha) {
+                tail = tail.min(p);
+            }
+        }
         let warming = self.warming();
-        let score = if warming {
-            0.0
-        } else {
-            // Spread the values near 1 apart (as HTM's log likelihood does).
-            ((1.0 + 1e-10 - (1.0 - tail)).ln() / (1e-10f64).ln()).clamp(0.0, 1.0)
-        };
+        let score = if warming { 0.0 } else { spread(tail) };
         let d = raw - self.s_mean;
         self.s_mean += c.alpha_surprise_long * d;
         self.s_var = (1.0 - c.alpha_surprise_long) * (self.s_var + c.alpha_surprise_long * d * d);
@@ -308,6 +377,7 @@ impl Detector {
             self.peak[side] *= c.peak_decay;
             score * c.echo_damp
         };
+
         let band = c.point_k * scale;
         let out = Output {
             score,
@@ -327,6 +397,12 @@ impl Detector {
         self.n += 1;
         out
     }
+}
+
+/// A tail probability as a score in [0, 1]: log(p) / log(10⁻¹⁰), which spreads the values
+/// near 1 apart (as HTM's log likelihood does).
+fn spread(p: f64) -> f64 {
+    ((p + 1e-10).ln() / (1e-10f64).ln()).clamp(0.0, 1.0)
 }
 
 /// The bucket of `ts_ms` in a period of `period_ms` cut into `n`.
@@ -409,7 +485,7 @@ mod tests {
     }
 
     #[test]
-    fn state_saved_before_the_weekly_profile_still_loads_and_learns() {
+    fn state_saved_before_the_weekly_profile_and_records_still_loads_and_learns() {
         let mut d = Detector::new(DetectorConfig::default());
         for i in 0..100 {
             d.update(i as i64 * 300_000, noise(i));
@@ -418,15 +494,20 @@ mod tests {
         let fields = old.as_object_mut().unwrap();
         fields.remove("week").unwrap();
         fields.remove("season_err").unwrap();
-        fields["cfg"]
-            .as_object_mut()
-            .unwrap()
-            .remove("season_min_weeks");
+        fields.remove("records").unwrap();
+        let cfg = fields["cfg"].as_object_mut().unwrap();
+        cfg.remove("season_min_weeks");
+        cfg.remove("record_margin");
         let mut back: Detector = serde_json::from_value(old).unwrap();
         assert!(back.week.is_empty());
         back.update(100 * 300_000, 3.0);
         assert_eq!(back.week.len(), WEEK_BUCKETS);
         assert_eq!(back.cfg.season_min_weeks, 3.0);
+        // The range starts at the first sample after the restore, and judges nothing for a
+        // while: everything would break a range of one value.
+        assert_eq!(back.cfg.record_margin, 0.1);
+        let r = back.records.expect("started");
+        assert_eq!((r.lo, r.hi, r.n), (3.0, 3.0, 1));
     }
 
     #[test]
@@ -606,6 +687,33 @@ mod behaviour {
             big > WARN && big > late_spikes,
             "a spike ten times larger than the routine one: {big}"
         );
+    }
+
+    #[test]
+    fn a_value_beyond_anything_seen_is_caught_even_when_deviations_of_its_size_are_routine() {
+        // Uniform noise of ±5 around 50: a value of 57 is under three mean deviations out, a
+        // surprise of a routine size, but the series has never come near it (its range is
+        // 45-55, and 57 is beyond it by a fifth of it).
+        let noise = |i: i64| ((i * 7919) % 101) as f64 / 10.0 - 5.0;
+        let run = |record_margin: f64| {
+            let mut d = Detector::new(DetectorConfig {
+                record_margin,
+                ..DetectorConfig::default()
+            });
+            let mut normal: f64 = 0.0;
+            for i in 0..2000 {
+                let s = d.update(i * STEP, 50.0 + noise(i)).score;
+                if i > 500 {
+                    normal = normal.max(s);
+                }
+            }
+            (normal, d.update(2000 * STEP, 57.0).score)
+        };
+        let (normal, record) = run(DetectorConfig::default().record_margin);
+        assert!(normal < WARN, "the noise itself: {normal}");
+        assert!(record > WARN, "a value never seen: {record}");
+        let (_, without) = run(0.0);
+        assert!(without < WARN, "without records it is routine: {without}");
     }
 
     #[test]
