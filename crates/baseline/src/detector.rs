@@ -6,6 +6,8 @@
 //! - **Daily profile**: per 15-minute bucket of the day, a mean and deviation learned once a day.
 //! - **Weekly profile**: the same per hour of the week; it replaces the daily one for a series
 //!   it has predicted clearly better (one with a weekend).
+//! - **Records**: a value beyond the range the series has shown, or a short-term volatility
+//!   above its highest, by a margin; as rare as such records have been for the series.
 //!
 //! The largest deviation, log-compressed (the surprise), is judged against the series' own
 //! history of surprises: the tail probability is the larger of a Gaussian fitted to that
@@ -51,6 +53,12 @@ pub struct DetectorConfig {
     /// it scores by how rare such records have been (0: off).
     #[serde(default = "default_record_margin")]
     pub record_margin: f64,
+    /// The same for the short-term volatility (the mean absolute deviation from the level over
+    /// about 1/`alpha_vol` samples), upwards only (negative: off).
+    #[serde(default = "default_volatility_margin")]
+    pub volatility_margin: f64,
+    #[serde(default = "default_alpha_vol")]
+    pub alpha_vol: f64,
 }
 
 impl Default for DetectorConfig {
@@ -73,6 +81,8 @@ impl Default for DetectorConfig {
             echo_damp: 0.5,
             tail_alpha: 0.001,
             record_margin: default_record_margin(),
+            volatility_margin: default_volatility_margin(),
+            alpha_vol: default_alpha_vol(),
         }
     }
 }
@@ -83,6 +93,14 @@ fn default_week_min() -> f64 {
 
 fn default_record_margin() -> f64 {
     0.1
+}
+
+fn default_volatility_margin() -> f64 {
+    0.02
+}
+
+fn default_alpha_vol() -> f64 {
+    0.05
 }
 
 /// One evaluation: the score and the band the model expected the value in.
@@ -128,6 +146,11 @@ pub struct Detector {
     /// after a restore of state saved before it existed).
     #[serde(default)]
     records: Option<Records>,
+    /// Short-term volatility and its records.
+    #[serde(default)]
+    vol: f64,
+    #[serde(default)]
+    vol_records: Option<Records>,
 }
 
 /// The range of values a series has shown, forgetting slowly, and per side (above, below) the
@@ -217,6 +240,8 @@ impl Detector {
             peak: [0.0; 2],
             tail: Vec::new(),
             records: None,
+            vol: 0.0,
+            vol_records: None,
         }
     }
 
@@ -363,6 +388,15 @@ impl Detector {
                 tail = tail.min(p);
             }
         }
+        if c.volatility_margin >= 0.0 {
+            self.vol += c.alpha_vol * ((x - self.level).abs() - self.vol);
+            let r = self
+                .vol_records
+                .get_or_insert_with(|| Records::new(self.vol));
+            if let Some(p) = r.update(self.vol, c.volatility_margin, c.tail_alpha) {
+                tail = tail.min(p);
+            }
+        }
         let warming = self.warming();
         let score = if warming { 0.0 } else { spread(tail) };
         let d = raw - self.s_mean;
@@ -494,10 +528,18 @@ mod tests {
         let fields = old.as_object_mut().unwrap();
         fields.remove("week").unwrap();
         fields.remove("season_err").unwrap();
-        fields.remove("records").unwrap();
+        for f in ["records", "vol", "vol_records"] {
+            fields.remove(f).unwrap();
+        }
         let cfg = fields["cfg"].as_object_mut().unwrap();
-        cfg.remove("season_min_weeks");
-        cfg.remove("record_margin");
+        for f in [
+            "season_min_weeks",
+            "record_margin",
+            "volatility_margin",
+            "alpha_vol",
+        ] {
+            cfg.remove(f).unwrap();
+        }
         let mut back: Detector = serde_json::from_value(old).unwrap();
         assert!(back.week.is_empty());
         back.update(100 * 300_000, 3.0);
@@ -508,6 +550,8 @@ mod tests {
         assert_eq!(back.cfg.record_margin, 0.1);
         let r = back.records.expect("started");
         assert_eq!((r.lo, r.hi, r.n), (3.0, 3.0, 1));
+        assert_eq!(back.cfg.volatility_margin, 0.02);
+        assert_eq!(back.vol_records.expect("started").n, 1);
     }
 
     #[test]
@@ -698,6 +742,12 @@ mod behaviour {
         let run = |record_margin: f64| {
             let mut d = Detector::new(DetectorConfig {
                 record_margin,
+                // The jump also lifts the short-term volatility above anything seen.
+                volatility_margin: if record_margin > 0.0 {
+                    DetectorConfig::default().volatility_margin
+                } else {
+                    -1.0
+                },
                 ..DetectorConfig::default()
             });
             let mut normal: f64 = 0.0;
@@ -713,7 +763,40 @@ mod behaviour {
         assert!(normal < WARN, "the noise itself: {normal}");
         assert!(record > WARN, "a value never seen: {record}");
         let (_, without) = run(0.0);
-        assert!(without < WARN, "without records it is routine: {without}");
+        assert!(without < WARN, "without records of either kind: {without}");
+    }
+
+    #[test]
+    fn noise_growing_beyond_anything_seen_is_caught_though_no_value_is_extreme() {
+        // A slow swing between 30 and 70 with noise of ±1; then the noise grows to ±5 while
+        // every value stays inside the range the series has shown (a retry storm, a flapping
+        // dependency: the level holds, the jitter does not).
+        let noise = |i: i64| ((i * 7919) % 101) as f64 / 50.0 - 1.0;
+        let swing = |i: i64| 50.0 + 20.0 * (i as f64 / 150.0).sin();
+        let run = |volatility_margin: f64| {
+            let mut d = Detector::new(DetectorConfig {
+                volatility_margin,
+                ..DetectorConfig::default()
+            });
+            let mut normal: f64 = 0.0;
+            for i in 0..3000 {
+                let s = d.update(i * STEP, swing(i) + noise(i)).score;
+                if i > 500 {
+                    normal = normal.max(s);
+                }
+            }
+            let mut jitter: f64 = 0.0;
+            for i in 3000..3060 {
+                let x = (swing(i) + 5.0 * noise(i)).clamp(31.0, 69.0);
+                jitter = jitter.max(d.update(i * STEP, x).score);
+            }
+            (normal, jitter)
+        };
+        let (normal, jitter) = run(DetectorConfig::default().volatility_margin);
+        assert!(normal < WARN, "the usual noise: {normal}");
+        assert!(jitter > WARN, "noise never seen: {jitter}");
+        let (_, without) = run(-1.0);
+        assert!(without < WARN, "without volatility records: {without}");
     }
 
     #[test]
