@@ -103,10 +103,33 @@ fn default_alpha_vol() -> f64 {
     0.05
 }
 
-/// One evaluation: the score and the band the model expected the value in.
+/// What made a score: the evidence that was the least likely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The value's distance from what was expected (the point, level shift and seasonal
+    /// deviations), judged against the series' own history of such distances.
+    Deviation,
+    /// A value beyond the range the series has shown.
+    Record,
+    /// Short-term volatility above any the series has shown.
+    Volatility,
+}
+
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Deviation => "deviation",
+            Cause::Record => "record",
+            Cause::Volatility => "volatility",
+        }
+    }
+}
+
+/// One evaluation: the score, what made it, and the band the model expected the value in.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Output {
     pub score: f64,
+    pub cause: Cause,
     /// The baseline has not learned `min_history` samples yet: the score is 0 and means nothing.
     pub warming: bool,
     pub expected: f64,
@@ -179,8 +202,8 @@ impl Records {
         }
     }
 
-    /// The probability of a record as large as `x` breaks the range (none when it does not),
-    /// from how often records have happened: (records + 1) / (samples + 2) over the memory.
+    /// When `x` breaks the range by the margin, the probability of such a record, from how often
+    /// records have happened: (records + 1) / (samples + 2) over the memory (none otherwise).
     /// Then learns `x`.
     fn update(&mut self, x: f64, margin: f64, min_alpha: f64) -> Option<f64> {
         let m = margin * (self.hi - self.lo);
@@ -269,6 +292,7 @@ impl Detector {
             // Nothing to learn from, nothing to judge.
             return Output {
                 score: 0.0,
+                cause: Cause::Deviation,
                 warming: self.warming(),
                 expected: self.level,
                 lower: self.level,
@@ -363,6 +387,7 @@ impl Detector {
         let s_short = self.s_short + c.alpha_surprise_short * (raw - self.s_short);
         let sd = self.s_var.sqrt().max(1e-3);
         let mut tail = gaussian_tail((s_short - self.s_mean) / sd);
+        let mut cause = Cause::Deviation;
         if c.tail_alpha > 0.0 && self.tail.len() != TAIL_BINS {
             self.tail = vec![0.0; TAIL_BINS];
         }
@@ -384,8 +409,12 @@ impl Detector {
         // routine a surprise of its size is.
         if c.record_margin > 0.0 {
             let r = self.records.get_or_insert_with(|| Records::new(x));
-            if let Some(p) = r.update(x, c.record_margin, c.tail_alpha) {
-                tail = tail.min(p);
+            if let Some(p) = r
+                .update(x, c.record_margin, c.tail_alpha)
+                .filter(|&p| p < tail)
+            {
+                tail = p;
+                cause = Cause::Record;
             }
         }
         if c.volatility_margin >= 0.0 {
@@ -393,8 +422,10 @@ impl Detector {
             let r = self
                 .vol_records
                 .get_or_insert_with(|| Records::new(self.vol));
-            if let Some(p) = r.update(self.vol, c.volatility_margin, c.tail_alpha) {
-                tail = tail.min(p);
+            let p = r.update(self.vol, c.volatility_margin, c.tail_alpha);
+            if let Some(p) = p.filter(|&p| p < tail) {
+                tail = p;
+                cause = Cause::Volatility;
             }
         }
         let warming = self.warming();
@@ -415,6 +446,7 @@ impl Detector {
         let band = c.point_k * scale;
         let out = Output {
             score,
+            cause,
             warming,
             expected: self.level,
             lower: self.level - band,
@@ -757,13 +789,18 @@ mod behaviour {
                     normal = normal.max(s);
                 }
             }
-            (normal, d.update(2000 * STEP, 57.0).score)
+            (normal, d.update(2000 * STEP, 57.0))
         };
         let (normal, record) = run(DetectorConfig::default().record_margin);
         assert!(normal < WARN, "the noise itself: {normal}");
-        assert!(record > WARN, "a value never seen: {record}");
+        assert!(record.score > WARN, "a value never seen: {record:?}");
+        assert_eq!(record.cause, Cause::Record);
         let (_, without) = run(0.0);
-        assert!(without < WARN, "without records of either kind: {without}");
+        assert!(
+            without.score < WARN,
+            "without records of either kind: {without:?}"
+        );
+        assert_eq!(without.cause, Cause::Deviation);
     }
 
     #[test]
@@ -785,18 +822,25 @@ mod behaviour {
                     normal = normal.max(s);
                 }
             }
-            let mut jitter: f64 = 0.0;
+            let mut jitter = None::<Output>;
             for i in 3000..3060 {
                 let x = (swing(i) + 5.0 * noise(i)).clamp(31.0, 69.0);
-                jitter = jitter.max(d.update(i * STEP, x).score);
+                let o = d.update(i * STEP, x);
+                if jitter.is_none_or(|j| o.score > j.score) {
+                    jitter = Some(o);
+                }
             }
-            (normal, jitter)
+            (normal, jitter.expect("scored"))
         };
         let (normal, jitter) = run(DetectorConfig::default().volatility_margin);
         assert!(normal < WARN, "the usual noise: {normal}");
-        assert!(jitter > WARN, "noise never seen: {jitter}");
+        assert!(jitter.score > WARN, "noise never seen: {jitter:?}");
+        assert_eq!(jitter.cause, Cause::Volatility);
         let (_, without) = run(-1.0);
-        assert!(without < WARN, "without volatility records: {without}");
+        assert!(
+            without.score < WARN,
+            "without volatility records: {without:?}"
+        );
     }
 
     #[test]

@@ -59,6 +59,9 @@ pub struct AlertState {
     pub score: f64,
     #[serde(default)]
     pub band: Option<[f64; 3]>,
+    /// What made the score: `deviation`, `record` or `volatility` (tocsin_baseline::Cause).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
     /// The baseline was still warming up at the last evaluation: dynamic levels are judged by
     /// their static stand-ins (`dynamic.cold_start`), if any.
     #[serde(default)]
@@ -599,9 +602,9 @@ impl Engine {
         let rule = Arc::clone(&self.rules[ri]);
         let v = self.value_at(ri, kfp, ts)?;
         self.evaluations += 1;
-        let (score, band, warming) = match &rule.dynamic {
+        let (score, band, warming, cause) = match &rule.dynamic {
             Some(d) => match self.detect(ri, kfp, ts, v) {
-                None => (0.0, None, false),
+                None => (0.0, None, false, None),
                 Some(o) => {
                     let dev = v - o.expected;
                     let gated = match d.direction {
@@ -618,10 +621,11 @@ impl Engine {
                             self.bands.insert((ri, kfp), (key_labels.clone(), full));
                         }
                     }
-                    (if gated { 0.0 } else { o.score }, Some(band), o.warming)
+                    let score = if gated { 0.0 } else { o.score };
+                    (score, Some(band), o.warming, Some(o.cause.as_str()))
                 }
             },
-            None => (0.0, None, false),
+            None => (0.0, None, false, None),
         };
         if !self.alerts.contains_key(&(ri, kfp))
             && !rule
@@ -660,12 +664,16 @@ impl Engine {
                 last_level: None,
                 score: 0.0,
                 band: None,
+                cause: None,
                 warming: false,
             }
         });
         st.last_seen_ms = now;
         st.score = score;
         st.band = band;
+        if st.cause.as_deref() != cause {
+            st.cause = cause.map(str::to_string);
+        }
         st.warming = warming;
         let t = self.step(ri, kfp, v, now, true);
         self.last_eval = Some(Evaluation {
@@ -951,6 +959,7 @@ fn render(
         expected => st.band.map(|b| b[0]),
         lower => st.band.map(|b| b[1]),
         upper => st.band.map(|b| b[2]),
+        cause => st.cause.as_deref(),
     };
     let env = minijinja::Environment::new();
     let annotations = rule

@@ -661,6 +661,22 @@ fn a_rule_over_several_series_judges_what_is_sent_ahead_once_and_learns_it_in_or
 }
 
 #[test]
+fn a_dynamic_alert_says_what_made_its_score() {
+    let yaml = "rules:\n  - name: U\n    expr: v\n    dynamic: {}\n    annotations:\n      summary: \"{{ cause }}: {{ value }} (expected {{ expected|round(1) }})\"\n";
+    let mut e = Engine::new(rules(yaml), EngineOptions::default());
+    let at = |i: i64| T0 + i * 60 * S;
+    // Noise of ±5 around 50, then a value beyond its range: a deviation of a routine size.
+    for i in 0..2000 {
+        let v = 50.0 + ((i * 7919) % 101) as f64 / 10.0 - 5.0;
+        assert!(e.ingest(&[sample("v", "h", at(i), v)], at(i)).is_empty());
+    }
+    let t = e.ingest(&[sample("v", "h", at(2000), 57.0)], at(2000));
+    assert_eq!(kinds(&t), vec![(TransitionKind::Firing, Level::Warning)]);
+    let summary = &t[0].annotations["summary"];
+    assert!(summary.starts_with("record: 57.0 (expected "), "{summary}");
+}
+
+#[test]
 fn excluded_windows_neither_learn_nor_fire() {
     use crate::rule::Exclusion;
     // 2023-11-12 was a Sunday.
