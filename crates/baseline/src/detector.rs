@@ -300,6 +300,10 @@ impl Detector {
             };
         }
         let out = self.update_finite(ts_ms, x);
+        let ranges = [self.records, self.vol_records]
+            .into_iter()
+            .flatten()
+            .flat_map(|r| [r.lo, r.hi]);
         let state = [
             self.level,
             self.dev,
@@ -308,8 +312,9 @@ impl Detector {
             self.long_dev,
             self.s_mean,
             self.s_var,
+            self.vol,
         ];
-        if state.iter().any(|v| !v.is_finite()) {
+        if state.into_iter().chain(ranges).any(|v| !v.is_finite()) {
             // Values beyond f64's range broke the arithmetic: start learning afresh.
             *self = Detector::new(self.cfg);
         }
@@ -841,6 +846,22 @@ mod behaviour {
             without.score < WARN,
             "without volatility records: {without:?}"
         );
+    }
+
+    #[test]
+    fn values_at_the_ends_of_f64_leave_no_range_stuck_at_infinity() {
+        // A range as wide as f64 allows: its width overflows on the next sample.
+        let mut d = Detector::new(DetectorConfig::default());
+        for i in 0..200 {
+            d.update(i * STEP, (i % 7) as f64);
+        }
+        for r in [&mut d.records, &mut d.vol_records] {
+            let r = r.as_mut().expect("started");
+            (r.lo, r.hi) = (-0.9 * f64::MAX, 0.9 * f64::MAX);
+        }
+        d.update(200 * STEP, 3.0);
+        let finite = |r: Option<Records>| r.is_none_or(|r| r.lo.is_finite() && r.hi.is_finite());
+        assert!(finite(d.records) && finite(d.vol_records), "{d:?}");
     }
 
     #[test]
