@@ -414,7 +414,10 @@ impl Writer {
         }
         d.to_run.clear();
         self.recheck_held = true;
-        let b = self.engine.restore_baselines(self.store.baselines()?);
+        let (b, unreadable) = self.engine.restore_baselines(self.store.baselines()?);
+        for (key, e) in unreadable {
+            error!(key, error = %e, "unreadable learned baseline dropped; it learns afresh");
+        }
         if b > 0 {
             info!(baselines = b, "learned baselines restored");
         }

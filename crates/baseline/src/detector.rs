@@ -14,6 +14,10 @@
 //! history and its empirical distribution (so a jump the series makes every few hours is only
 //! as rare as it has been), then spread on a log scale to [0, 1].
 
+mod persist;
+
+pub use persist::DecodeError;
+
 /// Tunables; defaults are chosen on the NAB tuning subset (docs/DYNAMIC.md).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DetectorConfig {

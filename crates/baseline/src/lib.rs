@@ -5,4 +5,4 @@
 
 mod detector;
 
-pub use detector::{Cause, Detector, DetectorConfig, Output};
+pub use detector::{Cause, DecodeError, Detector, DetectorConfig, Output};

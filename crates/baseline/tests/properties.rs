@@ -64,19 +64,26 @@ proptest! {
         let mut whole = Detector::new(DetectorConfig::default());
         let mut first = Detector::new(DetectorConfig::default());
         let mut t = T0;
-        let mut restored: Option<Detector> = None;
+        // Restored from the checkpoint form, and from the JSON of earlier versions.
+        let mut restored: Option<[Detector; 2]> = None;
         for (i, (dt, v)) in s.into_iter().enumerate() {
             t += dt;
             if i == cut {
-                let saved = serde_json::to_string(&first).unwrap();
-                restored = Some(serde_json::from_str(&saved).unwrap());
+                let bytes = first.to_bytes();
+                let json = serde_json::to_string(&first).unwrap();
+                restored = Some([
+                    Detector::from_bytes(&bytes, DetectorConfig::default()).unwrap(),
+                    serde_json::from_str(&json).unwrap(),
+                ]);
             }
             let a = whole.update(t, v);
-            let b = match restored.as_mut() {
-                Some(r) => r.update(t, v),
-                None => first.update(t, v),
-            };
-            prop_assert_eq!(a, b, "sample {}", i);
+            match restored.as_mut() {
+                Some([r, j]) => {
+                    prop_assert_eq!(a, r.update(t, v), "sample {}", i);
+                    prop_assert_eq!(a, j.update(t, v), "sample {} (json)", i);
+                }
+                None => prop_assert_eq!(a, first.update(t, v), "sample {}", i),
+            }
         }
     }
 

@@ -876,20 +876,21 @@ impl Engine {
             .collect()
     }
 
-    /// Learned baselines of dynamic rules, as `(key, json)` to persist.
-    pub fn baselines(&self) -> Vec<(String, String)> {
+    /// Learned baselines of dynamic rules, as `(key, state)` to persist.
+    pub fn baselines(&self) -> Vec<(String, Vec<u8>)> {
         self.detectors
             .iter()
-            .map(|((ri, k), d)| {
-                let json = serde_json::to_string(d).expect("detector serializes");
-                (storage_key(&self.rules[*ri].name, *k), json)
-            })
+            .map(|((ri, k), d)| (storage_key(&self.rules[*ri].name, *k), d.to_bytes()))
             .collect()
     }
 
-    /// Restores baselines saved by `baselines`; those of rules no longer loaded, no longer
-    /// dynamic, or unreadable are dropped. Returns how many were restored.
-    pub fn restore_baselines(&mut self, items: Vec<(String, String)>) -> usize {
+    /// Restores baselines saved by `baselines` (or, as JSON, by earlier versions); those of
+    /// rules no longer loaded or no longer dynamic are dropped. Returns how many were restored,
+    /// and the keys of those that could not be read, with why.
+    pub fn restore_baselines(
+        &mut self,
+        items: Vec<(String, Vec<u8>)>,
+    ) -> (usize, Vec<(String, String)>) {
         let index: HashMap<&str, usize> = self
             .rules
             .iter()
@@ -898,22 +899,34 @@ impl Engine {
             .map(|(i, r)| (r.name.as_str(), i))
             .collect();
         let mut n = 0;
-        for (key, json) in items {
+        let mut unreadable = Vec::new();
+        for (key, data) in items {
             let Some((rule, k)) = key.rsplit_once('/') else {
                 continue;
             };
             let (Some(&ri), Ok(k)) = (index.get(rule), u64::from_str_radix(k, 16)) else {
                 continue;
             };
-            if let Ok(mut d) = serde_json::from_str::<tocsin_baseline::Detector>(&json) {
-                if let Some(dy) = &self.rules[ri].dynamic {
+            let Some(dy) = &self.rules[ri].dynamic else {
+                continue;
+            };
+            let read = if data.first() == Some(&b'{') {
+                serde_json::from_slice::<tocsin_baseline::Detector>(&data)
+                    .map_err(|e| e.to_string())
+                    .and_then(|d| d.check().map(|()| d).map_err(|e| e.to_string()))
+            } else {
+                tocsin_baseline::Detector::from_bytes(&data, dy.detector).map_err(|e| e.to_string())
+            };
+            match read {
+                Ok(mut d) => {
                     d.set_config(dy.detector);
+                    self.detectors.insert((ri, k), d);
+                    n += 1;
                 }
-                self.detectors.insert((ri, k), d);
-                n += 1;
+                Err(e) => unreadable.push((key, e)),
             }
         }
-        n
+        (n, unreadable)
     }
 
     /// The latest evaluation of any rule since the last call (backtests feed one series and

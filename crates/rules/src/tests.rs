@@ -439,7 +439,7 @@ fn learned_baselines_survive_a_restart() {
     let saved = a.baselines();
     assert_eq!(saved.len(), 1);
     let mut b = Engine::new(rules(yaml), EngineOptions::default());
-    assert_eq!(b.restore_baselines(saved.clone()), 1);
+    assert_eq!(b.restore_baselines(saved.clone()), (1, vec![]));
     // Same state, same verdict on the next sample; a fresh engine would still be learning.
     assert_eq!(f(&mut a, 200, 30.0), f(&mut b, 200, 30.0));
     assert!(f(&mut a, 201, 60.0) > 0.0);
@@ -450,7 +450,26 @@ fn learned_baselines_survive_a_restart() {
         rules("rules:\n  - name: X\n    expr: v\n    dynamic: {}\n"),
         EngineOptions::default(),
     );
-    assert_eq!(other.restore_baselines(saved), 0);
+    assert_eq!(other.restore_baselines(saved.clone()), (0, vec![]));
+    // State saved as JSON by earlier versions still restores; damaged state is named.
+    let (key, bytes) = saved[0].clone();
+    let d = tocsin_baseline::Detector::from_bytes(&bytes, Default::default()).unwrap();
+    let json = serde_json::to_vec(&d).unwrap();
+    let mut c = Engine::new(rules(yaml), EngineOptions::default());
+    assert_eq!(c.restore_baselines(vec![(key.clone(), json)]), (1, vec![]));
+    assert_eq!(
+        f(&mut c, 200, 30.0),
+        f(&mut fresh_copy(&saved, yaml), 200, 30.0)
+    );
+    let mut damaged = Engine::new(rules(yaml), EngineOptions::default());
+    let (n, bad) = damaged.restore_baselines(vec![(key.clone(), bytes[..40].to_vec())]);
+    assert_eq!((n, bad), (0, vec![(key, "truncated".to_string())]));
+}
+
+fn fresh_copy(saved: &[(String, Vec<u8>)], yaml: &str) -> Engine {
+    let mut e = Engine::new(rules(yaml), EngineOptions::default());
+    e.restore_baselines(saved.to_vec());
+    e
 }
 
 #[test]

@@ -318,8 +318,8 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Replaces every stored baseline with `items` (`(key, json)`), in one transaction.
-    pub fn save_baselines(&mut self, items: &[(String, String)]) -> Result<()> {
+    /// Replaces every stored baseline with `items` (`(key, state)`), in one transaction.
+    pub fn save_baselines(&mut self, items: &[(String, Vec<u8>)]) -> Result<()> {
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM baselines", [])?;
         {
@@ -332,8 +332,21 @@ impl Store {
         Ok(())
     }
 
-    pub fn baselines(&self) -> Result<Vec<(String, String)>> {
-        self.key_rows("baselines")
+    /// Stored baselines as `(key, state)`: binary since the compact form, JSON text before.
+    pub fn baselines(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT key, data FROM baselines ORDER BY key")?;
+        let rows = st.query_map([], |r| {
+            let data = match r.get_ref(1)? {
+                rusqlite::types::ValueRef::Blob(b) | rusqlite::types::ValueRef::Text(b) => {
+                    b.to_vec()
+                }
+                _ => Vec::new(),
+            };
+            Ok((r.get(0)?, data))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Adds a silence; returns its id.

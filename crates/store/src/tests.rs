@@ -151,16 +151,31 @@ fn baselines_replace_and_reload() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(&dir);
     store
-        .save_baselines(&[("a/1".into(), "{}".into()), ("b/2".into(), "[]".into())])
+        .save_baselines(&[("a/1".into(), vec![1, 0, 2]), ("b/2".into(), vec![3])])
         .unwrap();
-    store
-        .save_baselines(&[("a/1".into(), "{\"x\":1}".into())])
-        .unwrap();
+    store.save_baselines(&[("a/1".into(), vec![1, 9])]).unwrap();
     drop(store);
     let store = open(&dir);
     assert_eq!(
         store.baselines().unwrap(),
-        vec![("a/1".to_string(), "{\"x\":1}".to_string())]
+        vec![("a/1".to_string(), vec![1, 9])]
+    );
+}
+
+#[test]
+fn baselines_saved_as_json_text_by_earlier_versions_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .conn
+        .execute(
+            "INSERT INTO baselines (key, data) VALUES ('a/1', '{\"n\":1}')",
+            [],
+        )
+        .unwrap();
+    assert_eq!(
+        store.baselines().unwrap(),
+        vec![("a/1".to_string(), b"{\"n\":1}".to_vec())]
     );
 }
 
@@ -179,7 +194,7 @@ fn version_1_databases_are_migrated() {
             PRAGMA user_version = 1;").unwrap();
     }
     let mut store = Store::open(&path, StoreOptions::default()).unwrap();
-    store.save_baselines(&[("k".into(), "{}".into())]).unwrap();
+    store.save_baselines(&[("k".into(), vec![1])]).unwrap();
 }
 
 #[test]
