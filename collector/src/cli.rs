@@ -13,7 +13,8 @@ use tocsin_store::{Store, StoreOptions};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info};
+use tocsin_config::redact_url;
+use tracing::{error, info, warn};
 
 use crate::http::{app, AppState};
 use crate::writer::{Msg, Settings, View, Writer};
@@ -633,8 +634,12 @@ fn load_config(args: &RunArgs) -> anyhow::Result<CollectorConfig> {
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
     let cfg = load_config(&args)?;
+    tocsin_runtime::private_umask();
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data directory {}", cfg.data_dir.display()))?;
+    tocsin_runtime::private_dir(&cfg.data_dir).with_context(|| {
+        format!("cannot make data directory {} private", cfg.data_dir.display())
+    })?;
     let (rules, files) = rulefiles::load(&cfg.rules)
         .map_err(|p| anyhow::anyhow!("invalid rules:\n{}", p.join("\n")))?;
     let db = cfg.data_dir.join("tocsin.db");
@@ -659,9 +664,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     for r in &cfg.receivers {
         match &r.kind {
-            ReceiverKind::Webhook { url, .. } => info!(receiver = %r.name, url, "webhook receiver"),
+            ReceiverKind::Webhook { url, .. } => {
+                info!(receiver = %r.name, url = %redact_url(url), "webhook receiver")
+            }
             ReceiverKind::Alertmanager { url, .. } => {
-                info!(receiver = %r.name, url, "Alertmanager receiver")
+                info!(receiver = %r.name, url = %redact_url(url), "Alertmanager receiver")
             }
             ReceiverKind::TencentSms(t) => {
                 info!(receiver = %r.name, template = %t.template_id, to = ?t.phone_numbers, "Tencent SMS receiver")
@@ -679,7 +686,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 info!(receiver = %r.name, vendor = vendor.name(), locale = ?locale, "chat robot receiver")
             }
             ReceiverKind::SmsGateway(g) => {
-                info!(receiver = %r.name, url = %g.url, to = ?g.phone_numbers, "SMS gateway receiver")
+                info!(receiver = %r.name, url = %redact_url(&g.url), to = ?g.phone_numbers, "SMS gateway receiver")
             }
         }
     }
@@ -862,7 +869,11 @@ async fn serve(
         view,
         tel: tel.clone(),
         token: cfg.ingest.token.clone(),
-        admin_token: cfg.admin_token.clone(),
+        access: crate::access::Access::new(
+            cfg.admin_token.clone(),
+            cfg.read_token.clone(),
+            cfg.listen,
+        ),
         limits: tocsin_wire::Limits {
             max_decompressed_bytes: cfg.ingest.max_decompressed_bytes,
             max_samples: cfg.ingest.max_samples_per_request,
@@ -870,6 +881,11 @@ async fn serve(
             ..tocsin_wire::Limits::default()
         },
         max_body_bytes: cfg.ingest.max_body_bytes,
+        ack_ttl_ms: cfg.ack.link_ttl.as_millis() as i64,
+        decode_permits: Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        )),
+        max_future_ms: StoreOptions::default().max_future_ms,
         ack_secret,
         outbox: Arc::clone(&outbox),
         agent_tokens: Arc::new(RwLock::new(agent_tokens)),
@@ -884,23 +900,24 @@ async fn serve(
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     println!("tocsin-collector listening on {scheme}://{addr}");
     info!(%addr, "listening");
+    if let Some(w) = state.access.startup_warning() {
+        warn!("{w}");
+    }
 
     let shutdown = cancel.clone();
     tokio::spawn(async move {
         tocsin_runtime::shutdown_signal().await;
         shutdown.cancel();
     });
-    match &cfg.tls {
-        Some(t) => {
-            let acceptor = crate::tls::acceptor(t).context("tls")?;
-            crate::tls::serve(listener, app(state), acceptor, tel.clone(), cancel.clone()).await;
-        }
-        None => {
-            axum::serve(listener, app(state))
-                .with_graceful_shutdown(cancel.clone().cancelled_owned())
-                .await?;
-        }
-    }
+    let acceptor = match &cfg.tls {
+        Some(t) => Some(crate::server::acceptor(t).context("tls")?),
+        None => None,
+    };
+    let limits = crate::server::ConnLimits {
+        max_connections: cfg.ingest.max_connections,
+        idle_timeout: cfg.ingest.idle_timeout,
+    };
+    crate::server::serve(listener, app(state), acceptor, limits, tel.clone(), cancel.clone()).await;
 
     tracker.close();
     if tokio::time::timeout(Duration::from_secs(10), tracker.wait())

@@ -166,7 +166,7 @@ pub fn start(
             .timeout(cfg.timeout)
             .user_agent(concat!("tocsin-collector/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        info!(target = %cfg.name, url = %cfg.url, "forwarding over remote-write");
+        info!(target = %cfg.name, url = %tocsin_config::redact_url(&cfg.url), "forwarding over remote-write");
         tracker.spawn(send_loop(
             cfg.clone(),
             Arc::clone(&t),

@@ -14,6 +14,7 @@ use tocsin_model::now_ms;
 use tocsin_notify::format_rfc3339;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::access::{constant_time_eq, Access, Need};
 use crate::writer::{AckFailure, IncidentOp, Msg, OpFailure, Origin, View, WriteError};
 use crate::Telemetry;
 
@@ -23,11 +24,18 @@ pub struct AppState {
     pub view: Arc<RwLock<View>>,
     pub tel: Telemetry,
     pub token: Option<Secret>,
-    pub admin_token: Option<Secret>,
+    /// Who may read and change state through the API.
+    pub access: Access,
     pub limits: tocsin_wire::Limits,
     pub max_body_bytes: usize,
+    /// Request bodies decoded at once.
+    pub decode_permits: Arc<tokio::sync::Semaphore>,
+    /// Samples further ahead of the collector's clock are refused (the store's limit).
+    pub max_future_ms: i64,
     /// Verifies acknowledgement links.
     pub ack_secret: Arc<Vec<u8>>,
+    /// The lifetime links are made with: none valid for longer is genuine.
+    pub ack_ttl_ms: i64,
     /// Reads the notification outbox (its own database connection).
     pub outbox: Arc<std::sync::Mutex<tocsin_store::Outbox>>,
     pub agent_tokens: Arc<RwLock<AgentTokens>>,
@@ -99,12 +107,15 @@ fn authenticate_agent(headers: &HeaderMap, st: &AppState) -> Result<Option<Strin
 }
 
 pub fn app(state: AppState) -> Router {
-    let max_body = state.max_body_bytes;
-    Router::new()
-        .route(
-            "/api/v1/write",
-            post(write).layer(DefaultBodyLimit::max(max_body)),
-        )
+    use axum::middleware::from_fn_with_state as with;
+    // Agents: their token is checked before the body is read.
+    let agents = Router::new()
+        .route("/api/v1/write", post(write))
+        .route("/api/v1/actions/poll", get(poll_actions))
+        .route("/api/v1/actions/{id}/result", post(action_result))
+        .route_layer(with(state.clone(), agent_guard));
+    // People and tools: reads need the read (or admin) credential, changes the admin one.
+    let api = Router::new()
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/hosts", get(hosts))
         .route("/api/v1/silences", get(list_silences).post(add_silence))
@@ -115,8 +126,6 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/alerts/{id}/ack", post(ack_api))
         .route("/api/v1/notifications", get(notifications))
         .route("/api/v1/actions", get(list_actions))
-        .route("/api/v1/actions/poll", get(poll_actions))
-        .route("/api/v1/actions/{id}/result", post(action_result))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/tokens", get(list_tokens).post(issue_token))
         .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
@@ -128,14 +137,77 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/incidents/{id}/resolve", post(incident_resolve))
         .route("/api/v1/incidents/{id}/notes", post(incident_note))
         .route("/api/v1/notifications/{id}/retry", post(retry_notification))
-        .route("/ack", get(ack_page).post(ack_link))
         .route("/metrics", get(metrics))
+        .route_layer(with(state.clone(), api_guard));
+    Router::new()
+        .merge(agents)
+        .merge(api)
+        // Acknowledgement links carry their own signature.
+        .route("/ack", get(ack_page).post(ack_link))
         .route("/healthz", get(|| async { "ok\n" }))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            request_deadline,
-        ))
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(with(state.clone(), request_deadline))
         .with_state(state)
+}
+
+/// The host a per-agent token binds its requests to (`None`: any host).
+#[derive(Clone)]
+struct Bound(Option<String>);
+
+/// Agents' routes: the bearer token before anything of the body is read.
+async fn agent_guard(
+    State(st): State<AppState>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match authenticate_agent(req.headers(), &st) {
+        Ok(bound) => {
+            req.extensions_mut().insert(Bound(bound));
+            next.run(req).await
+        }
+        Err(e) => {
+            if req.uri().path() == "/api/v1/write" {
+                st.tel.requests.with_label_values(&[e.status.as_str()]).inc();
+            }
+            e.into_response()
+        }
+    }
+}
+
+/// People's routes: GET reads, anything else changes state (docs/OPERATIONS.md, "Security
+/// model"). `/metrics` is open unless it federates every series.
+async fn api_guard(
+    State(st): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let need = if req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD {
+        Need::Read
+    } else {
+        Need::Admin
+    };
+    let path = req.uri().path();
+    if path == "/metrics" && !st.federate {
+        return next.run(req).await;
+    }
+    // Listing tokens tells who can write: admin only.
+    let need = if path.starts_with("/api/v1/tokens") {
+        Need::Admin
+    } else {
+        need
+    };
+    match st.access.check(req.headers(), need) {
+        Ok(()) => next.run(req).await,
+        Err(d) => {
+            st.tel.api_denied(d.reason, req.uri().path(), &d.message);
+            let mut r = ApiError::new(d.status, d.message).into_response();
+            if d.status == StatusCode::UNAUTHORIZED {
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            r
+        }
+    }
 }
 
 /// Set once a request's body has been read in full.
@@ -215,21 +287,13 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Compares in time independent of where the inputs differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 async fn write(
     State(st): State<AppState>,
     received: Option<axum::Extension<BodyReceived>>,
-    headers: HeaderMap,
-    body: Bytes,
+    axum::Extension(Bound(bound)): axum::Extension<Bound>,
+    req: axum::extract::Request,
 ) -> Result<StatusCode, ApiError> {
-    if let Some(r) = received {
-        r.mark();
-    }
-    let result = write_inner(&st, &headers, body).await;
+    let result = write_inner(&st, bound, received, req).await;
     let code = match &result {
         Ok(c) => *c,
         Err(e) => e.status,
@@ -238,23 +302,85 @@ async fn write(
     result
 }
 
-async fn write_inner(
-    st: &AppState,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> Result<StatusCode, ApiError> {
-    let bound = authenticate_agent(headers, st)?;
-    for enc in headers.get_all(header::CONTENT_ENCODING) {
-        if enc.as_bytes() != tocsin_wire::CONTENT_ENCODING.as_bytes() {
-            let msg = format!(
+/// Refuses what is not a remote-write 1.0 body before it is read: 415, as the specification
+/// asks (a 2.0 body read as 1.0 decodes to nothing and would be acknowledged and lost).
+fn check_media_type(headers: &HeaderMap) -> Result<(), String> {
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let Some(ctype) = ctype else {
+        return Err(format!(
+            "no Content-Type: remote-write 1.0 bodies are {}",
+            tocsin_wire::CONTENT_TYPE
+        ));
+    };
+    let mut parts = ctype.split(';').map(str::trim);
+    let media = parts.next().unwrap_or("");
+    let proto = parts
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("proto"))
+        .map(|(_, v)| v.trim().trim_matches('"'));
+    if !media.eq_ignore_ascii_case(tocsin_wire::CONTENT_TYPE)
+        || proto.is_some_and(|p| p != "prometheus.WriteRequest")
+    {
+        return Err(format!(
+            "unsupported Content-Type {ctype:?}: this collector takes remote-write 1.0 ({}, proto=prometheus.WriteRequest)",
+            tocsin_wire::CONTENT_TYPE
+        ));
+    }
+    let mut enc = headers.get_all(header::CONTENT_ENCODING).iter().peekable();
+    if enc.peek().is_none() {
+        return Err("no Content-Encoding: remote-write bodies are snappy-compressed".into());
+    }
+    for e in enc {
+        if e.as_bytes() != tocsin_wire::CONTENT_ENCODING.as_bytes() {
+            return Err(format!(
                 "unsupported Content-Encoding {:?}: remote-write bodies are snappy-compressed",
-                String::from_utf8_lossy(enc.as_bytes())
-            );
-            st.tel.ingest_rejected("encoding", &msg);
-            return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, msg));
+                String::from_utf8_lossy(e.as_bytes())
+            ));
         }
     }
-    let batch = tocsin_wire::decode(&body, &st.limits).map_err(|e| {
+    Ok(())
+}
+
+async fn write_inner(
+    st: &AppState,
+    bound: Option<String>,
+    received: Option<axum::Extension<BodyReceived>>,
+    req: axum::extract::Request,
+) -> Result<StatusCode, ApiError> {
+    if let Err(msg) = check_media_type(req.headers()) {
+        st.tel.ingest_rejected("media_type", &msg);
+        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, msg));
+    }
+    let headers = req.headers().clone();
+    let body = axum::body::to_bytes(req.into_body(), st.max_body_bytes)
+        .await
+        .map_err(|_| {
+            let msg = format!(
+                "body over ingest.max_body ({} bytes), or cut short",
+                st.max_body_bytes
+            );
+            st.tel.ingest_rejected("body", &msg);
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, msg)
+        })?;
+    if let Some(axum::Extension(r)) = received {
+        r.mark();
+    }
+    // Decoding is CPU work bounded by the body's size: off the async workers, a few at a time,
+    // so a flood of large bodies neither stalls the server nor multiplies its memory.
+    let permit = Arc::clone(&st.decode_permits)
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
+    let limits = st.limits;
+    let decoded = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        tocsin_wire::decode(&body, &limits)
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "decoding failed"))?;
+    let batch = decoded.map_err(|e| {
         let msg = e.to_string();
         st.tel.ingest_rejected(e.kind(), &msg);
         let status = match e {
@@ -263,6 +389,11 @@ async fn write_inner(
         };
         ApiError::new(status, msg)
     })?;
+    if let Err(e) = tocsin_wire::check_timestamps(&batch, now_ms(), st.max_future_ms) {
+        let msg = e.to_string();
+        st.tel.ingest_rejected(e.kind(), &msg);
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, msg));
+    }
     if let Some(host) = &bound {
         if let Some(other) = batch
             .iter()
@@ -356,18 +487,6 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid {what}: {e}")))
 }
 
-/// Admin endpoints need the admin token when one is configured.
-fn require_admin(headers: &HeaderMap, st: &AppState) -> Result<(), ApiError> {
-    if bearer_ok(headers, &st.admin_token) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong admin token",
-        ))
-    }
-}
-
 /// Sends a request to the writer thread and waits for its reply, whatever its type; 503 when
 /// the writer is gone (shutting down) before it answers.
 async fn writer_reply<R>(
@@ -402,15 +521,6 @@ async fn ask_writer<T>(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))
 }
 
-fn bearer_ok(headers: &HeaderMap, token: &Option<Secret>) -> bool {
-    let Some(token) = token else { return true };
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|g| constant_time_eq(g.as_bytes(), token.expose().as_bytes()))
-}
-
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct NewSilence {
@@ -430,10 +540,8 @@ const FOREVER_MS: i64 = 100 * 365 * 24 * 3600 * 1000;
 
 async fn add_silence(
     State(st): State<AppState>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&headers, &st)?;
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
     let n: NewSilence = json_body(&body, "silence")?;
     tocsin_notify::silence::validate(&n.matchers).map_err(bad)?;
@@ -482,10 +590,8 @@ async fn add_silence(
 
 async fn expire_silence(
     State(st): State<AppState>,
-    headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&headers, &st)?;
     if ask_writer(&st, |reply| Msg::ExpireSilence { id, reply }).await? {
         Ok(Json(json!({ "status": "success" })))
     } else {
@@ -614,13 +720,6 @@ mod tests {
             StatusCode::NOT_FOUND
         );
     }
-
-    #[test]
-    fn constant_time() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
-    }
 }
 
 fn ack_json(a: &tocsin_dispatch::Ack) -> Value {
@@ -669,11 +768,9 @@ struct AckBody {
 /// `POST /api/v1/alerts/{id}/ack` with `{"by": …, "comment": …}` (admin token if set).
 async fn ack_api(
     State(st): State<AppState>,
-    headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&headers, &st)?;
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
     let b: AckBody = json_body(&body, "ack")?;
     if b.by.trim().is_empty() {
@@ -709,12 +806,30 @@ struct AckQuery {
     t: String,
 }
 
+/// What a link names, if it is genuine and for the alert's current firing (a link kept from
+/// an earlier one acknowledges nothing).
+fn verify_link(st: &AppState, token: &str) -> Result<tocsin_notify::ack::Link, String> {
+    let link = tocsin_notify::ack::verify(&st.ack_secret, token, now_ms(), st.ack_ttl_ms)?;
+    let view = st.view.read().unwrap_or_else(|p| p.into_inner());
+    let current = view
+        .alerts
+        .iter()
+        .find(|a| format!("{:016x}", a.fingerprint()) == link.id)
+        .and_then(|a| a.active_at);
+    match current {
+        Some(t) if t.div_euclid(1000) != link.since_s => {
+            Err("this link was sent for an earlier firing of the alert".into())
+        }
+        _ => Ok(link),
+    }
+}
+
 /// `GET /ack?t=TOKEN`: a confirmation page (link previews must not acknowledge anything).
 async fn ack_page(
     State(st): State<AppState>,
     axum::extract::Query(q): axum::extract::Query<AckQuery>,
 ) -> Response {
-    match tocsin_notify::ack::verify(&st.ack_secret, &q.t, now_ms()) {
+    match verify_link(&st, &q.t) {
         Err(e) => {
             st.tel.ack_refused.inc();
             html(
@@ -723,7 +838,7 @@ async fn ack_page(
                 &escape(&e),
             )
         }
-        Ok((id, level)) => {
+        Ok(tocsin_notify::ack::Link { id, level, .. }) => {
             let view = st.view.read().unwrap_or_else(|p| p.into_inner());
             let what = view
                 .alerts
@@ -765,8 +880,8 @@ async fn ack_link(State(st): State<AppState>, body: Bytes) -> Response {
             )
         }
     };
-    let (id, level) = match tocsin_notify::ack::verify(&st.ack_secret, &form.t, now_ms()) {
-        Ok(v) => v,
+    let (id, level) = match verify_link(&st, &form.t) {
+        Ok(l) => (l.id, l.level),
         Err(e) => {
             st.tel.ack_refused.inc();
             return html(
@@ -856,10 +971,8 @@ async fn notifications(
 /// `POST /api/v1/notifications/{id}/retry`: a dead letter goes back in line (admin).
 async fn retry_notification(
     State(st): State<AppState>,
-    headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&headers, &st)?;
     if with_outbox(&st, move |o| o.retry_dead(id, now_ms())).await? {
         Ok(Json(json!({ "status": "success" })))
     } else {
@@ -871,8 +984,8 @@ async fn retry_notification(
 }
 
 /// An agent on the action API; a per-agent token only for its own host.
-fn require_agent(headers: &HeaderMap, st: &AppState, host: Option<&str>) -> Result<(), ApiError> {
-    match (authenticate_agent(headers, st)?, host) {
+fn require_host(bound: &Option<String>, host: Option<&str>) -> Result<(), ApiError> {
+    match (bound, host) {
         (Some(bound), Some(h)) if bound != h => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             format!("this token belongs to host {bound:?}, not {h:?}"),
@@ -907,10 +1020,10 @@ struct PollQuery {
 /// `GET /api/v1/actions/poll?host=H` (agent token): this host's action requests, each once.
 async fn poll_actions(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    axum::Extension(Bound(bound)): axum::Extension<Bound>,
     axum::extract::Query(q): axum::extract::Query<PollQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    require_agent(&headers, &st, Some(&q.host))?;
+    require_host(&bound, Some(&q.host))?;
     let reqs = ask_writer(&st, |reply| Msg::PollActions {
         host: q.host,
         reply,
@@ -939,7 +1052,7 @@ struct ResultBody {
 /// a result (unknown, or answered already).
 async fn action_result(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    axum::Extension(Bound(bound)): axum::Extension<Bound>,
     axum::extract::Path(id): axum::extract::Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -950,7 +1063,7 @@ async fn action_result(
             .find(|r| r.id == id)
             .and_then(|r| r.host.clone())
     };
-    require_agent(&headers, &st, Some(host.as_deref().unwrap_or("")))?;
+    require_host(&bound, Some(host.as_deref().unwrap_or("")))?;
     let b: ResultBody = json_body(&body, "result")?;
     let reply = writer_reply(&st, |reply| Msg::ActionResult {
         id,
@@ -1167,12 +1280,10 @@ struct IncidentBody {
 
 async fn incident_op(
     st: &AppState,
-    headers: &HeaderMap,
     id: String,
     body: &[u8],
     op: impl FnOnce(IncidentBody) -> Result<IncidentOp, String>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(headers, st)?;
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
     let b: IncidentBody = json_body(body, "body")?;
     if b.by.trim().is_empty() {
@@ -1187,11 +1298,10 @@ async fn incident_op(
 
 async fn incident_ack(
     State(st): State<AppState>,
-    headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    incident_op(&st, &headers, id, &body, |b| {
+    incident_op(&st, id, &body, |b| {
         Ok(IncidentOp::Ack {
             by: b.by,
             comment: b.comment,
@@ -1202,11 +1312,10 @@ async fn incident_ack(
 
 async fn incident_resolve(
     State(st): State<AppState>,
-    headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    incident_op(&st, &headers, id, &body, |b| {
+    incident_op(&st, id, &body, |b| {
         Ok(IncidentOp::Resolve { by: b.by })
     })
     .await
@@ -1214,11 +1323,10 @@ async fn incident_resolve(
 
 async fn incident_note(
     State(st): State<AppState>,
-    headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    incident_op(&st, &headers, id, &body, |b| {
+    incident_op(&st, id, &body, |b| {
         if b.text.trim().is_empty() {
             return Err("text is required".into());
         }
@@ -1248,10 +1356,8 @@ fn reload_tokens(st: &AppState, ob: &tocsin_store::Outbox) -> tocsin_store::Resu
 /// shown once; only its hash is kept.
 async fn issue_token(
     State(st): State<AppState>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&headers, &st)?;
     let n: NewToken = json_body(&body, "token request")?;
     if n.host.trim().is_empty() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "host is required"));
@@ -1274,9 +1380,7 @@ async fn issue_token(
 
 async fn list_tokens(
     State(st): State<AppState>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&headers, &st)?;
     let rows = with_outbox(&st, |o| o.tokens()).await?;
     let list: Vec<Value> = rows
         .into_iter()
@@ -1297,10 +1401,8 @@ async fn list_tokens(
 
 async fn revoke_token(
     State(st): State<AppState>,
-    headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&headers, &st)?;
     let st2 = st.clone();
     let done = with_outbox(&st, move |o| {
         let done = o.revoke_token(id, now_ms())?;

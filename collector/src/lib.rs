@@ -2,6 +2,7 @@
 //! evaluation, rule-file loading and reloading. The capabilities themselves live in the
 //! `tocsin-*` library crates.
 
+pub mod access;
 pub mod backtest;
 pub mod cli;
 pub mod export;
@@ -13,7 +14,7 @@ pub mod rulefiles;
 pub mod services;
 mod storage_alert;
 mod telemetry;
-pub mod tls;
+pub mod server;
 pub mod writer;
 
 pub use telemetry::Telemetry;

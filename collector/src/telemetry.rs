@@ -32,6 +32,7 @@ pub struct Telemetry {
     /// Seconds from opening to acknowledged / resolved / remediated, by what it measures.
     pub incident_seconds: prometheus::HistogramVec,
     pub inhibited: IntCounter,
+    pub denied: IntCounterVec,
 }
 
 use tocsin_runtime::register as reg;
@@ -190,11 +191,22 @@ impl Telemetry {
                 "Alert transitions by kind (firing, level_changed, resolved).",
                 &["kind"],
             ),
+            denied: cv(
+                "tocsin_api_denied_requests_total",
+                "API requests refused for their credential, by reason (unauthorized: missing or wrong; disabled: no credential configured on a network listener).",
+                &["reason"],
+            ),
             registry: r,
         }
     }
 
     /// A refused write request: one log line and one count.
+    /// An API request refused for its credential; the message names no secret.
+    pub fn api_denied(&self, reason: &'static str, path: &str, detail: &str) {
+        self.denied.with_label_values(&[reason]).inc();
+        warn!(reason, path, detail, "API request refused");
+    }
+
     pub fn ingest_rejected(&self, reason: &'static str, detail: &str) {
         self.rejected.with_label_values(&[reason]).inc();
         warn!(reason, detail, "remote-write request rejected");

@@ -38,8 +38,10 @@ pub struct RawAgentConfig {
     /// Remediation actions this agent will run when the collector asks: the allowlist.
     #[serde(default)]
     pub actions: BTreeMap<String, crate::actions::RawAction>,
-    /// Where the agent keeps the ids of actions it ran, so a replayed request does not run
-    /// twice (default ./tocsin-agent-state; e.g. /var/lib/tocsin-agent under systemd).
+    /// Where the agent keeps its buffer and the ids of actions it ran, so a replayed request
+    /// does not run twice. Default: `$STATE_DIRECTORY` (systemd's StateDirectory=), else
+    /// /var/lib/tocsin-agent for root, else `$XDG_STATE_HOME/tocsin-agent`
+    /// (~/.local/state/tocsin-agent); never the current directory.
     pub state_dir: Option<PathBuf>,
     /// Most actions running at once (default 1).
     pub max_concurrent_actions: Option<usize>,
@@ -249,9 +251,12 @@ impl RawAgentConfig {
         let probes =
             crate::probes::validate(&mut p, self.probes, interval.max(Duration::from_secs(1)));
         let actions = crate::actions::validate(&mut p, self.actions, "actions");
-        let state_dir = self
-            .state_dir
-            .unwrap_or_else(|| PathBuf::from("tocsin-agent-state"));
+        let state_dir = self.state_dir.unwrap_or_else(|| {
+            default_state_dir(
+                |k| std::env::var_os(k).map(PathBuf::from),
+                rustix::process::geteuid().is_root(),
+            )
+        });
         let max_concurrent_actions = self.max_concurrent_actions.unwrap_or(1).max(1);
         let buffer = validate_buffer(&mut p, self.buffer, &state_dir);
         p.finish(|| AgentConfig {
@@ -301,6 +306,25 @@ pub fn rendezvous_order(host: &str, pool: &[String]) -> Vec<String> {
     ranked.into_iter().map(|(_, m)| m.clone()).collect()
 }
 
+/// The agent's state directory when none is configured (see `RawAgentConfig::state_dir`).
+fn default_state_dir(env: impl Fn(&str) -> Option<PathBuf>, root: bool) -> PathBuf {
+    let absolute = |p: PathBuf| Some(p).filter(|p| p.is_absolute());
+    if let Some(d) = env("STATE_DIRECTORY").and_then(|d| {
+        // systemd may list several, separated by ':'.
+        absolute(PathBuf::from(d.to_string_lossy().split(':').next().unwrap_or("")))
+    }) {
+        return d;
+    }
+    if root {
+        return PathBuf::from("/var/lib/tocsin-agent");
+    }
+    env("XDG_STATE_HOME")
+        .and_then(absolute)
+        .or_else(|| env("HOME").and_then(absolute).map(|h| h.join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("tocsin-agent")
+}
+
 fn validate_buffer(p: &mut Problems, b: RawBuffer, state_dir: &std::path::Path) -> BufferConfig {
     let max_bytes = p.size("buffer.max_size", b.max_size.as_deref(), "256MiB");
     let segment_bytes = p.size("buffer.segment_size", b.segment_size.as_deref(), "8MiB");
@@ -342,6 +366,36 @@ fn system_hostname() -> String {
 mod tests {
     use super::*;
     use crate::parse_yaml;
+
+    #[test]
+    fn the_state_directory_is_never_the_current_one_by_default() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| PathBuf::from(v))
+            }
+        };
+        let cases: &[(&[(&str, &str)], bool, &str)] = &[
+            (&[("STATE_DIRECTORY", "/var/lib/x:/var/lib/y")], false, "/var/lib/x"),
+            (&[("HOME", "/home/u")], true, "/var/lib/tocsin-agent"),
+            (&[("HOME", "/home/u")], false, "/home/u/.local/state/tocsin-agent"),
+            (
+                &[("HOME", "/home/u"), ("XDG_STATE_HOME", "/st")],
+                false,
+                "/st/tocsin-agent",
+            ),
+            (&[("HOME", "relative")], false, ""),
+        ];
+        for &(vars, root, want) in cases {
+            let got = default_state_dir(env(vars), root);
+            assert!(got.is_absolute(), "{got:?}");
+            if !want.is_empty() {
+                assert_eq!(got, PathBuf::from(want));
+            }
+        }
+    }
 
     #[test]
     fn defaults_are_valid() {

@@ -47,8 +47,14 @@ pub struct RawCollectorConfig {
     pub receivers: Vec<RawReceiver>,
     /// Which receivers get which alerts. Without it, every receiver gets every alert.
     pub route: Option<crate::route::RawRoute>,
-    /// Bearer token required by the admin API (silences); without it the admin API is open.
+    /// Bearer token of the admin API (silences, acknowledgements, incidents, tokens, retries).
+    /// Without it the admin API answers only while the collector listens on loopback; on any
+    /// other address it is off (403). It also grants everything `read_token` does.
     pub admin_token: Option<RawSecret>,
+    /// Bearer token of the read API (alerts, hosts, silences, notifications, actions, audit,
+    /// incidents, federation). Without it or `admin_token`, reads answer only while the
+    /// collector listens on loopback.
+    pub read_token: Option<RawSecret>,
     /// While a source alert fires, matching target alerts are not notified. Default: `HostDown`
     /// inhibits the other alerts of the same host; `[]` switches inhibition off.
     pub inhibit_rules: Option<Vec<crate::inhibit::RawInhibitRule>>,
@@ -197,6 +203,12 @@ pub struct RawIngest {
     /// Most series one host may have (cardinality); new series beyond it are refused with 400
     /// (default 20000; 0: no limit).
     pub max_series_per_host: Option<usize>,
+    /// Most open connections, HTTP and HTTPS alike; more wait in the listen backlog
+    /// (default 1024).
+    pub max_connections: Option<usize>,
+    /// A connection that sends no request headers for this long is closed: a silent or
+    /// trickling client (slowloris) and an idle keep-alive alike (default 30s).
+    pub idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -430,6 +442,7 @@ pub struct CollectorConfig {
     pub receivers: Vec<ReceiverConfig>,
     pub route: crate::route::Route,
     pub admin_token: Option<Secret>,
+    pub read_token: Option<Secret>,
     pub inhibit_rules: Vec<crate::inhibit::InhibitRule>,
     pub escalation_policies: Vec<crate::escalation::Policy>,
     pub ack: AckConfig,
@@ -450,6 +463,8 @@ pub struct IngestConfig {
     pub max_samples_per_request: usize,
     pub max_labels_per_series: usize,
     pub max_series_per_host: usize,
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -647,6 +662,14 @@ impl RawCollectorConfig {
             max_samples_per_request: i.max_samples_per_request.unwrap_or(1_000_000),
             max_labels_per_series: i.max_labels_per_series.unwrap_or(64),
             max_series_per_host: i.max_series_per_host.unwrap_or(20_000),
+            max_connections: match i.max_connections.unwrap_or(1024) {
+                0 => {
+                    p.push("ingest.max_connections: must be at least 1".to_string());
+                    1
+                }
+                n => n,
+            },
+            idle_timeout: p.duration("ingest.idle_timeout", i.idle_timeout.as_deref(), "30s"),
         };
 
         let mut receivers = Vec::new();
@@ -1044,6 +1067,9 @@ impl RawCollectorConfig {
         let admin_token = self
             .admin_token
             .and_then(|t| p.take("admin_token", t.resolve()));
+        let read_token = self
+            .read_token
+            .and_then(|t| p.take("read_token", t.resolve()));
         let inhibit_rules = crate::inhibit::validate(&mut p, self.inhibit_rules);
         let known: Vec<String> = receivers.iter().map(|r| r.name.clone()).collect();
         let escalation_policies =
@@ -1161,6 +1187,7 @@ impl RawCollectorConfig {
             receivers,
             route,
             admin_token,
+            read_token,
             inhibit_rules,
             escalation_policies,
             ack,

@@ -10,6 +10,7 @@ pub mod probes;
 pub mod route;
 mod units;
 
+pub use tocsin_model::{error_chain, redact_url};
 pub use units::{format_duration, parse_duration, parse_size, RawSecret, Secret};
 
 use std::path::{Path, PathBuf};

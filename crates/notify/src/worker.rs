@@ -193,6 +193,11 @@ enum Channel {
     },
 }
 
+/// What went wrong sending a request, without its URL: receiver URLs carry their secrets.
+fn transport_error(e: reqwest::Error) -> String {
+    tocsin_config::error_chain(&e.without_url())
+}
+
 /// POSTs a JSON body; the reply body on 2xx, the status and the start of the body otherwise.
 async fn post_json(
     client: &reqwest::Client,
@@ -212,7 +217,7 @@ async fn post_json_with(
     for (k, v) in headers {
         req = req.header(*k, v);
     }
-    let resp = req.send().await.map_err(|e| format!("{e}"))?;
+    let resp = req.send().await.map_err(transport_error)?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     if status.is_success() {
@@ -323,7 +328,7 @@ impl Channel {
                 for (k, v) in &cfg.headers {
                     req = req.header(k.as_str(), v.expose());
                 }
-                let resp = req.body(body).send().await.map_err(|e| format!("{e}"))?;
+                let resp = req.body(body).send().await.map_err(transport_error)?;
                 let status = resp.status();
                 let text = resp.text().await.unwrap_or_default();
                 let short = || text.chars().take(200).collect::<String>();
@@ -378,7 +383,7 @@ impl Channel {
                     .body(body)
                     .send()
                     .await
-                    .map_err(|e| format!("{e}"))?;
+                    .map_err(transport_error)?;
                 let text = resp.text().await.unwrap_or_default();
                 crate::sms::tencent::check(&text)
             }
@@ -406,7 +411,7 @@ impl Channel {
                     .body(body)
                     .send()
                     .await
-                    .map_err(|e| format!("{e}"))?;
+                    .map_err(transport_error)?;
                 let status = resp.status();
                 let text = resp.text().await.unwrap_or_default();
                 if !status.is_success() && !text.contains("\"Code\"") {

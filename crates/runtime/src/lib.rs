@@ -70,6 +70,19 @@ pub async fn shutdown_signal() {
 /// Keeps a write beyond the process's file size limit (`RLIMIT_FSIZE`, systemd's `LimitFSIZE=`)
 /// from ending the process: SIGXFSZ is caught, so the write fails with EFBIG and is handled like
 /// a full disk (retried, counted, answered 503). Logged at most once a minute. Needs a runtime.
+/// Files and directories this process creates from now on are its user's alone (umask 077):
+/// a database holds the acknowledgement signing key, logs hold live acknowledgement links.
+pub fn private_umask() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}
+
+/// Makes `dir` (which must exist) 0700, so what is in it, made before too, is this user's
+/// alone.
+pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 pub fn survive_file_size_limit() {
     use tokio::signal::unix::{signal, SignalKind};
     let kind = SignalKind::from_raw(rustix::process::Signal::XFSZ.as_raw());

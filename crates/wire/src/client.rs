@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tocsin_model::error_chain;
+
 /// What a remote-write endpoint answered.
 #[derive(Debug)]
 pub enum Answer {
@@ -67,6 +69,7 @@ pub async fn send_with(
                 ),
             }
         }
-        Err(e) => Answer::Unreachable(e.to_string()),
+        // Without its URL, which may carry a credential; with its causes (refused, timed out).
+        Err(e) => Answer::Unreachable(error_chain(&e.without_url())),
     }
 }

@@ -152,6 +152,11 @@ fn utf8<'a>(b: &'a [u8], what: &'static str) -> Res<&'a str> {
 /// Decodes and validates a decompressed request in one pass. Errors come in the order of
 /// the generic decoder they replace: a malformed body first, then the sample limit, then the
 /// first invalid series.
+///
+/// Memory stays bounded by the limit whatever the body holds: a series counts as one sample
+/// at least (an empty one costs as much to hold), and once the count passes the limit the
+/// rest of the body is only read, for the malformed-body check, never kept. A few MiB of
+/// snappy-compressed empty samples used to grow to a gigabyte before the count was checked.
 pub(crate) fn decode_request(raw: &[u8], limits: &Limits) -> Result<Vec<SeriesSamples>, WireError> {
     let mut d = Decoder {
         limits,
@@ -209,12 +214,16 @@ impl<'a> Decoder<'a, '_> {
     fn series(&mut self, body: &'a [u8]) -> Res<()> {
         self.labels.clear();
         self.samples.clear();
+        let mut n = 0usize;
         let mut r = Reader::new(body);
         while r.more() {
             match r.key()? {
                 (1, w) => {
                     expect(w, LEN, "TimeSeries.labels is not a message")?;
                     let (name, value) = label(r.bytes()?)?;
+                    if self.count >= self.limits.max_samples {
+                        continue;
+                    }
                     self.labels.push((
                         utf8(name, "Label.name is not UTF-8")?,
                         utf8(value, "Label.value is not UTF-8")?,
@@ -222,13 +231,21 @@ impl<'a> Decoder<'a, '_> {
                 }
                 (2, w) => {
                     expect(w, LEN, "TimeSeries.samples is not a message")?;
-                    self.samples.push(sample(r.bytes()?)?);
+                    let s = sample(r.bytes()?)?;
+                    n += 1;
+                    if self.count + n <= self.limits.max_samples {
+                        self.samples.push(s);
+                    }
                 }
                 (f, w) => r.skip(f, w, MAX_DEPTH - 1)?,
             }
         }
-        self.count += self.samples.len();
-        if self.invalid.is_none() {
+        self.count += n.max(1);
+        if self.count > self.limits.max_samples {
+            // Over the limit: the request is refused; the rest is read only to tell a
+            // malformed body, and nothing more is kept.
+            self.out = Vec::new();
+        } else if self.invalid.is_none() {
             let index = self.out.len();
             match self.validated() {
                 Ok(s) => self.out.push(s),

@@ -59,6 +59,13 @@ pub enum WireError {
     TooManySamples { count: usize, limit: usize },
     #[error("series {index}: {reason}")]
     InvalidSeries { index: usize, reason: String },
+    #[error("series {index} ({series}): timestamp {timestamp_ms} ms is {reason}; nothing of this request was stored")]
+    Timestamp {
+        index: usize,
+        series: String,
+        timestamp_ms: i64,
+        reason: &'static str,
+    },
 }
 
 impl WireError {
@@ -70,8 +77,42 @@ impl WireError {
             WireError::Protobuf(_) => "protobuf",
             WireError::TooManySamples { .. } => "too_many_samples",
             WireError::InvalidSeries { .. } => "invalid_series",
+            WireError::Timestamp { .. } => "timestamp",
         }
     }
+}
+
+/// The earliest timestamp taken: 2000-01-01. Anything before is a clock or a unit gone wrong
+/// (0, seconds sent as milliseconds), not history anyone backfills into a monitoring system.
+pub const MIN_TIMESTAMP_MS: i64 = 946_684_800_000;
+
+/// Refuses a request holding a timestamp no clock should give: before `MIN_TIMESTAMP_MS`, or
+/// more than `max_future_ms` ahead of `now_ms`. All or nothing, so the sender keeps nothing
+/// it believes stored; the error names the first such sample.
+pub fn check_timestamps(
+    batch: &[SeriesSamples],
+    now_ms: i64,
+    max_future_ms: i64,
+) -> Result<(), WireError> {
+    let latest = now_ms.saturating_add(max_future_ms);
+    for (index, s) in batch.iter().enumerate() {
+        for x in &s.samples {
+            let reason = if x.timestamp_ms < MIN_TIMESTAMP_MS {
+                "before the year 2000 (seconds sent as milliseconds, or no clock?)"
+            } else if x.timestamp_ms > latest {
+                "too far in the future (is the sender's clock ahead?)"
+            } else {
+                continue;
+            };
+            return Err(WireError::Timestamp {
+                index,
+                series: s.labels.to_string(),
+                timestamp_ms: x.timestamp_ms,
+                reason,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Protobuf-encodes and snappy-compresses a request, ready to POST.

@@ -104,7 +104,8 @@ fn decode_reference(raw: &[u8], limits: &Limits) -> Result<Vec<SeriesSamples>, W
 }
 
 fn validate_reference(req: WriteRequest, limits: &Limits) -> Result<Vec<SeriesSamples>, WireError> {
-    let count: usize = req.timeseries.iter().map(|t| t.samples.len()).sum();
+    // A series counts as one sample at least.
+    let count: usize = req.timeseries.iter().map(|t| t.samples.len().max(1)).sum();
     if count > limits.max_samples {
         return Err(WireError::TooManySamples {
             count,

@@ -1,0 +1,211 @@
+//! Who may call what on the HTTP API: the credentials, and the one decision every route takes
+//! before its body is read. Safe by default: without a credential configured, only a
+//! collector listening on loopback answers reads and admin requests (any local user can reach
+//! loopback, as with Prometheus' admin API); on any other address those routes are off.
+
+use std::net::SocketAddr;
+
+use axum::http::{header, HeaderMap, StatusCode};
+use tocsin_config::Secret;
+
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Reading state: alerts, hosts, silences, notifications, actions, audit, incidents.
+    Read,
+    /// Changing it: silences, acks, incidents, tokens, retries.
+    Admin,
+}
+
+impl Need {
+    fn as_str(self) -> &'static str {
+        match self {
+            Need::Read => "read",
+            Need::Admin => "admin",
+        }
+    }
+}
+
+/// Why a request is refused: its status and a message that names no secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denied {
+    pub status: StatusCode,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// The API's credentials and where it listens.
+#[derive(Clone)]
+pub struct Access {
+    admin: Option<Secret>,
+    read: Option<Secret>,
+    listen: SocketAddr,
+}
+
+impl Access {
+    pub fn new(admin: Option<Secret>, read: Option<Secret>, listen: SocketAddr) -> Self {
+        Self {
+            admin,
+            read,
+            listen,
+        }
+    }
+
+    /// Whether nobody beyond this machine can connect.
+    fn loopback_only(&self) -> bool {
+        self.listen.ip().is_loopback()
+    }
+
+    /// A warning for the start-up log when some routes are off.
+    pub fn startup_warning(&self) -> Option<String> {
+        if self.loopback_only() || self.admin.is_some() {
+            return None;
+        }
+        Some(format!(
+            "listening on {} beyond loopback without admin_token: the admin API is off{}",
+            self.listen,
+            if self.read.is_none() {
+                ", and so is the read API (set read_token or admin_token)"
+            } else {
+                ""
+            }
+        ))
+    }
+
+    /// Whether `headers` may do what `need` asks.
+    pub fn check(&self, headers: &HeaderMap, need: Need) -> Result<(), Denied> {
+        let accepted: Vec<&Secret> = match need {
+            Need::Admin => self.admin.iter().collect(),
+            Need::Read => self.admin.iter().chain(self.read.iter()).collect(),
+        };
+        if accepted.is_empty() {
+            return if self.loopback_only() {
+                Ok(())
+            } else {
+                Err(Denied {
+                    status: StatusCode::FORBIDDEN,
+                    reason: "disabled",
+                    message: format!(
+                        "the {} API is off: this collector listens on {} beyond loopback and {} is not set",
+                        need.as_str(),
+                        self.listen,
+                        match need {
+                            Need::Admin => "admin_token",
+                            Need::Read => "read_token (or admin_token)",
+                        }
+                    ),
+                })
+            };
+        }
+        let given = bearer(headers);
+        if given.is_some_and(|g| {
+            accepted
+                .iter()
+                .any(|t| constant_time_eq(g.as_bytes(), t.expose().as_bytes()))
+        }) {
+            return Ok(());
+        }
+        Err(Denied {
+            status: StatusCode::UNAUTHORIZED,
+            reason: "unauthorized",
+            message: format!(
+                "missing or wrong {} token",
+                match need {
+                    Need::Admin => "admin",
+                    Need::Read => "read (or admin)",
+                }
+            ),
+        })
+    }
+}
+
+/// The bearer token of a request, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+/// Compares in time independent of where the inputs differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(token: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(t) = token {
+            h.insert(header::AUTHORIZATION, format!("Bearer {t}").parse().unwrap());
+        }
+        h
+    }
+
+    const LOOPBACK: &str = "127.0.0.1:9760";
+    const NETWORK: &str = "0.0.0.0:9760";
+
+    /// (listen, admin token, read token, token sent, need) → status (200: allowed).
+    #[test]
+    fn who_may_do_what() {
+        let cases: &[(&str, Option<&str>, Option<&str>, Option<&str>, Need, u16)] = &[
+            // No credential configured: loopback answers, the network does not.
+            (LOOPBACK, None, None, None, Need::Admin, 200),
+            (LOOPBACK, None, None, None, Need::Read, 200),
+            (NETWORK, None, None, None, Need::Admin, 403),
+            (NETWORK, None, None, None, Need::Read, 403),
+            ("[::]:9760", None, None, None, Need::Admin, 403),
+            ("[::1]:9760", None, None, None, Need::Admin, 200),
+            ("10.0.0.5:9760", None, None, Some("x"), Need::Admin, 403),
+            // A read token opens reads only.
+            (NETWORK, None, Some("r"), Some("r"), Need::Read, 200),
+            (NETWORK, None, Some("r"), None, Need::Read, 401),
+            (NETWORK, None, Some("r"), Some("r"), Need::Admin, 403),
+            // The admin token opens both, on any address; the read token never admin.
+            (NETWORK, Some("a"), Some("r"), Some("a"), Need::Admin, 200),
+            (NETWORK, Some("a"), Some("r"), Some("a"), Need::Read, 200),
+            (NETWORK, Some("a"), Some("r"), Some("r"), Need::Admin, 401),
+            (LOOPBACK, Some("a"), None, None, Need::Admin, 401),
+            (LOOPBACK, Some("a"), None, None, Need::Read, 401),
+            (LOOPBACK, Some("a"), None, Some("ab"), Need::Admin, 401),
+            (LOOPBACK, Some("a"), None, Some("a"), Need::Read, 200),
+        ];
+        for &(listen, admin, read, sent, need, want) in cases {
+            let a = Access::new(
+                admin.map(Secret::new),
+                read.map(Secret::new),
+                listen.parse().unwrap(),
+            );
+            let got = match a.check(&with(sent), need) {
+                Ok(()) => 200,
+                Err(d) => {
+                    for secret in [admin, read].into_iter().flatten() {
+                        assert!(!d.message.contains(secret), "{}", d.message);
+                    }
+                    d.status.as_u16()
+                }
+            };
+            assert_eq!(
+                got, want,
+                "{listen} admin={admin:?} read={read:?} sent={sent:?} {need:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_network_listener_without_admin_token_says_so_at_start() {
+        let a = Access::new(None, None, NETWORK.parse().unwrap());
+        assert!(a.startup_warning().unwrap().contains("admin API is off"));
+        let a = Access::new(None, None, LOOPBACK.parse().unwrap());
+        assert_eq!(a.startup_warning(), None);
+    }
+
+    #[test]
+    fn constant_time() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}
