@@ -111,9 +111,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
     tocsin_runtime::survive_file_size_limit();
     // The buffer holds every sample not yet shipped: the agent's user's alone.
-    std::fs::create_dir_all(&cfg.state_dir).with_context(|| {
-        format!("cannot create state directory {}", cfg.state_dir.display())
-    })?;
+    std::fs::create_dir_all(&cfg.state_dir)
+        .with_context(|| format!("cannot create state directory {}", cfg.state_dir.display()))?;
     tocsin_runtime::private_dir(&cfg.state_dir)
         .with_context(|| format!("cannot make {} private", cfg.state_dir.display()))?;
     let cancel = CancellationToken::new();

@@ -1,7 +1,8 @@
 //! Who may call what on the HTTP API: the credentials, and the one decision every route takes
 //! before its body is read. Safe by default: without a credential configured, only a
 //! collector listening on loopback answers reads and admin requests (any local user can reach
-//! loopback, as with Prometheus' admin API); on any other address those routes are off.
+//! loopback, as with Prometheus' admin API); on any other address those routes are off until
+//! `admin_token` (both) or `read_token` (reads) is set.
 
 use std::net::SocketAddr;
 
@@ -72,10 +73,12 @@ impl Access {
         ))
     }
 
-    /// Whether `headers` may do what `need` asks.
+    /// Whether `headers` may do what `need` asks. On loopback, reads need a credential only
+    /// once `read_token` is set; beyond it, always.
     pub fn check(&self, headers: &HeaderMap, need: Need) -> Result<(), Denied> {
         let accepted: Vec<&Secret> = match need {
             Need::Admin => self.admin.iter().collect(),
+            Need::Read if self.read.is_none() && self.loopback_only() => Vec::new(),
             Need::Read => self.admin.iter().chain(self.read.iter()).collect(),
         };
         if accepted.is_empty() {
@@ -139,7 +142,10 @@ mod tests {
     fn with(token: Option<&str>) -> HeaderMap {
         let mut h = HeaderMap::new();
         if let Some(t) = token {
-            h.insert(header::AUTHORIZATION, format!("Bearer {t}").parse().unwrap());
+            h.insert(
+                header::AUTHORIZATION,
+                format!("Bearer {t}").parse().unwrap(),
+            );
         }
         h
     }
@@ -160,17 +166,69 @@ mod tests {
             ("[::1]:9760", None, None, None, Need::Admin, 200),
             ("10.0.0.5:9760", None, None, Some("x"), Need::Admin, 403),
             // A read token opens reads only.
-            (NETWORK, None, Some("r"), Some("r"), Need::Read, 200),
-            (NETWORK, None, Some("r"), None, Need::Read, 401),
-            (NETWORK, None, Some("r"), Some("r"), Need::Admin, 403),
+            (
+                NETWORK,
+                None,
+                Some("R-s3cret"),
+                Some("R-s3cret"),
+                Need::Read,
+                200,
+            ),
+            (NETWORK, None, Some("R-s3cret"), None, Need::Read, 401),
+            (
+                NETWORK,
+                None,
+                Some("R-s3cret"),
+                Some("R-s3cret"),
+                Need::Admin,
+                403,
+            ),
             // The admin token opens both, on any address; the read token never admin.
-            (NETWORK, Some("a"), Some("r"), Some("a"), Need::Admin, 200),
-            (NETWORK, Some("a"), Some("r"), Some("a"), Need::Read, 200),
-            (NETWORK, Some("a"), Some("r"), Some("r"), Need::Admin, 401),
-            (LOOPBACK, Some("a"), None, None, Need::Admin, 401),
-            (LOOPBACK, Some("a"), None, None, Need::Read, 401),
-            (LOOPBACK, Some("a"), None, Some("ab"), Need::Admin, 401),
-            (LOOPBACK, Some("a"), None, Some("a"), Need::Read, 200),
+            (
+                NETWORK,
+                Some("A-s3cret"),
+                Some("R-s3cret"),
+                Some("A-s3cret"),
+                Need::Admin,
+                200,
+            ),
+            (
+                NETWORK,
+                Some("A-s3cret"),
+                Some("R-s3cret"),
+                Some("A-s3cret"),
+                Need::Read,
+                200,
+            ),
+            (
+                NETWORK,
+                Some("A-s3cret"),
+                Some("R-s3cret"),
+                Some("R-s3cret"),
+                Need::Admin,
+                401,
+            ),
+            (LOOPBACK, Some("A-s3cret"), None, None, Need::Admin, 401),
+            (LOOPBACK, Some("A-s3cret"), None, None, Need::Read, 200),
+            (LOOPBACK, None, Some("R-s3cret"), None, Need::Read, 401),
+            (LOOPBACK, None, Some("R-s3cret"), None, Need::Admin, 200),
+            (NETWORK, Some("A-s3cret"), None, None, Need::Read, 401),
+            (
+                LOOPBACK,
+                Some("A-s3cret"),
+                None,
+                Some("A-s3cretX"),
+                Need::Admin,
+                401,
+            ),
+            (
+                LOOPBACK,
+                Some("A-s3cret"),
+                None,
+                Some("A-s3cret"),
+                Need::Read,
+                200,
+            ),
         ];
         for &(listen, admin, read, sent, need, want) in cases {
             let a = Access::new(

@@ -8,12 +8,12 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tocsin_config::collector::{CollectorConfig, RawCollectorConfig, ReceiverKind};
+use tocsin_config::redact_url;
 use tocsin_rules::EngineOptions;
 use tocsin_store::{Store, StoreOptions};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tocsin_config::redact_url;
 use tracing::{error, info, warn};
 
 use crate::http::{app, AppState};
@@ -638,7 +638,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data directory {}", cfg.data_dir.display()))?;
     tocsin_runtime::private_dir(&cfg.data_dir).with_context(|| {
-        format!("cannot make data directory {} private", cfg.data_dir.display())
+        format!(
+            "cannot make data directory {} private",
+            cfg.data_dir.display()
+        )
     })?;
     let (rules, files) = rulefiles::load(&cfg.rules)
         .map_err(|p| anyhow::anyhow!("invalid rules:\n{}", p.join("\n")))?;
@@ -917,7 +920,15 @@ async fn serve(
         max_connections: cfg.ingest.max_connections,
         idle_timeout: cfg.ingest.idle_timeout,
     };
-    crate::server::serve(listener, app(state), acceptor, limits, tel.clone(), cancel.clone()).await;
+    crate::server::serve(
+        listener,
+        app(state),
+        acceptor,
+        limits,
+        tel.clone(),
+        cancel.clone(),
+    )
+    .await;
 
     tracker.close();
     if tokio::time::timeout(Duration::from_secs(10), tracker.wait())

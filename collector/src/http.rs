@@ -167,7 +167,10 @@ async fn agent_guard(
         }
         Err(e) => {
             if req.uri().path() == "/api/v1/write" {
-                st.tel.requests.with_label_values(&[e.status.as_str()]).inc();
+                st.tel
+                    .requests
+                    .with_label_values(&[e.status.as_str()])
+                    .inc();
             }
             e.into_response()
         }
@@ -181,11 +184,12 @@ async fn api_guard(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let need = if req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD {
-        Need::Read
-    } else {
-        Need::Admin
-    };
+    let need =
+        if req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD {
+            Need::Read
+        } else {
+            Need::Admin
+        };
     let path = req.uri().path();
     if path == "/metrics" && !st.federate {
         return next.run(req).await;
@@ -304,7 +308,12 @@ async fn write(
 
 /// Refuses what is not a remote-write 1.0 body before it is read: 415, as the specification
 /// asks (a 2.0 body read as 1.0 decodes to nothing and would be acknowledged and lost).
-fn check_media_type(headers: &HeaderMap) -> Result<(), String> {
+fn check_media_type(headers: &HeaderMap) -> Result<(), (&'static str, String)> {
+    check_content_type(headers).map_err(|m| ("media_type", m))?;
+    check_content_encoding(headers).map_err(|m| ("encoding", m))
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), String> {
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
@@ -328,6 +337,10 @@ fn check_media_type(headers: &HeaderMap) -> Result<(), String> {
             tocsin_wire::CONTENT_TYPE
         ));
     }
+    Ok(())
+}
+
+fn check_content_encoding(headers: &HeaderMap) -> Result<(), String> {
     let mut enc = headers.get_all(header::CONTENT_ENCODING).iter().peekable();
     if enc.peek().is_none() {
         return Err("no Content-Encoding: remote-write bodies are snappy-compressed".into());
@@ -349,8 +362,8 @@ async fn write_inner(
     received: Option<axum::Extension<BodyReceived>>,
     req: axum::extract::Request,
 ) -> Result<StatusCode, ApiError> {
-    if let Err(msg) = check_media_type(req.headers()) {
-        st.tel.ingest_rejected("media_type", &msg);
+    if let Err((reason, msg)) = check_media_type(req.headers()) {
+        st.tel.ingest_rejected(reason, &msg);
         return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, msg));
     }
     let headers = req.headers().clone();
@@ -538,10 +551,7 @@ struct NewSilence {
 /// How far a recurring window with no end reaches.
 const FOREVER_MS: i64 = 100 * 365 * 24 * 3600 * 1000;
 
-async fn add_silence(
-    State(st): State<AppState>,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+async fn add_silence(State(st): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
     let n: NewSilence = json_body(&body, "silence")?;
     tocsin_notify::silence::validate(&n.matchers).map_err(bad)?;
@@ -1315,10 +1325,7 @@ async fn incident_resolve(
     axum::extract::Path(id): axum::extract::Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    incident_op(&st, id, &body, |b| {
-        Ok(IncidentOp::Resolve { by: b.by })
-    })
-    .await
+    incident_op(&st, id, &body, |b| Ok(IncidentOp::Resolve { by: b.by })).await
 }
 
 async fn incident_note(
@@ -1354,10 +1361,7 @@ fn reload_tokens(st: &AppState, ob: &tocsin_store::Outbox) -> tocsin_store::Resu
 
 /// `POST /api/v1/tokens` (admin) `{"host", "comment"}`: a new token for that host's agent,
 /// shown once; only its hash is kept.
-async fn issue_token(
-    State(st): State<AppState>,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+async fn issue_token(State(st): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let n: NewToken = json_body(&body, "token request")?;
     if n.host.trim().is_empty() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "host is required"));
@@ -1378,9 +1382,7 @@ async fn issue_token(
     ))
 }
 
-async fn list_tokens(
-    State(st): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+async fn list_tokens(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
     let rows = with_outbox(&st, |o| o.tokens()).await?;
     let list: Vec<Value> = rows
         .into_iter()

@@ -11,10 +11,10 @@ pub mod forward;
 pub mod http;
 pub mod liveness;
 pub mod rulefiles;
+pub mod server;
 pub mod services;
 mod storage_alert;
 mod telemetry;
-pub mod server;
 pub mod writer;
 
 pub use telemetry::Telemetry;

@@ -11,6 +11,9 @@ pub const UP_METRIC: &str = "tocsin_host_up";
 pub const INTERVAL_METRIC: &str = "tocsin_agent_interval_seconds";
 /// Used when a host's interval is unknown (data from Prometheus or another sender).
 const DEFAULT_INTERVAL_MS: i64 = 10_000;
+/// The longest interval an agent may report: an agent (or anyone holding its token) claiming
+/// a day would put off `HostDown` for three. Agents sample at most every few minutes.
+pub const MAX_INTERVAL_MS: i64 = 600_000;
 /// After a start, or after the store refused writes (a full disk), hosts not heard from since
 /// get this long (or their down-after time, if longer) to report again before they are judged:
 /// their agents back off while the collector is away or answers 503 (`collector.max_backoff`,
@@ -100,7 +103,7 @@ impl Liveness {
             };
             if let Some(h) = self.hosts.get_mut(host) {
                 if last.value.is_finite() && last.value > 0.0 {
-                    h.interval_ms = Some((last.value * 1000.0) as i64);
+                    h.interval_ms = Some(((last.value * 1000.0) as i64).min(MAX_INTERVAL_MS));
                 }
             }
         }
@@ -203,6 +206,25 @@ mod tests {
         assert!(!l.view()[0].up);
         l.seen("a", 1_004_000);
         assert_eq!(up(&l.judge(1_004_500), "a"), Some(1.0));
+    }
+
+    #[test]
+    fn a_huge_reported_interval_does_not_put_host_down_off() {
+        let mut l = Liveness::new(None, 1_000_000_000, vec![], 0);
+        l.seen("a", 1_000_000);
+        l.observe(&[SeriesSamples {
+            labels: Labels::from_pairs([(METRIC_NAME, INTERVAL_METRIC), ("host", "a")]),
+            samples: vec![Sample::new(1_000_000, 86_400.0 * 365.0)],
+        }]);
+        assert_eq!(l.view()[0].interval_ms, Some(MAX_INTERVAL_MS));
+        assert_eq!(
+            l.judge(1_000_000 + 3 * MAX_INTERVAL_MS)[0].samples[0].value,
+            1.0
+        );
+        assert_eq!(
+            l.judge(1_000_001 + 3 * MAX_INTERVAL_MS)[0].samples[0].value,
+            0.0
+        );
     }
 
     #[test]

@@ -957,8 +957,7 @@ impl Writer {
         let expires = now + d.ack_ttl_ms;
         let external = d.external_url.trim_end_matches('/');
         let link = |a: &AlertInfo| {
-            let token =
-                tocsin_notify::ack::token(secret, &a.id, a.level, a.starts_at, expires);
+            let token = tocsin_notify::ack::token(secret, &a.id, a.level, a.starts_at, expires);
             Some(format!("{external}/ack?t={token}"))
         };
         for mut n in d.dispatcher.tick(now) {

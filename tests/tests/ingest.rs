@@ -19,11 +19,22 @@ fn body() -> Vec<u8> {
     tocsin_wire::encode(&tocsin_wire::to_request(&s))
 }
 
+fn at(ts: i64) -> Vec<u8> {
+    let s = vec![SeriesSamples {
+        labels: Labels::from_pairs([(METRIC_NAME, "up"), ("host", "h")]),
+        samples: vec![Sample::new(ts, 1.0)],
+    }];
+    tocsin_wire::encode(&tocsin_wire::to_request(&s))
+}
+
 fn post(c: &Proc, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, String) {
     let mut r = reqwest::blocking::Client::new()
         .post(c.url("/api/v1/write"))
         .header("Content-Encoding", "snappy")
         .body(body);
+    if !headers.iter().any(|(k, _)| *k == "Content-Type") {
+        r = r.header("Content-Type", tocsin_wire::CONTENT_TYPE);
+    }
     for (k, v) in headers {
         r = r.header(*k, *v);
     }
@@ -88,7 +99,49 @@ fn bad_requests_get_clear_4xx_and_are_counted() {
             415,
             "unsupported Content-Encoding",
         ),
-        ("too large", vec![0u8; 100 * 1024], vec![auth], 413, ""),
+        ("too large", vec![0u8; 100 * 1024], vec![auth], 413, "ingest.max_body"),
+        (
+            "remote-write 2.0 (acknowledged and dropped before)",
+            body(),
+            vec![
+                auth,
+                (
+                    "Content-Type",
+                    "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+                ),
+            ],
+            415,
+            "this collector takes remote-write 1.0",
+        ),
+        (
+            "JSON",
+            body(),
+            vec![auth, ("Content-Type", "application/json")],
+            415,
+            "unsupported Content-Type",
+        ),
+        (
+            "timestamp 0",
+            at(0),
+            vec![auth],
+            400,
+            "timestamp 0 ms is before the year 2000",
+        ),
+        (
+            "seconds sent as milliseconds",
+            at(tocsin_model::now_ms() / 1000),
+            vec![auth],
+            400,
+            "before the year 2000",
+        ),
+        ("negative", at(-5), vec![auth], 400, "before the year 2000"),
+        (
+            "a day ahead",
+            at(tocsin_model::now_ms() + 86_400_000),
+            vec![auth],
+            400,
+            "too far in the future",
+        ),
         ("good", body(), vec![auth], 204, ""),
         (
             "over the host's series limit",
@@ -112,6 +165,11 @@ fn bad_requests_get_clear_4xx_and_are_counted() {
         "tocsin_ingest_rejected_requests_total{reason=\"snappy\"} 1",
         "tocsin_ingest_rejected_requests_total{reason=\"protobuf\"} 1",
         "tocsin_ingest_rejected_requests_total{reason=\"encoding\"} 1",
+        "tocsin_ingest_rejected_requests_total{reason=\"media_type\"} 2",
+        "tocsin_ingest_rejected_requests_total{reason=\"timestamp\"} 4",
+        "tocsin_ingest_rejected_requests_total{reason=\"body\"} 1",
+        "tocsin_ingest_requests_total{code=\"413\"} 1",
+        "tocsin_ingest_requests_total{code=\"415\"} 3",
         "tocsin_ingest_samples_total{result=\"accepted\"} 3",
         "tocsin_ingest_samples_total{result=\"over_series_limit\"} 3",
         "tocsin_ingest_rejected_requests_total{reason=\"cardinality\"} 1",
@@ -137,6 +195,7 @@ fn a_database_locked_by_another_process_answers_503_with_the_reason() {
         std::thread::spawn(move || {
             let r = reqwest::blocking::Client::new()
                 .post(url)
+                .header("Content-Type", tocsin_wire::CONTENT_TYPE)
                 .header("Content-Encoding", "snappy")
                 .body(body())
                 .send()
@@ -184,8 +243,6 @@ fn special_values_and_times_have_defined_outcomes() {
                 (now - 1000, f64::NEG_INFINITY),
             ],
         ),
-        // More than 10 minutes ahead: refused per sample.
-        series("future", &[(now + 3_600_000, 1.0)]),
         // Older than, or equal to, what the series already has: dropped as out of order.
         series(
             "order",
@@ -198,6 +255,20 @@ fn special_values_and_times_have_defined_outcomes() {
         &[],
     );
     assert_eq!(code, 204, "{text}");
+    // More than 10 minutes ahead: the whole request is refused, naming the sample, so the
+    // sender keeps nothing it believes stored.
+    let ahead = vec![
+        series("ok", &[(now, 1.0)]),
+        series("future", &[(now + 3_600_000, 1.0)]),
+    ];
+    let (code, text) = post(
+        &c,
+        tocsin_wire::encode(&tocsin_wire::to_request(&ahead)),
+        &[],
+    );
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("series 1 (future{host="), "{text}");
+    assert!(text.contains("too far in the future"), "{text}");
     // Invalid UTF-8 in a label value is a protobuf error (strings must be UTF-8).
     let mut raw = prost_like_series_with_bad_utf8();
     let body = snap::raw::Encoder::new()
@@ -213,7 +284,7 @@ fn special_values_and_times_have_defined_outcomes() {
         .unwrap();
     for line in [
         "tocsin_ingest_samples_total{result=\"accepted\"} 4",
-        "tocsin_ingest_samples_total{result=\"too_far_in_future\"} 1",
+        "tocsin_ingest_rejected_requests_total{reason=\"timestamp\"} 1",
         "tocsin_ingest_samples_total{result=\"out_of_order\"} 2",
         "tocsin_ingest_rejected_requests_total{reason=\"protobuf\"} 1",
     ] {
@@ -246,7 +317,7 @@ fn a_slow_client_is_cut_off_with_408() {
         .unwrap();
     // Headers promise 1000 bytes; 10 arrive, then nothing.
     tcp.write_all(
-        b"POST /api/v1/write HTTP/1.1\r\nHost: t\r\nContent-Encoding: snappy\r\nContent-Length: 1000\r\n\r\n0123456789",
+        b"POST /api/v1/write HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\nContent-Length: 1000\r\n\r\n0123456789",
     )
     .unwrap();
     let started = std::time::Instant::now();

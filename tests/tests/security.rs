@@ -116,7 +116,10 @@ fn per_agent_tokens_are_bound_to_their_host_and_can_be_revoked() {
     .unwrap();
     let a = s.agent(&c, &["--config", &cfg]);
     wait_for("the agent's host", Duration::from_secs(15), || {
-        let v: Value = reqwest::blocking::get(c.url("/api/v1/hosts"))
+        let v: Value = reqwest::blocking::Client::new()
+            .get(c.url("/api/v1/hosts"))
+            .bearer_auth("adm1n")
+            .send()
             .unwrap()
             .json()
             .unwrap();
@@ -349,4 +352,385 @@ fn mutual_tls_admits_only_agents_with_a_client_certificate_from_the_ca() {
         .text()
         .unwrap();
     assert!(!hosts.contains("no-cert"), "{hosts}");
+}
+
+/// POSTs a remote-write body of one sample per `(series, timestamp)`.
+fn write_at(c: &Proc, samples: &[(&str, i64)], headers: &[(&str, &str)]) -> (u16, String) {
+    let series: Vec<SeriesSamples> = samples
+        .iter()
+        .map(|&(name, ts)| SeriesSamples {
+            labels: Labels::from_pairs([("__name__", name), ("host", "h1")]),
+            samples: vec![Sample {
+                timestamp_ms: ts,
+                value: 100.0,
+            }],
+        })
+        .collect();
+    let mut r = reqwest::blocking::Client::new()
+        .post(c.url("/api/v1/write"))
+        .header("Content-Type", tocsin_wire::CONTENT_TYPE)
+        .header("Content-Encoding", tocsin_wire::CONTENT_ENCODING)
+        .body(tocsin_wire::encode(&tocsin_wire::to_request(&series)));
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    let r = r.send().unwrap();
+    (r.status().as_u16(), r.text().unwrap())
+}
+
+/// `method path` with an optional bearer token: the status.
+fn call(c: &Proc, method: &str, path: &str, token: Option<&str>, body: &str) -> u16 {
+    let client = reqwest::blocking::Client::new();
+    let mut r = match method {
+        "GET" => client.get(c.url(path)),
+        "DELETE" => client.delete(c.url(path)),
+        _ => client.post(c.url(path)).body(body.to_string()),
+    };
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    r.send().unwrap().status().as_u16()
+}
+
+/// A collector bound beyond loopback (every address), reached on 127.0.0.1.
+fn on_every_address(s: &Stack) -> Proc {
+    let mut c = s.collector("0.0.0.0:0", &s.p("rules"));
+    let port = c.addr.rsplit(':').next().unwrap().to_string();
+    c.addr = format!("127.0.0.1:{port}");
+    c
+}
+
+/// The admin and read routes, and what each needs.
+const ROUTES: &[(&str, &str, &str, bool)] = &[
+    ("POST", "/api/v1/tokens", r#"{"host":"victim-db"}"#, true),
+    ("GET", "/api/v1/tokens", "", true),
+    ("DELETE", "/api/v1/tokens/1", "", true),
+    (
+        "POST",
+        "/api/v1/silences",
+        r#"{"matchers":[{"name":"host","value":".*","isRegex":true}],"duration":"1h","createdBy":"x","comment":"x"}"#,
+        true,
+    ),
+    ("POST", "/api/v1/alerts/00/ack", r#"{"by":"x"}"#, true),
+    ("POST", "/api/v1/incidents/1/resolve", "{}", true),
+    ("POST", "/api/v1/notifications/1/retry", "", true),
+    ("GET", "/api/v1/notifications", "", false),
+    ("GET", "/api/v1/actions", "", false),
+    ("GET", "/api/v1/audit", "", false),
+    ("GET", "/api/v1/incidents", "", false),
+    ("GET", "/api/v1/alerts", "", false),
+    ("GET", "/api/v1/hosts", "", false),
+];
+
+#[test]
+fn a_network_listener_without_credentials_lets_nobody_in() {
+    let _g = serial();
+    let s = Stack::new("");
+    std::fs::create_dir(s.dir.path().join("rules")).unwrap();
+    let c = on_every_address(&s);
+    for &(method, path, body, _) in ROUTES {
+        assert_eq!(call(&c, method, path, None, body), 403, "{method} {path}");
+    }
+    // No token was minted: a write with anything still finds no agent token.
+    assert!(!c.log().contains("token issued"));
+    assert!(c.log().contains("the admin API is off"), "said at start");
+    assert_eq!(call(&c, "GET", "/healthz", None, ""), 200);
+    assert_eq!(call(&c, "GET", "/metrics", None, ""), 200);
+    assert!(
+        metric(
+            &c.url("/metrics"),
+            "tocsin_api_denied_requests_total{reason=\"disabled\"}"
+        ) >= ROUTES.len() as f64
+    );
+}
+
+#[test]
+fn read_and_admin_tokens_open_what_they_name_and_nothing_more() {
+    let _g = serial();
+    let s = Stack::new("admin_token: adm1n-s3cret\nread_token: r3ad-s3cret\n");
+    std::fs::create_dir(s.dir.path().join("rules")).unwrap();
+    let c = on_every_address(&s);
+    for &(method, path, body, admin) in ROUTES {
+        let code = |t| call(&c, method, path, t, body);
+        assert_eq!(code(None), 401, "{method} {path} without a token");
+        assert_eq!(code(Some("wrong")), 401, "{method} {path} with a wrong one");
+        let read = code(Some("r3ad-s3cret"));
+        if admin {
+            assert_eq!(read, 401, "{method} {path}: the read token changes nothing");
+        } else {
+            assert_eq!(read, 200, "{method} {path} with the read token");
+        }
+        // Past the credential: 200, or 404/400 for the made-up ids.
+        let with_admin = code(Some("adm1n-s3cret"));
+        assert!(
+            ![401, 403].contains(&with_admin),
+            "{method} {path} with the admin token: {with_admin}"
+        );
+    }
+    let log = c.log();
+    assert!(!log.contains("adm1n-s3cret") && !log.contains("r3ad-s3cret"));
+}
+
+#[test]
+fn a_planted_receiver_secret_appears_in_no_log_or_answer() {
+    let _g = serial();
+    // Nothing listens there: every delivery fails, and the error names the endpoint.
+    let port = tocsin_e2e::servers::free_port();
+    let secret = "PLANTED-7f3a9c";
+    let s = Stack::new(&format!(
+        "  - name: robot\n    webhook: {{ url: \"http://127.0.0.1:{port}/robot/send?access_token={secret}\", timeout: 1s, max_attempts: 2 }}\n  - name: am\n    alertmanager: {{ url: \"http://am:{secret}@127.0.0.1:{port}\" }}\n  - name: slack\n    slack: {{ url: \"http://127.0.0.1:{port}/services/T0/B0/{secret}\" }}\n"
+    ));
+    std::fs::create_dir(s.dir.path().join("rules")).unwrap();
+    std::fs::write(
+        s.dir.path().join("rules/r.yaml"),
+        "rules:\n  - name: Planted\n    expr: planted\n    levels: { critical: \"> 1\" }\n",
+    )
+    .unwrap();
+    let c = s.collector("127.0.0.1:0", &s.p("rules"));
+    assert_eq!(
+        write_at(&c, &[("planted", tocsin_model::now_ms())], &[]).0,
+        204
+    );
+    let answers = || {
+        [
+            "/api/v1/notifications",
+            "/api/v1/notifications?status=dead",
+            "/api/v1/alerts",
+            "/metrics",
+        ]
+        .iter()
+        .map(|p| reqwest::blocking::get(c.url(p)).unwrap().text().unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+    };
+    wait_for(
+        "deliveries to every receiver failed with an error",
+        Duration::from_secs(30),
+        || {
+            let v: Value = reqwest::blocking::get(c.url("/api/v1/notifications"))
+                .unwrap()
+                .json()
+                .unwrap();
+            let rows = v["data"]["notifications"].as_array()?;
+            let failed: std::collections::BTreeSet<&str> = rows
+                .iter()
+                .filter(|r| r["lastError"].as_str().is_some_and(|e| !e.is_empty()))
+                .filter_map(|r| r["receiver"].as_str())
+                .collect();
+            (failed.len() >= 3).then_some(())
+        },
+    );
+    let text = answers();
+    assert!(text.contains("lastError"), "{text}");
+    assert!(!text.contains(secret), "a secret in an API answer:\n{text}");
+    let log = c.log();
+    assert!(log.contains("notification failed"), "{log}");
+    assert!(!log.contains(secret), "a secret in the log:\n{log}");
+}
+
+#[test]
+fn samples_no_clock_could_give_are_refused_live_or_not() {
+    let _g = serial();
+    let s = Stack::new("");
+    std::fs::create_dir(s.dir.path().join("rules")).unwrap();
+    std::fs::write(
+        s.dir.path().join("rules/r.yaml"),
+        "rules:\n  - name: Skewed\n    expr: skewed\n    levels: { critical: \"> 50\" }\n",
+    )
+    .unwrap();
+    let c = s.collector("127.0.0.1:0", &s.p("rules"));
+    let now = tocsin_model::now_ms();
+    let live = [(tocsin_wire::LIVE_HEADER, "1")];
+    // A live sample a day ahead used to make every later sample of its series look judged.
+    let (code, text) = write_at(&c, &[("skewed", now + 86_400_000)], &live);
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("too far in the future"), "{text}");
+    for ts in [0, 1, now / 1000, -1_000] {
+        let (code, text) = write_at(&c, &[("skewed", ts)], &[]);
+        assert_eq!(code, 400, "timestamp {ts}: {text}");
+        assert!(text.contains("before the year 2000"), "{text}");
+    }
+    // All or nothing: a good sample beside a bad one is not stored either.
+    assert_eq!(write_at(&c, &[("skewed", now), ("skewed2", 0)], &[]).0, 400);
+    // The series is still judged: a sample now fires the rule.
+    assert_eq!(write_at(&c, &[("skewed", now + 1000)], &live).0, 204);
+    wait_for("the rule fired", Duration::from_secs(10), || {
+        let v: Value = reqwest::blocking::get(c.url("/api/v1/alerts"))
+            .unwrap()
+            .json()
+            .unwrap();
+        v["data"]["alerts"]
+            .as_array()?
+            .iter()
+            .any(|a| a["rule"] == "Skewed")
+            .then_some(())
+    });
+}
+
+/// Peak resident memory of a process (VmHWM), in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap()
+        / 1024.0
+}
+
+#[test]
+fn hostile_bodies_keep_memory_bounded_and_unauthenticated_ones_are_not_read() {
+    let _g = serial();
+    let s = Stack::new("ingest:\n  token: s3cret\n");
+    std::fs::create_dir(s.dir.path().join("rules")).unwrap();
+    let c = s.collector("127.0.0.1:0", &s.p("rules"));
+    let before = peak_rss_mib(c.child.id());
+    // Snappy-compressed empty samples: 2 bytes each decompressed, ~3 MiB on the wire.
+    let empty_samples = {
+        let mut raw = Vec::new();
+        // One series holding 30M empty Sample messages (field 2, length 0).
+        let inner: Vec<u8> = [0x12u8, 0x00].repeat(30_000_000);
+        raw.push(0x0a);
+        let mut n = inner.len();
+        while n >= 0x80 {
+            raw.push((n as u8 & 0x7f) | 0x80);
+            n >>= 7;
+        }
+        raw.push(n as u8);
+        raw.extend_from_slice(&inner);
+        snap::raw::Encoder::new().compress_vec(&raw).unwrap()
+    };
+    assert!(empty_samples.len() < 4 << 20, "{}", empty_samples.len());
+    let big = vec![0u8; 15 << 20];
+    let send = |body: Vec<u8>, token: Option<&'static str>| {
+        let url = c.url("/api/v1/write");
+        std::thread::spawn(move || {
+            let mut r = reqwest::blocking::Client::new()
+                .post(url)
+                .header("Content-Type", tocsin_wire::CONTENT_TYPE)
+                .header("Content-Encoding", "snappy")
+                .body(body);
+            if let Some(t) = token {
+                r = r.bearer_auth(t);
+            }
+            r.send().map(|r| r.status().as_u16()).unwrap_or(0)
+        })
+    };
+    // Unauthenticated 15 MiB bodies: refused before they are read (the client may see the
+    // connection closed while it still sends).
+    let codes: Vec<u16> = (0..30)
+        .map(|_| send(big.clone(), None))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    assert!(codes.iter().all(|&c| c == 401 || c == 0), "{codes:?}");
+    let grew = peak_rss_mib(c.child.id()) - before;
+    assert!(
+        grew < 48.0,
+        "30 unread bodies grew peak memory by {grew:.0} MiB"
+    );
+    // Authenticated garbage: decoded a few at a time (one per core), each bounded by
+    // ingest.max_decompressed (64 MiB) plus the samples kept up to the limit; it was 2.4 GB
+    // for four such requests before.
+    let codes: Vec<u16> = (0..4)
+        .map(|_| send(empty_samples.clone(), Some("s3cret")))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    assert!(codes.iter().all(|&c| c == 400), "{codes:?}");
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as f64;
+    let grew = peak_rss_mib(c.child.id()) - before;
+    let bound = cores * (64.0 + 64.0) + 64.0;
+    assert!(
+        grew < bound,
+        "peak memory grew by {grew:.0} MiB (bound {bound:.0})"
+    );
+    assert!(
+        metric(
+            &c.url("/metrics"),
+            "tocsin_ingest_rejected_requests_total{reason=\"too_many_samples\"}"
+        ) == 4.0
+    );
+    // And the collector still takes an honest request.
+    assert_eq!(
+        write_at(
+            &c,
+            &[("ok", tocsin_model::now_ms())],
+            &[("Authorization", "Bearer s3cret")]
+        )
+        .0,
+        204
+    );
+}
+
+#[test]
+fn a_silent_connection_is_closed_on_plain_http() {
+    use std::io::Read;
+    let _g = serial();
+    let s = Stack::new("ingest:\n  idle_timeout: 1s\n");
+    std::fs::create_dir(s.dir.path().join("rules")).unwrap();
+    let c = s.collector("127.0.0.1:0", &s.p("rules"));
+    let started = std::time::Instant::now();
+    let mut silent = std::net::TcpStream::connect(&c.addr).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    // Closed by the collector (EOF, or a 408 then EOF), not by our read timeout.
+    let n = silent.read(&mut buf).unwrap_or(0);
+    let _ = silent.read(&mut buf);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "held for {:?}: {}",
+        started.elapsed(),
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // An idle keep-alive connection too.
+    use std::io::Write;
+    let mut idle = std::net::TcpStream::connect(&c.addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut all = Vec::new();
+    let _ = idle.read_to_end(&mut all);
+    assert!(String::from_utf8_lossy(&all).starts_with("HTTP/1.1 200"));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "idle keep-alive held for {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn data_files_and_directories_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let _g = serial();
+    let s = Stack::new("");
+    std::fs::create_dir(s.dir.path().join("rules")).unwrap();
+    // An install made before: a data directory open to everyone.
+    std::fs::create_dir(s.dir.path().join("data")).unwrap();
+    std::fs::set_permissions(
+        s.dir.path().join("data"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let c = s.collector("127.0.0.1:0", &s.p("rules"));
+    assert_eq!(write_at(&c, &[("x", tocsin_model::now_ms())], &[]).0, 204);
+    let mode = |p: &str| {
+        std::fs::metadata(s.dir.path().join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("data"), 0o700);
+    for f in std::fs::read_dir(s.dir.path().join("data")).unwrap() {
+        let f = f.unwrap();
+        let m = f.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(m & 0o077, 0, "{:?} is {m:o}", f.file_name());
+    }
 }

@@ -311,7 +311,9 @@ fn default_state_dir(env: impl Fn(&str) -> Option<PathBuf>, root: bool) -> PathB
     let absolute = |p: PathBuf| Some(p).filter(|p| p.is_absolute());
     if let Some(d) = env("STATE_DIRECTORY").and_then(|d| {
         // systemd may list several, separated by ':'.
-        absolute(PathBuf::from(d.to_string_lossy().split(':').next().unwrap_or("")))
+        absolute(PathBuf::from(
+            d.to_string_lossy().split(':').next().unwrap_or(""),
+        ))
     }) {
         return d;
     }
@@ -320,7 +322,11 @@ fn default_state_dir(env: impl Fn(&str) -> Option<PathBuf>, root: bool) -> PathB
     }
     env("XDG_STATE_HOME")
         .and_then(absolute)
-        .or_else(|| env("HOME").and_then(absolute).map(|h| h.join(".local/state")))
+        .or_else(|| {
+            env("HOME")
+                .and_then(absolute)
+                .map(|h| h.join(".local/state"))
+        })
         .unwrap_or_else(std::env::temp_dir)
         .join("tocsin-agent")
 }
@@ -378,9 +384,17 @@ mod tests {
             }
         };
         let cases: &[(&[(&str, &str)], bool, &str)] = &[
-            (&[("STATE_DIRECTORY", "/var/lib/x:/var/lib/y")], false, "/var/lib/x"),
+            (
+                &[("STATE_DIRECTORY", "/var/lib/x:/var/lib/y")],
+                false,
+                "/var/lib/x",
+            ),
             (&[("HOME", "/home/u")], true, "/var/lib/tocsin-agent"),
-            (&[("HOME", "/home/u")], false, "/home/u/.local/state/tocsin-agent"),
+            (
+                &[("HOME", "/home/u")],
+                false,
+                "/home/u/.local/state/tocsin-agent",
+            ),
             (
                 &[("HOME", "/home/u"), ("XDG_STATE_HOME", "/st")],
                 false,

@@ -113,11 +113,20 @@ mod tests {
         );
         assert!(verify(b"other", &t, 9_000, TTL).is_err());
         let raised = t.replacen("critical", "emergency", 1);
-        assert!(verify(b"k", &raised, 9_000, TTL).is_err(), "level is signed");
+        assert!(
+            verify(b"k", &raised, 9_000, TTL).is_err(),
+            "level is signed"
+        );
         let longer = t.replacen(".10.", ".99999.", 1);
-        assert!(verify(b"k", &longer, 9_000, TTL).is_err(), "expiry is signed");
+        assert!(
+            verify(b"k", &longer, 9_000, TTL).is_err(),
+            "expiry is signed"
+        );
         let other_firing = t.replacen(".5.", ".6.", 1);
-        assert!(verify(b"k", &other_firing, 9_000, TTL).is_err(), "firing is signed");
+        assert!(
+            verify(b"k", &other_firing, 9_000, TTL).is_err(),
+            "firing is signed"
+        );
         assert!(verify(b"k", "x", 0, TTL).is_err());
     }
 
