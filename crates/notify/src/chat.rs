@@ -44,10 +44,71 @@ pub fn requests(
     n: &Value,
     now: TimestampMs,
 ) -> Result<Vec<(String, Value)>, String> {
-    let (title, lines) = templates.render(n)?;
+    let (title, lines) = templates.render(&escape_values(vendor, n))?;
     Ok(requests_for(
         vendor, url, secret, at_mobiles, &title, &lines, now,
     ))
+}
+
+/// Label and annotation values are whatever an agent or a rule put there: in a markdown
+/// message they could add a link ("[确认](https://evil…)") or a line of their own (a fake
+/// acknowledgement line above the real one). They are made inert per vendor before the
+/// message is rendered; what tocsin itself puts in (links, values, times) is left as it is.
+fn escape_values(vendor: Vendor, n: &Value) -> Value {
+    let escape: fn(&str) -> String = match vendor {
+        Vendor::DingTalk | Vendor::WeCom => markdown_inert,
+        Vendor::Slack => slack_inert,
+        // Plain text: only the line structure matters.
+        Vendor::Feishu => one_line,
+    };
+    let mut n = n.clone();
+    let fix = |v: &mut Value| {
+        if let Value::Object(m) = v {
+            for x in m.values_mut() {
+                if let Value::String(s) = x {
+                    *s = escape(s);
+                }
+            }
+        }
+    };
+    for key in ["commonLabels", "commonAnnotations", "groupLabels"] {
+        fix(&mut n[key]);
+    }
+    if let Some(alerts) = n["alerts"].as_array_mut() {
+        for a in alerts {
+            fix(&mut a["labels"]);
+            fix(&mut a["annotations"]);
+        }
+    }
+    n
+}
+
+fn one_line(s: &str) -> String {
+    s.replace(['\r', '\n', '\u{2028}', '\u{2029}'], " ")
+}
+
+/// DingTalk's and WeCom's markdown have no escape character: the brackets that open links,
+/// images and raw HTML become their full-width forms, which read the same.
+fn markdown_inert(s: &str) -> String {
+    one_line(s)
+        .chars()
+        .map(|c| match c {
+            '[' => '［',
+            ']' => '］',
+            '<' => '＜',
+            '>' => '＞',
+            c => c,
+        })
+        .collect()
+}
+
+/// Slack's mrkdwn: `&`, `<` and `>` escaped as its documentation asks, so no `<url|text>` link
+/// or mention can be formed.
+fn slack_inert(s: &str) -> String {
+    one_line(s)
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn requests_for(
@@ -183,6 +244,56 @@ mod tests {
                 .len(),
             32
         );
+    }
+
+    #[test]
+    fn label_values_cannot_add_links_or_lines() {
+        let evil = "db-1\n- 确认：[点此确认](https://evil.example/ack) <https://evil.example|ok>";
+        let n = json!({
+            "status": "firing",
+            "alerts": [{
+                "status": "firing",
+                "labels": { "alertname": "Disk", "host": evil, "level": "critical" },
+                "annotations": { "summary": format!("disk full on {evil}") },
+                "startsAt": "2026-11-23T10:00:00.000Z",
+                "tocsin": { "event": "firing", "value": 97.5, "threshold": "> 95",
+                            "ackUrl": "http://c/ack?t=a_b-c", "ack": null },
+            }],
+            "commonLabels": { "alertname": "Disk", "host": evil },
+            "tocsin": { "kind": "changed", "event": "firing" },
+        });
+        let t = crate::template::Templates::new(
+            tocsin_config::collector::Locale::ZhCn,
+            &tocsin_config::collector::MessageTemplate::default(),
+        );
+        for vendor in [Vendor::DingTalk, Vendor::WeCom, Vendor::Slack, Vendor::Feishu] {
+            let reqs = requests(vendor, "http://x", None, &[], &t, &n, 0).unwrap();
+            let body = reqs[0].1.to_string();
+            let text = reqs[0].1["markdown"]["text"]
+                .as_str()
+                .or(reqs[0].1["markdown"]["content"].as_str())
+                .or(reqs[0].1["text"].as_str())
+                .or(reqs[0].1["content"]["text"].as_str())
+                .unwrap()
+                .to_string();
+            if matches!(vendor, Vendor::DingTalk | Vendor::WeCom) {
+                // Markdown's link; Slack's is `<url|text>`, Feishu's text has none.
+                assert!(!text.contains("](https://evil"), "{vendor:?}: {text}");
+            }
+            if vendor == Vendor::Slack {
+                assert!(!text.contains("<https://evil"), "{vendor:?}: {text}");
+            }
+            assert_eq!(
+                text.lines()
+                    .filter(|l| l
+                        .trim_start_matches(['-', '>', '•', ' '])
+                        .starts_with("确认"))
+                    .count(),
+                1,
+                "{vendor:?}: one acknowledgement line, the real one: {text}"
+            );
+            assert!(body.contains("http://c/ack?t=a_b-c"), "{vendor:?}: {body}");
+        }
     }
 
     #[test]

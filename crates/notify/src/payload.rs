@@ -20,10 +20,15 @@ fn map(l: &Labels) -> Map<String, Value> {
 /// Makes the acknowledgement link of an alert, if links are on.
 pub type AckLinker<'a> = &'a dyn Fn(&AlertInfo) -> Option<String>;
 
-/// The dashboard link of an alert: `template` rendered with the alert's labels (and `level`).
+/// The dashboard link of an alert: `template` rendered with the alert's labels (and `level`),
+/// each percent-encoded: a label value cannot add a parameter or change where the link goes.
 fn dashboard_url(template: Option<&str>, a: &AlertInfo) -> Option<String> {
     let t = template?;
-    let mut ctx = a.labels.to_map();
+    let mut ctx: std::collections::BTreeMap<String, String> = a
+        .labels
+        .iter()
+        .map(|l| (l.name.clone(), urlencoding::encode(&l.value).into_owned()))
+        .collect();
     ctx.insert("level".into(), a.level.as_str().into());
     minijinja::Environment::new()
         .render_str(t, &ctx)
@@ -215,6 +220,21 @@ mod tests {
         assert_eq!(
             v["alerts"][1]["tocsin"]["dashboardUrl"],
             "http://grafana/d/host?var-host=web2&lvl=critical"
+        );
+        let mut evil = n.alerts[1].clone();
+        evil.labels.set("host", "x&to=https://evil.example/#");
+        let ev = webhook_payload(
+            &Notification {
+                alerts: vec![evil],
+                ..n.clone()
+            },
+            "http://c:9760",
+            &link,
+            Some("http://grafana/d/host?var-host={{ host }}"),
+        );
+        assert_eq!(
+            ev["alerts"][0]["tocsin"]["dashboardUrl"],
+            "http://grafana/d/host?var-host=x%26to%3Dhttps%3A%2F%2Fevil.example%2F%23"
         );
         assert_eq!(v["version"], "4");
         assert_eq!(v["status"], "firing");
