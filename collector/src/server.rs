@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use rustls::pki_types::pem::{Error as PemError, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tocsin_config::collector::ServerTls;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -16,8 +18,8 @@ use tracing::{debug, warn};
 
 use crate::Telemetry;
 
-fn certs(pem: &[u8]) -> anyhow::Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
-    let certs: Vec<_> = rustls_pemfile::certs(&mut &pem[..])
+fn certs(pem: &[u8]) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
         .context("unreadable certificate PEM")?;
     anyhow::ensure!(!certs.is_empty(), "no certificate in the PEM");
@@ -27,9 +29,11 @@ fn certs(pem: &[u8]) -> anyhow::Result<Vec<rustls::pki_types::CertificateDer<'st
 /// The acceptor for `cfg`.
 pub fn acceptor(cfg: &ServerTls) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let key = rustls_pemfile::private_key(&mut &cfg.key_pem[..])
-        .context("unreadable key PEM")?
-        .context("no private key in tls.key_file")?;
+    let key = match PrivateKeyDer::from_pem_slice(&cfg.key_pem) {
+        Ok(k) => k,
+        Err(PemError::NoItemsFound) => anyhow::bail!("no private key in tls.key_file"),
+        Err(e) => return Err(e).context("unreadable key PEM"),
+    };
     let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .context("TLS versions")?;

@@ -266,7 +266,12 @@ mod tests {
             tocsin_config::collector::Locale::ZhCn,
             &tocsin_config::collector::MessageTemplate::default(),
         );
-        for vendor in [Vendor::DingTalk, Vendor::WeCom, Vendor::Slack, Vendor::Feishu] {
+        for vendor in [
+            Vendor::DingTalk,
+            Vendor::WeCom,
+            Vendor::Slack,
+            Vendor::Feishu,
+        ] {
             let reqs = requests(vendor, "http://x", None, &[], &t, &n, 0).unwrap();
             let body = reqs[0].1.to_string();
             let text = reqs[0].1["markdown"]["text"]

@@ -3,7 +3,8 @@
 use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::pem::{Error as PemError, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tocsin_config::probes::TlsOptions;
 
@@ -19,7 +20,7 @@ fn system_roots() -> &'static Vec<CertificateDer<'static>> {
 
 fn read_pem_certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    rustls_pemfile::certs(&mut data.as_slice())
+    CertificateDer::pem_slice_iter(&data)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -46,9 +47,10 @@ pub(crate) fn client_config(o: &TlsOptions, alpn_http1: bool) -> Result<Arc<Clie
         (Some(c), Some(k)) => {
             let certs = read_pem_certs(c)?;
             let data = std::fs::read(k).map_err(|e| format!("{}: {e}", k.display()))?;
-            let key = rustls_pemfile::private_key(&mut data.as_slice())
-                .map_err(|e| format!("{}: {e}", k.display()))?
-                .ok_or_else(|| format!("{}: no private key found", k.display()))?;
+            let key = PrivateKeyDer::from_pem_slice(&data).map_err(|e| match e {
+                PemError::NoItemsFound => format!("{}: no private key found", k.display()),
+                e => format!("{}: {e}", k.display()),
+            })?;
             builder
                 .with_client_auth_cert(certs, key)
                 .map_err(|e| e.to_string())?
