@@ -580,7 +580,14 @@ async fn send(client: &reqwest::Client, url: &str, cfg: &ShippingConfig, body: V
             // Timed out: nothing wrong with the data.
             408 => Outcome::Retry("timeout", message, retry_after),
             // Auth problems are fixed by people, not by dropping data: keep retrying.
-            401 | 403 => Outcome::Retry("unauthorized", message, retry_after),
+            401 => Outcome::Retry("unauthorized", message, retry_after),
+            // A wrong URL (a base URL, another service) is a configuration error: the data
+            // stays buffered until it is fixed, and the log says so.
+            404 | 405 => Outcome::Retry(
+                "not_found",
+                format!("{message}: collector.url {url:?} is not a remote-write endpoint (…/api/v1/write)"),
+                retry_after,
+            ),
             500..=599 => Outcome::Retry("status_5xx", message, retry_after),
             _ => Outcome::Rejected(message),
         },

@@ -213,6 +213,7 @@ impl RawAgentConfig {
                 ));
             }
         }
+        let urls: Vec<String> = urls.iter().map(|u| write_url(u)).collect();
         let token = c.token.and_then(|t| p.take("collector.token", t.resolve()));
         let read = |p: &mut Problems, field: &str, f: &Option<PathBuf>| {
             f.as_ref().and_then(|f| {
@@ -306,6 +307,19 @@ pub fn rendezvous_order(host: &str, pool: &[String]) -> Vec<String> {
     ranked.into_iter().map(|(_, m)| m.clone()).collect()
 }
 
+/// A collector given by its base URL (`http://host:9760`, what people type) means its
+/// remote-write endpoint; a URL with a path is taken as it is.
+fn write_url(u: &str) -> String {
+    let Some((scheme, rest)) = u.split_once("://") else {
+        return u.to_string();
+    };
+    match rest.find('/') {
+        None => format!("{scheme}://{rest}/api/v1/write"),
+        Some(i) if rest[i..] == *"/" => format!("{scheme}://{}api/v1/write", &rest[..=i]),
+        Some(_) => u.to_string(),
+    }
+}
+
 /// The agent's state directory when none is configured (see `RawAgentConfig::state_dir`).
 fn default_state_dir(env: impl Fn(&str) -> Option<PathBuf>, root: bool) -> PathBuf {
     let absolute = |p: PathBuf| Some(p).filter(|p| p.is_absolute());
@@ -372,6 +386,29 @@ fn system_hostname() -> String {
 mod tests {
     use super::*;
     use crate::parse_yaml;
+
+    #[test]
+    fn a_base_url_means_the_write_endpoint() {
+        for (given, want) in [
+            ("http://c:9760", "http://c:9760/api/v1/write"),
+            ("https://c:9760/", "https://c:9760/api/v1/write"),
+            ("http://c:9760/api/v1/write", "http://c:9760/api/v1/write"),
+            (
+                "http://vm:8428/api/v1/import/prometheus",
+                "http://vm:8428/api/v1/import/prometheus",
+            ),
+        ] {
+            assert_eq!(write_url(given), want);
+        }
+        let c = parse_yaml::<RawAgentConfig>("collector: {url: \"http://c:9760\"}\n")
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(
+            c.shipping.urls,
+            vec!["http://c:9760/api/v1/write".to_string()]
+        );
+    }
 
     #[test]
     fn the_state_directory_is_never_the_current_one_by_default() {

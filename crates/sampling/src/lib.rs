@@ -20,7 +20,16 @@ pub fn to_series(families: &[Family], base: &Labels, ts: TimestampMs) -> Vec<Ser
         for (labels, v) in &f.samples {
             let mut l = base.clone();
             for x in labels.iter() {
-                l.set(x.name.clone(), x.value.clone());
+                // The agent's own labels (`host`, static ones) win, as Prometheus does without
+                // honor_labels: a textfile cannot speak for another host (the collector would
+                // refuse the whole batch). Its value is kept as `exported_NAME`.
+                if base.get(&x.name).is_some() {
+                    if base.get(&x.name) != Some(x.value.as_str()) {
+                        l.set(format!("exported_{}", x.name), x.value.clone());
+                    }
+                } else {
+                    l.set(x.name.clone(), x.value.clone());
+                }
             }
             l.set(METRIC_NAME, f.name.clone());
             out.push(SeriesSamples {
@@ -30,4 +39,23 @@ pub fn to_series(families: &[Family], base: &Labels, ts: TimestampMs) -> Vec<Ser
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sample_cannot_override_the_agents_own_labels() {
+        let base = Labels::from_pairs([("host", "web-7"), ("dc", "bj")]);
+        let f = Family::gauge("act_metric", "h")
+            .with([("host", "victim-db"), ("dc", "bj"), ("unit", "x")], 1.0);
+        let s = to_series(&[f], &base, 1);
+        let l = &s[0].labels;
+        assert_eq!(l.get("host"), Some("web-7"));
+        assert_eq!(l.get("exported_host"), Some("victim-db"));
+        assert_eq!(l.get("dc"), Some("bj"));
+        assert_eq!(l.get("exported_dc"), None, "same value: nothing to keep");
+        assert_eq!(l.get("unit"), Some("x"));
+    }
 }
