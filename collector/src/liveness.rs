@@ -20,6 +20,9 @@ pub const MAX_INTERVAL_MS: i64 = 600_000;
 /// 30 s by default) and come back one by one, and the collector's trouble must not page for
 /// every host of the fleet.
 pub const RESTART_GRACE_MS: i64 = 60_000;
+/// Hosts are judged every second; a judgement this much later than the last means the
+/// collector stood still.
+pub const STALL_MS: i64 = 10_000;
 /// How far before a host's last sign of life its reported interval is looked for at a start.
 const INTERVAL_LOOKBACK_MS: i64 = 3_600_000;
 
@@ -38,6 +41,10 @@ pub struct Liveness {
     /// When this collector started or last refused writes: a host not seen since is not judged
     /// before its grace.
     away_since: TimestampMs,
+    /// The collector's last tick: its own progress. A tick far later than the one before
+    /// means the collector itself stood still (SIGSTOP, a paused VM, a disk stall) while its
+    /// agents' samples waited in its queue: that is no sign of their hosts.
+    last_tick: Option<TimestampMs>,
     hosts: BTreeMap<String, HostView>,
 }
 
@@ -66,11 +73,22 @@ impl Liveness {
             down_after_ms,
             forget_after_ms,
             away_since: started,
+            last_tick: None,
             hosts,
         }
     }
 
     /// The collector could not take what agents sent (its store refused writes) at `now`.
+    /// The collector's once-a-second tick, before hosts are judged: one far later than the
+    /// last means it stood still, and, as after a restart, hosts get their grace to be heard
+    /// again.
+    pub fn tick(&mut self, now: TimestampMs) {
+        if self.last_tick.is_some_and(|t| now - t > STALL_MS) {
+            self.away(now);
+        }
+        self.last_tick = Some(now);
+    }
+
     pub fn away(&mut self, now: TimestampMs) {
         self.away_since = self.away_since.max(now);
     }
@@ -206,6 +224,36 @@ mod tests {
         assert!(!l.view()[0].up);
         l.seen("a", 1_004_000);
         assert_eq!(up(&l.judge(1_004_500), "a"), Some(1.0));
+    }
+
+    #[test]
+    fn a_collector_that_stood_still_does_not_page_its_hosts() {
+        let t0 = 10_000_000;
+        let mut l = Liveness::new(None, 3_600_000, vec![], t0);
+        let up =
+            |v: Vec<SeriesSamples>| -> Vec<f64> { v.iter().map(|s| s.samples[0].value).collect() };
+        for t in (1_000..=5_000).step_by(1_000) {
+            l.seen("web", t0 + t);
+            l.tick(t0 + t);
+            assert_eq!(up(l.judge(t0 + t)), vec![1.0]);
+        }
+        // Frozen for 60 s (SIGSTOP): the first judgement after it comes before the queued
+        // samples are taken in.
+        let resumed = t0 + 65_000;
+        l.tick(resumed);
+        assert!(
+            up(l.judge(resumed)).is_empty(),
+            "not judged on stale knowledge"
+        );
+        l.seen("web", resumed + 500);
+        assert_eq!(up(l.judge(resumed + 1_000)), vec![1.0]);
+        // A host that really went away is judged once the grace is over.
+        let mut t = resumed + 1_000;
+        while t < resumed + RESTART_GRACE_MS + 40_000 {
+            t += 1_000;
+            l.tick(t);
+        }
+        assert_eq!(up(l.judge(t)), vec![0.0]);
     }
 
     #[test]

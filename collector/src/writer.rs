@@ -545,6 +545,7 @@ impl Writer {
                         for (h, t) in tx.hosts_seen() {
                             self.liveness.seen(h, t);
                         }
+                        self.liveness.tick(now);
                         let mut derived = self.liveness.judge(now);
                         derived.extend(self.services.judge(now, self.engine_opts.stale_after_ms));
                         tx.append_derived(&mut derived, now)?;
