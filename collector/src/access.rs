@@ -156,7 +156,15 @@ mod tests {
     /// (listen, admin token, read token, token sent, need) → status (200: allowed).
     #[test]
     fn who_may_do_what() {
-        let cases: &[(&str, Option<&str>, Option<&str>, Option<&str>, Need, u16)] = &[
+        type Case<'a> = (
+            &'a str,
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a str>,
+            Need,
+            u16,
+        );
+        let cases: &[Case] = &[
             // No credential configured: loopback answers, the network does not.
             (LOOPBACK, None, None, None, Need::Admin, 200),
             (LOOPBACK, None, None, None, Need::Read, 200),

@@ -420,7 +420,8 @@ mod tests {
                     .map(|(_, v)| PathBuf::from(v))
             }
         };
-        let cases: &[(&[(&str, &str)], bool, &str)] = &[
+        type Vars = &'static [(&'static str, &'static str)];
+        let cases: &[(Vars, bool, &str)] = &[
             (
                 &[("STATE_DIRECTORY", "/var/lib/x:/var/lib/y")],
                 false,
