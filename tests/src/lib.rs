@@ -384,6 +384,14 @@ impl Stack {
         s
     }
 
+    /// As `new`, plus an empty `rules/` directory and the collector on 127.0.0.1 with it.
+    pub fn with_collector(extra: &str) -> (Stack, Proc) {
+        let s = Stack::new(extra);
+        std::fs::create_dir(s.dir.path().join("rules")).expect("mkdir rules");
+        let c = s.collector("127.0.0.1:0", &s.p("rules"));
+        (s, c)
+    }
+
     pub fn p(&self, rel: &str) -> String {
         self.dir.path().join(rel).display().to_string()
     }

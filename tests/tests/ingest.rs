@@ -5,10 +5,7 @@ use tocsin_model::{Labels, Sample, SeriesSamples, METRIC_NAME};
 
 /// A collector with no rules and `extra` configuration; the stack stays alive with it.
 fn collector(extra: &str) -> (Stack, Proc) {
-    let s = Stack::new(extra);
-    std::fs::create_dir(s.dir.path().join("rules")).unwrap();
-    let c = s.collector("127.0.0.1:0", &s.p("rules"));
-    (s, c)
+    Stack::with_collector(extra)
 }
 
 fn body() -> Vec<u8> {

@@ -34,9 +34,7 @@ fn write(c: &Proc, token: Option<&str>, host: &str) -> (u16, String) {
 #[test]
 fn per_agent_tokens_are_bound_to_their_host_and_can_be_revoked() {
     let _g = serial();
-    let s = Stack::new("admin_token: adm1n\n");
-    std::fs::create_dir(s.dir.path().join("rules")).unwrap();
-    let c = s.collector("127.0.0.1:0", &s.p("rules"));
+    let (s, c) = Stack::with_collector("admin_token: adm1n\n");
     // Open until the first token exists.
     assert_eq!(write(&c, None, "any").0, 204);
     let issued = cli(
@@ -581,9 +579,7 @@ fn peak_rss_mib(pid: u32) -> f64 {
 #[test]
 fn hostile_bodies_keep_memory_bounded_and_unauthenticated_ones_are_not_read() {
     let _g = serial();
-    let s = Stack::new("ingest:\n  token: s3cret\n");
-    std::fs::create_dir(s.dir.path().join("rules")).unwrap();
-    let c = s.collector("127.0.0.1:0", &s.p("rules"));
+    let (_s, c) = Stack::with_collector("ingest:\n  token: s3cret\n");
     let before = peak_rss_mib(c.child.id());
     // Snappy-compressed empty samples: 2 bytes each decompressed, ~3 MiB on the wire.
     let empty_samples = {
@@ -669,9 +665,7 @@ fn hostile_bodies_keep_memory_bounded_and_unauthenticated_ones_are_not_read() {
 fn a_silent_connection_is_closed_on_plain_http() {
     use std::io::Read;
     let _g = serial();
-    let s = Stack::new("ingest:\n  idle_timeout: 1s\n");
-    std::fs::create_dir(s.dir.path().join("rules")).unwrap();
-    let c = s.collector("127.0.0.1:0", &s.p("rules"));
+    let (_s, c) = Stack::with_collector("ingest:\n  idle_timeout: 1s\n");
     let started = std::time::Instant::now();
     let mut silent = std::net::TcpStream::connect(&c.addr).unwrap();
     silent
