@@ -184,21 +184,19 @@ async fn api_guard(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let need =
-        if req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD {
-            Need::Read
-        } else {
-            Need::Admin
-        };
     let path = req.uri().path();
     if path == "/metrics" && !st.federate {
         return next.run(req).await;
     }
+    let reads = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
     // Listing tokens tells who can write: admin only.
-    let need = if path.starts_with("/api/v1/tokens") {
-        Need::Admin
+    let need = if reads && !path.starts_with("/api/v1/tokens") {
+        Need::Read
     } else {
-        need
+        Need::Admin
     };
     match st.access.check(req.headers(), need) {
         Ok(()) => next.run(req).await,

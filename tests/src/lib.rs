@@ -141,6 +141,14 @@ impl Proc {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The collector's current alerts (`GET /api/v1/alerts`).
+    pub fn alerts(&self) -> Vec<Value> {
+        let v: Value = reqwest::blocking::get(self.url("/api/v1/alerts"))
+            .and_then(|r| r.json())
+            .expect("GET /api/v1/alerts");
+        v["data"]["alerts"].as_array().cloned().unwrap_or_default()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

@@ -215,13 +215,8 @@ actions:
     // An incident: Busy fires, the fix runs, somebody acknowledges, it resolves.
     write_textfile(&tf, "x.prom", "e2e_value 60\ne2e_flat 5\n");
     let id = wait_for("Busy firing", Duration::from_secs(15), || {
-        let v: Value = reqwest::blocking::get(c.url("/api/v1/alerts"))
-            .unwrap()
-            .json()
-            .unwrap();
-        v["data"]["alerts"]
-            .as_array()?
-            .iter()
+        c.alerts()
+            .into_iter()
             .find(|a| a["rule"] == "Busy" && a["state"] == "firing")
             .map(|a| a["id"].as_str().unwrap().to_string())
     });
