@@ -162,7 +162,7 @@ fn a_killed_service_is_restarted_by_the_agent_and_the_incident_tells_the_story()
     annotations: { summary: \"web is down on {{ host }}\" }
     remediation:
       action: restart_web
-      params: { service: service }
+      params: { service: { label: service, values: [web] } }
       verify_within: 20s
       cooldown: 5s
 ";
@@ -380,7 +380,9 @@ echo "traffic now on $2 (port $(cat "$dir/active"))"
     remediation:
       action: shop_failover
       on: collector
-      params: { primary: primary, standby: standby }
+      params:
+        primary: { label: primary, values: [primary] }
+        standby: { label: standby, values: [standby] }
       verify_within: 20s
 ";
     let collector = format!(
@@ -446,21 +448,25 @@ fn actions_outside_the_allowlist_bad_parameters_and_hanging_scripts_are_refused_
     let tmp = tempfile::tempdir().unwrap();
     let pwned = tmp.path().join("pwned");
     let closed = free_port();
-    let rules = "rules:
-  - name: GoneA
-    expr: probe_success{probe=\"a\"}
-    levels: { critical: \"< 1\" }
-    remediation: { action: wipe_disk, cooldown: 1h }
-  - name: GoneB
-    expr: probe_success{probe=\"b\"}
-    levels: { critical: \"< 1\" }
-    remediation: { action: restart_web, params: { service: service }, cooldown: 1h }
-  - name: GoneC
-    expr: probe_success{probe=\"c\"}
-    levels: { critical: \"< 1\" }
-    remediation: { action: hang, cooldown: 1h }
-";
     let evil = format!("web;touch {}", pwned.display());
+    // The rule lets the label's value through (a careless list): the agent's own allowlist
+    // still refuses it.
+    let rules = format!(
+        "rules:
+  - name: GoneA
+    expr: probe_success{{probe=\"a\"}}
+    levels: {{ critical: \"< 1\" }}
+    remediation: {{ action: wipe_disk, cooldown: 1h }}
+  - name: GoneB
+    expr: probe_success{{probe=\"b\"}}
+    levels: {{ critical: \"< 1\" }}
+    remediation: {{ action: restart_web, params: {{ service: {{ label: service, values: [web, {evil:?}] }} }}, cooldown: 1h }}
+  - name: GoneC
+    expr: probe_success{{probe=\"c\"}}
+    levels: {{ critical: \"< 1\" }}
+    remediation: {{ action: hang, cooldown: 1h }}
+"
+    );
     let agent = format!(
         "probes:
   - {{ name: a, kind: tcp, target: \"127.0.0.1:{closed}\", interval: 1s, timeout: 300ms }}
@@ -476,7 +482,7 @@ actions:
     timeout: 1s
 "
     );
-    let (s, c, a) = stack(rules, "remediation: { per_host: 3 }\n", &agent);
+    let (s, c, a) = stack(&rules, "remediation: { per_host: 3 }\n", &agent);
     let finished = |c: &Proc| {
         let v = get(c, "/api/v1/actions");
         v["data"]["actions"]
@@ -509,7 +515,7 @@ actions:
     assert_eq!(got[1].0, "restart_web");
     assert_eq!(got[1].1, "refused");
     assert!(
-        got[1].2.contains("does not match the allowed pattern"),
+        got[1].2.contains("is not one of the allowed pattern"),
         "{got:?}"
     );
     assert_eq!(got[2].0, "wipe_disk");

@@ -723,3 +723,69 @@ fn data_files_and_directories_are_private() {
         assert_eq!(m & 0o077, 0, "{:?} is {m:o}", f.file_name());
     }
 }
+
+#[test]
+fn a_label_an_agent_sends_never_chooses_what_runs() {
+    let _g = serial();
+    // An `on: collector` action whose unit comes from the alert's label, as in the review:
+    // the agent of web-7 sent `unit="poweroff.target"`.
+    let s = Stack::new(
+        "actions:\n  restart_unit:\n    run: [/bin/echo, \"{unit}\"]\n    params: { unit: \"[a-z.-]+\" }\n",
+    );
+    std::fs::create_dir(s.dir.path().join("rules")).unwrap();
+    std::fs::write(
+        s.dir.path().join("rules/r.yaml"),
+        "rules:\n  - name: Act\n    expr: act_metric\n    levels: { critical: \"> 0\" }\n    remediation:\n      action: restart_unit\n      on: collector\n      params: { unit: { label: unit, values: [nginx.service] } }\n",
+    )
+    .unwrap();
+    let c = s.collector("127.0.0.1:0", &s.p("rules"));
+    let series = SeriesSamples {
+        labels: Labels::from_pairs([
+            ("__name__", "act_metric"),
+            ("host", "web-7"),
+            ("unit", "poweroff.target"),
+        ]),
+        samples: vec![Sample {
+            timestamp_ms: tocsin_model::now_ms(),
+            value: 1.0,
+        }],
+    };
+    let r = reqwest::blocking::Client::new()
+        .post(c.url("/api/v1/write"))
+        .header("Content-Type", tocsin_wire::CONTENT_TYPE)
+        .header("Content-Encoding", tocsin_wire::CONTENT_ENCODING)
+        .body(tocsin_wire::encode(&tocsin_wire::to_request(&[series])))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    wait_for("the remediation refused", Duration::from_secs(15), || {
+        (metric(
+            &c.url("/metrics"),
+            "tocsin_remediation_events_total{kind=\"refused\"}",
+        ) >= 1.0)
+            .then_some(())
+    });
+    let actions: Value = reqwest::blocking::get(c.url("/api/v1/actions"))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        actions["data"]["actions"].as_array().map(Vec::len),
+        Some(0),
+        "nothing requested: {actions}"
+    );
+    assert!(
+        metric(
+            &c.url("/metrics"),
+            "tocsin_remediation_events_total{kind=\"requested\"}"
+        ) == 0.0
+    );
+    let audit = reqwest::blocking::get(c.url("/api/v1/audit"))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        audit.contains("is not one of the values the rule allows"),
+        "{audit}"
+    );
+}

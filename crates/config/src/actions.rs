@@ -1,8 +1,10 @@
 //! Remediation actions: the allowlist an agent (or the collector) will run. Each action is a
-//! fixed argv (never a shell) whose elements may hold `{param}` placeholders; every parameter
-//! has a declared pattern its value must match in full, and every value must also pass a fixed
-//! safe alphabet. The side that runs an action checks the request against its own list, so a
-//! collector can never make an agent run anything else.
+//! fixed argv (never a shell, the program an absolute path) whose elements may hold `{param}`
+//! placeholders; every parameter has an explicit list of values, or a declared pattern its
+//! value must match in full, and every value must also pass a fixed safe alphabet. A unit to
+//! restart is never a `.target` (`poweroff.target`, `rescue.target`). The side that runs an
+//! action checks the request against its own list, so a collector can never make an agent run
+//! anything else.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,21 +20,57 @@ pub struct RawAction {
     pub run: Option<Vec<String>>,
     /// A failover script: argv; the parameters `primary` and `standby` are appended.
     pub failover: Option<Vec<String>>,
-    /// Parameter name → pattern (a regex the whole value must match).
+    /// Parameter name → the values it may take: a list (`[nginx.service, php-fpm.service]`,
+    /// the safe choice) or a pattern (a regex the whole value must match).
     #[serde(default)]
-    pub params: BTreeMap<String, String>,
+    pub params: BTreeMap<String, RawAllowed>,
     /// Kill the action's process group after this long (default 30s).
     pub timeout: Option<String>,
     /// Output kept (the tail), default 4KiB.
     pub max_output: Option<String>,
 }
 
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(untagged)]
+pub enum RawAllowed {
+    Pattern(String),
+    Values(Vec<String>),
+}
+
+/// The values a parameter may take.
+#[derive(Debug, Clone)]
+pub enum Allowed {
+    Pattern(regex::Regex),
+    Values(Vec<String>),
+}
+
+impl Allowed {
+    fn admits(&self, v: &str) -> bool {
+        match self {
+            Allowed::Pattern(re) => re.is_match(v),
+            Allowed::Values(list) => list.iter().any(|x| x == v),
+        }
+    }
+}
+
+impl std::fmt::Display for Allowed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Allowed::Pattern(re) => write!(f, "the allowed pattern {:?}", re.as_str()),
+            Allowed::Values(list) => write!(f, "the allowed values {list:?}"),
+        }
+    }
+}
+
+/// systemctl, by its absolute path: an action never depends on a search path.
+pub const SYSTEMCTL: &str = "/usr/bin/systemctl";
+
 #[derive(Debug, Clone)]
 pub struct ActionSpec {
     pub name: String,
     pub kind: ActionKind,
     pub argv: Vec<String>,
-    pub params: Vec<(String, regex::Regex)>,
+    pub params: Vec<(String, Allowed)>,
     pub timeout: Duration,
     pub max_output: usize,
 }
@@ -84,19 +122,30 @@ impl ActionSpec {
                 )));
             }
         }
-        for (name, re) in &self.params {
+        for (name, allowed) in &self.params {
             let v = values.get(name).ok_or_else(|| {
                 Refusal(format!("action {:?} needs parameter {name:?}", self.name))
             })?;
-            if !safe_value(v) || !re.is_match(v) {
+            if !safe_value(v) || !allowed.admits(v) {
                 return Err(Refusal(format!(
-                    "parameter {name}={v:?} does not match the allowed pattern {:?}",
-                    re.as_str()
+                    "parameter {name}={v:?} is not one of {allowed}"
                 )));
             }
         }
-        Ok(self
-            .argv
+        let argv = self.argv_with(values);
+        if self.kind == ActionKind::RestartService
+            && argv.iter().skip(2).any(|u| u.ends_with(".target"))
+        {
+            return Err(Refusal(format!(
+                "action {:?}: a .target is never restarted (poweroff, reboot, rescue)",
+                self.name
+            )));
+        }
+        Ok(argv)
+    }
+
+    fn argv_with(&self, values: &BTreeMap<String, String>) -> Vec<String> {
+        self.argv
             .iter()
             .map(|a| {
                 let mut out = a.clone();
@@ -105,7 +154,7 @@ impl ActionSpec {
                 }
                 out
             })
-            .collect())
+            .collect()
     }
 }
 
@@ -146,7 +195,7 @@ pub(crate) fn validate(
         let (kind, mut argv) = match (r.restart_service, r.run, r.failover) {
             (Some(unit), None, None) => (
                 ActionKind::RestartService,
-                vec!["systemctl".into(), "restart".into(), unit],
+                vec![SYSTEMCTL.into(), "restart".into(), unit],
             ),
             (None, Some(argv), None) => (ActionKind::Run, argv),
             (None, None, Some(mut argv)) => {
@@ -163,9 +212,10 @@ pub(crate) fn validate(
         };
         if argv.is_empty() || argv[0].is_empty() {
             p.push(format!("{at}: the command is empty"));
-        } else if !argv[0].starts_with('/') && kind == ActionKind::Run {
+        } else if !argv[0].starts_with('/') {
             p.push(format!(
-                "{at}: run[0] {:?} must be an absolute path",
+                "{at}: {}[0] {:?} must be an absolute path",
+                kind.as_str(),
                 argv[0]
             ));
         }
@@ -173,12 +223,34 @@ pub(crate) fn validate(
             p.push(format!("{at}: the program itself cannot be a parameter"));
         }
         let mut params = Vec::new();
-        for (k, pat) in &r.params {
-            if let Some(re) = p.take(
-                &format!("{at}.params.{k}"),
-                regex::Regex::new(&format!("^(?:{pat})$")),
-            ) {
-                params.push((k.clone(), re));
+        for (k, allowed) in &r.params {
+            match allowed {
+                RawAllowed::Pattern(pat) => {
+                    if let Some(re) = p.take(
+                        &format!("{at}.params.{k}"),
+                        regex::Regex::new(&format!("^(?:{pat})$")),
+                    ) {
+                        params.push((k.clone(), Allowed::Pattern(re)));
+                    }
+                }
+                RawAllowed::Values(list) => {
+                    if list.is_empty() {
+                        p.push(format!("{at}.params.{k}: the list of values is empty"));
+                    }
+                    for v in list.iter().filter(|v| !safe_value(v)) {
+                        p.push(format!(
+                            "{at}.params.{k}: {v:?} is not a safe value ([A-Za-z0-9._:@/=+,-], not starting with -)"
+                        ));
+                    }
+                    if kind == ActionKind::RestartService {
+                        for v in list.iter().filter(|v| v.ends_with(".target")) {
+                            p.push(format!(
+                                "{at}.params.{k}: {v:?}: a .target is never restarted"
+                            ));
+                        }
+                    }
+                    params.push((k.clone(), Allowed::Values(list.clone())));
+                }
             }
         }
         if kind == ActionKind::Failover {
@@ -245,6 +317,12 @@ mod tests {
 db_failover:
   failover: [/opt/failover.sh]
   params: { primary: \"db-[0-9]+\", standby: \"db-[0-9]+\" }
+restart_svc:
+  restart_service: \"{unit}\"
+  params: { unit: [nginx.service, php-fpm.service] }
+restart_any:
+  restart_service: \"{unit}\"
+  params: { unit: \"[a-z.-]+\" }
 ",
         )
         .unwrap();
@@ -269,6 +347,20 @@ db_failover:
         assert!(web
             .argv_for(&v(&[("unit", "web"), ("extra", "x")]))
             .is_err());
+        let svc = s.iter().find(|a| a.name == "restart_svc").unwrap();
+        assert_eq!(
+            svc.argv_for(&v(&[("unit", "nginx.service")])).unwrap(),
+            vec!["/usr/bin/systemctl", "restart", "nginx.service"]
+        );
+        assert!(
+            svc.argv_for(&v(&[("unit", "sshd.service")])).is_err(),
+            "not listed"
+        );
+        let any = s.iter().find(|a| a.name == "restart_any").unwrap();
+        let e = any
+            .argv_for(&v(&[("unit", "poweroff.target")]))
+            .unwrap_err();
+        assert!(e.0.contains("a .target is never restarted"), "{e}");
         let fo = s.iter().find(|a| a.name == "db_failover").unwrap();
         assert_eq!(
             fo.argv_for(&v(&[("primary", "db-1"), ("standby", "db-2")]))
@@ -283,6 +375,7 @@ db_failover:
             "a: { run: [relative.sh, \"{x}\"] }
 b: { run: [/bin/true], restart_service: x }
 c: { failover: [/bin/f], params: { primary: \"(\" } }
+d: { restart_service: \"{u}\", params: { u: [rescue.target, \"-x\"] } }
 ",
         )
         .unwrap_err();
@@ -292,6 +385,8 @@ c: { failover: [/bin/f], params: { primary: \"(\" } }
             "actions.b: set exactly one of",
             "actions.c.params.primary:",
             "actions.c.params: a failover needs a pattern for \"standby\"",
+            "actions.d.params.u: \"rescue.target\": a .target is never restarted",
+            "actions.d.params.u: \"-x\" is not a safe value",
         ] {
             assert!(e.contains(want), "{want} not in {e}");
         }

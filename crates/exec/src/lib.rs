@@ -73,10 +73,40 @@ async fn read_bounded(mut r: impl tokio::io::AsyncRead + Unpin, max: usize) -> V
     }
 }
 
+/// The whole environment of a remediation action: nothing inherited from the agent or the
+/// collector (their tokens, proxies, library paths), only a fixed search path and locale.
+pub const ACTION_ENV: &[(&str, &str)] = &[
+    (
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    ),
+    ("LANG", "C.UTF-8"),
+];
+
 /// Runs `argv` with `env` added, for at most `timeout`, keeping at most `max_output` bytes.
 pub async fn run(
     argv: &[String],
     env: &[(String, String)],
+    timeout: Duration,
+    max_output: usize,
+) -> Outcome {
+    spawn_and_wait(argv, env, false, timeout, max_output).await
+}
+
+/// Runs `argv` with `env` as its whole environment.
+pub async fn run_clean(
+    argv: &[String],
+    env: &[(String, String)],
+    timeout: Duration,
+    max_output: usize,
+) -> Outcome {
+    spawn_and_wait(argv, env, true, timeout, max_output).await
+}
+
+async fn spawn_and_wait(
+    argv: &[String],
+    env: &[(String, String)],
+    clear_env: bool,
     timeout: Duration,
     max_output: usize,
 ) -> Outcome {
@@ -89,6 +119,9 @@ pub async fn run(
         };
     };
     let mut cmd = tokio::process::Command::new(program);
+    if clear_env {
+        cmd.env_clear();
+    }
     cmd.args(&argv[1..])
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
@@ -171,7 +204,11 @@ pub async fn run_action(
         Ok(a) => a,
         Err(e) => return refused(e.0),
     };
-    let o = run(&argv, &[], spec.timeout, spec.max_output).await;
+    let env: Vec<(String, String)> = ACTION_ENV
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let o = run_clean(&argv, &env, spec.timeout, spec.max_output).await;
     let status = match o.status {
         Status::Exited(0) => "succeeded",
         Status::TimedOut => "timed_out",
@@ -267,6 +304,26 @@ hang: { run: [/bin/sleep, \"30\"], timeout: 200ms }",
         assert_eq!(r.status, "refused");
         let r = run_action(&specs, "hang", &Default::default()).await;
         assert_eq!(r.status, "timed_out");
+    }
+
+    #[tokio::test]
+    async fn actions_inherit_no_environment() {
+        // A secret in the runner's environment (its token, a proxy with a password).
+        std::env::set_var("TOCSIN_TEST_SECRET", "s3cret");
+        let raw: std::collections::BTreeMap<String, tocsin_config::actions::RawAction> =
+            tocsin_config::parse_yaml("env: { run: [/usr/bin/env], timeout: 2s }").unwrap();
+        let specs = tocsin_config::actions::validate_all(raw).unwrap();
+        let r = run_action(&specs, "env", &Default::default()).await;
+        assert_eq!(r.status, "succeeded", "{r:?}");
+        let mut vars: Vec<&str> = r.output.lines().collect();
+        vars.sort();
+        assert_eq!(
+            vars,
+            vec![
+                "LANG=C.UTF-8",
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+            ]
+        );
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use tocsin_dispatch::AlertInfo;
 use tocsin_model::TimestampMs;
-use tocsin_rules::Remediation;
+use tocsin_rules::{ParamSource, Remediation};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -251,16 +251,27 @@ impl Remedy {
             return out;
         }
         let mut params = BTreeMap::new();
-        for (p, label) in &rem.params {
-            match a.labels.get(label) {
-                Some(v) => {
+        for (p, source) in &rem.params {
+            let value = match source {
+                ParamSource::Value(v) => Ok(v.as_str()),
+                ParamSource::Label { label, values } => match a.labels.get(label) {
+                    Some(v) if values.iter().any(|x| x == v) => Ok(v),
+                    Some(v) => Err(format!(
+                        "{}: label {label}={v:?} is not one of the values the rule allows for {p}",
+                        rem.action
+                    )),
+                    None => Err(format!(
+                        "{}: the alert has no label {label:?} for {p}",
+                        rem.action
+                    )),
+                },
+            };
+            match value {
+                Ok(v) => {
                     params.insert(p.clone(), v.to_string());
                 }
-                None => {
-                    out.push(note(
-                        "refused",
-                        format!("{}: the alert has no label {label:?} for {p}", rem.action),
-                    ));
+                Err(why) => {
+                    out.push(note("refused", why));
                     return out;
                 }
             }

@@ -36,7 +36,13 @@ fn rem() -> Remediation {
     Remediation {
         action: "restart_web".into(),
         on_collector: false,
-        params: BTreeMap::from([("unit".to_string(), "service".to_string())]),
+        params: BTreeMap::from([(
+            "unit".to_string(),
+            ParamSource::Label {
+                label: "service".into(),
+                values: vec!["web".into(), "api".into()],
+            },
+        )]),
         level: Level::Critical,
         verify_within_ms: 30 * S,
         cooldown_ms: M,
@@ -175,9 +181,36 @@ fn dry_run_approval_refusals_and_limits() {
     assert_eq!(r.take(Some("web-1"), S).0.len(), 1);
 
     let mut bad = rem();
-    bad.params.insert("x".into(), "no_such_label".into());
+    bad.params.insert(
+        "x".into(),
+        ParamSource::Label {
+            label: "no_such_label".into(),
+            values: vec!["x".into()],
+        },
+    );
     let e = Remedy::new(Limits::default()).on_alert(&a, &bad, 0);
     assert_eq!(kinds(&e), vec!["refused"]);
+
+    // A label value the rule does not list (what a compromised agent would send) runs nothing;
+    // a value fixed in the rule is taken as it is.
+    let mut evil = a.clone();
+    evil.labels.set("service", "poweroff.target");
+    let e = Remedy::new(Limits::default()).on_alert(&evil, &rem(), 0);
+    assert_eq!(kinds(&e), vec!["refused"]);
+    assert!(
+        format!("{e:?}").contains("is not one of the values the rule allows"),
+        "{e:?}"
+    );
+    let mut fixed = rem();
+    fixed
+        .params
+        .insert("unit".into(), ParamSource::Value("nginx.service".into()));
+    let mut r = Remedy::new(Limits::default());
+    r.on_alert(&evil, &fixed, 0);
+    assert_eq!(
+        r.take(Some("web-1"), 0).0[0].params["unit"],
+        "nginx.service"
+    );
 
     // One at a time per host.
     let mut r = Remedy::new(Limits::default());

@@ -7,7 +7,7 @@ use tocsin_model::{is_valid_label_name, Labels, Level};
 
 use crate::expr;
 use crate::rule::{
-    Condition, Direction, Dynamic, Exclusion, Flapping, LevelSpec, Remediation, Rule,
+    Condition, Direction, Dynamic, Exclusion, Flapping, LevelSpec, ParamSource, Remediation, Rule,
 };
 
 #[derive(Debug, serde::Deserialize)]
@@ -54,9 +54,10 @@ struct RawRemediation {
     action: String,
     /// `agent` (default: the agent of the alert's `host`) or `collector`.
     on: Option<String>,
-    /// Action parameter → the alert label whose value it takes.
+    /// Action parameter → `{value: V}` (fixed here) or `{label: L, values: [...]}` (the alert's
+    /// label `L`, only if it is one of `values`).
     #[serde(default)]
-    params: BTreeMap<String, String>,
+    params: BTreeMap<String, RawParam>,
     /// Least level that triggers it (default critical).
     level: Option<String>,
     /// How long the alert has to resolve after the action before it counts as failed (default 1m).
@@ -75,6 +76,22 @@ struct RawRemediation {
     /// Record what would run, run nothing (default false).
     #[serde(default)]
     dry_run: bool,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum RawParam {
+    /// The old form, a bare label name: refused, with what to write instead.
+    Label(String),
+    Source(RawParamSource),
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawParamSource {
+    value: Option<String>,
+    label: Option<String>,
+    values: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -415,10 +432,40 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
                 ));
                 ok = false;
             }
+            let mut params = BTreeMap::new();
+            for (name, raw) in &m.params {
+                let here = format!("{}: remediation.params.{name}", here());
+                let source = match raw {
+                    RawParam::Label(l) => Err(format!(
+                        "{here}: a value from a label needs the values it may take, `{{label: {l}, values: [...]}}`, or a value fixed here, `{{value: ...}}`: labels are what agents send"
+                    )),
+                    RawParam::Source(RawParamSource { value: Some(v), label: None, values: None }) => {
+                        Ok(ParamSource::Value(v.clone()))
+                    }
+                    RawParam::Source(RawParamSource { value: None, label: Some(l), values: Some(vs) }) if !vs.is_empty() => {
+                        Ok(ParamSource::Label { label: l.clone(), values: vs.clone() })
+                    }
+                    RawParam::Source(RawParamSource { value: None, label: Some(_), .. }) => Err(format!(
+                        "{here}: `label` needs `values`, the list the label's value must be in"
+                    )),
+                    RawParam::Source(_) => Err(format!(
+                        "{here}: give either `value`, or `label` with `values`"
+                    )),
+                };
+                match source {
+                    Ok(s) => {
+                        params.insert(name.clone(), s);
+                    }
+                    Err(e) => {
+                        problems.push(e);
+                        ok = false;
+                    }
+                }
+            }
             ok.then(|| Remediation {
                 action: m.action.clone(),
                 on_collector,
-                params: m.params.clone(),
+                params,
                 level,
                 verify_within_ms,
                 cooldown_ms,

@@ -13,7 +13,7 @@ pub use engine::{
 pub use file::parse_file;
 pub use rule::{
     score_cutoffs, CmpOp, Condition, Direction, Dynamic, Exclusion, Flapping, LevelSpec,
-    Remediation, Rule,
+    ParamSource, Remediation, Rule,
 };
 
 /// Checks that rule names are unique across files (each file is checked on its own by

@@ -28,14 +28,24 @@ pub struct Rule {
     pub remediation: Option<Remediation>,
 }
 
+/// Where a remediation parameter's value comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamSource {
+    /// Fixed in the rule.
+    Value(String),
+    /// The alert's label, only if it is one of `values`: labels are what agents send, and an
+    /// agent (or whoever holds its token) must not choose what runs.
+    Label { label: String, values: Vec<String> },
+}
+
 /// What to run when the alert fires, and the limits around it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Remediation {
     pub action: String,
     /// Run by the collector rather than the alert's agent.
     pub on_collector: bool,
-    /// Action parameter → alert label.
-    pub params: BTreeMap<String, String>,
+    /// Action parameter → where its value comes from.
+    pub params: BTreeMap<String, ParamSource>,
     pub level: Level,
     pub verify_within_ms: i64,
     pub cooldown_ms: i64,
