@@ -16,6 +16,44 @@ pub struct TextfileOutput {
     pub errors: Vec<String>,
 }
 
+/// The most a textfile may hold; node_exporter's own files are a few KiB.
+pub const MAX_TEXTFILE_BYTES: u64 = 4 << 20;
+
+/// A textfile's text and modification time. Only a regular file is read, never through a
+/// symbolic link (which could point anywhere), opened without blocking (a FIFO named `*.prom`
+/// would hold the sampler forever) and at most `MAX_TEXTFILE_BYTES` of it.
+fn read_regular(p: &Path) -> Result<(String, std::time::SystemTime), String> {
+    use rustix::fs::{Mode, OFlags};
+    use std::io::Read;
+    let fd = rustix::fs::open(
+        p,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        rustix::io::Errno::LOOP => "a symbolic link; not followed".to_string(),
+        e => std::io::Error::from(e).to_string(),
+    })?;
+    let f = std::fs::File::from(fd);
+    let meta = f.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file; skipped".into());
+    }
+    if meta.len() > MAX_TEXTFILE_BYTES {
+        return Err(format!(
+            "{} bytes, over the limit of {MAX_TEXTFILE_BYTES}",
+            meta.len()
+        ));
+    }
+    let mut text = String::new();
+    // Bounded even if the file grows while it is read.
+    f.take(MAX_TEXTFILE_BYTES)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    let modified = meta.modified().map_err(|e| e.to_string())?;
+    Ok((text, modified))
+}
+
 pub fn read_dir(dir: &Path) -> TextfileOutput {
     let mut out = TextfileOutput::default();
     let mut mtimes = Family::gauge(
@@ -38,7 +76,7 @@ pub fn read_dir(dir: &Path) -> TextfileOutput {
     let mut merged: BTreeMap<String, Family> = BTreeMap::new();
     for p in paths {
         let shown = p.display().to_string();
-        let text = match std::fs::read_to_string(&p) {
+        let (text, modified) = match read_regular(&p) {
             Ok(t) => t,
             Err(e) => {
                 out.errors.push(format!("{shown}: {e}"));
@@ -55,11 +93,7 @@ pub fn read_dir(dir: &Path) -> TextfileOutput {
                         }
                     }
                 }
-                if let Some(t) = std::fs::metadata(&p)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                {
+                if let Some(t) = modified.duration_since(std::time::UNIX_EPOCH).ok() {
                     let name = p
                         .file_name()
                         .map(|n| n.to_string_lossy().to_string())
@@ -233,6 +267,45 @@ mod tests {
         assert_eq!(f[0].samples[0].0.get("x"), Some("q\""));
         assert_eq!(f[0].samples[1].1, f64::NEG_INFINITY);
         assert_eq!(f[1].help, "Metric read from t.prom");
+    }
+
+    #[test]
+    fn only_regular_files_are_read_and_never_through_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("ok.prom"), "ok_metric 1\n").unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.prom"), "leaked 1\n").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret.prom"), d.join("link.prom"))
+            .unwrap();
+        // A FIFO: opening it for reading used to block until a writer came.
+        let status = std::process::Command::new("mkfifo")
+            .arg(d.join("fifo.prom"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::fs::write(
+            d.join("huge.prom"),
+            "x 1\n".repeat((MAX_TEXTFILE_BYTES / 4 + 1) as usize),
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        let out = read_dir(d);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        let names: Vec<&str> = out.families.iter().map(|f| f.name.as_str()).collect();
+        assert!(names.contains(&"ok_metric"), "{names:?}");
+        assert!(
+            !names.contains(&"leaked") && !names.contains(&"x"),
+            "{names:?}"
+        );
+        let errors = out.errors.join("\n");
+        for want in [
+            "link.prom: a symbolic link; not followed",
+            "fifo.prom: not a regular file; skipped",
+            "huge.prom: 4194308 bytes, over the limit of 4194304",
+        ] {
+            assert!(errors.contains(want), "{want} not in {errors}");
+        }
     }
 
     #[test]
