@@ -348,3 +348,33 @@ fn backtest_over_stored_history_of_a_rule_over_several_series() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn a_mount_that_stops_answering_pages_after_a_minute() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("device_error.csv");
+    let mut text = String::from("timestamp,value\n");
+    for i in 0..10 {
+        text.push_str(&format!("2026-11-01 00:{i:02}:00,{}\n", u8::from(i >= 3)));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/host.yaml");
+    let o = collector()
+        .args([
+            "backtest",
+            "--rules",
+            rules,
+            "--rule",
+            "HostFilesystemUnresponsive",
+        ])
+        .args(["--csv", csv.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(rows[4].ends_with(','), "not before its minute: {}", rows[4]);
+    assert!(rows[5].ends_with(",critical"), "{}", rows[5]);
+}
