@@ -503,6 +503,21 @@ impl Txn<'_> {
                 continue;
             };
             ids.push(id);
+            // A host is alive when its samples arrive, whatever their timestamps say: samples
+            // dropped as out of order (a clock that ran ahead and came back) are still a sign
+            // of life.
+            if let Some(h) = s.labels.get("host").filter(|_| touch_hosts) {
+                // A request mostly holds one host's series: look it up once per run of them.
+                if last_host != Some(h) {
+                    last_host = Some(h);
+                    match self.hosts.get_mut(h) {
+                        Some(t) => *t = now,
+                        None => {
+                            self.hosts.insert(h.to_string(), now);
+                        }
+                    }
+                }
+            }
             let mut last = self
                 .pending
                 .get(&id)
@@ -530,18 +545,6 @@ impl Txn<'_> {
             self.pending.insert(id, last);
             head::encode_log(&mut self.log, id, &s.samples);
             self.staged.extend(s.samples.iter().map(|&x| (id, x)));
-            if let Some(h) = s.labels.get("host").filter(|_| touch_hosts) {
-                // A request mostly holds one host's series: look it up once per run of them.
-                if last_host != Some(h) {
-                    last_host = Some(h);
-                    match self.hosts.get_mut(h) {
-                        Some(t) => *t = now,
-                        None => {
-                            self.hosts.insert(h.to_string(), now);
-                        }
-                    }
-                }
-            }
         }
         Ok((ids, stats))
     }

@@ -112,6 +112,26 @@ fn future_and_unordered_rejected() {
 }
 
 #[test]
+fn a_host_whose_samples_are_all_out_of_order_is_still_seen() {
+    // Its clock ran 300 s ahead, then came back: correctly dated samples are older than what
+    // the series holds. They are dropped, but they arrived.
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    let mut tx = store.begin().unwrap();
+    tx.append(&mut vec![s("up", "a", &[(NOW + 300_000, 1.0)])], NOW)
+        .unwrap();
+    tx.commit().unwrap();
+    let later = NOW + 60_000;
+    let mut tx = store.begin().unwrap();
+    let (_, st) = tx
+        .append(&mut vec![s("up", "a", &[(later, 1.0)])], later)
+        .unwrap();
+    assert_eq!((st.accepted, st.out_of_order), (0, 1));
+    let seen: Vec<(String, i64)> = tx.hosts_seen().map(|(h, t)| (h.to_string(), t)).collect();
+    assert_eq!(seen, vec![("a".to_string(), later)]);
+}
+
+#[test]
 fn retention_expires_old_chunks() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(&dir);
