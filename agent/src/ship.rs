@@ -398,8 +398,9 @@ pub async fn sync_loop(buffer: Arc<Buffer>, every: Duration, cancel: Cancellatio
 
 enum Outcome {
     Sent,
-    /// The collector will never accept it (4xx other than 429): drop it.
-    Rejected(String),
+    /// The collector will never accept it (4xx other than 429): drop it. The count is of its
+    /// samples the collector says it stored anyway.
+    Rejected(String, u64),
     Retry(&'static str, String, Option<Duration>),
 }
 
@@ -522,13 +523,16 @@ pub async fn run(
                 failures = 0;
                 tel.samples_sent.inc_by(samples as u64);
             }
-            Outcome::Rejected(why) => {
+            Outcome::Rejected(why, stored) => {
                 buffer.commit();
-                warn!(reason = %why, samples, "batch rejected by the collector; dropped");
+                let stored = stored.min(samples as u64);
+                let lost = samples as u64 - stored;
+                warn!(reason = %why, samples = lost, stored, "batch rejected by the collector; dropped");
                 tel.send_errors.with_label_values(&["status_4xx"]).inc();
+                tel.samples_sent.inc_by(stored);
                 tel.dropped_samples
                     .with_label_values(&["rejected"])
-                    .inc_by(samples as u64);
+                    .inc_by(lost);
             }
             Outcome::Retry(kind, why, after) => {
                 buffer.rewind();
@@ -575,6 +579,7 @@ async fn send(client: &reqwest::Client, url: &str, cfg: &ShippingConfig, body: V
             status,
             retry_after,
             message,
+            accepted,
         } => match status {
             429 => Outcome::Retry("throttled", message, retry_after),
             // Timed out: nothing wrong with the data.
@@ -589,7 +594,7 @@ async fn send(client: &reqwest::Client, url: &str, cfg: &ShippingConfig, body: V
                 retry_after,
             ),
             500..=599 => Outcome::Retry("status_5xx", message, retry_after),
-            _ => Outcome::Rejected(message),
+            _ => Outcome::Rejected(message, accepted.unwrap_or(0)),
         },
         Answer::Unreachable(e) => Outcome::Retry("connect", e, None),
     }

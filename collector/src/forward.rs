@@ -197,6 +197,7 @@ async fn send_once(client: &reqwest::Client, cfg: &RemoteWriteConfig, body: Vec<
             status,
             retry_after,
             message,
+            ..
         } if status == 408 || status == 429 || status >= 500 => Sent::Retry(message, retry_after),
         Answer::Refused { message, .. } => Sent::Rejected(message),
         Answer::Unreachable(e) => Sent::Retry(e, None),

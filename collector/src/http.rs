@@ -262,6 +262,8 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     retry_after: Option<u32>,
+    /// Samples stored although the request is refused (`tocsin_wire::ACCEPTED_HEADER`).
+    accepted: Option<usize>,
 }
 
 impl ApiError {
@@ -270,6 +272,7 @@ impl ApiError {
             status,
             message: message.into(),
             retry_after: None,
+            accepted: None,
         }
     }
 }
@@ -284,6 +287,10 @@ impl IntoResponse for ApiError {
         if let Some(s) = self.retry_after {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        if let Some(n) = self.accepted {
+            r.headers_mut()
+                .insert(tocsin_wire::ACCEPTED_HEADER, HeaderValue::from(n));
         }
         r
     }
@@ -470,7 +477,9 @@ async fn write_inner(
                 stats.refused_series, stats.over_limit, stats.accepted
             );
             st.tel.ingest_rejected("cardinality", &msg);
-            Err(ApiError::new(StatusCode::BAD_REQUEST, msg))
+            let mut e = ApiError::new(StatusCode::BAD_REQUEST, msg);
+            e.accepted = Some(stats.accepted);
+            Err(e)
         }
         Ok(Ok(_)) => Ok(StatusCode::NO_CONTENT),
         Ok(Err(WriteError::Unavailable(e))) => {

@@ -36,7 +36,12 @@ fn post(c: &Proc, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, String) {
         r = r.header(*k, *v);
     }
     let r = r.send().unwrap();
-    (r.status().as_u16(), r.text().unwrap())
+    let accepted = r
+        .headers()
+        .get(tocsin_wire::ACCEPTED_HEADER)
+        .map(|v| format!(" [stored anyway: {}]", v.to_str().unwrap()))
+        .unwrap_or_default();
+    (r.status().as_u16(), r.text().unwrap() + &accepted)
 }
 
 #[test]
@@ -145,7 +150,7 @@ fn bad_requests_get_clear_4xx_and_are_counted() {
             many,
             vec![auth],
             400,
-            "3 new series (3 samples) refused: their host has reached ingest.max_series_per_host; 2 samples accepted",
+            "3 new series (3 samples) refused: their host has reached ingest.max_series_per_host; 2 samples accepted\",\"status\":\"error\"} [stored anyway: 2]",
         ),
     ];
     for (name, b, h, want, msg) in cases {

@@ -14,6 +14,8 @@ pub enum Answer {
         status: u16,
         retry_after: Option<Duration>,
         message: String,
+        /// Samples of the request stored anyway (`ACCEPTED_HEADER`), when the receiver says.
+        accepted: Option<u64>,
     },
     /// No answer: connection, TLS or timeout error.
     Unreachable(String),
@@ -59,10 +61,16 @@ pub async fn send_with(
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok())
                 .map(Duration::from_secs);
+            let accepted = r
+                .headers()
+                .get(crate::ACCEPTED_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
             let text = r.text().await.unwrap_or_default();
             Answer::Refused {
                 status: status.as_u16(),
                 retry_after,
+                accepted,
                 message: format!(
                     "HTTP {status}: {}",
                     text.trim().chars().take(300).collect::<String>()

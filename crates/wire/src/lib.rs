@@ -22,6 +22,10 @@ pub const LIVE_HEADER: &str = "X-Tocsin-Live";
 /// collector of a high-availability pair, which already forwarded them wherever they go; the
 /// receiver stores and evaluates them but does not forward them again.
 pub const FORWARDED_HEADER: &str = "X-Tocsin-Forwarded";
+/// Response header of a tocsin extension on a 4xx: how many of the request's samples were
+/// stored anyway (a request partly over `max_series_per_host`), so the sender counts as lost
+/// only the rest.
+pub const ACCEPTED_HEADER: &str = "X-Tocsin-Accepted-Samples";
 pub const VERSION_HEADER: &str = "X-Prometheus-Remote-Write-Version";
 pub const VERSION: &str = "0.1.0";
 
