@@ -650,6 +650,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         &db,
         StoreOptions {
             max_series_per_host: cfg.ingest.max_series_per_host,
+            max_hosts: cfg.ingest.max_hosts,
             ..StoreOptions::default()
         },
     )?;

@@ -473,7 +473,7 @@ async fn write_inner(
             // The rest of the request is stored; say what was not, so the sender does not
             // retry it.
             let msg = format!(
-                "{} new series ({} samples) refused: their host has reached ingest.max_series_per_host; {} samples accepted",
+                "{} new series ({} samples) refused: their host has reached ingest.max_series_per_host, or the collector ingest.max_hosts; {} samples accepted",
                 stats.refused_series, stats.over_limit, stats.accepted
             );
             st.tel.ingest_rejected("cardinality", &msg);

@@ -150,7 +150,7 @@ fn bad_requests_get_clear_4xx_and_are_counted() {
             many,
             vec![auth],
             400,
-            "3 new series (3 samples) refused: their host has reached ingest.max_series_per_host; 2 samples accepted\",\"status\":\"error\"} [stored anyway: 2]",
+            "3 new series (3 samples) refused: their host has reached ingest.max_series_per_host, or the collector ingest.max_hosts; 2 samples accepted\",\"status\":\"error\"} [stored anyway: 2]",
         ),
     ];
     for (name, b, h, want, msg) in cases {

@@ -203,6 +203,9 @@ pub struct RawIngest {
     /// Most series one host may have (cardinality); new series beyond it are refused with 400
     /// (default 20000; 0: no limit).
     pub max_series_per_host: Option<usize>,
+    /// Most distinct hosts; series of a new host beyond it are refused with 400 (default
+    /// 10000; 0: no limit). Series without a `host` label count as one host.
+    pub max_hosts: Option<usize>,
     /// Most open connections, HTTP and HTTPS alike; more wait in the listen backlog
     /// (default 1024).
     pub max_connections: Option<usize>,
@@ -463,6 +466,7 @@ pub struct IngestConfig {
     pub max_samples_per_request: usize,
     pub max_labels_per_series: usize,
     pub max_series_per_host: usize,
+    pub max_hosts: usize,
     pub max_connections: usize,
     pub idle_timeout: Duration,
 }
@@ -662,6 +666,7 @@ impl RawCollectorConfig {
             max_samples_per_request: i.max_samples_per_request.unwrap_or(1_000_000),
             max_labels_per_series: i.max_labels_per_series.unwrap_or(64),
             max_series_per_host: i.max_series_per_host.unwrap_or(20_000),
+            max_hosts: i.max_hosts.unwrap_or(10_000),
             max_connections: match i.max_connections.unwrap_or(1024) {
                 0 => {
                     p.push("ingest.max_connections: must be at least 1".to_string());

@@ -34,8 +34,12 @@ pub struct StoreOptions {
     pub fsync: bool,
     /// Samples further in the future than this are rejected.
     pub max_future_ms: i64,
-    /// Most series one `host` may have; new series beyond it are refused (0: no limit).
+    /// Most series one `host` may have, series without a `host` label counting as one more
+    /// host; new series beyond it are refused (0: no limit).
     pub max_series_per_host: usize,
+    /// Most distinct hosts; series of a new host beyond it are refused (0: no limit). A sender
+    /// inventing hosts would otherwise pass any per-host bound, each host a future HostDown.
+    pub max_hosts: usize,
 }
 
 impl Default for StoreOptions {
@@ -44,6 +48,7 @@ impl Default for StoreOptions {
             fsync: true,
             max_future_ms: 10 * 60 * 1000,
             max_series_per_host: 0,
+            max_hosts: 0,
         }
     }
 }
@@ -131,9 +136,10 @@ impl SeriesIndex {
                 v.insert(id);
             }
         }
-        if let Some(h) = labels.get("host") {
-            *self.per_host.entry(h.to_string()).or_default() += 1;
-        }
+        *self
+            .per_host
+            .entry(labels.get("host").unwrap_or_default().to_string())
+            .or_default() += 1;
         self.labels[i] = Some(labels.key());
     }
 }
@@ -206,6 +212,7 @@ impl Store {
             new_series: Vec::new(),
             new_by_fp: FxHashMap::default(),
             new_per_host: HashMap::new(),
+            new_hosts: 0,
             pending: FxHashMap::default(),
             hosts: HashMap::new(),
             finished: false,
@@ -458,6 +465,8 @@ pub struct Txn<'a> {
     /// when one transaction creates many series (a fleet's first cycle).
     new_by_fp: FxHashMap<u64, Vec<usize>>,
     new_per_host: HashMap<String, usize>,
+    /// Hosts of `new_per_host` the index does not know yet.
+    new_hosts: usize,
     /// Newest timestamp per series staged in this transaction.
     pending: FxHashMap<SeriesId, TimestampMs>,
     hosts: HashMap<String, TimestampMs>,
@@ -569,11 +578,23 @@ impl Txn<'_> {
         }) {
             return Ok(Some(id));
         }
-        let limit = self.store.opts.max_series_per_host;
-        if let (true, Some(h)) = (limited && limit > 0, labels.get("host")) {
-            let known = self.store.index.per_host.get(h).copied().unwrap_or(0);
-            let pending = self.new_per_host.get(h).copied().unwrap_or(0);
-            if known + pending >= limit {
+        // Series without a host count as one host of their own ("").
+        let host = labels.get("host").unwrap_or_default();
+        if limited {
+            let (limit, max_hosts) = (
+                self.store.opts.max_series_per_host,
+                self.store.opts.max_hosts,
+            );
+            let known = self.store.index.per_host.get(host).copied();
+            let pending = self.new_per_host.get(host).copied();
+            if limit > 0 && known.unwrap_or(0) + pending.unwrap_or(0) >= limit {
+                return Ok(None);
+            }
+            if known.is_none()
+                && pending.is_none()
+                && max_hosts > 0
+                && self.store.index.per_host.len() + self.new_hosts >= max_hosts
+            {
                 return Ok(None);
             }
         }
@@ -588,9 +609,11 @@ impl Txn<'_> {
             .entry(fp)
             .or_default()
             .push(self.new_series.len());
-        if let Some(h) = labels.get("host") {
-            *self.new_per_host.entry(h.to_string()).or_default() += 1;
+        let n = self.new_per_host.entry(host.to_string()).or_default();
+        if *n == 0 && !self.store.index.per_host.contains_key(host) {
+            self.new_hosts += 1;
         }
+        *n += 1;
         self.new_series.push((fp, id, labels.clone()));
         stats.new_series += 1;
         Ok(Some(id))

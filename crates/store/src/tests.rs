@@ -263,6 +263,48 @@ fn series_per_host_are_limited_for_ingest_not_for_derived_series() {
 }
 
 #[test]
+fn series_without_a_host_and_invented_hosts_are_bounded_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        max_series_per_host: 2,
+        max_hosts: 3,
+        ..StoreOptions::default()
+    };
+    let hostless = |name: &str| SeriesSamples {
+        labels: tocsin_model::Labels::from_pairs([("__name__", name)]),
+        samples: vec![Sample::new(NOW, 1.0)],
+    };
+    let mut store = Store::open(&dir.path().join("t.db"), opts).unwrap();
+    let mut tx = store.begin().unwrap();
+    let (_, st) = tx
+        .append(&mut [hostless("a"), hostless("b"), hostless("c")], NOW)
+        .unwrap();
+    assert_eq!((st.accepted, st.refused_series), (2, 1), "host-less: one host's limit");
+    // "" counts as one host: two more, then a fourth host is refused, in this transaction
+    // and after a reopen.
+    let (_, st) = tx
+        .append(
+            &mut [
+                s("m", "h1", &[(NOW, 1.0)]),
+                s("m", "h2", &[(NOW, 1.0)]),
+                s("m", "h3", &[(NOW, 1.0)]),
+                s("n", "h1", &[(NOW, 1.0)]),
+            ],
+            NOW,
+        )
+        .unwrap();
+    assert_eq!((st.accepted, st.refused_series), (3, 1));
+    tx.commit().unwrap();
+    drop(store);
+    let mut store = Store::open(&dir.path().join("t.db"), opts).unwrap();
+    let mut tx = store.begin().unwrap();
+    let (_, st) = tx
+        .append(&mut [s("m", "h4", &[(NOW + 1, 1.0)]), s("o", "h2", &[(NOW + 1, 1.0)])], NOW)
+        .unwrap();
+    assert_eq!((st.accepted, st.refused_series), (1, 1));
+}
+
+#[test]
 fn latest_holds_the_newest_sample_of_series_fresh_enough() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(&dir);
