@@ -684,6 +684,7 @@ async fn hosts(State(st): State<AppState>) -> Json<Value> {
                 "lastSeen": format_rfc3339(h.last_seen),
                 "lastSeenAgeSeconds": ((now - h.last_seen).max(0) as f64) / 1000.0,
                 "intervalSeconds": h.interval_ms.map(|i| i as f64 / 1000.0),
+                "clockAheadSeconds": h.clock_ahead_ms.map(|i| i as f64 / 1000.0),
             })
         })
         .collect();

@@ -9,6 +9,7 @@ use tocsin_store::{Store, StoreError};
 
 pub const UP_METRIC: &str = "tocsin_host_up";
 pub const INTERVAL_METRIC: &str = "tocsin_agent_interval_seconds";
+pub const CLOCK_METRIC: &str = "tocsin_host_clock_ahead_seconds";
 /// Used when a host's interval is unknown (data from Prometheus or another sender).
 const DEFAULT_INTERVAL_MS: i64 = 10_000;
 /// The longest interval an agent may report: an agent (or anyone holding its token) claiming
@@ -32,6 +33,9 @@ pub struct HostView {
     pub last_seen: TimestampMs,
     pub interval_ms: Option<i64>,
     pub up: bool,
+    /// How far ahead of the collector's clock the newest sample of its last request was
+    /// (0 when not ahead); `None` before a request was seen.
+    pub clock_ahead_ms: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -65,6 +69,7 @@ impl Liveness {
                         last_seen: t,
                         interval_ms: None,
                         up: true,
+                        clock_ahead_ms: None,
                     },
                 )
             })
@@ -78,7 +83,6 @@ impl Liveness {
         }
     }
 
-    /// The collector could not take what agents sent (its store refused writes) at `now`.
     /// The collector's once-a-second tick, before hosts are judged: one far later than the
     /// last means it stood still, and, as after a restart, hosts get their grace to be heard
     /// again.
@@ -89,6 +93,7 @@ impl Liveness {
         self.last_tick = Some(now);
     }
 
+    /// The collector could not take what agents sent (its store refused writes) at `now`.
     pub fn away(&mut self, now: TimestampMs) {
         self.away_since = self.away_since.max(now);
     }
@@ -104,8 +109,28 @@ impl Liveness {
                         last_seen: t,
                         interval_ms: None,
                         up: true,
+                        clock_ahead_ms: None,
                     },
                 );
+            }
+        }
+    }
+
+    /// Notes how far ahead of `now` (arrival) the newest sample of each host in a request
+    /// sent now (not forwarded, not a backlog) is. A clock behind cannot be told from a
+    /// backlog by the data alone; a clock ahead makes a host's later, correct samples look
+    /// out of order, so it is what is watched.
+    pub fn observe_clock(&mut self, batch: &[SeriesSamples], now: TimestampMs) {
+        let mut newest: BTreeMap<&str, TimestampMs> = BTreeMap::new();
+        for s in batch {
+            if let (Some(h), Some(last)) = (s.labels.get("host"), s.samples.last()) {
+                let e = newest.entry(h).or_insert(i64::MIN);
+                *e = (*e).max(last.timestamp_ms);
+            }
+        }
+        for (h, t) in newest {
+            if let Some(v) = self.hosts.get_mut(h) {
+                v.clock_ahead_ms = Some((t - now).max(0));
             }
         }
     }
@@ -177,18 +202,22 @@ impl Liveness {
             })
             .map(|h| (h.host.clone(), now - h.last_seen <= self.down_after(h)))
             .collect();
-        downs
-            .into_iter()
-            .map(|(host, up)| {
-                if let Some(h) = self.hosts.get_mut(&host) {
-                    h.up = up;
-                }
-                SeriesSamples {
-                    labels: Labels::from_pairs([(METRIC_NAME, UP_METRIC), ("host", host.as_str())]),
-                    samples: vec![Sample::new(now, if up { 1.0 } else { 0.0 })],
-                }
-            })
-            .collect()
+        let mut out = Vec::with_capacity(2 * downs.len());
+        for (host, up) in downs {
+            let ahead = self.hosts.get_mut(&host).and_then(|h| {
+                h.up = up;
+                h.clock_ahead_ms
+            });
+            let series = |name: &str, v: f64| SeriesSamples {
+                labels: Labels::from_pairs([(METRIC_NAME, name), ("host", host.as_str())]),
+                samples: vec![Sample::new(now, v)],
+            };
+            out.push(series(UP_METRIC, if up { 1.0 } else { 0.0 }));
+            if let Some(a) = ahead {
+                out.push(series(CLOCK_METRIC, a as f64 / 1000.0));
+            }
+        }
+        out
     }
 
     pub fn view(&self) -> Vec<HostView> {
@@ -254,6 +283,31 @@ mod tests {
             l.tick(t);
         }
         assert_eq!(up(l.judge(t)), vec![0.0]);
+    }
+
+    #[test]
+    fn a_clock_ahead_is_measured_from_arrival() {
+        let t0 = 10_000_000;
+        let mut l = Liveness::new(None, 3_600_000, vec![("a".into(), t0)], t0);
+        let batch = |ts: i64| {
+            vec![SeriesSamples {
+                labels: Labels::from_pairs([(METRIC_NAME, "up"), ("host", "a")]),
+                samples: vec![Sample::new(ts - 1_000, 1.0), Sample::new(ts, 1.0)],
+            }]
+        };
+        let clock = |v: &[SeriesSamples]| {
+            v.iter()
+                .find(|s| s.labels.metric_name() == Some(CLOCK_METRIC))
+                .map(|s| s.samples[0].value)
+        };
+        assert_eq!(clock(&l.judge(t0)), None, "nothing known yet");
+        // An agent 300 s fast.
+        l.observe_clock(&batch(t0 + 1_000 + 300_000), t0 + 1_000);
+        l.seen("a", t0 + 1_000);
+        assert_eq!(clock(&l.judge(t0 + 1_500)), Some(300.0));
+        // Its clock set right (or a backlog of old samples): not ahead.
+        l.observe_clock(&batch(t0 - 60_000), t0 + 2_000);
+        assert_eq!(clock(&l.judge(t0 + 2_500)), Some(0.0));
     }
 
     #[test]

@@ -513,6 +513,9 @@ impl Writer {
                         origin,
                         reply,
                     } => {
+                        if origin != Origin::Peer {
+                            self.liveness.observe_clock(&batch, now);
+                        }
                         let stats = if origin == Origin::Live {
                             for h in batch.iter().filter_map(|s| s.labels.get("host")) {
                                 self.liveness.seen(h, now);

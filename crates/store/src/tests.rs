@@ -279,7 +279,11 @@ fn series_without_a_host_and_invented_hosts_are_bounded_too() {
     let (_, st) = tx
         .append(&mut [hostless("a"), hostless("b"), hostless("c")], NOW)
         .unwrap();
-    assert_eq!((st.accepted, st.refused_series), (2, 1), "host-less: one host's limit");
+    assert_eq!(
+        (st.accepted, st.refused_series),
+        (2, 1),
+        "host-less: one host's limit"
+    );
     // "" counts as one host: two more, then a fourth host is refused, in this transaction
     // and after a reopen.
     let (_, st) = tx
@@ -299,7 +303,13 @@ fn series_without_a_host_and_invented_hosts_are_bounded_too() {
     let mut store = Store::open(&dir.path().join("t.db"), opts).unwrap();
     let mut tx = store.begin().unwrap();
     let (_, st) = tx
-        .append(&mut [s("m", "h4", &[(NOW + 1, 1.0)]), s("o", "h2", &[(NOW + 1, 1.0)])], NOW)
+        .append(
+            &mut [
+                s("m", "h4", &[(NOW + 1, 1.0)]),
+                s("o", "h2", &[(NOW + 1, 1.0)]),
+            ],
+            NOW,
+        )
         .unwrap();
     assert_eq!((st.accepted, st.refused_series), (1, 1));
 }
