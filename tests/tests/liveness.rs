@@ -291,3 +291,65 @@ fn agent_fails_over_to_the_next_collector_and_returns() {
         || (index().as_deref() == Some("0")).then_some(()),
     );
 }
+
+#[test]
+fn a_clock_that_ran_ahead_and_came_back_costs_no_page_and_is_reported() {
+    let _g = serial();
+    let env = Env::with("host_down_after: 3s\n");
+    let c = env.collector("127.0.0.1:0");
+    let send = |ts: i64| {
+        let s = tocsin_model::SeriesSamples {
+            labels: tocsin_model::Labels::from_pairs([("__name__", "x"), ("host", "skewed")]),
+            samples: vec![tocsin_model::Sample::new(ts, 1.0)],
+        };
+        let r = reqwest::blocking::Client::new()
+            .post(c.url("/api/v1/write"))
+            .header("Content-Type", tocsin_wire::CONTENT_TYPE)
+            .header("Content-Encoding", tocsin_wire::CONTENT_ENCODING)
+            .body(tocsin_wire::encode(&tocsin_wire::to_request(&[s])))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 204);
+    };
+    let every_half_second_for = |d: Duration, ahead_ms: i64| {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            send(tocsin_model::now_ms() + ahead_ms);
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    // 300 s fast for 4 s: its samples are stored 5 minutes ahead.
+    every_half_second_for(Duration::from_secs(4), 300_000);
+    let ahead = wait_for("the clock measured", Duration::from_secs(10), || {
+        hosts(&c)["data"]["hosts"]
+            .as_array()?
+            .iter()
+            .find(|h| h["host"] == "skewed")?["clockAheadSeconds"]
+            .as_f64()
+    });
+    assert!((299.0..=301.0).contains(&ahead), "{ahead}");
+    // Then the right clock for 6 s, twice host_down_after: every sample is older than what
+    // the series holds and is dropped as out of order, but the host keeps arriving.
+    every_half_second_for(Duration::from_secs(6), 0);
+    let h = hosts(&c);
+    let host = h["data"]["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == "skewed")
+        .unwrap()
+        .clone();
+    assert_eq!(host["up"], true, "{host}");
+    assert_eq!(host["clockAheadSeconds"], 0.0, "{host}");
+    assert!(
+        env.events("HostDown").is_empty(),
+        "paged: {:?}",
+        env.events("HostDown")
+    );
+    assert!(
+        tocsin_e2e::metric(
+            &c.url("/metrics"),
+            "tocsin_ingest_samples_total{result=\"out_of_order\"}"
+        ) >= 10.0
+    );
+}
