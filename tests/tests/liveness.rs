@@ -353,3 +353,57 @@ fn a_clock_that_ran_ahead_and_came_back_costs_no_page_and_is_reported() {
         ) >= 10.0
     );
 }
+
+#[test]
+fn a_collector_frozen_for_a_while_does_not_page_its_hosts_when_it_resumes() {
+    let _g = serial();
+    let env = Env::new();
+    let c = env.collector("127.0.0.1:0");
+    let a = env.agent(&c, "  []\n");
+    wait_for("the host up", Duration::from_secs(20), || {
+        hosts(&c)["data"]["hosts"]
+            .as_array()?
+            .iter()
+            .any(|h| h["host"] == "live-host" && h["up"] == true && h["intervalSeconds"] == 1.0)
+            .then_some(())
+    });
+    // Frozen (a paused VM, SIGSTOP) for fifteen of the agent's intervals, then resumed; the
+    // agent, backing off while the collector did not answer, sends again two seconds later.
+    // Its host never went quiet: the collector did.
+    let signal = |s: &str, p: &Proc| {
+        assert!(std::process::Command::new("kill")
+            .args([s, &p.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+    };
+    signal("-STOP", &a);
+    signal("-STOP", &c);
+    std::thread::sleep(Duration::from_secs(15));
+    signal("-CONT", &c);
+    std::thread::sleep(Duration::from_secs(2));
+    signal("-CONT", &a);
+    wait_for(
+        "samples taken in after the freeze",
+        Duration::from_secs(20),
+        || {
+            hosts(&c)["data"]["hosts"]
+                .as_array()?
+                .iter()
+                .any(|h| {
+                    h["host"] == "live-host"
+                        && h["lastSeenAgeSeconds"].as_f64().is_some_and(|a| a < 1.0)
+                })
+                .then_some(())
+        },
+    );
+    let log = c.log();
+    assert!(
+        !log.contains("alert=HostDown"),
+        "HostDown after a freeze:\n{}",
+        log.lines()
+            .filter(|l| l.contains("HostDown"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
