@@ -397,7 +397,9 @@ pub async fn sync_loop(buffer: Arc<Buffer>, every: Duration, cancel: Cancellatio
 }
 
 enum Outcome {
-    Sent,
+    /// Acknowledged; the count is of samples the collector did not store because their series
+    /// held a newer one.
+    Sent(u64),
     /// The collector will never accept it (4xx other than 429): drop it. The count is of its
     /// samples the collector says it stored anyway.
     Rejected(String, u64),
@@ -467,7 +469,7 @@ pub async fn run(
                 )
                 .await
                 {
-                    Answer::Accepted => tel.live_sent.inc_by(b.samples as u64),
+                    Answer::Accepted { .. } => tel.live_sent.inc_by(b.samples as u64),
                     // It is in the buffer: the ordered replay delivers it anyway.
                     _ => tel.send_errors.with_label_values(&["live"]).inc(),
                 }
@@ -505,8 +507,16 @@ pub async fn run(
             active
         };
         match send(&client, &cfg.urls[target], &cfg, body).await {
-            Outcome::Sent => {
+            Outcome::Sent(not_newer) => {
                 buffer.commit();
+                if not_newer > 0 {
+                    // A clock that ran ahead and came back, or a batch sent twice.
+                    warn!(
+                        samples = not_newer,
+                        "the collector kept no newer samples: their series already held later ones (clock set back?)"
+                    );
+                    tel.not_newer.inc_by(not_newer);
+                }
                 if target != active {
                     info!(url = %cfg.urls[target], "preferred collector is back; returning to it");
                     active = target;
@@ -521,7 +531,8 @@ pub async fn run(
                     );
                 }
                 failures = 0;
-                tel.samples_sent.inc_by(samples as u64);
+                tel.samples_sent
+                    .inc_by((samples as u64).saturating_sub(not_newer));
             }
             Outcome::Rejected(why, stored) => {
                 buffer.commit();
@@ -574,7 +585,7 @@ pub async fn run(
 async fn send(client: &reqwest::Client, url: &str, cfg: &ShippingConfig, body: Vec<u8>) -> Outcome {
     let token = cfg.token.as_ref().map(|t| t.expose());
     match tocsin_wire::client::send(client, url, token, body).await {
-        Answer::Accepted => Outcome::Sent,
+        Answer::Accepted { not_newer } => Outcome::Sent(not_newer),
         Answer::Refused {
             status,
             retry_after,

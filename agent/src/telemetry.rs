@@ -11,6 +11,7 @@ pub struct Telemetry {
     pub cycle_seconds: Histogram,
     pub cycles: IntCounter,
     pub samples_sent: IntCounter,
+    pub not_newer: IntCounter,
     pub send_errors: IntCounterVec,
     pub buffer_bytes: IntGauge,
     pub buffer_records: IntGauge,
@@ -81,7 +82,15 @@ impl Telemetry {
                 &r,
                 IntCounter::new(
                     "tocsin_agent_samples_sent_total",
-                    "Samples the collector acknowledged.",
+                    "Samples the collector acknowledged and stored.",
+                )
+                .expect("valid"),
+            ),
+            not_newer: reg(
+                &r,
+                IntCounter::new(
+                    "tocsin_agent_samples_not_newer_total",
+                    "Samples the collector acknowledged without storing them: their series already held a sample as new or newer (a clock set back, or a batch sent twice).",
                 )
                 .expect("valid"),
             ),

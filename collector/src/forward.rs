@@ -192,7 +192,7 @@ async fn send_once(client: &reqwest::Client, cfg: &RemoteWriteConfig, body: Vec<
         &[]
     };
     match tocsin_wire::client::send_with(client, &cfg.url, token, body, marks).await {
-        Answer::Accepted => Sent::Ok,
+        Answer::Accepted { .. } => Sent::Ok,
         Answer::Refused {
             status,
             retry_after,

@@ -296,15 +296,31 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A write taken: 204, saying how many samples were not stored because their series held a
+/// newer one (`tocsin_wire::NOT_NEWER_HEADER`), so the sender counts them instead of taking
+/// them as stored.
+struct Written(usize);
+
+impl IntoResponse for Written {
+    fn into_response(self) -> Response {
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        if self.0 > 0 {
+            r.headers_mut()
+                .insert(tocsin_wire::NOT_NEWER_HEADER, HeaderValue::from(self.0));
+        }
+        r
+    }
+}
+
 async fn write(
     State(st): State<AppState>,
     received: Option<axum::Extension<BodyReceived>>,
     axum::Extension(Bound(bound)): axum::Extension<Bound>,
     req: axum::extract::Request,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Written, ApiError> {
     let result = write_inner(&st, bound, received, req).await;
     let code = match &result {
-        Ok(c) => *c,
+        Ok(_) => StatusCode::NO_CONTENT,
         Err(e) => e.status,
     };
     st.tel.requests.with_label_values(&[code.as_str()]).inc();
@@ -366,7 +382,7 @@ async fn write_inner(
     bound: Option<String>,
     received: Option<axum::Extension<BodyReceived>>,
     req: axum::extract::Request,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Written, ApiError> {
     if let Err((reason, msg)) = check_media_type(req.headers()) {
         st.tel.ingest_rejected(reason, &msg);
         return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, msg));
@@ -432,7 +448,7 @@ async fn write_inner(
         }
     }
     if batch.is_empty() {
-        return Ok(StatusCode::NO_CONTENT);
+        return Ok(Written(0));
     }
     let (reply, rx) = oneshot::channel();
     let marked = |name: &str| headers.get(name).is_some_and(|v| v.as_bytes() == b"1");
@@ -481,7 +497,7 @@ async fn write_inner(
             e.accepted = Some(stats.accepted);
             Err(e)
         }
-        Ok(Ok(_)) => Ok(StatusCode::NO_CONTENT),
+        Ok(Ok(stats)) => Ok(Written(stats.out_of_order)),
         Ok(Err(WriteError::Unavailable(e))) => {
             let mut err = ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -310,16 +310,22 @@ fn a_clock_that_ran_ahead_and_came_back_costs_no_page_and_is_reported() {
             .send()
             .unwrap();
         assert_eq!(r.status().as_u16(), 204);
+        r.headers()
+            .get(tocsin_wire::NOT_NEWER_HEADER)
+            .map_or(0, |v| v.to_str().unwrap().parse::<u64>().unwrap())
     };
+    // Samples the collector acknowledged without storing, as it told the sender.
     let every_half_second_for = |d: Duration, ahead_ms: i64| {
         let end = Instant::now() + d;
+        let mut not_newer = 0;
         while Instant::now() < end {
-            send(tocsin_model::now_ms() + ahead_ms);
+            not_newer += send(tocsin_model::now_ms() + ahead_ms);
             std::thread::sleep(Duration::from_millis(500));
         }
+        not_newer
     };
     // 300 s fast for 4 s: its samples are stored 5 minutes ahead.
-    every_half_second_for(Duration::from_secs(4), 300_000);
+    assert_eq!(every_half_second_for(Duration::from_secs(4), 300_000), 0);
     let ahead = wait_for("the clock measured", Duration::from_secs(10), || {
         hosts(&c)["data"]["hosts"]
             .as_array()?
@@ -330,7 +336,8 @@ fn a_clock_that_ran_ahead_and_came_back_costs_no_page_and_is_reported() {
     assert!((299.0..=301.0).contains(&ahead), "{ahead}");
     // Then the right clock for 6 s, twice host_down_after: every sample is older than what
     // the series holds and is dropped as out of order, but the host keeps arriving.
-    every_half_second_for(Duration::from_secs(6), 0);
+    let not_newer = every_half_second_for(Duration::from_secs(6), 0);
+    assert!(not_newer >= 10, "told the sender of {not_newer}");
     let h = hosts(&c);
     let host = h["data"]["hosts"]
         .as_array()

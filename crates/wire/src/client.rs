@@ -8,7 +8,9 @@ use tocsin_model::error_chain;
 /// What a remote-write endpoint answered.
 #[derive(Debug)]
 pub enum Answer {
-    Accepted,
+    /// 2xx; the count is of samples the receiver did not store because their series already
+    /// held a newer one (`NOT_NEWER_HEADER`; 0 when it does not say).
+    Accepted { not_newer: u64 },
     /// A non-2xx status, the `Retry-After` it gave (seconds form) and the start of its body.
     Refused {
         status: u16,
@@ -52,7 +54,14 @@ pub async fn send_with(
         req = req.bearer_auth(t);
     }
     match req.send().await {
-        Ok(r) if r.status().is_success() => Answer::Accepted,
+        Ok(r) if r.status().is_success() => Answer::Accepted {
+            not_newer: r
+                .headers()
+                .get(crate::NOT_NEWER_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        },
         Ok(r) => {
             let status = r.status();
             let retry_after = r

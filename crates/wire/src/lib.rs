@@ -26,6 +26,10 @@ pub const FORWARDED_HEADER: &str = "X-Tocsin-Forwarded";
 /// stored anyway (a request partly over `max_series_per_host`), so the sender counts as lost
 /// only the rest.
 pub const ACCEPTED_HEADER: &str = "X-Tocsin-Accepted-Samples";
+/// Response header of a tocsin extension on a 2xx: how many samples of the request were not
+/// stored because their series already held a sample as new or newer (out of order, or sent
+/// twice), so the sender counts and reports them instead of taking them as stored.
+pub const NOT_NEWER_HEADER: &str = "X-Tocsin-Not-Newer-Samples";
 pub const VERSION_HEADER: &str = "X-Prometheus-Remote-Write-Version";
 pub const VERSION: &str = "0.1.0";
 
