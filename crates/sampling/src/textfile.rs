@@ -93,7 +93,7 @@ pub fn read_dir(dir: &Path) -> TextfileOutput {
                         }
                     }
                 }
-                if let Some(t) = modified.duration_since(std::time::UNIX_EPOCH).ok() {
+                if let Ok(t) = modified.duration_since(std::time::UNIX_EPOCH) {
                     let name = p
                         .file_name()
                         .map(|n| n.to_string_lossy().to_string())
