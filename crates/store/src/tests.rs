@@ -118,13 +118,13 @@ fn a_host_whose_samples_are_all_out_of_order_is_still_seen() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(&dir);
     let mut tx = store.begin().unwrap();
-    tx.append(&mut vec![s("up", "a", &[(NOW + 300_000, 1.0)])], NOW)
+    tx.append(&mut [s("up", "a", &[(NOW + 300_000, 1.0)])], NOW)
         .unwrap();
     tx.commit().unwrap();
     let later = NOW + 60_000;
     let mut tx = store.begin().unwrap();
     let (_, st) = tx
-        .append(&mut vec![s("up", "a", &[(later, 1.0)])], later)
+        .append(&mut [s("up", "a", &[(later, 1.0)])], later)
         .unwrap();
     assert_eq!((st.accepted, st.out_of_order), (0, 1));
     let seen: Vec<(String, i64)> = tx.hosts_seen().map(|(h, t)| (h.to_string(), t)).collect();
