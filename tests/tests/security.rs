@@ -789,3 +789,79 @@ fn a_label_an_agent_sends_never_chooses_what_runs() {
         "{audit}"
     );
 }
+
+#[test]
+fn no_textfile_wedges_an_agent_and_a_base_url_reaches_the_collector() {
+    let _g = serial();
+    let s = Stack::new("admin_token: adm1n\n");
+    for d in ["rules", "tf", "outside"] {
+        std::fs::create_dir(s.dir.path().join(d)).unwrap();
+    }
+    let mut c = s.collector("127.0.0.1:0", &s.p("rules"));
+    let issued = cli(&c, &["tokens", "issue", "--host", "web-7"]);
+    let token = issued["data"]["token"].as_str().unwrap().to_string();
+    let tf = s.dir.path().join("tf");
+    // Another host's label (a 403 under this token, retried for ever at the head of the
+    // buffer before), a FIFO (hung sampling and SIGTERM), a link out of the directory.
+    tocsin_e2e::write_textfile(
+        &tf,
+        "act.prom",
+        "act_metric{host=\"victim-db\",unit=\"x\"} 1\n",
+    );
+    assert!(std::process::Command::new("mkfifo")
+        .arg(tf.join("fifo.prom"))
+        .status()
+        .unwrap()
+        .success());
+    std::fs::write(s.dir.path().join("outside/secret.prom"), "leaked 1\n").unwrap();
+    std::os::unix::fs::symlink(
+        s.dir.path().join("outside/secret.prom"),
+        tf.join("link.prom"),
+    )
+    .unwrap();
+    let cfg = s.p("agent.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "host: web-7\ninterval: 1s\ntextfile_dir: {}\ncollector: {{ url: \"{}\", token: {token} }}\n",
+            tf.display(),
+            c.url("")
+        ),
+    )
+    .unwrap();
+    let mut a = s.agent(&c, &["--config", &cfg]);
+    wait_for("ten batches stored", Duration::from_secs(30), || {
+        (metric(&a.url("/metrics"), "tocsin_agent_samples_sent_total") > 0.0
+            && metric(&a.url("/metrics"), "tocsin_agent_cycles_total") >= 10.0)
+            .then_some(())
+    });
+    assert_eq!(
+        metric(
+            &a.url("/metrics"),
+            "tocsin_agent_send_errors_total{reason=\"status_4xx\"}"
+        ),
+        0.0,
+        "nothing refused"
+    );
+    assert!(a.terminate().success(), "stopped on SIGTERM");
+    c.terminate();
+    let act = s.stored(|l| l.metric_name() == Some("act_metric"));
+    assert_eq!(act.len(), 1);
+    let labels = {
+        let store = tocsin_store::Store::open(
+            &s.dir.path().join("data/tocsin.db"),
+            tocsin_store::StoreOptions::default(),
+        )
+        .unwrap();
+        store
+            .select(|l| l.metric_name() == Some("act_metric"))
+            .remove(0)
+            .1
+    };
+    assert_eq!(labels.get("host"), Some("web-7"));
+    assert_eq!(labels.get("exported_host"), Some("victim-db"));
+    assert!(s.stored(|l| l.metric_name() == Some("leaked")).is_empty());
+    let log = a.log();
+    assert!(log.contains("not a regular file"), "{log}");
+    assert!(log.contains("a symbolic link; not followed"), "{log}");
+}
