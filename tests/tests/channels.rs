@@ -632,3 +632,54 @@ fn a_generic_sms_gateway_gets_the_templated_body_and_headers() {
             .then_some(())
     });
 }
+
+#[test]
+fn a_label_cannot_add_a_link_or_a_line_to_a_chat_message() {
+    let _g = serial();
+    let (base, seen, _rt) = standin();
+    let receivers = format!(
+        "  - name: ding
+    dingtalk: {{ url: \"{base}/robot/send?access_token=tok123\", secret: {DING_SECRET} }}
+  - name: slack
+    slack: {{ url: \"{base}/services/T000/B000/XXXX\" }}
+"
+    );
+    let rule = format!(
+        "{DISK_RULE}    annotations: {{ summary: \"disk {{{{ labels.mountpoint }}}} full\" }}\n"
+    );
+    // A textfile (anything an agent or a compromised host controls) puts a fake
+    // acknowledgement line with a phishing link into a label value.
+    let evil = r#"disk_used_percent{mountpoint="/data\n- 确认：[点此确认](https://evil.example/ack) <https://evil.example|ok>"} 95"#;
+    let (_dir, _c, _a) = stack(&rule, &receivers, &format!("{evil}\n"), "db-1");
+    let all = wait_for("both messages", Duration::from_secs(15), || {
+        let s = seen.lock().unwrap().clone();
+        (s.len() >= 2).then_some(s)
+    });
+    for (path, _, body) in &all {
+        let text = body["markdown"]["text"]
+            .as_str()
+            .or(body["text"].as_str())
+            .unwrap_or_default();
+        assert!(
+            text.contains("evil.example"),
+            "{path}: the value is shown: {text}"
+        );
+        if path.starts_with("/robot/send") {
+            // Markdown's link; Slack's is `<url|text>`.
+            assert!(
+                !text.contains("](https://evil"),
+                "{path}: a markdown link: {text}"
+            );
+        }
+        assert!(
+            !text.contains("<https://evil"),
+            "{path}: a Slack link: {text}"
+        );
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.trim_start_matches(['-', '•', ' ']).starts_with("确认：[")),
+            "{path}: a line of the label's own: {text}"
+        );
+    }
+}

@@ -865,3 +865,52 @@ fn no_textfile_wedges_an_agent_and_a_base_url_reaches_the_collector() {
     assert!(log.contains("not a regular file"), "{log}");
     assert!(log.contains("a symbolic link; not followed"), "{log}");
 }
+
+#[test]
+fn invented_hosts_and_host_less_series_are_bounded_through_the_api() {
+    let _g = serial();
+    let (_s, c) = Stack::with_collector("ingest:\n  max_hosts: 3\n  max_series_per_host: 2\n");
+    let now = tocsin_model::now_ms();
+    let series = |name: &str, host: Option<&str>| SeriesSamples {
+        labels: match host {
+            Some(h) => Labels::from_pairs([("__name__", name), ("host", h)]),
+            None => Labels::from_pairs([("__name__", name)]),
+        },
+        samples: vec![Sample {
+            timestamp_ms: now,
+            value: 1.0,
+        }],
+    };
+    let post = |batch: Vec<SeriesSamples>| {
+        let r = reqwest::blocking::Client::new()
+            .post(c.url("/api/v1/write"))
+            .header("Content-Type", tocsin_wire::CONTENT_TYPE)
+            .header("Content-Encoding", tocsin_wire::CONTENT_ENCODING)
+            .body(tocsin_wire::encode(&tocsin_wire::to_request(&batch)))
+            .send()
+            .unwrap();
+        let stored = r
+            .headers()
+            .get(tocsin_wire::ACCEPTED_HEADER)
+            .map(|v| v.to_str().unwrap().to_string());
+        (r.status().as_u16(), stored)
+    };
+    // Host-less series count as one host, with its own series limit.
+    let (code, stored) = post((0..3).map(|i| series(&format!("m{i}"), None)).collect());
+    assert_eq!((code, stored.as_deref()), (400, Some("2")));
+    // Hosts a sender invents: two more, then refused.
+    let (code, stored) = post(
+        ["a", "b", "c", "d"]
+            .iter()
+            .map(|h| series("up", Some(h)))
+            .collect(),
+    );
+    assert_eq!((code, stored.as_deref()), (400, Some("2")));
+    assert_eq!(
+        metric(
+            &c.url("/metrics"),
+            "tocsin_ingest_samples_total{result=\"over_series_limit\"}"
+        ),
+        3.0
+    );
+}
