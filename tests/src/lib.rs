@@ -141,6 +141,24 @@ impl Proc {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// POSTs `series` to this collector's remote-write endpoint as a remote-write 1.0 body,
+    /// with `headers` added (e.g. `("Authorization", "Bearer …")`).
+    pub fn remote_write(
+        &self,
+        series: &[tocsin_model::SeriesSamples],
+        headers: &[(&str, &str)],
+    ) -> reqwest::blocking::Response {
+        let mut r = reqwest::blocking::Client::new()
+            .post(self.url("/api/v1/write"))
+            .header("Content-Type", tocsin_wire::CONTENT_TYPE)
+            .header("Content-Encoding", tocsin_wire::CONTENT_ENCODING)
+            .body(tocsin_wire::encode(&tocsin_wire::to_request(series)));
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        r.send().expect("POST /api/v1/write")
+    }
+
     /// The collector's current alerts (`GET /api/v1/alerts`).
     pub fn alerts(&self) -> Vec<Value> {
         let v: Value = reqwest::blocking::get(self.url("/api/v1/alerts"))

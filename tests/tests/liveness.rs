@@ -302,13 +302,7 @@ fn a_clock_that_ran_ahead_and_came_back_costs_no_page_and_is_reported() {
             labels: tocsin_model::Labels::from_pairs([("__name__", "x"), ("host", "skewed")]),
             samples: vec![tocsin_model::Sample::new(ts, 1.0)],
         };
-        let r = reqwest::blocking::Client::new()
-            .post(c.url("/api/v1/write"))
-            .header("Content-Type", tocsin_wire::CONTENT_TYPE)
-            .header("Content-Encoding", tocsin_wire::CONTENT_ENCODING)
-            .body(tocsin_wire::encode(&tocsin_wire::to_request(&[s])))
-            .send()
-            .unwrap();
+        let r = c.remote_write(&[s], &[]);
         assert_eq!(r.status().as_u16(), 204);
         r.headers()
             .get(tocsin_wire::NOT_NEWER_HEADER)

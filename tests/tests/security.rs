@@ -18,16 +18,9 @@ fn write(c: &Proc, token: Option<&str>, host: &str) -> (u16, String) {
             value: 1.0,
         }],
     };
-    let body = tocsin_wire::encode(&tocsin_wire::to_request(&[s]));
-    let mut r = reqwest::blocking::Client::new()
-        .post(c.url("/api/v1/write"))
-        .header("Content-Type", tocsin_wire::CONTENT_TYPE)
-        .header("Content-Encoding", tocsin_wire::CONTENT_ENCODING)
-        .body(body);
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
-    let r = r.send().unwrap();
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    let r = c.remote_write(&[s], &headers);
     (r.status().as_u16(), r.text().unwrap())
 }
 
@@ -364,15 +357,7 @@ fn write_at(c: &Proc, samples: &[(&str, i64)], headers: &[(&str, &str)]) -> (u16
             }],
         })
         .collect();
-    let mut r = reqwest::blocking::Client::new()
-        .post(c.url("/api/v1/write"))
-        .header("Content-Type", tocsin_wire::CONTENT_TYPE)
-        .header("Content-Encoding", tocsin_wire::CONTENT_ENCODING)
-        .body(tocsin_wire::encode(&tocsin_wire::to_request(&series)));
-    for (k, v) in headers {
-        r = r.header(*k, *v);
-    }
-    let r = r.send().unwrap();
+    let r = c.remote_write(&series, headers);
     (r.status().as_u16(), r.text().unwrap())
 }
 
@@ -750,14 +735,7 @@ fn a_label_an_agent_sends_never_chooses_what_runs() {
             value: 1.0,
         }],
     };
-    let r = reqwest::blocking::Client::new()
-        .post(c.url("/api/v1/write"))
-        .header("Content-Type", tocsin_wire::CONTENT_TYPE)
-        .header("Content-Encoding", tocsin_wire::CONTENT_ENCODING)
-        .body(tocsin_wire::encode(&tocsin_wire::to_request(&[series])))
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(c.remote_write(&[series], &[]).status().as_u16(), 204);
     wait_for("the remediation refused", Duration::from_secs(15), || {
         (metric(
             &c.url("/metrics"),
@@ -882,13 +860,7 @@ fn invented_hosts_and_host_less_series_are_bounded_through_the_api() {
         }],
     };
     let post = |batch: Vec<SeriesSamples>| {
-        let r = reqwest::blocking::Client::new()
-            .post(c.url("/api/v1/write"))
-            .header("Content-Type", tocsin_wire::CONTENT_TYPE)
-            .header("Content-Encoding", tocsin_wire::CONTENT_ENCODING)
-            .body(tocsin_wire::encode(&tocsin_wire::to_request(&batch)))
-            .send()
-            .unwrap();
+        let r = c.remote_write(&batch, &[]);
         let stored = r
             .headers()
             .get(tocsin_wire::ACCEPTED_HEADER)
