@@ -256,7 +256,7 @@ pub fn run_stored(
                 samples: vec![Sample::new(ts, v)],
             })
             .collect();
-        let ts_text = tocsin_notify::format_rfc3339(ts);
+        let ts_text = tocsin_alerting::format_rfc3339(ts);
         if let Some(e) = replay.feed(&batch, ts, &ts_text) {
             replay.write(&ts_text, &e.value.to_string(), Some(e))?;
         }

@@ -721,7 +721,7 @@ async fn serve(
     let ack_secret = Arc::new(match &cfg.ack.secret {
         Some(s) => s.expose().as_bytes().to_vec(),
         None => store
-            .meta_or_init("ack_secret", tocsin_notify::ack::new_secret)
+            .meta_or_init("ack_secret", tocsin_alerting::ack::new_secret)
             .context("cannot read the acknowledgement key")?
             .into_bytes(),
     });
@@ -763,31 +763,13 @@ async fn serve(
         engine: EngineOptions {
             stale_after_ms: cfg.stale_after.as_millis() as i64,
         },
-        route: cfg.route.clone(),
-        inhibit_rules: cfg.inhibit_rules.clone(),
-        escalation_policies: cfg.escalation_policies.clone(),
-        resend: cfg
-            .receivers
-            .iter()
-            .filter_map(|r| match &r.kind {
-                ReceiverKind::Alertmanager {
-                    resend_interval, ..
-                } => Some((r.name.clone(), resend_interval.as_millis() as i64)),
-                _ => None,
-            })
-            .collect(),
-        ack_secret: Arc::clone(&ack_secret),
-        ack_link_ttl: cfg.ack.link_ttl,
-        dashboard_url: cfg.dashboard_url.clone(),
-        external_url: cfg.external_url.clone(),
+        alerting: tocsin_alerting::Settings::from_config(&cfg, Arc::clone(&ack_secret)),
         retention: cfg.retention,
         checkpoint_every: cfg.checkpoint_interval,
         host_down_after: cfg.host_down_after,
         host_forget_after: cfg.host_forget_after,
         storage_alert_after: cfg.storage_alert_after,
         urgent: Arc::clone(&urgent),
-        incidents: cfg.incidents.clone(),
-        remediation: cfg.remediation.clone(),
         runner: Some(run_tx),
         forward: crate::forward::start(&cfg.remote_write, &tel.registry, cancel.clone(), &tracker)?,
     };

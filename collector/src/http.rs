@@ -9,14 +9,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use tocsin_alerting::format_rfc3339;
 use tocsin_config::Secret;
 use tocsin_model::now_ms;
-use tocsin_notify::format_rfc3339;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::access::{constant_time_eq, Access, Need};
-use crate::writer::{AckFailure, IncidentOp, Msg, OpFailure, Origin, View, WriteError};
+use crate::writer::{AckFailure, Msg, OpFailure, Origin, View, WriteError};
 use crate::Telemetry;
+use tocsin_alerting::IncidentOp;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -560,7 +561,7 @@ async fn ask_writer<T>(
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct NewSilence {
-    matchers: Vec<tocsin_notify::silence::MatcherSpec>,
+    matchers: Vec<tocsin_alerting::silence::MatcherSpec>,
     starts_at: Option<String>,
     ends_at: Option<String>,
     /// Instead of endsAt, e.g. "2h".
@@ -568,7 +569,7 @@ struct NewSilence {
     created_by: String,
     comment: String,
     /// A recurring window within startsAt..endsAt: a maintenance window.
-    schedule: Option<tocsin_notify::silence::ScheduleSpec>,
+    schedule: Option<tocsin_alerting::silence::ScheduleSpec>,
 }
 
 /// How far a recurring window with no end reaches.
@@ -577,14 +578,15 @@ const FOREVER_MS: i64 = 100 * 365 * 24 * 3600 * 1000;
 async fn add_silence(State(st): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
     let n: NewSilence = json_body(&body, "silence")?;
-    tocsin_notify::silence::validate(&n.matchers).map_err(bad)?;
+    tocsin_alerting::silence::validate(&n.matchers).map_err(bad)?;
     let time = |s: &str| {
         tocsin_model::parse_timestamp(s).ok_or_else(|| bad(format!("invalid time {s:?}")))
     };
     let now = now_ms();
     let starts = n.starts_at.as_deref().map(time).transpose()?.unwrap_or(now);
     if let Some(sc) = &n.schedule {
-        tocsin_notify::silence::validate_schedule(sc).map_err(|e| bad(format!("schedule: {e}")))?;
+        tocsin_alerting::silence::validate_schedule(sc)
+            .map_err(|e| bad(format!("schedule: {e}")))?;
     }
     let ends = match (&n.ends_at, &n.duration) {
         (Some(e), None) => time(e)?,
@@ -842,8 +844,8 @@ struct AckQuery {
 
 /// What a link names, if it is genuine and for the alert's current firing (a link kept from
 /// an earlier one acknowledges nothing).
-fn verify_link(st: &AppState, token: &str) -> Result<tocsin_notify::ack::Link, String> {
-    let link = tocsin_notify::ack::verify(&st.ack_secret, token, now_ms(), st.ack_ttl_ms)?;
+fn verify_link(st: &AppState, token: &str) -> Result<tocsin_alerting::ack::Link, String> {
+    let link = tocsin_alerting::ack::verify(&st.ack_secret, token, now_ms(), st.ack_ttl_ms)?;
     let view = st.view.read().unwrap_or_else(|p| p.into_inner());
     let current = view
         .alerts
@@ -872,7 +874,7 @@ async fn ack_page(
                 &escape(&e),
             )
         }
-        Ok(tocsin_notify::ack::Link { id, level, .. }) => {
+        Ok(tocsin_alerting::ack::Link { id, level, .. }) => {
             let view = st.view.read().unwrap_or_else(|p| p.into_inner());
             let what = view
                 .alerts
@@ -1390,7 +1392,7 @@ async fn issue_token(State(st): State<AppState>, body: Bytes) -> Result<Json<Val
     if n.host.trim().is_empty() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "host is required"));
     }
-    let token = format!("tcn_{}", tocsin_notify::ack::new_secret());
+    let token = format!("tcn_{}", tocsin_alerting::ack::new_secret());
     let hash = token_hash(&token);
     let st2 = st.clone();
     let host = n.host.clone();

@@ -86,7 +86,7 @@ impl StorageAlert {
                 "Every write has failed since {} ({}). Samples are refused (agents keep them \
                  and send them when it recovers), alert rules do not advance and no other \
                  notification can be queued. Free disk space or fix the database.",
-                tocsin_notify::format_rfc3339(since),
+                tocsin_alerting::format_rfc3339(since),
                 self.last_error
             )
         } else {

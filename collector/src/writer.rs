@@ -6,14 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use tocsin_dispatch::{alert_id, AlertInfo, Dispatcher, Why};
-use tocsin_incidents::Incidents;
-use tocsin_model::{now_ms, Labels, SeriesSamples, TimestampMs};
-use tocsin_remedy::Remedy;
+use tocsin_alerting::{Effects, IncidentOp, Pipeline};
+use tocsin_dispatch::AlertInfo;
+use tocsin_model::{now_ms, SeriesSamples, TimestampMs};
 use tocsin_rules::{AlertState, Engine, EngineOptions, Rule, Transition};
 use tocsin_store::{AppendStats, Store, StoreError};
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use crate::liveness::{HostView, Liveness};
 use crate::services::Services;
@@ -91,13 +90,6 @@ pub enum Msg {
     },
 }
 
-/// A change to an incident asked for over the API.
-pub enum IncidentOp {
-    Ack { by: String, comment: String },
-    Resolve { by: String },
-    Note { by: String, text: String },
-}
-
 /// Why a request about an incident or an action's result did not take.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OpFailure {
@@ -162,7 +154,9 @@ pub struct View {
 pub struct Writer {
     store: Store,
     engine: Engine,
-    delivery: Delivery,
+    pipeline: Pipeline,
+    /// Collector-side action requests handed out in this group, run after the commit.
+    to_run: Vec<tocsin_remedy::Request>,
     view: Arc<RwLock<View>>,
     wake: watch::Sender<u64>,
     tel: Telemetry,
@@ -176,8 +170,6 @@ pub struct Writer {
     /// Whether the next batch looks for firing alerts that no receiver has heard of and
     /// nothing holds back any more (a silence ended, or the collector restarted).
     recheck_held: bool,
-    /// Silences muting at the last tick.
-    muting: Vec<i64>,
     liveness: Liveness,
     services: Services,
     runner: Option<mpsc::UnboundedSender<tocsin_remedy::Request>>,
@@ -186,48 +178,15 @@ pub struct Writer {
     urgent: Arc<tocsin_notify::Urgent>,
 }
 
-/// Who gets a notification, and who does not.
-struct Delivery {
-    route: tocsin_config::route::Route,
-    inhibit_rules: Vec<tocsin_config::inhibit::InhibitRule>,
-    silences: Vec<tocsin_notify::silence::Silence>,
-    external_url: String,
-    policies: Vec<tocsin_config::escalation::Policy>,
-    resend: BTreeMap<String, i64>,
-    dispatcher: Dispatcher,
-    /// Signs acknowledgement links.
-    ack_secret: Arc<Vec<u8>>,
-    ack_ttl_ms: i64,
-    dashboard_url: Option<String>,
-    incidents: Incidents,
-    incident_settings: tocsin_incidents::Settings,
-    remedy: Remedy,
-    remedy_limits: tocsin_remedy::Limits,
-    dry_run: bool,
-    /// Collector-side action requests handed out in this group, run after the commit.
-    to_run: Vec<tocsin_remedy::Request>,
-}
-
 /// What the writer needs from the configuration.
 pub struct Settings {
     pub engine: EngineOptions,
-    /// Which receivers get which notification.
-    pub route: tocsin_config::route::Route,
-    pub inhibit_rules: Vec<tocsin_config::inhibit::InhibitRule>,
-    pub escalation_policies: Vec<tocsin_config::escalation::Policy>,
-    /// Receivers whose firing alerts are sent again at least every so many ms.
-    pub resend: BTreeMap<String, i64>,
-    /// Signs acknowledgement links.
-    pub ack_secret: Arc<Vec<u8>>,
-    pub ack_link_ttl: Duration,
-    pub dashboard_url: Option<String>,
-    pub incidents: tocsin_config::collector::IncidentsConfig,
-    pub remediation: tocsin_config::collector::RemediationLimits,
+    /// Routing, inhibition, escalation, incidents, remediation limits.
+    pub alerting: tocsin_alerting::Settings,
     /// Where collector-side action requests go to be run.
     pub runner: Option<mpsc::UnboundedSender<tocsin_remedy::Request>>,
     /// Remote-write targets fed with every committed group.
     pub forward: Vec<Arc<crate::forward::Target>>,
-    pub external_url: String,
     pub retention: Duration,
     pub checkpoint_every: Duration,
     pub host_down_after: Option<Duration>,
@@ -258,38 +217,15 @@ impl Writer {
             settings.host_forget_after.as_millis() as i64,
             now_ms(),
         )?;
-        let storage_alert = StorageAlert::new(settings.storage_alert_after, &settings.external_url);
+        let storage_alert = StorageAlert::new(
+            settings.storage_alert_after,
+            &settings.alerting.external_url,
+        );
         let mut w = Writer {
             engine: Engine::new(rules, settings.engine),
             store,
-            delivery: Delivery {
-                route: settings.route,
-                inhibit_rules: settings.inhibit_rules,
-                silences: Vec::new(),
-                external_url: settings.external_url,
-                dispatcher: Dispatcher::new(
-                    settings.escalation_policies.clone(),
-                    settings.resend.clone(),
-                ),
-                policies: settings.escalation_policies,
-                resend: settings.resend,
-                ack_secret: settings.ack_secret,
-                ack_ttl_ms: settings.ack_link_ttl.as_millis() as i64,
-                dashboard_url: settings.dashboard_url,
-                incidents: Incidents::default(),
-                incident_settings: tocsin_incidents::Settings {
-                    group_by: settings.incidents.group_by.clone(),
-                    reopen_within_ms: settings.incidents.reopen_within.as_millis() as i64,
-                },
-                remedy: Remedy::default(),
-                remedy_limits: tocsin_remedy::Limits {
-                    max_concurrent: settings.remediation.max_concurrent,
-                    per_host: settings.remediation.per_host,
-                    answer_within_ms: settings.remediation.answer_within.as_millis() as i64,
-                },
-                dry_run: settings.remediation.dry_run,
-                to_run: Vec::new(),
-            },
+            pipeline: Pipeline::new(settings.alerting),
+            to_run: Vec::new(),
             view,
             wake,
             tel,
@@ -299,7 +235,6 @@ impl Writer {
             engine_opts: settings.engine,
             carry: Vec::new(),
             recheck_held: false,
-            muting: Vec::new(),
             liveness,
             services: Services::default(),
             runner: settings.runner,
@@ -317,10 +252,10 @@ impl Writer {
     /// Reloads the silences not yet ended, for delivery and for the API.
     fn load_silences(&mut self) -> Result<(), StoreError> {
         let stored = self.store.silences(now_ms())?;
-        self.delivery.silences = stored
+        let silences = stored
             .iter()
             .filter_map(|s| {
-                tocsin_notify::silence::Silence::new(
+                tocsin_alerting::silence::Silence::new(
                     s.id,
                     &s.matchers,
                     s.schedule.as_deref(),
@@ -331,6 +266,7 @@ impl Writer {
                 .ok()
             })
             .collect();
+        self.pipeline.set_silences(silences);
         self.view
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -341,41 +277,16 @@ impl Writer {
     /// Sends an alert about the collector itself to the receivers the route gives it, from
     /// memory: used when the outbox, in the failing database, cannot take it.
     fn page(&mut self, a: AlertInfo, now: TimestampMs) {
-        let d = &self.delivery;
-        // As for any alert, a silence mutes the firing, never the resolve.
-        let silence = a
-            .firing
-            .then(|| d.silences.iter().find(|s| s.matches(&a.labels, now)));
-        if let Some(s) = silence.flatten() {
-            self.tel.silenced.inc();
-            info!(alert = %a.rule, silence = s.id, "notification silenced");
-            return;
+        let sent = self.pipeline.page(&a, now);
+        let fx = self.pipeline.take_effects();
+        self.tel.silenced.inc_by(fx.silenced);
+        for (receiver, body) in &sent {
+            self.urgent.push(receiver, body.clone(), now);
         }
-        let group_labels = Labels::from_pairs([("alertname", a.rule.as_str())]);
-        let mut sent = std::collections::BTreeSet::new();
-        for t in d.route.targets(&a.labels, a.level) {
-            for r in t.receivers {
-                if !sent.insert(r.clone()) {
-                    continue;
-                }
-                let n = tocsin_dispatch::Notification {
-                    receiver: r.clone(),
-                    group_key: format!("{}:{{alertname=\"{}\"}}", t.node, a.rule),
-                    group_labels: group_labels.clone(),
-                    why: Why::Changed,
-                    alerts: vec![a.clone()],
-                };
-                let body = tocsin_notify::webhook_payload(
-                    &n,
-                    &d.external_url,
-                    &|_| None,
-                    d.dashboard_url.as_deref(),
-                );
-                self.urgent.push(&r, body.to_string(), now);
-            }
+        if !sent.is_empty() {
+            info!(alert = %a.rule, firing = a.firing, receivers = sent.len(), "self-alert sent from memory");
+            self.wake.send_modify(|n| *n += 1);
         }
-        info!(alert = %a.rule, firing = a.firing, receivers = sent.len(), "self-alert sent from memory");
-        self.wake.send_modify(|n| *n += 1);
     }
 
     fn restore_engine(&mut self) -> Result<usize, StoreError> {
@@ -389,30 +300,19 @@ impl Writer {
             }
         }
         let n = states.len();
-        self.carry = self.engine.restore(states, now_ms());
-        self.delivery.dispatcher =
-            Dispatcher::new(self.delivery.policies.clone(), self.delivery.resend.clone());
-        for (key, e) in self
-            .delivery
-            .dispatcher
-            .restore(self.store.dispatch_rows()?)
-        {
-            error!(key, error = %e, "unreadable notification state dropped");
+        let now = now_ms();
+        self.carry = self.engine.restore(states, now);
+        let unreadable = self.pipeline.restore(
+            self.store.dispatch_rows()?,
+            self.store
+                .live_incidents(self.pipeline.incidents_since(now))?,
+            self.store.remedy_rows()?,
+            now,
+        );
+        for (key, e) in unreadable {
+            error!(key, error = %e, "unreadable notification, incident or remediation state dropped");
         }
-        let d = &mut self.delivery;
-        d.incidents = Incidents::new(d.incident_settings.clone());
-        let since = now_ms() - d.incident_settings.reopen_within_ms;
-        for (key, e) in d
-            .incidents
-            .restore(self.store.live_incidents(since)?, now_ms())
-        {
-            error!(key, error = %e, "unreadable incident dropped");
-        }
-        d.remedy = Remedy::new(d.remedy_limits);
-        for (key, e) in d.remedy.restore(self.store.remedy_rows()?) {
-            error!(key, error = %e, "unreadable remediation state dropped");
-        }
-        d.to_run.clear();
+        self.to_run.clear();
         self.recheck_held = true;
         let (b, unreadable) = self.engine.restore_baselines(self.store.baselines()?);
         for (key, e) in unreadable {
@@ -500,6 +400,7 @@ impl Writer {
         // Series this collector derives (liveness, services): not for a peer, which derives its own.
         let mut derived_forward: Vec<SeriesSamples> = Vec::new();
         let mut queued = 0usize;
+        let mut effects = Effects::default();
         let mut seen: Vec<(String, TimestampMs)> = Vec::new();
         // Each request's reply is kept before anything that can fail, and what a failure leaves
         // unprocessed is answered too: every sender hears why (a dropped reply says nothing).
@@ -569,33 +470,14 @@ impl Writer {
                         comment,
                         reply,
                     } => {
-                        let level = self
-                            .engine
-                            .alerts()
-                            .find(|a| alert_id(&a.labels) == id)
-                            .and_then(|a| a.level);
-                        let r = self
-                            .delivery
-                            .dispatcher
-                            .ack(&id, level, link_level, &by, &comment, now);
-                        let staged = if r.is_ok() {
-                            info!(alert = %id, by = %by, comment = %comment, "alert acknowledged");
-                            let d = &mut self.delivery;
-                            d.incidents.alert_acked(&id, &by, &comment, now);
-                            let evs = d.remedy.approve(&id, &by, now);
-                            Self::remedy_events(d, &self.tel, &mut tx, evs, now)
-                        } else {
-                            Ok(())
-                        };
+                        let r =
+                            self.pipeline
+                                .ack(&self.engine, &id, link_level, &by, &comment, now);
                         ack_replies.push((reply, r));
-                        staged?;
                     }
                     Msg::PollActions { host, reply } => {
-                        let d = &mut self.delivery;
-                        let (reqs, evs) = d.remedy.take(Some(&host), now);
-                        let staged = Self::remedy_events(d, &self.tel, &mut tx, evs, now);
+                        let reqs = self.pipeline.poll_actions(&host, now);
                         other_replies.push(Reply::Poll(reply, reqs));
-                        staged?;
                     }
                     Msg::ActionResult {
                         id,
@@ -604,60 +486,36 @@ impl Writer {
                         output,
                         reply,
                     } => {
-                        let alert = self
-                            .delivery
-                            .remedy
-                            .requests()
-                            .find(|r| r.id == id)
-                            .map(|r| r.alert_id.clone());
-                        let firing = alert.is_some_and(|a| {
-                            self.engine
-                                .alerts()
-                                .any(|s| s.level.is_some() && alert_id(&s.labels) == a)
-                        });
-                        let d = &mut self.delivery;
-                        let r = d.remedy.result(&id, status, &summary, &output, firing, now);
-                        match r {
-                            Ok(evs) => {
-                                let staged = Self::remedy_events(d, &self.tel, &mut tx, evs, now);
-                                other_replies.push(Reply::Done(reply, Ok(())));
-                                staged?;
-                            }
-                            Err(e) => {
-                                warn!(request = %id, error = %e, "action result refused");
-                                other_replies.push(Reply::Done(reply, Err(OpFailure::Refused(e))));
-                            }
-                        }
+                        let r = self
+                            .pipeline
+                            .action_result(&self.engine, &id, status, &summary, &output, now)
+                            .map_err(OpFailure::Refused);
+                        other_replies.push(Reply::Done(reply, r));
                     }
                     Msg::Incident { id, op, reply } => {
-                        let inc = &mut self.delivery.incidents;
-                        let r = match op {
-                            IncidentOp::Ack { by, comment } => inc.ack(&id, &by, &comment, now),
-                            IncidentOp::Resolve { by } => inc.resolve(&id, &by, now),
-                            IncidentOp::Note { by, text } => {
-                                match inc.note(&id, &by, &text, now) {
-                                    // Long resolved: notes still go on its stored timeline.
-                                    Err(tocsin_incidents::Refused::NotFound) => {
-                                        let stored = tx.incident_exists(&id).and_then(|found| {
-                                            if !found {
-                                                return Ok(false);
-                                            }
+                        let r = match self.pipeline.incident(&id, &op, now) {
+                            // Long resolved: notes still go on its stored timeline.
+                            Err(tocsin_incidents::Refused::NotFound) => match &op {
+                                IncidentOp::Note { by, text } => {
+                                    let stored = tx.incident_exists(&id).and_then(|found| {
+                                        if found {
                                             let note = format!("{by}: {text}");
-                                            tx.add_incident_event(&id, now, "note", &note)
-                                                .map(|_| true)
-                                        });
-                                        match stored {
-                                            Ok(true) => Ok(()),
-                                            Ok(false) => Err(tocsin_incidents::Refused::NotFound),
-                                            Err(e) => {
-                                                other_replies.push(Reply::Done(reply, Ok(())));
-                                                return Err(e);
-                                            }
+                                            tx.add_incident_event(&id, now, "note", &note)?;
+                                        }
+                                        Ok(found)
+                                    });
+                                    match stored {
+                                        Ok(true) => Ok(()),
+                                        Ok(false) => Err(tocsin_incidents::Refused::NotFound),
+                                        Err(e) => {
+                                            other_replies.push(Reply::Done(reply, Ok(())));
+                                            return Err(e);
                                         }
                                     }
-                                    r => r,
                                 }
-                            }
+                                _ => Err(tocsin_incidents::Refused::NotFound),
+                            },
+                            r => r,
                         };
                         let r = r.map_err(|e| match e {
                             tocsin_incidents::Refused::NotFound => {
@@ -681,16 +539,21 @@ impl Writer {
                 || recheck_held
                 || !ack_replies.is_empty()
                 || !other_replies.is_empty();
-            queued = Self::stage(
-                &mut self.engine,
-                &mut self.delivery,
-                &self.tel,
-                &mut tx,
-                &transitions,
-                recheck_held,
-                timers,
-                now,
-            )?;
+            for c in self.engine.take_changes() {
+                let json = c
+                    .state
+                    .as_ref()
+                    .map(|s| serde_json::to_string(s).expect("state serializes"));
+                tx.put_alert_state(&c.key, json.as_deref())?;
+            }
+            self.pipeline
+                .transitions(&self.engine, &transitions, recheck_held, now);
+            if timers {
+                self.pipeline.due(now);
+            }
+            effects = self.pipeline.take_effects();
+            apply(&effects, &mut tx)?;
+            queued = effects.outgoing.len();
             seen.extend(tx.hosts_seen().map(|(h, t)| (h.to_string(), t)));
             tx.commit()
         })();
@@ -731,10 +594,11 @@ impl Writer {
                     }
                 }
                 if let Some(runner) = &self.runner {
-                    for req in self.delivery.to_run.drain(..) {
+                    for req in std::mem::take(&mut effects.to_run) {
                         let _ = runner.send(req);
                     }
                 }
+                self.count_effects(&effects);
                 self.after_commit(&transitions, acked, queued);
                 if let Some(a) = self.storage_alert.committed(now) {
                     info!("storage writes work again");
@@ -805,19 +669,14 @@ impl Writer {
         }
         if ticked {
             let now = now_ms();
-            if self.delivery.silences.iter().any(|s| s.ends_ms < now) {
+            if self.pipeline.silences().iter().any(|s| s.ends_ms < now) {
                 let _ = self.load_silences();
             }
             // A silence expired, ran out or closed its maintenance window since the last tick:
             // what it held back and still fires is told.
-            let muting: Vec<i64> = (self.delivery.silences.iter())
-                .filter(|s| s.active(now))
-                .map(|s| s.id)
-                .collect();
-            if self.muting.iter().any(|id| !muting.contains(id)) {
+            if self.pipeline.silence_ended(now) {
                 self.recheck_held = true;
             }
-            self.muting = muting;
             self.refresh_view(true);
             if self.last_checkpoint.elapsed() >= self.checkpoint_every {
                 self.checkpoint();
@@ -825,256 +684,31 @@ impl Writer {
         }
     }
 
-    /// Persists engine state changes and queues notifications in the open transaction.
-    fn stage(
-        engine: &mut Engine,
-        d: &mut Delivery,
-        tel: &Telemetry,
-        tx: &mut tocsin_store::Txn<'_>,
-        transitions: &[Transition],
-        recheck_held: bool,
-        timers: bool,
-        now: TimestampMs,
-    ) -> Result<usize, StoreError> {
-        for c in engine.take_changes() {
-            let json = c
-                .state
-                .as_ref()
-                .map(|s| serde_json::to_string(s).expect("state serializes"));
-            tx.put_alert_state(&c.key, json.as_deref())?;
+    /// Counts what a committed group decided.
+    fn count_effects(&self, fx: &Effects) {
+        self.tel.silenced.inc_by(fx.silenced);
+        self.tel.inhibited.inc_by(fx.inhibited);
+        for kind in &fx.remediation {
+            self.tel.remediation.with_label_values(&[kind]).inc();
         }
-        // Firing alerts that can inhibit, found once per group: (rule index, labels).
-        let sources: Vec<(usize, tocsin_model::Labels)> = if transitions.is_empty() && !recheck_held
-        {
-            Vec::new()
-        } else {
-            engine
-                .alerts()
-                .filter(|a| a.level.is_some())
-                .flat_map(|a| {
-                    d.inhibit_rules
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, r)| r.is_source(&a.labels))
-                        .map(|(i, _)| (i, a.labels.clone()))
-                })
-                .collect()
-        };
-        for t in transitions {
-            let a = AlertInfo::from_transition(t);
-            // A firing opens the incident before remediation speaks of it; a resolve lets
-            // remediation verify its action before the incident closes.
-            if a.firing {
-                d.incidents.on_alert(&a, now);
-            }
-            let rem = engine
-                .rules()
-                .iter()
-                .find(|r| r.name == t.rule)
-                .and_then(|r| r.remediation.clone());
-            if let Some(mut rem) = rem {
-                rem.dry_run |= d.dry_run;
-                let evs = d.remedy.on_alert(&a, &rem, now);
-                Self::remedy_events(d, tel, tx, evs, now)?;
-            }
-            if !a.firing {
-                d.incidents.on_alert(&a, now);
-            }
-            Self::notify(d, tel, &sources, t, now);
-        }
-        // Alerts held back and firing still, now that nothing holds them (a silence ended, an
-        // inhibiting alert resolved, a restart), are told like a new firing, as Alertmanager
-        // does at its next flush.
-        let released = transitions
-            .iter()
-            .any(|t| !t.kind.firing() && d.inhibit_rules.iter().any(|r| r.is_source(&t.labels)));
-        if recheck_held || released {
-            let known = d.dispatcher.known();
-            let freed = engine.firing(now, |l| {
-                !known.contains(alert_id(l).as_str())
-                    && !d.silences.iter().any(|s| s.matches(l, now))
-                    && !sources
-                        .iter()
-                        .any(|(r, src)| d.inhibit_rules[*r].inhibits(src, l))
-            });
-            for t in &freed {
-                info!(alert = %t.rule, labels = %t.labels, "no longer held back: notifying");
-                Self::notify(d, tel, &sources, t, now);
-            }
-        }
-        let queued = if timers {
-            Self::due(d, tel, tx, now)?
-        } else {
-            0
-        };
-        for (key, json) in d.dispatcher.take_changes() {
-            tx.put_dispatch(&key, json.as_deref())?;
-        }
-        Self::persist_incidents(d, tel, tx)?;
-        Ok(queued)
-    }
-
-    /// Hands a transition to the dispatcher unless a silence or a firing alert holds it back.
-    fn notify(
-        d: &mut Delivery,
-        tel: &Telemetry,
-        sources: &[(usize, tocsin_model::Labels)],
-        t: &Transition,
-        now: TimestampMs,
-    ) {
-        if let Some(s) = d.silences.iter().find(|s| s.matches(&t.labels, now)) {
-            // Recorded (the alert state is stored), not delivered.
-            tel.silenced.inc();
-            info!(alert = %t.rule, labels = %t.labels, silence = s.id, "notification silenced");
-            return;
-        }
-        // Inhibited by another alert firing now (a resolve is never held back: whoever heard
-        // of the firing hears of its end).
-        if t.kind.firing()
-            && sources
-                .iter()
-                .any(|(r, src)| d.inhibit_rules[*r].inhibits(src, &t.labels))
-        {
-            tel.inhibited.inc();
-            info!(alert = %t.rule, labels = %t.labels, "notification inhibited");
-            return;
-        }
-        let targets = d.route.targets(&t.labels, t.level);
-        d.dispatcher
-            .event(&AlertInfo::from_transition(t), &targets, now);
-    }
-
-    /// Remediation deadlines and collector-side requests, then the notifications due now.
-    fn due(
-        d: &mut Delivery,
-        tel: &Telemetry,
-        tx: &mut tocsin_store::Txn<'_>,
-        now: TimestampMs,
-    ) -> Result<usize, StoreError> {
-        let mut queued = 0;
-        let evs = d.remedy.tick(now);
-        Self::remedy_events(d, tel, tx, evs, now)?;
-        let (reqs, evs) = d.remedy.take(None, now);
-        Self::remedy_events(d, tel, tx, evs, now)?;
-        d.to_run.extend(reqs);
-        let secret = &d.ack_secret;
-        let expires = now + d.ack_ttl_ms;
-        let external = d.external_url.trim_end_matches('/');
-        let link = |a: &AlertInfo| {
-            let token = tocsin_notify::ack::token(secret, &a.id, a.level, a.starts_at, expires);
-            Some(format!("{external}/ack?t={token}"))
-        };
-        for mut n in d.dispatcher.tick(now) {
-            // A window may have begun since the alert fired: repeats, escalation steps and
-            // grouped firings due inside it stay quiet (resolves still go out).
-            let before = n.alerts.len();
-            n.alerts
-                .retain(|a| !a.firing || !d.silences.iter().any(|s| s.matches(&a.labels, now)));
-            if n.alerts.len() < before {
-                tel.silenced.inc_by((before - n.alerts.len()) as u64);
-            }
-            if n.alerts.is_empty() {
-                continue;
-            }
-            let body = tocsin_notify::webhook_payload(
-                &n,
-                &d.external_url,
-                &link,
-                d.dashboard_url.as_deref(),
-            );
-            tx.enqueue(&n.receiver, &body.to_string(), now)?;
-            queued += 1;
-            if matches!(n.why, Why::Repeat { .. }) && d.resend.contains_key(&n.receiver) {
-                // Keeping Alertmanager in sync, not telling anyone: not on the timeline.
-                continue;
-            }
-            let (kind, why) = match &n.why {
-                Why::Changed => ("notified", String::new()),
-                Why::Repeat { n } => ("repeated", format!(", repeat {n}")),
-                Why::Escalation { step, policy, .. } if *step > 1 => {
-                    ("escalated", format!(", {policy} step {step}"))
-                }
-                Why::Escalation { policy, .. } => ("notified", format!(", {policy} step 1")),
-            };
-            for a in &n.alerts {
-                let what = if a.firing { &a.event } else { "resolved" };
-                d.incidents.record(
-                    &a.id,
-                    kind,
-                    format!("{} {what} sent to {}{why}", a.rule, n.receiver),
-                    now,
-                );
-            }
-        }
-        Ok(queued)
-    }
-
-    fn persist_incidents(
-        d: &mut Delivery,
-        tel: &Telemetry,
-        tx: &mut tocsin_store::Txn<'_>,
-    ) -> Result<(), StoreError> {
-        let (rows, events) = d.incidents.take_changes();
-        for e in events.iter().filter(|e| e.kind == "resolved") {
-            if let Some(i) = d.incidents.live().find(|i| i.id == e.incident) {
-                let by = i
-                    .resolved_by
-                    .as_deref()
-                    .filter(|b| matches!(*b, "auto" | "remediation"))
-                    .unwrap_or("person");
-                tel.incidents_resolved
-                    .with_label_values(&[&i.category, by])
-                    .inc();
-                for (to, ms) in [
-                    ("ack", i.time_to_ack_ms()),
-                    ("resolve", i.time_to_resolve_ms()),
-                    ("remediate", i.time_to_remediate_ms()),
-                ] {
-                    if let Some(ms) = ms {
-                        tel.incident_seconds
-                            .with_label_values(&[to])
-                            .observe(ms as f64 / 1000.0);
-                    }
+        for r in &fx.resolved {
+            self.tel
+                .incidents_resolved
+                .with_label_values(&[&r.category, r.by])
+                .inc();
+            for (to, ms) in [
+                ("ack", r.to_ack_ms),
+                ("resolve", r.to_resolve_ms),
+                ("remediate", r.to_remediate_ms),
+            ] {
+                if let Some(ms) = ms {
+                    self.tel
+                        .incident_seconds
+                        .with_label_values(&[to])
+                        .observe(ms as f64 / 1000.0);
                 }
             }
         }
-        for (id, json) in rows {
-            tx.put_incident(&id, &json)?;
-        }
-        for e in events {
-            tx.add_incident_event(&e.incident, e.at, &e.kind, &e.text)?;
-        }
-        for (key, json) in d.remedy.take_changes() {
-            tx.put_remedy(&key, json.as_deref())?;
-        }
-        Ok(())
-    }
-
-    /// Records remediation events: the incident timeline, the audit log, metrics, and a bump
-    /// to the next notification tier when one failed.
-    fn remedy_events(
-        d: &mut Delivery,
-        tel: &Telemetry,
-        tx: &mut tocsin_store::Txn<'_>,
-        events: Vec<tocsin_remedy::Event>,
-        now: TimestampMs,
-    ) -> Result<(), StoreError> {
-        for e in events {
-            tel.remediation.with_label_values(&[e.kind]).inc();
-            info!(alert = %e.alert_id, request = e.request.as_deref().unwrap_or(""), event = e.kind, "{}", e.text);
-            d.incidents.record(&e.alert_id, e.kind, e.text.clone(), now);
-            let detail = serde_json::json!({
-                "alert": e.alert_id,
-                "request": e.request,
-                "incident": d.incidents.incident_of(&e.alert_id),
-                "text": e.text,
-            });
-            tx.audit(now, "collector", e.kind, &detail.to_string())?;
-            if e.escalate {
-                d.dispatcher.bump(&e.alert_id, "remediation_failed", now);
-            }
-        }
-        Ok(())
     }
 
     /// Logs and counts what changed; wakes the delivery workers when something was queued.
@@ -1156,13 +790,10 @@ impl Writer {
                 .map(|(r, l, b)| (r.to_string(), l.clone(), b))
                 .collect::<Vec<_>>()
         });
-        let acks = self.delivery.dispatcher.acks().clone();
-        let now = now_ms();
-        self.delivery.incidents.expire(now);
+        let acks = self.pipeline.acks().clone();
         let incidents: Vec<tocsin_incidents::Incident> =
-            self.delivery.incidents.live().cloned().collect();
-        let actions: Vec<tocsin_remedy::Request> =
-            self.delivery.remedy.requests().cloned().collect();
+            self.pipeline.incidents(now_ms()).cloned().collect();
+        let actions: Vec<tocsin_remedy::Request> = self.pipeline.actions().cloned().collect();
         let open = incidents
             .iter()
             .filter(|i| i.state != tocsin_incidents::State::Resolved)
@@ -1241,4 +872,27 @@ impl Reply {
             }
         }
     }
+}
+
+/// Writes what the pipeline decided into the open transaction.
+fn apply(fx: &Effects, tx: &mut tocsin_store::Txn<'_>) -> Result<(), StoreError> {
+    for a in &fx.audit {
+        tx.audit(a.at, &a.actor, &a.action, &a.detail)?;
+    }
+    for o in &fx.outgoing {
+        tx.enqueue(&o.notification.receiver, &o.body, o.at)?;
+    }
+    for (key, json) in &fx.dispatch_rows {
+        tx.put_dispatch(key, json.as_deref())?;
+    }
+    for (id, json) in &fx.incident_rows {
+        tx.put_incident(id, json)?;
+    }
+    for e in &fx.timeline {
+        tx.add_incident_event(&e.incident, e.at, &e.kind, &e.text)?;
+    }
+    for (key, json) in &fx.remedy_rows {
+        tx.put_remedy(key, json.as_deref())?;
+    }
+    Ok(())
 }

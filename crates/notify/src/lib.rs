@@ -3,14 +3,10 @@
 //! exponential backoff and a dead-letter state. Rule evaluation never calls into this crate;
 //! the collector joins the two.
 
-pub mod ack;
 pub mod chat;
 mod email;
-mod payload;
-pub mod silence;
 pub mod sms;
 pub mod template;
 mod worker;
 
-pub use payload::{digest, format_rfc3339, webhook_payload, AckLinker};
 pub use worker::{backoff_ms, spawn_workers, DeliveryMetrics, RateLimiter, Urgent};

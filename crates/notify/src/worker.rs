@@ -244,7 +244,7 @@ fn alertmanager_alerts(n: &serde_json::Value, now: i64, lease_ms: i64) -> serde_
             let ends = if a["status"] == "resolved" {
                 a["endsAt"].clone()
             } else {
-                crate::payload::format_rfc3339(now + lease_ms).into()
+                tocsin_alerting::format_rfc3339(now + lease_ms).into()
             };
             serde_json::json!({
                 "labels": a["labels"],
@@ -390,7 +390,7 @@ impl Channel {
             Channel::AliyunSms { client, cfg } => {
                 let n = parsed()?;
                 let now = now_ms();
-                let timestamp = crate::format_rfc3339(now);
+                let timestamp = tocsin_alerting::format_rfc3339(now);
                 // Aliyun wants seconds precision: 2017-07-12T02:42:19Z.
                 let timestamp = format!("{}Z", &timestamp[..19]);
                 let nonce = format!("{:016x}{:016x}", fastrand::u64(..), now);
@@ -716,7 +716,7 @@ impl Worker {
         let body = if items.len() == 1 {
             items[0].payload.clone()
         } else {
-            crate::payload::digest(&bodies).to_string()
+            tocsin_alerting::digest(&bodies).to_string()
         };
         if let Some(lim) = &self.limiter {
             lim.lock().unwrap_or_else(|p| p.into_inner()).record(now);

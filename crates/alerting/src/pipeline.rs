@@ -1,0 +1,605 @@
+//! The pipeline: one state machine over the dispatcher, incidents and remediation, fed with
+//! what rule evaluation decided and the time, answering with [`Effects`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use tocsin_config::escalation::Policy;
+use tocsin_config::inhibit::InhibitRule;
+use tocsin_config::route::Route;
+use tocsin_dispatch::{alert_id, Ack, AckError, AlertInfo, Dispatcher, Notification, Why};
+use tocsin_incidents::{Incidents, Refused, TimelineEvent};
+use tocsin_model::{Labels, Level, TimestampMs};
+use tocsin_remedy::{Remedy, Request, ResultStatus};
+use tocsin_rules::{Engine, Remediation, Transition};
+use tracing::{info, warn};
+
+use crate::silence::Silence;
+
+/// What the pipeline reads of rule evaluation. [`Engine`] is the real one; tests use a table.
+pub trait Alerts {
+    /// Labels of every firing alert.
+    fn firing_labels(&self) -> Vec<Labels>;
+    /// Every firing alert whose labels `keep` accepts, as a firing transition at `now`.
+    fn firing_now(&self, now: TimestampMs, keep: &dyn Fn(&Labels) -> bool) -> Vec<Transition>;
+    /// The level the alert `id` fires at (None: not firing).
+    fn level_of(&self, id: &str) -> Option<Level>;
+    /// The remediation of the rule `rule`, if it has one.
+    fn remediation(&self, rule: &str) -> Option<Remediation>;
+}
+
+impl Alerts for Engine {
+    fn firing_labels(&self) -> Vec<Labels> {
+        self.alerts()
+            .filter(|a| a.level.is_some())
+            .map(|a| a.labels.clone())
+            .collect()
+    }
+
+    fn firing_now(&self, now: TimestampMs, keep: &dyn Fn(&Labels) -> bool) -> Vec<Transition> {
+        self.firing(now, keep)
+    }
+
+    fn level_of(&self, id: &str) -> Option<Level> {
+        self.alerts()
+            .find(|a| alert_id(&a.labels) == id)
+            .and_then(|a| a.level)
+    }
+
+    fn remediation(&self, rule: &str) -> Option<Remediation> {
+        self.rules()
+            .iter()
+            .find(|r| r.name == rule)
+            .and_then(|r| r.remediation.clone())
+    }
+}
+
+/// What the pipeline needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Which receivers get which notification.
+    pub route: Route,
+    pub inhibit_rules: Vec<InhibitRule>,
+    pub escalation_policies: Vec<Policy>,
+    /// Receivers whose firing alerts are sent again at least every so many ms (receivers that
+    /// keep state in sync, such as an Alertmanager).
+    pub resend: BTreeMap<String, i64>,
+    /// Signs acknowledgement links.
+    pub ack_secret: Arc<Vec<u8>>,
+    pub ack_link_ttl_ms: i64,
+    pub dashboard_url: Option<String>,
+    /// How notifications name this collector (links to it).
+    pub external_url: String,
+    pub incidents: tocsin_incidents::Settings,
+    pub remedy_limits: tocsin_remedy::Limits,
+    /// Every remediation only says what it would do.
+    pub dry_run: bool,
+}
+
+impl Settings {
+    /// The pipeline's part of a validated collector configuration.
+    pub fn from_config(
+        cfg: &tocsin_config::collector::CollectorConfig,
+        ack_secret: Arc<Vec<u8>>,
+    ) -> Settings {
+        use tocsin_config::collector::ReceiverKind;
+        Settings {
+            route: cfg.route.clone(),
+            inhibit_rules: cfg.inhibit_rules.clone(),
+            escalation_policies: cfg.escalation_policies.clone(),
+            resend: cfg
+                .receivers
+                .iter()
+                .filter_map(|r| match &r.kind {
+                    ReceiverKind::Alertmanager {
+                        resend_interval, ..
+                    } => Some((r.name.clone(), resend_interval.as_millis() as i64)),
+                    _ => None,
+                })
+                .collect(),
+            ack_secret,
+            ack_link_ttl_ms: cfg.ack.link_ttl.as_millis() as i64,
+            dashboard_url: cfg.dashboard_url.clone(),
+            external_url: cfg.external_url.clone(),
+            incidents: tocsin_incidents::Settings {
+                group_by: cfg.incidents.group_by.clone(),
+                reopen_within_ms: cfg.incidents.reopen_within.as_millis() as i64,
+            },
+            remedy_limits: tocsin_remedy::Limits {
+                max_concurrent: cfg.remediation.max_concurrent,
+                per_host: cfg.remediation.per_host,
+                answer_within_ms: cfg.remediation.answer_within.as_millis() as i64,
+            },
+            dry_run: cfg.remediation.dry_run,
+        }
+    }
+}
+
+/// A notification to queue for a receiver: the decision and the body as sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    pub notification: Notification,
+    /// The Alertmanager-compatible webhook JSON every channel renders from.
+    pub body: String,
+    pub at: TimestampMs,
+}
+
+/// An audit log row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub at: TimestampMs,
+    pub actor: String,
+    pub action: String,
+    pub detail: String,
+}
+
+/// An incident that resolved, for the resolution statistics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub category: String,
+    /// `auto`, `remediation` or `person`.
+    pub by: &'static str,
+    pub to_ack_ms: Option<i64>,
+    pub to_resolve_ms: Option<i64>,
+    pub to_remediate_ms: Option<i64>,
+}
+
+/// Everything a step decided, for the caller to make durable in one transaction (and to count
+/// once it is).
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Dispatcher state rows: `(key, None)` deletes.
+    pub dispatch_rows: Vec<(String, Option<String>)>,
+    /// Incident rows, `(id, json)`.
+    pub incident_rows: Vec<(String, String)>,
+    pub timeline: Vec<TimelineEvent>,
+    /// Remediation state rows: `(key, None)` deletes.
+    pub remedy_rows: Vec<(String, Option<String>)>,
+    pub audit: Vec<AuditEntry>,
+    /// Notifications to queue, in order.
+    pub outgoing: Vec<Outgoing>,
+    /// Action requests the collector runs itself, once committed.
+    pub to_run: Vec<Request>,
+    /// Firing notifications a silence held back.
+    pub silenced: u64,
+    /// Firing notifications a firing alert held back.
+    pub inhibited: u64,
+    /// Remediation events by kind (`requested`, `failed`, …).
+    pub remediation: Vec<&'static str>,
+    pub resolved: Vec<Resolved>,
+}
+
+impl Effects {
+    /// Nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.dispatch_rows.is_empty()
+            && self.incident_rows.is_empty()
+            && self.timeline.is_empty()
+            && self.remedy_rows.is_empty()
+            && self.audit.is_empty()
+            && self.outgoing.is_empty()
+            && self.to_run.is_empty()
+    }
+}
+
+/// A change to an incident asked for by a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IncidentOp {
+    Ack { by: String, comment: String },
+    Resolve { by: String },
+    Note { by: String, text: String },
+}
+
+/// Who gets a notification, and who does not; what incidents and remediation make of alerts.
+#[derive(Debug)]
+pub struct Pipeline {
+    s: Settings,
+    silences: Vec<Silence>,
+    /// Silences muting at the last look: one that stops muting releases what it held.
+    muting: Vec<i64>,
+    dispatcher: Dispatcher,
+    incidents: Incidents,
+    remedy: Remedy,
+    fx: Effects,
+}
+
+impl Pipeline {
+    pub fn new(settings: Settings) -> Pipeline {
+        Pipeline {
+            dispatcher: Dispatcher::new(
+                settings.escalation_policies.clone(),
+                settings.resend.clone(),
+            ),
+            incidents: Incidents::new(settings.incidents.clone()),
+            remedy: Remedy::new(settings.remedy_limits),
+            silences: Vec::new(),
+            muting: Vec::new(),
+            fx: Effects::default(),
+            s: settings,
+        }
+    }
+
+    /// Starts again from stored state (after a restart, or when a transaction failed and what
+    /// was decided since the last commit is void). Returns the rows that could not be read, as
+    /// `(key, error)`. Silences are kept.
+    pub fn restore(
+        &mut self,
+        dispatch_rows: Vec<(String, String)>,
+        incident_rows: Vec<(String, String)>,
+        remedy_rows: Vec<(String, String)>,
+        now: TimestampMs,
+    ) -> Vec<(String, String)> {
+        self.dispatcher =
+            Dispatcher::new(self.s.escalation_policies.clone(), self.s.resend.clone());
+        self.incidents = Incidents::new(self.s.incidents.clone());
+        self.remedy = Remedy::new(self.s.remedy_limits);
+        self.fx = Effects::default();
+        let mut bad = self.dispatcher.restore(dispatch_rows);
+        bad.extend(self.incidents.restore(incident_rows, now));
+        bad.extend(self.remedy.restore(remedy_rows));
+        bad
+    }
+
+    /// Since when stored incidents matter to [`Pipeline::restore`] (they can reopen).
+    pub fn incidents_since(&self, now: TimestampMs) -> TimestampMs {
+        now - self.s.incidents.reopen_within_ms
+    }
+
+    /// The silences in force from now on.
+    pub fn set_silences(&mut self, silences: Vec<Silence>) {
+        self.silences = silences;
+    }
+
+    pub fn silences(&self) -> &[Silence] {
+        &self.silences
+    }
+
+    /// Whether a silence stopped muting since the last call (it expired, ran out or a
+    /// maintenance window closed): what it held back and still fires should now be told.
+    pub fn silence_ended(&mut self, now: TimestampMs) -> bool {
+        let muting: Vec<i64> = self
+            .silences
+            .iter()
+            .filter(|s| s.active(now))
+            .map(|s| s.id)
+            .collect();
+        let ended = self.muting.iter().any(|id| !muting.contains(id));
+        self.muting = muting;
+        ended
+    }
+
+    /// Takes what rule evaluation decided: opens and joins incidents, asks for remediation,
+    /// hands each transition to the dispatcher unless a silence or a firing alert holds it
+    /// back. With `recheck_held` (after a restart or a silence ended), firing alerts that no
+    /// receiver has heard of and nothing holds back any more are told like new firings, as
+    /// Alertmanager does at its next flush.
+    pub fn transitions(
+        &mut self,
+        alerts: &dyn Alerts,
+        transitions: &[Transition],
+        recheck_held: bool,
+        now: TimestampMs,
+    ) {
+        // Firing alerts that can inhibit, found once: (rule index, labels).
+        let sources: Vec<(usize, Labels)> = if transitions.is_empty() && !recheck_held {
+            Vec::new()
+        } else {
+            alerts
+                .firing_labels()
+                .into_iter()
+                .flat_map(|l| {
+                    self.s
+                        .inhibit_rules
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| r.is_source(&l))
+                        .map(|(i, _)| (i, l.clone()))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        for t in transitions {
+            let a = AlertInfo::from_transition(t);
+            // A firing opens the incident before remediation speaks of it; a resolve lets
+            // remediation verify its action before the incident closes.
+            if a.firing {
+                self.incidents.on_alert(&a, now);
+            }
+            if let Some(mut rem) = alerts.remediation(&t.rule) {
+                rem.dry_run |= self.s.dry_run;
+                let evs = self.remedy.on_alert(&a, &rem, now);
+                self.remedy_events(evs, now);
+            }
+            if !a.firing {
+                self.incidents.on_alert(&a, now);
+            }
+            self.notify(&sources, t, now);
+        }
+        let released = transitions.iter().any(|t| {
+            !t.kind.firing() && self.s.inhibit_rules.iter().any(|r| r.is_source(&t.labels))
+        });
+        if recheck_held || released {
+            let known = self.dispatcher.known();
+            let (silences, rules) = (&self.silences, &self.s.inhibit_rules);
+            let freed = alerts.firing_now(now, &|l| {
+                !known.contains(alert_id(l).as_str())
+                    && !silences.iter().any(|s| s.matches(l, now))
+                    && !sources.iter().any(|(r, src)| rules[*r].inhibits(src, l))
+            });
+            for t in &freed {
+                info!(alert = %t.rule, labels = %t.labels, "no longer held back: notifying");
+                self.notify(&sources, t, now);
+            }
+        }
+    }
+
+    /// Hands a transition to the dispatcher unless a silence or a firing alert holds it back.
+    fn notify(&mut self, sources: &[(usize, Labels)], t: &Transition, now: TimestampMs) {
+        if let Some(s) = self.silences.iter().find(|s| s.matches(&t.labels, now)) {
+            // Recorded (the alert state is stored), not delivered.
+            self.fx.silenced += 1;
+            info!(alert = %t.rule, labels = %t.labels, silence = s.id, "notification silenced");
+            return;
+        }
+        // Inhibited by another alert firing now (a resolve is never held back: whoever heard
+        // of the firing hears of its end).
+        if t.kind.firing()
+            && sources
+                .iter()
+                .any(|(r, src)| self.s.inhibit_rules[*r].inhibits(src, &t.labels))
+        {
+            self.fx.inhibited += 1;
+            info!(alert = %t.rule, labels = %t.labels, "notification inhibited");
+            return;
+        }
+        let targets = self.s.route.targets(&t.labels, t.level);
+        self.dispatcher
+            .event(&AlertInfo::from_transition(t), &targets, now);
+    }
+
+    /// Acknowledges the firing alert `id` (`link_level`: the level a signed link was made
+    /// for): the escalation stops, the incident records it, remediation waiting for approval
+    /// goes ahead.
+    pub fn ack(
+        &mut self,
+        alerts: &dyn Alerts,
+        id: &str,
+        link_level: Option<Level>,
+        by: &str,
+        comment: &str,
+        now: TimestampMs,
+    ) -> Result<Ack, AckError> {
+        let level = alerts.level_of(id);
+        let ack = self
+            .dispatcher
+            .ack(id, level, link_level, by, comment, now)?;
+        info!(alert = %id, by = %by, comment = %comment, "alert acknowledged");
+        self.incidents.alert_acked(id, by, comment, now);
+        let evs = self.remedy.approve(id, by, now);
+        self.remedy_events(evs, now);
+        Ok(ack)
+    }
+
+    /// The action requests for an agent's host, each handed out once.
+    pub fn poll_actions(&mut self, host: &str, now: TimestampMs) -> Vec<Request> {
+        let (reqs, evs) = self.remedy.take(Some(host), now);
+        self.remedy_events(evs, now);
+        reqs
+    }
+
+    /// The result of an action request, from the agent or the collector's own runner.
+    pub fn action_result(
+        &mut self,
+        alerts: &dyn Alerts,
+        id: &str,
+        status: ResultStatus,
+        summary: &str,
+        output: &str,
+        now: TimestampMs,
+    ) -> Result<(), String> {
+        let firing = self
+            .remedy
+            .requests()
+            .find(|r| r.id == id)
+            .is_some_and(|r| alerts.level_of(&r.alert_id).is_some());
+        match self.remedy.result(id, status, summary, output, firing, now) {
+            Ok(evs) => {
+                self.remedy_events(evs, now);
+                Ok(())
+            }
+            Err(e) => {
+                warn!(request = %id, error = %e, "action result refused");
+                Err(e)
+            }
+        }
+    }
+
+    /// A person's change to an incident still in memory. `Refused::NotFound` for a note means
+    /// the incident is not live: the caller may still add the note to a stored one.
+    pub fn incident(&mut self, id: &str, op: &IncidentOp, now: TimestampMs) -> Result<(), Refused> {
+        let inc = &mut self.incidents;
+        match op {
+            IncidentOp::Ack { by, comment } => inc.ack(id, by, comment, now),
+            IncidentOp::Resolve { by } => inc.resolve(id, by, now),
+            IncidentOp::Note { by, text } => inc.note(id, by, text, now),
+        }
+    }
+
+    /// Remediation deadlines and collector-side requests, then the notifications due now
+    /// (grouping, repeats, escalation steps), with the incident timeline of what was sent.
+    pub fn due(&mut self, now: TimestampMs) {
+        let evs = self.remedy.tick(now);
+        self.remedy_events(evs, now);
+        let (reqs, evs) = self.remedy.take(None, now);
+        self.remedy_events(evs, now);
+        self.fx.to_run.extend(reqs);
+        let secret = Arc::clone(&self.s.ack_secret);
+        let expires = now + self.s.ack_link_ttl_ms;
+        let external = self.s.external_url.trim_end_matches('/').to_string();
+        let link = |a: &AlertInfo| {
+            let token = crate::ack::token(&secret, &a.id, a.level, a.starts_at, expires);
+            Some(format!("{external}/ack?t={token}"))
+        };
+        for mut n in self.dispatcher.tick(now) {
+            // A window may have begun since the alert fired: repeats, escalation steps and
+            // grouped firings due inside it stay quiet (resolves still go out).
+            let before = n.alerts.len();
+            let silences = &self.silences;
+            n.alerts
+                .retain(|a| !a.firing || !silences.iter().any(|s| s.matches(&a.labels, now)));
+            self.fx.silenced += (before - n.alerts.len()) as u64;
+            if n.alerts.is_empty() {
+                continue;
+            }
+            let body = crate::webhook_payload(
+                &n,
+                &self.s.external_url,
+                &link,
+                self.s.dashboard_url.as_deref(),
+            )
+            .to_string();
+            let quiet =
+                matches!(n.why, Why::Repeat { .. }) && self.s.resend.contains_key(&n.receiver);
+            if !quiet {
+                timeline_of_sent(&mut self.incidents, &n, now);
+            }
+            // Keeping an Alertmanager in sync is not telling anyone: not on the timeline.
+            self.fx.outgoing.push(Outgoing {
+                notification: n,
+                body,
+                at: now,
+            });
+        }
+    }
+
+    /// An alert about the collector itself, for the receivers the route gives it, bypassing
+    /// grouping and the outbox (used when the outbox, in a failing database, cannot take it).
+    /// Empty when a silence mutes it (a silence mutes the firing, never the resolve).
+    pub fn page(&mut self, a: &AlertInfo, now: TimestampMs) -> Vec<(String, String)> {
+        if a.firing {
+            if let Some(s) = self.silences.iter().find(|s| s.matches(&a.labels, now)) {
+                self.fx.silenced += 1;
+                info!(alert = %a.rule, silence = s.id, "notification silenced");
+                return Vec::new();
+            }
+        }
+        let group_labels = Labels::from_pairs([("alertname", a.rule.as_str())]);
+        let mut sent = BTreeSet::new();
+        let mut out = Vec::new();
+        for t in self.s.route.targets(&a.labels, a.level) {
+            for r in t.receivers {
+                if !sent.insert(r.clone()) {
+                    continue;
+                }
+                let n = Notification {
+                    receiver: r.clone(),
+                    group_key: format!("{}:{{alertname=\"{}\"}}", t.node, a.rule),
+                    group_labels: group_labels.clone(),
+                    why: Why::Changed,
+                    alerts: vec![a.clone()],
+                };
+                let body = crate::webhook_payload(
+                    &n,
+                    &self.s.external_url,
+                    &|_| None,
+                    self.s.dashboard_url.as_deref(),
+                );
+                out.push((r, body.to_string()));
+            }
+        }
+        out
+    }
+
+    /// Records remediation events: the incident timeline, the audit log, and a bump to the
+    /// next notification tier when one failed.
+    fn remedy_events(&mut self, events: Vec<tocsin_remedy::Event>, now: TimestampMs) {
+        for e in events {
+            info!(alert = %e.alert_id, request = e.request.as_deref().unwrap_or(""), event = e.kind, "{}", e.text);
+            self.incidents
+                .record(&e.alert_id, e.kind, e.text.clone(), now);
+            let detail = serde_json::json!({
+                "alert": e.alert_id,
+                "request": e.request,
+                "incident": self.incidents.incident_of(&e.alert_id),
+                "text": e.text,
+            });
+            self.fx.audit.push(AuditEntry {
+                at: now,
+                actor: "collector".into(),
+                action: e.kind.into(),
+                detail: detail.to_string(),
+            });
+            self.fx.remediation.push(e.kind);
+            if e.escalate {
+                self.dispatcher.bump(&e.alert_id, "remediation_failed", now);
+            }
+        }
+    }
+
+    /// Everything decided since the last call, state rows included.
+    pub fn take_effects(&mut self) -> Effects {
+        let mut fx = std::mem::take(&mut self.fx);
+        fx.dispatch_rows = self.dispatcher.take_changes();
+        let (rows, events) = self.incidents.take_changes();
+        for e in events.iter().filter(|e| e.kind == "resolved") {
+            if let Some(i) = self.incidents.live().find(|i| i.id == e.incident) {
+                let by = match i.resolved_by.as_deref() {
+                    Some("auto") => "auto",
+                    Some("remediation") => "remediation",
+                    _ => "person",
+                };
+                fx.resolved.push(Resolved {
+                    category: i.category.clone(),
+                    by,
+                    to_ack_ms: i.time_to_ack_ms(),
+                    to_resolve_ms: i.time_to_resolve_ms(),
+                    to_remediate_ms: i.time_to_remediate_ms(),
+                });
+            }
+        }
+        fx.incident_rows = rows;
+        fx.timeline = events;
+        fx.remedy_rows = self.remedy.take_changes();
+        fx
+    }
+
+    /// Acknowledgements of firing alerts, by alert id.
+    pub fn acks(&self) -> &BTreeMap<String, Ack> {
+        self.dispatcher.acks()
+    }
+
+    /// Open and recently resolved incidents (older resolved ones are let go first).
+    pub fn incidents(
+        &mut self,
+        now: TimestampMs,
+    ) -> impl Iterator<Item = &tocsin_incidents::Incident> {
+        self.incidents.expire(now);
+        self.incidents.live()
+    }
+
+    /// Action requests of the last day.
+    pub fn actions(&self) -> impl Iterator<Item = &Request> {
+        self.remedy.requests()
+    }
+}
+
+/// "HostDown firing sent to ops, escalation step 2" on each alert's incident.
+fn timeline_of_sent(incidents: &mut Incidents, n: &Notification, now: TimestampMs) {
+    let (kind, why) = match &n.why {
+        Why::Changed => ("notified", String::new()),
+        Why::Repeat { n } => ("repeated", format!(", repeat {n}")),
+        Why::Escalation { step, policy, .. } if *step > 1 => {
+            ("escalated", format!(", {policy} step {step}"))
+        }
+        Why::Escalation { policy, .. } => ("notified", format!(", {policy} step 1")),
+    };
+    for a in &n.alerts {
+        let what = if a.firing { &a.event } else { "resolved" };
+        incidents.record(
+            &a.id,
+            kind,
+            format!("{} {what} sent to {}{why}", a.rule, n.receiver),
+            now,
+        );
+    }
+}
