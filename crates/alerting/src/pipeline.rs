@@ -334,19 +334,34 @@ impl Pipeline {
     }
 
     /// Hands a transition to the dispatcher unless a silence or a firing alert holds it back.
+    /// A resolve is never held back, and goes only where the firing went: whoever heard of
+    /// the firing hears of its end (even under a silence made since), and nobody hears of the
+    /// end of a firing that was held back.
     fn notify(&mut self, sources: &[(usize, Labels)], t: &Transition, now: TimestampMs) {
+        if !t.kind.firing() {
+            if self
+                .dispatcher
+                .known()
+                .contains(alert_id(&t.labels).as_str())
+            {
+                let targets = self.s.route.targets(&t.labels, t.level);
+                self.dispatcher
+                    .event(&AlertInfo::from_transition(t), &targets, now);
+            } else {
+                info!(alert = %t.rule, labels = %t.labels, "resolve of a firing nobody was told of: not sent");
+            }
+            return;
+        }
         if let Some(s) = self.silences.iter().find(|s| s.matches(&t.labels, now)) {
             // Recorded (the alert state is stored), not delivered.
             self.fx.silenced += 1;
             info!(alert = %t.rule, labels = %t.labels, silence = s.id, "notification silenced");
             return;
         }
-        // Inhibited by another alert firing now (a resolve is never held back: whoever heard
-        // of the firing hears of its end).
-        if t.kind.firing()
-            && sources
-                .iter()
-                .any(|(r, src)| self.s.inhibit_rules[*r].inhibits(src, &t.labels))
+        // Inhibited by another alert firing now.
+        if sources
+            .iter()
+            .any(|(r, src)| self.s.inhibit_rules[*r].inhibits(src, &t.labels))
         {
             self.fx.inhibited += 1;
             info!(alert = %t.rule, labels = %t.labels, "notification inhibited");
@@ -585,7 +600,10 @@ impl Pipeline {
 
 /// "HostDown firing sent to ops, escalation step 2" on each alert's incident.
 fn timeline_of_sent(incidents: &mut Incidents, n: &Notification, now: TimestampMs) {
+    let resolved_only = n.alerts.iter().all(|a| !a.firing);
     let (kind, why) = match &n.why {
+        // The end of an alert is news to whoever heard of it, not a step of anything.
+        _ if resolved_only => ("notified", String::new()),
         Why::Changed => ("notified", String::new()),
         Why::Repeat { n } => ("repeated", format!(", repeat {n}")),
         Why::Escalation { step, policy, .. } if *step > 1 => {

@@ -606,11 +606,12 @@ impl Dispatcher {
         bad
     }
 
-    /// The alerts some group holds (to tell, or told and still firing), by id.
+    /// The alerts some group or escalation holds (to tell, or told and still firing), by id.
     pub fn known(&self) -> std::collections::HashSet<&str> {
         self.groups
             .values()
             .flat_map(|g| g.alerts.keys().chain(g.sent.keys()))
+            .chain(self.escalations.values().map(|e| &e.alert.id))
             .map(String::as_str)
             .collect()
     }
