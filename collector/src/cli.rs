@@ -16,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::http::{app, AppState};
-use crate::writer::{Msg, Settings, View, Writer};
+use crate::api::{app, AppState};
+use crate::view::View;
+use crate::writer::{Msg, Settings, Writer};
 use crate::{rulefiles, Telemetry};
 
 #[derive(Parser)]
@@ -848,7 +849,7 @@ async fn serve(
         tocsin_store::Outbox::open(&db, false).context("cannot open the outbox")?,
     ));
     let agent_tokens =
-        crate::http::load_agent_tokens(&outbox.lock().unwrap_or_else(|p| p.into_inner()))
+        crate::api::load_agent_tokens(&outbox.lock().unwrap_or_else(|p| p.into_inner()))
             .context("cannot read agent tokens")?;
     let state = AppState {
         writer: tx,

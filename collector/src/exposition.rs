@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
 
-use crate::writer::View;
+use crate::view::View;
 
 const NAMES: [(&str, &str); 5] = [
     (

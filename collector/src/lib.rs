@@ -3,18 +3,19 @@
 //! `tocsin-*` library crates.
 
 pub mod access;
+pub mod api;
 pub mod backtest;
 pub mod cli;
 pub mod export;
 mod exposition;
 pub mod forward;
-pub mod http;
 pub mod liveness;
 pub mod rulefiles;
 pub mod server;
 pub mod services;
 mod storage_alert;
 mod telemetry;
+pub mod view;
 pub mod writer;
 
 pub use telemetry::Telemetry;

@@ -1,0 +1,137 @@
+//! `/ack`: the pages behind signed acknowledgement links (opened on phones).
+
+use super::alerts::acknowledge;
+use super::AppState;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tocsin_alerting::format_rfc3339;
+use tocsin_model::now_ms;
+
+pub(crate) fn html(status: StatusCode, title: &str, body: &str) -> Response {
+    let page = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{title}</title></head><body><h2>{title}</h2>{body}</body></html>"
+    );
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        page,
+    )
+        .into_response()
+}
+
+pub(crate) fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[derive(serde::Deserialize)]
+pub(crate) struct AckQuery {
+    pub(crate) t: String,
+}
+
+/// What a link names, if it is genuine and for the alert's current firing (a link kept from
+/// an earlier one acknowledges nothing).
+pub(crate) fn verify_link(
+    st: &AppState,
+    token: &str,
+) -> Result<tocsin_alerting::ack::Link, String> {
+    let link = tocsin_alerting::ack::verify(&st.ack_secret, token, now_ms(), st.ack_ttl_ms)?;
+    let view = st.view.read().unwrap_or_else(|p| p.into_inner());
+    let current = view
+        .alerts
+        .iter()
+        .find(|a| format!("{:016x}", a.fingerprint()) == link.id)
+        .and_then(|a| a.active_at);
+    match current {
+        Some(t) if t.div_euclid(1000) != link.since_s => {
+            Err("this link was sent for an earlier firing of the alert".into())
+        }
+        _ => Ok(link),
+    }
+}
+
+/// `GET /ack?t=TOKEN`: a confirmation page (link previews must not acknowledge anything).
+pub(crate) async fn page(
+    State(st): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<AckQuery>,
+) -> Response {
+    match verify_link(&st, &q.t) {
+        Err(e) => {
+            st.tel.ack_refused.inc();
+            html(
+                StatusCode::FORBIDDEN,
+                "Acknowledgement refused",
+                &escape(&e),
+            )
+        }
+        Ok(tocsin_alerting::ack::Link { id, level, .. }) => {
+            let view = st.view.read().unwrap_or_else(|p| p.into_inner());
+            let what = view
+                .alerts
+                .iter()
+                .find(|a| format!("{:016x}", a.fingerprint()) == id)
+                .map(|a| format!("{} {}", a.rule, a.labels))
+                .unwrap_or_else(|| id.clone());
+            html(
+                StatusCode::OK,
+                "Acknowledge alert / 确认告警",
+                &format!(
+                    "<p>{} ({})</p><form method=\"post\" action=\"ack\"><input type=\"hidden\" name=\"t\" value=\"{}\"><p><input name=\"by\" placeholder=\"name / 姓名\" required></p><p><input name=\"comment\" placeholder=\"comment / 备注\"></p><p><button type=\"submit\">Acknowledge / 确认</button></p></form>",
+                    escape(&what),
+                    level.as_str(),
+                    escape(&q.t)
+                ),
+            )
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub(crate) struct AckForm {
+    pub(crate) t: String,
+    pub(crate) by: String,
+    #[serde(default)]
+    pub(crate) comment: String,
+}
+
+/// `POST /ack` (form: t, by, comment): acknowledges with a signed link.
+pub(crate) async fn submit(State(st): State<AppState>, body: Bytes) -> Response {
+    let form: AckForm = match serde_urlencoded::from_bytes(&body) {
+        Ok(f) => f,
+        Err(e) => {
+            return html(
+                StatusCode::BAD_REQUEST,
+                "Acknowledgement refused",
+                &escape(&format!("invalid form: {e}")),
+            )
+        }
+    };
+    let (id, level) = match verify_link(&st, &form.t) {
+        Ok(l) => (l.id, l.level),
+        Err(e) => {
+            st.tel.ack_refused.inc();
+            return html(
+                StatusCode::FORBIDDEN,
+                "Acknowledgement refused",
+                &escape(&e),
+            );
+        }
+    };
+    let by = if form.by.trim().is_empty() {
+        "link".to_string()
+    } else {
+        form.by
+    };
+    match acknowledge(&st, id, Some(level), by, form.comment).await {
+        Ok(a) => html(
+            StatusCode::OK,
+            "Acknowledged / 已确认",
+            &escape(&format!("{} at {}", a.by, format_rfc3339(a.at))),
+        ),
+        Err(e) => html(e.status(), "Acknowledgement refused", &escape(e.message())),
+    }
+}

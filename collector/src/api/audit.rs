@@ -1,0 +1,33 @@
+//! `/api/v1/audit`: the audit log.
+
+use super::error::with_outbox;
+use super::error::ApiError;
+use super::notifications::NotificationsQuery;
+use super::AppState;
+use axum::extract::State;
+use axum::Json;
+use serde_json::{json, Value};
+use tocsin_alerting::format_rfc3339;
+
+/// `GET /api/v1/audit?limit=N`: the newest rows of the append-only remediation audit log.
+pub(crate) async fn list(
+    State(st): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<NotificationsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(100).min(1000);
+    let rows = with_outbox(&st, "reading the audit log", move |o| o.audit(limit)).await?;
+    let list: Vec<Value> = rows
+        .into_iter()
+        .map(|(at, actor, event, detail)| {
+            json!({
+                "at": format_rfc3339(at),
+                "actor": actor,
+                "event": event,
+                "detail": serde_json::from_str::<Value>(&detail).unwrap_or(Value::String(detail)),
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "status": "success", "data": { "audit": list } }),
+    ))
+}

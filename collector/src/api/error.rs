@@ -1,0 +1,273 @@
+//! Error answers: one enum of what can go wrong, each kind with its status code. Messages are
+//! for the client and say what to change; failures inside the collector (storage, a task that
+//! died) are logged with their detail and answered with a generic text, so no SQLite error,
+//! path or secret reaches a client.
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use tokio::sync::oneshot;
+use tracing::error;
+
+use super::AppState;
+use crate::writer::{Msg, OpFailure};
+
+/// What the client is told when the collector's storage failed.
+const STORAGE: &str = "storage temporarily unavailable; retry later";
+/// … and when something inside the collector failed.
+const INTERNAL: &str = "internal error; the collector's log has the details";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// 400: the request is wrong; the message says how.
+    BadRequest(String),
+    /// 400, although part of it was stored: `accepted` samples (`X-Tocsin-Accepted-Samples`).
+    Partial { message: String, accepted: usize },
+    /// 401: no or a wrong credential (`WWW-Authenticate: Bearer`).
+    Unauthorized(String),
+    /// 403: the credential may not do this.
+    Forbidden(String),
+    /// 404.
+    NotFound(String),
+    /// 408: the client took too long to send its request.
+    Timeout(String),
+    /// 409: the request contradicts the current state.
+    Conflict(String),
+    /// 413.
+    TooLarge(String),
+    /// 415.
+    UnsupportedMedia(String),
+    /// 429: try again after `retry_after` seconds.
+    Busy { message: String, retry_after: u32 },
+    /// 503: shutting down, or storage failing; try again (after `retry_after` when given).
+    Unavailable {
+        message: String,
+        retry_after: Option<u32>,
+    },
+    /// 500: a failure inside the collector, already logged; the client gets a generic text.
+    Internal,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) | ApiError::Partial { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The text the client reads.
+    pub fn message(&self) -> &str {
+        match self {
+            ApiError::BadRequest(m)
+            | ApiError::Unauthorized(m)
+            | ApiError::Forbidden(m)
+            | ApiError::NotFound(m)
+            | ApiError::Timeout(m)
+            | ApiError::Conflict(m)
+            | ApiError::TooLarge(m)
+            | ApiError::UnsupportedMedia(m)
+            | ApiError::Partial { message: m, .. }
+            | ApiError::Busy { message: m, .. }
+            | ApiError::Unavailable { message: m, .. } => m,
+            ApiError::Internal => INTERNAL,
+        }
+    }
+
+    pub fn bad_request(m: impl Into<String>) -> Self {
+        ApiError::BadRequest(m.into())
+    }
+
+    pub fn not_found(m: impl Into<String>) -> Self {
+        ApiError::NotFound(m.into())
+    }
+
+    pub fn unavailable(m: impl Into<String>) -> Self {
+        ApiError::Unavailable {
+            message: m.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The collector is stopping: the client should try again (elsewhere, or later).
+    pub fn shutting_down() -> Self {
+        ApiError::unavailable("the collector is shutting down: try again")
+    }
+
+    /// Storage failed: logged with `detail`, answered 503 with a generic text.
+    pub fn storage(what: &str, detail: impl std::fmt::Display) -> Self {
+        error!(error = %detail, "{what}: storage failed");
+        ApiError::Unavailable {
+            message: STORAGE.into(),
+            retry_after: Some(5),
+        }
+    }
+
+    /// Something inside the collector failed: logged with `detail`, answered 500.
+    pub fn internal(what: &str, detail: impl std::fmt::Display) -> Self {
+        error!(error = %detail, "{what}");
+        ApiError::Internal
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (
+            self.status(),
+            Json(json!({ "status": "error", "error": self.message() })),
+        )
+            .into_response();
+        let h = r.headers_mut();
+        match self {
+            ApiError::Busy { retry_after, .. }
+            | ApiError::Unavailable {
+                retry_after: Some(retry_after),
+                ..
+            } => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            ApiError::Partial { accepted, .. } => {
+                h.insert(tocsin_wire::ACCEPTED_HEADER, HeaderValue::from(accepted));
+            }
+            ApiError::Unauthorized(_) => {
+                h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        r
+    }
+}
+
+/// A JSON request body, or 400 saying what is wrong with it.
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid {what}: {e}")))
+}
+
+/// Sends a request to the writer thread and waits for its reply, whatever its type; 503 when
+/// the writer is gone (shutting down) before it answers.
+pub(crate) async fn writer_reply<R>(
+    st: &AppState,
+    msg: impl FnOnce(oneshot::Sender<R>) -> Msg,
+) -> Result<R, ApiError> {
+    let (reply, rx) = oneshot::channel();
+    st.writer
+        .send(msg(reply))
+        .await
+        .map_err(|_| ApiError::shutting_down())?;
+    // The writer answers every request it takes, a failed write too; it drops one only when
+    // it stops.
+    rx.await.map_err(|_| ApiError::shutting_down())
+}
+
+/// Sends a request to the writer thread and waits for its answer; its error is a storage
+/// failure (503, logged).
+pub(crate) async fn ask_writer<T>(
+    st: &AppState,
+    what: &str,
+    msg: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Msg,
+) -> Result<T, ApiError> {
+    writer_reply(st, msg)
+        .await?
+        .map_err(|e| ApiError::storage(what, e))
+}
+
+/// Runs `f` on the outbox connection off the async threads.
+pub(crate) async fn with_outbox<T: Send + 'static>(
+    st: &AppState,
+    what: &'static str,
+    f: impl FnOnce(&tocsin_store::Outbox) -> tocsin_store::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    let ob = Arc::clone(&st.outbox);
+    tokio::task::spawn_blocking(move || f(&ob.lock().unwrap_or_else(|p| p.into_inner())))
+        .await
+        .map_err(|e| ApiError::internal(what, e))?
+        .map_err(|e| ApiError::storage(what, e))
+}
+
+/// The answer to a refused or failed request about an incident or an action: a storage
+/// failure is a 503, so the sender tries again.
+pub(crate) fn op_error(e: OpFailure) -> ApiError {
+    match e {
+        OpFailure::NotFound(m) => ApiError::NotFound(m),
+        OpFailure::Refused(m) => ApiError::Conflict(m),
+        OpFailure::Storage(m) => ApiError::storage("a change to an incident or action", m),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_not_stored_is_answered_503_so_it_is_sent_again() {
+        let status = |e| op_error(e).status();
+        assert_eq!(
+            status(OpFailure::Storage("disk full".into())),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            status(OpFailure::Refused("finished".into())),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            status(OpFailure::NotFound("no such incident".into())),
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    #[tokio::test]
+    async fn internal_failures_answer_a_generic_text_and_keep_their_detail_out() {
+        for e in [
+            ApiError::storage(
+                "adding a silence",
+                "database disk image is malformed at /var/lib/x",
+            ),
+            ApiError::internal("listing notifications", "task 12 panicked"),
+            op_error(OpFailure::Storage("disk I/O error".into())),
+        ] {
+            let status = e.status();
+            let r = e.into_response();
+            assert!(status.is_server_error());
+            let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+            let text = String::from_utf8(body.to_vec()).unwrap();
+            for secret in ["malformed", "/var/lib", "panicked", "I/O"] {
+                assert!(!text.contains(secret), "{text}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn each_kind_carries_its_headers() {
+        let r = ApiError::Busy {
+            message: "queue full".into(),
+            retry_after: 1,
+        }
+        .into_response();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        let r = ApiError::Partial {
+            message: "3 series refused".into(),
+            accepted: 7,
+        }
+        .into_response();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(r.headers()[tocsin_wire::ACCEPTED_HEADER], "7");
+        let r = ApiError::Unauthorized("missing token".into()).into_response();
+        assert_eq!(r.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    }
+}

@@ -1,0 +1,235 @@
+//! `/api/v1/incidents`: incidents, their timelines, reports and statistics, and changes by people.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use tocsin_alerting::IncidentOp;
+use tocsin_model::now_ms;
+
+use super::error::json_body;
+use super::error::op_error;
+use super::error::with_outbox;
+use super::error::writer_reply;
+use super::error::ApiError;
+use super::AppState;
+use crate::writer::Msg;
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IncidentQuery {
+    pub(crate) state: Option<String>,
+    pub(crate) severity: Option<String>,
+    pub(crate) host: Option<String>,
+    /// RFC 3339 or Unix seconds; default: 7 days ago.
+    pub(crate) from: Option<String>,
+    /// Default: now.
+    pub(crate) to: Option<String>,
+    pub(crate) limit: Option<usize>,
+}
+
+pub(crate) fn window(q: &IncidentQuery) -> Result<(i64, i64), ApiError> {
+    let now = now_ms();
+    let t = |s: &Option<String>, d: i64| match s {
+        None => Ok(d),
+        Some(s) => tocsin_model::parse_timestamp(s)
+            .ok_or_else(|| ApiError::bad_request(format!("invalid time {s:?}"))),
+    };
+    let from = t(&q.from, now - 7 * 86_400_000)?;
+    let to = t(&q.to, now + 1)?;
+    if to <= from {
+        return Err(ApiError::bad_request("to must be after from"));
+    }
+    Ok((from, to))
+}
+
+pub(crate) async fn load_incidents(
+    st: &AppState,
+    from: i64,
+    to: i64,
+    limit: usize,
+) -> Result<Vec<tocsin_incidents::Incident>, ApiError> {
+    let rows = with_outbox(st, "listing incidents", move |o| {
+        o.incidents(from, to, limit)
+    })
+    .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|j| serde_json::from_str(j).ok())
+        .collect())
+}
+
+pub(crate) fn incident_json(i: &tocsin_incidents::Incident) -> Value {
+    let mut v = serde_json::to_value(i).unwrap_or(Value::Null);
+    v["opened_at"] = json!(tocsin_incidents::format_time(i.opened_at));
+    v["acked_at"] = json!(i.acked_at.map(tocsin_incidents::format_time));
+    v["resolved_at"] = json!(i.resolved_at.map(tocsin_incidents::format_time));
+    v["time_to_ack_seconds"] = json!(i.time_to_ack_ms().map(|m| m as f64 / 1000.0));
+    v["time_to_resolve_seconds"] = json!(i.time_to_resolve_ms().map(|m| m as f64 / 1000.0));
+    v["time_to_remediate_seconds"] = json!(i.time_to_remediate_ms().map(|m| m as f64 / 1000.0));
+    v
+}
+
+/// `GET /api/v1/incidents?state=&severity=&host=&from=&to=`.
+pub(crate) async fn list(
+    State(st): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<IncidentQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let (from, to) = window(&q)?;
+    let severity = match &q.severity {
+        None => None,
+        Some(s) => Some(
+            s.parse::<tocsin_model::Level>()
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        ),
+    };
+    let all = load_incidents(&st, from, to, q.limit.unwrap_or(200).min(5000)).await?;
+    let list: Vec<Value> = all
+        .iter()
+        .filter(|i| q.state.as_deref().is_none_or(|s| i.state.as_str() == s))
+        .filter(|i| severity.is_none_or(|l| i.severity >= l))
+        .filter(|i| q.host.as_ref().is_none_or(|h| i.hosts.contains(h)))
+        .map(incident_json)
+        .collect();
+    Ok(Json(
+        json!({ "status": "success", "data": { "incidents": list } }),
+    ))
+}
+
+pub(crate) async fn incident_with_timeline(
+    st: &AppState,
+    id: String,
+) -> Result<
+    (
+        tocsin_incidents::Incident,
+        Vec<tocsin_incidents::TimelineEvent>,
+    ),
+    ApiError,
+> {
+    let id2 = id.clone();
+    let (data, events) = with_outbox(st, "reading an incident", move |o| {
+        Ok((o.incident(&id2)?, o.incident_events(&id2)?))
+    })
+    .await?;
+    let inc: tocsin_incidents::Incident = data
+        .and_then(|d| serde_json::from_str(&d).ok())
+        .ok_or_else(|| ApiError::not_found(format!("no incident {id}")))?;
+    let events = events
+        .into_iter()
+        .map(|(at, kind, text)| tocsin_incidents::TimelineEvent {
+            incident: id.clone(),
+            at,
+            kind,
+            text,
+        })
+        .collect();
+    Ok((inc, events))
+}
+
+pub(crate) async fn show(
+    State(st): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (inc, events) = incident_with_timeline(&st, id).await?;
+    let timeline: Vec<Value> = events
+        .iter()
+        .map(|e| json!({ "at": tocsin_incidents::format_time(e.at), "atMs": e.at, "kind": e.kind, "text": e.text }))
+        .collect();
+    let mut v = incident_json(&inc);
+    v["timeline"] = json!(timeline);
+    Ok(Json(json!({ "status": "success", "data": v })))
+}
+
+/// `GET /api/v1/incidents/{id}/report`: the post-incident report in Markdown.
+pub(crate) async fn report(
+    State(st): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    let (inc, events) = incident_with_timeline(&st, id).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+        tocsin_incidents::report(&inc, &events),
+    )
+        .into_response())
+}
+
+/// `GET /api/v1/incidents/stats?from=&to=`.
+pub(crate) async fn stats(
+    State(st): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<IncidentQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let (from, to) = window(&q)?;
+    // Incidents opened before the window may still be down inside it: look back a day more.
+    let all = load_incidents(&st, from - 86_400_000, to, 100_000).await?;
+    let s = tocsin_incidents::stats(&all, from, to, now_ms().min(to));
+    Ok(Json(json!({ "status": "success", "data": s })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IncidentBody {
+    pub(crate) by: String,
+    #[serde(default)]
+    pub(crate) comment: String,
+    #[serde(default)]
+    pub(crate) text: String,
+}
+
+pub(crate) async fn incident_op(
+    st: &AppState,
+    id: String,
+    body: &[u8],
+    op: impl FnOnce(IncidentBody) -> Result<IncidentOp, String>,
+) -> Result<Json<Value>, ApiError> {
+    let bad = |m: String| ApiError::bad_request(m);
+    let b: IncidentBody = json_body(body, "body")?;
+    if b.by.trim().is_empty() {
+        return Err(bad("by is required".into()));
+    }
+    let op = op(b).map_err(bad)?;
+    writer_reply(st, |reply| Msg::Incident { id, op, reply })
+        .await?
+        .map(|()| Json(json!({ "status": "success" })))
+        .map_err(op_error)
+}
+
+pub(crate) async fn ack(
+    State(st): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    incident_op(&st, id, &body, |b| {
+        Ok(IncidentOp::Ack {
+            by: b.by,
+            comment: b.comment,
+        })
+    })
+    .await
+}
+
+pub(crate) async fn resolve(
+    State(st): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    incident_op(&st, id, &body, |b| Ok(IncidentOp::Resolve { by: b.by })).await
+}
+
+pub(crate) async fn note(
+    State(st): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    incident_op(&st, id, &body, |b| {
+        if b.text.trim().is_empty() {
+            return Err("text is required".into());
+        }
+        Ok(IncidentOp::Note {
+            by: b.by,
+            text: b.text,
+        })
+    })
+    .await
+}

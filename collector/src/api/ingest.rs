@@ -1,0 +1,221 @@
+//! `POST /api/v1/write`: the remote-write receiver.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tocsin_model::now_ms;
+use tokio::sync::{mpsc, oneshot};
+
+use super::error::ApiError;
+use super::AppState;
+use super::BodyReceived;
+use super::Bound;
+use crate::writer::{Msg, Origin, WriteError};
+
+/// A write taken: 204, saying how many samples were not stored because their series held a
+/// newer one (`tocsin_wire::NOT_NEWER_HEADER`), so the sender counts them instead of taking
+/// them as stored.
+pub(crate) struct Written(usize);
+
+impl IntoResponse for Written {
+    fn into_response(self) -> Response {
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        if self.0 > 0 {
+            r.headers_mut()
+                .insert(tocsin_wire::NOT_NEWER_HEADER, HeaderValue::from(self.0));
+        }
+        r
+    }
+}
+
+pub(crate) async fn write(
+    State(st): State<AppState>,
+    received: Option<axum::Extension<BodyReceived>>,
+    axum::Extension(Bound(bound)): axum::Extension<Bound>,
+    req: axum::extract::Request,
+) -> Result<Written, ApiError> {
+    let result = write_inner(&st, bound, received, req).await;
+    let code = match &result {
+        Ok(_) => StatusCode::NO_CONTENT,
+        Err(e) => e.status(),
+    };
+    st.tel.requests.with_label_values(&[code.as_str()]).inc();
+    result
+}
+
+/// Refuses what is not a remote-write 1.0 body before it is read: 415, as the specification
+/// asks (a 2.0 body read as 1.0 decodes to nothing and would be acknowledged and lost).
+pub(crate) fn check_media_type(headers: &HeaderMap) -> Result<(), (&'static str, String)> {
+    check_content_type(headers).map_err(|m| ("media_type", m))?;
+    check_content_encoding(headers).map_err(|m| ("encoding", m))
+}
+
+pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), String> {
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let Some(ctype) = ctype else {
+        return Err(format!(
+            "no Content-Type: remote-write 1.0 bodies are {}",
+            tocsin_wire::CONTENT_TYPE
+        ));
+    };
+    let mut parts = ctype.split(';').map(str::trim);
+    let media = parts.next().unwrap_or("");
+    let proto = parts
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("proto"))
+        .map(|(_, v)| v.trim().trim_matches('"'));
+    if !media.eq_ignore_ascii_case(tocsin_wire::CONTENT_TYPE)
+        || proto.is_some_and(|p| p != "prometheus.WriteRequest")
+    {
+        return Err(format!(
+            "unsupported Content-Type {ctype:?}: this collector takes remote-write 1.0 ({}, proto=prometheus.WriteRequest)",
+            tocsin_wire::CONTENT_TYPE
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_content_encoding(headers: &HeaderMap) -> Result<(), String> {
+    let mut enc = headers.get_all(header::CONTENT_ENCODING).iter().peekable();
+    if enc.peek().is_none() {
+        return Err("no Content-Encoding: remote-write bodies are snappy-compressed".into());
+    }
+    for e in enc {
+        if e.as_bytes() != tocsin_wire::CONTENT_ENCODING.as_bytes() {
+            return Err(format!(
+                "unsupported Content-Encoding {:?}: remote-write bodies are snappy-compressed",
+                String::from_utf8_lossy(e.as_bytes())
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn write_inner(
+    st: &AppState,
+    bound: Option<String>,
+    received: Option<axum::Extension<BodyReceived>>,
+    req: axum::extract::Request,
+) -> Result<Written, ApiError> {
+    if let Err((reason, msg)) = check_media_type(req.headers()) {
+        st.tel.ingest_rejected(reason, &msg);
+        return Err(ApiError::UnsupportedMedia(msg));
+    }
+    let headers = req.headers().clone();
+    let body = axum::body::to_bytes(req.into_body(), st.max_body_bytes)
+        .await
+        .map_err(|_| {
+            let msg = format!(
+                "body over ingest.max_body ({} bytes), or cut short",
+                st.max_body_bytes
+            );
+            st.tel.ingest_rejected("body", &msg);
+            ApiError::TooLarge(msg)
+        })?;
+    if let Some(axum::Extension(r)) = received {
+        r.mark();
+    }
+    // Decoding is CPU work bounded by the body's size: off the async workers, a few at a time,
+    // so a flood of large bodies neither stalls the server nor multiplies its memory.
+    let permit = Arc::clone(&st.decode_permits)
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::unavailable("shutting down"))?;
+    let limits = st.limits;
+    let decoded = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        tocsin_wire::decode(&body, &limits)
+    })
+    .await
+    .map_err(|e| ApiError::internal("decoding a remote-write body", e))?;
+    let batch = decoded.map_err(|e| {
+        let msg = e.to_string();
+        st.tel.ingest_rejected(e.kind(), &msg);
+        match e {
+            tocsin_wire::WireError::TooLarge { .. } => ApiError::TooLarge(msg),
+            _ => ApiError::BadRequest(msg),
+        }
+    })?;
+    if let Err(e) = tocsin_wire::check_timestamps(&batch, now_ms(), st.max_future_ms) {
+        let msg = e.to_string();
+        st.tel.ingest_rejected(e.kind(), &msg);
+        return Err(ApiError::bad_request(msg));
+    }
+    if let Some(host) = &bound {
+        if let Some(other) = batch
+            .iter()
+            .find_map(|s| s.labels.get("host").filter(|h| h != host))
+        {
+            let msg =
+                format!("this token belongs to host {host:?}; series for host {other:?} refused");
+            st.tel.ingest_rejected("wrong_host", &msg);
+            return Err(ApiError::Forbidden(msg));
+        }
+        if let Some(s) = batch.iter().find(|s| s.labels.get("host").is_none()) {
+            let msg = format!(
+                "this token belongs to host {host:?}; every series needs that host label ({} has none)",
+                s.labels
+            );
+            st.tel.ingest_rejected("wrong_host", &msg);
+            return Err(ApiError::Forbidden(msg));
+        }
+    }
+    if batch.is_empty() {
+        return Ok(Written(0));
+    }
+    let (reply, rx) = oneshot::channel();
+    let marked = |name: &str| headers.get(name).is_some_and(|v| v.as_bytes() == b"1");
+    let origin = if marked(tocsin_wire::LIVE_HEADER) {
+        Origin::Live
+    } else if marked(tocsin_wire::FORWARDED_HEADER) {
+        Origin::Peer
+    } else {
+        Origin::Sender
+    };
+    if origin == Origin::Live {
+        let n = batch.iter().map(|s| s.samples.len() as u64).sum();
+        st.tel.samples.with_label_values(&["live"]).inc_by(n);
+    }
+    if let Err(e) = st.writer.try_send(Msg::Ingest {
+        batch,
+        origin,
+        reply,
+    }) {
+        let err = match e {
+            mpsc::error::TrySendError::Full(_) => ApiError::Busy {
+                message: "ingest queue is full; retry later".into(),
+                retry_after: 1,
+            },
+            mpsc::error::TrySendError::Closed(_) => ApiError::Unavailable {
+                message: "collector is shutting down".into(),
+                retry_after: Some(1),
+            },
+        };
+        st.tel.ingest_rejected("backpressure", err.message());
+        return Err(err);
+    }
+    // The series come back with the answer, to be freed here.
+    match rx.await.map(|answer| answer.result) {
+        Ok(Ok(stats)) if stats.refused_series > 0 => {
+            // The rest of the request is stored; say what was not, so the sender does not
+            // retry it.
+            let msg = format!(
+                "{} new series ({} samples) refused: their host has reached ingest.max_series_per_host, or the collector ingest.max_hosts; {} samples accepted",
+                stats.refused_series, stats.over_limit, stats.accepted
+            );
+            st.tel.ingest_rejected("cardinality", &msg);
+            Err(ApiError::Partial {
+                message: msg,
+                accepted: stats.accepted,
+            })
+        }
+        Ok(Ok(stats)) => Ok(Written(stats.out_of_order)),
+        Ok(Err(WriteError::Unavailable(e))) => Err(ApiError::storage("storing samples", e)),
+        Ok(Err(WriteError::Failed(e))) => Err(ApiError::internal("samples could not be stored", e)),
+        Err(_) => Err(ApiError::shutting_down()),
+    }
+}

@@ -1,0 +1,34 @@
+//! `/metrics`: the collector's own metrics, and every series' newest sample when federating.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::oneshot;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::writer::Msg;
+
+pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
+    if !st.federate {
+        return tocsin_runtime::metrics_response(&st.tel.registry);
+    }
+    let families = st.tel.registry.gather();
+    let mut text = String::new();
+    if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&families, &mut text) {
+        return ApiError::internal("request", format!("cannot encode metrics: {e}"))
+            .into_response();
+    }
+    let skip = families.iter().map(|f| f.name().to_string()).collect();
+    let (reply, rx) = oneshot::channel();
+    if st.writer.send(Msg::Federate { skip, reply }).await.is_err() {
+        return ApiError::unavailable("shutting down").into_response();
+    }
+    match rx.await {
+        Ok(series) => {
+            text.push_str(&series);
+            ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response()
+        }
+        Err(_) => ApiError::unavailable("shutting down").into_response(),
+    }
+}

@@ -1,0 +1,80 @@
+//! `/api/v1/notifications`: the outbox, dead letters and retries.
+
+use super::error::with_outbox;
+use super::error::ApiError;
+use super::AppState;
+use axum::extract::State;
+use axum::Json;
+use serde_json::{json, Value};
+use tocsin_alerting::format_rfc3339;
+use tocsin_model::now_ms;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NotificationsQuery {
+    /// pending, delivered or dead.
+    pub(crate) status: Option<String>,
+    pub(crate) limit: Option<usize>,
+}
+
+/// `GET /api/v1/notifications?status=dead&limit=100`: the newest outbox rows.
+pub(crate) async fn list(
+    State(st): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<NotificationsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(s) = &q.status {
+        if !["pending", "delivered", "dead"].contains(&s.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "status {s:?} must be pending, delivered or dead"
+            )));
+        }
+    }
+    let limit = q.limit.unwrap_or(100).min(1000);
+    let rows = with_outbox(&st, "listing notifications", move |o| {
+        o.list(q.status.as_deref(), limit)
+    })
+    .await?;
+    let list: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            let body: Value = serde_json::from_str(&r.payload).unwrap_or(Value::Null);
+            let alerts: Vec<Value> = body["alerts"]
+                .as_array()
+                .map(|a| a.iter().map(|x| x["labels"].clone()).collect())
+                .unwrap_or_default();
+            json!({
+                "id": r.id,
+                "receiver": r.receiver,
+                "status": r.status,
+                "attempts": r.attempts,
+                "createdAt": format_rfc3339(r.created_ms),
+                "nextAttemptAt": format_rfc3339(r.next_attempt_ms),
+                "lastError": r.last_error,
+                "notificationStatus": body["status"],
+                "kind": body["tocsin"]["kind"],
+                "alerts": alerts,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "status": "success", "data": { "notifications": list } }),
+    ))
+}
+
+/// `POST /api/v1/notifications/{id}/retry`: a dead letter goes back in line (admin).
+pub(crate) async fn retry(
+    State(st): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    if with_outbox(&st, "retrying a notification", move |o| {
+        o.retry_dead(id, now_ms())
+    })
+    .await?
+    {
+        Ok(Json(json!({ "status": "success" })))
+    } else {
+        Err(ApiError::not_found(format!(
+            "no dead-lettered notification {id}"
+        )))
+    }
+}

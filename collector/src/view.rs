@@ -1,0 +1,24 @@
+//! What the HTTP API reads of the writer's state: a snapshot refreshed after each change.
+
+use std::collections::BTreeMap;
+
+use tocsin_rules::AlertState;
+
+use crate::liveness::HostView;
+
+/// What the HTTP API reads: refreshed by the writer after each change.
+#[derive(Default)]
+pub struct View {
+    pub alerts: Vec<AlertState>,
+    pub hosts: Vec<HostView>,
+    /// Silences not yet ended, as stored.
+    pub silences: Vec<tocsin_store::Silence>,
+    /// Dynamic rules' bands: rule, series labels, [expected, lower, upper, value, score].
+    pub bands: Vec<(String, tocsin_model::Labels, [f64; 5])>,
+    /// Acknowledgements of firing alerts, by alert id.
+    pub acks: BTreeMap<String, tocsin_dispatch::Ack>,
+    /// Open and recently resolved incidents.
+    pub incidents: Vec<tocsin_incidents::Incident>,
+    /// Action requests of the last day.
+    pub actions: Vec<tocsin_remedy::Request>,
+}

@@ -1,0 +1,352 @@
+//! One group commit: the messages taken since the last one, applied to one transaction, then
+//! answered all at once — with the result when it committed, with the storage error when not.
+
+use std::sync::Arc;
+
+use tocsin_alerting::{Effects, IncidentOp};
+use tocsin_dispatch::{Ack, AckError};
+use tocsin_model::{SeriesSamples, TimestampMs};
+use tocsin_rules::{Rule, Transition};
+use tocsin_store::{AppendStats, StoreError, Txn};
+use tokio::sync::oneshot;
+use tracing::{error, info};
+
+use super::msg::Reply;
+use super::{AckFailure, Core, Ingested, Msg, OpFailure, Origin, WriteError, Writer};
+
+/// An acknowledgement's answer, waiting for the commit.
+type AckReply = (
+    oneshot::Sender<Result<Ack, AckFailure>>,
+    Result<Ack, AckError>,
+);
+
+/// What one group gathers: the answers it owes, the transitions it caused, what it forwards
+/// once durable.
+#[derive(Default)]
+pub(super) struct Group {
+    ingested: Vec<(oneshot::Sender<Ingested>, AppendStats, Vec<SeriesSamples>)>,
+    pub(super) transitions: Vec<Transition>,
+    pub(super) ticked: bool,
+    acks: Vec<AckReply>,
+    others: Vec<Reply>,
+    /// What senders wrote, for every forwarding target.
+    to_forward: Vec<SeriesSamples>,
+    /// Series this collector derives (liveness, services): not for a peer, which derives its own.
+    derived_forward: Vec<SeriesSamples>,
+    effects: Effects,
+    seen: Vec<(String, TimestampMs)>,
+}
+
+impl Group {
+    /// A group that starts with transitions made outside any message.
+    pub(super) fn with(transitions: Vec<Transition>) -> Group {
+        Group {
+            transitions,
+            ..Group::default()
+        }
+    }
+
+    /// Whether a person or an agent asked for something (not only samples).
+    fn asked(&self) -> bool {
+        !self.acks.is_empty() || !self.others.is_empty()
+    }
+}
+
+impl Core {
+    /// Applies one message to the open transaction. On an error the message's answer is kept
+    /// in the group, to be sent the error.
+    pub(super) fn take(
+        &mut self,
+        m: Msg,
+        g: &mut Group,
+        tx: &mut Txn<'_>,
+        now: TimestampMs,
+    ) -> Result<(), StoreError> {
+        let forwarding = self.forwarding;
+        match m {
+            Msg::Ingest {
+                mut batch,
+                origin,
+                reply,
+            } => {
+                if origin != Origin::Peer {
+                    self.liveness.observe_clock(&batch, now);
+                }
+                let stats = if origin == Origin::Live {
+                    for h in batch.iter().filter_map(|s| s.labels.get("host")) {
+                        self.liveness.seen(h, now);
+                    }
+                    AppendStats::default()
+                } else {
+                    let stats = match tx.append(&mut batch, now) {
+                        Ok((_, stats)) => stats,
+                        Err(e) => {
+                            g.ingested.push((reply, AppendStats::default(), batch));
+                            return Err(e);
+                        }
+                    };
+                    if forwarding && origin == Origin::Sender {
+                        g.to_forward.extend(batch.iter().cloned());
+                    }
+                    stats
+                };
+                self.liveness.observe(&batch);
+                self.services.observe(&batch, now);
+                g.transitions.extend(if origin == Origin::Live {
+                    self.engine.ingest_live(&batch, now)
+                } else {
+                    self.engine.ingest(&batch, now)
+                });
+                g.ingested.push((reply, stats, batch));
+            }
+            Msg::Tick => {
+                g.ticked = true;
+                for (h, t) in tx.hosts_seen() {
+                    self.liveness.seen(h, t);
+                }
+                self.liveness.tick(now);
+                let mut derived = self.liveness.judge(now);
+                derived.extend(self.services.judge(now, self.engine_opts.stale_after_ms));
+                tx.append_derived(&mut derived, now)?;
+                if forwarding {
+                    g.derived_forward.extend(derived.iter().cloned());
+                }
+                g.transitions.extend(self.engine.ingest(&derived, now));
+                g.transitions.extend(self.engine.tick(now));
+            }
+            Msg::Reload(rules) => {
+                self.tel.rules_loaded.set(rules.len() as i64);
+                g.transitions.extend(self.engine.replace_rules(rules, now));
+            }
+            Msg::Ack {
+                id,
+                link_level,
+                by,
+                comment,
+                reply,
+            } => {
+                let r = self
+                    .pipeline
+                    .ack(&self.engine, &id, link_level, &by, &comment, now);
+                g.acks.push((reply, r));
+            }
+            Msg::PollActions { host, reply } => {
+                let reqs = self.pipeline.poll_actions(&host, now);
+                g.others.push(Reply::Poll(reply, reqs));
+            }
+            Msg::ActionResult {
+                id,
+                status,
+                summary,
+                output,
+                reply,
+            } => {
+                let r = self
+                    .pipeline
+                    .action_result(&self.engine, &id, status, &summary, &output, now)
+                    .map_err(OpFailure::Refused);
+                g.others.push(Reply::Done(reply, r));
+            }
+            Msg::Incident { id, op, reply } => {
+                let r = match self.pipeline.incident(&id, &op, now) {
+                    // Long resolved: notes still go on its stored timeline.
+                    Err(tocsin_incidents::Refused::NotFound) => match &op {
+                        IncidentOp::Note { by, text } => {
+                            let stored = tx.incident_exists(&id).and_then(|found| {
+                                if found {
+                                    let note = format!("{by}: {text}");
+                                    tx.add_incident_event(&id, now, "note", &note)?;
+                                }
+                                Ok(found)
+                            });
+                            match stored {
+                                Ok(true) => Ok(()),
+                                Ok(false) => Err(tocsin_incidents::Refused::NotFound),
+                                Err(e) => {
+                                    g.others.push(Reply::Done(reply, Ok(())));
+                                    return Err(e);
+                                }
+                            }
+                        }
+                        _ => Err(tocsin_incidents::Refused::NotFound),
+                    },
+                    r => r,
+                };
+                let r = r.map_err(|e| match e {
+                    tocsin_incidents::Refused::NotFound => OpFailure::NotFound(e.to_string()),
+                    tocsin_incidents::Refused::Resolved => OpFailure::Refused(e.to_string()),
+                });
+                g.others.push(Reply::Done(reply, r));
+            }
+            Msg::AddSilence { .. } | Msg::ExpireSilence { .. } | Msg::Federate { .. } => {
+                unreachable!("handled before the group")
+            }
+        }
+        Ok(())
+    }
+
+    /// After the messages: alert states, then what the alerting pipeline makes of the
+    /// transitions and the time, into the same transaction.
+    pub(super) fn stage(
+        &mut self,
+        g: &mut Group,
+        tx: &mut Txn<'_>,
+        recheck_held: bool,
+        now: TimestampMs,
+    ) -> Result<(), StoreError> {
+        for c in self.engine.take_changes() {
+            let json = c
+                .state
+                .as_ref()
+                .map(|s| serde_json::to_string(s).expect("state serializes"));
+            tx.put_alert_state(&c.key, json.as_deref())?;
+        }
+        self.pipeline
+            .transitions(&self.engine, &g.transitions, recheck_held, now);
+        // Due times (grouping, repeats, escalation steps, verification deadlines) are looked
+        // at on the ticks and whenever something changed, not on every ingest group.
+        if g.ticked || !g.transitions.is_empty() || recheck_held || g.asked() {
+            self.pipeline.due(now);
+        }
+        g.effects = self.pipeline.take_effects();
+        apply(&g.effects, tx)?;
+        g.seen
+            .extend(tx.hosts_seen().map(|(h, t)| (h.to_string(), t)));
+        Ok(())
+    }
+}
+
+impl Writer {
+    /// The group is durable: answers, forwarding, collector-side actions, counts.
+    pub(super) fn committed(&mut self, mut g: Group, now: TimestampMs) {
+        for (h, t) in &g.seen {
+            self.core.liveness.seen(h, *t);
+        }
+        for (reply, stats, batch) in g.ingested {
+            self.count(&stats);
+            let _ = reply.send(Ingested {
+                result: Ok(stats),
+                batch,
+            });
+        }
+        let asked = !g.acks.is_empty() || !g.others.is_empty();
+        for (reply, r) in g.acks {
+            let _ = reply.send(r.map_err(AckFailure::Refused));
+        }
+        for r in g.others {
+            r.send_ok();
+        }
+        if !(g.to_forward.is_empty() && g.derived_forward.is_empty()) {
+            // Peers get what agents sent; other targets that plus the derived series.
+            // Copied only when both kinds of target want different things.
+            let split = !g.derived_forward.is_empty() && self.forward.iter().any(|t| t.peer);
+            let sent = split.then(|| Arc::new(g.to_forward.clone()));
+            g.to_forward.append(&mut g.derived_forward);
+            let all = Arc::new(g.to_forward);
+            for t in &self.forward {
+                match (&sent, t.peer) {
+                    (Some(sent), true) => t.push(Arc::clone(sent)),
+                    _ => t.push(Arc::clone(&all)),
+                }
+            }
+        }
+        if let Some(runner) = &self.runner {
+            for req in std::mem::take(&mut g.effects.to_run) {
+                let _ = runner.send(req);
+            }
+        }
+        self.count_effects(&g.effects);
+        self.after_commit(&g.transitions, asked, g.effects.outgoing.len());
+        if let Some(a) = self.storage_alert.committed(now) {
+            info!("storage writes work again");
+            self.page(a, now);
+        }
+    }
+
+    /// The group did not commit: everyone is told why, what was left unprocessed too (rule
+    /// reloads are applied after the rewind), and the engine and pipeline go back to what is
+    /// durable.
+    pub(super) fn failed(
+        &mut self,
+        mut g: Group,
+        unprocessed: impl Iterator<Item = Msg>,
+        e: StoreError,
+        now: TimestampMs,
+    ) {
+        let mut reloads: Vec<Vec<Rule>> = Vec::new();
+        for m in unprocessed {
+            match m {
+                Msg::Ingest { batch, reply, .. } => {
+                    g.ingested.push((reply, AppendStats::default(), batch))
+                }
+                Msg::Ack { reply, .. } => g.acks.push((reply, Err(AckError::NotFiring))),
+                Msg::PollActions { reply, .. } => g.others.push(Reply::Poll(reply, Vec::new())),
+                Msg::ActionResult { reply, .. } | Msg::Incident { reply, .. } => {
+                    g.others.push(Reply::Done(reply, Ok(())))
+                }
+                Msg::Reload(rules) => reloads.push(rules),
+                Msg::Tick => {}
+                Msg::AddSilence { .. } | Msg::ExpireSilence { .. } | Msg::Federate { .. } => {
+                    unreachable!("handled before the group")
+                }
+            }
+        }
+        self.tel.storage_errors.inc();
+        error!(error = %e, "storage transaction failed; write requests refused");
+        if let Some(a) = self.storage_alert.failed(now, &e.to_string()) {
+            error!("storage has refused every write for too long: paging");
+            self.page(a, now);
+        }
+        // Agents told to retry later back off: as after a restart, they get a grace.
+        self.core.liveness.away(now);
+        let err = if e.is_transient() {
+            WriteError::Unavailable(e.to_string())
+        } else {
+            WriteError::Failed(e.to_string())
+        };
+        for (reply, _, batch) in g.ingested {
+            let _ = reply.send(Ingested {
+                result: Err(err.clone()),
+                batch,
+            });
+        }
+        for (reply, _) in g.acks {
+            let _ = reply.send(Err(AckFailure::Storage(err.to_string())));
+        }
+        for r in g.others {
+            r.send_err(err.to_string());
+        }
+        // The engine ran ahead of what was stored: rewind it to the durable state.
+        if let Err(e) = self.restore_engine() {
+            error!(error = %e, "cannot reload alert states");
+        }
+        for rules in reloads {
+            self.tel.rules_loaded.set(rules.len() as i64);
+            let t = self.core.engine.replace_rules(rules, now);
+            self.carry.extend(t);
+        }
+    }
+}
+
+/// Writes what the pipeline decided into the open transaction.
+fn apply(fx: &Effects, tx: &mut Txn<'_>) -> Result<(), StoreError> {
+    for a in &fx.audit {
+        tx.audit(a.at, &a.actor, &a.action, &a.detail)?;
+    }
+    for o in &fx.outgoing {
+        tx.enqueue(&o.notification.receiver, &o.body, o.at)?;
+    }
+    for (key, json) in &fx.dispatch_rows {
+        tx.put_dispatch(key, json.as_deref())?;
+    }
+    for (id, json) in &fx.incident_rows {
+        tx.put_incident(id, json)?;
+    }
+    for e in &fx.timeline {
+        tx.add_incident_event(&e.incident, e.at, &e.kind, &e.text)?;
+    }
+    for (key, json) in &fx.remedy_rows {
+        tx.put_remedy(key, json.as_deref())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,360 @@
+//! The writer thread: owns the store and the rule engine, so that each group commit makes
+//! samples, alert states and the notifications they cause durable together, before any write
+//! request is acknowledged.
+
+mod group;
+mod msg;
+mod report;
+
+use group::Group;
+pub use msg::{AckFailure, Ingested, Msg, OpFailure, Origin, WriteError};
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tocsin_alerting::Pipeline;
+use tocsin_dispatch::AlertInfo;
+use tocsin_model::{now_ms, TimestampMs};
+use tocsin_rules::{AlertState, Engine, EngineOptions, Rule, Transition};
+use tocsin_store::{Store, StoreError};
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info};
+
+use crate::liveness::Liveness;
+use crate::services::Services;
+use crate::storage_alert::StorageAlert;
+use crate::view::View;
+use crate::Telemetry;
+
+pub struct Writer {
+    store: Store,
+    /// What rule evaluation and alerting know, apart from the store (a transaction borrows the
+    /// store while these change).
+    core: Core,
+    /// Collector-side action requests handed out in this group, run after the commit.
+    to_run: Vec<tocsin_remedy::Request>,
+    view: Arc<RwLock<View>>,
+    wake: watch::Sender<u64>,
+    tel: Telemetry,
+    retention_ms: i64,
+    checkpoint_every: Duration,
+    last_checkpoint: Instant,
+    engine_opts: EngineOptions,
+    /// Transitions produced outside a message (alerts of rules removed while the collector was
+    /// down), committed with the next group.
+    carry: Vec<Transition>,
+    /// Whether the next batch looks for firing alerts that no receiver has heard of and
+    /// nothing holds back any more (a silence ended, or the collector restarted).
+    recheck_held: bool,
+    runner: Option<mpsc::UnboundedSender<tocsin_remedy::Request>>,
+    forward: Vec<Arc<crate::forward::Target>>,
+    storage_alert: StorageAlert,
+    urgent: Arc<tocsin_notify::Urgent>,
+}
+
+/// The writer's state besides the store.
+struct Core {
+    engine: Engine,
+    pipeline: Pipeline,
+    liveness: Liveness,
+    services: Services,
+    tel: Telemetry,
+    engine_opts: EngineOptions,
+    /// Whether anything is forwarded (remote-write targets configured).
+    forwarding: bool,
+}
+
+/// What the writer needs from the configuration.
+pub struct Settings {
+    pub engine: EngineOptions,
+    /// Routing, inhibition, escalation, incidents, remediation limits.
+    pub alerting: tocsin_alerting::Settings,
+    /// Where collector-side action requests go to be run.
+    pub runner: Option<mpsc::UnboundedSender<tocsin_remedy::Request>>,
+    /// Remote-write targets fed with every committed group.
+    pub forward: Vec<Arc<crate::forward::Target>>,
+    pub retention: Duration,
+    pub checkpoint_every: Duration,
+    pub host_down_after: Option<Duration>,
+    pub host_forget_after: Duration,
+    /// Page about the collector's own storage after its writes fail this long.
+    pub storage_alert_after: Option<Duration>,
+    /// Where that page waits for the delivery workers (the outbox being unwritable).
+    pub urgent: Arc<tocsin_notify::Urgent>,
+}
+
+/// The most one group commit takes in, so a flood still gets acknowledged in steps.
+const GROUP_MAX_REQUESTS: usize = 256;
+const GROUP_MAX_SAMPLES: usize = 1_000_000;
+
+impl Writer {
+    pub fn new(
+        store: Store,
+        rules: Vec<Rule>,
+        settings: Settings,
+        view: Arc<RwLock<View>>,
+        wake: watch::Sender<u64>,
+        tel: Telemetry,
+    ) -> Result<Self, StoreError> {
+        tel.rules_loaded.set(rules.len() as i64);
+        let liveness = Liveness::restore(
+            &store,
+            settings.host_down_after.map(|d| d.as_millis() as i64),
+            settings.host_forget_after.as_millis() as i64,
+            now_ms(),
+        )?;
+        let storage_alert = StorageAlert::new(
+            settings.storage_alert_after,
+            &settings.alerting.external_url,
+        );
+        let mut w = Writer {
+            core: Core {
+                engine: Engine::new(rules, settings.engine),
+                pipeline: Pipeline::new(settings.alerting),
+                liveness,
+                services: Services::default(),
+                tel: tel.clone(),
+                engine_opts: settings.engine,
+                forwarding: !settings.forward.is_empty(),
+            },
+            store,
+            to_run: Vec::new(),
+            view,
+            wake,
+            tel,
+            retention_ms: settings.retention.as_millis() as i64,
+            checkpoint_every: settings.checkpoint_every,
+            last_checkpoint: Instant::now(),
+            engine_opts: settings.engine,
+            carry: Vec::new(),
+            recheck_held: false,
+            runner: settings.runner,
+            forward: settings.forward,
+            storage_alert,
+            urgent: settings.urgent,
+        };
+        w.load_silences()?;
+        let restored = w.restore_engine()?;
+        info!(alerts = restored, "alert states restored");
+        w.refresh_view(true);
+        Ok(w)
+    }
+
+    /// Reloads the silences not yet ended, for delivery and for the API.
+    fn load_silences(&mut self) -> Result<(), StoreError> {
+        let stored = self.store.silences(now_ms())?;
+        let silences = stored
+            .iter()
+            .filter_map(|s| {
+                tocsin_alerting::silence::Silence::new(
+                    s.id,
+                    &s.matchers,
+                    s.schedule.as_deref(),
+                    s.starts_ms,
+                    s.ends_ms,
+                )
+                .map_err(|e| error!(id = s.id, error = %e, "unreadable silence ignored"))
+                .ok()
+            })
+            .collect();
+        self.core.pipeline.set_silences(silences);
+        self.view
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .silences = stored;
+        Ok(())
+    }
+
+    /// Sends an alert about the collector itself to the receivers the route gives it, from
+    /// memory: used when the outbox, in the failing database, cannot take it.
+    fn page(&mut self, a: AlertInfo, now: TimestampMs) {
+        let sent = self.core.pipeline.page(&a, now);
+        let fx = self.core.pipeline.take_effects();
+        self.tel.silenced.inc_by(fx.silenced);
+        for (receiver, body) in &sent {
+            self.urgent.push(receiver, body.clone(), now);
+        }
+        if !sent.is_empty() {
+            info!(alert = %a.rule, firing = a.firing, receivers = sent.len(), "self-alert sent from memory");
+            self.wake.send_modify(|n| *n += 1);
+        }
+    }
+
+    fn restore_engine(&mut self) -> Result<usize, StoreError> {
+        let rules: Vec<Rule> = self
+            .core
+            .engine
+            .rules()
+            .iter()
+            .map(|r| (**r).clone())
+            .collect();
+        self.core.engine = Engine::new(rules, self.engine_opts);
+        let mut states = Vec::new();
+        for (key, json) in self.store.alert_states()? {
+            match serde_json::from_str::<AlertState>(&json) {
+                Ok(s) => states.push(s),
+                Err(e) => error!(key, error = %e, "unreadable alert state dropped"),
+            }
+        }
+        let n = states.len();
+        let now = now_ms();
+        self.carry = self.core.engine.restore(states, now);
+        let unreadable = self.core.pipeline.restore(
+            self.store.dispatch_rows()?,
+            self.store
+                .live_incidents(self.core.pipeline.incidents_since(now))?,
+            self.store.remedy_rows()?,
+            now,
+        );
+        for (key, e) in unreadable {
+            error!(key, error = %e, "unreadable notification, incident or remediation state dropped");
+        }
+        self.to_run.clear();
+        self.recheck_held = true;
+        let (b, unreadable) = self.core.engine.restore_baselines(self.store.baselines()?);
+        for (key, e) in unreadable {
+            error!(key, error = %e, "unreadable learned baseline dropped; it learns afresh");
+        }
+        if b > 0 {
+            info!(baselines = b, "learned baselines restored");
+        }
+        Ok(n)
+    }
+
+    /// Runs until every sender is gone, then checkpoints.
+    pub fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut msgs = vec![first];
+            let mut samples = 0usize;
+            while msgs.len() < GROUP_MAX_REQUESTS && samples < GROUP_MAX_SAMPLES {
+                match rx.try_recv() {
+                    Ok(m) => {
+                        if let Msg::Ingest { batch, .. } = &m {
+                            samples += batch.iter().map(|s| s.samples.len()).sum::<usize>();
+                        }
+                        msgs.push(m);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.handle(msgs);
+        }
+        if let Err(e) = self.store.save_baselines(&self.core.engine.baselines()) {
+            error!(error = %e, "cannot save learned baselines");
+        }
+        match self.store.checkpoint(now_ms() - self.retention_ms) {
+            Ok(s) => info!(samples = s.samples_written, "final checkpoint written"),
+            Err(e) => {
+                error!(error = %e, "final checkpoint failed; the ingest log still holds the data")
+            }
+        }
+    }
+
+    fn handle(&mut self, msgs: Vec<Msg>) {
+        // Silence changes are small writes of their own, done before the group.
+        let msgs: Vec<Msg> = msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                Msg::Federate { skip, reply } => {
+                    let since = now_ms() - self.engine_opts.stale_after_ms;
+                    let _ = reply.send(crate::exposition::federation(
+                        self.store.latest(since),
+                        &skip,
+                    ));
+                    None
+                }
+                Msg::AddSilence { silence, reply } => {
+                    let r = self.store.add_silence(&silence).map_err(|e| e.to_string());
+                    let _ = self.load_silences();
+                    let _ = reply.send(r);
+                    None
+                }
+                Msg::ExpireSilence { id, reply } => {
+                    let r = self
+                        .store
+                        .expire_silence(id, now_ms())
+                        .map_err(|e| e.to_string());
+                    let _ = self.load_silences();
+                    let _ = reply.send(r);
+                    None
+                }
+                other => Some(other),
+            })
+            .collect();
+        if msgs.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let now = now_ms();
+        let mut g = Group::with(std::mem::take(&mut self.carry));
+        let recheck_held = std::mem::take(&mut self.recheck_held);
+        // Each request's answer is kept before anything that can fail, and what a failure
+        // leaves unprocessed is answered too: every sender hears why (a dropped reply says
+        // nothing).
+        let mut pending = msgs.into_iter();
+        let result = (|| -> Result<(), StoreError> {
+            let mut tx = self.store.begin()?;
+            for m in pending.by_ref() {
+                self.core.take(m, &mut g, &mut tx, now)?;
+            }
+            self.core.stage(&mut g, &mut tx, recheck_held, now)?;
+            tx.commit()
+        })();
+        let ticked = g.ticked;
+        match result {
+            Ok(()) => {
+                self.tel
+                    .commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                self.committed(g, now);
+            }
+            Err(e) => self.failed(g, pending, e, now),
+        }
+        if ticked {
+            let now = now_ms();
+            if self
+                .core
+                .pipeline
+                .silences()
+                .iter()
+                .any(|s| s.ends_ms < now)
+            {
+                let _ = self.load_silences();
+            }
+            // A silence expired, ran out or closed its maintenance window since the last tick:
+            // what it held back and still fires is told.
+            if self.core.pipeline.silence_ended(now) {
+                self.recheck_held = true;
+            }
+            self.refresh_view(true);
+            if self.last_checkpoint.elapsed() >= self.checkpoint_every {
+                self.checkpoint();
+            }
+        }
+    }
+
+    fn checkpoint(&mut self) {
+        let t = Instant::now();
+        if let Err(e) = self.store.save_baselines(&self.core.engine.baselines()) {
+            self.tel.storage_errors.inc();
+            error!(error = %e, "cannot save learned baselines");
+        }
+        match self.store.checkpoint(now_ms() - self.retention_ms) {
+            Ok(s) => {
+                self.tel.checkpoints.inc();
+                info!(
+                    chunks = s.chunks_written,
+                    samples = s.samples_written,
+                    expired = s.chunks_expired,
+                    ms = t.elapsed().as_millis() as u64,
+                    "checkpoint"
+                );
+            }
+            Err(e) => {
+                self.tel.storage_errors.inc();
+                error!(error = %e, "checkpoint failed; will retry");
+            }
+        }
+        self.last_checkpoint = Instant::now();
+    }
+}
