@@ -135,3 +135,63 @@ pub(crate) async fn submit(State(st): State<AppState>, body: Bytes) -> Response 
         Err(e) => html(e.status(), "Acknowledgement refused", &escape(e.message())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+
+    use crate::api::alerts::tests::firing;
+
+    /// A link for the alert `id` as notifications carry it.
+    fn link(api: &crate::api::testing::TestApi, id: &str, since_ms: i64) -> String {
+        let level = tocsin_model::Level::Warning;
+        let expires = tocsin_model::now_ms() + 3_600_000;
+        tocsin_alerting::ack::token(&api.state.ack_secret, id, level, since_ms, expires)
+    }
+
+    fn since(api: &crate::api::testing::TestApi) -> i64 {
+        let v = api.state.view.read().unwrap();
+        v.alerts[0].active_at.expect("firing")
+    }
+
+    #[tokio::test]
+    async fn a_genuine_link_shows_a_confirmation_page_and_the_form_acknowledges() {
+        let (api, id) = firing("", 10.0).await;
+        let t = link(&api, &id, since(&api));
+        let page = api.get(&format!("/ack?t={t}")).await;
+        assert_eq!(page.status, StatusCode::OK);
+        let html = page.json.as_str().unwrap();
+        assert!(html.contains("Hot"), "{html}");
+        assert!(html.contains("<form method=\"post\""), "{html}");
+        // Opening the page acknowledged nothing (link previews open pages).
+        assert_eq!(
+            api.get("/api/v1/alerts").await.json["data"]["alerts"][0]["ack"],
+            serde_json::Value::Null
+        );
+        let form = format!("t={t}&by=alice&comment=phone");
+        let req = Request::post("/ack")
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(Body::from(form))
+            .unwrap();
+        let a = api.send(req).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+        assert!(a.json.as_str().unwrap().contains("alice"));
+    }
+
+    #[tokio::test]
+    async fn a_forged_or_stale_link_is_refused_and_counted() {
+        let (api, id) = firing("", 10.0).await;
+        let forged = api.get("/ack?t=abc.warning.1.2.sig").await;
+        assert_eq!(forged.status, StatusCode::FORBIDDEN);
+        // A link sent for an earlier firing of the same alert.
+        let old = link(&api, &id, since(&api) - 3_600_000);
+        let a = api.get(&format!("/ack?t={old}")).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN);
+        assert!(a.json.as_str().unwrap().contains("earlier firing"));
+        // Markup in what the page echoes is escaped.
+        let a = api.get("/ack?t=%3Cscript%3E").await;
+        assert!(!a.json.as_str().unwrap().contains("<script>"));
+        assert_eq!(api.state.tel.ack_refused.get(), 3);
+    }
+}

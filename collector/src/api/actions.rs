@@ -116,3 +116,67 @@ pub(crate) async fn list(State(st): State<AppState>) -> Json<Value> {
     let list: Vec<Value> = view.actions.iter().map(request_json).collect();
     Json(json!({ "status": "success", "data": { "actions": list } }))
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+    use serde_json::json;
+
+    use crate::api::testing::TestApi;
+
+    #[tokio::test]
+    async fn an_agent_polls_for_its_host_and_reports_results_of_what_it_was_given() {
+        let api = TestApi::new("", "");
+        let a = api.get("/api/v1/actions/poll?host=h1").await;
+        assert_eq!(
+            (a.status, &a.json["data"]["actions"]),
+            (StatusCode::OK, &json!([]))
+        );
+        let a = api.get("/api/v1/actions/poll").await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
+        let a = api
+            .call(
+                "POST",
+                "/api/v1/actions/act-1/result",
+                None,
+                Some(json!({"status": "succeeded"})),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.json);
+        let a = api
+            .call(
+                "POST",
+                "/api/v1/actions/act-1/result",
+                None,
+                Some(json!({"status": "fine"})),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.json);
+        let a = api.get("/api/v1/actions").await;
+        assert_eq!(
+            (a.status, &a.json["data"]["actions"]),
+            (StatusCode::OK, &json!([]))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_per_agent_token_polls_only_for_its_own_host() {
+        let api = TestApi::new("", "");
+        let t = api
+            .call("POST", "/api/v1/tokens", None, Some(json!({"host": "h1"})))
+            .await;
+        let token = t.json["data"]["token"].as_str().unwrap().to_string();
+        let a = api
+            .call("GET", "/api/v1/actions/poll?host=h2", Some(&token), None)
+            .await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.json);
+        let a = api
+            .call("GET", "/api/v1/actions/poll?host=h1", Some(&token), None)
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+        let a = api
+            .call("GET", "/api/v1/actions/poll?host=h1", None, None)
+            .await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    }
+}

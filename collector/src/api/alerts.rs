@@ -98,12 +98,13 @@ pub(crate) async fn acknowledge(
     }
 }
 
-#[derive(serde::Deserialize)]
+/// `POST /api/v1/alerts/{id}/ack`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct AckBody {
-    pub(crate) by: String,
+pub struct AckBody {
+    pub by: String,
     #[serde(default)]
-    pub(crate) comment: String,
+    pub comment: String,
 }
 
 /// `POST /api/v1/alerts/{id}/ack` with `{"by": …, "comment": …}` (admin token if set).
@@ -121,4 +122,109 @@ pub(crate) async fn ack(
     Ok(Json(
         json!({ "status": "success", "data": { "ack": ack_json(&a) } }),
     ))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use axum::http::StatusCode;
+    use serde_json::json;
+
+    use crate::api::testing::{series, TestApi};
+
+    /// One rule: `Hot` fires at warning above 5, at critical above 50.
+    pub(crate) const HOT: &str = r#"
+rules:
+  - name: Hot
+    expr: t_value
+    levels:
+      warning: { when: "> 5" }
+      critical: { when: "> 50" }
+    labels: { category: host }
+"#;
+
+    /// A collector with `Hot` firing at `value` on host h1; the alert's id.
+    pub(crate) async fn firing(config: &str, value: f64) -> (TestApi, String) {
+        let api = TestApi::new(config, HOT);
+        let s = series(&[("__name__", "t_value"), ("host", "h1")], value);
+        assert_eq!(api.write(&[s]).await, StatusCode::NO_CONTENT);
+        let a = api
+            .wait_for("/api/v1/alerts", |a| {
+                a.json["data"]["alerts"][0]["state"] == "firing"
+            })
+            .await;
+        let id = a.json["data"]["alerts"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (api, id)
+    }
+
+    #[tokio::test]
+    async fn a_firing_alert_and_its_host_are_listed() {
+        let (api, id) = firing("", 60.0).await;
+        let a = api.get("/api/v1/alerts").await.json;
+        let alert = &a["data"]["alerts"][0];
+        assert_eq!(alert["rule"], "Hot");
+        assert_eq!(alert["level"], "critical");
+        assert_eq!(alert["labels"]["host"], "h1");
+        assert_eq!(alert["value"], 60.0);
+        assert_eq!(alert["ack"], json!(null));
+        assert_eq!(id.len(), 16);
+        // Hosts are judged on the writer's ticks.
+        api.tick().await;
+        let h = api
+            .wait_for("/api/v1/hosts", |a| {
+                a.json["data"]["hosts"][0]["host"] == "h1"
+            })
+            .await;
+        assert_eq!(h.json["data"]["hosts"][0]["up"], true);
+    }
+
+    #[tokio::test]
+    async fn an_acknowledgement_is_kept_and_shown_and_refused_for_what_does_not_fire() {
+        let (api, id) = firing("", 10.0).await;
+        let path = format!("/api/v1/alerts/{id}/ack");
+        let a = api
+            .call("POST", &path, None, Some(json!({"comment": "x"})))
+            .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.json);
+        let a = api
+            .call("POST", &path, None, Some(json!({"by": " "})))
+            .await;
+        assert_eq!(
+            (a.status, a.json["error"].as_str()),
+            (
+                StatusCode::BAD_REQUEST,
+                Some("by is required: who acknowledges")
+            )
+        );
+        let a = api
+            .call(
+                "POST",
+                &path,
+                None,
+                Some(json!({"by": "alice", "comment": "on it"})),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+        assert_eq!(a.json["data"]["ack"]["level"], "warning");
+        let shown = api
+            .wait_for("/api/v1/alerts", |a| {
+                a.json["data"]["alerts"][0]["ack"]["by"] == "alice"
+            })
+            .await;
+        assert_eq!(shown.json["data"]["alerts"][0]["ack"]["comment"], "on it");
+        let a = api
+            .call(
+                "POST",
+                "/api/v1/alerts/0000000000000000/ack",
+                None,
+                Some(json!({"by": "bob"})),
+            )
+            .await;
+        assert_eq!(
+            (a.status, a.json["error"].as_str()),
+            (StatusCode::NOT_FOUND, Some("the alert is not firing"))
+        );
+    }
 }

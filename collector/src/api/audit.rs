@@ -31,3 +31,23 @@ pub(crate) async fn list(
         json!({ "status": "success", "data": { "audit": list } }),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+    use serde_json::json;
+
+    use crate::api::testing::TestApi;
+
+    #[tokio::test]
+    async fn the_audit_log_is_read_with_a_limit() {
+        let api = TestApi::new("", "");
+        let a = api.get("/api/v1/audit?limit=5").await;
+        assert_eq!(
+            (a.status, &a.json["data"]["audit"]),
+            (StatusCode::OK, &json!([]))
+        );
+        let a = api.get("/api/v1/audit?limit=many").await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    }
+}

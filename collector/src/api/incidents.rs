@@ -167,14 +167,15 @@ pub(crate) async fn stats(
     Ok(Json(json!({ "status": "success", "data": s })))
 }
 
-#[derive(serde::Deserialize)]
+/// `POST /api/v1/incidents/{id}/ack|resolve|notes`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct IncidentBody {
-    pub(crate) by: String,
+pub struct IncidentBody {
+    pub by: String,
     #[serde(default)]
-    pub(crate) comment: String,
+    pub comment: String,
     #[serde(default)]
-    pub(crate) text: String,
+    pub text: String,
 }
 
 pub(crate) async fn incident_op(
@@ -232,4 +233,110 @@ pub(crate) async fn note(
         })
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+    use serde_json::json;
+
+    use crate::api::alerts::tests::firing;
+
+    #[tokio::test]
+    async fn an_incident_opens_with_its_alert_and_takes_acks_notes_and_a_resolve() {
+        let (api, _) = firing("", 60.0).await;
+        let list = api
+            .wait_for("/api/v1/incidents", |a| {
+                a.json["data"]["incidents"]
+                    .as_array()
+                    .is_some_and(|l| l.len() == 1)
+            })
+            .await;
+        let inc = &list.json["data"]["incidents"][0];
+        assert_eq!(inc["severity"], "critical");
+        let id = inc["id"].as_str().unwrap().to_string();
+        let by = |who: &str| Some(json!({"by": who, "comment": "looking", "text": "db restarted"}));
+        let a = api
+            .call(
+                "POST",
+                &format!("/api/v1/incidents/{id}/ack"),
+                None,
+                by("alice"),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+        let a = api
+            .call(
+                "POST",
+                &format!("/api/v1/incidents/{id}/notes"),
+                None,
+                by("bob"),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+        let a = api
+            .call(
+                "POST",
+                &format!("/api/v1/incidents/{id}/resolve"),
+                None,
+                by("alice"),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+        let a = api
+            .call(
+                "POST",
+                &format!("/api/v1/incidents/{id}/resolve"),
+                None,
+                by("alice"),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.json);
+        let shown = api.get(&format!("/api/v1/incidents/{id}")).await;
+        assert_eq!(shown.status, StatusCode::OK);
+        let kinds: Vec<&str> = shown.json["data"]["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["kind"].as_str())
+            .collect();
+        for k in ["opened", "acknowledged", "note", "resolved"] {
+            assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
+        }
+        let report = api.get(&format!("/api/v1/incidents/{id}/report")).await;
+        assert_eq!(report.status, StatusCode::OK);
+        assert!(report.json.as_str().unwrap().contains("db restarted"));
+        let stats = api.get("/api/v1/incidents/stats").await;
+        assert_eq!(stats.status, StatusCode::OK, "{}", stats.json);
+    }
+
+    #[tokio::test]
+    async fn unknown_incidents_and_bad_windows_are_told_apart() {
+        let (api, _) = firing("", 10.0).await;
+        let a = api.get("/api/v1/incidents/nope").await;
+        assert_eq!(
+            (a.status, a.json["error"].as_str()),
+            (StatusCode::NOT_FOUND, Some("no incident nope"))
+        );
+        let a = api
+            .call(
+                "POST",
+                "/api/v1/incidents/nope/ack",
+                None,
+                Some(json!({"by": "a"})),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND);
+        let a = api.get("/api/v1/incidents?from=yesterday").await;
+        assert_eq!(
+            (a.status, a.json["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid time \"yesterday\""))
+        );
+        let a = api
+            .get("/api/v1/incidents?from=2030-01-02T00:00:00Z&to=2030-01-01T00:00:00Z")
+            .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
+        let a = api.get("/api/v1/incidents?severity=loud").await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    }
 }

@@ -219,3 +219,105 @@ pub(crate) async fn write_inner(
         Err(_) => Err(ApiError::shutting_down()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+
+    use crate::api::testing::{series, TestApi};
+
+    fn post(ctype: Option<&str>, encoding: Option<&str>, body: Vec<u8>) -> Request<Body> {
+        let mut r = Request::post("/api/v1/write");
+        if let Some(c) = ctype {
+            r = r.header("Content-Type", c);
+        }
+        if let Some(e) = encoding {
+            r = r.header("Content-Encoding", e);
+        }
+        r.body(Body::from(body)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn samples_are_stored_and_what_is_not_remote_write_1_0_is_refused_before_reading() {
+        let api = TestApi::new("", "");
+        let s = series(&[("__name__", "x"), ("host", "h1")], 1.0);
+        assert_eq!(
+            api.write(std::slice::from_ref(&s)).await,
+            StatusCode::NO_CONTENT
+        );
+        // The same sample again: taken, and said not newer.
+        let a = api.send(TestApi::write_request(&[s], None)).await;
+        assert_eq!(a.status, StatusCode::NO_CONTENT);
+        assert_eq!(a.headers[tocsin_wire::NOT_NEWER_HEADER], "1");
+        let body = tocsin_wire::encode(&tocsin_wire::to_request(&[]));
+        let cases = [
+            (None, Some("snappy"), StatusCode::UNSUPPORTED_MEDIA_TYPE),
+            (
+                Some("application/json"),
+                Some("snappy"),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            (
+                Some("application/x-protobuf;proto=io.prometheus.write.v2.Request"),
+                Some("snappy"),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            (
+                Some("application/x-protobuf"),
+                None,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            (
+                Some("application/x-protobuf"),
+                Some("gzip"),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            (
+                Some("application/x-protobuf"),
+                Some("snappy"),
+                StatusCode::NO_CONTENT,
+            ),
+        ];
+        for (ctype, enc, want) in cases {
+            let a = api.send(post(ctype, enc, body.clone())).await;
+            assert_eq!(a.status, want, "{ctype:?} {enc:?}: {}", a.json);
+        }
+        let a = api
+            .send(post(
+                Some("application/x-protobuf"),
+                Some("snappy"),
+                b"not snappy".to_vec(),
+            ))
+            .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.json);
+    }
+
+    #[tokio::test]
+    async fn a_sample_no_clock_could_give_refuses_the_request_naming_it() {
+        let api = TestApi::new("", "");
+        let mut s = series(&[("__name__", "x"), ("host", "h1")], 1.0);
+        s.samples[0].timestamp_ms = 1_000; // seconds sent as milliseconds
+        let a = api.send(TestApi::write_request(&[s], None)).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
+        assert!(
+            a.json["error"]
+                .as_str()
+                .unwrap()
+                .contains("before the year 2000"),
+            "{}",
+            a.json
+        );
+    }
+
+    #[tokio::test]
+    async fn new_series_over_the_host_limit_are_refused_and_the_rest_stored() {
+        let api = TestApi::new("ingest: { max_series_per_host: 2 }\n", "");
+        let batch: Vec<_> = (0..3)
+            .map(|i| series(&[("__name__", &format!("m{i}")), ("host", "h1")], 1.0))
+            .collect();
+        let a = api.send(TestApi::write_request(&batch, None)).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.json);
+        assert_eq!(a.headers[tocsin_wire::ACCEPTED_HEADER], "2");
+    }
+}

@@ -32,3 +32,30 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
         Err(_) => ApiError::unavailable("shutting down").into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use crate::api::testing::{series, TestApi};
+
+    #[tokio::test]
+    async fn own_metrics_always_and_every_series_when_federating() {
+        let api = TestApi::new("", "");
+        let a = api.get("/metrics").await;
+        assert_eq!(a.status, StatusCode::OK);
+        assert!(a.json.as_str().unwrap().contains("tocsin_"));
+        let api = TestApi::new("federate: true\n", "");
+        api.write(&[series(&[("__name__", "fed_metric"), ("host", "h1")], 4.0)])
+            .await;
+        let a = api.get("/metrics").await;
+        assert!(
+            a.json
+                .as_str()
+                .unwrap()
+                .contains("fed_metric{host=\"h1\"} 4"),
+            "{}",
+            a.json
+        );
+    }
+}

@@ -14,7 +14,14 @@ mod notifications;
 mod silences;
 mod tokens;
 
+#[cfg(test)]
+pub(crate) mod testing;
+
+pub use alerts::AckBody;
 pub use error::ApiError;
+pub use incidents::IncidentBody;
+pub use silences::NewSilence;
+pub use tokens::NewToken;
 pub use tokens::{load_agent_tokens, token_hash, AgentTokens};
 
 use std::sync::{Arc, RwLock};

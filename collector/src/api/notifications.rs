@@ -78,3 +78,42 @@ pub(crate) async fn retry(
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use crate::api::alerts::tests::firing;
+
+    #[tokio::test]
+    async fn the_outbox_lists_what_was_queued_and_refuses_unknown_filters() {
+        let config = "receivers: [{ name: hook, webhook: { url: \"http://127.0.0.1:9/x\" } }]\n";
+        let (api, _) = firing(config, 10.0).await;
+        let a = api
+            .wait_for("/api/v1/notifications", |a| {
+                a.json["data"]["notifications"]
+                    .as_array()
+                    .is_some_and(|l| !l.is_empty())
+            })
+            .await;
+        let n = &a.json["data"]["notifications"][0];
+        assert_eq!(
+            (&n["receiver"], &n["notificationStatus"]),
+            (&"hook".into(), &"firing".into())
+        );
+        assert_eq!(n["alerts"][0]["alertname"], "Hot");
+        let a = api.get("/api/v1/notifications?status=lost").await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
+        // Only a dead letter can be retried.
+        let id = n["id"].as_i64().unwrap();
+        let a = api
+            .call(
+                "POST",
+                &format!("/api/v1/notifications/{id}/retry"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.json);
+    }
+}

@@ -13,18 +13,19 @@ use super::error::ApiError;
 use super::AppState;
 use crate::writer::Msg;
 
-#[derive(serde::Deserialize)]
+/// `POST /api/v1/silences`, as the API takes it and the CLI sends it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(crate) struct NewSilence {
-    pub(crate) matchers: Vec<tocsin_alerting::silence::MatcherSpec>,
-    pub(crate) starts_at: Option<String>,
-    pub(crate) ends_at: Option<String>,
+pub struct NewSilence {
+    pub matchers: Vec<tocsin_alerting::silence::MatcherSpec>,
+    pub starts_at: Option<String>,
+    pub ends_at: Option<String>,
     /// Instead of endsAt, e.g. "2h".
-    pub(crate) duration: Option<String>,
-    pub(crate) created_by: String,
-    pub(crate) comment: String,
+    pub duration: Option<String>,
+    pub created_by: String,
+    pub comment: String,
     /// A recurring window within startsAt..endsAt: a maintenance window.
-    pub(crate) schedule: Option<tocsin_alerting::silence::ScheduleSpec>,
+    pub schedule: Option<tocsin_alerting::silence::ScheduleSpec>,
 }
 
 /// How far a recurring window with no end reaches.
@@ -118,4 +119,117 @@ pub(crate) async fn list(State(st): State<AppState>) -> Json<Value> {
         })
         .collect();
     Json(json!({ "status": "success", "data": { "silences": list } }))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+    use serde_json::json;
+
+    use crate::api::testing::TestApi;
+
+    fn silence(matchers: serde_json::Value) -> serde_json::Value {
+        json!({"matchers": matchers, "duration": "1h", "createdBy": "alice", "comment": "maintenance"})
+    }
+
+    #[tokio::test]
+    async fn a_silence_is_added_listed_and_expired() {
+        let api = TestApi::new("", "");
+        let a = api
+            .call(
+                "POST",
+                "/api/v1/silences",
+                None,
+                Some(silence(
+                    json!([{"name": "host", "value": "db-.*", "isRegex": true}]),
+                )),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+        let id = a.json["data"]["silenceId"].as_i64().unwrap();
+        let listed = api.get("/api/v1/silences").await.json;
+        let s = &listed["data"]["silences"][0];
+        assert_eq!(
+            (s["id"].as_i64(), &s["state"], &s["createdBy"]),
+            (Some(id), &json!("active"), &json!("alice"))
+        );
+        assert_eq!(s["matchers"][0]["isRegex"], true);
+        let a = api
+            .call("DELETE", &format!("/api/v1/silences/{id}"), None, None)
+            .await;
+        assert_eq!(a.status, StatusCode::OK);
+        let a = api.call("DELETE", "/api/v1/silences/999", None, None).await;
+        assert_eq!(
+            (a.status, a.json["error"].as_str()),
+            (StatusCode::NOT_FOUND, Some("no silence 999"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bad_silence_is_refused_with_what_is_wrong() {
+        let api = TestApi::new("", "");
+        let cases = [
+            (silence(json!([])), "a silence needs at least one matcher"),
+            (
+                silence(json!([{"name": "host", "value": "(", "isRegex": true}])),
+                "regex",
+            ),
+            (
+                json!({"matchers": [{"name": "a", "value": "b"}], "duration": "1h", "endsAt": "2030-01-01T00:00:00Z", "createdBy": "a", "comment": "c"}),
+                "exactly one of endsAt and duration",
+            ),
+            (
+                json!({"matchers": [{"name": "a", "value": "b"}], "endsAt": "2001-01-01T00:00:00Z", "createdBy": "a", "comment": "c"}),
+                "in the future",
+            ),
+            (
+                json!({"matchers": [{"name": "a", "value": "b"}], "duration": "1h", "createdBy": " ", "comment": "c"}),
+                "createdBy and comment are required",
+            ),
+            (
+                json!({"matchers": [{"name": "a", "value": "b"}], "duration": "1h", "createdBy": "a", "comment": "c", "owner": "x"}),
+                "invalid silence",
+            ),
+            (
+                json!({"matchers": [{"name": "a", "value": "b"}], "createdBy": "a", "comment": "c", "schedule": {"start": "25:00", "end": "02:00"}}),
+                "schedule",
+            ),
+        ];
+        for (body, says) in cases {
+            let a = api
+                .call("POST", "/api/v1/silences", None, Some(body.clone()))
+                .await;
+            assert_eq!(a.status, StatusCode::BAD_REQUEST, "{body}");
+            let msg = a.json["error"].as_str().unwrap_or_default();
+            assert!(msg.contains(says), "{body}: {msg}");
+        }
+        assert_eq!(
+            api.get("/api/v1/silences").await.json["data"]["silences"],
+            json!([])
+        );
+    }
+
+    #[tokio::test]
+    async fn with_an_admin_token_a_silence_needs_it() {
+        let api = TestApi::new("admin_token: s3cret\n", "");
+        let body = silence(json!([{"name": "host", "value": "a"}]));
+        let a = api
+            .call("POST", "/api/v1/silences", None, Some(body.clone()))
+            .await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(a.headers["www-authenticate"], "Bearer");
+        let a = api
+            .call(
+                "POST",
+                "/api/v1/silences",
+                Some("wrong"),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+        let a = api
+            .call("POST", "/api/v1/silences", Some("s3cret"), Some(body))
+            .await;
+        assert_eq!(a.status, StatusCode::OK);
+    }
 }

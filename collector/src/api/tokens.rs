@@ -77,12 +77,13 @@ pub(crate) fn authenticate_agent(
     ))
 }
 
-#[derive(serde::Deserialize)]
+/// `POST /api/v1/tokens`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct NewToken {
-    pub(crate) host: String,
+pub struct NewToken {
+    pub host: String,
     #[serde(default)]
-    pub(crate) comment: String,
+    pub comment: String,
 }
 
 pub(crate) fn reload_tokens(st: &AppState, ob: &tocsin_store::Outbox) -> tocsin_store::Result<()> {
@@ -152,5 +153,71 @@ pub(crate) async fn revoke(
         Ok(Json(json!({ "status": "success" })))
     } else {
         Err(ApiError::not_found(format!("no live token {id}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+    use serde_json::json;
+
+    use crate::api::testing::{series, TestApi};
+
+    #[tokio::test]
+    async fn a_token_writes_for_its_own_host_only_until_revoked() {
+        let api = TestApi::new("", "");
+        let a = api
+            .call(
+                "POST",
+                "/api/v1/tokens",
+                None,
+                Some(json!({"host": "h1", "comment": "web"})),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+        let token = a.json["data"]["token"].as_str().unwrap().to_string();
+        let id = a.json["data"]["id"].as_i64().unwrap();
+        let listed = api.get("/api/v1/tokens").await.json;
+        assert_eq!(listed["data"]["tokens"][0]["host"], "h1");
+        assert!(
+            !listed.to_string().contains(&token),
+            "a listing shows no token"
+        );
+        let own = series(&[("__name__", "x"), ("host", "h1")], 1.0);
+        let other = series(&[("__name__", "x"), ("host", "h2")], 1.0);
+        let w = |s: &[tocsin_model::SeriesSamples], t| TestApi::write_request(s, t);
+        // Once a token exists, writes need one.
+        assert_eq!(
+            api.send(w(std::slice::from_ref(&own), None)).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            api.send(w(std::slice::from_ref(&own), Some(&token)))
+                .await
+                .status,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(
+            api.send(w(std::slice::from_ref(&other), Some(&token)))
+                .await
+                .status,
+            StatusCode::FORBIDDEN
+        );
+        let a = api
+            .call("DELETE", &format!("/api/v1/tokens/{id}"), None, None)
+            .await;
+        assert_eq!(a.status, StatusCode::OK);
+        assert_eq!(
+            api.send(w(std::slice::from_ref(&own), Some(&token)))
+                .await
+                .status,
+            StatusCode::UNAUTHORIZED
+        );
+        let a = api.call("DELETE", "/api/v1/tokens/99", None, None).await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND);
+        let a = api
+            .call("POST", "/api/v1/tokens", None, Some(json!({"host": ""})))
+            .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
     }
 }

@@ -1,0 +1,334 @@
+//! Command line: `tocsin-collector [FLAGS]` runs the collector; subcommands do one-off jobs.
+
+mod client;
+mod offline;
+pub(crate) mod serve;
+
+use client::*;
+use offline::*;
+use serve::*;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "tocsin-collector",
+    version,
+    about = "Receives samples, stores history, evaluates rules and sends alerts."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Configuration file (YAML). Without one, built-in defaults apply; flags override both.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address for the HTTP API and remote-write receiver [default: 127.0.0.1:9760].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Directory for the SQLite database and the default alert log [default: ./data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Rule file or directory of rule files; repeat for several [default: ./rules].
+    #[arg(long = "rules", value_name = "PATH")]
+    rules: Vec<PathBuf>,
+    #[command(flatten)]
+    log: tocsin_runtime::LogArgs,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Replay a CSV of `timestamp,value` (or the stored history of the series the rule reads)
+    /// through one rule and write, per row, `timestamp,value,anomaly_score,level`; prints a
+    /// summary on stderr.
+    Backtest {
+        /// Rule file holding the rule.
+        #[arg(long, value_name = "FILE")]
+        rules: PathBuf,
+        /// Name of the rule to replay.
+        #[arg(long, value_name = "NAME")]
+        rule: String,
+        /// Input CSV with a `timestamp,value` header (NAB format).
+        #[arg(
+            long,
+            value_name = "INPUT.csv",
+            required_unless_present = "data_dir",
+            conflicts_with = "data_dir"
+        )]
+        csv: Option<PathBuf>,
+        /// Replay the collector's stored history instead, from this data directory: every
+        /// input of the rule (a rule over several series too), one row per evaluation.
+        #[arg(long, value_name = "DIR", requires_all = ["from", "to"])]
+        data_dir: Option<PathBuf>,
+        /// Start of the stored history to replay, e.g. "2026-11-23 00:00:00" (UTC).
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// End of the stored history to replay.
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+        /// With --data-dir: the host whose series to replay.
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
+        /// Output CSV [default: standard output].
+        #[arg(long, value_name = "OUT.csv")]
+        out: Option<PathBuf>,
+    },
+    /// Write rule files as Prometheus alerting rules where an equivalent exists; what is left
+    /// out or changed is listed on standard error.
+    ExportRules {
+        /// Output format (only `prometheus` for now).
+        #[arg(long, default_value = "prometheus")]
+        format: String,
+        /// Output file [default: standard output].
+        #[arg(long, value_name = "FILE.yml")]
+        out: Option<PathBuf>,
+        /// Rule files or directories.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// Check rule files and exit: 0 when all are valid, 1 with every problem otherwise.
+    CheckRules {
+        /// Rule files or directories.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// Manage silences and maintenance windows on a running collector.
+    Silence {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        action: SilenceCmd,
+    },
+    /// Per-agent ingest tokens on a running collector: issue, list, revoke.
+    Tokens {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        action: TokenCmd,
+    },
+    /// Incidents on a running collector: list, show, ack, resolve, note, report, stats.
+    Incidents {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        action: IncidentCmd,
+    },
+    /// Acknowledge a firing alert on a running collector: stops its escalation and repeats
+    /// until it rises a level.
+    Ack {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The alert's id (`id` in /api/v1/alerts, `fingerprint` in notifications).
+        id: String,
+        /// Who acknowledges.
+        #[arg(long)]
+        by: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum IncidentCmd {
+    /// List incidents (newest first).
+    List {
+        #[arg(long)]
+        state: Option<String>,
+        /// Least severity: warning, critical, emergency.
+        #[arg(long)]
+        severity: Option<String>,
+        #[arg(long)]
+        host: Option<String>,
+        /// Window start (RFC 3339 or Unix seconds) [default: 7 days ago].
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// One incident with its timeline.
+    Show { id: String },
+    /// Acknowledge an incident.
+    Ack {
+        id: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Resolve an incident by hand.
+    Resolve {
+        id: String,
+        #[arg(long)]
+        by: String,
+    },
+    /// Add a note to an incident's timeline.
+    Note {
+        id: String,
+        #[arg(long)]
+        by: String,
+        text: String,
+    },
+    /// Write the post-incident report (Markdown).
+    Report {
+        id: String,
+        /// Output file [default: standard output].
+        #[arg(long, value_name = "FILE.md")]
+        out: Option<PathBuf>,
+    },
+    /// Counts, MTTA, MTTR, time to remediate, availability over a window.
+    Stats {
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Issue a token for one host's agent; it is printed once.
+    Issue {
+        #[arg(long)]
+        host: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// List tokens (hosts, dates; never the tokens).
+    List,
+    /// Revoke a token: its agent is refused from now on.
+    Revoke { id: i64 },
+}
+
+/// How to reach a running collector's API.
+#[derive(clap::Args)]
+struct ApiArgs {
+    /// The collector's URL.
+    #[arg(
+        long,
+        global = true,
+        default_value = "http://127.0.0.1:9760",
+        value_name = "URL"
+    )]
+    url: String,
+    /// Admin token (also from TOCSIN_ADMIN_TOKEN).
+    #[arg(
+        long,
+        global = true,
+        env = "TOCSIN_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum SilenceCmd {
+    /// Add a silence: `silence add host=db-1 alertname=~Disk.* --duration 2h --author me --comment …`.
+    /// With --window it is a recurring maintenance window:
+    /// `silence add host=~db-.* --window 02:00-04:00 --days sun --utc-offset +08:00 …`.
+    Add {
+        /// Matchers `name=value` or `name=~regex`.
+        #[arg(required = true, value_name = "MATCHER")]
+        matchers: Vec<String>,
+        /// How long, e.g. 2h [default: 1h; with --window: no end].
+        #[arg(long)]
+        duration: Option<String>,
+        #[arg(long)]
+        author: String,
+        #[arg(long)]
+        comment: String,
+        /// Recurring daily window HH:MM-HH:MM (an end before the start runs past midnight).
+        #[arg(long, value_name = "HH:MM-HH:MM")]
+        window: Option<String>,
+        /// With --window: the weekdays, e.g. sat,sun [default: every day].
+        #[arg(long, value_delimiter = ',', requires = "window")]
+        days: Vec<String>,
+        /// With --window: the UTC offset its times are in, e.g. +08:00 [default: UTC].
+        #[arg(long, requires = "window", allow_hyphen_values = true)]
+        utc_offset: Option<String>,
+    },
+    /// List silences that have not ended.
+    List,
+    /// End a silence now.
+    Expire { id: i64 },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Some(Cmd::CheckRules { paths }) => check_rules(&paths),
+        Some(Cmd::ExportRules { format, out, paths }) => {
+            export_rules(&format, out.as_deref(), &paths)
+        }
+        Some(Cmd::Silence { api, action }) => call_api(
+            "silence",
+            &api,
+            |c, base| silence_request(c, base, action),
+            print_answer,
+        ),
+        Some(Cmd::Incidents { api, action }) => incidents(&api, action),
+        Some(Cmd::Tokens { api, action }) => call_api(
+            "tokens",
+            &api,
+            |c, base| {
+                let b = format!("{base}/api/v1/tokens");
+                Ok(match action {
+                    TokenCmd::Issue { host, comment } => {
+                        c.post(b).json(&crate::api::NewToken { host, comment })
+                    }
+                    TokenCmd::List => c.get(b),
+                    TokenCmd::Revoke { id } => c.delete(format!("{b}/{id}")),
+                })
+            },
+            print_answer,
+        ),
+        Some(Cmd::Ack {
+            api,
+            id,
+            by,
+            comment,
+        }) => call_api(
+            "ack",
+            &api,
+            |c, base| {
+                Ok(c.post(format!("{base}/api/v1/alerts/{id}/ack"))
+                    .json(&crate::api::AckBody { by, comment }))
+            },
+            print_answer,
+        ),
+        Some(Cmd::Backtest {
+            rules,
+            rule,
+            csv,
+            data_dir,
+            from,
+            to,
+            host,
+            out,
+        }) => {
+            let source = match (csv, data_dir) {
+                (Some(c), _) => Source::Csv(c),
+                (None, Some(d)) => Source::Stored {
+                    data_dir: d,
+                    from: from.unwrap_or_default(),
+                    to: to.unwrap_or_default(),
+                    host,
+                },
+                (None, None) => unreachable!("clap requires one of --csv and --data-dir"),
+            };
+            backtest(&rules, &rule, &source, out.as_deref())
+        }
+        None => {
+            tocsin_runtime::init_logging(&cli.run.log.filter);
+            tocsin_runtime::exit_code("tocsin-collector", run(cli.run))
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! The collector itself: configuration, storage, the writer thread, delivery workers, the
+//! HTTP server, and a graceful stop.
+
+//! Command line: `tocsin-collector [FLAGS]` runs the collector; subcommands do one-off jobs.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use tocsin_config::collector::{CollectorConfig, RawCollectorConfig, ReceiverKind};
+use tocsin_config::redact_url;
+use tocsin_rules::EngineOptions;
+use tocsin_store::{Store, StoreOptions};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use super::*;
+use crate::api::{app, AppState};
+use crate::view::View;
+use crate::writer::{Msg, Settings, Writer};
+use crate::{rulefiles, Telemetry};
+
+pub(super) fn load_config(args: &RunArgs) -> anyhow::Result<CollectorConfig> {
+    let mut raw: RawCollectorConfig = tocsin_config::read_yaml_or_default(args.config.as_deref())?;
+    if let Some(l) = &args.listen {
+        raw.listen = Some(l.clone());
+    }
+    if let Some(d) = &args.data_dir {
+        raw.data_dir = Some(d.clone());
+    }
+    if !args.rules.is_empty() {
+        raw.rules = args.rules.clone();
+    }
+    raw.validate().map_err(|mut e| {
+        e.path = args.config.clone();
+        anyhow::anyhow!("invalid configuration:\n{e}")
+    })
+}
+
+pub(super) fn run(args: RunArgs) -> anyhow::Result<()> {
+    let cfg = load_config(&args)?;
+    tocsin_runtime::private_umask();
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create data directory {}", cfg.data_dir.display()))?;
+    tocsin_runtime::private_dir(&cfg.data_dir).with_context(|| {
+        format!(
+            "cannot make data directory {} private",
+            cfg.data_dir.display()
+        )
+    })?;
+    let (rules, files) = rulefiles::load(&cfg.rules)
+        .map_err(|p| anyhow::anyhow!("invalid rules:\n{}", p.join("\n")))?;
+    let db = cfg.data_dir.join("tocsin.db");
+    let store = Store::open(&db, store_options(&cfg))?;
+
+    info!(
+        listen = %cfg.listen,
+        data_dir = %cfg.data_dir.display(),
+        rules = rules.len(),
+        rule_files = files,
+        retention = %tocsin_config::format_duration(cfg.retention),
+        stale_after = %tocsin_config::format_duration(cfg.stale_after),
+        auth = if cfg.ingest.token.is_some() { "bearer token" } else { "none" },
+        "starting tocsin-collector {}",
+        env!("CARGO_PKG_VERSION")
+    );
+    for r in &cfg.receivers {
+        match &r.kind {
+            ReceiverKind::Webhook { url, .. } => {
+                info!(receiver = %r.name, url = %redact_url(url), "webhook receiver")
+            }
+            ReceiverKind::Alertmanager { url, .. } => {
+                info!(receiver = %r.name, url = %redact_url(url), "Alertmanager receiver")
+            }
+            ReceiverKind::TencentSms(t) => {
+                info!(receiver = %r.name, template = %t.template_id, to = ?t.phone_numbers, "Tencent SMS receiver")
+            }
+            ReceiverKind::AliyunSms(a) => {
+                info!(receiver = %r.name, template = %a.template_code, to = ?a.phone_numbers, "Aliyun SMS receiver")
+            }
+            ReceiverKind::Email(e) => {
+                info!(receiver = %r.name, host = %e.host, port = e.port, to = ?e.to, "e-mail receiver")
+            }
+            ReceiverKind::Log { path } => {
+                info!(receiver = %r.name, path = %path.display(), "log receiver")
+            }
+            ReceiverKind::Chat { vendor, locale, .. } => {
+                info!(receiver = %r.name, vendor = vendor.name(), locale = ?locale, "chat robot receiver")
+            }
+            ReceiverKind::SmsGateway(g) => {
+                info!(receiver = %r.name, url = %redact_url(&g.url), to = ?g.phone_numbers, "SMS gateway receiver")
+            }
+        }
+    }
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tocsin-collector")
+        .build()?;
+    rt.block_on(serve(cfg, store, rules, db))
+}
+
+pub(super) async fn serve(
+    cfg: CollectorConfig,
+    mut store: Store,
+    rules: Vec<tocsin_rules::Rule>,
+    db: PathBuf,
+) -> anyhow::Result<()> {
+    tocsin_runtime::survive_file_size_limit();
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let tel = Telemetry::new();
+    let view = Arc::new(RwLock::new(View::default()));
+    let (wake_tx, wake_rx) = watch::channel(0u64);
+    let (tx, rx) = mpsc::channel::<Msg>(1024);
+
+    // Links must keep working across restarts: without a configured key, one random key is
+    // made once and kept in the database.
+    let ack_secret = Arc::new(match &cfg.ack.secret {
+        Some(s) => s.expose().as_bytes().to_vec(),
+        None => store
+            .meta_or_init("ack_secret", tocsin_alerting::ack::new_secret)
+            .context("cannot read the acknowledgement key")?
+            .into_bytes(),
+    });
+    // Actions the collector runs itself (`on: collector`), from its own allowlist.
+    let (run_tx, mut run_rx) = mpsc::unbounded_channel::<tocsin_remedy::Request>();
+    {
+        let tx = tx.clone();
+        let allowlist = Arc::new(cfg.actions.clone());
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            loop {
+                let req = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    r = run_rx.recv() => match r { Some(r) => r, None => return },
+                };
+                let tx = tx.clone();
+                let allowlist = Arc::clone(&allowlist);
+                tokio::spawn(async move {
+                    info!(request = %req.id, action = %req.action, "running action on the collector");
+                    let r = tocsin_exec::run_action(&allowlist, &req.action, &req.params).await;
+                    let status = serde_json::from_value(serde_json::json!(r.status))
+                        .unwrap_or(tocsin_remedy::ResultStatus::Failed);
+                    let (reply, _) = tokio::sync::oneshot::channel();
+                    let _ = tx
+                        .send(Msg::ActionResult {
+                            id: req.id,
+                            status,
+                            summary: r.summary,
+                            output: r.output,
+                            reply,
+                        })
+                        .await;
+                });
+            }
+        });
+    }
+    let urgent = Arc::new(tocsin_notify::Urgent::default());
+    let mut settings = writer_settings(&cfg, Arc::clone(&ack_secret), Arc::clone(&urgent));
+    settings.runner = Some(run_tx);
+    settings.forward =
+        crate::forward::start(&cfg.remote_write, &tel.registry, cancel.clone(), &tracker)?;
+    let writer = Writer::new(
+        store,
+        rules,
+        settings,
+        Arc::clone(&view),
+        wake_tx,
+        tel.clone(),
+    )?;
+    let writer_thread = std::thread::Builder::new()
+        .name("tocsin-writer".into())
+        .spawn(move || writer.run(rx))?;
+
+    tel.registry
+        .register(Box::new(crate::exposition::Baselines::new(Arc::clone(
+            &view,
+        ))))?;
+    tel.registry
+        .register(Box::new(crate::exposition::Alerts::new(Arc::clone(&view))))?;
+    let metrics = tocsin_notify::DeliveryMetrics::new(&tel.registry)?;
+    tocsin_notify::spawn_workers(
+        &cfg.receivers,
+        &db,
+        &urgent,
+        wake_rx,
+        metrics,
+        cancel.clone(),
+        &tracker,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+
+    // A tick drives `for`, staleness, views and checkpoints.
+    {
+        let tx = tx.clone();
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            let mut iv = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = iv.tick() => { if tx.send(Msg::Tick).await.is_err() { return } }
+                }
+            }
+        });
+    }
+
+    let (reload_tx, mut reload_rx) = mpsc::channel(4);
+    let _watcher = rulefiles::watch(cfg.rules.clone(), reload_tx, cancel.clone())
+        .context("cannot watch rule files")?;
+    {
+        let tx = tx.clone();
+        let tel = tel.clone();
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            loop {
+                let r = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    r = reload_rx.recv() => match r { Some(r) => r, None => return },
+                };
+                match r {
+                    Ok(rules) => {
+                        tel.rule_reloads.with_label_values(&["success"]).inc();
+                        if tx.send(Msg::Reload(rules)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => tel.rule_reloads.with_label_values(&["failure"]).inc(),
+                }
+            }
+        });
+    }
+
+    let outbox = Arc::new(std::sync::Mutex::new(
+        tocsin_store::Outbox::open(&db, false).context("cannot open the outbox")?,
+    ));
+    let agent_tokens =
+        crate::api::load_agent_tokens(&outbox.lock().unwrap_or_else(|p| p.into_inner()))
+            .context("cannot read agent tokens")?;
+    let state = app_state(
+        &cfg,
+        tx,
+        view,
+        tel.clone(),
+        ack_secret,
+        outbox,
+        agent_tokens,
+    );
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    // Machine-readable start line on stdout (tests and scripts read the port from it).
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+    println!("tocsin-collector listening on {scheme}://{addr}");
+    info!(%addr, "listening");
+    if let Some(w) = state.access.startup_warning() {
+        warn!("{w}");
+    }
+
+    let shutdown = cancel.clone();
+    tokio::spawn(async move {
+        tocsin_runtime::shutdown_signal().await;
+        shutdown.cancel();
+    });
+    let acceptor = match &cfg.tls {
+        Some(t) => Some(crate::server::acceptor(t).context("tls")?),
+        None => None,
+    };
+    let limits = crate::server::ConnLimits {
+        max_connections: cfg.ingest.max_connections,
+        idle_timeout: cfg.ingest.idle_timeout,
+    };
+    crate::server::serve(
+        listener,
+        app(state),
+        acceptor,
+        limits,
+        tel.clone(),
+        cancel.clone(),
+    )
+    .await;
+
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+        .await
+        .is_err()
+    {
+        error!("tasks did not stop within 10s");
+    }
+    // Every sender is gone now: the writer drains, checkpoints and returns.
+    tokio::task::spawn_blocking(move || writer_thread.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
+    info!("stopped");
+    Ok(())
+}
+
+/// What the writer thread needs from the configuration (no collector-side runner, nothing
+/// forwarded: the caller adds those).
+pub(crate) fn writer_settings(
+    cfg: &CollectorConfig,
+    ack_secret: Arc<Vec<u8>>,
+    urgent: Arc<tocsin_notify::Urgent>,
+) -> Settings {
+    Settings {
+        engine: EngineOptions {
+            stale_after_ms: cfg.stale_after.as_millis() as i64,
+        },
+        alerting: tocsin_alerting::Settings::from_config(cfg, ack_secret),
+        retention: cfg.retention,
+        checkpoint_every: cfg.checkpoint_interval,
+        host_down_after: cfg.host_down_after,
+        host_forget_after: cfg.host_forget_after,
+        storage_alert_after: cfg.storage_alert_after,
+        urgent,
+        runner: None,
+        forward: Vec::new(),
+    }
+}
+
+/// What the HTTP API works with.
+pub(crate) fn app_state(
+    cfg: &CollectorConfig,
+    writer: mpsc::Sender<Msg>,
+    view: Arc<RwLock<View>>,
+    tel: Telemetry,
+    ack_secret: Arc<Vec<u8>>,
+    outbox: Arc<std::sync::Mutex<tocsin_store::Outbox>>,
+    agent_tokens: crate::api::AgentTokens,
+) -> AppState {
+    AppState {
+        writer,
+        view,
+        tel,
+        token: cfg.ingest.token.clone(),
+        access: crate::access::Access::new(
+            cfg.admin_token.clone(),
+            cfg.read_token.clone(),
+            cfg.listen,
+        ),
+        limits: tocsin_wire::Limits {
+            max_decompressed_bytes: cfg.ingest.max_decompressed_bytes,
+            max_samples: cfg.ingest.max_samples_per_request,
+            max_labels_per_series: cfg.ingest.max_labels_per_series,
+            ..tocsin_wire::Limits::default()
+        },
+        max_body_bytes: cfg.ingest.max_body_bytes,
+        ack_ttl_ms: cfg.ack.link_ttl.as_millis() as i64,
+        decode_permits: Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        )),
+        max_future_ms: StoreOptions::default().max_future_ms,
+        ack_secret,
+        outbox,
+        agent_tokens: Arc::new(RwLock::new(agent_tokens)),
+        request_timeout: cfg.ingest.request_timeout,
+        federate: cfg.federate,
+    }
+}
+
+/// How the store is opened for this configuration.
+pub(crate) fn store_options(cfg: &CollectorConfig) -> StoreOptions {
+    StoreOptions {
+        max_series_per_host: cfg.ingest.max_series_per_host,
+        max_hosts: cfg.ingest.max_hosts,
+        ..StoreOptions::default()
+    }
+}
