@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tocsin_config::agent::{BufferConfig, ShippingConfig};
 use tocsin_spool::{Options, Spool};
-use tocsin_wire::client::Answer;
+use tocsin_wire::client::{Answer, Verdict};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -396,16 +396,6 @@ pub async fn sync_loop(buffer: Arc<Buffer>, every: Duration, cancel: Cancellatio
     buffer.sync();
 }
 
-enum Outcome {
-    /// Acknowledged; the count is of samples the collector did not store because their series
-    /// held a newer one.
-    Sent(u64),
-    /// The collector will never accept it (4xx other than 429): drop it. The count is of its
-    /// samples the collector says it stored anyway.
-    Rejected(String, u64),
-    Retry(&'static str, String, Option<Duration>),
-}
-
 /// The HTTP client for the collector: its timeout, the collector's CA and the agent's client
 /// certificate when configured.
 pub(crate) fn client(cfg: &ShippingConfig, timeout: Duration) -> Result<reqwest::Client, String> {
@@ -507,7 +497,7 @@ pub async fn run(
             active
         };
         match send(&client, &cfg.urls[target], &cfg, body).await {
-            Outcome::Sent(not_newer) => {
+            Verdict::Sent { not_newer } => {
                 buffer.commit();
                 if not_newer > 0 {
                     // A clock that ran ahead and came back, or a batch sent twice.
@@ -534,7 +524,10 @@ pub async fn run(
                 tel.samples_sent
                     .inc_by((samples as u64).saturating_sub(not_newer));
             }
-            Outcome::Rejected(why, stored) => {
+            Verdict::Drop {
+                message: why,
+                accepted: stored,
+            } => {
                 buffer.commit();
                 let stored = stored.min(samples as u64);
                 let lost = samples as u64 - stored;
@@ -545,7 +538,11 @@ pub async fn run(
                     .with_label_values(&["rejected"])
                     .inc_by(lost);
             }
-            Outcome::Retry(kind, why, after) => {
+            Verdict::Retry {
+                kind,
+                message: why,
+                after,
+            } => {
                 buffer.rewind();
                 tel.send_errors.with_label_values(&[kind]).inc();
                 if target != active {
@@ -563,13 +560,12 @@ pub async fn run(
                 }
                 tried_in_cycle = 0;
                 failures += 1;
-                let base = Duration::from_millis(500)
-                    .saturating_mul(1 << failures.min(10))
-                    .min(cfg.max_backoff);
-                let wait = after
-                    .unwrap_or(base)
-                    .min(cfg.max_backoff.max(Duration::from_secs(1)));
-                let wait = wait.mul_f64(0.8 + fastrand::f64() * 0.4);
+                let wait = tocsin_model::Backoff {
+                    first: Duration::from_secs(1),
+                    cap: cfg.max_backoff,
+                    max_retry_after: cfg.max_backoff.max(Duration::from_secs(1)),
+                }
+                .delay(failures, after);
                 if failures == 1 || failures.is_power_of_two() {
                     warn!(reason = %why, failures, retry_in_ms = wait.as_millis() as u64, pending = buffer.pending(), "write failed; will retry");
                 }
@@ -582,33 +578,11 @@ pub async fn run(
     }
 }
 
-async fn send(client: &reqwest::Client, url: &str, cfg: &ShippingConfig, body: Vec<u8>) -> Outcome {
+async fn send(client: &reqwest::Client, url: &str, cfg: &ShippingConfig, body: Vec<u8>) -> Verdict {
     let token = cfg.token.as_ref().map(|t| t.expose());
-    match tocsin_wire::client::send(client, url, token, body).await {
-        Answer::Accepted { not_newer } => Outcome::Sent(not_newer),
-        Answer::Refused {
-            status,
-            retry_after,
-            message,
-            accepted,
-        } => match status {
-            429 => Outcome::Retry("throttled", message, retry_after),
-            // Timed out: nothing wrong with the data.
-            408 => Outcome::Retry("timeout", message, retry_after),
-            // Auth problems are fixed by people, not by dropping data: keep retrying.
-            401 => Outcome::Retry("unauthorized", message, retry_after),
-            // A wrong URL (a base URL, another service) is a configuration error: the data
-            // stays buffered until it is fixed, and the log says so.
-            404 | 405 => Outcome::Retry(
-                "not_found",
-                format!("{message}: collector.url {url:?} is not a remote-write endpoint (…/api/v1/write)"),
-                retry_after,
-            ),
-            500..=599 => Outcome::Retry("status_5xx", message, retry_after),
-            _ => Outcome::Rejected(message, accepted.unwrap_or(0)),
-        },
-        Answer::Unreachable(e) => Outcome::Retry("connect", e, None),
-    }
+    tocsin_wire::client::send(client, url, token, body)
+        .await
+        .verdict(url)
 }
 
 fn fsync(s: &mut tocsin_spool::Spool) {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use tocsin_config::collector::RemoteWriteConfig;
 use tocsin_model::{now_ms, SeriesSamples};
-use tocsin_wire::client::Answer;
+use tocsin_wire::client::Verdict;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -178,30 +178,23 @@ pub fn start(
     Ok(out)
 }
 
-enum Sent {
-    Ok,
-    Rejected(String),
-    Retry(String, Option<Duration>),
-}
+/// How a failed forward waits: 1 s doubling to a minute; a target's `Retry-After` up to 5 min.
+const FORWARD_BACKOFF: tocsin_model::Backoff = tocsin_model::Backoff {
+    first: Duration::from_secs(1),
+    cap: Duration::from_secs(60),
+    max_retry_after: Duration::from_secs(300),
+};
 
-async fn send_once(client: &reqwest::Client, cfg: &RemoteWriteConfig, body: Vec<u8>) -> Sent {
+async fn send_once(client: &reqwest::Client, cfg: &RemoteWriteConfig, body: Vec<u8>) -> Verdict {
     let token = cfg.bearer_token.as_ref().map(|t| t.expose());
     let marks: &[(&str, &str)] = if cfg.peer {
         &[(tocsin_wire::FORWARDED_HEADER, "1")]
     } else {
         &[]
     };
-    match tocsin_wire::client::send_with(client, &cfg.url, token, body, marks).await {
-        Answer::Accepted { .. } => Sent::Ok,
-        Answer::Refused {
-            status,
-            retry_after,
-            message,
-            ..
-        } if status == 408 || status == 429 || status >= 500 => Sent::Retry(message, retry_after),
-        Answer::Refused { message, .. } => Sent::Rejected(message),
-        Answer::Unreachable(e) => Sent::Retry(e, None),
-    }
+    tocsin_wire::client::send_with(client, &cfg.url, token, body, marks)
+        .await
+        .verdict(&tocsin_config::redact_url(&cfg.url))
 }
 
 async fn send_loop(
@@ -225,7 +218,7 @@ async fn send_loop(
         }
         let body = tocsin_wire::encode(&tocsin_wire::to_request(&series));
         match send_once(&client, &cfg, body).await {
-            Sent::Ok => {
+            Verdict::Sent { .. } => {
                 if failures > 0 {
                     info!(target = %t.name, after_failures = failures, "forwarding target reachable again");
                 }
@@ -236,7 +229,7 @@ async fn send_loop(
                     .inc_by(n as u64);
                 t.pop(groups, n);
             }
-            Sent::Rejected(why) => {
+            Verdict::Drop { message: why, .. } => {
                 // Out-of-order or duplicate samples a TSDB refuses: retrying cannot help.
                 warn!(target = %t.name, reason = %why, samples = n, "forwarded samples rejected");
                 t.metrics
@@ -245,18 +238,19 @@ async fn send_loop(
                     .inc_by(n as u64);
                 t.pop(groups, n);
             }
-            Sent::Retry(why, after) => {
+            Verdict::Retry {
+                message: why,
+                after,
+                ..
+            } => {
                 failures += 1;
-                let base = Duration::from_millis(500)
-                    .saturating_mul(1 << failures.min(7))
-                    .min(Duration::from_secs(60));
-                let wait = after.unwrap_or(base).min(Duration::from_secs(300));
+                let wait = FORWARD_BACKOFF.delay(failures, after);
                 if failures == 1 || failures.is_power_of_two() {
                     warn!(target = %t.name, reason = %why, failures, "forwarding failed; will retry");
                 }
                 tokio::select! {
                     _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(wait.mul_f64(0.8 + fastrand::f64() * 0.4)) => {}
+                    _ = tokio::time::sleep(wait) => {}
                 }
             }
         }

@@ -4,10 +4,12 @@
 mod labels;
 mod level;
 mod redact;
+mod retry;
 
 pub use labels::{is_valid_label_name, is_valid_metric_name, Label, Labels, METRIC_NAME};
 pub use level::{Level, ParseLevelError};
 pub use redact::{error_chain, redact_url};
+pub use retry::Backoff;
 
 /// Milliseconds since the Unix epoch, the unit of every timestamp in tocsin.
 pub type TimestampMs = i64;

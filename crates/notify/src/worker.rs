@@ -147,11 +147,16 @@ impl DeliveryMetrics {
     }
 }
 
-/// Delay before attempt `attempts + 1`: 1 s doubling to 5 min, with ±20 % jitter.
+/// How a failed delivery waits: 1 s doubling to 5 min.
+const DELIVERY_BACKOFF: tocsin_model::Backoff = tocsin_model::Backoff {
+    first: Duration::from_secs(1),
+    cap: Duration::from_secs(300),
+    max_retry_after: Duration::from_secs(300),
+};
+
+/// Delay before attempt `attempts + 1`, jittered.
 pub fn backoff_ms(attempts: u32) -> i64 {
-    let base = 1000i64.saturating_mul(1 << attempts.min(9)).min(300_000);
-    let jitter = (base as f64 * (fastrand::f64() * 0.4 - 0.2)) as i64;
-    base + jitter
+    DELIVERY_BACKOFF.delay(attempts + 1, None).as_millis() as i64
 }
 
 enum Channel {
