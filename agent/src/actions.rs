@@ -160,11 +160,11 @@ pub(crate) async fn action_loop(cfg: AgentConfig, tel: Telemetry, cancel: Cancel
                 let _slot = slots.acquire_owned().await;
                 info!(request = %w.id, action = %w.action, params = ?w.params, "running action");
                 let r = tocsin_exec::run_action(&allowlist, &w.action, &w.params).await;
-                tel.actions.with_label_values(&[r.status]).inc();
-                if r.status == "refused" {
+                tel.actions.with_label_values(&[r.status.as_str()]).inc();
+                if r.status == tocsin_model::ActionStatus::Refused {
                     warn!(request = %w.id, action = %w.action, reason = %r.summary, "action refused");
                 } else {
-                    info!(request = %w.id, action = %w.action, result = r.status, summary = %r.summary, "action finished");
+                    info!(request = %w.id, action = %w.action, result = %r.status, summary = %r.summary, "action finished");
                 }
                 let body = serde_json::json!({
                     "status": r.status, "summary": r.summary, "output": r.output,

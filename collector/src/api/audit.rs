@@ -18,12 +18,12 @@ pub(crate) async fn list(
     let rows = with_outbox(&st, "reading the audit log", move |o| o.audit(limit)).await?;
     let list: Vec<Value> = rows
         .into_iter()
-        .map(|(at, actor, event, detail)| {
+        .map(|r| {
             json!({
-                "at": format_rfc3339(at),
-                "actor": actor,
-                "event": event,
-                "detail": serde_json::from_str::<Value>(&detail).unwrap_or(Value::String(detail)),
+                "at": format_rfc3339(r.at_ms),
+                "actor": r.actor,
+                "event": r.event,
+                "detail": serde_json::from_str::<Value>(&r.detail).unwrap_or(Value::String(r.detail)),
             })
         })
         .collect();

@@ -118,11 +118,11 @@ pub(crate) async fn incident_with_timeline(
         .ok_or_else(|| ApiError::not_found(format!("no incident {id}")))?;
     let events = events
         .into_iter()
-        .map(|(at, kind, text)| tocsin_incidents::TimelineEvent {
+        .map(|e| tocsin_incidents::TimelineEvent {
             incident: id.clone(),
-            at,
-            kind,
-            text,
+            at: e.at_ms,
+            kind: e.kind,
+            text: e.text,
         })
         .collect();
     Ok((inc, events))

@@ -39,8 +39,8 @@ pub fn load_agent_tokens(ob: &tocsin_store::Outbox) -> tocsin_store::Result<Agen
         required: !all.is_empty(),
         live: all
             .into_iter()
-            .filter(|t| t.5.is_none())
-            .map(|t| (t.2, t.1))
+            .filter(|t| t.revoked_ms.is_none())
+            .map(|t| (t.hash, t.host))
             .collect(),
     })
 }
@@ -122,13 +122,13 @@ pub(crate) async fn list(State(st): State<AppState>) -> Result<Json<Value>, ApiE
     let rows = with_outbox(&st, "listing tokens", |o| o.tokens()).await?;
     let list: Vec<Value> = rows
         .into_iter()
-        .map(|(id, host, _, comment, created, revoked)| {
+        .map(|t| {
             json!({
-                "id": id,
-                "host": host,
-                "comment": comment,
-                "createdAt": format_rfc3339(created),
-                "revokedAt": revoked.map(format_rfc3339),
+                "id": t.id,
+                "host": t.host,
+                "comment": t.comment,
+                "createdAt": format_rfc3339(t.created_ms),
+                "revokedAt": t.revoked_ms.map(format_rfc3339),
             })
         })
         .collect();

@@ -143,8 +143,7 @@ pub(super) async fn serve(
                 tokio::spawn(async move {
                     info!(request = %req.id, action = %req.action, "running action on the collector");
                     let r = tocsin_exec::run_action(&allowlist, &req.action, &req.params).await;
-                    let status = serde_json::from_value(serde_json::json!(r.status))
-                        .unwrap_or(tocsin_remedy::ResultStatus::Failed);
+                    let status = r.status;
                     let (reply, _) = tokio::sync::oneshot::channel();
                     let _ = tx
                         .send(Msg::ActionResult {

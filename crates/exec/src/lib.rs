@@ -7,6 +7,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use tocsin_model::ActionStatus;
 use tokio::io::AsyncReadExt;
 
 /// How a run ended.
@@ -177,10 +178,10 @@ async fn spawn_and_wait(
     }
 }
 
-/// The end of one allowlisted action: `status` is succeeded, failed, timed_out or refused.
+/// The end of one allowlisted action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionResult {
-    pub status: &'static str,
+    pub status: ActionStatus,
     pub summary: String,
     pub output: String,
 }
@@ -193,7 +194,7 @@ pub async fn run_action(
     params: &std::collections::BTreeMap<String, String>,
 ) -> ActionResult {
     let refused = |summary: String| ActionResult {
-        status: "refused",
+        status: ActionStatus::Refused,
         summary,
         output: String::new(),
     };
@@ -210,9 +211,9 @@ pub async fn run_action(
         .collect();
     let o = run_clean(&argv, &env, spec.timeout, spec.max_output).await;
     let status = match o.status {
-        Status::Exited(0) => "succeeded",
-        Status::TimedOut => "timed_out",
-        _ => "failed",
+        Status::Exited(0) => ActionStatus::Succeeded,
+        Status::TimedOut => ActionStatus::TimedOut,
+        _ => ActionStatus::Failed,
     };
     ActionResult {
         status,
@@ -296,14 +297,17 @@ hang: { run: [/bin/sleep, \"30\"], timeout: 200ms }",
         let specs = tocsin_config::actions::validate_all(raw).unwrap();
         let p = |v: &str| std::collections::BTreeMap::from([("unit".to_string(), v.to_string())]);
         let ok = run_action(&specs, "echo_unit", &p("web")).await;
-        assert_eq!((ok.status, ok.output.as_str()), ("succeeded", "web"));
+        assert_eq!(
+            (ok.status, ok.output.as_str()),
+            (ActionStatus::Succeeded, "web")
+        );
         let r = run_action(&specs, "rm_rf", &p("web")).await;
-        assert_eq!(r.status, "refused");
+        assert_eq!(r.status, ActionStatus::Refused);
         assert!(r.summary.contains("not in this host's allowlist"));
         let r = run_action(&specs, "echo_unit", &p("web;reboot")).await;
-        assert_eq!(r.status, "refused");
+        assert_eq!(r.status, ActionStatus::Refused);
         let r = run_action(&specs, "hang", &Default::default()).await;
-        assert_eq!(r.status, "timed_out");
+        assert_eq!(r.status, ActionStatus::TimedOut);
     }
 
     #[tokio::test]
@@ -314,7 +318,7 @@ hang: { run: [/bin/sleep, \"30\"], timeout: 200ms }",
             tocsin_config::parse_yaml("env: { run: [/usr/bin/env], timeout: 2s }").unwrap();
         let specs = tocsin_config::actions::validate_all(raw).unwrap();
         let r = run_action(&specs, "env", &Default::default()).await;
-        assert_eq!(r.status, "succeeded", "{r:?}");
+        assert_eq!(r.status, ActionStatus::Succeeded, "{r:?}");
         let mut vars: Vec<&str> = r.output.lines().collect();
         vars.sort();
         assert_eq!(

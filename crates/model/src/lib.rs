@@ -1,11 +1,13 @@
 //! Plain data shared by every tocsin crate: labels, samples, series identity and alert levels.
 //! No I/O lives here.
 
+mod action;
 mod labels;
 mod level;
 mod redact;
 mod retry;
 
+pub use action::ActionStatus;
 pub use labels::{is_valid_label_name, is_valid_metric_name, Label, Labels, METRIC_NAME};
 pub use level::{Level, ParseLevelError};
 pub use redact::{error_chain, redact_url};

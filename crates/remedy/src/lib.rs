@@ -93,15 +93,7 @@ pub struct Event {
 }
 
 /// A result reported by the side that ran the action.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ResultStatus {
-    Succeeded,
-    Failed,
-    TimedOut,
-    /// The runner refused it (not in its allowlist, a parameter did not match).
-    Refused,
-}
+pub use tocsin_model::ActionStatus as ResultStatus;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Track {

@@ -11,7 +11,7 @@ mod outbox;
 mod schema;
 
 pub use error::StoreError;
-pub use outbox::{Outbox, OutboxItem, OutboxRow, OutboxStatus};
+pub use outbox::{AuditRow, EventRow, Outbox, OutboxItem, OutboxRow, OutboxStatus, TokenRow};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -150,32 +150,20 @@ impl Outbox {
         Ok(n > 0)
     }
 
-    /// All tokens: (id, host, hash, comment, created, revoked).
-    #[allow(clippy::type_complexity)]
-    pub fn tokens(
-        &self,
-    ) -> Result<
-        Vec<(
-            i64,
-            String,
-            String,
-            String,
-            TimestampMs,
-            Option<TimestampMs>,
-        )>,
-    > {
+    /// All tokens, oldest first.
+    pub fn tokens(&self) -> Result<Vec<TokenRow>> {
         let mut st = self.conn.prepare_cached(
             "SELECT id, host, hash, comment, created_ms, revoked_ms FROM agent_tokens ORDER BY id",
         )?;
         let rows = st.query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
+            Ok(TokenRow {
+                id: r.get(0)?,
+                host: r.get(1)?,
+                hash: r.get(2)?,
+                comment: r.get(3)?,
+                created_ms: r.get(4)?,
+                revoked_ms: r.get(5)?,
+            })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -214,22 +202,33 @@ impl Outbox {
             .optional()?)
     }
 
-    /// An incident's timeline, in order: (at, kind, text).
-    pub fn incident_events(&self, id: &str) -> Result<Vec<(TimestampMs, String, String)>> {
+    /// An incident's timeline, in order.
+    pub fn incident_events(&self, id: &str) -> Result<Vec<EventRow>> {
         let mut st = self.conn.prepare_cached(
             "SELECT at_ms, kind, text FROM incident_events WHERE incident = ?1 ORDER BY seq",
         )?;
-        let rows = st.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        let rows = st.query_map([id], |r| {
+            Ok(EventRow {
+                at_ms: r.get(0)?,
+                kind: r.get(1)?,
+                text: r.get(2)?,
+            })
+        })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The newest audit rows: (at, actor, event, detail).
-    pub fn audit(&self, limit: usize) -> Result<Vec<(TimestampMs, String, String, String)>> {
+    /// The newest audit rows, newest first.
+    pub fn audit(&self, limit: usize) -> Result<Vec<AuditRow>> {
         let mut st = self.conn.prepare_cached(
             "SELECT at_ms, actor, event, detail FROM audit ORDER BY seq DESC LIMIT ?1",
         )?;
         let rows = st.query_map([limit as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok(AuditRow {
+                at_ms: r.get(0)?,
+                actor: r.get(1)?,
+                event: r.get(2)?,
+                detail: r.get(3)?,
+            })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -243,4 +242,34 @@ impl Outbox {
         )?;
         Ok(n as u64)
     }
+}
+
+/// A per-agent token as stored: only its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: i64,
+    pub host: String,
+    /// SHA-256 hex of the token.
+    pub hash: String,
+    pub comment: String,
+    pub created_ms: TimestampMs,
+    pub revoked_ms: Option<TimestampMs>,
+}
+
+/// One entry of an incident's timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    pub at_ms: TimestampMs,
+    pub kind: String,
+    pub text: String,
+}
+
+/// One row of the append-only audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub at_ms: TimestampMs,
+    pub actor: String,
+    pub event: String,
+    /// JSON.
+    pub detail: String,
 }
