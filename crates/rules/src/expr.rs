@@ -581,7 +581,7 @@ impl<'a> Parser<'a> {
             self.pos += 1;
         }
         let text = &self.src[start..self.pos];
-        match tocsin_config::parse_duration(text) {
+        match tocsin_yaml::parse_duration(text) {
             Ok(d) if !d.is_zero() => Ok(d.as_millis() as i64),
             _ => {
                 self.pos = start;

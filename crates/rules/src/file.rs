@@ -195,7 +195,7 @@ struct RawFlapping {
 
 /// Parses one file's text. `path` is used only in messages.
 pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
-    let raw: RawFile = match tocsin_config::parse_yaml(text) {
+    let raw: RawFile = match tocsin_yaml::parse_yaml(text) {
         Ok(r) => r,
         Err(e) => return Err(vec![format!("{path}:{e}")]),
     };
@@ -511,7 +511,7 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
 }
 
 fn parse_for(s: Option<&str>) -> Result<i64, String> {
-    s.map(tocsin_config::parse_duration)
+    s.map(tocsin_yaml::parse_duration)
         .transpose()
         .map(|d| d.map(|d| d.as_millis() as i64).unwrap_or(0))
 }
