@@ -8,8 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use tocsin_config::collector::{CollectorConfig, RawCollectorConfig, ReceiverKind};
-use tocsin_config::redact_url;
+use tocsin_config::collector::{CollectorConfig, RawCollectorConfig};
 use tocsin_rules::EngineOptions;
 use tocsin_store::{Store, StoreOptions};
 use tokio::sync::{mpsc, watch};
@@ -68,32 +67,7 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION")
     );
     for r in &cfg.receivers {
-        match &r.kind {
-            ReceiverKind::Webhook { url, .. } => {
-                info!(receiver = %r.name, url = %redact_url(url), "webhook receiver")
-            }
-            ReceiverKind::Alertmanager { url, .. } => {
-                info!(receiver = %r.name, url = %redact_url(url), "Alertmanager receiver")
-            }
-            ReceiverKind::TencentSms(t) => {
-                info!(receiver = %r.name, template = %t.template_id, to = ?t.phone_numbers, "Tencent SMS receiver")
-            }
-            ReceiverKind::AliyunSms(a) => {
-                info!(receiver = %r.name, template = %a.template_code, to = ?a.phone_numbers, "Aliyun SMS receiver")
-            }
-            ReceiverKind::Email(e) => {
-                info!(receiver = %r.name, host = %e.host, port = e.port, to = ?e.to, "e-mail receiver")
-            }
-            ReceiverKind::Log { path } => {
-                info!(receiver = %r.name, path = %path.display(), "log receiver")
-            }
-            ReceiverKind::Chat { vendor, locale, .. } => {
-                info!(receiver = %r.name, vendor = vendor.name(), locale = ?locale, "chat robot receiver")
-            }
-            ReceiverKind::SmsGateway(g) => {
-                info!(receiver = %r.name, url = %redact_url(&g.url), to = ?g.phone_numbers, "SMS gateway receiver")
-            }
-        }
+        tocsin_notify::log_receiver(r);
     }
 
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -3,9 +3,9 @@
 //! exponential backoff and a dead-letter state. Rule evaluation never calls into this crate;
 //! the collector joins the two.
 
-pub mod chat;
-mod email;
-pub mod sms;
+mod channel;
+
+pub use channel::log_receiver;
 pub mod template;
 mod worker;
 

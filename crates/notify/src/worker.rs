@@ -1,12 +1,11 @@
 //! One delivery worker per receiver, draining that receiver's outbox rows in order.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
-use tocsin_config::collector::{ReceiverConfig, ReceiverKind};
+use tocsin_config::collector::ReceiverConfig;
 use tocsin_model::now_ms;
 use tocsin_store::{Outbox, OutboxItem, OutboxStatus};
 use tokio::sync::watch;
@@ -159,305 +158,6 @@ pub fn backoff_ms(attempts: u32) -> i64 {
     DELIVERY_BACKOFF.delay(attempts + 1, None).as_millis() as i64
 }
 
-enum Channel {
-    Webhook {
-        client: reqwest::Client,
-        url: String,
-    },
-    Log {
-        path: PathBuf,
-    },
-    Email(crate::email::Mailer),
-    AliyunSms {
-        client: reqwest::Client,
-        cfg: tocsin_config::collector::AliyunSmsConfig,
-    },
-    TencentSms {
-        client: reqwest::Client,
-        cfg: tocsin_config::collector::TencentSmsConfig,
-    },
-    /// `POST {url}/api/v2/alerts` with the alerts in Alertmanager's API format.
-    Alertmanager {
-        client: reqwest::Client,
-        url: String,
-        /// How long a firing alert stays active in Alertmanager without being sent again.
-        lease_ms: i64,
-    },
-    Chat {
-        client: reqwest::Client,
-        vendor: tocsin_config::collector::Vendor,
-        url: String,
-        secret: Option<tocsin_config::Secret>,
-        at_mobiles: Vec<String>,
-        templates: crate::template::Templates,
-    },
-    SmsGateway {
-        client: reqwest::Client,
-        cfg: tocsin_config::collector::SmsGatewayConfig,
-        templates: crate::template::Templates,
-    },
-}
-
-/// What went wrong sending a request, without its URL: receiver URLs carry their secrets.
-fn transport_error(e: reqwest::Error) -> String {
-    tocsin_config::error_chain(&e.without_url())
-}
-
-/// POSTs a JSON body; the reply body on 2xx, the status and the start of the body otherwise.
-async fn post_json(
-    client: &reqwest::Client,
-    url: &str,
-    body: &serde_json::Value,
-) -> Result<String, String> {
-    post_json_with(client, url, body, &[]).await
-}
-
-async fn post_json_with(
-    client: &reqwest::Client,
-    url: &str,
-    body: &serde_json::Value,
-    headers: &[(&str, String)],
-) -> Result<String, String> {
-    let mut req = client.post(url).json(body);
-    for (k, v) in headers {
-        req = req.header(*k, v);
-    }
-    let resp = req.send().await.map_err(transport_error)?;
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    if status.is_success() {
-        Ok(text)
-    } else {
-        Err(format!(
-            "HTTP {status}: {}",
-            text.chars().take(200).collect::<String>()
-        ))
-    }
-}
-
-/// The alerts of a notification in Alertmanager's API format. Resolved alerts carry their end;
-/// firing ones end `lease_ms` from now, so Alertmanager keeps them active while they are sent
-/// again (every quarter lease) and lets them end if the sender is gone.
-fn alertmanager_alerts(n: &serde_json::Value, now: i64, lease_ms: i64) -> serde_json::Value {
-    let alerts = n["alerts"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    alerts
-        .iter()
-        .map(|a| {
-            let ends = if a["status"] == "resolved" {
-                a["endsAt"].clone()
-            } else {
-                tocsin_alerting::format_rfc3339(now + lease_ms).into()
-            };
-            serde_json::json!({
-                "labels": a["labels"],
-                "annotations": a["annotations"],
-                "startsAt": a["startsAt"],
-                "endsAt": ends,
-                "generatorURL": a["generatorURL"],
-            })
-        })
-        .collect()
-}
-
-/// An HTTP client for one receiver.
-fn http_client(name: &str, timeout: Duration) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| format!("receiver {name}: {e}"))
-}
-
-impl Channel {
-    /// Sends one stored notification; `id` is its outbox id, stable across retries, which
-    /// webhooks get as `X-Tocsin-Notification-Id` to deduplicate the rare resend after a crash.
-    async fn send(&self, payload: &str, id: i64) -> Result<(), String> {
-        let parsed = || -> Result<serde_json::Value, String> {
-            serde_json::from_str(payload).map_err(|e| format!("stored payload: {e}"))
-        };
-        match self {
-            Channel::Webhook { client, url } => post_json_with(
-                client,
-                url,
-                &parsed()?,
-                &[("X-Tocsin-Notification-Id", id.to_string())],
-            )
-            .await
-            .map(drop),
-            Channel::Chat {
-                client,
-                vendor,
-                url,
-                secret,
-                at_mobiles,
-                templates,
-            } => {
-                let n = parsed()?;
-                let secret = secret.as_ref().map(|s| s.expose());
-                let requests = crate::chat::requests(
-                    *vendor,
-                    url,
-                    secret,
-                    at_mobiles,
-                    templates,
-                    &n,
-                    now_ms(),
-                )?;
-                for (target, body) in requests {
-                    let reply = post_json(client, &target, &body).await?;
-                    crate::chat::check_reply(*vendor, &reply)?;
-                }
-                Ok(())
-            }
-            Channel::Email(m) => m.send(&parsed()?).await,
-            Channel::SmsGateway {
-                client,
-                cfg,
-                templates,
-            } => {
-                let n = parsed()?;
-                let body = templates.render_with(
-                    &cfg.body,
-                    &n,
-                    serde_json::json!({ "phone_numbers": cfg.phone_numbers }),
-                )?;
-                let mut req = if cfg.method == "PUT" {
-                    client.put(&cfg.url)
-                } else {
-                    client.post(&cfg.url)
-                };
-                req = req.header("content-type", &cfg.content_type);
-                for (k, v) in &cfg.headers {
-                    req = req.header(k.as_str(), v.expose());
-                }
-                let resp = req.body(body).send().await.map_err(transport_error)?;
-                let status = resp.status();
-                let text = resp.text().await.unwrap_or_default();
-                let short = || text.chars().take(200).collect::<String>();
-                if !status.is_success() {
-                    return Err(format!("HTTP {status}: {}", short()));
-                }
-                match &cfg.success_match {
-                    Some(re) if !re.is_match(&text) => {
-                        Err(format!("reply does not match success_match: {}", short()))
-                    }
-                    _ => Ok(()),
-                }
-            }
-            Channel::TencentSms { client, cfg } => {
-                let n = parsed()?;
-                let params: Vec<String> = cfg
-                    .template_params
-                    .iter()
-                    .map(|f| crate::sms::field(&n, f))
-                    .collect();
-                let body = crate::sms::tencent::body(
-                    &cfg.app_id,
-                    &cfg.sign_name,
-                    &cfg.template_id,
-                    &cfg.phone_numbers,
-                    &params,
-                )
-                .to_string();
-                let url = reqwest::Url::parse(&cfg.endpoint).map_err(|e| e.to_string())?;
-                let host = match (url.host_str(), url.port()) {
-                    (Some(h), Some(p)) => format!("{h}:{p}"),
-                    (Some(h), None) => h.to_string(),
-                    _ => return Err("endpoint has no host".into()),
-                };
-                let ts = now_ms() / 1000;
-                let auth = crate::sms::tencent::authorization(
-                    &cfg.secret_id,
-                    cfg.secret_key.expose(),
-                    &host,
-                    &body,
-                    ts,
-                );
-                let resp = client
-                    .post(url)
-                    .header("Authorization", auth)
-                    .header("Content-Type", crate::sms::tencent::CONTENT_TYPE)
-                    .header("Host", host)
-                    .header("X-TC-Action", "SendSms")
-                    .header("X-TC-Timestamp", ts.to_string())
-                    .header("X-TC-Version", "2021-01-11")
-                    .header("X-TC-Region", &cfg.region)
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(transport_error)?;
-                let text = resp.text().await.unwrap_or_default();
-                crate::sms::tencent::check(&text)
-            }
-            Channel::AliyunSms { client, cfg } => {
-                let n = parsed()?;
-                let now = now_ms();
-                let timestamp = tocsin_alerting::format_rfc3339(now);
-                // Aliyun wants seconds precision: 2017-07-12T02:42:19Z.
-                let timestamp = format!("{}Z", &timestamp[..19]);
-                let nonce = format!("{:016x}{:016x}", fastrand::u64(..), now);
-                let body = crate::sms::aliyun_request(
-                    &cfg.access_key_id,
-                    cfg.access_key_secret.expose(),
-                    &cfg.sign_name,
-                    &cfg.template_code,
-                    &cfg.phone_numbers,
-                    &cfg.template_params,
-                    &n,
-                    &timestamp,
-                    &nonce,
-                );
-                let resp = client
-                    .post(&cfg.endpoint)
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(transport_error)?;
-                let status = resp.status();
-                let text = resp.text().await.unwrap_or_default();
-                if !status.is_success() && !text.contains("\"Code\"") {
-                    return Err(format!(
-                        "HTTP {status}: {}",
-                        text.chars().take(200).collect::<String>()
-                    ));
-                }
-                crate::sms::aliyun_check(&text)
-            }
-            Channel::Alertmanager {
-                client,
-                url,
-                lease_ms,
-            } => {
-                let alerts = alertmanager_alerts(&parsed()?, now_ms(), *lease_ms);
-                let url = format!("{url}/api/v2/alerts");
-                post_json(client, &url, &alerts).await.map(drop)
-            }
-            Channel::Log { path } => {
-                let path = path.clone();
-                let line = format!("{payload}\n");
-                tokio::task::spawn_blocking(move || append_line(&path, &line))
-                    .await
-                    .map_err(|e| e.to_string())?
-            }
-        }
-    }
-}
-
-fn append_line(path: &Path, line: &str) -> Result<(), String> {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    f.write_all(line.as_bytes())
-        .and_then(|_| f.sync_data())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
-
 /// Starts one worker per receiver on `tracker`. `wake` changes after every commit that queued
 /// notifications.
 pub fn spawn_workers(
@@ -470,54 +170,7 @@ pub fn spawn_workers(
     tracker: &TaskTracker,
 ) -> Result<(), String> {
     for r in receivers {
-        let channel = match &r.kind {
-            ReceiverKind::Webhook { url, timeout } => Channel::Webhook {
-                client: http_client(&r.name, *timeout)?,
-                url: url.clone(),
-            },
-            ReceiverKind::Log { path } => Channel::Log { path: path.clone() },
-            ReceiverKind::TencentSms(c) => Channel::TencentSms {
-                client: http_client(&r.name, c.timeout)?,
-                cfg: c.clone(),
-            },
-            ReceiverKind::AliyunSms(c) => Channel::AliyunSms {
-                client: http_client(&r.name, c.timeout)?,
-                cfg: c.clone(),
-            },
-            ReceiverKind::Email(c) => Channel::Email(
-                crate::email::Mailer::new(c, &r.template)
-                    .map_err(|e| format!("receiver {}: {e}", r.name))?,
-            ),
-            ReceiverKind::SmsGateway(c) => Channel::SmsGateway {
-                client: http_client(&r.name, c.timeout)?,
-                cfg: c.clone(),
-                templates: crate::template::Templates::new(c.locale, &r.template),
-            },
-            ReceiverKind::Alertmanager {
-                url,
-                timeout,
-                resend_interval,
-            } => Channel::Alertmanager {
-                client: http_client(&r.name, *timeout)?,
-                url: url.clone(),
-                lease_ms: 4 * resend_interval.as_millis() as i64,
-            },
-            ReceiverKind::Chat {
-                vendor,
-                url,
-                secret,
-                at_mobiles,
-                locale,
-                timeout,
-            } => Channel::Chat {
-                client: http_client(&r.name, *timeout)?,
-                vendor: *vendor,
-                url: url.clone(),
-                secret: secret.clone(),
-                at_mobiles: at_mobiles.clone(),
-                templates: crate::template::Templates::new(*locale, &r.template),
-            },
-        };
+        let channel = crate::channel::build(r)?;
         let outbox = Outbox::open(db, true).map_err(|e| format!("receiver {}: {e}", r.name))?;
         let w = Worker {
             name: r.name.clone(),
@@ -541,7 +194,7 @@ struct Worker {
     name: String,
     limiter: Option<Mutex<RateLimiter>>,
     max_attempts: u32,
-    channel: Channel,
+    channel: Box<dyn crate::channel::Channel>,
     outbox: Arc<Mutex<Outbox>>,
     metrics: DeliveryMetrics,
     /// Outcomes of sends that could not be recorded (the database refused the write: a full
@@ -801,25 +454,6 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn alertmanager_gets_every_alert_firing_ones_on_a_lease() {
-        let n = serde_json::json!({ "alerts": [
-            { "status": "firing", "labels": { "alertname": "A", "q": "1" }, "annotations": {},
-              "startsAt": "2026-11-23T10:00:00.000Z", "endsAt": "0001-01-01T00:00:00Z",
-              "generatorURL": "http://c/api/v1/alerts" },
-            { "status": "resolved", "labels": { "alertname": "A", "q": "2" }, "annotations": {},
-              "startsAt": "2026-11-23T09:00:00.000Z", "endsAt": "2026-11-23T10:01:00.000Z",
-              "generatorURL": "http://c/api/v1/alerts" },
-        ]});
-        let now = 1_795_428_000_000; // 2026-11-23T10:00:00Z
-        let out = alertmanager_alerts(&n, now, 240_000);
-        assert_eq!(out.as_array().unwrap().len(), 2);
-        assert_eq!(out[0]["labels"]["q"], "1");
-        assert_eq!(out[0]["endsAt"], "2026-11-23T10:04:00.000Z");
-        assert_eq!(out[1]["endsAt"], "2026-11-23T10:01:00.000Z");
-        assert_eq!(out[1]["startsAt"], "2026-11-23T09:00:00.000Z");
-    }
 
     #[test]
     fn rate_limiter_window() {

@@ -21,7 +21,7 @@ fn hmac_b64(key: &[u8], msg: &[u8]) -> String {
 }
 
 /// DingTalk's signature for `timestamp_ms`, URL-encoded.
-pub fn dingtalk_sign(secret: &str, timestamp_ms: TimestampMs) -> String {
+pub(super) fn dingtalk_sign(secret: &str, timestamp_ms: TimestampMs) -> String {
     let raw = hmac_b64(
         secret.as_bytes(),
         format!("{timestamp_ms}\n{secret}").as_bytes(),
@@ -30,12 +30,12 @@ pub fn dingtalk_sign(secret: &str, timestamp_ms: TimestampMs) -> String {
 }
 
 /// Feishu's signature for `timestamp_s`.
-pub fn feishu_sign(secret: &str, timestamp_s: i64) -> String {
+pub(super) fn feishu_sign(secret: &str, timestamp_s: i64) -> String {
     hmac_b64(format!("{timestamp_s}\n{secret}").as_bytes(), b"")
 }
 
 /// The HTTP requests (URL, JSON body) that deliver one notification through `vendor`.
-pub fn requests(
+pub(super) fn requests(
     vendor: Vendor,
     url: &str,
     secret: Option<&str>,
@@ -198,7 +198,7 @@ fn requests_for(
 }
 
 /// Whether a 2xx reply body means the vendor accepted the message.
-pub fn check_reply(vendor: Vendor, body: &str) -> Result<(), String> {
+pub(super) fn check_reply(vendor: Vendor, body: &str) -> Result<(), String> {
     let short = || body.chars().take(200).collect::<String>();
     if vendor == Vendor::Slack {
         return if body.trim() == "ok" {
@@ -222,6 +222,39 @@ pub fn check_reply(vendor: Vendor, body: &str) -> Result<(), String> {
         Some(0) => Ok(()),
         Some(c) => Err(format!("errcode {c}: {msg}")),
         None => Err(format!("reply without a code: {}", short())),
+    }
+}
+
+/// A chat robot of one vendor.
+pub(super) struct Chat {
+    pub(super) client: reqwest::Client,
+    pub(super) vendor: Vendor,
+    pub(super) url: String,
+    pub(super) secret: Option<tocsin_config::Secret>,
+    pub(super) at_mobiles: Vec<String>,
+    pub(super) templates: crate::template::Templates,
+}
+
+impl super::Channel for Chat {
+    fn send<'a>(&'a self, payload: &'a str, _id: i64) -> super::Sending<'a> {
+        Box::pin(async move {
+            let n = super::parsed(payload)?;
+            let secret = self.secret.as_ref().map(|s| s.expose());
+            let requests = requests(
+                self.vendor,
+                &self.url,
+                secret,
+                &self.at_mobiles,
+                &self.templates,
+                &n,
+                tocsin_model::now_ms(),
+            )?;
+            for (target, body) in requests {
+                let reply = super::http::post_json(&self.client, &target, &body, &[]).await?;
+                check_reply(self.vendor, &reply)?;
+            }
+            Ok(())
+        })
     }
 }
 

@@ -6,7 +6,9 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tocsin_config::collector::{EmailConfig, EmailTls, MessageTemplate};
 
-pub(crate) struct Mailer {
+use super::{parsed, Channel, Sending};
+
+pub(super) struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     to: Vec<Mailbox>,
@@ -14,7 +16,7 @@ pub(crate) struct Mailer {
 }
 
 impl Mailer {
-    pub(crate) fn new(c: &EmailConfig, template: &MessageTemplate) -> Result<Self, String> {
+    pub(super) fn new(c: &EmailConfig, template: &MessageTemplate) -> Result<Self, String> {
         let builder = match c.tls {
             EmailTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.host),
             EmailTls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&c.host)
@@ -39,7 +41,7 @@ impl Mailer {
         })
     }
 
-    pub(crate) async fn send(&self, n: &serde_json::Value) -> Result<(), String> {
+    async fn send_message(&self, n: &serde_json::Value) -> Result<(), String> {
         let (title, lines) = self.templates.render(n)?;
         let text = format!("{title}\n\n{}\n", lines.join("\n"));
         let html = format!(
@@ -62,6 +64,12 @@ impl Mailer {
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+}
+
+impl Channel for Mailer {
+    fn send<'a>(&'a self, payload: &'a str, _id: i64) -> Sending<'a> {
+        Box::pin(async move { self.send_message(&parsed(payload)?).await })
     }
 }
 

@@ -1,0 +1,43 @@
+//! What the HTTP channels share: a client per receiver, JSON posts, errors without URLs.
+
+use std::time::Duration;
+
+/// What went wrong sending a request, without its URL: receiver URLs carry their secrets.
+pub(super) fn transport_error(e: reqwest::Error) -> String {
+    tocsin_config::error_chain(&e.without_url())
+}
+
+/// An HTTP client for one receiver.
+pub(super) fn client(name: &str, timeout: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("receiver {name}: {e}"))
+}
+
+/// POSTs a JSON body; the reply body on 2xx, the status and the start of the body otherwise.
+pub(super) async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+    headers: &[(&str, String)],
+) -> Result<String, String> {
+    let mut req = client.post(url).json(body);
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let resp = req.send().await.map_err(transport_error)?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if status.is_success() {
+        Ok(text)
+    } else {
+        Err(format!("HTTP {status}: {}", short(&text)))
+    }
+}
+
+/// The start of a reply, for an error message.
+pub(super) fn short(text: &str) -> String {
+    text.chars().take(200).collect()
+}

@@ -1,0 +1,139 @@
+//! Receivers: one module per kind, each a [`Channel`] that sends one stored notification its
+//! own way. [`build`] is the one place that knows every kind; the worker knows only the trait.
+
+mod alertmanager;
+mod aliyun;
+mod chat;
+mod email;
+mod http;
+mod log;
+mod sms_gateway;
+mod tencent;
+mod webhook;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde_json::Value;
+use tocsin_config::collector::{ReceiverConfig, ReceiverKind};
+
+/// A send in progress.
+pub(crate) type Sending<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// One receiver's way of sending.
+pub(crate) trait Channel: Send + Sync {
+    /// Sends one stored notification (`payload`: the webhook JSON the outbox holds); `id` is
+    /// its outbox id, stable across retries, which webhooks get as `X-Tocsin-Notification-Id`
+    /// to deduplicate the rare resend after a crash.
+    fn send<'a>(&'a self, payload: &'a str, id: i64) -> Sending<'a>;
+}
+
+/// The channel a receiver's configuration describes.
+pub(crate) fn build(r: &ReceiverConfig) -> Result<Box<dyn Channel>, String> {
+    let client = |timeout| http::client(&r.name, timeout);
+    Ok(match &r.kind {
+        ReceiverKind::Webhook { url, timeout } => Box::new(webhook::Webhook {
+            client: client(*timeout)?,
+            url: url.clone(),
+        }),
+        ReceiverKind::Log { path } => Box::new(log::Log { path: path.clone() }),
+        ReceiverKind::TencentSms(c) => Box::new(tencent::TencentSms {
+            client: client(c.timeout)?,
+            cfg: c.clone(),
+        }),
+        ReceiverKind::AliyunSms(c) => Box::new(aliyun::AliyunSms {
+            client: client(c.timeout)?,
+            cfg: c.clone(),
+        }),
+        ReceiverKind::Email(c) => Box::new(
+            email::Mailer::new(c, &r.template).map_err(|e| format!("receiver {}: {e}", r.name))?,
+        ),
+        ReceiverKind::SmsGateway(c) => Box::new(sms_gateway::SmsGateway {
+            client: client(c.timeout)?,
+            cfg: c.clone(),
+            templates: crate::template::Templates::new(c.locale, &r.template),
+        }),
+        ReceiverKind::Alertmanager {
+            url,
+            timeout,
+            resend_interval,
+        } => Box::new(alertmanager::Alertmanager {
+            client: client(*timeout)?,
+            url: url.clone(),
+            lease_ms: 4 * resend_interval.as_millis() as i64,
+        }),
+        ReceiverKind::Chat {
+            vendor,
+            url,
+            secret,
+            at_mobiles,
+            locale,
+            timeout,
+        } => Box::new(chat::Chat {
+            client: client(*timeout)?,
+            vendor: *vendor,
+            url: url.clone(),
+            secret: secret.clone(),
+            at_mobiles: at_mobiles.clone(),
+            templates: crate::template::Templates::new(*locale, &r.template),
+        }),
+    })
+}
+
+/// Says at start-up where a receiver sends (never its secrets).
+pub fn log_receiver(r: &ReceiverConfig) {
+    use tocsin_config::redact_url;
+    use tracing::info;
+    match &r.kind {
+        ReceiverKind::Webhook { url, .. } => {
+            info!(receiver = %r.name, url = %redact_url(url), "webhook receiver")
+        }
+        ReceiverKind::Alertmanager { url, .. } => {
+            info!(receiver = %r.name, url = %redact_url(url), "Alertmanager receiver")
+        }
+        ReceiverKind::TencentSms(t) => {
+            info!(receiver = %r.name, template = %t.template_id, to = ?t.phone_numbers, "Tencent SMS receiver")
+        }
+        ReceiverKind::AliyunSms(a) => {
+            info!(receiver = %r.name, template = %a.template_code, to = ?a.phone_numbers, "Aliyun SMS receiver")
+        }
+        ReceiverKind::Email(e) => {
+            info!(receiver = %r.name, host = %e.host, port = e.port, to = ?e.to, "e-mail receiver")
+        }
+        ReceiverKind::Log { path } => {
+            info!(receiver = %r.name, path = %path.display(), "log receiver")
+        }
+        ReceiverKind::Chat { vendor, locale, .. } => {
+            info!(receiver = %r.name, vendor = vendor.name(), locale = ?locale, "chat robot receiver")
+        }
+        ReceiverKind::SmsGateway(g) => {
+            info!(receiver = %r.name, url = %redact_url(&g.url), to = ?g.phone_numbers, "SMS gateway receiver")
+        }
+    }
+}
+
+/// The stored notification as JSON.
+fn parsed(payload: &str) -> Result<Value, String> {
+    serde_json::from_str(payload).map_err(|e| format!("stored payload: {e}"))
+}
+
+/// Alert fields a template parameter can take: alertname, host, level, status, value, summary,
+/// threshold.
+pub(crate) fn field(n: &Value, name: &str) -> String {
+    let a = &n["alerts"][0];
+    let s = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    match name {
+        "alertname" => s(&a["labels"]["alertname"]),
+        "host" => s(&a["labels"]["host"]),
+        "level" => s(&n["tocsin"]["level"]),
+        "status" => s(&n["status"]),
+        "value" => s(&n["tocsin"]["value"]),
+        "summary" => s(&a["annotations"]["summary"]),
+        "threshold" => s(&n["tocsin"]["threshold"]),
+        other => s(&a["labels"][other]),
+    }
+}

@@ -1,0 +1,45 @@
+//! Any HTTP SMS gateway: the request body is a template over the notification.
+
+use super::{http, parsed, Channel, Sending};
+
+pub(super) struct SmsGateway {
+    pub(super) client: reqwest::Client,
+    pub(super) cfg: tocsin_config::collector::SmsGatewayConfig,
+    pub(super) templates: crate::template::Templates,
+}
+
+impl Channel for SmsGateway {
+    fn send<'a>(&'a self, payload: &'a str, _id: i64) -> Sending<'a> {
+        Box::pin(async move {
+            let (client, cfg) = (&self.client, &self.cfg);
+            let n = parsed(payload)?;
+            let body = self.templates.render_with(
+                &cfg.body,
+                &n,
+                serde_json::json!({ "phone_numbers": cfg.phone_numbers }),
+            )?;
+            let mut req = if cfg.method == "PUT" {
+                client.put(&cfg.url)
+            } else {
+                client.post(&cfg.url)
+            };
+            req = req.header("content-type", &cfg.content_type);
+            for (k, v) in &cfg.headers {
+                req = req.header(k.as_str(), v.expose());
+            }
+            let resp = req.body(body).send().await.map_err(http::transport_error)?;
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            if !status.is_success() {
+                return Err(format!("HTTP {status}: {}", http::short(&text)));
+            }
+            match &cfg.success_match {
+                Some(re) if !re.is_match(&text) => Err(format!(
+                    "reply does not match success_match: {}",
+                    http::short(&text)
+                )),
+                _ => Ok(()),
+            }
+        })
+    }
+}
