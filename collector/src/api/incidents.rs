@@ -255,43 +255,18 @@ mod tests {
         let inc = &list.json["data"]["incidents"][0];
         assert_eq!(inc["severity"], "critical");
         let id = inc["id"].as_str().unwrap().to_string();
-        let by = |who: &str| Some(json!({"by": who, "comment": "looking", "text": "db restarted"}));
-        let a = api
-            .call(
-                "POST",
-                &format!("/api/v1/incidents/{id}/ack"),
-                None,
-                by("alice"),
-            )
-            .await;
-        assert_eq!(a.status, StatusCode::OK, "{}", a.json);
-        let a = api
-            .call(
-                "POST",
-                &format!("/api/v1/incidents/{id}/notes"),
-                None,
-                by("bob"),
-            )
-            .await;
-        assert_eq!(a.status, StatusCode::OK, "{}", a.json);
-        let a = api
-            .call(
-                "POST",
-                &format!("/api/v1/incidents/{id}/resolve"),
-                None,
-                by("alice"),
-            )
-            .await;
-        assert_eq!(a.status, StatusCode::OK, "{}", a.json);
-        let a = api
-            .call(
-                "POST",
-                &format!("/api/v1/incidents/{id}/resolve"),
-                None,
-                by("alice"),
-            )
-            .await;
-        assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.json);
+        let steps = [
+            ("ack", "alice", StatusCode::OK),
+            ("notes", "bob", StatusCode::OK),
+            ("resolve", "alice", StatusCode::OK),
+            ("resolve", "alice", StatusCode::CONFLICT),
+        ];
+        for (op, who, want) in steps {
+            let body = json!({"by": who, "comment": "looking", "text": "db restarted"});
+            let path = format!("/api/v1/incidents/{id}/{op}");
+            let a = api.call("POST", &path, None, Some(body)).await;
+            assert_eq!(a.status, want, "{op}: {}", a.json);
+        }
         let shown = api.get(&format!("/api/v1/incidents/{id}")).await;
         assert_eq!(shown.status, StatusCode::OK);
         let kinds: Vec<&str> = shown.json["data"]["timeline"]
