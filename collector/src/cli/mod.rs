@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use tocsin_config::collector::defaults;
 
 #[derive(Parser)]
 #[command(
@@ -26,19 +27,22 @@ struct Cli {
     run: RunArgs,
 }
 
+/// A flag's help with the configuration's default, from the one place defaults are named.
+fn with_default(what: &str, default: &str) -> String {
+    format!("{what} [default: {default}]")
+}
+
 #[derive(Args)]
 struct RunArgs {
     /// Configuration file (YAML). Without one, built-in defaults apply; flags override both.
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Address for the HTTP API and remote-write receiver [default: 127.0.0.1:9760].
-    #[arg(long, value_name = "ADDR")]
+    /// Address for the HTTP API and remote-write receiver.
+    #[arg(long, value_name = "ADDR", help = with_default("Address for the HTTP API and remote-write receiver", defaults::LISTEN))]
     listen: Option<String>,
-    /// Directory for the SQLite database and the default alert log [default: ./data].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", help = with_default("Directory for the SQLite database and the default alert log", defaults::DATA_DIR))]
     data_dir: Option<PathBuf>,
-    /// Rule file or directory of rule files; repeat for several [default: ./rules].
-    #[arg(long = "rules", value_name = "PATH")]
+    #[arg(long = "rules", value_name = "PATH", help = with_default("Rule file or directory of rule files; repeat for several", defaults::RULES))]
     rules: Vec<PathBuf>,
     #[command(flatten)]
     log: tocsin_runtime::LogArgs,

@@ -1,0 +1,723 @@
+//! The collector's configuration file: its structs (`Raw*` as written, validated into
+//! [`CollectorConfig`]); the validators per section are in `validate.rs` and `receivers.rs`,
+//! every default in [`defaults`].
+
+pub mod defaults;
+mod receivers;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::{RawSecret, Secret};
+
+pub use defaults::LISTEN as DEFAULT_LISTEN;
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCollectorConfig {
+    /// Address of the HTTP API, remote-write receiver and `/metrics` ([`defaults::LISTEN`]).
+    pub listen: Option<String>,
+    /// Directory of the SQLite database and the default alert log ([`defaults::DATA_DIR`]).
+    pub data_dir: Option<PathBuf>,
+    /// Rule files or directories of `*.yaml` rule files ([`defaults::RULES`]).
+    #[serde(default)]
+    pub rules: Vec<PathBuf>,
+    /// How long samples are kept ([`defaults::RETENTION`]).
+    pub retention: Option<String>,
+    /// How often the in-memory head is written out as compressed chunks ([`defaults::CHECKPOINT_INTERVAL`]).
+    pub checkpoint_interval: Option<String>,
+    /// An alert whose series sends nothing for this long is resolved ([`defaults::STALE_AFTER`]).
+    pub stale_after: Option<String>,
+    /// Also expose the newest sample of every series (seen within `stale_after`) on /metrics,
+    /// with its timestamp, so that one Prometheus scrape feeds dashboards (default false).
+    pub federate: Option<bool>,
+    /// URL under which people reach this collector, used in links (default http://LISTEN).
+    pub external_url: Option<String>,
+    /// A host that sends nothing for this long is down (`tocsin_host_up` 0). Default: three of
+    /// the agent's intervals (30s when the interval is unknown).
+    pub host_down_after: Option<String>,
+    /// A host silent for this long is forgotten: no longer judged, no longer listed ([`defaults::HOST_FORGET_AFTER`]).
+    pub host_forget_after: Option<String>,
+    /// The collector pages about itself when its database has refused every write for this
+    /// long ([`defaults::STORAGE_ALERT_AFTER`]; 0s: never). The page goes to the receivers the route gives a critical
+    /// `TocsinStorageFailing` alert, straight from memory, since the outbox cannot be written.
+    pub storage_alert_after: Option<String>,
+    /// Remote-write receiver settings.
+    #[serde(default)]
+    pub ingest: RawIngest,
+    /// Where notifications go. Default: one `log` receiver writing `DATA_DIR/alerts.log`.
+    #[serde(default)]
+    pub receivers: Vec<RawReceiver>,
+    /// Which receivers get which alerts. Without it, every receiver gets every alert.
+    pub route: Option<crate::route::RawRoute>,
+    /// Bearer token of the admin API (silences, acknowledgements, incidents, tokens, retries).
+    /// Without it the admin API answers only while the collector listens on loopback; on any
+    /// other address it is off (403). It also grants everything `read_token` does.
+    pub admin_token: Option<RawSecret>,
+    /// Bearer token of the read API (alerts, hosts, silences, notifications, actions, audit,
+    /// incidents, federation). Without it or `admin_token`, reads answer only while the
+    /// collector listens on loopback.
+    pub read_token: Option<RawSecret>,
+    /// While a source alert fires, matching target alerts are not notified. Default: `HostDown`
+    /// inhibits the other alerts of the same host; `[]` switches inhibition off.
+    pub inhibit_rules: Option<Vec<crate::inhibit::RawInhibitRule>>,
+    /// Step-by-step notification of alerts nobody acknowledges, referenced by routes.
+    #[serde(default)]
+    pub escalation_policies: Vec<crate::escalation::RawPolicy>,
+    /// Acknowledgement links placed in messages.
+    #[serde(default)]
+    pub ack: RawAck,
+    /// A dashboard link placed in messages: a template over the alert's labels, e.g.
+    /// `http://grafana:3000/d/tocsin-host?var-host={{ host }}`.
+    pub dashboard_url: Option<String>,
+    /// How alerts are grouped into incidents.
+    #[serde(default)]
+    pub incidents: RawIncidents,
+    /// Limits over all remediation.
+    #[serde(default)]
+    pub remediation: RawRemediationLimits,
+    /// Actions the collector itself runs (`on: collector` in a rule): its allowlist.
+    #[serde(default)]
+    pub actions: std::collections::BTreeMap<String, crate::actions::RawAction>,
+    /// Serve HTTPS (remote-write and API) with this certificate; optionally require client
+    /// certificates signed by `client_ca_file` (mutual TLS).
+    pub tls: Option<RawServerTls>,
+    /// Forward everything ingested to Prometheus-compatible TSDBs over remote-write
+    /// (VictoriaMetrics, Mimir, Thanos, Prometheus with its receiver on).
+    #[serde(default)]
+    pub remote_write: Vec<RawRemoteWrite>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServerTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// PEM contents, read at validation so that a missing file is a configuration error.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRemoteWrite {
+    /// Name in logs and metrics (default: the URL's host).
+    pub name: Option<String>,
+    pub url: String,
+    /// Bearer token: a literal, `{env: NAME}` or `{file: PATH}`.
+    pub bearer_token: Option<RawSecret>,
+    /// Time limit of one request ([`defaults::REMOTE_WRITE_TIMEOUT`]).
+    pub timeout: Option<String>,
+    /// Samples held while the target is slow or down; beyond it the oldest are dropped and
+    /// counted ([`defaults::QUEUE_MAX_SAMPLES`]).
+    pub queue_max_samples: Option<usize>,
+    /// Most samples in one request ([`defaults::MAX_SAMPLES_PER_SEND`]).
+    pub max_samples_per_send: Option<usize>,
+    /// The target is the other collector of a high-availability pair (default false): only
+    /// what agents sent is forwarded (not the series this collector derives, which the peer
+    /// derives itself), marked so that the peer does not forward it again.
+    pub peer: Option<bool>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RemoteWriteConfig {
+    pub name: String,
+    pub url: String,
+    pub bearer_token: Option<Secret>,
+    pub timeout: Duration,
+    pub queue_max_samples: usize,
+    pub max_samples_per_send: usize,
+    pub peer: bool,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIncidents {
+    /// Labels keying an incident, first present wins ([`defaults::INCIDENT_GROUP_BY`]).
+    pub group_by: Option<Vec<String>>,
+    /// A resolved incident whose key fires again within this reopens ([`defaults::INCIDENT_REOPEN_WITHIN`]).
+    pub reopen_within: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRemediationLimits {
+    /// Actions pending or running at once over all hosts ([`defaults::REMEDIATION_MAX_CONCURRENT`]).
+    pub max_concurrent: Option<usize>,
+    /// … on one host ([`defaults::REMEDIATION_PER_HOST`]).
+    pub per_host: Option<usize>,
+    /// A dispatched action without a result after this is lost ([`defaults::REMEDIATION_ANSWER_WITHIN`]).
+    pub answer_within: Option<String>,
+    /// Record every action as a dry run: nothing runs (default false).
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct IncidentsConfig {
+    pub group_by: Vec<String>,
+    pub reopen_within: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RemediationLimits {
+    pub max_concurrent: usize,
+    pub per_host: usize,
+    pub answer_within: Duration,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAck {
+    /// Key that signs acknowledgement links. Default: a random key kept in the database.
+    pub secret: Option<RawSecret>,
+    /// How long a link stays valid ([`defaults::ACK_LINK_TTL`]).
+    pub link_ttl: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AckConfig {
+    pub secret: Option<Secret>,
+    pub link_ttl: Duration,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIngest {
+    /// Bearer token agents must present: a literal, `{env: NAME}` or `{file: PATH}`.
+    pub token: Option<RawSecret>,
+    /// Largest accepted (compressed) request body ([`defaults::MAX_BODY`]).
+    pub max_body: Option<String>,
+    /// The longest one request may take, body included; slower clients get 408 ([`defaults::REQUEST_TIMEOUT`]).
+    pub request_timeout: Option<String>,
+    /// Largest decompressed request ([`defaults::MAX_DECOMPRESSED`]).
+    pub max_decompressed: Option<String>,
+    /// Most samples in one request ([`defaults::MAX_SAMPLES_PER_REQUEST`]).
+    pub max_samples_per_request: Option<usize>,
+    /// Most labels on one series ([`defaults::MAX_LABELS_PER_SERIES`]).
+    pub max_labels_per_series: Option<usize>,
+    /// Most series one host may have (cardinality); new series beyond it are refused with 400
+    /// ([`defaults::MAX_SERIES_PER_HOST`]; 0: no limit).
+    pub max_series_per_host: Option<usize>,
+    /// Most distinct hosts; series of a new host beyond it are refused with 400 (default
+    /// 10000; 0: no limit). Series without a `host` label count as one host.
+    pub max_hosts: Option<usize>,
+    /// Most open connections, HTTP and HTTPS alike; more wait in the listen backlog
+    /// ([`defaults::MAX_CONNECTIONS`]).
+    pub max_connections: Option<usize>,
+    /// A connection that sends no request headers for this long is closed: a silent or
+    /// trickling client (slowloris) and an idle keep-alive alike ([`defaults::IDLE_TIMEOUT`]).
+    pub idle_timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReceiver {
+    /// Unique name, used in logs and metrics.
+    pub name: String,
+    /// Alertmanager-compatible webhook.
+    pub webhook: Option<RawWebhook>,
+    /// Append each notification as one JSON line to a file.
+    pub log: Option<RawLog>,
+    /// DingTalk custom robot (markdown, signed).
+    pub dingtalk: Option<RawChat>,
+    /// WeCom (企业微信) group robot (markdown, mentioned mobiles).
+    pub wecom: Option<RawChat>,
+    /// Feishu / Lark custom bot (text, signed).
+    pub feishu: Option<RawChat>,
+    /// Slack incoming webhook.
+    pub slack: Option<RawChat>,
+    /// Forward alerts to a Prometheus Alertmanager (`POST /api/v2/alerts`).
+    pub alertmanager: Option<RawAlertmanager>,
+    /// E-mail over SMTP.
+    pub email: Option<RawEmail>,
+    /// SMS through Aliyun (阿里云短信 SendSms).
+    pub aliyun_sms: Option<RawAliyunSms>,
+    /// SMS through Tencent Cloud (腾讯云短信 SendSms, TC3-HMAC-SHA256).
+    pub tencent_sms: Option<RawTencentSms>,
+    /// SMS through any HTTP gateway: the request body is a template.
+    pub sms_gateway: Option<RawSmsGateway>,
+    /// Message templates (minijinja) for the title and the body of chat, e-mail and SMS
+    /// gateway messages; defaults per locale.
+    pub template: Option<RawTemplate>,
+    /// Most messages per period, e.g. `{count: 20, per: 1m}` (DingTalk and WeCom robots
+    /// default to 20 a minute, Feishu to 5 a second). Over the cap, waiting notifications
+    /// are merged into one digest message.
+    pub rate_limit: Option<RawRateLimit>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTemplate {
+    pub title: Option<String>,
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MessageTemplate {
+    pub title: Option<String>,
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub count: u32,
+    pub per: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub count: u32,
+    pub per: Duration,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmsGateway {
+    pub url: String,
+    /// POST (default) or PUT.
+    pub method: Option<String>,
+    /// Extra request headers, e.g. an API key.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, RawSecret>,
+    /// Content type of the body (default application/json).
+    pub content_type: Option<String>,
+    /// The body, a minijinja template over the message (`text`, `title`, `phone_numbers`,
+    /// `alerts`, …). Default: `{"to": [...], "text": "..."}`.
+    pub body: Option<String>,
+    pub phone_numbers: Vec<String>,
+    /// A regex the reply body must match for success (default: any 2xx reply).
+    pub success_match: Option<String>,
+    pub timeout: Option<String>,
+    /// zh-CN (default) or en.
+    pub locale: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmsGatewayConfig {
+    pub url: String,
+    pub method: String,
+    pub headers: Vec<(String, Secret)>,
+    pub content_type: String,
+    pub body: String,
+    pub phone_numbers: Vec<String>,
+    pub success_match: Option<regex::Regex>,
+    pub timeout: Duration,
+    pub locale: Locale,
+}
+
+/// The default body of an SMS gateway request.
+pub const SMS_GATEWAY_BODY: &str =
+    r#"{"to": {{ phone_numbers|tojson }}, "text": {{ text|tojson }}}"#;
+
+/// A syntax check of a message template.
+pub fn check_template(src: &str) -> Result<(), String> {
+    minijinja::Environment::new()
+        .template_from_str(src)
+        .map(drop)
+        .map_err(|e| format!("template: {e}"))
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTencentSms {
+    /// Default https://sms.tencentcloudapi.com/.
+    pub endpoint: Option<String>,
+    pub secret_id: String,
+    pub secret_key: RawSecret,
+    /// SmsSdkAppId.
+    pub app_id: String,
+    pub sign_name: String,
+    pub template_id: String,
+    /// E.164, e.g. +8613800000000.
+    pub phone_numbers: Vec<String>,
+    /// Alert fields for the template's {1}, {2}, … in order. Default: alertname, host, level,
+    /// value.
+    pub template_params: Option<Vec<String>>,
+    /// Default ap-guangzhou.
+    pub region: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAliyunSms {
+    /// Default https://dysmsapi.aliyuncs.com/.
+    pub endpoint: Option<String>,
+    pub access_key_id: String,
+    pub access_key_secret: RawSecret,
+    /// The approved signature name (签名).
+    pub sign_name: String,
+    /// The approved template (模板 CODE), e.g. SMS_123456.
+    pub template_code: String,
+    pub phone_numbers: Vec<String>,
+    /// Template parameter → alert field (alertname, host, level, status, value, summary,
+    /// threshold, or any label). Default: alert, host, level, value.
+    pub template_params: Option<std::collections::BTreeMap<String, String>>,
+    /// Time limit of one request (default 10s).
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmail {
+    /// SMTP server, HOST:PORT.
+    pub smarthost: String,
+    pub from: String,
+    pub to: Vec<String>,
+    /// starttls (default), tls, or none (plain, for a local relay only).
+    pub tls: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<RawSecret>,
+    /// zh-CN (default) or en.
+    pub locale: Option<String>,
+    /// Time limit of one delivery (default 30s).
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlertmanager {
+    /// Base URL, e.g. http://alertmanager:9093.
+    pub url: String,
+    /// Time limit of one request (default 10s).
+    pub timeout: Option<String>,
+    /// Firing alerts are sent again this often, whatever the route's `repeat_interval`, and
+    /// each is valid for four of these (`endsAt`), as Prometheus does: Alertmanager keeps them
+    /// active while tocsin lives and lets them end if it is gone (default 1m).
+    pub resend_interval: Option<String>,
+}
+
+/// A chat robot: DingTalk, WeCom, Feishu or Slack.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChat {
+    /// The robot's webhook URL (with its token or key).
+    pub url: String,
+    /// Signing secret, for DingTalk ("SEC…") and Feishu robots with signature checks on.
+    pub secret: Option<RawSecret>,
+    /// Mobile numbers to @ in every message.
+    #[serde(default)]
+    pub at_mobiles: Vec<String>,
+    /// zh-CN (default; en for Slack) or en.
+    pub locale: Option<String>,
+    /// Time limit of one request (default 10s).
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    pub url: String,
+    /// Time limit of one request (default 10s).
+    pub timeout: Option<String>,
+    /// Attempts before a notification is dead-lettered (default 20).
+    pub max_attempts: Option<u32>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// File to append to; relative paths are under data_dir.
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct CollectorConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub rules: Vec<PathBuf>,
+    pub retention: Duration,
+    pub checkpoint_interval: Duration,
+    pub stale_after: Duration,
+    pub federate: bool,
+    pub external_url: String,
+    pub host_down_after: Option<Duration>,
+    pub host_forget_after: Duration,
+    /// None: the collector does not page about its own storage.
+    pub storage_alert_after: Option<Duration>,
+    pub ingest: IngestConfig,
+    pub receivers: Vec<ReceiverConfig>,
+    pub route: crate::route::Route,
+    pub admin_token: Option<Secret>,
+    pub read_token: Option<Secret>,
+    pub inhibit_rules: Vec<crate::inhibit::InhibitRule>,
+    pub escalation_policies: Vec<crate::escalation::Policy>,
+    pub ack: AckConfig,
+    pub dashboard_url: Option<String>,
+    pub incidents: IncidentsConfig,
+    pub remediation: RemediationLimits,
+    pub actions: Vec<crate::actions::ActionSpec>,
+    pub remote_write: Vec<RemoteWriteConfig>,
+    pub tls: Option<ServerTls>,
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub token: Option<Secret>,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub max_decompressed_bytes: usize,
+    pub max_samples_per_request: usize,
+    pub max_labels_per_series: usize,
+    pub max_series_per_host: usize,
+    pub max_hosts: usize,
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReceiverConfig {
+    pub name: String,
+    pub kind: ReceiverKind,
+    pub max_attempts: u32,
+    pub template: MessageTemplate,
+    pub rate_limit: Option<RateLimit>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ReceiverKind {
+    Webhook {
+        url: String,
+        timeout: Duration,
+    },
+    Alertmanager {
+        url: String,
+        timeout: Duration,
+        resend_interval: Duration,
+    },
+    Email(EmailConfig),
+    AliyunSms(AliyunSmsConfig),
+    TencentSms(TencentSmsConfig),
+    Log {
+        path: PathBuf,
+    },
+    Chat {
+        vendor: Vendor,
+        url: String,
+        secret: Option<Secret>,
+        at_mobiles: Vec<String>,
+        locale: Locale,
+        timeout: Duration,
+    },
+    SmsGateway(SmsGatewayConfig),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vendor {
+    DingTalk,
+    WeCom,
+    Feishu,
+    Slack,
+}
+
+impl Vendor {
+    /// The vendor's documented cap: DingTalk and WeCom robots 20 messages a minute, Feishu
+    /// about 5 a second, Slack about 1 a second.
+    pub fn rate_limit(self) -> Option<RateLimit> {
+        let (count, secs) = match self {
+            Vendor::DingTalk | Vendor::WeCom => (20, 60),
+            Vendor::Feishu => (5, 1),
+            Vendor::Slack => (60, 60),
+        };
+        Some(RateLimit {
+            count,
+            per: Duration::from_secs(secs),
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Vendor::DingTalk => "dingtalk",
+            Vendor::WeCom => "wecom",
+            Vendor::Feishu => "feishu",
+            Vendor::Slack => "slack",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EmailConfig {
+    pub host: String,
+    pub port: u16,
+    pub from: String,
+    pub to: Vec<String>,
+    pub tls: EmailTls,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub locale: Locale,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AliyunSmsConfig {
+    pub endpoint: String,
+    pub access_key_id: String,
+    pub access_key_secret: Secret,
+    pub sign_name: String,
+    pub template_code: String,
+    pub phone_numbers: Vec<String>,
+    pub template_params: std::collections::BTreeMap<String, String>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TencentSmsConfig {
+    pub endpoint: String,
+    pub secret_id: String,
+    pub secret_key: Secret,
+    pub app_id: String,
+    pub sign_name: String,
+    pub template_id: String,
+    pub phone_numbers: Vec<String>,
+    pub template_params: Vec<String>,
+    pub region: String,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailTls {
+    StartTls,
+    Tls,
+    None,
+}
+
+/// Language of messages people read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locale {
+    ZhCn,
+    En,
+}
+
+impl Locale {
+    pub fn parse(s: Option<&str>, default: &str) -> Result<Locale, String> {
+        match s.unwrap_or(default) {
+            "zh-CN" | "zh" => Ok(Locale::ZhCn),
+            "en" | "en-US" => Ok(Locale::En),
+            o => Err(format!("locale {o:?} must be zh-CN or en")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse_yaml;
+
+    #[test]
+    fn shipped_examples_parse() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/");
+        let text = std::fs::read_to_string(format!("{root}collector.yaml")).unwrap();
+        parse_yaml::<RawCollectorConfig>(&text).unwrap();
+        let text = std::fs::read_to_string(format!("{root}agent.yaml")).unwrap();
+        parse_yaml::<crate::agent::RawAgentConfig>(&text).unwrap();
+    }
+
+    /// `examples/collector.yaml` shows every default it mentions: the values it sets where
+    /// its comments say "defaults" are the ones validation uses.
+    #[test]
+    fn the_example_shows_the_defaults() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/");
+        let text = std::fs::read_to_string(format!("{root}collector.yaml")).unwrap();
+        let mut raw = parse_yaml::<RawCollectorConfig>(&text).unwrap();
+        // What the example sets as examples, not defaults: receivers and their routing.
+        raw.receivers.clear();
+        raw.route = None;
+        raw.escalation_policies.clear();
+        let shown = raw.validate().unwrap();
+        let d = RawCollectorConfig::default().validate().unwrap();
+        assert_eq!(shown.listen, d.listen);
+        assert_eq!(shown.data_dir, d.data_dir);
+        assert_eq!(shown.rules, d.rules);
+        assert_eq!(
+            (
+                shown.retention,
+                shown.checkpoint_interval,
+                shown.stale_after
+            ),
+            (d.retention, d.checkpoint_interval, d.stale_after)
+        );
+        assert_eq!(shown.storage_alert_after, d.storage_alert_after);
+        let (i, j) = (&shown.ingest, &d.ingest);
+        assert_eq!(
+            (
+                i.max_body_bytes,
+                i.max_decompressed_bytes,
+                i.max_samples_per_request
+            ),
+            (
+                j.max_body_bytes,
+                j.max_decompressed_bytes,
+                j.max_samples_per_request
+            )
+        );
+        assert_eq!(
+            (i.max_labels_per_series, i.max_series_per_host, i.max_hosts),
+            (j.max_labels_per_series, j.max_series_per_host, j.max_hosts)
+        );
+        assert_eq!(
+            (i.request_timeout, i.max_connections, i.idle_timeout),
+            (j.request_timeout, j.max_connections, j.idle_timeout)
+        );
+        assert_eq!(shown.ack.link_ttl, d.ack.link_ttl);
+        assert_eq!(shown.incidents.group_by, d.incidents.group_by);
+        assert_eq!(shown.incidents.reopen_within, d.incidents.reopen_within);
+        let (r, q) = (&shown.remediation, &d.remediation);
+        assert_eq!(
+            (r.max_concurrent, r.per_host, r.answer_within, r.dry_run),
+            (q.max_concurrent, q.per_host, q.answer_within, q.dry_run)
+        );
+    }
+
+    #[test]
+    fn defaults() {
+        let c = RawCollectorConfig::default().validate().unwrap();
+        assert_eq!(c.receivers.len(), 1);
+        assert!(
+            matches!(&c.receivers[0].kind, ReceiverKind::Log { path } if path.ends_with("alerts.log"))
+        );
+        assert_eq!(c.ingest.max_body_bytes, 16 << 20);
+    }
+
+    #[test]
+    fn receiver_problems_all_reported() {
+        let raw: RawCollectorConfig =
+            parse_yaml("receivers:\n- name: a\n- name: a\n  webhook: {url: x}\nretention: 1m\n")
+                .unwrap();
+        let e = raw.validate().unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("retention: must be at least 1h"), "{text}");
+        assert!(
+            text.contains("receivers[0] (\"a\"): set exactly one of"),
+            "{text}"
+        );
+        assert!(
+            text.contains("receivers[1] (\"a\"): duplicate receiver name"),
+            "{text}"
+        );
+        assert!(text.contains("must be http(s)"), "{text}");
+    }
+
+    #[test]
+    fn alertmanager_resend_interval_has_a_floor() {
+        let raw: RawCollectorConfig = parse_yaml(
+            "receivers:\n- name: am\n  alertmanager: {url: \"http://am:9093\", resend_interval: 0s}\n",
+        )
+        .unwrap();
+        let text = raw.validate().unwrap_err().to_string();
+        assert!(
+            text.contains("alertmanager.resend_interval must be at least 1s"),
+            "{text}"
+        );
+    }
+}

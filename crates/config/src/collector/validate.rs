@@ -1,0 +1,262 @@
+//! From the file's structs to the collector's configuration: one small validator per section,
+//! every problem collected, defaults from [`super::defaults`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::defaults as d;
+use super::*;
+use crate::{parse_duration, ConfigError, Problems};
+
+impl RawCollectorConfig {
+    pub fn validate(self) -> Result<CollectorConfig, ConfigError> {
+        let mut p = Problems::default();
+        let listen = p
+            .take(
+                "listen",
+                self.listen
+                    .as_deref()
+                    .unwrap_or(d::LISTEN)
+                    .parse::<SocketAddr>()
+                    .map_err(|e| format!("{e}, expected HOST:PORT such as 127.0.0.1:9760")),
+            )
+            .unwrap_or_else(|| d::LISTEN.parse().expect("valid default"));
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from(d::DATA_DIR));
+        let rules = if self.rules.is_empty() {
+            vec![PathBuf::from(d::RULES)]
+        } else {
+            self.rules
+        };
+        let retention = p.duration("retention", self.retention.as_deref(), d::RETENTION);
+        if retention < Duration::from_secs(3600) {
+            p.push("retention: must be at least 1h");
+        }
+        let checkpoint_interval = p.duration(
+            "checkpoint_interval",
+            self.checkpoint_interval.as_deref(),
+            d::CHECKPOINT_INTERVAL,
+        );
+        let stale_after = p.duration("stale_after", self.stale_after.as_deref(), d::STALE_AFTER);
+        let host_down_after = self
+            .host_down_after
+            .as_ref()
+            .and_then(|s| p.take("host_down_after", parse_duration(s)));
+        let host_forget_after = p.duration(
+            "host_forget_after",
+            self.host_forget_after.as_deref(),
+            d::HOST_FORGET_AFTER,
+        );
+        let storage_alert_after = Some(p.duration(
+            "storage_alert_after",
+            self.storage_alert_after.as_deref(),
+            d::STORAGE_ALERT_AFTER,
+        ))
+        .filter(|d| !d.is_zero());
+        let external_url = self
+            .external_url
+            .unwrap_or_else(|| format!("http://{listen}"));
+        let ingest = ingest(&mut p, self.ingest);
+        let receivers = super::receivers::validate(&mut p, self.receivers, &data_dir);
+        let admin_token = self
+            .admin_token
+            .and_then(|t| p.take("admin_token", t.resolve()));
+        let read_token = self
+            .read_token
+            .and_then(|t| p.take("read_token", t.resolve()));
+        let inhibit_rules = crate::inhibit::validate(&mut p, self.inhibit_rules);
+        let known: Vec<String> = receivers.iter().map(|r| r.name.clone()).collect();
+        let escalation_policies =
+            crate::escalation::validate(&mut p, self.escalation_policies, &known);
+        let policies: Vec<String> = escalation_policies.iter().map(|e| e.name.clone()).collect();
+        let route = match self.route {
+            Some(raw) => crate::route::validate(
+                &mut p,
+                raw,
+                "route",
+                &crate::route::Known {
+                    receivers: &known,
+                    policies: &policies,
+                },
+                &crate::route::GroupOpts::default(),
+            ),
+            // Every receiver gets every alert.
+            None => crate::route::Route::to_all(known.clone()),
+        };
+        let ack = AckConfig {
+            secret: self
+                .ack
+                .secret
+                .and_then(|t| p.take("ack.secret", t.resolve())),
+            link_ttl: p.duration(
+                "ack.link_ttl",
+                self.ack.link_ttl.as_deref(),
+                d::ACK_LINK_TTL,
+            ),
+        };
+        if let Some(t) = &self.dashboard_url {
+            p.take("dashboard_url", check_template(t));
+        }
+        let incidents = incidents(&mut p, self.incidents);
+        let remediation = remediation(&mut p, self.remediation);
+        let actions = crate::actions::validate(&mut p, self.actions, "actions");
+        let remote_write = remote_write(&mut p, self.remote_write);
+        let tls = self.tls.and_then(|t| tls(&mut p, t));
+        p.finish(|| CollectorConfig {
+            listen,
+            data_dir,
+            rules,
+            retention,
+            checkpoint_interval,
+            stale_after,
+            federate: self.federate.unwrap_or(false),
+            external_url,
+            host_down_after,
+            host_forget_after,
+            storage_alert_after,
+            ingest,
+            receivers,
+            route,
+            admin_token,
+            read_token,
+            inhibit_rules,
+            escalation_policies,
+            ack,
+            dashboard_url: self.dashboard_url,
+            incidents,
+            remediation,
+            actions,
+            remote_write,
+            tls,
+        })
+    }
+}
+
+fn ingest(p: &mut Problems, i: RawIngest) -> IngestConfig {
+    IngestConfig {
+        token: i.token.and_then(|t| p.take("ingest.token", t.resolve())),
+        max_body_bytes: p.size("ingest.max_body", i.max_body.as_deref(), d::MAX_BODY) as usize,
+        request_timeout: p.duration(
+            "ingest.request_timeout",
+            i.request_timeout.as_deref(),
+            d::REQUEST_TIMEOUT,
+        ),
+        max_decompressed_bytes: p.size(
+            "ingest.max_decompressed",
+            i.max_decompressed.as_deref(),
+            d::MAX_DECOMPRESSED,
+        ) as usize,
+        max_samples_per_request: i
+            .max_samples_per_request
+            .unwrap_or(d::MAX_SAMPLES_PER_REQUEST),
+        max_labels_per_series: i.max_labels_per_series.unwrap_or(d::MAX_LABELS_PER_SERIES),
+        max_series_per_host: i.max_series_per_host.unwrap_or(d::MAX_SERIES_PER_HOST),
+        max_hosts: i.max_hosts.unwrap_or(d::MAX_HOSTS),
+        max_connections: match i.max_connections.unwrap_or(d::MAX_CONNECTIONS) {
+            0 => {
+                p.push("ingest.max_connections: must be at least 1".to_string());
+                1
+            }
+            n => n,
+        },
+        idle_timeout: p.duration(
+            "ingest.idle_timeout",
+            i.idle_timeout.as_deref(),
+            d::IDLE_TIMEOUT,
+        ),
+    }
+}
+
+fn incidents(p: &mut Problems, i: RawIncidents) -> IncidentsConfig {
+    IncidentsConfig {
+        group_by: i
+            .group_by
+            .unwrap_or_else(|| d::INCIDENT_GROUP_BY.map(String::from).to_vec()),
+        reopen_within: p.duration(
+            "incidents.reopen_within",
+            i.reopen_within.as_deref(),
+            d::INCIDENT_REOPEN_WITHIN,
+        ),
+    }
+}
+
+fn remediation(p: &mut Problems, r: RawRemediationLimits) -> RemediationLimits {
+    RemediationLimits {
+        max_concurrent: r
+            .max_concurrent
+            .unwrap_or(d::REMEDIATION_MAX_CONCURRENT)
+            .max(1),
+        per_host: r.per_host.unwrap_or(d::REMEDIATION_PER_HOST).max(1),
+        answer_within: p.duration(
+            "remediation.answer_within",
+            r.answer_within.as_deref(),
+            d::REMEDIATION_ANSWER_WITHIN,
+        ),
+        dry_run: r.dry_run,
+    }
+}
+
+fn remote_write(p: &mut Problems, raw: Vec<RawRemoteWrite>) -> Vec<RemoteWriteConfig> {
+    let mut out: Vec<RemoteWriteConfig> = Vec::new();
+    for (i, r) in raw.into_iter().enumerate() {
+        let at = format!("remote_write[{i}]");
+        if !is_http(&r.url) {
+            p.push(format!("{at}.url {:?} must be http(s)", r.url));
+        }
+        let name = r.name.unwrap_or_else(|| {
+            r.url
+                .split("://")
+                .nth(1)
+                .and_then(|h| h.split('/').next())
+                .unwrap_or("remote")
+                .to_string()
+        });
+        if out.iter().any(|o| o.name == name) {
+            p.push(format!("{at}: duplicate name {name:?}"));
+        }
+        out.push(RemoteWriteConfig {
+            name,
+            url: r.url,
+            bearer_token: r
+                .bearer_token
+                .and_then(|t| p.take(&format!("{at}.bearer_token"), t.resolve())),
+            timeout: p.duration(
+                &format!("{at}.timeout"),
+                r.timeout.as_deref(),
+                d::REMOTE_WRITE_TIMEOUT,
+            ),
+            queue_max_samples: r.queue_max_samples.unwrap_or(d::QUEUE_MAX_SAMPLES).max(1),
+            max_samples_per_send: r
+                .max_samples_per_send
+                .unwrap_or(d::MAX_SAMPLES_PER_SEND)
+                .max(1),
+            peer: r.peer.unwrap_or(false),
+        });
+    }
+    out
+}
+
+fn tls(p: &mut Problems, t: RawServerTls) -> Option<ServerTls> {
+    let mut read = |field: &str, f: &PathBuf| {
+        p.take(
+            field,
+            std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display())),
+        )
+    };
+    let cert_pem = read("tls.cert_file", &t.cert_file);
+    let key_pem = read("tls.key_file", &t.key_file);
+    let client_ca_pem = t
+        .client_ca_file
+        .as_ref()
+        .and_then(|f| read("tls.client_ca_file", f));
+    Some(ServerTls {
+        cert_pem: cert_pem?,
+        key_pem: key_pem?,
+        client_ca_pem,
+    })
+}
+
+/// Whether `url` is an http(s) URL.
+pub(super) fn is_http(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
