@@ -19,7 +19,10 @@ mod payload;
 mod pipeline;
 pub mod silence;
 
-pub use payload::{digest, format_rfc3339, webhook_payload, AckLinker};
+pub use payload::{
+    digest, format_rfc3339, webhook_payload, AckLinker, AckView, Extras, Kind, Payload,
+    PayloadAlert, Status, Summary,
+};
 pub use pipeline::{
     Alerts, AuditEntry, Effects, IncidentOp, Outgoing, Pipeline, Resolved, Settings,
 };

@@ -472,7 +472,7 @@ impl Pipeline {
                 &link,
                 self.s.dashboard_url.as_deref(),
             )
-            .to_string();
+            .to_json();
             let quiet =
                 matches!(n.why, Why::Repeat { .. }) && self.s.resend.contains_key(&n.receiver);
             if !quiet {
@@ -519,7 +519,7 @@ impl Pipeline {
                     &|_| None,
                     self.s.dashboard_url.as_deref(),
                 );
-                out.push((r, body.to_string()));
+                out.push((r, body.to_json()));
             }
         }
         out

@@ -9,4 +9,7 @@ pub use channel::log_receiver;
 pub mod template;
 mod worker;
 
+#[cfg(test)]
+mod testing;
+
 pub use worker::{backoff_ms, spawn_workers, DeliveryMetrics, RateLimiter, Urgent};

@@ -9,6 +9,7 @@
 //! `ack` {by, comment}, `ack_url`, `dashboard_url`) and `payload` (the whole notification).
 
 use serde_json::{json, Value};
+use tocsin_alerting::{Kind, Payload};
 use tocsin_config::collector::{Locale, MessageTemplate};
 
 const TITLE_ZH: &str =
@@ -76,34 +77,33 @@ fn level_word(level: &str, locale: Locale) -> String {
     }
 }
 
-fn head(n: &Value, locale: Locale) -> String {
-    let t = &n["tocsin"];
+fn head(n: &Payload, locale: Locale) -> String {
+    let t = &n.tocsin;
     let zh = locale == Locale::ZhCn;
-    let resolved = n["status"] == "resolved";
-    let step = t["step"].as_u64().unwrap_or(0);
-    match (resolved, t["kind"].as_str(), t["event"].as_str()) {
-        (true, _, _) => if zh { "【已恢复】" } else { "[RESOLVED] " }.into(),
-        (false, Some("digest"), _) => if zh { "【汇总】" } else { "[DIGEST] " }.into(),
-        (false, Some("escalation"), _) if step > 1 => {
+    let step = t.step.unwrap_or(0);
+    match (n.firing(), t.kind, t.first.event.as_str()) {
+        (false, _, _) => if zh { "【已恢复】" } else { "[RESOLVED] " }.into(),
+        (true, Kind::Digest, _) => if zh { "【汇总】" } else { "[DIGEST] " }.into(),
+        (true, Kind::Escalation, _) if step > 1 => {
             if zh {
                 format!("【升级·第{step}级】")
             } else {
                 format!("[ESCALATED L{step}] ")
             }
         }
-        (false, Some("repeat"), _) => if zh {
+        (true, Kind::Repeat, _) => if zh {
             "【重复提醒】"
         } else {
             "[REPEAT] "
         }
         .into(),
-        (false, _, Some("level_changed")) => if zh {
+        (true, _, "level_changed") => if zh {
             "【级别变化】"
         } else {
             "[LEVEL CHANGED] "
         }
         .into(),
-        (false, _, Some("flapping")) => if zh {
+        (true, _, "flapping") => if zh {
             "【频繁抖动】"
         } else {
             "[FLAPPING] "
@@ -114,15 +114,13 @@ fn head(n: &Value, locale: Locale) -> String {
 }
 
 /// The variables templates see.
-pub fn context(n: &Value, locale: Locale) -> Value {
-    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
-    let empty = vec![];
-    let alerts = n["alerts"].as_array().unwrap_or(&empty);
-    let items: Vec<Value> = alerts
+pub fn context(n: &Payload, locale: Locale) -> Value {
+    let items: Vec<Value> = n
+        .alerts
         .iter()
         .map(|a| {
-            let firing = a["status"] == "firing";
-            let level = s(&a["labels"]["level"]);
+            let firing = a.firing();
+            let level = a.tocsin.level;
             let status_word = match (locale, firing) {
                 (Locale::ZhCn, true) => "告警",
                 (Locale::ZhCn, false) => "已恢复",
@@ -130,56 +128,53 @@ pub fn context(n: &Value, locale: Locale) -> Value {
                 (_, false) => "RESOLVED",
             };
             json!({
-                "alertname": a["labels"]["alertname"],
+                "alertname": a.label("alertname"),
                 "firing": firing,
                 "status_word": status_word,
-                "event": a["tocsin"]["event"],
-                "level": level,
-                "level_word": level_word(&level, locale),
-                "host": s(&a["labels"]["host"]),
-                "summary": s(&a["annotations"]["summary"]),
-                "description": s(&a["annotations"]["description"]),
-                "value": a["tocsin"]["value"].as_f64().map(|v| v.to_string()).unwrap_or_default(),
-                "threshold": s(&a["tocsin"]["threshold"]),
-                "since": s(&a["startsAt"]),
-                "until": s(&a["endsAt"]),
-                "labels": a["labels"],
-                "annotations": a["annotations"],
-                "ack": a["tocsin"]["ack"],
-                "ack_url": a["tocsin"]["ackUrl"],
-                "dashboard_url": a["tocsin"]["dashboardUrl"],
+                "event": a.tocsin.event,
+                "level": level.as_str(),
+                "level_word": level_word(level.as_str(), locale),
+                "host": a.label("host"),
+                "summary": a.annotation("summary"),
+                "description": a.annotation("description"),
+                "value": a.tocsin.value.map(|v| v.to_string()).unwrap_or_default(),
+                "threshold": a.tocsin.threshold,
+                "since": a.starts_at,
+                "until": a.ends_at,
+                "labels": a.labels,
+                "annotations": a.annotations,
+                "ack": a.tocsin.ack,
+                "ack_url": a.tocsin.ack_url,
+                "dashboard_url": a.tocsin.dashboard_url,
             })
         })
         .collect();
     // The title speaks of the highest level among firing alerts (or the first alert).
-    let rank = |l: &str| match l {
-        "emergency" => 3,
-        "critical" => 2,
-        "warning" => 1,
-        _ => 0,
-    };
-    let level = items
+    let level = n
+        .alerts
         .iter()
-        .filter(|a| a["firing"] == true)
-        .map(|a| s(&a["level"]))
-        .max_by_key(|l| rank(l))
-        .or_else(|| items.first().map(|a| s(&a["level"])))
+        .filter(|a| a.firing())
+        .map(|a| a.tocsin.level)
+        .max()
+        .or_else(|| n.alerts.first().map(|a| a.tocsin.level))
+        .map(|l| l.as_str())
         .unwrap_or_default();
-    let alertname = n["commonLabels"]["alertname"]
-        .as_str()
-        .map(str::to_string)
-        .or_else(|| items.first().map(|a| s(&a["alertname"])))
+    let alertname = n
+        .common_labels
+        .get("alertname")
+        .map(String::as_str)
+        .or_else(|| n.alerts.first().map(|a| a.label("alertname")))
         .unwrap_or_default();
     json!({
         "head": head(n, locale),
         "level": level,
-        "level_word": level_word(&level, locale),
+        "level_word": level_word(level, locale),
         "alertname": alertname,
         "count": items.len(),
-        "status": n["status"],
-        "kind": n["tocsin"]["kind"],
-        "step": n["tocsin"]["step"],
-        "external_url": n["externalURL"],
+        "status": n.status,
+        "kind": n.tocsin.kind,
+        "step": n.tocsin.step,
+        "external_url": n.external_url,
         "alerts": items,
         "payload": n,
     })
@@ -188,7 +183,7 @@ pub fn context(n: &Value, locale: Locale) -> Value {
 fn render(
     title: &str,
     body: &str,
-    n: &Value,
+    n: &Payload,
     locale: Locale,
 ) -> Result<(String, Vec<String>), String> {
     let ctx = context(n, locale);
@@ -228,7 +223,7 @@ impl Templates {
     /// The title and the non-empty lines of one notification. A custom template that fails
     /// on this notification falls back to the default one, with the error as the last line:
     /// a message is never lost to a template.
-    pub fn render(&self, n: &Value) -> Result<(String, Vec<String>), String> {
+    pub fn render(&self, n: &Payload) -> Result<(String, Vec<String>), String> {
         match render(&self.title, &self.body, n, self.locale) {
             Ok(r) => Ok(r),
             Err(e) => {
@@ -243,7 +238,7 @@ impl Templates {
 
     /// Renders another template (e.g. an SMS gateway body) with the same variables plus
     /// `title`, `text` (title and lines) and `extra`.
-    pub fn render_with(&self, src: &str, n: &Value, extra: Value) -> Result<String, String> {
+    pub fn render_with(&self, src: &str, n: &Payload, extra: Value) -> Result<String, String> {
         let (title, lines) = self.render(n)?;
         let mut ctx = context(n, self.locale);
         ctx["title"] = json!(title);
@@ -262,6 +257,7 @@ impl Templates {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::payload;
 
     fn alert(host: &str, level: &str, firing: bool) -> Value {
         json!({
@@ -278,9 +274,11 @@ mod tests {
     #[test]
     fn one_alert_and_a_group() {
         let t = Templates::new(Locale::ZhCn, &MessageTemplate::default());
-        let one = json!({ "status": "firing", "alerts": [alert("db-1", "critical", true)],
+        let one = payload(
+            json!({ "status": "firing", "alerts": [alert("db-1", "critical", true)],
                           "commonLabels": { "alertname": "DiskFull" },
-                          "tocsin": { "kind": "changed", "event": "firing" } });
+                          "tocsin": { "kind": "changed", "event": "firing" } }),
+        );
         let (title, lines) = t.render(&one).unwrap();
         assert_eq!(title, "【告警】严重 DiskFull");
         assert_eq!(
@@ -293,10 +291,10 @@ mod tests {
                 "确认：http://c/ack?t=x",
             ]
         );
-        let group = json!({ "status": "firing",
+        let group = payload(json!({ "status": "firing",
             "alerts": [alert("db-1", "warning", true), alert("db-2", "emergency", true), alert("db-3", "warning", false)],
             "commonLabels": { "alertname": "DiskFull" },
-            "tocsin": { "kind": "digest" } });
+            "tocsin": { "kind": "digest" } }));
         let en = Templates::new(Locale::En, &MessageTemplate::default());
         let (title, lines) = en.render(&group).unwrap();
         assert_eq!(title, "[DIGEST] EMERGENCY DiskFull (+2 more)");
@@ -316,8 +314,10 @@ mod tests {
                 ),
             },
         );
-        let n = json!({ "status": "firing", "alerts": [alert("db-1", "critical", true)],
-                        "tocsin": { "kind": "repeat" } });
+        let n = payload(
+            json!({ "status": "firing", "alerts": [alert("db-1", "critical", true)],
+                        "tocsin": { "kind": "repeat" } }),
+        );
         assert_eq!(
             t.render(&n).unwrap(),
             ("DiskFull!".to_string(), vec!["db-1=critical".to_string()])

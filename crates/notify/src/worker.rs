@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use tocsin_alerting::Payload;
 use tocsin_config::collector::ReceiverConfig;
 use tocsin_model::now_ms;
 use tocsin_store::{Outbox, OutboxItem, OutboxStatus};
@@ -259,7 +260,7 @@ impl Worker {
     async fn send_urgent(&self) {
         let mut keep = Vec::new();
         for mut it in self.urgent.take(&self.name) {
-            let result = match self.channel.send(&it.payload, it.id).await {
+            let result = match self.deliver(&it.payload, it.id).await {
                 Ok(()) => "delivered",
                 Err(e) => {
                     it.attempts += 1;
@@ -350,13 +351,19 @@ impl Worker {
                     }
                     lim.lock().unwrap_or_else(|p| p.into_inner()).record(now);
                 }
-                let result = self.channel.send(&it.payload, it.id).await;
+                let result = self.deliver(&it.payload, it.id).await;
                 if !self.settle(&[it], result).await? {
                     // Keep order: nothing after this item goes out before it does.
                     break;
                 }
             }
         }
+    }
+
+    /// Sends one stored notification through the channel.
+    async fn deliver(&self, payload: &str, id: i64) -> Result<(), String> {
+        let n = Payload::parse(payload)?;
+        self.channel.send(payload, &n, id).await
     }
 
     /// Merges `first` and every other due item into one message and sends it.
@@ -367,20 +374,20 @@ impl Worker {
         if items.first().map(|i| i.id) != Some(first.id) {
             items.insert(0, first);
         }
-        let bodies: Vec<serde_json::Value> = items
+        let bodies: Vec<Payload> = items
             .iter()
-            .filter_map(|i| serde_json::from_str(&i.payload).ok())
+            .filter_map(|i| Payload::parse(&i.payload).ok())
             .collect();
-        let body = if items.len() == 1 {
+        let body = if items.len() == 1 || bodies.is_empty() {
             items[0].payload.clone()
         } else {
-            tocsin_alerting::digest(&bodies).to_string()
+            tocsin_alerting::digest(&bodies).to_json()
         };
         if let Some(lim) = &self.limiter {
             lim.lock().unwrap_or_else(|p| p.into_inner()).record(now);
         }
         info!(merged = items.len(), "rate limit reached: sending a digest");
-        let result = self.channel.send(&body, items[0].id).await;
+        let result = self.deliver(&body, items[0].id).await;
         if result.is_ok() && items.len() > 1 {
             self.metrics
                 .digested

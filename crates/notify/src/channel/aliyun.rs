@@ -53,7 +53,7 @@ pub(super) fn aliyun_request(
     template_code: &str,
     phones: &[String],
     template_params: &BTreeMap<String, String>,
-    n: &Value,
+    n: &tocsin_alerting::Payload,
     timestamp: &str,
     nonce: &str,
 ) -> String {
@@ -104,10 +104,14 @@ pub(super) struct AliyunSms {
 }
 
 impl super::Channel for AliyunSms {
-    fn send<'a>(&'a self, payload: &'a str, _id: i64) -> super::Sending<'a> {
+    fn send<'a>(
+        &'a self,
+        _raw: &'a str,
+        n: &'a tocsin_alerting::Payload,
+        _id: i64,
+    ) -> super::Sending<'a> {
         Box::pin(async move {
             let (client, cfg) = (&self.client, &self.cfg);
-            let n = super::parsed(payload)?;
             let now = tocsin_model::now_ms();
             let timestamp = tocsin_alerting::format_rfc3339(now);
             // Aliyun wants seconds precision: 2017-07-12T02:42:19Z.
@@ -120,7 +124,7 @@ impl super::Channel for AliyunSms {
                 &cfg.template_code,
                 &cfg.phone_numbers,
                 &cfg.template_params,
-                &n,
+                n,
                 &timestamp,
                 &nonce,
             );

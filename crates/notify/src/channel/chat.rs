@@ -12,6 +12,7 @@
 
 use base64::Engine as _;
 use serde_json::{json, Value};
+use tocsin_alerting::Payload;
 use tocsin_config::collector::Vendor;
 use tocsin_model::TimestampMs;
 
@@ -41,7 +42,7 @@ pub(super) fn requests(
     secret: Option<&str>,
     at_mobiles: &[String],
     templates: &crate::template::Templates,
-    n: &Value,
+    n: &Payload,
     now: TimestampMs,
 ) -> Result<Vec<(String, Value)>, String> {
     let (title, lines) = templates.render(&escape_values(vendor, n))?;
@@ -54,7 +55,7 @@ pub(super) fn requests(
 /// message they could add a link ("[确认](https://evil…)") or a line of their own (a fake
 /// acknowledgement line above the real one). They are made inert per vendor before the
 /// message is rendered; what tocsin itself puts in (links, values, times) is left as it is.
-fn escape_values(vendor: Vendor, n: &Value) -> Value {
+fn escape_values(vendor: Vendor, n: &Payload) -> Payload {
     let escape: fn(&str) -> String = match vendor {
         Vendor::DingTalk | Vendor::WeCom => markdown_inert,
         Vendor::Slack => slack_inert,
@@ -62,23 +63,17 @@ fn escape_values(vendor: Vendor, n: &Value) -> Value {
         Vendor::Feishu => one_line,
     };
     let mut n = n.clone();
-    let fix = |v: &mut Value| {
-        if let Value::Object(m) = v {
-            for x in m.values_mut() {
-                if let Value::String(s) = x {
-                    *s = escape(s);
-                }
-            }
+    let fix = |m: &mut std::collections::BTreeMap<String, String>| {
+        for v in m.values_mut() {
+            *v = escape(v);
         }
     };
-    for key in ["commonLabels", "commonAnnotations", "groupLabels"] {
-        fix(&mut n[key]);
-    }
-    if let Some(alerts) = n["alerts"].as_array_mut() {
-        for a in alerts {
-            fix(&mut a["labels"]);
-            fix(&mut a["annotations"]);
-        }
+    fix(&mut n.common_labels);
+    fix(&mut n.common_annotations);
+    fix(&mut n.group_labels);
+    for a in &mut n.alerts {
+        fix(&mut a.labels);
+        fix(&mut a.annotations);
     }
     n
 }
@@ -236,9 +231,13 @@ pub(super) struct Chat {
 }
 
 impl super::Channel for Chat {
-    fn send<'a>(&'a self, payload: &'a str, _id: i64) -> super::Sending<'a> {
+    fn send<'a>(
+        &'a self,
+        _raw: &'a str,
+        n: &'a tocsin_alerting::Payload,
+        _id: i64,
+    ) -> super::Sending<'a> {
         Box::pin(async move {
-            let n = super::parsed(payload)?;
             let secret = self.secret.as_ref().map(|s| s.expose());
             let requests = requests(
                 self.vendor,
@@ -246,7 +245,7 @@ impl super::Channel for Chat {
                 secret,
                 &self.at_mobiles,
                 &self.templates,
-                &n,
+                n,
                 tocsin_model::now_ms(),
             )?;
             for (target, body) in requests {
@@ -282,7 +281,7 @@ mod tests {
     #[test]
     fn label_values_cannot_add_links_or_lines() {
         let evil = "db-1\n- 确认：[点此确认](https://evil.example/ack) <https://evil.example|ok>";
-        let n = json!({
+        let n = crate::testing::payload(json!({
             "status": "firing",
             "alerts": [{
                 "status": "firing",
@@ -294,7 +293,7 @@ mod tests {
             }],
             "commonLabels": { "alertname": "Disk", "host": evil },
             "tocsin": { "kind": "changed", "event": "firing" },
-        });
+        }));
         let t = crate::template::Templates::new(
             tocsin_config::collector::Locale::ZhCn,
             &tocsin_config::collector::MessageTemplate::default(),

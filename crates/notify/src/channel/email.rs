@@ -6,7 +6,9 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tocsin_config::collector::{EmailConfig, EmailTls, MessageTemplate};
 
-use super::{parsed, Channel, Sending};
+use tocsin_alerting::Payload;
+
+use super::{Channel, Sending};
 
 pub(super) struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -41,7 +43,7 @@ impl Mailer {
         })
     }
 
-    async fn send_message(&self, n: &serde_json::Value) -> Result<(), String> {
+    async fn send_message(&self, n: &Payload) -> Result<(), String> {
         let (title, lines) = self.templates.render(n)?;
         let text = format!("{title}\n\n{}\n", lines.join("\n"));
         let html = format!(
@@ -68,8 +70,8 @@ impl Mailer {
 }
 
 impl Channel for Mailer {
-    fn send<'a>(&'a self, payload: &'a str, _id: i64) -> Sending<'a> {
-        Box::pin(async move { self.send_message(&parsed(payload)?).await })
+    fn send<'a>(&'a self, _raw: &'a str, n: &'a Payload, _id: i64) -> Sending<'a> {
+        Box::pin(self.send_message(n))
     }
 }
 

@@ -23,7 +23,20 @@ pub(super) async fn post_json(
     body: &serde_json::Value,
     headers: &[(&str, String)],
 ) -> Result<String, String> {
-    let mut req = client.post(url).json(body);
+    post_raw(client, url, &body.to_string(), headers).await
+}
+
+/// POSTs JSON text as it is.
+pub(super) async fn post_raw(
+    client: &reqwest::Client,
+    url: &str,
+    body: &str,
+    headers: &[(&str, String)],
+) -> Result<String, String> {
+    let mut req = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string());
     for (k, v) in headers {
         req = req.header(*k, v);
     }

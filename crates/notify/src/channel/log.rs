@@ -3,6 +3,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use tocsin_alerting::Payload;
+
 use super::{Channel, Sending};
 
 pub(super) struct Log {
@@ -10,10 +12,10 @@ pub(super) struct Log {
 }
 
 impl Channel for Log {
-    fn send<'a>(&'a self, payload: &'a str, _id: i64) -> Sending<'a> {
+    fn send<'a>(&'a self, raw: &'a str, _n: &'a Payload, _id: i64) -> Sending<'a> {
         Box::pin(async move {
             let path = self.path.clone();
-            let line = format!("{payload}\n");
+            let line = format!("{raw}\n");
             tokio::task::spawn_blocking(move || append_line(&path, &line))
                 .await
                 .map_err(|e| e.to_string())?

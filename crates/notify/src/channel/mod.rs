@@ -14,7 +14,7 @@ mod webhook;
 use std::future::Future;
 use std::pin::Pin;
 
-use serde_json::Value;
+use tocsin_alerting::Payload;
 use tocsin_config::collector::{ReceiverConfig, ReceiverKind};
 
 /// A send in progress.
@@ -22,10 +22,10 @@ pub(crate) type Sending<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + 
 
 /// One receiver's way of sending.
 pub(crate) trait Channel: Send + Sync {
-    /// Sends one stored notification (`payload`: the webhook JSON the outbox holds); `id` is
-    /// its outbox id, stable across retries, which webhooks get as `X-Tocsin-Notification-Id`
-    /// to deduplicate the rare resend after a crash.
-    fn send<'a>(&'a self, payload: &'a str, id: i64) -> Sending<'a>;
+    /// Sends one stored notification: `n`, read from `raw` (the webhook JSON the outbox holds);
+    /// `id` is its outbox id, stable across retries, which webhooks get as
+    /// `X-Tocsin-Notification-Id` to deduplicate the rare resend after a crash.
+    fn send<'a>(&'a self, raw: &'a str, n: &'a Payload, id: i64) -> Sending<'a>;
 }
 
 /// The channel a receiver's configuration describes.
@@ -112,28 +112,17 @@ pub fn log_receiver(r: &ReceiverConfig) {
     }
 }
 
-/// The stored notification as JSON.
-fn parsed(payload: &str) -> Result<Value, String> {
-    serde_json::from_str(payload).map_err(|e| format!("stored payload: {e}"))
-}
-
-/// Alert fields a template parameter can take: alertname, host, level, status, value, summary,
-/// threshold.
-pub(crate) fn field(n: &Value, name: &str) -> String {
-    let a = &n["alerts"][0];
-    let s = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    };
+/// Alert fields an SMS template parameter can take: alertname, host, level, status, value,
+/// summary, threshold, or any label of the first alert.
+pub(crate) fn field(n: &Payload, name: &str) -> String {
+    let a = &n.alerts[0];
+    let t = &n.tocsin.first;
     match name {
-        "alertname" => s(&a["labels"]["alertname"]),
-        "host" => s(&a["labels"]["host"]),
-        "level" => s(&n["tocsin"]["level"]),
-        "status" => s(&n["status"]),
-        "value" => s(&n["tocsin"]["value"]),
-        "summary" => s(&a["annotations"]["summary"]),
-        "threshold" => s(&n["tocsin"]["threshold"]),
-        other => s(&a["labels"][other]),
+        "level" => t.level.as_str().to_string(),
+        "status" => if n.firing() { "firing" } else { "resolved" }.to_string(),
+        "value" => t.value.map(|v| v.to_string()).unwrap_or_default(),
+        "summary" => a.annotation("summary").to_string(),
+        "threshold" => t.threshold.clone(),
+        label => a.label(label).to_string(),
     }
 }

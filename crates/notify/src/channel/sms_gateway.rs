@@ -1,6 +1,8 @@
 //! Any HTTP SMS gateway: the request body is a template over the notification.
 
-use super::{http, parsed, Channel, Sending};
+use tocsin_alerting::Payload;
+
+use super::{http, Channel, Sending};
 
 pub(super) struct SmsGateway {
     pub(super) client: reqwest::Client,
@@ -9,13 +11,12 @@ pub(super) struct SmsGateway {
 }
 
 impl Channel for SmsGateway {
-    fn send<'a>(&'a self, payload: &'a str, _id: i64) -> Sending<'a> {
+    fn send<'a>(&'a self, _raw: &'a str, n: &'a Payload, _id: i64) -> Sending<'a> {
         Box::pin(async move {
             let (client, cfg) = (&self.client, &self.cfg);
-            let n = parsed(payload)?;
             let body = self.templates.render_with(
                 &cfg.body,
-                &n,
+                n,
                 serde_json::json!({ "phone_numbers": cfg.phone_numbers }),
             )?;
             let mut req = if cfg.method == "PUT" {

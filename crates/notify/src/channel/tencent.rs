@@ -107,14 +107,18 @@ pub(super) struct TencentSms {
 }
 
 impl super::Channel for TencentSms {
-    fn send<'a>(&'a self, payload: &'a str, _id: i64) -> super::Sending<'a> {
+    fn send<'a>(
+        &'a self,
+        _raw: &'a str,
+        n: &'a tocsin_alerting::Payload,
+        _id: i64,
+    ) -> super::Sending<'a> {
         Box::pin(async move {
             let (client, cfg) = (&self.client, &self.cfg);
-            let n = super::parsed(payload)?;
             let params: Vec<String> = cfg
                 .template_params
                 .iter()
-                .map(|f| super::field(&n, f))
+                .map(|f| super::field(n, f))
                 .collect();
             let body = body(
                 &cfg.app_id,

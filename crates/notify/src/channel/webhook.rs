@@ -1,6 +1,8 @@
 //! An Alertmanager-compatible webhook: the stored payload as it is.
 
-use super::{http, parsed, Channel, Sending};
+use tocsin_alerting::Payload;
+
+use super::{http, Channel, Sending};
 
 pub(super) struct Webhook {
     pub(super) client: reqwest::Client,
@@ -8,10 +10,10 @@ pub(super) struct Webhook {
 }
 
 impl Channel for Webhook {
-    fn send<'a>(&'a self, payload: &'a str, id: i64) -> Sending<'a> {
+    fn send<'a>(&'a self, raw: &'a str, _n: &'a Payload, id: i64) -> Sending<'a> {
         Box::pin(async move {
             let headers = [("X-Tocsin-Notification-Id", id.to_string())];
-            http::post_json(&self.client, &self.url, &parsed(payload)?, &headers)
+            http::post_raw(&self.client, &self.url, raw, &headers)
                 .await
                 .map(drop)
         })
