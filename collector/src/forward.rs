@@ -256,3 +256,79 @@ async fn send_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tocsin_model::{Labels, Sample};
+
+    fn target(max_samples: usize) -> Target {
+        Target {
+            name: "t".into(),
+            peer: false,
+            max_samples,
+            queue: Mutex::new(Queue {
+                items: VecDeque::new(),
+                samples: 0,
+            }),
+            ready: Notify::new(),
+            metrics: Metrics::new(&Registry::new()).unwrap(),
+        }
+    }
+
+    /// A committed group of `n` samples of one series named `name`.
+    fn group(name: &str, n: usize) -> Arc<Vec<SeriesSamples>> {
+        Arc::new(vec![SeriesSamples {
+            labels: Labels::from_pairs([("__name__", name)]),
+            samples: (0..n as i64)
+                .map(|i| Sample::new(1_700_000_000_000 + i, 1.0))
+                .collect(),
+        }])
+    }
+
+    fn names(series: &[SeriesSamples]) -> Vec<&str> {
+        series
+            .iter()
+            .map(|s| s.labels.get("__name__").unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn batches_are_whole_groups_in_order_and_stay_until_popped() {
+        let t = target(100);
+        t.push(group("a", 3));
+        t.push(group("b", 4));
+        t.push(group("c", 5));
+        t.push(group("empty", 0));
+        // At most 8 samples: a and b (7); c would pass the limit.
+        let (series, n, groups, oldest) = t.peek(8);
+        assert_eq!((names(&series), n, groups), (vec!["a", "b"], 7, 2));
+        assert!(oldest.is_some());
+        // A failed send leaves them in place.
+        assert_eq!(t.peek(8).1, 7);
+        t.pop(groups, n);
+        let (series, n, groups, _) = t.peek(8);
+        assert_eq!((names(&series), n, groups), (vec!["c"], 5, 1));
+        // A group larger than the batch limit still goes, alone.
+        t.push(group("big", 50));
+        t.pop(1, 5);
+        assert_eq!(t.peek(8).1, 50);
+    }
+
+    #[test]
+    fn beyond_the_bound_the_oldest_groups_go_and_are_counted() {
+        let t = target(10);
+        t.push(group("a", 4));
+        t.push(group("b", 4));
+        t.push(group("c", 4));
+        let (series, n, _, _) = t.peek(100);
+        assert_eq!((names(&series), n), (vec!["b", "c"], 8));
+        let dropped = t.metrics.samples.with_label_values(&["t", "dropped"]).get();
+        assert_eq!(dropped, 4);
+        // The newest group is kept whatever its size.
+        t.push(group("huge", 25));
+        let (series, n, _, _) = t.peek(100);
+        assert_eq!((names(&series), n), (vec!["huge"], 25));
+        assert_eq!(t.metrics.queued.with_label_values(&["t"]).get(), 25);
+    }
+}

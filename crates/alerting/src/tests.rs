@@ -736,6 +736,8 @@ const CASES: &[Case] = &[
             10s silenced 1
             10s notify ops changed DiskFull/web-1:warning",
     },
+    // Before the pipeline, a resolve under a silence never reached the dispatcher, which went on
+    // repeating the resolved alert once the silence ended (3h and 7h here).
     Case {
         name: "a silence made while firing keeps the repeats quiet, not the resolve",
         config: REPEATING,
@@ -743,7 +745,7 @@ const CASES: &[Case] = &[
             0s fire Load host=a warning
             30m silence 1 host=a 3h
             2h resolve Load host=a
-            6h end",
+            9h end",
         show: &["notify", "silenced"],
         expect: "
             0s notify ops changed Load/a:warning
