@@ -17,6 +17,7 @@
 pub mod ack;
 mod payload;
 mod pipeline;
+pub mod routing;
 pub mod silence;
 
 pub use payload::{

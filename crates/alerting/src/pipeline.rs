@@ -14,6 +14,7 @@ use tocsin_remedy::{Remedy, Request, ResultStatus};
 use tocsin_rules::{Engine, Remediation, Transition};
 use tracing::{info, warn};
 
+use crate::routing;
 use crate::silence::Silence;
 
 /// What the pipeline reads of rule evaluation. [`Engine`] is the real one; tests use a table.
@@ -292,7 +293,7 @@ impl Pipeline {
                         .inhibit_rules
                         .iter()
                         .enumerate()
-                        .filter(|(_, r)| r.is_source(&l))
+                        .filter(|(_, r)| routing::is_source(r, &l))
                         .map(|(i, _)| (i, l.clone()))
                         .collect::<Vec<_>>()
                 })
@@ -316,7 +317,12 @@ impl Pipeline {
             self.notify(&sources, t, now);
         }
         let released = transitions.iter().any(|t| {
-            !t.kind.firing() && self.s.inhibit_rules.iter().any(|r| r.is_source(&t.labels))
+            !t.kind.firing()
+                && self
+                    .s
+                    .inhibit_rules
+                    .iter()
+                    .any(|r| routing::is_source(r, &t.labels))
         });
         if recheck_held || released {
             let known = self.dispatcher.known();
@@ -324,7 +330,9 @@ impl Pipeline {
             let freed = alerts.firing_now(now, &|l| {
                 !known.contains(alert_id(l).as_str())
                     && !silences.iter().any(|s| s.matches(l, now))
-                    && !sources.iter().any(|(r, src)| rules[*r].inhibits(src, l))
+                    && !sources
+                        .iter()
+                        .any(|(r, src)| routing::inhibits(&rules[*r], src, l))
             });
             for t in &freed {
                 info!(alert = %t.rule, labels = %t.labels, "no longer held back: notifying");
@@ -344,7 +352,7 @@ impl Pipeline {
                 .known()
                 .contains(alert_id(&t.labels).as_str())
             {
-                let targets = self.s.route.targets(&t.labels, t.level);
+                let targets = routing::targets(&self.s.route, &t.labels, t.level);
                 self.dispatcher
                     .event(&AlertInfo::from_transition(t), &targets, now);
             } else {
@@ -361,13 +369,13 @@ impl Pipeline {
         // Inhibited by another alert firing now.
         if sources
             .iter()
-            .any(|(r, src)| self.s.inhibit_rules[*r].inhibits(src, &t.labels))
+            .any(|(r, src)| routing::inhibits(&self.s.inhibit_rules[*r], src, &t.labels))
         {
             self.fx.inhibited += 1;
             info!(alert = %t.rule, labels = %t.labels, "notification inhibited");
             return;
         }
-        let targets = self.s.route.targets(&t.labels, t.level);
+        let targets = routing::targets(&self.s.route, &t.labels, t.level);
         self.dispatcher
             .event(&AlertInfo::from_transition(t), &targets, now);
     }
@@ -501,7 +509,7 @@ impl Pipeline {
         let group_labels = Labels::from_pairs([("alertname", a.rule.as_str())]);
         let mut sent = BTreeSet::new();
         let mut out = Vec::new();
-        for t in self.s.route.targets(&a.labels, a.level) {
+        for t in routing::targets(&self.s.route, &a.labels, a.level) {
             for r in t.receivers {
                 if !sent.insert(r.clone()) {
                     continue;

@@ -3,8 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use tocsin_model::Labels;
-
 use crate::Problems;
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -42,31 +40,6 @@ impl InhibitRule {
             equal: vec!["host".into()],
         }
     }
-
-    /// Whether a firing alert with these labels can inhibit others under this rule.
-    pub fn is_source(&self, source: &Labels) -> bool {
-        self.source_match
-            .iter()
-            .all(|(k, v)| source.get(k) == Some(v.as_str()))
-    }
-
-    /// Whether firing `source` inhibits `target`.
-    pub fn inhibits(&self, source: &Labels, target: &Labels) -> bool {
-        source != target
-            && self.is_source(source)
-            && self
-                .target_match
-                .iter()
-                .all(|(k, v)| target.get(k) == Some(v.as_str()))
-            && self
-                .target_match_re
-                .iter()
-                .all(|(k, re)| re.is_match(target.get(k).unwrap_or("")))
-            && self
-                .equal
-                .iter()
-                .all(|k| source.get(k).is_some() && source.get(k) == target.get(k))
-    }
 }
 
 pub(crate) fn validate(p: &mut Problems, raw: Option<Vec<RawInhibitRule>>) -> Vec<InhibitRule> {
@@ -98,24 +71,4 @@ pub(crate) fn validate(p: &mut Problems, raw: Option<Vec<RawInhibitRule>>) -> Ve
             }
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_down_inhibits_the_same_host_only() {
-        let r = InhibitRule::host_down();
-        let down = Labels::from_pairs([("alertname", "HostDown"), ("host", "a")]);
-        assert!(r.inhibits(
-            &down,
-            &Labels::from_pairs([("alertname", "DiskFull"), ("host", "a")])
-        ));
-        assert!(!r.inhibits(
-            &down,
-            &Labels::from_pairs([("alertname", "DiskFull"), ("host", "b")])
-        ));
-        assert!(!r.inhibits(&down, &down), "never itself");
-    }
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tocsin_model::{Labels, Level};
+use tocsin_model::Level;
 
 use crate::{parse_duration, Problems};
 
@@ -96,18 +96,6 @@ pub struct Route {
 }
 
 impl Route {
-    fn matches(&self, labels: &Labels, level: Level) -> bool {
-        self.level.is_none_or(|l| level >= l)
-            && self
-                .matchers
-                .iter()
-                .all(|(k, v)| labels.get(k) == Some(v.as_str()))
-            && self
-                .match_re
-                .iter()
-                .all(|(k, re)| re.is_match(labels.get(k).unwrap_or("")))
-    }
-
     /// A route that sends every alert to `receivers`, with default grouping.
     pub fn to_all(receivers: Vec<String>) -> Route {
         Route {
@@ -120,48 +108,6 @@ impl Route {
             node: "route".into(),
             opts: GroupOpts::default(),
             escalation: None,
-        }
-    }
-
-    /// The nodes an alert stops at, Alertmanager-style: descend into the first matching child
-    /// (and into later ones while `continue` is set); a node none of whose children match is
-    /// where the alert stops.
-    pub fn targets(&self, labels: &Labels, level: Level) -> Vec<Target> {
-        let mut out = Vec::new();
-        self.walk(labels, level, &mut out);
-        out
-    }
-
-    /// Receivers for an alert over all its targets, duplicates removed, order kept.
-    pub fn receivers_for(&self, labels: &Labels, level: Level) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .targets(labels, level)
-            .into_iter()
-            .flat_map(|t| t.receivers)
-            .collect();
-        let mut seen = std::collections::HashSet::new();
-        out.retain(|r| seen.insert(r.clone()));
-        out
-    }
-
-    fn walk(&self, labels: &Labels, level: Level, out: &mut Vec<Target>) {
-        let mut matched = false;
-        for child in &self.routes {
-            if child.matches(labels, level) {
-                matched = true;
-                child.walk(labels, level, out);
-                if !child.continue_ {
-                    break;
-                }
-            }
-        }
-        if !matched {
-            out.push(Target {
-                node: self.node.clone(),
-                receivers: self.receivers.clone(),
-                opts: self.opts.clone(),
-                escalation: self.escalation.clone(),
-            });
         }
     }
 }
@@ -266,55 +212,6 @@ pub(crate) fn validate(
 mod tests {
     use super::*;
 
-    fn route(yaml: &str, known: &[&str]) -> Route {
-        let raw: RawRoute = crate::parse_yaml(yaml).unwrap();
-        let known: Vec<String> = known.iter().map(|s| s.to_string()).collect();
-        let policies = vec!["oncall".to_string()];
-        let k = Known {
-            receivers: &known,
-            policies: &policies,
-        };
-        let mut p = Problems::default();
-        let r = validate(&mut p, raw, "route", &k, &GroupOpts::default());
-        p.finish(|| r).unwrap()
-    }
-
-    #[test]
-    fn tiers_by_level_with_continue() {
-        let r = route(
-            "receivers: [chat]
-routes:
-  - level: emergency
-    receivers: [sms]
-    continue: true
-  - level: critical
-    receivers: [chat, mail]
-  - match: { team: db }
-    match_re: { host: \"db-.*\" }
-    receivers: [dba]
-",
-            &["chat", "mail", "sms", "dba"],
-        );
-        let l = |pairs: &[(&str, &str)]| Labels::from_pairs(pairs.iter().copied());
-        assert_eq!(r.receivers_for(&l(&[]), Level::Warning), vec!["chat"]);
-        assert_eq!(
-            r.receivers_for(&l(&[]), Level::Critical),
-            vec!["chat", "mail"]
-        );
-        assert_eq!(
-            r.receivers_for(&l(&[]), Level::Emergency),
-            vec!["sms", "chat", "mail"]
-        );
-        assert_eq!(
-            r.receivers_for(&l(&[("team", "db"), ("host", "db-1")]), Level::Warning),
-            vec!["dba"]
-        );
-        assert_eq!(
-            r.receivers_for(&l(&[("team", "db"), ("host", "web-1")]), Level::Warning),
-            vec!["chat"]
-        );
-    }
-
     #[test]
     fn unknown_receivers_and_bad_regexes_are_reported() {
         let raw: RawRoute = crate::parse_yaml(
@@ -343,37 +240,5 @@ routes:
             "{e}"
         );
         assert!(e.contains("route.repeat_backoff: must be between"), "{e}");
-    }
-
-    #[test]
-    fn group_settings_are_inherited() {
-        let r = route(
-            "receivers: [chat]
-group_by: [alertname]
-group_wait: 30s
-repeat_interval: 1h
-max_repeats: 3
-routes:
-  - level: critical
-    receivers: [sms]
-    group_by: [...]
-    repeat_interval: 0s
-    escalation: oncall
-",
-            &["chat", "sms"],
-        );
-        let l = Labels::from_pairs([("alertname", "A")]);
-        let t = r.targets(&l, Level::Warning);
-        assert_eq!(t[0].node, "route");
-        assert_eq!(t[0].opts.group_by, Some(vec!["alertname".to_string()]));
-        assert_eq!(t[0].opts.group_wait, Duration::from_secs(30));
-        assert_eq!(t[0].opts.repeat_interval, Some(Duration::from_secs(3600)));
-        let t = r.targets(&l, Level::Critical);
-        assert_eq!(t[0].node, "route.routes[0]");
-        assert_eq!(t[0].opts.group_by, None);
-        assert_eq!(t[0].opts.group_wait, Duration::from_secs(30));
-        assert_eq!(t[0].opts.repeat_interval, None);
-        assert_eq!(t[0].opts.max_repeats, 3);
-        assert_eq!(t[0].escalation.as_deref(), Some("oncall"));
     }
 }

@@ -120,7 +120,11 @@ pub(crate) fn field(n: &Payload, name: &str) -> String {
     match name {
         "level" => t.level.as_str().to_string(),
         "status" => if n.firing() { "firing" } else { "resolved" }.to_string(),
-        "value" => t.value.map(|v| v.to_string()).unwrap_or_default(),
+        // As JSON writes it (95.0), which is what SMS templates were approved with.
+        "value" => t
+            .value
+            .map(|v| serde_json::Value::from(v).to_string())
+            .unwrap_or_default(),
         "summary" => a.annotation("summary").to_string(),
         "threshold" => t.threshold.clone(),
         label => a.label(label).to_string(),
