@@ -130,3 +130,51 @@ pub(crate) fn field(n: &Payload, name: &str) -> String {
         label => a.label(label).to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::field;
+    use crate::testing::payload;
+
+    #[test]
+    fn sms_fields_read_the_first_alert_as_vendors_templates_expect() {
+        let n = payload(json!({
+            "status": "firing",
+            "alerts": [{
+                "labels": { "alertname": "DiskFull", "host": "db-1", "level": "critical", "team": "dba" },
+                "annotations": { "summary": "disk 95% full" },
+                "tocsin": { "value": 95.0, "threshold": "> 90" },
+            }],
+        }));
+        let got: Vec<String> = [
+            "alertname",
+            "host",
+            "level",
+            "status",
+            "value",
+            "summary",
+            "threshold",
+            "team",
+            "nope",
+        ]
+        .iter()
+        .map(|f| field(&n, f))
+        .collect();
+        assert_eq!(
+            got,
+            [
+                "DiskFull",
+                "db-1",
+                "critical",
+                "firing",
+                "95.0",
+                "disk 95% full",
+                "> 90",
+                "dba",
+                ""
+            ]
+        );
+    }
+}
