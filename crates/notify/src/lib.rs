@@ -5,7 +5,7 @@
 
 mod channel;
 
-pub use channel::log_receiver;
+pub use channel::{log_receiver, DeliveryError};
 pub mod template;
 mod worker;
 

@@ -363,7 +363,10 @@ impl Worker {
     /// Sends one stored notification through the channel.
     async fn deliver(&self, payload: &str, id: i64) -> Result<(), String> {
         let n = Payload::parse(payload)?;
-        self.channel.send(payload, &n, id).await
+        self.channel
+            .send(payload, &n, id)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Merges `first` and every other due item into one message and sends it.

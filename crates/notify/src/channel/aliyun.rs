@@ -138,9 +138,12 @@ impl super::Channel for AliyunSms {
             let status = resp.status();
             let text = resp.text().await.unwrap_or_default();
             if !status.is_success() && !text.contains("\"Code\"") {
-                return Err(format!("HTTP {status}: {}", super::http::short(&text)));
+                return Err(super::DeliveryError::Status {
+                    status,
+                    body: super::http::short(&text),
+                });
             }
-            aliyun_check(&text)
+            aliyun_check(&text).map_err(super::DeliveryError::Refused)
         })
     }
 }

@@ -247,10 +247,11 @@ impl super::Channel for Chat {
                 &self.templates,
                 n,
                 tocsin_model::now_ms(),
-            )?;
+            )
+            .map_err(super::DeliveryError::Message)?;
             for (target, body) in requests {
                 let reply = super::http::post_json(&self.client, &target, &body, &[]).await?;
-                check_reply(self.vendor, &reply)?;
+                check_reply(self.vendor, &reply).map_err(super::DeliveryError::Refused)?;
             }
             Ok(())
         })

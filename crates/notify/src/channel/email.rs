@@ -8,7 +8,7 @@ use tocsin_config::collector::{EmailConfig, EmailTls, MessageTemplate};
 
 use tocsin_alerting::Payload;
 
-use super::{Channel, Sending};
+use super::{Channel, DeliveryError, Sending};
 
 pub(super) struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -43,8 +43,8 @@ impl Mailer {
         })
     }
 
-    async fn send_message(&self, n: &Payload) -> Result<(), String> {
-        let (title, lines) = self.templates.render(n)?;
+    async fn send_message(&self, n: &Payload) -> Result<(), DeliveryError> {
+        let (title, lines) = self.templates.render(n).map_err(DeliveryError::Message)?;
         let text = format!("{title}\n\n{}\n", lines.join("\n"));
         let html = format!(
             "<html><body><h3>{}</h3><ul>{}</ul></body></html>",
@@ -60,12 +60,12 @@ impl Mailer {
         }
         let msg = b
             .multipart(MultiPart::alternative_plain_html(text, html))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| DeliveryError::Message(e.to_string()))?;
         self.transport
             .send(msg)
             .await
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| DeliveryError::Transport(e.to_string()))
     }
 }
 

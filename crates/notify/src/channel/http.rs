@@ -2,9 +2,11 @@
 
 use std::time::Duration;
 
+use super::DeliveryError;
+
 /// What went wrong sending a request, without its URL: receiver URLs carry their secrets.
-pub(super) fn transport_error(e: reqwest::Error) -> String {
-    tocsin_config::error_chain(&e.without_url())
+pub(super) fn transport_error(e: reqwest::Error) -> DeliveryError {
+    DeliveryError::Transport(tocsin_config::error_chain(&e.without_url()))
 }
 
 /// An HTTP client for one receiver.
@@ -22,7 +24,7 @@ pub(super) async fn post_json(
     url: &str,
     body: &serde_json::Value,
     headers: &[(&str, String)],
-) -> Result<String, String> {
+) -> Result<String, DeliveryError> {
     post_raw(client, url, &body.to_string(), headers).await
 }
 
@@ -32,7 +34,7 @@ pub(super) async fn post_raw(
     url: &str,
     body: &str,
     headers: &[(&str, String)],
-) -> Result<String, String> {
+) -> Result<String, DeliveryError> {
     let mut req = client
         .post(url)
         .header("content-type", "application/json")
@@ -46,7 +48,10 @@ pub(super) async fn post_raw(
     if status.is_success() {
         Ok(text)
     } else {
-        Err(format!("HTTP {status}: {}", short(&text)))
+        Err(DeliveryError::Status {
+            status,
+            body: short(&text),
+        })
     }
 }
 

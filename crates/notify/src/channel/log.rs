@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use tocsin_alerting::Payload;
 
-use super::{Channel, Sending};
+use super::{Channel, DeliveryError, Sending};
 
 pub(super) struct Log {
     pub(super) path: PathBuf,
@@ -18,7 +18,8 @@ impl Channel for Log {
             let line = format!("{raw}\n");
             tokio::task::spawn_blocking(move || append_line(&path, &line))
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(|e| DeliveryError::Local(e.to_string()))?
+                .map_err(DeliveryError::Local)
         })
     }
 }

@@ -17,8 +17,33 @@ use std::pin::Pin;
 use tocsin_alerting::Payload;
 use tocsin_config::collector::{ReceiverConfig, ReceiverKind};
 
+/// Why a notification did not go out; the worker retries it, then dead-letters it.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// No answer: connection, TLS, timeout (said without the URL, which may carry a secret).
+    #[error("{0}")]
+    Transport(String),
+    /// The receiver answered with a status other than 2xx.
+    #[error("HTTP {status}: {body}")]
+    Status {
+        status: reqwest::StatusCode,
+        /// The start of its reply.
+        body: String,
+    },
+    /// The receiver answered 2xx, but its reply says it did not take the message.
+    #[error("{0}")]
+    Refused(String),
+    /// The message could not be made (a stored payload unreadable, a template failing, an
+    /// endpoint that is not a URL).
+    #[error("{0}")]
+    Message(String),
+    /// A local write failed (the log file).
+    #[error("{0}")]
+    Local(String),
+}
+
 /// A send in progress.
-pub(crate) type Sending<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+pub(crate) type Sending<'a> = Pin<Box<dyn Future<Output = Result<(), DeliveryError>> + Send + 'a>>;
 
 /// One receiver's way of sending.
 pub(crate) trait Channel: Send + Sync {

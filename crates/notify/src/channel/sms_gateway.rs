@@ -2,7 +2,7 @@
 
 use tocsin_alerting::Payload;
 
-use super::{http, Channel, Sending};
+use super::{http, Channel, DeliveryError, Sending};
 
 pub(super) struct SmsGateway {
     pub(super) client: reqwest::Client,
@@ -14,11 +14,14 @@ impl Channel for SmsGateway {
     fn send<'a>(&'a self, _raw: &'a str, n: &'a Payload, _id: i64) -> Sending<'a> {
         Box::pin(async move {
             let (client, cfg) = (&self.client, &self.cfg);
-            let body = self.templates.render_with(
-                &cfg.body,
-                n,
-                serde_json::json!({ "phone_numbers": cfg.phone_numbers }),
-            )?;
+            let body = self
+                .templates
+                .render_with(
+                    &cfg.body,
+                    n,
+                    serde_json::json!({ "phone_numbers": cfg.phone_numbers }),
+                )
+                .map_err(DeliveryError::Message)?;
             let mut req = if cfg.method == "PUT" {
                 client.put(&cfg.url)
             } else {
@@ -32,13 +35,16 @@ impl Channel for SmsGateway {
             let status = resp.status();
             let text = resp.text().await.unwrap_or_default();
             if !status.is_success() {
-                return Err(format!("HTTP {status}: {}", http::short(&text)));
+                return Err(DeliveryError::Status {
+                    status,
+                    body: http::short(&text),
+                });
             }
             match &cfg.success_match {
-                Some(re) if !re.is_match(&text) => Err(format!(
+                Some(re) if !re.is_match(&text) => Err(DeliveryError::Refused(format!(
                     "reply does not match success_match: {}",
                     http::short(&text)
-                )),
+                ))),
                 _ => Ok(()),
             }
         })

@@ -128,11 +128,12 @@ impl super::Channel for TencentSms {
                 &params,
             )
             .to_string();
-            let url = reqwest::Url::parse(&cfg.endpoint).map_err(|e| e.to_string())?;
+            let url = reqwest::Url::parse(&cfg.endpoint)
+                .map_err(|e| super::DeliveryError::Message(format!("endpoint: {e}")))?;
             let host = match (url.host_str(), url.port()) {
                 (Some(h), Some(p)) => format!("{h}:{p}"),
                 (Some(h), None) => h.to_string(),
-                _ => return Err("endpoint has no host".into()),
+                _ => return Err(super::DeliveryError::Message("endpoint has no host".into())),
             };
             let ts = tocsin_model::now_ms() / 1000;
             let auth = authorization(&cfg.secret_id, cfg.secret_key.expose(), &host, &body, ts);
@@ -150,7 +151,7 @@ impl super::Channel for TencentSms {
                 .await
                 .map_err(super::http::transport_error)?;
             let text = resp.text().await.unwrap_or_default();
-            check(&text)
+            check(&text).map_err(super::DeliveryError::Refused)
         })
     }
 }
