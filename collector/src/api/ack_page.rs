@@ -38,7 +38,7 @@ pub(crate) struct AckQuery {
 pub(crate) fn verify_link(
     st: &AppState,
     token: &str,
-) -> Result<tocsin_alerting::ack::Link, String> {
+) -> Result<tocsin_alerting::ack::Link, tocsin_alerting::ack::LinkError> {
     let link = tocsin_alerting::ack::verify(&st.ack_secret, token, now_ms(), st.ack_ttl_ms)?;
     let view = st.view.read().unwrap_or_else(|p| p.into_inner());
     let current = view
@@ -48,7 +48,7 @@ pub(crate) fn verify_link(
         .and_then(|a| a.active_at);
     match current {
         Some(t) if t.div_euclid(1000) != link.since_s => {
-            Err("this link was sent for an earlier firing of the alert".into())
+            Err(tocsin_alerting::ack::LinkError::EarlierFiring)
         }
         _ => Ok(link),
     }
@@ -65,7 +65,7 @@ pub(crate) async fn page(
             html(
                 StatusCode::FORBIDDEN,
                 "Acknowledgement refused",
-                &escape(&e),
+                &escape(&e.to_string()),
             )
         }
         Ok(tocsin_alerting::ack::Link { id, level, .. }) => {
@@ -117,7 +117,7 @@ pub(crate) async fn submit(State(st): State<AppState>, body: Bytes) -> Response 
             return html(
                 StatusCode::FORBIDDEN,
                 "Acknowledgement refused",
-                &escape(&e),
+                &escape(&e.to_string()),
             );
         }
     };

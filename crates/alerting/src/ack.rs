@@ -56,6 +56,22 @@ pub fn token(
     format!("{msg}.{s}")
 }
 
+/// Why a link acknowledges nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    #[error("malformed acknowledgement token")]
+    Malformed,
+    #[error("invalid acknowledgement token signature")]
+    Forged,
+    #[error("this acknowledgement link has expired")]
+    Expired,
+    #[error("this acknowledgement link is valid for longer than links are made for")]
+    TooLong,
+    /// Genuine, but sent for an earlier firing of the alert (the caller knows the current one).
+    #[error("this link was sent for an earlier firing of the alert")]
+    EarlierFiring,
+}
+
 /// What a token names, if it is genuine, not expired at `now`, and not valid for longer than
 /// `max_ttl_ms` (the lifetime links are made with; a minute of clock leeway).
 pub fn verify(
@@ -63,26 +79,26 @@ pub fn verify(
     token: &str,
     now: TimestampMs,
     max_ttl_ms: i64,
-) -> Result<Link, String> {
+) -> Result<Link, LinkError> {
     let parts: Vec<&str> = token.split('.').collect();
     let [id, level, since, exp, s] = parts[..] else {
-        return Err("malformed acknowledgement token".into());
+        return Err(LinkError::Malformed);
     };
     let msg = format!("{id}.{level}.{since}.{exp}");
-    let bad = || "invalid acknowledgement token signature".to_string();
     let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(s)
-        .map_err(|_| bad())?;
-    ring::hmac::verify(&key(secret), msg.as_bytes(), &tag).map_err(|_| bad())?;
-    let exp: i64 = exp.parse().map_err(|_| "malformed expiry".to_string())?;
-    let since_s: i64 = since.parse().map_err(|_| "malformed start".to_string())?;
+        .map_err(|_| LinkError::Forged)?;
+    ring::hmac::verify(&key(secret), msg.as_bytes(), &tag).map_err(|_| LinkError::Forged)?;
+    // Signed by us: what follows cannot fail for a token we made.
+    let exp: i64 = exp.parse().map_err(|_| LinkError::Malformed)?;
+    let since_s: i64 = since.parse().map_err(|_| LinkError::Malformed)?;
     if now.div_euclid(1000) > exp {
-        return Err("this acknowledgement link has expired".into());
+        return Err(LinkError::Expired);
     }
     if exp > (now + max_ttl_ms + 60_000).div_euclid(1000) {
-        return Err("this acknowledgement link is valid for longer than links are made for".into());
+        return Err(LinkError::TooLong);
     }
-    let level = level.parse::<Level>().map_err(|e| e.to_string())?;
+    let level = level.parse::<Level>().map_err(|_| LinkError::Malformed)?;
     Ok(Link {
         id: id.to_string(),
         level,
@@ -109,9 +125,16 @@ mod tests {
         );
         assert_eq!(
             verify(b"k", &t, 11_000, TTL).unwrap_err(),
+            LinkError::Expired
+        );
+        assert_eq!(
+            verify(b"k", &t, 11_000, TTL).unwrap_err().to_string(),
             "this acknowledgement link has expired"
         );
-        assert!(verify(b"other", &t, 9_000, TTL).is_err());
+        assert_eq!(
+            verify(b"other", &t, 9_000, TTL).unwrap_err(),
+            LinkError::Forged
+        );
         let raised = t.replacen("critical", "emergency", 1);
         assert!(
             verify(b"k", &raised, 9_000, TTL).is_err(),
@@ -127,7 +150,7 @@ mod tests {
             verify(b"k", &other_firing, 9_000, TTL).is_err(),
             "firing is signed"
         );
-        assert!(verify(b"k", "x", 0, TTL).is_err());
+        assert_eq!(verify(b"k", "x", 0, TTL).unwrap_err(), LinkError::Malformed);
     }
 
     #[test]
@@ -135,10 +158,7 @@ mod tests {
         // Made with the key (stolen from a readable database) to last until 2100.
         let now = 1_800_000_000_000;
         let t = token(b"k", "00ab", Level::Critical, now, 4_102_444_800_000);
-        assert_eq!(
-            verify(b"k", &t, now, TTL).unwrap_err(),
-            "this acknowledgement link is valid for longer than links are made for"
-        );
+        assert_eq!(verify(b"k", &t, now, TTL).unwrap_err(), LinkError::TooLong);
         let t = token(b"k", "00ab", Level::Critical, now, now + TTL);
         assert!(verify(b"k", &t, now, TTL).is_ok());
     }
