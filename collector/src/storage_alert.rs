@@ -102,7 +102,11 @@ impl StorageAlert {
                 ("description".to_string(), description),
             ]),
             firing,
-            event: if firing { "firing" } else { "resolved" }.to_string(),
+            event: if firing {
+                tocsin_dispatch::Event::Firing
+            } else {
+                tocsin_dispatch::Event::Resolved
+            },
             level: Level::Critical,
             previous_level: None,
             value: ((now - since) / 1000) as f64,

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tocsin_dispatch::{AlertInfo, Notification, Why};
+use tocsin_dispatch::{AlertInfo, Event, Notification, Why};
 use tocsin_model::{Labels, Level, TimestampMs};
 
 /// RFC 3339 with milliseconds, UTC, as Alertmanager writes times.
@@ -92,8 +92,8 @@ impl PayloadAlert {
 #[serde(rename_all = "camelCase")]
 pub struct Extras {
     pub id: String,
-    /// What changed last: firing, level_changed, resolved, flapping, flapping_ended, …
-    pub event: String,
+    /// What changed last.
+    pub event: Event,
     pub level: Level,
     #[serde(default)]
     pub previous_level: Option<Level>,
@@ -186,7 +186,7 @@ fn dashboard_url(template: Option<&str>, a: &AlertInfo) -> Option<String> {
 fn extras(a: &AlertInfo, ack_url: Option<String>, dashboard: Option<String>) -> Extras {
     Extras {
         id: a.id.clone(),
-        event: a.event.clone(),
+        event: a.event,
         level: a.level,
         previous_level: a.previous_level,
         value: Some(a.value).filter(|v| v.is_finite()),

@@ -554,7 +554,8 @@ impl Pipeline {
             });
             self.fx.remediation.push(e.kind);
             if e.escalate {
-                self.dispatcher.bump(&e.alert_id, "remediation_failed", now);
+                self.dispatcher
+                    .bump(&e.alert_id, tocsin_dispatch::Event::RemediationFailed, now);
             }
         }
     }
@@ -620,7 +621,11 @@ fn timeline_of_sent(incidents: &mut Incidents, n: &Notification, now: TimestampM
         Why::Escalation { policy, .. } => ("notified", format!(", {policy} step 1")),
     };
     for a in &n.alerts {
-        let what = if a.firing { &a.event } else { "resolved" };
+        let what = if a.firing {
+            a.event.as_str()
+        } else {
+            "resolved"
+        };
         incidents.record(
             &a.id,
             kind,

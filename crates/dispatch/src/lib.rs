@@ -17,6 +17,50 @@ use tocsin_config::route::{GroupOpts, Target};
 use tocsin_model::{Labels, Level, TimestampMs};
 use tocsin_rules::{Transition, TransitionKind};
 
+/// What changed last about an alert, as notifications and timelines say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    Firing,
+    LevelChanged,
+    Resolved,
+    Flapping,
+    FlappingEnded,
+    /// Its remediation failed: it goes to the next tier.
+    RemediationFailed,
+}
+
+impl Event {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Firing => "firing",
+            Event::LevelChanged => "level_changed",
+            Event::Resolved => "resolved",
+            Event::Flapping => "flapping",
+            Event::FlappingEnded => "flapping_ended",
+            Event::RemediationFailed => "remediation_failed",
+        }
+    }
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<TransitionKind> for Event {
+    fn from(k: TransitionKind) -> Event {
+        match k {
+            TransitionKind::Firing => Event::Firing,
+            TransitionKind::LevelChanged { .. } => Event::LevelChanged,
+            TransitionKind::Resolved => Event::Resolved,
+            TransitionKind::Flapping => Event::Flapping,
+            TransitionKind::FlappingEnded { .. } => Event::FlappingEnded,
+        }
+    }
+}
+
 /// An alert as a notification shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertInfo {
@@ -26,8 +70,8 @@ pub struct AlertInfo {
     pub labels: Labels,
     pub annotations: BTreeMap<String, String>,
     pub firing: bool,
-    /// What changed last: firing, level_changed, resolved, flapping, flapping_ended.
-    pub event: String,
+    /// What changed last.
+    pub event: Event,
     pub level: Level,
     pub previous_level: Option<Level>,
     pub value: f64,
@@ -48,7 +92,7 @@ impl AlertInfo {
             labels: t.labels.clone(),
             annotations: t.annotations.clone(),
             firing: t.kind.firing(),
-            event: t.kind.as_str().to_string(),
+            event: Event::from(t.kind),
             level: t.level,
             previous_level: match t.kind {
                 TransitionKind::LevelChanged { from } => Some(from),
@@ -445,7 +489,7 @@ impl Dispatcher {
     /// Sends alert `id` to its next tier now (a remediation failed): its escalation's next step
     /// is due at once, and its groups notify again with `event` as the alert's last event.
     /// Acknowledged alerts are left alone: somebody is on it.
-    pub fn bump(&mut self, id: &str, event: &str, now: TimestampMs) {
+    pub fn bump(&mut self, id: &str, event: Event, now: TimestampMs) {
         if self.acks.contains_key(id) {
             return;
         }
@@ -457,13 +501,13 @@ impl Dispatcher {
                 if more {
                     e.next = Some(now);
                 }
-                e.alert.event = event.to_string();
+                e.alert.event = event;
                 self.dirty.insert(format!("e:{key}"));
             }
         }
         for (key, g) in self.groups.iter_mut() {
             if let Some(a) = g.alerts.get_mut(id).filter(|a| a.firing) {
-                a.event = event.to_string();
+                a.event = event;
                 g.changed = true;
                 g.next = Some(now);
                 self.dirty.insert(format!("g:{key}"));

@@ -16,7 +16,11 @@ fn alert(name: &str, host: &str, level: Level, firing: bool) -> AlertInfo {
         labels,
         annotations: BTreeMap::new(),
         firing,
-        event: if firing { "firing" } else { "resolved" }.into(),
+        event: if firing {
+            Event::Firing
+        } else {
+            Event::Resolved
+        },
         level,
         previous_level: None,
         value: 1.0,
@@ -417,11 +421,11 @@ fn a_failed_remediation_bumps_the_alert_to_its_next_tier() {
     let a = alert("WebDown", "web1", Level::Critical, true);
     d.event(&a, &t, 0);
     assert_eq!(d.tick(0).len(), 2, "chat group + step 1");
-    d.bump(&a.id, "remediation_failed", M);
+    d.bump(&a.id, Event::RemediationFailed, M);
     let sent = d.tick(M);
     let mut got: Vec<(String, String)> = sent
         .iter()
-        .map(|n| (n.receiver.clone(), n.alerts[0].event.clone()))
+        .map(|n| (n.receiver.clone(), n.alerts[0].event.to_string()))
         .collect();
     got.sort();
     assert_eq!(

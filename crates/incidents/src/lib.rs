@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use tocsin_dispatch::AlertInfo;
+use tocsin_dispatch::{AlertInfo, Event};
 use tocsin_model::{Level, TimestampMs};
 
 mod report;
@@ -352,7 +352,7 @@ impl Incidents {
                 inc.probes.insert(p.to_string());
             }
         }
-        if a.event == "flapping" {
+        if a.event == Event::Flapping {
             inc.flapping = true;
         }
         let span = inc.alerts.entry(a.id.clone()).or_insert_with(|| AlertSpan {
@@ -375,13 +375,13 @@ impl Incidents {
             _ if inc.severity == Level::Warning => "degraded".into(),
             _ => "complete".into(),
         };
-        let (kind, text) = match (a.event.as_str(), a.previous_level) {
-            ("level_changed", Some(p)) => (
+        let (kind, text) = match (a.event, a.previous_level) {
+            (Event::LevelChanged, Some(p)) => (
                 "level_changed",
                 format!("{} {p} → {}{who}{summary}", a.rule, a.level),
             ),
-            ("flapping", _) => ("flapping", format!("{} is flapping{who}", a.rule)),
-            ("flapping_ended", _) => (
+            (Event::Flapping, _) => ("flapping", format!("{} is flapping{who}", a.rule)),
+            (Event::FlappingEnded, _) => (
                 "flapping_ended",
                 format!("{} stopped flapping{who}", a.rule),
             ),

@@ -15,7 +15,11 @@ fn alert(rule: &str, host: &str, level: Level, firing: bool) -> AlertInfo {
         labels,
         annotations: BTreeMap::from([("summary".to_string(), "probe failed".to_string())]),
         firing,
-        event: if firing { "firing" } else { "resolved" }.into(),
+        event: if firing {
+            tocsin_dispatch::Event::Firing
+        } else {
+            tocsin_dispatch::Event::Resolved
+        },
         level,
         previous_level: None,
         value: 0.0,

@@ -11,6 +11,7 @@
 use serde_json::{json, Value};
 use tocsin_alerting::{Kind, Payload};
 use tocsin_config::collector::{Locale, MessageTemplate};
+use tocsin_dispatch::Event;
 
 const TITLE_ZH: &str =
     "{{ head }}{{ level_word }} {{ alertname }}{% if count > 1 %} 等{{ count }}条{% endif %}";
@@ -81,7 +82,7 @@ fn head(n: &Payload, locale: Locale) -> String {
     let t = &n.tocsin;
     let zh = locale == Locale::ZhCn;
     let step = t.step.unwrap_or(0);
-    match (n.firing(), t.kind, t.first.event.as_str()) {
+    match (n.firing(), t.kind, t.first.event) {
         (false, _, _) => if zh { "【已恢复】" } else { "[RESOLVED] " }.into(),
         (true, Kind::Digest, _) => if zh { "【汇总】" } else { "[DIGEST] " }.into(),
         (true, Kind::Escalation, _) if step > 1 => {
@@ -97,13 +98,13 @@ fn head(n: &Payload, locale: Locale) -> String {
             "[REPEAT] "
         }
         .into(),
-        (true, _, "level_changed") => if zh {
+        (true, _, Event::LevelChanged) => if zh {
             "【级别变化】"
         } else {
             "[LEVEL CHANGED] "
         }
         .into(),
-        (true, _, "flapping") => if zh {
+        (true, _, Event::Flapping) => if zh {
             "【频繁抖动】"
         } else {
             "[FLAPPING] "

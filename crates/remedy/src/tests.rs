@@ -19,7 +19,7 @@ fn alert(level: Level, firing: bool) -> AlertInfo {
         labels,
         annotations: BTreeMap::new(),
         firing,
-        event: "firing".into(),
+        event: tocsin_dispatch::Event::Firing,
         level,
         previous_level: None,
         value: 0.0,
