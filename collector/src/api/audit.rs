@@ -1,6 +1,6 @@
 //! `/api/v1/audit`: the audit log.
 
-use super::error::with_outbox;
+use super::error::with_records;
 use super::error::ApiError;
 use super::notifications::NotificationsQuery;
 use super::AppState;
@@ -15,7 +15,7 @@ pub(crate) async fn list(
     axum::extract::Query(q): axum::extract::Query<NotificationsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = q.limit.unwrap_or(100).min(1000);
-    let rows = with_outbox(&st, "reading the audit log", move |o| o.audit(limit)).await?;
+    let rows = with_records(&st, "reading the audit log", move |o| o.audit(limit)).await?;
     let list: Vec<Value> = rows
         .into_iter()
         .map(|r| {

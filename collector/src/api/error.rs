@@ -186,17 +186,35 @@ pub(crate) async fn ask_writer<T>(
         .map_err(|e| ApiError::storage(what, e))
 }
 
-/// Runs `f` on the outbox connection off the async threads.
+/// Runs `f` on one of the API's database connections off the async threads.
+async fn with_conn<C: Send + 'static, T: Send + 'static>(
+    conn: &Arc<std::sync::Mutex<C>>,
+    what: &'static str,
+    f: impl FnOnce(&C) -> tocsin_store::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    let c = Arc::clone(conn);
+    tokio::task::spawn_blocking(move || f(&c.lock().unwrap_or_else(|p| p.into_inner())))
+        .await
+        .map_err(|e| ApiError::internal(what, e))?
+        .map_err(|e| ApiError::storage(what, e))
+}
+
+/// Runs `f` on the outbox connection.
 pub(crate) async fn with_outbox<T: Send + 'static>(
     st: &AppState,
     what: &'static str,
     f: impl FnOnce(&tocsin_store::Outbox) -> tocsin_store::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let ob = Arc::clone(&st.outbox);
-    tokio::task::spawn_blocking(move || f(&ob.lock().unwrap_or_else(|p| p.into_inner())))
-        .await
-        .map_err(|e| ApiError::internal(what, e))?
-        .map_err(|e| ApiError::storage(what, e))
+    with_conn(&st.outbox, what, f).await
+}
+
+/// Runs `f` on the records connection (tokens, incidents, audit).
+pub(crate) async fn with_records<T: Send + 'static>(
+    st: &AppState,
+    what: &'static str,
+    f: impl FnOnce(&tocsin_store::Records) -> tocsin_store::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    with_conn(&st.records, what, f).await
 }
 
 /// The answer to a refused or failed request about an incident or an action: a storage

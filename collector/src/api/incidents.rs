@@ -11,7 +11,7 @@ use tocsin_model::now_ms;
 
 use super::error::json_body;
 use super::error::op_error;
-use super::error::with_outbox;
+use super::error::with_records;
 use super::error::writer_reply;
 use super::error::ApiError;
 use super::AppState;
@@ -51,7 +51,7 @@ pub(crate) async fn load_incidents(
     to: i64,
     limit: usize,
 ) -> Result<Vec<tocsin_incidents::Incident>, ApiError> {
-    let rows = with_outbox(st, "listing incidents", move |o| {
+    let rows = with_records(st, "listing incidents", move |o| {
         o.incidents(from, to, limit)
     })
     .await?;
@@ -109,7 +109,7 @@ pub(crate) async fn incident_with_timeline(
     ApiError,
 > {
     let id2 = id.clone();
-    let (data, events) = with_outbox(st, "reading an incident", move |o| {
+    let (data, events) = with_records(st, "reading an incident", move |o| {
         Ok((o.incident(&id2)?, o.incident_events(&id2)?))
     })
     .await?;

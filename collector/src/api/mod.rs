@@ -60,6 +60,8 @@ pub struct AppState {
     pub ack_ttl_ms: i64,
     /// Reads the notification outbox (its own database connection).
     pub outbox: Arc<std::sync::Mutex<tocsin_store::Outbox>>,
+    /// Agent tokens, stored incidents, the audit log (another connection).
+    pub records: Arc<std::sync::Mutex<tocsin_store::Records>>,
     pub agent_tokens: Arc<RwLock<AgentTokens>>,
     /// The longest any request may take, body included.
     pub request_timeout: std::time::Duration,

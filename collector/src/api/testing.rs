@@ -52,10 +52,6 @@ impl TestApi {
         let db = dir.path().join("tocsin.db");
         let store =
             tocsin_store::Store::open(&db, crate::cli::serve::store_options(&cfg)).expect("store");
-        let outbox = Arc::new(std::sync::Mutex::new(
-            tocsin_store::Outbox::open(&db, false).expect("outbox"),
-        ));
-        let tokens = super::load_agent_tokens(&outbox.lock().unwrap()).expect("tokens");
         let tel = Telemetry::new();
         let view = Arc::new(RwLock::new(View::default()));
         let (wake, _) = watch::channel(0u64);
@@ -70,7 +66,7 @@ impl TestApi {
             .expect("writer");
         // Ends when every sender (the state, the router) is dropped.
         std::thread::spawn(move || writer.run(rx));
-        let state = crate::cli::serve::app_state(&cfg, tx, view, tel, secret, outbox, tokens);
+        let state = crate::cli::serve::app_state(&cfg, &db, tx, view, tel, secret).expect("state");
         TestApi {
             app: super::app(state.clone()),
             state,

@@ -9,7 +9,7 @@ use tocsin_alerting::format_rfc3339;
 use tocsin_model::now_ms;
 
 use super::error::json_body;
-use super::error::with_outbox;
+use super::error::with_records;
 use super::error::ApiError;
 use super::AppState;
 use crate::access::constant_time_eq;
@@ -33,7 +33,7 @@ pub fn token_hash(token: &str) -> String {
 }
 
 /// Loads the agent tokens from the store.
-pub fn load_agent_tokens(ob: &tocsin_store::Outbox) -> tocsin_store::Result<AgentTokens> {
+pub fn load_agent_tokens(ob: &tocsin_store::Records) -> tocsin_store::Result<AgentTokens> {
     let all = ob.tokens()?;
     Ok(AgentTokens {
         required: !all.is_empty(),
@@ -86,7 +86,7 @@ pub struct NewToken {
     pub comment: String,
 }
 
-pub(crate) fn reload_tokens(st: &AppState, ob: &tocsin_store::Outbox) -> tocsin_store::Result<()> {
+pub(crate) fn reload_tokens(st: &AppState, ob: &tocsin_store::Records) -> tocsin_store::Result<()> {
     let t = load_agent_tokens(ob)?;
     *st.agent_tokens.write().unwrap_or_else(|p| p.into_inner()) = t;
     Ok(())
@@ -106,7 +106,7 @@ pub(crate) async fn issue(
     let hash = token_hash(&token);
     let st2 = st.clone();
     let host = n.host.clone();
-    let id = with_outbox(&st, "issuing a token", move |o| {
+    let id = with_records(&st, "issuing a token", move |o| {
         let id = o.add_token(&host, &hash, &n.comment, now_ms())?;
         reload_tokens(&st2, o)?;
         Ok(id)
@@ -119,7 +119,7 @@ pub(crate) async fn issue(
 }
 
 pub(crate) async fn list(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let rows = with_outbox(&st, "listing tokens", |o| o.tokens()).await?;
+    let rows = with_records(&st, "listing tokens", |o| o.tokens()).await?;
     let list: Vec<Value> = rows
         .into_iter()
         .map(|t| {
@@ -142,7 +142,7 @@ pub(crate) async fn revoke(
     axum::extract::Path(id): axum::extract::Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let st2 = st.clone();
-    let done = with_outbox(&st, "revoking a token", move |o| {
+    let done = with_records(&st, "revoking a token", move |o| {
         let done = o.revoke_token(id, now_ms())?;
         reload_tokens(&st2, o)?;
         Ok(done)

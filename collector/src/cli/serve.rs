@@ -208,21 +208,7 @@ pub(super) async fn serve(
         });
     }
 
-    let outbox = Arc::new(std::sync::Mutex::new(
-        tocsin_store::Outbox::open(&db, false).context("cannot open the outbox")?,
-    ));
-    let agent_tokens =
-        crate::api::load_agent_tokens(&outbox.lock().unwrap_or_else(|p| p.into_inner()))
-            .context("cannot read agent tokens")?;
-    let state = app_state(
-        &cfg,
-        tx,
-        view,
-        tel.clone(),
-        ack_secret,
-        outbox,
-        agent_tokens,
-    );
+    let state = app_state(&cfg, &db, tx, view, tel.clone(), ack_secret)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
@@ -296,17 +282,21 @@ pub(crate) fn writer_settings(
     }
 }
 
-/// What the HTTP API works with.
+/// What the HTTP API works with: its own connections to the database `db` (the outbox; tokens,
+/// incidents and audit), the writer's queue and view.
 pub(crate) fn app_state(
     cfg: &CollectorConfig,
+    db: &std::path::Path,
     writer: mpsc::Sender<Msg>,
     view: Arc<RwLock<View>>,
     tel: Telemetry,
     ack_secret: Arc<Vec<u8>>,
-    outbox: Arc<std::sync::Mutex<tocsin_store::Outbox>>,
-    agent_tokens: crate::api::AgentTokens,
-) -> AppState {
-    AppState {
+) -> anyhow::Result<AppState> {
+    let outbox = tocsin_store::Outbox::open(db, false).context("cannot open the outbox")?;
+    let records = tocsin_store::Records::open(db).context("cannot open the records")?;
+    let agent_tokens =
+        crate::api::load_agent_tokens(&records).context("cannot read agent tokens")?;
+    Ok(AppState {
         writer,
         view,
         tel,
@@ -329,11 +319,12 @@ pub(crate) fn app_state(
         )),
         max_future_ms: StoreOptions::default().max_future_ms,
         ack_secret,
-        outbox,
+        outbox: Arc::new(std::sync::Mutex::new(outbox)),
+        records: Arc::new(std::sync::Mutex::new(records)),
         agent_tokens: Arc::new(RwLock::new(agent_tokens)),
         request_timeout: cfg.ingest.request_timeout,
         federate: cfg.federate,
-    }
+    })
 }
 
 /// How the store is opened for this configuration.

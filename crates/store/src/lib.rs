@@ -8,10 +8,12 @@ pub mod chunk;
 mod error;
 mod head;
 mod outbox;
+mod records;
 mod schema;
 
 pub use error::StoreError;
-pub use outbox::{AuditRow, EventRow, Outbox, OutboxItem, OutboxRow, OutboxStatus, TokenRow};
+pub use outbox::{Outbox, OutboxItem, OutboxRow, OutboxStatus};
+pub use records::{AuditRow, EventRow, Records, TokenRow};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use tocsin_model::TimestampMs;
 
 use crate::{schema, Result, StoreError};
@@ -126,48 +126,6 @@ impl Outbox {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Stores a new agent token's hash for `host`; returns its id.
-    pub fn add_token(
-        &self,
-        host: &str,
-        hash: &str,
-        comment: &str,
-        now: TimestampMs,
-    ) -> Result<i64> {
-        self.conn.execute(
-            "INSERT INTO agent_tokens (host, hash, comment, created_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![host, hash, comment, now],
-        )?;
-        Ok(self.conn.last_insert_rowid())
-    }
-
-    /// Revokes a token; false when there is no such live token.
-    pub fn revoke_token(&self, id: i64, now: TimestampMs) -> Result<bool> {
-        let n = self.conn.execute(
-            "UPDATE agent_tokens SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
-            params![id, now],
-        )?;
-        Ok(n > 0)
-    }
-
-    /// All tokens, oldest first.
-    pub fn tokens(&self) -> Result<Vec<TokenRow>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT id, host, hash, comment, created_ms, revoked_ms FROM agent_tokens ORDER BY id",
-        )?;
-        let rows = st.query_map([], |r| {
-            Ok(TokenRow {
-                id: r.get(0)?,
-                host: r.get(1)?,
-                hash: r.get(2)?,
-                comment: r.get(3)?,
-                created_ms: r.get(4)?,
-                revoked_ms: r.get(5)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
     /// Puts a dead-lettered notification back in line; false when `id` is not dead.
     pub fn retry_dead(&self, id: i64, now: TimestampMs) -> Result<bool> {
         let n = self.conn.execute(
@@ -176,61 +134,6 @@ impl Outbox {
             params![id, now],
         )?;
         Ok(n > 0)
-    }
-
-    /// Incidents opened in [from, to), newest first, as stored JSON.
-    pub fn incidents(
-        &self,
-        from: TimestampMs,
-        to: TimestampMs,
-        limit: usize,
-    ) -> Result<Vec<String>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT data FROM incidents WHERE opened_ms >= ?1 AND opened_ms < ?2
-             ORDER BY opened_ms DESC LIMIT ?3",
-        )?;
-        let rows = st.query_map(params![from, to, limit as i64], |r| r.get(0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    pub fn incident(&self, id: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn
-            .query_row("SELECT data FROM incidents WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .optional()?)
-    }
-
-    /// An incident's timeline, in order.
-    pub fn incident_events(&self, id: &str) -> Result<Vec<EventRow>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT at_ms, kind, text FROM incident_events WHERE incident = ?1 ORDER BY seq",
-        )?;
-        let rows = st.query_map([id], |r| {
-            Ok(EventRow {
-                at_ms: r.get(0)?,
-                kind: r.get(1)?,
-                text: r.get(2)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// The newest audit rows, newest first.
-    pub fn audit(&self, limit: usize) -> Result<Vec<AuditRow>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT at_ms, actor, event, detail FROM audit ORDER BY seq DESC LIMIT ?1",
-        )?;
-        let rows = st.query_map([limit as i64], |r| {
-            Ok(AuditRow {
-                at_ms: r.get(0)?,
-                actor: r.get(1)?,
-                event: r.get(2)?,
-                detail: r.get(3)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Items by status for `receiver`.
@@ -242,34 +145,4 @@ impl Outbox {
         )?;
         Ok(n as u64)
     }
-}
-
-/// A per-agent token as stored: only its hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenRow {
-    pub id: i64,
-    pub host: String,
-    /// SHA-256 hex of the token.
-    pub hash: String,
-    pub comment: String,
-    pub created_ms: TimestampMs,
-    pub revoked_ms: Option<TimestampMs>,
-}
-
-/// One entry of an incident's timeline.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventRow {
-    pub at_ms: TimestampMs,
-    pub kind: String,
-    pub text: String,
-}
-
-/// One row of the append-only audit log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditRow {
-    pub at_ms: TimestampMs,
-    pub actor: String,
-    pub event: String,
-    /// JSON.
-    pub detail: String,
 }
