@@ -44,15 +44,6 @@ pub enum Allowed {
     Values(Vec<String>),
 }
 
-impl Allowed {
-    fn admits(&self, v: &str) -> bool {
-        match self {
-            Allowed::Pattern(re) => re.is_match(v),
-            Allowed::Values(list) => list.iter().any(|x| x == v),
-        }
-    }
-}
-
 impl std::fmt::Display for Allowed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -60,6 +51,16 @@ impl std::fmt::Display for Allowed {
             Allowed::Values(list) => write!(f, "the allowed values {list:?}"),
         }
     }
+}
+
+/// Characters any parameter value may hold, whatever its pattern says: no shell or option
+/// syntax, bounded length.
+pub fn safe_value(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 256
+        && !v.starts_with('-')
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._:@/=+,-".contains(c))
 }
 
 /// systemctl, by its absolute path: an action never depends on a search path.
@@ -89,72 +90,6 @@ impl ActionKind {
             ActionKind::Run => "run",
             ActionKind::Failover => "failover",
         }
-    }
-}
-
-/// Characters any parameter value may hold, whatever its pattern says.
-fn safe_value(v: &str) -> bool {
-    !v.is_empty()
-        && v.len() <= 256
-        && !v.starts_with('-')
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._:@/=+,-".contains(c))
-}
-
-/// Why a request was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal(pub String);
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl ActionSpec {
-    /// The argv for these parameter values, or why not.
-    pub fn argv_for(&self, values: &BTreeMap<String, String>) -> Result<Vec<String>, Refusal> {
-        for k in values.keys() {
-            if !self.params.iter().any(|(n, _)| n == k) {
-                return Err(Refusal(format!(
-                    "action {:?} takes no parameter {k:?}",
-                    self.name
-                )));
-            }
-        }
-        for (name, allowed) in &self.params {
-            let v = values.get(name).ok_or_else(|| {
-                Refusal(format!("action {:?} needs parameter {name:?}", self.name))
-            })?;
-            if !safe_value(v) || !allowed.admits(v) {
-                return Err(Refusal(format!(
-                    "parameter {name}={v:?} is not one of {allowed}"
-                )));
-            }
-        }
-        let argv = self.argv_with(values);
-        if self.kind == ActionKind::RestartService
-            && argv.iter().skip(2).any(|u| u.ends_with(".target"))
-        {
-            return Err(Refusal(format!(
-                "action {:?}: a .target is never restarted (poweroff, reboot, rescue)",
-                self.name
-            )));
-        }
-        Ok(argv)
-    }
-
-    fn argv_with(&self, values: &BTreeMap<String, String>) -> Vec<String> {
-        self.argv
-            .iter()
-            .map(|a| {
-                let mut out = a.clone();
-                for (k, v) in values {
-                    out = out.replace(&format!("{{{k}}}"), v);
-                }
-                out
-            })
-            .collect()
     }
 }
 
@@ -305,68 +240,6 @@ mod tests {
         let mut p = Problems::default();
         let s = validate(&mut p, raw, "actions");
         p.finish(|| s).map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn argv_from_checked_parameters() {
-        let s = specs(
-            "restart_web:
-  run: [/usr/local/bin/restart.sh, \"--unit={unit}\"]
-  params: { unit: \"[a-z0-9-]+\" }
-  timeout: 5s
-db_failover:
-  failover: [/opt/failover.sh]
-  params: { primary: \"db-[0-9]+\", standby: \"db-[0-9]+\" }
-restart_svc:
-  restart_service: \"{unit}\"
-  params: { unit: [nginx.service, php-fpm.service] }
-restart_any:
-  restart_service: \"{unit}\"
-  params: { unit: \"[a-z.-]+\" }
-",
-        )
-        .unwrap();
-        let web = s.iter().find(|a| a.name == "restart_web").unwrap();
-        let v = |pairs: &[(&str, &str)]| {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>()
-        };
-        assert_eq!(
-            web.argv_for(&v(&[("unit", "web-1")])).unwrap(),
-            vec!["/usr/local/bin/restart.sh", "--unit=web-1"]
-        );
-        for bad in ["web;rm -rf /", "$(reboot)", "web 1", "-rf", "`id`", ""] {
-            assert!(
-                web.argv_for(&v(&[("unit", bad)])).is_err(),
-                "{bad:?} must be refused"
-            );
-        }
-        assert!(web.argv_for(&v(&[])).is_err(), "missing parameter");
-        assert!(web
-            .argv_for(&v(&[("unit", "web"), ("extra", "x")]))
-            .is_err());
-        let svc = s.iter().find(|a| a.name == "restart_svc").unwrap();
-        assert_eq!(
-            svc.argv_for(&v(&[("unit", "nginx.service")])).unwrap(),
-            vec!["/usr/bin/systemctl", "restart", "nginx.service"]
-        );
-        assert!(
-            svc.argv_for(&v(&[("unit", "sshd.service")])).is_err(),
-            "not listed"
-        );
-        let any = s.iter().find(|a| a.name == "restart_any").unwrap();
-        let e = any
-            .argv_for(&v(&[("unit", "poweroff.target")]))
-            .unwrap_err();
-        assert!(e.0.contains("a .target is never restarted"), "{e}");
-        let fo = s.iter().find(|a| a.name == "db_failover").unwrap();
-        assert_eq!(
-            fo.argv_for(&v(&[("primary", "db-1"), ("standby", "db-2")]))
-                .unwrap(),
-            vec!["/opt/failover.sh", "db-1", "db-2"]
-        );
     }
 
     #[test]

@@ -7,6 +7,9 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+
+use tocsin_config::actions::{safe_value, ActionKind, ActionSpec, Allowed};
 use tocsin_model::ActionStatus;
 use tokio::io::AsyncReadExt;
 
@@ -186,6 +189,70 @@ pub struct ActionResult {
     pub output: String,
 }
 
+fn admits(allowed: &Allowed, v: &str) -> bool {
+    match allowed {
+        Allowed::Pattern(re) => re.is_match(v),
+        Allowed::Values(list) => list.iter().any(|x| x == v),
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal(pub String);
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The argv the allowlisted action `spec` runs with these parameter values, or why not: every
+/// parameter named by the action and no other, each value safe and admitted by its pattern or
+/// list, and never a systemd `.target`.
+pub fn argv_for(
+    spec: &ActionSpec,
+    values: &BTreeMap<String, String>,
+) -> Result<Vec<String>, Refusal> {
+    for k in values.keys() {
+        if !spec.params.iter().any(|(n, _)| n == k) {
+            return Err(Refusal(format!(
+                "action {:?} takes no parameter {k:?}",
+                spec.name
+            )));
+        }
+    }
+    for (name, allowed) in &spec.params {
+        let v = values
+            .get(name)
+            .ok_or_else(|| Refusal(format!("action {:?} needs parameter {name:?}", spec.name)))?;
+        if !safe_value(v) || !admits(allowed, v) {
+            return Err(Refusal(format!(
+                "parameter {name}={v:?} is not one of {allowed}"
+            )));
+        }
+    }
+    let argv: Vec<String> = spec
+        .argv
+        .iter()
+        .map(|a| {
+            let mut out = a.clone();
+            for (k, v) in values {
+                out = out.replace(&format!("{{{k}}}"), v);
+            }
+            out
+        })
+        .collect();
+    if spec.kind == ActionKind::RestartService
+        && argv.iter().skip(2).any(|u| u.ends_with(".target"))
+    {
+        return Err(Refusal(format!(
+            "action {:?}: a .target is never restarted (poweroff, reboot, rescue)",
+            spec.name
+        )));
+    }
+    Ok(argv)
+}
+
 /// Runs `action` with `params` if `allowlist` defines it and the values pass its patterns;
 /// refuses otherwise. Never runs anything the allowlist does not name.
 pub async fn run_action(
@@ -201,7 +268,7 @@ pub async fn run_action(
     let Some(spec) = allowlist.iter().find(|a| a.name == action) else {
         return refused(format!("action {action:?} is not in this host's allowlist"));
     };
-    let argv = match spec.argv_for(params) {
+    let argv = match argv_for(spec, params) {
         Ok(a) => a,
         Err(e) => return refused(e.0),
     };
@@ -225,6 +292,69 @@ pub async fn run_action(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn specs(yaml: &str) -> Result<Vec<ActionSpec>, String> {
+        let raw: BTreeMap<String, tocsin_config::actions::RawAction> =
+            tocsin_config::parse_yaml(yaml).unwrap();
+        tocsin_config::actions::validate_all(raw).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn argv_from_checked_parameters() {
+        let s = specs(
+            "restart_web:
+  run: [/usr/local/bin/restart.sh, \"--unit={unit}\"]
+  params: { unit: \"[a-z0-9-]+\" }
+  timeout: 5s
+db_failover:
+  failover: [/opt/failover.sh]
+  params: { primary: \"db-[0-9]+\", standby: \"db-[0-9]+\" }
+restart_svc:
+  restart_service: \"{unit}\"
+  params: { unit: [nginx.service, php-fpm.service] }
+restart_any:
+  restart_service: \"{unit}\"
+  params: { unit: \"[a-z.-]+\" }
+",
+        )
+        .unwrap();
+        let web = s.iter().find(|a| a.name == "restart_web").unwrap();
+        let v = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        assert_eq!(
+            argv_for(web, &v(&[("unit", "web-1")])).unwrap(),
+            vec!["/usr/local/bin/restart.sh", "--unit=web-1"]
+        );
+        for bad in ["web;rm -rf /", "$(reboot)", "web 1", "-rf", "`id`", ""] {
+            assert!(
+                argv_for(web, &v(&[("unit", bad)])).is_err(),
+                "{bad:?} must be refused"
+            );
+        }
+        assert!(argv_for(web, &v(&[])).is_err(), "missing parameter");
+        assert!(argv_for(web, &v(&[("unit", "web"), ("extra", "x")])).is_err());
+        let svc = s.iter().find(|a| a.name == "restart_svc").unwrap();
+        assert_eq!(
+            argv_for(svc, &v(&[("unit", "nginx.service")])).unwrap(),
+            vec!["/usr/bin/systemctl", "restart", "nginx.service"]
+        );
+        assert!(
+            argv_for(svc, &v(&[("unit", "sshd.service")])).is_err(),
+            "not listed"
+        );
+        let any = s.iter().find(|a| a.name == "restart_any").unwrap();
+        let e = argv_for(any, &v(&[("unit", "poweroff.target")])).unwrap_err();
+        assert!(e.0.contains("a .target is never restarted"), "{e}");
+        let fo = s.iter().find(|a| a.name == "db_failover").unwrap();
+        assert_eq!(
+            argv_for(fo, &v(&[("primary", "db-1"), ("standby", "db-2")])).unwrap(),
+            vec!["/opt/failover.sh", "db-1", "db-2"]
+        );
+    }
 
     fn argv(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()
