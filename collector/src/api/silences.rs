@@ -34,7 +34,7 @@ pub(crate) const FOREVER_MS: i64 = 100 * 365 * 24 * 3600 * 1000;
 pub(crate) async fn add(State(st): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let bad = |m: String| ApiError::bad_request(m);
     let n: NewSilence = json_body(&body, "silence")?;
-    tocsin_alerting::silence::validate(&n.matchers).map_err(bad)?;
+    tocsin_alerting::silence::validate(&n.matchers).map_err(|e| bad(e.to_string()))?;
     let time = |s: &str| {
         tocsin_model::parse_timestamp(s).ok_or_else(|| bad(format!("invalid time {s:?}")))
     };

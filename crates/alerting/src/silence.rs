@@ -45,8 +45,30 @@ struct Schedule {
     offset_min: i64,
 }
 
-fn hhmm(s: &str) -> Result<i64, String> {
-    let bad = || format!("invalid time of day {s:?}, expected HH:MM");
+/// Why a silence or its window is not valid. The texts are what API clients read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SilenceError {
+    #[error("a silence needs at least one matcher")]
+    NoMatcher,
+    #[error("invalid label name {0:?}")]
+    LabelName(String),
+    #[error("matcher {name}: invalid regex: {error}")]
+    Regex { name: String, error: String },
+    #[error("invalid time of day {0:?}, expected HH:MM")]
+    TimeOfDay(String),
+    #[error("unknown day {0:?}, expected mon … sun")]
+    Day(String),
+    #[error("invalid utcOffset {0:?}, expected e.g. +08:00")]
+    UtcOffset(String),
+    #[error("the window's start and end are the same time")]
+    EmptyWindow,
+    /// A stored silence that does not read back (it was valid when stored).
+    #[error("{0}")]
+    Stored(String),
+}
+
+fn hhmm(s: &str) -> Result<i64, SilenceError> {
+    let bad = || SilenceError::TimeOfDay(s.to_string());
     let (h, m) = s.split_once(':').ok_or_else(bad)?;
     let (h, m): (i64, i64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
     if !(0..=24).contains(&h) || !(0..60).contains(&m) || (h == 24 && m != 0) {
@@ -56,14 +78,14 @@ fn hhmm(s: &str) -> Result<i64, String> {
 }
 
 impl Schedule {
-    fn compile(spec: &ScheduleSpec) -> Result<Schedule, String> {
+    fn compile(spec: &ScheduleSpec) -> Result<Schedule, SilenceError> {
         let mut days = 0u8;
         for d in &spec.days {
             let lower = d.to_ascii_lowercase();
             let i = DAYS
                 .iter()
                 .position(|x| lower.starts_with(x))
-                .ok_or_else(|| format!("unknown day {d:?}, expected mon … sun"))?;
+                .ok_or_else(|| SilenceError::Day(d.clone()))?;
             days |= 1 << i;
         }
         let offset_min = match spec.utc_offset.as_deref() {
@@ -72,14 +94,14 @@ impl Schedule {
                 let (sign, rest) = match o.as_bytes().first() {
                     Some(b'+') => (1, &o[1..]),
                     Some(b'-') => (-1, &o[1..]),
-                    _ => return Err(format!("invalid utcOffset {o:?}, expected e.g. +08:00")),
+                    _ => return Err(SilenceError::UtcOffset(o.to_string())),
                 };
-                sign * hhmm(rest).map_err(|_| format!("invalid utcOffset {o:?}"))?
+                sign * hhmm(rest).map_err(|_| SilenceError::UtcOffset(o.to_string()))?
             }
         };
         let (start_min, end_min) = (hhmm(&spec.start)?, hhmm(&spec.end)?);
         if start_min == end_min {
-            return Err("the window's start and end are the same time".into());
+            return Err(SilenceError::EmptyWindow);
         }
         Ok(Schedule {
             days: if days == 0 { 0x7f } else { days },
@@ -105,7 +127,7 @@ impl Schedule {
 }
 
 /// Checks a schedule as the API receives it.
-pub fn validate_schedule(spec: &ScheduleSpec) -> Result<(), String> {
+pub fn validate_schedule(spec: &ScheduleSpec) -> Result<(), SilenceError> {
     Schedule::compile(spec).map(drop)
 }
 
@@ -126,13 +148,13 @@ impl Silence {
         schedule_json: Option<&str>,
         starts_ms: TimestampMs,
         ends_ms: TimestampMs,
-    ) -> Result<Self, String> {
-        let specs: Vec<MatcherSpec> =
-            serde_json::from_str(matchers_json).map_err(|e| format!("matchers: {e}"))?;
+    ) -> Result<Self, SilenceError> {
+        let specs: Vec<MatcherSpec> = serde_json::from_str(matchers_json)
+            .map_err(|e| SilenceError::Stored(format!("matchers: {e}")))?;
         let schedule = schedule_json
             .map(|j| {
-                let spec: ScheduleSpec =
-                    serde_json::from_str(j).map_err(|e| format!("schedule: {e}"))?;
+                let spec: ScheduleSpec = serde_json::from_str(j)
+                    .map_err(|e| SilenceError::Stored(format!("schedule: {e}")))?;
                 Schedule::compile(&spec)
             })
             .transpose()?;
@@ -161,25 +183,28 @@ impl Silence {
 }
 
 /// Checks matchers as the API receives them.
-pub fn validate(specs: &[MatcherSpec]) -> Result<(), String> {
+pub fn validate(specs: &[MatcherSpec]) -> Result<(), SilenceError> {
     compile(specs).map(drop)
 }
 
 /// At least one matcher, valid names, anchored regexes.
-fn compile(specs: &[MatcherSpec]) -> Result<Vec<Matcher>, String> {
+fn compile(specs: &[MatcherSpec]) -> Result<Vec<Matcher>, SilenceError> {
     if specs.is_empty() {
-        return Err("a silence needs at least one matcher".into());
+        return Err(SilenceError::NoMatcher);
     }
     specs
         .iter()
         .map(|m| {
             if !tocsin_model::is_valid_label_name(&m.name) {
-                return Err(format!("invalid label name {:?}", m.name));
+                return Err(SilenceError::LabelName(m.name.clone()));
             }
             if m.is_regex {
                 regex::Regex::new(&format!("^(?:{})$", m.value))
                     .map(|re| Matcher::Re(m.name.clone(), re))
-                    .map_err(|e| format!("matcher {}: invalid regex: {e}", m.name))
+                    .map_err(|e| SilenceError::Regex {
+                        name: m.name.clone(),
+                        error: e.to_string(),
+                    })
             } else {
                 Ok(Matcher::Eq(m.name.clone(), m.value.clone()))
             }
@@ -220,6 +245,7 @@ mod tests {
             1
         )
         .unwrap_err()
+        .to_string()
         .contains("invalid regex"));
     }
 
@@ -290,7 +316,7 @@ mod tests {
             ),
         ] {
             let e = Silence::new(3, r#"[{"name":"a","value":"b"}]"#, Some(bad), 0, 1).unwrap_err();
-            assert!(e.contains(want), "{e}");
+            assert!(e.to_string().contains(want), "{e}");
         }
     }
 }
