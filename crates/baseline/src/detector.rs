@@ -438,7 +438,11 @@ impl Detector {
             }
         }
         let warming = self.warming();
-        let score = if warming { 0.0 } else { spread(tail) };
+        let score = if warming {
+            0.0
+        } else {
+            self.stretch(spread(tail))
+        };
         let d = raw - self.s_mean;
         self.s_mean += c.alpha_surprise_long * d;
         self.s_var = (1.0 - c.alpha_surprise_long) * (self.s_var + c.alpha_surprise_long * d * d);
@@ -471,6 +475,25 @@ impl Detector {
         self.long += c.alpha_long * (x - self.long);
         self.n += 1;
         out
+    }
+}
+
+impl Detector {
+    /// A history of `n` samples attests a rarity of about 1/n at most, while scores are read on
+    /// the scale of a full memory of the surprise's tail (1/`tail_alpha` samples). Until the
+    /// history is that long, a score is stretched by ln(memory)/ln(n): the rarest event a short
+    /// history can show scores like the rarest of a full one, so one cutoff serves series of
+    /// every age. Past the memory it changes nothing.
+    fn stretch(&self, score: f64) -> f64 {
+        if self.cfg.tail_alpha <= 0.0 {
+            return score;
+        }
+        let memory = 1.0 / self.cfg.tail_alpha;
+        let n = self.n as f64;
+        if n >= memory {
+            return score;
+        }
+        (score * (memory + 2.0).ln() / (n + 2.0).ln()).min(1.0)
     }
 }
 
@@ -602,6 +625,27 @@ mod tests {
             assert_eq!(d.update(i * 300_000, i as f64 * 100.0).score, 0.0);
         }
         assert!(d.state_bytes() <= 4096, "{} bytes", d.state_bytes());
+    }
+
+    #[test]
+    fn a_short_history_reads_its_rarest_events_on_the_full_scale() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let memory = 1.0 / d.cfg.tail_alpha;
+        // The rarest a history of n can attest (1/(n+2)) scores as the rarest of a full memory.
+        let rarest = |n: f64| spread(1.0 / (n + 2.0));
+        d.n = 300;
+        let full = rarest(memory);
+        assert!((d.stretch(rarest(300.0)) - full).abs() < 1e-6);
+        assert!(d.stretch(0.25) > 0.25 && d.stretch(0.25) < 0.32);
+        assert_eq!(d.stretch(0.9), 1.0, "capped");
+        // From a full memory on, nothing changes.
+        for n in [1000, 5000, 1_000_000] {
+            d.n = n;
+            assert_eq!(d.stretch(0.25), 0.25);
+        }
+        d.cfg.tail_alpha = 0.0;
+        d.n = 10;
+        assert_eq!(d.stretch(0.25), 0.25, "no tail memory, no stretch");
     }
 
     #[test]
