@@ -219,6 +219,7 @@ impl Core {
 impl Writer {
     /// The group is durable: answers, forwarding, collector-side actions, counts.
     pub(super) fn committed(&mut self, mut g: Group, now: TimestampMs) {
+        let asked = g.asked();
         for (h, t) in &g.seen {
             self.core.liveness.seen(h, *t);
         }
@@ -229,7 +230,6 @@ impl Writer {
                 batch,
             });
         }
-        let asked = !g.acks.is_empty() || !g.others.is_empty();
         for (reply, r) in g.acks {
             let _ = reply.send(r.map_err(AckFailure::Refused));
         }

@@ -31,15 +31,12 @@ pub struct Writer {
     /// What rule evaluation and alerting know, apart from the store (a transaction borrows the
     /// store while these change).
     core: Core,
-    /// Collector-side action requests handed out in this group, run after the commit.
-    to_run: Vec<tocsin_remedy::Request>,
     view: Arc<RwLock<View>>,
     wake: watch::Sender<u64>,
     tel: Telemetry,
     retention_ms: i64,
     checkpoint_every: Duration,
     last_checkpoint: Instant,
-    engine_opts: EngineOptions,
     /// Transitions produced outside a message (alerts of rules removed while the collector was
     /// down), committed with the next group.
     carry: Vec<Transition>,
@@ -118,14 +115,12 @@ impl Writer {
                 forwarding: !settings.forward.is_empty(),
             },
             store,
-            to_run: Vec::new(),
             view,
             wake,
             tel,
             retention_ms: settings.retention.as_millis() as i64,
             checkpoint_every: settings.checkpoint_every,
             last_checkpoint: Instant::now(),
-            engine_opts: settings.engine,
             carry: Vec::new(),
             recheck_held: false,
             runner: settings.runner,
@@ -188,7 +183,7 @@ impl Writer {
             .iter()
             .map(|r| (**r).clone())
             .collect();
-        self.core.engine = Engine::new(rules, self.engine_opts);
+        self.core.engine = Engine::new(rules, self.core.engine_opts);
         let mut states = Vec::new();
         for (key, json) in self.store.alert_states()? {
             match serde_json::from_str::<AlertState>(&json) {
@@ -209,7 +204,6 @@ impl Writer {
         for (key, e) in unreadable {
             error!(key, error = %e, "unreadable notification, incident or remediation state dropped");
         }
-        self.to_run.clear();
         self.recheck_held = true;
         let (b, unreadable) = self.core.engine.restore_baselines(self.store.baselines()?);
         for (key, e) in unreadable {
@@ -256,7 +250,7 @@ impl Writer {
             .into_iter()
             .filter_map(|m| match m {
                 Msg::Federate { skip, reply } => {
-                    let since = now_ms() - self.engine_opts.stale_after_ms;
+                    let since = now_ms() - self.core.engine_opts.stale_after_ms;
                     let _ = reply.send(crate::exposition::federation(
                         self.store.latest(since),
                         &skip,

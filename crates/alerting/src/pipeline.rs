@@ -1,7 +1,7 @@
 //! The pipeline: one state machine over the dispatcher, incidents and remediation, fed with
 //! what rule evaluation decided and the time, answering with [`Effects`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use tocsin_config::escalation::Policy;
@@ -19,8 +19,8 @@ use crate::silence::Silence;
 
 /// What the pipeline reads of rule evaluation. [`Engine`] is the real one; tests use a table.
 pub trait Alerts {
-    /// Labels of every firing alert.
-    fn firing_labels(&self) -> Vec<Labels>;
+    /// Labels of the firing alerts `keep` accepts (only those are copied).
+    fn firing_labels(&self, keep: &dyn Fn(&Labels) -> bool) -> Vec<Labels>;
     /// Every firing alert whose labels `keep` accepts, as a firing transition at `now`.
     fn firing_now(&self, now: TimestampMs, keep: &dyn Fn(&Labels) -> bool) -> Vec<Transition>;
     /// The level the alert `id` fires at (None: not firing).
@@ -30,9 +30,9 @@ pub trait Alerts {
 }
 
 impl Alerts for Engine {
-    fn firing_labels(&self) -> Vec<Labels> {
+    fn firing_labels(&self, keep: &dyn Fn(&Labels) -> bool) -> Vec<Labels> {
         self.alerts()
-            .filter(|a| a.level.is_some())
+            .filter(|a| a.level.is_some() && keep(&a.labels))
             .map(|a| a.labels.clone())
             .collect()
     }
@@ -170,19 +170,6 @@ pub struct Effects {
     pub resolved: Vec<Resolved>,
 }
 
-impl Effects {
-    /// Nothing to write.
-    pub fn is_empty(&self) -> bool {
-        self.dispatch_rows.is_empty()
-            && self.incident_rows.is_empty()
-            && self.timeline.is_empty()
-            && self.remedy_rows.is_empty()
-            && self.audit.is_empty()
-            && self.outgoing.is_empty()
-            && self.to_run.is_empty()
-    }
-}
-
 /// A change to an incident asked for by a person.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IncidentOp {
@@ -282,23 +269,26 @@ impl Pipeline {
         now: TimestampMs,
     ) {
         // Firing alerts that can inhibit, found once: (rule index, labels).
-        let sources: Vec<(usize, Labels)> = if transitions.is_empty() && !recheck_held {
-            Vec::new()
-        } else {
-            alerts
-                .firing_labels()
-                .into_iter()
-                .flat_map(|l| {
-                    self.s
-                        .inhibit_rules
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, r)| routing::is_source(r, &l))
-                        .map(|(i, _)| (i, l.clone()))
-                        .collect::<Vec<_>>()
-                })
-                .collect()
-        };
+        let rules = &self.s.inhibit_rules;
+        let sources: Vec<(usize, Labels)> =
+            if (transitions.is_empty() && !recheck_held) || rules.is_empty() {
+                Vec::new()
+            } else {
+                alerts
+                    .firing_labels(&|l| rules.iter().any(|r| routing::is_source(r, l)))
+                    .into_iter()
+                    .flat_map(|l| {
+                        self.s
+                            .inhibit_rules
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, r)| routing::is_source(r, &l))
+                            .map(|(i, _)| (i, l.clone()))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect()
+            };
+        let mut known = None;
         for t in transitions {
             let a = AlertInfo::from_transition(t);
             // A firing opens the incident before remediation speaks of it; a resolve lets
@@ -314,7 +304,7 @@ impl Pipeline {
             if !a.firing {
                 self.incidents.on_alert(&a, now);
             }
-            self.notify(&sources, t, now);
+            self.notify(&sources, t, now, &mut known);
         }
         let released = transitions.iter().any(|t| {
             !t.kind.firing()
@@ -336,7 +326,7 @@ impl Pipeline {
             });
             for t in &freed {
                 info!(alert = %t.rule, labels = %t.labels, "no longer held back: notifying");
-                self.notify(&sources, t, now);
+                self.notify(&sources, t, now, &mut None);
             }
         }
     }
@@ -345,13 +335,26 @@ impl Pipeline {
     /// A resolve is never held back, and goes only where the firing went: whoever heard of
     /// the firing hears of its end (even under a silence made since), and nobody hears of the
     /// end of a firing that was held back.
-    fn notify(&mut self, sources: &[(usize, Labels)], t: &Transition, now: TimestampMs) {
+    ///
+    /// `known`: the alerts the dispatcher holds, gathered at the first resolve of a batch and
+    /// kept up to date through it (a batch ending an outage resolves many alerts at once).
+    fn notify(
+        &mut self,
+        sources: &[(usize, Labels)],
+        t: &Transition,
+        now: TimestampMs,
+        known: &mut Option<HashSet<String>>,
+    ) {
+        let id = alert_id(&t.labels);
         if !t.kind.firing() {
-            if self
-                .dispatcher
-                .known()
-                .contains(alert_id(&t.labels).as_str())
-            {
+            let held = known.get_or_insert_with(|| {
+                self.dispatcher
+                    .known()
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect()
+            });
+            if held.contains(&id) {
                 let targets = routing::targets(&self.s.route, &t.labels, t.level);
                 self.dispatcher
                     .event(&AlertInfo::from_transition(t), &targets, now);
@@ -378,6 +381,9 @@ impl Pipeline {
         let targets = routing::targets(&self.s.route, &t.labels, t.level);
         self.dispatcher
             .event(&AlertInfo::from_transition(t), &targets, now);
+        if let Some(held) = known {
+            held.insert(id);
+        }
     }
 
     /// Acknowledges the firing alert `id` (`link_level`: the level a signed link was made

@@ -41,8 +41,12 @@ struct FakeAlerts {
 }
 
 impl Alerts for FakeAlerts {
-    fn firing_labels(&self) -> Vec<Labels> {
-        self.firing.values().map(|f| f.1.clone()).collect()
+    fn firing_labels(&self, keep: &dyn Fn(&Labels) -> bool) -> Vec<Labels> {
+        self.firing
+            .values()
+            .filter(|f| keep(&f.1))
+            .map(|f| f.1.clone())
+            .collect()
     }
 
     fn firing_now(&self, now: TimestampMs, keep: &dyn Fn(&Labels) -> bool) -> Vec<Transition> {

@@ -212,8 +212,10 @@ impl Group {
             self.next = self.next.min(Some(now)).or(Some(now));
             return;
         }
-        // A resolve of an alert this group never told (it fired while silenced, or before a
-        // route change) is still sent: whoever may have heard of it hears of its end.
+        // A resolve of an alert this group never told is still sent: whoever may have heard of
+        // it (through another node, before a route change) hears of its end. Resolves of
+        // firings nobody was told of (silenced or inhibited from the start) are held back
+        // before they get here, by the alerting pipeline.
         self.alerts.insert(a.id.clone(), a);
         self.changed = true;
         let due = match self.last_flush {
