@@ -1,0 +1,194 @@
+//! Aggregation operators over instant vectors, grouped `by` or `without` labels.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use promql_parser::parser::{AggregateExpr, LabelModifier};
+use tocsin_model::{is_valid_label_name, Labels, METRIC_NAME};
+
+use crate::eval::Ev;
+use crate::{format_value, Element, Error, Result, Value};
+
+pub(crate) fn eval(ev: &Ev<'_>, a: &AggregateExpr, t: i64) -> Result<Value> {
+    let op = a.op.to_string();
+    let mut input = ev.vector(&a.expr, t)?;
+    let param = a.param.as_deref();
+    let need_param = || param.ok_or_else(|| Error::BadData(format!("{op} needs a parameter")));
+    let mut by: Option<Vec<String>> = None;
+    let mut without: Vec<String> = Vec::new();
+    match &a.modifier {
+        Some(LabelModifier::Include(l)) => by = Some(l.labels.clone()),
+        Some(LabelModifier::Exclude(l)) => without = l.labels.clone(),
+        None => by = Some(Vec::new()),
+    }
+    if op == "count_values" {
+        let label = match ev.eval(need_param()?, t)? {
+            Value::String(s) => s,
+            other => {
+                return Err(Error::BadData(format!(
+                    "expected string parameter for count_values, got {}",
+                    other.type_name()
+                )))
+            }
+        };
+        if !is_valid_label_name(&label) {
+            return Err(Error::Execution(format!("invalid label name \"{label}\"")));
+        }
+        for e in &mut input {
+            let mut l = (*e.labels).clone();
+            l.set(label.clone(), format_value(e.value));
+            e.labels = Arc::new(l);
+        }
+        if let Some(by) = &mut by {
+            by.push(label);
+        }
+    }
+    let group_of = |l: &Labels| -> Labels {
+        match &by {
+            Some(names) => Labels::from_pairs(
+                l.iter()
+                    .filter(|x| names.iter().any(|n| *n == x.name))
+                    .map(|x| (x.name.clone(), x.value.clone())),
+            ),
+            None => Labels::from_pairs(
+                l.iter()
+                    .filter(|x| x.name != METRIC_NAME && !without.iter().any(|n| *n == x.name))
+                    .map(|x| (x.name.clone(), x.value.clone())),
+            ),
+        }
+    };
+    // Groups in order of first appearance.
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut groups: Vec<(Labels, Vec<Element>)> = Vec::new();
+    for e in input {
+        let g = group_of(&e.labels);
+        let i = *index.entry(g.clone()).or_insert_with(|| {
+            groups.push((g, Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(e);
+    }
+    let mut out = Vec::with_capacity(groups.len());
+    match op.as_str() {
+        "topk" | "bottomk" => {
+            let k = ev.scalar(need_param()?, t)?;
+            if k.is_nan() || k < 1.0 {
+                return Ok(Value::Vector(Vec::new()));
+            }
+            let k = if k >= 1e9 { usize::MAX } else { k as usize };
+            let top = op == "topk";
+            for (_, mut members) in groups {
+                // NaN is the last choice either way.
+                members.sort_by(|x, y| {
+                    let (a, b) = (x.value, y.value);
+                    match (a.is_nan(), b.is_nan()) {
+                        (true, true) => std::cmp::Ordering::Equal,
+                        (true, false) => std::cmp::Ordering::Greater,
+                        (false, true) => std::cmp::Ordering::Less,
+                        _ if top => b.total_cmp(&a),
+                        _ => a.total_cmp(&b),
+                    }
+                });
+                members.truncate(k);
+                out.extend(members);
+            }
+            return Ok(Value::Vector(out));
+        }
+        "quantile" => {
+            let q = ev.scalar(need_param()?, t)?;
+            for (g, members) in groups {
+                let mut vals: Vec<f64> = members.iter().map(|e| e.value).collect();
+                out.push(element(g, quantile(q, &mut vals)));
+            }
+            return Ok(Value::Vector(out));
+        }
+        _ => {}
+    }
+    for (g, members) in groups {
+        let vals = members.iter().map(|e| e.value);
+        let v = match op.as_str() {
+            "sum" => vals.sum(),
+            "count" | "count_values" => members.len() as f64,
+            "group" => 1.0,
+            "max" => vals.fold(f64::NAN, |m, v| if m < v || m.is_nan() { v } else { m }),
+            "min" => vals.fold(f64::NAN, |m, v| if m > v || m.is_nan() { v } else { m }),
+            "avg" => avg(vals),
+            "stddev" => stdvar(vals).sqrt(),
+            "stdvar" => stdvar(vals),
+            other => {
+                return Err(Error::BadData(format!(
+                    "aggregation {other} is not supported"
+                )))
+            }
+        };
+        out.push(element(g, v));
+    }
+    Ok(Value::Vector(out))
+}
+
+fn element(labels: Labels, value: f64) -> Element {
+    Element {
+        labels: Arc::new(labels),
+        value,
+    }
+}
+
+/// The running mean Prometheus computes (it does not overflow where a plain sum would).
+pub(crate) fn avg(vals: impl Iterator<Item = f64>) -> f64 {
+    let mut mean = 0.0;
+    let mut n = 0.0;
+    for v in vals {
+        n += 1.0;
+        if n == 1.0 {
+            mean = v;
+            continue;
+        }
+        if mean.is_infinite() {
+            if v.is_infinite() && (mean > 0.0) == (v > 0.0) {
+                continue;
+            }
+            if !v.is_infinite() && !v.is_nan() {
+                continue;
+            }
+        }
+        mean += v / n - mean / n;
+    }
+    mean
+}
+
+/// Population variance by Welford's method.
+pub(crate) fn stdvar(vals: impl Iterator<Item = f64>) -> f64 {
+    let (mut n, mut mean, mut m2) = (0.0, 0.0, 0.0);
+    for v in vals {
+        n += 1.0;
+        let delta = v - mean;
+        mean += delta / n;
+        m2 += delta * (v - mean);
+    }
+    m2 / n
+}
+
+/// The q-quantile of `vals` by linear interpolation between closest ranks (NaN sorts first).
+pub(crate) fn quantile(q: f64, vals: &mut [f64]) -> f64 {
+    if vals.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    vals.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => a.total_cmp(b),
+    });
+    let n = vals.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let w = rank - rank.floor();
+    vals[lower as usize] * (1.0 - w) + vals[upper as usize] * w
+}

@@ -1,0 +1,654 @@
+//! PromQL functions, as Prometheus 2.x computes them.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{Datelike, TimeZone, Timelike, Utc};
+use promql_parser::label::MatchOp;
+use promql_parser::parser::{Call, Expr};
+use tocsin_model::{is_valid_label_name, Labels, Sample, METRIC_NAME};
+
+use crate::aggregate::{avg, quantile, stdvar};
+use crate::eval::{drop_name, unparen, Ev, RangeArg};
+use crate::{Element, Error, Result, Value};
+
+pub(crate) fn call(ev: &Ev<'_>, c: &Call, t: i64) -> Result<Value> {
+    let name = c.func.name;
+    let args: Vec<&Expr> = c.args.args.iter().map(|a| &**a).collect();
+    let arg = |i: usize| -> Result<&Expr> {
+        args.get(i)
+            .copied()
+            .ok_or_else(|| Error::BadData(format!("{name}: missing argument {}", i + 1)))
+    };
+    let vector = |v: Vec<Element>| Ok(Value::Vector(v));
+    match name {
+        "time" => Ok(Value::Scalar(t as f64 / 1000.0)),
+        "pi" => Ok(Value::Scalar(std::f64::consts::PI)),
+        "vector" => vector(vec![Element {
+            labels: Arc::new(Labels::new()),
+            value: ev.scalar(arg(0)?, t)?,
+        }]),
+        "scalar" => {
+            let v = ev.vector(arg(0)?, t)?;
+            Ok(Value::Scalar(if v.len() == 1 {
+                v[0].value
+            } else {
+                f64::NAN
+            }))
+        }
+        "absent" => {
+            let v = ev.vector(arg(0)?, t)?;
+            vector(if v.is_empty() {
+                vec![absent_element(arg(0)?)]
+            } else {
+                Vec::new()
+            })
+        }
+        "timestamp" => {
+            if let Expr::VectorSelector(vs) = unparen(arg(0)?) {
+                return vector(
+                    ev.instant_samples(vs, t)
+                        .map(|(l, s)| Element {
+                            labels: drop_name(l),
+                            value: s.timestamp_ms as f64 / 1000.0,
+                        })
+                        .collect(),
+                );
+            }
+            let v = ev.vector(arg(0)?, t)?;
+            vector(map_values(v, |_| t as f64 / 1000.0))
+        }
+        "sort" | "sort_desc" => {
+            let mut v = ev.vector(arg(0)?, t)?;
+            let desc = name == "sort_desc";
+            // NaN last either way, as Prometheus orders them.
+            v.sort_by(|a, b| match (a.value.is_nan(), b.value.is_nan()) {
+                (true, true) => std::cmp::Ordering::Equal,
+                (true, false) => std::cmp::Ordering::Greater,
+                (false, true) => std::cmp::Ordering::Less,
+                _ if desc => b.value.total_cmp(&a.value),
+                _ => a.value.total_cmp(&b.value),
+            });
+            vector(v)
+        }
+        "round" => {
+            let to = match args.get(1) {
+                Some(e) => ev.scalar(e, t)?,
+                None => 1.0,
+            };
+            let inv = 1.0 / to;
+            let v = ev.vector(arg(0)?, t)?;
+            vector(map_values(v, |x| (x * inv + 0.5).floor() / inv))
+        }
+        "clamp" => {
+            let v = ev.vector(arg(0)?, t)?;
+            let (lo, hi) = (ev.scalar(arg(1)?, t)?, ev.scalar(arg(2)?, t)?);
+            if hi < lo {
+                return vector(Vec::new());
+            }
+            vector(map_values(v, |x| lo.max(hi.min(x))))
+        }
+        "clamp_min" => {
+            let v = ev.vector(arg(0)?, t)?;
+            let lo = ev.scalar(arg(1)?, t)?;
+            vector(map_values(v, |x| lo.max(x)))
+        }
+        "clamp_max" => {
+            let v = ev.vector(arg(0)?, t)?;
+            let hi = ev.scalar(arg(1)?, t)?;
+            vector(map_values(v, |x| hi.min(x)))
+        }
+        "histogram_quantile" => {
+            let q = ev.scalar(arg(0)?, t)?;
+            let v = ev.vector(arg(1)?, t)?;
+            vector(histogram_quantile(q, v))
+        }
+        "label_replace" => {
+            let v = ev.vector(arg(0)?, t)?;
+            let dst = string_arg(ev, arg(1)?, t)?;
+            let repl = string_arg(ev, arg(2)?, t)?;
+            let src = string_arg(ev, arg(3)?, t)?;
+            let re = string_arg(ev, arg(4)?, t)?;
+            let re = regex::Regex::new(&format!("^(?:{re})$")).map_err(|_| {
+                Error::BadData(format!(
+                    "invalid regular expression in label_replace(): {re}"
+                ))
+            })?;
+            if !is_valid_label_name(&dst) {
+                return Err(Error::BadData(format!(
+                    "invalid destination label name in label_replace(): {dst}"
+                )));
+            }
+            vector(
+                v.into_iter()
+                    .map(|e| {
+                        let value = e.labels.get(&src).unwrap_or("");
+                        let Some(caps) = re.captures(value) else {
+                            return e;
+                        };
+                        let mut res = String::new();
+                        caps.expand(&repl, &mut res);
+                        let mut l = (*e.labels).clone();
+                        set_or_remove(&mut l, &dst, res);
+                        Element {
+                            labels: Arc::new(l),
+                            value: e.value,
+                        }
+                    })
+                    .collect(),
+            )
+        }
+        "label_join" => {
+            let v = ev.vector(arg(0)?, t)?;
+            let dst = string_arg(ev, arg(1)?, t)?;
+            let sep = string_arg(ev, arg(2)?, t)?;
+            let src = args[3.min(args.len())..]
+                .iter()
+                .map(|e| string_arg(ev, e, t))
+                .collect::<Result<Vec<_>>>()?;
+            if !is_valid_label_name(&dst) {
+                return Err(Error::BadData(format!(
+                    "invalid destination label name in label_join(): {dst}"
+                )));
+            }
+            vector(
+                v.into_iter()
+                    .map(|e| {
+                        let joined = src
+                            .iter()
+                            .map(|s| e.labels.get(s).unwrap_or(""))
+                            .collect::<Vec<_>>()
+                            .join(&sep);
+                        let mut l = (*e.labels).clone();
+                        set_or_remove(&mut l, &dst, joined);
+                        Element {
+                            labels: Arc::new(l),
+                            value: e.value,
+                        }
+                    })
+                    .collect(),
+            )
+        }
+        "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute"
+        | "month" | "year" => {
+            let v = match args.first() {
+                Some(e) => ev.vector(e, t)?,
+                None => vec![Element {
+                    labels: Arc::new(Labels::new()),
+                    value: t as f64 / 1000.0,
+                }],
+            };
+            vector(map_values(v, |x| date_part(name, x)))
+        }
+        "absent_over_time" => {
+            let r = ev.range_arg(arg(0)?, t)?;
+            vector(if r.series.is_empty() {
+                vec![absent_element(arg(0)?)]
+            } else {
+                Vec::new()
+            })
+        }
+        "quantile_over_time" => {
+            let q = ev.scalar(arg(0)?, t)?;
+            let r = ev.range_arg(arg(1)?, t)?;
+            vector(over_range(r, false, |pts, _| {
+                let mut v: Vec<f64> = pts.iter().map(|s| s.value).collect();
+                Some(quantile(q, &mut v))
+            }))
+        }
+        "predict_linear" => {
+            let d = ev.scalar(arg(1)?, t)?;
+            let r = ev.range_arg(arg(0)?, t)?;
+            vector(over_range(r, false, |pts, _| {
+                if pts.len() < 2 {
+                    return None;
+                }
+                let (slope, intercept) = linear_regression(pts, t);
+                Some(intercept + slope * d)
+            }))
+        }
+        "holt_winters" => {
+            let sf = ev.scalar(arg(1)?, t)?;
+            let tf = ev.scalar(arg(2)?, t)?;
+            if sf <= 0.0 || sf >= 1.0 {
+                return Err(Error::Execution(format!(
+                    "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf}"
+                )));
+            }
+            if tf <= 0.0 || tf >= 1.0 {
+                return Err(Error::Execution(format!(
+                    "invalid trend factor. Expected: 0 < tf < 1, got: {tf}"
+                )));
+            }
+            let r = ev.range_arg(arg(0)?, t)?;
+            vector(over_range(r, false, |pts, _| holt_winters(pts, sf, tf)))
+        }
+        _ => {
+            if let Some(f) = range_fn(name) {
+                let r = ev.range_arg(arg(0)?, t)?;
+                return vector(over_range(r, name == "last_over_time", f));
+            }
+            if let Some(f) = math_fn(name) {
+                let v = ev.vector(arg(0)?, t)?;
+                return vector(map_values(v, f));
+            }
+            Err(Error::BadData(format!(
+                "function \"{name}\" is not supported"
+            )))
+        }
+    }
+}
+
+fn string_arg(ev: &Ev<'_>, e: &Expr, t: i64) -> Result<String> {
+    match ev.eval(e, t)? {
+        Value::String(s) => Ok(s),
+        other => Err(Error::BadData(format!(
+            "expected string, got {}",
+            other.type_name()
+        ))),
+    }
+}
+
+fn set_or_remove(l: &mut Labels, name: &str, value: String) {
+    if value.is_empty() {
+        l.remove(name);
+    } else {
+        l.set(name, value);
+    }
+}
+
+/// Applies `f` to each value; the metric name goes (the value no longer is that metric).
+fn map_values(v: Vec<Element>, f: impl Fn(f64) -> f64) -> Vec<Element> {
+    v.into_iter()
+        .map(|e| Element {
+            labels: drop_name(&e.labels),
+            value: f(e.value),
+        })
+        .collect()
+}
+
+/// `absent()`'s answer: the labels its selector fixes by equality, once each.
+fn absent_element(e: &Expr) -> Element {
+    let vs = match unparen(e) {
+        Expr::VectorSelector(vs) => Some(vs),
+        Expr::MatrixSelector(ms) => Some(&ms.vs),
+        _ => None,
+    };
+    let mut l = Labels::new();
+    if let Some(vs) = vs {
+        let mut empty = Vec::new();
+        for m in &vs.matchers.matchers {
+            if m.name == METRIC_NAME {
+                continue;
+            }
+            if matches!(m.op, MatchOp::Equal) && l.get(&m.name).is_none() {
+                l.set(m.name.clone(), m.value.clone());
+            } else {
+                empty.push(m.name.clone());
+            }
+        }
+        for n in empty {
+            l.remove(&n);
+        }
+    }
+    Element {
+        labels: Arc::new(l),
+        value: 1.0,
+    }
+}
+
+type RangeFn = fn(&[Sample], &RangeCtx) -> Option<f64>;
+
+/// What a range function knows besides the points: the window it was asked for.
+pub(crate) struct RangeCtx {
+    pub range_ms: i64,
+    pub end_ms: i64,
+}
+
+fn over_range(
+    r: RangeArg<'_>,
+    keep_name: bool,
+    f: impl Fn(&[Sample], &RangeCtx) -> Option<f64>,
+) -> Vec<Element> {
+    let ctx = RangeCtx {
+        range_ms: r.range_ms,
+        end_ms: r.end_ms,
+    };
+    r.series
+        .into_iter()
+        .filter_map(|(labels, pts): (Arc<Labels>, Cow<'_, [Sample]>)| {
+            let value = f(&pts, &ctx)?;
+            Some(Element {
+                labels: if keep_name {
+                    labels
+                } else {
+                    drop_name(&labels)
+                },
+                value,
+            })
+        })
+        .collect()
+}
+
+fn range_fn(name: &str) -> Option<RangeFn> {
+    Some(match name {
+        "rate" => |p, c| extrapolated(p, c, true, true),
+        "increase" => |p, c| extrapolated(p, c, true, false),
+        "delta" => |p, c| extrapolated(p, c, false, false),
+        "irate" => |p, _| instant_value(p, true),
+        "idelta" => |p, _| instant_value(p, false),
+        "deriv" => |p, _| (p.len() >= 2).then(|| linear_regression(p, p[0].timestamp_ms).0),
+        "resets" => |p, _| Some(p.windows(2).filter(|w| w[1].value < w[0].value).count() as f64),
+        "changes" => |p, _| {
+            Some(
+                p.windows(2)
+                    .filter(|w| {
+                        w[1].value != w[0].value && !(w[1].value.is_nan() && w[0].value.is_nan())
+                    })
+                    .count() as f64,
+            )
+        },
+        "avg_over_time" => |p, _| Some(avg(p.iter().map(|s| s.value))),
+        "sum_over_time" => |p, _| Some(p.iter().map(|s| s.value).sum()),
+        "count_over_time" => |p, _| Some(p.len() as f64),
+        "min_over_time" => |p, _| {
+            Some(
+                p.iter()
+                    .map(|s| s.value)
+                    .fold(f64::NAN, |m, v| if m > v || m.is_nan() { v } else { m }),
+            )
+        },
+        "max_over_time" => |p, _| {
+            Some(
+                p.iter()
+                    .map(|s| s.value)
+                    .fold(f64::NAN, |m, v| if m < v || m.is_nan() { v } else { m }),
+            )
+        },
+        "stddev_over_time" => |p, _| Some(stdvar(p.iter().map(|s| s.value)).sqrt()),
+        "stdvar_over_time" => |p, _| Some(stdvar(p.iter().map(|s| s.value))),
+        "last_over_time" => |p, _| p.last().map(|s| s.value),
+        "present_over_time" => |_, _| Some(1.0),
+        _ => return None,
+    })
+}
+
+fn math_fn(name: &str) -> Option<fn(f64) -> f64> {
+    Some(match name {
+        "abs" => f64::abs,
+        "ceil" => f64::ceil,
+        "floor" => f64::floor,
+        "exp" => f64::exp,
+        "sqrt" => f64::sqrt,
+        "ln" => f64::ln,
+        "log2" => f64::log2,
+        "log10" => f64::log10,
+        "sgn" => |x: f64| {
+            if x < 0.0 {
+                -1.0
+            } else if x > 0.0 {
+                1.0
+            } else {
+                x
+            }
+        },
+        "acos" => f64::acos,
+        "acosh" => f64::acosh,
+        "asin" => f64::asin,
+        "asinh" => f64::asinh,
+        "atan" => f64::atan,
+        "atanh" => f64::atanh,
+        "cos" => f64::cos,
+        "cosh" => f64::cosh,
+        "sin" => f64::sin,
+        "sinh" => f64::sinh,
+        "tan" => f64::tan,
+        "tanh" => f64::tanh,
+        "deg" => |x: f64| x * 180.0 / std::f64::consts::PI,
+        "rad" => |x: f64| x * std::f64::consts::PI / 180.0,
+        _ => return None,
+    })
+}
+
+/// `rate`, `increase` and `delta`: the change over the window, extrapolated towards its
+/// edges as Prometheus 2.x does (no further than half a sample interval past the first and
+/// last samples, and not below zero for a counter).
+fn extrapolated(p: &[Sample], c: &RangeCtx, counter: bool, rate: bool) -> Option<f64> {
+    if p.len() < 2 {
+        return None;
+    }
+    let (first, last) = (p[0], p[p.len() - 1]);
+    let mut result = last.value - first.value;
+    if counter {
+        let mut prev = first.value;
+        for s in &p[1..] {
+            if s.value < prev {
+                result += prev;
+            }
+            prev = s.value;
+        }
+    }
+    let range_start = c.end_ms - c.range_ms;
+    let mut to_start = (first.timestamp_ms - range_start) as f64 / 1000.0;
+    let to_end = (c.end_ms - last.timestamp_ms) as f64 / 1000.0;
+    let sampled = (last.timestamp_ms - first.timestamp_ms) as f64 / 1000.0;
+    let avg_step = sampled / (p.len() - 1) as f64;
+    if counter && result > 0.0 && first.value >= 0.0 {
+        let to_zero = sampled * (first.value / result);
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    let threshold = avg_step * 1.1;
+    let mut interval = sampled;
+    interval += if to_start < threshold {
+        to_start
+    } else {
+        avg_step / 2.0
+    };
+    interval += if to_end < threshold {
+        to_end
+    } else {
+        avg_step / 2.0
+    };
+    let mut factor = interval / sampled;
+    if rate {
+        factor /= c.range_ms as f64 / 1000.0;
+    }
+    Some(result * factor)
+}
+
+/// `irate` and `idelta`: from the last two samples.
+fn instant_value(p: &[Sample], rate: bool) -> Option<f64> {
+    if p.len() < 2 {
+        return None;
+    }
+    let (prev, last) = (p[p.len() - 2], p[p.len() - 1]);
+    let mut v = if rate && last.value < prev.value {
+        last.value
+    } else {
+        last.value - prev.value
+    };
+    let dt = last.timestamp_ms - prev.timestamp_ms;
+    if dt == 0 {
+        return None;
+    }
+    if rate {
+        v /= dt as f64 / 1000.0;
+    }
+    Some(v)
+}
+
+/// Neumaier's compensated sum step.
+fn kahan(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
+}
+
+/// Least-squares slope and intercept (at `intercept_ms`) of the points, times in seconds.
+fn linear_regression(p: &[Sample], intercept_ms: i64) -> (f64, f64) {
+    let (mut n, mut sx, mut cx, mut sy, mut cy) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let (mut sxy, mut cxy, mut sx2, mut cx2) = (0.0, 0.0, 0.0, 0.0);
+    let init = p[0].value;
+    let mut const_y = true;
+    for (i, s) in p.iter().enumerate() {
+        if const_y && i > 0 && s.value != init {
+            const_y = false;
+        }
+        n += 1.0;
+        let x = (s.timestamp_ms - intercept_ms) as f64 / 1000.0;
+        (sx, cx) = kahan(x, sx, cx);
+        (sy, cy) = kahan(s.value, sy, cy);
+        (sxy, cxy) = kahan(x * s.value, sxy, cxy);
+        (sx2, cx2) = kahan(x * x, sx2, cx2);
+    }
+    if const_y {
+        if init.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init);
+    }
+    let (sx, sy, sxy, sx2) = (sx + cx, sy + cy, sxy + cxy, sx2 + cx2);
+    let cov = sxy - sx * sy / n;
+    let var = sx2 - sx * sx / n;
+    let slope = cov / var;
+    (slope, sy / n - slope * sx / n)
+}
+
+fn holt_winters(p: &[Sample], sf: f64, tf: f64) -> Option<f64> {
+    if p.len() < 2 {
+        return None;
+    }
+    let (mut s0, mut s1) = (0.0, p[0].value);
+    let mut b = p[1].value - p[0].value;
+    for (i, s) in p.iter().enumerate().skip(1) {
+        let x = sf * s.value;
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        s0 = s1;
+        s1 = x + y;
+    }
+    Some(s1)
+}
+
+fn date_part(name: &str, secs: f64) -> f64 {
+    let Some(d) = Utc.timestamp_opt(secs as i64, 0).single() else {
+        return f64::NAN;
+    };
+    f64::from(match name {
+        "day_of_month" => d.day(),
+        "day_of_week" => d.weekday().num_days_from_sunday(),
+        "day_of_year" => d.ordinal(),
+        "hour" => d.hour(),
+        "minute" => d.minute(),
+        "month" => d.month(),
+        "year" => return f64::from(d.year()),
+        _ => {
+            // days_in_month
+            let (y, m) = (d.year(), d.month());
+            let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+            let next = Utc.with_ymd_and_hms(ny, nm, 1, 0, 0, 0).single();
+            let this = Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).single();
+            match (this, next) {
+                (Some(a), Some(b)) => (b - a).num_days() as u32,
+                _ => return f64::NAN,
+            }
+        }
+    })
+}
+
+/// `histogram_quantile` over classic buckets (`le` labels), grouped by the other labels.
+fn histogram_quantile(q: f64, v: Vec<Element>) -> Vec<Element> {
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut groups: Vec<(Labels, Vec<(f64, f64)>)> = Vec::new();
+    for e in v {
+        let Some(le) = e.labels.get("le").and_then(parse_bound) else {
+            continue;
+        };
+        let mut g = e.labels.without_name();
+        g.remove("le");
+        let i = *index.entry(g.clone()).or_insert_with(|| {
+            groups.push((g, Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push((le, e.value));
+    }
+    groups
+        .into_iter()
+        .map(|(labels, buckets)| Element {
+            labels: Arc::new(labels),
+            value: bucket_quantile(q, buckets),
+        })
+        .collect()
+}
+
+fn parse_bound(s: &str) -> Option<f64> {
+    match s.to_ascii_lowercase().as_str() {
+        "+inf" | "inf" | "+infinity" | "infinity" => Some(f64::INFINITY),
+        "-inf" | "-infinity" => Some(f64::NEG_INFINITY),
+        _ => s.parse().ok(),
+    }
+}
+
+fn bucket_quantile(q: f64, mut b: Vec<(f64, f64)>) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    b.sort_by(|x, y| x.0.total_cmp(&y.0));
+    if b.last().is_none_or(|l| l.0 != f64::INFINITY) {
+        return f64::NAN;
+    }
+    // Equal bounds merge; counts are made monotonic.
+    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(b.len());
+    for (le, c) in b {
+        match merged.last_mut() {
+            Some(last) if last.0 == le => last.1 += c,
+            _ => merged.push((le, c)),
+        }
+    }
+    let mut max = f64::NEG_INFINITY;
+    for x in &mut merged {
+        if x.1 > max {
+            max = x.1;
+        } else if x.1 < max {
+            x.1 = max;
+        }
+    }
+    if merged.len() < 2 {
+        return f64::NAN;
+    }
+    let total = merged[merged.len() - 1].1;
+    if total == 0.0 || total.is_nan() {
+        return f64::NAN;
+    }
+    let mut rank = q * total;
+    let n = merged.len();
+    let i = merged[..n - 1].partition_point(|x| x.1 < rank);
+    if i == n - 1 {
+        return merged[n - 2].0;
+    }
+    if i == 0 && merged[0].0 <= 0.0 {
+        return merged[0].0;
+    }
+    let (mut start, end, mut count) = (0.0, merged[i].0, merged[i].1);
+    if i > 0 {
+        start = merged[i - 1].0;
+        count -= merged[i - 1].1;
+        rank -= merged[i - 1].1;
+    }
+    start + (end - start) * (rank / count)
+}
