@@ -47,12 +47,12 @@ pub(crate) fn eval(ev: &Ev<'_>, a: &AggregateExpr, t: i64) -> Result<Value> {
         match &by {
             Some(names) => Labels::from_pairs(
                 l.iter()
-                    .filter(|x| names.iter().any(|n| *n == x.name))
+                    .filter(|x| names.contains(&x.name))
                     .map(|x| (x.name.clone(), x.value.clone())),
             ),
             None => Labels::from_pairs(
                 l.iter()
-                    .filter(|x| x.name != METRIC_NAME && !without.iter().any(|n| *n == x.name))
+                    .filter(|x| x.name != METRIC_NAME && !without.contains(&x.name))
                     .map(|x| (x.name.clone(), x.value.clone())),
             ),
         }

@@ -142,12 +142,12 @@ fn signature(l: &Labels, matching: Option<&LabelModifier>) -> Labels {
     match matching {
         Some(LabelModifier::Include(names)) => Labels::from_pairs(
             l.iter()
-                .filter(|x| names.labels.iter().any(|n| *n == x.name))
+                .filter(|x| names.labels.contains(&x.name))
                 .map(|x| (x.name.clone(), x.value.clone())),
         ),
         Some(LabelModifier::Exclude(names)) => Labels::from_pairs(
             l.iter()
-                .filter(|x| x.name != METRIC_NAME && !names.labels.iter().any(|n| *n == x.name))
+                .filter(|x| x.name != METRIC_NAME && !names.labels.contains(&x.name))
                 .map(|x| (x.name.clone(), x.value.clone())),
         ),
         None => l.without_name(),
@@ -242,7 +242,7 @@ fn result_labels(
             Some(LabelModifier::Include(names)) => {
                 out = Labels::from_pairs(
                     out.iter()
-                        .filter(|x| names.labels.iter().any(|n| *n == x.name))
+                        .filter(|x| names.labels.contains(&x.name))
                         .map(|x| (x.name.clone(), x.value.clone())),
                 );
             }

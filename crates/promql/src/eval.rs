@@ -82,10 +82,12 @@ impl Engine {
     ) -> Result<Vec<Series>> {
         match expr.value_type() {
             ValueType::Scalar | ValueType::Vector => {}
-            t => return Err(Error::BadData(format!(
+            t => {
+                return Err(Error::BadData(format!(
                 "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
                 range_type_name(t)
-            ))),
+            )))
+            }
         }
         if step <= 0 {
             return Err(Error::BadData(

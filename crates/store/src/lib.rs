@@ -8,11 +8,13 @@ pub mod chunk;
 mod error;
 mod head;
 mod outbox;
+mod reader;
 mod records;
 mod schema;
 
 pub use error::StoreError;
 pub use outbox::{Outbox, OutboxItem, OutboxRow, OutboxStatus};
+pub use reader::{ReadCache, Reader};
 pub use records::{AuditRow, EventRow, Records, TokenRow};
 
 use std::collections::HashMap;
@@ -303,6 +305,11 @@ impl Store {
             tx.execute(
                 "DELETE FROM outbox WHERE status != 'pending' AND created_ms < ?1",
                 [expire_before],
+            )?;
+            // Readers keep a copy of the ingest log: a new generation tells them it moved.
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, '1') ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+                [reader::GENERATION],
             )?;
         }
         tx.commit()?;

@@ -338,3 +338,70 @@ fn latest_holds_the_newest_sample_of_series_fresh_enough() {
     assert_eq!(got, vec![("a".to_string(), Sample::new(NOW + 10, 2.0))]);
     assert_eq!(store.latest(i64::MIN).count(), 2);
 }
+
+fn read(r: &mut Reader, name: &str) -> Vec<(String, Vec<f64>)> {
+    let mut got: Vec<(String, Vec<f64>)> = r
+        .select(Some(name), |_| true, i64::MIN, i64::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(l, s)| {
+            (
+                l.get("host").unwrap().to_string(),
+                s.iter().map(|x| x.value).collect(),
+            )
+        })
+        .collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    got
+}
+
+fn commit(store: &mut Store, b: Vec<SeriesSamples>) {
+    let mut b = b;
+    let mut tx = store.begin().unwrap();
+    tx.append(&mut b, NOW).unwrap();
+    tx.commit().unwrap();
+}
+
+#[test]
+fn readers_see_committed_samples_across_checkpoints_without_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    let cache = ReadCache::default();
+    let mut r1 = Reader::open(store.path(), cache.clone()).unwrap();
+    let mut r2 = Reader::open(store.path(), cache.clone()).unwrap();
+    commit(
+        &mut store,
+        vec![s("up", "a", &[(NOW, 1.0)]), s("up", "b", &[(NOW, 5.0)])],
+    );
+    assert_eq!(
+        read(&mut r1, "up"),
+        vec![("a".into(), vec![1.0]), ("b".into(), vec![5.0])]
+    );
+    // The log grows: the shared copy takes only the new rows, for either reader.
+    commit(&mut store, vec![s("up", "a", &[(NOW + 10, 2.0)])]);
+    assert_eq!(read(&mut r2, "up")[0], ("a".into(), vec![1.0, 2.0]));
+    // A checkpoint moves the log into chunks: no sample lost or doubled.
+    store.checkpoint(0).unwrap();
+    assert_eq!(read(&mut r1, "up")[0], ("a".into(), vec![1.0, 2.0]));
+    commit(&mut store, vec![s("up", "a", &[(NOW + 20, 3.0)])]);
+    store.checkpoint(0).unwrap();
+    commit(&mut store, vec![s("up", "a", &[(NOW + 30, 4.0)])]);
+    assert_eq!(
+        read(&mut r2, "up")[0],
+        ("a".into(), vec![1.0, 2.0, 3.0, 4.0])
+    );
+    assert_eq!(read(&mut r1, "up")[1], ("b".into(), vec![5.0]));
+    // A window, and a name nothing has.
+    let w = r1
+        .select(
+            Some("up"),
+            |l| l.get("host") == Some("a"),
+            NOW + 10,
+            NOW + 20,
+        )
+        .unwrap();
+    assert_eq!(w[0].1.len(), 2);
+    assert!(read(&mut r1, "down").is_empty());
+    // Series listing reads the index only.
+    assert_eq!(r1.series(None, |_| true).unwrap().len(), 2);
+}
