@@ -10,6 +10,7 @@ pub mod export;
 mod exposition;
 pub mod forward;
 pub mod liveness;
+pub mod query;
 pub mod rulefiles;
 pub mod server;
 pub mod services;

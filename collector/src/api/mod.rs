@@ -11,6 +11,7 @@ mod incidents;
 mod ingest;
 mod metrics;
 mod notifications;
+mod query;
 mod silences;
 mod tokens;
 
@@ -67,6 +68,8 @@ pub struct AppState {
     pub request_timeout: std::time::Duration,
     /// Whether /metrics carries the newest sample of every series too.
     pub federate: bool,
+    /// PromQL over the stored history, on readers of its own.
+    pub query: Arc<crate::query::QueryService>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -102,6 +105,21 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/incidents/{id}/resolve", post(incidents::resolve))
         .route("/api/v1/incidents/{id}/notes", post(incidents::note))
         .route("/metrics", get(metrics::metrics))
+        // The Prometheus query API (Grafana, promtool): reads, by GET or form POST.
+        .route("/api/v1/query", get(query::query).post(query::query))
+        .route(
+            "/api/v1/query_range",
+            get(query::query_range).post(query::query_range),
+        )
+        .route("/api/v1/series", get(query::series).post(query::series))
+        .route("/api/v1/labels", get(query::labels).post(query::labels))
+        .route("/api/v1/label/{name}/values", get(query::label_values))
+        .route("/api/v1/metadata", get(query::metadata))
+        .route(
+            "/api/v1/query_exemplars",
+            get(query::exemplars).post(query::exemplars),
+        )
+        .route("/api/v1/status/buildinfo", get(query::buildinfo))
         .route_layer(with(state.clone(), api_guard));
     Router::new()
         .merge(agents)
@@ -155,7 +173,7 @@ pub(crate) async fn api_guard(
     let reads = matches!(
         *req.method(),
         axum::http::Method::GET | axum::http::Method::HEAD
-    );
+    ) || (*req.method() == axum::http::Method::POST && query_reads(path));
     // Listing tokens tells who can write: admin only.
     let need = if reads && !path.starts_with("/api/v1/tokens") {
         Need::Read
@@ -174,6 +192,18 @@ pub(crate) async fn api_guard(
             e.into_response()
         }
     }
+}
+
+/// The query API's POSTs read (Grafana sends its queries as forms).
+fn query_reads(path: &str) -> bool {
+    matches!(
+        path,
+        "/api/v1/query"
+            | "/api/v1/query_range"
+            | "/api/v1/series"
+            | "/api/v1/labels"
+            | "/api/v1/query_exemplars"
+    )
 }
 
 /// Set once a request's body has been read in full.

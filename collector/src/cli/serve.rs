@@ -324,6 +324,10 @@ pub(crate) fn app_state(
         agent_tokens: Arc::new(RwLock::new(agent_tokens)),
         request_timeout: cfg.ingest.request_timeout,
         federate: cfg.federate,
+        query: Arc::new(crate::query::QueryService::new(
+            db.to_path_buf(),
+            &cfg.query,
+        )),
     })
 }
 

@@ -38,6 +38,17 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// `ingest.idle_timeout`.
 pub const IDLE_TIMEOUT: &str = "30s";
 
+/// `query.max_concurrent`.
+pub const QUERY_MAX_CONCURRENT: usize = 4;
+/// `query.timeout`.
+pub const QUERY_TIMEOUT: &str = "2m";
+/// `query.max_samples` (Prometheus' `--query.max-samples`).
+pub const QUERY_MAX_SAMPLES: usize = 50_000_000;
+/// `query.max_series`.
+pub const QUERY_MAX_SERIES: usize = 500_000;
+/// `query.lookback_delta` (Prometheus' `--query.lookback-delta`).
+pub const QUERY_LOOKBACK: &str = "5m";
+
 /// A receiver's `max_attempts`.
 pub const MAX_ATTEMPTS: u32 = 20;
 /// The `timeout` of HTTP receivers (webhook, Alertmanager, chat robots, SMS).

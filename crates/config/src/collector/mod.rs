@@ -47,6 +47,9 @@ pub struct RawCollectorConfig {
     /// Remote-write receiver settings.
     #[serde(default)]
     pub ingest: RawIngest,
+    /// The Prometheus query API over the stored history (`/api/v1/query`, `query_range`, ...).
+    #[serde(default)]
+    pub query: RawQuery,
     /// Where notifications go. Default: one `log` receiver writing `DATA_DIR/alerts.log`.
     #[serde(default)]
     pub receivers: Vec<RawReceiver>,
@@ -188,6 +191,30 @@ pub struct RawAck {
 pub struct AckConfig {
     pub secret: Option<Secret>,
     pub link_ttl: Duration,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuery {
+    /// Queries evaluated at once; more wait ([`defaults::QUERY_MAX_CONCURRENT`]).
+    pub max_concurrent: Option<usize>,
+    /// The longest one query may take; then it fails with `timeout` ([`defaults::QUERY_TIMEOUT`]).
+    pub timeout: Option<String>,
+    /// Samples one query may read ([`defaults::QUERY_MAX_SAMPLES`]).
+    pub max_samples: Option<usize>,
+    /// Series one selector may match ([`defaults::QUERY_MAX_SERIES`]).
+    pub max_series: Option<usize>,
+    /// How far back an instant selector looks for a sample ([`defaults::QUERY_LOOKBACK`]).
+    pub lookback_delta: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueryConfig {
+    pub max_concurrent: usize,
+    pub timeout: Duration,
+    pub max_samples: usize,
+    pub max_series: usize,
+    pub lookback_delta: Duration,
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -447,6 +474,7 @@ pub struct CollectorConfig {
     /// None: the collector does not page about its own storage.
     pub storage_alert_after: Option<Duration>,
     pub ingest: IngestConfig,
+    pub query: QueryConfig,
     pub receivers: Vec<ReceiverConfig>,
     pub route: crate::route::Route,
     pub admin_token: Option<Secret>,
@@ -672,6 +700,23 @@ mod tests {
         assert_eq!(shown.ack.link_ttl, d.ack.link_ttl);
         assert_eq!(shown.incidents.group_by, d.incidents.group_by);
         assert_eq!(shown.incidents.reopen_within, d.incidents.reopen_within);
+        let (a, b) = (&shown.query, &d.query);
+        assert_eq!(
+            (
+                a.max_concurrent,
+                a.timeout,
+                a.max_samples,
+                a.max_series,
+                a.lookback_delta
+            ),
+            (
+                b.max_concurrent,
+                b.timeout,
+                b.max_samples,
+                b.max_series,
+                b.lookback_delta
+            )
+        );
         let (r, q) = (&shown.remediation, &d.remediation);
         assert_eq!(
             (r.max_concurrent, r.per_host, r.answer_within, r.dry_run),

@@ -57,6 +57,7 @@ impl RawCollectorConfig {
             .external_url
             .unwrap_or_else(|| format!("http://{listen}"));
         let ingest = ingest(&mut p, self.ingest);
+        let query = query(&mut p, self.query);
         let receivers = super::receivers::validate(&mut p, self.receivers, &data_dir);
         let admin_token = self
             .admin_token
@@ -115,6 +116,7 @@ impl RawCollectorConfig {
             host_forget_after,
             storage_alert_after,
             ingest,
+            query,
             receivers,
             route,
             admin_token,
@@ -163,6 +165,34 @@ fn ingest(p: &mut Problems, i: RawIngest) -> IngestConfig {
             "ingest.idle_timeout",
             i.idle_timeout.as_deref(),
             d::IDLE_TIMEOUT,
+        ),
+    }
+}
+
+fn query(p: &mut Problems, q: RawQuery) -> QueryConfig {
+    let at_least_one = |p: &mut Problems, what: &str, v: usize| {
+        if v == 0 {
+            p.push(format!("query.{what}: must be at least 1"));
+        }
+        v.max(1)
+    };
+    QueryConfig {
+        max_concurrent: at_least_one(
+            p,
+            "max_concurrent",
+            q.max_concurrent.unwrap_or(d::QUERY_MAX_CONCURRENT),
+        ),
+        timeout: p.duration("query.timeout", q.timeout.as_deref(), d::QUERY_TIMEOUT),
+        max_samples: at_least_one(
+            p,
+            "max_samples",
+            q.max_samples.unwrap_or(d::QUERY_MAX_SAMPLES),
+        ),
+        max_series: at_least_one(p, "max_series", q.max_series.unwrap_or(d::QUERY_MAX_SERIES)),
+        lookback_delta: p.duration(
+            "query.lookback_delta",
+            q.lookback_delta.as_deref(),
+            d::QUERY_LOOKBACK,
         ),
     }
 }
