@@ -519,6 +519,14 @@ pub fn alertmanager_with(config: &str) -> Option<Server> {
 /// A Prometheus (Debian's package) on a free port with its remote-write receiver on and
 /// `scrape_configs` (YAML list items, may be empty) in its configuration.
 pub fn prometheus(scrape_configs: &str) -> Option<Server> {
+    prometheus_with(
+        "  scrape_interval: 1s\n  evaluation_interval: 1s\n",
+        scrape_configs,
+    )
+}
+
+/// As [`prometheus`], with `global` (YAML map items) as its global settings.
+pub fn prometheus_with(global: &str, scrape_configs: &str) -> Option<Server> {
     let found = Command::new("sh")
         .args(["-c", "command -v prometheus"])
         .stdout(Stdio::null())
@@ -532,7 +540,7 @@ pub fn prometheus(scrape_configs: &str) -> Option<Server> {
     let cfg = dir.path().join("prometheus.yml");
     std::fs::write(
         &cfg,
-        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n{scrape_configs}"),
+        format!("global:\n{global}scrape_configs:\n{scrape_configs}"),
     )
     .expect("write config");
     let port = free_port();

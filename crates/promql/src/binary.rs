@@ -77,9 +77,10 @@ fn is_comparison(op: &str) -> bool {
     matches!(op, "==" | "!=" | ">" | "<" | ">=" | "<=")
 }
 
-/// Arithmetic operators drop the metric name; comparisons (without `bool`) keep it.
+/// Arithmetic operators drop the metric name; comparisons (without `bool`) and `atan2` keep
+/// it (as Prometheus 2.x does).
 fn drops_name(op: &str) -> bool {
-    matches!(op, "+" | "-" | "*" | "/" | "%" | "^" | "atan2")
+    matches!(op, "+" | "-" | "*" | "/" | "%" | "^")
 }
 
 /// The value of `l op r`, and whether a comparison holds (always true for arithmetic).

@@ -157,6 +157,13 @@ pub(crate) fn duplicate_labelset() -> Error {
     Error::Execution("vector cannot contain metrics with the same labelset".into())
 }
 
+fn checked(v: Value) -> Result<Value> {
+    if let Value::Vector(e) = &v {
+        check_unique(e)?;
+    }
+    Ok(v)
+}
+
 fn check_unique(v: &[Element]) -> Result<()> {
     if v.len() < 2 {
         return Ok(());
@@ -397,8 +404,10 @@ impl<'q> Ev<'q> {
                 ))
             }
             Expr::Aggregate(a) => aggregate::eval(self, a, t),
-            Expr::Binary(b) => binary::eval(self, b, t),
-            Expr::Call(c) => functions::call(self, c, t),
+            // Prometheus checks what operators and functions give for duplicates (two series
+            // that lost the only label telling them apart): not the aggregations' answers.
+            Expr::Binary(b) => checked(binary::eval(self, b, t)?),
+            Expr::Call(c) => checked(functions::call(self, c, t)?),
             Expr::Extension(x) => Err(Error::BadData(format!(
                 "{} is not supported",
                 x.expr.name()

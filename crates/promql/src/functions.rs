@@ -208,7 +208,7 @@ pub(crate) fn call(ev: &Ev<'_>, c: &Call, t: i64) -> Result<Value> {
                 Some(intercept + slope * d)
             }))
         }
-        "holt_winters" => {
+        "holt_winters" | "double_exponential_smoothing" => {
             let sf = ev.scalar(arg(1)?, t)?;
             let tf = ev.scalar(arg(2)?, t)?;
             if sf <= 0.0 || sf >= 1.0 {

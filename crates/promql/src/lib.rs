@@ -55,6 +55,20 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// Parses a query; a parse error is `bad_data` with the parser's message.
 pub fn parse(query: &str) -> Result<Expr> {
+    static EXTRA: std::sync::Once = std::sync::Once::new();
+    EXTRA.call_once(|| {
+        use promql_parser::parser::value::ValueType as T;
+        // Prometheus 2.x's name of what 3.x calls double_exponential_smoothing.
+        let f = promql_parser::parser::Function::new(
+            "holt_winters",
+            vec![T::Matrix, T::Scalar, T::Scalar],
+            0,
+            T::Vector,
+            false,
+        );
+        // Fails only if the parser knows the name already, which is as good.
+        let _ = promql_parser::parser::register_extra_functions(vec![f]);
+    });
     promql_parser::parser::parse(query).map_err(Error::BadData)
 }
 
