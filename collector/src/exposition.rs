@@ -9,6 +9,7 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
 
 use crate::view::View;
+use tocsin_model::{Labels, Sample, SeriesSamples, METRIC_NAME};
 
 const NAMES: [(&str, &str); 5] = [
     (
@@ -257,4 +258,56 @@ mod tests {
              up 1000000000000000000000 5000\n"
         );
     }
+}
+
+/// The collector's own metrics as one sample each at `now`, named and labelled as its
+/// `/metrics` shows them (histograms as `_bucket`, `_sum`, `_count`), so that its store holds
+/// its own history and dashboards over the collector need no scraper.
+pub(crate) fn own_samples(families: &[MetricFamily], now: i64) -> Vec<SeriesSamples> {
+    let mut out = Vec::new();
+    for f in families {
+        let name = f.name();
+        for m in f.get_metric() {
+            let mut push = |metric: String, extra: Option<(&str, String)>, v: f64| {
+                let mut l = Labels::from_pairs(
+                    m.get_label()
+                        .iter()
+                        .map(|p| (p.name().to_string(), p.value().to_string())),
+                );
+                l.set(METRIC_NAME, metric);
+                if let Some((k, v)) = extra {
+                    l.set(k, v);
+                }
+                out.push(SeriesSamples {
+                    labels: l,
+                    samples: vec![Sample::new(now, v)],
+                });
+            };
+            match f.get_field_type() {
+                MetricType::COUNTER => push(name.to_string(), None, m.get_counter().get_value()),
+                MetricType::GAUGE => push(name.to_string(), None, m.get_gauge().get_value()),
+                MetricType::HISTOGRAM => {
+                    let h = m.get_histogram();
+                    for b in h.get_bucket() {
+                        let ub = b.upper_bound();
+                        if ub.is_infinite() && ub > 0.0 {
+                            continue;
+                        }
+                        push(
+                            format!("{name}_bucket"),
+                            Some(("le", ub.to_string())),
+                            b.cumulative_count() as f64,
+                        );
+                    }
+                    let n = h.get_sample_count() as f64;
+                    push(format!("{name}_bucket"), Some(("le", "+Inf".into())), n);
+                    push(format!("{name}_sum"), None, h.get_sample_sum());
+                    push(format!("{name}_count"), None, n);
+                }
+                // Summaries and untyped metrics: the registry holds none.
+                _ => {}
+            }
+        }
+    }
+    out
 }

@@ -545,6 +545,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_collector_keeps_its_own_metrics_in_its_store() {
+        let api = TestApi::new("", "");
+        api.tick().await;
+        let q = format!(
+            "/api/v1/query?query={}",
+            enc("count({__name__=~\"tocsin_(rules_loaded|storage_series|incidents_open)\"})")
+        );
+        let a = api
+            .wait_for(&q, |a| {
+                a.json["data"]["result"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())
+            })
+            .await;
+        let n: f64 = a.json["data"]["result"][0]["value"][1]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(n, 3.0, "{}", a.json);
+    }
+
+    #[tokio::test]
     async fn errors_have_prometheus_types_and_codes() {
         let api = TestApi::new("", "");
         let a = api

@@ -279,6 +279,7 @@ pub(crate) fn writer_settings(
         urgent,
         runner: None,
         forward: Vec::new(),
+        self_metrics: cfg.self_metrics.clone(),
     }
 }
 

@@ -53,6 +53,19 @@ impl Group {
 }
 
 impl Core {
+    /// The collector's own metrics, when `self_metrics.interval` has passed since last time.
+    fn own_metrics_due(&mut self, now: i64) -> Option<Vec<SeriesSamples>> {
+        let every = self.self_metrics.interval?;
+        if self.self_recorded.is_some_and(|t| t.elapsed() < every) {
+            return None;
+        }
+        self.self_recorded = Some(std::time::Instant::now());
+        Some(crate::exposition::own_samples(
+            &self.tel.registry.gather(),
+            now,
+        ))
+    }
+
     /// Applies one message to the open transaction. On an error the message's answer is kept
     /// in the group, to be sent the error.
     pub(super) fn take(
@@ -110,6 +123,12 @@ impl Core {
                 tx.append_derived(&mut derived, now)?;
                 if forwarding {
                     g.derived_forward.extend(derived.iter().cloned());
+                }
+                if let Some(mut own) = self.own_metrics_due(now) {
+                    tx.append_derived(&mut own, now)?;
+                    if forwarding && self.self_metrics.forward {
+                        g.derived_forward.extend(own);
+                    }
                 }
                 g.transitions.extend(self.engine.ingest(&derived, now));
                 g.transitions.extend(self.engine.tick(now));

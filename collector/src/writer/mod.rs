@@ -59,6 +59,9 @@ struct Core {
     engine_opts: EngineOptions,
     /// Whether anything is forwarded (remote-write targets configured).
     forwarding: bool,
+    self_metrics: tocsin_config::collector::SelfMetricsConfig,
+    /// When the collector's own metrics were last stored.
+    self_recorded: Option<Instant>,
 }
 
 /// What the writer needs from the configuration.
@@ -78,6 +81,8 @@ pub struct Settings {
     pub storage_alert_after: Option<Duration>,
     /// Where that page waits for the delivery workers (the outbox being unwritable).
     pub urgent: Arc<tocsin_notify::Urgent>,
+    /// How often the collector's own metrics are stored, and whether they are forwarded.
+    pub self_metrics: tocsin_config::collector::SelfMetricsConfig,
 }
 
 /// The most one group commit takes in, so a flood still gets acknowledged in steps.
@@ -113,6 +118,8 @@ impl Writer {
                 tel: tel.clone(),
                 engine_opts: settings.engine,
                 forwarding: !settings.forward.is_empty(),
+                self_metrics: settings.self_metrics,
+                self_recorded: None,
             },
             store,
             view,

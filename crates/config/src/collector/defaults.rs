@@ -38,6 +38,9 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// `ingest.idle_timeout`.
 pub const IDLE_TIMEOUT: &str = "30s";
 
+/// `self_metrics.interval`.
+pub const SELF_METRICS_INTERVAL: &str = "15s";
+
 /// `query.max_concurrent`.
 pub const QUERY_MAX_CONCURRENT: usize = 4;
 /// `query.timeout`.

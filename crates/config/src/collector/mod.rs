@@ -50,6 +50,10 @@ pub struct RawCollectorConfig {
     /// The Prometheus query API over the stored history (`/api/v1/query`, `query_range`, ...).
     #[serde(default)]
     pub query: RawQuery,
+    /// The collector's own metrics recorded into its store, so that dashboards over the
+    /// collector need no scraper.
+    #[serde(default)]
+    pub self_metrics: RawSelfMetrics,
     /// Where notifications go. Default: one `log` receiver writing `DATA_DIR/alerts.log`.
     #[serde(default)]
     pub receivers: Vec<RawReceiver>,
@@ -206,6 +210,22 @@ pub struct RawQuery {
     pub max_series: Option<usize>,
     /// How far back an instant selector looks for a sample ([`defaults::QUERY_LOOKBACK`]).
     pub lookback_delta: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSelfMetrics {
+    /// How often ([`defaults::SELF_METRICS_INTERVAL`]; `0s`: never).
+    pub interval: Option<String>,
+    /// Also forward them to the `remote_write` targets (default false: a Prometheus that
+    /// scrapes the collector has them already).
+    pub forward: Option<bool>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SelfMetricsConfig {
+    pub interval: Option<Duration>,
+    pub forward: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -475,6 +495,7 @@ pub struct CollectorConfig {
     pub storage_alert_after: Option<Duration>,
     pub ingest: IngestConfig,
     pub query: QueryConfig,
+    pub self_metrics: SelfMetricsConfig,
     pub receivers: Vec<ReceiverConfig>,
     pub route: crate::route::Route,
     pub admin_token: Option<Secret>,
@@ -716,6 +737,10 @@ mod tests {
                 b.max_series,
                 b.lookback_delta
             )
+        );
+        assert_eq!(
+            (shown.self_metrics.interval, shown.self_metrics.forward),
+            (d.self_metrics.interval, d.self_metrics.forward)
         );
         let (r, q) = (&shown.remediation, &d.remediation);
         assert_eq!(

@@ -58,6 +58,15 @@ impl RawCollectorConfig {
             .unwrap_or_else(|| format!("http://{listen}"));
         let ingest = ingest(&mut p, self.ingest);
         let query = query(&mut p, self.query);
+        let self_metrics = SelfMetricsConfig {
+            interval: Some(p.duration(
+                "self_metrics.interval",
+                self.self_metrics.interval.as_deref(),
+                d::SELF_METRICS_INTERVAL,
+            ))
+            .filter(|d| !d.is_zero()),
+            forward: self.self_metrics.forward.unwrap_or(false),
+        };
         let receivers = super::receivers::validate(&mut p, self.receivers, &data_dir);
         let admin_token = self
             .admin_token
@@ -117,6 +126,7 @@ impl RawCollectorConfig {
             storage_alert_after,
             ingest,
             query,
+            self_metrics,
             receivers,
             route,
             admin_token,
