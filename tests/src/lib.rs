@@ -490,3 +490,59 @@ impl Stack {
         })
     }
 }
+
+/// Every query of the shipped dashboards, Grafana's variables filled in for `host` and the
+/// dynamic rule `rule`: each panel target's expression, and for each query variable
+/// `label_values(SELECTOR, LABEL)` the query `group by (LABEL) (SELECTOR)`. Checks on the way
+/// that every panel has a description and uses the `${datasource}` variable.
+pub fn dashboard_queries(host: &str, rule: &str) -> Vec<(String, String)> {
+    let subst = |q: &str| {
+        q.replace("$__rate_interval", "1m")
+            .replace("$__range", "1h")
+            .replace("$host", host)
+            .replace("$probe", ".+")
+            .replace("$rule", rule)
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
+    let mut queries: Vec<(String, String)> = Vec::new();
+    for name in [
+        "host-overview.json",
+        "probes.json",
+        "alerts-incidents.json",
+        "baselines.json",
+    ] {
+        let board: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(name)).expect("dashboard"))
+                .expect("dashboard JSON");
+        for v in board["templating"]["list"].as_array().expect("templating") {
+            if v["type"] == "query" {
+                let def = v["definition"].as_str().expect("definition");
+                let inner = def
+                    .trim_start_matches("label_values(")
+                    .trim_end_matches(')');
+                let (sel, label) = inner
+                    .rsplit_once(',')
+                    .expect("label_values(SELECTOR, LABEL)");
+                queries.push((
+                    format!("{name} variable {}", v["name"]),
+                    format!("group by ({}) ({})", label.trim(), subst(sel.trim())),
+                ));
+            }
+        }
+        for p in board["panels"].as_array().expect("panels") {
+            assert!(
+                p["description"].as_str().is_some_and(|d| !d.is_empty()),
+                "{name}: panel {} has no description",
+                p["title"]
+            );
+            assert_eq!(p["datasource"]["uid"], "${datasource}");
+            for t in p["targets"].as_array().expect("targets") {
+                queries.push((
+                    format!("{name} panel {:?}", p["title"].as_str().unwrap_or("")),
+                    subst(t["expr"].as_str().expect("expr")),
+                ));
+            }
+        }
+    }
+    queries
+}

@@ -259,61 +259,14 @@ actions:
         },
     );
 
-    let subst = |q: &str| {
-        q.replace("$__rate_interval", "1m")
-            .replace("$__range", "1h")
-            .replace("$host", "dash-host")
-            .replace("$probe", ".+")
-            .replace("$rule", "Dyn")
-    };
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
     let mut failures = Vec::new();
     let mut checked = 0;
-    for name in [
-        "host-overview.json",
-        "probes.json",
-        "alerts-incidents.json",
-        "baselines.json",
-    ] {
-        let board: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap();
-        let mut queries: Vec<(String, String)> = Vec::new();
-        for v in board["templating"]["list"].as_array().unwrap() {
-            if v["type"] == "query" {
-                // label_values(SELECTOR, LABEL) → the selector must match something.
-                let def = v["definition"].as_str().unwrap();
-                let inner = def
-                    .trim_start_matches("label_values(")
-                    .trim_end_matches(')');
-                let (sel, label) = inner.rsplit_once(',').unwrap();
-                queries.push((
-                    format!("variable {}", v["name"]),
-                    format!("group by ({}) ({})", label.trim(), sel.trim()),
-                ));
-            }
-        }
-        for p in board["panels"].as_array().unwrap() {
-            assert!(
-                p["description"].as_str().is_some_and(|d| !d.is_empty()),
-                "{name}: panel {} has no description",
-                p["title"]
-            );
-            assert_eq!(p["datasource"]["uid"], "${datasource}");
-            for t in p["targets"].as_array().unwrap() {
-                queries.push((
-                    format!("panel {:?}", p["title"].as_str().unwrap()),
-                    t["expr"].as_str().unwrap().to_string(),
-                ));
-            }
-        }
-        for (what, q) in queries {
-            checked += 1;
-            let q = subst(&q);
-            let r = query(prom.port, &q);
-            let empty = r["data"]["result"].as_array().is_none_or(|l| l.is_empty());
-            if r["status"] != "success" || empty {
-                failures.push(format!("{name} {what}: {q} → {r}"));
-            }
+    for (what, q) in tocsin_e2e::dashboard_queries("dash-host", "Dyn") {
+        checked += 1;
+        let r = query(prom.port, &q);
+        let empty = r["data"]["result"].as_array().is_none_or(|l| l.is_empty());
+        if r["status"] != "success" || empty {
+            failures.push(format!("{what}: {q} → {r}"));
         }
     }
     assert!(checked >= 40, "{checked} queries");

@@ -613,6 +613,12 @@ fn query_api_answers_as_prometheus_does() {
         queries.len()
     );
 
+    eprintln!(
+        "{} queries x {} evaluations equal to Prometheus' answers, {nonempty} queries with data",
+        queries.len(),
+        instants.len() + ranges.len()
+    );
+
     // promtool, Prometheus' own client, reads the collector as it reads Prometheus.
     if tocsin_e2e::require_tool("promtool") {
         let promtool = |args: &[&str]| {
@@ -672,4 +678,151 @@ fn query_api_answers_as_prometheus_does() {
             "{out}"
         );
     }
+}
+
+/// Every panel and variable query of the shipped dashboards, on a live stack (an agent with
+/// host series and probes, rules firing, a dynamic rule's band), answers the same from the
+/// collector as from a Prometheus fed by its forwarding (its own metrics forwarded too).
+#[test]
+fn every_dashboard_query_answers_as_prometheus_does() {
+    let _g = serial();
+    let Some(prom) = tocsin_e2e::servers::prometheus_with("  scrape_interval: 1m\n", "  []\n")
+    else {
+        return;
+    };
+    let cert = tocsin_e2e::servers::self_signed(tocsin_model::now_ms() / 1000 + 40 * 86_400);
+    let https = tocsin_e2e::servers::HttpServer::start(Some(&cert));
+    let s = Stack::with_textfile(
+        &format!(
+            "remote_write:\n  - {{ name: prom, url: \"http://127.0.0.1:{}/api/v1/write\" }}\nself_metrics: {{ interval: 1s, forward: true }}\n",
+            prom.port
+        ),
+        "e2e_value 60\ne2e_flat 5\n",
+    );
+    std::fs::write(
+        s.dir.path().join("rules/r.yaml"),
+        "rules:
+  - name: Busy
+    expr: e2e_value
+    levels: { warning: \"> 50\" }
+  - name: Dyn
+    expr: e2e_flat
+    dynamic: { min_history: 3 }
+  - name: ShopWatch
+    expr: tocsin_service_probe_success_ratio{service=\"shop\"}
+    levels: { warning: \"> 0.5\" }
+",
+    )
+    .unwrap();
+    let c = s.collector("127.0.0.1:0", &s.p("rules"));
+    let agent_cfg = s.p("agent.yaml");
+    std::fs::write(
+        &agent_cfg,
+        format!(
+            "host: dash-host
+interval: 1s
+textfile_dir: {}
+state_dir: {}
+probes:
+  - {{ name: shop-web, kind: http, target: \"{}\", interval: 1s, timeout: 1s, labels: {{ service: shop }}, http: {{ tls: {{ insecure_skip_verify: true }} }} }}
+  - {{ name: gateway, kind: icmp, target: 127.0.0.1, interval: 1s, timeout: 1s, labels: {{ service: shop }}, icmp: {{ count: 2, spacing: 50ms }} }}
+",
+            s.p("tf"),
+            s.p("agent-state"),
+            https.url("https"),
+        ),
+    )
+    .unwrap();
+    let _a = s.agent(&c, &["--config", &agent_cfg]);
+    let ours = c.url("");
+    let theirs = format!("http://127.0.0.1:{}", prom.port);
+    wait_for("Busy firing", Duration::from_secs(20), || {
+        c.alerts()
+            .into_iter()
+            .any(|a| a["rule"] == "Busy" && a["state"] == "firing")
+            .then_some(())
+    });
+    // Half a minute of history, so that rates and the dynamic band have something to say.
+    wait_for("30 s of host series", Duration::from_secs(60), || {
+        let v = get(
+            &ours,
+            "/api/v1/query",
+            &[(
+                "query",
+                "count_over_time(node_load1{host=\"dash-host\"}[1m])".into(),
+            )],
+        );
+        let n: f64 = v["data"]["result"][0]["value"][1].as_str()?.parse().ok()?;
+        (n >= 30.0).then_some(())
+    });
+    // A time both have everything before: forwarding keeps the order of commits, so once
+    // Prometheus has samples newer than T of the agent's series and of the collector's own,
+    // it has all of those up to T.
+    let t = (tocsin_model::now_ms() - 3_000) / 1000 * 1000;
+    for probe in [
+        "node_load1{host=\"dash-host\"}",
+        "tocsin_storage_series",
+        "probe_success{probe=\"gateway\"}",
+    ] {
+        wait_for(
+            &format!("{probe} past T in Prometheus"),
+            Duration::from_secs(30),
+            || {
+                let v = get(
+                    &theirs,
+                    "/api/v1/query",
+                    &[("query", format!("timestamp({probe})"))],
+                );
+                let ts: f64 = v["data"]["result"][0]["value"][1].as_str()?.parse().ok()?;
+                (ts * 1000.0 > (t + 2_000) as f64).then_some(())
+            },
+        );
+    }
+    let sec = |ms: i64| format!("{:.3}", ms as f64 / 1000.0);
+    let mut failures = Vec::new();
+    let mut nonempty = 0;
+    let queries = tocsin_e2e::dashboard_queries("dash-host", "Dyn");
+    for (what, q) in &queries {
+        let runs = [
+            (
+                "/api/v1/query",
+                vec![("query", q.clone()), ("time", sec(t))],
+            ),
+            (
+                "/api/v1/query_range",
+                vec![
+                    ("query", q.clone()),
+                    ("start", sec(t - 60_000)),
+                    ("end", sec(t)),
+                    ("step", "5".into()),
+                ],
+            ),
+        ];
+        for (path, params) in runs {
+            let a = canonical(&get(&ours, path, &params));
+            let b = canonical(&get(&theirs, path, &params));
+            if path == "/api/v1/query" && matches!(&b, Answer::Series(m) if !m.is_empty()) {
+                nonempty += 1;
+            }
+            if let Err(e) = same(&a, &b) {
+                failures.push(format!("{what}: {q} ({path}): {e}"));
+            }
+        }
+    }
+    assert!(queries.len() >= 40, "{} queries", queries.len());
+    assert!(
+        failures.is_empty(),
+        "{} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        nonempty * 10 >= queries.len() * 8,
+        "{nonempty} of {} queries had data",
+        queries.len()
+    );
+    eprintln!(
+        "{} dashboard queries equal to Prometheus' answers, {nonempty} with data",
+        queries.len()
+    );
 }
