@@ -224,42 +224,6 @@ pub(crate) fn federation(
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use tocsin_model::{Labels, Sample};
-
-    #[test]
-    fn federation_groups_by_name_escapes_and_skips() {
-        let a = Labels::from_pairs([("__name__", "load1"), ("host", "b")]);
-        let b = Labels::from_pairs([("__name__", "disk_free"), ("mount", "/x\"y\\z\nw")]);
-        let c = Labels::from_pairs([("__name__", "load1"), ("host", "a")]);
-        let own = Labels::from_pairs([("__name__", "tocsin_alerts"), ("host", "a")]);
-        let bare = Labels::from_pairs([("__name__", "up")]);
-        let items = [
-            (&a, Sample::new(1000, 0.5)),
-            (&b, Sample::new(2000, f64::INFINITY)),
-            (&own, Sample::new(3000, 1.0)),
-            (&c, Sample::new(4000, f64::NAN)),
-            (&bare, Sample::new(5000, 1e21)),
-        ];
-        let skip = ["tocsin_alerts".to_string()].into_iter().collect();
-        let text = super::federation(items.iter().map(|(l, s)| ((*l).clone(), *s)), &skip);
-        assert_eq!(
-            text,
-            "# HELP disk_free Newest stored sample (federated).\n\
-             # TYPE disk_free untyped\n\
-             disk_free{mount=\"/x\\\"y\\\\z\\nw\"} +Inf 2000\n\
-             # HELP load1 Newest stored sample (federated).\n\
-             # TYPE load1 untyped\n\
-             load1{host=\"b\"} 0.5 1000\n\
-             load1{host=\"a\"} NaN 4000\n\
-             # HELP up Newest stored sample (federated).\n\
-             # TYPE up untyped\n\
-             up 1000000000000000000000 5000\n"
-        );
-    }
-}
-
 /// The collector's own metrics as one sample each at `now`, named and labelled as its
 /// `/metrics` shows them (histograms as `_bucket`, `_sum`, `_count`), so that its store holds
 /// its own history and dashboards over the collector need no scraper.
@@ -310,4 +274,40 @@ pub(crate) fn own_samples(families: &[MetricFamily], now: i64) -> Vec<SeriesSamp
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use tocsin_model::{Labels, Sample};
+
+    #[test]
+    fn federation_groups_by_name_escapes_and_skips() {
+        let a = Labels::from_pairs([("__name__", "load1"), ("host", "b")]);
+        let b = Labels::from_pairs([("__name__", "disk_free"), ("mount", "/x\"y\\z\nw")]);
+        let c = Labels::from_pairs([("__name__", "load1"), ("host", "a")]);
+        let own = Labels::from_pairs([("__name__", "tocsin_alerts"), ("host", "a")]);
+        let bare = Labels::from_pairs([("__name__", "up")]);
+        let items = [
+            (&a, Sample::new(1000, 0.5)),
+            (&b, Sample::new(2000, f64::INFINITY)),
+            (&own, Sample::new(3000, 1.0)),
+            (&c, Sample::new(4000, f64::NAN)),
+            (&bare, Sample::new(5000, 1e21)),
+        ];
+        let skip = ["tocsin_alerts".to_string()].into_iter().collect();
+        let text = super::federation(items.iter().map(|(l, s)| ((*l).clone(), *s)), &skip);
+        assert_eq!(
+            text,
+            "# HELP disk_free Newest stored sample (federated).\n\
+             # TYPE disk_free untyped\n\
+             disk_free{mount=\"/x\\\"y\\\\z\\nw\"} +Inf 2000\n\
+             # HELP load1 Newest stored sample (federated).\n\
+             # TYPE load1 untyped\n\
+             load1{host=\"b\"} 0.5 1000\n\
+             load1{host=\"a\"} NaN 4000\n\
+             # HELP up Newest stored sample (federated).\n\
+             # TYPE up untyped\n\
+             up 1000000000000000000000 5000\n"
+        );
+    }
 }
