@@ -141,6 +141,7 @@ async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
         cancel.clone(),
     ));
     let pending = Pending::default();
+    let latest = crate::latest::Latest::default();
     let mut probers = Vec::new();
     for p in &cfg.probes {
         probers
@@ -154,6 +155,7 @@ async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
                 cfg.labels.clone(),
                 Arc::clone(&queue),
                 pending.clone(),
+                latest.clone(),
                 tel.clone(),
                 cancel.clone(),
             ))
@@ -168,17 +170,20 @@ async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
         cfg.clone(),
         Arc::clone(&queue),
         pending,
+        latest.clone(),
         tel.clone(),
         cancel.clone(),
     ));
 
     let registry = tel.registry.clone();
+    let exposed = cfg.expose_samples.then(|| (latest, cfg.labels.clone()));
     let app = Router::new()
         .route(
             "/metrics",
             get(move || {
                 let registry = registry.clone();
-                async move { tocsin_runtime::metrics_response(&registry) }
+                let exposed = exposed.clone();
+                async move { metrics(&registry, exposed.as_ref()) }
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }));
@@ -215,12 +220,40 @@ async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `/metrics`: the agent's own health, then (`expose_samples`) the latest samples it shipped.
+fn metrics(
+    registry: &prometheus::Registry,
+    exposed: Option<&(crate::latest::Latest, tocsin_model::Labels)>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some((latest, base)) = exposed else {
+        return tocsin_runtime::metrics_response(registry);
+    };
+    let families = registry.gather();
+    let mut text = String::new();
+    if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&families, &mut text) {
+        return (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode metrics: {e}"),
+        )
+            .into_response();
+    }
+    let own = families.iter().map(|f| f.name().to_string()).collect();
+    latest.render(base, &own, &mut text);
+    (
+        [(axum::http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+        text,
+    )
+        .into_response()
+}
+
 /// Samples at start, then every interval on a fixed grid (no drift) shifted by a small random
 /// phase, so that many agents do not hit the collector in the same instant.
 async fn sample_loop(
     cfg: AgentConfig,
     queue: Arc<Buffer>,
     probe_pending: Pending,
+    latest: crate::latest::Latest,
     tel: Telemetry,
     cancel: CancellationToken,
 ) {
@@ -247,6 +280,7 @@ async fn sample_loop(
                 );
                 let mut series = probe_pending.take();
                 series.extend(tocsin_sampling::to_series(&fams, &cfg.labels, ts));
+                latest.set_host(&fams);
                 queue.push(Batch::new(&series));
             }
             Err(e) => error!(error = %e, "sampling task failed"),

@@ -3,6 +3,7 @@
 
 mod actions;
 pub mod cli;
+mod latest;
 mod probes;
 mod schedule;
 pub mod ship;

@@ -33,6 +33,7 @@ pub(crate) async fn probe_loop(
     base: Labels,
     queue: Arc<Buffer>,
     pending: Pending,
+    latest: crate::latest::Latest,
     tel: Telemetry,
     cancel: CancellationToken,
 ) {
@@ -53,7 +54,9 @@ pub(crate) async fn probe_loop(
         tel.probe_runs
             .with_label_values(&[name.as_str(), if ok { "success" } else { "failure" }])
             .inc();
-        let series = tocsin_sampling::to_series(&prober.families(&outcome), &base, ts);
+        let families = prober.families(&outcome);
+        latest.set_probe(&name, &families);
+        let series = tocsin_sampling::to_series(&families, &base, ts);
         let changed = last.is_some_and(|l| l != ok) || (last.is_none() && !ok);
         match &outcome.result {
             Err(f) if changed => {

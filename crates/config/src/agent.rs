@@ -22,6 +22,10 @@ pub struct RawAgentConfig {
     pub interval: Option<String>,
     /// Address of the agent's own `/metrics` and `/healthz` (default 127.0.0.1:9761).
     pub listen: Option<String>,
+    /// Also show the latest host, textfile and probe samples on `/metrics`, labelled as
+    /// shipped, for a Prometheus that scrapes agents where it scraped node_exporter (default
+    /// true).
+    pub expose_samples: Option<bool>,
     /// Static labels added to every series.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -106,6 +110,7 @@ pub struct AgentConfig {
     pub host: String,
     pub interval: Duration,
     pub listen: SocketAddr,
+    pub expose_samples: bool,
     pub labels: Labels,
     pub textfile_dir: Option<PathBuf>,
     pub shipping: ShippingConfig,
@@ -264,6 +269,7 @@ impl RawAgentConfig {
             host,
             interval,
             listen,
+            expose_samples: self.expose_samples.unwrap_or(true),
             labels,
             textfile_dir: self.textfile_dir,
             shipping: ShippingConfig {

@@ -222,7 +222,7 @@ pub(crate) fn parse_stat(
             "Share of CPU time not idle or waiting for I/O since the previous sample, all cores.",
         )
         .with([], ratio.clamp(0.0, 1.0)),
-        Family::gauge("host_cpu_count", "Number of online CPUs.").with([], cores as f64),
+        Family::gauge("host_cpus", "Number of online CPUs.").with([], cores as f64),
     ];
     out.extend(other);
     Ok((out, total))
@@ -477,7 +477,7 @@ mod tests {
         assert_eq!(secs.samples.len(), 16);
         assert_eq!(secs.samples[0].0.get("mode"), Some("user"));
         assert_eq!(secs.samples[0].1, 0.5);
-        assert_eq!(get(&f, "host_cpu_count").samples[0].1, 2.0);
+        assert_eq!(get(&f, "host_cpus").samples[0].1, 2.0);
         assert!((get(&f, "host_cpu_utilisation_ratio").samples[0].1 - 0.2).abs() < 1e-9);
         let t2 = "cpu  190 0 110 800 100 0 0 0 0 0\n";
         let (f, _) = parse_stat(t2, 100.0, Some(tot)).unwrap();

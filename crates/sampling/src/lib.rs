@@ -2,6 +2,7 @@
 //! node_exporter-style textfile source. Each sampler is independent, so one failing source
 //! never hides the others. Shipping and scheduling belong to the agent.
 
+pub mod exposition;
 mod family;
 mod fs;
 mod host;
