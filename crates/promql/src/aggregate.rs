@@ -57,12 +57,13 @@ pub(crate) fn eval(ev: &Ev<'_>, a: &AggregateExpr, t: i64) -> Result<Value> {
             ),
         }
     };
-    // Groups in order of first appearance.
-    let mut index: HashMap<Labels, usize> = HashMap::new();
-    let mut groups: Vec<(Labels, Vec<Element>)> = Vec::new();
+    // Groups in order of first appearance, keyed by their interned label set's address.
+    let node = a as *const AggregateExpr as usize;
+    let mut index: HashMap<usize, usize> = HashMap::new();
+    let mut groups: Vec<(Arc<Labels>, Vec<Element>)> = Vec::new();
     for e in input {
-        let g = group_of(&e.labels);
-        let i = *index.entry(g.clone()).or_insert_with(|| {
+        let g = ev.derive(node, &e.labels, group_of);
+        let i = *index.entry(Arc::as_ptr(&g) as usize).or_insert_with(|| {
             groups.push((g, Vec::new()));
             groups.len() - 1
         });
@@ -126,11 +127,8 @@ pub(crate) fn eval(ev: &Ev<'_>, a: &AggregateExpr, t: i64) -> Result<Value> {
     Ok(Value::Vector(out))
 }
 
-fn element(labels: Labels, value: f64) -> Element {
-    Element {
-        labels: Arc::new(labels),
-        value,
-    }
+fn element(labels: Arc<Labels>, value: f64) -> Element {
+    Element { labels, value }
 }
 
 /// The running mean Prometheus computes (it does not overflow where a plain sum would).

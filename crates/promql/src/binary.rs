@@ -7,7 +7,7 @@ use std::sync::Arc;
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 use tocsin_model::{Labels, METRIC_NAME};
 
-use crate::eval::{drop_name, Ev};
+use crate::eval::Ev;
 use crate::{Element, Error, Result, Value};
 
 pub(crate) fn eval(ev: &Ev<'_>, b: &BinaryExpr, t: i64) -> Result<Value> {
@@ -24,12 +24,22 @@ pub(crate) fn eval(ev: &Ev<'_>, b: &BinaryExpr, t: i64) -> Result<Value> {
                 v
             }))
         }
-        (Value::Vector(v), Value::Scalar(s)) => {
-            Ok(Value::Vector(vector_scalar(&op, v, s, false, return_bool)?))
-        }
-        (Value::Scalar(s), Value::Vector(v)) => {
-            Ok(Value::Vector(vector_scalar(&op, v, s, true, return_bool)?))
-        }
+        (Value::Vector(v), Value::Scalar(s)) => Ok(Value::Vector(vector_scalar(
+            ev,
+            &op,
+            v,
+            s,
+            false,
+            return_bool,
+        )?)),
+        (Value::Scalar(s), Value::Vector(v)) => Ok(Value::Vector(vector_scalar(
+            ev,
+            &op,
+            v,
+            s,
+            true,
+            return_bool,
+        )?)),
         (Value::Vector(l), Value::Vector(r)) => {
             let matching = b.modifier.as_ref().and_then(|m| m.matching.as_ref());
             let card = b
@@ -37,32 +47,23 @@ pub(crate) fn eval(ev: &Ev<'_>, b: &BinaryExpr, t: i64) -> Result<Value> {
                 .as_ref()
                 .map(|m| m.card.clone())
                 .unwrap_or(VectorMatchCardinality::OneToOne);
+            let sig = |e: &Element| Sig::new(ev, b, &e.labels, matching);
             Ok(Value::Vector(match op.as_str() {
                 "and" => {
-                    let right: HashSet<Labels> =
-                        r.iter().map(|e| signature(&e.labels, matching)).collect();
-                    l.into_iter()
-                        .filter(|e| right.contains(&signature(&e.labels, matching)))
-                        .collect()
+                    let right: HashSet<Sig> = r.iter().map(sig).collect();
+                    l.into_iter().filter(|e| right.contains(&sig(e))).collect()
                 }
                 "unless" => {
-                    let right: HashSet<Labels> =
-                        r.iter().map(|e| signature(&e.labels, matching)).collect();
-                    l.into_iter()
-                        .filter(|e| !right.contains(&signature(&e.labels, matching)))
-                        .collect()
+                    let right: HashSet<Sig> = r.iter().map(sig).collect();
+                    l.into_iter().filter(|e| !right.contains(&sig(e))).collect()
                 }
                 "or" => {
-                    let left: HashSet<Labels> =
-                        l.iter().map(|e| signature(&e.labels, matching)).collect();
+                    let left: HashSet<Sig> = l.iter().map(sig).collect();
                     let mut out = l;
-                    out.extend(
-                        r.into_iter()
-                            .filter(|e| !left.contains(&signature(&e.labels, matching))),
-                    );
+                    out.extend(r.into_iter().filter(|e| !left.contains(&sig(e))));
                     out
                 }
-                _ => vector_vector(&op, l, r, matching, &card, return_bool)?,
+                _ => vector_vector(ev, b, &op, l, r, matching, &card, return_bool)?,
             }))
         }
         (l, r) => Err(Error::BadData(format!(
@@ -108,6 +109,7 @@ fn elem(op: &str, l: f64, r: f64) -> Result<(f64, bool)> {
 }
 
 fn vector_scalar(
+    ev: &Ev<'_>,
     op: &str,
     v: Vec<Element>,
     s: f64,
@@ -128,7 +130,7 @@ fn vector_scalar(
         }
         if keep {
             let labels = if drops_name(op) || return_bool {
-                drop_name(&e.labels)
+                ev.drop_name(&e.labels)
             } else {
                 e.labels
             };
@@ -138,7 +140,32 @@ fn vector_scalar(
     Ok(out)
 }
 
-/// What two series are matched on.
+/// What two series are matched on: an interned label set, compared by address.
+#[derive(Clone)]
+struct Sig(usize, Arc<Labels>);
+
+impl PartialEq for Sig {
+    fn eq(&self, o: &Sig) -> bool {
+        self.0 == o.0
+    }
+}
+
+impl Eq for Sig {}
+
+impl std::hash::Hash for Sig {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.0.hash(h);
+    }
+}
+
+impl Sig {
+    fn new(ev: &Ev<'_>, b: &BinaryExpr, l: &Arc<Labels>, matching: Option<&LabelModifier>) -> Sig {
+        let op = b as *const BinaryExpr as usize;
+        let a = ev.derive(op, l, |l| signature(l, matching));
+        Sig(Arc::as_ptr(&a) as usize, a)
+    }
+}
+
 fn signature(l: &Labels, matching: Option<&LabelModifier>) -> Labels {
     match matching {
         Some(LabelModifier::Include(names)) => Labels::from_pairs(
@@ -155,7 +182,10 @@ fn signature(l: &Labels, matching: Option<&LabelModifier>) -> Labels {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn vector_vector(
+    ev: &Ev<'_>,
+    b: &BinaryExpr,
     op: &str,
     lhs: Vec<Element>,
     rhs: Vec<Element>,
@@ -168,22 +198,22 @@ fn vector_vector(
     let include: &[String] = card.labels().map(|l| l.labels.as_slice()).unwrap_or(&[]);
     let (lhs, rhs) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
     // The right side is the "one" side: its signatures must be unique.
-    let mut right: HashMap<Labels, &Element> = HashMap::with_capacity(rhs.len());
+    let mut right: HashMap<Sig, &Element> = HashMap::with_capacity(rhs.len());
     for e in &rhs {
-        let sig = signature(&e.labels, matching);
+        let sig = Sig::new(ev, b, &e.labels, matching);
         if let Some(prev) = right.get(&sig) {
             let side = if one_to_many { "left" } else { "right" };
             return Err(Error::Execution(format!(
-                "found duplicate series for the match group {sig} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
-                prev.labels, e.labels
+                "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                sig.1, prev.labels, e.labels
             )));
         }
         right.insert(sig, e);
     }
-    let mut matched: HashMap<Labels, HashSet<Arc<Labels>>> = HashMap::new();
+    let mut matched: HashMap<Sig, HashSet<Arc<Labels>>> = HashMap::new();
     let mut out = Vec::new();
     for l in &lhs {
-        let sig = signature(&l.labels, matching);
+        let sig = Sig::new(ev, b, &l.labels, matching);
         let Some(r) = right.get(&sig) else {
             continue;
         };

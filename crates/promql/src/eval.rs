@@ -200,8 +200,19 @@ pub(crate) struct Ev<'q> {
     pub end: TimestampMs,
     data: HashMap<usize, Vec<Loaded>>,
     memo: RefCell<HashMap<(usize, i64), Vec<Element>>>,
+    /// Label sets derived from a series' (without the name, a group, a match signature), by
+    /// operation and source address: computed once per series, not at every step.
+    derived: RefCell<HashMap<(usize, usize), Arc<Labels>>>,
+    /// Every derived label set once, so equal ones share an address.
+    interned: RefCell<HashMap<Labels, Arc<Labels>>>,
+    /// Addresses of label sets alive for the whole evaluation (read from storage, or
+    /// interned): only those may key `derived`.
+    stable: RefCell<std::collections::HashSet<usize>>,
     deadline: Instant,
 }
+
+/// The `derived` operation that drops the metric name (others use their node's address).
+const DROP_NAME: usize = 0;
 
 fn key(vs: &VectorSelector) -> usize {
     vs as *const VectorSelector as usize
@@ -247,6 +258,9 @@ impl<'q> Ev<'q> {
             end,
             data: HashMap::new(),
             memo: RefCell::new(HashMap::new()),
+            derived: RefCell::new(HashMap::new()),
+            interned: RefCell::new(HashMap::new()),
+            stable: RefCell::new(std::collections::HashSet::new()),
             deadline: Instant::now() + eng.limits.timeout,
         };
         let mut plan = Vec::new();
@@ -271,8 +285,10 @@ impl<'q> Ev<'q> {
                     )));
                 }
                 let has_stale = samples.iter().any(|s| is_stale(s.value));
+                let labels = Arc::new(labels);
+                ev.stable.get_mut().insert(Arc::as_ptr(&labels) as usize);
                 series.push(Loaded {
-                    labels: Arc::new(labels),
+                    labels,
                     samples,
                     has_stale,
                 });
@@ -355,6 +371,43 @@ impl<'q> Ev<'q> {
         base - offset_ms(offset)
     }
 
+    /// `f` of `l`, interned; remembered for `op` when `l` lives as long as the evaluation.
+    pub(crate) fn derive(
+        &self,
+        op: usize,
+        l: &Arc<Labels>,
+        f: impl FnOnce(&Labels) -> Labels,
+    ) -> Arc<Labels> {
+        let key = (op, Arc::as_ptr(l) as usize);
+        if let Some(v) = self.derived.borrow().get(&key) {
+            return v.clone();
+        }
+        let out = self.intern(f(l));
+        if self.stable.borrow().contains(&key.1) {
+            self.derived.borrow_mut().insert(key, out.clone());
+        }
+        out
+    }
+
+    pub(crate) fn intern(&self, l: Labels) -> Arc<Labels> {
+        if let Some(a) = self.interned.borrow().get(&l) {
+            return a.clone();
+        }
+        let a = Arc::new(l.clone());
+        self.stable.borrow_mut().insert(Arc::as_ptr(&a) as usize);
+        self.interned.borrow_mut().insert(l, a.clone());
+        a
+    }
+
+    /// A label set without its metric name.
+    pub(crate) fn drop_name(&self, l: &Arc<Labels>) -> Arc<Labels> {
+        if l.metric_name().is_some() {
+            self.derive(DROP_NAME, l, Labels::without_name)
+        } else {
+            l.clone()
+        }
+    }
+
     pub(crate) fn check_deadline(&self) -> Result<()> {
         if Instant::now() > self.deadline {
             Err(Error::Timeout("expression evaluation"))
@@ -373,7 +426,7 @@ impl<'q> Ev<'q> {
                 Value::Vector(v) => Ok(Value::Vector(
                     v.into_iter()
                         .map(|e| Element {
-                            labels: drop_name(&e.labels),
+                            labels: self.drop_name(&e.labels),
                             value: -e.value,
                         })
                         .collect(),
@@ -547,14 +600,5 @@ impl<'q> Ev<'q> {
                 range_type_name(other.value_type())
             ))),
         }
-    }
-}
-
-/// A label set without its metric name.
-pub(crate) fn drop_name(l: &Arc<Labels>) -> Arc<Labels> {
-    if l.metric_name().is_some() {
-        Arc::new(l.without_name())
-    } else {
-        l.clone()
     }
 }

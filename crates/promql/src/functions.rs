@@ -10,7 +10,7 @@ use promql_parser::parser::{Call, Expr};
 use tocsin_model::{is_valid_label_name, Labels, Sample, METRIC_NAME};
 
 use crate::aggregate::{avg, quantile, stdvar};
-use crate::eval::{drop_name, unparen, Ev, RangeArg};
+use crate::eval::{unparen, Ev, RangeArg};
 use crate::{Element, Error, Result, Value};
 
 pub(crate) fn call(ev: &Ev<'_>, c: &Call, t: i64) -> Result<Value> {
@@ -50,14 +50,14 @@ pub(crate) fn call(ev: &Ev<'_>, c: &Call, t: i64) -> Result<Value> {
                 return vector(
                     ev.instant_samples(vs, t)
                         .map(|(l, s)| Element {
-                            labels: drop_name(l),
+                            labels: ev.drop_name(l),
                             value: s.timestamp_ms as f64 / 1000.0,
                         })
                         .collect(),
                 );
             }
             let v = ev.vector(arg(0)?, t)?;
-            vector(map_values(v, |_| t as f64 / 1000.0))
+            vector(map_values(ev, v, |_| t as f64 / 1000.0))
         }
         "sort" | "sort_desc" => {
             let mut v = ev.vector(arg(0)?, t)?;
@@ -79,7 +79,7 @@ pub(crate) fn call(ev: &Ev<'_>, c: &Call, t: i64) -> Result<Value> {
             };
             let inv = 1.0 / to;
             let v = ev.vector(arg(0)?, t)?;
-            vector(map_values(v, |x| (x * inv + 0.5).floor() / inv))
+            vector(map_values(ev, v, |x| (x * inv + 0.5).floor() / inv))
         }
         "clamp" => {
             let v = ev.vector(arg(0)?, t)?;
@@ -87,17 +87,17 @@ pub(crate) fn call(ev: &Ev<'_>, c: &Call, t: i64) -> Result<Value> {
             if hi < lo {
                 return vector(Vec::new());
             }
-            vector(map_values(v, |x| lo.max(hi.min(x))))
+            vector(map_values(ev, v, |x| lo.max(hi.min(x))))
         }
         "clamp_min" => {
             let v = ev.vector(arg(0)?, t)?;
             let lo = ev.scalar(arg(1)?, t)?;
-            vector(map_values(v, |x| lo.max(x)))
+            vector(map_values(ev, v, |x| lo.max(x)))
         }
         "clamp_max" => {
             let v = ev.vector(arg(0)?, t)?;
             let hi = ev.scalar(arg(1)?, t)?;
-            vector(map_values(v, |x| hi.min(x)))
+            vector(map_values(ev, v, |x| hi.min(x)))
         }
         "histogram_quantile" => {
             let q = ev.scalar(arg(0)?, t)?;
@@ -179,7 +179,7 @@ pub(crate) fn call(ev: &Ev<'_>, c: &Call, t: i64) -> Result<Value> {
                     value: t as f64 / 1000.0,
                 }],
             };
-            vector(map_values(v, |x| date_part(name, x)))
+            vector(map_values(ev, v, |x| date_part(name, x)))
         }
         "absent_over_time" => {
             let r = ev.range_arg(arg(0)?, t)?;
@@ -192,7 +192,7 @@ pub(crate) fn call(ev: &Ev<'_>, c: &Call, t: i64) -> Result<Value> {
         "quantile_over_time" => {
             let q = ev.scalar(arg(0)?, t)?;
             let r = ev.range_arg(arg(1)?, t)?;
-            vector(over_range(r, false, |pts, _| {
+            vector(over_range(ev, r, false, |pts, _| {
                 let mut v: Vec<f64> = pts.iter().map(|s| s.value).collect();
                 Some(quantile(q, &mut v))
             }))
@@ -200,7 +200,7 @@ pub(crate) fn call(ev: &Ev<'_>, c: &Call, t: i64) -> Result<Value> {
         "predict_linear" => {
             let d = ev.scalar(arg(1)?, t)?;
             let r = ev.range_arg(arg(0)?, t)?;
-            vector(over_range(r, false, |pts, _| {
+            vector(over_range(ev, r, false, |pts, _| {
                 if pts.len() < 2 {
                     return None;
                 }
@@ -222,16 +222,16 @@ pub(crate) fn call(ev: &Ev<'_>, c: &Call, t: i64) -> Result<Value> {
                 )));
             }
             let r = ev.range_arg(arg(0)?, t)?;
-            vector(over_range(r, false, |pts, _| holt_winters(pts, sf, tf)))
+            vector(over_range(ev, r, false, |pts, _| holt_winters(pts, sf, tf)))
         }
         _ => {
             if let Some(f) = range_fn(name) {
                 let r = ev.range_arg(arg(0)?, t)?;
-                return vector(over_range(r, name == "last_over_time", f));
+                return vector(over_range(ev, r, name == "last_over_time", f));
             }
             if let Some(f) = math_fn(name) {
                 let v = ev.vector(arg(0)?, t)?;
-                return vector(map_values(v, f));
+                return vector(map_values(ev, v, f));
             }
             Err(Error::BadData(format!(
                 "function \"{name}\" is not supported"
@@ -259,10 +259,10 @@ fn set_or_remove(l: &mut Labels, name: &str, value: String) {
 }
 
 /// Applies `f` to each value; the metric name goes (the value no longer is that metric).
-fn map_values(v: Vec<Element>, f: impl Fn(f64) -> f64) -> Vec<Element> {
+fn map_values(ev: &Ev<'_>, v: Vec<Element>, f: impl Fn(f64) -> f64) -> Vec<Element> {
     v.into_iter()
         .map(|e| Element {
-            labels: drop_name(&e.labels),
+            labels: ev.drop_name(&e.labels),
             value: f(e.value),
         })
         .collect()
@@ -307,6 +307,7 @@ pub(crate) struct RangeCtx {
 }
 
 fn over_range(
+    ev: &Ev<'_>,
     r: RangeArg<'_>,
     keep_name: bool,
     f: impl Fn(&[Sample], &RangeCtx) -> Option<f64>,
@@ -323,7 +324,7 @@ fn over_range(
                 labels: if keep_name {
                     labels
                 } else {
-                    drop_name(&labels)
+                    ev.drop_name(&labels)
                 },
                 value,
             })

@@ -28,6 +28,10 @@ use head::Head;
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// Most samples in one stored chunk (Prometheus cuts its chunks at 120 samples too): a query
+/// over a short window of a long history decodes at most this many samples beyond it.
+pub const MAX_CHUNK_SAMPLES: u32 = 120;
+
 /// Identifies a series inside one store.
 pub type SeriesId = u32;
 
@@ -148,6 +152,53 @@ impl SeriesIndex {
     }
 }
 
+/// Appends the stored samples of series `id` with `from <= t <= to` to `out`, in time order.
+/// A series' chunks never overlap in time, so they are read newest first from `to` and the
+/// reading stops at the first that ends before `from`: a short window of a long history reads
+/// only the chunks it needs.
+pub(crate) fn stored_samples(
+    conn: &Connection,
+    id: SeriesId,
+    from: TimestampMs,
+    to: TimestampMs,
+    out: &mut Vec<Sample>,
+) -> Result<()> {
+    let mut st = conn.prepare_cached(
+        "SELECT end_ms, data FROM chunks WHERE series_id = ?1 AND start_ms <= ?2 ORDER BY start_ms DESC",
+    )?;
+    let mut rows = st.query(params![id, to])?;
+    let mut blobs: Vec<Vec<u8>> = Vec::new();
+    while let Some(r) = rows.next()? {
+        let end: i64 = r.get(0)?;
+        if end < from {
+            break;
+        }
+        blobs.push(r.get(1)?);
+    }
+    for b in blobs.iter().rev() {
+        decode_into(out, b, from, to, id)?;
+    }
+    Ok(())
+}
+
+/// Appends the samples of one chunk with `from <= t <= to` to `out`.
+pub(crate) fn decode_into(
+    out: &mut Vec<Sample>,
+    data: &[u8],
+    from: TimestampMs,
+    to: TimestampMs,
+    id: SeriesId,
+) -> Result<()> {
+    let samples =
+        chunk::decode(data).map_err(|e| StoreError::Corrupt(format!("series {id}: {e}")))?;
+    out.extend(
+        samples
+            .into_iter()
+            .filter(|s| s.timestamp_ms >= from && s.timestamp_ms <= to),
+    );
+    Ok(())
+}
+
 impl Store {
     /// Opens or creates the database, then rebuilds the head from the ingest log.
     pub fn open(path: &Path, opts: StoreOptions) -> Result<Store> {
@@ -260,28 +311,9 @@ impl Store {
     /// Samples of one series with `from <= t <= to`, in time order.
     pub fn query(&self, id: SeriesId, from: TimestampMs, to: TimestampMs) -> Result<Vec<Sample>> {
         let mut out = Vec::new();
-        let mut st = self.conn.prepare_cached(
-            "SELECT data FROM chunks WHERE series_id = ?1 AND end_ms >= ?2 AND start_ms <= ?3 ORDER BY start_ms",
-        )?;
-        let mut rows = st.query(params![id, from, to])?;
-        while let Some(r) = rows.next()? {
-            let data: Vec<u8> = r.get(0)?;
-            let samples = chunk::decode(&data)
-                .map_err(|e| StoreError::Corrupt(format!("series {id}: {e}")))?;
-            out.extend(
-                samples
-                    .into_iter()
-                    .filter(|s| s.timestamp_ms >= from && s.timestamp_ms <= to),
-            );
-        }
+        stored_samples(&self.conn, id, from, to, &mut out)?;
         if let Some(b) = self.head.chunk_bytes(id) {
-            let samples =
-                chunk::decode(b).map_err(|e| StoreError::Corrupt(format!("head {id}: {e}")))?;
-            out.extend(
-                samples
-                    .into_iter()
-                    .filter(|s| s.timestamp_ms >= from && s.timestamp_ms <= to),
-            );
+            decode_into(&mut out, b, from, to, id)?;
         }
         Ok(out)
     }
@@ -295,8 +327,23 @@ impl Store {
                 "INSERT OR REPLACE INTO chunks (series_id, start_ms, end_ms, count, data) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             for (id, c) in self.head.chunks() {
-                ins.execute(params![id, c.first_ts(), c.last_ts(), c.count(), c.bytes()])?;
-                stats.chunks_written += 1;
+                if c.count() <= MAX_CHUNK_SAMPLES {
+                    ins.execute(params![id, c.first_ts(), c.last_ts(), c.count(), c.bytes()])?;
+                    stats.chunks_written += 1;
+                } else {
+                    // A head that grew long (history sent in bulk, a long interval) is cut, so
+                    // a query for a short window decodes little more than that window.
+                    let samples = chunk::decode(c.bytes())
+                        .map_err(|e| StoreError::Corrupt(format!("head {id}: {e}")))?;
+                    for piece in samples.chunks(MAX_CHUNK_SAMPLES as usize) {
+                        let mut e = chunk::ChunkEncoder::new();
+                        for s in piece {
+                            e.append(*s);
+                        }
+                        ins.execute(params![id, e.first_ts(), e.last_ts(), e.count(), e.bytes()])?;
+                        stats.chunks_written += 1;
+                    }
+                }
                 stats.samples_written += c.count() as usize;
             }
             stats.log_rows_removed = tx.execute("DELETE FROM wal", [])?;

@@ -11,11 +11,12 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tocsin_model::{Labels, Sample, TimestampMs};
 
-use crate::head::{self, Head};
-use crate::{chunk, Result, SeriesId, StoreError};
+use crate::chunk::ChunkEncoder;
+use crate::head;
+use crate::{decode_into, stored_samples, Result, SeriesId, StoreError, MAX_CHUNK_SAMPLES};
 
 /// The readers' shared view of the series index and of the ingest log.
 #[derive(Clone, Default)]
@@ -27,7 +28,7 @@ struct Cache {
     generation: i64,
     /// The newest ingest-log row already in the head.
     log_seen: i64,
-    head: Head,
+    head: LogCopy,
     labels: Vec<Option<Arc<Labels>>>,
     by_name: HashMap<String, Vec<SeriesId>>,
     series_seen: i64,
@@ -97,49 +98,37 @@ impl Reader {
                 .filter(|(_, l)| pred(l))
                 .collect();
             if generation > c.generation {
-                c.head = Head::default();
+                c.head = LogCopy::default();
                 c.log_seen = 0;
                 c.generation = generation;
             }
-            let heads: Vec<Option<Vec<u8>>> = if generation == c.generation {
+            let heads: Vec<Vec<Vec<u8>>> = if generation == c.generation {
                 let mut st =
                     tx.prepare_cached("SELECT id, data FROM wal WHERE id > ?1 ORDER BY id")?;
                 let mut rows = st.query([c.log_seen])?;
                 while let Some(r) = rows.next()? {
                     let row: i64 = r.get(0)?;
                     let data: Vec<u8> = r.get(1)?;
-                    for (sid, s) in head::decode_log(&data).ok_or_else(|| {
-                        StoreError::Corrupt(format!("ingest log row {row} is corrupt"))
-                    })? {
-                        c.head.ensure(sid, None);
-                        c.head.append(sid, s);
-                    }
+                    c.head.add_row(row, &data)?;
                     c.log_seen = row;
                 }
                 ids.iter()
-                    .map(|(id, _)| c.head.chunk_bytes(*id).map(<[u8]>::to_vec))
+                    .map(|(id, _)| c.head.chunks(*id, from, to))
                     .collect()
             } else {
                 // This snapshot is older than the cache (a checkpoint came between): read the
                 // log as this snapshot has it.
                 drop(c);
-                log_as_chunks(&tx, &ids)?
+                log_as_chunks(&tx, &ids, from, to)?
             };
             (ids, heads)
         };
         let mut out = Vec::new();
-        let mut st = tx.prepare_cached(
-            "SELECT data FROM chunks WHERE series_id = ?1 AND end_ms >= ?2 AND start_ms <= ?3 ORDER BY start_ms",
-        )?;
         for ((id, labels), head) in ids.into_iter().zip(heads) {
             let mut samples = Vec::new();
-            let mut rows = st.query(params![id, from, to])?;
-            while let Some(r) = rows.next()? {
-                let data: Vec<u8> = r.get(0)?;
-                extend_in(&mut samples, &data, from, to, id)?;
-            }
-            if let Some(h) = head {
-                extend_in(&mut samples, &h, from, to, id)?;
+            stored_samples(&tx, id, from, to, &mut samples)?;
+            for h in head {
+                decode_into(&mut samples, &h, from, to, id)?;
             }
             if !samples.is_empty() {
                 out.push(((*labels).clone(), samples));
@@ -147,23 +136,6 @@ impl Reader {
         }
         Ok(out)
     }
-}
-
-fn extend_in(
-    out: &mut Vec<Sample>,
-    data: &[u8],
-    from: TimestampMs,
-    to: TimestampMs,
-    id: SeriesId,
-) -> Result<()> {
-    let samples =
-        chunk::decode(data).map_err(|e| StoreError::Corrupt(format!("series {id}: {e}")))?;
-    out.extend(
-        samples
-            .into_iter()
-            .filter(|s| s.timestamp_ms >= from && s.timestamp_ms <= to),
-    );
-    Ok(())
 }
 
 fn candidates<'c>(c: &'c Cache, name: Option<&str>) -> Box<dyn Iterator<Item = SeriesId> + 'c> {
@@ -197,23 +169,57 @@ fn refresh_series(tx: &Connection, c: &mut Cache) -> Result<()> {
     Ok(())
 }
 
-/// The ingest log of this snapshot, as one head chunk per series asked for.
-fn log_as_chunks(tx: &Connection, ids: &[(SeriesId, Arc<Labels>)]) -> Result<Vec<Option<Vec<u8>>>> {
-    let mut h = Head::default();
+/// The ingest log of this snapshot, as chunks per series asked for.
+fn log_as_chunks(
+    tx: &Connection,
+    ids: &[(SeriesId, Arc<Labels>)],
+    from: TimestampMs,
+    to: TimestampMs,
+) -> Result<Vec<Vec<Vec<u8>>>> {
+    let mut h = LogCopy::default();
     let mut st = tx.prepare_cached("SELECT id, data FROM wal ORDER BY id")?;
     let mut rows = st.query([])?;
     while let Some(r) = rows.next()? {
         let row: i64 = r.get(0)?;
         let data: Vec<u8> = r.get(1)?;
-        for (sid, s) in head::decode_log(&data)
-            .ok_or_else(|| StoreError::Corrupt(format!("ingest log row {row} is corrupt")))?
-        {
-            h.ensure(sid, None);
-            h.append(sid, s);
-        }
+        h.add_row(row, &data)?;
     }
-    Ok(ids
-        .iter()
-        .map(|(id, _)| h.chunk_bytes(*id).map(<[u8]>::to_vec))
-        .collect())
+    Ok(ids.iter().map(|(id, _)| h.chunks(*id, from, to)).collect())
+}
+
+/// The samples of the ingest log, per series in chunks of at most [`MAX_CHUNK_SAMPLES`] (a
+/// log holding hours of history sent in bulk is then read a window at a time).
+#[derive(Default)]
+struct LogCopy(Vec<Vec<ChunkEncoder>>);
+
+impl LogCopy {
+    fn add_row(&mut self, row: i64, data: &[u8]) -> Result<()> {
+        let entries = head::decode_log(data)
+            .ok_or_else(|| StoreError::Corrupt(format!("ingest log row {row} is corrupt")))?;
+        for (sid, s) in entries {
+            let i = sid as usize;
+            if self.0.len() <= i {
+                self.0.resize_with(i + 1, Vec::new);
+            }
+            let chunks = &mut self.0[i];
+            if chunks.last().is_none_or(|c| c.count() >= MAX_CHUNK_SAMPLES) {
+                chunks.push(ChunkEncoder::new());
+            }
+            if let Some(c) = chunks.last_mut() {
+                c.append(s);
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies of the chunks of `id` that overlap `from..=to`.
+    fn chunks(&self, id: SeriesId, from: TimestampMs, to: TimestampMs) -> Vec<Vec<u8>> {
+        self.0
+            .get(id as usize)
+            .into_iter()
+            .flatten()
+            .filter(|c| c.last_ts() >= from && c.first_ts() <= to)
+            .map(|c| c.bytes().to_vec())
+            .collect()
+    }
 }

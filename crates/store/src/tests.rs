@@ -405,3 +405,29 @@ fn readers_see_committed_samples_across_checkpoints_without_the_writer() {
     // Series listing reads the index only.
     assert_eq!(r1.series(None, |_| true).unwrap().len(), 2);
 }
+
+#[test]
+fn a_long_head_is_stored_in_chunks_of_bounded_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    let pts: Vec<(i64, f64)> = (0..1000)
+        .map(|i| (NOW - (1000 - i) * 10_000, i as f64))
+        .collect();
+    commit(&mut store, vec![s("up", "a", &pts)]);
+    let cs = store.checkpoint(0).unwrap();
+    assert_eq!((cs.chunks_written, cs.samples_written), (9, 1000));
+    let got = all(&store, "up");
+    assert_eq!(got.len(), 1000);
+    assert!(got
+        .windows(2)
+        .all(|w| w[0].timestamp_ms < w[1].timestamp_ms));
+    // A window reads only what overlaps it.
+    let sel = store.select(|l| l.metric_name() == Some("up"));
+    assert_eq!(
+        store
+            .query(sel[0].0, NOW - 500_000, NOW - 400_000)
+            .unwrap()
+            .len(),
+        11
+    );
+}
