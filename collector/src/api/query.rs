@@ -606,6 +606,67 @@ mod tests {
         assert_eq!(a.json["data"]["version"], "2.42.0");
     }
 
+    /// A query past a limit fails with Prometheus' error type and names the limit; the
+    /// collector goes on answering.
+    #[tokio::test]
+    async fn limits_fail_the_query_not_the_collector() {
+        let api = TestApi::new("query: { max_series: 1, max_samples: 100 }\n", "");
+        let now = tocsin_model::now_ms() / 1000 * 1000;
+        api.write(&[counter("a", 1.0, now), counter("b", 1.0, now)])
+            .await;
+        let q = |expr: &str, extra: &str| {
+            format!(
+                "/api/v1/query?query={}&time={}{extra}",
+                enc(expr),
+                now / 1000
+            )
+        };
+        let a = api
+            .wait_for(&q("node_cpu_seconds_total", ""), |a| {
+                a.status != StatusCode::OK
+            })
+            .await;
+        assert_eq!(
+            (a.status, a.json["errorType"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("execution"))
+        );
+        assert!(
+            a.json["error"].as_str().unwrap().contains("max_series"),
+            "{}",
+            a.json
+        );
+        // One ten-minute window of one series (61 samples) fits under 100; two do not.
+        let a = api
+            .get(&q(
+                "count_over_time(node_cpu_seconds_total{host=\"a\"}[10m])",
+                "",
+            ))
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+        let a = api
+            .get(&q(
+                "count_over_time(node_cpu_seconds_total{host=\"a\"}[10m]) + count_over_time(node_cpu_seconds_total{host=\"a\"}[10m] offset 1s)",
+                "",
+            ))
+            .await;
+        assert!(
+            a.json["error"].as_str().unwrap().contains("max_samples"),
+            "{}",
+            a.json
+        );
+        // A request may lower the time limit, here to nothing.
+        let a = api
+            .get(&q("node_cpu_seconds_total{host=\"a\"}", "&timeout=0s"))
+            .await;
+        assert_eq!(
+            (a.status, a.json["errorType"].as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("timeout")),
+            "{}",
+            a.json
+        );
+        assert_eq!(api.get(&q("1", "")).await.status, StatusCode::OK);
+    }
+
     #[tokio::test]
     async fn a_collector_on_the_network_wants_the_read_credential() {
         let api = TestApi::new("listen: 0.0.0.0:0\nread_token: r\nadmin_token: w\n", "");

@@ -2,9 +2,9 @@
 //! step. Subquery results are memoised by (subquery, time), so a range query does not redo
 //! the inner evaluation for each outer step.
 
+use rustc_hash::{FxHashMap as HashMap, FxHashSet};
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -107,7 +107,7 @@ impl Engine {
         }
         let ev = Ev::load(self, st, expr, start, end)?;
         let mut out: Vec<Series> = Vec::new();
-        let mut index: HashMap<Arc<Labels>, usize> = HashMap::new();
+        let mut index: HashMap<Arc<Labels>, usize> = HashMap::default();
         let mut t = start;
         while t <= end {
             ev.check_deadline()?;
@@ -168,7 +168,7 @@ fn check_unique(v: &[Element]) -> Result<()> {
     if v.len() < 2 {
         return Ok(());
     }
-    let mut seen = std::collections::HashSet::with_capacity(v.len());
+    let mut seen = FxHashSet::default();
     for e in v {
         if !seen.insert(&*e.labels) {
             return Err(duplicate_labelset());
@@ -183,6 +183,24 @@ pub(crate) struct Loaded {
     pub samples: Vec<Sample>,
     /// Whether `samples` holds staleness markers (then range functions read a filtered copy).
     pub has_stale: bool,
+}
+
+/// The first index of `v` where `before` no longer holds (`before` holds on a prefix), looked
+/// for from `hint` on: a few steps forward when the answer moved a little since the hint, a
+/// binary search otherwise.
+fn seek(v: &[Sample], hint: usize, before: impl Fn(&Sample) -> bool) -> usize {
+    let hint = hint.min(v.len());
+    if hint > 0 && !before(&v[hint - 1]) {
+        return v[..hint].partition_point(&before);
+    }
+    let mut i = hint;
+    for _ in 0..16 {
+        if i == v.len() || !before(&v[i]) {
+            return i;
+        }
+        i += 1;
+    }
+    i + v[i..].partition_point(&before)
 }
 
 /// The samples a range function reads: for each series, its points in the window.
@@ -207,7 +225,10 @@ pub(crate) struct Ev<'q> {
     interned: RefCell<HashMap<Labels, Arc<Labels>>>,
     /// Addresses of label sets alive for the whole evaluation (read from storage, or
     /// interned): only those may key `derived`.
-    stable: RefCell<std::collections::HashSet<usize>>,
+    stable: RefCell<FxHashSet<usize>>,
+    /// Per matrix selector, each series' window at the previous evaluation: steps move
+    /// forward, so the next window is found by stepping on from there, not by searching.
+    cursors: RefCell<HashMap<usize, Vec<(usize, usize)>>>,
     deadline: Instant,
 }
 
@@ -256,11 +277,12 @@ impl<'q> Ev<'q> {
             eng,
             start,
             end,
-            data: HashMap::new(),
-            memo: RefCell::new(HashMap::new()),
-            derived: RefCell::new(HashMap::new()),
-            interned: RefCell::new(HashMap::new()),
-            stable: RefCell::new(std::collections::HashSet::new()),
+            data: HashMap::default(),
+            memo: RefCell::new(HashMap::default()),
+            derived: RefCell::new(HashMap::default()),
+            interned: RefCell::new(HashMap::default()),
+            stable: RefCell::new(FxHashSet::default()),
+            cursors: RefCell::new(HashMap::default()),
             deadline: Instant::now() + eng.limits.timeout,
         };
         let mut plan = Vec::new();
@@ -515,15 +537,20 @@ impl<'q> Ev<'q> {
                 let end = self.ref_time(&ms.vs.offset, &ms.vs.at, t);
                 let range = dur_ms(&ms.range);
                 let lo = end - range;
-                let mut series = Vec::new();
-                for s in self
+                let loaded = self
                     .data
                     .get(&key(&ms.vs))
                     .map(Vec::as_slice)
-                    .unwrap_or_default()
-                {
-                    let a = s.samples.partition_point(|x| x.timestamp_ms < lo);
-                    let b = s.samples.partition_point(|x| x.timestamp_ms <= end);
+                    .unwrap_or_default();
+                let mut series = Vec::with_capacity(loaded.len());
+                let mut cursors = self.cursors.borrow_mut();
+                let cur = cursors
+                    .entry(key(&ms.vs))
+                    .or_insert_with(|| vec![(0, 0); loaded.len()]);
+                for (s, c) in loaded.iter().zip(cur.iter_mut()) {
+                    let a = seek(&s.samples, c.0, |x| x.timestamp_ms < lo);
+                    let b = seek(&s.samples, c.1, |x| x.timestamp_ms <= end);
+                    *c = (a, b);
                     if a >= b {
                         continue;
                     }
@@ -564,7 +591,7 @@ impl<'q> Ev<'q> {
                     it += step;
                 }
                 let id = sq as *const _ as usize;
-                let mut index: HashMap<Arc<Labels>, usize> = HashMap::new();
+                let mut index: HashMap<Arc<Labels>, usize> = HashMap::default();
                 let mut series: Vec<(Arc<Labels>, Vec<Sample>)> = Vec::new();
                 while it <= end {
                     self.check_deadline()?;

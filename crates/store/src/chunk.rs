@@ -4,6 +4,9 @@
 
 use tocsin_model::{Sample, TimestampMs};
 
+/// The most bytes one sample adds to a chunk (a ten-byte varint and nine of value).
+pub const MAX_SAMPLE_BYTES: usize = 19;
+
 /// Appends samples one at a time; the bytes are valid after every append.
 #[derive(Debug, Clone, Default)]
 pub struct ChunkEncoder {

@@ -32,6 +32,12 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// over a short window of a long history decodes at most this many samples beyond it.
 pub const MAX_CHUNK_SAMPLES: u32 = 120;
 
+/// Most bytes in one stored chunk: a `chunks` row then stays within what SQLite keeps on its
+/// B-tree page (about 1,000 bytes of a 4 KiB page for a `WITHOUT ROWID` table); a larger row
+/// would take a 4 KiB overflow page of its own. Ops data rarely reaches it (1–3 bytes per
+/// sample); noisy floats do (8).
+pub const MAX_CHUNK_BYTES: usize = 900;
+
 /// Identifies a series inside one store.
 pub type SeriesId = u32;
 
@@ -163,8 +169,10 @@ pub(crate) fn stored_samples(
     to: TimestampMs,
     out: &mut Vec<Sample>,
 ) -> Result<()> {
+    // `+?`: SQLite (built with STAT4) otherwise recompiles the statement whenever the series
+    // bound changes, which cost more than reading the chunk; the plan is the same.
     let mut st = conn.prepare_cached(
-        "SELECT end_ms, data FROM chunks WHERE series_id = ?1 AND start_ms <= ?2 ORDER BY start_ms DESC",
+        "SELECT end_ms, data FROM chunks WHERE series_id = +?1 AND start_ms <= +?2 ORDER BY start_ms DESC",
     )?;
     let mut rows = st.query(params![id, to])?;
     let mut blobs: Vec<Vec<u8>> = Vec::new();
@@ -327,7 +335,7 @@ impl Store {
                 "INSERT OR REPLACE INTO chunks (series_id, start_ms, end_ms, count, data) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             for (id, c) in self.head.chunks() {
-                if c.count() <= MAX_CHUNK_SAMPLES {
+                if c.count() <= MAX_CHUNK_SAMPLES && c.bytes().len() <= MAX_CHUNK_BYTES {
                     ins.execute(params![id, c.first_ts(), c.last_ts(), c.count(), c.bytes()])?;
                     stats.chunks_written += 1;
                 } else {
@@ -335,14 +343,25 @@ impl Store {
                     // a query for a short window decodes little more than that window.
                     let samples = chunk::decode(c.bytes())
                         .map_err(|e| StoreError::Corrupt(format!("head {id}: {e}")))?;
-                    for piece in samples.chunks(MAX_CHUNK_SAMPLES as usize) {
-                        let mut e = chunk::ChunkEncoder::new();
-                        for s in piece {
-                            e.append(*s);
+                    let mut e = chunk::ChunkEncoder::new();
+                    for s in samples {
+                        if e.count() >= MAX_CHUNK_SAMPLES
+                            || e.bytes().len() + chunk::MAX_SAMPLE_BYTES > MAX_CHUNK_BYTES
+                        {
+                            ins.execute(params![
+                                id,
+                                e.first_ts(),
+                                e.last_ts(),
+                                e.count(),
+                                e.bytes()
+                            ])?;
+                            stats.chunks_written += 1;
+                            e = chunk::ChunkEncoder::new();
                         }
-                        ins.execute(params![id, e.first_ts(), e.last_ts(), e.count(), e.bytes()])?;
-                        stats.chunks_written += 1;
+                        e.append(s);
                     }
+                    ins.execute(params![id, e.first_ts(), e.last_ts(), e.count(), e.bytes()])?;
+                    stats.chunks_written += 1;
                 }
                 stats.samples_written += c.count() as usize;
             }

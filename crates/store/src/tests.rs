@@ -431,3 +431,34 @@ fn a_long_head_is_stored_in_chunks_of_bounded_size() {
         11
     );
 }
+
+#[test]
+fn noisy_values_are_stored_in_chunks_that_fit_a_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    // Values whose every bit changes: about nine bytes a sample.
+    let pts: Vec<(i64, f64)> = (0..500)
+        .map(|i| {
+            (
+                NOW - (500 - i) * 10_000,
+                f64::from_bits(
+                    0x3ff0_0000_0000_0000 ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 12,
+                ),
+            )
+        })
+        .collect();
+    commit(&mut store, vec![s("noisy", "a", &pts)]);
+    let cs = store.checkpoint(0).unwrap();
+    assert!(cs.chunks_written > 5, "{cs:?}");
+    let got = all(&store, "noisy");
+    assert_eq!(got.len(), 500);
+    assert!(got
+        .iter()
+        .zip(&pts)
+        .all(|(g, p)| g.value.to_bits() == p.1.to_bits()));
+    let max: i64 = store
+        .conn
+        .query_row("SELECT max(length(data)) FROM chunks", [], |r| r.get(0))
+        .unwrap();
+    assert!(max as usize <= MAX_CHUNK_BYTES, "{max}");
+}
