@@ -33,6 +33,9 @@ pub struct Telemetry {
     pub incident_seconds: prometheus::HistogramVec,
     pub inhibited: IntCounter,
     pub denied: IntCounterVec,
+    /// Query API requests by endpoint and outcome (success or Prometheus' error type).
+    pub queries: IntCounterVec,
+    pub query_seconds: prometheus::HistogramVec,
 }
 
 use tocsin_runtime::register as reg;
@@ -196,7 +199,44 @@ impl Telemetry {
                 "API requests refused for their credential, by reason (unauthorized: missing or wrong; disabled: no credential configured on a network listener).",
                 &["reason"],
             ),
+            queries: cv(
+                "tocsin_query_requests_total",
+                "Query API requests by endpoint and outcome (success, bad_data, execution, timeout, unavailable, internal).",
+                &["endpoint", "result"],
+            ),
+            query_seconds: reg(
+                &r,
+                prometheus::HistogramVec::new(
+                    HistogramOpts::new(
+                        "tocsin_query_duration_seconds",
+                        "Time to answer a query API request, by endpoint.",
+                    )
+                    .buckets(prometheus::exponential_buckets(0.001, 4.0, 10).expect("valid")),
+                    &["endpoint"],
+                )
+                .expect("valid metric"),
+            ),
             registry: r,
+        }
+    }
+
+    /// A query API request answered: counted with its outcome and time; a failure also logged
+    /// (a malformed query at debug level: dashboards being edited make many).
+    pub fn query_done(
+        &self,
+        endpoint: &'static str,
+        error: Option<(&'static str, &str)>,
+        secs: f64,
+    ) {
+        let result = error.map_or("success", |e| e.0);
+        self.queries.with_label_values(&[endpoint, result]).inc();
+        self.query_seconds
+            .with_label_values(&[endpoint])
+            .observe(secs);
+        match error {
+            Some(("bad_data", msg)) => tracing::debug!(endpoint, error = msg, "query refused"),
+            Some((kind, msg)) => warn!(endpoint, kind, error = msg, "query failed"),
+            None => {}
         }
     }
 

@@ -100,6 +100,13 @@ impl IntoResponse for PromError {
 
 type Answer = Result<Json<Json_>, PromError>;
 
+/// Counts, times and (failures) logs an answer.
+fn observed(st: &AppState, endpoint: &'static str, t0: std::time::Instant, a: Answer) -> Answer {
+    let err = a.as_ref().err().map(|e| (e.kind, e.message.as_str()));
+    st.tel.query_done(endpoint, err, t0.elapsed().as_secs_f64());
+    a
+}
+
 fn success(data: Json_) -> Answer {
     Ok(Json(json!({ "status": "success", "data": data })))
 }
@@ -286,7 +293,20 @@ pub(crate) async fn query(
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
-    let p = Params::read(&method, &uri, &headers, &body)?;
+    let t0 = std::time::Instant::now();
+    let a = query_inner(&st, &method, &uri, &headers, &body).await;
+    observed(&st, "query", t0, a)
+}
+
+async fn query_inner(
+    st: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Answer {
+    let st = st.clone();
+    let p = Params::read(method, uri, headers, body)?;
     let q = p.required("query")?.to_string();
     let t = p.time("time")?.unwrap_or_else(now_ms);
     let eng = with_timeout(&st, &p)?;
@@ -312,7 +332,20 @@ pub(crate) async fn query_range(
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
-    let p = Params::read(&method, &uri, &headers, &body)?;
+    let t0 = std::time::Instant::now();
+    let a = query_range_inner(&st, &method, &uri, &headers, &body).await;
+    observed(&st, "query_range", t0, a)
+}
+
+async fn query_range_inner(
+    st: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Answer {
+    let st = st.clone();
+    let p = Params::read(method, uri, headers, body)?;
     let q = p.required("query")?.to_string();
     let start = p
         .time("start")?
@@ -376,7 +409,20 @@ pub(crate) async fn series(
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
-    let p = Params::read(&method, &uri, &headers, &body)?;
+    let t0 = std::time::Instant::now();
+    let a = series_inner(&st, &method, &uri, &headers, &body).await;
+    observed(&st, "series", t0, a)
+}
+
+async fn series_inner(
+    st: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Answer {
+    let st = st.clone();
+    let p = Params::read(method, uri, headers, body)?;
     p.time("start")?;
     p.time("end")?;
     let rows = matching_series(&st, &p, true).await?;
@@ -391,7 +437,20 @@ pub(crate) async fn labels(
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
-    let p = Params::read(&method, &uri, &headers, &body)?;
+    let t0 = std::time::Instant::now();
+    let a = labels_inner(&st, &method, &uri, &headers, &body).await;
+    observed(&st, "labels", t0, a)
+}
+
+async fn labels_inner(
+    st: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Answer {
+    let st = st.clone();
+    let p = Params::read(method, uri, headers, body)?;
     let rows = matching_series(&st, &p, false).await?;
     let mut names: Vec<&str> = rows
         .iter()
@@ -411,11 +470,24 @@ pub(crate) async fn label_values(
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
+    let t0 = std::time::Instant::now();
+    let a = label_values_inner(&st, name, &method, &uri, &headers, &body).await;
+    observed(&st, "label_values", t0, a)
+}
+
+async fn label_values_inner(
+    st: &AppState,
+    name: String,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Answer {
     if !tocsin_model::is_valid_label_name(&name) {
         return Err(PromError::bad_data(format!("invalid label name: {name:?}")));
     }
-    let p = Params::read(&method, &uri, &headers, &body)?;
-    let rows = matching_series(&st, &p, false).await?;
+    let p = Params::read(method, uri, headers, body)?;
+    let rows = matching_series(st, &p, false).await?;
     let mut values: Vec<&str> = rows.iter().filter_map(|l| l.get(&name)).collect();
     values.sort_unstable();
     values.dedup();
@@ -604,6 +676,14 @@ mod tests {
         assert_eq!(a.status, StatusCode::BAD_REQUEST);
         let a = api.get("/api/v1/status/buildinfo").await;
         assert_eq!(a.json["data"]["version"], "2.42.0");
+        // Counted by outcome.
+        let bad = api
+            .state
+            .tel
+            .queries
+            .with_label_values(&["query", "bad_data"])
+            .get();
+        assert_eq!(bad, 3);
     }
 
     /// A query past a limit fails with Prometheus' error type and names the limit; the
