@@ -211,17 +211,30 @@ pub(crate) fn federation(
         if sep == ',' {
             out.push('}');
         }
-        let v = s.value;
-        let value = if v.is_nan() {
-            "NaN".to_string()
-        } else if v.is_infinite() {
-            if v > 0.0 { "+Inf" } else { "-Inf" }.to_string()
-        } else {
-            v.to_string()
-        };
-        let _ = writeln!(out, " {value} {}", s.timestamp_ms);
+        let _ = writeln!(
+            out,
+            " {} {}",
+            tocsin_model::format_float(s.value),
+            s.timestamp_ms
+        );
     }
     out
+}
+
+/// Every metric name [`own_samples`] stores the families under.
+pub(crate) fn own_names(families: &[MetricFamily]) -> std::collections::HashSet<String> {
+    families
+        .iter()
+        .flat_map(|f| {
+            let n = f.name();
+            [
+                n.to_string(),
+                format!("{n}_bucket"),
+                format!("{n}_sum"),
+                format!("{n}_count"),
+            ]
+        })
+        .collect()
 }
 
 /// The collector's own metrics as one sample each at `now`, named and labelled as its

@@ -19,7 +19,9 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
         return ApiError::internal("request", format!("cannot encode metrics: {e}"))
             .into_response();
     }
-    let skip = families.iter().map(|f| f.name().to_string()).collect();
+    // The collector's own families are written above; their stored copies (`self_metrics`)
+    // are left out, under every name they are stored by.
+    let skip = crate::exposition::own_names(&families);
     let (reply, rx) = oneshot::channel();
     if st.writer.send(Msg::Federate { skip, reply }).await.is_err() {
         return ApiError::unavailable("shutting down").into_response();

@@ -40,6 +40,20 @@ pub struct SeriesSamples {
 }
 
 /// Current wall-clock time in milliseconds.
+/// A float as Prometheus writes it, in its text exposition and its JSON API (Go's
+/// `strconv.FormatFloat(v, 'f', -1, 64)`): shortest round-trip digits, `NaN`, `+Inf`, `-Inf`.
+pub fn format_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
 pub fn now_ms() -> TimestampMs {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

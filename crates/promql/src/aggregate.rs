@@ -78,20 +78,8 @@ pub(crate) fn eval(ev: &Ev<'_>, a: &AggregateExpr, t: i64) -> Result<Value> {
             }
             let k = if k >= 1e9 { usize::MAX } else { k as usize };
             let top = op == "topk";
-            for (_, mut members) in groups {
-                // NaN is the last choice either way.
-                members.sort_by(|x, y| {
-                    let (a, b) = (x.value, y.value);
-                    match (a.is_nan(), b.is_nan()) {
-                        (true, true) => std::cmp::Ordering::Equal,
-                        (true, false) => std::cmp::Ordering::Greater,
-                        (false, true) => std::cmp::Ordering::Less,
-                        _ if top => b.total_cmp(&a),
-                        _ => a.total_cmp(&b),
-                    }
-                });
-                members.truncate(k);
-                out.extend(members);
+            for (_, members) in groups {
+                out.extend(go_heap_select(members, k, top));
             }
             return Ok(Value::Vector(out));
         }
@@ -129,6 +117,52 @@ pub(crate) fn eval(ev: &Ev<'_>, a: &AggregateExpr, t: i64) -> Result<Value> {
 
 fn element(labels: Arc<Labels>, value: f64) -> Element {
     Element { labels, value }
+}
+
+/// `topk`/`bottomk` of one group exactly as Prometheus picks them, ties included: a binary
+/// heap (Go's `container/heap`) of the k best seen so far, whose root (the worst kept, NaN
+/// lowest) a better element replaces.
+fn go_heap_select(members: Vec<Element>, k: usize, top: bool) -> Vec<Element> {
+    // "i is worse than j": the heap's Less.
+    let less = |a: f64, b: f64| a.is_nan() || if top { a < b } else { a > b };
+    let mut h: Vec<Element> = Vec::new();
+    for e in members {
+        if h.len() < k {
+            h.push(e);
+            // up
+            let mut j = h.len() - 1;
+            while j > 0 {
+                let i = (j - 1) / 2;
+                if !less(h[j].value, h[i].value) {
+                    break;
+                }
+                h.swap(i, j);
+                j = i;
+            }
+        } else if less(h[0].value, e.value) && !(h[0].value.is_nan() && e.value.is_nan()) {
+            h[0] = e;
+            if k > 1 {
+                // down from the root (what Go's heap.Fix does first)
+                let mut i = 0;
+                loop {
+                    let j1 = 2 * i + 1;
+                    if j1 >= h.len() {
+                        break;
+                    }
+                    let mut j = j1;
+                    if j1 + 1 < h.len() && less(h[j1 + 1].value, h[j1].value) {
+                        j = j1 + 1;
+                    }
+                    if !less(h[j].value, h[i].value) {
+                        break;
+                    }
+                    h.swap(i, j);
+                    i = j;
+                }
+            }
+        }
+    }
+    h
 }
 
 /// The running mean Prometheus computes (it does not overflow where a plain sum would).

@@ -290,7 +290,10 @@ impl<'q> Ev<'q> {
         let mut total = 0usize;
         for (vs, from, to) in plan {
             ev.check_deadline()?;
-            let got = st.select(Selector(vs), from, to).map_err(Error::Storage)?;
+            let mut got = st.select(Selector(vs), from, to).map_err(Error::Storage)?;
+            // In label order, as Prometheus' storage hands series out: where order decides
+            // (ties in topk, the first of equal groups), the answers then agree.
+            got.sort_by(|a, b| a.0.cmp(&b.0));
             if got.len() > eng.limits.max_series {
                 return Err(Error::Limit(format!(
                     "query processing would select more than {} series for one selector (limit max_series)",

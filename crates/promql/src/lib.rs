@@ -183,18 +183,8 @@ pub fn is_stale(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
-/// A float as Prometheus prints it in JSON (Go's `strconv.FormatFloat(v, 'f', -1, 64)`).
-pub fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
-}
+/// A float as Prometheus prints it in JSON.
+pub use tocsin_model::format_float as format_value;
 
 #[cfg(test)]
 mod tests;

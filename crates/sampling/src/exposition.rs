@@ -34,7 +34,7 @@ pub fn render<'a>(
             if !labels.is_empty() {
                 let _ = write!(line, "{{{}}}", labels.join(","));
             }
-            let _ = write!(line, " {}", value(s.samples[0].value));
+            let _ = write!(line, " {}", tocsin_model::format_float(s.samples[0].value));
             entry.1.push(line);
         }
     }
@@ -64,18 +64,6 @@ fn escape(s: &str, quote: bool) -> String {
         }
     }
     o
-}
-
-fn value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
 }
 
 #[cfg(test)]

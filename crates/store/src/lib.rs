@@ -137,7 +137,9 @@ impl SeriesIndex {
         }
     }
 
-    fn insert(&mut self, fp: u64, id: SeriesId, labels: Labels) {
+    /// Indexes a series; `derived` ones (the collector's own) do not count against a host's
+    /// series limit.
+    fn insert(&mut self, fp: u64, id: SeriesId, labels: Labels, derived: bool) {
         let i = id as usize;
         if self.labels.len() <= i {
             self.labels.resize(i + 1, None);
@@ -150,10 +152,12 @@ impl SeriesIndex {
                 v.insert(id);
             }
         }
-        *self
-            .per_host
-            .entry(labels.get("host").unwrap_or_default().to_string())
-            .or_default() += 1;
+        if !derived {
+            *self
+                .per_host
+                .entry(labels.get("host").unwrap_or_default().to_string())
+                .or_default() += 1;
+        }
         self.labels[i] = Some(labels.key());
     }
 }
@@ -230,23 +234,26 @@ impl Store {
     fn load(&mut self) -> Result<()> {
         let mut series = Vec::new();
         {
-            let mut st = self.conn.prepare("SELECT id, labels FROM series")?;
+            let mut st = self
+                .conn
+                .prepare("SELECT id, labels, derived FROM series")?;
             let mut rows = st.query([])?;
             while let Some(r) = rows.next()? {
                 let id: i64 = r.get(0)?;
                 let text: String = r.get(1)?;
+                let derived: bool = r.get(2)?;
                 let labels: Labels = serde_json::from_str(&text)
                     .map_err(|e| StoreError::Corrupt(format!("series {id} labels: {e}")))?;
-                series.push((id as SeriesId, labels));
+                series.push((id as SeriesId, labels, derived));
             }
         }
         {
             let mut last = self.conn.prepare(
                 "SELECT end_ms FROM chunks WHERE series_id = ?1 ORDER BY start_ms DESC LIMIT 1",
             )?;
-            for (id, labels) in series {
+            for (id, labels, derived) in series {
                 let last_ts: Option<i64> = last.query_row([id], |r| r.get(0)).optional()?;
-                self.index.insert(labels.fingerprint(), id, labels);
+                self.index.insert(labels.fingerprint(), id, labels, derived);
                 self.head.ensure(id, last_ts);
             }
         }
@@ -535,7 +542,8 @@ pub struct Txn<'a> {
     store: &'a mut Store,
     log: Vec<u8>,
     staged: Vec<(SeriesId, Sample)>,
-    new_series: Vec<(u64, SeriesId, Labels)>,
+    /// New series: fingerprint, id, labels, derived.
+    new_series: Vec<(u64, SeriesId, Labels, bool)>,
     /// Index into `new_series` by fingerprint, and new series per host: lookups stay O(1)
     /// when one transaction creates many series (a fleet's first cycle).
     new_by_fp: FxHashMap<u64, Vec<usize>>,
@@ -648,8 +656,8 @@ impl Txn<'_> {
         if let Some(id) = self.new_by_fp.get(&fp).and_then(|ix| {
             ix.iter()
                 .map(|&i| &self.new_series[i])
-                .find(|(_, _, l)| l == labels)
-                .map(|(_, id, _)| *id)
+                .find(|(_, _, l, _)| l == labels)
+                .map(|(_, id, _, _)| *id)
         }) {
             return Ok(Some(id));
         }
@@ -676,20 +684,29 @@ impl Txn<'_> {
         let text = serde_json::to_string(labels).expect("labels serialize");
         self.store
             .conn
-            .prepare_cached("INSERT INTO series (labels, metric, host) VALUES (?1, ?2, ?3)")?
-            .execute(params![text, labels.metric_name(), labels.get("host")])?;
+            .prepare_cached(
+                "INSERT INTO series (labels, metric, host, derived) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                text,
+                labels.metric_name(),
+                labels.get("host"),
+                !limited
+            ])?;
         let id = SeriesId::try_from(self.store.conn.last_insert_rowid())
             .map_err(|_| StoreError::Corrupt("series id space exhausted".into()))?;
         self.new_by_fp
             .entry(fp)
             .or_default()
             .push(self.new_series.len());
-        let n = self.new_per_host.entry(host.to_string()).or_default();
-        if *n == 0 && !self.store.index.per_host.contains_key(host) {
-            self.new_hosts += 1;
+        if limited {
+            let n = self.new_per_host.entry(host.to_string()).or_default();
+            if *n == 0 && !self.store.index.per_host.contains_key(host) {
+                self.new_hosts += 1;
+            }
+            *n += 1;
         }
-        *n += 1;
-        self.new_series.push((fp, id, labels.clone()));
+        self.new_series.push((fp, id, labels.clone(), !limited));
         stats.new_series += 1;
         Ok(Some(id))
     }
@@ -810,8 +827,8 @@ impl Txn<'_> {
         }
         conn.execute_batch("COMMIT")?;
         self.finished = true;
-        for (fp, id, labels) in self.new_series.drain(..) {
-            self.store.index.insert(fp, id, labels);
+        for (fp, id, labels, derived) in self.new_series.drain(..) {
+            self.store.index.insert(fp, id, labels, derived);
             self.store.head.ensure(id, None);
         }
         for &(id, s) in &self.staged {

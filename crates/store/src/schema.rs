@@ -1,6 +1,6 @@
 use rusqlite::Connection;
 
-const VERSION: i64 = 6;
+const VERSION: i64 = 7;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE series (
@@ -127,6 +127,12 @@ CREATE TABLE agent_tokens (
 );
 ";
 
+/// Series the collector derives itself (liveness, service ratios, its own metrics) are marked,
+/// so that they never count against the series limits of the senders.
+const SCHEMA_V7: &str = "
+ALTER TABLE series ADD COLUMN derived INTEGER NOT NULL DEFAULT 0;
+";
+
 pub(crate) fn prepare(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
@@ -147,6 +153,7 @@ pub(crate) fn prepare(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
         (4, SCHEMA_V4),
         (5, SCHEMA_V5),
         (6, SCHEMA_V6),
+        (7, SCHEMA_V7),
     ];
     for (v, sql) in steps {
         if version < v {

@@ -462,3 +462,34 @@ fn noisy_values_are_stored_in_chunks_that_fit_a_page() {
         .unwrap();
     assert!(max as usize <= MAX_CHUNK_BYTES, "{max}");
 }
+
+#[test]
+fn derived_series_never_take_a_senders_quota_even_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        max_series_per_host: 1,
+        ..StoreOptions::default()
+    };
+    for round in 0..2 {
+        let mut store = Store::open(&dir.path().join("t.db"), opts).unwrap();
+        // The collector's own host-less series, and one it derives for host a.
+        let mut own = vec![
+            s(&format!("tocsin_own_{round}"), "", &[(NOW + round, 1.0)]),
+            s("tocsin_host_up", "a", &[(NOW + round, 1.0)]),
+        ];
+        own[0].labels.remove("host");
+        let mut tx = store.begin().unwrap();
+        let st = tx.append_derived(&mut own, NOW).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(st.refused_series, 0);
+        // The senders' quota is whole: one series for host a, one host-less.
+        let mut b = vec![
+            s("m", "a", &[(NOW + round, 1.0)]),
+            s("m2", "a", &[(NOW + round, 1.0)]),
+        ];
+        let mut tx = store.begin().unwrap();
+        let (_, st) = tx.append(&mut b, NOW).unwrap();
+        tx.commit().unwrap();
+        assert_eq!((st.accepted, st.refused_series), (1, 1), "round {round}");
+    }
+}
