@@ -369,8 +369,9 @@ impl Incidents {
             span.firing = true;
             span.spans.push((now, None));
         }
+        // The rule's own `outage` label names the kind; without one it is inferred.
         inc.outage = match a.labels.get("outage") {
-            Some(o @ ("complete" | "partial")) => o.to_string(),
+            Some(o @ ("complete" | "partial" | "intermittent" | "degraded")) => o.to_string(),
             _ if inc.flapping || inc.reopened > 0 => "intermittent".into(),
             _ if inc.severity == Level::Warning => "degraded".into(),
             _ => "complete".into(),

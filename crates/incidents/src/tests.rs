@@ -177,3 +177,25 @@ fn ids_count_per_day_and_state_round_trips() {
     );
     assert_eq!(again.ack("INC-nope", "x", "", T0), Err(Refused::NotFound));
 }
+
+/// The shipped rules label their kind (`ProbeIntermittent`: intermittent, `ProbeSlow`:
+/// degraded): that label wins over the inference from level and reopening.
+#[test]
+fn the_rules_outage_label_names_the_kind() {
+    for (kind, level) in [
+        ("complete", Level::Warning),
+        ("partial", Level::Critical),
+        ("intermittent", Level::Critical),
+        ("degraded", Level::Critical),
+    ] {
+        let mut inc = Incidents::new(Settings::default());
+        let mut a = alert("X", "h", level, true);
+        a.labels.set("outage", kind);
+        inc.on_alert(&a, T0);
+        assert_eq!(inc.live().next().unwrap().outage, kind);
+    }
+    // Without one: critical is complete, warning degraded.
+    let mut inc = Incidents::new(Settings::default());
+    inc.on_alert(&alert("X", "h", Level::Warning, true), T0);
+    assert_eq!(inc.live().next().unwrap().outage, "degraded");
+}
