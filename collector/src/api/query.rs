@@ -100,8 +100,14 @@ impl IntoResponse for PromError {
 
 type Answer = Result<Json<Json_>, PromError>;
 
-/// Counts, times and (failures) logs an answer.
-fn observed(st: &AppState, endpoint: &'static str, t0: std::time::Instant, a: Answer) -> Answer {
+/// Runs one endpoint's work; counts, times and (failures) logs its answer.
+async fn timed(
+    st: &AppState,
+    endpoint: &'static str,
+    work: impl std::future::Future<Output = Answer>,
+) -> Answer {
+    let t0 = std::time::Instant::now();
+    let a = work.await;
     let err = a.as_ref().err().map(|e| (e.kind, e.message.as_str()));
     st.tel.query_done(endpoint, err, t0.elapsed().as_secs_f64());
     a
@@ -113,6 +119,23 @@ fn success(data: Json_) -> Answer {
 
 /// The request's parameters: the URL's, then (POST) the form body's.
 pub(crate) struct Params(Vec<(String, String)>);
+
+/// The parameters of a request, read by axum before the handler: a malformed request is a
+/// `bad_data` answer that the handler still counts.
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Params {
+    type Rejection = PromError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, PromError> {
+        let (parts, body) = req.into_parts();
+        let body = Bytes::from_request(
+            axum::extract::Request::from_parts(parts.clone(), body),
+            state,
+        )
+        .await
+        .map_err(|e| PromError::bad_data(format!("cannot read the request body: {e}")))?;
+        Params::read(&parts.method, &parts.uri, &parts.headers, &body)
+    }
+}
 
 impl Params {
     fn read(
@@ -286,30 +309,15 @@ fn with_timeout(st: &AppState, p: &Params) -> Result<tocsin_promql::Engine, Prom
 }
 
 /// `GET|POST /api/v1/query`.
-pub(crate) async fn query(
-    State(st): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    let t0 = std::time::Instant::now();
-    let a = query_inner(&st, &method, &uri, &headers, &body).await;
-    observed(&st, "query", t0, a)
+pub(crate) async fn query(State(st): State<AppState>, p: Result<Params, PromError>) -> Answer {
+    timed(&st, "query", query_of(&st, p)).await
 }
 
-async fn query_inner(
-    st: &AppState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Answer {
-    let st = st.clone();
-    let p = Params::read(method, uri, headers, body)?;
+async fn query_of(st: &AppState, p: Result<Params, PromError>) -> Answer {
+    let p = p?;
     let q = p.required("query")?.to_string();
     let t = p.time("time")?.unwrap_or_else(now_ms);
-    let eng = with_timeout(&st, &p)?;
+    let eng = with_timeout(st, &p)?;
     let expr = tocsin_promql::parse(&q).map_err(|e| PromError::bad_data(e.to_string()))?;
     let v = st
         .query
@@ -327,25 +335,13 @@ async fn query_inner(
 /// `GET|POST /api/v1/query_range`.
 pub(crate) async fn query_range(
     State(st): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    p: Result<Params, PromError>,
 ) -> Answer {
-    let t0 = std::time::Instant::now();
-    let a = query_range_inner(&st, &method, &uri, &headers, &body).await;
-    observed(&st, "query_range", t0, a)
+    timed(&st, "query_range", query_range_of(&st, p)).await
 }
 
-async fn query_range_inner(
-    st: &AppState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Answer {
-    let st = st.clone();
-    let p = Params::read(method, uri, headers, body)?;
+async fn query_range_of(st: &AppState, p: Result<Params, PromError>) -> Answer {
+    let p = p?;
     let q = p.required("query")?.to_string();
     let start = p
         .time("start")?
@@ -355,7 +351,7 @@ async fn query_range_inner(
         .ok_or_else(|| PromError::bad_data("invalid parameter \"end\": missing"))?;
     let step = parse_duration(p.required("step")?)
         .map_err(|e| PromError::bad_data(format!("invalid parameter \"step\": {e}")))?;
-    let eng = with_timeout(&st, &p)?;
+    let eng = with_timeout(st, &p)?;
     let expr = tocsin_promql::parse(&q).map_err(|e| PromError::bad_data(e.to_string()))?;
     let m = st
         .query
@@ -402,56 +398,25 @@ async fn matching_series(
 
 /// `GET|POST /api/v1/series`: the label sets of the series `match[]` selects. The store's
 /// index answers, whatever the series' time range (`start`/`end` are checked, not applied).
-pub(crate) async fn series(
-    State(st): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    let t0 = std::time::Instant::now();
-    let a = series_inner(&st, &method, &uri, &headers, &body).await;
-    observed(&st, "series", t0, a)
+pub(crate) async fn series(State(st): State<AppState>, p: Result<Params, PromError>) -> Answer {
+    timed(&st, "series", series_of(&st, p)).await
 }
 
-async fn series_inner(
-    st: &AppState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Answer {
-    let st = st.clone();
-    let p = Params::read(method, uri, headers, body)?;
+async fn series_of(st: &AppState, p: Result<Params, PromError>) -> Answer {
+    let p = p?;
     p.time("start")?;
     p.time("end")?;
-    let rows = matching_series(&st, &p, true).await?;
+    let rows = matching_series(st, &p, true).await?;
     success(Json_::Array(rows.iter().map(|l| labels_json(l)).collect()))
 }
 
 /// `GET|POST /api/v1/labels`: label names, sorted.
-pub(crate) async fn labels(
-    State(st): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    let t0 = std::time::Instant::now();
-    let a = labels_inner(&st, &method, &uri, &headers, &body).await;
-    observed(&st, "labels", t0, a)
+pub(crate) async fn labels(State(st): State<AppState>, p: Result<Params, PromError>) -> Answer {
+    timed(&st, "labels", labels_of(&st, p)).await
 }
 
-async fn labels_inner(
-    st: &AppState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Answer {
-    let st = st.clone();
-    let p = Params::read(method, uri, headers, body)?;
-    let rows = matching_series(&st, &p, false).await?;
+async fn labels_of(st: &AppState, p: Result<Params, PromError>) -> Answer {
+    let rows = matching_series(st, &p?, false).await?;
     let mut names: Vec<&str> = rows
         .iter()
         .flat_map(|l| l.iter().map(|x| x.name.as_str()))
@@ -465,29 +430,16 @@ async fn labels_inner(
 pub(crate) async fn label_values(
     State(st): State<AppState>,
     Path(name): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    p: Result<Params, PromError>,
 ) -> Answer {
-    let t0 = std::time::Instant::now();
-    let a = label_values_inner(&st, name, &method, &uri, &headers, &body).await;
-    observed(&st, "label_values", t0, a)
+    timed(&st, "label_values", label_values_of(&st, name, p)).await
 }
 
-async fn label_values_inner(
-    st: &AppState,
-    name: String,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Answer {
+async fn label_values_of(st: &AppState, name: String, p: Result<Params, PromError>) -> Answer {
     if !tocsin_model::is_valid_label_name(&name) {
         return Err(PromError::bad_data(format!("invalid label name: {name:?}")));
     }
-    let p = Params::read(method, uri, headers, body)?;
-    let rows = matching_series(st, &p, false).await?;
+    let rows = matching_series(st, &p?, false).await?;
     let mut values: Vec<&str> = rows.iter().filter_map(|l| l.get(&name)).collect();
     values.sort_unstable();
     values.dedup();
