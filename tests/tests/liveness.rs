@@ -109,6 +109,7 @@ fn stopped_http_service_alerts_critical_and_resolves_when_back() {
         outage["alerts"][0]["annotations"]["description"],
         "Service shop is completely down: 0.0% of its probes succeed."
     );
+    assert_eq!(outage["alerts"][0]["annotations"]["outage"], "complete");
 
     let started = Instant::now();
     let _svc = HttpServer::start_on(port, None);

@@ -369,8 +369,14 @@ impl Incidents {
             span.firing = true;
             span.spans.push((now, None));
         }
-        // The rule's own `outage` label names the kind; without one it is inferred.
-        inc.outage = match a.labels.get("outage") {
+        // The rule names the kind: an `outage` label, or an `outage` annotation where the kind
+        // depends on the level (a label is part of the alert's identity, an annotation not);
+        // without either it is inferred.
+        let declared = a
+            .labels
+            .get("outage")
+            .or_else(|| a.annotations.get("outage").map(String::as_str));
+        inc.outage = match declared {
             Some(o @ ("complete" | "partial" | "intermittent" | "degraded")) => o.to_string(),
             _ if inc.flapping || inc.reopened > 0 => "intermittent".into(),
             _ if inc.severity == Level::Warning => "degraded".into(),

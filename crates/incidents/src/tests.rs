@@ -194,6 +194,12 @@ fn the_rules_outage_label_names_the_kind() {
         inc.on_alert(&a, T0);
         assert_eq!(inc.live().next().unwrap().outage, kind);
     }
+    // An annotation, for a kind that depends on the level (ServiceOutage: partial at warning).
+    let mut inc = Incidents::new(Settings::default());
+    let mut a = alert("ServiceOutage", "h", Level::Warning, true);
+    a.annotations.insert("outage".into(), "partial".into());
+    inc.on_alert(&a, T0);
+    assert_eq!(inc.live().next().unwrap().outage, "partial");
     // Without one: critical is complete, warning degraded.
     let mut inc = Incidents::new(Settings::default());
     inc.on_alert(&alert("X", "h", Level::Warning, true), T0);
