@@ -69,7 +69,53 @@ pub fn parse(query: &str) -> Result<Expr> {
         // Fails only if the parser knows the name already, which is as good.
         let _ = promql_parser::parser::register_extra_functions(vec![f]);
     });
-    promql_parser::parser::parse(query).map_err(Error::BadData)
+    if query.len() > MAX_QUERY_BYTES {
+        return Err(Error::BadData(format!(
+            "the query is {} bytes long, more than the {MAX_QUERY_BYTES} accepted",
+            query.len()
+        )));
+    }
+    let expr = promql_parser::parser::parse(query).map_err(Error::BadData)?;
+    if depth(&expr) > MAX_DEPTH {
+        return Err(Error::BadData(format!(
+            "the query nests deeper than {MAX_DEPTH} expressions"
+        )));
+    }
+    Ok(expr)
+}
+
+/// Longest query accepted: far beyond what dashboards write, short enough that the parser's
+/// tree of it is dropped without exhausting a thread's stack.
+pub const MAX_QUERY_BYTES: usize = 32 * 1024;
+
+/// Deepest expression tree evaluated (evaluation recurses along it).
+pub const MAX_DEPTH: usize = 200;
+
+/// The depth of an expression tree, walked without recursion.
+fn depth(e: &Expr) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(e, 1usize)];
+    while let Some((e, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        match e {
+            Expr::Aggregate(a) => {
+                stack.push((&a.expr, d + 1));
+                if let Some(p) = &a.param {
+                    stack.push((p, d + 1));
+                }
+            }
+            Expr::Unary(u) => stack.push((&u.expr, d + 1)),
+            Expr::Binary(b) => {
+                stack.push((&b.lhs, d + 1));
+                stack.push((&b.rhs, d + 1));
+            }
+            Expr::Paren(p) => stack.push((&p.expr, d + 1)),
+            Expr::Subquery(q) => stack.push((&q.expr, d + 1)),
+            Expr::Call(c) => stack.extend(c.args.args.iter().map(|a| (&**a, d + 1))),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Parses a series selector (`match[]` of the metadata endpoints).

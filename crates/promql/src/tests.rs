@@ -168,3 +168,22 @@ pub(crate) const UNSUPPORTED: [(&str, &str); 12] = [
     ("mad_over_time(g[5m])", "mad_over_time"),
     ("info(g)", "info"),
 ];
+
+/// A hostile query (deeply nested, or huge) is refused with a message, not a crashed thread.
+#[test]
+fn deep_and_huge_queries_are_refused() {
+    let chain = format!("{}1", "1+".repeat(5_000));
+    let nested = format!("{}1{}", "(".repeat(1_000), ")".repeat(1_000));
+    let huge = format!("g{{host=\"{}\"}}", "x".repeat(40_000));
+    for q in [chain, nested, huge] {
+        // On a thread with a small stack: refusing must not recurse along the query.
+        let r = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || parse(&q).map(|_| ()))
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        assert!(matches!(r, Err(Error::BadData(_))), "{r:?}");
+    }
+    assert!(parse(&format!("{}1", "1+".repeat(100))).is_ok());
+}
