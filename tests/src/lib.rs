@@ -457,6 +457,30 @@ impl Stack {
         )
     }
 
+    /// Writes `agent.yaml` for the dashboard tests: host `dash-host` at 1 s, textfiles from
+    /// `tf/`, an HTTPS probe of `https_url` and an ICMP probe of 127.0.0.1 for service `shop`,
+    /// then `extra` (YAML); returns its path.
+    pub fn dashboard_agent_config(&self, https_url: &str, extra: &str) -> String {
+        let path = self.p("agent.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "host: dash-host
+interval: 1s
+textfile_dir: {}
+state_dir: {}
+probes:
+  - {{ name: shop-web, kind: http, target: \"{https_url}\", interval: 1s, timeout: 1s, labels: {{ service: shop }}, http: {{ tls: {{ insecure_skip_verify: true }} }} }}
+  - {{ name: gateway, kind: icmp, target: 127.0.0.1, interval: 1s, timeout: 1s, labels: {{ service: shop }}, icmp: {{ count: 2, spacing: 50ms }} }}
+{extra}",
+                self.p("tf"),
+                self.p("agent-state"),
+            ),
+        )
+        .expect("write agent.yaml");
+        path
+    }
+
     /// An agent writing to `collector`, with its own /metrics on a free port, plus `args`.
     pub fn agent(&self, collector: &Proc, args: &[&str]) -> Proc {
         let url = collector.url("/api/v1/write");

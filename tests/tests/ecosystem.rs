@@ -176,26 +176,10 @@ fn every_dashboard_query_returns_data_through_prometheus() {
     let tf = s.dir.path().join("tf");
     write_textfile(&tf, "x.prom", "e2e_value 10\ne2e_flat 5\n");
     let c = s.collector(&format!("127.0.0.1:{cport}"), &s.p("rules"));
-    let agent_cfg = s.p("agent.yaml");
-    std::fs::write(
-        &agent_cfg,
-        format!(
-            "host: dash-host
-interval: 1s
-textfile_dir: {}
-state_dir: {}
-probes:
-  - {{ name: shop-web, kind: http, target: \"{}\", interval: 1s, timeout: 1s, labels: {{ service: shop }}, http: {{ tls: {{ insecure_skip_verify: true }} }} }}
-  - {{ name: gateway, kind: icmp, target: 127.0.0.1, interval: 1s, timeout: 1s, labels: {{ service: shop }}, icmp: {{ count: 2, spacing: 50ms }} }}
-actions:
-  fix: {{ run: [/bin/true] }}
-",
-            tf.display(),
-            s.p("agent-state"),
-            https.url("https"),
-        ),
-    )
-    .unwrap();
+    let agent_cfg = s.dashboard_agent_config(
+        &https.url("https"),
+        "actions:\n  fix: { run: [/bin/true] }\n",
+    );
     let _a = s.agent(&c, &["--config", &agent_cfg]);
     wait_for("the host", Duration::from_secs(20), || {
         let v: Value = reqwest::blocking::get(c.url("/api/v1/hosts"))

@@ -720,24 +720,7 @@ fn every_dashboard_query_answers_as_prometheus_does() {
     )
     .unwrap();
     let c = s.collector("127.0.0.1:0", &s.p("rules"));
-    let agent_cfg = s.p("agent.yaml");
-    std::fs::write(
-        &agent_cfg,
-        format!(
-            "host: dash-host
-interval: 1s
-textfile_dir: {}
-state_dir: {}
-probes:
-  - {{ name: shop-web, kind: http, target: \"{}\", interval: 1s, timeout: 1s, labels: {{ service: shop }}, http: {{ tls: {{ insecure_skip_verify: true }} }} }}
-  - {{ name: gateway, kind: icmp, target: 127.0.0.1, interval: 1s, timeout: 1s, labels: {{ service: shop }}, icmp: {{ count: 2, spacing: 50ms }} }}
-",
-            s.p("tf"),
-            s.p("agent-state"),
-            https.url("https"),
-        ),
-    )
-    .unwrap();
+    let agent_cfg = s.dashboard_agent_config(&https.url("https"), "");
     let _a = s.agent(&c, &["--config", &agent_cfg]);
     let ours = c.url("");
     let theirs = format!("http://127.0.0.1:{}", prom.port);
