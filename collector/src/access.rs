@@ -27,6 +27,26 @@ impl Need {
     }
 }
 
+/// What a signed-in person may do: the credential they signed in with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    Read,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Read => "read",
+        }
+    }
+
+    pub fn allows(self, need: Need) -> bool {
+        self == Role::Admin || need == Need::Read
+    }
+}
+
 /// Why a request is refused: its status and a message that names no secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denied {
@@ -71,6 +91,34 @@ impl Access {
                 ""
             }
         ))
+    }
+
+    /// The role a credential signs in as, if it is one of the configured ones.
+    pub fn sign_in(&self, credential: &str) -> Option<Role> {
+        let is = |t: &Option<Secret>| {
+            t.as_ref()
+                .is_some_and(|t| constant_time_eq(credential.as_bytes(), t.expose().as_bytes()))
+        };
+        if is(&self.admin) {
+            Some(Role::Admin)
+        } else if is(&self.read) {
+            Some(Role::Read)
+        } else {
+            None
+        }
+    }
+
+    /// What a request without any credential may do: a collector on loopback with no
+    /// credential configured is open (`None`: nothing).
+    pub fn without_credential(&self) -> Option<Role> {
+        let empty = HeaderMap::new();
+        if self.check(&empty, Need::Admin).is_ok() {
+            Some(Role::Admin)
+        } else if self.check(&empty, Need::Read).is_ok() {
+            Some(Role::Read)
+        } else {
+            None
+        }
     }
 
     /// Whether `headers` may do what `need` asks. On loopback, reads need a credential only

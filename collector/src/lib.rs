@@ -14,6 +14,7 @@ pub mod query;
 pub mod rulefiles;
 pub mod server;
 pub mod services;
+pub mod session;
 mod storage_alert;
 mod telemetry;
 pub mod view;

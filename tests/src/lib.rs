@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod browser;
 pub mod servers;
 
 /// End-to-end tests share two cores: run them one at a time so timings mean something.

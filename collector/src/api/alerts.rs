@@ -15,10 +15,15 @@ use crate::writer::{AckFailure, Msg};
 
 pub(crate) async fn list(State(st): State<AppState>) -> Json<Value> {
     let view = st.view.read().unwrap_or_else(|p| p.into_inner());
+    let rules: std::collections::HashMap<&str, &tocsin_rules::Rule> =
+        view.rules.iter().map(|r| (r.name.as_str(), &**r)).collect();
     let mut list: Vec<Value> = view
         .alerts
         .iter()
         .map(|a| {
+            let id = format!("{:016x}", a.fingerprint());
+            let (silenced_by, inhibited) = view.held.get(&id).cloned().unwrap_or_default();
+            let rule = rules.get(a.rule.as_str());
             json!({
                 "rule": a.rule,
                 "state": if a.level.is_some() { "firing" } else { "pending" },
@@ -28,9 +33,14 @@ pub(crate) async fn list(State(st): State<AppState>) -> Json<Value> {
                 "since": a.active_at.or(a.pending_since()).map(format_rfc3339),
                 "levelSince": a.level_since.map(format_rfc3339),
                 "value": a.value,
-                "fingerprint": format!("{:016x}", a.fingerprint()),
-                "id": format!("{:016x}", a.fingerprint()),
-                "ack": view.acks.get(&format!("{:016x}", a.fingerprint())).map(ack_json),
+                "score": rule.and_then(|r| r.dynamic.as_ref()).map(|_| a.score),
+                "thresholds": rule.map(|r| super::rules::levels_json(r)),
+                "expr": rule.map(|r| r.expr_text.as_str()),
+                "silencedBy": silenced_by,
+                "inhibited": inhibited,
+                "fingerprint": id,
+                "id": id,
+                "ack": view.acks.get(&id).map(ack_json),
             })
         })
         .collect();

@@ -6,12 +6,15 @@ mod ack_page;
 mod actions;
 mod alerts;
 mod audit;
+mod console;
 mod error;
 mod incidents;
 mod ingest;
 mod metrics;
 mod notifications;
 mod query;
+mod rules;
+mod session;
 mod silences;
 mod tokens;
 
@@ -70,9 +73,14 @@ pub struct AppState {
     pub federate: bool,
     /// PromQL over the stored history, on readers of its own.
     pub query: Arc<crate::query::QueryService>,
+    /// Console sessions.
+    pub sessions: crate::session::Sessions,
+    /// Session cookies marked `Secure` (served over TLS).
+    pub secure_cookies: bool,
 }
 
 pub fn app(state: AppState) -> Router {
+    rules::mark_started();
     use axum::middleware::from_fn_with_state as with;
     use axum::routing::delete;
     // Agents: their token is checked before the body is read.
@@ -87,7 +95,10 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/alerts/{id}/ack", post(alerts::ack))
         .route("/api/v1/hosts", get(alerts::hosts))
         .route("/api/v1/silences", get(silences::list).post(silences::add))
+        .route("/api/v1/silences/preview", post(silences::preview))
         .route("/api/v1/silences/{id}", delete(silences::expire))
+        .route("/api/v1/rules", get(rules::list))
+        .route("/api/v1/status/collector", get(rules::collector_status))
         .route("/api/v1/notifications", get(notifications::list))
         .route(
             "/api/v1/notifications/{id}/retry",
@@ -127,6 +138,15 @@ pub fn app(state: AppState) -> Router {
         // Acknowledgement links carry their own signature.
         .route("/ack", get(ack_page::page).post(ack_page::submit))
         .route("/healthz", get(|| async { "ok\n" }))
+        // The console signs in here; its pages and assets hold no data.
+        .route(
+            "/api/v1/session",
+            get(session::show)
+                .post(session::sign_in)
+                .delete(session::sign_out),
+        )
+        .route("/", get(console::index))
+        .route("/console/{asset}", get(console::asset))
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(with(state.clone(), request_deadline))
         .with_state(state)
@@ -159,38 +179,162 @@ pub(crate) async fn agent_guard(
     }
 }
 
+/// Who made a request, for the audit log.
+#[derive(Clone, Debug)]
+pub(crate) struct Actor(pub String);
+
 /// People's routes: GET reads, anything else changes state (docs/OPERATIONS.md, "Security
-/// model"). `/metrics` is open unless it federates every series.
+/// model"). `/metrics` is open unless it federates every series. A request carries a bearer
+/// token, or the console's session cookie (then a state change must echo the session's CSRF
+/// token), or nothing (a collector open on loopback). Every state change that succeeds is
+/// recorded in the audit log with who made it.
 pub(crate) async fn api_guard(
     State(st): State<AppState>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let path = req.uri().path();
+    let path = req.uri().path().to_string();
     if path == "/metrics" && !st.federate {
         return next.run(req).await;
     }
     let reads = matches!(
         *req.method(),
         axum::http::Method::GET | axum::http::Method::HEAD
-    ) || (*req.method() == axum::http::Method::POST && query_reads(path));
+    ) || (*req.method() == axum::http::Method::POST && query_reads(&path));
     // Listing tokens tells who can write: admin only.
     let need = if reads && !path.starts_with("/api/v1/tokens") {
         Need::Read
     } else {
         Need::Admin
     };
-    match st.access.check(req.headers(), need) {
-        Ok(()) => next.run(req).await,
+    let changes = !reads;
+    let actor = match who(&st, req.headers(), need, changes) {
+        Ok(a) => a,
         Err(d) => {
-            st.tel.api_denied(d.reason, req.uri().path(), &d.message);
+            st.tel.api_denied(d.reason, &path, &d.message);
             let e = if d.status == StatusCode::UNAUTHORIZED {
                 ApiError::Unauthorized(d.message)
             } else {
                 ApiError::Forbidden(d.message)
             };
-            e.into_response()
+            return e.into_response();
         }
+    };
+    if !changes {
+        return next.run(req).await;
+    }
+    let method = req.method().to_string();
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, st.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return ApiError::bad_request(format!("cannot read the body: {e}")).into_response(),
+    };
+    let mut req = axum::extract::Request::from_parts(parts, axum::body::Body::from(body.clone()));
+    req.extensions_mut().insert(actor.clone());
+    let resp = next.run(req).await;
+    if resp.status().is_success() {
+        audit(&st, &actor.0, &method, &path, resp.status(), &body).await;
+    }
+    resp
+}
+
+/// Who a request is, or why it is refused.
+fn who(
+    st: &AppState,
+    headers: &axum::http::HeaderMap,
+    need: Need,
+    changes: bool,
+) -> Result<Actor, crate::access::Denied> {
+    let refuse = |status, reason, message: &str| crate::access::Denied {
+        status,
+        reason,
+        message: message.to_string(),
+    };
+    if changes && cross_site(headers) {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "cross_site",
+            "a state change from another site is refused",
+        ));
+    }
+    if crate::access::bearer(headers).is_some() {
+        st.access.check(headers, need)?;
+        return Ok(Actor(format!("{} token", need_str(need))));
+    }
+    if let Some(s) = st.sessions.get(headers, tocsin_model::now_ms()) {
+        if !s.role.allows(need) {
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                "read_only",
+                "this session signed in with the read credential: it cannot change anything",
+            ));
+        }
+        if changes && !crate::session::csrf_ok(headers, &s) {
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                "csrf",
+                "missing or wrong X-CSRF-Token for this session",
+            ));
+        }
+        return Ok(Actor(s.actor()));
+    }
+    st.access.check(headers, need)?;
+    Ok(Actor("loopback (no credential)".into()))
+}
+
+fn need_str(need: Need) -> &'static str {
+    match need {
+        Need::Admin => "admin",
+        Need::Read => "read",
+    }
+}
+
+/// A browser says so when a page of another site sends the request (`Sec-Fetch-Site`), or
+/// its `Origin` is not the host it is sent to.
+pub(crate) fn cross_site(headers: &axum::http::HeaderMap) -> bool {
+    let get = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
+    if get("sec-fetch-site").is_some_and(|v| v == "cross-site" || v == "same-site") {
+        return true;
+    }
+    match (get("origin"), get("host")) {
+        (Some(o), Some(h)) => {
+            let o = o.split_once("://").map_or(o, |(_, rest)| rest);
+            o != h
+        }
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+/// Records a state change: who, what, and the request body when it is small JSON (no route
+/// that changes state takes a secret in its body; sign-in is recorded on its own).
+pub(crate) async fn audit(
+    st: &AppState,
+    actor: &str,
+    method: &str,
+    path: &str,
+    status: StatusCode,
+    body: &[u8],
+) {
+    let mut detail = serde_json::json!({ "status": status.as_u16() });
+    if body.len() <= 4096 {
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+            detail["body"] = v;
+        }
+    }
+    let event = if method.chars().all(|c| c.is_ascii_uppercase()) {
+        format!("{method} {path}")
+    } else {
+        method.to_string()
+    };
+    let (actor, detail) = (actor.to_string(), detail.to_string());
+    let now = tocsin_model::now_ms();
+    if let Err(e) = error::with_records(st, "recording the audit log", move |o| {
+        o.append_audit(now, &actor, &event, &detail)
+    })
+    .await
+    {
+        tracing::error!(error = ?e, "cannot record a state change in the audit log");
     }
 }
 
@@ -203,6 +347,7 @@ fn query_reads(path: &str) -> bool {
             | "/api/v1/series"
             | "/api/v1/labels"
             | "/api/v1/query_exemplars"
+            | "/api/v1/silences/preview"
     )
 }
 

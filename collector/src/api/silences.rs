@@ -99,6 +99,40 @@ pub(crate) async fn expire(
     }
 }
 
+/// `POST /api/v1/silences/preview` `{"matchers": [...]}` (a read): the alerts a silence with
+/// these matchers would catch now, so a person sees what they mute before they do.
+pub(crate) async fn preview(
+    State(st): State<AppState>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Preview {
+        matchers: Vec<tocsin_alerting::silence::MatcherSpec>,
+    }
+    let p: Preview = json_body(&body, "preview")?;
+    let json = serde_json::to_string(&p.matchers).expect("matchers serialize");
+    let now = now_ms();
+    let s = tocsin_alerting::silence::Silence::new(0, &json, None, now, now + 1)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let view = st.view.read().unwrap_or_else(|p| p.into_inner());
+    let caught: Vec<Value> = view
+        .alerts
+        .iter()
+        .filter(|a| s.matches(&a.labels, now))
+        .map(|a| {
+            json!({
+                "id": format!("{:016x}", a.fingerprint()),
+                "rule": a.rule,
+                "level": a.level.map(|l| l.as_str()),
+                "labels": a.labels,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "status": "success", "data": { "alerts": caught } }),
+    ))
+}
+
 pub(crate) async fn list(State(st): State<AppState>) -> Json<Value> {
     let now = now_ms();
     let view = st.view.read().unwrap_or_else(|p| p.into_inner());

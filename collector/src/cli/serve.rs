@@ -329,6 +329,8 @@ pub(crate) fn app_state(
             db.to_path_buf(),
             &cfg.query,
         )),
+        sessions: crate::session::Sessions::default(),
+        secure_cookies: cfg.tls.is_some(),
     })
 }
 

@@ -121,6 +121,16 @@ impl Writer {
                 .collect::<Vec<_>>()
         });
         let acks = self.core.pipeline.acks().clone();
+        let now = now_ms();
+        let firing: Vec<&AlertState> = alerts.iter().filter(|a| a.level.is_some()).collect();
+        let labels: Vec<&tocsin_model::Labels> = firing.iter().map(|a| &a.labels).collect();
+        let held: BTreeMap<String, (Vec<i64>, bool)> = firing
+            .iter()
+            .zip(self.core.pipeline.held_back(&labels, now))
+            .filter(|(_, (s, i))| !s.is_empty() || *i)
+            .map(|(a, h)| (format!("{:016x}", a.fingerprint()), h))
+            .collect();
+        let rules = self.core.engine.rules().to_vec();
         let incidents: Vec<tocsin_incidents::Incident> =
             self.core.pipeline.incidents(now_ms()).cloned().collect();
         let actions: Vec<tocsin_remedy::Request> = self.core.pipeline.actions().cloned().collect();
@@ -134,6 +144,8 @@ impl Writer {
         v.incidents = incidents;
         v.actions = actions;
         v.alerts = alerts;
+        v.held = held;
+        v.rules = rules;
         if let Some(h) = hosts {
             v.hosts = h;
         }

@@ -242,6 +242,34 @@ impl Pipeline {
         &self.silences
     }
 
+    /// What holds each of `firing` back at `now`: the ids of the silences that mute it, and
+    /// whether another firing alert inhibits it (as [`Pipeline::transitions`] decides).
+    pub fn held_back(&self, firing: &[&Labels], now: TimestampMs) -> Vec<(Vec<i64>, bool)> {
+        let rules = &self.s.inhibit_rules;
+        let sources: Vec<(&InhibitRule, &Labels)> = firing
+            .iter()
+            .flat_map(|l| {
+                rules
+                    .iter()
+                    .filter(|r| routing::is_source(r, l))
+                    .map(move |r| (r, *l))
+            })
+            .collect();
+        firing
+            .iter()
+            .map(|l| {
+                let silenced = self
+                    .silences
+                    .iter()
+                    .filter(|s| s.matches(l, now))
+                    .map(|s| s.id)
+                    .collect();
+                let inhibited = sources.iter().any(|(r, src)| routing::inhibits(r, src, l));
+                (silenced, inhibited)
+            })
+            .collect()
+    }
+
     /// Whether a silence stopped muting since the last call (it expired, ran out or a
     /// maintenance window closed): what it held back and still fires should now be told.
     pub fn silence_ended(&mut self, now: TimestampMs) -> bool {

@@ -136,6 +136,16 @@ impl Outbox {
         Ok(n > 0)
     }
 
+    /// Items by status, all receivers.
+    pub fn count_all(&self, status: OutboxStatus) -> Result<u64> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM outbox WHERE status = ?1",
+            params![status.as_str()],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
     /// Items by status for `receiver`.
     pub fn count(&self, receiver: &str, status: OutboxStatus) -> Result<u64> {
         let n: i64 = self.conn.query_row(

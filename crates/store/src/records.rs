@@ -100,6 +100,22 @@ impl Records {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Appends to the audit log (what people changed through the API; remediation writes its
+    /// rows in the writer's transactions).
+    pub fn append_audit(
+        &self,
+        at: TimestampMs,
+        actor: &str,
+        event: &str,
+        detail: &str,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO audit (at_ms, actor, event, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![at, actor, event, detail],
+        )?;
+        Ok(())
+    }
+
     /// The newest audit rows, newest first.
     pub fn audit(&self, limit: usize) -> Result<Vec<AuditRow>> {
         let mut st = self.conn.prepare_cached(

@@ -1,0 +1,350 @@
+//! The web console in a real headless Chromium: signing in, a firing alert appearing without a
+//! reload, acknowledging it, silencing alerts like it and expiring the silence, an incident's
+//! page and report, a read-only session that can change nothing, and screenshots of every page
+//! (zh-CN and English, desktop and phone) for docs/CONSOLE.md.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tocsin_e2e::browser::Browser;
+use tocsin_e2e::{serial, wait_for, Proc, Stack};
+use tocsin_model::{Labels, Sample, SeriesSamples};
+
+const ADMIN: &str = "adm1n-c0nsole";
+const READ: &str = "r3ad-c0nsole";
+const T: Duration = Duration::from_secs(20);
+
+const RULES: &str = r#"
+rules:
+  - name: ConsoleDiskBusy
+    expr: console_disk_busy_ratio * 100
+    levels:
+      warning: { when: "> 80", recover: "< 70" }
+      critical: { when: "> 95" }
+    labels: { category: disk, service: shop }
+    annotations:
+      summary: "Disk {{ value|round(1) }}% busy on {{ host }}"
+"#;
+
+fn push(c: &Proc, host: &str, value: f64) {
+    let s = SeriesSamples {
+        labels: Labels::from_pairs([("__name__", "console_disk_busy_ratio"), ("host", host)]),
+        samples: vec![Sample {
+            timestamp_ms: tocsin_model::now_ms(),
+            value,
+        }],
+    };
+    let auth = format!("Bearer {ADMIN}");
+    let r = c.remote_write(&[s], &[("Authorization", &auth)]);
+    assert!(r.status().is_success(), "{}", r.status());
+}
+
+fn api(c: &Proc, path: &str) -> Value {
+    reqwest::blocking::Client::new()
+        .get(c.url(path))
+        .bearer_auth(ADMIN)
+        .send()
+        .and_then(|r| r.json())
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+fn sign_in(b: &Browser, base: &str, user: &str, credential: &str) {
+    b.goto(&format!("{base}/#/login"));
+    b.ready("login");
+    b.wait("[data-test=user]", T).type_text(user);
+    b.wait("[data-test=credential]", T).type_text(credential);
+    b.wait("[data-test=login] button[type=submit]", T).click();
+    b.ready("overview");
+}
+
+/// `fetch` from the page (its cookie, and the CSRF header only when `csrf`): the status.
+fn page_fetch(b: &Browser, method: &str, path: &str, body: Value, csrf: bool) -> u64 {
+    b.eval(
+        r#"const [m, p, body, csrf] = arguments;
+           const headers = {'Content-Type': 'application/json'};
+           if (csrf) headers['X-CSRF-Token'] = window.__csrf;
+           return fetch(p, {method: m, headers, credentials: 'same-origin', body: m === 'GET' ? undefined : JSON.stringify(body)})
+             .then(r => r.status);"#,
+        json!([method, path, body, csrf]),
+    )
+    .as_u64()
+    .expect("status")
+}
+
+fn screenshots_dir() -> PathBuf {
+    let d = std::env::var("TOCSIN_SCREENSHOTS").map_or_else(
+        |_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/console-screenshots")
+        },
+        PathBuf::from,
+    );
+    std::fs::create_dir_all(&d).expect("screenshot dir");
+    d
+}
+
+#[test]
+fn the_console_serves_the_people_on_call() {
+    let _g = serial();
+    let s = Stack::new(&format!(
+        "admin_token: {ADMIN}\nread_token: {READ}\n\
+"
+    ));
+    std::fs::create_dir(s.dir.path().join("rules")).unwrap();
+    std::fs::write(s.dir.path().join("rules/console.yaml"), RULES).unwrap();
+    let c = s.collector("127.0.0.1:0", &s.p("rules"));
+    let base = c.url("");
+    let Some(b) = Browser::start(1280, 900) else {
+        return;
+    };
+
+    // The page itself is served to anyone, with a policy that runs nothing but its own code.
+    let page = reqwest::blocking::get(c.url("/")).unwrap();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    // ... but nothing of the API without signing in.
+    assert_eq!(
+        reqwest::blocking::get(c.url("/api/v1/alerts"))
+            .unwrap()
+            .status(),
+        401
+    );
+
+    // A wrong credential is refused, and says so.
+    b.goto(&format!("{base}/"));
+    b.ready("login");
+    b.wait("[data-test=user]", T).type_text("mallory");
+    b.wait("[data-test=credential]", T).type_text("guess");
+    b.wait("[data-test=login] button[type=submit]", T).click();
+    let err = b.wait("[data-test=login-error]", T).text();
+    assert!(err.contains("凭据错误"), "{err}");
+    assert!(b.find_all("[data-nav]").is_empty(), "no page behind it");
+
+    sign_in(&b, &base, "alice", ADMIN);
+    // Session cookie: HttpOnly, so the page's script cannot read it.
+    assert_eq!(b.eval("return document.cookie", json!([])), json!(""));
+
+    // A firing alert appears without a reload.
+    push(&c, "web-1", 0.2);
+    b.find_all("[data-nav=alerts]")[0].click();
+    b.ready("alerts");
+    assert!(b.find_all("[data-rule=ConsoleDiskBusy]").is_empty());
+    b.eval("window.__marker = 'same page'", json!([]));
+    for _ in 0..2 {
+        push(&c, "web-1", 0.91);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let row = b.wait("tr[data-rule=ConsoleDiskBusy]", T);
+    assert!(row.text().contains("web-1"), "{}", row.text());
+    assert_eq!(
+        b.eval("return window.__marker", json!([])),
+        json!("same page"),
+        "no reload"
+    );
+    assert!(b.text("tr[data-rule=ConsoleDiskBusy]").contains("警告"));
+    let alert_id = row.attr("data-alert").unwrap();
+    screenshot_set(&b, &base, &format!("#/alert/{alert_id}"), "alert", "alert");
+
+    // Acknowledge it from its page; the incident's timeline gains the entry.
+    b.goto(&format!("{base}/#/alert/{alert_id}"));
+    b.ready("alert");
+    b.wait("[data-test=chart]", T);
+    assert!(
+        !b.find_all("[data-threshold=warning]").is_empty(),
+        "the chart shows the thresholds"
+    );
+    b.wait("[data-test=ack-form] input[name=comment]", T)
+        .type_text("looking at it");
+    b.wait("[data-test=ack]", T).click();
+    let acked = b.wait("[data-test=acked-by]", T).text();
+    assert!(acked.contains("alice") && acked.contains("looking at it"), "{acked}");
+    let incident = wait_for("the incident", T, || {
+        api(&c, "/api/v1/incidents")["data"]["incidents"]
+            .as_array()
+            .and_then(|l| l.first().cloned())
+    });
+    let inc_id = incident["id"].as_str().unwrap().to_string();
+    b.goto(&format!("{base}/#/incidents"));
+    b.ready("incidents");
+    b.wait(&format!("tr[data-incident='{inc_id}']"), T).click();
+    b.ready("incident");
+    let timeline = b.wait("[data-test=timeline]", T);
+    wait_for("the acknowledgement on the timeline", T, || {
+        let t = timeline.text();
+        (t.contains("acknowledged") && t.contains("alice")).then_some(())
+    });
+    // Seconds in every time.
+    let first = b.text("[data-test=timeline] time");
+    assert!(
+        first.len() == 19 && first.as_bytes()[16] == b':',
+        "{first}"
+    );
+    // A note, and the report downloads with everything in it.
+    b.wait("[data-test=note-form] textarea", T)
+        .type_text("disk replaced at 03:10");
+    b.wait("[data-test=note-form] button", T).click();
+    wait_for("the note", T, || {
+        b.text("[data-test=timeline]")
+            .contains("disk replaced at 03:10")
+            .then_some(())
+    });
+    let href = b.wait("[data-test=report]", T).attr("href").unwrap();
+    let report = b.eval(
+        "return fetch(arguments[0], {credentials: 'same-origin'}).then(r => r.text())",
+        json!([href]),
+    );
+    let report = report.as_str().unwrap();
+    assert!(
+        report.contains("ConsoleDiskBusy") && report.contains("disk replaced at 03:10"),
+        "{report}"
+    );
+    screenshot_set(&b, &base, &format!("#/incident/{inc_id}"), "incident", "incident");
+
+    // Silence alerts like it: the form is filled from the alert, the preview lists it.
+    b.goto(&format!("{base}/#/alert/{alert_id}"));
+    b.ready("alert");
+    b.wait("[data-test=silence-like]", T).click();
+    b.ready("silences");
+    b.wait(&format!("[data-test=preview] [data-alert='{alert_id}']"), T);
+    b.wait("[data-test=silence-comment]", T)
+        .type_text("disk swap on web-1");
+    b.wait("[data-test=silence-create]", T).click();
+    let silence = b.wait("tr[data-silence][data-state=active]", T);
+    let silence_id = silence.attr("data-silence").unwrap();
+    screenshot_set(&b, &base, "#/silences", "silences", "silences");
+    b.goto(&format!("{base}/#/alerts"));
+    b.ready("alerts");
+    wait_for("the alert marked silenced", T, || {
+        b.text("tr[data-rule=ConsoleDiskBusy]")
+            .contains("已静默")
+            .then_some(())
+    });
+    // Expire it: the mark goes.
+    b.goto(&format!("{base}/#/silences"));
+    b.ready("silences");
+    b.wait(&format!("tr[data-silence='{silence_id}'] [data-test=expire]"), T)
+        .click();
+    wait_for("the silence gone", T, || {
+        b.find_all(&format!("tr[data-silence='{silence_id}'][data-state=active]"))
+            .is_empty()
+            .then_some(())
+    });
+    b.goto(&format!("{base}/#/alerts"));
+    b.ready("alerts");
+    wait_for("the alert no longer silenced", T, || {
+        let t = b.text("tr[data-rule=ConsoleDiskBusy]");
+        (!t.is_empty() && !t.contains("已静默")).then_some(())
+    });
+
+    // A state change with the cookie but without the CSRF token is refused.
+    assert_eq!(
+        page_fetch(
+            &b,
+            "POST",
+            "/api/v1/silences",
+            json!({"matchers": [{"name": "host", "value": "x"}], "duration": "1h", "createdBy": "x", "comment": "x"}),
+            false
+        ),
+        403
+    );
+
+    // The audit log says who did what.
+    b.goto(&format!("{base}/#/audit"));
+    b.ready("audit");
+    let audit = b.text("[data-test=audit]");
+    for what in [
+        "POST /api/v1/alerts/",
+        "POST /api/v1/silences",
+        "DELETE /api/v1/silences/",
+        "sign in",
+    ] {
+        assert!(audit.contains(what), "{what} in {audit}");
+    }
+    assert!(audit.contains("alice (console, admin)"), "{audit}");
+    assert!(!audit.contains(ADMIN), "no credential in the audit log");
+
+    // The remaining pages, for the screenshots.
+    for (hash, name, ready) in [
+        ("#/", "overview", "overview"),
+        ("#/alerts", "alerts", "alerts"),
+        ("#/incidents", "incidents", "incidents"),
+        ("#/hosts", "hosts", "hosts"),
+        ("#/rules", "rules", "rules"),
+        ("#/notifications", "notifications", "notifications"),
+        ("#/audit", "audit", "audit"),
+    ] {
+        screenshot_set(&b, &base, hash, name, ready);
+    }
+
+    // Signed out, then in with the read credential: nothing to press, and the API refuses.
+    b.goto(&format!("{base}/#/"));
+    b.ready("overview");
+    b.wait("[data-test=signout]", T).click();
+    b.ready("login");
+    sign_in(&b, &base, "bob", READ);
+    assert!(b.text("[data-test=whoami]").contains("只读"));
+    b.goto(&format!("{base}/#/alert/{alert_id}"));
+    b.ready("alert");
+    assert!(b.find_all("[data-test=ack-form]").is_empty());
+    assert!(b.find_all("[data-test=silence-like]").is_empty());
+    b.goto(&format!("{base}/#/silences"));
+    b.ready("silences");
+    assert!(b.find_all("[data-test=silence-form]").is_empty());
+    b.goto(&format!("{base}/#/incident/{inc_id}"));
+    b.ready("incident");
+    assert!(b.find_all("[data-test=incident-resolve]").is_empty());
+    assert!(b.find_all("[data-test=note-form]").is_empty());
+    assert!(b.find_all("[data-nav=tokens]").is_empty());
+    // Even with its CSRF token, the read session cannot change anything.
+    b.eval(
+        "return fetch('/api/v1/session').then(r => r.json()).then(j => { window.__csrf = j.data.csrf; return 1; })",
+        json!([]),
+    );
+    assert_eq!(
+        page_fetch(
+            &b,
+            "POST",
+            &format!("/api/v1/incidents/{inc_id}/resolve"),
+            json!({"by": "bob"}),
+            true
+        ),
+        403
+    );
+    assert_eq!(
+        page_fetch(
+            &b,
+            "POST",
+            &format!("/api/v1/alerts/{alert_id}/ack"),
+            json!({"by": "bob"}),
+            true
+        ),
+        403
+    );
+    assert_ne!(
+        api(&c, &format!("/api/v1/incidents/{inc_id}"))["data"]["state"],
+        json!("resolved")
+    );
+}
+
+/// Screenshots of one page: zh-CN and English, desktop (1280 px) and phone (390 px) widths.
+fn screenshot_set(b: &Browser, base: &str, hash: &str, name: &str, ready: &str) {
+    let dir = screenshots_dir();
+    for lang in ["zh-CN", "en"] {
+        for (form, w, h) in [("desktop", 1280, 900), ("phone", 390, 844)] {
+            b.resize(w, h);
+            b.eval(
+                "localStorage.setItem('tocsin.lang', arguments[0])",
+                json!([lang]),
+            );
+            b.goto(&format!("{base}/?{lang}{form}{hash}"));
+            b.ready(ready);
+            b.screenshot(&dir.join(format!("{name}-{lang}-{form}.png")));
+        }
+    }
+    b.resize(1280, 900);
+    b.eval("localStorage.setItem('tocsin.lang', 'zh-CN')", json!([]));
+}
