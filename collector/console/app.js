@@ -27,6 +27,7 @@ const L = {
     theme: '主题', ok: '正常', services: '服务可用性', probe: '探测项', success: '成功', failing: '失败',
     incidentStats: '事件统计', count: '数量', noData: '暂无数据', loading: '加载中…', error: '出错',
     storageErrors: '存储错误', notificationsPending: '待发送通知', rulesLoaded: '规则数',
+    mvalue: '值', outage: '故障类型', 's.active': '生效中', 's.pending': '未开始', 's.expired': '已失效',
   },
   en: {
     overview: 'Overview', alerts: 'Alerts', incidents: 'Incidents', silences: 'Silences', hosts: 'Hosts', probes: 'Probes',
@@ -52,6 +53,7 @@ const L = {
     theme: 'Theme', ok: 'OK', services: 'Service availability', probe: 'Probe', success: 'up', failing: 'failing',
     incidentStats: 'Incident statistics', count: 'Count', noData: 'No data', loading: 'Loading…', error: 'Error',
     storageErrors: 'Storage errors', notificationsPending: 'Notifications pending', rulesLoaded: 'Rules',
+    mvalue: 'Value', outage: 'Outage kind', 's.active': 'active', 's.pending': 'pending', 's.expired': 'expired',
   },
 };
 const LEVELS = ['emergency', 'critical', 'warning'];
@@ -73,11 +75,16 @@ function el(tag, props, ...kids) {
     else if (k === 'value') e.value = v;
     else e.setAttribute(k, v === true ? '' : v);
   }
-  for (const c of kids.flat()) {
+  for (const c of kids.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     e.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
   return e;
+}
+/** Replaces a node's children, skipping null, undefined and false. */
+function put(node, ...kids) {
+  node.replaceChildren(...kids.flat(Infinity).filter((k) => k !== null && k !== undefined && k !== false)
+    .map((k) => (k instanceof Node ? k : document.createTextNode(String(k)))));
 }
 const svgNs = 'http://www.w3.org/2000/svg';
 function sv(tag, attrs, ...kids) {
@@ -136,6 +143,11 @@ function table(heads, rows, opts = {}) {
     el('thead', {}, el('tr', {}, heads.map((h) => el('th', { class: h.cls }, h.label ?? h)))),
     el('tbody', {}, rows.length ? rows : el('tr', {}, el('td', { colspan: heads.length, class: 'muted' }, opts.empty || t('noData')))));
 }
+/** Marks page `name` rendered: tests and the load benchmark wait on it. */
+function ready(name) {
+  document.body.dataset.ready = name;
+  if (!performance.getEntriesByName('tocsin-ready').length) performance.mark('tocsin-ready');
+}
 function go(hash) { if (location.hash !== hash) location.hash = hash; else route(); }
 function query(hash) { return new URLSearchParams((hash.split('?')[1]) || ''); }
 
@@ -143,7 +155,7 @@ function query(hash) { return new URLSearchParams((hash.split('?')[1]) || ''); }
 const NAV = ['overview', 'alerts', 'incidents', 'silences', 'hosts', 'probes', 'rules', 'notifications', 'audit', 'tokens'];
 function header(current) {
   const top = document.getElementById('top');
-  top.replaceChildren(
+  put(top, 
     el('a', { class: 'brand', href: '#/' }, el('img', { src: '/console/icon.svg', alt: '' }), 'tocsin'),
     me ? el('nav', {}, NAV.filter((n) => n !== 'tokens' || isAdmin()).map((n) =>
       el('a', { href: n === 'overview' ? '#/' : `#/${n}`, class: n === current ? 'on' : '', 'data-nav': n }, t(n)))) : el('nav'),
@@ -151,7 +163,8 @@ function header(current) {
       el('button', { class: 'plain', 'data-test': 'lang', onclick: () => { lang = lang === 'en' ? 'zh-CN' : 'en'; localStorage.setItem('tocsin.lang', lang); document.documentElement.lang = lang; route(); } }, lang === 'en' ? '中文' : 'English'),
       el('button', { class: 'plain', title: t('theme'), 'data-test': 'theme', onclick: toggleTheme }, '◐'),
       me && !me.open ? el('span', { 'data-test': 'whoami' }, `${me.user}${isAdmin() ? '' : ` (${t('readOnly')})`}`) : null,
-      me && !me.open ? el('button', { class: 'plain', 'data-test': 'signout', onclick: signOut }, t('signout')) : null));
+      me && !me.open ? el('button', { class: 'plain', 'data-test': 'signout', onclick: signOut }, t('signout')) : null,
+      me && me.open ? el('a', { href: '#/login', 'data-test': 'signin' }, t('signin')) : null));
 }
 function toggleTheme() {
   const cur = document.documentElement.dataset.theme
@@ -171,16 +184,16 @@ function loginPage(main) {
   const msg = el('div');
   const user = el('input', { name: 'user', autocomplete: 'username', required: true, 'data-test': 'user' });
   const cred = el('input', { name: 'credential', type: 'password', autocomplete: 'current-password', required: true, 'data-test': 'credential' });
-  main.replaceChildren(el('form', {
+  put(main, el('form', {
     class: 'panel stack login', 'data-test': 'login',
     onsubmit: async (ev) => {
       ev.preventDefault();
-      msg.replaceChildren();
+      put(msg);
       try {
         me = await api('POST', '/api/v1/session', { user: user.value, credential: cred.value });
         go('#/');
       } catch (e) {
-        msg.replaceChildren(el('p', { class: 'err', role: 'alert', 'data-test': 'login-error' }, e.status === 401 ? t('wrong') : e.message));
+        put(msg, el('p', { class: 'err', role: 'alert', 'data-test': 'login-error' }, e.status === 401 ? t('wrong') : e.message));
       }
     },
   }, el('h1', {}, `tocsin · ${t('signin')}`), el('label', {}, t('user'), user), el('label', {}, t('credential'), cred), msg,
@@ -188,21 +201,20 @@ function loginPage(main) {
 }
 
 async function overview(main) {
-  const [alerts, status, incidents, stats] = await Promise.all([
-    api('GET', '/api/v1/alerts'), api('GET', '/api/v1/status/collector'),
-    api('GET', '/api/v1/incidents?state=open'), api('GET', '/api/v1/incidents/stats'),
+  const [alerts, status, stats] = await Promise.all([
+    api('GET', '/api/v1/alerts'), api('GET', '/api/v1/status/collector'), api('GET', '/api/v1/incidents/stats'),
   ]);
   const firing = alerts.alerts.filter((a) => a.state === 'firing');
   const by = (l) => firing.filter((a) => a.level === l).length;
   const card = (n, label, cls, href, test) => el('a', { class: 'card', href, 'data-test': test }, el('div', { class: `n ${cls || ''}` }, n), el('div', { class: 'l' }, label));
   const avail = Object.entries(stats.availability_service || {});
-  main.replaceChildren(
+  put(main, 
     el('h1', {}, t('overview')),
     el('div', { class: 'cards' },
       LEVELS.map((l) => card(by(l), `${t('firing')} · ${t(l)}`, '', `#/alerts?level=${l}`, `firing-${l}`)),
       card(status.hostsUp, t('hostsUp'), '', '#/hosts', 'hosts-up'),
       card(status.hostsDown, t('hostsDown'), '', '#/hosts', 'hosts-down'),
-      card(incidents.incidents.length, t('openIncidents'), '', '#/incidents', 'open-incidents'),
+      card(status.incidentsOpen, t('openIncidents'), '', '#/incidents', 'open-incidents'),
       card(status.deadLetters, t('deadLetters'), '', '#/notifications?status=dead', 'dead-letters')),
     el('div', { class: 'grid2' },
       el('section', {}, el('h2', {}, t('firing')), el('div', { class: 'panel' }, alertTable(firing.slice(0, 15)))),
@@ -214,7 +226,7 @@ async function overview(main) {
           [[t('version'), status.version], [t('uptime'), dur(status.uptimeSeconds)], [t('series'), status.series],
             [t('samples'), status.samplesAccepted], [t('rulesLoaded'), status.rules], [t('notificationsPending'), status.notificationsPending],
             [t('storageErrors'), status.storageErrors]].map(([k, v]) => [el('dt', {}, k), el('dd', {}, String(v))]))))));
-  document.body.dataset.ready = 'overview';
+  ready('overview');
 }
 
 function alertFlags(a) {
@@ -241,7 +253,7 @@ async function alertsPage(main, hash) {
   const input = (k) => el('input', { value: alertFilter[k], 'data-filter': k, oninput: (e) => { alertFilter[k] = e.target.value; refresh(); } });
   const select = (k, opts) => el('select', { 'data-filter': k, onchange: (e) => { alertFilter[k] = e.target.value; refresh(); } },
     opts.map(([v, label]) => el('option', { value: v, selected: alertFilter[k] === v }, label)));
-  main.replaceChildren(el('h1', {}, t('alerts')),
+  put(main, el('h1', {}, t('alerts')),
     el('div', { class: 'filters' },
       el('label', {}, t('level'), select('level', [['', t('all')], ...LEVELS.map((l) => [l, t(l)]), ['pending', t('pending')]])),
       el('label', {}, t('host'), input('host')), el('label', {}, t('service'), input('service')),
@@ -263,10 +275,10 @@ async function alertsPage(main, hash) {
       default: return true;
     }
   };
-  const refresh = () => list.replaceChildren(alertTable(all.filter(match)));
+  const refresh = () => put(list, alertTable(all.filter(match)));
   page.refresh = async () => { all = (await api('GET', '/api/v1/alerts')).alerts; refresh(); };
   await page.refresh();
-  document.body.dataset.ready = 'alerts';
+  ready('alerts');
 }
 
 async function queryRange(expr, seconds) {
@@ -309,6 +321,7 @@ function chart(series, lines, band) {
   }
   for (const s of series) {
     g.append(sv('polyline', { class: 'v', points: s.values.map(([x, y]) => `${X(x)},${Y(+y)}`).join(' ') }));
+    if (s.values.length < 40) for (const [x, y] of s.values) g.append(sv('circle', { cx: X(x), cy: Y(+y), r: 3, class: 'dot' }));
   }
   const d = (x) => { const z = new Date(x * 1000); return `${pad(z.getHours())}:${pad(z.getMinutes())}`; };
   g.append(sv('text', { x: P, y: H - 3 }, d(x0)), sv('text', { x: W - 40, y: H - 3 }, d(x1)));
@@ -318,7 +331,7 @@ function chart(series, lines, band) {
 async function alertPage(main, id) {
   const list = (await api('GET', '/api/v1/alerts')).alerts;
   const a = list.find((x) => x.id === id);
-  if (!a) { main.replaceChildren(el('h1', {}, t('alerts')), el('p', { class: 'muted', 'data-test': 'gone' }, t('noAlerts'))); return; }
+  if (!a) { put(main, el('h1', {}, t('alerts')), el('p', { class: 'muted', 'data-test': 'gone' }, t('noAlerts'))); return; }
   const chartBox = el('div', { class: 'panel' }, t('loading'));
   const msg = el('div');
   const thresholds = Object.entries(a.thresholds || {});
@@ -329,10 +342,10 @@ async function alertPage(main, id) {
       try {
         await api('POST', `/api/v1/alerts/${a.id}/ack`, { by: me.user || 'console', comment: ev.target.comment.value });
         route();
-      } catch (e) { msg.replaceChildren(errBox(e)); }
+      } catch (e) { put(msg, errBox(e)); }
     },
   }, el('label', {}, t('comment'), el('input', { name: 'comment' })), el('button', { type: 'submit', 'data-test': 'ack' }, t('ack'))) : null;
-  main.replaceChildren(
+  put(main, 
     el('h1', {}, badge(a.level), ' ', a.rule),
     el('div', { class: 'row' }, alertFlags(a)),
     msg,
@@ -366,9 +379,9 @@ async function alertPage(main, id) {
       if (!series.length) series = [{ values: pick(v) }];
     }
     const lines = band ? [] : thresholds.filter(([, s]) => !s.onScore).map(([l, s]) => ({ level: l, y: s.threshold }));
-    chartBox.replaceChildren(chart(series, lines, band), band ? el('p', { class: 'muted' }, t('band')) : null);
-  } catch (e) { chartBox.replaceChildren(errBox(e)); }
-  document.body.dataset.ready = 'alert';
+    put(chartBox, chart(series, lines, band), band ? el('p', { class: 'muted' }, t('band')) : null);
+  } catch (e) { put(chartBox, errBox(e)); }
+  ready('alert');
 }
 
 const incFilter = { state: '', severity: '', host: '', days: '7' };
@@ -379,7 +392,7 @@ async function incidentsPage(main, hash) {
   const stats = el('div', { class: 'panel', 'data-test': 'stats' });
   const set = (k) => (e) => { incFilter[k] = e.target.value; page.refresh(); };
   const select = (k, opts) => el('select', { 'data-filter': k, onchange: set(k) }, opts.map(([v, l]) => el('option', { value: v, selected: incFilter[k] === v }, l)));
-  main.replaceChildren(el('h1', {}, t('incidents')),
+  put(main, el('h1', {}, t('incidents')),
     el('div', { class: 'filters' },
       el('label', {}, t('state'), select('state', [['', t('all')], ['open', t('open')], ['acknowledged', t('acknowledged')], ['resolved', t('resolved')]])),
       el('label', {}, t('level'), select('severity', [['', t('all')], ...LEVELS.map((l) => [l, t(l)])])),
@@ -391,29 +404,29 @@ async function incidentsPage(main, hash) {
     const p = new URLSearchParams({ from });
     for (const k of ['state', 'severity', 'host']) if (incFilter[k]) p.set(k, incFilter[k]);
     const [inc, st] = await Promise.all([api('GET', `/api/v1/incidents?${p}`), api('GET', `/api/v1/incidents/stats?from=${encodeURIComponent(from)}`)]);
-    list.replaceChildren(table([t('level'), t('summary'), t('state'), t('opened'), { label: t('affected'), cls: 'hide-s' }, t('mttr')],
+    put(list, table([t('level'), t('summary'), t('state'), t('opened'), { label: t('affected'), cls: 'hide-s' }, t('mttr')],
       inc.incidents.map((i) => el('tr', { class: 'click', 'data-incident': i.id, onclick: () => go(`#/incident/${i.id}`) },
         el('td', {}, badge(i.severity)), el('td', {}, i.title), el('td', {}, el('span', { class: `badge ${i.state}` }, t(i.state) || i.state)),
         el('td', {}, when(i.opened_at)), el('td', { class: 'hide-s' }, [...i.hosts, ...i.services].join(', ')),
         el('td', {}, dur(i.time_to_resolve_seconds)))), { test: 'incidents' }));
-    stats.replaceChildren(el('div', { class: 'cards' },
+    put(stats, el('div', { class: 'cards' },
       [[t('count'), st.count], [t('mtta'), dur(st.mtta_seconds)], [t('mttr'), dur(st.mttr_seconds)]].map(([l, v]) => el('div', { class: 'card' }, el('div', { class: 'n' }, String(v)), el('div', { class: 'l' }, l)))),
     el('div', { class: 'grid2' },
       el('div', {}, el('h2', {}, t('availability')), table([t('service'), t('availability')], Object.entries(st.availability_service || {}).map(([s, v]) => el('tr', {}, el('td', {}, s), el('td', {}, `${(v * 100).toFixed(3)} %`))))),
       el('div', {}, el('h2', {}, t('noisy')), table([t('rule'), t('count')], (st.noisy_rules || []).map(([r, n]) => el('tr', {}, el('td', {}, r), el('td', {}, String(n))))))));
   };
   await page.refresh();
-  document.body.dataset.ready = 'incidents';
+  ready('incidents');
 }
 
 async function incidentPage(main, id) {
   const i = await api('GET', `/api/v1/incidents/${encodeURIComponent(id)}`);
   const msg = el('div');
   const act = async (path, body) => {
-    try { await api('POST', `/api/v1/incidents/${encodeURIComponent(id)}/${path}`, body); route(); } catch (e) { msg.replaceChildren(errBox(e)); }
+    try { await api('POST', `/api/v1/incidents/${encodeURIComponent(id)}/${path}`, body); route(); } catch (e) { put(msg, errBox(e)); }
   };
   const by = me.user || 'console';
-  main.replaceChildren(
+  put(main, 
     el('h1', {}, badge(i.severity), ' ', i.title),
     el('div', { class: 'row' },
       el('span', { class: `badge ${i.state}`, 'data-test': 'incident-state' }, t(i.state) || i.state),
@@ -426,7 +439,7 @@ async function incidentPage(main, id) {
         [[t('opened'), when(i.opened_at)], [t('acknowledged'), i.acked_at ? `${when(i.acked_at)} · ${i.acked_by || ''}` : '—'],
           [t('resolved'), i.resolved_at ? `${when(i.resolved_at)} · ${i.resolved_by || ''}` : '—'],
           [t('mtta'), dur(i.time_to_ack_seconds)], [t('mttr'), dur(i.time_to_resolve_seconds)],
-          [t('category'), i.category], ['outage', i.outage],
+          [t('category'), i.category], [t('outage'), i.outage],
           [t('hosts'), (i.hosts || []).join(', ') || '—'], [t('service'), (i.services || []).join(', ') || '—'],
           [t('remediation'), i.first_remediation_at ? `${when(i.first_remediation_at)} → ${when(i.remediated_at)}` : '—'],
         ].map(([k, v]) => [el('dt', {}, k), el('dd', {}, String(v ?? '—'))]))),
@@ -440,7 +453,7 @@ async function incidentPage(main, id) {
     el('h2', {}, t('timeline')),
     el('div', { class: 'panel' }, el('ol', { class: 'timeline', 'data-test': 'timeline' },
       (i.timeline || []).map((e) => el('li', { 'data-kind': e.kind }, el('time', { datetime: e.at }, when(e.at)), el('span', { class: 'chip' }, e.kind), el('span', {}, e.text))))));
-  document.body.dataset.ready = 'incident';
+  ready('incident');
 }
 
 async function silencesPage(main, hash) {
@@ -464,17 +477,17 @@ async function silencesPage(main, hash) {
     timer = setTimeout(async () => {
       try {
         const ms = matchers();
-        if (!ms.length) { preview.replaceChildren(); return; }
+        if (!ms.length) { put(preview); return; }
         const r = await api('POST', '/api/v1/silences/preview', { matchers: ms });
-        preview.replaceChildren(el('h2', {}, `${t('preview')} (${r.alerts.length})`),
+        put(preview, el('h2', {}, `${t('preview')} (${r.alerts.length})`),
           el('ul', {}, r.alerts.slice(0, 50).map((a) => el('li', { 'data-alert': a.id }, badge(a.level), ' ', a.rule, ' ', chips(a.labels, ['alertname'])))));
-      } catch (e) { preview.replaceChildren(errBox(e)); }
+      } catch (e) { put(preview, errBox(e)); }
     }, 250);
   };
   const addRow = (m) => rows.append(el('div', { class: 'row' },
     el('input', { value: m.name, placeholder: t('name'), 'aria-label': t('name'), oninput: updatePreview }),
     el('select', { 'aria-label': t('op'), onchange: updatePreview }, ['=', '!=', '=~', '!~'].map((o) => el('option', { value: o, selected: o === m.op }, o))),
-    el('input', { value: m.value, placeholder: t('value'), 'aria-label': t('value'), oninput: updatePreview })));
+    el('input', { value: m.value, placeholder: t('mvalue'), 'aria-label': t('mvalue'), oninput: updatePreview })));
   prefill.forEach(addRow);
   const form = isAdmin() ? el('form', {
     class: 'panel stack', 'data-test': 'silence-form',
@@ -486,7 +499,7 @@ async function silencesPage(main, hash) {
         body.schedule = { days: f.days.value.split(',').map((d) => d.trim()).filter(Boolean), start: f.wstart.value, end: f.wend.value, utcOffset: tz() };
         if (f.duration.value) body.duration = f.duration.value;
       } else body.duration = f.duration.value || '2h';
-      try { await api('POST', '/api/v1/silences', body); msg.replaceChildren(el('p', { class: 'ok' }, t('saved'))); page.refresh(); } catch (e) { msg.replaceChildren(errBox(e)); }
+      try { await api('POST', '/api/v1/silences', body); put(msg, el('p', { class: 'ok' }, t('saved'))); page.refresh(); } catch (e) { put(msg, errBox(e)); }
     },
   }, el('h2', {}, `${t('create')} · ${t('silences')}`),
   el('label', {}, t('matchers')), rows,
@@ -499,22 +512,22 @@ async function silencesPage(main, hash) {
       el('label', {}, t('start'), el('input', { name: 'wstart', value: '02:00', size: 5 })),
       el('label', {}, t('end'), el('input', { name: 'wend', value: '04:00', size: 5 })))),
   el('button', { type: 'submit', 'data-test': 'silence-create' }, t('create')), msg, preview) : null;
-  main.replaceChildren(el('h1', {}, t('silences')), form, box);
+  put(main, el('h1', {}, t('silences')), form, box);
   page.refresh = async () => {
     const s = (await api('GET', '/api/v1/silences')).silences;
-    box.replaceChildren(table([t('state'), t('matchers'), t('start'), t('end'), t('createdBy'), t('comment'), ''],
+    put(box, table([t('state'), t('matchers'), t('start'), t('end'), t('createdBy'), t('comment'), ''],
       s.map((x) => el('tr', { 'data-silence': x.id, 'data-state': x.state },
-        el('td', {}, x.state), el('td', {}, (x.matchers || []).map((m) => el('span', { class: 'chip' }, `${m.name}${m.isEqual === false ? '!' : ''}${m.isRegex ? '=~' : '='}${m.value}`))),
+        el('td', {}, t(`s.${x.state}`)), el('td', {}, (x.matchers || []).map((m) => el('span', { class: 'chip' }, `${m.name}${m.isEqual === false ? '!' : ''}${m.isRegex ? '=~' : '='}${m.value}`))),
         el('td', {}, when(x.startsAt)), el('td', {}, x.schedule ? `${(x.schedule.days || []).join(',') || '*'} ${x.schedule.start}–${x.schedule.end}` : when(x.endsAt)),
         el('td', {}, x.createdBy), el('td', {}, x.comment),
         el('td', {}, isAdmin() && x.state !== 'expired' ? el('button', {
           class: 'plain', 'data-test': 'expire',
-          onclick: async () => { try { await api('DELETE', `/api/v1/silences/${x.id}`); page.refresh(); } catch (e) { msg.replaceChildren(errBox(e)); } },
+          onclick: async () => { try { await api('DELETE', `/api/v1/silences/${x.id}`); page.refresh(); } catch (e) { put(msg, errBox(e)); } },
         }, t('expire')) : null))), { test: 'silences' }));
   };
   await page.refresh();
   updatePreview();
-  document.body.dataset.ready = 'silences';
+  ready('silences');
 }
 function tz() {
   const m = -new Date().getTimezoneOffset();
@@ -531,7 +544,7 @@ function spark(values) {
 let hostPage = 0;
 async function hostsPage(main) {
   const box = el('div', { class: 'panel' });
-  main.replaceChildren(el('h1', {}, t('hosts')), box);
+  put(main, el('h1', {}, t('hosts')), box);
   page.refresh = async () => {
     const hosts = (await api('GET', '/api/v1/hosts')).hosts.sort((x, y) => (x.up - y.up) || x.host.localeCompare(y.host));
     const per = 50, pages = Math.max(1, Math.ceil(hosts.length / per));
@@ -546,7 +559,7 @@ async function hostsPage(main) {
       ]);
     }
     const of = (r, h) => (r.find((s) => s.metric.host === h) || { values: [] }).values;
-    box.replaceChildren(table([t('host'), t('state'), t('lastSeen'), { label: t('interval'), cls: 'hide-s' }, t('cpu'), t('memory')],
+    put(box, table([t('host'), t('state'), t('lastSeen'), { label: t('interval'), cls: 'hide-s' }, t('cpu'), t('memory')],
       shown.map((h) => el('tr', { 'data-host': h.host },
         el('td', {}, h.host), el('td', {}, el('span', { class: `badge ${h.up ? 'ok' : 'critical'}` }, h.up ? t('up') : t('down'))),
         el('td', {}, when(h.lastSeen)), el('td', { class: 'hide-s' }, dur(h.intervalSeconds)),
@@ -557,12 +570,12 @@ async function hostsPage(main) {
       el('button', { class: 'plain', disabled: hostPage >= pages - 1, onclick: () => { hostPage++; page.refresh(); } }, '›')) : null);
   };
   await page.refresh();
-  document.body.dataset.ready = 'hosts';
+  ready('hosts');
 }
 
 async function probesPage(main) {
   const box = el('div', { class: 'panel' });
-  main.replaceChildren(el('h1', {}, t('probes')), box);
+  put(main, el('h1', {}, t('probes')), box);
   page.refresh = async () => {
     const p = new URLSearchParams({ query: 'probe_success' });
     const [succ, durs] = await Promise.all([
@@ -571,7 +584,7 @@ async function probesPage(main) {
     ]);
     const d = (m) => ((durs.data && durs.data.result) || []).find((s) => subset(s.metric, m));
     const rows = ((succ.data && succ.data.result) || []).sort((a, b) => (+a.value[1] - +b.value[1]) || JSON.stringify(a.metric).localeCompare(JSON.stringify(b.metric)));
-    box.replaceChildren(table([t('probe'), t('host'), t('state'), t('duration'), t('labels')],
+    put(box, table([t('probe'), t('host'), t('state'), t('duration'), t('labels')],
       rows.map((s) => el('tr', {},
         el('td', {}, s.metric.probe || s.metric.name || '—'), el('td', {}, s.metric.host || '—'),
         el('td', {}, el('span', { class: `badge ${+s.value[1] === 1 ? 'ok' : 'critical'}` }, +s.value[1] === 1 ? t('success') : t('failing'))),
@@ -579,77 +592,77 @@ async function probesPage(main) {
         el('td', {}, chips(s.metric, ['__name__', 'host', 'probe'])))), { test: 'probes' }));
   };
   await page.refresh();
-  document.body.dataset.ready = 'probes';
+  ready('probes');
 }
 
 async function rulesPage(main) {
   const rules = (await api('GET', '/api/v1/rules')).rules;
-  main.replaceChildren(el('h1', {}, t('rules')), el('div', { class: 'panel' },
+  put(main, el('h1', {}, t('rules')), el('div', { class: 'panel' },
     table([t('rule'), t('thresholds'), t('firing'), { label: t('expr'), cls: 'hide-s' }, { label: t('source'), cls: 'hide-s' }],
       rules.map((r) => el('tr', { 'data-rule': r.name },
         el('td', {}, r.name, r.dynamic ? el('span', { class: 'flag' }, t('dynamic')) : null),
         el('td', {}, Object.entries(r.levels).map(([l, s]) => el('div', {}, badge(l), ` ${s.onScore ? 'score ' : ''}${s.op} ${s.threshold}${s.recover ? ` ↺ ${s.recover}` : ''}${s.for ? ` · ${dur(s.for)}` : ''}`))),
         el('td', {}, Object.entries(r.firing).map(([l, n]) => el('span', { class: `badge ${l}` }, `${n}`)), r.pending ? el('span', { class: 'badge' }, `${r.pending}`) : null),
         el('td', { class: 'mono hide-s' }, r.expr), el('td', { class: 'mono hide-s' }, r.source))), { test: 'rules' })));
-  document.body.dataset.ready = 'rules';
+  ready('rules');
 }
 
 async function notificationsPage(main, hash) {
   const status = query(hash).get('status') || 'dead';
   const box = el('div', { class: 'panel' });
   const msg = el('div');
-  main.replaceChildren(el('h1', {}, t('notifications')),
+  put(main, el('h1', {}, t('notifications')),
     el('div', { class: 'filters' }, el('label', {}, t('status'), el('select', { onchange: (e) => go(`#/notifications?status=${e.target.value}`) },
       ['dead', 'pending', 'delivered'].map((s) => el('option', { value: s, selected: s === status }, s))))), msg, box);
   page.refresh = async () => {
     const n = (await api('GET', `/api/v1/notifications?status=${status}&limit=200`)).notifications;
-    box.replaceChildren(table([t('receiver'), t('kind'), t('created'), t('attempts'), t('lastError'), ''],
+    put(box, table([t('receiver'), t('kind'), t('created'), t('attempts'), t('lastError'), ''],
       n.map((x) => el('tr', { 'data-notification': x.id },
         el('td', {}, x.receiver), el('td', {}, `${x.kind || ''} ${x.notificationStatus || ''}`), el('td', {}, when(x.createdAt)),
         el('td', {}, String(x.attempts)), el('td', { class: 'mono' }, x.lastError || ''),
         el('td', {}, isAdmin() && x.status === 'dead' ? el('button', {
-          class: 'plain', onclick: async () => { try { await api('POST', `/api/v1/notifications/${x.id}/retry`); page.refresh(); } catch (e) { msg.replaceChildren(errBox(e)); } },
+          class: 'plain', onclick: async () => { try { await api('POST', `/api/v1/notifications/${x.id}/retry`); page.refresh(); } catch (e) { put(msg, errBox(e)); } },
         }, t('retry')) : null))), { test: 'notifications' }));
   };
   await page.refresh();
-  document.body.dataset.ready = 'notifications';
+  ready('notifications');
 }
 
 async function auditPage(main) {
   const rows = (await api('GET', '/api/v1/audit?limit=300')).audit;
-  main.replaceChildren(el('h1', {}, t('audit')), el('div', { class: 'panel' },
+  put(main, el('h1', {}, t('audit')), el('div', { class: 'panel' },
     table([t('created'), t('actor'), t('event'), t('detail')], rows.map((r) => el('tr', { 'data-event': r.event },
       el('td', {}, when(r.at)), el('td', {}, r.actor), el('td', {}, r.event), el('td', { class: 'mono' }, JSON.stringify(r.detail)))), { test: 'audit' })));
-  document.body.dataset.ready = 'audit';
+  ready('audit');
 }
 
 async function tokensPage(main) {
-  if (!isAdmin()) { main.replaceChildren(el('p', { class: 'muted' }, t('readOnly'))); return; }
+  if (!isAdmin()) { put(main, el('p', { class: 'muted' }, t('readOnly'))); return; }
   const box = el('div', { class: 'panel' });
   const msg = el('div');
-  main.replaceChildren(el('h1', {}, t('tokens')),
+  put(main, el('h1', {}, t('tokens')),
     el('form', {
       class: 'panel row',
       onsubmit: async (ev) => {
         ev.preventDefault();
         try {
           const r = await api('POST', '/api/v1/tokens', { host: ev.target.host.value, comment: ev.target.comment.value });
-          msg.replaceChildren(el('p', { class: 'ok' }, `${t('newToken')}: `, el('code', { class: 'mono', 'data-test': 'new-token' }, r.token)));
+          put(msg, el('p', { class: 'ok' }, `${t('newToken')}: `, el('code', { class: 'mono', 'data-test': 'new-token' }, r.token)));
           page.refresh();
-        } catch (e) { msg.replaceChildren(errBox(e)); }
+        } catch (e) { put(msg, errBox(e)); }
       },
     }, el('label', {}, t('host'), el('input', { name: 'host', required: true })), el('label', {}, t('comment'), el('input', { name: 'comment' })),
     el('button', { type: 'submit' }, t('issue'))), msg, box);
   page.refresh = async () => {
     const list = (await api('GET', '/api/v1/tokens')).tokens;
-    box.replaceChildren(table(['id', t('host'), t('comment'), t('created'), t('revoked'), ''], list.map((x) => el('tr', {},
+    put(box, table(['id', t('host'), t('comment'), t('created'), t('revoked'), ''], list.map((x) => el('tr', {},
       el('td', {}, String(x.id)), el('td', {}, x.host), el('td', {}, x.comment), el('td', {}, when(x.createdAt)), el('td', {}, when(x.revokedAt)),
       el('td', {}, x.revokedAt ? null : el('button', {
-        class: 'danger', onclick: async () => { try { await api('DELETE', `/api/v1/tokens/${x.id}`); page.refresh(); } catch (e) { msg.replaceChildren(errBox(e)); } },
+        class: 'danger', onclick: async () => { try { await api('DELETE', `/api/v1/tokens/${x.id}`); page.refresh(); } catch (e) { put(msg, errBox(e)); } },
       }, t('revoke')))))));
   };
   await page.refresh();
-  document.body.dataset.ready = 'tokens';
+  ready('tokens');
 }
 
 // --- routing and live updates -----------------------------------------------------------
@@ -671,10 +684,11 @@ async function route() {
   }
   if (my !== gen) return;
   if (!me || name === 'login') {
-    if (me && name === 'login') { go('#/'); return; }
+    // Open without a credential (loopback): signing in still gives a name and the admin role.
+    if (me && !me.open && name === 'login') { go('#/'); return; }
     header(null);
     loginPage(main);
-    document.body.dataset.ready = 'login';
+    ready('login');
     return;
   }
   const [nav, fn, rerender] = PAGES[name] || PAGES[''];
@@ -683,7 +697,7 @@ async function route() {
   try {
     await fn(main, arg ?? hash);
   } catch (e) {
-    if (my === gen) main.replaceChildren(errBox(e));
+    if (my === gen) put(main, errBox(e));
   }
 }
 async function tick() {

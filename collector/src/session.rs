@@ -96,10 +96,6 @@ impl Sessions {
         let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         m.remove(&key(id)).is_some()
     }
-
-    pub fn len(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
 }
 
 fn live(s: &Session, now: TimestampMs) -> bool {
@@ -156,7 +152,9 @@ mod tests {
         let (id, sess) = s.start("alice", Role::Admin, 1_000);
         let h = with_cookie(&format!("theme=dark; {COOKIE}={id}"));
         assert_eq!(s.get(&h, 2_000).unwrap().user, "alice");
-        assert!(s.get(&with_cookie(&format!("{COOKIE}=x{id}")), 2_000).is_none());
+        assert!(s
+            .get(&with_cookie(&format!("{COOKIE}=x{id}")), 2_000)
+            .is_none());
         let mut h2 = h.clone();
         h2.insert(CSRF_HEADER, sess.csrf.parse().unwrap());
         assert!(csrf_ok(&h2, &sess));

@@ -82,7 +82,9 @@ impl Browser {
             "DELETE" => self.http.delete(&url),
             _ => self.http.post(&url).json(&body.unwrap_or(json!({}))),
         };
-        let r = req.send().unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let r = req
+            .send()
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         r.json().unwrap_or(Value::Null)
     }
 
@@ -142,9 +144,8 @@ impl Browser {
     pub fn wait_true(&self, what: &str, timeout: Duration, script: &str) -> Value {
         crate::wait_for(what, timeout, || {
             let v = self.eval(script, json!([]));
-            let truthy = !matches!(v, Value::Null | Value::Bool(false))
-                && v != json!(0)
-                && v != json!("");
+            let truthy =
+                !matches!(v, Value::Null | Value::Bool(false)) && v != json!(0) && v != json!("");
             truthy.then_some(v)
         })
     }
@@ -176,13 +177,21 @@ impl Browser {
     /// A PNG of the viewport, written to `path`.
     pub fn screenshot(&self, path: &Path) {
         use base64::Engine;
-        let v = self
-            .value("GET", "/screenshot", None)
-            .expect("screenshot");
+        let v = self.value("GET", "/screenshot", None).expect("screenshot");
         let png = base64::engine::general_purpose::STANDARD
             .decode(v.as_str().expect("base64"))
             .expect("PNG");
         std::fs::write(path, png).expect("write screenshot");
+    }
+
+    /// A Chrome DevTools Protocol command (e.g. `Network.setCacheDisabled`).
+    pub fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.value(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({ "cmd": cmd, "params": params })),
+        )
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"))
     }
 
     /// Resizes the window (CSS pixels).
@@ -242,7 +251,11 @@ impl Element<'_> {
 
     pub fn attr(&self, name: &str) -> Option<String> {
         self.b
-            .value("GET", &format!("/element/{}/attribute/{name}", self.id), None)
+            .value(
+                "GET",
+                &format!("/element/{}/attribute/{name}", self.id),
+                None,
+            )
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
     }

@@ -74,10 +74,7 @@ fn page_fetch(b: &Browser, method: &str, path: &str, body: Value, csrf: bool) ->
 
 fn screenshots_dir() -> PathBuf {
     let d = std::env::var("TOCSIN_SCREENSHOTS").map_or_else(
-        |_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/console-screenshots")
-        },
+        |_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots"),
         PathBuf::from,
     );
     std::fs::create_dir_all(&d).expect("screenshot dir");
@@ -161,7 +158,10 @@ fn the_console_serves_the_people_on_call() {
         .type_text("looking at it");
     b.wait("[data-test=ack]", T).click();
     let acked = b.wait("[data-test=acked-by]", T).text();
-    assert!(acked.contains("alice") && acked.contains("looking at it"), "{acked}");
+    assert!(
+        acked.contains("alice") && acked.contains("looking at it"),
+        "{acked}"
+    );
     let incident = wait_for("the incident", T, || {
         api(&c, "/api/v1/incidents")["data"]["incidents"]
             .as_array()
@@ -179,10 +179,7 @@ fn the_console_serves_the_people_on_call() {
     });
     // Seconds in every time.
     let first = b.text("[data-test=timeline] time");
-    assert!(
-        first.len() == 19 && first.as_bytes()[16] == b':',
-        "{first}"
-    );
+    assert!(first.len() == 19 && first.as_bytes()[16] == b':', "{first}");
     // A note, and the report downloads with everything in it.
     b.wait("[data-test=note-form] textarea", T)
         .type_text("disk replaced at 03:10");
@@ -202,7 +199,13 @@ fn the_console_serves_the_people_on_call() {
         report.contains("ConsoleDiskBusy") && report.contains("disk replaced at 03:10"),
         "{report}"
     );
-    screenshot_set(&b, &base, &format!("#/incident/{inc_id}"), "incident", "incident");
+    screenshot_set(
+        &b,
+        &base,
+        &format!("#/incident/{inc_id}"),
+        "incident",
+        "incident",
+    );
 
     // Silence alerts like it: the form is filled from the alert, the preview lists it.
     b.goto(&format!("{base}/#/alert/{alert_id}"));
@@ -226,12 +229,17 @@ fn the_console_serves_the_people_on_call() {
     // Expire it: the mark goes.
     b.goto(&format!("{base}/#/silences"));
     b.ready("silences");
-    b.wait(&format!("tr[data-silence='{silence_id}'] [data-test=expire]"), T)
-        .click();
+    b.wait(
+        &format!("tr[data-silence='{silence_id}'] [data-test=expire]"),
+        T,
+    )
+    .click();
     wait_for("the silence gone", T, || {
-        b.find_all(&format!("tr[data-silence='{silence_id}'][data-state=active]"))
-            .is_empty()
-            .then_some(())
+        b.find_all(&format!(
+            "tr[data-silence='{silence_id}'][data-state=active]"
+        ))
+        .is_empty()
+        .then_some(())
     });
     b.goto(&format!("{base}/#/alerts"));
     b.ready("alerts");

@@ -227,7 +227,9 @@ pub(crate) async fn api_guard(
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, st.max_body_bytes).await {
         Ok(b) => b,
-        Err(e) => return ApiError::bad_request(format!("cannot read the body: {e}")).into_response(),
+        Err(e) => {
+            return ApiError::bad_request(format!("cannot read the body: {e}")).into_response()
+        }
     };
     let mut req = axum::extract::Request::from_parts(parts, axum::body::Body::from(body.clone()));
     req.extensions_mut().insert(actor.clone());
