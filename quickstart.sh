@@ -14,6 +14,7 @@ agent=$!
 cat <<MSG
 
 tocsin is running. Look at:
+  web console       http://127.0.0.1:9760/
   active alerts     http://127.0.0.1:9760/api/v1/alerts
   known hosts       http://127.0.0.1:9760/api/v1/hosts
   collector health  http://127.0.0.1:9760/metrics

@@ -281,12 +281,29 @@ fn the_console_serves_the_people_on_call() {
         ("#/alerts", "alerts", "alerts"),
         ("#/incidents", "incidents", "incidents"),
         ("#/hosts", "hosts", "hosts"),
+        ("#/probes", "probes", "probes"),
         ("#/rules", "rules", "rules"),
+        ("#/tokens", "tokens", "tokens"),
         ("#/notifications", "notifications", "notifications"),
         ("#/audit", "audit", "audit"),
     ] {
         screenshot_set(&b, &base, hash, name, ready);
     }
+
+    // Dark, as the system asks for it.
+    b.cdp(
+        "Emulation.setEmulatedMedia",
+        json!({"features": [{"name": "prefers-color-scheme", "value": "dark"}]}),
+    );
+    b.goto(&format!("{base}/?dark#/alert/{alert_id}"));
+    b.ready("alert");
+    let bg = b.eval(
+        "return getComputedStyle(document.body).backgroundColor",
+        json!([]),
+    );
+    assert_eq!(bg, json!("rgb(21, 23, 27)"), "dark background");
+    b.screenshot(&screenshots_dir().join("alert-zh-CN-desktop-dark.png"));
+    b.cdp("Emulation.setEmulatedMedia", json!({"features": []}));
 
     // Signed out, then in with the read credential: nothing to press, and the API refuses.
     b.goto(&format!("{base}/#/"));
