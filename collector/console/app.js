@@ -27,7 +27,7 @@ const L = {
     theme: '主题', ok: '正常', services: '服务可用性', probe: '探测项', success: '成功', failing: '失败',
     incidentStats: '事件统计', count: '数量', noData: '暂无数据', loading: '加载中…', error: '出错',
     storageErrors: '存储错误', notificationsPending: '待发送通知', rulesLoaded: '规则数',
-    mvalue: '值', outage: '故障类型', 's.active': '生效中', 's.pending': '未开始', 's.expired': '已失效',
+    mvalue: '值', recover: '恢复', outage: '故障类型', 's.active': '生效中', 's.pending': '未开始', 's.expired': '已失效',
   },
   en: {
     overview: 'Overview', alerts: 'Alerts', incidents: 'Incidents', silences: 'Silences', hosts: 'Hosts', probes: 'Probes',
@@ -53,7 +53,7 @@ const L = {
     theme: 'Theme', ok: 'OK', services: 'Service availability', probe: 'Probe', success: 'up', failing: 'failing',
     incidentStats: 'Incident statistics', count: 'Count', noData: 'No data', loading: 'Loading…', error: 'Error',
     storageErrors: 'Storage errors', notificationsPending: 'Notifications pending', rulesLoaded: 'Rules',
-    mvalue: 'Value', outage: 'Outage kind', 's.active': 'active', 's.pending': 'pending', 's.expired': 'expired',
+    mvalue: 'Value', recover: 'recover', outage: 'Outage kind', 's.active': 'active', 's.pending': 'pending', 's.expired': 'expired',
   },
 };
 const LEVELS = ['emergency', 'critical', 'warning'];
@@ -283,7 +283,7 @@ async function alertsPage(main, hash) {
 
 async function queryRange(expr, seconds) {
   const end = Date.now() / 1000, start = end - seconds;
-  const step = Math.max(15, Math.round(seconds / 240));
+  const step = Math.max(seconds >= 3600 ? 15 : 1, Math.round(seconds / 240));
   const p = new URLSearchParams({ query: expr, start, end, step });
   const r = await fetch(`/api/v1/query_range?${p}`, { credentials: 'same-origin' });
   const j = await r.json();
@@ -333,6 +333,7 @@ async function alertPage(main, id) {
   const a = list.find((x) => x.id === id);
   if (!a) { put(main, el('h1', {}, t('alerts')), el('p', { class: 'muted', 'data-test': 'gone' }, t('noAlerts'))); return; }
   const chartBox = el('div', { class: 'panel' }, t('loading'));
+  const historyBox = el('div', { class: 'panel', 'data-test': 'level-history' }, t('loading'));
   const msg = el('div');
   const thresholds = Object.entries(a.thresholds || {});
   const ackBox = isAdmin() && a.state === 'firing' && !a.ack ? el('form', {
@@ -355,7 +356,7 @@ async function alertPage(main, id) {
         el('dt', {}, t('value')), el('dd', { 'data-test': 'value' }, num(a.value), a.score !== null && a.score !== undefined ? ` (score ${num(a.score)})` : ''),
         el('dt', {}, t('since')), el('dd', {}, when(a.since)),
         el('dt', {}, t('levelHistory')), el('dd', {}, `${t(a.level || 'pending')} ${when(a.levelSince)}`),
-        el('dt', {}, t('thresholds')), el('dd', {}, thresholds.length ? thresholds.map(([l, s]) => el('div', {}, badge(l), ` ${s.onScore ? 'score ' : ''}${s.op} ${s.threshold}`, s.recover ? ` · recover ${s.recover}` : '', s.for ? ` · ${t('for')} ${dur(s.for)}` : '')) : '—'),
+        el('dt', {}, t('thresholds')), el('dd', {}, thresholds.length ? thresholds.map(([l, s]) => el('div', {}, badge(l), ` ${s.onScore ? 'score ' : ''}${s.op} ${s.threshold}`, s.recover ? ` · ${t('recover')} ${s.recover.op} ${num(s.recover.threshold)}` : '', s.for ? ` · ${t('for')} ${dur(s.for)}` : '')) : '—'),
         el('dt', {}, t('expr')), el('dd', { class: 'mono' }, a.expr || '—'),
         a.ack ? [el('dt', {}, t('ackedBy')), el('dd', { 'data-test': 'acked-by' }, `${a.ack.by} · ${when(a.ack.at)} ${a.ack.comment || ''}`)] : null,
         a.silencedBy && a.silencedBy.length ? [el('dt', {}, t('silenced')), el('dd', {}, a.silencedBy.map((s) => el('a', { href: '#/silences' }, `#${s} `)))] : null)),
@@ -364,15 +365,24 @@ async function alertPage(main, id) {
         el('h2', {}, t('annotations')), el('dl', { class: 'kv' }, Object.entries(a.annotations || {}).map(([k, v]) => [el('dt', {}, k), el('dd', {}, v)])),
         el('div', { class: 'row', style: 'margin-top:.8rem' }, ackBox,
           isAdmin() ? el('a', { href: `#/silences?from=${a.id}`, 'data-test': 'silence-like' }, el('button', { class: 'plain', type: 'button' }, t('silenceLike'))) : null))),
-    el('h2', {}, t('history')), chartBox);
+    el('h2', {}, t('history')), chartBox,
+    el('h2', {}, t('levelHistory')), historyBox);
   // The series behind the alert, with its thresholds (or its learned band).
   try {
     const own = Object.fromEntries(Object.entries(a.labels).filter(([k]) => k !== 'alertname'));
+    // Six hours, or the last quarter of an hour at a finer step for a series younger than that.
+    let span = 6 * 3600;
     let series = [];
-    if (a.expr) series = (await queryRange(a.expr, 6 * 3600)).filter((s) => subset(s.metric, own));
+    if (a.expr) {
+      series = (await queryRange(a.expr, span)).filter((s) => subset(s.metric, own));
+      if (Math.max(0, ...series.map((s) => s.values.length)) < 12) {
+        span = 900;
+        series = (await queryRange(a.expr, span)).filter((s) => subset(s.metric, own));
+      }
+    }
     let band = null;
     if (a.score !== null && a.score !== undefined) {
-      const sel = (n) => queryRange(selector(n, { rule: a.rule }), 6 * 3600);
+      const sel = (n) => queryRange(selector(n, { rule: a.rule }), span);
       const [lo, hi, v] = await Promise.all([sel('tocsin_baseline_lower'), sel('tocsin_baseline_upper'), sel('tocsin_baseline_value')]);
       const pick = (r) => (r.find((s) => subset(Object.fromEntries(Object.entries(s.metric).filter(([k]) => k !== 'rule')), own)) || { values: [] }).values;
       band = { lower: pick(lo), upper: pick(hi) };
@@ -381,6 +391,20 @@ async function alertPage(main, id) {
     const lines = band ? [] : thresholds.filter(([, s]) => !s.onScore).map(([l, s]) => ({ level: l, y: s.threshold }));
     put(chartBox, chart(series, lines, band), band ? el('p', { class: 'muted' }, t('band')) : null);
   } catch (e) { put(chartBox, errBox(e)); }
+  // Its level history: the entries about it on its incident's timeline.
+  try {
+    const from = new Date(Date.now() - 30 * 86400e3).toISOString();
+    const inc = (await api('GET', `/api/v1/incidents?from=${encodeURIComponent(from)}&limit=1000`)).incidents
+      .find((i) => i.alerts && i.alerts[a.id]);
+    if (!inc) put(historyBox, el('p', { class: 'muted' }, t('noData')));
+    else {
+      const full = await api('GET', `/api/v1/incidents/${encodeURIComponent(inc.id)}`);
+      const mine = (full.timeline || []).filter((e) => e.text.includes(a.rule) || ['acknowledged', 'note', 'resolved'].includes(e.kind));
+      put(historyBox, el('ol', { class: 'timeline' }, mine.map((e) => el('li', { 'data-kind': e.kind },
+        el('time', { datetime: e.at }, when(e.at)), el('span', { class: 'chip' }, e.kind), el('span', {}, e.text)))),
+      el('a', { href: `#/incident/${encodeURIComponent(inc.id)}` }, `${t('incidents')}: ${inc.title}`));
+    }
+  } catch (e) { put(historyBox, errBox(e)); }
   ready('alert');
 }
 
@@ -601,7 +625,7 @@ async function rulesPage(main) {
     table([t('rule'), t('thresholds'), t('firing'), { label: t('expr'), cls: 'hide-s' }, { label: t('source'), cls: 'hide-s' }],
       rules.map((r) => el('tr', { 'data-rule': r.name },
         el('td', {}, r.name, r.dynamic ? el('span', { class: 'flag' }, t('dynamic')) : null),
-        el('td', {}, Object.entries(r.levels).map(([l, s]) => el('div', {}, badge(l), ` ${s.onScore ? 'score ' : ''}${s.op} ${s.threshold}${s.recover ? ` ↺ ${s.recover}` : ''}${s.for ? ` · ${dur(s.for)}` : ''}`))),
+        el('td', {}, Object.entries(r.levels).map(([l, s]) => el('div', {}, badge(l), ` ${s.onScore ? 'score ' : ''}${s.op} ${s.threshold}${s.recover ? ` ↺ ${s.recover.op} ${num(s.recover.threshold)}` : ''}${s.for ? ` · ${dur(s.for)}` : ''}`))),
         el('td', {}, Object.entries(r.firing).map(([l, n]) => el('span', { class: `badge ${l}` }, `${n}`)), r.pending ? el('span', { class: 'badge' }, `${r.pending}`) : null),
         el('td', { class: 'mono hide-s' }, r.expr), el('td', { class: 'mono hide-s' }, r.source))), { test: 'rules' })));
   ready('rules');

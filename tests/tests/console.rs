@@ -25,7 +25,34 @@ rules:
     labels: { category: disk, service: shop }
     annotations:
       summary: "Disk {{ value|round(1) }}% busy on {{ host }}"
+  - name: ConsoleLatencyOdd
+    expr: console_latency_seconds
+    dynamic: { min_history: 20 }
+    labels: { category: network }
 "#;
+
+/// Twenty seconds of a steady latency, then a jump: the dynamic rule learns the first and fires
+/// on the second.
+fn push_latency(c: &Proc) {
+    let now = tocsin_model::now_ms();
+    let mut samples: Vec<Sample> = (0..40)
+        .map(|i| Sample {
+            timestamp_ms: now - (40 - i) * 1000,
+            value: 0.010 + 0.0005 * ((i * 7 % 5) as f64),
+        })
+        .collect();
+    samples.push(Sample {
+        timestamp_ms: now,
+        value: 0.5,
+    });
+    let s = SeriesSamples {
+        labels: Labels::from_pairs([("__name__", "console_latency_seconds"), ("host", "web-2")]),
+        samples,
+    };
+    let auth = format!("Bearer {ADMIN}");
+    let r = c.remote_write(&[s], &[("Authorization", &auth)]);
+    assert!(r.status().is_success(), "{}", r.status());
+}
 
 fn push(c: &Proc, host: &str, value: f64) {
     let s = SeriesSamples {
@@ -162,6 +189,14 @@ fn the_console_serves_the_people_on_call() {
         acked.contains("alice") && acked.contains("looking at it"),
         "{acked}"
     );
+    // Its level history, from its incident's timeline.
+    b.ready("alert");
+    let history = b.text("[data-test=level-history]");
+    assert!(
+        history.contains("ConsoleDiskBusy fired at warning")
+            && history.contains("acknowledged by alice"),
+        "{history}"
+    );
     let incident = wait_for("the incident", T, || {
         api(&c, "/api/v1/incidents")["data"]["incidents"]
             .as_array()
@@ -247,6 +282,23 @@ fn the_console_serves_the_people_on_call() {
         let t = b.text("tr[data-rule=ConsoleDiskBusy]");
         (!t.is_empty() && !t.contains("已静默")).then_some(())
     });
+
+    // A dynamic rule's alert charts the series in the band it learned.
+    push_latency(&c);
+    b.goto(&format!("{base}/#/alerts"));
+    b.ready("alerts");
+    let dynamic = b.wait("tr[data-rule=ConsoleLatencyOdd]", T);
+    let dynamic_id = dynamic.attr("data-alert").unwrap();
+    b.goto(&format!("{base}/#/alert/{dynamic_id}"));
+    b.ready("alert");
+    b.wait("[data-test=band]", T);
+    screenshot_set(
+        &b,
+        &base,
+        &format!("#/alert/{dynamic_id}"),
+        "alert-dynamic",
+        "alert",
+    );
 
     // A state change with the cookie but without the CSRF token is refused.
     assert_eq!(

@@ -22,7 +22,7 @@ pub(crate) fn levels_json(r: &tocsin_rules::Rule) -> Value {
                     json!({
                         "op": s.when.op.as_str(),
                         "threshold": s.when.threshold,
-                        "recover": s.recover.as_ref().map(|c| c.to_string()),
+                        "recover": s.recover.as_ref().map(|c| json!({"op": c.op.as_str(), "threshold": c.threshold})),
                         "for": s.for_ms.unwrap_or(r.for_ms) as f64 / 1000.0,
                         "onScore": s.on_score,
                     }),
