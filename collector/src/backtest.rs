@@ -130,10 +130,21 @@ impl<'a> Replay<'a> {
 
 pub fn run(rules: &Path, rule: &str, csv: &Path, out: &mut dyn Write) -> Result<Summary, String> {
     let r = load_rule(rules, rule)?;
-    if r.expr.leaves.len() != 1 {
+    // Every leaf must select the same series (`x / deriv(x[1h])` reads one).
+    let key = |l: &tocsin_rules::expr::Leaf| {
+        let s = &l.selector;
+        let m: Vec<_> = s
+            .matchers
+            .iter()
+            .map(|m| (&m.name, m.op, &m.value))
+            .collect();
+        (s.metric.clone(), format!("{m:?}"))
+    };
+    let distinct: std::collections::BTreeSet<_> = r.expr.leaves.iter().map(key).collect();
+    if distinct.len() != 1 {
         return Err(format!(
             "rule {rule:?} reads {} series; a CSV holds one (replay stored history with --data-dir)",
-            r.expr.leaves.len()
+            distinct.len()
         ));
     }
     let labels = csv_labels(&r);

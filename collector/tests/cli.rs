@@ -378,3 +378,115 @@ fn a_mount_that_stops_answering_pages_after_a_minute() {
     assert!(rows[4].ends_with(','), "not before its minute: {}", rows[4]);
     assert!(rows[5].ends_with(",critical"), "{}", rows[5]);
 }
+
+/// Replays `values` (one every `step_s` seconds from 2026-11-01 00:00) through a shipped rule;
+/// the level of each row ("" when not firing).
+fn backtest_shipped(file: &str, rule: &str, step_s: i64, values: &[f64]) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("in.csv");
+    let mut text = String::from("timestamp,value\n");
+    for (i, v) in values.iter().enumerate() {
+        let s = i as i64 * step_s;
+        text.push_str(&format!(
+            "2026-11-{:02} {:02}:{:02}:{:02},{v}\n",
+            1 + s / 86_400,
+            s % 86_400 / 3600,
+            s % 3600 / 60,
+            s % 60
+        ));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let rules = format!("{}/../rules/{file}", env!("CARGO_MANIFEST_DIR"));
+    let o = collector()
+        .args(["backtest", "--rules", &rules, "--rule", rule])
+        .args(["--csv", csv.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .skip(1)
+        .map(|r| r.rsplit(',').next().unwrap_or("").to_string())
+        .collect()
+}
+
+/// The first row at each level, in minutes from the start.
+fn first_at(levels: &[String], level: &str, step_s: i64) -> Option<i64> {
+    levels
+        .iter()
+        .position(|l| l == level)
+        .map(|i| i as i64 * step_s / 60)
+}
+
+#[test]
+fn a_disk_filling_up_is_forecast_a_day_then_four_hours_ahead() {
+    // Every 5 minutes: 100 GB free and steady for 12 h, then losing 10 GB an hour.
+    let step = 300;
+    let free: Vec<f64> = (0..(24 * 12))
+        .map(|i| {
+            let h = i as f64 / 12.0;
+            if h < 12.0 {
+                100e9
+            } else {
+                (100e9 - 10e9 * (h - 12.0)).max(0.0)
+            }
+        })
+        .collect();
+    let levels = backtest_shipped("host.yaml", "HostDiskFillingUp", step, &free);
+    assert!(
+        levels[..12 * 12].iter().all(String::is_empty),
+        "a steady disk is never forecast full"
+    );
+    // The decline starts at 12:00 with 10 h to go: the hour's slope shows under 24 h to go
+    // within half an hour (as the decline fills the window), then the rule's hour holds it.
+    let warn = first_at(&levels, "warning", step).expect("warning");
+    assert!((13 * 60..=14 * 60).contains(&warn), "warning at {warn} min");
+    // Under 4 h left at 18:00, held 15 min.
+    let crit = first_at(&levels, "critical", step).expect("critical");
+    assert!(
+        (18 * 60..=18 * 60 + 25).contains(&crit),
+        "critical at {crit} min"
+    );
+    // A disk freeing space is not forecast full.
+    let freeing: Vec<f64> = free.iter().map(|v| 200e9 - v).collect();
+    let levels = backtest_shipped("host.yaml", "HostDiskFillingUp", step, &freeing);
+    assert!(levels.iter().all(String::is_empty));
+}
+
+#[test]
+fn network_latency_and_loss_rules_hold_for_their_minutes_and_recover_with_hysteresis() {
+    // Every 10 s: 20 ms, then 260 ms for 5 minutes, 170 ms (above recovery) for 2, then 20.
+    let step = 10;
+    let rtt: Vec<f64> = (0..90)
+        .map(|i| match i {
+            0..30 => 0.020,
+            30..60 => 0.260,
+            60..72 => 0.170,
+            _ => 0.020,
+        })
+        .collect();
+    let levels = backtest_shipped("network.yaml", "NetworkLatencyHigh", step, &rtt);
+    assert_eq!(
+        first_at(&levels, "warning", step),
+        Some(7),
+        "5 min + 2 min for"
+    );
+    assert_eq!(levels[65], "warning", "170 ms is above the 150 ms recovery");
+    assert_eq!(levels[75], "", "recovered");
+    // Loss: 10 % is a warning, 30 % critical, after 2 minutes each.
+    let loss: Vec<f64> = (0..60)
+        .map(|i| {
+            if i < 20 {
+                0.0
+            } else if i < 40 {
+                0.1
+            } else {
+                0.3
+            }
+        })
+        .collect();
+    let levels = backtest_shipped("network.yaml", "NetworkPacketLoss", step, &loss);
+    // Loss from 3m20s: warning at 5m20s; 30 % from 6m40s: critical at 8m40s.
+    assert_eq!(first_at(&levels, "warning", step), Some(5));
+    assert_eq!(first_at(&levels, "critical", step), Some(8));
+}

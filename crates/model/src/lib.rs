@@ -6,6 +6,7 @@ mod labels;
 mod level;
 mod redact;
 mod retry;
+pub mod window;
 
 pub use action::ActionStatus;
 pub use labels::{is_valid_label_name, is_valid_metric_name, Label, Labels, METRIC_NAME};

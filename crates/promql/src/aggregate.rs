@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use promql_parser::parser::{AggregateExpr, LabelModifier};
+use tocsin_model::window::{quantile, stdvar};
 use tocsin_model::{is_valid_label_name, Labels, METRIC_NAME};
 
 use crate::eval::Ev;
@@ -186,41 +187,4 @@ pub(crate) fn avg(vals: impl Iterator<Item = f64>) -> f64 {
         mean += v / n - mean / n;
     }
     mean
-}
-
-/// Population variance by Welford's method.
-pub(crate) fn stdvar(vals: impl Iterator<Item = f64>) -> f64 {
-    let (mut n, mut mean, mut m2) = (0.0, 0.0, 0.0);
-    for v in vals {
-        n += 1.0;
-        let delta = v - mean;
-        mean += delta / n;
-        m2 += delta * (v - mean);
-    }
-    m2 / n
-}
-
-/// The q-quantile of `vals` by linear interpolation between closest ranks (NaN sorts first).
-pub(crate) fn quantile(q: f64, vals: &mut [f64]) -> f64 {
-    if vals.is_empty() || q.is_nan() {
-        return f64::NAN;
-    }
-    if q < 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    if q > 1.0 {
-        return f64::INFINITY;
-    }
-    vals.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
-        (true, true) => std::cmp::Ordering::Equal,
-        (true, false) => std::cmp::Ordering::Less,
-        (false, true) => std::cmp::Ordering::Greater,
-        _ => a.total_cmp(b),
-    });
-    let n = vals.len() as f64;
-    let rank = q * (n - 1.0);
-    let lower = rank.floor().max(0.0);
-    let upper = (lower + 1.0).min(n - 1.0);
-    let w = rank - rank.floor();
-    vals[lower as usize] * (1.0 - w) + vals[upper as usize] * w
 }

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use chrono::{Datelike, TimeZone, Timelike, Utc};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{Call, Expr};
+use tocsin_model::window::{self, quantile, stdvar};
 use tocsin_model::{is_valid_label_name, Labels, Sample, METRIC_NAME};
 
-use crate::aggregate::{avg, quantile, stdvar};
+use crate::aggregate::avg;
 use crate::eval::{unparen, Ev, RangeArg};
 use crate::{Element, Error, Result, Value};
 
@@ -201,11 +202,7 @@ pub(crate) fn call(ev: &Ev<'_>, c: &Call, t: i64) -> Result<Value> {
             let d = ev.scalar(arg(1)?, t)?;
             let r = ev.range_arg(arg(0)?, t)?;
             vector(over_range(ev, r, false, |pts, _| {
-                if pts.len() < 2 {
-                    return None;
-                }
-                let (slope, intercept) = linear_regression(pts, t);
-                Some(intercept + slope * d)
+                window::predict_linear(pts, t, d)
             }))
         }
         "holt_winters" | "double_exponential_smoothing" => {
@@ -222,7 +219,9 @@ pub(crate) fn call(ev: &Ev<'_>, c: &Call, t: i64) -> Result<Value> {
                 )));
             }
             let r = ev.range_arg(arg(0)?, t)?;
-            vector(over_range(ev, r, false, |pts, _| holt_winters(pts, sf, tf)))
+            vector(over_range(ev, r, false, |pts, _| {
+                window::holt_winters(pts, sf, tf)
+            }))
         }
         _ => {
             if let Some(f) = range_fn(name) {
@@ -339,17 +338,9 @@ fn range_fn(name: &str) -> Option<RangeFn> {
         "delta" => |p, c| extrapolated(p, c, false, false),
         "irate" => |p, _| instant_value(p, true),
         "idelta" => |p, _| instant_value(p, false),
-        "deriv" => |p, _| (p.len() >= 2).then(|| linear_regression(p, p[0].timestamp_ms).0),
-        "resets" => |p, _| Some(p.windows(2).filter(|w| w[1].value < w[0].value).count() as f64),
-        "changes" => |p, _| {
-            Some(
-                p.windows(2)
-                    .filter(|w| {
-                        w[1].value != w[0].value && !(w[1].value.is_nan() && w[0].value.is_nan())
-                    })
-                    .count() as f64,
-            )
-        },
+        "deriv" => |p, _| window::deriv(p),
+        "resets" => |p, _| Some(window::resets(p)),
+        "changes" => |p, _| Some(window::changes(p)),
         "avg_over_time" => |p, _| Some(avg(p.iter().map(|s| s.value))),
         "sum_over_time" => |p, _| Some(p.iter().map(|s| s.value).sum()),
         "count_over_time" => |p, _| Some(p.len() as f64),
@@ -479,65 +470,6 @@ fn instant_value(p: &[Sample], rate: bool) -> Option<f64> {
         v /= dt as f64 / 1000.0;
     }
     Some(v)
-}
-
-/// Neumaier's compensated sum step.
-fn kahan(inc: f64, sum: f64, c: f64) -> (f64, f64) {
-    let t = sum + inc;
-    let c = if sum.abs() >= inc.abs() {
-        c + ((sum - t) + inc)
-    } else {
-        c + ((inc - t) + sum)
-    };
-    (t, c)
-}
-
-/// Least-squares slope and intercept (at `intercept_ms`) of the points, times in seconds.
-fn linear_regression(p: &[Sample], intercept_ms: i64) -> (f64, f64) {
-    let (mut n, mut sx, mut cx, mut sy, mut cy) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    let (mut sxy, mut cxy, mut sx2, mut cx2) = (0.0, 0.0, 0.0, 0.0);
-    let init = p[0].value;
-    let mut const_y = true;
-    for (i, s) in p.iter().enumerate() {
-        if const_y && i > 0 && s.value != init {
-            const_y = false;
-        }
-        n += 1.0;
-        let x = (s.timestamp_ms - intercept_ms) as f64 / 1000.0;
-        (sx, cx) = kahan(x, sx, cx);
-        (sy, cy) = kahan(s.value, sy, cy);
-        (sxy, cxy) = kahan(x * s.value, sxy, cxy);
-        (sx2, cx2) = kahan(x * x, sx2, cx2);
-    }
-    if const_y {
-        if init.is_infinite() {
-            return (f64::NAN, f64::NAN);
-        }
-        return (0.0, init);
-    }
-    let (sx, sy, sxy, sx2) = (sx + cx, sy + cy, sxy + cxy, sx2 + cx2);
-    let cov = sxy - sx * sy / n;
-    let var = sx2 - sx * sx / n;
-    let slope = cov / var;
-    (slope, sy / n - slope * sx / n)
-}
-
-fn holt_winters(p: &[Sample], sf: f64, tf: f64) -> Option<f64> {
-    if p.len() < 2 {
-        return None;
-    }
-    let (mut s0, mut s1) = (0.0, p[0].value);
-    let mut b = p[1].value - p[0].value;
-    for (i, s) in p.iter().enumerate().skip(1) {
-        let x = sf * s.value;
-        if i > 1 {
-            b = tf * (s1 - s0) + (1.0 - tf) * b;
-        }
-        let y = (1.0 - sf) * (s1 + b);
-        s0 = s1;
-        s1 = x + y;
-    }
-    Some(s1)
 }
 
 fn date_part(name: &str, secs: f64) -> f64 {

@@ -5,6 +5,12 @@
 //! term     := unary (('*' | '/') unary)*
 //! unary    := '-' unary | primary
 //! primary  := NUMBER | '(' expr ')' | FUNC '(' selector '[' DURATION ']' ')' | selector
+//!           | 'predict_linear' '(' selector '[' DURATION ']' ',' CONST ')'
+//!           | 'quantile_over_time' '(' CONST ',' selector '[' DURATION ']' ')'
+//!           | 'holt_winters' '(' selector '[' DURATION ']' ',' CONST ',' CONST ')'
+//!           | ('clamp_min' | 'clamp_max') '(' expr ',' CONST ')' | 'abs' '(' expr ')'
+//!           | 'time' '(' ')'
+//! CONST    := an expr of numbers only (e.g. 4 * 3600)
 //! selector := METRIC ('{' matcher (',' matcher)* ','? '}')?
 //! matcher  := LABEL ('=' | '!=' | '=~' | '!~') STRING
 //! ```
@@ -14,6 +20,7 @@
 use std::fmt;
 
 use regex::Regex;
+use tocsin_model::window;
 use tocsin_model::{is_valid_label_name, is_valid_metric_name, Labels};
 
 #[derive(Debug, Clone)]
@@ -25,6 +32,25 @@ pub enum Expr {
     Leaf(usize),
     Neg(Box<Expr>),
     Binary(BinOp, Box<Expr>, Box<Expr>),
+    /// `clamp_min(x, n)`, `clamp_max(x, n)`, `abs(x)` (PromQL's, on one value).
+    Clamp(ClampFn, Box<Expr>, f64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClampFn {
+    Min,
+    Max,
+    Abs,
+}
+
+impl ClampFn {
+    fn name(self) -> &'static str {
+        match self {
+            ClampFn::Min => "clamp_min",
+            ClampFn::Max => "clamp_max",
+            ClampFn::Abs => "abs",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +79,7 @@ pub struct Leaf {
     pub func: Option<(RangeFunc, i64)>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RangeFunc {
     Rate,
     Irate,
@@ -62,7 +88,29 @@ pub enum RangeFunc {
     AvgOverTime,
     MinOverTime,
     MaxOverTime,
+    SumOverTime,
+    CountOverTime,
+    LastOverTime,
+    StddevOverTime,
+    /// Per-second slope of the least-squares line through the window.
+    Deriv,
+    /// The value that line reaches this many seconds after the newest sample.
+    PredictLinear(f64),
+    /// How often the value changed in the window.
+    Changes,
+    /// How often it went down (a counter reset).
+    Resets,
+    /// The φ-quantile of the window's values (linear interpolation, as PromQL).
+    QuantileOverTime(f64),
+    /// Double exponential smoothing with smoothing and trend factors in (0, 1).
+    HoltWinters(f64, f64),
 }
+
+/// The range functions, for error messages.
+const KNOWN: &str = "rate, irate, increase, delta, deriv, predict_linear, changes, resets, \
+                     avg_over_time, min_over_time, max_over_time, sum_over_time, \
+                     count_over_time, last_over_time, stddev_over_time, quantile_over_time, \
+                     holt_winters, and clamp_min, clamp_max, abs over expressions";
 
 impl RangeFunc {
     pub fn name(self) -> &'static str {
@@ -74,9 +122,20 @@ impl RangeFunc {
             RangeFunc::AvgOverTime => "avg_over_time",
             RangeFunc::MinOverTime => "min_over_time",
             RangeFunc::MaxOverTime => "max_over_time",
+            RangeFunc::SumOverTime => "sum_over_time",
+            RangeFunc::CountOverTime => "count_over_time",
+            RangeFunc::LastOverTime => "last_over_time",
+            RangeFunc::StddevOverTime => "stddev_over_time",
+            RangeFunc::Deriv => "deriv",
+            RangeFunc::PredictLinear(_) => "predict_linear",
+            RangeFunc::Changes => "changes",
+            RangeFunc::Resets => "resets",
+            RangeFunc::QuantileOverTime(_) => "quantile_over_time",
+            RangeFunc::HoltWinters(..) => "holt_winters",
         }
     }
 
+    /// The function of that name; its constant parameters are filled in by the parser.
     fn from_name(s: &str) -> Option<Self> {
         Some(match s {
             "rate" => RangeFunc::Rate,
@@ -86,6 +145,16 @@ impl RangeFunc {
             "avg_over_time" => RangeFunc::AvgOverTime,
             "min_over_time" => RangeFunc::MinOverTime,
             "max_over_time" => RangeFunc::MaxOverTime,
+            "sum_over_time" => RangeFunc::SumOverTime,
+            "count_over_time" => RangeFunc::CountOverTime,
+            "last_over_time" => RangeFunc::LastOverTime,
+            "stddev_over_time" => RangeFunc::StddevOverTime,
+            "deriv" => RangeFunc::Deriv,
+            "predict_linear" => RangeFunc::PredictLinear(0.0),
+            "changes" => RangeFunc::Changes,
+            "resets" => RangeFunc::Resets,
+            "quantile_over_time" => RangeFunc::QuantileOverTime(0.0),
+            "holt_winters" => RangeFunc::HoltWinters(0.0, 0.0),
             _ => return None,
         })
     }
@@ -94,6 +163,7 @@ impl RangeFunc {
     pub fn apply(self, w: &[(i64, f64)]) -> Option<f64> {
         let (first, last) = (w.first()?, w.last()?);
         let secs = |a: i64, b: i64| (b - a) as f64 / 1000.0;
+        let values = || w.iter().map(|x| x.1);
         match self {
             RangeFunc::Rate | RangeFunc::Increase => {
                 if w.len() < 2 || last.0 <= first.0 {
@@ -117,9 +187,22 @@ impl RangeFunc {
                 (b.0 > a.0).then(|| d / secs(a.0, b.0))
             }
             RangeFunc::Delta => (w.len() >= 2).then_some(last.1 - first.1),
-            RangeFunc::AvgOverTime => Some(w.iter().map(|x| x.1).sum::<f64>() / w.len() as f64),
-            RangeFunc::MinOverTime => w.iter().map(|x| x.1).reduce(f64::min),
-            RangeFunc::MaxOverTime => w.iter().map(|x| x.1).reduce(f64::max),
+            RangeFunc::AvgOverTime => Some(values().sum::<f64>() / w.len() as f64),
+            RangeFunc::MinOverTime => values().reduce(f64::min),
+            RangeFunc::MaxOverTime => values().reduce(f64::max),
+            RangeFunc::SumOverTime => Some(values().sum()),
+            RangeFunc::CountOverTime => Some(w.len() as f64),
+            RangeFunc::LastOverTime => Some(last.1),
+            RangeFunc::StddevOverTime => Some(window::stdvar(values()).sqrt()),
+            RangeFunc::Deriv => window::deriv(w),
+            // The rule is evaluated as its newest sample arrives: the horizon counts from it.
+            RangeFunc::PredictLinear(ahead) => window::predict_linear(w, last.0, ahead),
+            RangeFunc::Changes => Some(window::changes(w)),
+            RangeFunc::Resets => Some(window::resets(w)),
+            RangeFunc::QuantileOverTime(q) => {
+                Some(window::quantile(q, &mut values().collect::<Vec<_>>()))
+            }
+            RangeFunc::HoltWinters(sf, tf) => window::holt_winters(w, sf, tf),
         }
     }
 }
@@ -206,6 +289,15 @@ impl Compiled {
                 out.push('-');
                 self.write(x, out, 3);
             }
+            Expr::Clamp(f, x, n) => {
+                out.push_str(f.name());
+                out.push('(');
+                self.write(x, out, 0);
+                if *f != ClampFn::Abs {
+                    out.push_str(&format!(", {n}"));
+                }
+                out.push(')');
+            }
             Expr::Binary(op, a, b) => {
                 let prec = if matches!(op, BinOp::Add | BinOp::Sub) {
                     1
@@ -232,6 +324,9 @@ impl fmt::Display for Leaf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some((func, _)) = self.func {
             write!(f, "{}(", func.name())?;
+            if let RangeFunc::QuantileOverTime(q) = func {
+                write!(f, "{q}, ")?;
+            }
         }
         f.write_str(&self.selector.metric)?;
         if !self.selector.matchers.is_empty() {
@@ -244,8 +339,14 @@ impl fmt::Display for Leaf {
             }
             f.write_str("}")?;
         }
-        if let Some((_, range)) = self.func {
-            write!(f, "[{}s])", range / 1000)?;
+        if let Some((func, range)) = self.func {
+            write!(f, "[{}s]", range / 1000)?;
+            match func {
+                RangeFunc::PredictLinear(t) => write!(f, ", {t}")?,
+                RangeFunc::HoltWinters(sf, tf) => write!(f, ", {sf}, {tf}")?,
+                _ => {}
+            }
+            f.write_str(")")?;
         }
         Ok(())
     }
@@ -257,6 +358,14 @@ fn eval(e: &Expr, time: f64, leaf: &mut dyn FnMut(usize) -> Option<f64>) -> Opti
         Expr::Time => time,
         Expr::Leaf(i) => leaf(*i)?,
         Expr::Neg(x) => -eval(x, time, leaf)?,
+        Expr::Clamp(f, x, n) => {
+            let v = eval(x, time, leaf)?;
+            match f {
+                ClampFn::Min => v.max(*n),
+                ClampFn::Max => v.min(*n),
+                ClampFn::Abs => v.abs(),
+            }
+        }
         Expr::Binary(op, a, b) => {
             let (a, b) = (eval(a, time, leaf)?, eval(b, time, leaf)?);
             match op {
@@ -316,6 +425,28 @@ struct Parser<'a> {
 }
 
 impl<'a> Parser<'a> {
+    /// A constant argument: an expression of numbers only.
+    fn constant(&mut self) -> Result<f64, ExprError> {
+        self.skip_ws();
+        let at = self.pos;
+        let leaves = self.leaves.len();
+        let v = self.expr().ok().and_then(|e| eval(&e, 0.0, &mut |_| None));
+        match v {
+            Some(v)
+                if self.leaves.len() == leaves
+                    && !self.src[at..self.pos].contains("time")
+                    && v.is_finite() =>
+            {
+                Ok(v)
+            }
+            _ => {
+                self.pos = at;
+                self.leaves.truncate(leaves);
+                Err(self.err("expected a number here (e.g. 4 * 3600)"))
+            }
+        }
+    }
+
     fn err(&self, msg: &str) -> ExprError {
         ExprError {
             col: self.src[..self.pos].chars().count() + 1,
@@ -412,19 +543,59 @@ impl<'a> Parser<'a> {
                     return Ok(Expr::Time);
                 }
                 if self.peek() == Some('(') {
-                    let Some(func) = RangeFunc::from_name(name) else {
+                    if let Some(f) = [ClampFn::Min, ClampFn::Max, ClampFn::Abs]
+                        .into_iter()
+                        .find(|f| f.name() == name)
+                    {
+                        self.expect('(')?;
+                        let x = self.expr()?;
+                        let n = if f == ClampFn::Abs {
+                            0.0
+                        } else {
+                            self.expect(',')?;
+                            self.constant()?
+                        };
+                        self.expect(')')?;
+                        return Ok(Expr::Clamp(f, Box::new(x), n));
+                    }
+                    let Some(mut func) = RangeFunc::from_name(name) else {
                         self.pos = start;
-                        return Err(self.err(&format!(
-                            "unknown function {name:?}; known: rate, irate, increase, delta, avg_over_time, min_over_time, max_over_time"
-                        )));
+                        return Err(self.err(&format!("unknown function {name:?}; known: {KNOWN}")));
                     };
                     self.expect('(')?;
+                    if let RangeFunc::QuantileOverTime(_) = func {
+                        let q = self.constant()?;
+                        self.expect(',')?;
+                        func = RangeFunc::QuantileOverTime(q);
+                    }
                     self.skip_ws();
                     let sel_name = self.ident();
                     let selector = self.selector(sel_name)?;
                     self.expect('[')?;
                     let range = self.duration()?;
                     self.expect(']')?;
+                    match func {
+                        RangeFunc::PredictLinear(_) => {
+                            self.expect(',')?;
+                            func = RangeFunc::PredictLinear(self.constant()?);
+                        }
+                        RangeFunc::HoltWinters(..) => {
+                            self.expect(',')?;
+                            self.skip_ws();
+                            let at = self.pos;
+                            let sf = self.constant()?;
+                            self.expect(',')?;
+                            let tf = self.constant()?;
+                            if !(sf > 0.0 && sf < 1.0 && tf > 0.0 && tf < 1.0) {
+                                self.pos = at;
+                                return Err(self.err(
+                                    "holt_winters' smoothing and trend factors must lie between 0 and 1",
+                                ));
+                            }
+                            func = RangeFunc::HoltWinters(sf, tf);
+                        }
+                        _ => {}
+                    }
                     self.expect(')')?;
                     Ok(self.leaf(Leaf {
                         selector,
@@ -600,6 +771,90 @@ mod tests {
     }
 
     #[test]
+    fn trend_and_window_functions_parse_and_export() {
+        for (src, promql) in [
+            (
+                "predict_linear(node_filesystem_avail_bytes[6h], 4 * 3600)",
+                "predict_linear(node_filesystem_avail_bytes[21600s], 14400)",
+            ),
+            ("deriv(x[1h])", "deriv(x[3600s])"),
+            ("quantile_over_time(0.9, x[10m])", "quantile_over_time(0.9, x[600s])"),
+            ("holt_winters(x[1h], 0.3, 0.1)", "holt_winters(x[3600s], 0.3, 0.1)"),
+            (
+                "changes(x[1h]) + resets(x[1h])",
+                "changes(x[3600s]) + resets(x[3600s])",
+            ),
+            (
+                "x / clamp_min(0 - deriv(x[6h]), 1e-9) / 3600",
+                "x / clamp_min(0 - deriv(x[21600s]), 0.000000001) / 3600",
+            ),
+            ("abs(x - 3)", "abs(x - 3)"),
+            (
+                "stddev_over_time(x[5m]) + count_over_time(x[5m]) + last_over_time(x[5m]) + sum_over_time(x[5m])",
+                "stddev_over_time(x[300s]) + count_over_time(x[300s]) + last_over_time(x[300s]) + sum_over_time(x[300s])",
+            ),
+        ] {
+            let c = parse(src).unwrap_or_else(|e| panic!("{src}: {e}"));
+            assert_eq!(c.to_promql(), promql, "{src}");
+            // What it exports parses back to the same.
+            assert_eq!(parse(promql).unwrap().to_promql(), promql);
+        }
+        for (src, want) in [
+            (
+                "predict_linear(x[1h], y)",
+                "column 23: expected a number here (e.g. 4 * 3600)",
+            ),
+            (
+                "predict_linear(x[1h], time())",
+                "column 23: expected a number here (e.g. 4 * 3600)",
+            ),
+            (
+                "holt_winters(x[1h], 1.5, 0.1)",
+                "column 21: holt_winters' smoothing and trend factors must lie between 0 and 1",
+            ),
+            (
+                "quantile_over_time(x[5m])",
+                "column 20: expected a number here (e.g. 4 * 3600)",
+            ),
+            ("clamp_min(x)", "column 12: expected ',', found \")\""),
+        ] {
+            assert_eq!(parse(src).unwrap_err().to_string(), want, "{src}");
+        }
+    }
+
+    #[test]
+    fn a_disk_filling_at_a_steady_rate_is_forecast() {
+        // 100 GB free, losing 1 GB an hour, sampled every 5 minutes for 6 hours.
+        let w: Vec<(i64, f64)> = (0..=72)
+            .map(|i| (i * 300_000, 100e9 - 1e9 * (i as f64 / 12.0)))
+            .collect();
+        let c = parse("x / clamp_min(0 - deriv(x[6h]), 1e-9) / 3600").unwrap();
+        let f = c.leaves[1].func.unwrap().0;
+        let hours = c.eval(0.0, &mut |li| {
+            if li == 0 {
+                Some(w.last().unwrap().1)
+            } else {
+                f.apply(&w)
+            }
+        });
+        assert!((hours.unwrap() - 94.0).abs() < 1e-6, "{hours:?}");
+        let p = RangeFunc::PredictLinear(24.0 * 3600.0).apply(&w).unwrap();
+        assert!((p - 70e9).abs() < 1.0, "{p}");
+        // Freeing space: no end in sight (the clamp keeps the hours huge and positive).
+        let freeing: Vec<(i64, f64)> = w.iter().map(|&(t, v)| (t, 200e9 - v)).collect();
+        let hours = c
+            .eval(0.0, &mut |li| {
+                if li == 0 {
+                    Some(freeing.last().unwrap().1)
+                } else {
+                    f.apply(&freeing)
+                }
+            })
+            .unwrap();
+        assert!(hours > 1e6, "{hours}");
+    }
+
+    #[test]
     fn precedence_and_promql() {
         let c = p("100 * (1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes)");
         assert_eq!(c.leaves.len(), 2);
@@ -647,14 +902,26 @@ mod tests {
         let cases = [
             ("", "column 1: empty expression"),
             ("up >", "column 4: unexpected \">\""),
-            ("foo(up[5m])", "column 1: unknown function \"foo\"; known: rate, irate, increase, delta, avg_over_time, min_over_time, max_over_time"),
-            ("up[5m]", "column 3: a range selector needs a function around it, e.g. rate(metric[5m])"),
-            ("rate(up[five])", "column 9: invalid range \"five\", expected e.g. 5m"),
+            (
+                "foo(up[5m])",
+                &format!("column 1: unknown function \"foo\"; known: {KNOWN}"),
+            ),
+            (
+                "up[5m]",
+                "column 3: a range selector needs a function around it, e.g. rate(metric[5m])",
+            ),
+            (
+                "rate(up[five])",
+                "column 9: invalid range \"five\", expected e.g. 5m",
+            ),
             ("up{a=\"x}", "column 6: unterminated string"),
             ("up{a~\"x\"}", "column 5: expected one of =, !=, =~, !~"),
             ("1 + 2", "column 1: expression selects no series"),
             ("(up", "column 4: expected ')', found end of expression"),
-            ("up{a=~\"(\"}", "column 7: invalid regex \"(\": unclosed group"),
+            (
+                "up{a=~\"(\"}",
+                "column 7: invalid regex \"(\": unclosed group",
+            ),
         ];
         for (src, want) in cases {
             assert_eq!(parse(src).unwrap_err().to_string(), want, "{src}");
