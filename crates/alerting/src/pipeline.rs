@@ -1,7 +1,7 @@
 //! The pipeline: one state machine over the dispatcher, incidents and remediation, fed with
 //! what rule evaluation decided and the time, answering with [`Effects`].
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use tocsin_config::escalation::Policy;
@@ -243,28 +243,43 @@ impl Pipeline {
     }
 
     /// What holds each of `firing` back at `now`: the ids of the silences that mute it, and
-    /// whether another firing alert inhibits it (as [`Pipeline::transitions`] decides).
+    /// whether another firing alert inhibits it (as [`Pipeline::transitions`] decides). Sources
+    /// are indexed by the values of each rule's `equal` labels, so a mass outage costs
+    /// O(alerts × rules), not O(alerts²).
     pub fn held_back(&self, firing: &[&Labels], now: TimestampMs) -> Vec<(Vec<i64>, bool)> {
         let rules = &self.s.inhibit_rules;
-        let sources: Vec<(&InhibitRule, &Labels)> = firing
+        let key = |r: &InhibitRule, l: &Labels| -> Option<Vec<String>> {
+            r.equal
+                .iter()
+                .map(|k| l.get(k).map(str::to_string))
+                .collect()
+        };
+        let index: Vec<HashMap<Vec<String>, Vec<&Labels>>> = rules
             .iter()
-            .flat_map(|l| {
-                rules
-                    .iter()
-                    .filter(|r| routing::is_source(r, l))
-                    .map(move |r| (r, *l))
+            .map(|r| {
+                let mut m: HashMap<Vec<String>, Vec<&Labels>> = HashMap::new();
+                for l in firing.iter().filter(|l| routing::is_source(r, l)) {
+                    if let Some(k) = key(r, l) {
+                        m.entry(k).or_default().push(l);
+                    }
+                }
+                m
             })
             .collect();
+        let active: Vec<&Silence> = self.silences.iter().filter(|s| s.active(now)).collect();
         firing
             .iter()
             .map(|l| {
-                let silenced = self
-                    .silences
+                let silenced = active
                     .iter()
                     .filter(|s| s.matches(l, now))
                     .map(|s| s.id)
                     .collect();
-                let inhibited = sources.iter().any(|(r, src)| routing::inhibits(r, src, l));
+                let inhibited = rules.iter().zip(&index).any(|(r, m)| {
+                    key(r, l)
+                        .and_then(|k| m.get(&k))
+                        .is_some_and(|srcs| srcs.iter().any(|src| routing::inhibits(r, src, l)))
+                });
                 (silenced, inhibited)
             })
             .collect()

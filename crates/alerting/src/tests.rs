@@ -1154,3 +1154,32 @@ fn a_page_about_the_collector_goes_to_each_receiver_once_unless_silenced() {
     resolved.firing = false;
     assert_eq!(p.page(&resolved, T0 + 2000).len(), 2);
 }
+
+#[test]
+fn what_holds_a_firing_alert_back_is_told_per_alert() {
+    let mut p = Pipeline::new(config(INHIBITING));
+    let down = labels("HostDown", "host=a");
+    let disk_a = labels("DiskFull", "host=a");
+    let disk_b = labels("DiskFull", "host=b");
+    let cpu_b = labels("CpuBusy", "host=b");
+    p.set_silences(vec![silence::Silence::new(
+        7,
+        r#"[{"name":"alertname","value":"CpuBusy","is_regex":false}]"#,
+        None,
+        T0,
+        T0 + 3_600_000,
+    )
+    .unwrap()]);
+    let held = p.held_back(&[&down, &disk_a, &disk_b, &cpu_b], T0 + 1000);
+    assert_eq!(
+        held,
+        vec![
+            (vec![], false), // a source does not inhibit itself
+            (vec![], true),  // same host as HostDown
+            (vec![], false), // another host
+            (vec![7], false),
+        ]
+    );
+    // Past the silence's end, nothing mutes it.
+    assert_eq!(p.held_back(&[&cpu_b], T0 + 3_600_000)[0], (vec![], false));
+}
