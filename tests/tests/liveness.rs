@@ -409,3 +409,51 @@ fn a_collector_frozen_for_a_while_does_not_page_its_hosts_when_it_resumes() {
             .join("\n")
     );
 }
+
+#[test]
+fn a_backup_aged_past_its_rpo_fires_and_a_fresh_one_resolves_it() {
+    let _g = serial();
+    let env = Env::new();
+    let backups = env.dir.path().join("backup");
+    std::fs::create_dir(&backups).unwrap();
+    let dump = backups.join("db-20261101.dump");
+    std::fs::write(&dump, vec![7u8; 4096]).unwrap();
+    // Written 30 hours ago: past the daily backup's 26 h.
+    std::fs::File::options()
+        .write(true)
+        .open(&dump)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(30 * 3600))
+        .unwrap();
+    let c = env.collector("127.0.0.1:0");
+    let _a = env.agent(
+        &c,
+        &format!(
+            "  - {{ name: db-backup, kind: file, target: \"{}/db-*.dump\", interval: 1s, file: {{ max_age: 26h, min_size: 1KiB }}, labels: {{ service: membership }} }}\n",
+            backups.display()
+        ),
+    );
+    let (_, event, level) = env.wait_event("BackupTooOld", 1, Duration::from_secs(15));
+    assert_eq!((event.as_str(), level.as_str()), ("firing", "warning"));
+    let body = env
+        .hook
+        .all()
+        .into_iter()
+        .find(|(_, v)| v["alerts"][0]["labels"]["alertname"] == "BackupTooOld")
+        .unwrap()
+        .1;
+    let summary = body["alerts"][0]["annotations"]["summary"]
+        .as_str()
+        .unwrap();
+    assert!(summary.contains("30.0 h old"), "{summary}");
+    assert_eq!(body["alerts"][0]["labels"]["category"], "backup");
+    let (_, event, level) = env.wait_event("BackupCheckFailed", 1, Duration::from_secs(15));
+    assert_eq!((event.as_str(), level.as_str()), ("firing", "critical"));
+
+    // Tonight's backup lands: both resolve.
+    std::fs::write(backups.join("db-20261102.dump"), vec![7u8; 4096]).unwrap();
+    let (_, event, _) = env.wait_event("BackupTooOld", 2, Duration::from_secs(15));
+    assert_eq!(event, "resolved");
+    let (_, event, _) = env.wait_event("BackupCheckFailed", 2, Duration::from_secs(15));
+    assert_eq!(event, "resolved");
+}

@@ -11,6 +11,7 @@ use crate::{parse_duration, Problems, RawSecret, Secret};
 /// Probe kinds, the value of `kind`.
 pub const KINDS: &[&str] = &[
     "http", "tcp", "icmp", "dns", "command", "process", "redis", "postgres", "mysql", "systemd",
+    "file",
 ];
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -18,7 +19,7 @@ pub const KINDS: &[&str] = &[
 pub struct RawProbe {
     /// Unique name: the `probe` label.
     pub name: String,
-    /// One of http, tcp, icmp, dns, command, process, redis, postgres, mysql, systemd.
+    /// One of http, tcp, icmp, dns, command, process, redis, postgres, mysql, systemd, file.
     pub kind: String,
     /// What is checked: a URL for http, HOST:PORT for tcp, redis and postgres; a name for
     /// process and command probes (defaults to the probe name).
@@ -39,6 +40,20 @@ pub struct RawProbe {
     pub redis: Option<RawRedis>,
     pub postgres: Option<RawPostgres>,
     pub mysql: Option<RawMysql>,
+    pub file: Option<RawFile>,
+}
+
+/// A file probe: `target` is a path whose last component may hold wildcards (`*`, `?`), e.g.
+/// `/backup/db/*.dump`; the newest matching file is judged.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    /// The newest matching file must be younger than this (e.g. "26h").
+    pub max_age: Option<String>,
+    /// ... and at least this big (e.g. "1GB").
+    pub min_size: Option<String>,
+    /// At least this many files must match (default 1).
+    pub min_count: Option<u32>,
 }
 
 /// A systemd unit probe has no section: `target` is the unit name (e.g. `nginx.service`).
@@ -191,6 +206,7 @@ impl ProbeConfig {
             ProbeSpec::Postgres(_) => "postgres",
             ProbeSpec::Mysql(_) => "mysql",
             ProbeSpec::Systemd(_) => "systemd",
+            ProbeSpec::File(_) => "file",
         }
     }
 }
@@ -207,6 +223,7 @@ pub enum ProbeSpec {
     Postgres(PostgresProbe),
     Mysql(MysqlProbe),
     Systemd(SystemdProbe),
+    File(FileProbe),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,6 +328,47 @@ pub struct PostgresProbe {
 #[derive(Debug, Clone)]
 pub struct SystemdProbe {
     pub unit: String,
+}
+
+/// Files matching a pattern: the directory is literal, the file name may hold `*` and `?`.
+#[derive(Debug, Clone)]
+pub struct FileProbe {
+    pub dir: PathBuf,
+    pub pattern: regex::Regex,
+    pub max_age: Option<Duration>,
+    pub min_size: Option<u64>,
+    pub min_count: u32,
+}
+
+impl FileProbe {
+    /// Splits `target` into its directory and a pattern for the file name; wildcards are
+    /// allowed in the last component only.
+    pub fn parse_target(target: &str) -> Result<(PathBuf, regex::Regex), String> {
+        let path = std::path::Path::new(target);
+        if !path.is_absolute() {
+            return Err(format!("target {target:?} must be an absolute path"));
+        }
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+        else {
+            return Err(format!("target {target:?} names no file"));
+        };
+        if dir.to_str().is_some_and(|d| d.contains(['*', '?', '['])) {
+            return Err(format!(
+                "target {target:?}: wildcards are allowed in the file name only"
+            ));
+        }
+        let mut re = String::from("^");
+        for c in name.chars() {
+            match c {
+                '*' => re.push_str(".*"),
+                '?' => re.push('.'),
+                c => re.push_str(&regex::escape(&c.to_string())),
+            }
+        }
+        re.push('$');
+        let pattern = regex::Regex::new(&re).map_err(|e| format!("target {target:?}: {e}"))?;
+        Ok((dir.to_path_buf(), pattern))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -426,6 +484,7 @@ pub(crate) fn validate(
             ("redis", r.redis.is_some()),
             ("postgres", r.postgres.is_some()),
             ("mysql", r.mysql.is_some()),
+            ("file", r.file.is_some()),
         ];
         for (s, present) in sections {
             if present && s != r.kind {
@@ -637,6 +696,32 @@ pub(crate) fn validate(
                     continue;
                 }
             },
+            "file" => {
+                let f = r.file.clone().unwrap_or_default();
+                let (dir, pattern) = match r
+                    .target
+                    .as_deref()
+                    .ok_or_else(|| "target (a path such as /backup/db/*.dump) is required".into())
+                    .and_then(FileProbe::parse_target)
+                {
+                    Ok(t) => t,
+                    Err(e) => {
+                        p.push(format!("{at}: {e}"));
+                        continue;
+                    }
+                };
+                ProbeSpec::File(FileProbe {
+                    dir,
+                    pattern,
+                    max_age: f
+                        .max_age
+                        .and_then(|s| p.take(&format!("{at}: file.max_age"), parse_duration(&s))),
+                    min_size: f.min_size.and_then(|s| {
+                        p.take(&format!("{at}: file.min_size"), crate::parse_size(&s))
+                    }),
+                    min_count: f.min_count.unwrap_or(1),
+                })
+            }
             _ => unreachable!("kind checked above"),
         };
         out.push(ProbeConfig {

@@ -4,6 +4,7 @@
 
 mod command;
 mod dns;
+mod file;
 mod http;
 mod icmp;
 mod mysql;
@@ -143,6 +144,7 @@ impl Prober {
                 (ProbeSpec::Postgres(spec), _) => postgres::run(spec, &mut metrics).await,
                 (ProbeSpec::Mysql(spec), _) => mysql::run(spec, &mut metrics).await,
                 (ProbeSpec::Systemd(spec), _) => systemd::run(spec, &mut metrics).await,
+                (ProbeSpec::File(spec), _) => file::run(spec, &mut metrics).await,
                 _ => Err(Failure::new(
                     Reason::Error,
                     "probe state does not match its kind",
