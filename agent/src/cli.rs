@@ -258,17 +258,23 @@ async fn sample_loop(
     cancel: CancellationToken,
 ) {
     let host = Arc::new(Mutex::new(HostSampler::new(cfg.statfs_timeout)));
+    let logs = Arc::new(Mutex::new(tocsin_logs::Tailer::new(
+        cfg.logs.clone(),
+        tocsin_logs::checkpoint_path(&cfg.state_dir),
+    )));
     let mut grid = Grid::new(cfg.interval);
     let interval_secs = cfg.interval.as_secs_f64();
     loop {
         let ts = now_ms();
         let t0 = Instant::now();
         let host = Arc::clone(&host);
+        let logs = Arc::clone(&logs);
         let textfile_dir = cfg.textfile_dir.clone();
         let tel2 = tel.clone();
-        let fams =
-            tokio::task::spawn_blocking(move || collect(&host, textfile_dir.as_deref(), &tel2))
-                .await;
+        let fams = tokio::task::spawn_blocking(move || {
+            collect(&host, &logs, textfile_dir.as_deref(), &tel2)
+        })
+        .await;
         match fams {
             Ok(mut fams) => {
                 fams.push(
@@ -296,6 +302,7 @@ async fn sample_loop(
 
 fn collect(
     host: &Mutex<HostSampler>,
+    logs: &Mutex<tocsin_logs::Tailer>,
     textfile_dir: Option<&std::path::Path>,
     tel: &Telemetry,
 ) -> Vec<Family> {
@@ -325,5 +332,12 @@ fn collect(
         }
         out.extend(tf.families);
     }
+    let t = Instant::now();
+    let mut logs = logs.lock().unwrap_or_else(|p| p.into_inner());
+    logs.poll();
+    out.extend(logs.families());
+    tel.sampler_seconds
+        .with_label_values(&["logs"])
+        .set(t.elapsed().as_secs_f64());
     out
 }

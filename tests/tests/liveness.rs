@@ -457,3 +457,107 @@ fn a_backup_aged_past_its_rpo_fires_and_a_fresh_one_resolves_it() {
     let (_, event, _) = env.wait_event("BackupCheckFailed", 2, Duration::from_secs(15));
     assert_eq!(event, "resolved");
 }
+
+/// `GET /api/v1/query` of `q`: the value of its one series, if any.
+fn instant(c: &Proc, q: &str) -> Option<f64> {
+    let v: Value =
+        reqwest::blocking::get(c.url(&format!("/api/v1/query?query={}", urlencoding::encode(q))))
+            .ok()?
+            .json()
+            .ok()?;
+    v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
+#[test]
+fn a_log_written_across_a_rotation_is_counted_exactly_and_alerts() {
+    let _g = serial();
+    // The shipped error-rate rule, its `for` shortened so the test need not wait two minutes.
+    let env = Env::new();
+    std::fs::create_dir(env.dir.path().join("rules")).unwrap();
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/logs.yaml"))
+            .unwrap();
+    std::fs::write(
+        env.dir.path().join("rules/logs.yaml"),
+        shipped.replace("for: 2m", "for: 0s"),
+    )
+    .unwrap();
+    let logs = env.dir.path().join("log");
+    std::fs::create_dir(&logs).unwrap();
+    let app = logs.join("shop.log");
+    let write = |path: &std::path::Path, errors: usize, infos: usize| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        for i in 0..errors.max(infos) {
+            if i < errors {
+                writeln!(f, "2026-12-05T03:22:27Z ERROR order {i} failed").unwrap();
+            }
+            if i < infos {
+                writeln!(f, "2026-12-05T03:22:27Z INFO order {i} ok").unwrap();
+            }
+        }
+    };
+    // Before the agent starts: not counted (a new source starts at the end).
+    write(&app, 5, 5);
+    let c = env.0.collector("127.0.0.1:0", &env.p("rules"));
+    let cfg = env.p("agent.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "host: log-host\ninterval: 1s\nlogs:\n  - name: shop\n    path: {}/shop.log*\n    patterns: [ {{ name: error, regex: '\\bERROR\\b' }} ]\n    severity: '^\\S+ (?P<severity>[A-Z]+) '\n",
+            logs.display()
+        ),
+    )
+    .unwrap();
+    let state = env.p("agent-state");
+    let mut a = env.0.agent(&c, &["--config", &cfg, "--state-dir", &state]);
+    wait_for("the log source followed", Duration::from_secs(15), || {
+        (instant(&c, "tocsin_log_matches_total{source=\"shop\"}") == Some(0.0)).then_some(())
+    });
+    write(&app, 30, 10);
+    // Rotated in the middle: the old file gets its last lines after the rename.
+    std::fs::rename(&app, logs.join("shop.log.1")).unwrap();
+    write(&logs.join("shop.log.1"), 4, 0);
+    write(&app, 20, 3);
+    wait_for("every error line counted", Duration::from_secs(15), || {
+        (instant(
+            &c,
+            "tocsin_log_matches_total{source=\"shop\",pattern=\"error\"}",
+        ) == Some(54.0))
+        .then_some(())
+    });
+    // A restart of the agent in between reads on where it stopped.
+    a.terminate();
+    write(&app, 6, 0);
+    let _a = env.0.agent(&c, &["--config", &cfg, "--state-dir", &state]);
+    wait_for(
+        "the lines written while it was down",
+        Duration::from_secs(15),
+        || {
+            let v = instant(
+                &c,
+                "tocsin_log_matches_total{source=\"shop\",pattern=\"error\"}",
+            );
+            eprintln!("errors counted: {v:?}");
+            (v == Some(60.0)).then_some(())
+        },
+    );
+    assert_eq!(
+        instant(
+            &c,
+            "tocsin_log_lines_by_severity_total{source=\"shop\",severity=\"info\"}"
+        ),
+        Some(13.0)
+    );
+    assert_eq!(
+        instant(&c, "tocsin_log_lines_total{source=\"shop\"}"),
+        Some(73.0)
+    );
+    let (_, event, level) = env.wait_event("LogErrorsHigh", 1, Duration::from_secs(15));
+    assert_eq!(event, "firing");
+    assert!(matches!(level.as_str(), "warning" | "critical"), "{level}");
+}

@@ -39,6 +39,9 @@ pub struct RawAgentConfig {
     /// Service probes, each on its own schedule.
     #[serde(default)]
     pub probes: Vec<crate::probes::RawProbe>,
+    /// Log files followed each cycle, and what is counted in them.
+    #[serde(default)]
+    pub logs: Vec<crate::logs::RawLogSource>,
     /// Remediation actions this agent will run when the collector asks: the allowlist.
     #[serde(default)]
     pub actions: BTreeMap<String, crate::actions::RawAction>,
@@ -116,6 +119,7 @@ pub struct AgentConfig {
     pub shipping: ShippingConfig,
     pub statfs_timeout: Duration,
     pub probes: Vec<crate::probes::ProbeConfig>,
+    pub logs: Vec<crate::logs::LogSource>,
     pub actions: Vec<crate::actions::ActionSpec>,
     pub state_dir: PathBuf,
     pub max_concurrent_actions: usize,
@@ -256,6 +260,7 @@ impl RawAgentConfig {
         let listen = listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
         let probes =
             crate::probes::validate(&mut p, self.probes, interval.max(Duration::from_secs(1)));
+        let logs = crate::logs::validate(&mut p, self.logs);
         let actions = crate::actions::validate(&mut p, self.actions, "actions");
         let state_dir = self.state_dir.unwrap_or_else(|| {
             default_state_dir(
@@ -283,6 +288,7 @@ impl RawAgentConfig {
             },
             statfs_timeout,
             probes,
+            logs,
             actions,
             state_dir,
             max_concurrent_actions,

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod collector;
 pub mod escalation;
 pub mod inhibit;
+pub mod logs;
 pub mod probes;
 pub mod route;
 

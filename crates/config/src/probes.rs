@@ -341,34 +341,37 @@ pub struct FileProbe {
 }
 
 impl FileProbe {
-    /// Splits `target` into its directory and a pattern for the file name; wildcards are
-    /// allowed in the last component only.
     pub fn parse_target(target: &str) -> Result<(PathBuf, regex::Regex), String> {
-        let path = std::path::Path::new(target);
-        if !path.is_absolute() {
-            return Err(format!("target {target:?} must be an absolute path"));
-        }
-        let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
-        else {
-            return Err(format!("target {target:?} names no file"));
-        };
-        if dir.to_str().is_some_and(|d| d.contains(['*', '?', '['])) {
-            return Err(format!(
-                "target {target:?}: wildcards are allowed in the file name only"
-            ));
-        }
-        let mut re = String::from("^");
-        for c in name.chars() {
-            match c {
-                '*' => re.push_str(".*"),
-                '?' => re.push('.'),
-                c => re.push_str(&regex::escape(&c.to_string())),
-            }
-        }
-        re.push('$');
-        let pattern = regex::Regex::new(&re).map_err(|e| format!("target {target:?}: {e}"))?;
-        Ok((dir.to_path_buf(), pattern))
+        parse_glob(target)
     }
+}
+
+/// Splits an absolute path into its directory and a pattern for the file name (`*`, `?`);
+/// wildcards are allowed in the last component only.
+pub fn parse_glob(target: &str) -> Result<(PathBuf, regex::Regex), String> {
+    let path = std::path::Path::new(target);
+    if !path.is_absolute() {
+        return Err(format!("target {target:?} must be an absolute path"));
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Err(format!("target {target:?} names no file"));
+    };
+    if dir.to_str().is_some_and(|d| d.contains(['*', '?', '['])) {
+        return Err(format!(
+            "target {target:?}: wildcards are allowed in the file name only"
+        ));
+    }
+    let mut re = String::from("^");
+    for c in name.chars() {
+        match c {
+            '*' => re.push_str(".*"),
+            '?' => re.push('.'),
+            c => re.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    re.push('$');
+    let pattern = regex::Regex::new(&re).map_err(|e| format!("target {target:?}: {e}"))?;
+    Ok((dir.to_path_buf(), pattern))
 }
 
 #[derive(Debug, Clone)]
