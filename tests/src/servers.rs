@@ -233,6 +233,10 @@ pub enum Mode {
     Fail,
     /// Accept and never answer.
     Hang,
+    /// 200, after 1.5 s.
+    Slow,
+    /// 500 for every third request, 200 otherwise.
+    FailEveryThird,
 }
 
 /// A tiny HTTP/1.1 server (optionally TLS) whose behaviour can be switched while it runs;
@@ -259,6 +263,7 @@ impl HttpServer {
             .expect("bind");
         let port = listener.local_addr().unwrap().port();
         let mode = Arc::new(AtomicU16::new(0));
+        let served = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let acceptor = tls.map(|t| {
             let certs = rustls_pemfile_certs(&t.cert_pem);
             use rustls::pki_types::pem::PemObject;
@@ -275,21 +280,23 @@ impl HttpServer {
             tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
         });
         let m = Arc::clone(&mode);
+        let n = Arc::clone(&served);
         rt.spawn(async move {
             loop {
                 let Ok((s, _)) = listener.accept().await else {
                     continue;
                 };
                 let m = Arc::clone(&m);
+                let n = Arc::clone(&n);
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     match acceptor {
                         Some(a) => {
                             if let Ok(s) = a.accept(s).await {
-                                serve(s, &m).await;
+                                serve(s, &m, &n).await;
                             }
                         }
-                        None => serve(s, &m).await,
+                        None => serve(s, &m, &n).await,
                     }
                 });
             }
@@ -333,6 +340,7 @@ fn rustls_pemfile_certs(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'sta
 async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     mut s: S,
     mode: &AtomicU16,
+    served: &std::sync::atomic::AtomicU64,
 ) {
     let mut buf = vec![0u8; 8192];
     let mut got = Vec::new();
@@ -349,9 +357,16 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
         return;
     }
     let m = mode.load(Ordering::SeqCst);
+    let nth = served.fetch_add(1, Ordering::SeqCst) + 1;
     let (status, body) = match m {
         0 => ("200 OK", "all good"),
         1 => ("500 Internal Server Error", "error"),
+        3 => {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            ("200 OK", "all good, slowly")
+        }
+        4 if nth.is_multiple_of(3) => ("500 Internal Server Error", "error"),
+        4 => ("200 OK", "all good"),
         _ => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             return;

@@ -561,3 +561,150 @@ fn a_log_written_across_a_rotation_is_counted_exactly_and_alerts() {
     assert_eq!(event, "firing");
     assert!(matches!(level.as_str(), "warning" | "critical"), "{level}");
 }
+
+/// The incident a service's alerts filed, once it has `n` alerts: (its JSON, its report).
+fn service_incident(c: &Proc, service: &str, kind: &str) -> (Value, String) {
+    let inc = wait_for(
+        &format!("a {kind} incident of {service}"),
+        Duration::from_secs(30),
+        || {
+            let v: Value = reqwest::blocking::get(c.url("/api/v1/incidents"))
+                .ok()?
+                .json()
+                .ok()?;
+            v["data"]["incidents"]
+                .as_array()?
+                .iter()
+                .find(|i| {
+                    i["services"]
+                        .as_array()
+                        .is_some_and(|s| s.iter().any(|x| x == service))
+                        && i["outage"] == kind
+                })
+                .cloned()
+        },
+    );
+    let id = inc["id"].as_str().unwrap();
+    let report = reqwest::blocking::get(c.url(&format!("/api/v1/incidents/{id}/report")))
+        .unwrap()
+        .text()
+        .unwrap();
+    (inc, report)
+}
+
+fn outage_stats(c: &Proc) -> Value {
+    let v: Value = reqwest::blocking::get(c.url("/api/v1/incidents/stats"))
+        .unwrap()
+        .json()
+        .unwrap();
+    v["data"]["by_outage"].clone()
+}
+
+/// The four outage kinds from real failures, as the shipped rules file them: all of a service
+/// down is complete; down on one of its two hosts is partial; answering slowly is degraded;
+/// failing every third request is intermittent. Each in the incident, its report and the
+/// statistics.
+#[test]
+fn the_four_outage_kinds_are_filed_from_real_failures() {
+    let _g = serial();
+    // ProbeIntermittent's `for` shortened so the test need not wait two minutes.
+    let env = Env::new();
+    let rules = env.dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    for f in ["probes.yaml", "liveness.yaml"] {
+        let text = std::fs::read_to_string(format!("{}/../rules/{f}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap();
+        std::fs::write(rules.join(f), text.replace("for: 2m", "for: 0s")).unwrap();
+    }
+    let c = env.0.collector("127.0.0.1:0", &env.p("rules"));
+    let agent = |host: &str, probes: &str| {
+        let cfg = env.p(&format!("{host}.yaml"));
+        std::fs::write(
+            &cfg,
+            format!("host: {host}\ninterval: 1s\nprobes:\n{probes}"),
+        )
+        .unwrap();
+        let state = env.p(&format!("{host}-state"));
+        env.0.agent(&c, &["--config", &cfg, "--state-dir", &state])
+    };
+    let probe = |name: &str, svc: &HttpServer, service: &str, extra: &str| {
+        format!(
+            "  - {{ name: {name}, kind: http, target: \"{}\", interval: 1s, timeout: 900ms, labels: {{ service: {service} }}{extra} }}\n",
+            svc.url("http")
+        )
+    };
+    // complete: the only server of `billing` stops.
+    let mut billing = HttpServer::start(None);
+    // partial: `shop` runs on two hosts; one stops.
+    let mut shop_a = HttpServer::start(None);
+    let shop_b = HttpServer::start(None);
+    // degraded: `search` answers in 1.5 s.
+    let search = HttpServer::start(None);
+    // intermittent: `login` fails every third request.
+    let login = HttpServer::start(None);
+    let _a = agent(
+        "host-a",
+        &[
+            probe("billing", &billing, "billing", ""),
+            probe("shop-a", &shop_a, "shop", ""),
+            probe("login", &login, "login", ""),
+        ]
+        .concat(),
+    );
+    let _b = agent(
+        "host-b",
+        &[
+            probe("shop-b", &shop_b, "shop", ""),
+            format!(
+                "  - {{ name: search, kind: http, target: \"{}\", interval: 2s, timeout: 2s, labels: {{ service: search }} }}\n",
+                search.url("http")
+            ),
+        ]
+        .concat(),
+    );
+    wait_for("every probe shipped once", Duration::from_secs(20), || {
+        let m = reqwest::blocking::get(c.url("/api/v1/query?query=count(probe_success)"))
+            .ok()?
+            .json::<Value>()
+            .ok()?;
+        (m["data"]["result"][0]["value"][1] == "5").then_some(())
+    });
+    billing.stop();
+    shop_a.stop();
+    search.set(Mode::Slow);
+    login.set(Mode::FailEveryThird);
+
+    let (inc, report) = service_incident(&c, "billing", "complete");
+    assert!(report.contains("complete outage"), "{report}");
+    assert_eq!(inc["severity"], "critical");
+    let (inc, report) = service_incident(&c, "shop", "partial");
+    assert!(report.contains("partial outage"), "{report}");
+    assert_eq!(
+        inc["hosts"],
+        serde_json::json!(["host-a"]),
+        "one host's probe down, the other fine"
+    );
+    let (_, report) = service_incident(&c, "search", "degraded");
+    assert!(report.contains("ProbeSlow"), "{report}");
+    let (_, report) = service_incident(&c, "login", "intermittent");
+    assert!(report.contains("ProbeIntermittent"), "{report}");
+    let by = outage_stats(&c);
+    for kind in ["complete", "partial", "degraded", "intermittent"] {
+        assert!(by[kind].as_u64() >= Some(1), "{kind} in {by}");
+    }
+    // No incident of these four services was filed under a wrong kind.
+    let v: Value = reqwest::blocking::get(c.url("/api/v1/incidents"))
+        .unwrap()
+        .json()
+        .unwrap();
+    for i in v["data"]["incidents"].as_array().unwrap() {
+        let want = match i["services"][0].as_str() {
+            Some("billing") => "complete",
+            Some("shop") => "partial",
+            Some("search") => "degraded",
+            Some("login") => "intermittent",
+            _ => continue,
+        };
+        assert_eq!(i["outage"], want, "{i}");
+    }
+}

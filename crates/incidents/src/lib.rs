@@ -29,7 +29,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            group_by: vec!["host".into(), "service".into()],
+            group_by: vec!["service".into(), "host".into()],
             reopen_within_ms: 30 * 60_000,
         }
     }
@@ -93,6 +93,10 @@ pub struct Incident {
     pub remediated_at: Option<TimestampMs>,
     pub flapping: bool,
     pub reopened: u32,
+    /// Whether a rule declared the outage kind (an `outage` label or annotation): a declared
+    /// kind is never overridden by an inferred one, whichever alert comes later.
+    #[serde(default)]
+    pub outage_declared: bool,
 }
 
 impl Incident {
@@ -331,6 +335,7 @@ impl Incidents {
                                 remediated_at: None,
                                 flapping: false,
                                 reopened: 0,
+                                outage_declared: false,
                             },
                         );
                         self.push(&id, now, "opened", format!("incident opened by {}", a.rule));
@@ -376,12 +381,19 @@ impl Incidents {
             .labels
             .get("outage")
             .or_else(|| a.annotations.get("outage").map(String::as_str));
-        inc.outage = match declared {
-            Some(o @ ("complete" | "partial" | "intermittent" | "degraded")) => o.to_string(),
-            _ if inc.flapping || inc.reopened > 0 => "intermittent".into(),
-            _ if inc.severity == Level::Warning => "degraded".into(),
-            _ => "complete".into(),
-        };
+        // A declaration wins over inference, whichever comes first: a probe's ServiceDown
+        // (inferred complete) inside a service's partial outage (declared by ServiceOutage)
+        // leaves the incident partial.
+        match declared {
+            Some(o @ ("complete" | "partial" | "intermittent" | "degraded")) => {
+                inc.outage = o.to_string();
+                inc.outage_declared = true;
+            }
+            _ if inc.outage_declared => {}
+            _ if inc.flapping || inc.reopened > 0 => inc.outage = "intermittent".into(),
+            _ if inc.severity == Level::Warning => inc.outage = "degraded".into(),
+            _ => inc.outage = "complete".into(),
+        }
         let (kind, text) = match (a.event, a.previous_level) {
             (Event::LevelChanged, Some(p)) => (
                 "level_changed",

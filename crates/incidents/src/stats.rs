@@ -13,6 +13,9 @@ pub struct Stats {
     pub to: TimestampMs,
     pub count: usize,
     pub by_category: BTreeMap<String, usize>,
+    /// Incidents by outage kind: complete, partial, intermittent, degraded.
+    #[serde(default)]
+    pub by_outage: BTreeMap<String, usize>,
     pub by_host: BTreeMap<String, usize>,
     pub by_service: BTreeMap<String, usize>,
     /// Mean time to acknowledge / resolve / remediate, seconds, over the incidents that were.
@@ -69,11 +72,13 @@ pub fn stats(
         .collect();
     let opened: Vec<&&Incident> = window.iter().filter(|i| i.opened_at >= from).collect();
     let mut by_category = BTreeMap::new();
+    let mut by_outage = BTreeMap::new();
     let mut by_host = BTreeMap::new();
     let mut by_service = BTreeMap::new();
     let mut rules: BTreeMap<String, usize> = BTreeMap::new();
     for i in &opened {
         *by_category.entry(i.category.clone()).or_default() += 1;
+        *by_outage.entry(i.outage.clone()).or_default() += 1;
         for h in &i.hosts {
             *by_host.entry(h.clone()).or_default() += 1;
         }
@@ -133,6 +138,7 @@ pub fn stats(
         to,
         count: opened.len(),
         by_category,
+        by_outage,
         by_host,
         by_service,
         mtta_seconds: mean(opened.iter().filter_map(|i| i.time_to_ack_ms())),

@@ -32,9 +32,28 @@ fn alert(rule: &str, host: &str, level: Level, firing: bool) -> AlertInfo {
     }
 }
 
+/// Grouping by host first (`incidents.group_by: [host, service]`), as these tests were written.
+fn by_host() -> Settings {
+    Settings {
+        group_by: vec!["host".into(), "service".into()],
+        ..Settings::default()
+    }
+}
+
+#[test]
+fn by_default_a_services_alerts_from_every_host_join_one_incident() {
+    let mut inc = Incidents::new(Settings::default());
+    let a = inc.on_alert(&alert("WebDown", "web-1", Level::Critical, true), T0);
+    let b = inc.on_alert(&alert("WebDown", "web-2", Level::Critical, true), T0);
+    assert_eq!(a, b);
+    let mut host_only = alert("DiskFull", "web-1", Level::Warning, true);
+    host_only.labels = Labels::from_pairs([("alertname", "DiskFull"), ("host", "web-1")]);
+    assert_ne!(inc.on_alert(&host_only, T0), a, "no service: by host");
+}
+
 #[test]
 fn alerts_join_an_incident_which_resolves_and_reopens() {
-    let mut inc = Incidents::new(Settings::default());
+    let mut inc = Incidents::new(by_host());
     let a = alert("WebDown", "web-1", Level::Critical, true);
     let id = inc.on_alert(&a, T0).unwrap();
     assert_eq!(id, "INC-20261118-0001");
@@ -162,10 +181,10 @@ fn remediation_closes_without_a_human_and_stats_report_it() {
 
 #[test]
 fn ids_count_per_day_and_state_round_trips() {
-    let mut inc = Incidents::new(Settings::default());
+    let mut inc = Incidents::new(by_host());
     inc.on_alert(&alert("A", "h1", Level::Warning, true), T0);
     let (rows, _) = inc.take_changes();
-    let mut again = Incidents::new(Settings::default());
+    let mut again = Incidents::new(by_host());
     assert!(again.restore(rows, T0 + S).is_empty());
     assert_eq!(
         again.on_alert(&alert("A", "h2", Level::Warning, true), T0 + S),
@@ -204,4 +223,29 @@ fn the_rules_outage_label_names_the_kind() {
     let mut inc = Incidents::new(Settings::default());
     inc.on_alert(&alert("X", "h", Level::Warning, true), T0);
     assert_eq!(inc.live().next().unwrap().outage, "degraded");
+}
+
+/// A probe's ServiceDown (no declared kind: inferred complete) and its service's ServiceOutage
+/// (declared partial) in one incident: partial, whichever fires first.
+#[test]
+fn a_declared_kind_is_not_overridden_by_an_inferred_one() {
+    for declared_first in [false, true] {
+        let mut inc = Incidents::new(Settings::default()); // service first
+        let mut down = alert("ServiceDown", "h1", Level::Critical, true);
+        down.labels.set("service", "shop");
+        let mut outage = alert("ServiceOutage", "", Level::Warning, true);
+        outage.labels =
+            tocsin_model::Labels::from_pairs([("alertname", "ServiceOutage"), ("service", "shop")]);
+        outage.annotations.insert("outage".into(), "partial".into());
+        let order = if declared_first {
+            [&outage, &down]
+        } else {
+            [&down, &outage]
+        };
+        let ids: Vec<_> = order.iter().map(|a| inc.on_alert(a, T0)).collect();
+        assert_eq!(ids[0], ids[1], "one incident for the service");
+        let i = inc.live().next().unwrap();
+        assert_eq!(i.outage, "partial", "declared first: {declared_first}");
+        assert!(i.outage_declared);
+    }
 }

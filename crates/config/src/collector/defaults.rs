@@ -68,7 +68,7 @@ pub const ALERT_LOG: &str = "alerts.log";
 /// `ack.link_ttl`.
 pub const ACK_LINK_TTL: &str = "24h";
 /// `incidents.group_by`.
-pub const INCIDENT_GROUP_BY: [&str; 2] = ["host", "service"];
+pub const INCIDENT_GROUP_BY: [&str; 2] = ["service", "host"];
 /// `incidents.reopen_within`.
 pub const INCIDENT_REOPEN_WITHIN: &str = "30m";
 /// `remediation.max_concurrent`.
