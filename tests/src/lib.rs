@@ -588,3 +588,76 @@ pub fn dashboard_queries(host: &str, rule: &str) -> Vec<(String, String)> {
     }
     queries
 }
+
+/// Copies shipped rule files (`rules/NAME`) into `dir`, every `for:` of theirs set to 0s, so a
+/// test sees a rule's expression, levels and labels fire without waiting its minutes (the
+/// timing itself is checked by the backtests in collector/tests/cli.rs).
+pub fn shipped_rules_without_for(dir: &Path, files: &[&str]) {
+    std::fs::create_dir_all(dir).expect("rules dir");
+    for f in files {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../rules")
+                .join(f),
+        )
+        .unwrap_or_else(|e| panic!("rules/{f}: {e}"));
+        let out: String = text.lines().map(zero_for).collect::<Vec<_>>().join("\n");
+        std::fs::write(dir.join(f), out).expect("write rules");
+    }
+}
+
+/// Rewrites `for: <duration>` (a rule's or a level's) to `for: 0s`, leaving `for_runs` alone.
+fn zero_for(line: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(i) = rest.find("for: ") {
+        let (head, tail) = rest.split_at(i + "for: ".len());
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(tail.len());
+        out.push_str("0s");
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A network namespace of the test's own, deleted on drop; `None` (outside CI) when this
+/// machine cannot make one (needs root and iproute2); in CI that fails the test.
+pub struct Netns(pub String);
+
+impl Netns {
+    pub fn create(prefix: &str) -> Option<Netns> {
+        let name = format!("{prefix}-{}", std::process::id());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI must be able to create a network namespace"
+            );
+            eprintln!("SKIPPED: cannot create a network namespace (needs root and iproute2)");
+            return None;
+        }
+        let ns = Netns(name);
+        assert!(ns.sh("ip link set lo up"), "loopback up in {}", ns.0);
+        Some(ns)
+    }
+
+    /// Runs a shell command in the namespace; whether it succeeded.
+    pub fn sh(&self, cmd: &str) -> bool {
+        Command::new("ip")
+            .args(["netns", "exec", &self.0, "sh", "-c", cmd])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}

@@ -5,7 +5,7 @@
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use tocsin_e2e::{binary, serial, wait_for, Stack};
+use tocsin_e2e::{binary, serial, shipped_rules_without_for, wait_for, Stack};
 
 struct Killed(Child);
 
@@ -32,17 +32,7 @@ fn a_filesystem_filling_up_is_forecast_full_before_it_is() {
         return;
     }
     let s = Stack::new("");
-    std::fs::create_dir(s.dir.path().join("rules")).unwrap();
-    let shipped =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/host.yaml"))
-            .unwrap();
-    std::fs::write(
-        s.dir.path().join("rules/host.yaml"),
-        shipped
-            .replace("for: 1h", "for: 0s")
-            .replace("for: 15m", "for: 0s"),
-    )
-    .unwrap();
+    shipped_rules_without_for(&s.dir.path().join("rules"), &["host.yaml"]);
     let c = s.collector("127.0.0.1:0", &s.p("rules"));
     let mnt = s.dir.path().join("fill");
     std::fs::create_dir(&mnt).unwrap();

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tocsin_e2e::servers::{HttpServer, Mode};
-use tocsin_e2e::{serial, wait_for, Proc, Stack};
+use tocsin_e2e::{serial, shipped_rules_without_for, wait_for, Proc, Stack};
 
 struct Env(Stack);
 
@@ -473,15 +473,7 @@ fn a_log_written_across_a_rotation_is_counted_exactly_and_alerts() {
     let _g = serial();
     // The shipped error-rate rule, its `for` shortened so the test need not wait two minutes.
     let env = Env::new();
-    std::fs::create_dir(env.dir.path().join("rules")).unwrap();
-    let shipped =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/logs.yaml"))
-            .unwrap();
-    std::fs::write(
-        env.dir.path().join("rules/logs.yaml"),
-        shipped.replace("for: 2m", "for: 0s"),
-    )
-    .unwrap();
+    shipped_rules_without_for(&env.dir.path().join("rules"), &["logs.yaml"]);
     let logs = env.dir.path().join("log");
     std::fs::create_dir(&logs).unwrap();
     let app = logs.join("shop.log");
@@ -609,13 +601,10 @@ fn the_four_outage_kinds_are_filed_from_real_failures() {
     let _g = serial();
     // ProbeIntermittent's `for` shortened so the test need not wait two minutes.
     let env = Env::new();
-    let rules = env.dir.path().join("rules");
-    std::fs::create_dir(&rules).unwrap();
-    for f in ["probes.yaml", "liveness.yaml"] {
-        let text = std::fs::read_to_string(format!("{}/../rules/{f}", env!("CARGO_MANIFEST_DIR")))
-            .unwrap();
-        std::fs::write(rules.join(f), text.replace("for: 2m", "for: 0s")).unwrap();
-    }
+    shipped_rules_without_for(
+        &env.dir.path().join("rules"),
+        &["probes.yaml", "liveness.yaml"],
+    );
     let c = env.0.collector("127.0.0.1:0", &env.p("rules"));
     let agent = |host: &str, probes: &str| {
         let cfg = env.p(&format!("{host}.yaml"));

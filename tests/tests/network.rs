@@ -10,15 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use tocsin_e2e::{binary, serial, wait_for};
-
-struct Netns(String);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
+use tocsin_e2e::{binary, serial, shipped_rules_without_for, wait_for, Netns};
 
 struct Killed(Child);
 
@@ -82,23 +74,10 @@ fn wait_notified(log: &Path, alert: &str, status: &str) -> Vec<(String, String, 
 #[test]
 fn latency_and_loss_rules_fire_against_a_real_target_and_resolve_when_it_recovers() {
     let _g = serial();
-    let ns = format!("tocsin-net-{}", std::process::id());
-    let ip = |args: &[&str]| {
-        Command::new("ip")
-            .args(args)
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !ip(&["netns", "add", &ns]) {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI must be able to create a network namespace"
-        );
-        eprintln!("SKIPPED: cannot create a network namespace (needs root and iproute2)");
+    let Some(netns) = Netns::create("tocsin-net") else {
         return;
-    }
-    let _ns = Netns(ns.clone());
-    assert!(ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]));
+    };
+    let ns = netns.0.clone();
     let dir = tempfile::tempdir().unwrap();
     let p = |r: &str| dir.path().join(r);
     let control = p("control");
@@ -121,27 +100,10 @@ fn latency_and_loss_rules_fire_against_a_real_target_and_resolve_when_it_recover
         .read_line(&mut ready)
         .unwrap();
     assert_eq!(ready.trim(), "ready");
-    assert!(ip(&[
-        "netns",
-        "exec",
-        &ns,
-        "sh",
-        "-c",
-        "ip addr add 10.77.0.1/24 dev tun0 && ip link set tun0 up"
-    ]));
+    assert!(netns.sh("ip addr add 10.77.0.1/24 dev tun0 && ip link set tun0 up"));
 
     // The shipped network rules, their `for` shortened so the test need not wait minutes.
-    std::fs::create_dir(p("rules")).unwrap();
-    let shipped = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../rules/network.yaml"
-    ))
-    .unwrap();
-    std::fs::write(
-        p("rules/network.yaml"),
-        shipped.replace("for: 2m", "for: 0s"),
-    )
-    .unwrap();
+    shipped_rules_without_for(&p("rules"), &["network.yaml"]);
     let alerts = p("alerts.log");
     std::fs::write(
         p("collector.yaml"),

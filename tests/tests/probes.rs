@@ -510,32 +510,11 @@ fn systemd_unit_state_or_a_clear_error_without_systemd() {
 #[test]
 fn icmp_to_a_silent_address_times_out_with_full_loss() {
     // A network namespace of our own with a veth whose peer is down: 10.9.9.2 never answers.
-    let ns = format!("tocsin-icmp-{}", std::process::id());
-    let ip = |args: &[&str]| {
-        std::process::Command::new("ip")
-            .args(args)
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !ip(&["netns", "add", &ns]) {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI must be able to create a network namespace"
-        );
-        eprintln!("SKIPPED: cannot create a network namespace (needs root and iproute2)");
+    let Some(netns) = tocsin_e2e::Netns::create("tocsin-icmp") else {
         return;
-    }
-    struct Drop_(String);
-    impl Drop for Drop_ {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", &self.0])
-                .status();
-        }
-    }
-    let _cleanup = Drop_(ns.clone());
-    let exec = |cmd: &str| ip(&["netns", "exec", &ns, "sh", "-c", cmd]);
-    assert!(exec("ip link set lo up && ip link add v0 type veth peer name v1 && ip addr add 10.9.9.1/24 dev v0 && ip link set v0 up"));
+    };
+    let ns = netns.0.clone();
+    assert!(netns.sh("ip link add v0 type veth peer name v1 && ip addr add 10.9.9.1/24 dev v0 && ip link set v0 up"));
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("a.yaml");
     std::fs::write(&cfg, "probes:\n  - { name: gw, kind: icmp, target: 10.9.9.2, timeout: 1s, icmp: { count: 3, spacing: 50ms } }\n").unwrap();
