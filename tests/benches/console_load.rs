@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tocsin_e2e::browser::Browser;
-use tocsin_e2e::{wait_for, Proc};
+use tocsin_e2e::{wait_for, Stack};
 use tocsin_model::{Labels, Sample, SeriesSamples};
 
 const ADMIN: &str = "bench-admin";
@@ -23,36 +23,15 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(20);
-    let dir = tempfile::tempdir().unwrap();
-    let p = |r: &str| dir.path().join(r).display().to_string();
-    std::fs::create_dir(p("rules")).unwrap();
+    // The collector as the tests start it (its notifications to a local webhook).
+    let s = Stack::new(&format!("admin_token: {ADMIN}\n"));
+    std::fs::create_dir(s.dir.path().join("rules")).unwrap();
     std::fs::write(
-        p("rules/bench.yaml"),
+        s.dir.path().join("rules/bench.yaml"),
         "rules:\n  - name: BenchDiskFull\n    expr: bench_disk_used_ratio * 100\n    levels:\n      warning: { when: \"> 80\" }\n      critical: { when: \"> 90\" }\n    labels: { category: disk }\n    annotations: { summary: \"Disk {{ value|round(1) }}% full on {{ host }}\" }\n",
     )
     .unwrap();
-    std::fs::write(
-        p("collector.yaml"),
-        format!(
-            "admin_token: {ADMIN}\nreceivers:\n  - name: log\n    log: {{ path: {} }}\n",
-            p("alerts.log")
-        ),
-    )
-    .unwrap();
-    let c = Proc::start(
-        "tocsin-collector",
-        &[
-            "--config",
-            &p("collector.yaml"),
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            &p("data"),
-            "--rules",
-            &p("rules"),
-        ],
-        std::path::Path::new(&p("collector.log")),
-    );
+    let c = s.collector("127.0.0.1:0", &s.p("rules"));
     // 1,000 hosts, each with a few series; 200 of them over the threshold.
     let now = tocsin_model::now_ms();
     let mut batch = Vec::new();
