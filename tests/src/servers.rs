@@ -416,6 +416,12 @@ pub fn dnsmasq() -> Option<Server> {
 
 /// A fresh MariaDB server on a free port, with `root` (no password) and `probe` / `pw`.
 pub fn mariadb() -> Option<Server> {
+    mariadb_with(&["--skip-log-bin"])
+}
+
+/// As `mariadb`, with these server options instead of `--skip-log-bin` (e.g. a primary's
+/// `--log-bin --server-id=1`).
+pub fn mariadb_with(options: &[&str]) -> Option<Server> {
     if !require_tool("mariadbd") || !require_tool("mariadb-install-db") {
         return None;
     }
@@ -449,11 +455,8 @@ pub fn mariadb() -> Option<Server> {
         .arg(format!("--user={user}"))
         .arg(format!("--port={port}"))
         .arg(format!("--socket={}", sock.display()))
-        .args([
-            "--bind-address=127.0.0.1",
-            "--skip-log-bin",
-            "--innodb-buffer-pool-size=16M",
-        ])
+        .args(["--bind-address=127.0.0.1", "--innodb-buffer-pool-size=16M"])
+        .args(options)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -482,6 +485,27 @@ pub fn mariadb() -> Option<Server> {
         child,
         _dir: Some(dir),
     })
+}
+
+/// Runs SQL as root on the MariaDB server at `port`; its output.
+pub fn mariadb_sql(port: u16, sql: &str) -> String {
+    let out = Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "-h127.0.0.1",
+            &format!("-P{port}"),
+            "-uroot",
+            "-e",
+        ])
+        .arg(sql)
+        .output()
+        .expect("run mariadb client");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A Prometheus Alertmanager (Debian's prometheus-alertmanager) on a free port, clustering off,

@@ -486,6 +486,63 @@ fn mariadb_handshake_auth_ping_and_down() {
     assert_eq!(reason(&run(&mut down)), "refused");
 }
 
+/// A real MariaDB primary and replica: the probe of the replica reports it replicating, its
+/// lag, and its threads stopped; the primary reports no replication.
+#[test]
+fn mariadb_replication_state_and_lag() {
+    let Some(primary) = servers::mariadb_with(&["--log-bin=primary-bin", "--server-id=1"]) else {
+        return;
+    };
+    let Some(replica) = servers::mariadb_with(&["--skip-log-bin", "--server-id=2"]) else {
+        return;
+    };
+    servers::mariadb_sql(
+        primary.port,
+        "CREATE USER 'repl'@'%' IDENTIFIED BY 'rp'; GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%'; \
+         GRANT REPLICA MONITOR ON *.* TO 'probe'@'%'",
+    );
+    servers::mariadb_sql(
+        replica.port,
+        &format!(
+            "GRANT REPLICA MONITOR ON *.* TO 'probe'@'%'; \
+             CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='repl', \
+             MASTER_PASSWORD='rp', MASTER_USE_GTID=no; START SLAVE",
+            primary.port
+        ),
+    );
+    let my = |db: &servers::Server| {
+        prober(&format!(
+            "  - name: m\n    kind: mysql\n    target: {}\n    timeout: 2s\n    mysql: {{ user: probe, password: pw }}\n",
+            db.addr()
+        ))
+    };
+    let mut rp = my(&replica);
+    let running = tocsin_e2e::wait_for("the replica to run", Duration::from_secs(30), || {
+        let o = run(&mut rp);
+        let f = rp.families(&o);
+        (value(&f, "probe_mysql_replica_running") == Some(1.0)).then_some(f)
+    });
+    assert_eq!(value(&running, "probe_mysql_replica"), Some(1.0));
+    assert_eq!(
+        value(&running, "probe_mysql_replication_lag_seconds"),
+        Some(0.0)
+    );
+    // The primary replicates from nobody.
+    let mut pp = my(&primary);
+    let o = run(&mut pp);
+    assert_eq!(reason(&o), "ok");
+    let f = pp.families(&o);
+    assert_eq!(value(&f, "probe_mysql_replica"), Some(0.0));
+    assert_eq!(value(&f, "probe_mysql_replica_running"), None);
+    // Its SQL thread stopped: not running, and no lag to tell (NULL).
+    servers::mariadb_sql(replica.port, "STOP SLAVE SQL_THREAD");
+    let o = run(&mut rp);
+    assert_eq!(reason(&o), "ok", "the server answers: the probe succeeds");
+    let f = rp.families(&o);
+    assert_eq!(value(&f, "probe_mysql_replica_running"), Some(0.0));
+    assert_eq!(value(&f, "probe_mysql_replication_lag_seconds"), None);
+}
+
 #[test]
 fn systemd_unit_state_or_a_clear_error_without_systemd() {
     let mut p = prober("  - name: journald\n    kind: systemd\n    target: systemd-journald.service\n    timeout: 5s\n");

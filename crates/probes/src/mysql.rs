@@ -170,18 +170,172 @@ pub(crate) async fn run(spec: &MysqlProbe, out: &mut Vec<Family>) -> Result<(), 
     write_packet(&mut s, 0, &[0x0e]).await?; // COM_PING
     let (_, p) = read_packet(&mut s).await?;
     match p.first() {
-        Some(0x00) => Ok(()),
-        Some(0xff) => Err(error_packet(&p)),
-        _ => Err(Failure::new(
-            Reason::Protocol,
-            "unexpected answer to COM_PING",
-        )),
+        Some(0x00) => {}
+        Some(0xff) => return Err(error_packet(&p)),
+        _ => {
+            return Err(Failure::new(
+                Reason::Protocol,
+                "unexpected answer to COM_PING",
+            ))
+        }
     }
+    replication(&mut s, out).await;
+    Ok(())
+}
+
+/// Replication state, where the probe's user may read it (REPLICA MONITOR / REPLICATION
+/// CLIENT): `SHOW REPLICA STATUS` (MariaDB 10.5+, MySQL 8.0.22+), else `SHOW SLAVE STATUS`.
+/// Without the privilege, or on a protocol surprise, no replication series (the probe's
+/// success is about reaching the server).
+async fn replication(s: &mut TcpStream, out: &mut Vec<Family>) {
+    for q in ["SHOW REPLICA STATUS", "SHOW SLAVE STATUS"] {
+        match query(s, q).await {
+            Ok(Some((cols, rows))) => {
+                let row = rows.first();
+                out.push(crate::gauge(
+                    "probe_mysql_replica",
+                    "1 when the server replicates from a primary.",
+                    if row.is_some() { 1.0 } else { 0.0 },
+                ));
+                let Some(row) = row else { return };
+                let get = |names: &[&str]| {
+                    names.iter().find_map(|n| {
+                        cols.iter()
+                            .position(|c| c == n)
+                            .and_then(|i| row.get(i).cloned().flatten())
+                    })
+                };
+                let yes = |names: &[&str]| get(names).is_some_and(|v| v == "Yes");
+                let running = yes(&["Replica_IO_Running", "Slave_IO_Running"])
+                    && yes(&["Replica_SQL_Running", "Slave_SQL_Running"]);
+                out.push(crate::gauge(
+                    "probe_mysql_replica_running",
+                    "1 when both replication threads (I/O and SQL) run.",
+                    if running { 1.0 } else { 0.0 },
+                ));
+                if let Some(lag) = get(&["Seconds_Behind_Source", "Seconds_Behind_Master"])
+                    .and_then(|v| v.parse::<f64>().ok())
+                {
+                    out.push(crate::gauge(
+                        "probe_mysql_replication_lag_seconds",
+                        "Seconds the replica's SQL thread is behind its primary.",
+                        lag,
+                    ));
+                }
+                return;
+            }
+            Ok(None) => continue,
+            Err(_) => return,
+        }
+    }
+}
+
+type ResultSet = (Vec<String>, Vec<Vec<Option<String>>>);
+
+/// A text-protocol query: its columns and rows; `None` when the server refuses it.
+async fn query(s: &mut TcpStream, q: &str) -> Result<Option<ResultSet>, Failure> {
+    let mut p = vec![0x03];
+    p.extend_from_slice(q.as_bytes());
+    write_packet(s, 0, &p).await?;
+    let (_, first) = read_packet(s).await?;
+    match first.first() {
+        Some(0xff) => return Ok(None),
+        Some(0x00) => return Ok(Some((Vec::new(), Vec::new()))),
+        _ => {}
+    }
+    let n = lenenc_int(&first, &mut 0).ok_or_else(bad)? as usize;
+    if n > 512 {
+        return Err(bad());
+    }
+    let mut cols = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (_, c) = read_packet(s).await?;
+        let mut at = 0;
+        // catalog, schema, table, org_table, then name.
+        for _ in 0..4 {
+            lenenc_str(&c, &mut at).ok_or_else(bad)?;
+        }
+        cols.push(lenenc_str(&c, &mut at).flatten().ok_or_else(bad)?);
+    }
+    let (_, eof) = read_packet(s).await?;
+    if eof.first() != Some(&0xfe) {
+        return Err(bad());
+    }
+    let mut rows = Vec::new();
+    loop {
+        let (_, r) = read_packet(s).await?;
+        match r.first() {
+            Some(0xfe) if r.len() < 9 => break,
+            Some(0xff) => return Ok(None),
+            _ => {}
+        }
+        let mut at = 0;
+        let row = (0..n)
+            .map(|_| lenenc_str(&r, &mut at).ok_or_else(bad))
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.push(row);
+        if rows.len() > 64 {
+            return Err(bad());
+        }
+    }
+    Ok(Some((cols, rows)))
+}
+
+fn bad() -> Failure {
+    Failure::new(Reason::Protocol, "malformed result set")
+}
+
+/// A length-encoded integer at `*at`, advancing past it.
+fn lenenc_int(p: &[u8], at: &mut usize) -> Option<u64> {
+    let b = *p.get(*at)?;
+    let (len, skip) = match b {
+        0..=0xfa => {
+            return {
+                *at += 1;
+                Some(u64::from(b))
+            }
+        }
+        0xfc => (2, 1),
+        0xfd => (3, 1),
+        0xfe => (8, 1),
+        _ => return None,
+    };
+    let bytes = p.get(*at + skip..*at + skip + len)?;
+    *at += skip + len;
+    Some(bytes.iter().rev().fold(0u64, |v, &b| v << 8 | u64::from(b)))
+}
+
+/// A length-encoded string at `*at` (`Some(None)`: SQL NULL), advancing past it.
+fn lenenc_str(p: &[u8], at: &mut usize) -> Option<Option<String>> {
+    if p.get(*at) == Some(&0xfb) {
+        *at += 1;
+        return Some(None);
+    }
+    let len = lenenc_int(p, at)? as usize;
+    let bytes = p.get(*at..*at + len)?;
+    *at += len;
+    Some(Some(String::from_utf8_lossy(bytes).into_owned()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn length_encoded_values() {
+        let mut at = 0;
+        assert_eq!(lenenc_int(&[0x05], &mut at), Some(5));
+        let mut at = 0;
+        assert_eq!(lenenc_int(&[0xfc, 0x10, 0x27], &mut at), Some(10_000));
+        assert_eq!(at, 3);
+        let p = [0x03, b'Y', b'e', b's', 0xfb, 0x01, b'0'];
+        let mut at = 0;
+        assert_eq!(lenenc_str(&p, &mut at), Some(Some("Yes".into())));
+        assert_eq!(lenenc_str(&p, &mut at), Some(None), "NULL");
+        assert_eq!(lenenc_str(&p, &mut at), Some(Some("0".into())));
+        assert_eq!(lenenc_str(&p, &mut at), None, "past the end");
+        assert_eq!(lenenc_int(&[0xfd, 1], &mut 0), None, "truncated");
+    }
 
     #[test]
     fn native_password_vector() {
