@@ -795,3 +795,75 @@ actions:
     });
     assert_eq!(action()["output"], "fixed", "{}", action());
 }
+
+/// Scale-out driven by an alert: the agent runs the allowlisted scale command with one more
+/// replica each time the load stays high past the cooldown, up to the rule's maximum, then
+/// refuses; each step is on the incident's timeline and the load falling resolves it.
+#[test]
+fn an_overloaded_service_is_scaled_out_step_by_step_up_to_its_maximum() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let scaler = tmp.path().join("scale-shop");
+    let log = tmp.path().join("replicas.log");
+    script(&scaler, &format!("echo \"$1\" >> {}\n", log.display()));
+    let tf = tmp.path().join("tf");
+    std::fs::create_dir(&tf).unwrap();
+    tocsin_e2e::write_textfile(&tf, "load.prom", "shop_load_ratio 0.95\n");
+    let rules = "rules:
+  - name: ShopOverloaded
+    expr: shop_load_ratio
+    levels: { critical: \"> 0.8\" }
+    labels: { category: capacity, service: shop }
+    remediation:
+      action: scale_shop
+      params: { replicas: { scale: { start: 2, max: 4 } } }
+      verify_within: 2s
+      cooldown: 3s
+      max_attempts: 10
+      breaker_after: 10
+";
+    let agent = format!(
+        "textfile_dir: {}
+actions:
+  scale_shop:
+    scale: [{}, \"{{replicas}}\"]
+    params: {{ replicas: [\"2\", \"3\", \"4\"] }}
+    timeout: 10s
+",
+        tf.display(),
+        scaler.display()
+    );
+    let (_s, c, _a) = stack(rules, "", &agent);
+    // 2 → 3 → 4, then the maximum.
+    let id = wait_for(
+        "two scale-outs and a refusal",
+        Duration::from_secs(40),
+        || {
+            let v = get(&c, "/api/v1/incidents");
+            let id = v["data"]["incidents"][0]["id"].as_str()?.to_string();
+            timeline(&c, &id)
+                .iter()
+                .any(|(_, k, t)| k == "refused" && t.contains("maximum of 4"))
+                .then_some(id)
+        },
+    );
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "3\n4\n");
+    let t = timeline(&c, &id);
+    assert!(
+        in_order(
+            &t,
+            &[
+                "requested",
+                "succeeded",
+                "requested",
+                "succeeded",
+                "refused"
+            ]
+        ),
+        "{t:?}"
+    );
+    // The load falls: resolved.
+    tocsin_e2e::write_textfile(&tf, "load.prom", "shop_load_ratio 0.4\n");
+    let inc = resolved_incident(&c, Duration::from_secs(20));
+    assert_eq!(inc["id"], id.as_str());
+}

@@ -225,6 +225,7 @@ impl Core {
         // Due times (grouping, repeats, escalation steps, verification deadlines) are looked
         // at on the ticks and whenever something changed, not on every ingest group.
         if g.ticked || !g.transitions.is_empty() || recheck_held || g.asked() {
+            self.pipeline.scale_outs(&self.engine, now);
             self.pipeline.due(now);
         }
         g.effects = self.pipeline.take_effects();

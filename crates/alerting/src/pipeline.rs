@@ -497,6 +497,23 @@ impl Pipeline {
         }
     }
 
+    /// Scale-outs whose alert still fires past their cooldown: the next step, asked with the
+    /// alert as it fires now (bounded by the rule's maximum, which refuses).
+    pub fn scale_outs(&mut self, alerts: &dyn Alerts, now: TimestampMs) {
+        let due = self.remedy.scale_outs_due(now);
+        if due.is_empty() {
+            return;
+        }
+        for t in alerts.firing_now(now, &|l| due.contains(&alert_id(l))) {
+            if let Some(mut rem) = alerts.remediation(&t.rule) {
+                rem.dry_run |= self.s.dry_run;
+                let a = AlertInfo::from_transition(&t);
+                let evs = self.remedy.on_alert(&a, &rem, now);
+                self.remedy_events(evs, now);
+            }
+        }
+    }
+
     /// Remediation deadlines and collector-side requests, then the notifications due now
     /// (grouping, repeats, escalation steps), with the incident timeline of what was sent.
     pub fn due(&mut self, now: TimestampMs) {

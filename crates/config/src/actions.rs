@@ -20,6 +20,13 @@ pub struct RawAction {
     pub run: Option<Vec<String>>,
     /// A failover script: argv; the parameters `primary` and `standby` are appended.
     pub failover: Option<Vec<String>>,
+    /// Restart a container: `docker` or `podman restart CONTAINER` (CONTAINER a `{param}`
+    /// whose values are listed: only those containers).
+    pub restart_container: Option<RawContainer>,
+    /// Scale out: argv holding `{replicas}`, the count the collector asks for (one step above
+    /// the last, never above the rule's maximum); `params.replicas` lists the counts this side
+    /// accepts.
+    pub scale: Option<Vec<String>>,
     /// Parameter name → the values it may take: a list (`[nginx.service, php-fpm.service]`,
     /// the safe choice) or a pattern (a regex the whole value must match).
     #[serde(default)]
@@ -29,6 +36,18 @@ pub struct RawAction {
     /// Output kept (the tail), default 4KiB.
     pub max_output: Option<String>,
 }
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawContainer {
+    /// docker (default) or podman.
+    pub runtime: Option<String>,
+    pub container: String,
+}
+
+/// Container runtimes, by their absolute paths.
+pub const RUNTIMES: [(&str, &str); 2] =
+    [("docker", "/usr/bin/docker"), ("podman", "/usr/bin/podman")];
 
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(untagged)]
@@ -81,6 +100,8 @@ pub enum ActionKind {
     RestartService,
     Run,
     Failover,
+    RestartContainer,
+    Scale,
 }
 
 impl ActionKind {
@@ -89,6 +110,8 @@ impl ActionKind {
             ActionKind::RestartService => "restart_service",
             ActionKind::Run => "run",
             ActionKind::Failover => "failover",
+            ActionKind::RestartContainer => "restart_container",
+            ActionKind::Scale => "scale",
         }
     }
 }
@@ -127,23 +150,71 @@ pub(crate) fn validate(
     let mut out = Vec::new();
     for (name, r) in raw {
         let at = format!("{at}.{name}");
-        let (kind, mut argv) = match (r.restart_service, r.run, r.failover) {
-            (Some(unit), None, None) => (
+        let given = [
+            r.restart_service.is_some(),
+            r.run.is_some(),
+            r.failover.is_some(),
+            r.restart_container.is_some(),
+            r.scale.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() != 1 {
+            p.push(format!(
+                "{at}: set exactly one of `restart_service`, `run`, `failover`, `restart_container` or `scale`"
+            ));
+            continue;
+        }
+        let (kind, mut argv) = if let Some(unit) = r.restart_service {
+            (
                 ActionKind::RestartService,
                 vec![SYSTEMCTL.into(), "restart".into(), unit],
-            ),
-            (None, Some(argv), None) => (ActionKind::Run, argv),
-            (None, None, Some(mut argv)) => {
-                argv.push("{primary}".into());
-                argv.push("{standby}".into());
-                (ActionKind::Failover, argv)
-            }
-            _ => {
+            )
+        } else if let Some(argv) = r.run {
+            (ActionKind::Run, argv)
+        } else if let Some(mut argv) = r.failover {
+            argv.push("{primary}".into());
+            argv.push("{standby}".into());
+            (ActionKind::Failover, argv)
+        } else if let Some(c) = r.restart_container {
+            let runtime = c.runtime.as_deref().unwrap_or("docker");
+            let Some((_, path)) = RUNTIMES.iter().find(|(n, _)| *n == runtime) else {
                 p.push(format!(
-                    "{at}: set exactly one of `restart_service`, `run` or `failover`"
+                    "{at}.restart_container.runtime: {runtime:?} must be docker or podman"
                 ));
                 continue;
+            };
+            let ph = placeholders(&c.container);
+            let listed = ph.len() == 1
+                && c.container == format!("{{{}}}", ph[0])
+                && matches!(r.params.get(&ph[0]), Some(RawAllowed::Values(_)));
+            if ph.len() == 1 && !listed {
+                p.push(format!(
+                    "{at}.params.{}: list the containers that may be restarted (a pattern is not enough)",
+                    ph[0]
+                ));
+            } else if !listed && !safe_value(&c.container) {
+                p.push(format!(
+                    "{at}.restart_container.container: a container name, or one `{{param}}` whose values are listed under params"
+                ));
             }
+            (
+                ActionKind::RestartContainer,
+                vec![(*path).into(), "restart".into(), c.container],
+            )
+        } else {
+            let argv = r.scale.unwrap_or_default();
+            if !argv.iter().any(|a| a.contains("{replicas}")) {
+                p.push(format!(
+                    "{at}.scale: the command must take the count as {{replicas}}"
+                ));
+            }
+            match r.params.get("replicas") {
+                Some(RawAllowed::Values(v))
+                    if v.iter().all(|x| x.parse::<u32>().is_ok_and(|n| n > 0)) => {}
+                _ => p.push(format!(
+                    "{at}.params.replicas: list the counts this host accepts (e.g. [\"2\", \"3\", \"4\"])"
+                )),
+            }
+            (ActionKind::Scale, argv)
         };
         if argv.is_empty() || argv[0].is_empty() {
             p.push(format!("{at}: the command is empty"));
@@ -240,6 +311,40 @@ mod tests {
         let mut p = Problems::default();
         let s = validate(&mut p, raw, "actions");
         p.finish(|| s).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn containers_and_scaling_are_bounded_by_their_lists() {
+        let ok = specs(
+            "web: { restart_container: { container: \"{c}\" }, params: { c: [shop-web, shop-api] } }
+pod: { restart_container: { runtime: podman, container: cache } }
+out: { scale: [/usr/local/bin/scale-shop, \"--replicas={replicas}\"], params: { replicas: [\"2\", \"3\", \"4\"] } }
+",
+        )
+        .unwrap();
+        let argv = |n: &str| ok.iter().find(|a| a.name == n).unwrap().argv.clone();
+        assert_eq!(argv("web"), ["/usr/bin/docker", "restart", "{c}"]);
+        assert_eq!(argv("pod"), ["/usr/bin/podman", "restart", "cache"]);
+        assert_eq!(
+            ok.iter().find(|a| a.name == "out").unwrap().kind,
+            ActionKind::Scale
+        );
+        let e = specs(
+            "a: { restart_container: { runtime: lxc, container: x } }
+b: { restart_container: { container: \"{c}\" }, params: { c: \"shop-.*\" } }
+c: { scale: [/bin/scale], params: { replicas: [\"2\"] } }
+d: { scale: [/bin/scale, \"{replicas}\"], params: { replicas: \"[0-9]+\" } }
+",
+        )
+        .unwrap_err();
+        for want in [
+            "actions.a.restart_container.runtime: \"lxc\" must be docker or podman",
+            "actions.b.params.c: list the containers that may be restarted",
+            "actions.c.scale: the command must take the count as {replicas}",
+            "actions.d.params.replicas: list the counts",
+        ] {
+            assert!(e.contains(want), "{want} not in {e}");
+        }
     }
 
     #[test]

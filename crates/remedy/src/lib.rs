@@ -76,6 +76,14 @@ pub struct Request {
     verify_within_ms: i64,
     breaker_after: u32,
     window_ms: i64,
+    /// A scale-out's count, kept as the new count once the action succeeds.
+    #[serde(default)]
+    pub scale_to: Option<u32>,
+    #[serde(default)]
+    cooldown_ms: i64,
+    /// A scale-out whose alert still fired after it was handed on to the next step.
+    #[serde(default)]
+    retried: bool,
 }
 
 /// What happened, for the incident timeline and the audit log.
@@ -100,6 +108,9 @@ struct Track {
     attempts: Vec<TimestampMs>,
     failures_in_row: u32,
     breaker_until: Option<TimestampMs>,
+    /// The replica count the last successful scale-out set.
+    #[serde(default)]
+    replicas: Option<u32>,
 }
 
 /// Limits over all requests.
@@ -243,8 +254,27 @@ impl Remedy {
             return out;
         }
         let mut params = BTreeMap::new();
+        let mut scale_to = None;
         for (p, source) in &rem.params {
+            let scaled;
             let value = match source {
+                ParamSource::Scale { start, max, step } => {
+                    let now_at = track.replicas.unwrap_or(*start);
+                    if now_at >= *max {
+                        out.push(note(
+                            "refused",
+                            format!(
+                                "{}: already at the rule's maximum of {max} replicas",
+                                rem.action
+                            ),
+                        ));
+                        return out;
+                    }
+                    let next = now_at.saturating_add(*step).min(*max);
+                    scale_to = Some(next);
+                    scaled = next.to_string();
+                    Ok(scaled.as_str())
+                }
                 ParamSource::Value(v) => Ok(v.as_str()),
                 ParamSource::Label { label, values } => match a.labels.get(label) {
                     Some(v) if values.iter().any(|x| x == v) => Ok(v),
@@ -328,6 +358,9 @@ impl Remedy {
             verify_within_ms: rem.verify_within_ms,
             breaker_after: rem.breaker_after,
             window_ms: rem.window_ms,
+            scale_to,
+            cooldown_ms: rem.cooldown_ms,
+            retried: false,
         };
         let whereto = host
             .as_deref()
@@ -418,6 +451,25 @@ impl Remedy {
         (reqs, events)
     }
 
+    /// Alerts whose scale-out ran but did not bring them down (verification failed) and whose
+    /// cooldown has passed: the caller asks again with the alert as it fires now, for the next
+    /// step (each such request is handed on once).
+    pub fn scale_outs_due(&mut self, now: TimestampMs) -> Vec<String> {
+        let mut due = Vec::new();
+        for r in self.requests.values_mut() {
+            if r.scale_to.is_some()
+                && r.state == State::Failed
+                && !r.retried
+                && now - r.created >= r.cooldown_ms
+            {
+                r.retried = true;
+                self.dirty.insert(format!("r:{}", r.id));
+                due.push(r.alert_id.clone());
+            }
+        }
+        due
+    }
+
     /// The result of request `id`; `firing` is whether its alert still fires. A request that
     /// is not dispatched (unknown, or answered already) is an error: results count once.
     pub fn result(
@@ -440,6 +492,12 @@ impl Remedy {
         let mut out = Vec::new();
         match status {
             ResultStatus::Succeeded => {
+                if let Some(n) = r.scale_to {
+                    let key = Self::track_key(&r.rule, &r.alert_id);
+                    self.tracks.entry(key.clone()).or_default().replicas = Some(n);
+                    self.dirty.insert(format!("t:{key}"));
+                }
+                let r = self.requests.get_mut(id).expect("found above");
                 out.push(ev(
                     now,
                     r,

@@ -252,3 +252,48 @@ fn unanswered_requests_are_lost_and_state_survives_a_restart() {
         e[0].request
     );
 }
+
+/// A scale-out asks one step above the last count that worked, never above the rule's
+/// maximum, and never faster than the cooldown.
+#[test]
+fn scale_out_steps_up_to_its_maximum_with_a_cooldown() {
+    let mut scale = rem();
+    scale.params = BTreeMap::from([(
+        "replicas".to_string(),
+        ParamSource::Scale {
+            start: 2,
+            max: 4,
+            step: 1,
+        },
+    )]);
+    scale.max_attempts = 10;
+    scale.breaker_after = 10;
+    let a = alert(Level::Critical, true);
+    let mut r = Remedy::new(Limits::default());
+    let mut asked = Vec::new();
+    let mut t = 0;
+    for _ in 0..4 {
+        let e = r.on_alert(&a, &scale, t);
+        if kinds(&e) == vec!["refused"] {
+            assert!(
+                e[0].text.contains("already at the rule's maximum of 4"),
+                "{}",
+                e[0].text
+            );
+            break;
+        }
+        let (reqs, _) = r.take(Some("web-1"), t);
+        let req = &reqs[0];
+        asked.push(req.params["replicas"].clone());
+        r.result(&req.id, ResultStatus::Succeeded, "scaled", "", true, t)
+            .unwrap();
+        // While it is being verified, nothing more.
+        assert!(r.on_alert(&a, &scale, t + 1).is_empty());
+        // The verification window passes with the alert still firing; within the cooldown
+        // nothing more, after it the next step.
+        r.tick(t + 31 * S);
+        assert_eq!(kinds(&r.on_alert(&a, &scale, t + 32 * S)), vec!["skipped"]);
+        t += M + 1;
+    }
+    assert_eq!(asked, ["3", "4"]);
+}

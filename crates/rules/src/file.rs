@@ -92,6 +92,21 @@ struct RawParamSource {
     value: Option<String>,
     label: Option<String>,
     values: Option<Vec<String>>,
+    /// A replica count for a scale-out: `{ start, max, step }`.
+    scale: Option<RawScale>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScale {
+    start: u32,
+    max: u32,
+    #[serde(default = "one")]
+    step: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -439,17 +454,24 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
                     RawParam::Label(l) => Err(format!(
                         "{here}: a value from a label needs the values it may take, `{{label: {l}, values: [...]}}`, or a value fixed here, `{{value: ...}}`: labels are what agents send"
                     )),
-                    RawParam::Source(RawParamSource { value: Some(v), label: None, values: None }) => {
+                    RawParam::Source(RawParamSource { value: Some(v), label: None, values: None, scale: None }) => {
                         Ok(ParamSource::Value(v.clone()))
                     }
-                    RawParam::Source(RawParamSource { value: None, label: Some(l), values: Some(vs) }) if !vs.is_empty() => {
+                    RawParam::Source(RawParamSource { value: None, label: Some(l), values: Some(vs), scale: None }) if !vs.is_empty() => {
                         Ok(ParamSource::Label { label: l.clone(), values: vs.clone() })
                     }
-                    RawParam::Source(RawParamSource { value: None, label: Some(_), .. }) => Err(format!(
+                    RawParam::Source(RawParamSource { value: None, label: Some(_), scale: None, .. }) => Err(format!(
                         "{here}: `label` needs `values`, the list the label's value must be in"
                     )),
+                    RawParam::Source(RawParamSource { value: None, label: None, values: None, scale: Some(sc) }) => {
+                        if sc.start == 0 || sc.step == 0 || sc.start > sc.max {
+                            Err(format!("{here}: scale needs 1 <= start <= max and step >= 1"))
+                        } else {
+                            Ok(ParamSource::Scale { start: sc.start, max: sc.max, step: sc.step })
+                        }
+                    }
                     RawParam::Source(_) => Err(format!(
-                        "{here}: give either `value`, or `label` with `values`"
+                        "{here}: give either `value`, `label` with `values`, or `scale`"
                     )),
                 };
                 match source {

@@ -36,6 +36,9 @@ pub enum ParamSource {
     /// The alert's label, only if it is one of `values`: labels are what agents send, and an
     /// agent (or whoever holds its token) must not choose what runs.
     Label { label: String, values: Vec<String> },
+    /// A replica count: one `step` above the last count asked for (from `start`), never above
+    /// `max` (a scale-out that has reached it is refused).
+    Scale { start: u32, max: u32, step: u32 },
 }
 
 /// What to run when the alert fires, and the limits around it.

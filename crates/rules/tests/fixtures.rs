@@ -34,7 +34,7 @@ const BAD: &[(&str, &[&str])] = &[
         &[
             "fixtures/remediation.bad.yaml:5: rule \"LabelOnly\": remediation.params.unit: a value from a label needs the values it may take, `{label: service, values: [...]}`, or a value fixed here, `{value: ...}`: labels are what agents send",
             "fixtures/remediation.bad.yaml:11: rule \"LabelWithoutValues\": remediation.params.unit: `label` needs `values`, the list the label's value must be in",
-            "fixtures/remediation.bad.yaml:17: rule \"Both\": remediation.params.unit: give either `value`, or `label` with `values`",
+            "fixtures/remediation.bad.yaml:17: rule \"Both\": remediation.params.unit: give either `value`, `label` with `values`, or `scale`",
         ],
     ),
     (
