@@ -490,3 +490,122 @@ fn network_latency_and_loss_rules_hold_for_their_minutes_and_recover_with_hyster
     assert_eq!(first_at(&levels, "warning", step), Some(5));
     assert_eq!(first_at(&levels, "critical", step), Some(8));
 }
+
+/// The other new single-series shipped rules, replayed: each stays quiet on normal input and
+/// fires at the level its thresholds say once its `for` has passed.
+#[test]
+fn new_shipped_rules_fire_on_their_signal_in_backtests() {
+    // (file, rule, step s, normal value, bad value, normal rows, bad rows, expected level,
+    //  earliest minute it may fire, latest)
+    type Case = (
+        &'static str,
+        &'static str,
+        i64,
+        f64,
+        f64,
+        usize,
+        usize,
+        &'static str,
+        i64,
+        i64,
+    );
+    let cases: &[Case] = &[
+        // 80 ms of jitter for 10 minutes (sampled every 10 s): warning after its 5 minutes.
+        (
+            "network.yaml",
+            "NetworkJitterHigh",
+            10,
+            0.005,
+            0.080,
+            30,
+            60,
+            "warning",
+            10,
+            11,
+        ),
+        // Remounted read-only: critical after a minute.
+        (
+            "host.yaml",
+            "HostFilesystemReadOnly",
+            10,
+            0.0,
+            1.0,
+            30,
+            30,
+            "critical",
+            6,
+            7,
+        ),
+        // A backup last written 30 h ago: warning at once.
+        (
+            "backup.yaml",
+            "BackupTooOld",
+            60,
+            3600.0,
+            30.0 * 3600.0,
+            5,
+            5,
+            "warning",
+            5,
+            5,
+        ),
+        // A replica 90 s behind for 5 minutes: warning after 2.
+        (
+            "probes.yaml",
+            "MysqlReplicationLag",
+            10,
+            0.0,
+            90.0,
+            30,
+            30,
+            "warning",
+            7,
+            8,
+        ),
+        (
+            "probes.yaml",
+            "PostgresReplicationLag",
+            10,
+            0.0,
+            400.0,
+            30,
+            30,
+            "critical",
+            7,
+            8,
+        ),
+    ];
+    for &(file, rule, step, normal, bad, n_ok, n_bad, level, from, to) in cases {
+        let values: Vec<f64> = std::iter::repeat_n(normal, n_ok)
+            .chain(std::iter::repeat_n(bad, n_bad))
+            .collect();
+        let levels = backtest_shipped(file, rule, step, &values);
+        assert!(
+            levels[..n_ok].iter().all(String::is_empty),
+            "{rule}: quiet on normal input"
+        );
+        let at = first_at(&levels, level, step).unwrap_or_else(|| panic!("{rule}: no {level}"));
+        assert!((from..=to).contains(&at), "{rule}: {level} at minute {at}");
+    }
+    // An error counter growing 30 lines a minute: LogErrorsHigh warns (10/min) after 2 min.
+    let counter: Vec<f64> = (0..60)
+        .map(|i| if i < 20 { 0.0 } else { (i - 20) as f64 * 5.0 })
+        .collect();
+    let levels = backtest_shipped("logs.yaml", "LogErrorsHigh", 10, &counter);
+    assert!(levels[..20].iter().all(String::is_empty));
+    let at = first_at(&levels, "warning", 10).expect("LogErrorsHigh warning");
+    assert!((5..=7).contains(&at), "LogErrorsHigh at minute {at}");
+    // Inodes running out at 1,000 an hour from 10,000 free: warning within the hour's trend.
+    let inodes: Vec<f64> = (0..(6 * 12))
+        .map(|i| {
+            if i < 24 {
+                10_000.0
+            } else {
+                10_000.0 - 1000.0 * (i - 24) as f64 / 12.0
+            }
+        })
+        .collect();
+    let levels = backtest_shipped("host.yaml", "HostInodesFillingUp", 300, &inodes);
+    assert!(levels[..24].iter().all(String::is_empty));
+    assert!(first_at(&levels, "warning", 300).is_some(), "{levels:?}");
+}

@@ -496,19 +496,34 @@ fn mariadb_replication_state_and_lag() {
     let Some(replica) = servers::mariadb_with(&["--skip-log-bin", "--server-id=2"]) else {
         return;
     };
+    // Users first, then replication from the primary's current position: what came before
+    // (each server's own `probe` user) is not replayed.
     servers::mariadb_sql(
         primary.port,
         "CREATE USER 'repl'@'%' IDENTIFIED BY 'rp'; GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%'; \
          GRANT REPLICA MONITOR ON *.* TO 'probe'@'%'",
     );
+    let status = servers::mariadb_sql(primary.port, "SHOW MASTER STATUS");
+    let row: Vec<&str> = status
+        .lines()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no binlog position: {status}"))
+        .split('\t')
+        .collect();
     servers::mariadb_sql(
         replica.port,
         &format!(
             "GRANT REPLICA MONITOR ON *.* TO 'probe'@'%'; \
              CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='repl', \
-             MASTER_PASSWORD='rp', MASTER_USE_GTID=no; START SLAVE",
-            primary.port
+             MASTER_PASSWORD='rp', MASTER_LOG_FILE='{}', MASTER_LOG_POS={}, MASTER_USE_GTID=no; \
+             START SLAVE",
+            primary.port, row[0], row[1]
         ),
+    );
+    // A write on the primary reaches the replica.
+    servers::mariadb_sql(
+        primary.port,
+        "CREATE DATABASE shop; CREATE TABLE shop.t (x INT); INSERT INTO shop.t VALUES (1)",
     );
     let my = |db: &servers::Server| {
         prober(&format!(
@@ -523,6 +538,15 @@ fn mariadb_replication_state_and_lag() {
         (value(&f, "probe_mysql_replica_running") == Some(1.0)).then_some(f)
     });
     assert_eq!(value(&running, "probe_mysql_replica"), Some(1.0));
+    tocsin_e2e::wait_for("the write replicated", Duration::from_secs(30), || {
+        let out = std::process::Command::new("mariadb")
+            .args(["--no-defaults", "-h127.0.0.1", "-uroot", "-N", "-B"])
+            .arg(format!("-P{}", replica.port))
+            .args(["-e", "SELECT count(*) FROM shop.t"])
+            .output()
+            .ok()?;
+        (String::from_utf8_lossy(&out.stdout).trim() == "1").then_some(())
+    });
     assert_eq!(
         value(&running, "probe_mysql_replication_lag_seconds"),
         Some(0.0)
