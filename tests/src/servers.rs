@@ -464,22 +464,7 @@ pub fn mariadb_with(options: &[&str]) -> Option<Server> {
     wait_for("mariadbd to listen", Duration::from_secs(30), || {
         port_open(port).then_some(())
     });
-    let sql = Command::new("mariadb")
-        .args([
-            "--no-defaults",
-            "-h127.0.0.1",
-            &format!("-P{port}"),
-            "-uroot",
-            "-e",
-        ])
-        .arg("CREATE USER 'probe'@'%' IDENTIFIED BY 'pw'")
-        .output()
-        .expect("run mariadb client");
-    assert!(
-        sql.status.success(),
-        "create user: {}",
-        String::from_utf8_lossy(&sql.stderr)
-    );
+    mariadb_sql(port, "CREATE USER 'probe'@'%' IDENTIFIED BY 'pw'");
     Some(Server {
         port,
         child,
