@@ -40,8 +40,28 @@ pub(crate) async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Respo
     }
 }
 
+/// ETags of the embedded files, hashed once.
+fn etag(body: &'static str) -> &'static str {
+    static TAGS: std::sync::OnceLock<Vec<(usize, String)>> = std::sync::OnceLock::new();
+    let tags = TAGS.get_or_init(|| {
+        std::iter::once(INDEX)
+            .chain(ASSETS.iter().map(|(_, _, b)| *b))
+            .map(|b| {
+                (
+                    b.as_ptr() as usize,
+                    format!("\"{:016x}\"", fnv(b.as_bytes())),
+                )
+            })
+            .collect()
+    });
+    tags.iter()
+        .find(|(p, _)| *p == body.as_ptr() as usize)
+        .map(|(_, t)| t.as_str())
+        .expect("an embedded file")
+}
+
 fn serve(headers: &HeaderMap, ty: &'static str, body: &'static str) -> Response {
-    let etag = format!("\"{:016x}\"", fnv(body.as_bytes()));
+    let etag = etag(body);
     let common = [
         (
             header::CONTENT_SECURITY_POLICY,
@@ -57,10 +77,7 @@ fn serve(headers: &HeaderMap, ty: &'static str, body: &'static str) -> Response 
         ),
         (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-        (
-            header::ETAG,
-            HeaderValue::from_str(&etag).expect("hex is a valid header"),
-        ),
+        (header::ETAG, HeaderValue::from_static(etag)),
     ];
     if headers
         .get(header::IF_NONE_MATCH)

@@ -235,7 +235,8 @@ pub(crate) async fn api_guard(
     req.extensions_mut().insert(actor.clone());
     let resp = next.run(req).await;
     if resp.status().is_success() {
-        audit(&st, &actor.0, &method, &path, resp.status(), &body).await;
+        let event = format!("{method} {path}");
+        audit(&st, &actor.0, &event, resp.status(), &body).await;
     }
     resp
 }
@@ -313,8 +314,7 @@ pub(crate) fn cross_site(headers: &axum::http::HeaderMap) -> bool {
 pub(crate) async fn audit(
     st: &AppState,
     actor: &str,
-    method: &str,
-    path: &str,
+    event: &str,
     status: StatusCode,
     body: &[u8],
 ) {
@@ -324,12 +324,7 @@ pub(crate) async fn audit(
             detail["body"] = v;
         }
     }
-    let event = if method.chars().all(|c| c.is_ascii_uppercase()) {
-        format!("{method} {path}")
-    } else {
-        method.to_string()
-    };
-    let (actor, detail) = (actor.to_string(), detail.to_string());
+    let (actor, event, detail) = (actor.to_string(), event.to_string(), detail.to_string());
     let now = tocsin_model::now_ms();
     if let Err(e) = error::with_records(st, "recording the audit log", move |o| {
         o.append_audit(now, &actor, &event, &detail)

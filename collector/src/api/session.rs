@@ -48,28 +48,12 @@ pub(crate) async fn sign_in(
         tokio::time::sleep(std::time::Duration::from_millis(400)).await;
         let msg = "wrong credential";
         st.tel.api_denied("sign_in", "/api/v1/session", msg);
-        super::audit(
-            &st,
-            user,
-            "sign in refused",
-            "/api/v1/session",
-            StatusCode::UNAUTHORIZED,
-            b"",
-        )
-        .await;
+        super::audit(&st, user, "sign in refused", StatusCode::UNAUTHORIZED, b"").await;
         return Err(ApiError::Unauthorized(msg.into()));
     };
     let (id, s) = st.sessions.start(user, role, now_ms());
     tracing::info!(user, role = role.as_str(), "console sign-in");
-    super::audit(
-        &st,
-        &s.actor(),
-        "sign in",
-        "/api/v1/session",
-        StatusCode::OK,
-        b"",
-    )
-    .await;
+    super::audit(&st, &s.actor(), "sign in", StatusCode::OK, b"").await;
     Ok((
         [(header::SET_COOKIE, set_cookie(&id, st.secure_cookies))],
         Json(json!({ "status": "success", "data": describe(&s) })),
@@ -102,15 +86,7 @@ pub(crate) async fn sign_out(State(st): State<AppState>, headers: HeaderMap) -> 
                 .into_response();
         }
         st.sessions.end(&headers);
-        super::audit(
-            &st,
-            &s.actor(),
-            "sign out",
-            "/api/v1/session",
-            StatusCode::OK,
-            b"",
-        )
-        .await;
+        super::audit(&st, &s.actor(), "sign out", StatusCode::OK, b"").await;
     }
     (
         [(header::SET_COOKIE, set_cookie("", st.secure_cookies))],

@@ -340,12 +340,6 @@ pub struct FileProbe {
     pub min_count: u32,
 }
 
-impl FileProbe {
-    pub fn parse_target(target: &str) -> Result<(PathBuf, regex::Regex), String> {
-        parse_glob(target)
-    }
-}
-
 /// Splits an absolute path into its directory and a pattern for the file name (`*`, `?`);
 /// wildcards are allowed in the last component only.
 pub fn parse_glob(target: &str) -> Result<(PathBuf, regex::Regex), String> {
@@ -705,7 +699,7 @@ pub(crate) fn validate(
                     .target
                     .as_deref()
                     .ok_or_else(|| "target (a path such as /backup/db/*.dump) is required".into())
-                    .and_then(FileProbe::parse_target)
+                    .and_then(parse_glob)
                 {
                     Ok(t) => t,
                     Err(e) => {

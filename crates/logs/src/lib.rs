@@ -113,7 +113,6 @@ struct Source {
 pub struct Tailer {
     sources: Vec<Source>,
     state: PathBuf,
-    dirty: bool,
 }
 
 impl Tailer {
@@ -146,11 +145,7 @@ impl Tailer {
                 }
             })
             .collect();
-        Tailer {
-            sources,
-            state,
-            dirty: false,
-        }
+        Tailer { sources, state }
     }
 
     /// Reads what was appended since the last poll, then checkpoints.
@@ -160,14 +155,12 @@ impl Tailer {
                 s.errors += 1;
                 tracing::warn!(source = %s.cfg.name, error = %e, "log source unreadable");
             }
-            self.dirty = true;
         }
-        if self.dirty {
-            if let Err(e) = self.save() {
-                tracing::warn!(path = %self.state.display(), error = %e, "cannot checkpoint log offsets");
-            } else {
-                self.dirty = false;
-            }
+        if self.sources.is_empty() {
+            return;
+        }
+        if let Err(e) = self.save() {
+            tracing::warn!(path = %self.state.display(), error = %e, "cannot checkpoint log offsets");
         }
     }
 
@@ -214,8 +207,58 @@ impl Tailer {
         if self.sources.is_empty() {
             return Vec::new();
         }
-        let mut lines = Family::counter("tocsin_log_lines_total", "Lines read, per log source.");
-        let mut bytes = Family::counter("tocsin_log_bytes_total", "Bytes read, per log source.");
+        type Value = fn(&Source) -> f64;
+        let per_source: [(Family, Value); 7] = [
+            (
+                Family::counter("tocsin_log_lines_total", "Lines read, per log source."),
+                |s| s.totals.lines as f64,
+            ),
+            (
+                Family::counter("tocsin_log_bytes_total", "Bytes read, per log source."),
+                |s| s.totals.bytes as f64,
+            ),
+            (
+                Family::gauge("tocsin_log_files", "Files followed, per log source."),
+                |s| s.files.len() as f64,
+            ),
+            (
+                Family::gauge(
+                    "tocsin_log_lag_bytes",
+                    "Bytes written but not read yet (beyond one poll's bound), per log source.",
+                ),
+                |s| s.lag as f64,
+            ),
+            (
+                Family::counter(
+                    "tocsin_log_truncations_total",
+                    "Files found shorter than what was read of them (truncated), per log source.",
+                ),
+                |s| s.totals.truncations as f64,
+            ),
+            (
+                Family::counter(
+                    "tocsin_log_rotations_total",
+                    "Files renamed away or deleted, read to their end and let go, per log source.",
+                ),
+                |s| s.totals.rotations as f64,
+            ),
+            (
+                Family::counter(
+                    "tocsin_log_read_errors_total",
+                    "Polls of a log source that failed (directory or file unreadable).",
+                ),
+                |s| s.errors as f64,
+            ),
+        ];
+        let mut out: Vec<Family> = per_source
+            .into_iter()
+            .map(|(mut f, value)| {
+                for s in &self.sources {
+                    f.push([("source", s.cfg.name.as_str())], value(s));
+                }
+                f
+            })
+            .collect();
         let mut matches = Family::counter(
             "tocsin_log_matches_total",
             "Lines matching each configured pattern, per log source.",
@@ -224,45 +267,20 @@ impl Tailer {
             "tocsin_log_lines_by_severity_total",
             "Lines per severity parsed from them (fixed set; unknown ones as other).",
         );
-        let mut files = Family::gauge("tocsin_log_files", "Files followed, per log source.");
-        let mut lag = Family::gauge(
-            "tocsin_log_lag_bytes",
-            "Bytes written but not read yet (beyond one poll's bound), per log source.",
-        );
-        let mut trunc = Family::counter(
-            "tocsin_log_truncations_total",
-            "Files found shorter than what was read of them (truncated), per log source.",
-        );
-        let mut rot = Family::counter(
-            "tocsin_log_rotations_total",
-            "Files renamed away or deleted, read to their end and let go, per log source.",
-        );
-        let mut errs = Family::counter(
-            "tocsin_log_read_errors_total",
-            "Polls of a log source that failed (directory or file unreadable).",
-        );
         for s in &self.sources {
             let n = s.cfg.name.as_str();
-            let t = &s.totals;
-            lines.push([("source", n)], t.lines as f64);
-            bytes.push([("source", n)], t.bytes as f64);
             for (p, _) in &s.cfg.patterns {
-                let v = t.matches.get(p).copied().unwrap_or(0);
+                let v = s.totals.matches.get(p).copied().unwrap_or(0);
                 matches.push([("source", n), ("pattern", p.as_str())], v as f64);
             }
             if s.cfg.severity.is_some() {
                 for level in SEVERITIES {
-                    let v = t.severity.get(level).copied().unwrap_or(0);
+                    let v = s.totals.severity.get(level).copied().unwrap_or(0);
                     sev.push([("source", n), ("severity", level)], v as f64);
                 }
             }
-            files.push([("source", n)], s.files.len() as f64);
-            lag.push([("source", n)], s.lag as f64);
-            trunc.push([("source", n)], t.truncations as f64);
-            rot.push([("source", n)], t.rotations as f64);
-            errs.push([("source", n)], s.errors as f64);
         }
-        let mut out = vec![lines, bytes, matches, files, lag, trunc, rot, errs];
+        out.push(matches);
         if !sev.samples.is_empty() {
             out.push(sev);
         }
@@ -385,11 +403,9 @@ impl Source {
             buf.drain(..end);
         }
         if last && !buf.is_empty() && remaining == 0 {
-            let mut tail = std::mem::take(&mut buf);
-            tail.push(b'\n');
-            self.count(&tail);
-            f.offset += (tail.len() - 1) as u64;
-            buf = tail;
+            f.offset += buf.len() as u64;
+            buf.push(b'\n');
+            self.count(&buf);
         }
         self.lag += len.saturating_sub(f.offset);
         buf.clear();

@@ -135,7 +135,7 @@ mod tests {
 
     fn spec(dir: &std::path::Path, pattern: &str) -> FileProbe {
         let (dir, pattern) =
-            FileProbe::parse_target(&format!("{}/{pattern}", dir.display())).unwrap();
+            tocsin_config::probes::parse_glob(&format!("{}/{pattern}", dir.display())).unwrap();
         FileProbe {
             dir,
             pattern,
@@ -192,9 +192,9 @@ mod tests {
 
     #[test]
     fn wildcards_only_in_the_file_name() {
-        assert!(FileProbe::parse_target("/backup/*/x.dump").is_err());
-        assert!(FileProbe::parse_target("backup/x.dump").is_err());
-        let (dir, re) = FileProbe::parse_target("/backup/db/full-?.tar.gz").unwrap();
+        assert!(tocsin_config::probes::parse_glob("/backup/*/x.dump").is_err());
+        assert!(tocsin_config::probes::parse_glob("backup/x.dump").is_err());
+        let (dir, re) = tocsin_config::probes::parse_glob("/backup/db/full-?.tar.gz").unwrap();
         assert_eq!(dir, std::path::Path::new("/backup/db"));
         assert!(re.is_match("full-1.tar.gz") && !re.is_match("full-12.tar.gz"));
         assert!(!re.is_match("full-1xtarxgz"), "dots are literal");

@@ -288,20 +288,18 @@ fn bad() -> Failure {
 /// A length-encoded integer at `*at`, advancing past it.
 fn lenenc_int(p: &[u8], at: &mut usize) -> Option<u64> {
     let b = *p.get(*at)?;
-    let (len, skip) = match b {
+    let len = match b {
         0..=0xfa => {
-            return {
-                *at += 1;
-                Some(u64::from(b))
-            }
+            *at += 1;
+            return Some(u64::from(b));
         }
-        0xfc => (2, 1),
-        0xfd => (3, 1),
-        0xfe => (8, 1),
+        0xfc => 2,
+        0xfd => 3,
+        0xfe => 8,
         _ => return None,
     };
-    let bytes = p.get(*at + skip..*at + skip + len)?;
-    *at += skip + len;
+    let bytes = p.get(*at + 1..*at + 1 + len)?;
+    *at += 1 + len;
     Some(bytes.iter().rev().fold(0u64, |v, &b| v << 8 | u64::from(b)))
 }
 

@@ -352,6 +352,16 @@ impl fmt::Display for Leaf {
     }
 }
 
+/// Whether `e` depends on the evaluation time.
+fn reads_time(e: &Expr) -> bool {
+    match e {
+        Expr::Time => true,
+        Expr::Number(_) | Expr::Leaf(_) => false,
+        Expr::Neg(x) | Expr::Clamp(_, x, _) => reads_time(x),
+        Expr::Binary(_, a, b) => reads_time(a) || reads_time(b),
+    }
+}
+
 fn eval(e: &Expr, time: f64, leaf: &mut dyn FnMut(usize) -> Option<f64>) -> Option<f64> {
     Some(match e {
         Expr::Number(n) => *n,
@@ -430,15 +440,13 @@ impl<'a> Parser<'a> {
         self.skip_ws();
         let at = self.pos;
         let leaves = self.leaves.len();
-        let v = self.expr().ok().and_then(|e| eval(&e, 0.0, &mut |_| None));
+        let v = self
+            .expr()
+            .ok()
+            .filter(|e| !reads_time(e))
+            .and_then(|e| eval(&e, 0.0, &mut |_| None));
         match v {
-            Some(v)
-                if self.leaves.len() == leaves
-                    && !self.src[at..self.pos].contains("time")
-                    && v.is_finite() =>
-            {
-                Ok(v)
-            }
+            Some(v) if self.leaves.len() == leaves && v.is_finite() => Ok(v),
             _ => {
                 self.pos = at;
                 self.leaves.truncate(leaves);
