@@ -33,6 +33,13 @@ fn load_rule(rules: &Path, rule: &str) -> Result<tocsin_rules::Rule, String> {
             names.join(", ")
         )
     })?;
+    if r.expr.absent.is_some() {
+        return Err(format!(
+            "{}: {rule} uses absent_over_time, which is judged on the clock between samples; \
+             a backtest replays samples only",
+            rules.display()
+        ));
+    }
     Ok(r)
 }
 

@@ -162,6 +162,27 @@ fn backtest_writes_one_row_per_input_and_flags_the_spike() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no rule \"Nope\" (rules: Unusual)"));
+
+    // An absence rule is judged between samples, which a replay of samples cannot show.
+    std::fs::write(
+        &rules,
+        "rules:\n  - name: Gone\n    expr: absent_over_time(value[5m])\n    levels: { critical: \"== 1\" }\n",
+    )
+    .unwrap();
+    let o = collector()
+        .args([
+            "backtest",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--rule",
+            "Gone",
+        ])
+        .args(["--csv", csv.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("Gone uses absent_over_time"), "{err}");
 }
 
 #[test]

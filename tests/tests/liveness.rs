@@ -697,3 +697,93 @@ fn the_four_outage_kinds_are_filed_from_real_failures() {
         assert_eq!(i["outage"], want, "{i}");
     }
 }
+
+#[test]
+fn a_series_that_stops_fires_its_absence_rule_across_a_restart_until_it_returns() {
+    let _g = serial();
+    let env = Env::new();
+    let rules = env.dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(
+        rules.join("absent.yaml"),
+        r#"rules:
+  - name: NightlyJobSilent
+    expr: absent_over_time(job_last_success_timestamp_seconds{job="nightly"}[3s])
+    levels:
+      critical: "== 1"
+    labels: { category: backup }
+    annotations:
+      summary: "job {{ labels.job }} has not reported for 3 s"
+"#,
+    )
+    .unwrap();
+    let mut c = env.0.collector("127.0.0.1:0", &env.p("rules"));
+    let send = |c: &Proc, job: &str| {
+        let s = tocsin_model::SeriesSamples {
+            labels: tocsin_model::Labels::from_pairs([
+                ("__name__", "job_last_success_timestamp_seconds"),
+                ("job", job),
+                ("host", "batch1"),
+            ]),
+            samples: vec![tocsin_model::Sample::new(tocsin_model::now_ms(), 1.0)],
+        };
+        assert_eq!(c.remote_write(&[s], &[]).status().as_u16(), 204);
+    };
+    // Reporting every half second for 4 s, past the range: no alert. Another job's series is
+    // not the one the rule asks for.
+    let end = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < end {
+        send(&c, "nightly");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(env.events("NightlyJobSilent").is_empty());
+    // It stops; another job goes on.
+    let stopped = Instant::now();
+    let (at, event, level) = wait_for("the absence alert", Duration::from_secs(15), || {
+        send(&c, "weekly");
+        std::thread::sleep(Duration::from_millis(200));
+        env.events("NightlyJobSilent").first().cloned()
+    });
+    assert_eq!((event.as_str(), level.as_str()), ("firing", "critical"));
+    // Presence is timed by the collector's clock when it took the sample's commit group,
+    // which may have opened a little before the request came in.
+    assert!(
+        at - stopped >= Duration::from_millis(2500),
+        "fired {:?} after the last sample",
+        at - stopped
+    );
+    let body = env
+        .hook
+        .all()
+        .into_iter()
+        .find(|(_, v)| v["alerts"][0]["labels"]["alertname"] == "NightlyJobSilent")
+        .unwrap()
+        .1;
+    assert_eq!(body["alerts"][0]["labels"]["job"], "nightly");
+    assert_eq!(
+        body["alerts"][0]["annotations"]["summary"],
+        "job nightly has not reported for 3 s"
+    );
+    // A restart neither resolves it nor says it again.
+    assert!(c.terminate().success());
+    let c = env.0.collector("127.0.0.1:0", &env.p("rules"));
+    wait_for("the alert restored", Duration::from_secs(10), || {
+        c.alerts()
+            .iter()
+            .any(|a| a["labels"]["alertname"] == "NightlyJobSilent")
+            .then_some(())
+    });
+    // Past the range again: still the one notification, still firing.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        env.events("NightlyJobSilent").len(),
+        1,
+        "{:?}",
+        env.events("NightlyJobSilent")
+    );
+    assert_eq!(c.alerts().len(), 1);
+    // The job reports again: resolved.
+    send(&c, "nightly");
+    let (_, event, _) = env.wait_event("NightlyJobSilent", 2, Duration::from_secs(10));
+    assert_eq!(event, "resolved");
+}

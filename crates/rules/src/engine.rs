@@ -236,6 +236,18 @@ pub struct Engine {
     /// Per (rule, series): the newest instant judged live, ahead of its stored copy; stored
     /// samples up to it are learned, not judged again.
     judged_live: HashMap<(usize, u64), TimestampMs>,
+    /// Per rule of `absent_over_time`: when a sample of its selector last arrived (collector
+    /// time); unset until the first tick, which starts the clock.
+    absent_seen: Vec<Option<TimestampMs>>,
+}
+
+/// What a dynamic rule's baseline made of a value.
+#[derive(Debug, Clone, Copy, Default)]
+struct Judgement {
+    score: f64,
+    band: Option<[f64; 3]>,
+    warming: bool,
+    cause: Option<&'static str>,
 }
 
 impl Engine {
@@ -253,6 +265,7 @@ impl Engine {
             evaluations: 0,
             learned_late: 0,
             judged_live: HashMap::new(),
+            absent_seen: Vec::new(),
         };
         e.install(rules.into_iter().map(Arc::new).collect());
         e
@@ -273,6 +286,7 @@ impl Engine {
             }
         }
         self.by_metric = by_metric.into_iter().map(|(k, v)| (k, v.into())).collect();
+        self.absent_seen = vec![None; rules.len()];
         self.rules = rules;
     }
 
@@ -297,6 +311,7 @@ impl Engine {
         self.judged_live.clear();
         let old_rules = std::mem::take(&mut self.rules);
         let mut old_leaves = std::mem::take(&mut self.leaves);
+        let old_seen = std::mem::take(&mut self.absent_seen);
         let new: Vec<Arc<Rule>> = rules.into_iter().map(Arc::new).collect();
         self.install(new);
         let index: HashMap<String, usize> = self
@@ -310,6 +325,7 @@ impl Engine {
             if let Some(&ni) = index.get(old.name.as_str()) {
                 if self.rules[ni].expr_text == old.expr_text {
                     self.leaves[ni] = std::mem::take(&mut old_leaves[oi]);
+                    self.absent_seen[ni] = old_seen[oi];
                     same.insert(oi, ni);
                 }
             }
@@ -398,6 +414,15 @@ impl Engine {
             for &(ri, li) in targets.iter() {
                 let leaf = &self.rules[ri].expr.leaves[li];
                 if !leaf.selector.matches(&s.labels) {
+                    continue;
+                }
+                if let Some(range) = self.rules[ri].expr.absent {
+                    // Presence within the range is all an absence rule reads.
+                    if s.samples.iter().any(|x| x.timestamp_ms >= now - range) {
+                        if let Some(t) = self.present(ri, now) {
+                            out.push(t);
+                        }
+                    }
                     continue;
                 }
                 let range = leaf.func.map(|(_, r)| r);
@@ -601,10 +626,9 @@ impl Engine {
     ) -> Option<Transition> {
         let rule = Arc::clone(&self.rules[ri]);
         let v = self.value_at(ri, kfp, ts)?;
-        self.evaluations += 1;
-        let (score, band, warming, cause) = match &rule.dynamic {
+        let judged = match &rule.dynamic {
             Some(d) => match self.detect(ri, kfp, ts, v) {
-                None => (0.0, None, false, None),
+                None => Judgement::default(),
                 Some(o) => {
                     let dev = v - o.expected;
                     let gated = match d.direction {
@@ -621,12 +645,37 @@ impl Engine {
                             self.bands.insert((ri, kfp), (key_labels.clone(), full));
                         }
                     }
-                    let score = if gated { 0.0 } else { o.score };
-                    (score, Some(band), o.warming, Some(o.cause.as_str()))
+                    Judgement {
+                        score: if gated { 0.0 } else { o.score },
+                        band: Some(band),
+                        warming: o.warming,
+                        cause: Some(o.cause.as_str()),
+                    }
                 }
             },
-            None => (0.0, None, false, None),
+            None => Judgement::default(),
         };
+        self.judge(ri, kfp, key_labels, v, judged, now)
+    }
+
+    /// Steps the alert of rule `ri` for series key `kfp` on value `v`, from fresh input.
+    fn judge(
+        &mut self,
+        ri: usize,
+        kfp: u64,
+        key_labels: &Labels,
+        v: f64,
+        judged: Judgement,
+        now: TimestampMs,
+    ) -> Option<Transition> {
+        let rule = Arc::clone(&self.rules[ri]);
+        let Judgement {
+            score,
+            band,
+            warming,
+            cause,
+        } = judged;
+        self.evaluations += 1;
         if !self.alerts.contains_key(&(ri, kfp))
             && !rule
                 .defined_levels()
@@ -684,9 +733,41 @@ impl Engine {
         t
     }
 
-    /// Advances time: fires pending alerts whose `for` has elapsed and resolves stale ones.
+    /// A sample of absence rule `ri`'s selector arrived: its alert, if any, resolves.
+    fn present(&mut self, ri: usize, now: TimestampMs) -> Option<Transition> {
+        self.absent_seen[ri] = Some(now);
+        let kfp = self.rules[ri].expr.leaves[0]
+            .selector
+            .fixed_labels()
+            .fingerprint();
+        let st = self.alerts.remove(&(ri, kfp))?;
+        let rule = Arc::clone(&self.rules[ri]);
+        self.resolve(&rule, st, now, None)
+    }
+
+    /// Judges the absence rules: value 1 for each whose selector has had no sample for its
+    /// range, and for each still absent since its alert began (a restored one included).
+    fn absences(&mut self, now: TimestampMs, out: &mut Vec<Transition>) {
+        for ri in 0..self.rules.len() {
+            let Some(range) = self.rules[ri].expr.absent else {
+                continue;
+            };
+            let seen = *self.absent_seen[ri].get_or_insert(now);
+            let labels = self.rules[ri].expr.leaves[0].selector.fixed_labels();
+            let kfp = labels.fingerprint();
+            if now - seen > range || self.alerts.contains_key(&(ri, kfp)) {
+                if let Some(t) = self.judge(ri, kfp, &labels, 1.0, Judgement::default(), now) {
+                    out.push(t);
+                }
+            }
+        }
+    }
+
+    /// Advances time: judges absences, fires pending alerts whose `for` has elapsed and
+    /// resolves stale ones.
     pub fn tick(&mut self, now: TimestampMs) -> Vec<Transition> {
         let mut out = Vec::new();
+        self.absences(now, &mut out);
         let keys: Vec<(usize, u64)> = self.alerts.keys().copied().collect();
         for k in keys {
             let st = &self.alerts[&k];

@@ -11,6 +11,7 @@
 //!           | ('clamp_min' | 'clamp_max') '(' expr ',' CONST ')' | 'abs' '(' expr ')'
 //!           | 'time' '(' ')'
 //! CONST    := an expr of numbers only (e.g. 4 * 3600)
+//! absent   := 'absent_over_time' '(' selector '[' DURATION ']' ')'   (only as the whole expression)
 //! selector := METRIC ('{' matcher (',' matcher)* ','? '}')?
 //! matcher  := LABEL ('=' | '!=' | '=~' | '!~') STRING
 //! ```
@@ -110,7 +111,8 @@ pub enum RangeFunc {
 const KNOWN: &str = "rate, irate, increase, delta, deriv, predict_linear, changes, resets, \
                      avg_over_time, min_over_time, max_over_time, sum_over_time, \
                      count_over_time, last_over_time, stddev_over_time, quantile_over_time, \
-                     holt_winters, and clamp_min, clamp_max, abs over expressions";
+                     holt_winters, absent_over_time (alone), and clamp_min, clamp_max, abs \
+                     over expressions";
 
 impl RangeFunc {
     pub fn name(self) -> &'static str {
@@ -214,6 +216,15 @@ pub struct Selector {
 }
 
 impl Selector {
+    /// The labels PromQL's `absent` gives its result: those the selector fixes with `=`.
+    pub fn fixed_labels(&self) -> Labels {
+        let mut l = Labels::new();
+        for m in self.matchers.iter().filter(|m| m.op == MatchOp::Eq) {
+            l.set(m.name.clone(), m.value.clone());
+        }
+        l
+    }
+
     /// Whether a series (labels including `__name__`) is selected.
     pub fn matches(&self, labels: &Labels) -> bool {
         labels.metric_name() == Some(self.metric.as_str())
@@ -264,6 +275,10 @@ impl Matcher {
 pub struct Compiled {
     pub root: Expr,
     pub leaves: Vec<Leaf>,
+    /// `absent_over_time(selector[range])`: the range in ms. The expression's one leaf is the
+    /// selector; the rule's value is 1 while no selected series has had a sample for the
+    /// range, and it has none while one has.
+    pub absent: Option<i64>,
 }
 
 impl Compiled {
@@ -275,6 +290,9 @@ impl Compiled {
 
     /// PromQL text of the expression (every construct here is valid PromQL).
     pub fn to_promql(&self) -> String {
+        if let Some(range) = self.absent {
+            return format!("absent_over_time({}[{}s])", self.leaves[0], range / 1000);
+        }
         let mut s = String::new();
         self.write(&self.root, &mut s, 0);
         s
@@ -411,6 +429,9 @@ pub fn parse(src: &str) -> Result<Compiled, ExprError> {
     if p.pos == src.len() {
         return Err(p.err("empty expression"));
     }
+    if let Some(c) = p.absent()? {
+        return Ok(c);
+    }
     let root = p.expr()?;
     p.skip_ws();
     if p.pos < src.len() {
@@ -425,8 +446,13 @@ pub fn parse(src: &str) -> Result<Compiled, ExprError> {
     Ok(Compiled {
         root,
         leaves: p.leaves,
+        absent: None,
     })
 }
+
+const ABSENT: &str = "absent_over_time";
+const ABSENT_ALONE: &str = "absent_over_time(selector[range]) must be the whole expression: \
+                            it has a value only while nothing is there to compute with";
 
 struct Parser<'a> {
     src: &'a str,
@@ -435,6 +461,39 @@ struct Parser<'a> {
 }
 
 impl<'a> Parser<'a> {
+    /// The whole expression when it is `absent_over_time(selector[range])`; the parser is left
+    /// where it was when it is not.
+    fn absent(&mut self) -> Result<Option<Compiled>, ExprError> {
+        let start = self.pos;
+        if self.ident() != ABSENT || {
+            self.skip_ws();
+            self.peek() != Some('(')
+        } {
+            self.pos = start;
+            return Ok(None);
+        }
+        self.expect('(')?;
+        self.skip_ws();
+        let name = self.ident();
+        let selector = self.selector(name)?;
+        self.expect('[')?;
+        let range = self.duration()?;
+        self.expect(']')?;
+        self.expect(')')?;
+        self.skip_ws();
+        if self.pos < self.src.len() {
+            return Err(self.err(ABSENT_ALONE));
+        }
+        Ok(Some(Compiled {
+            root: Expr::Leaf(0),
+            leaves: vec![Leaf {
+                selector,
+                func: None,
+            }],
+            absent: Some(range),
+        }))
+    }
+
     /// A constant argument: an expression of numbers only.
     fn constant(&mut self) -> Result<f64, ExprError> {
         self.skip_ws();
@@ -565,6 +624,10 @@ impl<'a> Parser<'a> {
                         };
                         self.expect(')')?;
                         return Ok(Expr::Clamp(f, Box::new(x), n));
+                    }
+                    if name == ABSENT {
+                        self.pos = start;
+                        return Err(self.err(ABSENT_ALONE));
                     }
                     let Some(mut func) = RangeFunc::from_name(name) else {
                         self.pos = start;

@@ -289,6 +289,12 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
         if let Err(e) = check_levels(&levels) {
             problems.push(format!("{}: levels: {e}", at(&["levels"])));
         }
+        if r.dynamic.is_some() && compiled.as_ref().is_some_and(|c| c.absent.is_some()) {
+            problems.push(format!(
+                "{}: dynamic: absent_over_time has no series to learn from",
+                at(&["dynamic"])
+            ));
+        }
         let dynamic = r.dynamic.as_ref().and_then(|d| {
             let here = || at(&["dynamic"]);
             let sens = d.sensitivity.as_deref().unwrap_or("medium");

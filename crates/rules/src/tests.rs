@@ -876,3 +876,106 @@ mod properties {
         }
     }
 }
+
+fn absence_rule() -> Vec<Rule> {
+    rules(
+        r#"
+rules:
+  - name: BackupMetricsAbsent
+    expr: absent_over_time(tocsin_file_newest_age_seconds{probe="db-backup", host=~"db.*"}[10m])
+    for: 2m
+    levels:
+      critical: "== 1"
+    annotations:
+      summary: "no backup figures from probe {{ labels.probe }} for 10 minutes"
+"#,
+    )
+}
+
+fn backup_sample(host: &str, t: i64) -> SeriesSamples {
+    SeriesSamples {
+        labels: Labels::from_pairs([
+            (METRIC_NAME, "tocsin_file_newest_age_seconds"),
+            ("probe", "db-backup"),
+            ("host", host),
+        ]),
+        samples: vec![Sample::new(t, 60.0)],
+    }
+}
+
+#[test]
+fn absence_fires_after_its_range_and_for_and_resolves_when_a_sample_arrives() {
+    let mut e = Engine::new(absence_rule(), EngineOptions::default());
+    let r = &e.rules()[0];
+    assert_eq!(
+        r.expr.to_promql(),
+        r#"absent_over_time(tocsin_file_newest_age_seconds{probe="db-backup", host=~"db.*"}[600s])"#
+    );
+    // The first tick starts the clock: nothing is absent for a range after the start.
+    assert!(e.tick(T0).is_empty());
+    assert!(e
+        .ingest(&[backup_sample("db1", T0 + 30 * S)], T0 + 30 * S)
+        .is_empty());
+    // A series the selector does not take is no presence.
+    let other = e.ingest(&[backup_sample("web1", T0 + 60 * S)], T0 + 60 * S);
+    assert!(other.is_empty());
+    for m in 1..=10 {
+        assert!(e.tick(T0 + 30 * S + m * 60 * S).is_empty(), "minute {m}");
+    }
+    // Ten minutes and a second without a sample: pending for its `for`, firing after it.
+    assert!(e.tick(T0 + 30 * S + 601 * S).is_empty());
+    assert_eq!(e.alerts().count(), 1, "pending");
+    assert!(e.tick(T0 + 30 * S + 700 * S).is_empty());
+    let t = e.tick(T0 + 30 * S + 721 * S);
+    assert_eq!(kinds(&t), vec![(TransitionKind::Firing, Level::Critical)]);
+    assert_eq!(t[0].labels.get("probe"), Some("db-backup"));
+    assert_eq!(t[0].labels.get("host"), None, "a regex fixes no label");
+    assert_eq!(t[0].value, 1.0);
+    assert_eq!(
+        t[0].annotations["summary"],
+        "no backup figures from probe db-backup for 10 minutes"
+    );
+    // Never stale: it is judged on every tick, long past `stale_after`.
+    assert!(e.tick(T0 + 3600 * S).is_empty());
+    // Saved and restored across a restart, it stays firing without a word...
+    let saved: Vec<AlertState> = e.alerts().cloned().collect();
+    let mut e2 = Engine::new(absence_rule(), EngineOptions::default());
+    assert!(e2.restore(saved, T0 + 3700 * S).is_empty());
+    assert!(e2.tick(T0 + 3700 * S).is_empty());
+    assert!(e2.tick(T0 + 7200 * S).is_empty(), "not resolved as stale");
+    // ...until a sample within the range arrives. An old one (a replayed backlog) is not one.
+    assert!(e2
+        .ingest(&[backup_sample("db2", T0 + 3000 * S)], T0 + 7201 * S)
+        .is_empty());
+    let t = e2.ingest(&[backup_sample("db2", T0 + 7202 * S)], T0 + 7202 * S);
+    assert_eq!(kinds(&t), vec![(TransitionKind::Resolved, Level::Critical)]);
+    assert_eq!(e2.alerts().count(), 0);
+    assert!(e2.tick(T0 + 7300 * S).is_empty());
+}
+
+#[test]
+fn absence_must_be_the_whole_expression() {
+    for (expr, want) in [
+        (
+            "absent_over_time(up[5m]) * 2",
+            "must be the whole expression",
+        ),
+        (
+            "1 + absent_over_time(up[5m])",
+            "must be the whole expression",
+        ),
+        ("absent_over_time(up)", "expected '['"),
+    ] {
+        let yaml =
+            format!("rules:\n  - name: A\n    expr: {expr}\n    levels: {{ warning: \"> 0\" }}\n");
+        let err = parse_file("t.yaml", &yaml).unwrap_err().join("\n");
+        assert!(err.contains(want), "{expr}: {err}");
+    }
+    let yaml = "rules:\n  - name: A\n    expr: absent_over_time(up[5m])\n    dynamic: {}\n";
+    let err = parse_file("t.yaml", yaml).unwrap_err().join("\n");
+    assert!(err.contains("t.yaml:4"), "{err}");
+    assert!(
+        err.contains("absent_over_time has no series to learn from"),
+        "{err}"
+    );
+}
