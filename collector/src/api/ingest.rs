@@ -126,13 +126,19 @@ pub(crate) async fn write_inner(
         .await
         .map_err(|_| ApiError::unavailable("shutting down"))?;
     let limits = st.limits;
+    let resolver = st.resolver.clone();
+    // The series are looked up here too, in parallel with other requests: the writer, which
+    // takes requests one at a time, then only creates the new ones.
     let decoded = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        tocsin_wire::decode(&body, &limits)
+        tocsin_wire::decode(&body, &limits).map(|batch| {
+            let hints = resolver.resolve(&batch);
+            (batch, hints)
+        })
     })
     .await
     .map_err(|e| ApiError::internal("decoding a remote-write body", e))?;
-    let batch = decoded.map_err(|e| {
+    let (batch, hints) = decoded.map_err(|e| {
         let msg = e.to_string();
         st.tel.ingest_rejected(e.kind(), &msg);
         match e {
@@ -182,6 +188,7 @@ pub(crate) async fn write_inner(
     }
     if let Err(e) = st.writer.try_send(Msg::Ingest {
         batch,
+        hints,
         origin,
         reply,
     }) {

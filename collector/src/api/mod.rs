@@ -47,6 +47,8 @@ use tokens::authenticate_agent;
 #[derive(Clone)]
 pub struct AppState {
     pub writer: mpsc::Sender<Msg>,
+    /// Looks up the series of a decoded request, off the writer's thread.
+    pub resolver: tocsin_store::Resolver,
     pub view: Arc<RwLock<View>>,
     pub tel: Telemetry,
     pub token: Option<Secret>,

@@ -62,11 +62,13 @@ impl TestApi {
             Arc::clone(&secret),
             Arc::new(tocsin_notify::Urgent::default()),
         );
+        let resolver = store.resolver();
         let writer = Writer::new(store, rules, settings, Arc::clone(&view), wake, tel.clone())
             .expect("writer");
         // Ends when every sender (the state, the router) is dropped.
         std::thread::spawn(move || writer.run(rx));
-        let state = crate::cli::serve::app_state(&cfg, &db, tx, view, tel, secret).expect("state");
+        let state = crate::cli::serve::app_state(&cfg, &db, tx, resolver, view, tel, secret)
+            .expect("state");
         TestApi {
             app: super::app(state.clone()),
             state,

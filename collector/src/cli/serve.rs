@@ -137,6 +137,7 @@ pub(super) async fn serve(
     settings.runner = Some(run_tx);
     settings.forward =
         crate::forward::start(&cfg.remote_write, &tel.registry, cancel.clone(), &tracker)?;
+    let resolver = store.resolver();
     let writer = Writer::new(
         store,
         rules,
@@ -208,7 +209,7 @@ pub(super) async fn serve(
         });
     }
 
-    let state = app_state(&cfg, &db, tx, view, tel.clone(), ack_secret)?;
+    let state = app_state(&cfg, &db, tx, resolver, view, tel.clone(), ack_secret)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
@@ -289,6 +290,7 @@ pub(crate) fn app_state(
     cfg: &CollectorConfig,
     db: &std::path::Path,
     writer: mpsc::Sender<Msg>,
+    resolver: tocsin_store::Resolver,
     view: Arc<RwLock<View>>,
     tel: Telemetry,
     ack_secret: Arc<Vec<u8>>,
@@ -299,6 +301,7 @@ pub(crate) fn app_state(
         crate::api::load_agent_tokens(&records).context("cannot read agent tokens")?;
     Ok(AppState {
         writer,
+        resolver,
         view,
         tel,
         token: cfg.ingest.token.clone(),

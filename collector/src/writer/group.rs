@@ -46,6 +46,22 @@ impl Group {
         }
     }
 
+    /// Tells everyone waiting on the group that it was not stored, and why.
+    pub(super) fn refuse(self, err: &WriteError) {
+        for (reply, _, batch) in self.ingested {
+            let _ = reply.send(Ingested {
+                result: Err(err.clone()),
+                batch,
+            });
+        }
+        for (reply, _) in self.acks {
+            let _ = reply.send(Err(AckFailure::Storage(err.to_string())));
+        }
+        for r in self.others {
+            r.send_err(err.to_string());
+        }
+    }
+
     /// Whether a person or an agent asked for something (not only samples).
     fn asked(&self) -> bool {
         !self.acks.is_empty() || !self.others.is_empty()
@@ -79,6 +95,7 @@ impl Core {
         match m {
             Msg::Ingest {
                 mut batch,
+                hints,
                 origin,
                 reply,
             } => {
@@ -91,7 +108,7 @@ impl Core {
                     }
                     AppendStats::default()
                 } else {
-                    let stats = match tx.append(&mut batch, now) {
+                    let stats = match tx.append_resolved(&mut batch, &hints, now) {
                         Ok((_, stats)) => stats,
                         Err(e) => {
                             g.ingested.push((reply, AppendStats::default(), batch));
@@ -324,18 +341,7 @@ impl Writer {
         } else {
             WriteError::Failed(e.to_string())
         };
-        for (reply, _, batch) in g.ingested {
-            let _ = reply.send(Ingested {
-                result: Err(err.clone()),
-                batch,
-            });
-        }
-        for (reply, _) in g.acks {
-            let _ = reply.send(Err(AckFailure::Storage(err.to_string())));
-        }
-        for r in g.others {
-            r.send_err(err.to_string());
-        }
+        g.refuse(&err);
         // The engine ran ahead of what was stored: rewind it to the durable state.
         if let Err(e) = self.restore_engine() {
             error!(error = %e, "cannot reload alert states");

@@ -5,9 +5,11 @@
 mod group;
 mod msg;
 mod report;
+mod sync;
 
 use group::Group;
 pub use msg::{AckFailure, Ingested, Msg, OpFailure, Origin, WriteError};
+use sync::Syncer;
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -47,6 +49,8 @@ pub struct Writer {
     forward: Vec<Arc<crate::forward::Target>>,
     storage_alert: StorageAlert,
     urgent: Arc<tocsin_notify::Urgent>,
+    /// Makes each committed group durable while the next one is prepared.
+    syncer: Syncer,
 }
 
 /// The writer's state besides the store.
@@ -91,7 +95,7 @@ const GROUP_MAX_SAMPLES: usize = 1_000_000;
 
 impl Writer {
     pub fn new(
-        store: Store,
+        mut store: Store,
         rules: Vec<Rule>,
         settings: Settings,
         view: Arc<RwLock<View>>,
@@ -109,6 +113,7 @@ impl Writer {
             settings.storage_alert_after,
             &settings.alerting.external_url,
         );
+        let syncer = Syncer::start(store.defer_sync()?)?;
         let mut w = Writer {
             core: Core {
                 engine: Engine::new(rules, settings.engine),
@@ -134,6 +139,7 @@ impl Writer {
             forward: settings.forward,
             storage_alert,
             urgent: settings.urgent,
+            syncer,
         };
         w.load_silences()?;
         let restored = w.restore_engine()?;
@@ -224,7 +230,20 @@ impl Writer {
 
     /// Runs until every sender is gone, then checkpoints.
     pub fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
-        while let Some(first) = rx.blocking_recv() {
+        loop {
+            // While a group's fsync runs, the next group is taken in if there is one;
+            // otherwise the group is finished first (answers, notifications) before waiting.
+            let first = match rx.try_recv() {
+                Ok(m) => m,
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    self.finish_sync();
+                    match rx.blocking_recv() {
+                        Some(m) => m,
+                        None => break,
+                    }
+                }
+            };
             let mut msgs = vec![first];
             let mut samples = 0usize;
             while msgs.len() < GROUP_MAX_REQUESTS && samples < GROUP_MAX_SAMPLES {
@@ -240,6 +259,7 @@ impl Writer {
             }
             self.handle(msgs);
         }
+        self.finish_sync();
         if let Err(e) = self.store.save_baselines(&self.core.engine.baselines()) {
             error!(error = %e, "cannot save learned baselines");
         }
@@ -259,13 +279,14 @@ impl Writer {
                 Msg::Federate { skip, reply } => {
                     let since = now_ms() - self.core.engine_opts.stale_after_ms;
                     let _ = reply.send(crate::exposition::federation(
-                        self.store.latest(since),
+                        self.store.latest(since).into_iter(),
                         &skip,
                     ));
                     None
                 }
                 Msg::AddSilence { silence, reply } => {
                     let r = self.store.add_silence(&silence).map_err(|e| e.to_string());
+                    self.sync_now();
                     let _ = self.load_silences();
                     let _ = reply.send(r);
                     None
@@ -275,6 +296,7 @@ impl Writer {
                         .store
                         .expire_silence(id, now_ms())
                         .map_err(|e| e.to_string());
+                    self.sync_now();
                     let _ = self.load_silences();
                     let _ = reply.send(r);
                     None
@@ -302,12 +324,17 @@ impl Writer {
             tx.commit()
         })();
         let ticked = g.ticked;
+        // The group before this one is finished first, whatever became of this one.
+        self.finish_sync();
         match result {
             Ok(()) => {
                 self.tel
                     .commit_seconds
                     .observe(started.elapsed().as_secs_f64());
-                self.committed(g, now);
+                match self.syncer.begin() {
+                    Ok(()) => self.syncer.pending = Some((g, now)),
+                    Err(e) => self.sync_failed(g, e),
+                }
             }
             Err(e) => self.failed(g, pending, e, now),
         }
@@ -332,6 +359,39 @@ impl Writer {
                 self.checkpoint();
             }
         }
+    }
+
+    /// Waits for the fsync under way, then finishes its group: answers, notifications,
+    /// forwarding.
+    fn finish_sync(&mut self) {
+        let Some((g, now)) = self.syncer.pending.take() else {
+            return;
+        };
+        match self.syncer.wait() {
+            Ok(()) => self.committed(g, now),
+            Err(e) => self.sync_failed(g, e),
+        }
+    }
+
+    /// Makes a write outside any group (a silence) durable before it is answered.
+    fn sync_now(&mut self) {
+        self.finish_sync();
+        if let Err(e) = self.syncer.sync_now() {
+            self.sync_failed(Group::default(), e);
+        }
+    }
+
+    /// The write-ahead log could not be made durable: what SQLite holds in memory and what is
+    /// on disk may differ, and nothing here can tell which samples survived. The group's
+    /// senders are told to send again, and the collector stops (exit status 74) so that its
+    /// restart reads what is on disk; everything acknowledged before was durable.
+    fn sync_failed(&mut self, g: Group, e: std::io::Error) -> ! {
+        self.tel.storage_errors.inc();
+        error!(error = %e, "fsync of the write-ahead log failed; stopping: a restart reads what is on disk");
+        g.refuse(&WriteError::Unavailable(format!(
+            "the write could not be made durable ({e}); send again"
+        )));
+        std::process::exit(74)
     }
 
     fn checkpoint(&mut self) {

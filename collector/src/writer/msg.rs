@@ -31,6 +31,9 @@ pub struct Ingested {
 pub enum Msg {
     Ingest {
         batch: Vec<SeriesSamples>,
+        /// Per entry of `batch`, what the request worker found in the series index (or
+        /// nothing: the writer looks the series up itself).
+        hints: Vec<tocsin_store::Hint>,
         origin: Origin,
         reply: oneshot::Sender<Ingested>,
     },

@@ -11,6 +11,8 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
 }
 
 impl StoreError {

@@ -11,6 +11,9 @@ mod outbox;
 mod reader;
 mod records;
 mod schema;
+mod walckpt;
+
+pub use walckpt::WalSync;
 
 pub use error::StoreError;
 pub use outbox::{Outbox, OutboxItem, OutboxRow, OutboxStatus};
@@ -19,6 +22,7 @@ pub use records::{AuditRow, EventRow, Records, TokenRow};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use rustc_hash::FxHashMap;
@@ -104,11 +108,57 @@ pub struct CheckpointStats {
 }
 
 pub struct Store {
+    /// Copies the write-ahead log into the database mostly off the writer's thread; first, so
+    /// that it is dropped (and joined) before the writer's connection closes.
+    _checkpointer: Option<walckpt::Checkpointer>,
     conn: Connection,
     path: PathBuf,
     opts: StoreOptions,
-    index: SeriesIndex,
+    /// Shared with the [`Resolver`]s of the request workers, which look series up; only the
+    /// writer (in `commit`) adds to it.
+    index: Arc<RwLock<SeriesIndex>>,
     head: Head,
+}
+
+/// What a request worker found out about one series of a batch before the writer takes it:
+/// its fingerprint, and its id when the series is known. Ids are never reused, so a known id
+/// stays right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hint {
+    pub fingerprint: u64,
+    pub id: Option<SeriesId>,
+}
+
+/// Looks series up in the store's index from other threads, so that the writer does not
+/// have to (hashing labels and probing the index is most of its work per known series).
+#[derive(Clone)]
+pub struct Resolver(Arc<RwLock<SeriesIndex>>);
+
+impl Resolver {
+    /// One hint per entry of `batch`, in order.
+    pub fn resolve(&self, batch: &[SeriesSamples]) -> Vec<Hint> {
+        let index = read(&self.0);
+        batch
+            .iter()
+            .map(|s| {
+                let fingerprint = s.labels.fingerprint();
+                Hint {
+                    fingerprint,
+                    id: index.lookup(fingerprint, &s.labels),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The index, readable even if a thread panicked while holding it (it is only ever extended
+/// whole series at a time).
+fn read(index: &RwLock<SeriesIndex>) -> RwLockReadGuard<'_, SeriesIndex> {
+    index.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write(index: &RwLock<SeriesIndex>) -> RwLockWriteGuard<'_, SeriesIndex> {
+    index.write().unwrap_or_else(|p| p.into_inner())
 }
 
 #[derive(Default)]
@@ -216,11 +266,19 @@ impl Store {
     pub fn open(path: &Path, opts: StoreOptions) -> Result<Store> {
         let conn = Connection::open(path).map_err(|e| StoreError::open(path, e))?;
         schema::prepare(&conn, opts.fsync).map_err(|e| StoreError::open(path, e))?;
+        let checkpointer = walckpt::Checkpointer::start(path);
+        if checkpointer.is_some() {
+            // The background checkpoints do the copying; `begin` finishes one now and then,
+            // which lets the log restart (and be cut back to 4 MiB).
+            conn.execute_batch("PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=16777216;")
+                .map_err(|e| StoreError::open(path, e))?;
+        }
         let mut store = Store {
+            _checkpointer: checkpointer,
             conn,
             path: path.to_path_buf(),
             opts,
-            index: SeriesIndex::default(),
+            index: Arc::default(),
             head: Head::default(),
         };
         store.load()?;
@@ -251,9 +309,10 @@ impl Store {
             let mut last = self.conn.prepare(
                 "SELECT end_ms FROM chunks WHERE series_id = ?1 ORDER BY start_ms DESC LIMIT 1",
             )?;
+            let mut index = write(&self.index);
             for (id, labels, derived) in series {
                 let last_ts: Option<i64> = last.query_row([id], |r| r.get(0)).optional()?;
-                self.index.insert(labels.fingerprint(), id, labels, derived);
+                index.insert(labels.fingerprint(), id, labels, derived);
                 self.head.ensure(id, last_ts);
             }
         }
@@ -274,6 +333,13 @@ impl Store {
 
     /// Starts an immediate transaction; everything done through it lands together or not at all.
     pub fn begin(&mut self) -> Result<Txn<'_>> {
+        if self._checkpointer.as_ref().is_some_and(|c| c.log_is_long()) {
+            // Mostly copied by the background checkpoints already: this copies the rest, and the
+            // transaction below then restarts the log from its beginning (unless a reader still
+            // reads from it: then a later one does).
+            self.conn
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        }
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         Ok(Txn {
             store: self,
@@ -290,7 +356,27 @@ impl Store {
     }
 
     pub fn series_count(&self) -> usize {
-        self.index.labels.iter().filter(|l| l.is_some()).count()
+        read(&self.index)
+            .labels
+            .iter()
+            .filter(|l| l.is_some())
+            .count()
+    }
+
+    /// From now on a commit returns once SQLite has written the write-ahead log, without
+    /// waiting for the disk: the caller makes it durable with the returned [`WalSync`] before it
+    /// acknowledges anything (the collector's writer syncs one group while it prepares the next).
+    /// Without `fsync` in the options, syncing does nothing, as commits did not wait before.
+    pub fn defer_sync(&mut self) -> Result<WalSync> {
+        if self.opts.fsync {
+            self.conn.execute_batch("PRAGMA synchronous=NORMAL;")?;
+        }
+        Ok(WalSync::new(&self.path, self.opts.fsync))
+    }
+
+    /// A handle for looking series up from other threads.
+    pub fn resolver(&self) -> Resolver {
+        Resolver(Arc::clone(&self.index))
     }
 
     pub fn head_samples(&self) -> u64 {
@@ -299,7 +385,7 @@ impl Store {
 
     /// Series whose labels satisfy `pred`.
     pub fn select(&self, pred: impl Fn(&Labels) -> bool) -> Vec<(SeriesId, Labels)> {
-        self.index
+        read(&self.index)
             .labels
             .iter()
             .enumerate()
@@ -312,8 +398,8 @@ impl Store {
 
     /// The newest sample of every series that has one at or after `since` (samples appended
     /// before a restart are not known here until the series gets a new one).
-    pub fn latest(&self, since: TimestampMs) -> impl Iterator<Item = (Labels, Sample)> + '_ {
-        self.index
+    pub fn latest(&self, since: TimestampMs) -> Vec<(Labels, Sample)> {
+        read(&self.index)
             .labels
             .iter()
             .enumerate()
@@ -321,6 +407,7 @@ impl Store {
                 let (k, s) = (k.as_ref()?, self.head.last(i as SeriesId)?);
                 (s.timestamp_ms >= since).then(|| (Labels::from_key(k), s))
             })
+            .collect()
     }
 
     /// Samples of one series with `from <= t <= to`, in time order.
@@ -564,7 +651,18 @@ impl Txn<'_> {
         batch: &mut [SeriesSamples],
         now: TimestampMs,
     ) -> Result<(Vec<SeriesId>, AppendStats)> {
-        self.append_inner(batch, now, true)
+        self.append_inner(batch, &[], now, true)
+    }
+
+    /// As `append`, with what a [`Resolver`] found for each entry of `batch` (ignored unless
+    /// there is one per entry).
+    pub fn append_resolved(
+        &mut self,
+        batch: &mut [SeriesSamples],
+        hints: &[Hint],
+        now: TimestampMs,
+    ) -> Result<(Vec<SeriesId>, AppendStats)> {
+        self.append_inner(batch, hints, now, true)
     }
 
     /// As `append`, for series the collector derives itself: they do not count as a sign of
@@ -574,12 +672,13 @@ impl Txn<'_> {
         batch: &mut [SeriesSamples],
         now: TimestampMs,
     ) -> Result<AppendStats> {
-        self.append_inner(batch, now, false).map(|(_, s)| s)
+        self.append_inner(batch, &[], now, false).map(|(_, s)| s)
     }
 
     fn append_inner(
         &mut self,
         batch: &mut [SeriesSamples],
+        hints: &[Hint],
         now: TimestampMs,
         touch_hosts: bool,
     ) -> Result<(Vec<SeriesId>, AppendStats)> {
@@ -587,8 +686,16 @@ impl Txn<'_> {
         let mut ids = Vec::with_capacity(batch.len());
         let max_ts = now.saturating_add(self.store.opts.max_future_ms);
         let mut last_host: Option<&str> = None;
-        for s in batch.iter_mut() {
-            let Some(id) = self.series_id(&s.labels, &mut stats, touch_hosts)? else {
+        let hinted = hints.len() == batch.len();
+        let index = Arc::clone(&self.store.index);
+        let index = read(&index);
+        for (i, s) in batch.iter_mut().enumerate() {
+            let hint = hinted.then(|| hints[i]);
+            let id = match hint.and_then(|h| h.id) {
+                Some(id) => Some(id),
+                None => self.series_id(&index, &s.labels, hint, &mut stats, touch_hosts)?,
+            };
+            let Some(id) = id else {
                 stats.refused_series += 1;
                 stats.over_limit += s.samples.len();
                 s.samples.clear();
@@ -645,12 +752,15 @@ impl Txn<'_> {
     /// (`limited`: ingest from agents, not series the collector derives).
     fn series_id(
         &mut self,
+        index: &SeriesIndex,
         labels: &Labels,
+        hint: Option<Hint>,
         stats: &mut AppendStats,
         limited: bool,
     ) -> Result<Option<SeriesId>> {
-        let fp = labels.fingerprint();
-        if let Some(id) = self.store.index.lookup(fp, labels) {
+        let fp = hint.map_or_else(|| labels.fingerprint(), |h| h.fingerprint);
+        // A hint without an id may be older than the commit that created the series.
+        if let Some(id) = index.lookup(fp, labels) {
             return Ok(Some(id));
         }
         if let Some(id) = self.new_by_fp.get(&fp).and_then(|ix| {
@@ -668,7 +778,7 @@ impl Txn<'_> {
                 self.store.opts.max_series_per_host,
                 self.store.opts.max_hosts,
             );
-            let known = self.store.index.per_host.get(host).copied();
+            let known = index.per_host.get(host).copied();
             let pending = self.new_per_host.get(host).copied();
             if limit > 0 && known.unwrap_or(0) + pending.unwrap_or(0) >= limit {
                 return Ok(None);
@@ -676,7 +786,7 @@ impl Txn<'_> {
             if known.is_none()
                 && pending.is_none()
                 && max_hosts > 0
-                && self.store.index.per_host.len() + self.new_hosts >= max_hosts
+                && index.per_host.len() + self.new_hosts >= max_hosts
             {
                 return Ok(None);
             }
@@ -701,7 +811,7 @@ impl Txn<'_> {
             .push(self.new_series.len());
         if limited {
             let n = self.new_per_host.entry(host.to_string()).or_default();
-            if *n == 0 && !self.store.index.per_host.contains_key(host) {
+            if *n == 0 && !index.per_host.contains_key(host) {
                 self.new_hosts += 1;
             }
             *n += 1;
@@ -827,9 +937,12 @@ impl Txn<'_> {
         }
         conn.execute_batch("COMMIT")?;
         self.finished = true;
-        for (fp, id, labels, derived) in self.new_series.drain(..) {
-            self.store.index.insert(fp, id, labels, derived);
-            self.store.head.ensure(id, None);
+        if !self.new_series.is_empty() {
+            let mut index = write(&self.store.index);
+            for (fp, id, labels, derived) in self.new_series.drain(..) {
+                index.insert(fp, id, labels, derived);
+                self.store.head.ensure(id, None);
+            }
         }
         for &(id, s) in &self.staged {
             self.store.head.append(id, s);

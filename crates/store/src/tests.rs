@@ -333,10 +333,11 @@ fn latest_holds_the_newest_sample_of_series_fresh_enough() {
     store.checkpoint(0).unwrap();
     let got: Vec<(String, Sample)> = store
         .latest(NOW - 60_000)
+        .into_iter()
         .map(|(l, s)| (l.get("host").unwrap().to_string(), s))
         .collect();
     assert_eq!(got, vec![("a".to_string(), Sample::new(NOW + 10, 2.0))]);
-    assert_eq!(store.latest(i64::MIN).count(), 2);
+    assert_eq!(store.latest(i64::MIN).len(), 2);
 }
 
 fn read(r: &mut Reader, name: &str) -> Vec<(String, Vec<f64>)> {
@@ -492,4 +493,72 @@ fn derived_series_never_take_a_senders_quota_even_after_a_restart() {
         tx.commit().unwrap();
         assert_eq!((st.accepted, st.refused_series), (1, 1), "round {round}");
     }
+}
+
+#[test]
+fn hints_from_another_thread_give_the_same_ids_and_a_stale_one_still_finds_its_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    let resolver = store.resolver();
+    let batch = |t| vec![s("up", "a", &[(t, 1.0)]), s("load", "a", &[(t, 0.5)])];
+    // Before any commit: fingerprints only.
+    let early = std::thread::spawn({
+        let r = resolver.clone();
+        let b = batch(NOW);
+        move || r.resolve(&b)
+    })
+    .join()
+    .unwrap();
+    assert!(early.iter().all(|h| h.id.is_none()));
+    assert_eq!(early[0].fingerprint, batch(NOW)[0].labels.fingerprint());
+    let mut b = batch(NOW);
+    let mut tx = store.begin().unwrap();
+    let (ids, st) = tx.append_resolved(&mut b, &early, NOW).unwrap();
+    tx.commit().unwrap();
+    assert_eq!(st.new_series, 2);
+    // Known now: the hints carry the ids the writer gave them.
+    let known = resolver.resolve(&batch(NOW + 10));
+    assert_eq!(
+        known.iter().map(|h| h.id).collect::<Vec<_>>(),
+        vec![Some(ids[0]), Some(ids[1])]
+    );
+    // A hint taken before the commit that created the series does not create it again.
+    let mut b = batch(NOW + 10);
+    let mut tx = store.begin().unwrap();
+    let (again, st) = tx.append_resolved(&mut b, &early, NOW + 10).unwrap();
+    tx.commit().unwrap();
+    assert_eq!((again, st.new_series, st.accepted), (ids, 0, 2));
+    assert_eq!(store.series_count(), 2);
+}
+
+#[test]
+fn the_write_ahead_log_is_checkpointed_off_the_writer_and_synced_on_demand() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let mut store = Store::open(&path, StoreOptions::default()).unwrap();
+    let mut sync = store.defer_sync().unwrap();
+    sync.sync().unwrap();
+    let wal = dir.path().join("t.db-wal");
+    // About 80 MiB of ingest log, committed back to back.
+    let blob: Vec<(i64, f64)> = (0..20_000).map(|i| (NOW + i, i as f64 * 1.37)).collect();
+    let mut biggest = 0;
+    for round in 0..120i64 {
+        let pts: Vec<(i64, f64)> = blob.iter().map(|&(t, v)| (t + round * 20_000, v)).collect();
+        let mut b: Vec<SeriesSamples> = (0..4).map(|h| s("x", &format!("h{h}"), &pts)).collect();
+        let mut tx = store.begin().unwrap();
+        tx.append(&mut b, NOW + round * 20_000).unwrap();
+        tx.commit().unwrap();
+        sync.sync().unwrap();
+        biggest = biggest.max(std::fs::metadata(&wal).unwrap().len());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // The log was restarted from its beginning rather than growing with every commit.
+    assert!(
+        biggest < 24 << 20,
+        "the log grew to {biggest} bytes: it was never restarted"
+    );
+    drop(store);
+    let store = Store::open(&path, StoreOptions::default()).unwrap();
+    assert_eq!(store.series_count(), 4);
+    assert_eq!(store.head_samples(), 4 * 120 * 20_000);
 }
