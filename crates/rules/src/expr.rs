@@ -473,12 +473,7 @@ impl<'a> Parser<'a> {
             return Ok(None);
         }
         self.expect('(')?;
-        self.skip_ws();
-        let name = self.ident();
-        let selector = self.selector(name)?;
-        self.expect('[')?;
-        let range = self.duration()?;
-        self.expect(']')?;
+        let (selector, range) = self.range_selector()?;
         self.expect(')')?;
         self.skip_ws();
         if self.pos < self.src.len() {
@@ -639,12 +634,7 @@ impl<'a> Parser<'a> {
                         self.expect(',')?;
                         func = RangeFunc::QuantileOverTime(q);
                     }
-                    self.skip_ws();
-                    let sel_name = self.ident();
-                    let selector = self.selector(sel_name)?;
-                    self.expect('[')?;
-                    let range = self.duration()?;
-                    self.expect(']')?;
+                    let (selector, range) = self.range_selector()?;
                     match func {
                         RangeFunc::PredictLinear(_) => {
                             self.expect(',')?;
@@ -689,6 +679,17 @@ impl<'a> Parser<'a> {
             Some(_) => Err(self.err(&format!("unexpected {:?}", self.rest_token()))),
             None => Err(self.err("unexpected end of expression")),
         }
+    }
+
+    /// `selector '[' DURATION ']'`: the selector and the range in ms.
+    fn range_selector(&mut self) -> Result<(Selector, i64), ExprError> {
+        self.skip_ws();
+        let name = self.ident();
+        let selector = self.selector(name)?;
+        self.expect('[')?;
+        let range = self.duration()?;
+        self.expect(']')?;
+        Ok((selector, range))
     }
 
     fn leaf(&mut self, l: Leaf) -> Expr {

@@ -110,7 +110,7 @@ pub struct CheckpointStats {
 pub struct Store {
     /// Copies the write-ahead log into the database mostly off the writer's thread; first, so
     /// that it is dropped (and joined) before the writer's connection closes.
-    _checkpointer: Option<walckpt::Checkpointer>,
+    checkpointer: Option<walckpt::Checkpointer>,
     conn: Connection,
     path: PathBuf,
     opts: StoreOptions,
@@ -274,7 +274,7 @@ impl Store {
                 .map_err(|e| StoreError::open(path, e))?;
         }
         let mut store = Store {
-            _checkpointer: checkpointer,
+            checkpointer,
             conn,
             path: path.to_path_buf(),
             opts,
@@ -333,7 +333,7 @@ impl Store {
 
     /// Starts an immediate transaction; everything done through it lands together or not at all.
     pub fn begin(&mut self) -> Result<Txn<'_>> {
-        if self._checkpointer.as_ref().is_some_and(|c| c.log_is_long()) {
+        if self.checkpointer.as_ref().is_some_and(|c| c.log_is_long()) {
             // Mostly copied by the background checkpoints already: this copies the rest, and the
             // transaction below then restarts the log from its beginning (unless a reader still
             // reads from it: then a later one does).
