@@ -1,10 +1,27 @@
 //! The collector's command line (this file also makes `cargo test` build the real binary that
 //! the end-to-end tests start).
 
+use std::path::Path;
 use std::process::Command;
 
 fn collector() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tocsin-collector"))
+}
+
+/// `backtest --rules RULES --rule RULE --csv CSV [ARGS…]`.
+fn backtest_csv(rules: &Path, rule: &str, csv: &Path, args: &[&str]) -> std::process::Output {
+    collector()
+        .args([
+            "backtest",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--rule",
+            rule,
+        ])
+        .args(["--csv", csv.to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -116,22 +133,7 @@ fn backtest_writes_one_row_per_input_and_flags_the_spike() {
     }
     std::fs::write(&csv, &text).unwrap();
     let out = dir.path().join("out.csv");
-    let o = collector()
-        .args([
-            "backtest",
-            "--rules",
-            rules.to_str().unwrap(),
-            "--rule",
-            "Unusual",
-        ])
-        .args([
-            "--csv",
-            csv.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let o = backtest_csv(&rules, "Unusual", &csv, &["--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let result = std::fs::read_to_string(&out).unwrap();
     let rows: Vec<&str> = result.lines().collect();
@@ -148,18 +150,7 @@ fn backtest_writes_one_row_per_input_and_flags_the_spike() {
     let summary = String::from_utf8_lossy(&o.stderr);
     assert!(summary.starts_with("600 rows; alerts fired:"), "{summary}");
 
-    let o = collector()
-        .args([
-            "backtest",
-            "--rules",
-            rules.to_str().unwrap(),
-            "--rule",
-            "Nope",
-            "--csv",
-            csv.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let o = backtest_csv(&rules, "Nope", &csv, &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no rule \"Nope\" (rules: Unusual)"));
 
@@ -169,17 +160,7 @@ fn backtest_writes_one_row_per_input_and_flags_the_spike() {
         "rules:\n  - name: Gone\n    expr: absent_over_time(value[5m])\n    levels: { critical: \"== 1\" }\n",
     )
     .unwrap();
-    let o = collector()
-        .args([
-            "backtest",
-            "--rules",
-            rules.to_str().unwrap(),
-            "--rule",
-            "Gone",
-        ])
-        .args(["--csv", csv.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o = backtest_csv(&rules, "Gone", &csv, &[]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("Gone uses absent_over_time"), "{err}");

@@ -46,7 +46,7 @@ impl Checkpointer {
                 return None;
             }
         };
-        let wal = PathBuf::from(format!("{}-wal", path.display()));
+        let wal = wal_path(path);
         let (stop, stopped) = mpsc::channel::<()>();
         let watched = wal.clone();
         match std::thread::Builder::new()
@@ -64,6 +64,11 @@ impl Checkpointer {
             }
         }
     }
+}
+
+/// SQLite's write-ahead log of the database at `db`.
+fn wal_path(db: &Path) -> PathBuf {
+    PathBuf::from(format!("{}-wal", db.display()))
 }
 
 impl Checkpointer {
@@ -113,7 +118,7 @@ pub struct WalSync {
 impl WalSync {
     pub(crate) fn new(db: &Path, enabled: bool) -> WalSync {
         WalSync {
-            path: PathBuf::from(format!("{}-wal", db.display())),
+            path: wal_path(db),
             enabled,
             file: None,
         }
