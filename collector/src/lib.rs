@@ -15,6 +15,7 @@ pub mod rulefiles;
 pub mod server;
 pub mod services;
 pub mod session;
+pub mod slo;
 mod storage_alert;
 mod telemetry;
 pub mod view;

@@ -27,6 +27,7 @@ pub struct Telemetry {
     pub ack_refused: IntCounter,
     pub remediation: IntCounterVec,
     pub incidents_open: IntGauge,
+    pub deadline_breaches: IntCounterVec,
     pub tls_handshake_failures: IntCounter,
     pub incidents_resolved: IntCounterVec,
     /// Seconds from opening to acknowledged / resolved / remediated, by what it measures.
@@ -128,6 +129,11 @@ impl Telemetry {
                 &["kind"],
             ),
             incidents_open: g("tocsin_incidents_open", "Incidents open or acknowledged."),
+            deadline_breaches: cv(
+                "tocsin_incident_deadline_breaches_total",
+                "Incidents past a deadline: not acknowledged or not resolved within their severity's deadline (kind=ack|resolve), open past a service's recovery time objective (kind=rto).",
+                &["kind", "severity"],
+            ),
             tls_handshake_failures: reg(
                 &r,
                 IntCounter::new(
@@ -146,13 +152,13 @@ impl Telemetry {
                 prometheus::HistogramVec::new(
                     HistogramOpts::new(
                         "tocsin_incident_duration_seconds",
-                        "Per resolved incident: seconds from opening to acknowledgement (to=ack), to resolution (to=resolve) and to a verified remediation (to=remediate). MTTA and MTTR are sum/count.",
+                        "Per resolved incident, by its severity: seconds from opening to acknowledgement (to=ack), to resolution (to=resolve) and to a verified remediation (to=remediate). MTTA and MTTR are sum/count.",
                     )
                     .buckets(vec![
                         1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
                         21600.0, 86400.0,
                     ]),
-                    &["to"],
+                    &["to", "severity"],
                 )
                 .expect("valid metric"),
             ),

@@ -305,7 +305,7 @@ actions:
     assert_eq!(
         metric(
             &m,
-            "tocsin_incident_duration_seconds_count{to=\"remediate\"}"
+            "tocsin_incident_duration_seconds_count{to=\"remediate\",severity=\"critical\"}"
         ),
         1.0
     );

@@ -281,6 +281,7 @@ pub(crate) fn writer_settings(
         runner: None,
         forward: Vec::new(),
         self_metrics: cfg.self_metrics.clone(),
+        services: cfg.services.clone(),
     }
 }
 

@@ -137,6 +137,8 @@ impl Core {
                 self.liveness.tick(now);
                 let mut derived = self.liveness.judge(now);
                 derived.extend(self.services.judge(now, self.engine_opts.stale_after_ms));
+                self.slos.observe(&derived);
+                derived.extend(self.slos.judge(now));
                 tx.append_derived(&mut derived, now)?;
                 if forwarding {
                     g.derived_forward.extend(derived.iter().cloned());

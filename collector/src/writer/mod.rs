@@ -59,6 +59,7 @@ struct Core {
     pipeline: Pipeline,
     liveness: Liveness,
     services: Services,
+    slos: crate::slo::Slos,
     tel: Telemetry,
     engine_opts: EngineOptions,
     /// Whether anything is forwarded (remote-write targets configured).
@@ -87,6 +88,8 @@ pub struct Settings {
     pub urgent: Arc<tocsin_notify::Urgent>,
     /// How often the collector's own metrics are stored, and whether they are forwarded.
     pub self_metrics: tocsin_config::collector::SelfMetricsConfig,
+    /// Services with objectives: their error budgets are kept.
+    pub services: Vec<tocsin_config::services::ServiceConfig>,
 }
 
 /// The most one group commit takes in, so a flood still gets acknowledged in steps.
@@ -113,6 +116,14 @@ impl Writer {
             settings.storage_alert_after,
             &settings.alerting.external_url,
         );
+        let mut slos = crate::slo::Slos::new(&settings.services);
+        let read = slos.restore(&store, now_ms())?;
+        if read > 0 {
+            info!(
+                samples = read,
+                "error budgets rebuilt from the stored indicators"
+            );
+        }
         let syncer = Syncer::start(store.defer_sync()?)?;
         let mut w = Writer {
             core: Core {
@@ -120,6 +131,7 @@ impl Writer {
                 pipeline: Pipeline::new(settings.alerting),
                 liveness,
                 services: Services::default(),
+                slos,
                 tel: tel.clone(),
                 engine_opts: settings.engine,
                 forwarding: !settings.forward.is_empty(),

@@ -18,6 +18,12 @@ impl Writer {
         for kind in &fx.remediation {
             self.tel.remediation.with_label_values(&[kind]).inc();
         }
+        for (kind, severity) in &fx.breaches {
+            self.tel
+                .deadline_breaches
+                .with_label_values(&[kind, severity.as_str()])
+                .inc();
+        }
         for r in &fx.resolved {
             self.tel
                 .incidents_resolved
@@ -31,7 +37,7 @@ impl Writer {
                 if let Some(ms) = ms {
                     self.tel
                         .incident_seconds
-                        .with_label_values(&[to])
+                        .with_label_values(&[to, r.severity.as_str()])
                         .observe(ms as f64 / 1000.0);
                 }
             }

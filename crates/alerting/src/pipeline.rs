@@ -105,6 +105,26 @@ impl Settings {
             incidents: tocsin_incidents::Settings {
                 group_by: cfg.incidents.group_by.clone(),
                 reopen_within_ms: cfg.incidents.reopen_within.as_millis() as i64,
+                deadlines: cfg
+                    .deadlines
+                    .0
+                    .iter()
+                    .map(|(level, d)| tocsin_incidents::Deadline {
+                        level: *level,
+                        ack_ms: d.ack.as_millis() as i64,
+                        resolve_ms: d.resolve.as_millis() as i64,
+                    })
+                    .collect(),
+                rto_ms: cfg
+                    .services
+                    .iter()
+                    .filter_map(|s| Some((s.name.clone(), s.rto?.as_millis() as i64)))
+                    .collect(),
+                owners: cfg
+                    .services
+                    .iter()
+                    .filter_map(|s| Some((s.name.clone(), s.owner.clone()?)))
+                    .collect(),
             },
             remedy_limits: tocsin_remedy::Limits {
                 max_concurrent: cfg.remediation.max_concurrent,
@@ -138,6 +158,7 @@ pub struct AuditEntry {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolved {
     pub category: String,
+    pub severity: Level,
     /// `auto`, `remediation` or `person`.
     pub by: &'static str,
     pub to_ack_ms: Option<i64>,
@@ -168,6 +189,8 @@ pub struct Effects {
     /// Remediation events by kind (`requested`, `failed`, …).
     pub remediation: Vec<&'static str>,
     pub resolved: Vec<Resolved>,
+    /// Deadlines passed (`ack`, `resolve`, `rto`) and the incident's severity, for counting.
+    pub breaches: Vec<(&'static str, Level)>,
 }
 
 /// A change to an incident asked for by a person.
@@ -517,6 +540,7 @@ impl Pipeline {
     /// Remediation deadlines and collector-side requests, then the notifications due now
     /// (grouping, repeats, escalation steps), with the incident timeline of what was sent.
     pub fn due(&mut self, now: TimestampMs) {
+        self.incidents.check_deadlines(now);
         let evs = self.remedy.tick(now);
         self.remedy_events(evs, now);
         let (reqs, evs) = self.remedy.take(None, now);
@@ -640,11 +664,24 @@ impl Pipeline {
                 };
                 fx.resolved.push(Resolved {
                     category: i.category.clone(),
+                    severity: i.severity,
                     by,
                     to_ack_ms: i.time_to_ack_ms(),
                     to_resolve_ms: i.time_to_resolve_ms(),
                     to_remediate_ms: i.time_to_remediate_ms(),
                 });
+            }
+        }
+        for e in &events {
+            if let Some(kind) = match e.kind.as_str() {
+                "ack_deadline_missed" => Some("ack"),
+                "resolve_deadline_missed" => Some("resolve"),
+                "rto_breached" => Some("rto"),
+                _ => None,
+            } {
+                if let Some(i) = self.incidents.live().find(|i| i.id == e.incident) {
+                    fx.breaches.push((kind, i.severity));
+                }
             }
         }
         fx.incident_rows = rows;

@@ -9,6 +9,7 @@ pub mod inhibit;
 pub mod logs;
 pub mod probes;
 pub mod route;
+pub mod services;
 
 pub use tocsin_model::{error_chain, redact_url};
 pub use tocsin_yaml::{

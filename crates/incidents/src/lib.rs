@@ -17,13 +17,28 @@ mod report;
 mod stats;
 
 pub use report::report;
-pub use stats::{stats, Stats};
+pub use stats::{stats, DeadlineStats, Stats};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Labels whose values key an incident; the first present wins, else `alertname`.
     pub group_by: Vec<String>,
     pub reopen_within_ms: i64,
+    /// How soon an incident of each severity must be acknowledged and resolved (ms); a
+    /// severity not listed has no deadline.
+    pub deadlines: Vec<Deadline>,
+    /// Recovery time objective per service (ms): an incident of it open longer is a breach.
+    pub rto_ms: BTreeMap<String, i64>,
+    /// The team that owns each service: an incident of it is theirs until reassigned.
+    pub owners: BTreeMap<String, String>,
+}
+
+/// The response deadlines of one severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    pub level: Level,
+    pub ack_ms: i64,
+    pub resolve_ms: i64,
 }
 
 impl Default for Settings {
@@ -31,6 +46,9 @@ impl Default for Settings {
         Settings {
             group_by: vec!["service".into(), "host".into()],
             reopen_within_ms: 30 * 60_000,
+            deadlines: Vec::new(),
+            rto_ms: BTreeMap::new(),
+            owners: BTreeMap::new(),
         }
     }
 }
@@ -97,6 +115,12 @@ pub struct Incident {
     /// kind is never overridden by an inferred one, whichever alert comes later.
     #[serde(default)]
     pub outage_declared: bool,
+    /// Who answers for it: the owning team of its first service, or whoever it was assigned to.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// The deadlines it missed: `ack`, `resolve`, `rto:SERVICE` (each recorded once).
+    #[serde(default)]
+    pub breaches: BTreeSet<String>,
 }
 
 impl Incident {
@@ -142,6 +166,21 @@ impl std::fmt::Display for Refused {
 pub fn format_time(ms: TimestampMs) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// A span of time in its two largest units: `45 s`, `6 min 12 s`, `2 h 5 min`, `3 d 4 h`.
+pub fn format_span(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{sec} s"),
+        (0, 0, _) if sec == 0 => format!("{m} min"),
+        (0, 0, _) => format!("{m} min {sec} s"),
+        (0, _, 0) => format!("{h} h"),
+        (0, _, _) => format!("{h} h {m} min"),
+        (_, 0, _) => format!("{d} d"),
+        _ => format!("{d} d {h} h"),
+    }
 }
 
 const CATEGORIES: [&str; 5] = ["host", "network", "service", "dependency", "performance"];
@@ -336,6 +375,8 @@ impl Incidents {
                                 flapping: false,
                                 reopened: 0,
                                 outage_declared: false,
+                                owner: None,
+                                breaches: BTreeSet::new(),
                             },
                         );
                         self.push(&id, now, "opened", format!("incident opened by {}", a.rule));
@@ -351,6 +392,9 @@ impl Incidents {
         }
         if let Some(s) = &service {
             inc.services.insert(s.clone());
+            if inc.owner.is_none() {
+                inc.owner = self.settings.owners.get(s).cloned();
+            }
         }
         for l in ["probe", "instance", "target"] {
             if let Some(p) = a.labels.get(l) {
@@ -504,6 +548,71 @@ impl Incidents {
         }
         self.push(id, now, "note", format!("{by}: {text}"));
         Ok(())
+    }
+
+    /// Records, once each, the deadlines open incidents have passed: not acknowledged or not
+    /// resolved within their severity's deadline, open past a service's RTO.
+    pub fn check_deadlines(&mut self, now: TimestampMs) {
+        let mut missed: Vec<(String, String, &'static str, String)> = Vec::new();
+        for inc in self.live.values() {
+            if inc.state == State::Resolved {
+                continue;
+            }
+            let open_ms = now - inc.opened_at;
+            let open = format_span(open_ms);
+            if let Some(d) = self
+                .settings
+                .deadlines
+                .iter()
+                .find(|d| d.level == inc.severity)
+            {
+                if inc.acked_at.is_none() && open_ms >= d.ack_ms {
+                    missed.push((
+                        inc.id.clone(),
+                        "ack".into(),
+                        "ack_deadline_missed",
+                        format!(
+                            "not acknowledged within {} ({} deadline); open {open}",
+                            format_span(d.ack_ms),
+                            inc.severity
+                        ),
+                    ));
+                }
+                if open_ms >= d.resolve_ms {
+                    missed.push((
+                        inc.id.clone(),
+                        "resolve".into(),
+                        "resolve_deadline_missed",
+                        format!(
+                            "not resolved within {} ({} deadline); open {open}",
+                            format_span(d.resolve_ms),
+                            inc.severity
+                        ),
+                    ));
+                }
+            }
+            for s in &inc.services {
+                if let Some(&rto) = self.settings.rto_ms.get(s) {
+                    if open_ms >= rto {
+                        missed.push((
+                            inc.id.clone(),
+                            format!("rto:{s}"),
+                            "rto_breached",
+                            format!(
+                                "{s} down {open}, past its recovery time objective of {}",
+                                format_span(rto)
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        for (id, key, kind, text) in missed {
+            let inc = self.live.get_mut(&id).expect("listed above");
+            if inc.breaches.insert(key) {
+                self.push(&id, now, kind, text);
+            }
+        }
     }
 
     pub fn live(&self) -> impl Iterator<Item = &Incident> {

@@ -30,6 +30,27 @@ pub struct Stats {
     pub noisy_rules: Vec<(String, usize)>,
     /// Share of resolved incidents closed by remediation with nobody acknowledging.
     pub auto_remediated_share: Option<f64>,
+    /// Per severity: how many incidents were acknowledged and resolved within their deadline.
+    #[serde(default)]
+    pub deadlines: BTreeMap<String, DeadlineStats>,
+    /// Per service: incidents open past its recovery time objective.
+    #[serde(default)]
+    pub rto_breaches: BTreeMap<String, usize>,
+}
+
+/// Deadline compliance of one severity's incidents. An incident that resolved by itself
+/// before its acknowledgement deadline needed no acknowledgement and counts in neither.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DeadlineStats {
+    pub incidents: usize,
+    pub acked_in_time: usize,
+    pub ack_missed: usize,
+    pub resolved_in_time: usize,
+    pub resolve_missed: usize,
+    /// acked_in_time / (acked_in_time + ack_missed).
+    pub response_rate: Option<f64>,
+    /// resolved_in_time / (resolved_in_time + resolve_missed).
+    pub resolution_rate: Option<f64>,
 }
 
 fn mean(v: impl Iterator<Item = i64>) -> Option<f64> {
@@ -133,6 +154,33 @@ pub fn stats(
         .iter()
         .filter(|i| i.resolved_by.as_deref() == Some("remediation"))
         .count();
+    let mut deadlines: BTreeMap<String, DeadlineStats> = BTreeMap::new();
+    let mut rto_breaches: BTreeMap<String, usize> = BTreeMap::new();
+    for i in &opened {
+        let d = deadlines.entry(i.severity.to_string()).or_default();
+        d.incidents += 1;
+        if i.breaches.contains("ack") {
+            d.ack_missed += 1;
+        } else if i.acked_at.is_some() {
+            d.acked_in_time += 1;
+        }
+        if i.breaches.contains("resolve") {
+            d.resolve_missed += 1;
+        } else if i.resolved_at.is_some() {
+            d.resolved_in_time += 1;
+        }
+        for b in &i.breaches {
+            if let Some(service) = b.strip_prefix("rto:") {
+                *rto_breaches.entry(service.to_string()).or_default() += 1;
+            }
+        }
+    }
+    let rate =
+        |met: usize, missed: usize| (met + missed > 0).then(|| met as f64 / (met + missed) as f64);
+    for d in deadlines.values_mut() {
+        d.response_rate = rate(d.acked_in_time, d.ack_missed);
+        d.resolution_rate = rate(d.resolved_in_time, d.resolve_missed);
+    }
     Stats {
         from,
         to,
@@ -150,6 +198,8 @@ pub fn stats(
         availability_service: avail(service_down),
         noisy_rules,
         auto_remediated_share: (!resolved.is_empty()).then(|| auto as f64 / resolved.len() as f64),
+        deadlines,
+        rto_breaches,
     }
 }
 

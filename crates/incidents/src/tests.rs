@@ -249,3 +249,105 @@ fn a_declared_kind_is_not_overridden_by_an_inferred_one() {
         assert!(i.outage_declared);
     }
 }
+
+fn with_deadlines() -> Settings {
+    Settings {
+        deadlines: vec![
+            Deadline {
+                level: Level::Critical,
+                ack_ms: 15 * 60 * S,
+                resolve_ms: 24 * 3600 * S,
+            },
+            Deadline {
+                level: Level::Emergency,
+                ack_ms: 5 * 60 * S,
+                resolve_ms: 4 * 3600 * S,
+            },
+        ],
+        rto_ms: BTreeMap::from([("web".to_string(), 30 * 60 * S)]),
+        owners: BTreeMap::from([("web".to_string(), "web-team".to_string())]),
+        ..Settings::default()
+    }
+}
+
+fn kinds(events: &[TimelineEvent]) -> Vec<(i64, &str, &str)> {
+    events
+        .iter()
+        .filter(|e| e.kind.ends_with("_deadline_missed") || e.kind == "rto_breached")
+        .map(|e| ((e.at - T0) / S, e.kind.as_str(), e.text.as_str()))
+        .collect()
+}
+
+#[test]
+fn deadlines_and_the_rto_are_breached_once_each_and_counted_per_severity() {
+    let mut inc = Incidents::new(with_deadlines());
+    let id = inc
+        .on_alert(&alert("WebDown", "web-1", Level::Critical, true), T0)
+        .unwrap();
+    assert_eq!(
+        inc.live().next().unwrap().owner.as_deref(),
+        Some("web-team"),
+        "the service's owner"
+    );
+    let mut events = Vec::new();
+    for t in (0..=40 * 60).step_by(10) {
+        inc.check_deadlines(T0 + t * S);
+        events.extend(inc.take_changes().1);
+    }
+    assert_eq!(
+        kinds(&events),
+        [
+            (
+                900,
+                "ack_deadline_missed",
+                "not acknowledged within 15 min (critical deadline); open 15 min"
+            ),
+            (
+                1800,
+                "rto_breached",
+                "web down 30 min, past its recovery time objective of 30 min"
+            ),
+        ]
+    );
+    inc.ack(&id, "alice", "", T0 + 41 * 60 * S).unwrap();
+    inc.on_alert(
+        &alert("WebDown", "web-1", Level::Critical, false),
+        T0 + 50 * 60 * S,
+    );
+
+    // A second incident, an emergency acknowledged in time and resolved in time.
+    let mut other = alert("DbDown", "db-1", Level::Emergency, true);
+    other.labels = Labels::from_pairs([("alertname", "DbDown"), ("host", "db-1")]);
+    let t1 = T0 + 3600 * S;
+    let id2 = inc.on_alert(&other, t1).unwrap();
+    inc.ack(&id2, "bob", "", t1 + 60 * S).unwrap();
+    inc.check_deadlines(t1 + 10 * 60 * S);
+    other.firing = false;
+    inc.on_alert(&other, t1 + 20 * 60 * S);
+    assert!(kinds(&inc.take_changes().1).is_empty());
+
+    let all: Vec<Incident> = inc.live().cloned().collect();
+    let st = stats(&all, T0, T0 + 86_400 * S, T0 + 86_400 * S);
+    let c = &st.deadlines["critical"];
+    assert_eq!((c.incidents, c.acked_in_time, c.ack_missed), (1, 0, 1));
+    assert_eq!((c.resolved_in_time, c.resolve_missed), (1, 0));
+    assert_eq!((c.response_rate, c.resolution_rate), (Some(0.0), Some(1.0)));
+    let e = &st.deadlines["emergency"];
+    assert_eq!(
+        (e.acked_in_time, e.ack_missed, e.response_rate),
+        (1, 0, Some(1.0))
+    );
+    assert_eq!(st.rto_breaches, BTreeMap::from([("web".to_string(), 1)]));
+}
+
+#[test]
+fn spans_read_in_two_units() {
+    assert_eq!(format_span(45 * S), "45 s");
+    assert_eq!(format_span(372 * S), "6 min 12 s");
+    assert_eq!(format_span(600 * S), "10 min");
+    assert_eq!(format_span(7500 * S), "2 h 5 min");
+    assert_eq!(
+        format_span(3 * 86_400 * S + 4 * 3600 * S + 5 * S),
+        "3 d 4 h"
+    );
+}

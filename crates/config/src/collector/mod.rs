@@ -95,6 +95,12 @@ pub struct RawCollectorConfig {
     /// (VictoriaMetrics, Mimir, Thanos, Prometheus with its receiver on).
     #[serde(default)]
     pub remote_write: Vec<RawRemoteWrite>,
+    /// Services with their objectives, RTO, RPO and owners (docs/SERVICE-LEVELS.md).
+    #[serde(default)]
+    pub services: Vec<crate::services::RawService>,
+    /// How soon incidents must be acknowledged and resolved, per severity.
+    #[serde(default)]
+    pub deadlines: crate::services::RawDeadlines,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -509,6 +515,8 @@ pub struct CollectorConfig {
     pub actions: Vec<crate::actions::ActionSpec>,
     pub remote_write: Vec<RemoteWriteConfig>,
     pub tls: Option<ServerTls>,
+    pub services: Vec<crate::services::ServiceConfig>,
+    pub deadlines: crate::services::Deadlines,
 }
 
 #[derive(Debug, Clone)]

@@ -112,6 +112,8 @@ impl RawCollectorConfig {
         let actions = crate::actions::validate(&mut p, self.actions, "actions");
         let remote_write = remote_write(&mut p, self.remote_write);
         let tls = self.tls.and_then(|t| tls(&mut p, t));
+        let services = crate::services::validate_services(&mut p, self.services);
+        let deadlines = crate::services::validate_deadlines(&mut p, self.deadlines);
         p.finish(|| CollectorConfig {
             listen,
             data_dir,
@@ -140,6 +142,8 @@ impl RawCollectorConfig {
             actions,
             remote_write,
             tls,
+            services,
+            deadlines,
         })
     }
 }

@@ -1,0 +1,191 @@
+//! Service levels: each configured service with an objective keeps a record of its indicator
+//! (`tocsin_service_probe_success_ratio{service}`, the share of its probes succeeding, every
+//! tick) and derives every 10 s the series its objective implies — budget left, burn rates,
+//! and how far each of the workbook's alert conditions is from holding — which the shipped
+//! rules (`rules/slo.yaml`) alert on. At start the record is rebuilt from the stored ratio
+//! series, so a restart loses nothing of the budget.
+
+use std::collections::BTreeMap;
+
+use tocsin_config::services::ServiceConfig;
+use tocsin_model::{Labels, Sample, SeriesSamples, TimestampMs, METRIC_NAME};
+use tocsin_slo::{window_label, Tracker, FINE_MS, WORKBOOK};
+use tocsin_store::{Store, StoreError};
+
+use crate::services::RATIO_METRIC;
+
+pub const OBJECTIVE_METRIC: &str = "tocsin_slo_objective";
+pub const BUDGET_METRIC: &str = "tocsin_slo_error_budget_remaining";
+pub const BURN_METRIC: &str = "tocsin_slo_burn_rate";
+pub const CONDITION_METRIC: &str = "tocsin_slo_burn_condition";
+
+/// The most one indicator sample stands for: a longer silence (the collector stopped, no
+/// fresh probe) counts neither way beyond it.
+const MAX_GAP_MS: i64 = 60_000;
+
+#[derive(Debug, Default)]
+pub struct Slos {
+    trackers: BTreeMap<String, Tracker>,
+    /// The 10-second step last derived.
+    last_step: Option<i64>,
+}
+
+impl Slos {
+    pub fn new(services: &[ServiceConfig]) -> Slos {
+        Slos {
+            trackers: services
+                .iter()
+                .filter_map(|s| Some((s.name.clone(), Tracker::new(s.objective?, MAX_GAP_MS))))
+                .collect(),
+            last_step: None,
+        }
+    }
+
+    /// Rebuilds each record from the stored indicator over its objective's period, a day at
+    /// a time. Returns the samples read.
+    pub fn restore(&mut self, store: &Store, now: TimestampMs) -> Result<usize, StoreError> {
+        let mut read = 0;
+        for (service, tr) in &mut self.trackers {
+            let series = store.select(|l| {
+                l.metric_name() == Some(RATIO_METRIC) && l.get("service") == Some(service)
+            });
+            let Some((id, _)) = series.first() else {
+                continue;
+            };
+            let day = tocsin_slo::DAY_MS;
+            let mut from = now - tr.objective().period_ms;
+            while from <= now {
+                let to = (from + day - 1).min(now);
+                for s in store.query(*id, from, to)? {
+                    tr.observe(s.timestamp_ms, s.value);
+                    read += 1;
+                }
+                from += day;
+            }
+        }
+        Ok(read)
+    }
+
+    /// Takes in the indicator samples among the series just derived.
+    pub fn observe(&mut self, derived: &[SeriesSamples]) {
+        for s in derived {
+            if s.labels.metric_name() != Some(RATIO_METRIC) {
+                continue;
+            }
+            let Some(tr) = s
+                .labels
+                .get("service")
+                .and_then(|n| self.trackers.get_mut(n))
+            else {
+                continue;
+            };
+            for x in &s.samples {
+                tr.observe(x.timestamp_ms, x.value);
+            }
+        }
+    }
+
+    /// Once per 10-second step: per service, its objective, the budget left, the burn rate of
+    /// every window, and each condition's ratio to its threshold (at 1 or more it holds).
+    pub fn judge(&mut self, now: TimestampMs) -> Vec<SeriesSamples> {
+        let step = now.div_euclid(FINE_MS);
+        if self.last_step == Some(step) {
+            return Vec::new();
+        }
+        self.last_step = Some(step);
+        let mut out = Vec::new();
+        for (service, tr) in &self.trackers {
+            let obj = *tr.objective();
+            let mut push = |name: &str, extra: Option<(&str, &str)>, v: Option<f64>| {
+                let Some(v) = v else { return };
+                let mut pairs = vec![(METRIC_NAME, name), ("service", service.as_str())];
+                pairs.extend(extra);
+                out.push(SeriesSamples {
+                    labels: Labels::from_pairs(pairs),
+                    samples: vec![Sample::new(now, v)],
+                });
+            };
+            push(OBJECTIVE_METRIC, None, Some(obj.target));
+            push(BUDGET_METRIC, None, tr.budget_remaining(now));
+            for w in tocsin_slo::windows(&obj) {
+                push(
+                    BURN_METRIC,
+                    Some(("window", &window_label(w))),
+                    tr.burn_rate(now, w),
+                );
+            }
+            for a in &WORKBOOK {
+                push(
+                    CONDITION_METRIC,
+                    Some(("speed", a.speed.as_str())),
+                    tr.alert_ratio(now, a),
+                );
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(name: &str, objective: Option<f64>) -> ServiceConfig {
+        ServiceConfig {
+            name: name.into(),
+            owner: None,
+            objective: objective
+                .map(|o| tocsin_slo::Objective::new(o, 30 * tocsin_slo::DAY_MS).unwrap()),
+            rto: None,
+            rpo: None,
+            impact: None,
+        }
+    }
+
+    fn ratio(service: &str, t: TimestampMs, v: f64) -> SeriesSamples {
+        SeriesSamples {
+            labels: Labels::from_pairs([(METRIC_NAME, RATIO_METRIC), ("service", service)]),
+            samples: vec![Sample::new(t, v)],
+        }
+    }
+
+    fn value(out: &[SeriesSamples], name: &str, extra: Option<(&str, &str)>) -> f64 {
+        out.iter()
+            .find(|s| {
+                s.labels.metric_name() == Some(name)
+                    && extra.is_none_or(|(k, v)| s.labels.get(k) == Some(v))
+            })
+            .unwrap_or_else(|| panic!("{name} {extra:?}"))
+            .samples[0]
+            .value
+    }
+
+    #[test]
+    fn a_service_down_burns_its_budget_and_meets_the_fast_condition() {
+        let mut s = Slos::new(&[service("members", Some(0.999)), service("docs", None)]);
+        let t0 = 1_800_000_000_000;
+        for i in 0..600 {
+            s.observe(&[ratio("members", t0 + i * 1000, 1.0), ratio("docs", t0, 0.0)]);
+        }
+        let up = s.judge(t0 + 599_000);
+        assert_eq!(value(&up, BUDGET_METRIC, None), 1.0);
+        assert_eq!(value(&up, CONDITION_METRIC, Some(("speed", "fast"))), 0.0);
+        assert!(
+            up.iter()
+                .all(|x| x.labels.get("service") == Some("members")),
+            "no objective, no series"
+        );
+        // One minute down after ten up.
+        for i in 600..660 {
+            s.observe(&[ratio("members", t0 + i * 1000, 0.0)]);
+        }
+        assert!(s.judge(t0 + 599_500).is_empty(), "once per 10-second step");
+        let down = s.judge(t0 + 659_000);
+        let burn_1h = value(&down, BURN_METRIC, Some(("window", "1h")));
+        assert!((burn_1h - 60.0 / 659.0 * 1000.0).abs() < 1.0, "{burn_1h}");
+        assert!(value(&down, CONDITION_METRIC, Some(("speed", "fast"))) >= 1.0);
+        // A minute of the 43.2 the month allows.
+        let left = value(&down, BUDGET_METRIC, None);
+        assert!((left - (1.0 - 60.0 / 2592.0)).abs() < 1e-3, "{left}");
+    }
+}

@@ -1,0 +1,274 @@
+//! Services with their levels (`services:`) and the response deadlines per severity
+//! (`deadlines:`) of the collector's configuration.
+
+use std::time::Duration;
+
+use tocsin_model::Level;
+use tocsin_slo::Objective;
+
+use crate::{parse_duration, Problems};
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    /// The value of the `service` label its probes carry.
+    pub name: String,
+    /// The team that answers for it (shown in incidents and reports).
+    pub owner: Option<String>,
+    /// Availability objective: `99.9%` or `0.999`, the share of time its probes succeed.
+    pub objective: Option<serde_yaml_ng::Value>,
+    /// The rolling period of the objective (default 30d).
+    pub window: Option<String>,
+    /// Recovery time objective: an incident of the service open longer is a breach.
+    pub rto: Option<String>,
+    /// Recovery point objective: the most data the service may lose, for its backup probes.
+    pub rpo: Option<String>,
+    /// Who is affected when it is down (users, regions), for incidents and reports.
+    pub impact: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    pub name: String,
+    pub owner: Option<String>,
+    pub objective: Option<Objective>,
+    pub rto: Option<Duration>,
+    pub rpo: Option<Duration>,
+    pub impact: Option<String>,
+}
+
+/// How soon an incident of a severity must be acknowledged and resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    pub ack: Duration,
+    pub resolve: Duration,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeadline {
+    pub ack: Option<String>,
+    pub resolve: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeadlines {
+    #[serde(default)]
+    pub warning: RawDeadline,
+    #[serde(default)]
+    pub critical: RawDeadline,
+    #[serde(default)]
+    pub emergency: RawDeadline,
+}
+
+/// Deadlines per severity, warning first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deadlines(pub [(Level, Deadline); 3]);
+
+impl Deadlines {
+    pub fn of(&self, level: Level) -> Deadline {
+        self.0
+            .iter()
+            .find(|(l, _)| *l == level)
+            .map(|(_, d)| *d)
+            .unwrap_or(self.0[0].1)
+    }
+}
+
+/// The defaults: emergency acknowledged within 5 minutes and resolved within 4 hours,
+/// critical 15 minutes and 24 hours, warning a day and three days.
+pub const DEFAULT_DEADLINES: [(Level, &str, &str); 3] = [
+    (Level::Warning, "24h", "72h"),
+    (Level::Critical, "15m", "24h"),
+    (Level::Emergency, "5m", "4h"),
+];
+
+/// The default rolling period of an objective.
+pub const DEFAULT_WINDOW: &str = "30d";
+
+pub fn validate_deadlines(p: &mut Problems, raw: RawDeadlines) -> Deadlines {
+    let raws = [raw.warning, raw.critical, raw.emergency];
+    let mut out = [(
+        Level::Warning,
+        Deadline {
+            ack: Duration::ZERO,
+            resolve: Duration::ZERO,
+        },
+    ); 3];
+    for (i, ((level, ack, resolve), r)) in DEFAULT_DEADLINES.iter().zip(raws).enumerate() {
+        let field = |f: &str| format!("deadlines.{level}.{f}");
+        let d = Deadline {
+            ack: p.duration(&field("ack"), r.ack.as_deref(), ack),
+            resolve: p.duration(&field("resolve"), r.resolve.as_deref(), resolve),
+        };
+        if d.ack.is_zero() || d.resolve.is_zero() {
+            p.push(format!(
+                "deadlines.{level}: ack and resolve must be above 0"
+            ));
+        } else if d.resolve < d.ack {
+            p.push(format!(
+                "deadlines.{level}: resolve ({}) is sooner than ack ({})",
+                crate::format_duration(d.resolve),
+                crate::format_duration(d.ack)
+            ));
+        }
+        out[i] = (*level, d);
+    }
+    Deadlines(out)
+}
+
+/// `99.9%`, `99.9 %` or `0.999`.
+fn objective_share(v: &serde_yaml_ng::Value) -> Result<f64, String> {
+    let share = match v {
+        serde_yaml_ng::Value::Number(n) => n.as_f64().ok_or("not a number")?,
+        serde_yaml_ng::Value::String(s) => {
+            let t = s.trim();
+            match t.strip_suffix('%') {
+                Some(pct) => {
+                    pct.trim()
+                        .parse::<f64>()
+                        .map_err(|_| format!("{s:?} is not a percentage such as 99.9%"))?
+                        / 100.0
+                }
+                None => t
+                    .parse::<f64>()
+                    .map_err(|_| format!("{s:?} is not a share such as 0.999 or 99.9%"))?,
+            }
+        }
+        _ => return Err("expected a percentage such as 99.9% or a share such as 0.999".into()),
+    };
+    // 99.9 / 100 is 0.9990000000000001 in binary: the share as written.
+    Ok((share * 1e12).round() / 1e12)
+}
+
+pub fn validate_services(p: &mut Problems, raw: Vec<RawService>) -> Vec<ServiceConfig> {
+    let mut out: Vec<ServiceConfig> = Vec::new();
+    for (i, s) in raw.into_iter().enumerate() {
+        let at = format!("services[{i}] ({})", s.name);
+        if s.name.trim().is_empty() || s.name.chars().any(char::is_control) {
+            p.push(format!(
+                "{at}.name: must be the non-empty value of a `service` label"
+            ));
+        }
+        if out.iter().any(|o| o.name == s.name) {
+            p.push(format!("{at}.name: {} is listed twice", s.name));
+        }
+        let window = p.duration(&format!("{at}.window"), s.window.as_deref(), DEFAULT_WINDOW);
+        let objective = s.objective.as_ref().and_then(|v| {
+            let share = p.take(&format!("{at}.objective"), objective_share(v))?;
+            p.take(
+                &format!("{at}.objective"),
+                Objective::new(share, window.as_millis() as i64),
+            )
+        });
+        if s.objective.is_none() && s.window.is_some() {
+            p.push(format!("{at}.window: given without an objective"));
+        }
+        let dur = |p: &mut Problems, f: &str, v: &Option<String>| {
+            v.as_ref()
+                .and_then(|v| p.take(&format!("{at}.{f}"), parse_duration(v)))
+                .filter(|d| {
+                    let ok = !d.is_zero();
+                    if !ok {
+                        p.push(format!("{at}.{f}: must be above 0"));
+                    }
+                    ok
+                })
+        };
+        let rto = dur(p, "rto", &s.rto);
+        let rpo = dur(p, "rpo", &s.rpo);
+        out.push(ServiceConfig {
+            name: s.name,
+            owner: s.owner,
+            objective,
+            rto,
+            rpo,
+            impact: s.impact,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn services(yaml: &str) -> Result<Vec<ServiceConfig>, Vec<String>> {
+        let raw: Vec<RawService> = serde_yaml_ng::from_str(yaml).unwrap();
+        let mut p = Problems::default();
+        let v = validate_services(&mut p, raw);
+        p.finish(|| v).map_err(|e| e.problems)
+    }
+
+    #[test]
+    fn objectives_take_percentages_and_shares() {
+        let v = services(
+            "- { name: members, objective: 99.9%, rto: 30m, rpo: 15m, owner: members-team }\n\
+             - { name: search, objective: 0.99, window: 7d }\n\
+             - { name: docs }\n",
+        )
+        .unwrap();
+        let o = v[0].objective.unwrap();
+        assert_eq!(o.target, 0.999);
+        assert_eq!(o.period_ms, 30 * 86_400_000);
+        assert_eq!(v[0].rto, Some(Duration::from_secs(1800)));
+        assert_eq!(v[1].objective.unwrap().period_ms, 7 * 86_400_000);
+        assert_eq!(v[2].objective, None);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let e = services(
+            "- { name: a, objective: 100% }\n\
+             - { name: a, objective: ninety }\n\
+             - { name: b, objective: 0.99, window: 1h, rto: 0s }\n\
+             - { name: c, window: 7d }\n",
+        )
+        .unwrap_err();
+        let all = e.join("\n");
+        assert!(
+            all.contains(
+                "services[0] (a).objective: objective 100 must be above 0 % and below 100 %"
+            ),
+            "{all}"
+        );
+        assert!(
+            all.contains("services[1] (a).name: a is listed twice"),
+            "{all}"
+        );
+        assert!(all.contains("\"ninety\" is not a share"), "{all}");
+        assert!(
+            all.contains("services[2] (b).objective: the objective's window must be at least 1d"),
+            "{all}"
+        );
+        assert!(
+            all.contains("services[2] (b).rto: must be above 0"),
+            "{all}"
+        );
+        assert!(
+            all.contains("services[3] (c).window: given without an objective"),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn deadlines_default_per_severity_and_are_checked() {
+        let mut p = Problems::default();
+        let d = validate_deadlines(&mut p, RawDeadlines::default());
+        assert_eq!(d.of(Level::Emergency).ack, Duration::from_secs(300));
+        assert_eq!(d.of(Level::Critical).resolve, Duration::from_secs(86_400));
+        assert_eq!(d.of(Level::Warning).ack, Duration::from_secs(86_400));
+        let raw: RawDeadlines =
+            serde_yaml_ng::from_str("critical: { ack: 2h, resolve: 1h }\nwarning: { ack: soon }")
+                .unwrap();
+        let mut p = Problems::default();
+        validate_deadlines(&mut p, raw);
+        let e = p.finish(|| ()).unwrap_err().problems.join("\n");
+        assert!(
+            e.contains("deadlines.critical: resolve (1h) is sooner than ack (2h)"),
+            "{e}"
+        );
+        assert!(e.contains("deadlines.warning.ack:"), "{e}");
+    }
+}
