@@ -28,6 +28,10 @@ pub struct Telemetry {
     pub remediation: IntCounterVec,
     pub incidents_open: IntGauge,
     pub deadline_breaches: IntCounterVec,
+    /// Change requests by outcome: recorded, recorded_in_freeze, refused, invalid.
+    pub changes: IntCounterVec,
+    /// Feedback on alerts by verdict.
+    pub feedback: IntCounterVec,
     pub tls_handshake_failures: IntCounter,
     pub incidents_resolved: IntCounterVec,
     /// Seconds from opening to acknowledged / resolved / remediated, by what it measures.
@@ -129,6 +133,16 @@ impl Telemetry {
                 &["kind"],
             ),
             incidents_open: g("tocsin_incidents_open", "Incidents open or acknowledged."),
+            changes: cv(
+                "tocsin_change_requests_total",
+                "Changes posted (POST /api/v1/changes, change add) by outcome: recorded, recorded_in_freeze, refused (by a freeze), invalid.",
+                &["result"],
+            ),
+            feedback: cv(
+                "tocsin_alert_feedback_total",
+                "Feedback given on alerts, by verdict (useful, noise, wrong_level, duplicate).",
+                &["verdict"],
+            ),
             deadline_breaches: cv(
                 "tocsin_incident_deadline_breaches_total",
                 "Incidents past a deadline: not acknowledged or not resolved within their severity's deadline (kind=ack|resolve), open past a service's recovery time objective (kind=rto).",

@@ -128,17 +128,65 @@ pub(crate) async fn incident_with_timeline(
     Ok((inc, events))
 }
 
+/// What people added around an incident: the changes before it and the feedback on its
+/// alerts, each also as timeline entries in time order.
+pub(crate) struct Context {
+    pub(crate) changes: Vec<tocsin_incidents::Change>,
+    pub(crate) feedback: Vec<tocsin_incidents::Feedback>,
+}
+
+pub(crate) async fn context(
+    st: &AppState,
+    inc: &tocsin_incidents::Incident,
+    events: &mut Vec<tocsin_incidents::TimelineEvent>,
+) -> Result<Context, ApiError> {
+    let changes = super::changes::of_incident(st, inc).await?;
+    let id = inc.id.clone();
+    let feedback: Vec<tocsin_incidents::Feedback> =
+        with_records(st, "reading feedback", move |o| o.feedback_of(&id))
+            .await?
+            .iter()
+            .filter_map(|j| serde_json::from_str(j).ok())
+            .collect();
+    for c in &changes {
+        events.push(tocsin_incidents::TimelineEvent {
+            incident: inc.id.clone(),
+            at: c.start_ms,
+            kind: "change".into(),
+            text: format!("{} of {} by {}: {}", c.kind, c.service, c.by, c.summary),
+        });
+    }
+    for f in &feedback {
+        events.push(tocsin_incidents::TimelineEvent {
+            incident: inc.id.clone(),
+            at: f.at,
+            kind: "feedback".into(),
+            text: format!("{} said {} of {}", f.by, f.verdict.as_str(), f.rule),
+        });
+    }
+    // Stable: stored events keep their order among themselves.
+    events.sort_by_key(|e| e.at);
+    Ok(Context { changes, feedback })
+}
+
 pub(crate) async fn show(
     State(st): State<AppState>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (inc, events) = incident_with_timeline(&st, id).await?;
+    let (inc, mut events) = incident_with_timeline(&st, id).await?;
+    let cx = context(&st, &inc, &mut events).await?;
     let timeline: Vec<Value> = events
         .iter()
         .map(|e| json!({ "at": tocsin_incidents::format_time(e.at), "atMs": e.at, "kind": e.kind, "text": e.text }))
         .collect();
     let mut v = incident_json(&inc);
     v["timeline"] = json!(timeline);
+    v["changes"] = json!(cx
+        .changes
+        .iter()
+        .map(super::changes::change_json)
+        .collect::<Vec<_>>());
+    v["feedback"] = json!(cx.feedback);
     Ok(Json(json!({ "status": "success", "data": v })))
 }
 
@@ -147,10 +195,11 @@ pub(crate) async fn report(
     State(st): State<AppState>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Response, ApiError> {
-    let (inc, events) = incident_with_timeline(&st, id).await?;
+    let (inc, mut events) = incident_with_timeline(&st, id).await?;
+    let cx = context(&st, &inc, &mut events).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
-        tocsin_incidents::report(&inc, &events),
+        tocsin_incidents::report(&inc, &events, &cx.changes, &cx.feedback),
     )
         .into_response())
 }
@@ -164,7 +213,93 @@ pub(crate) async fn stats(
     // Incidents opened before the window may still be down inside it: look back a day more.
     let all = load_incidents(&st, from - 86_400_000, to, 100_000).await?;
     let s = tocsin_incidents::stats(&all, from, to, now_ms().min(to));
-    Ok(Json(json!({ "status": "success", "data": s })))
+    let feedback = load_feedback(&st, from, to).await?;
+    let rules = tocsin_incidents::rule_review(&all, &feedback, from, to);
+    let mut v = serde_json::to_value(&s).unwrap_or(Value::Null);
+    v["rules_to_review"] = json!(rules
+        .iter()
+        .filter(|r| r.review.is_some())
+        .collect::<Vec<_>>());
+    v["rules"] = json!(rules);
+    Ok(Json(json!({ "status": "success", "data": v })))
+}
+
+pub(crate) async fn load_feedback(
+    st: &AppState,
+    from: i64,
+    to: i64,
+) -> Result<Vec<tocsin_incidents::Feedback>, ApiError> {
+    Ok(
+        with_records(st, "reading feedback", move |o| o.feedback(from, to))
+            .await?
+            .iter()
+            .filter_map(|j| serde_json::from_str(j).ok())
+            .collect(),
+    )
+}
+
+/// `POST /api/v1/incidents/{id}/feedback`: what someone says of one of its alerts.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackBody {
+    pub by: String,
+    /// useful, noise, wrong_level or duplicate.
+    pub verdict: String,
+    /// The alert's rule; may be left out when the incident has alerts of one rule only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(default)]
+    pub comment: String,
+}
+
+pub(crate) async fn feedback(
+    State(st): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let b: FeedbackBody = json_body(&body, "body")?;
+    let bad = |m: String| ApiError::bad_request(m);
+    if b.by.trim().is_empty() || b.by.len() > 200 {
+        return Err(bad("by is required (at most 200 bytes)".into()));
+    }
+    if b.comment.len() > 2000 {
+        return Err(bad("comment: at most 2000 bytes".into()));
+    }
+    let verdict = tocsin_incidents::Verdict::parse(&b.verdict).ok_or_else(|| {
+        bad(format!(
+            "verdict {:?} is not one of useful, noise, wrong_level, duplicate",
+            b.verdict
+        ))
+    })?;
+    let (inc, _) = incident_with_timeline(&st, id.clone()).await?;
+    let rules: std::collections::BTreeSet<&str> =
+        inc.alerts.values().map(|a| a.rule.as_str()).collect();
+    let rule = match (&b.rule, rules.len()) {
+        (Some(r), _) if rules.contains(r.as_str()) => r.clone(),
+        (None, 1) => rules.first().map(|r| r.to_string()).unwrap_or_default(),
+        _ => {
+            return Err(bad(format!(
+                "rule must name one of the incident's alerts: {}",
+                rules.into_iter().collect::<Vec<_>>().join(", ")
+            )))
+        }
+    };
+    let f = tocsin_incidents::Feedback {
+        incident: id.clone(),
+        rule,
+        verdict,
+        by: b.by,
+        comment: b.comment,
+        at: now_ms(),
+    };
+    let json = serde_json::to_string(&f).map_err(|_| ApiError::Internal)?;
+    let at = f.at;
+    with_records(&st, "recording feedback", move |o| {
+        o.add_feedback(at, &id, &json)
+    })
+    .await?;
+    st.tel.feedback.with_label_values(&[verdict.as_str()]).inc();
+    Ok(Json(json!({ "status": "success" })))
 }
 
 /// `POST /api/v1/incidents/{id}/ack|resolve|notes`.

@@ -6,6 +6,7 @@ mod ack_page;
 mod actions;
 mod alerts;
 mod audit;
+pub mod changes;
 mod console;
 mod error;
 mod incidents;
@@ -22,8 +23,9 @@ mod tokens;
 pub(crate) mod testing;
 
 pub use alerts::AckBody;
+pub use changes::ChangeBody;
 pub use error::ApiError;
-pub use incidents::IncidentBody;
+pub use incidents::{FeedbackBody, IncidentBody};
 pub use silences::NewSilence;
 pub use tokens::NewToken;
 pub use tokens::{load_agent_tokens, token_hash, AgentTokens};
@@ -79,6 +81,8 @@ pub struct AppState {
     pub sessions: crate::session::Sessions,
     /// Session cookies marked `Secure` (served over TLS).
     pub secure_cookies: bool,
+    /// Change freezes, and how far before an incident changes are shown.
+    pub changes: Arc<changes::ChangePolicy>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -117,6 +121,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/incidents/{id}/ack", post(incidents::ack))
         .route("/api/v1/incidents/{id}/resolve", post(incidents::resolve))
         .route("/api/v1/incidents/{id}/notes", post(incidents::note))
+        .route("/api/v1/incidents/{id}/feedback", post(incidents::feedback))
+        .route("/api/v1/changes", get(changes::list).post(changes::add))
         .route("/metrics", get(metrics::metrics))
         // The Prometheus query API (Grafana, promtool): reads, by GET or form POST.
         .route("/api/v1/query", get(query::query).post(query::query))

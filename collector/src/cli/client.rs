@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use super::*;
-use crate::api::{IncidentBody, NewSilence};
+use crate::api::{ChangeBody, FeedbackBody, IncidentBody, NewSilence};
 use tocsin_alerting::silence::{MatcherSpec, ScheduleSpec};
 
 pub(super) fn print_answer(text: &str) -> Result<(), String> {
@@ -140,6 +140,18 @@ pub(super) fn incidents(api: &ApiArgs, action: IncidentCmd) -> ExitCode {
                         text,
                     })
                 }
+                IncidentCmd::Feedback {
+                    id,
+                    by,
+                    verdict,
+                    rule,
+                    comment,
+                } => c.post(format!("{b}/{id}/feedback")).json(&FeedbackBody {
+                    by,
+                    verdict,
+                    rule,
+                    comment,
+                }),
                 IncidentCmd::Report { id, .. } => c.get(format!("{b}/{id}/report")),
                 IncidentCmd::Stats { from, to } => {
                     c.get(format!("{b}/stats{}", q(&[("from", &from), ("to", &to)])))
@@ -153,6 +165,55 @@ pub(super) fn incidents(api: &ApiArgs, action: IncidentCmd) -> ExitCode {
                 println!("{text}");
                 Ok(())
             }
+        },
+    )
+}
+
+/// `change add|list`: a change's warnings (a freeze it was made in) also go to standard error.
+pub(super) fn changes(api: &ApiArgs, action: ChangeCmd) -> ExitCode {
+    call_api(
+        "change",
+        api,
+        |c, base| {
+            let b = format!("{base}/api/v1/changes");
+            Ok(match action {
+                ChangeCmd::Add {
+                    service,
+                    summary,
+                    by,
+                    kind,
+                    hosts,
+                    link,
+                    start,
+                    end,
+                    override_reason,
+                } => c.post(b).json(&ChangeBody {
+                    service,
+                    summary,
+                    by,
+                    kind: Some(kind),
+                    hosts,
+                    link,
+                    start,
+                    end,
+                    override_reason,
+                }),
+                ChangeCmd::List { service, from, to } => {
+                    let q: Vec<(&str, String)> = [("service", service), ("from", from), ("to", to)]
+                        .into_iter()
+                        .filter_map(|(k, v)| Some((k, v?)))
+                        .collect();
+                    c.get(b).query(&q)
+                }
+            })
+        },
+        |text| {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
+                for w in v["data"]["warnings"].as_array().into_iter().flatten() {
+                    eprintln!("warning: {}", w.as_str().unwrap_or_default());
+                }
+            }
+            print_answer(text)
         },
     )
 }

@@ -125,6 +125,14 @@ enum Cmd {
         #[command(subcommand)]
         action: IncidentCmd,
     },
+    /// Changes (deploys, configuration, infrastructure) on a running collector: record one
+    /// (from people or CI/CD; a change freeze may refuse it), list them.
+    Change {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        action: ChangeCmd,
+    },
     /// Acknowledge a firing alert on a running collector: stops its escalation and repeats
     /// until it rises a level.
     Ack {
@@ -180,6 +188,19 @@ enum IncidentCmd {
         by: String,
         text: String,
     },
+    /// Say what an alert of the incident was worth: useful, noise, wrong_level, duplicate.
+    Feedback {
+        id: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        verdict: String,
+        /// The alert's rule (needed when the incident has alerts of several rules).
+        #[arg(long)]
+        rule: Option<String>,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
     /// Write the post-incident report (Markdown).
     Report {
         id: String,
@@ -189,6 +210,47 @@ enum IncidentCmd {
     },
     /// Counts, MTTA, MTTR, time to remediate, availability over a window.
     Stats {
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ChangeCmd {
+    /// Record a change. Inside a refusing change freeze it is refused (exit status 1) unless
+    /// --override gives a reason; inside a warning one it is recorded with a warning.
+    Add {
+        #[arg(long)]
+        service: String,
+        #[arg(long)]
+        summary: String,
+        /// Who made it (a person, or the pipeline).
+        #[arg(long)]
+        by: String,
+        /// deploy, config, infra or other.
+        #[arg(long, default_value = "deploy")]
+        kind: String,
+        /// Hosts it touched (repeat the flag).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// A link to the pipeline run, pull request or ticket.
+        #[arg(long)]
+        link: Option<String>,
+        /// When it started (RFC 3339, `2026-12-05 10:00:00` UTC, Unix seconds) [default: now].
+        #[arg(long)]
+        start: Option<String>,
+        #[arg(long)]
+        end: Option<String>,
+        /// Go ahead inside a refusing freeze, for this reason (recorded with the change).
+        #[arg(long = "override", value_name = "REASON")]
+        override_reason: Option<String>,
+    },
+    /// List changes [default: the last 7 days].
+    List {
+        #[arg(long)]
+        service: Option<String>,
         #[arg(long)]
         from: Option<String>,
         #[arg(long)]
@@ -279,6 +341,7 @@ pub fn main() -> ExitCode {
             print_answer,
         ),
         Some(Cmd::Incidents { api, action }) => incidents(&api, action),
+        Some(Cmd::Change { api, action }) => changes(&api, action),
         Some(Cmd::Tokens { api, action }) => call_api(
             "tokens",
             &api,

@@ -335,6 +335,10 @@ pub(crate) fn app_state(
         )),
         sessions: crate::session::Sessions::default(),
         secure_cookies: cfg.tls.is_some(),
+        changes: Arc::new(crate::api::changes::ChangePolicy {
+            freezes: cfg.change_freezes.clone(),
+            show_before_ms: cfg.incidents.changes_before.as_millis() as i64,
+        }),
     })
 }
 

@@ -152,6 +152,12 @@ impl Core {
                 g.transitions.extend(self.engine.ingest(&derived, now));
                 g.transitions.extend(self.engine.tick(now));
             }
+            Msg::Derived(mut batch) => {
+                tx.append_derived(&mut batch, now)?;
+                if forwarding {
+                    g.derived_forward.extend(batch);
+                }
+            }
             Msg::Reload(rules) => {
                 self.tel.rules_loaded.set(rules.len() as i64);
                 g.transitions.extend(self.engine.replace_rules(rules, now));
@@ -324,7 +330,7 @@ impl Writer {
                     g.others.push(Reply::Done(reply, Ok(())))
                 }
                 Msg::Reload(rules) => reloads.push(rules),
-                Msg::Tick => {}
+                Msg::Tick | Msg::Derived(_) => {}
                 Msg::AddSilence { .. } | Msg::ExpireSilence { .. } | Msg::Federate { .. } => {
                     unreachable!("handled before the group")
                 }

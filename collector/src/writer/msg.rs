@@ -38,6 +38,9 @@ pub enum Msg {
         reply: oneshot::Sender<Ingested>,
     },
     Tick,
+    /// Series the collector records of its own accord (a change marker): stored as derived
+    /// series, not judged by rules, not answered.
+    Derived(Vec<SeriesSamples>),
     Reload(Vec<Rule>),
     AddSilence {
         silence: tocsin_store::Silence,

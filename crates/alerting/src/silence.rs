@@ -3,6 +3,7 @@
 //! evaluated and recorded while silenced; only delivery is skipped.
 
 use serde::{Deserialize, Serialize};
+use tocsin_model::weekly::{Weekly, WeeklyError};
 use tocsin_model::{Labels, TimestampMs};
 
 /// One matcher as the API takes it (Alertmanager's shape).
@@ -34,17 +35,6 @@ pub struct ScheduleSpec {
     pub utc_offset: Option<String>,
 }
 
-const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Schedule {
-    /// Bit i: weekday i (0 = Monday).
-    days: u8,
-    start_min: i64,
-    end_min: i64,
-    offset_min: i64,
-}
-
 /// Why a silence or its window is not valid. The texts are what API clients read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SilenceError {
@@ -67,68 +57,29 @@ pub enum SilenceError {
     Stored(String),
 }
 
-fn hhmm(s: &str) -> Result<i64, SilenceError> {
-    let bad = || SilenceError::TimeOfDay(s.to_string());
-    let (h, m) = s.split_once(':').ok_or_else(bad)?;
-    let (h, m): (i64, i64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-    if !(0..=24).contains(&h) || !(0..60).contains(&m) || (h == 24 && m != 0) {
-        return Err(bad());
+impl From<WeeklyError> for SilenceError {
+    fn from(e: WeeklyError) -> Self {
+        match e {
+            WeeklyError::TimeOfDay(s) => SilenceError::TimeOfDay(s),
+            WeeklyError::Day(s) => SilenceError::Day(s),
+            WeeklyError::UtcOffset(s) => SilenceError::UtcOffset(s),
+            WeeklyError::Empty => SilenceError::EmptyWindow,
+        }
     }
-    Ok(h * 60 + m)
 }
 
-impl Schedule {
-    fn compile(spec: &ScheduleSpec) -> Result<Schedule, SilenceError> {
-        let mut days = 0u8;
-        for d in &spec.days {
-            let lower = d.to_ascii_lowercase();
-            let i = DAYS
-                .iter()
-                .position(|x| lower.starts_with(x))
-                .ok_or_else(|| SilenceError::Day(d.clone()))?;
-            days |= 1 << i;
-        }
-        let offset_min = match spec.utc_offset.as_deref() {
-            None | Some("Z") | Some("UTC") => 0,
-            Some(o) => {
-                let (sign, rest) = match o.as_bytes().first() {
-                    Some(b'+') => (1, &o[1..]),
-                    Some(b'-') => (-1, &o[1..]),
-                    _ => return Err(SilenceError::UtcOffset(o.to_string())),
-                };
-                sign * hhmm(rest).map_err(|_| SilenceError::UtcOffset(o.to_string()))?
-            }
-        };
-        let (start_min, end_min) = (hhmm(&spec.start)?, hhmm(&spec.end)?);
-        if start_min == end_min {
-            return Err(SilenceError::EmptyWindow);
-        }
-        Ok(Schedule {
-            days: if days == 0 { 0x7f } else { days },
-            start_min,
-            end_min,
-            offset_min,
-        })
-    }
-
-    fn contains(&self, now: TimestampMs) -> bool {
-        let local_min = now.div_euclid(60_000) + self.offset_min;
-        let day = local_min.div_euclid(1440);
-        let minute = local_min.rem_euclid(1440);
-        // 1970-01-01 was a Thursday (index 3).
-        let weekday = |d: i64| (d + 3).rem_euclid(7) as u8;
-        let on = |d: i64| self.days & (1 << weekday(d)) != 0;
-        if self.start_min < self.end_min {
-            on(day) && (self.start_min..self.end_min).contains(&minute)
-        } else {
-            (on(day) && minute >= self.start_min) || (on(day - 1) && minute < self.end_min)
-        }
-    }
+fn compile_schedule(spec: &ScheduleSpec) -> Result<Weekly, SilenceError> {
+    Ok(Weekly::new(
+        &spec.days,
+        &spec.start,
+        &spec.end,
+        spec.utc_offset.as_deref(),
+    )?)
 }
 
 /// Checks a schedule as the API receives it.
 pub fn validate_schedule(spec: &ScheduleSpec) -> Result<(), SilenceError> {
-    Schedule::compile(spec).map(drop)
+    compile_schedule(spec).map(drop)
 }
 
 #[derive(Debug, Clone)]
@@ -137,7 +88,7 @@ pub struct Silence {
     pub starts_ms: TimestampMs,
     pub ends_ms: TimestampMs,
     matchers: Vec<Matcher>,
-    schedule: Option<Schedule>,
+    schedule: Option<Weekly>,
 }
 
 impl Silence {
@@ -155,7 +106,7 @@ impl Silence {
             .map(|j| {
                 let spec: ScheduleSpec = serde_json::from_str(j)
                     .map_err(|e| SilenceError::Stored(format!("schedule: {e}")))?;
-                Schedule::compile(&spec)
+                compile_schedule(&spec)
             })
             .transpose()?;
         Ok(Silence {

@@ -272,3 +272,170 @@ mod tests {
         assert!(e.contains("deadlines.warning.ack:"), "{e}");
     }
 }
+
+/// A change freeze: while it holds, a change to its services is refused (or let through with
+/// a warning).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFreeze {
+    pub name: String,
+    /// The services it covers (default: every service).
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// Once: from `start` to `end` (UTC, `2026-12-24 00:00:00` or RFC 3339) …
+    pub start: Option<String>,
+    pub end: Option<String>,
+    /// … or every week: on `days` (default every day), `from` to `to` (HH:MM) at `utc_offset`.
+    #[serde(default)]
+    pub days: Vec<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub utc_offset: Option<String>,
+    /// `refuse` (default): the change is refused unless it gives an override reason;
+    /// `warn`: it is recorded with a warning.
+    pub policy: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FreezeWhen {
+    Once { start_ms: i64, end_ms: i64 },
+    Weekly(tocsin_model::weekly::Weekly),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Freeze {
+    pub name: String,
+    pub services: Vec<String>,
+    pub when: FreezeWhen,
+    pub refuse: bool,
+}
+
+impl Freeze {
+    /// Whether it holds for a change to `service` starting at `at`.
+    pub fn holds(&self, service: &str, at: i64) -> bool {
+        (self.services.is_empty() || self.services.iter().any(|s| s == service))
+            && match &self.when {
+                FreezeWhen::Once { start_ms, end_ms } => (*start_ms..*end_ms).contains(&at),
+                FreezeWhen::Weekly(w) => w.contains(at),
+            }
+    }
+
+    /// When the freeze holding at `at` ends.
+    pub fn ends_after(&self, at: i64) -> i64 {
+        match &self.when {
+            FreezeWhen::Once { end_ms, .. } => *end_ms,
+            FreezeWhen::Weekly(w) => w.end_after(at),
+        }
+    }
+}
+
+pub fn validate_freezes(p: &mut Problems, raw: Vec<RawFreeze>) -> Vec<Freeze> {
+    let mut out = Vec::new();
+    for (i, f) in raw.into_iter().enumerate() {
+        let at = format!("change_freezes[{i}] ({})", f.name);
+        if f.name.trim().is_empty() {
+            p.push(format!("{at}.name: required"));
+        }
+        let refuse = match f.policy.as_deref() {
+            None | Some("refuse") => true,
+            Some("warn") => false,
+            Some(o) => {
+                p.push(format!("{at}.policy: {o:?} is not refuse or warn"));
+                true
+            }
+        };
+        let when = match (&f.start, &f.end, &f.from, &f.to) {
+            (Some(a), Some(b), None, None) if f.days.is_empty() && f.utc_offset.is_none() => {
+                let t = |p: &mut Problems, field: &str, s: &str| {
+                    p.take(
+                        &format!("{at}.{field}"),
+                        tocsin_model::parse_timestamp(s)
+                            .ok_or_else(|| format!("{s:?} is not a time like 2026-12-24 00:00:00")),
+                    )
+                };
+                match (t(p, "start", a), t(p, "end", b)) {
+                    (Some(start_ms), Some(end_ms)) if end_ms > start_ms => {
+                        Some(FreezeWhen::Once { start_ms, end_ms })
+                    }
+                    (Some(_), Some(_)) => {
+                        p.push(format!("{at}.end: must be after start"));
+                        None
+                    }
+                    _ => None,
+                }
+            }
+            (None, None, Some(from), Some(to)) => p
+                .take(
+                    &at,
+                    tocsin_model::weekly::Weekly::new(&f.days, from, to, f.utc_offset.as_deref()),
+                )
+                .map(FreezeWhen::Weekly),
+            _ => {
+                p.push(format!(
+                    "{at}: give either start and end, or from and to (with optional days and utc_offset)"
+                ));
+                None
+            }
+        };
+        if let Some(when) = when {
+            out.push(Freeze {
+                name: f.name,
+                services: f.services,
+                when,
+                refuse,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod freeze_tests {
+    use super::*;
+
+    #[test]
+    fn freezes_once_and_weekly_per_service() {
+        let raw: Vec<RawFreeze> = serde_yaml_ng::from_str(
+            "- { name: year-end, services: [members], start: \"2026-12-24 00:00:00\", end: \"2027-01-02 00:00:00\" }\n\
+             - { name: friday-evenings, days: [fri], from: \"18:00\", to: \"24:00\", utc_offset: \"+08:00\", policy: warn }\n",
+        )
+        .unwrap();
+        let mut p = Problems::default();
+        let f = validate_freezes(&mut p, raw);
+        p.finish(|| ()).unwrap();
+        let xmas = tocsin_model::parse_timestamp("2026-12-25 12:00:00").unwrap();
+        assert!(f[0].holds("members", xmas) && f[0].refuse);
+        assert!(!f[0].holds("search", xmas));
+        assert_eq!(
+            f[0].ends_after(xmas),
+            tocsin_model::parse_timestamp("2027-01-02 00:00:00").unwrap()
+        );
+        let fri_19_local = tocsin_model::parse_timestamp("2026-12-04 11:00:00").unwrap();
+        assert!(f[1].holds("search", fri_19_local) && !f[1].refuse);
+    }
+
+    #[test]
+    fn bad_freezes_are_all_reported() {
+        let raw: Vec<RawFreeze> = serde_yaml_ng::from_str(
+            "- { name: a, start: \"2026-12-24 00:00:00\" }\n\
+             - { name: b, from: \"18:00\", to: \"18:00\" }\n\
+             - { name: c, start: \"2026-12-24\", end: \"2026-12-23 00:00:00\", policy: maybe }\n",
+        )
+        .unwrap();
+        let mut p = Problems::default();
+        validate_freezes(&mut p, raw);
+        let e = p.finish(|| ()).unwrap_err().problems.join("\n");
+        assert!(
+            e.contains("change_freezes[0] (a): give either start and end"),
+            "{e}"
+        );
+        assert!(
+            e.contains("change_freezes[1] (b): the window's start and end are the same time"),
+            "{e}"
+        );
+        assert!(
+            e.contains("change_freezes[2] (c).policy: \"maybe\" is not refuse or warn"),
+            "{e}"
+        );
+    }
+}

@@ -14,9 +14,11 @@ use tocsin_dispatch::{AlertInfo, Event};
 use tocsin_model::{Level, TimestampMs};
 
 mod report;
+mod review;
 mod stats;
 
 pub use report::report;
+pub use review::{rule_review, Change, Feedback, RuleReview, Verdict, CHANGE_KINDS};
 pub use stats::{stats, DeadlineStats, Stats};
 
 #[derive(Debug, Clone)]

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::{format_time, Incident, TimelineEvent};
+use crate::{format_time, Change, Feedback, Incident, TimelineEvent};
 
 const REMEDIATION: [&str; 13] = [
     "requested",
@@ -40,8 +40,14 @@ fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
-/// The Markdown report of one incident and its timeline.
-pub fn report(i: &Incident, timeline: &[TimelineEvent]) -> String {
+/// The Markdown report of one incident: its timeline, the changes made to what it affects
+/// before it, and what people said of its alerts.
+pub fn report(
+    i: &Incident,
+    timeline: &[TimelineEvent],
+    changes: &[Change],
+    feedback: &[Feedback],
+) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "# {}: {}\n", i.id, i.title);
     let _ = writeln!(o, "## Summary\n");
@@ -69,6 +75,15 @@ pub fn report(i: &Incident, timeline: &[TimelineEvent]) -> String {
         ("Time to resolve (MTTR)", secs(i.time_to_resolve_ms())),
         ("Time to remediate", secs(i.time_to_remediate_ms())),
         ("Reopened", i.reopened.to_string()),
+        ("Owner", i.owner.clone().unwrap_or_else(|| "—".into())),
+        (
+            "Deadlines missed",
+            if i.breaches.is_empty() {
+                "none".into()
+            } else {
+                i.breaches.iter().cloned().collect::<Vec<_>>().join(", ")
+            },
+        ),
     ];
     for (k, v) in rows {
         let _ = writeln!(o, "| {k} | {} |", cell(&v));
@@ -109,6 +124,29 @@ pub fn report(i: &Incident, timeline: &[TimelineEvent]) -> String {
             spans.join("; ")
         );
     }
+    let _ = writeln!(o, "\n## Changes before it\n");
+    if changes.is_empty() {
+        let _ = writeln!(o, "No change recorded on its services or hosts.");
+    }
+    for c in changes {
+        let _ = writeln!(
+            o,
+            "- {} {} of {} by {}: {}{}{}",
+            format_time(c.start_ms),
+            c.kind,
+            c.service,
+            c.by,
+            c.summary,
+            c.link
+                .as_deref()
+                .map(|l| format!(" ({l})"))
+                .unwrap_or_default(),
+            c.freeze
+                .as_deref()
+                .map(|f| format!(" — during a freeze: {f}"))
+                .unwrap_or_default(),
+        );
+    }
     let _ = writeln!(o, "\n## Timeline\n");
     let _ = writeln!(o, "| Time (UTC) | Event | Detail |\n|---|---|---|");
     for e in timeline {
@@ -138,6 +176,25 @@ pub fn report(i: &Incident, timeline: &[TimelineEvent]) -> String {
     }
     for e in notes {
         let _ = writeln!(o, "- {} {}", format_time(e.at), e.text);
+    }
+    let _ = writeln!(o, "\n## Feedback on its alerts\n");
+    if feedback.is_empty() {
+        let _ = writeln!(o, "None given.");
+    }
+    for f in feedback {
+        let c = if f.comment.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", f.comment)
+        };
+        let _ = writeln!(
+            o,
+            "- {} {} said {} of {}{c}",
+            format_time(f.at),
+            f.by,
+            f.verdict.as_str(),
+            f.rule
+        );
     }
     let _ = writeln!(o, "\n## Follow-ups\n");
     let _ = writeln!(o, "- [ ] Root cause: what broke, and why.");

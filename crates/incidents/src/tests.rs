@@ -159,7 +159,7 @@ fn remediation_closes_without_a_human_and_stats_report_it() {
     assert_eq!(s.availability_service["web"], 0.975, "5 s down in 200 s");
     assert_eq!(s.noisy_rules, vec![("WebDown".to_string(), 1)]);
     let (_, events) = inc.take_changes();
-    let md = report(&i, &events);
+    let md = report(&i, &events, &[], &[]);
     for want in [
         "# INC-20261118-0001: WebDown on web-1 (web)",
         "## Summary",
@@ -350,4 +350,80 @@ fn spans_read_in_two_units() {
         format_span(3 * 86_400 * S + 4 * 3600 * S + 5 * S),
         "3 d 4 h"
     );
+}
+
+#[test]
+fn rules_are_reviewed_from_their_firings_and_what_people_said() {
+    let mut inc = Incidents::new(Settings::default());
+    // WebDown fires six times, a minute each; DiskFull once.
+    for k in 0..6 {
+        let t = T0 + k * 3600 * S;
+        inc.on_alert(&alert("WebDown", "web-1", Level::Critical, true), t);
+        inc.on_alert(
+            &alert("WebDown", "web-1", Level::Critical, false),
+            t + 60 * S,
+        );
+    }
+    let mut disk = alert("DiskFull", "db-1", Level::Warning, true);
+    disk.labels = Labels::from_pairs([("alertname", "DiskFull"), ("host", "db-1")]);
+    let id = inc.on_alert(&disk, T0).unwrap();
+    let all: Vec<Incident> = inc.live().cloned().collect();
+    let fb = |rule: &str, verdict: Verdict| Feedback {
+        incident: id.clone(),
+        rule: rule.into(),
+        verdict,
+        by: "alice".into(),
+        comment: String::new(),
+        at: T0,
+    };
+    let feedback = [
+        fb("DiskFull", Verdict::Noise),
+        fb("DiskFull", Verdict::Useful),
+        fb("Unseen", Verdict::WrongLevel),
+    ];
+    let r = rule_review(&all, &feedback, T0, T0 + 86_400 * S);
+    assert_eq!(r[0].rule, "WebDown");
+    assert_eq!(r[0].fired, 6);
+    assert_eq!(r[0].mean_firing_seconds, Some(60.0));
+    assert_eq!(r[0].precision, None);
+    assert_eq!(
+        r[0].review.as_deref(),
+        Some("fired 6 times, nobody called it useful")
+    );
+    let disk = r.iter().find(|x| x.rule == "DiskFull").unwrap();
+    assert_eq!(
+        (disk.fired, disk.precision, disk.noise_share),
+        (1, Some(0.5), Some(0.5))
+    );
+    assert_eq!(disk.review.as_deref(), Some("1 of 2 said noise"));
+    let unseen = r.iter().find(|x| x.rule == "Unseen").unwrap();
+    assert_eq!(
+        unseen.review.as_deref(),
+        Some("1 of 1 said wrong level or duplicate")
+    );
+}
+
+#[test]
+fn a_change_concerns_an_incident_on_its_services_or_hosts_shortly_before() {
+    let mut inc = Incidents::new(Settings::default());
+    inc.on_alert(&alert("WebDown", "web-1", Level::Critical, true), T0);
+    let i = inc.live().next().unwrap().clone();
+    let change = |service: &str, hosts: &[&str], start: i64| Change {
+        id: 1,
+        service: service.into(),
+        hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        kind: "deploy".into(),
+        summary: "v2".into(),
+        by: "ci".into(),
+        link: None,
+        start_ms: start,
+        end_ms: None,
+        freeze: None,
+    };
+    let h = 3600 * S;
+    assert!(change("web", &[], T0 - h).concerns(&i, 4 * h, T0));
+    assert!(change("db", &["web-1"], T0 - h).concerns(&i, 4 * h, T0));
+    assert!(!change("db", &["db-1"], T0 - h).concerns(&i, 4 * h, T0));
+    assert!(!change("web", &[], T0 - 5 * h).concerns(&i, 4 * h, T0));
+    assert!(change("web", &[], T0 + 60 * S).concerns(&i, 4 * h, T0 + h));
 }

@@ -6,6 +6,7 @@ mod labels;
 mod level;
 mod redact;
 mod retry;
+pub mod weekly;
 pub mod window;
 
 pub use action::ActionStatus;

@@ -116,6 +116,53 @@ impl Records {
         Ok(())
     }
 
+    /// Records a change starting at `start_ms` (its JSON); returns its id.
+    pub fn add_change(&self, start_ms: TimestampMs, data: &str) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO changes (start_ms, data) VALUES (?1, ?2)",
+            params![start_ms, data],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Changes starting in [from, to), oldest first: (id, JSON).
+    pub fn changes(&self, from: TimestampMs, to: TimestampMs) -> Result<Vec<(i64, String)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, data FROM changes WHERE start_ms >= ?1 AND start_ms < ?2
+             ORDER BY start_ms, id LIMIT 100000",
+        )?;
+        let rows = st.query_map(params![from, to], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Records feedback on an alert of `incident` (its JSON); returns its id.
+    pub fn add_feedback(&self, at: TimestampMs, incident: &str, data: &str) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO feedback (at_ms, incident, data) VALUES (?1, ?2, ?3)",
+            params![at, incident, data],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Feedback given in [from, to), oldest first, as JSON.
+    pub fn feedback(&self, from: TimestampMs, to: TimestampMs) -> Result<Vec<String>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT data FROM feedback WHERE at_ms >= ?1 AND at_ms < ?2 ORDER BY at_ms, id
+             LIMIT 100000",
+        )?;
+        let rows = st.query_map(params![from, to], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Feedback on one incident's alerts, oldest first, as JSON.
+    pub fn feedback_of(&self, incident: &str) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT data FROM feedback WHERE incident = ?1 ORDER BY at_ms, id")?;
+        let rows = st.query_map([incident], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// The newest audit rows, newest first.
     pub fn audit(&self, limit: usize) -> Result<Vec<AuditRow>> {
         let mut st = self.conn.prepare_cached(

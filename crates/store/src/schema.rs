@@ -1,6 +1,6 @@
 use rusqlite::Connection;
 
-const VERSION: i64 = 8;
+const VERSION: i64 = 9;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE series (
@@ -151,6 +151,25 @@ DROP TABLE series;
 ALTER TABLE series_v8 RENAME TO series;
 ";
 
+/// Changes (deploys, configuration, infrastructure) and people's feedback on alerts: JSON
+/// rows the API appends, by time (and feedback by incident).
+const SCHEMA_V9: &str = "
+CREATE TABLE changes (
+    id       INTEGER PRIMARY KEY,
+    start_ms INTEGER NOT NULL,
+    data     TEXT NOT NULL
+);
+CREATE INDEX changes_by_start ON changes (start_ms);
+CREATE TABLE feedback (
+    id       INTEGER PRIMARY KEY,
+    at_ms    INTEGER NOT NULL,
+    incident TEXT NOT NULL,
+    data     TEXT NOT NULL
+);
+CREATE INDEX feedback_by_at ON feedback (at_ms);
+CREATE INDEX feedback_by_incident ON feedback (incident);
+";
+
 pub(crate) fn prepare(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
@@ -173,6 +192,7 @@ pub(crate) fn prepare(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
         (6, SCHEMA_V6),
         (7, SCHEMA_V7),
         (8, SCHEMA_V8),
+        (9, SCHEMA_V9),
     ];
     for (v, sql) in steps {
         if version < v {

@@ -69,6 +69,8 @@ pub const ALERT_LOG: &str = "alerts.log";
 pub const ACK_LINK_TTL: &str = "24h";
 /// `incidents.group_by`.
 pub const INCIDENT_GROUP_BY: [&str; 2] = ["service", "host"];
+/// `incidents.changes_before`.
+pub const INCIDENT_CHANGES_BEFORE: &str = "6h";
 /// `incidents.reopen_within`.
 pub const INCIDENT_REOPEN_WITHIN: &str = "30m";
 /// `remediation.max_concurrent`.

@@ -101,6 +101,9 @@ pub struct RawCollectorConfig {
     /// How soon incidents must be acknowledged and resolved, per severity.
     #[serde(default)]
     pub deadlines: crate::services::RawDeadlines,
+    /// Windows in which changes to services are refused or warned about.
+    #[serde(default)]
+    pub change_freezes: Vec<crate::services::RawFreeze>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -158,6 +161,8 @@ pub struct RawIncidents {
     pub group_by: Option<Vec<String>>,
     /// A resolved incident whose key fires again within this reopens ([`defaults::INCIDENT_REOPEN_WITHIN`]).
     pub reopen_within: Option<String>,
+    /// How long before an incident a change to its services or hosts is shown with it.
+    pub changes_before: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -178,6 +183,7 @@ pub struct RawRemediationLimits {
 pub struct IncidentsConfig {
     pub group_by: Vec<String>,
     pub reopen_within: Duration,
+    pub changes_before: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -517,6 +523,7 @@ pub struct CollectorConfig {
     pub tls: Option<ServerTls>,
     pub services: Vec<crate::services::ServiceConfig>,
     pub deadlines: crate::services::Deadlines,
+    pub change_freezes: Vec<crate::services::Freeze>,
 }
 
 #[derive(Debug, Clone)]

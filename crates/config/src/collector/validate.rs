@@ -114,6 +114,7 @@ impl RawCollectorConfig {
         let tls = self.tls.and_then(|t| tls(&mut p, t));
         let services = crate::services::validate_services(&mut p, self.services);
         let deadlines = crate::services::validate_deadlines(&mut p, self.deadlines);
+        let change_freezes = crate::services::validate_freezes(&mut p, self.change_freezes);
         p.finish(|| CollectorConfig {
             listen,
             data_dir,
@@ -144,6 +145,7 @@ impl RawCollectorConfig {
             tls,
             services,
             deadlines,
+            change_freezes,
         })
     }
 }
@@ -220,6 +222,11 @@ fn incidents(p: &mut Problems, i: RawIncidents) -> IncidentsConfig {
             "incidents.reopen_within",
             i.reopen_within.as_deref(),
             d::INCIDENT_REOPEN_WITHIN,
+        ),
+        changes_before: p.duration(
+            "incidents.changes_before",
+            i.changes_before.as_deref(),
+            d::INCIDENT_CHANGES_BEFORE,
         ),
     }
 }

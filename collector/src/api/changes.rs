@@ -1,0 +1,360 @@
+//! `/api/v1/changes`: deploys, configuration and infrastructure changes, recorded by people
+//! and by CI/CD, checked against the change freezes, shown with the incidents that follow
+//! them.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::Json;
+use serde_json::{json, Value};
+use tocsin_config::services::Freeze;
+use tocsin_incidents::{format_time, Change, CHANGE_KINDS};
+use tocsin_model::{now_ms, TimestampMs};
+
+use super::error::{json_body, with_records, ApiError};
+use super::AppState;
+
+/// What the API and the CLI's `change add` send.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeBody {
+    pub service: String,
+    pub summary: String,
+    pub by: String,
+    /// deploy (default), config, infra or other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// RFC 3339, `2026-12-05 10:00:00` (UTC) or Unix seconds; default now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+    /// Why the change goes ahead inside a refusing freeze.
+    #[serde(default, rename = "override", skip_serializing_if = "Option::is_none")]
+    pub override_reason: Option<String>,
+}
+
+/// Change freezes and how far before an incident its changes are shown.
+#[derive(Debug, Clone, Default)]
+pub struct ChangePolicy {
+    pub freezes: Vec<Freeze>,
+    pub show_before_ms: i64,
+}
+
+const MAX_TEXT: usize = 1000;
+
+/// The series that marks each change at its start (value: the change's id).
+pub const CHANGE_METRIC: &str = "tocsin_change";
+
+fn time(s: &Option<String>, default: TimestampMs) -> Result<TimestampMs, ApiError> {
+    match s {
+        None => Ok(default),
+        Some(s) => tocsin_model::parse_timestamp(s)
+            .ok_or_else(|| ApiError::bad_request(format!("invalid time {s:?}"))),
+    }
+}
+
+/// The change a body asks for, checked; the freezes decide whether it may go ahead.
+pub(crate) fn check(
+    b: ChangeBody,
+    policy: &ChangePolicy,
+    now: TimestampMs,
+) -> Result<(Change, Vec<String>), ApiError> {
+    let bad = |m: String| Err(ApiError::bad_request(m));
+    for (field, v) in [
+        ("service", &b.service),
+        ("summary", &b.summary),
+        ("by", &b.by),
+    ] {
+        if v.trim().is_empty() {
+            return bad(format!("{field} is required"));
+        }
+        if v.len() > MAX_TEXT || v.chars().any(|c| c.is_control() && c != '\n') {
+            return bad(format!(
+                "{field} must be at most {MAX_TEXT} bytes of text without control characters"
+            ));
+        }
+    }
+    let kind = b.kind.unwrap_or_else(|| "deploy".into());
+    if !CHANGE_KINDS.contains(&kind.as_str()) {
+        return bad(format!(
+            "kind {kind:?} is not one of {}",
+            CHANGE_KINDS.join(", ")
+        ));
+    }
+    if let Some(l) = &b.link {
+        if !(l.starts_with("https://") || l.starts_with("http://")) || l.len() > MAX_TEXT {
+            return bad("link must be an http(s) URL".into());
+        }
+    }
+    if b.hosts.len() > 100 || b.hosts.iter().any(|h| h.is_empty() || h.len() > 253) {
+        return bad("hosts: at most 100 host names".into());
+    }
+    let start_ms = time(&b.start, now)?;
+    let end_ms = b.end.as_ref().map(|_| time(&b.end, now)).transpose()?;
+    if end_ms.is_some_and(|e| e < start_ms) {
+        return bad("end is before start".into());
+    }
+    let mut warnings = Vec::new();
+    let mut freeze = Vec::new();
+    for f in policy
+        .freezes
+        .iter()
+        .filter(|f| f.holds(&b.service, start_ms))
+    {
+        let until = format_time(f.ends_after(start_ms));
+        match (&b.override_reason, f.refuse) {
+            (None, true) => {
+                return Err(ApiError::Conflict(format!(
+                    "change freeze {:?} holds for {} until {until}: changes are refused; \
+                     give an override reason to go ahead anyway",
+                    f.name, b.service
+                )))
+            }
+            (Some(reason), true) => {
+                warnings.push(format!(
+                    "inside change freeze {:?} (until {until}), overridden: {reason}",
+                    f.name
+                ));
+                freeze.push(format!("{} (overridden: {reason})", f.name));
+            }
+            (_, false) => {
+                warnings.push(format!(
+                    "inside change freeze {:?} (until {until}): recorded with a warning",
+                    f.name
+                ));
+                freeze.push(format!("{} (warned)", f.name));
+            }
+        }
+    }
+    Ok((
+        Change {
+            id: 0,
+            service: b.service,
+            hosts: b.hosts,
+            kind,
+            summary: b.summary,
+            by: b.by,
+            link: b.link,
+            start_ms,
+            end_ms,
+            freeze: (!freeze.is_empty()).then(|| freeze.join("; ")),
+        },
+        warnings,
+    ))
+}
+
+/// `POST /api/v1/changes`.
+pub(crate) async fn add(State(st): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let b: ChangeBody = json_body(&body, "body")?;
+    let (change, warnings) = match check(b, &st.changes, now_ms()) {
+        Ok(c) => c,
+        Err(e) => {
+            let refused = matches!(e, ApiError::Conflict(_));
+            st.tel
+                .changes
+                .with_label_values(&[if refused { "refused" } else { "invalid" }])
+                .inc();
+            if refused {
+                tracing::warn!(reason = e.message(), "change refused by a freeze");
+            }
+            return Err(e);
+        }
+    };
+    let json = serde_json::to_string(&change).map_err(|_| ApiError::Internal)?;
+    let start = change.start_ms;
+    let id = with_records(&st, "recording a change", move |o| {
+        o.add_change(start, &json)
+    })
+    .await?;
+    st.tel
+        .changes
+        .with_label_values(&[if warnings.is_empty() {
+            "recorded"
+        } else {
+            "recorded_in_freeze"
+        }])
+        .inc();
+    tracing::info!(id, service = %change.service, kind = %change.kind, by = %change.by, "change recorded");
+    // A marker for dashboards: `tocsin_change{service, kind}` = the change's id at its start.
+    let marker = tocsin_model::SeriesSamples {
+        labels: tocsin_model::Labels::from_pairs([
+            (tocsin_model::METRIC_NAME, CHANGE_METRIC),
+            ("service", change.service.as_str()),
+            ("kind", change.kind.as_str()),
+        ]),
+        samples: vec![tocsin_model::Sample::new(change.start_ms, id as f64)],
+    };
+    if st
+        .writer
+        .send(crate::writer::Msg::Derived(vec![marker]))
+        .await
+        .is_err()
+    {
+        tracing::warn!(id, "change marker not stored: the collector is stopping");
+    }
+    Ok(Json(json!({
+        "status": "success",
+        "data": { "id": id, "warnings": warnings }
+    })))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChangeQuery {
+    pub(crate) from: Option<String>,
+    pub(crate) to: Option<String>,
+    pub(crate) service: Option<String>,
+}
+
+/// Changes starting in [from, to).
+pub(crate) async fn load(
+    st: &AppState,
+    from: TimestampMs,
+    to: TimestampMs,
+) -> Result<Vec<Change>, ApiError> {
+    let rows = with_records(st, "listing changes", move |o| o.changes(from, to)).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, j)| {
+            let mut c: Change = serde_json::from_str(&j).ok()?;
+            c.id = id;
+            Some(c)
+        })
+        .collect())
+}
+
+pub(crate) fn change_json(c: &Change) -> Value {
+    let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
+    v["start"] = json!(format_time(c.start_ms));
+    v["end"] = json!(c.end_ms.map(format_time));
+    v
+}
+
+/// `GET /api/v1/changes?from=&to=&service=` (default: the last 7 days).
+pub(crate) async fn list(
+    State(st): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<ChangeQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let now = now_ms();
+    let from = time(&q.from, now - 7 * 86_400_000)?;
+    let to = time(&q.to, now + 1)?;
+    let list: Vec<Value> = load(&st, from, to)
+        .await?
+        .iter()
+        .filter(|c| q.service.as_ref().is_none_or(|s| &c.service == s))
+        .map(change_json)
+        .collect();
+    Ok(Json(
+        json!({ "status": "success", "data": { "changes": list } }),
+    ))
+}
+
+/// The changes shown with an incident: on its services or hosts, from `show_before` before it
+/// opened until it resolved.
+pub(crate) async fn of_incident(
+    st: &AppState,
+    i: &tocsin_incidents::Incident,
+) -> Result<Vec<Change>, ApiError> {
+    let now = now_ms();
+    let before = st.changes.show_before_ms;
+    let all = load(st, i.opened_at - before, i.resolved_at.unwrap_or(now) + 1).await?;
+    Ok(all
+        .into_iter()
+        .filter(|c| c.concerns(i, before, now))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> ChangePolicy {
+        let raw: Vec<tocsin_config::services::RawFreeze> = serde_yaml_ng::from_str(
+            "- { name: year-end, services: [members], start: \"2026-12-24 00:00:00\", end: \"2027-01-02 00:00:00\" }\n\
+             - { name: fridays, days: [fri], from: \"00:00\", to: \"24:00\", policy: warn }\n",
+        )
+        .unwrap();
+        let mut p = tocsin_config::Problems::default();
+        let freezes = tocsin_config::services::validate_freezes(&mut p, raw);
+        ChangePolicy {
+            freezes,
+            show_before_ms: 6 * 3_600_000,
+        }
+    }
+
+    fn body(service: &str) -> ChangeBody {
+        ChangeBody {
+            service: service.into(),
+            summary: "v2.4.1".into(),
+            by: "ci".into(),
+            ..ChangeBody::default()
+        }
+    }
+
+    #[test]
+    fn a_freeze_refuses_warns_or_is_overridden() {
+        let p = policy();
+        let xmas = tocsin_model::parse_timestamp("2026-12-25 12:00:00").unwrap(); // a Friday
+        let e = check(body("members"), &p, xmas).unwrap_err();
+        assert_eq!(e.status(), axum::http::StatusCode::CONFLICT);
+        assert!(
+            e.message().starts_with(
+                "change freeze \"year-end\" holds for members until 2027-01-02T00:00:00Z"
+            ),
+            "{}",
+            e.message()
+        );
+        let (c, w) = check(
+            ChangeBody {
+                override_reason: Some("security fix".into()),
+                ..body("members")
+            },
+            &p,
+            xmas,
+        )
+        .unwrap();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert_eq!(
+            c.freeze.as_deref(),
+            Some("year-end (overridden: security fix); fridays (warned)")
+        );
+        let (c, w) = check(body("search"), &p, xmas).unwrap();
+        assert_eq!((c.kind.as_str(), w.len()), ("deploy", 1));
+        let thursday = xmas - 86_400_000;
+        let (c, w) = check(body("search"), &p, thursday).unwrap();
+        assert!(w.is_empty() && c.freeze.is_none());
+    }
+
+    #[test]
+    fn bad_changes_are_told_what_to_fix() {
+        let p = ChangePolicy::default();
+        let msg = |b: ChangeBody| check(b, &p, 0).unwrap_err().message().to_string();
+        assert_eq!(msg(body("")), "service is required");
+        assert_eq!(
+            msg(ChangeBody {
+                kind: Some("rollout".into()),
+                ..body("a")
+            }),
+            "kind \"rollout\" is not one of deploy, config, infra, other"
+        );
+        assert_eq!(
+            msg(ChangeBody {
+                link: Some("javascript:alert(1)".into()),
+                ..body("a")
+            }),
+            "link must be an http(s) URL"
+        );
+        assert_eq!(
+            msg(ChangeBody {
+                start: Some("2026-12-05 10:00:00".into()),
+                end: Some("2026-12-05 09:00:00".into()),
+                ..body("a")
+            }),
+            "end is before start"
+        );
+    }
+}
