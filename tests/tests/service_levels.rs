@@ -189,3 +189,231 @@ fn an_outage_burns_the_budget_fires_the_fast_burn_alert_and_breaches_the_rto() {
         .log()
         .contains("error budgets rebuilt from the stored indicators"));
 }
+
+fn probe(c: &Proc, ok: bool, t_ms: i64) {
+    let s = tocsin_model::SeriesSamples {
+        labels: tocsin_model::Labels::from_pairs([
+            ("__name__", "probe_success"),
+            ("host", "app-1"),
+            ("probe", "members-web"),
+            ("kind", "http"),
+            ("service", "members"),
+        ]),
+        samples: vec![tocsin_model::Sample::new(t_ms, if ok { 1.0 } else { 0.0 })],
+    };
+    assert_eq!(c.remote_write(&[s], &[]).status().as_u16(), 204);
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// `tocsin-collector ARGS --url …`: (success, stdout, stderr).
+fn cli(c: &Proc, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(tocsin_e2e::binary("tocsin-collector"))
+        .args(args)
+        .args(["--url", &c.url("")])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_change_shows_on_the_next_incident_a_freeze_refuses_one_and_feedback_is_counted() {
+    let _g = serial();
+    let env = Stack::new(
+        "services:\n  - { name: members, objective: 99.9% }\n\
+         change_freezes:\n  - { name: billing-release, services: [billing], start: \"2020-01-01 00:00:00\", end: \"2099-01-01 00:00:00\" }\n",
+    );
+    let c = env.collector("127.0.0.1:0", RULES);
+
+    // A deploy of members, from CI.
+    let (ok, out, err) = cli(
+        &c,
+        &[
+            "change",
+            "add",
+            "--service",
+            "members",
+            "--summary",
+            "deploy v2.4.1",
+            "--by",
+            "ci",
+            "--host",
+            "app-1",
+            "--link",
+            "https://ci.example/run/42",
+        ],
+    );
+    assert!(ok, "{err}");
+    let id = serde_json::from_str::<Value>(&out).unwrap()["data"]["id"]
+        .as_i64()
+        .unwrap();
+    // The freeze on billing refuses a change, and lets one through with a reason.
+    let (ok, _, err) = cli(
+        &c,
+        &[
+            "change",
+            "add",
+            "--service",
+            "billing",
+            "--summary",
+            "new tariffs",
+            "--by",
+            "bob",
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains(
+            "change freeze \"billing-release\" holds for billing until 2099-01-01T00:00:00Z"
+        ),
+        "{err}"
+    );
+    let (ok, _, err) = cli(
+        &c,
+        &[
+            "change",
+            "add",
+            "--service",
+            "billing",
+            "--summary",
+            "hotfix",
+            "--by",
+            "bob",
+            "--kind",
+            "config",
+            "--override",
+            "payment outage fix",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("warning: inside change freeze \"billing-release\""),
+        "{err}"
+    );
+    assert_eq!(
+        tocsin_e2e::metric(
+            &c.url("/metrics"),
+            "tocsin_change_requests_total{result=\"refused\"}"
+        ),
+        1.0
+    );
+    let listed = get(&c, "/api/v1/changes?service=billing").unwrap();
+    assert_eq!(
+        listed["data"]["changes"][0]["freeze"],
+        "billing-release (overridden: payment outage fix)"
+    );
+    // The change marker, for dashboards.
+    wait_for("the change marker stored", Duration::from_secs(10), || {
+        newest(&c, "tocsin_change{service=\"members\",kind=\"deploy\"}")
+            .filter(|(v, _)| *v == id as f64)
+    });
+
+    // Then members goes down: its incident shows the deploy before it.
+    let t = now_ms();
+    probe(&c, true, t - 3000);
+    probe(&c, false, t - 2000);
+    probe(&c, false, t - 1000);
+    let inc = wait_for("the members incident", Duration::from_secs(20), || {
+        incident_of(&c, "members")
+    });
+    assert_eq!(inc["changes"][0]["summary"], "deploy v2.4.1", "{inc}");
+    assert_eq!(inc["changes"][0]["link"], "https://ci.example/run/42");
+    let timeline = inc["timeline"].as_array().unwrap();
+    let kinds: Vec<&str> = timeline
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    let change_at = kinds
+        .iter()
+        .position(|k| *k == "change")
+        .expect("change on the timeline");
+    let opened_at = kinds.iter().position(|k| *k == "opened").unwrap();
+    assert!(change_at < opened_at, "{kinds:?}");
+    assert_eq!(
+        timeline[change_at]["text"],
+        "deploy of members by ci: deploy v2.4.1"
+    );
+    let inc_id = inc["id"].as_str().unwrap().to_string();
+    let report = reqwest::blocking::get(c.url(&format!("/api/v1/incidents/{inc_id}/report")))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        report.contains("## Changes before it\n\n- ")
+            && report
+                .contains("deploy of members by ci: deploy v2.4.1 (https://ci.example/run/42)"),
+        "{report}"
+    );
+    assert!(
+        !report.contains("hotfix"),
+        "billing's change is not members': {report}"
+    );
+
+    // Feedback: a bad verdict is told, a good one counted per rule.
+    let (ok, _, err) = cli(
+        &c,
+        &[
+            "incidents",
+            "feedback",
+            &inc_id,
+            "--by",
+            "alice",
+            "--verdict",
+            "meh",
+        ],
+    );
+    assert!(
+        !ok && err.contains("verdict \"meh\" is not one of useful, noise, wrong_level, duplicate"),
+        "{err}"
+    );
+    let (ok, _, err) = cli(
+        &c,
+        &[
+            "incidents",
+            "feedback",
+            &inc_id,
+            "--by",
+            "alice",
+            "--verdict",
+            "noise",
+            "--rule",
+            "ServiceDown",
+            "--comment",
+            "the deploy restarts it",
+        ],
+    );
+    assert!(ok, "{err}");
+    let stats = get(&c, "/api/v1/incidents/stats").unwrap();
+    let rule = stats["data"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule"] == "ServiceDown")
+        .cloned()
+        .unwrap();
+    assert_eq!(rule["fired"], 1, "{rule}");
+    assert_eq!(rule["feedback"]["noise"], 1, "{rule}");
+    assert_eq!(rule["noise_share"], 1.0, "{rule}");
+    assert_eq!(
+        stats["data"]["rules_to_review"][0]["review"], "1 of 1 said noise",
+        "{stats}"
+    );
+    assert_eq!(
+        tocsin_e2e::metric(
+            &c.url("/metrics"),
+            "tocsin_alert_feedback_total{verdict=\"noise\"}"
+        ),
+        1.0
+    );
+    let inc = incident_of(&c, "members").unwrap();
+    assert_eq!(inc["feedback"][0]["comment"], "the deploy restarts it");
+}

@@ -238,7 +238,11 @@ pub(super) fn call_api(
         if ok {
             Ok(text)
         } else {
-            Err(text)
+            // The API's error message, not its JSON envelope.
+            Err(serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_string))
+                .unwrap_or(text))
         }
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
