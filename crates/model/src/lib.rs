@@ -12,6 +12,32 @@ pub mod window;
 pub use action::ActionStatus;
 pub use labels::{is_valid_label_name, is_valid_metric_name, Label, Labels, METRIC_NAME};
 pub use level::{Level, ParseLevelError};
+
+/// Language of messages people read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locale {
+    ZhCn,
+    En,
+}
+
+impl Locale {
+    pub fn parse(s: Option<&str>, default: &str) -> Result<Locale, String> {
+        match s.unwrap_or(default) {
+            "zh-CN" | "zh" => Ok(Locale::ZhCn),
+            "en" | "en-US" => Ok(Locale::En),
+            o => Err(format!("locale {o:?} must be zh-CN or en")),
+        }
+    }
+
+    /// The text in this language: `pick("可用性", "Availability")`.
+    pub fn pick<'a>(self, zh: &'a str, en: &'a str) -> &'a str {
+        match self {
+            Locale::ZhCn => zh,
+            Locale::En => en,
+        }
+    }
+}
+
 pub use redact::{error_chain, redact_url};
 pub use retry::Backoff;
 

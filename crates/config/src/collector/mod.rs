@@ -656,22 +656,7 @@ pub enum EmailTls {
     None,
 }
 
-/// Language of messages people read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Locale {
-    ZhCn,
-    En,
-}
-
-impl Locale {
-    pub fn parse(s: Option<&str>, default: &str) -> Result<Locale, String> {
-        match s.unwrap_or(default) {
-            "zh-CN" | "zh" => Ok(Locale::ZhCn),
-            "en" | "en-US" => Ok(Locale::En),
-            o => Err(format!("locale {o:?} must be zh-CN or en")),
-        }
-    }
-}
+pub use tocsin_model::Locale;
 
 #[cfg(test)]
 mod tests {
