@@ -11,6 +11,7 @@ mod exposition;
 pub mod forward;
 pub mod liveness;
 pub mod query;
+pub mod reports;
 pub mod rulefiles;
 pub mod server;
 pub mod services;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use tocsin_e2e::servers::HttpServer;
 use tocsin_e2e::{serial, wait_for, Proc, Stack};
 
@@ -416,4 +416,268 @@ fn a_change_shows_on_the_next_incident_a_freeze_refuses_one_and_feedback_is_coun
     );
     let inc = incident_of(&c, "members").unwrap();
     assert_eq!(inc["feedback"][0]["comment"], "the deploy restarts it");
+}
+
+const DING_SECRET: &str = "SECreport";
+
+/// A DingTalk robot stand-in: checks the access token and the signature as DingTalk
+/// documents it (`HMAC-SHA256(secret, "{timestamp}\n{secret}")`, base64), computed here
+/// independently, and keeps the messages it accepts.
+fn dingtalk() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    tokio::runtime::Runtime,
+) {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = Default::default();
+    let s2 = seen.clone();
+    let app = axum::Router::new().route(
+        "/robot/send",
+        axum::routing::post(
+            move |q: axum::extract::Query<std::collections::HashMap<String, String>>,
+                  body: axum::Json<Value>| {
+                let seen = s2.clone();
+                async move {
+                    let ts = q.get("timestamp").cloned().unwrap_or_default();
+                    let mut mac =
+                        hmac::Hmac::<sha2::Sha256>::new_from_slice(DING_SECRET.as_bytes()).unwrap();
+                    mac.update(format!("{ts}\n{DING_SECRET}").as_bytes());
+                    let want = base64::engine::general_purpose::STANDARD
+                        .encode(mac.finalize().into_bytes());
+                    let fresh = ts
+                        .parse::<i64>()
+                        .is_ok_and(|t| (now_ms() - t).abs() < 3_600_000);
+                    if q.get("access_token").map(String::as_str) != Some("tok123")
+                        || !fresh
+                        || q.get("sign") != Some(&want)
+                    {
+                        return axum::Json(json!({"errcode": 310000, "errmsg": "sign not match"}));
+                    }
+                    seen.lock().unwrap().push(body.0);
+                    axum::Json(json!({"errcode": 0, "errmsg": "ok"}))
+                }
+            },
+        ),
+    );
+    let (addr, rt) = tocsin_e2e::serve(app);
+    (format!("http://{addr}"), seen, rt)
+}
+
+/// The text of every part of a stored e-mail, transfer encodings undone.
+fn mail_text(raw: &str) -> String {
+    use base64::Engine as _;
+    let raw = raw.replace("\r\n", "\n");
+    let mut out = String::new();
+    for part in raw.split("\n\n").collect::<Vec<_>>().windows(2) {
+        let (head, body) = (part[0], part[1]);
+        let body = body.split("\n--").next().unwrap_or("");
+        if head.contains("Content-Transfer-Encoding: base64") {
+            let joined: String = body.lines().collect();
+            if let Ok(b) = base64::engine::general_purpose::STANDARD.decode(joined.trim()) {
+                out.push_str(&String::from_utf8_lossy(&b));
+            }
+        } else if head.contains("Content-Transfer-Encoding: quoted-printable") {
+            let unfolded = body.replace("=\n", "");
+            let bytes = unfolded.as_bytes();
+            let mut dec = Vec::new();
+            let mut i = 0;
+            while i < bytes.len() {
+                if bytes[i] == b'=' && i + 2 < bytes.len() {
+                    if let Ok(b) = u8::from_str_radix(&unfolded[i + 1..i + 3], 16) {
+                        dec.push(b);
+                        i += 3;
+                        continue;
+                    }
+                }
+                dec.push(bytes[i]);
+                i += 1;
+            }
+            out.push_str(&String::from_utf8_lossy(&dec));
+        } else {
+            out.push_str(body);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A weekly report on a schedule a few seconds away (in UTC: the weekday and time of day
+/// it will be then), after two incidents of the service: it reaches a real SMTP server and a
+/// DingTalk stand-in, and its numbers are those of the incidents the API shows.
+#[test]
+fn a_weekly_report_goes_out_on_schedule_to_mail_and_chat_with_the_incidents_numbers() {
+    let _g = serial();
+    let Some((smtp, maildir)) = tocsin_e2e::servers::smtp() else {
+        return;
+    };
+    let (ding, seen, _rt) = dingtalk();
+    let due = time::OffsetDateTime::now_utc() + time::Duration::seconds(20);
+    let weekday = due.weekday().to_string().to_lowercase()[..3].to_string();
+    let at = format!("{:02}:{:02}:{:02}", due.hour(), due.minute(), due.second());
+    let env = Stack::new(
+        &[
+            "  - name: mail".to_string(),
+            format!(
+                "    email: {{ smarthost: \"{}\", tls: none, from: \"tocsin <reports@example.test>\", to: [\"ops@example.test\"] }}",
+                smtp.addr()
+            ),
+            "  - name: ding".into(),
+            format!("    dingtalk: {{ url: \"{ding}/robot/send?access_token=tok123\", secret: {DING_SECRET} }}"),
+            // Alerts to the stack's webhook; the reports to mail and chat.
+            "route: { receivers: [hook] }".into(),
+            "timezone: UTC".into(),
+            "incidents: { reopen_within: 1s }".into(),
+            "services:".into(),
+            "  - { name: members, objective: 99.9%, rto: 60s, owner: members-team }".into(),
+            "reports:".into(),
+            format!("  weekly: {{ day: {weekday}, at: \"{at}\", receivers: [mail, ding] }}"),
+            String::new(),
+        ]
+        .join("\n"),
+    );
+    // The stack's own receivers come first in the file: the webhook, then these two.
+    let cfg = std::fs::read_to_string(env.p("collector.yaml")).unwrap();
+    assert!(cfg.contains("  - name: mail"), "{cfg}");
+    // The shipped rules but the error-budget ones: the incidents are the probe's alone.
+    let rules = env.p("rules");
+    std::fs::create_dir(&rules).unwrap();
+    for f in std::fs::read_dir(RULES).unwrap().flatten() {
+        if f.file_name() != "slo.yaml" {
+            std::fs::copy(f.path(), std::path::Path::new(&rules).join(f.file_name())).unwrap();
+        }
+    }
+    let c = env.collector("127.0.0.1:0", &rules);
+
+    // Two incidents of members: the first resolves by itself, the second is acknowledged.
+    let mut t = now_ms() - 60_000;
+    for round in 0..2 {
+        probe(&c, true, t);
+        probe(&c, false, t + 1000);
+        probe(&c, false, t + 2000);
+        t += 3000;
+        let inc = wait_for("an open members incident", Duration::from_secs(20), || {
+            let v = get(&c, "/api/v1/incidents")?;
+            v["data"]["incidents"]
+                .as_array()?
+                .iter()
+                .find(|i| i["state"] == "open")
+                .cloned()
+        });
+        if round == 1 {
+            std::thread::sleep(Duration::from_millis(1100));
+            let r = reqwest::blocking::Client::new()
+                .post(c.url(&format!(
+                    "/api/v1/incidents/{}/ack",
+                    inc["id"].as_str().unwrap()
+                )))
+                .json(&json!({"by": "alice"}))
+                .send()
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+        }
+        std::thread::sleep(Duration::from_millis(1200));
+        probe(&c, true, t);
+        t += 1000;
+        wait_for("the incident resolved", Duration::from_secs(20), || {
+            let v = get(&c, "/api/v1/incidents")?;
+            v["data"]["incidents"]
+                .as_array()?
+                .iter()
+                .all(|i| i["state"] == "resolved")
+                .then_some(())
+        });
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let incidents = get(&c, "/api/v1/incidents").unwrap()["data"]["incidents"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(incidents.len(), 2, "{incidents:?}");
+    assert!(
+        std::time::SystemTime::now() < std::time::SystemTime::from(due),
+        "the incidents were made before the report was due"
+    );
+
+    let (mail, text) = wait_for(
+        "the weekly report by e-mail",
+        Duration::from_secs(60),
+        || {
+            std::fs::read_dir(&maildir).ok()?.flatten().find_map(|e| {
+                let raw = std::fs::read_to_string(e.path()).ok()?;
+                let text = mail_text(&raw);
+                text.contains("服务周报").then_some((raw, text))
+            })
+        },
+    );
+    assert_eq!(
+        std::fs::read_dir(&maildir).unwrap().count(),
+        1,
+        "alerts go to the webhook, only the report to mail"
+    );
+    assert!(mail.contains("To: ops@example.test"), "{mail}");
+    assert!(text.contains("# 服务周报 "), "{text}");
+    for section in [
+        "## 概览",
+        "## 服务等级",
+        "## 事件",
+        "## 响应时限达成率",
+        "## 趋势",
+        "## 待评估规则",
+        "## 变更",
+        "## 容量趋势",
+    ] {
+        assert!(text.contains(section), "{section} in {text}");
+    }
+    // The numbers, from the incidents the API shows.
+    let secs = |k: &str| {
+        incidents
+            .iter()
+            .filter_map(|i| i[k].as_f64())
+            .collect::<Vec<f64>>()
+    };
+    let (to_ack, to_resolve) = (secs("time_to_ack_seconds"), secs("time_to_resolve_seconds"));
+    assert_eq!((to_ack.len(), to_resolve.len()), (1, 2));
+    let mean_ms =
+        |v: &[f64]| v.iter().map(|s| (s * 1000.0).round() as i64).sum::<i64>() / v.len() as i64;
+    let summary = format!(
+        "事件 2 起（紧急 0，严重 2，警告 0），平均响应 {} 秒，平均恢复 {} 秒",
+        mean_ms(&to_ack) / 1000,
+        mean_ms(&to_resolve) / 1000
+    );
+    assert!(text.contains(&summary), "{summary} in {text}");
+    let members_row = text
+        .lines()
+        .find(|l| l.starts_with("| members | members-team | 99.9 % |"))
+        .unwrap();
+    let cells: Vec<&str> = members_row.split(" | ").collect();
+    assert_eq!(cells[6], "2", "two incidents of members: {members_row}");
+    assert_eq!(cells[8], "1 分", "RTO: {members_row}");
+    for i in &incidents {
+        assert!(
+            text.contains(i["id"].as_str().unwrap()),
+            "{} in {text}",
+            i["id"]
+        );
+    }
+    assert!(text.contains("| 严重 | 2 | 100 % | 100 % |"), "{text}");
+    assert!(text.contains("<h2>服务等级</h2>"), "the HTML part: {text}");
+
+    let msg = wait_for(
+        "the weekly report in DingTalk",
+        Duration::from_secs(30),
+        || seen.lock().unwrap().first().cloned(),
+    );
+    assert_eq!(msg["msgtype"], "markdown");
+    let md = msg["markdown"]["text"].as_str().unwrap();
+    assert!(
+        msg["markdown"]["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("服务周报 "),
+        "{msg}"
+    );
+    assert!(md.contains(&summary), "{md}");
+    assert!(md.contains("待评估规则"), "{md}");
+    assert!(c.log().contains("scheduled report queued"));
 }

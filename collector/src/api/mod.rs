@@ -14,6 +14,7 @@ mod ingest;
 mod metrics;
 mod notifications;
 mod query;
+mod reports;
 mod rules;
 mod session;
 mod silences;
@@ -83,6 +84,8 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// Change freezes, and how far before an incident changes are shown.
     pub changes: Arc<changes::ChangePolicy>,
+    /// The zone, language, schedules and services of reports.
+    pub reporting: Arc<crate::reports::Reporting>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -123,6 +126,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/incidents/{id}/notes", post(incidents::note))
         .route("/api/v1/incidents/{id}/feedback", post(incidents::feedback))
         .route("/api/v1/changes", get(changes::list).post(changes::add))
+        .route("/api/v1/reports/{kind}", get(reports::report))
         .route("/metrics", get(metrics::metrics))
         // The Prometheus query API (Grafana, promtool): reads, by GET or form POST.
         .route("/api/v1/query", get(query::query).post(query::query))
@@ -158,6 +162,57 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(with(state.clone(), request_deadline))
         .with_state(state)
+}
+
+/// Incidents opened in [from, to), as stored.
+pub(crate) async fn incidents_between(
+    st: &AppState,
+    from: i64,
+    to: i64,
+) -> Result<Vec<tocsin_incidents::Incident>, ApiError> {
+    incidents::load_incidents(st, from, to, 100_000).await
+}
+
+/// Changes starting in [from, to).
+pub(crate) async fn changes_between(
+    st: &AppState,
+    from: i64,
+    to: i64,
+) -> Result<Vec<tocsin_incidents::Change>, ApiError> {
+    changes::load(st, from, to).await
+}
+
+/// Feedback given in [from, to).
+pub(crate) async fn feedback_between(
+    st: &AppState,
+    from: i64,
+    to: i64,
+) -> Result<Vec<tocsin_incidents::Feedback>, ApiError> {
+    incidents::load_feedback(st, from, to).await
+}
+
+/// Notifications given up on, over every receiver.
+pub(crate) async fn dead_letters(st: &AppState) -> Result<u64, ApiError> {
+    error::with_outbox(st, "counting dead letters", |o| {
+        o.count_all(tocsin_store::OutboxStatus::Dead)
+    })
+    .await
+}
+
+pub(crate) async fn with_records_pub<T: Send + 'static>(
+    st: &AppState,
+    what: &'static str,
+    f: impl FnOnce(&tocsin_store::Records) -> tocsin_store::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    error::with_records(st, what, f).await
+}
+
+/// A request to the writer that answers done or a failure.
+pub(crate) async fn writer_op(
+    st: &AppState,
+    msg: impl FnOnce(tokio::sync::oneshot::Sender<Result<(), crate::writer::OpFailure>>) -> Msg,
+) -> Result<(), ApiError> {
+    error::writer_reply(st, msg).await?.map_err(error::op_error)
 }
 
 /// The host a per-agent token binds its requests to (`None`: any host).

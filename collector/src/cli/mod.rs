@@ -125,6 +125,33 @@ enum Cmd {
         #[command(subcommand)]
         action: IncidentCmd,
     },
+    /// A report from a running collector, on demand: the daily inspection, or the weekly or
+    /// monthly service report (Markdown by default).
+    Report {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// daily, weekly or monthly.
+        #[arg(value_parser = ["daily", "weekly", "monthly"])]
+        kind: String,
+        /// Services reported on (repeat the flag) [default: every configured one].
+        #[arg(long = "service")]
+        services: Vec<String>,
+        /// Period start [default: a day, 7 or 30 days before --to].
+        #[arg(long)]
+        from: Option<String>,
+        /// Period end [default: now].
+        #[arg(long)]
+        to: Option<String>,
+        /// zh-CN or en [default: reports.locale].
+        #[arg(long)]
+        locale: Option<String>,
+        /// markdown, html or json.
+        #[arg(long, default_value = "markdown")]
+        format: String,
+        /// Output file [default: standard output].
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Changes (deploys, configuration, infrastructure) on a running collector: record one
     /// (from people or CI/CD; a change freeze may refuse it), list them.
     Change {
@@ -342,6 +369,36 @@ pub fn main() -> ExitCode {
         ),
         Some(Cmd::Incidents { api, action }) => incidents(&api, action),
         Some(Cmd::Change { api, action }) => changes(&api, action),
+        Some(Cmd::Report {
+            api,
+            kind,
+            services,
+            from,
+            to,
+            locale,
+            format,
+            out,
+        }) => call_api(
+            "report",
+            &api,
+            |c, base| {
+                let mut q: Vec<(&str, String)> = vec![("format", format)];
+                if !services.is_empty() {
+                    q.push(("service", services.join(",")));
+                }
+                for (k, v) in [("from", from), ("to", to), ("locale", locale)] {
+                    if let Some(v) = v {
+                        q.push((k, v));
+                    }
+                }
+                Ok(c.get(format!("{base}/api/v1/reports/{kind}")).query(&q))
+            },
+            |text| match &out {
+                Some(path) => std::fs::write(path, text)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display())),
+                None => print_answer(text),
+            },
+        ),
         Some(Cmd::Tokens { api, action }) => call_api(
             "tokens",
             &api,

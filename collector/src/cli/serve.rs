@@ -210,6 +210,7 @@ pub(super) async fn serve(
     }
 
     let state = app_state(&cfg, &db, tx, resolver, view, tel.clone(), ack_secret)?;
+    tracker.spawn(crate::reports::run(state.clone(), cancel.clone()));
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
@@ -338,6 +339,12 @@ pub(crate) fn app_state(
         changes: Arc::new(crate::api::changes::ChangePolicy {
             freezes: cfg.change_freezes.clone(),
             show_before_ms: cfg.incidents.changes_before.as_millis() as i64,
+        }),
+        reporting: Arc::new(crate::reports::Reporting {
+            zone: cfg.timezone.clone(),
+            locale: cfg.reports.locale,
+            schedules: cfg.reports.schedules.clone(),
+            services: cfg.services.clone(),
         }),
     })
 }

@@ -35,6 +35,8 @@ pub(super) struct Group {
     derived_forward: Vec<SeriesSamples>,
     effects: Effects,
     seen: Vec<(String, TimestampMs)>,
+    /// Report messages queued.
+    queued_reports: usize,
 }
 
 impl Group {
@@ -157,6 +159,19 @@ impl Core {
                 if forwarding {
                     g.derived_forward.extend(batch);
                 }
+            }
+            Msg::ReportRun {
+                key,
+                at,
+                messages,
+                reply,
+            } => {
+                g.others.push(Reply::Done(reply, Ok(())));
+                tx.put_meta(&key, &at.to_string())?;
+                for (receiver, payload) in &messages {
+                    tx.enqueue(receiver, payload, now)?;
+                }
+                g.queued_reports += messages.len();
             }
             Msg::Reload(rules) => {
                 self.tel.rules_loaded.set(rules.len() as i64);
@@ -301,7 +316,11 @@ impl Writer {
             }
         }
         self.count_effects(&g.effects);
-        self.after_commit(&g.transitions, asked, g.effects.outgoing.len());
+        self.after_commit(
+            &g.transitions,
+            asked,
+            g.effects.outgoing.len() + g.queued_reports,
+        );
         if let Some(a) = self.storage_alert.committed(now) {
             info!("storage writes work again");
             self.page(a, now);
@@ -326,9 +345,9 @@ impl Writer {
                 }
                 Msg::Ack { reply, .. } => g.acks.push((reply, Err(AckError::NotFiring))),
                 Msg::PollActions { reply, .. } => g.others.push(Reply::Poll(reply, Vec::new())),
-                Msg::ActionResult { reply, .. } | Msg::Incident { reply, .. } => {
-                    g.others.push(Reply::Done(reply, Ok(())))
-                }
+                Msg::ActionResult { reply, .. }
+                | Msg::Incident { reply, .. }
+                | Msg::ReportRun { reply, .. } => g.others.push(Reply::Done(reply, Ok(()))),
                 Msg::Reload(rules) => reloads.push(rules),
                 Msg::Tick | Msg::Derived(_) => {}
                 Msg::AddSilence { .. } | Msg::ExpireSilence { .. } | Msg::Federate { .. } => {

@@ -42,6 +42,14 @@ pub enum Msg {
     /// series, not judged by rules, not answered.
     Derived(Vec<SeriesSamples>),
     Reload(Vec<Rule>),
+    /// A scheduled report ran: its messages are queued for their receivers and `key` set to
+    /// `at` in one transaction, so that it goes out once, also across a restart.
+    ReportRun {
+        key: String,
+        at: i64,
+        messages: Vec<(String, String)>,
+        reply: oneshot::Sender<Result<(), OpFailure>>,
+    },
     AddSilence {
         silence: tocsin_store::Silence,
         reply: oneshot::Sender<Result<i64, String>>,

@@ -8,6 +8,7 @@ pub mod escalation;
 pub mod inhibit;
 pub mod logs;
 pub mod probes;
+pub mod reports;
 pub mod route;
 pub mod services;
 

@@ -172,17 +172,7 @@ pub fn format_time(ms: TimestampMs) -> String {
 
 /// A span of time in its two largest units: `45 s`, `6 min 12 s`, `2 h 5 min`, `3 d 4 h`.
 pub fn format_span(ms: i64) -> String {
-    let s = ms.max(0) / 1000;
-    let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
-    match (d, h, m) {
-        (0, 0, 0) => format!("{sec} s"),
-        (0, 0, _) if sec == 0 => format!("{m} min"),
-        (0, 0, _) => format!("{m} min {sec} s"),
-        (0, _, 0) => format!("{h} h"),
-        (0, _, _) => format!("{h} h {m} min"),
-        (_, 0, _) => format!("{d} d"),
-        _ => format!("{d} d {h} h"),
-    }
+    tocsin_clock::duration(ms, tocsin_model::Locale::En)
 }
 
 const CATEGORIES: [&str; 5] = ["host", "network", "service", "dependency", "performance"];

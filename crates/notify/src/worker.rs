@@ -338,7 +338,10 @@ impl Worker {
                 if it.next_attempt_ms > now {
                     return Ok(Duration::from_millis((it.next_attempt_ms - now) as u64));
                 }
-                if let Some(lim) = &self.limiter {
+                // A report is one message a day at most: not held by, nor counted against,
+                // the rate limit, and never merged into a digest.
+                let report = tocsin_reports::Report::is_outbox(&it.payload);
+                if let Some(lim) = self.limiter.as_ref().filter(|_| !report) {
                     let available = lim.lock().unwrap_or_else(|p| p.into_inner()).available(now);
                     if available == 0 {
                         let free = lim.lock().unwrap_or_else(|p| p.into_inner()).next_free();
@@ -362,6 +365,13 @@ impl Worker {
 
     /// Sends one stored notification through the channel.
     async fn deliver(&self, payload: &str, id: i64) -> Result<(), String> {
+        if let Some(r) = tocsin_reports::Report::from_outbox(payload) {
+            return self
+                .channel
+                .send_report(payload, &r, id)
+                .await
+                .map_err(|e| e.to_string());
+        }
         let n = Payload::parse(payload)?;
         self.channel
             .send(payload, &n, id)
@@ -373,7 +383,8 @@ impl Worker {
     async fn send_digest(&self, first: OutboxItem, now: i64) -> Result<(), String> {
         let name = self.name.clone();
         let mut items: Vec<OutboxItem> = self.db(move |o| o.pending(&name, 1000)).await?;
-        items.retain(|i| i.next_attempt_ms <= now);
+        items
+            .retain(|i| i.next_attempt_ms <= now && !tocsin_reports::Report::is_outbox(&i.payload));
         if items.first().map(|i| i.id) != Some(first.id) {
             items.insert(0, first);
         }

@@ -14,12 +14,9 @@ use tocsin_incidents::{Change, Feedback, Incident};
 use tocsin_model::{Level, Locale, TimestampMs};
 
 pub mod doc;
-pub mod schedule;
-pub mod zone;
 
 use doc::Doc;
-pub use schedule::{Every, Schedule};
-pub use zone::{duration, Zone};
+pub use tocsin_clock::{duration, Every, Schedule, Zone};
 
 /// A report ready to send: what the outbox holds for it (`{"tocsinReport": …}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,6 +31,25 @@ pub struct Report {
 }
 
 impl Report {
+    /// What the outbox holds for it.
+    pub fn to_outbox(&self) -> String {
+        serde_json::json!({ "tocsinReport": self }).to_string()
+    }
+
+    /// Whether an outbox row holds a report.
+    pub fn is_outbox(raw: &str) -> bool {
+        raw.starts_with("{\"tocsinReport\"")
+    }
+
+    /// The report an outbox row holds, if it holds one (else it is an alert notification).
+    pub fn from_outbox(raw: &str) -> Option<Report> {
+        if !Report::is_outbox(raw) {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_str(raw).ok()?;
+        serde_json::from_value(v.get("tocsinReport")?.clone()).ok()
+    }
+
     fn new(kind: &str, title: String, summary: Vec<String>, doc: &Doc) -> Report {
         Report {
             kind: kind.into(),
@@ -244,6 +260,9 @@ pub fn period_report(inp: &PeriodInput<'_>) -> Report {
         for i in &opened {
             *m.entry(key(i)).or_default() += 1;
         }
+        if m.is_empty() {
+            return "—".to_string();
+        }
         m.into_iter()
             .map(|(k, v)| format!("{k} {v}"))
             .collect::<Vec<_>>()
@@ -341,6 +360,7 @@ pub fn period_report(inp: &PeriodInput<'_>) -> Report {
         per_day.entry(z.date(t)).or_default();
         t += 86_400_000;
     }
+    per_day.entry(z.date(inp.to - 1)).or_default();
     let mut per_hour = [0usize; 24];
     for i in &opened {
         *per_day.entry(z.date(i.opened_at)).or_default() += 1;

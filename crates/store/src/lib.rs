@@ -905,6 +905,16 @@ impl Txn<'_> {
         Ok(())
     }
 
+    /// Sets the setting `key` (e.g. when a scheduled report last ran).
+    pub fn put_meta(&mut self, key: &str, value: &str) -> Result<()> {
+        self.store.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
     /// Appends to the audit log.
     pub fn audit(&mut self, at: TimestampMs, actor: &str, event: &str, detail: &str) -> Result<()> {
         self.store.conn.execute(

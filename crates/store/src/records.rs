@@ -116,6 +116,14 @@ impl Records {
         Ok(())
     }
 
+    /// The setting `key`, if set.
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
     /// Records a change starting at `start_ms` (its JSON); returns its id.
     pub fn add_change(&self, start_ms: TimestampMs, data: &str) -> Result<i64> {
         self.conn.execute(

@@ -104,6 +104,12 @@ pub struct RawCollectorConfig {
     /// Windows in which changes to services are refused or warned about.
     #[serde(default)]
     pub change_freezes: Vec<crate::services::RawFreeze>,
+    /// The zone times are shown in, in messages and reports: an IANA name
+    /// (`Asia/Shanghai`), an offset (`+08:00`), `UTC`, or `local` (default: the host's).
+    pub timezone: Option<String>,
+    /// The daily inspection and the weekly and monthly service reports.
+    #[serde(default)]
+    pub reports: crate::reports::RawReports,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -524,6 +530,8 @@ pub struct CollectorConfig {
     pub services: Vec<crate::services::ServiceConfig>,
     pub deadlines: crate::services::Deadlines,
     pub change_freezes: Vec<crate::services::Freeze>,
+    pub timezone: tocsin_clock::Zone,
+    pub reports: crate::reports::ReportsConfig,
 }
 
 #[derive(Debug, Clone)]

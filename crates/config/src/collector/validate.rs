@@ -115,6 +115,23 @@ impl RawCollectorConfig {
         let services = crate::services::validate_services(&mut p, self.services);
         let deadlines = crate::services::validate_deadlines(&mut p, self.deadlines);
         let change_freezes = crate::services::validate_freezes(&mut p, self.change_freezes);
+        let timezone = crate::reports::validate_zone(&mut p, self.timezone.as_deref());
+        let can_report: Vec<(String, bool)> = receivers
+            .iter()
+            .map(|r| {
+                let ok = !matches!(
+                    r.kind,
+                    ReceiverKind::AliyunSms(_)
+                        | ReceiverKind::TencentSms(_)
+                        | ReceiverKind::SmsGateway(_)
+                        | ReceiverKind::Alertmanager { .. }
+                );
+                (r.name.clone(), ok)
+            })
+            .collect();
+        let service_names: Vec<String> = services.iter().map(|s| s.name.clone()).collect();
+        let reports =
+            crate::reports::validate_reports(&mut p, self.reports, &can_report, &service_names);
         p.finish(|| CollectorConfig {
             listen,
             data_dir,
@@ -146,6 +163,8 @@ impl RawCollectorConfig {
             services,
             deadlines,
             change_freezes,
+            timezone,
+            reports,
         })
     }
 }

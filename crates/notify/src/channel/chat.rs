@@ -249,12 +249,46 @@ impl super::Channel for Chat {
                 tocsin_model::now_ms(),
             )
             .map_err(super::DeliveryError::Message)?;
-            for (target, body) in requests {
-                let reply = super::http::post_json(&self.client, &target, &body, &[]).await?;
-                check_reply(self.vendor, &reply).map_err(super::DeliveryError::Refused)?;
-            }
-            Ok(())
+            self.post(requests).await
         })
+    }
+
+    /// The report's title and summary lines, as an alert's title and lines are sent.
+    fn send_report<'a>(
+        &'a self,
+        _raw: &'a str,
+        r: &'a tocsin_reports::Report,
+        _id: i64,
+    ) -> super::Sending<'a> {
+        Box::pin(async move {
+            let escape: fn(&str) -> String = match self.vendor {
+                Vendor::DingTalk | Vendor::WeCom => markdown_inert,
+                Vendor::Slack => slack_inert,
+                Vendor::Feishu => one_line,
+            };
+            let lines: Vec<String> = r.summary.iter().map(|l| escape(l)).collect();
+            let secret = self.secret.as_ref().map(|s| s.expose());
+            let requests = requests_for(
+                self.vendor,
+                &self.url,
+                secret,
+                &self.at_mobiles,
+                &escape(&r.title),
+                &lines,
+                tocsin_model::now_ms(),
+            );
+            self.post(requests).await
+        })
+    }
+}
+
+impl Chat {
+    async fn post(&self, requests: Vec<(String, Value)>) -> Result<(), super::DeliveryError> {
+        for (target, body) in requests {
+            let reply = super::http::post_json(&self.client, &target, &body, &[]).await?;
+            check_reply(self.vendor, &reply).map_err(super::DeliveryError::Refused)?;
+        }
+        Ok(())
     }
 }
 

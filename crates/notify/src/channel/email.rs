@@ -54,6 +54,10 @@ impl Mailer {
                 .map(|l| format!("<li>{}</li>", escape(l)))
                 .collect::<String>()
         );
+        self.mail(title, text, html).await
+    }
+
+    async fn mail(&self, title: String, text: String, html: String) -> Result<(), DeliveryError> {
         let mut b = Message::builder().from(self.from.clone()).subject(title);
         for t in &self.to {
             b = b.to(t.clone());
@@ -72,6 +76,16 @@ impl Mailer {
 impl Channel for Mailer {
     fn send<'a>(&'a self, _raw: &'a str, n: &'a Payload, _id: i64) -> Sending<'a> {
         Box::pin(self.send_message(n))
+    }
+
+    /// The report's Markdown as the text part, its HTML as the HTML part.
+    fn send_report<'a>(
+        &'a self,
+        _raw: &'a str,
+        r: &'a tocsin_reports::Report,
+        _id: i64,
+    ) -> Sending<'a> {
+        Box::pin(self.mail(r.title.clone(), r.markdown.clone(), r.html.clone()))
     }
 }
 

@@ -13,6 +13,21 @@ pub(super) struct Log {
 
 impl Channel for Log {
     fn send<'a>(&'a self, raw: &'a str, _n: &'a Payload, _id: i64) -> Sending<'a> {
+        self.append(raw)
+    }
+
+    fn send_report<'a>(
+        &'a self,
+        raw: &'a str,
+        _r: &'a tocsin_reports::Report,
+        _id: i64,
+    ) -> Sending<'a> {
+        self.append(raw)
+    }
+}
+
+impl Log {
+    fn append<'a>(&'a self, raw: &'a str) -> Sending<'a> {
         Box::pin(async move {
             let path = self.path.clone();
             let line = format!("{raw}\n");

@@ -16,6 +16,7 @@ use std::pin::Pin;
 
 use tocsin_alerting::Payload;
 use tocsin_config::collector::{ReceiverConfig, ReceiverKind};
+use tocsin_reports::Report;
 
 /// Why a notification did not go out; the worker retries it, then dead-letters it.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,16 @@ pub(crate) trait Channel: Send + Sync {
     /// `id` is its outbox id, stable across retries, which webhooks get as
     /// `X-Tocsin-Notification-Id` to deduplicate the rare resend after a crash.
     fn send<'a>(&'a self, raw: &'a str, n: &'a Payload, id: i64) -> Sending<'a>;
+
+    /// Sends a scheduled report (`raw`: `{"tocsinReport": …}`). Receivers that only carry
+    /// alerts (SMS, Alertmanager) refuse; the configuration does not let a report reach them.
+    fn send_report<'a>(&'a self, _raw: &'a str, _r: &'a Report, _id: i64) -> Sending<'a> {
+        Box::pin(async {
+            Err(DeliveryError::Message(
+                "this kind of receiver cannot carry a report".into(),
+            ))
+        })
+    }
 }
 
 /// The channel a receiver's configuration describes.

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use tocsin_model::{Locale, TimestampMs};
 
 #[derive(Debug, Clone)]
-pub struct Zone(pub(crate) TimeZone);
+pub struct Zone(pub TimeZone);
 
 impl Default for Zone {
     fn default() -> Self {
@@ -50,7 +50,7 @@ impl Zone {
         }
     }
 
-    pub(crate) fn zoned(&self, ms: TimestampMs) -> jiff::Zoned {
+    pub fn zoned(&self, ms: TimestampMs) -> jiff::Zoned {
         Timestamp::from_millisecond(ms)
             .unwrap_or(Timestamp::UNIX_EPOCH)
             .to_zoned(self.0.clone())
@@ -101,20 +101,22 @@ fn utc_offset(z: &jiff::Zoned) -> String {
 /// (`45 s`, `6 min 12 s`, `2 h 5 min`, `3 d 4 h`).
 pub fn duration(ms: i64, locale: Locale) -> String {
     match locale {
-        Locale::En => tocsin_incidents::format_span(ms),
-        Locale::ZhCn => {
-            let s = ms.max(0) / 1000;
-            let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
-            match (d, h, m) {
-                (0, 0, 0) => format!("{sec} 秒"),
-                (0, 0, _) if sec == 0 => format!("{m} 分"),
-                (0, 0, _) => format!("{m} 分 {sec} 秒"),
-                (0, _, 0) => format!("{h} 小时"),
-                (0, _, _) => format!("{h} 小时 {m} 分"),
-                (_, 0, _) => format!("{d} 天"),
-                _ => format!("{d} 天 {h} 小时"),
-            }
-        }
+        Locale::En => two_units(ms, ["d", "h", "min", "s"]),
+        Locale::ZhCn => two_units(ms, ["天", "小时", "分", "秒"]),
+    }
+}
+
+fn two_units(ms: i64, [day, hour, min, sec]: [&str; 4]) -> String {
+    let s = ms.max(0) / 1000;
+    let (d, h, m, x) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{x} {sec}"),
+        (0, 0, _) if x == 0 => format!("{m} {min}"),
+        (0, 0, _) => format!("{m} {min} {x} {sec}"),
+        (0, _, 0) => format!("{h} {hour}"),
+        (0, _, _) => format!("{h} {hour} {m} {min}"),
+        (_, 0, _) => format!("{d} {day}"),
+        _ => format!("{d} {day} {h} {hour}"),
     }
 }
 
