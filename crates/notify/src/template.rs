@@ -5,8 +5,14 @@
 //! Template variables: `head` (e.g. 【告警】 / [FIRING]), `level`, `level_word`, `alertname`,
 //! `count`, `status`, `kind` (changed, repeat, escalation, digest), `step`, `external_url`,
 //! `alerts` (each: `alertname`, `firing`, `status_word`, `event`, `level`, `level_word`, `host`,
-//! `summary`, `description`, `value`, `threshold`, `since`, `until`, `labels`, `annotations`,
-//! `ack` {by, comment}, `ack_url`, `dashboard_url`) and `payload` (the whole notification).
+//! `summary`, `description`, `value`, `threshold`, `since`, `until`, `duration`, `since_utc`,
+//! `until_utc`, `labels`, `annotations`, `ack` {by, comment}, `ack_url`, `dashboard_url`) and
+//! `payload` (the whole notification).
+//!
+//! Times are shown in the configured zone with their offset (`2026-12-05 03:22:27 (UTC+8)`),
+//! a resolved alert with how long it lasted; `summary` and `description` are the rule's
+//! `summary_zh` / `description_zh` for a zh-CN receiver (`summary_en` / `description_en` for
+//! an en one) when the rule gives them, its `summary` / `description` otherwise.
 
 use serde_json::{json, Value};
 use tocsin_alerting::{Kind, Payload};
@@ -27,7 +33,7 @@ const BODY_ZH: &str = "
 当前值：{{ a.value }} (阈值 {{ a.threshold }})
 开始时间：{{ a.since }}
 {%- if not a.firing %}
-恢复时间：{{ a.until }}
+恢复时间：{{ a.until }}（持续 {{ a.duration }}）
 {%- endif %}
 {%- if a.ack %}
 已确认：{{ a.ack.by }}{% if a.ack.comment %}（{{ a.ack.comment }}）{% endif %}
@@ -49,7 +55,7 @@ Host: {{ a.host }}
 Value: {{ a.value }} (threshold {{ a.threshold }})
 Since: {{ a.since }}
 {%- if not a.firing %}
-Resolved at: {{ a.until }}
+Resolved at: {{ a.until }} (lasted {{ a.duration }})
 {%- endif %}
 {%- if a.ack %}
 Acknowledged by {{ a.ack.by }}{% if a.ack.comment %} ({{ a.ack.comment }}){% endif %}
@@ -67,6 +73,16 @@ pub struct Templates {
     locale: Locale,
     title: String,
     body: String,
+    zone: tocsin_clock::Zone,
+}
+
+/// An annotation in the receiver's language: `NAME_zh` or `NAME_en` when given.
+fn annotation<'a>(a: &'a tocsin_alerting::PayloadAlert, name: &str, locale: Locale) -> &'a str {
+    let suffix = locale.pick("zh", "en");
+    a.annotations
+        .get(&format!("{name}_{suffix}"))
+        .map(String::as_str)
+        .unwrap_or_else(|| a.annotation(name))
 }
 
 fn level_word(level: &str, locale: Locale) -> String {
@@ -115,7 +131,11 @@ fn head(n: &Payload, locale: Locale) -> String {
 }
 
 /// The variables templates see.
-pub fn context(n: &Payload, locale: Locale) -> Value {
+pub fn context(n: &Payload, locale: Locale, zone: &tocsin_clock::Zone) -> Value {
+    let local = |t: &str| match tocsin_model::parse_timestamp(t) {
+        Some(ms) if ms > 0 => zone.format(ms),
+        _ => t.to_string(),
+    };
     let items: Vec<Value> = n
         .alerts
         .iter()
@@ -136,12 +156,23 @@ pub fn context(n: &Payload, locale: Locale) -> Value {
                 "level": level.as_str(),
                 "level_word": level_word(level.as_str(), locale),
                 "host": a.label("host"),
-                "summary": a.annotation("summary"),
-                "description": a.annotation("description"),
+                "summary": annotation(a, "summary", locale),
+                "description": annotation(a, "description", locale),
                 "value": a.tocsin.value.map(|v| v.to_string()).unwrap_or_default(),
                 "threshold": a.tocsin.threshold,
-                "since": a.starts_at,
-                "until": a.ends_at,
+                "since": local(&a.starts_at),
+                "until": if firing { String::new() } else { local(&a.ends_at) },
+                "since_utc": a.starts_at,
+                "until_utc": a.ends_at,
+                "duration": match (
+                    tocsin_model::parse_timestamp(&a.starts_at),
+                    tocsin_model::parse_timestamp(&a.ends_at),
+                ) {
+                    (Some(s), Some(e)) if !firing && e >= s => {
+                        tocsin_clock::duration(e - s, locale)
+                    }
+                    _ => String::new(),
+                },
                 "labels": a.labels,
                 "annotations": a.annotations,
                 "ack": a.tocsin.ack,
@@ -186,8 +217,9 @@ fn render(
     body: &str,
     n: &Payload,
     locale: Locale,
+    zone: &tocsin_clock::Zone,
 ) -> Result<(String, Vec<String>), String> {
-    let ctx = context(n, locale);
+    let ctx = context(n, locale, zone);
     let env = minijinja::Environment::new();
     let title = env
         .render_str(title, &ctx)
@@ -214,6 +246,7 @@ impl Templates {
             locale,
             title: t.title.clone().unwrap_or_else(|| title.to_string()),
             body: t.body.clone().unwrap_or_else(|| body.to_string()),
+            zone: t.zone.clone(),
         }
     }
 
@@ -225,11 +258,11 @@ impl Templates {
     /// on this notification falls back to the default one, with the error as the last line:
     /// a message is never lost to a template.
     pub fn render(&self, n: &Payload) -> Result<(String, Vec<String>), String> {
-        match render(&self.title, &self.body, n, self.locale) {
+        match render(&self.title, &self.body, n, self.locale, &self.zone) {
             Ok(r) => Ok(r),
             Err(e) => {
                 let d = Templates::new(self.locale, &MessageTemplate::default());
-                let (title, mut lines) = render(&d.title, &d.body, n, self.locale)?;
+                let (title, mut lines) = render(&d.title, &d.body, n, self.locale, &self.zone)?;
                 tracing::warn!(error = %e, "message template failed; default used");
                 lines.push(format!("(template error: {e})"));
                 Ok((title, lines))
@@ -241,7 +274,7 @@ impl Templates {
     /// `title`, `text` (title and lines) and `extra`.
     pub fn render_with(&self, src: &str, n: &Payload, extra: Value) -> Result<String, String> {
         let (title, lines) = self.render(n)?;
-        let mut ctx = context(n, self.locale);
+        let mut ctx = context(n, self.locale, &self.zone);
         ctx["title"] = json!(title);
         ctx["text"] = json!(format!("{title}\n{}", lines.join("\n")));
         if let Value::Object(m) = extra {
@@ -274,7 +307,11 @@ mod tests {
 
     #[test]
     fn one_alert_and_a_group() {
-        let t = Templates::new(Locale::ZhCn, &MessageTemplate::default());
+        let shanghai = MessageTemplate {
+            zone: tocsin_clock::Zone::parse("Asia/Shanghai").unwrap(),
+            ..MessageTemplate::default()
+        };
+        let t = Templates::new(Locale::ZhCn, &shanghai);
         let one = payload(
             json!({ "status": "firing", "alerts": [alert("db-1", "critical", true)],
                           "commonLabels": { "alertname": "DiskFull" },
@@ -288,7 +325,7 @@ mod tests {
                 "摘要：disk full on db-1",
                 "主机：db-1",
                 "当前值：97.5 (阈值 > 95)",
-                "开始时间：2026-11-23T10:00:00.000Z",
+                "开始时间：2026-11-23 18:00:00 (UTC+8)",
                 "确认：http://c/ack?t=x",
             ]
         );
@@ -296,12 +333,31 @@ mod tests {
             "alerts": [alert("db-1", "warning", true), alert("db-2", "emergency", true), alert("db-3", "warning", false)],
             "commonLabels": { "alertname": "DiskFull" },
             "tocsin": { "kind": "digest" } }));
-        let en = Templates::new(Locale::En, &MessageTemplate::default());
+        let en = Templates::new(Locale::En, &shanghai);
         let (title, lines) = en.render(&group).unwrap();
         assert_eq!(title, "[DIGEST] EMERGENCY DiskFull (+2 more)");
         assert_eq!(lines[0], "1. FIRING DiskFull WARNING");
         assert!(lines.contains(&"3. RESOLVED DiskFull WARNING".to_string()));
-        assert!(lines.contains(&"Resolved at: 2026-11-23T10:05:00.000Z".to_string()));
+        assert!(
+            lines.contains(&"Resolved at: 2026-11-23 18:05:00 (UTC+8) (lasted 5 min)".to_string())
+        );
+        // A resolve in zh-CN says how long it lasted; a zh summary is picked for zh-CN.
+        let mut resolved = alert("db-3", "critical", false);
+        resolved["annotations"]["summary_zh"] = json!("db-3 磁盘将满");
+        let n = payload(json!({ "status": "resolved", "alerts": [resolved],
+            "commonLabels": { "alertname": "DiskFull" }, "tocsin": { "kind": "changed" } }));
+        let (title, lines) = t.render(&n).unwrap();
+        assert_eq!(title, "【已恢复】严重 DiskFull");
+        assert_eq!(lines[0], "摘要：db-3 磁盘将满");
+        assert!(
+            lines.contains(&"恢复时间：2026-11-23 18:05:00 (UTC+8)（持续 5 分）".to_string()),
+            "{lines:?}"
+        );
+        let (_, lines) = en.render(&n).unwrap();
+        assert_eq!(
+            lines[0], "Summary: disk full on db-3",
+            "no summary_en: the summary"
+        );
     }
 
     #[test]
@@ -313,6 +369,7 @@ mod tests {
                 body: Some(
                     "{% for a in alerts %}{{ a.host }}={{ a.labels.level }}\n{% endfor %}".into(),
                 ),
+                ..MessageTemplate::default()
             },
         );
         let n = payload(
@@ -336,6 +393,7 @@ mod tests {
             &MessageTemplate {
                 title: None,
                 body: Some("{{ nope(1) }}".into()),
+                ..MessageTemplate::default()
             },
         );
         let (title, lines) = bad.render(&n).unwrap();

@@ -331,6 +331,8 @@ pub struct RawTemplate {
 pub struct MessageTemplate {
     pub title: Option<String>,
     pub body: Option<String>,
+    /// The zone times are shown in (`timezone:`; default the host's).
+    pub zone: tocsin_clock::Zone,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]

@@ -104,6 +104,7 @@ fn receiver(p: &mut Problems, at: &str, r: RawReceiver, data_dir: &Path) -> Opti
         template = MessageTemplate {
             title: t.title,
             body: t.body,
+            ..MessageTemplate::default()
         };
     }
     let rate_limit = match r.rate_limit {

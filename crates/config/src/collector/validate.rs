@@ -67,7 +67,11 @@ impl RawCollectorConfig {
             .filter(|d| !d.is_zero()),
             forward: self.self_metrics.forward.unwrap_or(false),
         };
-        let receivers = super::receivers::validate(&mut p, self.receivers, &data_dir);
+        let timezone = crate::reports::validate_zone(&mut p, self.timezone.as_deref());
+        let mut receivers = super::receivers::validate(&mut p, self.receivers, &data_dir);
+        for r in &mut receivers {
+            r.template.zone = timezone.clone();
+        }
         let admin_token = self
             .admin_token
             .and_then(|t| p.take("admin_token", t.resolve()));
@@ -115,7 +119,6 @@ impl RawCollectorConfig {
         let services = crate::services::validate_services(&mut p, self.services);
         let deadlines = crate::services::validate_deadlines(&mut p, self.deadlines);
         let change_freezes = crate::services::validate_freezes(&mut p, self.change_freezes);
-        let timezone = crate::reports::validate_zone(&mut p, self.timezone.as_deref());
         let can_report: Vec<(String, bool)> = receivers
             .iter()
             .map(|r| {
