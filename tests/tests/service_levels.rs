@@ -681,3 +681,191 @@ fn a_weekly_report_goes_out_on_schedule_to_mail_and_chat_with_the_incidents_numb
     assert!(md.contains("待评估规则"), "{md}");
     assert!(c.log().contains("scheduled report queued"));
 }
+
+/// An incident handed to a team (who are told, through the routing tree, on their own
+/// receiver), then — resolved, and out of the collector's memory after a restart — its root
+/// cause, impact and follow-ups recorded and carried into its report and the statistics.
+#[test]
+fn an_incident_is_assigned_its_owner_told_and_its_cause_and_follow_ups_recorded_after_it_resolved()
+{
+    let _g = serial();
+    let team = tocsin_e2e::Webhook::start();
+    let env = Stack::new(
+        &[
+            "  - name: team".to_string(),
+            format!("    webhook: {{ url: \"{}\" }}", team.url),
+            "route:".into(),
+            "  receivers: [hook]".into(),
+            "  routes:".into(),
+            "    - match: { owner: members-team }".into(),
+            "      receivers: [team]".into(),
+            "incidents: { reopen_within: 1s }".into(),
+            "services:".into(),
+            "  - { name: members, owner: ops }".into(),
+            String::new(),
+        ]
+        .join("\n"),
+    );
+    let mut c = env.collector("127.0.0.1:0", RULES);
+    let t = now_ms();
+    probe(&c, true, t - 3000);
+    probe(&c, false, t - 2000);
+    probe(&c, false, t - 1000);
+    let inc = wait_for("the members incident", Duration::from_secs(20), || {
+        incident_of(&c, "members")
+    });
+    assert_eq!(inc["owner"], "ops", "the service's owner first");
+    let id = inc["id"].as_str().unwrap().to_string();
+    let (ok, _, err) = cli(
+        &c,
+        &[
+            "incidents",
+            "assign",
+            &id,
+            "--by",
+            "alice",
+            "--owner",
+            "members-team",
+        ],
+    );
+    assert!(ok, "{err}");
+    let (_, notice) = team.wait_nth(1, Duration::from_secs(15));
+    assert_eq!(notice["tocsinReport"]["kind"], "notice", "{notice}");
+    assert!(
+        notice["tocsinReport"]["title"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{id} → members-team: ServiceDown")),
+        "{notice}"
+    );
+    assert!(
+        env.hook
+            .all()
+            .iter()
+            .all(|(_, v)| v.get("tocsinReport").is_none()),
+        "the notice goes to the team's receiver only"
+    );
+
+    // Resolved, then the collector restarts: the incident is only in the store now.
+    probe(&c, true, now_ms());
+    wait_for("resolved", Duration::from_secs(20), || {
+        (incident_of(&c, "members")?["state"] == "resolved").then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(c.terminate().success());
+    c = env.collector("127.0.0.1:0", RULES);
+    for args in [
+        vec![
+            "incidents",
+            "cause",
+            &id,
+            "--by",
+            "bob",
+            "--category",
+            "software",
+            "a retry storm after the v2.4.1 deploy",
+        ],
+        vec![
+            "incidents",
+            "impact",
+            &id,
+            "--by",
+            "bob",
+            "members in east-1 could not log in for 3 minutes",
+        ],
+        vec![
+            "incidents",
+            "follow-up",
+            &id,
+            "--by",
+            "bob",
+            "--owner",
+            "carol",
+            "cap client retries",
+        ],
+        vec![
+            "incidents",
+            "follow-up",
+            &id,
+            "--by",
+            "bob",
+            "add a canary stage",
+        ],
+        vec![
+            "incidents",
+            "follow-up-state",
+            &id,
+            "1",
+            "--by",
+            "carol",
+            "--state",
+            "done",
+        ],
+    ] {
+        let (ok, _, err) = cli(&c, &args);
+        assert!(ok, "{args:?}: {err}");
+    }
+    let (ok, _, err) = cli(
+        &c,
+        &[
+            "incidents",
+            "cause",
+            &id,
+            "--by",
+            "bob",
+            "--category",
+            "gremlins",
+            "x",
+        ],
+    );
+    assert!(
+        !ok && err.contains("category \"gremlins\" is not one of change"),
+        "{err}"
+    );
+    let (ok, _, err) = cli(
+        &c,
+        &[
+            "incidents",
+            "follow-up-state",
+            &id,
+            "9",
+            "--by",
+            "bob",
+            "--state",
+            "done",
+        ],
+    );
+    assert!(!ok && err.contains("no follow-up #9"), "{err}");
+
+    let inc = incident_of(&c, "members").unwrap();
+    assert_eq!(inc["owner"], "members-team");
+    assert_eq!(inc["root_cause"]["category"], "software");
+    assert_eq!(inc["follow_ups"][0]["state"], "done");
+    assert_eq!(inc["follow_ups"][1]["state"], "open");
+    let kinds: Vec<&str> = inc["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for k in ["assigned", "root_cause", "impact", "follow_up"] {
+        assert!(kinds.contains(&k), "{k} in {kinds:?}");
+    }
+    let report = reqwest::blocking::get(c.url(&format!("/api/v1/incidents/{id}/report")))
+        .unwrap()
+        .text()
+        .unwrap();
+    for line in [
+        "| Owner | members-team |",
+        "| Root cause | software: a retry storm after the v2.4.1 deploy |",
+        "| Impact | members in east-1 could not log in for 3 minutes |",
+        "- [x] #1 cap client retries (carol)",
+        "- [ ] #2 add a canary stage",
+    ] {
+        assert!(report.contains(line), "{line} in {report}");
+    }
+    assert!(!report.contains("- [ ] Root cause: what broke"), "{report}");
+    let stats = get(&c, "/api/v1/incidents/stats").unwrap();
+    assert_eq!(stats["data"]["by_cause"]["software"], 1, "{stats}");
+    assert_eq!(stats["data"]["follow_ups"]["done"], 1, "{stats}");
+}

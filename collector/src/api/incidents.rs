@@ -302,15 +302,119 @@ pub(crate) async fn feedback(
     Ok(Json(json!({ "status": "success" })))
 }
 
-/// `POST /api/v1/incidents/{id}/ack|resolve|notes`.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// `POST /api/v1/incidents/{id}/ack|resolve|notes|assign|cause|impact|follow-ups[/{n}]`.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IncidentBody {
     pub by: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub comment: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub text: String,
+    /// assign: the person or team; follow-ups: who does it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// cause: one of change, configuration, capacity, hardware, network, dependency,
+    /// software, human, external, unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// follow-ups/{n}: open, done or dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+}
+
+const MAX_FIELD: usize = 2000;
+
+fn required(v: &Option<String>, what: &str) -> Result<String, String> {
+    match v {
+        Some(v) if !v.trim().is_empty() && v.len() <= 200 => Ok(v.clone()),
+        _ => Err(format!("{what} is required (at most 200 bytes)")),
+    }
+}
+
+fn text_of(b: &IncidentBody) -> Result<String, String> {
+    if b.text.trim().is_empty() || b.text.len() > MAX_FIELD {
+        return Err(format!("text is required (at most {MAX_FIELD} bytes)"));
+    }
+    Ok(b.text.clone())
+}
+
+fn edit(b: IncidentBody, e: tocsin_incidents::Edit) -> IncidentOp {
+    IncidentOp::Edit { by: b.by, edit: e }
+}
+
+pub(crate) async fn assign(
+    State(st): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    incident_op(&st, id, &body, |b| {
+        let owner = required(&b.owner, "owner")?;
+        Ok(edit(b, tocsin_incidents::Edit::Assign { owner }))
+    })
+    .await
+}
+
+pub(crate) async fn cause(
+    State(st): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    incident_op(&st, id, &body, |b| {
+        let category = required(&b.category, "category")?;
+        if !tocsin_incidents::CAUSE_CATEGORIES.contains(&category.as_str()) {
+            return Err(format!(
+                "category {category:?} is not one of {}",
+                tocsin_incidents::CAUSE_CATEGORIES.join(", ")
+            ));
+        }
+        let text = text_of(&b)?;
+        Ok(edit(b, tocsin_incidents::Edit::Cause { category, text }))
+    })
+    .await
+}
+
+pub(crate) async fn impact(
+    State(st): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    incident_op(&st, id, &body, |b| {
+        let text = text_of(&b)?;
+        Ok(edit(b, tocsin_incidents::Edit::Impact { text }))
+    })
+    .await
+}
+
+pub(crate) async fn follow_up(
+    State(st): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    incident_op(&st, id, &body, |b| {
+        let text = text_of(&b)?;
+        let owner = b.owner.clone().filter(|o| !o.trim().is_empty());
+        Ok(edit(b, tocsin_incidents::Edit::FollowUp { text, owner }))
+    })
+    .await
+}
+
+pub(crate) async fn follow_up_state(
+    State(st): State<AppState>,
+    axum::extract::Path((id, n)): axum::extract::Path<(String, u32)>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    incident_op(&st, id, &body, |b| {
+        let state = required(&b.state, "state")?;
+        if !tocsin_incidents::FOLLOW_UP_STATES.contains(&state.as_str()) {
+            return Err(format!("state {state:?} is not open, done or dropped"));
+        }
+        Ok(edit(
+            b,
+            tocsin_incidents::Edit::FollowUpState { id: n, state },
+        ))
+    })
+    .await
 }
 
 pub(crate) async fn incident_op(

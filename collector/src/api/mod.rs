@@ -125,6 +125,17 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/incidents/{id}/resolve", post(incidents::resolve))
         .route("/api/v1/incidents/{id}/notes", post(incidents::note))
         .route("/api/v1/incidents/{id}/feedback", post(incidents::feedback))
+        .route("/api/v1/incidents/{id}/assign", post(incidents::assign))
+        .route("/api/v1/incidents/{id}/cause", post(incidents::cause))
+        .route("/api/v1/incidents/{id}/impact", post(incidents::impact))
+        .route(
+            "/api/v1/incidents/{id}/follow-ups",
+            post(incidents::follow_up),
+        )
+        .route(
+            "/api/v1/incidents/{id}/follow-ups/{n}",
+            post(incidents::follow_up_state),
+        )
         .route("/api/v1/changes", get(changes::list).post(changes::add))
         .route("/api/v1/reports/{kind}", get(reports::report))
         .route("/metrics", get(metrics::metrics))

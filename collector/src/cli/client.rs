@@ -123,23 +123,65 @@ pub(super) fn incidents(api: &ApiArgs, action: IncidentCmd) -> ExitCode {
                     c.post(format!("{b}/{id}/ack")).json(&IncidentBody {
                         by,
                         comment,
-                        text: String::new(),
+                        ..IncidentBody::default()
                     })
                 }
                 IncidentCmd::Resolve { id, by } => {
                     c.post(format!("{b}/{id}/resolve")).json(&IncidentBody {
                         by,
-                        comment: String::new(),
-                        text: String::new(),
+                        ..IncidentBody::default()
                     })
                 }
                 IncidentCmd::Note { id, by, text } => {
                     c.post(format!("{b}/{id}/notes")).json(&IncidentBody {
                         by,
-                        comment: String::new(),
                         text,
+                        ..IncidentBody::default()
                     })
                 }
+                IncidentCmd::Assign { id, by, owner } => {
+                    c.post(format!("{b}/{id}/assign")).json(&IncidentBody {
+                        by,
+                        owner: Some(owner),
+                        ..IncidentBody::default()
+                    })
+                }
+                IncidentCmd::Cause {
+                    id,
+                    by,
+                    category,
+                    text,
+                } => c.post(format!("{b}/{id}/cause")).json(&IncidentBody {
+                    by,
+                    category: Some(category),
+                    text,
+                    ..IncidentBody::default()
+                }),
+                IncidentCmd::Impact { id, by, text } => {
+                    c.post(format!("{b}/{id}/impact")).json(&IncidentBody {
+                        by,
+                        text,
+                        ..IncidentBody::default()
+                    })
+                }
+                IncidentCmd::FollowUp {
+                    id,
+                    by,
+                    owner,
+                    text,
+                } => c.post(format!("{b}/{id}/follow-ups")).json(&IncidentBody {
+                    by,
+                    owner,
+                    text,
+                    ..IncidentBody::default()
+                }),
+                IncidentCmd::FollowUpState { id, n, by, state } => c
+                    .post(format!("{b}/{id}/follow-ups/{n}"))
+                    .json(&IncidentBody {
+                        by,
+                        state: Some(state),
+                        ..IncidentBody::default()
+                    }),
                 IncidentCmd::Feedback {
                     id,
                     by,

@@ -215,6 +215,50 @@ enum IncidentCmd {
         by: String,
         text: String,
     },
+    /// Hand an incident to a person or team (they are told through the routing tree: an
+    /// `IncidentAssigned` alert with their `owner` label).
+    Assign {
+        id: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        owner: String,
+    },
+    /// Record the root cause: change, configuration, capacity, hardware, network,
+    /// dependency, software, human, external or unknown, and what happened.
+    Cause {
+        id: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        category: String,
+        text: String,
+    },
+    /// Record who and what was affected (users, regions, services).
+    Impact {
+        id: String,
+        #[arg(long)]
+        by: String,
+        text: String,
+    },
+    /// Add a follow-up action.
+    FollowUp {
+        id: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        owner: Option<String>,
+        text: String,
+    },
+    /// Mark follow-up N open, done or dropped.
+    FollowUpState {
+        id: String,
+        n: u32,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        state: String,
+    },
     /// Say what an alert of the incident was worth: useful, noise, wrong_level, duplicate.
     Feedback {
         id: String,

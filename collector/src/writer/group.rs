@@ -227,13 +227,24 @@ impl Core {
                                 }
                             }
                         }
+                        IncidentOp::Edit { by, edit } => {
+                            match edit_stored(tx, &id, by, edit, now) {
+                                Ok(r) => r,
+                                Err(e) => {
+                                    g.others.push(Reply::Done(reply, Ok(())));
+                                    return Err(e);
+                                }
+                            }
+                        }
                         _ => Err(tocsin_incidents::Refused::NotFound),
                     },
                     r => r,
                 };
                 let r = r.map_err(|e| match e {
                     tocsin_incidents::Refused::NotFound => OpFailure::NotFound(e.to_string()),
-                    tocsin_incidents::Refused::Resolved => OpFailure::Refused(e.to_string()),
+                    tocsin_incidents::Refused::Resolved | tocsin_incidents::Refused::Invalid(_) => {
+                        OpFailure::Refused(e.to_string())
+                    }
                 });
                 g.others.push(Reply::Done(reply, r));
             }
@@ -319,7 +330,7 @@ impl Writer {
         self.after_commit(
             &g.transitions,
             asked,
-            g.effects.outgoing.len() + g.queued_reports,
+            g.effects.outgoing.len() + g.effects.notices.len() + g.queued_reports,
         );
         if let Some(a) = self.storage_alert.committed(now) {
             info!("storage writes work again");
@@ -401,5 +412,38 @@ fn apply(fx: &Effects, tx: &mut Txn<'_>) -> Result<(), StoreError> {
     for (key, json) in &fx.remedy_rows {
         tx.put_remedy(key, json.as_deref())?;
     }
+    for (receiver, body, at) in &fx.notices {
+        tx.enqueue(receiver, body, *at)?;
+    }
     Ok(())
+}
+
+/// An edit of an incident no longer in memory: its stored record changes, and its stored
+/// timeline gets the entry.
+fn edit_stored(
+    tx: &mut Txn<'_>,
+    id: &str,
+    by: &str,
+    edit: &tocsin_incidents::Edit,
+    now: TimestampMs,
+) -> Result<Result<(), tocsin_incidents::Refused>, StoreError> {
+    let Some(json) = tx.incident(id)? else {
+        return Ok(Err(tocsin_incidents::Refused::NotFound));
+    };
+    let mut inc: tocsin_incidents::Incident = match serde_json::from_str(&json) {
+        Ok(i) => i,
+        Err(e) => {
+            error!(id, error = %e, "stored incident unreadable; not edited");
+            return Ok(Err(tocsin_incidents::Refused::NotFound));
+        }
+    };
+    match edit.apply(&mut inc, by, now) {
+        Ok((kind, text)) => {
+            let json = serde_json::to_string(&inc).expect("incident serializes");
+            tx.put_incident(id, &json)?;
+            tx.add_incident_event(id, now, kind, &text)?;
+            Ok(Ok(()))
+        }
+        Err(m) => Ok(Err(tocsin_incidents::Refused::Invalid(m))),
+    }
 }

@@ -60,6 +60,8 @@ impl Alerts for Engine {
 pub struct Settings {
     /// Which receivers get which notification.
     pub route: Route,
+    /// Receivers that carry notices to people (not SMS, not Alertmanager).
+    pub text_receivers: std::collections::BTreeSet<String>,
     pub inhibit_rules: Vec<InhibitRule>,
     pub escalation_policies: Vec<Policy>,
     /// Receivers whose firing alerts are sent again at least every so many ms (receivers that
@@ -86,6 +88,12 @@ impl Settings {
         use tocsin_config::collector::ReceiverKind;
         Settings {
             route: cfg.route.clone(),
+            text_receivers: cfg
+                .receivers
+                .iter()
+                .filter(|r| r.kind.carries_text())
+                .map(|r| r.name.clone())
+                .collect(),
             inhibit_rules: cfg.inhibit_rules.clone(),
             escalation_policies: cfg.escalation_policies.clone(),
             resend: cfg
@@ -191,14 +199,30 @@ pub struct Effects {
     pub resolved: Vec<Resolved>,
     /// Deadlines passed (`ack`, `resolve`, `rto`) and the incident's severity, for counting.
     pub breaches: Vec<(&'static str, Level)>,
+    /// Messages to people that are not alerts (an incident assigned to them): receiver, the
+    /// outbox body, when.
+    pub notices: Vec<(String, String, TimestampMs)>,
 }
 
 /// A change to an incident asked for by a person.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IncidentOp {
-    Ack { by: String, comment: String },
-    Resolve { by: String },
-    Note { by: String, text: String },
+    Ack {
+        by: String,
+        comment: String,
+    },
+    Resolve {
+        by: String,
+    },
+    Note {
+        by: String,
+        text: String,
+    },
+    /// Owner, root cause, impact, follow-ups: also on a resolved incident.
+    Edit {
+        by: String,
+        edit: tocsin_incidents::Edit,
+    },
 }
 
 /// Who gets a notification, and who does not; what incidents and remediation make of alerts.
@@ -517,6 +541,54 @@ impl Pipeline {
             IncidentOp::Ack { by, comment } => inc.ack(id, by, comment, now),
             IncidentOp::Resolve { by } => inc.resolve(id, by, now),
             IncidentOp::Note { by, text } => inc.note(id, by, text, now),
+            IncidentOp::Edit { by, edit } => {
+                inc.edit(id, by, edit, now).map_err(|e| match e {
+                    tocsin_incidents::EditRefused::NotFound => Refused::NotFound,
+                    tocsin_incidents::EditRefused::Invalid(m) => Refused::Invalid(m),
+                })?;
+                if let tocsin_incidents::Edit::Assign { owner } = edit {
+                    self.notify_assignment(id, owner, by, now);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Tells the new owner of an incident: a notice to the receivers the routing tree gives
+    /// an alert `IncidentAssigned` with the incident's `owner`, `service`, `host` and
+    /// `severity` (route on `owner` to reach a team), those that carry text only.
+    fn notify_assignment(&mut self, id: &str, owner: &str, by: &str, now: TimestampMs) {
+        let Some(i) = self.incidents.live().find(|i| i.id == id) else {
+            return;
+        };
+        let mut pairs = vec![
+            ("alertname", "IncidentAssigned".to_string()),
+            ("owner", owner.to_string()),
+            ("severity", i.severity.as_str().to_string()),
+            ("incident", i.id.clone()),
+        ];
+        if let Some(s) = i.services.iter().next() {
+            pairs.push(("service", s.clone()));
+        }
+        if let Some(h) = i.hosts.iter().next() {
+            pairs.push(("host", h.clone()));
+        }
+        let labels = Labels::from_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())));
+        let title = format!("{} → {owner}: {}", i.id, i.title);
+        let lines = vec![
+            format!("{} assigned by {by}", i.id),
+            format!("{}: {}", i.severity, i.title),
+            format!(
+                "{}/incidents/{}",
+                self.s.external_url.trim_end_matches('/'),
+                i.id
+            ),
+        ];
+        let body = tocsin_reports::Report::notice(title, lines).to_outbox();
+        for r in routing::receivers_for(&self.s.route, &labels, i.severity) {
+            if self.s.text_receivers.contains(&r) {
+                self.fx.notices.push((r, body.clone(), now));
+            }
         }
     }
 

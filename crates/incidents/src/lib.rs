@@ -123,6 +123,142 @@ pub struct Incident {
     /// The deadlines it missed: `ack`, `resolve`, `rto:SERVICE` (each recorded once).
     #[serde(default)]
     pub breaches: BTreeSet<String>,
+    /// What caused it, once someone has said.
+    #[serde(default)]
+    pub root_cause: Option<RootCause>,
+    /// Who and what was affected (users, regions, services), in people's words.
+    #[serde(default)]
+    pub impact: Option<String>,
+    /// What is to be done so that it does not happen again.
+    #[serde(default)]
+    pub follow_ups: Vec<FollowUp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RootCause {
+    /// One of [`CAUSE_CATEGORIES`].
+    pub category: String,
+    pub text: String,
+}
+
+/// Root-cause categories, for the statistics and the reports.
+pub const CAUSE_CATEGORIES: [&str; 10] = [
+    "change",
+    "configuration",
+    "capacity",
+    "hardware",
+    "network",
+    "dependency",
+    "software",
+    "human",
+    "external",
+    "unknown",
+];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FollowUp {
+    pub id: u32,
+    pub text: String,
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// open, done or dropped.
+    pub state: String,
+    pub created_at: TimestampMs,
+    pub updated_at: TimestampMs,
+}
+
+pub const FOLLOW_UP_STATES: [&str; 3] = ["open", "done", "dropped"];
+
+/// A change people make to an incident's record, resolved or not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Edit {
+    /// Hand it to a person or team.
+    Assign {
+        owner: String,
+    },
+    Cause {
+        category: String,
+        text: String,
+    },
+    Impact {
+        text: String,
+    },
+    FollowUp {
+        text: String,
+        owner: Option<String>,
+    },
+    FollowUpState {
+        id: u32,
+        state: String,
+    },
+}
+
+impl Edit {
+    /// Applies the edit; returns the timeline entry (kind, text) it makes, or why not.
+    pub fn apply(
+        &self,
+        inc: &mut Incident,
+        by: &str,
+        now: TimestampMs,
+    ) -> Result<(&'static str, String), String> {
+        Ok(match self {
+            Edit::Assign { owner } => {
+                let before = inc.owner.replace(owner.clone());
+                let text = match before {
+                    Some(b) if &b != owner => format!("reassigned from {b} to {owner} by {by}"),
+                    _ => format!("assigned to {owner} by {by}"),
+                };
+                ("assigned", text)
+            }
+            Edit::Cause { category, text } => {
+                if !CAUSE_CATEGORIES.contains(&category.as_str()) {
+                    return Err(format!(
+                        "category {category:?} is not one of {}",
+                        CAUSE_CATEGORIES.join(", ")
+                    ));
+                }
+                inc.root_cause = Some(RootCause {
+                    category: category.clone(),
+                    text: text.clone(),
+                });
+                ("root_cause", format!("{by}: root cause {category}: {text}"))
+            }
+            Edit::Impact { text } => {
+                inc.impact = Some(text.clone());
+                ("impact", format!("{by}: impact: {text}"))
+            }
+            Edit::FollowUp { text, owner } => {
+                let id = inc.follow_ups.iter().map(|f| f.id).max().unwrap_or(0) + 1;
+                inc.follow_ups.push(FollowUp {
+                    id,
+                    text: text.clone(),
+                    owner: owner.clone(),
+                    state: "open".into(),
+                    created_at: now,
+                    updated_at: now,
+                });
+                let who = owner
+                    .as_deref()
+                    .map(|o| format!(" (owner {o})"))
+                    .unwrap_or_default();
+                ("follow_up", format!("{by}: follow-up #{id}{who}: {text}"))
+            }
+            Edit::FollowUpState { id, state } => {
+                if !FOLLOW_UP_STATES.contains(&state.as_str()) {
+                    return Err(format!("state {state:?} is not open, done or dropped"));
+                }
+                let f = inc
+                    .follow_ups
+                    .iter_mut()
+                    .find(|f| f.id == *id)
+                    .ok_or_else(|| format!("no follow-up #{id}"))?;
+                f.state = state.clone();
+                f.updated_at = now;
+                ("follow_up", format!("{by}: follow-up #{id} {state}"))
+            }
+        })
+    }
 }
 
 impl Incident {
@@ -148,11 +284,21 @@ pub struct TimelineEvent {
     pub text: String,
 }
 
+/// Why an edit was not made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EditRefused {
+    /// Not in memory: the caller edits the stored record.
+    NotFound,
+    Invalid(String),
+}
+
 /// Why a request about an incident was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refused {
     NotFound,
     Resolved,
+    /// The change does not apply (an unknown follow-up, a category not in the list).
+    Invalid(String),
 }
 
 impl std::fmt::Display for Refused {
@@ -160,6 +306,7 @@ impl std::fmt::Display for Refused {
         f.write_str(match self {
             Refused::NotFound => "no such incident in memory (open or recently resolved)",
             Refused::Resolved => "the incident is resolved already",
+            Refused::Invalid(m) => m,
         })
     }
 }
@@ -369,6 +516,9 @@ impl Incidents {
                                 outage_declared: false,
                                 owner: None,
                                 breaches: BTreeSet::new(),
+                                root_cause: None,
+                                impact: None,
+                                follow_ups: Vec::new(),
                             },
                         );
                         self.push(&id, now, "opened", format!("incident opened by {}", a.rule));
@@ -605,6 +755,20 @@ impl Incidents {
                 self.push(&id, now, kind, text);
             }
         }
+    }
+
+    /// An edit of a live incident (open, or resolved within the reopen window).
+    pub fn edit(
+        &mut self,
+        id: &str,
+        by: &str,
+        edit: &Edit,
+        now: TimestampMs,
+    ) -> Result<(), EditRefused> {
+        let inc = self.live.get_mut(id).ok_or(EditRefused::NotFound)?;
+        let (kind, text) = edit.apply(inc, by, now).map_err(EditRefused::Invalid)?;
+        self.push(id, now, kind, text);
+        Ok(())
     }
 
     pub fn live(&self) -> impl Iterator<Item = &Incident> {

@@ -77,6 +77,14 @@ pub fn report(
         ("Reopened", i.reopened.to_string()),
         ("Owner", i.owner.clone().unwrap_or_else(|| "—".into())),
         (
+            "Root cause",
+            i.root_cause
+                .as_ref()
+                .map(|c| format!("{}: {}", c.category, c.text))
+                .unwrap_or_else(|| "not recorded yet".into()),
+        ),
+        ("Impact", i.impact.clone().unwrap_or_else(|| "—".into())),
+        (
             "Deadlines missed",
             if i.breaches.is_empty() {
                 "none".into()
@@ -197,7 +205,26 @@ pub fn report(
         );
     }
     let _ = writeln!(o, "\n## Follow-ups\n");
-    let _ = writeln!(o, "- [ ] Root cause: what broke, and why.");
+    for f in &i.follow_ups {
+        let mark = match f.state.as_str() {
+            "done" => "x",
+            _ => " ",
+        };
+        let owner = f
+            .owner
+            .as_deref()
+            .map(|o| format!(" ({o})"))
+            .unwrap_or_default();
+        let dropped = if f.state == "dropped" {
+            " — dropped"
+        } else {
+            ""
+        };
+        let _ = writeln!(o, "- [{mark}] #{} {}{owner}{dropped}", f.id, f.text);
+    }
+    if i.root_cause.is_none() {
+        let _ = writeln!(o, "- [ ] Root cause: what broke, and why.");
+    }
     if i.acked_at.is_none() && i.resolved_by.as_deref() != Some("remediation") {
         let _ = writeln!(o, "- [ ] Nobody acknowledged: check routing and on-call.");
     }

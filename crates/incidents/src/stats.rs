@@ -36,6 +36,12 @@ pub struct Stats {
     /// Per service: incidents open past its recovery time objective.
     #[serde(default)]
     pub rto_breaches: BTreeMap<String, usize>,
+    /// Incidents by recorded root-cause category (`unrecorded` where nobody said).
+    #[serde(default)]
+    pub by_cause: BTreeMap<String, usize>,
+    /// Follow-up actions of the window's incidents, by state.
+    #[serde(default)]
+    pub follow_ups: BTreeMap<String, usize>,
 }
 
 /// Deadline compliance of one severity's incidents. An incident that resolved by itself
@@ -175,6 +181,18 @@ pub fn stats(
             }
         }
     }
+    let mut by_cause: BTreeMap<String, usize> = BTreeMap::new();
+    let mut follow_ups: BTreeMap<String, usize> = BTreeMap::new();
+    for i in &opened {
+        let c = i
+            .root_cause
+            .as_ref()
+            .map_or("unrecorded", |c| c.category.as_str());
+        *by_cause.entry(c.to_string()).or_default() += 1;
+        for f in &i.follow_ups {
+            *follow_ups.entry(f.state.clone()).or_default() += 1;
+        }
+    }
     let rate =
         |met: usize, missed: usize| (met + missed > 0).then(|| met as f64 / (met + missed) as f64);
     for d in deadlines.values_mut() {
@@ -200,6 +218,8 @@ pub fn stats(
         auto_remediated_share: (!resolved.is_empty()).then(|| auto as f64 / resolved.len() as f64),
         deadlines,
         rto_breaches,
+        by_cause,
+        follow_ups,
     }
 }
 

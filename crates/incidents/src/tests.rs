@@ -427,3 +427,72 @@ fn a_change_concerns_an_incident_on_its_services_or_hosts_shortly_before() {
     assert!(!change("web", &[], T0 - 5 * h).concerns(&i, 4 * h, T0));
     assert!(change("web", &[], T0 + 60 * S).concerns(&i, 4 * h, T0 + h));
 }
+
+#[test]
+fn edits_assign_record_a_cause_and_track_follow_ups() {
+    let mut inc = Incidents::new(Settings::default());
+    let id = inc
+        .on_alert(&alert("WebDown", "web-1", Level::Critical, true), T0)
+        .unwrap();
+    inc.take_changes();
+    let by = "alice";
+    for e in [
+        Edit::Assign {
+            owner: "web-team".into(),
+        },
+        Edit::Assign {
+            owner: "db-team".into(),
+        },
+        Edit::Cause {
+            category: "dependency".into(),
+            text: "db failover".into(),
+        },
+        Edit::FollowUp {
+            text: "test failovers".into(),
+            owner: Some("bob".into()),
+        },
+        Edit::FollowUpState {
+            id: 1,
+            state: "done".into(),
+        },
+    ] {
+        inc.edit(&id, by, &e, T0 + S).unwrap();
+    }
+    assert_eq!(
+        inc.edit(&id, by, &Edit::Cause { category: "gremlins".into(), text: String::new() }, T0),
+        Err(EditRefused::Invalid(
+            "category \"gremlins\" is not one of change, configuration, capacity, hardware, network, dependency, software, human, external, unknown".into()
+        ))
+    );
+    assert_eq!(
+        inc.edit(
+            &id,
+            by,
+            &Edit::FollowUpState {
+                id: 7,
+                state: "done".into()
+            },
+            T0
+        ),
+        Err(EditRefused::Invalid("no follow-up #7".into()))
+    );
+    assert_eq!(
+        inc.edit("INC-none", by, &Edit::Impact { text: "x".into() }, T0),
+        Err(EditRefused::NotFound)
+    );
+    let i = inc.live().next().unwrap();
+    assert_eq!(i.owner.as_deref(), Some("db-team"));
+    assert_eq!(i.root_cause.as_ref().unwrap().category, "dependency");
+    assert_eq!(i.follow_ups[0].state, "done");
+    let texts: Vec<String> = inc.take_changes().1.into_iter().map(|e| e.text).collect();
+    assert_eq!(
+        texts,
+        [
+            "assigned to web-team by alice",
+            "reassigned from web-team to db-team by alice",
+            "alice: root cause dependency: db failover",
+            "alice: follow-up #1 (owner bob): test failovers",
+            "alice: follow-up #1 done",
+        ]
+    );
+}

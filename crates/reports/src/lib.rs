@@ -50,6 +50,13 @@ impl Report {
         serde_json::from_value(v.get("tocsinReport")?.clone()).ok()
     }
 
+    /// A short message to people (an incident assigned to them), sent as reports are.
+    pub fn notice(title: String, lines: Vec<String>) -> Report {
+        let mut d = Doc::default();
+        d.list(lines.clone());
+        Report::new("notice", title, lines, &d)
+    }
+
     fn new(kind: &str, title: String, summary: Vec<String>, doc: &Doc) -> Report {
         Report {
             kind: kind.into(),
@@ -301,6 +308,19 @@ pub fn period_report(inp: &PeriodInput<'_>) -> Report {
                 } else {
                     i.breaches.iter().cloned().collect::<Vec<_>>().join(", ")
                 },
+                i.root_cause
+                    .as_ref()
+                    .map(|c| format!("{}: {}", c.category, c.text))
+                    .unwrap_or_else(dash),
+                if i.follow_ups.is_empty() {
+                    dash()
+                } else {
+                    format!(
+                        "{}/{}",
+                        i.follow_ups.iter().filter(|f| f.state == "done").count(),
+                        i.follow_ups.len()
+                    )
+                },
             ]
         })
         .collect();
@@ -317,6 +337,8 @@ pub fn period_report(inp: &PeriodInput<'_>) -> Report {
                 l.pick("恢复用时", "To resolve"),
                 l.pick("负责人", "Owner"),
                 l.pick("超时", "Deadlines missed"),
+                l.pick("根因", "Root cause"),
+                l.pick("改进项（完成/总数）", "Follow-ups (done/all)"),
             ],
             rows,
         );

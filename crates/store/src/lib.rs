@@ -890,6 +890,17 @@ impl Txn<'_> {
             .is_some())
     }
 
+    /// A stored incident's JSON.
+    pub fn incident(&self, id: &str) -> Result<Option<String>> {
+        Ok(self
+            .store
+            .conn
+            .query_row("SELECT data FROM incidents WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
     /// Appends one row to an incident's timeline.
     pub fn add_incident_event(
         &mut self,

@@ -536,6 +536,20 @@ pub struct CollectorConfig {
     pub reports: crate::reports::ReportsConfig,
 }
 
+impl ReceiverKind {
+    /// Whether it can carry a report or a notice to people (not an SMS gateway or an
+    /// Alertmanager, which take alerts only).
+    pub fn carries_text(&self) -> bool {
+        !matches!(
+            self,
+            ReceiverKind::AliyunSms(_)
+                | ReceiverKind::TencentSms(_)
+                | ReceiverKind::SmsGateway(_)
+                | ReceiverKind::Alertmanager { .. }
+        )
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
     pub token: Option<Secret>,

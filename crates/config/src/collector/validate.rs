@@ -121,16 +121,7 @@ impl RawCollectorConfig {
         let change_freezes = crate::services::validate_freezes(&mut p, self.change_freezes);
         let can_report: Vec<(String, bool)> = receivers
             .iter()
-            .map(|r| {
-                let ok = !matches!(
-                    r.kind,
-                    ReceiverKind::AliyunSms(_)
-                        | ReceiverKind::TencentSms(_)
-                        | ReceiverKind::SmsGateway(_)
-                        | ReceiverKind::Alertmanager { .. }
-                );
-                (r.name.clone(), ok)
-            })
+            .map(|r| (r.name.clone(), r.kind.carries_text()))
             .collect();
         let service_names: Vec<String> = services.iter().map(|s| s.name.clone()).collect();
         let reports =
