@@ -2,6 +2,11 @@
 //! toward that service. Each tick derives `tocsin_service_probe_success_ratio{service}` (share
 //! of the service's probes succeeding) and `tocsin_service_probes{service}`, so one rule tells a
 //! partial outage (some probes down) from a complete one (all down).
+//!
+//! Recovery points: for the services given an `rpo`, the age of their newest backup — the
+//! largest over their `file` probes (`probe_file_newest_age_seconds`, aged on since the
+//! sample) — as `tocsin_service_backup_age_seconds{service}` beside
+//! `tocsin_service_rpo_seconds{service}`; `RecoveryPointAtRisk` (rules/slo.yaml) compares them.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -9,16 +14,44 @@ use tocsin_model::{Labels, Sample, SeriesSamples, TimestampMs, METRIC_NAME};
 
 pub const RATIO_METRIC: &str = "tocsin_service_probe_success_ratio";
 pub const COUNT_METRIC: &str = "tocsin_service_probes";
+pub const BACKUP_AGE_METRIC: &str = "tocsin_service_backup_age_seconds";
+pub const RPO_METRIC: &str = "tocsin_service_rpo_seconds";
+const BACKUP_AGE_SOURCE: &str = "probe_file_newest_age_seconds";
 
 #[derive(Debug, Default)]
 pub struct Services {
     /// service → probe series fingerprint → (collector time seen, success).
     latest: BTreeMap<String, HashMap<u64, (TimestampMs, bool)>>,
+    /// Recovery point objective per service, seconds.
+    rpo: BTreeMap<String, f64>,
+    /// service → backup probe fingerprint → (collector time seen, age at the sample, sample time).
+    backups: BTreeMap<String, HashMap<u64, (TimestampMs, f64, TimestampMs)>>,
 }
 
 impl Services {
+    /// With the recovery point objectives (seconds) of the services that have one.
+    pub fn new(rpo: BTreeMap<String, f64>) -> Services {
+        Services {
+            rpo,
+            ..Services::default()
+        }
+    }
+
     pub fn observe(&mut self, batch: &[SeriesSamples], now: TimestampMs) {
         for s in batch {
+            if s.labels.metric_name() == Some(BACKUP_AGE_SOURCE) {
+                let (Some(service), Some(last)) = (s.labels.get("service"), s.samples.last())
+                else {
+                    continue;
+                };
+                if self.rpo.contains_key(service) && last.value.is_finite() {
+                    self.backups
+                        .entry(service.to_string())
+                        .or_default()
+                        .insert(s.labels.fingerprint(), (now, last.value, last.timestamp_ms));
+                }
+                continue;
+            }
             if s.labels.metric_name() != Some("probe_success") {
                 continue;
             }
@@ -47,6 +80,26 @@ impl Services {
             };
             out.push(series(RATIO_METRIC, ok as f64 / probes.len() as f64));
             out.push(series(COUNT_METRIC, probes.len() as f64));
+            true
+        });
+        let rpo = &self.rpo;
+        self.backups.retain(|service, probes| {
+            probes.retain(|_, (t, _, _)| now - *t <= stale_ms);
+            let Some(age) = probes
+                .values()
+                .map(|(_, age, at)| age + (now - at).max(0) as f64 / 1000.0)
+                .reduce(f64::max)
+            else {
+                return false;
+            };
+            let series = |name: &str, v: f64| SeriesSamples {
+                labels: Labels::from_pairs([(METRIC_NAME, name), ("service", service.as_str())]),
+                samples: vec![Sample::new(now, v)],
+            };
+            out.push(series(BACKUP_AGE_METRIC, age));
+            if let Some(r) = rpo.get(service) {
+                out.push(series(RPO_METRIC, *r));
+            }
             true
         });
         out
@@ -82,5 +135,48 @@ mod tests {
         let v = s.judge(12_000, 10_000);
         assert_eq!(v[0].samples[0].value, 1.0);
         assert!(s.judge(100_000, 10_000).is_empty());
+    }
+
+    #[test]
+    fn the_oldest_newest_backup_of_a_service_against_its_rpo() {
+        let mut s = Services::new(BTreeMap::from([("shop".to_string(), 900.0)]));
+        let backup = |probe: &str, service: &str, age: f64, t: i64| SeriesSamples {
+            labels: Labels::from_pairs([
+                (METRIC_NAME, BACKUP_AGE_SOURCE),
+                ("probe", probe),
+                ("service", service),
+            ]),
+            samples: vec![Sample::new(t, age)],
+        };
+        s.observe(
+            &[
+                backup("wal", "shop", 60.0, 10_000),
+                backup("dump", "shop", 600.0, 10_000),
+                backup("other", "blog", 99_999.0, 10_000),
+            ],
+            10_000,
+        );
+        let v = s.judge(40_000, 60_000);
+        let get = |name: &str| {
+            v.iter()
+                .find(|x| x.labels.metric_name() == Some(name))
+                .map(|x| {
+                    (
+                        x.labels.get("service").unwrap().to_string(),
+                        x.samples[0].value,
+                    )
+                })
+        };
+        // The dump, 600 s old at its sample, 30 s later.
+        assert_eq!(get(BACKUP_AGE_METRIC), Some(("shop".into(), 630.0)));
+        assert_eq!(get(RPO_METRIC), Some(("shop".into(), 900.0)));
+        assert!(
+            v.iter().all(|x| x.labels.get("service") == Some("shop")),
+            "no rpo: not derived"
+        );
+        assert!(
+            s.judge(200_000, 60_000).is_empty(),
+            "stale probes no longer count"
+        );
     }
 }

@@ -869,3 +869,62 @@ fn an_incident_is_assigned_its_owner_told_and_its_cause_and_follow_ups_recorded_
     assert_eq!(stats["data"]["by_cause"]["software"], 1, "{stats}");
     assert_eq!(stats["data"]["follow_ups"]["done"], 1, "{stats}");
 }
+
+/// A service's recovery point objective against its real backup files: a backup older than
+/// the RPO fires `RecoveryPointAtRisk`, a fresh one resolves it.
+#[test]
+fn a_backup_older_than_the_services_rpo_puts_its_recovery_point_at_risk() {
+    let _g = serial();
+    let env = Stack::new("services:\n  - { name: members, rpo: 60s }\n");
+    let c = env.collector("127.0.0.1:0", RULES);
+    let backups = env.p("backups");
+    std::fs::create_dir(&backups).unwrap();
+    let dump = format!("{backups}/members.dump");
+    std::fs::write(&dump, b"dump").unwrap();
+    let touch = |ago: &str| {
+        assert!(std::process::Command::new("touch")
+            .args(["-d", ago, &dump])
+            .status()
+            .unwrap()
+            .success());
+    };
+    touch("3 minutes ago");
+    let cfg = env.p("agent.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "host: db-1\ninterval: 1s\nprobes:\n  - {{ name: members-dump, kind: file, target: \"{backups}/*.dump\", interval: 1s, file: {{}}, labels: {{ service: members }} }}\n"
+        ),
+    )
+    .unwrap();
+    let _agent = env.agent(
+        &c,
+        &["--config", &cfg, "--state-dir", &env.p("agent-state")],
+    );
+    let alert = wait_for(
+        "RecoveryPointAtRisk firing",
+        Duration::from_secs(30),
+        || {
+            c.alerts()
+                .into_iter()
+                .find(|a| a["labels"]["alertname"] == "RecoveryPointAtRisk")
+        },
+    );
+    assert_eq!(alert["labels"]["service"], "members");
+    let ratio = alert["value"].as_f64().unwrap();
+    assert!(
+        (2.9..4.0).contains(&ratio),
+        "three minutes against one: {alert}"
+    );
+    touch("now");
+    wait_for(
+        "RecoveryPointAtRisk resolved",
+        Duration::from_secs(30),
+        || {
+            c.alerts()
+                .iter()
+                .all(|a| a["labels"]["alertname"] != "RecoveryPointAtRisk")
+                .then_some(())
+        },
+    );
+}

@@ -130,7 +130,13 @@ impl Writer {
                 engine: Engine::new(rules, settings.engine),
                 pipeline: Pipeline::new(settings.alerting),
                 liveness,
-                services: Services::default(),
+                services: Services::new(
+                    settings
+                        .services
+                        .iter()
+                        .filter_map(|s| Some((s.name.clone(), s.rpo?.as_secs_f64())))
+                        .collect(),
+                ),
                 slos,
                 tel: tel.clone(),
                 engine_opts: settings.engine,
