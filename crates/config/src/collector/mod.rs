@@ -745,6 +745,10 @@ mod tests {
         assert_eq!(shown.ack.link_ttl, d.ack.link_ttl);
         assert_eq!(shown.incidents.group_by, d.incidents.group_by);
         assert_eq!(shown.incidents.reopen_within, d.incidents.reopen_within);
+        assert_eq!(shown.incidents.changes_before, d.incidents.changes_before);
+        assert_eq!(shown.deadlines, d.deadlines);
+        assert_eq!(shown.timezone, d.timezone);
+        assert_eq!(shown.reports.locale, d.reports.locale);
         let (a, b) = (&shown.query, &d.query);
         assert_eq!(
             (
