@@ -316,3 +316,66 @@ async fn run_one(st: &AppState, s: &ReportSchedule, now: TimestampMs) -> Result<
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::testing::TestApi;
+
+    fn ms(local: &str) -> TimestampMs {
+        let dt: jiff::civil::DateTime = local.parse().unwrap();
+        jiff::tz::TimeZone::get("Asia/Shanghai")
+            .unwrap()
+            .to_zoned(dt)
+            .unwrap()
+            .timestamp()
+            .as_millisecond()
+    }
+
+    fn queued(api: &TestApi) -> Vec<Report> {
+        let outbox = api.state.outbox.lock().unwrap();
+        outbox
+            .pending("mail", 100)
+            .unwrap()
+            .iter()
+            .map(|i| Report::from_outbox(&i.payload).expect("a report"))
+            .collect()
+    }
+
+    /// The scheduler on an injected clock, against the real writer and store: nothing on a
+    /// first start, the weekly report once at Monday 09:00 in Shanghai, not again ten
+    /// minutes later, and the next week's once when the collector comes back on Tuesday
+    /// having been down over Monday.
+    #[tokio::test]
+    async fn a_weekly_report_is_queued_once_per_due_time_on_an_injected_clock() {
+        let api = TestApi::new(
+            "timezone: Asia/Shanghai\nreceivers:\n  - { name: mail, log: { path: r.log } }\n\
+             reports:\n  weekly: { day: mon, at: \"09:00\", receivers: [mail] }\n",
+            "",
+        );
+        let s = api.state.reporting.schedules[0].clone();
+        let run = |now: &str| {
+            let (st, s) = (api.state.clone(), s.clone());
+            let now = ms(now);
+            async move { run_one(&st, &s, now).await.unwrap() }
+        };
+        run("2026-12-05T12:00").await; // a Saturday: the first start
+        run("2026-12-07T08:59").await;
+        assert!(queued(&api).is_empty(), "nothing before the first due time");
+        run("2026-12-07T09:00:05").await;
+        let r = queued(&api);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].title, "服务周报 2026-11-30 – 2026-12-07");
+        assert!(r[0]
+            .markdown
+            .contains("统计时段 2026-11-30 09:00 – 2026-12-07 09:00 (UTC+8)"));
+        run("2026-12-07T09:10").await;
+        assert_eq!(queued(&api).len(), 1, "once per due time");
+        run("2026-12-15T10:00").await; // down from Sunday to Tuesday
+        let r = queued(&api);
+        assert_eq!(r.len(), 2, "the report missed on Monday, once");
+        assert_eq!(r[1].title, "服务周报 2026-12-07 – 2026-12-14");
+        run("2026-12-15T10:01").await;
+        assert_eq!(queued(&api).len(), 2);
+    }
+}
