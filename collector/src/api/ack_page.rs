@@ -126,13 +126,103 @@ pub(crate) async fn submit(State(st): State<AppState>, body: Bytes) -> Response 
     } else {
         form.by
     };
-    match acknowledge(&st, id, Some(level), by, form.comment).await {
+    match acknowledge(&st, id, Some(level), by.clone(), form.comment).await {
         Ok(a) => html(
             StatusCode::OK,
             "Acknowledged / 已确认",
-            &escape(&format!("{} at {}", a.by, format_rfc3339(a.at))),
+            &format!(
+                "<p>{}</p>{}",
+                escape(&format!("{} at {}", a.by, format_rfc3339(a.at))),
+                feedback_form(&form.t, &by)
+            ),
         ),
         Err(e) => html(e.status(), "Acknowledgement refused", &escape(e.message())),
+    }
+}
+
+/// After an acknowledgement: was the alert worth it?
+fn feedback_form(token: &str, by: &str) -> String {
+    let choice = |v: &str, label: &str| {
+        format!("<p><label><input type=\"radio\" name=\"verdict\" value=\"{v}\" required> {label}</label></p>")
+    };
+    format!(
+        "<h3>Was this alert useful? / 这条告警有用吗？</h3><form method=\"post\" action=\"ack/feedback\"><input type=\"hidden\" name=\"t\" value=\"{}\"><input type=\"hidden\" name=\"by\" value=\"{}\">{}{}{}{}<p><input name=\"comment\" placeholder=\"comment / 备注\"></p><p><button type=\"submit\">Send / 提交</button></p></form>",
+        escape(token),
+        escape(by),
+        choice("useful", "useful / 有用"),
+        choice("noise", "noise / 噪声"),
+        choice("wrong_level", "wrong level / 级别不当"),
+        choice("duplicate", "duplicate / 重复"),
+    )
+}
+
+#[derive(serde::Deserialize)]
+pub(crate) struct FeedbackForm {
+    pub(crate) t: String,
+    pub(crate) by: String,
+    pub(crate) verdict: String,
+    #[serde(default)]
+    pub(crate) comment: String,
+}
+
+/// `POST /ack/feedback` (form: t, by, verdict, comment): feedback on the alert a signed link
+/// names, for the incident it is part of.
+pub(crate) async fn feedback(State(st): State<AppState>, body: Bytes) -> Response {
+    let refused =
+        |status: StatusCode, m: &str| html(status, "Feedback refused / 未记录", &escape(m));
+    let form: FeedbackForm = match serde_urlencoded::from_bytes(&body) {
+        Ok(f) => f,
+        Err(e) => return refused(StatusCode::BAD_REQUEST, &format!("invalid form: {e}")),
+    };
+    let id = match tocsin_alerting::ack::verify(&st.ack_secret, &form.t, now_ms(), st.ack_ttl_ms) {
+        Ok(l) => l.id,
+        Err(e) => {
+            st.tel.ack_refused.inc();
+            return refused(StatusCode::FORBIDDEN, &e.to_string());
+        }
+    };
+    let Some(verdict) = tocsin_incidents::Verdict::parse(&form.verdict) else {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            "verdict: useful, noise, wrong_level or duplicate",
+        );
+    };
+    if form.by.len() > 200 || form.comment.len() > 2000 {
+        return refused(StatusCode::BAD_REQUEST, "by or comment too long");
+    }
+    let found = {
+        let view = st.view.read().unwrap_or_else(|p| p.into_inner());
+        view.incidents
+            .iter()
+            .filter_map(|i| Some((i.id.clone(), i.alerts.get(&id)?.rule.clone(), i.opened_at)))
+            .max_by_key(|x| x.2)
+    };
+    let Some((incident, rule, _)) = found else {
+        return refused(
+            StatusCode::NOT_FOUND,
+            "the alert's incident is no longer open: give feedback on it in the console or the API",
+        );
+    };
+    let by = if form.by.trim().is_empty() {
+        "link".to_string()
+    } else {
+        form.by
+    };
+    let f = tocsin_incidents::Feedback {
+        incident: incident.clone(),
+        rule,
+        verdict,
+        by,
+        comment: form.comment,
+        at: now_ms(),
+    };
+    match super::incidents::record_feedback(&st, f).await {
+        Ok(()) => html(
+            StatusCode::OK,
+            "Thank you / 已记录",
+            &escape(&format!("{} on {incident}", verdict.as_str())),
+        ),
+        Err(e) => refused(e.status(), e.message()),
     }
 }
 
@@ -176,7 +266,40 @@ mod tests {
             .unwrap();
         let a = api.send(req).await;
         assert_eq!(a.status, StatusCode::OK, "{}", a.json);
-        assert!(a.json.as_str().unwrap().contains("alice"));
+        let html = a.json.as_str().unwrap();
+        assert!(html.contains("alice"));
+        // Then: was it worth it? The same link records feedback on the alert's incident.
+        assert!(html.contains("action=\"ack/feedback\""), "{html}");
+        let post = |body: String| {
+            Request::post("/ack/feedback")
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(Body::from(body))
+                .unwrap()
+        };
+        let bad = api.send(post(format!("t={t}&by=alice&verdict=meh"))).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        let forged = api
+            .send(post("t=abc.warning.1.2.sig&by=x&verdict=noise".into()))
+            .await;
+        assert_eq!(forged.status, StatusCode::FORBIDDEN);
+        let ok = api
+            .send(post(format!(
+                "t={t}&by=alice&verdict=wrong_level&comment=warning+at+most"
+            )))
+            .await;
+        assert_eq!(ok.status, StatusCode::OK, "{}", ok.json);
+        let stats = api.get("/api/v1/incidents/stats").await.json;
+        let rule = &stats["data"]["rules"][0];
+        assert_eq!(rule["rule"], "Hot", "{stats}");
+        assert_eq!(rule["feedback"]["wrong_level"], 1, "{stats}");
+        assert_eq!(
+            api.state
+                .tel
+                .feedback
+                .with_label_values(&["wrong_level"])
+                .get(),
+            1
+        );
     }
 
     #[tokio::test]

@@ -284,22 +284,34 @@ pub(crate) async fn feedback(
             )))
         }
     };
-    let f = tocsin_incidents::Feedback {
-        incident: id.clone(),
-        rule,
-        verdict,
-        by: b.by,
-        comment: b.comment,
-        at: now_ms(),
-    };
+    record_feedback(
+        &st,
+        tocsin_incidents::Feedback {
+            incident: id,
+            rule,
+            verdict,
+            by: b.by,
+            comment: b.comment,
+            at: now_ms(),
+        },
+    )
+    .await?;
+    Ok(Json(json!({ "status": "success" })))
+}
+
+/// Stores feedback (from the API or an acknowledgement page) and counts it.
+pub(crate) async fn record_feedback(
+    st: &AppState,
+    f: tocsin_incidents::Feedback,
+) -> Result<(), ApiError> {
     let json = serde_json::to_string(&f).map_err(|_| ApiError::Internal)?;
-    let at = f.at;
-    with_records(&st, "recording feedback", move |o| {
+    let (at, id, verdict) = (f.at, f.incident.clone(), f.verdict);
+    with_records(st, "recording feedback", move |o| {
         o.add_feedback(at, &id, &json)
     })
     .await?;
     st.tel.feedback.with_label_values(&[verdict.as_str()]).inc();
-    Ok(Json(json!({ "status": "success" })))
+    Ok(())
 }
 
 /// `POST /api/v1/incidents/{id}/ack|resolve|notes|assign|cause|impact|follow-ups[/{n}]`.

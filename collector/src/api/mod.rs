@@ -160,6 +160,7 @@ pub fn app(state: AppState) -> Router {
         .merge(api)
         // Acknowledgement links carry their own signature.
         .route("/ack", get(ack_page::page).post(ack_page::submit))
+        .route("/ack/feedback", post(ack_page::feedback))
         .route("/healthz", get(|| async { "ok\n" }))
         // The console signs in here; its pages and assets hold no data.
         .route(
