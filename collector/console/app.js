@@ -15,6 +15,8 @@ const L = {
     history: '近期走势', ack: '确认', comment: '备注', silenceLike: '静默同类告警', noAlerts: '没有告警',
     levelHistory: '级别变化', opened: '开始', resolved: '已恢复', ackedBy: '确认人', resolve: '关闭事件',
     addNote: '添加备注', note: '备注', report: '下载报告', timeline: '时间线', affected: '受影响',
+    owner: '负责人', rootCause: '根因', impact: '影响', feedback: '告警评价', verdict: '评价', sendFeedback: '提交评价',
+    'v.useful': '有用', 'v.noise': '噪声', 'v.wrong_level': '级别不当', 'v.duplicate': '重复', changes: '此前的变更',
     remediation: '自动处置', mtta: '平均确认时间', mttr: '平均恢复时间', availability: '可用性',
     noisy: '最频繁的规则', window: '时间范围', days: '天', matchers: '匹配条件', name: '名称', op: '运算',
     duration: '时长', create: '创建', expire: '使其失效', preview: '将被静默的告警', recurring: '周期性维护窗口',
@@ -41,6 +43,8 @@ const L = {
     history: 'Recent history', ack: 'Acknowledge', comment: 'Comment', silenceLike: 'Silence like this', noAlerts: 'No alerts',
     levelHistory: 'Level changes', opened: 'Opened', resolved: 'Resolved', ackedBy: 'Acknowledged by', resolve: 'Resolve',
     addNote: 'Add note', note: 'Note', report: 'Download report', timeline: 'Timeline', affected: 'Affected',
+    owner: 'Owner', rootCause: 'Root cause', impact: 'Impact', feedback: 'Alert feedback', verdict: 'Verdict', sendFeedback: 'Send feedback',
+    'v.useful': 'Useful', 'v.noise': 'Noise', 'v.wrong_level': 'Wrong level', 'v.duplicate': 'Duplicate', changes: 'Changes before it',
     remediation: 'Remediation', mtta: 'MTTA', mttr: 'MTTR', availability: 'Availability',
     noisy: 'Noisiest rules', window: 'Window', days: 'days', matchers: 'Matchers', name: 'Name', op: 'Op',
     duration: 'Duration', create: 'Create', expire: 'Expire', preview: 'Alerts it would silence', recurring: 'Recurring maintenance window',
@@ -466,6 +470,9 @@ async function incidentPage(main, id) {
           [t('category'), i.category], [t('outage'), i.outage],
           [t('hosts'), (i.hosts || []).join(', ') || '—'], [t('service'), (i.services || []).join(', ') || '—'],
           [t('remediation'), i.first_remediation_at ? `${when(i.first_remediation_at)} → ${when(i.remediated_at)}` : '—'],
+          [t('owner'), i.owner || '—'], [t('rootCause'), i.root_cause ? `${i.root_cause.category}: ${i.root_cause.text}` : '—'],
+          [t('impact'), i.impact || '—'],
+          [t('changes'), (i.changes || []).map((c) => `${when(c.start)} ${c.kind} ${c.by}: ${c.summary}`).join('; ') || '—'],
         ].map(([k, v]) => [el('dt', {}, k), el('dd', {}, String(v ?? '—'))]))),
       el('div', { class: 'panel' },
         el('h2', {}, t('alerts')),
@@ -473,7 +480,21 @@ async function incidentPage(main, id) {
         isAdmin() ? el('form', {
           class: 'stack', 'data-test': 'note-form', style: 'margin-top:.8rem',
           onsubmit: (ev) => { ev.preventDefault(); act('notes', { by, text: ev.target.text.value }); },
-        }, el('label', {}, t('note'), el('textarea', { name: 'text', rows: 2, required: true })), el('button', { type: 'submit' }, t('addNote'))) : null)),
+        }, el('label', {}, t('note'), el('textarea', { name: 'text', rows: 2, required: true })), el('button', { type: 'submit' }, t('addNote'))) : null,
+        isAdmin() ? el('form', {
+          class: 'stack', 'data-test': 'feedback-form', style: 'margin-top:.8rem',
+          onsubmit: (ev) => {
+            ev.preventDefault();
+            const f = ev.target;
+            act('feedback', { by, rule: f.rule.value, verdict: f.verdict.value, comment: f.comment.value });
+          },
+        }, el('h2', {}, t('feedback')),
+        el('label', {}, t('rule'), el('select', { name: 'rule' },
+          [...new Set(Object.values(i.alerts || {}).map((s) => s.rule))].map((r) => el('option', { value: r }, r)))),
+        el('label', {}, t('verdict'), el('select', { name: 'verdict' },
+          ['useful', 'noise', 'wrong_level', 'duplicate'].map((v) => el('option', { value: v }, t(`v.${v}`))))),
+        el('label', {}, t('comment'), el('input', { name: 'comment' })),
+        el('button', { type: 'submit' }, t('sendFeedback'))) : null)),
     el('h2', {}, t('timeline')),
     el('div', { class: 'panel' }, el('ol', { class: 'timeline', 'data-test': 'timeline' },
       (i.timeline || []).map((e) => el('li', { 'data-kind': e.kind }, el('time', { datetime: e.at }, when(e.at)), el('span', { class: 'chip' }, e.kind), el('span', {}, e.text))))));

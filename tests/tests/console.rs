@@ -224,6 +224,24 @@ fn the_console_serves_the_people_on_call() {
             .contains("disk replaced at 03:10")
             .then_some(())
     });
+    // Feedback on its alert, from the console: counted for the rule.
+    b.eval(
+        "document.querySelector('[data-test=feedback-form] select[name=verdict]').value = 'noise'",
+        json!([]),
+    );
+    b.wait("[data-test=feedback-form] input[name=comment]", T)
+        .type_text("the disk is fine");
+    b.wait("[data-test=feedback-form] button", T).click();
+    wait_for("the feedback on the timeline", T, || {
+        b.text("[data-test=timeline]")
+            .contains("said noise of ConsoleDiskBusy")
+            .then_some(())
+    });
+    let stats = api(&c, "/api/v1/incidents/stats");
+    assert_eq!(
+        stats["data"]["rules_to_review"][0]["rule"], "ConsoleDiskBusy",
+        "{stats}"
+    );
     let href = b.wait("[data-test=report]", T).attr("href").unwrap();
     let report = b.eval(
         "return fetch(arguments[0], {credentials: 'same-origin'}).then(r => r.text())",

@@ -218,7 +218,8 @@ fn every_dashboard_query_returns_data_through_prometheus() {
             .unwrap();
         m.lines()
             .any(|l| {
-                l.starts_with("tocsin_incident_duration_seconds_count{to=\"ack\",")
+                l.starts_with("tocsin_incident_duration_seconds_count{")
+                    && l.contains("to=\"ack\"")
                     && l.ends_with(" 1")
             })
             .then_some(())

@@ -305,7 +305,7 @@ actions:
     assert_eq!(
         metric(
             &m,
-            "tocsin_incident_duration_seconds_count{to=\"remediate\",severity=\"critical\"}"
+            "tocsin_incident_duration_seconds_count{severity=\"critical\",to=\"remediate\"}"
         ),
         1.0
     );
