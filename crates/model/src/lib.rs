@@ -13,6 +13,22 @@ pub use action::ActionStatus;
 pub use labels::{is_valid_label_name, is_valid_metric_name, Label, Labels, METRIC_NAME};
 pub use level::{Level, ParseLevelError};
 
+/// Text from labels, rules and people made inert in Markdown that has no escape character
+/// (DingTalk's, WeCom's, reports): one line, and the brackets that open links, images and raw
+/// HTML in their full-width forms, which read the same.
+pub fn markdown_inert(s: &str) -> String {
+    s.replace(['\r', '\n', '\u{2028}', '\u{2029}'], " ")
+        .chars()
+        .map(|c| match c {
+            '[' => '［',
+            ']' => '］',
+            '<' => '＜',
+            '>' => '＞',
+            c => c,
+        })
+        .collect()
+}
+
 /// Language of messages people read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Locale {

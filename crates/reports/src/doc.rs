@@ -37,6 +37,15 @@ impl Doc {
         ));
     }
 
+    /// A table, or the paragraph `empty` when there is no row.
+    pub fn table_or(&mut self, head: &[&str], rows: Vec<Vec<String>>, empty: &str) {
+        if rows.is_empty() {
+            self.p(empty);
+        } else {
+            self.table(head, rows);
+        }
+    }
+
     pub fn markdown(&self) -> String {
         let mut o = String::new();
         for b in &self.blocks {
@@ -122,16 +131,7 @@ impl Doc {
 /// Text from labels, rules and people, made inert in Markdown: no link, image, HTML or line
 /// of its own.
 fn md(s: &str) -> String {
-    s.replace(['\r', '\n'], " ")
-        .chars()
-        .map(|c| match c {
-            '[' => '［',
-            ']' => '］',
-            '<' => '＜',
-            '>' => '＞',
-            c => c,
-        })
-        .collect()
+    tocsin_model::markdown_inert(s)
 }
 
 fn cell(s: &str) -> String {

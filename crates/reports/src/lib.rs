@@ -237,28 +237,25 @@ pub fn period_report(inp: &PeriodInput<'_>) -> Report {
             });
         }
     }
-    if rows.is_empty() {
-        d.p(l.pick(
+    d.table_or(
+        &[
+            l.pick("服务", "Service"),
+            l.pick("负责团队", "Owner"),
+            l.pick("目标", "Objective"),
+            l.pick("可用性", "Availability"),
+            l.pick("结论", "Result"),
+            l.pick("剩余错误预算", "Budget left"),
+            l.pick("事件", "Incidents"),
+            "MTTR",
+            "RTO",
+            l.pick("超出 RTO", "Past RTO"),
+        ],
+        rows,
+        l.pick(
             "未配置服务目标（services）。",
             "No service has an objective (services:).",
-        ));
-    } else {
-        d.table(
-            &[
-                l.pick("服务", "Service"),
-                l.pick("负责团队", "Owner"),
-                l.pick("目标", "Objective"),
-                l.pick("可用性", "Availability"),
-                l.pick("结论", "Result"),
-                l.pick("剩余错误预算", "Budget left"),
-                l.pick("事件", "Incidents"),
-                "MTTR",
-                "RTO",
-                l.pick("超出 RTO", "Past RTO"),
-            ],
-            rows,
-        );
-    }
+        ),
+    );
 
     // Incidents.
     d.h(2, l.pick("事件", "Incidents"));
@@ -324,25 +321,22 @@ pub fn period_report(inp: &PeriodInput<'_>) -> Report {
             ]
         })
         .collect();
-    if rows.is_empty() {
-        d.p(l.pick("本期无事件。", "No incident in the period."));
-    } else {
-        d.table(
-            &[
-                "ID",
-                l.pick("标题", "Title"),
-                l.pick("级别", "Severity"),
-                l.pick("发生时间", "Opened"),
-                l.pick("响应用时", "To acknowledge"),
-                l.pick("恢复用时", "To resolve"),
-                l.pick("负责人", "Owner"),
-                l.pick("超时", "Deadlines missed"),
-                l.pick("根因", "Root cause"),
-                l.pick("改进项（完成/总数）", "Follow-ups (done/all)"),
-            ],
-            rows,
-        );
-    }
+    d.table_or(
+        &[
+            "ID",
+            l.pick("标题", "Title"),
+            l.pick("级别", "Severity"),
+            l.pick("发生时间", "Opened"),
+            l.pick("响应用时", "To acknowledge"),
+            l.pick("恢复用时", "To resolve"),
+            l.pick("负责人", "Owner"),
+            l.pick("超时", "Deadlines missed"),
+            l.pick("根因", "Root cause"),
+            l.pick("改进项（完成/总数）", "Follow-ups (done/all)"),
+        ],
+        rows,
+        l.pick("本期无事件。", "No incident in the period."),
+    );
 
     // Deadlines per severity.
     let stats = tocsin_incidents::stats(inp.incidents, inp.from, inp.to, inp.to);
@@ -360,19 +354,16 @@ pub fn period_report(inp: &PeriodInput<'_>) -> Report {
             ])
         })
         .collect();
-    if rows.is_empty() {
-        d.p(l.pick("本期无事件。", "No incident in the period."));
-    } else {
-        d.table(
-            &[
-                l.pick("级别", "Severity"),
-                l.pick("事件", "Incidents"),
-                l.pick("按时响应", "Acknowledged in time"),
-                l.pick("按时恢复", "Resolved in time"),
-            ],
-            rows,
-        );
-    }
+    d.table_or(
+        &[
+            l.pick("级别", "Severity"),
+            l.pick("事件", "Incidents"),
+            l.pick("按时响应", "Acknowledged in time"),
+            l.pick("按时恢复", "Resolved in time"),
+        ],
+        rows,
+        l.pick("本期无事件。", "No incident in the period."),
+    );
 
     // Trends.
     d.h(2, l.pick("趋势", "Trends"));
@@ -455,20 +446,17 @@ pub fn period_report(inp: &PeriodInput<'_>) -> Report {
         Locale::ZhCn => format!("待评估规则 {} 条", rows.len()),
         Locale::En => format!("{} rules to review", rows.len()),
     });
-    if rows.is_empty() {
-        d.p(l.pick("无。", "None."));
-    } else {
-        d.table(
-            &[
-                l.pick("规则", "Rule"),
-                l.pick("触发次数", "Fired"),
-                l.pick("平均持续", "Mean firing"),
-                l.pick("反馈", "Feedback"),
-                l.pick("原因", "Why"),
-            ],
-            rows,
-        );
-    }
+    d.table_or(
+        &[
+            l.pick("规则", "Rule"),
+            l.pick("触发次数", "Fired"),
+            l.pick("平均持续", "Mean firing"),
+            l.pick("反馈", "Feedback"),
+            l.pick("原因", "Why"),
+        ],
+        rows,
+        l.pick("无。", "None."),
+    );
 
     // Changes and what followed them.
     d.h(2, l.pick("变更", "Changes"));
@@ -510,21 +498,18 @@ pub fn period_report(inp: &PeriodInput<'_>) -> Report {
             after
         ),
     });
-    if rows.is_empty() {
-        d.p(l.pick("本期无变更记录。", "No change recorded in the period."));
-    } else {
-        d.table(
-            &[
-                l.pick("时间", "Time"),
-                l.pick("服务", "Service"),
-                l.pick("类型", "Kind"),
-                l.pick("执行人", "By"),
-                l.pick("内容", "Summary"),
-                l.pick("其后的事件", "Incidents after"),
-            ],
-            rows,
-        );
-    }
+    d.table_or(
+        &[
+            l.pick("时间", "Time"),
+            l.pick("服务", "Service"),
+            l.pick("类型", "Kind"),
+            l.pick("执行人", "By"),
+            l.pick("内容", "Summary"),
+            l.pick("其后的事件", "Incidents after"),
+        ],
+        rows,
+        l.pick("本期无变更记录。", "No change recorded in the period."),
+    );
 
     // Capacity.
     d.h(2, l.pick("容量趋势", "Capacity"));

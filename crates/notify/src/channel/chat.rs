@@ -85,16 +85,7 @@ fn one_line(s: &str) -> String {
 /// DingTalk's and WeCom's markdown have no escape character: the brackets that open links,
 /// images and raw HTML become their full-width forms, which read the same.
 fn markdown_inert(s: &str) -> String {
-    one_line(s)
-        .chars()
-        .map(|c| match c {
-            '[' => '［',
-            ']' => '］',
-            '<' => '＜',
-            '>' => '＞',
-            c => c,
-        })
-        .collect()
+    tocsin_model::markdown_inert(s)
 }
 
 /// Slack's mrkdwn: `&`, `<` and `>` escaped as its documentation asks, so no `<url|text>` link
