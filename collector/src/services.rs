@@ -14,6 +14,7 @@ use tocsin_model::{Labels, Sample, SeriesSamples, TimestampMs, METRIC_NAME};
 
 pub const RATIO_METRIC: &str = "tocsin_service_probe_success_ratio";
 pub const COUNT_METRIC: &str = "tocsin_service_probes";
+pub const LATENCY_RATIO_METRIC: &str = "tocsin_service_latency_ok_ratio";
 pub const BACKUP_AGE_METRIC: &str = "tocsin_service_backup_age_seconds";
 pub const RPO_METRIC: &str = "tocsin_service_rpo_seconds";
 const BACKUP_AGE_SOURCE: &str = "probe_file_newest_age_seconds";
@@ -26,19 +27,52 @@ pub struct Services {
     rpo: BTreeMap<String, f64>,
     /// service → backup probe fingerprint → (collector time seen, age at the sample, sample time).
     backups: BTreeMap<String, HashMap<u64, (TimestampMs, f64, TimestampMs)>>,
+    /// Latency threshold per service with a latency objective, seconds.
+    latency: BTreeMap<String, f64>,
+    /// service → probe (its labels but the name) → what was last seen of it.
+    timed: BTreeMap<String, HashMap<u64, Timed>>,
+}
+
+/// A probe's latest result: (collector time seen, success, duration in seconds).
+type Timed = (TimestampMs, Option<bool>, Option<f64>);
+
+/// A probe's identity across its series: its labels but the metric name.
+fn probe_key(l: &Labels) -> u64 {
+    l.without_name().fingerprint()
 }
 
 impl Services {
-    /// With the recovery point objectives (seconds) of the services that have one.
-    pub fn new(rpo: BTreeMap<String, f64>) -> Services {
+    /// With the recovery point objectives and the latency thresholds (seconds) of the
+    /// services that have them.
+    pub fn new(rpo: BTreeMap<String, f64>, latency: BTreeMap<String, f64>) -> Services {
         Services {
             rpo,
+            latency,
             ..Services::default()
         }
     }
 
     pub fn observe(&mut self, batch: &[SeriesSamples], now: TimestampMs) {
         for s in batch {
+            let name = s.labels.metric_name();
+            if matches!(name, Some("probe_success" | "probe_duration_seconds")) {
+                if let (Some(service), Some(last)) = (s.labels.get("service"), s.samples.last()) {
+                    if self.latency.contains_key(service) {
+                        let e = self
+                            .timed
+                            .entry(service.to_string())
+                            .or_default()
+                            .entry(probe_key(&s.labels))
+                            .or_insert((now, None, None));
+                        e.0 = now;
+                        if name == Some("probe_success") {
+                            e.1 = Some(last.value >= 1.0);
+                        } else {
+                            e.2 = Some(last.value).filter(|v| v.is_finite());
+                        }
+                    }
+                }
+            }
             if s.labels.metric_name() == Some(BACKUP_AGE_SOURCE) {
                 let (Some(service), Some(last)) = (s.labels.get("service"), s.samples.last())
                 else {
@@ -81,6 +115,31 @@ impl Services {
             out.push(series(RATIO_METRIC, ok as f64 / probes.len() as f64));
             out.push(series(COUNT_METRIC, probes.len() as f64));
             true
+        });
+        let latency = &self.latency;
+        self.timed.retain(|service, probes| {
+            probes.retain(|_, (t, _, _)| now - *t <= stale_ms);
+            let Some(threshold) = latency.get(service) else {
+                return false;
+            };
+            let judged: Vec<bool> = probes
+                .values()
+                .filter_map(|(_, ok, d)| {
+                    let ok = (*ok)?;
+                    Some(ok && d.is_some_and(|d| d <= *threshold))
+                })
+                .collect();
+            if !judged.is_empty() {
+                let good = judged.iter().filter(|x| **x).count();
+                out.push(SeriesSamples {
+                    labels: Labels::from_pairs([
+                        (METRIC_NAME, LATENCY_RATIO_METRIC),
+                        ("service", service.as_str()),
+                    ]),
+                    samples: vec![Sample::new(now, good as f64 / judged.len() as f64)],
+                });
+            }
+            !probes.is_empty()
         });
         let rpo = &self.rpo;
         self.backups.retain(|service, probes| {
@@ -139,7 +198,10 @@ mod tests {
 
     #[test]
     fn the_oldest_newest_backup_of_a_service_against_its_rpo() {
-        let mut s = Services::new(BTreeMap::from([("shop".to_string(), 900.0)]));
+        let mut s = Services::new(
+            BTreeMap::from([("shop".to_string(), 900.0)]),
+            BTreeMap::new(),
+        );
         let backup = |probe: &str, service: &str, age: f64, t: i64| SeriesSamples {
             labels: Labels::from_pairs([
                 (METRIC_NAME, BACKUP_AGE_SOURCE),

@@ -1,6 +1,8 @@
 //! Service levels: each configured service with an objective keeps a record of its indicator
 //! (`tocsin_service_probe_success_ratio{service}`, the share of its probes succeeding, every
-//! tick) and derives every 10 s the series its objective implies — budget left, burn rates,
+//! tick; for a latency objective `tocsin_service_latency_ok_ratio{service}`, the share
+//! answering successfully within its threshold) and derives every 10 s, labelled
+//! `sli="availability"` or `sli="latency"`, the series its objective implies — budget left, burn rates,
 //! and how far each of the workbook's alert conditions is from holding — which the shipped
 //! rules (`rules/slo.yaml`) alert on. At start the record is rebuilt from the stored ratio
 //! series, so a restart loses nothing of the budget.
@@ -12,7 +14,13 @@ use tocsin_model::{Labels, Sample, SeriesSamples, TimestampMs, METRIC_NAME};
 use tocsin_slo::{window_label, Tracker, FINE_MS, WORKBOOK};
 use tocsin_store::{Store, StoreError};
 
-use crate::services::RATIO_METRIC;
+use crate::services::{LATENCY_RATIO_METRIC, RATIO_METRIC};
+
+/// The indicators an objective can be on, and the derived series each is read from.
+const INDICATORS: [(&str, &str); 2] = [
+    ("availability", RATIO_METRIC),
+    ("latency", LATENCY_RATIO_METRIC),
+];
 
 pub const OBJECTIVE_METRIC: &str = "tocsin_slo_objective";
 pub const BUDGET_METRIC: &str = "tocsin_slo_error_budget_remaining";
@@ -25,7 +33,8 @@ const MAX_GAP_MS: i64 = 60_000;
 
 #[derive(Debug, Default)]
 pub struct Slos {
-    trackers: BTreeMap<String, Tracker>,
+    /// (service, indicator) → its record.
+    trackers: BTreeMap<(String, &'static str), Tracker>,
     /// The 10-second step last derived.
     last_step: Option<i64>,
 }
@@ -35,7 +44,15 @@ impl Slos {
         Slos {
             trackers: services
                 .iter()
-                .filter_map(|s| Some((s.name.clone(), Tracker::new(s.objective?, MAX_GAP_MS))))
+                .flat_map(|s| {
+                    [
+                        s.objective.map(|o| ((s.name.clone(), INDICATORS[0].0), o)),
+                        s.latency
+                            .map(|l| ((s.name.clone(), INDICATORS[1].0), l.objective)),
+                    ]
+                })
+                .flatten()
+                .map(|(k, o)| (k, Tracker::new(o, MAX_GAP_MS)))
                 .collect(),
             last_step: None,
         }
@@ -45,10 +62,10 @@ impl Slos {
     /// a time. Returns the samples read.
     pub fn restore(&mut self, store: &Store, now: TimestampMs) -> Result<usize, StoreError> {
         let mut read = 0;
-        for (service, tr) in &mut self.trackers {
-            let series = store.select(|l| {
-                l.metric_name() == Some(RATIO_METRIC) && l.get("service") == Some(service)
-            });
+        for ((service, sli), tr) in &mut self.trackers {
+            let metric = source(sli);
+            let series = store
+                .select(|l| l.metric_name() == Some(metric) && l.get("service") == Some(service));
             let Some((id, _)) = series.first() else {
                 continue;
             };
@@ -69,13 +86,17 @@ impl Slos {
     /// Takes in the indicator samples among the series just derived.
     pub fn observe(&mut self, derived: &[SeriesSamples]) {
         for s in derived {
-            if s.labels.metric_name() != Some(RATIO_METRIC) {
+            let Some(sli) = INDICATORS
+                .iter()
+                .find(|(_, m)| s.labels.metric_name() == Some(*m))
+                .map(|(i, _)| *i)
+            else {
                 continue;
-            }
+            };
             let Some(tr) = s
                 .labels
                 .get("service")
-                .and_then(|n| self.trackers.get_mut(n))
+                .and_then(|n| self.trackers.get_mut(&(n.to_string(), sli)))
             else {
                 continue;
             };
@@ -94,11 +115,15 @@ impl Slos {
         }
         self.last_step = Some(step);
         let mut out = Vec::new();
-        for (service, tr) in &self.trackers {
+        for ((service, sli), tr) in &self.trackers {
             let obj = *tr.objective();
             let mut push = |name: &str, extra: Option<(&str, &str)>, v: Option<f64>| {
                 let Some(v) = v else { return };
-                let mut pairs = vec![(METRIC_NAME, name), ("service", service.as_str())];
+                let mut pairs = vec![
+                    (METRIC_NAME, name),
+                    ("service", service.as_str()),
+                    ("sli", sli),
+                ];
                 pairs.extend(extra);
                 out.push(SeriesSamples {
                     labels: Labels::from_pairs(pairs),
@@ -126,6 +151,14 @@ impl Slos {
     }
 }
 
+/// The derived series an indicator is read from.
+fn source(sli: &str) -> &'static str {
+    INDICATORS
+        .iter()
+        .find(|(i, _)| *i == sli)
+        .map_or(RATIO_METRIC, |(_, m)| m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +172,7 @@ mod tests {
             rto: None,
             rpo: None,
             impact: None,
+            latency: None,
         }
     }
 
@@ -184,8 +218,43 @@ mod tests {
         let burn_1h = value(&down, BURN_METRIC, Some(("window", "1h")));
         assert!((burn_1h - 60.0 / 659.0 * 1000.0).abs() < 1.0, "{burn_1h}");
         assert!(value(&down, CONDITION_METRIC, Some(("speed", "fast"))) >= 1.0);
+        assert!(down
+            .iter()
+            .all(|x| x.labels.get("sli") == Some("availability")));
         // A minute of the 43.2 the month allows.
         let left = value(&down, BUDGET_METRIC, None);
         assert!((left - (1.0 - 60.0 / 2592.0)).abs() < 1e-3, "{left}");
+    }
+
+    #[test]
+    fn a_latency_objective_keeps_its_own_record() {
+        let mut svc = service("members", None);
+        svc.latency = Some(tocsin_config::services::LatencyObjective {
+            threshold: 0.5,
+            objective: tocsin_slo::Objective::new(0.99, 30 * tocsin_slo::DAY_MS).unwrap(),
+        });
+        let mut s = Slos::new(&[svc]);
+        let t0 = 1_800_000_000_000;
+        let lat = |t: i64, v: f64| SeriesSamples {
+            labels: Labels::from_pairs([
+                (METRIC_NAME, crate::services::LATENCY_RATIO_METRIC),
+                ("service", "members"),
+            ]),
+            samples: vec![Sample::new(t, v)],
+        };
+        for i in 0..120 {
+            // Slow half the time: 50 % bad against a 1 % budget.
+            s.observe(&[
+                lat(t0 + i * 1000, if i >= 60 { 0.0 } else { 1.0 }),
+                ratio("members", t0, 0.0),
+            ]);
+        }
+        let out = s.judge(t0 + 119_000);
+        assert!(
+            out.iter().all(|x| x.labels.get("sli") == Some("latency")),
+            "no availability objective"
+        );
+        let burn = value(&out, BURN_METRIC, Some(("window", "5m")));
+        assert!((burn - 60.0 / 119.0 / 0.01).abs() < 1.0, "{burn}");
     }
 }

@@ -928,3 +928,55 @@ fn a_backup_older_than_the_services_rpo_puts_its_recovery_point_at_risk() {
         },
     );
 }
+
+/// A latency objective: a service that answers, but slowly, burns its latency budget and fires
+/// the fast-burn alert for `sli="latency"`, while its availability budget stays whole.
+#[test]
+fn a_slow_service_burns_its_latency_budget_not_its_availability() {
+    let _g = serial();
+    let env = Stack::new(
+        "services:\n  - { name: members, objective: 99.9%, latency: { threshold: 300ms, objective: 99% } }\n",
+    );
+    let svc = HttpServer::start(None);
+    let c = env.collector("127.0.0.1:0", RULES);
+    let cfg = env.p("agent.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "host: app-1\ninterval: 1s\nprobes:\n  - {{ name: members-web, kind: http, target: \"{}\", interval: 1s, timeout: 3s, labels: {{ service: members }} }}\n",
+            svc.url("http")
+        ),
+    )
+    .unwrap();
+    let _agent = env.agent(
+        &c,
+        &["--config", &cfg, "--state-dir", &env.p("agent-state")],
+    );
+    let latency_budget = "tocsin_slo_error_budget_remaining{service=\"members\",sli=\"latency\"}";
+    wait_for(
+        "a full latency budget while fast",
+        Duration::from_secs(30),
+        || newest(&c, latency_budget).filter(|(v, _)| *v == 1.0),
+    );
+    svc.set(tocsin_e2e::servers::Mode::Slow);
+    let fast = wait_for("the latency fast burn", Duration::from_secs(60), || {
+        c.alerts().into_iter().find(|a| {
+            a["labels"]["alertname"] == "ErrorBudgetFastBurn" && a["labels"]["sli"] == "latency"
+        })
+    });
+    assert_eq!(fast["labels"]["service"], "members");
+    assert!(
+        c.alerts().iter().all(|a| !(a["labels"]["alertname"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("ErrorBudget")
+            && a["labels"]["sli"] == "availability")),
+        "answering slowly is not down"
+    );
+    let (avail, _) = newest(
+        &c,
+        "tocsin_slo_error_budget_remaining{service=\"members\",sli=\"availability\"}",
+    )
+    .unwrap();
+    assert_eq!(avail, 1.0);
+}

@@ -136,6 +136,11 @@ impl Writer {
                         .iter()
                         .filter_map(|s| Some((s.name.clone(), s.rpo?.as_secs_f64())))
                         .collect(),
+                    settings
+                        .services
+                        .iter()
+                        .filter_map(|s| Some((s.name.clone(), s.latency?.threshold)))
+                        .collect(),
                 ),
                 slos,
                 tel: tel.clone(),

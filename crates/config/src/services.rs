@@ -25,6 +25,23 @@ pub struct RawService {
     pub rpo: Option<String>,
     /// Who is affected when it is down (users, regions), for incidents and reports.
     pub impact: Option<String>,
+    /// A latency objective: `{ threshold: 500ms, objective: 99% }`, the share of time its
+    /// probes answer successfully within the threshold (over the same window).
+    pub latency: Option<RawLatency>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLatency {
+    pub threshold: String,
+    pub objective: serde_yaml_ng::Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LatencyObjective {
+    /// Seconds.
+    pub threshold: f64,
+    pub objective: Objective,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +49,7 @@ pub struct ServiceConfig {
     pub name: String,
     pub owner: Option<String>,
     pub objective: Option<Objective>,
+    pub latency: Option<LatencyObjective>,
     pub rto: Option<Duration>,
     pub rpo: Option<Duration>,
     pub impact: Option<String>,
@@ -162,7 +180,7 @@ pub fn validate_services(p: &mut Problems, raw: Vec<RawService>) -> Vec<ServiceC
                 Objective::new(share, window.as_millis() as i64),
             )
         });
-        if s.objective.is_none() && s.window.is_some() {
+        if s.objective.is_none() && s.latency.is_none() && s.window.is_some() {
             p.push(format!("{at}.window: given without an objective"));
         }
         let dur = |p: &mut Problems, f: &str, v: &Option<String>| {
@@ -178,10 +196,26 @@ pub fn validate_services(p: &mut Problems, raw: Vec<RawService>) -> Vec<ServiceC
         };
         let rto = dur(p, "rto", &s.rto);
         let rpo = dur(p, "rpo", &s.rpo);
+        let latency = s.latency.as_ref().and_then(|l| {
+            let field = format!("{at}.latency");
+            let threshold = p
+                .take(&format!("{field}.threshold"), parse_duration(&l.threshold))
+                .filter(|d| !d.is_zero())?;
+            let share = p.take(&format!("{field}.objective"), objective_share(&l.objective))?;
+            let objective = p.take(
+                &format!("{field}.objective"),
+                Objective::new(share, window.as_millis() as i64),
+            )?;
+            Some(LatencyObjective {
+                threshold: threshold.as_secs_f64(),
+                objective,
+            })
+        });
         out.push(ServiceConfig {
             name: s.name,
             owner: s.owner,
             objective,
+            latency,
             rto,
             rpo,
             impact: s.impact,
@@ -204,7 +238,7 @@ mod tests {
     #[test]
     fn objectives_take_percentages_and_shares() {
         let v = services(
-            "- { name: members, objective: 99.9%, rto: 30m, rpo: 15m, owner: members-team }\n\
+            "- { name: members, objective: 99.9%, rto: 30m, rpo: 15m, owner: members-team, latency: { threshold: 500ms, objective: 99% } }\n\
              - { name: search, objective: 0.99, window: 7d }\n\
              - { name: docs }\n",
         )
@@ -213,6 +247,8 @@ mod tests {
         assert_eq!(o.target, 0.999);
         assert_eq!(o.period_ms, 30 * 86_400_000);
         assert_eq!(v[0].rto, Some(Duration::from_secs(1800)));
+        let l = v[0].latency.unwrap();
+        assert_eq!((l.threshold, l.objective.target), (0.5, 0.99));
         assert_eq!(v[1].objective.unwrap().period_ms, 7 * 86_400_000);
         assert_eq!(v[2].objective, None);
     }
