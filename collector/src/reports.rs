@@ -109,7 +109,7 @@ pub async fn build(st: &AppState, ask: &Ask) -> Result<Report, ApiError> {
         let budget = vector(
             st,
             &format!(
-                "last_over_time(tocsin_slo_error_budget_remaining{{service={}}}[{span_s}s])",
+                "last_over_time(tocsin_slo_error_budget_remaining{{service={},sli=\"availability\"}}[{span_s}s])",
                 quoted(&s.name)
             ),
             to - 1,
@@ -117,7 +117,26 @@ pub async fn build(st: &AppState, ask: &Ask) -> Result<Report, ApiError> {
         .await
         .first()
         .map(|x| x.1);
+        let latency = match s.latency {
+            Some(lo) => Some((
+                lo.threshold,
+                lo.objective.target,
+                vector(
+                    st,
+                    &format!(
+                        "avg_over_time(tocsin_service_latency_ok_ratio{{service={}}}[{span_s}s])",
+                        quoted(&s.name)
+                    ),
+                    to - 1,
+                )
+                .await
+                .first()
+                .map(|x| x.1),
+            )),
+            None => None,
+        };
         services.push(ServiceLine {
+            latency,
             name: s.name.clone(),
             owner: s.owner.clone(),
             objective: s.objective.map(|o| o.target),

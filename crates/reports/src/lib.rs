@@ -80,6 +80,9 @@ pub struct ServiceLine {
     /// Share of its error budget left at the end of the period.
     pub budget_remaining: Option<f64>,
     pub rto_ms: Option<i64>,
+    /// A latency objective: its threshold (seconds), objective, and the share of the period
+    /// the service's probes answered within it.
+    pub latency: Option<(f64, f64, Option<f64>)>,
 }
 
 /// A filesystem's growth over the period.
@@ -225,6 +228,29 @@ pub fn period_report(inp: &PeriodInput<'_>) -> Report {
             s.rto_ms.map(|r| duration(r, l)).unwrap_or_else(dash),
             breaches.to_string(),
         ]);
+        if let Some((th, o, Some(a))) = s.latency {
+            let met = if a >= o {
+                l.pick("达标", "met")
+            } else {
+                l.pick("未达标", "missed")
+            };
+            summary.push(match l {
+                Locale::ZhCn => format!(
+                    "{}：{} 毫秒内响应 {}（目标 {}，{met}）",
+                    s.name,
+                    (th * 1000.0).round(),
+                    pct(a),
+                    pct(o)
+                ),
+                Locale::En => format!(
+                    "{}: answered within {} ms {} (objective {}, {met})",
+                    s.name,
+                    (th * 1000.0).round(),
+                    pct(a),
+                    pct(o)
+                ),
+            });
+        }
         if let (Some(a), Some(o)) = (s.availability, s.objective) {
             summary.push(match l {
                 Locale::ZhCn => format!("{}：可用性 {}（目标 {}，{met}）", s.name, pct(a), pct(o)),

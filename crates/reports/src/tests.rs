@@ -84,6 +84,7 @@ fn input<'a>(
             availability: Some(0.997),
             budget_remaining: Some(-0.5),
             rto_ms: Some(15 * 60 * S),
+            latency: Some((0.5, 0.99, Some(0.995))),
         }],
         incidents,
         changes,
@@ -157,6 +158,7 @@ fn the_weekly_report_counts_what_happened_in_its_zone_and_language() {
         r.summary,
         [
             "事件 3 起（紧急 0，严重 2，警告 1），平均响应 2 分，平均恢复 15 分",
+            "members：500 毫秒内响应 99.5 %（目标 99 %，达标）",
             "members：可用性 99.7 %（目标 99.9 %，未达标）",
             "待评估规则 1 条",
             "变更 1 次，其后发生事件的 1 次",
