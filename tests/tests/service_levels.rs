@@ -512,7 +512,7 @@ fn a_weekly_report_goes_out_on_schedule_to_mail_and_chat_with_the_incidents_numb
         return;
     };
     let (ding, seen, _rt) = dingtalk();
-    let due = time::OffsetDateTime::now_utc() + time::Duration::seconds(20);
+    let due = time::OffsetDateTime::now_utc() + time::Duration::seconds(35);
     let weekday = due.weekday().to_string().to_lowercase()[..3].to_string();
     let at = format!("{:02}:{:02}:{:02}", due.hour(), due.minute(), due.second());
     let env = Stack::new(
