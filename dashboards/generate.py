@@ -161,8 +161,36 @@ BASELINES = dashboard(
               [(f"tocsin_baseline_anomaly_score{{{B}}}", "{{host}}")], w=24),
     ])
 
+SV = 'service=~"$service"'
+SERVICES = dashboard(
+    "tocsin-service-levels", "tocsin / Service levels",
+    "Services with objectives (services: in the collector's configuration): availability and latency against the objective, "
+    "error budget left, burn rates and the SRE workbook's burn conditions, and the changes made to them.",
+    [var_query("service", "Service", "label_values(tocsin_slo_objective, service)", multi=True)],
+    [
+        panel("Error budget left", "Share of each objective's error budget not used over its window (below 0: overspent).",
+              [(f"tocsin_slo_error_budget_remaining{{{SV}}}", "{{service}} {{sli}}")], unit="percentunit", kind="stat", w=8, h=5),
+        panel("Availability over the range", "Mean share of the service's probes succeeding over the dashboard's range, beside its objective.",
+              [(f"avg_over_time(tocsin_service_probe_success_ratio{{{SV}}}[$__range])", "{{service}}"),
+               (f'tocsin_slo_objective{{{SV}, sli="availability"}}', "objective {{service}}")],
+              unit="percentunit", kind="stat", w=8, h=5),
+        panel("Changes in the range", "Changes recorded for the service (POST /api/v1/changes, change add) over the dashboard's range, by kind.",
+              [(f"count by (service, kind) (count_over_time(tocsin_change{{{SV}}}[$__range]))", "{{service}} {{kind}}")], kind="stat", w=8, h=5),
+        panel("Burn conditions", "For each of the workbook's pairs (fast: 1 h and 5 m at 14.4, slow: 6 h and 30 m at 6, ticket: 3 d and 6 h at 1, for 30 days) the lower of its two windows' burn rates over its threshold: at 1 or more it alerts.",
+              [(f"tocsin_slo_burn_condition{{{SV}}}", "{{service}} {{sli}} {{speed}}")], w=12),
+        panel("Burn rates", "Error ratio over a window divided by the error budget: 1 uses the budget exactly over the objective's window.",
+              [(f'tocsin_slo_burn_rate{{{SV}, window=~"5m|1h|6h"}}', "{{service}} {{sli}} {{window}}")], w=12),
+        panel("Indicator", "The share of the service's probes succeeding, every second (the availability indicator).",
+              [(f"tocsin_service_probe_success_ratio{{{SV}}}", "{{service}}")], unit="percentunit", w=24),
+    ])
+SERVICES["annotations"]["list"].append({
+    "name": "Changes", "datasource": DS, "enable": True, "iconColor": "orange",
+    "expr": f"tocsin_change{{{SV}}}", "step": "10s", "titleFormat": "{{kind}} of {{service}}",
+    "tagKeys": "service,kind", "useValueForTime": False})
+
 BOARDS = {"host-overview.json": HOST, "probes.json": PROBES,
-          "alerts-incidents.json": ALERTS, "baselines.json": BASELINES}
+          "alerts-incidents.json": ALERTS, "baselines.json": BASELINES,
+          "service-levels.json": SERVICES}
 
 if __name__ == "__main__":
     for name, board in BOARDS.items():

@@ -544,6 +544,7 @@ pub fn dashboard_queries(host: &str, rule: &str) -> Vec<(String, String)> {
             .replace("$host", host)
             .replace("$probe", ".+")
             .replace("$rule", rule)
+            .replace("$service", ".+")
     };
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
     let mut queries: Vec<(String, String)> = Vec::new();
@@ -552,6 +553,7 @@ pub fn dashboard_queries(host: &str, rule: &str) -> Vec<(String, String)> {
         "probes.json",
         "alerts-incidents.json",
         "baselines.json",
+        "service-levels.json",
     ] {
         let board: Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join(name)).expect("dashboard"))

@@ -151,7 +151,8 @@ fn every_dashboard_query_returns_data_through_prometheus() {
     let cert = tocsin_e2e::servers::self_signed(tocsin_model::now_ms() / 1000 + 40 * 86_400);
     let https = tocsin_e2e::servers::HttpServer::start(Some(&cert));
     let s = Stack::new(&format!(
-        "remote_write:\n  - {{ name: prom, url: \"http://127.0.0.1:{}/api/v1/write\" }}\n",
+        "remote_write:\n  - {{ name: prom, url: \"http://127.0.0.1:{}/api/v1/write\" }}\n\
+         services:\n  - {{ name: shop, objective: 99.9% }}\n",
         prom.port
     ));
     for d in ["rules", "tf"] {
@@ -181,6 +182,20 @@ fn every_dashboard_query_returns_data_through_prometheus() {
         "actions:\n  fix: { run: [/bin/true] }\n",
     );
     let _a = s.agent(&c, &["--config", &agent_cfg]);
+    // A change to the service, for the service-levels dashboard.
+    c.cli(
+        &[
+            "change",
+            "add",
+            "--service",
+            "shop",
+            "--summary",
+            "v2",
+            "--by",
+            "ci",
+        ],
+        None,
+    );
     wait_for("the host", Duration::from_secs(20), || {
         let v: Value = reqwest::blocking::get(c.url("/api/v1/hosts"))
             .unwrap()
