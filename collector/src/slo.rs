@@ -83,6 +83,23 @@ impl Slos {
         Ok(read)
     }
 
+    /// Forgets what was observed and rebuilds from the store: after a group commit failed,
+    /// the records hold a tick the store does not.
+    /// On a storage error the records stay as they were.
+    pub fn rewind(&mut self, store: &Store, now: TimestampMs) -> Result<usize, StoreError> {
+        let mut fresh = Slos {
+            trackers: self
+                .trackers
+                .iter()
+                .map(|(k, tr)| (k.clone(), Tracker::new(*tr.objective(), MAX_GAP_MS)))
+                .collect(),
+            last_step: self.last_step,
+        };
+        let read = fresh.restore(store, now)?;
+        *self = fresh;
+        Ok(read)
+    }
+
     /// Takes in the indicator samples among the series just derived.
     pub fn observe(&mut self, derived: &[SeriesSamples]) {
         for s in derived {
@@ -224,6 +241,41 @@ mod tests {
         // A minute of the 43.2 the month allows.
         let left = value(&down, BUDGET_METRIC, None);
         assert!((left - (1.0 - 60.0 / 2592.0)).abs() < 1e-3, "{left}");
+    }
+
+    #[test]
+    fn a_rewind_forgets_what_the_store_does_not_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(
+            &dir.path().join("t.db"),
+            tocsin_store::StoreOptions::default(),
+        )
+        .unwrap();
+        let t0 = tocsin_model::now_ms() - 600_000;
+        // Stored: a minute up, then a minute down.
+        let mut stored: Vec<SeriesSamples> = (0..120)
+            .map(|i| ratio("members", t0 + i * 1000, if i < 60 { 1.0 } else { 0.0 }))
+            .collect();
+        let mut tx = store.begin().unwrap();
+        tx.append_derived(&mut stored, t0 + 120_000).unwrap();
+        tx.commit().unwrap();
+        let mut s = Slos::new(&[service("members", Some(0.999))]);
+        s.restore(&store, t0 + 120_000).unwrap();
+        let burn = |s: &Slos| {
+            s.trackers
+                .values()
+                .next()
+                .unwrap()
+                .burn_rate(t0 + 180_000, 3_600_000)
+        };
+        let before = burn(&s);
+        // Another minute down observed, whose commit failed: the rewind forgets it.
+        for i in 120..180 {
+            s.observe(&[ratio("members", t0 + i * 1000, 0.0)]);
+        }
+        assert!(burn(&s) > before);
+        s.rewind(&store, t0 + 180_000).unwrap();
+        assert_eq!(burn(&s), before);
     }
 
     #[test]

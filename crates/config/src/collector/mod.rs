@@ -318,6 +318,8 @@ pub struct RawReceiver {
     /// default to 20 a minute, Feishu to 5 a second). Over the cap, waiting notifications
     /// are merged into one digest message.
     pub rate_limit: Option<RawRateLimit>,
+    /// The zone its messages show times in (default: `timezone`), for a team elsewhere.
+    pub timezone: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -785,6 +787,29 @@ mod tests {
             matches!(&c.receivers[0].kind, ReceiverKind::Log { path } if path.ends_with("alerts.log"))
         );
         assert_eq!(c.ingest.max_body_bytes, 16 << 20);
+    }
+
+    #[test]
+    fn receivers_show_times_in_the_collectors_zone_or_their_own() {
+        let raw: RawCollectorConfig = parse_yaml(
+            "timezone: Asia/Shanghai\nreceivers:\n- { name: cn, log: { path: a.log } }\n- { name: us, log: { path: b.log }, timezone: America/New_York }\n",
+        )
+        .unwrap();
+        let c = raw.validate().unwrap();
+        let zone = |i: usize| c.receivers[i].template.zone.clone();
+        assert_eq!(zone(0), tocsin_clock::Zone::parse("Asia/Shanghai").unwrap());
+        assert_eq!(
+            zone(1),
+            tocsin_clock::Zone::parse("America/New_York").unwrap()
+        );
+        let bad: RawCollectorConfig =
+            parse_yaml("receivers:\n- { name: x, log: { path: a.log }, timezone: Nowhere/Land }\n")
+                .unwrap();
+        let e = bad.validate().unwrap_err().problems.join("\n");
+        assert!(
+            e.contains("receivers[0] (\"x\"): timezone: unknown time zone"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub(super) fn validate(
     p: &mut Problems,
     raw: Vec<RawReceiver>,
     data_dir: &Path,
+    zone: &tocsin_clock::Zone,
 ) -> Vec<ReceiverConfig> {
     let mut receivers = Vec::new();
     let mut names = BTreeSet::new();
@@ -25,7 +26,7 @@ pub(super) fn validate(
         if !names.insert(r.name.clone()) {
             p.push(format!("{at}: duplicate receiver name"));
         }
-        if let Some(c) = receiver(p, &at, r, data_dir) {
+        if let Some(c) = receiver(p, &at, r, data_dir, zone) {
             receivers.push(c);
         }
     }
@@ -36,14 +37,23 @@ pub(super) fn validate(
                 path: data_dir.join(d::ALERT_LOG),
             },
             max_attempts: d::MAX_ATTEMPTS,
-            template: MessageTemplate::default(),
+            template: MessageTemplate {
+                zone: zone.clone(),
+                ..MessageTemplate::default()
+            },
             rate_limit: None,
         });
     }
     receivers
 }
 
-fn receiver(p: &mut Problems, at: &str, r: RawReceiver, data_dir: &Path) -> Option<ReceiverConfig> {
+fn receiver(
+    p: &mut Problems,
+    at: &str,
+    r: RawReceiver,
+    data_dir: &Path,
+    zone: &tocsin_clock::Zone,
+) -> Option<ReceiverConfig> {
     let chats = [
         (Vendor::DingTalk, r.dingtalk),
         (Vendor::WeCom, r.wecom),
@@ -107,6 +117,12 @@ fn receiver(p: &mut Problems, at: &str, r: RawReceiver, data_dir: &Path) -> Opti
             ..MessageTemplate::default()
         };
     }
+    template.zone = match &r.timezone {
+        Some(z) => p
+            .take(&format!("{at}: timezone"), tocsin_clock::Zone::parse(z))
+            .unwrap_or_else(|| zone.clone()),
+        None => zone.clone(),
+    };
     let rate_limit = match r.rate_limit {
         Some(rl) => {
             let per = p.duration(

@@ -68,10 +68,7 @@ impl RawCollectorConfig {
             forward: self.self_metrics.forward.unwrap_or(false),
         };
         let timezone = crate::reports::validate_zone(&mut p, self.timezone.as_deref());
-        let mut receivers = super::receivers::validate(&mut p, self.receivers, &data_dir);
-        for r in &mut receivers {
-            r.template.zone = timezone.clone();
-        }
+        let receivers = super::receivers::validate(&mut p, self.receivers, &data_dir, &timezone);
         let admin_token = self
             .admin_token
             .and_then(|t| p.take("admin_token", t.resolve()));
