@@ -254,6 +254,17 @@ fn every_dashboard_query_returns_data_through_prometheus() {
                 .map(|_| ())
         },
     );
+    // The service's error budget, derived every 10 s once its indicator has two samples.
+    wait_for(
+        "the service's burn conditions in Prometheus",
+        Duration::from_secs(40),
+        || {
+            query(prom.port, "tocsin_slo_burn_condition")["data"]["result"]
+                .as_array()
+                .filter(|l| !l.is_empty())
+                .map(|_| ())
+        },
+    );
 
     let mut failures = Vec::new();
     let mut checked = 0;
