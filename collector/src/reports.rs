@@ -145,18 +145,18 @@ pub async fn build(st: &AppState, ask: &Ask) -> Result<Report, ApiError> {
             rto_ms: s.rto.map(|d| d.as_millis() as i64),
         });
     }
-    let all = crate::api::incidents_between(st, from - 86_400_000, to).await?;
+    let all = crate::api::load_incidents(st, from - 86_400_000, to, 100_000).await?;
     let incidents: Vec<_> = all
         .into_iter()
         .filter(|i| ask.services.is_empty() || i.services.iter().any(|s| ask.services.contains(s)))
         .collect();
     let before = st.changes.show_before_ms;
-    let changes: Vec<_> = crate::api::changes_between(st, from - before, to)
+    let changes: Vec<_> = crate::api::load_changes(st, from - before, to)
         .await?
         .into_iter()
         .filter(|c| ask.services.is_empty() || ask.services.contains(&c.service))
         .collect();
-    let feedback = crate::api::feedback_between(st, from, to).await?;
+    let feedback = crate::api::load_feedback(st, from, to).await?;
     // Filesystems: share used now, its growth over the period, days to full at that rate.
     let used = "1 - node_filesystem_avail_bytes / node_filesystem_size_bytes";
     let now_used = vector(st, used, to - 1).await;
@@ -251,8 +251,11 @@ async fn inspect(st: &AppState, ask: &Ask) -> Result<Inspection, ApiError> {
         .into_iter()
         .map(|(l, _)| (label(&l, "probe"), label(&l, "host"), label(&l, "service")))
         .collect();
-    let dead_letters = crate::api::dead_letters(st).await?;
-    let incidents_last_day = crate::api::incidents_between(st, at - 86_400_000, at)
+    let dead_letters = crate::api::with_outbox(st, "counting dead letters", |o| {
+        o.count_all(tocsin_store::OutboxStatus::Dead)
+    })
+    .await?;
+    let incidents_last_day = crate::api::load_incidents(st, at - 86_400_000, at, 100_000)
         .await?
         .iter()
         .filter(|i| i.opened_at >= at - 86_400_000)
@@ -299,7 +302,7 @@ async fn run_one(st: &AppState, s: &ReportSchedule, now: TimestampMs) -> Result<
     let key = meta_key(s.kind);
     let k2 = key.clone();
     let last: Option<TimestampMs> =
-        crate::api::with_records_pub(st, "reading report runs", move |o| o.meta(&k2))
+        crate::api::with_records(st, "reading report runs", move |o| o.meta(&k2))
             .await?
             .and_then(|v| v.parse().ok());
     let zone = &st.reporting.zone;

@@ -55,29 +55,16 @@ impl Services {
     pub fn observe(&mut self, batch: &[SeriesSamples], now: TimestampMs) {
         for s in batch {
             let name = s.labels.metric_name();
-            if matches!(name, Some("probe_success" | "probe_duration_seconds")) {
-                if let (Some(service), Some(last)) = (s.labels.get("service"), s.samples.last()) {
-                    if self.latency.contains_key(service) {
-                        let e = self
-                            .timed
-                            .entry(service.to_string())
-                            .or_default()
-                            .entry(probe_key(&s.labels))
-                            .or_insert((now, None, None));
-                        e.0 = now;
-                        if name == Some("probe_success") {
-                            e.1 = Some(last.value >= 1.0);
-                        } else {
-                            e.2 = Some(last.value).filter(|v| v.is_finite());
-                        }
-                    }
-                }
+            if !matches!(
+                name,
+                Some("probe_success" | "probe_duration_seconds" | BACKUP_AGE_SOURCE)
+            ) {
+                continue;
             }
-            if s.labels.metric_name() == Some(BACKUP_AGE_SOURCE) {
-                let (Some(service), Some(last)) = (s.labels.get("service"), s.samples.last())
-                else {
-                    continue;
-                };
+            let (Some(service), Some(last)) = (s.labels.get("service"), s.samples.last()) else {
+                continue;
+            };
+            if name == Some(BACKUP_AGE_SOURCE) {
                 if self.rpo.contains_key(service) && last.value.is_finite() {
                     self.backups
                         .entry(service.to_string())
@@ -86,16 +73,27 @@ impl Services {
                 }
                 continue;
             }
-            if s.labels.metric_name() != Some("probe_success") {
-                continue;
+            let success = name == Some("probe_success");
+            if self.latency.contains_key(service) {
+                let e = self
+                    .timed
+                    .entry(service.to_string())
+                    .or_default()
+                    .entry(probe_key(&s.labels))
+                    .or_insert((now, None, None));
+                e.0 = now;
+                if success {
+                    e.1 = Some(last.value >= 1.0);
+                } else {
+                    e.2 = Some(last.value).filter(|v| v.is_finite());
+                }
             }
-            let (Some(service), Some(last)) = (s.labels.get("service"), s.samples.last()) else {
-                continue;
-            };
-            self.latest
-                .entry(service.to_string())
-                .or_default()
-                .insert(s.labels.fingerprint(), (now, last.value >= 1.0));
+            if success {
+                self.latest
+                    .entry(service.to_string())
+                    .or_default()
+                    .insert(s.labels.fingerprint(), (now, last.value >= 1.0));
+            }
         }
     }
 
@@ -240,5 +238,43 @@ mod tests {
             s.judge(200_000, 60_000).is_empty(),
             "stale probes no longer count"
         );
+    }
+
+    #[test]
+    fn the_share_of_probes_answering_within_the_latency_threshold() {
+        let mut s = Services::new(BTreeMap::new(), BTreeMap::from([("shop".to_string(), 0.5)]));
+        let sample = |name: &str, probe: &str, v: f64| SeriesSamples {
+            labels: Labels::from_pairs([
+                (METRIC_NAME, name),
+                ("probe", probe),
+                ("host", "h1"),
+                ("service", "shop"),
+            ]),
+            samples: vec![Sample::new(0, v)],
+        };
+        s.observe(
+            &[
+                sample("probe_success", "fast", 1.0),
+                sample("probe_duration_seconds", "fast", 0.2),
+                sample("probe_success", "slow", 1.0),
+                sample("probe_duration_seconds", "slow", 1.5),
+                sample("probe_success", "down", 0.0),
+                sample("probe_duration_seconds", "down", 0.1),
+            ],
+            1000,
+        );
+        let v = s.judge(1000, 10_000);
+        let lat = v
+            .iter()
+            .find(|x| x.labels.metric_name() == Some(LATENCY_RATIO_METRIC))
+            .unwrap();
+        // Fast and up: one of three (a failed probe is not within any threshold).
+        assert!((lat.samples[0].value - 1.0 / 3.0).abs() < 1e-12);
+        // The availability ratio is still derived beside it.
+        let ok = v
+            .iter()
+            .find(|x| x.labels.metric_name() == Some(RATIO_METRIC))
+            .unwrap();
+        assert!((ok.samples[0].value - 2.0 / 3.0).abs() < 1e-12);
     }
 }

@@ -29,6 +29,17 @@ fn newest(c: &Proc, selector: &str) -> Option<(f64, f64)> {
     Some((q(selector)?, q(&format!("timestamp({selector})"))?))
 }
 
+/// An agent for `host` shipping every second, with one probe (`{ … }` YAML).
+fn agent(env: &Stack, c: &Proc, host: &str, probe: &str) -> Proc {
+    let cfg = env.p("agent.yaml");
+    std::fs::write(
+        &cfg,
+        format!("host: {host}\ninterval: 1s\nprobes:\n  - {probe}\n"),
+    )
+    .unwrap();
+    env.agent(c, &["--config", &cfg, "--state-dir", &env.p("agent-state")])
+}
+
 fn incident_of(c: &Proc, service: &str) -> Option<Value> {
     let v = get(c, "/api/v1/incidents")?;
     let id = v["data"]["incidents"].as_array()?.iter().find(|i| {
@@ -51,19 +62,10 @@ fn an_outage_burns_the_budget_fires_the_fast_burn_alert_and_breaches_the_rto() {
     // A fixed port, so that the agent finds the collector again after its restart.
     let listen = format!("127.0.0.1:{}", tocsin_e2e::servers::free_port());
     let mut c = env.collector(&listen, RULES);
-    let cfg = env.p("agent.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "host: app-1\ninterval: 1s\nprobes:\n  - {{ name: members-web, kind: http, target: \"{}\", interval: 1s, timeout: 500ms, labels: {{ service: members }} }}\n",
+    let _agent = agent(&env, &c, "app-1", &format!(
+            "{{ name: members-web, kind: http, target: \"{}\", interval: 1s, timeout: 500ms, labels: {{ service: members }} }}",
             svc.url("http")
-        ),
-    )
-    .unwrap();
-    let _agent = env.agent(
-        &c,
-        &["--config", &cfg, "--state-dir", &env.p("agent-state")],
-    );
+        ));
 
     let budget = "tocsin_slo_error_budget_remaining{service=\"members\"}";
     wait_for(
@@ -889,18 +891,7 @@ fn a_backup_older_than_the_services_rpo_puts_its_recovery_point_at_risk() {
             .success());
     };
     touch("3 minutes ago");
-    let cfg = env.p("agent.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "host: db-1\ninterval: 1s\nprobes:\n  - {{ name: members-dump, kind: file, target: \"{backups}/*.dump\", interval: 1s, file: {{}}, labels: {{ service: members }} }}\n"
-        ),
-    )
-    .unwrap();
-    let _agent = env.agent(
-        &c,
-        &["--config", &cfg, "--state-dir", &env.p("agent-state")],
-    );
+    let _agent = agent(&env, &c, "db-1", &format!("{{ name: members-dump, kind: file, target: \"{backups}/*.dump\", interval: 1s, file: {{}}, labels: {{ service: members }} }}"));
     let alert = wait_for(
         "RecoveryPointAtRisk firing",
         Duration::from_secs(30),
@@ -939,19 +930,10 @@ fn a_slow_service_burns_its_latency_budget_not_its_availability() {
     );
     let svc = HttpServer::start(None);
     let c = env.collector("127.0.0.1:0", RULES);
-    let cfg = env.p("agent.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "host: app-1\ninterval: 1s\nprobes:\n  - {{ name: members-web, kind: http, target: \"{}\", interval: 1s, timeout: 3s, labels: {{ service: members }} }}\n",
+    let _agent = agent(&env, &c, "app-1", &format!(
+            "{{ name: members-web, kind: http, target: \"{}\", interval: 1s, timeout: 3s, labels: {{ service: members }} }}",
             svc.url("http")
-        ),
-    )
-    .unwrap();
-    let _agent = env.agent(
-        &c,
-        &["--config", &cfg, "--state-dir", &env.p("agent-state")],
-    );
+        ));
     let latency_budget = "tocsin_slo_error_budget_remaining{service=\"members\",sli=\"latency\"}";
     wait_for(
         "a full latency budget while fast",

@@ -25,7 +25,11 @@ pub(crate) mod testing;
 
 pub use alerts::AckBody;
 pub use changes::ChangeBody;
+// What the collector's report job reads, as the API reads it.
+pub(crate) use changes::load as load_changes;
 pub use error::ApiError;
+pub(crate) use error::{with_outbox, with_records};
+pub(crate) use incidents::{load_feedback, load_incidents};
 pub use incidents::{FeedbackBody, IncidentBody};
 pub use silences::NewSilence;
 pub use tokens::NewToken;
@@ -174,49 +178,6 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(with(state.clone(), request_deadline))
         .with_state(state)
-}
-
-/// Incidents opened in [from, to), as stored.
-pub(crate) async fn incidents_between(
-    st: &AppState,
-    from: i64,
-    to: i64,
-) -> Result<Vec<tocsin_incidents::Incident>, ApiError> {
-    incidents::load_incidents(st, from, to, 100_000).await
-}
-
-/// Changes starting in [from, to).
-pub(crate) async fn changes_between(
-    st: &AppState,
-    from: i64,
-    to: i64,
-) -> Result<Vec<tocsin_incidents::Change>, ApiError> {
-    changes::load(st, from, to).await
-}
-
-/// Feedback given in [from, to).
-pub(crate) async fn feedback_between(
-    st: &AppState,
-    from: i64,
-    to: i64,
-) -> Result<Vec<tocsin_incidents::Feedback>, ApiError> {
-    incidents::load_feedback(st, from, to).await
-}
-
-/// Notifications given up on, over every receiver.
-pub(crate) async fn dead_letters(st: &AppState) -> Result<u64, ApiError> {
-    error::with_outbox(st, "counting dead letters", |o| {
-        o.count_all(tocsin_store::OutboxStatus::Dead)
-    })
-    .await
-}
-
-pub(crate) async fn with_records_pub<T: Send + 'static>(
-    st: &AppState,
-    what: &'static str,
-    f: impl FnOnce(&tocsin_store::Records) -> tocsin_store::Result<T> + Send + 'static,
-) -> Result<T, ApiError> {
-    error::with_records(st, what, f).await
 }
 
 /// A request to the writer that answers done or a failure.
