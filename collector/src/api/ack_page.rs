@@ -300,6 +300,17 @@ mod tests {
                 .get(),
             1
         );
+        // A link holder cannot fill the database: feedback per incident is bounded.
+        for _ in 1..200 {
+            let a = api
+                .send(post(format!("t={t}&by=alice&verdict=noise")))
+                .await;
+            assert_eq!(a.status, StatusCode::OK);
+        }
+        let full = api
+            .send(post(format!("t={t}&by=alice&verdict=noise")))
+            .await;
+        assert_eq!(full.status, StatusCode::CONFLICT, "{}", full.json);
     }
 
     #[tokio::test]

@@ -299,6 +299,9 @@ pub(crate) async fn feedback(
     Ok(Json(json!({ "status": "success" })))
 }
 
+/// Feedback one incident may gather.
+const MAX_FEEDBACK: usize = 200;
+
 /// Stores feedback (from the API or an acknowledgement page) and counts it.
 pub(crate) async fn record_feedback(
     st: &AppState,
@@ -306,10 +309,20 @@ pub(crate) async fn record_feedback(
 ) -> Result<(), ApiError> {
     let json = serde_json::to_string(&f).map_err(|_| ApiError::Internal)?;
     let (at, id, verdict) = (f.at, f.incident.clone(), f.verdict);
-    with_records(st, "recording feedback", move |o| {
-        o.add_feedback(at, &id, &json)
+    // Bounded per incident: a signed link in a message can give feedback without a
+    // credential, and must not be able to fill the database.
+    let stored = with_records(st, "recording feedback", move |o| {
+        if o.feedback_of(&id)?.len() >= MAX_FEEDBACK {
+            return Ok(false);
+        }
+        o.add_feedback(at, &id, &json).map(|_| true)
     })
     .await?;
+    if !stored {
+        return Err(ApiError::Conflict(format!(
+            "at most {MAX_FEEDBACK} pieces of feedback per incident"
+        )));
+    }
     st.tel.feedback.with_label_values(&[verdict.as_str()]).inc();
     Ok(())
 }

@@ -169,6 +169,9 @@ pub struct FollowUp {
 
 pub const FOLLOW_UP_STATES: [&str; 3] = ["open", "done", "dropped"];
 
+/// Follow-ups one incident may hold (its record stays a bounded row).
+pub const MAX_FOLLOW_UPS: usize = 100;
+
 /// A change people make to an incident's record, resolved or not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -229,6 +232,9 @@ impl Edit {
                 ("impact", format!("{by}: impact: {text}"))
             }
             Edit::FollowUp { text, owner } => {
+                if inc.follow_ups.len() >= MAX_FOLLOW_UPS {
+                    return Err(format!("at most {MAX_FOLLOW_UPS} follow-ups per incident"));
+                }
                 let id = inc.follow_ups.iter().map(|f| f.id).max().unwrap_or(0) + 1;
                 inc.follow_ups.push(FollowUp {
                     id,

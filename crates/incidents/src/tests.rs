@@ -480,11 +480,38 @@ fn edits_assign_record_a_cause_and_track_follow_ups() {
         inc.edit("INC-none", by, &Edit::Impact { text: "x".into() }, T0),
         Err(EditRefused::NotFound)
     );
+    for n in 1..MAX_FOLLOW_UPS {
+        let e = Edit::FollowUp {
+            text: format!("step {n}"),
+            owner: None,
+        };
+        inc.edit(&id, by, &e, T0).unwrap();
+    }
+    assert_eq!(
+        inc.edit(
+            &id,
+            by,
+            &Edit::FollowUp {
+                text: "one more".into(),
+                owner: None
+            },
+            T0
+        ),
+        Err(EditRefused::Invalid(
+            "at most 100 follow-ups per incident".into()
+        ))
+    );
     let i = inc.live().next().unwrap();
     assert_eq!(i.owner.as_deref(), Some("db-team"));
     assert_eq!(i.root_cause.as_ref().unwrap().category, "dependency");
     assert_eq!(i.follow_ups[0].state, "done");
-    let texts: Vec<String> = inc.take_changes().1.into_iter().map(|e| e.text).collect();
+    let texts: Vec<String> = inc
+        .take_changes()
+        .1
+        .into_iter()
+        .map(|e| e.text)
+        .take(5)
+        .collect();
     assert_eq!(
         texts,
         [
