@@ -415,17 +415,21 @@ impl Detector {
             self.tail[rb] += c.tail_alpha as f32;
         }
         // A value the series has never come near is as rare as such records have been, however
-        // routine a surprise of its size is.
+        // routine a surprise of its size is. How often they have been is counted over the
+        // range's own memory: a series that has set no record in ten thousand samples makes
+        // one rarer than a series that set none in the last thousand.
         if c.record_margin > 0.0 {
             let r = self.records.get_or_insert_with(|| Records::new(x));
             if let Some(p) = r
-                .update(x, c.record_margin, c.tail_alpha)
+                .update(x, c.record_margin, RANGE_FORGET)
                 .filter(|&p| p < tail)
             {
                 tail = p;
                 cause = Cause::Record;
             }
         }
+        // Volatility records keep the surprise's memory: counted over the range's memory they
+        // add false positives on NAB's known-cause series (docs/DYNAMIC.md).
         if c.volatility_margin >= 0.0 {
             self.vol += c.alpha_vol * ((x - self.level).abs() - self.vol);
             let r = self
@@ -854,6 +858,30 @@ mod behaviour {
             "without records of either kind: {without:?}"
         );
         assert_eq!(without.cause, Cause::Deviation);
+    }
+
+    #[test]
+    fn a_record_is_rarer_the_longer_the_series_has_set_none() {
+        // The same noise and the same new high, after two thousand and after twenty thousand
+        // samples without a record (the few of the first samples, which set the range, still
+        // count): the longer history makes it several times rarer.
+        let noise = |i: i64| ((i * 7919) % 101) as f64 / 10.0 - 5.0;
+        let record_after = |n: i64| {
+            let mut d = Detector::new(DetectorConfig::default());
+            for i in 0..n {
+                d.update(i * STEP, 50.0 + noise(i));
+            }
+            d.update(n * STEP, 57.0)
+        };
+        let (short, long) = (record_after(2_000), record_after(20_000));
+        assert_eq!((short.cause, long.cause), (Cause::Record, Cause::Record));
+        assert!(short.score > WARN, "{short:?}");
+        let rarity = |score: f64| 10f64.powf(-10.0 * score);
+        let ratio = rarity(short.score) / rarity(long.score);
+        assert!(
+            (4.0..20.0).contains(&ratio),
+            "{ratio} ({short:?}, {long:?})"
+        );
     }
 
     #[test]
