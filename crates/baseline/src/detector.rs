@@ -2,7 +2,9 @@
 //!
 //! - **Point deviation**: distance of the value from a fast exponentially weighted level, in
 //!   units of the exponentially weighted mean absolute deviation (a robust scale).
-//! - **Level shift**: distance of a short-term mean from a long-term mean, in long-term scale.
+//! - **Sustained shift**: a two-sided CUSUM of the value's distance from what is expected (the
+//!   seasonal profile's mean, else the long-term mean), each sample's part clipped so one spike
+//!   cannot make it, and decayed so it forgets.
 //! - **Daily profile**: per 15-minute bucket of the day, a mean and deviation learned once a day.
 //! - **Weekly profile**: the same per hour of the week; it replaces the daily one for a series
 //!   it has predicted clearly better (one with a weekend).
@@ -25,11 +27,14 @@ pub struct DetectorConfig {
     pub min_history: u32,
     pub alpha_level: f64,
     pub alpha_dev: f64,
-    pub alpha_short: f64,
     pub alpha_long: f64,
     /// Deviation (in scale units) that maps to a score of about 0.63.
     pub point_k: f64,
+    /// The sustained shift's CUSUM (in long-term scale units) that scores like `point_k`.
     pub shift_k: f64,
+    /// Per sample, the CUSUM keeps this share of itself: its memory is about 1 / (1 − decay)
+    /// samples.
+    pub shift_decay: f64,
     /// Smoothing of the raw surprise before it is compared with its own history.
     pub alpha_surprise_short: f64,
     /// Memory of the surprise distribution.
@@ -71,10 +76,10 @@ impl Default for DetectorConfig {
             min_history: 30,
             alpha_level: 0.2,
             alpha_dev: 0.01,
-            alpha_short: 0.3,
+            shift_decay: 0.9,
             alpha_long: 0.005,
             point_k: 6.0,
-            shift_k: 6.0,
+            shift_k: 20.0,
             alpha_surprise_short: 0.8,
             alpha_surprise_long: 0.002,
             alpha_season: 0.1,
@@ -147,7 +152,9 @@ pub struct Detector {
     n: u64,
     level: f64,
     dev: f64,
-    short: f64,
+    /// The sustained shift's CUSUM, upwards and downwards.
+    #[serde(default)]
+    shift: [f64; 2],
     long: f64,
     long_dev: f64,
     s_short: f64,
@@ -235,6 +242,13 @@ impl Records {
 const TAIL_BINS: usize = 24;
 const TAIL_BIN: f64 = 0.25;
 
+/// Each sample's part in the sustained-shift CUSUM is clipped at this many long-term scale
+/// units (a spike counts as a moderate deviation)...
+const SHIFT_CLIP: f64 = 3.0;
+/// ...and this much is taken off it, so that the noise around the expected value (about one
+/// unit) does not accumulate.
+const SHIFT_ALLOWANCE: f64 = 0.5;
+
 /// Buckets of the daily profile: 15 minutes each.
 const BUCKETS: usize = 96;
 const DAY_MS: i64 = 86_400_000;
@@ -254,7 +268,7 @@ impl Detector {
             n: 0,
             level: 0.0,
             dev: 0.0,
-            short: 0.0,
+            shift: [0.0; 2],
             long: 0.0,
             long_dev: 0.0,
             s_short: 0.0,
@@ -311,7 +325,8 @@ impl Detector {
         let state = [
             self.level,
             self.dev,
-            self.short,
+            self.shift[0],
+            self.shift[1],
             self.long,
             self.long_dev,
             self.s_mean,
@@ -336,7 +351,6 @@ impl Detector {
         let c = self.cfg;
         if self.n == 0 {
             self.level = x;
-            self.short = x;
             self.long = x;
         }
         // A floor for the scale, so a perfectly flat series does not score infinite deviations
@@ -345,11 +359,10 @@ impl Detector {
         let scale = self.dev.max(floor);
         let long_scale = self.long_dev.max(floor);
         let point = (x - self.level).abs() / scale;
-        let short_next = self.short + c.alpha_short * (x - self.short);
-        let shift = (short_next - self.long).abs() / long_scale;
         let per_visit = |bucket_ms: i64| 1.0 / samples_per_bucket(self.last_ts, ts_ms, bucket_ms);
         let b = bucket(ts_ms, DAY_MS, BUCKETS);
         let daily = profile_z(self.season[b], x, c.season_min_days, floor);
+        let daily_mean = f64::from(self.season[b][1]);
         let daily_miss = (x - f64::from(self.season[b][1])).abs() / scale;
         profile_learn(
             &mut self.season[b],
@@ -362,8 +375,9 @@ impl Detector {
                 self.week = vec![[0.0; 3]; WEEK_BUCKETS];
             }
             let w = bucket(ts_ms, WEEK_MS, WEEK_BUCKETS);
+            let mean = f64::from(self.week[w][1]);
             let z = profile_z(self.week[w], x, c.season_min_weeks, floor)
-                .map(|z| (z, (x - f64::from(self.week[w][1])).abs() / scale));
+                .map(|z| (z, (x - mean).abs() / scale, mean));
             let inc = per_visit(WEEK_MS / WEEK_BUCKETS as i64);
             profile_learn(&mut self.week[w], x, c.alpha_season, inc);
             z
@@ -373,17 +387,30 @@ impl Detector {
         // The weekly profile takes over once it has predicted clearly better than the daily
         // one (a quiet weekend is normal for it).
         let seasonal = match (daily, weekly) {
-            (Some(d), Some((w, weekly_miss))) => {
+            (Some(d), Some((w, weekly_miss, weekly_mean))) => {
                 let e = &mut self.season_err;
                 let better = e[1] < WEEKLY_BETTER * e[0];
                 e[0] += SEASON_ERR_ALPHA * (daily_miss.min(SEASON_ERR_CAP) - e[0]);
                 e[1] += SEASON_ERR_ALPHA * (weekly_miss.min(SEASON_ERR_CAP) - e[1]);
-                Some(if better { w } else { d })
+                Some(if better {
+                    (w, weekly_mean)
+                } else {
+                    (d, daily_mean)
+                })
             }
-            (d, _) => d,
+            (d, _) => d.map(|d| (d, daily_mean)),
         };
+        // A sustained shift away from what is expected accumulates; one spike adds at most
+        // SHIFT_CLIP − SHIFT_ALLOWANCE, and noise within the allowance adds nothing.
+        let expected = seasonal.map_or(self.long, |(_, mean)| mean);
+        let d = (x - expected) / long_scale;
+        let shift_next = [
+            (c.shift_decay * self.shift[0] + d.min(SHIFT_CLIP) - SHIFT_ALLOWANCE).max(0.0),
+            (c.shift_decay * self.shift[1] - d.max(-SHIFT_CLIP) - SHIFT_ALLOWANCE).max(0.0),
+        ];
+        let shift = shift_next[0].max(shift_next[1]);
         // A jump the daily shape predicts is not a surprise; a shape the day never had is.
-        let z = match seasonal {
+        let z = match seasonal.map(|(sz, _)| sz) {
             Some(sz) => (point.min(sz) / c.point_k)
                 .max(sz / c.season_k)
                 .max(shift / c.shift_k),
@@ -473,7 +500,7 @@ impl Detector {
         let r = (x - self.level).abs();
         self.dev += c.alpha_dev * (r - self.dev);
         self.level += c.alpha_level * (x - self.level);
-        self.short = short_next;
+        self.shift = shift_next;
         let lr = (x - self.long).abs();
         self.long_dev += c.alpha_long * (lr - self.long_dev);
         self.long += c.alpha_long * (x - self.long);
@@ -776,6 +803,34 @@ mod behaviour {
         let early = scores[..20].iter().copied().fold(0.0, f64::max);
         let late = scores[1500..].iter().copied().fold(0.0, f64::max);
         assert!(early > CRIT, "the shift is reported: {early}");
+        assert!(late < WARN, "the new level is normal after a while: {late}");
+    }
+
+    #[test]
+    fn a_sustained_shift_too_small_for_any_one_sample_is_caught_then_absorbed() {
+        // Uniform noise (standard deviation 0.32) for ten days, then the series settles 0.64
+        // higher, two standard deviations: no one sample of it is unusual (the noise alone
+        // reaches that far every few samples), its persistence is.
+        let noise = |i: i64| ((i * 7919) % 11) as f64 / 10.0;
+        let mut d = Detector::new(DetectorConfig::default());
+        let days = 10 * 288;
+        let mut before: f64 = 0.0;
+        for i in 0..days {
+            let s = d.update(i * STEP, 50.0 + noise(i)).score;
+            if i > days / 2 {
+                before = before.max(s);
+            }
+        }
+        let scores: Vec<f64> = (days..days + 2000)
+            .map(|i| d.update(i * STEP, 50.64 + noise(i)).score)
+            .collect();
+        let first = scores.iter().position(|&s| s > WARN);
+        assert!(before < WARN, "the noise: {before}");
+        assert!(
+            first.is_some_and(|n| n < 60),
+            "caught within five hours: {first:?}"
+        );
+        let late = scores[1000..].iter().copied().fold(0.0, f64::max);
         assert!(late < WARN, "the new level is normal after a while: {late}");
     }
 

@@ -7,7 +7,7 @@ use super::{Detector, DetectorConfig, Records, BUCKETS, TAIL_BINS, WEEK_BUCKETS}
 
 /// Bumped whenever the layout changes; state of another version is not read (the baseline
 /// learns afresh) rather than misread.
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
 
 /// Why stored state could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +32,8 @@ impl Detector {
         for v in [
             self.level,
             self.dev,
-            self.short,
+            self.shift[0],
+            self.shift[1],
             self.long,
             self.long_dev,
             self.s_short,
@@ -83,17 +84,22 @@ impl Detector {
     pub fn from_bytes(bytes: &[u8], cfg: DetectorConfig) -> Result<Detector, DecodeError> {
         let mut r = Reader(bytes);
         let format = r.u8()?;
-        if format != FORMAT {
+        if format != FORMAT && format != 1 {
             return Err(DecodeError(format!(
-                "stored in format {format}, this version reads {FORMAT}"
+                "stored in format {format}, this version reads 1 and {FORMAT}"
             )));
         }
         let mut d = Detector::new(cfg);
         d.n = r.u64()?;
+        d.level = r.f64()?;
+        d.dev = r.f64()?;
+        if format == 1 {
+            // A short-term mean, before the sustained shift was a CUSUM: it starts at zero.
+            r.f64()?;
+        } else {
+            d.shift = [r.f64()?, r.f64()?];
+        }
         for v in [
-            &mut d.level,
-            &mut d.dev,
-            &mut d.short,
             &mut d.long,
             &mut d.long_dev,
             &mut d.s_short,
@@ -235,6 +241,27 @@ mod tests {
     }
 
     #[test]
+    fn state_of_the_first_format_is_read_with_the_shift_starting_afresh() {
+        // Format 1 kept a short-term mean where format 2 keeps the two sides of the CUSUM.
+        let mut d = learned();
+        d.shift = [3.0, 0.5];
+        let bytes = d.to_bytes();
+        let fixed = 1 + 8 * 3; // format, samples, level, deviation
+        let mut old = vec![1];
+        old.extend_from_slice(&bytes[1..fixed]);
+        old.extend_from_slice(&42.0f64.to_le_bytes());
+        old.extend_from_slice(&bytes[fixed + 16..]);
+        let read = Detector::from_bytes(&old, d.cfg).unwrap();
+        assert_eq!(
+            read,
+            Detector {
+                shift: [0.0; 2],
+                ..d
+            }
+        );
+    }
+
+    #[test]
     fn damaged_state_is_refused_not_misread() {
         let d = learned();
         let bytes = d.to_bytes();
@@ -250,10 +277,10 @@ mod tests {
         let mut other = bytes.clone();
         other[0] = FORMAT + 1;
         let e = Detector::from_bytes(&other, d.cfg).unwrap_err();
-        assert!(e.0.contains("format 2"), "{e}");
+        assert!(e.0.contains("format 3"), "{e}");
         // A profile of the wrong size would index out of bounds on the next sample.
         let mut short = bytes.clone();
-        let at = 1 + 8 * 10 + 8 * 5; // after the fixed fields: the daily profile's length
+        let at = 1 + 8 * 11 + 8 * 5; // after the fixed fields: the daily profile's length
         short[at..at + 2].copy_from_slice(&5u16.to_le_bytes());
         let e = Detector::from_bytes(&short, d.cfg).unwrap_err();
         assert!(e.0.contains("daily profile of 5 entries"), "{e}");
