@@ -34,6 +34,7 @@ pub struct DetectorConfig {
     pub shift_k: f64,
     /// Per sample, the CUSUM keeps this share of itself: its memory is about 1 / (1 − decay)
     /// samples.
+    #[serde(default = "default_shift_decay")]
     pub shift_decay: f64,
     /// Smoothing of the raw surprise before it is compared with its own history.
     pub alpha_surprise_short: f64,
@@ -76,7 +77,7 @@ impl Default for DetectorConfig {
             min_history: 30,
             alpha_level: 0.2,
             alpha_dev: 0.01,
-            shift_decay: 0.9,
+            shift_decay: default_shift_decay(),
             alpha_long: 0.005,
             point_k: 6.0,
             shift_k: 20.0,
@@ -94,6 +95,10 @@ impl Default for DetectorConfig {
             alpha_vol: default_alpha_vol(),
         }
     }
+}
+
+fn default_shift_decay() -> f64 {
+    0.9
 }
 
 fn default_week_min() -> f64 {
@@ -363,7 +368,7 @@ impl Detector {
         let b = bucket(ts_ms, DAY_MS, BUCKETS);
         let daily = profile_z(self.season[b], x, c.season_min_days, floor);
         let daily_mean = f64::from(self.season[b][1]);
-        let daily_miss = (x - f64::from(self.season[b][1])).abs() / scale;
+        let daily_miss = (x - daily_mean).abs() / scale;
         profile_learn(
             &mut self.season[b],
             x,

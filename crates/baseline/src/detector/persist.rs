@@ -262,6 +262,29 @@ mod tests {
     }
 
     #[test]
+    fn json_state_of_the_level_shift_era_is_read() {
+        // Before the CUSUM, JSON state held a short-term mean and a configuration with its
+        // smoothing and without the CUSUM's decay.
+        let d = learned();
+        let mut json = serde_json::to_value(&d).unwrap();
+        let o = json.as_object_mut().unwrap();
+        o.remove("shift");
+        o.insert("short".into(), serde_json::json!(51.5));
+        let cfg = o["cfg"].as_object_mut().unwrap();
+        cfg.remove("shift_decay");
+        cfg.insert("alpha_short".into(), serde_json::json!(0.3));
+        let old: Detector = serde_json::from_value(json).unwrap();
+        assert_eq!(old.check(), Ok(()));
+        assert_eq!(
+            old,
+            Detector {
+                shift: [0.0; 2],
+                ..d
+            }
+        );
+    }
+
+    #[test]
     fn damaged_state_is_refused_not_misread() {
         let d = learned();
         let bytes = d.to_bytes();
