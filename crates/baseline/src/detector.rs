@@ -5,7 +5,8 @@
 //! - **Sustained shift**: a two-sided CUSUM of the value's distance from what is expected (the
 //!   seasonal profile's mean, else the long-term mean), each sample's part clipped so one spike
 //!   cannot make it, and decayed so it forgets.
-//! - **Daily profile**: per 15-minute bucket of the day, a mean and deviation learned once a day.
+//! - **Daily profile**: per 15-minute bucket of the day, a mean and deviation learned once a day;
+//!   a bucket's deviation is taken as at least a tenth of the long-term one.
 //! - **Weekly profile**: the same per hour of the week; it replaces the daily one for a series
 //!   it has predicted clearly better (one with a weekend).
 //! - **Records**: a value beyond the range the series has shown, or a short-term volatility
@@ -51,6 +52,11 @@ pub struct DetectorConfig {
     /// Seasonal deviation (in bucket scale units) scoring like `point_k` (used alone, for
     /// anomalies that break the daily shape without a sudden jump).
     pub season_k: f64,
+    /// A profile bucket's deviation is taken as at least this share of the series' long-term
+    /// deviation: a bucket learns from a few samples a day, and at the quiet hours of a series
+    /// its deviation can shrink until any wiggle then looks extreme.
+    #[serde(default = "default_season_floor")]
+    pub season_floor: f64,
     /// Decay per sample of the remembered peak score; a score below the remembered peak is an
     /// echo of an event already reported and is damped by `echo_damp`.
     pub peak_decay: f64,
@@ -87,6 +93,7 @@ impl Default for DetectorConfig {
             season_min_days: 5.0,
             season_min_weeks: default_week_min(),
             season_k: 6.0,
+            season_floor: default_season_floor(),
             peak_decay: 0.9995,
             echo_damp: 0.5,
             tail_alpha: 0.001,
@@ -95,6 +102,10 @@ impl Default for DetectorConfig {
             alpha_vol: default_alpha_vol(),
         }
     }
+}
+
+fn default_season_floor() -> f64 {
+    0.1
 }
 
 fn default_shift_decay() -> f64 {
@@ -366,7 +377,8 @@ impl Detector {
         let point = (x - self.level).abs() / scale;
         let per_visit = |bucket_ms: i64| 1.0 / samples_per_bucket(self.last_ts, ts_ms, bucket_ms);
         let b = bucket(ts_ms, DAY_MS, BUCKETS);
-        let daily = profile_z(self.season[b], x, c.season_min_days, floor);
+        let bucket_floor = floor.max(c.season_floor * long_scale);
+        let daily = profile_z(self.season[b], x, c.season_min_days, bucket_floor);
         let daily_mean = f64::from(self.season[b][1]);
         let daily_miss = (x - daily_mean).abs() / scale;
         profile_learn(
@@ -381,7 +393,7 @@ impl Detector {
             }
             let w = bucket(ts_ms, WEEK_MS, WEEK_BUCKETS);
             let mean = f64::from(self.week[w][1]);
-            let z = profile_z(self.week[w], x, c.season_min_weeks, floor)
+            let z = profile_z(self.week[w], x, c.season_min_weeks, bucket_floor)
                 .map(|z| (z, (x - mean).abs() / scale, mean));
             let inc = per_visit(WEEK_MS / WEEK_BUCKETS as i64);
             profile_learn(&mut self.week[w], x, c.alpha_season, inc);
@@ -738,12 +750,23 @@ mod behaviour {
             "an unknown jump is a surprise: {first_day_max}"
         );
         assert!(late_max < WARN, "a learned daily jump is not: {late_max}");
-        // The day that fails to rise is caught.
-        let mut broken: f64 = 0.0;
-        for i in per_day * 14..per_day * 15 {
-            broken = broken.max(d.update(i * STEP, 20.0).score);
+        // The day that fails to rise is caught: at warning after two weeks, at critical after a
+        // month, when the surprises of the first days (the jumps, before the profile knew them)
+        // have left the surprise's memory. (A profile bucket's deviation is at least a tenth of
+        // the long-term one, which a square wave's swing makes large: 80 is 20 such units.)
+        let broken_day = |d: &mut Detector, day: i64| {
+            (per_day * day..per_day * (day + 1))
+                .map(|i| d.update(i * STEP, 20.0).score)
+                .fold(0.0, f64::max)
+        };
+        let mut later = d.clone();
+        let broken = broken_day(&mut d, 14);
+        assert!(broken > WARN, "a broken daily shape scores: {broken}");
+        for i in per_day * 14..per_day * 30 {
+            later.update(i * STEP, daily(i));
         }
-        assert!(broken > CRIT, "a broken daily shape scores: {broken}");
+        let broken = broken_day(&mut later, 30);
+        assert!(broken > CRIT, "a broken daily shape a month on: {broken}");
     }
 
     #[test]
