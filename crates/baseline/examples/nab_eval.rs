@@ -39,12 +39,12 @@ fn main() {
         }
         let mut d = tocsin_baseline::Detector::new(cfg);
         let mut w = std::io::BufWriter::new(std::fs::File::create(&dst).unwrap());
-        writeln!(w, "timestamp,value,anomaly_score").unwrap();
+        writeln!(w, "timestamp,value,anomaly_score,cause").unwrap();
         for line in text.lines().skip(1) {
             let (ts, v) = line.split_once(',').unwrap();
             let v: f64 = v.parse().unwrap();
             let o = d.update(parse_ts(ts), v);
-            writeln!(w, "{ts},{v},{}", o.score).unwrap();
+            writeln!(w, "{ts},{v},{},{}", o.score, o.cause.as_str()).unwrap();
         }
     }
 }
