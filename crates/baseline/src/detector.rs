@@ -11,6 +11,9 @@
 //!   it has predicted clearly better (one with a weekend).
 //! - **Records**: a value beyond the range the series has shown, or a short-term volatility
 //!   above its highest, by a margin; as rare as such records have been for the series.
+//! - **Freezes**: the short-term volatility below a quarter of the lowest the series has shown
+//!   (as it stood up to 128 samples before): the series stopped moving, for longer than it
+//!   ever has; as rare as such freezes have been.
 //!
 //! The largest deviation, log-compressed (the surprise), is judged against the series' own
 //! history of surprises: the tail probability is the larger of a Gaussian fitted to that
@@ -138,6 +141,9 @@ pub enum Cause {
     Record,
     /// Short-term volatility above any the series has shown.
     Volatility,
+    /// The series stopped moving: its short-term volatility fell far below the lowest it had
+    /// shown (a hung exporter, a stuck sensor, a frozen counter).
+    Frozen,
 }
 
 impl Cause {
@@ -146,6 +152,7 @@ impl Cause {
             Cause::Deviation => "deviation",
             Cause::Record => "record",
             Cause::Volatility => "volatility",
+            Cause::Frozen => "frozen",
         }
     }
 }
@@ -201,6 +208,10 @@ pub struct Detector {
     vol: f64,
     #[serde(default)]
     vol_records: Option<Records>,
+    /// The short-term volatility's low, for freezes (from `RECORD_WARM` samples on, once the
+    /// volatility has settled from its start at zero).
+    #[serde(default)]
+    frozen: Option<Records>,
 }
 
 /// The range of values a series has shown, forgetting slowly, and per side (above, below) the
@@ -211,10 +222,19 @@ struct Records {
     hi: f64,
     n: u64,
     rate: [f64; 2],
+    /// For a collapse (`update_collapse`): the low as it stood at the last multiple of
+    /// `FREEZE_LAG` samples.
+    #[serde(default)]
+    low_before: Option<f64>,
 }
 
 /// Samples the range must have seen before a record is judged.
 const RECORD_WARM: u64 = 100;
+/// A volatility below this share of the lowest the series has shown is a freeze...
+const FREEZE_SHARE: f64 = 0.25;
+/// ...that lowest taken as it stood up to this many samples ago: a volatility that creeps down
+/// (each step small, the live low following it) is judged against the low from before.
+const FREEZE_LAG: u64 = 128;
 /// Per sample, the range shrinks by this share towards its middle, so that one absurd value
 /// does not hide every later record for good (a time constant of 100,000 samples).
 const RANGE_FORGET: f64 = 1e-5;
@@ -226,6 +246,7 @@ impl Records {
             hi: x,
             n: 0,
             rate: [0.0; 2],
+            low_before: None,
         }
     }
 
@@ -234,7 +255,27 @@ impl Records {
     /// Then learns `x`.
     fn update(&mut self, x: f64, margin: f64, min_alpha: f64) -> Option<f64> {
         let m = margin * (self.hi - self.lo);
-        let broke = [x > self.hi + m, x < self.lo - m];
+        self.judge_and_learn(x, [x > self.hi + m, x < self.lo - m], min_alpha, true)
+    }
+
+    /// The same for a collapse: `x` below `FREEZE_SHARE` of the low of up to `FREEZE_LAG`
+    /// samples ago.
+    fn update_collapse(&mut self, x: f64, min_alpha: f64) -> Option<f64> {
+        if self.low_before.is_none() || self.n % FREEZE_LAG == 0 {
+            self.low_before = Some(self.lo);
+        }
+        let low = self.low_before.unwrap_or(self.lo);
+        self.judge_and_learn(x, [false, x < FREEZE_SHARE * low], min_alpha, false)
+    }
+
+    /// With `forget`, the range shrinks towards its middle by `RANGE_FORGET` per sample.
+    fn judge_and_learn(
+        &mut self,
+        x: f64,
+        broke: [bool; 2],
+        min_alpha: f64,
+        forget: bool,
+    ) -> Option<f64> {
         let n_eff = (self.n as f64).min(1.0 / min_alpha.max(1e-9));
         let p = broke
             .iter()
@@ -248,9 +289,11 @@ impl Records {
         self.n += 1;
         self.hi = self.hi.max(x);
         self.lo = self.lo.min(x);
-        let mid = self.lo + (self.hi - self.lo) / 2.0;
-        self.hi -= RANGE_FORGET * (self.hi - mid);
-        self.lo += RANGE_FORGET * (mid - self.lo);
+        if forget {
+            let mid = self.lo + (self.hi - self.lo) / 2.0;
+            self.hi -= RANGE_FORGET * (self.hi - mid);
+            self.lo += RANGE_FORGET * (mid - self.lo);
+        }
         p
     }
 }
@@ -299,6 +342,7 @@ impl Detector {
             records: None,
             vol: 0.0,
             vol_records: None,
+            frozen: None,
         }
     }
 
@@ -334,7 +378,7 @@ impl Detector {
             };
         }
         let out = self.update_finite(ts_ms, x);
-        let ranges = [self.records, self.vol_records]
+        let ranges = [self.records, self.vol_records, self.frozen]
             .into_iter()
             .flatten()
             .flat_map(|r| [r.lo, r.hi]);
@@ -483,6 +527,17 @@ impl Detector {
             if let Some(p) = p.filter(|&p| p < tail) {
                 tail = p;
                 cause = Cause::Volatility;
+            }
+            // A series that stops moving: its volatility falls to a fraction of its lowest.
+            if self.n >= RECORD_WARM {
+                let r = self.frozen.get_or_insert_with(|| Records::new(self.vol));
+                if let Some(p) = r
+                    .update_collapse(self.vol, c.tail_alpha)
+                    .filter(|&p| p < tail)
+                {
+                    tail = p;
+                    cause = Cause::Frozen;
+                }
             }
         }
         let warming = self.warming();
@@ -860,6 +915,32 @@ mod behaviour {
         );
         let late = scores[1000..].iter().copied().fold(0.0, f64::max);
         assert!(late < WARN, "the new level is normal after a while: {late}");
+    }
+
+    #[test]
+    fn a_series_that_freezes_is_caught() {
+        // Noise for ten days, then the value stops moving (a hung exporter, a stuck sensor):
+        // its volatility creeps down to nothing, far below anything the series has shown.
+        let noise = |i: i64| ((i * 7919) % 11) as f64 / 10.0;
+        let mut d = Detector::new(DetectorConfig::default());
+        let days = 10 * 288;
+        let mut before: f64 = 0.0;
+        for i in 0..days {
+            let s = d.update(i * STEP, 50.0 + noise(i)).score;
+            if i > days / 2 {
+                before = before.max(s);
+            }
+        }
+        let frozen: Vec<Output> = (days..days + 288)
+            .map(|i| d.update(i * STEP, 50.4))
+            .collect();
+        assert!(before < WARN, "the noise: {before}");
+        let first = frozen.iter().position(|o| o.score > WARN);
+        assert!(
+            first.is_some_and(|n| n < 72),
+            "caught within six hours: {first:?}"
+        );
+        assert_eq!(frozen[first.unwrap()].cause, Cause::Frozen);
     }
 
     #[test]

@@ -62,7 +62,7 @@ impl Detector {
         for v in &self.tail {
             w.extend_from_slice(&v.to_le_bytes());
         }
-        for r in [self.records, self.vol_records] {
+        for r in [self.records, self.vol_records, self.frozen] {
             match r {
                 None => w.push(0),
                 Some(r) => {
@@ -77,6 +77,9 @@ impl Detector {
                 }
             }
         }
+        // Format 2: the freeze detector's lagged low (NaN when there is none).
+        let low_before = self.frozen.and_then(|r| r.low_before);
+        w.extend_from_slice(&low_before.unwrap_or(f64::NAN).to_le_bytes());
         w
     }
 
@@ -118,6 +121,13 @@ impl Detector {
         d.tail = (0..bins).map(|_| r.f32()).collect::<Result<_, _>>()?;
         d.records = r.records()?;
         d.vol_records = r.records()?;
+        if format >= 2 {
+            d.frozen = r.records()?;
+            let low_before = Some(r.f64()?).filter(|v| !v.is_nan());
+            if let Some(f) = &mut d.frozen {
+                f.low_before = low_before;
+            }
+        }
         if !r.0.is_empty() {
             return Err(DecodeError(format!("{} bytes too many", r.0.len())));
         }
@@ -198,6 +208,7 @@ impl Reader<'_> {
                 hi: self.f64()?,
                 n: self.u64()?,
                 rate: [self.f64()?, self.f64()?],
+                low_before: None,
             })),
             b => Err(DecodeError(format!("record range flag {b}"))),
         }
@@ -222,7 +233,7 @@ mod tests {
     fn state_reads_back_identical_and_small() {
         let d = learned();
         assert_eq!(d.week.len(), WEEK_BUCKETS);
-        assert!(d.records.is_some() && d.vol_records.is_some());
+        assert!(d.records.is_some() && d.vol_records.is_some() && d.frozen.is_some());
         let bytes = d.to_bytes();
         assert_eq!(Detector::from_bytes(&bytes, d.cfg), Ok(d.clone()));
         let json = serde_json::to_string(&d).unwrap();
@@ -242,7 +253,8 @@ mod tests {
 
     #[test]
     fn state_of_the_first_format_is_read_with_the_shift_starting_afresh() {
-        // Format 1 kept a short-term mean where format 2 keeps the two sides of the CUSUM.
+        // Format 1 kept a short-term mean where format 2 keeps the two sides of the CUSUM, and
+        // had no freeze detector (its range and lagged low, the last 41 + 8 bytes).
         let mut d = learned();
         d.shift = [3.0, 0.5];
         let bytes = d.to_bytes();
@@ -250,12 +262,13 @@ mod tests {
         let mut old = vec![1];
         old.extend_from_slice(&bytes[1..fixed]);
         old.extend_from_slice(&42.0f64.to_le_bytes());
-        old.extend_from_slice(&bytes[fixed + 16..]);
+        old.extend_from_slice(&bytes[fixed + 16..bytes.len() - 49]);
         let read = Detector::from_bytes(&old, d.cfg).unwrap();
         assert_eq!(
             read,
             Detector {
                 shift: [0.0; 2],
+                frozen: None,
                 ..d
             }
         );
