@@ -261,7 +261,7 @@ impl Records {
     /// The same for a collapse: `x` below `FREEZE_SHARE` of the low of up to `FREEZE_LAG`
     /// samples ago.
     fn update_collapse(&mut self, x: f64, min_alpha: f64) -> Option<f64> {
-        if self.low_before.is_none() || self.n % FREEZE_LAG == 0 {
+        if self.low_before.is_none() || self.n.is_multiple_of(FREEZE_LAG) {
             self.low_before = Some(self.lo);
         }
         let low = self.low_before.unwrap_or(self.lo);
