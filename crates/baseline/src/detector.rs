@@ -889,11 +889,9 @@ mod behaviour {
         assert!(late < WARN, "the new level is normal after a while: {late}");
     }
 
-    #[test]
-    fn a_sustained_shift_too_small_for_any_one_sample_is_caught_then_absorbed() {
-        // Uniform noise (standard deviation 0.32) for ten days, then the series settles 0.64
-        // higher, two standard deviations: no one sample of it is unusual (the noise alone
-        // reaches that far every few samples), its persistence is.
+    /// Ten days of uniform noise (standard deviation 0.32) around 50.5: the detector, the
+    /// noise, the samples fed and the highest score of the last five days.
+    fn ten_days_of_noise() -> (Detector, fn(i64) -> f64, i64, f64) {
         let noise = |i: i64| ((i * 7919) % 11) as f64 / 10.0;
         let mut d = Detector::new(DetectorConfig::default());
         let days = 10 * 288;
@@ -904,6 +902,14 @@ mod behaviour {
                 before = before.max(s);
             }
         }
+        (d, noise, days, before)
+    }
+
+    #[test]
+    fn a_sustained_shift_too_small_for_any_one_sample_is_caught_then_absorbed() {
+        // Then the series settles 0.64 higher, two standard deviations: no one sample of it is
+        // unusual (the noise alone reaches that far every few samples), its persistence is.
+        let (mut d, noise, days, before) = ten_days_of_noise();
         let scores: Vec<f64> = (days..days + 2000)
             .map(|i| d.update(i * STEP, 50.64 + noise(i)).score)
             .collect();
@@ -919,18 +925,9 @@ mod behaviour {
 
     #[test]
     fn a_series_that_freezes_is_caught() {
-        // Noise for ten days, then the value stops moving (a hung exporter, a stuck sensor):
-        // its volatility creeps down to nothing, far below anything the series has shown.
-        let noise = |i: i64| ((i * 7919) % 11) as f64 / 10.0;
-        let mut d = Detector::new(DetectorConfig::default());
-        let days = 10 * 288;
-        let mut before: f64 = 0.0;
-        for i in 0..days {
-            let s = d.update(i * STEP, 50.0 + noise(i)).score;
-            if i > days / 2 {
-                before = before.max(s);
-            }
-        }
+        // Then the value stops moving (a hung exporter, a stuck sensor): its volatility creeps
+        // down to nothing, far below anything the series has shown.
+        let (mut d, _, days, before) = ten_days_of_noise();
         let frozen: Vec<Output> = (days..days + 288)
             .map(|i| d.update(i * STEP, 50.4))
             .collect();
