@@ -219,11 +219,12 @@ fn the_console_serves_the_people_on_call() {
     b.wait("[data-test=note-form] textarea", T)
         .type_text("disk replaced at 03:10");
     b.wait("[data-test=note-form] button", T).click();
-    wait_for("the note", T, || {
-        b.text("[data-test=timeline]")
-            .contains("disk replaced at 03:10")
-            .then_some(())
-    });
+    let on_timeline = |what: &str, text: &str| {
+        wait_for(what, T, || {
+            b.text("[data-test=timeline]").contains(text).then_some(())
+        })
+    };
+    on_timeline("the note", "disk replaced at 03:10");
     // Feedback on its alert, from the console: counted for the rule.
     b.eval(
         "document.querySelector('[data-test=feedback-form] select[name=verdict]').value = 'noise'",
@@ -232,11 +233,10 @@ fn the_console_serves_the_people_on_call() {
     b.wait("[data-test=feedback-form] input[name=comment]", T)
         .type_text("the disk is fine");
     b.wait("[data-test=feedback-form] button", T).click();
-    wait_for("the feedback on the timeline", T, || {
-        b.text("[data-test=timeline]")
-            .contains("said noise of ConsoleDiskBusy")
-            .then_some(())
-    });
+    on_timeline(
+        "the feedback on the timeline",
+        "said noise of ConsoleDiskBusy",
+    );
     let stats = api(&c, "/api/v1/incidents/stats");
     assert_eq!(
         stats["data"]["rules_to_review"][0]["rule"], "ConsoleDiskBusy",

@@ -290,13 +290,11 @@ pub fn period_report(inp: &PeriodInput<'_>) -> Report {
         for i in &opened {
             *m.entry(key(i)).or_default() += 1;
         }
-        if m.is_empty() {
-            return "—".to_string();
-        }
-        m.into_iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        joined_or_dash(
+            &m.into_iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>(),
+        )
     };
     d.list(vec![
         format!(
@@ -421,11 +419,7 @@ pub fn period_report(inp: &PeriodInput<'_>) -> Report {
     d.p(format!(
         "{}: {}",
         l.pick("按小时分布", "By hour of day"),
-        if busy.is_empty() {
-            "—".into()
-        } else {
-            busy.join(", ")
-        }
+        joined_or_dash(&busy)
     ));
     let causes: Vec<String> = stats
         .noisy_rules
@@ -439,11 +433,7 @@ pub fn period_report(inp: &PeriodInput<'_>) -> Report {
             "主要原因（触发最多的规则）",
             "Top causes (rules that fired most)"
         ),
-        if causes.is_empty() {
-            "—".into()
-        } else {
-            causes.join(", ")
-        }
+        joined_or_dash(&causes)
     ));
 
     // Rules to review.
@@ -507,11 +497,7 @@ pub fn period_report(inp: &PeriodInput<'_>) -> Report {
                 c.kind.clone(),
                 c.by.clone(),
                 c.summary.clone(),
-                if followed.is_empty() {
-                    "—".into()
-                } else {
-                    followed.join(", ")
-                },
+                joined_or_dash(&followed),
             ]
         })
         .collect();
@@ -707,6 +693,15 @@ pub fn inspection(i: &Inspection, zone: &Zone, locale: Locale) -> Report {
     d.p(dl.clone());
     summary.push(dl);
     Report::new("daily", title, summary, &d)
+}
+
+/// Items joined with commas, or a dash when there are none.
+fn joined_or_dash(items: &[String]) -> String {
+    if items.is_empty() {
+        "—".into()
+    } else {
+        items.join(", ")
+    }
 }
 
 #[cfg(test)]
