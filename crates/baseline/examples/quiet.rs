@@ -113,7 +113,7 @@ fn main() {
                     }
                     total += alarms as f64 * 10_000.0 / (to - from) as f64;
                 }
-                row.push(format!("{:.1}", total / seeds as f64));
+                row.push(format!("{:.2}", total / seeds as f64));
             }
             println!("| {name} | {} |", row.join(" | "));
         }

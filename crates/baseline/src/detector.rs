@@ -505,13 +505,14 @@ impl Detector {
         // A value the series has never come near is as rare as such records have been, however
         // routine a surprise of its size is. How often they have been is counted over the
         // range's own memory: a series that has set no record in ten thousand samples makes
-        // one rarer than a series that set none in the last thousand.
+        // one rarer than a series that set none in the last thousand. A young series has not
+        // shown its range yet, while its records are read on the full scale (the stretch):
+        // its margin is widened by the square of the stretch's factor (2.2 times at 100
+        // samples, 1.5 at 300, none from the tail's memory on).
         if c.record_margin > 0.0 {
+            let margin = c.record_margin * self.youth().powi(2);
             let r = self.records.get_or_insert_with(|| Records::new(x));
-            if let Some(p) = r
-                .update(x, c.record_margin, RANGE_FORGET)
-                .filter(|&p| p < tail)
-            {
+            if let Some(p) = r.update(x, margin, RANGE_FORGET).filter(|&p| p < tail) {
                 tail = p;
                 cause = Cause::Record;
             }
@@ -588,15 +589,21 @@ impl Detector {
     /// history can show scores like the rarest of a full one, so one cutoff serves series of
     /// every age. Past the memory it changes nothing.
     fn stretch(&self, score: f64) -> f64 {
+        (score * self.youth()).min(1.0)
+    }
+
+    /// The stretch's factor: ln(memory)/ln(n) until the history is as long as the memory of
+    /// the surprise's tail, 1 from then on (and without a tail memory).
+    fn youth(&self) -> f64 {
         if self.cfg.tail_alpha <= 0.0 {
-            return score;
+            return 1.0;
         }
         let memory = 1.0 / self.cfg.tail_alpha;
         let n = self.n as f64;
         if n >= memory {
-            return score;
+            return 1.0;
         }
-        (score * (memory + 2.0).ln() / (n + 2.0).ln()).min(1.0)
+        (memory + 2.0).ln() / (n + 2.0).ln()
     }
 }
 
@@ -728,6 +735,27 @@ mod tests {
             assert_eq!(d.update(i * 300_000, i as f64 * 100.0).score, 0.0);
         }
         assert!(d.state_bytes() <= 4096, "{} bytes", d.state_bytes());
+    }
+
+    #[test]
+    fn a_young_range_needs_a_wider_margin_for_a_record() {
+        // The same excess over the range (15 % of it) after 100 and after 1,100 samples of the
+        // same noise: in the young series it is within the widened margin (22 %), in the older
+        // one a record.
+        let causes: Vec<Cause> = [100, 1_100]
+            .into_iter()
+            .map(|n| {
+                let mut d = Detector::new(DetectorConfig::default());
+                for i in 0..n {
+                    d.update(i as i64 * 300_000, noise(i));
+                }
+                let r = d.records.expect("range");
+                let x = r.hi + 0.15 * (r.hi - r.lo);
+                d.update(n as i64 * 300_000, x).cause
+            })
+            .collect();
+        assert_ne!(causes[0], Cause::Record);
+        assert_eq!(causes[1], Cause::Record);
     }
 
     #[test]
