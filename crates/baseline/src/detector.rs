@@ -10,7 +10,8 @@
 //! - **Weekly profile**: the same per hour of the week; it replaces the daily one for a series
 //!   it has predicted clearly better (one with a weekend).
 //! - **Records**: a value beyond the range the series has shown, or a short-term volatility
-//!   above its highest, by a margin; as rare as such records have been for the series.
+//!   above its highest, by a margin (a value's wider while the range is young); as rare as such
+//!   records have been for the series.
 //! - **Freezes**: the short-term volatility below a quarter of the lowest the series has shown
 //!   (as it stood up to 128 samples before): the series stopped moving, for longer than it
 //!   ever has; as rare as such freezes have been.
