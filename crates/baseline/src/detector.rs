@@ -229,6 +229,14 @@ struct Records {
     low_before: Option<f64>,
 }
 
+/// A series that has only shown positive values also breaks its range downwards by falling
+/// below its lowest by this share of the range's span on a ratio scale: lo · (lo / hi)^share,
+/// a sliver of the lowest it has shown (a price, a latency, a rate fallen to nearly nothing).
+/// On the additive scale such a fall cannot be a record when the lowest is near zero next to
+/// the highest, as it is for most positive series. Zero itself is left to the additive
+/// scale: for a count, an interval with nothing in it is routine.
+const RATIO_MARGIN: f64 = 0.5;
+
 /// Samples the range must have seen before a record is judged.
 const RECORD_WARM: u64 = 100;
 /// A volatility below this share of the lowest the series has shown is a freeze...
@@ -253,10 +261,25 @@ impl Records {
 
     /// When `x` breaks the range by the margin, the probability of such a record, from how often
     /// records have happened: (records + 1) / (samples + 2) over the memory (none otherwise).
-    /// Then learns `x`.
-    fn update(&mut self, x: f64, margin: f64, min_alpha: f64) -> Option<f64> {
+    /// With a `ratio_margin`, a positive `x` also breaks a positive range downwards on a ratio
+    /// scale (`RATIO_MARGIN`). Then learns `x`.
+    fn update(
+        &mut self,
+        x: f64,
+        margin: f64,
+        ratio_margin: Option<f64>,
+        min_alpha: f64,
+    ) -> Option<f64> {
         let m = margin * (self.hi - self.lo);
-        self.judge_and_learn(x, [x > self.hi + m, x < self.lo - m], min_alpha, true)
+        let sliver = ratio_margin.is_some_and(|rm| {
+            self.lo > 0.0 && x > 0.0 && x < self.lo * (self.lo / self.hi).powf(rm)
+        });
+        self.judge_and_learn(
+            x,
+            [x > self.hi + m, x < self.lo - m || sliver],
+            min_alpha,
+            true,
+        )
     }
 
     /// The same for a collapse: `x` below `FREEZE_SHARE` of the low of up to `FREEZE_LAG`
@@ -509,11 +532,17 @@ impl Detector {
         // one rarer than a series that set none in the last thousand. A young series has not
         // shown its range yet, while its records are read on the full scale (the stretch):
         // its margin is widened by the square of the stretch's factor (2.2 times at 100
-        // samples, 1.5 at 300, none from the tail's memory on).
+        // samples, 1.5 at 300, none from the tail's memory on). A positive series also sets a
+        // record by falling to a sliver of its lowest (`RATIO_MARGIN`, widened the same way).
         if c.record_margin > 0.0 {
-            let margin = c.record_margin * self.youth().powi(2);
+            let widen = self.youth().powi(2);
+            let margin = c.record_margin * widen;
             let r = self.records.get_or_insert_with(|| Records::new(x));
-            if let Some(p) = r.update(x, margin, RANGE_FORGET).filter(|&p| p < tail) {
+            let ratio = Some(RATIO_MARGIN * widen);
+            if let Some(p) = r
+                .update(x, margin, ratio, RANGE_FORGET)
+                .filter(|&p| p < tail)
+            {
                 tail = p;
                 cause = Cause::Record;
             }
@@ -525,7 +554,7 @@ impl Detector {
             let r = self
                 .vol_records
                 .get_or_insert_with(|| Records::new(self.vol));
-            let p = r.update(self.vol, c.volatility_margin, c.tail_alpha);
+            let p = r.update(self.vol, c.volatility_margin, None, c.tail_alpha);
             if let Some(p) = p.filter(|&p| p < tail) {
                 tail = p;
                 cause = Cause::Volatility;
@@ -1048,6 +1077,28 @@ mod behaviour {
             "without records of either kind: {without:?}"
         );
         assert_eq!(without.cause, Cause::Deviation);
+    }
+
+    #[test]
+    fn a_positive_series_falling_to_a_sliver_of_its_lowest_is_a_record() {
+        // A price ranging over 0.05-0.8 (evenly on a ratio scale): on the additive scale no
+        // positive value can break that range downwards by a tenth of it.
+        let price = |i: i64| 0.05 * 16f64.powf(((i * 7919) % 101) as f64 / 100.0);
+        let after = |x: f64| {
+            let mut d = Detector::new(DetectorConfig::default());
+            for i in 0..2_000 {
+                d.update(i * STEP, price(i));
+            }
+            d.update(2_000 * STEP, x)
+        };
+        let sliver = after(0.001);
+        assert_eq!(sliver.cause, Cause::Record, "{sliver:?}");
+        assert!(sliver.score > WARN, "{sliver:?}");
+        // Below the lowest, but not by half the range's span on the ratio scale (0.0125).
+        let low = after(0.03);
+        assert!(low.cause != Cause::Record && low.score < WARN, "{low:?}");
+        // Zero is judged on the additive scale only (for a count, an empty interval).
+        assert_ne!(after(0.0).cause, Cause::Record);
     }
 
     #[test]
