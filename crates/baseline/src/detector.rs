@@ -197,6 +197,10 @@ pub struct Detector {
     /// Remembered peak scores of deviations upwards and downwards: an echo of a drop does not
     /// damp a rise.
     peak: [f64; 2],
+    /// Per daily bucket, the largest raw surprise of its latest visit and of the visit before
+    /// (empty until the first sample; state saved before it existed starts it afresh).
+    #[serde(default)]
+    day_echo: Vec<[f32; 2]>,
     /// Decayed histogram of the raw surprise, bins of `TAIL_BIN` from 0.
     #[serde(default)]
     tail: Vec<f32>,
@@ -335,6 +339,11 @@ const SHIFT_ALLOWANCE: f64 = 0.5;
 /// Buckets of the daily profile: 15 minutes each.
 const BUCKETS: usize = 96;
 const DAY_MS: i64 = 86_400_000;
+/// A deviation whose raw surprise is below this share of the largest one at the same time of
+/// day (its 15-minute bucket or a neighbour) on the day before is damped like an echo: a daily
+/// event (a nightly job's spike) is news once, not every day until the profile has learned
+/// it (five days), nor when it comes a few minutes off its usual bucket.
+const DAY_ECHO: f64 = 0.8;
 /// Buckets of the weekly profile: one hour each.
 const WEEK_BUCKETS: usize = 168;
 const WEEK_MS: i64 = 7 * DAY_MS;
@@ -362,6 +371,7 @@ impl Detector {
             season_err: [0.0; 2],
             last_ts: 0,
             peak: [0.0; 2],
+            day_echo: Vec::new(),
             tail: Vec::new(),
             records: None,
             vol: 0.0,
@@ -501,10 +511,11 @@ impl Detector {
                 .max(shift / c.shift_k),
             None => (point / c.point_k).max(shift / c.shift_k),
         };
+        let raw = (1.0 + z).ln();
+        let day_echo = self.day_echo(b, raw);
         self.last_ts = ts_ms;
         // How unusual is this surprise for this series? Compare its short-term average with
         // its long-term distribution (the idea of Numenta's anomaly likelihood).
-        let raw = (1.0 + z).ln();
         let s_short = self.s_short + c.alpha_surprise_short * (raw - self.s_short);
         let sd = self.s_var.sqrt().max(1e-3);
         let mut tail = gaussian_tail((s_short - self.s_mean) / sd);
@@ -581,6 +592,11 @@ impl Detector {
         self.s_mean += c.alpha_surprise_long * d;
         self.s_var = (1.0 - c.alpha_surprise_long) * (self.s_var + c.alpha_surprise_long * d * d);
         self.s_short = s_short;
+        let score = if day_echo && cause == Cause::Deviation {
+            score * c.echo_damp
+        } else {
+            score
+        };
         let side = usize::from(x < self.level);
         let score = if score >= self.peak[side] {
             self.peak[side] = score;
@@ -613,6 +629,27 @@ impl Detector {
 }
 
 impl Detector {
+    /// Whether a raw surprise in daily bucket `b` is an echo of one at least as large
+    /// (`DAY_ECHO`) there or in a neighbouring bucket at their visit the day before; then
+    /// remembers it as its bucket's surprise of today's visit.
+    fn day_echo(&mut self, b: usize, raw: f64) -> bool {
+        if self.day_echo.len() != BUCKETS {
+            self.day_echo = vec![[0.0; 2]; BUCKETS];
+        }
+        let e = &mut self.day_echo;
+        if self.n > 0 && bucket(self.last_ts, DAY_MS, BUCKETS) != b {
+            // A new visit: the latest becomes the one before.
+            e[b] = [0.0, e[b][0]];
+        }
+        // The bucket before was visited today already (its visit before is yesterday's), the
+        // one after not yet (its latest is yesterday's).
+        let before = e[(b + BUCKETS - 1) % BUCKETS][1];
+        let after = e[(b + 1) % BUCKETS][0];
+        let yesterday = f64::from(before.max(e[b][1]).max(after));
+        e[b][0] = e[b][0].max(raw as f32);
+        raw > 0.0 && yesterday >= DAY_ECHO * raw
+    }
+
     /// A history of `n` samples attests a rarity of about 1/n at most, while scores are read on
     /// the scale of a full memory of the surprise's tail (1/`tail_alpha` samples). Until the
     /// history is that long, a score is stretched by ln(memory)/ln(n): the rarest event a short
@@ -1077,6 +1114,34 @@ mod behaviour {
             "without records of either kind: {without:?}"
         );
         assert_eq!(without.cause, Cause::Deviation);
+    }
+
+    #[test]
+    fn a_nightly_spike_is_news_once_before_the_profile_has_learned_it() {
+        // A job that lifts a host's CPU for one minute every night, a few minutes later or
+        // earlier from night to night (03:05, 03:20, 03:35, 03:25: three 15-minute buckets), in the
+        // series' first days, before the daily profile is trusted (five days). Its rarity
+        // (one minute a day) is the same every night, and a day is long enough for the echo
+        // of the night before to have faded.
+        const MINUTE: i64 = 60_000;
+        let per_day = 1_440;
+        let spikes = [(1, 185), (2, 200), (3, 215), (4, 205)]; // (day, minute of the day)
+        let mut d = Detector::new(DetectorConfig::default());
+        let mut nightly = Vec::new();
+        for i in 0..5 * per_day {
+            let spike = spikes.contains(&(i / per_day, i % per_day));
+            let other = i == 4 * per_day + 900; // 15:00 on day four
+            let x = if spike || other { 80.0 } else { 50.0 } + ((i * 7919) % 11) as f64 / 5.0;
+            let o = d.update(i * MINUTE, x);
+            if spike {
+                nightly.push(o.score);
+            }
+            if other {
+                assert!(o.score > WARN, "the same spike at another time {o:?}");
+            }
+        }
+        assert!(nightly[0] > WARN, "{nightly:?}");
+        assert!(nightly[1..].iter().all(|&s| s < WARN), "{nightly:?}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::{Detector, DetectorConfig, Records, BUCKETS, TAIL_BINS, WEEK_BUCKETS}
 
 /// Bumped whenever the layout changes; state of another version is not read (the baseline
 /// learns afresh) rather than misread.
-const FORMAT: u8 = 2;
+const FORMAT: u8 = 3;
 
 /// Why stored state could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +80,11 @@ impl Detector {
         // Format 2: the freeze detector's lagged low (NaN when there is none).
         let low_before = self.frozen.and_then(|r| r.low_before);
         w.extend_from_slice(&low_before.unwrap_or(f64::NAN).to_le_bytes());
+        // Format 3: the daily buckets' surprises of their last two visits.
+        w.extend_from_slice(&(self.day_echo.len() as u16).to_le_bytes());
+        for v in self.day_echo.iter().flatten() {
+            w.extend_from_slice(&v.to_le_bytes());
+        }
         w
     }
 
@@ -87,9 +92,9 @@ impl Detector {
     pub fn from_bytes(bytes: &[u8], cfg: DetectorConfig) -> Result<Detector, DecodeError> {
         let mut r = Reader(bytes);
         let format = r.u8()?;
-        if format != FORMAT && format != 1 {
+        if !(1..=FORMAT).contains(&format) {
             return Err(DecodeError(format!(
-                "stored in format {format}, this version reads 1 and {FORMAT}"
+                "stored in format {format}, this version reads 1 to {FORMAT}"
             )));
         }
         let mut d = Detector::new(cfg);
@@ -128,6 +133,12 @@ impl Detector {
                 f.low_before = low_before;
             }
         }
+        if format >= 3 {
+            let n = r.len("daily echo", BUCKETS, true)?;
+            d.day_echo = (0..n)
+                .map(|_| Ok([r.f32()?, r.f32()?]))
+                .collect::<Result<_, DecodeError>>()?;
+        }
         if !r.0.is_empty() {
             return Err(DecodeError(format!("{} bytes too many", r.0.len())));
         }
@@ -141,7 +152,8 @@ impl Detector {
     pub fn check(&self) -> Result<(), DecodeError> {
         check_len("daily profile", self.season.len(), BUCKETS, false)?;
         check_len("weekly profile", self.week.len(), WEEK_BUCKETS, true)?;
-        check_len("surprise histogram", self.tail.len(), TAIL_BINS, true)
+        check_len("surprise histogram", self.tail.len(), TAIL_BINS, true)?;
+        check_len("daily echo", self.day_echo.len(), BUCKETS, true)
     }
 }
 
@@ -254,7 +266,8 @@ mod tests {
     #[test]
     fn state_of_the_first_format_is_read_with_the_shift_starting_afresh() {
         // Format 1 kept a short-term mean where format 2 keeps the two sides of the CUSUM, and
-        // had no freeze detector (its range and lagged low, the last 41 + 8 bytes).
+        // had no freeze detector (its range and lagged low, 41 + 8 bytes) nor, as format 2, the
+        // daily echo (the last 2 + 96 · 8 bytes).
         let mut d = learned();
         d.shift = [3.0, 0.5];
         let bytes = d.to_bytes();
@@ -262,16 +275,39 @@ mod tests {
         let mut old = vec![1];
         old.extend_from_slice(&bytes[1..fixed]);
         old.extend_from_slice(&42.0f64.to_le_bytes());
-        old.extend_from_slice(&bytes[fixed + 16..bytes.len() - 49]);
+        old.extend_from_slice(&bytes[fixed + 16..bytes.len() - 49 - DAY_ECHO_BYTES]);
         let read = Detector::from_bytes(&old, d.cfg).unwrap();
         assert_eq!(
             read,
             Detector {
                 shift: [0.0; 2],
                 frozen: None,
+                day_echo: Vec::new(),
                 ..d
             }
         );
+    }
+
+    const DAY_ECHO_BYTES: usize = 2 + BUCKETS * 8;
+
+    #[test]
+    fn state_of_the_second_format_is_read_with_the_daily_echo_starting_afresh() {
+        let d = learned();
+        assert_eq!(d.day_echo.len(), BUCKETS);
+        let bytes = d.to_bytes();
+        let mut old = bytes[..bytes.len() - DAY_ECHO_BYTES].to_vec();
+        old[0] = 2;
+        let mut read = Detector::from_bytes(&old, d.cfg).unwrap();
+        assert_eq!(
+            read,
+            Detector {
+                day_echo: Vec::new(),
+                ..d.clone()
+            }
+        );
+        // It learns on: the echo is allocated on the next sample.
+        read.update(d.last_ts + 300_000, 50.0);
+        assert_eq!(read.day_echo.len(), BUCKETS);
     }
 
     #[test]
@@ -313,7 +349,7 @@ mod tests {
         let mut other = bytes.clone();
         other[0] = FORMAT + 1;
         let e = Detector::from_bytes(&other, d.cfg).unwrap_err();
-        assert!(e.0.contains("format 3"), "{e}");
+        assert!(e.0.contains(&format!("format {}", FORMAT + 1)), "{e}");
         // A profile of the wrong size would index out of bounds on the next sample.
         let mut short = bytes.clone();
         let at = 1 + 8 * 11 + 8 * 5; // after the fixed fields: the daily profile's length
