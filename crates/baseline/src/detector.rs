@@ -197,10 +197,11 @@ pub struct Detector {
     /// Remembered peak scores of deviations upwards and downwards: an echo of a drop does not
     /// damp a rise.
     peak: [f64; 2],
-    /// Per daily bucket, the largest raw surprise of its latest visit and of the visit before
-    /// (empty until the first sample; state saved before it existed starts it afresh).
+    /// Per daily bucket, the largest raw surprise of its latest visit and of the visit before,
+    /// in steps of 1/`DAY_ECHO_STEPS` (empty until the first sample; state saved before it
+    /// existed starts it afresh).
     #[serde(default)]
-    day_echo: Vec<[f32; 2]>,
+    day_echo: Vec<[u8; 2]>,
     /// Decayed histogram of the raw surprise, bins of `TAIL_BIN` from 0.
     #[serde(default)]
     tail: Vec<f32>,
@@ -344,6 +345,9 @@ const DAY_MS: i64 = 86_400_000;
 /// event (a nightly job's spike) is news once, not every day until the profile has learned
 /// it (five days), nor when it comes a few minutes off its usual bucket.
 const DAY_ECHO: f64 = 0.8;
+/// The daily echo keeps surprises in steps of 1/16 (up to about 16, a deviation of millions of
+/// scale units): a byte each.
+const DAY_ECHO_STEPS: f64 = 16.0;
 /// Buckets of the weekly profile: one hour each.
 const WEEK_BUCKETS: usize = 168;
 const WEEK_MS: i64 = 7 * DAY_MS;
@@ -391,6 +395,7 @@ impl Detector {
         std::mem::size_of::<Self>()
             + (self.season.capacity() + self.week.capacity()) * std::mem::size_of::<[f32; 3]>()
             + self.tail.capacity() * std::mem::size_of::<f32>()
+            + self.day_echo.capacity() * std::mem::size_of::<[u8; 2]>()
     }
 
     /// Fewer than `min_history` samples learned: nothing is judged yet.
@@ -634,19 +639,21 @@ impl Detector {
     /// remembers it as its bucket's surprise of today's visit.
     fn day_echo(&mut self, b: usize, raw: f64) -> bool {
         if self.day_echo.len() != BUCKETS {
-            self.day_echo = vec![[0.0; 2]; BUCKETS];
+            self.day_echo = vec![[0; 2]; BUCKETS];
         }
         let e = &mut self.day_echo;
         if self.n > 0 && bucket(self.last_ts, DAY_MS, BUCKETS) != b {
             // A new visit: the latest becomes the one before.
-            e[b] = [0.0, e[b][0]];
+            e[b] = [0, e[b][0]];
         }
         // The bucket before was visited today already (its visit before is yesterday's), the
         // one after not yet (its latest is yesterday's).
         let before = e[(b + BUCKETS - 1) % BUCKETS][1];
         let after = e[(b + 1) % BUCKETS][0];
-        let yesterday = f64::from(before.max(e[b][1]).max(after));
-        e[b][0] = e[b][0].max(raw as f32);
+        let yesterday = f64::from(before.max(e[b][1]).max(after)) / DAY_ECHO_STEPS;
+        // Saturating: a surprise beyond the last step is kept as the last step.
+        let steps = (raw * DAY_ECHO_STEPS).round().min(255.0) as u8;
+        e[b][0] = e[b][0].max(steps);
         raw > 0.0 && yesterday >= DAY_ECHO * raw
     }
 

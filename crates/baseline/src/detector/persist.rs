@@ -82,9 +82,7 @@ impl Detector {
         w.extend_from_slice(&low_before.unwrap_or(f64::NAN).to_le_bytes());
         // Format 3: the daily buckets' surprises of their last two visits.
         w.extend_from_slice(&(self.day_echo.len() as u16).to_le_bytes());
-        for v in self.day_echo.iter().flatten() {
-            w.extend_from_slice(&v.to_le_bytes());
-        }
+        w.extend(self.day_echo.iter().flatten());
         w
     }
 
@@ -136,7 +134,7 @@ impl Detector {
         if format >= 3 {
             let n = r.len("daily echo", BUCKETS, true)?;
             d.day_echo = (0..n)
-                .map(|_| Ok([r.f32()?, r.f32()?]))
+                .map(|_| Ok([r.u8()?, r.u8()?]))
                 .collect::<Result<_, DecodeError>>()?;
         }
         if !r.0.is_empty() {
@@ -267,7 +265,7 @@ mod tests {
     fn state_of_the_first_format_is_read_with_the_shift_starting_afresh() {
         // Format 1 kept a short-term mean where format 2 keeps the two sides of the CUSUM, and
         // had no freeze detector (its range and lagged low, 41 + 8 bytes) nor, as format 2, the
-        // daily echo (the last 2 + 96 · 8 bytes).
+        // daily echo (the last 2 + 96 · 2 bytes).
         let mut d = learned();
         d.shift = [3.0, 0.5];
         let bytes = d.to_bytes();
@@ -288,7 +286,7 @@ mod tests {
         );
     }
 
-    const DAY_ECHO_BYTES: usize = 2 + BUCKETS * 8;
+    const DAY_ECHO_BYTES: usize = 2 + BUCKETS * 2;
 
     #[test]
     fn state_of_the_second_format_is_read_with_the_daily_echo_starting_afresh() {
