@@ -277,7 +277,8 @@ impl Records {
     ) -> Option<f64> {
         let m = margin * (self.hi - self.lo);
         let sliver = ratio_margin.is_some_and(|rm| {
-            self.lo > 0.0 && x > 0.0 && x < self.lo * (self.lo / self.hi).powf(rm)
+            // Cheap tests first: the power only for a positive value below the lowest.
+            x > 0.0 && x < self.lo && x < self.lo * (self.lo / self.hi).powf(rm)
         });
         self.judge_and_learn(
             x,
@@ -689,7 +690,8 @@ fn spread(p: f64) -> f64 {
 
 /// The bucket of `ts_ms` in a period of `period_ms` cut into `n`.
 fn bucket(ts_ms: i64, period_ms: i64, n: usize) -> usize {
-    (ts_ms.rem_euclid(period_ms) as i128 * n as i128 / period_ms as i128) as usize
+    // The periods are a day and a week and `n` at most 168: the product stays far inside i64.
+    (ts_ms.rem_euclid(period_ms) * n as i64 / period_ms) as usize
 }
 
 /// Deviation of `x` from a profile bucket (visits, mean, mean absolute deviation) in the
