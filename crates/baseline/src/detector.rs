@@ -341,10 +341,10 @@ const SHIFT_ALLOWANCE: f64 = 0.5;
 /// Buckets of the daily profile: 15 minutes each.
 const BUCKETS: usize = 96;
 const DAY_MS: i64 = 86_400_000;
-/// A deviation whose raw surprise is below this share of the largest one at the same time of
-/// day (its 15-minute bucket or a neighbour) on the day before is damped like an echo: a daily
-/// event (a nightly job's spike) is news once, not every day until the profile has learned
-/// it (five days), nor when it comes a few minutes off its usual bucket.
+/// A deviation is damped like an echo when the largest raw surprise at the same time of day
+/// (its 15-minute bucket or a neighbour) on the day before was at least this share of its own:
+/// a daily event (a nightly job's spike) is news once, not every day until the profile has
+/// learned it (five days), nor when it comes a few minutes off its usual bucket.
 const DAY_ECHO: f64 = 0.8;
 /// The daily echo keeps surprises in steps of 1/16 (up to about 16, a deviation of millions of
 /// scale units): a byte each.
@@ -635,9 +635,9 @@ impl Detector {
 }
 
 impl Detector {
-    /// Whether a raw surprise in daily bucket `b` is an echo of one at least as large
-    /// (`DAY_ECHO`) there or in a neighbouring bucket at their visit the day before; then
-    /// remembers it as its bucket's surprise of today's visit.
+    /// Whether a raw surprise in daily bucket `b` is an echo: one at least `DAY_ECHO` times as
+    /// large there or in a neighbouring bucket at their visit the day before. Then remembers it
+    /// as its bucket's surprise of today's visit.
     fn day_echo(&mut self, b: usize, raw: f64) -> bool {
         if self.day_echo.len() != BUCKETS {
             self.day_echo = vec![[0; 2]; BUCKETS];
@@ -1128,10 +1128,10 @@ mod behaviour {
     #[test]
     fn a_nightly_spike_is_news_once_before_the_profile_has_learned_it() {
         // A job that lifts a host's CPU for one minute every night, a few minutes later or
-        // earlier from night to night (03:05, 03:20, 03:35, 03:25: three 15-minute buckets), in the
-        // series' first days, before the daily profile is trusted (five days). Its rarity
-        // (one minute a day) is the same every night, and a day is long enough for the echo
-        // of the night before to have faded.
+        // earlier from night to night (03:05, 03:20, 03:35, 03:25: three 15-minute buckets),
+        // in the series' first days, before the daily profile is trusted (five days). Its
+        // rarity (one minute a day) is the same every night, and a day is long enough for the
+        // echo of the night before to have faded.
         const MINUTE: i64 = 60_000;
         let per_day = 1_440;
         let spikes = [(1, 185), (2, 200), (3, 215), (4, 205)]; // (day, minute of the day)
