@@ -427,6 +427,10 @@ pub fn mariadb_with(options: &[&str]) -> Option<Server> {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
+    // Its own directory for temporary tables: with the shared /tmp, two servers bootstrapped at
+    // once have failed ("Could not remove temporary table '/tmp/#sql-temptable-…'").
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).expect("tmpdir");
     let user = if is_root() {
         "root".to_string()
     } else {
@@ -439,6 +443,7 @@ pub fn mariadb_with(options: &[&str]) -> Option<Server> {
             "--skip-test-db",
         ])
         .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--tmpdir={}", tmp.display()))
         .arg(format!("--user={user}"))
         .output()
         .expect("run mariadb-install-db");
@@ -452,6 +457,7 @@ pub fn mariadb_with(options: &[&str]) -> Option<Server> {
     let child = Command::new("mariadbd")
         .arg("--no-defaults")
         .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--tmpdir={}", tmp.display()))
         .arg(format!("--user={user}"))
         .arg(format!("--port={port}"))
         .arg(format!("--socket={}", sock.display()))
