@@ -603,13 +603,21 @@ impl Detector {
         } else {
             score
         };
+        // A score below the remembered peak is an echo of the event that set it, and damped; a
+        // value record is not, as it goes beyond everything the series has shown, that event
+        // included (a burst larger than the one of an hour ago is news, however often the range
+        // has been broken lately).
         let side = usize::from(x < self.level);
         let score = if score >= self.peak[side] {
             self.peak[side] = score;
             score
         } else {
             self.peak[side] *= c.peak_decay;
-            score * c.echo_damp
+            if cause == Cause::Record {
+                score
+            } else {
+                score * c.echo_damp
+            }
         };
 
         let band = c.point_k * scale;
@@ -1173,6 +1181,30 @@ mod behaviour {
         assert!(low.cause != Cause::Record && low.score < WARN, "{low:?}");
         // Zero is judged on the additive scale only (for a count, an empty interval).
         assert_ne!(after(0.0).cause, Cause::Record);
+    }
+
+    #[test]
+    fn a_burst_beyond_the_last_one_is_news_not_its_echo() {
+        // Mentions of a name: a few a minute, then a burst to 100 for an hour (reported); eight
+        // hours later a second burst, to 130. Values beyond any shown are records, and no
+        // echo of the burst before, though the range has just been broken: the second burst
+        // still warns.
+        let mut d = Detector::new(DetectorConfig::default());
+        let noise = |i: i64| ((i * 7919) % 11) as f64 / 10.0;
+        let mut first: f64 = 0.0;
+        for i in 0..3_000 {
+            let x = if (2_000..2_012).contains(&i) {
+                100.0
+            } else {
+                5.0 + noise(i)
+            };
+            first = first.max(d.update(i * STEP, x).score);
+        }
+        let second = d.update(3_000 * STEP, 130.0);
+        assert!(
+            first > WARN && second.cause == Cause::Record && second.score > WARN,
+            "first {first}, second {second:?}"
+        );
     }
 
     #[test]
