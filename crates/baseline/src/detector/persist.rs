@@ -3,11 +3,11 @@
 //! 10 times faster to write and 14 times faster to read (docs/BENCHMARKS.md). The
 //! configuration is not stored: a restored baseline takes its rule's current one.
 
-use super::{Detector, DetectorConfig, Records, BUCKETS, TAIL_BINS, WEEK_BUCKETS};
+use super::{Detector, DetectorConfig, Records, Visit, BUCKETS, TAIL_BINS, WEEK_BUCKETS};
 
 /// Bumped whenever the layout changes; state of another version is not read (the baseline
 /// learns afresh) rather than misread.
-const FORMAT: u8 = 3;
+const FORMAT: u8 = 4;
 
 /// Why stored state could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +83,11 @@ impl Detector {
         // Format 3: the daily buckets' surprises of their last two visits.
         w.extend_from_slice(&(self.day_echo.len() as u16).to_le_bytes());
         w.extend(self.day_echo.iter().flatten());
+        // Format 4: each profile's visit in progress.
+        for v in self.visit {
+            w.extend_from_slice(&v.slot.to_le_bytes());
+            w.extend_from_slice(&v.mean.to_le_bytes());
+        }
         w
     }
 
@@ -136,6 +141,14 @@ impl Detector {
             d.day_echo = (0..n)
                 .map(|_| Ok([r.u8()?, r.u8()?]))
                 .collect::<Result<_, DecodeError>>()?;
+        }
+        if format >= 4 {
+            for v in &mut d.visit {
+                *v = Visit {
+                    slot: r.u64()? as i64,
+                    mean: r.f32()?,
+                };
+            }
         }
         if !r.0.is_empty() {
             return Err(DecodeError(format!("{} bytes too many", r.0.len())));
@@ -264,8 +277,8 @@ mod tests {
     #[test]
     fn state_of_the_first_format_is_read_with_the_shift_starting_afresh() {
         // Format 1 kept a short-term mean where format 2 keeps the two sides of the CUSUM, and
-        // had no freeze detector (its range and lagged low, 41 + 8 bytes) nor, as format 2, the
-        // daily echo (the last 2 + 96 · 2 bytes).
+        // had no freeze detector (its range and lagged low, 41 + 8 bytes) nor, as formats 2
+        // and 3, the daily echo (2 + 96 · 2 bytes) and the profiles' visits (the last 24).
         let mut d = learned();
         d.shift = [3.0, 0.5];
         let bytes = d.to_bytes();
@@ -273,7 +286,7 @@ mod tests {
         let mut old = vec![1];
         old.extend_from_slice(&bytes[1..fixed]);
         old.extend_from_slice(&42.0f64.to_le_bytes());
-        old.extend_from_slice(&bytes[fixed + 16..bytes.len() - 49 - DAY_ECHO_BYTES]);
+        old.extend_from_slice(&bytes[fixed + 16..bytes.len() - 49 - DAY_ECHO_BYTES - VISIT_BYTES]);
         let read = Detector::from_bytes(&old, d.cfg).unwrap();
         assert_eq!(
             read,
@@ -281,31 +294,53 @@ mod tests {
                 shift: [0.0; 2],
                 frozen: None,
                 day_echo: Vec::new(),
+                visit: Default::default(),
                 ..d
             }
         );
     }
 
     const DAY_ECHO_BYTES: usize = 2 + BUCKETS * 2;
+    const VISIT_BYTES: usize = 2 * 12;
 
     #[test]
     fn state_of_the_second_format_is_read_with_the_daily_echo_starting_afresh() {
         let d = learned();
         assert_eq!(d.day_echo.len(), BUCKETS);
         let bytes = d.to_bytes();
-        let mut old = bytes[..bytes.len() - DAY_ECHO_BYTES].to_vec();
+        let mut old = bytes[..bytes.len() - DAY_ECHO_BYTES - VISIT_BYTES].to_vec();
         old[0] = 2;
         let mut read = Detector::from_bytes(&old, d.cfg).unwrap();
         assert_eq!(
             read,
             Detector {
                 day_echo: Vec::new(),
+                visit: Default::default(),
                 ..d.clone()
             }
         );
         // It learns on: the echo is allocated on the next sample.
         read.update(d.last_ts + 300_000, 50.0);
         assert_eq!(read.day_echo.len(), BUCKETS);
+    }
+
+    #[test]
+    fn state_of_the_third_format_is_read_with_the_visits_starting_afresh() {
+        let d = learned();
+        let bytes = d.to_bytes();
+        let mut old = bytes[..bytes.len() - VISIT_BYTES].to_vec();
+        old[0] = 3;
+        let mut read = Detector::from_bytes(&old, d.cfg).unwrap();
+        assert_eq!(
+            read,
+            Detector {
+                visit: Default::default(),
+                ..d.clone()
+            }
+        );
+        // The next sample starts a visit in each profile.
+        read.update(d.last_ts + 300_000, 50.0);
+        assert!(read.visit.iter().all(|v| v.slot != i64::MIN));
     }
 
     #[test]
