@@ -6,8 +6,8 @@ use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-const INDEX: &str = include_str!("../../console/index.html");
-const ASSETS: &[(&str, &str, &str)] = &[
+static INDEX: &str = include_str!("../../console/index.html");
+static ASSETS: &[(&str, &str, &str)] = &[
     (
         "app.js",
         "text/javascript; charset=utf-8",
