@@ -636,14 +636,15 @@ impl Detector {
         // A score below the remembered peak is an echo of the event that set it, and damped; a
         // value record is not, as it goes beyond everything the series has shown, that event
         // included (a burst larger than the one of an hour ago is news, however often the range
-        // has been broken lately).
+        // has been broken lately) — once the range has grown up: a young range is still being
+        // found, and its records are as much the series showing its range as news.
         let side = usize::from(x < self.level);
         let score = if score >= self.peak[side] {
             self.peak[side] = score;
             score
         } else {
             self.peak[side] *= c.peak_decay;
-            if cause == Cause::Record {
+            if cause == Cause::Record && self.youth() <= 1.0 {
                 score
             } else {
                 score * c.echo_damp
