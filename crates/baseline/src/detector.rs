@@ -372,6 +372,8 @@ const DAY_ECHO_STEPS: f64 = 16.0;
 /// Buckets of the weekly profile: one hour each.
 const WEEK_BUCKETS: usize = 168;
 const WEEK_MS: i64 = 7 * DAY_MS;
+const DAY_BUCKET_MS: i64 = DAY_MS / BUCKETS as i64;
+const WEEK_BUCKET_MS: i64 = WEEK_MS / WEEK_BUCKETS as i64;
 /// The weekly profile is used when its running deviation is below this share of the daily's.
 const WEEKLY_BETTER: f64 = 0.65;
 const SEASON_ERR_ALPHA: f64 = 0.01;
@@ -480,15 +482,17 @@ impl Detector {
         let scale = self.dev.max(floor);
         let long_scale = self.long_dev.max(floor);
         let point = (x - self.level).abs() / scale;
-        let learn = |e: &mut [f32; 3], v: &mut Visit, bucket_ms: i64| {
+        // A profile's bucket, from its slot (the bucket counted from the epoch), which also tells
+        // a new visit.
+        let learn = |e: &mut [f32; 3], v: &mut Visit, slot: i64, bucket_ms: i64| {
             let share = 1.0 / samples_per_bucket(self.last_ts, ts_ms, bucket_ms);
-            let slot = ts_ms.div_euclid(bucket_ms);
             if slot != v.slot {
                 *v = Visit { slot, mean: e[1] };
             }
             profile_learn(e, x, c.alpha_season, share, f64::from(v.mean));
         };
-        let b = bucket(ts_ms, DAY_MS, BUCKETS);
+        let day_slot = ts_ms.div_euclid(DAY_BUCKET_MS);
+        let b = day_slot.rem_euclid(BUCKETS as i64) as usize;
         let bucket_floor = floor.max(c.season_floor * long_scale);
         let daily = profile_z(self.season[b], x, c.season_min_days, bucket_floor);
         let daily_mean = f64::from(self.season[b][1]);
@@ -496,20 +500,23 @@ impl Detector {
         learn(
             &mut self.season[b],
             &mut self.visit[0],
-            DAY_MS / BUCKETS as i64,
+            day_slot,
+            DAY_BUCKET_MS,
         );
         let weekly = if c.season_min_weeks > 0.0 {
             if self.week.len() != WEEK_BUCKETS {
                 self.week = vec![[0.0; 3]; WEEK_BUCKETS];
             }
-            let w = bucket(ts_ms, WEEK_MS, WEEK_BUCKETS);
+            let week_slot = ts_ms.div_euclid(WEEK_BUCKET_MS);
+            let w = week_slot.rem_euclid(WEEK_BUCKETS as i64) as usize;
             let mean = f64::from(self.week[w][1]);
             let z = profile_z(self.week[w], x, c.season_min_weeks, bucket_floor)
                 .map(|z| (z, (x - mean).abs() / scale, mean));
             learn(
                 &mut self.week[w],
                 &mut self.visit[1],
-                WEEK_MS / WEEK_BUCKETS as i64,
+                week_slot,
+                WEEK_BUCKET_MS,
             );
             z
         } else {
