@@ -303,14 +303,21 @@ mod tests {
     const DAY_ECHO_BYTES: usize = 2 + BUCKETS * 2;
     const VISIT_BYTES: usize = 2 * 12;
 
+    /// A learned detector, and what its state reads as when cut back to an earlier `format` (the
+    /// parts that format lacked, its last `lacked` bytes, dropped).
+    fn read_as_format(format: u8, lacked: usize) -> (Detector, Detector) {
+        let d = learned();
+        let bytes = d.to_bytes();
+        let mut old = bytes[..bytes.len() - lacked].to_vec();
+        old[0] = format;
+        let read = Detector::from_bytes(&old, d.cfg).unwrap();
+        (d, read)
+    }
+
     #[test]
     fn state_of_the_second_format_is_read_with_the_daily_echo_starting_afresh() {
-        let d = learned();
+        let (d, mut read) = read_as_format(2, DAY_ECHO_BYTES + VISIT_BYTES);
         assert_eq!(d.day_echo.len(), BUCKETS);
-        let bytes = d.to_bytes();
-        let mut old = bytes[..bytes.len() - DAY_ECHO_BYTES - VISIT_BYTES].to_vec();
-        old[0] = 2;
-        let mut read = Detector::from_bytes(&old, d.cfg).unwrap();
         assert_eq!(
             read,
             Detector {
@@ -326,11 +333,7 @@ mod tests {
 
     #[test]
     fn state_of_the_third_format_is_read_with_the_visits_starting_afresh() {
-        let d = learned();
-        let bytes = d.to_bytes();
-        let mut old = bytes[..bytes.len() - VISIT_BYTES].to_vec();
-        old[0] = 3;
-        let mut read = Detector::from_bytes(&old, d.cfg).unwrap();
+        let (d, mut read) = read_as_format(3, VISIT_BYTES);
         assert_eq!(
             read,
             Detector {
