@@ -198,10 +198,13 @@ pub struct Detector {
     /// damp a rise.
     peak: [f64; 2],
     /// Per daily bucket, the largest raw surprise of its latest visit and of the visit before,
-    /// in steps of 1/`DAY_ECHO_STEPS` (empty until the first sample; state saved before it
+    /// in steps of 1/`ECHO_STEPS` (empty until the first sample; state saved before it
     /// existed starts it afresh).
     #[serde(default)]
     day_echo: Vec<[u8; 2]>,
+    /// The same per hour of the week.
+    #[serde(default)]
+    week_echo: Vec<[u8; 2]>,
     /// Decayed histogram of the raw surprise, bins of `TAIL_BIN` from 0.
     #[serde(default)]
     tail: Vec<f32>,
@@ -362,13 +365,14 @@ const SHIFT_ALLOWANCE: f64 = 0.5;
 const BUCKETS: usize = 96;
 const DAY_MS: i64 = 86_400_000;
 /// A deviation is damped like an echo when the largest raw surprise at the same time of day
-/// (its 15-minute bucket or a neighbour) on the day before was at least this share of its own:
-/// a daily event (a nightly job's spike) is news once, not every day until the profile has
-/// learned it (five days), nor when it comes a few minutes off its usual bucket.
-const DAY_ECHO: f64 = 0.8;
-/// The daily echo keeps surprises in steps of 1/16 (up to about 16, a deviation of millions of
-/// scale units): a byte each.
-const DAY_ECHO_STEPS: f64 = 16.0;
+/// (its 15-minute bucket or a neighbour) on the day before, or in the same hour of the week a
+/// week before, was at least this share of its own: a daily or weekly event (a nightly job's
+/// spike, a Sunday backup) is news once, not every time until the profile has learned it (five
+/// days, three weeks), nor when it comes a few minutes off its usual bucket.
+const ECHO: f64 = 0.8;
+/// The echoes keep surprises in steps of 1/16 (up to about 16, a deviation of millions of scale
+/// units): a byte each.
+const ECHO_STEPS: f64 = 16.0;
 /// Buckets of the weekly profile: one hour each.
 const WEEK_BUCKETS: usize = 168;
 const WEEK_MS: i64 = 7 * DAY_MS;
@@ -399,6 +403,7 @@ impl Detector {
             last_ts: 0,
             peak: [0.0; 2],
             day_echo: Vec::new(),
+            week_echo: Vec::new(),
             tail: Vec::new(),
             records: None,
             vol: 0.0,
@@ -419,7 +424,8 @@ impl Detector {
         std::mem::size_of::<Self>()
             + (self.season.capacity() + self.week.capacity()) * std::mem::size_of::<[f32; 3]>()
             + self.tail.capacity() * std::mem::size_of::<f32>()
-            + self.day_echo.capacity() * std::mem::size_of::<[u8; 2]>()
+            + (self.day_echo.capacity() + self.week_echo.capacity())
+                * std::mem::size_of::<[u8; 2]>()
     }
 
     /// Fewer than `min_history` samples learned: nothing is judged yet.
@@ -555,7 +561,17 @@ impl Detector {
             None => (point / c.point_k).max(shift / c.shift_k),
         };
         let raw = (1.0 + z).ln();
-        let day_echo = self.day_echo(b, raw);
+        // An echo of the surprise at the same time the day before (a neighbouring quarter of an
+        // hour too, for a job a few minutes early or late) or at the same hour a week before.
+        let new_visit = |bucket_ms: i64| {
+            self.n == 0 || self.last_ts.div_euclid(bucket_ms) != ts_ms.div_euclid(bucket_ms)
+        };
+        let (new_day, new_week) = (new_visit(DAY_BUCKET_MS), new_visit(WEEK_BUCKET_MS));
+        let w = ts_ms
+            .div_euclid(WEEK_BUCKET_MS)
+            .rem_euclid(WEEK_BUCKETS as i64) as usize;
+        let day_echo = echo(&mut self.day_echo, BUCKETS, b, new_day, true, raw);
+        let week_echo = echo(&mut self.week_echo, WEEK_BUCKETS, w, new_week, false, raw);
         self.last_ts = ts_ms;
         // How unusual is this surprise for this series? Compare its short-term average with
         // its long-term distribution (the idea of Numenta's anomaly likelihood).
@@ -635,7 +651,7 @@ impl Detector {
         self.s_mean += c.alpha_surprise_long * d;
         self.s_var = (1.0 - c.alpha_surprise_long) * (self.s_var + c.alpha_surprise_long * d * d);
         self.s_short = s_short;
-        let score = if day_echo && cause == Cause::Deviation {
+        let score = if (day_echo || week_echo) && cause == Cause::Deviation {
             score * c.echo_damp
         } else {
             score
@@ -681,29 +697,6 @@ impl Detector {
 }
 
 impl Detector {
-    /// Whether a raw surprise in daily bucket `b` is an echo: one at least `DAY_ECHO` times as
-    /// large there or in a neighbouring bucket at their visit the day before. Then remembers it
-    /// as its bucket's surprise of today's visit.
-    fn day_echo(&mut self, b: usize, raw: f64) -> bool {
-        if self.day_echo.len() != BUCKETS {
-            self.day_echo = vec![[0; 2]; BUCKETS];
-        }
-        let e = &mut self.day_echo;
-        if self.n > 0 && bucket(self.last_ts, DAY_MS, BUCKETS) != b {
-            // A new visit: the latest becomes the one before.
-            e[b] = [0, e[b][0]];
-        }
-        // The bucket before was visited today already (its visit before is yesterday's), the
-        // one after not yet (its latest is yesterday's).
-        let before = e[(b + BUCKETS - 1) % BUCKETS][1];
-        let after = e[(b + 1) % BUCKETS][0];
-        let yesterday = f64::from(before.max(e[b][1]).max(after)) / DAY_ECHO_STEPS;
-        // Saturating: a surprise beyond the last step is kept as the last step.
-        let steps = (raw * DAY_ECHO_STEPS).round().min(255.0) as u8;
-        e[b][0] = e[b][0].max(steps);
-        raw > 0.0 && yesterday >= DAY_ECHO * raw
-    }
-
     /// A history of `n` samples attests a rarity of about 1/n at most, while scores are read on
     /// the scale of a full memory of the surprise's tail (1/`tail_alpha` samples). Until the
     /// history is that long, a score is stretched by ln(memory)/ln(n): the rarest event a short
@@ -728,16 +721,41 @@ impl Detector {
     }
 }
 
+/// Whether a raw surprise in bucket `b` of a periodic profile of echoes (`n` buckets, each the
+/// largest surprise of its latest visit and of the visit before) is an echo: one at least
+/// `ECHO` times as large there — or, with `neighbours`, in the bucket before or after — at
+/// their visit a period before. Then remembers it as its bucket's surprise of this visit.
+fn echo(
+    e: &mut Vec<[u8; 2]>,
+    n: usize,
+    b: usize,
+    new_visit: bool,
+    neighbours: bool,
+    raw: f64,
+) -> bool {
+    if e.len() != n {
+        *e = vec![[0; 2]; n];
+    }
+    if new_visit {
+        // The latest becomes the one before.
+        e[b] = [0, e[b][0]];
+    }
+    // The bucket before was visited this period already (its visit before is the last
+    // period's), the one after not yet (its latest is the last period's).
+    let mut before = e[b][1];
+    if neighbours {
+        before = before.max(e[(b + n - 1) % n][1]).max(e[(b + 1) % n][0]);
+    }
+    // Saturating: a surprise beyond the last step is kept as the last step.
+    let steps = (raw * ECHO_STEPS).round().min(255.0) as u8;
+    e[b][0] = e[b][0].max(steps);
+    raw > 0.0 && f64::from(before) / ECHO_STEPS >= ECHO * raw
+}
+
 /// A tail probability as a score in [0, 1]: log(p) / log(10⁻¹⁰), which spreads the values
 /// near 1 apart (as HTM's log likelihood does).
 fn spread(p: f64) -> f64 {
     ((p + 1e-10).ln() / (1e-10f64).ln()).clamp(0.0, 1.0)
-}
-
-/// The bucket of `ts_ms` in a period of `period_ms` cut into `n`.
-fn bucket(ts_ms: i64, period_ms: i64, n: usize) -> usize {
-    // The periods are a day and a week and `n` at most 168: the product stays far inside i64.
-    (ts_ms.rem_euclid(period_ms) * n as i64 / period_ms) as usize
 }
 
 /// Deviation of `x` from a profile bucket (visits, mean, mean absolute deviation) in the
@@ -864,7 +882,7 @@ mod tests {
         for i in 0..30 {
             assert_eq!(d.update(i * 300_000, i as f64 * 100.0).score, 0.0);
         }
-        assert!(d.state_bytes() <= 4096, "{} bytes", d.state_bytes());
+        assert!(d.state_bytes() <= 4608, "{} bytes", d.state_bytes());
     }
 
     #[test]
@@ -1027,7 +1045,7 @@ mod behaviour {
             .map(|i| daily_only.update(i * STEP, 20.0 + noise(i)).score)
             .fold(0.0, f64::max);
         assert!(missed < WARN, "the daily profile alone: {missed}");
-        assert!(d.state_bytes() <= 4096, "{} bytes", d.state_bytes());
+        assert!(d.state_bytes() <= 4608, "{} bytes", d.state_bytes());
     }
 
     #[test]
@@ -1205,6 +1223,34 @@ mod behaviour {
         }
         assert!(nightly[0] > WARN, "{nightly:?}");
         assert!(nightly[1..].iter().all(|&s| s < WARN), "{nightly:?}");
+    }
+
+    #[test]
+    fn a_weekly_spike_is_news_once_before_the_profile_has_learned_it() {
+        // A backup that lifts a host's disk I/O for one five-minute sample every Sunday night,
+        // at 02:05, 02:40, 02:20 (the same hour), for four weeks: before the weekly profile is
+        // trusted (three weeks) each is as rare as the last and a week is long enough for the
+        // echo of the one before to have faded. The same spike on a Wednesday still warns.
+        let per_week = 7 * 288;
+        // 1970-01-01 was a Thursday: Sunday 02:00 is 3 days and 2 hours in.
+        let sunday = |week: i64, minute: i64| week * per_week + 3 * 288 + 24 + minute / 5;
+        let spikes = [sunday(0, 5), sunday(1, 40), sunday(2, 20), sunday(3, 5)];
+        let other = sunday(2, 0) + 3 * 288 + 120; // Wednesday at noon
+        let mut d = Detector::new(DetectorConfig::default());
+        let mut weekly = Vec::new();
+        for i in 0..4 * per_week {
+            let spike = spikes.contains(&i);
+            let x = if spike || i == other { 80.0 } else { 50.0 } + ((i * 7919) % 11) as f64 / 5.0;
+            let o = d.update(i * STEP, x);
+            if spike {
+                weekly.push(o.score);
+            }
+            if i == other {
+                assert!(o.score > WARN, "the same spike at another time {o:?}");
+            }
+        }
+        assert!(weekly[0] > WARN, "{weekly:?}");
+        assert!(weekly[1..].iter().all(|&s| s < WARN), "{weekly:?}");
     }
 
     #[test]

@@ -54,7 +54,7 @@ proptest! {
             prop_assert!((0.0..=1.0).contains(&o.score), "score {} for {v}", o.score);
             prop_assert!(!o.expected.is_nan());
         }
-        prop_assert!(d.state_bytes() <= 4096, "{} bytes", d.state_bytes());
+        prop_assert!(d.state_bytes() <= 4608, "{} bytes", d.state_bytes());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::{Detector, DetectorConfig, Records, Visit, BUCKETS, TAIL_BINS, WEEK_B
 
 /// Bumped whenever the layout changes; state of another version is not read (the baseline
 /// learns afresh) rather than misread.
-const FORMAT: u8 = 4;
+const FORMAT: u8 = 5;
 
 /// Why stored state could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +88,9 @@ impl Detector {
             w.extend_from_slice(&v.slot.to_le_bytes());
             w.extend_from_slice(&v.mean.to_le_bytes());
         }
+        // Format 5: the hours of the week's surprises of their last two visits.
+        w.extend_from_slice(&(self.week_echo.len() as u16).to_le_bytes());
+        w.extend(self.week_echo.iter().flatten());
         w
     }
 
@@ -137,10 +140,7 @@ impl Detector {
             }
         }
         if format >= 3 {
-            let n = r.len("daily echo", BUCKETS, true)?;
-            d.day_echo = (0..n)
-                .map(|_| Ok([r.u8()?, r.u8()?]))
-                .collect::<Result<_, DecodeError>>()?;
+            d.day_echo = r.echo("daily echo", BUCKETS)?;
         }
         if format >= 4 {
             for v in &mut d.visit {
@@ -149,6 +149,9 @@ impl Detector {
                     mean: r.f32()?,
                 };
             }
+        }
+        if format >= 5 {
+            d.week_echo = r.echo("weekly echo", WEEK_BUCKETS)?;
         }
         if !r.0.is_empty() {
             return Err(DecodeError(format!("{} bytes too many", r.0.len())));
@@ -164,7 +167,8 @@ impl Detector {
         check_len("daily profile", self.season.len(), BUCKETS, false)?;
         check_len("weekly profile", self.week.len(), WEEK_BUCKETS, true)?;
         check_len("surprise histogram", self.tail.len(), TAIL_BINS, true)?;
-        check_len("daily echo", self.day_echo.len(), BUCKETS, true)
+        check_len("daily echo", self.day_echo.len(), BUCKETS, true)?;
+        check_len("weekly echo", self.week_echo.len(), WEEK_BUCKETS, true)
     }
 }
 
@@ -221,6 +225,11 @@ impl Reader<'_> {
         (0..n)
             .map(|_| Ok([self.f32()?, self.f32()?, self.f32()?]))
             .collect()
+    }
+
+    fn echo(&mut self, what: &str, full: usize) -> Result<Vec<[u8; 2]>, DecodeError> {
+        let n = self.len(what, full, true)?;
+        (0..n).map(|_| Ok([self.u8()?, self.u8()?])).collect()
     }
 
     fn records(&mut self) -> Result<Option<Records>, DecodeError> {
@@ -286,7 +295,9 @@ mod tests {
         let mut old = vec![1];
         old.extend_from_slice(&bytes[1..fixed]);
         old.extend_from_slice(&42.0f64.to_le_bytes());
-        old.extend_from_slice(&bytes[fixed + 16..bytes.len() - 49 - DAY_ECHO_BYTES - VISIT_BYTES]);
+        old.extend_from_slice(
+            &bytes[fixed + 16..bytes.len() - 49 - DAY_ECHO_BYTES - VISIT_BYTES - WEEK_ECHO_BYTES],
+        );
         let read = Detector::from_bytes(&old, d.cfg).unwrap();
         assert_eq!(
             read,
@@ -295,6 +306,7 @@ mod tests {
                 frozen: None,
                 day_echo: Vec::new(),
                 visit: Default::default(),
+                week_echo: Vec::new(),
                 ..d
             }
         );
@@ -302,6 +314,7 @@ mod tests {
 
     const DAY_ECHO_BYTES: usize = 2 + BUCKETS * 2;
     const VISIT_BYTES: usize = 2 * 12;
+    const WEEK_ECHO_BYTES: usize = 2 + WEEK_BUCKETS * 2;
 
     /// A learned detector, and what its state reads as when cut back to an earlier `format` (the
     /// parts that format lacked, its last `lacked` bytes, dropped).
@@ -316,13 +329,14 @@ mod tests {
 
     #[test]
     fn state_of_the_second_format_is_read_with_the_daily_echo_starting_afresh() {
-        let (d, mut read) = read_as_format(2, DAY_ECHO_BYTES + VISIT_BYTES);
+        let (d, mut read) = read_as_format(2, DAY_ECHO_BYTES + VISIT_BYTES + WEEK_ECHO_BYTES);
         assert_eq!(d.day_echo.len(), BUCKETS);
         assert_eq!(
             read,
             Detector {
                 day_echo: Vec::new(),
                 visit: Default::default(),
+                week_echo: Vec::new(),
                 ..d.clone()
             }
         );
@@ -333,17 +347,33 @@ mod tests {
 
     #[test]
     fn state_of_the_third_format_is_read_with_the_visits_starting_afresh() {
-        let (d, mut read) = read_as_format(3, VISIT_BYTES);
+        let (d, mut read) = read_as_format(3, VISIT_BYTES + WEEK_ECHO_BYTES);
         assert_eq!(
             read,
             Detector {
                 visit: Default::default(),
+                week_echo: Vec::new(),
                 ..d.clone()
             }
         );
         // The next sample starts a visit in each profile.
         read.update(d.last_ts + 300_000, 50.0);
         assert!(read.visit.iter().all(|v| v.slot != i64::MIN));
+    }
+
+    #[test]
+    fn state_of_the_fourth_format_is_read_with_the_weekly_echo_starting_afresh() {
+        let (d, mut read) = read_as_format(4, WEEK_ECHO_BYTES);
+        assert_eq!(d.week_echo.len(), WEEK_BUCKETS);
+        assert_eq!(
+            read,
+            Detector {
+                week_echo: Vec::new(),
+                ..d.clone()
+            }
+        );
+        read.update(d.last_ts + 300_000, 50.0);
+        assert_eq!(read.week_echo.len(), WEEK_BUCKETS);
     }
 
     #[test]
