@@ -509,12 +509,12 @@ impl Detector {
             day_slot,
             DAY_BUCKET_MS,
         );
+        let week_slot = ts_ms.div_euclid(WEEK_BUCKET_MS);
+        let w = week_slot.rem_euclid(WEEK_BUCKETS as i64) as usize;
         let weekly = if c.season_min_weeks > 0.0 {
             if self.week.len() != WEEK_BUCKETS {
                 self.week = vec![[0.0; 3]; WEEK_BUCKETS];
             }
-            let week_slot = ts_ms.div_euclid(WEEK_BUCKET_MS);
-            let w = week_slot.rem_euclid(WEEK_BUCKETS as i64) as usize;
             let mean = f64::from(self.week[w][1]);
             let z = profile_z(self.week[w], x, c.season_min_weeks, bucket_floor)
                 .map(|z| (z, (x - mean).abs() / scale, mean));
@@ -567,9 +567,6 @@ impl Detector {
             self.n == 0 || self.last_ts.div_euclid(bucket_ms) != ts_ms.div_euclid(bucket_ms)
         };
         let (new_day, new_week) = (new_visit(DAY_BUCKET_MS), new_visit(WEEK_BUCKET_MS));
-        let w = ts_ms
-            .div_euclid(WEEK_BUCKET_MS)
-            .rem_euclid(WEEK_BUCKETS as i64) as usize;
         let day_echo = echo(&mut self.day_echo, BUCKETS, b, new_day, true, raw);
         let week_echo = echo(&mut self.week_echo, WEEK_BUCKETS, w, new_week, false, raw);
         self.last_ts = ts_ms;
@@ -1277,10 +1274,10 @@ mod behaviour {
 
     #[test]
     fn a_burst_beyond_the_last_one_is_news_not_its_echo() {
-        // Mentions of a name: a few a minute, then a burst to 100 for an hour (reported); eight
-        // hours later a second burst, to 130. Values beyond any shown are records, and no
-        // echo of the burst before, though the range has just been broken: the second burst
-        // still warns.
+        // Mentions of a name: a few every five minutes, then a burst to 100 for an hour
+        // (reported); three days later a second burst, to 130, while the remembered peak of
+        // the first has not yet faded. A value beyond any shown is a record, and no echo of the
+        // burst before, though the range was broken recently: the second burst still warns.
         let mut d = Detector::new(DetectorConfig::default());
         let noise = |i: i64| ((i * 7919) % 11) as f64 / 10.0;
         let mut first: f64 = 0.0;
