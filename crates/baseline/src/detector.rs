@@ -488,8 +488,8 @@ impl Detector {
         let scale = self.dev.max(floor);
         let long_scale = self.long_dev.max(floor);
         let point = (x - self.level).abs() / scale;
-        // A profile's bucket, from its slot (the bucket counted from the epoch), which also tells
-        // a new visit.
+        // A profile's bucket, from its slot (the bucket counted from the epoch); a visit begins
+        // when the slot changes.
         let learn = |e: &mut [f32; 3], v: &mut Visit, slot: i64, bucket_ms: i64| {
             let share = 1.0 / samples_per_bucket(self.last_ts, ts_ms, bucket_ms);
             if slot != v.slot {
@@ -499,6 +499,11 @@ impl Detector {
         };
         let day_slot = ts_ms.div_euclid(DAY_BUCKET_MS);
         let b = day_slot.rem_euclid(BUCKETS as i64) as usize;
+        let week_slot = ts_ms.div_euclid(WEEK_BUCKET_MS);
+        let w = week_slot.rem_euclid(WEEK_BUCKETS as i64) as usize;
+        // A new visit to a bucket: the sample before was in another slot (told to the echoes).
+        let new_day = day_slot != self.visit[0].slot;
+        let new_week = week_slot != self.visit[1].slot;
         let bucket_floor = floor.max(c.season_floor * long_scale);
         let daily = profile_z(self.season[b], x, c.season_min_days, bucket_floor);
         let daily_mean = f64::from(self.season[b][1]);
@@ -509,8 +514,6 @@ impl Detector {
             day_slot,
             DAY_BUCKET_MS,
         );
-        let week_slot = ts_ms.div_euclid(WEEK_BUCKET_MS);
-        let w = week_slot.rem_euclid(WEEK_BUCKETS as i64) as usize;
         let weekly = if c.season_min_weeks > 0.0 {
             if self.week.len() != WEEK_BUCKETS {
                 self.week = vec![[0.0; 3]; WEEK_BUCKETS];
@@ -526,6 +529,8 @@ impl Detector {
             );
             z
         } else {
+            // No weekly profile: the visit still tells the weekly echo a new hour.
+            self.visit[1].slot = week_slot;
             None
         };
         // The weekly profile takes over once it has predicted clearly better than the daily
@@ -563,10 +568,6 @@ impl Detector {
         let raw = (1.0 + z).ln();
         // An echo of the surprise at the same time the day before (a neighbouring quarter of an
         // hour too, for a job a few minutes early or late) or at the same hour a week before.
-        let new_visit = |bucket_ms: i64| {
-            self.n == 0 || self.last_ts.div_euclid(bucket_ms) != ts_ms.div_euclid(bucket_ms)
-        };
-        let (new_day, new_week) = (new_visit(DAY_BUCKET_MS), new_visit(WEEK_BUCKET_MS));
         let day_echo = echo(&mut self.day_echo, BUCKETS, b, new_day, true, raw);
         let week_echo = echo(&mut self.week_echo, WEEK_BUCKETS, w, new_week, false, raw);
         self.last_ts = ts_ms;
