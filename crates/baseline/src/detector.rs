@@ -255,6 +255,10 @@ struct Records {
     /// `FREEZE_LAG` samples.
     #[serde(default)]
     low_before: Option<f64>,
+    /// For a creeping record (value records): the range as it stood when the current block of
+    /// `CREEP_LAG` samples began, moved out to each record since.
+    #[serde(default)]
+    block: Option<[f64; 2]>,
 }
 
 /// A series that has only shown positive values also breaks its range downwards by falling
@@ -272,6 +276,13 @@ const FREEZE_SHARE: f64 = 0.25;
 /// ...that lowest taken as it stood up to this many samples ago: a volatility that creeps down
 /// (each step small, the live low following it) is judged against the low from before.
 const FREEZE_LAG: u64 = 128;
+/// A value that creeps past its highest (or lowest) breaks the range as it stood up to this many
+/// samples before: each step of a climb is too small to break the live range, which follows it
+/// (a temperature rising past its all-time high over an hour)...
+const CREEP_LAG: u64 = 32;
+/// ...once the range has stood this many samples (a week at five minutes): a young range's
+/// highs are still being found, and a wandering series reaches them by creeping too.
+const CREEP_GROWN: u64 = 2_000;
 /// Per sample, the range shrinks by this share towards its middle, so that one absurd value
 /// does not hide every later record for good (a time constant of 100,000 samples).
 const RANGE_FORGET: f64 = 1e-5;
@@ -284,18 +295,22 @@ impl Records {
             n: 0,
             rate: [0.0; 2],
             low_before: None,
+            block: None,
         }
     }
 
     /// When `x` breaks the range by the margin, the probability of such a record, from how often
     /// records have happened: (records + 1) / (samples + 2) over the memory (none otherwise).
     /// With a `ratio_margin`, a positive `x` also breaks a positive range downwards on a ratio
-    /// scale (`RATIO_MARGIN`). Then learns `x`.
+    /// scale (`RATIO_MARGIN`). With `creep`, once the range has grown (`CREEP_GROWN`), the range
+    /// to break is the block's (`CREEP_LAG`): a climb past the highest is a record once per
+    /// margin. Then learns `x`.
     fn update(
         &mut self,
         x: f64,
         margin: f64,
         ratio_margin: Option<f64>,
+        creep: bool,
         min_alpha: f64,
     ) -> Option<f64> {
         let m = margin * (self.hi - self.lo);
@@ -303,12 +318,30 @@ impl Records {
             // Cheap tests first: the power only for a positive value below the lowest.
             x > 0.0 && x < self.lo && x < self.lo * (self.lo / self.hi).powf(rm)
         });
-        self.judge_and_learn(
-            x,
-            [x > self.hi + m, x < self.lo - m || sliver],
-            min_alpha,
-            true,
-        )
+        let block = if creep {
+            let b = self.block.get_or_insert([self.lo, self.hi]);
+            if self.n.is_multiple_of(CREEP_LAG) {
+                *b = [self.lo, self.hi];
+            }
+            Some(b)
+        } else {
+            None
+        };
+        // The block's range within the live one (which forgets, the block's not).
+        let [lo, hi] = match &block {
+            Some(b) if self.n >= CREEP_GROWN => [b[0].max(self.lo), b[1].min(self.hi)],
+            _ => [self.lo, self.hi],
+        };
+        let broke = [x > hi + m, x < lo - m || sliver];
+        if let Some(b) = block {
+            if broke[0] {
+                b[1] = b[1].max(x);
+            }
+            if broke[1] {
+                b[0] = b[0].min(x);
+            }
+        }
+        self.judge_and_learn(x, broke, min_alpha, true)
     }
 
     /// The same for a collapse: `x` below `FREEZE_SHARE` of the low of up to `FREEZE_LAG`
@@ -608,7 +641,7 @@ impl Detector {
             let r = self.records.get_or_insert_with(|| Records::new(x));
             let ratio = Some(RATIO_MARGIN * widen);
             if let Some(p) = r
-                .update(x, margin, ratio, RANGE_FORGET)
+                .update(x, margin, ratio, true, RANGE_FORGET)
                 .filter(|&p| p < tail)
             {
                 tail = p;
@@ -622,7 +655,7 @@ impl Detector {
             let r = self
                 .vol_records
                 .get_or_insert_with(|| Records::new(self.vol));
-            let p = r.update(self.vol, c.volatility_margin, None, c.tail_alpha);
+            let p = r.update(self.vol, c.volatility_margin, None, false, c.tail_alpha);
             if let Some(p) = p.filter(|&p| p < tail) {
                 tail = p;
                 cause = Cause::Volatility;
@@ -1295,6 +1328,38 @@ mod behaviour {
             first > WARN && second.cause == Cause::Record && second.score > WARN,
             "first {first}, second {second:?}"
         );
+    }
+
+    #[test]
+    fn a_climb_past_the_highest_is_a_record_though_each_step_is_small() {
+        // A machine's temperature: a daily cycle between 60 and 90 for two weeks, then, at the
+        // cycle's top, a climb of half a degree every five minutes to 110. Each step stays
+        // within the margin of the highest so far, which follows the climb; past the highest
+        // as it stood before the climb by the margin, it is a record, and warns.
+        let mut d = Detector::new(DetectorConfig::default());
+        let per_day = 288;
+        let cycle = |i: i64| {
+            let phase = (i % per_day) as f64 / per_day as f64 * std::f64::consts::TAU;
+            75.0 + 15.0 * phase.sin() + ((i * 7919) % 11) as f64 / 10.0
+        };
+        let top = per_day * 14 + per_day / 4;
+        for i in 0..top {
+            d.update(i * STEP, cycle(i));
+        }
+        let mut x = cycle(top);
+        let mut record = None;
+        for i in top..top + 60 {
+            let (lo, hi) = d.records.map(|r| (r.lo, r.hi)).expect("range");
+            let o = d.update(i * STEP, x);
+            if o.cause == Cause::Record && o.score > WARN {
+                // Not a plain record: within the margin of the highest as it stood.
+                assert!(x < hi + d.cfg.record_margin * (hi - lo), "{x} beyond {hi}");
+                record = Some(x);
+                break;
+            }
+            x += 0.5;
+        }
+        assert!(record.is_some(), "the climb to {x} was no record");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::{Detector, DetectorConfig, Records, Visit, BUCKETS, TAIL_BINS, WEEK_B
 
 /// Bumped whenever the layout changes; state of another version is not read (the baseline
 /// learns afresh) rather than misread.
-const FORMAT: u8 = 5;
+const FORMAT: u8 = 6;
 
 /// Why stored state could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +91,11 @@ impl Detector {
         // Format 5: the hours of the week's surprises of their last two visits.
         w.extend_from_slice(&(self.week_echo.len() as u16).to_le_bytes());
         w.extend(self.week_echo.iter().flatten());
+        // Format 6: the value range's block for creeping records (NaN when there is none).
+        let block = self.records.and_then(|r| r.block);
+        for v in block.unwrap_or([f64::NAN; 2]) {
+            w.extend_from_slice(&v.to_le_bytes());
+        }
         w
     }
 
@@ -152,6 +157,12 @@ impl Detector {
         }
         if format >= 5 {
             d.week_echo = r.echo("weekly echo", WEEK_BUCKETS)?;
+        }
+        if format >= 6 {
+            let block = [r.f64()?, r.f64()?];
+            if let Some(v) = &mut d.records {
+                v.block = Some(block).filter(|b| !b.iter().any(|x| x.is_nan()));
+            }
         }
         if !r.0.is_empty() {
             return Err(DecodeError(format!("{} bytes too many", r.0.len())));
@@ -241,6 +252,7 @@ impl Reader<'_> {
                 n: self.u64()?,
                 rate: [self.f64()?, self.f64()?],
                 low_before: None,
+                block: None,
             })),
             b => Err(DecodeError(format!("record range flag {b}"))),
         }
@@ -287,7 +299,8 @@ mod tests {
     fn state_of_the_first_format_is_read_with_the_shift_starting_afresh() {
         // Format 1 kept a short-term mean where format 2 keeps the two sides of the CUSUM, and
         // had no freeze detector (its range and lagged low, 41 + 8 bytes) nor, as formats 2
-        // and 3, the daily echo (2 + 96 · 2 bytes) and the profiles' visits (the last 24).
+        // and 3, the daily echo (2 + 96 · 2 bytes) and the profiles' visits (the last 24), nor
+        // the parts of later formats.
         let mut d = learned();
         d.shift = [3.0, 0.5];
         let bytes = d.to_bytes();
@@ -296,7 +309,8 @@ mod tests {
         old.extend_from_slice(&bytes[1..fixed]);
         old.extend_from_slice(&42.0f64.to_le_bytes());
         old.extend_from_slice(
-            &bytes[fixed + 16..bytes.len() - 49 - DAY_ECHO_BYTES - VISIT_BYTES - WEEK_ECHO_BYTES],
+            &bytes[fixed + 16
+                ..bytes.len() - 49 - DAY_ECHO_BYTES - VISIT_BYTES - WEEK_ECHO_BYTES - BLOCK_BYTES],
         );
         let read = Detector::from_bytes(&old, d.cfg).unwrap();
         assert_eq!(
@@ -307,7 +321,7 @@ mod tests {
                 day_echo: Vec::new(),
                 visit: Default::default(),
                 week_echo: Vec::new(),
-                ..d
+                ..without_block(d)
             }
         );
     }
@@ -315,6 +329,15 @@ mod tests {
     const DAY_ECHO_BYTES: usize = 2 + BUCKETS * 2;
     const VISIT_BYTES: usize = 2 * 12;
     const WEEK_ECHO_BYTES: usize = 2 + WEEK_BUCKETS * 2;
+    const BLOCK_BYTES: usize = 2 * 8;
+
+    /// `d` as read from a format before the creeping records' block.
+    fn without_block(d: Detector) -> Detector {
+        Detector {
+            records: d.records.map(|r| Records { block: None, ..r }),
+            ..d
+        }
+    }
 
     /// A learned detector, and what its state reads as when cut back to an earlier `format` (the
     /// parts that format lacked, its last `lacked` bytes, dropped).
@@ -329,7 +352,10 @@ mod tests {
 
     #[test]
     fn state_of_the_second_format_is_read_with_the_daily_echo_starting_afresh() {
-        let (d, mut read) = read_as_format(2, DAY_ECHO_BYTES + VISIT_BYTES + WEEK_ECHO_BYTES);
+        let (d, mut read) = read_as_format(
+            2,
+            DAY_ECHO_BYTES + VISIT_BYTES + WEEK_ECHO_BYTES + BLOCK_BYTES,
+        );
         assert_eq!(d.day_echo.len(), BUCKETS);
         assert_eq!(
             read,
@@ -337,7 +363,7 @@ mod tests {
                 day_echo: Vec::new(),
                 visit: Default::default(),
                 week_echo: Vec::new(),
-                ..d.clone()
+                ..without_block(d.clone())
             }
         );
         // It learns on: the echo is allocated on the next sample.
@@ -347,13 +373,13 @@ mod tests {
 
     #[test]
     fn state_of_the_third_format_is_read_with_the_visits_starting_afresh() {
-        let (d, mut read) = read_as_format(3, VISIT_BYTES + WEEK_ECHO_BYTES);
+        let (d, mut read) = read_as_format(3, VISIT_BYTES + WEEK_ECHO_BYTES + BLOCK_BYTES);
         assert_eq!(
             read,
             Detector {
                 visit: Default::default(),
                 week_echo: Vec::new(),
-                ..d.clone()
+                ..without_block(d.clone())
             }
         );
         // The next sample starts a visit in each profile.
@@ -363,17 +389,28 @@ mod tests {
 
     #[test]
     fn state_of_the_fourth_format_is_read_with_the_weekly_echo_starting_afresh() {
-        let (d, mut read) = read_as_format(4, WEEK_ECHO_BYTES);
+        let (d, mut read) = read_as_format(4, WEEK_ECHO_BYTES + BLOCK_BYTES);
         assert_eq!(d.week_echo.len(), WEEK_BUCKETS);
         assert_eq!(
             read,
             Detector {
                 week_echo: Vec::new(),
-                ..d.clone()
+                ..without_block(d.clone())
             }
         );
         read.update(d.last_ts + 300_000, 50.0);
         assert_eq!(read.week_echo.len(), WEEK_BUCKETS);
+    }
+
+    #[test]
+    fn state_of_the_fifth_format_is_read_with_the_creeping_block_starting_afresh() {
+        let (d, mut read) = read_as_format(5, BLOCK_BYTES);
+        assert!(d.records.and_then(|r| r.block).is_some());
+        assert_eq!(read, without_block(d.clone()));
+        // The next sample starts a block at the range as it stands.
+        let range = read.records.expect("range");
+        read.update(d.last_ts + 300_000, 50.0);
+        assert_eq!(read.records.unwrap().block, Some([range.lo, range.hi]));
     }
 
     #[test]
