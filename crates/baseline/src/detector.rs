@@ -278,8 +278,8 @@ const FREEZE_SHARE: f64 = 0.25;
 const FREEZE_LAG: u64 = 128;
 /// A value that creeps past its highest (or lowest) breaks the range as it stood up to this many
 /// samples before: each step of a climb is too small to break the live range, which follows it
-/// (a temperature rising past its all-time high over an hour)...
-const CREEP_LAG: u64 = 32;
+/// (a temperature rising past its all-time high over a few hours)...
+const CREEP_LAG: u64 = 64;
 /// ...once the range has stood this many samples (a week at five minutes): a young range's
 /// highs are still being found, and a wandering series reaches them by creeping too.
 const CREEP_GROWN: u64 = 2_000;
