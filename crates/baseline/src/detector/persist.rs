@@ -308,10 +308,7 @@ mod tests {
         let mut old = vec![1];
         old.extend_from_slice(&bytes[1..fixed]);
         old.extend_from_slice(&42.0f64.to_le_bytes());
-        old.extend_from_slice(
-            &bytes[fixed + 16
-                ..bytes.len() - 49 - DAY_ECHO_BYTES - VISIT_BYTES - WEEK_ECHO_BYTES - BLOCK_BYTES],
-        );
+        old.extend_from_slice(&bytes[fixed + 16..bytes.len() - added_after(1)]);
         let read = Detector::from_bytes(&old, d.cfg).unwrap();
         assert_eq!(
             read,
@@ -326,10 +323,16 @@ mod tests {
         );
     }
 
-    const DAY_ECHO_BYTES: usize = 2 + BUCKETS * 2;
-    const VISIT_BYTES: usize = 2 * 12;
-    const WEEK_ECHO_BYTES: usize = 2 + WEEK_BUCKETS * 2;
-    const BLOCK_BYTES: usize = 2 * 8;
+    /// The bytes each format added at the end of the state, from format 2 on: the freeze
+    /// detector's range and lagged low, the daily echo, the profiles' visits, the weekly echo,
+    /// the creeping records' block.
+    const ADDED: [usize; FORMAT as usize - 1] =
+        [41 + 8, 2 + BUCKETS * 2, 2 * 12, 2 + WEEK_BUCKETS * 2, 2 * 8];
+
+    /// The bytes the formats after `format` added.
+    fn added_after(format: u8) -> usize {
+        ADDED[format as usize - 1..].iter().sum()
+    }
 
     /// `d` as read from a format before the creeping records' block.
     fn without_block(d: Detector) -> Detector {
@@ -340,11 +343,11 @@ mod tests {
     }
 
     /// A learned detector, and what its state reads as when cut back to an earlier `format` (the
-    /// parts that format lacked, its last `lacked` bytes, dropped).
-    fn read_as_format(format: u8, lacked: usize) -> (Detector, Detector) {
+    /// parts that format lacked, the bytes the later formats added, dropped).
+    fn read_as_format(format: u8) -> (Detector, Detector) {
         let d = learned();
         let bytes = d.to_bytes();
-        let mut old = bytes[..bytes.len() - lacked].to_vec();
+        let mut old = bytes[..bytes.len() - added_after(format)].to_vec();
         old[0] = format;
         let read = Detector::from_bytes(&old, d.cfg).unwrap();
         (d, read)
@@ -352,10 +355,7 @@ mod tests {
 
     #[test]
     fn state_of_the_second_format_is_read_with_the_daily_echo_starting_afresh() {
-        let (d, mut read) = read_as_format(
-            2,
-            DAY_ECHO_BYTES + VISIT_BYTES + WEEK_ECHO_BYTES + BLOCK_BYTES,
-        );
+        let (d, mut read) = read_as_format(2);
         assert_eq!(d.day_echo.len(), BUCKETS);
         assert_eq!(
             read,
@@ -373,7 +373,7 @@ mod tests {
 
     #[test]
     fn state_of_the_third_format_is_read_with_the_visits_starting_afresh() {
-        let (d, mut read) = read_as_format(3, VISIT_BYTES + WEEK_ECHO_BYTES + BLOCK_BYTES);
+        let (d, mut read) = read_as_format(3);
         assert_eq!(
             read,
             Detector {
@@ -389,7 +389,7 @@ mod tests {
 
     #[test]
     fn state_of_the_fourth_format_is_read_with_the_weekly_echo_starting_afresh() {
-        let (d, mut read) = read_as_format(4, WEEK_ECHO_BYTES + BLOCK_BYTES);
+        let (d, mut read) = read_as_format(4);
         assert_eq!(d.week_echo.len(), WEEK_BUCKETS);
         assert_eq!(
             read,
@@ -404,7 +404,7 @@ mod tests {
 
     #[test]
     fn state_of_the_fifth_format_is_read_with_the_creeping_block_starting_afresh() {
-        let (d, mut read) = read_as_format(5, BLOCK_BYTES);
+        let (d, mut read) = read_as_format(5);
         assert!(d.records.and_then(|r| r.block).is_some());
         assert_eq!(read, without_block(d.clone()));
         // The next sample starts a block at the range as it stands.
