@@ -218,7 +218,7 @@ pub struct Detector {
     #[serde(default)]
     vol_records: Option<Records>,
     /// The short-term volatility's low, for freezes (from `RECORD_WARM` samples on, once the
-    /// volatility has settled from its start at zero).
+    /// volatility has settled from its start at zero; judged after as many again).
     #[serde(default)]
     frozen: Option<Records>,
     /// The visit in progress of each profile (daily, weekly).
@@ -269,8 +269,10 @@ struct Records {
 /// scale: for a count, an interval with nothing in it is routine.
 const RATIO_MARGIN: f64 = 0.5;
 
-/// Samples the range must have seen before a record is judged.
-const RECORD_WARM: u64 = 100;
+/// Samples a range must have seen before a record is judged: a day at five minutes. A range seen
+/// for less has not shown the series' daily swing, nor how heavy its tail is: its records are the
+/// series showing its range, and they were most of a new series' first-week false alarms.
+const RECORD_WARM: u64 = 288;
 /// A volatility below this share of the lowest the series has shown is a freeze...
 const FREEZE_SHARE: f64 = 0.25;
 /// ...that lowest taken as it stood up to this many samples ago: a volatility that creeps down
@@ -919,10 +921,10 @@ mod tests {
 
     #[test]
     fn a_young_range_needs_a_wider_margin_for_a_record() {
-        // The same excess over the range (15 % of it) after 100 and after 1,100 samples of the
-        // same noise: in the young series it is within the widened margin (27 %), in the older
+        // The same excess over the range (13 % of it) after 300 and after 1,100 samples of the
+        // same noise: in the young series it is within the widened margin (16 %), in the older
         // one a record.
-        let causes: Vec<Cause> = [100, 1_100]
+        let causes: Vec<Cause> = [300, 1_100]
             .into_iter()
             .map(|n| {
                 let mut d = Detector::new(DetectorConfig::default());
@@ -930,7 +932,27 @@ mod tests {
                     d.update(i as i64 * 300_000, noise(i));
                 }
                 let r = d.records.expect("range");
-                let x = r.hi + 0.15 * (r.hi - r.lo);
+                let x = r.hi + 0.13 * (r.hi - r.lo);
+                d.update(n as i64 * 300_000, x).cause
+            })
+            .collect();
+        assert_ne!(causes[0], Cause::Record);
+        assert_eq!(causes[1], Cause::Record);
+    }
+
+    #[test]
+    fn a_range_is_judged_once_it_has_seen_a_day() {
+        // Twice the range beyond its highest: after 200 five-minute samples the series showing
+        // its range in its first day, after 300 a record.
+        let causes: Vec<Cause> = [200, 300]
+            .into_iter()
+            .map(|n| {
+                let mut d = Detector::new(DetectorConfig::default());
+                for i in 0..n {
+                    d.update(i as i64 * 300_000, noise(i));
+                }
+                let r = d.records.expect("range");
+                let x = r.hi + 2.0 * (r.hi - r.lo);
                 d.update(n as i64 * 300_000, x).cause
             })
             .collect();
