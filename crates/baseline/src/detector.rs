@@ -221,6 +221,13 @@ pub struct Detector {
     /// volatility has settled from its start at zero; judged after as many again).
     #[serde(default)]
     frozen: Option<Records>,
+    /// The freezes' low as it stood at the last multiple of `FREEZE_LAG` samples.
+    #[serde(default)]
+    frozen_low: Option<f64>,
+    /// For creeping value records: the range as it stood when the current block of `CREEP_LAG`
+    /// samples began, moved out to each record since.
+    #[serde(default)]
+    creep_block: Option<[f64; 2]>,
     /// The visit in progress of each profile (daily, weekly).
     #[serde(default)]
     visit: [Visit; 2],
@@ -251,14 +258,6 @@ struct Records {
     hi: f64,
     n: u64,
     rate: [f64; 2],
-    /// For a collapse (`update_collapse`): the low as it stood at the last multiple of
-    /// `FREEZE_LAG` samples.
-    #[serde(default)]
-    low_before: Option<f64>,
-    /// For a creeping record (value records): the range as it stood when the current block of
-    /// `CREEP_LAG` samples began, moved out to each record since.
-    #[serde(default)]
-    block: Option<[f64; 2]>,
 }
 
 /// A series that has only shown positive values also breaks its range downwards by falling
@@ -296,23 +295,22 @@ impl Records {
             hi: x,
             n: 0,
             rate: [0.0; 2],
-            low_before: None,
-            block: None,
         }
     }
 
     /// When `x` breaks the range by the margin, the probability of such a record, from how often
     /// records have happened: (records + 1) / (samples + 2) over the memory (none otherwise).
     /// With a `ratio_margin`, a positive `x` also breaks a positive range downwards on a ratio
-    /// scale (`RATIO_MARGIN`). With `creep`, once the range has grown (`CREEP_GROWN`), the range
-    /// to break is the block's (`CREEP_LAG`): a climb past the highest is a record once per
-    /// margin. Then learns `x`.
+    /// scale (`RATIO_MARGIN`). With a creeping `block` (the range as it stood when the current
+    /// block of `CREEP_LAG` samples began, moved out to each record since), once the range has
+    /// grown (`CREEP_GROWN`), the range to break is the block's: a climb past the highest is a
+    /// record once per margin. Then learns `x`.
     fn update(
         &mut self,
         x: f64,
         margin: f64,
         ratio_margin: Option<f64>,
-        creep: bool,
+        block: Option<&mut Option<[f64; 2]>>,
         min_alpha: f64,
     ) -> Option<f64> {
         let m = margin * (self.hi - self.lo);
@@ -320,15 +318,13 @@ impl Records {
             // Cheap tests first: the power only for a positive value below the lowest.
             x > 0.0 && x < self.lo && x < self.lo * (self.lo / self.hi).powf(rm)
         });
-        let block = if creep {
-            let b = self.block.get_or_insert([self.lo, self.hi]);
+        let block = block.map(|b| {
+            let b = b.get_or_insert([self.lo, self.hi]);
             if self.n.is_multiple_of(CREEP_LAG) {
                 *b = [self.lo, self.hi];
             }
-            Some(b)
-        } else {
-            None
-        };
+            b
+        });
         // The block's range within the live one (which forgets, the block's not).
         let [lo, hi] = match &block {
             Some(b) if self.n >= CREEP_GROWN => [b[0].max(self.lo), b[1].min(self.hi)],
@@ -347,12 +343,17 @@ impl Records {
     }
 
     /// The same for a collapse: `x` below `FREEZE_SHARE` of the low of up to `FREEZE_LAG`
-    /// samples ago.
-    fn update_collapse(&mut self, x: f64, min_alpha: f64) -> Option<f64> {
-        if self.low_before.is_none() || self.n.is_multiple_of(FREEZE_LAG) {
-            self.low_before = Some(self.lo);
+    /// samples ago (`low_before`, the low as it stood at the last multiple of `FREEZE_LAG`).
+    fn update_collapse(
+        &mut self,
+        x: f64,
+        low_before: &mut Option<f64>,
+        min_alpha: f64,
+    ) -> Option<f64> {
+        if low_before.is_none() || self.n.is_multiple_of(FREEZE_LAG) {
+            *low_before = Some(self.lo);
         }
-        let low = self.low_before.unwrap_or(self.lo);
+        let low = low_before.unwrap_or(self.lo);
         self.judge_and_learn(x, [false, x < FREEZE_SHARE * low], min_alpha, false)
     }
 
@@ -444,6 +445,8 @@ impl Detector {
             vol: 0.0,
             vol_records: None,
             frozen: None,
+            frozen_low: None,
+            creep_block: None,
             visit: [Visit::default(); 2],
         }
     }
@@ -637,14 +640,14 @@ impl Detector {
         // its margin is widened by the stretch's factor to the power 2.5 (2.7 times at 100
         // samples, 1.6 at 300, none from the tail's memory on). A positive series also sets a
         // record by falling to a sliver of its lowest (`RATIO_MARGIN`, widened the same way).
+        let youth = self.youth();
         if c.record_margin > 0.0 {
-            let youth = self.youth();
             let widen = youth * youth * youth.sqrt();
             let margin = c.record_margin * widen;
             let r = self.records.get_or_insert_with(|| Records::new(x));
             let ratio = Some(RATIO_MARGIN * widen);
             if let Some(p) = r
-                .update(x, margin, ratio, true, RANGE_FORGET)
+                .update(x, margin, ratio, Some(&mut self.creep_block), RANGE_FORGET)
                 .filter(|&p| p < tail)
             {
                 tail = p;
@@ -658,7 +661,7 @@ impl Detector {
             let r = self
                 .vol_records
                 .get_or_insert_with(|| Records::new(self.vol));
-            let p = r.update(self.vol, c.volatility_margin, None, false, c.tail_alpha);
+            let p = r.update(self.vol, c.volatility_margin, None, None, c.tail_alpha);
             if let Some(p) = p.filter(|&p| p < tail) {
                 tail = p;
                 cause = Cause::Volatility;
@@ -667,7 +670,7 @@ impl Detector {
             if self.n >= RECORD_WARM {
                 let r = self.frozen.get_or_insert_with(|| Records::new(self.vol));
                 if let Some(p) = r
-                    .update_collapse(self.vol, c.tail_alpha)
+                    .update_collapse(self.vol, &mut self.frozen_low, c.tail_alpha)
                     .filter(|&p| p < tail)
                 {
                     tail = p;
@@ -679,7 +682,7 @@ impl Detector {
         let score = if warming {
             0.0
         } else {
-            self.stretch(spread(tail))
+            stretch(spread(tail), youth)
         };
         let d = raw - self.s_mean;
         self.s_mean += c.alpha_surprise_long * d;
@@ -701,7 +704,7 @@ impl Detector {
             score
         } else {
             self.peak[side] *= c.peak_decay;
-            if cause == Cause::Record && self.youth() <= 1.0 {
+            if cause == Cause::Record && youth <= 1.0 {
                 score
             } else {
                 score * c.echo_damp
@@ -730,16 +733,16 @@ impl Detector {
     }
 }
 
-impl Detector {
-    /// A history of `n` samples attests a rarity of about 1/n at most, while scores are read on
-    /// the scale of a full memory of the surprise's tail (1/`tail_alpha` samples). Until the
-    /// history is that long, a score is stretched by ln(memory)/ln(n): the rarest event a short
-    /// history can show scores like the rarest of a full one, so one cutoff serves series of
-    /// every age. Past the memory it changes nothing.
-    fn stretch(&self, score: f64) -> f64 {
-        (score * self.youth()).min(1.0)
-    }
+/// A history of `n` samples attests a rarity of about 1/n at most, while scores are read on the
+/// scale of a full memory of the surprise's tail (1/`tail_alpha` samples). Until the history is
+/// that long, a score is stretched by ln(memory)/ln(n) (`youth`): the rarest event a short
+/// history can show scores like the rarest of a full one, so one cutoff serves series of every
+/// age. Past the memory it changes nothing.
+fn stretch(score: f64, youth: f64) -> f64 {
+    (score * youth).min(1.0)
+}
 
+impl Detector {
     /// The stretch's factor: ln(memory)/ln(n) until the history is as long as the memory of
     /// the surprise's tail, 1 from then on (and without a tail memory).
     fn youth(&self) -> f64 {
@@ -968,17 +971,17 @@ mod tests {
         let rarest = |n: f64| spread(1.0 / (n + 2.0));
         d.n = 300;
         let full = rarest(memory);
-        assert!((d.stretch(rarest(300.0)) - full).abs() < 1e-6);
-        assert!(d.stretch(0.25) > 0.25 && d.stretch(0.25) < 0.32);
-        assert_eq!(d.stretch(0.9), 1.0, "capped");
+        assert!((stretch(rarest(300.0), d.youth()) - full).abs() < 1e-6);
+        assert!(stretch(0.25, d.youth()) > 0.25 && stretch(0.25, d.youth()) < 0.32);
+        assert_eq!(stretch(0.9, d.youth()), 1.0, "capped");
         // From a full memory on, nothing changes.
         for n in [1000, 5000, 1_000_000] {
             d.n = n;
-            assert_eq!(d.stretch(0.25), 0.25);
+            assert_eq!(stretch(0.25, d.youth()), 0.25);
         }
         d.cfg.tail_alpha = 0.0;
         d.n = 10;
-        assert_eq!(d.stretch(0.25), 0.25, "no tail memory, no stretch");
+        assert_eq!(stretch(0.25, d.youth()), 0.25, "no tail memory, no stretch");
     }
 
     #[test]

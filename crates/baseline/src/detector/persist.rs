@@ -78,7 +78,7 @@ impl Detector {
             }
         }
         // Format 2: the freeze detector's lagged low (NaN when there is none).
-        let low_before = self.frozen.and_then(|r| r.low_before);
+        let low_before = self.frozen.and(self.frozen_low);
         w.extend_from_slice(&low_before.unwrap_or(f64::NAN).to_le_bytes());
         // Format 3: the daily buckets' surprises of their last two visits.
         w.extend_from_slice(&(self.day_echo.len() as u16).to_le_bytes());
@@ -92,7 +92,7 @@ impl Detector {
         w.extend_from_slice(&(self.week_echo.len() as u16).to_le_bytes());
         w.extend(self.week_echo.iter().flatten());
         // Format 6: the value range's block for creeping records (NaN when there is none).
-        let block = self.records.and_then(|r| r.block);
+        let block = self.records.and(self.creep_block);
         for v in block.unwrap_or([f64::NAN; 2]) {
             w.extend_from_slice(&v.to_le_bytes());
         }
@@ -140,9 +140,7 @@ impl Detector {
         if format >= 2 {
             d.frozen = r.records()?;
             let low_before = Some(r.f64()?).filter(|v| !v.is_nan());
-            if let Some(f) = &mut d.frozen {
-                f.low_before = low_before;
-            }
+            d.frozen_low = d.frozen.and(low_before);
         }
         if format >= 3 {
             d.day_echo = r.echo("daily echo", BUCKETS)?;
@@ -159,10 +157,8 @@ impl Detector {
             d.week_echo = r.echo("weekly echo", WEEK_BUCKETS)?;
         }
         if format >= 6 {
-            let block = [r.f64()?, r.f64()?];
-            if let Some(v) = &mut d.records {
-                v.block = Some(block).filter(|b| !b.iter().any(|x| x.is_nan()));
-            }
+            let block = Some([r.f64()?, r.f64()?]).filter(|b| !b.iter().any(|x| x.is_nan()));
+            d.creep_block = d.records.and(block);
         }
         if !r.0.is_empty() {
             return Err(DecodeError(format!("{} bytes too many", r.0.len())));
@@ -251,8 +247,6 @@ impl Reader<'_> {
                 hi: self.f64()?,
                 n: self.u64()?,
                 rate: [self.f64()?, self.f64()?],
-                low_before: None,
-                block: None,
             })),
             b => Err(DecodeError(format!("record range flag {b}"))),
         }
@@ -315,6 +309,7 @@ mod tests {
             Detector {
                 shift: [0.0; 2],
                 frozen: None,
+                frozen_low: None,
                 day_echo: Vec::new(),
                 visit: Default::default(),
                 week_echo: Vec::new(),
@@ -337,7 +332,7 @@ mod tests {
     /// `d` as read from a format before the creeping records' block.
     fn without_block(d: Detector) -> Detector {
         Detector {
-            records: d.records.map(|r| Records { block: None, ..r }),
+            creep_block: None,
             ..d
         }
     }
@@ -405,12 +400,12 @@ mod tests {
     #[test]
     fn state_of_the_fifth_format_is_read_with_the_creeping_block_starting_afresh() {
         let (d, mut read) = read_as_format(5);
-        assert!(d.records.and_then(|r| r.block).is_some());
+        assert!(d.creep_block.is_some());
         assert_eq!(read, without_block(d.clone()));
         // The next sample starts a block at the range as it stands.
         let range = read.records.expect("range");
         read.update(d.last_ts + 300_000, 50.0);
-        assert_eq!(read.records.unwrap().block, Some([range.lo, range.hi]));
+        assert_eq!(read.creep_block, Some([range.lo, range.hi]));
     }
 
     #[test]
