@@ -126,16 +126,21 @@ pub(crate) async fn submit(State(st): State<AppState>, body: Bytes) -> Response 
     } else {
         form.by
     };
+    let detail =
+        serde_json::json!({ "alert": id, "level": level.as_str(), "comment": form.comment });
     match acknowledge(&st, id, Some(level), by.clone(), form.comment).await {
-        Ok(a) => html(
-            StatusCode::OK,
-            "Acknowledged / 已确认",
-            &format!(
-                "<p>{}</p>{}",
-                escape(&format!("{} at {}", a.by, format_rfc3339(a.at))),
-                feedback_form(&form.t, &by)
-            ),
-        ),
+        Ok(a) => {
+            link_audit(&st, &by, "POST /ack", &detail).await;
+            html(
+                StatusCode::OK,
+                "Acknowledged / 已确认",
+                &format!(
+                    "<p>{}</p>{}",
+                    escape(&format!("{} at {}", a.by, format_rfc3339(a.at))),
+                    feedback_form(&form.t, &by)
+                ),
+            )
+        }
         Err(e) => html(e.status(), "Acknowledgement refused", &escape(e.message())),
     }
 }
@@ -208,22 +213,43 @@ pub(crate) async fn feedback(State(st): State<AppState>, body: Bytes) -> Respons
     } else {
         form.by
     };
+    let detail = serde_json::json!({
+        "alert": id, "incident": incident, "verdict": verdict.as_str(), "comment": form.comment,
+    });
     let f = tocsin_incidents::Feedback {
         incident: incident.clone(),
         rule,
         verdict,
-        by,
+        by: by.clone(),
         comment: form.comment,
         at: now_ms(),
     };
     match super::incidents::record_feedback(&st, f).await {
-        Ok(()) => html(
-            StatusCode::OK,
-            "Thank you / 已记录",
-            &escape(&format!("{} on {incident}", verdict.as_str())),
-        ),
+        Ok(()) => {
+            link_audit(&st, &by, "POST /ack/feedback", &detail).await;
+            html(
+                StatusCode::OK,
+                "Thank you / 已记录",
+                &escape(&format!("{} on {incident}", verdict.as_str())),
+            )
+        }
         Err(e) => refused(e.status(), e.message()),
     }
+}
+
+/// A change made through a signed link goes to the audit log like any other: the actor is the
+/// name the holder gave, marked as a link's (anyone holding the link can type any name); the
+/// detail names what changed, never the link's token.
+async fn link_audit(st: &AppState, by: &str, event: &str, detail: &serde_json::Value) {
+    let body = detail.to_string();
+    super::audit(
+        st,
+        &format!("link:{by}"),
+        event,
+        StatusCode::OK,
+        body.as_bytes(),
+    )
+    .await;
 }
 
 #[cfg(test)]
@@ -288,6 +314,24 @@ mod tests {
             )))
             .await;
         assert_eq!(ok.status, StatusCode::OK, "{}", ok.json);
+        // Both changes are in the audit log, under the name given and marked as a link's, and
+        // the link's token is not.
+        let audit = api.get("/api/v1/audit").await.json;
+        let rows = audit["data"]["audit"].as_array().expect("rows").clone();
+        let row = |event: &str| {
+            rows.iter()
+                .find(|r| r["event"] == event)
+                .unwrap_or_else(|| panic!("{event} not audited: {audit}"))
+                .clone()
+        };
+        let ack = row("POST /ack");
+        assert_eq!(ack["actor"], "link:alice");
+        assert_eq!(ack["detail"]["body"]["alert"], id.as_str());
+        assert_eq!(ack["detail"]["body"]["comment"], "phone");
+        let fb = row("POST /ack/feedback");
+        assert_eq!(fb["actor"], "link:alice");
+        assert_eq!(fb["detail"]["body"]["verdict"], "wrong_level");
+        assert!(!audit.to_string().contains(&t), "the token leaked: {audit}");
         let stats = api.get("/api/v1/incidents/stats").await.json;
         let rule = &stats["data"]["rules"][0];
         assert_eq!(rule["rule"], "Hot", "{stats}");
