@@ -1,0 +1,108 @@
+//! What a restart costs for service levels: at start each objective's record is rebuilt from
+//! its stored indicator over the objective's period (`Slos::restore`). The collector derives
+//! the indicator every second, so a 30-day objective reads 2.6 million samples per service.
+//! Writes that history for SERVICES services (default 10) into a fresh store, checkpointed into
+//! chunks as a running collector's is, then times the rebuild.
+//!
+//! `cargo bench -p tocsin-collector --bench slo_restore -- [SERVICES]`
+
+use std::time::Instant;
+
+use tocsin_collector::services::RATIO_METRIC;
+use tocsin_collector::slo::Slos;
+use tocsin_config::services::ServiceConfig;
+use tocsin_model::{Labels, Sample, SeriesSamples, METRIC_NAME};
+use tocsin_store::{Store, StoreOptions};
+
+const DAY_MS: i64 = 86_400_000;
+const HOUR_MS: i64 = 3_600_000;
+
+fn main() -> anyhow::Result<()> {
+    let services: usize = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(10);
+    let dir = tempfile::tempdir()?;
+    let mut store = Store::open(
+        &dir.path().join("slo.db"),
+        StoreOptions {
+            fsync: false,
+            ..StoreOptions::default()
+        },
+    )?;
+    let now = tocsin_model::now_ms() / 1000 * 1000;
+    let from = now - 30 * DAY_MS;
+    let name = |i: usize| format!("svc{i:03}");
+    // Mostly all probes up; each service loses half of them for 30 s an hour.
+    let value = |t: i64, i: usize| {
+        if (t / 1000 + i as i64 * 7919) % 3600 < 30 {
+            0.5
+        } else {
+            1.0
+        }
+    };
+    let started = Instant::now();
+    let mut samples = 0usize;
+    let mut t = from;
+    while t < now {
+        let end = (t + HOUR_MS).min(now);
+        let mut batch: Vec<SeriesSamples> = (0..services)
+            .map(|i| SeriesSamples {
+                labels: Labels::from_pairs([(METRIC_NAME, RATIO_METRIC), ("service", &name(i))]),
+                samples: (t..end)
+                    .step_by(1000)
+                    .map(|ts| Sample::new(ts, value(ts, i)))
+                    .collect(),
+            })
+            .collect();
+        let mut tx = store.begin()?;
+        samples += tx.append_derived(&mut batch, end)?.accepted;
+        tx.commit()?;
+        t = end;
+        if (t - from) % DAY_MS == 0 {
+            store.checkpoint(0)?;
+        }
+    }
+    store.checkpoint(0)?;
+    println!(
+        "history: {services} services, {samples} indicator samples over 30 days, written in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let objective = tocsin_slo::Objective::new(0.999, 30 * DAY_MS).map_err(anyhow::Error::msg)?;
+    let cfgs: Vec<ServiceConfig> = (0..services)
+        .map(|i| ServiceConfig {
+            name: name(i),
+            owner: None,
+            objective: Some(objective),
+            latency: None,
+            rto: None,
+            rpo: None,
+            impact: None,
+        })
+        .collect();
+    let mut runs = Vec::new();
+    for _ in 0..5 {
+        let mut slos = Slos::new(&cfgs);
+        let t = Instant::now();
+        let read = slos.restore(&store, now)?;
+        runs.push(t.elapsed().as_secs_f64());
+        anyhow::ensure!(read == samples, "read {read} of {samples} samples");
+    }
+    let mut sorted = runs.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    println!(
+        "restore: median {:.2} s over {} runs ({}), {:.1} M samples/s, {:.0} ms per service",
+        median,
+        runs.len(),
+        runs.iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        samples as f64 / median / 1e6,
+        median * 1000.0 / services as f64
+    );
+    Ok(())
+}
