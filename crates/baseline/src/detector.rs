@@ -922,45 +922,32 @@ mod tests {
         assert!(d.state_bytes() <= 4608, "{} bytes", d.state_bytes());
     }
 
+    /// The cause of a value beyond the range by `excess` of its span, after `n` samples of noise.
+    fn cause_beyond_the_range(n: u64, excess: f64) -> Cause {
+        let mut d = Detector::new(DetectorConfig::default());
+        for i in 0..n {
+            d.update(i as i64 * 300_000, noise(i));
+        }
+        let r = d.records.expect("range");
+        let x = r.hi + excess * (r.hi - r.lo);
+        d.update(n as i64 * 300_000, x).cause
+    }
+
     #[test]
     fn a_young_range_needs_a_wider_margin_for_a_record() {
         // The same excess over the range (13 % of it) after 300 and after 1,100 samples of the
         // same noise: in the young series it is within the widened margin (16 %), in the older
         // one a record.
-        let causes: Vec<Cause> = [300, 1_100]
-            .into_iter()
-            .map(|n| {
-                let mut d = Detector::new(DetectorConfig::default());
-                for i in 0..n {
-                    d.update(i as i64 * 300_000, noise(i));
-                }
-                let r = d.records.expect("range");
-                let x = r.hi + 0.13 * (r.hi - r.lo);
-                d.update(n as i64 * 300_000, x).cause
-            })
-            .collect();
-        assert_ne!(causes[0], Cause::Record);
-        assert_eq!(causes[1], Cause::Record);
+        assert_ne!(cause_beyond_the_range(300, 0.13), Cause::Record);
+        assert_eq!(cause_beyond_the_range(1_100, 0.13), Cause::Record);
     }
 
     #[test]
     fn a_range_is_judged_once_it_has_seen_a_day() {
         // Twice the range beyond its highest: after 200 five-minute samples the series showing
         // its range in its first day, after 300 a record.
-        let causes: Vec<Cause> = [200, 300]
-            .into_iter()
-            .map(|n| {
-                let mut d = Detector::new(DetectorConfig::default());
-                for i in 0..n {
-                    d.update(i as i64 * 300_000, noise(i));
-                }
-                let r = d.records.expect("range");
-                let x = r.hi + 2.0 * (r.hi - r.lo);
-                d.update(n as i64 * 300_000, x).cause
-            })
-            .collect();
-        assert_ne!(causes[0], Cause::Record);
-        assert_eq!(causes[1], Cause::Record);
+        assert_ne!(cause_beyond_the_range(200, 2.0), Cause::Record);
+        assert_eq!(cause_beyond_the_range(300, 2.0), Cause::Record);
     }
 
     #[test]
