@@ -384,9 +384,7 @@ impl Writer {
         if let Err(e) = self.restore_engine() {
             error!(error = %e, "cannot reload alert states");
         }
-        if let Err(e) = self.core.slos.rewind(&self.store, now) {
-            error!(error = %e, "cannot rebuild error budgets; they count on from memory");
-        }
+        self.core.slos.undo();
         for rules in reloads {
             self.tel.rules_loaded.set(rules.len() as i64);
             let t = self.core.engine.replace_rules(rules, now);

@@ -333,6 +333,8 @@ impl Writer {
         let started = Instant::now();
         let now = now_ms();
         let mut g = Group::with(std::mem::take(&mut self.carry));
+        // What the service levels observe in this group is undone if it is not stored.
+        self.core.slos.mark();
         let recheck_held = std::mem::take(&mut self.recheck_held);
         // Each request's answer is kept before anything that can fail, and what a failure
         // leaves unprocessed is answered too: every sender hears why (a dropped reply says

@@ -161,6 +161,13 @@ struct Ring {
     slots: Vec<[f64; 2]>,
     /// Bucket index of the newest observation; `None` before the first.
     newest: Option<i64>,
+    /// Whether changes are kept to be undone (from the first mark on: a record rebuilt from
+    /// history is not).
+    marked: bool,
+    /// What changed since the last mark: each slot's value before, in order, and `newest` as
+    /// it was (once it has changed).
+    undo: Vec<(usize, [f64; 2])>,
+    undo_newest: Option<Option<i64>>,
 }
 
 impl Ring {
@@ -169,7 +176,41 @@ impl Ring {
             res_ms,
             slots: vec![[0.0; 2]; (span_ms / res_ms + 1) as usize],
             newest: None,
+            marked: false,
+            undo: Vec::new(),
+            undo_newest: None,
         }
+    }
+
+    /// From here on, changes are kept to be undone.
+    fn mark(&mut self) {
+        self.marked = true;
+        self.undo.clear();
+        self.undo_newest = None;
+    }
+
+    /// Back to the ring as it was at the last mark.
+    fn undo(&mut self) {
+        for (i, old) in self.undo.drain(..).rev() {
+            self.slots[i] = old;
+        }
+        if let Some(newest) = self.undo_newest.take() {
+            self.newest = newest;
+        }
+    }
+
+    fn set(&mut self, i: usize, v: [f64; 2]) {
+        if self.marked {
+            self.undo.push((i, self.slots[i]));
+        }
+        self.slots[i] = v;
+    }
+
+    fn set_newest(&mut self, i: i64) {
+        if self.marked {
+            self.undo_newest.get_or_insert(self.newest);
+        }
+        self.newest = Some(i);
     }
 
     fn len(&self) -> i64 {
@@ -182,20 +223,18 @@ impl Ring {
         match self.newest {
             Some(newest) if i > newest => {
                 for j in (newest + 1).max(i - n + 1)..=i {
-                    self.slots[j.rem_euclid(n) as usize] = [0.0; 2];
+                    self.set(j.rem_euclid(n) as usize, [0.0; 2]);
                 }
-                self.newest = Some(i);
+                self.set_newest(i);
             }
             Some(newest) if i <= newest - n => return,
             Some(_) => {}
-            None => {
-                self.slots.iter_mut().for_each(|s| *s = [0.0; 2]);
-                self.newest = Some(i);
-            }
+            // The slots are still as new: all zero.
+            None => self.set_newest(i),
         }
-        let s = &mut self.slots[i.rem_euclid(n) as usize];
-        s[0] += bad;
-        s[1] += total;
+        let k = i.rem_euclid(n) as usize;
+        let [b, t] = self.slots[k];
+        self.set(k, [b + bad, t + total]);
     }
 
     /// (bad, observed) over the buckets of the last `window_ms` up to `now`.
@@ -231,6 +270,8 @@ pub struct Tracker {
     fine: Ring,
     coarse: Ring,
     last: Option<TimestampMs>,
+    /// `last` at the mark.
+    last_marked: Option<TimestampMs>,
     max_gap_ms: i64,
 }
 
@@ -243,12 +284,28 @@ impl Tracker {
             fine: Ring::new(FINE_MS, FINE_SPAN_MS),
             coarse: Ring::new(COARSE_MS, obj.period_ms),
             last: None,
+            last_marked: None,
             max_gap_ms,
         }
     }
 
     pub fn objective(&self) -> &Objective {
         &self.obj
+    }
+
+    /// From here on, observations are kept to be undone (`undo`): a caller that stores the
+    /// indicator marks before each write and undoes what a failed write did not store.
+    pub fn mark(&mut self) {
+        self.fine.mark();
+        self.coarse.mark();
+        self.last_marked = self.last;
+    }
+
+    /// Forgets every observation since the last mark, exactly.
+    pub fn undo(&mut self) {
+        self.fine.undo();
+        self.coarse.undo();
+        self.last = self.last_marked;
     }
 
     /// The indicator was `good` (share in [0, 1]) at `t`, since the previous observation.

@@ -248,3 +248,58 @@ fn objectives_are_checked_and_windows_named() {
     let names: Vec<String> = windows(&obj()).into_iter().map(window_label).collect();
     assert_eq!(names, ["5m", "30m", "1h", "6h", "3d", "30d"]);
 }
+
+/// A ring's buckets and newest position.
+type RingState = (Vec<[f64; 2]>, Option<i64>);
+
+/// Every bucket and position of a tracker, to compare two exactly.
+fn state(tr: &Tracker) -> (RingState, RingState, Option<i64>) {
+    (
+        (tr.fine.slots.clone(), tr.fine.newest),
+        (tr.coarse.slots.clone(), tr.coarse.newest),
+        tr.last,
+    )
+}
+
+#[test]
+fn an_undo_returns_the_record_to_its_mark_exactly() {
+    let mut tr = Tracker::new(obj(), 60_000);
+    let t0 = 1_800_000_000_000;
+    run(&mut tr, t0, t0 + 2 * HOUR_MS, 1.0, None);
+    run(
+        &mut tr,
+        t0 + 2 * HOUR_MS,
+        t0 + 2 * HOUR_MS + 10 * MINUTE_MS,
+        0.0,
+        None,
+    );
+    let before = state(&tr);
+    let budget = tr.budget_remaining(t0 + 3 * DAY_MS);
+    // A write that failed: an outage, a pause of a day that clears buckets, more observations.
+    tr.mark();
+    let t1 = t0 + 2 * HOUR_MS + 10 * MINUTE_MS;
+    run(&mut tr, t1, t1 + HOUR_MS, 0.0, None);
+    tr.observe(t1 + DAY_MS, 0.5);
+    run(&mut tr, t1 + DAY_MS, t1 + DAY_MS + 7 * HOUR_MS, 1.0, None);
+    assert_ne!(state(&tr), before);
+    tr.undo();
+    assert_eq!(state(&tr), before);
+    assert_eq!(tr.budget_remaining(t0 + 3 * DAY_MS), budget);
+    // Marked again, it learns on as if the undone samples had never come.
+    tr.mark();
+    let mut fresh = Tracker::new(obj(), 60_000);
+    run(&mut fresh, t0, t0 + 2 * HOUR_MS, 1.0, None);
+    run(&mut fresh, t0 + 2 * HOUR_MS, t1, 0.0, None);
+    for t in [&mut tr, &mut fresh] {
+        run(t, t1, t1 + HOUR_MS, 1.0, None);
+    }
+    assert_eq!(state(&tr), state(&fresh));
+    // A record never marked keeps nothing to undo (one rebuilt from history).
+    assert!(fresh.fine.undo.is_empty() && fresh.coarse.undo.is_empty());
+    // An entry per observation since the mark (an hour of seconds) and per bucket it opened.
+    assert!(
+        tr.coarse.undo.len() <= 3_600 + 7,
+        "{}",
+        tr.coarse.undo.len()
+    );
+}
