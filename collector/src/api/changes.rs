@@ -46,9 +46,6 @@ pub struct ChangePolicy {
 
 const MAX_TEXT: usize = 1000;
 
-/// The series that marks each change at its start (value: the change's id).
-pub const CHANGE_METRIC: &str = "tocsin_change";
-
 fn time(s: &Option<String>, default: TimestampMs) -> Result<TimestampMs, ApiError> {
     match s {
         None => Ok(default),
@@ -179,23 +176,6 @@ pub(crate) async fn add(State(st): State<AppState>, body: Bytes) -> Result<Json<
         }])
         .inc();
     tracing::info!(id, service = %change.service, kind = %change.kind, by = %change.by, "change recorded");
-    // A marker for dashboards: `tocsin_change{service, kind}` = the change's id at its start.
-    let marker = tocsin_model::SeriesSamples {
-        labels: tocsin_model::Labels::from_pairs([
-            (tocsin_model::METRIC_NAME, CHANGE_METRIC),
-            ("service", change.service.as_str()),
-            ("kind", change.kind.as_str()),
-        ]),
-        samples: vec![tocsin_model::Sample::new(change.start_ms, id as f64)],
-    };
-    if st
-        .writer
-        .send(crate::writer::Msg::Derived(vec![marker]))
-        .await
-        .is_err()
-    {
-        tracing::warn!(id, "change marker not stored: the collector is stopping");
-    }
     Ok(Json(json!({
         "status": "success",
         "data": { "id": id, "warnings": warnings }
@@ -355,6 +335,86 @@ mod tests {
                 ..body("a")
             }),
             "end is before start"
+        );
+    }
+}
+
+#[cfg(test)]
+mod markers {
+    use axum::http::StatusCode;
+    use serde_json::json;
+
+    use crate::api::testing::TestApi;
+
+    /// The markers stored, as (kind, value).
+    async fn markers(api: &TestApi) -> Vec<(String, f64)> {
+        let a = api.get("/api/v1/query?query=tocsin_change").await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+        let mut m: Vec<(String, f64)> = a.json["data"]["result"]
+            .as_array()
+            .expect("a vector")
+            .iter()
+            .map(|s| {
+                let kind = s["metric"]["kind"].as_str().unwrap_or_default().to_string();
+                (kind, s["value"][1].as_str().unwrap().parse().unwrap())
+            })
+            .collect();
+        m.sort_by(|a, b| a.0.cmp(&b.0));
+        m
+    }
+
+    #[tokio::test]
+    async fn each_change_is_marked_once_it_has_started_by_the_writer_from_its_row() {
+        let api = TestApi::new("", "");
+        let add = |body: serde_json::Value| api.call("POST", "/api/v1/changes", None, Some(body));
+        let deploy = add(json!({"service": "members", "summary": "v2", "by": "ci"})).await;
+        assert_eq!(deploy.status, StatusCode::OK, "{}", deploy.json);
+        let deploy = deploy.json["data"]["id"].as_i64().unwrap();
+        // Planned a second ahead: a marker written now would be refused as from the future.
+        let start = (tocsin_model::now_ms() + 1_000) as f64 / 1000.0;
+        let config = add(json!({
+            "service": "members", "summary": "pool size", "by": "ci", "kind": "config",
+            "start": format!("{start:.3}"),
+        }))
+        .await;
+        assert_eq!(config.status, StatusCode::OK, "{}", config.json);
+        let config = config.json["data"]["id"].as_i64().unwrap();
+        // A change whose collector stopped before its marker was written: only the row.
+        let at = tocsin_model::now_ms() - 60_000;
+        let infra = crate::api::error::with_records(&api.state, "test", move |o| {
+            o.add_change(
+                at,
+                &format!(
+                    r#"{{"service":"members","kind":"infra","summary":"disk","by":"ops","start_ms":{at}}}"#
+                ),
+            )
+        })
+        .await
+        .unwrap();
+        api.tick().await;
+        let now = markers(&api).await;
+        assert_eq!(
+            now,
+            vec![
+                ("deploy".into(), deploy as f64),
+                ("infra".into(), infra as f64)
+            ],
+            "the planned change has no marker before it starts"
+        );
+        // Once it has started, the next tick marks it; the others are not written twice.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while markers(&api).await.len() < 3 {
+            assert!(std::time::Instant::now() < deadline, "never marked");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            api.tick().await;
+        }
+        assert_eq!(
+            markers(&api).await,
+            vec![
+                ("config".into(), config as f64),
+                ("deploy".into(), deploy as f64),
+                ("infra".into(), infra as f64)
+            ]
         );
     }
 }

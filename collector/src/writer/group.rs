@@ -9,7 +9,7 @@ use tocsin_model::{SeriesSamples, TimestampMs};
 use tocsin_rules::{Rule, Transition};
 use tocsin_store::{AppendStats, StoreError, Txn};
 use tokio::sync::oneshot;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::msg::Reply;
 use super::{AckFailure, Core, Ingested, Msg, OpFailure, Origin, WriteError, Writer};
@@ -142,6 +142,18 @@ impl Core {
                 self.slos.observe(&derived);
                 derived.extend(self.slos.judge(now));
                 tx.append_derived(&mut derived, now)?;
+                let mut markers = change_markers(tx, now)?;
+                if !markers.is_empty() {
+                    let n = markers.len();
+                    let st = tx.append_derived(&mut markers, now)?;
+                    if st.accepted < n {
+                        warn!(
+                            refused = n - st.accepted,
+                            "change markers that start before their series' newest are not stored"
+                        );
+                    }
+                    derived.extend(markers);
+                }
                 if forwarding {
                     g.derived_forward.extend(derived.iter().cloned());
                 }
@@ -153,12 +165,6 @@ impl Core {
                 }
                 g.transitions.extend(self.engine.ingest(&derived, now));
                 g.transitions.extend(self.engine.tick(now));
-            }
-            Msg::Derived(mut batch) => {
-                tx.append_derived(&mut batch, now)?;
-                if forwarding {
-                    g.derived_forward.extend(batch);
-                }
             }
             Msg::ReportRun {
                 key,
@@ -360,7 +366,7 @@ impl Writer {
                 | Msg::Incident { reply, .. }
                 | Msg::ReportRun { reply, .. } => g.others.push(Reply::Done(reply, Ok(()))),
                 Msg::Reload(rules) => reloads.push(rules),
-                Msg::Tick | Msg::Derived(_) => {}
+                Msg::Tick => {}
                 Msg::AddSilence { .. } | Msg::ExpireSilence { .. } | Msg::Federate { .. } => {
                     unreachable!("handled before the group")
                 }
@@ -391,6 +397,28 @@ impl Writer {
             self.carry.extend(t);
         }
     }
+}
+
+/// The markers of the changes that have started and have none yet (`tocsin_change`), each
+/// change marked in the same transaction: a failed commit leaves them to the next tick, and a
+/// change planned for later gets its marker when it starts.
+fn change_markers(tx: &mut Txn<'_>, now: TimestampMs) -> Result<Vec<SeriesSamples>, StoreError> {
+    let mut out = Vec::new();
+    for (id, start, data) in tx.changes_to_mark(now, 1000)? {
+        match serde_json::from_str::<tocsin_incidents::Change>(&data) {
+            // At the row's start, which decided that it is due.
+            Ok(c) => out.push(
+                tocsin_incidents::Change {
+                    start_ms: start,
+                    ..c
+                }
+                .marker(id),
+            ),
+            Err(e) => error!(id, start, error = %e, "a stored change does not read: no marker"),
+        }
+        tx.mark_change(id)?;
+    }
+    Ok(out)
 }
 
 /// Writes what the pipeline decided into the open transaction.

@@ -38,9 +38,6 @@ pub enum Msg {
         reply: oneshot::Sender<Ingested>,
     },
     Tick,
-    /// Series the collector records of its own accord (a change marker): stored as derived
-    /// series, not judged by rules, not answered.
-    Derived(Vec<SeriesSamples>),
     Reload(Vec<Rule>),
     /// A scheduled report ran: its messages are queued for their receivers and `key` set to
     /// `at` in one transaction, so that it goes out once, also across a restart.

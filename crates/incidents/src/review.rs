@@ -33,7 +33,22 @@ pub struct Change {
 
 pub const CHANGE_KINDS: [&str; 4] = ["deploy", "config", "infra", "other"];
 
+/// The series that marks each change at its start, for dashboards (value: the change's id).
+pub const CHANGE_METRIC: &str = "tocsin_change";
+
 impl Change {
+    /// Its marker: `tocsin_change{service, kind}` = its id, at its start.
+    pub fn marker(&self, id: i64) -> tocsin_model::SeriesSamples {
+        tocsin_model::SeriesSamples {
+            labels: tocsin_model::Labels::from_pairs([
+                (tocsin_model::METRIC_NAME, CHANGE_METRIC),
+                ("service", self.service.as_str()),
+                ("kind", self.kind.as_str()),
+            ]),
+            samples: vec![tocsin_model::Sample::new(self.start_ms, id as f64)],
+        }
+    }
+
     /// Whether it touched what the incident affects (one of its services or hosts) and
     /// started within `before_ms` before the incident opened, or while it was open.
     pub fn concerns(&self, i: &Incident, before_ms: i64, now: TimestampMs) -> bool {

@@ -916,6 +916,31 @@ impl Txn<'_> {
         Ok(())
     }
 
+    /// Changes that have started by `now` and whose marker is not written yet, oldest first, at
+    /// most `limit`: (id, start, JSON).
+    pub fn changes_to_mark(
+        &mut self,
+        now: TimestampMs,
+        limit: usize,
+    ) -> Result<Vec<(i64, TimestampMs, String)>> {
+        let mut st = self.store.conn.prepare_cached(
+            "SELECT id, start_ms, data FROM changes WHERE marked = 0 AND start_ms <= ?1
+             ORDER BY start_ms, id LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![now, limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Notes that the marker of change `id` is written (in this transaction).
+    pub fn mark_change(&mut self, id: i64) -> Result<()> {
+        self.store
+            .conn
+            .execute("UPDATE changes SET marked = 1 WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
     /// Sets the setting `key` (e.g. when a scheduled report last ran).
     pub fn put_meta(&mut self, key: &str, value: &str) -> Result<()> {
         self.store.conn.execute(

@@ -1,6 +1,6 @@
 use rusqlite::Connection;
 
-const VERSION: i64 = 9;
+const VERSION: i64 = 10;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE series (
@@ -170,6 +170,15 @@ CREATE INDEX feedback_by_at ON feedback (at_ms);
 CREATE INDEX feedback_by_incident ON feedback (incident);
 ";
 
+/// Whether each change's marker series has been written: the writer writes it once the change
+/// has started, in the same transaction that marks the row, so a failed write or a restart
+/// loses none and writes none twice. Rows from before were marked when they were recorded.
+const SCHEMA_V10: &str = "
+ALTER TABLE changes ADD COLUMN marked INTEGER NOT NULL DEFAULT 0;
+UPDATE changes SET marked = 1;
+CREATE INDEX changes_unmarked ON changes (start_ms) WHERE marked = 0;
+";
+
 pub(crate) fn prepare(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
@@ -193,6 +202,7 @@ pub(crate) fn prepare(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
         (7, SCHEMA_V7),
         (8, SCHEMA_V8),
         (9, SCHEMA_V9),
+        (10, SCHEMA_V10),
     ];
     for (v, sql) in steps {
         if version < v {

@@ -562,3 +562,48 @@ fn the_write_ahead_log_is_checkpointed_off_the_writer_and_synced_on_demand() {
     assert_eq!(store.series_count(), 4);
     assert_eq!(store.head_samples(), 4 * 200 * 20_000);
 }
+
+#[test]
+fn a_change_is_to_mark_once_it_has_started_until_a_commit_marks_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let mut store = Store::open(&path, StoreOptions::default()).unwrap();
+    let records = crate::Records::open(&path).unwrap();
+    let now = records.add_change(NOW, "{\"a\":1}").unwrap();
+    let later = records.add_change(NOW + 3_600_000, "{\"b\":2}").unwrap();
+    let mut tx = store.begin().unwrap();
+    assert_eq!(
+        tx.changes_to_mark(NOW, 10).unwrap(),
+        vec![(now, NOW, "{\"a\":1}".to_string())]
+    );
+    tx.mark_change(now).unwrap();
+    // A transaction that does not commit marks nothing.
+    drop(tx);
+    let mut tx = store.begin().unwrap();
+    assert_eq!(tx.changes_to_mark(NOW, 10).unwrap().len(), 1);
+    tx.mark_change(now).unwrap();
+    tx.commit().unwrap();
+    let mut tx = store.begin().unwrap();
+    assert!(tx.changes_to_mark(NOW, 10).unwrap().is_empty());
+    // The planned one, once it has started.
+    assert_eq!(tx.changes_to_mark(NOW + 3_600_000, 10).unwrap()[0].0, later);
+}
+
+#[test]
+fn changes_recorded_before_markers_were_tracked_count_as_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    drop(Store::open(&path, StoreOptions::default()).unwrap());
+    {
+        // Back to the ninth version, with a change recorded then.
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "DROP INDEX changes_unmarked; ALTER TABLE changes DROP COLUMN marked;
+             INSERT INTO changes (start_ms, data) VALUES (1, '{}'); PRAGMA user_version = 9;",
+        )
+        .unwrap();
+    }
+    let mut store = Store::open(&path, StoreOptions::default()).unwrap();
+    let mut tx = store.begin().unwrap();
+    assert!(tx.changes_to_mark(NOW, 10).unwrap().is_empty());
+}
