@@ -30,6 +30,8 @@ pub struct Telemetry {
     pub deadline_breaches: IntCounterVec,
     /// Change requests by outcome: recorded, recorded_in_freeze, refused, invalid.
     pub changes: IntCounterVec,
+    /// Change markers by outcome: written, out_of_order, unreadable.
+    pub change_markers: IntCounterVec,
     /// Feedback on alerts by verdict.
     pub feedback: IntCounterVec,
     pub tls_handshake_failures: IntCounter,
@@ -136,6 +138,11 @@ impl Telemetry {
             changes: cv(
                 "tocsin_change_requests_total",
                 "Changes posted (POST /api/v1/changes, change add) by outcome: recorded, recorded_in_freeze, refused (by a freeze), invalid.",
+                &["result"],
+            ),
+            change_markers: cv(
+                "tocsin_change_markers_total",
+                "Change markers (tocsin_change) by outcome: written, out_of_order (starting before their series' newest, so not stored), unreadable (the change's row does not parse).",
                 &["result"],
             ),
             feedback: cv(

@@ -391,6 +391,10 @@ mod markers {
         })
         .await
         .unwrap();
+        // And a row that does not read: counted, and no marker.
+        crate::api::error::with_records(&api.state, "test", move |o| o.add_change(at, "{not json"))
+            .await
+            .unwrap();
         for _ in 0..3 {
             api.tick().await;
         }
@@ -414,5 +418,29 @@ mod markers {
             vec![("deploy".into(), 1.0), ("infra".into(), 1.0)],
             "each written once"
         );
+        let counted = |r: &str| api.state.tel.change_markers.with_label_values(&[r]).get();
+        assert_eq!(
+            (
+                counted("written"),
+                counted("unreadable"),
+                counted("out_of_order")
+            ),
+            (2, 1, 0)
+        );
+        // A deploy recorded late, starting an hour before the one marked: its series holds
+        // samples in time order, so it is counted, not stored.
+        let start = (tocsin_model::now_ms() - 3_600_000) / 1000;
+        let late = add(json!({
+            "service": "members", "summary": "v1.9", "by": "ci", "start": start.to_string(),
+        }))
+        .await;
+        assert_eq!(late.status, StatusCode::OK, "{}", late.json);
+        api.tick().await;
+        let sync = tocsin_model::SeriesSamples {
+            labels: tocsin_model::Labels::from_pairs([("__name__", "sync"), ("host", "t")]),
+            samples: vec![tocsin_model::Sample::new(tocsin_model::now_ms(), 2.0)],
+        };
+        assert_eq!(api.write(&[sync]).await, StatusCode::NO_CONTENT);
+        assert_eq!(counted("out_of_order"), 1);
     }
 }

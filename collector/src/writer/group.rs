@@ -142,10 +142,21 @@ impl Core {
                 self.slos.observe(&derived);
                 derived.extend(self.slos.judge(now));
                 tx.append_derived(&mut derived, now)?;
-                let mut markers = change_markers(tx, now)?;
+                let (mut markers, unreadable) = change_markers(tx, now)?;
+                let count = |result: &str, n: usize| {
+                    if n > 0 {
+                        self.tel
+                            .change_markers
+                            .with_label_values(&[result])
+                            .inc_by(n as u64);
+                    }
+                };
+                count("unreadable", unreadable);
                 if !markers.is_empty() {
                     let n = markers.len();
                     let st = tx.append_derived(&mut markers, now)?;
+                    count("written", st.accepted);
+                    count("out_of_order", n - st.accepted);
                     if st.accepted < n {
                         warn!(
                             refused = n - st.accepted,
@@ -401,9 +412,14 @@ impl Writer {
 
 /// The markers of the changes that have started and have none yet (`tocsin_change`), each
 /// change marked in the same transaction: a failed commit leaves them to the next tick, and a
-/// change planned for later gets its marker when it starts.
-fn change_markers(tx: &mut Txn<'_>, now: TimestampMs) -> Result<Vec<SeriesSamples>, StoreError> {
+/// change planned for later gets its marker when it starts. Also how many rows did not read
+/// (marked too, so that one cannot hold up the others).
+fn change_markers(
+    tx: &mut Txn<'_>,
+    now: TimestampMs,
+) -> Result<(Vec<SeriesSamples>, usize), StoreError> {
     let mut out = Vec::new();
+    let mut unreadable = 0;
     for (id, start, data) in tx.changes_to_mark(now, 1000)? {
         match serde_json::from_str::<tocsin_incidents::Change>(&data) {
             // At the row's start, which decided that it is due.
@@ -414,11 +430,14 @@ fn change_markers(tx: &mut Txn<'_>, now: TimestampMs) -> Result<Vec<SeriesSample
                 }
                 .marker(id),
             ),
-            Err(e) => error!(id, start, error = %e, "a stored change does not read: no marker"),
+            Err(e) => {
+                unreadable += 1;
+                error!(id, start, error = %e, "a stored change does not read: no marker");
+            }
         }
         tx.mark_change(id)?;
     }
-    Ok(out)
+    Ok((out, unreadable))
 }
 
 /// Writes what the pipeline decided into the open transaction.
