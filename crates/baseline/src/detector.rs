@@ -682,7 +682,7 @@ impl Detector {
         let score = if warming {
             0.0
         } else {
-            stretch(spread(tail), youth)
+            stretch(spread(tail), self.stretch_factor(youth))
         };
         let d = raw - self.s_mean;
         self.s_mean += c.alpha_surprise_long * d;
@@ -735,16 +735,29 @@ impl Detector {
 
 /// A history of `n` samples attests a rarity of about 1/n at most, while scores are read on the
 /// scale of a full memory of the surprise's tail (1/`tail_alpha` samples). Until the history is
-/// that long, a score is stretched by ln(memory)/ln(n) (`youth`): the rarest event a short
-/// history can show scores like the rarest of a full one, so one cutoff serves series of every
-/// age. Past the memory it changes nothing.
+/// that long, a score is stretched by ln(memory)/ln(n) (`youth`), from the series' first day of
+/// samples on (`Detector::stretch_factor`): the rarest event a short history can show scores
+/// like the rarest of a full one, so one cutoff serves series of every age. Past the memory it
+/// changes nothing.
 fn stretch(score: f64, youth: f64) -> f64 {
     (score * youth).min(1.0)
 }
 
 impl Detector {
-    /// The stretch's factor: ln(memory)/ln(n) until the history is as long as the memory of
-    /// the surprise's tail, 1 from then on (and without a tail memory).
+    /// The factor a score is stretched by: none in a series' first day of samples
+    /// (`RECORD_WARM`), which is still showing its range and how heavy its tail is — the rarest
+    /// event of a few hours is not the rarest of a full memory — then `youth`.
+    fn stretch_factor(&self, youth: f64) -> f64 {
+        if self.n < RECORD_WARM {
+            1.0
+        } else {
+            youth
+        }
+    }
+
+    /// How young a history is: ln(memory)/ln(n) until it is as long as the memory of the
+    /// surprise's tail, 1 from then on (and without a tail memory). The stretch's factor after
+    /// the first day, and what widens a young range's record margin.
     fn youth(&self) -> f64 {
         if self.cfg.tail_alpha <= 0.0 {
             return 1.0;
@@ -969,6 +982,18 @@ mod tests {
         d.cfg.tail_alpha = 0.0;
         d.n = 10;
         assert_eq!(stretch(0.25, d.youth()), 0.25, "no tail memory, no stretch");
+    }
+
+    #[test]
+    fn a_series_first_day_is_not_stretched() {
+        // Its first day's rarest events are the series showing its range: read as they are.
+        let mut d = Detector::new(DetectorConfig::default());
+        d.n = 200;
+        assert!(d.youth() > 1.2);
+        assert_eq!(d.stretch_factor(d.youth()), 1.0);
+        d.n = 300;
+        assert_eq!(d.stretch_factor(d.youth()), d.youth());
+        assert!(d.youth() > 1.2);
     }
 
     #[test]
