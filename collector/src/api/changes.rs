@@ -363,6 +363,16 @@ mod markers {
         m
     }
 
+    /// Returns once the writer has done what was sent to it before: it takes its messages in
+    /// order, and answers a write after its commit.
+    async fn synced(api: &TestApi) {
+        let sync = tocsin_model::SeriesSamples {
+            labels: tocsin_model::Labels::from_pairs([("__name__", "sync"), ("host", "t")]),
+            samples: vec![tocsin_model::Sample::new(tocsin_model::now_ms(), 1.0)],
+        };
+        assert_eq!(api.write(&[sync]).await, StatusCode::NO_CONTENT);
+    }
+
     #[tokio::test]
     async fn each_change_gets_one_marker_from_its_row_and_a_planned_one_waits_for_its_start() {
         let api = TestApi::new("", "");
@@ -398,13 +408,7 @@ mod markers {
         for _ in 0..3 {
             api.tick().await;
         }
-        // The writer takes its messages in order: once this write is answered, the ticks are
-        // done.
-        let sync = tocsin_model::SeriesSamples {
-            labels: tocsin_model::Labels::from_pairs([("__name__", "sync"), ("host", "t")]),
-            samples: vec![tocsin_model::Sample::new(tocsin_model::now_ms(), 1.0)],
-        };
-        assert_eq!(api.write(&[sync]).await, StatusCode::NO_CONTENT);
+        synced(&api).await;
         assert_eq!(
             by_kind(&api, "tocsin_change").await,
             vec![
@@ -436,11 +440,7 @@ mod markers {
         .await;
         assert_eq!(late.status, StatusCode::OK, "{}", late.json);
         api.tick().await;
-        let sync = tocsin_model::SeriesSamples {
-            labels: tocsin_model::Labels::from_pairs([("__name__", "sync"), ("host", "t")]),
-            samples: vec![tocsin_model::Sample::new(tocsin_model::now_ms(), 2.0)],
-        };
-        assert_eq!(api.write(&[sync]).await, StatusCode::NO_CONTENT);
+        synced(&api).await;
         assert_eq!(counted("out_of_order"), 1);
     }
 }
