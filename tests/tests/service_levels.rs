@@ -154,7 +154,7 @@ fn an_outage_burns_the_budget_fires_the_fast_burn_alert_and_breaches_the_rto() {
     );
 
     // The service comes back: the budget stops falling. It survives a restart of the
-    // collector, rebuilt from the stored indicator.
+    // collector: the record saved as it stopped, then the stored indicator since.
     let port = svc.port;
     let _svc = HttpServer::start_on(port, None);
     wait_for("the service up again", Duration::from_secs(30), || {
@@ -187,9 +187,12 @@ fn an_outage_burns_the_budget_fires_the_fast_burn_alert_and_breaches_the_rto() {
         (after - before).abs() < 1e-3,
         "budget before the restart {before}, after {after}"
     );
-    assert!(c
-        .log()
-        .contains("error budgets rebuilt from the stored indicators"));
+    let log = c.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("error budgets restored"))
+        .unwrap_or_else(|| panic!("no restore logged:\n{log}"));
+    assert!(line.contains("saved=1"), "{line}");
 }
 
 fn probe(c: &Proc, ok: bool, t_ms: i64) {

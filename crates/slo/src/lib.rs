@@ -9,7 +9,8 @@
 //! as `1 - avg_over_time(indicator[window])` over evenly spaced samples. Time without an
 //! observation (no fresh probe result, the collector down) counts neither way.
 //!
-//! Pure, over injected time; state is two ring buffers of fixed size per service.
+//! Pure, over injected time; state is two ring buffers of fixed size per service, saved and
+//! loaded as bytes (`Tracker::save`, `Tracker::load`).
 
 use std::fmt;
 
@@ -293,6 +294,12 @@ impl Tracker {
         &self.obj
     }
 
+    /// The newest observation's time: after a `load`, what came after it is what is left to
+    /// take in.
+    pub fn last(&self) -> Option<TimestampMs> {
+        self.last
+    }
+
     /// From here on, observations are kept to be undone (`undo`): a caller that stores the
     /// indicator marks before each write and undoes what a failed write did not store.
     pub fn mark(&mut self) {
@@ -370,6 +377,8 @@ pub fn window_label(ms: i64) -> String {
     }
     format!("{}s", ms / 1000)
 }
+
+mod saved;
 
 #[cfg(test)]
 mod tests;

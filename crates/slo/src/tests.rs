@@ -303,3 +303,82 @@ fn an_undo_returns_the_record_to_its_mark_exactly() {
         tr.coarse.undo.len()
     );
 }
+
+#[test]
+fn a_saved_record_loads_exactly_and_goes_on_as_one_that_never_stopped() {
+    let mut tr = Tracker::new(obj(), 60_000);
+    let t0 = 1_800_000_000_000;
+    // A day up, ten minutes down, a pause of half a day, half up for an hour, up again.
+    run(&mut tr, t0, t0 + DAY_MS, 1.0, None);
+    run(
+        &mut tr,
+        t0 + DAY_MS,
+        t0 + DAY_MS + 10 * MINUTE_MS,
+        0.0,
+        None,
+    );
+    let t1 = t0 + DAY_MS + 12 * HOUR_MS;
+    run(&mut tr, t1, t1 + HOUR_MS, 0.5, None);
+    run(&mut tr, t1 + HOUR_MS, t1 + 3 * HOUR_MS, 1.0, None);
+    let bytes = tr.save();
+    let mut loaded = Tracker::load(obj(), 60_000, &bytes).unwrap();
+    assert_eq!(state(&loaded), state(&tr));
+    assert_eq!(loaded.last(), Some(t1 + 3 * HOUR_MS - 1000));
+    // Buckets repeat: two days and a half of record in well under a kilobyte.
+    assert!(bytes.len() < 1_000, "{} bytes", bytes.len());
+    // Both take in the same next hours, a bad one included, and stay identical.
+    for t in [&mut tr, &mut loaded] {
+        run(t, t1 + 3 * HOUR_MS, t1 + 4 * HOUR_MS, 0.0, None);
+        run(t, t1 + 4 * HOUR_MS, t1 + 9 * HOUR_MS, 1.0, None);
+    }
+    assert_eq!(state(&loaded), state(&tr));
+    let now = t1 + 9 * HOUR_MS;
+    for w in [5 * MINUTE_MS, HOUR_MS, 6 * HOUR_MS, 3 * DAY_MS] {
+        assert_eq!(loaded.burn_rate(now, w), tr.burn_rate(now, w));
+    }
+    assert_eq!(loaded.budget_remaining(now), tr.budget_remaining(now));
+    assert_eq!(loaded.save(), tr.save());
+    // A new record saves and loads too.
+    let empty = Tracker::new(obj(), 60_000);
+    let back = Tracker::load(obj(), 60_000, &empty.save()).unwrap();
+    assert_eq!(state(&back), state(&empty));
+}
+
+#[test]
+fn a_saved_record_for_another_objective_or_damaged_is_refused() {
+    let mut tr = Tracker::new(obj(), 60_000);
+    let t0 = 1_800_000_000_000;
+    run(&mut tr, t0, t0 + HOUR_MS, 0.9, None);
+    let bytes = tr.save();
+    let other = Objective::new(0.99, 30 * DAY_MS).unwrap();
+    let e = Tracker::load(other, 60_000, &bytes).unwrap_err();
+    assert!(e.contains("objective"), "{e}");
+    let week = Objective::new(SLO, 7 * DAY_MS).unwrap();
+    assert!(Tracker::load(week, 60_000, &bytes).is_err());
+    assert!(Tracker::load(obj(), 30_000, &bytes).is_err());
+    // Cut anywhere, or with a byte more, it is refused (no panic).
+    for n in 0..bytes.len() {
+        assert!(Tracker::load(obj(), 60_000, &bytes[..n]).is_err(), "{n}");
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(Tracker::load(obj(), 60_000, &longer).is_err());
+    // Any single byte changed either loads (a different but valid record) or is refused.
+    for i in 0..bytes.len() {
+        for v in [0u8, 0x7f, 0xff] {
+            let mut b = bytes.clone();
+            b[i] = v;
+            if let Ok(t) = Tracker::load(obj(), 60_000, &b) {
+                let now = t0 + HOUR_MS;
+                if let Some(r) = t.error_ratio(now, HOUR_MS) {
+                    assert!(r.is_finite() && r >= 0.0, "byte {i} = {v}: {r}");
+                }
+            }
+        }
+    }
+    // A bucket that is not a time is refused.
+    let nan_at = bytes.len() - 16;
+    let mut b = bytes.clone();
+    b[nan_at..nan_at + 8].copy_from_slice(&f64::NAN.to_le_bytes());
+    assert!(Tracker::load(obj(), 60_000, &b).is_err());
+}

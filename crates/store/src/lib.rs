@@ -501,10 +501,32 @@ impl Store {
 
     /// Replaces every stored baseline with `items` (`(key, state)`), in one transaction.
     pub fn save_baselines(&mut self, items: &[(String, Vec<u8>)]) -> Result<()> {
+        self.replace_states("baselines", items)
+    }
+
+    /// Stored baselines as `(key, state)`: binary since the compact form, JSON text before.
+    pub fn baselines(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        self.states("baselines")
+    }
+
+    /// Replaces every saved service-level record with `items` (`(key, record)`), in one
+    /// transaction.
+    pub fn save_error_budgets(&mut self, items: &[(String, Vec<u8>)]) -> Result<()> {
+        self.replace_states("error_budgets", items)
+    }
+
+    /// Saved service-level records as `(key, record)`.
+    pub fn error_budgets(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        self.states("error_budgets")
+    }
+
+    /// Replaces every row of one of the key/state tables, in one transaction.
+    fn replace_states(&mut self, table: &'static str, items: &[(String, Vec<u8>)]) -> Result<()> {
         let tx = self.conn.transaction()?;
-        tx.execute("DELETE FROM baselines", [])?;
+        tx.execute(&format!("DELETE FROM {table}"), [])?;
         {
-            let mut ins = tx.prepare_cached("INSERT INTO baselines (key, data) VALUES (?1, ?2)")?;
+            let mut ins =
+                tx.prepare_cached(&format!("INSERT INTO {table} (key, data) VALUES (?1, ?2)"))?;
             for (k, d) in items {
                 ins.execute(params![k, d])?;
             }
@@ -513,11 +535,11 @@ impl Store {
         Ok(())
     }
 
-    /// Stored baselines as `(key, state)`: binary since the compact form, JSON text before.
-    pub fn baselines(&self) -> Result<Vec<(String, Vec<u8>)>> {
+    /// Every (key, state) row of one of the key/state tables, by key.
+    fn states(&self, table: &'static str) -> Result<Vec<(String, Vec<u8>)>> {
         let mut st = self
             .conn
-            .prepare_cached("SELECT key, data FROM baselines ORDER BY key")?;
+            .prepare_cached(&format!("SELECT key, data FROM {table} ORDER BY key"))?;
         let rows = st.query_map([], |r| {
             let data = match r.get_ref(1)? {
                 rusqlite::types::ValueRef::Blob(b) | rusqlite::types::ValueRef::Text(b) => {

@@ -1,6 +1,6 @@
 use rusqlite::Connection;
 
-const VERSION: i64 = 10;
+const VERSION: i64 = 11;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE series (
@@ -179,6 +179,15 @@ UPDATE changes SET marked = 1;
 CREATE INDEX changes_unmarked ON changes (start_ms) WHERE marked = 0;
 ";
 
+/// Each service level's record of its indicator as saved at the last checkpoint, so a restart
+/// takes in only what came after instead of rebuilding the whole period.
+const SCHEMA_V11: &str = "
+CREATE TABLE error_budgets (
+    key  TEXT PRIMARY KEY,
+    data BLOB NOT NULL
+);
+";
+
 pub(crate) fn prepare(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
@@ -203,6 +212,7 @@ pub(crate) fn prepare(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
         (8, SCHEMA_V8),
         (9, SCHEMA_V9),
         (10, SCHEMA_V10),
+        (11, SCHEMA_V11),
     ];
     for (v, sql) in steps {
         if version < v {

@@ -183,6 +183,32 @@ fn baselines_replace_and_reload() {
 }
 
 #[test]
+fn error_budgets_replace_and_reload_apart_from_baselines() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    store.save_baselines(&[("a/1".into(), vec![7])]).unwrap();
+    store
+        .save_error_budgets(&[
+            ("web/availability".into(), vec![1, 2]),
+            ("db/latency".into(), vec![3]),
+        ])
+        .unwrap();
+    store
+        .save_error_budgets(&[("web/availability".into(), vec![4])])
+        .unwrap();
+    drop(store);
+    let store = open(&dir);
+    assert_eq!(
+        store.error_budgets().unwrap(),
+        vec![("web/availability".to_string(), vec![4])]
+    );
+    assert_eq!(
+        store.baselines().unwrap(),
+        vec![("a/1".to_string(), vec![7])]
+    );
+}
+
+#[test]
 fn baselines_saved_as_json_text_by_earlier_versions_still_read() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
@@ -598,7 +624,8 @@ fn changes_recorded_before_markers_were_tracked_count_as_marked() {
         // Back to the ninth version, with a change recorded then.
         let c = rusqlite::Connection::open(&path).unwrap();
         c.execute_batch(
-            "DROP INDEX changes_unmarked; ALTER TABLE changes DROP COLUMN marked;
+            "DROP TABLE error_budgets; DROP INDEX changes_unmarked;
+             ALTER TABLE changes DROP COLUMN marked;
              INSERT INTO changes (start_ms, data) VALUES (1, '{}'); PRAGMA user_version = 9;",
         )
         .unwrap();
