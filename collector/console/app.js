@@ -30,6 +30,9 @@ const L = {
     incidentStats: '事件统计', count: '数量', noData: '暂无数据', loading: '加载中…', error: '出错',
     storageErrors: '存储错误', notificationsPending: '待发送通知', rulesLoaded: '规则数',
     mvalue: '值', recover: '恢复', outage: '故障类型', 's.active': '生效中', 's.pending': '未开始', 's.expired': '已失效',
+    slo: '服务等级', indicator: '指标', objective: '目标', budgetLeft: '剩余错误预算', burn: '消耗速率', conditions: '告警条件',
+    'c.fast': '快速消耗', 'c.slow': '慢速消耗', 'c.ticket': '持续消耗', 'sli.availability': '可用性', 'sli.latency': '延迟',
+    recentChanges: '近 7 天的变更', by: '执行人', link: '链接', noObjectives: '没有配置服务等级目标的服务',
   },
   en: {
     overview: 'Overview', alerts: 'Alerts', incidents: 'Incidents', silences: 'Silences', hosts: 'Hosts', probes: 'Probes',
@@ -58,6 +61,9 @@ const L = {
     incidentStats: 'Incident statistics', count: 'Count', noData: 'No data', loading: 'Loading…', error: 'Error',
     storageErrors: 'Storage errors', notificationsPending: 'Notifications pending', rulesLoaded: 'Rules',
     mvalue: 'Value', recover: 'recover', outage: 'Outage kind', 's.active': 'active', 's.pending': 'pending', 's.expired': 'expired',
+    slo: 'Service levels', indicator: 'Indicator', objective: 'Objective', budgetLeft: 'Error budget left', burn: 'Burn rate', conditions: 'Conditions',
+    'c.fast': 'fast burn', 'c.slow': 'slow burn', 'c.ticket': 'steady burn', 'sli.availability': 'availability', 'sli.latency': 'latency',
+    recentChanges: 'Changes, last 7 days', by: 'By', link: 'Link', noObjectives: 'No service has an objective configured',
   },
 };
 const LEVELS = ['emergency', 'critical', 'warning'];
@@ -156,7 +162,7 @@ function go(hash) { if (location.hash !== hash) location.hash = hash; else route
 function query(hash) { return new URLSearchParams((hash.split('?')[1]) || ''); }
 
 // --- chrome ----------------------------------------------------------------------------
-const NAV = ['overview', 'alerts', 'incidents', 'silences', 'hosts', 'probes', 'rules', 'notifications', 'audit', 'tokens'];
+const NAV = ['overview', 'alerts', 'incidents', 'slo', 'silences', 'hosts', 'probes', 'rules', 'notifications', 'audit', 'tokens'];
 function header(current) {
   const top = document.getElementById('top');
   put(top, 
@@ -290,6 +296,13 @@ async function queryRange(expr, seconds) {
   const step = Math.max(seconds >= 3600 ? 15 : 1, Math.round(seconds / 240));
   const p = new URLSearchParams({ query: expr, start, end, step });
   const r = await fetch(`/api/v1/query_range?${p}`, { credentials: 'same-origin' });
+  const j = await r.json();
+  if (j.status !== 'success') throw new Error(j.error || 'query failed');
+  return j.data.result;
+}
+/** An instant query's result (`[{metric, value: [t, "v"]}]`). */
+async function instant(expr) {
+  const r = await fetch(`/api/v1/query?${new URLSearchParams({ query: expr })}`, { credentials: 'same-origin' });
   const j = await r.json();
   if (j.status !== 'success') throw new Error(j.error || 'query failed');
   return j.data.result;
@@ -622,13 +635,9 @@ async function probesPage(main) {
   const box = el('div', { class: 'panel' });
   put(main, el('h1', {}, t('probes')), box);
   page.refresh = async () => {
-    const p = new URLSearchParams({ query: 'probe_success' });
-    const [succ, durs] = await Promise.all([
-      fetch(`/api/v1/query?${p}`, { credentials: 'same-origin' }).then((r) => r.json()),
-      fetch(`/api/v1/query?${new URLSearchParams({ query: 'probe_duration_seconds' })}`, { credentials: 'same-origin' }).then((r) => r.json()),
-    ]);
-    const d = (m) => ((durs.data && durs.data.result) || []).find((s) => subset(s.metric, m));
-    const rows = ((succ.data && succ.data.result) || []).sort((a, b) => (+a.value[1] - +b.value[1]) || JSON.stringify(a.metric).localeCompare(JSON.stringify(b.metric)));
+    const [succ, durs] = await Promise.all([instant('probe_success'), instant('probe_duration_seconds')]);
+    const d = (m) => durs.find((s) => subset(s.metric, m));
+    const rows = succ.sort((a, b) => (+a.value[1] - +b.value[1]) || JSON.stringify(a.metric).localeCompare(JSON.stringify(b.metric)));
     put(box, table([t('probe'), t('host'), t('state'), t('duration'), t('labels')],
       rows.map((s) => el('tr', {},
         el('td', {}, s.metric.probe || s.metric.name || '—'), el('td', {}, s.metric.host || '—'),
@@ -638,6 +647,47 @@ async function probesPage(main) {
   };
   await page.refresh();
   ready('probes');
+}
+
+// Each service's objectives from the series the collector derives every 10 s
+// (docs/SERVICE-LEVELS.md), and the changes recorded over the last week.
+const SPEEDS = [['fast', 'critical'], ['slow', 'warning'], ['ticket', 'warning']];
+async function sloPage(main) {
+  const box = el('div', { class: 'panel' });
+  const changes = el('div', { class: 'panel' });
+  put(main, el('h1', {}, t('slo')), box, el('h2', {}, t('recentChanges')), changes);
+  page.refresh = async () => {
+    const [obj, left, burn, cond, ch] = await Promise.all([
+      instant('tocsin_slo_objective'), instant('tocsin_slo_error_budget_remaining'),
+      instant('tocsin_slo_burn_rate{window=~"1h|6h"}'), instant('tocsin_slo_burn_condition'),
+      api('GET', '/api/v1/changes'),
+    ]);
+    const of = (list, m, extra = {}) => list.find((s) => s.metric.service === m.service && s.metric.sli === m.sli
+      && Object.entries(extra).every(([k, v]) => s.metric[k] === v));
+    const v = (s) => (s ? +s.value[1] : null);
+    const pct = (x, digits) => (x === null ? '—' : `${(x * 100).toFixed(digits)} %`);
+    const rows = obj.sort((a, b) => a.metric.service.localeCompare(b.metric.service) || (a.metric.sli || '').localeCompare(b.metric.sli || ''));
+    put(box, table([t('service'), t('indicator'), { label: t('objective'), cls: 'hide-s' }, t('budgetLeft'), { label: `${t('burn')} 1h`, cls: 'right hide-s' }, { label: `${t('burn')} 6h`, cls: 'right hide-s' }, t('conditions')],
+      rows.map((o) => {
+        const m = o.metric;
+        const b = v(of(left, m));
+        const holding = SPEEDS.filter(([sp]) => (v(of(cond, m, { speed: sp })) ?? 0) >= 1);
+        return el('tr', { 'data-service': m.service, 'data-sli': m.sli || '' },
+          el('td', {}, m.service), el('td', {}, t(`sli.${m.sli}`)), el('td', { class: 'hide-s' }, pct(v(o), 2)),
+          el('td', {}, el('span', { class: `badge ${b === null ? '' : b < 0 ? 'critical' : b < 0.25 ? 'warning' : 'ok'}`, 'data-test': 'budget' }, pct(b, 1))),
+          el('td', { class: 'right hide-s' }, num(v(of(burn, m, { window: '1h' })))),
+          el('td', { class: 'right hide-s' }, num(v(of(burn, m, { window: '6h' })))),
+          el('td', { 'data-test': 'conditions' }, holding.length ? holding.map(([sp, lvl]) => el('span', { class: `badge ${lvl}` }, t(`c.${sp}`))) : '—'));
+      }), { test: 'slo', empty: t('noObjectives') }));
+    const list = ch.changes.slice().sort((a, b) => b.start_ms - a.start_ms);
+    const link = (u) => (/^https?:\/\//.test(u || '') ? el('a', { href: u, rel: 'noopener noreferrer', target: '_blank' }, u) : (u || '—'));
+    put(changes, table([t('start'), t('service'), { label: t('kind'), cls: 'hide-s' }, t('summary'), { label: t('by'), cls: 'hide-s' }, { label: t('link'), cls: 'hide-s' }],
+      list.map((c) => el('tr', { 'data-change': String(c.id) },
+        el('td', {}, when(c.start)), el('td', {}, c.service), el('td', { class: 'hide-s' }, c.kind), el('td', {}, c.summary),
+        el('td', { class: 'hide-s' }, c.by), el('td', { class: 'hide-s' }, link(c.link)))), { test: 'changes' }));
+  };
+  await page.refresh();
+  ready('slo');
 }
 
 async function rulesPage(main) {
@@ -713,7 +763,7 @@ async function tokensPage(main) {
 // --- routing and live updates -----------------------------------------------------------
 const PAGES = {
   '': ['overview', overview, true], alerts: ['alerts', alertsPage], alert: ['alerts', alertPage, true],
-  incidents: ['incidents', incidentsPage], incident: ['incidents', incidentPage], silences: ['silences', silencesPage],
+  incidents: ['incidents', incidentsPage], incident: ['incidents', incidentPage], slo: ['slo', sloPage], silences: ['silences', silencesPage],
   hosts: ['hosts', hostsPage], probes: ['probes', probesPage], rules: ['rules', rulesPage, true],
   notifications: ['notifications', notificationsPage], audit: ['audit', auditPage, true], tokens: ['tokens', tokensPage],
 };

@@ -1,6 +1,7 @@
 //! The web console in a real headless Chromium: signing in, a firing alert appearing without a
 //! reload, acknowledging it, silencing alerts like it and expiring the silence, an incident's
-//! page and report, a read-only session that can change nothing, and screenshots of every page
+//! page and report, a service's error budget and the changes recorded, a read-only session that
+//! can change nothing, and screenshots of every page
 //! (zh-CN and English, desktop and phone) for docs/CONSOLE.md.
 
 use std::path::PathBuf;
@@ -67,6 +68,24 @@ fn push(c: &Proc, host: &str, value: f64) {
     assert!(r.status().is_success(), "{}", r.status());
 }
 
+fn push_probe(c: &Proc) {
+    let s = SeriesSamples {
+        labels: Labels::from_pairs([
+            ("__name__", "probe_success"),
+            ("probe", "members-web"),
+            ("service", "members"),
+            ("host", "web-1"),
+        ]),
+        samples: vec![Sample {
+            timestamp_ms: tocsin_model::now_ms(),
+            value: 1.0,
+        }],
+    };
+    let auth = format!("Bearer {ADMIN}");
+    let r = c.remote_write(&[s], &[("Authorization", &auth)]);
+    assert!(r.status().is_success(), "{}", r.status());
+}
+
 fn api(c: &Proc, path: &str) -> Value {
     reqwest::blocking::Client::new()
         .get(c.url(path))
@@ -113,7 +132,7 @@ fn the_console_serves_the_people_on_call() {
     let _g = serial();
     let s = Stack::new(&format!(
         "admin_token: {ADMIN}\nread_token: {READ}\n\
-"
+         services:\n  - {{ name: members, objective: 99.9%, window: 30d }}\n"
     ));
     std::fs::create_dir(s.dir.path().join("rules")).unwrap();
     std::fs::write(s.dir.path().join("rules/console.yaml"), RULES).unwrap();
@@ -149,6 +168,8 @@ fn the_console_serves_the_people_on_call() {
     assert!(b.find_all("[data-nav]").is_empty(), "no page behind it");
 
     sign_in(&b, &base, "alice", ADMIN);
+    // A probe of the service with an objective, up: its error budget is derived from here on.
+    push_probe(&c);
     // Session cookie: HttpOnly, so the page's script cannot read it.
     assert_eq!(b.eval("return document.cookie", json!([])), json!(""));
 
@@ -345,11 +366,53 @@ fn the_console_serves_the_people_on_call() {
     assert!(audit.contains("alice (console, admin)"), "{audit}");
     assert!(!audit.contains(ADMIN), "no credential in the audit log");
 
+    // Service levels: the objective and its budget, and a change recorded by a pipeline, its
+    // text shown as text and its link a link.
+    let change = reqwest::blocking::Client::new()
+        .post(c.url("/api/v1/changes"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"service": "members", "summary": "v2 <img src=x onerror=alert(1)>", "by": "ci", "link": "https://ci.example/run/42"}))
+        .send()
+        .unwrap();
+    assert!(change.status().is_success(), "{}", change.status());
+    b.find_all("[data-nav=slo]")[0].click();
+    b.ready("slo");
+    let row = "[data-test=slo] tr[data-service=members][data-sli=availability]";
+    let text = b.wait(row, T).text();
+    assert!(
+        text.contains("99.90 %") && text.contains("可用性"),
+        "{text}"
+    );
+    assert_eq!(b.text(&format!("{row} [data-test=budget]")), "100.0 %");
+    assert_eq!(b.text(&format!("{row} [data-test=conditions]")), "—");
+    // A badge's text stands out from its background (a green "ok" badge once had green text).
+    assert_eq!(
+        b.eval(
+            "return [...document.querySelectorAll('.badge')].filter(x => { const s = getComputedStyle(x); return s.color === s.backgroundColor; }).length",
+            json!([])
+        ),
+        json!(0)
+    );
+    let ch = b.text("[data-test=changes]");
+    assert!(
+        ch.contains("v2 <img src=x onerror=alert(1)>") && ch.contains("ci"),
+        "{ch}"
+    );
+    assert!(b.find_all("[data-test=changes] img").is_empty());
+    assert_eq!(
+        b.eval(
+            "return [...document.querySelectorAll('[data-test=changes] a')].map(a => a.href)",
+            json!([])
+        ),
+        json!(["https://ci.example/run/42"])
+    );
+
     // The remaining pages, for the screenshots.
     for (hash, name, ready) in [
         ("#/", "overview", "overview"),
         ("#/alerts", "alerts", "alerts"),
         ("#/incidents", "incidents", "incidents"),
+        ("#/slo", "slo", "slo"),
         ("#/hosts", "hosts", "hosts"),
         ("#/probes", "probes", "probes"),
         ("#/rules", "rules", "rules"),
