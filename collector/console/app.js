@@ -33,6 +33,7 @@ const L = {
     slo: '服务等级', indicator: '指标', objective: '目标', budgetLeft: '剩余错误预算', burn: '消耗速率', conditions: '告警条件',
     'c.fast': '快速消耗', 'c.slow': '慢速消耗', 'c.ticket': '持续消耗', 'sli.availability': '可用性', 'sli.latency': '延迟',
     recentChanges: '近 7 天的变更', by: '执行人', link: '链接', noObjectives: '没有配置服务等级目标的服务',
+    reports: '报告', 'r.daily': '每日巡检', 'r.weekly': '周报', 'r.monthly': '月报', download: '下载',
   },
   en: {
     overview: 'Overview', alerts: 'Alerts', incidents: 'Incidents', silences: 'Silences', hosts: 'Hosts', probes: 'Probes',
@@ -64,6 +65,7 @@ const L = {
     slo: 'Service levels', indicator: 'Indicator', objective: 'Objective', budgetLeft: 'Error budget left', burn: 'Burn rate', conditions: 'Conditions',
     'c.fast': 'fast burn', 'c.slow': 'slow burn', 'c.ticket': 'steady burn', 'sli.availability': 'availability', 'sli.latency': 'latency',
     recentChanges: 'Changes, last 7 days', by: 'By', link: 'Link', noObjectives: 'No service has an objective configured',
+    reports: 'Reports', 'r.daily': 'Daily inspection', 'r.weekly': 'Weekly', 'r.monthly': 'Monthly', download: 'Download',
   },
 };
 const LEVELS = ['emergency', 'critical', 'warning'];
@@ -162,7 +164,7 @@ function go(hash) { if (location.hash !== hash) location.hash = hash; else route
 function query(hash) { return new URLSearchParams((hash.split('?')[1]) || ''); }
 
 // --- chrome ----------------------------------------------------------------------------
-const NAV = ['overview', 'alerts', 'incidents', 'slo', 'silences', 'hosts', 'probes', 'rules', 'notifications', 'audit', 'tokens'];
+const NAV = ['overview', 'alerts', 'incidents', 'slo', 'reports', 'silences', 'hosts', 'probes', 'rules', 'notifications', 'audit', 'tokens'];
 function header(current) {
   const top = document.getElementById('top');
   put(top, 
@@ -690,6 +692,28 @@ async function sloPage(main) {
   ready('slo');
 }
 
+// The daily inspection and the weekly and monthly reports as the collector sends them, over
+// the period up to now, in the console's language.
+const REPORTS = ['daily', 'weekly', 'monthly'];
+async function reportsPage(main, hash) {
+  const kind = REPORTS.includes(query(hash).get('kind')) ? query(hash).get('kind') : 'daily';
+  const path = `/api/v1/reports/${kind}?${new URLSearchParams({ locale: lang })}`;
+  const r = await fetch(path, { credentials: 'same-origin' });
+  const text = await r.text();
+  if (!r.ok) {
+    let msg = r.statusText;
+    try { msg = JSON.parse(text).error || msg; } catch (_) { /* not JSON */ }
+    throw new ApiError(r.status, msg);
+  }
+  put(main, el('h1', {}, t('reports')),
+    el('div', { class: 'row' },
+      REPORTS.map((k) => el('a', { href: `#/reports?kind=${k}`, class: k === kind ? 'on' : '', 'data-report': k },
+        el('button', { class: k === kind ? '' : 'plain', type: 'button' }, t(`r.${k}`)))),
+      el('a', { href: path, download: `${kind}.md`, 'data-test': 'report-download' }, el('button', { class: 'plain', type: 'button' }, t('download')))),
+    el('div', { class: 'panel' }, el('pre', { class: 'report', 'data-test': 'report' }, text)));
+  ready('reports');
+}
+
 async function rulesPage(main) {
   const rules = (await api('GET', '/api/v1/rules')).rules;
   put(main, el('h1', {}, t('rules')), el('div', { class: 'panel' },
@@ -763,7 +787,7 @@ async function tokensPage(main) {
 // --- routing and live updates -----------------------------------------------------------
 const PAGES = {
   '': ['overview', overview, true], alerts: ['alerts', alertsPage], alert: ['alerts', alertPage, true],
-  incidents: ['incidents', incidentsPage], incident: ['incidents', incidentPage], slo: ['slo', sloPage], silences: ['silences', silencesPage],
+  incidents: ['incidents', incidentsPage], incident: ['incidents', incidentPage], slo: ['slo', sloPage], reports: ['reports', reportsPage], silences: ['silences', silencesPage],
   hosts: ['hosts', hostsPage], probes: ['probes', probesPage], rules: ['rules', rulesPage, true],
   notifications: ['notifications', notificationsPage], audit: ['audit', auditPage, true], tokens: ['tokens', tokensPage],
 };

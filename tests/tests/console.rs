@@ -407,12 +407,39 @@ fn the_console_serves_the_people_on_call() {
         json!(["https://ci.example/run/42"])
     );
 
+    // The weekly report as the collector sends it, in the console's language.
+    b.find_all("[data-nav=reports]")[0].click();
+    b.ready("reports");
+    b.find_all("[data-report=weekly]")[0].click();
+    b.wait("[data-report=weekly].on", T);
+    b.ready("reports");
+    let sent = reqwest::blocking::Client::new()
+        .get(c.url("/api/v1/reports/weekly?locale=zh-CN"))
+        .bearer_auth(ADMIN)
+        .send()
+        .and_then(|r| r.text())
+        .unwrap();
+    let shown = b.text("[data-test=report]");
+    let title = |s: &str| {
+        s.lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    assert!(
+        !title(&sent).is_empty() && title(&shown) == title(&sent),
+        "{shown}\n---\n{sent}"
+    );
+    assert!(shown.contains("members"), "{shown}");
+
     // The remaining pages, for the screenshots.
     for (hash, name, ready) in [
         ("#/", "overview", "overview"),
         ("#/alerts", "alerts", "alerts"),
         ("#/incidents", "incidents", "incidents"),
         ("#/slo", "slo", "slo"),
+        ("#/reports?kind=weekly", "reports", "reports"),
         ("#/hosts", "hosts", "hosts"),
         ("#/probes", "probes", "probes"),
         ("#/rules", "rules", "rules"),
