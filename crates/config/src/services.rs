@@ -60,6 +60,8 @@ pub struct ServiceConfig {
 pub struct Deadline {
     pub ack: Duration,
     pub resolve: Duration,
+    /// Counted only inside the business hours (`hours: business`), else around the clock.
+    pub hours: Option<tocsin_model::weekly::Weekly>,
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -67,6 +69,8 @@ pub struct Deadline {
 pub struct RawDeadline {
     pub ack: Option<String>,
     pub resolve: Option<String>,
+    /// `always` (default) or `business`: count only `deadlines.business_hours`.
+    pub hours: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -78,6 +82,19 @@ pub struct RawDeadlines {
     pub critical: RawDeadline,
     #[serde(default)]
     pub emergency: RawDeadline,
+    /// The hours a deadline with `hours: business` counts: on `days` (default every day),
+    /// `from` to `to` (HH:MM) at `utc_offset` (default UTC).
+    pub business_hours: Option<RawHours>,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHours {
+    #[serde(default)]
+    pub days: Vec<String>,
+    pub from: String,
+    pub to: String,
+    pub utc_offset: Option<String>,
 }
 
 /// Deadlines per severity, warning first.
@@ -106,19 +123,46 @@ pub const DEFAULT_DEADLINES: [(Level, &str, &str); 3] = [
 pub const DEFAULT_WINDOW: &str = "30d";
 
 pub fn validate_deadlines(p: &mut Problems, raw: RawDeadlines) -> Deadlines {
+    let business = raw.business_hours.and_then(|h| {
+        p.take(
+            "deadlines.business_hours",
+            tocsin_model::weekly::Weekly::new(&h.days, &h.from, &h.to, h.utc_offset.as_deref()),
+        )
+    });
     let raws = [raw.warning, raw.critical, raw.emergency];
     let mut out = [(
         Level::Warning,
         Deadline {
             ack: Duration::ZERO,
             resolve: Duration::ZERO,
+            hours: None,
         },
     ); 3];
     for (i, ((level, ack, resolve), r)) in DEFAULT_DEADLINES.iter().zip(raws).enumerate() {
         let field = |f: &str| format!("deadlines.{level}.{f}");
+        let hours = match r.hours.as_deref() {
+            None | Some("always") => None,
+            Some("business") => {
+                if business.is_none() {
+                    p.push(format!(
+                        "{}: business needs deadlines.business_hours (days, from, to, utc_offset)",
+                        field("hours")
+                    ));
+                }
+                business
+            }
+            Some(o) => {
+                p.push(format!(
+                    "{}: {o:?} is not always or business",
+                    field("hours")
+                ));
+                None
+            }
+        };
         let d = Deadline {
             ack: p.duration(&field("ack"), r.ack.as_deref(), ack),
             resolve: p.duration(&field("resolve"), r.resolve.as_deref(), resolve),
+            hours,
         };
         if d.ack.is_zero() || d.resolve.is_zero() {
             p.push(format!(
@@ -306,6 +350,37 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("deadlines.warning.ack:"), "{e}");
+        // Business hours: counted by the deadlines that ask for them, checked with them.
+        let raw: RawDeadlines = serde_yaml_ng::from_str(
+            "business_hours: { days: [mon, tue, wed, thu, fri], from: \"09:00\", to: \"18:00\", utc_offset: \"+08:00\" }\n\
+             warning: { ack: 4h, resolve: 2d, hours: business }",
+        )
+        .unwrap();
+        let mut p = Problems::default();
+        let d = validate_deadlines(&mut p, raw);
+        assert!(p.finish(|| ()).is_ok());
+        assert!(d.of(Level::Warning).hours.is_some());
+        assert!(d.of(Level::Critical).hours.is_none());
+        let raw: RawDeadlines = serde_yaml_ng::from_str(
+            "warning: { hours: business }\ncritical: { hours: weekdays }\n\
+             business_hours: { from: \"9\", to: \"18:00\" }",
+        )
+        .unwrap();
+        let mut p = Problems::default();
+        validate_deadlines(&mut p, raw);
+        let e = p.finish(|| ()).unwrap_err().problems.join("\n");
+        assert!(
+            e.contains("deadlines.business_hours: invalid time of day \"9\""),
+            "{e}"
+        );
+        assert!(
+            e.contains("deadlines.warning.hours: business needs deadlines.business_hours"),
+            "{e}"
+        );
+        assert!(
+            e.contains("deadlines.critical.hours: \"weekdays\" is not always or business"),
+            "{e}"
+        );
     }
 }
 

@@ -41,6 +41,24 @@ pub struct Deadline {
     pub level: Level,
     pub ack_ms: i64,
     pub resolve_ms: i64,
+    /// Counted only inside these hours (business hours: a warning raised on Friday evening is
+    /// due on Monday), or around the clock.
+    pub hours: Option<tocsin_model::weekly::Weekly>,
+}
+
+impl Deadline {
+    /// How much of the time from `opened` to `now` counts towards the deadline.
+    pub fn counted_ms(&self, opened: TimestampMs, now: TimestampMs) -> i64 {
+        self.hours
+            .map_or(now - opened, |w| w.overlap_ms(opened, now))
+    }
+
+    fn within(&self, ms: i64) -> String {
+        match self.hours {
+            Some(_) => format!("{} of business hours", format_span(ms)),
+            None => format_span(ms),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -714,26 +732,27 @@ impl Incidents {
                 .iter()
                 .find(|d| d.level == inc.severity)
             {
-                if inc.acked_at.is_none() && open_ms >= d.ack_ms {
+                let counted = d.counted_ms(inc.opened_at, now);
+                if inc.acked_at.is_none() && counted >= d.ack_ms {
                     missed.push((
                         inc.id.clone(),
                         "ack".into(),
                         "ack_deadline_missed",
                         format!(
                             "not acknowledged within {} ({} deadline); open {open}",
-                            format_span(d.ack_ms),
+                            d.within(d.ack_ms),
                             inc.severity
                         ),
                     ));
                 }
-                if open_ms >= d.resolve_ms {
+                if counted >= d.resolve_ms {
                     missed.push((
                         inc.id.clone(),
                         "resolve".into(),
                         "resolve_deadline_missed",
                         format!(
                             "not resolved within {} ({} deadline); open {open}",
-                            format_span(d.resolve_ms),
+                            d.within(d.resolve_ms),
                             inc.severity
                         ),
                     ));

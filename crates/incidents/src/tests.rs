@@ -257,11 +257,13 @@ fn with_deadlines() -> Settings {
                 level: Level::Critical,
                 ack_ms: 15 * 60 * S,
                 resolve_ms: 24 * 3600 * S,
+                hours: None,
             },
             Deadline {
                 level: Level::Emergency,
                 ack_ms: 5 * 60 * S,
                 resolve_ms: 4 * 3600 * S,
+                hours: None,
             },
         ],
         rto_ms: BTreeMap::from([("web".to_string(), 30 * 60 * S)]),
@@ -521,5 +523,55 @@ fn edits_assign_record_a_cause_and_track_follow_ups() {
             "alice: follow-up #1 (owner bob): test failovers",
             "alice: follow-up #1 done",
         ]
+    );
+}
+
+#[test]
+fn a_deadline_in_business_hours_counts_only_their_time() {
+    // Weekdays 09:00-18:00 at +08:00; a warning must be acknowledged within 4 hours of them.
+    let office = tocsin_model::weekly::Weekly::new(
+        &["mon", "tue", "wed", "thu", "fri"].map(String::from),
+        "09:00",
+        "18:00",
+        Some("+08:00"),
+    )
+    .unwrap();
+    let mut inc = Incidents::new(Settings {
+        deadlines: vec![Deadline {
+            level: Level::Warning,
+            ack_ms: 4 * 3600 * S,
+            resolve_ms: 30 * 3600 * S,
+            hours: Some(office),
+        }],
+        ..Settings::default()
+    });
+    // Friday 2026-12-04 17:00 at +08:00.
+    let fri_17 = 1_796_374_800_000;
+    inc.on_alert(&alert("DiskFilling", "db-1", Level::Warning, true), fri_17)
+        .unwrap();
+    let mut missed = Vec::new();
+    // Every ten minutes until Monday 14:00: an hour on Friday, the weekend, then Monday.
+    let mon_14 = fri_17 + (2 * 24 + 21) * 3600 * S;
+    let mut t = fri_17;
+    while t <= mon_14 {
+        inc.check_deadlines(t);
+        missed.extend(
+            inc.take_changes()
+                .1
+                .into_iter()
+                .filter(|e| e.kind.ends_with("_deadline_missed"))
+                .map(|e| (e.at, e.text)),
+        );
+        t += 600 * S;
+    }
+    // Due Monday 12:00: four hours of business time, 67 hours of clock.
+    let mon_12 = fri_17 + 67 * 3600 * S;
+    assert_eq!(
+        missed,
+        [(
+            mon_12,
+            "not acknowledged within 4 h of business hours (warning deadline); open 2 d 19 h"
+                .to_string()
+        )]
     );
 }

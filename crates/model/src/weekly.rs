@@ -7,6 +7,7 @@ use std::fmt;
 use crate::TimestampMs;
 
 const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+const DAY_MS: i64 = 86_400_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Weekly {
@@ -109,6 +110,34 @@ impl Weekly {
         }
     }
 
+    /// How much of [`from`, `to`) lies inside the window, in ms: a deadline counted in
+    /// business hours. One step per day of the span.
+    pub fn overlap_ms(&self, from: TimestampMs, to: TimestampMs) -> i64 {
+        if to <= from {
+            return 0;
+        }
+        let offset = self.offset_min * 60_000;
+        let (from_l, to_l) = (from + offset, to + offset);
+        // A window that starts on the day before `from` can run into it.
+        let first = from_l.div_euclid(DAY_MS) - 1;
+        let last = to_l.div_euclid(DAY_MS);
+        let on = |d: i64| self.days & (1 << (d + 3).rem_euclid(7)) != 0;
+        let mut total = 0;
+        for day in first..=last {
+            if !on(day) {
+                continue;
+            }
+            let start = day * DAY_MS + self.start_min * 60_000;
+            let end = if self.start_min < self.end_min {
+                day * DAY_MS + self.end_min * 60_000
+            } else {
+                (day + 1) * DAY_MS + self.end_min * 60_000
+            };
+            total += (end.min(to_l) - start.max(from_l)).max(0);
+        }
+        total
+    }
+
     /// When the window that holds `now` ends (the first minute after it outside).
     pub fn end_after(&self, now: TimestampMs) -> TimestampMs {
         let mut t = now.div_euclid(60_000) * 60_000;
@@ -125,6 +154,59 @@ impl Weekly {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlap_is_the_time_inside_counted_minute_by_minute() {
+        let fri_10utc = 1_796_378_400_000;
+        let office = Weekly::new(
+            &["mon", "tue", "wed", "thu", "fri"].map(String::from),
+            "09:00",
+            "18:00",
+            Some("+08:00"),
+        )
+        .unwrap();
+        // Friday 17:00 at +08:00 to Monday 12:00: an hour on Friday, three on Monday.
+        let fri_17 = fri_10utc - 3_600_000;
+        let mon_12 = fri_17 + 2 * 86_400_000 + 19 * 3_600_000;
+        assert_eq!(office.overlap_ms(fri_17, mon_12), 4 * 3_600_000);
+        assert_eq!(office.overlap_ms(mon_12, fri_17), 0);
+        // Against the window's own `contains`, minute by minute, over spans of up to nine days
+        // starting anywhere (a window past midnight, an offset west of UTC, seconds in both).
+        let windows = [
+            office,
+            Weekly::new(
+                &["sat".into(), "sun".into()],
+                "22:00",
+                "02:30",
+                Some("-05:30"),
+            )
+            .unwrap(),
+            Weekly::new(&[], "00:00", "24:00", None).unwrap(),
+        ];
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % m) as i64
+        };
+        for w in windows {
+            for _ in 0..60 {
+                let from = fri_10utc + next(14 * 1440) * 60_000;
+                let to = from + next(9 * 1440) * 60_000;
+                let counted = (from / 60_000..to / 60_000)
+                    .filter(|m| w.contains(m * 60_000))
+                    .count() as i64
+                    * 60_000;
+                assert_eq!(w.overlap_ms(from, to), counted, "{w:?} {from} {to}");
+                // Inside a minute, the seconds count too.
+                let (f, t) = (from + 17_000, to + 17_000);
+                let inside = |ms: i64| i64::from(w.contains(ms));
+                let exact = counted - inside(from) * 17_000 + inside(to) * 17_000;
+                assert_eq!(w.overlap_ms(f, t), exact.max(0), "{w:?} {f} {t}");
+            }
+        }
+    }
 
     #[test]
     fn windows_in_a_zone_and_past_midnight() {
