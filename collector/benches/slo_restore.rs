@@ -45,11 +45,8 @@ fn main() -> anyhow::Result<()> {
             1.0
         }
     };
-    let started = Instant::now();
-    let mut samples = 0usize;
-    let mut t = from;
-    while t < now {
-        let end = (t + HOUR_MS).min(now);
+    // Every service's indicator, a sample a second over [t, end): the samples stored.
+    let write = |store: &mut Store, t: i64, end: i64| -> anyhow::Result<usize> {
         let mut batch: Vec<SeriesSamples> = (0..services)
             .map(|i| SeriesSamples {
                 labels: Labels::from_pairs([(METRIC_NAME, RATIO_METRIC), ("service", &name(i))]),
@@ -60,8 +57,16 @@ fn main() -> anyhow::Result<()> {
             })
             .collect();
         let mut tx = store.begin()?;
-        samples += tx.append_derived(&mut batch, end)?.accepted;
+        let accepted = tx.append_derived(&mut batch, end)?.accepted;
         tx.commit()?;
+        Ok(accepted)
+    };
+    let started = Instant::now();
+    let mut samples = 0usize;
+    let mut t = from;
+    while t < now {
+        let end = (t + HOUR_MS).min(now);
+        samples += write(&mut store, t, end)?;
         t = end;
         if (t - from) % DAY_MS == 0 {
             store.checkpoint(0)?;
@@ -101,18 +106,7 @@ fn main() -> anyhow::Result<()> {
     );
     // Five minutes more, as a running collector writes them before it stops.
     let later = now + 300_000;
-    let mut batch: Vec<SeriesSamples> = (0..services)
-        .map(|i| SeriesSamples {
-            labels: Labels::from_pairs([(METRIC_NAME, RATIO_METRIC), ("service", &name(i))]),
-            samples: (now..later)
-                .step_by(1000)
-                .map(|ts| Sample::new(ts, value(ts, i)))
-                .collect(),
-        })
-        .collect();
-    let mut tx = store.begin()?;
-    let since = tx.append_derived(&mut batch, later)?.accepted;
-    tx.commit()?;
+    let since = write(&mut store, now, later)?;
     let (median, _) = timed(&cfgs, &store, later, since, services)?;
     println!(
         "restart from the saved records: {}, {:.2} ms per service",
