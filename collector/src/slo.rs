@@ -327,7 +327,8 @@ mod tests {
         )
         .unwrap();
         let t0 = tocsin_model::now_ms() - 3_600_000;
-        // Stored and observed as they come: 20 minutes, the 5th to the 7th down.
+        // Stored and observed as they come: 20 minutes; from the 5th to the 7th, members down
+        // and half of docs' probes failing.
         let mut live = Slos::new(&[service("members", Some(0.999)), service("docs", Some(0.99))]);
         let store_and_observe = |store: &mut Store, live: &mut Slos, from: i64, to: i64| {
             let mut batch: Vec<SeriesSamples> = (from..to)
@@ -335,7 +336,7 @@ mod tests {
                     let v = if (300..420).contains(&i) { 0.0 } else { 1.0 };
                     [
                         ratio("members", t0 + i * 1000, v),
-                        ratio("docs", t0 + i * 1000, 1.0 - v / 2.0),
+                        ratio("docs", t0 + i * 1000, 0.5 + v / 2.0),
                     ]
                 })
                 .collect();
