@@ -4,7 +4,7 @@
 //! answering successfully within its threshold) and derives every 10 s, labelled
 //! `sli="availability"` or `sli="latency"`, the series its objective implies — budget left, burn rates,
 //! and how far each of the workbook's alert conditions is from holding — which the shipped
-//! rules (`rules/slo.yaml`) alert on. The records are saved at stop and hourly; at start each is
+//! rules (`rules/slo.yaml`) alert on. The records are saved at start, hourly and at stop; at start each is
 //! read back and takes in the stored ratio series after it (or, not saved, is rebuilt from the
 //! series over its period), so a restart loses nothing of the budget.
 

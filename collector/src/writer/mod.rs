@@ -136,6 +136,11 @@ impl Writer {
                 "error budgets restored: saved records, then the stored indicator since"
             );
         }
+        // Saved at once, so a crash before the first hourly save does not rebuild them again.
+        if let Err(e) = store.save_error_budgets(&slos.save()) {
+            tel.storage_errors.inc();
+            error!(error = %e, "cannot save the error budgets; a restart rebuilds them");
+        }
         let syncer = Syncer::start(store.defer_sync()?)?;
         let mut w = Writer {
             core: Core {

@@ -121,7 +121,7 @@ impl Settings {
                         level: *level,
                         ack_ms: d.ack.as_millis() as i64,
                         resolve_ms: d.resolve.as_millis() as i64,
-                        hours: d.hours,
+                        hours: d.hours.clone(),
                     })
                     .collect(),
                 rto_ms: cfg

@@ -56,12 +56,12 @@ pub struct ServiceConfig {
 }
 
 /// How soon an incident of a severity must be acknowledged and resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deadline {
     pub ack: Duration,
     pub resolve: Duration,
     /// Counted only inside the business hours (`hours: business`), else around the clock.
-    pub hours: Option<tocsin_model::weekly::Weekly>,
+    pub hours: Option<tocsin_model::weekly::BusinessHours>,
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -95,6 +95,12 @@ pub struct RawHours {
     pub from: String,
     pub to: String,
     pub utc_offset: Option<String>,
+    /// Dates (YYYY-MM-DD, local) closed though their weekday is open…
+    #[serde(default)]
+    pub holidays: Vec<String>,
+    /// …and open though their weekday is not (a weekend worked in a holiday's place).
+    #[serde(default)]
+    pub workdays: Vec<String>,
 }
 
 /// Deadlines per severity, warning first.
@@ -106,8 +112,7 @@ impl Deadlines {
         self.0
             .iter()
             .find(|(l, _)| *l == level)
-            .map(|(_, d)| *d)
-            .unwrap_or(self.0[0].1)
+            .map_or_else(|| self.0[0].1.clone(), |(_, d)| d.clone())
     }
 }
 
@@ -124,21 +129,37 @@ pub const DEFAULT_WINDOW: &str = "30d";
 
 pub fn validate_deadlines(p: &mut Problems, raw: RawDeadlines) -> Deadlines {
     let business = raw.business_hours.and_then(|h| {
-        p.take(
+        let window = p.take(
             "deadlines.business_hours",
             tocsin_model::weekly::Weekly::new(&h.days, &h.from, &h.to, h.utc_offset.as_deref()),
-        )
+        );
+        let mut dates = |field: &str, list: &[String]| {
+            list.iter()
+                .enumerate()
+                .filter_map(|(i, d)| {
+                    p.take(
+                        &format!("deadlines.business_hours.{field}[{i}]"),
+                        tocsin_model::weekly::Weekly::local_day(d),
+                    )
+                })
+                .collect::<std::collections::BTreeSet<i64>>()
+        };
+        let holidays = dates("holidays", &h.holidays);
+        let workdays = dates("workdays", &h.workdays);
+        if let Some(both) = h.holidays.iter().find(|d| h.workdays.contains(d)) {
+            p.push(format!(
+                "deadlines.business_hours: {both} is both a holiday and a workday"
+            ));
+        }
+        window.map(|window| tocsin_model::weekly::BusinessHours {
+            window,
+            holidays,
+            workdays,
+        })
     });
-    let raws = [raw.warning, raw.critical, raw.emergency];
-    let mut out = [(
-        Level::Warning,
-        Deadline {
-            ack: Duration::ZERO,
-            resolve: Duration::ZERO,
-            hours: None,
-        },
-    ); 3];
-    for (i, ((level, ack, resolve), r)) in DEFAULT_DEADLINES.iter().zip(raws).enumerate() {
+    let mut raws = [raw.warning, raw.critical, raw.emergency].into_iter();
+    Deadlines(DEFAULT_DEADLINES.map(|(level, ack, resolve)| {
+        let r = raws.next().unwrap_or_default();
         let field = |f: &str| format!("deadlines.{level}.{f}");
         let hours = match r.hours.as_deref() {
             None | Some("always") => None,
@@ -149,7 +170,7 @@ pub fn validate_deadlines(p: &mut Problems, raw: RawDeadlines) -> Deadlines {
                         field("hours")
                     ));
                 }
-                business
+                business.clone()
             }
             Some(o) => {
                 p.push(format!(
@@ -175,9 +196,8 @@ pub fn validate_deadlines(p: &mut Problems, raw: RawDeadlines) -> Deadlines {
                 crate::format_duration(d.ack)
             ));
         }
-        out[i] = (*level, d);
-    }
-    Deadlines(out)
+        (level, d)
+    }))
 }
 
 /// `99.9%`, `99.9 %` or `0.999`.
@@ -361,6 +381,35 @@ mod tests {
         assert!(p.finish(|| ()).is_ok());
         assert!(d.of(Level::Warning).hours.is_some());
         assert!(d.of(Level::Critical).hours.is_none());
+        // Holidays and workdays moved to a weekend, as dates.
+        let raw: RawDeadlines = serde_yaml_ng::from_str(
+            "business_hours: { from: \"09:00\", to: \"18:00\", holidays: [2026-10-01, 2026-10-32], workdays: [2026-09-27, 2026-10-01] }\n\
+             warning: { hours: business }",
+        )
+        .unwrap();
+        let mut p = Problems::default();
+        validate_deadlines(&mut p, raw);
+        let e = p.finish(|| ()).unwrap_err().problems.join("\n");
+        assert!(
+            e.contains("deadlines.business_hours.holidays[1]: \"2026-10-32\" is not a date"),
+            "{e}"
+        );
+        assert!(
+            e.contains("2026-10-01 is both a holiday and a workday"),
+            "{e}"
+        );
+        let raw: RawDeadlines = serde_yaml_ng::from_str(
+            "business_hours: { from: \"09:00\", to: \"18:00\", holidays: [2026-10-01], workdays: [2026-09-27] }\n\
+             warning: { hours: business }",
+        )
+        .unwrap();
+        let mut p = Problems::default();
+        let h = validate_deadlines(&mut p, raw)
+            .of(Level::Warning)
+            .hours
+            .unwrap();
+        assert!(p.finish(|| ()).is_ok());
+        assert_eq!(h.holidays.len() + h.workdays.len(), 2);
         let raw: RawDeadlines = serde_yaml_ng::from_str(
             "warning: { hours: business }\ncritical: { hours: weekdays }\n\
              business_hours: { from: \"9\", to: \"18:00\" }",

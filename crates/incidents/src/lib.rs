@@ -36,20 +36,21 @@ pub struct Settings {
 }
 
 /// The response deadlines of one severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deadline {
     pub level: Level,
     pub ack_ms: i64,
     pub resolve_ms: i64,
     /// Counted only inside these hours (business hours: a warning raised on Friday evening is
     /// due on Monday), or around the clock.
-    pub hours: Option<tocsin_model::weekly::Weekly>,
+    pub hours: Option<tocsin_model::weekly::BusinessHours>,
 }
 
 impl Deadline {
     /// How much of the time from `opened` to `now` counts towards the deadline.
     pub fn counted_ms(&self, opened: TimestampMs, now: TimestampMs) -> i64 {
         self.hours
+            .as_ref()
             .map_or(now - opened, |w| w.overlap_ms(opened, now))
     }
 

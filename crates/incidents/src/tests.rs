@@ -541,7 +541,11 @@ fn a_deadline_in_business_hours_counts_only_their_time() {
             level: Level::Warning,
             ack_ms: 4 * 3600 * S,
             resolve_ms: 30 * 3600 * S,
-            hours: Some(office),
+            hours: Some(tocsin_model::weekly::BusinessHours {
+                window: office,
+                holidays: Default::default(),
+                workdays: Default::default(),
+            }),
         }],
         ..Settings::default()
     });

@@ -110,9 +110,19 @@ impl Weekly {
         }
     }
 
-    /// How much of [`from`, `to`) lies inside the window, in ms: a deadline counted in
-    /// business hours. One step per day of the span.
+    /// How much of [`from`, `to`) lies inside the window, in ms. One step per day of the span.
     pub fn overlap_ms(&self, from: TimestampMs, to: TimestampMs) -> i64 {
+        self.overlap_ms_on(from, to, |_, on| on)
+    }
+
+    /// The same, with `on(day, weekly)` deciding whether the window opens on a local day (days
+    /// since 1970-01-01 at the window's offset; `weekly`: whether its days say so).
+    fn overlap_ms_on(
+        &self,
+        from: TimestampMs,
+        to: TimestampMs,
+        on: impl Fn(i64, bool) -> bool,
+    ) -> i64 {
         if to <= from {
             return 0;
         }
@@ -121,10 +131,10 @@ impl Weekly {
         // A window that starts on the day before `from` can run into it.
         let first = from_l.div_euclid(DAY_MS) - 1;
         let last = to_l.div_euclid(DAY_MS);
-        let on = |d: i64| self.days & (1 << (d + 3).rem_euclid(7)) != 0;
+        let weekly = |d: i64| self.days & (1 << (d + 3).rem_euclid(7)) != 0;
         let mut total = 0;
         for day in first..=last {
-            if !on(day) {
+            if !on(day, weekly(day)) {
                 continue;
             }
             let start = day * DAY_MS + self.start_min * 60_000;
@@ -136,6 +146,50 @@ impl Weekly {
             total += (end.min(to_l) - start.max(from_l)).max(0);
         }
         total
+    }
+
+    /// The window's local day (days since 1970-01-01 at its offset) of `YYYY-MM-DD`.
+    pub fn local_day(date: &str) -> Result<i64, String> {
+        let bad = || format!("{date:?} is not a date like 2026-10-01");
+        let mut it = date.split('-');
+        let (Some(y), Some(m), Some(d), None) = (it.next(), it.next(), it.next(), it.next()) else {
+            return Err(bad());
+        };
+        let (y, m, d): (i64, i64, i64) = (
+            y.parse().map_err(|_| bad())?,
+            m.parse().map_err(|_| bad())?,
+            d.parse().map_err(|_| bad())?,
+        );
+        let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let days_in = [
+            31,
+            if leap { 29 } else { 28 },
+            31,
+            30,
+            31,
+            30,
+            31,
+            31,
+            30,
+            31,
+            30,
+            31,
+        ];
+        if !(1..=9999).contains(&y)
+            || !(1..=12).contains(&m)
+            || d < 1
+            || d > days_in[m as usize - 1]
+        {
+            return Err(bad());
+        }
+        // Days from civil (H. Hinnant): March-based years, so the leap day ends a year.
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let mp = (m + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        Ok(era * 146_097 + doe - 719_468)
     }
 
     /// When the window that holds `now` ends (the first minute after it outside).
@@ -151,9 +205,66 @@ impl Weekly {
     }
 }
 
+/// Business hours: a weekly window, closed on `holidays` and open on `workdays` (days moved
+/// to a weekend, as China's make-up working days), each a local day of the window
+/// (`Weekly::local_day`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusinessHours {
+    pub window: Weekly,
+    pub holidays: std::collections::BTreeSet<i64>,
+    pub workdays: std::collections::BTreeSet<i64>,
+}
+
+impl BusinessHours {
+    /// How much of [`from`, `to`) falls in business hours, in ms.
+    pub fn overlap_ms(&self, from: TimestampMs, to: TimestampMs) -> i64 {
+        self.window.overlap_ms_on(from, to, |day, weekly| {
+            self.workdays.contains(&day) || (weekly && !self.holidays.contains(&day))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_are_local_days_and_holidays_close_them() {
+        assert_eq!(Weekly::local_day("1970-01-01"), Ok(0));
+        assert_eq!(Weekly::local_day("2000-03-01"), Ok(11_017));
+        assert_eq!(Weekly::local_day("2026-12-04"), Ok(20_791));
+        for bad in [
+            "2026-02-29",
+            "2026-13-01",
+            "2026-1",
+            "26-01-01x",
+            "2024-02-30",
+        ] {
+            assert!(Weekly::local_day(bad).is_err(), "{bad}");
+        }
+        assert!(Weekly::local_day("2024-02-29").is_ok());
+        let office = Weekly::new(
+            &["mon", "tue", "wed", "thu", "fri"].map(String::from),
+            "09:00",
+            "18:00",
+            Some("+08:00"),
+        )
+        .unwrap();
+        // The week of 2026-09-28 (Monday) to 2026-10-04: the national day holiday from
+        // Thursday 1 October, and Sunday 27 September worked in its place.
+        let hours = BusinessHours {
+            window: office,
+            holidays: ["2026-10-01", "2026-10-02"]
+                .map(|d| Weekly::local_day(d).unwrap())
+                .into(),
+            workdays: [Weekly::local_day("2026-09-27").unwrap()].into(),
+        };
+        let sun_27 = Weekly::local_day("2026-09-27").unwrap() * DAY_MS - 8 * 3_600_000;
+        let week = 8 * DAY_MS;
+        // Sunday, Monday to Wednesday: four days of nine hours; Thursday and Friday closed.
+        assert_eq!(hours.overlap_ms(sun_27, sun_27 + week), 4 * 9 * 3_600_000);
+        assert_eq!(office.overlap_ms(sun_27, sun_27 + week), 5 * 9 * 3_600_000);
+    }
 
     #[test]
     fn overlap_is_the_time_inside_counted_minute_by_minute() {
