@@ -228,6 +228,17 @@ impl BusinessHours {
 mod tests {
     use super::*;
 
+    /// Weekdays 09:00-18:00 at +08:00.
+    fn office() -> Weekly {
+        Weekly::new(
+            &["mon", "tue", "wed", "thu", "fri"].map(String::from),
+            "09:00",
+            "18:00",
+            Some("+08:00"),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn dates_are_local_days_and_holidays_close_them() {
         assert_eq!(Weekly::local_day("1970-01-01"), Ok(0));
@@ -243,13 +254,7 @@ mod tests {
             assert!(Weekly::local_day(bad).is_err(), "{bad}");
         }
         assert!(Weekly::local_day("2024-02-29").is_ok());
-        let office = Weekly::new(
-            &["mon", "tue", "wed", "thu", "fri"].map(String::from),
-            "09:00",
-            "18:00",
-            Some("+08:00"),
-        )
-        .unwrap();
+        let office = office();
         // The week of 2026-09-28 (Monday) to 2026-10-04: the national day holiday from
         // Thursday 1 October, and Sunday 27 September worked in its place.
         let hours = BusinessHours {
@@ -269,13 +274,7 @@ mod tests {
     #[test]
     fn overlap_is_the_time_inside_counted_minute_by_minute() {
         let fri_10utc = 1_796_378_400_000;
-        let office = Weekly::new(
-            &["mon", "tue", "wed", "thu", "fri"].map(String::from),
-            "09:00",
-            "18:00",
-            Some("+08:00"),
-        )
-        .unwrap();
+        let office = office();
         // Friday 17:00 at +08:00 to Monday 12:00: an hour on Friday, three on Monday.
         let fri_17 = fri_10utc - 3_600_000;
         let mon_12 = fri_17 + 2 * 86_400_000 + 19 * 3_600_000;
