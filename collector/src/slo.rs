@@ -228,6 +228,17 @@ mod tests {
         }
     }
 
+    /// A store in a directory that lives as long as the returned guard.
+    fn temp_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            &dir.path().join("t.db"),
+            tocsin_store::StoreOptions::default(),
+        )
+        .unwrap();
+        (dir, store)
+    }
+
     fn ratio(service: &str, t: TimestampMs, v: f64) -> SeriesSamples {
         SeriesSamples {
             labels: Labels::from_pairs([(METRIC_NAME, RATIO_METRIC), ("service", service)]),
@@ -280,12 +291,7 @@ mod tests {
 
     #[test]
     fn an_undo_forgets_what_the_store_does_not_hold() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(
-            &dir.path().join("t.db"),
-            tocsin_store::StoreOptions::default(),
-        )
-        .unwrap();
+        let (_dir, mut store) = temp_store();
         let t0 = tocsin_model::now_ms() - 600_000;
         // Stored: a minute up, then a minute down.
         let mut stored: Vec<SeriesSamples> = (0..120)
@@ -320,12 +326,7 @@ mod tests {
 
     #[test]
     fn a_restart_takes_the_saved_records_then_only_what_came_after() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(
-            &dir.path().join("t.db"),
-            tocsin_store::StoreOptions::default(),
-        )
-        .unwrap();
+        let (_dir, mut store) = temp_store();
         let t0 = tocsin_model::now_ms() - 3_600_000;
         // Stored and observed as they come: 20 minutes; from the 5th to the 7th, members down
         // and half of docs' probes failing.

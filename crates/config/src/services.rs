@@ -352,6 +352,21 @@ mod tests {
         );
     }
 
+    /// The problems validating `yaml` as `deadlines:` finds, one per line.
+    fn problems(yaml: &str) -> String {
+        let mut p = Problems::default();
+        validate_deadlines(&mut p, serde_yaml_ng::from_str(yaml).unwrap());
+        p.finish(|| ()).unwrap_err().problems.join("\n")
+    }
+
+    /// `yaml` as `deadlines:`, which must validate.
+    fn valid(yaml: &str) -> Deadlines {
+        let mut p = Problems::default();
+        let d = validate_deadlines(&mut p, serde_yaml_ng::from_str(yaml).unwrap());
+        assert!(p.finish(|| ()).is_ok(), "{yaml}");
+        d
+    }
+
     #[test]
     fn deadlines_default_per_severity_and_are_checked() {
         let mut p = Problems::default();
@@ -359,37 +374,24 @@ mod tests {
         assert_eq!(d.of(Level::Emergency).ack, Duration::from_secs(300));
         assert_eq!(d.of(Level::Critical).resolve, Duration::from_secs(86_400));
         assert_eq!(d.of(Level::Warning).ack, Duration::from_secs(86_400));
-        let raw: RawDeadlines =
-            serde_yaml_ng::from_str("critical: { ack: 2h, resolve: 1h }\nwarning: { ack: soon }")
-                .unwrap();
-        let mut p = Problems::default();
-        validate_deadlines(&mut p, raw);
-        let e = p.finish(|| ()).unwrap_err().problems.join("\n");
+        let e = problems("critical: { ack: 2h, resolve: 1h }\nwarning: { ack: soon }");
         assert!(
             e.contains("deadlines.critical: resolve (1h) is sooner than ack (2h)"),
             "{e}"
         );
         assert!(e.contains("deadlines.warning.ack:"), "{e}");
         // Business hours: counted by the deadlines that ask for them, checked with them.
-        let raw: RawDeadlines = serde_yaml_ng::from_str(
+        let d = valid(
             "business_hours: { days: [mon, tue, wed, thu, fri], from: \"09:00\", to: \"18:00\", utc_offset: \"+08:00\" }\n\
              warning: { ack: 4h, resolve: 2d, hours: business }",
-        )
-        .unwrap();
-        let mut p = Problems::default();
-        let d = validate_deadlines(&mut p, raw);
-        assert!(p.finish(|| ()).is_ok());
+        );
         assert!(d.of(Level::Warning).hours.is_some());
         assert!(d.of(Level::Critical).hours.is_none());
         // Holidays and workdays moved to a weekend, as dates.
-        let raw: RawDeadlines = serde_yaml_ng::from_str(
+        let e = problems(
             "business_hours: { from: \"09:00\", to: \"18:00\", holidays: [2026-10-01, 2026-10-32], workdays: [2026-09-27, 2026-10-01] }\n\
              warning: { hours: business }",
-        )
-        .unwrap();
-        let mut p = Problems::default();
-        validate_deadlines(&mut p, raw);
-        let e = p.finish(|| ()).unwrap_err().problems.join("\n");
+        );
         assert!(
             e.contains("deadlines.business_hours.holidays[1]: \"2026-10-32\" is not a date"),
             "{e}"
@@ -398,26 +400,18 @@ mod tests {
             e.contains("2026-10-01 is both a holiday and a workday"),
             "{e}"
         );
-        let raw: RawDeadlines = serde_yaml_ng::from_str(
+        let h = valid(
             "business_hours: { from: \"09:00\", to: \"18:00\", holidays: [2026-10-01], workdays: [2026-09-27] }\n\
              warning: { hours: business }",
         )
+        .of(Level::Warning)
+        .hours
         .unwrap();
-        let mut p = Problems::default();
-        let h = validate_deadlines(&mut p, raw)
-            .of(Level::Warning)
-            .hours
-            .unwrap();
-        assert!(p.finish(|| ()).is_ok());
         assert_eq!(h.holidays.len() + h.workdays.len(), 2);
-        let raw: RawDeadlines = serde_yaml_ng::from_str(
+        let e = problems(
             "warning: { hours: business }\ncritical: { hours: weekdays }\n\
              business_hours: { from: \"9\", to: \"18:00\" }",
-        )
-        .unwrap();
-        let mut p = Problems::default();
-        validate_deadlines(&mut p, raw);
-        let e = p.finish(|| ()).unwrap_err().problems.join("\n");
+        );
         assert!(
             e.contains("deadlines.business_hours: invalid time of day \"9\""),
             "{e}"
