@@ -131,14 +131,19 @@ pub fn parse_timestamp(s: &str) -> Option<TimestampMs> {
             .collect();
         ms = format!("{digits:0<3}").parse::<i64>().ok()?;
     }
-    // Days from the civil date (H. Hinnant's algorithm).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
+    let days = days_from_civil(y, m, d);
+    Some(((days * 86_400) + hh * 3600 + mm * 60 + ss) * 1000 + ms)
+}
+
+/// Days since 1970-01-01 of a date (month 1–12; H. Hinnant's algorithm, March-based years so
+/// the leap day ends one).
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
     let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 86_400) + hh * 3600 + mm * 60 + ss) * 1000 + ms)
+    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

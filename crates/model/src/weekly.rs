@@ -96,13 +96,17 @@ impl Weekly {
         })
     }
 
+    /// Whether the window opens on a local day (days since 1970-01-01 at its offset).
+    fn on(&self, day: i64) -> bool {
+        // 1970-01-01 was a Thursday (index 3).
+        self.days & (1 << (day + 3).rem_euclid(7)) != 0
+    }
+
     pub fn contains(&self, now: TimestampMs) -> bool {
         let local_min = now.div_euclid(60_000) + self.offset_min;
         let day = local_min.div_euclid(1440);
         let minute = local_min.rem_euclid(1440);
-        // 1970-01-01 was a Thursday (index 3).
-        let weekday = |d: i64| (d + 3).rem_euclid(7) as u8;
-        let on = |d: i64| self.days & (1 << weekday(d)) != 0;
+        let on = |d: i64| self.on(d);
         if self.start_min < self.end_min {
             on(day) && (self.start_min..self.end_min).contains(&minute)
         } else {
@@ -131,10 +135,9 @@ impl Weekly {
         // A window that starts on the day before `from` can run into it.
         let first = from_l.div_euclid(DAY_MS) - 1;
         let last = to_l.div_euclid(DAY_MS);
-        let weekly = |d: i64| self.days & (1 << (d + 3).rem_euclid(7)) != 0;
         let mut total = 0;
         for day in first..=last {
-            if !on(day, weekly(day)) {
+            if !on(day, self.on(day)) {
                 continue;
             }
             let start = day * DAY_MS + self.start_min * 60_000;
@@ -182,14 +185,7 @@ impl Weekly {
         {
             return Err(bad());
         }
-        // Days from civil (H. Hinnant): March-based years, so the leap day ends a year.
-        let y = if m <= 2 { y - 1 } else { y };
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let mp = (m + 9) % 12;
-        let doy = (153 * mp + 2) / 5 + d - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        Ok(era * 146_097 + doe - 719_468)
+        Ok(crate::days_from_civil(y, m, d))
     }
 
     /// When the window that holds `now` ends (the first minute after it outside).
