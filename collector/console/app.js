@@ -109,7 +109,8 @@ function sv(tag, attrs, ...kids) {
 class ApiError extends Error {
   constructor(status, msg) { super(msg); this.status = status; }
 }
-async function api(method, path, body) {
+/** A call of the JSON API: its `data`, or with `asText` the answer's text (a report). */
+async function api(method, path, body, asText = false) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (method !== 'GET' && me && me.csrf) headers['X-CSRF-Token'] = me.csrf;
@@ -117,12 +118,14 @@ async function api(method, path, body) {
     method, headers, credentials: 'same-origin',
     body: body === undefined ? undefined : JSON.stringify(body),
   });
+  const text = await r.text();
   let j = null;
-  try { j = await r.json(); } catch (_) { /* not JSON */ }
+  try { j = JSON.parse(text); } catch (_) { /* not JSON */ }
   if (!r.ok) {
     if (r.status === 401 && path !== '/api/v1/session') { me = null; go('#/login'); }
     throw new ApiError(r.status, (j && (j.error || j.message)) || r.statusText);
   }
+  if (asText) return text;
   return j ? j.data : null;
 }
 const isAdmin = () => me && me.role === 'admin';
@@ -296,19 +299,16 @@ async function alertsPage(main, hash) {
 async function queryRange(expr, seconds) {
   const end = Date.now() / 1000, start = end - seconds;
   const step = Math.max(seconds >= 3600 ? 15 : 1, Math.round(seconds / 240));
-  const p = new URLSearchParams({ query: expr, start, end, step });
-  const r = await fetch(`/api/v1/query_range?${p}`, { credentials: 'same-origin' });
+  return promql('query_range', { query: expr, start, end, step });
+}
+/** A PromQL query's result: `query` (`[{metric, value: [t, "v"]}]`) or `query_range`. */
+async function promql(kind, params) {
+  const r = await fetch(`/api/v1/${kind}?${new URLSearchParams(params)}`, { credentials: 'same-origin' });
   const j = await r.json();
   if (j.status !== 'success') throw new Error(j.error || 'query failed');
   return j.data.result;
 }
-/** An instant query's result (`[{metric, value: [t, "v"]}]`). */
-async function instant(expr) {
-  const r = await fetch(`/api/v1/query?${new URLSearchParams({ query: expr })}`, { credentials: 'same-origin' });
-  const j = await r.json();
-  if (j.status !== 'success') throw new Error(j.error || 'query failed');
-  return j.data.result;
-}
+const instant = (expr) => promql('query', { query: expr });
 const subset = (small, big) => Object.entries(small).every(([k, v]) => k === '__name__' || big[k] === v);
 function selector(name, labels) {
   const esc = (v) => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"');
@@ -698,13 +698,7 @@ const REPORTS = ['daily', 'weekly', 'monthly'];
 async function reportsPage(main, hash) {
   const kind = REPORTS.includes(query(hash).get('kind')) ? query(hash).get('kind') : 'daily';
   const path = `/api/v1/reports/${kind}?${new URLSearchParams({ locale: lang })}`;
-  const r = await fetch(path, { credentials: 'same-origin' });
-  const text = await r.text();
-  if (!r.ok) {
-    let msg = r.statusText;
-    try { msg = JSON.parse(text).error || msg; } catch (_) { /* not JSON */ }
-    throw new ApiError(r.status, msg);
-  }
+  const text = await api('GET', path, undefined, true);
   put(main, el('h1', {}, t('reports')),
     el('div', { class: 'row' },
       REPORTS.map((k) => el('a', { href: `#/reports?kind=${k}`, class: k === kind ? 'on' : '', 'data-report': k },
