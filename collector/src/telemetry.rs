@@ -30,7 +30,7 @@ pub struct Telemetry {
     pub deadline_breaches: IntCounterVec,
     /// Change requests by outcome: recorded, recorded_in_freeze, refused, invalid.
     pub changes: IntCounterVec,
-    /// Change markers by outcome: written, out_of_order, unreadable.
+    /// Change markers by outcome: written, late, out_of_order, unreadable.
     pub change_markers: IntCounterVec,
     /// Feedback on alerts by verdict.
     pub feedback: IntCounterVec,
@@ -142,7 +142,7 @@ impl Telemetry {
             ),
             change_markers: cv(
                 "tocsin_change_markers_total",
-                "Change markers (tocsin_change) by outcome: written, out_of_order (starting before their series' newest, so not stored), unreadable (the change's row does not parse).",
+                "Change markers (tocsin_change) by outcome: written (in the series of their service and kind), late (starting before that series' newest: in a series of their own, with a change label), out_of_order (not stored), unreadable (the change's row does not parse).",
                 &["result"],
             ),
             feedback: cv(

@@ -431,16 +431,42 @@ mod markers {
             ),
             (2, 1, 0)
         );
-        // A deploy recorded late, starting an hour before the one marked: its series holds
-        // samples in time order, so it is counted, not stored.
+        // A deploy recorded late, starting an hour before the one marked: its service and
+        // kind's series holds samples in time order, so the marker gets a series of its own,
+        // which an annotation query on `tocsin_change` shows beside the other.
         let start = (tocsin_model::now_ms() - 3_600_000) / 1000;
         let late = add(json!({
             "service": "members", "summary": "v1.9", "by": "ci", "start": start.to_string(),
         }))
         .await;
         assert_eq!(late.status, StatusCode::OK, "{}", late.json);
+        let late = late.json["data"]["id"].as_i64().unwrap();
         api.tick().await;
         synced(&api).await;
-        assert_eq!(counted("out_of_order"), 1);
+        assert_eq!((counted("late"), counted("out_of_order")), (1, 0));
+        let a = api
+            .get(&format!(
+                "/api/v1/query_range?query=tocsin_change&start={}&end={}&step=60",
+                start - 60,
+                tocsin_model::now_ms() / 1000 + 60
+            ))
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+        let mut series: Vec<(Option<String>, f64)> = a.json["data"]["result"]
+            .as_array()
+            .expect("a matrix")
+            .iter()
+            .filter(|s| s["metric"]["kind"] == "deploy")
+            .map(|s| {
+                let change = s["metric"]["change"].as_str().map(str::to_string);
+                (change, s["values"][0][1].as_str().unwrap().parse().unwrap())
+            })
+            .collect();
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            series,
+            vec![(None, deploy as f64), (Some(late.to_string()), late as f64)],
+            "both deploys marked, the late one in a series of its own"
+        );
     }
 }

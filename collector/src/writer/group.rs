@@ -142,7 +142,7 @@ impl Core {
                 self.slos.observe(&derived);
                 derived.extend(self.slos.judge(now));
                 tx.append_derived(&mut derived, now)?;
-                let (mut markers, unreadable) = change_markers(tx, now)?;
+                let (changes, unreadable) = change_markers(tx, now)?;
                 let count = |result: &str, n: usize| {
                     if n > 0 {
                         self.tel
@@ -152,19 +152,36 @@ impl Core {
                     }
                 };
                 count("unreadable", unreadable);
-                if !markers.is_empty() {
-                    let n = markers.len();
-                    let st = tx.append_derived(&mut markers, now)?;
-                    count("written", st.accepted);
+                let mut markers: Vec<_> = changes.iter().map(|(id, c)| c.marker(*id)).collect();
+                let st = tx.append_derived(&mut markers, now)?;
+                count("written", st.accepted);
+                // A change starting before its series' newest marker: the store left it out
+                // of that series (samples in time order); it gets a series of its own.
+                let mut late: Vec<_> = changes
+                    .iter()
+                    .zip(&markers)
+                    .filter(|(_, m)| m.samples.is_empty())
+                    .map(|((id, c), _)| c.late_marker(*id))
+                    .collect();
+                if !late.is_empty() {
+                    let n = late.len();
+                    let st = tx.append_derived(&mut late, now)?;
+                    count("late", st.accepted);
                     count("out_of_order", n - st.accepted);
+                    info!(
+                        n = st.accepted,
+                        "changes starting before their series' newest marker: marked in series of their own"
+                    );
                     if st.accepted < n {
-                        warn!(
-                            refused = n - st.accepted,
-                            "change markers that start before their series' newest are not stored"
-                        );
+                        warn!(refused = n - st.accepted, "change markers not stored");
                     }
-                    derived.extend(markers);
                 }
+                derived.extend(
+                    markers
+                        .into_iter()
+                        .chain(late)
+                        .filter(|m| !m.samples.is_empty()),
+                );
                 if forwarding {
                     g.derived_forward.extend(derived.iter().cloned());
                 }
@@ -410,26 +427,26 @@ impl Writer {
     }
 }
 
-/// The markers of the changes that have started and have none yet (`tocsin_change`), each
-/// change marked in the same transaction: a failed commit leaves them to the next tick, and a
+/// The changes that have started and have no marker yet (`tocsin_change`), with their ids,
+/// each row marked in the same transaction: a failed commit leaves them to the next tick, and a
 /// change planned for later gets its marker when it starts. Also how many rows did not read
 /// (marked too, so that one cannot hold up the others).
 fn change_markers(
     tx: &mut Txn<'_>,
     now: TimestampMs,
-) -> Result<(Vec<SeriesSamples>, usize), StoreError> {
+) -> Result<(Vec<(i64, tocsin_incidents::Change)>, usize), StoreError> {
     let mut out = Vec::new();
     let mut unreadable = 0;
     for (id, start, data) in tx.changes_to_mark(now, 1000)? {
         match serde_json::from_str::<tocsin_incidents::Change>(&data) {
             // At the row's start, which decided that it is due.
-            Ok(c) => out.push(
+            Ok(c) => out.push((
+                id,
                 tocsin_incidents::Change {
                     start_ms: start,
                     ..c
-                }
-                .marker(id),
-            ),
+                },
+            )),
             Err(e) => {
                 unreadable += 1;
                 error!(id, start, error = %e, "a stored change does not read: no marker");

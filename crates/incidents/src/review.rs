@@ -36,6 +36,9 @@ pub const CHANGE_KINDS: [&str; 4] = ["deploy", "config", "infra", "other"];
 /// The series that marks each change at its start, for dashboards (value: the change's id).
 pub const CHANGE_METRIC: &str = "tocsin_change";
 
+/// The label that gives a late change's marker a series of its own (`Change::late_marker`).
+pub const LATE_LABEL: &str = "change";
+
 impl Change {
     /// Its marker: `tocsin_change{service, kind}` = its id, at its start.
     pub fn marker(&self, id: i64) -> tocsin_model::SeriesSamples {
@@ -47,6 +50,16 @@ impl Change {
             ]),
             samples: vec![tocsin_model::Sample::new(self.start_ms, id as f64)],
         }
+    }
+
+    /// The marker of a change that starts before the newest marker of its service and kind
+    /// (recorded late, or from pipelines that raced): a series of its own,
+    /// `tocsin_change{service, kind, change="<id>"}`, as a series holds its samples in time
+    /// order. An annotation query on `tocsin_change` shows both kinds.
+    pub fn late_marker(&self, id: i64) -> tocsin_model::SeriesSamples {
+        let mut m = self.marker(id);
+        m.labels.set(LATE_LABEL, id.to_string());
+        m
     }
 
     /// Whether it touched what the incident affects (one of its services or hosts) and
