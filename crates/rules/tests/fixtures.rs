@@ -111,3 +111,44 @@ fn shipped_rules_load() {
     assert!(all.len() >= 8);
     tocsin_rules::check_unique(&all).unwrap();
 }
+
+/// `HostFilesystemReadOnly` is for a disk filesystem the kernel remounted read-only (I/O
+/// errors, a journal abort). Memory-backed and image filesystems mounted read-only by design
+/// (a read-only tmpfs bind, a squashfs snap) are not it.
+#[test]
+fn shipped_read_only_rule_leaves_filesystems_read_only_by_design_alone() {
+    use tocsin_model::{Labels, Sample, SeriesSamples, METRIC_NAME};
+    use tocsin_rules::{Engine, EngineOptions, TransitionKind};
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules/host.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let rules: Vec<_> = tocsin_rules::parse_file("host.yaml", &text)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.name == "HostFilesystemReadOnly")
+        .collect();
+    assert_eq!(rules.len(), 1);
+    let mut e = Engine::new(rules, EngineOptions::default());
+    let fs = |fstype: &str, t: i64| SeriesSamples {
+        labels: Labels::from_pairs([
+            (METRIC_NAME, "node_filesystem_readonly"),
+            ("host", "web1"),
+            ("fstype", fstype),
+            ("mountpoint", &format!("/mnt/{fstype}")),
+        ]),
+        samples: vec![Sample::new(t, 1.0)],
+    };
+    let kinds = ["ext4", "xfs", "tmpfs", "ramfs", "squashfs", "overlay"];
+    let t0 = 1_700_000_000_000;
+    let mut fired = Vec::new();
+    for i in 0..20 {
+        let t = t0 + i * 10_000;
+        let batch: Vec<_> = kinds.iter().map(|k| fs(k, t)).collect();
+        for tr in e.ingest(&batch, t) {
+            if tr.kind == TransitionKind::Firing {
+                fired.push(tr.labels.get("fstype").unwrap().to_string());
+            }
+        }
+    }
+    fired.sort();
+    assert_eq!(fired, ["ext4", "xfs"]);
+}
