@@ -40,6 +40,9 @@ pub struct Telemetry {
     pub incident_seconds: prometheus::HistogramVec,
     pub inhibited: IntCounter,
     pub denied: IntCounterVec,
+    /// API requests refused for what they asked (4xx other than a credential's), by route and
+    /// status code.
+    pub refused: IntCounterVec,
     /// Query API requests by endpoint and outcome (success or Prometheus' error type).
     pub queries: IntCounterVec,
     pub query_seconds: prometheus::HistogramVec,
@@ -226,6 +229,11 @@ impl Telemetry {
                 "API requests refused for their credential, by reason (unauthorized: missing or wrong; disabled: no credential configured on a network listener).",
                 &["reason"],
             ),
+            refused: cv(
+                "tocsin_api_refused_requests_total",
+                "API requests answered with a client error for what they asked (a malformed parameter or body, an unknown id, a conflict), by route and status code; credentials refused are in tocsin_api_denied_requests_total.",
+                &["route", "code"],
+            ),
             queries: cv(
                 "tocsin_query_requests_total",
                 "Query API requests by endpoint and outcome (success, bad_data, execution, timeout, unavailable, internal).",
@@ -272,6 +280,13 @@ impl Telemetry {
     pub fn api_denied(&self, reason: &'static str, path: &str, detail: &str) {
         self.denied.with_label_values(&[reason]).inc();
         warn!(reason, path, detail, "API request refused");
+    }
+
+    pub fn api_refused(&self, method: &str, route: &str, code: u16, error: &str) {
+        self.refused
+            .with_label_values(&[route, &code.to_string()])
+            .inc();
+        warn!(method, route, code, error, "API request refused");
     }
 
     pub fn ingest_rejected(&self, reason: &'static str, detail: &str) {

@@ -57,7 +57,7 @@ pub(crate) fn verify_link(
 /// `GET /ack?t=TOKEN`: a confirmation page (link previews must not acknowledge anything).
 pub(crate) async fn page(
     State(st): State<AppState>,
-    axum::extract::Query(q): axum::extract::Query<AckQuery>,
+    super::error::Query(q): super::error::Query<AckQuery>,
 ) -> Response {
     match verify_link(&st, &q.t) {
         Err(e) => {

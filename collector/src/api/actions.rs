@@ -52,7 +52,7 @@ pub(crate) struct PollQuery {
 pub(crate) async fn poll(
     State(st): State<AppState>,
     axum::Extension(Bound(bound)): axum::Extension<Bound>,
-    axum::extract::Query(q): axum::extract::Query<PollQuery>,
+    super::error::Query(q): super::error::Query<PollQuery>,
 ) -> Result<Json<Value>, ApiError> {
     require_host(&bound, Some(&q.host))?;
     let reqs = ask_writer(&st, "handing out action requests", |reply| {

@@ -12,7 +12,7 @@ use tocsin_alerting::format_rfc3339;
 /// `GET /api/v1/audit?limit=N`: the newest rows of the append-only remediation audit log.
 pub(crate) async fn list(
     State(st): State<AppState>,
-    axum::extract::Query(q): axum::extract::Query<NotificationsQuery>,
+    super::error::Query(q): super::error::Query<NotificationsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = q.limit.unwrap_or(100).min(1000);
     let rows = with_records(&st, "reading the audit log", move |o| o.audit(limit)).await?;

@@ -217,7 +217,7 @@ pub(crate) fn change_json(c: &Change) -> Value {
 /// `GET /api/v1/changes?from=&to=&service=` (default: the last 7 days).
 pub(crate) async fn list(
     State(st): State<AppState>,
-    axum::extract::Query(q): axum::extract::Query<ChangeQuery>,
+    super::error::Query(q): super::error::Query<ChangeQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let now = now_ms();
     let from = time(&q.from, now - 7 * 86_400_000)?;

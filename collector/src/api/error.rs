@@ -129,6 +129,10 @@ impl IntoResponse for ApiError {
             Json(json!({ "status": "error", "error": self.message() })),
         )
             .into_response();
+        if self.status().is_client_error() {
+            r.extensions_mut()
+                .insert(Refusal(Arc::from(self.message())));
+        }
         let h = r.headers_mut();
         match self {
             ApiError::Busy { retry_after, .. }
@@ -147,6 +151,52 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         r
+    }
+}
+
+/// What a request was refused for, left on the answer for `refusals`.
+#[derive(Clone)]
+pub(crate) struct Refusal(Arc<str>);
+
+/// Counts and logs the requests a handler refused for what they asked (`ApiError`'s 4xx
+/// answers), by route: a credential refused is counted and logged before (`api_guard`).
+pub(crate) async fn refusals(
+    axum::extract::State(st): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("other", |p| p.as_str())
+        .to_string();
+    let r = next.run(req).await;
+    if let Some(Refusal(error)) = r.extensions().get::<Refusal>() {
+        st.tel
+            .api_refused(method.as_str(), &route, r.status().as_u16(), error);
+    }
+    r
+}
+
+/// A URL's query string read into `T`, or 400 saying what is wrong with it (axum's own
+/// extractor answers in plain text).
+pub(crate) struct Query<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S>
+    for Query<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, ApiError> {
+        let q = parts.uri.query().unwrap_or_default();
+        let d = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
+        serde_path_to_error::deserialize(d)
+            .map(Query)
+            .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))
     }
 }
 
@@ -287,5 +337,46 @@ mod tests {
         assert_eq!(r.headers()[tocsin_wire::ACCEPTED_HEADER], "7");
         let r = ApiError::Unauthorized("missing token".into()).into_response();
         assert_eq!(r.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    }
+
+    /// A malformed or unknown parameter is a JSON answer saying which, counted by route and
+    /// code (and logged), like any other refusal of what a request asked.
+    #[tokio::test]
+    async fn a_bad_parameter_is_refused_in_json_and_counted_by_route() {
+        let api = crate::api::testing::TestApi::new("", "");
+        let refused = |route: &str, code: &str| {
+            api.state
+                .tel
+                .refused
+                .with_label_values(&[route, code])
+                .get()
+        };
+        for (path, route, says) in [
+            ("/api/v1/audit?limit=abc", "/api/v1/audit", "limit"),
+            (
+                "/api/v1/incidents?state=closed",
+                "/api/v1/incidents",
+                "unknown variant `closed`, expected one of `open`, `acknowledged`, `resolved`",
+            ),
+            (
+                "/api/v1/changes?from=abc",
+                "/api/v1/changes",
+                "invalid time",
+            ),
+        ] {
+            let a = api.get(path).await;
+            assert_eq!(a.status, StatusCode::BAD_REQUEST, "{path}");
+            assert_eq!(a.json["status"], "error", "{path}: {}", a.json);
+            let error = a.json["error"].as_str().unwrap();
+            assert!(error.contains(says), "{path}: {error}");
+            assert_eq!(refused(route, "400"), 1, "{path}");
+        }
+        let a = api.get("/api/v1/incidents/nope").await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND);
+        assert_eq!(refused("/api/v1/incidents/{id}", "404"), 1);
+        // A good request is not counted.
+        let a = api.get("/api/v1/incidents?state=open").await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+        assert_eq!(refused("/api/v1/incidents", "400"), 1);
     }
 }

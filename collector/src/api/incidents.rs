@@ -20,7 +20,7 @@ use crate::writer::Msg;
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct IncidentQuery {
-    pub(crate) state: Option<String>,
+    pub(crate) state: Option<tocsin_incidents::State>,
     pub(crate) severity: Option<String>,
     pub(crate) host: Option<String>,
     /// RFC 3339 or Unix seconds; default: 7 days ago.
@@ -75,7 +75,7 @@ pub(crate) fn incident_json(i: &tocsin_incidents::Incident) -> Value {
 /// `GET /api/v1/incidents?state=&severity=&host=&from=&to=`.
 pub(crate) async fn list(
     State(st): State<AppState>,
-    axum::extract::Query(q): axum::extract::Query<IncidentQuery>,
+    super::error::Query(q): super::error::Query<IncidentQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let (from, to) = window(&q)?;
     let severity = match &q.severity {
@@ -88,7 +88,7 @@ pub(crate) async fn list(
     let all = load_incidents(&st, from, to, q.limit.unwrap_or(200).min(5000)).await?;
     let list: Vec<Value> = all
         .iter()
-        .filter(|i| q.state.as_deref().is_none_or(|s| i.state.as_str() == s))
+        .filter(|i| q.state.is_none_or(|s| i.state == s))
         .filter(|i| severity.is_none_or(|l| i.severity >= l))
         .filter(|i| q.host.as_ref().is_none_or(|h| i.hosts.contains(h)))
         .map(incident_json)
@@ -207,7 +207,7 @@ pub(crate) async fn report(
 /// `GET /api/v1/incidents/stats?from=&to=`.
 pub(crate) async fn stats(
     State(st): State<AppState>,
-    axum::extract::Query(q): axum::extract::Query<IncidentQuery>,
+    super::error::Query(q): super::error::Query<IncidentQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let (from, to) = window(&q)?;
     // Incidents opened before the window may still be down inside it: look back a day more.

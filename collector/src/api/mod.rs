@@ -158,6 +158,7 @@ pub fn app(state: AppState) -> Router {
             get(query::exemplars).post(query::exemplars),
         )
         .route("/api/v1/status/buildinfo", get(query::buildinfo))
+        .route_layer(with(state.clone(), error::refusals))
         .route_layer(with(state.clone(), api_guard));
     Router::new()
         .merge(agents)

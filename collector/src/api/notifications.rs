@@ -20,7 +20,7 @@ pub(crate) struct NotificationsQuery {
 /// `GET /api/v1/notifications?status=dead&limit=100`: the newest outbox rows.
 pub(crate) async fn list(
     State(st): State<AppState>,
-    axum::extract::Query(q): axum::extract::Query<NotificationsQuery>,
+    super::error::Query(q): super::error::Query<NotificationsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     if let Some(s) = &q.status {
         if !["pending", "delivered", "dead"].contains(&s.as_str()) {

@@ -28,7 +28,7 @@ pub(crate) struct ReportQuery {
 pub(crate) async fn report(
     State(st): State<AppState>,
     axum::extract::Path(kind): axum::extract::Path<String>,
-    axum::extract::Query(q): axum::extract::Query<ReportQuery>,
+    super::error::Query(q): super::error::Query<ReportQuery>,
 ) -> Result<Response, ApiError> {
     let span = match kind.as_str() {
         "daily" => 86_400_000,
