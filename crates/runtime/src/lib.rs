@@ -28,11 +28,47 @@ pub fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
+        .fmt_fields(log_fields())
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .log_internal_errors(false)
         .init();
+}
+
+/// How a log line writes its fields: as the default does (`name=value`, text fields quoted),
+/// but with every control character of a value escaped (`\n`, `\u{1b}`), line separators too.
+/// Values come from outside (a change's service, an agent's labels, an error quoting a
+/// request): a newline in one must not start a line that reads as another event, nor an
+/// escape sequence repaint a terminal.
+pub fn log_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let raw = format!("{value:?}");
+        let text = inert(&raw);
+        match field.name() {
+            "message" => write!(w, "{text}"),
+            name => write!(w, "{}={text}", name.trim_start_matches("r#")),
+        }
+    })
+    .delimited(" ")
+}
+
+/// `s` with its control characters and line separators escaped.
+fn inert(s: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+    if !s.chars().any(unsafe_char) {
+        return s.into();
+    }
+    let mut o = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if unsafe_char(c) {
+            o.extend(c.escape_default());
+        } else {
+            o.push(c);
+        }
+    }
+    o.into()
 }
 
 /// Runs `f`; an error is logged, printed as `name: error` and exits 1.
@@ -128,5 +164,53 @@ pub fn metrics_response(registry: &prometheus::Registry) -> Response {
             format!("cannot encode metrics: {e}"),
         )
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    /// What the subscriber writes, kept.
+    #[derive(Clone, Default)]
+    struct Kept(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Kept {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_value_from_outside_cannot_forge_a_log_line_or_repaint_a_terminal() {
+        let kept = Kept::default();
+        let out = kept.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .fmt_fields(super::log_fields())
+            .with_writer(move || out.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let service = "api\n2026-12-06T00:00:00Z  INFO forged: admin signed in";
+            let label = "web\u{1b}[2Jx\u{2028}y";
+            tracing::info!(service = %service, label, n = 3, "change {} recorded\r\n", "x\ny");
+        });
+        let text = String::from_utf8(kept.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            text.contains(r"service=api\n2026-12-06T00:00:00Z  INFO forged: admin signed in"),
+            "{text}"
+        );
+        assert!(text.contains(r#"label="web\u{1b}[2Jx\u{2028}y""#), "{text}");
+        assert!(
+            text.contains(r"change x\ny recorded\r\n service="),
+            "{text}"
+        );
+        assert!(text.trim_end().ends_with(" n=3"), "{text}");
+        assert!(!text.contains('\u{1b}'));
     }
 }
