@@ -22,9 +22,7 @@ pub struct Summary {
 
 /// Loads one rule.
 fn load_rule(rules: &Path, rule: &str) -> Result<tocsin_rules::Rule, String> {
-    let text = std::fs::read_to_string(rules).map_err(|e| format!("{}: {e}", rules.display()))?;
-    let all =
-        tocsin_rules::parse_file(&rules.display().to_string(), &text).map_err(|p| p.join("\n"))?;
+    let (all, _) = crate::rulefiles::load(&[rules.to_path_buf()]).map_err(|p| p.join("\n"))?;
     let names: Vec<String> = all.iter().map(|r| r.name.clone()).collect();
     let r = all.into_iter().find(|r| r.name == rule).ok_or_else(|| {
         format!(

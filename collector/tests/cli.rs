@@ -384,6 +384,16 @@ fn a_mount_that_stops_answering_pages_after_a_minute() {
 /// Replays `values` (one every `step_s` seconds from 2026-11-01 00:00) through a shipped rule;
 /// the level of each row ("" when not firing).
 fn backtest_shipped(file: &str, rule: &str, step_s: i64, values: &[f64]) -> Vec<String> {
+    backtest_rules(
+        &format!("{}/../rules/{file}", env!("CARGO_MANIFEST_DIR")),
+        rule,
+        step_s,
+        values,
+    )
+}
+
+/// Backtests `rule` from `rules` (a file or a directory of them) over `values`.
+fn backtest_rules(rules: &str, rule: &str, step_s: i64, values: &[f64]) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("in.csv");
     let mut text = String::from("timestamp,value\n");
@@ -398,9 +408,8 @@ fn backtest_shipped(file: &str, rule: &str, step_s: i64, values: &[f64]) -> Vec<
         ));
     }
     std::fs::write(&csv, text).unwrap();
-    let rules = format!("{}/../rules/{file}", env!("CARGO_MANIFEST_DIR"));
     let o = collector()
-        .args(["backtest", "--rules", &rules, "--rule", rule])
+        .args(["backtest", "--rules", rules, "--rule", rule])
         .args(["--csv", csv.to_str().unwrap()])
         .output()
         .unwrap();
@@ -586,6 +595,9 @@ fn new_shipped_rules_fire_on_their_signal_in_backtests() {
             levels[..n_ok].iter().all(String::is_empty),
             "{rule}: quiet on normal input"
         );
+        // The rules directory serves as well as the file, as for the collector's `--rules`.
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
+        assert_eq!(backtest_rules(dir, rule, step, &values), levels, "{rule}");
         let at = first_at(&levels, level, step).unwrap_or_else(|| panic!("{rule}: no {level}"));
         assert!((from..=to).contains(&at), "{rule}: {level} at minute {at}");
     }

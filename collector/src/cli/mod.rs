@@ -54,8 +54,9 @@ enum Cmd {
     /// through one rule and write, per row, `timestamp,value,anomaly_score,level`; prints a
     /// summary on stderr.
     Backtest {
-        /// Rule file holding the rule.
-        #[arg(long, value_name = "FILE")]
+        /// Rule file holding the rule, or a directory of rule files (as `--rules` of the
+        /// collector).
+        #[arg(long, value_name = "PATH")]
         rules: PathBuf,
         /// Name of the rule to replay.
         #[arg(long, value_name = "NAME")]
