@@ -305,7 +305,10 @@ impl Engine {
     }
 
     /// Swaps the rule set. Alerts of rules that remain keep their state; alerts of removed
-    /// rules resolve. Inputs of rules whose expression is unchanged are kept.
+    /// rules resolve, and so do those of a rule whose new expression no longer reads their
+    /// series (a selector narrowed: `fstype!~"tmpfs"`) — at once, as Prometheus' next
+    /// evaluation would, not when they go stale. Inputs of rules whose expression is unchanged
+    /// are kept.
     pub fn replace_rules(&mut self, rules: Vec<Rule>, now: TimestampMs) -> Vec<Transition> {
         // Keyed by rule index; at worst a sample judged live is judged again when stored.
         self.judged_live.clear();
@@ -341,12 +344,19 @@ impl Engine {
         let mut out = Vec::new();
         let alerts = std::mem::take(&mut self.alerts);
         for ((oi, key), st) in alerts {
-            match index.get(old_rules[oi].name.as_str()) {
-                Some(&ni) => {
+            let old = &old_rules[oi];
+            match index.get(old.name.as_str()) {
+                Some(&ni) if same.contains_key(&oi) || reads(&self.rules[ni], old, &st) => {
                     self.alerts.insert((ni, key), st);
                 }
+                Some(&ni) => {
+                    let rule = Arc::clone(&self.rules[ni]);
+                    if let Some(t) = self.resolve(&rule, st, now, Some("rule changed")) {
+                        out.push(t);
+                    }
+                }
                 None => {
-                    if let Some(t) = self.resolve(&old_rules[oi], st, now, Some("rule removed")) {
+                    if let Some(t) = self.resolve(old, st, now, Some("rule removed")) {
                         out.push(t);
                     }
                 }
@@ -1097,4 +1107,21 @@ fn placeholder_rule(name: &str) -> Rule {
         annotations: BTreeMap::new(),
         remediation: None,
     }
+}
+
+/// Whether `rule` may read the series an alert of `old` (the same rule before a reload) was
+/// raised for: the alert's labels match every matcher of one of `rule`'s selectors. A matcher
+/// on a label `old` sets itself (which hides the input's value) or on `alertname` cannot be
+/// judged and counts as matching; an absence rule's alert is judged on the clock and kept.
+fn reads(rule: &Rule, old: &Rule, st: &AlertState) -> bool {
+    if rule.expr.absent.is_some() || old.expr.absent.is_some() {
+        return true;
+    }
+    let unknown = |name: &str| name == "alertname" || old.labels.get(name).is_some();
+    rule.expr.leaves.iter().any(|leaf| {
+        leaf.selector
+            .matchers
+            .iter()
+            .all(|m| unknown(&m.name) || m.matches(st.labels.get(&m.name)))
+    })
 }

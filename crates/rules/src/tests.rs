@@ -246,6 +246,64 @@ fn reload_keeps_state_of_surviving_rules() {
 }
 
 #[test]
+fn a_rule_narrowed_on_reload_resolves_the_alerts_it_no_longer_reads_at_once() {
+    let ro = |selector: &str| {
+        rules(&format!(
+            "rules:\n  - name: ReadOnly\n    expr: fs_ro{selector}\n    labels: {{ category: fs }}\n    levels: {{ critical: \"> 0\" }}\n"
+        ))
+    };
+    let fs = |fstype: &str, dev: &str, t: i64| SeriesSamples {
+        labels: Labels::from_pairs([
+            (METRIC_NAME, "fs_ro"),
+            ("host", "web1"),
+            ("fstype", fstype),
+            ("device", dev),
+        ]),
+        samples: vec![Sample::new(t, 1.0)],
+    };
+    let batch = |t| vec![fs("tmpfs", "a", t), fs("ext4", "b", t), fs("xfs", "c", t)];
+    let mut e = Engine::new(ro(""), EngineOptions::default());
+    assert_eq!(e.ingest(&batch(T0), T0).len(), 3);
+    // The same expression with another threshold keeps every alert.
+    assert!(e.replace_rules(ro(""), T0 + S).is_empty());
+    // A matcher on a label the rule sets itself cannot be judged: kept (stale in time).
+    assert!(e
+        .replace_rules(ro(r#"{category="other"}"#), T0 + S)
+        .is_empty());
+    // Narrowed by the input's labels.
+    let t = e.replace_rules(ro(r#"{fstype!~"tmpfs|xfs", device!="zz"}"#), T0 + 2 * S);
+    let mut gone: Vec<_> = t
+        .iter()
+        .map(|t| {
+            (
+                t.kind,
+                t.reason,
+                t.labels.get("device").unwrap().to_string(),
+            )
+        })
+        .collect();
+    gone.sort_by(|a, b| a.2.cmp(&b.2));
+    assert_eq!(
+        gone,
+        vec![
+            (
+                TransitionKind::Resolved,
+                Some("rule changed"),
+                "a".to_string()
+            ),
+            (
+                TransitionKind::Resolved,
+                Some("rule changed"),
+                "c".to_string()
+            ),
+        ]
+    );
+    // What it still reads goes on firing, without a new notification.
+    assert!(e.ingest(&batch(T0 + 3 * S), T0 + 3 * S).is_empty());
+    assert_eq!(e.alerts().count(), 1);
+}
+
+#[test]
 fn unique_names_across_files() {
     let mut a = rules("rules:\n  - name: X\n    expr: up\n    levels: { warning: \"< 1\" }\n");
     let b = parse_file(
