@@ -286,7 +286,10 @@ impl Telemetry {
         self.refused
             .with_label_values(&[route, &code.to_string()])
             .inc();
-        warn!(method, route, code, error, "API request refused");
+        warn!(
+            method,
+            route, code, error, "API request answered with a client error"
+        );
     }
 
     pub fn ingest_rejected(&self, reason: &'static str, detail: &str) {

@@ -41,7 +41,7 @@ pub fn init_logging(filter: &str) {
 /// Values come from outside (a change's service, an agent's labels, an error quoting a
 /// request): a newline in one must not start a line that reads as another event, nor an
 /// escape sequence repaint a terminal.
-pub fn log_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+fn log_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
     use tracing_subscriber::field::MakeExt;
     tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
         let raw = format!("{value:?}");
