@@ -704,6 +704,8 @@ fn an_incident_is_assigned_its_owner_told_and_its_cause_and_follow_ups_recorded_
             "  routes:".into(),
             "    - match: { owner: members-team }".into(),
             "      receivers: [team]".into(),
+            "    - match: { owner: review-team }".into(),
+            "      receivers: [team]".into(),
             "incidents: { reopen_within: 1s }".into(),
             "services:".into(),
             "  - { name: members, owner: ops }".into(),
@@ -759,6 +761,28 @@ fn an_incident_is_assigned_its_owner_told_and_its_cause_and_follow_ups_recorded_
     std::thread::sleep(Duration::from_millis(1500));
     assert!(c.terminate().success());
     c = env.collector("127.0.0.1:0", RULES);
+    // Handed on for its review: the new owner is told too, though it is only in the store.
+    let (ok, _, err) = cli(
+        &c,
+        &[
+            "incidents",
+            "assign",
+            &id,
+            "--by",
+            "bob",
+            "--owner",
+            "review-team",
+        ],
+    );
+    assert!(ok, "{err}");
+    let (_, notice) = team.wait_nth(2, Duration::from_secs(15));
+    assert!(
+        notice["tocsinReport"]["title"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{id} → review-team: ServiceDown")),
+        "{notice}"
+    );
     for args in [
         vec![
             "incidents",
@@ -843,7 +867,7 @@ fn an_incident_is_assigned_its_owner_told_and_its_cause_and_follow_ups_recorded_
     assert!(!ok && err.contains("no follow-up #9"), "{err}");
 
     let inc = incident_of(&c, "members").unwrap();
-    assert_eq!(inc["owner"], "members-team");
+    assert_eq!(inc["owner"], "review-team");
     assert_eq!(inc["root_cause"]["category"], "software");
     assert_eq!(inc["follow_ups"][0]["state"], "done");
     assert_eq!(inc["follow_ups"][1]["state"], "open");
@@ -861,7 +885,7 @@ fn an_incident_is_assigned_its_owner_told_and_its_cause_and_follow_ups_recorded_
         .text()
         .unwrap();
     for line in [
-        "| Owner | members-team |",
+        "| Owner | review-team |",
         "| Root cause | software: a retry storm after the v2.4.1 deploy |",
         "| Impact | members in east-1 could not log in for 3 minutes |",
         "- [x] #1 cap client retries (carol)",

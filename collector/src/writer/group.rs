@@ -263,7 +263,13 @@ impl Core {
                         }
                         IncidentOp::Edit { by, edit } => {
                             match edit_stored(tx, &id, by, edit, now) {
-                                Ok(r) => r,
+                                Ok(Ok(inc)) => {
+                                    if let tocsin_incidents::Edit::Assign { owner } = edit {
+                                        self.pipeline.notify_assignment(&inc, owner, by, now);
+                                    }
+                                    Ok(())
+                                }
+                                Ok(Err(r)) => Err(r),
                                 Err(e) => {
                                     g.others.push(Reply::Done(reply, Ok(())));
                                     return Err(e);
@@ -484,14 +490,14 @@ fn apply(fx: &Effects, tx: &mut Txn<'_>) -> Result<(), StoreError> {
 }
 
 /// An edit of an incident no longer in memory: its stored record changes, and its stored
-/// timeline gets the entry.
+/// timeline gets the entry. The incident as edited.
 fn edit_stored(
     tx: &mut Txn<'_>,
     id: &str,
     by: &str,
     edit: &tocsin_incidents::Edit,
     now: TimestampMs,
-) -> Result<Result<(), tocsin_incidents::Refused>, StoreError> {
+) -> Result<Result<tocsin_incidents::Incident, tocsin_incidents::Refused>, StoreError> {
     let Some(json) = tx.incident(id)? else {
         return Ok(Err(tocsin_incidents::Refused::NotFound));
     };
@@ -507,7 +513,7 @@ fn edit_stored(
             let json = serde_json::to_string(&inc).expect("incident serializes");
             tx.put_incident(id, &json)?;
             tx.add_incident_event(id, now, kind, &text)?;
-            Ok(Ok(()))
+            Ok(Ok(inc))
         }
         Err(m) => Ok(Err(tocsin_incidents::Refused::Invalid(m))),
     }

@@ -548,20 +548,27 @@ impl Pipeline {
                     tocsin_incidents::EditRefused::Invalid(m) => Refused::Invalid(m),
                 })?;
                 if let tocsin_incidents::Edit::Assign { owner } = edit {
-                    self.notify_assignment(id, owner, by, now);
+                    let live = self.incidents.live().find(|i| i.id == id).cloned();
+                    if let Some(i) = live {
+                        self.notify_assignment(&i, owner, by, now);
+                    }
                 }
                 Ok(())
             }
         }
     }
 
-    /// Tells the new owner of an incident: a notice to the receivers the routing tree gives
-    /// an alert `IncidentAssigned` with the incident's `owner`, `service`, `host` and
-    /// `severity` (route on `owner` to reach a team), those that carry text only.
-    fn notify_assignment(&mut self, id: &str, owner: &str, by: &str, now: TimestampMs) {
-        let Some(i) = self.incidents.live().find(|i| i.id == id) else {
-            return;
-        };
+    /// Tells the new owner of an incident (live, or long resolved and edited in the store for
+    /// its review): a notice to the receivers the routing tree gives an alert
+    /// `IncidentAssigned` with the incident's `owner`, `service`, `host` and `severity` (route
+    /// on `owner` to reach a team), those that carry text only.
+    pub fn notify_assignment(
+        &mut self,
+        i: &tocsin_incidents::Incident,
+        owner: &str,
+        by: &str,
+        now: TimestampMs,
+    ) {
         let mut pairs = vec![
             ("alertname", "IncidentAssigned".to_string()),
             ("owner", owner.to_string()),
