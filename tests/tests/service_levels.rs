@@ -723,28 +723,24 @@ fn an_incident_is_assigned_its_owner_told_and_its_cause_and_follow_ups_recorded_
     });
     assert_eq!(inc["owner"], "ops", "the service's owner first");
     let id = inc["id"].as_str().unwrap().to_string();
-    let (ok, _, err) = cli(
-        &c,
-        &[
-            "incidents",
-            "assign",
-            &id,
-            "--by",
-            "alice",
-            "--owner",
-            "members-team",
-        ],
-    );
-    assert!(ok, "{err}");
-    let (_, notice) = team.wait_nth(1, Duration::from_secs(15));
-    assert_eq!(notice["tocsinReport"]["kind"], "notice", "{notice}");
-    assert!(
-        notice["tocsinReport"]["title"]
-            .as_str()
-            .unwrap()
-            .starts_with(&format!("{id} → members-team: ServiceDown")),
-        "{notice}"
-    );
+    // Assigns the incident and returns the `nth` notice of the team's receiver, which tells it.
+    let assign = |c: &Proc, by: &str, owner: &str, nth: usize| {
+        let (ok, _, err) = cli(
+            c,
+            &["incidents", "assign", &id, "--by", by, "--owner", owner],
+        );
+        assert!(ok, "{err}");
+        let (_, notice) = team.wait_nth(nth, Duration::from_secs(15));
+        assert_eq!(notice["tocsinReport"]["kind"], "notice", "{notice}");
+        assert!(
+            notice["tocsinReport"]["title"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{id} → {owner}: ServiceDown")),
+            "{notice}"
+        );
+    };
+    assign(&c, "alice", "members-team", 1);
     assert!(
         env.hook
             .all()
@@ -762,27 +758,7 @@ fn an_incident_is_assigned_its_owner_told_and_its_cause_and_follow_ups_recorded_
     assert!(c.terminate().success());
     c = env.collector("127.0.0.1:0", RULES);
     // Handed on for its review: the new owner is told too, though it is only in the store.
-    let (ok, _, err) = cli(
-        &c,
-        &[
-            "incidents",
-            "assign",
-            &id,
-            "--by",
-            "bob",
-            "--owner",
-            "review-team",
-        ],
-    );
-    assert!(ok, "{err}");
-    let (_, notice) = team.wait_nth(2, Duration::from_secs(15));
-    assert!(
-        notice["tocsinReport"]["title"]
-            .as_str()
-            .unwrap()
-            .starts_with(&format!("{id} → review-team: ServiceDown")),
-        "{notice}"
-    );
+    assign(&c, "bob", "review-team", 2);
     for args in [
         vec![
             "incidents",
