@@ -81,7 +81,9 @@ fn load_config(cli: &Cli) -> anyhow::Result<AgentConfig> {
         raw.state_dir = Some(v.clone());
     }
     raw.validate().map_err(|mut e| {
-        e.path = cli.config.clone();
+        if let Some(path) = &cli.config {
+            e.of_file(path);
+        }
         anyhow::anyhow!("invalid configuration:\n{e}")
     })
 }

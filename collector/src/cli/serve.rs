@@ -34,7 +34,9 @@ pub(super) fn load_config(args: &RunArgs) -> anyhow::Result<CollectorConfig> {
         raw.rules = args.rules.clone();
     }
     raw.validate().map_err(|mut e| {
-        e.path = args.config.clone();
+        if let Some(path) = &args.config {
+            e.of_file(path);
+        }
         anyhow::anyhow!("invalid configuration:\n{e}")
     })
 }

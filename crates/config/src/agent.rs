@@ -164,13 +164,12 @@ impl RawAgentConfig {
             Some(h) => h,
             None => system_hostname(),
         };
-        let interval = p.duration("interval", self.interval.as_deref(), DEFAULT_INTERVAL);
-        if !interval.is_zero() && interval < Duration::from_secs(1) {
-            p.push(format!(
-                "interval: {} is below the minimum of 1s",
-                crate::format_duration(interval)
-            ));
-        }
+        let interval = p.duration_min(
+            "interval",
+            self.interval.as_deref(),
+            DEFAULT_INTERVAL,
+            Duration::from_secs(1),
+        );
         let listen = p.take(
             "listen",
             self.listen
@@ -249,14 +248,26 @@ impl RawAgentConfig {
                 None
             }
         };
-        let timeout = p.duration("collector.timeout", c.timeout.as_deref(), "10s");
-        let max_backoff = p.duration("collector.max_backoff", c.max_backoff.as_deref(), "30s");
-        let preferred_retry = p.duration(
+        let (ms, second) = (Duration::from_millis(1), Duration::from_secs(1));
+        let timeout = p.duration_min("collector.timeout", c.timeout.as_deref(), "10s", 100 * ms);
+        let max_backoff = p.duration_min(
+            "collector.max_backoff",
+            c.max_backoff.as_deref(),
+            "30s",
+            second,
+        );
+        let preferred_retry = p.duration_min(
             "collector.preferred_retry",
             c.preferred_retry.as_deref(),
             "30s",
+            second,
         );
-        let statfs_timeout = p.duration("statfs_timeout", self.statfs_timeout.as_deref(), "2s");
+        let statfs_timeout = p.duration_min(
+            "statfs_timeout",
+            self.statfs_timeout.as_deref(),
+            "2s",
+            10 * ms,
+        );
         let listen = listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
         let probes =
             crate::probes::validate(&mut p, self.probes, interval.max(Duration::from_secs(1)));
@@ -477,6 +488,12 @@ mod tests {
         let e = raw.validate().unwrap_err();
         assert_eq!(e.problems.len(), 5, "{e}");
         assert!(e.problems[0].starts_with("interval: 100ms is below the minimum of 1s"));
+        // A zero interval would leave the sampler without a period.
+        let e = parse_yaml::<RawAgentConfig>("host: a\ninterval: 0s\n")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.problems, ["interval: 0s is below the minimum of 1s"]);
     }
 
     #[test]

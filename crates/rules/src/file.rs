@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use serde_yaml_ng::Value;
 use tocsin_model::{is_valid_label_name, Labels, Level};
 
+use tocsin_yaml::{Locator, Seg};
+
 use crate::expr;
 use crate::rule::{
     Condition, Direction, Dynamic, Exclusion, Flapping, LevelSpec, ParamSource, Remediation, Rule,
@@ -215,12 +217,18 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
         Err(e) => return Err(vec![format!("{path}:{e}")]),
     };
     let loc = Locator::new(text);
+    // The line of `field` inside rule `i`, else of the rule, else 1.
+    let line_of = |i: usize, field: &[&str]| {
+        let mut path = vec![Seg::Key("rules"), Seg::Index(i)];
+        path.extend(field.iter().map(|&f| Seg::Key(f)));
+        loc.line(&path).unwrap_or(1)
+    };
     let mut rules = Vec::new();
     let mut problems = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, r) in raw.rules.into_iter().enumerate() {
         let at = |field: &[&str]| {
-            let line = loc.line(i, field);
+            let line = line_of(i, field);
             format!("{path}:{line}: rule {:?}", r.name)
         };
         let before = problems.len();
@@ -517,7 +525,7 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
         if problems.len() == before {
             rules.push(Rule {
                 name: r.name,
-                source: format!("{path}:{}", loc.line(i, &[])),
+                source: format!("{path}:{}", line_of(i, &[])),
                 expr_text: r.expr,
                 expr: compiled.expect("no problems means the expression parsed"),
                 levels,
@@ -640,74 +648,4 @@ fn check_levels(levels: &[Option<LevelSpec>; 3]) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Finds the line of rule `i` (and a field inside it) in the source text, by indentation.
-struct Locator<'a> {
-    lines: Vec<&'a str>,
-    items: Vec<usize>,
-}
-
-fn indent(l: &str) -> usize {
-    l.len() - l.trim_start().len()
-}
-
-fn is_blank(l: &str) -> bool {
-    let t = l.trim_start();
-    t.is_empty() || t.starts_with('#')
-}
-
-impl<'a> Locator<'a> {
-    fn new(text: &'a str) -> Self {
-        let lines: Vec<&str> = text.lines().collect();
-        let mut items = Vec::new();
-        if let Some(start) = lines.iter().position(|l| l.starts_with("rules:")) {
-            let mut item_indent = None;
-            for (n, l) in lines.iter().enumerate().skip(start + 1) {
-                if is_blank(l) {
-                    continue;
-                }
-                if indent(l) == 0 && !l.starts_with('-') {
-                    break;
-                }
-                let t = l.trim_start();
-                if t.starts_with("- ") || t == "-" {
-                    let ind = indent(l);
-                    if *item_indent.get_or_insert(ind) == ind {
-                        items.push(n);
-                    }
-                }
-            }
-        }
-        Locator { lines, items }
-    }
-
-    /// 1-based line of `field` path inside rule `i`, else of the rule, else 1.
-    fn line(&self, i: usize, path: &[&str]) -> usize {
-        let Some(&start) = self.items.get(i) else {
-            return 1;
-        };
-        let end = self.items.get(i + 1).copied().unwrap_or(self.lines.len());
-        let mut from = start;
-        let mut min_indent = indent(self.lines[start]);
-        for key in path {
-            let found = (from..end).find(|&n| {
-                let l = self.lines[n];
-                let t = l.trim_start().trim_start_matches("- ");
-                (n == start || indent(l) > min_indent)
-                    && t.strip_prefix(key)
-                        .is_some_and(|r| r.trim_start().starts_with(':'))
-                    || t.strip_prefix(&format!("\"{key}\""))
-                        .is_some_and(|r| r.trim_start().starts_with(':'))
-            });
-            match found {
-                Some(n) => {
-                    from = n;
-                    min_indent = indent(self.lines[n]);
-                }
-                None => break,
-            }
-        }
-        from + 1
-    }
 }

@@ -3,32 +3,68 @@
 //! inline, from the environment or a file; never printed). Small on purpose: the rule engine
 //! uses it without the configuration schema.
 
+mod locate;
 mod units;
+
+pub use locate::{problem_path, Locator, Seg};
 
 pub use units::{format_duration, parse_duration, parse_size, RawSecret, Secret};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Every problem found in one configuration, each a full sentence; `path` when from a file.
+/// Every problem found in one configuration, each a full sentence; `path` when from a file,
+/// and per problem its line there when known (`ConfigError::locate`).
 #[derive(Debug, thiserror::Error)]
 pub struct ConfigError {
     pub path: Option<PathBuf>,
     pub problems: Vec<String>,
+    pub lines: Vec<Option<usize>>,
+}
+
+impl ConfigError {
+    pub fn new(path: Option<PathBuf>, problems: Vec<String>) -> Self {
+        ConfigError {
+            path,
+            problems,
+            lines: Vec::new(),
+        }
+    }
+
+    /// The problems are of the file at `path` (read again to find their lines; when it no
+    /// longer reads, they are given without).
+    pub fn of_file(&mut self, path: &Path) {
+        match std::fs::read_to_string(path) {
+            Ok(text) => self.locate(path, &text),
+            Err(_) => self.path = Some(path.to_path_buf()),
+        }
+    }
+
+    /// The problems are of the file at `path`, whose `text` it holds: each gets the line of the
+    /// path it names (`receivers[0] ("hook"): webhook.url …` → the `url` of the first
+    /// receiver), where the file writes it.
+    pub fn locate(&mut self, path: &Path, text: &str) {
+        let loc = Locator::new(text);
+        self.lines = self
+            .problems
+            .iter()
+            .map(|p| loc.line(&problem_path(p)))
+            .collect();
+        self.path = Some(path.to_path_buf());
+    }
 }
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let prefix = self
-            .path
-            .as_ref()
-            .map(|p| format!("{}: ", p.display()))
-            .unwrap_or_default();
         for (i, p) in self.problems.iter().enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{prefix}{p}")?;
+            match (&self.path, self.lines.get(i).copied().flatten()) {
+                (Some(path), Some(line)) => write!(f, "{}:{line}: {p}", path.display())?,
+                (Some(path), None) => write!(f, "{}: {p}", path.display())?,
+                (None, _) => write!(f, "{p}")?,
+            }
         }
         Ok(())
     }
@@ -36,14 +72,11 @@ impl std::fmt::Display for ConfigError {
 
 /// Reads and deserializes a YAML file; syntax and unknown-field errors carry `path:line:col`.
 pub fn read_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        path: Some(path.to_path_buf()),
-        problems: vec![format!("cannot read: {e}")],
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(Some(path.to_path_buf()), vec![format!("cannot read: {e}")])
     })?;
-    parse_yaml(&text).map_err(|problem| ConfigError {
-        path: None,
-        problems: vec![format!("{}:{problem}", path.display())],
-    })
+    parse_yaml(&text)
+        .map_err(|problem| ConfigError::new(None, vec![format!("{}:{problem}", path.display())]))
 }
 
 /// Reads `path` when given, else the defaults of `T`.
@@ -112,6 +145,29 @@ impl Problems {
             .unwrap_or_default()
     }
 
+    /// As `duration`, and at least `min`: a zero period would spin a loop, a zero timeout or
+    /// lifetime refuse or expire everything at once.
+    pub fn duration_min(
+        &mut self,
+        field: &str,
+        v: Option<&str>,
+        default: &str,
+        min: Duration,
+    ) -> Duration {
+        match self.take(field, parse_duration(v.unwrap_or(default))) {
+            Some(d) if d < min => {
+                self.0.push(format!(
+                    "{field}: {} is below the minimum of {}",
+                    format_duration(d),
+                    format_duration(min)
+                ));
+                min
+            }
+            Some(d) => d,
+            None => min,
+        }
+    }
+
     /// The size in `v` (e.g. `"256MiB"`, or `default`), with an error recorded if invalid.
     pub fn size(&mut self, field: &str, v: Option<&str>, default: &str) -> u64 {
         self.take(field, parse_size(v.unwrap_or(default)))
@@ -122,10 +178,7 @@ impl Problems {
         if self.0.is_empty() {
             Ok(value())
         } else {
-            Err(ConfigError {
-                path: None,
-                problems: self.0,
-            })
+            Err(ConfigError::new(None, self.0))
         }
     }
 }

@@ -831,6 +831,44 @@ mod tests {
         assert!(text.contains("must be http(s)"), "{text}");
     }
 
+    /// Problems found after reading (a checked value, a name twice) name the line of what they
+    /// are about, as syntax errors do; a zero period or timeout is one of them.
+    #[test]
+    fn problems_name_their_lines_and_zero_periods_are_refused() {
+        let text = r#"listen: 127.0.0.1:9770
+stale_after: 0s
+receivers:
+  - name: hook
+    webhook: { url: "ftp://x" }
+  - name: hook
+    dingtalk:
+      url: "https://oapi.dingtalk.com/robot/send?access_token=abc"
+      timeout: 0s
+route:
+  receivers: [nope]
+ingest:
+  request_timeout: 0s
+ack: { link_ttl: 1s }
+"#;
+        let raw: RawCollectorConfig = parse_yaml(text).unwrap();
+        let mut e = raw.validate().unwrap_err();
+        e.locate(std::path::Path::new("c.yaml"), text);
+        let mut lines: Vec<String> = e.to_string().lines().map(str::to_string).collect();
+        lines.sort();
+        assert_eq!(
+            lines,
+            [
+                "c.yaml:11: route.receivers: no receiver named \"nope\"",
+                "c.yaml:13: ingest.request_timeout: 0s is below the minimum of 1s",
+                "c.yaml:14: ack.link_ttl: 1s is below the minimum of 1m",
+                "c.yaml:2: stale_after: 0s is below the minimum of 1s",
+                "c.yaml:5: receivers[0] (\"hook\"): webhook.url \"ftp://x\" must be http(s)",
+                "c.yaml:6: receivers[1] (\"hook\"): duplicate receiver name",
+                "c.yaml:9: receivers[1] (\"hook\"): dingtalk.timeout: 0s is below the minimum of 100ms",
+            ]
+        );
+    }
+
     #[test]
     fn alertmanager_resend_interval_has_a_floor() {
         let raw: RawCollectorConfig = parse_yaml(
@@ -839,7 +877,7 @@ mod tests {
         .unwrap();
         let text = raw.validate().unwrap_err().to_string();
         assert!(
-            text.contains("alertmanager.resend_interval must be at least 1s"),
+            text.contains("alertmanager.resend_interval: 0s is below the minimum of 1s"),
             "{text}"
         );
     }

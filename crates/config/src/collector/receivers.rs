@@ -125,10 +125,11 @@ fn receiver(
     };
     let rate_limit = match r.rate_limit {
         Some(rl) => {
-            let per = p.duration(
+            let per = p.duration_min(
                 &format!("{at}: rate_limit.per"),
                 Some(&rl.per),
                 d::RATE_LIMIT_PER,
+                Duration::from_secs(1),
             );
             if rl.count < 2 {
                 p.push(format!(
@@ -159,7 +160,7 @@ fn receiver(
 }
 
 fn timeout(p: &mut Problems, field: String, v: Option<&str>) -> Duration {
-    p.duration(&field, v, d::RECEIVER_TIMEOUT)
+    p.duration_min(&field, v, d::RECEIVER_TIMEOUT, Duration::from_millis(100))
 }
 
 fn sms_gateway(p: &mut Problems, at: &str, g: RawSmsGateway) -> ReceiverKind {
@@ -336,10 +337,11 @@ fn email(p: &mut Problems, at: &str, e: RawEmail) -> ReceiverKind {
             Locale::parse(e.locale.as_deref(), "zh-CN"),
         )
         .unwrap_or(Locale::ZhCn);
-    let timeout = p.duration(
+    let timeout = p.duration_min(
         &format!("{at}: email.timeout"),
         e.timeout.as_deref(),
         d::EMAIL_TIMEOUT,
+        Duration::from_millis(100),
     );
     let (host, port) = hp.unwrap_or_default();
     ReceiverKind::Email(EmailConfig {
@@ -367,16 +369,12 @@ fn alertmanager(p: &mut Problems, at: &str, am: RawAlertmanager) -> ReceiverKind
         format!("{at}: alertmanager.timeout"),
         am.timeout.as_deref(),
     );
-    let resend_interval = p.duration(
+    let resend_interval = p.duration_min(
         &format!("{at}: alertmanager.resend_interval"),
         am.resend_interval.as_deref(),
         d::RESEND_INTERVAL,
+        Duration::from_secs(1),
     );
-    if resend_interval < Duration::from_secs(1) {
-        p.push(format!(
-            "{at}: alertmanager.resend_interval must be at least 1s"
-        ));
-    }
     ReceiverKind::Alertmanager {
         url: am.url.trim_end_matches('/').to_string(),
         timeout,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::defaults as d;
 use super::*;
-use crate::{parse_duration, ConfigError, Problems};
+use crate::{ConfigError, Problems};
 
 impl RawCollectorConfig {
     pub fn validate(self) -> Result<CollectorConfig, ConfigError> {
@@ -32,20 +32,28 @@ impl RawCollectorConfig {
         if retention < Duration::from_secs(3600) {
             p.push("retention: must be at least 1h");
         }
-        let checkpoint_interval = p.duration(
+        let second = Duration::from_secs(1);
+        let checkpoint_interval = p.duration_min(
             "checkpoint_interval",
             self.checkpoint_interval.as_deref(),
             d::CHECKPOINT_INTERVAL,
+            second,
         );
-        let stale_after = p.duration("stale_after", self.stale_after.as_deref(), d::STALE_AFTER);
+        let stale_after = p.duration_min(
+            "stale_after",
+            self.stale_after.as_deref(),
+            d::STALE_AFTER,
+            second,
+        );
         let host_down_after = self
             .host_down_after
-            .as_ref()
-            .and_then(|s| p.take("host_down_after", parse_duration(s)));
-        let host_forget_after = p.duration(
+            .as_deref()
+            .map(|s| p.duration_min("host_down_after", Some(s), s, second));
+        let host_forget_after = p.duration_min(
             "host_forget_after",
             self.host_forget_after.as_deref(),
             d::HOST_FORGET_AFTER,
+            Duration::from_secs(60),
         );
         let storage_alert_after = Some(p.duration(
             "storage_alert_after",
@@ -99,10 +107,11 @@ impl RawCollectorConfig {
                 .ack
                 .secret
                 .and_then(|t| p.take("ack.secret", t.resolve())),
-            link_ttl: p.duration(
+            link_ttl: p.duration_min(
                 "ack.link_ttl",
                 self.ack.link_ttl.as_deref(),
                 d::ACK_LINK_TTL,
+                Duration::from_secs(60),
             ),
         };
         if let Some(t) = &self.dashboard_url {
@@ -164,10 +173,11 @@ fn ingest(p: &mut Problems, i: RawIngest) -> IngestConfig {
     IngestConfig {
         token: i.token.and_then(|t| p.take("ingest.token", t.resolve())),
         max_body_bytes: p.size("ingest.max_body", i.max_body.as_deref(), d::MAX_BODY) as usize,
-        request_timeout: p.duration(
+        request_timeout: p.duration_min(
             "ingest.request_timeout",
             i.request_timeout.as_deref(),
             d::REQUEST_TIMEOUT,
+            Duration::from_secs(1),
         ),
         max_decompressed_bytes: p.size(
             "ingest.max_decompressed",
@@ -187,10 +197,11 @@ fn ingest(p: &mut Problems, i: RawIngest) -> IngestConfig {
             }
             n => n,
         },
-        idle_timeout: p.duration(
+        idle_timeout: p.duration_min(
             "ingest.idle_timeout",
             i.idle_timeout.as_deref(),
             d::IDLE_TIMEOUT,
+            Duration::from_secs(1),
         ),
     }
 }
@@ -208,7 +219,12 @@ fn query(p: &mut Problems, q: RawQuery) -> QueryConfig {
             "max_concurrent",
             q.max_concurrent.unwrap_or(d::QUERY_MAX_CONCURRENT),
         ),
-        timeout: p.duration("query.timeout", q.timeout.as_deref(), d::QUERY_TIMEOUT),
+        timeout: p.duration_min(
+            "query.timeout",
+            q.timeout.as_deref(),
+            d::QUERY_TIMEOUT,
+            Duration::from_millis(10),
+        ),
         max_samples: at_least_one(
             p,
             "max_samples",
@@ -281,10 +297,11 @@ fn remote_write(p: &mut Problems, raw: Vec<RawRemoteWrite>) -> Vec<RemoteWriteCo
             bearer_token: r
                 .bearer_token
                 .and_then(|t| p.take(&format!("{at}.bearer_token"), t.resolve())),
-            timeout: p.duration(
+            timeout: p.duration_min(
                 &format!("{at}.timeout"),
                 r.timeout.as_deref(),
                 d::REMOTE_WRITE_TIMEOUT,
+                Duration::from_millis(100),
             ),
             queue_max_samples: r.queue_max_samples.unwrap_or(d::QUEUE_MAX_SAMPLES).max(1),
             max_samples_per_send: r
