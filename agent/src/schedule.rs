@@ -16,6 +16,8 @@ pub(crate) struct Grid {
 
 impl Grid {
     pub(crate) fn new(interval: Duration) -> Self {
+        // Configuration refuses less than 100 ms; a zero here would divide by zero.
+        let interval = interval.max(Duration::from_millis(1));
         let max_phase = (interval / 20).min(Duration::from_millis(500));
         Grid {
             start: Instant::now() + max_phase.mul_f64(fastrand::f64()),
