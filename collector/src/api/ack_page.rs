@@ -30,6 +30,8 @@ pub(crate) fn escape(s: &str) -> String {
 
 #[derive(serde::Deserialize)]
 pub(crate) struct AckQuery {
+    /// Missing: refused as malformed, on the page.
+    #[serde(default)]
     pub(crate) t: String,
 }
 

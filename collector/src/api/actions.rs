@@ -86,7 +86,7 @@ pub(crate) struct ResultBody {
 pub(crate) async fn result(
     State(st): State<AppState>,
     axum::Extension(Bound(bound)): axum::Extension<Bound>,
-    axum::extract::Path(id): axum::extract::Path<String>,
+    super::error::Path(id): super::error::Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let host = {

@@ -120,7 +120,7 @@ pub struct AckBody {
 /// `POST /api/v1/alerts/{id}/ack` with `{"by": …, "comment": …}` (admin token if set).
 pub(crate) async fn ack(
     State(st): State<AppState>,
-    axum::extract::Path(id): axum::extract::Path<String>,
+    super::error::Path(id): super::error::Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let bad = |m: String| ApiError::bad_request(m);

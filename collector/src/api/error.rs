@@ -200,6 +200,26 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestP
     }
 }
 
+/// The parameters of a route's path (`/api/v1/incidents/{id}`), or 400 in JSON saying what is
+/// wrong with them (`notifications/abc/retry`).
+pub(crate) struct Path<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> axum::extract::FromRequestParts<S>
+    for Path<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Path(v))
+            .map_err(|e| ApiError::bad_request(format!("invalid path: {}", e.body_text())))
+    }
+}
+
 /// A JSON request body, or 400 saying what is wrong with it.
 pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
     body: &[u8],
@@ -374,6 +394,29 @@ mod tests {
         let a = api.get("/api/v1/incidents/nope").await;
         assert_eq!(a.status, StatusCode::NOT_FOUND);
         assert_eq!(refused("/api/v1/incidents/{id}", "404"), 1);
+        // A path parameter that does not parse: JSON too (axum's own answer is plain text).
+        let a = api
+            .call("POST", "/api/v1/notifications/abc/retry", None, None)
+            .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
+        let error = a.json["error"].as_str().unwrap_or_default();
+        assert!(error.starts_with("invalid path: "), "{}", a.json);
+        assert_eq!(refused("/api/v1/notifications/{id}/retry", "400"), 1);
+        // The query API answers in its own format.
+        let a = api.get("/api/v1/label/%ff/values").await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
+        assert_eq!(a.json["errorType"], "bad_data", "{}", a.json);
+        // A link page without its token is refused on the page, for a person.
+        let a = api.get("/ack").await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "as any link refused");
+        assert!(
+            a.json
+                .as_str()
+                .unwrap_or_default()
+                .contains("Acknowledgement refused"),
+            "{}",
+            a.json
+        );
         // A good request is not counted.
         let a = api.get("/api/v1/incidents?state=open").await;
         assert_eq!(a.status, StatusCode::OK, "{}", a.json);

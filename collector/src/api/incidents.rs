@@ -171,7 +171,7 @@ pub(crate) async fn context(
 
 pub(crate) async fn show(
     State(st): State<AppState>,
-    axum::extract::Path(id): axum::extract::Path<String>,
+    super::error::Path(id): super::error::Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (inc, mut events) = incident_with_timeline(&st, id).await?;
     let cx = context(&st, &inc, &mut events).await?;
@@ -193,7 +193,7 @@ pub(crate) async fn show(
 /// `GET /api/v1/incidents/{id}/report`: the post-incident report in Markdown.
 pub(crate) async fn report(
     State(st): State<AppState>,
-    axum::extract::Path(id): axum::extract::Path<String>,
+    super::error::Path(id): super::error::Path<String>,
 ) -> Result<Response, ApiError> {
     let (inc, mut events) = incident_with_timeline(&st, id).await?;
     let cx = context(&st, &inc, &mut events).await?;
@@ -254,7 +254,7 @@ pub struct FeedbackBody {
 
 pub(crate) async fn feedback(
     State(st): State<AppState>,
-    axum::extract::Path(id): axum::extract::Path<String>,
+    super::error::Path(id): super::error::Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let b: FeedbackBody = json_body(&body, "body")?;
@@ -370,7 +370,7 @@ fn edit(b: IncidentBody, e: tocsin_incidents::Edit) -> IncidentOp {
 
 pub(crate) async fn assign(
     State(st): State<AppState>,
-    axum::extract::Path(id): axum::extract::Path<String>,
+    super::error::Path(id): super::error::Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     incident_op(&st, id, &body, |b| {
@@ -382,7 +382,7 @@ pub(crate) async fn assign(
 
 pub(crate) async fn cause(
     State(st): State<AppState>,
-    axum::extract::Path(id): axum::extract::Path<String>,
+    super::error::Path(id): super::error::Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     incident_op(&st, id, &body, |b| {
@@ -401,7 +401,7 @@ pub(crate) async fn cause(
 
 pub(crate) async fn impact(
     State(st): State<AppState>,
-    axum::extract::Path(id): axum::extract::Path<String>,
+    super::error::Path(id): super::error::Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     incident_op(&st, id, &body, |b| {
@@ -413,7 +413,7 @@ pub(crate) async fn impact(
 
 pub(crate) async fn follow_up(
     State(st): State<AppState>,
-    axum::extract::Path(id): axum::extract::Path<String>,
+    super::error::Path(id): super::error::Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     incident_op(&st, id, &body, |b| {
@@ -426,7 +426,7 @@ pub(crate) async fn follow_up(
 
 pub(crate) async fn follow_up_state(
     State(st): State<AppState>,
-    axum::extract::Path((id, n)): axum::extract::Path<(String, u32)>,
+    super::error::Path((id, n)): super::error::Path<(String, u32)>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     incident_op(&st, id, &body, |b| {
@@ -462,7 +462,7 @@ pub(crate) async fn incident_op(
 
 pub(crate) async fn ack(
     State(st): State<AppState>,
-    axum::extract::Path(id): axum::extract::Path<String>,
+    super::error::Path(id): super::error::Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     incident_op(&st, id, &body, |b| {
@@ -476,7 +476,7 @@ pub(crate) async fn ack(
 
 pub(crate) async fn resolve(
     State(st): State<AppState>,
-    axum::extract::Path(id): axum::extract::Path<String>,
+    super::error::Path(id): super::error::Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     incident_op(&st, id, &body, |b| Ok(IncidentOp::Resolve { by: b.by })).await
@@ -484,7 +484,7 @@ pub(crate) async fn resolve(
 
 pub(crate) async fn note(
     State(st): State<AppState>,
-    axum::extract::Path(id): axum::extract::Path<String>,
+    super::error::Path(id): super::error::Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     incident_op(&st, id, &body, |b| {

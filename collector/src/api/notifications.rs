@@ -64,7 +64,7 @@ pub(crate) async fn list(
 /// `POST /api/v1/notifications/{id}/retry`: a dead letter goes back in line (admin).
 pub(crate) async fn retry(
     State(st): State<AppState>,
-    axum::extract::Path(id): axum::extract::Path<i64>,
+    super::error::Path(id): super::error::Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
     if with_outbox(&st, "retrying a notification", move |o| {
         o.retry_dead(id, now_ms())

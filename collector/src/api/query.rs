@@ -429,13 +429,18 @@ async fn labels_of(st: &AppState, p: Result<Params, PromError>) -> Answer {
 /// `GET /api/v1/label/{name}/values`: the values a label takes, sorted.
 pub(crate) async fn label_values(
     State(st): State<AppState>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, axum::extract::rejection::PathRejection>,
     p: Result<Params, PromError>,
 ) -> Answer {
     timed(&st, "label_values", label_values_of(&st, name, p)).await
 }
 
-async fn label_values_of(st: &AppState, name: String, p: Result<Params, PromError>) -> Answer {
+async fn label_values_of(
+    st: &AppState,
+    name: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    p: Result<Params, PromError>,
+) -> Answer {
+    let Path(name) = name.map_err(|e| PromError::bad_data(e.body_text()))?;
     if !tocsin_model::is_valid_label_name(&name) {
         return Err(PromError::bad_data(format!("invalid label name: {name:?}")));
     }

@@ -27,7 +27,7 @@ pub(crate) struct ReportQuery {
 
 pub(crate) async fn report(
     State(st): State<AppState>,
-    axum::extract::Path(kind): axum::extract::Path<String>,
+    super::error::Path(kind): super::error::Path<String>,
     super::error::Query(q): super::error::Query<ReportQuery>,
 ) -> Result<Response, ApiError> {
     let span = match kind.as_str() {

@@ -85,7 +85,7 @@ pub(crate) async fn add(State(st): State<AppState>, body: Bytes) -> Result<Json<
 
 pub(crate) async fn expire(
     State(st): State<AppState>,
-    axum::extract::Path(id): axum::extract::Path<i64>,
+    super::error::Path(id): super::error::Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
     if ask_writer(&st, "expiring a silence", |reply| Msg::ExpireSilence {
         id,

@@ -139,7 +139,7 @@ pub(crate) async fn list(State(st): State<AppState>) -> Result<Json<Value>, ApiE
 
 pub(crate) async fn revoke(
     State(st): State<AppState>,
-    axum::extract::Path(id): axum::extract::Path<i64>,
+    super::error::Path(id): super::error::Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let st2 = st.clone();
     let done = with_records(&st, "revoking a token", move |o| {
