@@ -129,19 +129,30 @@ async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     println!("tocsin-agent listening on http://{addr}");
 
-    let syncer = tokio::spawn(ship::sync_loop(
-        Arc::clone(&queue),
-        cfg.buffer.fsync_interval,
-        cancel.clone(),
-    ));
-    let shipper = tokio::spawn(ship::run(
-        cfg.shipping.clone(),
-        cfg.buffer.replay_rate,
-        cfg.buffer.fresh_first,
-        Arc::clone(&queue),
-        tel.clone(),
-        cancel.clone(),
-    ));
+    // A task that panics (a bug) stops the agent with an error instead of leaving it serving
+    // `/healthz` while it no longer samples or ships: its supervisor (systemd's
+    // `Restart=always`) starts it afresh, and the buffer keeps what was not shipped.
+    let sup = tocsin_runtime::Supervisor::new(cancel.clone());
+    let spawn = |name: &'static str, task| tokio::spawn(sup.watch(name, task));
+    let syncer = spawn(
+        "buffer sync",
+        tokio::spawn(ship::sync_loop(
+            Arc::clone(&queue),
+            cfg.buffer.fsync_interval,
+            cancel.clone(),
+        )),
+    );
+    let shipper = spawn(
+        "shipper",
+        tokio::spawn(ship::run(
+            cfg.shipping.clone(),
+            cfg.buffer.replay_rate,
+            cfg.buffer.fresh_first,
+            Arc::clone(&queue),
+            tel.clone(),
+            cancel.clone(),
+        )),
+    );
     let pending = Pending::default();
     let latest = crate::latest::Latest::default();
     let mut probers = Vec::new();
@@ -152,30 +163,39 @@ async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
     let probes: Vec<_> = probers
         .into_iter()
         .map(|p| {
-            tokio::spawn(probe_loop(
-                p,
-                cfg.labels.clone(),
-                Arc::clone(&queue),
-                pending.clone(),
-                latest.clone(),
-                tel.clone(),
-                cancel.clone(),
-            ))
+            spawn(
+                "probe",
+                tokio::spawn(probe_loop(
+                    p,
+                    cfg.labels.clone(),
+                    Arc::clone(&queue),
+                    pending.clone(),
+                    latest.clone(),
+                    tel.clone(),
+                    cancel.clone(),
+                )),
+            )
         })
         .collect();
-    let remediation = tokio::spawn(crate::actions::action_loop(
-        cfg.clone(),
-        tel.clone(),
-        cancel.clone(),
-    ));
-    let sampler = tokio::spawn(sample_loop(
-        cfg.clone(),
-        Arc::clone(&queue),
-        pending,
-        latest.clone(),
-        tel.clone(),
-        cancel.clone(),
-    ));
+    let remediation = spawn(
+        "remediation",
+        tokio::spawn(crate::actions::action_loop(
+            cfg.clone(),
+            tel.clone(),
+            cancel.clone(),
+        )),
+    );
+    let sampler = spawn(
+        "sampler",
+        tokio::spawn(sample_loop(
+            cfg.clone(),
+            Arc::clone(&queue),
+            pending,
+            latest.clone(),
+            tel.clone(),
+            cancel.clone(),
+        )),
+    );
 
     let registry = tel.registry.clone();
     let exposed = cfg.expose_samples.then(|| (latest, cfg.labels.clone()));
@@ -218,6 +238,9 @@ async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
             batches = pending,
             "unsent batches kept in the buffer for the next start"
         );
+    }
+    if sup.failed() {
+        anyhow::bail!("a task panicked (logged above); stopped so that the agent is restarted");
     }
     Ok(())
 }

@@ -88,6 +88,9 @@ pub(super) async fn serve(
     tocsin_runtime::survive_file_size_limit();
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
+    // A background task or the writer thread that panics stops the collector with an error,
+    // to be restarted (`Restart=always`), rather than serve on without it.
+    let sup = tocsin_runtime::Supervisor::new(cancel.clone());
     let tel = Telemetry::new();
     let view = Arc::new(RwLock::new(View::default()));
     let (wake_tx, wake_rx) = watch::channel(0u64);
@@ -108,7 +111,7 @@ pub(super) async fn serve(
         let tx = tx.clone();
         let allowlist = Arc::new(cfg.actions.clone());
         let cancel = cancel.clone();
-        tracker.spawn(async move {
+        sup.spawn(&tracker, "collector actions", async move {
             loop {
                 let req = tokio::select! {
                     _ = cancel.cancelled() => return,
@@ -148,9 +151,13 @@ pub(super) async fn serve(
         wake_tx,
         tel.clone(),
     )?;
+    let guard = sup.guard("writer");
     let writer_thread = std::thread::Builder::new()
         .name("tocsin-writer".into())
-        .spawn(move || writer.run(rx))?;
+        .spawn(move || {
+            let _guard = guard;
+            writer.run(rx)
+        })?;
 
     tel.registry
         .register(Box::new(crate::exposition::Baselines::new(Arc::clone(
@@ -159,22 +166,24 @@ pub(super) async fn serve(
     tel.registry
         .register(Box::new(crate::exposition::Alerts::new(Arc::clone(&view))))?;
     let metrics = tocsin_notify::DeliveryMetrics::new(&tel.registry)?;
-    tocsin_notify::spawn_workers(
+    for w in tocsin_notify::workers(
         &cfg.receivers,
         &db,
         &urgent,
         wake_rx,
         metrics,
         cancel.clone(),
-        &tracker,
     )
-    .map_err(|e| anyhow::anyhow!(e))?;
+    .map_err(|e| anyhow::anyhow!(e))?
+    {
+        sup.spawn(&tracker, "delivery", w);
+    }
 
     // A tick drives `for`, staleness, views and checkpoints.
     {
         let tx = tx.clone();
         let cancel = cancel.clone();
-        tracker.spawn(async move {
+        sup.spawn(&tracker, "tick", async move {
             let mut iv = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
@@ -192,7 +201,7 @@ pub(super) async fn serve(
         let tx = tx.clone();
         let tel = tel.clone();
         let cancel = cancel.clone();
-        tracker.spawn(async move {
+        sup.spawn(&tracker, "rule reloads", async move {
             loop {
                 let r = tokio::select! {
                     _ = cancel.cancelled() => return,
@@ -212,7 +221,11 @@ pub(super) async fn serve(
     }
 
     let state = app_state(&cfg, &db, tx, resolver, view, tel.clone(), ack_secret)?;
-    tracker.spawn(crate::reports::run(state.clone(), cancel.clone()));
+    sup.spawn(
+        &tracker,
+        "reports",
+        crate::reports::run(state.clone(), cancel.clone()),
+    );
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
@@ -259,6 +272,9 @@ pub(super) async fn serve(
     tokio::task::spawn_blocking(move || writer_thread.join())
         .await?
         .map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
+    if sup.failed() {
+        anyhow::bail!("a task panicked (logged above); stopped so that the collector is restarted");
+    }
     info!("stopped");
     Ok(())
 }

@@ -12,4 +12,4 @@ mod worker;
 #[cfg(test)]
 mod testing;
 
-pub use worker::{backoff_ms, spawn_workers, DeliveryMetrics, RateLimiter, Urgent};
+pub use worker::{backoff_ms, workers, DeliveryMetrics, RateLimiter, Urgent};

@@ -11,7 +11,6 @@ use tocsin_model::now_ms;
 use tocsin_store::{Outbox, OutboxItem, OutboxStatus};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{info, warn, Instrument};
 
 #[derive(Clone)]
@@ -159,17 +158,17 @@ pub fn backoff_ms(attempts: u32) -> i64 {
     DELIVERY_BACKOFF.delay(attempts + 1, None).as_millis() as i64
 }
 
-/// Starts one worker per receiver on `tracker`. `wake` changes after every commit that queued
-/// notifications.
-pub fn spawn_workers(
+/// One worker per receiver, to run as a task each (the caller spawns and watches them). `wake`
+/// changes after every commit that queued notifications.
+pub fn workers(
     receivers: &[ReceiverConfig],
     db: &Path,
     urgent: &Arc<Urgent>,
     wake: watch::Receiver<u64>,
     metrics: DeliveryMetrics,
     cancel: CancellationToken,
-    tracker: &TaskTracker,
-) -> Result<(), String> {
+) -> Result<Vec<impl std::future::Future<Output = ()> + Send + 'static>, String> {
+    let mut out = Vec::with_capacity(receivers.len());
     for r in receivers {
         let channel = crate::channel::build(r)?;
         let outbox = Outbox::open(db, true).map_err(|e| format!("receiver {}: {e}", r.name))?;
@@ -186,9 +185,9 @@ pub fn spawn_workers(
             urgent: Arc::clone(urgent),
         };
         let span = tracing::info_span!("receiver", name = %r.name);
-        tracker.spawn(w.run(wake.clone(), cancel.clone()).instrument(span));
+        out.push(w.run(wake.clone(), cancel.clone()).instrument(span));
     }
-    Ok(())
+    Ok(out)
 }
 
 struct Worker {

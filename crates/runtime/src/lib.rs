@@ -71,6 +71,84 @@ fn inert(s: &str) -> std::borrow::Cow<'_, str> {
     o.into()
 }
 
+/// Background work whose panic must stop the process: a bug is better restarted by the service
+/// manager (`Restart=always`) than left running without the work — an agent answering
+/// `/healthz` that no longer samples, a collector whose deliveries or writer stopped. A request's
+/// own panic is not watched: the server drops that connection and goes on.
+#[derive(Clone)]
+pub struct Supervisor {
+    cancel: tokio_util::sync::CancellationToken,
+    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Supervisor {
+    /// Stops the process through `cancel` (its graceful shutdown) when watched work panics.
+    pub fn new(cancel: tokio_util::sync::CancellationToken) -> Self {
+        Supervisor {
+            cancel,
+            failed: Default::default(),
+        }
+    }
+
+    /// Runs `fut` as a task of its own, watched by a task on `tracker`.
+    pub fn spawn<F>(&self, tracker: &tokio_util::task::TaskTracker, name: &'static str, fut: F)
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        tracker.spawn(self.watch(name, tokio::spawn(fut)));
+    }
+
+    /// Awaits `task`: if it panicked, the process has failed and stops.
+    pub fn watch<T: Send + 'static>(
+        &self,
+        name: &'static str,
+        task: tokio::task::JoinHandle<T>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let this = self.clone();
+        async move {
+            if let Err(e) = task.await {
+                if e.is_panic() {
+                    this.fail(name);
+                }
+            }
+        }
+    }
+
+    /// A guard for a thread's work: dropped while the thread panics, the process has failed.
+    pub fn guard(&self, name: &'static str) -> PanicGuard {
+        PanicGuard {
+            supervisor: self.clone(),
+            name,
+        }
+    }
+
+    fn fail(&self, name: &str) {
+        tracing::error!(task = name, "panicked: stopping, to be restarted");
+        self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.cancel.cancel();
+    }
+
+    /// Whether watched work panicked: the process should exit with an error.
+    pub fn failed(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// See [`Supervisor::guard`].
+pub struct PanicGuard {
+    supervisor: Supervisor,
+    name: &'static str,
+}
+
+impl Drop for PanicGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.supervisor.fail(self.name);
+        }
+    }
+}
+
 /// Runs `f`; an error is logged, printed as `name: error` and exits 1.
 pub fn exit_code(name: &str, r: anyhow::Result<()>) -> ExitCode {
     match r {
@@ -183,6 +261,34 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    /// Work that panics stops the process, marked failed; work that ends does not; nor does a
+    /// guarded thread that ends well.
+    #[tokio::test]
+    async fn a_panic_in_watched_work_stops_the_process_marked_failed() {
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let sup = super::Supervisor::new(cancel.clone());
+        sup.watch("ends", tokio::spawn(async { 1 })).await;
+        let well = sup.guard("thread");
+        drop(well);
+        assert!(!cancel.is_cancelled() && !sup.failed());
+        let bug = tokio::spawn(async {
+            let zero = std::hint::black_box(0u64);
+            1 / zero
+        });
+        sup.watch("sampler", bug).await;
+        assert!(cancel.is_cancelled() && sup.failed());
+        // A thread that panics under its guard.
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let sup = super::Supervisor::new(cancel.clone());
+        let s = sup.clone();
+        let t = std::thread::spawn(move || {
+            let _guard = s.guard("writer");
+            panic!("a bug");
+        });
+        assert!(t.join().is_err());
+        assert!(cancel.is_cancelled() && sup.failed());
     }
 
     #[test]
