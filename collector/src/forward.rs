@@ -138,12 +138,13 @@ impl Target {
     }
 }
 
-/// Starts one sender per target; returns the queues the writer feeds.
+/// Starts one sender per target, watched by `sup`; returns the queues the writer feeds.
 pub fn start(
     targets: &[RemoteWriteConfig],
     reg: &Registry,
     cancel: CancellationToken,
     tracker: &TaskTracker,
+    sup: &tocsin_runtime::Supervisor,
 ) -> anyhow::Result<Vec<Arc<Target>>> {
     if targets.is_empty() {
         return Ok(Vec::new());
@@ -167,12 +168,11 @@ pub fn start(
             .user_agent(concat!("tocsin-collector/", env!("CARGO_PKG_VERSION")))
             .build()?;
         info!(target = %cfg.name, url = %tocsin_config::redact_url(&cfg.url), "forwarding over remote-write");
-        tracker.spawn(send_loop(
-            cfg.clone(),
-            Arc::clone(&t),
-            client,
-            cancel.clone(),
-        ));
+        sup.spawn(
+            tracker,
+            "forwarding",
+            send_loop(cfg.clone(), Arc::clone(&t), client, cancel.clone()),
+        );
         out.push(t);
     }
     Ok(out)

@@ -140,8 +140,13 @@ pub(super) async fn serve(
     let urgent = Arc::new(tocsin_notify::Urgent::default());
     let mut settings = writer_settings(&cfg, Arc::clone(&ack_secret), Arc::clone(&urgent));
     settings.runner = Some(run_tx);
-    settings.forward =
-        crate::forward::start(&cfg.remote_write, &tel.registry, cancel.clone(), &tracker)?;
+    settings.forward = crate::forward::start(
+        &cfg.remote_write,
+        &tel.registry,
+        cancel.clone(),
+        &tracker,
+        &sup,
+    )?;
     let resolver = store.resolver();
     let writer = Writer::new(
         store,
