@@ -86,3 +86,8 @@ pub const REMOTE_WRITE_TIMEOUT: &str = "30s";
 pub const QUEUE_MAX_SAMPLES: usize = 10_000_000;
 /// `remote_write[].max_samples_per_send`.
 pub const MAX_SAMPLES_PER_SEND: usize = 10_000;
+
+/// SMS receivers' `rate_limit` when none is given: three texts an hour and a digest of the
+/// rest.
+pub const SMS_RATE_COUNT: u32 = 4;
+pub const SMS_RATE_PER: std::time::Duration = std::time::Duration::from_secs(3600);

@@ -869,6 +869,36 @@ ack: { link_ttl: 1s }
         );
     }
 
+    /// SMS receivers get a rate limit unless they set one: a storm must not spend the day's
+    /// texts a provider allows one number.
+    #[test]
+    fn sms_receivers_are_rate_limited_by_default() {
+        let raw: RawCollectorConfig = parse_yaml(
+            "receivers:
+- name: gw
+  sms_gateway: { url: \"https://sms.example/send\", phone_numbers: [\"13800000000\"] }
+- name: gw-fast
+  sms_gateway: { url: \"https://sms.example/send\", phone_numbers: [\"13800000000\"] }
+  rate_limit: { count: 10, per: 1m }
+- name: hook
+  webhook: { url: \"http://hook.example/\" }
+",
+        )
+        .unwrap();
+        let c = raw.validate().unwrap();
+        let limit = |name: &str| {
+            c.receivers
+                .iter()
+                .find(|r| r.name == name)
+                .unwrap()
+                .rate_limit
+                .map(|l| (l.count, l.per.as_secs()))
+        };
+        assert_eq!(limit("gw"), Some((4, 3600)));
+        assert_eq!(limit("gw-fast"), Some((10, 60)));
+        assert_eq!(limit("hook"), None);
+    }
+
     #[test]
     fn alertmanager_resend_interval_has_a_floor() {
         let raw: RawCollectorConfig = parse_yaml(

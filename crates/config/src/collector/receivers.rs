@@ -143,6 +143,17 @@ fn receiver(
         }
         None => match &kind {
             Some(ReceiverKind::Chat { vendor, .. }) => vendor.rate_limit(),
+            // Providers cap what one number receives (Tencent Cloud: 10 a day by default,
+            // Aliyun: 50 a day per template): a storm must not spend the day's messages in
+            // minutes, leaving the next incident without a text.
+            Some(
+                ReceiverKind::AliyunSms(_)
+                | ReceiverKind::TencentSms(_)
+                | ReceiverKind::SmsGateway(_),
+            ) => Some(RateLimit {
+                count: d::SMS_RATE_COUNT,
+                per: d::SMS_RATE_PER,
+            }),
             _ => None,
         },
     };

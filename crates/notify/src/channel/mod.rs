@@ -163,6 +163,8 @@ pub(crate) fn field(n: &Payload, name: &str) -> String {
             .unwrap_or_default(),
         "summary" => a.annotation("summary").to_string(),
         "threshold" => t.threshold.clone(),
+        // How many alerts the message tells of (a digest's template can say "and N more").
+        "count" => n.alerts.len().to_string(),
         label => a.label(label).to_string(),
     }
 }
@@ -194,6 +196,7 @@ mod tests {
             "threshold",
             "team",
             "nope",
+            "count",
         ]
         .iter()
         .map(|f| field(&n, f))
@@ -209,7 +212,8 @@ mod tests {
                 "disk 95% full",
                 "> 90",
                 "dba",
-                ""
+                "",
+                "1",
             ]
         );
     }
