@@ -180,16 +180,19 @@ enum Cmd {
 enum IncidentCmd {
     /// List incidents (newest first).
     List {
+        /// Only incidents in this state: open, acknowledged or resolved.
         #[arg(long)]
         state: Option<String>,
         /// Least severity: warning, critical, emergency.
         #[arg(long)]
         severity: Option<String>,
+        /// Only incidents that affect this host.
         #[arg(long)]
         host: Option<String>,
         /// Window start (RFC 3339 or Unix seconds) [default: 7 days ago].
         #[arg(long)]
         from: Option<String>,
+        /// Window end [default: now].
         #[arg(long)]
         to: Option<String>,
     },
@@ -282,8 +285,10 @@ enum IncidentCmd {
     },
     /// Counts, MTTA, MTTR, time to remediate, availability over a window.
     Stats {
+        /// Window start (RFC 3339 or Unix seconds) [default: 7 days ago].
         #[arg(long)]
         from: Option<String>,
+        /// Window end [default: now].
         #[arg(long)]
         to: Option<String>,
     },
