@@ -102,6 +102,13 @@ pub(crate) async fn issue(
     if n.host.trim().is_empty() {
         return Err(ApiError::bad_request("host is required"));
     }
+    // The `host` label its agent sends, which never holds a line break or a control
+    // character, nor spaces around it.
+    if n.host.len() > 253 || n.host.trim() != n.host || n.host.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "host must be the agent's host name: at most 253 characters, no control characters or surrounding spaces",
+        ));
+    }
     let token = format!("tcn_{}", tocsin_alerting::ack::new_secret());
     let hash = token_hash(&token);
     let st2 = st.clone();
@@ -215,9 +222,16 @@ mod tests {
         );
         let a = api.call("DELETE", "/api/v1/tokens/99", None, None).await;
         assert_eq!(a.status, StatusCode::NOT_FOUND);
-        let a = api
-            .call("POST", "/api/v1/tokens", None, Some(json!({"host": ""})))
-            .await;
-        assert_eq!(a.status, StatusCode::BAD_REQUEST);
+        for host in ["", "a\nb", " web-1", "web\u{1b}[2J"] {
+            let a = api
+                .call(
+                    "POST",
+                    "/api/v1/tokens",
+                    None,
+                    Some(json!({ "host": host })),
+                )
+                .await;
+            assert_eq!(a.status, StatusCode::BAD_REQUEST, "{host:?}");
+        }
     }
 }
