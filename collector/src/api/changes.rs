@@ -69,7 +69,9 @@ pub(crate) fn check(
         if v.trim().is_empty() {
             return bad(format!("{field} is required"));
         }
-        if v.len() > MAX_TEXT || v.chars().any(|c| c.is_control() && c != '\n') {
+        // Only a summary may run over several lines; a service or a name is one.
+        let allowed = |c: char| field == "summary" && c == '\n';
+        if v.len() > MAX_TEXT || v.chars().any(|c| c.is_control() && !allowed(c)) {
             return bad(format!(
                 "{field} must be at most {MAX_TEXT} bytes of text without control characters"
             ));
@@ -87,7 +89,11 @@ pub(crate) fn check(
             return bad("link must be an http(s) URL".into());
         }
     }
-    if b.hosts.len() > 100 || b.hosts.iter().any(|h| h.is_empty() || h.len() > 253) {
+    if b.hosts.len() > 100
+        || b.hosts
+            .iter()
+            .any(|h| h.is_empty() || h.len() > 253 || h.chars().any(char::is_control))
+    {
         return bad("hosts: at most 100 host names".into());
     }
     let start_ms = time(&b.start, now)?;
@@ -336,6 +342,29 @@ mod tests {
             }),
             "end is before start"
         );
+        // A service or a name is one line; a summary may run over several.
+        assert!(msg(body("a\nb")).starts_with("service must be at most"));
+        assert!(msg(ChangeBody {
+            by: "ci\nadmin".into(),
+            ..body("a")
+        })
+        .starts_with("by must be at most"));
+        assert_eq!(
+            msg(ChangeBody {
+                hosts: vec!["web\n1".into()],
+                ..body("a")
+            }),
+            "hosts: at most 100 host names"
+        );
+        assert!(check(
+            ChangeBody {
+                summary: "v2\n- fix a\n- fix b".into(),
+                ..body("a")
+            },
+            &p,
+            0
+        )
+        .is_ok());
     }
 }
 
