@@ -123,11 +123,11 @@ pub(crate) async fn submit(State(st): State<AppState>, body: Bytes) -> Response 
             );
         }
     };
-    if too_long(&form.by, &form.comment) {
+    if unfit(&form.by, &form.comment) {
         return html(
             StatusCode::BAD_REQUEST,
             "Acknowledgement refused",
-            "by or comment too long",
+            "name (one line of at most 200 bytes) or comment (2,000 bytes) refused",
         );
     }
     let by = if form.by.trim().is_empty() {
@@ -201,8 +201,11 @@ pub(crate) async fn feedback(State(st): State<AppState>, body: Bytes) -> Respons
             "verdict: useful, noise, wrong_level or duplicate",
         );
     };
-    if too_long(&form.by, &form.comment) {
-        return refused(StatusCode::BAD_REQUEST, "by or comment too long");
+    if unfit(&form.by, &form.comment) {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            "name (one line of at most 200 bytes) or comment (2,000 bytes) refused",
+        );
     }
     let found = {
         let view = st.view.read().unwrap_or_else(|p| p.into_inner());
@@ -246,11 +249,11 @@ pub(crate) async fn feedback(State(st): State<AppState>, body: Bytes) -> Respons
     }
 }
 
-/// What a link holder may write: a name and a comment as the API allows them (the
-/// incidents' 200 and 2,000 bytes), so the acknowledgement, the feedback and their audit rows
-/// stay small.
-fn too_long(by: &str, comment: &str) -> bool {
-    by.len() > 200 || comment.len() > 2000
+/// What a link holder may not write: a name and a comment beyond what the API allows (the
+/// incidents' one line of 200 bytes and 2,000 bytes), so the acknowledgement, the feedback and
+/// their audit rows stay small and a name stays one line.
+fn unfit(by: &str, comment: &str) -> bool {
+    by.len() > 200 || by.chars().any(char::is_control) || comment.len() > 2000
 }
 
 /// A change made through a signed link goes to the audit log like any other: the actor is the
@@ -301,12 +304,14 @@ mod tests {
             api.get("/api/v1/alerts").await.json["data"]["alerts"][0]["ack"],
             serde_json::Value::Null
         );
-        let long = format!("t={t}&by={}", "a".repeat(201));
-        let req = Request::post("/ack")
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(Body::from(long))
-            .unwrap();
-        assert_eq!(api.send(req).await.status, StatusCode::BAD_REQUEST);
+        // A name too long, or of more than one line: refused.
+        for by in ["a".repeat(201), "alice%0AINFO+admin".to_string()] {
+            let req = Request::post("/ack")
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(Body::from(format!("t={t}&by={by}")))
+                .unwrap();
+            assert_eq!(api.send(req).await.status, StatusCode::BAD_REQUEST, "{by}");
+        }
         let form = format!("t={t}&by=alice&comment=phone");
         let req = Request::post("/ack")
             .header("Content-Type", "application/x-www-form-urlencoded")

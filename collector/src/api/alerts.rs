@@ -125,9 +125,7 @@ pub(crate) async fn ack(
 ) -> Result<Json<Value>, ApiError> {
     let bad = |m: String| ApiError::bad_request(m);
     let b: AckBody = json_body(&body, "ack")?;
-    if b.by.trim().is_empty() {
-        return Err(bad("by is required: who acknowledges".into()));
-    }
+    super::incidents::required(&Some(b.by.clone()), "by (who acknowledges)").map_err(bad)?;
     let a = acknowledge(&st, id, None, b.by, b.comment).await?;
     Ok(Json(
         json!({ "status": "success", "data": { "ack": ack_json(&a) } }),
@@ -205,7 +203,9 @@ rules:
             (a.status, a.json["error"].as_str()),
             (
                 StatusCode::BAD_REQUEST,
-                Some("by is required: who acknowledges")
+                Some(
+                    "by (who acknowledges) is required (one line of at most 200 bytes, no control characters)"
+                )
             )
         );
         let a = api

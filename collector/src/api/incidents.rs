@@ -259,9 +259,7 @@ pub(crate) async fn feedback(
 ) -> Result<Json<Value>, ApiError> {
     let b: FeedbackBody = json_body(&body, "body")?;
     let bad = |m: String| ApiError::bad_request(m);
-    if b.by.trim().is_empty() || b.by.len() > 200 {
-        return Err(bad("by is required (at most 200 bytes)".into()));
-    }
+    required(&Some(b.by.clone()), "by").map_err(bad)?;
     if b.comment.len() > 2000 {
         return Err(bad("comment: at most 2000 bytes".into()));
     }
@@ -350,10 +348,16 @@ pub struct IncidentBody {
 
 const MAX_FIELD: usize = 2000;
 
-fn required(v: &Option<String>, what: &str) -> Result<String, String> {
+/// A name (who, an owner, a rule, a category): one line of at most 200 bytes, without control
+/// characters — it becomes a label (`owner` routes the assignment notice) and a table cell.
+pub(crate) fn required(v: &Option<String>, what: &str) -> Result<String, String> {
     match v {
-        Some(v) if !v.trim().is_empty() && v.len() <= 200 => Ok(v.clone()),
-        _ => Err(format!("{what} is required (at most 200 bytes)")),
+        Some(v) if !v.trim().is_empty() && v.len() <= 200 && !v.chars().any(char::is_control) => {
+            Ok(v.clone())
+        }
+        _ => Err(format!(
+            "{what} is required (one line of at most 200 bytes, no control characters)"
+        )),
     }
 }
 
@@ -450,9 +454,7 @@ pub(crate) async fn incident_op(
 ) -> Result<Json<Value>, ApiError> {
     let bad = |m: String| ApiError::bad_request(m);
     let b: IncidentBody = json_body(body, "body")?;
-    if b.by.trim().is_empty() {
-        return Err(bad("by is required".into()));
-    }
+    required(&Some(b.by.clone()), "by").map_err(bad)?;
     let op = op(b).map_err(bad)?;
     writer_reply(st, |reply| Msg::Incident { id, op, reply })
         .await?
