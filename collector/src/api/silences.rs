@@ -60,6 +60,10 @@ pub(crate) async fn add(State(st): State<AppState>, body: Bytes) -> Result<Json<
     if n.created_by.trim().is_empty() || n.comment.trim().is_empty() {
         return Err(bad("createdBy and comment are required".into()));
     }
+    super::incidents::required(&Some(n.created_by.clone()), "createdBy").map_err(bad)?;
+    if n.comment.len() > 2000 {
+        return Err(bad("comment: at most 2000 bytes".into()));
+    }
     let silence = tocsin_store::Silence {
         id: 0,
         matchers: serde_json::to_string(&n.matchers).expect("matchers serialize"),
@@ -219,6 +223,14 @@ mod tests {
             (
                 json!({"matchers": [{"name": "a", "value": "b"}], "duration": "1h", "createdBy": " ", "comment": "c"}),
                 "createdBy and comment are required",
+            ),
+            (
+                json!({"matchers": [{"name": "a", "value": "b"}], "duration": "1h", "createdBy": "a\nb", "comment": "c"}),
+                "createdBy is required (one line",
+            ),
+            (
+                json!({"matchers": [{"name": "a", "value": "b"}], "duration": "1h", "createdBy": "a", "comment": "c".repeat(2001)}),
+                "comment: at most 2000 bytes",
             ),
             (
                 json!({"matchers": [{"name": "a", "value": "b"}], "duration": "1h", "createdBy": "a", "comment": "c", "owner": "x"}),
