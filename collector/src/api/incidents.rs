@@ -259,7 +259,7 @@ pub(crate) async fn feedback(
 ) -> Result<Json<Value>, ApiError> {
     let b: FeedbackBody = json_body(&body, "body")?;
     let bad = |m: String| ApiError::bad_request(m);
-    required(&Some(b.by.clone()), "by").map_err(bad)?;
+    super::required(&Some(b.by.clone()), "by").map_err(bad)?;
     if b.comment.len() > 2000 {
         return Err(bad("comment: at most 2000 bytes".into()));
     }
@@ -348,19 +348,6 @@ pub struct IncidentBody {
 
 const MAX_FIELD: usize = 2000;
 
-/// A name (who, an owner, a rule, a category): one line of at most 200 bytes, without control
-/// characters — it becomes a label (`owner` routes the assignment notice) and a table cell.
-pub(crate) fn required(v: &Option<String>, what: &str) -> Result<String, String> {
-    match v {
-        Some(v) if !v.trim().is_empty() && v.len() <= 200 && !v.chars().any(char::is_control) => {
-            Ok(v.clone())
-        }
-        _ => Err(format!(
-            "{what} is required (one line of at most 200 bytes, no control characters)"
-        )),
-    }
-}
-
 fn text_of(b: &IncidentBody) -> Result<String, String> {
     if b.text.trim().is_empty() || b.text.len() > MAX_FIELD {
         return Err(format!("text is required (at most {MAX_FIELD} bytes)"));
@@ -378,7 +365,7 @@ pub(crate) async fn assign(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     incident_op(&st, id, &body, |b| {
-        let owner = required(&b.owner, "owner")?;
+        let owner = super::required(&b.owner, "owner")?;
         Ok(edit(b, tocsin_incidents::Edit::Assign { owner }))
     })
     .await
@@ -390,7 +377,7 @@ pub(crate) async fn cause(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     incident_op(&st, id, &body, |b| {
-        let category = required(&b.category, "category")?;
+        let category = super::required(&b.category, "category")?;
         if !tocsin_incidents::CAUSE_CATEGORIES.contains(&category.as_str()) {
             return Err(format!(
                 "category {category:?} is not one of {}",
@@ -434,7 +421,7 @@ pub(crate) async fn follow_up_state(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     incident_op(&st, id, &body, |b| {
-        let state = required(&b.state, "state")?;
+        let state = super::required(&b.state, "state")?;
         if !tocsin_incidents::FOLLOW_UP_STATES.contains(&state.as_str()) {
             return Err(format!("state {state:?} is not open, done or dropped"));
         }
@@ -454,7 +441,7 @@ pub(crate) async fn incident_op(
 ) -> Result<Json<Value>, ApiError> {
     let bad = |m: String| ApiError::bad_request(m);
     let b: IncidentBody = json_body(body, "body")?;
-    required(&Some(b.by.clone()), "by").map_err(bad)?;
+    super::required(&Some(b.by.clone()), "by").map_err(bad)?;
     let op = op(b).map_err(bad)?;
     writer_reply(st, |reply| Msg::Incident { id, op, reply })
         .await?
