@@ -273,6 +273,13 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
                         ));
                         None
                     }
+                    _ if window_ms <= 0 => {
+                        problems.push(format!(
+                            "{}: flapping.window must be above 0 (changes: 0 switches detection off)",
+                            at(&["flapping", "window"])
+                        ));
+                        None
+                    }
                     changes => Some(Flapping { changes, window_ms }),
                 }
             }

@@ -304,6 +304,30 @@ fn a_rule_narrowed_on_reload_resolves_the_alerts_it_no_longer_reads_at_once() {
 }
 
 #[test]
+fn flapping_needs_a_window_and_two_changes() {
+    let bad = |f: &str| {
+        parse_file(
+            "f.yaml",
+            &format!("rules:\n  - name: X\n    expr: up\n    flapping: {f}\n    levels: {{ warning: \"< 1\" }}\n"),
+        )
+        .unwrap_err()
+    };
+    assert_eq!(
+        bad("{ changes: 3, window: 0s }"),
+        ["f.yaml:4: rule \"X\": flapping.window must be above 0 (changes: 0 switches detection off)"]
+    );
+    assert_eq!(
+        bad("{ changes: 1 }"),
+        ["f.yaml:4: rule \"X\": flapping.changes must be 0 (off) or at least 2"]
+    );
+    assert!(parse_file(
+        "f.yaml",
+        "rules:\n  - name: X\n    expr: up\n    flapping: { changes: 0, window: 0s }\n    levels: { warning: \"< 1\" }\n",
+    )
+    .is_ok());
+}
+
+#[test]
 fn unique_names_across_files() {
     let mut a = rules("rules:\n  - name: X\n    expr: up\n    levels: { warning: \"< 1\" }\n");
     let b = parse_file(

@@ -2,10 +2,12 @@ use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open database {path}: {source}")]
+    /// The cause is in the message, not given as a source too (which a report of the whole
+    /// chain would print a second time).
+    #[error("cannot open database {path}: {cause}")]
     Open {
         path: String,
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -19,7 +21,7 @@ impl StoreError {
     pub(crate) fn open(path: &Path, source: rusqlite::Error) -> Self {
         StoreError::Open {
             path: path.display().to_string(),
-            source,
+            cause: source,
         }
     }
 

@@ -634,3 +634,29 @@ fn changes_recorded_before_markers_were_tracked_count_as_marked() {
     let mut tx = store.begin().unwrap();
     assert!(tx.changes_to_mark(NOW, 10).unwrap().is_empty());
 }
+
+/// A file that is not a database is named with what SQLite says of it, once: the cause is in
+/// the message, and no source repeats it in a report of the whole chain.
+#[test]
+fn a_file_that_is_not_a_database_is_told_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tocsin.db");
+    std::fs::write(&path, vec![0x5a; 64 * 1024]).unwrap();
+    let e = match Store::open(&path, StoreOptions::default()) {
+        Ok(_) => panic!("opened a file of garbage"),
+        Err(e) => e,
+    };
+    let mut chain = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        chain.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    assert_eq!(
+        chain,
+        format!(
+            "cannot open database {}: file is not a database",
+            path.display()
+        )
+    );
+}
