@@ -65,12 +65,16 @@ pub fn load(paths: &[PathBuf]) -> Result<(Vec<Rule>, usize), Vec<String>> {
     }
 }
 
-/// Watches the rule paths; on a change (debounced) loads them and sends the result.
+/// Watches the rule paths: the watcher (kept alive by the caller) and the work that, on a
+/// change (debounced), loads them and sends the result (run by the caller, supervised).
 pub fn watch(
     paths: Vec<PathBuf>,
     out: mpsc::Sender<Result<Vec<Rule>, Vec<String>>>,
     cancel: CancellationToken,
-) -> notify::Result<impl Send> {
+) -> notify::Result<(
+    impl Send,
+    impl std::future::Future<Output = ()> + Send + 'static,
+)> {
     let (tx, mut rx) = mpsc::channel::<()>(16);
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = res {
@@ -89,7 +93,7 @@ pub fn watch(
         };
         watcher.watch(target, RecursiveMode::NonRecursive)?;
     }
-    tokio::spawn(async move {
+    let reload = async move {
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -111,6 +115,6 @@ pub fn watch(
                 return;
             }
         }
-    });
-    Ok(watcher)
+    };
+    Ok((watcher, reload))
 }

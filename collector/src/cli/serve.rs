@@ -200,8 +200,9 @@ pub(super) async fn serve(
     }
 
     let (reload_tx, mut reload_rx) = mpsc::channel(4);
-    let _watcher = rulefiles::watch(cfg.rules.clone(), reload_tx, cancel.clone())
+    let (_watcher, reload) = rulefiles::watch(cfg.rules.clone(), reload_tx, cancel.clone())
         .context("cannot watch rule files")?;
+    sup.spawn(&tracker, "rule file watch", reload);
     {
         let tx = tx.clone();
         let tel = tel.clone();
