@@ -410,6 +410,32 @@ mod tests {
     use super::*;
     use crate::parse_yaml;
 
+    /// A status no server sends, and a unit name systemctl would read as something else, are
+    /// refused with what is wrong.
+    #[test]
+    fn probe_targets_and_statuses_are_checked() {
+        let e = parse_yaml::<RawAgentConfig>(
+            r#"host: a
+probes:
+  - { name: h, kind: http, target: "http://x/", http: { expect_status: [200, 999] } }
+  - { name: s1, kind: systemd, target: "--root=/tmp" }
+  - { name: s2, kind: systemd, target: "nginx; reboot" }
+  - { name: s3, kind: systemd, target: "nginx.service" }
+"#,
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err();
+        assert_eq!(
+            e.problems,
+            [
+                r#"probes[0] ("h"): http.expect_status 999 is not an HTTP status (100 to 599)"#,
+                r#"probes[1] ("s1"): target "--root=/tmp" is not a unit name (no spaces, not starting with -; e.g. nginx.service)"#,
+                r#"probes[2] ("s2"): target "nginx; reboot" is not a unit name (no spaces, not starting with -; e.g. nginx.service)"#,
+            ]
+        );
+    }
+
     #[test]
     fn a_base_url_means_the_write_endpoint() {
         for (given, want) in [

@@ -542,7 +542,15 @@ pub(crate) fn validate(
                     method,
                     headers: h.headers.into_iter().collect(),
                     body: h.body,
-                    expect_status: h.expect_status,
+                    expect_status: {
+                        if let Some(c) = h.expect_status.iter().find(|c| !(100..=599).contains(*c))
+                        {
+                            p.push(format!(
+                                "{at}: http.expect_status {c} is not an HTTP status (100 to 599)"
+                            ));
+                        }
+                        h.expect_status
+                    },
                     body_matches: re(p, "http.body_matches", &h.body_matches),
                     body_not_matches: re(p, "http.body_not_matches", &h.body_not_matches),
                     expect_json: h.expect_json.into_iter().collect(),
@@ -683,8 +691,18 @@ pub(crate) fn validate(
                 })
             }
             "systemd" => match &r.target {
-                Some(u) if !u.is_empty() && !u.contains(char::is_whitespace) => {
+                Some(u)
+                    if !u.is_empty()
+                        && !u.starts_with('-')
+                        && !u.contains(|c: char| c.is_whitespace() || c.is_control()) =>
+                {
                     ProbeSpec::Systemd(SystemdProbe { unit: u.clone() })
+                }
+                Some(u) if !u.is_empty() => {
+                    p.push(format!(
+                        "{at}: target {u:?} is not a unit name (no spaces, not starting with -; e.g. nginx.service)"
+                    ));
+                    continue;
                 }
                 _ => {
                     p.push(format!(
