@@ -899,6 +899,23 @@ ack: { link_ttl: 1s }
         assert_eq!(limit("hook"), None);
     }
 
+    /// An address the mailer cannot read is a configuration problem, found with the others.
+    #[test]
+    fn e_mail_addresses_are_checked_as_the_mailer_reads_them() {
+        let raw: RawCollectorConfig = parse_yaml(
+            "receivers:
+- name: mail
+  email: { smarthost: \"smtp.example:25\", from: \"Ops <ops@example.com>\", to: [\"a@example.com\", \"x y@z\"] }
+",
+        )
+        .unwrap();
+        let e = raw.validate().unwrap_err();
+        assert_eq!(
+            e.problems,
+            [r#"receivers[0] ("mail"): email.to "x y@z" is not an e-mail address (Invalid input)"#]
+        );
+    }
+
     #[test]
     fn alertmanager_resend_interval_has_a_floor() {
         let raw: RawCollectorConfig = parse_yaml(

@@ -328,6 +328,15 @@ fn email(p: &mut Problems, at: &str, e: RawEmail) -> ReceiverKind {
     if e.to.is_empty() {
         p.push(format!("{at}: email.to needs at least one address"));
     }
+    // As the mailer will read them (`Name <a@b>` or `a@b`), so a bad one is found here, with
+    // its line and every other problem, not when the collector starts its receivers.
+    for (field, a) in std::iter::once(("from", &e.from)).chain(e.to.iter().map(|a| ("to", a))) {
+        if let Err(err) = a.parse::<lettre::message::Mailbox>() {
+            p.push(format!(
+                "{at}: email.{field} {a:?} is not an e-mail address ({err})"
+            ));
+        }
+    }
     let tls = match e.tls.as_deref().unwrap_or("starttls") {
         "starttls" => EmailTls::StartTls,
         "tls" => EmailTls::Tls,
