@@ -916,6 +916,41 @@ ack: { link_ttl: 1s }
         );
     }
 
+    /// A URL that cannot be used is found at start-up, shown without what may be secret; a
+    /// gateway's header that HTTP does not allow too, its value never shown.
+    #[test]
+    fn urls_and_headers_are_checked_without_showing_secrets() {
+        let raw: RawCollectorConfig = parse_yaml(
+            r#"receivers:
+- name: hook
+  webhook: { url: "http://user:pw@hook.example:99999/x?key=SECRET1" }
+- name: ding
+  dingtalk: { url: "https://oapi.dingtalk.com:0x/robot/send?access_token=SECRET2" }
+- name: gw
+  sms_gateway:
+    url: "https://sms.example/send"
+    phone_numbers: ["1"]
+    headers: { "Bad Header": "x", X-Key: "SECRET3\nX-Injected: 1" }
+"#,
+        )
+        .unwrap();
+        let text = raw.validate().unwrap_err().to_string();
+        for secret in ["SECRET1", "SECRET2", "SECRET3", "pw", "user"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.sort();
+        assert_eq!(
+            lines,
+            [
+                r#"receivers[0] ("hook"): webhook.url "http://hook.example:99999/…" is not a valid URL (invalid port number)"#,
+                r#"receivers[1] ("ding"): dingtalk.url "https://oapi.dingtalk.com:0x/…" is not a valid URL (invalid port number)"#,
+                r#"receivers[2] ("gw"): sms_gateway.headers.X-Key: the value holds a line break or control character"#,
+                r#"receivers[2] ("gw"): sms_gateway.headers: "Bad Header" is not a header name"#,
+            ]
+        );
+    }
+
     #[test]
     fn alertmanager_resend_interval_has_a_floor() {
         let raw: RawCollectorConfig = parse_yaml(

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::defaults as d;
-use super::validate::is_http;
+use super::validate::http_url_problem;
 use super::*;
 use crate::Problems;
 
@@ -175,8 +175,8 @@ fn timeout(p: &mut Problems, field: String, v: Option<&str>) -> Duration {
 }
 
 fn sms_gateway(p: &mut Problems, at: &str, g: RawSmsGateway) -> ReceiverKind {
-    if !is_http(&g.url) {
-        p.push(format!("{at}: sms_gateway.url {:?} must be http(s)", g.url));
+    if let Some(why) = http_url_problem(&g.url) {
+        p.push(format!("{at}: sms_gateway.url {why}"));
     }
     if g.phone_numbers.is_empty() {
         p.push(format!(
@@ -200,6 +200,16 @@ fn sms_gateway(p: &mut Problems, at: &str, g: RawSmsGateway) -> ReceiverKind {
         .into_iter()
         .filter_map(|(k, v)| {
             let s = p.take(&format!("{at}: sms_gateway.headers.{k}"), v.resolve())?;
+            // As HTTP allows them; the value is not shown (it may be a key).
+            let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+            if k.is_empty() || !k.chars().all(token) {
+                p.push(format!("{at}: sms_gateway.headers: {k:?} is not a header name"));
+            }
+            if s.expose().chars().any(|c| c.is_control() && c != '\t') {
+                p.push(format!(
+                    "{at}: sms_gateway.headers.{k}: the value holds a line break or control character"
+                ));
+            }
             Some((k, s))
         })
         .collect();
@@ -231,10 +241,8 @@ fn tencent_sms(p: &mut Problems, at: &str, t: RawTencentSms) -> Option<ReceiverK
     let endpoint = t
         .endpoint
         .unwrap_or_else(|| "https://sms.tencentcloudapi.com/".into());
-    if !is_http(&endpoint) {
-        p.push(format!(
-            "{at}: tencent_sms.endpoint {endpoint:?} must be http(s)"
-        ));
+    if let Some(why) = http_url_problem(&endpoint) {
+        p.push(format!("{at}: tencent_sms.endpoint {why}"));
     }
     if t.phone_numbers.is_empty() {
         p.push(format!(
@@ -274,10 +282,8 @@ fn aliyun_sms(p: &mut Problems, at: &str, a: RawAliyunSms) -> Option<ReceiverKin
     let endpoint = a
         .endpoint
         .unwrap_or_else(|| "https://dysmsapi.aliyuncs.com/".into());
-    if !is_http(&endpoint) {
-        p.push(format!(
-            "{at}: aliyun_sms.endpoint {endpoint:?} must be http(s)"
-        ));
+    if let Some(why) = http_url_problem(&endpoint) {
+        p.push(format!("{at}: aliyun_sms.endpoint {why}"));
     }
     if a.phone_numbers.is_empty() {
         p.push(format!(
@@ -378,11 +384,8 @@ fn email(p: &mut Problems, at: &str, e: RawEmail) -> ReceiverKind {
 }
 
 fn alertmanager(p: &mut Problems, at: &str, am: RawAlertmanager) -> ReceiverKind {
-    if !is_http(&am.url) {
-        p.push(format!(
-            "{at}: alertmanager.url {:?} must be http(s)",
-            am.url
-        ));
+    if let Some(why) = http_url_problem(&am.url) {
+        p.push(format!("{at}: alertmanager.url {why}"));
     }
     let timeout = timeout(
         p,
@@ -404,8 +407,8 @@ fn alertmanager(p: &mut Problems, at: &str, am: RawAlertmanager) -> ReceiverKind
 
 fn chat_robot(p: &mut Problems, at: &str, vendor: Vendor, c: RawChat) -> ReceiverKind {
     let v = vendor.name();
-    if !is_http(&c.url) {
-        p.push(format!("{at}: {v}.url {:?} must be http(s)", c.url));
+    if let Some(why) = http_url_problem(&c.url) {
+        p.push(format!("{at}: {v}.url {why}"));
     }
     let timeout = timeout(p, format!("{at}: {v}.timeout"), c.timeout.as_deref());
     let secret = c
@@ -431,8 +434,8 @@ fn chat_robot(p: &mut Problems, at: &str, vendor: Vendor, c: RawChat) -> Receive
 }
 
 fn webhook(p: &mut Problems, at: &str, w: RawWebhook) -> ReceiverKind {
-    if !is_http(&w.url) {
-        p.push(format!("{at}: webhook.url {:?} must be http(s)", w.url));
+    if let Some(why) = http_url_problem(&w.url) {
+        p.push(format!("{at}: webhook.url {why}"));
     }
     let timeout = timeout(p, format!("{at}: webhook.timeout"), w.timeout.as_deref());
     ReceiverKind::Webhook {
