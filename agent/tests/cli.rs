@@ -45,7 +45,7 @@ fn invalid_flags_are_refused_with_every_problem() {
         "{err}"
     );
     assert!(
-        err.contains("collector.url: \"ftp://x\" must start with http:// or https://"),
+        err.contains("collector.url: \"ftp://x\" must be http(s)"),
         "{err}"
     );
     assert!(

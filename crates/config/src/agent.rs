@@ -215,10 +215,8 @@ impl RawAgentConfig {
             "collector.pool"
         };
         for u in &urls {
-            if !(u.starts_with("http://") || u.starts_with("https://")) {
-                p.push(format!(
-                    "{field}: {u:?} must start with http:// or https://"
-                ));
+            if let Some(why) = crate::http_url_problem(u) {
+                p.push(format!("{field}: {why}"));
             }
         }
         let urls: Vec<String> = urls.iter().map(|u| write_url(u)).collect();
@@ -567,9 +565,18 @@ probes:
         .unwrap();
         let e = raw.validate().unwrap_err().to_string();
         assert!(e.contains("`pool` replaces `url`"), "{e}");
+        // A URL that cannot be used is told without its credentials.
+        let raw: RawAgentConfig =
+            parse_yaml("host: a\ncollector: {url: \"http://u:SECRET@c:99999/api/v1/write\"}\n")
+                .unwrap();
+        let e2 = raw.validate().unwrap_err().to_string();
+        assert_eq!(
+            e2,
+            "collector.url: \"http://c:99999/…\" is not a valid URL (invalid port number)"
+        );
         assert!(e.contains("\"http://b:1/w\" is listed twice"), "{e}");
         assert!(
-            e.contains("collector.pool: \"ftp://c\" must start with"),
+            e.contains("collector.pool: \"ftp://c\" must be http(s)"),
             "{e}"
         );
         let raw: RawAgentConfig =

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::defaults as d;
-use super::validate::http_url_problem;
 use super::*;
+use crate::http_url_problem;
 use crate::Problems;
 
 /// The receivers, or a log receiver under `data_dir` when the file names none.

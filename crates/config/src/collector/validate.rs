@@ -277,7 +277,7 @@ fn remote_write(p: &mut Problems, raw: Vec<RawRemoteWrite>) -> Vec<RemoteWriteCo
     let mut out: Vec<RemoteWriteConfig> = Vec::new();
     for (i, r) in raw.into_iter().enumerate() {
         let at = format!("remote_write[{i}]");
-        if let Some(why) = http_url_problem(&r.url) {
+        if let Some(why) = crate::http_url_problem(&r.url) {
             p.push(format!("{at}.url {why}"));
         }
         let name = r.name.unwrap_or_else(|| {
@@ -332,19 +332,4 @@ fn tls(p: &mut Problems, t: RawServerTls) -> Option<ServerTls> {
         key_pem: key_pem?,
         client_ca_pem,
     })
-}
-
-/// Whether `url` is an http(s) URL.
-/// What is wrong with `url` as an http(s) endpoint, `None` when nothing is. The URL is shown
-/// without what may be secret (credentials, path and query: a chat robot's token).
-pub(super) fn http_url_problem(url: &str) -> Option<String> {
-    let shown = tocsin_model::redact_url(url);
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Some(format!("{shown:?} must be http(s)"));
-    }
-    match url::Url::parse(url) {
-        Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => None,
-        Ok(_) => Some(format!("{shown:?} has no host")),
-        Err(e) => Some(format!("{shown:?} is not a valid URL ({e})")),
-    }
 }
