@@ -179,8 +179,8 @@ pub(crate) async fn refusals(
     r
 }
 
-/// A URL's query string read into `T`, or 400 saying what is wrong with it (axum's own
-/// extractor answers in plain text).
+/// A URL's query string read into `T` as axum reads it, or 400 in JSON saying what is wrong
+/// with it (axum's own answer is plain text).
 pub(crate) struct Query<T>(pub T);
 
 impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S>
@@ -192,11 +192,14 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestP
         parts: &mut axum::http::request::Parts,
         _: &S,
     ) -> Result<Self, ApiError> {
-        let q = parts.uri.query().unwrap_or_default();
-        let d = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
-        serde_path_to_error::deserialize(d)
-            .map(Query)
-            .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|axum::extract::Query(v)| Query(v))
+            .map_err(|e| {
+                // The field at fault and why, without axum's own wording around it.
+                let why =
+                    std::error::Error::source(&e).map_or_else(|| e.body_text(), |s| s.to_string());
+                ApiError::bad_request(format!("invalid query string: {why}"))
+            })
     }
 }
 
