@@ -152,36 +152,38 @@ impl Core {
                     }
                 };
                 count("unreadable", unreadable);
-                let mut markers: Vec<_> = changes.iter().map(|(id, c)| c.marker(*id)).collect();
-                let st = tx.append_derived(&mut markers, now)?;
-                count("written", st.accepted);
-                // A change starting before its series' newest marker: the store left it out
-                // of that series (samples in time order); it gets a series of its own.
-                let mut late: Vec<_> = changes
-                    .iter()
-                    .zip(&markers)
-                    .filter(|(_, m)| m.samples.is_empty())
-                    .map(|((id, c), _)| c.late_marker(*id))
-                    .collect();
-                if !late.is_empty() {
-                    let n = late.len();
-                    let st = tx.append_derived(&mut late, now)?;
-                    count("late", st.accepted);
-                    count("out_of_order", n - st.accepted);
-                    info!(
-                        n = st.accepted,
-                        "changes starting before their series' newest marker: marked in series of their own"
-                    );
-                    if st.accepted < n {
-                        warn!(refused = n - st.accepted, "change markers not stored");
+                if !changes.is_empty() {
+                    let mut markers: Vec<_> = changes.iter().map(|(id, c)| c.marker(*id)).collect();
+                    let st = tx.append_derived(&mut markers, now)?;
+                    count("written", st.accepted);
+                    // A change starting before its series' newest marker: the store left it
+                    // out of that series (samples in time order); it gets a series of its own.
+                    let mut late: Vec<_> = changes
+                        .iter()
+                        .zip(&markers)
+                        .filter(|(_, m)| m.samples.is_empty())
+                        .map(|((id, c), _)| c.late_marker(*id))
+                        .collect();
+                    if !late.is_empty() {
+                        let n = late.len();
+                        let st = tx.append_derived(&mut late, now)?;
+                        count("late", st.accepted);
+                        count("out_of_order", n - st.accepted);
+                        info!(
+                            n = st.accepted,
+                            "changes starting before their series' newest marker: marked in series of their own"
+                        );
+                        if st.accepted < n {
+                            warn!(refused = n - st.accepted, "change markers not stored");
+                        }
                     }
+                    derived.extend(
+                        markers
+                            .into_iter()
+                            .chain(late)
+                            .filter(|m| !m.samples.is_empty()),
+                    );
                 }
-                derived.extend(
-                    markers
-                        .into_iter()
-                        .chain(late)
-                        .filter(|m| !m.samples.is_empty()),
-                );
                 if forwarding {
                     g.derived_forward.extend(derived.iter().cloned());
                 }

@@ -18,9 +18,7 @@ mod review;
 mod stats;
 
 pub use report::report;
-pub use review::{
-    rule_review, Change, Feedback, RuleReview, Verdict, CHANGE_KINDS, CHANGE_METRIC, LATE_LABEL,
-};
+pub use review::{rule_review, Change, Feedback, RuleReview, Verdict, CHANGE_KINDS, CHANGE_METRIC};
 pub use stats::{stats, DeadlineStats, Stats};
 
 #[derive(Debug, Clone)]

@@ -37,7 +37,7 @@ pub const CHANGE_KINDS: [&str; 4] = ["deploy", "config", "infra", "other"];
 pub const CHANGE_METRIC: &str = "tocsin_change";
 
 /// The label that gives a late change's marker a series of its own (`Change::late_marker`).
-pub const LATE_LABEL: &str = "change";
+const LATE_LABEL: &str = "change";
 
 impl Change {
     /// Its marker: `tocsin_change{service, kind}` = its id, at its start.
