@@ -133,25 +133,24 @@ async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
     // `/healthz` while it no longer samples or ships: its supervisor (systemd's
     // `Restart=always`) starts it afresh, and the buffer keeps what was not shipped.
     let sup = tocsin_runtime::Supervisor::new(cancel.clone());
-    let spawn = |name: &'static str, task| tokio::spawn(sup.watch(name, task));
-    let syncer = spawn(
+    let syncer = sup.task(
         "buffer sync",
-        tokio::spawn(ship::sync_loop(
+        ship::sync_loop(
             Arc::clone(&queue),
             cfg.buffer.fsync_interval,
             cancel.clone(),
-        )),
+        ),
     );
-    let shipper = spawn(
+    let shipper = sup.task(
         "shipper",
-        tokio::spawn(ship::run(
+        ship::run(
             cfg.shipping.clone(),
             cfg.buffer.replay_rate,
             cfg.buffer.fresh_first,
             Arc::clone(&queue),
             tel.clone(),
             cancel.clone(),
-        )),
+        ),
     );
     let pending = Pending::default();
     let latest = crate::latest::Latest::default();
@@ -163,9 +162,9 @@ async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
     let probes: Vec<_> = probers
         .into_iter()
         .map(|p| {
-            spawn(
+            sup.task(
                 "probe",
-                tokio::spawn(probe_loop(
+                probe_loop(
                     p,
                     cfg.labels.clone(),
                     Arc::clone(&queue),
@@ -173,28 +172,24 @@ async fn serve(cfg: AgentConfig) -> anyhow::Result<()> {
                     latest.clone(),
                     tel.clone(),
                     cancel.clone(),
-                )),
+                ),
             )
         })
         .collect();
-    let remediation = spawn(
+    let remediation = sup.task(
         "remediation",
-        tokio::spawn(crate::actions::action_loop(
-            cfg.clone(),
-            tel.clone(),
-            cancel.clone(),
-        )),
+        crate::actions::action_loop(cfg.clone(), tel.clone(), cancel.clone()),
     );
-    let sampler = spawn(
+    let sampler = sup.task(
         "sampler",
-        tokio::spawn(sample_loop(
+        sample_loop(
             cfg.clone(),
             Arc::clone(&queue),
             pending,
             latest.clone(),
             tel.clone(),
             cancel.clone(),
-        )),
+        ),
     );
 
     let registry = tel.registry.clone();

@@ -99,6 +99,15 @@ impl Supervisor {
         tracker.spawn(self.watch(name, tokio::spawn(fut)));
     }
 
+    /// Runs `fut` as a task of its own, watched; the handle ends when the watching does.
+    pub fn task<F>(&self, name: &'static str, fut: F) -> tokio::task::JoinHandle<()>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        tokio::spawn(self.watch(name, tokio::spawn(fut)))
+    }
+
     /// Awaits `task`: if it panicked, the process has failed and stops.
     pub fn watch<T: Send + 'static>(
         &self,
