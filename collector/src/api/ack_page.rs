@@ -253,7 +253,7 @@ pub(crate) async fn feedback(State(st): State<AppState>, body: Bytes) -> Respons
 /// incidents' one line of 200 bytes and 2,000 bytes), so the acknowledgement, the feedback and
 /// their audit rows stay small and a name stays one line.
 fn unfit(by: &str, comment: &str) -> bool {
-    by.len() > 200 || by.chars().any(char::is_control) || comment.len() > 2000
+    !super::fits_name(by) || comment.len() > 2000
 }
 
 /// A change made through a signed link goes to the audit log like any other: the actor is the

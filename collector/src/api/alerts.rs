@@ -125,7 +125,7 @@ pub(crate) async fn ack(
 ) -> Result<Json<Value>, ApiError> {
     let bad = |m: String| ApiError::bad_request(m);
     let b: AckBody = json_body(&body, "ack")?;
-    super::required(&Some(b.by.clone()), "by (who acknowledges)").map_err(bad)?;
+    super::required(Some(&b.by), "by (who acknowledges)").map_err(bad)?;
     let a = acknowledge(&st, id, None, b.by, b.comment).await?;
     Ok(Json(
         json!({ "status": "success", "data": { "ack": ack_json(&a) } }),

@@ -259,7 +259,7 @@ pub(crate) async fn feedback(
 ) -> Result<Json<Value>, ApiError> {
     let b: FeedbackBody = json_body(&body, "body")?;
     let bad = |m: String| ApiError::bad_request(m);
-    super::required(&Some(b.by.clone()), "by").map_err(bad)?;
+    super::required(Some(&b.by), "by").map_err(bad)?;
     if b.comment.len() > 2000 {
         return Err(bad("comment: at most 2000 bytes".into()));
     }
@@ -365,7 +365,7 @@ pub(crate) async fn assign(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     incident_op(&st, id, &body, |b| {
-        let owner = super::required(&b.owner, "owner")?;
+        let owner = super::required(b.owner.as_deref(), "owner")?;
         Ok(edit(b, tocsin_incidents::Edit::Assign { owner }))
     })
     .await
@@ -377,7 +377,7 @@ pub(crate) async fn cause(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     incident_op(&st, id, &body, |b| {
-        let category = super::required(&b.category, "category")?;
+        let category = super::required(b.category.as_deref(), "category")?;
         if !tocsin_incidents::CAUSE_CATEGORIES.contains(&category.as_str()) {
             return Err(format!(
                 "category {category:?} is not one of {}",
@@ -421,7 +421,7 @@ pub(crate) async fn follow_up_state(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     incident_op(&st, id, &body, |b| {
-        let state = super::required(&b.state, "state")?;
+        let state = super::required(b.state.as_deref(), "state")?;
         if !tocsin_incidents::FOLLOW_UP_STATES.contains(&state.as_str()) {
             return Err(format!("state {state:?} is not open, done or dropped"));
         }
@@ -441,7 +441,7 @@ pub(crate) async fn incident_op(
 ) -> Result<Json<Value>, ApiError> {
     let bad = |m: String| ApiError::bad_request(m);
     let b: IncidentBody = json_body(body, "body")?;
-    super::required(&Some(b.by.clone()), "by").map_err(bad)?;
+    super::required(Some(&b.by), "by").map_err(bad)?;
     let op = op(b).map_err(bad)?;
     writer_reply(st, |reply| Msg::Incident { id, op, reply })
         .await?

@@ -434,13 +434,16 @@ pub(crate) async fn request_deadline(
 
 /// A name (who, an owner, a rule, a category): one line of at most 200 bytes, without control
 /// characters — it becomes a label (`owner` routes the assignment notice) and a table cell.
-pub(crate) fn required(v: &Option<String>, what: &str) -> Result<String, String> {
+pub(crate) fn required(v: Option<&str>, what: &str) -> Result<String, String> {
     match v {
-        Some(v) if !v.trim().is_empty() && v.len() <= 200 && !v.chars().any(char::is_control) => {
-            Ok(v.clone())
-        }
+        Some(v) if !v.trim().is_empty() && fits_name(v) => Ok(v.to_string()),
         _ => Err(format!(
             "{what} is required (one line of at most 200 bytes, no control characters)"
         )),
     }
+}
+
+/// Whether `v` fits as a name: one line of at most 200 bytes, without control characters.
+pub(crate) fn fits_name(v: &str) -> bool {
+    v.len() <= 200 && !v.chars().any(char::is_control)
 }

@@ -60,7 +60,7 @@ pub(crate) async fn add(State(st): State<AppState>, body: Bytes) -> Result<Json<
     if n.created_by.trim().is_empty() || n.comment.trim().is_empty() {
         return Err(bad("createdBy and comment are required".into()));
     }
-    super::required(&Some(n.created_by.clone()), "createdBy").map_err(bad)?;
+    super::required(Some(&n.created_by), "createdBy").map_err(bad)?;
     if n.comment.len() > 2000 {
         return Err(bad("comment: at most 2000 bytes".into()));
     }
