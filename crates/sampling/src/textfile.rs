@@ -211,9 +211,13 @@ fn parse_sample(line: &str) -> Result<(String, Labels, f64), String> {
             let mut end = None;
             while let Some((i, c)) = chars.next() {
                 match c {
+                    // The format's three escapes, no others (as Prometheus reads it).
                     '\\' => match chars.next() {
                         Some((_, 'n')) => value.push('\n'),
-                        Some((_, e)) => value.push(e),
+                        Some((_, e @ ('"' | '\\'))) => value.push(e),
+                        Some((_, e)) => {
+                            return Err(format!("label {lname}: invalid escape sequence \\{e}"))
+                        }
                         None => break,
                     },
                     '"' => {
@@ -319,6 +323,10 @@ mod tests {
             ("m{a=\"b\"}\n", "t.prom:1: missing value"),
             ("m 1\nm 2\n", "t.prom:2: duplicate series m{}"),
             ("m one\n", "t.prom:1: invalid value \"one\""),
+            (
+                "m{a=\"\\xff\"} 1\n",
+                "t.prom:1: label a: invalid escape sequence \\x",
+            ),
             (
                 "# TYPE m histogram\n",
                 "t.prom:1: type \"histogram\" is not supported here (counter, gauge, untyped)",
