@@ -77,6 +77,18 @@ impl Access {
         self.listen.ip().is_loopback()
     }
 
+    /// Why agents' routes are off when no agent credential is configured (no `ingest.token`,
+    /// no agent token ever issued): beyond loopback a collector takes no series and hands out
+    /// no remediation from anyone; on loopback only this machine can reach it.
+    pub fn agents_off(&self) -> Option<String> {
+        (!self.loopback_only()).then(|| {
+            format!(
+                "ingest is off: this collector listens on {} beyond loopback and has neither ingest.token nor any agent tokens",
+                self.listen
+            )
+        })
+    }
+
     /// A warning for the start-up log when some routes are off.
     pub fn startup_warning(&self) -> Option<String> {
         if self.loopback_only() || self.admin.is_some() {

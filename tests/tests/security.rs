@@ -417,6 +417,27 @@ fn a_network_listener_without_credentials_lets_nobody_in() {
     // No token was minted: a write with anything still finds no agent token.
     assert!(!c.log().contains("token issued"));
     assert!(c.log().contains("the admin API is off"), "said at start");
+    // Agents' routes too: nobody may write series for any host, nor take or answer a
+    // remediation request, until ingest.token is set or an agent token issued.
+    let (code, msg) = write(&c, None, "victim-db");
+    assert_eq!(code, 403, "{msg}");
+    assert!(msg.contains("ingest is off"), "{msg}");
+    assert_eq!(write(&c, Some("anything"), "victim-db").0, 403);
+    assert_eq!(
+        call(&c, "GET", "/api/v1/actions/poll?host=victim-db", None, ""),
+        403
+    );
+    assert_eq!(
+        call(&c, "POST", "/api/v1/actions/1/result", None, "{}"),
+        403
+    );
+    assert!(c.log().contains("ingest is off"), "said at start");
+    assert!(
+        metric(
+            &c.url("/metrics"),
+            "tocsin_ingest_rejected_requests_total{reason=\"disabled\"}"
+        ) >= 2.0
+    );
     assert_eq!(call(&c, "GET", "/healthz", None, ""), 200);
     assert_eq!(call(&c, "GET", "/metrics", None, ""), 200);
     assert!(
@@ -430,9 +451,16 @@ fn a_network_listener_without_credentials_lets_nobody_in() {
 #[test]
 fn read_and_admin_tokens_open_what_they_name_and_nothing_more() {
     let _g = serial();
-    let s = Stack::new("admin_token: adm1n-s3cret\nread_token: r3ad-s3cret\n");
+    let s = Stack::new(
+        "admin_token: adm1n-s3cret\nread_token: r3ad-s3cret\ningest:\n  token: 1ngest-s3cret\n",
+    );
     std::fs::create_dir(s.dir.path().join("rules")).unwrap();
     let c = on_every_address(&s);
+    // The shared ingest token opens writes, and only it: neither people's token does.
+    assert_eq!(write(&c, Some("1ngest-s3cret"), "any").0, 204);
+    for t in [None, Some("adm1n-s3cret"), Some("r3ad-s3cret")] {
+        assert_eq!(write(&c, t, "any").0, 401, "{t:?}");
+    }
     for &(method, path, body, admin) in ROUTES {
         let code = |t| call(&c, method, path, t, body);
         assert_eq!(code(None), 401, "{method} {path} without a token");
@@ -451,7 +479,12 @@ fn read_and_admin_tokens_open_what_they_name_and_nothing_more() {
         );
     }
     let log = c.log();
-    assert!(!log.contains("adm1n-s3cret") && !log.contains("r3ad-s3cret"));
+    assert!(
+        !log.contains("adm1n-s3cret")
+            && !log.contains("r3ad-s3cret")
+            && !log.contains("1ngest-s3cret")
+    );
+    assert!(!log.contains("ingest is off"));
 }
 
 #[test]

@@ -68,7 +68,13 @@ pub(crate) fn authenticate_agent(
         }
     }
     if st.token.is_none() && !tokens.required {
-        return Ok(None);
+        return match st.access.agents_off() {
+            None => Ok(None),
+            Some(msg) => {
+                st.tel.ingest_rejected("disabled", &msg);
+                Err(ApiError::Forbidden(msg))
+            }
+        };
     }
     st.tel
         .ingest_rejected("unauthorized", "missing, wrong or revoked bearer token");

@@ -243,6 +243,16 @@ pub(super) async fn serve(
     if let Some(w) = state.access.startup_warning() {
         warn!("{w}");
     }
+    let agents_need_tokens = state
+        .agent_tokens
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .required;
+    if state.token.is_none() && !agents_need_tokens {
+        if let Some(w) = state.access.agents_off() {
+            warn!("{w}: agents' writes and remediation polls are refused until one is");
+        }
+    }
 
     let shutdown = cancel.clone();
     tokio::spawn(async move {
