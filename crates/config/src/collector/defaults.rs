@@ -91,3 +91,8 @@ pub const MAX_SAMPLES_PER_SEND: usize = 10_000;
 /// rest.
 pub const SMS_RATE_COUNT: u32 = 4;
 pub const SMS_RATE_PER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// E-mail receivers' `rate_limit` when none is given: what a relay allows one sender
+/// (Exchange Online: 30 messages a minute), the rest in a digest.
+pub const EMAIL_RATE_COUNT: u32 = 30;
+pub const EMAIL_RATE_PER: std::time::Duration = std::time::Duration::from_secs(60);

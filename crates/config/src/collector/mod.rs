@@ -869,10 +869,10 @@ ack: { link_ttl: 1s }
         );
     }
 
-    /// SMS receivers get a rate limit unless they set one: a storm must not spend the day's
-    /// texts a provider allows one number.
+    /// SMS and e-mail receivers get a rate limit unless they set one: a storm must not spend
+    /// the day's texts a provider allows one number, nor get the mail relay to throttle.
     #[test]
-    fn sms_receivers_are_rate_limited_by_default() {
+    fn sms_and_e_mail_receivers_are_rate_limited_by_default() {
         let raw: RawCollectorConfig = parse_yaml(
             "receivers:
 - name: gw
@@ -882,6 +882,8 @@ ack: { link_ttl: 1s }
   rate_limit: { count: 10, per: 1m }
 - name: hook
   webhook: { url: \"http://hook.example/\" }
+- name: mail
+  email: { smarthost: \"smtp.example:25\", from: \"tocsin@example.com\", to: [\"ops@example.com\"] }
 ",
         )
         .unwrap();
@@ -897,6 +899,7 @@ ack: { link_ttl: 1s }
         assert_eq!(limit("gw"), Some((4, 3600)));
         assert_eq!(limit("gw-fast"), Some((10, 60)));
         assert_eq!(limit("hook"), None);
+        assert_eq!(limit("mail"), Some((30, 60)));
     }
 
     /// An address the mailer cannot read is a configuration problem, found with the others.

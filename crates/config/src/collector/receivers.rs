@@ -154,6 +154,12 @@ fn receiver(
                 count: d::SMS_RATE_COUNT,
                 per: d::SMS_RATE_PER,
             }),
+            // Mail relays throttle a sender (Exchange Online: 30 messages a minute) and a
+            // throttled relay fails deliveries; a storm goes out as digests instead.
+            Some(ReceiverKind::Email(_)) => Some(RateLimit {
+                count: d::EMAIL_RATE_COUNT,
+                per: d::EMAIL_RATE_PER,
+            }),
             _ => None,
         },
     };
