@@ -599,6 +599,32 @@ pub fn prometheus_with(global: &str, scrape_configs: &str) -> Option<Server> {
     })
 }
 
+/// Debian's `prometheus-node-exporter` with its default collectors on a free port, ready once
+/// its `/metrics` answers.
+pub fn node_exporter() -> Option<Server> {
+    if !crate::require_tool("prometheus-node-exporter") {
+        return None;
+    }
+    let port = free_port();
+    let child = Command::new("prometheus-node-exporter")
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start prometheus-node-exporter");
+    wait_for("node_exporter to answer", Duration::from_secs(30), || {
+        reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
+            .ok()
+            .filter(|r| r.status().is_success())
+            .map(|_| ())
+    });
+    Some(Server {
+        port,
+        child,
+        _dir: None,
+    })
+}
+
 /// A VictoriaMetrics single-node server (Debian's `victoria-metrics`) on a free port, its
 /// remote-write receiver at `/api/v1/write`; what it has taken is queryable once flushed from
 /// its buffers (about a second; no latency offset).

@@ -1,5 +1,6 @@
 //! tocsin in the Prometheus ecosystem: remote-write forwarding into a real Prometheus and a
-//! real VictoriaMetrics.
+//! real VictoriaMetrics, a real Prometheus scraping the agent, and the agent side by side with
+//! a real node_exporter.
 
 use std::time::Duration;
 
@@ -474,4 +475,177 @@ fn a_prometheus_scraping_an_agent_gets_the_series_the_collector_receives() {
             },
         );
     }
+}
+
+/// One sample line of the text exposition format: name, labels, value.
+type Line = (String, std::collections::BTreeMap<String, String>, f64);
+
+fn exposition_lines(text: &str) -> Vec<Line> {
+    let label = regex::Regex::new(r#"([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)""#).unwrap();
+    let line = regex::Regex::new(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)").unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let c = line.captures(l)?;
+            let labels = c.get(2).map_or_else(Default::default, |m| {
+                label
+                    .captures_iter(m.as_str())
+                    .map(|l| (l[1].to_string(), l[2].to_string()))
+                    .collect()
+            });
+            Some((c[1].to_string(), labels, c[3].parse().ok()?))
+        })
+        .collect()
+}
+
+/// Dashboards and queries written for node_exporter carry over to the agent: side by side on
+/// the same machine, every family both expose has the same label names (the agent adds `host`
+/// and its static labels), the families a host dashboard is built on are there, and the same
+/// quantities read the same — sizes exactly, counters in the same unit and never ahead of
+/// node_exporter's later reading.
+#[test]
+fn the_agent_exposes_node_exporters_names_labels_and_units() {
+    let _g = serial();
+    let Some(ne) = tocsin_e2e::servers::node_exporter() else {
+        return;
+    };
+    let (s, c) = Stack::with_collector("");
+    let aport = tocsin_e2e::servers::free_port();
+    let _a = tocsin_e2e::Proc::start(
+        "tocsin-agent",
+        &[
+            "--collector",
+            &c.url(""),
+            "--listen",
+            &format!("127.0.0.1:{aport}"),
+            "--interval",
+            "1s",
+            "--host",
+            "side-by-side",
+            "--state-dir",
+            &s.p("agent-state"),
+        ],
+        std::path::Path::new(&s.p("agent.log")),
+    );
+    let get = |url: String| reqwest::blocking::get(url).ok()?.text().ok();
+    let agent = wait_for("the agent's host samples", Duration::from_secs(20), || {
+        get(format!("http://127.0.0.1:{aport}/metrics"))
+            .filter(|t| t.contains("node_filesystem_size_bytes{") && t.contains("node_cpu_"))
+    });
+    // node_exporter read after the agent: its counters are at least the agent's.
+    let theirs = get(format!("http://127.0.0.1:{}/metrics", ne.port)).unwrap();
+    let ours: Vec<Line> = exposition_lines(&agent)
+        .into_iter()
+        .filter(|(n, _, _)| n.starts_with("node_"))
+        .map(|(n, mut l, v)| {
+            assert_eq!(l.remove("host").as_deref(), Some("side-by-side"), "{n}");
+            (n, l, v)
+        })
+        .collect();
+    let theirs = exposition_lines(&theirs);
+    let names = |lines: &[Line]| {
+        let mut m =
+            std::collections::BTreeMap::<String, std::collections::BTreeSet<Vec<String>>>::new();
+        for (n, l, _) in lines {
+            m.entry(n.clone())
+                .or_default()
+                .insert(l.keys().cloned().collect());
+        }
+        m
+    };
+    let (our_names, their_names) = (names(&ours), names(&theirs));
+    for family in [
+        "node_cpu_seconds_total",
+        "node_load1",
+        "node_load5",
+        "node_load15",
+        "node_memory_MemTotal_bytes",
+        "node_memory_MemAvailable_bytes",
+        "node_memory_SwapTotal_bytes",
+        "node_filesystem_size_bytes",
+        "node_filesystem_avail_bytes",
+        "node_filesystem_files_free",
+        "node_network_receive_bytes_total",
+        "node_network_transmit_bytes_total",
+        "node_boot_time_seconds",
+        "node_time_seconds",
+        "node_context_switches_total",
+        "node_filefd_allocated",
+        "node_procs_running",
+    ] {
+        assert!(
+            their_names.contains_key(family),
+            "node_exporter lacks {family}"
+        );
+        assert!(our_names.contains_key(family), "the agent lacks {family}");
+    }
+    let mut common = 0;
+    for (family, label_sets) in &our_names {
+        if let Some(theirs) = their_names.get(family) {
+            assert_eq!(label_sets, theirs, "{family}: label names");
+            common += 1;
+        }
+    }
+    assert!(common >= 60, "{common} families in common");
+    let value = |lines: &[Line], n: &str, l: &[(&str, &str)]| {
+        lines
+            .iter()
+            .find(|(name, labels, _)| {
+                name == n
+                    && labels.len() == l.len()
+                    && l.iter()
+                        .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(v))
+            })
+            .map(|x| x.2)
+    };
+    for n in [
+        "node_memory_MemTotal_bytes",
+        "node_memory_SwapTotal_bytes",
+        "node_filefd_maximum",
+    ] {
+        assert_eq!(value(&ours, n, &[]), value(&theirs, n, &[]), "{n}");
+    }
+    let boot = |lines: &[Line]| value(lines, "node_boot_time_seconds", &[]).unwrap();
+    assert!((boot(&ours) - boot(&theirs)).abs() <= 1.0);
+    // Every filesystem both report has the same size; the CPUs and modes are the same.
+    let mut filesystems = 0;
+    for (n, l, v) in &ours {
+        let same = |theirs: &Line| &theirs.0 == n && &theirs.1 == l;
+        let Some(t) = theirs.iter().find(|t| same(t)) else {
+            continue;
+        };
+        match n.as_str() {
+            "node_filesystem_size_bytes" | "node_filesystem_files" => {
+                assert_eq!(*v, t.2, "{n}{l:?}");
+                filesystems += 1;
+            }
+            // Counters, read first by the agent: never ahead, and within the seconds between
+            // the two readings for the CPU's (a unit off by USER_HZ would be a hundredfold).
+            "node_cpu_seconds_total" => {
+                assert!(
+                    *v <= t.2 + 0.01 && t.2 - v < 30.0,
+                    "{n}{l:?}: {v} vs {}",
+                    t.2
+                );
+            }
+            "node_network_receive_bytes_total"
+            | "node_network_transmit_bytes_total"
+            | "node_disk_read_bytes_total"
+            | "node_disk_written_bytes_total"
+            | "node_context_switches_total" => {
+                assert!(*v <= t.2, "{n}{l:?}: {v} vs {}", t.2);
+                assert!(*v >= t.2 * 0.5, "{n}{l:?}: {v} vs {}", t.2);
+            }
+            _ => {}
+        }
+    }
+    assert!(filesystems >= 1, "no filesystem reported by both");
+    let cpus = |lines: &[Line]| -> std::collections::BTreeSet<(String, String)> {
+        lines
+            .iter()
+            .filter(|(n, _, _)| n == "node_cpu_seconds_total")
+            .map(|(_, l, _)| (l["cpu"].clone(), l["mode"].clone()))
+            .collect()
+    };
+    assert_eq!(cpus(&ours), cpus(&theirs));
 }
