@@ -663,3 +663,24 @@ impl Drop for Netns {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
 }
+
+/// One sample line of the text exposition format: name, labels, value.
+pub type ExpositionLine = (String, std::collections::BTreeMap<String, String>, f64);
+
+pub fn exposition_lines(text: &str) -> Vec<ExpositionLine> {
+    let label = regex::Regex::new(r#"([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)""#).unwrap();
+    let line = regex::Regex::new(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)").unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let c = line.captures(l)?;
+            let labels = c.get(2).map_or_else(Default::default, |m| {
+                label
+                    .captures_iter(m.as_str())
+                    .map(|l| (l[1].to_string(), l[2].to_string()))
+                    .collect()
+            });
+            Some((c[1].to_string(), labels, c[3].parse().ok()?))
+        })
+        .collect()
+}

@@ -625,6 +625,40 @@ pub fn node_exporter() -> Option<Server> {
     })
 }
 
+/// Debian's `prometheus-blackbox-exporter` on a free port with `modules` (the YAML under
+/// `modules:`); probe with `GET /probe?module=M&target=T`.
+pub fn blackbox_exporter(modules: &str) -> Option<Server> {
+    if !crate::require_tool("prometheus-blackbox-exporter") {
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("blackbox.yml");
+    std::fs::write(&cfg, format!("modules:\n{modules}")).expect("write blackbox.yml");
+    let port = free_port();
+    let child = Command::new("prometheus-blackbox-exporter")
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start prometheus-blackbox-exporter");
+    wait_for(
+        "blackbox_exporter to answer",
+        Duration::from_secs(30),
+        || {
+            reqwest::blocking::get(format!("http://127.0.0.1:{port}/-/healthy"))
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
+        },
+    );
+    Some(Server {
+        port,
+        child,
+        _dir: Some(dir),
+    })
+}
+
 /// A VictoriaMetrics single-node server (Debian's `victoria-metrics`) on a free port, its
 /// remote-write receiver at `/api/v1/write`; what it has taken is queryable once flushed from
 /// its buffers (about a second; no latency offset).

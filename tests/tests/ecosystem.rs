@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use tocsin_e2e::{metric, serial, wait_for, write_textfile, Stack};
+use tocsin_e2e::{
+    exposition_lines, metric, serial, wait_for, write_textfile, ExpositionLine as Line, Stack,
+};
 
 fn query(prom: u16, q: &str) -> Value {
     reqwest::blocking::Client::new()
@@ -475,27 +477,6 @@ fn a_prometheus_scraping_an_agent_gets_the_series_the_collector_receives() {
             },
         );
     }
-}
-
-/// One sample line of the text exposition format: name, labels, value.
-type Line = (String, std::collections::BTreeMap<String, String>, f64);
-
-fn exposition_lines(text: &str) -> Vec<Line> {
-    let label = regex::Regex::new(r#"([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)""#).unwrap();
-    let line = regex::Regex::new(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)").unwrap();
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let c = line.captures(l)?;
-            let labels = c.get(2).map_or_else(Default::default, |m| {
-                label
-                    .captures_iter(m.as_str())
-                    .map(|l| (l[1].to_string(), l[2].to_string()))
-                    .collect()
-            });
-            Some((c[1].to_string(), labels, c[3].parse().ok()?))
-        })
-        .collect()
 }
 
 /// Dashboards and queries written for node_exporter carry over to the agent: side by side on

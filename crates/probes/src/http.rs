@@ -126,11 +126,7 @@ impl Http {
         let t = Instant::now();
         let addr = resolve(&host, port, spec.ip).await?;
         ph.resolve += t.elapsed();
-        out.push(gauge(
-            "probe_ip_protocol",
-            "Whether the probe used IPv4 (4) or IPv6 (6).",
-            if addr.is_ipv4() { 4.0 } else { 6.0 },
-        ));
+        out.push(ip_protocol(&addr));
 
         let t = Instant::now();
         let tcp = TcpStream::connect(addr)
@@ -300,6 +296,16 @@ where
         location,
         body,
     })
+}
+
+/// `probe_ip_protocol`: the family of the address resolved (4 or 6), as blackbox_exporter
+/// reports it.
+pub(crate) fn ip_protocol(addr: &std::net::SocketAddr) -> Family {
+    gauge(
+        "probe_ip_protocol",
+        "Whether the probe used IPv4 (4) or IPv6 (6).",
+        if addr.is_ipv4() { 4.0 } else { 6.0 },
+    )
 }
 
 pub(crate) async fn resolve(host: &str, port: u16, ip: IpChoice) -> Result<SocketAddr, Failure> {

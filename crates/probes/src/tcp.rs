@@ -60,6 +60,7 @@ pub(crate) async fn connect(address: &str, out: &mut Vec<Family>) -> Result<TcpS
         .and_then(|(h, p)| p.parse::<u16>().ok().map(|p| (h, p)))
         .ok_or_else(|| Failure::new(Reason::Error, format!("{address:?} is not HOST:PORT")))?;
     let addr = crate::http::resolve(host, port, IpChoice::Any).await?;
+    out.push(crate::http::ip_protocol(&addr));
     let t = Instant::now();
     let s = TcpStream::connect(addr)
         .await
