@@ -20,7 +20,7 @@ tocsin is running. Look at:
   collector health  http://127.0.0.1:9760/metrics
   agent health      http://127.0.0.1:9761/metrics
   alert log         data/alerts.log   (one JSON notification per line)
-Try an alert:       echo 'tocsin_demo_value 90' > data/textfile/demo.prom
+Try an alert:       echo 'demo_value 90' > data/textfile/demo.prom
 Stop with Ctrl-C.
 MSG
 wait

@@ -73,7 +73,7 @@ impl Telemetry {
             ),
             samples: cv(
                 "tocsin_ingest_samples_total",
-                "Samples received, by outcome (accepted, out_of_order, too_far_in_future, over_series_limit; live: sent ahead of a backlog for rule evaluation only, stored when the backlog reaches them).",
+                "Samples received, by outcome (accepted, out_of_order, too_far_in_future, over_series_limit, reserved_name: a tocsin_* name the collector derives itself; live: sent ahead of a backlog for rule evaluation only, stored when the backlog reaches them).",
                 &["result"],
             ),
             commit_seconds: reg(

@@ -95,6 +95,35 @@ pub(crate) fn check_content_encoding(headers: &HeaderMap) -> Result<(), String> 
     Ok(())
 }
 
+/// Series of a request refused by name.
+#[derive(Debug, Default)]
+pub(crate) struct Refused {
+    series: usize,
+    samples: usize,
+    first: Option<String>,
+}
+
+impl Refused {
+    fn of(reserved: &[tocsin_model::SeriesSamples]) -> Refused {
+        Refused {
+            series: reserved.len(),
+            samples: reserved.iter().map(|s| s.samples.len()).sum(),
+            first: reserved
+                .first()
+                .and_then(|s| s.labels.metric_name())
+                .map(str::to_string),
+        }
+    }
+
+    fn message(&self) -> Option<String> {
+        let first = self.first.as_deref()?;
+        Some(format!(
+            "{} series ({} samples) refused: tocsin_* names are the collector's own (the agent's tocsin_agent_* and tocsin_log_* excepted), e.g. {first:?}",
+            self.series, self.samples
+        ))
+    }
+}
+
 pub(crate) async fn write_inner(
     st: &AppState,
     bound: Option<String>,
@@ -132,13 +161,18 @@ pub(crate) async fn write_inner(
     let decoded = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         tocsin_wire::decode(&body, &limits).map(|batch| {
+            let (reserved, batch): (Vec<_>, Vec<_>) = batch.into_iter().partition(|s| {
+                s.labels
+                    .metric_name()
+                    .is_some_and(tocsin_model::is_reserved_metric_name)
+            });
             let hints = resolver.resolve(&batch);
-            (batch, hints)
+            (batch, hints, Refused::of(&reserved))
         })
     })
     .await
     .map_err(|e| ApiError::internal("decoding a remote-write body", e))?;
-    let (batch, hints) = decoded.map_err(|e| {
+    let (batch, hints, reserved) = decoded.map_err(|e| {
         let msg = e.to_string();
         st.tel.ingest_rejected(e.kind(), &msg);
         match e {
@@ -170,8 +204,18 @@ pub(crate) async fn write_inner(
             return Err(ApiError::Forbidden(msg));
         }
     }
+    if let Some(msg) = reserved.message() {
+        st.tel.ingest_rejected("reserved_name", &msg);
+        st.tel
+            .samples
+            .with_label_values(&["reserved_name"])
+            .inc_by(reserved.samples as u64);
+    }
     if batch.is_empty() {
-        return Ok(Written(0));
+        return match reserved.message() {
+            Some(msg) => Err(ApiError::bad_request(msg)),
+            None => Ok(Written(0)),
+        };
     }
     let (reply, rx) = oneshot::channel();
     let marked = |name: &str| headers.get(name).is_some_and(|v| v.as_bytes() == b"1");
@@ -207,16 +251,21 @@ pub(crate) async fn write_inner(
     }
     // The series come back with the answer, to be freed here.
     match rx.await.map(|answer| answer.result) {
-        Ok(Ok(stats)) if stats.refused_series > 0 => {
+        Ok(Ok(stats)) if stats.refused_series > 0 || reserved.series > 0 => {
             // The rest of the request is stored; say what was not, so the sender does not
             // retry it.
-            let msg = format!(
-                "{} new series ({} samples) refused: their host has reached ingest.max_series_per_host, or the collector ingest.max_hosts; {} samples accepted",
-                stats.refused_series, stats.over_limit, stats.accepted
-            );
-            st.tel.ingest_rejected("cardinality", &msg);
+            let mut said = Vec::new();
+            if stats.refused_series > 0 {
+                let msg = format!(
+                    "{} new series ({} samples) refused: their host has reached ingest.max_series_per_host, or the collector ingest.max_hosts",
+                    stats.refused_series, stats.over_limit
+                );
+                st.tel.ingest_rejected("cardinality", &msg);
+                said.push(msg);
+            }
+            said.extend(reserved.message());
             Err(ApiError::Partial {
-                message: msg,
+                message: format!("{}; {} samples accepted", said.join("; "), stats.accepted),
                 accepted: stats.accepted,
             })
         }
@@ -326,5 +375,62 @@ mod tests {
         let a = api.send(TestApi::write_request(&batch, None)).await;
         assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.json);
         assert_eq!(a.headers[tocsin_wire::ACCEPTED_HEADER], "2");
+    }
+
+    /// A sender cannot write the series the collector derives (a service's burn condition
+    /// pages its owners); the rest of its request is stored, the agent's own telemetry too.
+    #[tokio::test]
+    async fn the_collectors_own_names_are_refused_and_the_rest_stored() {
+        let api = TestApi::new("", "");
+        let batch = [
+            series(
+                &[
+                    ("__name__", "tocsin_slo_burn_condition"),
+                    ("service", "payments"),
+                    ("host", "h1"),
+                ],
+                1.0,
+            ),
+            series(
+                &[("__name__", "tocsin_agent_cycles_total"), ("host", "h1")],
+                1.0,
+            ),
+            series(
+                &[("__name__", "tocsin_log_lines_total"), ("host", "h1")],
+                1.0,
+            ),
+            series(&[("__name__", "app_value"), ("host", "h1")], 1.0),
+        ];
+        let a = api.send(TestApi::write_request(&batch, None)).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.json);
+        assert_eq!(a.headers[tocsin_wire::ACCEPTED_HEADER], "3");
+        let msg = a.json["error"].as_str().unwrap();
+        assert!(
+            msg.starts_with("1 series (1 samples) refused: tocsin_* names are the collector's own")
+                && msg.contains("\"tocsin_slo_burn_condition\"")
+                && msg.ends_with("; 3 samples accepted"),
+            "{msg}"
+        );
+        let stored = |q: &str| {
+            let q = q.to_string();
+            let api = &api;
+            async move {
+                let a = api.get(&format!("/api/v1/query?query={q}")).await;
+                a.json["data"]["result"].as_array().unwrap().len()
+            }
+        };
+        assert_eq!(stored("tocsin_slo_burn_condition").await, 0);
+        assert_eq!(stored("app_value").await, 1);
+        assert_eq!(stored("tocsin_agent_cycles_total").await, 1);
+        // Nothing but such names: refused whole, nothing accepted.
+        let a = api.send(TestApi::write_request(&batch[..1], None)).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.json);
+        assert!(!a.headers.contains_key(tocsin_wire::ACCEPTED_HEADER));
+        let m = api.get("/metrics").await.json;
+        let m = m.as_str().unwrap();
+        assert!(
+            m.contains("tocsin_ingest_rejected_requests_total{reason=\"reserved_name\"} 2"),
+            "{m}"
+        );
     }
 }

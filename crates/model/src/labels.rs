@@ -236,6 +236,14 @@ pub fn is_valid_metric_name(s: &str) -> bool {
         && b.all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b':')
 }
 
+/// Whether a series name is one the collector derives itself and no sender may write:
+/// `tocsin_*` (host liveness, service levels and burn conditions, change markers, its own
+/// metrics — what rules page on and dashboards show), except the agent's own telemetry,
+/// `tocsin_agent_*` and `tocsin_log_*`.
+pub fn is_reserved_metric_name(s: &str) -> bool {
+    s.starts_with("tocsin_") && !s.starts_with("tocsin_agent_") && !s.starts_with("tocsin_log_")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

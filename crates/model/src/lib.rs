@@ -10,7 +10,9 @@ pub mod weekly;
 pub mod window;
 
 pub use action::ActionStatus;
-pub use labels::{is_valid_label_name, is_valid_metric_name, Label, Labels, METRIC_NAME};
+pub use labels::{
+    is_reserved_metric_name, is_valid_label_name, is_valid_metric_name, Label, Labels, METRIC_NAME,
+};
 pub use level::{Level, ParseLevelError};
 
 /// Text from labels, rules and people made inert in Markdown that has no escape character

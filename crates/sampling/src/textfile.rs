@@ -187,6 +187,12 @@ fn parse_sample(line: &str) -> Result<(String, Labels, f64), String> {
     if !is_valid_metric_name(name) {
         return Err(format!("invalid metric name {name:?}"));
     }
+    // The agent's and the collector's own series: a file must not stand in for them.
+    if name.starts_with("tocsin_") {
+        return Err(format!(
+            "metric name {name:?} is reserved: tocsin_* series are tocsin's own"
+        ));
+    }
     let mut rest = &line[name_end..];
     let mut labels = Vec::new();
     if let Some(r) = rest.strip_prefix('{') {
@@ -323,6 +329,10 @@ mod tests {
             ("m{a=\"b\"}\n", "t.prom:1: missing value"),
             ("m 1\nm 2\n", "t.prom:2: duplicate series m{}"),
             ("m one\n", "t.prom:1: invalid value \"one\""),
+            (
+                "tocsin_slo_burn_condition{service=\"pay\"} 1\n",
+                "t.prom:1: metric name \"tocsin_slo_burn_condition\" is reserved: tocsin_* series are tocsin's own",
+            ),
             (
                 "m{a=\"\\xff\"} 1\n",
                 "t.prom:1: label a: invalid escape sequence \\x",
