@@ -702,6 +702,12 @@ impl Engine {
         }
         let st = self.alerts.entry((ri, kfp)).or_insert_with(|| {
             let mut labels = key_labels.clone();
+            // `level` is tocsin's, set on delivery from the alert's level: a series' own is
+            // kept as `exported_level` (as Prometheus keeps a target's clashing label), so it
+            // neither reads as the alert's level nor matches a silence or route meant for it.
+            if let Some(v) = labels.remove("level") {
+                labels.set("exported_level", v);
+            }
             for l in rule.labels.iter() {
                 labels.set(l.name.clone(), l.value.clone());
             }

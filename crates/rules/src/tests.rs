@@ -1061,3 +1061,25 @@ fn absence_must_be_the_whole_expression() {
         "{err}"
     );
 }
+
+/// What a series says of itself does not pass for what tocsin sets: its `alertname` gives way
+/// to the rule's name and its `level` is kept as `exported_level`, so a silence or route on
+/// the alert's level is not matched by an agent's label.
+#[test]
+fn a_series_cannot_set_the_alerts_name_or_level() {
+    let mut e = Engine::new(two_level(""), EngineOptions::default());
+    let s = SeriesSamples {
+        labels: Labels::from_pairs([
+            (METRIC_NAME, "cpu_busy"),
+            ("host", "web1"),
+            ("alertname", "Other"),
+            ("level", "info"),
+        ]),
+        samples: vec![Sample::new(T0, 0.95)],
+    };
+    let t = e.ingest(&[s], T0);
+    assert_eq!(kinds(&t), vec![(TransitionKind::Firing, Level::Critical)]);
+    assert_eq!(t[0].labels.get("alertname"), Some("Busy"));
+    assert_eq!(t[0].labels.get("level"), None);
+    assert_eq!(t[0].labels.get("exported_level"), Some("info"));
+}
