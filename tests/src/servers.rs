@@ -599,101 +599,84 @@ pub fn prometheus_with(global: &str, scrape_configs: &str) -> Option<Server> {
     })
 }
 
-/// Debian's `prometheus-node-exporter` with its default collectors on a free port, ready once
-/// its `/metrics` answers.
-pub fn node_exporter() -> Option<Server> {
-    if !crate::require_tool("prometheus-node-exporter") {
-        return None;
-    }
-    let port = free_port();
-    let child = Command::new("prometheus-node-exporter")
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+/// Starts `tool` with `args` (its output discarded), listening on `port`, and waits until
+/// `GET ready` answers with success; `dir` lives as long as the server.
+fn start_ready(
+    tool: &str,
+    args: &[String],
+    port: u16,
+    ready: &str,
+    dir: Option<tempfile::TempDir>,
+) -> Server {
+    let child = Command::new(tool)
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start prometheus-node-exporter");
-    wait_for("node_exporter to answer", Duration::from_secs(30), || {
-        reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
-            .ok()
-            .filter(|r| r.status().is_success())
-            .map(|_| ())
-    });
-    Some(Server {
+        .unwrap_or_else(|e| panic!("start {tool}: {e}"));
+    wait_for(
+        &format!("{tool} to be ready"),
+        Duration::from_secs(30),
+        || {
+            reqwest::blocking::get(format!("http://127.0.0.1:{port}{ready}"))
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
+        },
+    );
+    Server {
         port,
         child,
-        _dir: None,
-    })
+        _dir: dir,
+    }
+}
+
+/// Debian's `prometheus-node-exporter` with its default collectors on a free port, ready once
+/// its `/metrics` answers.
+pub fn node_exporter() -> Option<Server> {
+    let tool = "prometheus-node-exporter";
+    if !crate::require_tool(tool) {
+        return None;
+    }
+    let port = free_port();
+    let args = [format!("--web.listen-address=127.0.0.1:{port}")];
+    Some(start_ready(tool, &args, port, "/metrics", None))
 }
 
 /// Debian's `prometheus-blackbox-exporter` on a free port with `modules` (the YAML under
 /// `modules:`); probe with `GET /probe?module=M&target=T`.
 pub fn blackbox_exporter(modules: &str) -> Option<Server> {
-    if !crate::require_tool("prometheus-blackbox-exporter") {
+    let tool = "prometheus-blackbox-exporter";
+    if !crate::require_tool(tool) {
         return None;
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("blackbox.yml");
     std::fs::write(&cfg, format!("modules:\n{modules}")).expect("write blackbox.yml");
     let port = free_port();
-    let child = Command::new("prometheus-blackbox-exporter")
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prometheus-blackbox-exporter");
-    wait_for(
-        "blackbox_exporter to answer",
-        Duration::from_secs(30),
-        || {
-            reqwest::blocking::get(format!("http://127.0.0.1:{port}/-/healthy"))
-                .ok()
-                .filter(|r| r.status().is_success())
-                .map(|_| ())
-        },
-    );
-    Some(Server {
-        port,
-        child,
-        _dir: Some(dir),
-    })
+    let args = [
+        format!("--config.file={}", cfg.display()),
+        format!("--web.listen-address=127.0.0.1:{port}"),
+    ];
+    Some(start_ready(tool, &args, port, "/-/healthy", Some(dir)))
 }
 
 /// A VictoriaMetrics single-node server (Debian's `victoria-metrics`) on a free port, its
 /// remote-write receiver at `/api/v1/write`; what it has taken is queryable once flushed from
 /// its buffers (about a second; no latency offset).
 pub fn victoriametrics() -> Option<Server> {
-    if !crate::require_tool("victoria-metrics") {
+    let tool = "victoria-metrics";
+    if !crate::require_tool(tool) {
         return None;
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
-    let child = Command::new("victoria-metrics")
-        .arg(format!(
-            "-storageDataPath={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-        .arg("-search.latencyOffset=0s")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start victoria-metrics");
-    wait_for(
-        "victoria-metrics to be ready",
-        Duration::from_secs(30),
-        || {
-            reqwest::blocking::get(format!("http://127.0.0.1:{port}/health"))
-                .ok()
-                .filter(|r| r.status().is_success())
-                .map(|_| ())
-        },
-    );
-    Some(Server {
-        port,
-        child,
-        _dir: Some(dir),
-    })
+    let args = [
+        format!("-storageDataPath={}", dir.path().join("data").display()),
+        format!("-httpListenAddr=127.0.0.1:{port}"),
+        "-search.latencyOffset=0s".to_string(),
+    ];
+    Some(start_ready(tool, &args, port, "/health", Some(dir)))
 }
 
 /// A real SMTP server (Python's aiosmtpd) on a free port, delivering into a maildir; returns
