@@ -97,7 +97,7 @@ pub(crate) fn check_content_encoding(headers: &HeaderMap) -> Result<(), String> 
 
 /// Series of a request refused by name.
 #[derive(Debug, Default)]
-pub(crate) struct Refused {
+struct Refused {
     series: usize,
     samples: usize,
     first: Option<String>,
