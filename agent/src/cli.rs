@@ -278,6 +278,7 @@ async fn sample_loop(
     cancel: CancellationToken,
 ) {
     let host = Arc::new(Mutex::new(HostSampler::new(cfg.statfs_timeout)));
+    let told = Arc::new(Mutex::new(Told::default()));
     let logs = Arc::new(Mutex::new(tocsin_logs::Tailer::new(
         cfg.logs.clone(),
         tocsin_logs::checkpoint_path(&cfg.state_dir),
@@ -289,10 +290,11 @@ async fn sample_loop(
         let t0 = Instant::now();
         let host = Arc::clone(&host);
         let logs = Arc::clone(&logs);
+        let told = Arc::clone(&told);
         let textfile_dir = cfg.textfile_dir.clone();
         let tel2 = tel.clone();
         let fams = tokio::task::spawn_blocking(move || {
-            collect(&host, &logs, textfile_dir.as_deref(), &tel2)
+            collect(&host, &logs, &told, textfile_dir.as_deref(), &tel2)
         })
         .await;
         match fams {
@@ -320,13 +322,40 @@ async fn sample_loop(
     }
 }
 
+/// The sampling errors of the last cycle: each is logged when it appears and when it clears,
+/// not every cycle while it lasts (a broken textfile at a 10 s interval would write 8,640
+/// lines a day); every occurrence is still counted in `tocsin_agent_sampler_errors_total`.
+#[derive(Debug, Default)]
+struct Told {
+    last: std::collections::BTreeSet<SamplingError>,
+}
+
+/// A sampler's name and what went wrong.
+type SamplingError = (&'static str, String);
+
+impl Told {
+    /// This cycle's errors (sampler, text): those not told last cycle are returned to be
+    /// logged, and those gone since are returned as cleared.
+    fn cycle(
+        &mut self,
+        now: std::collections::BTreeSet<SamplingError>,
+    ) -> (Vec<SamplingError>, Vec<SamplingError>) {
+        let new = now.difference(&self.last).cloned().collect();
+        let cleared = self.last.difference(&now).cloned().collect();
+        self.last = now;
+        (new, cleared)
+    }
+}
+
 fn collect(
     host: &Mutex<HostSampler>,
     logs: &Mutex<tocsin_logs::Tailer>,
+    told: &Mutex<Told>,
     textfile_dir: Option<&std::path::Path>,
     tel: &Telemetry,
 ) -> Vec<Family> {
     let mut out = Vec::new();
+    let mut errors = std::collections::BTreeSet::new();
     let runs = host.lock().unwrap_or_else(|p| p.into_inner()).sample();
     for r in runs {
         tel.sampler_seconds
@@ -336,7 +365,7 @@ fn collect(
             Ok(f) => out.extend(f),
             Err(e) => {
                 tel.sampler_errors.with_label_values(&[r.name]).inc();
-                warn!(sampler = r.name, error = %e, "sampler failed");
+                errors.insert((r.name, e.to_string()));
             }
         }
     }
@@ -346,11 +375,21 @@ fn collect(
         tel.sampler_seconds
             .with_label_values(&["textfile"])
             .set(t.elapsed().as_secs_f64());
-        for e in &tf.errors {
+        for e in tf.errors {
             tel.sampler_errors.with_label_values(&["textfile"]).inc();
-            warn!(sampler = "textfile", error = %e, "textfile skipped");
+            errors.insert(("textfile", e));
         }
         out.extend(tf.families);
+    }
+    let (new, cleared) = told.lock().unwrap_or_else(|p| p.into_inner()).cycle(errors);
+    for (sampler, error) in new {
+        warn!(
+            sampler,
+            error, "sampling failed (told again once it clears)"
+        );
+    }
+    for (sampler, error) in cleared {
+        info!(sampler, error, "sampling error cleared");
     }
     let t = Instant::now();
     let mut logs = logs.lock().unwrap_or_else(|p| p.into_inner());
@@ -360,4 +399,36 @@ fn collect(
         .with_label_values(&["logs"])
         .set(t.elapsed().as_secs_f64());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Told;
+
+    #[test]
+    fn a_lasting_error_is_told_once_and_again_when_it_clears() {
+        let set = |v: &[(&'static str, &str)]| {
+            v.iter()
+                .map(|(s, e)| (*s, e.to_string()))
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        let mut t = Told::default();
+        let bad = ("textfile", "t.prom:3: invalid value \"line\"");
+        let (new, cleared) = t.cycle(set(&[bad]));
+        assert_eq!((new.len(), cleared.len()), (1, 0));
+        for _ in 0..3 {
+            assert_eq!(
+                t.cycle(set(&[bad])),
+                (vec![], vec![]),
+                "not told every cycle"
+            );
+        }
+        let other = ("textfile", "u.prom:1: missing value");
+        let (new, cleared) = t.cycle(set(&[bad, other]));
+        assert_eq!(new, vec![(other.0, other.1.to_string())]);
+        assert!(cleared.is_empty());
+        let (new, cleared) = t.cycle(set(&[]));
+        assert!(new.is_empty());
+        assert_eq!(cleared.len(), 2);
+    }
 }
