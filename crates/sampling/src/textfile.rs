@@ -208,6 +208,11 @@ fn parse_sample(line: &str) -> Result<(String, Labels, f64), String> {
             if !is_valid_label_name(lname) {
                 return Err(format!("invalid label name {lname:?}"));
             }
+            if lname.starts_with("__") {
+                return Err(format!(
+                    "label name {lname:?} is reserved: names starting with __ are internal"
+                ));
+            }
             rest = rest[eq + 1..].trim_start();
             rest = rest
                 .strip_prefix('"')
@@ -332,6 +337,10 @@ mod tests {
             (
                 "tocsin_slo_burn_condition{service=\"pay\"} 1\n",
                 "t.prom:1: metric name \"tocsin_slo_burn_condition\" is reserved: tocsin_* series are tocsin's own",
+            ),
+            (
+                "m{__meta=\"x\"} 1\n",
+                "t.prom:1: label name \"__meta\" is reserved: names starting with __ are internal",
             ),
             (
                 "m{a=\"\\xff\"} 1\n",

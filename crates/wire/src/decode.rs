@@ -367,6 +367,11 @@ fn check_label_text(name: &str, value: &str, limits: &Limits) -> Result<(), Stri
     if name != METRIC_NAME && !is_valid_label_name(name) {
         return Err(format!("invalid label name {name:?}"));
     }
+    if name != METRIC_NAME && name.starts_with("__") {
+        return Err(format!(
+            "label name {name:?} is reserved: names starting with __ are internal"
+        ));
+    }
     if value.is_empty() {
         return Err(format!("label {name:?} has an empty value"));
     }

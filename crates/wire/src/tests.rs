@@ -83,6 +83,17 @@ fn invalid_series_named() {
     assert_eq!(e.to_string(), "series 0: invalid label name \"bad-name\"");
 
     let mut req = to_request(&[series("up", "a", &[(1, 1.0)])]);
+    req.timeseries[0].labels.push(Label {
+        name: "__tocsin".into(),
+        value: "x".into(),
+    });
+    let e = decode(&encode(&req), &Limits::default()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "series 0: label name \"__tocsin\" is reserved: names starting with __ are internal"
+    );
+
+    let mut req = to_request(&[series("up", "a", &[(1, 1.0)])]);
     req.timeseries[0].labels.retain(|l| l.name != METRIC_NAME);
     let e = decode(&encode(&req), &Limits::default()).unwrap_err();
     assert_eq!(e.to_string(), "series 0: no __name__ label");
@@ -140,6 +151,12 @@ fn validate_reference(req: WriteRequest, limits: &Limits) -> Result<Vec<SeriesSa
             }
             if l.name != METRIC_NAME && !is_valid_label_name(&l.name) {
                 return Err(bad(format!("invalid label name {:?}", l.name)));
+            }
+            if l.name != METRIC_NAME && l.name.starts_with("__") {
+                return Err(bad(format!(
+                    "label name {:?} is reserved: names starting with __ are internal",
+                    l.name
+                )));
             }
             if l.value.is_empty() {
                 return Err(bad(format!("label {:?} has an empty value", l.name)));
