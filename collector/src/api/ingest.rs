@@ -161,11 +161,17 @@ pub(crate) async fn write_inner(
     let decoded = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         tocsin_wire::decode(&body, &limits).map(|batch| {
-            let (reserved, batch): (Vec<_>, Vec<_>) = batch.into_iter().partition(|s| {
+            let reserved_name = |s: &tocsin_model::SeriesSamples| {
                 s.labels
                     .metric_name()
                     .is_some_and(tocsin_model::is_reserved_metric_name)
-            });
+            };
+            // The common request names none: it is not copied.
+            let (reserved, batch): (Vec<_>, Vec<_>) = if batch.iter().any(reserved_name) {
+                batch.into_iter().partition(reserved_name)
+            } else {
+                (Vec::new(), batch)
+            };
             let hints = resolver.resolve(&batch);
             (batch, hints, Refused::of(&reserved))
         })
