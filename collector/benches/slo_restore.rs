@@ -87,6 +87,7 @@ fn main() -> anyhow::Result<()> {
             rto: None,
             rpo: None,
             impact: None,
+            hosts: Vec::new(),
         })
         .collect();
     let (median, slos) = timed(&cfgs, &store, now, samples, 0)?;

@@ -31,6 +31,20 @@ pub struct Services {
     latency: BTreeMap<String, f64>,
     /// service → probe (its labels but the name) → what was last seen of it.
     timed: BTreeMap<String, HashMap<u64, Timed>>,
+    /// service → the host patterns whose probes count (`services[].hosts`); a service not
+    /// here admits every host.
+    hosts: BTreeMap<String, tocsin_config::services::ServiceConfig>,
+    /// (service, host) pairs whose probes were refused, each told once.
+    told: std::collections::BTreeSet<(String, String)>,
+}
+
+/// Probe series `Services::observe` did not count: the service does not admit their host.
+#[derive(Debug, Default, PartialEq)]
+pub struct Refused {
+    /// Series refused.
+    pub series: u64,
+    /// (service, host) pairs refused for the first time, to be logged.
+    pub new: Vec<(String, String)>,
 }
 
 /// A probe's latest result: (collector time seen, success, duration in seconds).
@@ -52,7 +66,19 @@ impl Services {
         }
     }
 
-    pub fn observe(&mut self, batch: &[SeriesSamples], now: TimestampMs) {
+    /// Only the hosts a service's `hosts` admit count toward it: any agent can put a `service`
+    /// label on a probe, and a service's probes burn its error budget.
+    pub fn with_hosts(mut self, services: &[tocsin_config::services::ServiceConfig]) -> Self {
+        self.hosts = services
+            .iter()
+            .filter(|s| !s.hosts.is_empty())
+            .map(|s| (s.name.clone(), s.clone()))
+            .collect();
+        self
+    }
+
+    pub fn observe(&mut self, batch: &[SeriesSamples], now: TimestampMs) -> Refused {
+        let mut refused = Refused::default();
         for s in batch {
             let name = s.labels.metric_name();
             if !matches!(
@@ -64,6 +90,15 @@ impl Services {
             let (Some(service), Some(last)) = (s.labels.get("service"), s.samples.last()) else {
                 continue;
             };
+            let host = s.labels.get("host");
+            if let Some(cfg) = self.hosts.get(service).filter(|c| !c.admits(host)) {
+                refused.series += 1;
+                let pair = (cfg.name.clone(), host.unwrap_or("").to_string());
+                if self.told.insert(pair.clone()) {
+                    refused.new.push(pair);
+                }
+                continue;
+            }
             if name == Some(BACKUP_AGE_SOURCE) {
                 if self.rpo.contains_key(service) && last.value.is_finite() {
                     self.backups
@@ -95,6 +130,7 @@ impl Services {
                     .insert(s.labels.fingerprint(), (now, last.value >= 1.0));
             }
         }
+        refused
     }
 
     /// Derived series at `now`; probes silent for longer than `stale_ms` no longer count.
@@ -166,6 +202,39 @@ impl Services {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Any agent can label a probe `service="shop"`: only the hosts the service admits count
+    /// toward it, the others are counted as refused and told once per host.
+    #[test]
+    fn only_the_services_hosts_count_toward_it() {
+        let raw: Vec<tocsin_config::services::RawService> =
+            serde_yaml_ng::from_str("- { name: shop, hosts: [web-*] }\n").unwrap();
+        let mut p = tocsin_config::Problems::default();
+        let cfg = tocsin_config::services::validate_services(&mut p, raw);
+        let mut s = Services::new(BTreeMap::new(), BTreeMap::new()).with_hosts(&cfg);
+        let r = s.observe(
+            &[probe("a", "web-1", true), probe("b", "laptop", false)],
+            1000,
+        );
+        assert_eq!(
+            r,
+            Refused {
+                series: 1,
+                new: vec![("shop".into(), "laptop".into())],
+            }
+        );
+        let r = s.observe(&[probe("b", "laptop", false)], 2000);
+        assert_eq!((r.series, r.new.len()), (1, 0), "told once");
+        let out = s.judge(2000, 60_000);
+        let ratio = out
+            .iter()
+            .find(|x| x.labels.metric_name() == Some(RATIO_METRIC))
+            .unwrap();
+        assert_eq!(
+            ratio.samples[0].value, 1.0,
+            "the laptop's failure did not count"
+        );
+    }
 
     fn probe(name: &str, host: &str, ok: bool) -> SeriesSamples {
         SeriesSamples {

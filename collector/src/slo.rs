@@ -225,6 +225,7 @@ mod tests {
             rpo: None,
             impact: None,
             latency: None,
+            hosts: Vec::new(),
         }
     }
 

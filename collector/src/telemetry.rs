@@ -23,6 +23,8 @@ pub struct Telemetry {
     pub alerts: IntGaugeVec,
     pub transitions: IntCounterVec,
     pub storage_errors: IntCounter,
+    /// Probe series carrying a service's label from a host its `hosts` do not admit.
+    pub service_probes_refused: IntCounter,
     pub silenced: IntCounter,
     pub ack_refused: IntCounter,
     pub remediation: IntCounterVec,
@@ -105,6 +107,14 @@ impl Telemetry {
                 IntCounter::new(
                     "tocsin_storage_errors_total",
                     "Failed storage transactions.",
+                )
+                .expect("valid metric"),
+            ),
+            service_probes_refused: reg(
+                &r,
+                IntCounter::new(
+                    "tocsin_service_probes_refused_total",
+                    "Probe series carrying a service label from a host the service's hosts do not admit: not counted toward it.",
                 )
                 .expect("valid metric"),
             ),

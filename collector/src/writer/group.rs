@@ -123,7 +123,17 @@ impl Core {
                     stats
                 };
                 self.liveness.observe(&batch);
-                self.services.observe(&batch, now);
+                let refused = self.services.observe(&batch, now);
+                if refused.series > 0 {
+                    self.tel.service_probes_refused.inc_by(refused.series);
+                    for (service, host) in refused.new {
+                        warn!(
+                            service,
+                            host,
+                            "probes not counted toward the service: its hosts do not include this one (told once per host)"
+                        );
+                    }
+                }
                 g.transitions.extend(if origin == Origin::Live {
                     self.engine.ingest_live(&batch, now)
                 } else {

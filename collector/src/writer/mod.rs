@@ -158,7 +158,8 @@ impl Writer {
                         .iter()
                         .filter_map(|s| Some((s.name.clone(), s.latency?.threshold)))
                         .collect(),
-                ),
+                )
+                .with_hosts(&settings.services),
                 slos,
                 tel: tel.clone(),
                 engine_opts: settings.engine,

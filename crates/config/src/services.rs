@@ -28,6 +28,10 @@ pub struct RawService {
     /// A latency objective: `{ threshold: 500ms, objective: 99% }`, the share of time its
     /// probes answer successfully within the threshold (over the same window).
     pub latency: Option<RawLatency>,
+    /// The hosts whose probes may count toward it (`web-*`: `*` stands for any run of
+    /// characters). Without: every host's probes that carry its `service` label.
+    #[serde(default)]
+    pub hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -53,6 +57,35 @@ pub struct ServiceConfig {
     pub rto: Option<Duration>,
     pub rpo: Option<Duration>,
     pub impact: Option<String>,
+    /// Host patterns whose probes count toward it (`*` any run of characters); empty: any.
+    pub hosts: Vec<String>,
+}
+
+impl ServiceConfig {
+    /// Whether a probe of `host` may count toward this service.
+    pub fn admits(&self, host: Option<&str>) -> bool {
+        self.hosts.is_empty() || host.is_some_and(|h| self.hosts.iter().any(|p| glob(p, h)))
+    }
+}
+
+/// `pattern` with `*` standing for any run of characters, matched against the whole of `s`.
+fn glob(pattern: &str, s: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = s.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for m in middle {
+        match rest.find(m) {
+            Some(i) => rest = &rest[i + m.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// How soon an incident of a severity must be acknowledged and resolved.
@@ -275,6 +308,19 @@ pub fn validate_services(p: &mut Problems, raw: Vec<RawService>) -> Vec<ServiceC
                 objective,
             })
         });
+        if s.hosts.as_ref().is_some_and(Vec::is_empty) {
+            p.push(format!(
+                "{at}.hosts: empty (leave it out to admit every host)"
+            ));
+        }
+        let hosts = s.hosts.unwrap_or_default();
+        for (j, h) in hosts.iter().enumerate() {
+            if h.is_empty() || h.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                p.push(format!(
+                    "{at}.hosts[{j}]: {h:?} is not a host name or pattern"
+                ));
+            }
+        }
         out.push(ServiceConfig {
             name: s.name,
             owner: s.owner,
@@ -283,6 +329,7 @@ pub fn validate_services(p: &mut Problems, raw: Vec<RawService>) -> Vec<ServiceC
             rto,
             rpo,
             impact: s.impact,
+            hosts,
         });
     }
     out
@@ -315,6 +362,41 @@ mod tests {
         assert_eq!((l.threshold, l.objective.target), (0.5, 0.99));
         assert_eq!(v[1].objective.unwrap().period_ms, 7 * 86_400_000);
         assert_eq!(v[2].objective, None);
+    }
+
+    /// A service admits the hosts its patterns name (`*`: any run of characters), or every
+    /// host without them; a pattern must be a host name's.
+    #[test]
+    fn hosts_name_who_may_report_for_a_service() {
+        let v = services(
+            "- { name: shop, hosts: [web-*, db-1, \"*-canary\", \"a*b*c\"] }\n- { name: docs }\n",
+        )
+        .unwrap();
+        for (host, admitted) in [
+            ("web-1", true),
+            ("web-", true),
+            ("db-1", true),
+            ("db-10", false),
+            ("x-canary", true),
+            ("abc", true),
+            ("aXbYc", true),
+            ("acb", false),
+            ("laptop", false),
+        ] {
+            assert_eq!(v[0].admits(Some(host)), admitted, "{host}");
+        }
+        assert!(!v[0].admits(None));
+        assert!(v[1].admits(Some("laptop")) && v[1].admits(None));
+        let e = services("- { name: a, hosts: [] }\n- { name: b, hosts: [\"web 1\", \"\"] }\n")
+            .unwrap_err()
+            .join("\n");
+        for want in [
+            "services[0] (a).hosts: empty (leave it out to admit every host)",
+            "services[1] (b).hosts[0]: \"web 1\" is not a host name or pattern",
+            "services[1] (b).hosts[1]: \"\" is not a host name or pattern",
+        ] {
+            assert!(e.contains(want), "{want} not in {e}");
+        }
     }
 
     #[test]
