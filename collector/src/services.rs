@@ -31,12 +31,16 @@ pub struct Services {
     latency: BTreeMap<String, f64>,
     /// service → probe (its labels but the name) → what was last seen of it.
     timed: BTreeMap<String, HashMap<u64, Timed>>,
-    /// service → the host patterns whose probes count (`services[].hosts`); a service not
+    /// The services with `hosts`, by name: only the hosts they admit count; a service not
     /// here admits every host.
-    hosts: BTreeMap<String, tocsin_config::services::ServiceConfig>,
-    /// (service, host) pairs whose probes were refused, each told once.
+    admitting: BTreeMap<String, tocsin_config::services::ServiceConfig>,
+    /// (service, host) pairs whose probes were refused, each told once; at most `TOLD_MAX`
+    /// (a sender may make up host names: past that, refusals are only counted).
     told: std::collections::BTreeSet<(String, String)>,
 }
+
+/// The most (service, host) refusals remembered to be told once.
+const TOLD_MAX: usize = 1024;
 
 /// Probe series `Services::observe` did not count: the service does not admit their host.
 #[derive(Debug, Default, PartialEq)]
@@ -69,7 +73,7 @@ impl Services {
     /// Only the hosts a service's `hosts` admit count toward it: any agent can put a `service`
     /// label on a probe, and a service's probes burn its error budget.
     pub fn with_hosts(mut self, services: &[tocsin_config::services::ServiceConfig]) -> Self {
-        self.hosts = services
+        self.admitting = services
             .iter()
             .filter(|s| !s.hosts.is_empty())
             .map(|s| (s.name.clone(), s.clone()))
@@ -91,10 +95,10 @@ impl Services {
                 continue;
             };
             let host = s.labels.get("host");
-            if let Some(cfg) = self.hosts.get(service).filter(|c| !c.admits(host)) {
+            if let Some(cfg) = self.admitting.get(service).filter(|c| !c.admits(host)) {
                 refused.series += 1;
                 let pair = (cfg.name.clone(), host.unwrap_or("").to_string());
-                if self.told.insert(pair.clone()) {
+                if self.told.len() < TOLD_MAX && self.told.insert(pair.clone()) {
                     refused.new.push(pair);
                 }
                 continue;
