@@ -924,6 +924,63 @@ fn over_the_rate_limit_waiting_notifications_merge_into_one_digest() {
     assert_eq!(s.hook.all().len(), 2);
 }
 
+/// A collector restarting in a loop through an outage must not start each receiver's budget
+/// afresh (an hour's texts, a day's): the sends of its windows are kept in the database.
+#[test]
+fn a_restart_does_not_give_a_receiver_its_rate_limit_afresh() {
+    let _g = serial();
+    let s = Setup::new();
+    let rules: String = (1..=3)
+        .map(|i| {
+            format!("  - {{ name: Check{i}, expr: e2e_value, levels: {{ warning: \"> 50\" }} }}\n")
+        })
+        .collect();
+    std::fs::write(s.p("rules/e2e.yaml"), format!("rules:\n{rules}")).unwrap();
+    configure(
+        &s,
+        &[],
+        &format!(
+            "receivers:\n  - name: hook\n    webhook: {{ url: \"{}\" }}\n    rate_limit: [{{ count: 2, per: 1h }}, {{ count: 5, per: 1d }}]\n",
+            s.hook.url
+        ),
+    );
+    s.set_value(10.0);
+    let mut c = s.collector("127.0.0.1:0");
+    let mut a = s.agent(&c);
+    wait_host(&c);
+    s.set_value(60.0);
+    let (_, digest) = s.hook.wait_nth(2, Duration::from_secs(10));
+    assert_eq!(digest["tocsin"]["merged"], 2);
+    s.set_value(10.0);
+    let held = "tocsin_notifications_rate_limited{receiver=\"hook\"}";
+    wait_for(
+        "resolves held by the hour's window",
+        Duration::from_secs(10),
+        || {
+            (metric(&c, "tocsin_notifications_pending{receiver=\"hook\"}") >= 3.0
+                && metric(&c, held) == 1.0)
+                .then_some(())
+        },
+    );
+    a.kill9();
+    c.kill9();
+    let c = s.collector("127.0.0.1:0");
+    wait_for(
+        "the restarted worker holding them",
+        Duration::from_secs(10),
+        || {
+            (metric(&c, "tocsin_notifications_pending{receiver=\"hook\"}") == 3.0
+                && metric(&c, held) == 1.0)
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        s.hook.all().len(),
+        2,
+        "nothing sent past the limit after the restart"
+    );
+}
+
 #[test]
 fn sigkill_while_the_receiver_is_down_delivers_each_notification_exactly_once() {
     let _g = serial();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use tocsin_alerting::Payload;
-use tocsin_config::collector::ReceiverConfig;
+use tocsin_config::collector::{RateLimit, ReceiverConfig};
 use tocsin_model::now_ms;
 use tocsin_store::{Outbox, OutboxItem, OutboxStatus};
 use tokio::sync::watch;
@@ -18,6 +18,7 @@ pub struct DeliveryMetrics {
     sent: IntCounterVec,
     pending: IntGaugeVec,
     digested: IntCounterVec,
+    held: IntGaugeVec,
 }
 
 /// Notifications that cannot go through the outbox because the collector's own database
@@ -77,34 +78,73 @@ impl Urgent {
     }
 }
 
-/// At most `count` messages in any `per`: a sliding window of send times.
+/// At most `count` messages in any `per`, for each of its windows (an hour's and a day's):
+/// sliding windows over the send times, kept as long as the longest window.
 #[derive(Debug)]
 pub struct RateLimiter {
-    count: usize,
-    per_ms: i64,
+    /// (count, per in ms)
+    windows: Vec<(usize, i64)>,
+    longest_ms: i64,
     sent: std::collections::VecDeque<i64>,
 }
 
 impl RateLimiter {
-    pub fn new(count: u32, per: Duration) -> RateLimiter {
-        RateLimiter {
-            count: count as usize,
-            per_ms: per.as_millis() as i64,
+    /// `None` when there is no window.
+    pub fn new(windows: &[RateLimit]) -> Option<RateLimiter> {
+        let windows: Vec<(usize, i64)> = windows
+            .iter()
+            .map(|w| (w.count as usize, w.per.as_millis() as i64))
+            .collect();
+        let longest_ms = windows.iter().map(|w| w.1).max()?;
+        Some(RateLimiter {
+            windows,
+            longest_ms,
             sent: Default::default(),
-        }
+        })
     }
 
-    /// Messages that may go out at `now`.
+    /// How far back sends matter.
+    pub fn memory_ms(&self) -> i64 {
+        self.longest_ms
+    }
+
+    /// Takes in sends made before (by an earlier run), oldest first.
+    pub fn remember(&mut self, times: impl IntoIterator<Item = i64>) {
+        self.sent.extend(times);
+    }
+
+    /// Sends within a window of `per_ms` before `now`.
+    fn within(&self, now: i64, per_ms: i64) -> usize {
+        self.sent.len() - self.sent.partition_point(|t| now - t >= per_ms)
+    }
+
+    /// Messages that may go out at `now`: the fewest any window has left.
     pub fn available(&mut self, now: i64) -> usize {
-        while self.sent.front().is_some_and(|t| now - t >= self.per_ms) {
+        while self
+            .sent
+            .front()
+            .is_some_and(|t| now - t >= self.longest_ms)
+        {
             self.sent.pop_front();
         }
-        self.count.saturating_sub(self.sent.len())
+        self.windows
+            .iter()
+            .map(|&(count, per)| count.saturating_sub(self.within(now, per)))
+            .min()
+            .unwrap_or(usize::MAX)
     }
 
-    /// When the next message may go out (after `available` said none).
-    pub fn next_free(&self) -> i64 {
-        self.sent.front().map_or(0, |t| t + self.per_ms)
+    /// When the next message may go out (after `available` said none): when every full
+    /// window has let go of the send that fills it.
+    pub fn next_free(&self, now: i64) -> i64 {
+        self.windows
+            .iter()
+            .filter_map(|&(count, per)| {
+                let n = self.within(now, per);
+                (n >= count && count > 0).then(|| self.sent[self.sent.len() - count] + per)
+            })
+            .max()
+            .unwrap_or(now)
     }
 
     pub fn record(&mut self, now: i64) {
@@ -135,13 +175,22 @@ impl DeliveryMetrics {
             ),
             &["receiver"],
         )?;
+        let held = IntGaugeVec::new(
+            Opts::new(
+                "tocsin_notifications_rate_limited",
+                "1 while a receiver's notifications wait for its rate limit (every message its windows allow has gone out), else 0.",
+            ),
+            &["receiver"],
+        )?;
         reg.register(Box::new(sent.clone()))?;
         reg.register(Box::new(pending.clone()))?;
         reg.register(Box::new(digested.clone()))?;
+        reg.register(Box::new(held.clone()))?;
         Ok(Self {
             sent,
             pending,
             digested,
+            held,
         })
     }
 }
@@ -174,9 +223,7 @@ pub fn workers(
         let outbox = Outbox::open(db, true).map_err(|e| format!("receiver {}: {e}", r.name))?;
         let w = Worker {
             name: r.name.clone(),
-            limiter: r
-                .rate_limit
-                .map(|l| Mutex::new(RateLimiter::new(l.count, l.per))),
+            limiter: limiter(&outbox, r).map(Mutex::new),
             max_attempts: r.max_attempts,
             channel,
             outbox: Arc::new(Mutex::new(outbox)),
@@ -188,6 +235,21 @@ pub fn workers(
         out.push(w.run(wake.clone(), cancel.clone()).instrument(span));
     }
     Ok(out)
+}
+
+/// The receiver's rate limiter, with the sends of its windows made before this start (a
+/// restart does not start a day's budget afresh).
+fn limiter(outbox: &Outbox, r: &ReceiverConfig) -> Option<RateLimiter> {
+    let mut l = RateLimiter::new(&r.rate_limits)?;
+    let since = now_ms() - l.memory_ms();
+    match outbox.sends_since(&r.name, since) {
+        Ok(times) => l.remember(times),
+        // The limiter starts empty: at worst one window's worth more, as before sends were kept.
+        Err(e) => {
+            warn!(receiver = %r.name, error = %e, "cannot read earlier sends for the rate limit")
+        }
+    }
+    Some(l)
 }
 
 struct Worker {
@@ -342,16 +404,20 @@ impl Worker {
                 let report = tocsin_reports::Report::is_outbox(&it.payload);
                 if let Some(lim) = self.limiter.as_ref().filter(|_| !report) {
                     let available = lim.lock().unwrap_or_else(|p| p.into_inner()).available(now);
+                    self.metrics
+                        .held
+                        .with_label_values(&[&self.name])
+                        .set(i64::from(available == 0));
                     if available == 0 {
-                        let free = lim.lock().unwrap_or_else(|p| p.into_inner()).next_free();
+                        let free = lim.lock().unwrap_or_else(|p| p.into_inner()).next_free(now);
                         return Ok(Duration::from_millis((free - now).max(10) as u64));
                     }
                     if available == 1 && n > 1 {
-                        // The last message this window allows: everything due goes in it.
+                        // The last message a window allows: everything due goes in it.
                         self.send_digest(it, now).await?;
                         continue 'fetch;
                     }
-                    lim.lock().unwrap_or_else(|p| p.into_inner()).record(now);
+                    self.take_slot(now).await?;
                 }
                 let result = self.deliver(&it.payload, it.id).await;
                 if !self.settle(&[it], result).await? {
@@ -360,6 +426,19 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Counts a message about to go out against the rate limit, in memory and in the database
+    /// (kept across a restart). Nothing is sent when the record cannot be written.
+    async fn take_slot(&self, now: i64) -> Result<(), String> {
+        let Some(lim) = &self.limiter else {
+            return Ok(());
+        };
+        let forget = now - lim.lock().unwrap_or_else(|p| p.into_inner()).memory_ms();
+        let name = self.name.clone();
+        self.db(move |o| o.record_send(&name, now, forget)).await?;
+        lim.lock().unwrap_or_else(|p| p.into_inner()).record(now);
+        Ok(())
     }
 
     /// Sends one stored notification through the channel.
@@ -396,9 +475,7 @@ impl Worker {
         } else {
             tocsin_alerting::digest(&bodies).to_json()
         };
-        if let Some(lim) = &self.limiter {
-            lim.lock().unwrap_or_else(|p| p.into_inner()).record(now);
-        }
+        self.take_slot(now).await?;
         info!(merged = items.len(), "rate limit reached: sending a digest");
         let result = self.deliver(&body, items[0].id).await;
         if result.is_ok() && items.len() > 1 {
@@ -475,17 +552,51 @@ impl Worker {
 mod tests {
     use super::*;
 
+    fn window(count: u32, secs: u64) -> RateLimit {
+        RateLimit {
+            count,
+            per: Duration::from_secs(secs),
+        }
+    }
+
     #[test]
     fn rate_limiter_window() {
-        let mut l = RateLimiter::new(3, Duration::from_secs(60));
+        let mut l = RateLimiter::new(&[window(3, 60)]).unwrap();
         assert_eq!(l.available(0), 3);
         l.record(0);
         l.record(1_000);
         l.record(2_000);
         assert_eq!(l.available(59_999), 0);
-        assert_eq!(l.next_free(), 60_000);
+        assert_eq!(l.next_free(59_999), 60_000);
         assert_eq!(l.available(60_000), 1);
         assert_eq!(l.available(62_000), 3);
+        assert!(RateLimiter::new(&[]).is_none());
+    }
+
+    /// With an hour's window and a day's, a message needs both: the hour frees up, the day's
+    /// budget holds until its oldest send is a day old.
+    #[test]
+    fn every_window_must_allow_a_message() {
+        const H: i64 = 3_600_000;
+        let mut l = RateLimiter::new(&[window(2, 3600), window(3, 86_400)]).unwrap();
+        l.record(0);
+        l.record(1);
+        assert_eq!(l.available(2), 0);
+        assert_eq!(
+            l.next_free(2),
+            H,
+            "the hour's window lets go of the first send"
+        );
+        assert_eq!(l.available(H + 1), 1, "one left of the day's three");
+        l.record(H + 1);
+        assert_eq!(l.available(2 * H), 0);
+        assert_eq!(l.next_free(2 * H), 24 * H, "the day's budget is spent");
+        assert_eq!(l.available(24 * H), 1);
+        // Sends of an earlier run count the same.
+        let mut again = RateLimiter::new(&[window(2, 3600), window(3, 86_400)]).unwrap();
+        again.remember([0, 1, H + 1]);
+        assert_eq!(again.available(2 * H), 0);
+        assert_eq!(again.memory_ms(), 24 * H);
     }
 
     #[test]

@@ -76,6 +76,31 @@ impl Outbox {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Records that a message went to `receiver` at `at` (before it is sent: an attempt counts
+    /// against a rate limit as a delivery does), forgetting its sends before `forget_before`.
+    pub fn record_send(
+        &self,
+        receiver: &str,
+        at: TimestampMs,
+        forget_before: TimestampMs,
+    ) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        tx.prepare_cached("DELETE FROM sends WHERE receiver = ?1 AND sent_ms < ?2")?
+            .execute(params![receiver, forget_before])?;
+        tx.prepare_cached("INSERT INTO sends (receiver, sent_ms) VALUES (?1, ?2)")?
+            .execute(params![receiver, at])?;
+        Ok(tx.commit()?)
+    }
+
+    /// The times messages went to `receiver` since `since`, oldest first.
+    pub fn sends_since(&self, receiver: &str, since: TimestampMs) -> Result<Vec<TimestampMs>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT sent_ms FROM sends WHERE receiver = ?1 AND sent_ms >= ?2 ORDER BY sent_ms",
+        )?;
+        let rows = st.query_map(params![receiver, since], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     pub fn mark_delivered(&self, id: i64) -> Result<()> {
         self.set(id, OutboxStatus::Delivered, None, None)
     }

@@ -1,6 +1,6 @@
 use rusqlite::Connection;
 
-const VERSION: i64 = 11;
+const VERSION: i64 = 12;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE series (
@@ -188,6 +188,17 @@ CREATE TABLE error_budgets (
 );
 ";
 
+/// When each receiver was last sent a message, so its rate limits (an hour's texts, a day's)
+/// hold across a restart: a collector restarting in a loop through an outage must not start
+/// every receiver's budget afresh.
+const SCHEMA_V12: &str = "
+CREATE TABLE sends (
+    receiver TEXT NOT NULL,
+    sent_ms  INTEGER NOT NULL
+);
+CREATE INDEX sends_by_receiver ON sends (receiver, sent_ms);
+";
+
 pub(crate) fn prepare(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
@@ -213,6 +224,7 @@ pub(crate) fn prepare(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
         (9, SCHEMA_V9),
         (10, SCHEMA_V10),
         (11, SCHEMA_V11),
+        (12, SCHEMA_V12),
     ];
     for (v, sql) in steps {
         if version < v {

@@ -624,7 +624,7 @@ fn changes_recorded_before_markers_were_tracked_count_as_marked() {
         // Back to the ninth version, with a change recorded then.
         let c = rusqlite::Connection::open(&path).unwrap();
         c.execute_batch(
-            "DROP TABLE error_budgets; DROP INDEX changes_unmarked;
+            "DROP TABLE sends; DROP TABLE error_budgets; DROP INDEX changes_unmarked;
              ALTER TABLE changes DROP COLUMN marked;
              INSERT INTO changes (start_ms, data) VALUES (1, '{}'); PRAGMA user_version = 9;",
         )

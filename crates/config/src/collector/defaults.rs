@@ -2,6 +2,10 @@
 //! field documentation points here, the command line's help prints them, and a test checks
 //! that `examples/collector.yaml` shows the same values.
 
+use std::time::Duration;
+
+use super::RateLimit;
+
 /// `listen`.
 pub const LISTEN: &str = "127.0.0.1:9760";
 /// `data_dir`.
@@ -87,12 +91,29 @@ pub const QUEUE_MAX_SAMPLES: usize = 10_000_000;
 /// `remote_write[].max_samples_per_send`.
 pub const MAX_SAMPLES_PER_SEND: usize = 10_000;
 
-/// SMS receivers' `rate_limit` when none is given: three texts an hour and a digest of the
-/// rest.
-pub const SMS_RATE_COUNT: u32 = 4;
-pub const SMS_RATE_PER: std::time::Duration = std::time::Duration::from_secs(3600);
+/// SMS receivers' `rate_limit` when none is given: four texts an hour (the last a digest of
+/// the rest) and ten a day, the least a provider allows one number by default (Tencent Cloud:
+/// 10 a day), so a storm neither spends the day's texts in an hour nor runs into the
+/// provider's refusals.
+pub const SMS_RATE_LIMITS: [RateLimit; 2] = [
+    RateLimit {
+        count: 4,
+        per: Duration::from_secs(3600),
+    },
+    RateLimit {
+        count: 10,
+        per: Duration::from_secs(24 * 3600),
+    },
+];
 
 /// E-mail receivers' `rate_limit` when none is given: what a relay allows one sender
 /// (Exchange Online: 30 messages a minute), the rest in a digest.
-pub const EMAIL_RATE_COUNT: u32 = 30;
-pub const EMAIL_RATE_PER: std::time::Duration = std::time::Duration::from_secs(60);
+pub const EMAIL_RATE_LIMITS: [RateLimit; 1] = [RateLimit {
+    count: 30,
+    per: Duration::from_secs(60),
+}];
+
+/// The longest `rate_limit.per`: its sends are remembered that long.
+pub const RATE_LIMIT_MAX_PER: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The most messages one rate-limit window may allow.
+pub const RATE_LIMIT_MAX_COUNT: u32 = 10_000;

@@ -315,9 +315,10 @@ pub struct RawReceiver {
     /// gateway messages; defaults per locale.
     pub template: Option<RawTemplate>,
     /// Most messages per period, e.g. `{count: 20, per: 1m}` (DingTalk and WeCom robots
-    /// default to 20 a minute, Feishu to 5 a second). Over the cap, waiting notifications
-    /// are merged into one digest message.
-    pub rate_limit: Option<RawRateLimit>,
+    /// default to 20 a minute, Feishu to 5 a second), or a list of such windows, each of
+    /// which must allow the message (`[{count: 4, per: 1h}, {count: 10, per: 24h}]`: a
+    /// day's budget). Over the cap, waiting notifications are merged into one digest message.
+    pub rate_limit: Option<RawRateLimits>,
     /// The zone its messages show times in (default: `timezone`), for a team elsewhere.
     pub timezone: Option<String>,
 }
@@ -342,6 +343,53 @@ pub struct MessageTemplate {
 pub struct RawRateLimit {
     pub count: u32,
     pub per: String,
+}
+
+/// One rate-limit window or a list of them. Read by hand rather than as an untagged enum,
+/// so a mistake inside either form keeps its own error (and line) instead of "did not match
+/// any variant".
+#[derive(Debug, Clone)]
+pub struct RawRateLimits {
+    pub windows: Vec<RawRateLimit>,
+    /// Written as a list (errors then name the window by its index).
+    pub list: bool,
+}
+
+impl<'de> serde::Deserialize<'de> for RawRateLimits {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawRateLimits;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a window {count, per} or a list of them")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<Self::Value, A::Error> {
+                let one = serde::Deserialize::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(m),
+                )?;
+                Ok(RawRateLimits {
+                    windows: vec![one],
+                    list: false,
+                })
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                s: A,
+            ) -> Result<Self::Value, A::Error> {
+                let all = serde::Deserialize::deserialize(
+                    serde::de::value::SeqAccessDeserializer::new(s),
+                )?;
+                Ok(RawRateLimits {
+                    windows: all,
+                    list: true,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -572,7 +620,8 @@ pub struct ReceiverConfig {
     pub kind: ReceiverKind,
     pub max_attempts: u32,
     pub template: MessageTemplate,
-    pub rate_limit: Option<RateLimit>,
+    /// Windows each of which must allow a message (none: no limit).
+    pub rate_limits: Vec<RateLimit>,
 }
 
 #[derive(Debug, Clone)]
@@ -614,16 +663,16 @@ pub enum Vendor {
 impl Vendor {
     /// The vendor's documented cap: DingTalk and WeCom robots 20 messages a minute, Feishu
     /// about 5 a second, Slack about 1 a second.
-    pub fn rate_limit(self) -> Option<RateLimit> {
+    pub fn rate_limit(self) -> RateLimit {
         let (count, secs) = match self {
             Vendor::DingTalk | Vendor::WeCom => (20, 60),
             Vendor::Feishu => (5, 1),
             Vendor::Slack => (60, 60),
         };
-        Some(RateLimit {
+        RateLimit {
             count,
             per: Duration::from_secs(secs),
-        })
+        }
     }
 
     pub fn name(self) -> &'static str {
@@ -871,6 +920,7 @@ ack: { link_ttl: 1s }
 
     /// SMS and e-mail receivers get a rate limit unless they set one: a storm must not spend
     /// the day's texts a provider allows one number, nor get the mail relay to throttle.
+    /// A limit is one window or a list of them (an hour's and a day's).
     #[test]
     fn sms_and_e_mail_receivers_are_rate_limited_by_default() {
         let raw: RawCollectorConfig = parse_yaml(
@@ -880,6 +930,9 @@ ack: { link_ttl: 1s }
 - name: gw-fast
   sms_gateway: { url: \"https://sms.example/send\", phone_numbers: [\"13800000000\"] }
   rate_limit: { count: 10, per: 1m }
+- name: gw-day
+  sms_gateway: { url: \"https://sms.example/send\", phone_numbers: [\"13800000000\"] }
+  rate_limit: [{ count: 5, per: 1h }, { count: 20, per: 1d }]
 - name: hook
   webhook: { url: \"http://hook.example/\" }
 - name: mail
@@ -888,18 +941,60 @@ ack: { link_ttl: 1s }
         )
         .unwrap();
         let c = raw.validate().unwrap();
-        let limit = |name: &str| {
+        let limit = |name: &str| -> Vec<(u32, u64)> {
             c.receivers
                 .iter()
                 .find(|r| r.name == name)
                 .unwrap()
-                .rate_limit
+                .rate_limits
+                .iter()
                 .map(|l| (l.count, l.per.as_secs()))
+                .collect()
         };
-        assert_eq!(limit("gw"), Some((4, 3600)));
-        assert_eq!(limit("gw-fast"), Some((10, 60)));
-        assert_eq!(limit("hook"), None);
-        assert_eq!(limit("mail"), Some((30, 60)));
+        assert_eq!(limit("gw"), [(4, 3600), (10, 86400)]);
+        assert_eq!(limit("gw-fast"), [(10, 60)]);
+        assert_eq!(limit("gw-day"), [(5, 3600), (20, 86400)]);
+        assert_eq!(limit("hook"), []);
+        assert_eq!(limit("mail"), [(30, 60)]);
+    }
+
+    /// A window that cannot work is named with its line, whichever form the limit takes.
+    #[test]
+    fn rate_limit_windows_are_checked_with_their_line() {
+        let raw: RawCollectorConfig = parse_yaml(
+            "receivers:
+- name: a
+  webhook: { url: \"http://hook.example/\" }
+  rate_limit: { count: 1, per: 1m }
+- name: b
+  webhook: { url: \"http://hook.example/\" }
+  rate_limit:
+    - { count: 5, per: 1h }
+    - { count: 20000, per: 30d }
+- name: c
+  webhook: { url: \"http://hook.example/\" }
+  rate_limit: []
+",
+        )
+        .unwrap();
+        let e = raw.validate().unwrap_err().to_string();
+        for want in [
+            "receivers[0] (\"a\"): rate_limit.count must be at least 2",
+            "receivers[1] (\"b\"): rate_limit[1].per: 30d is above the maximum of 7d",
+            "receivers[1] (\"b\"): rate_limit[1].count: 20000 is above the maximum of 10000",
+            "receivers[2] (\"c\"): rate_limit: an empty list",
+        ] {
+            assert!(e.contains(want), "{want} not in {e}");
+        }
+        let bad: Result<RawCollectorConfig, _> = parse_yaml(
+            "receivers:
+- name: a
+  webhook: { url: \"http://hook.example/\" }
+  rate_limit: [{ count: 5, per: 1h, burst: 2 }]
+",
+        );
+        let e = bad.unwrap_err().to_string();
+        assert!(e.contains("unknown field `burst`"), "{e}");
     }
 
     /// An address the mailer cannot read is a configuration problem, found with the others.

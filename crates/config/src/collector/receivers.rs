@@ -41,7 +41,7 @@ pub(super) fn validate(
                 zone: zone.clone(),
                 ..MessageTemplate::default()
             },
-            rate_limit: None,
+            rate_limits: Vec::new(),
         });
     }
     receivers
@@ -123,44 +123,41 @@ fn receiver(
             .unwrap_or_else(|| zone.clone()),
         None => zone.clone(),
     };
-    let rate_limit = match r.rate_limit {
-        Some(rl) => {
-            let per = p.duration_min(
-                &format!("{at}: rate_limit.per"),
-                Some(&rl.per),
-                d::RATE_LIMIT_PER,
-                Duration::from_secs(1),
-            );
-            if rl.count < 2 {
+    let rate_limits = match r.rate_limit {
+        Some(RawRateLimits { windows, list }) => {
+            if windows.is_empty() {
                 p.push(format!(
-                    "{at}: rate_limit.count must be at least 2 (one is kept for a digest)"
+                    "{at}: rate_limit: an empty list (leave it out for the default)"
                 ));
             }
-            Some(RateLimit {
-                count: rl.count,
-                per,
-            })
+            windows
+                .into_iter()
+                .enumerate()
+                .map(|(i, rl)| {
+                    let at = if !list {
+                        format!("{at}: rate_limit")
+                    } else {
+                        format!("{at}: rate_limit[{i}]")
+                    };
+                    rate_window(p, &at, rl)
+                })
+                .collect()
         }
         None => match &kind {
-            Some(ReceiverKind::Chat { vendor, .. }) => vendor.rate_limit(),
+            Some(ReceiverKind::Chat { vendor, .. }) => vec![vendor.rate_limit()],
             // Providers cap what one number receives (Tencent Cloud: 10 a day by default,
             // Aliyun: 50 a day per template): a storm must not spend the day's messages in
-            // minutes, leaving the next incident without a text.
+            // minutes, leaving the next incident without a text, nor the texts the provider
+            // allows in a day, which it would then refuse.
             Some(
                 ReceiverKind::AliyunSms(_)
                 | ReceiverKind::TencentSms(_)
                 | ReceiverKind::SmsGateway(_),
-            ) => Some(RateLimit {
-                count: d::SMS_RATE_COUNT,
-                per: d::SMS_RATE_PER,
-            }),
+            ) => d::SMS_RATE_LIMITS.to_vec(),
             // Mail relays throttle a sender (Exchange Online: 30 messages a minute) and a
             // throttled relay fails deliveries; a storm goes out as digests instead.
-            Some(ReceiverKind::Email(_)) => Some(RateLimit {
-                count: d::EMAIL_RATE_COUNT,
-                per: d::EMAIL_RATE_PER,
-            }),
-            _ => None,
+            Some(ReceiverKind::Email(_)) => d::EMAIL_RATE_LIMITS.to_vec(),
+            _ => Vec::new(),
         },
     };
     let kind = kind?;
@@ -172,7 +169,7 @@ fn receiver(
         kind,
         max_attempts,
         template,
-        rate_limit,
+        rate_limits,
     })
 }
 
@@ -446,5 +443,36 @@ fn webhook(p: &mut Problems, at: &str, w: RawWebhook) -> ReceiverKind {
     ReceiverKind::Webhook {
         url: w.url,
         timeout,
+    }
+}
+
+/// One rate-limit window, checked: at least two messages (one is kept for a digest), a
+/// period from a second to a week, at most 10,000 messages (each is remembered for the
+/// period, across restarts).
+fn rate_window(p: &mut Problems, at: &str, rl: RawRateLimit) -> RateLimit {
+    let per = p.duration_min(
+        &format!("{at}.per"),
+        Some(&rl.per),
+        d::RATE_LIMIT_PER,
+        Duration::from_secs(1),
+    );
+    if per > d::RATE_LIMIT_MAX_PER {
+        p.push(format!("{at}.per: {} is above the maximum of 7d", rl.per));
+    }
+    if rl.count < 2 {
+        p.push(format!(
+            "{at}.count must be at least 2 (one is kept for a digest)"
+        ));
+    }
+    if rl.count > d::RATE_LIMIT_MAX_COUNT {
+        p.push(format!(
+            "{at}.count: {} is above the maximum of {}",
+            rl.count,
+            d::RATE_LIMIT_MAX_COUNT
+        ));
+    }
+    RateLimit {
+        count: rl.count,
+        per: per.min(d::RATE_LIMIT_MAX_PER),
     }
 }
