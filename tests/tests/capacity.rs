@@ -1,6 +1,8 @@
-//! The disk-full forecast on a real filesystem filling up: a tmpfs mounted in a mount
-//! namespace of the test's own, seen by an agent running in it, filled by the test through
-//! /proc/PID/root while the shipped `HostDiskFillingUp` rule (its `for` shortened) watches.
+//! Filesystems as the agent sees them, in mount namespaces of the test's own: the disk-full
+//! forecast on a real filesystem filling up (a tmpfs mounted in a namespace with its own PID 1,
+//! as a container is, seen by an agent running in it, filled by the test through
+//! /proc/PID/root while the shipped `HostDiskFillingUp` rule, its `for` shortened, watches),
+//! and an agent sandboxed as the packaged unit runs it (every mount read-only for it alone).
 
 use std::process::{Child, Command};
 use std::time::Duration;
@@ -16,19 +18,27 @@ impl Drop for Killed {
     }
 }
 
-#[test]
-fn a_filesystem_filling_up_is_forecast_full_before_it_is() {
-    let _g = serial();
-    if !Command::new("unshare")
-        .args(["-m", "true"])
+/// Whether this machine lets the test make mount namespaces (root, util-linux); in CI it must.
+fn can_unshare() -> bool {
+    if Command::new("unshare")
+        .args(["-m", "-p", "--fork", "true"])
         .status()
         .is_ok_and(|s| s.success())
     {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI must be able to make a mount namespace (root, util-linux)"
-        );
-        eprintln!("SKIPPED: cannot create a mount namespace");
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI must be able to make mount and PID namespaces (root, util-linux)"
+    );
+    eprintln!("SKIPPED: cannot create a mount namespace");
+    false
+}
+
+#[test]
+fn a_filesystem_filling_up_is_forecast_full_before_it_is() {
+    let _g = serial();
+    if !can_unshare() {
         return;
     }
     let s = Stack::new("");
@@ -37,10 +47,21 @@ fn a_filesystem_filling_up_is_forecast_full_before_it_is() {
     let mnt = s.dir.path().join("fill");
     std::fs::create_dir(&mnt).unwrap();
     let agent_log = std::fs::File::create(s.p("agent.log")).unwrap();
-    // The agent in its own mount namespace, where a 64 MiB tmpfs is mounted at `fill`.
+    // The agent in its own mount and PID namespaces (a container: its PID 1's mount table is
+    // its own), where a 64 MiB tmpfs is mounted at `fill`.
     let agent = Killed(
         Command::new("unshare")
-            .args(["-m", "--propagation", "private", "sh", "-c"])
+            .args([
+                "-m",
+                "--propagation",
+                "private",
+                "-p",
+                "--fork",
+                "--mount-proc",
+                "--kill-child",
+                "sh",
+                "-c",
+            ])
             .arg(format!(
                 "mount -t tmpfs -o size=64m tocsin-fill {} && exec {} --host fill-host --interval 1s --collector {} --listen 127.0.0.1:0 --state-dir {}",
                 mnt.display(),
@@ -96,4 +117,78 @@ fn a_filesystem_filling_up_is_forecast_full_before_it_is() {
     );
     let summary = a["annotations"]["summary"].as_str().unwrap();
     assert!(summary.contains("full in"), "{summary}");
+}
+
+/// systemd's `ProtectSystem=strict`, which the packaged unit sets, mounts every filesystem
+/// read-only in the agent's own mount namespace. The agent reads the host's mount table (PID
+/// 1's, as node_exporter does), so a host whose root filesystem is writable is not reported
+/// read-only — which would fire the shipped `HostFilesystemReadOnly` (critical) on every host.
+#[test]
+fn a_sandboxed_agent_reports_filesystems_as_the_host_mounts_them() {
+    let _g = serial();
+    if !can_unshare() {
+        return;
+    }
+    let host = std::fs::read_to_string("/proc/1/mounts").unwrap();
+    assert_eq!(
+        root_mode(&host),
+        Some("rw"),
+        "the test needs a writable root: {host}"
+    );
+    let s = Stack::new("");
+    std::fs::create_dir(s.dir.path().join("rules")).unwrap();
+    let c = s.collector("127.0.0.1:0", &s.p("rules"));
+    let dir = s.dir.path().display().to_string();
+    let port = tocsin_e2e::servers::free_port();
+    let agent_log = std::fs::File::create(s.p("agent.log")).unwrap();
+    // The test's directory stays writable (a mount of its own); everything else is read-only
+    // for the agent alone.
+    let agent = Killed(
+        Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "mount --bind {dir} {dir} && mount -o remount,bind,ro / && exec {} --host sandboxed --interval 1s --collector {} --listen 127.0.0.1:{port} --state-dir {}",
+                binary("tocsin-agent").display(),
+                c.url("/api/v1/write"),
+                s.p("agent-state"),
+            ))
+            .stdout(agent_log.try_clone().unwrap())
+            .stderr(agent_log)
+            .spawn()
+            .unwrap(),
+    );
+    let metrics = wait_for(
+        "the agent's filesystem samples",
+        Duration::from_secs(20),
+        || {
+            reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
+                .ok()?
+                .text()
+                .ok()
+                .filter(|t| t.contains("node_filesystem_readonly{"))
+        },
+    );
+    // The sandbox is real: in the agent's namespace the root is read-only.
+    let inside = std::fs::read_to_string(format!("/proc/{}/mounts", agent.0.id())).unwrap();
+    assert_eq!(root_mode(&inside), Some("ro"), "{inside}");
+    let root: Vec<f64> = tocsin_e2e::exposition_lines(&metrics)
+        .into_iter()
+        .filter(|(n, l, _)| {
+            n == "node_filesystem_readonly" && l.get("mountpoint").map(String::as_str) == Some("/")
+        })
+        .map(|x| x.2)
+        .collect();
+    assert_eq!(root, [0.0], "{metrics}");
+}
+
+/// `rw` or `ro` for the root filesystem in a mount table (its last mount at `/`).
+fn root_mode(mounts: &str) -> Option<&str> {
+    let line = mounts
+        .lines()
+        .rev()
+        .find(|l| l.split(' ').nth(1) == Some("/"))?;
+    line.split(' ')
+        .nth(3)?
+        .split(',')
+        .find(|o| *o == "rw" || *o == "ro")
 }

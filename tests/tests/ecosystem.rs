@@ -588,7 +588,8 @@ fn the_agent_exposes_node_exporters_names_labels_and_units() {
     }
     let boot = |lines: &[Line]| value(lines, "node_boot_time_seconds", &[]).unwrap();
     assert!((boot(&ours) - boot(&theirs)).abs() <= 1.0);
-    // Every filesystem both report has the same size; the CPUs and modes are the same.
+    // Every filesystem both report has the same size and read-only state; the CPUs and modes
+    // are the same.
     let mut filesystems = 0;
     for (n, l, v) in &ours {
         let same = |theirs: &Line| &theirs.0 == n && &theirs.1 == l;
@@ -600,6 +601,8 @@ fn the_agent_exposes_node_exporters_names_labels_and_units() {
                 assert_eq!(*v, t.2, "{n}{l:?}");
                 filesystems += 1;
             }
+            // Both read the host's mount table (PID 1's) for it.
+            "node_filesystem_readonly" => assert_eq!(*v, t.2, "{n}{l:?}"),
             // Counters, read first by the agent: never ahead, and within the seconds between
             // the two readings for the CPU's (a unit off by USER_HZ would be a hundredfold).
             "node_cpu_seconds_total" => {

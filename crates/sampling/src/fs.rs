@@ -2,7 +2,7 @@
 //! network mount is skipped (and stays skipped until its call returns) instead of stalling the
 //! agent.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
@@ -68,7 +68,6 @@ struct Stat {
     avail: f64,
     files: f64,
     files_free: f64,
-    readonly: bool,
 }
 
 impl FsSampler {
@@ -101,16 +100,28 @@ impl FsSampler {
                 "Whether an error occurred while getting statistics for the given device.",
             ),
         ];
-        let mut seen = HashSet::new();
+        // A mount point mounted over again shows the last mount: keep each one's last line.
+        let mut order: Vec<String> = Vec::new();
+        let mut last: HashMap<String, (&str, &str, bool)> = HashMap::new();
         for line in mounts.lines() {
             let f: Vec<&str> = line.split_ascii_whitespace().collect();
-            if f.len() < 3 {
+            if f.len() < 4 {
                 continue;
             }
             let (dev, mp, fstype) = (f[0], unescape(f[1]), f[2]);
-            if PSEUDO_FS.contains(&fstype) || skip_mountpoint(&mp) || !seen.insert(mp.clone()) {
+            if PSEUDO_FS.contains(&fstype) || skip_mountpoint(&mp) {
                 continue;
             }
+            // Read-only as the mount table says, not as statfs says from the agent's own mount
+            // namespace, where a sandbox (systemd's ProtectSystem=strict) mounts everything
+            // read-only for the agent alone.
+            let readonly = f[3].split(',').any(|o| o == "ro");
+            if last.insert(mp.clone(), (dev, fstype, readonly)).is_none() {
+                order.push(mp);
+            }
+        }
+        for mp in order {
+            let (dev, fstype, readonly) = last[&mp];
             let labels = [
                 ("device", dev),
                 ("mountpoint", mp.as_str()),
@@ -124,7 +135,7 @@ impl FsSampler {
                         s.avail,
                         s.files,
                         s.files_free,
-                        f64::from(u8::from(s.readonly)),
+                        f64::from(u8::from(readonly)),
                         0.0,
                     ];
                     for (fam, v) in fams.iter_mut().zip(vals) {
@@ -171,7 +182,6 @@ impl FsSampler {
                     avail: s.f_bavail as f64 * frag,
                     files: s.f_files as f64,
                     files_free: s.f_ffree as f64,
-                    readonly: s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY),
                 })
             }
             Ok(Err(_)) => None,
@@ -220,6 +230,19 @@ mod tests {
         assert_eq!(f[0].samples.len(), 1);
         assert_eq!(f[0].samples[0].0.get("mountpoint"), Some("/"));
         assert!(f[0].samples[0].1 > 0.0);
+    }
+
+    /// The read-only flag is the mount table's; a mount point mounted twice is its last mount.
+    #[test]
+    fn read_only_as_the_mount_table_says() {
+        let s = FsSampler::new(Duration::from_secs(2));
+        let f = s.sample("/dev/x / ext4 rw,relatime 0 0\n/dev/y / ext4 ro,relatime 0 0\n");
+        let ro = &f[5];
+        assert_eq!(ro.samples.len(), 1);
+        assert_eq!(ro.samples[0].0.get("device"), Some("/dev/y"));
+        assert_eq!(ro.samples[0].1, 1.0);
+        let f = s.sample("/dev/x / ext4 rw,errors=remount-ro 0 0\n");
+        assert_eq!(f[5].samples[0].1, 0.0, "remount-ro is not ro");
     }
 
     #[test]

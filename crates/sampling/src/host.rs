@@ -91,7 +91,11 @@ impl HostSampler {
             Ok(out)
         });
         run("filesystem", &mut || {
-            let mounts = self.read("self/mounts")?;
+            // The host's mount table (PID 1's, as node_exporter reads it): the agent's own may
+            // be a sandbox's view, every mount read-only. Its own when PID 1's is hidden.
+            let mounts = self
+                .read("1/mounts")
+                .or_else(|_| self.read("self/mounts"))?;
             Ok(self.fs.sample(&mounts))
         });
         run("diskstats", &mut || {
