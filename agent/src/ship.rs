@@ -449,7 +449,11 @@ pub async fn run(
         if fresh_first && failures == 0 {
             if let Some(b) = buffer.take_fresh(backlog) {
                 let token = cfg.token.as_ref().map(|t| t.expose());
-                let live = [(tocsin_wire::LIVE_HEADER, "1")];
+                let sent_at = tocsin_model::now_ms().to_string();
+                let live = [
+                    (tocsin_wire::LIVE_HEADER, "1"),
+                    (tocsin_wire::SENT_AT_HEADER, sent_at.as_str()),
+                ];
                 match tocsin_wire::client::send_with(
                     &client,
                     &cfg.urls[active],
@@ -580,7 +584,11 @@ pub async fn run(
 
 async fn send(client: &reqwest::Client, url: &str, cfg: &ShippingConfig, body: Vec<u8>) -> Verdict {
     let token = cfg.token.as_ref().map(|t| t.expose());
-    tocsin_wire::client::send(client, url, token, body)
+    // Set at each attempt: a retried request tells the clock as it is sent again, and the
+    // collector reads this host's clock from it (behind as well as ahead).
+    let sent_at = tocsin_model::now_ms().to_string();
+    let headers = [(tocsin_wire::SENT_AT_HEADER, sent_at.as_str())];
+    tocsin_wire::client::send_with(client, url, token, body, &headers)
         .await
         .verdict(url)
 }

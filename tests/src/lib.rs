@@ -591,6 +591,17 @@ pub fn dashboard_queries(host: &str, rule: &str) -> Vec<(String, String)> {
     queries
 }
 
+/// A child process started some other way than `Proc` (under `unshare`, `faketime`, in a
+/// network namespace), killed and reaped when the test ends, however it ends.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Copies shipped rule files (`rules/NAME`) into `dir`, every `for:` of theirs set to 0s, so a
 /// test sees a rule's expression, levels and labels fire without waiting its minutes (the
 /// timing itself is checked by the backtests in collector/tests/cli.rs).

@@ -4,19 +4,10 @@
 //! /proc/PID/root while the shipped `HostDiskFillingUp` rule, its `for` shortened, watches),
 //! and an agent sandboxed as the packaged unit runs it (every mount read-only for it alone).
 
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
-use tocsin_e2e::{binary, serial, shipped_rules_without_for, wait_for, Stack};
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use tocsin_e2e::{binary, serial, shipped_rules_without_for, wait_for, Killed, Stack};
 
 /// Whether this machine lets the test make mount namespaces (root, util-linux); in CI it must.
 fn can_unshare() -> bool {

@@ -787,3 +787,57 @@ fn a_series_that_stops_fires_its_absence_rule_across_a_restart_until_it_returns(
     let (_, event, _) = env.wait_event("NightlyJobSilent", 2, Duration::from_secs(10));
     assert_eq!(event, "resolved");
 }
+
+/// An agent whose clock runs ten minutes slow (the real agent under libfaketime): its samples
+/// arrive dated in the past, older than `stale_after`, and look like a backlog being replayed —
+/// stored, judged by no rule, so the host's own alerts are off while it keeps reporting. The
+/// agent says when it sent each request; the collector measures the clock from that and
+/// `HostClockBehind` pages.
+#[test]
+fn an_agent_whose_clock_runs_behind_is_measured_and_paged() {
+    let _g = serial();
+    if !tocsin_e2e::require_tool("faketime") {
+        return;
+    }
+    let env = Env::new();
+    shipped_rules_without_for(&env.dir.path().join("rules"), &["liveness.yaml"]);
+    let c = env.0.collector("127.0.0.1:0", &env.p("rules"));
+    let log = std::fs::File::create(env.p("agent.log")).unwrap();
+    let _agent = tocsin_e2e::Killed(
+        std::process::Command::new("faketime")
+            .args(["-f", "-10m"])
+            .arg(tocsin_e2e::binary("tocsin-agent"))
+            .args(["--collector", &c.url("/api/v1/write")])
+            .args([
+                "--host",
+                "slow-host",
+                "--interval",
+                "1s",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--state-dir", &env.p("agent-state")])
+            // Timers run on the real monotonic clock; only the wall clock is ten minutes slow.
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let behind = wait_for("the clock measured", Duration::from_secs(20), || {
+        hosts(&c)["data"]["hosts"]
+            .as_array()?
+            .iter()
+            .find(|h| h["host"] == "slow-host")?["clockBehindSeconds"]
+            .as_f64()
+    });
+    assert!((595.0..=605.0).contains(&behind), "{behind}");
+    let (_, event, level) = env.wait_event("HostClockBehind", 1, Duration::from_secs(15));
+    assert_eq!((event.as_str(), level.as_str()), ("firing", "critical"));
+    let a = &env.hook.all()[0].1["alerts"][0];
+    assert_eq!(a["labels"]["host"], "slow-host", "{a}");
+    assert!(
+        env.events("HostDown").is_empty(),
+        "the host keeps reporting"
+    );
+}

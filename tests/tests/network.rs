@@ -6,20 +6,11 @@
 
 use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use tocsin_e2e::{binary, serial, shipped_rules_without_for, wait_for, Netns};
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use tocsin_e2e::{binary, serial, shipped_rules_without_for, wait_for, Killed, Netns};
 
 fn in_ns(ns: &str, program: &Path, args: &[&str], log: &Path) -> Killed {
     let log = std::fs::File::create(log).unwrap();

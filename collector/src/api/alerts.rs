@@ -67,6 +67,7 @@ pub(crate) async fn hosts(State(st): State<AppState>) -> Json<Value> {
                 "lastSeenAgeSeconds": ((now - h.last_seen).max(0) as f64) / 1000.0,
                 "intervalSeconds": h.interval_ms.map(|i| i as f64 / 1000.0),
                 "clockAheadSeconds": h.clock_ahead_ms.map(|i| i as f64 / 1000.0),
+                "clockBehindSeconds": h.clock_behind_ms.map(|i| i as f64 / 1000.0),
             })
         })
         .collect();

@@ -135,6 +135,21 @@ pub(crate) async fn write_inner(
         return Err(ApiError::UnsupportedMedia(msg));
     }
     let headers = req.headers().clone();
+    let clock_offset = match headers.get(tocsin_wire::SENT_AT_HEADER) {
+        None => None,
+        Some(v) => match v.to_str().ok().and_then(|v| v.parse::<i64>().ok()) {
+            Some(sent) => Some(sent.saturating_sub(now_ms())),
+            None => {
+                let msg = format!(
+                    "{}: {:?} is not a time in Unix milliseconds",
+                    tocsin_wire::SENT_AT_HEADER,
+                    String::from_utf8_lossy(&v.as_bytes()[..v.len().min(40)])
+                );
+                st.tel.ingest_rejected("header", &msg);
+                return Err(ApiError::bad_request(msg));
+            }
+        },
+    };
     let body = axum::body::to_bytes(req.into_body(), st.max_body_bytes)
         .await
         .map_err(|_| {
@@ -240,6 +255,7 @@ pub(crate) async fn write_inner(
         batch,
         hints,
         origin,
+        clock_offset,
         reply,
     }) {
         let err = match e {
@@ -370,6 +386,33 @@ mod tests {
             "{}",
             a.json
         );
+    }
+
+    /// The sender's clock is an input like any other: one that does not read is refused with
+    /// what was wrong, before the body is read.
+    #[tokio::test]
+    async fn a_send_time_that_does_not_read_refuses_the_request() {
+        let api = TestApi::new("", "");
+        let s = series(&[("__name__", "x"), ("host", "h1")], 1.0);
+        let mut req = TestApi::write_request(&[s.clone()], None);
+        req.headers_mut().insert(
+            tocsin_wire::SENT_AT_HEADER,
+            axum::http::HeaderValue::from_static("yesterday"),
+        );
+        let a = api.send(req).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
+        let msg = a.json["error"].as_str().unwrap();
+        assert!(
+            msg.contains("X-Tocsin-Sent-At") && msg.contains("\"yesterday\""),
+            "{msg}"
+        );
+        let mut req = TestApi::write_request(&[s], None);
+        let sent = (tocsin_model::now_ms() - 600_000).to_string();
+        req.headers_mut().insert(
+            tocsin_wire::SENT_AT_HEADER,
+            axum::http::HeaderValue::from_str(&sent).unwrap(),
+        );
+        assert_eq!(api.send(req).await.status, StatusCode::NO_CONTENT);
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ use tocsin_store::{Store, StoreError};
 pub const UP_METRIC: &str = "tocsin_host_up";
 pub const INTERVAL_METRIC: &str = "tocsin_agent_interval_seconds";
 pub const CLOCK_METRIC: &str = "tocsin_host_clock_ahead_seconds";
+pub const CLOCK_BEHIND_METRIC: &str = "tocsin_host_clock_behind_seconds";
 /// Used when a host's interval is unknown (data from Prometheus or another sender).
 const DEFAULT_INTERVAL_MS: i64 = 10_000;
 /// The longest interval an agent may report: an agent (or anyone holding its token) claiming
@@ -36,6 +37,9 @@ pub struct HostView {
     /// How far ahead of the collector's clock the newest sample of its last request was
     /// (0 when not ahead); `None` before a request was seen.
     pub clock_ahead_ms: Option<i64>,
+    /// How far behind the collector's clock its agent's clock was as it sent its last request
+    /// (0 when not behind); `None` until a sender that tells its clock was seen.
+    pub clock_behind_ms: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -70,6 +74,7 @@ impl Liveness {
                         interval_ms: None,
                         up: true,
                         clock_ahead_ms: None,
+                        clock_behind_ms: None,
                     },
                 )
             })
@@ -110,17 +115,36 @@ impl Liveness {
                         interval_ms: None,
                         up: true,
                         clock_ahead_ms: None,
+                        clock_behind_ms: None,
                     },
                 );
             }
         }
     }
 
-    /// Notes how far ahead of `now` (arrival) the newest sample of each host in a request
-    /// sent now (not forwarded, not a backlog) is. A clock behind cannot be told from a
-    /// backlog by the data alone; a clock ahead makes a host's later, correct samples look
-    /// out of order, so it is what is watched.
-    pub fn observe_clock(&mut self, batch: &[SeriesSamples], now: TimestampMs) {
+    /// Notes each host's clock from a request that arrived at `now` (not forwarded). With the
+    /// sender's `offset` (its clock as it sent, less `now`: `SENT_AT_HEADER`), ahead and
+    /// behind alike. Without it, how far ahead of `now` the newest sample is: a clock behind
+    /// cannot be told from a backlog by the data alone. Both matter: a clock ahead makes the
+    /// host's later, correct samples look out of order; one behind by more than `stale_after`
+    /// makes every sample look like a backlog, learned but never judged — the host's alerts off.
+    pub fn observe_clock(
+        &mut self,
+        batch: &[SeriesSamples],
+        now: TimestampMs,
+        offset: Option<i64>,
+    ) {
+        if let Some(off) = offset {
+            let hosts: std::collections::BTreeSet<&str> =
+                batch.iter().filter_map(|s| s.labels.get("host")).collect();
+            for h in hosts {
+                if let Some(v) = self.hosts.get_mut(h) {
+                    v.clock_ahead_ms = Some(off.max(0));
+                    v.clock_behind_ms = Some((-off).max(0));
+                }
+            }
+            return;
+        }
         let mut newest: BTreeMap<&str, TimestampMs> = BTreeMap::new();
         for s in batch {
             if let (Some(h), Some(last)) = (s.labels.get("host"), s.samples.last()) {
@@ -204,9 +228,9 @@ impl Liveness {
             .collect();
         let mut out = Vec::with_capacity(2 * downs.len());
         for (host, up) in downs {
-            let ahead = self.hosts.get_mut(&host).and_then(|h| {
+            let (ahead, behind) = self.hosts.get_mut(&host).map_or((None, None), |h| {
                 h.up = up;
-                h.clock_ahead_ms
+                (h.clock_ahead_ms, h.clock_behind_ms)
             });
             let series = |name: &str, v: f64| SeriesSamples {
                 labels: Labels::from_pairs([(METRIC_NAME, name), ("host", host.as_str())]),
@@ -215,6 +239,9 @@ impl Liveness {
             out.push(series(UP_METRIC, if up { 1.0 } else { 0.0 }));
             if let Some(a) = ahead {
                 out.push(series(CLOCK_METRIC, a as f64 / 1000.0));
+            }
+            if let Some(b) = behind {
+                out.push(series(CLOCK_BEHIND_METRIC, b as f64 / 1000.0));
             }
         }
         out

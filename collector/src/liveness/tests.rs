@@ -72,12 +72,52 @@ fn a_clock_ahead_is_measured_from_arrival() {
     };
     assert_eq!(clock(&l.judge(t0)), None, "nothing known yet");
     // An agent 300 s fast.
-    l.observe_clock(&batch(t0 + 1_000 + 300_000), t0 + 1_000);
+    l.observe_clock(&batch(t0 + 1_000 + 300_000), t0 + 1_000, None);
     l.seen("a", t0 + 1_000);
     assert_eq!(clock(&l.judge(t0 + 1_500)), Some(300.0));
     // Its clock set right (or a backlog of old samples): not ahead.
-    l.observe_clock(&batch(t0 - 60_000), t0 + 2_000);
+    l.observe_clock(&batch(t0 - 60_000), t0 + 2_000, None);
     assert_eq!(clock(&l.judge(t0 + 2_500)), Some(0.0));
+}
+
+/// A sender that says when it sent (`SENT_AT_HEADER`) is measured by that, behind as well as
+/// ahead, whatever the times of the samples it carries (a backlog's are old).
+#[test]
+fn a_clock_behind_is_measured_from_what_the_sender_says() {
+    let t0 = 10_000_000;
+    let mut l = Liveness::new(None, 3_600_000, vec![("a".into(), t0)], t0);
+    let batch = |ts: i64| {
+        vec![SeriesSamples {
+            labels: Labels::from_pairs([(METRIC_NAME, "up"), ("host", "a")]),
+            samples: vec![Sample::new(ts, 1.0)],
+        }]
+    };
+    let value = |v: &[SeriesSamples], name: &str| {
+        v.iter()
+            .find(|s| s.labels.metric_name() == Some(name))
+            .map(|s| s.samples[0].value)
+    };
+    assert_eq!(
+        value(&l.judge(t0), CLOCK_BEHIND_METRIC),
+        None,
+        "not known yet"
+    );
+    // Ten minutes slow: its samples and its send time alike.
+    l.observe_clock(&batch(t0 - 600_000), t0, Some(-600_000));
+    l.seen("a", t0);
+    let v = l.judge(t0 + 500);
+    assert_eq!(value(&v, CLOCK_BEHIND_METRIC), Some(600.0));
+    assert_eq!(value(&v, CLOCK_METRIC), Some(0.0));
+    // Set right, replaying an hour-old backlog: neither.
+    l.observe_clock(&batch(t0 - 3_600_000), t0 + 1_000, Some(-20));
+    let v = l.judge(t0 + 1_500);
+    assert_eq!(value(&v, CLOCK_BEHIND_METRIC), Some(0.02));
+    assert_eq!(value(&v, CLOCK_METRIC), Some(0.0));
+    // Five minutes fast.
+    l.observe_clock(&batch(t0 + 300_000), t0 + 2_000, Some(300_000));
+    let v = l.judge(t0 + 2_500);
+    assert_eq!(value(&v, CLOCK_METRIC), Some(300.0));
+    assert_eq!(value(&v, CLOCK_BEHIND_METRIC), Some(0.0));
 }
 
 #[test]

@@ -99,10 +99,11 @@ impl Core {
                 mut batch,
                 hints,
                 origin,
+                clock_offset,
                 reply,
             } => {
                 if origin != Origin::Peer {
-                    self.liveness.observe_clock(&batch, now);
+                    self.liveness.observe_clock(&batch, now, clock_offset);
                 }
                 let stats = if origin == Origin::Live {
                     for h in batch.iter().filter_map(|s| s.labels.get("host")) {

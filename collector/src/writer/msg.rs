@@ -35,6 +35,9 @@ pub enum Msg {
         /// nothing: the writer looks the series up itself).
         hints: Vec<tocsin_store::Hint>,
         origin: Origin,
+        /// The sender's clock as it sent the request (`SENT_AT_HEADER`) less the collector's
+        /// as the request arrived, in milliseconds, when the sender said.
+        clock_offset: Option<i64>,
         reply: oneshot::Sender<Ingested>,
     },
     Tick,

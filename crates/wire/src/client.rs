@@ -24,17 +24,7 @@ pub enum Answer {
     Unreachable(String),
 }
 
-/// POSTs an encoded (snappy) remote-write body to `url`.
-pub async fn send(
-    client: &reqwest::Client,
-    url: &str,
-    bearer: Option<&str>,
-    body: Vec<u8>,
-) -> Answer {
-    send_with(client, url, bearer, body, &[]).await
-}
-
-/// As `send`, with extra request headers.
+/// POSTs an encoded (snappy) remote-write body to `url`, with extra request headers.
 pub async fn send_with(
     client: &reqwest::Client,
     url: &str,

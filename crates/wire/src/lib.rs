@@ -30,6 +30,10 @@ pub const ACCEPTED_HEADER: &str = "X-Tocsin-Accepted-Samples";
 /// stored because their series already held a sample as new or newer (out of order, or sent
 /// twice), so the sender counts and reports them instead of taking them as stored.
 pub const NOT_NEWER_HEADER: &str = "X-Tocsin-Not-Newer-Samples";
+/// Request header of a tocsin extension: the sender's clock (Unix milliseconds) as it sent
+/// the request. The receiver reads the sender's clock offset from it, behind as well as ahead —
+/// which the samples' own times cannot tell from a backlog being replayed.
+pub const SENT_AT_HEADER: &str = "X-Tocsin-Sent-At";
 pub const VERSION_HEADER: &str = "X-Prometheus-Remote-Write-Version";
 pub const VERSION: &str = "0.1.0";
 
