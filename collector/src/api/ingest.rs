@@ -394,7 +394,7 @@ mod tests {
     async fn a_send_time_that_does_not_read_refuses_the_request() {
         let api = TestApi::new("", "");
         let s = series(&[("__name__", "x"), ("host", "h1")], 1.0);
-        let mut req = TestApi::write_request(&[s.clone()], None);
+        let mut req = TestApi::write_request(std::slice::from_ref(&s), None);
         req.headers_mut().insert(
             tocsin_wire::SENT_AT_HEADER,
             axum::http::HeaderValue::from_static("yesterday"),
