@@ -28,36 +28,88 @@ use crate::Telemetry;
     about = "Samples this host and ships the samples to a tocsin collector."
 )]
 struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
     /// Configuration file (YAML). Without one, built-in defaults apply; flags override both.
-    #[arg(long, short = 'c', value_name = "FILE")]
+    #[arg(global = true, long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
     /// Remote-write URL of the collector [default: http://127.0.0.1:9760/api/v1/write].
-    #[arg(long, value_name = "URL")]
+    #[arg(global = true, long, value_name = "URL")]
     collector: Option<String>,
     /// Address of the agent's own /metrics and /healthz [default: 127.0.0.1:9761].
-    #[arg(long, value_name = "ADDR")]
+    #[arg(global = true, long, value_name = "ADDR")]
     listen: Option<String>,
     /// Time between samples, e.g. 10s [default: 10s, minimum 1s].
-    #[arg(long, value_name = "DURATION")]
+    #[arg(global = true, long, value_name = "DURATION")]
     interval: Option<String>,
     /// Directory of *.prom files to ship each cycle (node_exporter textfile format).
-    #[arg(long, value_name = "DIR")]
+    #[arg(global = true, long, value_name = "DIR")]
     textfile_dir: Option<PathBuf>,
     /// Host name for the `host` label [default: the system host name].
-    #[arg(long, value_name = "NAME")]
+    #[arg(global = true, long, value_name = "NAME")]
     host: Option<String>,
     /// Directory of the agent's state: its sample buffer and the ids of actions it ran
     /// [default: ./tocsin-agent-state].
-    #[arg(long, value_name = "DIR")]
+    #[arg(global = true, long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     #[command(flatten)]
     log: tocsin_runtime::LogArgs,
 }
 
+#[derive(clap::Subcommand)]
+enum Cmd {
+    /// Check the configuration as the agent would start with it (the same flags): the file,
+    /// its probes and the shipping client's certificates; exit 0 when valid, 1 with every
+    /// problem (file:line) otherwise. Opens no port and touches no state.
+    CheckConfig,
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Cmd::CheckConfig) = cli.cmd {
+        return check_config(&cli);
+    }
     tocsin_runtime::init_logging(&cli.log.filter);
     tocsin_runtime::exit_code("tocsin-agent", run(cli))
+}
+
+/// `check-config`: every problem the agent would stop on at start, without starting.
+fn check_config(cli: &Cli) -> ExitCode {
+    let cfg = match load_config(cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut problems = Vec::new();
+    if let Err(e) = crate::ship::client(&cfg.shipping, cfg.shipping.timeout) {
+        problems.push(format!("collector: {e}"));
+    }
+    for p in &cfg.probes {
+        if let Err(e) = Prober::new(p.clone()) {
+            problems.push(format!("probe {:?}: {e}", p.name));
+        }
+    }
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        eprintln!("{} problems found", problems.len());
+        return ExitCode::from(1);
+    }
+    let source = cli
+        .config
+        .as_ref()
+        .map_or("built-in defaults".to_string(), |p| p.display().to_string());
+    println!(
+        "{source}: valid — host {}, every {}, shipping to {}, {} probes",
+        cfg.host,
+        tocsin_config::format_duration(cfg.interval),
+        cfg.shipping.urls.join(", "),
+        cfg.probes.len()
+    );
+    ExitCode::SUCCESS
 }
 
 fn load_config(cli: &Cli) -> anyhow::Result<AgentConfig> {

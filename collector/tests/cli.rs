@@ -623,3 +623,71 @@ fn new_shipped_rules_fire_on_their_signal_in_backtests() {
     assert!(levels[..24].iter().all(String::is_empty));
     assert!(first_at(&levels, "warning", 300).is_some(), "{levels:?}");
 }
+
+/// `check-config` judges the configuration as a start would — the file with its lines, the
+/// rule files it names, receivers whose channel cannot be built — without opening the
+/// database or the port, and passes a valid one with what it found.
+#[test]
+fn check_config_reports_every_problem_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join("a.yaml"), "rules:\n  - name: A\n    expr: up(\n").unwrap();
+    let data = dir.path().join("data");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        format!(
+            "data_dir: {}\nrules: [{}]\nreceivers:\n  - name: hook\n    webhook: {{ url: \"ftp://x\" }}\nroute: {{ receivers: [nope] }}\n",
+            data.display(),
+            rules.display()
+        ),
+    )
+    .unwrap();
+    let out = collector()
+        .args(["check-config", "--config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.yaml:5: receivers[0] (\"hook\"): webhook.url")
+            && err.contains("bad.yaml:6: route.receivers: no receiver named \"nope\""),
+        "{err}"
+    );
+    // The file valid, its rules not.
+    let good = dir.path().join("good.yaml");
+    std::fs::write(
+        &good,
+        format!(
+            "data_dir: {}\nrules: [{}]\nreceivers:\n  - name: hook\n    webhook: {{ url: \"http://127.0.0.1:9/hook\" }}\n",
+            data.display(),
+            rules.display()
+        ),
+    )
+    .unwrap();
+    let out = collector()
+        .args(["check-config", "-c", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a.yaml:3: rule \"A\": expr:"), "{err}");
+    // Flags count as they do at a start: the shipped rules instead.
+    let out = collector()
+        .args(["check-config", "-c", good.to_str().unwrap(), "--rules"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("good.yaml: valid") && said.contains("1 receivers (hook)"),
+        "{said}"
+    );
+    assert!(!data.exists(), "no data directory made");
+}

@@ -99,6 +99,13 @@ enum Cmd {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
+    /// Check the configuration as the collector would start with it (the same flags), its
+    /// rule files, receivers and TLS settings, and exit: 0 when valid, 1 with every problem
+    /// (file:line) otherwise. Opens no database and no port.
+    CheckConfig {
+        #[command(flatten)]
+        run: RunArgs,
+    },
     /// Check rule files and exit: 0 when all are valid, 1 with every problem otherwise.
     CheckRules {
         /// Rule files or directories.
@@ -407,6 +414,7 @@ enum SilenceCmd {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
+        Some(Cmd::CheckConfig { run }) => check_config(&run),
         Some(Cmd::CheckRules { paths }) => check_rules(&paths),
         Some(Cmd::ExportRules { format, out, paths }) => {
             export_rules(&format, out.as_deref(), &paths)

@@ -47,6 +47,62 @@ pub(super) fn export_rules(
     }
 }
 
+/// `check-config`: the configuration as the collector would start with it (flags over the
+/// file, as when it runs) — every problem of the file, with its line, of the rule files it
+/// names, of receivers whose channel cannot be built and of its TLS settings — then 0, or 1.
+/// Nothing is opened or written: the database, the data directory and the port are left alone.
+pub(super) fn check_config(args: &super::RunArgs) -> ExitCode {
+    let source = args
+        .config
+        .as_ref()
+        .map_or("built-in defaults".to_string(), |p| p.display().to_string());
+    let cfg = match super::serve::load_config(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut problems = Vec::new();
+    let (rules, files) = match rulefiles::load(&cfg.rules) {
+        Ok(found) => found,
+        Err(p) => {
+            problems.extend(p);
+            (Vec::new(), 0)
+        }
+    };
+    for r in &cfg.receivers {
+        if let Err(e) = tocsin_notify::check_receiver(r) {
+            problems.push(format!("receiver {:?}: {e}", r.name));
+        }
+    }
+    if let Some(t) = &cfg.tls {
+        if let Err(e) = crate::server::acceptor(t) {
+            problems.push(format!("tls: {e:#}"));
+        }
+    }
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        eprintln!("{} problems found", problems.len());
+        return ExitCode::from(1);
+    }
+    println!(
+        "{source}: valid — listen {}, data in {}, {} receivers ({}), {} rules in {files} files",
+        cfg.listen,
+        cfg.data_dir.display(),
+        cfg.receivers.len(),
+        cfg.receivers
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        rules.len(),
+    );
+    ExitCode::SUCCESS
+}
+
 pub(super) fn check_rules(paths: &[PathBuf]) -> ExitCode {
     match rulefiles::load(paths) {
         Ok((rules, files)) => {

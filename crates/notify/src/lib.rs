@@ -13,3 +13,9 @@ mod worker;
 mod testing;
 
 pub use worker::{backoff_ms, workers, DeliveryMetrics, RateLimiter, Urgent};
+
+/// Whether a receiver's channel can be built as the collector builds it at start (its HTTP
+/// client, TLS settings, e-mail transport), for `check-config`.
+pub fn check_receiver(r: &tocsin_config::collector::ReceiverConfig) -> Result<(), String> {
+    channel::build(r).map(drop)
+}
