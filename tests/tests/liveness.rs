@@ -841,3 +841,66 @@ fn an_agent_whose_clock_runs_behind_is_measured_and_paged() {
         "the host keeps reporting"
     );
 }
+
+/// A host taken out of service on purpose (decommissioned, renamed) is not down: `hosts
+/// forget` resolves its HostDown (reason `host removed`), stops judging it, and it stays
+/// forgotten across a restart of the collector.
+#[test]
+fn a_host_taken_out_of_service_stops_paging_and_stays_forgotten() {
+    let _g = serial();
+    let env = Env::new();
+    let mut c = env.collector("127.0.0.1:0");
+    let mut a = env.agent(&c, "  []\n");
+    wait_for("host up with its interval", Duration::from_secs(15), || {
+        let h = hosts(&c);
+        (h["data"]["hosts"][0]["intervalSeconds"] == 1.0 && h["data"]["hosts"][0]["up"] == true)
+            .then_some(())
+    });
+    a.kill9();
+    let (_, event, _) = env.wait_event("HostDown", 1, Duration::from_secs(15));
+    assert_eq!(event, "firing");
+    let forget = |host: &str| {
+        std::process::Command::new(tocsin_e2e::binary("tocsin-collector"))
+            .args(["hosts", "--url", &c.url(""), "forget", host])
+            .output()
+            .unwrap()
+    };
+    let unknown = forget("no-such-host");
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no host \"no-such-host\""),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+    let out = forget("live-host");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, event, _) = env.wait_event("HostDown", 2, Duration::from_secs(10));
+    assert_eq!(event, "resolved");
+    let resolved = env.hook.all()[1].1.clone();
+    assert_eq!(
+        resolved["alerts"][0]["tocsin"]["reason"], "host removed",
+        "{resolved}"
+    );
+    wait_for(
+        "the host gone from the list",
+        Duration::from_secs(5),
+        || (hosts(&c)["data"]["hosts"] == serde_json::json!([])).then_some(()),
+    );
+    c.terminate();
+    let c = env.collector("127.0.0.1:0");
+    // Once another host shows, the list is the collector's whole view: the one taken out of
+    // service is not in it (a known host would be, from the stored hosts, up or down).
+    let _b = env
+        .0
+        .agent(&c, &["--host", "other-host", "--interval", "1s"]);
+    let listed = wait_for("the other host listed", Duration::from_secs(15), || {
+        let h = hosts(&c)["data"]["hosts"].as_array()?.clone();
+        h.iter().any(|h| h["host"] == "other-host").then_some(h)
+    });
+    assert_eq!(listed.len(), 1, "forgotten across the restart: {listed:?}");
+    assert_eq!(env.events("HostDown").len(), 2);
+}

@@ -53,6 +53,27 @@ pub(crate) async fn list(State(st): State<AppState>) -> Json<Value> {
     Json(json!({ "status": "success", "data": { "alerts": list } }))
 }
 
+/// `DELETE /api/v1/hosts/{host}` (admin): take a host out of service — it is forgotten (no
+/// `HostDown` for it) and its alerts resolve, reason `host removed`. An agent still running
+/// there brings it back with its next request.
+pub(crate) async fn forget_host(
+    State(st): State<AppState>,
+    super::error::Path(host): super::error::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    super::error::writer_reply(&st, |reply| Msg::ForgetHost {
+        host: host.clone(),
+        reply,
+    })
+    .await?
+    .map(|()| Json(json!({ "status": "success", "data": { "host": host } })))
+    .map_err(|e| match e {
+        crate::writer::OpFailure::Storage(m) => {
+            ApiError::storage("taking a host out of service", m)
+        }
+        e => super::error::op_error(e),
+    })
+}
+
 pub(crate) async fn hosts(State(st): State<AppState>) -> Json<Value> {
     let now = now_ms();
     let view = st.view.read().unwrap_or_else(|p| p.into_inner());

@@ -107,6 +107,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/alerts", get(alerts::list))
         .route("/api/v1/alerts/{id}/ack", post(alerts::ack))
         .route("/api/v1/hosts", get(alerts::hosts))
+        .route("/api/v1/hosts/{host}", delete(alerts::forget_host))
         .route("/api/v1/silences", get(silences::list).post(silences::add))
         .route("/api/v1/silences/preview", post(silences::preview))
         .route("/api/v1/silences/{id}", delete(silences::expire))

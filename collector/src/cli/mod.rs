@@ -119,6 +119,13 @@ enum Cmd {
         #[command(subcommand)]
         action: SilenceCmd,
     },
+    /// Hosts a running collector knows: list them, or take one out of service.
+    Hosts {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        action: HostCmd,
+    },
     /// Per-agent ingest tokens on a running collector: issue, list, revoke.
     Tokens {
         #[command(flatten)]
@@ -343,6 +350,16 @@ enum ChangeCmd {
 }
 
 #[derive(Subcommand)]
+enum HostCmd {
+    /// Hosts, whether up, when last seen, their interval and clock.
+    List,
+    /// Take a host out of service (decommissioned, renamed): it is forgotten, so no HostDown
+    /// pages for it, and its alerts resolve (reason `host removed`). Stop its agent first: its
+    /// next request brings it back.
+    Forget { host: String },
+}
+
+#[derive(Subcommand)]
 enum TokenCmd {
     /// Issue a token for one host's agent; it is printed once.
     Issue {
@@ -456,6 +473,20 @@ pub fn main() -> ExitCode {
                     .map_err(|e| format!("cannot write {}: {e}", path.display())),
                 None => print_answer(text),
             },
+        ),
+        Some(Cmd::Hosts { api, action }) => call_api(
+            "hosts",
+            &api,
+            |c, base| {
+                let b = format!("{base}/api/v1/hosts");
+                Ok(match action {
+                    HostCmd::List => c.get(b),
+                    HostCmd::Forget { host } => {
+                        c.delete(format!("{b}/{}", urlencoding::encode(&host)))
+                    }
+                })
+            },
+            print_answer,
         ),
         Some(Cmd::Tokens { api, action }) => call_api(
             "tokens",

@@ -159,6 +159,12 @@ impl Liveness {
         }
     }
 
+    /// Forgets `host` now (taken out of service): no more `tocsin_host_up` for it until it
+    /// sends again. False when it was not known.
+    pub fn forget(&mut self, host: &str) -> bool {
+        self.hosts.remove(host).is_some()
+    }
+
     /// Learns each agent's interval from the series it ships.
     pub fn observe(&mut self, batch: &[SeriesSamples]) {
         for s in batch {

@@ -236,6 +236,21 @@ impl Core {
                     .ack(&self.engine, &id, link_level, &by, &comment, now);
                 g.acks.push((reply, r));
             }
+            Msg::ForgetHost { host, reply } => {
+                // Each part on its own, so that a request repeated after a failed write (the
+                // memory forgot, the database did not) still finishes the job.
+                let known = self.liveness.forget(&host);
+                let stored = tx.forget_host(&host)?;
+                let resolved = self.engine.forget_host(&host, now);
+                let r = if known || stored || !resolved.is_empty() {
+                    info!(%host, alerts = resolved.len(), "host taken out of service");
+                    g.transitions.extend(resolved);
+                    Ok(())
+                } else {
+                    Err(OpFailure::NotFound(format!("no host {host:?}")))
+                };
+                g.others.push(Reply::Done(reply, r));
+            }
             Msg::PollActions { host, reply } => {
                 let reqs = self.pipeline.poll_actions(&host, now);
                 g.others.push(Reply::Poll(reply, reqs));
@@ -410,6 +425,7 @@ impl Writer {
                 Msg::Ack { reply, .. } => g.acks.push((reply, Err(AckError::NotFiring))),
                 Msg::PollActions { reply, .. } => g.others.push(Reply::Poll(reply, Vec::new())),
                 Msg::ActionResult { reply, .. }
+                | Msg::ForgetHost { reply, .. }
                 | Msg::Incident { reply, .. }
                 | Msg::ReportRun { reply, .. } => g.others.push(Reply::Done(reply, Ok(()))),
                 Msg::Reload(rules) => reloads.push(rules),

@@ -66,6 +66,11 @@ pub enum Msg {
         comment: String,
         reply: oneshot::Sender<Result<tocsin_dispatch::Ack, AckFailure>>,
     },
+    /// Take a host out of service: forget it (no more `HostDown`) and resolve its alerts.
+    ForgetHost {
+        host: String,
+        reply: oneshot::Sender<Result<(), OpFailure>>,
+    },
     /// An agent asks for the action requests of its host (each handed out once).
     PollActions {
         host: String,

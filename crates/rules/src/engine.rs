@@ -808,6 +808,26 @@ impl Engine {
         out
     }
 
+    /// Resolves every alert of `host` (its `host` label), reason `host removed`: a host taken
+    /// out of service on purpose is not down, and none of its alerts is news any more.
+    pub fn forget_host(&mut self, host: &str, now: TimestampMs) -> Vec<Transition> {
+        let keys: Vec<(usize, u64)> = self
+            .alerts
+            .iter()
+            .filter(|(_, st)| st.labels.get("host") == Some(host))
+            .map(|(k, _)| *k)
+            .collect();
+        let mut out = Vec::new();
+        for k in keys {
+            let st = self.alerts.remove(&k).expect("present");
+            let rule = Arc::clone(&self.rules[k.0]);
+            if let Some(t) = self.resolve(&rule, st, now, Some("host removed")) {
+                out.push(t);
+            }
+        }
+        out
+    }
+
     /// Forgets old state changes; ends flapping once calm; drops what is no longer needed.
     fn calm(&mut self, k: (usize, u64), now: TimestampMs) -> Option<Transition> {
         let rule = Arc::clone(&self.rules[k.0]);

@@ -991,6 +991,18 @@ impl Txn<'_> {
         Ok(self.store.conn.last_insert_rowid())
     }
 
+    /// Forgets `host` in the hosts table (and what this transaction saw of it), so a restart
+    /// does not judge it again; whether it was there.
+    pub fn forget_host(&mut self, host: &str) -> Result<bool> {
+        let seen = self.hosts.remove(host).is_some();
+        let rows = self
+            .store
+            .conn
+            .prepare_cached("DELETE FROM hosts WHERE host = ?1")?
+            .execute([host])?;
+        Ok(seen || rows > 0)
+    }
+
     /// Hosts that sent data in this transaction, with the time.
     pub fn hosts_seen(&self) -> impl Iterator<Item = (&str, TimestampMs)> {
         self.hosts.iter().map(|(h, t)| (h.as_str(), *t))
