@@ -23,7 +23,7 @@ const L = {
     weekdays: '星期（逗号分隔，如 mon,tue；空为每天）', start: '开始', end: '结束', createdBy: '创建人',
     lastSeen: '最近上报', interval: '上报间隔', up: '在线', down: '离线', cpu: 'CPU', memory: '内存',
     receiver: '接收方', attempts: '尝试次数', lastError: '最近错误', retry: '重试', actor: '操作人', event: '操作',
-    detail: '详情', issue: '签发', revoke: '吊销', created: '创建时间', revoked: '吊销时间', newToken: '新令牌（只显示一次）',
+    detail: '详情', issue: '签发', revoke: '吊销', retire: '下线', retireHint: '已下线的主机：不再判断其失联，它的告警以“host removed”恢复', created: '创建时间', revoked: '吊销时间', newToken: '新令牌（只显示一次）',
     readOnly: '只读', saved: '已保存', none: '无', expr: '表达式', source: '来源', dynamic: '动态阈值', for: '持续',
     band: '学习到的正常范围', open: '未关闭', acknowledged: '已确认', status: '状态', kind: '类型', addMatcher: '添加条件',
     theme: '主题', ok: '正常', services: '服务可用性', probe: '探测项', success: '成功', failing: '失败',
@@ -55,7 +55,7 @@ const L = {
     weekdays: 'Days (comma-separated, e.g. mon,tue; empty: every day)', start: 'Start', end: 'End', createdBy: 'Created by',
     lastSeen: 'Last seen', interval: 'Interval', up: 'up', down: 'down', cpu: 'CPU', memory: 'Memory',
     receiver: 'Receiver', attempts: 'Attempts', lastError: 'Last error', retry: 'Retry', actor: 'Who', event: 'What',
-    detail: 'Detail', issue: 'Issue', revoke: 'Revoke', created: 'Created', revoked: 'Revoked', newToken: 'New token (shown once)',
+    detail: 'Detail', issue: 'Issue', revoke: 'Revoke', retire: 'Retire', retireHint: 'A decommissioned host: no longer judged down, its alerts resolved (host removed)', created: 'Created', revoked: 'Revoked', newToken: 'New token (shown once)',
     readOnly: 'read-only', saved: 'Saved', none: 'none', expr: 'Expression', source: 'Source', dynamic: 'Dynamic', for: 'For',
     band: 'Learned normal band', open: 'Open', acknowledged: 'Acknowledged', status: 'Status', kind: 'Kind', addMatcher: 'Add matcher',
     theme: 'Theme', ok: 'OK', services: 'Service availability', probe: 'Probe', success: 'up', failing: 'failing',
@@ -603,8 +603,15 @@ function spark(values) {
 }
 let hostPage = 0;
 async function hostsPage(main) {
-  const box = el('div', { class: 'panel' });
-  put(main, el('h1', {}, t('hosts')), box);
+  const box = el('div', { class: 'panel' }), msg = el('div');
+  put(main, el('h1', {}, t('hosts')), msg, box);
+  // A host that stopped reporting on purpose (decommissioned) is taken out of service: no more
+  // HostDown, its alerts resolved. Offered for hosts down only: a running agent brings its
+  // host straight back.
+  const retire = (h) => (isAdmin() && !h.up ? el('button', {
+    class: 'plain', 'data-test': 'retire', title: t('retireHint'),
+    onclick: async () => { try { await api('DELETE', `/api/v1/hosts/${encodeURIComponent(h.host)}`); page.refresh(); } catch (e) { put(msg, errBox(e)); } },
+  }, t('retire')) : null);
   page.refresh = async () => {
     const hosts = (await api('GET', '/api/v1/hosts')).hosts.sort((x, y) => (x.up - y.up) || x.host.localeCompare(y.host));
     const per = 50, pages = Math.max(1, Math.ceil(hosts.length / per));
@@ -619,11 +626,11 @@ async function hostsPage(main) {
       ]);
     }
     const of = (r, h) => (r.find((s) => s.metric.host === h) || { values: [] }).values;
-    put(box, table([t('host'), t('state'), t('lastSeen'), { label: t('interval'), cls: 'hide-s' }, t('cpu'), t('memory')],
+    put(box, table([t('host'), t('state'), t('lastSeen'), { label: t('interval'), cls: 'hide-s' }, t('cpu'), { label: t('memory'), cls: 'hide-s' }, ''],
       shown.map((h) => el('tr', { 'data-host': h.host },
         el('td', {}, h.host), el('td', {}, el('span', { class: `badge ${h.up ? 'ok' : 'critical'}` }, h.up ? t('up') : t('down'))),
         el('td', {}, when(h.lastSeen)), el('td', { class: 'hide-s' }, dur(h.intervalSeconds)),
-        el('td', {}, spark(of(cpu, h.host))), el('td', {}, spark(of(mem, h.host))))), { test: 'hosts' }),
+        el('td', {}, spark(of(cpu, h.host))), el('td', { class: 'hide-s' }, spark(of(mem, h.host))), el('td', {}, retire(h)))), { test: 'hosts' }),
     pages > 1 ? el('div', { class: 'row' },
       el('button', { class: 'plain', disabled: hostPage === 0, onclick: () => { hostPage--; page.refresh(); } }, '‹'),
       `${hostPage + 1} / ${pages}`,

@@ -131,7 +131,7 @@ fn screenshots_dir() -> PathBuf {
 fn the_console_serves_the_people_on_call() {
     let _g = serial();
     let s = Stack::new(&format!(
-        "admin_token: {ADMIN}\nread_token: {READ}\n\
+        "admin_token: {ADMIN}\nread_token: {READ}\nhost_down_after: 2s\n\
          services:\n  - {{ name: members, objective: 99.9%, window: 30d }}\n"
     ));
     std::fs::create_dir(s.dir.path().join("rules")).unwrap();
@@ -168,6 +168,8 @@ fn the_console_serves_the_people_on_call() {
     assert!(b.find_all("[data-nav]").is_empty(), "no page behind it");
 
     sign_in(&b, &base, "alice", ADMIN);
+    // A host heard from once, decommissioned: down two seconds later.
+    push(&c, "retired-1", 0.1);
     // A probe of the service with an objective, up: its error budget is derived from here on.
     push_probe(&c);
     // Session cookie: HttpOnly, so the page's script cannot read it.
@@ -450,6 +452,22 @@ fn the_console_serves_the_people_on_call() {
         screenshot_set(&b, &base, hash, name, ready);
     }
 
+    // The decommissioned host, down, is taken out of service from its row: it leaves the list.
+    b.goto(&format!("{base}/#/hosts"));
+    b.ready("hosts");
+    b.wait("tr[data-host=retired-1] [data-test=retire]", T)
+        .click();
+    wait_for("the host gone from the list", T, || {
+        b.find_all("tr[data-host=retired-1]")
+            .is_empty()
+            .then_some(())
+    });
+    assert!(api(&c, "/api/v1/hosts")["data"]["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|h| h["host"] != "retired-1"));
+
     // Dark, as the system asks for it.
     b.cdp(
         "Emulation.setEmulatedMedia",
@@ -484,6 +502,12 @@ fn the_console_serves_the_people_on_call() {
     assert!(b.find_all("[data-test=incident-resolve]").is_empty());
     assert!(b.find_all("[data-test=note-form]").is_empty());
     assert!(b.find_all("[data-nav=tokens]").is_empty());
+    b.goto(&format!("{base}/#/hosts"));
+    b.ready("hosts");
+    assert!(
+        b.find_all("[data-test=retire]").is_empty(),
+        "nothing to retire read-only"
+    );
     // Even with its CSRF token, the read session cannot change anything.
     b.eval(
         "return fetch('/api/v1/session').then(r => r.json()).then(j => { window.__csrf = j.data.csrf; return 1; })",
