@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use tocsin_e2e::{binary, serial, shipped_rules_without_for, wait_for, Killed, Stack};
+use tocsin_e2e::{binary, serial, shipped_rules_without_for, wait_for, Killed, Proc, Stack};
 
 /// Whether this machine lets the test make mount namespaces (root, util-linux); in CI it must.
 fn can_unshare() -> bool {
@@ -26,6 +26,28 @@ fn can_unshare() -> bool {
     false
 }
 
+/// The agent (sampling every second, shipping to `c`) in a mount namespace of its own, made by
+/// `unshare -m` with `unshare_args` more, after the shell command `setup` ran in it.
+fn agent_unshared(s: &Stack, c: &Proc, unshare_args: &[&str], setup: &str, args: &str) -> Killed {
+    let log = std::fs::File::create(s.p("agent.log")).unwrap();
+    Killed(
+        Command::new("unshare")
+            .args(["-m", "--propagation", "private"])
+            .args(unshare_args)
+            .args(["sh", "-c"])
+            .arg(format!(
+                "{setup} && exec {} {args} --interval 1s --collector {} --state-dir {}",
+                binary("tocsin-agent").display(),
+                c.url("/api/v1/write"),
+                s.p("agent-state"),
+            ))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
 #[test]
 fn a_filesystem_filling_up_is_forecast_full_before_it_is() {
     let _g = serial();
@@ -37,33 +59,14 @@ fn a_filesystem_filling_up_is_forecast_full_before_it_is() {
     let c = s.collector("127.0.0.1:0", &s.p("rules"));
     let mnt = s.dir.path().join("fill");
     std::fs::create_dir(&mnt).unwrap();
-    let agent_log = std::fs::File::create(s.p("agent.log")).unwrap();
     // The agent in its own mount and PID namespaces (a container: its PID 1's mount table is
     // its own), where a 64 MiB tmpfs is mounted at `fill`.
-    let agent = Killed(
-        Command::new("unshare")
-            .args([
-                "-m",
-                "--propagation",
-                "private",
-                "-p",
-                "--fork",
-                "--mount-proc",
-                "--kill-child",
-                "sh",
-                "-c",
-            ])
-            .arg(format!(
-                "mount -t tmpfs -o size=64m tocsin-fill {} && exec {} --host fill-host --interval 1s --collector {} --listen 127.0.0.1:0 --state-dir {}",
-                mnt.display(),
-                binary("tocsin-agent").display(),
-                c.url("/api/v1/write"),
-                s.p("agent-state"),
-            ))
-            .stdout(agent_log.try_clone().unwrap())
-            .stderr(agent_log)
-            .spawn()
-            .unwrap(),
+    let agent = agent_unshared(
+        &s,
+        &c,
+        &["-p", "--fork", "--mount-proc", "--kill-child"],
+        &format!("mount -t tmpfs -o size=64m tocsin-fill {}", mnt.display()),
+        "--host fill-host --listen 127.0.0.1:0",
     );
     // Its view of the mount, from outside the namespace.
     let inside = std::path::PathBuf::from(format!("/proc/{}/root{}", agent.0.id(), mnt.display()));
@@ -131,22 +134,14 @@ fn a_sandboxed_agent_reports_filesystems_as_the_host_mounts_them() {
     let c = s.collector("127.0.0.1:0", &s.p("rules"));
     let dir = s.dir.path().display().to_string();
     let port = tocsin_e2e::servers::free_port();
-    let agent_log = std::fs::File::create(s.p("agent.log")).unwrap();
     // The test's directory stays writable (a mount of its own); everything else is read-only
     // for the agent alone.
-    let agent = Killed(
-        Command::new("unshare")
-            .args(["-m", "--propagation", "private", "sh", "-c"])
-            .arg(format!(
-                "mount --bind {dir} {dir} && mount -o remount,bind,ro / && exec {} --host sandboxed --interval 1s --collector {} --listen 127.0.0.1:{port} --state-dir {}",
-                binary("tocsin-agent").display(),
-                c.url("/api/v1/write"),
-                s.p("agent-state"),
-            ))
-            .stdout(agent_log.try_clone().unwrap())
-            .stderr(agent_log)
-            .spawn()
-            .unwrap(),
+    let agent = agent_unshared(
+        &s,
+        &c,
+        &[],
+        &format!("mount --bind {dir} {dir} && mount -o remount,bind,ro /"),
+        &format!("--host sandboxed --listen 127.0.0.1:{port}"),
     );
     let metrics = wait_for(
         "the agent's filesystem samples",

@@ -871,24 +871,30 @@ fn a_maintenance_window_mutes_only_while_it_is_open() {
     );
 }
 
-#[test]
-fn over_the_rate_limit_waiting_notifications_merge_into_one_digest() {
-    let _g = serial();
-    let s = Setup::new();
-    let rules: String = (1..=5)
+/// `n` rules (Check1…) warning on `e2e_value` above 50, every alert to the test's webhook
+/// under `rate_limit` (YAML).
+fn checks_to_a_limited_hook(s: &Setup, n: usize, rate_limit: &str) {
+    let rules: String = (1..=n)
         .map(|i| {
             format!("  - {{ name: Check{i}, expr: e2e_value, levels: {{ warning: \"> 50\" }} }}\n")
         })
         .collect();
     std::fs::write(s.p("rules/e2e.yaml"), format!("rules:\n{rules}")).unwrap();
     configure(
-        &s,
+        s,
         &[],
         &format!(
-            "receivers:\n  - name: hook\n    webhook: {{ url: \"{}\" }}\n    rate_limit: {{ count: 2, per: 1m }}\n",
+            "receivers:\n  - name: hook\n    webhook: {{ url: \"{}\" }}\n    rate_limit: {rate_limit}\n",
             s.hook.url
         ),
     );
+}
+
+#[test]
+fn over_the_rate_limit_waiting_notifications_merge_into_one_digest() {
+    let _g = serial();
+    let s = Setup::new();
+    checks_to_a_limited_hook(&s, 5, "{ count: 2, per: 1m }");
     s.set_value(10.0);
     let c = s.collector("127.0.0.1:0");
     let _a = s.agent(&c);
@@ -930,20 +936,7 @@ fn over_the_rate_limit_waiting_notifications_merge_into_one_digest() {
 fn a_restart_does_not_give_a_receiver_its_rate_limit_afresh() {
     let _g = serial();
     let s = Setup::new();
-    let rules: String = (1..=3)
-        .map(|i| {
-            format!("  - {{ name: Check{i}, expr: e2e_value, levels: {{ warning: \"> 50\" }} }}\n")
-        })
-        .collect();
-    std::fs::write(s.p("rules/e2e.yaml"), format!("rules:\n{rules}")).unwrap();
-    configure(
-        &s,
-        &[],
-        &format!(
-            "receivers:\n  - name: hook\n    webhook: {{ url: \"{}\" }}\n    rate_limit: [{{ count: 2, per: 1h }}, {{ count: 5, per: 1d }}]\n",
-            s.hook.url
-        ),
-    );
+    checks_to_a_limited_hook(&s, 3, "[{ count: 2, per: 1h }, { count: 5, per: 1d }]");
     s.set_value(10.0);
     let mut c = s.collector("127.0.0.1:0");
     let mut a = s.agent(&c);
