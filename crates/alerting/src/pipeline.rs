@@ -236,6 +236,9 @@ pub struct Pipeline {
     dispatcher: Dispatcher,
     incidents: Incidents,
     remedy: Remedy,
+    /// Alerts whose remediation a silence held back (maintenance): it is asked for when the
+    /// silence ends if they still fire, and forgotten when they resolve.
+    remedy_held: HashSet<String>,
     fx: Effects,
 }
 
@@ -248,6 +251,7 @@ impl Pipeline {
             ),
             incidents: Incidents::new(settings.incidents.clone()),
             remedy: Remedy::new(settings.remedy_limits),
+            remedy_held: HashSet::new(),
             silences: Vec::new(),
             muting: Vec::new(),
             fx: Effects::default(),
@@ -387,10 +391,8 @@ impl Pipeline {
             if a.firing {
                 self.incidents.on_alert(&a, now);
             }
-            if let Some(mut rem) = alerts.remediation(&t.rule) {
-                rem.dry_run |= self.s.dry_run;
-                let evs = self.remedy.on_alert(&a, &rem, now);
-                self.remedy_events(evs, now);
+            if let Some(rem) = alerts.remediation(&t.rule) {
+                self.remediate(&a, rem, now);
             }
             if !a.firing {
                 self.incidents.on_alert(&a, now);
@@ -418,8 +420,45 @@ impl Pipeline {
             for t in &freed {
                 info!(alert = %t.rule, labels = %t.labels, "no longer held back: notifying");
                 self.notify(&sources, t, now, &mut None);
+                let a = AlertInfo::from_transition(t);
+                if self.remedy_held.contains(&a.id) {
+                    if let Some(rem) = alerts.remediation(&t.rule) {
+                        self.remediate(&a, rem, now);
+                    }
+                }
             }
         }
+    }
+
+    /// Takes an alert event to remediation — unless a silence mutes the alert: a maintenance
+    /// window is people at work on the system, and an automatic restart or failover would
+    /// act against them. What a silence held back is asked for when it ends, if the alert
+    /// still fires then (the cooldown and attempt limits apply as ever).
+    fn remediate(&mut self, a: &AlertInfo, mut rem: tocsin_rules::Remediation, now: TimestampMs) {
+        rem.dry_run |= self.s.dry_run;
+        let silence = (a.firing && a.level >= rem.level)
+            .then(|| self.silences.iter().find(|s| s.matches(&a.labels, now)))
+            .flatten();
+        if let Some(s) = silence {
+            if self.remedy_held.insert(a.id.clone()) {
+                let e = tocsin_remedy::Event {
+                    at: now,
+                    alert_id: a.id.clone(),
+                    request: None,
+                    kind: "skipped",
+                    text: format!(
+                        "{}: held back by silence {} (maintenance); asked for when it ends if the alert still fires",
+                        rem.action, s.id
+                    ),
+                    escalate: false,
+                };
+                self.remedy_events(vec![e], now);
+            }
+            return;
+        }
+        self.remedy_held.remove(&a.id);
+        let evs = self.remedy.on_alert(a, &rem, now);
+        self.remedy_events(evs, now);
     }
 
     /// Hands a transition to the dispatcher unless a silence or a firing alert holds it back.

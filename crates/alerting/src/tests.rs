@@ -1019,6 +1019,36 @@ const REMEDY_CASES: &[Case] = &[
             5m2s audit verify_failed",
     },
     Case {
+        name: "a silence (maintenance) holds remediation back; it is asked for when the silence ends if the alert still fires",
+        config: REMEDY_CONFIG,
+        script: "
+            0s silence 1 host=a 10m
+            1s fire ServiceDown host=a critical
+            5s poll a
+            10m end
+            10m1s poll a",
+        show: &["poll", "audit"],
+        expect: "
+            1s audit skipped
+            5s poll a: nothing
+            10m audit requested
+            10m1s poll a: restart()
+            10m1s audit dispatched",
+    },
+    Case {
+        name: "an alert that resolves during the silence is not remediated after it",
+        config: REMEDY_CONFIG,
+        script: "
+            0s silence 1 host=a 10m
+            1s fire ServiceDown host=a critical
+            2m resolve ServiceDown host=a
+            11m poll a",
+        show: &["poll", "audit"],
+        expect: "
+            1s audit skipped
+            11m poll a: nothing",
+    },
+    Case {
         name: "a result for a request already finished is refused",
         config: REMEDY_CONFIG,
         script: "
