@@ -974,6 +974,53 @@ fn a_restart_does_not_give_a_receiver_its_rate_limit_afresh() {
     );
 }
 
+/// Failed attempts do not spend a rate limit: a provider that errs for a while must not use up
+/// the texts of the hour (or the day) on retries, and then hold the message back.
+#[test]
+fn failed_attempts_do_not_spend_the_rate_limit() {
+    let _g = serial();
+    let s = Setup::new();
+    let port = tocsin_e2e::servers::free_port();
+    let rules: String = (1..=2)
+        .map(|i| {
+            format!(
+                "  - {{ name: Check{i}, expr: e2e_value, levels: {{ warning: \"> {i}0\" }} }}\n"
+            )
+        })
+        .collect();
+    std::fs::write(s.p("rules/e2e.yaml"), format!("rules:\n{rules}")).unwrap();
+    configure(
+        &s,
+        &[],
+        &format!(
+            "receivers:\n  - name: down\n    webhook: {{ url: \"http://127.0.0.1:{port}/hook\", timeout: 1s }}\n    rate_limit: {{ count: 2, per: 1h }}\n"
+        ),
+    );
+    s.set_value(0.0);
+    let c = s.collector("127.0.0.1:0");
+    let _a = s.agent(&c);
+    wait_host(&c);
+    s.set_value(15.0);
+    wait_for("two failed attempts", Duration::from_secs(15), || {
+        (metric(
+            &c,
+            "tocsin_notifications_total{receiver=\"down\",result=\"failed\"}",
+        ) >= 2.0)
+            .then_some(())
+    });
+    let hook = tocsin_e2e::Webhook::start_on(port);
+    let (_, first) = hook.wait_nth(1, Duration::from_secs(20));
+    assert_eq!(first["alerts"][0]["labels"]["alertname"], "Check1");
+    // One of the hour's two went out: the next alert is sent as it comes, not held for an hour.
+    s.set_value(25.0);
+    let (_, second) = hook.wait_nth(2, Duration::from_secs(10));
+    assert_eq!(second["alerts"][0]["labels"]["alertname"], "Check2");
+    assert_eq!(
+        metric(&c, "tocsin_notifications_rate_limited{receiver=\"down\"}"),
+        0.0
+    );
+}
+
 #[test]
 fn sigkill_while_the_receiver_is_down_delivers_each_notification_exactly_once() {
     let _g = serial();

@@ -417,9 +417,11 @@ impl Worker {
                         self.send_digest(it, now).await?;
                         continue 'fetch;
                     }
-                    self.take_slot(now).await?;
                 }
                 let result = self.deliver(&it.payload, it.id).await;
+                if result.is_ok() && !report {
+                    self.count_send(now).await;
+                }
                 if !self.settle(&[it], result).await? {
                     // Keep order: nothing after this item goes out before it does.
                     break;
@@ -428,17 +430,23 @@ impl Worker {
         }
     }
 
-    /// Counts a message about to go out against the rate limit, in memory and in the database
-    /// (kept across a restart). Nothing is sent when the record cannot be written.
-    async fn take_slot(&self, now: i64) -> Result<(), String> {
+    /// Counts a message the receiver took against its rate limit, in memory and in the
+    /// database (kept across a restart). A failed attempt is not counted: a provider that
+    /// errs for an hour must not spend the day's texts on retries. When the database cannot
+    /// take the record, memory still holds it (a restart then forgets that one message).
+    async fn count_send(&self, now: i64) {
         let Some(lim) = &self.limiter else {
-            return Ok(());
+            return;
         };
-        let forget = now - lim.lock().unwrap_or_else(|p| p.into_inner()).memory_ms();
+        let forget = {
+            let mut l = lim.lock().unwrap_or_else(|p| p.into_inner());
+            l.record(now);
+            now - l.memory_ms()
+        };
         let name = self.name.clone();
-        self.db(move |o| o.record_send(&name, now, forget)).await?;
-        lim.lock().unwrap_or_else(|p| p.into_inner()).record(now);
-        Ok(())
+        if let Err(e) = self.db(move |o| o.record_send(&name, now, forget)).await {
+            warn!(error = %e, "cannot record a send for the rate limit across restarts");
+        }
     }
 
     /// Sends one stored notification through the channel.
@@ -475,9 +483,11 @@ impl Worker {
         } else {
             tocsin_alerting::digest(&bodies).to_json()
         };
-        self.take_slot(now).await?;
         info!(merged = items.len(), "rate limit reached: sending a digest");
         let result = self.deliver(&body, items[0].id).await;
+        if result.is_ok() {
+            self.count_send(now).await;
+        }
         if result.is_ok() && items.len() > 1 {
             self.metrics
                 .digested
