@@ -683,3 +683,63 @@ fn a_label_cannot_add_a_link_or_a_line_to_a_chat_message() {
         );
     }
 }
+
+/// `test-receiver` sends one test message through a receiver as configured — the stand-in
+/// checks DingTalk's signature as it does for alerts — and says so; a wrong secret fails
+/// with the vendor's refusal, exit 1, and the secret is not in what it prints.
+#[test]
+fn a_receiver_can_be_tried_before_an_incident_needs_it() {
+    let _g = serial();
+    let (base, seen, _rt) = standin();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("collector.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir: {}\nreceivers:
+  - name: ding
+    dingtalk: {{ url: \"{base}/robot/send?access_token=tok123\", secret: {DING_SECRET} }}
+  - name: ding-badsign
+    dingtalk: {{ url: \"{base}/robot/send?access_token=tok123\", secret: SECwrong-secret }}
+",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let try_receiver = |name: &str| {
+        std::process::Command::new(tocsin_e2e::binary("tocsin-collector"))
+            .args(["test-receiver", name, "--config", cfg.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let out = try_receiver("ding");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ding: test message sent"));
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let text = got[0].2["markdown"]["text"].as_str().unwrap().to_string();
+    assert!(
+        text.contains("TocsinTest") && text.contains("tocsin 测试消息：接收方 ding 可用"),
+        "{text}"
+    );
+    let bad = try_receiver("ding-badsign");
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("310000") || err.contains("sign not match"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("SECwrong-secret") && !err.contains("tok123"),
+        "{err}"
+    );
+    let unknown = try_receiver("nope");
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("configured: ding, ding-badsign"));
+    assert_eq!(seen.lock().unwrap().len(), 1, "nothing else got through");
+    assert!(!dir.path().join("data").exists(), "no database made");
+}

@@ -106,6 +106,15 @@ enum Cmd {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Send one test message (alert `TocsinTest`, warning) through a configured receiver, as
+    /// an alert would go (its channel, signature and template), and say whether it took it:
+    /// try a robot's secret, an SMS template or a mail relay before an incident needs it.
+    TestReceiver {
+        /// The receiver's name.
+        name: String,
+        #[command(flatten)]
+        run: RunArgs,
+    },
     /// Check rule files and exit: 0 when all are valid, 1 with every problem otherwise.
     CheckRules {
         /// Rule files or directories.
@@ -432,6 +441,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Some(Cmd::CheckConfig { run }) => check_config(&run),
+        Some(Cmd::TestReceiver { name, run }) => test_receiver(&run, &name),
         Some(Cmd::CheckRules { paths }) => check_rules(&paths),
         Some(Cmd::ExportRules { format, out, paths }) => {
             export_rules(&format, out.as_deref(), &paths)

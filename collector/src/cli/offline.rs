@@ -103,6 +103,50 @@ pub(super) fn check_config(args: &super::RunArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `test-receiver NAME`: one test message (`TocsinTest`, warning) through the named receiver,
+/// as the configuration (and flags) describe it, now; 0 when the receiver took it.
+pub(super) fn test_receiver(args: &super::RunArgs, name: &str) -> ExitCode {
+    let cfg = match super::serve::load_config(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    let Some(r) = cfg.receivers.iter().find(|r| r.name == name) else {
+        let names: Vec<&str> = cfg.receivers.iter().map(|r| r.name.as_str()).collect();
+        eprintln!("no receiver {name:?}; configured: {}", names.join(", "));
+        return ExitCode::from(2);
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let host = tocsin_config::agent::system_hostname();
+    let sent = rt.block_on(tocsin_notify::send_test(
+        r,
+        &cfg.external_url,
+        &host,
+        tocsin_model::now_ms(),
+    ));
+    match sent {
+        Ok(()) => {
+            println!("{name}: test message sent (TocsinTest, warning, host {host})");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 pub(super) fn check_rules(paths: &[PathBuf]) -> ExitCode {
     match rulefiles::load(paths) {
         Ok((rules, files)) => {

@@ -395,7 +395,8 @@ fn validate_buffer(p: &mut Problems, b: RawBuffer, state_dir: &std::path::Path) 
     }
 }
 
-fn system_hostname() -> String {
+/// This machine's host name (`localhost` when the kernel does not say).
+pub fn system_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .ok()
