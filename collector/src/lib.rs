@@ -9,6 +9,7 @@ pub mod cli;
 pub mod export;
 mod exposition;
 pub mod forward;
+pub mod heartbeat;
 pub mod liveness;
 pub mod query;
 pub mod reports;

@@ -48,6 +48,12 @@ pub struct Telemetry {
     /// Query API requests by endpoint and outcome (success or Prometheus' error type).
     pub queries: IntCounterVec,
     pub query_seconds: prometheus::HistogramVec,
+    /// When the writer last committed a group (it does every second, at least with its tick).
+    pub last_commit: IntGauge,
+    /// When a group last failed to commit.
+    pub last_failed_commit: IntGauge,
+    /// Calls of the heartbeat URL, by result: sent, failed, skipped (the collector unwell).
+    pub heartbeats: IntCounterVec,
 }
 
 use tocsin_runtime::register as reg;
@@ -260,6 +266,19 @@ impl Telemetry {
                     &["endpoint"],
                 )
                 .expect("valid metric"),
+            ),
+            last_commit: g(
+                "tocsin_writer_last_commit_timestamp_seconds",
+                "When the writer last committed to the database (Unix seconds): it does at least every second while it works.",
+            ),
+            last_failed_commit: g(
+                "tocsin_writer_last_failed_commit_timestamp_seconds",
+                "When a write to the database last failed (Unix seconds; 0: none since the start).",
+            ),
+            heartbeats: cv(
+                "tocsin_heartbeat_total",
+                "Calls of the heartbeat URL, by result: sent, failed (it did not answer 2xx), skipped (the collector has not committed for a while, so it does not say it works).",
+                &["result"],
             ),
             registry: r,
         }

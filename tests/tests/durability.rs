@@ -478,3 +478,58 @@ fn a_collector_whose_database_refuses_writes_pages_about_itself_and_says_when_it
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(s.hook.all().len(), 2, "paged once, resolved once");
 }
+
+/// The dead man's switch: the collector calls its heartbeat URL while it works; once its
+/// database refuses writes the calls stop (counted as skipped), so the service behind the URL
+/// pages; they resume when writes work again. The URL's token is never logged.
+#[test]
+fn the_heartbeat_goes_out_while_the_collector_works_and_stops_when_it_does_not() {
+    let _g = serial();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h2 = std::sync::Arc::clone(&hits);
+    let app = axum::Router::new().route(
+        "/ping/check-token-123",
+        axum::routing::get(move || {
+            h2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { "OK" }
+        }),
+    );
+    let (addr, _rt) = tocsin_e2e::serve(app);
+    let s = Stack::new(&format!(
+        "heartbeat: {{ url: \"http://{addr}/ping/check-token-123\", every: 1s }}\n"
+    ));
+    std::fs::create_dir(s.dir.path().join("rules")).unwrap();
+    let c = s.collector("127.0.0.1:0", &s.p("rules"));
+    let cm = c.url("/metrics");
+    // An agent, so that each commit grows the database's files (and a size limit fails it).
+    std::fs::create_dir_all(s.p("tf")).unwrap();
+    let _a = agent_every_second(&s, &c, "beat-host");
+    let count = || hits.load(std::sync::atomic::Ordering::SeqCst);
+    wait_for("two heartbeats", Duration::from_secs(15), || {
+        (count() >= 2).then_some(())
+    });
+    assert_eq!(
+        metric(&cm, "tocsin_heartbeat_total{result=\"sent\"}") as usize,
+        count()
+    );
+    // Writes refused (most of them): no calls while any failed within 15 s.
+    set_file_size_limit(&c, "1");
+    let skipped = "tocsin_heartbeat_total{result=\"skipped\"}";
+    wait_for("a heartbeat held back", Duration::from_secs(40), || {
+        (metric(&cm, skipped) >= 1.0).then_some(())
+    });
+    let during = count();
+    let held = metric(&cm, skipped);
+    wait_for("two more held back", Duration::from_secs(10), || {
+        (metric(&cm, skipped) >= held + 2.0).then_some(())
+    });
+    assert_eq!(count(), during, "no call while the collector cannot write");
+    set_file_size_limit(&c, "unlimited");
+    wait_for("calls again", Duration::from_secs(30), || {
+        (count() > during).then_some(())
+    });
+    assert!(
+        !c.log().contains("check-token-123"),
+        "the URL's token is not logged"
+    );
+}

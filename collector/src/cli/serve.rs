@@ -184,6 +184,14 @@ pub(super) async fn serve(
         sup.spawn(&tracker, "delivery", w);
     }
 
+    if let Some(hb) = cfg.heartbeat.clone() {
+        sup.spawn(
+            &tracker,
+            "heartbeat",
+            crate::heartbeat::run(hb, tel.clone(), cancel.clone()),
+        );
+    }
+
     // A tick drives `for`, staleness, views and checkpoints.
     {
         let tx = tx.clone();

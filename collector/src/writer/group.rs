@@ -358,6 +358,7 @@ impl Core {
 impl Writer {
     /// The group is durable: answers, forwarding, collector-side actions, counts.
     pub(super) fn committed(&mut self, mut g: Group, now: TimestampMs) {
+        self.tel.last_commit.set(now / 1000);
         let asked = g.asked();
         for (h, t) in &g.seen {
             self.core.liveness.seen(h, *t);
@@ -436,6 +437,7 @@ impl Writer {
             }
         }
         self.tel.storage_errors.inc();
+        self.tel.last_failed_commit.set(now / 1000);
         error!(error = %e, "storage transaction failed; write requests refused");
         if let Some(a) = self.storage_alert.failed(now, &e.to_string()) {
             error!("storage has refused every write for too long: paging");

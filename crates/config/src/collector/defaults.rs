@@ -84,6 +84,10 @@ pub const REMEDIATION_PER_HOST: usize = 1;
 /// `remediation.answer_within`.
 pub const REMEDIATION_ANSWER_WITHIN: &str = "10m";
 
+/// `heartbeat.every`.
+pub const HEARTBEAT_EVERY: &str = "1m";
+/// `heartbeat.timeout`.
+pub const HEARTBEAT_TIMEOUT: &str = "10s";
 /// `remote_write[].timeout`.
 pub const REMOTE_WRITE_TIMEOUT: &str = "30s";
 /// `remote_write[].queue_max_samples`.

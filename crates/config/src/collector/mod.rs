@@ -44,6 +44,11 @@ pub struct RawCollectorConfig {
     /// long ([`defaults::STORAGE_ALERT_AFTER`]; 0s: never). The page goes to the receivers the route gives a critical
     /// `TocsinStorageFailing` alert, straight from memory, since the outbox cannot be written.
     pub storage_alert_after: Option<String>,
+    /// A dead man's switch: the collector calls this URL every `every` while it works (its
+    /// database takes writes, its writer ticks), so a service outside it (healthchecks.io,
+    /// Uptime Kuma's push monitor, a Dead Man's Snitch) pages when the calls stop — when the
+    /// collector, its host or its disk is down and nothing inside can say so.
+    pub heartbeat: Option<RawHeartbeat>,
     /// Remote-write receiver settings.
     #[serde(default)]
     pub ingest: RawIngest,
@@ -110,6 +115,26 @@ pub struct RawCollectorConfig {
     /// The daily inspection and the weekly and monthly service reports.
     #[serde(default)]
     pub reports: crate::reports::RawReports,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeartbeat {
+    /// The URL to GET (it usually carries the check's token: a secret, `{env: …}` or
+    /// `{file: …}` allowed).
+    pub url: RawSecret,
+    /// Time between two calls ([`defaults::HEARTBEAT_EVERY`], at least 1s).
+    pub every: Option<String>,
+    /// How long one call may take ([`defaults::HEARTBEAT_TIMEOUT`]).
+    pub timeout: Option<String>,
+}
+
+/// A validated `heartbeat`.
+#[derive(Debug, Clone)]
+pub struct HeartbeatConfig {
+    pub url: Secret,
+    pub every: Duration,
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -578,6 +603,7 @@ pub struct CollectorConfig {
     pub remediation: RemediationLimits,
     pub actions: Vec<crate::actions::ActionSpec>,
     pub remote_write: Vec<RemoteWriteConfig>,
+    pub heartbeat: Option<HeartbeatConfig>,
     pub tls: Option<ServerTls>,
     pub services: Vec<crate::services::ServiceConfig>,
     pub deadlines: crate::services::Deadlines,
@@ -956,6 +982,25 @@ ack: { link_ttl: 1s }
         assert_eq!(limit("gw-day"), [(5, 3600), (20, 86400)]);
         assert_eq!(limit("hook"), []);
         assert_eq!(limit("mail"), [(30, 60)]);
+    }
+
+    /// The heartbeat's URL is a secret: checked, never shown in the problem.
+    #[test]
+    fn a_heartbeat_url_that_cannot_work_is_refused_without_showing_it() {
+        let raw: RawCollectorConfig =
+            parse_yaml("heartbeat: { url: \"ftp://hc.example/ping/secret-uuid\", every: 0s }\n")
+                .unwrap();
+        let e = raw.validate().unwrap_err().to_string();
+        assert!(e.contains("heartbeat.url: must be an http(s) URL"), "{e}");
+        assert!(
+            e.contains("heartbeat.every: 0s is below the minimum of 1s"),
+            "{e}"
+        );
+        assert!(!e.contains("secret-uuid"), "{e}");
+        let raw: RawCollectorConfig =
+            parse_yaml("heartbeat: { url: \"https://hc.example/ping/x\" }\n").unwrap();
+        let hb = raw.validate().unwrap().heartbeat.unwrap();
+        assert_eq!((hb.every.as_secs(), hb.timeout.as_secs()), (60, 10));
     }
 
     /// A window that cannot work is named with its line, whichever form the limit takes.

@@ -121,6 +121,7 @@ impl RawCollectorConfig {
         let remediation = remediation(&mut p, self.remediation);
         let actions = crate::actions::validate(&mut p, self.actions, "actions");
         let remote_write = remote_write(&mut p, self.remote_write);
+        let heartbeat = self.heartbeat.and_then(|h| heartbeat(&mut p, h));
         let tls = self.tls.and_then(|t| tls(&mut p, t));
         let services = crate::services::validate_services(&mut p, self.services);
         let deadlines = crate::services::validate_deadlines(&mut p, self.deadlines);
@@ -159,6 +160,7 @@ impl RawCollectorConfig {
             remediation,
             actions,
             remote_write,
+            heartbeat,
             tls,
             services,
             deadlines,
@@ -331,5 +333,30 @@ fn tls(p: &mut Problems, t: RawServerTls) -> Option<ServerTls> {
         cert_pem: cert_pem?,
         key_pem: key_pem?,
         client_ca_pem,
+    })
+}
+
+fn heartbeat(p: &mut Problems, h: RawHeartbeat) -> Option<HeartbeatConfig> {
+    let every = p.duration_min(
+        "heartbeat.every",
+        h.every.as_deref(),
+        d::HEARTBEAT_EVERY,
+        Duration::from_secs(1),
+    );
+    let timeout = p.duration_min(
+        "heartbeat.timeout",
+        h.timeout.as_deref(),
+        d::HEARTBEAT_TIMEOUT,
+        Duration::from_millis(100),
+    );
+    let url = p.take("heartbeat.url", h.url.resolve())?;
+    // Said without the URL: its path is usually the check's token.
+    if crate::http_url_problem(url.expose()).is_some() {
+        p.push("heartbeat.url: must be an http(s) URL with a host (not shown: it is a secret)");
+    }
+    Some(HeartbeatConfig {
+        url,
+        every,
+        timeout,
     })
 }
