@@ -86,7 +86,7 @@ HOST = dashboard(
         panel("Processes", "Runnable and blocked processes.",
               [(f"node_procs_running{{{H}}}", "running"), (f"node_procs_blocked{{{H}}}", "blocked")]),
         panel("Clock offset", "How far the agent's clock is from the collector's, as it sends (judged by the collector): "
-              "ahead above zero, behind below. Behind by more than the collector's stale_after, no rule judges the host's samples.",
+              "ahead above zero, behind below (its samples are stored and graphed that far off).",
               [(f"tocsin_host_clock_ahead_seconds{{{H}}}", "ahead"),
                (f"-tocsin_host_clock_behind_seconds{{{H}}}", "behind")], unit="s"),
     ])

@@ -789,10 +789,10 @@ fn a_series_that_stops_fires_its_absence_rule_across_a_restart_until_it_returns(
 }
 
 /// An agent whose clock runs ten minutes slow (the real agent under libfaketime): its samples
-/// arrive dated in the past, older than `stale_after`, and look like a backlog being replayed —
-/// stored, judged by no rule, so the host's own alerts are off while it keeps reporting. The
-/// agent says when it sent each request; the collector measures the clock from that and
-/// `HostClockBehind` pages.
+/// arrive dated in the past, older than `stale_after`, and looked like a backlog being
+/// replayed — stored, judged by no rule, the host's alerts off while it kept reporting. The
+/// agent says when it sent each request: the collector measures the clock from that,
+/// `HostClockBehind` pages, and the samples are judged fresh on the agent's own clock.
 #[test]
 fn an_agent_whose_clock_runs_behind_is_measured_and_paged() {
     let _g = serial();
@@ -801,6 +801,14 @@ fn an_agent_whose_clock_runs_behind_is_measured_and_paged() {
     }
     let env = Env::new();
     shipped_rules_without_for(&env.dir.path().join("rules"), &["liveness.yaml"]);
+    std::fs::write(
+        env.dir.path().join("rules/slow.yaml"),
+        "rules:\n  - { name: SlowValue, expr: slow_value, levels: { warning: \"> 50\" } }\n",
+    )
+    .unwrap();
+    let tf = env.dir.path().join("tf");
+    std::fs::create_dir_all(&tf).unwrap();
+    std::fs::write(tf.join("slow.prom"), "slow_value 90\n").unwrap();
     let c = env.0.collector("127.0.0.1:0", &env.p("rules"));
     let log = std::fs::File::create(env.p("agent.log")).unwrap();
     let _agent = tocsin_e2e::Killed(
@@ -817,6 +825,7 @@ fn an_agent_whose_clock_runs_behind_is_measured_and_paged() {
                 "127.0.0.1:0",
             ])
             .args(["--state-dir", &env.p("agent-state")])
+            .args(["--textfile-dir", tf.to_str().unwrap()])
             // Timers run on the real monotonic clock; only the wall clock is ten minutes slow.
             .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
             .stdout(log.try_clone().unwrap())
@@ -834,7 +843,16 @@ fn an_agent_whose_clock_runs_behind_is_measured_and_paged() {
     assert!((595.0..=605.0).contains(&behind), "{behind}");
     let (_, event, level) = env.wait_event("HostClockBehind", 1, Duration::from_secs(15));
     assert_eq!((event.as_str(), level.as_str()), ("firing", "critical"));
-    let a = &env.hook.all()[0].1["alerts"][0];
+    // Its samples are judged all the same, fresh on its own clock: its alerts are not off.
+    let (_, event, level) = env.wait_event("SlowValue", 1, Duration::from_secs(15));
+    assert_eq!((event.as_str(), level.as_str()), ("firing", "warning"));
+    let a = env
+        .hook
+        .all()
+        .into_iter()
+        .map(|(_, v)| v["alerts"][0].clone())
+        .find(|a| a["labels"]["alertname"] == "HostClockBehind")
+        .unwrap();
     assert_eq!(a["labels"]["host"], "slow-host", "{a}");
     assert!(
         env.events("HostDown").is_empty(),

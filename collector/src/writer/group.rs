@@ -135,11 +135,15 @@ impl Core {
                         );
                     }
                 }
-                g.transitions.extend(if origin == Origin::Live {
-                    self.engine.ingest_live(&batch, now)
-                } else {
-                    self.engine.ingest(&batch, now)
-                });
+                // Fresh on the sender's clock when it said what that reads (a host whose
+                // clock runs behind is judged, not taken for a backlog).
+                let offset = clock_offset.unwrap_or(0);
+                g.transitions.extend(self.engine.ingest_sent(
+                    &batch,
+                    now,
+                    origin == Origin::Live,
+                    offset,
+                ));
                 g.ingested.push((reply, stats, batch));
             }
             Msg::Tick => {

@@ -389,7 +389,22 @@ impl Engine {
     /// Feeds a batch of samples; evaluates each touched (rule, series) once, on its newest
     /// sample, if that sample is fresh.
     pub fn ingest(&mut self, batch: &[SeriesSamples], now: TimestampMs) -> Vec<Transition> {
-        self.ingest_as(batch, now, false)
+        self.ingest_as(batch, now, false, 0)
+    }
+
+    /// As `ingest` (`live`: `ingest_live`), for a batch whose sender's clock reads
+    /// `clock_offset_ms` off the collector's (its clock as it sent, less the collector's as the
+    /// batch arrived): freshness is judged on the sender's clock, so that a host whose clock
+    /// runs behind is judged like any other, rather than each of its samples taken for a
+    /// replayed backlog and none judged. A backlog is old on any clock and stays unjudged.
+    pub fn ingest_sent(
+        &mut self,
+        batch: &[SeriesSamples],
+        now: TimestampMs,
+        live: bool,
+        clock_offset_ms: i64,
+    ) -> Vec<Transition> {
+        self.ingest_as(batch, now, live, clock_offset_ms)
     }
 
     /// Feeds a batch sent ahead of a replayed backlog, to alert on now; its samples are stored
@@ -397,7 +412,7 @@ impl Engine {
     /// without learning from the batch or keeping it, so that its baseline learns the backlog
     /// and then these samples in order, each once.
     pub fn ingest_live(&mut self, batch: &[SeriesSamples], now: TimestampMs) -> Vec<Transition> {
-        self.ingest_as(batch, now, true)
+        self.ingest_as(batch, now, true, 0)
     }
 
     fn ingest_as(
@@ -405,9 +420,10 @@ impl Engine {
         batch: &[SeriesSamples],
         now: TimestampMs,
         live: bool,
+        clock_offset_ms: i64,
     ) -> Vec<Transition> {
         let mut out = Vec::new();
-        let fresh_from = now - self.opts.stale_after_ms;
+        let fresh_from = now.saturating_add(clock_offset_ms) - self.opts.stale_after_ms;
         // Rules over several series are evaluated once per batch, when all inputs are in; their
         // samples are taken in time order across inputs (a batch holds each series' samples in
         // turn), so that each instant of a backlog is joined, and learned, as it was.
