@@ -242,13 +242,18 @@ pub struct Pipeline {
     fx: Effects,
 }
 
+/// An empty dispatcher for these settings: their escalation policies, the receivers it resends
+/// to, and the route nodes that send only at some times.
+fn dispatcher(s: &Settings) -> Dispatcher {
+    let mut d = Dispatcher::new(s.escalation_policies.clone(), s.resend.clone());
+    d.set_gates(routing::gates(&s.route));
+    d
+}
+
 impl Pipeline {
     pub fn new(settings: Settings) -> Pipeline {
         Pipeline {
-            dispatcher: Dispatcher::new(
-                settings.escalation_policies.clone(),
-                settings.resend.clone(),
-            ),
+            dispatcher: dispatcher(&settings),
             incidents: Incidents::new(settings.incidents.clone()),
             remedy: Remedy::new(settings.remedy_limits),
             remedy_held: HashSet::new(),
@@ -269,8 +274,7 @@ impl Pipeline {
         remedy_rows: Vec<(String, String)>,
         now: TimestampMs,
     ) -> Vec<(String, String)> {
-        self.dispatcher =
-            Dispatcher::new(self.s.escalation_policies.clone(), self.s.resend.clone());
+        self.dispatcher = dispatcher(&self.s);
         self.incidents = Incidents::new(self.s.incidents.clone());
         self.remedy = Remedy::new(self.s.remedy_limits);
         self.fx = Effects::default();

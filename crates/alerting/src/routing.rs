@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use tocsin_config::inhibit::InhibitRule;
-use tocsin_config::route::{Route, Target};
+use tocsin_config::route::{Route, Target, TimeGate};
 use tocsin_model::{Labels, Level};
 
 fn matches(node: &Route, labels: &Labels, level: Level) -> bool {
@@ -46,8 +46,22 @@ fn walk(node: &Route, labels: &Labels, level: Level, out: &mut Vec<Target>) {
             receivers: node.receivers.clone(),
             opts: node.opts.clone(),
             escalation: node.escalation.clone(),
+            times: node.times.clone(),
         });
     }
+}
+
+/// The nodes of the tree that send only at some times, with their times.
+pub fn gates(route: &Route) -> std::collections::BTreeMap<String, TimeGate> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![route];
+    while let Some(n) = stack.pop() {
+        if !n.times.always() {
+            out.insert(n.node.clone(), n.times.clone());
+        }
+        stack.extend(n.routes.iter());
+    }
+    out
 }
 
 /// Receivers for an alert over all its targets, duplicates removed, order kept.

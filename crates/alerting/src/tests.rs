@@ -1213,3 +1213,94 @@ fn what_holds_a_firing_alert_back_is_told_per_alert() {
     // Past the silence's end, nothing mutes it.
     assert_eq!(p.held_back(&[&cpu_b], T0 + 3_600_000)[0], (vec![], false));
 }
+
+/// 2023-11-14, the day of T0 (22:13:20 UTC), is a Tuesday.
+const TIMED: &str = r#"
+receivers:
+  - { name: ops, webhook: { url: "http://127.0.0.1:1/ops" } }
+  - { name: sms, webhook: { url: "http://127.0.0.1:1/sms" } }
+  - { name: lead, webhook: { url: "http://127.0.0.1:1/lead" } }
+time_intervals:
+  - name: night
+    times: [{ days: [tue], from: "22:00", to: "23:00" }]
+  - name: office
+    times: [{ days: [mon, tue, wed, thu, fri], from: "09:00", to: "18:00", utc_offset: "+00:00" }]
+escalation_policies:
+  - name: page
+    steps:
+      - { after: 0s, receivers: [sms] }
+      - { after: 10m, receivers: [lead] }
+route:
+  receivers: [ops]
+  repeat_interval: 0s
+  routes:
+    - { level: critical, receivers: [sms], mute_time_intervals: [night], continue: true }
+    - { level: emergency, escalation: page, mute_time_intervals: [night] }
+    - { match: { team: office }, receivers: [ops], active_time_intervals: [office] }
+    - { level: warning, receivers: [ops] }
+"#;
+
+const TIMED_CASES: &[Case] = &[
+    Case {
+        name: "a node muted at night holds its message until the interval ends; another tier is told at once",
+        config: TIMED,
+        script: "
+            0s fire DiskFull host=a critical
+            50m end",
+        show: &["notify"],
+        expect: "
+            0s notify ops changed DiskFull/a:critical
+            46m40s notify sms changed DiskFull/a:critical",
+    },
+    Case {
+        name: "a restart inside the muted time keeps the message held until it ends",
+        config: TIMED,
+        script: "
+            0s fire DiskFull host=a critical
+            5m restart
+            50m end",
+        show: &["notify"],
+        expect: "
+            0s notify ops changed DiskFull/a:critical
+            46m40s notify sms changed DiskFull/a:critical",
+    },
+    Case {
+        name: "an alert that fires and resolves inside the muted time is not told to that tier",
+        config: TIMED,
+        script: "
+            0s fire DiskFull host=a critical
+            10m resolve DiskFull host=a
+            50m end",
+        show: &["notify"],
+        expect: "
+            0s notify ops changed DiskFull/a:critical
+            10m notify ops changed DiskFull/a:resolved",
+    },
+    Case {
+        name: "a node active in office hours only tells of a night's alert in the morning",
+        config: TIMED,
+        script: "
+            0s fire Backlog host=a,team=office warning
+            11h end",
+        show: &["notify"],
+        expect: "
+            10h46m40s notify ops changed Backlog/a:warning",
+    },
+    Case {
+        name: "escalation steps of a muted node wait, and keep their spacing after it opens",
+        config: TIMED,
+        script: "
+            0s fire Down host=a emergency
+            1h10m end",
+        show: &["notify"],
+        expect: "
+            46m40s notify sms changed Down/a:emergency
+            46m40s notify sms page:1 Down/a:emergency
+            56m40s notify lead page:2 Down/a:emergency",
+    },
+];
+
+#[test]
+fn time_intervals_table() {
+    run_table(TIMED_CASES, |_| {});
+}

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tocsin_model::Level;
+use tocsin_model::weekly::Weekly;
+use tocsin_model::{Level, TimestampMs};
 
 use crate::{parse_duration, Problems};
 
@@ -43,6 +44,90 @@ pub struct RawRoute {
     /// Escalation policy that takes the alerts stopping at this node, step by step until
     /// acknowledged.
     pub escalation: Option<String>,
+    /// Names of `time_intervals` outside which this node sends nothing (none: always). Not
+    /// inherited, as in Alertmanager.
+    #[serde(default)]
+    pub active_time_intervals: Vec<String>,
+    /// Names of `time_intervals` during which this node sends nothing. Not inherited.
+    #[serde(default)]
+    pub mute_time_intervals: Vec<String>,
+}
+
+/// A named set of weekly times (`time_intervals`), referred to by routes.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeInterval {
+    pub name: String,
+    pub times: Vec<RawTimes>,
+}
+
+/// Some days of the week between two times of day, at a fixed UTC offset.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimes {
+    /// `mon` … `sun` (default: every day).
+    #[serde(default)]
+    pub days: Vec<String>,
+    /// `HH:MM`, and `to` up to `24:00`; a `to` before `from` runs past midnight.
+    pub from: String,
+    pub to: String,
+    /// e.g. `+08:00` (default UTC).
+    pub utc_offset: Option<String>,
+}
+
+/// When a route node's notifications go out: inside one of its active intervals' times (any
+/// time, when it has none) and inside none of its mute intervals' — mute wins, as in
+/// Alertmanager. While closed, its groups keep their changes and its escalation steps wait;
+/// they go out when it opens.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TimeGate {
+    pub active: Vec<Weekly>,
+    pub mute: Vec<Weekly>,
+}
+
+impl TimeGate {
+    pub fn open(&self, now: TimestampMs) -> bool {
+        !self.mute.iter().any(|w| w.contains(now))
+            && (self.active.is_empty() || self.active.iter().any(|w| w.contains(now)))
+    }
+
+    pub fn always(&self) -> bool {
+        self.active.is_empty() && self.mute.is_empty()
+    }
+}
+
+/// The validated `time_intervals`, by name.
+pub type TimeIntervals = BTreeMap<String, Vec<Weekly>>;
+
+pub(crate) fn validate_time_intervals(
+    p: &mut Problems,
+    raw: Vec<RawTimeInterval>,
+) -> TimeIntervals {
+    let mut out = TimeIntervals::new();
+    for (i, t) in raw.into_iter().enumerate() {
+        let at = format!("time_intervals[{i}]");
+        if t.times.is_empty() {
+            p.push(format!(
+                "{at} ({:?}): times: at least one is required",
+                t.name
+            ));
+        }
+        let times: Vec<Weekly> = t
+            .times
+            .iter()
+            .enumerate()
+            .filter_map(|(j, w)| {
+                p.take(
+                    &format!("{at}.times[{j}]"),
+                    Weekly::new(&w.days, &w.from, &w.to, w.utc_offset.as_deref()),
+                )
+            })
+            .collect();
+        if out.insert(t.name.clone(), times).is_some() {
+            p.push(format!("{at} ({:?}): duplicate name", t.name));
+        }
+    }
+    out
 }
 
 /// How the alerts stopping at one route node are grouped and repeated.
@@ -80,6 +165,7 @@ pub struct Target {
     pub receivers: Vec<String>,
     pub opts: GroupOpts,
     pub escalation: Option<String>,
+    pub times: TimeGate,
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +179,7 @@ pub struct Route {
     pub node: String,
     pub opts: GroupOpts,
     pub escalation: Option<String>,
+    pub times: TimeGate,
 }
 
 impl Route {
@@ -108,6 +195,7 @@ impl Route {
             node: "route".into(),
             opts: GroupOpts::default(),
             escalation: None,
+            times: TimeGate::default(),
         }
     }
 }
@@ -116,6 +204,7 @@ impl Route {
 pub(crate) struct Known<'a> {
     pub receivers: &'a [String],
     pub policies: &'a [String],
+    pub intervals: &'a TimeIntervals,
 }
 
 fn inherit(p: &mut Problems, raw: &RawRoute, at: &str, parent: &GroupOpts) -> GroupOpts {
@@ -189,6 +278,22 @@ pub(crate) fn validate(
             p.push(format!("{at}.receivers: no receiver named {r:?}"));
         }
     }
+    let mut gate = |field: &str, names: &[String]| -> Vec<Weekly> {
+        names
+            .iter()
+            .flat_map(|n| match known.intervals.get(n) {
+                Some(w) => w.clone(),
+                None => {
+                    p.push(format!("{at}.{field}: no time interval named {n:?}"));
+                    Vec::new()
+                }
+            })
+            .collect()
+    };
+    let times = TimeGate {
+        active: gate("active_time_intervals", &raw.active_time_intervals),
+        mute: gate("mute_time_intervals", &raw.mute_time_intervals),
+    };
     let routes = raw
         .routes
         .into_iter()
@@ -205,6 +310,7 @@ pub(crate) fn validate(
         node: at.to_string(),
         opts,
         escalation: raw.escalation,
+        times,
     }
 }
 
@@ -222,6 +328,7 @@ mod tests {
         let k = Known {
             receivers: &[],
             policies: &[],
+            intervals: &TimeIntervals::new(),
         };
         validate(&mut p, raw, "route", &k, &GroupOpts::default());
         let e = p.finish(|| ()).unwrap_err().to_string();

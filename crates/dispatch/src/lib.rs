@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use tocsin_config::escalation::Policy;
-use tocsin_config::route::{GroupOpts, Target};
+use tocsin_config::route::{GroupOpts, Target, TimeGate};
 use tocsin_model::{Labels, Level, TimestampMs};
 use tocsin_rules::{Transition, TransitionKind};
 
@@ -190,6 +190,9 @@ impl Opts {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Group {
     receiver: String,
+    /// The route node it belongs to (whose times it sends in).
+    #[serde(default)]
+    node: String,
     labels: Labels,
     opts: Opts,
     /// Alerts as they are now.
@@ -292,6 +295,9 @@ impl Group {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Escalation {
     policy: String,
+    /// The route node that started it (whose times its steps go out in).
+    #[serde(default)]
+    node: String,
     alert: AlertInfo,
     /// When the current run of steps started: firing, or the last rise in level.
     started: TimestampMs,
@@ -314,6 +320,8 @@ pub struct Dispatcher {
     ready: Vec<Notification>,
     dirty: BTreeSet<String>,
     resend: BTreeMap<String, i64>,
+    /// Route nodes that send only at some times.
+    gates: BTreeMap<String, TimeGate>,
 }
 
 /// Why an acknowledgement was refused.
@@ -352,6 +360,12 @@ impl Dispatcher {
         }
     }
 
+    /// The route nodes that send only at some times (`tocsin_alerting::routing::gates`), so
+    /// that groups and escalations restored after a start keep to them before any new event.
+    pub fn set_gates(&mut self, gates: BTreeMap<String, TimeGate>) {
+        self.gates = gates;
+    }
+
     /// Takes in one alert event routed to `targets`.
     pub fn event(&mut self, a: &AlertInfo, targets: &[Target], now: TimestampMs) {
         if a.firing {
@@ -377,6 +391,7 @@ impl Dispatcher {
                 let key = group_key(r, &t.node, &labels);
                 let g = self.groups.entry(key.clone()).or_insert_with(|| Group {
                     receiver: r.clone(),
+                    node: t.node.clone(),
                     labels: labels.clone(),
                     opts: Opts::new(&t.opts, self.resend.get(r).copied()),
                     alerts: BTreeMap::new(),
@@ -388,16 +403,20 @@ impl Dispatcher {
                     repeats: 0,
                 });
                 g.opts = Opts::new(&t.opts, self.resend.get(r).copied());
+                g.node.clone_from(&t.node);
                 g.event(a.clone(), now);
                 self.dirty.insert(format!("g:{key}"));
             }
+            if !t.times.always() {
+                self.gates.insert(t.node.clone(), t.times.clone());
+            }
             if let Some(p) = &t.escalation {
-                self.escalate(p, a, now);
+                self.escalate(p, &t.node, a, now);
             }
         }
     }
 
-    fn escalate(&mut self, policy: &str, a: &AlertInfo, now: TimestampMs) {
+    fn escalate(&mut self, policy: &str, node: &str, a: &AlertInfo, now: TimestampMs) {
         let Some(p) = self.policies.get(policy) else {
             return;
         };
@@ -423,7 +442,10 @@ impl Dispatcher {
         }
         let first = p.steps.first().map_or(0, |s| s.after.as_millis() as i64);
         match self.escalations.get_mut(&key) {
-            Some(e) if a.level <= e.level => e.alert = a.clone(),
+            Some(e) if a.level <= e.level => {
+                e.alert = a.clone();
+                node.clone_into(&mut e.node);
+            }
             Some(e) => {
                 // A rise in level starts the steps over.
                 e.alert = a.clone();
@@ -438,6 +460,7 @@ impl Dispatcher {
                     key,
                     Escalation {
                         policy: policy.to_string(),
+                        node: node.to_string(),
                         alert: a.clone(),
                         started: now,
                         level: a.level,
@@ -524,6 +547,11 @@ impl Dispatcher {
     /// Notifications due at `now`, in a stable order.
     pub fn tick(&mut self, now: TimestampMs) -> Vec<Notification> {
         let mut out = std::mem::take(&mut self.ready);
+        // A node outside its times sends nothing: what is due waits for the next minute (the
+        // times' resolution), its changes kept, and goes out as it opens.
+        let gates = &self.gates;
+        let closed = |node: &str| gates.get(node).is_some_and(|g| !g.open(now));
+        let next_minute = (now.div_euclid(60_000) + 1) * 60_000;
         let due: Vec<String> = self
             .groups
             .iter()
@@ -532,6 +560,11 @@ impl Dispatcher {
             .collect();
         for key in due {
             let g = self.groups.get_mut(&key).expect("due group exists");
+            if closed(&g.node) {
+                g.next = Some(next_minute);
+                self.dirty.insert(format!("g:{key}"));
+                continue;
+            }
             if let Some(n) = g.flush(&key, now, &self.acks) {
                 out.push(n);
             }
@@ -551,6 +584,15 @@ impl Dispatcher {
                 .escalations
                 .get_mut(&key)
                 .expect("due escalation exists");
+            if closed(&e.node) {
+                // The steps wait as a whole: the one due goes out as the node opens, the later
+                // ones keep their spacing after it (not all at once).
+                let held = next_minute - e.next.unwrap_or(now);
+                e.started += held;
+                e.next = Some(next_minute);
+                self.dirty.insert(format!("e:{key}"));
+                continue;
+            }
             let Some(p) = self.policies.get(&e.policy) else {
                 self.escalations.remove(&key);
                 self.dirty.insert(format!("e:{key}"));

@@ -39,6 +39,7 @@ fn target(receivers: &[&str], opts: GroupOpts, escalation: Option<&str>) -> Targ
         receivers: receivers.iter().map(|s| s.to_string()).collect(),
         opts,
         escalation: escalation.map(str::to_string),
+        times: Default::default(),
     }
 }
 

@@ -64,6 +64,11 @@ pub struct RawCollectorConfig {
     pub receivers: Vec<RawReceiver>,
     /// Which receivers get which alerts. Without it, every receiver gets every alert.
     pub route: Option<crate::route::RawRoute>,
+    /// Named weekly times that route nodes are active in or muted in
+    /// (`active_time_intervals`, `mute_time_intervals`): texts at night only, warnings in
+    /// office hours only.
+    #[serde(default)]
+    pub time_intervals: Vec<crate::route::RawTimeInterval>,
     /// Bearer token of the admin API (silences, acknowledgements, incidents, tokens, retries).
     /// Without it the admin API answers only while the collector listens on loopback; on any
     /// other address it is off (403). It also grants everything `read_token` does.
@@ -982,6 +987,35 @@ ack: { link_ttl: 1s }
         assert_eq!(limit("gw-day"), [(5, 3600), (20, 86400)]);
         assert_eq!(limit("hook"), []);
         assert_eq!(limit("mail"), [(30, 60)]);
+    }
+
+    /// Time intervals and the routes that name them are checked together, with their lines.
+    #[test]
+    fn time_intervals_and_their_routes_are_checked() {
+        let raw: RawCollectorConfig = parse_yaml(
+            "receivers:
+- { name: ops, webhook: { url: \"http://hook.example/\" } }
+time_intervals:
+- name: office
+  times: [{ days: [mon, fri], from: \"09:00\", to: \"25:00\" }]
+- name: office
+  times: []
+route:
+  receivers: [ops]
+  routes:
+  - { receivers: [ops], mute_time_intervals: [nights] }
+",
+        )
+        .unwrap();
+        let e = raw.validate().unwrap_err().to_string();
+        for want in [
+            "time_intervals[0].times[0]: invalid time of day \"25:00\"",
+            "time_intervals[1] (\"office\"): duplicate name",
+            "time_intervals[1] (\"office\"): times: at least one is required",
+            "route.routes[0].mute_time_intervals: no time interval named \"nights\"",
+        ] {
+            assert!(e.contains(want), "{want} not in {e}");
+        }
     }
 
     /// The heartbeat's URL is a secret: checked, never shown in the problem.

@@ -88,6 +88,7 @@ impl RawCollectorConfig {
         let escalation_policies =
             crate::escalation::validate(&mut p, self.escalation_policies, &known);
         let policies: Vec<String> = escalation_policies.iter().map(|e| e.name.clone()).collect();
+        let intervals = crate::route::validate_time_intervals(&mut p, self.time_intervals);
         let route = match self.route {
             Some(raw) => crate::route::validate(
                 &mut p,
@@ -96,6 +97,7 @@ impl RawCollectorConfig {
                 &crate::route::Known {
                     receivers: &known,
                     policies: &policies,
+                    intervals: &intervals,
                 },
                 &crate::route::GroupOpts::default(),
             ),
