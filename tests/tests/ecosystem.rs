@@ -624,6 +624,29 @@ fn the_agent_exposes_node_exporters_names_labels_and_units() {
         }
     }
     assert!(filesystems >= 1, "no filesystem reported by both");
+    // The same filesystems: both read the host's mount table (PID 1's) and leave out the same
+    // kinds. Debian's package also leaves out mount points under /run, /mnt and /media
+    // (upstream's default, which the agent follows, keeps them: data disks live under /mnt).
+    let mounts = |lines: &[Line]| -> std::collections::BTreeSet<(String, String)> {
+        lines
+            .iter()
+            .filter(|(n, _, _)| n == "node_filesystem_size_bytes")
+            .map(|(_, l, _)| (l["mountpoint"].clone(), l["fstype"].clone()))
+            .collect()
+    };
+    let (our_mounts, their_mounts) = (mounts(&ours), mounts(&theirs));
+    assert!(
+        their_mounts.is_subset(&our_mounts),
+        "node_exporter's {their_mounts:?} not all in the agent's {our_mounts:?}"
+    );
+    for (mp, _) in our_mounts.difference(&their_mounts) {
+        assert!(
+            ["/run", "/mnt", "/media"]
+                .iter()
+                .any(|p| mp == p || mp.starts_with(&format!("{p}/"))),
+            "{mp} reported by the agent alone"
+        );
+    }
     let cpus = |lines: &[Line]| -> std::collections::BTreeSet<(String, String)> {
         lines
             .iter()

@@ -24,6 +24,9 @@ const PSEUDO_FS: &[&str] = &[
     "iso9660",
     "mqueue",
     "nsfs",
+    // A container's root: it shows the filesystem under it again, once per container, and
+    // comes and goes with them (a disk alert per pod on a Kubernetes node).
+    "overlay",
     "proc",
     "procfs",
     "pstore",
@@ -226,7 +229,7 @@ mod tests {
     #[test]
     fn real_mounts_filtered() {
         let s = FsSampler::new(Duration::from_secs(2));
-        let f = s.sample("proc /proc proc rw 0 0\n/dev/x / ext4 rw 0 0\n/dev/x / ext4 rw 0 0\nnone /sys/fs/cgroup cgroup2 rw 0 0\n");
+        let f = s.sample("proc /proc proc rw 0 0\n/dev/x / ext4 rw 0 0\n/dev/x / ext4 rw 0 0\nnone /sys/fs/cgroup cgroup2 rw 0 0\noverlay /run/containerd/io.containerd.runtime.v2.task/k8s.io/ab12/rootfs overlay rw 0 0\n");
         assert_eq!(f[0].samples.len(), 1);
         assert_eq!(f[0].samples[0].0.get("mountpoint"), Some("/"));
         assert!(f[0].samples[0].1 > 0.0);
