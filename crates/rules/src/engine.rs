@@ -389,7 +389,15 @@ impl Engine {
     /// Feeds a batch of samples; evaluates each touched (rule, series) once, on its newest
     /// sample, if that sample is fresh.
     pub fn ingest(&mut self, batch: &[SeriesSamples], now: TimestampMs) -> Vec<Transition> {
-        self.ingest_as(batch, now, false, 0)
+        self.ingest_sent(batch, now, false, 0)
+    }
+
+    /// Feeds a batch sent ahead of a replayed backlog, to alert on now; its samples are stored
+    /// (and fed with `ingest`) when the replay reaches them. Each (rule, series) is judged
+    /// without learning from the batch or keeping it, so that its baseline learns the backlog
+    /// and then these samples in order, each once.
+    pub fn ingest_live(&mut self, batch: &[SeriesSamples], now: TimestampMs) -> Vec<Transition> {
+        self.ingest_sent(batch, now, true, 0)
     }
 
     /// As `ingest` (`live`: `ingest_live`), for a batch whose sender's clock reads
@@ -398,24 +406,6 @@ impl Engine {
     /// runs behind is judged like any other, rather than each of its samples taken for a
     /// replayed backlog and none judged. A backlog is old on any clock and stays unjudged.
     pub fn ingest_sent(
-        &mut self,
-        batch: &[SeriesSamples],
-        now: TimestampMs,
-        live: bool,
-        clock_offset_ms: i64,
-    ) -> Vec<Transition> {
-        self.ingest_as(batch, now, live, clock_offset_ms)
-    }
-
-    /// Feeds a batch sent ahead of a replayed backlog, to alert on now; its samples are stored
-    /// (and fed with `ingest`) when the replay reaches them. Each (rule, series) is judged
-    /// without learning from the batch or keeping it, so that its baseline learns the backlog
-    /// and then these samples in order, each once.
-    pub fn ingest_live(&mut self, batch: &[SeriesSamples], now: TimestampMs) -> Vec<Transition> {
-        self.ingest_as(batch, now, true, 0)
-    }
-
-    fn ingest_as(
         &mut self,
         batch: &[SeriesSamples],
         now: TimestampMs,
