@@ -197,6 +197,18 @@ async fn send_once(client: &reqwest::Client, cfg: &RemoteWriteConfig, body: Vec<
         .verdict(&tocsin_config::redact_url(&cfg.url))
 }
 
+/// Adds each external label to the series that lack it (a series' own value wins, as with
+/// Prometheus' `external_labels`).
+fn with_external_labels(series: &mut [SeriesSamples], external: &[(String, String)]) {
+    for s in series.iter_mut() {
+        for (k, v) in external {
+            if s.labels.get(k).is_none() {
+                s.labels.set(k.as_str(), v.as_str());
+            }
+        }
+    }
+}
+
 async fn send_loop(
     cfg: RemoteWriteConfig,
     t: Arc<Target>,
@@ -205,7 +217,7 @@ async fn send_loop(
 ) {
     let mut failures = 0u32;
     loop {
-        let (series, n, groups, oldest) = t.peek(cfg.max_samples_per_send);
+        let (mut series, n, groups, oldest) = t.peek(cfg.max_samples_per_send);
         t.metrics
             .lag
             .with_label_values(&[&t.name])
@@ -216,6 +228,7 @@ async fn send_loop(
                 _ = t.ready.notified() => continue,
             }
         }
+        with_external_labels(&mut series, &cfg.external_labels);
         let body = tocsin_wire::encode(&tocsin_wire::to_request(&series));
         match send_once(&client, &cfg, body).await {
             Verdict::Sent { .. } => {

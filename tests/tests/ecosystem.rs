@@ -57,8 +57,8 @@ fn everything_ingested_is_forwarded_to_a_real_victoriametrics() {
 /// nothing dropped.
 fn forwarded_to(port: u16, name: &str) {
     let s = Stack::with_textfile(
-        &format!("remote_write:\n  - {{ name: {name}, url: \"http://127.0.0.1:{port}/api/v1/write\" }}\n"),
-        "e2e_forwarded 42\n",
+        &format!("remote_write:\n  - {{ name: {name}, url: \"http://127.0.0.1:{port}/api/v1/write\", external_labels: {{ collector: c1 }} }}\n"),
+        "e2e_forwarded 42\ne2e_own{collector=\"own\"} 1\n",
     );
     let c = s.collector("127.0.0.1:0", &s.p("rules"));
     let _a = s.agent(
@@ -73,20 +73,28 @@ fn forwarded_to(port: u16, name: &str) {
         ],
     );
     let v = wait_for("the sample in the TSDB", Duration::from_secs(30), || {
-        let r = query(port, "e2e_forwarded{host=\"fwd-host\"}");
+        let r = query(port, "e2e_forwarded{host=\"fwd-host\",collector=\"c1\"}");
         r["data"]["result"]
             .as_array()
             .and_then(|l| l.first().cloned())
     });
     assert_eq!(v["value"][1], "42");
-    // Host series and the collector's derived liveness series too.
+    // Host series and the collector's derived liveness series too, each with the external
+    // label — but a series' own value of it kept.
     wait_all_nonempty(
         port,
         &[
-            "node_load1{host=\"fwd-host\"}",
-            "node_memory_MemTotal_bytes{host=\"fwd-host\"}",
-            "tocsin_host_up{host=\"fwd-host\"}",
+            "node_load1{host=\"fwd-host\",collector=\"c1\"}",
+            "node_memory_MemTotal_bytes{host=\"fwd-host\",collector=\"c1\"}",
+            "tocsin_host_up{host=\"fwd-host\",collector=\"c1\"}",
+            "e2e_own{host=\"fwd-host\",collector=\"own\"}",
         ],
+    );
+    let unlabelled = query(port, "count({host=\"fwd-host\",collector=\"\"})");
+    assert_eq!(
+        unlabelled["data"]["result"],
+        serde_json::json!([]),
+        "every forwarded series carries the label"
     );
     let m = c.url("/metrics");
     assert!(

@@ -177,6 +177,12 @@ pub struct RawRemoteWrite {
     /// what agents sent is forwarded (not the series this collector derives, which the peer
     /// derives itself), marked so that the peer does not forward it again.
     pub peer: Option<bool>,
+    /// Labels added to every series sent that lacks them (Prometheus' `external_labels`),
+    /// e.g. `{collector: dc1}`: several collectors forwarding into one TSDB each derive
+    /// `tocsin_*` series of the same names (a service's error budget over its own hosts), which
+    /// would collide there without one.
+    #[serde(default)]
+    pub external_labels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -188,6 +194,8 @@ pub struct RemoteWriteConfig {
     pub queue_max_samples: usize,
     pub max_samples_per_send: usize,
     pub peer: bool,
+    /// Added to every series sent that lacks them, in name order.
+    pub external_labels: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -1016,6 +1024,28 @@ route:
         ] {
             assert!(e.contains(want), "{want} not in {e}");
         }
+    }
+
+    /// External labels must be label names a TSDB takes, and are not for a peer.
+    #[test]
+    fn external_labels_are_checked() {
+        let raw: RawCollectorConfig = parse_yaml(
+            "remote_write:
+- { url: \"http://vm:8428/api/v1/write\", external_labels: { collector: dc1, __x: y, \"a-b\": c, d: \"\" } }
+- { url: \"http://peer:9760/api/v1/write\", peer: true, external_labels: { collector: dc1 } }
+",
+        )
+        .unwrap();
+        let e = raw.validate().unwrap_err().to_string();
+        for want in [
+            "remote_write[0].external_labels: \"__x\" is not a label name",
+            "remote_write[0].external_labels: \"a-b\" is not a label name",
+            "remote_write[0].external_labels.d: empty value",
+            "remote_write[1].external_labels: not for a peer",
+        ] {
+            assert!(e.contains(want), "{want} not in {e}");
+        }
+        assert!(!e.contains("\"collector\" is not"), "{e}");
     }
 
     /// The heartbeat's URL is a secret: checked, never shown in the problem.

@@ -295,6 +295,22 @@ fn remote_write(p: &mut Problems, raw: Vec<RawRemoteWrite>) -> Vec<RemoteWriteCo
         if out.iter().any(|o| o.name == name) {
             p.push(format!("{at}: duplicate name {name:?}"));
         }
+        let peer = r.peer.unwrap_or(false);
+        for (k, v) in &r.external_labels {
+            if !tocsin_model::is_valid_label_name(k) || k.starts_with("__") {
+                p.push(format!(
+                    "{at}.external_labels: {k:?} is not a label name (letters, digits, _; not __…)"
+                ));
+            }
+            if v.is_empty() {
+                p.push(format!("{at}.external_labels.{k}: empty value"));
+            }
+        }
+        if peer && !r.external_labels.is_empty() {
+            p.push(format!(
+                "{at}.external_labels: not for a peer (it stores what agents sent, as sent)"
+            ));
+        }
         out.push(RemoteWriteConfig {
             name,
             url: r.url,
@@ -312,7 +328,8 @@ fn remote_write(p: &mut Problems, raw: Vec<RawRemoteWrite>) -> Vec<RemoteWriteCo
                 .max_samples_per_send
                 .unwrap_or(d::MAX_SAMPLES_PER_SEND)
                 .max(1),
-            peer: r.peer.unwrap_or(false),
+            peer,
+            external_labels: r.external_labels.into_iter().collect(),
         });
     }
     out
