@@ -42,6 +42,10 @@ done
 # What is installed runs as installed (the units' flags, with paths and ports of this check).
 r=$out/root
 "$r/usr/bin/tocsin-collector" check-rules "$r/etc/tocsin/rules" >/dev/null || fail "installed rules do not check"
+"$r/usr/bin/tocsin-collector" check-config --config "$r/etc/tocsin/collector.yaml" --data-dir "$out/data" \
+    --rules "$r/etc/tocsin/rules" >/dev/null || fail "the installed collector configuration does not check"
+"$r/usr/bin/tocsin-agent" check-config --config "$r/etc/tocsin/agent.yaml" --state-dir "$out/agent-state" \
+    >/dev/null || fail "the installed agent configuration does not check"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$r/usr/bin/tocsin-collector" --config "$r/etc/tocsin/collector.yaml" --data-dir "$out/data" \
     --rules "$r/etc/tocsin/rules" --listen 127.0.0.1:$port >"$out/c.out" 2>"$out/c.log" &
