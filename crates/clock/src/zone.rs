@@ -50,6 +50,12 @@ impl Zone {
         }
     }
 
+    /// The zone's offset from UTC at `ms`, in milliseconds (daylight saving time included).
+    pub fn offset_ms(&self, ms: TimestampMs) -> i64 {
+        let t = Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH);
+        i64::from(self.0.to_offset(t).seconds()) * 1000
+    }
+
     pub fn zoned(&self, ms: TimestampMs) -> jiff::Zoned {
         Timestamp::from_millisecond(ms)
             .unwrap_or(Timestamp::UNIX_EPOCH)

@@ -71,8 +71,27 @@ pub struct RawTimes {
     /// `HH:MM`, and `to` up to `24:00`; a `to` before `from` runs past midnight.
     pub from: String,
     pub to: String,
-    /// e.g. `+08:00` (default UTC).
+    /// e.g. `+08:00` (default UTC)…
     pub utc_offset: Option<String>,
+    /// …or a time zone with its daylight saving rules, e.g. `Europe/Berlin`.
+    pub timezone: Option<String>,
+}
+
+/// Weekly times, read on a fixed offset or in a zone whose offset changes with the seasons.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    pub weekly: Weekly,
+    /// The zone the times are in (`weekly` then counts at offset 0 on its wall clock).
+    pub zone: Option<tocsin_clock::Zone>,
+}
+
+impl Window {
+    pub fn contains(&self, now: TimestampMs) -> bool {
+        match &self.zone {
+            None => self.weekly.contains(now),
+            Some(z) => self.weekly.contains(now + z.offset_ms(now)),
+        }
+    }
 }
 
 /// When a route node's notifications go out: inside one of its active intervals' times (any
@@ -81,8 +100,8 @@ pub struct RawTimes {
 /// they go out when it opens.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TimeGate {
-    pub active: Vec<Weekly>,
-    pub mute: Vec<Weekly>,
+    pub active: Vec<Window>,
+    pub mute: Vec<Window>,
 }
 
 impl TimeGate {
@@ -97,7 +116,7 @@ impl TimeGate {
 }
 
 /// The validated `time_intervals`, by name.
-pub type TimeIntervals = BTreeMap<String, Vec<Weekly>>;
+pub type TimeIntervals = BTreeMap<String, Vec<Window>>;
 
 pub(crate) fn validate_time_intervals(
     p: &mut Problems,
@@ -112,15 +131,26 @@ pub(crate) fn validate_time_intervals(
                 t.name
             ));
         }
-        let times: Vec<Weekly> = t
+        let times: Vec<Window> = t
             .times
             .iter()
             .enumerate()
             .filter_map(|(j, w)| {
-                p.take(
-                    &format!("{at}.times[{j}]"),
+                let at = format!("{at}.times[{j}]");
+                if w.utc_offset.is_some() && w.timezone.is_some() {
+                    p.push(format!("{at}: utc_offset or timezone, not both"));
+                }
+                let zone = match &w.timezone {
+                    Some(z) => {
+                        Some(p.take(&format!("{at}.timezone"), tocsin_clock::Zone::parse(z))?)
+                    }
+                    None => None,
+                };
+                let weekly = p.take(
+                    &at,
                     Weekly::new(&w.days, &w.from, &w.to, w.utc_offset.as_deref()),
-                )
+                )?;
+                Some(Window { weekly, zone })
             })
             .collect();
         if out.insert(t.name.clone(), times).is_some() {
@@ -278,7 +308,7 @@ pub(crate) fn validate(
             p.push(format!("{at}.receivers: no receiver named {r:?}"));
         }
     }
-    let mut gate = |field: &str, names: &[String]| -> Vec<Weekly> {
+    let mut gate = |field: &str, names: &[String]| -> Vec<Window> {
         names
             .iter()
             .flat_map(|n| match known.intervals.get(n) {
@@ -317,6 +347,42 @@ pub(crate) fn validate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Office hours in a zone with daylight saving time keep to its wall clock: 07:30 UTC on a
+    /// Wednesday is 09:30 in Berlin in July (inside) and 08:30 in December (outside).
+    #[test]
+    fn times_in_a_zone_follow_its_daylight_saving_time() {
+        let raw: Vec<RawTimeInterval> = crate::parse_yaml(
+            "- name: office
+  times: [{ days: [mon, tue, wed, thu, fri], from: \"09:00\", to: \"18:00\", timezone: Europe/Berlin }]
+- name: fixed
+  times: [{ days: [wed], from: \"09:00\", to: \"18:00\", utc_offset: \"+01:00\" }]
+- name: both
+  times: [{ from: \"09:00\", to: \"18:00\", utc_offset: \"+01:00\", timezone: Europe/Berlin }]
+- name: nowhere
+  times: [{ from: \"09:00\", to: \"18:00\", timezone: Mars/Olympus }]
+",
+        )
+        .unwrap();
+        let mut p = Problems::default();
+        let t = validate_time_intervals(&mut p, raw);
+        let e = p.finish(|| ()).unwrap_err().to_string();
+        assert!(
+            e.contains("time_intervals[2].times[0]: utc_offset or timezone, not both"),
+            "{e}"
+        );
+        assert!(
+            e.contains("time_intervals[3].times[0].timezone: unknown time zone"),
+            "{e}"
+        );
+        let inside = |name: &str, ms: TimestampMs| t[name].iter().any(|w| w.contains(ms));
+        let (july_0730, july_0630) = (1_782_891_000_000, 1_782_887_400_000);
+        let (dec_0730, dec_0830) = (1_796_196_600_000, 1_796_200_200_000);
+        assert!(inside("office", july_0730) && !inside("office", july_0630));
+        assert!(!inside("office", dec_0730) && inside("office", dec_0830));
+        // A fixed offset does not move: 07:30 UTC is 08:30 at +01:00 all year.
+        assert!(!inside("fixed", july_0730) && !inside("fixed", dec_0730));
+    }
 
     #[test]
     fn unknown_receivers_and_bad_regexes_are_reported() {
