@@ -408,7 +408,9 @@ const ROUTES: &[(&str, &str, &str, bool)] = &[
 #[test]
 fn a_network_listener_without_credentials_lets_nobody_in() {
     let _g = serial();
-    let s = Stack::new("");
+    let s = Stack::new(
+        "services:\n  - { name: members, objective: 99.9% }\n  - { name: shop, objective: 99%, hosts: [web-*] }\n",
+    );
     std::fs::create_dir(s.dir.path().join("rules")).unwrap();
     let c = on_every_address(&s);
     for &(method, path, body, _) in ROUTES {
@@ -417,6 +419,14 @@ fn a_network_listener_without_credentials_lets_nobody_in() {
     // No token was minted: a write with anything still finds no agent token.
     assert!(!c.log().contains("token issued"));
     assert!(c.log().contains("the admin API is off"), "said at start");
+    // A service any agent may report for is named at start; one with its hosts is not.
+    let log = c.log();
+    let unbound: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("service without hosts"))
+        .collect();
+    assert_eq!(unbound.len(), 1, "{log}");
+    assert!(unbound[0].contains("service=members"), "{}", unbound[0]);
     // Agents' routes too: nobody may write series for any host, nor take or answer a
     // remediation request, until ingest.token is set or an agent token issued.
     let (code, msg) = write(&c, None, "victim-db");

@@ -261,6 +261,16 @@ pub(super) async fn serve(
             warn!("{w}: agents' writes and remediation polls are refused until one is");
         }
     }
+    // Agents from the network: a service that takes any host's probes can be paged for by
+    // any of them (its error budget burnt by probes labelled with its name).
+    if !cfg.listen.ip().is_loopback() {
+        for s in cfg.services.iter().filter(|s| s.hosts.is_empty()) {
+            warn!(
+                service = %s.name,
+                "service without hosts: any agent's probes labelled with it count toward it; set services[].hosts to the hosts that probe it"
+            );
+        }
+    }
 
     let shutdown = cancel.clone();
     tokio::spawn(async move {
