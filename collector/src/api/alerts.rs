@@ -66,12 +66,7 @@ pub(crate) async fn forget_host(
     })
     .await?
     .map(|()| Json(json!({ "status": "success", "data": { "host": host } })))
-    .map_err(|e| match e {
-        crate::writer::OpFailure::Storage(m) => {
-            ApiError::storage("taking a host out of service", m)
-        }
-        e => super::error::op_error(e),
-    })
+    .map_err(super::error::op_error)
 }
 
 pub(crate) async fn hosts(State(st): State<AppState>) -> Json<Value> {

@@ -290,13 +290,14 @@ pub(crate) async fn with_records<T: Send + 'static>(
     with_conn(&st.records, what, f).await
 }
 
-/// The answer to a refused or failed request about an incident or an action: a storage
-/// failure is a 503, so the sender tries again.
+/// The answer to a refused or failed change the writer was asked for (an incident, an
+/// action's result, a host taken out of service): a storage failure is a 503, so the sender
+/// tries again.
 pub(crate) fn op_error(e: OpFailure) -> ApiError {
     match e {
         OpFailure::NotFound(m) => ApiError::NotFound(m),
         OpFailure::Refused(m) => ApiError::Conflict(m),
-        OpFailure::Storage(m) => ApiError::storage("a change to an incident or action", m),
+        OpFailure::Storage(m) => ApiError::storage("a change to the collector's state", m),
     }
 }
 

@@ -47,6 +47,23 @@ pub(super) fn export_rules(
     }
 }
 
+/// The configuration as a start reads it, or the exit code after saying why not.
+fn config(args: &super::RunArgs) -> Result<tocsin_config::collector::CollectorConfig, ExitCode> {
+    super::serve::load_config(args).map_err(|e| {
+        eprintln!("{e:#}");
+        ExitCode::from(1)
+    })
+}
+
+/// Every problem on its line, then how many: exit 1.
+fn report(problems: &[String]) -> ExitCode {
+    for p in problems {
+        eprintln!("{p}");
+    }
+    eprintln!("{} problems found", problems.len());
+    ExitCode::from(1)
+}
+
 /// `check-config`: the configuration as the collector would start with it (flags over the
 /// file, as when it runs) — every problem of the file, with its line, of the rule files it
 /// names, of receivers whose channel cannot be built and of its TLS settings — then 0, or 1.
@@ -56,12 +73,9 @@ pub(super) fn check_config(args: &super::RunArgs) -> ExitCode {
         .config
         .as_ref()
         .map_or("built-in defaults".to_string(), |p| p.display().to_string());
-    let cfg = match super::serve::load_config(args) {
+    let cfg = match config(args) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e:#}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let mut problems = Vec::new();
     let (rules, files) = match rulefiles::load(&cfg.rules) {
@@ -82,11 +96,7 @@ pub(super) fn check_config(args: &super::RunArgs) -> ExitCode {
         }
     }
     if !problems.is_empty() {
-        for p in &problems {
-            eprintln!("{p}");
-        }
-        eprintln!("{} problems found", problems.len());
-        return ExitCode::from(1);
+        return report(&problems);
     }
     println!(
         "{source}: valid — listen {}, data in {}, {} receivers ({}), {} rules in {files} files",
@@ -106,12 +116,9 @@ pub(super) fn check_config(args: &super::RunArgs) -> ExitCode {
 /// `test-receiver NAME`: one test message (`TocsinTest`, warning) through the named receiver,
 /// as the configuration (and flags) describe it, now; 0 when the receiver took it.
 pub(super) fn test_receiver(args: &super::RunArgs, name: &str) -> ExitCode {
-    let cfg = match super::serve::load_config(args) {
+    let cfg = match config(args) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e:#}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let Some(r) = cfg.receivers.iter().find(|r| r.name == name) else {
         let names: Vec<&str> = cfg.receivers.iter().map(|r| r.name.as_str()).collect();
@@ -153,13 +160,7 @@ pub(super) fn check_rules(paths: &[PathBuf]) -> ExitCode {
             println!("{} rules in {files} files: valid", rules.len());
             ExitCode::SUCCESS
         }
-        Err(problems) => {
-            for p in &problems {
-                eprintln!("{p}");
-            }
-            eprintln!("{} problems found", problems.len());
-            ExitCode::from(1)
-        }
+        Err(problems) => report(&problems),
     }
 }
 

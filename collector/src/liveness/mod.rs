@@ -232,7 +232,7 @@ impl Liveness {
             })
             .map(|h| (h.host.clone(), now - h.last_seen <= self.down_after(h)))
             .collect();
-        let mut out = Vec::with_capacity(2 * downs.len());
+        let mut out = Vec::with_capacity(3 * downs.len());
         for (host, up) in downs {
             let (ahead, behind) = self.hosts.get_mut(&host).map_or((None, None), |h| {
                 h.up = up;

@@ -360,8 +360,8 @@ impl Dispatcher {
         }
     }
 
-    /// The route nodes that send only at some times (`tocsin_alerting::routing::gates`), so
-    /// that groups and escalations restored after a start keep to them before any new event.
+    /// The route nodes that send only at some times (`tocsin_alerting::routing::gates`, from
+    /// the same route the targets come from), for the groups and escalations of their nodes.
     pub fn set_gates(&mut self, gates: BTreeMap<String, TimeGate>) {
         self.gates = gates;
     }
@@ -406,9 +406,6 @@ impl Dispatcher {
                 g.node.clone_from(&t.node);
                 g.event(a.clone(), now);
                 self.dirty.insert(format!("g:{key}"));
-            }
-            if !t.times.always() {
-                self.gates.insert(t.node.clone(), t.times.clone());
             }
             if let Some(p) = &t.escalation {
                 self.escalate(p, &t.node, a, now);

@@ -794,11 +794,7 @@ impl Engine {
         for k in keys {
             let st = &self.alerts[&k];
             if now - st.last_seen_ms > self.opts.stale_after_ms {
-                let st = self.alerts.remove(&k).expect("present");
-                let rule = Arc::clone(&self.rules[k.0]);
-                if let Some(t) = self.resolve(&rule, st, now, Some("stale")) {
-                    out.push(t);
-                }
+                out.extend(self.resolve_key(k, now, "stale"));
             } else {
                 if st.level.is_none() || st.holding_since.iter().any(Option::is_some) {
                     let v = st.value;
@@ -823,15 +819,21 @@ impl Engine {
             .filter(|(_, st)| st.labels.get("host") == Some(host))
             .map(|(k, _)| *k)
             .collect();
-        let mut out = Vec::new();
-        for k in keys {
-            let st = self.alerts.remove(&k).expect("present");
-            let rule = Arc::clone(&self.rules[k.0]);
-            if let Some(t) = self.resolve(&rule, st, now, Some("host removed")) {
-                out.push(t);
-            }
-        }
-        out
+        keys.into_iter()
+            .filter_map(|k| self.resolve_key(k, now, "host removed"))
+            .collect()
+    }
+
+    /// Resolves the alert under `k` (of a rule in force) for `reason`, dropping its state.
+    fn resolve_key(
+        &mut self,
+        k: (usize, u64),
+        now: TimestampMs,
+        reason: &'static str,
+    ) -> Option<Transition> {
+        let st = self.alerts.remove(&k)?;
+        let rule = Arc::clone(&self.rules[k.0]);
+        self.resolve(&rule, st, now, Some(reason))
     }
 
     /// Forgets old state changes; ends flapping once calm; drops what is no longer needed.
