@@ -124,6 +124,9 @@ impl Refused {
     }
 }
 
+/// The largest clock offset taken from a sender's `SENT_AT_HEADER`: a century.
+const MAX_CLOCK_OFFSET_MS: i64 = 100 * 366 * 86_400_000;
+
 pub(crate) async fn write_inner(
     st: &AppState,
     bound: Option<String>,
@@ -138,7 +141,12 @@ pub(crate) async fn write_inner(
     let clock_offset = match headers.get(tocsin_wire::SENT_AT_HEADER) {
         None => None,
         Some(v) => match v.to_str().ok().and_then(|v| v.parse::<i64>().ok()) {
-            Some(sent) => Some(sent.saturating_sub(now_ms())),
+            // Bounded, so that no arithmetic on it can overflow whatever a sender says (a clock
+            // reset to 1970 is still told as far behind as it is, up to a century).
+            Some(sent) => Some(
+                sent.saturating_sub(now_ms())
+                    .clamp(-MAX_CLOCK_OFFSET_MS, MAX_CLOCK_OFFSET_MS),
+            ),
             None => {
                 let msg = format!(
                     "{}: {:?} is not a time in Unix milliseconds",
@@ -406,13 +414,28 @@ mod tests {
             msg.contains("X-Tocsin-Sent-At") && msg.contains("\"yesterday\""),
             "{msg}"
         );
-        let mut req = TestApi::write_request(&[s], None);
-        let sent = (tocsin_model::now_ms() - 600_000).to_string();
-        req.headers_mut().insert(
-            tocsin_wire::SENT_AT_HEADER,
-            axum::http::HeaderValue::from_str(&sent).unwrap(),
+        let send_at = |sent: i64| {
+            let mut req = TestApi::write_request(std::slice::from_ref(&s), None);
+            req.headers_mut().insert(
+                tocsin_wire::SENT_AT_HEADER,
+                axum::http::HeaderValue::from_str(&sent.to_string()).unwrap(),
+            );
+            req
+        };
+        let now = tocsin_model::now_ms();
+        assert_eq!(
+            api.send(send_at(now - 600_000)).await.status,
+            StatusCode::NO_CONTENT
         );
-        assert_eq!(api.send(req).await.status, StatusCode::NO_CONTENT);
+        // The host known now, a value at the edge of what parses is taken (bounded), not an
+        // overflow in the writer; the writer goes on.
+        for edge in [i64::MIN, i64::MAX, now - 600_000] {
+            assert_eq!(
+                api.send(send_at(edge)).await.status,
+                StatusCode::NO_CONTENT,
+                "{edge}"
+            );
+        }
     }
 
     #[tokio::test]
