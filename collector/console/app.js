@@ -556,7 +556,7 @@ async function silencesPage(main, hash) {
       const f = ev.target;
       const body = { matchers: matchers(), createdBy: me.user || 'console', comment: f.comment.value };
       if (f.recurring.checked) {
-        body.schedule = { days: f.days.value.split(',').map((d) => d.trim()).filter(Boolean), start: f.wstart.value, end: f.wend.value, utcOffset: tz() };
+        body.schedule = { days: f.days.value.split(',').map((d) => d.trim()).filter(Boolean), start: f.wstart.value, end: f.wend.value, ...wallClock() };
         if (f.duration.value) body.duration = f.duration.value;
       } else body.duration = f.duration.value || '2h';
       try { await api('POST', '/api/v1/silences', body); put(msg, el('p', { class: 'ok' }, t('saved'))); page.refresh(); } catch (e) { put(msg, errBox(e)); }
@@ -578,7 +578,7 @@ async function silencesPage(main, hash) {
     put(box, table([t('state'), t('matchers'), t('start'), t('end'), t('createdBy'), t('comment'), ''],
       s.map((x) => el('tr', { 'data-silence': x.id, 'data-state': x.state },
         el('td', {}, t(`s.${x.state}`)), el('td', {}, (x.matchers || []).map((m) => el('span', { class: 'chip' }, `${m.name}${m.isEqual === false ? '!' : ''}${m.isRegex ? '=~' : '='}${m.value}`))),
-        el('td', {}, when(x.startsAt)), el('td', {}, x.schedule ? `${(x.schedule.days || []).join(',') || '*'} ${x.schedule.start}–${x.schedule.end}` : when(x.endsAt)),
+        el('td', {}, when(x.startsAt)), el('td', {}, x.schedule ? `${(x.schedule.days || []).join(',') || '*'} ${x.schedule.start}–${x.schedule.end} ${x.schedule.timezone || x.schedule.utcOffset || 'UTC'}` : when(x.endsAt)),
         el('td', {}, x.createdBy), el('td', {}, x.comment),
         el('td', {}, isAdmin() && x.state !== 'expired' ? el('button', {
           class: 'plain', 'data-test': 'expire',
@@ -589,9 +589,13 @@ async function silencesPage(main, hash) {
   updatePreview();
   ready('silences');
 }
-function tz() {
+// The browser's time zone, so a window keeps its local time across daylight saving changes;
+// today's offset where the browser cannot name its zone.
+function wallClock() {
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  if (zone) return { timezone: zone };
   const m = -new Date().getTimezoneOffset();
-  return `${m < 0 ? '-' : '+'}${pad(Math.floor(Math.abs(m) / 60))}:${pad(Math.abs(m) % 60)}`;
+  return { utcOffset: `${m < 0 ? '-' : '+'}${pad(Math.floor(Math.abs(m) / 60))}:${pad(Math.abs(m) % 60)}` };
 }
 
 function spark(values) {

@@ -104,6 +104,18 @@ impl Browser {
             .unwrap_or_else(|e| panic!("open {url}: {e}"));
     }
 
+    /// Makes the page read its clock in `zone` (an IANA name; empty: the machine's again).
+    pub fn time_zone(&self, zone: &str) {
+        self.value(
+            "POST",
+            "/goog/cdp/execute",
+            Some(
+                json!({ "cmd": "Emulation.setTimezoneOverride", "params": { "timezoneId": zone } }),
+            ),
+        )
+        .unwrap_or_else(|e| panic!("time zone {zone:?}: {e}"));
+    }
+
     /// Runs `script` (a function body; `arguments` as given) in the page; its return value.
     pub fn eval(&self, script: &str, args: Value) -> Value {
         self.value(

@@ -324,6 +324,31 @@ fn the_console_serves_the_people_on_call() {
         (!t.is_empty() && !t.contains("已静默")).then_some(())
     });
 
+    // A weekly maintenance window made in the console keeps the browser's wall clock: its
+    // time zone goes with it, not today's offset (which would move it an hour at the next
+    // change of daylight saving time).
+    b.time_zone("Europe/Berlin");
+    b.goto(&format!("{base}/#/silences"));
+    b.ready("silences");
+    b.eval(
+        "const f = document.querySelector('[data-test=silence-form]');
+         [...f.querySelectorAll('button.plain')].find((x) => x.type === 'button').click();
+         const row = [...f.querySelectorAll('div.row')].find((r) => r.querySelector('select'));
+         const [name, value] = row.querySelectorAll('input');
+         name.value = 'alertname'; value.value = 'ConsoleWeeklyBackup';
+         f.recurring.checked = true; f.days.value = 'sun'; f.comment.value = 'weekly backup';
+         f.querySelector('[data-test=silence-create]').click();",
+        json!([]),
+    );
+    let row = wait_for("the weekly window listed", T, || {
+        b.find_all("tr[data-silence]")
+            .into_iter()
+            .map(|r| r.text())
+            .find(|t| t.contains("ConsoleWeeklyBackup"))
+    });
+    assert!(row.contains("sun 02:00–04:00 Europe/Berlin"), "{row}");
+    b.time_zone("");
+
     // A dynamic rule's alert charts the series in the band it learned.
     push_latency(&c);
     b.goto(&format!("{base}/#/alerts"));

@@ -28,6 +28,7 @@ pub(super) fn silence_request(
             window,
             days,
             utc_offset,
+            timezone,
         } => {
             let mut specs = Vec::new();
             for m in &matchers {
@@ -56,6 +57,7 @@ pub(super) fn silence_request(
                         start: start.into(),
                         end: end.into(),
                         utc_offset,
+                        timezone,
                     })
                 }
                 None => None,

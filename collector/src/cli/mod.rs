@@ -409,7 +409,7 @@ struct ApiArgs {
 enum SilenceCmd {
     /// Add a silence: `silence add host=db-1 alertname=~Disk.* --duration 2h --author me --comment …`.
     /// With --window it is a recurring maintenance window:
-    /// `silence add host=~db-.* --window 02:00-04:00 --days sun --utc-offset +08:00 …`.
+    /// `silence add host=~db-.* --window 02:00-04:00 --days sun --timezone Asia/Shanghai …`.
     Add {
         /// Matchers `name=value` or `name=~regex`.
         #[arg(required = true, value_name = "MATCHER")]
@@ -428,8 +428,17 @@ enum SilenceCmd {
         #[arg(long, value_delimiter = ',', requires = "window")]
         days: Vec<String>,
         /// With --window: the UTC offset its times are in, e.g. +08:00 [default: UTC].
-        #[arg(long, requires = "window", allow_hyphen_values = true)]
+        #[arg(
+            long,
+            requires = "window",
+            allow_hyphen_values = true,
+            conflicts_with = "timezone"
+        )]
         utc_offset: Option<String>,
+        /// With --window: the time zone its times are in, daylight saving included, e.g.
+        /// Europe/Berlin [default: UTC].
+        #[arg(long, requires = "window")]
+        timezone: Option<String>,
     },
     /// List silences that have not ended.
     List,

@@ -3,6 +3,7 @@
 //! evaluated and recorded while silenced; only delivery is skipped.
 
 use serde::{Deserialize, Serialize};
+use tocsin_clock::{Window, Zone};
 use tocsin_model::weekly::{Weekly, WeeklyError};
 use tocsin_model::{Labels, TimestampMs};
 
@@ -22,7 +23,8 @@ enum Matcher {
 }
 
 /// A recurring window as the API takes it: on `days` (mon … sun; empty: every day), from
-/// `start` to `end` (HH:MM, local to `utcOffset`, e.g. +08:00; default UTC). An `end` before
+/// `start` to `end` (HH:MM, local to `utcOffset`, e.g. +08:00, or to `timezone`, e.g.
+/// Europe/Berlin, whose daylight saving rules it follows; default UTC). An `end` before
 /// `start` runs past midnight into the next day.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -33,6 +35,8 @@ pub struct ScheduleSpec {
     pub end: String,
     #[serde(default)]
     pub utc_offset: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
 }
 
 /// Why a silence or its window is not valid. The texts are what API clients read.
@@ -52,6 +56,10 @@ pub enum SilenceError {
     UtcOffset(String),
     #[error("the window's start and end are the same time")]
     EmptyWindow,
+    #[error("{0}")]
+    TimeZone(String),
+    #[error("utcOffset or timezone, not both")]
+    OffsetAndZone,
     /// A stored silence that does not read back (it was valid when stored).
     #[error("{0}")]
     Stored(String),
@@ -68,13 +76,19 @@ impl From<WeeklyError> for SilenceError {
     }
 }
 
-fn compile_schedule(spec: &ScheduleSpec) -> Result<Weekly, SilenceError> {
-    Ok(Weekly::new(
+fn compile_schedule(spec: &ScheduleSpec) -> Result<Window, SilenceError> {
+    let zone = match (&spec.utc_offset, &spec.timezone) {
+        (Some(_), Some(_)) => return Err(SilenceError::OffsetAndZone),
+        (_, Some(z)) => Some(Zone::parse(z).map_err(SilenceError::TimeZone)?),
+        _ => None,
+    };
+    let weekly = Weekly::new(
         &spec.days,
         &spec.start,
         &spec.end,
         spec.utc_offset.as_deref(),
-    )?)
+    )?;
+    Ok(Window { weekly, zone })
 }
 
 /// Checks a schedule as the API receives it.
@@ -88,7 +102,7 @@ pub struct Silence {
     pub starts_ms: TimestampMs,
     pub ends_ms: TimestampMs,
     matchers: Vec<Matcher>,
-    schedule: Option<Weekly>,
+    schedule: Option<Window>,
 }
 
 impl Silence {
@@ -121,7 +135,7 @@ impl Silence {
     /// Whether it mutes at `now`: between start and end, and inside its window if recurring.
     pub fn active(&self, now: TimestampMs) -> bool {
         (self.starts_ms..self.ends_ms).contains(&now)
-            && self.schedule.is_none_or(|s| s.contains(now))
+            && self.schedule.as_ref().is_none_or(|s| s.contains(now))
     }
 
     pub fn matches(&self, labels: &Labels, now: TimestampMs) -> bool {
@@ -265,9 +279,45 @@ mod tests {
                 r#"{"start":"02:00","end":"03:00","utcOffset":"8"}"#,
                 "invalid utcOffset",
             ),
+            (
+                r#"{"start":"02:00","end":"03:00","timezone":"Europe/Berlln"}"#,
+                "unknown time zone",
+            ),
+            (
+                r#"{"start":"02:00","end":"03:00","utcOffset":"+01:00","timezone":"Europe/Berlin"}"#,
+                "not both",
+            ),
         ] {
             let e = Silence::new(3, r#"[{"name":"a","value":"b"}]"#, Some(bad), 0, 1).unwrap_err();
             assert!(e.to_string().contains(want), "{e}");
         }
+    }
+
+    /// A weekly backup at 02:00–04:00 Berlin time: 01:00–03:00 UTC in winter, 00:00–02:00 UTC
+    /// from the last Sunday of March. At the offset of the day it was made (+01:00) the window
+    /// would open an hour after the backup started, all summer.
+    #[test]
+    fn a_maintenance_window_in_a_time_zone_follows_daylight_saving() {
+        let sched = r#"{"days":["sun"],"start":"02:00","end":"04:00","timezone":"Europe/Berlin"}"#;
+        let s = Silence::new(
+            1,
+            r#"[{"name":"host","value":"db-1"}]"#,
+            Some(sched),
+            0,
+            i64::MAX,
+        )
+        .unwrap();
+        let db = Labels::from_pairs([("host", "db-1")]);
+        // Sunday 2026-12-06 and Sunday 2027-04-04.
+        assert!(s.matches(&db, at(2026, 12, 6, 1, 0)));
+        assert!(!s.matches(&db, at(2026, 12, 6, 0, 30)));
+        assert!(s.matches(&db, at(2027, 4, 4, 0, 30)));
+        assert!(!s.matches(&db, at(2027, 4, 4, 2, 30)));
+        // Stored and read back as the API gave it.
+        let spec: ScheduleSpec = serde_json::from_str(sched).unwrap();
+        assert_eq!(spec.timezone.as_deref(), Some("Europe/Berlin"));
+        assert!(serde_json::to_string(&spec)
+            .unwrap()
+            .contains("\"timezone\":\"Europe/Berlin\""));
     }
 }

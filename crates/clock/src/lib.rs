@@ -2,7 +2,9 @@
 //! with their offset, durations in two units in zh-CN or en, and the schedules reports run on.
 
 pub mod schedule;
+pub mod window;
 pub mod zone;
 
 pub use schedule::{Every, Schedule};
+pub use window::{BusinessHours, Window};
 pub use zone::{duration, Zone};

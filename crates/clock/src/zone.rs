@@ -22,6 +22,8 @@ impl PartialEq for Zone {
     }
 }
 
+impl Eq for Zone {}
+
 impl Zone {
     /// The collector host's zone (`TZ`, else `/etc/localtime`), UTC when it cannot be told.
     pub fn system() -> Zone {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tocsin_model::weekly::Weekly;
+pub use tocsin_clock::Window;
 use tocsin_model::{Level, TimestampMs};
 
 use crate::{parse_duration, Problems};
@@ -77,23 +77,6 @@ pub struct RawTimes {
     pub timezone: Option<String>,
 }
 
-/// Weekly times, read on a fixed offset or in a zone whose offset changes with the seasons.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Window {
-    pub weekly: Weekly,
-    /// The zone the times are in (`weekly` then counts at offset 0 on its wall clock).
-    pub zone: Option<tocsin_clock::Zone>,
-}
-
-impl Window {
-    pub fn contains(&self, now: TimestampMs) -> bool {
-        match &self.zone {
-            None => self.weekly.contains(now),
-            Some(z) => self.weekly.contains(now + z.offset_ms(now)),
-        }
-    }
-}
-
 /// When a route node's notifications go out: inside one of its active intervals' times (any
 /// time, when it has none) and inside none of its mute intervals' — mute wins, as in
 /// Alertmanager. While closed, its groups keep their changes and its escalation steps wait;
@@ -137,20 +120,16 @@ pub(crate) fn validate_time_intervals(
             .enumerate()
             .filter_map(|(j, w)| {
                 let at = format!("{at}.times[{j}]");
-                if w.utc_offset.is_some() && w.timezone.is_some() {
-                    p.push(format!("{at}: utc_offset or timezone, not both"));
-                }
-                let zone = match &w.timezone {
-                    Some(z) => {
-                        Some(p.take(&format!("{at}.timezone"), tocsin_clock::Zone::parse(z))?)
-                    }
-                    None => None,
-                };
-                let weekly = p.take(
+                p.take(
                     &at,
-                    Weekly::new(&w.days, &w.from, &w.to, w.utc_offset.as_deref()),
-                )?;
-                Some(Window { weekly, zone })
+                    Window::new(
+                        &w.days,
+                        &w.from,
+                        &w.to,
+                        w.utc_offset.as_deref(),
+                        w.timezone.as_deref(),
+                    ),
+                )
             })
             .collect();
         if out.insert(t.name.clone(), times).is_some() {
@@ -372,7 +351,7 @@ mod tests {
             "{e}"
         );
         assert!(
-            e.contains("time_intervals[3].times[0].timezone: unknown time zone"),
+            e.contains("time_intervals[3].times[0]: timezone: unknown time zone"),
             "{e}"
         );
         let inside = |name: &str, ms: TimestampMs| t[name].iter().any(|w| w.contains(ms));

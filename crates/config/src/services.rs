@@ -94,7 +94,7 @@ pub struct Deadline {
     pub ack: Duration,
     pub resolve: Duration,
     /// Counted only inside the business hours (`hours: business`), else around the clock.
-    pub hours: Option<tocsin_model::weekly::BusinessHours>,
+    pub hours: Option<tocsin_clock::BusinessHours>,
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -116,7 +116,7 @@ pub struct RawDeadlines {
     #[serde(default)]
     pub emergency: RawDeadline,
     /// The hours a deadline with `hours: business` counts: on `days` (default every day),
-    /// `from` to `to` (HH:MM) at `utc_offset` (default UTC).
+    /// `from` to `to` (HH:MM) at `utc_offset` or in `timezone` (default UTC).
     pub business_hours: Option<RawHours>,
 }
 
@@ -128,6 +128,8 @@ pub struct RawHours {
     pub from: String,
     pub to: String,
     pub utc_offset: Option<String>,
+    /// e.g. `Europe/Berlin`: the hours keep their local time across daylight saving changes.
+    pub timezone: Option<String>,
     /// Dates (YYYY-MM-DD, local) closed though their weekday is open…
     #[serde(default)]
     pub holidays: Vec<String>,
@@ -164,7 +166,13 @@ pub fn validate_deadlines(p: &mut Problems, raw: RawDeadlines) -> Deadlines {
     let business = raw.business_hours.and_then(|h| {
         let window = p.take(
             "deadlines.business_hours",
-            tocsin_model::weekly::Weekly::new(&h.days, &h.from, &h.to, h.utc_offset.as_deref()),
+            tocsin_clock::Window::new(
+                &h.days,
+                &h.from,
+                &h.to,
+                h.utc_offset.as_deref(),
+                h.timezone.as_deref(),
+            ),
         );
         let mut dates = |field: &str, list: &[String]| {
             list.iter()
@@ -184,7 +192,7 @@ pub fn validate_deadlines(p: &mut Problems, raw: RawDeadlines) -> Deadlines {
                 "deadlines.business_hours: {both} is both a holiday and a workday"
             ));
         }
-        window.map(|window| tocsin_model::weekly::BusinessHours {
+        window.map(|window| tocsin_clock::BusinessHours {
             window,
             holidays,
             workdays,
@@ -521,12 +529,14 @@ pub struct RawFreeze {
     /// Once: from `start` to `end` (UTC, `2026-12-24 00:00:00` or RFC 3339) …
     pub start: Option<String>,
     pub end: Option<String>,
-    /// … or every week: on `days` (default every day), `from` to `to` (HH:MM) at `utc_offset`.
+    /// … or every week: on `days` (default every day), `from` to `to` (HH:MM) at `utc_offset`
+    /// or in `timezone` (e.g. `Asia/Shanghai`; default UTC).
     #[serde(default)]
     pub days: Vec<String>,
     pub from: Option<String>,
     pub to: Option<String>,
     pub utc_offset: Option<String>,
+    pub timezone: Option<String>,
     /// `refuse` (default): the change is refused unless it gives an override reason;
     /// `warn`: it is recorded with a warning.
     pub policy: Option<String>,
@@ -535,7 +545,7 @@ pub struct RawFreeze {
 #[derive(Debug, Clone, PartialEq)]
 pub enum FreezeWhen {
     Once { start_ms: i64, end_ms: i64 },
-    Weekly(tocsin_model::weekly::Weekly),
+    Weekly(tocsin_clock::Window),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -581,7 +591,9 @@ pub fn validate_freezes(p: &mut Problems, raw: Vec<RawFreeze>) -> Vec<Freeze> {
             }
         };
         let when = match (&f.start, &f.end, &f.from, &f.to) {
-            (Some(a), Some(b), None, None) if f.days.is_empty() && f.utc_offset.is_none() => {
+            (Some(a), Some(b), None, None)
+                if f.days.is_empty() && f.utc_offset.is_none() && f.timezone.is_none() =>
+            {
                 let t = |p: &mut Problems, field: &str, s: &str| {
                     p.take(
                         &format!("{at}.{field}"),
@@ -603,12 +615,18 @@ pub fn validate_freezes(p: &mut Problems, raw: Vec<RawFreeze>) -> Vec<Freeze> {
             (None, None, Some(from), Some(to)) => p
                 .take(
                     &at,
-                    tocsin_model::weekly::Weekly::new(&f.days, from, to, f.utc_offset.as_deref()),
+                    tocsin_clock::Window::new(
+                        &f.days,
+                        from,
+                        to,
+                        f.utc_offset.as_deref(),
+                        f.timezone.as_deref(),
+                    ),
                 )
                 .map(FreezeWhen::Weekly),
             _ => {
                 p.push(format!(
-                    "{at}: give either start and end, or from and to (with optional days and utc_offset)"
+                    "{at}: give either start and end, or from and to (with optional days, and utc_offset or timezone)"
                 ));
                 None
             }
@@ -648,6 +666,37 @@ mod freeze_tests {
         );
         let fri_19_local = tocsin_model::parse_timestamp("2026-12-04 11:00:00").unwrap();
         assert!(f[1].holds("search", fri_19_local) && !f[1].refuse);
+    }
+
+    /// Fridays from 16:00 New York time: 21:00 UTC in winter, 20:00 UTC in summer.
+    #[test]
+    fn a_weekly_freeze_in_a_time_zone_keeps_its_local_time() {
+        let raw: Vec<RawFreeze> = serde_yaml_ng::from_str(
+            "- { name: weekend, days: [fri], from: \"16:00\", to: \"24:00\", timezone: America/New_York }\n",
+        )
+        .unwrap();
+        let mut p = Problems::default();
+        let f = validate_freezes(&mut p, raw);
+        p.finish(|| ()).unwrap();
+        let t = |s: &str| tocsin_model::parse_timestamp(s).unwrap();
+        assert!(f[0].holds("members", t("2026-12-04 21:00:00")));
+        assert!(!f[0].holds("members", t("2026-12-04 20:30:00")));
+        assert!(f[0].holds("members", t("2026-07-10 20:30:00")));
+        assert_eq!(
+            f[0].ends_after(t("2026-07-10 20:30:00")),
+            t("2026-07-11 04:00:00")
+        );
+        let raw: Vec<RawFreeze> = serde_yaml_ng::from_str(
+            "- { name: x, from: \"16:00\", to: \"24:00\", timezone: America/NewYork }\n",
+        )
+        .unwrap();
+        let mut p = Problems::default();
+        validate_freezes(&mut p, raw);
+        let e = p.finish(|| ()).unwrap_err().to_string();
+        assert!(
+            e.contains("change_freezes[0] (x)") && e.contains("unknown time zone"),
+            "{e}"
+        );
     }
 
     #[test]

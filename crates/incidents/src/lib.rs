@@ -43,7 +43,7 @@ pub struct Deadline {
     pub resolve_ms: i64,
     /// Counted only inside these hours (business hours: a warning raised on Friday evening is
     /// due on Monday), or around the clock.
-    pub hours: Option<tocsin_model::weekly::BusinessHours>,
+    pub hours: Option<tocsin_clock::BusinessHours>,
 }
 
 impl Deadline {

@@ -541,8 +541,8 @@ fn a_deadline_in_business_hours_counts_only_their_time() {
             level: Level::Warning,
             ack_ms: 4 * 3600 * S,
             resolve_ms: 30 * 3600 * S,
-            hours: Some(tocsin_model::weekly::BusinessHours {
-                window: office,
+            hours: Some(tocsin_clock::BusinessHours {
+                window: tocsin_clock::Window::fixed(office),
                 holidays: Default::default(),
                 workdays: Default::default(),
             }),

@@ -1,6 +1,6 @@
 //! A recurring weekly window ("Fridays 18:00–24:00 at +08:00"): on some days of the week,
 //! between two times of day, in a fixed UTC offset. An end before the start runs past
-//! midnight into the next day. Silences' maintenance windows and change freezes use it.
+//! midnight into the next day. `tocsin_clock::Window` reads it in a time zone as well.
 
 use std::fmt;
 
@@ -121,7 +121,7 @@ impl Weekly {
 
     /// The same, with `on(day, weekly)` deciding whether the window opens on a local day (days
     /// since 1970-01-01 at the window's offset; `weekly`: whether its days say so).
-    fn overlap_ms_on(
+    pub fn overlap_ms_on(
         &self,
         from: TimestampMs,
         to: TimestampMs,
@@ -201,25 +201,6 @@ impl Weekly {
     }
 }
 
-/// Business hours: a weekly window, closed on `holidays` and open on `workdays` (days moved
-/// to a weekend, as China's make-up working days), each a local day of the window
-/// (`Weekly::local_day`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BusinessHours {
-    pub window: Weekly,
-    pub holidays: std::collections::BTreeSet<i64>,
-    pub workdays: std::collections::BTreeSet<i64>,
-}
-
-impl BusinessHours {
-    /// How much of [`from`, `to`) falls in business hours, in ms.
-    pub fn overlap_ms(&self, from: TimestampMs, to: TimestampMs) -> i64 {
-        self.window.overlap_ms_on(from, to, |day, weekly| {
-            self.workdays.contains(&day) || (weekly && !self.holidays.contains(&day))
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,7 +217,7 @@ mod tests {
     }
 
     #[test]
-    fn dates_are_local_days_and_holidays_close_them() {
+    fn dates_are_local_days() {
         assert_eq!(Weekly::local_day("1970-01-01"), Ok(0));
         assert_eq!(Weekly::local_day("2000-03-01"), Ok(11_017));
         assert_eq!(Weekly::local_day("2026-12-04"), Ok(20_791));
@@ -250,21 +231,6 @@ mod tests {
             assert!(Weekly::local_day(bad).is_err(), "{bad}");
         }
         assert!(Weekly::local_day("2024-02-29").is_ok());
-        let office = office();
-        // The week of 2026-09-28 (Monday) to 2026-10-04: the national day holiday from
-        // Thursday 1 October, and Sunday 27 September worked in its place.
-        let hours = BusinessHours {
-            window: office,
-            holidays: ["2026-10-01", "2026-10-02"]
-                .map(|d| Weekly::local_day(d).unwrap())
-                .into(),
-            workdays: [Weekly::local_day("2026-09-27").unwrap()].into(),
-        };
-        let sun_27 = Weekly::local_day("2026-09-27").unwrap() * DAY_MS - 8 * 3_600_000;
-        let week = 8 * DAY_MS;
-        // Sunday, Monday to Wednesday: four days of nine hours; Thursday and Friday closed.
-        assert_eq!(hours.overlap_ms(sun_27, sun_27 + week), 4 * 9 * 3_600_000);
-        assert_eq!(office.overlap_ms(sun_27, sun_27 + week), 5 * 9 * 3_600_000);
     }
 
     #[test]

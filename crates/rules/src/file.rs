@@ -143,19 +143,13 @@ struct RawExclusion {
     days: Option<Vec<String>>,
     from: Option<String>,
     to: Option<String>,
+    utc_offset: Option<String>,
+    timezone: Option<String>,
     start: Option<String>,
     end: Option<String>,
 }
 
 fn parse_exclusion(e: &RawExclusion) -> Result<Exclusion, String> {
-    let hm = |s: &str| -> Result<u32, String> {
-        let (h, m) = s
-            .split_once(':')
-            .and_then(|(h, m)| Some((h.parse::<u32>().ok()?, m.parse::<u32>().ok()?)))
-            .filter(|&(h, m)| h <= 24 && m < 60 && h * 60 + m <= 1440)
-            .ok_or_else(|| format!("{s:?} is not a time of day HH:MM"))?;
-        Ok(h * 60 + m)
-    };
     match e {
         RawExclusion {
             start: Some(a),
@@ -163,6 +157,8 @@ fn parse_exclusion(e: &RawExclusion) -> Result<Exclusion, String> {
             days: None,
             from: None,
             to: None,
+            utc_offset: None,
+            timezone: None,
         } => {
             let t = |s: &str| {
                 tocsin_model::parse_timestamp(s)
@@ -180,26 +176,20 @@ fn parse_exclusion(e: &RawExclusion) -> Result<Exclusion, String> {
             start: None,
             end: None,
             days,
-        } => {
-            const NAMES: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
-            let mut mask = 0u8;
-            for d in days
-                .clone()
-                .unwrap_or_else(|| NAMES.iter().map(|s| s.to_string()).collect())
-            {
-                let i = NAMES
-                    .iter()
-                    .position(|n| d.to_ascii_lowercase().starts_with(n))
-                    .ok_or_else(|| format!("{d:?} is not a day (sun, mon, …)"))?;
-                mask |= 1 << i;
-            }
-            Ok(Exclusion::Weekly {
-                days: mask,
-                from_min: hm(f)?,
-                to_min: hm(t)?,
-            })
-        }
-        _ => Err("give either `from` and `to` (with optional `days`) or `start` and `end`".into()),
+            utc_offset,
+            timezone,
+        } => tocsin_clock::Window::new(
+            days.as_deref().unwrap_or_default(),
+            f,
+            t,
+            utc_offset.as_deref(),
+            timezone.as_deref(),
+        )
+        .map(Exclusion::Weekly),
+        _ => Err(
+            "give either `from` and `to` (with optional `days`, and `utc_offset` or `timezone`) or `start` and `end`"
+                .into(),
+        ),
     }
 }
 

@@ -92,39 +92,19 @@ pub struct Dynamic {
 }
 
 /// A time the baseline ignores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Exclusion {
-    /// Every week on the days in `days` (bit 0 = Sunday), from `from_min` to `to_min` minutes
-    /// after midnight UTC (`to_min < from_min` wraps past midnight).
-    Weekly {
-        days: u8,
-        from_min: u32,
-        to_min: u32,
-    },
+    /// Every week on some days between two times of day (UTC, at an offset or in a zone).
+    Weekly(tocsin_clock::Window),
     /// Once, from `start_ms` to `end_ms`.
     Once { start_ms: i64, end_ms: i64 },
 }
 
 impl Exclusion {
     pub fn contains(&self, ts_ms: i64) -> bool {
-        match *self {
-            Exclusion::Once { start_ms, end_ms } => (start_ms..end_ms).contains(&ts_ms),
-            Exclusion::Weekly {
-                days,
-                from_min,
-                to_min,
-            } => {
-                let day = ts_ms.div_euclid(86_400_000);
-                let minute = (ts_ms.rem_euclid(86_400_000) / 60_000) as u32;
-                // 1970-01-01 was a Thursday (day 4 with Sunday = 0).
-                let weekday = |d: i64| (d + 4).rem_euclid(7) as u8;
-                if from_min <= to_min {
-                    days & (1 << weekday(day)) != 0 && (from_min..to_min).contains(&minute)
-                } else {
-                    (days & (1 << weekday(day)) != 0 && minute >= from_min)
-                        || (days & (1 << weekday(day - 1)) != 0 && minute < to_min)
-                }
-            }
+        match self {
+            Exclusion::Once { start_ms, end_ms } => (*start_ms..*end_ms).contains(&ts_ms),
+            Exclusion::Weekly(w) => w.contains(ts_ms),
         }
     }
 }

@@ -782,22 +782,26 @@ fn excluded_windows_neither_learn_nor_fire() {
     use crate::rule::Exclusion;
     // 2023-11-12 was a Sunday.
     let sunday_0230 = tocsin_model::parse_timestamp("2023-11-12 02:30:00").unwrap();
-    let w = Exclusion::Weekly {
-        days: 1,
-        from_min: 120,
-        to_min: 240,
-    };
+    let w = Exclusion::Weekly(
+        tocsin_clock::Window::new(&["sun".into()], "02:00", "04:00", None, None).unwrap(),
+    );
     assert!(w.contains(sunday_0230));
     assert!(!w.contains(sunday_0230 + 86_400_000), "Monday");
-    let night = Exclusion::Weekly {
-        days: 1 << 6,
-        from_min: 23 * 60,
-        to_min: 60,
-    };
+    let night = Exclusion::Weekly(
+        tocsin_clock::Window::new(&["sat".into()], "23:00", "01:00", None, None).unwrap(),
+    );
     assert!(
         night.contains(tocsin_model::parse_timestamp("2023-11-12 00:30:00").unwrap()),
         "Saturday night into Sunday"
     );
+
+    // In a zone: Sundays 02:00–04:00 Berlin time are 00:00–02:00 UTC in summer.
+    let r = rules(
+        "rules:\n  - name: U\n    expr: v\n    dynamic:\n      exclude:\n        - { days: [sun], from: \"02:00\", to: \"04:00\", timezone: Europe/Berlin }\n",
+    );
+    let berlin = &r[0].dynamic.as_ref().unwrap().exclude[0];
+    let july_5 = tocsin_model::parse_timestamp("2026-07-05 00:30:00").unwrap();
+    assert!(berlin.contains(july_5) && !berlin.contains(july_5 + 2 * 3_600_000));
 
     let r = rules(
         "rules:\n  - name: U\n    expr: v\n    dynamic:\n      exclude:\n        - { days: [sun], from: \"02:00\", to: \"04:00\" }\n",
@@ -825,7 +829,7 @@ fn excluded_windows_neither_learn_nor_fire() {
     .unwrap_err();
     assert_eq!(bad.len(), 3, "{bad:?}");
     assert!(
-        bad[0].ends_with("dynamic.exclude[0]: \"funday\" is not a day (sun, mon, …)"),
+        bad[0].ends_with("dynamic.exclude[0]: unknown day \"funday\", expected mon … sun"),
         "{}",
         bad[0]
     );
