@@ -236,9 +236,6 @@ pub struct Pipeline {
     dispatcher: Dispatcher,
     incidents: Incidents,
     remedy: Remedy,
-    /// Alerts whose remediation a silence held back (maintenance): it is asked for when the
-    /// silence ends if they still fire, and forgotten when they resolve.
-    remedy_held: HashSet<String>,
     fx: Effects,
 }
 
@@ -256,7 +253,6 @@ impl Pipeline {
             dispatcher: dispatcher(&settings),
             incidents: Incidents::new(settings.incidents.clone()),
             remedy: Remedy::new(settings.remedy_limits),
-            remedy_held: HashSet::new(),
             silences: Vec::new(),
             muting: Vec::new(),
             fx: Effects::default(),
@@ -413,19 +409,33 @@ impl Pipeline {
         });
         if recheck_held || released {
             let known = self.dispatcher.known();
-            let (silences, rules) = (&self.silences, &self.s.inhibit_rules);
-            let freed = alerts.firing_now(now, &|l| {
+            let (silences, rules, remedy) = (&self.silences, &self.s.inhibit_rules, &self.remedy);
+            let untold = |l: &Labels| {
                 !known.contains(alert_id(l).as_str())
-                    && !silences.iter().any(|s| s.matches(l, now))
                     && !sources
                         .iter()
                         .any(|(r, src)| routing::inhibits(&rules[*r], src, l))
-            });
-            for t in &freed {
-                info!(alert = %t.rule, labels = %t.labels, "no longer held back: notifying");
-                self.notify(&sources, t, now, &mut None);
+            };
+            // Firing alerts nothing holds back any more: those no receiver has heard of, and
+            // those whose remediation a silence held (told before it, maybe).
+            let freed: Vec<(Transition, bool)> = alerts
+                .firing_now(now, &|l| {
+                    !silences.iter().any(|s| s.matches(l, now))
+                        && (untold(l) || remedy.is_held(&alert_id(l)))
+                })
+                .into_iter()
+                .map(|t| {
+                    let tell = untold(&t.labels);
+                    (t, tell)
+                })
+                .collect();
+            for (t, tell) in &freed {
+                if *tell {
+                    info!(alert = %t.rule, labels = %t.labels, "no longer held back: notifying");
+                    self.notify(&sources, t, now, &mut None);
+                }
                 let a = AlertInfo::from_transition(t);
-                if self.remedy_held.contains(&a.id) {
+                if self.remedy.is_held(&a.id) {
                     if let Some(rem) = alerts.remediation(&t.rule) {
                         self.remediate(&a, rem, now);
                     }
@@ -444,7 +454,7 @@ impl Pipeline {
             .then(|| self.silences.iter().find(|s| s.matches(&a.labels, now)))
             .flatten();
         if let Some(s) = silence {
-            if self.remedy_held.insert(a.id.clone()) {
+            if self.remedy.hold(&a.id) {
                 let e = tocsin_remedy::Event {
                     at: now,
                     alert_id: a.id.clone(),
@@ -460,7 +470,7 @@ impl Pipeline {
             }
             return;
         }
-        self.remedy_held.remove(&a.id);
+        self.remedy.release(&a.id);
         let evs = self.remedy.on_alert(a, &rem, now);
         self.remedy_events(evs, now);
     }

@@ -1036,6 +1036,40 @@ const REMEDY_CASES: &[Case] = &[
             10m1s audit dispatched",
     },
     Case {
+        name: "a restart inside the silence keeps the remediation held, asked for when it ends",
+        config: REMEDY_CONFIG,
+        script: "
+            0s silence 1 host=a 10m
+            1s fire ServiceDown host=a critical
+            5m restart
+            5m1s poll a
+            10m end
+            10m1s poll a",
+        show: &["poll", "audit"],
+        expect: "
+            1s audit skipped
+            5m1s poll a: nothing
+            10m audit requested
+            10m1s poll a: restart()
+            10m1s audit dispatched",
+    },
+    Case {
+        name: "an alert told before the silence and raised to the remediation's level inside it is remediated when it ends",
+        config: REMEDY_CONFIG,
+        script: "
+            0s fire ServiceDown host=a warning
+            1m silence 1 host=a 10m
+            2m fire ServiceDown host=a critical
+            10m end
+            10m1s poll a",
+        show: &["poll", "audit"],
+        expect: "
+            2m audit skipped
+            10m audit requested
+            10m1s poll a: restart()
+            10m1s audit dispatched",
+    },
+    Case {
         name: "an alert that resolves during the silence is not remediated after it",
         config: REMEDY_CONFIG,
         script: "

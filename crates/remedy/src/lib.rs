@@ -139,6 +139,10 @@ pub struct Remedy {
     limits: Limits,
     requests: BTreeMap<String, Request>,
     tracks: BTreeMap<String, Track>,
+    /// Alerts whose remediation a silence held back (maintenance), by id: asked for when the
+    /// silence ends if they still fire. Kept as state rows, so a restart inside the silence
+    /// does not forget them.
+    held: BTreeSet<String>,
     seq: u64,
     dirty: BTreeSet<String>,
 }
@@ -164,6 +168,26 @@ impl Remedy {
 
     fn track_key(rule: &str, alert_id: &str) -> String {
         format!("{rule}|{alert_id}")
+    }
+
+    /// Marks an alert's remediation as held back by a silence; whether it was not already.
+    pub fn hold(&mut self, alert_id: &str) -> bool {
+        let new = self.held.insert(alert_id.to_string());
+        if new {
+            self.dirty.insert(format!("h:{alert_id}"));
+        }
+        new
+    }
+
+    /// Forgets a hold (the alert was remediated, or resolved).
+    pub fn release(&mut self, alert_id: &str) {
+        if self.held.remove(alert_id) {
+            self.dirty.insert(format!("h:{alert_id}"));
+        }
+    }
+
+    pub fn is_held(&self, alert_id: &str) -> bool {
+        self.held.contains(alert_id)
     }
 
     /// Takes in an alert event of a rule with a remediation block.
@@ -632,6 +656,7 @@ impl Remedy {
                 let json = match k.split_at(2) {
                     ("r:", id) => self.requests.get(id).map(serde_json::to_string),
                     ("t:", key) => self.tracks.get(key).map(serde_json::to_string),
+                    ("h:", id) => self.held.contains(id).then(|| serde_json::to_string(&true)),
                     _ => Some(serde_json::to_string(&self.seq)),
                 };
                 (k, json.map(|j| j.expect("remediation state serializes")))
@@ -651,6 +676,9 @@ impl Remedy {
                     self.tracks.insert(k[2..].to_string(), t);
                 }),
                 Some("s:") => serde_json::from_str(&json).map(|s| self.seq = s),
+                Some("h:") => serde_json::from_str::<bool>(&json).map(|_| {
+                    self.held.insert(k[2..].to_string());
+                }),
                 _ => {
                     bad.push((k, "unknown kind of row".into()));
                     continue;
