@@ -151,6 +151,10 @@ mod tests {
         .unwrap();
         // 2026-12-06 and 2026-07-05 are Sundays.
         assert!(!w.contains(ms("2026-12-06 00:59:00")));
+        assert_eq!(
+            w.end_after(ms("2026-12-06 01:00:00")),
+            ms("2026-12-06 03:00:00")
+        );
         assert!(w.contains(ms("2026-12-06 01:00:00")));
         assert!(w.contains(ms("2026-12-06 02:59:00")));
         assert!(!w.contains(ms("2026-12-06 03:00:00")));

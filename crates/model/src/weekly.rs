@@ -114,13 +114,9 @@ impl Weekly {
         }
     }
 
-    /// How much of [`from`, `to`) lies inside the window, in ms. One step per day of the span.
-    pub fn overlap_ms(&self, from: TimestampMs, to: TimestampMs) -> i64 {
-        self.overlap_ms_on(from, to, |_, on| on)
-    }
-
-    /// The same, with `on(day, weekly)` deciding whether the window opens on a local day (days
-    /// since 1970-01-01 at the window's offset; `weekly`: whether its days say so).
+    /// How much of [`from`, `to`) lies inside the window, in ms, with `on(day, weekly)`
+    /// deciding whether the window opens on a local day (days since 1970-01-01 at the
+    /// window's offset; `weekly`: whether its days say so). One step per day of the span.
     pub fn overlap_ms_on(
         &self,
         from: TimestampMs,
@@ -187,23 +183,17 @@ impl Weekly {
         }
         Ok(crate::days_from_civil(y, m, d))
     }
-
-    /// When the window that holds `now` ends (the first minute after it outside).
-    pub fn end_after(&self, now: TimestampMs) -> TimestampMs {
-        let mut t = now.div_euclid(60_000) * 60_000;
-        for _ in 0..=7 * 1440 {
-            if !self.contains(t) {
-                return t;
-            }
-            t += 60_000;
-        }
-        t
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Weekly {
+        fn overlap_ms(&self, from: TimestampMs, to: TimestampMs) -> i64 {
+            self.overlap_ms_on(from, to, |_, on| on)
+        }
+    }
 
     /// Weekdays 09:00-18:00 at +08:00.
     fn office() -> Weekly {
@@ -287,7 +277,6 @@ mod tests {
         let w = Weekly::new(&["fri".into()], "18:00", "24:00", Some("+08:00")).unwrap();
         assert!(w.contains(fri_10utc));
         assert!(!w.contains(fri_10utc - 60_000));
-        assert_eq!(w.end_after(fri_10utc), fri_10utc + 6 * 3_600_000);
         let night = Weekly::new(&[], "22:00", "02:00", None).unwrap();
         assert!(night.contains(fri_10utc + 13 * 3_600_000));
         assert!(!night.contains(fri_10utc + 7 * 3_600_000));
