@@ -32,20 +32,11 @@ pub(super) fn silence_request(
         } => {
             let mut specs = Vec::new();
             for m in &matchers {
-                let (name, value, is_regex) = match m.split_once("=~") {
-                    Some((n, v)) => (n, v, true),
-                    None => match m.split_once('=') {
-                        Some((n, v)) => (n, v, false),
-                        None => {
-                            return Err(format!("matcher {m:?} must be name=value or name=~regex"))
-                        }
-                    },
-                };
-                specs.push(MatcherSpec {
-                    name: name.into(),
-                    value: value.into(),
-                    is_regex,
-                });
+                specs.push(MatcherSpec::parse(m).ok_or_else(|| {
+                    format!(
+                        "matcher {m:?} must be name=value, name!=value, name=~regex or name!~regex"
+                    )
+                })?);
             }
             let schedule = match window {
                 Some(w) => {

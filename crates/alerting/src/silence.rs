@@ -7,19 +7,84 @@ use tocsin_clock::{Window, Zone};
 use tocsin_model::weekly::{Weekly, WeeklyError};
 use tocsin_model::{Labels, TimestampMs};
 
-/// One matcher as the API takes it (Alertmanager's shape).
+/// One matcher as the API takes it (Alertmanager's shape): `isEqual: false` negates it
+/// (`!=`, `!~`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MatcherSpec {
     pub name: String,
     pub value: String,
     #[serde(default, rename = "isRegex")]
     pub is_regex: bool,
+    #[serde(
+        default = "yes",
+        rename = "isEqual",
+        skip_serializing_if = "Clone::clone"
+    )]
+    pub is_equal: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl MatcherSpec {
+    /// `name=value`, `name!=value`, `name=~regex` or `name!~regex` (a value may be quoted).
+    pub fn parse(m: &str) -> Option<MatcherSpec> {
+        let at = m.find(['=', '!'])?;
+        let (name, rest) = m.split_at(at);
+        let (is_equal, is_regex, value) = if let Some(v) = rest.strip_prefix("=~") {
+            (true, true, v)
+        } else if let Some(v) = rest.strip_prefix("!~") {
+            (false, true, v)
+        } else if let Some(v) = rest.strip_prefix("!=") {
+            (false, false, v)
+        } else {
+            (true, false, rest.strip_prefix('=')?)
+        };
+        let value = match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+            // Quoted as Alertmanager writes a matcher: \", \\ and \n escaped.
+            Some(q) => {
+                let mut out = String::with_capacity(q.len());
+                let mut chars = q.chars();
+                while let Some(c) = chars.next() {
+                    out.push(match (c, c == '\\') {
+                        (_, true) => match chars.next()? {
+                            'n' => '\n',
+                            e => e,
+                        },
+                        (c, false) => c,
+                    });
+                }
+                out
+            }
+            None => value.to_string(),
+        };
+        Some(MatcherSpec {
+            name: name.trim().to_string(),
+            value,
+            is_regex,
+            is_equal,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
 enum Matcher {
     Eq(String, String),
     Re(String, regex::Regex),
+    /// The same, negated.
+    Not(Box<Matcher>),
+}
+
+impl Matcher {
+    fn matches(&self, labels: &Labels) -> bool {
+        match self {
+            Matcher::Eq(n, v) => labels.get(n).unwrap_or("") == v,
+            Matcher::Re(n, re) => re.is_match(labels.get(n).unwrap_or("")),
+            Matcher::Not(m) => !m.matches(labels),
+        }
+    }
 }
 
 /// A recurring window as the API takes it: on `days` (mon … sun; empty: every day), from
@@ -139,11 +204,7 @@ impl Silence {
     }
 
     pub fn matches(&self, labels: &Labels, now: TimestampMs) -> bool {
-        self.active(now)
-            && self.matchers.iter().all(|m| match m {
-                Matcher::Eq(n, v) => labels.get(n) == Some(v.as_str()),
-                Matcher::Re(n, re) => re.is_match(labels.get(n).unwrap_or("")),
-            })
+        self.active(now) && self.matchers.iter().all(|m| m.matches(labels))
     }
 }
 
@@ -163,16 +224,21 @@ fn compile(specs: &[MatcherSpec]) -> Result<Vec<Matcher>, SilenceError> {
             if !tocsin_model::is_valid_label_name(&m.name) {
                 return Err(SilenceError::LabelName(m.name.clone()));
             }
-            if m.is_regex {
+            let matcher = if m.is_regex {
                 regex::Regex::new(&format!("^(?:{})$", m.value))
                     .map(|re| Matcher::Re(m.name.clone(), re))
                     .map_err(|e| SilenceError::Regex {
                         name: m.name.clone(),
                         error: e.to_string(),
-                    })
+                    })?
             } else {
-                Ok(Matcher::Eq(m.name.clone(), m.value.clone()))
-            }
+                Matcher::Eq(m.name.clone(), m.value.clone())
+            };
+            Ok(if m.is_equal {
+                matcher
+            } else {
+                Matcher::Not(Box::new(matcher))
+            })
         })
         .collect()
 }
@@ -319,5 +385,56 @@ mod tests {
         assert!(serde_json::to_string(&spec)
             .unwrap()
             .contains("\"timezone\":\"Europe/Berlin\""));
+    }
+
+    /// `isEqual: false` negates a matcher, as in Alertmanager: `host!=db-1` mutes every host
+    /// but db-1 (it was once read as `host=db-1`, muting the one host meant to be left alone).
+    #[test]
+    fn negated_matchers_mute_everything_else() {
+        let s = Silence::new(
+            1,
+            r#"[{"name":"alertname","value":"DiskFull"},
+                {"name":"host","value":"db-1","isEqual":false},
+                {"name":"dc","value":"eu-.*","isRegex":true,"isEqual":false}]"#,
+            None,
+            0,
+            i64::MAX,
+        )
+        .unwrap();
+        let l = |host: &str, dc: &str| {
+            Labels::from_pairs([("alertname", "DiskFull"), ("host", host), ("dc", dc)])
+        };
+        assert!(s.matches(&l("db-2", "us-1"), 5));
+        assert!(!s.matches(&l("db-1", "us-1"), 5), "host!=db-1");
+        assert!(!s.matches(&l("db-2", "eu-2"), 5), "dc!~eu-.*");
+        assert!(Silence::new(
+            2,
+            r#"[{"name":"a","value":"b","isNegative":true}]"#,
+            None,
+            0,
+            1
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("unknown field"));
+        // As people and amtool write them.
+        for (text, want) in [
+            ("host=db-1", ("host", "db-1", false, true)),
+            ("host!=db-1", ("host", "db-1", false, false)),
+            ("host=~db-.*", ("host", "db-.*", true, true)),
+            ("host!~\"db-.*\"", ("host", "db-.*", true, false)),
+            (
+                r#"msg="say \"hi\"\\n""#,
+                ("msg", "say \"hi\"\\n", false, true),
+            ),
+        ] {
+            let m = MatcherSpec::parse(text).unwrap();
+            assert_eq!(
+                (m.name.as_str(), m.value.as_str(), m.is_regex, m.is_equal),
+                want,
+                "{text}"
+            );
+        }
+        assert!(MatcherSpec::parse("host").is_none());
     }
 }

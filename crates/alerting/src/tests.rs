@@ -1205,7 +1205,7 @@ fn a_page_about_the_collector_goes_to_each_receiver_once_unless_silenced() {
     );
     p.set_silences(vec![silence::Silence::new(
         1,
-        r#"[{"name":"alertname","value":"TocsinStorageFailing","is_regex":false}]"#,
+        r#"[{"name":"alertname","value":"TocsinStorageFailing","isRegex":false}]"#,
         None,
         T0,
         T0 + 3_600_000,
@@ -1228,7 +1228,7 @@ fn what_holds_a_firing_alert_back_is_told_per_alert() {
     let cpu_b = labels("CpuBusy", "host=b");
     p.set_silences(vec![silence::Silence::new(
         7,
-        r#"[{"name":"alertname","value":"CpuBusy","is_regex":false}]"#,
+        r#"[{"name":"alertname","value":"CpuBusy","isRegex":false}]"#,
         None,
         T0,
         T0 + 3_600_000,
