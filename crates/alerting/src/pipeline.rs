@@ -294,6 +294,11 @@ impl Pipeline {
         &self.silences
     }
 
+    /// The receivers an alert with these labels goes to at this level (the route's).
+    pub fn receivers_for(&self, labels: &Labels, level: Level) -> Vec<String> {
+        routing::receivers_for(&self.s.route, labels, level)
+    }
+
     /// What holds each of `firing` back at `now`: the ids of the silences that mute it, and
     /// whether another firing alert inhibits it (as [`Pipeline::transitions`] decides). Sources
     /// are indexed by the values of each rule's `equal` labels, so a mass outage costs
@@ -408,25 +413,21 @@ impl Pipeline {
                     .any(|r| routing::is_source(r, &t.labels))
         });
         if recheck_held || released {
-            let known = self.dispatcher.known();
+            let known = self.dispatcher.known_levels();
             let (silences, rules, remedy) = (&self.silences, &self.s.inhibit_rules, &self.remedy);
-            let untold = |l: &Labels| {
-                !known.contains(alert_id(l).as_str())
-                    && !sources
-                        .iter()
-                        .any(|(r, src)| routing::inhibits(&rules[*r], src, l))
-            };
-            // Firing alerts nothing holds back any more: those no receiver has heard of, and
-            // those whose remediation a silence held (told before it, maybe).
+            // Firing alerts nothing holds back any more that receivers have not heard of at
+            // their level (never, or before a change a silence held back), and those whose
+            // remediation a silence held.
             let freed: Vec<(Transition, bool)> = alerts
-                .firing_now(now, &|l| {
-                    !silences.iter().any(|s| s.matches(l, now))
-                        && (untold(l) || remedy.is_held(&alert_id(l)))
-                })
+                .firing_now(now, &|l| !silences.iter().any(|s| s.matches(l, now)))
                 .into_iter()
-                .map(|t| {
-                    let tell = untold(&t.labels);
-                    (t, tell)
+                .filter_map(|t| {
+                    let id = alert_id(&t.labels);
+                    let tell = known.get(id.as_str()) != Some(&t.level)
+                        && !sources
+                            .iter()
+                            .any(|(r, src)| routing::inhibits(&rules[*r], src, &t.labels));
+                    (tell || remedy.is_held(&id)).then_some((t, tell))
                 })
                 .collect();
             for (t, tell) in &freed {

@@ -717,6 +717,21 @@ const CASES: &[Case] = &[
             10m notify ops changed DiskFull/a:warning",
     },
     Case {
+        name: "a rise in level a silence held back is told when the silence ends",
+        config: TWO_TIERS,
+        script: "
+            0s fire DiskFull host=a warning
+            1m silence 1 host=a 1h
+            2m fire DiskFull host=a critical
+            20m expire 1",
+        show: &["notify", "silenced"],
+        expect: "
+            0s notify ops changed DiskFull/a:warning
+            2m silenced 1
+            20m notify ops changed DiskFull/a:critical
+            20m notify sms changed DiskFull/a:critical",
+    },
+    Case {
         name: "a silenced firing that resolves under the silence is never told",
         config: TWO_TIERS,
         script: "

@@ -701,6 +701,22 @@ impl Dispatcher {
             .collect()
     }
 
+    /// The level each alert some group or escalation holds was last given at (the highest,
+    /// where several hold it): a change held back since (by a silence) differs from it.
+    pub fn known_levels(&self) -> std::collections::HashMap<&str, Level> {
+        let mut out = std::collections::HashMap::new();
+        let held = self
+            .groups
+            .values()
+            .flat_map(|g| g.alerts.values())
+            .chain(self.escalations.values().map(|e| &e.alert));
+        for a in held {
+            let l = out.entry(a.id.as_str()).or_insert(a.level);
+            *l = (*l).max(a.level);
+        }
+        out
+    }
+
     /// Groups and escalations in flight, for metrics.
     pub fn sizes(&self) -> (usize, usize) {
         (self.groups.len(), self.escalations.len())
