@@ -26,4 +26,8 @@ pub struct View {
     pub held: BTreeMap<String, (Vec<i64>, bool)>,
     /// The rules in force.
     pub rules: Vec<std::sync::Arc<tocsin_rules::Rule>>,
+    /// The receivers each firing alert goes to (the route's), by alert id.
+    pub receivers: BTreeMap<String, Vec<String>>,
+    /// Every receiver configured, by name.
+    pub receiver_names: Vec<String>,
 }

@@ -1125,3 +1125,129 @@ fn dead_letters_are_listed_and_can_be_put_back_in_line() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 404, "delivered now, not dead");
 }
+
+/// Runs the real `amtool` against the collector; its standard output.
+fn amtool(c: &Proc, http_config: &Path, args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new("amtool")
+        .arg(format!("--alertmanager.url={}", c.url("")))
+        .arg(format!("--http.config.file={}", http_config.display()))
+        .args(args)
+        .output()
+        .expect("run amtool");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// Alertmanager's own command-line client works against the collector: it lists the firing
+/// alerts, adds a silence that mutes delivery (with the admin token; without it, refused),
+/// finds it, shows the alert suppressed by it, and expires it.
+#[test]
+fn amtool_lists_alerts_and_manages_silences() {
+    if !require_tool("amtool") {
+        return;
+    }
+    let _g = serial();
+    let s = Setup::new();
+    let cfg = std::fs::read_to_string(s.p("collector.yaml")).unwrap();
+    std::fs::write(s.p("collector.yaml"), format!("{cfg}admin_token: adm1n\n")).unwrap();
+    let admin = s.dir.path().join("amtool-admin.yml");
+    std::fs::write(
+        &admin,
+        "authorization: { type: Bearer, credentials: adm1n }\n",
+    )
+    .unwrap();
+    let nobody = s.dir.path().join("amtool-none.yml");
+    std::fs::write(&nobody, "{}\n").unwrap();
+    s.set_value(60.0);
+    let c = s.collector("127.0.0.1:0");
+    let _a = s.agent(&c);
+    wait_host(&c);
+    s.hook.wait_nth(1, Duration::from_secs(15));
+
+    let listed = wait_for("amtool lists the alert", Duration::from_secs(10), || {
+        amtool(
+            &c,
+            &admin,
+            &["-o", "json", "alert", "query", "alertname=E2eValue"],
+        )
+        .ok()
+        .filter(|t| t.contains("E2eValue"))
+    });
+    let alerts: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(alerts[0]["labels"]["host"], "e2e-host", "{alerts}");
+    assert_eq!(alerts[0]["labels"]["level"], "warning", "{alerts}");
+    assert_eq!(alerts[0]["status"]["state"], "active", "{alerts}");
+    assert_eq!(alerts[0]["receivers"][0]["name"], "hook", "{alerts}");
+    let none = amtool(
+        &c,
+        &admin,
+        &["-o", "json", "alert", "query", "alertname=Other"],
+    )
+    .unwrap();
+    assert_eq!(none.trim(), "[]");
+
+    // A silence: refused without a credential, made with the admin token.
+    let add = [
+        "silence",
+        "add",
+        "alertname=E2eValue",
+        "host=~e2e-.*",
+        "--duration=1h",
+        "--author=alice",
+        "--comment=planned maintenance",
+    ];
+    let refused = amtool(&c, &nobody, &add).unwrap_err();
+    assert!(
+        refused.contains("401") || refused.to_lowercase().contains("unauthorized"),
+        "{refused}"
+    );
+    let id = amtool(&c, &admin, &add).unwrap().trim().to_string();
+    assert!(id.starts_with("00000000-0000-4000-8000-"), "{id}");
+    let found = amtool(
+        &c,
+        &admin,
+        &["-o", "json", "silence", "query", "alertname=E2eValue"],
+    )
+    .unwrap();
+    let found: serde_json::Value = serde_json::from_str(&found).unwrap();
+    assert_eq!(found[0]["id"], id.as_str(), "{found}");
+    assert_eq!(found[0]["createdBy"], "alice", "{found}");
+    assert_eq!(found[0]["matchers"][1]["isRegex"], true, "{found}");
+    // The silence mutes the next change; amtool shows the alert suppressed by it.
+    let suppressed = wait_for("the alert suppressed", Duration::from_secs(10), || {
+        let t = amtool(
+            &c,
+            &admin,
+            &[
+                "-o",
+                "json",
+                "alert",
+                "query",
+                "--silenced",
+                "alertname=E2eValue",
+            ],
+        )
+        .ok()?;
+        let v: serde_json::Value = serde_json::from_str(&t).ok()?;
+        (v[0]["status"]["state"] == "suppressed").then_some(v)
+    });
+    assert_eq!(suppressed[0]["status"]["silencedBy"][0], id.as_str());
+    s.set_value(90.0);
+    wait_for("the silenced level change", Duration::from_secs(10), || {
+        (metric(&c, "tocsin_notifications_silenced_total") >= 1.0).then_some(())
+    });
+    assert_eq!(s.hook.events().len(), 1, "nothing delivered while silenced");
+    // Expired through amtool: the level change is told now.
+    amtool(&c, &admin, &["silence", "expire", &id]).unwrap();
+    s.hook.wait_nth(2, Duration::from_secs(10));
+    let left = amtool(&c, &admin, &["-o", "json", "silence", "query"]).unwrap();
+    assert_eq!(
+        left.trim(),
+        "[]",
+        "an expired silence is not listed as in force"
+    );
+}

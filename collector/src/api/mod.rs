@@ -4,6 +4,7 @@
 
 mod ack_page;
 mod actions;
+mod alertmanager;
 mod alerts;
 mod audit;
 pub mod changes;
@@ -112,6 +113,18 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/silences/preview", post(silences::preview))
         .route("/api/v1/silences/{id}", delete(silences::expire))
         .route("/api/v1/rules", get(rules::list))
+        // Alertmanager's API, for amtool and Grafana's Alertmanager data source.
+        .route("/api/v2/status", get(alertmanager::status))
+        .route("/api/v2/receivers", get(alertmanager::receivers))
+        .route("/api/v2/alerts", get(alertmanager::alerts))
+        .route(
+            "/api/v2/silences",
+            get(alertmanager::silences).post(alertmanager::add),
+        )
+        .route(
+            "/api/v2/silence/{id}",
+            get(alertmanager::silence).delete(alertmanager::expire),
+        )
         .route("/api/v1/status/collector", get(rules::collector_status))
         .route("/api/v1/notifications", get(notifications::list))
         .route(

@@ -71,6 +71,11 @@ pub(crate) async fn list(State(st): State<AppState>) -> Json<Value> {
 /// When this process started serving.
 static STARTED_MS: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
 
+/// When this process started serving (now, if it has not yet).
+pub(crate) fn started_ms() -> i64 {
+    *STARTED_MS.get_or_init(tocsin_model::now_ms)
+}
+
 pub(crate) fn mark_started() {
     STARTED_MS.get_or_init(tocsin_model::now_ms);
 }

@@ -32,8 +32,16 @@ pub struct NewSilence {
 pub(crate) const FOREVER_MS: i64 = 100 * 365 * 24 * 3600 * 1000;
 
 pub(crate) async fn add(State(st): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let bad = |m: String| ApiError::bad_request(m);
     let n: NewSilence = json_body(&body, "silence")?;
+    let id = create(&st, n).await?;
+    Ok(Json(
+        json!({ "status": "success", "data": { "silenceId": id } }),
+    ))
+}
+
+/// Checks a new silence and stores it; its id.
+pub(crate) async fn create(st: &AppState, n: NewSilence) -> Result<i64, ApiError> {
+    let bad = |m: String| ApiError::bad_request(m);
     tocsin_alerting::silence::validate(&n.matchers).map_err(|e| bad(e.to_string()))?;
     let time = |s: &str| {
         tocsin_model::parse_timestamp(s).ok_or_else(|| bad(format!("invalid time {s:?}")))
@@ -77,29 +85,43 @@ pub(crate) async fn add(State(st): State<AppState>, body: Bytes) -> Result<Json<
             .as_ref()
             .map(|sc| serde_json::to_string(sc).expect("schedule serializes")),
     };
-    let id = ask_writer(&st, "adding a silence", |reply| Msg::AddSilence {
+    ask_writer(st, "adding a silence", |reply| Msg::AddSilence {
         silence,
         reply,
     })
-    .await?;
-    Ok(Json(
-        json!({ "status": "success", "data": { "silenceId": id } }),
-    ))
+    .await
 }
 
 pub(crate) async fn expire(
     State(st): State<AppState>,
     super::error::Path(id): super::error::Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    if ask_writer(&st, "expiring a silence", |reply| Msg::ExpireSilence {
+    end(&st, id).await?;
+    Ok(Json(json!({ "status": "success" })))
+}
+
+/// Ends a silence now; 404 when there is none of that id.
+pub(crate) async fn end(st: &AppState, id: i64) -> Result<(), ApiError> {
+    if ask_writer(st, "expiring a silence", |reply| Msg::ExpireSilence {
         id,
         reply,
     })
     .await?
     {
-        Ok(Json(json!({ "status": "success" })))
+        Ok(())
     } else {
         Err(ApiError::not_found(format!("no silence {id}")))
+    }
+}
+
+/// A stored silence's state at `now`.
+pub(crate) fn state(s: &tocsin_store::Silence, now: i64) -> &'static str {
+    if s.starts_ms > now {
+        "pending"
+    } else if s.ends_ms <= now {
+        "expired"
+    } else {
+        "active"
     }
 }
 
@@ -152,7 +174,7 @@ pub(crate) async fn list(State(st): State<AppState>) -> Json<Value> {
                 "createdBy": s.author,
                 "comment": s.comment,
                 "schedule": s.schedule.as_deref().and_then(|j| serde_json::from_str::<Value>(j).ok()),
-                "state": if s.starts_ms > now { "pending" } else if s.ends_ms <= now { "expired" } else { "active" },
+                "state": state(s, now),
             })
         })
         .collect();

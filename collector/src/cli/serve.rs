@@ -92,7 +92,10 @@ pub(super) async fn serve(
     // to be restarted (`Restart=always`), rather than serve on without it.
     let sup = tocsin_runtime::Supervisor::new(cancel.clone());
     let tel = Telemetry::new();
-    let view = Arc::new(RwLock::new(View::default()));
+    let view = Arc::new(RwLock::new(View {
+        receiver_names: cfg.receivers.iter().map(|r| r.name.clone()).collect(),
+        ..View::default()
+    }));
     let (wake_tx, wake_rx) = watch::channel(0u64);
     let (tx, rx) = mpsc::channel::<Msg>(1024);
 

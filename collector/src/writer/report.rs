@@ -136,6 +136,14 @@ impl Writer {
             .filter(|(_, (s, i))| !s.is_empty() || *i)
             .map(|(a, h)| (format!("{:016x}", a.fingerprint()), h))
             .collect();
+        let receivers: BTreeMap<String, Vec<String>> = firing
+            .iter()
+            .filter_map(|a| {
+                let level = a.level?;
+                let id = format!("{:016x}", a.fingerprint());
+                Some((id, self.core.pipeline.receivers_for(&a.labels, level)))
+            })
+            .collect();
         let rules = self.core.engine.rules().to_vec();
         let incidents: Vec<tocsin_incidents::Incident> =
             self.core.pipeline.incidents(now_ms()).cloned().collect();
@@ -151,6 +159,7 @@ impl Writer {
         v.actions = actions;
         v.alerts = alerts;
         v.held = held;
+        v.receivers = receivers;
         v.rules = rules;
         if let Some(h) = hosts {
             v.hosts = h;

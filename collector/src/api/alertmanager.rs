@@ -1,0 +1,339 @@
+//! Alertmanager's API v2 over tocsin's alerts and silences, so the tools people already use
+//! with Alertmanager work against the collector: `amtool alert query`, `amtool silence
+//! add|query|expire`, and Grafana's Alertmanager data source (its alert list and silences).
+//! Reads need what `/api/v1` reads need; adding or expiring a silence is a change (admin,
+//! audited), as through `/api/v1/silences`.
+//!
+//! What differs from Alertmanager: alerts come from the collector's own rules (nothing is
+//! posted here: `POST /api/v2/alerts` is not served); a firing alert's `endsAt` is five minutes
+//! on, as for an alert Prometheus keeps sending; `inhibitedBy` is empty though the state says
+//! `suppressed` (an inhibited alert's source is not kept); silence ids are the collector's
+//! numbers written as UUIDs (`00000000-0000-4000-8000-00000000002a` is silence 42), and a
+//! maintenance window's `schedule` rides along as an extra field.
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::Json;
+use serde_json::{json, Value};
+use tocsin_alerting::format_rfc3339;
+use tocsin_alerting::silence::{MatcherSpec, Silence};
+use tocsin_model::{now_ms, Labels};
+
+use super::error::{json_body, ApiError};
+use super::silences::{create, end, state, NewSilence};
+use super::AppState;
+
+/// How far on a firing alert's `endsAt` is put.
+const ENDS_AFTER_MS: i64 = 5 * 60 * 1000;
+
+/// Silence 42 as `00000000-0000-4000-8000-00000000002a`.
+fn silence_uuid(id: i64) -> String {
+    format!("00000000-0000-4000-8000-{:012x}", id)
+}
+
+/// The silence a UUID of [`silence_uuid`] (or a plain number) names.
+fn silence_id(s: &str) -> Result<i64, ApiError> {
+    let bad = || ApiError::bad_request(format!("{s:?} is not a silence id of this collector"));
+    if let Ok(n) = s.parse::<i64>() {
+        return Ok(n);
+    }
+    let hex = s
+        .strip_prefix("00000000-0000-4000-8000-")
+        .filter(|h| h.len() == 12)
+        .ok_or_else(bad)?;
+    i64::from_str_radix(hex, 16).map_err(|_| bad())
+}
+
+/// The query string's pairs, a name given more than once kept each time (`filter`).
+fn params(raw: Option<String>) -> Result<Vec<(String, String)>, ApiError> {
+    serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))
+}
+
+fn flag(params: &[(String, String)], name: &str) -> Result<bool, ApiError> {
+    match params.iter().rev().find(|(k, _)| k == name) {
+        None => Ok(true),
+        Some((_, v)) => v
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("{name}: {v:?} is not true or false"))),
+    }
+}
+
+/// The `filter` matchers (`alertname="X"`, `host=~"db-.*"`, `a!=b`), as one matcher set.
+fn filter(params: &[(String, String)]) -> Result<Option<Silence>, ApiError> {
+    let specs = params
+        .iter()
+        .filter(|(k, _)| k == "filter")
+        .map(|(_, v)| {
+            let v = v.trim().trim_start_matches('{').trim_end_matches('}');
+            MatcherSpec::parse(v)
+                .ok_or_else(|| ApiError::bad_request(format!("filter: {v:?} is not a matcher")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if specs.is_empty() {
+        return Ok(None);
+    }
+    let json = serde_json::to_string(&specs).expect("matchers serialize");
+    Silence::new(0, &json, None, i64::MIN, i64::MAX)
+        .map(Some)
+        .map_err(|e| ApiError::bad_request(format!("filter: {e}")))
+}
+
+/// `GET /api/v2/status`.
+pub(crate) async fn status() -> Json<Value> {
+    let started = super::rules::started_ms();
+    Json(json!({
+        "cluster": { "status": "disabled", "peers": [] },
+        "versionInfo": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "revision": format!("tocsin-collector {}", env!("CARGO_PKG_VERSION")),
+            "branch": "", "buildUser": "", "buildDate": "", "goVersion": "",
+        },
+        // The configuration holds secrets: it is not shown.
+        "config": { "original": "" },
+        "uptime": format_rfc3339(started),
+    }))
+}
+
+/// `GET /api/v2/receivers`.
+pub(crate) async fn receivers(State(st): State<AppState>) -> Json<Value> {
+    let view = st.view.read().unwrap_or_else(|p| p.into_inner());
+    Json(Value::Array(
+        view.receiver_names
+            .iter()
+            .map(|n| json!({ "name": n }))
+            .collect(),
+    ))
+}
+
+/// `GET /api/v2/alerts`: the firing alerts, with `active`, `silenced`, `inhibited` (true by
+/// default), `filter` (matchers, repeatable) and `receiver` (a regex) as Alertmanager takes
+/// them.
+pub(crate) async fn alerts(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let p = params(q)?;
+    let (active, silenced, inhibited) = (
+        flag(&p, "active")?,
+        flag(&p, "silenced")?,
+        flag(&p, "inhibited")?,
+    );
+    let matchers = filter(&p)?;
+    // The receiver's regex, anchored, as a matcher on a label of that name.
+    let receiver = p
+        .iter()
+        .find(|(k, _)| k == "receiver")
+        .map(|(_, r)| {
+            let spec = [MatcherSpec {
+                name: "receiver".into(),
+                value: r.clone(),
+                is_regex: true,
+                is_equal: true,
+            }];
+            let json = serde_json::to_string(&spec).expect("matchers serialize");
+            Silence::new(0, &json, None, i64::MIN, i64::MAX)
+                .map_err(|e| ApiError::bad_request(format!("receiver: {e}")))
+        })
+        .transpose()?;
+    let now = now_ms();
+    let view = st.view.read().unwrap_or_else(|p| p.into_inner());
+    let mut out = Vec::new();
+    for a in view.alerts.iter() {
+        let Some(level) = a.level else { continue };
+        let mut labels: Labels = a.labels.clone();
+        labels.set("level", level.as_str());
+        if matchers.as_ref().is_some_and(|m| !m.matches(&labels, now)) {
+            continue;
+        }
+        let id = format!("{:016x}", a.fingerprint());
+        let receivers = view.receivers.get(&id).cloned().unwrap_or_default();
+        if receiver.as_ref().is_some_and(|m| {
+            !receivers
+                .iter()
+                .any(|r| m.matches(&Labels::from_pairs([("receiver", r.as_str())]), now))
+        }) {
+            continue;
+        }
+        let (silenced_by, is_inhibited) = view.held.get(&id).cloned().unwrap_or_default();
+        let suppressed = !silenced_by.is_empty() || is_inhibited;
+        let shown = match (suppressed, silenced_by.is_empty()) {
+            (false, _) => active,
+            (true, false) => silenced && (inhibited || !is_inhibited),
+            (true, true) => inhibited,
+        };
+        if !shown {
+            continue;
+        }
+        let starts = a.active_at.unwrap_or(now);
+        out.push(json!({
+            "labels": labels,
+            "annotations": a.annotations,
+            "startsAt": format_rfc3339(starts),
+            "updatedAt": format_rfc3339(a.level_since.unwrap_or(starts)),
+            "endsAt": format_rfc3339(now + ENDS_AFTER_MS),
+            "fingerprint": id,
+            "receivers": receivers.iter().map(|r| json!({ "name": r })).collect::<Vec<_>>(),
+            "status": {
+                "state": if suppressed { "suppressed" } else { "active" },
+                "silencedBy": silenced_by.iter().map(|s| silence_uuid(*s)).collect::<Vec<_>>(),
+                "inhibitedBy": [],
+            },
+        }));
+    }
+    Ok(Json(Value::Array(out)))
+}
+
+fn silence_json(s: &tocsin_store::Silence, now: i64) -> Value {
+    let matchers: Vec<MatcherSpec> = serde_json::from_str(&s.matchers).unwrap_or_default();
+    json!({
+        "id": silence_uuid(s.id),
+        "status": { "state": state(s, now) },
+        "updatedAt": format_rfc3339(s.created_ms),
+        "matchers": matchers
+            .iter()
+            .map(|m| json!({ "name": m.name, "value": m.value, "isRegex": m.is_regex, "isEqual": m.is_equal }))
+            .collect::<Vec<_>>(),
+        "startsAt": format_rfc3339(s.starts_ms),
+        "endsAt": format_rfc3339(s.ends_ms),
+        "createdBy": s.author,
+        "comment": s.comment,
+        "schedule": s.schedule.as_deref().and_then(|j| serde_json::from_str::<Value>(j).ok()),
+    })
+}
+
+/// `GET /api/v2/silences` (`filter`: silences whose equality matchers satisfy these).
+pub(crate) async fn silences(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let matchers = filter(&params(q)?)?;
+    let now = now_ms();
+    let view = st.view.read().unwrap_or_else(|p| p.into_inner());
+    let out: Vec<Value> = view
+        .silences
+        .iter()
+        .filter(|s| {
+            matchers.as_ref().is_none_or(|m| {
+                // As Alertmanager: the silence's equality matchers read as labels.
+                let specs: Vec<MatcherSpec> = serde_json::from_str(&s.matchers).unwrap_or_default();
+                let labels = Labels::from_pairs(
+                    specs
+                        .iter()
+                        .filter(|x| x.is_equal && !x.is_regex)
+                        .map(|x| (x.name.as_str(), x.value.as_str())),
+                );
+                m.matches(&labels, now)
+            })
+        })
+        .map(|s| silence_json(s, now))
+        .collect();
+    Ok(Json(Value::Array(out)))
+}
+
+/// `GET /api/v2/silence/{id}`.
+pub(crate) async fn silence(
+    State(st): State<AppState>,
+    super::error::Path(id): super::error::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = silence_id(&id)?;
+    let view = st.view.read().unwrap_or_else(|p| p.into_inner());
+    view.silences
+        .iter()
+        .find(|s| s.id == id)
+        .map(|s| Json(silence_json(s, now_ms())))
+        .ok_or_else(|| ApiError::not_found(format!("no silence {id}")))
+}
+
+/// Alertmanager's `postableSilence`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PostableSilence {
+    id: Option<String>,
+    matchers: Vec<MatcherSpec>,
+    starts_at: String,
+    ends_at: String,
+    created_by: String,
+    comment: String,
+}
+
+/// `POST /api/v2/silences`: a new silence, or with `id` a changed one (the old one ends, a new
+/// one takes its place, as Alertmanager does when the matchers change).
+pub(crate) async fn add(State(st): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let p: PostableSilence = json_body(&body, "silence")?;
+    let old =
+        p.id.as_deref()
+            .filter(|s| !s.is_empty())
+            .map(silence_id)
+            .transpose()?;
+    let starts = tocsin_model::parse_timestamp(&p.starts_at)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid time {:?}", p.starts_at)))?;
+    let n = NewSilence {
+        matchers: p.matchers,
+        // A start in the past is now (Alertmanager's clients send the time they were run).
+        starts_at: Some(format_rfc3339(starts.max(now_ms()))),
+        ends_at: Some(p.ends_at),
+        duration: None,
+        created_by: p.created_by,
+        comment: p.comment,
+        schedule: None,
+    };
+    if let Some(old) = old {
+        let view = st.view.read().unwrap_or_else(|p| p.into_inner());
+        if !view.silences.iter().any(|s| s.id == old) {
+            return Err(ApiError::not_found(format!("no silence {old}")));
+        }
+    }
+    let id = create(&st, n).await?;
+    if let Some(old) = old {
+        end(&st, old).await?;
+    }
+    Ok(Json(json!({ "silenceID": silence_uuid(id) })))
+}
+
+/// `DELETE /api/v2/silence/{id}`.
+pub(crate) async fn expire(
+    State(st): State<AppState>,
+    super::error::Path(id): super::error::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    end(&st, silence_id(&id)?).await?;
+    Ok(Json(json!({})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn silence_ids_read_back() {
+        assert_eq!(silence_uuid(42), "00000000-0000-4000-8000-00000000002a");
+        assert_eq!(silence_id(&silence_uuid(42)).ok(), Some(42));
+        assert_eq!(silence_id("42").ok(), Some(42));
+        assert!(silence_id("5947eba9-c472-42c4-88fe-ad9b8cd781b0").is_err());
+    }
+
+    #[tokio::test]
+    async fn bad_filters_and_flags_are_refused_with_the_reason() {
+        let api = crate::api::testing::TestApi::new("", "");
+        for (path, want) in [
+            ("/api/v2/alerts?filter=host", "is not a matcher"),
+            ("/api/v2/alerts?filter=host%3D~%22(%22", "invalid regex"),
+            ("/api/v2/alerts?silenced=maybe", "is not true or false"),
+            ("/api/v2/silence/abc", "is not a silence id"),
+        ] {
+            let r = api.get(path).await;
+            assert_eq!(r.status.as_u16(), 400, "{path}: {}", r.json);
+            assert!(r.json.to_string().contains(want), "{path}: {}", r.json);
+        }
+        let r = api
+            .get("/api/v2/alerts?filter=alertname%3D%22X%22&active=true")
+            .await;
+        assert_eq!((r.status.as_u16(), r.json.clone()), (200, json!([])));
+        let r = api.get("/api/v2/status").await;
+        assert_eq!(r.json["cluster"]["status"], "disabled");
+        assert_eq!(
+            r.json["config"]["original"], "",
+            "no configuration (secrets) shown"
+        );
+    }
+}
