@@ -28,6 +28,9 @@ pub struct View {
     pub rules: Vec<std::sync::Arc<tocsin_rules::Rule>>,
     /// The receivers each firing alert goes to (the route's), by alert id.
     pub receivers: BTreeMap<String, Vec<String>>,
+    /// Notification groups in flight: receiver (or escalation policy), group labels, the ids
+    /// of their firing alerts.
+    pub groups: Vec<(String, tocsin_model::Labels, Vec<String>)>,
     /// Every receiver configured, by name.
     pub receiver_names: Vec<String>,
 }

@@ -5,7 +5,8 @@
 //! audited), as through `/api/v1/silences`.
 //!
 //! What differs from Alertmanager: alerts come from the collector's own rules (nothing is
-//! posted here: `POST /api/v2/alerts` is not served); a firing alert's `endsAt` is five minutes
+//! posted here: `POST /api/v2/alerts` is not served); an alert under an escalation policy is
+//! a group of its own, named by the policy; a firing alert's `endsAt` is five minutes
 //! on, as for an alert Prometheus keeps sending; `inhibitedBy` is empty though the state says
 //! `suppressed` (an inhibited alert's source is not kept); silence ids are the collector's
 //! numbers written as UUIDs (`00000000-0000-4000-8000-00000000002a` is silence 42), and a
@@ -18,10 +19,12 @@ use serde_json::{json, Value};
 use tocsin_alerting::format_rfc3339;
 use tocsin_alerting::silence::{MatcherSpec, Silence};
 use tocsin_model::{now_ms, Labels};
+use tocsin_rules::AlertState;
 
 use super::error::{json_body, ApiError};
 use super::silences::{create, end, state, NewSilence};
 use super::AppState;
+use crate::view::View;
 
 /// How far on a firing alert's `endsAt` is put.
 const ENDS_AFTER_MS: i64 = 5 * 60 * 1000;
@@ -106,67 +109,77 @@ pub(crate) async fn receivers(State(st): State<AppState>) -> Json<Value> {
     ))
 }
 
-/// `GET /api/v2/alerts`: the firing alerts, with `active`, `silenced`, `inhibited` (true by
-/// default), `filter` (matchers, repeatable) and `receiver` (a regex) as Alertmanager takes
-/// them.
-pub(crate) async fn alerts(
-    State(st): State<AppState>,
-    RawQuery(q): RawQuery,
-) -> Result<Json<Value>, ApiError> {
-    let p = params(q)?;
-    let (active, silenced, inhibited) = (
-        flag(&p, "active")?,
-        flag(&p, "silenced")?,
-        flag(&p, "inhibited")?,
-    );
-    let matchers = filter(&p)?;
-    // The receiver's regex, anchored, as a matcher on a label of that name.
-    let receiver = p
-        .iter()
-        .find(|(k, _)| k == "receiver")
-        .map(|(_, r)| {
-            let spec = [MatcherSpec {
-                name: "receiver".into(),
-                value: r.clone(),
-                is_regex: true,
-                is_equal: true,
-            }];
-            let json = serde_json::to_string(&spec).expect("matchers serialize");
-            Silence::new(0, &json, None, i64::MIN, i64::MAX)
-                .map_err(|e| ApiError::bad_request(format!("receiver: {e}")))
+/// Which alerts a request asks for: `active`, `silenced`, `inhibited` (true by default),
+/// `filter` (matchers, repeatable) and `receiver` (a regex), as Alertmanager takes them.
+struct AlertQuery {
+    active: bool,
+    silenced: bool,
+    inhibited: bool,
+    matchers: Option<Silence>,
+    /// The receiver's regex, anchored, as a matcher on a label of that name.
+    receiver: Option<Silence>,
+}
+
+impl AlertQuery {
+    fn read(raw: Option<String>) -> Result<AlertQuery, ApiError> {
+        let p = params(raw)?;
+        let receiver = p
+            .iter()
+            .find(|(k, _)| k == "receiver")
+            .map(|(_, r)| {
+                let spec = [MatcherSpec {
+                    name: "receiver".into(),
+                    value: r.clone(),
+                    is_regex: true,
+                    is_equal: true,
+                }];
+                let json = serde_json::to_string(&spec).expect("matchers serialize");
+                Silence::new(0, &json, None, i64::MIN, i64::MAX)
+                    .map_err(|e| ApiError::bad_request(format!("receiver: {e}")))
+            })
+            .transpose()?;
+        Ok(AlertQuery {
+            active: flag(&p, "active")?,
+            silenced: flag(&p, "silenced")?,
+            inhibited: flag(&p, "inhibited")?,
+            matchers: filter(&p)?,
+            receiver,
         })
-        .transpose()?;
-    let now = now_ms();
-    let view = st.view.read().unwrap_or_else(|p| p.into_inner());
-    let mut out = Vec::new();
-    for a in view.alerts.iter() {
-        let Some(level) = a.level else { continue };
+    }
+
+    /// The alert in Alertmanager's shape, if it is firing and asked for.
+    fn gettable(&self, view: &View, a: &AlertState, now: i64) -> Option<Value> {
+        let level = a.level?;
         let mut labels: Labels = a.labels.clone();
         labels.set("level", level.as_str());
-        if matchers.as_ref().is_some_and(|m| !m.matches(&labels, now)) {
-            continue;
+        if self
+            .matchers
+            .as_ref()
+            .is_some_and(|m| !m.matches(&labels, now))
+        {
+            return None;
         }
         let id = format!("{:016x}", a.fingerprint());
         let receivers = view.receivers.get(&id).cloned().unwrap_or_default();
-        if receiver.as_ref().is_some_and(|m| {
+        if self.receiver.as_ref().is_some_and(|m| {
             !receivers
                 .iter()
                 .any(|r| m.matches(&Labels::from_pairs([("receiver", r.as_str())]), now))
         }) {
-            continue;
+            return None;
         }
-        let (silenced_by, is_inhibited) = view.held.get(&id).cloned().unwrap_or_default();
-        let suppressed = !silenced_by.is_empty() || is_inhibited;
+        let (silenced_by, inhibited) = view.held.get(&id).cloned().unwrap_or_default();
+        let suppressed = !silenced_by.is_empty() || inhibited;
         let shown = match (suppressed, silenced_by.is_empty()) {
-            (false, _) => active,
-            (true, false) => silenced && (inhibited || !is_inhibited),
-            (true, true) => inhibited,
+            (false, _) => self.active,
+            (true, false) => self.silenced && (self.inhibited || !inhibited),
+            (true, true) => self.inhibited,
         };
         if !shown {
-            continue;
+            return None;
         }
         let starts = a.active_at.unwrap_or(now);
-        out.push(json!({
+        Some(json!({
             "labels": labels,
             "annotations": a.annotations,
             "startsAt": format_rfc3339(starts),
@@ -179,8 +192,54 @@ pub(crate) async fn alerts(
                 "silencedBy": silenced_by.iter().map(|s| silence_uuid(*s)).collect::<Vec<_>>(),
                 "inhibitedBy": [],
             },
-        }));
+        }))
     }
+}
+
+/// `GET /api/v2/alerts`: the firing alerts.
+pub(crate) async fn alerts(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let query = AlertQuery::read(q)?;
+    let now = now_ms();
+    let view = st.view.read().unwrap_or_else(|p| p.into_inner());
+    let out = view
+        .alerts
+        .iter()
+        .filter_map(|a| query.gettable(&view, a, now))
+        .collect();
+    Ok(Json(Value::Array(out)))
+}
+
+/// `GET /api/v2/alerts/groups`: the notification groups in flight with their firing alerts
+/// (an alert under an escalation policy is a group of its own, named by the policy).
+pub(crate) async fn groups(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let query = AlertQuery::read(q)?;
+    let now = now_ms();
+    let view = st.view.read().unwrap_or_else(|p| p.into_inner());
+    let by_id: std::collections::HashMap<String, &AlertState> = view
+        .alerts
+        .iter()
+        .map(|a| (format!("{:016x}", a.fingerprint()), a))
+        .collect();
+    let out = view
+        .groups
+        .iter()
+        .filter_map(|(receiver, labels, ids)| {
+            let alerts: Vec<Value> = ids
+                .iter()
+                .filter_map(|id| by_id.get(id))
+                .filter_map(|a| query.gettable(&view, a, now))
+                .collect();
+            (!alerts.is_empty()).then(
+                || json!({ "labels": labels, "receiver": { "name": receiver }, "alerts": alerts }),
+            )
+        })
+        .collect();
     Ok(Json(Value::Array(out)))
 }
 

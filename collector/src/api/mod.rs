@@ -117,6 +117,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v2/status", get(alertmanager::status))
         .route("/api/v2/receivers", get(alertmanager::receivers))
         .route("/api/v2/alerts", get(alertmanager::alerts))
+        .route("/api/v2/alerts/groups", get(alertmanager::groups))
         .route(
             "/api/v2/silences",
             get(alertmanager::silences).post(alertmanager::add),

@@ -144,6 +144,7 @@ impl Writer {
                 Some((id, self.core.pipeline.receivers_for(&a.labels, level)))
             })
             .collect();
+        let groups = self.core.pipeline.group_views();
         let rules = self.core.engine.rules().to_vec();
         let incidents: Vec<tocsin_incidents::Incident> =
             self.core.pipeline.incidents(now_ms()).cloned().collect();
@@ -160,6 +161,7 @@ impl Writer {
         v.alerts = alerts;
         v.held = held;
         v.receivers = receivers;
+        v.groups = groups;
         v.rules = rules;
         if let Some(h) = hosts {
             v.hosts = h;

@@ -294,6 +294,12 @@ impl Pipeline {
         &self.silences
     }
 
+    /// The notification groups and escalations in flight (receiver or policy, group labels,
+    /// firing alert ids).
+    pub fn group_views(&self) -> Vec<(String, Labels, Vec<String>)> {
+        self.dispatcher.group_views()
+    }
+
     /// The receivers an alert with these labels goes to at this level (the route's).
     pub fn receivers_for(&self, labels: &Labels, level: Level) -> Vec<String> {
         routing::receivers_for(&self.s.route, labels, level)

@@ -701,6 +701,35 @@ impl Dispatcher {
             .collect()
     }
 
+    /// The groups as people see them: each receiver's group (its labels and the ids of the
+    /// firing alerts in it), and each escalation as a group of its one alert, named by its
+    /// policy.
+    pub fn group_views(&self) -> Vec<(String, Labels, Vec<String>)> {
+        let groups = self.groups.values().map(|g| {
+            let firing = g.alerts.values().filter(|a| a.firing);
+            (
+                g.receiver.clone(),
+                g.labels.clone(),
+                firing.map(|a| a.id.clone()).collect(),
+            )
+        });
+        let escalations = self
+            .escalations
+            .values()
+            .filter(|e| e.alert.firing)
+            .map(|e| {
+                (
+                    e.policy.clone(),
+                    e.alert.labels.clone(),
+                    vec![e.alert.id.clone()],
+                )
+            });
+        groups
+            .chain(escalations)
+            .filter(|(_, _, ids)| !ids.is_empty())
+            .collect()
+    }
+
     /// The level each alert some group or escalation holds was last given at (the highest,
     /// where several hold it): a change held back since (by a silence) differs from it.
     pub fn known_levels(&self) -> std::collections::HashMap<&str, Level> {
