@@ -132,6 +132,7 @@ pub(crate) async fn preview(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
     struct Preview {
         matchers: Vec<tocsin_alerting::silence::MatcherSpec>,
     }
