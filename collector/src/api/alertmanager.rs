@@ -76,8 +76,7 @@ fn filter(params: &[(String, String)]) -> Result<Option<Silence>, ApiError> {
     if specs.is_empty() {
         return Ok(None);
     }
-    let json = serde_json::to_string(&specs).expect("matchers serialize");
-    Silence::new(0, &json, None, i64::MIN, i64::MAX)
+    Silence::matching(&specs)
         .map(Some)
         .map_err(|e| ApiError::bad_request(format!("filter: {e}")))
 }
@@ -133,8 +132,7 @@ impl AlertQuery {
                     is_regex: true,
                     is_equal: true,
                 }];
-                let json = serde_json::to_string(&spec).expect("matchers serialize");
-                Silence::new(0, &json, None, i64::MIN, i64::MAX)
+                Silence::matching(&spec)
                     .map_err(|e| ApiError::bad_request(format!("receiver: {e}")))
             })
             .transpose()?;

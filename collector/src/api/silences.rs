@@ -137,9 +137,8 @@ pub(crate) async fn preview(
         matchers: Vec<tocsin_alerting::silence::MatcherSpec>,
     }
     let p: Preview = json_body(&body, "preview")?;
-    let json = serde_json::to_string(&p.matchers).expect("matchers serialize");
     let now = now_ms();
-    let s = tocsin_alerting::silence::Silence::new(0, &json, None, now, now + 1)
+    let s = tocsin_alerting::silence::Silence::matching(&p.matchers)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let view = st.view.read().unwrap_or_else(|p| p.into_inner());
     let caught: Vec<Value> = view

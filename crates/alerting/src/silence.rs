@@ -197,6 +197,17 @@ impl Silence {
         })
     }
 
+    /// Matchers alone, in force at any time: to select alerts (a preview, an API filter).
+    pub fn matching(specs: &[MatcherSpec]) -> Result<Self, SilenceError> {
+        Ok(Silence {
+            id: 0,
+            starts_ms: i64::MIN,
+            ends_ms: i64::MAX,
+            matchers: compile(specs)?,
+            schedule: None,
+        })
+    }
+
     /// Whether it mutes at `now`: between start and end, and inside its window if recurring.
     pub fn active(&self, now: TimestampMs) -> bool {
         (self.starts_ms..self.ends_ms).contains(&now)
