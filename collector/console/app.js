@@ -593,7 +593,7 @@ async function silencesPage(main, hash) {
 // today's offset where the browser cannot name its zone.
 function wallClock() {
   const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
-  if (zone) return { timezone: zone };
+  if (zone && zone !== 'Etc/Unknown') return { timezone: zone };
   const m = -new Date().getTimezoneOffset();
   return { utcOffset: `${m < 0 ? '-' : '+'}${pad(Math.floor(Math.abs(m) / 60))}:${pad(Math.abs(m) % 60)}` };
 }
