@@ -402,8 +402,11 @@ impl Pipeline {
             if a.firing {
                 self.incidents.on_alert(&a, now);
             }
-            if let Some(rem) = alerts.remediation(&t.rule) {
-                self.remediate(&a, rem, now);
+            match alerts.remediation(&t.rule) {
+                Some(rem) => self.remediate(&a, rem, now),
+                // A hold outlives no alert, whatever became of its rule's remediation.
+                None if !a.firing => self.remedy.release(&a.id),
+                None => {}
             }
             if !a.firing {
                 self.incidents.on_alert(&a, now);
