@@ -411,7 +411,7 @@ enum SilenceCmd {
     /// With --window it is a recurring maintenance window:
     /// `silence add host=~db-.* --window 02:00-04:00 --days sun --timezone Asia/Shanghai …`.
     Add {
-        /// Matchers `name=value` or `name=~regex`.
+        /// Matchers `name=value`, `name!=value`, `name=~regex` or `name!~regex`.
         #[arg(required = true, value_name = "MATCHER")]
         matchers: Vec<String>,
         /// How long, e.g. 2h [default: 1h; with --window: no end].
