@@ -826,8 +826,10 @@ fn a_maintenance_window_mutes_only_while_it_is_open() {
         ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
             [(m.div_euclid(1440) + 3).rem_euclid(7) as usize]
     };
-    let add = |from: i64, to: i64| {
-        let window = format!("{}-{}", hhmm(from), hhmm(to));
+    // `zone`: the CLI flag and value the window's times are given in, and its offset from UTC
+    // in minutes (the times below are computed in UTC, then written on that clock).
+    let add = |from: i64, to: i64, zone: [&str; 2], offset: i64| {
+        let window = format!("{}-{}", hhmm(from + offset), hhmm(to + offset));
         c.cli(
             &[
                 "silence",
@@ -840,24 +842,28 @@ fn a_maintenance_window_mutes_only_while_it_is_open() {
                 "--window",
                 &window,
                 "--days",
-                day(from),
-                "--utc-offset",
-                "+00:00",
+                day(from + offset),
+                zone[0],
+                zone[1],
             ],
             None,
         );
     };
     // Later today (or tomorrow): not open now.
-    add(now_min + 120, now_min + 180);
+    add(now_min + 120, now_min + 180, ["--utc-offset", "+00:00"], 0);
     s.set_value(60.0);
     s.hook.wait_nth(1, Duration::from_secs(10));
-    // Open now: the rise to critical stays quiet.
-    add(now_min - 1, now_min + 30);
-    let listed = get_json(&c.url("/api/v1/silences"));
-    assert_eq!(
-        listed["data"]["silences"][1]["schedule"]["days"][0],
-        day(now_min - 1)
+    // Open now, written in India's time (UTC+5:30): the rise to critical stays quiet.
+    add(
+        now_min - 1,
+        now_min + 30,
+        ["--timezone", "Asia/Kolkata"],
+        330,
     );
+    let listed = get_json(&c.url("/api/v1/silences"));
+    let schedule = &listed["data"]["silences"][1]["schedule"];
+    assert_eq!(schedule["days"][0], day(now_min - 1 + 330));
+    assert_eq!(schedule["timezone"], "Asia/Kolkata");
     s.set_value(90.0);
     wait_for("the silenced count", Duration::from_secs(10), || {
         (metric(&c, "tocsin_notifications_silenced_total") >= 1.0).then_some(())
