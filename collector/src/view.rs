@@ -26,8 +26,9 @@ pub struct View {
     pub held: BTreeMap<String, (Vec<i64>, bool)>,
     /// The rules in force.
     pub rules: Vec<std::sync::Arc<tocsin_rules::Rule>>,
-    /// The receivers each firing alert goes to (the route's), by alert id.
-    pub receivers: BTreeMap<String, Vec<String>>,
+    /// The routing tree: which receivers an alert goes to (read by the API on request, not
+    /// worked out for every alert on every refresh).
+    pub route: Option<std::sync::Arc<tocsin_config::route::Route>>,
     /// Notification groups in flight: receiver (or escalation policy), group labels, the ids
     /// of their firing alerts.
     pub groups: Vec<(String, tocsin_model::Labels, Vec<String>)>,

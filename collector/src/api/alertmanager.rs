@@ -158,7 +158,9 @@ impl AlertQuery {
             return None;
         }
         let id = format!("{:016x}", a.fingerprint());
-        let receivers = view.receivers.get(&id).cloned().unwrap_or_default();
+        let receivers = view.route.as_deref().map_or_else(Vec::new, |r| {
+            tocsin_alerting::routing::receivers_for(r, &a.labels, level)
+        });
         if self.receiver.as_ref().is_some_and(|m| {
             !receivers
                 .iter()

@@ -94,6 +94,7 @@ pub(super) async fn serve(
     let tel = Telemetry::new();
     let view = Arc::new(RwLock::new(View {
         receiver_names: cfg.receivers.iter().map(|r| r.name.clone()).collect(),
+        route: Some(Arc::new(cfg.route.clone())),
         ..View::default()
     }));
     let (wake_tx, wake_rx) = watch::channel(0u64);

@@ -136,14 +136,6 @@ impl Writer {
             .filter(|(_, (s, i))| !s.is_empty() || *i)
             .map(|(a, h)| (format!("{:016x}", a.fingerprint()), h))
             .collect();
-        let receivers: BTreeMap<String, Vec<String>> = firing
-            .iter()
-            .filter_map(|a| {
-                let level = a.level?;
-                let id = format!("{:016x}", a.fingerprint());
-                Some((id, self.core.pipeline.receivers_for(&a.labels, level)))
-            })
-            .collect();
         let groups = self.core.pipeline.group_views();
         let rules = self.core.engine.rules().to_vec();
         let incidents: Vec<tocsin_incidents::Incident> =
@@ -160,7 +152,6 @@ impl Writer {
         v.actions = actions;
         v.alerts = alerts;
         v.held = held;
-        v.receivers = receivers;
         v.groups = groups;
         v.rules = rules;
         if let Some(h) = hosts {

@@ -300,11 +300,6 @@ impl Pipeline {
         self.dispatcher.group_views()
     }
 
-    /// The receivers an alert with these labels goes to at this level (the route's).
-    pub fn receivers_for(&self, labels: &Labels, level: Level) -> Vec<String> {
-        routing::receivers_for(&self.s.route, labels, level)
-    }
-
     /// What holds each of `firing` back at `now`: the ids of the silences that mute it, and
     /// whether another firing alert inhibits it (as [`Pipeline::transitions`] decides). Sources
     /// are indexed by the values of each rule's `equal` labels, so a mass outage costs
