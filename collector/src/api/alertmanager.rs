@@ -26,6 +26,10 @@ use super::silences::{create, end, state, NewSilence};
 use super::AppState;
 use crate::view::View;
 
+/// The Alertmanager whose API v2 is answered, as `status` reports it (the collector's own
+/// version is in `revision`): clients that compare versions (amtool) find what they know.
+const COMPATIBLE_VERSION: &str = "0.25.0";
+
 /// How far on a firing alert's `endsAt` is put.
 const ENDS_AFTER_MS: i64 = 5 * 60 * 1000;
 
@@ -87,7 +91,7 @@ pub(crate) async fn status() -> Json<Value> {
     Json(json!({
         "cluster": { "status": "disabled", "peers": [] },
         "versionInfo": {
-            "version": env!("CARGO_PKG_VERSION"),
+            "version": COMPATIBLE_VERSION,
             "revision": format!("tocsin-collector {}", env!("CARGO_PKG_VERSION")),
             "branch": "", "buildUser": "", "buildDate": "", "goVersion": "",
         },
