@@ -734,14 +734,23 @@ impl Dispatcher {
     /// where several hold it): a change held back since (by a silence) differs from it.
     pub fn known_levels(&self) -> std::collections::HashMap<&str, Level> {
         let mut out = std::collections::HashMap::new();
-        let held = self
-            .groups
-            .values()
-            .flat_map(|g| g.alerts.values())
-            .chain(self.escalations.values().map(|e| &e.alert));
-        for a in held {
-            let l = out.entry(a.id.as_str()).or_insert(a.level);
-            *l = (*l).max(a.level);
+        for g in self.groups.values() {
+            // The alert as the group holds it (maybe still waiting to go out), else what its
+            // receiver last heard of it.
+            let held = g.alerts.values().map(|a| (a.id.as_str(), a.level));
+            let told = g
+                .sent
+                .iter()
+                .filter(|(id, _)| !g.alerts.contains_key(*id))
+                .map(|(id, l)| (id.as_str(), *l));
+            for (id, level) in held.chain(told) {
+                let l = out.entry(id).or_insert(level);
+                *l = (*l).max(level);
+            }
+        }
+        for e in self.escalations.values() {
+            let l = out.entry(e.alert.id.as_str()).or_insert(e.alert.level);
+            *l = (*l).max(e.alert.level);
         }
         out
     }
