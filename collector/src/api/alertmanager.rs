@@ -216,6 +216,14 @@ pub(crate) async fn alerts(
     Ok(Json(Value::Array(out)))
 }
 
+/// `POST /api/v2/alerts`: refused with the reason, so a Prometheus pointed here by mistake
+/// logs why its alerts go nowhere.
+pub(crate) async fn post_alerts() -> ApiError {
+    ApiError::MethodNotAllowed(
+        "this collector takes no alerts from elsewhere: its own rules raise them (send samples to /api/v1/write instead)".into(),
+    )
+}
+
 /// `GET /api/v2/alerts/groups`: the notification groups in flight with their firing alerts
 /// (an alert under an escalation policy is a group of its own, named by the policy).
 pub(crate) async fn groups(
@@ -392,6 +400,22 @@ mod tests {
             .get("/api/v2/alerts?filter=alertname%3D%22X%22&active=true")
             .await;
         assert_eq!((r.status.as_u16(), r.json.clone()), (200, json!([])));
+        let r = api
+            .call(
+                "POST",
+                "/api/v2/alerts",
+                None,
+                Some(json!([{"labels": {"alertname": "X"}}])),
+            )
+            .await;
+        assert_eq!(r.status.as_u16(), 405, "{}", r.json);
+        assert!(
+            r.json
+                .to_string()
+                .contains("takes no alerts from elsewhere"),
+            "{}",
+            r.json
+        );
         let r = api.get("/api/v2/status").await;
         assert_eq!(r.json["cluster"]["status"], "disabled");
         assert_eq!(

@@ -40,6 +40,8 @@ pub enum ApiError {
     TooLarge(String),
     /// 415.
     UnsupportedMedia(String),
+    /// 405: a route this collector knows, with a method it does not serve there.
+    MethodNotAllowed(String),
     /// 429: try again after `retry_after` seconds.
     Busy { message: String, retry_after: u32 },
     /// 503: shutting down, or storage failing; try again (after `retry_after` when given).
@@ -62,6 +64,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -79,6 +82,7 @@ impl ApiError {
             | ApiError::Conflict(m)
             | ApiError::TooLarge(m)
             | ApiError::UnsupportedMedia(m)
+            | ApiError::MethodNotAllowed(m)
             | ApiError::Partial { message: m, .. }
             | ApiError::Busy { message: m, .. }
             | ApiError::Unavailable { message: m, .. } => m,

@@ -116,7 +116,10 @@ pub fn app(state: AppState) -> Router {
         // Alertmanager's API, for amtool and Grafana's Alertmanager data source.
         .route("/api/v2/status", get(alertmanager::status))
         .route("/api/v2/receivers", get(alertmanager::receivers))
-        .route("/api/v2/alerts", get(alertmanager::alerts))
+        .route(
+            "/api/v2/alerts",
+            get(alertmanager::alerts).post(alertmanager::post_alerts),
+        )
         .route("/api/v2/alerts/groups", get(alertmanager::groups))
         .route(
             "/api/v2/silences",
