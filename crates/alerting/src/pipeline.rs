@@ -21,8 +21,13 @@ use crate::silence::Silence;
 pub trait Alerts {
     /// Labels of the firing alerts `keep` accepts (only those are copied).
     fn firing_labels(&self, keep: &dyn Fn(&Labels) -> bool) -> Vec<Labels>;
-    /// Every firing alert whose labels `keep` accepts, as a firing transition at `now`.
-    fn firing_now(&self, now: TimestampMs, keep: &dyn Fn(&Labels) -> bool) -> Vec<Transition>;
+    /// Every firing alert whose labels and level `keep` accepts, as a firing transition at
+    /// `now`.
+    fn firing_now(
+        &self,
+        now: TimestampMs,
+        keep: &dyn Fn(&Labels, Level) -> bool,
+    ) -> Vec<Transition>;
     /// The level the alert `id` fires at (None: not firing).
     fn level_of(&self, id: &str) -> Option<Level>;
     /// The remediation of the rule `rule`, if it has one.
@@ -37,7 +42,11 @@ impl Alerts for Engine {
             .collect()
     }
 
-    fn firing_now(&self, now: TimestampMs, keep: &dyn Fn(&Labels) -> bool) -> Vec<Transition> {
+    fn firing_now(
+        &self,
+        now: TimestampMs,
+        keep: &dyn Fn(&Labels, Level) -> bool,
+    ) -> Vec<Transition> {
         self.firing(now, keep)
     }
 
@@ -419,19 +428,27 @@ impl Pipeline {
         if recheck_held || released {
             let known = self.dispatcher.known_levels();
             let (silences, rules, remedy) = (&self.silences, &self.s.inhibit_rules, &self.remedy);
-            // Firing alerts nothing holds back any more that receivers have not heard of at
-            // their level (never, or before a change a silence held back), and those whose
-            // remediation a silence held.
+            // Whether receivers are to hear of a firing alert now: they have not heard of it
+            // at its level (never, or before a change a silence held back), and nothing
+            // inhibits it.
+            let tell = |l: &Labels, id: &str, level: Level| {
+                known.get(id) != Some(&level)
+                    && !sources
+                        .iter()
+                        .any(|(r, src)| routing::inhibits(&rules[*r], src, l))
+            };
+            // Those, and the alerts whose remediation a silence held, once no silence mutes
+            // them; only these are rendered.
             let freed: Vec<(Transition, bool)> = alerts
-                .firing_now(now, &|l| !silences.iter().any(|s| s.matches(l, now)))
+                .firing_now(now, &|l, level| {
+                    let id = alert_id(l);
+                    !silences.iter().any(|s| s.matches(l, now))
+                        && (tell(l, &id, level) || remedy.is_held(&id))
+                })
                 .into_iter()
-                .filter_map(|t| {
-                    let id = alert_id(&t.labels);
-                    let tell = known.get(id.as_str()) != Some(&t.level)
-                        && !sources
-                            .iter()
-                            .any(|(r, src)| routing::inhibits(&rules[*r], src, &t.labels));
-                    (tell || remedy.is_held(&id)).then_some((t, tell))
+                .map(|t| {
+                    let told = tell(&t.labels, &alert_id(&t.labels), t.level);
+                    (t, told)
                 })
                 .collect();
             for (t, tell) in &freed {
@@ -498,8 +515,8 @@ impl Pipeline {
         if !t.kind.firing() {
             let held = known.get_or_insert_with(|| {
                 self.dispatcher
-                    .known()
-                    .into_iter()
+                    .known_levels()
+                    .into_keys()
                     .map(str::to_string)
                     .collect()
             });
@@ -665,7 +682,7 @@ impl Pipeline {
         if due.is_empty() {
             return;
         }
-        for t in alerts.firing_now(now, &|l| due.contains(&alert_id(l))) {
+        for t in alerts.firing_now(now, &|l, _| due.contains(&alert_id(l))) {
             if let Some(mut rem) = alerts.remediation(&t.rule) {
                 rem.dry_run |= self.s.dry_run;
                 let a = AlertInfo::from_transition(&t);

@@ -49,10 +49,14 @@ impl Alerts for FakeAlerts {
             .collect()
     }
 
-    fn firing_now(&self, now: TimestampMs, keep: &dyn Fn(&Labels) -> bool) -> Vec<Transition> {
+    fn firing_now(
+        &self,
+        now: TimestampMs,
+        keep: &dyn Fn(&Labels, Level) -> bool,
+    ) -> Vec<Transition> {
         self.firing
             .values()
-            .filter(|f| !f.3 && keep(&f.1))
+            .filter(|f| !f.3 && keep(&f.1, f.2))
             .map(|(rule, labels, level, _, starts)| {
                 transition(TransitionKind::Firing, rule, labels, *level, *starts, now)
             })

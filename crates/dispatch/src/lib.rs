@@ -691,16 +691,6 @@ impl Dispatcher {
         bad
     }
 
-    /// The alerts some group or escalation holds (to tell, or told and still firing), by id.
-    pub fn known(&self) -> std::collections::HashSet<&str> {
-        self.groups
-            .values()
-            .flat_map(|g| g.alerts.keys().chain(g.sent.keys()))
-            .chain(self.escalations.values().map(|e| &e.alert.id))
-            .map(String::as_str)
-            .collect()
-    }
-
     /// The groups as people see them: each receiver's group (its labels and the ids of the
     /// firing alerts in it), and each escalation as a group of its one alert, named by its
     /// policy.
@@ -730,27 +720,27 @@ impl Dispatcher {
             .collect()
     }
 
-    /// The level each alert some group or escalation holds was last given at (the highest,
-    /// where several hold it): a change held back since (by a silence) differs from it.
+    /// The alerts some group or escalation holds (to tell, or told and still firing), by id,
+    /// and the level each was last given at (the highest, where several hold it): a change
+    /// held back since (by a silence) differs from it.
     pub fn known_levels(&self) -> std::collections::HashMap<&str, Level> {
+        // The alert as a group holds it (maybe still waiting to go out), else what its
+        // receiver last heard of it; an escalation's alert.
+        let held = self.groups.values().flat_map(|g| {
+            let told = g.sent.iter().filter(|(id, _)| !g.alerts.contains_key(*id));
+            g.alerts
+                .values()
+                .map(|a| (a.id.as_str(), a.level))
+                .chain(told.map(|(id, l)| (id.as_str(), *l)))
+        });
+        let escalated = self
+            .escalations
+            .values()
+            .map(|e| (e.alert.id.as_str(), e.alert.level));
         let mut out = std::collections::HashMap::new();
-        for g in self.groups.values() {
-            // The alert as the group holds it (maybe still waiting to go out), else what its
-            // receiver last heard of it.
-            let held = g.alerts.values().map(|a| (a.id.as_str(), a.level));
-            let told = g
-                .sent
-                .iter()
-                .filter(|(id, _)| !g.alerts.contains_key(*id))
-                .map(|(id, l)| (id.as_str(), *l));
-            for (id, level) in held.chain(told) {
-                let l = out.entry(id).or_insert(level);
-                *l = (*l).max(level);
-            }
-        }
-        for e in self.escalations.values() {
-            let l = out.entry(e.alert.id.as_str()).or_insert(e.alert.level);
-            *l = (*l).max(e.alert.level);
+        for (id, level) in held.chain(escalated) {
+            let l = out.entry(id).or_insert(level);
+            *l = (*l).max(level);
         }
         out
     }

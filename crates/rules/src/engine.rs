@@ -977,16 +977,20 @@ impl Engine {
         ))
     }
 
-    /// A `firing` transition for each alert firing now whose labels `keep` accepts (flapping
-    /// ones aside, whose notifications wait for the flapping to end), as of `now`: for
-    /// receivers that did not hear of it when it fired (a silence or an inhibition held it
-    /// back and has ended since).
-    pub fn firing(&self, now: TimestampMs, keep: impl Fn(&Labels) -> bool) -> Vec<Transition> {
+    /// A `firing` transition for each alert firing now whose labels and level `keep` accepts
+    /// (flapping ones aside, whose notifications wait for the flapping to end), as of `now`:
+    /// for receivers that did not hear of it when it fired (a silence or an inhibition held it
+    /// back and has ended since). Only the alerts kept are rendered.
+    pub fn firing(
+        &self,
+        now: TimestampMs,
+        keep: impl Fn(&Labels, Level) -> bool,
+    ) -> Vec<Transition> {
         self.alerts
             .values()
-            .filter(|st| !st.flapping && st.level.is_some() && keep(&st.labels))
+            .filter(|st| !st.flapping)
             .filter_map(|st| {
-                let level = st.level?;
+                let level = st.level.filter(|&l| keep(&st.labels, l))?;
                 let rule = self.rules.iter().find(|r| r.name == st.rule)?;
                 Some(render(rule, st, TransitionKind::Firing, level, now, None))
             })
