@@ -5,7 +5,7 @@
 //! audited), as through `/api/v1/silences`.
 //!
 //! What differs from Alertmanager: alerts come from the collector's own rules (nothing is
-//! posted here: `POST /api/v2/alerts` is not served); an alert under an escalation policy is
+//! posted here: `POST /api/v2/alerts` is refused with the reason); an alert under an escalation policy is
 //! a group of its own, named by the policy; a firing alert's `endsAt` is five minutes
 //! on, as for an alert Prometheus keeps sending; `inhibitedBy` is empty though the state says
 //! `suppressed` (an inhibited alert's source is not kept); silence ids are the collector's

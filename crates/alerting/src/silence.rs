@@ -16,16 +16,16 @@ pub struct MatcherSpec {
     pub value: String,
     #[serde(default, rename = "isRegex")]
     pub is_regex: bool,
-    #[serde(
-        default = "yes",
-        rename = "isEqual",
-        skip_serializing_if = "Clone::clone"
-    )]
+    #[serde(default = "yes", rename = "isEqual", skip_serializing_if = "is_true")]
     pub is_equal: bool,
 }
 
 fn yes() -> bool {
     true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl MatcherSpec {
@@ -48,12 +48,12 @@ impl MatcherSpec {
                 let mut out = String::with_capacity(q.len());
                 let mut chars = q.chars();
                 while let Some(c) = chars.next() {
-                    out.push(match (c, c == '\\') {
-                        (_, true) => match chars.next()? {
+                    out.push(match c {
+                        '\\' => match chars.next()? {
                             'n' => '\n',
                             e => e,
                         },
-                        (c, false) => c,
+                        c => c,
                     });
                 }
                 out

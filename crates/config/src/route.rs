@@ -61,7 +61,7 @@ pub struct RawTimeInterval {
     pub times: Vec<RawTimes>,
 }
 
-/// Some days of the week between two times of day, at a fixed UTC offset.
+/// Some days of the week between two times of day, at a fixed UTC offset or in a time zone.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTimes {
