@@ -16,13 +16,16 @@ pub enum Need {
     Read,
     /// Changing it: silences, acks, incidents, tokens, retries.
     Admin,
+    /// Posting alerts raised elsewhere (`/api/v2/alerts`): `external_alerts.token` or admin.
+    Send,
 }
 
 impl Need {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Need::Read => "read",
             Need::Admin => "admin",
+            Need::Send => "alerts",
         }
     }
 }
@@ -60,6 +63,8 @@ pub struct Denied {
 pub struct Access {
     admin: Option<Secret>,
     read: Option<Secret>,
+    /// Senders of alerts raised elsewhere.
+    send: Option<Secret>,
     listen: SocketAddr,
 }
 
@@ -68,8 +73,15 @@ impl Access {
         Self {
             admin,
             read,
+            send: None,
             listen,
         }
+    }
+
+    /// With the credential of senders of alerts (`external_alerts.token`).
+    pub fn with_senders(mut self, token: Option<Secret>) -> Self {
+        self.send = token;
+        self
     }
 
     /// Whether nobody beyond this machine can connect.
@@ -140,6 +152,7 @@ impl Access {
             Need::Admin => self.admin.iter().collect(),
             Need::Read if self.read.is_none() && self.loopback_only() => Vec::new(),
             Need::Read => self.admin.iter().chain(self.read.iter()).collect(),
+            Need::Send => self.admin.iter().chain(self.send.iter()).collect(),
         };
         if accepted.is_empty() {
             return if self.loopback_only() {
@@ -155,6 +168,7 @@ impl Access {
                         match need {
                             Need::Admin => "admin_token",
                             Need::Read => "read_token (or admin_token)",
+                            Need::Send => "external_alerts.token (or admin_token)",
                         }
                     ),
                 })
@@ -176,6 +190,7 @@ impl Access {
                 match need {
                     Need::Admin => "admin",
                     Need::Read => "read (or admin)",
+                    Need::Send => "external_alerts (or admin)",
                 }
             ),
         })

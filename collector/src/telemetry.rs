@@ -54,6 +54,11 @@ pub struct Telemetry {
     pub last_failed_commit: IntGauge,
     /// Calls of the heartbeat URL, by result: sent, failed, skipped (the collector unwell).
     pub heartbeats: IntCounterVec,
+    /// Alerts posted from elsewhere, by what became of each: fired, renewed, resolved,
+    /// ignored (a resolution of an alert not firing here), refused.
+    pub external_alerts: IntCounterVec,
+    /// Alerts posted from elsewhere firing now.
+    pub external_firing: IntGauge,
 }
 
 use tocsin_runtime::register as reg;
@@ -280,6 +285,19 @@ impl Telemetry {
                 "Calls of the heartbeat URL, by result: sent, failed (it did not answer 2xx), skipped (the collector has not committed for a while, so it does not say it works).",
                 &["result"],
             ),
+            external_alerts: cv(
+                "tocsin_external_alerts_received_total",
+                "Alerts posted to /api/v2/alerts, by what became of each: fired (new), renewed (firing, posted again), resolved, ignored (a resolution of an alert not firing here), refused (invalid, a rule's name, or beyond external_alerts.max_alerts).",
+                &["result"],
+            ),
+            external_firing: reg(
+                &r,
+                IntGauge::new(
+                    "tocsin_external_alerts_firing",
+                    "Alerts posted from elsewhere firing now.",
+                )
+                .expect("valid metric"),
+            ),
             registry: r,
         }
     }
@@ -306,6 +324,27 @@ impl Telemetry {
 
     /// A refused write request: one log line and one count.
     /// An API request refused for its credential; the message names no secret.
+    /// Counts a post of alerts from elsewhere (refusals also logged: the sender hears them
+    /// in its answer, the operator here).
+    pub fn count_external(&self, o: &tocsin_rules::external::PostOutcome) {
+        for (result, n) in [
+            ("fired", o.fired),
+            ("renewed", o.renewed),
+            ("resolved", o.resolved),
+            ("ignored", o.ignored),
+            ("refused", o.refused.len()),
+        ] {
+            if n > 0 {
+                self.external_alerts
+                    .with_label_values(&[result])
+                    .inc_by(n as u64);
+            }
+        }
+        for r in &o.refused {
+            warn!(reason = %r, "alert posted from elsewhere refused");
+        }
+    }
+
     pub fn api_denied(&self, reason: &'static str, path: &str, detail: &str) {
         self.denied.with_label_values(&[reason]).inc();
         warn!(reason, path, detail, "API request refused");

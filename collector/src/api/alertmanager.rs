@@ -25,6 +25,8 @@ use super::error::{json_body, ApiError};
 use super::silences::{create, end, state, NewSilence};
 use super::AppState;
 use crate::view::View;
+use crate::writer::Msg;
+use tocsin_rules::external::Posted;
 
 /// The Alertmanager whose API v2 is answered, as `status` reports it (the collector's own
 /// version is in `revision`): clients that compare versions (amtool) find what they know.
@@ -216,12 +218,152 @@ pub(crate) async fn alerts(
     Ok(Json(Value::Array(out)))
 }
 
-/// `POST /api/v2/alerts`: refused with the reason, so a Prometheus pointed here by mistake
-/// logs why its alerts go nowhere.
-pub(crate) async fn post_alerts() -> ApiError {
-    ApiError::MethodNotAllowed(
-        "this collector takes no alerts from elsewhere: its own rules raise them (send samples to /api/v1/write instead)".into(),
-    )
+/// Alertmanager's `postableAlert`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PostableAlert {
+    labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: std::collections::BTreeMap<String, String>,
+    starts_at: Option<String>,
+    ends_at: Option<String>,
+    #[serde(rename = "generatorURL")]
+    generator_url: Option<String>,
+}
+
+/// Annotations per alert, and the length of one, at most (a summary, a description, a
+/// runbook link: not a log).
+const MAX_ANNOTATIONS: usize = 64;
+const MAX_ANNOTATION_LEN: usize = 16 * 1024;
+
+/// An RFC 3339 time (`2026-12-06T10:00:00.123Z`, `…+08:00`) in milliseconds; `None` for the
+/// zero time Go sends for "unset" (`0001-01-01T00:00:00Z`) and for an empty text.
+fn rfc3339(s: &str) -> Result<Option<i64>, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let bad = || format!("{s:?} is not an RFC 3339 time");
+    if s.len() < 20 || s.as_bytes()[10] != b'T' && s.as_bytes()[10] != b't' {
+        return Err(bad());
+    }
+    let base = tocsin_model::parse_timestamp(s).ok_or_else(bad)?;
+    let offset_ms = if s.ends_with(['Z', 'z']) {
+        0
+    } else {
+        let (head, tz) = s.split_at(s.len() - 6);
+        let b = tz.as_bytes();
+        if head.len() < 19 || !(b[0] == b'+' || b[0] == b'-') || b[3] != b':' {
+            return Err(bad());
+        }
+        let hh: i64 = tz[1..3].parse().map_err(|_| bad())?;
+        let mm: i64 = tz[4..6].parse().map_err(|_| bad())?;
+        let sign = if b[0] == b'-' { -1 } else { 1 };
+        sign * (hh * 3600 + mm * 60) * 1000
+    };
+    let t = base - offset_ms;
+    Ok((t >= 0).then_some(t))
+}
+
+/// One posted alert, checked: label names, `alertname`, sizes, times. Labels with an empty
+/// value are left out (as Prometheus leaves them out).
+fn postable(a: PostableAlert, limits: &tocsin_wire::Limits) -> Result<Posted, String> {
+    let name = a.labels.get("alertname").cloned().unwrap_or_default();
+    let what = if name.is_empty() {
+        "alert".to_string()
+    } else {
+        format!("alert {name:?}")
+    };
+    let fail = |e: String| format!("{what}: {e}");
+    if name.is_empty() {
+        return Err(fail("labels need a non-empty alertname".into()));
+    }
+    if a.labels.len() > limits.max_labels_per_series {
+        return Err(fail(format!(
+            "{} labels, at most {}",
+            a.labels.len(),
+            limits.max_labels_per_series
+        )));
+    }
+    for (k, v) in &a.labels {
+        if !tocsin_model::is_valid_label_name(k) || k.starts_with("__") {
+            return Err(fail(format!("{k:?} is not a label name")));
+        }
+        if k.len() > limits.max_label_name_len || v.len() > limits.max_label_value_len {
+            return Err(fail(format!(
+                "label {k:?} longer than {} (name) or {} (value) bytes",
+                limits.max_label_name_len, limits.max_label_value_len
+            )));
+        }
+    }
+    if a.annotations.len() > MAX_ANNOTATIONS
+        || a.annotations.values().any(|v| v.len() > MAX_ANNOTATION_LEN)
+    {
+        return Err(fail(format!(
+            "at most {MAX_ANNOTATIONS} annotations of at most {MAX_ANNOTATION_LEN} bytes"
+        )));
+    }
+    let time = |s: &Option<String>, field: &str| {
+        s.as_deref()
+            .map(rfc3339)
+            .transpose()
+            .map(Option::flatten)
+            .map_err(|e| fail(format!("{field}: {e}")))
+    };
+    Ok(Posted {
+        starts_at: time(&a.starts_at, "startsAt")?,
+        ends_at: time(&a.ends_at, "endsAt")?,
+        labels: Labels::from_pairs(a.labels.into_iter().filter(|(_, v)| !v.is_empty())),
+        annotations: a.annotations,
+        generator_url: a.generator_url.filter(|u| !u.is_empty()),
+    })
+}
+
+/// `POST /api/v2/alerts`: alerts raised elsewhere (a Prometheus whose `alerting` points here),
+/// taken into the collector's routes, silences, escalation and incidents. As Alertmanager,
+/// the valid alerts of a request are taken even when others are refused (400 naming each);
+/// 200 once those taken are durable.
+pub(crate) async fn post_alerts(
+    State(st): State<AppState>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let raw: Vec<PostableAlert> = json_body(&body, "alerts")?;
+    let mut refused = Vec::new();
+    let mut alerts = Vec::new();
+    for a in raw {
+        match postable(a, &st.limits) {
+            Ok(p) => alerts.push(p),
+            Err(e) => refused.push(e),
+        }
+    }
+    if !refused.is_empty() {
+        let o = tocsin_rules::external::PostOutcome {
+            refused: refused.clone(),
+            ..Default::default()
+        };
+        st.tel.count_external(&o);
+    }
+    if !alerts.is_empty() {
+        super::writer_op(&st, |reply| Msg::PostAlerts { alerts, reply })
+            .await
+            .map_err(|e| match e {
+                ApiError::Conflict(m) => ApiError::bad_request(m),
+                e => e,
+            })
+            .or_else(|e| match e {
+                // Those the writer refused, with those refused here.
+                ApiError::BadRequest(m) => {
+                    refused.push(m);
+                    Ok(())
+                }
+                e => Err(e),
+            })?;
+    }
+    if refused.is_empty() {
+        Ok(Json(json!({})))
+    } else {
+        Err(ApiError::bad_request(refused.join("; ")))
+    }
 }
 
 /// `GET /api/v2/alerts/groups`: the notification groups in flight with their firing alerts
@@ -376,6 +518,144 @@ mod tests {
     use super::*;
 
     #[test]
+    fn times_are_read_as_rfc_3339() {
+        let t = rfc3339("2026-12-06T10:00:00.5Z").unwrap().unwrap();
+        assert_eq!(t % 1000, 500);
+        assert_eq!(rfc3339("2026-12-06T18:00:00.5+08:00"), Ok(Some(t)));
+        assert_eq!(rfc3339("2026-12-06T05:30:00.500-04:30"), Ok(Some(t)));
+        assert_eq!(rfc3339("2026-12-06T10:00:00.500000000Z"), Ok(Some(t)));
+        assert_eq!(
+            rfc3339("0001-01-01T00:00:00Z"),
+            Ok(None),
+            "Go's zero time: unset"
+        );
+        assert_eq!(rfc3339(""), Ok(None));
+        for bad in [
+            "2026-12-06 10:00:00Z",
+            "yesterday",
+            "2026-12-06T10:00:00+0800",
+            "1700000000",
+        ] {
+            assert!(rfc3339(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Alerts raised elsewhere: taken, listed, resolved; a rule's name, a missing alertname,
+    /// a label name that is not one, an unknown field and a bad time refused with the reason,
+    /// the valid alerts of the same request still taken.
+    #[tokio::test]
+    async fn alerts_posted_from_elsewhere_fire_and_resolve() {
+        let api = crate::api::testing::TestApi::new(
+            "",
+            "rules:\n  - name: Busy\n    expr: cpu\n    levels: { warning: \"> 90\" }\n",
+        );
+        let post = |body: Value| api.call("POST", "/api/v2/alerts", None, Some(body));
+        let later = format_rfc3339(now_ms() + 3_600_000);
+        let disk = json!({
+            "labels": {"alertname": "DiskFull", "host": "db-1", "severity": "critical", "empty": ""},
+            "annotations": {"summary": "/ is full"},
+            "startsAt": format_rfc3339(now_ms() - 60_000),
+            "endsAt": later,
+            "generatorURL": "http://prometheus:9090/graph",
+        });
+        let r = post(json!([disk])).await;
+        assert_eq!(r.status.as_u16(), 200, "{}", r.json);
+        let a = api
+            .wait_for("/api/v2/alerts", |a| {
+                a.json.as_array().is_some_and(|v| !v.is_empty())
+            })
+            .await;
+        let got = &a.json[0];
+        assert_eq!(got["labels"]["alertname"], "DiskFull");
+        assert_eq!(got["labels"]["level"], "critical", "level from severity");
+        assert!(
+            got["labels"].get("empty").is_none(),
+            "empty labels left out"
+        );
+        assert_eq!(got["annotations"]["summary"], "/ is full");
+        let r = post(json!([
+            {"labels": {"alertname": "Busy", "host": "a"}},
+            {"labels": {"host": "a"}},
+            {"labels": {"alertname": "X", "bad-name": "a"}},
+            {"labels": {"alertname": "Y"}, "endsAt": "tomorrow"},
+            {"labels": {"alertname": "Other"}, "endsAt": later},
+        ]))
+        .await;
+        assert_eq!(r.status.as_u16(), 400, "{}", r.json);
+        let text = r.json.to_string();
+        for want in [
+            "alert \\\"Busy\\\": a rule of this collector has that name",
+            "labels need a non-empty alertname",
+            "\\\"bad-name\\\" is not a label name",
+            "endsAt: \\\"tomorrow\\\" is not an RFC 3339 time",
+        ] {
+            assert!(text.contains(want), "{want} in {text}");
+        }
+        api.wait_for("/api/v2/alerts?filter=alertname%3D%22Other%22", |a| {
+            a.json.as_array().is_some_and(|v| v.len() == 1)
+        })
+        .await;
+        let r = post(json!([{"labels": {"alertname": "Z"}, "unknown": 1}])).await;
+        assert_eq!(r.status.as_u16(), 400, "{}", r.json);
+        assert!(r.json.to_string().contains("unknown field"), "{}", r.json);
+        // Resolved by an end in the past.
+        let mut resolved = disk.clone();
+        resolved["endsAt"] = json!(format_rfc3339(now_ms() - 1_000));
+        let r = post(json!([resolved])).await;
+        assert_eq!(r.status.as_u16(), 200, "{}", r.json);
+        api.wait_for("/api/v2/alerts?filter=alertname%3D%22DiskFull%22", |a| {
+            a.json == json!([])
+        })
+        .await;
+        let m = api.get("/metrics").await.json;
+        let m = m.as_str().unwrap_or_default();
+        for want in [
+            "tocsin_external_alerts_received_total{result=\"fired\"} 2",
+            "tocsin_external_alerts_received_total{result=\"resolved\"} 1",
+            "tocsin_external_alerts_received_total{result=\"refused\"} 4",
+        ] {
+            assert!(m.contains(want), "{want}");
+        }
+    }
+
+    /// Senders need their own credential (or the admin one) beyond loopback; the read token
+    /// is not enough, and without either the route is off.
+    #[tokio::test]
+    async fn posting_alerts_needs_the_senders_credential() {
+        let body = Some(json!([{"labels": {"alertname": "A"}}]));
+        let api = crate::api::testing::TestApi::new(
+            "listen: 0.0.0.0:0\nread_token: r-s3cret\nadmin_token: a-s3cret\nexternal_alerts: { token: s-s3cret }\n",
+            "",
+        );
+        for (token, want) in [
+            (None, 401),
+            (Some("r-s3cret"), 401),
+            (Some("wrong"), 401),
+            (Some("s-s3cret"), 200),
+            (Some("a-s3cret"), 200),
+        ] {
+            let r = api
+                .call("POST", "/api/v2/alerts", token, body.clone())
+                .await;
+            assert_eq!(r.status.as_u16(), want, "{token:?}: {}", r.json);
+            assert!(!r.json.to_string().contains("s3cret"));
+        }
+        // Reading the alerts back is a read, as before.
+        let r = api
+            .call("GET", "/api/v2/alerts", Some("s-s3cret"), None)
+            .await;
+        assert_eq!(r.status.as_u16(), 401);
+        let api = crate::api::testing::TestApi::new("listen: 0.0.0.0:0\nread_token: r\n", "");
+        let r = api.call("POST", "/api/v2/alerts", Some("r"), body).await;
+        assert_eq!(r.status.as_u16(), 403, "{}", r.json);
+        assert!(
+            r.json.to_string().contains("external_alerts.token"),
+            "{}",
+            r.json
+        );
+    }
+
+    #[test]
     fn silence_ids_read_back() {
         assert_eq!(silence_uuid(42), "00000000-0000-4000-8000-00000000002a");
         assert_eq!(silence_id(&silence_uuid(42)).ok(), Some(42));
@@ -400,22 +680,6 @@ mod tests {
             .get("/api/v2/alerts?filter=alertname%3D%22X%22&active=true")
             .await;
         assert_eq!((r.status.as_u16(), r.json.clone()), (200, json!([])));
-        let r = api
-            .call(
-                "POST",
-                "/api/v2/alerts",
-                None,
-                Some(json!([{"labels": {"alertname": "X"}}])),
-            )
-            .await;
-        assert_eq!(r.status.as_u16(), 405, "{}", r.json);
-        assert!(
-            r.json
-                .to_string()
-                .contains("takes no alerts from elsewhere"),
-            "{}",
-            r.json
-        );
         let r = api.get("/api/v2/status").await;
         assert_eq!(r.json["cluster"]["status"], "disabled");
         assert_eq!(

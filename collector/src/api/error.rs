@@ -301,6 +301,10 @@ pub(crate) fn op_error(e: OpFailure) -> ApiError {
     match e {
         OpFailure::NotFound(m) => ApiError::NotFound(m),
         OpFailure::Refused(m) => ApiError::Conflict(m),
+        OpFailure::Full(message) => ApiError::Busy {
+            message,
+            retry_after: 60,
+        },
         OpFailure::Storage(m) => ApiError::storage("a change to the collector's state", m),
     }
 }

@@ -329,6 +329,7 @@ pub(crate) fn writer_settings(
             stale_after_ms: cfg.stale_after.as_millis() as i64,
         },
         alerting: tocsin_alerting::Settings::from_config(cfg, ack_secret),
+        external: cfg.external_alerts.clone(),
         retention: cfg.retention,
         checkpoint_every: cfg.checkpoint_interval,
         host_down_after: cfg.host_down_after,
@@ -367,7 +368,8 @@ pub(crate) fn app_state(
             cfg.admin_token.clone(),
             cfg.read_token.clone(),
             cfg.listen,
-        ),
+        )
+        .with_senders(cfg.external_alerts.token.clone()),
         limits: tocsin_wire::Limits {
             max_decompressed_bytes: cfg.ingest.max_decompressed_bytes,
             max_samples: cfg.ingest.max_samples_per_request,

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tocsin_alerting::{Effects, IncidentOp};
+use tocsin_alerting::{Effects, IncidentOp, Sources};
 use tocsin_dispatch::{Ack, AckError};
 use tocsin_model::{SeriesSamples, TimestampMs};
 use tocsin_rules::{Rule, Transition};
@@ -210,6 +210,7 @@ impl Core {
                 }
                 g.transitions.extend(self.engine.ingest(&derived, now));
                 g.transitions.extend(self.engine.tick(now));
+                g.transitions.extend(self.external.tick(now));
             }
             Msg::ReportRun {
                 key,
@@ -235,9 +236,11 @@ impl Core {
                 comment,
                 reply,
             } => {
-                let r = self
-                    .pipeline
-                    .ack(&self.engine, &id, link_level, &by, &comment, now);
+                let src = Sources {
+                    rules: &self.engine,
+                    external: &self.external,
+                };
+                let r = self.pipeline.ack(&src, &id, link_level, &by, &comment, now);
                 g.acks.push((reply, r));
             }
             Msg::ForgetHost { host, reply } => {
@@ -255,6 +258,21 @@ impl Core {
                 };
                 g.others.push(Reply::Done(reply, r));
             }
+            Msg::PostAlerts { alerts, reply } => {
+                let engine = &self.engine;
+                let is_rule = |name: &str| engine.rules().iter().any(|r| r.name == name);
+                let (t, o) = self.external.post(alerts, &is_rule, now);
+                self.tel.count_external(&o);
+                g.transitions.extend(t);
+                let r = if o.refused.is_empty() {
+                    Ok(())
+                } else if o.full {
+                    Err(OpFailure::Full(o.refused.join("; ")))
+                } else {
+                    Err(OpFailure::Refused(o.refused.join("; ")))
+                };
+                g.others.push(Reply::Done(reply, r));
+            }
             Msg::PollActions { host, reply } => {
                 let reqs = self.pipeline.poll_actions(&host, now);
                 g.others.push(Reply::Poll(reply, reqs));
@@ -266,9 +284,13 @@ impl Core {
                 output,
                 reply,
             } => {
+                let src = Sources {
+                    rules: &self.engine,
+                    external: &self.external,
+                };
                 let r = self
                     .pipeline
-                    .action_result(&self.engine, &id, status, &summary, &output, now)
+                    .action_result(&src, &id, status, &summary, &output, now)
                     .map_err(OpFailure::Refused);
                 g.others.push(Reply::Done(reply, r));
             }
@@ -343,12 +365,23 @@ impl Core {
                 .map(|s| serde_json::to_string(s).expect("state serializes"));
             tx.put_alert_state(&c.key, json.as_deref())?;
         }
+        for c in self.external.take_changes() {
+            let json = c
+                .state
+                .as_ref()
+                .map(|s| serde_json::to_string(s).expect("state serializes"));
+            tx.put_alert_state(&c.key, json.as_deref())?;
+        }
+        let src = Sources {
+            rules: &self.engine,
+            external: &self.external,
+        };
         self.pipeline
-            .transitions(&self.engine, &g.transitions, recheck_held, now);
+            .transitions(&src, &g.transitions, recheck_held, now);
         // Due times (grouping, repeats, escalation steps, verification deadlines) are looked
         // at on the ticks and whenever something changed, not on every ingest group.
         if g.ticked || !g.transitions.is_empty() || recheck_held || g.asked() {
-            self.pipeline.scale_outs(&self.engine, now);
+            self.pipeline.scale_outs(&src, now);
             self.pipeline.due(now);
         }
         g.effects = self.pipeline.take_effects();
@@ -432,6 +465,7 @@ impl Writer {
                 Msg::ActionResult { reply, .. }
                 | Msg::ForgetHost { reply, .. }
                 | Msg::Incident { reply, .. }
+                | Msg::PostAlerts { reply, .. }
                 | Msg::ReportRun { reply, .. } => g.others.push(Reply::Done(reply, Ok(()))),
                 Msg::Reload(rules) => reloads.push(rules),
                 Msg::Tick => {}

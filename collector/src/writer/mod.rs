@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use tocsin_alerting::Pipeline;
 use tocsin_dispatch::AlertInfo;
 use tocsin_model::{now_ms, TimestampMs};
+use tocsin_rules::external::{self, External};
 use tocsin_rules::{AlertState, Engine, EngineOptions, Rule, Transition};
 use tocsin_store::{Store, StoreError};
 use tokio::sync::{mpsc, watch};
@@ -58,6 +59,8 @@ pub struct Writer {
 /// The writer's state besides the store.
 struct Core {
     engine: Engine,
+    /// Alerts raised elsewhere and posted here.
+    external: External,
     pipeline: Pipeline,
     liveness: Liveness,
     services: Services,
@@ -74,6 +77,8 @@ struct Core {
 /// What the writer needs from the configuration.
 pub struct Settings {
     pub engine: EngineOptions,
+    /// Alerts posted from elsewhere: how long one without `endsAt` lives, how many at most.
+    pub external: tocsin_config::collector::ExternalAlertsConfig,
     /// Routing, inhibition, escalation, incidents, remediation limits.
     pub alerting: tocsin_alerting::Settings,
     /// Where collector-side action requests go to be run.
@@ -145,6 +150,10 @@ impl Writer {
         let mut w = Writer {
             core: Core {
                 engine: Engine::new(rules, settings.engine),
+                external: External::new(
+                    settings.external.resolve_timeout.as_millis() as i64,
+                    settings.external.max_alerts,
+                ),
                 pipeline: Pipeline::new(settings.alerting),
                 liveness,
                 services: Services::new(
@@ -240,15 +249,21 @@ impl Writer {
             .collect();
         self.core.engine = Engine::new(rules, self.core.engine_opts);
         let mut states = Vec::new();
+        let mut external = Vec::new();
         for (key, json) in self.store.alert_states()? {
-            match serde_json::from_str::<AlertState>(&json) {
-                Ok(s) => states.push(s),
-                Err(e) => error!(key, error = %e, "unreadable alert state dropped"),
+            let read = if key.starts_with(external::STORAGE_PREFIX) {
+                serde_json::from_str(&json).map(|a| external.push(a))
+            } else {
+                serde_json::from_str::<AlertState>(&json).map(|s| states.push(s))
+            };
+            if let Err(e) = read {
+                error!(key, error = %e, "unreadable alert state dropped");
             }
         }
-        let n = states.len();
+        let n = states.len() + external.len();
         let now = now_ms();
         self.carry = self.core.engine.restore(states, now);
+        self.carry.extend(self.core.external.restore(external, now));
         let unreadable = self.core.pipeline.restore(
             self.store.dispatch_rows()?,
             self.store

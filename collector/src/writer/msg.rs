@@ -71,6 +71,12 @@ pub enum Msg {
         host: String,
         reply: oneshot::Sender<Result<(), OpFailure>>,
     },
+    /// Alerts raised elsewhere, posted as to an Alertmanager. Those taken are durable when
+    /// answered; the answer names those refused (the rest are taken, as Alertmanager does).
+    PostAlerts {
+        alerts: Vec<tocsin_rules::external::Posted>,
+        reply: oneshot::Sender<Result<(), OpFailure>>,
+    },
     /// An agent asks for the action requests of its host (each handed out once).
     PollActions {
         host: String,
@@ -104,6 +110,8 @@ pub enum OpFailure {
     NotFound(String),
     /// The request contradicts the current state (a resolved incident, a finished action).
     Refused(String),
+    /// No room for more (a documented bound): try again later.
+    Full(String),
     /// Not written: the sender should try again.
     Storage(String),
 }
@@ -111,9 +119,10 @@ pub enum OpFailure {
 impl std::fmt::Display for OpFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            OpFailure::NotFound(e) | OpFailure::Refused(e) | OpFailure::Storage(e) => {
-                f.write_str(e)
-            }
+            OpFailure::NotFound(e)
+            | OpFailure::Refused(e)
+            | OpFailure::Full(e)
+            | OpFailure::Storage(e) => f.write_str(e),
         }
     }
 }

@@ -89,7 +89,16 @@ impl Writer {
     }
 
     pub(super) fn refresh_view(&mut self, with_hosts: bool) {
-        let alerts: Vec<AlertState> = self.core.engine.alerts().cloned().collect();
+        let alerts: Vec<AlertState> = self
+            .core
+            .engine
+            .alerts()
+            .cloned()
+            .chain(self.core.external.alerts().map(|a| a.as_state()))
+            .collect();
+        self.tel
+            .external_firing
+            .set(self.core.external.len() as i64);
         let mut counts: BTreeMap<(&str, &str), i64> = BTreeMap::new();
         for a in &alerts {
             let state = if a.level.is_some() {

@@ -25,7 +25,7 @@ pub use payload::{
     PayloadAlert, Status, Summary,
 };
 pub use pipeline::{
-    Alerts, AuditEntry, Effects, IncidentOp, Outgoing, Pipeline, Resolved, Settings,
+    Alerts, AuditEntry, Effects, IncidentOp, Outgoing, Pipeline, Resolved, Settings, Sources,
 };
 
 #[cfg(test)]

@@ -339,6 +339,7 @@ mod tests {
             ends_at: None,
             at: 1_700_000_010_000,
             reason: None,
+            external: false,
         };
         let mut other = AlertInfo::from_transition(&t);
         other.labels.set("host", "web2");
@@ -420,6 +421,7 @@ mod tests {
             ends_at: (!firing).then_some(1_700_000_060_000),
             at: 1_700_000_000_000,
             reason: None,
+            external: false,
         };
         Notification {
             receiver: "ops".into(),

@@ -11,6 +11,7 @@ use tocsin_dispatch::{alert_id, Ack, AckError, AlertInfo, Dispatcher, Notificati
 use tocsin_incidents::{Incidents, Refused, TimelineEvent};
 use tocsin_model::{Labels, Level, TimestampMs};
 use tocsin_remedy::{Remedy, Request, ResultStatus};
+use tocsin_rules::external::External;
 use tocsin_rules::{Engine, Remediation, Transition};
 use tracing::{info, warn};
 
@@ -30,8 +31,9 @@ pub trait Alerts {
     ) -> Vec<Transition>;
     /// The level the alert `id` fires at (None: not firing).
     fn level_of(&self, id: &str) -> Option<Level>;
-    /// The remediation of the rule `rule`, if it has one.
-    fn remediation(&self, rule: &str) -> Option<Remediation>;
+    /// The remediation of the rule that raised `t`, if it has one (an alert posted from
+    /// elsewhere has none).
+    fn remediation(&self, t: &Transition) -> Option<Remediation>;
 }
 
 impl Alerts for Engine {
@@ -56,11 +58,51 @@ impl Alerts for Engine {
             .and_then(|a| a.level)
     }
 
-    fn remediation(&self, rule: &str) -> Option<Remediation> {
+    fn remediation(&self, t: &Transition) -> Option<Remediation> {
+        if t.external {
+            return None;
+        }
         self.rules()
             .iter()
-            .find(|r| r.name == rule)
+            .find(|r| r.name == t.rule)
             .and_then(|r| r.remediation.clone())
+    }
+}
+
+/// The collector's rules and the alerts posted from elsewhere, read as one.
+pub struct Sources<'a> {
+    pub rules: &'a Engine,
+    pub external: &'a External,
+}
+
+impl Alerts for Sources<'_> {
+    fn firing_labels(&self, keep: &dyn Fn(&Labels) -> bool) -> Vec<Labels> {
+        let mut v = self.rules.firing_labels(keep);
+        v.extend(
+            self.external
+                .alerts()
+                .filter(|a| keep(&a.labels))
+                .map(|a| a.labels.clone()),
+        );
+        v
+    }
+
+    fn firing_now(
+        &self,
+        now: TimestampMs,
+        keep: &dyn Fn(&Labels, Level) -> bool,
+    ) -> Vec<Transition> {
+        let mut v = self.rules.firing_now(now, keep);
+        v.extend(self.external.firing(now, keep));
+        v
+    }
+
+    fn level_of(&self, id: &str) -> Option<Level> {
+        Alerts::level_of(self.rules, id).or_else(|| self.external.get(id).map(|a| a.level))
+    }
+
+    fn remediation(&self, t: &Transition) -> Option<Remediation> {
+        self.rules.remediation(t)
     }
 }
 
@@ -406,7 +448,7 @@ impl Pipeline {
             if a.firing {
                 self.incidents.on_alert(&a, now);
             }
-            match alerts.remediation(&t.rule) {
+            match alerts.remediation(t) {
                 Some(rem) => self.remediate(&a, rem, now),
                 // A hold outlives no alert, whatever became of its rule's remediation.
                 None if !a.firing => self.remedy.release(&a.id),
@@ -458,7 +500,7 @@ impl Pipeline {
                 }
                 let a = AlertInfo::from_transition(t);
                 if self.remedy.is_held(&a.id) {
-                    if let Some(rem) = alerts.remediation(&t.rule) {
+                    if let Some(rem) = alerts.remediation(t) {
                         self.remediate(&a, rem, now);
                     }
                 }
@@ -683,7 +725,7 @@ impl Pipeline {
             return;
         }
         for t in alerts.firing_now(now, &|l, _| due.contains(&alert_id(l))) {
-            if let Some(mut rem) = alerts.remediation(&t.rule) {
+            if let Some(mut rem) = alerts.remediation(&t) {
                 rem.dry_run |= self.s.dry_run;
                 let a = AlertInfo::from_transition(&t);
                 let evs = self.remedy.on_alert(&a, &rem, now);
@@ -890,5 +932,51 @@ fn timeline_of_sent(incidents: &mut Incidents, n: &Notification, now: TimestampM
             format!("{} {what} sent to {}{why}", a.rule, n.receiver),
             now,
         );
+    }
+}
+
+#[cfg(test)]
+mod remediation_tests {
+    use super::*;
+    use tocsin_rules::external::Posted;
+
+    /// An alert posted from elsewhere never asks for a rule's remediation, even one named as a
+    /// rule that has one (a rule added after the alert was posted): what runs on a host is not
+    /// steered by what a sender posts.
+    #[test]
+    fn a_posted_alert_asks_for_no_remediation() {
+        let rules = tocsin_rules::parse_file(
+            "r.yaml",
+            "rules:\n  - name: WebDown\n    expr: up\n    levels: { critical: \"== 0\" }\n    remediation: { action: restart_web }\n",
+        )
+        .unwrap();
+        let engine = Engine::new(rules, Default::default());
+        let mut external = External::new(300_000, 10);
+        let (t, _) = external.post(
+            vec![Posted {
+                labels: Labels::from_pairs([("alertname", "WebDown"), ("severity", "critical")]),
+                annotations: Default::default(),
+                starts_at: None,
+                ends_at: None,
+                generator_url: None,
+            }],
+            &|_| false,
+            1_000,
+        );
+        let src = Sources {
+            rules: &engine,
+            external: &external,
+        };
+        assert_eq!(src.remediation(&t[0]), None);
+        let own = Transition {
+            external: false,
+            ..t[0].clone()
+        };
+        assert!(
+            src.remediation(&own).is_some(),
+            "the rule's own alert has it"
+        );
+        assert_eq!(src.level_of(&alert_id(&t[0].labels)), Some(Level::Critical));
+        assert_eq!(src.firing_now(2_000, &|_, _| true).len(), 1);
     }
 }

@@ -67,8 +67,8 @@ impl Alerts for FakeAlerts {
         self.firing.get(id).map(|f| f.2)
     }
 
-    fn remediation(&self, rule: &str) -> Option<Remediation> {
-        self.remediation.get(rule).cloned()
+    fn remediation(&self, t: &Transition) -> Option<Remediation> {
+        self.remediation.get(&t.rule).cloned()
     }
 }
 
@@ -92,6 +92,7 @@ fn transition(
         ends_at: (!kind.firing()).then_some(now),
         at: now,
         reason: None,
+        external: false,
     }
 }
 

@@ -94,9 +94,9 @@ fn storage_key(rule: &str, key: u64) -> String {
 
 /// A persisted-state update: `state` is `None` when the alert is gone.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StateChange {
+pub struct StateChange<S = AlertState> {
     pub key: String,
-    pub state: Option<AlertState>,
+    pub state: Option<S>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,8 +150,11 @@ pub struct Transition {
     pub starts_at: TimestampMs,
     pub ends_at: Option<TimestampMs>,
     pub at: TimestampMs,
-    /// Why it resolved when not by its condition: `stale` or `rule removed`.
+    /// Why it resolved when not by its condition: `stale`, `rule removed`, or `expired` (an
+    /// alert posted from elsewhere that was not posted again).
     pub reason: Option<&'static str>,
+    /// Posted from elsewhere (`crate::external`), not raised by a rule: never remediated.
+    pub external: bool,
 }
 
 #[derive(Clone, Default)]
@@ -1126,6 +1129,7 @@ fn render(
         ends_at: (!kind.firing()).then_some(now),
         at: now,
         reason,
+        external: false,
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod engine;
 pub mod expr;
+pub mod external;
 mod file;
 mod rule;
 

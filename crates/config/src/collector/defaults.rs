@@ -23,6 +23,11 @@ pub const HOST_FORGET_AFTER: &str = "7d";
 /// `storage_alert_after`.
 pub const STORAGE_ALERT_AFTER: &str = "1m";
 
+/// `external_alerts.resolve_timeout`: Alertmanager's default.
+pub const EXTERNAL_RESOLVE_TIMEOUT: &str = "5m";
+/// `external_alerts.max_alerts`.
+pub const EXTERNAL_MAX_ALERTS: usize = 10_000;
+
 /// `ingest.max_body`.
 pub const MAX_BODY: &str = "16MiB";
 /// `ingest.request_timeout`.

@@ -77,6 +77,9 @@ pub struct RawCollectorConfig {
     /// incidents, federation). Without it or `admin_token`, reads answer only while the
     /// collector listens on loopback.
     pub read_token: Option<RawSecret>,
+    /// Alerts raised elsewhere (Prometheus' alerting rules) posted to `/api/v2/alerts`.
+    #[serde(default)]
+    pub external_alerts: RawExternalAlerts,
     /// While a source alert fires, matching target alerts are not notified. Default: `HostDown`
     /// inhibits the other alerts of the same host; `[]` switches inhibition off.
     pub inhibit_rules: Option<Vec<crate::inhibit::RawInhibitRule>>,
@@ -266,6 +269,29 @@ pub struct RawQuery {
     pub max_series: Option<usize>,
     /// How far back an instant selector looks for a sample ([`defaults::QUERY_LOOKBACK`]).
     pub lookback_delta: Option<String>,
+}
+
+/// `external_alerts`: what senders of alerts (a Prometheus whose `alerting` points here) may
+/// post to `/api/v2/alerts`, as to an Alertmanager.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExternalAlerts {
+    /// Bearer token of senders (`admin_token` is taken too). Without either, only a collector
+    /// listening on loopback takes alerts.
+    pub token: Option<RawSecret>,
+    /// An alert posted without `endsAt` resolves this long after its last post
+    /// ([`defaults::EXTERNAL_RESOLVE_TIMEOUT`], Alertmanager's `resolve_timeout`).
+    pub resolve_timeout: Option<String>,
+    /// Alerts from elsewhere firing at once; new ones beyond are refused and counted
+    /// ([`defaults::EXTERNAL_MAX_ALERTS`]).
+    pub max_alerts: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExternalAlertsConfig {
+    pub token: Option<Secret>,
+    pub resolve_timeout: Duration,
+    pub max_alerts: usize,
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -608,6 +634,7 @@ pub struct CollectorConfig {
     pub route: crate::route::Route,
     pub admin_token: Option<Secret>,
     pub read_token: Option<Secret>,
+    pub external_alerts: ExternalAlertsConfig,
     pub inhibit_rules: Vec<crate::inhibit::InhibitRule>,
     pub escalation_policies: Vec<crate::escalation::Policy>,
     pub ack: AckConfig,

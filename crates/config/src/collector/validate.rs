@@ -83,6 +83,22 @@ impl RawCollectorConfig {
         let read_token = self
             .read_token
             .and_then(|t| p.take("read_token", t.resolve()));
+        let external_alerts = ExternalAlertsConfig {
+            token: self
+                .external_alerts
+                .token
+                .and_then(|t| p.take("external_alerts.token", t.resolve())),
+            resolve_timeout: p.duration_min(
+                "external_alerts.resolve_timeout",
+                self.external_alerts.resolve_timeout.as_deref(),
+                d::EXTERNAL_RESOLVE_TIMEOUT,
+                second,
+            ),
+            max_alerts: self
+                .external_alerts
+                .max_alerts
+                .unwrap_or(d::EXTERNAL_MAX_ALERTS),
+        };
         let inhibit_rules = crate::inhibit::validate(&mut p, self.inhibit_rules);
         let known: Vec<String> = receivers.iter().map(|r| r.name.clone()).collect();
         let escalation_policies =
@@ -154,6 +170,7 @@ impl RawCollectorConfig {
             route,
             admin_token,
             read_token,
+            external_alerts,
             inhibit_rules,
             escalation_policies,
             ack,
