@@ -664,3 +664,100 @@ fn the_agent_exposes_node_exporters_names_labels_and_units() {
     };
     assert_eq!(cpus(&ours), cpus(&theirs));
 }
+
+/// A real Prometheus whose `alerting` points at the collector, as at an Alertmanager: the alert
+/// of its rule reaches the collector's receiver with its labels, level (from `severity`) and
+/// annotations, opens an incident, survives a restart of the collector without being told
+/// twice, and resolves when the rule stops firing. A sender without the credential is refused.
+#[test]
+fn a_prometheus_sends_its_alerts_through_the_collector() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let _g = serial();
+    let s = Stack::new("external_alerts: { token: s3nder-t0ken }\n");
+    std::fs::create_dir(s.dir.path().join("rules")).unwrap();
+    let listen = format!("127.0.0.1:{}", tocsin_e2e::servers::free_port());
+    let mut c = s.collector(&listen, &s.p("rules"));
+    // A target whose value the test sets.
+    let flag = Arc::new(AtomicU64::new(1));
+    let f = Arc::clone(&flag);
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let v = f.load(Ordering::SeqCst);
+            async move { format!("# TYPE flag gauge\nflag {v}\n") }
+        }),
+    );
+    let (target, _rt) = tocsin_e2e::serve(app);
+    let rules = s.dir.path().join("prometheus-rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: t\n    rules:\n      - alert: FlagRaised\n        expr: flag > 0\n        labels: { severity: critical, team: db }\n        annotations: { summary: \"flag is {{ $value }}\" }\n",
+    )
+    .unwrap();
+    let Some(_prom) = tocsin_e2e::servers::prometheus(&format!(
+        "  - job_name: flag\n    static_configs: [{{ targets: [\"{target}\"] }}]\n\
+         rule_files: [\"{}\"]\n\
+         alerting:\n  alertmanagers:\n    - api_version: v2\n      authorization: {{ credentials: s3nder-t0ken }}\n      static_configs: [{{ targets: [\"{listen}\"] }}]\n",
+        rules.display()
+    )) else {
+        return;
+    };
+
+    let (_, first) = s.hook.wait_nth(1, Duration::from_secs(30));
+    let a = &first["alerts"][0];
+    assert_eq!(a["labels"]["alertname"], "FlagRaised", "{first}");
+    assert_eq!(a["labels"]["team"], "db", "{first}");
+    assert_eq!(a["labels"]["level"], "critical", "{first}");
+    assert_eq!(a["annotations"]["summary"], "flag is 1", "{first}");
+    assert_eq!(first["tocsin"]["event"], "firing", "{first}");
+    let get = |c: &tocsin_e2e::Proc, path: &str| -> Value {
+        reqwest::blocking::get(c.url(path))
+            .and_then(|r| r.json())
+            .unwrap()
+    };
+    let incidents = get(&c, "/api/v1/incidents");
+    assert!(
+        incidents.to_string().contains("FlagRaised"),
+        "an incident opened: {incidents}"
+    );
+    assert!(
+        metric(
+            &c.url("/metrics"),
+            "tocsin_external_alerts_received_total{result=\"fired\"}"
+        ) >= 1.0
+    );
+
+    // Without the senders' credential: refused, nothing taken.
+    let r = reqwest::blocking::Client::new()
+        .post(c.url("/api/v2/alerts"))
+        .json(&serde_json::json!([{ "labels": { "alertname": "Forged" } }]))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+
+    // A restart keeps the alert (Prometheus posts again only a minute on) and tells no one twice.
+    c.terminate();
+    let c = s.collector(&listen, &s.p("rules"));
+    let listed = get(&c, "/api/v2/alerts");
+    assert_eq!(listed[0]["labels"]["alertname"], "FlagRaised", "{listed}");
+    assert!(!listed.to_string().contains("Forged"), "{listed}");
+
+    // The rule stops firing: Prometheus posts the end, receivers hear it resolved.
+    flag.store(0, Ordering::SeqCst);
+    let (_, second) = s.hook.wait_nth(2, Duration::from_secs(30));
+    assert_eq!(second["tocsin"]["event"], "resolved", "{second}");
+    assert_eq!(second["alerts"][0]["labels"]["alertname"], "FlagRaised");
+    wait_for(
+        "the alert gone from the list",
+        Duration::from_secs(10),
+        || (get(&c, "/api/v2/alerts") == serde_json::json!([])).then_some(()),
+    );
+    assert_eq!(
+        s.hook.events(),
+        [
+            ("firing".to_string(), "critical".to_string()),
+            ("resolved".to_string(), "critical".to_string())
+        ]
+    );
+}

@@ -61,6 +61,11 @@ impl From<TransitionKind> for Event {
     }
 }
 
+/// A number, or `null` (how JSON writes a value that is not a number) as NaN.
+fn nan_from_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// An alert as a notification shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertInfo {
@@ -74,6 +79,8 @@ pub struct AlertInfo {
     pub event: Event,
     pub level: Level,
     pub previous_level: Option<Level>,
+    /// Not a number for an alert posted from elsewhere (stored as `null`, read back so).
+    #[serde(deserialize_with = "nan_from_null")]
     pub value: f64,
     pub threshold: String,
     pub starts_at: TimestampMs,

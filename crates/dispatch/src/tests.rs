@@ -390,6 +390,27 @@ fn a_resending_receiver_is_resynced_after_a_restart_even_if_saved_without_resend
 }
 
 #[test]
+fn an_alert_without_a_value_survives_a_restart() {
+    // An alert posted from elsewhere has no value: NaN, stored as null, read back as NaN.
+    let mut d = Dispatcher::new(vec![], Default::default());
+    let t = [target(&["chat"], GroupOpts::default(), None)];
+    let a = AlertInfo {
+        value: f64::NAN,
+        ..alert("FromElsewhere", "a", Level::Critical, true)
+    };
+    d.event(&a, &t, 0);
+    assert_eq!(d.tick(0).len(), 1);
+    let rows = saved(&mut d);
+    assert!(
+        rows.iter().any(|(_, j)| j.contains("\"value\":null")),
+        "{rows:?}"
+    );
+    let mut e = Dispatcher::new(vec![], Default::default());
+    assert!(e.restore(rows).is_empty());
+    assert_eq!(e.known_levels().get(a.id.as_str()), Some(&Level::Critical));
+}
+
+#[test]
 fn state_survives_a_restart() {
     let mut d = Dispatcher::new(vec![oncall()], Default::default());
     let t = [
