@@ -4,9 +4,11 @@
 //! Reads need what `/api/v1` reads need; adding or expiring a silence is a change (admin,
 //! audited), as through `/api/v1/silences`.
 //!
-//! What differs from Alertmanager: alerts come from the collector's own rules (nothing is
-//! posted here: `POST /api/v2/alerts` is refused with the reason); an alert under an escalation policy is
-//! a group of its own, named by the policy; a firing alert's `endsAt` is five minutes
+//! Alerts raised elsewhere (a Prometheus's `alerting`) are posted to `POST /api/v2/alerts` with
+//! the senders' credential (`external_alerts.token`, or admin): see `tocsin_rules::external`.
+//!
+//! What differs from Alertmanager: an alert under an escalation policy is
+//! a group of its own, named by the policy; a rule's firing alert's `endsAt` is five minutes
 //! on, as for an alert Prometheus keeps sending; `inhibitedBy` is empty though the state says
 //! `suppressed` (an inhibited alert's source is not kept); silence ids are the collector's
 //! numbers written as UUIDs (`00000000-0000-4000-8000-00000000002a` is silence 42), and a
