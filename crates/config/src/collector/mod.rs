@@ -838,6 +838,16 @@ mod tests {
             (d.retention, d.checkpoint_interval, d.stale_after)
         );
         assert_eq!(shown.storage_alert_after, d.storage_alert_after);
+        assert_eq!(
+            (
+                shown.external_alerts.resolve_timeout,
+                shown.external_alerts.max_alerts
+            ),
+            (
+                d.external_alerts.resolve_timeout,
+                d.external_alerts.max_alerts
+            )
+        );
         let (i, j) = (&shown.ingest, &d.ingest);
         assert_eq!(
             (
