@@ -233,6 +233,11 @@ struct PostableAlert {
     generator_url: Option<String>,
 }
 
+/// Alerts in one request, at most (Prometheus sends batches of 64).
+const MAX_ALERTS_PER_REQUEST: usize = 10_000;
+/// Refusals named in one answer; the rest are counted.
+const MAX_REASONS: usize = 20;
+
 /// Annotations per alert, and the length of one, at most (a summary, a description, a
 /// runbook link: not a log).
 const MAX_ANNOTATIONS: usize = 64;
@@ -330,6 +335,12 @@ pub(crate) async fn post_alerts(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let raw: Vec<PostableAlert> = json_body(&body, "alerts")?;
+    if raw.len() > MAX_ALERTS_PER_REQUEST {
+        return Err(ApiError::TooLarge(format!(
+            "{} alerts in one request, at most {MAX_ALERTS_PER_REQUEST}",
+            raw.len()
+        )));
+    }
     let mut refused = Vec::new();
     let mut alerts = Vec::new();
     for a in raw {
@@ -362,10 +373,14 @@ pub(crate) async fn post_alerts(
             })?;
     }
     if refused.is_empty() {
-        Ok(Json(json!({})))
-    } else {
-        Err(ApiError::bad_request(refused.join("; ")))
+        return Ok(Json(json!({})));
     }
+    let more = refused.len().saturating_sub(MAX_REASONS);
+    refused.truncate(MAX_REASONS);
+    if more > 0 {
+        refused.push(format!("and {more} more refused"));
+    }
+    Err(ApiError::bad_request(refused.join("; ")))
 }
 
 /// `GET /api/v2/alerts/groups`: the notification groups in flight with their firing alerts
@@ -597,6 +612,11 @@ mod tests {
             a.json.as_array().is_some_and(|v| v.len() == 1)
         })
         .await;
+        let flood: Vec<Value> = (0..=MAX_ALERTS_PER_REQUEST)
+            .map(|i| json!({"labels": {"alertname": format!("F{i}")}}))
+            .collect();
+        let r = post(Value::Array(flood)).await;
+        assert_eq!(r.status.as_u16(), 413, "{}", r.json);
         let r = post(json!([{"labels": {"alertname": "Z"}, "unknown": 1}])).await;
         assert_eq!(r.status.as_u16(), 400, "{}", r.json);
         assert!(r.json.to_string().contains("unknown field"), "{}", r.json);

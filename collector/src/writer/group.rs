@@ -267,9 +267,9 @@ impl Core {
                 let r = if o.refused.is_empty() {
                     Ok(())
                 } else if o.full {
-                    Err(OpFailure::Full(o.refused.join("; ")))
+                    Err(OpFailure::Full(o.reasons(20)))
                 } else {
-                    Err(OpFailure::Refused(o.refused.join("; ")))
+                    Err(OpFailure::Refused(o.reasons(20)))
                 };
                 g.others.push(Reply::Done(reply, r));
             }

@@ -131,6 +131,23 @@ pub struct PostOutcome {
     pub full: bool,
 }
 
+impl PostOutcome {
+    /// The refusals, `max` of them named and the rest counted, for an answer.
+    pub fn reasons(&self, max: usize) -> String {
+        let mut s = self
+            .refused
+            .iter()
+            .take(max)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ");
+        if self.refused.len() > max {
+            s.push_str(&format!("; and {} more refused", self.refused.len() - max));
+        }
+        s
+    }
+}
+
 /// The alerts posted from elsewhere that fire now.
 #[derive(Debug)]
 pub struct External {
@@ -424,6 +441,11 @@ mod tests {
         assert!(o.refused[0].contains("a rule of this collector has that name"));
         assert!(o.refused[1].contains("max_alerts"));
         assert!(o.full);
+        assert!(
+            o.reasons(1).ends_with("; and 1 more refused"),
+            "{}",
+            o.reasons(1)
+        );
         // A known alert is still renewed when full.
         let (_, o) = e.post(vec![alert(&[("alertname", "A")], None)], &is_rule, MIN);
         assert_eq!((o.renewed, o.refused.len()), (1, 0));
