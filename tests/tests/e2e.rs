@@ -1150,7 +1150,7 @@ fn amtool(c: &Proc, http_config: &Path, args: &[&str]) -> Result<String, String>
 
 /// Alertmanager's own command-line client works against the collector: it lists the firing
 /// alerts, adds a silence that mutes delivery (with the admin token; without it, refused),
-/// finds it, shows the alert suppressed by it, and expires it.
+/// finds it, shows the alert suppressed by it, and expires it; an alert it raises is told.
 #[test]
 fn amtool_lists_alerts_and_manages_silences() {
     if !require_tool("amtool") {
@@ -1256,4 +1256,36 @@ fn amtool_lists_alerts_and_manages_silences() {
         "[]",
         "an expired silence is not listed as in force"
     );
+    // An alert raised by hand, as amtool posts it to an Alertmanager: told, and listed.
+    let raise = [
+        "alert",
+        "add",
+        "alertname=RaisedByHand",
+        "severity=critical",
+        "host=e2e-host",
+        "--annotation=summary=checking the pager",
+    ];
+    let refused = amtool(&c, &nobody, &raise).unwrap_err();
+    assert!(
+        refused.contains("401") || refused.to_lowercase().contains("unauthorized"),
+        "{refused}"
+    );
+    amtool(&c, &admin, &raise).unwrap();
+    let (_, told) = s.hook.wait_nth(3, Duration::from_secs(10));
+    assert_eq!(
+        told["alerts"][0]["labels"]["alertname"], "RaisedByHand",
+        "{told}"
+    );
+    assert_eq!(told["alerts"][0]["labels"]["level"], "critical", "{told}");
+    assert_eq!(
+        told["alerts"][0]["annotations"]["summary"],
+        "checking the pager"
+    );
+    let listed = amtool(
+        &c,
+        &admin,
+        &["-o", "json", "alert", "query", "alertname=RaisedByHand"],
+    )
+    .unwrap();
+    assert!(listed.contains("RaisedByHand"), "{listed}");
 }
