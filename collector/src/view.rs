@@ -21,9 +21,9 @@ pub struct View {
     pub incidents: Vec<tocsin_incidents::Incident>,
     /// Action requests of the last day.
     pub actions: Vec<tocsin_remedy::Request>,
-    /// What holds firing alerts back, by alert id: the silences muting it, and whether it is
-    /// inhibited.
-    pub held: BTreeMap<String, (Vec<i64>, bool)>,
+    /// What holds firing alerts back, by alert id: the silences muting it, and the firing
+    /// alerts inhibiting it.
+    pub held: BTreeMap<String, (Vec<i64>, Vec<String>)>,
     /// The rules in force.
     pub rules: Vec<std::sync::Arc<tocsin_rules::Rule>>,
     /// The routing tree: which receivers an alert goes to (read by the API on request, not

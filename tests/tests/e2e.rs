@@ -578,6 +578,17 @@ fn inhibition_holds_back_alerts_covered_by_a_firing_one() {
         2,
         "both are recorded"
     );
+    // Which alert holds it back, as Alertmanager's API says it.
+    let outage = get_json(&c.url("/api/v2/alerts?filter=alertname%3D%22Outage%22"));
+    let slow = wait_for("Slow shown inhibited", Duration::from_secs(10), || {
+        let v = get_json(&c.url("/api/v2/alerts?filter=alertname%3D%22Slow%22"));
+        (v[0]["status"]["state"] == "suppressed").then_some(v)
+    });
+    assert_eq!(
+        slow[0]["status"]["inhibitedBy"],
+        serde_json::json!([outage[0]["fingerprint"]]),
+        "{slow}"
+    );
     // The outage ends while the slowness goes on: now it is told, once.
     s.set_value(60.0);
     s.hook.wait_nth(3, Duration::from_secs(10));
@@ -1256,6 +1267,14 @@ fn amtool_lists_alerts_and_manages_silences() {
         "[]",
         "an expired silence is not listed as in force"
     );
+    let expired = amtool(&c, &admin, &["-o", "json", "silence", "query", "--expired"]).unwrap();
+    let expired: serde_json::Value = serde_json::from_str(&expired).unwrap();
+    assert_eq!(
+        expired[0]["id"],
+        id.as_str(),
+        "listed as expired: {expired}"
+    );
+    assert_eq!(expired[0]["status"]["state"], "expired", "{expired}");
     // An alert raised by hand, as amtool posts it to an Alertmanager: told, and listed.
     let raise = [
         "alert",

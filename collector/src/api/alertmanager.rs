@@ -9,8 +9,7 @@
 //!
 //! What differs from Alertmanager: an alert under an escalation policy is
 //! a group of its own, named by the policy; a rule's firing alert's `endsAt` is five minutes
-//! on, as for an alert Prometheus keeps sending; `inhibitedBy` is empty though the state says
-//! `suppressed` (an inhibited alert's source is not kept); silence ids are the collector's
+//! on, as for an alert Prometheus keeps sending; silence ids are the collector's
 //! numbers written as UUIDs (`00000000-0000-4000-8000-00000000002a` is silence 42), and a
 //! maintenance window's `schedule` rides along as an extra field.
 
@@ -176,7 +175,8 @@ impl AlertQuery {
         }) {
             return None;
         }
-        let (silenced_by, inhibited) = view.held.get(&id).cloned().unwrap_or_default();
+        let (silenced_by, inhibited_by) = view.held.get(&id).cloned().unwrap_or_default();
+        let inhibited = !inhibited_by.is_empty();
         let suppressed = !silenced_by.is_empty() || inhibited;
         let shown = match (suppressed, silenced_by.is_empty()) {
             (false, _) => self.active,
@@ -198,7 +198,7 @@ impl AlertQuery {
             "status": {
                 "state": if suppressed { "suppressed" } else { "active" },
                 "silencedBy": silenced_by.iter().map(|s| silence_uuid(*s)).collect::<Vec<_>>(),
-                "inhibitedBy": [],
+                "inhibitedBy": inhibited_by,
             },
         }))
     }

@@ -22,7 +22,7 @@ pub(crate) async fn list(State(st): State<AppState>) -> Json<Value> {
         .iter()
         .map(|a| {
             let id = format!("{:016x}", a.fingerprint());
-            let (silenced_by, inhibited) = view.held.get(&id).cloned().unwrap_or_default();
+            let (silenced_by, inhibited_by) = view.held.get(&id).cloned().unwrap_or_default();
             let rule = rules.get(a.rule.as_str());
             json!({
                 "rule": a.rule,
@@ -37,7 +37,8 @@ pub(crate) async fn list(State(st): State<AppState>) -> Json<Value> {
                 "thresholds": rule.map(|r| super::rules::levels_json(r)),
                 "expr": rule.map(|r| r.expr_text.as_str()),
                 "silencedBy": silenced_by,
-                "inhibited": inhibited,
+                "inhibited": !inhibited_by.is_empty(),
+                "inhibitedBy": inhibited_by,
                 "fingerprint": id,
                 "id": id,
                 "ack": view.acks.get(&id).map(ack_json),

@@ -165,6 +165,8 @@ pub(crate) async fn list(State(st): State<AppState>) -> Json<Value> {
     let list: Vec<Value> = view
         .silences
         .iter()
+        // In force or to come (Alertmanager's API lists the ended ones too).
+        .filter(|s| s.ends_ms > now)
         .map(|s| {
             json!({
                 "id": s.id,

@@ -105,6 +105,10 @@ pub struct Settings {
 /// while a record of some tens of kilobytes is not written at every checkpoint.
 const BUDGETS_SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// How long an ended silence is still listed (as `expired`) by Alertmanager's API: as long as
+/// Alertmanager keeps it by default (`--data.retention=120h`).
+const EXPIRED_SILENCES_LISTED_MS: i64 = 120 * 3_600_000;
+
 /// The most one group commit takes in, so a flood still gets acknowledged in steps.
 const GROUP_MAX_REQUESTS: usize = 256;
 const GROUP_MAX_SAMPLES: usize = 1_000_000;
@@ -199,11 +203,14 @@ impl Writer {
         Ok(w)
     }
 
-    /// Reloads the silences not yet ended, for delivery and for the API.
+    /// Reloads the silences: those not yet ended for delivery, and those too that ended within
+    /// `EXPIRED_SILENCES_LISTED` for the API (Alertmanager lists them as `expired`).
     fn load_silences(&mut self) -> Result<(), StoreError> {
-        let stored = self.store.silences(now_ms())?;
+        let now = now_ms();
+        let stored = self.store.silences(now - EXPIRED_SILENCES_LISTED_MS)?;
         let silences = stored
             .iter()
+            .filter(|s| s.ends_ms >= now)
             .filter_map(|s| {
                 tocsin_alerting::silence::Silence::new(
                     s.id,

@@ -139,10 +139,10 @@ impl Writer {
         let now = now_ms();
         let firing: Vec<&AlertState> = alerts.iter().filter(|a| a.level.is_some()).collect();
         let labels: Vec<&tocsin_model::Labels> = firing.iter().map(|a| &a.labels).collect();
-        let held: BTreeMap<String, (Vec<i64>, bool)> = firing
+        let held: BTreeMap<String, (Vec<i64>, Vec<String>)> = firing
             .iter()
             .zip(self.core.pipeline.held_back(&labels, now))
-            .filter(|(_, (s, i))| !s.is_empty() || *i)
+            .filter(|(_, (s, i))| !s.is_empty() || !i.is_empty())
             .map(|(a, h)| (format!("{:016x}", a.fingerprint()), h))
             .collect();
         let groups = self.core.pipeline.group_views();

@@ -352,10 +352,10 @@ impl Pipeline {
     }
 
     /// What holds each of `firing` back at `now`: the ids of the silences that mute it, and
-    /// whether another firing alert inhibits it (as [`Pipeline::transitions`] decides). Sources
+    /// the ids of the firing alerts that inhibit it (as [`Pipeline::transitions`] decides). Sources
     /// are indexed by the values of each rule's `equal` labels, so a mass outage costs
     /// O(alerts × rules), not O(alerts²).
-    pub fn held_back(&self, firing: &[&Labels], now: TimestampMs) -> Vec<(Vec<i64>, bool)> {
+    pub fn held_back(&self, firing: &[&Labels], now: TimestampMs) -> Vec<(Vec<i64>, Vec<String>)> {
         let rules = &self.s.inhibit_rules;
         let key = |r: &InhibitRule, l: &Labels| -> Option<Vec<String>> {
             r.equal
@@ -384,12 +384,19 @@ impl Pipeline {
                     .filter(|s| s.matches(l, now))
                     .map(|s| s.id)
                     .collect();
-                let inhibited = rules.iter().zip(&index).any(|(r, m)| {
-                    key(r, l)
-                        .and_then(|k| m.get(&k))
-                        .is_some_and(|srcs| srcs.iter().any(|src| routing::inhibits(r, src, l)))
-                });
-                (silenced, inhibited)
+                let mut by: Vec<String> = rules
+                    .iter()
+                    .zip(&index)
+                    .filter_map(|(r, m)| Some((r, m.get(&key(r, l)?)?)))
+                    .flat_map(|(r, srcs)| {
+                        srcs.iter()
+                            .filter(move |src| routing::inhibits(r, src, l))
+                            .map(|src| alert_id(src))
+                    })
+                    .collect();
+                by.sort_unstable();
+                by.dedup();
+                (silenced, by)
             })
             .collect()
     }
