@@ -358,20 +358,8 @@ impl Core {
         recheck_held: bool,
         now: TimestampMs,
     ) -> Result<(), StoreError> {
-        for c in self.engine.take_changes() {
-            let json = c
-                .state
-                .as_ref()
-                .map(|s| serde_json::to_string(s).expect("state serializes"));
-            tx.put_alert_state(&c.key, json.as_deref())?;
-        }
-        for c in self.external.take_changes() {
-            let json = c
-                .state
-                .as_ref()
-                .map(|s| serde_json::to_string(s).expect("state serializes"));
-            tx.put_alert_state(&c.key, json.as_deref())?;
-        }
+        put_states(tx, self.engine.take_changes())?;
+        put_states(tx, self.external.take_changes())?;
         let src = Sources {
             rules: &self.engine,
             external: &self.external,
@@ -390,6 +378,21 @@ impl Core {
             .extend(tx.hosts_seen().map(|(h, t)| (h.to_string(), t)));
         Ok(())
     }
+}
+
+/// Alert states changed (rules' and posted ones), into the transaction: written, or deleted.
+fn put_states<S: serde::Serialize>(
+    tx: &mut Txn<'_>,
+    changes: Vec<tocsin_rules::StateChange<S>>,
+) -> Result<(), StoreError> {
+    for c in changes {
+        let json = c
+            .state
+            .as_ref()
+            .map(|s| serde_json::to_string(s).expect("state serializes"));
+        tx.put_alert_state(&c.key, json.as_deref())?;
+    }
+    Ok(())
 }
 
 impl Writer {
