@@ -204,7 +204,7 @@ impl Writer {
     }
 
     /// Reloads the silences: those not yet ended for delivery, and those too that ended within
-    /// `EXPIRED_SILENCES_LISTED` for the API (Alertmanager lists them as `expired`).
+    /// `EXPIRED_SILENCES_LISTED_MS` for the API (Alertmanager lists them as `expired`).
     fn load_silences(&mut self) -> Result<(), StoreError> {
         let now = now_ms();
         let stored = self.store.silences(now - EXPIRED_SILENCES_LISTED_MS)?;
