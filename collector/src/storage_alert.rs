@@ -119,6 +119,7 @@ impl StorageAlert {
             at: now,
             reason: None,
             ack: None,
+            generator_url: None,
         }
     }
 }

@@ -711,6 +711,13 @@ fn a_prometheus_sends_its_alerts_through_the_collector() {
     assert_eq!(a["labels"]["level"], "critical", "{first}");
     assert_eq!(a["annotations"]["summary"], "flag is 1", "{first}");
     assert_eq!(first["tocsin"]["event"], "firing", "{first}");
+    // The link back to the expression in Prometheus, as Alertmanager passes it on.
+    assert!(
+        a["generatorURL"]
+            .as_str()
+            .is_some_and(|u| u.contains("/graph?g0.expr=flag")),
+        "{first}"
+    );
     let get = |c: &tocsin_e2e::Proc, path: &str| -> Value {
         reqwest::blocking::get(c.url(path))
             .and_then(|r| r.json())

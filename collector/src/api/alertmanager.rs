@@ -242,6 +242,8 @@ const MAX_REASONS: usize = 20;
 /// runbook link: not a log).
 const MAX_ANNOTATIONS: usize = 64;
 const MAX_ANNOTATION_LEN: usize = 16 * 1024;
+/// A `generatorURL`, at most: a link, carried into notifications.
+const MAX_URL_LEN: usize = 2048;
 
 /// An RFC 3339 time (`2026-12-06T10:00:00.123Z`, `…+08:00`) in milliseconds; `None` for the
 /// zero time Go sends for "unset" (`0001-01-01T00:00:00Z`) and for an empty text.
@@ -310,6 +312,15 @@ fn postable(a: PostableAlert, limits: &tocsin_wire::Limits) -> Result<Posted, St
             "at most {MAX_ANNOTATIONS} annotations of at most {MAX_ANNOTATION_LEN} bytes"
         )));
     }
+    let generator_url = a.generator_url.filter(|u| !u.is_empty());
+    if let Some(u) = &generator_url {
+        let web = u.starts_with("http://") || u.starts_with("https://");
+        if !web || u.len() > MAX_URL_LEN || u.chars().any(char::is_control) {
+            return Err(fail(format!(
+                "generatorURL: an http or https link of at most {MAX_URL_LEN} bytes"
+            )));
+        }
+    }
     let time = |s: &Option<String>, field: &str| {
         s.as_deref()
             .map(rfc3339)
@@ -322,7 +333,7 @@ fn postable(a: PostableAlert, limits: &tocsin_wire::Limits) -> Result<Posted, St
         ends_at: time(&a.ends_at, "endsAt")?,
         labels: Labels::from_pairs(a.labels.into_iter().filter(|(_, v)| !v.is_empty())),
         annotations: a.annotations,
-        generator_url: a.generator_url.filter(|u| !u.is_empty()),
+        generator_url,
     })
 }
 
@@ -595,6 +606,7 @@ mod tests {
             {"labels": {"host": "a"}},
             {"labels": {"alertname": "X", "bad-name": "a"}},
             {"labels": {"alertname": "Y"}, "endsAt": "tomorrow"},
+            {"labels": {"alertname": "U"}, "generatorURL": "javascript:alert(1)"},
             {"labels": {"alertname": "Other"}, "endsAt": later},
         ]))
         .await;
@@ -605,6 +617,7 @@ mod tests {
             "labels need a non-empty alertname",
             "\\\"bad-name\\\" is not a label name",
             "endsAt: \\\"tomorrow\\\" is not an RFC 3339 time",
+            "generatorURL: an http or https link",
         ] {
             assert!(text.contains(want), "{want} in {text}");
         }
@@ -634,7 +647,7 @@ mod tests {
         for want in [
             "tocsin_external_alerts_received_total{result=\"fired\"} 2",
             "tocsin_external_alerts_received_total{result=\"resolved\"} 1",
-            "tocsin_external_alerts_received_total{result=\"refused\"} 4",
+            "tocsin_external_alerts_received_total{result=\"refused\"} 5",
         ] {
             assert!(m.contains(want), "{want}");
         }

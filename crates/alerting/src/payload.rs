@@ -247,7 +247,10 @@ pub fn webhook_payload(
                     .ends_at
                     .map(format_rfc3339)
                     .unwrap_or_else(|| ZERO_TIME.to_string()),
-                generator_url: format!("{external_url}/api/v1/alerts"),
+                generator_url: a
+                    .generator_url
+                    .clone()
+                    .unwrap_or_else(|| format!("{external_url}/api/v1/alerts")),
                 fingerprint: a.id.clone(),
                 tocsin: extras(a, link, dashboard_url(dashboard, a)),
             }
@@ -340,6 +343,7 @@ mod tests {
             at: 1_700_000_010_000,
             reason: None,
             external: false,
+            generator_url: None,
         };
         let mut other = AlertInfo::from_transition(&t);
         other.labels.set("host", "web2");
@@ -422,6 +426,7 @@ mod tests {
             at: 1_700_000_000_000,
             reason: None,
             external: false,
+            generator_url: None,
         };
         Notification {
             receiver: "ops".into(),

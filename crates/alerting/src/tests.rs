@@ -93,6 +93,7 @@ fn transition(
         at: now,
         reason: None,
         external: false,
+        generator_url: None,
     }
 }
 

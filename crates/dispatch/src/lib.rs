@@ -89,6 +89,9 @@ pub struct AlertInfo {
     pub reason: Option<String>,
     #[serde(default)]
     pub ack: Option<Ack>,
+    /// Where the sender of an alert posted from elsewhere says it comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_url: Option<String>,
 }
 
 impl AlertInfo {
@@ -112,6 +115,7 @@ impl AlertInfo {
             at: t.at,
             reason: t.reason.map(str::to_string),
             ack: None,
+            generator_url: t.generator_url.clone(),
         }
     }
 }

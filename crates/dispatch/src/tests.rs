@@ -30,6 +30,7 @@ fn alert(name: &str, host: &str, level: Level, firing: bool) -> AlertInfo {
         at: 0,
         reason: None,
         ack: None,
+        generator_url: None,
     }
 }
 

@@ -59,6 +59,7 @@ pub async fn send_test(
         at: now,
         reason: None,
         ack: None,
+        generator_url: None,
     };
     let n = tocsin_dispatch::Notification {
         receiver: r.name.clone(),

@@ -29,6 +29,7 @@ fn alert(level: Level, firing: bool) -> AlertInfo {
         at: 0,
         reason: None,
         ack: None,
+        generator_url: None,
     }
 }
 

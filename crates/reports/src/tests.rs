@@ -32,6 +32,7 @@ fn alert(rule: &str, service: &str, level: Level, firing: bool) -> AlertInfo {
         at: 0,
         reason: None,
         ack: None,
+        generator_url: None,
     }
 }
 

@@ -155,6 +155,8 @@ pub struct Transition {
     pub reason: Option<&'static str>,
     /// Posted from elsewhere (`crate::external`), not raised by a rule: never remediated.
     pub external: bool,
+    /// Where a sender says the alert comes from (Prometheus' link to its expression).
+    pub generator_url: Option<String>,
 }
 
 #[derive(Clone, Default)]
@@ -1130,6 +1132,7 @@ fn render(
         at: now,
         reason,
         external: false,
+        generator_url: None,
     }
 }
 

@@ -97,6 +97,7 @@ impl ExternalAlert {
             at,
             reason,
             external: true,
+            generator_url: self.generator_url.clone(),
         }
     }
 }
