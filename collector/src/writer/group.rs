@@ -29,6 +29,9 @@ pub(super) struct Group {
     pub(super) ticked: bool,
     acks: Vec<AckReply>,
     others: Vec<Reply>,
+    /// Answers to posted alerts: not a person's request (a renewal changes nothing the API
+    /// shows, so it does not refresh the view by itself).
+    posts: Vec<Reply>,
     /// What senders wrote, for every forwarding target.
     to_forward: Vec<SeriesSamples>,
     /// Series this collector derives (liveness, services): not for a peer, which derives its own.
@@ -59,7 +62,7 @@ impl Group {
         for (reply, _) in self.acks {
             let _ = reply.send(Err(AckFailure::Storage(err.to_string())));
         }
-        for r in self.others {
+        for r in self.others.into_iter().chain(self.posts) {
             r.send_err(err.to_string());
         }
     }
@@ -271,7 +274,7 @@ impl Core {
                 } else {
                     Err(OpFailure::Refused(o.reasons(20)))
                 };
-                g.others.push(Reply::Done(reply, r));
+                g.posts.push(Reply::Done(reply, r));
             }
             Msg::PollActions { host, reply } => {
                 let reqs = self.pipeline.poll_actions(&host, now);
@@ -413,7 +416,7 @@ impl Writer {
         for (reply, r) in g.acks {
             let _ = reply.send(r.map_err(AckFailure::Refused));
         }
-        for r in g.others {
+        for r in g.others.into_iter().chain(g.posts) {
             r.send_ok();
         }
         if !(g.to_forward.is_empty() && g.derived_forward.is_empty()) {
@@ -468,8 +471,8 @@ impl Writer {
                 Msg::ActionResult { reply, .. }
                 | Msg::ForgetHost { reply, .. }
                 | Msg::Incident { reply, .. }
-                | Msg::PostAlerts { reply, .. }
                 | Msg::ReportRun { reply, .. } => g.others.push(Reply::Done(reply, Ok(()))),
+                Msg::PostAlerts { reply, .. } => g.posts.push(Reply::Done(reply, Ok(()))),
                 Msg::Reload(rules) => reloads.push(rules),
                 Msg::Tick => {}
                 Msg::AddSilence { .. } | Msg::ExpireSilence { .. } | Msg::Federate { .. } => {
