@@ -76,6 +76,23 @@ pub struct Target {
 }
 
 impl Target {
+    /// Counts a request of `n` samples the receiver refused, `accepted` of them stored all the
+    /// same (a tocsin collector says how many: `X-Tocsin-Accepted-Samples`); the rejected ones.
+    fn count_refusal(&self, n: usize, accepted: usize) -> usize {
+        let stored = accepted.min(n);
+        let c = |result: &str, k: usize| {
+            if k > 0 {
+                self.metrics
+                    .samples
+                    .with_label_values(&[&self.name, result])
+                    .inc_by(k as u64);
+            }
+        };
+        c("sent", stored);
+        c("rejected", n - stored);
+        n - stored
+    }
+
     /// Queues a committed group; drops the oldest groups beyond the bound.
     pub fn push(&self, batch: Arc<Vec<SeriesSamples>>) {
         let n: usize = batch.iter().map(|s| s.samples.len()).sum();
@@ -242,13 +259,13 @@ async fn send_loop(
                     .inc_by(n as u64);
                 t.pop(groups, n);
             }
-            Verdict::Drop { message: why, .. } => {
+            Verdict::Drop {
+                message: why,
+                accepted,
+            } => {
                 // Out-of-order or duplicate samples a TSDB refuses: retrying cannot help.
-                warn!(target = %t.name, reason = %why, samples = n, "forwarded samples rejected");
-                t.metrics
-                    .samples
-                    .with_label_values(&[&t.name, "rejected"])
-                    .inc_by(n as u64);
+                let rejected = t.count_refusal(n, usize::try_from(accepted).unwrap_or(usize::MAX));
+                warn!(target = %t.name, reason = %why, samples = rejected, stored = n - rejected, "forwarded samples rejected");
                 t.pop(groups, n);
             }
             Verdict::Retry {
@@ -326,6 +343,19 @@ mod tests {
         t.push(group("big", 50));
         t.pop(1, 5);
         assert_eq!(t.peek(8).1, 50);
+    }
+
+    #[test]
+    fn samples_a_receiver_stored_of_a_refused_request_count_as_sent() {
+        let t = target(100);
+        let count = |r: &str| t.metrics.samples.with_label_values(&["t", r]).get();
+        // A collector refusing the derived series of another: the rest stored.
+        assert_eq!(t.count_refusal(10, 7), 3);
+        assert_eq!((count("sent"), count("rejected")), (7, 3));
+        // A receiver that says nothing: all of them rejected; an absurd count is bounded.
+        assert_eq!(t.count_refusal(5, 0), 5);
+        assert_eq!(t.count_refusal(4, 9), 0);
+        assert_eq!((count("sent"), count("rejected")), (11, 8));
     }
 
     #[test]
