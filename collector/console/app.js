@@ -10,7 +10,7 @@ const L = {
     emergency: '紧急', critical: '严重', warning: '警告', hostsUp: '主机在线', hostsDown: '主机离线',
     openIncidents: '未关闭事件', deadLetters: '投递失败', collector: '采集器', version: '版本', uptime: '运行时长',
     series: '序列', samples: '已接收样本', level: '级别', host: '主机', service: '服务', rule: '规则', category: '类别',
-    state: '状态', all: '全部', silenced: '已静默', inhibited: '已抑制', acked: '已确认', active: '未处理',
+    state: '状态', all: '全部', silenced: '已静默', inhibited: '已抑制', posted: '外部', postedHint: '由外部系统（如 Prometheus）经 /api/v2/alerts 发来', acked: '已确认', active: '未处理',
     since: '开始', value: '当前值', summary: '摘要', labels: '标签', annotations: '注解', thresholds: '阈值',
     history: '近期走势', ack: '确认', comment: '备注', silenceLike: '静默同类告警', noAlerts: '没有告警',
     levelHistory: '级别变化', opened: '开始', resolved: '已恢复', ackedBy: '确认人', resolve: '关闭事件',
@@ -42,7 +42,7 @@ const L = {
     emergency: 'Emergency', critical: 'Critical', warning: 'Warning', hostsUp: 'Hosts up', hostsDown: 'Hosts down',
     openIncidents: 'Open incidents', deadLetters: 'Dead letters', collector: 'Collector', version: 'Version', uptime: 'Uptime',
     series: 'Series', samples: 'Samples accepted', level: 'Level', host: 'Host', service: 'Service', rule: 'Rule', category: 'Category',
-    state: 'State', all: 'All', silenced: 'Silenced', inhibited: 'Inhibited', acked: 'Acknowledged', active: 'Unhandled',
+    state: 'State', all: 'All', silenced: 'Silenced', inhibited: 'Inhibited', posted: 'Posted', postedHint: 'Raised elsewhere (e.g. Prometheus) and posted to /api/v2/alerts', acked: 'Acknowledged', active: 'Unhandled',
     since: 'Since', value: 'Value', summary: 'Summary', labels: 'Labels', annotations: 'Annotations', thresholds: 'Thresholds',
     history: 'Recent history', ack: 'Acknowledge', comment: 'Comment', silenceLike: 'Silence like this', noAlerts: 'No alerts',
     levelHistory: 'Level changes', opened: 'Opened', resolved: 'Resolved', ackedBy: 'Acknowledged by', resolve: 'Resolve',
@@ -248,6 +248,7 @@ function alertFlags(a) {
   return [
     a.silencedBy && a.silencedBy.length ? el('span', { class: 'flag', 'data-flag': 'silenced' }, t('silenced')) : null,
     a.inhibited ? el('span', { class: 'flag', 'data-flag': 'inhibited' }, t('inhibited')) : null,
+    a.source === 'posted' ? el('span', { class: 'flag', 'data-flag': 'posted', title: t('postedHint') }, t('posted')) : null,
     a.ack ? el('span', { class: 'flag', 'data-flag': 'acked' }, `${t('acked')} · ${a.ack.by}`) : null,
   ];
 }

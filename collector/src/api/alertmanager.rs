@@ -601,6 +601,9 @@ mod tests {
             "empty labels left out"
         );
         assert_eq!(got["annotations"]["summary"], "/ is full");
+        let v1 = api.get("/api/v1/alerts").await.json;
+        assert_eq!(v1["data"]["alerts"][0]["source"], "posted", "{v1}");
+        assert!(v1["data"]["alerts"][0]["value"].is_null(), "{v1}");
         let r = post(json!([
             {"labels": {"alertname": "Busy", "host": "a"}},
             {"labels": {"host": "a"}},

@@ -37,6 +37,8 @@ pub(crate) async fn list(State(st): State<AppState>) -> Json<Value> {
                 "thresholds": rule.map(|r| super::rules::levels_json(r)),
                 "expr": rule.map(|r| r.expr_text.as_str()),
                 "silencedBy": silenced_by,
+                // Raised by a rule here, or posted from elsewhere (whose names no rule has).
+                "source": if rule.is_some() { "rule" } else { "posted" },
                 "inhibited": !inhibited_by.is_empty(),
                 "inhibitedBy": inhibited_by,
                 "fingerprint": id,
