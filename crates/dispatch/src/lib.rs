@@ -206,20 +206,41 @@ struct Group {
     node: String,
     labels: Labels,
     opts: Opts,
-    /// Alerts as they are now.
+    /// Alerts as they are now. Each alert of a group is kept in a row of its own (`m:`, with
+    /// what was sent of it), so that a change to one alert of a large group rewrites that row
+    /// and the group's small one, not every alert of the group; read here too from the rows
+    /// of earlier versions, which held them.
+    #[serde(default, skip_serializing)]
     alerts: BTreeMap<String, AlertInfo>,
     /// What this receiver last heard of each firing alert: its level.
+    #[serde(default, skip_serializing)]
     sent: BTreeMap<String, Level>,
     created: TimestampMs,
     last_flush: Option<TimestampMs>,
     next: Option<TimestampMs>,
     changed: bool,
     repeats: u32,
+    /// Alerts whose row changed since the state was last taken.
+    #[serde(skip)]
+    touched: BTreeSet<String>,
+}
+
+/// One alert of a group, as its row holds it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Member {
+    alert: Option<AlertInfo>,
+    sent: Option<Level>,
+}
+
+/// The row of alert `id` in the group `group`.
+fn member_key(id: &str, group: &str) -> String {
+    format!("m:{id}|{group}")
 }
 
 impl Group {
     fn event(&mut self, a: AlertInfo, now: TimestampMs) {
         let known = self.sent.contains_key(&a.id);
+        self.touched.insert(a.id.clone());
         if !a.firing && !known && self.alerts.remove(&a.id).is_some() {
             // Fired and resolved before anyone heard of it: nothing to say.
             self.changed = self.alerts.keys().any(|id| !self.sent.contains_key(id));
@@ -256,10 +277,13 @@ impl Group {
             let mut alerts: Vec<AlertInfo> = self.alerts.values().map(with_ack).collect();
             alerts.sort_by(|a, b| (!a.firing, &a.labels).cmp(&(!b.firing, &b.labels)));
             for a in &alerts {
-                if a.firing {
-                    self.sent.insert(a.id.clone(), a.level);
+                let before = if a.firing {
+                    self.sent.insert(a.id.clone(), a.level)
                 } else {
-                    self.sent.remove(&a.id);
+                    self.sent.remove(&a.id)
+                };
+                if !a.firing || before != Some(a.level) {
+                    self.touched.insert(a.id.clone());
                 }
             }
             self.alerts.retain(|_, a| a.firing);
@@ -356,6 +380,14 @@ impl std::fmt::Display for AckError {
     }
 }
 
+/// Marks a group's row changed, and the rows of its alerts that changed.
+fn mark(dirty: &mut BTreeSet<String>, key: &str, g: &mut Group) {
+    dirty.insert(format!("g:{key}"));
+    for id in std::mem::take(&mut g.touched) {
+        dirty.insert(member_key(&id, key));
+    }
+}
+
 fn group_key(receiver: &str, node: &str, labels: &Labels) -> String {
     format!("{receiver}|{node}|{labels}")
 }
@@ -412,11 +444,12 @@ impl Dispatcher {
                     next: None,
                     changed: false,
                     repeats: 0,
+                    touched: BTreeSet::new(),
                 });
                 g.opts = Opts::new(&t.opts, self.resend.get(r).copied());
                 g.node.clone_from(&t.node);
                 g.event(a.clone(), now);
-                self.dirty.insert(format!("g:{key}"));
+                mark(&mut self.dirty, &key, g);
             }
             if let Some(p) = &t.escalation {
                 self.escalate(p, &t.node, a, now);
@@ -543,7 +576,8 @@ impl Dispatcher {
                 a.event = event;
                 g.changed = true;
                 g.next = Some(now);
-                self.dirty.insert(format!("g:{key}"));
+                g.touched.insert(id.to_string());
+                mark(&mut self.dirty, key, g);
             }
         }
     }
@@ -577,9 +611,14 @@ impl Dispatcher {
                 out.push(n);
             }
             if g.alerts.is_empty() && !g.changed {
+                // Gone with every row of its alerts.
+                let told: Vec<String> = g.sent.keys().cloned().collect();
+                g.touched.extend(told);
+                mark(&mut self.dirty, &key, g);
                 self.groups.remove(&key);
+            } else {
+                mark(&mut self.dirty, &key, g);
             }
-            self.dirty.insert(format!("g:{key}"));
         }
         let due: Vec<String> = self
             .escalations
@@ -659,6 +698,17 @@ impl Dispatcher {
             .map(|k| {
                 let json = match k.split_at(2) {
                     ("g:", key) => self.groups.get(key).map(serde_json::to_string),
+                    ("m:", member) => {
+                        let (id, group) = member.split_once('|').unwrap_or((member, ""));
+                        self.groups.get(group).and_then(|g| {
+                            let m = Member {
+                                alert: g.alerts.get(id).cloned(),
+                                sent: g.sent.get(id).copied(),
+                            };
+                            (m.alert.is_some() || m.sent.is_some())
+                                .then(|| serde_json::to_string(&m))
+                        })
+                    }
                     ("e:", key) => self.escalations.get(key).map(serde_json::to_string),
                     (_, id) => self.acks.get(id).map(serde_json::to_string),
                 };
@@ -671,16 +721,19 @@ impl Dispatcher {
     /// ones as (key, error).
     pub fn restore(&mut self, rows: Vec<(String, String)>) -> Vec<(String, String)> {
         let mut bad = Vec::new();
+        let mut members = Vec::new();
         for (k, json) in rows {
             let r = match k.get(..2) {
+                Some("m:") => {
+                    members.push((k, json));
+                    continue;
+                }
                 Some("g:") => serde_json::from_str::<Group>(&json).map(|mut g| {
-                    if let Some(&every) = self.resend.get(&g.receiver) {
-                        // Settings of this version, and a resend at the first tick: the
-                        // receiver may have forgotten while this collector was away.
-                        g.opts.resend(every);
-                        if g.alerts.values().any(|a| a.firing) {
-                            g.next = Some(0);
-                        }
+                    // Written by an earlier version, with its alerts in it: they move to rows
+                    // of their own with the next change taken.
+                    if !(g.alerts.is_empty() && g.sent.is_empty()) {
+                        g.touched = g.alerts.keys().chain(g.sent.keys()).cloned().collect();
+                        mark(&mut self.dirty, &k[2..], &mut g);
                     }
                     self.groups.insert(k[2..].to_string(), g);
                 }),
@@ -697,6 +750,34 @@ impl Dispatcher {
             };
             if let Err(e) = r {
                 bad.push((k, e.to_string()));
+            }
+        }
+        for (k, json) in members {
+            let (id, group) = k[2..].split_once('|').unwrap_or((&k[2..], ""));
+            let Some(g) = self.groups.get_mut(group) else {
+                bad.push((k, "an alert of no group".to_string()));
+                continue;
+            };
+            match serde_json::from_str::<Member>(&json) {
+                Ok(m) => {
+                    if let Some(a) = m.alert {
+                        g.alerts.insert(id.to_string(), a);
+                    }
+                    if let Some(l) = m.sent {
+                        g.sent.insert(id.to_string(), l);
+                    }
+                }
+                Err(e) => bad.push((k, e.to_string())),
+            }
+        }
+        for g in self.groups.values_mut() {
+            if let Some(&every) = self.resend.get(&g.receiver) {
+                // Settings of this version, and a resend at the first tick: the receiver may
+                // have forgotten while this collector was away.
+                g.opts.resend(every);
+                if g.alerts.values().any(|a| a.firing) {
+                    g.next = Some(0);
+                }
             }
         }
         bad

@@ -460,3 +460,114 @@ fn a_failed_remediation_bumps_the_alert_to_its_next_tier() {
         "step 2 now instead of at 10 minutes, and the group hears again"
     );
 }
+
+/// The rows of the dispatcher's state as a store keeps them: changes applied one after another.
+fn apply(store: &mut BTreeMap<String, String>, d: &mut Dispatcher) -> usize {
+    let mut bytes = 0;
+    for (k, v) in d.take_changes() {
+        match v {
+            Some(v) => {
+                bytes += v.len();
+                store.insert(k, v);
+            }
+            None => {
+                store.remove(&k);
+            }
+        }
+    }
+    bytes
+}
+
+#[test]
+fn a_change_to_one_alert_of_a_large_group_rewrites_its_row_not_the_whole_group() {
+    let mut d = Dispatcher::new(vec![], Default::default());
+    let t = [target(&["chat"], by_name(0, 0), None)];
+    let mut store = BTreeMap::new();
+    for i in 0..200 {
+        d.event(
+            &alert("HostDown", &format!("h{i}"), Level::Critical, true),
+            &t,
+            0,
+        );
+    }
+    assert_eq!(d.tick(0).len(), 1);
+    let all = apply(&mut store, &mut d);
+    assert_eq!(store.len(), 201, "the group and each of its alerts");
+    // One more host down: its row, and the group's (small) row.
+    d.event(&alert("HostDown", "h200", Level::Critical, true), &t, S);
+    let n = d.tick(S);
+    assert_eq!(
+        n[0].alerts.len(),
+        201,
+        "the message still carries the whole group"
+    );
+    let one = apply(&mut store, &mut d);
+    assert!(
+        one * 50 < all,
+        "{one} bytes written against {all} for the whole group"
+    );
+    // Restored from the rows, it knows every alert and what was told.
+    let mut e = Dispatcher::new(vec![], Default::default());
+    assert!(e.restore(store.clone().into_iter().collect()).is_empty());
+    assert_eq!(e.known_levels().len(), 201);
+    assert!(run(&mut e, 2 * S, 10 * S).is_empty(), "nothing told twice");
+    // All resolve: the group goes, and every row with it.
+    for i in 0..=200 {
+        d.event(
+            &alert("HostDown", &format!("h{i}"), Level::Critical, false),
+            &t,
+            11 * S,
+        );
+    }
+    assert_eq!(d.tick(11 * S).len(), 1);
+    assert!(d.tick(12 * S).is_empty());
+    apply(&mut store, &mut d);
+    assert!(
+        store.is_empty(),
+        "{:?}",
+        store.keys().take(3).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn state_written_with_the_alerts_in_the_group_row_is_read_and_moved_to_rows_of_their_own() {
+    let mut d = Dispatcher::new(vec![], Default::default());
+    let t = [target(&["chat"], by_name(0, 0), None)];
+    for h in ["a", "b"] {
+        d.event(&alert("Disk", h, Level::Warning, true), &t, 0);
+    }
+    d.tick(0);
+    let mut store = BTreeMap::new();
+    apply(&mut store, &mut d);
+    // The shape an earlier version wrote: one row per group, its alerts and what was sent in it.
+    let mut old: BTreeMap<String, String> = BTreeMap::new();
+    let mut group: Option<(String, serde_json::Value)> = None;
+    let (mut alerts, mut sent) = (serde_json::Map::new(), serde_json::Map::new());
+    for (k, v) in &store {
+        let v: serde_json::Value = serde_json::from_str(v).unwrap();
+        if let Some(rest) = k.strip_prefix("m:") {
+            let id = rest.split_once('|').unwrap().0.to_string();
+            alerts.insert(id.clone(), v["alert"].clone());
+            sent.insert(id, v["sent"].clone());
+        } else if k.starts_with("g:") {
+            group = Some((k.clone(), v));
+        } else {
+            old.insert(k.clone(), v.to_string());
+        }
+    }
+    let (gk, mut gv) = group.unwrap();
+    gv["alerts"] = alerts.into();
+    gv["sent"] = sent.into();
+    old.insert(gk, gv.to_string());
+    let mut e = Dispatcher::new(vec![], Default::default());
+    assert!(e.restore(old.into_iter().collect()).is_empty());
+    assert_eq!(e.known_levels().len(), 2);
+    assert!(run(&mut e, S, 5 * S).is_empty(), "nothing told twice");
+    // The next state taken writes the alerts' rows and a group row without them.
+    let mut moved = BTreeMap::new();
+    apply(&mut moved, &mut e);
+    assert_eq!(moved.len(), 3, "{:?}", moved.keys().collect::<Vec<_>>());
+    assert!(moved
+        .iter()
+        .all(|(k, v)| !k.starts_with("g:") || !v.contains("\"alerts\"")));
+}
