@@ -17,7 +17,6 @@ import datetime
 import http.client
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,25 +25,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_for(what, deadline_s, check):
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(0.01)
-    raise SystemExit(f"timed out waiting for {what}")
+from latency import free_port, wait_for
 
 
 class Receiver:
