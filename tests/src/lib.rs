@@ -593,10 +593,18 @@ pub fn dashboard_queries(host: &str, rule: &str) -> Vec<(String, String)> {
 
 /// A child process started some other way than `Proc` (under `unshare`, `faketime`, in a
 /// network namespace), killed and reaped when the test ends, however it ends.
+/// A child killed when dropped. Spawned as the leader of a process group of its own
+/// (`CommandExt::process_group(0)`), the whole group goes with it: a wrapper that forks the
+/// program (`faketime`) leaves no orphan behind.
 pub struct Killed(pub std::process::Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

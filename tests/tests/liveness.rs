@@ -1,6 +1,7 @@
 //! Probes and liveness end to end, with the shipped rules: a service stops and starts, an
 //! agent dies and comes back, a hanging target does not slow host sampling.
 
+use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -828,6 +829,8 @@ fn an_agent_whose_clock_runs_behind_is_measured_and_paged() {
             .args(["--textfile-dir", tf.to_str().unwrap()])
             // Timers run on the real monotonic clock; only the wall clock is ten minutes slow.
             .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+            // faketime forks the agent: the group goes when the test ends, the agent with it.
+            .process_group(0)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
