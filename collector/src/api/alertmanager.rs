@@ -26,8 +26,8 @@ use super::error::{json_body, ApiError};
 use super::silences::{create, end, state, NewSilence};
 use super::AppState;
 use crate::view::View;
-use crate::writer::Msg;
-use tocsin_rules::external::Posted;
+use crate::writer::{Msg, OpFailure};
+use tocsin_rules::external::{PostOutcome, Posted, REASONS_NAMED};
 
 /// The Alertmanager whose API v2 is answered, as `status` reports it (the collector's own
 /// version is in `revision`): clients that compare versions (amtool) find what they know.
@@ -235,8 +235,6 @@ struct PostableAlert {
 
 /// Alerts in one request, at most (Prometheus sends batches of 64).
 const MAX_ALERTS_PER_REQUEST: usize = 10_000;
-/// Refusals named in one answer; the rest are counted.
-const MAX_REASONS: usize = 20;
 
 /// Annotations per alert, and the length of one, at most (a summary, a description, a
 /// runbook link: not a log).
@@ -352,46 +350,28 @@ pub(crate) async fn post_alerts(
             raw.len()
         )));
     }
-    let mut refused = Vec::new();
+    let mut o = PostOutcome::default();
     let mut alerts = Vec::new();
     for a in raw {
         match postable(a, &st.limits) {
             Ok(p) => alerts.push(p),
-            Err(e) => refused.push(e),
+            Err(e) => o.refused.push(e),
         }
     }
-    if !refused.is_empty() {
-        let o = tocsin_rules::external::PostOutcome {
-            refused: refused.clone(),
-            ..Default::default()
-        };
-        st.tel.count_external(&o);
-    }
+    st.tel.count_external(&o);
     if !alerts.is_empty() {
-        super::writer_op(&st, |reply| Msg::PostAlerts { alerts, reply })
-            .await
-            .map_err(|e| match e {
-                ApiError::Conflict(m) => ApiError::bad_request(m),
-                e => e,
-            })
-            .or_else(|e| match e {
-                // Those the writer refused, with those refused here.
-                ApiError::BadRequest(m) => {
-                    refused.push(m);
-                    Ok(())
-                }
-                e => Err(e),
-            })?;
+        match super::error::writer_reply(&st, |reply| Msg::PostAlerts { alerts, reply }).await? {
+            Ok(()) => {}
+            // Those the writer refused (a rule's name), with those refused here.
+            Err(OpFailure::Refused(m)) => o.refused.push(m),
+            Err(e) => return Err(super::error::op_error(e)),
+        }
     }
-    if refused.is_empty() {
-        return Ok(Json(json!({})));
+    if o.refused.is_empty() {
+        Ok(Json(json!({})))
+    } else {
+        Err(ApiError::bad_request(o.reasons(REASONS_NAMED)))
     }
-    let more = refused.len().saturating_sub(MAX_REASONS);
-    refused.truncate(MAX_REASONS);
-    if more > 0 {
-        refused.push(format!("and {more} more refused"));
-    }
-    Err(ApiError::bad_request(refused.join("; ")))
 }
 
 /// `GET /api/v2/alerts/groups`: the notification groups in flight with their firing alerts

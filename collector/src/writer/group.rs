@@ -270,9 +270,13 @@ impl Core {
                 let r = if o.refused.is_empty() {
                     Ok(())
                 } else if o.full {
-                    Err(OpFailure::Full(o.reasons(20)))
+                    Err(OpFailure::Full(
+                        o.reasons(tocsin_rules::external::REASONS_NAMED),
+                    ))
                 } else {
-                    Err(OpFailure::Refused(o.reasons(20)))
+                    Err(OpFailure::Refused(
+                        o.reasons(tocsin_rules::external::REASONS_NAMED),
+                    ))
                 };
                 g.posts.push(Reply::Done(reply, r));
             }

@@ -232,9 +232,14 @@ struct Member {
     sent: Option<Level>,
 }
 
-/// The row of alert `id` in the group `group`.
+/// The row of alert `id` in the group `group`...
 fn member_key(id: &str, group: &str) -> String {
     format!("m:{id}|{group}")
+}
+
+/// ...and back: (id, group) from the key less its `m:` (an alert id is hex: no `|`).
+fn member_of(key: &str) -> (&str, &str) {
+    key.split_once('|').unwrap_or((key, ""))
 }
 
 impl Group {
@@ -699,7 +704,7 @@ impl Dispatcher {
                 let json = match k.split_at(2) {
                     ("g:", key) => self.groups.get(key).map(serde_json::to_string),
                     ("m:", member) => {
-                        let (id, group) = member.split_once('|').unwrap_or((member, ""));
+                        let (id, group) = member_of(member);
                         self.groups.get(group).and_then(|g| {
                             let m = Member {
                                 alert: g.alerts.get(id).cloned(),
@@ -753,7 +758,7 @@ impl Dispatcher {
             }
         }
         for (k, json) in members {
-            let (id, group) = k[2..].split_once('|').unwrap_or((&k[2..], ""));
+            let (id, group) = member_of(&k[2..]);
             let Some(g) = self.groups.get_mut(group) else {
                 bad.push((k, "an alert of no group".to_string()));
                 continue;

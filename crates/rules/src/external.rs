@@ -132,6 +132,9 @@ pub struct PostOutcome {
     pub full: bool,
 }
 
+/// Refusals named in an answer; the rest are counted.
+pub const REASONS_NAMED: usize = 20;
+
 impl PostOutcome {
     /// The refusals, `max` of them named and the rest counted, for an answer.
     pub fn reasons(&self, max: usize) -> String {
