@@ -322,8 +322,6 @@ impl Telemetry {
         }
     }
 
-    /// A refused write request: one log line and one count.
-    /// An API request refused for its credential; the message names no secret.
     /// Counts a post of alerts from elsewhere (refusals also logged: the sender hears them
     /// in its answer, the operator here).
     pub fn count_external(&self, o: &tocsin_rules::external::PostOutcome) {
@@ -340,11 +338,20 @@ impl Telemetry {
                     .inc_by(n as u64);
             }
         }
-        for r in &o.refused {
+        // Bounded: one request may refuse thousands.
+        let named = tocsin_rules::external::REASONS_NAMED;
+        for r in o.refused.iter().take(named) {
             warn!(reason = %r, "alert posted from elsewhere refused");
+        }
+        if o.refused.len() > named {
+            warn!(
+                more = o.refused.len() - named,
+                "more alerts posted from elsewhere refused in the same request"
+            );
         }
     }
 
+    /// An API request refused for its credential; the message names no secret.
     pub fn api_denied(&self, reason: &'static str, path: &str, detail: &str) {
         self.denied.with_label_values(&[reason]).inc();
         warn!(reason, path, detail, "API request refused");
@@ -360,6 +367,7 @@ impl Telemetry {
         );
     }
 
+    /// A refused write request: one log line and one count.
     pub fn ingest_rejected(&self, reason: &'static str, detail: &str) {
         self.rejected.with_label_values(&[reason]).inc();
         warn!(reason, detail, "remote-write request rejected");

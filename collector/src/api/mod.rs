@@ -322,7 +322,7 @@ fn who(
     }
     if crate::access::bearer(headers).is_some() {
         st.access.check(headers, need)?;
-        return Ok(Actor(format!("{} token", need_str(need))));
+        return Ok(Actor(format!("{} token", need.as_str())));
     }
     if let Some(s) = st.sessions.get(headers, tocsin_model::now_ms()) {
         if !s.role.allows(need) {
@@ -343,10 +343,6 @@ fn who(
     }
     st.access.check(headers, need)?;
     Ok(Actor("loopback (no credential)".into()))
-}
-
-fn need_str(need: Need) -> &'static str {
-    need.as_str()
 }
 
 /// A browser says so when a page of another site sends the request (`Sec-Fetch-Site`), or
