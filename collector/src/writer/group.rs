@@ -410,6 +410,7 @@ impl Writer {
         for (h, t) in &g.seen {
             self.core.liveness.seen(h, *t);
         }
+        self.view_after_commit(!g.transitions.is_empty(), asked);
         for (reply, stats, batch) in g.ingested {
             self.count(&stats);
             let _ = reply.send(Ingested {
@@ -445,7 +446,6 @@ impl Writer {
         self.count_effects(&g.effects);
         self.after_commit(
             &g.transitions,
-            asked,
             g.effects.outgoing.len() + g.effects.notices.len() + g.queued_reports,
         );
         if let Some(a) = self.storage_alert.committed(now) {
@@ -553,8 +553,8 @@ fn apply(fx: &Effects, tx: &mut Txn<'_>) -> Result<(), StoreError> {
     for (key, json) in &fx.dispatch_rows {
         tx.put_dispatch(key, json.as_deref())?;
     }
-    for (id, json) in &fx.incident_rows {
-        tx.put_incident(id, json)?;
+    for r in &fx.incident_rows {
+        tx.put_incident(&r.id, r.opened_at, r.state, &r.json, &r.alerts)?;
     }
     for e in &fx.timeline {
         tx.add_incident_event(&e.incident, e.at, &e.kind, &e.text)?;
@@ -589,8 +589,9 @@ fn edit_stored(
     };
     match edit.apply(&mut inc, by, now) {
         Ok((kind, text)) => {
-            let json = serde_json::to_string(&inc).expect("incident serializes");
-            tx.put_incident(id, &json)?;
+            // An edit changes none of its alerts' parts.
+            let r = tocsin_incidents::Row::of(&mut inc, []);
+            tx.put_incident(id, r.opened_at, r.state, &r.json, &[])?;
             tx.add_incident_event(id, now, kind, &text)?;
             Ok(Ok(inc))
         }

@@ -44,13 +44,25 @@ impl Writer {
         }
     }
 
+    /// Refreshes the API's view after a committed change, before anyone is answered (who
+    /// asked for a change reads it back): at once after a person's change (`asked`), after an
+    /// automatic one when the last refresh is more than `VIEW_SHARE` times its cost ago, else
+    /// later (with the next change or tick).
+    pub(super) fn view_after_commit(&mut self, changed: bool, asked: bool) {
+        if !(changed || asked || self.view_stale) {
+            return;
+        }
+        if asked || self.view_refreshed.elapsed() >= self.view_cost * super::VIEW_SHARE {
+            self.refresh_view(false);
+        } else {
+            self.view_stale = true;
+        }
+    }
+
     /// Logs and counts what changed; wakes the delivery workers when something was queued.
-    pub(super) fn after_commit(&mut self, transitions: &[Transition], acked: bool, queued: usize) {
+    pub(super) fn after_commit(&mut self, transitions: &[Transition], queued: usize) {
         if queued > 0 {
             self.wake.send_modify(|n| *n += 1);
-        }
-        if transitions.is_empty() && !acked {
-            return;
         }
         for t in transitions {
             let kind = t.kind.as_str();
@@ -65,7 +77,6 @@ impl Writer {
                 "alert transition"
             );
         }
-        self.refresh_view(false);
     }
 
     pub(super) fn count(&self, s: &AppendStats) {
@@ -89,6 +100,14 @@ impl Writer {
     }
 
     pub(super) fn refresh_view(&mut self, with_hosts: bool) {
+        let started = std::time::Instant::now();
+        self.fill_view(with_hosts);
+        self.view_refreshed = std::time::Instant::now();
+        self.view_cost = self.view_refreshed - started;
+        self.view_stale = false;
+    }
+
+    fn fill_view(&mut self, with_hosts: bool) {
         let alerts: Vec<AlertState> = self
             .core
             .engine

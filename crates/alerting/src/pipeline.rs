@@ -232,8 +232,8 @@ pub struct Resolved {
 pub struct Effects {
     /// Dispatcher state rows: `(key, None)` deletes.
     pub dispatch_rows: Vec<(String, Option<String>)>,
-    /// Incident rows, `(id, json)`.
-    pub incident_rows: Vec<(String, String)>,
+    /// Incident rows.
+    pub incident_rows: Vec<tocsin_incidents::Row>,
     pub timeline: Vec<TimelineEvent>,
     /// Remediation state rows: `(key, None)` deletes.
     pub remedy_rows: Vec<(String, Option<String>)>,

@@ -102,6 +102,8 @@ fn transition(
 struct Rows {
     dispatch: BTreeMap<String, String>,
     incidents: BTreeMap<String, String>,
+    /// Each alert's part in an incident: (incident id, alert id) → JSON.
+    incident_alerts: BTreeMap<(String, String), String>,
     remedy: BTreeMap<String, String>,
 }
 
@@ -118,9 +120,32 @@ impl Rows {
                 };
             }
         }
-        for (k, v) in &fx.incident_rows {
-            self.incidents.insert(k.clone(), v.clone());
+        for r in &fx.incident_rows {
+            self.incidents.insert(r.id.clone(), r.json.clone());
+            for (a, json) in &r.alerts {
+                self.incident_alerts
+                    .insert((r.id.clone(), a.clone()), json.clone());
+            }
         }
+    }
+
+    /// The incidents as read back: each row with its alerts' parts.
+    fn incidents(&self) -> Vec<(String, String)> {
+        self.incidents
+            .iter()
+            .map(|(id, json)| {
+                if id == "#seq" {
+                    return (id.clone(), json.clone());
+                }
+                let parts = self
+                    .incident_alerts
+                    .iter()
+                    .filter(|((i, _), _)| i == id)
+                    .map(|((_, a), v)| (a.as_str(), v.as_str()));
+                let json = tocsin_incidents::Row::assemble(json, parts).expect("readable");
+                (id.clone(), json)
+            })
+            .collect()
     }
 }
 
@@ -450,7 +475,7 @@ impl Sim {
                 };
                 let bad = p.restore(
                     rows(&self.rows.dispatch),
-                    rows(&self.rows.incidents),
+                    self.rows.incidents(),
                     rows(&self.rows.remedy),
                     self.now,
                 );
@@ -905,6 +930,28 @@ const CASES: &[Case] = &[
         show: &["notify"],
         expect: "
             30s notify ops changed Load/a:warning",
+    },
+    Case {
+        name: "an incident read back after a restart resolves when the last of its alerts does",
+        config: TWO_TIERS,
+        script: "
+            0s fire Load host=a warning
+            1m fire Disk host=a warning
+            2m restart
+            3m resolve Load host=a
+            4m resolve Disk host=a",
+        show: &["timeline"],
+        expect: "
+            0s timeline opened: incident opened by Load
+            0s timeline alert_fired: Load fired at warning on a
+            0s timeline notified: Load firing sent to ops
+            1m timeline alert_fired: Disk fired at warning on a
+            1m timeline notified: Disk firing sent to ops
+            3m timeline alert_resolved: Load resolved on a
+            3m timeline notified: Load resolved sent to ops
+            4m timeline alert_resolved: Disk resolved on a
+            4m timeline resolved: incident resolved (auto) after 240 s
+            4m timeline notified: Disk resolved sent to ops",
     },
     Case {
         name: "an escalation survives a restart",

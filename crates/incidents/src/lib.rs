@@ -357,6 +357,61 @@ fn category_of(a: &AlertInfo) -> String {
     }
 }
 
+/// An incident as stored: its record without its alerts (`"alerts": {}`), the fields it is
+/// found by, and the parts of those of its alerts that changed, `(alert id, JSON)`, each a row
+/// of its own — so a change to one alert of an incident of thousands writes that alert, not
+/// all of them. Reading puts the parts back under `alerts`. The id `#seq` holds the day's id
+/// sequence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub id: String,
+    pub opened_at: TimestampMs,
+    pub state: &'static str,
+    pub json: String,
+    pub alerts: Vec<(String, String)>,
+}
+
+impl Row {
+    /// The incident's row with the parts of the alerts named (those it has).
+    pub fn of<'a>(i: &mut Incident, alerts: impl IntoIterator<Item = &'a String>) -> Row {
+        let all = std::mem::take(&mut i.alerts);
+        let json = serde_json::to_string(i).expect("incident serializes");
+        i.alerts = all;
+        let alerts = alerts
+            .into_iter()
+            .filter_map(|k| {
+                let span = i.alerts.get(k)?;
+                Some((
+                    k.clone(),
+                    serde_json::to_string(span).expect("span serializes"),
+                ))
+            })
+            .collect();
+        Row {
+            id: i.id.clone(),
+            opened_at: i.opened_at,
+            state: i.state.as_str(),
+            json,
+            alerts,
+        }
+    }
+
+    /// The record as read back: the row with its alerts' parts under `alerts` (as the store
+    /// assembles it).
+    pub fn assemble<'a>(
+        json: &str,
+        alerts: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> serde_json::Result<String> {
+        let mut v: serde_json::Value = serde_json::from_str(json)?;
+        let mut parts = serde_json::Map::new();
+        for (k, a) in alerts {
+            parts.insert(k.to_string(), serde_json::from_str(a)?);
+        }
+        v["alerts"] = serde_json::Value::Object(parts);
+        serde_json::to_string(&v)
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Incidents {
     settings: Settings,
@@ -365,6 +420,8 @@ pub struct Incidents {
     /// Day (days since the epoch) and the last sequence number used that day.
     day_seq: (i64, u32),
     dirty: BTreeSet<String>,
+    /// Alerts whose part in an incident changed: (incident id, alert id).
+    dirty_alerts: BTreeSet<(String, String)>,
     events: Vec<TimelineEvent>,
 }
 
@@ -445,6 +502,7 @@ impl Incidents {
                 .map(|i| i.id.clone())?;
             let inc = self.live.get_mut(&id).expect("found");
             let span = inc.alerts.get_mut(&a.id).expect("found");
+            self.dirty_alerts.insert((id.clone(), a.id.clone()));
             span.firing = false;
             if let Some(last) = span.spans.last_mut() {
                 last.1 = Some(now);
@@ -580,6 +638,7 @@ impl Incidents {
             firing: false,
             spans: Vec::new(),
         });
+        self.dirty_alerts.insert((id.clone(), a.id.clone()));
         span.level = span.level.max(a.level);
         if !span.firing {
             span.firing = true;
@@ -809,17 +868,28 @@ impl Incidents {
         });
     }
 
-    /// Changed incidents (id, JSON) and the new timeline rows, since the last call.
-    pub fn take_changes(&mut self) -> (Vec<(String, String)>, Vec<TimelineEvent>) {
-        let rows = std::mem::take(&mut self.dirty)
+    /// Changed incidents and the new timeline rows, since the last call.
+    pub fn take_changes(&mut self) -> (Vec<Row>, Vec<TimelineEvent>) {
+        let mut alerts: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (i, a) in std::mem::take(&mut self.dirty_alerts) {
+            alerts.entry(i).or_default().push(a);
+        }
+        let mut ids = std::mem::take(&mut self.dirty);
+        ids.extend(alerts.keys().cloned());
+        let rows = ids
             .into_iter()
             .filter_map(|k| {
                 if k == "#seq" {
-                    return Some((k, serde_json::to_string(&self.day_seq).expect("serializes")));
+                    return Some(Row {
+                        json: serde_json::to_string(&self.day_seq).expect("serializes"),
+                        id: k,
+                        opened_at: 0,
+                        state: "",
+                        alerts: Vec::new(),
+                    });
                 }
-                self.live
-                    .get(&k)
-                    .map(|i| (k, serde_json::to_string(i).expect("incident serializes")))
+                let changed = alerts.get(&k).into_iter().flatten();
+                self.live.get_mut(&k).map(|i| Row::of(i, changed))
             })
             .collect();
         (rows, std::mem::take(&mut self.events))

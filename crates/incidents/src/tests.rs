@@ -185,6 +185,7 @@ fn ids_count_per_day_and_state_round_trips() {
     let mut inc = Incidents::new(by_host());
     inc.on_alert(&alert("A", "h1", Level::Warning, true), T0);
     let (rows, _) = inc.take_changes();
+    let rows = rows.into_iter().map(|r| (r.id, r.json)).collect();
     let mut again = Incidents::new(by_host());
     assert!(again.restore(rows, T0 + S).is_empty());
     assert_eq!(
@@ -579,4 +580,54 @@ fn a_deadline_in_business_hours_counts_only_their_time() {
                 .to_string()
         )]
     );
+}
+
+/// A change to one alert of a large incident (a mass outage) writes that alert's part and the
+/// incident's row without its alerts, not every alert again; the row and all the parts read
+/// back as the whole incident.
+#[test]
+fn one_alert_more_in_a_large_incident_writes_its_part_not_the_others() {
+    let mut inc = Incidents::new(Settings::default());
+    for h in 0..200 {
+        inc.on_alert(
+            &alert("WebDown", &format!("web-{h}"), Level::Critical, true),
+            T0,
+        );
+    }
+    let (rows, _) = inc.take_changes();
+    let row = rows.iter().find(|r| r.id != "#seq").expect("the incident");
+    assert_eq!(row.alerts.len(), 200);
+    let whole = serde_json::to_string(inc.live().next().expect("live")).unwrap();
+    let parts = row.alerts.iter().map(|(a, j)| (a.as_str(), j.as_str()));
+    let read = Row::assemble(&row.json, parts).unwrap();
+    assert_eq!(
+        serde_json::from_str::<Incident>(&read).unwrap(),
+        serde_json::from_str::<Incident>(&whole).unwrap()
+    );
+    let bytes = |rows: &[Row]| -> usize {
+        rows.iter()
+            .map(|r| {
+                r.json.len()
+                    + r.alerts
+                        .iter()
+                        .map(|(a, j)| a.len() + j.len())
+                        .sum::<usize>()
+            })
+            .sum()
+    };
+    for firing in [true, false] {
+        inc.on_alert(
+            &alert("WebDown", "web-200", Level::Critical, firing),
+            T0 + S,
+        );
+        let (rows, _) = inc.take_changes();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].alerts.len(), 1, "only the alert that changed");
+        let written = bytes(&rows);
+        assert!(
+            written * 10 < whole.len(),
+            "{written} bytes written for one alert of an incident of {} bytes",
+            whole.len()
+        );
+    }
 }

@@ -603,9 +603,10 @@ impl Store {
     /// Incidents still live: not resolved, or resolved after `resolved_since` (for reopening);
     /// (id, JSON), plus the incident id sequence as `#seq` when stored.
     pub fn live_incidents(&self, opened_since: TimestampMs) -> Result<Vec<(String, String)>> {
-        let mut st = self.conn.prepare(
-            "SELECT id, data FROM incidents WHERE state != 'resolved' OR opened_ms >= ?1",
-        )?;
+        let mut st = self.conn.prepare(&format!(
+            "SELECT id, {} FROM incidents WHERE state != 'resolved' OR opened_ms >= ?1",
+            schema::INCIDENT_DATA
+        ))?;
         let mut rows: Vec<(String, String)> = st
             .query_map([opened_since], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
@@ -880,7 +881,17 @@ impl Txn<'_> {
     }
 
     /// Writes one incident (`#seq`: the id sequence).
-    pub fn put_incident(&mut self, id: &str, json: &str) -> Result<()> {
+    /// Writes an incident's row and, each a row of its own, the parts of its alerts given
+    /// (`(alert id, JSON)`; those not given stay as stored). The row's `alerts` is read back
+    /// from the parts (`schema::INCIDENT_DATA`).
+    pub fn put_incident(
+        &mut self,
+        id: &str,
+        opened_ms: TimestampMs,
+        state: &str,
+        json: &str,
+        alerts: &[(String, String)],
+    ) -> Result<()> {
         if id == "#seq" {
             self.store.conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('incident_seq', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -888,17 +899,18 @@ impl Txn<'_> {
             )?;
             return Ok(());
         }
-        let v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
         self.store.conn.execute(
             "INSERT INTO incidents (id, opened_ms, state, data) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(id) DO UPDATE SET state = excluded.state, data = excluded.data",
-            params![
-                id,
-                v["opened_at"].as_i64().unwrap_or(0),
-                v["state"].as_str().unwrap_or(""),
-                json
-            ],
+            params![id, opened_ms, state, json],
         )?;
+        let mut st = self.store.conn.prepare_cached(
+            "INSERT INTO incident_alerts (incident, alert, data) VALUES (?1, ?2, ?3)
+             ON CONFLICT(incident, alert) DO UPDATE SET data = excluded.data",
+        )?;
+        for (alert, data) in alerts {
+            st.execute(params![id, alert, data])?;
+        }
         Ok(())
     }
 
@@ -917,9 +929,14 @@ impl Txn<'_> {
         Ok(self
             .store
             .conn
-            .query_row("SELECT data FROM incidents WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
+            .query_row(
+                &format!(
+                    "SELECT {} FROM incidents WHERE id = ?1",
+                    schema::INCIDENT_DATA
+                ),
+                [id],
+                |r| r.get(0),
+            )
             .optional()?)
     }
 

@@ -1,6 +1,6 @@
 use rusqlite::Connection;
 
-const VERSION: i64 = 12;
+const VERSION: i64 = 13;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE series (
@@ -199,6 +199,29 @@ CREATE TABLE sends (
 CREATE INDEX sends_by_receiver ON sends (receiver, sent_ms);
 ";
 
+/// Each alert's part in an incident is a row of its own, so a change to one alert of an
+/// incident of thousands (a mass outage) writes that alert's row and the incident's small one,
+/// not every alert again. The incident's own row keeps `"alerts": {}`; reads put the parts back
+/// (`INCIDENT_DATA`). Rows written before are split here; an unreadable row is left as it was.
+const SCHEMA_V13: &str = "
+CREATE TABLE incident_alerts (
+    incident TEXT NOT NULL,
+    alert    TEXT NOT NULL,
+    data     TEXT NOT NULL,
+    PRIMARY KEY (incident, alert)
+) WITHOUT ROWID;
+INSERT INTO incident_alerts (incident, alert, data)
+    SELECT i.id, a.key, a.value FROM incidents i, json_each(i.data, '$.alerts') a
+    WHERE json_valid(i.data) AND json_type(i.data, '$.alerts') = 'object';
+UPDATE incidents SET data = json_set(data, '$.alerts', json('{}'))
+    WHERE json_valid(data) AND json_type(data, '$.alerts') = 'object';
+";
+
+/// An incident's record as stored before the split (V13): its row with its alerts' rows put
+/// back under `alerts`, in the order of their ids. Used in place of `data` wherever an incident
+/// is read (`FROM incidents` unaliased).
+pub(crate) const INCIDENT_DATA: &str = "CASE WHEN json_valid(incidents.data) THEN json_set(incidents.data, '$.alerts', json((SELECT json_group_object(a.alert, json(a.data)) FROM incident_alerts a WHERE a.incident = incidents.id))) ELSE incidents.data END";
+
 pub(crate) fn prepare(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
@@ -225,6 +248,7 @@ pub(crate) fn prepare(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
         (10, SCHEMA_V10),
         (11, SCHEMA_V11),
         (12, SCHEMA_V12),
+        (13, SCHEMA_V13),
     ];
     for (v, sql) in steps {
         if version < v {
