@@ -6,7 +6,7 @@ same local webhook receiver, grouped by alertname with no wait:
   * latency: one new alert (a new group) posted, until the receiver has it; --trials times;
   * throughput: --alerts alerts posted in batches of 64 (Prometheus' batch size) over one
     connection, first as new alerts, then again (as Prometheus posts firing alerts every
-    minute): alerts per second acknowledged. tocsin answers once the alerts are durable (fsync);
+    minute), then ended (endsAt just past, a mass recovery): alerts per second acknowledged. tocsin answers once the alerts are durable (fsync);
     Alertmanager answers from memory (its state is snapshotted every 15 minutes).
 
     bench/alerts_in.py --bin target/release [--trials 30] [--alerts 10000]
@@ -66,15 +66,19 @@ def rfc3339(t):
     )
 
 
-def alert(name, **labels):
+def alert(name, ends_in=3600, **labels):
     now = time.time()
     return {
         "labels": {"alertname": name, "severity": "critical", **labels},
         "annotations": {"summary": f"{name} from the benchmark"},
-        "startsAt": rfc3339(now),
-        "endsAt": rfc3339(now + 3600),
+        "startsAt": rfc3339(now if ends_in > 0 else now - 60),
+        "endsAt": rfc3339(now + ends_in),
         "generatorURL": "http://prometheus:9090/graph",
     }
+
+
+# New alerts; the same posted again (as Prometheus does every minute); then all of them ended.
+ROUNDS = ("new", "again", "ended")
 
 
 def post(conn, alerts):
@@ -156,8 +160,10 @@ def run(args, work, start):
 
     rate = {}
     for s in stacks:
-        for round_ in ("new", "again"):
-            batch = [alert("Bulk", instance=f"host-{i}") for i in range(args.alerts)]
+        for round_ in ROUNDS:
+            # The last round ends them all (endsAt just past): a mass recovery.
+            ends_in = -1 if round_ == "ended" else 3600
+            batch = [alert("Bulk", ends_in, instance=f"host-{i}") for i in range(args.alerts)]
             t0 = time.monotonic()
             for k in range(0, len(batch), 64):
                 post(conns[s], batch[k : k + 64])
@@ -169,7 +175,7 @@ def run(args, work, start):
         print(f"  {s:7s} {med[s] * 1000:8.1f} ms  {max(latency[s]) * 1000:8.1f} ms")
     print(f"  ratio tocsin / Alertmanager (median): {med['tocsin'] / med['am']:.2f}")
     print(f"throughput, {args.alerts} alerts in batches of 64 (alerts/s):")
-    for round_ in ("new", "again"):
+    for round_ in ROUNDS:
         t, a = rate[("tocsin", round_)], rate[("am", round_)]
         print(f"  {round_:5s} tocsin {t:9.0f}   Alertmanager {a:9.0f}   ratio {t / a:.2f}")
 

@@ -1,6 +1,6 @@
 use rusqlite::Connection;
 
-const VERSION: i64 = 13;
+pub(crate) const VERSION: i64 = 13;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE series (
@@ -235,6 +235,17 @@ pub(crate) fn prepare(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
     // cycle: 128k series in the ingest benchmark). 32 MiB, allocated as pages are used.
     conn.execute_batch("PRAGMA cache_size=-32768;")?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > VERSION {
+        // An earlier binary would misread what it does not know (an incident's alerts kept
+        // in rows of their own, schema 13, read as none) rather than fail later.
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(format!(
+                "its schema ({version}) is newer than this version of tocsin reads ({VERSION}); \
+                 going back to an earlier version needs the backup taken before the upgrade"
+            )),
+        ));
+    }
     let steps = [
         (1, SCHEMA_V1),
         (2, SCHEMA_V2),

@@ -746,3 +746,28 @@ fn incidents_written_whole_are_split_on_upgrade() {
     assert_eq!(json(&tx.incident("INC-1").unwrap().unwrap()), json(whole));
     assert_eq!(tx.incident("INC-2").unwrap().unwrap(), "not json");
 }
+
+/// A database an upgrade has moved on is refused by an earlier version, with why, rather than
+/// misread.
+#[test]
+fn a_database_of_a_later_version_is_refused_with_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    drop(Store::open(&path, StoreOptions::default()).unwrap());
+    let later = schema::VERSION + 1;
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(&format!("PRAGMA user_version = {later};"))
+        .unwrap();
+    let e = match Store::open(&path, StoreOptions::default()) {
+        Ok(_) => panic!("opened a database of a later version"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains(&format!(
+            "its schema ({later}) is newer than this version of tocsin reads"
+        )),
+        "{e}"
+    );
+    assert!(e.contains("backup taken before the upgrade"), "{e}");
+}
