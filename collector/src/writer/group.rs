@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tocsin_alerting::{Effects, IncidentOp, Sources};
 use tocsin_dispatch::{Ack, AckError};
 use tocsin_model::{SeriesSamples, TimestampMs};
-use tocsin_rules::{Rule, Transition};
+use tocsin_rules::{Engine, Rule, Transition};
 use tocsin_store::{AppendStats, StoreError, Txn};
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
@@ -231,6 +231,9 @@ impl Core {
             Msg::Reload(rules) => {
                 self.tel.rules_loaded.set(rules.len() as i64);
                 g.transitions.extend(self.engine.replace_rules(rules, now));
+                let is_rule = rule_named(&self.engine);
+                g.transitions
+                    .extend(self.external.resolve_named(&is_rule, now));
             }
             Msg::Ack {
                 id,
@@ -262,8 +265,7 @@ impl Core {
                 g.others.push(Reply::Done(reply, r));
             }
             Msg::PostAlerts { alerts, reply } => {
-                let engine = &self.engine;
-                let is_rule = |name: &str| engine.rules().iter().any(|r| r.name == name);
+                let is_rule = rule_named(&self.engine);
                 let (t, o) = self.external.post(alerts, &is_rule, now);
                 self.tel.count_external(&o);
                 g.transitions.extend(t);
@@ -540,6 +542,11 @@ fn change_markers(
         tx.mark_change(id)?;
     }
     Ok((out, unreadable))
+}
+
+/// Whether a name is one of the rules' (posted alerts may not take it).
+fn rule_named(engine: &Engine) -> impl Fn(&str) -> bool + '_ {
+    move |name| engine.rules().iter().any(|r| r.name == name)
 }
 
 /// Writes what the pipeline decided into the open transaction.

@@ -267,6 +267,30 @@ impl External {
             .collect()
     }
 
+    /// Resolves the alerts whose name a rule has taken since they were posted (a reload added
+    /// it): from then on the rule's alerts are the ones of that name, and a post of it is
+    /// refused; the posted ones would otherwise fire beside them until they ran out.
+    pub fn resolve_named(
+        &mut self,
+        is_rule: &dyn Fn(&str) -> bool,
+        now: TimestampMs,
+    ) -> Vec<Transition> {
+        let taken: Vec<u64> = self
+            .alerts
+            .iter()
+            .filter(|(_, a)| is_rule(a.name()))
+            .map(|(k, _)| *k)
+            .collect();
+        taken
+            .into_iter()
+            .filter_map(|k| {
+                let a = self.alerts.remove(&k)?;
+                self.changed.push(k);
+                Some(a.transition(TransitionKind::Resolved, now, Some("a rule took its name")))
+            })
+            .collect()
+    }
+
     /// Starts again from persisted alerts (`STORAGE_PREFIX` rows); those that ended while the
     /// collector was down resolve now.
     pub fn restore(&mut self, alerts: Vec<ExternalAlert>, now: TimestampMs) -> Vec<Transition> {
@@ -347,6 +371,35 @@ mod tests {
         t.iter()
             .map(|t| (t.rule.as_str(), t.kind.as_str(), t.level, t.reason))
             .collect()
+    }
+
+    #[test]
+    fn a_posted_alert_whose_name_a_rule_takes_resolves() {
+        let mut e = External::new(5 * MIN, 10);
+        let t0 = 1_000 * MIN;
+        let posted = vec![
+            alert(&[("alertname", "Disk")], Some(t0 + 60 * MIN)),
+            alert(&[("alertname", "Load")], Some(t0 + 60 * MIN)),
+        ];
+        e.post(posted, &|_: &str| false, t0);
+        e.take_changes();
+        // A reload brings a rule named Disk.
+        let is_rule = |n: &str| n == "Disk";
+        let t = e.resolve_named(&is_rule, t0 + MIN);
+        assert_eq!(
+            kinds(&t),
+            [(
+                "Disk",
+                "resolved",
+                Level::Warning,
+                Some("a rule took its name")
+            )]
+        );
+        assert_eq!(e.len(), 1, "Load still fires");
+        let gone = e.take_changes();
+        assert_eq!(gone.len(), 1);
+        assert!(gone[0].state.is_none(), "its stored state goes with it");
+        assert!(e.resolve_named(&is_rule, t0 + 2 * MIN).is_empty());
     }
 
     #[test]
