@@ -562,17 +562,22 @@ impl Pipeline {
     ) {
         let id = alert_id(&t.labels);
         if !t.kind.firing() {
-            let held = known.get_or_insert_with(|| {
-                self.dispatcher
-                    .known_levels()
-                    .into_keys()
-                    .map(str::to_string)
-                    .collect()
-            });
-            if held.contains(&id) {
-                let targets = routing::targets(&self.s.route, &t.labels, t.level);
-                self.dispatcher
-                    .event(&AlertInfo::from_transition(t), &targets, now);
+            // Where the route sends it first (one lookup per group); only if none holds it,
+            // every alert held (once per batch: a route changed by a reload).
+            let targets = routing::targets(&self.s.route, &t.labels, t.level);
+            let a = AlertInfo::from_transition(t);
+            let held = self.dispatcher.holds(&a, &targets)
+                || known
+                    .get_or_insert_with(|| {
+                        self.dispatcher
+                            .known_levels()
+                            .into_keys()
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .contains(&id);
+            if held {
+                self.dispatcher.event(&a, &targets, now);
             } else {
                 info!(alert = %t.rule, labels = %t.labels, "resolve of a firing nobody was told of: not sent");
             }

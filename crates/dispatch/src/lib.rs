@@ -397,6 +397,18 @@ fn group_key(receiver: &str, node: &str, labels: &Labels) -> String {
     format!("{receiver}|{node}|{labels}")
 }
 
+/// The labels of the group an alert joins at a target (its `group_by`, else all its labels).
+fn group_labels(t: &Target, a: &AlertInfo) -> Labels {
+    match &t.opts.group_by {
+        None => a.labels.clone(),
+        Some(names) => Labels::from_pairs(
+            names
+                .iter()
+                .filter_map(|n| a.labels.get(n).map(|v| (n.as_str(), v))),
+        ),
+    }
+}
+
 impl Dispatcher {
     /// `resend`: receivers whose firing alerts must be sent again at least every so many ms,
     /// whatever the route says (Alertmanager).
@@ -427,14 +439,7 @@ impl Dispatcher {
             self.dirty.insert(format!("a:{}", a.id));
         }
         for t in targets {
-            let labels = match &t.opts.group_by {
-                None => a.labels.clone(),
-                Some(names) => Labels::from_pairs(
-                    names
-                        .iter()
-                        .filter_map(|n| a.labels.get(n).map(|v| (n.as_str(), v))),
-                ),
-            };
+            let labels = group_labels(t, a);
             for r in &t.receivers {
                 let key = group_key(r, &t.node, &labels);
                 let g = self.groups.entry(key.clone()).or_insert_with(|| Group {
@@ -840,6 +845,25 @@ impl Dispatcher {
             *l = (*l).max(level);
         }
         out
+    }
+
+    /// Whether a group or escalation the alert routes to (`targets`) holds it, to tell or told:
+    /// the question `known_levels` answers for every alert, asked of one without going
+    /// through them all (a mass recovery asks it of each of thousands). `false` does not
+    /// say that nothing holds it: a group it joined before a reload changed the route may.
+    pub fn holds(&self, a: &AlertInfo, targets: &[Target]) -> bool {
+        targets.iter().any(|t| {
+            let labels = group_labels(t, a);
+            let grouped = t.receivers.iter().any(|r| {
+                self.groups
+                    .get(&group_key(r, &t.node, &labels))
+                    .is_some_and(|g| g.alerts.contains_key(&a.id) || g.sent.contains_key(&a.id))
+            });
+            grouped
+                || t.escalation
+                    .as_ref()
+                    .is_some_and(|p| self.escalations.contains_key(&format!("{p}|{}", a.id)))
+        })
     }
 
     /// Groups and escalations in flight, for metrics.

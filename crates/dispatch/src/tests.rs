@@ -571,3 +571,33 @@ fn state_written_with_the_alerts_in_the_group_row_is_read_and_moved_to_rows_of_t
         .iter()
         .all(|(k, v)| !k.starts_with("g:") || !v.contains("\"alerts\"")));
 }
+
+/// `holds` answers for one alert what `known_levels` answers for all, where the route sends
+/// it: a group holds it from its firing (told or waiting) until its resolve has gone, an
+/// escalation while it runs; a group it joined under another route is not looked at.
+#[test]
+fn holds_answers_for_one_alert_where_its_route_sends_it() {
+    let mut d = Dispatcher::new(vec![oncall()], BTreeMap::new());
+    let grouped = [target(&["ops"], by_name(0, 60 * S), None)];
+    let escalated = [target(&[], by_name(0, 60 * S), Some("oncall"))];
+    let a = alert("Cpu", "a", Level::Critical, true);
+    let b = alert("Cpu", "b", Level::Critical, true);
+    assert!(!d.holds(&a, &grouped));
+    d.event(&a, &grouped, 0);
+    assert!(d.holds(&a, &grouped), "waiting in its group");
+    assert!(!d.holds(&b, &grouped), "another alert of the group");
+    d.tick(0);
+    assert!(d.holds(&a, &grouped), "told");
+    assert!(d.known_levels().contains_key(a.id.as_str()));
+    let elsewhere = [target(&["lead"], by_name(0, 60 * S), None)];
+    assert!(!d.holds(&a, &elsewhere), "only where the route sends it");
+    d.event(&b, &escalated, 0);
+    assert!(d.holds(&b, &escalated), "escalating");
+    let mut a_ends = a.clone();
+    a_ends.firing = false;
+    a_ends.event = Event::Resolved;
+    d.event(&a_ends, &grouped, 5 * S);
+    run(&mut d, 5 * S, 70 * S);
+    assert!(!d.holds(&a, &grouped), "its resolve has gone");
+    assert!(!d.known_levels().contains_key(a.id.as_str()));
+}
