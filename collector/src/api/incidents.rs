@@ -55,10 +55,23 @@ pub(crate) async fn load_incidents(
         o.incidents(from, to, limit)
     })
     .await?;
-    Ok(rows
+    let mut unreadable = 0usize;
+    let list = rows
         .iter()
-        .filter_map(|j| serde_json::from_str(j).ok())
-        .collect())
+        .filter_map(|j| {
+            serde_json::from_str(j)
+                .inspect_err(|_| unreadable += 1)
+                .ok()
+        })
+        .collect();
+    if unreadable > 0 {
+        // Left out of the answer, not failing it: the rest of the history stays readable.
+        tracing::warn!(
+            unreadable,
+            "stored incidents that cannot be read were left out"
+        );
+    }
+    Ok(list)
 }
 
 pub(crate) fn incident_json(i: &tocsin_incidents::Incident) -> Value {
