@@ -251,20 +251,7 @@ impl External {
 
     /// Resolves the alerts whose senders stopped posting them before their end.
     pub fn tick(&mut self, now: TimestampMs) -> Vec<Transition> {
-        let ended: Vec<u64> = self
-            .alerts
-            .iter()
-            .filter(|(_, a)| a.ends_at <= now)
-            .map(|(k, _)| *k)
-            .collect();
-        ended
-            .into_iter()
-            .filter_map(|k| {
-                let a = self.alerts.remove(&k)?;
-                self.changed.push(k);
-                Some(a.transition(TransitionKind::Resolved, now, Some("expired")))
-            })
-            .collect()
+        self.resolve_where(|a| a.ends_at <= now, now, "expired")
     }
 
     /// Resolves the alerts whose name a rule has taken since they were posted (a reload added
@@ -275,18 +262,28 @@ impl External {
         is_rule: &dyn Fn(&str) -> bool,
         now: TimestampMs,
     ) -> Vec<Transition> {
-        let taken: Vec<u64> = self
+        self.resolve_where(|a| is_rule(a.name()), now, "a rule took its name")
+    }
+
+    /// Resolves, for `reason`, the alerts `pred` picks.
+    fn resolve_where(
+        &mut self,
+        pred: impl Fn(&ExternalAlert) -> bool,
+        now: TimestampMs,
+        reason: &'static str,
+    ) -> Vec<Transition> {
+        let picked: Vec<u64> = self
             .alerts
             .iter()
-            .filter(|(_, a)| is_rule(a.name()))
+            .filter(|(_, a)| pred(a))
             .map(|(k, _)| *k)
             .collect();
-        taken
+        picked
             .into_iter()
             .filter_map(|k| {
                 let a = self.alerts.remove(&k)?;
                 self.changed.push(k);
-                Some(a.transition(TransitionKind::Resolved, now, Some("a rule took its name")))
+                Some(a.transition(TransitionKind::Resolved, now, Some(reason)))
             })
             .collect()
     }
