@@ -45,10 +45,105 @@ pub(super) fn requests(
     n: &Payload,
     now: TimestampMs,
 ) -> Result<Vec<(String, Value)>, String> {
-    let (title, lines) = templates.render(&escape_values(vendor, n))?;
+    let n = escape_values(vendor, n);
+    let (title, lines) = templates.render(&n)?;
+    let lines = fit(vendor, &title, lines, templates, &n)?;
     Ok(requests_for(
         vendor, url, secret, at_mobiles, &title, &lines, now,
     ))
+}
+
+/// The most bytes of text one chat message carries. WeCom refuses a markdown message over
+/// 4,096 bytes (errcode 40058), and a notification group of a mass outage renders thousands of
+/// alerts: refused, retried and dead-lettered, it would tell nobody of the outage at all. Held
+/// to the same size for every vendor (Feishu takes a 20 KB request, Slack truncates at 40,000
+/// characters), it is also what reads on a phone; the console and the API list the rest.
+pub(super) const TEXT_MAX: usize = 4096;
+
+/// The message's text as the vendor gets it (mentions aside).
+fn text(vendor: Vendor, title: &str, lines: &[String]) -> String {
+    let (head, bullet) = match vendor {
+        Vendor::DingTalk => (format!("### {title}"), "- "),
+        Vendor::WeCom => (format!("### {title}"), "> "),
+        Vendor::Feishu => (title.to_string(), ""),
+        Vendor::Slack => (format!("*{title}*"), "• "),
+    };
+    let mut t = head;
+    for l in lines {
+        t.push('\n');
+        t.push_str(bullet);
+        t.push_str(l);
+    }
+    t
+}
+
+/// Room kept for what `requests_for` adds to the text (DingTalk's mentions).
+const TEXT_RESERVE: usize = 512;
+
+/// The lines of a message that fits `TEXT_MAX`: all of them when they fit, else those of as
+/// many of the first alerts as fit and a last line counting the rest; a single alert too long
+/// for a message is cut.
+fn fit(
+    vendor: Vendor,
+    title: &str,
+    lines: Vec<String>,
+    templates: &crate::template::Templates,
+    n: &Payload,
+) -> Result<Vec<String>, String> {
+    let budget = TEXT_MAX - TEXT_RESERVE;
+    let fits = |lines: &[String]| text(vendor, title, lines).len() <= budget;
+    if fits(&lines) {
+        return Ok(lines);
+    }
+    let total = n.alerts.len();
+    let zh = templates.locale() == tocsin_config::collector::Locale::ZhCn;
+    let first = |k: usize| -> Result<Vec<String>, String> {
+        let mut m = n.clone();
+        m.alerts.truncate(k);
+        let (_, mut lines) = templates.render(&m)?;
+        let rest = total - k;
+        if rest > 0 {
+            lines.push(if zh {
+                format!("…… 另有 {rest} 条未列出（共 {total} 条）")
+            } else {
+                format!("… {rest} more not listed ({total} in all)")
+            });
+        }
+        Ok(lines)
+    };
+    // The most alerts that fit, by halving (a render per step: a dozen for thousands).
+    let (mut lo, mut hi) = (1, total.saturating_sub(1));
+    let mut best = None;
+    while lo <= hi {
+        let k = lo + (hi - lo) / 2;
+        let lines = first(k)?;
+        if fits(&lines) {
+            best = Some(lines);
+            lo = k + 1;
+        } else {
+            hi = k - 1;
+        }
+    }
+    let mut lines = match best {
+        Some(l) => l,
+        None => first(total.min(1))?,
+    };
+    // Still too long (one alert's annotations, a long title): cut to the budget.
+    while !fits(&lines) {
+        let over = text(vendor, title, &lines).len() - budget;
+        let Some(last) = lines.last_mut() else { break };
+        if last.len() > over + 3 {
+            let mut cut = last.len() - over - 3;
+            while !last.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            last.truncate(cut);
+            last.push('…');
+        } else {
+            lines.pop();
+        }
+    }
+    Ok(lines)
 }
 
 /// Label and annotation values are whatever an agent or a rule put there: in a markdown
@@ -108,14 +203,7 @@ fn requests_for(
 ) -> Vec<(String, Value)> {
     match vendor {
         Vendor::DingTalk => {
-            let mut text = format!(
-                "### {title}\n{}",
-                lines
-                    .iter()
-                    .map(|l| format!("- {l}"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
+            let mut text = text(vendor, title, lines);
             // DingTalk only notifies the people whose numbers also appear in the text.
             for m in at_mobiles {
                 text.push_str(&format!(" @{m}"));
@@ -137,14 +225,7 @@ fn requests_for(
             )]
         }
         Vendor::WeCom => {
-            let content = format!(
-                "### {title}\n{}",
-                lines
-                    .iter()
-                    .map(|l| format!("> {l}"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
+            let content = text(vendor, title, lines);
             let mut out = vec![(
                 url.to_string(),
                 json!({ "msgtype": "markdown", "markdown": { "content": content } }),
@@ -160,7 +241,7 @@ fn requests_for(
         Vendor::Feishu => {
             let mut body = json!({
                 "msg_type": "text",
-                "content": { "text": format!("{title}\n{}", lines.join("\n")) },
+                "content": { "text": text(vendor, title, lines) },
             });
             if let Some(s) = secret {
                 let ts = now / 1000;
@@ -170,15 +251,10 @@ fn requests_for(
             vec![(url.to_string(), body)]
         }
         Vendor::Slack => {
-            let text = format!(
-                "*{title}*\n{}",
-                lines
-                    .iter()
-                    .map(|l| format!("• {l}"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
-            vec![(url.to_string(), json!({ "text": text }))]
+            vec![(
+                url.to_string(),
+                json!({ "text": text(vendor, title, lines) }),
+            )]
         }
     }
 }
@@ -356,6 +432,123 @@ mod tests {
                 "{vendor:?}: one acknowledgement line, the real one: {text}"
             );
             assert!(body.contains("http://c/ack?t=a_b-c"), "{vendor:?}: {body}");
+        }
+    }
+
+    /// The text of the first request, whatever the vendor's field.
+    fn first_text(reqs: &[(String, Value)]) -> String {
+        let b = &reqs[0].1;
+        b["markdown"]["text"]
+            .as_str()
+            .or(b["markdown"]["content"].as_str())
+            .or(b["text"].as_str())
+            .or(b["content"]["text"].as_str())
+            .unwrap()
+            .to_string()
+    }
+
+    fn outage(alerts: usize, summary: &str) -> tocsin_alerting::Payload {
+        let all: Vec<Value> = (0..alerts)
+            .map(|i| {
+                json!({
+                    "status": "firing",
+                    "labels": { "alertname": "NodeDown", "host": format!("node-{i:04}"), "level": "critical" },
+                    "annotations": { "summary": summary },
+                })
+            })
+            .collect();
+        crate::testing::payload(json!({
+            "alerts": all,
+            "commonLabels": { "alertname": "NodeDown" },
+            "tocsin": { "kind": "changed", "event": "firing" },
+        }))
+    }
+
+    /// A notification group of a mass outage (2,000 alerts) is one message of at most
+    /// `TEXT_MAX` bytes per vendor — WeCom refuses more (errcode 40058), and a refused message
+    /// tells nobody — with the first alerts whole, a line counting the rest and the title
+    /// counting all; an alert too long for a message on its own is cut.
+    #[test]
+    fn a_mass_outage_fits_one_message_and_counts_what_it_leaves_out() {
+        let zh = crate::template::Templates::new(
+            tocsin_config::collector::Locale::ZhCn,
+            &tocsin_config::collector::MessageTemplate::default(),
+        );
+        let en = crate::template::Templates::new(
+            tocsin_config::collector::Locale::En,
+            &tocsin_config::collector::MessageTemplate::default(),
+        );
+        let n = outage(2_000, "node unreachable");
+        for vendor in [
+            Vendor::DingTalk,
+            Vendor::WeCom,
+            Vendor::Slack,
+            Vendor::Feishu,
+        ] {
+            let reqs = requests(
+                vendor,
+                "http://x",
+                None,
+                &["13800000000".into()],
+                &zh,
+                &n,
+                0,
+            )
+            .unwrap();
+            let text = first_text(&reqs);
+            assert!(text.len() <= TEXT_MAX, "{vendor:?}: {} bytes", text.len());
+            assert!(
+                text.contains("等2000条"),
+                "{vendor:?}: the title counts all: {text}"
+            );
+            assert!(
+                text.contains("node-0000") && text.contains("node-0001"),
+                "{vendor:?}: {text}"
+            );
+            let listed = (0..2_000)
+                .filter(|i| text.contains(&format!("node-{i:04}")))
+                .count();
+            assert!(listed >= 10, "{vendor:?}: as many as fit: {listed}");
+            let rest = 2_000 - listed;
+            assert!(
+                text.contains(&format!("另有 {rest} 条未列出（共 2000 条）")),
+                "{vendor:?}: the rest counted: {:?}",
+                text.lines().last()
+            );
+        }
+        let text = first_text(&requests(Vendor::WeCom, "http://x", None, &[], &en, &n, 0).unwrap());
+        assert!(text.contains("more not listed (2000 in all)"), "{text}");
+        // A group that fits is sent whole, as before.
+        let small = first_text(
+            &requests(
+                Vendor::WeCom,
+                "http://x",
+                None,
+                &[],
+                &zh,
+                &outage(3, "s"),
+                0,
+            )
+            .unwrap(),
+        );
+        assert!(
+            !small.contains("未列出") && small.contains("node-0002"),
+            "{small}"
+        );
+        // One alert whose summary alone is larger than a message.
+        let long = outage(1, &"磁盘".repeat(3_000));
+        for vendor in [
+            Vendor::DingTalk,
+            Vendor::WeCom,
+            Vendor::Slack,
+            Vendor::Feishu,
+        ] {
+            let text = first_text(&requests(vendor, "http://x", None, &[], &zh, &long, 0).unwrap());
+            assert!(text.len() <= TEXT_MAX, "{vendor:?}: {} bytes", text.len());
+            assert!(
+                text.contains("磁盘磁盘") && text.contains('…'),
+                "{vendor:?}"
+            );
         }
     }
 
