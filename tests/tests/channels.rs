@@ -61,6 +61,12 @@ async fn vendor(
             return axum::Json(json!({"errcode": 93000, "errmsg": "invalid webhook url"}))
                 .into_response();
         }
+        // The documented sizes: markdown content at most 4,096 bytes, text 2,048 (UTF-8).
+        let over = |field: &Value, max: usize| field.as_str().is_some_and(|c| c.len() > max);
+        if over(&body["markdown"]["content"], 4096) || over(&body["text"]["content"], 2048) {
+            return axum::Json(json!({"errcode": 40058, "errmsg": "markdown.content exceed max length 4096. invalid Request Parameter"}))
+                .into_response();
+        }
         accept(&seen);
         axum::Json(json!({"errcode": 0, "errmsg": "ok"})).into_response()
     } else if path.starts_with("/open-apis/bot/v2/hook/") {
@@ -742,4 +748,83 @@ fn a_receiver_can_be_tried_before_an_incident_needs_it() {
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("configured: ding, ding-badsign"));
     assert_eq!(seen.lock().unwrap().len(), 1, "nothing else got through");
     assert!(!dir.path().join("data").exists(), "no database made");
+}
+
+/// A mass outage's notification group (300 alerts posted at once) reaches WeCom's stand-in,
+/// which refuses markdown over the documented 4,096 bytes as WeCom does (errcode 40058): one
+/// message that lists the first alerts and counts the rest, accepted on the first try.
+#[test]
+fn a_mass_outage_reaches_wecom_in_one_message_it_accepts() {
+    let _g = serial();
+    let (base, seen, _rt) = standin();
+    let dir = tempfile::tempdir().unwrap();
+    let p = |r: &str| dir.path().join(r).display().to_string();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    std::fs::write(
+        p("c.yaml"),
+        format!(
+            "receivers:\n  - name: wecom\n    wecom: {{ url: \"{base}/cgi-bin/webhook/send?key=wecom-key\" }}\n\
+             route:\n  receivers: [wecom]\n  group_by: [alertname]\n  group_wait: 1s\n\
+             external_alerts: {{ token: outage-sender }}\n"
+        ),
+    )
+    .unwrap();
+    let c = Proc::start(
+        "tocsin-collector",
+        &[
+            "--config",
+            &p("c.yaml"),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &p("data"),
+            "--rules",
+            &p("rules"),
+        ],
+        std::path::Path::new(&p("c.log")),
+    );
+    let alerts: Vec<Value> = (0..300)
+        .map(|i| {
+            json!({ "labels": { "alertname": "NodeDown", "severity": "critical",
+                                "host": format!("node-{i:03}") },
+                    "annotations": { "summary": "节点不可达" } })
+        })
+        .collect();
+    let r = reqwest::blocking::Client::new()
+        .post(c.url("/api/v2/alerts"))
+        .bearer_auth("outage-sender")
+        .json(&alerts)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let msg = wait_for("the outage's message", Duration::from_secs(20), || {
+        let s = seen.lock().unwrap().clone();
+        s.into_iter()
+            .find(|(p, _, _)| p == "/cgi-bin/webhook/send")
+            .map(|(_, _, b)| b)
+    });
+    let content = msg["markdown"]["content"].as_str().unwrap();
+    assert!(
+        content.starts_with("### 【告警】严重 NodeDown 等300条"),
+        "{content}"
+    );
+    assert!(content.contains("主机：node-000"), "{content}");
+    let listed = (0..300)
+        .filter(|i| content.contains(&format!("主机：node-{i:03}")))
+        .count();
+    assert!(
+        content.contains(&format!("另有 {} 条未列出（共 300 条）", 300 - listed)),
+        "{content}"
+    );
+    // Counted once the reply is read: waited for, then no failed attempt before it.
+    let count = |result: &str| {
+        tocsin_e2e::metric(
+            &c.url("/metrics"),
+            &format!("tocsin_notifications_total{{receiver=\"wecom\",result=\"{result}\"}}"),
+        )
+    };
+    wait_for("the delivery counted", Duration::from_secs(10), || {
+        (count("delivered") == 1.0).then_some(())
+    });
+    assert_eq!(count("failed"), 0.0, "accepted on the first try");
 }
