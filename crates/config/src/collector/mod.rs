@@ -602,6 +602,10 @@ pub struct RawWebhook {
     pub url: String,
     /// Time limit of one request (default 10s).
     pub timeout: Option<String>,
+    /// The most alerts one message carries, the rest counted in `truncatedAlerts` (as
+    /// Alertmanager's webhook; 0, the default: all).
+    #[serde(default)]
+    pub max_alerts: usize,
     /// Attempts before a notification is dead-lettered (default 20).
     pub max_attempts: Option<u32>,
 }
@@ -695,6 +699,8 @@ pub enum ReceiverKind {
     Webhook {
         url: String,
         timeout: Duration,
+        /// 0: every alert of a group.
+        max_alerts: usize,
     },
     Alertmanager {
         url: String,

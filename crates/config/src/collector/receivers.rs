@@ -443,6 +443,7 @@ fn webhook(p: &mut Problems, at: &str, w: RawWebhook) -> ReceiverKind {
     ReceiverKind::Webhook {
         url: w.url,
         timeout,
+        max_alerts: w.max_alerts,
     }
 }
 

@@ -68,9 +68,14 @@ pub(crate) trait Channel: Send + Sync {
 pub(crate) fn build(r: &ReceiverConfig) -> Result<Box<dyn Channel>, String> {
     let client = |timeout| http::client(&r.name, timeout);
     Ok(match &r.kind {
-        ReceiverKind::Webhook { url, timeout } => Box::new(webhook::Webhook {
+        ReceiverKind::Webhook {
+            url,
+            timeout,
+            max_alerts,
+        } => Box::new(webhook::Webhook {
             client: client(*timeout)?,
             url: url.clone(),
+            max_alerts: *max_alerts,
         }),
         ReceiverKind::Log { path } => Box::new(log::Log { path: path.clone() }),
         ReceiverKind::TencentSms(c) => Box::new(tencent::TencentSms {
