@@ -67,6 +67,11 @@ Dashboard: {{ a.dashboard_url }}
 {%- endif %}
 {%- endfor %}";
 
+/// The most characters of `text` an SMS gateway's body gets: 500, what Chinese providers
+/// take in one long message (Aliyun, Tencent Cloud); a mass outage's group would otherwise be
+/// hundreds of texts, or refused.
+pub const TEXT_CHARS: usize = 500;
+
 /// A receiver's templates.
 #[derive(Debug, Clone)]
 pub struct Templates {
@@ -270,10 +275,80 @@ impl Templates {
         }
     }
 
+    /// The lines of a message whose size (`size` of the lines, in the channel's unit) is at
+    /// most `budget`: all of them when they fit; else those of as many of the first alerts as
+    /// fit and a last line counting the rest (the title, rendered from all, counts them all);
+    /// a single alert too long on its own is cut (`…`). A notification group of a mass outage
+    /// renders thousands of alerts, more than any chat robot or text message takes.
+    pub fn fit(
+        &self,
+        n: &Payload,
+        lines: Vec<String>,
+        budget: usize,
+        size: impl Fn(&[String]) -> usize,
+    ) -> Result<Vec<String>, String> {
+        let fits = |lines: &[String]| size(lines) <= budget;
+        if fits(&lines) {
+            return Ok(lines);
+        }
+        let total = n.alerts.len();
+        let first = |k: usize| -> Result<Vec<String>, String> {
+            let mut m = n.clone();
+            m.alerts.truncate(k);
+            let (_, mut lines) = self.render(&m)?;
+            let rest = total - k;
+            if rest > 0 {
+                lines.push(match self.locale {
+                    Locale::ZhCn => format!("…… 另有 {rest} 条未列出（共 {total} 条）"),
+                    Locale::En => format!("… {rest} more not listed ({total} in all)"),
+                });
+            }
+            Ok(lines)
+        };
+        // The most alerts that fit, by halving (a render per step: a dozen for thousands).
+        let (mut lo, mut hi) = (1, total.saturating_sub(1));
+        let mut best = None;
+        while lo <= hi {
+            let k = lo + (hi - lo) / 2;
+            let lines = first(k)?;
+            if fits(&lines) {
+                best = Some(lines);
+                lo = k + 1;
+            } else {
+                hi = k - 1;
+            }
+        }
+        let mut lines = match best {
+            Some(l) => l,
+            None => first(total.min(1))?,
+        };
+        // Still too long (one alert's annotations, a long title): the last lines cut.
+        while !fits(&lines) {
+            let over = size(&lines) - budget;
+            let Some(last) = lines.last_mut() else { break };
+            // `over` is in the channel's unit; bytes are at least as many.
+            if last.len() > over + 3 {
+                let mut cut = last.len() - over - 3;
+                while !last.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                last.truncate(cut);
+                last.push('…');
+            } else {
+                lines.pop();
+            }
+        }
+        Ok(lines)
+    }
+
     /// Renders another template (e.g. an SMS gateway body) with the same variables plus
-    /// `title`, `text` (title and lines) and `extra`.
+    /// `title`, `text` (title and lines, at most `TEXT_CHARS` characters: `fit`) and `extra`.
     pub fn render_with(&self, src: &str, n: &Payload, extra: Value) -> Result<String, String> {
         let (title, lines) = self.render(n)?;
+        let text_chars = |lines: &[String]| {
+            title.chars().count() + lines.iter().map(|l| 1 + l.chars().count()).sum::<usize>()
+        };
+        let lines = self.fit(n, lines, TEXT_CHARS, text_chars)?;
         let mut ctx = context(n, self.locale, &self.zone);
         ctx["title"] = json!(title);
         ctx["text"] = json!(format!("{title}\n{}", lines.join("\n")));
@@ -405,5 +480,39 @@ mod tests {
             .last()
             .unwrap()
             .starts_with("(template error: body template:"));
+    }
+
+    /// An SMS gateway's `text` of a mass outage (2,000 alerts) is at most `TEXT_CHARS`
+    /// characters: the first alerts, a line counting the rest; one alert goes whole.
+    #[test]
+    fn a_text_message_of_a_mass_outage_is_bounded() {
+        let t = Templates::new(Locale::ZhCn, &MessageTemplate::default());
+        let all: Vec<Value> = (0..2_000)
+            .map(|i| alert(&format!("db-{i:04}"), "critical", true))
+            .collect();
+        let n = payload(json!({ "status": "firing", "alerts": all,
+            "commonLabels": { "alertname": "DiskFull" } }));
+        let text = t.render_with("{{ text }}", &n, json!({})).unwrap();
+        assert!(
+            text.chars().count() <= TEXT_CHARS,
+            "{} chars",
+            text.chars().count()
+        );
+        assert!(text.starts_with("【告警】严重 DiskFull 等2000条"), "{text}");
+        assert!(text.contains("db-0000"), "{text}");
+        let listed = (0..2_000)
+            .filter(|i| text.contains(&format!("db-{i:04}")))
+            .count();
+        assert!(listed >= 1, "{text}");
+        assert!(
+            text.ends_with(&format!("另有 {} 条未列出（共 2000 条）", 2_000 - listed)),
+            "{text}"
+        );
+        let one = payload(
+            json!({ "status": "firing", "alerts": [alert("db-1", "critical", true)],
+            "commonLabels": { "alertname": "DiskFull" } }),
+        );
+        let text = t.render_with("{{ text }}", &one, json!({})).unwrap();
+        assert!(!text.contains("未列出") && text.contains("db-1"), "{text}");
     }
 }

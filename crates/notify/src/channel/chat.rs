@@ -80,9 +80,7 @@ fn text(vendor: Vendor, title: &str, lines: &[String]) -> String {
 /// Room kept for what `requests_for` adds to the text (DingTalk's mentions).
 const TEXT_RESERVE: usize = 512;
 
-/// The lines of a message that fits `TEXT_MAX`: all of them when they fit, else those of as
-/// many of the first alerts as fit and a last line counting the rest; a single alert too long
-/// for a message is cut.
+/// The lines of a message that fits `TEXT_MAX` bytes (`Templates::fit`).
 fn fit(
     vendor: Vendor,
     title: &str,
@@ -91,59 +89,7 @@ fn fit(
     n: &Payload,
 ) -> Result<Vec<String>, String> {
     let budget = TEXT_MAX - TEXT_RESERVE;
-    let fits = |lines: &[String]| text(vendor, title, lines).len() <= budget;
-    if fits(&lines) {
-        return Ok(lines);
-    }
-    let total = n.alerts.len();
-    let zh = templates.locale() == tocsin_config::collector::Locale::ZhCn;
-    let first = |k: usize| -> Result<Vec<String>, String> {
-        let mut m = n.clone();
-        m.alerts.truncate(k);
-        let (_, mut lines) = templates.render(&m)?;
-        let rest = total - k;
-        if rest > 0 {
-            lines.push(if zh {
-                format!("…… 另有 {rest} 条未列出（共 {total} 条）")
-            } else {
-                format!("… {rest} more not listed ({total} in all)")
-            });
-        }
-        Ok(lines)
-    };
-    // The most alerts that fit, by halving (a render per step: a dozen for thousands).
-    let (mut lo, mut hi) = (1, total.saturating_sub(1));
-    let mut best = None;
-    while lo <= hi {
-        let k = lo + (hi - lo) / 2;
-        let lines = first(k)?;
-        if fits(&lines) {
-            best = Some(lines);
-            lo = k + 1;
-        } else {
-            hi = k - 1;
-        }
-    }
-    let mut lines = match best {
-        Some(l) => l,
-        None => first(total.min(1))?,
-    };
-    // Still too long (one alert's annotations, a long title): cut to the budget.
-    while !fits(&lines) {
-        let over = text(vendor, title, &lines).len() - budget;
-        let Some(last) = lines.last_mut() else { break };
-        if last.len() > over + 3 {
-            let mut cut = last.len() - over - 3;
-            while !last.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            last.truncate(cut);
-            last.push('…');
-        } else {
-            lines.pop();
-        }
-    }
-    Ok(lines)
+    templates.fit(n, lines, budget, |lines| text(vendor, title, lines).len())
 }
 
 /// Label and annotation values are whatever an agent or a rule put there: in a markdown
