@@ -119,22 +119,8 @@ fn stack(rule: &str, receivers: &str, metric: &str, host: &str) -> (tempfile::Te
         std::fs::create_dir(dir.path().join(d)).unwrap();
     }
     std::fs::write(p("rules/r.yaml"), format!("rules:\n{rule}")).unwrap();
-    std::fs::write(p("c.yaml"), format!("receivers:\n{receivers}")).unwrap();
     write_textfile(&dir.path().join("tf"), "m.prom", metric);
-    let c = Proc::start(
-        "tocsin-collector",
-        &[
-            "--config",
-            &p("c.yaml"),
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            &p("data"),
-            "--rules",
-            &p("rules"),
-        ],
-        std::path::Path::new(&p("c.log")),
-    );
+    let c = collector(&dir, &format!("receivers:\n{receivers}"));
     let a = Proc::start(
         "tocsin-agent",
         &[
@@ -152,6 +138,26 @@ fn stack(rule: &str, receivers: &str, metric: &str, host: &str) -> (tempfile::Te
         std::path::Path::new(&p("a.log")),
     );
     (dir, c, a)
+}
+
+/// A collector with `config` (collector.yaml) in `dir`, its data and `rules/` there too.
+fn collector(dir: &tempfile::TempDir, config: &str) -> Proc {
+    let p = |r: &str| dir.path().join(r).display().to_string();
+    std::fs::write(p("c.yaml"), config).unwrap();
+    Proc::start(
+        "tocsin-collector",
+        &[
+            "--config",
+            &p("c.yaml"),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &p("data"),
+            "--rules",
+            &p("rules"),
+        ],
+        std::path::Path::new(&p("c.log")),
+    )
 }
 
 const DISK_RULE: &str =
@@ -758,30 +764,14 @@ fn a_mass_outage_reaches_wecom_in_one_message_it_accepts() {
     let _g = serial();
     let (base, seen, _rt) = standin();
     let dir = tempfile::tempdir().unwrap();
-    let p = |r: &str| dir.path().join(r).display().to_string();
     std::fs::create_dir(dir.path().join("rules")).unwrap();
-    std::fs::write(
-        p("c.yaml"),
-        format!(
+    let c = collector(
+        &dir,
+        &format!(
             "receivers:\n  - name: wecom\n    wecom: {{ url: \"{base}/cgi-bin/webhook/send?key=wecom-key\" }}\n\
              route:\n  receivers: [wecom]\n  group_by: [alertname]\n  group_wait: 1s\n\
              external_alerts: {{ token: outage-sender }}\n"
         ),
-    )
-    .unwrap();
-    let c = Proc::start(
-        "tocsin-collector",
-        &[
-            "--config",
-            &p("c.yaml"),
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            &p("data"),
-            "--rules",
-            &p("rules"),
-        ],
-        std::path::Path::new(&p("c.log")),
     );
     let alerts: Vec<Value> = (0..300)
         .map(|i| {
