@@ -689,5 +689,30 @@ fn check_config_reports_every_problem_and_touches_nothing() {
         said.contains("good.yaml: valid") && said.contains("1 receivers (hook)"),
         "{said}"
     );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).is_empty(),
+        "nothing to warn of"
+    );
+    // Valid, with a warning: a group sent again whole at each change of a burst.
+    std::fs::write(
+        &good,
+        format!(
+            "data_dir: {}\nrules: [{}]\nreceivers:\n  - name: hook\n    webhook: {{ url: \"http://127.0.0.1:9/hook\" }}\nroute: {{ receivers: [hook], group_by: [alertname] }}\n",
+            data.display(),
+            rules.display()
+        ),
+    )
+    .unwrap();
+    let out = collector()
+        .args(["check-config", "-c", good.to_str().unwrap(), "--rules"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: route: grouped by labels with group_interval 0s"),
+        "{err}"
+    );
     assert!(!data.exists(), "no data directory made");
 }

@@ -110,6 +110,12 @@ pub(super) fn check_config(args: &super::RunArgs) -> ExitCode {
             .join(", "),
         rules.len(),
     );
+    for node in cfg.route.resent_on_every_change() {
+        eprintln!(
+            "warning: {node}: {}",
+            tocsin_config::route::RESENT_ON_EVERY_CHANGE
+        );
+    }
     ExitCode::SUCCESS
 }
 

@@ -265,6 +265,9 @@ pub(super) async fn serve(
             warn!("{w}: agents' writes and remediation polls are refused until one is");
         }
     }
+    for node in cfg.route.resent_on_every_change() {
+        warn!(node, "{}", tocsin_config::route::RESENT_ON_EVERY_CHANGE);
+    }
     // Agents from the network: a service that takes any host's probes can be paged for by
     // any of them (its error budget burnt by probes labelled with its name).
     if !cfg.listen.ip().is_loopback() {

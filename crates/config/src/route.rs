@@ -209,6 +209,27 @@ impl Route {
     }
 }
 
+/// What is said of each node `Route::resent_on_every_change` names.
+pub const RESENT_ON_EVERY_CHANGE: &str = "grouped by labels with group_interval 0s: each change of a burst sends the whole group again (a mass outage: a message per alert, each longer than the last); set group_interval (Alertmanager's default is 5m)";
+
+impl Route {
+    /// The nodes (this one and those below) that group alerts by some labels and send a
+    /// group's message again at each change (`group_interval: 0s`): in a mass outage each
+    /// commit of a burst sends the whole group so far — a message per alert, each longer than
+    /// the last. Alertmanager refuses a zero `group_interval`; here it is the default, harmless
+    /// while each alert is its own group.
+    pub fn resent_on_every_change(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        if self.opts.group_by.is_some() && self.opts.group_interval.is_zero() {
+            out.push(self.node.as_str());
+        }
+        for r in &self.routes {
+            out.extend(r.resent_on_every_change());
+        }
+        out
+    }
+}
+
 /// Names the route may refer to.
 pub(crate) struct Known<'a> {
     pub receivers: &'a [String],
@@ -392,5 +413,30 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("route.repeat_backoff: must be between"), "{e}");
+    }
+
+    /// The nodes that would send a whole group again at each change of a burst: grouped by
+    /// some labels with no `group_interval` (children inherit both).
+    #[test]
+    fn nodes_that_resend_a_group_on_every_change_are_named() {
+        let raw: RawRoute = crate::parse_yaml(
+            "receivers: [ops]\nroutes:\n  - { level: critical, receivers: [ops], group_by: [alertname] }\n  - { receivers: [ops], group_by: [alertname], group_interval: 1m, routes: [{ receivers: [ops], group_interval: 0s }] }\n",
+        )
+        .unwrap();
+        let mut p = Problems::default();
+        let k = Known {
+            receivers: &["ops".to_string()],
+            policies: &[],
+            intervals: &TimeIntervals::new(),
+        };
+        let r = validate(&mut p, raw, "route", &k, &GroupOpts::default());
+        assert_eq!(
+            r.resent_on_every_change(),
+            ["route.routes[0]", "route.routes[1].routes[0]"]
+        );
+        // Each alert its own group (the default): nothing to say.
+        assert!(Route::to_all(vec!["ops".into()])
+            .resent_on_every_change()
+            .is_empty());
     }
 }
