@@ -603,10 +603,7 @@ impl Store {
     /// Incidents still live: not resolved, or resolved after `resolved_since` (for reopening);
     /// (id, JSON), plus the incident id sequence as `#seq` when stored.
     pub fn live_incidents(&self, opened_since: TimestampMs) -> Result<Vec<(String, String)>> {
-        let mut st = self.conn.prepare(&format!(
-            "SELECT id, {} FROM incidents WHERE state != 'resolved' OR opened_ms >= ?1",
-            schema::INCIDENT_DATA
-        ))?;
+        let mut st = self.conn.prepare(schema::LIVE_INCIDENTS)?;
         let mut rows: Vec<(String, String)> = st
             .query_map([opened_since], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
@@ -883,7 +880,7 @@ impl Txn<'_> {
     /// Writes one incident (`#seq`: the id sequence).
     /// Writes an incident's row and, each a row of its own, the parts of its alerts given
     /// (`(alert id, JSON)`; those not given stay as stored). The row's `alerts` is read back
-    /// from the parts (`schema::INCIDENT_DATA`).
+    /// from the parts (`schema::incident_data!`).
     pub fn put_incident(
         &mut self,
         id: &str,
@@ -929,14 +926,7 @@ impl Txn<'_> {
         Ok(self
             .store
             .conn
-            .query_row(
-                &format!(
-                    "SELECT {} FROM incidents WHERE id = ?1",
-                    schema::INCIDENT_DATA
-                ),
-                [id],
-                |r| r.get(0),
-            )
+            .query_row(schema::INCIDENT_BY_ID, [id], |r| r.get(0))
             .optional()?)
     }
 

@@ -68,11 +68,7 @@ impl Records {
         to: TimestampMs,
         limit: usize,
     ) -> Result<Vec<String>> {
-        let mut st = self.conn.prepare_cached(&format!(
-            "SELECT {} FROM incidents WHERE opened_ms >= ?1 AND opened_ms < ?2
-             ORDER BY opened_ms DESC LIMIT ?3",
-            crate::schema::INCIDENT_DATA
-        ))?;
+        let mut st = self.conn.prepare_cached(crate::schema::INCIDENTS_OPENED)?;
         let rows = st.query_map(params![from, to, limit as i64], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -80,14 +76,7 @@ impl Records {
     pub fn incident(&self, id: &str) -> Result<Option<String>> {
         Ok(self
             .conn
-            .query_row(
-                &format!(
-                    "SELECT {} FROM incidents WHERE id = ?1",
-                    crate::schema::INCIDENT_DATA
-                ),
-                [id],
-                |r| r.get(0),
-            )
+            .query_row(crate::schema::INCIDENT_BY_ID, [id], |r| r.get(0))
             .optional()?)
     }
 

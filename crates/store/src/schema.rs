@@ -202,7 +202,7 @@ CREATE INDEX sends_by_receiver ON sends (receiver, sent_ms);
 /// Each alert's part in an incident is a row of its own, so a change to one alert of an
 /// incident of thousands (a mass outage) writes that alert's row and the incident's small one,
 /// not every alert again. The incident's own row keeps `"alerts": {}`; reads put the parts back
-/// (`INCIDENT_DATA`). Rows written before are split here; an unreadable row is left as it was.
+/// (`incident_data!`). Rows written before are split here; an unreadable row is left as it was.
 const SCHEMA_V13: &str = "
 CREATE TABLE incident_alerts (
     incident TEXT NOT NULL,
@@ -218,9 +218,29 @@ UPDATE incidents SET data = json_set(data, '$.alerts', json('{}'))
 ";
 
 /// An incident's record as stored before the split (V13): its row with its alerts' rows put
-/// back under `alerts`, in the order of their ids. Used in place of `data` wherever an incident
-/// is read (`FROM incidents` unaliased).
-pub(crate) const INCIDENT_DATA: &str = "CASE WHEN json_valid(incidents.data) THEN json_set(incidents.data, '$.alerts', json((SELECT json_group_object(a.alert, json(a.data)) FROM incident_alerts a WHERE a.incident = incidents.id))) ELSE incidents.data END";
+/// back under `alerts`, in the order of their ids. Selected in place of `data` wherever an
+/// incident is read (`FROM incidents` unaliased); a macro, so the queries below are constants.
+macro_rules! incident_data {
+    () => {
+        "CASE WHEN json_valid(incidents.data) THEN json_set(incidents.data, '$.alerts', json((SELECT json_group_object(a.alert, json(a.data)) FROM incident_alerts a WHERE a.incident = incidents.id))) ELSE incidents.data END"
+    };
+}
+
+/// One incident's record by id.
+pub(crate) const INCIDENT_BY_ID: &str =
+    concat!("SELECT ", incident_data!(), " FROM incidents WHERE id = ?1");
+/// (id, record) of the incidents still live: not resolved, or opened since ?1.
+pub(crate) const LIVE_INCIDENTS: &str = concat!(
+    "SELECT id, ",
+    incident_data!(),
+    " FROM incidents WHERE state != 'resolved' OR opened_ms >= ?1"
+);
+/// Records of the incidents opened in [?1, ?2), newest first, at most ?3.
+pub(crate) const INCIDENTS_OPENED: &str = concat!(
+    "SELECT ",
+    incident_data!(),
+    " FROM incidents WHERE opened_ms >= ?1 AND opened_ms < ?2 ORDER BY opened_ms DESC LIMIT ?3"
+);
 
 pub(crate) fn prepare(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
