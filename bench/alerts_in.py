@@ -6,8 +6,9 @@ same local webhook receiver, grouped by alertname with no wait:
   * latency: one new alert (a new group) posted, until the receiver has it; --trials times;
   * throughput: --alerts alerts posted in batches of 64 (Prometheus' batch size) over one
     connection, first as new alerts, then again (as Prometheus posts firing alerts every
-    minute), then ended (endsAt just past, a mass recovery): alerts per second acknowledged. tocsin answers once the alerts are durable (fsync);
-    Alertmanager answers from memory (its state is snapshotted every 15 minutes).
+    minute), then ended (endsAt just past, a mass recovery): alerts per second acknowledged.
+    tocsin answers once the alerts are durable (fsync); Alertmanager answers from memory (its
+    state is snapshotted every 15 minutes).
 
     bench/alerts_in.py --bin target/release [--trials 30] [--alerts 10000]
 """

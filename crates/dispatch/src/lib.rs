@@ -397,6 +397,11 @@ fn group_key(receiver: &str, node: &str, labels: &Labels) -> String {
     format!("{receiver}|{node}|{labels}")
 }
 
+/// The escalation of alert `id` under `policy`.
+fn escalation_key(policy: &str, id: &str) -> String {
+    format!("{policy}|{id}")
+}
+
 /// The labels of the group an alert joins at a target (its `group_by`, else all its labels).
 fn group_labels(t: &Target, a: &AlertInfo) -> Labels {
     match &t.opts.group_by {
@@ -471,7 +476,7 @@ impl Dispatcher {
         let Some(p) = self.policies.get(policy) else {
             return;
         };
-        let key = format!("{policy}|{}", a.id);
+        let key = escalation_key(policy, &a.id);
         self.dirty.insert(format!("e:{key}"));
         if !a.firing {
             if let Some(e) = self.escalations.remove(&key) {
@@ -862,7 +867,7 @@ impl Dispatcher {
             grouped
                 || t.escalation
                     .as_ref()
-                    .is_some_and(|p| self.escalations.contains_key(&format!("{p}|{}", a.id)))
+                    .is_some_and(|p| self.escalations.contains_key(&escalation_key(p, &a.id)))
         })
     }
 

@@ -292,10 +292,11 @@ impl Templates {
             return Ok(lines);
         }
         let total = n.alerts.len();
-        let first = |k: usize| -> Result<Vec<String>, String> {
-            let mut m = n.clone();
-            m.alerts.truncate(k);
-            let (_, mut lines) = self.render(&m)?;
+        // The notification copied once; each step puts in only the k alerts it tries.
+        let mut shell = n.clone();
+        let mut first = |k: usize| -> Result<Vec<String>, String> {
+            shell.alerts = n.alerts[..k].to_vec();
+            let (_, mut lines) = self.render(&shell)?;
             let rest = total - k;
             if rest > 0 {
                 lines.push(match self.locale {

@@ -47,7 +47,9 @@ pub(super) fn requests(
 ) -> Result<Vec<(String, Value)>, String> {
     let n = escape_values(vendor, n);
     let (title, lines) = templates.render(&n)?;
-    let lines = fit(vendor, &title, lines, templates, &n)?;
+    // Within `TEXT_MAX`, with room for what `requests_for` adds (DingTalk's mentions).
+    let budget = TEXT_MAX - TEXT_RESERVE;
+    let lines = templates.fit(&n, lines, budget, |lines| text(vendor, &title, lines).len())?;
     Ok(requests_for(
         vendor, url, secret, at_mobiles, &title, &lines, now,
     ))
@@ -79,18 +81,6 @@ fn text(vendor: Vendor, title: &str, lines: &[String]) -> String {
 
 /// Room kept for what `requests_for` adds to the text (DingTalk's mentions).
 const TEXT_RESERVE: usize = 512;
-
-/// The lines of a message that fits `TEXT_MAX` bytes (`Templates::fit`).
-fn fit(
-    vendor: Vendor,
-    title: &str,
-    lines: Vec<String>,
-    templates: &crate::template::Templates,
-    n: &Payload,
-) -> Result<Vec<String>, String> {
-    let budget = TEXT_MAX - TEXT_RESERVE;
-    templates.fit(n, lines, budget, |lines| text(vendor, title, lines).len())
-}
 
 /// Label and annotation values are whatever an agent or a rule put there: in a markdown
 /// message they could add a link ("[确认](https://evil…)") or a line of their own (a fake
