@@ -292,26 +292,27 @@ impl Templates {
             return Ok(lines);
         }
         let total = n.alerts.len();
+        let count = |k: usize| {
+            let rest = total - k;
+            (rest > 0).then(|| match self.locale {
+                Locale::ZhCn => format!("…… 另有 {rest} 条未列出（共 {total} 条）"),
+                Locale::En => format!("… {rest} more not listed ({total} in all)"),
+            })
+        };
         // The notification copied once; each step puts in only the k alerts it tries.
         let mut shell = n.clone();
         let mut first = |k: usize| -> Result<Vec<String>, String> {
             shell.alerts = n.alerts[..k].to_vec();
-            let (_, mut lines) = self.render(&shell)?;
-            let rest = total - k;
-            if rest > 0 {
-                lines.push(match self.locale {
-                    Locale::ZhCn => format!("…… 另有 {rest} 条未列出（共 {total} 条）"),
-                    Locale::En => format!("… {rest} more not listed ({total} in all)"),
-                });
-            }
-            Ok(lines)
+            Ok(self.render(&shell)?.1)
         };
-        // The most alerts that fit, by halving (a render per step: a dozen for thousands).
+        // The most alerts that fit with the line counting the rest, by halving (a render per
+        // step: a dozen for thousands).
         let (mut lo, mut hi) = (1, total.saturating_sub(1));
         let mut best = None;
         while lo <= hi {
             let k = lo + (hi - lo) / 2;
-            let lines = first(k)?;
+            let mut lines = first(k)?;
+            lines.extend(count(k));
             if fits(&lines) {
                 best = Some(lines);
                 lo = k + 1;
@@ -319,13 +320,21 @@ impl Templates {
                 hi = k - 1;
             }
         }
-        let mut lines = match best {
-            Some(l) => l,
-            None => first(total.min(1))?,
+        if let Some(lines) = best {
+            return Ok(lines);
+        }
+        // Not even one alert fits (its annotations, a long title): its last lines are cut,
+        // the line counting the rest kept.
+        let k = total.min(1);
+        let mut lines = first(k)?;
+        let tail = count(k);
+        let with_tail = |lines: &[String]| {
+            let mut all = lines.to_vec();
+            all.extend(tail.clone());
+            all
         };
-        // Still too long (one alert's annotations, a long title): the last lines cut.
-        while !fits(&lines) {
-            let over = size(&lines) - budget;
+        while !fits(&with_tail(&lines)) {
+            let over = size(&with_tail(&lines)) - budget;
             let Some(last) = lines.last_mut() else { break };
             // `over` is in the channel's unit; bytes are at least as many.
             if last.len() > over + 3 {
@@ -339,6 +348,7 @@ impl Templates {
                 lines.pop();
             }
         }
+        lines.extend(tail);
         Ok(lines)
     }
 
@@ -515,5 +525,25 @@ mod tests {
         );
         let text = t.render_with("{{ text }}", &one, json!({})).unwrap();
         assert!(!text.contains("未列出") && text.contains("db-1"), "{text}");
+    }
+
+    /// A first alert too long for the message on its own is cut, and the line counting the
+    /// alerts left out stays.
+    #[test]
+    fn a_cut_message_still_counts_what_it_leaves_out() {
+        let t = Templates::new(Locale::ZhCn, &MessageTemplate::default());
+        let mut long = alert("db-1", "critical", true);
+        long["annotations"]["summary"] = json!("磁盘".repeat(1_000));
+        let n = payload(json!({ "status": "firing",
+            "alerts": [long, alert("db-2", "critical", true)],
+            "commonLabels": { "alertname": "DiskFull" } }));
+        let text = t.render_with("{{ text }}", &n, json!({})).unwrap();
+        assert!(
+            text.chars().count() <= TEXT_CHARS,
+            "{} chars",
+            text.chars().count()
+        );
+        assert!(text.contains("磁盘磁盘") && text.contains('…'), "{text}");
+        assert!(text.ends_with("另有 1 条未列出（共 2 条）"), "{text}");
     }
 }
