@@ -493,6 +493,19 @@ mod tests {
             .starts_with("(template error: body template:"));
     }
 
+    /// An SMS gateway's `text` for a group of `alerts` of DiskFull, within `TEXT_CHARS`.
+    fn sms_text(t: &Templates, alerts: Vec<Value>) -> String {
+        let n = payload(json!({ "status": "firing", "alerts": alerts,
+            "commonLabels": { "alertname": "DiskFull" } }));
+        let text = t.render_with("{{ text }}", &n, json!({})).unwrap();
+        assert!(
+            text.chars().count() <= TEXT_CHARS,
+            "{} chars",
+            text.chars().count()
+        );
+        text
+    }
+
     /// An SMS gateway's `text` of a mass outage (2,000 alerts) is at most `TEXT_CHARS`
     /// characters: the first alerts, a line counting the rest; one alert goes whole.
     #[test]
@@ -501,14 +514,7 @@ mod tests {
         let all: Vec<Value> = (0..2_000)
             .map(|i| alert(&format!("db-{i:04}"), "critical", true))
             .collect();
-        let n = payload(json!({ "status": "firing", "alerts": all,
-            "commonLabels": { "alertname": "DiskFull" } }));
-        let text = t.render_with("{{ text }}", &n, json!({})).unwrap();
-        assert!(
-            text.chars().count() <= TEXT_CHARS,
-            "{} chars",
-            text.chars().count()
-        );
+        let text = sms_text(&t, all);
         assert!(text.starts_with("【告警】严重 DiskFull 等2000条"), "{text}");
         assert!(text.contains("db-0000"), "{text}");
         let listed = (0..2_000)
@@ -519,11 +525,7 @@ mod tests {
             text.ends_with(&format!("另有 {} 条未列出（共 2000 条）", 2_000 - listed)),
             "{text}"
         );
-        let one = payload(
-            json!({ "status": "firing", "alerts": [alert("db-1", "critical", true)],
-            "commonLabels": { "alertname": "DiskFull" } }),
-        );
-        let text = t.render_with("{{ text }}", &one, json!({})).unwrap();
+        let text = sms_text(&t, vec![alert("db-1", "critical", true)]);
         assert!(!text.contains("未列出") && text.contains("db-1"), "{text}");
     }
 
@@ -534,15 +536,7 @@ mod tests {
         let t = Templates::new(Locale::ZhCn, &MessageTemplate::default());
         let mut long = alert("db-1", "critical", true);
         long["annotations"]["summary"] = json!("磁盘".repeat(1_000));
-        let n = payload(json!({ "status": "firing",
-            "alerts": [long, alert("db-2", "critical", true)],
-            "commonLabels": { "alertname": "DiskFull" } }));
-        let text = t.render_with("{{ text }}", &n, json!({})).unwrap();
-        assert!(
-            text.chars().count() <= TEXT_CHARS,
-            "{} chars",
-            text.chars().count()
-        );
+        let text = sms_text(&t, vec![long, alert("db-2", "critical", true)]);
         assert!(text.contains("磁盘磁盘") && text.contains('…'), "{text}");
         assert!(text.ends_with("另有 1 条未列出（共 2 条）"), "{text}");
     }
