@@ -427,26 +427,37 @@ impl Pipeline {
         recheck_held: bool,
         now: TimestampMs,
     ) {
-        // Firing alerts that can inhibit, found once: (rule index, labels).
+        // A source that resolves frees what it inhibited: every firing alert is checked again.
+        let released = transitions.iter().any(|t| {
+            !t.kind.firing()
+                && self
+                    .s
+                    .inhibit_rules
+                    .iter()
+                    .any(|r| routing::is_source(r, &t.labels))
+        });
+        // Firing alerts that can inhibit, found once: (rule index, labels). Only a firing is
+        // judged against them (a resolve goes wherever its firing went), so a batch of
+        // resolves — a mass recovery — does not walk every firing alert.
         let rules = &self.s.inhibit_rules;
-        let sources: Vec<(usize, Labels)> =
-            if (transitions.is_empty() && !recheck_held) || rules.is_empty() {
-                Vec::new()
-            } else {
-                alerts
-                    .firing_labels(&|l| rules.iter().any(|r| routing::is_source(r, l)))
-                    .into_iter()
-                    .flat_map(|l| {
-                        self.s
-                            .inhibit_rules
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, r)| routing::is_source(r, &l))
-                            .map(|(i, _)| (i, l.clone()))
-                            .collect::<Vec<_>>()
-                    })
-                    .collect()
-            };
+        let judged = recheck_held || released || transitions.iter().any(|t| t.kind.firing());
+        let sources: Vec<(usize, Labels)> = if !judged || rules.is_empty() {
+            Vec::new()
+        } else {
+            alerts
+                .firing_labels(&|l| rules.iter().any(|r| routing::is_source(r, l)))
+                .into_iter()
+                .flat_map(|l| {
+                    self.s
+                        .inhibit_rules
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| routing::is_source(r, &l))
+                        .map(|(i, _)| (i, l.clone()))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
         let mut known = None;
         for t in transitions {
             let a = AlertInfo::from_transition(t);
@@ -466,14 +477,6 @@ impl Pipeline {
             }
             self.notify(&sources, t, now, &mut known);
         }
-        let released = transitions.iter().any(|t| {
-            !t.kind.firing()
-                && self
-                    .s
-                    .inhibit_rules
-                    .iter()
-                    .any(|r| routing::is_source(r, &t.labels))
-        });
         if recheck_held || released {
             let known = self.dispatcher.known_levels();
             let (silences, rules, remedy) = (&self.silences, &self.s.inhibit_rules, &self.remedy);

@@ -38,10 +38,13 @@ struct FakeAlerts {
     /// By alert id: (rule, labels, level, flapping, starts_at).
     firing: BTreeMap<String, (String, Labels, Level, bool, TimestampMs)>,
     remediation: BTreeMap<String, Remediation>,
+    /// How many firing alerts the pipeline has walked for inhibition sources.
+    walked: std::cell::Cell<usize>,
 }
 
 impl Alerts for FakeAlerts {
     fn firing_labels(&self, keep: &dyn Fn(&Labels) -> bool) -> Vec<Labels> {
+        self.walked.set(self.walked.get() + self.firing.len());
         self.firing
             .values()
             .filter(|f| keep(&f.1))
@@ -1315,6 +1318,75 @@ fn what_holds_a_firing_alert_back_is_told_per_alert() {
     );
     // Past the silence's end, nothing mutes it.
     assert_eq!(p.held_back(&[&cpu_b], T0 + 3_600_000)[0], (vec![], none));
+}
+
+/// A mass recovery: a batch of resolves is not judged against inhibition sources (a resolve
+/// goes wherever its firing went), so it does not walk every firing alert; a firing, or the
+/// resolve of a source, still does — and is still inhibited or freed as before.
+#[test]
+fn a_batch_of_resolves_does_not_walk_the_firing_alerts() {
+    let mut sim = Sim::new(INHIBITING);
+    for h in 0..50 {
+        let l = labels("DiskFull", &format!("host=h{h}"));
+        sim.transition(TransitionKind::Firing, "DiskFull", l, Level::Warning);
+        // Still firing when the disks recover.
+        let l = labels("CpuBusy", &format!("host=h{h}"));
+        sim.transition(TransitionKind::Firing, "CpuBusy", l, Level::Warning);
+    }
+    let firing_walks = sim.alerts.walked.get();
+    assert!(firing_walks >= 50, "firings are judged: {firing_walks}");
+    let ends: Vec<Transition> = (0..50)
+        .map(|h| {
+            let l = labels("DiskFull", &format!("host=h{h}"));
+            sim.alerts.firing.remove(&alert_id(&l));
+            transition(
+                TransitionKind::Resolved,
+                "DiskFull",
+                &l,
+                Level::Warning,
+                T0,
+                sim.now,
+            )
+        })
+        .collect();
+    sim.alerts.walked.set(0);
+    sim.p.transitions(&sim.alerts, &ends, false, sim.now);
+    sim.tick();
+    assert_eq!(
+        sim.alerts.walked.get(),
+        0,
+        "resolves walked the firing alerts"
+    );
+    assert!(
+        sim.out.iter().any(|l| l.contains("DiskFull/h49:resolved")),
+        "the resolves are told: {:?}",
+        sim.out
+    );
+    // A source's firing and its resolve are judged: it inhibits, then frees.
+    let down = labels("HostDown", "host=h1");
+    let disk = labels("DiskFull", "host=h1");
+    sim.transition(
+        TransitionKind::Firing,
+        "HostDown",
+        down.clone(),
+        Level::Critical,
+    );
+    sim.out.clear();
+    sim.transition(TransitionKind::Firing, "DiskFull", disk, Level::Warning);
+    assert!(
+        sim.out.iter().any(|l| l.contains("inhibited 1")),
+        "{:?}",
+        sim.out
+    );
+    sim.alerts.walked.set(0);
+    sim.out.clear();
+    sim.transition(TransitionKind::Resolved, "HostDown", down, Level::Critical);
+    assert!(sim.alerts.walked.get() > 0, "a source's resolve is judged");
+    assert!(
+        sim.out.iter().any(|l| l.contains("DiskFull/h1:warning")),
+        "what it held is told: {:?}",
+        sim.out
+    );
 }
 
 /// 2023-11-14, the day of T0 (22:13:20 UTC), is a Tuesday.
