@@ -561,7 +561,7 @@ fn apply(fx: &Effects, tx: &mut Txn<'_>) -> Result<(), StoreError> {
         tx.put_dispatch(key, json.as_deref())?;
     }
     for r in &fx.incident_rows {
-        tx.put_incident(&r.id, r.opened_at, r.state, &r.json, &r.alerts)?;
+        tx.put_incident(&r.id, r.opened_at, r.state, &r.json, &r.alerts, &r.members)?;
     }
     for e in &fx.timeline {
         tx.add_incident_event(&e.incident, e.at, &e.kind, &e.text)?;
@@ -596,9 +596,9 @@ fn edit_stored(
     };
     match edit.apply(&mut inc, by, now) {
         Ok((kind, text)) => {
-            // An edit changes none of its alerts' parts.
-            let r = tocsin_incidents::Row::of(&mut inc, []);
-            tx.put_incident(id, r.opened_at, r.state, &r.json, &[])?;
+            // An edit changes none of its alerts' parts nor its members.
+            let r = tocsin_incidents::Row::of(&mut inc, [], Vec::new());
+            tx.put_incident(id, r.opened_at, r.state, &r.json, &[], &[])?;
             tx.add_incident_event(id, now, kind, &text)?;
             Ok(Ok(inc))
         }

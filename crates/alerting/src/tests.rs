@@ -20,7 +20,7 @@
 //!
 //! Between two lines the pipeline is ticked every second, as the collector does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use tocsin_dispatch::{alert_id, Why};
@@ -107,6 +107,8 @@ struct Rows {
     incidents: BTreeMap<String, String>,
     /// Each alert's part in an incident: (incident id, alert id) → JSON.
     incident_alerts: BTreeMap<(String, String), String>,
+    /// The hosts, services and probes an incident touches: (incident id, set, member).
+    incident_members: BTreeSet<(String, &'static str, String)>,
     remedy: BTreeMap<String, String>,
 }
 
@@ -129,6 +131,9 @@ impl Rows {
                 self.incident_alerts
                     .insert((r.id.clone(), a.clone()), json.clone());
             }
+            for (set, m) in &r.members {
+                self.incident_members.insert((r.id.clone(), set, m.clone()));
+            }
         }
     }
 
@@ -145,7 +150,12 @@ impl Rows {
                     .iter()
                     .filter(|((i, _), _)| i == id)
                     .map(|((_, a), v)| (a.as_str(), v.as_str()));
-                let json = tocsin_incidents::Row::assemble(json, parts).expect("readable");
+                let members = self
+                    .incident_members
+                    .iter()
+                    .filter(|(i, _, _)| i == id)
+                    .map(|(_, set, m)| (*set, m.as_str()));
+                let json = tocsin_incidents::Row::assemble(json, parts, members).expect("readable");
                 (id.clone(), json)
             })
             .collect()

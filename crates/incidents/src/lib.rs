@@ -357,11 +357,12 @@ fn category_of(a: &AlertInfo) -> String {
     }
 }
 
-/// An incident as stored: its record without its alerts (`"alerts": {}`), the fields it is
-/// found by, and the parts of those of its alerts that changed, `(alert id, JSON)`, each a row
-/// of its own — so a change to one alert of an incident of thousands writes that alert, not
-/// all of them. Reading puts the parts back under `alerts`. The id `#seq` holds the day's id
-/// sequence.
+/// An incident as stored: its record without its alerts (`"alerts": {}`) and without the
+/// hosts, services and probes it touches (empty lists), the fields it is found by, the parts
+/// of those of its alerts that changed, `(alert id, JSON)`, and the members it gained,
+/// `(set, member)` — each a row of its own, so a change to one alert of an incident of
+/// thousands (a mass outage) writes that alert and what it added, not all of them. Reading puts
+/// the parts back. The id `#seq` holds the day's id sequence.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     pub id: String,
@@ -369,14 +370,36 @@ pub struct Row {
     pub state: &'static str,
     pub json: String,
     pub alerts: Vec<(String, String)>,
+    pub members: Vec<(&'static str, String)>,
+}
+
+/// The sets an incident's row keeps apart, by their field names: what a mass outage grows.
+pub const MEMBER_SETS: [&str; 3] = ["hosts", "services", "probes"];
+
+impl Incident {
+    fn set_mut(&mut self, name: &str) -> &mut BTreeSet<String> {
+        match name {
+            "hosts" => &mut self.hosts,
+            "services" => &mut self.services,
+            _ => &mut self.probes,
+        }
+    }
 }
 
 impl Row {
     /// The incident's row with the parts of the alerts named (those it has).
-    pub fn of<'a>(i: &mut Incident, alerts: impl IntoIterator<Item = &'a String>) -> Row {
+    pub fn of<'a>(
+        i: &mut Incident,
+        alerts: impl IntoIterator<Item = &'a String>,
+        members: Vec<(&'static str, String)>,
+    ) -> Row {
         let all = std::mem::take(&mut i.alerts);
+        let sets = MEMBER_SETS.map(|name| std::mem::take(i.set_mut(name)));
         let json = serde_json::to_string(i).expect("incident serializes");
         i.alerts = all;
+        for (name, set) in MEMBER_SETS.into_iter().zip(sets) {
+            *i.set_mut(name) = set;
+        }
         let alerts = alerts
             .into_iter()
             .filter_map(|k| {
@@ -393,14 +416,16 @@ impl Row {
             state: i.state.as_str(),
             json,
             alerts,
+            members,
         }
     }
 
-    /// The record as read back: the row with its alerts' parts under `alerts` (as the store
-    /// assembles it).
+    /// The record as read back: the row with its alerts' parts under `alerts` and its members
+    /// in their sets (as the store assembles it).
     pub fn assemble<'a>(
         json: &str,
         alerts: impl IntoIterator<Item = (&'a str, &'a str)>,
+        members: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> serde_json::Result<String> {
         let mut v: serde_json::Value = serde_json::from_str(json)?;
         let mut parts = serde_json::Map::new();
@@ -408,6 +433,14 @@ impl Row {
             parts.insert(k.to_string(), serde_json::from_str(a)?);
         }
         v["alerts"] = serde_json::Value::Object(parts);
+        let mut sets: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for (set, m) in members {
+            sets.entry(set).or_default().insert(m);
+        }
+        for name in MEMBER_SETS {
+            let set = sets.remove(name).unwrap_or_default();
+            v[name] = set.into_iter().collect();
+        }
         serde_json::to_string(&v)
     }
 }
@@ -422,6 +455,8 @@ pub struct Incidents {
     dirty: BTreeSet<String>,
     /// Alerts whose part in an incident changed: (incident id, alert id).
     dirty_alerts: BTreeSet<(String, String)>,
+    /// Hosts, services and probes an incident gained: (incident id, set, member).
+    dirty_members: Vec<(String, &'static str, String)>,
     events: Vec<TimelineEvent>,
 }
 
@@ -612,18 +647,25 @@ impl Incidents {
         };
         let inc = self.live.get_mut(&id).expect("exists");
         inc.severity = inc.severity.max(a.level);
+        let mut gained = |set: &'static str, m: &str| {
+            if inc.set_mut(set).insert(m.to_string()) {
+                self.dirty_members.push((id.clone(), set, m.to_string()));
+            }
+        };
         if let Some(h) = &host {
-            inc.hosts.insert(h.clone());
+            gained("hosts", h);
         }
         if let Some(s) = &service {
-            inc.services.insert(s.clone());
-            if inc.owner.is_none() {
-                inc.owner = self.settings.owners.get(s).cloned();
-            }
+            gained("services", s);
         }
         for l in ["probe", "instance", "target"] {
             if let Some(p) = a.labels.get(l) {
-                inc.probes.insert(p.to_string());
+                gained("probes", p);
+            }
+        }
+        if let Some(s) = &service {
+            if inc.owner.is_none() {
+                inc.owner = self.settings.owners.get(s).cloned();
             }
         }
         if a.event == Event::Flapping {
@@ -874,8 +916,13 @@ impl Incidents {
         for (i, a) in std::mem::take(&mut self.dirty_alerts) {
             alerts.entry(i).or_default().push(a);
         }
+        let mut members: BTreeMap<String, Vec<(&'static str, String)>> = BTreeMap::new();
+        for (i, set, m) in std::mem::take(&mut self.dirty_members) {
+            members.entry(i).or_default().push((set, m));
+        }
         let mut ids = std::mem::take(&mut self.dirty);
         ids.extend(alerts.keys().cloned());
+        ids.extend(members.keys().cloned());
         let rows = ids
             .into_iter()
             .filter_map(|k| {
@@ -886,10 +933,12 @@ impl Incidents {
                         opened_at: 0,
                         state: "",
                         alerts: Vec::new(),
+                        members: Vec::new(),
                     });
                 }
                 let changed = alerts.get(&k).into_iter().flatten();
-                self.live.get_mut(&k).map(|i| Row::of(i, changed))
+                let gained = members.remove(&k).unwrap_or_default();
+                self.live.get_mut(&k).map(|i| Row::of(i, changed, gained))
             })
             .collect();
         (rows, std::mem::take(&mut self.events))

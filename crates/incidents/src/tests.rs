@@ -582,8 +582,9 @@ fn a_deadline_in_business_hours_counts_only_their_time() {
     );
 }
 
-/// A change to one alert of a large incident (a mass outage) writes that alert's part and the
-/// incident's row without its alerts, not every alert again; the row and all the parts read
+/// A change to one alert of a large incident (a mass outage) writes that alert's part, what it
+/// added to the incident's hosts, services and probes, and the incident's row without its
+/// alerts and members — not every alert and host again; the row, the parts and the members read
 /// back as the whole incident.
 #[test]
 fn one_alert_more_in_a_large_incident_writes_its_part_not_the_others() {
@@ -597,9 +598,21 @@ fn one_alert_more_in_a_large_incident_writes_its_part_not_the_others() {
     let (rows, _) = inc.take_changes();
     let row = rows.iter().find(|r| r.id != "#seq").expect("the incident");
     assert_eq!(row.alerts.len(), 200);
+    let hosts = row
+        .members
+        .iter()
+        .filter(|(set, _)| *set == "hosts")
+        .count();
+    assert_eq!(hosts, 200, "each host a member of its own");
+    assert!(
+        !row.json.contains("web-7"),
+        "no host in the row: {}",
+        row.json
+    );
     let whole = serde_json::to_string(inc.live().next().expect("live")).unwrap();
     let parts = row.alerts.iter().map(|(a, j)| (a.as_str(), j.as_str()));
-    let read = Row::assemble(&row.json, parts).unwrap();
+    let members = row.members.iter().map(|(set, m)| (*set, m.as_str()));
+    let read = Row::assemble(&row.json, parts, members).unwrap();
     assert_eq!(
         serde_json::from_str::<Incident>(&read).unwrap(),
         serde_json::from_str::<Incident>(&whole).unwrap()
@@ -611,6 +624,10 @@ fn one_alert_more_in_a_large_incident_writes_its_part_not_the_others() {
                     + r.alerts
                         .iter()
                         .map(|(a, j)| a.len() + j.len())
+                        .sum::<usize>()
+                    + r.members
+                        .iter()
+                        .map(|(s, m)| s.len() + m.len())
                         .sum::<usize>()
             })
             .sum()
@@ -625,7 +642,7 @@ fn one_alert_more_in_a_large_incident_writes_its_part_not_the_others() {
         assert_eq!(rows[0].alerts.len(), 1, "only the alert that changed");
         let written = bytes(&rows);
         assert!(
-            written * 10 < whole.len(),
+            written * 30 < whole.len(),
             "{written} bytes written for one alert of an incident of {} bytes",
             whole.len()
         );

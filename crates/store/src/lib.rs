@@ -877,10 +877,10 @@ impl Txn<'_> {
         self.put_key_row("remedy", key, json)
     }
 
-    /// Writes one incident (`#seq`: the id sequence).
-    /// Writes an incident's row and, each a row of its own, the parts of its alerts given
-    /// (`(alert id, JSON)`; those not given stay as stored). The row's `alerts` is read back
-    /// from the parts (`schema::incident_data!`).
+    /// Writes one incident (`#seq`: the id sequence): its row and, each a row of its own, the
+    /// parts of its alerts given (`(alert id, JSON)`; those not given stay as stored) and the
+    /// members it gained (`(set, member)`: `hosts`, `services` or `probes`). The row's `alerts`
+    /// and sets are read back from the parts (`schema::incident_data!`).
     pub fn put_incident(
         &mut self,
         id: &str,
@@ -888,6 +888,7 @@ impl Txn<'_> {
         state: &str,
         json: &str,
         alerts: &[(String, String)],
+        members: &[(&str, String)],
     ) -> Result<()> {
         if id == "#seq" {
             self.store.conn.execute(
@@ -907,6 +908,12 @@ impl Txn<'_> {
         )?;
         for (alert, data) in alerts {
             st.execute(params![id, alert, data])?;
+        }
+        let mut st = self.store.conn.prepare_cached(
+            "INSERT OR IGNORE INTO incident_members (incident, kind, member) VALUES (?1, ?2, ?3)",
+        )?;
+        for (kind, member) in members {
+            st.execute(params![id, kind, member])?;
         }
         Ok(())
     }

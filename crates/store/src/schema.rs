@@ -1,6 +1,6 @@
 use rusqlite::Connection;
 
-pub(crate) const VERSION: i64 = 13;
+pub(crate) const VERSION: i64 = 14;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE series (
@@ -217,12 +217,59 @@ UPDATE incidents SET data = json_set(data, '$.alerts', json('{}'))
     WHERE json_valid(data) AND json_type(data, '$.alerts') = 'object';
 ";
 
-/// An incident's record as stored before the split (V13): its row with its alerts' rows put
-/// back under `alerts`, in the order of their ids. Selected in place of `data` wherever an
-/// incident is read (`FROM incidents` unaliased); a macro, so the queries below are constants.
+/// The hosts, services and probes an incident touches are rows of their own too: a mass outage
+/// of thousands of hosts grew the incident's own row by each of them, and that row is written
+/// with every change. The row keeps empty lists; reads put the members back
+/// (`incident_data!`). Rows written before are split here.
+const SCHEMA_V14: &str = "
+CREATE TABLE incident_members (
+    incident TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    member   TEXT NOT NULL,
+    PRIMARY KEY (incident, kind, member)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO incident_members (incident, kind, member)
+    SELECT i.id, k.kind, m.value
+    FROM incidents i,
+         (SELECT 'hosts' AS kind UNION ALL SELECT 'services' UNION ALL SELECT 'probes') k,
+         json_each(i.data, '$.' || k.kind) m
+    WHERE json_valid(i.data) AND json_type(i.data, '$.' || k.kind) = 'array'
+      AND m.type = 'text';
+UPDATE incidents SET data = json_set(data, '$.hosts', json('[]'))
+    WHERE json_valid(data) AND json_type(data, '$.hosts') = 'array';
+UPDATE incidents SET data = json_set(data, '$.services', json('[]'))
+    WHERE json_valid(data) AND json_type(data, '$.services') = 'array';
+UPDATE incidents SET data = json_set(data, '$.probes', json('[]'))
+    WHERE json_valid(data) AND json_type(data, '$.probes') = 'array';
+";
+
+/// One of an incident's member sets as stored before the split (V14), sorted as the record
+/// sorted it.
+macro_rules! incident_members {
+    ($kind:literal) => {
+        concat!(
+            "'$.", $kind, "', json((SELECT json_group_array(m.member) FROM (SELECT member FROM incident_members WHERE incident = incidents.id AND kind = '",
+            $kind,
+            "' ORDER BY member) m))"
+        )
+    };
+}
+
+/// An incident's record as stored before the splits (V13, V14): its row with its alerts' rows
+/// put back under `alerts`, in the order of their ids, and its members in their sets. Selected
+/// in place of `data` wherever an incident is read (`FROM incidents` unaliased); a macro, so
+/// the queries below are constants.
 macro_rules! incident_data {
     () => {
-        "CASE WHEN json_valid(incidents.data) THEN json_set(incidents.data, '$.alerts', json((SELECT json_group_object(a.alert, json(a.data)) FROM incident_alerts a WHERE a.incident = incidents.id))) ELSE incidents.data END"
+        concat!(
+            "CASE WHEN json_valid(incidents.data) THEN json_set(incidents.data, '$.alerts', json((SELECT json_group_object(a.alert, json(a.data)) FROM incident_alerts a WHERE a.incident = incidents.id)), ",
+            incident_members!("hosts"),
+            ", ",
+            incident_members!("services"),
+            ", ",
+            incident_members!("probes"),
+            ") ELSE incidents.data END"
+        )
     };
 }
 
@@ -280,6 +327,7 @@ pub(crate) fn prepare(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
         (11, SCHEMA_V11),
         (12, SCHEMA_V12),
         (13, SCHEMA_V13),
+        (14, SCHEMA_V14),
     ];
     for (v, sql) in steps {
         if version < v {

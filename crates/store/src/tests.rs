@@ -624,7 +624,7 @@ fn changes_recorded_before_markers_were_tracked_count_as_marked() {
         // Back to the ninth version, with a change recorded then.
         let c = rusqlite::Connection::open(&path).unwrap();
         c.execute_batch(
-            "DROP TABLE incident_alerts; DROP TABLE sends; DROP TABLE error_budgets;
+            "DROP TABLE incident_members; DROP TABLE incident_alerts; DROP TABLE sends; DROP TABLE error_budgets;
              DROP INDEX changes_unmarked;
              ALTER TABLE changes DROP COLUMN marked;
              INSERT INTO changes (start_ms, data) VALUES (1, '{}'); PRAGMA user_version = 9;",
@@ -672,8 +672,9 @@ fn parts(p: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Each alert's part in an incident is a row of its own: a write names the parts that changed,
-/// and every read (the writer's, the live incidents', the records') puts them all back.
+/// Each alert's part in an incident is a row of its own, and so is each host, service and probe
+/// it touches: a write names the parts that changed and the members gained, and every read
+/// (the writer's, the live incidents', the records') puts them all back.
 #[test]
 fn an_incident_is_read_back_with_every_part_of_its_alerts() {
     let dir = tempfile::tempdir().unwrap();
@@ -682,13 +683,22 @@ fn an_incident_is_read_back_with_every_part_of_its_alerts() {
     let mut store = Store::open(&path, StoreOptions::default()).unwrap();
     let mut tx = store.begin().unwrap();
     let both = parts(&[("b", r#"{"firing":false}"#), ("a", r#"{"firing":true}"#)]);
-    tx.put_incident("INC-1", 5, "open", head, &both).unwrap();
-    // Then one alert changes: only its part is written.
+    let hosts = [
+        ("hosts", "web-2".to_string()),
+        ("hosts", "web-1".to_string()),
+    ];
+    tx.put_incident("INC-1", 5, "open", head, &both, &hosts)
+        .unwrap();
+    // Then one alert changes: only its part is written, and what it added (a member written
+    // again stays one).
     let b = parts(&[("b", r#"{"firing":true,"spans":[[1,null]]}"#)]);
-    tx.put_incident("INC-1", 5, "open", head, &b).unwrap();
+    let gained = [("probes", "https://web".to_string()), hosts[1].clone()];
+    tx.put_incident("INC-1", 5, "open", head, &b, &gained)
+        .unwrap();
     let want = json(
         r#"{"id":"INC-1","state":"open","opened_at":5,
-            "alerts":{"a":{"firing":true},"b":{"firing":true,"spans":[[1,null]]}}}"#,
+            "alerts":{"a":{"firing":true},"b":{"firing":true,"spans":[[1,null]]}},
+            "hosts":["web-1","web-2"],"services":[],"probes":["https://web"]}"#,
     );
     assert_eq!(json(&tx.incident("INC-1").unwrap().unwrap()), want);
     tx.commit().unwrap();
@@ -713,10 +723,11 @@ fn incidents_written_whole_are_split_on_upgrade() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");
     drop(Store::open(&path, StoreOptions::default()).unwrap());
-    let whole = r#"{"id":"INC-1","state":"resolved","opened_at":5,"alerts":{"x":{"firing":false,"spans":[[1,2]]},"y":{"firing":false,"spans":[]}},"hosts":["h"]}"#;
+    let whole = r#"{"id":"INC-1","state":"resolved","opened_at":5,"alerts":{"x":{"firing":false,"spans":[[1,2]]},"y":{"firing":false,"spans":[]}},"hosts":["h"],"services":[],"probes":["p0","p1"]}"#;
     {
         let c = rusqlite::Connection::open(&path).unwrap();
-        c.execute("DROP TABLE incident_alerts", []).unwrap();
+        c.execute_batch("DROP TABLE incident_alerts; DROP TABLE incident_members;")
+            .unwrap();
         c.execute(
             "INSERT INTO incidents (id, opened_ms, state, data) VALUES ('INC-1', 5, 'resolved', ?1), ('INC-2', 6, 'open', 'not json')",
             [whole],
@@ -741,6 +752,21 @@ fn incidents_written_whole_are_split_on_upgrade() {
             })
             .unwrap();
         assert_eq!(json(&data)["alerts"], json("{}"));
+        // Its hosts, services and probes too (schema 14).
+        let members: Vec<(String, String)> = c
+            .prepare("SELECT kind, member FROM incident_members WHERE incident = 'INC-1' ORDER BY kind, member")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            members,
+            parts(&[("hosts", "h"), ("probes", "p0"), ("probes", "p1")])
+        );
+        for set in ["hosts", "services", "probes"] {
+            assert_eq!(json(&data)[set], json("[]"), "{set}");
+        }
     }
     let tx = store.begin().unwrap();
     assert_eq!(json(&tx.incident("INC-1").unwrap().unwrap()), json(whole));
