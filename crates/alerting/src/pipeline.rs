@@ -11,7 +11,7 @@ use tocsin_dispatch::{alert_id, Ack, AckError, AlertInfo, Dispatcher, Notificati
 use tocsin_incidents::{Incidents, Refused, TimelineEvent};
 use tocsin_model::{Labels, Level, TimestampMs};
 use tocsin_remedy::{Remedy, Request, ResultStatus};
-use tocsin_rules::external::External;
+use tocsin_rules::external::{External, ExternalAlert};
 use tocsin_rules::{Engine, Remediation, Transition};
 use tracing::{info, warn};
 
@@ -20,8 +20,13 @@ use crate::silence::Silence;
 
 /// What the pipeline reads of rule evaluation. [`Engine`] is the real one; tests use a table.
 pub trait Alerts {
-    /// Labels of the firing alerts `keep` accepts (only those are copied).
-    fn firing_labels(&self, keep: &dyn Fn(&Labels) -> bool) -> Vec<Labels>;
+    /// Labels of the firing alerts `keep` accepts (only those are copied). With `names`, only
+    /// alerts of those `alertname`s are to be accepted, so they may be looked up by name.
+    fn firing_labels(
+        &self,
+        names: Option<&BTreeSet<&str>>,
+        keep: &dyn Fn(&Labels) -> bool,
+    ) -> Vec<Labels>;
     /// Every firing alert whose labels and level `keep` accepts, as a firing transition at
     /// `now`.
     fn firing_now(
@@ -37,9 +42,15 @@ pub trait Alerts {
 }
 
 impl Alerts for Engine {
-    fn firing_labels(&self, keep: &dyn Fn(&Labels) -> bool) -> Vec<Labels> {
+    fn firing_labels(
+        &self,
+        names: Option<&BTreeSet<&str>>,
+        keep: &dyn Fn(&Labels) -> bool,
+    ) -> Vec<Labels> {
+        let named =
+            |l: &Labels| names.is_none_or(|n| l.get("alertname").is_some_and(|v| n.contains(v)));
         self.alerts()
-            .filter(|a| a.level.is_some() && keep(&a.labels))
+            .filter(|a| a.level.is_some() && named(&a.labels) && keep(&a.labels))
             .map(|a| a.labels.clone())
             .collect()
     }
@@ -76,14 +87,17 @@ pub struct Sources<'a> {
 }
 
 impl Alerts for Sources<'_> {
-    fn firing_labels(&self, keep: &dyn Fn(&Labels) -> bool) -> Vec<Labels> {
-        let mut v = self.rules.firing_labels(keep);
-        v.extend(
-            self.external
-                .alerts()
-                .filter(|a| keep(&a.labels))
-                .map(|a| a.labels.clone()),
-        );
+    fn firing_labels(
+        &self,
+        names: Option<&BTreeSet<&str>>,
+        keep: &dyn Fn(&Labels) -> bool,
+    ) -> Vec<Labels> {
+        let mut v = self.rules.firing_labels(names, keep);
+        let posted: Box<dyn Iterator<Item = &ExternalAlert>> = match names {
+            Some(n) => Box::new(n.iter().flat_map(|n| self.external.named(n))),
+            None => Box::new(self.external.alerts()),
+        };
+        v.extend(posted.filter(|a| keep(&a.labels)).map(|a| a.labels.clone()));
         v
     }
 
@@ -444,8 +458,20 @@ impl Pipeline {
         let sources: Vec<(usize, Labels)> = if !judged || rules.is_empty() {
             Vec::new()
         } else {
+            // Looked up by name when every rule names its source's (the shipped one does).
+            let names: Option<BTreeSet<&str>> = rules
+                .iter()
+                .map(|r| {
+                    r.source_match
+                        .iter()
+                        .find(|(k, _)| k == "alertname")
+                        .map(|(_, v)| v.as_str())
+                })
+                .collect();
             alerts
-                .firing_labels(&|l| rules.iter().any(|r| routing::is_source(r, l)))
+                .firing_labels(names.as_ref(), &|l| {
+                    rules.iter().any(|r| routing::is_source(r, l))
+                })
                 .into_iter()
                 .flat_map(|l| {
                     self.s

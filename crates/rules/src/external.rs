@@ -13,7 +13,7 @@
 //! `disaster`, `fatal` and `error` for the tiers other tools name), anything else `warning`.
 //! An alert named as one of the collector's rules is refused: the two would share an identity.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use tocsin_model::{Labels, Level, TimestampMs};
 
@@ -156,6 +156,9 @@ impl PostOutcome {
 #[derive(Debug)]
 pub struct External {
     alerts: HashMap<u64, ExternalAlert>,
+    /// The keys of the alerts of each `alertname`: what is looked up by name (the sources of
+    /// inhibition, per batch) is found without walking every alert of a mass outage.
+    by_name: HashMap<String, HashSet<u64>>,
     /// Keys changed since the last `take_changes`.
     changed: Vec<u64>,
     resolve_timeout_ms: i64,
@@ -166,6 +169,7 @@ impl External {
     pub fn new(resolve_timeout_ms: i64, max_alerts: usize) -> Self {
         External {
             alerts: HashMap::new(),
+            by_name: HashMap::new(),
             changed: Vec::new(),
             resolve_timeout_ms,
             max_alerts,
@@ -200,7 +204,7 @@ impl External {
             // Alertmanager (Prometheus' tiers are rules of their own, each its severity).
             let key = p.labels.fingerprint();
             if ends <= now {
-                match self.alerts.remove(&key) {
+                match self.remove(key) {
                     Some(mut a) => {
                         a.ends_at = ends;
                         a.annotations = p.annotations;
@@ -240,7 +244,7 @@ impl External {
                         generator_url: p.generator_url,
                     };
                     out.push(a.transition(TransitionKind::Firing, now, None));
-                    self.alerts.insert(key, a);
+                    self.insert(key, a);
                     self.changed.push(key);
                     o.fired += 1;
                 }
@@ -281,7 +285,7 @@ impl External {
         picked
             .into_iter()
             .filter_map(|k| {
-                let a = self.alerts.remove(&k)?;
+                let a = self.remove(k)?;
                 self.changed.push(k);
                 Some(a.transition(TransitionKind::Resolved, now, Some(reason)))
             })
@@ -292,11 +296,40 @@ impl External {
     /// collector was down resolve now.
     pub fn restore(&mut self, alerts: Vec<ExternalAlert>, now: TimestampMs) -> Vec<Transition> {
         self.alerts.clear();
+        self.by_name.clear();
         self.changed.clear();
         for a in alerts {
-            self.alerts.insert(a.labels.fingerprint(), a);
+            self.insert(a.labels.fingerprint(), a);
         }
         self.tick(now)
+    }
+
+    fn insert(&mut self, key: u64, a: ExternalAlert) {
+        self.by_name
+            .entry(a.name().to_string())
+            .or_default()
+            .insert(key);
+        self.alerts.insert(key, a);
+    }
+
+    fn remove(&mut self, key: u64) -> Option<ExternalAlert> {
+        let a = self.alerts.remove(&key)?;
+        if let Some(keys) = self.by_name.get_mut(a.name()) {
+            keys.remove(&key);
+            if keys.is_empty() {
+                self.by_name.remove(a.name());
+            }
+        }
+        Some(a)
+    }
+
+    /// The firing alerts of this `alertname`, found by name.
+    pub fn named<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a ExternalAlert> + 'a {
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.alerts.get(k))
     }
 
     /// Persisted-state updates since the last call (`None`: gone), under `STORAGE_PREFIX`.
@@ -448,6 +481,62 @@ mod tests {
         assert!(changes
             .iter()
             .all(|c| c.key.starts_with(STORAGE_PREFIX) && c.state.is_none()));
+    }
+
+    /// Alerts are found by name (the sources of inhibition are looked up that way, per batch)
+    /// however they came and went: posted, renewed, ended, expired, taken by a rule, restored.
+    #[test]
+    fn alerts_are_found_by_name_whatever_came_and_went() {
+        let mut e = External::new(5 * MIN, 100);
+        let t0 = 1_000 * MIN;
+        let no_rule = |_: &str| false;
+        let at = |name: &str, host: &str, ends| alert(&[("alertname", name), ("host", host)], ends);
+        let hosts = |e: &External, name: &str| -> Vec<String> {
+            let mut v: Vec<String> = e
+                .named(name)
+                .map(|a| a.labels.get("host").unwrap_or("").to_string())
+                .collect();
+            v.sort();
+            v
+        };
+        e.post(
+            vec![
+                at("HostDown", "a", Some(t0 + 10 * MIN)),
+                at("HostDown", "b", None),
+                at("Disk", "a", Some(t0 + 10 * MIN)),
+                at("Load", "c", Some(t0 + 10 * MIN)),
+            ],
+            &no_rule,
+            t0,
+        );
+        assert_eq!(hosts(&e, "HostDown"), ["a", "b"]);
+        assert_eq!(hosts(&e, "Disk"), ["a"]);
+        assert!(hosts(&e, "Nothing").is_empty());
+        // Renewed: still one; ended by its sender: gone.
+        e.post(
+            vec![at("HostDown", "a", Some(t0 + 20 * MIN))],
+            &no_rule,
+            t0 + MIN,
+        );
+        assert_eq!(hosts(&e, "HostDown"), ["a", "b"]);
+        e.post(
+            vec![at("HostDown", "a", Some(t0 + MIN))],
+            &no_rule,
+            t0 + 2 * MIN,
+        );
+        assert_eq!(hosts(&e, "HostDown"), ["b"]);
+        // Expired (no end, not posted again) and taken by a rule.
+        e.tick(t0 + 5 * MIN);
+        assert!(hosts(&e, "HostDown").is_empty());
+        e.resolve_named(&|n: &str| n == "Disk", t0 + 6 * MIN);
+        assert!(hosts(&e, "Disk").is_empty());
+        assert_eq!(hosts(&e, "Load"), ["c"]);
+        // Restored after a restart.
+        let kept: Vec<ExternalAlert> = e.alerts().cloned().collect();
+        let mut again = External::new(5 * MIN, 100);
+        again.restore(kept, t0 + 7 * MIN);
+        assert_eq!(hosts(&again, "Load"), ["c"]);
+        assert_eq!(again.by_name.len(), 1, "no name left without alerts");
     }
 
     #[test]
