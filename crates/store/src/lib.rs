@@ -897,11 +897,14 @@ impl Txn<'_> {
             )?;
             return Ok(());
         }
-        self.store.conn.execute(
-            "INSERT INTO incidents (id, opened_ms, state, data) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(id) DO UPDATE SET state = excluded.state, data = excluded.data",
-            params![id, opened_ms, state, json],
-        )?;
+        // Statements a burst runs once per alert or per batch are parsed once (cached).
+        self.store
+            .conn
+            .prepare_cached(
+                "INSERT INTO incidents (id, opened_ms, state, data) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(id) DO UPDATE SET state = excluded.state, data = excluded.data",
+            )?
+            .execute(params![id, opened_ms, state, json])?;
         let mut st = self.store.conn.prepare_cached(
             "INSERT INTO incident_alerts (incident, alert, data) VALUES (?1, ?2, ?3)
              ON CONFLICT(incident, alert) DO UPDATE SET data = excluded.data",
@@ -945,10 +948,12 @@ impl Txn<'_> {
         kind: &str,
         text: &str,
     ) -> Result<()> {
-        self.store.conn.execute(
-            "INSERT INTO incident_events (incident, at_ms, kind, text) VALUES (?1, ?2, ?3, ?4)",
-            params![incident, at, kind, text],
-        )?;
+        self.store
+            .conn
+            .prepare_cached(
+                "INSERT INTO incident_events (incident, at_ms, kind, text) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![incident, at, kind, text])?;
         Ok(())
     }
 
@@ -998,10 +1003,12 @@ impl Txn<'_> {
 
     /// Queues a notification for `receiver`; it is sent only after this transaction commits.
     pub fn enqueue(&mut self, receiver: &str, payload: &str, now: TimestampMs) -> Result<i64> {
-        self.store.conn.execute(
-            "INSERT INTO outbox (receiver, created_ms, next_attempt_ms, payload) VALUES (?1, ?2, ?2, ?3)",
-            params![receiver, now, payload],
-        )?;
+        self.store
+            .conn
+            .prepare_cached(
+                "INSERT INTO outbox (receiver, created_ms, next_attempt_ms, payload) VALUES (?1, ?2, ?2, ?3)",
+            )?
+            .execute(params![receiver, now, payload])?;
         Ok(self.store.conn.last_insert_rowid())
     }
 

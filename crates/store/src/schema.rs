@@ -291,6 +291,9 @@ pub(crate) const INCIDENTS_OPENED: &str = concat!(
 
 pub(crate) fn prepare(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // The writer's statements (samples, alert and dispatch rows, incidents, outbox, …) each
+    // parsed once: more than the default cache of 16 would evict and parse again.
+    conn.set_prepared_statement_cache_capacity(64);
     conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
     conn.execute_batch(if fsync {
         "PRAGMA synchronous=FULL;"
