@@ -459,15 +459,7 @@ impl Pipeline {
             Vec::new()
         } else {
             // Looked up by name when every rule names its source's (the shipped one does).
-            let names: Option<BTreeSet<&str>> = rules
-                .iter()
-                .map(|r| {
-                    r.source_match
-                        .iter()
-                        .find(|(k, _)| k == "alertname")
-                        .map(|(_, v)| v.as_str())
-                })
-                .collect();
+            let names: Option<BTreeSet<&str>> = rules.iter().map(|r| r.source_name()).collect();
             alerts
                 .firing_labels(names.as_ref(), &|l| {
                     rules.iter().any(|r| routing::is_source(r, l))

@@ -31,6 +31,15 @@ pub struct InhibitRule {
 }
 
 impl InhibitRule {
+    /// The `alertname` its source must have, if it names one: sources are then looked up by
+    /// name rather than among every firing alert.
+    pub fn source_name(&self) -> Option<&str> {
+        self.source_match
+            .iter()
+            .find(|(k, _)| k == "alertname")
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The shipped default: `HostDown` inhibits every other alert of the same host.
     pub fn host_down() -> Self {
         InhibitRule {

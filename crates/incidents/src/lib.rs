@@ -655,15 +655,13 @@ impl Incidents {
         if let Some(h) = &host {
             gained("hosts", h);
         }
-        if let Some(s) = &service {
-            gained("services", s);
-        }
         for l in ["probe", "instance", "target"] {
             if let Some(p) = a.labels.get(l) {
                 gained("probes", p);
             }
         }
         if let Some(s) = &service {
+            gained("services", s);
             if inc.owner.is_none() {
                 inc.owner = self.settings.owners.get(s).cloned();
             }
