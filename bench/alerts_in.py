@@ -159,16 +159,35 @@ def run(args, work, start):
             wait_for(f"{s} to tell {name}", 10, lambda: recv.get(s, name) is not None)
             latency[s].append(recv.get(s, name) - t0)
 
-    rate = {}
+    def view_cost():
+        # What the collector's API snapshot cost so far (seconds, refreshes); None from a
+        # build without the metric.
+        c = http.client.HTTPConnection("127.0.0.1", cport, timeout=5)
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+        got = {}
+        for line in text.splitlines():
+            for part in ("sum", "count"):
+                if line.startswith(f"tocsin_api_view_refresh_duration_seconds_{part} "):
+                    got[part] = float(line.split()[1])
+        return (got["sum"], got["count"]) if len(got) == 2 else None
+
+    rate, view = {}, {}
     for s in stacks:
         for round_ in ROUNDS:
             # The last round ends them all (endsAt just past): a mass recovery.
             ends_in = -1 if round_ == "ended" else 3600
             batch = [alert("Bulk", ends_in, instance=f"host-{i}") for i in range(args.alerts)]
+            v0 = view_cost() if s == "tocsin" else None
             t0 = time.monotonic()
             for k in range(0, len(batch), 64):
                 post(conns[s], batch[k : k + 64])
-            rate[(s, round_)] = len(batch) / (time.monotonic() - t0)
+            took = time.monotonic() - t0
+            rate[(s, round_)] = len(batch) / took
+            v1 = view_cost() if v0 else None
+            if v1:
+                spent, n = v1[0] - v0[0], v1[1] - v0[1]
+                view[round_] = (n, spent / max(n, 1), spent / took)
 
     med = {s: statistics.median(v) for s, v in latency.items()}
     print(f"latency, {args.trials} trials (posted to heard, median / max):")
@@ -179,6 +198,11 @@ def run(args, work, start):
     for round_ in ROUNDS:
         t, a = rate[("tocsin", round_)], rate[("am", round_)]
         print(f"  {round_:5s} tocsin {t:9.0f}   Alertmanager {a:9.0f}   ratio {t / a:.2f}")
+    for round_, (n, each, share) in view.items():
+        print(
+            f"  {round_:5s} tocsin's API snapshot: {n:.0f} refreshes, {each * 1000:.2f} ms each, "
+            f"{share * 100:.1f} % of the round"
+        )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ pub struct Telemetry {
     pub rejected: IntCounterVec,
     pub samples: IntCounterVec,
     pub commit_seconds: Histogram,
+    /// Time to refresh the snapshot the API answers from (alerts, incidents, groups).
+    pub view_refresh_seconds: Histogram,
     pub series: IntGauge,
     pub head_samples: IntGauge,
     pub checkpoints: IntCounter,
@@ -97,6 +99,17 @@ impl Telemetry {
                         "Time to make one group of write requests durable.",
                     )
                     .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14).expect("valid")),
+                )
+                .expect("valid metric"),
+            ),
+            view_refresh_seconds: reg(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "tocsin_api_view_refresh_duration_seconds",
+                        "Time the writer spent refreshing the snapshot of alerts, incidents and notification groups the API answers from (after changes, at most a share of its time: the rest waits for the next change or tick).",
+                    )
+                    .buckets(prometheus::exponential_buckets(0.0001, 2.0, 14).expect("valid")),
                 )
                 .expect("valid metric"),
             ),

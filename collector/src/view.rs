@@ -1,6 +1,7 @@
 //! What the HTTP API reads of the writer's state: a snapshot refreshed after each change.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use tocsin_rules::AlertState;
 
@@ -9,7 +10,8 @@ use crate::liveness::HostView;
 /// What the HTTP API reads: refreshed by the writer after each change.
 #[derive(Default)]
 pub struct View {
-    pub alerts: Vec<AlertState>,
+    /// Pending and firing alerts, shared with the writer (a refresh copies references).
+    pub alerts: Vec<Arc<AlertState>>,
     pub hosts: Vec<HostView>,
     /// Silences not yet ended, as stored.
     pub silences: Vec<tocsin_store::Silence>,

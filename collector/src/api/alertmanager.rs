@@ -386,7 +386,7 @@ pub(crate) async fn groups(
     let by_id: std::collections::HashMap<String, &AlertState> = view
         .alerts
         .iter()
-        .map(|a| (format!("{:016x}", a.fingerprint()), a))
+        .map(|a| (format!("{:016x}", a.fingerprint()), &**a))
         .collect();
     let out = view
         .groups

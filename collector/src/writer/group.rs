@@ -546,7 +546,7 @@ fn change_markers(
 
 /// Whether a name is one of the rules' (posted alerts may not take it).
 fn rule_named(engine: &Engine) -> impl Fn(&str) -> bool + '_ {
-    move |name| engine.rules().iter().any(|r| r.name == name)
+    move |name| engine.has_rule(name)
 }
 
 /// Writes what the pipeline decided into the open transaction.

@@ -63,7 +63,8 @@ pub struct Writer {
 
 /// After an automatic change (alerts fired or resolved), the API's view is refreshed at once
 /// unless the last refresh was less than this many times its own cost ago: then with a later
-/// change or the next tick (a second at most). The refresh copies every alert and incident,
+/// change or the next tick (a second at most). The refresh copies every incident and group
+/// and a reference to every alert (an alert is copied when changed while the view holds it),
 /// so in a mass outage (ten thousand alerts posted in batches, each batch its own commit) it
 /// would otherwise cost each commit as much as the whole state, and the writer would spend
 /// most of its time on copies nobody reads; this way it spends at most a tenth on them. A

@@ -1,6 +1,7 @@
 //! What the writer tells the outside after a change: counters, log lines, the API's view.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use tocsin_alerting::Effects;
 use tocsin_model::now_ms;
@@ -104,16 +105,19 @@ impl Writer {
         self.fill_view(with_hosts);
         self.view_refreshed = std::time::Instant::now();
         self.view_cost = self.view_refreshed - started;
+        self.tel
+            .view_refresh_seconds
+            .observe(self.view_cost.as_secs_f64());
         self.view_stale = false;
     }
 
     fn fill_view(&mut self, with_hosts: bool) {
-        let alerts: Vec<AlertState> = self
+        let alerts: Vec<Arc<AlertState>> = self
             .core
             .engine
-            .alerts()
+            .shared_alerts()
+            .chain(self.core.external.alerts().map(|a| a.shared_state()))
             .cloned()
-            .chain(self.core.external.alerts().map(|a| a.as_state()))
             .collect();
         self.tel
             .external_firing
@@ -156,7 +160,11 @@ impl Writer {
         });
         let acks = self.core.pipeline.acks().clone();
         let now = now_ms();
-        let firing: Vec<&AlertState> = alerts.iter().filter(|a| a.level.is_some()).collect();
+        let firing: Vec<&AlertState> = alerts
+            .iter()
+            .map(|a| &**a)
+            .filter(|a| a.level.is_some())
+            .collect();
         let labels: Vec<&tocsin_model::Labels> = firing.iter().map(|a| &a.labels).collect();
         let held: BTreeMap<String, (Vec<i64>, Vec<String>)> = firing
             .iter()

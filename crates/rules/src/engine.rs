@@ -230,10 +230,14 @@ pub struct Engine {
     bands: HashMap<(usize, u64), (Labels, [f64; 5])>,
     last_eval: Option<Evaluation>,
     rules: Vec<Arc<Rule>>,
+    /// Each rule's index by its name (the first's, should two share one: rule files refuse it).
+    by_name: HashMap<String, usize>,
     by_metric: HashMap<String, Arc<[(usize, usize)]>>,
     /// [rule][leaf]: series key → recent samples.
     leaves: Vec<Vec<HashMap<u64, LeafSeries>>>,
-    alerts: HashMap<(usize, u64), AlertState>,
+    /// Shared with the API's view, which takes a reference rather than a copy: a change
+    /// copies an alert only while the view still holds it (`Arc::make_mut`).
+    alerts: HashMap<(usize, u64), Arc<AlertState>>,
     changes: BTreeMap<String, Option<AlertState>>,
     evaluations: u64,
     /// Samples of a replayed backlog learned by dynamic baselines without being judged.
@@ -263,6 +267,7 @@ impl Engine {
             bands: HashMap::new(),
             last_eval: None,
             rules: Vec::new(),
+            by_name: HashMap::new(),
             by_metric: HashMap::new(),
             leaves: Vec::new(),
             alerts: HashMap::new(),
@@ -292,7 +297,17 @@ impl Engine {
         }
         self.by_metric = by_metric.into_iter().map(|(k, v)| (k, v.into())).collect();
         self.absent_seen = vec![None; rules.len()];
+        self.by_name = HashMap::new();
+        for (i, r) in rules.iter().enumerate() {
+            self.by_name.entry(r.name.clone()).or_insert(i);
+        }
         self.rules = rules;
+    }
+
+    /// Whether a rule in force has this name (a posted alert may not take it): looked up, not
+    /// searched, as every alert of a post asks.
+    pub fn has_rule(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
     }
 
     pub fn rules(&self) -> &[Arc<Rule>] {
@@ -356,11 +371,13 @@ impl Engine {
                 }
                 Some(&ni) => {
                     let rule = Arc::clone(&self.rules[ni]);
+                    let st = Arc::unwrap_or_clone(st);
                     if let Some(t) = self.resolve(&rule, st, now, Some("rule changed")) {
                         out.push(t);
                     }
                 }
                 None => {
+                    let st = Arc::unwrap_or_clone(st);
                     if let Some(t) = self.resolve(old, st, now, Some("rule removed")) {
                         out.push(t);
                     }
@@ -376,9 +393,9 @@ impl Engine {
         for mut st in states {
             // Give every restored alert a full staleness window to hear from its series again.
             st.last_seen_ms = now;
-            match self.rules.iter().position(|r| r.name == st.rule) {
+            match self.by_name.get(&st.rule).copied() {
                 Some(ri) => {
-                    self.alerts.insert((ri, st.key), st);
+                    self.alerts.insert((ri, st.key), Arc::new(st));
                 }
                 None => {
                     let gone = Arc::new(placeholder_rule(&st.rule));
@@ -712,38 +729,41 @@ impl Engine {
             return None;
         }
         let st = self.alerts.entry((ri, kfp)).or_insert_with(|| {
-            let mut labels = key_labels.clone();
-            // `level` is tocsin's, set on delivery from the alert's level: a series' own is
-            // kept as `exported_level` (as Prometheus keeps a target's clashing label), so it
-            // neither reads as the alert's level nor matches a silence or route meant for it.
-            if let Some(v) = labels.remove("level") {
-                labels.set("exported_level", v);
-            }
-            for l in rule.labels.iter() {
-                labels.set(l.name.clone(), l.value.clone());
-            }
-            labels.set("alertname", rule.name.clone());
-            AlertState {
-                rule: rule.name.clone(),
-                key: kfp,
-                labels,
-                level: None,
-                holding_since: [None; 3],
-                holding_runs: [0; 3],
-                active_at: None,
-                level_since: None,
-                value: v,
-                last_seen_ms: now,
-                annotations: BTreeMap::new(),
-                changes: Vec::new(),
-                flapping: false,
-                last_level: None,
-                score: 0.0,
-                band: None,
-                cause: None,
-                warming: false,
-            }
+            Arc::new({
+                let mut labels = key_labels.clone();
+                // `level` is tocsin's, set on delivery from the alert's level: a series' own is
+                // kept as `exported_level` (as Prometheus keeps a target's clashing label), so it
+                // neither reads as the alert's level nor matches a silence or route meant for it.
+                if let Some(v) = labels.remove("level") {
+                    labels.set("exported_level", v);
+                }
+                for l in rule.labels.iter() {
+                    labels.set(l.name.clone(), l.value.clone());
+                }
+                labels.set("alertname", rule.name.clone());
+                AlertState {
+                    rule: rule.name.clone(),
+                    key: kfp,
+                    labels,
+                    level: None,
+                    holding_since: [None; 3],
+                    holding_runs: [0; 3],
+                    active_at: None,
+                    level_since: None,
+                    value: v,
+                    last_seen_ms: now,
+                    annotations: BTreeMap::new(),
+                    changes: Vec::new(),
+                    flapping: false,
+                    last_level: None,
+                    score: 0.0,
+                    band: None,
+                    cause: None,
+                    warming: false,
+                }
+            })
         });
+        let st = Arc::make_mut(st);
         st.last_seen_ms = now;
         st.score = score;
         st.band = band;
@@ -767,7 +787,7 @@ impl Engine {
             .selector
             .fixed_labels()
             .fingerprint();
-        let st = self.alerts.remove(&(ri, kfp))?;
+        let st = Arc::unwrap_or_clone(self.alerts.remove(&(ri, kfp))?);
         let rule = Arc::clone(&self.rules[ri]);
         self.resolve(&rule, st, now, None)
     }
@@ -836,7 +856,7 @@ impl Engine {
         now: TimestampMs,
         reason: &'static str,
     ) -> Option<Transition> {
-        let st = self.alerts.remove(&k)?;
+        let st = Arc::unwrap_or_clone(self.alerts.remove(&k)?);
         let rule = Arc::clone(&self.rules[k.0]);
         self.resolve(&rule, st, now, Some(reason))
     }
@@ -844,7 +864,7 @@ impl Engine {
     /// Forgets old state changes; ends flapping once calm; drops what is no longer needed.
     fn calm(&mut self, k: (usize, u64), now: TimestampMs) -> Option<Transition> {
         let rule = Arc::clone(&self.rules[k.0]);
-        let st = self.alerts.get_mut(&k)?;
+        let st = Arc::make_mut(self.alerts.get_mut(&k)?);
         let before = (st.changes.len(), st.flapping);
         let mut out = None;
         match rule.flapping {
@@ -884,7 +904,7 @@ impl Engine {
         fresh: bool,
     ) -> Option<Transition> {
         let rule = Arc::clone(&self.rules[ri]);
-        let st = self.alerts.get_mut(&(ri, key))?;
+        let st = Arc::make_mut(self.alerts.get_mut(&(ri, key))?);
         let prev = st.level;
         let prev_holding = st.holding_since.map(|h| h.is_some());
         st.value = v;
@@ -992,12 +1012,18 @@ impl Engine {
         keep: impl Fn(&Labels, Level) -> bool,
     ) -> Vec<Transition> {
         self.alerts
-            .values()
-            .filter(|st| !st.flapping)
-            .filter_map(|st| {
+            .iter()
+            .filter(|(_, st)| !st.flapping)
+            .filter_map(|(&(ri, _), st)| {
                 let level = st.level.filter(|&l| keep(&st.labels, l))?;
-                let rule = self.rules.iter().find(|r| r.name == st.rule)?;
-                Some(render(rule, st, TransitionKind::Firing, level, now, None))
+                Some(render(
+                    &self.rules[ri],
+                    st,
+                    TransitionKind::Firing,
+                    level,
+                    now,
+                    None,
+                ))
             })
             .collect()
     }
@@ -1079,6 +1105,12 @@ impl Engine {
 
     /// Alerts pending or firing now.
     pub fn alerts(&self) -> impl Iterator<Item = &AlertState> {
+        self.shared_alerts().map(|a| &**a)
+    }
+
+    /// The same, shared: a reader keeping them (the API's view) holds references, and the
+    /// engine copies an alert only when it changes one still held.
+    pub fn shared_alerts(&self) -> impl Iterator<Item = &Arc<AlertState>> {
         self.alerts.values().filter(|a| a.is_active())
     }
 }

@@ -14,6 +14,7 @@
 //! An alert named as one of the collector's rules is refused: the two would share an identity.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use tocsin_model::{Labels, Level, TimestampMs};
 
@@ -47,11 +48,31 @@ pub struct ExternalAlert {
     pub level_since: TimestampMs,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator_url: Option<String>,
+    /// `as_state`, built once per change (`Shared`).
+    #[serde(skip)]
+    shared: Shared,
+}
+
+/// An alert in the shape of a rule's, kept for whoever lists alerts (the API's view takes a
+/// reference each refresh instead of building every alert again). Emptied by every change of
+/// the alert (`External::post` is the only place one changes); not part of its identity.
+#[derive(Debug, Clone, Default)]
+struct Shared(std::sync::OnceLock<Arc<AlertState>>);
+
+impl PartialEq for Shared {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl ExternalAlert {
     pub fn name(&self) -> &str {
         self.labels.get("alertname").unwrap_or("")
+    }
+
+    /// In the shape of a rule's alert, shared: built on the first call after a change.
+    pub fn shared_state(&self) -> &Arc<AlertState> {
+        self.shared.0.get_or_init(|| Arc::new(self.as_state()))
     }
 
     /// In the shape of a rule's alert, for the lists of alerts.
@@ -208,6 +229,7 @@ impl External {
                     Some(mut a) => {
                         a.ends_at = ends;
                         a.annotations = p.annotations;
+                        a.shared = Shared::default();
                         self.changed.push(key);
                         out.push(a.transition(TransitionKind::Resolved, now, None));
                         o.resolved += 1;
@@ -223,6 +245,7 @@ impl External {
                     a.updated_at = now;
                     a.annotations = p.annotations;
                     a.generator_url = p.generator_url;
+                    a.shared = Shared::default();
                     o.renewed += 1;
                     self.changed.push(key);
                 }
@@ -242,6 +265,7 @@ impl External {
                         updated_at: now,
                         level_since: now,
                         generator_url: p.generator_url,
+                        shared: Shared::default(),
                     };
                     out.push(a.transition(TransitionKind::Firing, now, None));
                     self.insert(key, a);
@@ -481,6 +505,38 @@ mod tests {
         assert!(changes
             .iter()
             .all(|c| c.key.starts_with(STORAGE_PREFIX) && c.state.is_none()));
+    }
+
+    /// The shape the lists of alerts read is built once per change and shared: a reader holding
+    /// it keeps what it read, and a renewal (a new `updatedAt`, new annotations) is seen.
+    #[test]
+    fn an_alert_is_listed_from_one_shared_copy_until_it_changes() {
+        let mut e = External::new(5 * MIN, 10);
+        let no_rule = |_: &str| false;
+        let t0 = 1_000 * MIN;
+        e.post(vec![alert(&[("alertname", "Disk")], None)], &no_rule, t0);
+        let first = Arc::clone(e.alerts().next().expect("fires").shared_state());
+        let again = e.alerts().next().expect("fires").shared_state();
+        assert!(
+            Arc::ptr_eq(&first, again),
+            "not built again while unchanged"
+        );
+        assert_eq!(first.last_seen_ms, t0);
+        let mut renewed = alert(&[("alertname", "Disk")], None);
+        renewed.annotations.insert("summary".into(), "s2".into());
+        e.post(vec![renewed], &no_rule, t0 + MIN);
+        let now = e.alerts().next().expect("fires").shared_state();
+        assert!(!Arc::ptr_eq(&first, now), "built again after the renewal");
+        assert_eq!(now.last_seen_ms, t0 + MIN);
+        assert_eq!(now.annotations["summary"], "s2");
+        let built = e.alerts().next().expect("fires").as_state();
+        assert_eq!(
+            format!("{now:?}"),
+            format!("{built:?}"),
+            "the same as built afresh"
+        );
+        assert_eq!(first.last_seen_ms, t0, "what a reader holds stays as read");
+        assert_eq!(first.annotations["summary"], "s");
     }
 
     /// Alerts are found by name (the sources of inhibition are looked up that way, per batch)

@@ -227,10 +227,12 @@ fn restart_restores_without_renotifying() {
 #[test]
 fn removed_rule_resolves_its_alerts() {
     let mut e = Engine::new(two_level(""), EngineOptions::default());
+    assert!(e.has_rule("Busy") && !e.has_rule("Idle"));
     feed(&mut e, T0, 0.95);
     let t = e.replace_rules(Vec::new(), T0 + S);
     assert_eq!(kinds(&t), vec![(TransitionKind::Resolved, Level::Critical)]);
     assert_eq!(t[0].reason, Some("rule removed"));
+    assert!(!e.has_rule("Busy"), "a posted alert may take the name now");
 }
 
 #[test]
@@ -1086,4 +1088,34 @@ fn a_series_cannot_set_the_alerts_name_or_level() {
     assert_eq!(t[0].labels.get("alertname"), Some("Busy"));
     assert_eq!(t[0].labels.get("level"), None);
     assert_eq!(t[0].labels.get("exported_level"), Some("info"));
+}
+
+/// The API's view holds the engine's alerts by reference: an evaluation that changes one it
+/// holds copies that alert (what the view read stays as read), and one nobody holds is changed
+/// in place, not copied.
+#[test]
+fn alerts_are_shared_and_copied_only_when_changed_while_held() {
+    let mut e = Engine::new(two_level(""), EngineOptions::default());
+    feed(&mut e, T0, 0.85);
+    let held = std::sync::Arc::clone(e.shared_alerts().next().expect("firing"));
+    assert_eq!(held.level, Some(Level::Warning));
+    feed(&mut e, T0 + 10 * S, 0.95);
+    let now = e.shared_alerts().next().expect("firing");
+    assert!(
+        !std::sync::Arc::ptr_eq(&held, now),
+        "copied: the view held it"
+    );
+    assert_eq!(now.level, Some(Level::Critical));
+    assert_eq!(
+        (held.level, held.value),
+        (Some(Level::Warning), 85.0),
+        "as read"
+    );
+    drop(held);
+    let before = std::sync::Arc::as_ptr(e.shared_alerts().next().expect("firing"));
+    feed(&mut e, T0 + 20 * S, 0.96);
+    let after = e.shared_alerts().next().expect("firing");
+    assert_eq!(std::sync::Arc::as_ptr(after), before, "changed in place");
+    assert_eq!(after.value, 96.0);
+    assert_eq!(e.alerts().next().expect("firing").value, 96.0);
 }
