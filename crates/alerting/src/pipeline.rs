@@ -73,10 +73,7 @@ impl Alerts for Engine {
         if t.external {
             return None;
         }
-        self.rules()
-            .iter()
-            .find(|r| r.name == t.rule)
-            .and_then(|r| r.remediation.clone())
+        self.rule(&t.rule).and_then(|r| r.remediation.clone())
     }
 }
 

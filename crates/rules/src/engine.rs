@@ -310,6 +310,11 @@ impl Engine {
         self.by_name.contains_key(name)
     }
 
+    /// The rule in force of this name.
+    pub fn rule(&self, name: &str) -> Option<&Arc<Rule>> {
+        self.by_name.get(name).map(|&i| &self.rules[i])
+    }
+
     pub fn rules(&self) -> &[Arc<Rule>] {
         &self.rules
     }

@@ -228,11 +228,13 @@ fn restart_restores_without_renotifying() {
 fn removed_rule_resolves_its_alerts() {
     let mut e = Engine::new(two_level(""), EngineOptions::default());
     assert!(e.has_rule("Busy") && !e.has_rule("Idle"));
+    assert_eq!(e.rule("Busy").map(|r| r.name.as_str()), Some("Busy"));
     feed(&mut e, T0, 0.95);
     let t = e.replace_rules(Vec::new(), T0 + S);
     assert_eq!(kinds(&t), vec![(TransitionKind::Resolved, Level::Critical)]);
     assert_eq!(t[0].reason, Some("rule removed"));
     assert!(!e.has_rule("Busy"), "a posted alert may take the name now");
+    assert!(e.rule("Busy").is_none());
 }
 
 #[test]
