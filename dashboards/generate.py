@@ -89,6 +89,13 @@ HOST = dashboard(
               "ahead above zero, behind below (its samples are stored and graphed that far off).",
               [(f"tocsin_host_clock_ahead_seconds{{{H}}}", "ahead"),
                (f"-tocsin_host_clock_behind_seconds{{{H}}}", "behind")], unit="s"),
+        panel("Kernel: OOM kills and dropped connections",
+              "Processes the kernel's OOM killer ended (HostOomKill), connections dropped at full accept "
+              "queues (NetworkListenOverflows) and TCP segments retransmitted, per second.",
+              [(f"rate(node_vmstat_oom_kill{{{H}}}[$__rate_interval])", "OOM kills"),
+               (f"rate(node_netstat_TcpExt_ListenOverflows{{{H}}}[$__rate_interval])", "accept queue overflows"),
+               (f"rate(node_netstat_Tcp_RetransSegs{{{H}}}[$__rate_interval])", "TCP retransmits")],
+              unit="ops"),
     ])
 
 P = 'host=~"$host", probe=~"$probe"'

@@ -561,6 +561,9 @@ fn the_agent_exposes_node_exporters_names_labels_and_units() {
         "node_context_switches_total",
         "node_filefd_allocated",
         "node_procs_running",
+        "node_vmstat_oom_kill",
+        "node_netstat_Tcp_RetransSegs",
+        "node_netstat_TcpExt_ListenOverflows",
     ] {
         assert!(
             their_names.contains_key(family),
@@ -593,6 +596,26 @@ fn the_agent_exposes_node_exporters_names_labels_and_units() {
         "node_filefd_maximum",
     ] {
         assert_eq!(value(&ours, n, &[]), value(&theirs, n, &[]), "{n}");
+    }
+    // Connection tracking where the kernel has it: the same table size.
+    let limit = "node_nf_conntrack_entries_limit";
+    assert_eq!(
+        value(&ours, limit, &[]),
+        value(&theirs, limit, &[]),
+        "{limit}"
+    );
+    for n in [
+        "node_vmstat_oom_kill",
+        "node_netstat_TcpExt_ListenOverflows",
+    ] {
+        let (a, b) = (
+            value(&ours, n, &[]).unwrap(),
+            value(&theirs, n, &[]).unwrap(),
+        );
+        assert!(
+            a <= b,
+            "{n}: the agent's {a}, node_exporter's {b} read after it"
+        );
     }
     let boot = |lines: &[Line]| value(lines, "node_boot_time_seconds", &[]).unwrap();
     assert!((boot(&ours) - boot(&theirs)).abs() <= 1.0);

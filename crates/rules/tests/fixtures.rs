@@ -152,3 +152,157 @@ fn shipped_read_only_rule_leaves_filesystems_read_only_by_design_alone() {
     fired.sort();
     assert_eq!(fired, ["ext4", "xfs"]);
 }
+
+/// A shipped rule by file and name.
+fn shipped(file: &str, name: &str) -> tocsin_rules::Rule {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../rules")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    tocsin_rules::parse_file(file, &text)
+        .unwrap()
+        .into_iter()
+        .find(|r| r.name == name)
+        .unwrap_or_else(|| panic!("{name} in {file}"))
+}
+
+/// Feeds one host's series (name → value at minute `m`) every 10 s for `minutes`, and returns
+/// each transition as (minute, kind, level).
+fn run_host(
+    rule: tocsin_rules::Rule,
+    minutes: i64,
+    values: &dyn Fn(i64, &str) -> Option<f64>,
+    names: &[&str],
+) -> Vec<(i64, &'static str, tocsin_model::Level)> {
+    use tocsin_model::{Labels, Sample, SeriesSamples, METRIC_NAME};
+    use tocsin_rules::{Engine, EngineOptions};
+    let mut e = Engine::new(vec![rule], EngineOptions::default());
+    let t0 = 1_700_000_000_000;
+    let mut out = Vec::new();
+    for step in 0..minutes * 6 {
+        let t = t0 + step * 10_000;
+        let m = step / 6;
+        let batch: Vec<SeriesSamples> = names
+            .iter()
+            .filter_map(|n| {
+                let v = values(step, n)?;
+                Some(SeriesSamples {
+                    labels: Labels::from_pairs([(METRIC_NAME, *n), ("host", "web1")]),
+                    samples: vec![Sample::new(t, v)],
+                })
+            })
+            .collect();
+        for tr in e.ingest(&batch, t) {
+            out.push((m, tr.kind.as_str(), tr.level));
+        }
+    }
+    out
+}
+
+/// The kernel's OOM killer ending a process warns at once, and the warning ends ten minutes
+/// later if nothing more is killed.
+#[test]
+fn shipped_oom_kill_rule_warns_at_a_kill_and_ends_after_ten_quiet_minutes() {
+    use tocsin_model::Level::Warning;
+    let kills = |step: i64, _: &str| Some(if step < 6 * 15 { 3.0 } else { 4.0 });
+    let got = run_host(
+        shipped("host.yaml", "HostOomKill"),
+        40,
+        &kills,
+        &["node_vmstat_oom_kill"],
+    );
+    assert_eq!(got, [(15, "firing", Warning), (25, "resolved", Warning)]);
+}
+
+/// Connection tracking's table: a warning past 75 %, critical past 90 %, each held two
+/// minutes, and the end below 70 %; a host without connection tracking never alerts.
+#[test]
+fn shipped_conntrack_rule_follows_the_tables_fill() {
+    use tocsin_model::Level::{Critical, Warning};
+    let fill = |step: i64, name: &str| {
+        let used = match step / 6 {
+            0..10 => 500.0,
+            10..20 => 800.0,
+            20..30 => 950.0,
+            30..40 => 720.0,
+            _ => 600.0,
+        };
+        Some(if name.ends_with("limit") {
+            1000.0
+        } else {
+            used
+        })
+    };
+    let names = [
+        "node_nf_conntrack_entries",
+        "node_nf_conntrack_entries_limit",
+    ];
+    let got = run_host(
+        shipped("network.yaml", "NetworkConntrackFull"),
+        50,
+        &fill,
+        &names,
+    );
+    let kinds: Vec<_> = got.iter().map(|(_, k, l)| (*k, *l)).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("firing", Warning),
+            ("level_changed", Critical),
+            ("level_changed", Warning),
+            ("resolved", Warning)
+        ],
+        "{got:?}"
+    );
+    assert_eq!(
+        got.iter().map(|(m, ..)| *m).collect::<Vec<_>>(),
+        [12, 22, 30, 40],
+        "{got:?}"
+    );
+    let none = |_: i64, _: &str| None;
+    assert!(run_host(
+        shipped("network.yaml", "NetworkConntrackFull"),
+        10,
+        &none,
+        &names
+    )
+    .is_empty());
+}
+
+/// Accept queues overflowing: ten a minute warns, a hundred a minute is critical, a quiet
+/// counter says nothing.
+#[test]
+fn shipped_listen_overflow_rule_counts_drops_a_minute() {
+    use tocsin_model::Level::{Critical, Warning};
+    // Per 10-s step: 0 for 10 min, 10/min for 15 min, 100/min for 15 min, then 0.
+    let overflows = |step: i64, _: &str| {
+        let m = step as f64 / 6.0;
+        let v = if m < 10.0 {
+            0.0
+        } else if m < 25.0 {
+            (m - 10.0) * 10.0
+        } else if m < 40.0 {
+            150.0 + (m - 25.0) * 100.0
+        } else {
+            1650.0
+        };
+        Some(v)
+    };
+    let got = run_host(
+        shipped("network.yaml", "NetworkListenOverflows"),
+        60,
+        &overflows,
+        &["node_netstat_TcpExt_ListenOverflows"],
+    );
+    // Each level holds 5 minutes first; as the counter stops, the rate over 5 minutes falls
+    // through the warning band to nothing.
+    assert_eq!(
+        got,
+        [
+            (15, "firing", Warning),
+            (32, "level_changed", Critical),
+            (42, "level_changed", Warning),
+            (45, "resolved", Warning)
+        ]
+    );
+}

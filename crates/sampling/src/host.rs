@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::family::Family;
+use crate::family::{Family, MetricKind};
 use crate::fs::FsSampler;
 
 /// One sampler's outcome in one cycle.
@@ -104,6 +104,25 @@ impl HostSampler {
         run("netdev", &mut || parse_netdev(&self.read("net/dev")?));
         run("filefd", &mut || {
             parse_filefd(&self.read("sys/fs/file-nr")?)
+        });
+        run("vmstat", &mut || parse_vmstat(&self.read("vmstat")?));
+        run("netstat", &mut || {
+            let mut out = parse_netstat(&self.read("net/snmp")?, "/proc/net/snmp")?;
+            // Kernels without the extended counters have no such file: not an error.
+            if let Ok(t) = self.read("net/netstat") {
+                out.extend(parse_netstat(&t, "/proc/net/netstat")?);
+            }
+            Ok(out)
+        });
+        run("conntrack", &mut || {
+            // Without connection tracking (no netfilter module loaded) there is nothing to read.
+            match (
+                self.read("sys/net/netfilter/nf_conntrack_count"),
+                self.read("sys/net/netfilter/nf_conntrack_max"),
+            ) {
+                (Ok(count), Ok(max)) => parse_conntrack(&count, &max),
+                _ => Ok(Vec::new()),
+            }
         });
         run("processes", &mut || {
             let pids = std::fs::read_dir(&self.proc)
@@ -463,6 +482,112 @@ pub(crate) fn parse_filefd(text: &str) -> Result<Vec<Family>, String> {
     ])
 }
 
+/// The kernel's memory events node_exporter reads by default (`oom_kill`, `pgpg*`, `pswp*`,
+/// `pg*fault`): processes the OOM killer ended, pages paged and swapped in and out, faults.
+/// Counters, typed and named as node_exporter has them (untyped, `node_vmstat_oom_kill`: no
+/// `_total`, which a counter's name would need).
+pub(crate) fn parse_vmstat(text: &str) -> Result<Vec<Family>, String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some((key, v)) = line.split_once(' ') else {
+            continue;
+        };
+        let kept = key == "oom_kill"
+            || key.starts_with("pgpg")
+            || key.starts_with("pswp")
+            || (key.starts_with("pg") && key.ends_with("fault"));
+        if kept {
+            out.push(
+                Family::new(
+                    format!("node_vmstat_{key}"),
+                    format!("/proc/vmstat information field {key}."),
+                    MetricKind::Untyped,
+                )
+                .with([], num(v.trim(), "/proc/vmstat")?),
+            );
+        }
+    }
+    if out.is_empty() {
+        return Err("/proc/vmstat: none of oom_kill, pgpg*, pswp*, pg*fault".into());
+    }
+    Ok(out)
+}
+
+/// The protocol counters of /proc/net/snmp and /proc/net/netstat that tell of an overloaded
+/// or lossy network stack, named and typed as node_exporter has them
+/// (`node_netstat_Tcp_RetransSegs`, untyped): a header line of field names and a line of
+/// values per protocol.
+const NETSTAT_FIELDS: [&str; 19] = [
+    "Tcp_ActiveOpens",
+    "Tcp_PassiveOpens",
+    "Tcp_CurrEstab",
+    "Tcp_InSegs",
+    "Tcp_OutSegs",
+    "Tcp_RetransSegs",
+    "Tcp_InErrs",
+    "Tcp_OutRsts",
+    "TcpExt_ListenOverflows",
+    "TcpExt_ListenDrops",
+    "TcpExt_SyncookiesSent",
+    "TcpExt_TCPSynRetrans",
+    "TcpExt_TCPTimeouts",
+    "Udp_InDatagrams",
+    "Udp_OutDatagrams",
+    "Udp_NoPorts",
+    "Udp_InErrors",
+    "Udp_RcvbufErrors",
+    "Udp_SndbufErrors",
+];
+
+pub(crate) fn parse_netstat(text: &str, path: &str) -> Result<Vec<Family>, String> {
+    let mut out = Vec::new();
+    let mut lines = text.lines();
+    while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
+        let (Some((proto, names)), Some((proto2, values))) =
+            (names.split_once(':'), values.split_once(':'))
+        else {
+            return Err(format!(
+                "{path}: expected `Proto: names` then `Proto: values`"
+            ));
+        };
+        if proto != proto2 {
+            return Err(format!("{path}: {proto} names followed by {proto2} values"));
+        }
+        let values: Vec<&str> = values.split_ascii_whitespace().collect();
+        for (i, field) in names.split_ascii_whitespace().enumerate() {
+            let name = format!("{proto}_{field}");
+            if !NETSTAT_FIELDS.contains(&name.as_str()) {
+                continue;
+            }
+            let Some(v) = values.get(i) else {
+                return Err(format!("{path}: {proto} has fewer values than names"));
+            };
+            let v = num(v, path)?;
+            let help = format!("Statistic {proto}{field}.");
+            out.push(
+                Family::new(format!("node_netstat_{name}"), help, MetricKind::Untyped).with([], v),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Connection tracking's table: entries in use and its size (a full table drops new flows).
+pub(crate) fn parse_conntrack(count: &str, max: &str) -> Result<Vec<Family>, String> {
+    Ok(vec![
+        Family::gauge(
+            "node_nf_conntrack_entries",
+            "Number of currently allocated flow entries for connection tracking.",
+        )
+        .with([], num(count.trim(), "nf_conntrack_count")?),
+        Family::gauge(
+            "node_nf_conntrack_entries_limit",
+            "Maximum size of connection tracking table.",
+        )
+        .with([], num(max.trim(), "nf_conntrack_max")?),
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -551,6 +676,71 @@ mod tests {
     }
 
     #[test]
+    fn vmstat_keeps_node_exporters_fields() {
+        let t = "nr_free_pages 1000\npgpgin 10\npgpgout 20\npswpin 3\npswpout 4\npgfault 500\npgmajfault 7\npgsteal_kswapd 9\noom_kill 2\n";
+        let f = parse_vmstat(t).unwrap();
+        let names: Vec<&str> = f.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "node_vmstat_pgpgin",
+                "node_vmstat_pgpgout",
+                "node_vmstat_pswpin",
+                "node_vmstat_pswpout",
+                "node_vmstat_pgfault",
+                "node_vmstat_pgmajfault",
+                "node_vmstat_oom_kill"
+            ]
+        );
+        assert_eq!(get(&f, "node_vmstat_oom_kill").samples[0].1, 2.0);
+        assert!(parse_vmstat("oom_kill x\n").is_err());
+        assert!(parse_vmstat("nr_free_pages 1\n").is_err());
+    }
+
+    #[test]
+    fn netstat_reads_the_named_counters() {
+        let snmp = "Ip: Forwarding DefaultTTL\nIp: 2 64\nTcp: RtoAlgorithm ActiveOpens CurrEstab OutSegs RetransSegs\nTcp: 1 590 4 7287416 276\nUdp: InDatagrams NoPorts InErrors RcvbufErrors\nUdp: 10 2 5 3\n";
+        let f = parse_netstat(snmp, "snmp").unwrap();
+        assert_eq!(get(&f, "node_netstat_Tcp_RetransSegs").samples[0].1, 276.0);
+        assert_eq!(get(&f, "node_netstat_Tcp_CurrEstab").samples[0].1, 4.0);
+        assert_eq!(
+            get(&f, "node_netstat_Tcp_OutSegs").kind,
+            MetricKind::Untyped
+        );
+        assert_eq!(get(&f, "node_netstat_Udp_RcvbufErrors").samples[0].1, 3.0);
+        assert!(f.iter().all(|f| !f.name.contains("Forwarding")));
+        let ext = "TcpExt: SyncookiesSent ListenOverflows ListenDrops TW\nTcpExt: 1 12 13 578931\n";
+        let f = parse_netstat(ext, "netstat").unwrap();
+        assert_eq!(
+            get(&f, "node_netstat_TcpExt_ListenOverflows").samples[0].1,
+            12.0
+        );
+        assert_eq!(
+            get(&f, "node_netstat_TcpExt_ListenDrops").samples[0].1,
+            13.0
+        );
+        for bad in [
+            "Tcp: ActiveOpens\nUdp: 1\n",
+            "Tcp: ActiveOpens RetransSegs\nTcp: 1\n",
+            "Tcp ActiveOpens\nTcp 1\n",
+            "Tcp: RetransSegs\nTcp: many\n",
+        ] {
+            assert!(parse_netstat(bad, "snmp").is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn conntrack_table() {
+        let f = parse_conntrack("120\n", "262144\n").unwrap();
+        assert_eq!(get(&f, "node_nf_conntrack_entries").samples[0].1, 120.0);
+        assert_eq!(
+            get(&f, "node_nf_conntrack_entries_limit").samples[0].1,
+            262144.0
+        );
+        assert!(parse_conntrack("", "1").is_err());
+    }
+
+    #[test]
     fn real_host_samples() {
         let mut s = HostSampler::new(Duration::from_secs(2));
         let runs = s.sample();
@@ -566,6 +756,8 @@ mod tests {
             "node_network_receive_bytes_total",
             "node_filefd_allocated",
             "node_processes_pids",
+            "node_vmstat_oom_kill",
+            "node_netstat_Tcp_RetransSegs",
         ] {
             assert!(!get(&all, name).samples.is_empty(), "{name}");
         }
