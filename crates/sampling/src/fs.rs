@@ -1,6 +1,7 @@
-//! Filesystem space and inodes. Each `statfs` runs on its own thread with a deadline: a hung
+//! Filesystem space and inodes. `statfs` runs on a worker thread with a deadline: a hung
 //! network mount is skipped (and stays skipped until its call returns) instead of stalling the
-//! agent.
+//! agent. The worker lives across cycles (a thread per call cost more than the calls); one stuck
+//! in a hung call is left to it, and the next call gets a new worker.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{mpsc, Arc, Mutex};
@@ -59,12 +60,22 @@ fn skip_mountpoint(m: &str) -> bool {
     })
 }
 
+/// What `statfs` is asked: a mount point, and where to answer.
+type Call = (String, mpsc::Sender<Result<Stat, ()>>);
+
+/// The call itself (the real `statvfs`, or a test's).
+type StatFn = Arc<dyn Fn(&str) -> Result<Stat, ()> + Send + Sync>;
+
 pub(crate) struct FsSampler {
     timeout: Duration,
     /// Mount points whose statfs has not returned yet.
     stuck: Arc<Mutex<HashSet<String>>>,
+    /// The worker's queue; `None` until the first call and after a worker got stuck.
+    worker: Mutex<Option<mpsc::Sender<Call>>>,
+    call: StatFn,
 }
 
+#[derive(Debug, Clone, Copy)]
 struct Stat {
     size: f64,
     free: f64,
@@ -75,10 +86,56 @@ struct Stat {
 
 impl FsSampler {
     pub(crate) fn new(timeout: Duration) -> Self {
+        Self::with_call(
+            timeout,
+            Arc::new(|mp: &str| {
+                let s = rustix::fs::statvfs(mp).map_err(|_| ())?;
+                let frag = s.f_frsize as f64;
+                Ok(Stat {
+                    size: s.f_blocks as f64 * frag,
+                    free: s.f_bfree as f64 * frag,
+                    avail: s.f_bavail as f64 * frag,
+                    files: s.f_files as f64,
+                    files_free: s.f_ffree as f64,
+                })
+            }),
+        )
+    }
+
+    fn with_call(timeout: Duration, call: StatFn) -> Self {
         Self {
             timeout,
             stuck: Arc::default(),
+            worker: Mutex::new(None),
+            call,
         }
+    }
+
+    /// The worker's queue, starting a worker if there is none.
+    fn worker(&self) -> Option<mpsc::Sender<Call>> {
+        let mut w = self.worker.lock().unwrap_or_else(|p| p.into_inner());
+        if w.is_none() {
+            let (tx, rx) = mpsc::channel::<Call>();
+            let (stuck, call) = (Arc::clone(&self.stuck), Arc::clone(&self.call));
+            std::thread::Builder::new()
+                .name("statfs".into())
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    // Ends when the sampler drops its queue (a stuck worker's was dropped).
+                    for (path, reply) in rx {
+                        let r = call(&path);
+                        let _ = reply.send(r);
+                        // Answered: if the caller gave up waiting, the mount is usable again.
+                        stuck
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&path);
+                    }
+                })
+                .ok()?;
+            *w = Some(tx);
+        }
+        w.clone()
     }
 
     pub(crate) fn sample(&self, mounts: &str) -> Vec<Family> {
@@ -158,45 +215,41 @@ impl FsSampler {
                 return None;
             }
         }
-        let (tx, rx) = mpsc::channel();
-        let path = mp.to_string();
-        let stuck = Arc::clone(&self.stuck);
-        let spawned = std::thread::Builder::new()
-            .name("statfs".into())
-            .spawn(move || {
-                let r = rustix::fs::statvfs(path.as_str());
-                if tx.send(r).is_err() {
-                    // The caller gave up on us: the mount is usable again now.
-                    stuck
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&path);
-                }
-            });
-        if spawned.is_err() {
-            return None;
-        }
-        match rx.recv_timeout(self.timeout) {
-            Ok(Ok(s)) => {
-                let frag = s.f_frsize as f64;
-                Some(Stat {
-                    size: s.f_blocks as f64 * frag,
-                    free: s.f_bfree as f64 * frag,
-                    avail: s.f_bavail as f64 * frag,
-                    files: s.f_files as f64,
-                    files_free: s.f_ffree as f64,
-                })
+        // A worker found gone (a call that panicked) is replaced once.
+        let mut asked = None;
+        for _ in 0..2 {
+            let w = self.worker()?;
+            let (tx, rx) = mpsc::channel();
+            if w.send((mp.to_string(), tx)).is_ok() {
+                asked = Some(rx);
+                break;
             }
-            Ok(Err(_)) => None,
-            Err(_) => {
-                tracing::warn!(
-                    mountpoint = mp,
-                    "statfs timed out; skipping this mount until it answers"
-                );
+            *self.worker.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        let rx = asked?;
+        match rx.recv_timeout(self.timeout) {
+            Ok(r) => r.ok(),
+            Err(mpsc::RecvTimeoutError::Disconnected) => None,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
                 self.stuck
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(mp.to_string());
+                // Answered just now, before it was marked: not stuck after all.
+                if let Ok(r) = rx.try_recv() {
+                    self.stuck
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(mp);
+                    return r.ok();
+                }
+                tracing::warn!(
+                    mountpoint = mp,
+                    "statfs timed out; skipping this mount until it answers"
+                );
+                // The worker is stuck in the call: leave it to it, and the next call gets a new
+                // one. Its answer, when it comes, frees the mount (it unmarks it after answering).
+                *self.worker.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 None
             }
         }
@@ -246,6 +299,103 @@ mod tests {
         assert_eq!(ro.samples[0].1, 1.0);
         let f = s.sample("/dev/x / ext4 rw,errors=remount-ro 0 0\n");
         assert_eq!(f[5].samples[0].1, 0.0, "remount-ro is not ro");
+    }
+
+    /// A mount whose statfs hangs is reported as an error after the deadline, skipped without
+    /// a call while it hangs, and sampled again once its call returns; the other mounts are
+    /// sampled all along, by one worker while none hangs (no thread per call).
+    #[test]
+    fn a_hung_mount_is_skipped_until_it_answers_and_the_others_go_on() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let calls = Arc::new(Mutex::new(Vec::<String>::new()));
+        let threads = Arc::new(Mutex::new(HashSet::new()));
+        let hung_calls = Arc::new(AtomicUsize::new(0));
+        let s = {
+            let (gate, calls, threads, hung_calls) = (
+                Arc::clone(&gate),
+                Arc::clone(&calls),
+                Arc::clone(&threads),
+                Arc::clone(&hung_calls),
+            );
+            FsSampler::with_call(
+                Duration::from_millis(200),
+                Arc::new(move |mp: &str| {
+                    calls.lock().unwrap().push(mp.to_string());
+                    threads.lock().unwrap().insert(std::thread::current().id());
+                    if mp == "/mnt/nfs" {
+                        hung_calls.fetch_add(1, Ordering::SeqCst);
+                        let (open, cv) = &*gate;
+                        let mut o = open.lock().unwrap();
+                        while !*o {
+                            o = cv.wait(o).unwrap();
+                        }
+                    }
+                    Ok(Stat {
+                        size: 100.0,
+                        free: 50.0,
+                        avail: 40.0,
+                        files: 10.0,
+                        files_free: 5.0,
+                    })
+                }),
+            )
+        };
+        let mounts = "/dev/a / ext4 rw 0 0\nsrv:/x /mnt/nfs nfs4 rw 0 0\n/dev/b /var ext4 rw 0 0\n";
+        let errors = |f: &[Family]| -> Vec<(String, f64)> {
+            f[6].samples
+                .iter()
+                .map(|(l, v)| (l.get("mountpoint").unwrap().to_string(), *v))
+                .collect()
+        };
+        let sized = |f: &[Family]| -> Vec<String> {
+            f[0].samples
+                .iter()
+                .map(|(l, _)| l.get("mountpoint").unwrap().to_string())
+                .collect()
+        };
+        // Two cycles with no mount hanging: one worker serves every call.
+        let f = s.sample("/dev/a / ext4 rw 0 0\n/dev/b /var ext4 rw 0 0\n");
+        assert_eq!(sized(&f), ["/", "/var"]);
+        let f = s.sample("/dev/a / ext4 rw 0 0\n/dev/b /var ext4 rw 0 0\n");
+        assert_eq!(sized(&f), ["/", "/var"]);
+        assert_eq!(
+            threads.lock().unwrap().len(),
+            1,
+            "one worker for every call"
+        );
+        let t = std::time::Instant::now();
+        let f = s.sample(mounts);
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        assert_eq!(sized(&f), ["/", "/var"], "the mount after the hung one too");
+        assert!(errors(&f).contains(&("/mnt/nfs".into(), 1.0)));
+        // Still hung: skipped without another call, the others still sampled.
+        let f = s.sample(mounts);
+        assert_eq!(sized(&f), ["/", "/var"]);
+        assert_eq!(
+            hung_calls.load(Ordering::SeqCst),
+            1,
+            "not called again while hung"
+        );
+        // It answers: sampled again from the next cycle on.
+        {
+            let (open, cv) = &*gate;
+            *open.lock().unwrap() = true;
+            cv.notify_all();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while s.stuck.lock().unwrap().contains("/mnt/nfs") {
+            assert!(std::time::Instant::now() < deadline, "never unmarked");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let f = s.sample(mounts);
+        assert_eq!(sized(&f), ["/", "/mnt/nfs", "/var"]);
+        assert!(
+            errors(&f).iter().all(|(_, v)| *v == 0.0),
+            "{:?}",
+            errors(&f)
+        );
+        assert_eq!(hung_calls.load(Ordering::SeqCst), 2);
     }
 
     #[test]

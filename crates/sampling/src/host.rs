@@ -517,26 +517,41 @@ pub(crate) fn parse_vmstat(text: &str) -> Result<Vec<Family>, String> {
 /// or lossy network stack, named and typed as node_exporter has them
 /// (`node_netstat_Tcp_RetransSegs`, untyped): a header line of field names and a line of
 /// values per protocol.
-const NETSTAT_FIELDS: [&str; 19] = [
-    "Tcp_ActiveOpens",
-    "Tcp_PassiveOpens",
-    "Tcp_CurrEstab",
-    "Tcp_InSegs",
-    "Tcp_OutSegs",
-    "Tcp_RetransSegs",
-    "Tcp_InErrs",
-    "Tcp_OutRsts",
-    "TcpExt_ListenOverflows",
-    "TcpExt_ListenDrops",
-    "TcpExt_SyncookiesSent",
-    "TcpExt_TCPSynRetrans",
-    "TcpExt_TCPTimeouts",
-    "Udp_InDatagrams",
-    "Udp_OutDatagrams",
-    "Udp_NoPorts",
-    "Udp_InErrors",
-    "Udp_RcvbufErrors",
-    "Udp_SndbufErrors",
+const NETSTAT_FIELDS: [(&str, &[&str]); 3] = [
+    (
+        "Tcp",
+        &[
+            "ActiveOpens",
+            "PassiveOpens",
+            "CurrEstab",
+            "InSegs",
+            "OutSegs",
+            "RetransSegs",
+            "InErrs",
+            "OutRsts",
+        ],
+    ),
+    (
+        "TcpExt",
+        &[
+            "ListenOverflows",
+            "ListenDrops",
+            "SyncookiesSent",
+            "TCPSynRetrans",
+            "TCPTimeouts",
+        ],
+    ),
+    (
+        "Udp",
+        &[
+            "InDatagrams",
+            "OutDatagrams",
+            "NoPorts",
+            "InErrors",
+            "RcvbufErrors",
+            "SndbufErrors",
+        ],
+    ),
 ];
 
 pub(crate) fn parse_netstat(text: &str, path: &str) -> Result<Vec<Family>, String> {
@@ -553,19 +568,25 @@ pub(crate) fn parse_netstat(text: &str, path: &str) -> Result<Vec<Family>, Strin
         if proto != proto2 {
             return Err(format!("{path}: {proto} names followed by {proto2} values"));
         }
-        let values: Vec<&str> = values.split_ascii_whitespace().collect();
-        for (i, field) in names.split_ascii_whitespace().enumerate() {
-            let name = format!("{proto}_{field}");
-            if !NETSTAT_FIELDS.contains(&name.as_str()) {
-                continue;
-            }
-            let Some(v) = values.get(i) else {
+        // Only the protocols kept are read further (the others' lines are long: IpExt, MPTcpExt).
+        let Some((_, kept)) = NETSTAT_FIELDS.iter().find(|(p, _)| *p == proto) else {
+            continue;
+        };
+        let mut values = values.split_ascii_whitespace();
+        for field in names.split_ascii_whitespace() {
+            let Some(v) = values.next() else {
                 return Err(format!("{path}: {proto} has fewer values than names"));
             };
-            let v = num(v, path)?;
-            let help = format!("Statistic {proto}{field}.");
+            if !kept.contains(&field) {
+                continue;
+            }
             out.push(
-                Family::new(format!("node_netstat_{name}"), help, MetricKind::Untyped).with([], v),
+                Family::new(
+                    format!("node_netstat_{proto}_{field}"),
+                    format!("Statistic {proto}{field}."),
+                    MetricKind::Untyped,
+                )
+                .with([], num(v, path)?),
             );
         }
     }
