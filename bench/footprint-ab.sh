@@ -14,10 +14,7 @@ cargo build --release --locked -q -p tocsin-collector
 TMP=$(mktemp -d)
 PIDS=
 trap 'kill $PIDS 2>/dev/null || true; rm -rf "$TMP"' EXIT
-TICK=$(getconf CLK_TCK)
-cpu() { awk -v t="$TICK" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
-rss() { awk '/VmRSS/ {print $2 / 1024}' "/proc/$1/status"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/procstat.sh
 CP=$(free_port)
 target/release/tocsin-collector --listen 127.0.0.1:$CP --data-dir "$TMP/data" --rules rules >"$TMP/c.out" 2>"$TMP/c.log" &
 PIDS="$!"
@@ -32,13 +29,13 @@ NP=$(free_port); prometheus-node-exporter --web.listen-address=127.0.0.1:$NP >"$
 PN=$!
 PIDS="$PIDS $PA $PB $PN"
 sleep 10
-a0=$(cpu $PA); b0=$(cpu $PB); n0=$(cpu $PN)
+a0=$(cpu_s $PA); b0=$(cpu_s $PB); n0=$(cpu_s $PN)
 i=0
 while [ $i -lt "$N" ]; do curl -s -o /dev/null "http://127.0.0.1:$NP/metrics"; sleep 1; i=$((i + 1)); done
-a1=$(cpu $PA); b1=$(cpu $PB); n1=$(cpu $PN)
+a1=$(cpu_s $PA); b1=$(cpu_s $PB); n1=$(cpu_s $PN)
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $N cycles"
 awk -v a0="$a0" -v a1="$a1" -v b0="$b0" -v b1="$b1" -v n0="$n0" -v n1="$n1" -v n="$N" \
-    -v ra="$(rss $PA)" -v rb="$(rss $PB)" -v rn="$(rss $PN)" 'BEGIN {
+    -v ra="$(rss_mb $PA)" -v rb="$(rss_mb $PB)" -v rn="$(rss_mb $PN)" 'BEGIN {
     a = (a1 - a0) * 1000 / n; b = (b1 - b0) * 1000 / n; e = (n1 - n0) * 1000 / n
     printf "                     CPU ms/cycle   RSS MB   CPU ratio to node_exporter\n"
     printf "agent A              %12.3f %8.1f %8.3f\n", a, ra, a / e

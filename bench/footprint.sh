@@ -14,11 +14,7 @@ AGENT=$(packaging/build-agent.sh)
 TMP=$(mktemp -d)
 CPID=
 trap '[ -n "$CPID" ] && kill $CPID 2>/dev/null; rm -rf "$TMP"' EXIT
-TICK=$(getconf CLK_TCK)
-cpu_s() { awk -v t="$TICK" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
-rss_mb() { awk '/VmRSS/ {print $2 / 1024}' "/proc/$1/status"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+. bench/procstat.sh
 
 CP=$(free_port)
 target/release/tocsin-collector --listen 127.0.0.1:$CP --data-dir "$TMP/data" --rules rules >"$TMP/c.out" 2>"$TMP/c.log" &

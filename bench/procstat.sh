@@ -1,0 +1,7 @@
+# Sourced by the footprint scripts: a process's CPU seconds (user + system, dead threads
+# included) and RSS from /proc, a free local port, the median of numbers on stdin.
+TICK=$(getconf CLK_TCK)
+cpu_s() { awk -v t="$TICK" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
+rss_mb() { awk '/VmRSS/ {print $2 / 1024}' "/proc/$1/status"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
