@@ -734,38 +734,36 @@ impl Engine {
             return None;
         }
         let st = self.alerts.entry((ri, kfp)).or_insert_with(|| {
-            Arc::new({
-                let mut labels = key_labels.clone();
-                // `level` is tocsin's, set on delivery from the alert's level: a series' own is
-                // kept as `exported_level` (as Prometheus keeps a target's clashing label), so it
-                // neither reads as the alert's level nor matches a silence or route meant for it.
-                if let Some(v) = labels.remove("level") {
-                    labels.set("exported_level", v);
-                }
-                for l in rule.labels.iter() {
-                    labels.set(l.name.clone(), l.value.clone());
-                }
-                labels.set("alertname", rule.name.clone());
-                AlertState {
-                    rule: rule.name.clone(),
-                    key: kfp,
-                    labels,
-                    level: None,
-                    holding_since: [None; 3],
-                    holding_runs: [0; 3],
-                    active_at: None,
-                    level_since: None,
-                    value: v,
-                    last_seen_ms: now,
-                    annotations: BTreeMap::new(),
-                    changes: Vec::new(),
-                    flapping: false,
-                    last_level: None,
-                    score: 0.0,
-                    band: None,
-                    cause: None,
-                    warming: false,
-                }
+            let mut labels = key_labels.clone();
+            // `level` is tocsin's, set on delivery from the alert's level: a series' own is
+            // kept as `exported_level` (as Prometheus keeps a target's clashing label), so it
+            // neither reads as the alert's level nor matches a silence or route meant for it.
+            if let Some(v) = labels.remove("level") {
+                labels.set("exported_level", v);
+            }
+            for l in rule.labels.iter() {
+                labels.set(l.name.clone(), l.value.clone());
+            }
+            labels.set("alertname", rule.name.clone());
+            Arc::new(AlertState {
+                rule: rule.name.clone(),
+                key: kfp,
+                labels,
+                level: None,
+                holding_since: [None; 3],
+                holding_runs: [0; 3],
+                active_at: None,
+                level_since: None,
+                value: v,
+                last_seen_ms: now,
+                annotations: BTreeMap::new(),
+                changes: Vec::new(),
+                flapping: false,
+                last_level: None,
+                score: 0.0,
+                band: None,
+                cause: None,
+                warming: false,
             })
         });
         let st = Arc::make_mut(st);

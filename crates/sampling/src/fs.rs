@@ -60,6 +60,11 @@ fn skip_mountpoint(m: &str) -> bool {
     })
 }
 
+/// A lock, whatever a panic left in it (sets of mount points and a queue: nothing half-made).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// What `statfs` is asked: a mount point, and where to answer.
 type Call = (String, mpsc::Sender<Result<Stat, ()>>);
 
@@ -113,7 +118,7 @@ impl FsSampler {
 
     /// The worker's queue, starting a worker if there is none.
     fn worker(&self) -> Option<mpsc::Sender<Call>> {
-        let mut w = self.worker.lock().unwrap_or_else(|p| p.into_inner());
+        let mut w = lock(&self.worker);
         if w.is_none() {
             let (tx, rx) = mpsc::channel::<Call>();
             let (stuck, call) = (Arc::clone(&self.stuck), Arc::clone(&self.call));
@@ -126,16 +131,18 @@ impl FsSampler {
                         let r = call(&path);
                         let _ = reply.send(r);
                         // Answered: if the caller gave up waiting, the mount is usable again.
-                        stuck
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .remove(&path);
+                        lock(&stuck).remove(&path);
                     }
                 })
                 .ok()?;
             *w = Some(tx);
         }
         w.clone()
+    }
+
+    /// Lets the current worker go (stuck or gone): its queue closes, and it ends once free.
+    fn drop_worker(&self) {
+        *lock(&self.worker) = None;
     }
 
     pub(crate) fn sample(&self, mounts: &str) -> Vec<Family> {
@@ -209,11 +216,8 @@ impl FsSampler {
     }
 
     fn statfs(&self, mp: &str) -> Option<Stat> {
-        {
-            let stuck = self.stuck.lock().unwrap_or_else(|p| p.into_inner());
-            if stuck.contains(mp) {
-                return None;
-            }
+        if lock(&self.stuck).contains(mp) {
+            return None;
         }
         // A worker found gone (a call that panicked) is replaced once.
         let mut asked = None;
@@ -224,23 +228,17 @@ impl FsSampler {
                 asked = Some(rx);
                 break;
             }
-            *self.worker.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            self.drop_worker();
         }
         let rx = asked?;
         match rx.recv_timeout(self.timeout) {
             Ok(r) => r.ok(),
             Err(mpsc::RecvTimeoutError::Disconnected) => None,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                self.stuck
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(mp.to_string());
+                lock(&self.stuck).insert(mp.to_string());
                 // Answered just now, before it was marked: not stuck after all.
                 if let Ok(r) = rx.try_recv() {
-                    self.stuck
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(mp);
+                    lock(&self.stuck).remove(mp);
                     return r.ok();
                 }
                 tracing::warn!(
@@ -249,7 +247,7 @@ impl FsSampler {
                 );
                 // The worker is stuck in the call: leave it to it, and the next call gets a new
                 // one. Its answer, when it comes, frees the mount (it unmarks it after answering).
-                *self.worker.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                self.drop_worker();
                 None
             }
         }
@@ -308,20 +306,17 @@ mod tests {
     fn a_hung_mount_is_skipped_until_it_answers_and_the_others_go_on() {
         use std::sync::atomic::{AtomicUsize, Ordering};
         let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-        let calls = Arc::new(Mutex::new(Vec::<String>::new()));
         let threads = Arc::new(Mutex::new(HashSet::new()));
         let hung_calls = Arc::new(AtomicUsize::new(0));
         let s = {
-            let (gate, calls, threads, hung_calls) = (
+            let (gate, threads, hung_calls) = (
                 Arc::clone(&gate),
-                Arc::clone(&calls),
                 Arc::clone(&threads),
                 Arc::clone(&hung_calls),
             );
             FsSampler::with_call(
                 Duration::from_millis(200),
                 Arc::new(move |mp: &str| {
-                    calls.lock().unwrap().push(mp.to_string());
                     threads.lock().unwrap().insert(std::thread::current().id());
                     if mp == "/mnt/nfs" {
                         hung_calls.fetch_add(1, Ordering::SeqCst);
