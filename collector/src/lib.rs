@@ -12,6 +12,7 @@ pub mod forward;
 pub mod heartbeat;
 pub mod liveness;
 pub mod query;
+pub mod reload;
 pub mod reports;
 pub mod rulefiles;
 pub mod server;

@@ -20,6 +20,12 @@ pub struct Telemetry {
     pub checkpoints: IntCounter,
     pub rules_loaded: IntGauge,
     pub rule_reloads: IntCounterVec,
+    /// Configuration reloads by result (success, failure).
+    pub config_reloads: IntCounterVec,
+    /// 1 when the last configuration reload took (or none was asked for), else 0.
+    pub config_reload_ok: IntGauge,
+    /// When the configuration in force was taken (start or the last reload that took).
+    pub config_reload_time: IntGauge,
     pub evaluations: IntCounter,
     pub learned_late: IntCounter,
     pub alerts: IntGaugeVec,
@@ -225,6 +231,19 @@ impl Telemetry {
                 "tocsin_rule_reloads_total",
                 "Rule reloads by result (success, failure).",
                 &["result"],
+            ),
+            config_reloads: cv(
+                "tocsin_config_reloads_total",
+                "Configuration reloads (SIGHUP, POST /-/reload) by result (success, failure).",
+                &["result"],
+            ),
+            config_reload_ok: g(
+                "tocsin_config_last_reload_successful",
+                "1 if the last configuration reload took (or none was asked for since the start), 0 if it was refused and the previous configuration stays in force.",
+            ),
+            config_reload_time: g(
+                "tocsin_config_last_reload_success_timestamp_seconds",
+                "When the configuration in force was taken: the start, or the last reload that took.",
             ),
             evaluations: reg(
                 &r,

@@ -1308,3 +1308,156 @@ fn amtool_lists_alerts_and_manages_silences() {
     .unwrap();
     assert!(listed.contains("RaisedByHand"), "{listed}");
 }
+
+/// The alert names of every notification a webhook got, with their event: `Disk:firing`.
+fn told(hook: &tocsin_e2e::Webhook) -> Vec<String> {
+    hook.all()
+        .iter()
+        .flat_map(|(_, v)| {
+            let event = v["tocsin"]["event"].as_str().unwrap_or("").to_string();
+            v["alerts"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |a| {
+                    format!(
+                        "{}:{event}",
+                        a["labels"]["alertname"].as_str().unwrap_or("")
+                    )
+                })
+        })
+        .collect()
+}
+
+#[test]
+fn a_reload_takes_new_receivers_and_routes_and_refuses_a_broken_file_whole() {
+    let _g = serial();
+    let b = tocsin_e2e::Webhook::start();
+    let common = "admin_token: adm1n\nread_token: r3ad\nexternal_alerts: { token: s3nder }\n";
+    let (s, c) = Stack::with_collector(&format!(
+        "route: {{ receivers: [hook], group_wait: 0s, repeat_interval: 0s }}\n{common}"
+    ));
+    let client = reqwest::blocking::Client::new();
+    let post_alert = |name: &str, resolved: bool| {
+        let mut a = serde_json::json!({ "labels": { "alertname": name, "host": "web-1" } });
+        if resolved {
+            a["endsAt"] = "2020-01-01T00:00:00Z".into();
+        }
+        let r = client
+            .post(c.url("/api/v2/alerts"))
+            .bearer_auth("s3nder")
+            .json(&[a])
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    };
+    let reload = |token: Option<&str>| {
+        let mut r = client.post(c.url("/-/reload"));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        let r = r.send().unwrap();
+        let code = r.status().as_u16();
+        (code, r.text().unwrap())
+    };
+    let metric = |m: &str| tocsin_e2e::metric(&c.url("/metrics"), m);
+    assert_eq!(metric("tocsin_config_last_reload_successful "), 1.0);
+    post_alert("Disk", false);
+    s.hook.wait_nth(1, Duration::from_secs(20));
+
+    // b joins the route; the retention (read at start) changes too.
+    let hook_receiver = std::fs::read_to_string(s.p("collector.yaml")).unwrap();
+    let hook_receiver = hook_receiver.lines().take(3).collect::<Vec<_>>().join("\n");
+    let receivers = format!(
+        "{hook_receiver}\n  - name: b\n    webhook: {{ url: \"{}\", timeout: 2s }}\n",
+        b.url
+    );
+    std::fs::write(
+        s.p("collector.yaml"),
+        format!("{receivers}route: {{ receivers: [hook, b], group_wait: 0s, repeat_interval: 0s }}\nretention: 3d\n{common}"),
+    )
+    .unwrap();
+    assert_eq!(reload(None).0, 401, "a reload needs a credential");
+    assert_eq!(reload(Some("r3ad")).0, 401, "...the admin one");
+    let (code, body) = reload(Some("adm1n"));
+    assert_eq!(code, 200, "{body}");
+    let out: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(out["receivers"], 2, "{out}");
+    assert_eq!(
+        out["restart_needed"],
+        serde_json::json!(["retention"]),
+        "{out}"
+    );
+    // b is told what fires; hook, which was told, is not told again: its next message is
+    // the next alert.
+    b.wait_nth(1, Duration::from_secs(20));
+    assert_eq!(told(&b), ["Disk:firing"]);
+    post_alert("Load", false);
+    s.hook.wait_nth(2, Duration::from_secs(20));
+    b.wait_nth(2, Duration::from_secs(20));
+    assert_eq!(told(&s.hook), ["Disk:firing", "Load:firing"]);
+
+    // A broken file is refused whole, with where and why, and the running one stays.
+    std::fs::write(
+        s.p("collector.yaml"),
+        format!(
+            "{receivers}route: {{ receivers: [nobody], group_wait: 0s }}\nretention: 3d\n{common}"
+        ),
+    )
+    .unwrap();
+    let (code, body) = reload(Some("adm1n"));
+    assert_eq!(code, 400, "{body}");
+    let e: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let e = e["error"].as_str().unwrap();
+    assert!(
+        e.contains("collector.yaml:6: route.receivers: no receiver named \"nobody\""),
+        "{e}"
+    );
+    for secret in ["adm1n", "r3ad", "s3nder"] {
+        assert!(!body.contains(secret), "a credential in the answer: {body}");
+    }
+    assert_eq!(metric("tocsin_config_last_reload_successful "), 0.0);
+    assert_eq!(
+        metric("tocsin_config_reloads_total{result=\"failure\"} "),
+        1.0
+    );
+    post_alert("Disk", true);
+    b.wait_nth(3, Duration::from_secs(20));
+    assert_eq!(told(&b), ["Disk:firing", "Load:firing", "Disk:resolved"]);
+
+    // SIGHUP, as Prometheus and Alertmanager take it: hook leaves the route and the file.
+    std::fs::write(
+        s.p("collector.yaml"),
+        format!(
+            "receivers:\n  - name: b\n    webhook: {{ url: \"{}\", timeout: 2s }}\nroute: {{ receivers: [b], group_wait: 0s, repeat_interval: 0s }}\nretention: 3d\n{common}",
+            b.url
+        ),
+    )
+    .unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &c.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    wait_for("the SIGHUP reload", Duration::from_secs(20), || {
+        (metric("tocsin_config_reloads_total{result=\"success\"} ") == 2.0).then_some(())
+    });
+    assert_eq!(metric("tocsin_config_last_reload_successful "), 1.0);
+    post_alert("Load", true);
+    post_alert("Swap", false);
+    b.wait_nth(5, Duration::from_secs(20));
+    let hook_told = told(&s.hook);
+    assert_eq!(
+        told(&b)[3..],
+        ["Load:resolved".to_string(), "Swap:firing".to_string()],
+        "{:?}",
+        told(&b)
+    );
+    assert_eq!(
+        hook_told,
+        ["Disk:firing", "Load:firing", "Disk:resolved"],
+        "hook is gone: it hears nothing more"
+    );
+    drop(s);
+}

@@ -91,6 +91,8 @@ pub struct AppState {
     pub changes: Arc<changes::ChangePolicy>,
     /// The zone, language, schedules and services of reports.
     pub reporting: Arc<crate::reports::Reporting>,
+    /// Reloads the configuration (`POST /-/reload`); none where nothing can be reloaded.
+    pub reloader: Option<Arc<crate::reload::Reloader>>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -176,6 +178,8 @@ pub fn app(state: AppState) -> Router {
             get(query::exemplars).post(query::exemplars),
         )
         .route("/api/v1/status/buildinfo", get(query::buildinfo))
+        // Prometheus' and Alertmanager's lifecycle endpoint (SIGHUP does the same).
+        .route("/-/reload", post(reload))
         .route_layer(with(state.clone(), error::refusals))
         .route_layer(with(state.clone(), api_guard));
     Router::new()
@@ -197,6 +201,24 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(with(state.clone(), request_deadline))
         .with_state(state)
+}
+
+/// Reloads the configuration: 200 with what it did, or 400 with every reason it was refused
+/// (the previous configuration stays in force).
+async fn reload(
+    State(st): State<AppState>,
+    actor: Option<axum::Extension<Actor>>,
+) -> Result<axum::Json<crate::reload::Outcome>, ApiError> {
+    let Some(r) = &st.reloader else {
+        return Err(ApiError::bad_request(
+            "this collector cannot reload its configuration",
+        ));
+    };
+    let by = actor.map_or_else(|| "the API".to_string(), |a| a.0 .0.clone());
+    r.reload(&by)
+        .await
+        .map(axum::Json)
+        .map_err(ApiError::bad_request)
 }
 
 /// A request to the writer that answers done or a failure.

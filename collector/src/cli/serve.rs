@@ -22,27 +22,54 @@ use crate::view::View;
 use crate::writer::{Msg, Settings, Writer};
 use crate::{rulefiles, Telemetry};
 
-pub(super) fn load_config(args: &RunArgs) -> anyhow::Result<CollectorConfig> {
-    let mut raw: RawCollectorConfig = tocsin_config::read_yaml_or_default(args.config.as_deref())?;
-    if let Some(l) = &args.listen {
-        raw.listen = Some(l.clone());
-    }
-    if let Some(d) = &args.data_dir {
-        raw.data_dir = Some(d.clone());
-    }
-    if !args.rules.is_empty() {
-        raw.rules = args.rules.clone();
-    }
-    raw.validate().map_err(|mut e| {
-        if let Some(path) = &args.config {
-            e.of_file(path);
+/// Where the configuration comes from: the file, then the command line's overrides. Read at
+/// start and at every reload.
+#[derive(Clone)]
+pub(super) struct ConfigSource {
+    config: Option<PathBuf>,
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    rules: Vec<PathBuf>,
+}
+
+impl ConfigSource {
+    pub(super) fn of(args: &RunArgs) -> ConfigSource {
+        ConfigSource {
+            config: args.config.clone(),
+            listen: args.listen.clone(),
+            data_dir: args.data_dir.clone(),
+            rules: args.rules.clone(),
         }
-        anyhow::anyhow!("invalid configuration:\n{e}")
-    })
+    }
+
+    pub(super) fn load(&self) -> anyhow::Result<CollectorConfig> {
+        let mut raw: RawCollectorConfig =
+            tocsin_config::read_yaml_or_default(self.config.as_deref())?;
+        if let Some(l) = &self.listen {
+            raw.listen = Some(l.clone());
+        }
+        if let Some(d) = &self.data_dir {
+            raw.data_dir = Some(d.clone());
+        }
+        if !self.rules.is_empty() {
+            raw.rules = self.rules.clone();
+        }
+        raw.validate().map_err(|mut e| {
+            if let Some(path) = &self.config {
+                e.of_file(path);
+            }
+            anyhow::anyhow!("invalid configuration:\n{e}")
+        })
+    }
+}
+
+pub(super) fn load_config(args: &RunArgs) -> anyhow::Result<CollectorConfig> {
+    ConfigSource::of(args).load()
 }
 
 pub(super) fn run(args: RunArgs) -> anyhow::Result<()> {
-    let cfg = load_config(&args)?;
+    let source = ConfigSource::of(&args);
+    let cfg = source.load()?;
     tocsin_runtime::private_umask();
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data directory {}", cfg.data_dir.display()))?;
@@ -76,7 +103,13 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .thread_name("tocsin-collector")
         .build()?;
-    rt.block_on(serve(cfg, store, rules, db))
+    rt.block_on(serve(
+        cfg,
+        store,
+        rules,
+        db,
+        Box::new(move || source.load()),
+    ))
 }
 
 pub(super) async fn serve(
@@ -84,6 +117,7 @@ pub(super) async fn serve(
     mut store: Store,
     rules: Vec<tocsin_rules::Rule>,
     db: PathBuf,
+    source: crate::reload::Source,
 ) -> anyhow::Result<()> {
     tocsin_runtime::survive_file_size_limit();
     let cancel = CancellationToken::new();
@@ -175,18 +209,30 @@ pub(super) async fn serve(
     tel.registry
         .register(Box::new(crate::exposition::Alerts::new(Arc::clone(&view))))?;
     let metrics = tocsin_notify::DeliveryMetrics::new(&tel.registry)?;
-    for w in tocsin_notify::workers(
+    // The receivers' workers: checked here so that a receiver that cannot be built stops the
+    // start, then run (and restarted with the receivers of each reload).
+    tocsin_notify::workers(
         &cfg.receivers,
         &db,
         &urgent,
-        wake_rx,
-        metrics,
+        wake_rx.clone(),
+        metrics.clone(),
         cancel.clone(),
     )
-    .map_err(|e| anyhow::anyhow!(e))?
-    {
-        sup.spawn(&tracker, "delivery", w);
-    }
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let (receivers_tx, receivers_rx) = watch::channel(Arc::new(cfg.receivers.clone()));
+    sup.spawn(
+        &tracker,
+        "delivery",
+        tocsin_notify::run_workers(
+            receivers_rx,
+            db.clone(),
+            Arc::clone(&urgent),
+            wake_rx,
+            metrics,
+            cancel.clone(),
+        ),
+    );
 
     if let Some(hb) = cfg.heartbeat.clone() {
         sup.spawn(
@@ -238,7 +284,31 @@ pub(super) async fn serve(
         });
     }
 
-    let state = app_state(&cfg, &db, tx, resolver, view, tel.clone(), ack_secret)?;
+    let mut state = app_state(
+        &cfg,
+        &db,
+        tx.clone(),
+        resolver,
+        view,
+        tel.clone(),
+        Arc::clone(&ack_secret),
+    )?;
+    let reloader = Arc::new(crate::reload::Reloader::new(
+        source,
+        cfg.clone(),
+        tx,
+        receivers_tx,
+        ack_secret,
+        Arc::clone(&state.outbox),
+        tel.clone(),
+    ));
+    state.reloader = Some(Arc::clone(&reloader));
+    #[cfg(unix)]
+    sup.spawn(
+        &tracker,
+        "configuration reload",
+        crate::reload::on_hangup(reloader, cancel.clone()),
+    );
     sup.spawn(
         &tracker,
         "reports",
@@ -407,6 +477,7 @@ pub(crate) fn app_state(
             schedules: cfg.reports.schedules.clone(),
             services: cfg.services.clone(),
         }),
+        reloader: None,
     })
 }
 

@@ -351,7 +351,10 @@ impl Core {
                 });
                 g.others.push(Reply::Done(reply, r));
             }
-            Msg::AddSilence { .. } | Msg::ExpireSilence { .. } | Msg::Federate { .. } => {
+            Msg::AddSilence { .. }
+            | Msg::ExpireSilence { .. }
+            | Msg::Configure { .. }
+            | Msg::Federate { .. } => {
                 unreachable!("handled before the group")
             }
         }
@@ -481,7 +484,10 @@ impl Writer {
                 Msg::PostAlerts { reply, .. } => g.posts.push(Reply::Done(reply, Ok(()))),
                 Msg::Reload(rules) => reloads.push(rules),
                 Msg::Tick => {}
-                Msg::AddSilence { .. } | Msg::ExpireSilence { .. } | Msg::Federate { .. } => {
+                Msg::AddSilence { .. }
+                | Msg::ExpireSilence { .. }
+                | Msg::Configure { .. }
+                | Msg::Federate { .. } => {
                     unreachable!("handled before the group")
                 }
             }

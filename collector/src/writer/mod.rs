@@ -250,6 +250,47 @@ impl Writer {
         Ok(())
     }
 
+    /// Takes a reloaded configuration's alerting part between two groups: the pipeline starts
+    /// again from the stored state under it (as a restart with the new file would), and the
+    /// next group looks at every firing alert again. Nothing changes if the state cannot be
+    /// read.
+    fn configure(
+        &mut self,
+        alerting: tocsin_alerting::Settings,
+        receivers: std::collections::BTreeSet<String>,
+    ) -> Result<tocsin_alerting::Reconfigured, String> {
+        self.finish_sync();
+        let now = now_ms();
+        let since = now - alerting.incidents.reopen_within_ms;
+        let read = (|| -> Result<_, StoreError> {
+            Ok((
+                self.store.dispatch_rows()?,
+                self.store.live_incidents(since)?,
+                self.store.remedy_rows()?,
+            ))
+        })();
+        let (dispatch, incidents, remedy) = read.map_err(|e| {
+            self.tel.storage_errors.inc();
+            format!("cannot read the notifications and incidents in flight: {e}")
+        })?;
+        let route = Arc::new(alerting.route.clone());
+        let out = self
+            .core
+            .pipeline
+            .reconfigure(alerting, &receivers, dispatch, incidents, remedy, now);
+        for (key, e) in &out.unreadable {
+            error!(key, error = %e, "unreadable notification, incident or remediation state dropped");
+        }
+        self.recheck_held = true;
+        {
+            let mut v = self.view.write().unwrap_or_else(|p| p.into_inner());
+            v.receiver_names = receivers.into_iter().collect();
+            v.route = Some(route);
+        }
+        self.refresh_view(true);
+        Ok(out)
+    }
+
     /// Sends an alert about the collector itself to the receivers the route gives it, from
     /// memory: used when the outbox, in the failing database, cannot take it.
     fn page(&mut self, a: AlertInfo, now: TimestampMs) {
@@ -370,6 +411,14 @@ impl Writer {
                     self.sync_now();
                     let _ = self.load_silences();
                     let _ = reply.send(r);
+                    None
+                }
+                Msg::Configure {
+                    alerting,
+                    receivers,
+                    reply,
+                } => {
+                    let _ = reply.send(self.configure(*alerting, receivers));
                     None
                 }
                 Msg::ExpireSilence { id, reply } => {

@@ -42,6 +42,14 @@ pub enum Msg {
     },
     Tick,
     Reload(Vec<Rule>),
+    /// A reloaded configuration's alerting part (routes, receivers, inhibition, escalation,
+    /// incidents, remediation limits): taken between two groups, from the stored state.
+    Configure {
+        alerting: Box<tocsin_alerting::Settings>,
+        /// Every receiver configured, by name.
+        receivers: std::collections::BTreeSet<String>,
+        reply: oneshot::Sender<Result<tocsin_alerting::Reconfigured, String>>,
+    },
     /// A scheduled report ran: its messages are queued for their receivers and `key` set to
     /// `at` in one transaction, so that it goes out once, also across a restart.
     ReportRun {

@@ -25,7 +25,8 @@ pub use payload::{
     PayloadAlert, Status, Summary,
 };
 pub use pipeline::{
-    Alerts, AuditEntry, Effects, IncidentOp, Outgoing, Pipeline, Resolved, Settings, Sources,
+    Alerts, AuditEntry, Effects, IncidentOp, Outgoing, Pipeline, Reconfigured, Resolved, Settings,
+    Sources,
 };
 
 #[cfg(test)]

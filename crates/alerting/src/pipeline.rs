@@ -299,6 +299,20 @@ pub struct Pipeline {
     incidents: Incidents,
     remedy: Remedy,
     fx: Effects,
+    /// A configuration reload changed the settings: the next batch hands every firing alert
+    /// to the targets of the new route that have not heard of it.
+    reroute: bool,
+}
+
+/// What a configuration reload did to the state in flight.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reconfigured {
+    /// Notification groups of receivers no longer configured, dropped.
+    pub groups_dropped: usize,
+    /// Escalations under policies no longer configured, dropped.
+    pub escalations_dropped: usize,
+    /// Stored rows that could not be read, as `(key, error)`.
+    pub unreadable: Vec<(String, String)>,
 }
 
 /// An empty dispatcher for these settings: their escalation policies, the receivers it resends
@@ -318,7 +332,35 @@ impl Pipeline {
             silences: Vec::new(),
             muting: Vec::new(),
             fx: Effects::default(),
+            reroute: false,
             s: settings,
+        }
+    }
+
+    /// Takes a reloaded configuration: the dispatcher, incidents and remediation start again
+    /// from their stored state under the new settings, as at a restart with the new file
+    /// (silences are kept). Groups of receivers not in `receivers` and escalations of
+    /// policies no longer configured are dropped (nobody could deliver them); with the next
+    /// batch every firing alert goes to the targets of the new route that have not heard of it
+    /// (a receiver added to a route is told what fires there; nobody who heard is told again).
+    /// The caller passes the rows as stored: what was decided since the last commit is void.
+    pub fn reconfigure(
+        &mut self,
+        settings: Settings,
+        receivers: &BTreeSet<String>,
+        dispatch_rows: Vec<(String, String)>,
+        incident_rows: Vec<(String, String)>,
+        remedy_rows: Vec<(String, String)>,
+        now: TimestampMs,
+    ) -> Reconfigured {
+        self.s = settings;
+        let unreadable = self.restore(dispatch_rows, incident_rows, remedy_rows, now);
+        let (groups_dropped, escalations_dropped) = self.dispatcher.retain_receivers(receivers);
+        self.reroute = true;
+        Reconfigured {
+            groups_dropped,
+            escalations_dropped,
+            unreadable,
         }
     }
 
@@ -451,7 +493,9 @@ impl Pipeline {
         // judged against them (a resolve goes wherever its firing went), so a batch of
         // resolves — a mass recovery — does not walk every firing alert.
         let rules = &self.s.inhibit_rules;
-        let judged = recheck_held || released || transitions.iter().any(|t| t.kind.firing());
+        let reroute = std::mem::take(&mut self.reroute);
+        let judged =
+            recheck_held || released || reroute || transitions.iter().any(|t| t.kind.firing());
         let sources: Vec<(usize, Labels)> = if !judged || rules.is_empty() {
             Vec::new()
         } else {
@@ -530,6 +574,42 @@ impl Pipeline {
                     }
                 }
             }
+        }
+        if reroute {
+            self.reroute_firing(alerts, &sources, now);
+        }
+    }
+
+    /// After a reload: every firing alert that no silence or inhibition holds back goes to the
+    /// targets of the route that have not heard of it.
+    fn reroute_firing(
+        &mut self,
+        alerts: &dyn Alerts,
+        sources: &[(usize, Labels)],
+        now: TimestampMs,
+    ) {
+        let (silences, rules) = (&self.silences, &self.s.inhibit_rules);
+        let firing = alerts.firing_now(now, &|l, _| {
+            !silences.iter().any(|s| s.matches(l, now))
+                && !sources
+                    .iter()
+                    .any(|(r, src)| routing::inhibits(&rules[*r], src, l))
+        });
+        let mut told = 0usize;
+        for t in &firing {
+            let a = AlertInfo::from_transition(t);
+            let targets = routing::targets(&self.s.route, &t.labels, t.level);
+            let missing = self.dispatcher.missing(&a, &targets);
+            if !missing.is_empty() {
+                self.dispatcher.event(&a, &missing, now);
+                told += 1;
+            }
+        }
+        if told > 0 {
+            info!(
+                alerts = told,
+                "configuration reloaded: firing alerts handed to routes and receivers that had not heard of them"
+            );
         }
     }
 

@@ -322,6 +322,33 @@ impl Sim {
         }
     }
 
+    /// A configuration reload, as the writer makes it: the pipeline takes the new settings from
+    /// the stored rows, and the next batch looks at every firing alert again.
+    fn reload(&mut self, yaml: &str) -> Reconfigured {
+        let settings = config(yaml);
+        let mut receivers: BTreeSet<String> = BTreeSet::new();
+        let raw: tocsin_config::collector::RawCollectorConfig =
+            tocsin_config::parse_yaml(yaml).expect("test config parses");
+        for r in raw.validate().expect("valid").receivers {
+            receivers.insert(r.name);
+        }
+        let rows = |m: &BTreeMap<String, String>| -> Vec<(String, String)> {
+            m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        let r = self.p.reconfigure(
+            settings.clone(),
+            &receivers,
+            rows(&self.rows.dispatch),
+            self.rows.incidents(),
+            rows(&self.rows.remedy),
+            self.now,
+        );
+        self.settings = settings;
+        self.p.transitions(&self.alerts, &[], true, self.now);
+        self.tick();
+        r
+    }
+
     fn load_silences(&mut self) {
         let s = self
             .silences
@@ -1271,6 +1298,103 @@ fn incidents_refuse_changes_that_contradict_their_state() {
                 4m incident refused: the incident is resolved already",
         },
         |_| {},
+    );
+}
+
+#[test]
+fn a_reload_tells_the_receivers_a_route_gains_and_nobody_twice() {
+    const BEFORE: &str = r#"
+receivers:
+  - { name: ops, webhook: { url: "http://127.0.0.1:1/ops" } }
+  - { name: sms, webhook: { url: "http://127.0.0.1:1/sms" } }
+  - { name: lead, webhook: { url: "http://127.0.0.1:1/lead" } }
+escalation_policies:
+  - name: page
+    steps:
+      - { after: 10m, receivers: [lead] }
+route:
+  receivers: [ops]
+  repeat_interval: 0s
+  routes:
+    - { level: critical, escalation: page, continue: true }
+"#;
+    // sms added to the route; the escalation policy unchanged.
+    const WIDER: &str = r#"
+receivers:
+  - { name: ops, webhook: { url: "http://127.0.0.1:1/ops" } }
+  - { name: sms, webhook: { url: "http://127.0.0.1:1/sms" } }
+  - { name: lead, webhook: { url: "http://127.0.0.1:1/lead" } }
+escalation_policies:
+  - name: page
+    steps:
+      - { after: 10m, receivers: [lead] }
+route:
+  receivers: [ops, sms]
+  repeat_interval: 0s
+  routes:
+    - { level: critical, escalation: page, continue: true }
+"#;
+    // ops and the escalation gone.
+    const NARROWER: &str = r#"
+receivers:
+  - { name: sms, webhook: { url: "http://127.0.0.1:1/sms" } }
+route:
+  receivers: [sms]
+  repeat_interval: 0s
+"#;
+    let mut sim = Sim::new(BEFORE);
+    for line in [
+        "0s fire Load host=a warning",
+        "0s fire Disk host=b critical",
+    ] {
+        sim.step(line);
+    }
+    sim.advance(T0 + 60_000);
+    let r = sim.reload(WIDER);
+    assert_eq!(r, Reconfigured::default());
+    sim.advance(T0 + 120_000);
+    // The same file again: nothing to tell anyone.
+    assert_eq!(sim.reload(WIDER), Reconfigured::default());
+    sim.advance(T0 + 180_000);
+    let r = sim.reload(NARROWER);
+    assert_eq!(
+        (r.groups_dropped, r.escalations_dropped),
+        (1, 1),
+        "{:#?}",
+        sim.out
+    );
+    // The dropped rows are deleted with the next commit: a restart finds nothing of ops.
+    assert!(
+        !sim.rows
+            .dispatch
+            .keys()
+            .any(|k| k.contains("ops|") || k.starts_with("e:")),
+        "{:?}",
+        sim.rows.dispatch.keys().collect::<Vec<_>>()
+    );
+    sim.step("4m resolve Load host=a");
+    sim.step("30m resolve Disk host=b");
+    let got: Vec<&str> = sim
+        .out
+        .iter()
+        .map(String::as_str)
+        .filter(|l| l.split_whitespace().nth(1) == Some("notify"))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "0s notify ops changed Load/a:warning",
+            // The reload adds sms to the route: it hears of what fires there, ops not again
+            // (the critical Disk goes to the escalation alone, whose step is 10 minutes off).
+            "1m notify sms changed Load/a:warning",
+            // ops and the escalation are gone: Disk now routes to sms, which is told at once;
+            // only sms hears of the ends, and the lead's step never comes.
+            "3m notify sms changed Disk/b:critical",
+            "4m notify sms changed Load/a:resolved",
+            "30m notify sms changed Disk/b:resolved",
+        ],
+        "{:#?}",
+        sim.out
     );
 }
 

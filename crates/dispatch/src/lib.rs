@@ -871,6 +871,80 @@ impl Dispatcher {
         })
     }
 
+    /// The part of `targets` that does not hold the firing alert `a`: per target, the
+    /// receivers whose group lacks it and the escalation if none runs for it (targets left
+    /// with nothing are left out). Handing an alert to these with [`Dispatcher::event`] tells
+    /// only those that have not heard of it: after a configuration reload, a receiver a route
+    /// now sends to hears of what fires, and those that heard already are not told again.
+    pub fn missing(&self, a: &AlertInfo, targets: &[Target]) -> Vec<Target> {
+        targets
+            .iter()
+            .filter_map(|t| {
+                let labels = group_labels(t, a);
+                let receivers: Vec<String> = t
+                    .receivers
+                    .iter()
+                    .filter(|r| {
+                        !self
+                            .groups
+                            .get(&group_key(r, &t.node, &labels))
+                            .is_some_and(|g| {
+                                g.alerts.contains_key(&a.id) || g.sent.contains_key(&a.id)
+                            })
+                    })
+                    .cloned()
+                    .collect();
+                let escalation = t.escalation.clone().filter(|p| {
+                    self.policies.contains_key(p)
+                        && !self.escalations.contains_key(&escalation_key(p, &a.id))
+                });
+                (!receivers.is_empty() || escalation.is_some()).then(|| Target {
+                    receivers,
+                    escalation,
+                    ..t.clone()
+                })
+            })
+            .collect()
+    }
+
+    /// Drops the groups of receivers not in `receivers`, and the escalations of policies this
+    /// dispatcher no longer has (a configuration reload removed them): nobody can deliver
+    /// them. Escalations forget the receivers that are gone. Returns how many groups and
+    /// escalations were dropped; their rows are deleted with the next changes taken.
+    pub fn retain_receivers(&mut self, receivers: &BTreeSet<String>) -> (usize, usize) {
+        let gone: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| !receivers.contains(&g.receiver))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &gone {
+            if let Some(mut g) = self.groups.remove(key) {
+                g.touched = g.alerts.keys().chain(g.sent.keys()).cloned().collect();
+                mark(&mut self.dirty, key, &mut g);
+            }
+        }
+        let policies = &self.policies;
+        let ended: Vec<String> = self
+            .escalations
+            .iter()
+            .filter(|(_, e)| !policies.contains_key(&e.policy))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &ended {
+            self.escalations.remove(key);
+            self.dirty.insert(format!("e:{key}"));
+        }
+        for (key, e) in &mut self.escalations {
+            let before = e.notified.len();
+            e.notified.retain(|r| receivers.contains(r));
+            if e.notified.len() != before {
+                self.dirty.insert(format!("e:{key}"));
+            }
+        }
+        (gone.len(), ended.len())
+    }
+
     /// Groups and escalations in flight, for metrics.
     pub fn sizes(&self) -> (usize, usize) {
         (self.groups.len(), self.escalations.len())

@@ -12,7 +12,7 @@ mod worker;
 #[cfg(test)]
 mod testing;
 
-pub use worker::{backoff_ms, workers, DeliveryMetrics, RateLimiter, Urgent};
+pub use worker::{backoff_ms, run_workers, workers, DeliveryMetrics, RateLimiter, Urgent};
 
 /// Sends one test message through a receiver as configured — the same channel, signature and
 /// template as an alert's, outside its rate limit and outbox — so that a new receiver (a robot's secret, an SMS

@@ -237,6 +237,81 @@ pub fn workers(
     Ok(out)
 }
 
+/// The receivers of `config`, delivered until `cancel`. When `config` changes (a configuration
+/// reload), the workers finish the send under way and stop, then the new receivers' start:
+/// each reads its outbox afresh, so nothing queued is lost, and no two workers ever send one
+/// receiver's rows at once. A receiver removed leaves its queued rows in the outbox (counted by
+/// the caller), delivered if it comes back. New receivers that cannot be built (checked before
+/// the old workers stop) leave the old ones running, with an error line. A worker that panics
+/// panics this task too: the collector's supervisor stops it, to be restarted.
+pub async fn run_workers(
+    mut config: watch::Receiver<Arc<Vec<ReceiverConfig>>>,
+    db: std::path::PathBuf,
+    urgent: Arc<Urgent>,
+    wake: watch::Receiver<u64>,
+    metrics: DeliveryMetrics,
+    cancel: CancellationToken,
+) {
+    let mut receivers = config.borrow_and_update().clone();
+    let mut watching = true;
+    loop {
+        let round = cancel.child_token();
+        let mut set = tokio::task::JoinSet::new();
+        match workers(
+            &receivers,
+            &db,
+            &urgent,
+            wake.clone(),
+            metrics.clone(),
+            round.clone(),
+        ) {
+            Ok(ws) => {
+                for w in ws {
+                    set.spawn(w);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "delivery workers cannot start; retrying"),
+        }
+        let next = loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break None,
+                r = config.changed(), if watching => match r {
+                    Ok(()) => {
+                        let next = config.borrow_and_update().clone();
+                        match next.iter().try_for_each(|r| {
+                            crate::channel::build(r).map(drop).map_err(|e| format!("receiver {}: {e}", r.name))
+                        }) {
+                            Ok(()) => break Some(next),
+                            Err(e) => tracing::error!(error = %e, "reloaded receivers not taken; the previous ones keep delivering"),
+                        }
+                    }
+                    Err(_) => watching = false,
+                },
+                Some(j) = set.join_next() => rethrow(j),
+                // No worker started: try again shortly.
+                _ = tokio::time::sleep(Duration::from_secs(1)), if set.is_empty() && !receivers.is_empty() => break Some(receivers.clone()),
+            }
+        };
+        round.cancel();
+        while let Some(j) = set.join_next().await {
+            rethrow(j);
+        }
+        match next {
+            Some(r) => receivers = r,
+            None => return,
+        }
+    }
+}
+
+/// A worker's panic, passed on.
+fn rethrow(j: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = j {
+        if e.is_panic() {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+}
+
 /// The receiver's rate limiter, with the sends of its windows made before this start (a
 /// restart does not start a day's budget afresh).
 fn limiter(outbox: &Outbox, r: &ReceiverConfig) -> Option<RateLimiter> {

@@ -180,4 +180,15 @@ impl Outbox {
         )?;
         Ok(n as u64)
     }
+
+    /// Items by status, per receiver (those with any).
+    pub fn count_by_receiver(&self, status: OutboxStatus) -> Result<Vec<(String, u64)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT receiver, count(*) FROM outbox WHERE status = ?1 GROUP BY receiver ORDER BY receiver",
+        )?;
+        let rows = st.query_map(params![status.as_str()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
 }
