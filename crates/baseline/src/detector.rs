@@ -371,7 +371,7 @@ impl Records {
             .position(|&b| b)
             .filter(|_| self.n >= RECORD_WARM)
             .map(|side| (self.rate[side] * n_eff + 1.0) / (n_eff + 2.0));
-        let a = (1.0 / (self.n as f64 + 1.0)).max(min_alpha);
+        let a = running(self.n, min_alpha);
         for (r, b) in self.rate.iter_mut().zip(broke) {
             *r += a * (f64::from(u8::from(b)) - *r);
         }
@@ -684,9 +684,11 @@ impl Detector {
         } else {
             stretch(spread(tail), self.stretch_factor(youth))
         };
-        let d = raw - self.s_mean;
-        self.s_mean += c.alpha_surprise_long * d;
-        self.s_var = (1.0 - c.alpha_surprise_long) * (self.s_var + c.alpha_surprise_long * d * d);
+        // The surprise's mean and variance start at zero: until the memory is full they are
+        // running averages (as the records' rates are), not exponential ones still weighted
+        // towards that zero, which would read a young series' surprises as extreme.
+        let a = running(self.n, c.alpha_surprise_long);
+        moments(&mut self.s_mean, &mut self.s_var, raw, a);
         self.s_short = s_short;
         let score = if (day_echo || week_echo) && cause == Cause::Deviation {
             score * c.echo_damp
@@ -800,6 +802,20 @@ fn echo(
     let steps = (raw * ECHO_STEPS).round().min(255.0) as u8;
     e[b][0] = e[b][0].max(steps);
     raw > 0.0 && f64::from(before) / ECHO_STEPS >= ECHO * raw
+}
+
+/// The weight of the `n`-th sample (from 0) in a mean with memory 1/`alpha`: a plain running
+/// mean until the memory is full, exponential from then on. An exponential mean started at
+/// zero would stay weighted towards that zero for about its memory.
+fn running(n: u64, alpha: f64) -> f64 {
+    (1.0 / (n as f64 + 1.0)).max(alpha)
+}
+
+/// Learns `x` into a mean and a variance with weight `a`.
+fn moments(mean: &mut f64, var: &mut f64, x: f64, a: f64) {
+    let d = x - *mean;
+    *mean += a * d;
+    *var = (1.0 - a) * (*var + a * d * d);
 }
 
 /// A tail probability as a score in [0, 1]: log(p) / log(10⁻¹⁰), which spreads the values
@@ -994,6 +1010,18 @@ mod tests {
         d.n = 300;
         assert_eq!(d.stretch_factor(d.youth()), d.youth());
         assert!(d.youth() > 1.2);
+    }
+
+    #[test]
+    fn moments_are_plain_until_the_memory_is_full_then_exponential() {
+        let (mut mean, mut var) = (0.0, 0.0);
+        for (n, x) in [1.0, 2.0, 3.0, 6.0].into_iter().enumerate() {
+            moments(&mut mean, &mut var, x, running(n as u64, 0.01));
+        }
+        assert!((mean - 3.0).abs() < 1e-12, "{mean}");
+        assert!((var - 3.5).abs() < 1e-12, "{var}");
+        assert_eq!(running(99, 0.01), 0.01);
+        assert_eq!(running(500, 0.01), 0.01);
     }
 
     #[test]
