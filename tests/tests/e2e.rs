@@ -1422,6 +1422,14 @@ fn a_reload_takes_new_receivers_and_routes_and_refuses_a_broken_file_whole() {
         metric("tocsin_config_reloads_total{result=\"failure\"} "),
         1.0
     );
+    let status: serde_json::Value = client
+        .get(c.url("/api/v1/status/collector"))
+        .bearer_auth("r3ad")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(status["data"]["reloadConfigSuccess"], false, "{status}");
     post_alert("Disk", true);
     b.wait_nth(3, Duration::from_secs(20));
     assert_eq!(told(&b), ["Disk:firing", "Load:firing", "Disk:resolved"]);
@@ -1458,6 +1466,14 @@ fn a_reload_takes_new_receivers_and_routes_and_refuses_a_broken_file_whole() {
         hook_told,
         ["Disk:firing", "Load:firing", "Disk:resolved"],
         "hook is gone: it hears nothing more"
+    );
+    // The command line asks the same; the file unchanged, nothing is dropped.
+    let out: serde_json::Value = serde_json::from_str(&c.cli(&["reload"], Some("adm1n"))).unwrap();
+    assert_eq!(out["receivers"], 1, "{out}");
+    assert_eq!(out["groups_dropped"], 0, "{out}");
+    assert_eq!(
+        metric("tocsin_config_reloads_total{result=\"success\"} "),
+        3.0
     );
     drop(s);
 }

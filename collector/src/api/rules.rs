@@ -107,5 +107,8 @@ pub(crate) async fn collector_status(State(st): State<AppState>) -> Result<Json<
         "incidentsOpen": t.incidents_open.get(),
         "notificationsPending": pending,
         "deadLetters": dead,
+        // As Prometheus' runtime information says it: whether the file on disk is what runs.
+        "reloadConfigSuccess": t.config_reload_ok.get() == 1,
+        "lastConfigTime": format_rfc3339(t.config_reload_time.get() * 1000),
     } })))
 }

@@ -128,6 +128,13 @@ enum Cmd {
         #[command(subcommand)]
         action: SilenceCmd,
     },
+    /// Reload a running collector's configuration file and rules (as SIGHUP does); prints what
+    /// it took, or every reason it refused the file (exit status 1: the running configuration
+    /// stays).
+    Reload {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Hosts a running collector knows: list them, or take one out of service.
     Hosts {
         #[command(flatten)]
@@ -492,6 +499,12 @@ pub fn main() -> ExitCode {
                     .map_err(|e| format!("cannot write {}: {e}", path.display())),
                 None => print_answer(text),
             },
+        ),
+        Some(Cmd::Reload { api }) => call_api(
+            "reload",
+            &api,
+            |c, base| Ok(c.post(format!("{base}/-/reload"))),
+            print_answer,
         ),
         Some(Cmd::Hosts { api, action }) => call_api(
             "hosts",
