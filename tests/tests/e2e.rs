@@ -1467,6 +1467,15 @@ fn a_reload_takes_new_receivers_and_routes_and_refuses_a_broken_file_whole() {
         ["Disk:firing", "Load:firing", "Disk:resolved"],
         "hook is gone: it hears nothing more"
     );
+    // hook's delivery gauges go with it.
+    wait_for("hook's gauges gone", Duration::from_secs(20), || {
+        let text = reqwest::blocking::get(c.url("/metrics"))
+            .and_then(|r| r.text())
+            .unwrap_or_default();
+        (!text.contains("tocsin_notifications_pending{receiver=\"hook\"}")
+            && text.contains("tocsin_notifications_pending{receiver=\"b\"}"))
+        .then_some(())
+    });
     // The command line asks the same; the file unchanged, nothing is dropped.
     let out: serde_json::Value = serde_json::from_str(&c.cli(&["reload"], Some("adm1n"))).unwrap();
     assert_eq!(out["receivers"], 1, "{out}");

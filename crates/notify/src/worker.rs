@@ -297,7 +297,17 @@ pub async fn run_workers(
             rethrow(j);
         }
         match next {
-            Some(r) => receivers = r,
+            Some(r) => {
+                // The gauges of receivers gone would hold their last values for good.
+                for gone in receivers
+                    .iter()
+                    .filter(|o| r.iter().all(|n| n.name != o.name))
+                {
+                    let _ = metrics.pending.remove_label_values(&[&gone.name]);
+                    let _ = metrics.held.remove_label_values(&[&gone.name]);
+                }
+                receivers = r;
+            }
             None => return,
         }
     }
