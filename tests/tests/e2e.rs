@@ -1486,3 +1486,75 @@ fn a_reload_takes_new_receivers_and_routes_and_refuses_a_broken_file_whole() {
     );
     drop(s);
 }
+
+/// The collector alerts on its own health with the shipped rules/collector.yaml: a receiver
+/// that keeps refusing is reported through the others, and so is a reload that refused the
+/// file, until one takes.
+#[test]
+fn the_collector_reports_a_failing_receiver_and_a_refused_reload_through_the_others() {
+    let _g = serial();
+    let port = tocsin_e2e::servers::free_port();
+    let down = format!(
+        "  - name: down\n    webhook: {{ url: \"http://127.0.0.1:{port}/hook\", timeout: 1s, max_attempts: 10 }}\n"
+    );
+    let rest = "route: { receivers: [hook, down], group_wait: 0s, repeat_interval: 0s }\n\
+                self_metrics: { interval: 1s }\nadmin_token: adm1n\n";
+    let s = Stack::new(&format!("{down}{rest}"));
+    std::fs::create_dir(s.dir.path().join("rules")).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/collector.yaml"),
+        s.dir.path().join("rules/collector.yaml"),
+    )
+    .unwrap();
+    let c = s.collector("127.0.0.1:0", &s.p("rules"));
+    let client = reqwest::blocking::Client::new();
+    let r = client
+        .post(c.url("/api/v2/alerts"))
+        .bearer_auth("adm1n")
+        .json(&serde_json::json!([{ "labels": { "alertname": "Disk", "host": "web-1" } }]))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let firing = |name: &'static str| {
+        move |v: &serde_json::Value| {
+            v["tocsin"]["event"] == "firing" && v["alerts"][0]["labels"]["alertname"] == name
+        }
+    };
+    let wait_told = |what: &str, f: &dyn Fn(&serde_json::Value) -> bool| {
+        wait_for(what, Duration::from_secs(30), || {
+            s.hook.all().into_iter().map(|(_, v)| v).find(|v| f(v))
+        })
+    };
+    let failing = wait_told(
+        "the failing receiver reported",
+        &firing("TocsinReceiverFailing"),
+    );
+    assert_eq!(
+        failing["alerts"][0]["labels"]["receiver"], "down",
+        "{failing}"
+    );
+    // A broken file: refused, and said so through the receivers that work.
+    let cfg = std::fs::read_to_string(s.p("collector.yaml")).unwrap();
+    std::fs::write(s.p("collector.yaml"), format!("{cfg}retention: soon\n")).unwrap();
+    let refused = client
+        .post(c.url("/-/reload"))
+        .bearer_auth("adm1n")
+        .send()
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 400);
+    wait_told(
+        "the refused reload reported",
+        &firing("TocsinConfigReloadFailed"),
+    );
+    std::fs::write(s.p("collector.yaml"), cfg).unwrap();
+    let taken = client
+        .post(c.url("/-/reload"))
+        .bearer_auth("adm1n")
+        .send()
+        .unwrap();
+    assert_eq!(taken.status().as_u16(), 200);
+    wait_told("the reload's alert resolved", &|v| {
+        v["tocsin"]["event"] == "resolved"
+            && v["alerts"][0]["labels"]["alertname"] == "TocsinConfigReloadFailed"
+    });
+}

@@ -207,6 +207,9 @@ impl Core {
                 }
                 if let Some(mut own) = self.own_metrics_due(now) {
                     tx.append_derived(&mut own, now)?;
+                    // Rules read them too: the collector alerts on its own health (rules/
+                    // collector.yaml: a refused reload, receivers refusing messages).
+                    g.transitions.extend(self.engine.ingest(&own, now));
                     if forwarding && self.self_metrics.forward {
                         g.derived_forward.extend(own);
                     }

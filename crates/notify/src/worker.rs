@@ -231,6 +231,11 @@ pub fn workers(
             unsettled: Mutex::new(Vec::new()),
             urgent: Arc::clone(urgent),
         };
+        // Every result from zero, so that the first failure is an increase (rules read
+        // `increase(tocsin_notifications_total[…])`).
+        for result in ["delivered", "failed", "dead"] {
+            metrics.sent.with_label_values(&[&r.name, result]);
+        }
         let span = tracing::info_span!("receiver", name = %r.name);
         out.push(w.run(wake.clone(), cancel.clone()).instrument(span));
     }

@@ -306,3 +306,122 @@ fn shipped_listen_overflow_rule_counts_drops_a_minute() {
         ]
     );
 }
+
+/// Series by their label pairs (the metric name among them), with a value.
+type Values = Vec<(Vec<(&'static str, &'static str)>, f64)>;
+
+/// Feeds `rule` one sample of each series `values` gives per 15 s (the collector's own metrics'
+/// interval) for `minutes`; the transitions, by the minute they came at.
+fn run_every_15s(
+    rule: tocsin_rules::Rule,
+    minutes: i64,
+    values: &dyn Fn(i64) -> Values,
+) -> Vec<(i64, &'static str, tocsin_model::Level)> {
+    use tocsin_model::{Labels, Sample, SeriesSamples};
+    use tocsin_rules::{Engine, EngineOptions};
+    let mut e = Engine::new(vec![rule], EngineOptions::default());
+    let t0 = 1_700_000_000_000;
+    let mut out = Vec::new();
+    for step in 0..minutes * 4 {
+        let t = t0 + step * 15_000;
+        let batch: Vec<SeriesSamples> = values(step)
+            .into_iter()
+            .map(|(l, v)| SeriesSamples {
+                labels: Labels::from_pairs(l),
+                samples: vec![Sample::new(t, v)],
+            })
+            .collect();
+        for tr in e.ingest(&batch, t) {
+            out.push((step / 4, tr.kind.as_str(), tr.level));
+        }
+    }
+    out
+}
+
+/// The collector's rules over its own metrics: a refused reload warns until a reload takes;
+/// three failed attempts at a receiver within 15 minutes warn, and the warning ends 15 minutes
+/// after the last; a notification given up is critical for the hour after.
+#[test]
+fn shipped_collector_rules_follow_reloads_and_deliveries() {
+    use tocsin_model::Level::{Critical, Warning};
+    let reload = |step: i64| {
+        let ok = if (8..20).contains(&step) { 0.0 } else { 1.0 };
+        vec![(
+            vec![("__name__", "tocsin_config_last_reload_successful")],
+            ok,
+        )]
+    };
+    assert_eq!(
+        run_every_15s(
+            shipped("collector.yaml", "TocsinConfigReloadFailed"),
+            10,
+            &reload
+        ),
+        [(2, "firing", Warning), (5, "resolved", Warning)]
+    );
+    // Failed attempts at "down" in minute 5 (1 s, 2 s, 4 s apart: one sample each here), one
+    // more at minute 30; "up" fails once an hour, which is no pattern.
+    let attempts = |step: i64| {
+        let down = match step {
+            ..20 => 0.0,
+            20 => 1.0,
+            21 => 2.0,
+            22..120 => 3.0,
+            _ => 4.0,
+        };
+        let up = if step < 100 { 0.0 } else { 1.0 };
+        vec![
+            (
+                vec![
+                    ("__name__", "tocsin_notifications_total"),
+                    ("receiver", "down"),
+                    ("result", "failed"),
+                ],
+                down,
+            ),
+            (
+                vec![
+                    ("__name__", "tocsin_notifications_total"),
+                    ("receiver", "up"),
+                    ("result", "failed"),
+                ],
+                up,
+            ),
+            (
+                vec![
+                    ("__name__", "tocsin_notifications_total"),
+                    ("receiver", "down"),
+                    ("result", "delivered"),
+                ],
+                7.0,
+            ),
+        ]
+    };
+    assert_eq!(
+        run_every_15s(
+            shipped("collector.yaml", "TocsinReceiverFailing"),
+            45,
+            &attempts
+        ),
+        [(5, "firing", Warning), (20, "resolved", Warning)]
+    );
+    let dead = |step: i64| {
+        let n = if step < 40 { 0.0 } else { 1.0 };
+        vec![(
+            vec![
+                ("__name__", "tocsin_notifications_total"),
+                ("receiver", "down"),
+                ("result", "dead"),
+            ],
+            n,
+        )]
+    };
+    assert_eq!(
+        run_every_15s(
+            shipped("collector.yaml", "TocsinNotificationsDead"),
+            90,
+            &dead
+        ),
+        [(10, "firing", Critical), (70, "resolved", Critical)]
+    );
+}
