@@ -356,6 +356,8 @@ impl Pipeline {
         self.s = settings;
         let unreadable = self.restore(dispatch_rows, incident_rows, remedy_rows, now);
         let (groups_dropped, escalations_dropped) = self.dispatcher.retain_receivers(receivers);
+        self.dispatcher
+            .set_node_opts(&routing::node_opts(&self.s.route));
         self.reroute = true;
         Reconfigured {
             groups_dropped,

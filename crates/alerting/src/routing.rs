@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use tocsin_config::inhibit::InhibitRule;
-use tocsin_config::route::{Route, Target, TimeGate};
+use tocsin_config::route::{GroupOpts, Route, Target, TimeGate};
 use tocsin_model::{Labels, Level};
 
 fn matches(node: &Route, labels: &Labels, level: Level) -> bool {
@@ -59,6 +59,17 @@ pub fn gates(route: &Route) -> std::collections::BTreeMap<String, TimeGate> {
         if !n.times.always() {
             out.insert(n.node.clone(), n.times.clone());
         }
+        stack.extend(n.routes.iter());
+    }
+    out
+}
+
+/// Every route node's grouping options, by node.
+pub fn node_opts(route: &Route) -> std::collections::BTreeMap<String, GroupOpts> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![route];
+    while let Some(n) = stack.pop() {
+        out.insert(n.node.clone(), n.opts.clone());
         stack.extend(n.routes.iter());
     }
     out

@@ -1399,6 +1399,36 @@ route:
 }
 
 #[test]
+fn a_reload_gives_groups_in_flight_their_nodes_new_options() {
+    const HOURLY: &str = r#"
+receivers:
+  - { name: ops, webhook: { url: "http://127.0.0.1:1/ops" } }
+route: { receivers: [ops], repeat_interval: 1h }
+"#;
+    let mut sim = Sim::new(HOURLY);
+    sim.step("0s fire Load host=a warning");
+    sim.advance(T0 + 5 * 60_000);
+    let r = sim.reload(&HOURLY.replace("1h", "10m"));
+    assert_eq!(r, Reconfigured::default());
+    sim.step("75m end");
+    let got: Vec<&str> = sim
+        .out
+        .iter()
+        .map(String::as_str)
+        .filter(|l| l.split_whitespace().nth(1) == Some("notify"))
+        .collect();
+    // The repeat already due at 1h comes then; the next one ten minutes after it.
+    assert_eq!(
+        got,
+        [
+            "0s notify ops changed Load/a:warning",
+            "1h notify ops repeat1 Load/a:warning",
+            "1h10m notify ops repeat2 Load/a:warning",
+        ]
+    );
+}
+
+#[test]
 fn a_page_about_the_collector_goes_to_each_receiver_once_unless_silenced() {
     let mut p = Pipeline::new(config(TWO_TIERS));
     let l = labels("TocsinStorageFailing", "instance=c1");

@@ -945,6 +945,21 @@ impl Dispatcher {
         (gone.len(), ended.len())
     }
 
+    /// Gives the groups of each route node in `opts` that node's grouping options (a reload
+    /// changed them): from their next message on, they repeat and group as the node now says.
+    /// Groups of nodes no longer in the tree keep theirs until their alerts end.
+    pub fn set_node_opts(&mut self, opts: &BTreeMap<String, GroupOpts>) {
+        for (key, g) in &mut self.groups {
+            if let Some(o) = opts.get(&g.node) {
+                let new = Opts::new(o, self.resend.get(&g.receiver).copied());
+                if new != g.opts {
+                    g.opts = new;
+                    self.dirty.insert(format!("g:{key}"));
+                }
+            }
+        }
+    }
+
     /// Groups and escalations in flight, for metrics.
     pub fn sizes(&self) -> (usize, usize) {
         (self.groups.len(), self.escalations.len())
