@@ -98,13 +98,14 @@ impl Reloader {
     pub async fn reload(&self, why: &str) -> Result<Outcome, String> {
         let mut running = self.running.lock().await;
         let result = self.take(&mut running).await;
+        let result_name = if result.is_ok() { "success" } else { "failure" };
+        self.tel
+            .config_reloads
+            .with_label_values(&[result_name])
+            .inc();
+        self.tel.config_reload_ok.set(i64::from(result.is_ok()));
         match &result {
             Ok(o) => {
-                self.tel
-                    .config_reloads
-                    .with_label_values(&["success"])
-                    .inc();
-                self.tel.config_reload_ok.set(1);
                 self.tel
                     .config_reload_time
                     .set(tocsin_model::now_ms() / 1000);
@@ -130,11 +131,6 @@ impl Reloader {
                 }
             }
             Err(e) => {
-                self.tel
-                    .config_reloads
-                    .with_label_values(&["failure"])
-                    .inc();
-                self.tel.config_reload_ok.set(0);
                 error!(
                     by = why,
                     "configuration reload refused; the previous configuration stays in force:\n{e}"
@@ -185,10 +181,8 @@ impl Reloader {
             })
             .await
             .map_err(|_| gone())?;
+        // (Rows that did not read are logged by the writer.)
         let done = answer.await.map_err(|_| gone())??;
-        for (key, e) in &done.unreadable {
-            error!(key, error = %e, "unreadable notification, incident or remediation state dropped");
-        }
         let n_rules = rules.len();
         self.writer
             .send(Msg::Reload(rules))

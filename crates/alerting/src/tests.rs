@@ -322,6 +322,15 @@ impl Sim {
         }
     }
 
+    /// The lines of one kind so far (`notify`, `timeline`, …: the first word after the time).
+    fn lines(&self, kind: &str) -> Vec<&str> {
+        self.out
+            .iter()
+            .map(String::as_str)
+            .filter(|l| l.split_whitespace().nth(1) == Some(kind))
+            .collect()
+    }
+
     /// A configuration reload, as the writer makes it: the pipeline takes the new settings from
     /// the stored rows, and the next batch looks at every firing alert again.
     fn reload(&mut self, yaml: &str) -> Reconfigured {
@@ -1374,12 +1383,7 @@ route:
     );
     sim.step("4m resolve Load host=a");
     sim.step("30m resolve Disk host=b");
-    let got: Vec<&str> = sim
-        .out
-        .iter()
-        .map(String::as_str)
-        .filter(|l| l.split_whitespace().nth(1) == Some("notify"))
-        .collect();
+    let got = sim.lines("notify");
     assert_eq!(
         got,
         [
@@ -1411,12 +1415,7 @@ route: { receivers: [ops], repeat_interval: 1h }
     let r = sim.reload(&HOURLY.replace("1h", "10m"));
     assert_eq!(r, Reconfigured::default());
     sim.step("75m end");
-    let got: Vec<&str> = sim
-        .out
-        .iter()
-        .map(String::as_str)
-        .filter(|l| l.split_whitespace().nth(1) == Some("notify"))
-        .collect();
+    let got = sim.lines("notify");
     // The repeat already due at 1h comes then; the next one ten minutes after it.
     assert_eq!(
         got,

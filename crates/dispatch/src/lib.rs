@@ -912,37 +912,30 @@ impl Dispatcher {
     /// them. Escalations forget the receivers that are gone. Returns how many groups and
     /// escalations were dropped; their rows are deleted with the next changes taken.
     pub fn retain_receivers(&mut self, receivers: &BTreeSet<String>) -> (usize, usize) {
-        let gone: Vec<String> = self
-            .groups
-            .iter()
-            .filter(|(_, g)| !receivers.contains(&g.receiver))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in &gone {
-            if let Some(mut g) = self.groups.remove(key) {
+        let (groups, escalations) = (self.groups.len(), self.escalations.len());
+        let dirty = &mut self.dirty;
+        self.groups.retain(|key, g| {
+            let keep = receivers.contains(&g.receiver);
+            if !keep {
                 g.touched = g.alerts.keys().chain(g.sent.keys()).cloned().collect();
-                mark(&mut self.dirty, key, &mut g);
+                mark(dirty, key, g);
             }
-        }
+            keep
+        });
         let policies = &self.policies;
-        let ended: Vec<String> = self
-            .escalations
-            .iter()
-            .filter(|(_, e)| !policies.contains_key(&e.policy))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in &ended {
-            self.escalations.remove(key);
-            self.dirty.insert(format!("e:{key}"));
-        }
-        for (key, e) in &mut self.escalations {
+        self.escalations.retain(|key, e| {
+            let keep = policies.contains_key(&e.policy);
             let before = e.notified.len();
             e.notified.retain(|r| receivers.contains(r));
-            if e.notified.len() != before {
-                self.dirty.insert(format!("e:{key}"));
+            if !keep || e.notified.len() != before {
+                dirty.insert(format!("e:{key}"));
             }
-        }
-        (gone.len(), ended.len())
+            keep
+        });
+        (
+            groups - self.groups.len(),
+            escalations - self.escalations.len(),
+        )
     }
 
     /// Gives the groups of each route node in `opts` that node's grouping options (a reload
