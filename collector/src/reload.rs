@@ -289,16 +289,27 @@ fn keep_running(
     (new, changed)
 }
 
-/// Reloads on every SIGHUP until `cancel`.
-#[cfg(unix)]
-pub async fn on_hangup(reloader: Arc<Reloader>, cancel: tokio_util::sync::CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            error!(error = %e, "cannot listen for SIGHUP; reload with POST /-/reload");
-            return;
-        }
+/// SIGHUPs, caught from when this is called (none: they cannot be caught, and a reload goes
+/// through `POST /-/reload`).
+pub type Hangups = Option<tokio::signal::unix::Signal>;
+
+/// Starts catching SIGHUP on `rt`: from here on it no longer ends the process.
+pub fn hangups(rt: &tokio::runtime::Runtime) -> Hangups {
+    let _in = rt.enter();
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| error!(error = %e, "cannot catch SIGHUP; reload with POST /-/reload"))
+        .ok()
+}
+
+/// Reloads on every SIGHUP until `cancel` (one caught before this started, while the collector
+/// was starting, reloads once at once).
+pub async fn on_hangup(
+    hangups: Hangups,
+    reloader: Arc<Reloader>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let Some(mut hup) = hangups else {
+        return;
     };
     loop {
         tokio::select! {

@@ -68,6 +68,13 @@ pub(super) fn load_config(args: &RunArgs) -> anyhow::Result<CollectorConfig> {
 }
 
 pub(super) fn run(args: RunArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tocsin-collector")
+        .build()?;
+    // SIGHUP asks for a reload; caught from here on, so that one sent while the store opens
+    // (which can take a while) is done once the collector runs, rather than ending it.
+    let hangup = crate::reload::hangups(&rt);
     let source = ConfigSource::of(&args);
     let cfg = source.load()?;
     tocsin_runtime::private_umask();
@@ -99,16 +106,13 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<()> {
         tocsin_notify::log_receiver(r);
     }
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("tocsin-collector")
-        .build()?;
     rt.block_on(serve(
         cfg,
         store,
         rules,
         db,
         Box::new(move || source.load()),
+        hangup,
     ))
 }
 
@@ -118,6 +122,7 @@ pub(super) async fn serve(
     rules: Vec<tocsin_rules::Rule>,
     db: PathBuf,
     source: crate::reload::Source,
+    hangup: crate::reload::Hangups,
 ) -> anyhow::Result<()> {
     tocsin_runtime::survive_file_size_limit();
     let cancel = CancellationToken::new();
@@ -303,11 +308,10 @@ pub(super) async fn serve(
         tel.clone(),
     ));
     state.reloader = Some(Arc::clone(&reloader));
-    #[cfg(unix)]
     sup.spawn(
         &tracker,
         "configuration reload",
-        crate::reload::on_hangup(reloader, cancel.clone()),
+        crate::reload::on_hangup(hangup, reloader, cancel.clone()),
     );
     sup.spawn(
         &tracker,
