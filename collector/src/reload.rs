@@ -323,3 +323,25 @@ pub async fn on_hangup(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A SIGHUP sent once catching has started, before anything reads it (the store still
+    /// opening), leaves the process running and waits for the reloader.
+    #[test]
+    fn a_hangup_during_the_start_waits_for_the_reloader() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut hup = hangups(&rt).expect("SIGHUP can be caught");
+        rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::HUP)
+            .unwrap();
+        let got = rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(10), hup.recv()).await
+        });
+        assert_eq!(got, Ok(Some(())));
+    }
+}
