@@ -29,6 +29,7 @@ const L = {
     theme: '主题', ok: '正常', services: '服务可用性', probe: '探测项', success: '成功', failing: '失败',
     incidentStats: '事件统计', count: '数量', noData: '暂无数据', loading: '加载中…', error: '出错',
     storageErrors: '存储错误', notificationsPending: '待发送通知', rulesLoaded: '规则数',
+    configuration: '配置', configInForce: '自 {0} 起生效', configRefused: '上次重新加载被拒绝，仍在使用 {0} 的配置',
     mvalue: '值', recover: '恢复', outage: '故障类型', 's.active': '生效中', 's.pending': '未开始', 's.expired': '已失效',
     slo: '服务等级', indicator: '指标', objective: '目标', budgetLeft: '剩余错误预算', burn: '消耗速率', conditions: '告警条件',
     'c.fast': '快速消耗', 'c.slow': '慢速消耗', 'c.ticket': '持续消耗', 'sli.availability': '可用性', 'sli.latency': '延迟',
@@ -61,6 +62,7 @@ const L = {
     theme: 'Theme', ok: 'OK', services: 'Service availability', probe: 'Probe', success: 'up', failing: 'failing',
     incidentStats: 'Incident statistics', count: 'Count', noData: 'No data', loading: 'Loading…', error: 'Error',
     storageErrors: 'Storage errors', notificationsPending: 'Notifications pending', rulesLoaded: 'Rules',
+    configuration: 'Configuration', configInForce: 'in force since {0}', configRefused: 'last reload refused; the one of {0} still runs',
     mvalue: 'Value', recover: 'recover', outage: 'Outage kind', 's.active': 'active', 's.pending': 'pending', 's.expired': 'expired',
     slo: 'Service levels', indicator: 'Indicator', objective: 'Objective', budgetLeft: 'Error budget left', burn: 'Burn rate', conditions: 'Conditions',
     'c.fast': 'fast burn', 'c.slow': 'slow burn', 'c.ticket': 'steady burn', 'sli.availability': 'availability', 'sli.latency': 'latency',
@@ -240,7 +242,9 @@ async function overview(main) {
         el('div', { class: 'panel', 'data-test': 'collector' }, el('dl', { class: 'kv' },
           [[t('version'), status.version], [t('uptime'), dur(status.uptimeSeconds)], [t('series'), status.series],
             [t('samples'), status.samplesAccepted], [t('rulesLoaded'), status.rules], [t('notificationsPending'), status.notificationsPending],
-            [t('storageErrors'), status.storageErrors]].map(([k, v]) => [el('dt', {}, k), el('dd', {}, String(v))]))))));
+            [t('storageErrors'), status.storageErrors],
+            [t('configuration'), t(status.reloadConfigSuccess ? 'configInForce' : 'configRefused').replace('{0}', when(status.lastConfigTime))]]
+            .map(([k, v]) => [el('dt', {}, k), el('dd', {}, String(v))]))))));
   ready('overview');
 }
 

@@ -168,6 +168,9 @@ fn the_console_serves_the_people_on_call() {
     assert!(b.find_all("[data-nav]").is_empty(), "no page behind it");
 
     sign_in(&b, &base, "alice", ADMIN);
+    // The overview says whether the configuration file is what runs.
+    let panel = b.wait("[data-test=collector]", T).text();
+    assert!(panel.contains("配置") && panel.contains("起生效"), "{panel}");
     // A host heard from once, decommissioned: down two seconds later.
     push(&c, "retired-1", 0.1);
     // A probe of the service with an objective, up: its error budget is derived from here on.
