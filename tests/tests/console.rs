@@ -170,7 +170,10 @@ fn the_console_serves_the_people_on_call() {
     sign_in(&b, &base, "alice", ADMIN);
     // The overview says whether the configuration file is what runs.
     let panel = b.wait("[data-test=collector]", T).text();
-    assert!(panel.contains("配置") && panel.contains("起生效"), "{panel}");
+    assert!(
+        panel.contains("配置") && panel.contains("起生效"),
+        "{panel}"
+    );
     // A host heard from once, decommissioned: down two seconds later.
     push(&c, "retired-1", 0.1);
     // A probe of the service with an objective, up: its error budget is derived from here on.

@@ -125,16 +125,8 @@ impl HostSampler {
             }
         });
         run("processes", &mut || {
-            let pids = std::fs::read_dir(&self.proc)
-                .map_err(|e| format!("{}: {e}", self.proc.display()))?
-                .filter_map(|e| e.ok())
-                .filter(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .bytes()
-                        .all(|b| b.is_ascii_digit())
-                })
-                .count();
+            let pids =
+                count_pids(&self.proc).map_err(|e| format!("{}: {e}", self.proc.display()))?;
             Ok(vec![Family::gauge(
                 "node_processes_pids",
                 "Number of PIDs.",
@@ -143,6 +135,18 @@ impl HostSampler {
         });
         runs
     }
+}
+
+/// The process directories of `proc`: those named by digits only.
+fn count_pids(proc: &std::path::Path) -> std::io::Result<usize> {
+    Ok(std::fs::read_dir(proc)?
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.as_encoded_bytes();
+            !name.is_empty() && name.iter().all(u8::is_ascii_digit)
+        })
+        .count())
 }
 
 fn unix_now() -> f64 {
@@ -759,6 +763,17 @@ mod tests {
             262144.0
         );
         assert!(parse_conntrack("", "1").is_err());
+    }
+
+    #[test]
+    fn pids_are_the_directories_named_by_digits_only() {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["1", "23", "4096", "self", "net", "12a"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        std::fs::write(dir.path().join("uptime"), "1 2\n").unwrap();
+        assert_eq!(count_pids(dir.path()).unwrap(), 3);
+        assert!(count_pids(&dir.path().join("missing")).is_err());
     }
 
     #[test]

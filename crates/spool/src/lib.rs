@@ -98,6 +98,8 @@ pub struct Spool {
     in_flight: Vec<(u64, u64, u64)>,
     losses: Losses,
     buf: Vec<u8>,
+    /// The cursor's file, kept open: the cursor is written over it in place.
+    cursor_file: Option<File>,
 }
 
 fn seg_name(id: u64) -> String {
@@ -286,6 +288,7 @@ impl Spool {
             in_flight: Vec::new(),
             losses,
             buf,
+            cursor_file: None,
         })
     }
 
@@ -483,11 +486,27 @@ impl Spool {
         self.in_flight.clear();
     }
 
-    fn save_cursor(&self) -> io::Result<()> {
-        let tmp = self.dir.join("cursor.tmp");
-        let text = format!("{} {}\n", self.cursor.segment, self.cursor.offset);
-        fs::write(&tmp, text.as_bytes())?;
-        fs::rename(&tmp, self.dir.join(CURSOR_FILE))
+    /// Writes the cursor over its file in place, at a fixed width and with a checksum: one
+    /// `pwrite` per acknowledgement rather than a new file and a rename (which was an eighth of
+    /// the agent's CPU). A write torn by a power loss fails its checksum, and the spool then
+    /// starts from its oldest segment: samples sent twice, which the collector drops as not
+    /// newer, none lost.
+    fn save_cursor(&mut self) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let text = cursor_text(self.cursor);
+        if self.cursor_file.is_none() {
+            let path = self.dir.join(CURSOR_FILE);
+            let f = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| ctx(e, "cannot open", &path))?;
+            self.cursor_file = Some(f);
+        }
+        let f = self.cursor_file.as_ref().expect("opened above");
+        f.write_all_at(text.as_bytes(), 0)
     }
 
     /// Bytes on disk.
@@ -514,12 +533,30 @@ impl Spool {
     }
 }
 
+/// The cursor as stored: `SEGMENT OFFSET CRC` at fixed widths (51 bytes, so that each write
+/// covers the last), the CRC-32 over the first two fields.
+fn cursor_text(c: Pos) -> String {
+    let fields = format!("{:020} {:020}", c.segment, c.offset);
+    let crc = crc32fast::hash(fields.as_bytes());
+    format!("{fields} {crc:08x}\n")
+}
+
+/// The stored cursor, if it reads and its checksum holds (a cursor written before the checksum,
+/// `SEGMENT OFFSET` by a rename, is read too).
 fn read_cursor(dir: &Path) -> Option<Pos> {
     let text = fs::read_to_string(dir.join(CURSOR_FILE)).ok()?;
     let mut it = text.split_whitespace();
-    let segment = it.next()?.parse().ok()?;
-    let offset = it.next()?.parse().ok()?;
-    Some(Pos { segment, offset })
+    let (seg, off) = (it.next()?, it.next()?);
+    if let Some(crc) = it.next() {
+        let fields = format!("{seg} {off}");
+        if u32::from_str_radix(crc, 16).ok()? != crc32fast::hash(fields.as_bytes()) {
+            return None;
+        }
+    }
+    Some(Pos {
+        segment: seg.parse().ok()?,
+        offset: off.parse().ok()?,
+    })
 }
 
 #[cfg(test)]

@@ -247,6 +247,49 @@ fn a_damaged_cursor_file_never_skips_a_record() {
 }
 
 #[test]
+fn the_cursor_is_written_in_place_and_a_torn_one_is_not_trusted() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(CURSOR_FILE);
+    let mut s = Spool::open(dir.path(), opts()).unwrap();
+    fill(&mut s, 0..10, 1);
+    s.next(0).unwrap();
+    s.commit().unwrap();
+    let inode = std::fs::metadata(&path).unwrap().ino();
+    for _ in 0..3 {
+        s.next(0).unwrap();
+        s.commit().unwrap();
+    }
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().ino(),
+        inode,
+        "no new file per commit"
+    );
+    drop(s);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.len(), 51, "{text:?}");
+    let mut s = Spool::open(dir.path(), opts()).unwrap();
+    assert_eq!(drain(&mut s), (4..10).map(body).collect::<Vec<_>>());
+    drop(s);
+    // A write torn by a power loss: a digit of the new cursor over the old one.
+    let digit = if &text[30..31] == "9" { "8" } else { "9" };
+    let torn = format!("{}{digit}{}", &text[..30], &text[31..]);
+    std::fs::write(&path, torn).unwrap();
+    let mut s = Spool::open(dir.path(), opts()).unwrap();
+    assert_eq!(drain(&mut s).len(), 10, "not trusted: from the start");
+    drop(s);
+    // Written before the checksum, by a rename: still read.
+    let old_format = text
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    std::fs::write(&path, format!("{old_format}\n")).unwrap();
+    let mut s = Spool::open(dir.path(), opts()).unwrap();
+    assert_eq!(drain(&mut s), (4..10).map(body).collect::<Vec<_>>());
+}
+
+#[test]
 fn one_process_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let _s = Spool::open(dir.path(), opts()).unwrap();
