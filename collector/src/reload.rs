@@ -41,6 +41,38 @@ pub const RELOADED: &[&str] = &[
     "rule files' contents",
 ];
 
+/// The settings read only at start: a reload keeps them as they run (`keep_running`, which
+/// names each).
+pub const AT_START: &[&str] = &[
+    "listen",
+    "data_dir",
+    "rules",
+    "retention",
+    "checkpoint_interval",
+    "stale_after",
+    "federate",
+    "external_url",
+    "host_down_after",
+    "host_forget_after",
+    "storage_alert_after",
+    "ingest",
+    "query",
+    "self_metrics",
+    "admin_token",
+    "read_token",
+    "external_alerts",
+    "ack",
+    "incidents.changes_before",
+    "actions",
+    "remote_write",
+    "heartbeat",
+    "tls",
+    "services",
+    "change_freezes",
+    "timezone",
+    "reports",
+];
+
 pub struct Reloader {
     source: Source,
     /// The configuration in force; held through a reload, so reloads run one at a time.
@@ -327,6 +359,43 @@ pub async fn on_hangup(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every setting of the collector's configuration is either taken by a reload or kept
+    /// until a restart: a setting added later must say which.
+    #[test]
+    fn every_setting_is_reloaded_or_read_at_start() {
+        let cfg = tocsin_config::collector::RawCollectorConfig::default()
+            .validate()
+            .unwrap();
+        let debug = format!("{cfg:#?}");
+        let fields: Vec<&str> = debug
+            .lines()
+            .filter_map(|l| l.strip_prefix("    "))
+            .filter(|l| !l.starts_with(' '))
+            .filter_map(|l| l.split_once(':').map(|(f, _)| f))
+            .collect();
+        assert!(fields.len() > 30, "{fields:?}");
+        let top = |list: &[&'static str]| -> Vec<&'static str> {
+            list.iter().map(|s| s.split('.').next().unwrap()).collect()
+        };
+        let (reloaded, at_start) = (top(RELOADED), top(AT_START));
+        for f in &fields {
+            assert!(
+                reloaded.contains(f) || at_start.contains(f),
+                "{f}: neither reloaded nor read at start"
+            );
+        }
+        // And `keep_running` keeps each setting read at start.
+        let mut other = cfg.clone();
+        other.retention = std::time::Duration::from_secs(1);
+        other.timezone = tocsin_clock::Zone::utc();
+        let (kept, changed) = keep_running(&cfg, other);
+        assert_eq!(kept.retention, cfg.retention);
+        assert!(changed.contains(&"retention"), "{changed:?}");
+        for c in changed {
+            assert!(AT_START.iter().any(|a| c.starts_with(a)), "{c}");
+        }
+    }
 
     /// A SIGHUP sent once catching has started, before anything reads it (the store still
     /// opening), leaves the process running and waits for the reloader.
