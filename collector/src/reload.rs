@@ -110,8 +110,6 @@ impl Reloader {
         outbox: Arc<std::sync::Mutex<tocsin_store::Outbox>>,
         tel: Telemetry,
     ) -> Reloader {
-        tel.config_reload_ok.set(1);
-        tel.config_reload_time.set(tocsin_model::now_ms() / 1000);
         for r in ["success", "failure"] {
             tel.config_reloads.with_label_values(&[r]);
         }

@@ -81,7 +81,7 @@ impl Telemetry {
             )
         };
         let g = |n: &str, h: &str| reg(&r, IntGauge::new(n, h).expect("valid metric"));
-        Telemetry {
+        let t = Telemetry {
             requests: cv(
                 "tocsin_ingest_requests_total",
                 "Remote-write requests by HTTP status code.",
@@ -331,7 +331,12 @@ impl Telemetry {
                 .expect("valid metric"),
             ),
             registry: r,
-        }
+        };
+        // The configuration in force was taken at the start: no reload has been refused (read
+        // by rules from the first own sample on, before any reload could run).
+        t.config_reload_ok.set(1);
+        t.config_reload_time.set(tocsin_model::now_ms() / 1000);
+        t
     }
 
     /// A query API request answered: counted with its outcome and time; a failure also logged

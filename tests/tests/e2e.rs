@@ -1533,7 +1533,23 @@ fn the_collector_reports_a_failing_receiver_and_a_refused_reload_through_the_oth
         failing["alerts"][0]["labels"]["receiver"], "down",
         "{failing}"
     );
-    // A broken file: refused, and said so through the receivers that work.
+    let summary = failing["alerts"][0]["annotations"]["summary"]
+        .as_str()
+        .unwrap();
+    assert!(
+        summary.starts_with("Receiver down refuses notifications: 3"),
+        "{summary}"
+    );
+    // A broken file: refused, and said so through the receivers that work (and not before:
+    // the start is no refused reload).
+    assert!(
+        !s.hook
+            .all()
+            .iter()
+            .any(|(_, v)| firing("TocsinConfigReloadFailed")(v)),
+        "{:?}",
+        s.hook.all()
+    );
     let cfg = std::fs::read_to_string(s.p("collector.yaml")).unwrap();
     std::fs::write(s.p("collector.yaml"), format!("{cfg}retention: soon\n")).unwrap();
     let refused = client

@@ -12,6 +12,28 @@ use crate::rule::{
     Condition, Direction, Dynamic, Exclusion, Flapping, LevelSpec, ParamSource, Remediation, Rule,
 };
 
+/// The names an annotation template can use: what the engine renders it with, then the
+/// template language's own functions.
+const TEMPLATE_NAMES: &[&str] = &[
+    "host",
+    "value",
+    "level",
+    "threshold",
+    "rule",
+    "score",
+    "expected",
+    "lower",
+    "upper",
+    "cause",
+    "labels",
+    "range",
+    "dict",
+    "namespace",
+    "debug",
+];
+/// How many of `TEMPLATE_NAMES` are the alert's.
+const ALERT_NAMES: usize = 11;
+
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
@@ -511,12 +533,30 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
         });
         let env = minijinja::Environment::new();
         for (k, t) in &r.annotations {
-            if let Err(e) = env.template_from_str(t) {
-                problems.push(format!(
+            match env.template_from_str(t) {
+                Err(e) => problems.push(format!(
                     "{}: annotations.{k}: invalid template: {}",
                     at(&["annotations", k]),
                     e.detail().unwrap_or("syntax error")
-                ));
+                )),
+                Ok(tmpl) => {
+                    // A name the alert does not have renders as nothing: a label written
+                    // as `{{ receiver }}` instead of `{{ labels.receiver }}` would vanish
+                    // from every message.
+                    let mut unknown: Vec<String> = tmpl
+                        .undeclared_variables(false)
+                        .into_iter()
+                        .filter(|v| !TEMPLATE_NAMES.contains(&v.as_str()))
+                        .collect();
+                    unknown.sort();
+                    for v in unknown {
+                        problems.push(format!(
+                            "{}: annotations.{k}: unknown name {v:?} (an alert has {}; a label is labels.{v})",
+                            at(&["annotations", k]),
+                            TEMPLATE_NAMES[..ALERT_NAMES].join(", ")
+                        ));
+                    }
+                }
             }
         }
         if problems.len() == before {

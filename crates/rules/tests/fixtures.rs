@@ -38,6 +38,13 @@ const BAD: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "template.bad.yaml",
+        &[
+            "fixtures/template.bad.yaml:8: rule \"ReceiverDown\": annotations.description: unknown name \"levle\" (an alert has host, value, level, threshold, rule, score, expected, lower, upper, cause, labels; a label is labels.levle)",
+            "fixtures/template.bad.yaml:7: rule \"ReceiverDown\": annotations.summary: unknown name \"receiver\" (an alert has host, value, level, threshold, rule, score, expected, lower, upper, cause, labels; a label is labels.receiver)",
+        ],
+    ),
+    (
         "nolevels.bad.yaml",
         &["fixtures/nolevels.bad.yaml:4: rule \"NoLevels\": levels: at least one of warning, critical, emergency is required"],
     ),
