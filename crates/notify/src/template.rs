@@ -379,6 +379,28 @@ mod tests {
     use super::*;
     use crate::testing::payload;
 
+    /// The names the configuration lets a message template use are exactly what it is
+    /// rendered with, and the shipped templates use only those.
+    #[test]
+    fn a_message_is_rendered_with_the_names_the_configuration_allows() {
+        use tocsin_config::collector::{check_message_template, MESSAGE_NAMES};
+        let n = payload(json!({ "status": "firing", "alerts": [alert("db-1", "critical", true)] }));
+        let ctx = context(&n, Locale::En, &tocsin_clock::Zone::utc());
+        let mut keys: Vec<&str> = ctx
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        let mut allowed = MESSAGE_NAMES.to_vec();
+        allowed.sort_unstable();
+        assert_eq!(keys, allowed);
+        for t in [TITLE_ZH, TITLE_EN, BODY_ZH, BODY_EN] {
+            check_message_template(t, &[]).unwrap();
+        }
+    }
+
     fn alert(host: &str, level: &str, firing: bool) -> Value {
         json!({
             "status": if firing { "firing" } else { "resolved" },

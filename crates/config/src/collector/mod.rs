@@ -501,12 +501,63 @@ pub struct SmsGatewayConfig {
 pub const SMS_GATEWAY_BODY: &str =
     r#"{"to": {{ phone_numbers|tojson }}, "text": {{ text|tojson }}}"#;
 
-/// A syntax check of a message template.
+/// A syntax check of a template.
 pub fn check_template(src: &str) -> Result<(), String> {
     minijinja::Environment::new()
         .template_from_str(src)
         .map(drop)
         .map_err(|e| format!("template: {e}"))
+}
+
+/// What a receiver's message template (`template.title`, `template.body`) can name: the
+/// notification's variables (docs/ALERTING.md; `tocsin_notify` renders with exactly these).
+pub const MESSAGE_NAMES: &[&str] = &[
+    "head",
+    "level",
+    "level_word",
+    "alertname",
+    "count",
+    "status",
+    "kind",
+    "step",
+    "external_url",
+    "alerts",
+    "payload",
+];
+/// An SMS gateway's body can name these too.
+pub const SMS_BODY_NAMES: &[&str] = &["title", "text", "phone_numbers"];
+/// The template language's own functions.
+const TEMPLATE_FUNCTIONS: &[&str] = &["range", "dict", "namespace", "debug"];
+
+/// A message template's syntax, and that it names only what a message has (`extra` too): a
+/// misspelt name would render as nothing in every message.
+pub fn check_message_template(src: &str, extra: &[&str]) -> Result<(), String> {
+    let env = minijinja::Environment::new();
+    let t = env
+        .template_from_str(src)
+        .map_err(|e| format!("template: {e}"))?;
+    let mut unknown: Vec<String> = t
+        .undeclared_variables(false)
+        .into_iter()
+        .filter(|v| {
+            let v = v.as_str();
+            !MESSAGE_NAMES.contains(&v) && !extra.contains(&v) && !TEMPLATE_FUNCTIONS.contains(&v)
+        })
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    unknown.sort();
+    let names: Vec<&str> = MESSAGE_NAMES.iter().chain(extra).copied().collect();
+    Err(format!(
+        "template: unknown name {} (a message has {}; an alert's own are in `alerts`, e.g. {{% for a in alerts %}}{{{{ a.host }}}}{{% endfor %}})",
+        unknown
+            .iter()
+            .map(|u| format!("{u:?}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        names.join(", ")
+    ))
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -998,6 +1049,40 @@ ack: { link_ttl: 1s }
                 "c.yaml:9: receivers[1] (\"hook\"): dingtalk.timeout: 0s is below the minimum of 100ms",
             ]
         );
+    }
+
+    /// A message template naming what a message does not have is refused at its line (it
+    /// would render as nothing); the shipped defaults name only what they have.
+    #[test]
+    fn message_templates_name_only_what_a_message_has() {
+        let text = r#"receivers:
+  - name: hook
+    webhook: { url: "http://127.0.0.1:1/" }
+    template:
+      title: "{{ level_word }} {{ alertname }} ({{ count }})"
+      body: "{% for a in alerts %}{{ a.host }} {{ host }}{% endfor %} {{ summary }}"
+  - name: gw
+    sms_gateway: { url: "http://127.0.0.1:1/", phone_numbers: ["1"], body: "{{ text }} {{ to }}" }
+"#;
+        let raw: RawCollectorConfig = parse_yaml(text).unwrap();
+        let mut e = raw.validate().unwrap_err();
+        e.locate(std::path::Path::new("c.yaml"), text);
+        let lines: Vec<String> = e.to_string().lines().map(str::to_string).collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].starts_with(
+                "c.yaml:6: receivers[0] (\"hook\"): template.body: template: unknown name \"host\", \"summary\" (a message has head, level,"
+            ),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].starts_with(
+                "c.yaml:8: receivers[1] (\"gw\"): sms_gateway.body: template: unknown name \"to\" (a message has head,"
+            ),
+            "{lines:?}"
+        );
+        assert!(lines[1].contains("title, text, phone_numbers"), "{lines:?}");
+        check_message_template(SMS_GATEWAY_BODY, SMS_BODY_NAMES).unwrap();
     }
 
     /// SMS and e-mail receivers get a rate limit unless they set one: a storm must not spend

@@ -108,7 +108,10 @@ fn receiver(
     if let Some(t) = r.template {
         for (field, src) in [("title", &t.title), ("body", &t.body)] {
             if let Some(src) = src {
-                p.take(&format!("{at}: template.{field}"), check_template(src));
+                p.take(
+                    &format!("{at}: template.{field}"),
+                    check_message_template(src, &[]),
+                );
             }
         }
         template = MessageTemplate {
@@ -191,7 +194,10 @@ fn sms_gateway(p: &mut Problems, at: &str, g: RawSmsGateway) -> ReceiverKind {
         p.push(format!("{at}: sms_gateway.method must be POST or PUT"));
     }
     let body = g.body.unwrap_or_else(|| SMS_GATEWAY_BODY.to_string());
-    p.take(&format!("{at}: sms_gateway.body"), check_template(&body));
+    p.take(
+        &format!("{at}: sms_gateway.body"),
+        check_message_template(&body, SMS_BODY_NAMES),
+    );
     let success_match = g.success_match.as_deref().and_then(|re| {
         p.take(
             &format!("{at}: sms_gateway.success_match"),
