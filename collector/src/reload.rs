@@ -25,7 +25,7 @@ use crate::{rulefiles, Telemetry};
 
 /// Reads and validates the configuration as at start (the file, then the command line's
 /// overrides).
-pub type Source = Box<dyn Fn() -> anyhow::Result<CollectorConfig> + Send + Sync>;
+pub type Source = Arc<dyn Fn() -> anyhow::Result<CollectorConfig> + Send + Sync>;
 
 /// The settings a reload takes at once; the rest wait for a restart.
 pub const RELOADED: &[&str] = &[
@@ -171,7 +171,13 @@ impl Reloader {
     }
 
     async fn take(&self, running: &mut CollectorConfig) -> Result<Outcome, String> {
-        let new = (self.source)().map_err(|e| format!("{e:#}"))?;
+        // The files are read off the runtime's threads; the rules from the paths that run
+        // (the rule paths are read at start).
+        let (source, paths) = (Arc::clone(&self.source), running.rules.clone());
+        let (new, rules) = tokio::task::spawn_blocking(move || (source(), rulefiles::load(&paths)))
+            .await
+            .map_err(|e| format!("reading the configuration failed: {e}"))?;
+        let new = new.map_err(|e| format!("{e:#}"))?;
         let (cfg, restart_needed) = keep_running(running, new);
         let mut problems = Vec::new();
         for r in &cfg.receivers {
@@ -189,7 +195,7 @@ impl Reloader {
                 ));
             }
         }
-        let rules = match rulefiles::load(&cfg.rules) {
+        let rules = match rules {
             Ok((rules, _)) => Some(rules),
             Err(p) => {
                 problems.push(format!("invalid rules:\n{}", p.join("\n")));

@@ -111,7 +111,7 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<()> {
         store,
         rules,
         db,
-        Box::new(move || source.load()),
+        Arc::new(move || source.load()),
         hangup,
     ))
 }
