@@ -10,15 +10,12 @@ set -eu
 cd "$(dirname "$0")/.."
 A=$1; B=$2; N=${3:-300}
 command -v prometheus-node-exporter >/dev/null || { echo "needs prometheus-node-exporter" >&2; exit 1; }
-cargo build --release --locked -q -p tocsin-collector
 TMP=$(mktemp -d)
 PIDS=
 trap 'kill $PIDS 2>/dev/null || true; rm -rf "$TMP"' EXIT
 . bench/procstat.sh
-CP=$(free_port)
-target/release/tocsin-collector --listen 127.0.0.1:$CP --data-dir "$TMP/data" --rules rules >"$TMP/c.out" 2>"$TMP/c.log" &
-PIDS="$!"
-sleep 1
+start_collector "$TMP"
+PIDS="$COLLECTOR_PID"
 AP=$(free_port); "$A" --collector "http://127.0.0.1:$CP/api/v1/write" --listen 127.0.0.1:$AP \
     --interval 1s --host agent-a --state-dir "$TMP/a" >"$TMP/a.log" 2>&1 &
 PA=$!

@@ -9,17 +9,14 @@ cd "$(dirname "$0")/.."
 RUNS=${1:-3}
 CYCLES=${2:-60}
 command -v prometheus-node-exporter >/dev/null || { echo "needs prometheus-node-exporter" >&2; exit 1; }
-cargo build --release --locked -q -p tocsin-collector
 AGENT=$(packaging/build-agent.sh)
 TMP=$(mktemp -d)
 CPID=
 trap '[ -n "$CPID" ] && kill $CPID 2>/dev/null; rm -rf "$TMP"' EXIT
 . bench/procstat.sh
 
-CP=$(free_port)
-target/release/tocsin-collector --listen 127.0.0.1:$CP --data-dir "$TMP/data" --rules rules >"$TMP/c.out" 2>"$TMP/c.log" &
-CPID=$!
-sleep 1
+start_collector "$TMP"
+CPID=$COLLECTOR_PID
 : >"$TMP/agent.txt"; : >"$TMP/ne.txt"
 for run in $(seq "$RUNS"); do
     AP=$(free_port); NP=$(free_port)

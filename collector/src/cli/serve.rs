@@ -214,17 +214,12 @@ pub(super) async fn serve(
     tel.registry
         .register(Box::new(crate::exposition::Alerts::new(Arc::clone(&view))))?;
     let metrics = tocsin_notify::DeliveryMetrics::new(&tel.registry)?;
-    // The receivers' workers: checked here so that a receiver that cannot be built stops the
-    // start, then run (and restarted with the receivers of each reload).
-    tocsin_notify::workers(
-        &cfg.receivers,
-        &db,
-        &urgent,
-        wake_rx.clone(),
-        metrics.clone(),
-        cancel.clone(),
-    )
-    .map_err(|e| anyhow::anyhow!(e))?;
+    // The receivers' workers: a receiver that cannot be built stops the start; then they run
+    // (and restart with the receivers of each reload).
+    for r in &cfg.receivers {
+        tocsin_notify::check_receiver(r)
+            .map_err(|e| anyhow::anyhow!("receiver {}: {e}", r.name))?;
+    }
     let (receivers_tx, receivers_rx) = watch::channel(Arc::new(cfg.receivers.clone()));
     sup.spawn(
         &tracker,

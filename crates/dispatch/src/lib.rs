@@ -852,6 +852,13 @@ impl Dispatcher {
         out
     }
 
+    /// Whether the group `key` holds alert `id`, to tell or told.
+    fn group_holds(&self, key: &str, id: &str) -> bool {
+        self.groups
+            .get(key)
+            .is_some_and(|g| g.alerts.contains_key(id) || g.sent.contains_key(id))
+    }
+
     /// Whether a group or escalation the alert routes to (`targets`) holds it, to tell or told:
     /// the question `known_levels` answers for every alert, asked of one without going
     /// through them all (a mass recovery asks it of each of thousands). `false` does not
@@ -859,11 +866,10 @@ impl Dispatcher {
     pub fn holds(&self, a: &AlertInfo, targets: &[Target]) -> bool {
         targets.iter().any(|t| {
             let labels = group_labels(t, a);
-            let grouped = t.receivers.iter().any(|r| {
-                self.groups
-                    .get(&group_key(r, &t.node, &labels))
-                    .is_some_and(|g| g.alerts.contains_key(&a.id) || g.sent.contains_key(&a.id))
-            });
+            let grouped = t
+                .receivers
+                .iter()
+                .any(|r| self.group_holds(&group_key(r, &t.node, &labels), &a.id));
             grouped
                 || t.escalation
                     .as_ref()
@@ -884,14 +890,7 @@ impl Dispatcher {
                 let receivers: Vec<String> = t
                     .receivers
                     .iter()
-                    .filter(|r| {
-                        !self
-                            .groups
-                            .get(&group_key(r, &t.node, &labels))
-                            .is_some_and(|g| {
-                                g.alerts.contains_key(&a.id) || g.sent.contains_key(&a.id)
-                            })
-                    })
+                    .filter(|r| !self.group_holds(&group_key(r, &t.node, &labels), &a.id))
                     .cloned()
                     .collect();
                 let escalation = t.escalation.clone().filter(|p| {

@@ -246,8 +246,8 @@ pub fn workers(
 /// reload), the workers finish the send under way and stop, then the new receivers' start:
 /// each reads its outbox afresh, so nothing queued is lost, and no two workers ever send one
 /// receiver's rows at once. A receiver removed leaves its queued rows in the outbox (counted by
-/// the caller), delivered if it comes back. New receivers that cannot be built (checked before
-/// the old workers stop) leave the old ones running, with an error line. A worker that panics
+/// the caller), delivered if it comes back. The sender checks receivers before it hands them
+/// over (`check_receiver`); workers that cannot start are tried again each second. A worker that panics
 /// panics this task too: the collector's supervisor stops it, to be restarted.
 pub async fn run_workers(
     mut config: watch::Receiver<Arc<Vec<ReceiverConfig>>>,
@@ -281,15 +281,7 @@ pub async fn run_workers(
             tokio::select! {
                 _ = cancel.cancelled() => break None,
                 r = config.changed(), if watching => match r {
-                    Ok(()) => {
-                        let next = config.borrow_and_update().clone();
-                        match next.iter().try_for_each(|r| {
-                            crate::channel::build(r).map(drop).map_err(|e| format!("receiver {}: {e}", r.name))
-                        }) {
-                            Ok(()) => break Some(next),
-                            Err(e) => tracing::error!(error = %e, "reloaded receivers not taken; the previous ones keep delivering"),
-                        }
-                    }
+                    Ok(()) => break Some(config.borrow_and_update().clone()),
                     Err(_) => watching = false,
                 },
                 Some(j) = set.join_next() => rethrow(j),
