@@ -697,7 +697,7 @@ fn check_config_reports_every_problem_and_touches_nothing() {
     std::fs::write(
         &good,
         format!(
-            "data_dir: {}\nrules: [{}]\nreceivers:\n  - name: hook\n    webhook: {{ url: \"http://127.0.0.1:9/hook\" }}\nroute: {{ receivers: [hook], group_by: [alertname] }}\n",
+            "data_dir: {}\nrules: [{}]\nreceivers:\n  - name: hook\n    webhook: {{ url: \"http://127.0.0.1:9/hook\" }}\nroute: {{ receivers: [hook], group_by: [alertname], group_interval: 0s }}\n",
             data.display(),
             rules.display()
         ),

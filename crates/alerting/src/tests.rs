@@ -653,6 +653,13 @@ route:
   repeat_interval: 0s
 "#;
 
+/// Grouped by labels with no timing given: Alertmanager's `group_interval` (5m), no wait.
+const GROUPED_BY_DEFAULT: &str = r#"
+receivers:
+  - { name: ops, webhook: { url: "http://127.0.0.1:1/ops" } }
+route: { receivers: [ops], group_by: [alertname], repeat_interval: 0s }
+"#;
+
 const REPEATING: &str = r#"
 receivers:
   - { name: ops, webhook: { url: "http://127.0.0.1:1/ops" } }
@@ -745,6 +752,22 @@ const CASES: &[Case] = &[
         expect: "
             30s notify ops changed Load/a:warning,Load/b:warning
             5m30s notify ops changed Load/b:warning,Load/c:warning,Load/a:resolved",
+    },
+    Case {
+        name: "a burst grouped by labels with no group_interval given is told in two messages, not one per alert",
+        config: GROUPED_BY_DEFAULT,
+        script: "
+            0s fire NodeDown host=a critical
+            5s fire NodeDown host=b critical
+            20s fire NodeDown host=c critical
+            1m fire NodeDown host=d critical
+            6m resolve NodeDown host=a
+            20m end",
+        show: &["notify"],
+        expect: "
+            0s notify ops changed NodeDown/a:critical
+            5m notify ops changed NodeDown/a:critical,NodeDown/b:critical,NodeDown/c:critical,NodeDown/d:critical
+            10m notify ops changed NodeDown/b:critical,NodeDown/c:critical,NodeDown/d:critical,NodeDown/a:resolved",
     },
     Case {
         name: "groups are by alertname: another rule is another group",

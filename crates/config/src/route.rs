@@ -210,14 +210,15 @@ impl Route {
 }
 
 /// What is said of each node `Route::resent_on_every_change` names.
-pub const RESENT_ON_EVERY_CHANGE: &str = "grouped by labels with group_interval 0s: each change of a burst sends the whole group again (a mass outage: a message per alert, each longer than the last); set group_interval (Alertmanager's default is 5m)";
+pub const RESENT_ON_EVERY_CHANGE: &str = "grouped by labels with group_interval 0s: each change of a burst sends the whole group again (a mass outage: a message per alert, each longer than the last); leave group_interval out (5m, as Alertmanager) or set one";
 
 impl Route {
     /// The nodes (this one and those below) that group alerts by some labels and send a
     /// group's message again at each change (`group_interval: 0s`): in a mass outage each
     /// commit of a burst sends the whole group so far — a message per alert, each longer than
-    /// the last. Alertmanager refuses a zero `group_interval`; here it is the default, harmless
-    /// while each alert is its own group.
+    /// the last. Alertmanager refuses a zero `group_interval`; here it must be given (a
+    /// grouping node's default is 5m), and is the default only where each alert is its own
+    /// group.
     pub fn resent_on_every_change(&self) -> Vec<&str> {
         let mut out = Vec::new();
         if self.opts.group_by.is_some() && self.opts.group_interval.is_zero() {
@@ -237,21 +238,34 @@ pub(crate) struct Known<'a> {
     pub intervals: &'a TimeIntervals,
 }
 
-fn inherit(p: &mut Problems, raw: &RawRoute, at: &str, parent: &GroupOpts) -> GroupOpts {
+/// `group_interval` where no node on the way down gives one and the node groups by labels:
+/// Alertmanager's default. Each alert its own group (`[...]`), the default stays 0s.
+pub const GROUPED_INTERVAL: Duration = Duration::from_secs(300);
+
+/// A node's grouping options: its own where given, else its parent's; `given` is the
+/// `group_interval` the node or an ancestor gives (updated here), which a node without one
+/// takes only if some node set it, else the default for how the node groups.
+fn inherit(
+    p: &mut Problems,
+    raw: &RawRoute,
+    at: &str,
+    parent: &GroupOpts,
+    given: &mut Option<Duration>,
+) -> GroupOpts {
     let mut o = parent.clone();
-    let mut dur = |field: &str, v: &Option<String>, into: &mut Duration| {
-        if let Some(d) = v
-            .as_deref()
+    let mut dur = |field: &str, v: &Option<String>| {
+        v.as_deref()
             .and_then(|s| p.take(&format!("{at}.{field}"), parse_duration(s)))
-        {
-            *into = d;
-        }
     };
-    dur("group_wait", &raw.group_wait, &mut o.group_wait);
-    dur("group_interval", &raw.group_interval, &mut o.group_interval);
-    let mut repeat = o.repeat_interval.unwrap_or_default();
-    dur("repeat_interval", &raw.repeat_interval, &mut repeat);
-    o.repeat_interval = (!repeat.is_zero()).then_some(repeat);
+    if let Some(d) = dur("group_wait", &raw.group_wait) {
+        o.group_wait = d;
+    }
+    if let Some(d) = dur("group_interval", &raw.group_interval) {
+        *given = Some(d);
+    }
+    if let Some(d) = dur("repeat_interval", &raw.repeat_interval) {
+        o.repeat_interval = (!d.is_zero()).then_some(d);
+    }
     if let Some(g) = &raw.group_by {
         o.group_by = if g.iter().any(|l| l == "...") {
             if g.len() > 1 {
@@ -262,6 +276,11 @@ fn inherit(p: &mut Problems, raw: &RawRoute, at: &str, parent: &GroupOpts) -> Gr
             Some(g.clone())
         };
     }
+    o.group_interval = given.unwrap_or(if o.group_by.is_some() {
+        GROUPED_INTERVAL
+    } else {
+        Duration::ZERO
+    });
     if let Some(m) = raw.max_repeats {
         o.max_repeats = m;
     }
@@ -277,14 +296,19 @@ fn inherit(p: &mut Problems, raw: &RawRoute, at: &str, parent: &GroupOpts) -> Gr
     o
 }
 
-pub(crate) fn validate(
+pub(crate) fn validate(p: &mut Problems, raw: RawRoute, known: &Known<'_>) -> Route {
+    node(p, raw, "route", known, &GroupOpts::default(), None)
+}
+
+fn node(
     p: &mut Problems,
     raw: RawRoute,
     at: &str,
     known: &Known<'_>,
     parent: &GroupOpts,
+    mut given: Option<Duration>,
 ) -> Route {
-    let opts = inherit(p, &raw, at, parent);
+    let opts = inherit(p, &raw, at, parent, &mut given);
     if let Some(e) = &raw.escalation {
         if !known.policies.contains(e) {
             p.push(format!("{at}.escalation: no escalation policy named {e:?}"));
@@ -328,7 +352,7 @@ pub(crate) fn validate(
         .routes
         .into_iter()
         .enumerate()
-        .map(|(i, c)| validate(p, c, &format!("{at}.routes[{i}]"), known, &opts))
+        .map(|(i, c)| node(p, c, &format!("{at}.routes[{i}]"), known, &opts, given))
         .collect();
     Route {
         matchers: raw.matchers.into_iter().collect(),
@@ -396,7 +420,7 @@ mod tests {
             policies: &[],
             intervals: &TimeIntervals::new(),
         };
-        validate(&mut p, raw, "route", &k, &GroupOpts::default());
+        validate(&mut p, raw, &k);
         let e = p.finish(|| ()).unwrap_err().to_string();
         assert!(
             e.contains("route.receivers: no receiver named \"nope\""),
@@ -415,12 +439,18 @@ mod tests {
         assert!(e.contains("route.repeat_backoff: must be between"), "{e}");
     }
 
-    /// The nodes that would send a whole group again at each change of a burst: grouped by
-    /// some labels with no `group_interval` (children inherit both).
+    /// A node grouping by labels waits Alertmanager's 5m between two messages of a group
+    /// unless it or an ancestor gives a `group_interval`; a node whose alerts are each their
+    /// own group sends each change at once. The nodes that would send a whole group again at
+    /// each change of a burst (grouped by labels, `group_interval: 0s` given) are named.
     #[test]
-    fn nodes_that_resend_a_group_on_every_change_are_named() {
+    fn grouped_nodes_wait_between_messages_unless_told_otherwise() {
         let raw: RawRoute = crate::parse_yaml(
-            "receivers: [ops]\nroutes:\n  - { level: critical, receivers: [ops], group_by: [alertname] }\n  - { receivers: [ops], group_by: [alertname], group_interval: 1m, routes: [{ receivers: [ops], group_interval: 0s }] }\n",
+            "receivers: [ops]
+routes:
+  - { level: critical, receivers: [ops], group_by: [alertname], routes: [{ receivers: [ops], group_by: [\"...\"] }] }
+  - { receivers: [ops], group_interval: 1m, routes: [{ receivers: [ops], group_by: [host] }, { receivers: [ops], group_by: [host], group_interval: 0s }] }
+",
         )
         .unwrap();
         let mut p = Problems::default();
@@ -429,11 +459,16 @@ mod tests {
             policies: &[],
             intervals: &TimeIntervals::new(),
         };
-        let r = validate(&mut p, raw, "route", &k, &GroupOpts::default());
-        assert_eq!(
-            r.resent_on_every_change(),
-            ["route.routes[0]", "route.routes[1].routes[0]"]
-        );
+        let r = validate(&mut p, raw, &k);
+        p.finish(|| ()).unwrap();
+        let interval = |r: &Route| r.opts.group_interval.as_secs();
+        assert_eq!(interval(&r), 0, "each alert its own group");
+        assert_eq!(interval(&r.routes[0]), 300, "grouped, nothing given");
+        assert_eq!(interval(&r.routes[0].routes[0]), 0, "ungrouped again");
+        assert_eq!(interval(&r.routes[1]), 60);
+        assert_eq!(interval(&r.routes[1].routes[0]), 60, "given above");
+        assert_eq!(interval(&r.routes[1].routes[1]), 0);
+        assert_eq!(r.resent_on_every_change(), ["route.routes[1].routes[1]"]);
         // Each alert its own group (the default): nothing to say.
         assert!(Route::to_all(vec!["ops".into()])
             .resent_on_every_change()

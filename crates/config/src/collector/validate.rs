@@ -109,13 +109,11 @@ impl RawCollectorConfig {
             Some(raw) => crate::route::validate(
                 &mut p,
                 raw,
-                "route",
                 &crate::route::Known {
                     receivers: &known,
                     policies: &policies,
                     intervals: &intervals,
                 },
-                &crate::route::GroupOpts::default(),
             ),
             // Every receiver gets every alert.
             None => crate::route::Route::to_all(known.clone()),
