@@ -38,6 +38,13 @@ fn load_rule(rules: &Path, rule: &str) -> Result<tocsin_rules::Rule, String> {
             rules.display()
         ));
     }
+    if r.expr.aggregates() {
+        return Err(format!(
+            "{}: {rule} aggregates series, which is evaluated on the clock over many series; \
+             a backtest replays one series' samples",
+            rules.display()
+        ));
+    }
     Ok(r)
 }
 

@@ -142,6 +142,11 @@ pub fn prometheus(rules: &[Rule]) -> (String, Vec<String>) {
             if spec.for_runs.unwrap_or(r.for_runs) > 1 {
                 caveats.push("for_runs is not exported: set for to that many scrape intervals");
             }
+            if r.expr.aggregates() && r.interval_ms != tocsin_rules::AGGREGATE_INTERVAL_MS {
+                caveats.push(
+                    "interval is not exported: Prometheus evaluates at its evaluation_interval",
+                );
+            }
             if !caveats.is_empty() {
                 notes.push(format!("{} ({level}): {}", r.name, caveats.join("; ")));
                 annotations.insert("tocsin_export_note".into(), caveats.join("; "));

@@ -1574,3 +1574,82 @@ fn the_collector_reports_a_failing_receiver_and_a_refused_reload_through_the_oth
             && v["alerts"][0]["labels"]["alertname"] == "TocsinConfigReloadFailed"
     });
 }
+
+/// A rule over a fleet: three real agents report whether their web service is healthy, and a
+/// rule that averages it per service fires one alert for the service — not one per host —
+/// when two of the three fail, and resolves when they recover.
+#[test]
+fn a_rule_over_several_hosts_fires_once_for_their_group() {
+    let _g = serial();
+    let s = Stack::new("");
+    for d in ["rules", "data"] {
+        std::fs::create_dir(s.dir.path().join(d)).unwrap();
+    }
+    std::fs::write(
+        s.p("rules/fleet.yaml"),
+        r#"rules:
+  - name: WebMostlyDown
+    expr: avg by (service) (app_healthy) * 100
+    interval: 1s
+    levels: { critical: "< 50" }
+    annotations:
+      summary: "{{ labels.service }}: {{ value|round(0) }}% of hosts healthy"
+"#,
+    )
+    .unwrap();
+    let set = |host: &str, v: u8| {
+        write_textfile(
+            &s.dir.path().join(format!("tf-{host}")),
+            "app.prom",
+            &format!("app_healthy{{service=\"web\"}} {v}\n"),
+        );
+    };
+    for host in ["web-1", "web-2", "web-3"] {
+        std::fs::create_dir(s.dir.path().join(format!("tf-{host}"))).unwrap();
+        set(host, 1);
+    }
+    let c = s.collector("127.0.0.1:0", &s.p("rules"));
+    let _agents: Vec<Proc> = ["web-1", "web-2", "web-3"]
+        .iter()
+        .map(|host| {
+            let tf = s.p(&format!("tf-{host}"));
+            s.agent(
+                &c,
+                &["--interval", "1s", "--textfile-dir", &tf, "--host", host],
+            )
+        })
+        .collect();
+    wait_for("three hosts", Duration::from_secs(20), || {
+        let v = get_json(&c.url("/api/v1/hosts"));
+        (v["data"]["hosts"].as_array()?.len() == 3).then_some(())
+    });
+    set("web-2", 0);
+    set("web-3", 0);
+    let (_, fired) = s.hook.wait_nth(1, Duration::from_secs(20));
+    assert_eq!(fired["status"], "firing", "{fired}");
+    let alerts = fired["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "{fired}");
+    let labels = &alerts[0]["labels"];
+    assert_eq!(labels["alertname"], "WebMostlyDown");
+    assert_eq!(labels["service"], "web");
+    assert!(
+        labels.get("host").is_none(),
+        "a group, not a host: {labels}"
+    );
+    assert_eq!(
+        alerts[0]["annotations"]["summary"],
+        "web: 33.0% of hosts healthy"
+    );
+    set("web-2", 1);
+    set("web-3", 1);
+    let (_, resolved) = s.hook.wait_nth(2, Duration::from_secs(20));
+    assert_eq!(resolved["status"], "resolved", "{resolved}");
+    let alerts = c.alerts();
+    assert!(
+        alerts
+            .iter()
+            .all(|a| a["labels"]["alertname"] != "WebMostlyDown"),
+        "{alerts:?}"
+    );
+    assert_eq!(s.hook.all().len(), 2, "one firing, one resolve");
+}

@@ -318,8 +318,17 @@ fn shipped_rules_export_to_prometheus_rules_that_promtool_accepts() {
         notes.contains("ServiceDown (critical): for_runs is not exported"),
         "{notes}"
     );
+    assert!(
+        notes.contains("ClusterMemoryLow (warning): interval is not exported"),
+        "{notes}"
+    );
     let yaml = std::fs::read_to_string(&out).unwrap();
     assert!(yaml.contains("alert: HostDown"), "{yaml}");
+    // Rules over a fleet export as the aggregations they are.
+    assert!(
+        yaml.contains("expr: (100 * avg by (service) (probe_success)) < 50"),
+        "{yaml}"
+    );
     let check = std::process::Command::new("promtool")
         .args(["check", "rules"])
         .arg(&out)

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tocsin_model::{Labels, Level, SeriesSamples, TimestampMs};
 
+use crate::expr::Accumulator;
 use crate::rule::Rule;
 
 #[derive(Debug, Clone, Copy)]
@@ -248,6 +249,10 @@ pub struct Engine {
     /// Per rule of `absent_over_time`: when a sample of its selector last arrived (collector
     /// time); unset until the first tick, which starts the clock.
     absent_seen: Vec<Option<TimestampMs>>,
+    /// Per rule that aggregates: the series read (by key) with their labels and their
+    /// sender's clock offset (as for `ingest_sent`), and when the rule is next evaluated.
+    agg_series: Vec<HashMap<u64, (Labels, i64)>>,
+    agg_due: Vec<TimestampMs>,
 }
 
 /// What a dynamic rule's baseline made of a value.
@@ -276,6 +281,8 @@ impl Engine {
             learned_late: 0,
             judged_live: HashMap::new(),
             absent_seen: Vec::new(),
+            agg_series: Vec::new(),
+            agg_due: Vec::new(),
         };
         e.install(rules.into_iter().map(Arc::new).collect());
         e
@@ -297,6 +304,8 @@ impl Engine {
         }
         self.by_metric = by_metric.into_iter().map(|(k, v)| (k, v.into())).collect();
         self.absent_seen = vec![None; rules.len()];
+        self.agg_series = vec![HashMap::new(); rules.len()];
+        self.agg_due = vec![TimestampMs::MIN; rules.len()];
         self.by_name = HashMap::new();
         for (i, r) in rules.iter().enumerate() {
             self.by_name.entry(r.name.clone()).or_insert(i);
@@ -476,6 +485,21 @@ impl Engine {
                     (l, fp)
                 });
                 let (kl, kfp) = (&*kl, *kfp);
+                if self.rules[ri].expr.aggregates() {
+                    // Kept for the rule's next evaluation on the clock (`aggregate`); a live
+                    // sample's stored copy is not newer, and is not taken twice.
+                    let ls = self.leaves[ri][li].entry(kfp).or_default();
+                    for x in &s.samples {
+                        ls.push(x.timestamp_ms, x.value, range);
+                    }
+                    match self.agg_series[ri].get_mut(&kfp) {
+                        Some(e) => e.1 = clock_offset_ms,
+                        None => {
+                            self.agg_series[ri].insert(kfp, (kl.clone(), clock_offset_ms));
+                        }
+                    }
+                    continue;
+                }
                 if !single {
                     let ls = self.leaves[ri][li].entry(kfp).or_default();
                     let mut newest = None;
@@ -609,20 +633,92 @@ impl Engine {
     /// The value of rule `ri`'s expression for series key `kfp` as of sample time `ts`; none
     /// while an input is missing or stale.
     fn value_at(&self, ri: usize, kfp: u64, ts: TimestampMs) -> Option<f64> {
-        let rule = &self.rules[ri];
-        let leaves = &self.leaves[ri];
-        let stale = self.opts.stale_after_ms;
-        rule.expr.eval(ts as f64 / 1000.0, &mut |li| {
-            let ls = leaves[li].get(&kfp)?;
-            let newest = ls.window.back()?;
-            if ts - newest.0 > stale {
-                return None;
-            }
-            match rule.expr.leaves[li].func {
-                None => Some(newest.1),
-                Some((f, _)) => f.apply(ls.window.as_slices().0),
-            }
+        self.rules[ri].expr.eval(ts as f64 / 1000.0, &mut |li| {
+            self.leaf_value(ri, li, kfp, ts)
         })
+    }
+
+    /// Leaf `li` of rule `ri` for series key `kfp` as of `ts` (on its sender's clock): its
+    /// newest sample, or its function over its window; none when missing or stale.
+    fn leaf_value(&self, ri: usize, li: usize, kfp: u64, ts: TimestampMs) -> Option<f64> {
+        let ls = self.leaves[ri][li].get(&kfp)?;
+        let newest = ls.window.back()?;
+        if ts - newest.0 > self.opts.stale_after_ms {
+            return None;
+        }
+        match self.rules[ri].expr.leaves[li].func {
+            None => Some(newest.1),
+            Some((f, _)) => f.apply(ls.window.as_slices().0),
+        }
+    }
+
+    /// Evaluates the rules that aggregate and are due: each series' inner value as of now
+    /// (on its sender's clock, as samples are judged fresh), combined per group, and each
+    /// group's value judged as one series' sample would be. Series silent for longer than
+    /// the staleness window are in no group and forgotten; a group left without series has no
+    /// value, and its alert resolves as stale.
+    fn aggregate(&mut self, now: TimestampMs, out: &mut Vec<Transition>) {
+        for ri in 0..self.rules.len() {
+            let rule = Arc::clone(&self.rules[ri]);
+            if !rule.expr.aggregates() || now < self.agg_due[ri] {
+                continue;
+            }
+            self.agg_due[ri] = now.saturating_add(rule.interval_ms);
+            let stale = self.opts.stale_after_ms;
+            let leaves = &mut self.leaves[ri];
+            self.agg_series[ri].retain(|kfp, (_, offset)| {
+                let at = now.saturating_add(*offset);
+                let fresh = leaves.iter().any(|m| {
+                    m.get(kfp)
+                        .and_then(|ls| ls.window.back())
+                        .is_some_and(|b| at - b.0 <= stale)
+                });
+                if !fresh {
+                    for m in leaves.iter_mut() {
+                        m.remove(kfp);
+                    }
+                }
+                fresh
+            });
+            let time = now as f64 / 1000.0;
+            let grouping = &rule.expr.aggs[0].grouping;
+            let mut groups: HashMap<u64, (Labels, Vec<Accumulator>)> = HashMap::new();
+            for (&kfp, (labels, offset)) in &self.agg_series[ri] {
+                let at = now.saturating_add(*offset);
+                let mut group = None;
+                for ai in 0..rule.expr.aggs.len() {
+                    let Some(v) = rule
+                        .expr
+                        .eval_inner(ai, time, &mut |li| self.leaf_value(ri, li, kfp, at))
+                    else {
+                        continue;
+                    };
+                    let g = group.get_or_insert_with(|| {
+                        let g = grouping.group(labels);
+                        (g.fingerprint(), g)
+                    });
+                    groups
+                        .entry(g.0)
+                        .or_insert_with(|| {
+                            (
+                                g.1.clone(),
+                                vec![Accumulator::default(); rule.expr.aggs.len()],
+                            )
+                        })
+                        .1[ai]
+                        .add(v);
+                }
+            }
+            for (gfp, (labels, acc)) in groups {
+                let v = rule
+                    .expr
+                    .eval(time, &mut |ai| acc[ai].value(rule.expr.aggs[ai].op));
+                if let Some(t) = v.and_then(|v| self.evaluate_value(ri, gfp, &labels, now, v, now))
+                {
+                    out.push(t);
+                }
+            }
+        }
     }
 
     /// Scores `v` with the learned baseline of (rule, series) and learns from it; none outside
@@ -667,8 +763,21 @@ impl Engine {
         ts: TimestampMs,
         now: TimestampMs,
     ) -> Option<Transition> {
-        let rule = Arc::clone(&self.rules[ri]);
         let v = self.value_at(ri, kfp, ts)?;
+        self.evaluate_value(ri, kfp, key_labels, ts, v, now)
+    }
+
+    /// Judges value `v` of rule `ri` for series key `kfp` at `ts`, and steps its alert.
+    fn evaluate_value(
+        &mut self,
+        ri: usize,
+        kfp: u64,
+        key_labels: &Labels,
+        ts: TimestampMs,
+        v: f64,
+        now: TimestampMs,
+    ) -> Option<Transition> {
+        let rule = Arc::clone(&self.rules[ri]);
         let judged = match &rule.dynamic {
             Some(d) => match self.detect(ri, kfp, ts, v) {
                 None => Judgement::default(),
@@ -818,6 +927,7 @@ impl Engine {
     pub fn tick(&mut self, now: TimestampMs) -> Vec<Transition> {
         let mut out = Vec::new();
         self.absences(now, &mut out);
+        self.aggregate(now, &mut out);
         let keys: Vec<(usize, u64)> = self.alerts.keys().copied().collect();
         for k in keys {
             let st = &self.alerts[&k];
@@ -1186,6 +1296,7 @@ fn placeholder_rule(name: &str) -> Rule {
         labels: Labels::new(),
         annotations: BTreeMap::new(),
         remediation: None,
+        interval_ms: crate::rule::AGGREGATE_INTERVAL_MS,
     }
 }
 
@@ -1196,6 +1307,12 @@ fn placeholder_rule(name: &str) -> Rule {
 fn reads(rule: &Rule, old: &Rule, st: &AlertState) -> bool {
     if rule.expr.absent.is_some() || old.expr.absent.is_some() {
         return true;
+    }
+    // An aggregation's alert is a group: kept while the groups are made alike (a group the
+    // new expression no longer forms resolves as stale); else its labels name no series.
+    if rule.expr.aggregates() || old.expr.aggregates() {
+        let grouping = |r: &Rule| r.expr.aggs.first().map(|a| a.grouping.clone());
+        return grouping(rule) == grouping(old);
     }
     let unknown = |name: &str| name == "alertname" || old.labels.get(name).is_some();
     rule.expr.leaves.iter().any(|leaf| {

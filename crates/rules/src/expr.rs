@@ -10,13 +10,19 @@
 //!           | 'holt_winters' '(' selector '[' DURATION ']' ',' CONST ',' CONST ')'
 //!           | ('clamp_min' | 'clamp_max') '(' expr ',' CONST ')' | 'abs' '(' expr ')'
 //!           | 'time' '(' ')'
+//!           | AGG grouping? '(' expr ')' grouping?
+//! AGG      := 'sum' | 'avg' | 'min' | 'max' | 'count'
+//! grouping := ('by' | 'without') '(' LABEL (',' LABEL)* ','? ')'
 //! CONST    := an expr of numbers only (e.g. 4 * 3600)
 //! absent   := 'absent_over_time' '(' selector '[' DURATION ']' ')'   (only as the whole expression)
 //! selector := METRIC ('{' matcher (',' matcher)* ','? '}')?
 //! matcher  := LABEL ('=' | '!=' | '=~' | '!~') STRING
 //! ```
 //! Two series meet in a binary operation when their labels, less `__name__`, are equal
-//! (PromQL's one-to-one matching).
+//! (PromQL's one-to-one matching). An aggregation combines the series of the expression inside
+//! it into one per group (its `by` labels, or all but its `without` labels and `__name__`);
+//! where the expression aggregates, every selector is inside an aggregation, aggregations do
+//! not nest, and all of them group alike, so that their groups meet by their labels.
 
 use std::fmt;
 
@@ -35,6 +41,102 @@ pub enum Expr {
     Binary(BinOp, Box<Expr>, Box<Expr>),
     /// `clamp_min(x, n)`, `clamp_max(x, n)`, `abs(x)` (PromQL's, on one value).
     Clamp(ClampFn, Box<Expr>, f64),
+    /// Index into the rule's aggregations: the value of the group being evaluated.
+    Agg(usize),
+}
+
+/// How an aggregation combines the values of a group's series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggOp {
+    Sum,
+    Avg,
+    Min,
+    Max,
+    Count,
+}
+
+impl AggOp {
+    const ALL: [AggOp; 5] = [AggOp::Sum, AggOp::Avg, AggOp::Min, AggOp::Max, AggOp::Count];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AggOp::Sum => "sum",
+            AggOp::Avg => "avg",
+            AggOp::Min => "min",
+            AggOp::Max => "max",
+            AggOp::Count => "count",
+        }
+    }
+}
+
+/// Which labels make a group: the `by` labels, or all but the `without` ones (and
+/// `__name__`, which the series' keys never hold).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grouping {
+    pub without: bool,
+    pub labels: Vec<String>,
+}
+
+impl Grouping {
+    /// The group's labels for a series' labels (less `__name__`).
+    pub fn group(&self, series: &Labels) -> Labels {
+        if self.without {
+            let mut g = series.clone();
+            for l in &self.labels {
+                g.remove(l);
+            }
+            g
+        } else {
+            Labels::from_pairs(
+                self.labels
+                    .iter()
+                    .filter_map(|l| Some((l.as_str(), series.get(l)?))),
+            )
+        }
+    }
+}
+
+/// `AGG by (...) (inner)`: `inner` is evaluated per series (over the rule's leaves), then
+/// combined per group.
+#[derive(Debug, Clone)]
+pub struct Aggregation {
+    pub op: AggOp,
+    pub grouping: Grouping,
+    pub inner: Expr,
+    /// The leaves `inner` reads.
+    pub leaves: Vec<usize>,
+}
+
+/// A group's running combination of its series' values.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Accumulator {
+    count: u32,
+    sum: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Accumulator {
+    pub fn add(&mut self, v: f64) {
+        if self.count == 0 {
+            (self.min, self.max) = (v, v);
+        }
+        self.count += 1;
+        self.sum += v;
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+    }
+
+    /// The aggregation's value; none for a group without a series.
+    pub fn value(&self, op: AggOp) -> Option<f64> {
+        (self.count > 0).then(|| match op {
+            AggOp::Sum => self.sum,
+            AggOp::Avg => self.sum / f64::from(self.count),
+            AggOp::Min => self.min,
+            AggOp::Max => self.max,
+            AggOp::Count => f64::from(self.count),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,6 +381,8 @@ pub struct Compiled {
     /// selector; the rule's value is 1 while no selected series has had a sample for the
     /// range, and it has none while one has.
     pub absent: Option<i64>,
+    /// The aggregations `root` combines (`Expr::Agg`); empty when it reads series directly.
+    pub aggs: Vec<Aggregation>,
 }
 
 impl Compiled {
@@ -286,6 +390,22 @@ impl Compiled {
     /// the result is not a finite number.
     pub fn eval(&self, time: f64, leaf: &mut dyn FnMut(usize) -> Option<f64>) -> Option<f64> {
         eval(&self.root, time, leaf).filter(|v| v.is_finite())
+    }
+
+    /// Evaluates aggregation `i`'s inner expression for one series, with `leaf(i)` giving
+    /// each leaf's value for it; `None` as for `eval`.
+    pub fn eval_inner(
+        &self,
+        i: usize,
+        time: f64,
+        leaf: &mut dyn FnMut(usize) -> Option<f64>,
+    ) -> Option<f64> {
+        eval(&self.aggs[i].inner, time, leaf).filter(|v| v.is_finite())
+    }
+
+    /// Whether the expression combines series into groups (evaluated on the clock).
+    pub fn aggregates(&self) -> bool {
+        !self.aggs.is_empty()
     }
 
     /// PromQL text of the expression (every construct here is valid PromQL).
@@ -303,6 +423,17 @@ impl Compiled {
             Expr::Number(n) => out.push_str(&n.to_string()),
             Expr::Time => out.push_str("time()"),
             Expr::Leaf(i) => out.push_str(&self.leaves[*i].to_string()),
+            Expr::Agg(i) => {
+                let a = &self.aggs[*i];
+                out.push_str(a.op.name());
+                if a.grouping.without || !a.grouping.labels.is_empty() {
+                    let kind = if a.grouping.without { "without" } else { "by" };
+                    out.push_str(&format!(" {kind} ({}) ", a.grouping.labels.join(", ")));
+                }
+                out.push('(');
+                self.write(&a.inner, out, 0);
+                out.push(')');
+            }
             Expr::Neg(x) => {
                 out.push('-');
                 self.write(x, out, 3);
@@ -375,6 +506,7 @@ fn reads_time(e: &Expr) -> bool {
     match e {
         Expr::Time => true,
         Expr::Number(_) | Expr::Leaf(_) => false,
+        Expr::Agg(_) => false,
         Expr::Neg(x) | Expr::Clamp(_, x, _) => reads_time(x),
         Expr::Binary(_, a, b) => reads_time(a) || reads_time(b),
     }
@@ -384,7 +516,7 @@ fn eval(e: &Expr, time: f64, leaf: &mut dyn FnMut(usize) -> Option<f64>) -> Opti
     Some(match e {
         Expr::Number(n) => *n,
         Expr::Time => time,
-        Expr::Leaf(i) => leaf(*i)?,
+        Expr::Leaf(i) | Expr::Agg(i) => leaf(*i)?,
         Expr::Neg(x) => -eval(x, time, leaf)?,
         Expr::Clamp(f, x, n) => {
             let v = eval(x, time, leaf)?;
@@ -424,6 +556,9 @@ pub fn parse(src: &str) -> Result<Compiled, ExprError> {
         src,
         pos: 0,
         leaves: Vec::new(),
+        aggs: Vec::new(),
+        inside: None,
+        outside: None,
     };
     p.skip_ws();
     if p.pos == src.len() {
@@ -443,10 +578,20 @@ pub fn parse(src: &str) -> Result<Compiled, ExprError> {
             msg: "expression selects no series".into(),
         });
     }
+    if let (Some(first), Some(col)) = (p.aggs.first(), p.outside) {
+        return Err(ExprError {
+            col,
+            msg: format!(
+                "a selector outside the aggregation: where {} combines series into groups, every series is read inside an aggregation",
+                first.op.name()
+            ),
+        });
+    }
     Ok(Compiled {
         root,
         leaves: p.leaves,
         absent: None,
+        aggs: p.aggs,
     })
 }
 
@@ -458,6 +603,11 @@ struct Parser<'a> {
     src: &'a str,
     pos: usize,
     leaves: Vec<Leaf>,
+    aggs: Vec<Aggregation>,
+    /// The leaves of the aggregation being parsed.
+    inside: Option<Vec<usize>>,
+    /// Where the first selector outside any aggregation is (1-based column).
+    outside: Option<usize>,
 }
 
 impl<'a> Parser<'a> {
@@ -486,6 +636,7 @@ impl<'a> Parser<'a> {
                 func: None,
             }],
             absent: Some(range),
+            aggs: Vec::new(),
         }))
     }
 
@@ -604,6 +755,15 @@ impl<'a> Parser<'a> {
                     self.expect(')')?;
                     return Ok(Expr::Time);
                 }
+                if let Some(op) = AggOp::ALL.into_iter().find(|a| a.name() == name) {
+                    let next = self.src[self.pos..].trim_start();
+                    if next.starts_with('(')
+                        || next.starts_with("by")
+                        || next.starts_with("without")
+                    {
+                        return self.aggregation(op, start);
+                    }
+                }
                 if self.peek() == Some('(') {
                     if let Some(f) = [ClampFn::Min, ClampFn::Max, ClampFn::Abs]
                         .into_iter()
@@ -658,10 +818,13 @@ impl<'a> Parser<'a> {
                         _ => {}
                     }
                     self.expect(')')?;
-                    Ok(self.leaf(Leaf {
-                        selector,
-                        func: Some((func, range)),
-                    }))
+                    Ok(self.leaf(
+                        Leaf {
+                            selector,
+                            func: Some((func, range)),
+                        },
+                        start,
+                    ))
                 } else {
                     let selector = self.selector(name)?;
                     self.skip_ws();
@@ -670,10 +833,13 @@ impl<'a> Parser<'a> {
                             "a range selector needs a function around it, e.g. rate(metric[5m])",
                         ));
                     }
-                    Ok(self.leaf(Leaf {
-                        selector,
-                        func: None,
-                    }))
+                    Ok(self.leaf(
+                        Leaf {
+                            selector,
+                            func: None,
+                        },
+                        start,
+                    ))
                 }
             }
             Some(_) => Err(self.err(&format!("unexpected {:?}", self.rest_token()))),
@@ -692,9 +858,92 @@ impl<'a> Parser<'a> {
         Ok((selector, range))
     }
 
-    fn leaf(&mut self, l: Leaf) -> Expr {
+    /// A leaf read from `start` on.
+    fn leaf(&mut self, l: Leaf, start: usize) -> Expr {
         self.leaves.push(l);
-        Expr::Leaf(self.leaves.len() - 1)
+        let i = self.leaves.len() - 1;
+        match &mut self.inside {
+            Some(inner) => inner.push(i),
+            None => {
+                let col = self.src[..start].chars().count() + 1;
+                self.outside.get_or_insert(col);
+            }
+        }
+        Expr::Leaf(i)
+    }
+
+    /// `AGG grouping? '(' expr ')' grouping?`, the name read; `start` where it began.
+    fn aggregation(&mut self, op: AggOp, start: usize) -> Result<Expr, ExprError> {
+        if self.inside.is_some() {
+            self.pos = start;
+            return Err(self.err("aggregations do not nest here"));
+        }
+        let mut grouping = self.grouping()?;
+        self.expect('(')?;
+        self.inside = Some(Vec::new());
+        let inner = self.expr();
+        let leaves = self.inside.take().unwrap_or_default();
+        let inner = inner?;
+        self.expect(')')?;
+        self.skip_ws();
+        let at = self.pos;
+        if let Some(g) = self.grouping()? {
+            if grouping.is_some() {
+                self.pos = at;
+                return Err(self.err("a grouping is given twice"));
+            }
+            grouping = Some(g);
+        }
+        let grouping = grouping.unwrap_or(Grouping::default());
+        if let Some(first) = self.aggs.first() {
+            if first.grouping != grouping {
+                self.pos = start;
+                return Err(self.err(
+                    "aggregations of one expression must group alike (the same by or without labels), so that their groups meet",
+                ));
+            }
+        }
+        self.aggs.push(Aggregation {
+            op,
+            grouping,
+            inner,
+            leaves,
+        });
+        Ok(Expr::Agg(self.aggs.len() - 1))
+    }
+
+    /// `('by' | 'without') '(' LABEL (',' LABEL)* ','? ')'`, if there.
+    fn grouping(&mut self) -> Result<Option<Grouping>, ExprError> {
+        self.skip_ws();
+        let at = self.pos;
+        let without = match self.ident() {
+            "by" => false,
+            "without" => true,
+            _ => {
+                self.pos = at;
+                return Ok(None);
+            }
+        };
+        self.expect('(')?;
+        let mut labels = Vec::new();
+        loop {
+            self.skip_ws();
+            if self.eat(')') {
+                break;
+            }
+            let at = self.pos;
+            let l = self.ident();
+            if !is_valid_label_name(l) {
+                self.pos = at;
+                return Err(self.err("expected a label name"));
+            }
+            labels.push(l.to_string());
+            if !self.eat(',') {
+                self.expect(')')?;
+                break;
+            }
+        }
+        Ok(Some(Grouping { without, labels }))
     }
 
     fn ident(&mut self) -> &'a str {

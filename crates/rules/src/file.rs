@@ -69,6 +69,8 @@ struct RawRule {
     annotations: BTreeMap<String, String>,
     /// An allowlisted action to run when the alert fires (docs/REMEDIATION.md).
     remediation: Option<RawRemediation>,
+    /// How often a rule that aggregates (`sum by (...) (...)`) is evaluated (default 15s).
+    interval: Option<String>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -263,6 +265,29 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
         let for_ms = parse_for(r.for_.as_deref())
             .map_err(|e| problems.push(format!("{}: for: {e}", at(&["for"]))))
             .unwrap_or(0);
+        let aggregates = compiled.as_ref().is_some_and(|c| c.aggregates());
+        let interval_ms = match parse_for(r.interval.as_deref()) {
+            Err(e) => {
+                problems.push(format!("{}: interval: {e}", at(&["interval"])));
+                0
+            }
+            Ok(_) if r.interval.is_some() && compiled.is_some() && !aggregates => {
+                problems.push(format!(
+                    "{}: interval: only a rule that aggregates runs on the clock; this one runs on each sample of its series",
+                    at(&["interval"])
+                ));
+                0
+            }
+            Ok(ms) if r.interval.is_some() && ms < 1000 => {
+                problems.push(format!(
+                    "{}: interval: must be at least 1s",
+                    at(&["interval"])
+                ));
+                0
+            }
+            Ok(ms) if r.interval.is_some() => ms,
+            Ok(_) => crate::rule::AGGREGATE_INTERVAL_MS,
+        };
 
         let flapping = match &r.flapping {
             None => Some(Flapping::default()),
@@ -465,6 +490,17 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
                     false
                 }
             };
+            // An agent's action runs on the alert's `host`: a group without one has no agent.
+            let hostless = compiled.as_ref().and_then(|c| c.aggs.first()).is_some_and(|a| {
+                a.grouping.without == a.grouping.labels.iter().any(|l| l == "host")
+            });
+            if !on_collector && hostless {
+                problems.push(format!(
+                    "{}: remediation: runs on the agent of the alert's host, and this rule's groups have no host label (group by host, or run it on: collector)",
+                    here()
+                ));
+                ok = false;
+            }
             let level = match m.level.as_deref().unwrap_or("critical").parse::<Level>() {
                 Ok(l) => l,
                 Err(e) => {
@@ -573,6 +609,7 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
                 labels,
                 annotations: r.annotations,
                 remediation,
+                interval_ms,
             });
         }
     }

@@ -14,7 +14,7 @@ pub use engine::{
 pub use file::parse_file;
 pub use rule::{
     score_cutoffs, CmpOp, Condition, Direction, Dynamic, Exclusion, Flapping, LevelSpec,
-    ParamSource, Remediation, Rule,
+    ParamSource, Remediation, Rule, AGGREGATE_INTERVAL_MS,
 };
 
 /// Checks that rule names are unique across files (each file is checked on its own by

@@ -26,7 +26,13 @@ pub struct Rule {
     pub labels: Labels,
     pub annotations: BTreeMap<String, String>,
     pub remediation: Option<Remediation>,
+    /// How often a rule that aggregates (`Compiled::aggregates`) is evaluated, on the clock;
+    /// other rules run on each sample of their inputs.
+    pub interval_ms: i64,
 }
+
+/// A rule that aggregates is evaluated this often unless it says (`interval`).
+pub const AGGREGATE_INTERVAL_MS: i64 = 15_000;
 
 /// Where a remediation parameter's value comes from.
 #[derive(Debug, Clone, PartialEq)]

@@ -1121,3 +1121,211 @@ fn alerts_are_shared_and_copied_only_when_changed_while_held() {
     assert_eq!(after.value, 96.0);
     assert_eq!(e.alerts().next().expect("firing").value, 96.0);
 }
+
+fn labelled(name: &str, pairs: &[(&str, &str)], t: i64, v: f64) -> SeriesSamples {
+    let mut labels = Labels::from_pairs(pairs.iter().copied());
+    labels.set(METRIC_NAME, name);
+    SeriesSamples {
+        labels,
+        samples: vec![Sample::new(t, v)],
+    }
+}
+
+/// A service's error ratio over its hosts: the sum of errors over the sum of requests per
+/// service, evaluated on the clock every `interval`. Hosts that fall silent leave the group
+/// after the staleness window; a group left with none resolves as stale.
+#[test]
+fn an_aggregation_judges_each_group_on_the_clock() {
+    let r = rules(
+        r#"
+rules:
+  - name: ServiceErrors
+    expr: sum by (service) (errors) / sum by (service) (requests)
+    interval: 10s
+    for_runs: 2
+    levels: { warning: "> 0.1" }
+    annotations: { summary: "{{ labels.service }}: {{ value|round(2) }}" }
+"#,
+    );
+    assert_eq!(r[0].interval_ms, 10 * S);
+    let mut e = Engine::new(r, EngineOptions::default());
+    let at = |t: i64, host: &str, svc: &str, err: f64, req: f64| {
+        vec![
+            labelled("errors", &[("host", host), ("service", svc)], t, err),
+            labelled("requests", &[("host", host), ("service", svc)], t, req),
+        ]
+    };
+    // web: one host failing a third of its requests, two healthy: 10 / 300 over the service.
+    let mut batch = at(T0, "w1", "web", 10.0, 100.0);
+    batch.extend(at(T0, "w2", "web", 0.0, 100.0));
+    batch.extend(at(T0, "w3", "web", 0.0, 100.0));
+    batch.extend(at(T0, "d1", "db", 5.0, 10.0));
+    assert!(
+        e.ingest(&batch, T0).is_empty(),
+        "samples alone judge nothing"
+    );
+    assert!(e.tick(T0).is_empty(), "db 0.5 holds once: for_runs 2");
+    assert!(e.tick(T0 + 5 * S).is_empty(), "not due before 10s");
+    let t = e.tick(T0 + 10 * S);
+    assert_eq!(kinds(&t), vec![(TransitionKind::Firing, Level::Warning)]);
+    assert_eq!(t[0].annotations["summary"], "db: 0.5");
+    assert_eq!(t[0].labels.get("service"), Some("db"));
+    assert_eq!(t[0].labels.get("host"), None, "the group's labels only");
+    assert_eq!(t[0].labels.get("alertname"), Some("ServiceErrors"));
+    // Two web hosts fail: 60 / 300 = 0.2 from the next two evaluations.
+    let mut batch = at(T0 + 12 * S, "w2", "web", 25.0, 100.0);
+    batch.extend(at(T0 + 12 * S, "w3", "web", 25.0, 100.0));
+    e.ingest(&batch, T0 + 12 * S);
+    assert!(e.tick(T0 + 20 * S).is_empty());
+    let t = e.tick(T0 + 30 * S);
+    assert_eq!(kinds(&t), vec![(TransitionKind::Firing, Level::Warning)]);
+    assert_eq!(t[0].labels.get("service"), Some("web"));
+    assert_eq!(t[0].value, 0.2);
+    // db's host falls silent: after the staleness window its group has no value, and the
+    // alert resolves as stale five minutes after its last evaluation.
+    let mut t_now = T0 + 30 * S;
+    let mut resolved = Vec::new();
+    while resolved.is_empty() && t_now < T0 + 700 * S {
+        t_now += 10 * S;
+        let mut batch = at(t_now, "w1", "web", 10.0, 100.0);
+        batch.extend(at(t_now, "w2", "web", 25.0, 100.0));
+        batch.extend(at(t_now, "w3", "web", 25.0, 100.0));
+        e.ingest(&batch, t_now);
+        resolved = e.tick(t_now);
+    }
+    assert_eq!(
+        kinds(&resolved),
+        vec![(TransitionKind::Resolved, Level::Warning)]
+    );
+    assert_eq!(resolved[0].labels.get("service"), Some("db"));
+    // Stale at T0 + 300 s: no value from the next evaluation on; resolved 5 min after it.
+    assert_eq!(t_now, T0 + 610 * S);
+    // web recovers when the failing hosts do.
+    let mut batch = at(t_now + 5 * S, "w2", "web", 0.0, 100.0);
+    batch.extend(at(t_now + 5 * S, "w3", "web", 0.0, 100.0));
+    e.ingest(&batch, t_now + 5 * S);
+    let t = e.tick(t_now + 10 * S);
+    assert_eq!(kinds(&t), vec![(TransitionKind::Resolved, Level::Warning)]);
+}
+
+/// `count`, `avg`, `min`, `max`, `without` and the inner expression per series: the share of a
+/// cluster's hosts with their disk over 90 % full cannot be said without a comparison, but the
+/// fullest disk per cluster and how many hosts report can.
+#[test]
+fn aggregations_combine_per_series_values_by_their_groups() {
+    let r = rules(
+        r#"
+rules:
+  - name: Fullest
+    expr: max without (host, mountpoint) (100 * (1 - avail / size))
+    levels: { warning: "> 90" }
+  - name: FewHosts
+    expr: count by (cluster) (avail{mountpoint="/"})
+    levels: { warning: "< 3" }
+  - name: AvgFree
+    expr: avg(avail / size) * 100
+    levels: { warning: "< 50" }
+  - name: MinFree
+    expr: min by (cluster) (avail / size)
+    levels: { critical: "< 0.05" }
+"#,
+    );
+    let mut e = Engine::new(r, EngineOptions::default());
+    let mut batch = Vec::new();
+    for (host, cluster, mp, avail) in [
+        ("a", "eu", "/", 50.0),
+        ("a", "eu", "/var", 4.0),
+        ("b", "eu", "/", 60.0),
+        ("c", "us", "/", 20.0),
+        ("d", "us", "/", 30.0),
+        ("e", "us", "/", 40.0),
+    ] {
+        let l = [("host", host), ("cluster", cluster), ("mountpoint", mp)];
+        batch.push(labelled("avail", &l, T0, avail));
+        batch.push(labelled("size", &l, T0, 100.0));
+    }
+    e.ingest(&batch, T0);
+    let mut t: Vec<(String, Option<String>, f64)> = e
+        .tick(T0)
+        .iter()
+        .map(|t| {
+            (
+                t.labels.get("alertname").unwrap().to_string(),
+                t.labels.get("cluster").map(str::to_string),
+                (t.value * 1000.0).round() / 1000.0,
+            )
+        })
+        .collect();
+    t.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert_eq!(
+        t,
+        [
+            ("AvgFree".to_string(), None, 34.0),
+            ("FewHosts".to_string(), Some("eu".to_string()), 2.0),
+            ("Fullest".to_string(), Some("eu".to_string()), 96.0),
+            ("MinFree".to_string(), Some("eu".to_string()), 0.04),
+        ]
+    );
+}
+
+#[test]
+fn aggregations_are_checked_where_they_are_written() {
+    for (expr, col, msg) in [
+        (
+            "sum by (service) (errors) / requests",
+            29,
+            "a selector outside the aggregation",
+        ),
+        ("sum by (a) (x) / sum by (b) (y)", 18, "must group alike"),
+        ("sum(max by (a) (x))", 5, "aggregations do not nest"),
+        ("sum by (a) (x) by (b)", 16, "a grouping is given twice"),
+        ("sum by (1a) (x)", 9, "expected a label name"),
+        ("sum by (a (x)", 11, "expected ')'"),
+    ] {
+        let e = crate::expr::parse(expr).unwrap_err();
+        assert!(
+            e.msg.contains(msg) && e.col == col,
+            "{expr}: column {} {}",
+            e.col,
+            e.msg
+        );
+    }
+    let c = crate::expr::parse("sum(rate(x[5m])) by (job) / sum without (host) (y)");
+    assert!(c.unwrap_err().msg.contains("must group alike"));
+    let c = crate::expr::parse("sum(rate(x{a=\"1\"}[5m])) by (job) / count by (job) (y)").unwrap();
+    assert_eq!(
+        c.to_promql(),
+        "sum by (job) (rate(x{a=\"1\"}[300s])) / count by (job) (y)"
+    );
+    assert_eq!(crate::expr::parse("avg(x)").unwrap().to_promql(), "avg(x)");
+    // `interval` belongs to rules that aggregate.
+    let e = parse_file(
+        "test.yaml",
+        "rules:\n  - name: A\n    expr: x\n    interval: 1m\n    levels: { warning: \"> 1\" }\n  - name: B\n    expr: sum(x)\n    interval: 100ms\n    levels: { warning: \"> 1\" }\n",
+    )
+    .unwrap_err();
+    assert!(
+        e[0].starts_with("test.yaml:4: rule \"A\": interval: only a rule that aggregates"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].starts_with("test.yaml:8: rule \"B\": interval: must be at least 1s"),
+        "{e:?}"
+    );
+    // An agent's action needs the group's host.
+    let remedy = |expr: &str, on: &str| {
+        parse_file(
+            "test.yaml",
+            &format!("rules:\n  - name: A\n    expr: {expr}\n    levels: {{ critical: \"> 1\" }}\n    remediation: {{ action: restart_web, on: {on} }}\n"),
+        )
+    };
+    let e = remedy("sum by (service) (x)", "agent").unwrap_err();
+    assert!(
+        e[0].contains("this rule's groups have no host label"),
+        "{e:?}"
+    );
+    assert!(remedy("sum without (host) (x)", "agent").is_err());
+    assert!(remedy("sum by (service, host) (x)", "agent").is_ok());
+    assert!(remedy("sum without (disk) (x)", "agent").is_ok());
+    assert!(remedy("sum by (service) (x)", "collector").is_ok());
+}
