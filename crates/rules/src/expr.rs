@@ -10,7 +10,9 @@
 //!           | 'holt_winters' '(' selector '[' DURATION ']' ',' CONST ',' CONST ')'
 //!           | ('clamp_min' | 'clamp_max') '(' expr ',' CONST ')' | 'abs' '(' expr ')'
 //!           | 'time' '(' ')'
-//!           | AGG grouping? '(' expr ')' grouping?
+//!           | AGG grouping? '(' expr filter? ')' grouping?
+//! filter   := ('>' | '>=' | '<' | '<=' | '==' | '!=') 'bool'? CONST   (keeps the series for
+//!             which it holds; with `bool`, every series, at 1 where it holds and 0 elsewhere)
 //! AGG      := 'sum' | 'avg' | 'min' | 'max' | 'count'
 //! grouping := ('by' | 'without') '(' LABEL (',' LABEL)* ','? ')'
 //! CONST    := an expr of numbers only (e.g. 4 * 3600)
@@ -27,6 +29,8 @@
 use std::fmt;
 
 use regex::Regex;
+
+use crate::rule::{CmpOp, Condition};
 use tocsin_model::window;
 use tocsin_model::{is_valid_label_name, is_valid_metric_name, Labels};
 
@@ -43,6 +47,9 @@ pub enum Expr {
     Clamp(ClampFn, Box<Expr>, f64),
     /// Index into the rule's aggregations: the value of the group being evaluated.
     Agg(usize),
+    /// `x > 90` inside an aggregation: `x` where the condition holds, no value elsewhere (the
+    /// series is left out); with `bool`, 1 where it holds and 0 elsewhere.
+    Filter(Condition, bool, Box<Expr>),
 }
 
 /// How an aggregation combines the values of a group's series.
@@ -438,6 +445,11 @@ impl Compiled {
                 out.push('-');
                 self.write(x, out, 3);
             }
+            Expr::Filter(c, b, x) => {
+                self.write(x, out, 0);
+                let b = if *b { "bool " } else { "" };
+                out.push_str(&format!(" {} {b}{}", c.op.as_str(), c.threshold));
+            }
             Expr::Clamp(f, x, n) => {
                 out.push_str(f.name());
                 out.push('(');
@@ -507,7 +519,7 @@ fn reads_time(e: &Expr) -> bool {
         Expr::Time => true,
         Expr::Number(_) | Expr::Leaf(_) => false,
         Expr::Agg(_) => false,
-        Expr::Neg(x) | Expr::Clamp(_, x, _) => reads_time(x),
+        Expr::Neg(x) | Expr::Clamp(_, x, _) | Expr::Filter(_, _, x) => reads_time(x),
         Expr::Binary(_, a, b) => reads_time(a) || reads_time(b),
     }
 }
@@ -518,6 +530,14 @@ fn eval(e: &Expr, time: f64, leaf: &mut dyn FnMut(usize) -> Option<f64>) -> Opti
         Expr::Time => time,
         Expr::Leaf(i) | Expr::Agg(i) => leaf(*i)?,
         Expr::Neg(x) => -eval(x, time, leaf)?,
+        Expr::Filter(c, as_bool, x) => {
+            let v = eval(x, time, leaf)?;
+            match (c.holds(v), as_bool) {
+                (true, false) => v,
+                (false, false) => return None,
+                (holds, true) => f64::from(u8::from(holds)),
+            }
+        }
         Expr::Clamp(f, x, n) => {
             let v = eval(x, time, leaf)?;
             match f {
@@ -569,6 +589,13 @@ pub fn parse(src: &str) -> Result<Compiled, ExprError> {
     }
     let root = p.expr()?;
     p.skip_ws();
+    let at = p.pos;
+    if p.comparison().is_some() {
+        p.pos = at;
+        return Err(p.err(
+            "a rule's thresholds are its levels; a comparison here filters the series inside an aggregation, e.g. count(x > 90)",
+        ));
+    }
     if p.pos < src.len() {
         return Err(p.err(&format!("unexpected {:?}", p.rest_token())));
     }
@@ -881,7 +908,7 @@ impl<'a> Parser<'a> {
         let mut grouping = self.grouping()?;
         self.expect('(')?;
         self.inside = Some(Vec::new());
-        let inner = self.expr();
+        let inner = self.filtered();
         let leaves = self.inside.take().unwrap_or_default();
         let inner = inner?;
         self.expect(')')?;
@@ -910,6 +937,45 @@ impl<'a> Parser<'a> {
             leaves,
         });
         Ok(Expr::Agg(self.aggs.len() - 1))
+    }
+
+    /// `expr filter?`: an aggregation's inner expression.
+    fn filtered(&mut self) -> Result<Expr, ExprError> {
+        let x = self.expr()?;
+        let Some(op) = self.comparison() else {
+            return Ok(x);
+        };
+        self.skip_ws();
+        let at = self.pos;
+        let as_bool = self.ident() == "bool";
+        if !as_bool {
+            self.pos = at;
+        }
+        let threshold = self.constant()?;
+        Ok(Expr::Filter(
+            Condition { op, threshold },
+            as_bool,
+            Box::new(x),
+        ))
+    }
+
+    /// A comparison operator, read if there.
+    fn comparison(&mut self) -> Option<CmpOp> {
+        self.skip_ws();
+        let rest = &self.src[self.pos..];
+        let (op, len) = [
+            (CmpOp::Ge, ">="),
+            (CmpOp::Le, "<="),
+            (CmpOp::Eq, "=="),
+            (CmpOp::Ne, "!="),
+            (CmpOp::Gt, ">"),
+            (CmpOp::Lt, "<"),
+        ]
+        .into_iter()
+        .find(|(_, s)| rest.starts_with(s))
+        .map(|(op, s)| (op, s.len()))?;
+        self.pos += len;
+        Some(op)
     }
 
     /// `('by' | 'without') '(' LABEL (',' LABEL)* ','? ')'`, if there.
@@ -1222,7 +1288,7 @@ mod tests {
     fn errors_have_columns() {
         let cases = [
             ("", "column 1: empty expression"),
-            ("up >", "column 4: unexpected \">\""),
+            ("up >", "column 4: a rule's thresholds are its levels; a comparison here filters the series inside an aggregation, e.g. count(x > 90)"),
             (
                 "foo(up[5m])",
                 &format!("column 1: unknown function \"foo\"; known: {KNOWN}"),

@@ -1228,6 +1228,12 @@ rules:
   - name: MinFree
     expr: min by (cluster) (avail / size)
     levels: { critical: "< 0.05" }
+  - name: ManyFull
+    expr: count by (cluster) (100 * (1 - avail / size) > 60)
+    levels: { warning: ">= 2" }
+  - name: ShareFull
+    expr: 100 * avg by (cluster) (avail / size < bool 0.35)
+    levels: { warning: "> 50" }
 "#,
     );
     let mut e = Engine::new(r, EngineOptions::default());
@@ -1263,7 +1269,9 @@ rules:
             ("AvgFree".to_string(), None, 34.0),
             ("FewHosts".to_string(), Some("eu".to_string()), 2.0),
             ("Fullest".to_string(), Some("eu".to_string()), 96.0),
+            ("ManyFull".to_string(), Some("us".to_string()), 2.0),
             ("MinFree".to_string(), Some("eu".to_string()), 0.04),
+            ("ShareFull".to_string(), Some("us".to_string()), 66.667),
         ]
     );
 }
@@ -1281,6 +1289,9 @@ fn aggregations_are_checked_where_they_are_written() {
         ("sum by (a) (x) by (b)", 16, "a grouping is given twice"),
         ("sum by (1a) (x)", 9, "expected a label name"),
         ("sum by (a (x)", 11, "expected ')'"),
+        ("sum(x) > 3", 8, "a rule's thresholds are its levels"),
+        ("x > 3", 3, "a rule's thresholds are its levels"),
+        ("count(x > y)", 11, "expected a number here"),
     ] {
         let e = crate::expr::parse(expr).unwrap_err();
         assert!(
@@ -1298,6 +1309,14 @@ fn aggregations_are_checked_where_they_are_written() {
         "sum by (job) (rate(x{a=\"1\"}[300s])) / count by (job) (y)"
     );
     assert_eq!(crate::expr::parse("avg(x)").unwrap().to_promql(), "avg(x)");
+    assert_eq!(
+        crate::expr::parse(
+            "count without (host) (x{a=\"b\"} * 2 >= 90) / avg without (host) (y == bool 1)"
+        )
+        .unwrap()
+        .to_promql(),
+        "count without (host) (x{a=\"b\"} * 2 >= 90) / avg without (host) (y == bool 1)"
+    );
     // `interval` belongs to rules that aggregate.
     let e = parse_file(
         "test.yaml",
