@@ -800,3 +800,171 @@ fn a_prometheus_sends_its_alerts_through_the_collector() {
         ]
     );
 }
+
+/// Rules over a fleet judge what Prometheus' own rule engine judges: the same series fed to
+/// tocsin's engine and, exported with `export-rules`, to `promtool test rules`, which must find
+/// exactly the alerts tocsin fires, with the groups' labels and values tocsin computed.
+#[test]
+fn rules_over_a_fleet_fire_where_prometheus_fires_with_the_same_values() {
+    use tocsin_model::{Labels, Sample, SeriesSamples, METRIC_NAME};
+    if !tocsin_e2e::require_tool("promtool") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rules = r#"rules:
+  - name: ClusterDiskFull
+    expr: max without (host, mountpoint) (100 * (1 - avail / size))
+    levels: { warning: "> 90" }
+    annotations: { value: "{{ value|round(3) }}" }
+  - name: FullDisks
+    expr: count by (cluster) (100 * (1 - avail / size) > 60)
+    levels: { warning: ">= 2" }
+    annotations: { value: "{{ value|round(3) }}" }
+  - name: ShareFailing
+    expr: 100 * avg by (cluster) (probe_success == bool 0)
+    levels: { warning: "> 30" }
+    annotations: { value: "{{ value|round(3) }}" }
+  - name: ErrorRatio
+    expr: sum by (cluster) (rate(errors_total[5m])) / sum by (cluster) (rate(requests_total[5m]))
+    levels: { warning: "> 0.02" }
+    annotations: { value: "{{ value|round(3) }}" }
+  - name: FleetFree
+    expr: min(avail / size) * 100
+    levels: { warning: "< 10" }
+    annotations: { value: "{{ value|round(3) }}" }
+"#;
+    std::fs::write(dir.path().join("fleet.yaml"), rules).unwrap();
+    // (labels, value at step i) for 15 s steps from 0 to 10 min.
+    type Gen = Box<dyn Fn(i64) -> f64>;
+    let mut series: Vec<(Vec<(&str, &str)>, &str, Gen)> = Vec::new();
+    for (host, cluster, mp, avail) in [
+        ("a", "eu", "/", 50.0),
+        ("a", "eu", "/var", 4.0),
+        ("b", "eu", "/", 30.0),
+        ("c", "us", "/", 20.0),
+        ("d", "us", "/", 35.0),
+        ("e", "us", "/", 45.0),
+    ] {
+        let l = vec![("host", host), ("cluster", cluster), ("mountpoint", mp)];
+        series.push((l.clone(), "avail", Box::new(move |_| avail)));
+        series.push((l, "size", Box::new(|_| 100.0)));
+    }
+    for (host, cluster, ok, errs, reqs) in [
+        ("a", "eu", 1.0, 1.0, 40.0),
+        ("b", "eu", 0.0, 3.0, 60.0),
+        ("c", "us", 0.0, 0.0, 20.0),
+        ("d", "us", 1.0, 0.5, 20.0),
+        ("e", "us", 0.0, 0.25, 30.0),
+    ] {
+        let l = vec![("host", host), ("cluster", cluster)];
+        series.push((l.clone(), "probe_success", Box::new(move |_| ok)));
+        series.push((
+            l.clone(),
+            "errors_total",
+            Box::new(move |i| errs * i as f64),
+        ));
+        series.push((l, "requests_total", Box::new(move |i| reqs * i as f64)));
+    }
+    let steps = 40; // 10 min at 15 s
+                    // tocsin's engine, evaluated on the clock every 15 s.
+    let parsed = tocsin_rules::parse_file("fleet.yaml", rules).unwrap();
+    let mut engine = tocsin_rules::Engine::new(parsed, Default::default());
+    let mut firing = std::collections::BTreeMap::new();
+    for i in 0..=steps {
+        let t = i * 15_000;
+        let batch: Vec<SeriesSamples> = series
+            .iter()
+            .map(|(l, name, f)| {
+                let mut labels = Labels::from_pairs(l.iter().copied());
+                labels.set(METRIC_NAME, *name);
+                SeriesSamples {
+                    labels,
+                    samples: vec![Sample::new(t, f(i))],
+                }
+            })
+            .collect();
+        engine.ingest(&batch, t);
+        for tr in engine.tick(t) {
+            let key = (
+                tr.labels.get("alertname").unwrap().to_string(),
+                tr.labels.clone(),
+            );
+            if tr.kind == tocsin_rules::TransitionKind::Resolved {
+                firing.remove(&key);
+            } else {
+                firing.insert(key, tr.annotations["value"].clone());
+            }
+        }
+    }
+    let names = [
+        "ClusterDiskFull",
+        "FullDisks",
+        "ShareFailing",
+        "ErrorRatio",
+        "FleetFree",
+    ];
+    let fired: std::collections::BTreeSet<&str> = firing.keys().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(fired.len(), names.len(), "every rule fires: {firing:?}");
+    // The same through Prometheus: the exported rules and a promtool unit test expecting
+    // exactly tocsin's alerts at the last evaluation.
+    let out = dir.path().join("fleet.rules.yml");
+    let r = std::process::Command::new(tocsin_e2e::binary("tocsin-collector"))
+        .arg("export-rules")
+        .arg("--out")
+        .arg(&out)
+        .arg(dir.path().join("fleet.yaml"))
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let mut test = String::from(
+        "rule_files: [fleet.rules.yml]\nevaluation_interval: 15s\ntests:\n  - interval: 15s\n    input_series:\n",
+    );
+    for (l, name, f) in &series {
+        let labels: Vec<String> = l.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        let values: Vec<String> = (0..=steps).map(|i| f(i).to_string()).collect();
+        test += &format!(
+            "      - series: '{name}{{{}}}'\n        values: '{}'\n",
+            labels.join(","),
+            values.join(" ")
+        );
+    }
+    test += "    alert_rule_test:\n";
+    for name in names {
+        test += &format!(
+            "      - eval_time: {}s\n        alertname: {name}\n        exp_alerts:\n",
+            steps * 15
+        );
+        let mine: Vec<_> = firing.iter().filter(|((n, _), _)| n == name).collect();
+        if mine.is_empty() {
+            test += "          []\n";
+        }
+        for ((_, labels), value) in mine {
+            // Prometheus renders the exported `round(3)` as printf "%.3f".
+            let value = format!("{:.3}", value.parse::<f64>().unwrap());
+            let mut l: Vec<String> = labels
+                .iter()
+                .filter(|l| l.name != "alertname")
+                .map(|l| format!("{}: \"{}\"", l.name, l.value))
+                .collect();
+            l.push("level: warning".into());
+            l.push("severity: warning".into());
+            test += &format!(
+                "          - exp_labels: {{ {} }}\n            exp_annotations: {{ value: \"{value}\" }}\n",
+                l.join(", ")
+            );
+        }
+    }
+    let test_file = dir.path().join("fleet.test.yml");
+    std::fs::write(&test_file, &test).unwrap();
+    let check = std::process::Command::new("promtool")
+        .args(["test", "rules"])
+        .arg(&test_file)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "promtool disagrees:\n{}{}\n{test}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
