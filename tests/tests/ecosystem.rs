@@ -835,8 +835,12 @@ fn rules_over_a_fleet_fire_where_prometheus_fires_with_the_same_values() {
 "#;
     std::fs::write(dir.path().join("fleet.yaml"), rules).unwrap();
     // (labels, value at step i) for 15 s steps from 0 to 10 min.
-    type Gen = Box<dyn Fn(i64) -> f64>;
-    let mut series: Vec<(Vec<(&str, &str)>, &str, Gen)> = Vec::new();
+    type Series = (
+        Vec<(&'static str, &'static str)>,
+        &'static str,
+        Box<dyn Fn(i64) -> f64>,
+    );
+    let mut series: Vec<Series> = Vec::new();
     for (host, cluster, mp, avail) in [
         ("a", "eu", "/", 50.0),
         ("a", "eu", "/var", 4.0),
