@@ -203,6 +203,19 @@ impl LeafSeries {
         all
     }
 
+    /// The leaf's value as of `ts`: its newest sample, or its function over the window; none
+    /// when empty or when the newest sample is more than `stale_ms` old.
+    fn value(&self, leaf: &crate::expr::Leaf, ts: TimestampMs, stale_ms: i64) -> Option<f64> {
+        let newest = self.window.back()?;
+        if ts - newest.0 > stale_ms {
+            return None;
+        }
+        match leaf.func {
+            None => Some(newest.1),
+            Some((f, _)) => f.apply(self.window.as_slices().0),
+        }
+    }
+
     fn add(w: &mut VecDeque<(TimestampMs, f64)>, ts: TimestampMs, v: f64, range: Option<i64>) {
         w.push_back((ts, v));
         let keep_from = ts - range.unwrap_or(0);
@@ -249,10 +262,21 @@ pub struct Engine {
     /// Per rule of `absent_over_time`: when a sample of its selector last arrived (collector
     /// time); unset until the first tick, which starts the clock.
     absent_seen: Vec<Option<TimestampMs>>,
-    /// Per rule that aggregates: the series read (by key) with their labels and their
+    /// Per rule that aggregates: the series read (by key) with their group and their
     /// sender's clock offset (as for `ingest_sent`), and when the rule is next evaluated.
-    agg_series: Vec<HashMap<u64, (Labels, i64)>>,
+    agg_series: Vec<HashMap<u64, AggSeries>>,
     agg_due: Vec<TimestampMs>,
+}
+
+/// A series a rule that aggregates reads.
+struct AggSeries {
+    /// Its group's fingerprint and labels (the labels shared by the group's series).
+    group: (u64, Arc<Labels>),
+    /// Its sender's clock less the collector's, as its last batch came.
+    clock_offset_ms: i64,
+    /// Its recent samples per leaf of the rule (kept here rather than in `Engine::leaves`:
+    /// an evaluation walks every series of the rule, one lookup-free pass).
+    leaves: Vec<LeafSeries>,
 }
 
 /// What a dynamic rule's baseline made of a value.
@@ -304,7 +328,7 @@ impl Engine {
         }
         self.by_metric = by_metric.into_iter().map(|(k, v)| (k, v.into())).collect();
         self.absent_seen = vec![None; rules.len()];
-        self.agg_series = vec![HashMap::new(); rules.len()];
+        self.agg_series = rules.iter().map(|_| HashMap::new()).collect();
         self.agg_due = vec![TimestampMs::MIN; rules.len()];
         self.by_name = HashMap::new();
         for (i, r) in rules.iter().enumerate() {
@@ -488,15 +512,18 @@ impl Engine {
                 if self.rules[ri].expr.aggregates() {
                     // Kept for the rule's next evaluation on the clock (`aggregate`); a live
                     // sample's stored copy is not newer, and is not taken twice.
-                    let ls = self.leaves[ri][li].entry(kfp).or_default();
-                    for x in &s.samples {
-                        ls.push(x.timestamp_ms, x.value, range);
-                    }
-                    match self.agg_series[ri].get_mut(&kfp) {
-                        Some(e) => e.1 = clock_offset_ms,
-                        None => {
-                            self.agg_series[ri].insert(kfp, (kl.clone(), clock_offset_ms));
+                    let rule = &self.rules[ri];
+                    let series = self.agg_series[ri].entry(kfp).or_insert_with(|| {
+                        let g = rule.expr.aggs[0].grouping.group(kl);
+                        AggSeries {
+                            group: (g.fingerprint(), Arc::new(g)),
+                            clock_offset_ms,
+                            leaves: vec![LeafSeries::default(); rule.expr.leaves.len()],
                         }
+                    });
+                    series.clock_offset_ms = clock_offset_ms;
+                    for x in &s.samples {
+                        series.leaves[li].push(x.timestamp_ms, x.value, range);
                     }
                     continue;
                 }
@@ -642,14 +669,11 @@ impl Engine {
     /// newest sample, or its function over its window; none when missing or stale.
     fn leaf_value(&self, ri: usize, li: usize, kfp: u64, ts: TimestampMs) -> Option<f64> {
         let ls = self.leaves[ri][li].get(&kfp)?;
-        let newest = ls.window.back()?;
-        if ts - newest.0 > self.opts.stale_after_ms {
-            return None;
-        }
-        match self.rules[ri].expr.leaves[li].func {
-            None => Some(newest.1),
-            Some((f, _)) => f.apply(ls.window.as_slices().0),
-        }
+        ls.value(
+            &self.rules[ri].expr.leaves[li],
+            ts,
+            self.opts.stale_after_ms,
+        )
     }
 
     /// Evaluates the rules that aggregate and are due: each series' inner value as of now
@@ -665,46 +689,28 @@ impl Engine {
             }
             self.agg_due[ri] = now.saturating_add(rule.interval_ms);
             let stale = self.opts.stale_after_ms;
-            let leaves = &mut self.leaves[ri];
-            self.agg_series[ri].retain(|kfp, (_, offset)| {
-                let at = now.saturating_add(*offset);
-                let fresh = leaves.iter().any(|m| {
-                    m.get(kfp)
-                        .and_then(|ls| ls.window.back())
-                        .is_some_and(|b| at - b.0 <= stale)
-                });
-                if !fresh {
-                    for m in leaves.iter_mut() {
-                        m.remove(kfp);
-                    }
-                }
-                fresh
+            self.agg_series[ri].retain(|_, series| {
+                let at = now.saturating_add(series.clock_offset_ms);
+                series
+                    .leaves
+                    .iter()
+                    .any(|ls| ls.window.back().is_some_and(|b| at - b.0 <= stale))
             });
             let time = now as f64 / 1000.0;
-            let grouping = &rule.expr.aggs[0].grouping;
-            let mut groups: HashMap<u64, (Labels, Vec<Accumulator>)> = HashMap::new();
-            for (&kfp, (labels, offset)) in &self.agg_series[ri] {
-                let at = now.saturating_add(*offset);
-                let mut group = None;
-                for ai in 0..rule.expr.aggs.len() {
-                    let Some(v) = rule
-                        .expr
-                        .eval_inner(ai, time, &mut |li| self.leaf_value(ri, li, kfp, at))
-                    else {
+            let n = rule.expr.aggs.len();
+            let mut groups: HashMap<u64, (Arc<Labels>, Vec<Accumulator>)> = HashMap::new();
+            for series in self.agg_series[ri].values() {
+                let at = now.saturating_add(series.clock_offset_ms);
+                for ai in 0..n {
+                    let Some(v) = rule.expr.eval_inner(ai, time, &mut |li| {
+                        series.leaves[li].value(&rule.expr.leaves[li], at, stale)
+                    }) else {
                         continue;
                     };
-                    let g = group.get_or_insert_with(|| {
-                        let g = grouping.group(labels);
-                        (g.fingerprint(), g)
-                    });
+                    let (gfp, labels) = &series.group;
                     groups
-                        .entry(g.0)
-                        .or_insert_with(|| {
-                            (
-                                g.1.clone(),
-                                vec![Accumulator::default(); rule.expr.aggs.len()],
-                            )
-                        })
+                        .entry(*gfp)
+                        .or_insert_with(|| (Arc::clone(labels), vec![Accumulator::default(); n]))
                         .1[ai]
                         .add(v);
                 }
