@@ -266,6 +266,11 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
             .map_err(|e| problems.push(format!("{}: for: {e}", at(&["for"]))))
             .unwrap_or(0);
         let aggregates = compiled.as_ref().is_some_and(|c| c.aggregates());
+        // A rule over a fleet whose groups have no `host` label: its alerts have none.
+        let hostless = compiled
+            .as_ref()
+            .and_then(|c| c.aggs.first())
+            .is_some_and(|a| a.grouping.without == a.grouping.labels.iter().any(|l| l == "host"));
         let interval_ms = match parse_for(r.interval.as_deref()) {
             Err(e) => {
                 problems.push(format!("{}: interval: {e}", at(&["interval"])));
@@ -491,9 +496,6 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
                 }
             };
             // An agent's action runs on the alert's `host`: a group without one has no agent.
-            let hostless = compiled.as_ref().and_then(|c| c.aggs.first()).is_some_and(|a| {
-                a.grouping.without == a.grouping.labels.iter().any(|l| l == "host")
-            });
             if !on_collector && hostless {
                 problems.push(format!(
                     "{}: remediation: runs on the agent of the alert's host, and this rule's groups have no host label (group by host, or run it on: collector)",
@@ -579,8 +581,14 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
                     // A name the alert does not have renders as nothing: a label written
                     // as `{{ receiver }}` instead of `{{ labels.receiver }}` would vanish
                     // from every message.
-                    let mut unknown: Vec<String> = tmpl
-                        .undeclared_variables(false)
+                    let names = tmpl.undeclared_variables(false);
+                    if hostless && names.contains("host") {
+                        problems.push(format!(
+                            "{}: annotations.{k}: host: this rule's groups have no host label, so `host` renders as nothing (labels.NAME for the group's labels)",
+                            at(&["annotations", k])
+                        ));
+                    }
+                    let mut unknown: Vec<String> = names
                         .into_iter()
                         .filter(|v| !TEMPLATE_NAMES.contains(&v.as_str()))
                         .collect();

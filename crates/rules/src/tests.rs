@@ -1347,4 +1347,14 @@ fn aggregations_are_checked_where_they_are_written() {
     assert!(remedy("sum by (service, host) (x)", "agent").is_ok());
     assert!(remedy("sum without (disk) (x)", "agent").is_ok());
     assert!(remedy("sum by (service) (x)", "collector").is_ok());
+    // Nor does a template's `host`.
+    let e = parse_file(
+        "test.yaml",
+        "rules:\n  - name: A\n    expr: avg by (service) (x)\n    levels: { warning: \"> 1\" }\n    annotations: { summary: \"{{ host }} {{ labels.service }}\" }\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        e,
+        ["test.yaml:5: rule \"A\": annotations.summary: host: this rule's groups have no host label, so `host` renders as nothing (labels.NAME for the group's labels)"]
+    );
 }
