@@ -318,7 +318,7 @@ fn alertmanager_keeps_every_alert_of_a_group_active_while_tocsin_resends_them() 
     let (dir, c, _a) = stack(
         "  - name: QueueBacklog\n    expr: queue_depth\n    levels: { warning: \"> 100\" }\n",
         &format!(
-            "  - name: am\n    alertmanager: {{ url: \"http://{}\", resend_interval: 1s }}\nroute: {{ receivers: [am], group_by: [alertname], repeat_interval: 4h }}\n",
+            "  - name: am\n    alertmanager: {{ url: \"http://{}\", resend_interval: 1s }}\nroute: {{ receivers: [am], group_by: [alertname], group_wait: 0s, repeat_interval: 4h }}\n",
             am.addr()
         ),
         "queue_depth{queue=\"a\"} 500\nqueue_depth{queue=\"b\"} 700\n",

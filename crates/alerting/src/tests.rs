@@ -653,7 +653,8 @@ route:
   repeat_interval: 0s
 "#;
 
-/// Grouped by labels with no timing given: Alertmanager's `group_interval` (5m), no wait.
+/// Grouped by labels with no timing given: Alertmanager's (`group_wait` 30s, `group_interval`
+/// 5m).
 const GROUPED_BY_DEFAULT: &str = r#"
 receivers:
   - { name: ops, webhook: { url: "http://127.0.0.1:1/ops" } }
@@ -754,7 +755,7 @@ const CASES: &[Case] = &[
             5m30s notify ops changed Load/b:warning,Load/c:warning,Load/a:resolved",
     },
     Case {
-        name: "a burst grouped by labels with no group_interval given is told in two messages, not one per alert",
+        name: "a burst grouped by labels with no timing given is gathered for 30s, then told every 5m, not once per alert",
         config: GROUPED_BY_DEFAULT,
         script: "
             0s fire NodeDown host=a critical
@@ -765,9 +766,9 @@ const CASES: &[Case] = &[
             20m end",
         show: &["notify"],
         expect: "
-            0s notify ops changed NodeDown/a:critical
-            5m notify ops changed NodeDown/a:critical,NodeDown/b:critical,NodeDown/c:critical,NodeDown/d:critical
-            10m notify ops changed NodeDown/b:critical,NodeDown/c:critical,NodeDown/d:critical,NodeDown/a:resolved",
+            30s notify ops changed NodeDown/a:critical,NodeDown/b:critical,NodeDown/c:critical
+            5m30s notify ops changed NodeDown/a:critical,NodeDown/b:critical,NodeDown/c:critical,NodeDown/d:critical
+            10m30s notify ops changed NodeDown/b:critical,NodeDown/c:critical,NodeDown/d:critical,NodeDown/a:resolved",
     },
     Case {
         name: "groups are by alertname: another rule is another group",

@@ -238,19 +238,29 @@ pub(crate) struct Known<'a> {
     pub intervals: &'a TimeIntervals,
 }
 
-/// `group_interval` where no node on the way down gives one and the node groups by labels:
-/// Alertmanager's default. Each alert its own group (`[...]`), the default stays 0s.
+/// `group_wait` and `group_interval` where no node on the way down gives them and the node
+/// groups by labels: Alertmanager's defaults (a burst gathered for 30 s, then its changes at
+/// most every 5 m). Where each alert is its own group (`[...]`) both stay 0s: its changes are
+/// told as they happen.
+pub const GROUPED_WAIT: Duration = Duration::from_secs(30);
 pub const GROUPED_INTERVAL: Duration = Duration::from_secs(300);
 
-/// A node's grouping options: its own where given, else its parent's; `given` is the
-/// `group_interval` the node or an ancestor gives (updated here), which a node without one
-/// takes only if some node set it, else the default for how the node groups.
+/// The `group_wait` and `group_interval` a node or one of its ancestors gives.
+#[derive(Debug, Clone, Copy, Default)]
+struct Given {
+    wait: Option<Duration>,
+    interval: Option<Duration>,
+}
+
+/// A node's grouping options: its own where given, else its parent's; `given` holds the
+/// timings the node or an ancestor gives (updated here): a node without them takes them only
+/// if some node set them, else the defaults for how the node groups.
 fn inherit(
     p: &mut Problems,
     raw: &RawRoute,
     at: &str,
     parent: &GroupOpts,
-    given: &mut Option<Duration>,
+    given: &mut Given,
 ) -> GroupOpts {
     let mut o = parent.clone();
     let mut dur = |field: &str, v: &Option<String>| {
@@ -258,10 +268,10 @@ fn inherit(
             .and_then(|s| p.take(&format!("{at}.{field}"), parse_duration(s)))
     };
     if let Some(d) = dur("group_wait", &raw.group_wait) {
-        o.group_wait = d;
+        given.wait = Some(d);
     }
     if let Some(d) = dur("group_interval", &raw.group_interval) {
-        *given = Some(d);
+        given.interval = Some(d);
     }
     if let Some(d) = dur("repeat_interval", &raw.repeat_interval) {
         o.repeat_interval = (!d.is_zero()).then_some(d);
@@ -276,11 +286,15 @@ fn inherit(
             Some(g.clone())
         };
     }
-    o.group_interval = given.unwrap_or(if o.group_by.is_some() {
-        GROUPED_INTERVAL
-    } else {
-        Duration::ZERO
-    });
+    let grouped = |d: Duration| {
+        if o.group_by.is_some() {
+            d
+        } else {
+            Duration::ZERO
+        }
+    };
+    o.group_wait = given.wait.unwrap_or(grouped(GROUPED_WAIT));
+    o.group_interval = given.interval.unwrap_or(grouped(GROUPED_INTERVAL));
     if let Some(m) = raw.max_repeats {
         o.max_repeats = m;
     }
@@ -297,7 +311,14 @@ fn inherit(
 }
 
 pub(crate) fn validate(p: &mut Problems, raw: RawRoute, known: &Known<'_>) -> Route {
-    node(p, raw, "route", known, &GroupOpts::default(), None)
+    node(
+        p,
+        raw,
+        "route",
+        known,
+        &GroupOpts::default(),
+        Given::default(),
+    )
 }
 
 fn node(
@@ -306,7 +327,7 @@ fn node(
     at: &str,
     known: &Known<'_>,
     parent: &GroupOpts,
-    mut given: Option<Duration>,
+    mut given: Given,
 ) -> Route {
     let opts = inherit(p, &raw, at, parent, &mut given);
     if let Some(e) = &raw.escalation {
@@ -439,9 +460,9 @@ mod tests {
         assert!(e.contains("route.repeat_backoff: must be between"), "{e}");
     }
 
-    /// A node grouping by labels waits Alertmanager's 5m between two messages of a group
-    /// unless it or an ancestor gives a `group_interval`; a node whose alerts are each their
-    /// own group sends each change at once. The nodes that would send a whole group again at
+    /// A node grouping by labels takes Alertmanager's timing — a burst gathered for 30s, then
+    /// 5m between two messages of a group — unless it or an ancestor gives its own; a node
+    /// whose alerts are each their own group sends each change at once. The nodes that would send a whole group again at
     /// each change of a burst (grouped by labels, `group_interval: 0s` given) are named.
     #[test]
     fn grouped_nodes_wait_between_messages_unless_told_otherwise() {
@@ -449,7 +470,7 @@ mod tests {
             "receivers: [ops]
 routes:
   - { level: critical, receivers: [ops], group_by: [alertname], routes: [{ receivers: [ops], group_by: [\"...\"] }] }
-  - { receivers: [ops], group_interval: 1m, routes: [{ receivers: [ops], group_by: [host] }, { receivers: [ops], group_by: [host], group_interval: 0s }] }
+  - { receivers: [ops], group_interval: 1m, routes: [{ receivers: [ops], group_by: [host], group_wait: 10s, routes: [{ receivers: [ops] }] }, { receivers: [ops], group_by: [host], group_interval: 0s }] }
 ",
         )
         .unwrap();
@@ -461,13 +482,18 @@ routes:
         };
         let r = validate(&mut p, raw, &k);
         p.finish(|| ()).unwrap();
-        let interval = |r: &Route| r.opts.group_interval.as_secs();
-        assert_eq!(interval(&r), 0, "each alert its own group");
-        assert_eq!(interval(&r.routes[0]), 300, "grouped, nothing given");
-        assert_eq!(interval(&r.routes[0].routes[0]), 0, "ungrouped again");
-        assert_eq!(interval(&r.routes[1]), 60);
-        assert_eq!(interval(&r.routes[1].routes[0]), 60, "given above");
-        assert_eq!(interval(&r.routes[1].routes[1]), 0);
+        let timing = |r: &Route| (r.opts.group_wait.as_secs(), r.opts.group_interval.as_secs());
+        assert_eq!(timing(&r), (0, 0), "each alert its own group");
+        assert_eq!(timing(&r.routes[0]), (30, 300), "grouped, nothing given");
+        assert_eq!(timing(&r.routes[0].routes[0]), (0, 0), "ungrouped again");
+        assert_eq!(timing(&r.routes[1]), (0, 60), "an interval given");
+        assert_eq!(timing(&r.routes[1].routes[0]), (10, 60), "a wait given");
+        assert_eq!(
+            timing(&r.routes[1].routes[0].routes[0]),
+            (10, 60),
+            "both given above"
+        );
+        assert_eq!(timing(&r.routes[1].routes[1]), (30, 0));
         assert_eq!(r.resent_on_every_change(), ["route.routes[1].routes[1]"]);
         // Each alert its own group (the default): nothing to say.
         assert!(Route::to_all(vec!["ops".into()])
