@@ -39,6 +39,61 @@ pub fn kahan(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     (t, c)
 }
 
+/// `rate`, `increase` and `delta`: the change over the window, extrapolated towards its
+/// edges as Prometheus 2.x does (no further than half a sample interval past the first and
+/// last samples, and not below zero for a counter), for a range of `range_ms` ending at
+/// `end_ms`. At least two points.
+pub fn extrapolated<P: Point>(
+    p: &[P],
+    end_ms: TimestampMs,
+    range_ms: i64,
+    counter: bool,
+    rate: bool,
+) -> Option<f64> {
+    if p.len() < 2 {
+        return None;
+    }
+    let (first, last) = (&p[0], &p[p.len() - 1]);
+    let mut result = last.v() - first.v();
+    if counter {
+        let mut prev = first.v();
+        for s in &p[1..] {
+            if s.v() < prev {
+                result += prev;
+            }
+            prev = s.v();
+        }
+    }
+    let range_start = end_ms - range_ms;
+    let mut to_start = (first.t_ms() - range_start) as f64 / 1000.0;
+    let to_end = (end_ms - last.t_ms()) as f64 / 1000.0;
+    let sampled = (last.t_ms() - first.t_ms()) as f64 / 1000.0;
+    let avg_step = sampled / (p.len() - 1) as f64;
+    if counter && result > 0.0 && first.v() >= 0.0 {
+        let to_zero = sampled * (first.v() / result);
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    let threshold = avg_step * 1.1;
+    let mut interval = sampled;
+    interval += if to_start < threshold {
+        to_start
+    } else {
+        avg_step / 2.0
+    };
+    interval += if to_end < threshold {
+        to_end
+    } else {
+        avg_step / 2.0
+    };
+    let mut factor = interval / sampled;
+    if rate {
+        factor /= range_ms as f64 / 1000.0;
+    }
+    Some(result * factor)
+}
+
 /// Least-squares slope (per second) and intercept (the value at `intercept_ms`) of the points,
 /// times in seconds. At least one point.
 pub fn linear_regression<P: Point>(p: &[P], intercept_ms: TimestampMs) -> (f64, f64) {

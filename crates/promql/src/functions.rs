@@ -333,9 +333,9 @@ fn over_range(
 
 fn range_fn(name: &str) -> Option<RangeFn> {
     Some(match name {
-        "rate" => |p, c| extrapolated(p, c, true, true),
-        "increase" => |p, c| extrapolated(p, c, true, false),
-        "delta" => |p, c| extrapolated(p, c, false, false),
+        "rate" => |p, c| window::extrapolated(p, c.end_ms, c.range_ms, true, true),
+        "increase" => |p, c| window::extrapolated(p, c.end_ms, c.range_ms, true, false),
+        "delta" => |p, c| window::extrapolated(p, c.end_ms, c.range_ms, false, false),
         "irate" => |p, _| instant_value(p, true),
         "idelta" => |p, _| instant_value(p, false),
         "deriv" => |p, _| window::deriv(p),
@@ -401,54 +401,6 @@ fn math_fn(name: &str) -> Option<fn(f64) -> f64> {
         "rad" => |x: f64| x * std::f64::consts::PI / 180.0,
         _ => return None,
     })
-}
-
-/// `rate`, `increase` and `delta`: the change over the window, extrapolated towards its
-/// edges as Prometheus 2.x does (no further than half a sample interval past the first and
-/// last samples, and not below zero for a counter).
-fn extrapolated(p: &[Sample], c: &RangeCtx, counter: bool, rate: bool) -> Option<f64> {
-    if p.len() < 2 {
-        return None;
-    }
-    let (first, last) = (p[0], p[p.len() - 1]);
-    let mut result = last.value - first.value;
-    if counter {
-        let mut prev = first.value;
-        for s in &p[1..] {
-            if s.value < prev {
-                result += prev;
-            }
-            prev = s.value;
-        }
-    }
-    let range_start = c.end_ms - c.range_ms;
-    let mut to_start = (first.timestamp_ms - range_start) as f64 / 1000.0;
-    let to_end = (c.end_ms - last.timestamp_ms) as f64 / 1000.0;
-    let sampled = (last.timestamp_ms - first.timestamp_ms) as f64 / 1000.0;
-    let avg_step = sampled / (p.len() - 1) as f64;
-    if counter && result > 0.0 && first.value >= 0.0 {
-        let to_zero = sampled * (first.value / result);
-        if to_zero < to_start {
-            to_start = to_zero;
-        }
-    }
-    let threshold = avg_step * 1.1;
-    let mut interval = sampled;
-    interval += if to_start < threshold {
-        to_start
-    } else {
-        avg_step / 2.0
-    };
-    interval += if to_end < threshold {
-        to_end
-    } else {
-        avg_step / 2.0
-    };
-    let mut factor = interval / sampled;
-    if rate {
-        factor /= c.range_ms as f64 / 1000.0;
-    }
-    Some(result * factor)
 }
 
 /// `irate` and `idelta`: from the last two samples.

@@ -212,7 +212,13 @@ impl LeafSeries {
         }
         match leaf.func {
             None => Some(newest.1),
-            Some((f, _)) => f.apply(self.window.as_slices().0),
+            Some((f, range)) => {
+                // The window holds the range before its newest sample; evaluated later (a
+                // rule over a fleet, on the clock), the range ends at `ts`.
+                let w = self.window.as_slices().0;
+                let from = w.partition_point(|s| s.0 < ts - range);
+                f.apply(&w[from..], ts, range)
+            }
         }
     }
 

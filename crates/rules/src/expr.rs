@@ -270,34 +270,23 @@ impl RangeFunc {
         })
     }
 
-    /// Applies the function to the samples of a window, oldest first.
-    pub fn apply(self, w: &[(i64, f64)]) -> Option<f64> {
-        let (first, last) = (w.first()?, w.last()?);
+    /// Applies the function to the samples of a window, oldest first, for a range of
+    /// `range_ms` ending at `end_ms` (the evaluation's time: a rule over one series is
+    /// evaluated at its newest sample).
+    pub fn apply(self, w: &[(i64, f64)], end_ms: i64, range_ms: i64) -> Option<f64> {
+        let last = w.last()?;
         let secs = |a: i64, b: i64| (b - a) as f64 / 1000.0;
         let values = || w.iter().map(|x| x.1);
         match self {
-            RangeFunc::Rate | RangeFunc::Increase => {
-                if w.len() < 2 || last.0 <= first.0 {
-                    return None;
-                }
-                // Counter resets: a drop means the counter restarted from zero.
-                let mut inc = 0.0;
-                for p in w.windows(2) {
-                    let d = p[1].1 - p[0].1;
-                    inc += if d < 0.0 { p[1].1 } else { d };
-                }
-                Some(if self == RangeFunc::Rate {
-                    inc / secs(first.0, last.0)
-                } else {
-                    inc
-                })
-            }
+            // Extrapolated towards the range's edges, as PromQL's; counter resets handled.
+            RangeFunc::Rate => window::extrapolated(w, end_ms, range_ms, true, true),
+            RangeFunc::Increase => window::extrapolated(w, end_ms, range_ms, true, false),
+            RangeFunc::Delta => window::extrapolated(w, end_ms, range_ms, false, false),
             RangeFunc::Irate => {
                 let [.., a, b] = w else { return None };
                 let d = if b.1 < a.1 { b.1 } else { b.1 - a.1 };
                 (b.0 > a.0).then(|| d / secs(a.0, b.0))
             }
-            RangeFunc::Delta => (w.len() >= 2).then_some(last.1 - first.1),
             RangeFunc::AvgOverTime => Some(values().sum::<f64>() / w.len() as f64),
             RangeFunc::MinOverTime => values().reduce(f64::min),
             RangeFunc::MaxOverTime => values().reduce(f64::max),
@@ -1221,11 +1210,13 @@ mod tests {
             if li == 0 {
                 Some(w.last().unwrap().1)
             } else {
-                f.apply(&w)
+                f.apply(&w, 6 * 3_600_000, 6 * 3_600_000)
             }
         });
         assert!((hours.unwrap() - 94.0).abs() < 1e-6, "{hours:?}");
-        let p = RangeFunc::PredictLinear(24.0 * 3600.0).apply(&w).unwrap();
+        let p = RangeFunc::PredictLinear(24.0 * 3600.0)
+            .apply(&w, 6 * 3_600_000, 6 * 3_600_000)
+            .unwrap();
         assert!((p - 70e9).abs() < 1.0, "{p}");
         // Freeing space: no end in sight (the clamp keeps the hours huge and positive).
         let freeing: Vec<(i64, f64)> = w.iter().map(|&(t, v)| (t, 200e9 - v)).collect();
@@ -1234,7 +1225,7 @@ mod tests {
                 if li == 0 {
                     Some(freeing.last().unwrap().1)
                 } else {
-                    f.apply(&freeing)
+                    f.apply(&freeing, 6 * 3_600_000, 6 * 3_600_000)
                 }
             })
             .unwrap();
@@ -1318,11 +1309,23 @@ mod tests {
     #[test]
     fn rate_handles_resets() {
         let w = [(0, 10.0), (10_000, 20.0), (20_000, 5.0), (30_000, 15.0)];
-        // 10 + 5 (reset: counted from zero) + 10 = 25 over 30 s.
-        assert_eq!(RangeFunc::Increase.apply(&w), Some(25.0));
-        assert!((RangeFunc::Rate.apply(&w).unwrap() - 25.0 / 30.0).abs() < 1e-12);
-        assert_eq!(RangeFunc::Irate.apply(&w), Some(1.0));
-        assert_eq!(RangeFunc::Rate.apply(&w[..1]), None);
-        assert_eq!(RangeFunc::MaxOverTime.apply(&w), Some(20.0));
+        // 10 + 5 (reset: counted from zero) + 10 = 25 over 30 s, a range of 30 s ending at the
+        // newest sample: nothing to extrapolate.
+        let apply = |f: RangeFunc, w: &[(i64, f64)]| f.apply(w, 30_000, 30_000);
+        assert_eq!(apply(RangeFunc::Increase, &w), Some(25.0));
+        assert!((apply(RangeFunc::Rate, &w).unwrap() - 25.0 / 30.0).abs() < 1e-12);
+        assert_eq!(apply(RangeFunc::Irate, &w), Some(1.0));
+        assert_eq!(apply(RangeFunc::Rate, &w[..1]), None);
+        assert_eq!(apply(RangeFunc::MaxOverTime, &w), Some(20.0));
+        // A range of 35 s: as PromQL, the increase is extrapolated half a step towards its
+        // start (the first sample is 5 s in, under 1.1 steps: to the start), 25 · 35 / 30; a
+        // counter's start no further back than where it would have been zero (10 / (25/30)
+        // = 12 s back: not reached here).
+        assert!(
+            (RangeFunc::Increase.apply(&w, 30_000, 35_000).unwrap() - 25.0 * 35.0 / 30.0).abs()
+                < 1e-9
+        );
+        // delta: not a counter, the reset is a fall.
+        assert!((RangeFunc::Delta.apply(&w, 30_000, 30_000).unwrap() - 5.0).abs() < 1e-12);
     }
 }

@@ -185,10 +185,12 @@ rules:
         e.ingest(&c(T0, 0.0), T0).is_empty(),
         "one sample: no rate yet"
     );
-    assert!(e.ingest(&c(T0 + 10 * S, 5.0), T0 + 10 * S).is_empty());
-    let t = e.ingest(&c(T0 + 20 * S, 50.0), T0 + 20 * S);
+    // As PromQL's: the increase over the range (a young window's, from where the counter
+    // was zero), per second of the range: 5 / 60.
+    assert!(e.ingest(&c(T0 + 30 * S, 5.0), T0 + 30 * S).is_empty());
+    let t = e.ingest(&c(T0 + 60 * S, 155.0), T0 + 60 * S);
     assert_eq!(kinds(&t), vec![(TransitionKind::Firing, Level::Critical)]);
-    assert!((t[0].value - 2.5).abs() < 1e-9, "{}", t[0].value);
+    assert!((t[0].value - 155.0 / 60.0).abs() < 1e-9, "{}", t[0].value);
 }
 
 #[test]
