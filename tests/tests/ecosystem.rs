@@ -841,6 +841,14 @@ fn rules_over_a_fleet_fire_where_prometheus_fires_with_the_same_values() {
     expr: increase(errors_total[100s])
     levels: { warning: "> 2" }
     annotations: { value: "{{ value|round(3) }}" }
+  - name: SlowestQuarter
+    expr: quantile by (cluster) (0.75, rate(requests_total[1m]))
+    levels: { warning: "> 2" }
+    annotations: { value: "{{ value|round(3) }}" }
+  - name: UnevenLoad
+    expr: stddev without (host) (rate(requests_total[1m])) / avg without (host) (rate(requests_total[1m]))
+    levels: { warning: "> 0.1" }
+    annotations: { value: "{{ value|round(3) }}" }
 "#;
     std::fs::write(dir.path().join("fleet.yaml"), rules).unwrap();
     // (labels, value at step i) for 15 s steps from 0 to 10 min.
@@ -914,6 +922,8 @@ fn rules_over_a_fleet_fire_where_prometheus_fires_with_the_same_values() {
         "FleetFree",
         "RecentErrors",
         "HostErrors",
+        "SlowestQuarter",
+        "UnevenLoad",
     ];
     let fired: std::collections::BTreeSet<&str> = firing.keys().map(|(n, _)| n.as_str()).collect();
     assert_eq!(fired.len(), names.len(), "every rule fires: {firing:?}");

@@ -718,10 +718,10 @@ impl Engine {
                         .entry(*gfp)
                         .or_insert_with(|| (Arc::clone(labels), vec![Accumulator::default(); n]))
                         .1[ai]
-                        .add(v);
+                        .add(v, rule.expr.aggs[ai].op.keeps_values());
                 }
             }
-            for (gfp, (labels, acc)) in groups {
+            for (gfp, (labels, mut acc)) in groups {
                 let v = rule
                     .expr
                     .eval(time, &mut |ai| acc[ai].value(rule.expr.aggs[ai].op));

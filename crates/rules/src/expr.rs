@@ -13,7 +13,8 @@
 //!           | AGG grouping? '(' expr filter? ')' grouping?
 //! filter   := ('>' | '>=' | '<' | '<=' | '==' | '!=') 'bool'? CONST   (keeps the series for
 //!             which it holds; with `bool`, every series, at 1 where it holds and 0 elsewhere)
-//! AGG      := 'sum' | 'avg' | 'min' | 'max' | 'count'
+//! AGG      := 'sum' | 'avg' | 'min' | 'max' | 'count' | 'stddev' | 'stdvar'
+//!           | 'quantile' grouping? '(' CONST ',' expr filter? ')' grouping?
 //! grouping := ('by' | 'without') '(' LABEL (',' LABEL)* ','? ')'
 //! CONST    := an expr of numbers only (e.g. 4 * 3600)
 //! absent   := 'absent_over_time' '(' selector '[' DURATION ']' ')'   (only as the whole expression)
@@ -53,18 +54,21 @@ pub enum Expr {
 }
 
 /// How an aggregation combines the values of a group's series.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum AggOp {
     Sum,
     Avg,
     Min,
     Max,
     Count,
+    /// Population standard deviation and variance, as PromQL's.
+    Stddev,
+    Stdvar,
+    /// `quantile(φ, ...)`: the φ-quantile of the group's values, interpolated as PromQL does.
+    Quantile(f64),
 }
 
 impl AggOp {
-    const ALL: [AggOp; 5] = [AggOp::Sum, AggOp::Avg, AggOp::Min, AggOp::Max, AggOp::Count];
-
     pub fn name(self) -> &'static str {
         match self {
             AggOp::Sum => "sum",
@@ -72,7 +76,31 @@ impl AggOp {
             AggOp::Min => "min",
             AggOp::Max => "max",
             AggOp::Count => "count",
+            AggOp::Stddev => "stddev",
+            AggOp::Stdvar => "stdvar",
+            AggOp::Quantile(_) => "quantile",
         }
+    }
+
+    /// The aggregation of that name; a quantile's φ is filled in by the parser.
+    fn from_name(s: &str) -> Option<AggOp> {
+        [
+            AggOp::Sum,
+            AggOp::Avg,
+            AggOp::Min,
+            AggOp::Max,
+            AggOp::Count,
+            AggOp::Stddev,
+            AggOp::Stdvar,
+            AggOp::Quantile(0.0),
+        ]
+        .into_iter()
+        .find(|a| a.name() == s)
+    }
+
+    /// Whether the group's values themselves are needed, not only running sums.
+    pub fn keeps_values(self) -> bool {
+        matches!(self, AggOp::Quantile(_))
     }
 }
 
@@ -115,16 +143,22 @@ pub struct Aggregation {
 }
 
 /// A group's running combination of its series' values.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Accumulator {
     count: u32,
     sum: f64,
     min: f64,
     max: f64,
+    /// Welford's running mean and sum of squared distances from it (PromQL's stddev).
+    mean: f64,
+    m2: f64,
+    /// The values, for a quantile only.
+    values: Vec<f64>,
 }
 
 impl Accumulator {
-    pub fn add(&mut self, v: f64) {
+    /// Takes a series' value; `keep` when the aggregation needs the values themselves.
+    pub fn add(&mut self, v: f64, keep: bool) {
         if self.count == 0 {
             (self.min, self.max) = (v, v);
         }
@@ -132,16 +166,26 @@ impl Accumulator {
         self.sum += v;
         self.min = self.min.min(v);
         self.max = self.max.max(v);
+        let delta = v - self.mean;
+        self.mean += delta / f64::from(self.count);
+        self.m2 += delta * (v - self.mean);
+        if keep {
+            self.values.push(v);
+        }
     }
 
     /// The aggregation's value; none for a group without a series.
-    pub fn value(&self, op: AggOp) -> Option<f64> {
+    pub fn value(&mut self, op: AggOp) -> Option<f64> {
+        let n = f64::from(self.count);
         (self.count > 0).then(|| match op {
             AggOp::Sum => self.sum,
-            AggOp::Avg => self.sum / f64::from(self.count),
+            AggOp::Avg => self.sum / n,
             AggOp::Min => self.min,
             AggOp::Max => self.max,
-            AggOp::Count => f64::from(self.count),
+            AggOp::Count => n,
+            AggOp::Stddev => (self.m2 / n).sqrt(),
+            AggOp::Stdvar => self.m2 / n,
+            AggOp::Quantile(q) => window::quantile(q, &mut self.values),
         })
     }
 }
@@ -427,6 +471,9 @@ impl Compiled {
                     out.push_str(&format!(" {kind} ({}) ", a.grouping.labels.join(", ")));
                 }
                 out.push('(');
+                if let AggOp::Quantile(q) = a.op {
+                    out.push_str(&format!("{q}, "));
+                }
                 self.write(&a.inner, out, 0);
                 out.push(')');
             }
@@ -771,7 +818,7 @@ impl<'a> Parser<'a> {
                     self.expect(')')?;
                     return Ok(Expr::Time);
                 }
-                if let Some(op) = AggOp::ALL.into_iter().find(|a| a.name() == name) {
+                if let Some(op) = AggOp::from_name(name) {
                     let next = self.src[self.pos..].trim_start();
                     if next.starts_with('(')
                         || next.starts_with("by")
@@ -896,6 +943,14 @@ impl<'a> Parser<'a> {
         }
         let mut grouping = self.grouping()?;
         self.expect('(')?;
+        let op = match op {
+            AggOp::Quantile(_) => {
+                let q = self.constant()?;
+                self.expect(',')?;
+                AggOp::Quantile(q)
+            }
+            op => op,
+        };
         self.inside = Some(Vec::new());
         let inner = self.filtered();
         let leaves = self.inside.take().unwrap_or_default();

@@ -1236,6 +1236,12 @@ rules:
   - name: ShareFull
     expr: 100 * avg by (cluster) (avail / size < bool 0.35)
     levels: { warning: "> 50" }
+  - name: MedianFree
+    expr: quantile by (cluster) (0.5, avail / size)
+    levels: { warning: "< 0.45" }
+  - name: Spread
+    expr: stddev by (cluster) (avail)
+    levels: { warning: "> 20" }
 "#,
     );
     let mut e = Engine::new(r, EngineOptions::default());
@@ -1272,8 +1278,10 @@ rules:
             ("FewHosts".to_string(), Some("eu".to_string()), 2.0),
             ("Fullest".to_string(), Some("eu".to_string()), 96.0),
             ("ManyFull".to_string(), Some("us".to_string()), 2.0),
+            ("MedianFree".to_string(), Some("us".to_string()), 0.3),
             ("MinFree".to_string(), Some("eu".to_string()), 0.04),
             ("ShareFull".to_string(), Some("us".to_string()), 66.667),
+            ("Spread".to_string(), Some("eu".to_string()), 24.386),
         ]
     );
 }
@@ -1294,6 +1302,7 @@ fn aggregations_are_checked_where_they_are_written() {
         ("sum(x) > 3", 8, "a rule's thresholds are its levels"),
         ("x > 3", 3, "a rule's thresholds are its levels"),
         ("count(x > y)", 11, "expected a number here"),
+        ("quantile(x)", 10, "expected a number here"),
     ] {
         let e = crate::expr::parse(expr).unwrap_err();
         assert!(
@@ -1311,6 +1320,12 @@ fn aggregations_are_checked_where_they_are_written() {
         "sum by (job) (rate(x{a=\"1\"}[300s])) / count by (job) (y)"
     );
     assert_eq!(crate::expr::parse("avg(x)").unwrap().to_promql(), "avg(x)");
+    assert_eq!(
+        crate::expr::parse("quantile(0.9, x) by (a) - stdvar by (a) (x)")
+            .unwrap()
+            .to_promql(),
+        "quantile by (a) (0.9, x) - stdvar by (a) (x)"
+    );
     assert_eq!(
         crate::expr::parse(
             "count without (host) (x{a=\"b\"} * 2 >= 90) / avg without (host) (y == bool 1)"
