@@ -280,6 +280,8 @@ struct AggSeries {
     group: (u64, Arc<Labels>),
     /// Its sender's clock less the collector's, as its last batch came.
     clock_offset_ms: i64,
+    /// Its `host` label, for `forget_host`.
+    host: Option<Box<str>>,
     /// Its recent samples per leaf of the rule (kept here rather than in `Engine::leaves`:
     /// an evaluation walks every series of the rule, one lookup-free pass).
     leaves: Vec<LeafSeries>,
@@ -524,6 +526,7 @@ impl Engine {
                         AggSeries {
                             group: (g.fingerprint(), Arc::new(g)),
                             clock_offset_ms,
+                            host: kl.get("host").map(Box::from),
                             leaves: vec![LeafSeries::default(); rule.expr.leaves.len()],
                         }
                     });
@@ -962,7 +965,12 @@ impl Engine {
 
     /// Resolves every alert of `host` (its `host` label), reason `host removed`: a host taken
     /// out of service on purpose is not down, and none of its alerts is news any more.
+    /// Its series leave the groups of the rules over a fleet at once (else they would count
+    /// until they go stale).
     pub fn forget_host(&mut self, host: &str, now: TimestampMs) -> Vec<Transition> {
+        for series in &mut self.agg_series {
+            series.retain(|_, s| s.host.as_deref() != Some(host));
+        }
         let keys: Vec<(usize, u64)> = self
             .alerts
             .iter()

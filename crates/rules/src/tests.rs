@@ -1208,6 +1208,22 @@ rules:
     e.ingest(&batch, t_now + 5 * S);
     let t = e.tick(t_now + 10 * S);
     assert_eq!(kinds(&t), vec![(TransitionKind::Resolved, Level::Warning)]);
+    // Hosts taken out of service leave their groups at once, not when their series go
+    // stale: with w2 and w3 forgotten, w1's 15 errors in 100 requests are web's 0.15 (with
+    // them, still fresh, 15 in 300).
+    e.forget_host("w2", t_now + 11 * S);
+    e.forget_host("w3", t_now + 11 * S);
+    e.ingest(
+        &at(t_now + 15 * S, "w1", "web", 15.0, 100.0),
+        t_now + 15 * S,
+    );
+    assert!(
+        e.tick(t_now + 20 * S).is_empty(),
+        "0.15 holds once: for_runs 2"
+    );
+    let t = e.tick(t_now + 30 * S);
+    assert_eq!(kinds(&t), vec![(TransitionKind::Firing, Level::Warning)]);
+    assert_eq!(t[0].value, 0.15, "w1 alone");
 }
 
 /// `count`, `avg`, `min`, `max`, `without` and the inner expression per series: the share of a
