@@ -1,4 +1,5 @@
-//! Exports tocsin rules as Prometheus alerting rules where an equivalent exists. Each level
+//! Exports tocsin rules as Prometheus rules where an equivalent exists: recording rules as
+//! they are, alerting rules where an equivalent exists. Each level
 //! becomes one alert with exclusive conditions (`warning` fires only while `critical` does not),
 //! `for` carries over, labels get `level` and `severity`, and annotation templates are
 //! translated (`{{ value }}` → `{{ $value }}`, `{{ host }}` → `{{ $labels.host }}`, …). What has
@@ -18,7 +19,23 @@ struct File {
 #[derive(Serialize)]
 struct Group {
     name: String,
-    rules: Vec<Alert>,
+    rules: Vec<Entry>,
+}
+
+/// A rule of a Prometheus rule group, in the order of tocsin's files.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Entry {
+    Record(Record),
+    Alert(Alert),
+}
+
+#[derive(Serialize)]
+struct Record {
+    record: String,
+    expr: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    labels: BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -96,6 +113,24 @@ pub fn prometheus(rules: &[Rule]) -> (String, Vec<String>) {
     let mut alerts = Vec::new();
     let mut notes = Vec::new();
     for r in rules {
+        if r.record {
+            alerts.push(Entry::Record(Record {
+                record: r.name.clone(),
+                expr: r.expr_text.clone(),
+                labels: r
+                    .labels
+                    .iter()
+                    .map(|l| (l.name.clone(), l.value.clone()))
+                    .collect(),
+            }));
+            if r.expr.aggregates() && r.interval_ms != tocsin_rules::AGGREGATE_INTERVAL_MS {
+                notes.push(format!(
+                    "{}: interval is not exported: Prometheus evaluates at its evaluation_interval",
+                    r.name
+                ));
+            }
+            continue;
+        }
         if r.dynamic.is_some() {
             notes.push(format!(
                 "{}: dynamic thresholds have no Prometheus equivalent; left out",
@@ -151,13 +186,13 @@ pub fn prometheus(rules: &[Rule]) -> (String, Vec<String>) {
                 notes.push(format!("{} ({level}): {}", r.name, caveats.join("; ")));
                 annotations.insert("tocsin_export_note".into(), caveats.join("; "));
             }
-            alerts.push(Alert {
+            alerts.push(Entry::Alert(Alert {
                 alert: r.name.clone(),
                 expr,
                 for_: duration(spec.for_ms.unwrap_or(r.for_ms)),
                 labels,
                 annotations,
-            });
+            }));
         }
     }
     let file = File {
@@ -167,7 +202,7 @@ pub fn prometheus(rules: &[Rule]) -> (String, Vec<String>) {
         }],
     };
     let yaml = serde_yaml_ng::to_string(&file).expect("rules serialize");
-    let header = "# Prometheus alerting rules exported by `tocsin-collector export-rules`.\n";
+    let header = "# Prometheus rules exported by `tocsin-collector export-rules`.\n";
     (format!("{header}{yaml}"), notes)
 }
 

@@ -27,6 +27,9 @@ pub struct Telemetry {
     /// When the configuration in force was taken (start or the last reload that took).
     pub config_reload_time: IntGauge,
     pub evaluations: IntCounter,
+    /// Samples recording rules made, by outcome (stored, refused: not newer than the series'
+    /// newest, or over a limit).
+    pub recorded: IntCounterVec,
     pub learned_late: IntCounter,
     pub alerts: IntGaugeVec,
     pub transitions: IntCounterVec,
@@ -252,6 +255,11 @@ impl Telemetry {
                     "Rule evaluations of one series.",
                 )
                 .expect("valid metric"),
+            ),
+            recorded: cv(
+                "tocsin_rule_recorded_samples_total",
+                "Samples recording rules made, by result (stored; refused: not newer than their series' newest, or over a series limit).",
+                &["result"],
             ),
             learned_late: reg(
                 &r,

@@ -319,12 +319,16 @@ fn shipped_rules_export_to_prometheus_rules_that_promtool_accepts() {
         "{notes}"
     );
     assert!(
-        notes.contains("ClusterMemoryLow (warning): interval is not exported"),
+        notes.contains("cluster:memory_available:ratio: interval is not exported"),
         "{notes}"
     );
     let yaml = std::fs::read_to_string(&out).unwrap();
     assert!(yaml.contains("alert: HostDown"), "{yaml}");
-    // Rules over a fleet export as the aggregations they are.
+    // Rules over a fleet export as the aggregations they are, recording rules as such.
+    assert!(
+        yaml.contains("- record: cluster:memory_available:ratio\n    expr: sum by (cluster)"),
+        "{yaml}"
+    );
     assert!(
         yaml.contains("expr: (100 * avg by (service) (probe_success)) < 50"),
         "{yaml}"
@@ -801,10 +805,10 @@ fn a_prometheus_sends_its_alerts_through_the_collector() {
     );
 }
 
-/// Rules over a fleet, and `increase` over a range its samples do not span, judge what
-/// Prometheus' own rule engine judges: the same series fed to tocsin's engine and, exported
-/// with `export-rules`, to `promtool test rules`, which must find exactly the alerts tocsin
-/// fires, with the groups' labels and values tocsin computed.
+/// Rules over a fleet, a rule over a recorded series, and `increase` over a range its samples
+/// do not span, judge what Prometheus' own rule engine judges: the same series fed to tocsin's
+/// engine and, exported with `export-rules`, to `promtool test rules`, which must find exactly
+/// the alerts tocsin fires, with the groups' labels and values tocsin computed.
 #[test]
 fn rules_over_a_fleet_fire_where_prometheus_fires_with_the_same_values() {
     use tocsin_model::{Labels, Sample, SeriesSamples, METRIC_NAME};
@@ -839,6 +843,12 @@ fn rules_over_a_fleet_fire_where_prometheus_fires_with_the_same_values() {
     annotations: { value: "{{ value|round(3) }}" }
   - name: HostErrors
     expr: increase(errors_total[100s])
+    levels: { warning: "> 2" }
+    annotations: { value: "{{ value|round(3) }}" }
+  - record: cluster:errors:ratio
+    expr: sum by (cluster) (rate(errors_total[5m])) / sum by (cluster) (rate(requests_total[5m]))
+  - name: RecordedErrorRatio
+    expr: 100 * cluster:errors:ratio
     levels: { warning: "> 2" }
     annotations: { value: "{{ value|round(3) }}" }
   - name: SlowestQuarter
@@ -905,6 +915,9 @@ fn rules_over_a_fleet_fire_where_prometheus_fires_with_the_same_values() {
             .collect();
         engine.ingest(&batch, t);
         engine.tick(t);
+        // As the collector's writer does: recorded values stored and read by the rules.
+        let recorded = engine.take_recorded();
+        engine.ingest(&recorded, t);
     }
     // What fires after the last evaluation, with the value it was judged on.
     let firing: std::collections::BTreeMap<(String, Labels), f64> = engine
@@ -924,6 +937,7 @@ fn rules_over_a_fleet_fire_where_prometheus_fires_with_the_same_values() {
         "HostErrors",
         "SlowestQuarter",
         "UnevenLoad",
+        "RecordedErrorRatio",
     ];
     let fired: std::collections::BTreeSet<&str> = firing.keys().map(|(n, _)| n.as_str()).collect();
     assert_eq!(fired.len(), names.len(), "every rule fires: {firing:?}");

@@ -814,3 +814,87 @@ fn every_dashboard_query_answers_as_prometheus_does() {
         queries.len()
     );
 }
+
+/// A recording rule's values are stored as a series of their own: the query API answers them
+/// (as it would a Prometheus's recorded series), and an alerting rule reads them.
+#[test]
+fn recorded_series_are_stored_queried_and_alerted_on() {
+    let _g = serial();
+    let (s, c) = Stack::with_collector("");
+    std::fs::write(
+        s.p("rules/recorded.yaml"),
+        r#"rules:
+  - record: service:app_load:sum
+    expr: sum by (service) (app_load)
+    interval: 1s
+    labels: { source: fleet }
+  - name: ServiceLoadHigh
+    expr: service:app_load:sum
+    levels: { warning: "> 100" }
+    annotations: { summary: "{{ labels.service }} at {{ value }}" }
+"#,
+    )
+    .unwrap();
+    let base = c.url("");
+    let base = base.trim_end_matches('/');
+    wait_for("the rules loaded", Duration::from_secs(20), || {
+        let v = get(base, "/api/v1/rules", &[]);
+        let rules = v["data"]["rules"].as_array()?.clone();
+        (rules.len() == 2).then_some(rules)
+    });
+    let v = get(base, "/api/v1/rules", &[]);
+    let rec = &v["data"]["rules"].as_array().unwrap()[0];
+    assert_eq!(rec["type"], "recording", "{rec}");
+    assert_eq!(rec["interval"], 1.0, "{rec}");
+    // Two hosts of one service, posted every half second until the alert is told.
+    let post = |load: [f64; 2]| {
+        let now = tocsin_model::now_ms();
+        let series: Vec<SeriesSamples> = ["a", "b"]
+            .iter()
+            .zip(load)
+            .map(|(host, v)| SeriesSamples {
+                labels: labels(&[("__name__", "app_load"), ("host", host), ("service", "web")]),
+                samples: vec![Sample::new(now, v)],
+            })
+            .collect();
+        assert_eq!(c.remote_write(&series, &[]).status().as_u16(), 204);
+    };
+    let (_, fired) = {
+        let mut n = 0;
+        wait_for(
+            "the alert on the recorded series",
+            Duration::from_secs(20),
+            || {
+                post([60.0, 70.0]);
+                std::thread::sleep(Duration::from_millis(500 * (n.min(1))));
+                n += 1;
+                s.hook.all().first().cloned()
+            },
+        )
+    };
+    let alert = &fired["alerts"][0];
+    assert_eq!(alert["labels"]["alertname"], "ServiceLoadHigh", "{fired}");
+    assert_eq!(alert["labels"]["service"], "web");
+    assert_eq!(alert["labels"]["source"], "fleet");
+    assert_eq!(alert["annotations"]["summary"], "web at 130.0");
+    let v = get(
+        base,
+        "/api/v1/query",
+        &[("query", "service:app_load:sum".to_string())],
+    );
+    let result = &v["data"]["result"][0];
+    assert_eq!(result["metric"]["service"], "web", "{v}");
+    assert_eq!(result["metric"]["source"], "fleet", "{v}");
+    assert!(result["metric"].get("host").is_none(), "{v}");
+    assert_eq!(result["value"][1], "130", "{v}");
+    let text = reqwest::blocking::get(c.url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        text.lines().any(|l| l
+            .starts_with("tocsin_rule_recorded_samples_total{result=\"stored\"}")
+            && !l.ends_with(" 0")),
+        "{text}"
+    );
+}

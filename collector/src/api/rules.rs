@@ -52,6 +52,10 @@ pub(crate) async fn list(State(st): State<AppState>) -> Json<Value> {
             }
             json!({
                 "name": r.name,
+                // As Prometheus' rule API says it.
+                "type": if r.record { "recording" } else { "alerting" },
+                // Rules over a fleet run on the clock, every `interval` seconds.
+                "interval": r.expr.aggregates().then_some(r.interval_ms as f64 / 1000.0),
                 "source": r.source,
                 "expr": r.expr_text,
                 "levels": levels_json(r),

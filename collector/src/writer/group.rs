@@ -87,6 +87,40 @@ impl Core {
         ))
     }
 
+    /// Stores what recording rules made and feeds it back to the rules (one may read a
+    /// recorded series), a few rounds deep: what a longer chain records is taken by the next
+    /// message. A rule reading its own output records nothing new (the same instant again is
+    /// not newer).
+    fn store_recorded(
+        &mut self,
+        g: &mut Group,
+        tx: &mut Txn<'_>,
+        now: TimestampMs,
+    ) -> Result<(), StoreError> {
+        const ROUNDS: usize = 4;
+        for _ in 0..ROUNDS {
+            let mut rec = self.engine.take_recorded();
+            let made: usize = rec.iter().map(|s| s.samples.len()).sum();
+            if made == 0 {
+                break;
+            }
+            let st = tx.append_derived(&mut rec, now)?;
+            let count = |result: &str, n: usize| {
+                self.tel
+                    .recorded
+                    .with_label_values(&[result])
+                    .inc_by(n as u64)
+            };
+            count("stored", st.accepted);
+            count("refused", made - st.accepted);
+            if self.forwarding {
+                g.derived_forward.extend(rec.iter().cloned());
+            }
+            g.transitions.extend(self.engine.ingest(&rec, now));
+        }
+        Ok(())
+    }
+
     /// Applies one message to the open transaction. On an error the message's answer is kept
     /// in the group, to be sent the error.
     pub(super) fn take(
@@ -147,6 +181,10 @@ impl Core {
                     origin == Origin::Live,
                     offset,
                 ));
+                if let Err(e) = self.store_recorded(g, tx, now) {
+                    g.ingested.push((reply, stats, batch));
+                    return Err(e);
+                }
                 g.ingested.push((reply, stats, batch));
             }
             Msg::Tick => {
@@ -216,6 +254,7 @@ impl Core {
                 }
                 g.transitions.extend(self.engine.ingest(&derived, now));
                 g.transitions.extend(self.engine.tick(now));
+                self.store_recorded(g, tx, now)?;
                 g.transitions.extend(self.external.tick(now));
             }
             Msg::ReportRun {

@@ -272,6 +272,8 @@ pub struct Engine {
     /// sender's clock offset (as for `ingest_sent`), and when the rule is next evaluated.
     agg_series: Vec<HashMap<u64, AggSeries>>,
     agg_due: Vec<TimestampMs>,
+    /// Values of recording rules not yet taken (`take_recorded`).
+    recorded: Vec<SeriesSamples>,
 }
 
 /// A series a rule that aggregates reads.
@@ -315,6 +317,7 @@ impl Engine {
             absent_seen: Vec::new(),
             agg_series: Vec::new(),
             agg_due: Vec::new(),
+            recorded: Vec::new(),
         };
         e.install(rules.into_iter().map(Arc::new).collect());
         e
@@ -793,6 +796,21 @@ impl Engine {
         now: TimestampMs,
     ) -> Option<Transition> {
         let rule = Arc::clone(&self.rules[ri]);
+        if rule.record {
+            // A sample of the recorded series: the input's labels (a group's, for a rule over
+            // a fleet) and the rule's, named by the rule.
+            let mut labels = key_labels.clone();
+            for l in rule.labels.iter() {
+                labels.set(l.name.clone(), l.value.clone());
+            }
+            labels.set(tocsin_model::METRIC_NAME, rule.name.clone());
+            self.evaluations += 1;
+            self.recorded.push(SeriesSamples {
+                labels,
+                samples: vec![tocsin_model::Sample::new(ts, v)],
+            });
+            return None;
+        }
         let judged = match &rule.dynamic {
             Some(d) => match self.detect(ri, kfp, ts, v) {
                 None => Judgement::default(),
@@ -961,6 +979,12 @@ impl Engine {
             }
         }
         out
+    }
+
+    /// The values recording rules made since the last call, as samples to store (and to feed
+    /// back, for rules that read recorded series).
+    pub fn take_recorded(&mut self) -> Vec<SeriesSamples> {
+        std::mem::take(&mut self.recorded)
     }
 
     /// Resolves every alert of `host` (its `host` label), reason `host removed`: a host taken
@@ -1317,6 +1341,7 @@ fn placeholder_rule(name: &str) -> Rule {
         annotations: BTreeMap::new(),
         remediation: None,
         interval_ms: crate::rule::AGGREGATE_INTERVAL_MS,
+        record: false,
     }
 }
 

@@ -45,7 +45,10 @@ struct RawFile {
 #[serde(deny_unknown_fields)]
 struct RawRule {
     /// The alert's name (`alertname` label); unique across all loaded files.
+    #[serde(default)]
     name: String,
+    /// A recording rule instead: the metric name its values are stored under.
+    record: Option<String>,
     /// What to compute: see `expr.rs` for the language.
     expr: String,
     /// How long a level's condition must hold before the alert fires at it (default 0s).
@@ -240,15 +243,50 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
     let mut rules = Vec::new();
     let mut problems = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
-    for (i, r) in raw.rules.into_iter().enumerate() {
+    for (i, mut r) in raw.rules.into_iter().enumerate() {
+        let record = r.record.is_some();
+        let named = !r.name.is_empty();
+        if let Some(rec) = r.record.take() {
+            r.name = rec;
+        }
         let at = |field: &[&str]| {
             let line = line_of(i, field);
             format!("{path}:{line}: rule {:?}", r.name)
         };
         let before = problems.len();
-        if r.name.is_empty() || !is_valid_label_name(&r.name) {
+        if record {
+            if named {
+                problems.push(format!(
+                    "{}: give name (an alerting rule) or record (a recording rule), not both",
+                    at(&["record"])
+                ));
+            }
+            if !tocsin_model::is_valid_metric_name(&r.name) {
+                problems.push(format!(
+                    "{}: record must be a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)",
+                    at(&["record"])
+                ));
+            }
+            // What makes an alert has no place in a rule that stores values.
+            for (field, given) in [
+                ("levels", !r.levels.is_empty()),
+                ("dynamic", r.dynamic.is_some()),
+                ("annotations", !r.annotations.is_empty()),
+                ("remediation", r.remediation.is_some()),
+                ("for", r.for_.is_some()),
+                ("for_runs", r.for_runs.is_some()),
+                ("flapping", r.flapping.is_some()),
+            ] {
+                if given {
+                    problems.push(format!(
+                        "{}: {field}: a recording rule stores values and raises no alert",
+                        at(&[field])
+                    ));
+                }
+            }
+        } else if r.name.is_empty() || !is_valid_label_name(&r.name) {
             problems.push(format!(
-                "{}: name must match [a-zA-Z_][a-zA-Z0-9_]*",
+                "{}: name must match [a-zA-Z_][a-zA-Z0-9_]* (or give record, for a recording rule)",
                 at(&["name"])
             ));
         }
@@ -327,7 +365,7 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
             }
         };
         let mut levels: [Option<LevelSpec>; 3] = [None, None, None];
-        if r.levels.is_empty() && r.dynamic.is_none() {
+        if r.levels.is_empty() && r.dynamic.is_none() && !record {
             problems.push(format!(
                 "{}: levels: at least one of warning, critical, emergency is required",
                 at(&["levels"])
@@ -618,6 +656,7 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
                 annotations: r.annotations,
                 remediation,
                 interval_ms,
+                record,
             });
         }
     }

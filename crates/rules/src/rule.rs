@@ -29,6 +29,9 @@ pub struct Rule {
     /// How often a rule that aggregates (`Compiled::aggregates`) is evaluated, on the clock;
     /// other rules run on each sample of their inputs.
     pub interval_ms: i64,
+    /// A recording rule: its values are stored as series named `name` (with its labels), and
+    /// it raises no alert.
+    pub record: bool,
 }
 
 /// A rule that aggregates is evaluated this often unless it says (`interval`).

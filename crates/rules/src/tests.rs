@@ -1391,3 +1391,74 @@ fn aggregations_are_checked_where_they_are_written() {
         ["test.yaml:5: rule \"A\": annotations.summary: host: this rule's groups have no host label, so `host` renders as nothing (labels.NAME for the group's labels)"]
     );
 }
+
+/// Recording rules store values instead of alerting: per series on each sample, labelled as
+/// their input and named by the rule; over a fleet on the clock, labelled as the group.
+#[test]
+fn recording_rules_make_samples_named_by_the_rule() {
+    let r = rules(
+        r#"
+rules:
+  - record: host:cpu_busy:percent
+    expr: cpu_busy * 100
+    labels: { source: rule }
+  - record: fleet:cpu_busy:avg
+    expr: avg(cpu_busy)
+    interval: 10s
+"#,
+    );
+    assert!(r
+        .iter()
+        .all(|r| r.record && r.defined_levels().count() == 0));
+    let mut e = Engine::new(r, EngineOptions::default());
+    assert!(e
+        .ingest(
+            &[
+                sample("cpu_busy", "a", T0, 0.5),
+                sample("cpu_busy", "b", T0, 0.7)
+            ],
+            T0
+        )
+        .is_empty());
+    assert!(e.tick(T0).is_empty(), "no alerts");
+    type Made = (String, Option<String>, Option<String>, i64, f64);
+    let mut got: Vec<Made> = e
+        .take_recorded()
+        .into_iter()
+        .map(|s| {
+            (
+                s.labels.metric_name().unwrap().to_string(),
+                s.labels.get("host").map(str::to_string),
+                s.labels.get("source").map(str::to_string),
+                s.samples[0].timestamp_ms,
+                (s.samples[0].value * 1e9).round() / 1e9,
+            )
+        })
+        .collect();
+    got.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let s = |x: &str| Some(x.to_string());
+    assert_eq!(
+        got,
+        [
+            ("fleet:cpu_busy:avg".into(), None, None, T0, 0.6),
+            ("host:cpu_busy:percent".into(), s("a"), s("rule"), T0, 50.0),
+            ("host:cpu_busy:percent".into(), s("b"), s("rule"), T0, 70.0),
+        ]
+    );
+    assert!(e.take_recorded().is_empty(), "taken once");
+    assert_eq!(e.alerts().count(), 0);
+    // What belongs to alerts is refused in a recording rule.
+    let e = parse_file(
+        "test.yaml",
+        "rules:\n  - record: x:y\n    name: X\n    expr: x\n    levels: { warning: \"> 1\" }\n  - record: \"bad name\"\n    expr: x\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        e,
+        [
+            "test.yaml:2: rule \"x:y\": give name (an alerting rule) or record (a recording rule), not both",
+            "test.yaml:5: rule \"x:y\": levels: a recording rule stores values and raises no alert",
+            "test.yaml:6: rule \"bad name\": record must be a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)",
+        ]
+    );
+}

@@ -20,7 +20,7 @@ const BAD: &[(&str, &[&str])] = &[
     ),
     (
         "unknown_field.bad.yaml",
-        &["fixtures/unknown_field.bad.yaml:4:5: rules[0]: unknown field `levles`, expected one of `name`, `expr`, `for`, `for_runs`, `flapping`, `dynamic`, `levels`, `labels`, `annotations`, `remediation`, `interval`"],
+        &["fixtures/unknown_field.bad.yaml:4:5: rules[0]: unknown field `levles`, expected one of `name`, `record`, `expr`, `for`, `for_runs`, `flapping`, `dynamic`, `levels`, `labels`, `annotations`, `remediation`, `interval`"],
     ),
     (
         "dynamic.bad.yaml",
