@@ -7,7 +7,7 @@
 //! Pure, over injected time: the caller persists [`Incidents::take_changes`] (incident rows and
 //! new timeline rows, append-only) in the transaction that caused them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use tocsin_dispatch::{AlertInfo, Event};
@@ -450,6 +450,8 @@ pub struct Incidents {
     settings: Settings,
     /// Open, acknowledged and recently resolved (for reopening), by id.
     live: BTreeMap<String, Incident>,
+    /// `live` by alert and by key.
+    index: Index,
     /// Day (days since the epoch) and the last sequence number used that day.
     day_seq: (i64, u32),
     dirty: BTreeSet<String>,
@@ -460,7 +462,52 @@ pub struct Incidents {
     events: Vec<TimelineEvent>,
 }
 
+/// The live incidents that hold each alert and those of each key, their ids sorted (the order
+/// `live` is walked in): an alert event looks at its own incidents, not at every live one, so
+/// a mass outage of n hosts with an incident each costs n, not n².
+#[derive(Debug, Default)]
+struct Index {
+    by_alert: HashMap<String, Vec<String>>,
+    by_key: HashMap<String, Vec<String>>,
+}
+
+impl Index {
+    fn add(map: &mut HashMap<String, Vec<String>>, k: &str, id: &str) {
+        let ids = map.entry(k.to_string()).or_default();
+        if let Err(at) = ids.binary_search_by(|x| x.as_str().cmp(id)) {
+            ids.insert(at, id.to_string());
+        }
+    }
+
+    fn of(live: &BTreeMap<String, Incident>) -> Index {
+        let mut ix = Index::default();
+        for (id, i) in live {
+            Index::add(&mut ix.by_key, &i.key, id);
+            for a in i.alerts.keys() {
+                Index::add(&mut ix.by_alert, a, id);
+            }
+        }
+        ix
+    }
+}
+
 impl Incidents {
+    /// The live incidents that hold `alert_id`, in id order.
+    fn with_alert<'a>(&'a self, alert_id: &str) -> impl Iterator<Item = &'a Incident> + 'a {
+        let ids = self.index.by_alert.get(alert_id).map(Vec::as_slice);
+        ids.unwrap_or_default()
+            .iter()
+            .filter_map(|id| self.live.get(id))
+    }
+
+    /// The live incidents of `key`, in id order.
+    fn with_key<'a>(&'a self, key: &str) -> impl Iterator<Item = &'a Incident> + 'a {
+        let ids = self.index.by_key.get(key).map(Vec::as_slice);
+        ids.unwrap_or_default()
+            .iter()
+            .filter_map(|id| self.live.get(id))
+    }
+
     pub fn new(settings: Settings) -> Incidents {
         Incidents {
             settings,
@@ -505,9 +552,7 @@ impl Incidents {
 
     /// The incident an alert is part of (live ones only).
     pub fn incident_of(&self, alert_id: &str) -> Option<&str> {
-        self.live
-            .values()
-            .filter(|i| i.alerts.contains_key(alert_id))
+        self.with_alert(alert_id)
             .max_by_key(|i| i.opened_at)
             .map(|i| i.id.as_str())
     }
@@ -529,8 +574,7 @@ impl Incidents {
             .unwrap_or_default();
         if !a.firing {
             let id = self
-                .live
-                .values()
+                .with_alert(&a.id)
                 .find(|i| {
                     i.state != State::Resolved && i.alerts.get(&a.id).is_some_and(|s| s.firing)
                 })
@@ -560,25 +604,21 @@ impl Incidents {
             return Some(id);
         }
         let existing = self
-            .live
-            .values()
-            .find(|i| i.state != State::Resolved && i.alerts.contains_key(&a.id))
+            .with_alert(&a.id)
+            .find(|i| i.state != State::Resolved)
             .map(|i| i.id.clone());
         let key = self.key_of(a);
         let id = match existing {
             Some(id) => id,
             None => {
                 let open = self
-                    .live
-                    .values()
-                    .find(|i| i.state != State::Resolved && i.key == key)
+                    .with_key(&key)
+                    .find(|i| i.state != State::Resolved)
                     .map(|i| i.id.clone());
                 let recent = self
-                    .live
-                    .values()
+                    .with_key(&key)
                     .filter(|i| {
                         i.state == State::Resolved
-                            && i.key == key
                             && i.resolved_at
                                 .is_some_and(|r| now - r <= self.settings.reopen_within_ms)
                     })
@@ -608,6 +648,7 @@ impl Incidents {
                     (None, None) => {
                         let id = self.new_id(now);
                         let title = format!("{}{who}", a.rule);
+                        Index::add(&mut self.index.by_key, &key, &id);
                         self.live.insert(
                             id.clone(),
                             Incident {
@@ -668,6 +709,9 @@ impl Incidents {
         }
         if a.event == Event::Flapping {
             inc.flapping = true;
+        }
+        if !inc.alerts.contains_key(&a.id) {
+            Index::add(&mut self.index.by_alert, &a.id, &id);
         }
         let span = inc.alerts.entry(a.id.clone()).or_insert_with(|| AlertSpan {
             rule: a.rule.clone(),
@@ -903,9 +947,13 @@ impl Incidents {
     /// Forgets resolved incidents past the reopen window (they stay in the store).
     pub fn expire(&mut self, now: TimestampMs) {
         let w = self.settings.reopen_within_ms;
+        let before = self.live.len();
         self.live.retain(|_, i| {
             i.state != State::Resolved || i.resolved_at.is_some_and(|r| now - r <= w)
         });
+        if self.live.len() != before {
+            self.index = Index::of(&self.live);
+        }
     }
 
     /// Changed incidents and the new timeline rows, since the last call.
@@ -964,6 +1012,7 @@ impl Incidents {
                 Err(e) => bad.push((k, e.to_string())),
             }
         }
+        self.index = Index::of(&self.live);
         self.expire(now);
         bad
     }

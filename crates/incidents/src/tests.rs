@@ -185,9 +185,34 @@ fn ids_count_per_day_and_state_round_trips() {
     let mut inc = Incidents::new(by_host());
     inc.on_alert(&alert("A", "h1", Level::Warning, true), T0);
     let (rows, _) = inc.take_changes();
-    let rows = rows.into_iter().map(|r| (r.id, r.json)).collect();
+    // As the store reads a row back: its alerts put into it.
+    let rows = rows
+        .into_iter()
+        .map(|r| {
+            let mut v: serde_json::Value = serde_json::from_str(&r.json).unwrap();
+            if v.is_object() {
+                let alerts: serde_json::Map<String, serde_json::Value> = r
+                    .alerts
+                    .iter()
+                    .map(|(a, d)| (a.clone(), serde_json::from_str(d).unwrap()))
+                    .collect();
+                v["alerts"] = alerts.into();
+            }
+            (r.id, v.to_string())
+        })
+        .collect();
     let mut again = Incidents::new(by_host());
     assert!(again.restore(rows, T0 + S).is_empty());
+    // A restored incident is found by its alerts and its key (the index is rebuilt).
+    assert_eq!(
+        again.incident_of(&alert("A", "h1", Level::Warning, true).id),
+        Some("INC-20261118-0001")
+    );
+    assert_eq!(
+        again.on_alert(&alert("B", "h1", Level::Warning, true), T0 + S),
+        Some("INC-20261118-0001".into()),
+        "the same host's incident"
+    );
     assert_eq!(
         again.on_alert(&alert("A", "h2", Level::Warning, true), T0 + S),
         Some("INC-20261118-0002".into())
