@@ -15,6 +15,8 @@ pub struct Telemetry {
     pub commit_seconds: Histogram,
     /// Time to refresh the snapshot the API answers from (alerts, incidents, groups).
     pub view_refresh_seconds: Histogram,
+    /// Time the rules' step on the clock took (rules over a fleet, pending and stale alerts).
+    pub rule_tick_seconds: Histogram,
     pub series: IntGauge,
     pub head_samples: IntGauge,
     pub checkpoints: IntCounter,
@@ -99,6 +101,17 @@ impl Telemetry {
                 "tocsin_ingest_samples_total",
                 "Samples received, by outcome (accepted, out_of_order, too_far_in_future, over_series_limit, reserved_name: a tocsin_* name the collector derives itself; live: sent ahead of a backlog for rule evaluation only, stored when the backlog reaches them).",
                 &["result"],
+            ),
+            rule_tick_seconds: reg(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "tocsin_rule_tick_duration_seconds",
+                        "Time the rules' step on the clock took, about once a second: rules over a fleet evaluated when due, pending alerts whose for has passed, stale ones resolved, absences.",
+                    )
+                    .buckets(prometheus::exponential_buckets(0.0001, 2.0, 16).expect("valid")),
+                )
+                .expect("valid metric"),
             ),
             commit_seconds: reg(
                 &r,

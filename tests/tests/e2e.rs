@@ -1652,4 +1652,6 @@ fn a_rule_over_several_hosts_fires_once_for_their_group() {
         "{alerts:?}"
     );
     assert_eq!(s.hook.all().len(), 2, "one firing, one resolve");
+    // The rules' step on the clock, fleet rules included, is timed.
+    assert!(metric(&c, "tocsin_rule_tick_duration_seconds_count") > 0.0);
 }

@@ -253,7 +253,11 @@ impl Core {
                     }
                 }
                 g.transitions.extend(self.engine.ingest(&derived, now));
+                let started = std::time::Instant::now();
                 g.transitions.extend(self.engine.tick(now));
+                self.tel
+                    .rule_tick_seconds
+                    .observe(started.elapsed().as_secs_f64());
                 self.store_recorded(g, tx, now)?;
                 g.transitions.extend(self.external.tick(now));
             }
