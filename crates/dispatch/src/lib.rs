@@ -95,6 +95,33 @@ pub struct AlertInfo {
 }
 
 impl AlertInfo {
+    /// An alert of `rule` with these labels that fired (or resolved) at `level`, with nothing
+    /// else told of it (no annotations, value 0, times 0): what tests and benchmarks start from.
+    pub fn bare(rule: &str, labels: Labels, level: Level, firing: bool) -> AlertInfo {
+        AlertInfo {
+            id: alert_id(&labels),
+            rule: rule.into(),
+            labels,
+            annotations: BTreeMap::new(),
+            firing,
+            event: if firing {
+                Event::Firing
+            } else {
+                Event::Resolved
+            },
+            level,
+            previous_level: None,
+            value: 0.0,
+            threshold: String::new(),
+            starts_at: 0,
+            ends_at: None,
+            at: 0,
+            reason: None,
+            ack: None,
+            generator_url: None,
+        }
+    }
+
     pub fn from_transition(t: &Transition) -> AlertInfo {
         AlertInfo {
             id: alert_id(&t.labels),

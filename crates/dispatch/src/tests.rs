@@ -11,26 +11,9 @@ const H: i64 = 60 * M;
 fn alert(name: &str, host: &str, level: Level, firing: bool) -> AlertInfo {
     let labels = Labels::from_pairs([("alertname", name), ("host", host)]);
     AlertInfo {
-        id: alert_id(&labels),
-        rule: name.into(),
-        labels,
-        annotations: BTreeMap::new(),
-        firing,
-        event: if firing {
-            Event::Firing
-        } else {
-            Event::Resolved
-        },
-        level,
-        previous_level: None,
         value: 1.0,
         threshold: "> 0".into(),
-        starts_at: 0,
-        ends_at: None,
-        at: 0,
-        reason: None,
-        ack: None,
-        generator_url: None,
+        ..AlertInfo::bare(name, labels, level, firing)
     }
 }
 

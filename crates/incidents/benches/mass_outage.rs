@@ -6,33 +6,15 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use tocsin_dispatch::{AlertInfo, Event};
+use tocsin_dispatch::AlertInfo;
 use tocsin_incidents::{Incidents, Settings};
 use tocsin_model::{Labels, Level};
 
 fn alert(host: &str, firing: bool) -> AlertInfo {
     let labels = Labels::from_pairs([("alertname", "HostDown"), ("host", host)]);
     AlertInfo {
-        id: tocsin_dispatch::alert_id(&labels),
-        rule: "HostDown".into(),
-        labels,
         annotations: BTreeMap::from([("summary".to_string(), "host down".to_string())]),
-        firing,
-        event: if firing {
-            Event::Firing
-        } else {
-            Event::Resolved
-        },
-        level: Level::Critical,
-        previous_level: None,
-        value: 0.0,
-        threshold: "== 0".into(),
-        starts_at: 0,
-        ends_at: None,
-        at: 0,
-        reason: None,
-        ack: None,
-        generator_url: None,
+        ..AlertInfo::bare("HostDown", labels, Level::Critical, firing)
     }
 }
 

@@ -10,26 +10,9 @@ const T0: i64 = 1_795_000_000_000; // 2026-11-18
 fn alert(rule: &str, host: &str, level: Level, firing: bool) -> AlertInfo {
     let labels = Labels::from_pairs([("alertname", rule), ("host", host), ("service", "web")]);
     AlertInfo {
-        id: tocsin_dispatch::alert_id(&labels),
-        rule: rule.into(),
-        labels,
         annotations: BTreeMap::from([("summary".to_string(), "probe failed".to_string())]),
-        firing,
-        event: if firing {
-            tocsin_dispatch::Event::Firing
-        } else {
-            tocsin_dispatch::Event::Resolved
-        },
-        level,
-        previous_level: None,
-        value: 0.0,
         threshold: "< 1".into(),
-        starts_at: 0,
-        ends_at: None,
-        at: 0,
-        reason: None,
-        ack: None,
-        generator_url: None,
+        ..AlertInfo::bare(rule, labels, level, firing)
     }
 }
 

@@ -14,22 +14,10 @@ fn alert(level: Level, firing: bool) -> AlertInfo {
         ("service", "web"),
     ]);
     AlertInfo {
-        id: tocsin_dispatch::alert_id(&labels),
-        rule: "WebDown".into(),
-        labels,
-        annotations: BTreeMap::new(),
-        firing,
+        // Told as firing even when it resolves: the remedies judge `firing`.
         event: tocsin_dispatch::Event::Firing,
-        level,
-        previous_level: None,
-        value: 0.0,
         threshold: "< 1".into(),
-        starts_at: 0,
-        ends_at: None,
-        at: 0,
-        reason: None,
-        ack: None,
-        generator_url: None,
+        ..AlertInfo::bare("WebDown", labels, level, firing)
     }
 }
 

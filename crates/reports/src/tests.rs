@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use tocsin_dispatch::{AlertInfo, Event};
+use tocsin_dispatch::AlertInfo;
 use tocsin_incidents::{Incidents, Settings, Verdict};
 use tocsin_model::Labels;
 
@@ -13,26 +13,8 @@ const FROM: i64 = 1_796_000_400_000;
 fn alert(rule: &str, service: &str, level: Level, firing: bool) -> AlertInfo {
     let labels = Labels::from_pairs([("alertname", rule), ("host", "app-1"), ("service", service)]);
     AlertInfo {
-        id: tocsin_dispatch::alert_id(&labels),
-        rule: rule.into(),
-        labels,
-        annotations: BTreeMap::new(),
-        firing,
-        event: if firing {
-            Event::Firing
-        } else {
-            Event::Resolved
-        },
-        level,
-        previous_level: None,
-        value: 0.0,
         threshold: "< 1".into(),
-        starts_at: 0,
-        ends_at: None,
-        at: 0,
-        reason: None,
-        ack: None,
-        generator_url: None,
+        ..AlertInfo::bare(rule, labels, level, firing)
     }
 }
 
