@@ -108,6 +108,12 @@ fn template(t: &str, level: &str, threshold: &str) -> Option<String> {
     Some(out)
 }
 
+/// What a rule over a fleet cannot carry over: its own `interval`.
+fn interval_caveat(r: &Rule) -> Option<&'static str> {
+    (r.expr.aggregates() && r.interval_ms != tocsin_rules::AGGREGATE_INTERVAL_MS)
+        .then_some("interval is not exported: Prometheus evaluates at its evaluation_interval")
+}
+
 /// The Prometheus rule file for `rules`, and what was left out or changed, one line each.
 pub fn prometheus(rules: &[Rule]) -> (String, Vec<String>) {
     let mut alerts = Vec::new();
@@ -123,11 +129,8 @@ pub fn prometheus(rules: &[Rule]) -> (String, Vec<String>) {
                     .map(|l| (l.name.clone(), l.value.clone()))
                     .collect(),
             }));
-            if r.expr.aggregates() && r.interval_ms != tocsin_rules::AGGREGATE_INTERVAL_MS {
-                notes.push(format!(
-                    "{}: interval is not exported: Prometheus evaluates at its evaluation_interval",
-                    r.name
-                ));
+            if let Some(c) = interval_caveat(r) {
+                notes.push(format!("{}: {c}", r.name));
             }
             continue;
         }
@@ -177,11 +180,7 @@ pub fn prometheus(rules: &[Rule]) -> (String, Vec<String>) {
             if spec.for_runs.unwrap_or(r.for_runs) > 1 {
                 caveats.push("for_runs is not exported: set for to that many scrape intervals");
             }
-            if r.expr.aggregates() && r.interval_ms != tocsin_rules::AGGREGATE_INTERVAL_MS {
-                caveats.push(
-                    "interval is not exported: Prometheus evaluates at its evaluation_interval",
-                );
-            }
+            caveats.extend(interval_caveat(r));
             if !caveats.is_empty() {
                 notes.push(format!("{} ({level}): {}", r.name, caveats.join("; ")));
                 annotations.insert("tocsin_export_note".into(), caveats.join("; "));

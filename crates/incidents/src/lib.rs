@@ -492,20 +492,24 @@ impl Index {
 }
 
 impl Incidents {
+    /// The live incidents `map` lists under `k`, in id order.
+    fn indexed<'a>(
+        &'a self,
+        map: &'a HashMap<String, Vec<String>>,
+        k: &str,
+    ) -> impl Iterator<Item = &'a Incident> + 'a {
+        let ids = map.get(k).map(Vec::as_slice).unwrap_or_default();
+        ids.iter().filter_map(|id| self.live.get(id))
+    }
+
     /// The live incidents that hold `alert_id`, in id order.
     fn with_alert<'a>(&'a self, alert_id: &str) -> impl Iterator<Item = &'a Incident> + 'a {
-        let ids = self.index.by_alert.get(alert_id).map(Vec::as_slice);
-        ids.unwrap_or_default()
-            .iter()
-            .filter_map(|id| self.live.get(id))
+        self.indexed(&self.index.by_alert, alert_id)
     }
 
     /// The live incidents of `key`, in id order.
     fn with_key<'a>(&'a self, key: &str) -> impl Iterator<Item = &'a Incident> + 'a {
-        let ids = self.index.by_key.get(key).map(Vec::as_slice);
-        ids.unwrap_or_default()
-            .iter()
-            .filter_map(|id| self.live.get(id))
+        self.indexed(&self.index.by_key, key)
     }
 
     pub fn new(settings: Settings) -> Incidents {

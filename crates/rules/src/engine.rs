@@ -701,18 +701,20 @@ impl Engine {
             }
             self.agg_due[ri] = now.saturating_add(rule.interval_ms);
             let stale = self.opts.stale_after_ms;
-            self.agg_series[ri].retain(|_, series| {
-                let at = now.saturating_add(series.clock_offset_ms);
-                series
-                    .leaves
-                    .iter()
-                    .any(|ls| ls.window.back().is_some_and(|b| at - b.0 <= stale))
-            });
             let time = now as f64 / 1000.0;
             let n = rule.expr.aggs.len();
             let mut groups: HashMap<u64, (Arc<Labels>, Vec<Accumulator>)> = HashMap::new();
-            for series in self.agg_series[ri].values() {
+            // One pass: a series silent past the staleness window is forgotten, the others
+            // join their group.
+            self.agg_series[ri].retain(|_, series| {
                 let at = now.saturating_add(series.clock_offset_ms);
+                let fresh = series
+                    .leaves
+                    .iter()
+                    .any(|ls| ls.window.back().is_some_and(|b| at - b.0 <= stale));
+                if !fresh {
+                    return false;
+                }
                 for ai in 0..n {
                     let Some(v) = rule.expr.eval_inner(ai, time, &mut |li| {
                         series.leaves[li].value(&rule.expr.leaves[li], at, stale)
@@ -726,7 +728,8 @@ impl Engine {
                         .1[ai]
                         .add(v, rule.expr.aggs[ai].op.keeps_values());
                 }
-            }
+                true
+            });
             for (gfp, (labels, mut acc)) in groups {
                 let v = rule
                     .expr
@@ -799,10 +802,7 @@ impl Engine {
         if rule.record {
             // A sample of the recorded series: the input's labels (a group's, for a rule over
             // a fleet) and the rule's, named by the rule.
-            let mut labels = key_labels.clone();
-            for l in rule.labels.iter() {
-                labels.set(l.name.clone(), l.value.clone());
-            }
+            let mut labels = rule.labelled(key_labels);
             labels.set(tocsin_model::METRIC_NAME, rule.name.clone());
             self.evaluations += 1;
             self.recorded.push(SeriesSamples {
@@ -876,16 +876,14 @@ impl Engine {
             return None;
         }
         let st = self.alerts.entry((ri, kfp)).or_insert_with(|| {
-            let mut labels = key_labels.clone();
+            let mut key = key_labels.clone();
             // `level` is tocsin's, set on delivery from the alert's level: a series' own is
             // kept as `exported_level` (as Prometheus keeps a target's clashing label), so it
             // neither reads as the alert's level nor matches a silence or route meant for it.
-            if let Some(v) = labels.remove("level") {
-                labels.set("exported_level", v);
+            if let Some(v) = key.remove("level") {
+                key.set("exported_level", v);
             }
-            for l in rule.labels.iter() {
-                labels.set(l.name.clone(), l.value.clone());
-            }
+            let mut labels = rule.labelled(&key);
             labels.set("alertname", rule.name.clone());
             Arc::new(AlertState {
                 rule: rule.name.clone(),

@@ -113,6 +113,11 @@ pub struct Grouping {
 }
 
 impl Grouping {
+    /// Whether a group keeps label `name` of its series.
+    pub fn keeps(&self, name: &str) -> bool {
+        self.labels.iter().any(|l| l == name) != self.without
+    }
+
     /// The group's labels for a series' labels (less `__name__`).
     pub fn group(&self, series: &Labels) -> Labels {
         if self.without {
@@ -426,8 +431,9 @@ pub struct Compiled {
 }
 
 impl Compiled {
-    /// Evaluates with `leaf(i)` giving each leaf's value; `None` when any input is missing or
-    /// the result is not a finite number.
+    /// Evaluates with `leaf(i)` giving each leaf's value (for an expression that aggregates,
+    /// each aggregation's value for the group: its root reads no leaf); `None` when any input
+    /// is missing or the result is not a finite number.
     pub fn eval(&self, time: f64, leaf: &mut dyn FnMut(usize) -> Option<f64>) -> Option<f64> {
         eval(&self.root, time, leaf).filter(|v| v.is_finite())
     }

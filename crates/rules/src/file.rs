@@ -308,28 +308,28 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Rule>, Vec<String>> {
         let hostless = compiled
             .as_ref()
             .and_then(|c| c.aggs.first())
-            .is_some_and(|a| a.grouping.without == a.grouping.labels.iter().any(|l| l == "host"));
-        let interval_ms = match parse_for(r.interval.as_deref()) {
-            Err(e) => {
+            .is_some_and(|a| !a.grouping.keeps("host"));
+        let interval_ms = match r.interval.as_deref().map(|i| parse_for(Some(i))) {
+            None => crate::rule::AGGREGATE_INTERVAL_MS,
+            Some(Err(e)) => {
                 problems.push(format!("{}: interval: {e}", at(&["interval"])));
                 0
             }
-            Ok(_) if r.interval.is_some() && compiled.is_some() && !aggregates => {
+            Some(Ok(_)) if compiled.is_some() && !aggregates => {
                 problems.push(format!(
                     "{}: interval: only a rule that aggregates runs on the clock; this one runs on each sample of its series",
                     at(&["interval"])
                 ));
                 0
             }
-            Ok(ms) if r.interval.is_some() && ms < 1000 => {
+            Some(Ok(ms)) if ms < 1000 => {
                 problems.push(format!(
                     "{}: interval: must be at least 1s",
                     at(&["interval"])
                 ));
                 0
             }
-            Ok(ms) if r.interval.is_some() => ms,
-            Ok(_) => crate::rule::AGGREGATE_INTERVAL_MS,
+            Some(Ok(ms)) => ms,
         };
 
         let flapping = match &r.flapping {

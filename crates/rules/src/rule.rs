@@ -69,6 +69,15 @@ pub struct Remediation {
 }
 
 impl Rule {
+    /// A series' (or a group's) labels with the rule's own set over them.
+    pub fn labelled(&self, key: &Labels) -> Labels {
+        let mut labels = key.clone();
+        for l in self.labels.iter() {
+            labels.set(l.name.clone(), l.value.clone());
+        }
+        labels
+    }
+
     pub fn level(&self, l: Level) -> Option<&LevelSpec> {
         self.levels[l.index()].as_ref()
     }
